@@ -1,0 +1,218 @@
+package lightbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/beamhop/lightbox/internal/atomicfile"
+	"github.com/beamhop/lightbox/internal/idmap"
+	"github.com/beamhop/lightbox/internal/lockfile"
+	"golang.org/x/sys/unix"
+)
+
+// Options configure Open. The zero value is the default store.
+type Options struct {
+	// Root is the store's directory. "" means $LIGHTBOX_ROOT, else
+	// /var/lib/lightbox as root and $XDG_DATA_HOME/lightbox (or
+	// ~/.local/share/lightbox) otherwise.
+	Root string
+	// Logger receives structured records; nil discards them.
+	Logger *slog.Logger
+	// Progress, when non-nil, receives progress bars while importing or
+	// unpacking something large (the CLI passes stderr when it is a
+	// terminal). nil draws nothing.
+	Progress io.Writer
+}
+
+// Runtime is an open store. It is safe for concurrent use; several
+// processes may open one store at once.
+type Runtime struct {
+	root    string
+	log     *slog.Logger
+	mapping idmap.Mapping
+	opts    Options
+
+	closeOnce sync.Once
+}
+
+// storeFile is $ROOT/store.json.
+type storeFile struct {
+	Version   int           `json:"version"`
+	Mapping   idmap.Mapping `json:"mapping"`
+	CreatedAt time.Time     `json:"createdAt"`
+}
+
+// DefaultRoot returns the store root Open uses when Options.Root is "".
+func DefaultRoot() (string, error) {
+	if r := os.Getenv("LIGHTBOX_ROOT"); r != "" {
+		return r, nil
+	}
+	if os.Geteuid() == 0 {
+		return "/var/lib/lightbox", nil
+	}
+	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "lightbox"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("store root: set --root or LIGHTBOX_ROOT: %w", err)
+	}
+	return filepath.Join(home, ".local", "share", "lightbox"), nil
+}
+
+// Open creates the store at opts.Root, or checks the one there. It refuses
+// a root on overlayfs or NFS, or on a filesystem without d_type or user
+// xattrs, and a store whose recorded id mapping differs from the one this
+// process would use.
+func Open(opts Options) (*Runtime, error) {
+	root := opts.Root
+	if root == "" {
+		var err error
+		if root, err = DefaultRoot(); err != nil {
+			return nil, err
+		}
+	}
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	mapping, err := idmap.Detect()
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: id mapping: %w", root, err)
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", root, err)
+	}
+	for _, d := range []string{"tmp", "snapshots", "volumes", "sandboxes"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o700); err != nil {
+			return nil, fmt.Errorf("open store %s: %w", root, err)
+		}
+	}
+	r := &Runtime{root: root, log: log, mapping: mapping, opts: opts}
+	if err := r.checkStore(); err != nil {
+		return nil, err
+	}
+	if err := r.openParts(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// checkStore records the mapping of a new store, or compares it, and
+// checks the filesystem once.
+func (r *Runtime) checkStore() error {
+	ctx := context.Background() // a short local lock wait; Open takes no context by contract
+	lk, err := lockfile.Exclusive(ctx, filepath.Join(r.root, "store.lock"))
+	if err != nil {
+		return fmt.Errorf("open store %s: %w", r.root, err)
+	}
+	defer lk.Close()
+	path := filepath.Join(r.root, "store.json")
+	data, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		var sf storeFile
+		if err := json.Unmarshal(data, &sf); err != nil {
+			return fmt.Errorf("open store %s: store.json: %w", r.root, err)
+		}
+		if !sf.Mapping.Equal(r.mapping) {
+			return fmt.Errorf("open store %s: it was made with id mapping %q but this process maps %q "+
+				"(was /etc/subuid or /etc/subgid edited, or newuidmap installed or removed?): "+
+				"its layers and volumes would be owned by nobody; use the mapping it was made with, or another --root",
+				r.root, sf.Mapping.String(), r.mapping.String())
+		}
+		return nil
+	case errors.Is(err, os.ErrNotExist):
+		if err := checkFilesystem(r.root); err != nil {
+			return err
+		}
+		return atomicfile.WriteJSON(path, storeFile{Version: 1, Mapping: r.mapping, CreatedAt: time.Now().UTC()}, 0o600)
+	default:
+		return fmt.Errorf("open store %s: %w", r.root, err)
+	}
+}
+
+// Filesystem magic numbers (statfs f_type) of filesystems a store cannot
+// live on.
+const (
+	overlayfsMagic = 0x794c7630
+	nfsMagic       = 0x6969
+)
+
+// checkFilesystem refuses, saying why, a store root where sandboxes cannot
+// work.
+func checkFilesystem(root string) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(root, &st); err != nil {
+		return fmt.Errorf("open store %s: statfs: %w", root, err)
+	}
+	switch st.Type {
+	case overlayfsMagic:
+		return fmt.Errorf("open store %s: the store is on overlayfs, which cannot hold a sandbox's upper directory: use --root on another filesystem", root)
+	case nfsMagic:
+		return fmt.Errorf("open store %s: the store is on NFS, which lacks the locking and xattrs lightbox needs: use --root on a local filesystem", root)
+	}
+	probe, err := os.MkdirTemp(filepath.Join(root, "tmp"), "probe-")
+	if err != nil {
+		return fmt.Errorf("open store %s: %w", root, err)
+	}
+	defer os.RemoveAll(probe)
+	f := filepath.Join(probe, "f")
+	if err := os.WriteFile(f, nil, 0o600); err != nil {
+		return fmt.Errorf("open store %s: %w", root, err)
+	}
+	if err := unix.Setxattr(f, "user.lightbox.probe", []byte("1"), 0); err != nil {
+		return fmt.Errorf("open store %s: the filesystem does not support user xattrs (%w), which overlayfs in a user namespace needs: use --root on ext4, xfs or btrfs", root, err)
+	}
+	d, err := os.Open(probe)
+	if err != nil {
+		return fmt.Errorf("open store %s: %w", root, err)
+	}
+	defer d.Close()
+	buf := make([]byte, 4096)
+	n, err := unix.ReadDirent(int(d.Fd()), buf)
+	if err != nil {
+		return fmt.Errorf("open store %s: readdir: %w", root, err)
+	}
+	if !direntTypesKnown(buf[:n]) {
+		return fmt.Errorf("open store %s: the filesystem does not report d_type, which overlayfs needs: use --root on ext4, xfs (ftype=1) or btrfs", root)
+	}
+	return nil
+}
+
+// Root returns the store's directory.
+func (r *Runtime) Root() string { return r.root }
+
+// Close releases what the Runtime holds. Sandboxes it launched and did not
+// detach keep running until their handles are destroyed or the process
+// exits.
+func (r *Runtime) Close() error {
+	var err error
+	r.closeOnce.Do(func() { err = r.closeParts() })
+	return err
+}
+
+var (
+	defaultOnce sync.Once
+	defaultRT   *Runtime
+	defaultErr  error
+)
+
+// Default returns the Runtime that the package-level functions use,
+// opened once with Options{}.
+func Default() (*Runtime, error) {
+	defaultOnce.Do(func() { defaultRT, defaultErr = Open(Options{}) })
+	return defaultRT, defaultErr
+}
