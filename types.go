@@ -42,12 +42,19 @@ type SandboxOptions struct {
 	Workdir string
 	// Env is "KEY=value" entries applied on top of the snapshot's own.
 	Env []string
+	// User is "user[:group]" (names or ids) inside the sandbox that
+	// commands run as; "" = the snapshot's.
+	User string
 	// Command is an optional main process; nil = none: the sandbox idles,
 	// serving Exec and Shell, until destroyed (or Timeout passes). With a
 	// Command the sandbox lives as long as that process.
 	Command []string
 	// Network: "" = NetworkPrivate; NetworkNone, NetworkHost.
 	Network Network
+	// Ports publishes sandbox ports on the host with NetworkPrivate:
+	// "[HOSTIP:]HOSTPORT:PORT[/tcp|udp]", on 127.0.0.1 unless HOSTIP is
+	// given.
+	Ports []string
 	// Resources: zero = no limits (and no cgroup is made).
 	Resources Resources
 	// Timeout: 0 = none; enforced by the sandbox's own init.

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/beamhop/lightbox"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+)
+
+// Exit statuses of lightbox itself, as docker uses them.
+const (
+	exitFailed        = 125 // lightbox failed
+	exitNotExecutable = 126
+	exitNotFound      = 127
+)
+
+// exitCode carries a status for Main to return without printing.
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// Main runs the CLI with args (args[0] is the program name) and returns
+// the process's exit status.
+func Main(args []string) int {
+	app := newApp()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	err := app.RunContext(ctx, args)
+	if err == nil {
+		return 0
+	}
+	var ec exitCode
+	if errors.As(err, &ec) {
+		return int(ec)
+	}
+	fmt.Fprintf(os.Stderr, "lightbox: %v\n", err)
+	var ce cli.ExitCoder
+	if errors.As(err, &ce) {
+		return ce.ExitCode()
+	}
+	return exitFailed
+}
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:                   "lightbox",
+		Usage:                  "daemonless, rootless sandboxes over immutable snapshots and named volumes",
+		HideHelpCommand:        true,
+		UseShortOptionHandling: true,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "root", Usage: "store directory", EnvVars: []string{"LIGHTBOX_ROOT"}},
+			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "warn"},
+		},
+		ExitErrHandler: func(*cli.Context, error) {}, // Main prints and picks the status
+		Commands: []*cli.Command{
+			snapshotCommand(),
+			runCommand(),
+			execCommand(),
+			psCommand(),
+			logsCommand(),
+			waitCommand(),
+			rmCommand(),
+			gcCommand(),
+			volumeCommand(),
+			versionCommand(),
+		},
+	}
+}
+
+// open opens the store named by --root (or the default).
+func open(c *cli.Context) (*lightbox.Runtime, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := lightbox.Options{
+		Root:   c.String("root"),
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+	}
+	if term.IsTerminal(int(os.Stderr.Fd())) {
+		opts.Progress = os.Stderr
+	}
+	return lightbox.Open(opts)
+}
+
+// withRuntime wraps an action that needs the store.
+func withRuntime(fn func(c *cli.Context, r *lightbox.Runtime) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		r, err := open(c)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		return fn(c, r)
+	}
+}
+
+func formatFlag() cli.Flag {
+	return &cli.StringFlag{Name: "format", Usage: "output format: table or json", Value: "table"}
+}
+
+func wantJSON(c *cli.Context) (bool, error) {
+	switch f := c.String("format"); f {
+	case "", "table":
+		return false, nil
+	case "json":
+		return true, nil
+	default:
+		return false, fmt.Errorf("--format %q: want table or json", f)
+	}
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func needArgs(c *cli.Context, min int, usage string) error {
+	if c.NArg() < min {
+		return fmt.Errorf("usage: lightbox %s %s", c.Command.FullName(), usage)
+	}
+	return nil
+}
+
+func versionCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "version",
+		Usage: "print the version",
+		Action: func(c *cli.Context) error {
+			fmt.Println("lightbox", lightbox.Version)
+			return nil
+		},
+	}
+}

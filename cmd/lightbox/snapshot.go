@@ -1,0 +1,148 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/beamhop/lightbox"
+	"github.com/urfave/cli/v2"
+)
+
+func snapshotCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "snapshot",
+		Usage: "manage snapshots (immutable root filesystems)",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "import",
+				Usage:     "import an OCI layout dir[:tag], oci-archive tar[:tag], docker save tar, rootfs dir or rootfs tar",
+				ArgsUsage: "NAME SOURCE",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "format", Usage: "force the source format: oci, oci-archive, docker-archive, rootfs-dir, rootfs-tar"},
+					&cli.BoolFlag{Name: "replace", Usage: "replace an existing snapshot of that name"},
+				},
+				Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
+					if err := needArgs(c, 2, "NAME SOURCE"); err != nil {
+						return err
+					}
+					s, err := r.ImportSnapshot(c.Context, c.Args().Get(0), c.Args().Get(1),
+						lightbox.ImportOptions{Format: c.String("format"), Replace: c.Bool("replace")})
+					if err != nil {
+						return err
+					}
+					fmt.Println(s.Name)
+					return nil
+				}),
+			},
+			{
+				Name:    "ls",
+				Aliases: []string{"list"},
+				Usage:   "list snapshots",
+				Flags:   []cli.Flag{formatFlag()},
+				Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
+					asJSON, err := wantJSON(c)
+					if err != nil {
+						return err
+					}
+					snaps, err := r.ListSnapshots(c.Context)
+					if err != nil {
+						return err
+					}
+					if asJSON {
+						if snaps == nil {
+							snaps = []lightbox.Snapshot{}
+						}
+						return printJSON(os.Stdout, snaps)
+					}
+					tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "NAME\tDIGEST\tLAYERS\tSIZE\tCREATED")
+					for _, s := range snaps {
+						fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", s.Name, shortDigest(s.Digest), s.Layers, humanBytes(s.Size), ago(s.CreatedAt))
+					}
+					return tw.Flush()
+				}),
+			},
+			{
+				Name:      "inspect",
+				Usage:     "show a snapshot's layers and image config",
+				ArgsUsage: "NAME",
+				Flags:     []cli.Flag{formatFlag()},
+				Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
+					if err := needArgs(c, 1, "NAME"); err != nil {
+						return err
+					}
+					if _, err := wantJSON(c); err != nil {
+						return err
+					}
+					s, err := r.InspectSnapshot(c.Context, c.Args().First())
+					if err != nil {
+						return err
+					}
+					return printJSON(os.Stdout, s)
+				}),
+			},
+			{
+				Name:      "rm",
+				Aliases:   []string{"remove"},
+				Usage:     "remove snapshots and free the layers nothing else uses",
+				ArgsUsage: "NAME...",
+				Flags:     []cli.Flag{&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "ignore snapshots that do not exist"}},
+				Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
+					if err := needArgs(c, 1, "NAME..."); err != nil {
+						return err
+					}
+					var errs []error
+					for _, n := range c.Args().Slice() {
+						err := r.RemoveSnapshot(c.Context, n)
+						if err != nil && !(c.Bool("force") && errors.Is(err, lightbox.ErrNotFound)) {
+							errs = append(errs, err)
+						}
+					}
+					return errors.Join(errs...)
+				}),
+			},
+		},
+	}
+}
+
+func shortDigest(d string) string {
+	d = strings.TrimPrefix(d, "sha256:")
+	if len(d) > 12 {
+		return d[:12]
+	}
+	return d
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := time.Since(t).Round(time.Second)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d.Hours()))
+	default:
+		return fmt.Sprintf("%dd ago", int(d.Hours()/24))
+	}
+}

@@ -1,0 +1,63 @@
+package lightbox
+
+import (
+	"context"
+	"time"
+)
+
+// Snapshot describes an immutable snapshot in the store.
+type Snapshot struct {
+	// Name is the snapshot's name (its tag in the store's OCI layout).
+	Name string `json:"name"`
+	// Digest is the digest of its OCI manifest.
+	Digest string `json:"digest"`
+	// Layers is how many layers it has.
+	Layers int `json:"layers"`
+	// Size is the compressed size of its layers in bytes.
+	Size int64 `json:"size"`
+	// CreatedAt is when it was imported.
+	CreatedAt time.Time `json:"createdAt"`
+	// Config is the image config a launch applies.
+	Config SnapshotConfig `json:"config"`
+}
+
+// SnapshotConfig is the part of an OCI image config that a launch applies.
+type SnapshotConfig struct {
+	Env        []string          `json:"env,omitempty"`
+	WorkingDir string            `json:"workingDir,omitempty"`
+	User       string            `json:"user,omitempty"`
+	Entrypoint []string          `json:"entrypoint,omitempty"`
+	Cmd        []string          `json:"cmd,omitempty"`
+	Labels     map[string]string `json:"labels,omitempty"`
+}
+
+// ImportOptions tune ImportSnapshot. The zero value detects the format and
+// refuses to replace a snapshot.
+type ImportOptions struct {
+	// Format forces the source format: "oci", "oci-archive",
+	// "docker-archive", "rootfs-dir" or "rootfs-tar"; "" = detect.
+	Format string
+	// Replace replaces an existing snapshot of the same name instead of
+	// failing with ErrExists.
+	Replace bool
+}
+
+// ImportSnapshot imports source as snapshot name. source is an OCI image
+// layout directory (dir or dir:tag), an oci-archive tar (file or
+// file:tag), a `docker save` tar, a root filesystem directory or a root
+// filesystem tarball.
+func (r *Runtime) ImportSnapshot(ctx context.Context, name, source string, opts ImportOptions) (*Snapshot, error) {
+	return nil, errNotYet
+}
+
+// InspectSnapshot returns the named snapshot.
+func (r *Runtime) InspectSnapshot(ctx context.Context, name string) (*Snapshot, error) {
+	return nil, errNotYet
+}
+
+// ListSnapshots lists the snapshots in the store, by name.
+func (r *Runtime) ListSnapshots(ctx context.Context) ([]Snapshot, error) { return nil, errNotYet }
+
+// RemoveSnapshot removes a snapshot and frees the layers no other snapshot
+// uses. It fails with ErrInUse while a sandbox uses the snapshot.
+func (r *Runtime) RemoveSnapshot(ctx context.Context, name string) error { return errNotYet }
