@@ -131,6 +131,9 @@ func (r *Runtime) RunInSandbox(ctx context.Context, opts SandboxOptions, fn func
 // LaunchSandbox launches a sandbox and returns its handle. It dies with
 // this process unless detached.
 func (r *Runtime) LaunchSandbox(ctx context.Context, opts SandboxOptions) (*Sandbox, error) {
+	if err := checkInit(); err != nil {
+		return nil, err
+	}
 	return nil, errNotYet
 }
 
