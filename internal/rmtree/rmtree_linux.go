@@ -1,0 +1,222 @@
+package rmtree
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/beamhop/lightbox/internal/idmap"
+	"github.com/beamhop/lightbox/internal/reexec"
+	"golang.org/x/sys/unix"
+)
+
+// RemoveAll deletes path and everything under it. A missing path is not an
+// error. m is the store's id mapping; when it holds more than the caller's
+// own id and the caller is not root, what the caller cannot delete on the
+// host is deleted inside a user namespace with m. Errors unwrap to the
+// errno of the failing call (e.g. unix.EBUSY for a mount point).
+func RemoveAll(ctx context.Context, path string, m idmap.Mapping) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("remove %s: %w", path, err)
+	}
+	err := removeInProcess(path)
+	if err == nil {
+		return nil
+	}
+	if os.Geteuid() == 0 || m.Single() || !errors.Is(err, fs.ErrPermission) {
+		return err
+	}
+	return removeInNamespace(ctx, path, m)
+}
+
+// removeInProcess removes path without following symlinks or crossing
+// mount points, giving the owner rwx on each directory on the way down (a
+// no-op where it lacks the right to, so the removal reports the real
+// error). It keeps going past a failure and returns the first one.
+func removeInProcess(path string) error {
+	path = filepath.Clean(path)
+	dir, name := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	pfd, err := openDir(unix.AT_FDCWD, dir)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	defer unix.Close(pfd)
+	mnt, _, err := mountID(pfd)
+	if err != nil {
+		return &os.PathError{Op: "statx", Path: dir, Err: err}
+	}
+	return removeAt(pfd, name, path, mnt)
+}
+
+func openDir(dirfd int, name string) (int, error) {
+	for {
+		fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if !errors.Is(err, unix.EINTR) {
+			return fd, err
+		}
+	}
+}
+
+// mountID returns the id of the mount fd is on, and its mode.
+func mountID(fd int) (uint64, uint32, error) {
+	var st unix.Statx_t
+	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID|unix.STATX_MODE, &st); err != nil {
+		return 0, 0, err
+	}
+	return st.Mnt_id, uint32(st.Mode), nil
+}
+
+// removeAt removes name in dirfd (full is its path, for errors); mnt is
+// the mount the tree lives on.
+func removeAt(dirfd int, name, full string, mnt uint64) error {
+	err := unix.Unlinkat(dirfd, name, 0)
+	if err == nil || errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if !errors.Is(err, unix.EISDIR) {
+		return &os.PathError{Op: "unlinkat", Path: full, Err: err}
+	}
+	fd, err := openDir(dirfd, name)
+	if errors.Is(err, unix.EACCES) {
+		// Mode 000 (an overlay work/work): make it ours to read.
+		unix.Fchmodat(dirfd, name, 0o700, 0)
+		fd, err = openDir(dirfd, name)
+	}
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return &os.PathError{Op: "openat", Path: full, Err: err}
+	}
+	id, mode, err := mountID(fd)
+	if err != nil {
+		unix.Close(fd)
+		return &os.PathError{Op: "statx", Path: full, Err: err}
+	}
+	if id != mnt {
+		unix.Close(fd)
+		return &os.PathError{Op: "remove mount point", Path: full, Err: unix.EBUSY}
+	}
+	if mode&0o700 != 0o700 {
+		unix.Fchmod(fd, mode&0o7777|0o700)
+	}
+	f := os.NewFile(uintptr(fd), full)
+	names, rerr := f.Readdirnames(-1)
+	var first error
+	if rerr != nil {
+		first = &os.PathError{Op: "readdir", Path: full, Err: underlying(rerr)}
+	}
+	for _, n := range names {
+		if err := removeAt(fd, n, full+"/"+n, mnt); err != nil && first == nil {
+			first = err
+		}
+	}
+	f.Close()
+	if first != nil {
+		return first
+	}
+	if err := unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR); err != nil && !errors.Is(err, unix.ENOENT) {
+		return &os.PathError{Op: "rmdir", Path: full, Err: err}
+	}
+	return nil
+}
+
+func underlying(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// result is what the remover child reports on stdout.
+type result struct {
+	Error string `json:"error"`
+	Errno int    `json:"errno,omitempty"`
+}
+
+// childError is a failure reported by the remover child; it unwraps to the
+// errno it carried.
+type childError struct {
+	msg   string
+	errno syscall.Errno
+}
+
+func (e *childError) Error() string { return e.msg }
+func (e *childError) Unwrap() error {
+	if e.errno == 0 {
+		return nil
+	}
+	return e.errno
+}
+
+func removeInNamespace(ctx context.Context, path string, m idmap.Mapping) error {
+	c := reexec.Command("", Role, m, 0, path)
+	if os.Geteuid() == 0 && !m.Helper {
+		// Real root with a sub-range: host root is not mapped, so become
+		// the namespace's root explicitly.
+		if h, ok := m.HostUID(0); !ok || h != 0 {
+			c.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	c.Stdout, c.Stderr = &stdout, &stderr
+	if err := c.Start(); err != nil {
+		return fmt.Errorf("remove %s in a user namespace: %w", path, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			c.Process.Kill()
+		case <-done:
+		}
+	}()
+	werr := c.Wait()
+	close(done)
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("remove %s: %w", path, err)
+	}
+	var r result
+	if json.Unmarshal(stdout.Bytes(), &r) == nil && r.Error != "" {
+		return fmt.Errorf("remove %s in a user namespace: %w", path, &childError{msg: r.Error, errno: syscall.Errno(r.Errno)})
+	}
+	if werr != nil {
+		return fmt.Errorf("remove %s in a user namespace: %w: %s", path, werr, bytes.TrimSpace(stderr.Bytes()))
+	}
+	return nil
+}
+
+// Main runs the rmtree role: it removes os.Args[1] inside the user
+// namespace and exits, reporting a failure as JSON on stdout. It never
+// returns.
+func Main() {
+	var err error
+	if len(os.Args) != 2 {
+		err = fmt.Errorf("rmtree: want 1 argument, got %d", len(os.Args)-1)
+	} else if err = reexec.WaitMapped(); err == nil {
+		err = removeInProcess(os.Args[1])
+	}
+	if err == nil {
+		os.Exit(0)
+	}
+	r := result{Error: err.Error()}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		r.Errno = int(errno)
+	}
+	json.NewEncoder(os.Stdout).Encode(r)
+	os.Exit(1)
+}

@@ -1,0 +1,229 @@
+package rmtree
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/beamhop/lightbox/internal/idmap"
+	"github.com/beamhop/lightbox/internal/reexec"
+	"github.com/beamhop/lightbox/internal/testutil"
+	"golang.org/x/sys/unix"
+)
+
+const rolePopulate = "rmtree-test-populate"
+
+func TestMain(m *testing.M) {
+	switch reexec.Role() {
+	case Role:
+		Main()
+	case rolePopulate:
+		if err := reexec.WaitMapped(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		if err := populate(os.Args[1], 1000); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// populate builds a tree under dir whose files are owned by uid (and root)
+// and that the caller cannot traverse or change without privilege: a
+// read-only directory owned by uid holding files, a mode-000 directory and
+// a file owned by uid in a directory owned by uid.
+func populate(dir string, uid int) error {
+	must := func(err error) {
+		if err != nil {
+			panic(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(dir, "home/user/.cache/deep"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, "home/user/.cache/deep/f"), []byte("x"), 0o600))
+	must(os.WriteFile(filepath.Join(dir, "home/user/file"), []byte("x"), 0o600))
+	must(os.MkdirAll(filepath.Join(dir, "work/work"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, "work/work/f"), []byte("x"), 0o600))
+	must(os.Chmod(filepath.Join(dir, "work/work"), 0))
+	for _, p := range []string{"home/user/.cache/deep/f", "home/user/.cache/deep", "home/user/.cache", "home/user/file", "home/user"} {
+		if err := os.Lchown(filepath.Join(dir, p), uid, uid); err != nil {
+			return err
+		}
+	}
+	must(os.Chmod(filepath.Join(dir, "home/user/.cache/deep"), 0o500))
+	must(os.Chmod(filepath.Join(dir, "home/user"), 0o500))
+	return nil
+}
+
+func TestMissingPathIsNoError(t *testing.T) {
+	m, err := idmap.Detect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := RemoveAll(t.Context(), filepath.Join(t.TempDir(), "nope"), m); err != nil {
+		t.Fatalf("RemoveAll(missing) = %v, want nil", err)
+	}
+}
+
+// TestUnreadableDirs: a tree of the caller's own files with a mode-000 and
+// a read-only directory (an overlay work dir, a chmod -w cache) is removed,
+// and a symlink out of the tree is removed without touching its target.
+func TestUnreadableDirs(t *testing.T) {
+	m, err := idmap.Detect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := t.TempDir()
+	tree := filepath.Join(base, "tree")
+	outside := filepath.Join(base, "outside")
+	if err := os.MkdirAll(filepath.Join(outside, "keep"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(tree, "work/work/x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(tree, "ro/sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tree, "ro/sub/f"), []byte("x"), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(tree, "ro/link")); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		p    string
+		mode os.FileMode
+	}{{"work/work/x", 0}, {"work/work", 0}, {"ro/sub", 0o500}, {"ro", 0o500}} {
+		if err := os.Chmod(filepath.Join(tree, c.p), c.mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := RemoveAll(t.Context(), tree, m); err != nil {
+		t.Fatalf("RemoveAll = %v, want nil", err)
+	}
+	if _, err := os.Lstat(tree); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("tree still there after RemoveAll: lstat = %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(outside, "keep")); err != nil {
+		t.Fatalf("symlink target was touched: %v", err)
+	}
+}
+
+// TestRootlessSubordinateOwners: files written inside a user namespace by
+// another id of the caller's subordinate range (which the caller cannot
+// delete on the host) are removed.
+func TestRootlessSubordinateOwners(t *testing.T) {
+	testutil.RootlessOnly(t)
+	m, err := idmap.Detect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Need(t, m.Helper, "needs newuidmap/newgidmap and a /etc/subuid range for "+fmt.Sprint(os.Getuid()))
+	tree := filepath.Join(t.TempDir(), "tree")
+	if err := os.Mkdir(tree, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := reexec.Command("", rolePopulate, m, 0, tree)
+	c.Stderr = os.Stderr
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(); err != nil {
+		t.Fatalf("populate: %v", err)
+	}
+	// The tree is now out of the caller's reach on the host.
+	if err := os.RemoveAll(tree); err == nil {
+		t.Fatal("os.RemoveAll removed the tree: the fixture does not need a user namespace")
+	}
+	if err := RemoveAll(t.Context(), tree, m); err != nil {
+		t.Fatalf("RemoveAll = %v, want nil", err)
+	}
+	if _, err := os.Lstat(tree); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("tree still there after RemoveAll: lstat = %v", err)
+	}
+}
+
+// TestNamespaceRemover drives the re-exec path as root with a sub-range
+// mapping (the root pass's way to cover what rootless uses).
+func TestNamespaceRemover(t *testing.T) {
+	testutil.RootOnly(t)
+	const base = 100000
+	m := idmap.Mapping{
+		UIDs: []idmap.Range{{ContainerID: 0, HostID: base, Size: 65536}},
+		GIDs: []idmap.Range{{ContainerID: 0, HostID: base, Size: 65536}},
+	}
+	parent := t.TempDir()
+	// The namespace's root must be able to reach the tree: t.TempDir's
+	// parent is 0700 and owned by host root, unmapped there.
+	if err := os.Chmod(filepath.Dir(parent), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(parent, base, base); err != nil {
+		t.Fatal(err)
+	}
+	tree := filepath.Join(parent, "tree")
+	if err := os.Mkdir(tree, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := populate(tree, base+1000); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{tree, filepath.Join(tree, "home"), filepath.Join(tree, "work"), filepath.Join(tree, "work/work"), filepath.Join(tree, "work/work/f")} {
+		if err := os.Lchown(p, base, base); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := removeInNamespace(t.Context(), tree, m); err != nil {
+		t.Fatalf("removeInNamespace = %v, want nil", err)
+	}
+	if _, err := os.Lstat(tree); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("tree still there: lstat = %v", err)
+	}
+
+	// A file whose owner is outside the mapping cannot be removed in the
+	// namespace: the error says so and unwraps to the errno.
+	tree2 := filepath.Join(parent, "tree2")
+	if err := os.MkdirAll(filepath.Join(tree2, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tree2, "d/f"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(tree2, base, base); err != nil {
+		t.Fatal(err)
+	}
+	err := removeInNamespace(t.Context(), tree2, m) // d is owned by host root
+	if !errors.Is(err, unix.EACCES) && !errors.Is(err, unix.EPERM) {
+		t.Fatalf("removeInNamespace(unmapped owner) = %v, want EACCES or EPERM", err)
+	}
+}
+
+// TestMountPointRefused: a mount under the tree is never descended into;
+// the removal fails with EBUSY.
+func TestMountPointRefused(t *testing.T) {
+	testutil.RootOnly(t)
+	tree := filepath.Join(t.TempDir(), "tree")
+	mnt := filepath.Join(tree, "mnt")
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })
+	if err := os.WriteFile(filepath.Join(mnt, "precious"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := RemoveAll(t.Context(), tree, idmap.Identity())
+	if !errors.Is(err, unix.EBUSY) {
+		t.Fatalf("RemoveAll(tree with mount) = %v, want EBUSY", err)
+	}
+	if _, err := os.Stat(filepath.Join(mnt, "precious")); err != nil {
+		t.Fatalf("file on the mount was removed: %v", err)
+	}
+}
