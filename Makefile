@@ -1,0 +1,47 @@
+# lightbox: build, test, demo and benchmark entry points.
+# Run as root on Debian 12 from a fresh clone: `make test`, `make demo`.
+
+export PATH := /usr/local/go/bin:$(PATH)
+export CGO_ENABLED := 0
+
+GO        ?= go
+BIN       := bin/lightbox
+# Where `make debian-base` keeps its debootstrap tree between runs.
+DEBIAN_BASE_DIR ?= $(CURDIR)/.cache/debian-bookworm
+DEBIAN_MIRROR   ?= http://deb.debian.org/debian
+
+.PHONY: all deps build test demo bench debian-base clean
+
+all: build
+
+## deps: install the Debian packages, the Go modules and the device modes
+## the tests and the demo need (fast when all is already there).
+deps:
+	@hack/deps.sh
+
+## build: the static binary bin/lightbox.
+build:
+	@mkdir -p bin
+	$(GO) build -trimpath -o $(BIN) ./cmd/lightbox
+
+## test: go vet, then every package's tests as root and as the
+## unprivileged user lbtest (strict mode with LIGHTBOX_TEST_STRICT=1).
+## PKGS=./overlay limits the packages.
+test: deps
+	@hack/test.sh $(PKGS)
+
+## demo: what a newcomer runs first.
+demo: deps build
+	@bash hack/demo.sh
+
+## bench: lightbox beside runc, crun, bubblewrap and podman (issue 8).
+bench: deps build
+	@bash bench/run.sh
+
+## debian-base: a debootstrap --variant=minbase bookworm tree, made once
+## and reused while it checks out, imported as the snapshot "debian".
+debian-base: deps build
+	@hack/debian-base.sh "$(DEBIAN_BASE_DIR)" "$(DEBIAN_MIRROR)" "$(CURDIR)/$(BIN)"
+
+clean:
+	rm -rf bin bench/work

@@ -1,0 +1,259 @@
+#!/usr/bin/env bash
+# test.sh [PKG...]: lightbox's test harness (`make test`, `.ci/run`).
+#
+#  1. gofmt and go vet over the module;
+#  2. compiles every package's test binary once (bin/tests/<pkg>.test) and
+#     the static bin/lightbox;
+#  3. root pass: runs each test binary as root in its package directory
+#     with LIGHTBOX_TEST_ROOT=1;
+#  4. rootless pass: makes sure the unprivileged user (lbtest) exists with
+#     a /etc/subuid and /etc/subgid range, copies the sources, the test
+#     binaries and bin/lightbox into a scratch dir it owns, and runs every
+#     test binary again as that user with LIGHTBOX_TEST_ROOTLESS=1;
+#  5. prints which package failed in which pass and exits non-zero if any
+#     step failed.
+#
+# Every test binary gets LIGHTBOX_BIN (absolute path of the lightbox binary
+# it may drive), -test.count=1 and a timeout. LIGHTBOX_TEST_STRICT is passed
+# through (CI sets it to 1: a skip for a missing capability fails).
+#
+# Knobs: LIGHTBOX_TEST_TIMEOUT (seconds per test binary, default 900),
+# LIGHTBOX_TEST_USER (default lbtest), LIGHTBOX_TEST_RUN (-test.run regexp),
+# LIGHTBOX_TEST_PASSES ("root rootless" by default; "root" or "rootless").
+# Full verbose logs: bin/tests/logs/<pkg>.<pass>.log.
+set -uo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo" || exit 2
+export PATH="/usr/local/go/bin:$PATH"
+export CGO_ENABLED=0
+
+timeout_s=${LIGHTBOX_TEST_TIMEOUT:-900}
+test_user=${LIGHTBOX_TEST_USER:-lbtest}
+passes=${LIGHTBOX_TEST_PASSES:-root rootless}
+strict=${LIGHTBOX_TEST_STRICT:-}
+run_re=${LIGHTBOX_TEST_RUN:-}
+
+bindir=$repo/bin
+testdir=$bindir/tests
+logdir=$testdir/logs
+lightbox_bin=$bindir/lightbox
+
+failures=()   # "what: why"
+results=()    # summary lines
+
+now_ms() { date +%s%3N; }
+secs() { printf '%d.%01ds' $(($1 / 1000)) $((($1 % 1000) / 100)); }
+t_start=$(now_ms)
+say() { printf '%s\n' "$*"; }
+hdr() { printf '\n==> %s\n' "$*"; }
+
+# Filtered view of a verbose test log for a failure report: drop the
+# RUN/PAUSE/CONT/PASS chatter, keep everything else (failures, logs,
+# panics), at most the last 400 lines.
+show_log() {
+	grep -v -E '^(=== (RUN|PAUSE|CONT|NAME)|[[:space:]]*--- PASS)' "$1" | tail -n 400 | sed 's/^/    /'
+}
+
+count() { # count PATTERN FILE
+	local n
+	n=$(grep -c -E "$1" "$2" 2>/dev/null) || true
+	echo "${n:-0}"
+}
+
+# ---------------------------------------------------------------- checks
+hdr "gofmt, go vet"
+t=$(now_ms)
+mapfile -t gofiles < <(git ls-files -co --exclude-standard -- '*.go' 2>/dev/null)
+if [ ${#gofiles[@]} -eq 0 ]; then
+	mapfile -t gofiles < <(find . -name '*.go' -not -path './.cache/*' -not -path './bin/*' -not -path './bench/work/*')
+fi
+unformatted=$(gofmt -l "${gofiles[@]}" 2>&1)
+if [ -n "$unformatted" ]; then
+	say "gofmt: not formatted (run gofmt -w):"
+	say "$unformatted" | sed 's/^/    /'
+	failures+=("gofmt: $(echo "$unformatted" | wc -l) file(s) not formatted")
+fi
+if ! go vet ./... 2>&1 | sed 's/^/    /'; then
+	failures+=("go vet: reports problems (see above)")
+fi
+say "checks took $(secs $(($(now_ms) - t)))"
+
+# ---------------------------------------------------------------- compile
+hdr "compile test binaries and bin/lightbox"
+t=$(now_ms)
+module=$(go list -m)
+mapfile -t pkgs < <(go list -e -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}' "${@:-./...}" | grep -v '^$')
+rm -rf "$testdir"
+mkdir -p "$testdir" "$logdir"
+
+declare -A relof nameof
+built=()
+for ip in "${pkgs[@]}"; do
+	rel=${ip#"$module"}
+	rel=${rel#/}
+	[ -n "$rel" ] || rel=.
+	if [ "$rel" = . ]; then name=lightbox; else name=${rel//\//_}; fi
+	relof[$ip]=$rel
+	nameof[$ip]=$name
+	tc=$(now_ms)
+	if out=$(go test -c -vet=off -o "$testdir/$name.test" "./$rel" 2>&1); then
+		if [ -x "$testdir/$name.test" ]; then
+			built+=("$ip")
+			say "    built $name.test ($(secs $(($(now_ms) - tc))))"
+		else
+			say "    $rel: no test binary (no tests for this platform?)"
+		fi
+	else
+		say "    $rel: compile FAILED:"
+		say "$out" | sed 's/^/        /'
+		failures+=("$rel: test binary does not compile")
+		results+=("$(printf '%-28s %-9s %s' "$rel" compile FAIL)")
+	fi
+done
+if out=$(go build -trimpath -o "$lightbox_bin" ./cmd/lightbox 2>&1); then
+	say "    built bin/lightbox"
+else
+	say "    bin/lightbox: build FAILED:"
+	say "$out" | sed 's/^/        /'
+	failures+=("bin/lightbox: does not build")
+	rm -f "$lightbox_bin"
+fi
+say "compile took $(secs $(($(now_ms) - t)))"
+
+# ---------------------------------------------------------------- run
+# run_one PASS IP DIR BIN LIGHTBOX_BIN [runuser prefix...]
+run_one() {
+	local pass=$1 ip=$2 dir=$3 bin=$4 lbbin=$5
+	shift 5
+	local rel=${relof[$ip]} name=${nameof[$ip]}
+	local log=$logdir/$name.$pass.log
+	local args=(-test.count=1 -test.v "-test.timeout=$((timeout_s - 30))s")
+	[ -n "$run_re" ] && args+=("-test.run=$run_re")
+	local tr rc
+	tr=$(now_ms)
+	(cd "$dir" && "$@" timeout -k 30 "$timeout_s" "$bin" "${args[@]}") >"$log" 2>&1
+	rc=$?
+	local el=$(($(now_ms) - tr))
+	local np nf ns
+	np=$(count '^[[:space:]]*--- PASS' "$log")
+	nf=$(count '^[[:space:]]*--- FAIL' "$log")
+	ns=$(count '^[[:space:]]*--- SKIP' "$log")
+	local status=ok why=
+	if [ $rc -ne 0 ]; then
+		status=FAIL
+		case $rc in
+		124 | 137) why="timed out after ${timeout_s}s" ;;
+		*) why="exit status $rc" ;;
+		esac
+		[ "$nf" -gt 0 ] && why="$nf failed"
+		failures+=("$rel ($pass pass): $why")
+	fi
+	local line
+	line=$(printf '%-28s %-9s %-5s %7s  %3d passed %3d skipped %3d failed' \
+		"$rel" "$pass" "$status" "$(secs $el)" "$np" "$ns" "$nf")
+	results+=("$line")
+	say "    $line"
+	if [ $status = FAIL ]; then
+		say "    --- log of $rel, $pass pass ($log):"
+		show_log "$log"
+	fi
+}
+
+base_env=(LIGHTBOX_TEST_STRICT="$strict" LIGHTBOX_TEST_RUNID="$$")
+
+if [ "$(id -u)" != 0 ]; then
+	say
+	say "note: not root: running every test binary once as $(id -un) (rootless pass only)"
+	passes=rootless
+	as_self=1
+else
+	as_self=0
+fi
+
+for pass in $passes; do
+	case $pass in
+	root)
+		hdr "root pass (LIGHTBOX_TEST_ROOT=1)"
+		t=$(now_ms)
+		for ip in "${built[@]}"; do
+			run_one root "$ip" "$repo/${relof[$ip]}" "$testdir/${nameof[$ip]}.test" "$lightbox_bin" \
+				env -u LIGHTBOX_ROOT -u LIGHTBOX_TEST_ROOTLESS "${base_env[@]}" \
+				LIGHTBOX_TEST_ROOT=1 LIGHTBOX_BIN="$lightbox_bin"
+		done
+		say "root pass took $(secs $(($(now_ms) - t)))"
+		;;
+	rootless)
+		if [ $as_self = 1 ]; then
+			hdr "rootless pass as $(id -un) (LIGHTBOX_TEST_ROOTLESS=1)"
+			t=$(now_ms)
+			for ip in "${built[@]}"; do
+				run_one rootless "$ip" "$repo/${relof[$ip]}" "$testdir/${nameof[$ip]}.test" "$lightbox_bin" \
+					env -u LIGHTBOX_ROOT -u LIGHTBOX_TEST_ROOT "${base_env[@]}" \
+					LIGHTBOX_TEST_ROOTLESS=1 LIGHTBOX_BIN="$lightbox_bin"
+			done
+			say "rootless pass took $(secs $(($(now_ms) - t)))"
+			continue
+		fi
+		hdr "rootless pass as $test_user (LIGHTBOX_TEST_ROOTLESS=1)"
+		t=$(now_ms)
+		if ! "$repo/hack/test-user.sh" "$test_user"; then
+			failures+=("rootless pass: could not set up user $test_user")
+			continue
+		fi
+		uid=$(id -u "$test_user")
+		home=$(getent passwd "$test_user" | cut -d: -f6)
+		# The checkout may sit where the user cannot read (/root): give it
+		# a copy of the sources (tests read testdata relative to their
+		# package dir) and of the binaries in a scratch dir it owns.
+		scratch=$(mktemp -d /tmp/lightbox-rootless.XXXXXX)
+		chmod 0755 "$scratch"
+		mkdir -p "$scratch/src" "$scratch/bin"
+		tar -C "$repo" --exclude=./.git --exclude=./bin --exclude=./.cache --exclude=./bench/work -cf - . |
+			tar -C "$scratch/src" -xf -
+		for ip in "${built[@]}"; do cp "$testdir/${nameof[$ip]}.test" "$scratch/bin/"; done
+		[ -f "$lightbox_bin" ] && cp "$lightbox_bin" "$scratch/bin/lightbox"
+		chown -R "$test_user:" "$scratch"
+		chmod 0755 "$scratch"/bin/*
+		# What a login session gives the user (pam_systemd): a private
+		# runtime dir.
+		rtdir=/run/user/$uid
+		if [ ! -d "$rtdir" ]; then
+			mkdir -p "$rtdir" && chown "$test_user:" "$rtdir" && chmod 0700 "$rtdir"
+		fi
+		for ip in "${built[@]}"; do
+			run_one rootless "$ip" "$scratch/src/${relof[$ip]}" "$scratch/bin/${nameof[$ip]}.test" "$scratch/bin/lightbox" \
+				runuser -u "$test_user" -- env -i \
+				PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/go/bin" \
+				HOME="$home" USER="$test_user" LOGNAME="$test_user" LANG=C.UTF-8 \
+				XDG_RUNTIME_DIR="$rtdir" "${base_env[@]}" \
+				LIGHTBOX_TEST_ROOTLESS=1 LIGHTBOX_BIN="$scratch/bin/lightbox"
+		done
+		# Tests may leave files owned by subordinate ids; root removes
+		# them. --one-file-system: never descend into a leftover mount.
+		if ! rm -rf --one-file-system "$scratch" 2>/dev/null; then
+			say "    warning: could not remove all of $scratch (a leftover mount?)"
+		fi
+		say "rootless pass took $(secs $(($(now_ms) - t)))"
+		;;
+	*)
+		say "unknown pass $pass in LIGHTBOX_TEST_PASSES"
+		exit 2
+		;;
+	esac
+done
+
+# ---------------------------------------------------------------- summary
+hdr "summary ($(secs $(($(now_ms) - t_start))) in all; strict mode: ${strict:-off})"
+printf '    %s\n' "${results[@]}"
+if [ ${#built[@]} -eq 0 ]; then
+	say "    (no package has tests)"
+fi
+if [ ${#failures[@]} -gt 0 ]; then
+	say
+	say "FAILED:"
+	printf '    %s\n' "${failures[@]}"
+	exit 1
+fi
+say
+say "PASS"
