@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/beamhop/lightbox/internal/reexec"
+	"github.com/beamhop/lightbox/internal/rmtree"
 )
 
 // initCalled records that the embedding program called Init, so a launch
@@ -15,7 +16,9 @@ var initCalled atomic.Bool
 
 // roles maps a re-exec role to the function that runs it. Each never
 // returns: it exits the process.
-var roles = map[string]func(){}
+var roles = map[string]func(){
+	rmtree.Role: rmtree.Main,
+}
 
 // Init must be the first call in main (and in TestMain) of every program
 // that uses lightbox. In the ordinary process it returns at once; in a
