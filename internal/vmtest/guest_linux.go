@@ -1,0 +1,165 @@
+package vmtest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// envGuest marks the guest program's environment (set on the kernel
+	// command line, inherited by the test process the init starts).
+	envGuest        = "LIGHTBOX_VMTEST"
+	guestConfigPath = "/vmtest.json"
+	resultMarker    = "LIGHTBOX-VMTEST-RESULT exit="
+)
+
+// InGuest reports whether this process runs inside a vmtest guest.
+func InGuest() bool { return os.Getenv(envGuest) == "1" }
+
+// MountPoint is where the guest mounts the disk with this name.
+func MountPoint(name string) string { return "/mnt/" + name }
+
+// GuestMain turns the process into the guest's init when it is one (PID 1
+// with LIGHTBOX_VMTEST=1), and returns at once otherwise. Call it first
+// in TestMain, or from an init function of a _test.go file (a package
+// has one TestMain; the init function avoids claiming it).
+//
+// As init it mounts /dev, /proc, /sys, /sys/fs/cgroup and /tmp, loads the
+// modules, mounts the disks, then runs this same binary with the same
+// arguments as its child (so a panicking test still yields a result),
+// prints the result marker with the child's exit status, and powers the
+// machine off. It never returns.
+func GuestMain() {
+	if os.Getpid() != 1 || !InGuest() {
+		return
+	}
+	code := 1
+	if err := guestSetup(); err != nil {
+		fmt.Fprintf(os.Stderr, "vmtest guest: %v\n", err)
+	} else {
+		code = guestRun()
+	}
+	// The result goes out before unmounting: nothing after it matters to
+	// the host, and the disks are scratch images.
+	fmt.Fprintf(os.Stdout, "\n%s%d\n", resultMarker, code)
+	unix.Sync()
+	unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	// Unreachable unless poweroff failed: the kernel panics when init
+	// exits, and panic=-1 with -no-reboot ends qemu.
+	os.Exit(code)
+}
+
+func guestSetup() error {
+	mounts := []struct{ src, dst, fstype, data string }{
+		{"devtmpfs", "/dev", "devtmpfs", "mode=0755"},
+		{"proc", "/proc", "proc", ""},
+		{"sysfs", "/sys", "sysfs", ""},
+		{"cgroup2", "/sys/fs/cgroup", "cgroup2", ""},
+		{"tmpfs", "/tmp", "tmpfs", "mode=1777"},
+		{"tmpfs", "/run", "tmpfs", "mode=0755"},
+	}
+	for _, m := range mounts {
+		if err := os.MkdirAll(m.dst, 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mount(m.src, m.dst, m.fstype, 0, m.data); err != nil {
+			return fmt.Errorf("mount %s on %s: %w", m.fstype, m.dst, err)
+		}
+	}
+	data, err := os.ReadFile(guestConfigPath)
+	if err != nil {
+		return err
+	}
+	var gc guestConfig
+	if err := json.Unmarshal(data, &gc); err != nil {
+		return fmt.Errorf("%s: %w", guestConfigPath, err)
+	}
+	for _, m := range gc.Modules {
+		if err := loadModule(m); err != nil {
+			return err
+		}
+	}
+	for _, d := range gc.Disks {
+		dev, err := waitDisk(d.Serial, 30*time.Second)
+		if err != nil {
+			return err
+		}
+		if err := unix.Mount(dev, d.Mount, d.FSType, 0, d.Options); err != nil {
+			return fmt.Errorf("mount %s (%s, %q) on %s: %w", dev, d.FSType, d.Options, d.Mount, err)
+		}
+	}
+	return nil
+}
+
+func loadModule(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.FinitModule(int(f.Fd()), "", 0); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("finit_module %s: %w", path, err)
+	}
+	return nil
+}
+
+// waitDisk waits for the NVMe namespace whose controller has this serial
+// number to appear (devices are probed asynchronously) and returns its
+// device node.
+func waitDisk(serial string, timeout time.Duration) (string, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		ctrls, _ := filepath.Glob("/sys/class/nvme/nvme*")
+		for _, c := range ctrls {
+			s, err := os.ReadFile(filepath.Join(c, "serial"))
+			if err != nil || strings.TrimSpace(string(s)) != serial {
+				continue
+			}
+			ns, _ := filepath.Glob(filepath.Join(c, filepath.Base(c)+"n*"))
+			for _, n := range ns {
+				dev := "/dev/" + filepath.Base(n)
+				if _, err := os.Stat(dev); err == nil {
+					return dev, nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("disk %s: no NVMe device after %s", serial, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// guestRun runs this binary again, as PID 2, with the same arguments and
+// returns its exit status.
+func guestRun() int {
+	cmd := exec.Command("/init", os.Args[1:]...)
+	cmd.Stdin = nil
+	cmd.Stdout = os.Stdout
+	cmd.Stderr = os.Stdout // one ordered stream on the console
+	cmd.Env = append(os.Environ(),
+		"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TMPDIR=/tmp")
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		if ee.ExitCode() >= 0 {
+			return ee.ExitCode()
+		}
+		fmt.Fprintf(os.Stdout, "vmtest guest: %v\n", err)
+		return 128
+	default:
+		fmt.Fprintf(os.Stdout, "vmtest guest: %v\n", err)
+		return 127
+	}
+}

@@ -1,0 +1,160 @@
+package vmtest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/beamhop/lightbox/internal/testutil"
+)
+
+// GuestOnly skips t unless it runs inside a vmtest guest: such tests are
+// run by a host-side test that boots the VM (a skip by design, like
+// testutil.RootlessOnly; the host-side test fails in strict mode when it
+// cannot boot).
+func GuestOnly(t testing.TB) {
+	t.Helper()
+	if !InGuest() {
+		t.Skip("runs inside the test VM (booted by its host-side test)")
+	}
+}
+
+// Setup makes sure the host can boot guests: qemu and the extra programs
+// named are installed (as root, with apt-get) and the kernel is in the
+// cache. Without root and without the tools, t is skipped (a failure in
+// strict mode).
+func Setup(t testing.TB, programs ...string) *Kernel {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	programs = append([]string{"qemu-system-x86_64"}, programs...)
+	if os.Geteuid() != 0 {
+		for _, p := range programs {
+			testutil.NeedTool(t, p)
+		}
+	}
+	if err := EnsureTools(ctx, programs...); err != nil {
+		t.Fatalf("vm test tools: %v", err)
+	}
+	start := time.Now()
+	k, err := EnsureKernel(ctx)
+	if err != nil {
+		t.Fatalf("vm test kernel: %v", err)
+	}
+	t.Logf("kernel %s (%s, ready in %s)", k.Package, k.Vmlinuz, time.Since(start).Round(time.Millisecond))
+	return k
+}
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// TestBinary returns a static copy of the running test binary to boot as
+// the guest's init: the binary itself when it is statically linked (the
+// usual case with CGO_ENABLED=0), else a fresh `go test -c` of the
+// package in the working directory with CGO_ENABLED=0.
+func TestBinary(t testing.TB) string {
+	t.Helper()
+	binOnce.Do(func() {
+		self, err := os.Executable()
+		if err != nil {
+			binErr = err
+			return
+		}
+		if checkStatic(self) == nil {
+			binPath = self
+			return
+		}
+		dir, err := os.MkdirTemp("", "lightbox-vmtest-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		out := filepath.Join(dir, "guest.test")
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			goBin = "/usr/local/go/bin/go"
+		}
+		cmd := exec.Command(goBin, "test", "-c", "-o", out, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			binErr = errors.New("go test -c (static): " + err.Error() + ": " + string(bytes.TrimSpace(b)))
+			return
+		}
+		binPath = out
+	})
+	if binErr != nil {
+		t.Fatalf("vm test binary: %v", binErr)
+	}
+	return binPath
+}
+
+// Boot boots cfg (Kernel and Binary are filled in when empty: Setup's
+// kernel and TestBinary) and fails t unless the guest program exits 0.
+// The guest's console is logged line by line as it arrives (shown by
+// go test -v, or when t fails).
+func Boot(t testing.TB, cfg Config) *Result {
+	t.Helper()
+	if cfg.Kernel == nil {
+		cfg.Kernel = Setup(t)
+	}
+	if cfg.Binary == "" {
+		cfg.Binary = TestBinary(t)
+	}
+	lw := &lineLogger{t: t}
+	cfg.Console = lw
+	res, err := Run(context.Background(), cfg)
+	lw.flush()
+	if err != nil {
+		var ge *GuestError
+		if errors.As(err, &ge) {
+			t.Fatalf("vm guest: %s (its console is logged above)", ge.Reason)
+		}
+		t.Fatalf("vm: %v", err)
+	}
+	t.Logf("guest exited %d after %s (boot, setup and run)", res.ExitCode, res.Elapsed.Round(time.Millisecond))
+	if res.ExitCode != 0 {
+		t.Fatalf("guest program (%s) exited %d; its console is logged above", strings.Join(cfg.Args, " "), res.ExitCode)
+	}
+	return res
+}
+
+// lineLogger sends whole lines to t.Log.
+type lineLogger struct {
+	t   testing.TB
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (l *lineLogger) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 {
+			break
+		}
+		l.t.Log("guest| " + strings.TrimRight(string(l.buf[:i]), "\r"))
+		l.buf = l.buf[i+1:]
+	}
+	return len(p), nil
+}
+
+func (l *lineLogger) flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.buf) > 0 {
+		l.t.Log("guest| " + string(l.buf))
+		l.buf = nil
+	}
+}
