@@ -1,0 +1,44 @@
+// Package snapshot is lightbox's store of immutable snapshots: root
+// filesystems that sandboxes launch from.
+//
+// A Store keeps one OCI image layout (umoci's CAS) under <Root>/oci, in
+// which every snapshot is a tagged manifest: the snapshot's name is the tag.
+// Each layer blob is unpacked once per store, with umoci in the overlayfs
+// on-disk format with user.overlay.* whiteouts, into <Root>/layers/<hex>
+// (the blob digest's hex), and shared by every snapshot that has that
+// layer; the overlay package stacks these directories as lower dirs.
+//
+// Import reads an OCI image layout directory (DIR or DIR:TAG), an
+// oci-archive tar (FILE or FILE:TAG), a `docker save` tar (FILE or
+// FILE:REPO:TAG), a root filesystem directory, or a root filesystem tarball
+// (gzipped or not). The format is detected, or forced with
+// ImportOptions.Format.
+//
+// Ownership. Files in a layer directory are owned by host ids that the
+// store's id mapping maps into the sandbox. As real root that is the
+// identity (or the chosen range); rootless with a subordinate id range the
+// unpack (and the removal) of a layer runs in a re-executed child
+// (UnpackRole) inside a user namespace with the store's mapping, so owners,
+// modes, xattrs and file capabilities survive; rootless with a single id,
+// umoci's rootless mode unpacks everything as the caller.
+//
+// Locks and crash safety. Every change to the OCI layout's index happens
+// under the store's index lock (umoci rewrites index.json with no lock of
+// its own). A layer is unpacked into a temporary directory under
+// Options.TmpDir, under a per-layer lock, and renamed into place, so
+// concurrent imports sharing layers unpack each layer once. A snapshot is
+// tagged only after all its blobs are stored and its layers unpacked.
+// Imports hold the GC lock shared; garbage collection (of blobs and layer
+// directories no tagged snapshot uses, and of temporary directories that
+// a killed process left unlocked) runs when it can take that lock
+// exclusively: after Remove and at the end of every import. A killed
+// import leaves at most unreferenced blobs, layers and unlocked temporary
+// directories, which the next collection removes.
+//
+// Leases. A sandbox holds a Lease (a shared flock) on its snapshot for its
+// whole life; Remove, and an Import that would replace the snapshot, fail
+// with errdefs.ErrInUse while one is held.
+//
+// A Store is safe for concurrent use by many goroutines, and several
+// processes may use one store directory at once.
+package snapshot

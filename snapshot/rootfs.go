@@ -1,0 +1,123 @@
+package snapshot
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	goruntime "runtime"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/opencontainers/umoci/oci/casext"
+	"github.com/opencontainers/umoci/oci/casext/blobcompress"
+	"github.com/opencontainers/umoci/oci/layer"
+)
+
+// defaultPath is the PATH of a snapshot made from a bare root filesystem.
+const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// putRootfsImage stores the config and manifest of a one-layer image made
+// from a root filesystem.
+func (s *Store) putRootfsImage(ctx context.Context, e casext.Engine, l ispec.Descriptor, diffID digest.Digest) (ispec.Descriptor, ispec.Manifest, error) {
+	now := time.Now().UTC()
+	cfg := ispec.Image{
+		Created:  &now,
+		Platform: ispec.Platform{OS: "linux", Architecture: goruntime.GOARCH},
+		Config:   ispec.ImageConfig{Env: []string{defaultPath}},
+		RootFS:   ispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{diffID}},
+	}
+	d, n, err := e.PutBlobJSON(ctx, cfg)
+	if err != nil {
+		return ispec.Descriptor{}, ispec.Manifest{}, fmt.Errorf("store config: %w", err)
+	}
+	return s.putManifest(ctx, e, ispec.Manifest{
+		Config: ispec.Descriptor{MediaType: ispec.MediaTypeImageConfig, Digest: d, Size: n},
+		Layers: []ispec.Descriptor{l},
+	})
+}
+
+// importRootfsDir makes a gzipped layer of directory dir with umoci's
+// layer generator. As root the files keep their owners (mapped into the
+// store's mapping); rootless every file becomes root's inside.
+func (s *Store) importRootfsDir(ctx context.Context, e casext.Engine, dir string) (ispec.Descriptor, ispec.Manifest, error) {
+	mo := s.mapOptions()
+	tr := layer.GenerateInsertLayer(dir, "/", false, &layer.RepackOptions{
+		OnDiskFormat: layer.DirRootfs{MapOptions: mo},
+	})
+	defer tr.Close()
+	diff := digest.SHA256.Digester()
+	gz, err := blobcompress.Gzip.Compress(io.TeeReader(ctxReader{ctx, tr}, diff.Hash()))
+	if err != nil {
+		return ispec.Descriptor{}, ispec.Manifest{}, err
+	}
+	defer gz.Close()
+	l, err := s.putBlob(ctx, e, ispec.MediaTypeImageLayerGzip, gz, 0, "layer of "+dir)
+	if err != nil {
+		return ispec.Descriptor{}, ispec.Manifest{}, fmt.Errorf("make layer of %s: %w", dir, err)
+	}
+	return s.putRootfsImage(ctx, e, l, diff.Digest())
+}
+
+// importRootfsTar stores a root filesystem tarball as a layer blob as it
+// is (gzip, zstd or plain), computing its diff_id on the way.
+func (s *Store) importRootfsTar(ctx context.Context, e casext.Engine, p string) (ispec.Descriptor, ispec.Manifest, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return ispec.Descriptor{}, ispec.Manifest{}, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return ispec.Descriptor{}, ispec.Manifest{}, err
+	}
+	comp := compression(readMagic(f))
+	mt := map[string]string{"": ispec.MediaTypeImageLayer, "gzip": ispec.MediaTypeImageLayerGzip, "zstd": ispec.MediaTypeImageLayerZstd}[comp]
+	if mt == "" {
+		return ispec.Descriptor{}, ispec.Manifest{}, fmt.Errorf("%s: %s compression is not supported: decompress it first, or use gzip or zstd", p, comp)
+	}
+	if comp == "" {
+		l, err := s.putBlob(ctx, e, mt, ctxReader{ctx, f}, fi.Size(), "layer "+p)
+		if err != nil {
+			return ispec.Descriptor{}, ispec.Manifest{}, err
+		}
+		return s.putRootfsImage(ctx, e, l, l.Digest)
+	}
+	// Hash the decompressed stream beside the copy.
+	pr, pw := io.Pipe()
+	type result struct {
+		d   digest.Digest
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		dr, err := decompressor(comp, pr)
+		if err != nil {
+			pr.CloseWithError(err)
+			done <- result{err: err}
+			return
+		}
+		h := digest.SHA256.Digester()
+		_, err = io.Copy(h.Hash(), dr)
+		if cerr := dr.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			pr.CloseWithError(err)
+		} else {
+			io.Copy(io.Discard, pr)
+		}
+		done <- result{d: h.Digest(), err: err}
+	}()
+	l, err := s.putBlob(ctx, e, mt, io.TeeReader(ctxReader{ctx, f}, pw), fi.Size(), "layer "+p)
+	pw.Close()
+	res := <-done
+	if err == nil && res.err != nil {
+		err = fmt.Errorf("%s: %s data: %w", p, comp, res.err)
+	}
+	if err != nil {
+		return ispec.Descriptor{}, ispec.Manifest{}, err
+	}
+	return s.putRootfsImage(ctx, e, l, res.d)
+}

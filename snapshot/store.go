@@ -1,0 +1,539 @@
+package snapshot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/beamhop/lightbox/internal/errdefs"
+	"github.com/beamhop/lightbox/internal/idmap"
+	"github.com/beamhop/lightbox/internal/lockfile"
+	"github.com/beamhop/lightbox/internal/names"
+	"github.com/opencontainers/go-digest"
+	ispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/opencontainers/umoci/oci/cas/dir"
+	"github.com/opencontainers/umoci/oci/casext"
+)
+
+// Options configure Open.
+type Options struct {
+	// Root is the store's directory ($ROOT/snapshots); required.
+	Root string
+	// TmpDir holds temporary directories; it must be on the same
+	// filesystem as Root. "" = <Root>/tmp.
+	TmpDir string
+	// Mapping is the store's id mapping: which host ids the files of
+	// unpacked layers are owned by. The zero value is idmap.Identity().
+	Mapping idmap.Mapping
+	// Logger receives structured records; nil discards them.
+	Logger *slog.Logger
+	// Progress, when non-nil, receives progress bars while importing or
+	// unpacking something large. nil draws nothing.
+	Progress io.Writer
+}
+
+// Store is an open snapshot store. It is safe for concurrent use.
+type Store struct {
+	root, tmp string
+	mapping   idmap.Mapping
+	log       *slog.Logger
+	progress  io.Writer
+}
+
+// Snapshot describes a snapshot in the store.
+type Snapshot struct {
+	// Name is the snapshot's name (its tag in the OCI layout).
+	Name string `json:"name"`
+	// Digest is the digest of its OCI image manifest.
+	Digest string `json:"digest"`
+	// Layers are the absolute paths of its unpacked layer directories,
+	// bottom first (overlayfs wants them top first as lowerdir).
+	Layers []string `json:"layers"`
+	// Config is the part of the image configuration a sandbox applies.
+	Config Config `json:"config"`
+	// CreatedAt is when the snapshot was imported into this store.
+	CreatedAt time.Time `json:"createdAt"`
+	// Size is the size in bytes of its blobs (manifest, config and
+	// layers as stored, compressed or not).
+	Size int64 `json:"size"`
+}
+
+// Config is the runtime part of a snapshot's image configuration.
+type Config struct {
+	Env        []string          `json:"env,omitempty"`
+	WorkingDir string            `json:"workingDir,omitempty"`
+	User       string            `json:"user,omitempty"`
+	Entrypoint []string          `json:"entrypoint,omitempty"`
+	Cmd        []string          `json:"cmd,omitempty"`
+	Labels     map[string]string `json:"labels,omitempty"`
+}
+
+// annotationCreated records, on a snapshot's index entry, when it was
+// imported.
+const annotationCreated = "dev.lightbox.snapshot.created"
+
+// Open opens the store at opts.Root, creating it if needed.
+func Open(opts Options) (*Store, error) {
+	if opts.Root == "" {
+		return nil, errors.New("open snapshot store: no root given")
+	}
+	root, err := filepath.Abs(opts.Root)
+	if err != nil {
+		return nil, fmt.Errorf("open snapshot store: %w", err)
+	}
+	tmp := opts.TmpDir
+	if tmp == "" {
+		tmp = filepath.Join(root, "tmp")
+	}
+	if tmp, err = filepath.Abs(tmp); err != nil {
+		return nil, fmt.Errorf("open snapshot store: %w", err)
+	}
+	m := opts.Mapping
+	if len(m.UIDs) == 0 {
+		m = idmap.Identity()
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{root: root, tmp: tmp, mapping: m, log: log, progress: opts.Progress}
+	for _, d := range []string{root, tmp, s.layersDir(), filepath.Join(root, "locks"), filepath.Join(root, "leases")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("open snapshot store %s: %w", root, err)
+		}
+	}
+	// The layout is created once, under the index lock.
+	if _, err := os.Stat(filepath.Join(s.ociDir(), ispec.ImageLayoutFile)); errors.Is(err, os.ErrNotExist) {
+		lk, err := lockfile.Exclusive(context.Background(), s.indexLock()) // a short local wait; Open takes no context
+		if err != nil {
+			return nil, fmt.Errorf("open snapshot store %s: %w", root, err)
+		}
+		defer lk.Close()
+		if _, err := os.Stat(filepath.Join(s.ociDir(), ispec.ImageLayoutFile)); errors.Is(err, os.ErrNotExist) {
+			// dir.Create refuses an existing directory: a crash may have
+			// left a partial one, which holds nothing of value yet.
+			if err := os.RemoveAll(s.ociDir()); err != nil {
+				return nil, fmt.Errorf("open snapshot store %s: %w", root, err)
+			}
+			if err := dir.Create(s.ociDir()); err != nil {
+				return nil, fmt.Errorf("open snapshot store %s: create OCI layout: %w", root, err)
+			}
+		}
+	}
+	return s, nil
+}
+
+func (s *Store) ociDir() string    { return filepath.Join(s.root, "oci") }
+func (s *Store) layersDir() string { return filepath.Join(s.root, "layers") }
+func (s *Store) indexLock() string { return filepath.Join(s.root, "index.lock") }
+func (s *Store) gcLock() string    { return filepath.Join(s.root, "gc.lock") }
+func (s *Store) tmpLock() string   { return filepath.Join(s.root, "tmp.lock") }
+func (s *Store) leaseFile(name string) string {
+	return filepath.Join(s.root, "leases", name+".lock")
+}
+func (s *Store) layerLock(d digest.Digest) string {
+	return filepath.Join(s.root, "locks", d.Encoded()+".lock")
+}
+
+// LayerDir returns the directory layer blob d is unpacked into.
+func (s *Store) LayerDir(d digest.Digest) string {
+	return filepath.Join(s.layersDir(), d.Encoded())
+}
+
+// engine opens the store's OCI layout. Close it.
+func (s *Store) engine() (casext.Engine, error) {
+	e, err := dir.Open(s.ociDir())
+	if err != nil {
+		return casext.Engine{}, fmt.Errorf("open OCI layout %s: %w", s.ociDir(), err)
+	}
+	return casext.NewEngine(e), nil
+}
+
+// Get returns the snapshot called name; errdefs.ErrNotFound if there is
+// none.
+func (s *Store) Get(ctx context.Context, name string) (*Snapshot, error) {
+	if err := names.Check("snapshot", name); err != nil {
+		return nil, err
+	}
+	e, err := s.engine()
+	if err != nil {
+		return nil, err
+	}
+	defer e.Close()
+	idx, err := e.GetIndex(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", name, err)
+	}
+	for _, d := range idx.Manifests {
+		if d.Annotations[ispec.AnnotationRefName] == name {
+			return s.describe(ctx, e, name, d)
+		}
+	}
+	return nil, fmt.Errorf("snapshot %s: %w", name, errdefs.ErrNotFound)
+}
+
+// List returns every snapshot, sorted by name.
+func (s *Store) List(ctx context.Context) ([]Snapshot, error) {
+	e, err := s.engine()
+	if err != nil {
+		return nil, err
+	}
+	defer e.Close()
+	idx, err := e.GetIndex(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", err)
+	}
+	out := []Snapshot{}
+	for _, d := range idx.Manifests {
+		name, ok := d.Annotations[ispec.AnnotationRefName]
+		if !ok || !names.Valid(name) {
+			continue
+		}
+		sn, err := s.describe(ctx, e, name, d)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *sn)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// readJSON reads a blob of the store through a verifying reader into v.
+func readJSON(ctx context.Context, e casext.Engine, d ispec.Descriptor, v any) error {
+	r, err := e.GetVerifiedBlob(ctx, d)
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", d.Digest, err)
+	}
+	data, err := io.ReadAll(io.LimitReader(r, maxJSON+1))
+	if cerr := r.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", d.Digest, err)
+	}
+	if len(data) > maxJSON {
+		return fmt.Errorf("blob %s: larger than %d bytes", d.Digest, maxJSON)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("blob %s: %w", d.Digest, err)
+	}
+	return nil
+}
+
+// maxJSON caps manifests, configs and indexes that are read into memory.
+const maxJSON = 32 << 20
+
+func (s *Store) describe(ctx context.Context, e casext.Engine, name string, d ispec.Descriptor) (*Snapshot, error) {
+	var m ispec.Manifest
+	if err := readJSON(ctx, e, d, &m); err != nil {
+		return nil, fmt.Errorf("snapshot %s: manifest: %w", name, err)
+	}
+	var c ispec.Image
+	if err := readJSON(ctx, e, m.Config, &c); err != nil {
+		return nil, fmt.Errorf("snapshot %s: config: %w", name, err)
+	}
+	sn := &Snapshot{
+		Name:   name,
+		Digest: d.Digest.String(),
+		Layers: []string{},
+		Config: Config{
+			Env: c.Config.Env, WorkingDir: c.Config.WorkingDir, User: c.Config.User,
+			Entrypoint: c.Config.Entrypoint, Cmd: c.Config.Cmd, Labels: c.Config.Labels,
+		},
+		Size: d.Size + m.Config.Size,
+	}
+	if t, err := time.Parse(time.RFC3339Nano, d.Annotations[annotationCreated]); err == nil {
+		sn.CreatedAt = t
+	}
+	for _, l := range m.Layers {
+		sn.Layers = append(sn.Layers, s.LayerDir(l.Digest))
+		sn.Size += l.Size
+	}
+	return sn, nil
+}
+
+// Lease is a held claim on a snapshot: while any lease on it is held,
+// Remove (and a replacing Import) fail with errdefs.ErrInUse. It is a
+// shared flock on a file of the store; a sandbox's init keeps File open
+// for the sandbox's life, so the claim outlives the process that took it
+// and dies with the sandbox.
+type Lease struct{ lk *lockfile.Lock }
+
+// File returns the locked file to hand to the process that should keep
+// the lease (as an inherited descriptor).
+func (l *Lease) File() *os.File { return l.lk.File() }
+
+// Close releases this process's hold of the lease (a child that inherited
+// File keeps it).
+func (l *Lease) Close() error { return l.lk.Close() }
+
+// Lease takes a lease on the snapshot called name and returns it with the
+// snapshot.
+func (s *Store) Lease(ctx context.Context, name string) (*Lease, *Snapshot, error) {
+	if err := names.Check("snapshot", name); err != nil {
+		return nil, nil, err
+	}
+	// Under the index lock, so that Remove (which deletes lease files
+	// under it) cannot race with the open.
+	ilk, err := lockfile.Exclusive(ctx, s.indexLock())
+	if err != nil {
+		return nil, nil, fmt.Errorf("lease snapshot %s: %w", name, err)
+	}
+	defer ilk.Close()
+	sn, err := s.Get(ctx, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, l := range sn.Layers {
+		if _, err := os.Stat(l); err != nil {
+			return nil, nil, fmt.Errorf("lease snapshot %s: layer %s: %w", name, l, err)
+		}
+	}
+	lk, err := lockfile.Shared(ctx, s.leaseFile(name))
+	if err != nil {
+		return nil, nil, fmt.Errorf("lease snapshot %s: %w", name, err)
+	}
+	return &Lease{lk: lk}, sn, nil
+}
+
+// checkUnleased fails with ErrInUse when a lease on name is held; called
+// under the index lock. It removes an unheld lease file.
+func (s *Store) checkUnleased(name string) error {
+	lk, err := lockfile.TryExclusive(s.leaseFile(name))
+	if errors.Is(err, lockfile.ErrLocked) {
+		return fmt.Errorf("snapshot %s: a sandbox uses it: %w", name, errdefs.ErrInUse)
+	}
+	if err != nil {
+		return fmt.Errorf("snapshot %s: %w", name, err)
+	}
+	os.Remove(s.leaseFile(name))
+	return lk.Close()
+}
+
+// Remove deletes the snapshot called name, then frees the blobs and layer
+// directories no remaining snapshot uses (unless an import is running: the
+// last import to finish collects them, as does GC). It fails with
+// errdefs.ErrNotFound for an unknown name and errdefs.ErrInUse while a
+// lease on it is held.
+func (s *Store) Remove(ctx context.Context, name string) error {
+	if err := names.Check("snapshot", name); err != nil {
+		return err
+	}
+	if err := s.untag(ctx, name); err != nil {
+		return err
+	}
+	s.log.Info("removed snapshot", "snapshot", name)
+	if err := s.tryGC(ctx); err != nil {
+		return fmt.Errorf("remove snapshot %s: %w", name, err)
+	}
+	return nil
+}
+
+func (s *Store) untag(ctx context.Context, name string) error {
+	ilk, err := lockfile.Exclusive(ctx, s.indexLock())
+	if err != nil {
+		return fmt.Errorf("remove snapshot %s: %w", name, err)
+	}
+	defer ilk.Close()
+	e, err := s.engine()
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	idx, err := e.GetIndex(ctx)
+	if err != nil {
+		return fmt.Errorf("remove snapshot %s: %w", name, err)
+	}
+	found := false
+	for _, d := range idx.Manifests {
+		found = found || d.Annotations[ispec.AnnotationRefName] == name
+	}
+	if !found {
+		return fmt.Errorf("remove snapshot %s: %w", name, errdefs.ErrNotFound)
+	}
+	if err := s.checkUnleased(name); err != nil {
+		return fmt.Errorf("remove %w", err)
+	}
+	if err := e.DeleteReference(ctx, name); err != nil {
+		return fmt.Errorf("remove snapshot %s: %w", name, err)
+	}
+	return nil
+}
+
+// GC frees blobs and layer directories that no snapshot uses, and
+// temporary directories that killed processes left behind. It waits for
+// running imports to finish.
+func (s *Store) GC(ctx context.Context) error {
+	lk, err := lockfile.Exclusive(ctx, s.gcLock())
+	if err != nil {
+		return fmt.Errorf("gc: %w", err)
+	}
+	defer lk.Close()
+	return s.gcLocked(ctx)
+}
+
+// tryGC collects garbage unless an import is running.
+func (s *Store) tryGC(ctx context.Context) error {
+	lk, err := lockfile.TryExclusive(s.gcLock())
+	if errors.Is(err, lockfile.ErrLocked) {
+		s.log.Debug("gc skipped: an import is running")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("gc: %w", err)
+	}
+	defer lk.Close()
+	return s.gcLocked(ctx)
+}
+
+// gcLocked runs with the GC lock held exclusively: no import is running.
+func (s *Store) gcLocked(ctx context.Context) error {
+	s.cleanTmp(ctx)
+	ilk, err := lockfile.Exclusive(ctx, s.indexLock())
+	if err != nil {
+		return fmt.Errorf("gc: %w", err)
+	}
+	defer ilk.Close()
+	e, err := s.engine()
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	idx, err := e.GetIndex(ctx)
+	if err != nil {
+		return fmt.Errorf("gc: %w", err)
+	}
+	used := map[string]bool{}
+	for _, d := range idx.Manifests {
+		var m ispec.Manifest
+		if err := readJSON(ctx, e, d, &m); err != nil {
+			return fmt.Errorf("gc: manifest of %s: %w", d.Annotations[ispec.AnnotationRefName], err)
+		}
+		for _, l := range m.Layers {
+			used[l.Digest.Encoded()] = true
+		}
+	}
+	if err := e.GC(ctx); err != nil {
+		return fmt.Errorf("gc: %w", err)
+	}
+	ents, err := os.ReadDir(s.layersDir())
+	if err != nil {
+		return fmt.Errorf("gc: %w", err)
+	}
+	var errs []error
+	for _, ent := range ents {
+		if used[ent.Name()] {
+			continue
+		}
+		s.log.Info("freeing layer", "layer", ent.Name())
+		if err := s.removeTree(ctx, filepath.Join(s.layersDir(), ent.Name())); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		// No import runs now, so nobody holds or waits for its lock.
+		os.Remove(filepath.Join(s.root, "locks", ent.Name()+".lock"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("gc: %w", err)
+	}
+	return nil
+}
+
+// removeTree removes a directory tree of the store (a layer directory or a
+// temporary one): first renamed into a locked temporary directory, so that
+// it disappears at once and a crash leaves it for the next collection.
+func (s *Store) removeTree(ctx context.Context, path string) error {
+	t, err := s.newTemp("rm")
+	if err != nil {
+		return err
+	}
+	defer t.close()
+	target := filepath.Join(t.dir, "x")
+	if err := os.Rename(path, target); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("remove %s: %w", path, err)
+	}
+	return s.removeAll(ctx, t.dir)
+}
+
+// tempDir is a directory under TmpDir held by a flock on itself while in
+// use; one found unlocked belongs to a dead process.
+type tempDir struct {
+	dir string
+	f   *os.File
+}
+
+const tmpPrefix = "snapshot-"
+
+// newTemp makes a locked temporary directory.
+func (s *Store) newTemp(kind string) (*tempDir, error) {
+	// The tmp lock makes create-and-lock atomic for cleanTmp.
+	lk, err := lockfile.Exclusive(context.Background(), s.tmpLock()) // held for a mkdir only
+	if err != nil {
+		return nil, err
+	}
+	defer lk.Close()
+	d, err := os.MkdirTemp(s.tmp, tmpPrefix+kind+"-")
+	if err != nil {
+		return nil, fmt.Errorf("make temporary directory: %w", err)
+	}
+	f, err := lockDir(d)
+	if err != nil {
+		os.Remove(d)
+		return nil, err
+	}
+	return &tempDir{dir: d, f: f}, nil
+}
+
+func (t *tempDir) close() {
+	if t.f != nil {
+		t.f.Close()
+		t.f = nil
+	}
+}
+
+// cleanTmp removes temporary directories of this store that no live
+// process holds.
+func (s *Store) cleanTmp(ctx context.Context) {
+	ents, err := os.ReadDir(s.tmp)
+	if err != nil {
+		return
+	}
+	for _, ent := range ents {
+		if !strings.HasPrefix(ent.Name(), tmpPrefix) || !ent.IsDir() {
+			continue
+		}
+		p := filepath.Join(s.tmp, ent.Name())
+		f := func() *os.File {
+			lk, err := lockfile.Exclusive(ctx, s.tmpLock())
+			if err != nil {
+				return nil
+			}
+			defer lk.Close()
+			f, err := lockDir(p)
+			if err != nil {
+				return nil
+			}
+			return f
+		}()
+		if f == nil {
+			continue
+		}
+		s.log.Info("removing stale temporary directory", "path", p)
+		if err := s.removeAll(ctx, p); err != nil {
+			s.log.Warn("remove stale temporary directory", "path", p, "err", err)
+		}
+		f.Close()
+	}
+}

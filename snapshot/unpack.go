@@ -1,0 +1,457 @@
+package snapshot
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/apex/log"
+	"github.com/beamhop/lightbox/internal/lockfile"
+	"github.com/beamhop/lightbox/internal/reexec"
+	ispec "github.com/opencontainers/image-spec/specs-go/v1"
+	rspec "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/opencontainers/umoci/oci/casext"
+	"github.com/opencontainers/umoci/oci/casext/blobcompress"
+	"github.com/opencontainers/umoci/oci/layer"
+	"golang.org/x/sys/unix"
+
+	"github.com/beamhop/lightbox/internal/idmap"
+)
+
+// UnpackRole is the re-exec role of the rootless layer unpacker and
+// remover; lightbox.Init (and this package's TestMain) dispatch it to
+// UnpackMain.
+const UnpackRole = "snapshot-unpack"
+
+// Docker's layer media types, which OCI manifests sometimes carry.
+const (
+	dockerLayerGzip = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+	dockerLayerTar  = "application/vnd.docker.image.rootfs.diff.tar"
+)
+
+// layerAlgorithm returns the decompressor of a layer media type; an error
+// for a media type that is not a layer lightbox can unpack.
+func layerAlgorithm(mt string) (blobcompress.Algorithm, error) {
+	switch mt {
+	case ispec.MediaTypeImageLayer, dockerLayerTar,
+		ispec.MediaTypeImageLayerNonDistributable: //nolint:staticcheck // still found in images
+		return blobcompress.Noop, nil
+	case ispec.MediaTypeImageLayerGzip, dockerLayerGzip,
+		ispec.MediaTypeImageLayerNonDistributableGzip: //nolint:staticcheck // still found in images
+		return blobcompress.Gzip, nil
+	case ispec.MediaTypeImageLayerZstd,
+		ispec.MediaTypeImageLayerNonDistributableZstd: //nolint:staticcheck // still found in images
+		return blobcompress.Zstd, nil
+	}
+	return nil, fmt.Errorf("unknown layer media type %q", mt)
+}
+
+// ensureLayer unpacks layer blob l (already in the store's CAS) into its
+// layer directory unless it is there.
+func (s *Store) ensureLayer(ctx context.Context, e casext.Engine, l ispec.Descriptor) error {
+	dst := s.LayerDir(l.Digest)
+	if _, err := os.Lstat(dst); err == nil {
+		return nil
+	}
+	lk, err := lockfile.Exclusive(ctx, s.layerLock(l.Digest))
+	if err != nil {
+		return fmt.Errorf("unpack layer %s: %w", l.Digest, err)
+	}
+	defer lk.Close()
+	if _, err := os.Lstat(dst); err == nil {
+		return nil // another process unpacked it while we waited
+	}
+	t, err := s.newTemp("unpack")
+	if err != nil {
+		return fmt.Errorf("unpack layer %s: %w", l.Digest, err)
+	}
+	defer t.close()
+	root := filepath.Join(t.dir, "layer")
+	err = s.unpackInto(ctx, e, l, root, t.f)
+	if err == nil {
+		if err = os.Rename(root, dst); err != nil {
+			err = fmt.Errorf("unpack layer %s: %w", l.Digest, err)
+		}
+	}
+	if err != nil {
+		if rerr := s.removeAll(ctx, t.dir); rerr != nil {
+			s.log.Warn("remove failed unpack", "path", t.dir, "err", rerr)
+		}
+		return err
+	}
+	os.Remove(t.dir)
+	s.log.Info("unpacked layer", "layer", l.Digest.String())
+	return nil
+}
+
+// errReader remembers the first error other than EOF its reader returned.
+type errReader struct {
+	r   io.Reader
+	err error
+}
+
+func (r *errReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF && r.err == nil {
+		r.err = err
+	}
+	return n, err
+}
+
+func (s *Store) unpackInto(ctx context.Context, e casext.Engine, l ispec.Descriptor, root string, lockF *os.File) error {
+	if _, err := layerAlgorithm(l.MediaType); err != nil {
+		return fmt.Errorf("unpack layer %s: %w", l.Digest, err)
+	}
+	if err := os.Mkdir(root, 0o755); err != nil {
+		return fmt.Errorf("unpack layer %s: %w", l.Digest, err)
+	}
+	blob, err := e.GetVerifiedBlob(ctx, l)
+	if err != nil {
+		return fmt.Errorf("unpack layer %s: %w", l.Digest, err)
+	}
+	defer blob.Close()
+	bar := s.bar(l.Size, "unpack "+short(l.Digest.String()))
+	er := &errReader{r: bar.wrap(blob)}
+	switch {
+	case os.Geteuid() != 0 && s.mapping.Helper:
+		err = s.unpackChild(ctx, root, l.MediaType, er, lockF)
+	default:
+		err = unpackStream(root, er, l.MediaType, s.mapOptions())
+	}
+	if err == nil {
+		err = er.err
+	}
+	if err == nil {
+		// Read to EOF and close: the digest is checked there.
+		if _, err = io.Copy(io.Discard, er); err == nil {
+			err = er.err
+		}
+	}
+	if cerr := blob.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	bar.finish()
+	if err != nil {
+		return fmt.Errorf("unpack layer %s: %w", l.Digest, err)
+	}
+	return nil
+}
+
+// mapOptions are umoci's for an in-process unpack with the store's mapping.
+func (s *Store) mapOptions() layer.MapOptions {
+	conv := func(rs []idmap.Range) []rspec.LinuxIDMapping {
+		out := make([]rspec.LinuxIDMapping, len(rs))
+		for i, r := range rs {
+			out[i] = rspec.LinuxIDMapping{ContainerID: r.ContainerID, HostID: r.HostID, Size: r.Size}
+		}
+		return out
+	}
+	return layer.MapOptions{
+		UIDMappings: conv(s.mapping.UIDs),
+		GIDMappings: conv(s.mapping.GIDs),
+		Rootless:    os.Geteuid() != 0,
+	}
+}
+
+// unpackChild unpacks in a re-executed child inside a user namespace with
+// the store's mapping, feeding it the compressed layer on stdin. lockF, the
+// temporary directory's lock, is inherited so that the directory stays
+// locked while the child lives.
+func (s *Store) unpackChild(ctx context.Context, root, mediaType string, r io.Reader, lockF *os.File) error {
+	cmd := reexec.Command("", UnpackRole, s.mapping, 0, "unpack", root, mediaType)
+	cmd.Stdin = r
+	return s.runChild(ctx, cmd, lockF)
+}
+
+func (s *Store) runChild(ctx context.Context, cmd *reexec.Cmd, lockF *os.File) error {
+	var stderr bytes.Buffer
+	cmd.Stderr = &limitWriter{w: &stderr, n: 64 << 10}
+	if lockF != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, lockF)
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", UnpackRole, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			cmd.Process.Kill()
+		case <-done:
+		}
+	}()
+	err := cmd.Wait()
+	close(done)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if msg := strings.TrimSpace(stderr.String()); msg != "" {
+			return errors.New(msg)
+		}
+		return fmt.Errorf("%s: %w", UnpackRole, err)
+	}
+	return nil
+}
+
+type limitWriter struct {
+	w io.Writer
+	n int
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if l.n > 0 {
+		q := p
+		if len(q) > l.n {
+			q = q[:l.n]
+		}
+		l.n -= len(q)
+		l.w.Write(q)
+	}
+	return len(p), nil
+}
+
+// UnpackMain is the main of a process started in UnpackRole: it unpacks a
+// layer from stdin ("unpack ROOT MEDIATYPE") or removes trees ("rm
+// PATH…") as root of a user namespace with the store's mapping, and exits.
+func UnpackMain() {
+	log.SetLevel(log.ErrorLevel)
+	if err := unpackMain(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func unpackMain(args []string) error {
+	if err := reexec.WaitMapped(); err != nil {
+		return err
+	}
+	if len(args) == 0 {
+		return errors.New("no mode given")
+	}
+	switch args[0] {
+	case "unpack":
+		if len(args) != 3 {
+			return errors.New("usage: unpack ROOT MEDIATYPE")
+		}
+		// Inside the namespace with full ids: owners as in the layer.
+		return unpackStream(args[1], os.Stdin, args[2], layer.MapOptions{})
+	case "rm":
+		var errs []error
+		for _, p := range args[1:] {
+			errs = append(errs, os.RemoveAll(p))
+		}
+		return errors.Join(errs...)
+	}
+	return fmt.Errorf("unknown mode %q", args[0])
+}
+
+// unpackStream unpacks a compressed layer stream into root (an empty
+// directory) in the overlayfs format with user.overlay.* xattrs. Each entry
+// is checked first: one that escapes the layer is an error that names it.
+func unpackStream(root string, r io.Reader, mediaType string, mo layer.MapOptions) error {
+	alg, err := layerAlgorithm(mediaType)
+	if err != nil {
+		return err
+	}
+	dr, err := alg.Decompress(r)
+	if err != nil {
+		return fmt.Errorf("decompress: %w", err)
+	}
+	defer dr.Close()
+	te := layer.NewTarExtractor(&layer.UnpackOptions{
+		OnDiskFormat: layer.OverlayfsRootfs{MapOptions: mo, UserXattr: true},
+	})
+	tr := tar.NewReader(dr)
+	var ck entryChecker
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read tar: %w", err)
+		}
+		if err := ck.check(hdr); err != nil {
+			return err
+		}
+		name := hdr.Name
+		if err := te.UnpackEntry(root, hdr, tr); err != nil {
+			return fmt.Errorf("entry %q: %w", name, err)
+		}
+	}
+	// The rest of the stream (tar padding, the compressor's trailer) is
+	// read too, so a truncated or corrupt stream is an error.
+	// (Hide pgzip's WriteTo, which panics after a partial Read.)
+	if _, err := io.Copy(io.Discard, struct{ io.Reader }{dr}); err != nil {
+		return fmt.Errorf("read layer: %w", err)
+	}
+	if err := dr.Close(); err != nil {
+		return fmt.Errorf("read layer: %w", err)
+	}
+	return nil
+}
+
+// entryChecker refuses tar entries that would escape the layer directory:
+// absolute names, names with .. leading out, hard links to such names, and
+// any path through a symlink made earlier in the same layer (umoci would
+// resolve it inside the root, but a layer that writes through a link is
+// hostile or broken).
+type entryChecker struct {
+	links map[string]string // cleaned symlink name -> target
+}
+
+func escapes(clean string) bool { return clean == ".." || strings.HasPrefix(clean, "../") }
+
+func (c *entryChecker) through(name, clean string) error {
+	if len(c.links) == 0 {
+		return nil
+	}
+	for i := 0; i < len(clean); i++ {
+		if clean[i] != '/' {
+			continue
+		}
+		if t, ok := c.links[clean[:i]]; ok {
+			return fmt.Errorf("entry %q: path goes through symlink %q (-> %q) of the same layer: refusing to write through a link", name, clean[:i], t)
+		}
+	}
+	return nil
+}
+
+func (c *entryChecker) check(hdr *tar.Header) error {
+	name := hdr.Name
+	if name == "" {
+		return errors.New("entry with an empty name")
+	}
+	if path.IsAbs(name) && path.Clean(name) != "/" { // "/" is the root itself, as umoci writes it
+		return fmt.Errorf("entry %q: absolute path escapes the layer", name)
+	}
+	clean := path.Clean(name)
+	if clean == "/" {
+		clean = "."
+	}
+	if escapes(clean) {
+		return fmt.Errorf("entry %q: path escapes the layer", name)
+	}
+	if err := c.through(name, clean); err != nil {
+		return err
+	}
+	if c.links == nil {
+		c.links = map[string]string{}
+	}
+	dir, base := path.Split(clean)
+	switch {
+	case base == ".wh..wh..opq":
+		c.dropUnder(strings.TrimSuffix(dir, "/"))
+		return nil
+	case strings.HasPrefix(base, ".wh."):
+		p := dir + base[len(".wh."):]
+		delete(c.links, p)
+		c.dropUnder(p)
+		return nil
+	}
+	switch hdr.Typeflag {
+	case tar.TypeLink:
+		ln := hdr.Linkname
+		if path.IsAbs(ln) {
+			return fmt.Errorf("entry %q: hard link to absolute path %q outside the layer", name, ln)
+		}
+		lc := path.Clean(ln)
+		if escapes(lc) {
+			return fmt.Errorf("entry %q: hard link to %q escapes the layer", name, ln)
+		}
+		if err := c.through(name, lc); err != nil {
+			return err
+		}
+		if t, ok := c.links[lc]; ok {
+			c.links[clean] = t // a hard link to a symlink is a symlink
+		} else {
+			delete(c.links, clean)
+		}
+	case tar.TypeSymlink:
+		c.links[clean] = hdr.Linkname
+	default:
+		delete(c.links, clean)
+	}
+	return nil
+}
+
+func (c *entryChecker) dropUnder(dir string) {
+	if len(c.links) == 0 {
+		return
+	}
+	prefix := dir + "/"
+	if dir == "" || dir == "." {
+		prefix = ""
+	}
+	for k := range c.links {
+		if strings.HasPrefix(k, prefix) {
+			delete(c.links, k)
+		}
+	}
+}
+
+// removeAll removes a tree of the store whose files may belong to other
+// ids of the store's mapping: inside the user namespace when rootless with
+// a range, else here (making directories writable if a rootless
+// single-id tree has read-only ones).
+func (s *Store) removeAll(ctx context.Context, p string) error {
+	if os.Geteuid() != 0 && s.mapping.Helper {
+		cmd := reexec.Command("", UnpackRole, s.mapping, 0, "rm", p)
+		if err := s.runChild(ctx, cmd, nil); err != nil {
+			return fmt.Errorf("remove %s: %w", p, err)
+		}
+		return nil
+	}
+	if err := os.RemoveAll(p); err == nil {
+		return nil
+	}
+	filepath.WalkDir(p, func(q string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			unix.Chmod(q, 0o700)
+		}
+		return nil
+	})
+	if err := os.RemoveAll(p); err != nil {
+		return fmt.Errorf("remove %s: %w", p, err)
+	}
+	return nil
+}
+
+// lockDir opens directory p and takes an exclusive flock on it without
+// waiting.
+func lockDir(p string) (*os.File, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("lock %s: %w", p, lockfile.ErrLocked)
+		}
+		return nil, &os.PathError{Op: "flock", Path: p, Err: err}
+	}
+	return f, nil
+}
+
+func short(d string) string {
+	if i := strings.IndexByte(d, ':'); i >= 0 && len(d) > i+13 {
+		return d[:i+13]
+	}
+	return d
+}
