@@ -12,6 +12,9 @@
 // lightbox.Init (and every TestMain that removes such trees) dispatches
 // that role: if reexec.Role() == rmtree.Role { rmtree.Main() }.
 //
+// Its one other job is Chown: giving a new directory (a volume's root) to
+// another id of the range, which needs the same user namespace.
+//
 // rmtree never crosses into what it cannot delete: a mount point under
 // the tree makes the removal fail with EBUSY, and symlinks are removed,
 // never followed.

@@ -162,8 +162,39 @@ func (e *childError) Unwrap() error {
 	return e.errno
 }
 
+// Chown gives path (not following a symlink) to host ids uid:gid. A
+// rootless caller with a subordinate range cannot chown to the range's
+// other ids on the host; that is done inside a user namespace with m.
+func Chown(ctx context.Context, path string, uid, gid int, m idmap.Mapping) error {
+	err := os.Lchown(path, uid, gid)
+	if err == nil || os.Geteuid() == 0 || m.Single() || !errors.Is(err, fs.ErrPermission) {
+		return err
+	}
+	cu, ok1 := toContainer(m.UIDs, uint32(uid))
+	cg, ok2 := toContainer(m.GIDs, uint32(gid))
+	if !ok1 || !ok2 {
+		return fmt.Errorf("chown %s to %d:%d: ids outside the store's mapping %s: %w", path, uid, gid, m, err)
+	}
+	return inNamespace(ctx, "chown", path, m, "--chown", fmt.Sprintf("%d:%d", cu, cg), path)
+}
+
+func toContainer(rs []idmap.Range, host uint32) (uint32, bool) {
+	for _, r := range rs {
+		if host >= r.HostID && uint64(host) < uint64(r.HostID)+uint64(r.Size) {
+			return r.ContainerID + (host - r.HostID), true
+		}
+	}
+	return 0, false
+}
+
 func removeInNamespace(ctx context.Context, path string, m idmap.Mapping) error {
-	c := reexec.Command("", Role, m, 0, path)
+	return inNamespace(ctx, "remove", path, m, path)
+}
+
+// inNamespace runs the rmtree role with args; op and path name the work in
+// errors.
+func inNamespace(ctx context.Context, op, path string, m idmap.Mapping, args ...string) error {
+	c := reexec.Command("", Role, m, 0, args...)
 	if os.Geteuid() == 0 && !m.Helper {
 		// Real root with a sub-range: host root is not mapped, so become
 		// the namespace's root explicitly.
@@ -174,7 +205,7 @@ func removeInNamespace(ctx context.Context, path string, m idmap.Mapping) error 
 	var stdout, stderr bytes.Buffer
 	c.Stdout, c.Stderr = &stdout, &stderr
 	if err := c.Start(); err != nil {
-		return fmt.Errorf("remove %s in a user namespace: %w", path, err)
+		return fmt.Errorf("%s %s in a user namespace: %w", op, path, err)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -187,27 +218,25 @@ func removeInNamespace(ctx context.Context, path string, m idmap.Mapping) error 
 	werr := c.Wait()
 	close(done)
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("remove %s: %w", path, err)
+		return fmt.Errorf("%s %s: %w", op, path, err)
 	}
 	var r result
 	if json.Unmarshal(stdout.Bytes(), &r) == nil && r.Error != "" {
-		return fmt.Errorf("remove %s in a user namespace: %w", path, &childError{msg: r.Error, errno: syscall.Errno(r.Errno)})
+		return fmt.Errorf("%s %s in a user namespace: %w", op, path, &childError{msg: r.Error, errno: syscall.Errno(r.Errno)})
 	}
 	if werr != nil {
-		return fmt.Errorf("remove %s in a user namespace: %w: %s", path, werr, bytes.TrimSpace(stderr.Bytes()))
+		return fmt.Errorf("%s %s in a user namespace: %w: %s", op, path, werr, bytes.TrimSpace(stderr.Bytes()))
 	}
 	return nil
 }
 
-// Main runs the rmtree role: it removes os.Args[1] inside the user
-// namespace and exits, reporting a failure as JSON on stdout. It never
-// returns.
+// Main runs the rmtree role inside the user namespace: "PATH" removes
+// PATH, "--chown UID:GID PATH" chowns it (ids as seen inside). It exits,
+// reporting a failure as JSON on stdout, and never returns.
 func Main() {
-	var err error
-	if len(os.Args) != 2 {
-		err = fmt.Errorf("rmtree: want 1 argument, got %d", len(os.Args)-1)
-	} else if err = reexec.WaitMapped(); err == nil {
-		err = removeInProcess(os.Args[1])
+	err := reexec.WaitMapped()
+	if err == nil {
+		err = runRole(os.Args[1:])
 	}
 	if err == nil {
 		os.Exit(0)
@@ -219,4 +248,18 @@ func Main() {
 	}
 	json.NewEncoder(os.Stdout).Encode(r)
 	os.Exit(1)
+}
+
+func runRole(args []string) error {
+	switch {
+	case len(args) == 1:
+		return removeInProcess(args[0])
+	case len(args) == 3 && args[0] == "--chown":
+		var uid, gid int
+		if _, err := fmt.Sscanf(args[1], "%d:%d", &uid, &gid); err != nil {
+			return fmt.Errorf("rmtree: bad ids %q: %w", args[1], err)
+		}
+		return os.Lchown(args[2], uid, gid)
+	}
+	return fmt.Errorf("rmtree: bad arguments %q", args)
 }

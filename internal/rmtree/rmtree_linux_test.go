@@ -227,3 +227,30 @@ func TestMountPointRefused(t *testing.T) {
 		t.Fatalf("file on the mount was removed: %v", err)
 	}
 }
+
+// TestChownToSubordinateID: a rootless caller gives a directory to an id of
+// its subordinate range (what a volume's root needs when the snapshot's
+// user is not root).
+func TestChownToSubordinateID(t *testing.T) {
+	m, err := idmap.Detect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Need(t, !m.Single(), "needs a mapping with more than one id (root, or newuidmap and a /etc/subuid range)")
+	uid, _ := m.HostUID(1000)
+	gid, _ := m.HostGID(1000)
+	d := filepath.Join(t.TempDir(), "d")
+	if err := os.Mkdir(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := Chown(t.Context(), d, int(uid), int(gid), m); err != nil {
+		t.Fatalf("Chown = %v, want nil", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(d, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Uid != uid || st.Gid != gid {
+		t.Fatalf("owner = %d:%d, want %d:%d", st.Uid, st.Gid, uid, gid)
+	}
+}

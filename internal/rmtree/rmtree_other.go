@@ -19,6 +19,11 @@ func RemoveAll(ctx context.Context, path string, m idmap.Mapping) error {
 	return os.RemoveAll(path)
 }
 
+// Chown gives path to host ids uid:gid (os.Lchown off Linux).
+func Chown(ctx context.Context, path string, uid, gid int, m idmap.Mapping) error {
+	return os.Lchown(path, uid, gid)
+}
+
 // Main is the rmtree role; off Linux it is never started.
 func Main() {
 	fmt.Fprintln(os.Stderr, "rmtree: unsupported on this platform")
