@@ -114,7 +114,7 @@ func (s *Store) importRootfsTar(ctx context.Context, e casext.Engine, p string) 
 	pw.Close()
 	res := <-done
 	if err == nil && res.err != nil {
-		err = fmt.Errorf("%s: %s data: %w", p, comp, res.err)
+		err = fmt.Errorf("%s data: %w", comp, res.err)
 	}
 	if err != nil {
 		return ispec.Descriptor{}, ispec.Manifest{}, err

@@ -104,6 +104,7 @@ func Open(opts Options) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	routeUmociLog(log)
 	s := &Store{root: root, tmp: tmp, mapping: m, log: log, progress: opts.Progress}
 	for _, d := range []string{root, tmp, s.layersDir(), filepath.Join(root, "locks"), filepath.Join(root, "leases")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
