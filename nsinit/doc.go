@@ -1,0 +1,32 @@
+// Package nsinit is the code that runs inside a sandbox's namespaces: it is
+// PID 1 of every sandbox. The runtime re-executes the binary in the "init"
+// role in new user, mount, pid, uts, ipc, cgroup (and network) namespaces;
+// Main then
+//
+//   - reads the launch Config (JSON, versioned) from a pipe,
+//   - mounts the root (an overlay described by package overlay, carried out
+//     here with fsopen/fsconfig so any number of layers fits), /proc, /dev,
+//     /sys read-only, the state dir's /etc/hostname, /etc/hosts and
+//     /etc/resolv.conf, and the caller's bind mounts with their targets
+//     resolved inside the root (openat2 RESOLVE_IN_ROOT), then pivot_roots
+//     and detaches the host's tree,
+//   - reports "ready" or the real cause of a failure on the report pipe,
+//   - and serves Requests on a unix socket (SOCK_SEQPACKET, one JSON
+//     message per packet, stdio fds as SCM_RIGHTS): exec, signal, wait,
+//     detach, destroy.
+//
+// Workloads are forked from one locked "spawner" thread that has set
+// no_new_privs and dropped to podman's default capability set; each runs in
+// its own session. One SIGCHLD reaper hands exit statuses to waiters by pid
+// (and reaps orphans). PID 1 itself is not dumpable, and holds no fd into
+// the host's tree: the liveness pipe, the socket and the lock files only.
+//
+// Lifetime: the init watches the liveness pipe from its launcher and tears
+// the sandbox down on EOF unless told to detach. With a main command the
+// sandbox lives as long as that command: its status is written into the
+// sandbox's lock file (an fd the init holds; no host directory is needed)
+// and the init exits, taking every process of the sandbox with it.
+//
+// This package imports only the standard library, x/sys and internal
+// packages, so what runs inside a sandbox stays small and auditable.
+package nsinit

@@ -1,0 +1,184 @@
+package nsinit
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/beamhop/lightbox/internal/reexec"
+	"github.com/beamhop/lightbox/internal/sys"
+	"golang.org/x/sys/unix"
+)
+
+// Main runs the init role: os.Args[1] is the number of the config pipe.
+// It never returns.
+func Main() {
+	if err := reexec.WaitMapped(); err != nil {
+		fatal(nil, fmt.Errorf("init: %w", err))
+	}
+	if err := protectExe(); err != nil {
+		fatal(nil, fmt.Errorf("init: protect the binary: %w", err))
+	}
+	cfg, err := readConfig()
+	if err != nil {
+		fatal(nil, fmt.Errorf("init: %w", err))
+	}
+	report := os.NewFile(uintptr(cfg.FDs.Report), "report")
+	if err := closeExtraFDs(cfg.FDs); err != nil {
+		fatal(report, err)
+	}
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		fatal(report, fmt.Errorf("init: prctl(PR_SET_DUMPABLE): %w", err))
+	}
+	if err := setup(cfg); err != nil {
+		fatal(report, err)
+	}
+	s, err := newServer(cfg)
+	if err != nil {
+		fatal(report, err)
+	}
+	writeReport(report, Report{Version: Version, Type: "ready"})
+	report.Close()
+	s.run()
+}
+
+// protectExe makes sure the binary behind PID 1 cannot be written through
+// /proc/1/exe (or by a workload that execs /proc/self/exe). As real root
+// the runtime already started us from a read-only bind of the binary. When
+// we run from a writable mount and the file's owner is mapped into our
+// user namespace (rootless with a binary the caller owns), sandbox root
+// could write it: re-exec once from a detached read-only bind that only
+// this mount namespace sees. A binary owned by an id we do not map (the
+// usual root-owned /usr/bin/lightbox) is already safe, and costs nothing.
+func protectExe() error {
+	const marker = "_LIGHTBOX_EXE_PROTECTED"
+	if os.Getenv(marker) != "" {
+		os.Unsetenv(marker)
+		return nil
+	}
+	var fst unix.Statfs_t
+	if err := unix.Statfs("/proc/self/exe", &fst); err != nil {
+		return &os.PathError{Op: "statfs", Path: "/proc/self/exe", Err: err}
+	}
+	if fst.Flags&unix.ST_RDONLY != 0 {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/exe", &st); err != nil {
+		return &os.PathError{Op: "stat", Path: "/proc/self/exe", Err: err}
+	}
+	if st.Uid == overflowID() {
+		return nil
+	}
+	// Unshared already: we are in our own mount namespace. The magic
+	// link /proc/self/exe leads to the mount in the launcher's namespace,
+	// which we may not clone: resolve its path again in ours.
+	if err := sys.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return err
+	}
+	exePath, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		return err
+	}
+	fd, err := sys.OpenTree(unix.AT_FDCWD, exePath, unix.OPEN_TREE_CLONE)
+	if err != nil {
+		return err
+	}
+	if err := sys.SetAttr(fd, unix.MOUNT_ATTR_RDONLY, 0, false, "/proc/self/exe"); err != nil {
+		return err
+	}
+	os.Setenv(marker, "1")
+	// The fd is close-on-exec: execve resolves the path before closing it.
+	exe := "/proc/self/fd/" + strconv.Itoa(fd)
+	for {
+		err = syscall.Exec(exe, os.Args, os.Environ())
+		if !errors.Is(err, unix.EINTR) {
+			return fmt.Errorf("re-exec from a read-only bind: %w", err)
+		}
+	}
+}
+
+// overflowID is the uid that ids unmapped in our namespace show as.
+func overflowID() uint32 {
+	b, err := os.ReadFile("/proc/sys/kernel/overflowuid")
+	if err != nil {
+		return 65534
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 32)
+	if err != nil {
+		return 65534
+	}
+	return uint32(n)
+}
+
+func readConfig() (*Config, error) {
+	if len(os.Args) < 2 {
+		return nil, errors.New("no config fd argument")
+	}
+	fd, err := strconv.Atoi(os.Args[1])
+	if err != nil {
+		return nil, fmt.Errorf("config fd %q: %w", os.Args[1], err)
+	}
+	f := os.NewFile(uintptr(fd), "config")
+	defer f.Close()
+	var cfg Config
+	if err := json.NewDecoder(f).Decode(&cfg); err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	if cfg.Version != Version {
+		return nil, fmt.Errorf("config version %d, this init speaks %d", cfg.Version, Version)
+	}
+	return &cfg, nil
+}
+
+// closeExtraFDs closes the binary's fd and marks every other inherited fd
+// close-on-exec, so that no workload inherits one.
+func closeExtraFDs(fds FDs) error {
+	if fds.Exe >= 0 {
+		unix.Close(fds.Exe)
+	}
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil || n < 3 {
+			continue
+		}
+		unix.CloseOnExec(n)
+	}
+	return nil
+}
+
+func writeReport(f *os.File, r Report) {
+	if f == nil {
+		return
+	}
+	b, _ := json.Marshal(r)
+	f.Write(append(b, '\n'))
+}
+
+// fatal reports err to the runtime (or stderr when there is no report
+// pipe yet) and exits.
+func fatal(report *os.File, err error) {
+	if report != nil {
+		writeReport(report, Report{Version: Version, Type: "error", Error: err.Error()})
+	} else {
+		fmt.Fprintln(os.Stderr, "lightbox init:", err)
+	}
+	os.Exit(1)
+}
+
+// exitCode renders a wait status as a shell would: the exit status, or
+// 128+N for a signal N.
+func exitCode(ws syscall.WaitStatus) (code, sig int) {
+	if ws.Signaled() {
+		return 128 + int(ws.Signal()), int(ws.Signal())
+	}
+	return ws.ExitStatus(), 0
+}

@@ -1,0 +1,290 @@
+package nsinit
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/beamhop/lightbox/internal/sys"
+	"golang.org/x/sys/unix"
+)
+
+// setup builds the sandbox's root and pivots into it.
+func setup(cfg *Config) error {
+	if err := sys.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make mounts private: %w", err)
+	}
+	if err := mountRoot(cfg); err != nil {
+		return err
+	}
+	root, err := sys.Openat(unix.AT_FDCWD, cfg.RootDir, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return fmt.Errorf("open root: %w", err)
+	}
+	defer unix.Close(root)
+	if err := mountProc(root); err != nil {
+		return fmt.Errorf("mount /proc: %w", err)
+	}
+	if err := mountSys(root, cfg.Network == "host"); err != nil {
+		return fmt.Errorf("mount /sys: %w", err)
+	}
+	if err := mountDev(root, cfg.DevptsGID5); err != nil {
+		return fmt.Errorf("mount /dev: %w", err)
+	}
+	for _, m := range cfg.Files {
+		if err := bind(root, m); err != nil {
+			return fmt.Errorf("mount %s: %w", m.Target, err)
+		}
+	}
+	mounts := slices.Clone(cfg.Mounts)
+	// Parents before children: /a before /a/b.
+	slices.SortStableFunc(mounts, func(a, b Mount) int { return strings.Count(a.Target, "/") - strings.Count(b.Target, "/") })
+	for _, m := range mounts {
+		if err := bind(root, m); err != nil {
+			return fmt.Errorf("mount %s: %w", m.Target, err)
+		}
+	}
+	if cfg.Workdir != "" {
+		fd, err := ensure(root, cfg.Workdir, true)
+		if err != nil {
+			return fmt.Errorf("workdir %s: %w", cfg.Workdir, err)
+		}
+		unix.Close(fd)
+	}
+	if err := unix.Sethostname([]byte(cfg.Name)); err != nil {
+		return fmt.Errorf("sethostname: %w", err)
+	}
+	if cfg.Network != "host" {
+		if err := loopbackUp(); err != nil {
+			return fmt.Errorf("bring up loopback: %w", err)
+		}
+	}
+	return pivot(root)
+}
+
+func mountRoot(cfg *Config) error {
+	mfd, err := sys.FSMount(cfg.Root.FSType, cfg.Root.Params, 0, "/")
+	if err != nil {
+		return fmt.Errorf("mount root: %w", err)
+	}
+	defer unix.Close(mfd)
+	t, err := sys.Openat(unix.AT_FDCWD, cfg.RootDir, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return fmt.Errorf("mount root: %w", err)
+	}
+	defer unix.Close(t)
+	if err := sys.MoveMount(mfd, t, cfg.RootDir); err != nil {
+		return fmt.Errorf("mount root: %w", err)
+	}
+	return nil
+}
+
+// attach moves the detached mount mfd onto target inside root, creating
+// the target (a directory when dir) if it is missing, and closes mfd.
+func attach(root, mfd int, target string, dir bool) error {
+	defer unix.Close(mfd)
+	t, err := ensure(root, target, dir)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(t)
+	return sys.MoveMount(mfd, t, target)
+}
+
+const nosuidNodevNoexec = unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC
+
+func mountProc(root int) error {
+	mfd, err := sys.FSMount("proc", nil, nosuidNodevNoexec, "/proc")
+	if err != nil {
+		return err
+	}
+	return attach(root, mfd, "/proc", true)
+}
+
+// mountSys mounts a read-only sysfs. A fresh sysfs needs a network
+// namespace owned by our user namespace; with the host's network (or if
+// the kernel refuses) it is a recursive bind of the host's /sys, made
+// read-only recursively.
+func mountSys(root int, hostNet bool) error {
+	if !hostNet {
+		mfd, err := sys.FSMount("sysfs", nil, nosuidNodevNoexec|unix.MOUNT_ATTR_RDONLY, "/sys")
+		if err == nil {
+			return attach(root, mfd, "/sys", true)
+		}
+	}
+	mfd, err := sys.OpenTree(unix.AT_FDCWD, "/sys", unix.OPEN_TREE_CLONE|unix.AT_RECURSIVE)
+	if err != nil {
+		return err
+	}
+	if err := sys.SetAttr(mfd, unix.MOUNT_ATTR_RDONLY|nosuidNodevNoexec, 0, true, "/sys"); err != nil {
+		unix.Close(mfd)
+		return err
+	}
+	return attach(root, mfd, "/sys", true)
+}
+
+// mountDev makes /dev a small tmpfs holding binds of the host's harmless
+// device nodes (a user namespace cannot mknod), a private devpts and
+// /dev/shm.
+func mountDev(root int, gid5 bool) error {
+	mfd, err := sys.FSMount("tmpfs", []sys.Param{{Key: "mode", Value: "755"}, {Key: "size", Value: "64k"}}, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NOEXEC, "/dev")
+	if err != nil {
+		return err
+	}
+	if err := attach(root, mfd, "/dev", true); err != nil {
+		return err
+	}
+	dev, err := sys.OpenInRoot(root, "/dev", unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dev)
+	for _, n := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
+		f, err := sys.Openat(dev, n, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW, 0o666)
+		if err != nil {
+			return err
+		}
+		unix.Close(f)
+		src, err := sys.OpenTree(unix.AT_FDCWD, "/dev/"+n, unix.OPEN_TREE_CLONE)
+		if err != nil {
+			return err
+		}
+		if err := attach(dev, src, "/"+n, false); err != nil {
+			return err
+		}
+	}
+	pts := []sys.Param{{Key: "newinstance"}, {Key: "ptmxmode", Value: "0666"}, {Key: "mode", Value: "0620"}}
+	if gid5 {
+		pts = append(pts, sys.Param{Key: "gid", Value: "5"})
+	}
+	mfd, err = sys.FSMount("devpts", pts, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NOEXEC, "/dev/pts")
+	if err != nil {
+		return err
+	}
+	if err := attach(dev, mfd, "/pts", true); err != nil {
+		return err
+	}
+	mfd, err = sys.FSMount("tmpfs", []sys.Param{{Key: "mode", Value: "1777"}}, nosuidNodevNoexec, "/dev/shm")
+	if err != nil {
+		return err
+	}
+	if err := attach(dev, mfd, "/shm", true); err != nil {
+		return err
+	}
+	for _, l := range [][2]string{{"pts/ptmx", "ptmx"}, {"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}} {
+		if err := unix.Symlinkat(l[0], dev, l[1]); err != nil {
+			return &os.PathError{Op: "symlink", Path: "/dev/" + l[1], Err: err}
+		}
+	}
+	return nil
+}
+
+// bind mounts the host path m.Source on m.Target inside root: recursively,
+// and read-only recursively when asked.
+func bind(root int, m Mount) error {
+	var st unix.Stat_t
+	if err := unix.Stat(m.Source, &st); err != nil {
+		return fmt.Errorf("source: %w", &os.PathError{Op: "stat", Path: m.Source, Err: err})
+	}
+	mfd, err := sys.OpenTree(unix.AT_FDCWD, m.Source, unix.OPEN_TREE_CLONE|unix.AT_RECURSIVE)
+	if err != nil {
+		return err
+	}
+	if m.ReadOnly {
+		if err := sys.SetAttr(mfd, unix.MOUNT_ATTR_RDONLY, 0, true, m.Source); err != nil {
+			unix.Close(mfd)
+			return err
+		}
+	}
+	return attach(root, mfd, m.Target, st.Mode&unix.S_IFMT == unix.S_IFDIR)
+}
+
+// ensure opens p inside root (O_PATH), resolving every component inside
+// it, and creates what is missing: parents as directories, the last one as
+// a directory when dir, else as an empty file. An existing p of the other
+// kind is an error.
+func ensure(root int, p string, dir bool) (int, error) {
+	if !path.IsAbs(p) || path.Clean(p) != p {
+		return -1, fmt.Errorf("%q is not a clean absolute path", p)
+	}
+	fd, err := sys.OpenInRoot(root, p, unix.O_PATH, 0)
+	if errors.Is(err, unix.ENOENT) && p != "/" {
+		parent, perr := ensure(root, path.Dir(p), true)
+		if perr != nil {
+			return -1, perr
+		}
+		base := path.Base(p)
+		if dir {
+			err = sys.Mkdirat(parent, base, 0o755)
+		} else {
+			var f int
+			f, err = sys.Openat(parent, base, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW, 0o644)
+			if err == nil {
+				unix.Close(f)
+			}
+		}
+		unix.Close(parent)
+		if errors.Is(err, unix.EEXIST) {
+			return -1, fmt.Errorf("%s is a dangling symlink or appeared meanwhile: %w", p, err)
+		}
+		if err != nil {
+			return -1, err
+		}
+		fd, err = sys.OpenInRoot(root, p, unix.O_PATH, 0)
+	}
+	if err != nil {
+		return -1, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, &os.PathError{Op: "stat", Path: p, Err: err}
+	}
+	isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+	switch {
+	case dir && !isDir:
+		unix.Close(fd)
+		return -1, &os.PathError{Op: "open", Path: p, Err: unix.ENOTDIR}
+	case !dir && isDir:
+		unix.Close(fd)
+		return -1, &os.PathError{Op: "open", Path: p, Err: unix.EISDIR}
+	}
+	return fd, nil
+}
+
+func loopbackUp() error {
+	s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(s)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(s, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(s, unix.SIOCSIFFLAGS, ifr)
+}
+
+// pivot makes root the root and detaches the host's tree.
+func pivot(root int) error {
+	if err := unix.Fchdir(root); err != nil {
+		return fmt.Errorf("pivot_root: fchdir: %w", err)
+	}
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("pivot_root: %w", err)
+	}
+	if err := sys.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("pivot_root: detach the old root: %w", err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return fmt.Errorf("pivot_root: %w", err)
+	}
+	return nil
+}

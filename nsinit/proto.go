@@ -1,0 +1,149 @@
+package nsinit
+
+import (
+	"time"
+
+	"github.com/beamhop/lightbox/internal/sys"
+)
+
+// Version is the version of every message type below. The runtime and the
+// init are the same binary, but a detached sandbox can outlive an upgrade
+// of it: both sides refuse a message of another version.
+const Version = 1
+
+// Config is the launch spec the runtime sends to the init, validated by
+// the runtime before it is sent. Paths of Root, RootDir, Files and Mounts
+// sources are host paths, read before pivot_root.
+type Config struct {
+	Version int `json:"version"`
+	// Name is the sandbox's name, also its hostname.
+	Name string `json:"name"`
+	// Root is the root filesystem ("overlay" and the parameters from
+	// package overlay), attached on RootDir.
+	Root    FSMount `json:"root"`
+	RootDir string  `json:"rootDir"`
+	// Files are host files bind-mounted over files inside (/etc/hostname,
+	// /etc/hosts, /etc/resolv.conf), created if missing.
+	Files []Mount `json:"files,omitempty"`
+	// Mounts are the caller's bind mounts.
+	Mounts []Mount `json:"mounts,omitempty"`
+	// Env, Workdir and User are the defaults of every command.
+	Env     []string `json:"env,omitempty"`
+	Workdir string   `json:"workdir,omitempty"`
+	User    string   `json:"user,omitempty"`
+	// Network is "none", "host" or "private". With "host" the sandbox
+	// shares the host's network namespace (and /sys is a read-only bind of
+	// the host's).
+	Network string `json:"network"`
+	// Timeout ends the sandbox after this long; 0 = never.
+	Timeout time.Duration `json:"timeout,omitempty"`
+	// DevptsGID5 adds gid=5 to devpts (only when gid 5 is mapped).
+	DevptsGID5 bool `json:"devptsGID5,omitempty"`
+	// FDs are the numbers of the files the runtime passed.
+	FDs FDs `json:"fds"`
+}
+
+// FDs are the init's inherited files, by number.
+type FDs struct {
+	Report   int   `json:"report"`   // write end: Reports until ready
+	Liveness int   `json:"liveness"` // read end: EOF = the launcher is gone
+	Listener int   `json:"listener"` // the bound exec socket
+	Lock     int   `json:"lock"`     // the sandbox's name lock; status is written here
+	Exe      int   `json:"exe"`      // the binary the init was started from, -1 if none
+	Leases   []int `json:"leases,omitempty"`
+}
+
+// FSMount is a filesystem made with fsopen/fsconfig.
+type FSMount struct {
+	FSType string      `json:"fstype"`
+	Params []sys.Param `json:"params"`
+}
+
+// Mount is a bind mount. Source is a host path; Target an absolute path
+// inside, resolved inside the root.
+type Mount struct {
+	Source   string `json:"source"`
+	Target   string `json:"target"`
+	ReadOnly bool   `json:"readOnly,omitempty"`
+}
+
+// Report is what the init writes, one JSON line each, on the report pipe
+// while it sets up.
+type Report struct {
+	Version int    `json:"version"`
+	Type    string `json:"type"` // "ready" or "error"
+	Error   string `json:"error,omitempty"`
+}
+
+// Request operations.
+const (
+	OpExec    = "exec"    // start Exec; the reply is Started or an error, then Exit
+	OpSignal  = "signal"  // signal the process this connection started
+	OpResize  = "resize"  // set the window size of this connection's pty
+	OpWait    = "wait"    // reply with the main command's Exit once it ends
+	OpDetach  = "detach"  // stop watching the liveness pipe
+	OpDestroy = "destroy" // SIGTERM, Grace, SIGKILL everything; reply, then exit
+)
+
+// Request is a client's message on the exec socket.
+type Request struct {
+	Version int           `json:"version"`
+	Op      string        `json:"op"`
+	Exec    *Exec         `json:"exec,omitempty"`
+	Signal  int           `json:"signal,omitempty"`
+	Grace   time.Duration `json:"grace,omitempty"`
+	Rows    uint16        `json:"rows,omitempty"`
+	Cols    uint16        `json:"cols,omitempty"`
+}
+
+// Exec is a command to start. Without Tty the request carries three fds
+// (stdin, stdout, stderr); with Tty it carries none and the Started reply
+// carries the pty's master.
+type Exec struct {
+	Args []string `json:"args"`
+	// Env is added on top of the sandbox's environment.
+	Env []string `json:"env,omitempty"`
+	// Dir and User override the sandbox's defaults when set.
+	Dir  string `json:"dir,omitempty"`
+	User string `json:"user,omitempty"`
+	Tty  bool   `json:"tty,omitempty"`
+	Rows uint16 `json:"rows,omitempty"`
+	Cols uint16 `json:"cols,omitempty"`
+	// Main marks the sandbox's main command: the sandbox lives as long as
+	// it, its status is recorded, and it is not killed when this
+	// connection closes. At most one.
+	Main bool `json:"main,omitempty"`
+}
+
+// Reply types.
+const (
+	ReplyStarted = "started"
+	ReplyExit    = "exit"
+	ReplyOK      = "ok"
+	ReplyError   = "error"
+)
+
+// Reply is the init's message on the exec socket.
+type Reply struct {
+	Version int    `json:"version"`
+	Type    string `json:"type"`
+	Pid     int    `json:"pid,omitempty"` // Started: pid inside the sandbox
+	// Exit: the status; Code is 128+Signal when killed by a signal.
+	// Error: 127 (not found) or 126 (not executable) when the command
+	// could not start for that reason, else 0.
+	Code   int    `json:"code,omitempty"`
+	Signal int    `json:"signal,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+// Status is what the init writes into the sandbox's lock file when the
+// sandbox ends on its own: its main command exited, or its timeout passed.
+// A lock file with no Status belongs to a running sandbox (when locked) or
+// a dead one (when not).
+type Status struct {
+	Version    int       `json:"version"`
+	ExitCode   int       `json:"exitCode"`
+	Signal     int       `json:"signal,omitempty"`
+	TimedOut   bool      `json:"timedOut,omitempty"`
+	FinishedAt time.Time `json:"finishedAt"`
+}

@@ -1,0 +1,489 @@
+package nsinit
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// server is PID 1 after setup: it serves the exec socket, watches the
+// liveness pipe, forwards signals and ends the sandbox.
+type server struct {
+	cfg   *Config
+	ln    *net.UnixListener
+	lock  *os.File
+	r     *reaper
+	sp    *spawner
+	setgr bool // setgroups(2) allowed in our user namespace
+
+	mu         sync.Mutex
+	detached   bool
+	destroying bool
+	main       *proc
+	mainDone   chan struct{} // closed when the main command ended
+	mainStatus Reply
+	pending    int // replies about the main command still to send
+}
+
+type proc struct {
+	pid  int
+	done chan struct{}
+	ws   syscall.WaitStatus
+}
+
+func newServer(cfg *Config) (*server, error) {
+	lf := os.NewFile(uintptr(cfg.FDs.Listener), "init.sock")
+	l, err := net.FileListener(lf)
+	lf.Close()
+	if err != nil {
+		return nil, fmt.Errorf("exec socket: %w", err)
+	}
+	ul, ok := l.(*net.UnixListener)
+	if !ok {
+		return nil, fmt.Errorf("exec socket: not a unix socket")
+	}
+	s := &server{cfg: cfg, ln: ul, lock: os.NewFile(uintptr(cfg.FDs.Lock), "lock"), mainDone: make(chan struct{})}
+	if b, err := os.ReadFile("/proc/self/setgroups"); err == nil {
+		s.setgr = string(b) != "deny\n"
+	}
+	s.r = newReaper()
+	if s.sp, err = newSpawner(s.r); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *server) run() {
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
+	go s.forward(sigs)
+	if s.cfg.FDs.Liveness >= 0 {
+		go s.watch(os.NewFile(uintptr(s.cfg.FDs.Liveness), "liveness"))
+	}
+	if s.cfg.Timeout > 0 {
+		time.AfterFunc(s.cfg.Timeout, func() { s.destroy(2*time.Second, true) })
+	}
+	for {
+		c, err := s.ln.AcceptUnix()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				select {}
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		go s.serve(c)
+	}
+}
+
+// watch ends the sandbox when the launcher goes away, unless detached.
+func (s *server) watch(f *os.File) {
+	io.Copy(io.Discard, f)
+	f.Close()
+	s.mu.Lock()
+	detached := s.detached
+	s.mu.Unlock()
+	if !detached {
+		s.exit()
+	}
+}
+
+// forward passes the signals PID 1 receives to the main command; without
+// one, SIGTERM and SIGINT end the sandbox.
+func (s *server) forward(sigs chan os.Signal) {
+	for sig := range sigs {
+		s.mu.Lock()
+		m := s.main
+		s.mu.Unlock()
+		switch {
+		case m != nil:
+			unix.Kill(m.pid, sig.(syscall.Signal))
+		case sig == unix.SIGTERM || sig == unix.SIGINT:
+			go s.destroy(10*time.Second, false)
+		}
+	}
+}
+
+// exit ends the sandbox at once: PID 1's exit kills every process in the
+// pid namespace, and the mounts go with the mount namespace.
+func (s *server) exit() {
+	unix.Kill(-1, unix.SIGKILL)
+	os.Exit(0)
+}
+
+// destroy stops the main command (or every process) with SIGTERM, waits
+// up to grace, then exits. It returns only to a caller that lost the race
+// with another destroy.
+func (s *server) destroy(grace time.Duration, timedOut bool) {
+	s.mu.Lock()
+	if s.destroying {
+		s.mu.Unlock()
+		return
+	}
+	s.destroying = true
+	m := s.main
+	s.mu.Unlock()
+	deadline := time.After(grace)
+	if m != nil {
+		unix.Kill(m.pid, unix.SIGTERM)
+		select {
+		case <-m.done:
+		case <-deadline:
+		}
+	} else {
+		unix.Kill(-1, unix.SIGTERM)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+	loop:
+		for others() {
+			select {
+			case <-deadline:
+				break loop
+			case <-tick.C:
+			}
+		}
+	}
+	if timedOut {
+		st := Status{Version: Version, ExitCode: 124, TimedOut: true, FinishedAt: time.Now().UTC()}
+		if m != nil {
+			<-s.killMain(m)
+			st.ExitCode, st.Signal = exitCode(m.ws)
+		}
+		s.record(st)
+	}
+}
+
+func (s *server) killMain(m *proc) chan struct{} {
+	unix.Kill(m.pid, unix.SIGKILL)
+	return m.done
+}
+
+// others reports whether any process but PID 1 is left.
+func others() bool {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		if n, err := strconv.Atoi(e.Name()); err == nil && n != 1 {
+			return true
+		}
+	}
+	return false
+}
+
+// record writes the sandbox's final status into its lock file.
+func (s *server) record(st Status) {
+	b, _ := json.Marshal(st)
+	s.lock.Truncate(0)
+	s.lock.WriteAt(b, 0)
+	s.lock.Sync()
+}
+
+func (s *server) serve(c *net.UnixConn) {
+	defer c.Close()
+	buf := make([]byte, 1<<20)
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	req, fds, err := readRequest(c, buf, oob)
+	if err != nil {
+		closeAll(fds)
+		send(c, Reply{Type: ReplyError, Error: err.Error()}, nil)
+		return
+	}
+	switch req.Op {
+	case OpExec:
+		s.exec(c, req, fds, buf, oob)
+		return
+	case OpWait:
+		s.mu.Lock()
+		hasMain := s.main != nil
+		if hasMain {
+			s.pending++
+		}
+		s.mu.Unlock()
+		if !hasMain {
+			send(c, Reply{Type: ReplyError, Error: "the sandbox has no main command"}, nil)
+			return
+		}
+		defer s.done()
+		<-s.mainDone
+		send(c, s.mainStatus, nil)
+	case OpDetach:
+		s.mu.Lock()
+		s.detached = true
+		s.mu.Unlock()
+		send(c, Reply{Type: ReplyOK}, nil)
+	case OpDestroy:
+		s.destroy(req.Grace, false)
+		send(c, Reply{Type: ReplyOK}, nil)
+		s.exit()
+	default:
+		send(c, Reply{Type: ReplyError, Error: fmt.Sprintf("unknown request %q", req.Op)}, nil)
+	}
+	closeAll(fds)
+}
+
+func readRequest(c *net.UnixConn, buf, oob []byte) (Request, []int, error) {
+	var req Request
+	n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return req, nil, err
+	}
+	if n == 0 {
+		return req, nil, io.EOF
+	}
+	var fds []int
+	if oobn > 0 {
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err == nil {
+			for _, m := range msgs {
+				if r, err := unix.ParseUnixRights(&m); err == nil {
+					fds = append(fds, r...)
+				}
+			}
+		}
+	}
+	for _, fd := range fds {
+		unix.CloseOnExec(fd)
+	}
+	if err := json.Unmarshal(buf[:n], &req); err != nil {
+		return req, fds, fmt.Errorf("bad request: %w", err)
+	}
+	if req.Version != Version {
+		return req, fds, fmt.Errorf("request version %d, this init speaks %d", req.Version, Version)
+	}
+	return req, fds, nil
+}
+
+func send(c *net.UnixConn, r Reply, fds []int) error {
+	r.Version = Version
+	b, _ := json.Marshal(r)
+	var oob []byte
+	if len(fds) > 0 {
+		oob = unix.UnixRights(fds...)
+	}
+	_, _, err := c.WriteMsgUnix(b, oob, nil)
+	return err
+}
+
+func closeAll(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
+// exec starts a workload for the connection c and relays its life: signal
+// and resize requests in, the exit status out. Closing the connection
+// kills a workload that is not the main command.
+func (s *server) exec(c *net.UnixConn, req Request, fds []int, buf, oob []byte) {
+	e := req.Exec
+	fail := func(code int, err error) {
+		closeAll(fds)
+		send(c, Reply{Type: ReplyError, Code: code, Error: err.Error()}, nil)
+	}
+	if e == nil || len(e.Args) == 0 {
+		fail(0, errors.New("exec: no command"))
+		return
+	}
+	if !e.Tty && len(fds) != 3 {
+		fail(0, fmt.Errorf("exec: want 3 stdio fds, got %d", len(fds)))
+		return
+	}
+	u, err := lookupUser(firstNonEmpty(e.User, s.cfg.User))
+	if err != nil {
+		fail(0, err)
+		return
+	}
+	env := mergeEnv(s.cfg.Env, e.Env)
+	if !hasEnv(env, "PATH") {
+		env = append(env, "PATH="+defaultPath)
+	}
+	if !hasEnv(env, "HOME") {
+		env = append(env, "HOME="+u.home)
+	}
+	if !hasEnv(env, "HOSTNAME") {
+		env = append(env, "HOSTNAME="+s.cfg.Name)
+	}
+	dir := firstNonEmpty(e.Dir, s.cfg.Workdir, "/")
+	if st, err := os.Stat(dir); err != nil {
+		fail(0, fmt.Errorf("workdir: %w", err))
+		return
+	} else if !st.IsDir() {
+		fail(0, fmt.Errorf("workdir %s: not a directory", dir))
+		return
+	}
+	argv0, err := lookPath(e.Args[0], dir, env)
+	if err != nil {
+		var se *startError
+		if errors.As(err, &se) {
+			fail(se.code, err)
+		} else {
+			fail(0, err)
+		}
+		return
+	}
+	var master *os.File
+	files := make([]uintptr, 3)
+	attr := &syscall.SysProcAttr{Setsid: true}
+	if e.Tty {
+		m, sl, err := openPty(e.Rows, e.Cols)
+		if err != nil {
+			fail(0, err)
+			return
+		}
+		defer sl.Close()
+		master = m
+		if u.uid != 0 {
+			unix.Fchown(int(sl.Fd()), int(u.uid), -1)
+		}
+		for i := range files {
+			files[i] = sl.Fd()
+		}
+		attr.Setctty = true
+		attr.Ctty = 0
+	} else {
+		for i := range files {
+			files[i] = uintptr(fds[i])
+		}
+	}
+	if u.uid != 0 || u.gid != 0 || len(u.groups) > 1 {
+		attr.Credential = &syscall.Credential{Uid: u.uid, Gid: u.gid, Groups: u.groups, NoSetGroups: !s.setgr}
+	}
+	s.mu.Lock()
+	if e.Main && s.main != nil {
+		s.mu.Unlock()
+		if master != nil {
+			master.Close()
+		}
+		fail(0, errors.New("exec: the sandbox already has a main command"))
+		return
+	}
+	if s.destroying {
+		s.mu.Unlock()
+		fail(0, errors.New("exec: the sandbox is being destroyed"))
+		return
+	}
+	if e.Main {
+		s.pending++
+		defer s.done()
+	}
+	pid, done, err := s.sp.spawn(argv0, e.Args, &syscall.ProcAttr{Dir: dir, Env: env, Files: files, Sys: attr})
+	if err != nil {
+		s.mu.Unlock()
+		if master != nil {
+			master.Close()
+		}
+		fail(execErrorCode(err), fmt.Errorf("exec %q: %w", e.Args[0], err))
+		return
+	}
+	p := &proc{pid: pid, done: make(chan struct{})}
+	if e.Main {
+		s.main = p
+	}
+	s.mu.Unlock()
+	closeAll(fds)
+	go func() {
+		p.ws = <-done
+		close(p.done)
+		if e.Main {
+			s.mainEnded(p)
+		}
+	}()
+	var rfds []int
+	if master != nil {
+		rfds = []int{int(master.Fd())}
+	}
+	send(c, Reply{Type: ReplyStarted, Pid: pid}, rfds)
+	// Keep the master until the workload ends: a client that went away
+	// must not hang it up early... but not longer, so the client sees EOF.
+	go func() {
+		<-p.done
+		if master != nil {
+			master.Close()
+		}
+	}()
+	gone := make(chan struct{})
+	go func() {
+		defer close(gone)
+		for {
+			req, fds, err := readRequest(c, buf, oob)
+			closeAll(fds)
+			if err != nil {
+				return
+			}
+			switch req.Op {
+			case OpSignal:
+				unix.Kill(pid, syscall.Signal(req.Signal))
+			case OpResize:
+				if master != nil {
+					unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: req.Rows, Col: req.Cols})
+				}
+			}
+		}
+	}()
+	select {
+	case <-p.done:
+		code, sig := exitCode(p.ws)
+		send(c, Reply{Type: ReplyExit, Code: code, Signal: sig}, nil)
+	case <-gone:
+		if !e.Main {
+			// The client went away: the workload goes with it.
+			unix.Kill(-pid, unix.SIGKILL)
+			unix.Kill(pid, unix.SIGKILL)
+		}
+	}
+}
+
+// mainEnded records the main command's status, lets the connections that
+// wait for it reply, and ends the sandbox (unless a destroy is under way,
+// which ends it itself).
+func (s *server) mainEnded(p *proc) {
+	code, sig := exitCode(p.ws)
+	s.mainStatus = Reply{Type: ReplyExit, Code: code, Signal: sig}
+	s.mu.Lock()
+	destroying := s.destroying
+	s.mu.Unlock()
+	if !destroying {
+		s.record(Status{Version: Version, ExitCode: code, Signal: sig, FinishedAt: time.Now().UTC()})
+	}
+	close(s.mainDone)
+	if destroying {
+		return
+	}
+	// Let the connections waiting for this status send it (bounded: a
+	// client that does not read must not keep the sandbox alive).
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+		s.mu.Lock()
+		n := s.pending
+		s.mu.Unlock()
+		if n == 0 {
+			break
+		}
+	}
+	s.exit()
+}
+
+func (s *server) done() {
+	s.mu.Lock()
+	s.pending--
+	s.mu.Unlock()
+}
+
+func firstNonEmpty(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}

@@ -1,0 +1,376 @@
+package nsinit
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/beamhop/lightbox/internal/sys"
+	"golang.org/x/sys/unix"
+)
+
+// defaultCaps is podman's default capability set: what workloads running
+// as root inside keep (bounding, permitted, effective).
+var defaultCaps = []uintptr{
+	unix.CAP_CHOWN, unix.CAP_DAC_OVERRIDE, unix.CAP_FOWNER, unix.CAP_FSETID,
+	unix.CAP_KILL, unix.CAP_NET_BIND_SERVICE, unix.CAP_SETFCAP, unix.CAP_SETGID,
+	unix.CAP_SETPCAP, unix.CAP_SETUID, unix.CAP_SYS_CHROOT,
+}
+
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// reaper is PID 1's single wait4(-1) loop: statuses go to the waiter
+// registered for the pid; orphans are reaped and forgotten. The spawner
+// registers a pid under mu before the reaper can look, so no status is
+// lost (os/exec's own pidfd waiting would race with it).
+type reaper struct {
+	mu      sync.Mutex
+	waiters map[int]chan syscall.WaitStatus
+}
+
+func newReaper() *reaper {
+	r := &reaper{waiters: map[int]chan syscall.WaitStatus{}}
+	ch := make(chan os.Signal, 16)
+	signal.Notify(ch, unix.SIGCHLD)
+	go func() {
+		for {
+			r.reap()
+			<-ch
+		}
+	}()
+	return r
+}
+
+func (r *reaper) reap() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for {
+		var ws unix.WaitStatus
+		pid, err := sys.Wait4(-1, &ws, unix.WNOHANG)
+		if err != nil || pid <= 0 {
+			return
+		}
+		if ch, ok := r.waiters[pid]; ok {
+			delete(r.waiters, pid)
+			ch <- syscall.WaitStatus(ws)
+		}
+	}
+}
+
+// spawnReq is a fork+exec for the spawner thread.
+type spawnReq struct {
+	argv0 string
+	attr  *syscall.ProcAttr
+	argv  []string
+	reply chan spawnResult
+}
+
+type spawnResult struct {
+	pid  int
+	done chan syscall.WaitStatus
+	err  error
+}
+
+// spawner forks every workload from one locked OS thread whose
+// credentials are those of a workload: no_new_privs and podman's
+// capability set (capabilities and no_new_privs are per thread, and a
+// child inherits those of the thread that forked it).
+type spawner struct {
+	reqs chan spawnReq
+	r    *reaper
+}
+
+func newSpawner(r *reaper) (*spawner, error) {
+	s := &spawner{reqs: make(chan spawnReq), r: r}
+	ready := make(chan error)
+	go s.loop(ready)
+	if err := <-ready; err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *spawner) loop(ready chan<- error) {
+	// Never unlocked: this thread's credentials are no longer the init's,
+	// so it must die with the goroutine rather than go back to the pool.
+	runtime.LockOSThread()
+	if err := dropPrivileges(); err != nil {
+		ready <- err
+		return
+	}
+	ready <- nil
+	for req := range s.reqs {
+		s.r.mu.Lock()
+		pid, err := syscall.ForkExec(req.argv0, req.argv, req.attr)
+		var done chan syscall.WaitStatus
+		if err == nil {
+			done = make(chan syscall.WaitStatus, 1)
+			s.r.waiters[pid] = done
+		}
+		s.r.mu.Unlock()
+		req.reply <- spawnResult{pid: pid, done: done, err: err}
+	}
+}
+
+func (s *spawner) spawn(argv0 string, argv []string, attr *syscall.ProcAttr) (int, chan syscall.WaitStatus, error) {
+	reply := make(chan spawnResult, 1)
+	s.reqs <- spawnReq{argv0: argv0, argv: argv, attr: attr, reply: reply}
+	r := <-reply
+	return r.pid, r.done, r.err
+}
+
+func dropPrivileges() error {
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("spawner: prctl(PR_SET_NO_NEW_PRIVS): %w", err)
+	}
+	last := lastCap()
+	keep := map[uintptr]bool{}
+	for _, c := range defaultCaps {
+		keep[c] = true
+	}
+	for c := uintptr(0); c <= last; c++ {
+		if keep[c] {
+			continue
+		}
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, c, 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("spawner: drop capability %d from the bounding set: %w", c, err)
+		}
+	}
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("spawner: clear ambient capabilities: %w", err)
+	}
+	var data [2]unix.CapUserData
+	for _, c := range defaultCaps {
+		data[c/32].Effective |= 1 << (c % 32)
+		data[c/32].Permitted |= 1 << (c % 32)
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("spawner: capset: %w", err)
+	}
+	return nil
+}
+
+func lastCap() uintptr {
+	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			return uintptr(n)
+		}
+	}
+	return unix.CAP_LAST_CAP
+}
+
+// user is a resolved "uid[:gid]" or "name[:group]".
+type user struct {
+	uid, gid uint32
+	groups   []uint32
+	home     string
+}
+
+// lookupUser resolves spec against the sandbox's /etc/passwd and
+// /etc/group ("" = root).
+func lookupUser(spec string) (user, error) {
+	u := user{home: "/root"}
+	if spec == "" {
+		return u, nil
+	}
+	name, group, hasGroup := strings.Cut(spec, ":")
+	passwd := readDB("/etc/passwd")
+	found := false
+	if n, err := strconv.ParseUint(name, 10, 32); err == nil {
+		u.uid, u.home = uint32(n), "/"
+		for _, e := range passwd {
+			if len(e) >= 6 && e[2] == name {
+				name, found = e[0], true
+				u.gid = parseID(e[3])
+				u.home = e[5]
+				break
+			}
+		}
+	} else {
+		for _, e := range passwd {
+			if len(e) >= 6 && e[0] == name {
+				found = true
+				u.uid, u.gid, u.home = parseID(e[2]), parseID(e[3]), e[5]
+				break
+			}
+		}
+		if !found {
+			return u, fmt.Errorf("user %q: no such user in the sandbox's /etc/passwd", name)
+		}
+	}
+	groups := readDB("/etc/group")
+	if hasGroup {
+		if n, err := strconv.ParseUint(group, 10, 32); err == nil {
+			u.gid = uint32(n)
+		} else {
+			ok := false
+			for _, e := range groups {
+				if len(e) >= 3 && e[0] == group {
+					u.gid, ok = parseID(e[2]), true
+					break
+				}
+			}
+			if !ok {
+				return u, fmt.Errorf("group %q: no such group in the sandbox's /etc/group", group)
+			}
+		}
+	}
+	u.groups = []uint32{u.gid}
+	if found && !hasGroup {
+		for _, e := range groups {
+			if len(e) < 4 {
+				continue
+			}
+			for _, m := range strings.Split(e[3], ",") {
+				if m == name {
+					if g := parseID(e[2]); g != u.gid {
+						u.groups = append(u.groups, g)
+					}
+				}
+			}
+		}
+	}
+	return u, nil
+}
+
+func parseID(s string) uint32 {
+	n, _ := strconv.ParseUint(s, 10, 32)
+	return uint32(n)
+}
+
+func readDB(p string) [][]string {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out [][]string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		out = append(out, strings.Split(line, ":"))
+	}
+	return out
+}
+
+// errNotFound and errNotExec carry the shell's exit codes.
+type startError struct {
+	code int
+	err  error
+}
+
+func (e *startError) Error() string { return e.err.Error() }
+
+// lookPath finds file in PATH (of env) the way a shell does; a name with a
+// slash is taken as it is (relative to dir).
+func lookPath(file, dir string, env []string) (string, error) {
+	if strings.Contains(file, "/") {
+		p := file
+		if !path.IsAbs(p) {
+			p = path.Join(dir, p)
+		}
+		if _, err := os.Stat(p); err != nil {
+			return "", &startError{127, fmt.Errorf("exec %q: %w", file, err)}
+		}
+		return file, nil
+	}
+	pathEnv := defaultPath
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			pathEnv = v
+		}
+	}
+	var denied error
+	for _, d := range strings.Split(pathEnv, ":") {
+		if !path.IsAbs(d) {
+			continue
+		}
+		p := path.Join(d, file)
+		st, err := os.Stat(p)
+		if err != nil || st.IsDir() {
+			continue
+		}
+		if st.Mode()&0o111 == 0 {
+			if denied == nil {
+				denied = &startError{126, fmt.Errorf("exec %q: %s: permission denied", file, p)}
+			}
+			continue
+		}
+		return p, nil
+	}
+	if denied != nil {
+		return "", denied
+	}
+	return "", &startError{127, fmt.Errorf("exec %q: executable file not found in $PATH", file)}
+}
+
+// execErrorCode maps an exec failure to the shell's code.
+func execErrorCode(err error) int {
+	switch {
+	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTDIR):
+		return 127
+	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM), errors.Is(err, unix.ENOEXEC), errors.Is(err, unix.EISDIR), errors.Is(err, unix.ETXTBSY):
+		return 126
+	}
+	return 0
+}
+
+// mergeEnv applies over on top of base; later entries win.
+func mergeEnv(base, over []string) []string {
+	out := make([]string, 0, len(base)+len(over))
+	idx := map[string]int{}
+	for _, kv := range append(append([]string{}, base...), over...) {
+		k, _, _ := strings.Cut(kv, "=")
+		if i, ok := idx[k]; ok {
+			out[i] = kv
+			continue
+		}
+		idx[k] = len(out)
+		out = append(out, kv)
+	}
+	return out
+}
+
+func hasEnv(env []string, key string) bool {
+	for _, kv := range env {
+		if strings.HasPrefix(kv, key+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+// openPty allocates a pty in the sandbox's devpts: the master, and the
+// peer for the workload (TIOCGPTPEER, no path lookup).
+func openPty(rows, cols uint16) (master, slave *os.File, err error) {
+	m, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, &os.PathError{Op: "open", Path: "/dev/ptmx", Err: err}
+	}
+	if err := unix.IoctlSetPointerInt(m, unix.TIOCSPTLCK, 0); err != nil {
+		unix.Close(m)
+		return nil, nil, fmt.Errorf("unlock pty: %w", err)
+	}
+	s, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(m), unix.TIOCGPTPEER, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC)
+	if errno != 0 {
+		unix.Close(m)
+		return nil, nil, fmt.Errorf("open pty peer: %w", errno)
+	}
+	if rows > 0 && cols > 0 {
+		unix.IoctlSetWinsize(m, unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
+	}
+	return os.NewFile(uintptr(m), "ptmx"), os.NewFile(s, "pty"), nil
+}

@@ -1,0 +1,90 @@
+// Package overlay describes overlayfs roots made from unpacked layer
+// directories: it turns a stack of layers plus an upper and a work
+// directory into the parameters of an overlay mount, and can mount and take
+// one down. It does not decide where layers or upper dirs live (the
+// snapshot store and the runtime do), and it mounts only when asked: a
+// sandbox's root is mounted by nsinit, inside the sandbox's namespaces,
+// from the parameters this package builds.
+//
+// Every overlay it describes uses the options DESIGN.md pins: userxattr
+// (the overlay is always mounted inside a user namespace, so whiteouts are
+// user.overlay.* xattrs), no redirects and metacopy=off (an upper dir is
+// then a plain diff of the root). "No redirects" is spelled
+// redirect_dir=nofollow: the kernel turns "off" into "follow" when it is
+// built with redirect_always_follow, and refuses that with userxattr. Layers are passed one fsconfig
+// "lowerdir+" parameter each, so a stack of any depth mounts: the legacy
+// mount(2) option string is limited to a page.
+package overlay
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/beamhop/lightbox/internal/sys"
+)
+
+// Spec is an overlayfs root.
+type Spec struct {
+	// Layers are the lower directories, bottom first (the order of an OCI
+	// manifest's layers). At least one.
+	Layers []string
+	// Upper and Work are the writable directory and overlayfs's scratch
+	// directory; both on the same filesystem, neither on overlayfs.
+	Upper, Work string
+}
+
+// ErrTooLong is returned by Data when the option string would not fit the
+// page that mount(2) accepts.
+var ErrTooLong = errors.New("overlay options longer than a page")
+
+// Validate checks that the paths are absolute and usable as overlay
+// options.
+func (s Spec) Validate() error {
+	if len(s.Layers) == 0 {
+		return errors.New("overlay: no layers")
+	}
+	check := func(what, p string) error {
+		if !filepath.IsAbs(p) || filepath.Clean(p) != p {
+			return fmt.Errorf("overlay: %s %q: not a clean absolute path", what, p)
+		}
+		if strings.ContainsAny(p, ",:\n\\") {
+			return fmt.Errorf("overlay: %s %q: contains a character overlayfs cannot take (, : \\ or newline)", what, p)
+		}
+		return nil
+	}
+	for _, l := range s.Layers {
+		if err := check("layer", l); err != nil {
+			return err
+		}
+	}
+	if err := check("upper dir", s.Upper); err != nil {
+		return err
+	}
+	return check("work dir", s.Work)
+}
+
+// Params returns the fsconfig(2) parameters of the mount, layers top first
+// as overlayfs wants them.
+func (s Spec) Params() []sys.Param {
+	ps := []sys.Param{{Key: "userxattr"}, {Key: "redirect_dir", Value: "nofollow"}, {Key: "metacopy", Value: "off"}}
+	for i := len(s.Layers) - 1; i >= 0; i-- {
+		ps = append(ps, sys.Param{Key: "lowerdir+", Value: s.Layers[i]})
+	}
+	return append(ps, sys.Param{Key: "upperdir", Value: s.Upper}, sys.Param{Key: "workdir", Value: s.Work})
+}
+
+// Data returns the legacy mount(2) option string, or ErrTooLong when it
+// would not fit a page.
+func (s Spec) Data() (string, error) {
+	lower := make([]string, len(s.Layers))
+	for i, l := range s.Layers {
+		lower[len(s.Layers)-1-i] = l
+	}
+	d := "userxattr,redirect_dir=nofollow,metacopy=off,lowerdir=" + strings.Join(lower, ":") + ",upperdir=" + s.Upper + ",workdir=" + s.Work
+	if len(d) >= 4096 {
+		return "", fmt.Errorf("%w (%d bytes for %d layers)", ErrTooLong, len(d), len(s.Layers))
+	}
+	return d, nil
+}

@@ -1,0 +1,50 @@
+package overlay
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/beamhop/lightbox/internal/sys"
+	"golang.org/x/sys/unix"
+)
+
+// Mount mounts s on target (a directory) in the caller's mount namespace.
+// The caller needs CAP_SYS_ADMIN over it: real root, or root in a user
+// namespace that owns the mount namespace.
+func Mount(s Spec, target string) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	mfd, err := sys.FSMount("overlay", s.Params(), 0, target)
+	if err != nil {
+		return fmt.Errorf("mount overlay: %w", err)
+	}
+	defer unix.Close(mfd)
+	tfd, err := sys.Openat(unix.AT_FDCWD, target, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return fmt.Errorf("mount overlay: %w", err)
+	}
+	defer unix.Close(tfd)
+	if err := sys.MoveMount(mfd, tfd, target); err != nil {
+		return fmt.Errorf("mount overlay: %w", err)
+	}
+	return nil
+}
+
+// Unmount takes down the overlay at target (lazily when busy). A target
+// that is not mounted is not an error.
+func Unmount(target string) error {
+	err := sys.Unmount(target, unix.UMOUNT_NOFOLLOW)
+	if err == nil {
+		return nil
+	}
+	switch {
+	case isErrno(err, unix.EINVAL), isErrno(err, unix.ENOENT):
+		return nil
+	case isErrno(err, unix.EBUSY):
+		return sys.Unmount(target, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
+	}
+	return fmt.Errorf("unmount overlay: %w", err)
+}
+
+func isErrno(err error, e unix.Errno) bool { return errors.Is(err, e) }

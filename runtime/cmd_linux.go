@@ -1,0 +1,445 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/beamhop/lightbox/nsinit"
+	"golang.org/x/sys/unix"
+)
+
+// Cmd is a command to run in a sandbox, in the spirit of os/exec.Cmd. The
+// process runs in its own session, as the sandbox's user unless User says
+// otherwise, and never gets the caller's terminal: with Tty it gets a pty
+// allocated inside the sandbox, relayed here.
+type Cmd struct {
+	// Path is the command: a name looked up in the sandbox's PATH, or a
+	// path inside the sandbox.
+	Path string
+	// Args holds the command line, Args[0] included.
+	Args []string
+	// Env entries are added on top of the sandbox's environment (later
+	// entries win); nil adds nothing.
+	Env []string
+	// Dir is the working directory; "" = the sandbox's.
+	Dir string
+	// User is "uid[:gid]" or "name[:group]"; "" = the sandbox's.
+	User string
+	// Stdin, Stdout and Stderr are the process's streams; nil means
+	// /dev/null. An *os.File is passed to the process as it is; anything
+	// else through a pipe copied by a goroutine, as os/exec does.
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	// Tty runs the process on a new pty inside the sandbox; Stdin feeds it
+	// and Stdout receives its output (Stderr is unused). Rows and Cols set
+	// the initial window size; see Resize.
+	Tty        bool
+	Rows, Cols uint16
+
+	sb   *Sandbox
+	ctx  context.Context
+	main bool
+
+	started  bool
+	conn     *net.UnixConn
+	pty      *os.File
+	pid      int
+	closers  []io.Closer // our ends, closed after Wait
+	copies   sync.WaitGroup
+	copyErr  error
+	copyMu   sync.Mutex
+	done     chan struct{}
+	exitCode int
+	signal   syscall.Signal
+	err      error // a failure to learn the exit status
+	waitOnce sync.Once
+	waitErr  error
+}
+
+// Command returns a Cmd that runs name with args in the sandbox.
+func (s *Sandbox) Command(name string, arg ...string) *Cmd {
+	return &Cmd{Path: name, Args: append([]string{name}, arg...), sb: s}
+}
+
+// CommandContext is Command with a context: when ctx ends before the
+// command does, the command is killed (SIGKILL).
+func (s *Sandbox) CommandContext(ctx context.Context, name string, arg ...string) *Cmd {
+	c := s.Command(name, arg...)
+	c.ctx = ctx
+	return c
+}
+
+// Start starts the command. A command that does not exist in the
+// sandbox fails with an error wrapping ErrCommandNotFound; one that cannot
+// be executed, ErrNotExecutable.
+func (c *Cmd) Start() error {
+	ctx := c.ctx
+	if ctx == nil {
+		ctx = context.Background() // no context given: nothing can cancel it, as exec.Command
+	}
+	return c.start(ctx)
+}
+
+func (c *Cmd) start(ctx context.Context) (err error) {
+	if c.started {
+		return errors.New("lightbox: Cmd already started")
+	}
+	c.started = true
+	if c.sb == nil {
+		return errors.New("lightbox: Cmd not made by Sandbox.Command")
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	args := c.Args
+	if len(args) == 0 {
+		args = []string{c.Path}
+	} else {
+		args = append([]string{c.Path}, args[1:]...)
+	}
+	var childEnds []*os.File
+	defer func() {
+		for _, f := range childEnds {
+			f.Close()
+		}
+		if err != nil {
+			c.closeOurs()
+		}
+	}()
+	req := nsinit.Request{Version: nsinit.Version, Op: nsinit.OpExec, Exec: &nsinit.Exec{
+		Args: args, Env: c.Env, Dir: c.Dir, User: c.User, Tty: c.Tty, Rows: c.Rows, Cols: c.Cols, Main: c.main,
+	}}
+	var fds []int
+	if !c.Tty {
+		in, err := c.reader(c.Stdin)
+		if err != nil {
+			return err
+		}
+		childEnds = append(childEnds, in.child)
+		out, err := c.writer(c.Stdout)
+		if err != nil {
+			return err
+		}
+		childEnds = append(childEnds, out.child)
+		errf, err := c.writer(c.Stderr)
+		if err != nil {
+			return err
+		}
+		childEnds = append(childEnds, errf.child)
+		for _, f := range []*os.File{in.pass, out.pass, errf.pass} {
+			fds = append(fds, int(f.Fd()))
+		}
+	}
+	conn, err := c.sb.dial(ctx)
+	if err != nil {
+		return err
+	}
+	c.conn = conn
+	c.closers = append(c.closers, conn)
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	err = sendRequest(conn, req, fds)
+	if err == nil {
+		var r nsinit.Reply
+		var rfds []int
+		r, rfds, err = readReply(conn)
+		if err == nil {
+			switch r.Type {
+			case nsinit.ReplyStarted:
+				c.pid = r.Pid
+				if c.Tty {
+					if len(rfds) != 1 {
+						err = errors.New("init sent no pty")
+					} else {
+						c.pty = os.NewFile(uintptr(rfds[0]), "pty")
+						c.closers = append(c.closers, c.pty)
+					}
+				}
+			case nsinit.ReplyError:
+				switch r.Code {
+				case 127:
+					err = fmt.Errorf("%w: %s", ErrCommandNotFound, r.Error)
+				case 126:
+					err = fmt.Errorf("%w: %s", ErrNotExecutable, r.Error)
+				default:
+					err = errors.New(r.Error)
+				}
+			default:
+				err = fmt.Errorf("unexpected reply %q", r.Type)
+			}
+		}
+	}
+	if !stop() || ctx.Err() != nil {
+		if err == nil {
+			err = ctx.Err()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("exec in sandbox %s: %w", c.sb.name, ctxErr(ctx, err))
+	}
+	conn.SetDeadline(time.Time{})
+	for _, f := range childEnds {
+		f.Close()
+	}
+	childEnds = nil
+	if c.Tty {
+		c.relayPty()
+	}
+	c.done = make(chan struct{})
+	go c.waitExit(ctx)
+	return nil
+}
+
+type stdio struct {
+	pass  *os.File // the fd passed to the process
+	child *os.File // our copy of it, closed once it is passed (nil if not ours)
+}
+
+func (c *Cmd) reader(r io.Reader) (stdio, error) {
+	if f, ok := r.(*os.File); ok && f != nil {
+		return stdio{pass: f}, nil
+	}
+	if r == nil {
+		f, err := os.Open(os.DevNull)
+		return stdio{pass: f, child: f}, err
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return stdio{}, err
+	}
+	c.closers = append(c.closers, pw)
+	go func() {
+		io.Copy(pw, r)
+		pw.Close()
+	}()
+	return stdio{pass: pr, child: pr}, nil
+}
+
+func (c *Cmd) writer(w io.Writer) (stdio, error) {
+	if f, ok := w.(*os.File); ok && f != nil {
+		return stdio{pass: f}, nil
+	}
+	if w == nil {
+		f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		return stdio{pass: f, child: f}, err
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return stdio{}, err
+	}
+	c.closers = append(c.closers, pr)
+	c.copies.Add(1)
+	go func() {
+		defer c.copies.Done()
+		if _, err := io.Copy(w, pr); err != nil {
+			c.setCopyErr(err)
+		}
+	}()
+	return stdio{pass: pw, child: pw}, nil
+}
+
+func (c *Cmd) setCopyErr(err error) {
+	c.copyMu.Lock()
+	if c.copyErr == nil {
+		c.copyErr = err
+	}
+	c.copyMu.Unlock()
+}
+
+// relayPty copies between the pty's master and Stdin/Stdout.
+func (c *Cmd) relayPty() {
+	if c.Stdin != nil {
+		go io.Copy(c.pty, c.Stdin)
+	}
+	out := c.Stdout
+	if out == nil {
+		out = io.Discard
+	}
+	c.copies.Add(1)
+	go func() {
+		defer c.copies.Done()
+		_, err := io.Copy(out, c.pty)
+		// EIO is how a pty master says every slave end closed.
+		if err != nil && !errors.Is(err, unix.EIO) {
+			c.setCopyErr(err)
+		}
+	}()
+}
+
+// waitExit reads the exit status, and kills the command when ctx ends.
+func (c *Cmd) waitExit(ctx context.Context) {
+	defer close(c.done)
+	stop := context.AfterFunc(ctx, func() { c.Signal(unix.SIGKILL) })
+	defer stop()
+	for {
+		r, _, err := readReply(c.conn)
+		if err != nil {
+			c.exitCode = -1
+			c.err = fmt.Errorf("exec in sandbox %s: lost the init before the command ended: %w", c.sb.name, err)
+			if ctx.Err() != nil {
+				c.err = ctx.Err()
+			}
+			return
+		}
+		if r.Type == nsinit.ReplyExit {
+			c.exitCode, c.signal = r.Code, syscall.Signal(r.Signal)
+			if ctx.Err() != nil && c.signal == unix.SIGKILL {
+				c.err = ctx.Err()
+			}
+			return
+		}
+	}
+}
+
+// Wait waits for the command to exit and for its output to be copied. A
+// non-zero exit is an *ExitError; a command killed because its context
+// ended returns the context's error.
+func (c *Cmd) Wait() error {
+	if c.done == nil {
+		return errors.New("lightbox: Cmd not started")
+	}
+	c.waitOnce.Do(func() {
+		<-c.done
+		if c.Tty && c.pty != nil {
+			// The output is copied until the pty hangs up; a background
+			// process may keep it open: do not wait for it forever.
+			waitOrTimeout(&c.copies, 2*time.Second)
+		} else {
+			c.copies.Wait()
+		}
+		c.closeOurs()
+		c.waitErr = c.waitErrNoExit()
+		if c.waitErr == nil && c.exitCode != 0 {
+			c.waitErr = &ExitError{Code: c.exitCode, Signal: c.signal}
+		}
+		if c.waitErr == nil {
+			c.copyMu.Lock()
+			c.waitErr = c.copyErr
+			c.copyMu.Unlock()
+		}
+	})
+	return c.waitErr
+}
+
+func (c *Cmd) waitErrNoExit() error { return c.err }
+
+func waitOrTimeout(wg *sync.WaitGroup, d time.Duration) {
+	ch := make(chan struct{})
+	go func() { wg.Wait(); close(ch) }()
+	select {
+	case <-ch:
+	case <-time.After(d):
+	}
+}
+
+func (c *Cmd) closeOurs() {
+	for _, cl := range c.closers {
+		cl.Close()
+	}
+	c.closers = nil
+}
+
+// Run starts the command and waits for it.
+func (c *Cmd) Run() error {
+	if err := c.Start(); err != nil {
+		return err
+	}
+	return c.Wait()
+}
+
+// Output runs the command and returns its standard output.
+func (c *Cmd) Output() ([]byte, error) {
+	if c.Stdout != nil {
+		return nil, errors.New("lightbox: Stdout already set")
+	}
+	var b bytesBuffer
+	c.Stdout = &b
+	err := c.Run()
+	return b.Bytes(), err
+}
+
+// Pid returns the process's pid inside the sandbox (0 before Start).
+func (c *Cmd) Pid() int { return c.pid }
+
+// ExitCode returns the exit status (128+N when killed by signal N), -1
+// before the command exited.
+func (c *Cmd) ExitCode() int {
+	if c.done == nil {
+		return -1
+	}
+	select {
+	case <-c.done:
+		return c.exitCode
+	default:
+		return -1
+	}
+}
+
+// Signal sends sig to the process.
+func (c *Cmd) Signal(sig syscall.Signal) error {
+	if c.conn == nil {
+		return errors.New("lightbox: Cmd not started")
+	}
+	return sendRequest(c.conn, nsinit.Request{Version: nsinit.Version, Op: nsinit.OpSignal, Signal: int(sig)}, nil)
+}
+
+// Resize sets the window size of the command's pty.
+func (c *Cmd) Resize(rows, cols uint16) error {
+	if c.pty == nil {
+		return errors.New("lightbox: Cmd has no pty")
+	}
+	return unix.IoctlSetWinsize(int(c.pty.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
+}
+
+func sendRequest(c *net.UnixConn, r nsinit.Request, fds []int) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	var oob []byte
+	if len(fds) > 0 {
+		oob = unix.UnixRights(fds...)
+	}
+	_, _, err = c.WriteMsgUnix(b, oob, nil)
+	return err
+}
+
+func readReply(c *net.UnixConn) (nsinit.Reply, []int, error) {
+	var r nsinit.Reply
+	buf := make([]byte, 64<<10)
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return r, nil, err
+	}
+	var fds []int
+	if oobn > 0 {
+		if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
+			for _, m := range msgs {
+				if got, err := unix.ParseUnixRights(&m); err == nil {
+					fds = append(fds, got...)
+				}
+			}
+		}
+	}
+	for _, fd := range fds {
+		unix.CloseOnExec(fd)
+	}
+	if n == 0 {
+		return r, fds, io.EOF
+	}
+	if err := json.Unmarshal(buf[:n], &r); err != nil {
+		return r, fds, fmt.Errorf("bad reply from init: %w", err)
+	}
+	if r.Version != nsinit.Version {
+		return r, fds, fmt.Errorf("reply version %d from init, want %d", r.Version, nsinit.Version)
+	}
+	return r, fds, nil
+}

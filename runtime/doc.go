@@ -1,0 +1,35 @@
+// Package runtime runs sandboxes: it names them, keeps their state on disk
+// under $ROOT/sandboxes, launches each one's init (package nsinit) in new
+// namespaces by re-executing the binary, runs commands in them through the
+// init's exec socket, detaches from and re-attaches to them across
+// processes, and tears them down — including what a kill -9 left (GC).
+//
+// It is handed plain data: layer directories, host paths of bind mounts
+// and volumes, lease files to keep open. It never imports the snapshot
+// store or the volume store; the root package resolves those and composes
+// this package.
+//
+// On disk, per sandbox ($ROOT/sandboxes/<name>/):
+//
+//	state.json     name, snapshot, creation time, volumes, init pid
+//	lock           flock held by the init for its whole life; the init
+//	               writes the final Status here (exit code) when the
+//	               sandbox ends on its own
+//	init.sock      the init's exec socket
+//	init.log       the init's own stderr
+//	stdout.log, stderr.log   the main command's output (when not attached)
+//	etc/           hostname, hosts, resolv.conf, bind-mounted inside
+//	upper/ work/   the overlay's writable layer
+//	rootfs/        where the init attaches the root, in its own namespace
+//
+// A sandbox is "running" while its lock is held, "exited" when the lock is
+// free and holds a Status, and "dead" otherwise (its init was killed, or
+// its launcher died before detaching): GC removes dead sandboxes; exited
+// ones keep their name until removed, as in docker.
+//
+// Every mount of a sandbox lives in the sandbox's own mount namespace, so
+// the host's mount table never holds one, whatever is killed when.
+//
+// Manager, Sandbox and Cmd values are safe for concurrent use, except that
+// one Cmd, like an os/exec.Cmd, is started and waited for once.
+package runtime

@@ -1,0 +1,233 @@
+package runtime
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/beamhop/lightbox/internal/atomicfile"
+	"github.com/beamhop/lightbox/internal/lockfile"
+	"github.com/beamhop/lightbox/internal/reexec"
+	"github.com/beamhop/lightbox/nsinit"
+	"github.com/beamhop/lightbox/overlay"
+	"golang.org/x/sys/unix"
+)
+
+func overlaySpec(layers []string, dir string) overlay.Spec {
+	return overlay.Spec{Layers: layers, Upper: filepath.Join(dir, "upper"), Work: filepath.Join(dir, "work")}
+}
+
+// sockAddr is the path to connect to or bind a socket in dir: the plain
+// path when it fits sun_path's 108 bytes, else the same file through an
+// O_PATH fd of dir (the returned file, to be closed after connect/bind).
+func sockAddr(dir string) (string, *os.File, error) {
+	p := filepath.Join(dir, "init.sock")
+	if len(p) < 100 {
+		return p, nil, nil
+	}
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", nil, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	return "/proc/self/fd/" + strconv.Itoa(fd) + "/init.sock", os.NewFile(uintptr(fd), dir), nil
+}
+
+// spawnInit starts the init, sends it cfg, and waits until it is ready.
+func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsinit.Config, lk *lockfile.Lock) (*Sandbox, error) {
+	dir := m.dir(name)
+	addr, dirf, err := sockAddr(dir)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: addr, Net: "unixpacket"})
+	if dirf != nil {
+		dirf.Close()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("exec socket: %w", err)
+	}
+	ln.SetUnlinkOnClose(false)
+	lnf, err := ln.File()
+	ln.Close()
+	if err != nil {
+		return nil, fmt.Errorf("exec socket: %w", err)
+	}
+	defer lnf.Close()
+
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer cfgR.Close()
+	defer cfgW.Close()
+	repR, repW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer repR.Close()
+	defer repW.Close()
+	liveR, liveW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer liveR.Close()
+	logf, err := os.OpenFile(filepath.Join(dir, "init.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+
+	extra := []*os.File{cfgR, repW, liveR, lnf, lk.File()}
+	cfg.FDs = nsinit.FDs{Report: 4, Liveness: 5, Listener: 6, Lock: 7, Exe: -1}
+	for _, l := range spec.Leases {
+		cfg.FDs.Leases = append(cfg.FDs.Leases, 3+len(extra))
+		extra = append(extra, l)
+	}
+	exePath := ""
+	if exe := m.exe(); exe != nil {
+		cfg.FDs.Exe = 3 + len(extra)
+		exePath = "/proc/self/fd/" + strconv.Itoa(cfg.FDs.Exe)
+		extra = append(extra, exe)
+	}
+	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP)
+	if spec.Network != NetworkHost {
+		flags |= unix.CLONE_NEWNET
+	}
+	cmd := reexec.Command(exePath, "init", m.mapping, flags, "3")
+	cmd.ExtraFiles = extra
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = []string{"GOMAXPROCS=2"}
+	if err := cmd.Start(); err != nil {
+		liveW.Close()
+		return nil, fmt.Errorf("start init: %w", err)
+	}
+	pid := cmd.Process.Pid
+	initDone := make(chan struct{})
+	var initErr error
+	go func() { initErr = cmd.Wait(); close(initDone) }()
+	cfgR.Close()
+	repW.Close()
+	liveR.Close()
+	sb := &Sandbox{m: m, name: name, dir: dir, pid: pid, live: liveW, initDone: initDone}
+	fail := func(err error) (*Sandbox, error) {
+		liveW.Close()
+		cmd.Process.Kill()
+		<-initDone
+		return nil, err
+	}
+	enc, _ := json.Marshal(cfg)
+	if _, err := cfgW.Write(enc); err != nil {
+		return fail(fmt.Errorf("send config to init: %w", err))
+	}
+	cfgW.Close()
+
+	rep := make(chan nsinit.Report, 1)
+	go func() {
+		var r nsinit.Report
+		line, err := bufio.NewReader(repR).ReadBytes('\n')
+		if err != nil || json.Unmarshal(line, &r) != nil {
+			r = nsinit.Report{Type: "eof"}
+		}
+		rep <- r
+	}()
+	select {
+	case <-ctx.Done():
+		return fail(ctx.Err())
+	case r := <-rep:
+		switch {
+		case r.Type == "ready":
+		case r.Type == "error":
+			return fail(errors.New(r.Error))
+		default:
+			<-initDone
+			return fail(fmt.Errorf("init exited during setup (%v): %s", initErr, tail(filepath.Join(dir, "init.log"))))
+		}
+	}
+	st, err := readState(dir)
+	if err != nil {
+		return fail(err)
+	}
+	st.Pid = pid
+	st.PidStart, _ = pidStart(pid)
+	if err := writeState(dir, st); err != nil {
+		return fail(err)
+	}
+	if spec.Network == NetworkPrivate {
+		// Hook for the user-mode network stack (Options.AttachNetwork):
+		// the main command starts only once it is attached.
+		na, err := m.opts.AttachNetwork(ctx, pid)
+		if err != nil {
+			return fail(fmt.Errorf("attach network: %w", err))
+		}
+		sb.net = na
+		if err := rewriteFile(filepath.Join(dir, "etc", "resolv.conf"), na.ResolvConf()); err != nil {
+			na.Close()
+			return fail(fmt.Errorf("attach network: %w", err))
+		}
+	}
+	lk.Close() // the init holds the name lock from here on
+	if spec.Command != nil {
+		if err := sb.startMain(ctx, spec); err != nil {
+			sb.destroy(context.WithoutCancel(ctx), 0)
+			return nil, fmt.Errorf("start main command: %w", err)
+		}
+	}
+	m.log.Debug("sandbox launched", "sandbox", name, "pid", pid)
+	return sb, nil
+}
+
+// tail returns the last lines of a log file, for errors.
+func tail(p string) string {
+	b, _ := os.ReadFile(p)
+	s := strings.TrimSpace(string(b))
+	if len(s) > 2000 {
+		s = s[len(s)-2000:]
+	}
+	if s == "" {
+		return "no output"
+	}
+	return s
+}
+
+// startMain starts the main command, connected to the caller's streams or
+// to the log files.
+func (s *Sandbox) startMain(ctx context.Context, spec Spec) error {
+	c := s.Command(spec.Command[0], spec.Command[1:]...)
+	c.main = true
+	c.Tty = spec.Tty
+	if spec.Stdin == nil && spec.Stdout == nil && spec.Stderr == nil {
+		var files []*os.File
+		for _, n := range []string{"stdout.log", "stderr.log"} {
+			f, err := os.OpenFile(filepath.Join(s.dir, n), os.O_WRONLY|os.O_CREATE|os.O_APPEND|unix.O_CLOEXEC, 0o600)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			files = append(files, f)
+		}
+		c.Stdout, c.Stderr = files[0], files[1]
+		if spec.Tty {
+			c.Stdout = files[0]
+		}
+	} else {
+		c.Stdin, c.Stdout, c.Stderr = spec.Stdin, spec.Stdout, spec.Stderr
+	}
+	if err := c.start(ctx); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.main = c
+	s.mu.Unlock()
+	return nil
+}
+
+func writeState(dir string, st state) error {
+	return atomicfile.WriteJSON(filepath.Join(dir, "state.json"), st, 0o600)
+}

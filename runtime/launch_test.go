@@ -1,0 +1,208 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/beamhop/lightbox/internal/errdefs"
+	"github.com/beamhop/lightbox/internal/names"
+	"github.com/beamhop/lightbox/internal/testutil"
+)
+
+func TestLaunchExec(t *testing.T) {
+	e := newEnv(t)
+	sb := e.launch(t, e.spec("basic"))
+	out, errs, code := run(t, sb, "echo", "hello")
+	if out != "hello\n" || code != 0 {
+		t.Fatalf("echo hello = %q, %q, %d; want \"hello\\n\", 0", out, errs, code)
+	}
+	out, errs, code = run(t, sb, "sh", "-c", "echo out; echo err >&2; exit 3")
+	if out != "out\n" || errs != "err\n" || code != 3 {
+		t.Errorf("sh exit 3 = %q, %q, %d; want \"out\\n\", \"err\\n\", 3", out, errs, code)
+	}
+	c := sb.Command("sh", "-c", "kill -9 $$")
+	err := c.Run()
+	var ee *ExitError
+	if !errors.As(err, &ee) || ee.Signal != 9 || ee.Code != 137 {
+		t.Errorf("killed command: err = %v, want an ExitError for signal 9 (137)", err)
+	}
+	err = sb.Command("no-such-command").Run()
+	if !errors.Is(err, ErrCommandNotFound) || ExitCode(err) != 127 {
+		t.Errorf("missing command: err = %v (code %d), want ErrCommandNotFound (127)", err, ExitCode(err))
+	}
+	err = sb.Command("/no/such/path").Run()
+	if ExitCode(err) != 127 {
+		t.Errorf("missing path: err = %v (code %d), want 127", err, ExitCode(err))
+	}
+	sh(t, sb, "echo 'echo hi' > /tmp/noexec; chmod 644 /tmp/noexec")
+	err = sb.Command("/tmp/noexec").Run()
+	if !errors.Is(err, ErrNotExecutable) || ExitCode(err) != 126 {
+		t.Errorf("non-executable file: err = %v (code %d), want ErrNotExecutable (126)", err, ExitCode(err))
+	}
+	// Writes land in the upper dir, not in the layer.
+	sh(t, sb, "echo new > /etc/added")
+	if _, err := os.Stat(filepath.Join(e.rootfs, "etc/added")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("write inside reached the layer: stat = %v", err)
+	}
+}
+
+func TestIsolation(t *testing.T) {
+	e := newEnv(t)
+	sb := e.launch(t, e.spec("iso"))
+	if got := strings.TrimSpace(sh(t, sb, "hostname")); got != "iso" {
+		t.Errorf("hostname = %q, want iso", got)
+	}
+	if got := strings.TrimSpace(sh(t, sb, "cat /etc/hostname")); got != "iso" {
+		t.Errorf("/etc/hostname = %q, want iso", got)
+	}
+	// Only the sandbox's own processes: the init and this shell (and ls).
+	procs := strings.Fields(sh(t, sb, "cd /proc && ls -d [0-9]*"))
+	if len(procs) > 3 || procs[0] != "1" {
+		t.Errorf("processes seen inside = %v, want pid 1 and the shell only", procs)
+	}
+	if got := sh(t, sb, "tr '\\0' ' ' < /proc/1/cmdline"); !strings.HasPrefix(got, "lightbox-init") {
+		t.Errorf("pid 1 = %q, want lightbox-init", got)
+	}
+	// Only loopback, and it is up.
+	var ifaces []string
+	for _, l := range strings.Split(sh(t, sb, "cat /proc/net/dev"), "\n")[2:] {
+		if n, _, ok := strings.Cut(strings.TrimSpace(l), ":"); ok {
+			ifaces = append(ifaces, n)
+		}
+	}
+	if len(ifaces) != 1 || ifaces[0] != "lo" {
+		t.Errorf("interfaces = %v, want [lo]", ifaces)
+	}
+	// The binary behind PID 1 cannot be written.
+	if _, errs, code := run(t, sb, "sh", "-c", "echo x >> /proc/1/exe"); code == 0 {
+		t.Errorf("writing /proc/1/exe succeeded, want failure")
+	} else {
+		t.Logf("writing /proc/1/exe: %s", strings.TrimSpace(errs))
+	}
+	if _, _, code := run(t, sb, "sh", "-c", "echo x >> /proc/self/exe"); code == 0 {
+		t.Errorf("writing /proc/self/exe succeeded, want failure")
+	}
+	// podman's default capabilities, no_new_privs, own session.
+	status := sh(t, sb, "cat /proc/self/status")
+	for _, want := range []string{"CapEff:\t00000000800405fb", "CapBnd:\t00000000800405fb", "CapAmb:\t0000000000000000", "NoNewPrivs:\t1"} {
+		if !strings.Contains(status, want+"\n") {
+			t.Errorf("/proc/self/status lacks %q:\n%s", want, status)
+		}
+	}
+	if got := strings.Fields(sh(t, sb, "cut -d' ' -f6 /proc/self/stat; echo $$")); len(got) != 2 || got[0] != got[1] {
+		t.Errorf("session id, pid = %v: want the shell to lead its own session", got)
+	}
+	// /sys is read-only, /dev has the usual nodes and a private devpts.
+	if _, _, code := run(t, sb, "sh", "-c", "touch /sys/x || mkdir /sys/kernel/x"); code == 0 {
+		t.Errorf("/sys is writable")
+	}
+	sh(t, sb, "echo x > /dev/null; head -c 4 /dev/zero >/dev/null; head -c 4 /dev/urandom >/dev/null; test -c /dev/pts/ptmx; test -d /dev/shm; touch /dev/shm/x")
+}
+
+func TestNetworkHost(t *testing.T) {
+	e := newEnv(t)
+	spec := e.spec("hostnet")
+	spec.Network = NetworkHost
+	sb := e.launch(t, spec)
+	host, err := os.ReadFile("/proc/net/dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Count(sh(t, sb, "cat /proc/net/dev"), ":"), strings.Count(string(host), ":"); got != want {
+		t.Errorf("interfaces inside with host network: %d, host has %d", got, want)
+	}
+	if _, _, code := run(t, sb, "sh", "-c", "touch /sys/x"); code == 0 {
+		t.Errorf("/sys is writable with host network")
+	}
+}
+
+func TestManyLayers(t *testing.T) {
+	e := newEnv(t)
+	layers := []string{e.rootfs}
+	base := t.TempDir()
+	for i := range 120 {
+		d := filepath.Join(base, fmt.Sprintf("a-rather-long-layer-directory-name-%03d", i))
+		if err := os.MkdirAll(filepath.Join(d, "layers"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "layers", strconv.Itoa(i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "layers", "top"), []byte(strconv.Itoa(i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		layers = append(layers, d)
+	}
+	spec := e.spec("layers")
+	spec.Layers = layers
+	sb := e.launch(t, spec)
+	if got := strings.Fields(sh(t, sb, "ls /layers | wc -l; cat /layers/top")); len(got) != 2 || got[0] != "121" || got[1] != "119" {
+		t.Errorf("121 files with the top layer's /layers/top = 119: got %v", got)
+	}
+}
+
+func TestFaults(t *testing.T) {
+	e := newEnv(t)
+	src := t.TempDir()
+	for _, tc := range []struct {
+		name   string
+		mod    func(*Spec)
+		target error
+		msg    string
+	}{
+		{"relative target", func(s *Spec) { s.Mounts = []MountSpec{{Target: "work", Source: src}} }, nil, "not an absolute path"},
+		{"dotdot target", func(s *Spec) { s.Mounts = []MountSpec{{Target: "/a/../../b", Source: src}} }, nil, "not a clean path"},
+		{"missing source", func(s *Spec) { s.Mounts = []MountSpec{{Target: "/w", Source: filepath.Join(src, "nope")}} }, os.ErrNotExist, "source"},
+		{"workdir is a file", func(s *Spec) { s.Workdir = "/etc/passwd" }, nil, "not a directory"},
+		{"mount a dir over a file", func(s *Spec) { s.Mounts = []MountSpec{{Target: "/etc/passwd", Source: src}} }, nil, "not a directory"},
+		{"invalid name", func(s *Spec) { s.Name = "../x" }, names.ErrInvalid, "invalid"},
+		{"missing main command", func(s *Spec) { s.Command = []string{"no-such-cmd"} }, ErrCommandNotFound, "not found"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := e.spec("fault")
+			tc.mod(&spec)
+			sb, err := e.m.Launch(t.Context(), spec)
+			if err == nil {
+				sb.Destroy(t.Context())
+				t.Fatalf("Launch succeeded, want an error")
+			}
+			if tc.target != nil && !errors.Is(err, tc.target) {
+				t.Errorf("Launch: %v, want errors.Is %v", err, tc.target)
+			}
+			if !strings.Contains(err.Error(), tc.msg) {
+				t.Errorf("Launch: %v, want it to say %q", err, tc.msg)
+			}
+			t.Logf("error: %v", err)
+			checkNoMounts(t, e.root)
+			if l, err := e.m.List(t.Context()); err != nil || len(l) != 0 {
+				t.Errorf("List after a failed launch = %v, %v; want nothing", l, err)
+			}
+		})
+	}
+	t.Run("name taken", func(t *testing.T) {
+		e.launch(t, e.spec("taken"))
+		_, err := e.m.Launch(t.Context(), e.spec("taken"))
+		if !errors.Is(err, errdefs.ErrExists) {
+			t.Errorf("second Launch with a live name: %v, want ErrExists", err)
+		}
+	})
+}
+
+func TestUnwritableRoot(t *testing.T) {
+	if os.Geteuid() == 0 {
+		testutil.RootlessOnly(t)
+	}
+	e := newEnv(t)
+	if err := os.Chmod(e.root, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chmod(e.root, 0o700)
+	if _, err := e.m.Launch(t.Context(), e.spec("ro")); err == nil || !errors.Is(err, os.ErrPermission) {
+		t.Errorf("Launch in an unwritable root: %v, want a permission error", err)
+	}
+}

@@ -1,0 +1,455 @@
+package runtime
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/beamhop/lightbox/internal/atomicfile"
+	"github.com/beamhop/lightbox/internal/errdefs"
+	"github.com/beamhop/lightbox/internal/idmap"
+	"github.com/beamhop/lightbox/internal/lockfile"
+	"github.com/beamhop/lightbox/internal/names"
+	"github.com/beamhop/lightbox/internal/rmtree"
+	"github.com/beamhop/lightbox/internal/sys"
+	"github.com/beamhop/lightbox/nsinit"
+	"golang.org/x/sys/unix"
+)
+
+// Manager launches and finds the sandboxes under one root. It is safe for
+// concurrent use, and several processes may use one root at once.
+type Manager struct {
+	root    string
+	tmp     string
+	mapping idmap.Mapping
+	log     *slog.Logger
+	opts    Options
+
+	exeOnce sync.Once
+	exeFD   *os.File // read-only detached bind of our binary (root only)
+	exeErr  error
+}
+
+// Open returns the Manager of opts.Root, creating the directory.
+func Open(opts Options) (*Manager, error) {
+	if opts.Root == "" {
+		return nil, errors.New("open sandboxes: no root directory")
+	}
+	root, err := filepath.Abs(opts.Root)
+	if err != nil {
+		return nil, fmt.Errorf("open sandboxes: %w", err)
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("open sandboxes: %w", err)
+	}
+	tmp := opts.TmpDir
+	if tmp == "" {
+		tmp = root
+	}
+	if len(opts.Mapping.UIDs) == 0 {
+		return nil, errors.New("open sandboxes: no id mapping")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.StopGrace <= 0 {
+		opts.StopGrace = 10 * time.Second
+	}
+	return &Manager{root: root, tmp: tmp, mapping: opts.Mapping, log: log, opts: opts}, nil
+}
+
+// state is $ROOT/sandboxes/<name>/state.json.
+type state struct {
+	Version   int       `json:"version"`
+	Name      string    `json:"name"`
+	Snapshot  string    `json:"snapshot,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
+	Volumes   []string  `json:"volumes,omitempty"`
+	Command   []string  `json:"command,omitempty"`
+	Network   string    `json:"network"`
+	Pid       int       `json:"pid,omitempty"`
+	PidStart  uint64    `json:"pidStart,omitempty"`
+}
+
+func (m *Manager) dir(name string) string { return filepath.Join(m.root, name) }
+
+// globalLock serialises creating and removing sandbox directories.
+func (m *Manager) globalLock(ctx context.Context) (*lockfile.Lock, error) {
+	return lockfile.Exclusive(ctx, filepath.Join(m.root, ".lock"))
+}
+
+// exe returns a read-only detached bind of the running binary, made once:
+// the init is executed from it so that /proc/1/exe cannot be written from
+// inside. Only real root may make one; rootless, nsinit protects itself.
+func (m *Manager) exe() *os.File {
+	m.exeOnce.Do(func() {
+		if os.Geteuid() != 0 {
+			return
+		}
+		fd, err := sys.OpenTree(unix.AT_FDCWD, "/proc/self/exe", unix.OPEN_TREE_CLONE)
+		if err != nil {
+			m.exeErr = err
+			return
+		}
+		if err := sys.SetAttr(fd, unix.MOUNT_ATTR_RDONLY, 0, false, "/proc/self/exe"); err != nil {
+			unix.Close(fd)
+			m.exeErr = err
+			return
+		}
+		m.exeFD = os.NewFile(uintptr(fd), "exe")
+	})
+	if m.exeErr != nil {
+		m.log.Debug("no read-only bind of the binary; the init protects itself", "err", m.exeErr)
+	}
+	return m.exeFD
+}
+
+func randomName() string {
+	b := make([]byte, 5)
+	rand.Read(b)
+	return "sb-" + hex.EncodeToString(b)
+}
+
+// Launch starts a sandbox and returns once its init is ready (and its main
+// command started). The sandbox dies with the calling process unless
+// Detach is called. On error nothing is left behind.
+func (m *Manager) Launch(ctx context.Context, spec Spec) (*Sandbox, error) {
+	if err := spec.validate(); err != nil {
+		return nil, fmt.Errorf("launch sandbox: %w", err)
+	}
+	if spec.Network == "" {
+		spec.Network = NetworkNone
+	}
+	if spec.Network == NetworkPrivate && m.opts.AttachNetwork == nil {
+		return nil, fmt.Errorf("launch sandbox: network %q is not available in this build: use none or host", spec.Network)
+	}
+	name := spec.Name
+	generated := name == ""
+	var (
+		lk  *lockfile.Lock
+		err error
+	)
+	for try := 0; ; try++ {
+		if generated {
+			name = randomName()
+		}
+		lk, err = m.create(ctx, name)
+		if errors.Is(err, errdefs.ErrExists) && generated && try < 5 {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("launch sandbox %s: %w", name, err)
+		}
+		break
+	}
+	sb, err := m.start(ctx, name, spec, lk)
+	if err != nil {
+		lk.Close()
+		if rerr := m.remove(context.WithoutCancel(ctx), name); rerr != nil {
+			m.log.Warn("clean up after a failed launch", "sandbox", name, "err", rerr)
+		}
+		return nil, fmt.Errorf("launch sandbox %s: %w", name, err)
+	}
+	return sb, nil
+}
+
+// create makes the sandbox's directory and takes its name lock; ErrExists
+// when a sandbox of that name is running or exited. A dead one's leftovers
+// are removed first.
+func (m *Manager) create(ctx context.Context, name string) (*lockfile.Lock, error) {
+	g, err := m.globalLock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer g.Close()
+	dir := m.dir(name)
+	if _, err := os.Lstat(dir); err == nil {
+		st, _ := m.status(name)
+		if st.Status != StatusDead {
+			return nil, fmt.Errorf("sandbox %s: %w (%s)", name, errdefs.ErrExists, st.Status)
+		}
+		if err := m.removeLocked(ctx, name); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("sandbox %s: %w", name, errdefs.ErrExists)
+		}
+		return nil, err
+	}
+	lk, err := lockfile.TryExclusive(filepath.Join(dir, "lock"))
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return lk, nil
+}
+
+// start does the launch proper in a created directory.
+func (m *Manager) start(ctx context.Context, name string, spec Spec, lk *lockfile.Lock) (*Sandbox, error) {
+	dir := m.dir(name)
+	for _, d := range []string{"upper", "work", "rootfs", "etc"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	// A rootless full range maps the caller to root inside; the upper dir
+	// must belong to root inside for the root dir's owner to be sane.
+	st := state{Version: 1, Name: name, Snapshot: spec.Snapshot, CreatedAt: time.Now().UTC(), Volumes: spec.Volumes, Command: spec.Command, Network: spec.Network}
+	if err := atomicfile.WriteJSON(filepath.Join(dir, "state.json"), st, 0o600); err != nil {
+		return nil, err
+	}
+	hostname := spec.Hostname
+	if hostname == "" {
+		hostname = name
+	}
+	if err := writeEtc(dir, hostname, spec.Network); err != nil {
+		return nil, err
+	}
+	cfg := nsinit.Config{
+		Version: nsinit.Version,
+		Name:    hostname,
+		RootDir: filepath.Join(dir, "rootfs"),
+		Files: []nsinit.Mount{
+			{Source: filepath.Join(dir, "etc", "hostname"), Target: "/etc/hostname"},
+			{Source: filepath.Join(dir, "etc", "hosts"), Target: "/etc/hosts"},
+			{Source: filepath.Join(dir, "etc", "resolv.conf"), Target: "/etc/resolv.conf"},
+		},
+		Env:        spec.Env,
+		Workdir:    spec.Workdir,
+		User:       spec.User,
+		Network:    spec.Network,
+		Timeout:    spec.Timeout,
+		DevptsGID5: gidMapped(m.mapping, 5),
+	}
+	ov := overlaySpec(spec.Layers, dir)
+	if err := ov.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.Root = nsinit.FSMount{FSType: "overlay", Params: ov.Params()}
+	for _, mt := range spec.Mounts {
+		cfg.Mounts = append(cfg.Mounts, nsinit.Mount{Source: mt.Source, Target: mt.Target, ReadOnly: mt.ReadOnly})
+	}
+	return m.spawnInit(ctx, name, spec, cfg, lk)
+}
+
+func gidMapped(mp idmap.Mapping, gid uint32) bool {
+	_, ok := mp.HostGID(gid)
+	return ok
+}
+
+// writeEtc writes the files bind-mounted over /etc/hostname, /etc/hosts
+// and /etc/resolv.conf.
+func writeEtc(dir, hostname, network string) error {
+	etc := filepath.Join(dir, "etc")
+	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + hostname + "\n"
+	resolv := []byte("# lightbox: no network (--network none)\n")
+	if network == NetworkHost {
+		if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
+			resolv = b
+		}
+		if b, err := os.ReadFile("/etc/hosts"); err == nil {
+			hosts = string(b) + "127.0.1.1\t" + hostname + "\n"
+		}
+	}
+	for n, data := range map[string][]byte{"hostname": []byte(hostname + "\n"), "hosts": []byte(hosts), "resolv.conf": resolv} {
+		if err := os.WriteFile(filepath.Join(etc, n), data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rewriteFile replaces a file's content in place: a bind mount pins the
+// inode, so a rename would not be seen inside.
+func rewriteFile(p string, data []byte) error {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// pidStart reads a process's start time (field 22 of /proc/<pid>/stat),
+// which tells a pid from a later reuse of it.
+func pidStart(pid int) (uint64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, errors.New("bad /proc stat")
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return 0, errors.New("bad /proc stat")
+	}
+	return strconv.ParseUint(f[19], 10, 64)
+}
+
+func readState(dir string) (state, error) {
+	var st state
+	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	if err != nil {
+		return st, err
+	}
+	err = json.Unmarshal(b, &st)
+	return st, err
+}
+
+// status tells a sandbox's status from its lock and what the init wrote
+// in it.
+func (m *Manager) status(name string) (Info, error) {
+	dir := m.dir(name)
+	st, serr := readState(dir)
+	info := Info{Name: name, Snapshot: st.Snapshot, CreatedAt: st.CreatedAt, Volumes: st.Volumes, Command: st.Command}
+	locked, err := lockfile.IsLocked(filepath.Join(dir, "lock"))
+	if err != nil {
+		return info, err
+	}
+	if locked {
+		info.Status = StatusRunning
+		info.Pid = st.Pid
+		return info, nil
+	}
+	info.Status = StatusDead
+	b, err := os.ReadFile(filepath.Join(dir, "lock"))
+	if err == nil && len(b) > 0 {
+		var fs nsinit.Status
+		if json.Unmarshal(b, &fs) == nil && fs.Version == nsinit.Version {
+			info.Status, info.ExitCode, info.TimedOut = StatusExited, fs.ExitCode, fs.TimedOut
+		}
+	}
+	if serr != nil && !errors.Is(serr, os.ErrNotExist) {
+		return info, serr
+	}
+	return info, nil
+}
+
+// List describes every sandbox under the root, by name.
+func (m *Manager) List(ctx context.Context) ([]Info, error) {
+	ents, err := os.ReadDir(m.root)
+	if err != nil {
+		return nil, fmt.Errorf("list sandboxes: %w", err)
+	}
+	var out []Info
+	for _, e := range ents {
+		if !e.IsDir() || !names.Valid(e.Name()) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		info, err := m.status(e.Name())
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue // removed meanwhile
+			}
+			return nil, fmt.Errorf("list sandboxes: %s: %w", e.Name(), err)
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+// GC removes what crashed processes left: the directories (upper, work,
+// socket, logs, lock) of dead sandboxes — whose init is gone without a
+// recorded status — and scratch files. Running and exited sandboxes stay.
+func (m *Manager) GC(ctx context.Context) error {
+	g, err := m.globalLock(ctx)
+	if err != nil {
+		return fmt.Errorf("gc sandboxes: %w", err)
+	}
+	defer g.Close()
+	ents, err := os.ReadDir(m.root)
+	if err != nil {
+		return fmt.Errorf("gc sandboxes: %w", err)
+	}
+	var errs []error
+	for _, e := range ents {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if strings.HasPrefix(e.Name(), ".rm-") {
+			errs = append(errs, m.removeDir(ctx, filepath.Join(m.root, e.Name())))
+			continue
+		}
+		if !e.IsDir() || !names.Valid(e.Name()) {
+			continue
+		}
+		info, err := m.status(e.Name())
+		if err != nil || info.Status != StatusDead {
+			continue
+		}
+		m.log.Info("removing dead sandbox", "sandbox", e.Name())
+		errs = append(errs, m.removeLocked(ctx, e.Name()))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("gc sandboxes: %w", err)
+	}
+	return nil
+}
+
+// remove removes a sandbox that is not running.
+func (m *Manager) remove(ctx context.Context, name string) error {
+	g, err := m.globalLock(ctx)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	return m.removeLocked(ctx, name)
+}
+
+// removeLocked removes the directory of a sandbox that is not running,
+// under the global lock: it takes the name lock (so a live init keeps its
+// directory), renames the directory aside (so the name is free at once and
+// a crash mid-removal leaves a .rm- entry for GC), and removes it.
+func (m *Manager) removeLocked(ctx context.Context, name string) error {
+	dir := m.dir(name)
+	lk, err := lockfile.TryExclusive(filepath.Join(dir, "lock"))
+	if err != nil {
+		if errors.Is(err, lockfile.ErrLocked) {
+			return fmt.Errorf("remove sandbox %s: %w: it is running", name, errdefs.ErrInUse)
+		}
+		if _, serr := os.Lstat(dir); errors.Is(serr, os.ErrNotExist) {
+			return nil
+		}
+		// No lock file (a crash before it was made): nothing holds it.
+	}
+	defer lk.Close()
+	aside := filepath.Join(m.root, ".rm-"+name+"-"+randomName())
+	if err := os.Rename(dir, aside); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("remove sandbox %s: %w", name, err)
+	}
+	if err := m.removeDir(ctx, aside); err != nil {
+		return fmt.Errorf("remove sandbox %s: %w", name, err)
+	}
+	return nil
+}
+
+// removeDir removes a tree, including what other ids of the store's range
+// own (internal/rmtree does that from inside the user namespace).
+func (m *Manager) removeDir(ctx context.Context, dir string) error {
+	return rmtree.RemoveAll(ctx, dir, m.mapping)
+}

@@ -1,0 +1,265 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/beamhop/lightbox/internal/idmap"
+	"github.com/beamhop/lightbox/internal/names"
+	"github.com/beamhop/lightbox/nsinit"
+)
+
+// Options configure Open.
+type Options struct {
+	// Root holds one directory per sandbox ($ROOT/sandboxes). Required.
+	Root string
+	// TmpDir is scratch space on the same filesystem ($ROOT/tmp); "" =
+	// Root.
+	TmpDir string
+	// Mapping is the store's id mapping, used for every sandbox.
+	Mapping idmap.Mapping
+	// Logger receives structured records; nil discards them.
+	Logger *slog.Logger
+	// AttachNetwork connects a sandbox with Network "private" to the
+	// outside world (the user-mode network stack hooks in here). It is
+	// called with the init's host pid once the init is ready, before the
+	// main command starts; the returned attachment's ResolvConf becomes
+	// the sandbox's /etc/resolv.conf, and Close is called when the
+	// launching process destroys the sandbox. nil refuses "private".
+	AttachNetwork func(ctx context.Context, pid int) (NetworkAttachment, error)
+	// StopGrace is how long Destroy waits after SIGTERM before SIGKILL;
+	// 0 = 10s.
+	StopGrace time.Duration
+}
+
+// NetworkAttachment is a private network attached to a sandbox.
+type NetworkAttachment interface {
+	ResolvConf() []byte
+	Close() error
+}
+
+// Roles returns the re-exec roles of this package, to be dispatched by
+// lightbox.Init (and by the TestMain of tests that launch sandboxes): the
+// sandbox init. (Removing what other ids of a rootless range own uses
+// internal/rmtree, whose role Init dispatches too.)
+func Roles() map[string]func() {
+	return map[string]func(){"init": nsinit.Main}
+}
+
+// Network modes.
+const (
+	NetworkNone    = "none"
+	NetworkHost    = "host"
+	NetworkPrivate = "private"
+)
+
+// Spec is a sandbox to launch, as plain data: the caller has resolved the
+// snapshot to layer directories and volume names to host paths.
+type Spec struct {
+	// Name is the sandbox's name and hostname; "" = generated.
+	Name string
+	// Hostname is ignored: the hostname is the name. Kept for callers
+	// that set it.
+	Hostname string
+	// Snapshot is recorded for List.
+	Snapshot string
+	// Layers are unpacked layer directories, bottom first; any number.
+	Layers []string
+	// Mounts are bind mounts, applied parents first.
+	Mounts []MountSpec
+	// Env is the final environment ("KEY=value").
+	Env []string
+	// Workdir is the working directory inside; created when missing; ""
+	// = "/".
+	Workdir string
+	// User is "uid[:gid]" or "name[:group]", resolved in the sandbox's
+	// /etc/passwd and /etc/group; "" = root.
+	User string
+	// Command is the main process; nil = none: the sandbox idles serving
+	// commands until destroyed. With one, the sandbox lives as long as it.
+	Command []string
+	// Stdin, Stdout, Stderr connect the main command; when all three are
+	// nil its output goes to the sandbox's logs (see Sandbox.Logs) and
+	// its stdin is empty. Tty gives it a pty instead (Stdout receives
+	// both streams).
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	Tty            bool
+	// Network is "none" (own namespace, loopback only; "" means none),
+	// "host" or "private" (needs Options.AttachNetwork).
+	Network string
+	// Timeout ends the sandbox after this long; 0 = never.
+	Timeout time.Duration
+	// Volumes are the names of the volumes mounted, for List.
+	Volumes []string
+	// Leases are open files (held flocks) the init keeps open for its
+	// whole life; workloads never see them. Launch does not close them.
+	Leases []*os.File
+}
+
+// MountSpec is a bind mount of a host path.
+type MountSpec struct {
+	// Target is an absolute path inside, resolved inside the root
+	// (symlinks cannot lead out of it); created when missing.
+	Target string
+	// Source is an absolute host path that exists.
+	Source string
+	// ReadOnly makes the mount read-only, with every mount below it.
+	ReadOnly bool
+	// Volume names the volume this is, "" for a host path (for List).
+	Volume string
+}
+
+// Info describes a sandbox on disk.
+type Info struct {
+	Name     string `json:"name"`
+	Snapshot string `json:"snapshot,omitempty"`
+	// Status is StatusRunning, StatusExited or StatusDead.
+	Status string `json:"status"`
+	// ExitCode is the main command's status when Exited (128+N for
+	// signal N; 124 when the timeout ended an idle sandbox).
+	ExitCode  int       `json:"exitCode"`
+	TimedOut  bool      `json:"timedOut,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
+	Volumes   []string  `json:"volumes,omitempty"`
+	Command   []string  `json:"command,omitempty"`
+	// Pid is the init's pid on the host (0 unless running).
+	Pid int `json:"pid,omitempty"`
+}
+
+// Sandbox statuses.
+const (
+	StatusRunning = "running"
+	StatusExited  = "exited"
+	StatusDead    = "dead"
+)
+
+var (
+	// ErrCommandNotFound: the command does not exist in the sandbox
+	// (the shell's exit code 127).
+	ErrCommandNotFound = errors.New("command not found")
+	// ErrNotExecutable: the command exists but cannot be executed
+	// (exit code 126).
+	ErrNotExecutable = errors.New("command not executable")
+	// ErrNotRunning: the sandbox's init is not running (it exited or
+	// died).
+	ErrNotRunning = errors.New("sandbox not running")
+	// ErrNoCommand: the sandbox has no main command to wait for.
+	ErrNoCommand = errors.New("sandbox has no main command")
+)
+
+// ExitError reports a command that exited non-zero or was killed.
+type ExitError struct {
+	// Code is the exit status, 128+Signal when killed by a signal.
+	Code int
+	// Signal is the signal that killed the command, 0 if it exited.
+	Signal syscall.Signal
+}
+
+func (e *ExitError) Error() string {
+	if e.Signal != 0 {
+		return "killed by signal " + e.Signal.String()
+	}
+	return fmt.Sprintf("exit status %d", e.Code)
+}
+
+// ExitCode returns the exit code err stands for: 0 for nil, the code of an
+// ExitError, 127 and 126 for ErrCommandNotFound and ErrNotExecutable, and
+// -1 for any other error.
+func ExitCode(err error) int {
+	var ee *ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.Code
+	case errors.Is(err, ErrCommandNotFound):
+		return 127
+	case errors.Is(err, ErrNotExecutable):
+		return 126
+	}
+	return -1
+}
+
+// validate checks a spec before anything touches the disk.
+func (sp *Spec) validate() error {
+	if sp.Name != "" {
+		if err := names.Check("sandbox", sp.Name); err != nil {
+			return err
+		}
+	}
+	if len(sp.Layers) == 0 {
+		return errors.New("no layers")
+	}
+	for _, l := range sp.Layers {
+		if !filepath.IsAbs(l) {
+			return fmt.Errorf("layer %q: not an absolute path", l)
+		}
+		if st, err := os.Stat(l); err != nil {
+			return fmt.Errorf("layer: %w", err)
+		} else if !st.IsDir() {
+			return fmt.Errorf("layer %s: not a directory", l)
+		}
+	}
+	seen := map[string]bool{}
+	for _, m := range sp.Mounts {
+		if err := checkTarget(m.Target); err != nil {
+			return err
+		}
+		if seen[m.Target] {
+			return fmt.Errorf("mount target %s: given twice", m.Target)
+		}
+		seen[m.Target] = true
+		if !filepath.IsAbs(m.Source) {
+			return fmt.Errorf("mount %s: source %q is not an absolute path", m.Target, m.Source)
+		}
+		if _, err := os.Stat(m.Source); err != nil {
+			return fmt.Errorf("mount %s: source: %w", m.Target, err)
+		}
+	}
+	if sp.Workdir != "" && (!path.IsAbs(sp.Workdir) || path.Clean(sp.Workdir) != sp.Workdir) {
+		return fmt.Errorf("workdir %q: not a clean absolute path", sp.Workdir)
+	}
+	for _, e := range sp.Env {
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+			return fmt.Errorf("environment entry %q: want KEY=value", e)
+		}
+	}
+	switch sp.Network {
+	case "", NetworkNone, NetworkHost, NetworkPrivate:
+	default:
+		return fmt.Errorf("network %q: want none, host or private", sp.Network)
+	}
+	if sp.Timeout < 0 {
+		return fmt.Errorf("timeout %v: negative", sp.Timeout)
+	}
+	for i, f := range sp.Leases {
+		if f == nil {
+			return fmt.Errorf("lease %d: nil file", i)
+		}
+	}
+	return nil
+}
+
+// checkTarget accepts a clean absolute path other than "/".
+func checkTarget(t string) error {
+	if !path.IsAbs(t) {
+		return fmt.Errorf("mount target %q: not an absolute path", t)
+	}
+	if path.Clean(t) != t || strings.Contains(t, "/../") || strings.HasSuffix(t, "/..") {
+		return fmt.Errorf("mount target %q: not a clean path (no .., no trailing /)", t)
+	}
+	if t == "/" {
+		return fmt.Errorf("mount target %q: cannot mount over the root", t)
+	}
+	return nil
+}

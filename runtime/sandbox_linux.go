@@ -1,0 +1,377 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/beamhop/lightbox/internal/errdefs"
+	"github.com/beamhop/lightbox/internal/names"
+	"github.com/beamhop/lightbox/nsinit"
+	"golang.org/x/sys/unix"
+)
+
+// Sandbox is a handle on a sandbox: the one Launch returned (which owns
+// the sandbox's life until Detach) or one found by Attach. It is safe for
+// concurrent use.
+type Sandbox struct {
+	m    *Manager
+	name string
+	dir  string
+	pid  int
+
+	mu       sync.Mutex
+	live     *os.File      // liveness pipe; nil when attached or detached
+	initDone chan struct{} // closed once we reaped the init (launcher only)
+	main     *Cmd          // the main command, when this handle started it
+	net      NetworkAttachment
+	gone     bool
+}
+
+// Name returns the sandbox's name.
+func (s *Sandbox) Name() string { return s.name }
+
+// Pid returns the host pid of the sandbox's init (0 if unknown).
+func (s *Sandbox) Pid() int { return s.pid }
+
+// Attach finds a sandbox by name, running or not (ErrNotFound when there
+// is none): a handle that can run commands in a running sandbox, wait for
+// its main command, read its logs, and destroy it. Attaching does not tie
+// the sandbox's life to the caller.
+func (m *Manager) Attach(ctx context.Context, name string) (*Sandbox, error) {
+	if err := names.Check("sandbox", name); err != nil {
+		return nil, err
+	}
+	info, err := m.status(name)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("sandbox %s: %w", name, errdefs.ErrNotFound)
+		}
+		return nil, fmt.Errorf("attach sandbox %s: %w", name, err)
+	}
+	if _, err := os.Stat(m.dir(name)); err != nil {
+		return nil, fmt.Errorf("sandbox %s: %w", name, errdefs.ErrNotFound)
+	}
+	return &Sandbox{m: m, name: name, dir: m.dir(name), pid: info.Pid}, nil
+}
+
+// Info describes the sandbox now.
+func (s *Sandbox) Info(ctx context.Context) (Info, error) {
+	info, err := s.m.status(s.name)
+	if err != nil {
+		return info, fmt.Errorf("sandbox %s: %w", s.name, err)
+	}
+	return info, nil
+}
+
+// dial connects to the init's exec socket.
+func (s *Sandbox) dial(ctx context.Context) (*net.UnixConn, error) {
+	addr, dirf, err := sockAddr(s.dir)
+	if err != nil {
+		return nil, err
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unixpacket", addr)
+	if dirf != nil {
+		dirf.Close()
+	}
+	if err != nil {
+		if errors.Is(err, unix.ECONNREFUSED) || errors.Is(err, unix.ENOENT) {
+			return nil, fmt.Errorf("sandbox %s: %w", s.name, ErrNotRunning)
+		}
+		return nil, fmt.Errorf("sandbox %s: connect to init: %w", s.name, err)
+	}
+	return c.(*net.UnixConn), nil
+}
+
+// call sends one request and reads one reply.
+func (s *Sandbox) call(ctx context.Context, req nsinit.Request) (nsinit.Reply, error) {
+	c, err := s.dial(ctx)
+	if err != nil {
+		return nsinit.Reply{}, err
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if err := sendRequest(c, req, nil); err != nil {
+		return nsinit.Reply{}, ctxErr(ctx, err)
+	}
+	r, _, err := readReply(c)
+	if err != nil {
+		return r, ctxErr(ctx, err)
+	}
+	if r.Type == nsinit.ReplyError {
+		return r, errors.New(r.Error)
+	}
+	return r, nil
+}
+
+func ctxErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// Detach leaves the sandbox running when this process exits or drops the
+// handle.
+func (s *Sandbox) Detach() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.live == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.call(ctx, nsinit.Request{Version: nsinit.Version, Op: nsinit.OpDetach}); err != nil {
+		return fmt.Errorf("detach sandbox %s: %w", s.name, err)
+	}
+	s.live.Close()
+	s.live = nil
+	return nil
+}
+
+// Wait waits for the sandbox's main command and returns its exit code
+// (128+N when a signal N killed it). A sandbox that exited earlier
+// returns its recorded code; one with no main command returns
+// ErrNoCommand; one whose init died returns ErrNotRunning.
+func (s *Sandbox) Wait(ctx context.Context) (int, error) {
+	s.mu.Lock()
+	main := s.main
+	s.mu.Unlock()
+	if main != nil {
+		select {
+		case <-main.done:
+			return main.exitCode, main.waitErrNoExit()
+		case <-ctx.Done():
+			return -1, ctx.Err()
+		}
+	}
+	r, err := s.call(ctx, nsinit.Request{Version: nsinit.Version, Op: nsinit.OpWait})
+	if err == nil {
+		return r.Code, nil
+	}
+	if ctx.Err() != nil {
+		return -1, ctx.Err()
+	}
+	if r.Type == nsinit.ReplyError {
+		return -1, fmt.Errorf("sandbox %s: %w", s.name, ErrNoCommand)
+	}
+	// The init is gone (or went while we waited): read what it recorded.
+	info, ierr := s.m.status(s.name)
+	if ierr != nil {
+		return -1, fmt.Errorf("sandbox %s: %w", s.name, ierr)
+	}
+	switch info.Status {
+	case StatusExited:
+		return info.ExitCode, nil
+	case StatusDead:
+		return -1, fmt.Errorf("sandbox %s: %w: its init died", s.name, ErrNotRunning)
+	}
+	return -1, fmt.Errorf("sandbox %s: wait: %w", s.name, err)
+}
+
+// Destroy stops the sandbox — SIGTERM to its main command (or to every
+// process when it has none), SIGKILL after Options.StopGrace — and removes
+// it and everything it left on disk. Destroying a sandbox that already
+// ended just removes it.
+func (s *Sandbox) Destroy(ctx context.Context) error {
+	return s.destroy(ctx, s.m.opts.StopGrace)
+}
+
+// DestroyGrace is Destroy with its own grace period between SIGTERM and
+// SIGKILL (0 = SIGKILL at once).
+func (s *Sandbox) DestroyGrace(ctx context.Context, grace time.Duration) error {
+	return s.destroy(ctx, grace)
+}
+
+func (s *Sandbox) destroy(ctx context.Context, grace time.Duration) error {
+	if err := s.stop(ctx, grace); err != nil {
+		return fmt.Errorf("destroy sandbox %s: %w", s.name, err)
+	}
+	s.mu.Lock()
+	if s.net != nil {
+		s.net.Close()
+		s.net = nil
+	}
+	if s.live != nil {
+		s.live.Close()
+		s.live = nil
+	}
+	s.mu.Unlock()
+	if err := s.m.remove(ctx, s.name); err != nil {
+		return fmt.Errorf("destroy sandbox %s: %w", s.name, err)
+	}
+	return nil
+}
+
+// stop ends the init, if it runs, and waits until every process of the
+// sandbox is gone.
+func (s *Sandbox) stop(ctx context.Context, grace time.Duration) error {
+	exited, cleanup, err := s.initExited()
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	select {
+	case <-exited:
+		return nil
+	default:
+	}
+	_, err = s.call(ctx, nsinit.Request{Version: nsinit.Version, Op: nsinit.OpDestroy, Grace: grace})
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	// Whatever the reply (the init may die before it answers), wait for
+	// the init to be gone; kill it if it does not go within the grace
+	// period plus a margin.
+	select {
+	case <-exited:
+		return nil
+	case <-time.After(grace + 5*time.Second):
+	case <-ctx.Done():
+	}
+	s.kill()
+	select {
+	case <-exited:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// initExited returns a channel closed once the sandbox's init (and so
+// every process of it) is gone.
+func (s *Sandbox) initExited() (<-chan struct{}, func(), error) {
+	if s.initDone != nil {
+		return s.initDone, func() {}, nil
+	}
+	done := make(chan struct{})
+	pfd, err := s.pidfd()
+	if err != nil {
+		return nil, nil, err
+	}
+	if pfd < 0 {
+		close(done)
+		return done, func() {}, nil
+	}
+	stop := make(chan struct{})
+	go func() {
+		defer close(done)
+		fds := []unix.PollFd{{Fd: int32(pfd), Events: unix.POLLIN}}
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			n, err := unix.Poll(fds, 100)
+			if n > 0 || (err != nil && !errors.Is(err, unix.EINTR)) {
+				return
+			}
+		}
+	}()
+	return done, func() { close(stop); <-done; unix.Close(pfd) }, nil
+}
+
+// pidfd opens a pidfd on the running init, -1 when it is not running. The
+// lock tells it runs; the recorded start time guards against pid reuse.
+func (s *Sandbox) pidfd() (int, error) {
+	info, err := s.m.status(s.name)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return -1, nil
+		}
+		return -1, err
+	}
+	if info.Status != StatusRunning {
+		return -1, nil
+	}
+	st, err := readState(s.dir)
+	if err != nil || st.Pid == 0 {
+		return -1, fmt.Errorf("sandbox %s is starting: %w", s.name, errdefs.ErrInUse)
+	}
+	fd, err := unix.PidfdOpen(st.Pid, 0)
+	if err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return -1, nil
+		}
+		return -1, fmt.Errorf("pidfd_open %d: %w", st.Pid, err)
+	}
+	if start, err := pidStart(st.Pid); err != nil || start != st.PidStart {
+		unix.Close(fd)
+		return -1, nil
+	}
+	return fd, nil
+}
+
+// kill SIGKILLs the init (and with it the sandbox).
+func (s *Sandbox) kill() {
+	st, err := readState(s.dir)
+	if err != nil || st.Pid == 0 {
+		return
+	}
+	fd, err := unix.PidfdOpen(st.Pid, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	if start, err := pidStart(st.Pid); err == nil && start == st.PidStart {
+		unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+	}
+}
+
+// Logs copies the main command's output kept on disk to stdout and
+// stderr; with follow it keeps copying until the sandbox ends or ctx does.
+func (s *Sandbox) Logs(ctx context.Context, follow bool, stdout, stderr io.Writer) error {
+	type stream struct {
+		f *os.File
+		w io.Writer
+	}
+	var streams []stream
+	for _, x := range []struct {
+		n string
+		w io.Writer
+	}{{"stdout.log", stdout}, {"stderr.log", stderr}} {
+		f, err := os.Open(filepath.Join(s.dir, x.n))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("logs of %s: %w", s.name, err)
+		}
+		defer f.Close()
+		if x.w == nil {
+			x.w = io.Discard
+		}
+		streams = append(streams, stream{f, x.w})
+	}
+	for {
+		for _, st := range streams {
+			if _, err := io.Copy(st.w, st.f); err != nil {
+				return fmt.Errorf("logs of %s: %w", s.name, err)
+			}
+		}
+		if !follow {
+			return nil
+		}
+		info, err := s.m.status(s.name)
+		if err != nil || info.Status != StatusRunning {
+			for _, st := range streams {
+				io.Copy(st.w, st.f)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
