@@ -127,6 +127,26 @@ func TestOwnership(t *testing.T) {
 					t.Errorf("security.capability permitted = %#x, want CAP_NET_RAW", perm)
 				}
 			}
+			// A root filesystem directory with these owners (the layer
+			// directory itself) imports with the same owners.
+			again, err := s.Import(ctx, "again", sn.Layers[0], ImportOptions{Format: FormatRootfsDir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range []string{"home/u/f", "bin/su", "var/cache/apt/f", "root-file"} {
+				a, err1 := os.Lstat(filepath.Join(sn.Layers[0], p))
+				b, err2 := os.Lstat(filepath.Join(again.Layers[0], p))
+				if err1 != nil || err2 != nil {
+					t.Fatal(err1, err2)
+				}
+				sa, sb := a.Sys().(*syscall.Stat_t), b.Sys().(*syscall.Stat_t)
+				if sa.Uid != sb.Uid || sa.Gid != sb.Gid || a.Mode() != b.Mode() {
+					t.Errorf("%s re-imported as a directory: %d:%d %v, want %d:%d %v", p, sb.Uid, sb.Gid, b.Mode(), sa.Uid, sa.Gid, a.Mode())
+				}
+			}
+			if err := s.Remove(ctx, "again"); err != nil {
+				t.Fatal(err)
+			}
 			// Removing the snapshot removes trees of other owners too.
 			if err := s.Remove(ctx, "owners"); err != nil {
 				t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	goruntime "runtime"
 	"time"
 
+	"github.com/beamhop/lightbox/internal/reexec"
 	"github.com/opencontainers/go-digest"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/opencontainers/umoci/oci/casext"
@@ -39,13 +40,31 @@ func (s *Store) putRootfsImage(ctx context.Context, e casext.Engine, l ispec.Des
 }
 
 // importRootfsDir makes a gzipped layer of directory dir with umoci's
-// layer generator. As root the files keep their owners (mapped into the
-// store's mapping); rootless every file becomes root's inside.
+// layer generator. The files keep their owners as the store's mapping
+// sees them: as root, their host ids (through the mapping); rootless with
+// a subordinate range, the tree is read inside the user namespace, so the
+// caller's files become root's and those of its subordinate ids keep
+// theirs; rootless with a single id, every file becomes root's.
 func (s *Store) importRootfsDir(ctx context.Context, e casext.Engine, dir string) (ispec.Descriptor, ispec.Manifest, error) {
-	mo := s.mapOptions()
-	tr := layer.GenerateInsertLayer(dir, "/", false, &layer.RepackOptions{
-		OnDiskFormat: layer.DirRootfs{MapOptions: mo},
-	})
+	var tr io.ReadCloser
+	wait := func() error { return nil }
+	if os.Geteuid() != 0 && s.mapping.Helper {
+		// Read the tree inside the store's user namespace, so that files
+		// of the caller's subordinate ids keep their owners.
+		cmd := reexec.Command("", UnpackRole, s.mapping, 0, "tar", dir)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return ispec.Descriptor{}, ispec.Manifest{}, err
+		}
+		if wait, err = startChild(ctx, cmd, nil); err != nil {
+			return ispec.Descriptor{}, ispec.Manifest{}, err
+		}
+		tr = out
+	} else {
+		tr = layer.GenerateInsertLayer(dir, "/", false, &layer.RepackOptions{
+			OnDiskFormat: layer.DirRootfs{MapOptions: s.mapOptions()},
+		})
+	}
 	defer tr.Close()
 	diff := digest.SHA256.Digester()
 	gz, err := blobcompress.Gzip.Compress(io.TeeReader(ctxReader{ctx, tr}, diff.Hash()))
@@ -54,6 +73,10 @@ func (s *Store) importRootfsDir(ctx context.Context, e casext.Engine, dir string
 	}
 	defer gz.Close()
 	l, err := s.putBlob(ctx, e, ispec.MediaTypeImageLayerGzip, gz, 0, "layer of "+dir)
+	tr.Close()
+	if werr := wait(); err == nil && werr != nil {
+		err = werr
+	}
 	if err != nil {
 		return ispec.Descriptor{}, ispec.Manifest{}, fmt.Errorf("make layer of %s: %w", dir, err)
 	}

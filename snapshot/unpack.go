@@ -171,13 +171,23 @@ func (s *Store) unpackChild(ctx context.Context, root, mediaType string, r io.Re
 }
 
 func (s *Store) runChild(ctx context.Context, cmd *reexec.Cmd, lockF *os.File) error {
+	wait, err := startChild(ctx, cmd, lockF)
+	if err != nil {
+		return err
+	}
+	return wait()
+}
+
+// startChild starts a child in UnpackRole; wait waits for it and returns
+// its error message (its stderr) as the error.
+func startChild(ctx context.Context, cmd *reexec.Cmd, lockF *os.File) (wait func() error, err error) {
 	var stderr bytes.Buffer
 	cmd.Stderr = &limitWriter{w: &stderr, n: 64 << 10}
 	if lockF != nil {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, lockF)
 	}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", UnpackRole, err)
+		return nil, fmt.Errorf("start %s: %w", UnpackRole, err)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -187,18 +197,20 @@ func (s *Store) runChild(ctx context.Context, cmd *reexec.Cmd, lockF *os.File) e
 		case <-done:
 		}
 	}()
-	err := cmd.Wait()
-	close(done)
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
+	return func() error {
+		err := cmd.Wait()
+		close(done)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if msg := strings.TrimSpace(stderr.String()); msg != "" {
+				return errors.New(msg)
+			}
+			return fmt.Errorf("%s: %w", UnpackRole, err)
 		}
-		if msg := strings.TrimSpace(stderr.String()); msg != "" {
-			return errors.New(msg)
-		}
-		return fmt.Errorf("%s: %w", UnpackRole, err)
-	}
-	return nil
+		return nil
+	}, nil
 }
 
 type limitWriter struct {
@@ -219,8 +231,8 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 }
 
 // UnpackMain is the main of a process started in UnpackRole: it unpacks a
-// layer from stdin ("unpack ROOT MEDIATYPE") or removes trees ("rm
-// PATH…") as root of a user namespace with the store's mapping, and exits.
+// layer from stdin ("unpack ROOT MEDIATYPE"), writes a layer tar of a
+// directory to stdout ("tar DIR") or removes trees ("rm PATH…") as root of a user namespace with the store's mapping, and exits.
 func UnpackMain() {
 	log.SetLevel(log.ErrorLevel)
 	if err := unpackMain(os.Args[1:]); err != nil {
@@ -244,6 +256,18 @@ func unpackMain(args []string) error {
 		}
 		// Inside the namespace with full ids: owners as in the layer.
 		return unpackStream(args[1], os.Stdin, args[2], layer.MapOptions{})
+	case "tar":
+		if len(args) != 2 {
+			return errors.New("usage: tar DIR")
+		}
+		// Inside the namespace: the caller's files read as root's, those
+		// of its subordinate ids as the ids they map from.
+		r := layer.GenerateInsertLayer(args[1], "/", false, &layer.RepackOptions{OnDiskFormat: layer.DirRootfs{}})
+		_, err := io.Copy(os.Stdout, r)
+		if cerr := r.Close(); err == nil {
+			err = cerr
+		}
+		return err
 	case "rm":
 		var errs []error
 		for _, p := range args[1:] {
