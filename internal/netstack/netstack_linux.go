@@ -1,0 +1,474 @@
+package netstack
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// tunPath is the tun device the helper opens; a variable for tests.
+var tunPath = "/dev/net/tun"
+
+// lookTools finds pasta and nsenter in PATH.
+func lookTools() (pasta, nsenter string, err error) {
+	if pasta, err = exec.LookPath("pasta"); err != nil {
+		return "", "", &unavailableError{cause: "pasta not found in PATH", fix: fixPasta}
+	}
+	if nsenter, err = exec.LookPath("nsenter"); err != nil {
+		return "", "", &unavailableError{cause: "nsenter not found in PATH", fix: "install Debian's util-linux package"}
+	}
+	return pasta, nsenter, nil
+}
+
+// Check reports whether private networking can work for this process: the
+// helper (pasta) and nsenter are installed, and the tun device can be
+// opened by the user the helper will run as (this process's user). The
+// error matches ErrUnavailable and says what to do.
+func Check() error {
+	if _, _, err := lookTools(); err != nil {
+		return err
+	}
+	groups, _ := os.Getgroups()
+	return checkTun(tunPath, os.Geteuid(), os.Getegid(), groups, os.Geteuid() != 0)
+}
+
+// checkTun checks that a process with uid, gid and groups (ids in this
+// process's user namespace, with no capability over the device, as the
+// helper has none in the host's user namespace) can open path read-write;
+// tryOpen also opens it, for when that process is this one.
+func checkTun(path string, uid, gid int, groups []int, tryOpen bool) error {
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &unavailableError{cause: "no " + path, fix: "load the tun kernel module (modprobe tun) or create the device (mknod -m 0666 " + path + " c 10 200)"}
+	}
+	if err != nil {
+		return &unavailableError{cause: "cannot stat the tun device", err: err, fix: fixTun}
+	}
+	if fi.Mode()&fs.ModeCharDevice == 0 {
+		return &unavailableError{cause: path + " is not a character device", fix: "recreate it (mknod -m 0666 " + path + " c 10 200)"}
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	perm := uint32(fi.Mode().Perm())
+	var bits uint32
+	switch {
+	case int(st.Uid) == uid:
+		bits = perm >> 6
+	case int(st.Gid) == gid || slices.Contains(groups, int(st.Gid)):
+		bits = perm >> 3
+	default:
+		bits = perm
+	}
+	if bits&6 != 6 {
+		return &unavailableError{
+			cause: fmt.Sprintf("%s is mode %04o (owner %d, group %d), so the network helper running as uid %d cannot open it", path, perm, st.Uid, st.Gid, uid),
+			fix:   fixTun,
+		}
+	}
+	if !tryOpen {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+			return &unavailableError{cause: "cannot open the tun device", err: err, fix: fixTun}
+		}
+		return &unavailableError{cause: "cannot open the tun device", err: err, fix: "load the tun kernel module (modprobe tun)"}
+	}
+	return f.Close()
+}
+
+// Attach attaches pasta to the user and network namespaces of pid, the
+// sandbox's init, and returns once the interface inside has its address
+// and default route, so the caller can then let the workload start. The
+// init must be pid 1 of its own pid namespace: the helper is started in
+// that pid namespace so that it dies with the init (see the package doc).
+//
+// A failure that Check would report matches ErrUnavailable; a bad port
+// matches ErrInvalidPort. When ctx ends during setup the helper may be
+// left attached; it dies with the sandbox like any helper.
+func Attach(ctx context.Context, pid int, opts Options) (*Stack, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	for _, p := range opts.Ports {
+		if err := p.validate(); err != nil {
+			return nil, err
+		}
+	}
+	pasta, nsenter, err := lookTools()
+	if err != nil {
+		return nil, err
+	}
+	uid, err := rootID(pid, "uid_map")
+	if err != nil {
+		return nil, fmt.Errorf("attach network to pid %d: %w", pid, err)
+	}
+	gid, err := rootID(pid, "gid_map")
+	if err != nil {
+		return nil, fmt.Errorf("attach network to pid %d: %w", pid, err)
+	}
+	var groups []int
+	if uid == os.Geteuid() {
+		// nsenter --preserve-credentials keeps our supplementary groups.
+		groups, _ = os.Getgroups()
+	}
+	if err := checkTun(tunPath, uid, gid, groups, uid == os.Geteuid() && uid != 0); err != nil {
+		return nil, err
+	}
+	if err := checkPorts(opts.Ports); err != nil {
+		return nil, err
+	}
+
+	// pasta drops capabilities before it opens the namespace it is given,
+	// and then may not open /proc/PID/ns/net of a process with more
+	// capabilities (the sandbox's init): hand it an open descriptor.
+	nsPath := fmt.Sprintf("/proc/%d/ns/net", pid)
+	netns, err := os.Open(nsPath)
+	if err != nil {
+		return nil, fmt.Errorf("attach network to pid %d: %w", pid, err)
+	}
+	defer netns.Close()
+	pidFile, err := memfile("pasta-pid")
+	if err != nil {
+		return nil, err
+	}
+	defer pidFile.Close()
+	logFile, err := memfile("pasta-log")
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close()
+
+	// ExtraFiles[i] is fd 3+i in the child.
+	netnsFD, pidFD := 3, 4
+	args := pastaArgs(fmt.Sprintf("/proc/self/fd/%d", netnsFD), fmt.Sprintf("/proc/self/fd/%d", pidFD), opts.Ports)
+	// nsenter joins the sandbox's user namespace (pasta's own attach by
+	// pid cannot: it would try to join it again) and pid namespace, and
+	// forks pasta there; pasta stays in our network and mount namespaces.
+	// It runs as root of the sandbox's user namespace (--runas 0: that is
+	// this process's own user mapped in, or a subordinate id when real
+	// root uses a sub-range), so it never has any capability on the host.
+	cmd := exec.CommandContext(ctx, nsenter, append([]string{
+		"--target", strconv.Itoa(pid), "--user", "--pid", "--preserve-credentials", "--",
+		pasta}, args...)...)
+	cmd.ExtraFiles = []*os.File{netns, pidFile}
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	cmd.WaitDelay = time.Second
+	log.Debug("start network helper", "helper", "pasta", "target_pid", pid, "args", strings.Join(cmd.Args, " "))
+	runErr := cmd.Run()
+	out := helperOutput(logFile)
+	if runErr != nil {
+		if strings.Contains(out, "/dev/net/tun") || strings.Contains(out, "tap device") {
+			return nil, &unavailableError{cause: "pasta cannot open " + tunPath + ": " + out, fix: fixTun}
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("attach pasta to pid %d: %w", pid, ctx.Err())
+		}
+		if out == "" {
+			return nil, fmt.Errorf("attach pasta to pid %d: %w", pid, runErr)
+		}
+		return nil, fmt.Errorf("attach pasta to pid %d: %w: %s", pid, runErr, out)
+	}
+	if out != "" {
+		log.Warn("network helper", "helper", "pasta", "target_pid", pid, "output", out)
+	}
+	nspid, err := readPidFile(pidFile)
+	if err != nil {
+		return nil, fmt.Errorf("attach pasta to pid %d: %w", pid, err)
+	}
+	hpid, start, err := findHelper(pid, nspid)
+	if err != nil {
+		return nil, fmt.Errorf("attach pasta to pid %d: %w", pid, err)
+	}
+	log.Debug("network helper ready", "helper", "pasta", "target_pid", pid, "pid", hpid)
+	return &Stack{
+		target: pid,
+		helper: "pasta",
+		pids:   []int{hpid},
+		close:  func() error { return stopHelper(hpid, start) },
+	}, nil
+}
+
+// pastaArgs are the options of pasta (Debian 12's passt 2023-03-09 and
+// later) for netns (a path), a pid file and the published ports.
+func pastaArgs(netns, pidFile string, ports []Port) []string {
+	args := []string{
+		"--runas", "0",
+		"--config-net", // configure the interface, then daemonize
+		"--quiet",
+		"--netns", netns,
+		// The path is a descriptor of ours, not a bind mount to watch:
+		// the helper's lifetime comes from the pid namespace instead.
+		"--no-netns-quit",
+		"--pid", pidFile,
+		// Host loopback stays out of reach: no gateway-to-127.0.0.1
+		// mapping and no forwarding of ports bound on the host.
+		"--no-map-gw",
+		"-T", "none", "-U", "none",
+		"--dns-forward", DNSForwarder,
+	}
+	var tcp, udp []string
+	for _, p := range ports {
+		spec := p.hostIP() + "/" + strconv.Itoa(p.HostPort) + ":" + strconv.Itoa(p.Port)
+		if p.proto() == "udp" {
+			udp = append(udp, spec)
+		} else {
+			tcp = append(tcp, spec)
+		}
+	}
+	for _, x := range []struct {
+		flag  string
+		specs []string
+	}{{"-t", tcp}, {"-u", udp}} {
+		if len(x.specs) == 0 {
+			args = append(args, x.flag, "none")
+		}
+		for _, s := range x.specs {
+			args = append(args, x.flag, s)
+		}
+	}
+	return args
+}
+
+// rootID returns the id (in our user namespace) that is root in the user
+// namespace of pid, from its uid_map or gid_map.
+func rootID(pid int, file string) (int, error) {
+	path := fmt.Sprintf("/proc/%d/%s", pid, file)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			continue
+		}
+		in, err1 := strconv.ParseUint(f[0], 10, 32)
+		out, err2 := strconv.ParseUint(f[1], 10, 32)
+		n, err3 := strconv.ParseUint(f[2], 10, 32)
+		if err1 != nil || err2 != nil || err3 != nil {
+			continue
+		}
+		if in == 0 && n > 0 {
+			return int(out), nil
+		}
+	}
+	return 0, fmt.Errorf("%s: root is not mapped", path)
+}
+
+// checkPorts catches the usual reasons a port cannot be published before
+// the helper starts (which would only warn): a port in use, an address
+// not on this host, a privileged port.
+func checkPorts(ports []Port) error {
+	start := 1024
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start"); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			start = n
+		}
+	}
+	for _, p := range ports {
+		if p.HostPort < start {
+			// The helper binds from inside the sandbox's user
+			// namespace, without privileges on the host, even for root.
+			return fmt.Errorf("publish port %s: %w: host port %d is privileged (below net.ipv4.ip_unprivileged_port_start=%d): pick a host port of %d or above", p, ErrInvalidPort, p.HostPort, start, start)
+		}
+		addr := net.JoinHostPort(p.hostIP(), strconv.Itoa(p.HostPort))
+		var c io.Closer
+		var err error
+		if p.proto() == "udp" {
+			c, err = net.ListenPacket("udp", addr)
+		} else {
+			c, err = net.Listen("tcp", addr)
+		}
+		if err != nil {
+			switch {
+			case errors.Is(err, unix.EADDRINUSE):
+				return fmt.Errorf("publish port %s: %s is already in use", p, addr)
+			case errors.Is(err, unix.EADDRNOTAVAIL):
+				return fmt.Errorf("publish port %s: %w: %s is not an address of this host", p, ErrInvalidPort, p.hostIP())
+			}
+			return fmt.Errorf("publish port %s: %w", p, err)
+		}
+		c.Close()
+	}
+	return nil
+}
+
+// memfile is an anonymous file for the helper's output or pid file.
+func memfile(name string) (*os.File, error) {
+	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("memfd_create %s: %w", name, err)
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}
+
+// helperOutput is what the helper printed, without its complaints about
+// a missing syslog.
+func helperOutput(f *os.File) string {
+	b, _ := io.ReadAll(io.NewSectionReader(f, 0, 1<<20))
+	var keep []string
+	for line := range strings.Lines(string(b)) {
+		line = strings.TrimSpace(line)
+		if line == "" || (strings.HasPrefix(line, "Failed to send ") && strings.HasSuffix(line, " to syslog")) {
+			continue
+		}
+		keep = append(keep, line)
+	}
+	return strings.Join(keep, "; ")
+}
+
+func readPidFile(f *os.File) (int, error) {
+	b, err := io.ReadAll(io.NewSectionReader(f, 0, 64))
+	if err != nil {
+		return 0, fmt.Errorf("read pasta's pid file: %w", err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("pasta's pid file holds %q, not a pid", b)
+	}
+	return n, nil
+}
+
+// procStatus reads the PPid and NSpid lines of /proc/PID/status.
+func procStatus(pid int) (ppid int, nspid []int, err error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, nil, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "PPid":
+			ppid, _ = strconv.Atoi(strings.TrimSpace(v))
+		case "NSpid":
+			for _, s := range strings.Fields(v) {
+				n, _ := strconv.Atoi(s)
+				nspid = append(nspid, n)
+			}
+		}
+	}
+	return ppid, nspid, sc.Err()
+}
+
+// findHelper finds, in our pid namespace, the daemonized helper whose pid
+// in the pid namespace of target (its init) is nspid; it is a child of
+// target once the process that forked it has exited. It returns its pid
+// and start time.
+func findHelper(target, nspid int) (int, uint64, error) {
+	_, tns, err := procStatus(target)
+	if err != nil {
+		return 0, 0, err
+	}
+	level := len(tns) - 1 // index of the sandbox's pid namespace in NSpid
+	if level < 1 || tns[level] != 1 {
+		return 0, 0, fmt.Errorf("pid %d is not the init of its own pid namespace (NSpid %v)", target, tns)
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		ppid, ns, err := procStatus(p)
+		if err != nil || ppid != target || len(ns) <= level || ns[level] != nspid {
+			continue
+		}
+		start, err := startTime(p)
+		if err != nil {
+			continue
+		}
+		return p, start, nil
+	}
+	return 0, 0, fmt.Errorf("pasta (pid %d in the sandbox) exited right after it started", nspid)
+}
+
+// startTime is field 22 of /proc/PID/stat: with the pid, it names one
+// process for good.
+func startTime(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	return strconv.ParseUint(f[19], 10, 64)
+}
+
+// stopHelper sends SIGTERM to the helper (pid, started at start), then
+// SIGKILL if it has not exited within two seconds, and waits for it to
+// exit. It is not our child: its parent, the sandbox's init, reaps it.
+func stopHelper(pid int, start uint64) error {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if errors.Is(err, unix.ESRCH) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("stop network helper %d: pidfd_open: %w", pid, err)
+	}
+	defer unix.Close(fd)
+	if st, err := startTime(pid); err != nil || st != start {
+		return nil // gone, and the pid reused
+	}
+	for _, sig := range []unix.Signal{unix.SIGTERM, unix.SIGKILL} {
+		if err := unix.PidfdSendSignal(fd, sig, nil, 0); err != nil {
+			if errors.Is(err, unix.ESRCH) {
+				return nil
+			}
+			return fmt.Errorf("stop network helper %d: %w", pid, err)
+		}
+		if exited(fd, 2*time.Second) {
+			return nil
+		}
+	}
+	return fmt.Errorf("stop network helper %d: still running after SIGKILL", pid)
+}
+
+// exited waits up to d for the process behind pidfd fd to exit.
+func exited(fd int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		left := time.Until(deadline)
+		if left < 0 {
+			left = 0
+		}
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, int(left/time.Millisecond))
+		if err == nil {
+			return n > 0
+		}
+		if !errors.Is(err, unix.EINTR) {
+			return false
+		}
+	}
+}

@@ -1,0 +1,795 @@
+package netstack
+
+// How these tests reach things without any external address: the test
+// binary re-executes itself into a "world", a network namespace of its own
+// (plus a user namespace in the rootless pass, and a mount namespace whose
+// /etc/resolv.conf names the test's resolver). The world stands for the
+// host: a veth pair gives it the interface with the default route that
+// pasta copies into sandboxes (10.199.0.2/24 via 10.199.0.1), and the
+// address 10.199.9.1 on which the test's TCP, UDP and DNS servers listen.
+// Both gateway and server addresses are local to the world, so no packet
+// ever leaves it. Sandboxes are further re-executions of the test binary in
+// new user, network and pid namespaces, started from the world and serving
+// requests (dial, resolve, listen) over a pipe; pasta attaches to them
+// exactly as for a real sandbox, from the world's network namespace.
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/beamhop/lightbox/internal/testutil"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	envRole   = "_NETSTACK_TEST_ROLE" // "world", "sandbox", "launcher"
+	worldGW   = "10.199.0.1"          // the world's default gateway (local to it)
+	worldIP   = "10.199.0.2"          // the world's address on the template interface
+	serverIP  = "10.199.9.1"          // where the world's servers listen
+	tcpPort   = 7001                  // TCP greeter on serverIP
+	loPort    = 7002                  // TCP greeter on the world's 127.0.0.1 only
+	udpPort   = 7003                  // UDP echo on serverIP
+	dnsName   = "svc.lightbox.test."  // the one name the world's resolver knows
+	dnsAnswer = "10.199.77.77"
+)
+
+func TestMain(m *testing.M) {
+	switch os.Getenv(envRole) {
+	case "sandbox":
+		os.Exit(sandboxMain())
+	case "launcher":
+		os.Exit(launcherMain())
+	case "world":
+		if err := setupWorld(); err != nil {
+			fmt.Fprintln(os.Stderr, "set up the test world:", err)
+			os.Exit(3)
+		}
+	}
+	os.Exit(m.Run())
+}
+
+func inWorld() bool { return os.Getenv(envRole) == "world" }
+
+// runInWorld re-runs the current test in the world and fails t if it
+// fails there; its output is logged.
+func runInWorld(t *testing.T) {
+	t.Helper()
+	testutil.NeedTool(t, "ip")
+	testutil.NeedTool(t, "pasta")
+	testutil.NeedTool(t, "nsenter")
+	flags := uintptr(unix.CLONE_NEWNET | unix.CLONE_NEWNS)
+	spa := &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL}
+	if os.Geteuid() != 0 {
+		spa.Cloneflags |= unix.CLONE_NEWUSER
+		spa.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Geteuid(), Size: 1}}
+		spa.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getegid(), Size: 1}}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "/proc/self/exe", "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), envRole+"=world")
+	cmd.SysProcAttr = spa
+	out, err := cmd.CombinedOutput()
+	for line := range strings.Lines(string(out)) {
+		t.Log("world: " + strings.TrimRight(line, "\n"))
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() == 3 && strings.Contains(string(out), "set up the test world") {
+		testutil.Need(t, false, "needs a network namespace with veth: "+string(out))
+	}
+	if err != nil {
+		t.Fatalf("the test failed in its network namespace: %v", err)
+	}
+}
+
+// setupWorld runs in the world process: interfaces, routes, resolv.conf.
+func setupWorld() error {
+	for _, args := range [][]string{
+		{"link", "set", "lo", "up"},
+		{"link", "add", "lb0", "type", "veth", "peer", "name", "lb1"},
+		{"link", "set", "lb0", "up"},
+		{"link", "set", "lb1", "up"},
+		{"addr", "add", worldIP + "/24", "dev", "lb0"},
+		{"addr", "add", worldGW + "/32", "dev", "lb1"},
+		{"addr", "add", serverIP + "/32", "dev", "lb1"},
+		{"route", "add", "default", "via", worldGW, "dev", "lb0"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make / private: %w", err)
+	}
+	f, err := os.CreateTemp("", "netstack-resolv-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // the bind mount keeps the inode
+	if _, err := f.WriteString("nameserver " + serverIP + "\n"); err != nil {
+		return err
+	}
+	f.Close()
+	if err := unix.Mount(f.Name(), "/etc/resolv.conf", "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind resolv.conf: %w", err)
+	}
+	return nil
+}
+
+// ---------------------------------------------------------------- sandbox
+
+// request is one thing a test sandbox does on behalf of the test.
+type request struct {
+	Op   string `json:"op"`             // "dial", "udp", "resolve", "listen", "addrs"
+	Addr string `json:"addr,omitempty"` // where to dial or listen or which resolver
+	Name string `json:"name,omitempty"` // what to resolve
+}
+
+type response struct {
+	Data string `json:"data,omitempty"`
+	Err  string `json:"err,omitempty"`
+}
+
+// sandboxMain serves requests on stdin until EOF, as pid 1 of its own
+// user, network and pid namespaces.
+func sandboxMain() int {
+	in := bufio.NewScanner(os.Stdin)
+	enc := json.NewEncoder(os.Stdout)
+	enc.Encode(response{Data: "ready"})
+	for in.Scan() {
+		var req request
+		if err := json.Unmarshal(in.Bytes(), &req); err != nil {
+			enc.Encode(response{Err: err.Error()})
+			continue
+		}
+		data, err := serve(req)
+		r := response{Data: data}
+		if err != nil {
+			r.Err = err.Error()
+		}
+		enc.Encode(r)
+	}
+	return 0
+}
+
+func serve(req request) (string, error) {
+	const timeout = 3 * time.Second
+	switch req.Op {
+	case "dial":
+		c, err := net.DialTimeout("tcp", req.Addr, timeout)
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(timeout))
+		fmt.Fprintf(c, "hello\n")
+		line, err := bufio.NewReader(c).ReadString('\n')
+		return strings.TrimSpace(line), err
+	case "udp":
+		c, err := net.Dial("udp", req.Addr)
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(timeout))
+		if _, err := c.Write([]byte("ping")); err != nil {
+			return "", err
+		}
+		b := make([]byte, 512)
+		n, err := c.Read(b)
+		return string(b[:n]), err
+	case "resolve":
+		r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "udp", req.Addr)
+		}}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		addrs, err := r.LookupHost(ctx, req.Name)
+		return strings.Join(addrs, ","), err
+	case "listen":
+		l, err := net.Listen("tcp", req.Addr)
+		if err != nil {
+			return "", err
+		}
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					c.SetDeadline(time.Now().Add(timeout))
+					line, _ := bufio.NewReader(c).ReadString('\n')
+					fmt.Fprintf(c, "sandbox got %s\n", strings.TrimSpace(line))
+				}()
+			}
+		}()
+		return l.Addr().String(), nil
+	case "addrs":
+		var out []string
+		ifs, err := net.Interfaces()
+		if err != nil {
+			return "", err
+		}
+		for _, i := range ifs {
+			as, _ := i.Addrs()
+			for _, a := range as {
+				out = append(out, i.Name+"="+a.String())
+			}
+		}
+		route, err := os.ReadFile("/proc/self/net/route")
+		if err != nil {
+			return "", err
+		}
+		for line := range strings.Lines(string(route)) {
+			f := strings.Fields(line)
+			if len(f) > 2 && f[1] == "00000000" {
+				out = append(out, "default@"+f[0])
+			}
+		}
+		return strings.Join(out, " "), nil
+	}
+	return "", fmt.Errorf("unknown op %q", req.Op)
+}
+
+// sandbox is a running test sandbox.
+type sandbox struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *os.File
+	rd  *bufio.Reader
+}
+
+// sandboxCmd prepares a sandbox in new user, network and pid namespaces
+// whose root is uid:gid of ours: the test binary serving requests when
+// role is "sandbox", an idle sleep when it is "idle".
+func sandboxCmd(role string, uid, gid int) *exec.Cmd {
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Env = append(os.Environ(), envRole+"="+role)
+	if role == "idle" {
+		cmd = exec.Command("sleep", "600")
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  unix.CLONE_NEWUSER | unix.CLONE_NEWNET | unix.CLONE_NEWPID,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: uid, Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: gid, Size: 1}},
+		Pdeathsig:   syscall.SIGKILL,
+	}
+	return cmd
+}
+
+func startSandbox(t *testing.T) *sandbox {
+	t.Helper()
+	cmd := sandboxCmd("sandbox", os.Geteuid(), os.Getegid())
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start sandbox: %v", err)
+	}
+	s := &sandbox{cmd: cmd, in: in, out: out.(*os.File), rd: bufio.NewReader(out)}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	if r := s.recv(t); r.Data != "ready" {
+		t.Fatalf("sandbox said %+v, want ready", r)
+	}
+	return s
+}
+
+func (s *sandbox) pid() int { return s.cmd.Process.Pid }
+
+func (s *sandbox) recv(t *testing.T) response {
+	t.Helper()
+	s.out.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := s.rd.ReadBytes('\n')
+	if err != nil {
+		t.Fatalf("read from sandbox: %v", err)
+	}
+	var r response
+	if err := json.Unmarshal(line, &r); err != nil {
+		t.Fatalf("sandbox said %q: %v", line, err)
+	}
+	return r
+}
+
+// do runs req in the sandbox and returns its data and error text.
+func (s *sandbox) do(t *testing.T, req request) (string, string) {
+	t.Helper()
+	b, _ := json.Marshal(req)
+	if _, err := s.in.Write(append(b, '\n')); err != nil {
+		t.Fatalf("write to sandbox: %v", err)
+	}
+	r := s.recv(t)
+	return r.Data, r.Err
+}
+
+// ---------------------------------------------------------------- servers
+
+// greeter answers each TCP connection on addr with "greeter@addr got LINE".
+func greeter(t *testing.T, addr string) {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				line, _ := bufio.NewReader(c).ReadString('\n')
+				fmt.Fprintf(c, "greeter@%s got %s\n", addr, strings.TrimSpace(line))
+			}()
+		}
+	}()
+}
+
+// udpEcho answers each datagram on addr with "echo:" and its content.
+func udpEcho(t *testing.T, addr string) {
+	t.Helper()
+	c, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	go func() {
+		b := make([]byte, 512)
+		for {
+			n, from, err := c.ReadFrom(b)
+			if err != nil {
+				return
+			}
+			c.WriteTo(append([]byte("echo:"), b[:n]...), from)
+		}
+	}()
+}
+
+// dnsServer answers A queries for dnsName with dnsAnswer, empty answers
+// for its other types, NXDOMAIN for anything else.
+func dnsServer(t *testing.T, addr string) {
+	t.Helper()
+	c, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	go func() {
+		b := make([]byte, 1500)
+		for {
+			n, from, err := c.ReadFrom(b)
+			if err != nil {
+				return
+			}
+			if resp := dnsAnswerFor(b[:n]); resp != nil {
+				c.WriteTo(resp, from)
+			}
+		}
+	}()
+}
+
+func dnsAnswerFor(q []byte) []byte {
+	if len(q) < 12 || binary.BigEndian.Uint16(q[4:]) != 1 {
+		return nil
+	}
+	// Read the question's name.
+	i, labels := 12, []string{}
+	for i < len(q) && q[i] != 0 {
+		l := int(q[i])
+		if l&0xc0 != 0 || i+1+l > len(q) {
+			return nil
+		}
+		labels = append(labels, string(q[i+1:i+1+l]))
+		i += 1 + l
+	}
+	if i+5 > len(q) {
+		return nil
+	}
+	qtype := binary.BigEndian.Uint16(q[i+1:])
+	end := i + 5 // past the root label, QTYPE and QCLASS
+	name := strings.ToLower(strings.Join(labels, ".")) + "."
+	resp := append([]byte(nil), q[:end]...)
+	resp[2] = 0x80 | q[2]&0x01 // QR, keep RD
+	resp[3] = 0x80             // RA, NOERROR
+	binary.BigEndian.PutUint16(resp[6:], 0)
+	binary.BigEndian.PutUint16(resp[8:], 0)
+	binary.BigEndian.PutUint16(resp[10:], 0)
+	switch {
+	case name != dnsName:
+		resp[3] |= 3 // NXDOMAIN
+	case qtype == 1:
+		binary.BigEndian.PutUint16(resp[6:], 1)
+		ip := net.ParseIP(dnsAnswer).To4()
+		resp = append(resp, 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4)
+		resp = append(resp, ip...)
+	}
+	return resp
+}
+
+// ---------------------------------------------------------------- helpers
+
+// waitExit waits until process pid has exited, up to d.
+func waitExit(pid int, d time.Duration) bool {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return errors.Is(err, unix.ESRCH)
+	}
+	defer unix.Close(fd)
+	return exited(fd, d)
+}
+
+func isPasta(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return err == nil && (strings.HasPrefix(string(b), "pasta") || strings.HasPrefix(string(b), "passt"))
+}
+
+func attach(t *testing.T, s *sandbox, opts Options) *Stack {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	st, err := Attach(ctx, s.pid(), opts)
+	if err != nil {
+		t.Fatalf("Attach(%d): %v", s.pid(), err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// ---------------------------------------------------------------- tests
+
+// TestPrivateNetwork attaches pasta to sandboxes, as root and rootless, and
+// checks what a user sees: an address and a default route, outbound TCP
+// and UDP to a host address, DNS through the forwarder, published ports
+// on the host's loopback only, the host's loopback out of reach, and the
+// helper's lifetime.
+func TestPrivateNetwork(t *testing.T) {
+	if !inWorld() {
+		runInWorld(t)
+		return
+	}
+	greeter(t, net.JoinHostPort(serverIP, strconv.Itoa(tcpPort)))
+	greeter(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(loPort)))
+	udpEcho(t, net.JoinHostPort(serverIP, strconv.Itoa(udpPort)))
+	dnsServer(t, net.JoinHostPort(serverIP, "53"))
+
+	s := startSandbox(t)
+	if got, _ := s.do(t, request{Op: "addrs"}); strings.Contains(got, "default@") {
+		t.Fatalf("sandbox has a default route before Attach: %s", got)
+	}
+	const hostPort, sandboxPort = 18080, 8080
+	st := attach(t, s, Options{Ports: []Port{{HostPort: hostPort, Port: sandboxPort}}})
+
+	t.Run("interface", func(t *testing.T) {
+		// Attach returned: the interface must be usable already.
+		got, errText := s.do(t, request{Op: "addrs"})
+		if errText != "" || !strings.Contains(got, "="+worldIP+"/24") || !strings.Contains(got, "default@") {
+			t.Errorf("sandbox interfaces after Attach = %q (%s), want %s/24 and a default route", got, errText, worldIP)
+		}
+	})
+	t.Run("outbound-tcp", func(t *testing.T) {
+		addr := net.JoinHostPort(serverIP, strconv.Itoa(tcpPort))
+		got, errText := s.do(t, request{Op: "dial", Addr: addr})
+		if want := "greeter@" + addr + " got hello"; got != want {
+			t.Errorf("dial %s from the sandbox = %q (%s), want %q", addr, got, errText, want)
+		}
+	})
+	t.Run("outbound-udp", func(t *testing.T) {
+		addr := net.JoinHostPort(serverIP, strconv.Itoa(udpPort))
+		got, errText := s.do(t, request{Op: "udp", Addr: addr})
+		if got != "echo:ping" {
+			t.Errorf("udp to %s from the sandbox = %q (%s), want echo:ping", addr, got, errText)
+		}
+	})
+	t.Run("dns", func(t *testing.T) {
+		rc := string(st.ResolvConf())
+		ns := ""
+		for line := range strings.Lines(rc) {
+			if f := strings.Fields(line); len(f) == 2 && f[0] == "nameserver" {
+				ns = f[1]
+			}
+		}
+		if ns == "" || strings.HasPrefix(ns, "127.") {
+			t.Fatalf("ResolvConf() = %q, want a nameserver that is not on loopback", rc)
+		}
+		got, errText := s.do(t, request{Op: "resolve", Addr: net.JoinHostPort(ns, "53"), Name: dnsName})
+		if got != dnsAnswer {
+			t.Errorf("resolve %s through %s in the sandbox = %q (%s), want %s from the host's resolver", dnsName, ns, got, errText, dnsAnswer)
+		}
+		_, errText = s.do(t, request{Op: "resolve", Addr: net.JoinHostPort(ns, "53"), Name: "other.lightbox.test."})
+		if !strings.Contains(errText, "no such host") {
+			t.Errorf("resolve an unknown name in the sandbox: error %q, want no such host (the host resolver's NXDOMAIN)", errText)
+		}
+	})
+	t.Run("host-loopback-unreachable", func(t *testing.T) {
+		lo := net.JoinHostPort("127.0.0.1", strconv.Itoa(loPort))
+		// The service is there for the host...
+		c, err := net.DialTimeout("tcp", lo, 3*time.Second)
+		if err != nil {
+			t.Fatalf("the host's own loopback service %s: %v", lo, err)
+		}
+		c.Close()
+		// ...but not through the gateway (pasta maps it to the host's
+		// loopback by default) nor through forwarded loopback ports.
+		for _, addr := range []string{net.JoinHostPort(worldGW, strconv.Itoa(loPort)), lo} {
+			got, errText := s.do(t, request{Op: "dial", Addr: addr})
+			if errText == "" {
+				t.Errorf("dial %s from the sandbox reached %q; the host's loopback must be out of reach", addr, got)
+			}
+			t.Logf("dial %s from the sandbox: %s", addr, errText)
+		}
+	})
+	t.Run("published-port", func(t *testing.T) {
+		if _, errText := s.do(t, request{Op: "listen", Addr: ":" + strconv.Itoa(sandboxPort)}); errText != "" {
+			t.Fatalf("listen in the sandbox: %s", errText)
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(hostPort))
+		c, err := net.DialTimeout("tcp", addr, 3*time.Second)
+		if err != nil {
+			t.Fatalf("dial the published port %s: %v", addr, err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "from host\n")
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if want := "sandbox got from host\n"; line != want {
+			t.Errorf("published port %s answered %q (%v), want %q", addr, line, err, want)
+		}
+		// Published on loopback only.
+		other := net.JoinHostPort(serverIP, strconv.Itoa(hostPort))
+		if c, err := net.DialTimeout("tcp", other, 3*time.Second); err == nil {
+			c.Close()
+			t.Errorf("dial %s succeeded: a port without a host address must be published on 127.0.0.1 only", other)
+		}
+	})
+	t.Run("published-port-on-address", func(t *testing.T) {
+		s2 := startSandbox(t)
+		attach(t, s2, Options{Ports: []Port{{HostIP: serverIP, HostPort: 18081, Port: 80}, {HostPort: 18082, Port: 53, Proto: "udp"}}})
+		if _, errText := s2.do(t, request{Op: "listen", Addr: ":80"}); errText != "" {
+			t.Fatalf("listen in the sandbox: %s", errText)
+		}
+		addr := net.JoinHostPort(serverIP, "18081")
+		c, err := net.DialTimeout("tcp", addr, 3*time.Second)
+		if err != nil {
+			t.Fatalf("dial the published port %s: %v", addr, err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "x\n")
+		if line, err := bufio.NewReader(c).ReadString('\n'); line != "sandbox got x\n" {
+			t.Errorf("published port %s answered %q (%v)", addr, line, err)
+		}
+		// A port taken on the host is refused before pasta starts.
+		s3 := startSandbox(t)
+		_, err = Attach(t.Context(), s3.pid(), Options{Ports: []Port{{HostIP: serverIP, HostPort: tcpPort, Port: 80}}})
+		if err == nil || !strings.Contains(err.Error(), "already in use") {
+			t.Errorf("Attach publishing a port in use: %v, want an error saying it is in use", err)
+		}
+	})
+	t.Run("helper-dies-with-sandbox", func(t *testing.T) {
+		pids := st.Pids()
+		if len(pids) == 0 || !isPasta(pids[0]) {
+			t.Fatalf("Pids() = %v, want the pasta process", pids)
+		}
+		if err := s.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pids {
+			if !waitExit(p, 10*time.Second) {
+				t.Errorf("helper %d still runs 10s after the sandbox's init was killed", p)
+			}
+		}
+	})
+	t.Run("close", func(t *testing.T) {
+		s := startSandbox(t)
+		st := attach(t, s, Options{})
+		pids := st.Pids()
+		if err := st.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		for _, p := range pids {
+			if !waitExit(p, 5*time.Second) {
+				t.Errorf("helper %d still runs after Close", p)
+			}
+		}
+		if err := st.Close(); err != nil {
+			t.Errorf("second Close: %v", err)
+		}
+	})
+}
+
+// launcherMain starts an idle sandbox, attaches a stack to it, prints
+// "SANDBOX_PID HELPER_PID" and waits to be killed.
+func launcherMain() int {
+	cmd := sandboxCmd("idle", os.Geteuid(), os.Getegid())
+	cmd.SysProcAttr.Pdeathsig = 0 // the sandbox outlives its launcher
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	st, err := Attach(context.Background(), cmd.Process.Pid, Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		cmd.Process.Kill()
+		return 1
+	}
+	fmt.Printf("%d %d\n", cmd.Process.Pid, st.Pids()[0])
+	for {
+		time.Sleep(time.Hour)
+	}
+}
+
+// TestHelperOutlivesKilledLauncher: the launching process is killed with
+// SIGKILL; the helper stays as long as the sandbox does, and goes with it.
+func TestHelperOutlivesKilledLauncher(t *testing.T) {
+	if !inWorld() {
+		runInWorld(t)
+		return
+	}
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Env = append(os.Environ(), envRole+"=launcher")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	out.(*os.File).SetReadDeadline(time.Now().Add(20 * time.Second))
+	line, err := bufio.NewReader(out).ReadString('\n')
+	var sbPid, helperPid int
+	if _, err2 := fmt.Sscan(line, &sbPid, &helperPid); err != nil || err2 != nil {
+		t.Fatalf("launcher said %q: %v %v", line, err, err2)
+	}
+	defer syscall.Kill(sbPid, syscall.SIGKILL)
+	cmd.Process.Kill()
+	cmd.Wait()
+	if waitExit(helperPid, 500*time.Millisecond) {
+		t.Fatalf("helper %d exited with its launcher; it must live as long as the sandbox", helperPid)
+	}
+	if !isPasta(helperPid) {
+		t.Fatalf("pid %d is not pasta", helperPid)
+	}
+	if err := syscall.Kill(sbPid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if !waitExit(helperPid, 10*time.Second) {
+		t.Errorf("helper %d still runs 10s after the sandbox's init was killed (launcher already dead)", helperPid)
+	}
+}
+
+// TestUnavailableWithoutPasta: no pasta in PATH is an error naming the
+// cause and the fix, from Check and from Attach.
+func TestUnavailableWithoutPasta(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	err := Check()
+	checkUnavailable(t, "Check", err, "pasta not found", "apt-get install passt")
+	_, err = Attach(t.Context(), os.Getpid(), Options{})
+	checkUnavailable(t, "Attach", err, "pasta not found", "apt-get install passt")
+}
+
+func checkUnavailable(t *testing.T, what string, err error, cause, fix string) {
+	t.Helper()
+	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, errors.ErrUnsupported) {
+		t.Fatalf("%s: %v, want ErrUnavailable (and errors.ErrUnsupported)", what, err)
+	}
+	for _, want := range []string{cause, fix, "--network none"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %q, want it to say %q", what, err, want)
+		}
+	}
+}
+
+// TestTunVerdict: who may open the tun device, by its mode and owners.
+func TestTunVerdict(t *testing.T) {
+	testutil.NeedTool(t, "pasta")
+	testutil.NeedTool(t, "nsenter")
+	dev := tun0600(t)
+	var st unix.Stat_t
+	if err := unix.Stat(dev, &st); err != nil {
+		t.Fatal(err)
+	}
+	other := int(st.Uid) + 4242
+	for _, tc := range []struct {
+		uid, gid int
+		groups   []int
+		ok       bool
+	}{
+		{uid: int(st.Uid), gid: other, ok: true},
+		{uid: other, gid: other, ok: false},
+		{uid: other, gid: int(st.Gid), ok: false}, // 0600: nothing for the group
+		{uid: other, gid: other, groups: []int{int(st.Gid)}, ok: false},
+	} {
+		err := checkTun(dev, tc.uid, tc.gid, tc.groups, false)
+		if (err == nil) != tc.ok {
+			t.Errorf("checkTun(%s mode 0600 owner %d, uid %d gid %d groups %v) = %v, want ok=%v", dev, st.Uid, tc.uid, tc.gid, tc.groups, err, tc.ok)
+		}
+		if err != nil {
+			checkUnavailable(t, "checkTun", err, "mode 0600", "chmod 0666 /dev/net/tun")
+		}
+	}
+	if err := checkTun(filepath.Join(t.TempDir(), "tun"), 0, 0, nil, false); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "modprobe tun") {
+		t.Errorf("checkTun(missing device) = %v, want ErrUnavailable saying modprobe tun", err)
+	}
+}
+
+// tun0600 returns a character device of mode 0600 owned by someone else
+// than the unprivileged user: a tun node made for the test as root, an
+// existing root-only device otherwise.
+func tun0600(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		p := filepath.Join(t.TempDir(), "tun")
+		if err := unix.Mknod(p, unix.S_IFCHR|0o600, int(unix.Mkdev(10, 200))); err != nil {
+			t.Fatalf("mknod %s: %v", p, err)
+		}
+		if err := os.Chmod(p, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, p := range []string{"/dev/cpu_dma_latency", "/dev/btrfs-control", "/dev/userfaultfd", "/dev/vga_arbiter", "/dev/uinput"} {
+		var st unix.Stat_t
+		if unix.Stat(p, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Mode&0o777 == 0o600 && int(st.Uid) != os.Geteuid() {
+			return p
+		}
+	}
+	testutil.Need(t, false, "needs a character device of mode 0600 owned by root")
+	return ""
+}
+
+// TestAttachTun0600: a sandbox whose root is an unprivileged user, against
+// a tun device of mode 0600 (as this kind of machine ships it): Attach
+// fails naming the device and the chmod, and starts nothing.
+func TestAttachTun0600(t *testing.T) {
+	testutil.NeedTool(t, "pasta")
+	testutil.NeedTool(t, "nsenter")
+	dev := tun0600(t)
+	defer func(p string) { tunPath = p }(tunPath)
+	tunPath = dev
+	uid, gid := os.Geteuid(), os.Getegid()
+	if uid == 0 {
+		uid, gid = 4242, 4242 // root maps the sandbox's root to an ordinary user
+	}
+	cmd := sandboxCmd("idle", uid, gid)
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start sandbox: %v", err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	_, err := Attach(t.Context(), cmd.Process.Pid, Options{})
+	checkUnavailable(t, "Attach", err, dev+" is mode 0600", "chmod 0666 /dev/net/tun")
+	if os.Geteuid() != 0 {
+		checkUnavailable(t, "Check", Check(), dev+" is mode 0600", "chmod 0666 /dev/net/tun")
+	}
+}

@@ -1,0 +1,15 @@
+//go:build !linux
+
+package netstack
+
+import "context"
+
+// Check reports that private networking needs Linux.
+func Check() error {
+	return &unavailableError{cause: "user-mode networking needs Linux", fix: "run on Linux"}
+}
+
+// Attach reports that private networking needs Linux.
+func Attach(ctx context.Context, pid int, opts Options) (*Stack, error) {
+	return nil, Check()
+}
