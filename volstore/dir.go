@@ -1,0 +1,113 @@
+package volstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/beamhop/lightbox/internal/errdefs"
+	"github.com/beamhop/lightbox/internal/idmap"
+	"github.com/beamhop/lightbox/internal/rmtree"
+)
+
+// dirBackend is a plain directory: no quota, usage unknown (walk it).
+type dirBackend struct {
+	m idmap.Mapping
+}
+
+// NewDirBackend returns the "dir" backend for a store with mapping m: a
+// plain directory that refuses any limit with errdefs.ErrQuotaUnsupported.
+func NewDirBackend(m idmap.Mapping) Backend { return &dirBackend{m: m} }
+
+func (b *dirBackend) Name() string { return "dir" }
+
+func (b *dirBackend) Create(ctx context.Context, dataDir string, limitBytes int64, uid, gid int, perm uint32) error {
+	if limitBytes != 0 {
+		return fmt.Errorf("dir backend: a plain directory cannot hold a limit: %w", errdefs.ErrQuotaUnsupported)
+	}
+	if err := os.Mkdir(dataDir, 0o700); err != nil {
+		return err
+	}
+	// chmod first: rootless, the new owner may be another id of the range,
+	// after which the caller can no longer chmod (chown keeps a
+	// directory's setgid bit).
+	if err := os.Chmod(dataDir, unixMode(perm)); err != nil {
+		return err
+	}
+	if err := rmtree.Chown(ctx, dataDir, uid, gid, b.m); err != nil {
+		return fmt.Errorf("chown %s: %w", dataDir, err)
+	}
+	return nil
+}
+
+func (b *dirBackend) Activate(ctx context.Context, dataDir string) error {
+	fi, err := os.Stat(dataDir)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s: not a directory", dataDir)
+	}
+	return nil
+}
+
+func (b *dirBackend) Remove(ctx context.Context, dataDir string) error {
+	return rmtree.RemoveAll(ctx, dataDir, b.m)
+}
+
+func (b *dirBackend) Usage(ctx context.Context, dataDir string) (int64, bool, error) {
+	return 0, false, nil
+}
+
+// unixMode turns permission bits with setuid/setgid/sticky as in chmod(2)
+// into an os.FileMode.
+func unixMode(perm uint32) os.FileMode {
+	m := os.FileMode(perm & 0o777)
+	if perm&0o4000 != 0 {
+		m |= os.ModeSetuid
+	}
+	if perm&0o2000 != 0 {
+		m |= os.ModeSetgid
+	}
+	if perm&0o1000 != 0 {
+		m |= os.ModeSticky
+	}
+	return m
+}
+
+// duTree sums the space used under dir (512-byte blocks, hard links once),
+// as du does; known is false when part of the tree could not be read.
+func duTree(dir string) (used int64, known bool) {
+	known = true
+	seen := map[[2]uint64]bool{}
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				known = false
+			}
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		dev, ino, blocks, nlink, ok := statBlocks(fi)
+		if !ok {
+			used += fi.Size()
+			return nil
+		}
+		if nlink > 1 && !fi.IsDir() {
+			k := [2]uint64{dev, ino}
+			if seen[k] {
+				return nil
+			}
+			seen[k] = true
+		}
+		used += blocks * 512
+		return nil
+	})
+	return used, known
+}
