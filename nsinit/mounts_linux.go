@@ -206,13 +206,22 @@ func bind(root int, m Mount) error {
 // it, and creates what is missing: parents as directories, the last one as
 // a directory when dir, else as an empty file. An existing p of the other
 // kind is an error.
+// A dangling symlink on the way is followed inside root, as the kernel
+// would, and what it points to is created.
 func ensure(root int, p string, dir bool) (int, error) {
+	return ensureN(root, p, dir, 0)
+}
+
+func ensureN(root int, p string, dir bool, links int) (int, error) {
 	if !path.IsAbs(p) || path.Clean(p) != p {
 		return -1, fmt.Errorf("%q is not a clean absolute path", p)
 	}
+	if links > 40 {
+		return -1, &os.PathError{Op: "open", Path: p, Err: unix.ELOOP}
+	}
 	fd, err := sys.OpenInRoot(root, p, unix.O_PATH, 0)
 	if errors.Is(err, unix.ENOENT) && p != "/" {
-		parent, perr := ensure(root, path.Dir(p), true)
+		parent, perr := ensureN(root, path.Dir(p), true, links)
 		if perr != nil {
 			return -1, perr
 		}
@@ -226,10 +235,21 @@ func ensure(root int, p string, dir bool) (int, error) {
 				unix.Close(f)
 			}
 		}
-		unix.Close(parent)
 		if errors.Is(err, unix.EEXIST) {
-			return -1, fmt.Errorf("%s is a dangling symlink or appeared meanwhile: %w", p, err)
+			// A dangling symlink: create what it points to, inside root.
+			buf := make([]byte, 4096)
+			n, lerr := unix.Readlinkat(parent, base, buf)
+			unix.Close(parent)
+			if lerr != nil {
+				return -1, err
+			}
+			link := string(buf[:n])
+			if !path.IsAbs(link) {
+				link = path.Join(path.Dir(p), link)
+			}
+			return ensureN(root, path.Clean(link), dir, links+1)
 		}
+		unix.Close(parent)
 		if err != nil {
 			return -1, err
 		}

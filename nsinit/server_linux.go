@@ -71,7 +71,10 @@ func (s *server) run() {
 		go s.watch(os.NewFile(uintptr(s.cfg.FDs.Liveness), "liveness"))
 	}
 	if s.cfg.Timeout > 0 {
-		time.AfterFunc(s.cfg.Timeout, func() { s.destroy(2*time.Second, true) })
+		time.AfterFunc(s.cfg.Timeout, func() {
+			s.destroy(2*time.Second, true)
+			s.exit()
+		})
 	}
 	for {
 		c, err := s.ln.AcceptUnix()

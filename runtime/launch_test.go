@@ -12,6 +12,7 @@ import (
 	"github.com/beamhop/lightbox/internal/errdefs"
 	"github.com/beamhop/lightbox/internal/names"
 	"github.com/beamhop/lightbox/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 func TestLaunchExec(t *testing.T) {
@@ -83,6 +84,23 @@ func TestIsolation(t *testing.T) {
 		t.Errorf("writing /proc/1/exe succeeded, want failure")
 	} else {
 		t.Logf("writing /proc/1/exe: %s", strings.TrimSpace(errs))
+	}
+	exeOwner := uint32(0)
+	if exe, err := os.Executable(); err == nil {
+		var st unix.Stat_t
+		if unix.Stat(exe, &st) == nil {
+			exeOwner = st.Uid
+		}
+	}
+	if exeOwner == uint32(os.Getuid()) {
+		// The binary is ours, so the sandbox's root could write it: the
+		// init must run from a read-only mount of it.
+		var st unix.Statfs_t
+		if err := unix.Statfs(fmt.Sprintf("/proc/%d/exe", sb.Pid()), &st); err != nil {
+			t.Errorf("statfs of the init's binary: %v", err)
+		} else if st.Flags&unix.ST_RDONLY == 0 {
+			t.Errorf("the init's binary is on a writable mount")
+		}
 	}
 	if _, _, code := run(t, sb, "sh", "-c", "echo x >> /proc/self/exe"); code == 0 {
 		t.Errorf("writing /proc/self/exe succeeded, want failure")

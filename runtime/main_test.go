@@ -17,6 +17,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if h := os.Getenv("LIGHTBOX_RUNTIME_HELPER"); h != "" && reexec.Role() == "" {
+		a := strings.Split(h, "|")
+		helperMain(a[0], a[1], a[2], a[3])
+	}
 	switch role := reexec.Role(); {
 	case role == rmtree.Role:
 		rmtree.Main()

@@ -148,14 +148,17 @@ func (s *Sandbox) Wait(ctx context.Context) (int, error) {
 	if main != nil {
 		select {
 		case <-main.done:
-			return main.exitCode, main.waitErrNoExit()
+			if err := main.waitErrNoExit(); err != nil {
+				return -1, err
+			}
+			return main.exitCode, s.waitGone(ctx)
 		case <-ctx.Done():
 			return -1, ctx.Err()
 		}
 	}
 	r, err := s.call(ctx, nsinit.Request{Version: nsinit.Version, Op: nsinit.OpWait})
 	if err == nil {
-		return r.Code, nil
+		return r.Code, s.waitGone(ctx)
 	}
 	if ctx.Err() != nil {
 		return -1, ctx.Err()
@@ -175,6 +178,22 @@ func (s *Sandbox) Wait(ctx context.Context) (int, error) {
 		return -1, fmt.Errorf("sandbox %s: %w: its init died", s.name, ErrNotRunning)
 	}
 	return -1, fmt.Errorf("sandbox %s: wait: %w", s.name, err)
+}
+
+// waitGone waits until the init has exited after its main command did,
+// so that the sandbox reads as exited once Wait returns.
+func (s *Sandbox) waitGone(ctx context.Context) error {
+	exited, cleanup, err := s.initExited()
+	if err != nil {
+		return nil // not knowable; the status was read all the same
+	}
+	defer cleanup()
+	select {
+	case <-exited:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Destroy stops the sandbox — SIGTERM to its main command (or to every

@@ -1,0 +1,218 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/beamhop/lightbox/internal/testutil"
+)
+
+func TestMounts(t *testing.T) {
+	e := newEnv(t)
+	rw, ro := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(ro, "f"), []byte("ro-content"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "single")
+	if err := os.WriteFile(file, []byte("file-content"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A symlink in the image that points at a host path: a target
+	// through it must stay inside the root.
+	outside := filepath.Join(t.TempDir(), "outside")
+	if err := os.Symlink(outside, filepath.Join(e.rootfs, "escape")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../../../../../../..", filepath.Join(e.rootfs, "up")); err != nil {
+		t.Fatal(err)
+	}
+	spec := e.spec("mounts")
+	spec.Mounts = []MountSpec{
+		{Target: "/work", Source: rw},
+		{Target: "/deep/ly/nested", Source: ro, ReadOnly: true},
+		{Target: "/etc/single", Source: file},
+		{Target: "/escape/x", Source: rw},
+		{Target: "/up/tmp/y", Source: rw},
+	}
+	sb := e.launch(t, spec)
+	sh(t, sb, "echo inside > /work/new")
+	if b, err := os.ReadFile(filepath.Join(rw, "new")); err != nil || string(b) != "inside\n" {
+		t.Errorf("file written in a rw bind: %q, %v", b, err)
+	}
+	if got := sh(t, sb, "cat /deep/ly/nested/f /etc/single"); got != "ro-contentfile-content" {
+		t.Errorf("ro and file binds read %q", got)
+	}
+	if _, errs, code := run(t, sb, "sh", "-c", "echo x > /deep/ly/nested/g"); code == 0 {
+		t.Errorf("write to a read-only mount succeeded")
+	} else if !strings.Contains(errs, "Read-only") {
+		t.Errorf("write to a read-only mount: %q, want a read-only file system error", errs)
+	}
+	if _, err := os.Lstat(outside); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a mount target through a symlink reached the host: %v", err)
+	}
+	sh(t, sb, "test -f /tmp/outside/x/new || test -f $(readlink /escape)/x/new")
+	sh(t, sb, "test -f /tmp/y/new")
+}
+
+func TestReadOnlyRecursive(t *testing.T) {
+	testutil.RootOnly(t)
+	e := newEnv(t)
+	src := t.TempDir()
+	sub := filepath.Join(src, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "tmpfs", sub).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v: %s", err, out)
+	}
+	defer exec.Command("umount", "-l", sub).Run()
+	spec := e.spec("rorec")
+	spec.Mounts = []MountSpec{{Target: "/data", Source: src, ReadOnly: true}}
+	sb := e.launch(t, spec)
+	if _, _, code := run(t, sb, "sh", "-c", "echo x > /data/sub/f"); code == 0 {
+		t.Errorf("write to a submount of a read-only mount succeeded")
+	}
+	if _, err := os.Stat(filepath.Join(sub, "f")); err == nil {
+		t.Errorf("file appeared on the host")
+	}
+}
+
+func TestUserEnvWorkdir(t *testing.T) {
+	e := newEnv(t)
+	if e.m.mapping.Single() {
+		testutil.Need(t, false, "needs a subordinate id range (uid 1000 inside)")
+	}
+	spec := e.spec("user")
+	spec.Env = append(spec.Env, "A=spec", "B=spec")
+	spec.Workdir = "/made/by/init"
+	spec.User = "1000"
+	sb := e.launch(t, spec)
+	if got := sh(t, sb, "id -u; id -g; pwd; echo $A $B $HOME"); got != "1000\n1000\n/made/by/init\nspec spec /home/user\n" {
+		t.Errorf("spec user, workdir, env: %q", got)
+	}
+	c := sb.Command("sh", "-c", "id -u; pwd; echo $A $B")
+	c.User, c.Dir, c.Env = "root", "/tmp", []string{"B=cmd"}
+	out, err := c.Output()
+	if err != nil || string(out) != "0\n/tmp\nspec cmd\n" {
+		t.Errorf("per-command user, dir, env: %q, %v", out, err)
+	}
+	c = sb.Command("id", "-u")
+	c.User = "nosuchuser"
+	if err := c.Run(); err == nil || !strings.Contains(err.Error(), "nosuchuser") {
+		t.Errorf("unknown user: %v", err)
+	}
+	c = sb.Command("true")
+	c.Dir = "/etc/passwd"
+	if err := c.Run(); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("dir that is a file: %v", err)
+	}
+}
+
+func TestStreamsAndCancel(t *testing.T) {
+	e := newEnv(t)
+	sb := e.launch(t, e.spec("streams"))
+	in := strings.Repeat("0123456789", 100000)
+	c := sb.Command("sh", "-c", "cat; cat >&2")
+	c.Stdin = strings.NewReader(in)
+	var out, errb bytes.Buffer
+	c.Stdout, c.Stderr = &out, &errb
+	if err := c.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != in || errb.Len() != 0 {
+		t.Errorf("stdin through cat: %d bytes out, %d err; want %d, 0", out.Len(), errb.Len(), len(in))
+	}
+	// Streaming: the first line arrives while the command still runs.
+	c = sb.Command("sh", "-c", "echo first; read x; echo second $x")
+	pr, pw := io.Pipe()
+	c.Stdin = pr
+	outR, outW := io.Pipe()
+	c.Stdout = outW
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 6)
+	if _, err := io.ReadFull(outR, buf); err != nil || string(buf) != "first\n" {
+		t.Fatalf("first line: %q, %v", buf, err)
+	}
+	go io.Copy(io.Discard, outR)
+	pw.Write([]byte("go\n"))
+	pw.Close()
+	if err := c.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	// Cancelling the context kills the command.
+	ctx, cancel := context.WithCancel(t.Context())
+	c = sb.CommandContext(ctx, "sleep", "100")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	cancel()
+	err := c.Wait()
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Wait after cancel: %v, want context.Canceled", err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("cancelled sleep took %v", d)
+	}
+	if got := sh(t, sb, "ps -o comm | grep -c sleep || true"); strings.TrimSpace(got) != "0" {
+		t.Errorf("sleep still running after cancel: %q", got)
+	}
+	// Signals are delivered and reported.
+	c = sb.Command("sleep", "100")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c.Signal(15)
+	var ee *ExitError
+	if err := c.Wait(); !errors.As(err, &ee) || ee.Signal != 15 || ExitCode(err) != 143 {
+		t.Errorf("SIGTERMed sleep: %v, want signal 15 (143)", err)
+	}
+}
+
+func TestTty(t *testing.T) {
+	e := newEnv(t)
+	sb := e.launch(t, e.spec("tty"))
+	c := sb.Command("sh", "-c", "tty; stty size; test -t 0 && echo interactive")
+	c.Tty, c.Rows, c.Cols = true, 33, 101
+	var out bytes.Buffer
+	c.Stdout = &out
+	if err := c.Run(); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.ReplaceAll(out.String(), "\r", "")
+	if !strings.HasPrefix(got, "/dev/pts/") || !strings.Contains(got, "33 101\n") || !strings.Contains(got, "interactive") {
+		t.Errorf("tty output %q: want a /dev/pts tty of 33x101", got)
+	}
+	// Resize reaches a running command.
+	c = sb.Command("sh", "-c", "read x; stty size")
+	c.Tty = true
+	pr, pw := io.Pipe()
+	c.Stdin = pr
+	out.Reset()
+	outBuf := &bytesBuffer{}
+	c.Stdout = outBuf
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Resize(40, 120); err != nil {
+		t.Fatal(err)
+	}
+	pw.Write([]byte("\n"))
+	if err := c.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	if !strings.Contains(string(outBuf.Bytes()), "40 120") {
+		t.Errorf("after Resize: %q, want 40 120", outBuf.Bytes())
+	}
+}

@@ -1,0 +1,307 @@
+package runtime
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/beamhop/lightbox/internal/errdefs"
+	"github.com/beamhop/lightbox/internal/idmap"
+)
+
+// helperMain is a launcher in another process (TestMain runs it when
+// LIGHTBOX_RUNTIME_HELPER is set): it launches a sandbox, says "ready" on
+// stdout, then detaches and exits ("detach") or waits to be killed
+// ("hold").
+func helperMain(mode, root, rootfs, name string) {
+	mp, err := idmap.Detect()
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	m, err := Open(Options{Root: root, Mapping: mp})
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	spec := Spec{Name: name, Layers: []string{rootfs}}
+	if mode == "detach-main" {
+		spec.Command = []string{"sh", "-c", "echo to-stdout; echo to-stderr >&2; sleep 1; exit 7"}
+	}
+	sb, err := m.Launch(context.Background(), spec)
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	fmt.Println("ready")
+	if mode == "hold" {
+		select {}
+	}
+	if err := sb.Detach(); err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// helper starts helperMain in a new process and waits for "ready".
+func (e *env) helper(t *testing.T, mode, name string) *exec.Cmd {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), "LIGHTBOX_RUNTIME_HELPER="+strings.Join([]string{mode, e.root, e.rootfs, name}, "|"))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if line != "ready\n" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("helper launcher: %q", line)
+	}
+	return cmd
+}
+
+func TestDetachAttach(t *testing.T) {
+	e := newEnv(t)
+	cmd := e.helper(t, "detach", "detached")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("helper: %v", err)
+	}
+	// The launcher is gone; the sandbox runs on.
+	sb, err := e.m.Attach(t.Context(), "detached")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(sh(t, sb, "hostname")); got != "detached" {
+		t.Errorf("hostname = %q", got)
+	}
+	list, err := e.m.List(t.Context())
+	if err != nil || len(list) != 1 || list[0].Name != "detached" || list[0].Status != StatusRunning || list[0].Pid == 0 {
+		t.Errorf("List = %+v, %v; want one running sandbox", list, err)
+	}
+	if _, err := e.m.Launch(t.Context(), e.spec("detached")); !errors.Is(err, errdefs.ErrExists) {
+		t.Errorf("Launch with the detached sandbox's name: %v, want ErrExists", err)
+	}
+	if _, err := sb.Wait(t.Context()); !errors.Is(err, ErrNoCommand) {
+		t.Errorf("Wait on an idle sandbox: %v, want ErrNoCommand", err)
+	}
+	// Destroy from here: SIGTERM reaches what runs in it.
+	bg := sb.Command("sleep", "1000")
+	if err := bg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.Destroy(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if list, _ := e.m.List(t.Context()); len(list) != 0 {
+		t.Errorf("List after Destroy = %+v", list)
+	}
+	if _, err := os.Stat(filepath.Join(e.root, "detached")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state dir after Destroy: %v", err)
+	}
+	if _, err := e.m.Attach(t.Context(), "detached"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("Attach after Destroy: %v, want ErrNotFound", err)
+	}
+	// The name is free again.
+	e.launch(t, e.spec("detached"))
+}
+
+func TestMainCommandLifetime(t *testing.T) {
+	e := newEnv(t)
+	cmd := e.helper(t, "detach-main", "worker")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("helper: %v", err)
+	}
+	sb, err := e.m.Attach(t.Context(), "worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err := sb.Wait(t.Context())
+	if err != nil || code != 7 {
+		t.Fatalf("Wait = %d, %v; want 7", code, err)
+	}
+	// The sandbox ended with its main command and keeps its name, code
+	// and logs until removed.
+	info, err := sb.Info(t.Context())
+	if err != nil || info.Status != StatusExited || info.ExitCode != 7 {
+		t.Errorf("Info = %+v, %v; want exited with 7", info, err)
+	}
+	if code, err := sb.Wait(t.Context()); err != nil || code != 7 {
+		t.Errorf("Wait again = %d, %v; want 7", code, err)
+	}
+	var out, errb bytes.Buffer
+	if err := sb.Logs(t.Context(), false, &out, &errb); err != nil || out.String() != "to-stdout\n" || errb.String() != "to-stderr\n" {
+		t.Errorf("Logs = %q, %q, %v", out.String(), errb.String(), err)
+	}
+	if _, err := e.m.Launch(t.Context(), e.spec("worker")); !errors.Is(err, errdefs.ErrExists) {
+		t.Errorf("Launch with an exited sandbox's name: %v, want ErrExists", err)
+	}
+	if err := e.m.GC(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.m.Attach(t.Context(), "worker"); err != nil {
+		t.Errorf("GC removed an exited sandbox: %v", err)
+	}
+	if err := sb.Destroy(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if list, _ := e.m.List(t.Context()); len(list) != 0 {
+		t.Errorf("List after Destroy = %+v", list)
+	}
+}
+
+func TestMainCommandAttached(t *testing.T) {
+	e := newEnv(t)
+	spec := e.spec("attached")
+	spec.Command = []string{"sh", "-c", "read x; echo got $x; echo oops >&2; exit 3"}
+	var out, errb bytes.Buffer
+	spec.Stdin, spec.Stdout, spec.Stderr = strings.NewReader("line\n"), &out, &errb
+	sb := e.launch(t, spec)
+	code, err := sb.Wait(t.Context())
+	if err != nil || code != 3 {
+		t.Fatalf("Wait = %d, %v; want 3", code, err)
+	}
+	if out.String() != "got line\n" || errb.String() != "oops\n" {
+		t.Errorf("main command streams: %q, %q", out.String(), errb.String())
+	}
+}
+
+func TestDestroyGrace(t *testing.T) {
+	e := newEnv(t)
+	spec := e.spec("grace")
+	// A main command that ignores SIGTERM: Destroy must SIGKILL it after
+	// the grace period.
+	spec.Command = []string{"sh", "-c", "trap '' TERM; echo armed; while :; do sleep 1; done"}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	spec.Stdout = pw
+	sb, err := e.m.Launch(t.Context(), spec)
+	pw.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(pr).ReadString('\n'); line != "armed\n" {
+		t.Fatalf("main command: %q, %v", line, err)
+	}
+	start := time.Now()
+	if err := sb.DestroyGrace(t.Context(), 500*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 500*time.Millisecond {
+		t.Errorf("Destroy took %v, less than the grace period", d)
+	}
+	if list, _ := e.m.List(t.Context()); len(list) != 0 {
+		t.Errorf("List after Destroy = %+v", list)
+	}
+	// A main command that honours SIGTERM ends at once.
+	spec = e.spec("grace2")
+	spec.Command = []string{"sleep", "1000"}
+	sb, err = e.m.Launch(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	if err := sb.DestroyGrace(t.Context(), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("Destroy of a main command that exits on SIGTERM took %v", d)
+	}
+}
+
+func TestKilledLauncher(t *testing.T) {
+	e := newEnv(t)
+	cmd := e.helper(t, "hold", "victim")
+	sb, err := e.m.Attach(t.Context(), "victim")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := sb.Pid()
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	// The init sees its liveness pipe close and takes the sandbox down.
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for {
+		info, err := sb.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Status == StatusDead {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("sandbox still %s after its launcher was killed", info.Status)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	// The init itself is gone too (a zombie at most, until the host's
+	// init reaps it: its launcher was its parent).
+	for !exited(pid) {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("init %d still running after its launcher was killed", pid)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if err := e.m.GC(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(e.root)
+	for _, ent := range ents {
+		if ent.Name() != ".lock" {
+			t.Errorf("left after GC: %s", ent.Name())
+		}
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	e := newEnv(t)
+	spec := e.spec("timeout")
+	spec.Command = []string{"sleep", "1000"}
+	spec.Timeout = 300 * time.Millisecond
+	sb := e.launch(t, spec)
+	code, err := sb.Wait(t.Context())
+	if err != nil || code != 143 {
+		t.Errorf("Wait = %d, %v; want 143 (SIGTERM at the timeout)", code, err)
+	}
+	info, _ := sb.Info(t.Context())
+	if info.Status != StatusExited {
+		t.Errorf("status after timeout: %+v", info)
+	}
+}
+
+// exited reports whether pid is gone or a zombie.
+func exited(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] == 'Z'
+}
