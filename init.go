@@ -2,11 +2,14 @@ package lightbox
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"sync/atomic"
 
 	"github.com/beamhop/lightbox/internal/reexec"
 	"github.com/beamhop/lightbox/internal/rmtree"
+	"github.com/beamhop/lightbox/runtime"
+	"github.com/beamhop/lightbox/snapshot"
 )
 
 // initCalled records that the embedding program called Init, so a launch
@@ -16,9 +19,14 @@ var initCalled atomic.Bool
 
 // roles maps a re-exec role to the function that runs it. Each never
 // returns: it exits the process.
-var roles = map[string]func(){
-	rmtree.Role: rmtree.Main,
-}
+var roles = func() map[string]func() {
+	m := map[string]func(){
+		rmtree.Role:         rmtree.Main,
+		snapshot.UnpackRole: snapshot.UnpackMain,
+	}
+	maps.Copy(m, runtime.Roles())
+	return m
+}()
 
 // Init must be the first call in main (and in TestMain) of every program
 // that uses lightbox. In the ordinary process it returns at once; in a

@@ -3,19 +3,25 @@ package lightbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"syscall"
 	"time"
+
+	"github.com/beamhop/lightbox/runtime"
 )
 
 // Errors a Cmd returns when its program cannot start.
 var (
 	// ErrCommandNotFound: the program does not exist in the sandbox
 	// (the CLI exits 127).
-	ErrCommandNotFound = errors.New("command not found")
+	ErrCommandNotFound = runtime.ErrCommandNotFound
 	// ErrNotExecutable: the program exists but cannot be executed
 	// (the CLI exits 126).
-	ErrNotExecutable = errors.New("command not executable")
+	ErrNotExecutable = runtime.ErrNotExecutable
+	// ErrNotRunning: the sandbox's init is not running (it exited or died).
+	ErrNotRunning = runtime.ErrNotRunning
 )
 
 // Sandbox is a handle on a running (or finished) sandbox. It is safe for
@@ -23,6 +29,7 @@ var (
 type Sandbox struct {
 	name string
 	r    *Runtime
+	rs   *runtime.Sandbox
 }
 
 // SandboxInfo describes a sandbox found in the store.
@@ -67,6 +74,7 @@ type Cmd struct {
 
 	ctx context.Context
 	sb  *Sandbox
+	rc  *runtime.Cmd
 }
 
 // Command returns a Cmd that runs path with args in the sandbox. When
@@ -76,11 +84,42 @@ func (s *Sandbox) Command(ctx context.Context, path string, args ...string) *Cmd
 }
 
 // Start starts the command.
-func (c *Cmd) Start() error { return errNotYet }
+func (c *Cmd) Start() error {
+	if c.rc != nil {
+		return errors.New("lightbox: Cmd already started")
+	}
+	ctx := c.ctx
+	if ctx == nil {
+		ctx = context.Background() // a Cmd made as a literal, not by Command
+	}
+	rc := c.sb.rs.CommandContext(ctx, c.Path, c.Args...)
+	rc.Env, rc.Dir, rc.User = c.Env, c.Dir, c.User
+	rc.Stdin, rc.Stdout, rc.Stderr = c.Stdin, c.Stdout, c.Stderr
+	rc.Tty, rc.Rows, rc.Cols = c.Tty, c.TtySize[0], c.TtySize[1]
+	if err := rc.Start(); err != nil {
+		return fmt.Errorf("sandbox %s: start %s: %w", c.sb.name, c.Path, err)
+	}
+	c.rc = rc
+	return nil
+}
 
 // Wait waits for the command to exit. A command that ran and exited
 // non-zero (or was killed) returns an *ExitError.
-func (c *Cmd) Wait() error { return errNotYet }
+func (c *Cmd) Wait() error {
+	if c.rc == nil {
+		return errors.New("lightbox: Cmd not started")
+	}
+	return toExitError(c.rc.Wait())
+}
+
+// toExitError turns the runtime's exit error into the package's.
+func toExitError(err error) error {
+	var ee *runtime.ExitError
+	if errors.As(err, &ee) {
+		return &ExitError{ExitCode: ee.Code, Signal: int(ee.Signal)}
+	}
+	return err
+}
 
 // Run starts the command and waits for it.
 func (c *Cmd) Run() error {
@@ -91,10 +130,24 @@ func (c *Cmd) Run() error {
 }
 
 // Signal sends sig to the started command.
-func (c *Cmd) Signal(sig os.Signal) error { return errNotYet }
+func (c *Cmd) Signal(sig os.Signal) error {
+	s, ok := sig.(syscall.Signal)
+	if !ok {
+		return fmt.Errorf("lightbox: signal %v is not a syscall.Signal", sig)
+	}
+	if c.rc == nil {
+		return errors.New("lightbox: Cmd not started")
+	}
+	return c.rc.Signal(s)
+}
 
 // Resize changes the size of the command's terminal (with Tty).
-func (c *Cmd) Resize(rows, cols uint16) error { return errNotYet }
+func (c *Cmd) Resize(rows, cols uint16) error {
+	if c.rc == nil {
+		return errors.New("lightbox: Cmd not started")
+	}
+	return c.rc.Resize(rows, cols)
+}
 
 // Name returns the sandbox's name (also its hostname).
 func (s *Sandbox) Name() string { return s.name }
@@ -106,75 +159,204 @@ func (s *Sandbox) Shell(ctx context.Context, script string) (*Result, error) {
 
 // Exec runs path with args, waits for it and returns its exit status and
 // output (at most OutputLimit bytes per stream). A non-zero exit returns
-// the Result and an *ExitError.
+// the Result and an *ExitError; output past the limit returns the Result
+// and an error saying it was truncated.
 func (s *Sandbox) Exec(ctx context.Context, path string, args ...string) (*Result, error) {
-	return nil, errNotYet
+	var stdout, stderr capBuffer
+	c := s.Command(ctx, path, args...)
+	c.Stdout, c.Stderr = &stdout, &stderr
+	err := c.Run()
+	res := &Result{Stdout: stdout.buf, Stderr: stderr.buf}
+	var ee *ExitError
+	switch {
+	case errors.As(err, &ee):
+		res.ExitCode = ee.ExitCode
+		ee.Stderr = tail(stderr.buf, 4096)
+		return res, err
+	case err != nil:
+		return nil, err
+	}
+	if stdout.dropped > 0 || stderr.dropped > 0 {
+		return res, fmt.Errorf("sandbox %s: %s: output truncated: kept %d bytes per stream, dropped %d of stdout and %d of stderr (use a Cmd with your own writers to keep it all)",
+			s.name, path, OutputLimit, stdout.dropped, stderr.dropped)
+	}
+	return res, nil
+}
+
+// capBuffer keeps the first OutputLimit bytes written to it and counts
+// the rest.
+type capBuffer struct {
+	buf     []byte
+	dropped int64
+}
+
+func (b *capBuffer) Write(p []byte) (int, error) {
+	room := OutputLimit - len(b.buf)
+	if room >= len(p) {
+		b.buf = append(b.buf, p...)
+		return len(p), nil
+	}
+	if room > 0 {
+		b.buf = append(b.buf, p[:room]...)
+	}
+	b.dropped += int64(len(p) - max(room, 0))
+	return len(p), nil
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return append([]byte(nil), b...)
 }
 
 // Detach leaves the sandbox running after this process exits; any later
 // process finds it with AttachSandbox.
-func (s *Sandbox) Detach() error { return errNotYet }
+func (s *Sandbox) Detach() error { return s.rs.Detach() }
 
 // Wait waits for the sandbox's main command and returns its exit status.
-func (s *Sandbox) Wait(ctx context.Context) (int, error) { return 0, errNotYet }
+func (s *Sandbox) Wait(ctx context.Context) (int, error) { return s.rs.Wait(ctx) }
 
 // Destroy stops every process in the sandbox (SIGTERM to its main command,
-// SIGKILL after a grace period) and removes it.
-func (s *Sandbox) Destroy(ctx context.Context) error { return errNotYet }
+// SIGKILL after a grace period of 10 s) and removes it.
+func (s *Sandbox) Destroy(ctx context.Context) error { return s.rs.Destroy(ctx) }
+
+// Logs copies the output of the sandbox's main command to stdout and
+// stderr; with follow it keeps copying until the command exits or ctx
+// ends.
+func (s *Sandbox) Logs(ctx context.Context, stdout, stderr io.Writer, follow bool) error {
+	return s.rs.Logs(ctx, follow, stdout, stderr)
+}
 
 // RunInSandbox launches a sandbox, runs fn with it and destroys it when fn
 // returns, panics, or ctx ends.
-func (r *Runtime) RunInSandbox(ctx context.Context, opts SandboxOptions, fn func(*Sandbox) error) error {
-	return errNotYet
+func (r *Runtime) RunInSandbox(ctx context.Context, opts SandboxOptions, fn func(*Sandbox) error) (err error) {
+	sb, err := r.LaunchSandbox(ctx, opts)
+	if err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		select {
+		case <-ctx.Done():
+			sb.Destroy(context.WithoutCancel(ctx))
+		case <-done:
+		}
+	}()
+	defer func() {
+		close(done)
+		<-stopped
+		if derr := sb.Destroy(context.WithoutCancel(ctx)); derr != nil && err == nil {
+			err = derr
+		}
+	}()
+	err = fn(sb)
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	return err
 }
 
 // LaunchSandbox launches a sandbox and returns its handle. It dies with
 // this process unless detached.
 func (r *Runtime) LaunchSandbox(ctx context.Context, opts SandboxOptions) (*Sandbox, error) {
-	if err := checkInit(); err != nil {
+	return r.launch(ctx, opts)
+}
+
+// AttachSandbox finds a sandbox by name (ErrNotFound when there is none).
+// Attaching does not tie the sandbox's life to this process.
+func (r *Runtime) AttachSandbox(ctx context.Context, name string) (*Sandbox, error) {
+	rs, err := r.mgr.Attach(ctx, name)
+	if err != nil {
 		return nil, err
 	}
-	return nil, errNotYet
+	return &Sandbox{name: name, r: r, rs: rs}, nil
 }
 
-// AttachSandbox finds a live sandbox by name.
-func (r *Runtime) AttachSandbox(ctx context.Context, name string) (*Sandbox, error) {
-	return nil, errNotYet
+// ListSandboxes lists the sandboxes in the store, by name.
+func (r *Runtime) ListSandboxes(ctx context.Context) ([]SandboxInfo, error) {
+	list, err := r.mgr.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]SandboxInfo, len(list))
+	for i, in := range list {
+		si := SandboxInfo{
+			Name: in.Name, Snapshot: in.Snapshot, Status: in.Status, CreatedAt: in.CreatedAt,
+			Volumes: in.Volumes, Pid: in.Pid,
+		}
+		if si.Volumes == nil {
+			si.Volumes = []string{}
+		}
+		if in.Status == runtime.StatusExited {
+			code := in.ExitCode
+			si.ExitCode = &code
+		}
+		out[i] = si
+	}
+	return out, nil
 }
-
-// ListSandboxes lists the sandboxes in the store.
-func (r *Runtime) ListSandboxes(ctx context.Context) ([]SandboxInfo, error) { return nil, errNotYet }
 
 // SandboxLogs copies the output of the named sandbox's main command to
 // stdout and stderr; with follow it keeps copying until the command exits
 // or ctx ends.
 func (r *Runtime) SandboxLogs(ctx context.Context, name string, stdout, stderr io.Writer, follow bool) error {
-	return errNotYet
+	sb, err := r.AttachSandbox(ctx, name)
+	if err != nil {
+		return err
+	}
+	return sb.Logs(ctx, stdout, stderr, follow)
 }
 
 // WaitSandbox waits for the named sandbox's main command and returns its
 // exit status.
-func (r *Runtime) WaitSandbox(ctx context.Context, name string) (int, error) { return 0, errNotYet }
+func (r *Runtime) WaitSandbox(ctx context.Context, name string) (int, error) {
+	sb, err := r.AttachSandbox(ctx, name)
+	if err != nil {
+		return -1, err
+	}
+	return sb.Wait(ctx)
+}
 
 // RemoveSandboxOptions tune RemoveSandbox.
 type RemoveSandboxOptions struct {
 	// Force stops a running sandbox; without it only exited or dead ones
 	// are removed.
 	Force bool
-	// Grace is how long its main command has after SIGTERM before
-	// SIGKILL; 0 = 10 s.
+	// Grace is how long its processes have after SIGTERM before SIGKILL;
+	// 0 = 10 s.
 	Grace time.Duration
 }
 
-// RemoveSandbox removes the named sandbox.
+// RemoveSandbox removes the named sandbox. A running one is refused with
+// ErrInUse unless opts.Force.
 func (r *Runtime) RemoveSandbox(ctx context.Context, name string, opts RemoveSandboxOptions) error {
-	return errNotYet
+	sb, err := r.AttachSandbox(ctx, name)
+	if err != nil {
+		return err
+	}
+	info, err := sb.rs.Info(ctx)
+	if err != nil {
+		return err
+	}
+	if info.Status == runtime.StatusRunning && !opts.Force {
+		return fmt.Errorf("sandbox %s is running: stop it with rm -f: %w", name, ErrInUse)
+	}
+	grace := opts.Grace
+	if grace == 0 {
+		grace = 10 * time.Second
+	}
+	return sb.rs.DestroyGrace(ctx, grace)
 }
 
 // GC removes what crashed lightbox processes left behind: mounts, state
 // directories and names of sandboxes whose init is gone, temporary files,
 // and leases of dead sandboxes.
-func (r *Runtime) GC(ctx context.Context) error { return errNotYet }
+func (r *Runtime) GC(ctx context.Context) error {
+	return errors.Join(r.mgr.GC(ctx), r.snaps.GC(ctx))
+}
 
 // RunInSandbox acts on the default Runtime.
 func RunInSandbox(ctx context.Context, opts SandboxOptions, fn func(*Sandbox) error) error {

@@ -3,6 +3,8 @@ package lightbox
 import (
 	"context"
 	"time"
+
+	"github.com/beamhop/lightbox/snapshot"
 )
 
 // Snapshot describes an immutable snapshot in the store.
@@ -47,17 +49,48 @@ type ImportOptions struct {
 // file:tag), a `docker save` tar, a root filesystem directory or a root
 // filesystem tarball.
 func (r *Runtime) ImportSnapshot(ctx context.Context, name, source string, opts ImportOptions) (*Snapshot, error) {
-	return nil, errNotYet
+	if err := checkInit(); err != nil && r.mapping.Helper {
+		return nil, err // a rootless unpack re-executes the binary
+	}
+	s, err := r.snaps.Import(ctx, name, source, snapshot.ImportOptions{Format: opts.Format, Replace: opts.Replace})
+	if err != nil {
+		return nil, err
+	}
+	return toSnapshot(s), nil
 }
 
 // InspectSnapshot returns the named snapshot.
 func (r *Runtime) InspectSnapshot(ctx context.Context, name string) (*Snapshot, error) {
-	return nil, errNotYet
+	s, err := r.snaps.Get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return toSnapshot(s), nil
 }
 
 // ListSnapshots lists the snapshots in the store, by name.
-func (r *Runtime) ListSnapshots(ctx context.Context) ([]Snapshot, error) { return nil, errNotYet }
+func (r *Runtime) ListSnapshots(ctx context.Context) ([]Snapshot, error) {
+	list, err := r.snaps.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Snapshot, len(list))
+	for i := range list {
+		out[i] = *toSnapshot(&list[i])
+	}
+	return out, nil
+}
 
 // RemoveSnapshot removes a snapshot and frees the layers no other snapshot
 // uses. It fails with ErrInUse while a sandbox uses the snapshot.
-func (r *Runtime) RemoveSnapshot(ctx context.Context, name string) error { return errNotYet }
+func (r *Runtime) RemoveSnapshot(ctx context.Context, name string) error {
+	return r.snaps.Remove(ctx, name)
+}
+
+func toSnapshot(s *snapshot.Snapshot) *Snapshot {
+	c := s.Config
+	return &Snapshot{
+		Name: s.Name, Digest: s.Digest, Layers: len(s.Layers), Size: s.Size, CreatedAt: s.CreatedAt,
+		Config: SnapshotConfig{Env: c.Env, WorkingDir: c.WorkingDir, User: c.User, Entrypoint: c.Entrypoint, Cmd: c.Cmd, Labels: c.Labels},
+	}
+}

@@ -15,6 +15,9 @@ import (
 	"github.com/beamhop/lightbox/internal/atomicfile"
 	"github.com/beamhop/lightbox/internal/idmap"
 	"github.com/beamhop/lightbox/internal/lockfile"
+	"github.com/beamhop/lightbox/runtime"
+	"github.com/beamhop/lightbox/snapshot"
+	"github.com/beamhop/lightbox/volstore"
 	"golang.org/x/sys/unix"
 )
 
@@ -39,6 +42,10 @@ type Runtime struct {
 	log     *slog.Logger
 	mapping idmap.Mapping
 	opts    Options
+
+	snaps *snapshot.Store
+	vols  *volstore.Store
+	mgr   *runtime.Manager
 
 	closeOnce sync.Once
 }
@@ -220,5 +227,32 @@ func Default() (*Runtime, error) {
 // errNotYet marks API whose part of the store is still landing.
 var errNotYet = errors.New("not implemented yet")
 
-func (r *Runtime) openParts() error  { return nil }
+// openParts opens the snapshot store, the volume store and the sandbox
+// manager over their directories of the store.
+func (r *Runtime) openParts() error {
+	tmp := filepath.Join(r.root, "tmp")
+	var err error
+	r.snaps, err = snapshot.Open(snapshot.Options{
+		Root: filepath.Join(r.root, "snapshots"), TmpDir: tmp, Mapping: r.mapping,
+		Logger: r.log, Progress: r.opts.Progress,
+	})
+	if err != nil {
+		return fmt.Errorf("open store %s: %w", r.root, err)
+	}
+	r.vols, err = volstore.Open(context.Background(), volstore.Options{
+		Root: filepath.Join(r.root, "volumes"), TmpDir: tmp, Mapping: r.mapping, Logger: r.log,
+	})
+	if err != nil {
+		return fmt.Errorf("open store %s: %w", r.root, err)
+	}
+	r.mgr, err = runtime.Open(runtime.Options{
+		Root: filepath.Join(r.root, "sandboxes"), TmpDir: tmp, Mapping: r.mapping, Logger: r.log,
+		AttachNetwork: r.attachNetwork,
+	})
+	if err != nil {
+		return fmt.Errorf("open store %s: %w", r.root, err)
+	}
+	return nil
+}
+
 func (r *Runtime) closeParts() error { return nil }

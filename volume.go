@@ -2,8 +2,16 @@ package lightbox
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/beamhop/lightbox/internal/names"
+	"github.com/beamhop/lightbox/volstore"
 )
 
 // VolumeOptions apply when a volume is created; an existing volume is
@@ -69,7 +77,39 @@ type PruneVolumesOptions struct {
 // EnsureVolume creates the volume with opts, or, if it exists, returns it
 // as it is (its real quota and labels).
 func (r *Runtime) EnsureVolume(ctx context.Context, name string, opts VolumeOptions) (*Volume, error) {
-	return nil, errNotYet
+	if err := names.Check("volume", name); err != nil {
+		return nil, err
+	}
+	co := volstore.CreateOptions{QuotaMiB: opts.QuotaMiB, Labels: opts.Labels, UID: -1, GID: -1}
+	if opts.Owner != "" {
+		uid, gid, err := r.ownerIDs(opts.Owner)
+		if err != nil {
+			return nil, fmt.Errorf("volume %s: %w", name, err)
+		}
+		co.UID, co.GID = uid, gid
+	}
+	v, _, err := r.vols.Ensure(ctx, name, co)
+	if err != nil {
+		return nil, err
+	}
+	return r.toVolume(ctx, v, nil), nil
+}
+
+// ownerIDs resolves --owner: as root, the user's own uid and primary gid,
+// which is what root inside their rootless sandboxes maps to.
+func (r *Runtime) ownerIDs(owner string) (int, int, error) {
+	if os.Geteuid() != 0 {
+		return 0, 0, fmt.Errorf("owner %s: only root can create a volume for another user", owner)
+	}
+	u, err := user.Lookup(owner)
+	if err != nil {
+		if u, err = user.LookupId(owner); err != nil {
+			return 0, 0, fmt.Errorf("owner %s: no such user", owner)
+		}
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return uid, gid, nil
 }
 
 // ListVolumes lists the volumes in the store.
@@ -79,23 +119,115 @@ func (r *Runtime) ListVolumes(ctx context.Context) ([]Volume, error) {
 
 // ListVolumesWith lists the volumes in the store.
 func (r *Runtime) ListVolumesWith(ctx context.Context, opts ListVolumesOptions) ([]Volume, error) {
-	return nil, errNotYet
+	list, err := r.vols.List(ctx, opts.Size)
+	if err != nil {
+		return nil, err
+	}
+	users := r.volumeUsers(ctx)
+	out := make([]Volume, len(list))
+	for i := range list {
+		out[i] = *r.toVolume(ctx, &list[i], users)
+	}
+	return out, nil
 }
 
 // InspectVolume returns the named volume.
 func (r *Runtime) InspectVolume(ctx context.Context, name string, opts ListVolumesOptions) (*Volume, error) {
-	return nil, errNotYet
+	if err := names.Check("volume", name); err != nil {
+		return nil, err
+	}
+	list, err := r.ListVolumesWith(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	for i := range list {
+		if list[i].Name == name {
+			return &list[i], nil
+		}
+	}
+	return nil, fmt.Errorf("volume %s: %w", name, ErrNotFound)
 }
 
 // RemoveVolume removes a volume and its contents. It fails with ErrInUse,
 // naming the sandboxes, while a live sandbox has it mounted, and with
 // ErrNotFound for an unknown name.
-func (r *Runtime) RemoveVolume(ctx context.Context, name string) error { return errNotYet }
+func (r *Runtime) RemoveVolume(ctx context.Context, name string) error {
+	if err := names.Check("volume", name); err != nil {
+		return err
+	}
+	err := r.vols.Remove(ctx, name)
+	if errors.Is(err, ErrInUse) {
+		if users := r.volumeUsers(ctx)[name]; len(users) > 0 {
+			return fmt.Errorf("volume %s is mounted by sandbox %s: %w", name, strings.Join(users, ", "), ErrInUse)
+		}
+	}
+	return err
+}
 
 // PruneVolumes removes the unused volumes that match opts and returns
 // their names.
 func (r *Runtime) PruneVolumes(ctx context.Context, opts PruneVolumesOptions) ([]string, error) {
-	return nil, errNotYet
+	list, err := r.vols.List(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	var errs []error
+	for i := range list {
+		v := r.toVolume(ctx, &list[i], map[string][]string{})
+		if !v.MatchesLabels(opts.Labels) || (!opts.Until.IsZero() && !v.CreatedAt.Before(opts.Until)) {
+			continue
+		}
+		if busy, err := r.vols.InUse(ctx, v.Name); err != nil || busy {
+			continue
+		}
+		if !opts.DryRun {
+			if err := r.vols.Remove(ctx, v.Name); err != nil {
+				if !errors.Is(err, ErrInUse) {
+					errs = append(errs, err)
+				}
+				continue
+			}
+		}
+		removed = append(removed, v.Name)
+	}
+	return removed, errors.Join(errs...)
+}
+
+// volumeUsers maps volume names to the live sandboxes that mount them.
+func (r *Runtime) volumeUsers(ctx context.Context) map[string][]string {
+	users := map[string][]string{}
+	list, err := r.ListSandboxes(ctx)
+	if err != nil {
+		return users
+	}
+	for _, s := range list {
+		if s.Status != "running" {
+			continue
+		}
+		for _, v := range s.Volumes {
+			users[v] = append(users[v], s.Name)
+		}
+	}
+	return users
+}
+
+func (r *Runtime) toVolume(ctx context.Context, v *volstore.Volume, users map[string][]string) *Volume {
+	if users == nil {
+		users = r.volumeUsers(ctx)
+	}
+	used := users[v.Name]
+	if used == nil {
+		used = []string{}
+	}
+	labels := v.Labels
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	return &Volume{
+		Name: v.Name, Labels: labels, CreatedAt: v.CreatedAt, LastUsedAt: v.LastUsedAt,
+		QuotaMiB: v.QuotaMiB, UsedBytes: v.UsedBytes, UsageKnown: v.UsageKnown, Backend: v.Backend, UsedBy: used,
+	}
 }
 
 // EnsureVolume acts on the default Runtime.

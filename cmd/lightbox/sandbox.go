@@ -139,7 +139,12 @@ func runAttached(cmd *lightbox.Cmd, tty bool) (int, error) {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGWINCH)
 	defer signal.Stop(sigs)
 	if err := cmd.Start(); err != nil {
-		return startStatus(err), err
+		code := startStatus(err)
+		if code == exitFailed {
+			return code, err
+		}
+		fmt.Fprintf(os.Stderr, "lightbox: %v\n", err)
+		return code, nil
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()

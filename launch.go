@@ -1,0 +1,249 @@
+package lightbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/beamhop/lightbox/internal/names"
+	"github.com/beamhop/lightbox/internal/netstack"
+	"github.com/beamhop/lightbox/runtime"
+	"github.com/beamhop/lightbox/snapshot"
+	"github.com/beamhop/lightbox/volstore"
+	"golang.org/x/sys/unix"
+)
+
+// closer collects what a launch holds until the sandbox's init has its own
+// copies (leases), or until a failed launch gives it back.
+type closer []func() error
+
+func (c *closer) add(f func() error) { *c = append(*c, f) }
+func (c closer) close() {
+	for i := len(c) - 1; i >= 0; i-- {
+		c[i]()
+	}
+}
+
+// validate checks opts before anything touches the disk.
+func (opts *SandboxOptions) validate() error {
+	if opts.Snapshot == "" {
+		return errors.New("sandbox options: no snapshot")
+	}
+	if err := names.Check("snapshot", opts.Snapshot); err != nil {
+		return err
+	}
+	if opts.Name != "" {
+		if err := names.Check("sandbox", opts.Name); err != nil {
+			return err
+		}
+	}
+	switch opts.Network {
+	case "", NetworkPrivate, NetworkNone, NetworkHost:
+	default:
+		return fmt.Errorf("sandbox options: network %q: want private, none or host", opts.Network)
+	}
+	if len(opts.Ports) > 0 && opts.Network != NetworkPrivate && opts.Network != "" {
+		return fmt.Errorf("sandbox options: ports are published only with the private network, not %q", opts.Network)
+	}
+	for _, p := range opts.Ports {
+		if _, err := netstack.ParsePort(p); err != nil {
+			return fmt.Errorf("sandbox options: %w", err)
+		}
+	}
+	if opts.Workdir != "" && !path.IsAbs(opts.Workdir) {
+		return fmt.Errorf("sandbox options: workdir %q is not absolute", opts.Workdir)
+	}
+	for _, e := range opts.Env {
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+			return fmt.Errorf("sandbox options: env %q: want KEY=value", e)
+		}
+	}
+	if opts.DiskMiB < 0 || opts.Timeout < 0 {
+		return errors.New("sandbox options: negative DiskMiB or Timeout")
+	}
+	for target, m := range opts.Mounts {
+		if !path.IsAbs(target) {
+			return fmt.Errorf("mount %q: target is not an absolute path", target)
+		}
+		if slices.Contains(strings.Split(target, "/"), "..") {
+			return fmt.Errorf("mount %q: target contains \"..\"", target)
+		}
+		if path.Clean(target) == "/" {
+			return fmt.Errorf("mount %q: cannot mount over the root", target)
+		}
+		switch {
+		case m.Source != "" && m.Volume != "":
+			return fmt.Errorf("mount %s: both a source (%s) and a volume (%s); give one", target, m.Source, m.Volume)
+		case m.Source == "" && m.Volume == "":
+			return fmt.Errorf("mount %s: neither a source nor a volume", target)
+		case m.Volume != "":
+			if err := names.Check("volume", m.Volume); err != nil {
+				return fmt.Errorf("mount %s: %w", target, err)
+			}
+		}
+	}
+	return nil
+}
+
+// launch composes a sandbox: it resolves the snapshot to its layer
+// directories and volumes to their data directories (taking leases the
+// sandbox's init holds for its life) and hands the runtime a plain spec.
+func (r *Runtime) launch(ctx context.Context, opts SandboxOptions) (*Sandbox, error) {
+	if err := checkInit(); err != nil {
+		return nil, err
+	}
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	network := opts.Network
+	if network == "" {
+		network = defaultNetwork
+	}
+	if opts.DiskMiB > 0 {
+		return nil, fmt.Errorf("disk cap of %d MiB: %w: capping a sandbox's writable layer needs the XFS project-quota backend, which this store does not have", opts.DiskMiB, ErrQuotaUnsupported)
+	}
+	name := opts.Name
+	if name == "" {
+		name = generateName()
+	}
+	var held closer
+	defer held.close()
+
+	lease, snap, err := r.snaps.Lease(ctx, opts.Snapshot)
+	if err != nil {
+		return nil, err
+	}
+	held.add(lease.Close)
+	spec := runtime.Spec{
+		Name:     name,
+		Hostname: name,
+		Snapshot: snap.Name,
+		Layers:   snap.Layers,
+		Env:      mergeEnv(snap.Config.Env, opts.Env),
+		Workdir:  firstNonEmpty(opts.Workdir, snap.Config.WorkingDir, "/"),
+		User:     firstNonEmpty(opts.User, snap.Config.User),
+		Command:  opts.Command,
+		Network:  string(network),
+		Timeout:  opts.Timeout,
+		Leases:   []*os.File{lease.File()},
+	}
+	targets := make([]string, 0, len(opts.Mounts))
+	for t := range opts.Mounts {
+		targets = append(targets, t)
+	}
+	slices.Sort(targets) // parents before children
+	for _, target := range targets {
+		m := opts.Mounts[target]
+		ms := runtime.MountSpec{Target: path.Clean(target), ReadOnly: m.ReadOnly}
+		if m.Source != "" {
+			src, err := filepath.Abs(m.Source)
+			if err != nil {
+				return nil, fmt.Errorf("mount %s: %w", target, err)
+			}
+			if _, err := os.Stat(src); err != nil {
+				return nil, fmt.Errorf("mount %s: source %s: %w", target, m.Source, err)
+			}
+			ms.Source = src
+		} else {
+			co := volstore.CreateOptions{UID: -1, GID: -1}
+			if st, ok := lookupInLayers(snap, ms.Target); ok {
+				co.UID, co.GID, co.Mode = int(st.Uid), int(st.Gid), os.FileMode(st.Mode&0o7777)
+			}
+			vl, v, err := r.vols.Acquire(ctx, m.Volume, co)
+			if err != nil {
+				return nil, fmt.Errorf("mount %s: %w", target, err)
+			}
+			held.add(vl.Close)
+			spec.Leases = append(spec.Leases, vl.File())
+			spec.Volumes = append(spec.Volumes, m.Volume)
+			ms.Source, ms.Volume = v.DataDir, m.Volume
+		}
+		spec.Mounts = append(spec.Mounts, ms)
+	}
+	if network == NetworkPrivate {
+		ports := make([]netstack.Port, len(opts.Ports))
+		for i, p := range opts.Ports {
+			ports[i], _ = netstack.ParsePort(p) // checked by validate
+		}
+		ctx = context.WithValue(ctx, portsKey{}, ports)
+	}
+	rs, err := r.mgr.Launch(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	r.log.Debug("sandbox launched", "sandbox", name, "snapshot", snap.Name)
+	return &Sandbox{name: name, r: r, rs: rs}, nil
+}
+
+// defaultNetwork is what an empty SandboxOptions.Network means.
+const defaultNetwork = NetworkPrivate
+
+// portsKey carries a launch's published ports through runtime.Launch to
+// attachNetwork (the runtime's hook is per store, the ports per sandbox).
+type portsKey struct{}
+
+// attachNetwork is the runtime's hook for NetworkPrivate: a user-mode
+// stack (pasta) attached to the sandbox's namespaces from outside.
+func (r *Runtime) attachNetwork(ctx context.Context, pid int) (runtime.NetworkAttachment, error) {
+	ports, _ := ctx.Value(portsKey{}).([]netstack.Port)
+	st, err := netstack.Attach(ctx, pid, netstack.Options{Ports: ports, Logger: r.log})
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// lookupInLayers stats target in the snapshot's layers, top first, as the
+// overlay would show it (a directory that the mount target is).
+func lookupInLayers(snap *snapshot.Snapshot, target string) (unix.Stat_t, bool) {
+	var st unix.Stat_t
+	for i := len(snap.Layers) - 1; i >= 0; i-- {
+		p := filepath.Join(snap.Layers[i], filepath.FromSlash(strings.TrimPrefix(target, "/")))
+		if err := unix.Lstat(p, &st); err == nil {
+			return st, st.Mode&unix.S_IFMT == unix.S_IFDIR
+		}
+	}
+	return st, false
+}
+
+// defaultPath is the PATH of a sandbox whose snapshot sets none, as
+// docker and runc use it.
+const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// mergeEnv applies over on top of base, by key, and gives the result a
+// PATH when neither has one.
+func mergeEnv(base, over []string) []string {
+	out := slices.Clone(base)
+	if !slices.ContainsFunc(out, func(e string) bool { return strings.HasPrefix(e, "PATH=") }) {
+		out = append([]string{defaultPath}, out...)
+	}
+	for _, kv := range over {
+		k, _, _ := strings.Cut(kv, "=")
+		out = slices.DeleteFunc(out, func(e string) bool { return strings.HasPrefix(e, k+"=") })
+		out = append(out, kv)
+	}
+	return out
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// generateName makes a sandbox name like "lb-3f9a1c2e".
+func generateName() string {
+	var b [4]byte
+	rand.Read(b[:])
+	return "lb-" + hex.EncodeToString(b[:])
+}
