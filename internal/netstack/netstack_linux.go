@@ -175,8 +175,10 @@ func Attach(ctx context.Context, pid int, opts Options) (*Stack, error) {
 	runErr := cmd.Run()
 	out := helperOutput(logFile)
 	if runErr != nil {
-		if strings.Contains(out, "/dev/net/tun") || strings.Contains(out, "tap device") {
-			return nil, &unavailableError{cause: "pasta cannot open " + tunPath + ": " + out, fix: fixTun}
+		if strings.Contains(out, "/dev/net/tun") || strings.Contains(out, "tun socket") {
+			// pasta says "Failed to open tun socket in namespace" when
+			// it cannot open the device (or make a tap there).
+			return nil, &unavailableError{cause: "pasta cannot create the sandbox's tap interface (" + out + ")", fix: fixTun}
 		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("attach pasta to pid %d: %w", pid, ctx.Err())

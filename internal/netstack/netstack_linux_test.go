@@ -793,3 +793,37 @@ func TestAttachTun0600(t *testing.T) {
 		checkUnavailable(t, "Check", Check(), dev+" is mode 0600", "chmod 0666 /dev/net/tun")
 	}
 }
+
+// TestDNSWithLoopbackResolver: when the host's resolv.conf names a
+// resolver on its loopback (systemd-resolved's 127.0.0.53), the sandbox
+// still resolves through the forwarder, and its resolv.conf does not name
+// the loopback address.
+func TestDNSWithLoopbackResolver(t *testing.T) {
+	if !inWorld() {
+		runInWorld(t)
+		return
+	}
+	f, err := os.CreateTemp("", "netstack-resolv-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(f.Name())
+	f.WriteString("nameserver 127.0.0.53\n")
+	f.Close()
+	if err := unix.Unmount("/etc/resolv.conf", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(f.Name(), "/etc/resolv.conf", "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	dnsServer(t, "127.0.0.53:53")
+	s := startSandbox(t)
+	st := attach(t, s, Options{})
+	if rc := string(st.ResolvConf()); strings.Contains(rc, "127.") {
+		t.Errorf("ResolvConf() = %q names a loopback resolver", rc)
+	}
+	got, errText := s.do(t, request{Op: "resolve", Addr: net.JoinHostPort(DNSForwarder, "53"), Name: dnsName})
+	if got != dnsAnswer {
+		t.Errorf("resolve %s in the sandbox with the host's resolver on 127.0.0.53 = %q (%s), want %s", dnsName, got, errText, dnsAnswer)
+	}
+}
