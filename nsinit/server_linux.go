@@ -145,7 +145,7 @@ func (s *server) destroy(grace time.Duration, timedOut bool) {
 		}
 	} else {
 		unix.Kill(-1, unix.SIGTERM)
-		tick := time.NewTicker(10 * time.Millisecond)
+		tick := time.NewTicker(2 * time.Millisecond)
 		defer tick.Stop()
 	loop:
 		for others() {

@@ -116,8 +116,9 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	repW.Close()
 	liveR.Close()
 	sb := &Sandbox{m: m, name: name, dir: dir, pid: pid, live: liveW, initDone: initDone}
+	launched.Store(liveW, struct{}{})
 	fail := func(err error) (*Sandbox, error) {
-		liveW.Close()
+		closeLive(liveW)
 		cmd.Process.Kill()
 		<-initDone
 		return nil, err

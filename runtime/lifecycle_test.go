@@ -16,6 +16,8 @@ import (
 
 	"github.com/beamhop/lightbox/internal/errdefs"
 	"github.com/beamhop/lightbox/internal/idmap"
+	"github.com/beamhop/lightbox/internal/lockfile"
+	"github.com/beamhop/lightbox/internal/testutil"
 )
 
 // helperMain is a launcher in another process (TestMain runs it when
@@ -304,4 +306,114 @@ func exited(pid int) bool {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	return i < 0 || i+2 >= len(s) || s[i+2] == 'Z'
+}
+
+func TestLeasesHeld(t *testing.T) {
+	e := newEnv(t)
+	p := filepath.Join(t.TempDir(), "lease")
+	lk, err := lockfile.Shared(t.Context(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := e.spec("leases")
+	spec.Leases = []*os.File{lk.File()}
+	sb, err := e.m.Launch(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk.Close()
+	if held, err := lockfile.IsLocked(p); err != nil || !held {
+		t.Errorf("lease while the sandbox runs: held=%v, %v; want held", held, err)
+	}
+	if got := sh(t, sb, "ls /proc/self/fd | wc -l"); strings.TrimSpace(got) != "4" {
+		t.Errorf("a workload has %s fds open, want 4 (stdio and ls's own)", strings.TrimSpace(got))
+	}
+	if err := sb.Destroy(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if held, err := lockfile.IsLocked(p); err != nil || held {
+		t.Errorf("lease after Destroy: held=%v, %v; want free", held, err)
+	}
+}
+
+func TestSignalForwarding(t *testing.T) {
+	e := newEnv(t)
+	spec := e.spec("sigfwd")
+	spec.Command = []string{"sh", "-c", "trap 'echo got TERM; exit 42' TERM; echo armed; while :; do sleep 0.05; done"}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	spec.Stdout = pw
+	sb := e.launch(t, spec)
+	pw.Close()
+	rd := bufio.NewReader(pr)
+	if line, err := rd.ReadString('\n'); line != "armed\n" {
+		t.Fatalf("main command: %q, %v", line, err)
+	}
+	// SIGTERM to the init (as `kill PID` on the host does) reaches the
+	// main command.
+	if err := syscall.Kill(sb.Pid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	code, err := sb.Wait(t.Context())
+	if err != nil || code != 42 {
+		t.Errorf("Wait = %d, %v; want 42", code, err)
+	}
+	if line, _ := rd.ReadString('\n'); line != "got TERM\n" {
+		t.Errorf("main command output after SIGTERM: %q", line)
+	}
+}
+
+func TestParallelLaunch(t *testing.T) {
+	e := newEnv(t)
+	errs := make(chan error, 4)
+	sbs := make(chan *Sandbox, 4)
+	for range 4 {
+		go func() {
+			sb, err := e.m.Launch(t.Context(), e.spec(""))
+			if err == nil {
+				sbs <- sb
+				err = sb.Command("true").Run()
+			}
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	close(sbs)
+	seen := map[string]bool{}
+	for sb := range sbs {
+		if seen[sb.Name()] {
+			t.Errorf("generated name %s twice", sb.Name())
+		}
+		seen[sb.Name()] = true
+		if err := sb.Destroy(t.Context()); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestRemoveOtherOwners(t *testing.T) {
+	e := newEnv(t)
+	if e.m.mapping.Single() {
+		testutil.Need(t, false, "needs a subordinate id range (uid 1000 inside)")
+	}
+	spec := e.spec("owners")
+	spec.User = "1000"
+	sb, err := e.m.Launch(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh(t, sb, "mkdir -p /tmp/u/v && touch /tmp/u/v/f && chmod 000 /tmp/u/v /tmp/u")
+	if err := sb.Destroy(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(e.root, "owners")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state dir after Destroy: %v", err)
+	}
 }

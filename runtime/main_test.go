@@ -41,6 +41,13 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	e := newEnvB(t)
+	t.Cleanup(func() { checkNoMounts(t, e.root) })
+	return e
+}
+
+func newEnvB(t testing.TB) *env {
+	t.Helper()
 	mp, err := idmap.Detect()
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +58,6 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { checkNoMounts(t, root) })
 	return &env{m: m, root: root, rootfs: rootfs}
 }
 
@@ -101,7 +107,7 @@ func sh(t *testing.T, sb *Sandbox, script string) string {
 }
 
 // checkNoMounts fails when the host's mount table has a mount under dir.
-func checkNoMounts(t *testing.T, dir string) {
+func checkNoMounts(t testing.TB, dir string) {
 	t.Helper()
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {

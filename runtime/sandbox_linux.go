@@ -34,6 +34,17 @@ type Sandbox struct {
 	gone     bool
 }
 
+// launched holds the liveness pipes of the sandboxes this process
+// launched and did not detach, so that dropping a Sandbox handle does not
+// let a finalizer close the pipe and end the sandbox at some random GC:
+// such a sandbox ends with the process, or with Destroy.
+var launched sync.Map // *os.File -> struct{}
+
+func closeLive(f *os.File) {
+	launched.Delete(f)
+	f.Close()
+}
+
 // Name returns the sandbox's name.
 func (s *Sandbox) Name() string { return s.name }
 
@@ -132,7 +143,7 @@ func (s *Sandbox) Detach() error {
 	if _, err := s.call(ctx, nsinit.Request{Version: nsinit.Version, Op: nsinit.OpDetach}); err != nil {
 		return fmt.Errorf("detach sandbox %s: %w", s.name, err)
 	}
-	s.live.Close()
+	closeLive(s.live)
 	s.live = nil
 	return nil
 }
@@ -220,7 +231,7 @@ func (s *Sandbox) destroy(ctx context.Context, grace time.Duration) error {
 		s.net = nil
 	}
 	if s.live != nil {
-		s.live.Close()
+		closeLive(s.live)
 		s.live = nil
 	}
 	s.mu.Unlock()

@@ -1,0 +1,59 @@
+package runtime
+
+import (
+	"context"
+	"testing"
+)
+
+// BenchmarkLaunch measures launch + exec of /bin/true + destroy, the
+// life of a throwaway sandbox.
+func BenchmarkLaunch(b *testing.B) {
+	e := newEnvB(b)
+	for b.Loop() {
+		sb, err := e.m.Launch(context.Background(), e.spec(""))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := sb.Command("/bin/true").Run(); err != nil {
+			b.Fatal(err)
+		}
+		if err := sb.Destroy(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkLaunchMain measures a sandbox whose main command is /bin/true:
+// launch, Wait, destroy (`lightbox run SNAP /bin/true`).
+func BenchmarkLaunchMain(b *testing.B) {
+	e := newEnvB(b)
+	for b.Loop() {
+		spec := e.spec("")
+		spec.Command = []string{"/bin/true"}
+		sb, err := e.m.Launch(context.Background(), spec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if code, err := sb.Wait(context.Background()); err != nil || code != 0 {
+			b.Fatal(code, err)
+		}
+		if err := sb.Destroy(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkExec measures one exec of /bin/true in a running sandbox.
+func BenchmarkExec(b *testing.B) {
+	e := newEnvB(b)
+	sb, err := e.m.Launch(context.Background(), e.spec("bench-exec"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sb.Destroy(context.Background())
+	for b.Loop() {
+		if err := sb.Command("/bin/true").Run(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
