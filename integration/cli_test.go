@@ -1,0 +1,99 @@
+package integration
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestCLIRun drives `lightbox run` as a user would: exit codes, stdin,
+// separate streams, env, workdir, hostname, :ro mounts, missing commands.
+func TestCLIRun(t *testing.T) {
+	root, _ := newStore(t)
+	run := func(stdin string, args ...string) cliResult {
+		return lb(t, root, stdin, append([]string{"run", "--network", "none"}, args...)...)
+	}
+
+	if r := run("", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"); r.code != 3 || r.stdout != "out\n" || r.stderr != "err\n" {
+		t.Errorf("run exit 3 = code %d stdout %q stderr %q, want 3 %q %q", r.code, r.stdout, r.stderr, "out\n", "err\n")
+	}
+	if r := run("hello stdin\n", "busybox", "cat"); r.code != 0 || r.stdout != "hello stdin\n" {
+		t.Errorf("run cat = code %d stdout %q stderr %q, want stdin echoed", r.code, r.stdout, r.stderr)
+	}
+	if r := run("", "-e", "GREETING=hi there", "busybox", "sh", "-c", `echo "$GREETING"`); r.stdout != "hi there\n" {
+		t.Errorf("run -e = %q (stderr %q), want %q", r.stdout, r.stderr, "hi there\n")
+	}
+	if r := run("", "-w", "/etc", "busybox", "pwd"); r.stdout != "/etc\n" {
+		t.Errorf("run -w /etc pwd = %q (stderr %q)", r.stdout, r.stderr)
+	}
+	if r := run("", "--name", "probe-host", "busybox", "hostname"); r.stdout != "probe-host\n" {
+		t.Errorf("run --name probe-host hostname = %q (stderr %q)", r.stdout, r.stderr)
+	}
+	if r := run("", "busybox", "no-such-command"); r.code != 127 {
+		t.Errorf("run of a missing command: exit %d (stderr %q), want 127", r.code, r.stderr)
+	}
+	if r := run("", "busybox", "/etc/passwd"); r.code != 126 {
+		t.Errorf("run of a non-executable file: exit %d (stderr %q), want 126", r.code, r.stderr)
+	}
+	if r := run("", "no-such-snapshot", "true"); r.code != 125 || !strings.Contains(r.stderr, "not found") {
+		t.Errorf("run of an unknown snapshot: exit %d stderr %q, want 125 and not found", r.code, r.stderr)
+	}
+
+	// Bind mounts: relative source, read-only, the host file untouched.
+	project := t.TempDir()
+	if err := os.WriteFile(filepath.Join(project, "data.txt"), []byte("host data\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wd, _ := os.Getwd()
+	defer os.Chdir(wd)
+	os.Chdir(filepath.Dir(project))
+	rel := "./" + filepath.Base(project)
+	r := lb(t, root, "", "run", "--network", "none", "-v", rel+":/work:ro", "-w", "/work", "busybox",
+		"sh", "-c", "cat data.txt; echo x > data.txt && echo WROTE")
+	if !strings.Contains(r.stdout, "host data") || strings.Contains(r.stdout, "WROTE") || r.code == 0 {
+		t.Errorf("run -v %s:/work:ro: code %d stdout %q stderr %q, want the data and a failed write", rel, r.code, r.stdout, r.stderr)
+	}
+	r = lb(t, root, "", "run", "--network", "none", "-v", rel+":/work", "busybox", "sh", "-c", "echo new > /work/out.txt")
+	if got, _ := os.ReadFile(filepath.Join(project, "out.txt")); r.code != 0 || string(got) != "new\n" {
+		t.Errorf("run -v rw: code %d stderr %q, host file %q", r.code, r.stderr, got)
+	}
+	// A missing bind source is an error, not a created directory.
+	r = lb(t, root, "", "run", "--network", "none", "-v", "./does-not-exist:/x", "busybox", "true")
+	if r.code != 125 || !strings.Contains(r.stderr, "does-not-exist") {
+		t.Errorf("missing bind source: code %d stderr %q, want 125 naming it", r.code, r.stderr)
+	}
+	if _, err := os.Stat("does-not-exist"); err == nil {
+		t.Errorf("a missing bind source was created")
+	}
+}
+
+func TestCLISnapshots(t *testing.T) {
+	root, _ := newStore(t)
+	var list []map[string]any
+	if err := json.Unmarshal([]byte(lbOK(t, root, "snapshot", "ls", "--format", "json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0]["name"] != "busybox" {
+		t.Fatalf("snapshot ls --format json = %v, want busybox alone", list)
+	}
+	var insp map[string]any
+	if err := json.Unmarshal([]byte(lbOK(t, root, "snapshot", "inspect", "busybox")), &insp); err != nil {
+		t.Fatal(err)
+	}
+	if insp["name"] != "busybox" || insp["digest"] == "" {
+		t.Errorf("snapshot inspect = %v", insp)
+	}
+	if r := lb(t, root, "", "snapshot", "import", "busybox", testBusybox(t)); r.code == 0 || !strings.Contains(r.stderr, "exists") {
+		t.Errorf("import over an existing name: code %d stderr %q, want an error saying it exists", r.code, r.stderr)
+	}
+	lbOK(t, root, "snapshot", "import", "--replace", "busybox", testBusybox(t))
+	lbOK(t, root, "snapshot", "rm", "busybox")
+	if out := lbOK(t, root, "snapshot", "ls", "--format", "json"); strings.TrimSpace(out) != "[]" {
+		t.Errorf("snapshot ls after rm = %s, want []", out)
+	}
+	if r := lb(t, root, "", "snapshot", "import", "../bad", testBusybox(t)); r.code == 0 || !strings.Contains(r.stderr, "invalid name") {
+		t.Errorf("import as ../bad: code %d stderr %q, want invalid name", r.code, r.stderr)
+	}
+}

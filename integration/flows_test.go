@@ -1,0 +1,227 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/beamhop/lightbox"
+)
+
+// TestFlowParallelCache is the docs' first flow: three sandboxes in
+// parallel share a cache volume, each with the project bind-mounted from a
+// relative path and a workdir.
+func TestFlowParallelCache(t *testing.T) {
+	_, r := newStore(t)
+	ctx := t.Context()
+	project := filepath.Join(t.TempDir(), "my-project")
+	os.MkdirAll(project, 0o755)
+	os.WriteFile(filepath.Join(project, "package.json"), []byte(`{"name":"demo"}`), 0o644)
+	wd, _ := os.Getwd()
+	defer os.Chdir(wd)
+	os.Chdir(filepath.Dir(project))
+
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = r.RunInSandbox(ctx, lightbox.SandboxOptions{
+				Snapshot: "busybox",
+				Network:  lightbox.NetworkNone,
+				Workdir:  "/work",
+				Mounts: map[string]lightbox.Mount{
+					"/work":      {Source: "./my-project"},
+					"/root/.npm": {Volume: "npm-cache"},
+				},
+			}, func(sb *lightbox.Sandbox) error {
+				res, err := sb.Shell(ctx, fmt.Sprintf("cat package.json && echo job%d > /root/.npm/job%d && pwd", i, i))
+				if err != nil {
+					return err
+				}
+				if !strings.Contains(string(res.Stdout), `"demo"`) || !strings.HasSuffix(string(res.Stdout), "/work\n") {
+					return fmt.Errorf("job %d saw %q", i, res.Stdout)
+				}
+				return nil
+			})
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	// A later sandbox finds all three entries in the cache.
+	err := r.RunInSandbox(ctx, lightbox.SandboxOptions{
+		Snapshot: "busybox", Network: lightbox.NetworkNone,
+		Mounts: map[string]lightbox.Mount{"/cache": {Volume: "npm-cache"}},
+	}, func(sb *lightbox.Sandbox) error {
+		res, err := sb.Shell(ctx, "cat /cache/job0 /cache/job1 /cache/job2")
+		if err != nil {
+			return err
+		}
+		if got := string(res.Stdout); got != "job0\njob1\njob2\n" {
+			return fmt.Errorf("cache holds %q", got)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vols, err := r.ListVolumes(ctx)
+	if err != nil || len(vols) != 1 || vols[0].Name != "npm-cache" {
+		t.Fatalf("ListVolumes = %v, %v; want npm-cache", vols, err)
+	}
+}
+
+// TestFlowBuilderArtifact is the docs' second flow: a builder sandbox
+// writes an artifact to a volume that a sandbox of another snapshot runs.
+func TestFlowBuilderArtifact(t *testing.T) {
+	root, r := newStore(t)
+	ctx := t.Context()
+	lbOK(t, root, "snapshot", "import", "runtime-img", testBusybox(t))
+	if _, err := r.EnsureVolume(ctx, "artifacts", lightbox.VolumeOptions{Labels: map[string]string{"flow": "build"}}); err != nil {
+		t.Fatal(err)
+	}
+	err := r.RunInSandbox(ctx, lightbox.SandboxOptions{
+		Snapshot: "busybox", Network: lightbox.NetworkNone,
+		Mounts: map[string]lightbox.Mount{"/out": {Volume: "artifacts"}},
+	}, func(sb *lightbox.Sandbox) error {
+		_, err := sb.Shell(ctx, "printf '#!/bin/sh\\necho built artifact runs\\n' > /out/app && chmod +x /out/app")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = r.RunInSandbox(ctx, lightbox.SandboxOptions{
+		Snapshot: "runtime-img", Network: lightbox.NetworkNone,
+		Mounts: map[string]lightbox.Mount{"/app": {Volume: "artifacts", ReadOnly: true}},
+	}, func(sb *lightbox.Sandbox) error {
+		res, err := sb.Exec(ctx, "/app/app")
+		if err != nil {
+			return err
+		}
+		if string(res.Stdout) != "built artifact runs\n" {
+			return fmt.Errorf("artifact printed %q", res.Stdout)
+		}
+		if _, err := sb.Shell(ctx, "touch /app/x"); err == nil {
+			return errors.New("write to a read-only volume mount succeeded")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestExecResults checks Exec/Shell results and errors as a user of the
+// Go API sees them.
+func TestExecResults(t *testing.T) {
+	_, r := newStore(t)
+	ctx := t.Context()
+	err := r.RunInSandbox(ctx, lightbox.SandboxOptions{Snapshot: "busybox", Network: lightbox.NetworkNone, Env: []string{"A=1"}}, func(sb *lightbox.Sandbox) error {
+		res, err := sb.Shell(ctx, "echo $A; echo e >&2; exit 7")
+		var ee *lightbox.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode != 7 || res == nil || res.ExitCode != 7 || string(res.Stdout) != "1\n" || string(res.Stderr) != "e\n" {
+			return fmt.Errorf("Shell exit 7 = %+v, %v", res, err)
+		}
+		_, err = sb.Shell(ctx, "kill -9 $$")
+		if !errors.As(err, &ee) || ee.Signal != 9 {
+			return fmt.Errorf("Shell killed by SIGKILL = %v, want an ExitError with Signal 9", err)
+		}
+		_, err = sb.Exec(ctx, "/no/such/binary")
+		if !errors.Is(err, lightbox.ErrCommandNotFound) {
+			return fmt.Errorf("Exec of a missing binary = %v, want ErrCommandNotFound", err)
+		}
+		// Only its own processes are visible.
+		res, err = sb.Shell(ctx, "ls /proc | grep -c '^[0-9]'")
+		if err != nil {
+			return err
+		}
+		if n := strings.TrimSpace(string(res.Stdout)); n == "" || len(n) > 1 {
+			return fmt.Errorf("sandbox sees %s processes", n)
+		}
+		// /proc/1/exe is not writable.
+		if _, err := sb.Shell(ctx, "echo x >> /proc/1/exe"); err == nil {
+			return errors.New("/proc/1/exe is writable from inside")
+		}
+		// Only loopback with NetworkNone.
+		res, err = sb.Shell(ctx, "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '")
+		if err != nil {
+			return err
+		}
+		if got := string(res.Stdout); got != "lo\n" {
+			return fmt.Errorf("interfaces with NetworkNone: %q, want lo alone", got)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Cancelled context kills the command.
+	err = r.RunInSandbox(ctx, lightbox.SandboxOptions{Snapshot: "busybox", Network: lightbox.NetworkNone}, func(sb *lightbox.Sandbox) error {
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		_, err := sb.Exec(cctx, "sleep", "100")
+		if err == nil {
+			return errors.New("Exec with a cancelled context succeeded")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLaunchFaults checks that bad input fails clearly and leaks nothing.
+func TestLaunchFaults(t *testing.T) {
+	root, r := newStore(t)
+	ctx := t.Context()
+	file := filepath.Join(t.TempDir(), "f")
+	os.WriteFile(file, nil, 0o644)
+	for _, tc := range []struct {
+		name string
+		opts lightbox.SandboxOptions
+		is   error
+		msg  string
+	}{
+		{"unknown snapshot", lightbox.SandboxOptions{Snapshot: "nope"}, lightbox.ErrNotFound, ""},
+		{"relative target", lightbox.SandboxOptions{Snapshot: "busybox", Mounts: map[string]lightbox.Mount{"rel": {Source: "/tmp"}}}, nil, "absolute"},
+		{"dotdot target", lightbox.SandboxOptions{Snapshot: "busybox", Mounts: map[string]lightbox.Mount{"/a/../../b": {Source: "/tmp"}}}, nil, ".."},
+		{"missing source", lightbox.SandboxOptions{Snapshot: "busybox", Mounts: map[string]lightbox.Mount{"/x": {Source: "/does/not/exist"}}}, nil, "/does/not/exist"},
+		{"workdir is a file", lightbox.SandboxOptions{Snapshot: "busybox", Workdir: "/etc/passwd", Command: []string{"true"}}, nil, "/etc/passwd"},
+		{"invalid name", lightbox.SandboxOptions{Snapshot: "busybox", Name: "a/b"}, lightbox.ErrInvalidName, ""},
+		{"bad volume name", lightbox.SandboxOptions{Snapshot: "busybox", Mounts: map[string]lightbox.Mount{"/v": {Volume: "../x"}}}, lightbox.ErrInvalidName, ""},
+		{"source and volume", lightbox.SandboxOptions{Snapshot: "busybox", Mounts: map[string]lightbox.Mount{"/v": {Volume: "x", Source: "/tmp"}}}, nil, "both"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.opts.Network = lightbox.NetworkNone
+			sb, err := r.LaunchSandbox(ctx, tc.opts)
+			if err == nil {
+				sb.Destroy(ctx)
+				t.Fatalf("LaunchSandbox succeeded, want an error")
+			}
+			if tc.is != nil && !errors.Is(err, tc.is) {
+				t.Errorf("error %v, want %v", err, tc.is)
+			}
+			if tc.msg != "" && !strings.Contains(err.Error(), tc.msg) {
+				t.Errorf("error %q does not mention %q", err, tc.msg)
+			}
+			assertNoMounts(t, root)
+		})
+	}
+	// A second live sandbox with the same name.
+	sb, err := r.LaunchSandbox(ctx, lightbox.SandboxOptions{Snapshot: "busybox", Name: "twin", Network: lightbox.NetworkNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Destroy(ctx)
+	if _, err := r.LaunchSandbox(ctx, lightbox.SandboxOptions{Snapshot: "busybox", Name: "twin", Network: lightbox.NetworkNone}); !errors.Is(err, lightbox.ErrExists) {
+		t.Errorf("second sandbox named twin = %v, want ErrExists", err)
+	}
+}
