@@ -129,6 +129,4 @@ func hostMountsUnder(t *testing.T, dir string) int {
 	return n
 }
 
-
-
 func testBusybox(t *testing.T) string { return testutil.BusyboxRootfs(t) }
