@@ -10,10 +10,11 @@ import (
 	"sync"
 )
 
-// DNSForwarder is the address, inside the sandbox, of the stack's DNS
+// DNSForwarder is the address, inside the sandbox, of pasta's DNS
 // forwarder: queries sent there are relayed to the host's resolver. It is
 // the address rootless podman uses with pasta; it is link-local, so it
 // never collides with an address a sandbox could want to reach.
+// slirp4netns has its own, 10.0.2.3; ResolvConf names the right one.
 const DNSForwarder = "169.254.1.1"
 
 // DefaultHostIP is where a published port listens on the host when Port
@@ -54,7 +55,7 @@ func (e *unavailableError) Unwrap() []error {
 }
 
 const (
-	fixPasta = "install Debian's passt package (apt-get install passt), which provides pasta"
+	fixPasta = "install Debian's passt package (apt-get install passt), which provides pasta, or slirp4netns"
 	fixTun   = "make /dev/net/tun usable by unprivileged users (chmod 0666 /dev/net/tun, as most distributions ship it)"
 )
 
@@ -186,9 +187,20 @@ func atoiPort(s string) (int, error) {
 	return n, nil
 }
 
-// Options configure Attach. The zero value publishes no port and logs
-// nothing.
+// The user-mode network stacks Attach can start.
+const (
+	// Pasta is pasta, from Debian's passt package: preferred.
+	Pasta = "pasta"
+	// Slirp4netns is slirp4netns, used when pasta is not installed.
+	Slirp4netns = "slirp4netns"
+)
+
+// Options configure Attach. The zero value picks the stack, publishes no
+// port and logs nothing.
 type Options struct {
+	// Helper is Pasta or Slirp4netns; "" = pasta when it is installed,
+	// else slirp4netns.
+	Helper string
 	// Ports are published on the host; none by default.
 	Ports []Port
 	// Logger receives debug records of what is started; nil discards.
@@ -198,8 +210,8 @@ type Options struct {
 // Stack is a user-mode network stack attached to one sandbox. It is safe
 // for concurrent use.
 type Stack struct {
-	target int    // the sandbox init's pid
-	helper string // "pasta"
+	helper string // Pasta or Slirp4netns
+	dns    string // the DNS forwarder's address inside the sandbox
 	pids   []int
 
 	mu     sync.Mutex
@@ -210,8 +222,15 @@ type Stack struct {
 // ResolvConf returns the content of the sandbox's /etc/resolv.conf: the
 // stack's DNS forwarder, never a host loopback resolver.
 func (s *Stack) ResolvConf() []byte {
-	return []byte("# written by lightbox: DNS goes through the sandbox's network stack\nnameserver " + DNSForwarder + "\n")
+	dns := s.dns
+	if dns == "" {
+		dns = DNSForwarder
+	}
+	return []byte("# written by lightbox: DNS goes through the sandbox's network stack\nnameserver " + dns + "\n")
 }
+
+// Helper returns which stack is attached: Pasta or Slirp4netns.
+func (s *Stack) Helper() string { return s.helper }
 
 // Pids returns the pids (in the caller's pid namespace) of the stack's
 // helper processes, for memory accounting and garbage collection.

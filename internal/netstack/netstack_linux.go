@@ -24,15 +24,30 @@ import (
 // tunPath is the tun device the helper opens; a variable for tests.
 var tunPath = "/dev/net/tun"
 
-// lookTools finds pasta and nsenter in PATH.
-func lookTools() (pasta, nsenter string, err error) {
-	if pasta, err = exec.LookPath("pasta"); err != nil {
-		return "", "", &unavailableError{cause: "pasta not found in PATH", fix: fixPasta}
+// lookTools finds the helper (helper "" = pasta, else slirp4netns) and
+// nsenter in PATH; it returns the helper's name and path.
+func lookTools(helper string) (name, path, nsenter string, err error) {
+	switch helper {
+	case "":
+		if path, err = exec.LookPath(Pasta); err == nil {
+			name = Pasta
+		} else if path, err = exec.LookPath(Slirp4netns); err == nil {
+			name = Slirp4netns
+		} else {
+			return "", "", "", &unavailableError{cause: "no user-mode network stack: neither pasta nor slirp4netns is in PATH", fix: fixPasta}
+		}
+	case Pasta, Slirp4netns:
+		if path, err = exec.LookPath(helper); err != nil {
+			return "", "", "", &unavailableError{cause: helper + " not found in PATH", fix: fixPasta}
+		}
+		name = helper
+	default:
+		return "", "", "", fmt.Errorf("network helper %q: not %s or %s", helper, Pasta, Slirp4netns)
 	}
 	if nsenter, err = exec.LookPath("nsenter"); err != nil {
-		return "", "", &unavailableError{cause: "nsenter not found in PATH", fix: "install Debian's util-linux package"}
+		return "", "", "", &unavailableError{cause: "nsenter not found in PATH", fix: "install Debian's util-linux package"}
 	}
-	return pasta, nsenter, nil
+	return name, path, nsenter, nil
 }
 
 // Check reports whether private networking can work for this process: the
@@ -40,7 +55,7 @@ func lookTools() (pasta, nsenter string, err error) {
 // opened by the user the helper will run as (this process's user). The
 // error matches ErrUnavailable and says what to do.
 func Check() error {
-	if _, _, err := lookTools(); err != nil {
+	if _, _, _, err := lookTools(""); err != nil {
 		return err
 	}
 	groups, _ := os.Getgroups()
@@ -92,7 +107,8 @@ func checkTun(path string, uid, gid int, groups []int, tryOpen bool) error {
 	return f.Close()
 }
 
-// Attach attaches pasta to the user and network namespaces of pid, the
+// Attach attaches a user-mode network stack (pasta, or slirp4netns when
+// pasta is not installed) to the user and network namespaces of pid, the
 // sandbox's init, and returns once the interface inside has its address
 // and default route, so the caller can then let the workload start. The
 // init must be pid 1 of its own pid namespace: the helper is started in
@@ -111,7 +127,7 @@ func Attach(ctx context.Context, pid int, opts Options) (*Stack, error) {
 			return nil, err
 		}
 	}
-	pasta, nsenter, err := lookTools()
+	helper, path, nsenter, err := lookTools(opts.Helper)
 	if err != nil {
 		return nil, err
 	}
@@ -134,62 +150,49 @@ func Attach(ctx context.Context, pid int, opts Options) (*Stack, error) {
 	if err := checkPorts(opts.Ports); err != nil {
 		return nil, err
 	}
-
-	// pasta drops capabilities before it opens the namespace it is given,
-	// and then may not open /proc/PID/ns/net of a process with more
-	// capabilities (the sandbox's init): hand it an open descriptor.
-	nsPath := fmt.Sprintf("/proc/%d/ns/net", pid)
-	netns, err := os.Open(nsPath)
+	// The helper drops capabilities before it opens the namespace it is
+	// given, and then may not open /proc/PID/ns/net of a process with
+	// more capabilities (the sandbox's init): hand it an open descriptor.
+	netns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", pid))
 	if err != nil {
 		return nil, fmt.Errorf("attach network to pid %d: %w", pid, err)
 	}
 	defer netns.Close()
+	logFile, err := memfile(helper + "-log")
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close()
+	// nsenter joins the sandbox's user namespace (the helpers' own attach
+	// by pid cannot: they would try to join it again) and pid namespace,
+	// and forks the helper there; the helper stays in our network and
+	// mount namespaces. It runs as root of the sandbox's user namespace
+	// (this process's own user mapped in, or a subordinate id when real
+	// root uses a sub-range), so it has no capability on the host.
+	nsArgs := []string{"--target", strconv.Itoa(pid), "--user", "--pid", "--preserve-credentials", "--", path}
+	if helper == Slirp4netns {
+		return attachSlirp(ctx, log, pid, nsenter, nsArgs, netns, logFile, opts.Ports)
+	}
 	pidFile, err := memfile("pasta-pid")
 	if err != nil {
 		return nil, err
 	}
 	defer pidFile.Close()
-	logFile, err := memfile("pasta-log")
-	if err != nil {
-		return nil, err
-	}
-	defer logFile.Close()
-
 	// ExtraFiles[i] is fd 3+i in the child.
-	netnsFD, pidFD := 3, 4
-	args := pastaArgs(fmt.Sprintf("/proc/self/fd/%d", netnsFD), fmt.Sprintf("/proc/self/fd/%d", pidFD), opts.Ports)
-	// nsenter joins the sandbox's user namespace (pasta's own attach by
-	// pid cannot: it would try to join it again) and pid namespace, and
-	// forks pasta there; pasta stays in our network and mount namespaces.
-	// It runs as root of the sandbox's user namespace (--runas 0: that is
-	// this process's own user mapped in, or a subordinate id when real
-	// root uses a sub-range), so it never has any capability on the host.
-	cmd := exec.CommandContext(ctx, nsenter, append([]string{
-		"--target", strconv.Itoa(pid), "--user", "--pid", "--preserve-credentials", "--",
-		pasta}, args...)...)
+	args := pastaArgs("/proc/self/fd/3", "/proc/self/fd/4", opts.Ports)
+	cmd := exec.CommandContext(ctx, nsenter, append(nsArgs, args...)...)
 	cmd.ExtraFiles = []*os.File{netns, pidFile}
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.WaitDelay = time.Second
-	log.Debug("start network helper", "helper", "pasta", "target_pid", pid, "args", strings.Join(cmd.Args, " "))
+	log.Debug("start network helper", "helper", helper, "target_pid", pid, "args", strings.Join(cmd.Args, " "))
 	runErr := cmd.Run()
 	out := helperOutput(logFile)
 	if runErr != nil {
-		if strings.Contains(out, "/dev/net/tun") || strings.Contains(out, "tun socket") {
-			// pasta says "Failed to open tun socket in namespace" when
-			// it cannot open the device (or make a tap there).
-			return nil, &unavailableError{cause: "pasta cannot create the sandbox's tap interface (" + out + ")", fix: fixTun}
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("attach pasta to pid %d: %w", pid, ctx.Err())
-		}
-		if out == "" {
-			return nil, fmt.Errorf("attach pasta to pid %d: %w", pid, runErr)
-		}
-		return nil, fmt.Errorf("attach pasta to pid %d: %w: %s", pid, runErr, out)
+		return nil, helperFailed(ctx, helper, pid, runErr, out)
 	}
 	if out != "" {
-		log.Warn("network helper", "helper", "pasta", "target_pid", pid, "output", out)
+		log.Warn("network helper", "helper", helper, "target_pid", pid, "output", out)
 	}
 	nspid, err := readPidFile(pidFile)
 	if err != nil {
@@ -199,13 +202,30 @@ func Attach(ctx context.Context, pid int, opts Options) (*Stack, error) {
 	if err != nil {
 		return nil, fmt.Errorf("attach pasta to pid %d: %w", pid, err)
 	}
-	log.Debug("network helper ready", "helper", "pasta", "target_pid", pid, "pid", hpid)
+	log.Debug("network helper ready", "helper", helper, "target_pid", pid, "pid", hpid)
 	return &Stack{
-		target: pid,
-		helper: "pasta",
+		helper: Pasta,
+		dns:    DNSForwarder,
 		pids:   []int{hpid},
 		close:  func() error { return stopHelper(hpid, start) },
 	}, nil
+}
+
+// helperFailed is the error for a helper that exited with err, having
+// printed out.
+func helperFailed(ctx context.Context, helper string, pid int, err error, out string) error {
+	if strings.Contains(out, "/dev/net/tun") || strings.Contains(out, "tun socket") || strings.Contains(out, "tun device") {
+		// pasta says "Failed to open tun socket in namespace" when
+		// it cannot open the device (or make a tap there).
+		return &unavailableError{cause: helper + " cannot create the sandbox's tap interface (" + out + ")", fix: fixTun}
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("attach %s to pid %d: %w", helper, pid, ctx.Err())
+	}
+	if out == "" {
+		return fmt.Errorf("attach %s to pid %d: %w", helper, pid, err)
+	}
+	return fmt.Errorf("attach %s to pid %d: %w: %s", helper, pid, err, out)
 }
 
 // pastaArgs are the options of pasta (Debian 12's passt 2023-03-09 and

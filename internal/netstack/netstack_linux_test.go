@@ -147,6 +147,12 @@ type response struct {
 // sandboxMain serves requests on stdin until EOF, as pid 1 of its own
 // user, network and pid namespaces.
 func sandboxMain() int {
+	// As lightbox's own init does: not dumpable, so that a workload
+	// cannot ptrace it; Attach must still reach its namespaces.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "prctl:", err)
+		return 1
+	}
 	in := bufio.NewScanner(os.Stdin)
 	enc := json.NewEncoder(os.Stdout)
 	enc.Encode(response{Data: "ready"})
@@ -446,9 +452,17 @@ func waitExit(pid int, d time.Duration) bool {
 	return exited(fd, d)
 }
 
-func isPasta(pid int) bool {
+// isHelper reports whether pid runs helper (pasta's comm may be
+// passt.avx2).
+func isHelper(pid int, helper string) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-	return err == nil && (strings.HasPrefix(string(b), "pasta") || strings.HasPrefix(string(b), "passt"))
+	if err != nil {
+		return false
+	}
+	if helper == Pasta {
+		return strings.HasPrefix(string(b), "pasta") || strings.HasPrefix(string(b), "passt")
+	}
+	return strings.HasPrefix(string(b), helper)
 }
 
 func attach(t *testing.T, s *sandbox, opts Options) *Stack {
@@ -480,18 +494,37 @@ func TestPrivateNetwork(t *testing.T) {
 	udpEcho(t, net.JoinHostPort(serverIP, strconv.Itoa(udpPort)))
 	dnsServer(t, net.JoinHostPort(serverIP, "53"))
 
+	for i, h := range []string{Pasta, Slirp4netns} {
+		t.Run(h, func(t *testing.T) {
+			testutil.NeedTool(t, h)
+			testStack(t, h, 18000+100*i)
+		})
+	}
+}
+
+// stackFacts are what a sandbox sees of each helper.
+var stackFacts = map[string]struct{ addr, gateway string }{
+	Pasta:       {addr: worldIP + "/24", gateway: worldGW}, // copied from the host
+	Slirp4netns: {addr: "10.0.2.100/24", gateway: "10.0.2.2"},
+}
+
+func testStack(t *testing.T, helper string, ports int) {
+	facts := stackFacts[helper]
 	s := startSandbox(t)
 	if got, _ := s.do(t, request{Op: "addrs"}); strings.Contains(got, "default@") {
 		t.Fatalf("sandbox has a default route before Attach: %s", got)
 	}
-	const hostPort, sandboxPort = 18080, 8080
-	st := attach(t, s, Options{Ports: []Port{{HostPort: hostPort, Port: sandboxPort}}})
+	hostPort, sandboxPort := ports+80, 8080
+	st := attach(t, s, Options{Helper: helper, Ports: []Port{{HostPort: hostPort, Port: sandboxPort}}})
+	if st.Helper() != helper {
+		t.Errorf("Helper() = %q, want %q", st.Helper(), helper)
+	}
 
 	t.Run("interface", func(t *testing.T) {
 		// Attach returned: the interface must be usable already.
 		got, errText := s.do(t, request{Op: "addrs"})
-		if errText != "" || !strings.Contains(got, "="+worldIP+"/24") || !strings.Contains(got, "default@") {
-			t.Errorf("sandbox interfaces after Attach = %q (%s), want %s/24 and a default route", got, errText, worldIP)
+		if errText != "" || !strings.Contains(got, "="+facts.addr) || !strings.Contains(got, "default@") {
+			t.Errorf("sandbox interfaces after Attach = %q (%s), want %s and a default route", got, errText, facts.addr)
 		}
 	})
 	t.Run("outbound-tcp", func(t *testing.T) {
@@ -536,9 +569,10 @@ func TestPrivateNetwork(t *testing.T) {
 			t.Fatalf("the host's own loopback service %s: %v", lo, err)
 		}
 		c.Close()
-		// ...but not through the gateway (pasta maps it to the host's
-		// loopback by default) nor through forwarded loopback ports.
-		for _, addr := range []string{net.JoinHostPort(worldGW, strconv.Itoa(loPort)), lo} {
+		// ...but not through the gateway (both helpers map it to the
+		// host's loopback by default) nor through forwarded loopback
+		// ports (pasta's default).
+		for _, addr := range []string{net.JoinHostPort(facts.gateway, strconv.Itoa(loPort)), lo} {
 			got, errText := s.do(t, request{Op: "dial", Addr: addr})
 			if errText == "" {
 				t.Errorf("dial %s from the sandbox reached %q; the host's loopback must be out of reach", addr, got)
@@ -571,11 +605,11 @@ func TestPrivateNetwork(t *testing.T) {
 	})
 	t.Run("published-port-on-address", func(t *testing.T) {
 		s2 := startSandbox(t)
-		attach(t, s2, Options{Ports: []Port{{HostIP: serverIP, HostPort: 18081, Port: 80}, {HostPort: 18082, Port: 53, Proto: "udp"}}})
+		attach(t, s2, Options{Helper: helper, Ports: []Port{{HostIP: serverIP, HostPort: ports + 81, Port: 80}, {HostPort: ports + 82, Port: 53, Proto: "udp"}}})
 		if _, errText := s2.do(t, request{Op: "listen", Addr: ":80"}); errText != "" {
 			t.Fatalf("listen in the sandbox: %s", errText)
 		}
-		addr := net.JoinHostPort(serverIP, "18081")
+		addr := net.JoinHostPort(serverIP, strconv.Itoa(ports+81))
 		c, err := net.DialTimeout("tcp", addr, 3*time.Second)
 		if err != nil {
 			t.Fatalf("dial the published port %s: %v", addr, err)
@@ -588,15 +622,15 @@ func TestPrivateNetwork(t *testing.T) {
 		}
 		// A port taken on the host is refused before pasta starts.
 		s3 := startSandbox(t)
-		_, err = Attach(t.Context(), s3.pid(), Options{Ports: []Port{{HostIP: serverIP, HostPort: tcpPort, Port: 80}}})
+		_, err = Attach(t.Context(), s3.pid(), Options{Helper: helper, Ports: []Port{{HostIP: serverIP, HostPort: tcpPort, Port: 80}}})
 		if err == nil || !strings.Contains(err.Error(), "already in use") {
 			t.Errorf("Attach publishing a port in use: %v, want an error saying it is in use", err)
 		}
 	})
 	t.Run("helper-dies-with-sandbox", func(t *testing.T) {
 		pids := st.Pids()
-		if len(pids) == 0 || !isPasta(pids[0]) {
-			t.Fatalf("Pids() = %v, want the pasta process", pids)
+		if len(pids) == 0 || !isHelper(pids[0], helper) {
+			t.Fatalf("Pids() = %v, want the %s process first", pids, helper)
 		}
 		if err := s.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
@@ -609,7 +643,7 @@ func TestPrivateNetwork(t *testing.T) {
 	})
 	t.Run("close", func(t *testing.T) {
 		s := startSandbox(t)
-		st := attach(t, s, Options{})
+		st := attach(t, s, Options{Helper: helper})
 		pids := st.Pids()
 		if err := st.Close(); err != nil {
 			t.Fatalf("Close: %v", err)
@@ -677,7 +711,7 @@ func TestHelperOutlivesKilledLauncher(t *testing.T) {
 	if waitExit(helperPid, 500*time.Millisecond) {
 		t.Fatalf("helper %d exited with its launcher; it must live as long as the sandbox", helperPid)
 	}
-	if !isPasta(helperPid) {
+	if !isHelper(helperPid, Pasta) {
 		t.Fatalf("pid %d is not pasta", helperPid)
 	}
 	if err := syscall.Kill(sbPid, syscall.SIGKILL); err != nil {
@@ -693,9 +727,11 @@ func TestHelperOutlivesKilledLauncher(t *testing.T) {
 func TestUnavailableWithoutPasta(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
 	err := Check()
-	checkUnavailable(t, "Check", err, "pasta not found", "apt-get install passt")
+	checkUnavailable(t, "Check", err, "neither pasta nor slirp4netns", "apt-get install passt")
 	_, err = Attach(t.Context(), os.Getpid(), Options{})
-	checkUnavailable(t, "Attach", err, "pasta not found", "apt-get install passt")
+	checkUnavailable(t, "Attach", err, "neither pasta nor slirp4netns", "apt-get install passt")
+	_, err = Attach(t.Context(), os.Getpid(), Options{Helper: Pasta})
+	checkUnavailable(t, "Attach", err, "pasta not found in PATH", "apt-get install passt")
 }
 
 func checkUnavailable(t *testing.T, what string, err error, cause, fix string) {
@@ -817,13 +853,20 @@ func TestDNSWithLoopbackResolver(t *testing.T) {
 		t.Fatal(err)
 	}
 	dnsServer(t, "127.0.0.53:53")
-	s := startSandbox(t)
-	st := attach(t, s, Options{})
-	if rc := string(st.ResolvConf()); strings.Contains(rc, "127.") {
-		t.Errorf("ResolvConf() = %q names a loopback resolver", rc)
-	}
-	got, errText := s.do(t, request{Op: "resolve", Addr: net.JoinHostPort(DNSForwarder, "53"), Name: dnsName})
-	if got != dnsAnswer {
-		t.Errorf("resolve %s in the sandbox with the host's resolver on 127.0.0.53 = %q (%s), want %s", dnsName, got, errText, dnsAnswer)
+	for _, h := range []string{Pasta, Slirp4netns} {
+		t.Run(h, func(t *testing.T) {
+			testutil.NeedTool(t, h)
+			s := startSandbox(t)
+			st := attach(t, s, Options{Helper: h})
+			rc := string(st.ResolvConf())
+			if strings.Contains(rc, "127.") {
+				t.Errorf("ResolvConf() = %q names a loopback resolver", rc)
+			}
+			ns := strings.Fields(rc[strings.Index(rc, "nameserver"):])[1]
+			got, errText := s.do(t, request{Op: "resolve", Addr: net.JoinHostPort(ns, "53"), Name: dnsName})
+			if got != dnsAnswer {
+				t.Errorf("resolve %s in the sandbox through %s with the host's resolver on 127.0.0.53 = %q (%s), want %s", dnsName, ns, got, errText, dnsAnswer)
+			}
+		})
 	}
 }
