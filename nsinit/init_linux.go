@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -43,6 +44,9 @@ func Main() {
 	}
 	writeReport(report, Report{Version: Version, Type: "ready"})
 	report.Close()
+	// The runtime starts us with GOGC=off (a launch allocates little and
+	// collecting costs time); a long-lived init collects as usual.
+	debug.SetGCPercent(100)
 	s.run()
 }
 
@@ -83,6 +87,13 @@ func protectExe() error {
 	exePath, err := os.Readlink("/proc/self/exe")
 	if err != nil {
 		return err
+	}
+	if strings.HasSuffix(exePath, " (deleted)") {
+		// Replaced on disk since it started (an upgrade): nothing writes
+		// to the old inode but processes that have it open, and PID 1 is
+		// not dumpable, so /proc/1/exe is out of a workload's reach.
+		fmt.Fprintf(os.Stderr, "lightbox init: %s: running from a deleted binary, not re-executing from a read-only bind\n", exePath)
+		return nil
 	}
 	fd, err := sys.OpenTree(unix.AT_FDCWD, exePath, unix.OPEN_TREE_CLONE)
 	if err != nil {

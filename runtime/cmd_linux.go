@@ -34,8 +34,9 @@ type Cmd struct {
 	// User is "uid[:gid]" or "name[:group]"; "" = the sandbox's.
 	User string
 	// Stdin, Stdout and Stderr are the process's streams; nil means
-	// /dev/null. An *os.File is passed to the process as it is; anything
-	// else through a pipe copied by a goroutine, as os/exec does.
+	// /dev/null. An *os.File is passed to the process as it is (unless it
+	// is a terminal); anything else through a pipe copied by a goroutine,
+	// as os/exec does.
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	// Tty runs the process on a new pty inside the sandbox; Stdin feeds it
@@ -202,8 +203,16 @@ type stdio struct {
 	child *os.File // our copy of it, closed once it is passed (nil if not ours)
 }
 
+// isTerminal reports whether f is a terminal: a workload must never get
+// the caller's terminal (TIOCSTI and friends), so such a stream goes
+// through a pipe instead.
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
 func (c *Cmd) reader(r io.Reader) (stdio, error) {
-	if f, ok := r.(*os.File); ok && f != nil {
+	if f, ok := r.(*os.File); ok && f != nil && !isTerminal(f) {
 		return stdio{pass: f}, nil
 	}
 	if r == nil {
@@ -223,7 +232,7 @@ func (c *Cmd) reader(r io.Reader) (stdio, error) {
 }
 
 func (c *Cmd) writer(w io.Writer) (stdio, error) {
-	if f, ok := w.(*os.File); ok && f != nil {
+	if f, ok := w.(*os.File); ok && f != nil && !isTerminal(f) {
 		return stdio{pass: f}, nil
 	}
 	if w == nil {

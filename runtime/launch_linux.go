@@ -103,7 +103,9 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	cmd := reexec.Command(exePath, "init", m.mapping, flags, "3")
 	cmd.ExtraFiles = extra
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = []string{"GOMAXPROCS=2"}
+	// The init is small and mostly waits: one P, and no GC during setup
+	// (nsinit turns it back on once ready).
+	cmd.Env = []string{"GOMAXPROCS=1", "GOGC=off"}
 	if err := cmd.Start(); err != nil {
 		liveW.Close()
 		return nil, fmt.Errorf("start init: %w", err)
@@ -202,7 +204,7 @@ func tail(p string) string {
 func (s *Sandbox) startMain(ctx context.Context, spec Spec) error {
 	c := s.Command(spec.Command[0], spec.Command[1:]...)
 	c.main = true
-	c.Tty = spec.Tty
+	c.Tty, c.Rows, c.Cols = spec.Tty, spec.Rows, spec.Cols
 	if spec.Stdin == nil && spec.Stdout == nil && spec.Stderr == nil {
 		var files []*os.File
 		for _, n := range []string{"stdout.log", "stderr.log"} {

@@ -94,6 +94,9 @@ type Spec struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	Tty            bool
+	// Rows and Cols are the pty's initial size with Tty; see
+	// Sandbox.MainCommand for resizing it.
+	Rows, Cols uint16
 	// Network is "none" (own namespace, loopback only; "" means none),
 	// "host" or "private" (needs Options.AttachNetwork).
 	Network string

@@ -72,6 +72,14 @@ func (m *Manager) Attach(ctx context.Context, name string) (*Sandbox, error) {
 	return &Sandbox{m: m, name: name, dir: m.dir(name), pid: info.Pid}, nil
 }
 
+// MainCommand returns the main command when this handle launched it (to
+// Signal it, or Resize its pty), nil otherwise.
+func (s *Sandbox) MainCommand() *Cmd {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.main
+}
+
 // Info describes the sandbox now.
 func (s *Sandbox) Info(ctx context.Context) (Info, error) {
 	info, err := s.m.status(s.name)

@@ -1,0 +1,73 @@
+package nsinit
+
+import (
+	"go/parser"
+	"go/token"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestMergeEnv(t *testing.T) {
+	got := mergeEnv([]string{"A=1", "B=2", "PATH=/bin"}, []string{"B=3", "C=4", "A=5"})
+	want := []string{"A=5", "B=3", "PATH=/bin", "C=4"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("mergeEnv mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestExecErrorCode(t *testing.T) {
+	if _, err := lookPath("surely-no-such-command-here", "/", []string{"PATH=/nonexistent"}); err == nil {
+		t.Fatal("lookPath of a missing command succeeded")
+	} else if se, ok := err.(*startError); !ok || se.code != 127 {
+		t.Errorf("lookPath of a missing command: %v, want code 127", err)
+	}
+	if p, err := lookPath("sh", "/", []string{"PATH=/nonexistent:/bin"}); err != nil || p != "/bin/sh" {
+		t.Errorf("lookPath(sh) = %q, %v", p, err)
+	}
+}
+
+// TestDeps keeps what runs inside every sandbox small: nsinit, and the
+// internal packages it pulls in, import only the standard library, x/sys
+// and lightbox's internal packages. (It reads the sources: the test runs
+// in the package directory.)
+func TestDeps(t *testing.T) {
+	const mod = "github.com/beamhop/lightbox/"
+	seen := map[string]bool{}
+	var visit func(pkg, dir string)
+	visit = func(pkg, dir string) {
+		if seen[pkg] {
+			return
+		}
+		seen[pkg] = true
+		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+		if err != nil || len(files) == 0 {
+			t.Fatalf("sources of %s in %s: %v", pkg, dir, err)
+		}
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			af, err := parser.ParseFile(token.NewFileSet(), f, nil, parser.ImportsOnly)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, im := range af.Imports {
+				p, _ := strconv.Unquote(im.Path.Value)
+				switch {
+				case strings.HasPrefix(p, mod+"internal/"):
+					visit(p, filepath.Join("..", strings.TrimPrefix(p, mod)))
+				case strings.HasPrefix(p, "golang.org/x/sys/"):
+				case !strings.Contains(strings.Split(p, "/")[0], "."):
+					// standard library
+				default:
+					t.Errorf("%s (via %s) imports %s", pkg, filepath.Base(f), p)
+				}
+			}
+		}
+	}
+	visit(mod+"nsinit", ".")
+}

@@ -1,0 +1,114 @@
+package overlay
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/beamhop/lightbox/internal/sys"
+	"github.com/beamhop/lightbox/internal/testutil"
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestParams(t *testing.T) {
+	s := Spec{Layers: []string{"/l/bottom", "/l/middle", "/l/top"}, Upper: "/s/upper", Work: "/s/work"}
+	want := []sys.Param{
+		{Key: "userxattr"}, {Key: "redirect_dir", Value: "nofollow"}, {Key: "metacopy", Value: "off"},
+		{Key: "lowerdir+", Value: "/l/top"}, {Key: "lowerdir+", Value: "/l/middle"}, {Key: "lowerdir+", Value: "/l/bottom"},
+		{Key: "upperdir", Value: "/s/upper"}, {Key: "workdir", Value: "/s/work"},
+	}
+	if diff := cmp.Diff(want, s.Params()); diff != "" {
+		t.Errorf("Params() mismatch (-want +got):\n%s", diff)
+	}
+	d, err := s.Data()
+	if err != nil || d != "userxattr,redirect_dir=nofollow,metacopy=off,lowerdir=/l/top:/l/middle:/l/bottom,upperdir=/s/upper,workdir=/s/work" {
+		t.Errorf("Data() = %q, %v", d, err)
+	}
+}
+
+func TestDataTooLong(t *testing.T) {
+	var s Spec
+	for i := range 200 {
+		s.Layers = append(s.Layers, fmt.Sprintf("/var/lib/lightbox/snapshots/layers/%064d", i))
+	}
+	s.Upper, s.Work = "/u", "/w"
+	if _, err := s.Data(); !errors.Is(err, ErrTooLong) {
+		t.Errorf("Data() of 200 layers: %v, want ErrTooLong", err)
+	}
+	if got := len(s.Params()); got != 205 {
+		t.Errorf("len(Params()) = %d, want 205", got)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		s    Spec
+		want string
+	}{
+		{Spec{Upper: "/u", Work: "/w"}, "no layers"},
+		{Spec{Layers: []string{"rel"}, Upper: "/u", Work: "/w"}, "not a clean absolute path"},
+		{Spec{Layers: []string{"/a/../b"}, Upper: "/u", Work: "/w"}, "not a clean absolute path"},
+		{Spec{Layers: []string{"/a:b"}, Upper: "/u", Work: "/w"}, "cannot take"},
+		{Spec{Layers: []string{"/a"}, Upper: "/u,x", Work: "/w"}, "cannot take"},
+		{Spec{Layers: []string{"/a"}, Upper: "/u", Work: ""}, "work dir"},
+	} {
+		err := tc.s.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate(%+v) = %v, want an error saying %q", tc.s, err, tc.want)
+		}
+	}
+	if err := (Spec{Layers: []string{"/a"}, Upper: "/u", Work: "/w"}).Validate(); err != nil {
+		t.Errorf("Validate of a good spec: %v", err)
+	}
+}
+
+// TestMount mounts 150 layers (far past a page of options) in the host's
+// mount namespace: real root only (sandboxes mount theirs inside their own
+// namespaces; the runtime's tests cover that, root and rootless).
+func TestMount(t *testing.T) {
+	testutil.RootOnly(t)
+	dir := t.TempDir()
+	var s Spec
+	for i := range 150 {
+		l := filepath.Join(dir, fmt.Sprintf("layer-with-a-long-name-%04d", i))
+		if err := os.MkdirAll(l, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(l, "top"), []byte(fmt.Sprint(i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		s.Layers = append(s.Layers, l)
+	}
+	s.Upper, s.Work = filepath.Join(dir, "upper"), filepath.Join(dir, "work")
+	target := filepath.Join(dir, "merged")
+	for _, d := range []string{s.Upper, s.Work, target} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := Mount(s, target); err != nil {
+		t.Fatal(err)
+	}
+	defer Unmount(target)
+	if b, err := os.ReadFile(filepath.Join(target, "top")); err != nil || string(b) != "149" {
+		t.Errorf("top = %q, %v; want the top layer's 149", b, err)
+	}
+	if err := os.WriteFile(filepath.Join(target, "new"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(s.Upper, "new")); err != nil {
+		t.Errorf("write did not land in the upper dir: %v", err)
+	}
+	if err := Unmount(target); err != nil {
+		t.Fatal(err)
+	}
+	if err := Unmount(target); err != nil {
+		t.Errorf("second Unmount: %v, want nil", err)
+	}
+	if _, err := os.Stat(filepath.Join(target, "top")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("still mounted after Unmount: %v", err)
+	}
+}
