@@ -143,6 +143,8 @@ func Attach(ctx context.Context, pid int, opts Options) (*Stack, error) {
 	if uid == os.Geteuid() {
 		// nsenter --preserve-credentials keeps our supplementary groups.
 		groups, _ = os.Getgroups()
+	} else if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("attach network to pid %d: its root is uid %d, not this process's uid %d", pid, uid, os.Geteuid())
 	}
 	if err := checkTun(tunPath, uid, gid, groups, uid == os.Geteuid() && uid != 0); err != nil {
 		return nil, err
@@ -169,7 +171,17 @@ func Attach(ctx context.Context, pid int, opts Options) (*Stack, error) {
 	// mount namespaces. It runs as root of the sandbox's user namespace
 	// (this process's own user mapped in, or a subordinate id when real
 	// root uses a sub-range), so it has no capability on the host.
-	nsArgs := []string{"--target", strconv.Itoa(pid), "--user", "--pid", "--preserve-credentials", "--", path}
+	nsArgs := []string{"--target", strconv.Itoa(pid), "--user", "--pid"}
+	if uid == os.Geteuid() {
+		// Our ids are root inside. Keep them: nsenter's setgroups
+		// would fail where the map was written without setgroups.
+		nsArgs = append(nsArgs, "--preserve-credentials")
+	} else {
+		// Real root with a sandbox mapped to subordinate ids: become
+		// its root, or exec would drop the capabilities in there.
+		nsArgs = append(nsArgs, "--setuid", "0", "--setgid", "0")
+	}
+	nsArgs = append(nsArgs, "--", path)
 	if helper == Slirp4netns {
 		return attachSlirp(ctx, log, pid, nsenter, nsArgs, netns, logFile, opts.Ports)
 	}

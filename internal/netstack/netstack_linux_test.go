@@ -870,3 +870,39 @@ func TestDNSWithLoopbackResolver(t *testing.T) {
 		})
 	}
 }
+
+// TestAttachSubordinateRoot: real root launching a sandbox whose root is
+// a subordinate id (not root on the host) still gets a configured
+// interface; the helper runs as that id.
+func TestAttachSubordinateRoot(t *testing.T) {
+	testutil.RootOnly(t)
+	testutil.NeedTool(t, "ip")
+	for _, h := range []string{Pasta, Slirp4netns} {
+		t.Run(h, func(t *testing.T) {
+			testutil.NeedTool(t, h)
+			const sub = 100000
+			cmd := sandboxCmd("idle", sub, sub)
+			cmd.SysProcAttr.UidMappings[0].Size = 65536
+			cmd.SysProcAttr.GidMappings[0].Size = 65536
+			cmd.SysProcAttr.GidMappingsEnableSetgroups = true
+			if err := cmd.Start(); err != nil {
+				t.Fatalf("start sandbox: %v", err)
+			}
+			defer cmd.Wait()
+			defer cmd.Process.Kill()
+			st, err := Attach(t.Context(), cmd.Process.Pid, Options{Helper: h})
+			if err != nil {
+				t.Fatalf("Attach: %v", err)
+			}
+			defer st.Close()
+			out, err := exec.Command("nsenter", "--target", strconv.Itoa(cmd.Process.Pid), "--user", "--net", "--preserve-credentials", "ip", "route", "show", "default").CombinedOutput()
+			if err != nil || !strings.HasPrefix(string(out), "default via ") {
+				t.Errorf("default route in the sandbox = %q (%v), want one", out, err)
+			}
+			var stat syscall.Stat_t
+			if err := syscall.Stat(fmt.Sprintf("/proc/%d", st.Pids()[0]), &stat); err != nil || stat.Uid != sub {
+				t.Errorf("helper %d runs as uid %d (%v), want %d (the sandbox's root)", st.Pids()[0], stat.Uid, err, sub)
+			}
+		})
+	}
+}
