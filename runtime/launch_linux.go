@@ -222,7 +222,9 @@ func (s *Sandbox) startMain(ctx context.Context, spec Spec) error {
 	} else {
 		c.Stdin, c.Stdout, c.Stderr = spec.Stdin, spec.Stdout, spec.Stderr
 	}
-	if err := c.start(ctx); err != nil {
+	// The launch's context bounds the launch, not the main command's life:
+	// a detached sandbox's main command outlives the launcher's context.
+	if err := c.start(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
 	s.mu.Lock()
