@@ -109,6 +109,9 @@ func (r *Runtime) launch(ctx context.Context, opts SandboxOptions) (*Sandbox, er
 	if opts.DiskMiB > 0 {
 		return nil, fmt.Errorf("disk cap of %d MiB: %w: capping a sandbox's writable layer needs the XFS project-quota backend, which this store does not have", opts.DiskMiB, ErrQuotaUnsupported)
 	}
+	if len(opts.Command) == 0 {
+		opts.Command = nil // an empty command is no command: the sandbox idles
+	}
 	name := opts.Name
 	if name == "" {
 		name = generateName()

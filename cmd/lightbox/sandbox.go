@@ -75,7 +75,9 @@ func runCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				if err := sb.Detach(); err != nil {
+				// A main command that already ended leaves an exited
+				// sandbox with its logs and status: nothing to detach.
+				if err := sb.Detach(); err != nil && !errors.Is(err, lightbox.ErrNotRunning) {
 					sb.Destroy(context.WithoutCancel(c.Context))
 					return err
 				}

@@ -1,0 +1,171 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/beamhop/lightbox"
+)
+
+type psEntry struct {
+	Name     string   `json:"name"`
+	Snapshot string   `json:"snapshot"`
+	Status   string   `json:"status"`
+	ExitCode *int     `json:"exitCode"`
+	Volumes  []string `json:"volumes"`
+}
+
+func ps(t *testing.T, root string) map[string]psEntry {
+	t.Helper()
+	var list []psEntry
+	if err := json.Unmarshal([]byte(lbOK(t, root, "ps", "--format", "json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]psEntry{}
+	for _, e := range list {
+		m[e.Name] = e
+	}
+	return m
+}
+
+// TestCLIDetached drives the detached lifecycle: run -d, exec, ps, logs,
+// wait, rm -f, and a name reused after rm.
+func TestCLIDetached(t *testing.T) {
+	root, _ := newStore(t)
+	if out := lbOK(t, root, "run", "-d", "--network", "none", "--name", "w1", "-v", "cache:/cache", "busybox", "sleep", "1000"); out != "w1\n" {
+		t.Fatalf("run -d printed %q, want the name", out)
+	}
+	if out := lbOK(t, root, "exec", "w1", "sh", "-c", "echo hi from $(hostname)"); out != "hi from w1\n" {
+		t.Errorf("exec = %q", out)
+	}
+	if r := lb(t, root, "", "exec", "w1", "sh", "-c", "exit 5"); r.code != 5 {
+		t.Errorf("exec exit 5: code %d", r.code)
+	}
+	e := ps(t, root)["w1"]
+	if e.Status != "running" || e.Snapshot != "busybox" || len(e.Volumes) != 1 || e.Volumes[0] != "cache" {
+		t.Errorf("ps shows w1 as %+v, want running busybox with volume cache", e)
+	}
+	if r := lb(t, root, "", "volume", "rm", "cache"); r.code == 0 || !strings.Contains(r.stderr, "w1") {
+		t.Errorf("volume rm of a mounted volume: code %d stderr %q, want a refusal naming w1", r.code, r.stderr)
+	}
+	if r := lb(t, root, "", "run", "-d", "--network", "none", "--name", "w1", "busybox", "true"); r.code == 0 || !strings.Contains(r.stderr, "exists") {
+		t.Errorf("a second sandbox named w1: code %d stderr %q", r.code, r.stderr)
+	}
+
+	// A main command's output is kept and its status readable.
+	lbOK(t, root, "run", "-d", "--network", "none", "--name", "job", "busybox", "sh", "-c", "echo out; echo err >&2; exit 4")
+	if r := lb(t, root, "", "wait", "job"); r.code != 4 || r.stdout != "4\n" {
+		t.Errorf("wait job: code %d stdout %q stderr %q, want 4", r.code, r.stdout, r.stderr)
+	}
+	if r := lb(t, root, "", "logs", "job"); r.stdout != "out\n" || r.stderr != "err\n" {
+		t.Errorf("logs job: stdout %q stderr %q", r.stdout, r.stderr)
+	}
+	if e := ps(t, root)["job"]; e.Status != "exited" || e.ExitCode == nil || *e.ExitCode != 4 {
+		t.Errorf("ps shows job as %+v, want exited with code 4", e)
+	}
+	// logs -f of a running command follows it to its end.
+	lbOK(t, root, "run", "-d", "--network", "none", "--name", "follow", "busybox", "sh", "-c", "echo one; sleep 1; echo two")
+	if r := lb(t, root, "", "logs", "-f", "follow"); r.stdout != "one\ntwo\n" {
+		t.Errorf("logs -f: %q (stderr %q)", r.stdout, r.stderr)
+	}
+
+	lbOK(t, root, "rm", "-f", "w1", "job", "follow")
+	if m := ps(t, root); len(m) != 0 {
+		t.Errorf("ps after rm -f: %v, want nothing", m)
+	}
+	lbOK(t, root, "volume", "rm", "cache")
+	// The name is free again.
+	lbOK(t, root, "run", "-d", "--network", "none", "--name", "w1", "busybox", "sleep", "1000")
+	lbOK(t, root, "rm", "-f", "--time", "1s", "w1")
+	if r := lb(t, root, "", "rm", "nope"); r.code == 0 || !strings.Contains(r.stderr, "not found") {
+		t.Errorf("rm of an unknown sandbox: code %d stderr %q", r.code, r.stderr)
+	}
+}
+
+// TestDetachedWorkers is the docs' third flow: a primed volume, ten
+// workers launched and detached by one process that then exits, and
+// another process that attaches to each, finds the cache, execs and
+// destroys them.
+func TestDetachedWorkers(t *testing.T) {
+	root, r := newStore(t)
+	ctx := t.Context()
+	lbOK(t, root, "run", "--network", "none", "-v", "models:/models", "busybox", "sh", "-c", "echo weights-v1 > /models/w")
+	// The launching process is the CLI: each run -d exits at once.
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lbOK(t, root, "run", "-d", "--network", "none", "--name", fmt.Sprintf("worker-%d", i), "-v", "models:/models:ro", "busybox")
+		}()
+	}
+	wg.Wait()
+	for i := range 10 {
+		sb, err := r.AttachSandbox(ctx, fmt.Sprintf("worker-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := sb.Exec(ctx, "cat", "/models/w")
+		if err != nil || string(res.Stdout) != "weights-v1\n" {
+			t.Errorf("worker-%d: cat /models/w = %v, %v", i, res, err)
+		}
+		if err := sb.Destroy(ctx); err != nil {
+			t.Errorf("destroy worker-%d: %v", i, err)
+		}
+	}
+	if list, err := r.ListSandboxes(ctx); err != nil || len(list) != 0 {
+		t.Errorf("ListSandboxes after destroying all = %v, %v", list, err)
+	}
+	if err := r.RemoveVolume(ctx, "models"); err != nil {
+		t.Errorf("RemoveVolume after the workers are gone: %v", err)
+	}
+}
+
+// TestKilledLauncher checks that a launcher killed with SIGKILL mid-run
+// takes its sandbox with it, and gc leaves no ghost and no mount.
+func TestKilledLauncher(t *testing.T) {
+	root, r := newStore(t)
+	cmd := exec.Command(binPath, "--root", root, "run", "--network", "none", "--name", "victim", "-v", "v:/v", "busybox", "sleep", "1000")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for ps(t, root)["victim"].Status != "running" {
+		if time.Now().After(deadline) {
+			t.Fatal("victim never showed as running")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	lbOK(t, root, "gc")
+	// The sandbox dies with its launcher; after gc it is gone for good.
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		e, ok := ps(t, root)["victim"]
+		if !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("victim still listed after its launcher died and gc: %+v", e)
+		}
+		lbOK(t, root, "gc")
+		time.Sleep(50 * time.Millisecond)
+	}
+	assertNoMounts(t, root)
+	if err := r.RemoveVolume(context.Background(), "v"); err != nil {
+		t.Errorf("the dead sandbox's volume lease still blocks removal: %v", err)
+	}
+	// The name is free again.
+	err := r.RunInSandbox(t.Context(), lightbox.SandboxOptions{Snapshot: "busybox", Name: "victim", Network: lightbox.NetworkNone},
+		func(sb *lightbox.Sandbox) error { _, err := sb.Exec(t.Context(), "true"); return err })
+	if err != nil {
+		t.Errorf("reusing the name: %v", err)
+	}
+}
