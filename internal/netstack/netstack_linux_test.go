@@ -134,9 +134,10 @@ func setupWorld() error {
 
 // request is one thing a test sandbox does on behalf of the test.
 type request struct {
-	Op   string `json:"op"`             // "dial", "udp", "resolve", "listen", "addrs"
-	Addr string `json:"addr,omitempty"` // where to dial or listen or which resolver
-	Name string `json:"name,omitempty"` // what to resolve
+	Op   string   `json:"op"`             // "dial", "udp", "resolve", "listen", "addrs", "run"
+	Addr string   `json:"addr,omitempty"` // where to dial or listen or which resolver
+	Name string   `json:"name,omitempty"` // what to resolve
+	Args []string `json:"args,omitempty"` // what to run
 }
 
 type response struct {
@@ -227,6 +228,9 @@ func serve(req request) (string, error) {
 			}
 		}()
 		return l.Addr().String(), nil
+	case "run":
+		out, err := exec.Command(req.Args[0], req.Args[1:]...).CombinedOutput()
+		return string(out), err
 	case "addrs":
 		var out []string
 		ifs, err := net.Interfaces()
@@ -502,6 +506,10 @@ func TestPrivateNetwork(t *testing.T) {
 	}
 }
 
+// defaultCaps is a sandbox's default capability set (podman's), as
+// setpriv names them.
+const defaultCaps = "+chown,+dac_override,+fowner,+fsetid,+kill,+net_bind_service,+setfcap,+setgid,+setpcap,+setuid,+sys_chroot"
+
 // stackFacts are what a sandbox sees of each helper.
 var stackFacts = map[string]struct{ addr, gateway string }{
 	Pasta:       {addr: worldIP + "/24", gateway: worldGW}, // copied from the host
@@ -625,6 +633,20 @@ func testStack(t *testing.T, helper string, ports int) {
 		_, err = Attach(t.Context(), s3.pid(), Options{Helper: helper, Ports: []Port{{HostIP: serverIP, HostPort: tcpPort, Port: 80}}})
 		if err == nil || !strings.Contains(err.Error(), "already in use") {
 			t.Errorf("Attach publishing a port in use: %v, want an error saying it is in use", err)
+		}
+	})
+	t.Run("workload-cannot-trace-helper", func(t *testing.T) {
+		// The helper is in the sandbox's pid namespace, with sockets in
+		// the host's network namespace. A workload with the sandbox's
+		// default capabilities must not get at its memory.
+		testutil.NeedTool(t, "setpriv")
+		environ := fmt.Sprintf("/proc/%d/environ", st.Pids()[0])
+		if _, errText := s.do(t, request{Op: "run", Args: []string{"cat", environ}}); errText != "" {
+			t.Fatalf("with every capability, the sandbox's root cannot read %s either (%s): the check below proves nothing", environ, errText)
+		}
+		out, errText := s.do(t, request{Op: "run", Args: []string{"setpriv", "--bounding-set=-all," + defaultCaps, "--", "cat", environ}})
+		if errText == "" || !strings.Contains(out, "Permission denied") {
+			t.Errorf("a workload with the default capabilities read the helper's %s (%d bytes, error %q); it must not be able to trace it", environ, len(out), errText)
 		}
 	})
 	t.Run("helper-dies-with-sandbox", func(t *testing.T) {
