@@ -47,6 +47,7 @@ func Main() {
 	// The runtime starts us with GOGC=off (a launch allocates little and
 	// collecting costs time); a long-lived init collects as usual.
 	debug.SetGCPercent(100)
+	debug.FreeOSMemory()
 	s.run()
 }
 

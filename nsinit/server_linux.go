@@ -195,9 +195,10 @@ func (s *server) record(st Status) {
 
 func (s *server) serve(c *net.UnixConn) {
 	defer c.Close()
-	buf := make([]byte, 1<<20)
+	bp := reqBufs.Get().(*[]byte)
 	oob := make([]byte, unix.CmsgSpace(4*4))
-	req, fds, err := readRequest(c, buf, oob)
+	req, fds, err := readRequest(c, *bp, oob)
+	reqBufs.Put(bp)
 	if err != nil {
 		closeAll(fds)
 		send(c, Reply{Type: ReplyError, Error: err.Error()}, nil)
@@ -205,7 +206,7 @@ func (s *server) serve(c *net.UnixConn) {
 	}
 	switch req.Op {
 	case OpExec:
-		s.exec(c, req, fds, buf, oob)
+		s.exec(c, req, fds)
 		return
 	case OpWait:
 		s.mu.Lock()
@@ -236,11 +237,22 @@ func (s *server) serve(c *net.UnixConn) {
 	closeAll(fds)
 }
 
+// MaxRequest is the largest request the init reads (arguments and
+// environment included).
+const MaxRequest = 256 << 10
+
+// reqBufs holds buffers for first requests, so that an idle init does not
+// keep one per connection it ever served.
+var reqBufs = sync.Pool{New: func() any { b := make([]byte, MaxRequest); return &b }}
+
 func readRequest(c *net.UnixConn, buf, oob []byte) (Request, []int, error) {
 	var req Request
-	n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+	n, oobn, flags, _, err := c.ReadMsgUnix(buf, oob)
 	if err != nil {
 		return req, nil, err
+	}
+	if flags&unix.MSG_TRUNC != 0 {
+		return req, nil, fmt.Errorf("request larger than %d bytes", len(buf))
 	}
 	if n == 0 {
 		return req, nil, io.EOF
@@ -288,7 +300,7 @@ func closeAll(fds []int) {
 // exec starts a workload for the connection c and relays its life: signal
 // and resize requests in, the exit status out. Closing the connection
 // kills a workload that is not the main command.
-func (s *server) exec(c *net.UnixConn, req Request, fds []int, buf, oob []byte) {
+func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 	e := req.Exec
 	fail := func(code int, err error) {
 		closeAll(fds)
@@ -418,6 +430,9 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int, buf, oob []byte) 
 	gone := make(chan struct{})
 	go func() {
 		defer close(gone)
+		// What follows (signals, resizes) is small: do not keep the
+		// first request's large buffer for the command's whole life.
+		buf, oob := make([]byte, 4096), make([]byte, unix.CmsgSpace(4*4))
 		for {
 			req, fds, err := readRequest(c, buf, oob)
 			closeAll(fds)

@@ -412,6 +412,9 @@ func sendRequest(c *net.UnixConn, r nsinit.Request, fds []int) error {
 	if err != nil {
 		return err
 	}
+	if len(b) > nsinit.MaxRequest {
+		return fmt.Errorf("request of %d bytes: arguments and environment exceed %d bytes", len(b), nsinit.MaxRequest)
+	}
 	var oob []byte
 	if len(fds) > 0 {
 		oob = unix.UnixRights(fds...)
@@ -422,7 +425,7 @@ func sendRequest(c *net.UnixConn, r nsinit.Request, fds []int) error {
 
 func readReply(c *net.UnixConn) (nsinit.Reply, []int, error) {
 	var r nsinit.Reply
-	buf := make([]byte, 64<<10)
+	buf := make([]byte, 4096)
 	oob := make([]byte, unix.CmsgSpace(4*4))
 	n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
 	if err != nil {

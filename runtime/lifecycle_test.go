@@ -417,3 +417,20 @@ func TestRemoveOtherOwners(t *testing.T) {
 		t.Errorf("state dir after Destroy: %v", err)
 	}
 }
+
+func TestLogsFollow(t *testing.T) {
+	e := newEnv(t)
+	spec := e.spec("follow")
+	spec.Command = []string{"sh", "-c", "echo a; sleep 0.3; echo b >&2; sleep 0.3; echo c"}
+	sb := e.launch(t, spec)
+	var out, errb bytes.Buffer
+	if err := sb.Logs(t.Context(), true, &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "a\nc\n" || errb.String() != "b\n" {
+		t.Errorf("followed logs: %q, %q; want \"a\\nc\\n\", \"b\\n\"", out.String(), errb.String())
+	}
+	if info, _ := sb.Info(t.Context()); info.Status != StatusExited {
+		t.Errorf("Logs(follow) returned while the sandbox is %s", info.Status)
+	}
+}
