@@ -429,3 +429,27 @@ func TestNames(t *testing.T) {
 
 // bytesContain is a helper for messages.
 func bytesContain(b []byte, s string) bool { return bytes.Contains(b, []byte(s)) }
+
+func TestProgress(t *testing.T) {
+	ctx := t.Context()
+	var out bytes.Buffer
+	m := testMapping(t)
+	s, err := Open(Options{Root: t.TempDir(), Mapping: m, Progress: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.removeAll(context.Background(), s.layersDir()) })
+	// An incompressible layer above the progress threshold.
+	big := make([]byte, progressMin+1<<20)
+	for i := range big {
+		big[i] = byte(i*7919 + i>>8*31)
+	}
+	p := filepath.Join(t.TempDir(), "big.tar")
+	os.WriteFile(p, testutil.Tar(t, testutil.TarFile{Hdr: tar.Header{Name: "big"}, Body: string(big)}), 0o644)
+	if _, err := s.Import(ctx, "big", p, ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if !bytesContain(out.Bytes(), "copy layer ") || !bytesContain(out.Bytes(), "unpack sha256:") {
+		t.Fatalf("progress output = %q, want bars for the copy and the unpack", out.String())
+	}
+}
