@@ -1,5 +1,7 @@
 package volstore
 
+import "os"
+
 // Hooks for the XFS tests of package volstore_test.
 
 // ForceQuotactlDevice makes quotactl go through the block device (as on
@@ -25,3 +27,20 @@ func SetXFSLimit(dir string, id uint32, limit int64) error { return xfsSetBlockL
 
 // StatfsUsage is what Usage reports when Q_XGETQUOTA is refused (rootless).
 func StatfsUsage(root, dir string) (int64, bool, error) { return statfsUsage(root, dir) }
+
+// SetXFSProject gives dir project id (with PROJINHERIT) without any
+// registration or limit.
+func SetXFSProject(dir string, id uint32) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	a, err := getFsxattr(f)
+	if err != nil {
+		return err
+	}
+	a.Projid = id
+	a.Xflags |= fsXflagProjinherit
+	return setFsxattr(f, a)
+}

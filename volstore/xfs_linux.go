@@ -56,19 +56,37 @@ func CheckXFSQuota(dir string) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("%w: setting XFS project quotas needs root", errdefs.ErrQuotaUnsupported)
 	}
+	notEnforced := fmt.Errorf("%w: the XFS filesystem of %s does not enforce project quotas: mount it with -o prjquota (in /etc/fstab; a remount cannot turn quotas on)", errdefs.ErrQuotaUnsupported, dir)
 	flags, err := xfsQuotaFlags(dir)
 	switch {
 	case errors.Is(err, unix.ENOSYS):
-		return fmt.Errorf("%w: the kernel has no quota support (CONFIG_QUOTACTL/CONFIG_XFS_QUOTA)", errdefs.ErrQuotaUnsupported)
+		// Both a kernel without quotactl and an XFS mounted without
+		// any quota say ENOSYS; the mount options tell them apart.
+		if _, opts, merr := mountEntry(dir); merr == nil && !hasProjectQuotaOption(opts) {
+			return notEnforced
+		}
+		return fmt.Errorf("%w: the kernel has no quota support (CONFIG_QUOTACTL, CONFIG_XFS_QUOTA)", errdefs.ErrQuotaUnsupported)
 	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ESRCH), errors.Is(err, unix.EINVAL):
 		flags = 0
 	case err != nil:
 		return err
 	}
 	if flags&fsQuotaPdqEnfd == 0 {
-		return fmt.Errorf("%w: the XFS filesystem of %s does not enforce project quotas: mount it with -o prjquota (in /etc/fstab; a remount cannot turn quotas on)", errdefs.ErrQuotaUnsupported, dir)
+		return notEnforced
 	}
 	return nil
+}
+
+// hasProjectQuotaOption reports whether XFS super options (as in
+// /proc/self/mountinfo) turn project quotas on.
+func hasProjectQuotaOption(opts string) bool {
+	for _, o := range strings.Split(opts, ",") {
+		switch o {
+		case "prjquota", "pquota", "pqnoenforce":
+			return true
+		}
+	}
+	return false
 }
 
 // XFSBackend is the "xfs" Backend: each volume with a limit gets its own
@@ -493,30 +511,42 @@ func dirProject(dir string) (uint32, error) {
 	return a.Projid, nil
 }
 
-// blockDevice finds the device node of the filesystem holding dir in
-// /proc/self/mountinfo, for quotactl(2) without quotactl_fd.
+// blockDevice finds the device node of the filesystem holding dir, for
+// quotactl(2) without quotactl_fd.
 func blockDevice(dir string) (string, error) {
+	src, _, err := mountEntry(dir)
+	if err != nil {
+		return "", err
+	}
+	if !strings.HasPrefix(src, "/") {
+		return "", fmt.Errorf("quota %s: the filesystem's source %q is not a device", dir, src)
+	}
+	return src, nil
+}
+
+// mountEntry returns the source and the super options of the filesystem
+// holding dir, from /proc/self/mountinfo.
+func mountEntry(dir string) (source, superOpts string, err error) {
 	var st unix.Stat_t
 	if err := unix.Stat(dir, &st); err != nil {
-		return "", &fs.PathError{Op: "stat", Path: dir, Err: err}
+		return "", "", &fs.PathError{Op: "stat", Path: dir, Err: err}
 	}
 	want := fmt.Sprintf("%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev))
 	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
 		pre, post, ok := strings.Cut(sc.Text(), " - ")
 		fields, tail := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(fields) < 3 || len(tail) < 2 || fields[2] != want {
+		// post: fstype source super-options
+		if !ok || len(fields) < 3 || len(tail) < 3 || fields[2] != want {
 			continue
 		}
-		if strings.HasPrefix(tail[1], "/") {
-			return tail[1], nil
-		}
+		return tail[1], tail[2], nil
 	}
-	return "", fmt.Errorf("quota %s: no block device for filesystem %s in /proc/self/mountinfo", dir, want)
+	return "", "", fmt.Errorf("quota %s: filesystem %s not in /proc/self/mountinfo", dir, want)
 }
 
 // registry is the content of /etc/projects and /etc/projid: lines kept as

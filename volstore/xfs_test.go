@@ -25,8 +25,12 @@ import (
 // TestMain stays free for others).
 func init() { vmtest.GuestMain() }
 
-// xfsDisk is the disk TestXFSInVM attaches, mounted with prjquota.
-const xfsDisk = "xfs"
+// The disks TestXFSInVM attaches: XFS mounted with prjquota, and XFS
+// mounted without quotas.
+const (
+	xfsDisk   = "xfs"
+	plainDisk = "plain"
+)
 
 // TestXFSInVM boots a stock Debian kernel that has XFS quotas (this
 // machine's kernel may have none) with this test binary as init and an XFS
@@ -39,14 +43,20 @@ func TestXFSInVM(t *testing.T) {
 	}
 	k := vmtest.Setup(t, "mkfs.xfs")
 	img := filepath.Join(t.TempDir(), "xfs.img")
-	if err := vmtest.MakeXFSImage(t.Context(), img, 512<<20); err != nil {
-		t.Fatal(err)
+	plain := filepath.Join(t.TempDir(), "plain.img")
+	for _, p := range []string{img, plain} {
+		if err := vmtest.MakeXFSImage(t.Context(), p, 320<<20); err != nil {
+			t.Fatal(err)
+		}
 	}
 	vmtest.Boot(t, vmtest.Config{
 		Kernel:  k,
 		Args:    []string{"-test.run=^TestXFSGuest", "-test.v", "-test.count=1"},
 		Modules: []string{"xfs"},
-		Disks:   []vmtest.Disk{{Name: xfsDisk, Image: img, FSType: "xfs", Options: "prjquota"}},
+		Disks: []vmtest.Disk{
+			{Name: xfsDisk, Image: img, FSType: "xfs", Options: "prjquota"},
+			{Name: plainDisk, Image: plain, FSType: "xfs"},
+		},
 		Timeout: 4 * time.Minute,
 	})
 }
@@ -524,4 +534,40 @@ func TestXFSGuestConformance(t *testing.T) {
 		b, root := newGuestStore(t, fmt.Sprintf("store-suite-%d", n))
 		return b, root
 	})
+}
+
+// TestXFSGuestNoPrjquota: XFS mounted without prjquota is refused with
+// the reason, and a volume with a project there does not activate (its
+// limit would silently not hold).
+func TestXFSGuestNoPrjquota(t *testing.T) {
+	vmtest.GuestOnly(t)
+	root := filepath.Join(vmtest.MountPoint(plainDisk), "store")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := volstore.XFSQuotaAvailable(root); ok || err != nil {
+		t.Errorf("XFSQuotaAvailable on XFS without prjquota = %v, %v; want false, nil", ok, err)
+	}
+	err := volstore.CheckXFSQuota(root)
+	if !errors.Is(err, errdefs.ErrQuotaUnsupported) || !strings.Contains(err.Error(), "prjquota") {
+		t.Errorf("CheckXFSQuota on XFS without prjquota = %v; want ErrQuotaUnsupported naming prjquota", err)
+	}
+	t.Logf("without prjquota: %v", err)
+	if _, err := volstore.NewXFSBackend(root, volstore.XFSOptions{}); !errors.Is(err, errdefs.ErrQuotaUnsupported) {
+		t.Errorf("NewXFSBackend on XFS without prjquota = %v, want ErrQuotaUnsupported", err)
+	}
+
+	// A volume made while the filesystem had prjquota, mounted without
+	// it now (the project id stays on the inode).
+	b, _ := newGuestStore(t, "store-elsewhere")
+	data := filepath.Join(root, "data")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := volstore.SetXFSProject(data, 4242); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Activate(t.Context(), data); !errors.Is(err, errdefs.ErrQuotaUnsupported) {
+		t.Errorf("Activate of a project dir on XFS without prjquota = %v, want ErrQuotaUnsupported", err)
+	}
 }
