@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/beamhop/lightbox/internal/errdefs"
 	"github.com/beamhop/lightbox/internal/names"
@@ -104,6 +105,38 @@ func TestIsolation(t *testing.T) {
 	}
 	if _, _, code := run(t, sb, "sh", "-c", "echo x >> /proc/self/exe"); code == 0 {
 		t.Errorf("writing /proc/self/exe succeeded, want failure")
+	}
+	// PID 1 is not dumpable: its environment and fds are out of reach.
+	if _, _, code := run(t, sb, "cat", "/proc/1/environ"); code == 0 {
+		t.Errorf("reading /proc/1/environ succeeded")
+	}
+	if out, _, code := run(t, sb, "sh", "-c", "for f in /proc/1/fd/* /proc/1/cwd /proc/1/root; do readlink $f && echo $f; done; true"); code != 0 || out != "" {
+		t.Errorf("the init's fds can be followed from inside: %q", out)
+	}
+	// And it holds no directory of the host.
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", sb.Pid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fd := range fds {
+		p := fmt.Sprintf("/proc/%d/fd/%s", sb.Pid(), fd.Name())
+		if st, err := os.Stat(p); err == nil && st.IsDir() {
+			l, _ := os.Readlink(p)
+			t.Errorf("the init holds a directory: fd %s -> %s", fd.Name(), l)
+		}
+	}
+	// Orphans are reaped: no zombie outlives its parent for long.
+	sh(t, sb, "sh -c 'sleep 0.1 & sleep 0.1 &'")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		states := sh(t, sb, "cat /proc/[0-9]*/stat 2>/dev/null | cut -d' ' -f3 | tr -d '\n'")
+		if !strings.Contains(states, "Z") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("zombies left: states %q", states)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	// podman's default capabilities, no_new_privs, own session.
 	status := sh(t, sb, "cat /proc/self/status")

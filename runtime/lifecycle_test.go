@@ -270,6 +270,17 @@ func TestKilledLauncher(t *testing.T) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+	// The next launch clears what the kill left, cheaply; GC does too.
+	after, err := e.m.Launch(t.Context(), e.spec("after"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(e.root, "victim")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("dead sandbox's directory after the next launch: %v", err)
+	}
+	if err := after.Destroy(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	if err := e.m.GC(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -432,5 +443,48 @@ func TestLogsFollow(t *testing.T) {
 	}
 	if info, _ := sb.Info(t.Context()); info.Status != StatusExited {
 		t.Errorf("Logs(follow) returned while the sandbox is %s", info.Status)
+	}
+}
+
+func TestKilledInit(t *testing.T) {
+	e := newEnv(t)
+	sb, err := e.m.Launch(t.Context(), e.spec("killed"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(sb.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for {
+		list, err := e.m.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) == 1 && list[0].Status == StatusDead {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("List after the init was killed: %+v, want one dead sandbox", list)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if err := sb.Command("true").Run(); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("exec in a dead sandbox: %v, want ErrNotRunning", err)
+	}
+	if err := e.m.GC(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if list, _ := e.m.List(t.Context()); len(list) != 0 {
+		t.Errorf("List after GC = %+v", list)
+	}
+	// Destroy of what GC already removed is not an error.
+	if err := sb.Destroy(t.Context()); err != nil {
+		t.Errorf("Destroy after GC: %v", err)
 	}
 }

@@ -137,14 +137,18 @@ func (m *Manager) Launch(ctx context.Context, spec Spec) (*Sandbox, error) {
 	name := spec.Name
 	generated := name == ""
 	var (
-		lk  *lockfile.Lock
-		err error
+		lk      *lockfile.Lock
+		garbage []string
+		err     error
 	)
+	defer func() { m.removeGarbage(context.WithoutCancel(ctx), garbage) }()
 	for try := 0; ; try++ {
 		if generated {
 			name = randomName()
 		}
-		lk, err = m.create(ctx, name)
+		var g []string
+		lk, g, err = m.create(ctx, name)
+		garbage = append(garbage, g...)
 		if errors.Is(err, errdefs.ErrExists) && generated && try < 5 {
 			continue
 		}
@@ -167,12 +171,65 @@ func (m *Manager) Launch(ctx context.Context, spec Spec) (*Sandbox, error) {
 // create makes the sandbox's directory and takes its name lock; ErrExists
 // when a sandbox of that name is running or exited. A dead one's leftovers
 // are removed first.
-func (m *Manager) create(ctx context.Context, name string) (*lockfile.Lock, error) {
+//
+// Cheaply, it also sets aside what crashed processes left (dead
+// sandboxes, half-removed directories): the caller removes the returned
+// paths once its own launch is done.
+func (m *Manager) create(ctx context.Context, name string) (*lockfile.Lock, []string, error) {
 	g, err := m.globalLock(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer g.Close()
+	garbage := m.setAside()
+	lk, err := m.createLocked(ctx, name)
+	return lk, garbage, err
+}
+
+// setAside renames dead sandboxes' directories to .rm- entries, under the
+// global lock, and returns those and any .rm- entries a crash left.
+func (m *Manager) setAside() []string {
+	ents, err := os.ReadDir(m.root)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range ents {
+		n := e.Name()
+		if strings.HasPrefix(n, ".rm-") {
+			out = append(out, filepath.Join(m.root, n))
+			continue
+		}
+		if !e.IsDir() || !names.Valid(n) {
+			continue
+		}
+		if info, err := m.status(n); err != nil || info.Status != StatusDead {
+			continue
+		}
+		lk, err := lockfile.TryExclusive(filepath.Join(m.root, n, "lock"))
+		if err != nil {
+			continue
+		}
+		aside := filepath.Join(m.root, ".rm-"+n+"-"+randomName())
+		if os.Rename(filepath.Join(m.root, n), aside) == nil {
+			m.log.Info("removing dead sandbox", "sandbox", n)
+			out = append(out, aside)
+		}
+		lk.Close()
+	}
+	return out
+}
+
+// removeGarbage removes what setAside returned.
+func (m *Manager) removeGarbage(ctx context.Context, paths []string) {
+	for _, p := range paths {
+		if err := m.removeDir(ctx, p); err != nil {
+			m.log.Warn("remove a dead sandbox's directory", "path", p, "err", err)
+		}
+	}
+}
+
+func (m *Manager) createLocked(ctx context.Context, name string) (*lockfile.Lock, error) {
 	dir := m.dir(name)
 	if _, err := os.Lstat(dir); err == nil {
 		st, _ := m.status(name)
@@ -205,8 +262,6 @@ func (m *Manager) start(ctx context.Context, name string, spec Spec, lk *lockfil
 			return nil, err
 		}
 	}
-	// A rootless full range maps the caller to root inside; the upper dir
-	// must belong to root inside for the root dir's owner to be sane.
 	st := state{Version: 1, Name: name, Snapshot: spec.Snapshot, CreatedAt: time.Now().UTC(), Volumes: spec.Volumes, Command: spec.Command, Network: spec.Network}
 	if err := atomicfile.WriteJSON(filepath.Join(dir, "state.json"), st, 0o600); err != nil {
 		return nil, err
