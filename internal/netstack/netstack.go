@@ -55,7 +55,7 @@ func (e *unavailableError) Unwrap() []error {
 }
 
 const (
-	fixPasta = "install Debian's passt package (apt-get install passt), which provides pasta, or slirp4netns"
+	fixPasta = "install pasta (apt-get install passt) or slirp4netns (apt-get install slirp4netns)"
 	fixTun   = "make /dev/net/tun usable by unprivileged users (chmod 0666 /dev/net/tun, as most distributions ship it)"
 )
 

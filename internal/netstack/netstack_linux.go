@@ -131,6 +131,9 @@ func Attach(ctx context.Context, pid int, opts Options) (*Stack, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := ownUserns(pid); err != nil {
+		return nil, fmt.Errorf("attach network to pid %d: %w", pid, err)
+	}
 	uid, err := rootID(pid, "uid_map")
 	if err != nil {
 		return nil, fmt.Errorf("attach network to pid %d: %w", pid, err)
@@ -279,6 +282,23 @@ func pastaArgs(netns, pidFile string, ports []Port) []string {
 		}
 	}
 	return args
+}
+
+// ownUserns checks that pid is in a user namespace other than ours: the
+// helper runs as its root, which must not be ours.
+func ownUserns(pid int) error {
+	theirs, err := os.Stat(fmt.Sprintf("/proc/%d/ns/user", pid))
+	if err != nil {
+		return err
+	}
+	ours, err := os.Stat("/proc/self/ns/user")
+	if err != nil {
+		return err
+	}
+	if os.SameFile(theirs, ours) {
+		return errors.New("it shares this process's user namespace: a sandbox needs its own")
+	}
+	return nil
 }
 
 // rootID returns the id (in our user namespace) that is root in the user

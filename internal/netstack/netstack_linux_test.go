@@ -754,6 +754,18 @@ func TestUnavailableWithoutPasta(t *testing.T) {
 	checkUnavailable(t, "Attach", err, "neither pasta nor slirp4netns", "apt-get install passt")
 	_, err = Attach(t.Context(), os.Getpid(), Options{Helper: Pasta})
 	checkUnavailable(t, "Attach", err, "pasta not found in PATH", "apt-get install passt")
+	t.Log(err)
+}
+
+// TestAttachRefusesOwnUserns: a process in our own user namespace is no
+// sandbox; the helper would run as our root.
+func TestAttachRefusesOwnUserns(t *testing.T) {
+	testutil.NeedTool(t, "pasta")
+	testutil.NeedTool(t, "nsenter")
+	_, err := Attach(t.Context(), os.Getpid(), Options{})
+	if err == nil || !strings.Contains(err.Error(), "shares this process's user namespace") {
+		t.Errorf("Attach(own pid) = %v, want an error saying a sandbox needs its own user namespace", err)
+	}
 }
 
 func checkUnavailable(t *testing.T, what string, err error, cause, fix string) {
@@ -847,6 +859,7 @@ func TestAttachTun0600(t *testing.T) {
 	defer cmd.Process.Kill()
 	_, err := Attach(t.Context(), cmd.Process.Pid, Options{})
 	checkUnavailable(t, "Attach", err, dev+" is mode 0600", "chmod 0666 /dev/net/tun")
+	t.Log(err)
 	if os.Geteuid() != 0 {
 		checkUnavailable(t, "Check", Check(), dev+" is mode 0600", "chmod 0666 /dev/net/tun")
 	}
