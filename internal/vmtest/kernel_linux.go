@@ -104,10 +104,33 @@ func EnsureKernel(ctx context.Context) (*Kernel, error) {
 		return nil, fmt.Errorf("kernel cache: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	dl := exec.CommandContext(ctx, "apt-get", "download", pkg)
-	dl.Dir = tmp
-	if out, err := dl.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("apt-get download %s: %w: %s", pkg, err, bytes.TrimSpace(out))
+	download := func(pkg string) error {
+		dl := exec.CommandContext(ctx, "apt-get", "download", pkg)
+		dl.Dir = tmp
+		if out, err := dl.CombinedOutput(); err != nil {
+			return fmt.Errorf("apt-get download %s: %w: %s", pkg, err, bytes.TrimSpace(out))
+		}
+		return nil
+	}
+	if err := download(pkg); err != nil {
+		// Stale package lists name a kernel the mirror has dropped:
+		// update, ask again; offline, fall back to the cache.
+		derr := err
+		if err := aptUpdate(ctx); err == nil {
+			if pkg2, err := kernelPackage(ctx); err == nil {
+				pkg, dir = pkg2, filepath.Join(cache, pkg2)
+				if k, err := loadKernel(pkg, dir); err == nil {
+					return k, nil
+				}
+				derr = download(pkg)
+			}
+		}
+		if derr != nil {
+			if k := cachedKernel(cache); k != nil {
+				return k, nil
+			}
+			return nil, derr
+		}
 	}
 	debs, _ := filepath.Glob(filepath.Join(tmp, "*.deb"))
 	if len(debs) != 1 {
