@@ -1,0 +1,71 @@
+package integration
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// freePort returns a TCP port on 127.0.0.1 that nothing listens on now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestPublishedPort: the default (private) network publishes a sandbox
+// port on the host's loopback.
+func TestPublishedPort(t *testing.T) {
+	root, _ := newStore(t)
+	port := freePort(t)
+	lbOK(t, root, "run", "-d", "--name", "web", "-p", fmt.Sprintf("%d:8080", port), "busybox",
+		"sh", "-c", "mkdir -p /www && echo hello from the sandbox > /www/index.html && exec httpd -f -p 8080 -h /www")
+	defer lb(t, root, "", "rm", "-f", "web")
+	url := fmt.Sprintf("http://127.0.0.1:%d/index.html", port)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(body) != "hello from the sandbox\n" {
+				t.Fatalf("GET %s = %q", url, body)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The sandbox has its own interface and a resolver it can reach.
+	out := lbOK(t, root, "exec", "web", "sh", "-c", "cat /etc/resolv.conf; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort")
+	if strings.Contains(out, "127.0.0.53") || !strings.Contains(out, "nameserver") || !strings.Contains(out, "lo\n") {
+		t.Errorf("inside the private network: %q", out)
+	}
+}
+
+// TestHostNetwork: --network host sees the host's interfaces.
+func TestHostNetwork(t *testing.T) {
+	root, _ := newStore(t)
+	host, err := os.ReadFile("/proc/net/dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := lbOK(t, root, "run", "--network", "host", "busybox", "cat", "/proc/net/dev")
+	for _, line := range strings.Split(string(host), "\n")[2:] {
+		name, _, ok := strings.Cut(line, ":")
+		if ok && !strings.Contains(out, strings.TrimSpace(name)+":") {
+			t.Errorf("host interface %s not seen with --network host", strings.TrimSpace(name))
+		}
+	}
+}
