@@ -39,37 +39,51 @@ func (s *Store) putRootfsImage(ctx context.Context, e casext.Engine, l ispec.Des
 	})
 }
 
-// importRootfsDir makes a gzipped layer of directory dir with umoci's
-// layer generator. The files keep their owners as the store's mapping
-// sees them: as root, their host ids (through the mapping); rootless with
-// a subordinate range, the tree is read inside the user namespace, so the
-// caller's files become root's and those of its subordinate ids keep
-// theirs; rootless with a single id, every file becomes root's.
+// importRootfsDir makes a one-layer image of directory dir.
 func (s *Store) importRootfsDir(ctx context.Context, e casext.Engine, dir string) (ispec.Descriptor, ispec.Manifest, error) {
+	l, diffID, err := s.layerFromDir(ctx, e, dir, false)
+	if err != nil {
+		return ispec.Descriptor{}, ispec.Manifest{}, err
+	}
+	return s.putRootfsImage(ctx, e, l, diffID)
+}
+
+// layerFromDir stores a gzipped layer of directory dir, made with umoci's
+// layer generator, and returns it with its diff_id. With overlay, dir is
+// an overlayfs upper directory (user.overlay.* xattrs, whiteout devices),
+// whose whiteouts become OCI whiteouts. The files keep their owners as the
+// store's mapping sees them: as root, their host ids (through the
+// mapping); rootless with a subordinate range, the tree is read inside the
+// user namespace, so the caller's files become root's and those of its
+// subordinate ids keep theirs; rootless with a single id, every file
+// becomes root's.
+func (s *Store) layerFromDir(ctx context.Context, e casext.Engine, dir string, overlay bool) (ispec.Descriptor, digest.Digest, error) {
 	var tr io.ReadCloser
 	wait := func() error { return nil }
 	if os.Geteuid() != 0 && s.mapping.Helper {
 		// Read the tree inside the store's user namespace, so that files
 		// of the caller's subordinate ids keep their owners.
-		cmd := reexec.Command("", UnpackRole, s.mapping, 0, "tar", dir)
+		args := []string{"tar", dir}
+		if overlay {
+			args = append(args, "overlay")
+		}
+		cmd := reexec.Command("", UnpackRole, s.mapping, 0, args...)
 		out, err := cmd.StdoutPipe()
 		if err != nil {
-			return ispec.Descriptor{}, ispec.Manifest{}, err
+			return ispec.Descriptor{}, "", err
 		}
 		if wait, err = startChild(ctx, cmd, nil); err != nil {
-			return ispec.Descriptor{}, ispec.Manifest{}, err
+			return ispec.Descriptor{}, "", err
 		}
 		tr = out
 	} else {
-		tr = layer.GenerateInsertLayer(dir, "/", false, &layer.RepackOptions{
-			OnDiskFormat: layer.DirRootfs{MapOptions: s.mapOptions()},
-		})
+		tr = generateLayer(dir, overlay, s.mapOptions())
 	}
 	defer tr.Close()
 	diff := digest.SHA256.Digester()
 	gz, err := blobcompress.Gzip.Compress(io.TeeReader(ctxReader{ctx, tr}, diff.Hash()))
 	if err != nil {
-		return ispec.Descriptor{}, ispec.Manifest{}, err
+		return ispec.Descriptor{}, "", err
 	}
 	defer gz.Close()
 	l, err := s.putBlob(ctx, e, ispec.MediaTypeImageLayerGzip, gz, 0, "layer of "+dir)
@@ -78,9 +92,18 @@ func (s *Store) importRootfsDir(ctx context.Context, e casext.Engine, dir string
 		err = werr
 	}
 	if err != nil {
-		return ispec.Descriptor{}, ispec.Manifest{}, fmt.Errorf("make layer of %s: %w", dir, err)
+		return ispec.Descriptor{}, "", fmt.Errorf("make layer of %s: %w", dir, err)
 	}
-	return s.putRootfsImage(ctx, e, l, diff.Digest())
+	return l, diff.Digest(), nil
+}
+
+// generateLayer streams an uncompressed layer tar of dir.
+func generateLayer(dir string, overlay bool, mo layer.MapOptions) io.ReadCloser {
+	var f layer.OnDiskFormat = layer.DirRootfs{MapOptions: mo}
+	if overlay {
+		f = layer.OverlayfsRootfs{MapOptions: mo, UserXattr: true}
+	}
+	return layer.GenerateInsertLayer(dir, "/", false, &layer.RepackOptions{OnDiskFormat: f})
 }
 
 // importRootfsTar stores a root filesystem tarball as a layer blob as it

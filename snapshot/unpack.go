@@ -232,7 +232,7 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 
 // UnpackMain is the main of a process started in UnpackRole: it unpacks a
 // layer from stdin ("unpack ROOT MEDIATYPE"), writes a layer tar of a
-// directory to stdout ("tar DIR") or removes trees ("rm PATH…") as root of a user namespace with the store's mapping, and exits.
+// directory to stdout ("tar DIR [overlay]") or removes trees ("rm PATH…") as root of a user namespace with the store's mapping, and exits.
 func UnpackMain() {
 	log.SetLevel(log.ErrorLevel)
 	if err := unpackMain(os.Args[1:]); err != nil {
@@ -257,12 +257,12 @@ func unpackMain(args []string) error {
 		// Inside the namespace with full ids: owners as in the layer.
 		return unpackStream(args[1], os.Stdin, args[2], layer.MapOptions{})
 	case "tar":
-		if len(args) != 2 {
-			return errors.New("usage: tar DIR")
+		if len(args) != 2 && (len(args) != 3 || args[2] != "overlay") {
+			return errors.New("usage: tar DIR [overlay]")
 		}
 		// Inside the namespace: the caller's files read as root's, those
 		// of its subordinate ids as the ids they map from.
-		r := layer.GenerateInsertLayer(args[1], "/", false, &layer.RepackOptions{OnDiskFormat: layer.DirRootfs{}})
+		r := generateLayer(args[1], len(args) == 3, layer.MapOptions{})
 		_, err := io.Copy(os.Stdout, r)
 		if cerr := r.Close(); err == nil {
 			err = cerr

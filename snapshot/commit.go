@@ -1,0 +1,120 @@
+package snapshot
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/beamhop/lightbox/internal/errdefs"
+	"github.com/beamhop/lightbox/internal/lockfile"
+	"github.com/beamhop/lightbox/internal/names"
+	ispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// CommitOptions tune Commit.
+type CommitOptions struct {
+	// Config, when not nil, replaces the parent's runtime configuration
+	// in the new snapshot; nil keeps the parent's.
+	Config *Config
+	// Comment is recorded in the image history ("" = "lightbox commit").
+	Comment string
+	// Replace lets the commit replace an existing snapshot of that name
+	// (unless a sandbox uses it); otherwise an existing name is ErrExists.
+	Replace bool
+}
+
+// Commit makes snapshot name from snapshot parent plus one layer: the
+// overlayfs upper directory upper of a sandbox launched from parent
+// (user.overlay.* whiteouts and opaque directories become OCI whiteouts).
+// The layer is unpacked into the store like any other, so the new
+// snapshot launches like an imported one. The sandbox should be stopped,
+// or at least quiet, while its upper directory is read.
+func (s *Store) Commit(ctx context.Context, name, parent, upper string, opts CommitOptions) (*Snapshot, error) {
+	if err := names.Check("snapshot", name); err != nil {
+		return nil, err
+	}
+	if err := names.Check("snapshot", parent); err != nil {
+		return nil, err
+	}
+	if !opts.Replace {
+		if _, err := s.Get(ctx, name); err == nil {
+			return nil, fmt.Errorf("commit %s: snapshot %s: %w", name, name, errdefs.ErrExists)
+		}
+	}
+	gl, err := lockfile.Shared(ctx, s.gcLock())
+	if err != nil {
+		return nil, fmt.Errorf("commit %s: %w", name, err)
+	}
+	sn, err := s.commitLocked(ctx, name, parent, upper, opts)
+	gl.Close()
+	if gerr := s.tryGC(ctx); gerr != nil {
+		s.log.Warn("gc after commit", "err", gerr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("commit %s from %s: %w", name, parent, err)
+	}
+	return sn, nil
+}
+
+func (s *Store) commitLocked(ctx context.Context, name, parent, upper string, opts CommitOptions) (*Snapshot, error) {
+	e, err := s.engine()
+	if err != nil {
+		return nil, err
+	}
+	defer e.Close()
+	idx, err := e.GetIndex(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var pdesc *ispec.Descriptor
+	for _, d := range idx.Manifests {
+		if d.Annotations[ispec.AnnotationRefName] == parent {
+			pdesc = &d
+		}
+	}
+	if pdesc == nil {
+		return nil, fmt.Errorf("snapshot %s: %w", parent, errdefs.ErrNotFound)
+	}
+	var m ispec.Manifest
+	if err := readJSON(ctx, e, *pdesc, &m); err != nil {
+		return nil, fmt.Errorf("snapshot %s: manifest: %w", parent, err)
+	}
+	var img ispec.Image
+	if err := readJSON(ctx, e, m.Config, &img); err != nil {
+		return nil, fmt.Errorf("snapshot %s: config: %w", parent, err)
+	}
+	l, diffID, err := s.layerFromDir(ctx, e, upper, true)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC()
+	comment := opts.Comment
+	if comment == "" {
+		comment = "lightbox commit"
+	}
+	img.Created = &now
+	img.RootFS.DiffIDs = append(img.RootFS.DiffIDs, diffID)
+	img.History = append(img.History, ispec.History{Created: &now, CreatedBy: "lightbox commit", Comment: comment})
+	if c := opts.Config; c != nil {
+		img.Config.Env, img.Config.WorkingDir, img.Config.User = c.Env, c.WorkingDir, c.User
+		img.Config.Entrypoint, img.Config.Cmd, img.Config.Labels = c.Entrypoint, c.Cmd, c.Labels
+	}
+	cd, cn, err := e.PutBlobJSON(ctx, img)
+	if err != nil {
+		return nil, fmt.Errorf("store config: %w", err)
+	}
+	nm := ispec.Manifest{
+		Config: ispec.Descriptor{MediaType: ispec.MediaTypeImageConfig, Digest: cd, Size: cn},
+		Layers: append(append([]ispec.Descriptor{}, m.Layers...), l),
+	}
+	mdesc, nm, err := s.putManifest(ctx, e, nm)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range nm.Layers {
+		if err := s.ensureLayer(ctx, e, l); err != nil {
+			return nil, err
+		}
+	}
+	return s.tag(ctx, e, name, mdesc, opts.Replace)
+}
