@@ -64,8 +64,9 @@ func Check() error {
 
 // checkTun checks that a process with uid, gid and groups (ids in this
 // process's user namespace, with no capability over the device, as the
-// helper has none in the host's user namespace) can open path read-write;
-// tryOpen also opens it, for when that process is this one.
+// helper has none in the host's user namespace) can open path read-write.
+// With tryOpen (the helper will run as this process's unprivileged user)
+// it opens the device; otherwise it judges by the mode bits.
 func checkTun(path string, uid, gid int, groups []int, tryOpen bool) error {
 	fi, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -79,6 +80,22 @@ func checkTun(path string, uid, gid int, groups []int, tryOpen bool) error {
 	}
 	st := fi.Sys().(*syscall.Stat_t)
 	perm := uint32(fi.Mode().Perm())
+	if tryOpen {
+		// The helper is this process's user: opening the device is
+		// the answer (it also honours ACLs and a missing driver).
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err == nil {
+			return f.Close()
+		}
+		if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+			return &unavailableError{
+				cause: fmt.Sprintf("%s is mode %04o (owner %d, group %d), so the network helper running as uid %d cannot open it", path, perm, st.Uid, st.Gid, uid),
+				err:   err,
+				fix:   fixTun,
+			}
+		}
+		return &unavailableError{cause: "cannot open the tun device", err: err, fix: "load the tun kernel module (modprobe tun)"}
+	}
 	var bits uint32
 	switch {
 	case int(st.Uid) == uid:
@@ -94,17 +111,7 @@ func checkTun(path string, uid, gid int, groups []int, tryOpen bool) error {
 			fix:   fixTun,
 		}
 	}
-	if !tryOpen {
-		return nil
-	}
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
-			return &unavailableError{cause: "cannot open the tun device", err: err, fix: fixTun}
-		}
-		return &unavailableError{cause: "cannot open the tun device", err: err, fix: "load the tun kernel module (modprobe tun)"}
-	}
-	return f.Close()
+	return nil
 }
 
 // Attach attaches a user-mode network stack (pasta, or slirp4netns when
