@@ -114,8 +114,19 @@ type Config struct {
 	Timeout time.Duration
 	// MemoryMiB is the guest's memory; 0 means 512.
 	MemoryMiB int
+	// Files are copied into the guest's root filesystem (e.g. a busybox
+	// and a rootfs for sandbox tests, other binaries).
+	Files []File
 	// Console, if set, receives the guest's console output as it comes.
 	Console io.Writer
+}
+
+// File is a host file put into the guest's initial root filesystem (a
+// tmpfs-like rootfs: it costs guest memory).
+type File struct {
+	Host  string      // path on the host
+	Guest string      // absolute path in the guest; parents are made
+	Mode  os.FileMode // permissions; 0 means 0755
 }
 
 // Result is what a finished boot reports.
@@ -195,6 +206,28 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		{Name: "lib", Mode: sIFDIR | 0o755},
 		{Name: "lib/modules", Mode: sIFDIR | 0o755},
 		{Name: "init", Mode: sIFREG | 0o755, Source: cfg.Binary},
+	}
+	have := map[string]bool{}
+	for _, e := range entries {
+		have[e.Name] = true
+	}
+	for _, f := range cfg.Files {
+		name := strings.TrimPrefix(filepath.Clean("/"+f.Guest), "/")
+		if name == "" || have[name] || !filepath.IsAbs(f.Guest) {
+			return nil, fmt.Errorf("vmtest: file %q: want a new absolute guest path", f.Guest)
+		}
+		for d := filepath.Dir(name); d != "."; d = filepath.Dir(d) {
+			if !have[d] {
+				have[d] = true
+				entries = append(entries, cpioEntry{Name: d, Mode: sIFDIR | 0o755})
+			}
+		}
+		mode := f.Mode.Perm()
+		if mode == 0 {
+			mode = 0o755
+		}
+		have[name] = true
+		entries = append(entries, cpioEntry{Name: name, Mode: sIFREG | uint32(mode), Source: f.Host})
 	}
 	for _, m := range mods {
 		name := "lib/modules/" + filepath.Base(m)

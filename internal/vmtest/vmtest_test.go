@@ -91,7 +91,12 @@ func TestVM(t *testing.T) {
 
 	t.Run("result", func(t *testing.T) {
 		var console bytes.Buffer
+		hello := filepath.Join(t.TempDir(), "hello")
+		if err := os.WriteFile(hello, []byte("hello from the host\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
 		res, err := Run(t.Context(), Config{
+			Files:   []File{{Host: hello, Guest: "/opt/vmtest/hello.txt", Mode: 0o640}},
 			Kernel:  k,
 			Binary:  bin,
 			Args:    []string{"-test.run=^TestGuest(Checks|Fails)$", "-test.v"},
@@ -164,6 +169,11 @@ func TestGuestChecks(t *testing.T) {
 	}
 	if !strings.Contains(string(mounts), MountPoint("scratch")+" xfs rw") || !strings.Contains(string(mounts), "prjquota") {
 		t.Errorf("/proc/mounts lacks the scratch disk with prjquota:\n%s", mounts)
+	}
+	if fi, err := os.Stat("/opt/vmtest/hello.txt"); err != nil || fi.Mode() != 0o640 {
+		t.Errorf("Config.Files entry in the guest: %v, %v; want mode 0640", fi, err)
+	} else if b, _ := os.ReadFile("/opt/vmtest/hello.txt"); string(b) != "hello from the host\n" {
+		t.Errorf("Config.Files entry holds %q", b)
 	}
 	if d := t.TempDir(); !strings.HasPrefix(d, "/tmp/") {
 		t.Errorf("t.TempDir() = %s, want it under /tmp", d)
