@@ -1,0 +1,178 @@
+package snapshot
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/beamhop/lightbox/internal/errdefs"
+	"github.com/beamhop/lightbox/internal/names"
+	ispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/opencontainers/umoci/oci/cas/dir"
+	"github.com/opencontainers/umoci/oci/casext"
+)
+
+// ExportOptions tune Export.
+type ExportOptions struct {
+	// Format is FormatOCI (an OCI image layout directory, created if
+	// missing, other images in it kept) or FormatOCIArchiv (a tar file,
+	// which must not exist); "" = FormatOCI.
+	Format string
+	// Tag is the image's tag in the destination; "" = the snapshot's name.
+	Tag string
+}
+
+// Export writes snapshot name as an OCI image to dst, in a form Import
+// (and skopeo, podman, umoci) read back.
+func (s *Store) Export(ctx context.Context, name, dst string, opts ExportOptions) error {
+	if err := names.Check("snapshot", name); err != nil {
+		return err
+	}
+	tag := opts.Tag
+	if tag == "" {
+		tag = name
+	}
+	if !casext.IsValidReferenceName(tag) {
+		return fmt.Errorf("export %s: invalid tag %q", name, tag)
+	}
+	switch opts.Format {
+	case "", FormatOCI:
+		return s.exportDir(ctx, name, dst, tag)
+	case FormatOCIArchiv:
+		if _, err := os.Lstat(dst); err == nil {
+			return fmt.Errorf("export %s: %s: %w", name, dst, errdefs.ErrExists)
+		}
+		tmp, err := os.MkdirTemp(filepath.Dir(dst), ".lightbox-export-")
+		if err != nil {
+			return fmt.Errorf("export %s: %w", name, err)
+		}
+		defer os.RemoveAll(tmp)
+		layout := filepath.Join(tmp, "oci")
+		if err := s.exportDir(ctx, name, layout, tag); err != nil {
+			return err
+		}
+		f := filepath.Join(tmp, "archive.tar")
+		if err := tarDir(layout, f); err != nil {
+			return fmt.Errorf("export %s: %w", name, err)
+		}
+		if err := os.Link(f, dst); err != nil { // fails if dst appeared meanwhile
+			return fmt.Errorf("export %s: %w", name, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("export %s: unsupported format %q (want %s or %s)", name, opts.Format, FormatOCI, FormatOCIArchiv)
+}
+
+func (s *Store) exportDir(ctx context.Context, name, dst, tag string) error {
+	e, err := s.engine()
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	idx, err := e.GetIndex(ctx)
+	if err != nil {
+		return fmt.Errorf("export %s: %w", name, err)
+	}
+	var mdesc *ispec.Descriptor
+	for _, d := range idx.Manifests {
+		if d.Annotations[ispec.AnnotationRefName] == name {
+			mdesc = &d
+		}
+	}
+	if mdesc == nil {
+		return fmt.Errorf("export %s: %w", name, errdefs.ErrNotFound)
+	}
+	var m ispec.Manifest
+	if err := readJSON(ctx, e, *mdesc, &m); err != nil {
+		return fmt.Errorf("export %s: %w", name, err)
+	}
+	if _, err := os.Stat(filepath.Join(dst, ispec.ImageLayoutFile)); errors.Is(err, os.ErrNotExist) {
+		if err := dir.Create(dst); err != nil {
+			return fmt.Errorf("export %s: create %s: %w", name, dst, err)
+		}
+	}
+	de, err := dir.Open(dst)
+	if err != nil {
+		return fmt.Errorf("export %s: %s: %w", name, dst, err)
+	}
+	out := casext.NewEngine(de)
+	defer out.Close()
+	for _, b := range append([]ispec.Descriptor{m.Config, *mdesc}, m.Layers...) {
+		r, err := e.GetVerifiedBlob(ctx, b)
+		if err != nil {
+			return fmt.Errorf("export %s: %w", name, err)
+		}
+		_, _, err = out.PutBlob(ctx, s.bar(b.Size, "export "+short(b.Digest.String())).wrap(r))
+		if cerr := r.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("export %s: blob %s: %w", name, b.Digest, err)
+		}
+	}
+	d := ispec.Descriptor{MediaType: ispec.MediaTypeImageManifest, Digest: mdesc.Digest, Size: mdesc.Size}
+	if err := out.UpdateReference(ctx, tag, d); err != nil {
+		return fmt.Errorf("export %s: %w", name, err)
+	}
+	return nil
+}
+
+// tarDir writes the regular files and directories under src to a tar at
+// dst, names relative to src.
+func tarDir(src, dst string) error {
+	f, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	tw := tar.NewWriter(f)
+	err = filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil || rel == "." || strings.HasPrefix(filepath.Base(p), ".umoci-") {
+			if fi.IsDir() && rel != "." {
+				return filepath.SkipDir
+			}
+			return err
+		}
+		if !fi.IsDir() && !fi.Mode().IsRegular() {
+			return nil
+		}
+		hdr, err := tar.FileInfoHeader(fi, "")
+		if err != nil {
+			return err
+		}
+		hdr.Name = filepath.ToSlash(rel)
+		hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = 0, 0, "", ""
+		if fi.IsDir() {
+			hdr.Name += "/"
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if fi.Mode().IsRegular() {
+			r, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(tw, r)
+			r.Close()
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	return f.Close()
+}

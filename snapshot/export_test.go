@@ -1,0 +1,56 @@
+package snapshot
+
+import (
+	"errors"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/beamhop/lightbox/internal/errdefs"
+	"github.com/beamhop/lightbox/internal/testutil"
+)
+
+func TestExport(t *testing.T) {
+	ctx := t.Context()
+	s := openStore(t)
+	layout := testutil.OCILayout(t, testutil.BusyboxRootfs(t), "v1", busyCfg)
+	orig, err := s.Import(ctx, "bb", layout, ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	dirOut := filepath.Join(tmp, "out")
+	tarOut := filepath.Join(tmp, "out.tar")
+	if err := s.Export(ctx, "bb", dirOut, ExportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Export(ctx, "bb", dirOut, ExportOptions{Tag: "second"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Export(ctx, "bb", tarOut, ExportOptions{Format: FormatOCIArchiv}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Export(ctx, "bb", tarOut, ExportOptions{Format: FormatOCIArchiv}); !errors.Is(err, errdefs.ErrExists) {
+		t.Fatalf("export over an existing archive = %v, want ErrExists", err)
+	}
+	if err := s.Export(ctx, "nope", dirOut, ExportOptions{}); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("export of a missing snapshot = %v, want ErrNotFound", err)
+	}
+	s2 := openStore(t)
+	for name, src := range map[string]string{"a": dirOut + ":bb", "b": dirOut + ":second", "c": tarOut} {
+		sn, err := s2.Import(ctx, name, src, ImportOptions{})
+		if err != nil {
+			t.Fatalf("re-import %s: %v", src, err)
+		}
+		if sn.Digest != orig.Digest {
+			t.Errorf("re-imported %s digest %s, want %s", src, sn.Digest, orig.Digest)
+		}
+	}
+	if skopeo, err := exec.LookPath("skopeo"); err == nil {
+		for _, ref := range []string{"oci:" + dirOut + ":bb", "oci-archive:" + tarOut} {
+			if out, err := exec.Command(skopeo, "inspect", "--raw", ref).CombinedOutput(); err != nil {
+				t.Errorf("skopeo inspect %s: %v: %s", ref, err, out)
+			}
+		}
+	}
+}
