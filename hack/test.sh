@@ -87,7 +87,7 @@ mapfile -t pkgs < <(go list -e -f '{{if or .TestGoFiles .XTestGoFiles}}{{.Import
 rm -rf "$testdir"
 mkdir -p "$testdir" "$logdir"
 
-declare -A relof nameof
+declare -A relof nameof labelof
 built=()
 for ip in "${pkgs[@]}"; do
 	rel=${ip#"$module"}
@@ -95,6 +95,8 @@ for ip in "${pkgs[@]}"; do
 	[ -n "$rel" ] || rel=.
 	if [ "$rel" = . ]; then name=lightbox; else name=${rel//\//_}; fi
 	relof[$ip]=$rel
+	labelof[$ip]=$rel
+	[ "$rel" = . ] && labelof[$ip]="lightbox (.)"
 	nameof[$ip]=$name
 	tc=$(now_ms)
 	if out=$(go test -c -vet=off -o "$testdir/$name.test" "./$rel" 2>&1); then
@@ -126,7 +128,7 @@ say "compile took $(secs $(($(now_ms) - t)))"
 run_one() {
 	local pass=$1 ip=$2 dir=$3 bin=$4 lbbin=$5
 	shift 5
-	local rel=${relof[$ip]} name=${nameof[$ip]}
+	local rel=${labelof[$ip]} name=${nameof[$ip]}
 	local log=$logdir/$name.$pass.log
 	local args=(-test.count=1 -test.v "-test.timeout=$((timeout_s - 30))s")
 	[ -n "$run_re" ] && args+=("-test.run=$run_re")
