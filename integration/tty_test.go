@@ -1,0 +1,64 @@
+package integration
+
+import (
+	"bytes"
+	"io"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
+)
+
+// TestCLITty: -t gives the command a terminal allocated inside the
+// sandbox (never the caller's), with the caller's window size; the
+// caller's terminal modes are restored afterwards.
+func TestCLITty(t *testing.T) {
+	root, _ := newStore(t)
+	lbOK(t, root, "run", "-d", "--network", "none", "--name", "ttybox", "busybox")
+	defer lb(t, root, "", "rm", "-f", "ttybox")
+	for _, args := range [][]string{
+		{"run", "-t", "--network", "none", "busybox"},
+		{"exec", "-t", "ttybox"},
+	} {
+		ptmx, tty, err := pty.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pty.Setsize(ptmx, &pty.Winsize{Rows: 33, Cols: 111})
+		before, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(binPath, append(append([]string{"--root", root}, args...),
+			"sh", "-c", "tty; stty size; readlink /proc/self/fd/0")...)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		done := make(chan struct{})
+		go func() { io.Copy(&out, ptmx); close(done) }()
+		werr := cmd.Wait()
+		after, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tty.Close()
+		<-done // EIO once the last slave fd is closed
+		ptmx.Close()
+		got := strings.ReplaceAll(out.String(), "\r", "")
+		if werr != nil {
+			t.Errorf("%v: %v, output %q", args, werr, got)
+		}
+		if !strings.Contains(got, "/dev/pts/") || !strings.Contains(got, "33 111") {
+			t.Errorf("%v: output %q, want a /dev/pts terminal of size 33 111", args, got)
+		}
+		if *before != *after {
+			t.Errorf("%v: terminal modes not restored:\n%+v\nthen\n%+v", args, before, after)
+		}
+	}
+}
