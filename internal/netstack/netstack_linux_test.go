@@ -681,8 +681,9 @@ func testStack(t *testing.T, helper string, ports int) {
 	})
 }
 
-// launcherMain starts an idle sandbox, attaches a stack to it, prints
-// "SANDBOX_PID HELPER_PID" and waits to be killed.
+// launcherMain starts an idle sandbox, attaches the stack named by
+// $_NETSTACK_TEST_HELPER to it, prints "SANDBOX_PID PID..." (the helper's
+// pids) and waits to be killed.
 func launcherMain() int {
 	cmd := sandboxCmd("idle", os.Geteuid(), os.Getegid())
 	cmd.SysProcAttr.Pdeathsig = 0 // the sandbox outlives its launcher
@@ -690,13 +691,13 @@ func launcherMain() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	st, err := Attach(context.Background(), cmd.Process.Pid, Options{})
+	st, err := Attach(context.Background(), cmd.Process.Pid, Options{Helper: os.Getenv("_NETSTACK_TEST_HELPER")})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		cmd.Process.Kill()
 		return 1
 	}
-	fmt.Printf("%d %d\n", cmd.Process.Pid, st.Pids()[0])
+	fmt.Println(cmd.Process.Pid, strings.Trim(fmt.Sprint(st.Pids()), "[]"))
 	for {
 		time.Sleep(time.Hour)
 	}
@@ -709,38 +710,55 @@ func TestHelperOutlivesKilledLauncher(t *testing.T) {
 		runInWorld(t)
 		return
 	}
-	cmd := exec.Command("/proc/self/exe")
-	cmd.Env = append(os.Environ(), envRole+"=launcher")
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Wait()
-	defer cmd.Process.Kill()
-	out.(*os.File).SetReadDeadline(time.Now().Add(20 * time.Second))
-	line, err := bufio.NewReader(out).ReadString('\n')
-	var sbPid, helperPid int
-	if _, err2 := fmt.Sscan(line, &sbPid, &helperPid); err != nil || err2 != nil {
-		t.Fatalf("launcher said %q: %v %v", line, err, err2)
-	}
-	defer syscall.Kill(sbPid, syscall.SIGKILL)
-	cmd.Process.Kill()
-	cmd.Wait()
-	if waitExit(helperPid, 500*time.Millisecond) {
-		t.Fatalf("helper %d exited with its launcher; it must live as long as the sandbox", helperPid)
-	}
-	if !isHelper(helperPid, Pasta) {
-		t.Fatalf("pid %d is not pasta", helperPid)
-	}
-	if err := syscall.Kill(sbPid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	if !waitExit(helperPid, 10*time.Second) {
-		t.Errorf("helper %d still runs 10s after the sandbox's init was killed (launcher already dead)", helperPid)
+	for _, h := range []string{Pasta, Slirp4netns} {
+		t.Run(h, func(t *testing.T) {
+			testutil.NeedTool(t, h)
+			cmd := exec.Command("/proc/self/exe")
+			cmd.Env = append(os.Environ(), envRole+"=launcher", "_NETSTACK_TEST_HELPER="+h)
+			cmd.Stderr = os.Stderr
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer cmd.Wait()
+			defer cmd.Process.Kill()
+			out.(*os.File).SetReadDeadline(time.Now().Add(20 * time.Second))
+			line, err := bufio.NewReader(out).ReadString('\n')
+			var pids []int
+			for _, f := range strings.Fields(line) {
+				n, err := strconv.Atoi(f)
+				if err != nil {
+					t.Fatalf("launcher said %q", line)
+				}
+				pids = append(pids, n)
+			}
+			if err != nil || len(pids) < 2 {
+				t.Fatalf("launcher said %q: %v", line, err)
+			}
+			sbPid, helpers := pids[0], pids[1:]
+			defer syscall.Kill(sbPid, syscall.SIGKILL)
+			cmd.Process.Kill()
+			cmd.Wait()
+			if !isHelper(helpers[0], h) {
+				t.Fatalf("pid %d is not %s", helpers[0], h)
+			}
+			for _, p := range helpers {
+				if waitExit(p, 500*time.Millisecond) {
+					t.Fatalf("helper %d exited with its launcher; it must live as long as the sandbox", p)
+				}
+			}
+			if err := syscall.Kill(sbPid, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range helpers {
+				if !waitExit(p, 10*time.Second) {
+					t.Errorf("helper %d still runs 10s after the sandbox's init was killed (launcher already dead)", p)
+				}
+			}
+		})
 	}
 }
 
