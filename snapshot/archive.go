@@ -276,7 +276,7 @@ func scanKind(r io.Reader, max int) (string, error) {
 	case top["manifest.json"]:
 		return FormatDocker, nil
 	case top[ispec.ImageLayoutFile] && top["index.json"]:
-		return FormatOCIArchiv, nil
+		return FormatOCIArchive, nil
 	}
 	return FormatRootfsTar, nil
 }

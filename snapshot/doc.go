@@ -14,6 +14,10 @@
 // (gzipped or not). The format is detected, or forced with
 // ImportOptions.Format.
 //
+// Commit makes a snapshot from another plus a sandbox's overlayfs upper
+// directory (its whiteouts become OCI whiteouts); Export writes a snapshot
+// out as an OCI image layout or oci-archive.
+//
 // Ownership. Files in a layer directory are owned by host ids that the
 // store's id mapping maps into the sandbox. As real root that is the
 // identity (or the chosen range); rootless with a subordinate id range the

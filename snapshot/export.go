@@ -20,7 +20,7 @@ import (
 // ExportOptions tune Export.
 type ExportOptions struct {
 	// Format is FormatOCI (an OCI image layout directory, created if
-	// missing, other images in it kept) or FormatOCIArchiv (a tar file,
+	// missing, other images in it kept) or FormatOCIArchive (a tar file,
 	// which must not exist); "" = FormatOCI.
 	Format string
 	// Tag is the image's tag in the destination; "" = the snapshot's name.
@@ -43,7 +43,7 @@ func (s *Store) Export(ctx context.Context, name, dst string, opts ExportOptions
 	switch opts.Format {
 	case "", FormatOCI:
 		return s.exportDir(ctx, name, dst, tag)
-	case FormatOCIArchiv:
+	case FormatOCIArchive:
 		if _, err := os.Lstat(dst); err == nil {
 			return fmt.Errorf("export %s: %s: %w", name, dst, errdefs.ErrExists)
 		}
@@ -65,7 +65,7 @@ func (s *Store) Export(ctx context.Context, name, dst string, opts ExportOptions
 		}
 		return nil
 	}
-	return fmt.Errorf("export %s: unsupported format %q (want %s or %s)", name, opts.Format, FormatOCI, FormatOCIArchiv)
+	return fmt.Errorf("export %s: unsupported format %q (want %s or %s)", name, opts.Format, FormatOCI, FormatOCIArchive)
 }
 
 func (s *Store) exportDir(ctx context.Context, name, dst, tag string) error {

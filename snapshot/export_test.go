@@ -27,10 +27,10 @@ func TestExport(t *testing.T) {
 	if err := s.Export(ctx, "bb", dirOut, ExportOptions{Tag: "second"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Export(ctx, "bb", tarOut, ExportOptions{Format: FormatOCIArchiv}); err != nil {
+	if err := s.Export(ctx, "bb", tarOut, ExportOptions{Format: FormatOCIArchive}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Export(ctx, "bb", tarOut, ExportOptions{Format: FormatOCIArchiv}); !errors.Is(err, errdefs.ErrExists) {
+	if err := s.Export(ctx, "bb", tarOut, ExportOptions{Format: FormatOCIArchive}); !errors.Is(err, errdefs.ErrExists) {
 		t.Fatalf("export over an existing archive = %v, want ErrExists", err)
 	}
 	if err := s.Export(ctx, "nope", dirOut, ExportOptions{}); !errors.Is(err, errdefs.ErrNotFound) {

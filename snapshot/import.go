@@ -23,15 +23,15 @@ import (
 
 // Import formats (ImportOptions.Format).
 const (
-	FormatOCI       = "oci"            // an OCI image layout directory: DIR or DIR:TAG
-	FormatOCIArchiv = "oci-archive"    // a tar of an OCI image layout: FILE or FILE:TAG
-	FormatDocker    = "docker-archive" // a `docker save` tar: FILE or FILE:REPO:TAG
-	FormatRootfsDir = "rootfs-dir"     // a root filesystem directory
-	FormatRootfsTar = "rootfs-tar"     // a root filesystem tarball, gzipped, zstd or plain
+	FormatOCI        = "oci"            // an OCI image layout directory: DIR or DIR:TAG
+	FormatOCIArchive = "oci-archive"    // a tar of an OCI image layout: FILE or FILE:TAG
+	FormatDocker     = "docker-archive" // a `docker save` tar: FILE or FILE:REPO:TAG
+	FormatRootfsDir  = "rootfs-dir"     // a root filesystem directory
+	FormatRootfsTar  = "rootfs-tar"     // a root filesystem tarball, gzipped, zstd or plain
 )
 
 // Formats lists the import formats.
-var Formats = []string{FormatOCI, FormatOCIArchiv, FormatDocker, FormatRootfsDir, FormatRootfsTar}
+var Formats = []string{FormatOCI, FormatOCIArchive, FormatDocker, FormatRootfsDir, FormatRootfsTar}
 
 // ImportOptions tune Import.
 type ImportOptions struct {
@@ -125,7 +125,7 @@ func (s *Store) importLocked(ctx context.Context, name, p, tag string, opts Impo
 			p = filepath.Join(dec.dir, "archive.tar")
 		}
 		format = f
-	} else if format == FormatOCIArchiv || format == FormatDocker {
+	} else if format == FormatOCIArchive || format == FormatDocker {
 		ap, dec, err := s.archiveFile(ctx, p)
 		if err != nil {
 			return nil, err
@@ -148,7 +148,7 @@ func (s *Store) importLocked(ctx context.Context, name, p, tag string, opts Impo
 	var mdesc ispec.Descriptor
 	var manifest ispec.Manifest
 	switch format {
-	case FormatOCI, FormatOCIArchiv:
+	case FormatOCI, FormatOCIArchive:
 		var src blobSource
 		if format == FormatOCI {
 			d, err := openDirSource(p)

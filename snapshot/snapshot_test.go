@@ -118,8 +118,8 @@ func TestImportFormats(t *testing.T) {
 	}{
 		{"oci", layout, FormatOCI, true},
 		{"oci-tag", layout + ":v1", FormatOCI, true},
-		{"oci-archive", ociArchive, FormatOCIArchiv, true},
-		{"oci-archive-tag", ociArchive + ":v1", FormatOCIArchiv, true},
+		{"oci-archive", ociArchive, FormatOCIArchive, true},
+		{"oci-archive-tag", ociArchive + ":v1", FormatOCIArchive, true},
 		{"docker", dockerTar, FormatDocker, true},
 		{"docker-tag", dockerTar + ":busybox:1", FormatDocker, true},
 		{"docker-gz", dockerTgz, FormatDocker, true},

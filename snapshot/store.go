@@ -199,6 +199,9 @@ func (s *Store) List(ctx context.Context) ([]Snapshot, error) {
 			continue
 		}
 		sn, err := s.describe(ctx, e, name, d)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // removed (and collected) since the index was read
+		}
 		if err != nil {
 			return nil, err
 		}
