@@ -165,9 +165,13 @@ func (s *Sandbox) Wait(ctx context.Context) (int, error) {
 	main := s.main
 	s.mu.Unlock()
 	if main != nil {
+		// Wait for the output to be copied too, not only for the exit.
+		waited := make(chan error, 1)
+		go func() { waited <- main.Wait() }()
 		select {
-		case <-main.done:
-			if err := main.waitErrNoExit(); err != nil {
+		case err := <-waited:
+			var ee *ExitError
+			if err != nil && !errors.As(err, &ee) {
 				return -1, err
 			}
 			return main.exitCode, s.waitGone(ctx)
