@@ -56,6 +56,12 @@ type Store struct {
 	dir              Backend
 	quota            Backend // nil: quotas cannot be enforced here
 	quotaWhy         error   // why quota is nil
+	// ownUID/ownGID own the store (its Root); when root works in a
+	// user's store (an administrator creating a quota'd volume for a
+	// rootless user), what it creates is given to them, so that their
+	// own processes can lock, lease and update it.
+	ownUID, ownGID int
+	chown          bool
 }
 
 // Volume describes a volume.
@@ -145,6 +151,15 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("open volume store: %w", err)
 		}
+	}
+	if fi, err := os.Stat(s.root); err == nil {
+		if uid, gid, ok := fileOwner(fi); ok {
+			s.ownUID, s.ownGID = uid, gid
+		}
+		s.chown = os.Geteuid() == 0 && (s.ownUID != 0 || s.ownGID != 0)
+	}
+	for _, d := range []string{s.tmp, s.locks} {
+		s.own(d)
 	}
 	s.dir = &dirBackend{m: s.m}
 	s.quota, s.quotaWhy = probeQuota(ctx, s.root, s.log)
@@ -320,6 +335,11 @@ func (s *Store) create(ctx context.Context, name string, o CreateOptions) (*meta
 	}
 	if err := os.WriteFile(filepath.Join(tmp, leaseFile), nil, 0o600); err != nil {
 		return nil, fmt.Errorf("create volume %s: %w", name, err)
+	}
+	for _, p := range []string{tmp, filepath.Join(tmp, metaFile), filepath.Join(tmp, leaseFile)} {
+		if err := s.own(p); err != nil {
+			return nil, fmt.Errorf("create volume %s: %w", name, err)
+		}
 	}
 	perm := uint32(mode.Perm())
 	if mode&os.ModeSetgid != 0 {
@@ -575,6 +595,9 @@ func (s *Store) Acquire(ctx context.Context, name string, o CreateOptions) (*Lea
 	if err == nil {
 		md.LastUsedAt = time.Now().UTC()
 		err = atomicfile.WriteJSON(filepath.Join(s.volDir(name), metaFile), md, 0o644)
+		if err == nil {
+			err = s.own(filepath.Join(s.volDir(name), metaFile))
+		}
 	}
 	if err != nil {
 		l.Close()
@@ -704,6 +727,10 @@ func (s *Store) lockName(ctx context.Context, name string) (*lockfile.Lock, erro
 			return nil, err
 		}
 		if sameFile(lk.File(), s.lockPath(name)) {
+			if err := s.own(s.lockPath(name)); err != nil {
+				lk.Close()
+				return nil, err
+			}
 			return lk, nil
 		}
 		lk.Close()
@@ -726,6 +753,15 @@ func sameFile(f *os.File, path string) bool {
 	a, err1 := f.Stat()
 	b, err2 := os.Stat(path)
 	return err1 == nil && err2 == nil && os.SameFile(a, b)
+}
+
+// own gives path to the store's owner when root works in another user's
+// store; a no-op otherwise.
+func (s *Store) own(path string) error {
+	if !s.chown {
+		return nil
+	}
+	return os.Lchown(path, s.ownUID, s.ownGID)
 }
 
 func syncDir(dir string) error {

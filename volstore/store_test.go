@@ -515,24 +515,42 @@ func TestRemoveSubordinateOwnedContents(t *testing.T) {
 const envHelper = "VOLSTORE_TEST_HELPER"
 
 func helperMain() {
-	var root, tmp, name string
+	var mode, root, tmp, name string
 	var quota int64
-	fmt.Sscanf(os.Getenv(envHelper), "%s %s %s %d", &root, &tmp, &name, &quota)
+	fmt.Sscanf(os.Getenv(envHelper), "%s %s %s %s %d", &mode, &root, &tmp, &name, &quota)
 	m, err := idmap.Detect()
 	if err != nil {
 		fmt.Println(err)
 		os.Exit(1)
 	}
-	s, err := volstore.Open(context.Background(), volstore.Options{Root: root, TmpDir: tmp, Mapping: m})
+	ctx := context.Background()
+	s, err := volstore.Open(ctx, volstore.Options{Root: root, TmpDir: tmp, Mapping: m})
 	if err != nil {
 		fmt.Println(err)
 		os.Exit(1)
+	}
+	if mode == "use" {
+		// A rootless user's use of a volume root made for it.
+		l, v, err := s.Acquire(ctx, name, volstore.CreateOptions{UID: -1, GID: -1})
+		if err == nil {
+			err = os.WriteFile(filepath.Join(v.DataDir, "mine"), []byte("x"), 0o644)
+			l.Close()
+		}
+		if err == nil {
+			v, err = s.Get(ctx, name)
+		}
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		fmt.Printf("ok %s %d %v\n", v.Backend, v.QuotaMiB, v.UsageKnown)
+		os.Exit(0)
 	}
 	volstore.SetTestHookBeforeRename(func() {
 		fmt.Println("ready")
 		select {}
 	})
-	_, _, err = s.Ensure(context.Background(), name, volstore.CreateOptions{UID: -1, GID: -1, QuotaMiB: quota})
+	_, _, err = s.Ensure(ctx, name, volstore.CreateOptions{UID: -1, GID: -1, QuotaMiB: quota})
 	fmt.Println("not killed:", err)
 	os.Exit(1)
 }
@@ -542,7 +560,7 @@ func helperMain() {
 func killedCreate(t *testing.T, f *fixture, name string, quota int64) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %s %d", envHelper, f.root, f.tmp, name, quota))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=create %s %s %s %d", envHelper, f.root, f.tmp, name, quota))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -41,4 +41,6 @@ func statBlocks(fi os.FileInfo) (dev, ino uint64, blocks int64, nlink uint64, ok
 	return 0, 0, 0, 0, false
 }
 
+func fileOwner(fi os.FileInfo) (uid, gid int, ok bool) { return 0, 0, false }
+
 func fsSize(path string) (int64, error) { return 0, errNotLinux }
