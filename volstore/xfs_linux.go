@@ -191,10 +191,13 @@ func unixModeBits(perm uint32) fs.FileMode {
 	return m
 }
 
-// SetDirQuota caps an existing, empty directory (e.g. a sandbox's overlay
-// upper dir) at limitBytes with a project of its own. release removes dir
-// with everything in it and frees the project; after a crash, Remove(dir)
-// does the same from any process.
+// SetDirQuota caps an existing, empty directory at limitBytes with a
+// project of its own: for a sandbox's writable layer, a directory that
+// will hold both the overlay's upper and work dirs. Both must be inside
+// it: XFS refuses renames into a project from outside it (EXDEV), and
+// overlayfs copies files up by renaming them from the work dir. release
+// removes dir with everything in it and frees the project; after a crash,
+// Remove(dir) does the same from any process.
 func (b *XFSBackend) SetDirQuota(ctx context.Context, dir string, limitBytes int64) (release func(context.Context) error, err error) {
 	if limitBytes < MinXFSLimit {
 		return nil, fmt.Errorf("quota %s: limit %d bytes is below the minimum of %d", dir, limitBytes, MinXFSLimit)

@@ -54,7 +54,7 @@ func TestXFSInVM(t *testing.T) {
 	vmtest.Boot(t, vmtest.Config{
 		Kernel:  k,
 		Args:    []string{"-test.run=^TestXFSGuest", "-test.v", "-test.count=1"},
-		Modules: []string{"xfs"},
+		Modules: []string{"xfs", "overlay"},
 		Disks: []vmtest.Disk{
 			{Name: xfsDisk, Image: img, FSType: "xfs", Options: "prjquota"},
 			{Name: plainDisk, Image: plain, FSType: "xfs"},
@@ -571,5 +571,91 @@ func TestXFSGuestNoPrjquota(t *testing.T) {
 	}
 	if err := b.Activate(t.Context(), data); !errors.Is(err, errdefs.ErrQuotaUnsupported) {
 		t.Errorf("Activate of a project dir on XFS without prjquota = %v, want ErrQuotaUnsupported", err)
+	}
+}
+
+// TestXFSGuestOverlayUpperCap: a sandbox's writable layer, capped. The
+// overlay's upper and work dirs both live in the capped directory (they
+// must share its project: XFS refuses renames across projects with EXDEV,
+// and overlayfs copies up through its work dir); copy-up and new files
+// count against the cap, and the writer inside gets the kernel's ENOSPC.
+func TestXFSGuestOverlayUpperCap(t *testing.T) {
+	b, root := newGuestStore(t, "store-overlay")
+	sb := filepath.Join(root, "sandboxes", "sb")
+	lower, capped, merged := filepath.Join(sb, "lower"), filepath.Join(sb, "fs"), filepath.Join(sb, "rootfs")
+	for _, d := range []string{lower, capped, merged} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(lower, "big"), make([]byte, 2<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	release, err := b.SetDirQuota(t.Context(), capped, 4<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	upper, work := filepath.Join(capped, "upper"), filepath.Join(capped, "work")
+	for _, d := range []string{upper, work} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// redirect_dir=nofollow, not off: Linux 6.1 refuses userxattr with
+	// redirect_dir=off ("conflicting options"); neither creates redirects.
+	opts := "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work + ",userxattr,redirect_dir=nofollow,metacopy=off"
+	if err := unix.Mount("overlay", merged, "overlay", 0, opts); err != nil {
+		t.Fatalf("mount overlay (%s): %v", opts, err)
+	}
+	defer unix.Unmount(merged, unix.MNT_DETACH)
+
+	// Copy-up of a 2 MiB lower file: charged to the cap.
+	f, err := os.OpenFile(filepath.Join(merged, "big"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatalf("copy-up through the capped upper dir: %v", err)
+	}
+	if _, err := f.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	id, _ := volstore.XFSProject(capped)
+	if _, used, _, err := volstore.XFSQuota(capped, id); err != nil || used < 2<<20 {
+		t.Errorf("project use after copy-up = %d, %v; want the copied 2 MiB counted", used, err)
+	}
+	n, err := fill(t, filepath.Join(merged, "new"), 16<<20)
+	t.Logf("writing through the overlay into a 4 MiB upper cap: %d bytes, then the kernel said: %v", n, err)
+	if !errors.Is(err, unix.ENOSPC) {
+		t.Errorf("writing 16 MiB through the overlay: %v, want ENOSPC", err)
+	}
+	if err := unix.Unmount(merged, 0); err != nil {
+		t.Fatal(err)
+	}
+
+	// Why the work dir goes inside: with it outside the project, copy-up
+	// (a rename from work into upper) fails.
+	if err := os.Remove(filepath.Join(upper, "new")); err != nil {
+		t.Fatal(err)
+	}
+	outWork := filepath.Join(sb, "work-outside")
+	upper2 := filepath.Join(capped, "upper2")
+	for _, d := range []string{outWork, upper2} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opts = "lowerdir=" + lower + ",upperdir=" + upper2 + ",workdir=" + outWork + ",userxattr,redirect_dir=nofollow,metacopy=off"
+	if err := unix.Mount("overlay", merged, "overlay", 0, opts); err != nil {
+		t.Fatalf("mount overlay (%s): %v", opts, err)
+	}
+	_, err = os.OpenFile(filepath.Join(merged, "big"), os.O_WRONLY|os.O_APPEND, 0)
+	t.Logf("copy-up with the work dir outside the capped dir: %v", err)
+	if !errors.Is(err, unix.EXDEV) {
+		t.Errorf("copy-up with the work dir outside the project = %v, want EXDEV", err)
+	}
+	if err := unix.Unmount(merged, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := release(t.Context()); err != nil {
+		t.Fatal(err)
 	}
 }
