@@ -257,7 +257,7 @@ func (s *Store) Ensure(ctx context.Context, name string, o CreateOptions) (v *Vo
 	if err != nil {
 		return nil, false, fmt.Errorf("volume %s: %w", name, err)
 	}
-	defer lk.Close()
+	defer s.unlockName(name, lk)
 	return s.ensureLocked(ctx, name, o)
 }
 
@@ -434,7 +434,7 @@ func (s *Store) sweep(ctx context.Context) {
 			continue
 		}
 		s.cleanStale(ctx, name)
-		lk.Close()
+		s.unlockName(name, lk)
 	}
 }
 
@@ -512,6 +512,12 @@ func (s *Store) usage(ctx context.Context, v *Volume, walk bool) {
 
 // Get returns the named volume with the usage its backend knows.
 func (s *Store) Get(ctx context.Context, name string) (*Volume, error) {
+	return s.Inspect(ctx, name, false)
+}
+
+// Inspect returns the named volume; withSize computes its usage by walking
+// the tree where the backend does not know it.
+func (s *Store) Inspect(ctx context.Context, name string, withSize bool) (*Volume, error) {
 	if err := names.Check("volume", name); err != nil {
 		return nil, err
 	}
@@ -520,7 +526,7 @@ func (s *Store) Get(ctx context.Context, name string) (*Volume, error) {
 		return nil, err
 	}
 	v := s.volume(name, md)
-	s.usage(ctx, v, false)
+	s.usage(ctx, v, withSize)
 	return v, nil
 }
 
@@ -580,7 +586,7 @@ func (s *Store) Acquire(ctx context.Context, name string, o CreateOptions) (*Lea
 	if err != nil {
 		return nil, nil, fmt.Errorf("volume %s: %w", name, err)
 	}
-	defer lk.Close()
+	defer s.unlockName(name, lk)
 	v, _, err := s.ensureLocked(ctx, name, o)
 	if err != nil {
 		return nil, nil, err
@@ -616,7 +622,7 @@ func (s *Store) InUse(ctx context.Context, name string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("volume %s: %w", name, err)
 	}
-	defer lk.Close()
+	defer s.unlockName(name, lk)
 	if _, err := s.readMeta(name); err != nil {
 		return false, err
 	}
@@ -637,7 +643,7 @@ func (s *Store) Remove(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("remove volume %s: %w", name, err)
 	}
-	defer lk.Close()
+	defer s.unlockName(name, lk)
 	s.cleanStale(ctx, name)
 	md, err := s.readMeta(name)
 	if err != nil {
@@ -663,8 +669,6 @@ func (s *Store) Remove(ctx context.Context, name string) error {
 	if err := s.destroy(ctx, trash); err != nil {
 		return fmt.Errorf("remove volume %s: %w", name, err)
 	}
-	// The lock file goes too, while held: lockName notices and retries.
-	os.Remove(s.lockPath(name))
 	s.log.Info("volume removed", "volume", name)
 	return nil
 }
@@ -735,6 +739,15 @@ func (s *Store) lockName(ctx context.Context, name string) (*lockfile.Lock, erro
 		}
 		lk.Close()
 	}
+}
+
+// unlockName releases the per-name lock. When no volume has the name, the
+// lock file goes too, while held: lockName notices and retries.
+func (s *Store) unlockName(name string, lk *lockfile.Lock) {
+	if _, err := os.Lstat(s.volDir(name)); errors.Is(err, fs.ErrNotExist) {
+		os.Remove(s.lockPath(name))
+	}
+	lk.Close()
 }
 
 func (s *Store) tryLockName(name string) (*lockfile.Lock, error) {

@@ -149,6 +149,12 @@ func TestEnsureIdempotent(t *testing.T) {
 	if err := f.s.Remove(ctx, "nope"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("Remove(unknown) = %v, want ErrNotFound", err)
 	}
+	if _, err := f.s.InUse(ctx, "nope"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("InUse(unknown) = %v, want ErrNotFound", err)
+	}
+	if got := entries(t, filepath.Join(f.root, ".locks")); len(got) != 1 {
+		t.Errorf("lock files = %q, want only the existing volume's", got)
+	}
 }
 
 func TestBadInputCreatesNothing(t *testing.T) {
@@ -186,6 +192,9 @@ func TestBadInputCreatesNothing(t *testing.T) {
 	}
 	if got := entries(t, f.tmp); len(got) != 0 {
 		t.Errorf("tmp dir holds %q after bad input, want nothing", got)
+	}
+	if got := entries(t, filepath.Join(f.root, ".locks")); len(got) != 0 {
+		t.Errorf("lock files left after bad input: %q", got)
 	}
 }
 
@@ -257,6 +266,36 @@ func TestConcurrentFirstUse(t *testing.T) {
 	}
 	if err := f.s.Remove(ctx, "shared"); err != nil {
 		t.Errorf("Remove after the leases ended = %v", err)
+	}
+}
+
+// TestConcurrentFirstUseProcesses: twenty processes (launches) using one
+// new volume at once all succeed and see the one volume created.
+func TestConcurrentFirstUseProcesses(t *testing.T) {
+	f := newStore(t)
+	const n = 20
+	outs := make([]string, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), fmt.Sprintf("%s=first %s %s shared 0", envHelper, f.root, f.tmp))
+			out, err := cmd.CombinedOutput()
+			outs[i], errs[i] = strings.TrimSpace(string(out)), err
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil || outs[i] != outs[0] {
+			t.Errorf("process %d: %v: %s (process 0: %s)", i, errs[i], outs[i], outs[0])
+		}
+	}
+	if got := volumeEntries(t, f); len(got) != 1 {
+		t.Errorf("volumes = %q, want one", got)
+	}
+	if got := entries(t, f.tmp); len(got) != 0 {
+		t.Errorf("tmp holds %q", got)
 	}
 }
 
@@ -529,6 +568,17 @@ func helperMain() {
 		fmt.Println(err)
 		os.Exit(1)
 	}
+	if mode == "first" {
+		// One of many processes using a new volume at once.
+		l, v, err := s.Acquire(ctx, name, volstore.CreateOptions{UID: -1, GID: -1})
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		l.Close()
+		fmt.Println(v.CreatedAt.UnixNano())
+		os.Exit(0)
+	}
 	if mode == "use" {
 		// A rootless user's use of a volume root made for it.
 		l, v, err := s.Acquire(ctx, name, volstore.CreateOptions{UID: -1, GID: -1})
@@ -601,6 +651,20 @@ func TestKilledCreate(t *testing.T) {
 	}
 	if got := entries(t, f.tmp); len(got) != 0 {
 		t.Errorf("tmp still holds %q", got)
+	}
+	// A removal killed after the rename: the next use of the name frees it.
+	v, err := f.s.Get(t.Context(), "half")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Dir(v.DataDir), filepath.Join(f.tmp, "volrm+half+0123")); err != nil {
+		t.Fatal(err)
+	}
+	if _, created, err := f.s.Ensure(t.Context(), "half", defaults()); err != nil || !created {
+		t.Fatalf("Ensure after a killed remove = %v, %v", created, err)
+	}
+	if got := entries(t, f.tmp); len(got) != 0 {
+		t.Errorf("tmp still holds %q after a killed remove", got)
 	}
 	// Open sweeps what a kill left for names nobody uses again.
 	killedCreate(t, f, "other", 0)
