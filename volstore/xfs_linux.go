@@ -17,7 +17,9 @@ import (
 
 	"github.com/beamhop/lightbox/internal/atomicfile"
 	"github.com/beamhop/lightbox/internal/errdefs"
+	"github.com/beamhop/lightbox/internal/idmap"
 	"github.com/beamhop/lightbox/internal/lockfile"
+	"github.com/beamhop/lightbox/internal/rmtree"
 	"golang.org/x/sys/unix"
 )
 
@@ -424,7 +426,9 @@ func (b *XFSBackend) Remove(ctx context.Context, dataDir string) error {
 	case err != nil:
 		return fmt.Errorf("remove %s: %w", dataDir, err)
 	}
-	if err := os.RemoveAll(abs); err != nil {
+	// rmtree refuses (EBUSY) to descend into a mount left under the tree
+	// (a sandbox's rootfs, a bind-mounted volume) instead of emptying it.
+	if err := rmtree.RemoveAll(ctx, abs, idmap.Identity()); err != nil {
 		return fmt.Errorf("remove %s: %w", dataDir, err)
 	}
 	lk, err := lockfile.Exclusive(ctx, b.lockPath)

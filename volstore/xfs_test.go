@@ -582,8 +582,8 @@ func TestXFSGuestNoPrjquota(t *testing.T) {
 func TestXFSGuestOverlayUpperCap(t *testing.T) {
 	b, root := newGuestStore(t, "store-overlay")
 	sb := filepath.Join(root, "sandboxes", "sb")
-	lower, capped, merged := filepath.Join(sb, "lower"), filepath.Join(sb, "fs"), filepath.Join(sb, "rootfs")
-	for _, d := range []string{lower, capped, merged} {
+	lower, capped := filepath.Join(sb, "lower"), filepath.Join(sb, "fs")
+	for _, d := range []string{lower, capped} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -595,8 +595,8 @@ func TestXFSGuestOverlayUpperCap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	upper, work := filepath.Join(capped, "upper"), filepath.Join(capped, "work")
-	for _, d := range []string{upper, work} {
+	upper, work, merged := filepath.Join(capped, "upper"), filepath.Join(capped, "work"), filepath.Join(capped, "rootfs")
+	for _, d := range []string{upper, work, merged} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -651,6 +651,14 @@ func TestXFSGuestOverlayUpperCap(t *testing.T) {
 	t.Logf("copy-up with the work dir outside the capped dir: %v", err)
 	if !errors.Is(err, unix.EXDEV) {
 		t.Errorf("copy-up with the work dir outside the project = %v, want EXDEV", err)
+	}
+	// Releasing while something is still mounted inside is refused, and
+	// leaves what is under the mount alone.
+	if err := release(t.Context()); !errors.Is(err, unix.EBUSY) {
+		t.Errorf("release with an overlay still mounted inside = %v, want EBUSY", err)
+	}
+	if _, err := os.Stat(filepath.Join(lower, "big")); err != nil {
+		t.Errorf("lower file after a refused release: %v", err)
 	}
 	if err := unix.Unmount(merged, 0); err != nil {
 		t.Fatal(err)
