@@ -2,7 +2,10 @@ package runtime
 
 import (
 	"context"
+	"os/exec"
 	"testing"
+
+	"github.com/beamhop/lightbox/internal/testutil"
 )
 
 // BenchmarkLaunch measures launch + exec of /bin/true + destroy, the
@@ -54,6 +57,20 @@ func BenchmarkExec(b *testing.B) {
 	for b.Loop() {
 		if err := sb.Command("/bin/true").Run(); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkFloorUnshare is the floor the launch is compared with, in the
+// same run: unshare's namespaces + chroot + /bin/true, no overlay, no
+// init, no exec socket.
+func BenchmarkFloorUnshare(b *testing.B) {
+	unshare := testutil.NeedTool(b, "unshare")
+	e := newEnvB(b)
+	for b.Loop() {
+		cmd := exec.Command(unshare, "--user", "--map-root-user", "--mount", "--pid", "--fork", "--uts", "--ipc", "--net", "chroot", e.rootfs, "/bin/true")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("%v: %s", err, out)
 		}
 	}
 }
