@@ -92,7 +92,9 @@ type CreateOptions struct {
 	// -1 = the host id of the mapping's root. (The zero value means host
 	// root: set -1 to get the default.)
 	UID, GID int
-	// Mode is the root directory's permission bits; 0 = 0755.
+	// Mode is the root directory's permission bits (with setgid and
+	// sticky; a directory's os.FileMode as Stat returns it is fine);
+	// 0 = 0755.
 	Mode os.FileMode
 }
 
@@ -220,8 +222,8 @@ func (s *Store) validate(name string, o *CreateOptions) error {
 			return fmt.Errorf("volume %s: label key %q: %w: keys must be non-empty and contain no '='", name, k, ErrInvalidOption)
 		}
 	}
-	if o.Mode&^os.ModePerm&^(os.ModeSetgid|os.ModeSticky) != 0 {
-		return fmt.Errorf("volume %s: mode %v: %w: only permission bits, setgid and sticky", name, o.Mode, ErrInvalidOption)
+	if o.Mode&^os.ModePerm&^(os.ModeDir|os.ModeSetgid|os.ModeSticky) != 0 {
+		return fmt.Errorf("volume %s: mode %v: %w: only a directory's permission bits, setgid and sticky", name, o.Mode, ErrInvalidOption)
 	}
 	return nil
 }

@@ -207,6 +207,7 @@ func TestQuotaRefusedRootless(t *testing.T) {
 	if !errors.Is(err, errdefs.ErrQuotaUnsupported) || !errors.Is(err, errors.ErrUnsupported) {
 		t.Fatalf("Ensure(quota, rootless) = %v, want ErrQuotaUnsupported", err)
 	}
+	t.Logf("refusal: %v", err)
 	for _, want := range []string{"rootless", "as root", "lightbox --root " + filepath.Dir(f.root) + " volume create --quota-mib 16 --owner ", " big"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("refusal %q does not say %q", err, want)
@@ -487,7 +488,7 @@ func TestOwnerAndMode(t *testing.T) {
 	testutil.Need(t, !f.m.Single(), "needs a mapping with more than one id (root, or newuidmap and a /etc/subuid range)")
 	uid, _ := f.m.HostUID(1000)
 	gid, _ := f.m.HostGID(1000)
-	v, _, err := f.s.Ensure(t.Context(), "home", volstore.CreateOptions{UID: int(uid), GID: int(gid), Mode: 0o700})
+	v, _, err := f.s.Ensure(t.Context(), "home", volstore.CreateOptions{UID: int(uid), GID: int(gid), Mode: os.ModeDir | 0o700})
 	if err != nil {
 		t.Fatal(err)
 	}
