@@ -86,10 +86,12 @@ func (c *Cmd) Start() error {
 	if ctx == nil {
 		ctx = context.Background() // no context given: nothing can cancel it, as exec.Command
 	}
-	return c.start(ctx)
+	return c.start(ctx, ctx)
 }
 
-func (c *Cmd) start(ctx context.Context) (err error) {
+// start starts the command: ctx bounds the start, life the command's run
+// (its end kills the command).
+func (c *Cmd) start(ctx, life context.Context) (err error) {
 	if c.started {
 		return errors.New("lightbox: Cmd already started")
 	}
@@ -194,7 +196,7 @@ func (c *Cmd) start(ctx context.Context) (err error) {
 		c.relayPty()
 	}
 	c.done = make(chan struct{})
-	go c.waitExit(ctx)
+	go c.waitExit(life)
 	return nil
 }
 

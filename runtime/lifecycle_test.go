@@ -488,3 +488,24 @@ func TestKilledInit(t *testing.T) {
 		t.Errorf("Destroy after GC: %v", err)
 	}
 }
+
+func TestLaunchContextEnds(t *testing.T) {
+	e := newEnv(t)
+	// A long root: the socket path passes sun_path's 108 bytes.
+	e.m.root = filepath.Join(e.m.root, strings.Repeat("r", 100))
+	if err := os.MkdirAll(e.m.root, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	spec := e.spec("ctxends")
+	spec.Command = []string{"sleep", "1000"}
+	ctx, cancel := context.WithCancel(t.Context())
+	sb := e.launchCtx(t, ctx, spec)
+	cancel()
+	// The main command (and the sandbox) outlive the launch's context.
+	if got := strings.TrimSpace(sh(t, sb, "sleep 0.2; pgrep -c sleep || ps | grep -c 'sleep 1000'")); got == "0" {
+		t.Errorf("main command gone after the launch context ended")
+	}
+	if info, _ := sb.Info(t.Context()); info.Status != StatusRunning {
+		t.Errorf("status after the launch context ended: %s", info.Status)
+	}
+}

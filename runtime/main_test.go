@@ -68,7 +68,12 @@ func (e *env) spec(name string) Spec {
 // launch launches spec and destroys the sandbox at the end of the test.
 func (e *env) launch(t *testing.T, spec Spec) *Sandbox {
 	t.Helper()
-	sb, err := e.m.Launch(t.Context(), spec)
+	return e.launchCtx(t, t.Context(), spec)
+}
+
+func (e *env) launchCtx(t *testing.T, ctx context.Context, spec Spec) *Sandbox {
+	t.Helper()
+	sb, err := e.m.Launch(ctx, spec)
 	if err != nil {
 		t.Fatalf("Launch: %v", err)
 	}
