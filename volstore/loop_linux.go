@@ -195,6 +195,10 @@ func loopMount(img, dir string) error {
 			cfg := unix.LoopConfig{Fd: uint32(imgfd), Info: unix.LoopInfo64{Flags: unix.LO_FLAGS_AUTOCLEAR}}
 			copy(cfg.Info.File_name[:], img)
 			err = unix.IoctlLoopConfigure(fd, &cfg)
+			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOTTY) {
+				// Kernels before 5.8 have no LOOP_CONFIGURE.
+				err = loopSetFD(fd, imgfd, &cfg.Info)
+			}
 			if err == nil {
 				dfd = fd
 				break
@@ -212,6 +216,17 @@ func loopMount(img, dir string) error {
 	if err := unix.Mount(dev, dir, "ext4", unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
 		unix.IoctlSetInt(dfd, unix.LOOP_CLR_FD, 0)
 		return &os.PathError{Op: "mount " + dev, Path: dir, Err: err}
+	}
+	return nil
+}
+
+func loopSetFD(fd, imgfd int, info *unix.LoopInfo64) error {
+	if err := unix.IoctlSetInt(fd, unix.LOOP_SET_FD, imgfd); err != nil {
+		return err
+	}
+	if err := unix.IoctlLoopSetStatus64(fd, info); err != nil {
+		unix.IoctlSetInt(fd, unix.LOOP_CLR_FD, 0)
+		return err
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/beamhop/lightbox/internal/errdefs"
 	"golang.org/x/sys/unix"
@@ -17,7 +18,8 @@ func probeQuota(ctx context.Context, root string, log *slog.Logger) (Backend, er
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("%w: a rootless store cannot enforce a quota (a loop-mounted image or an XFS project quota needs root)", errdefs.ErrQuotaUnsupported)
 	}
-	xb, xerr := NewXFSBackend(root, XFSOptions{})
+	// The XFS backend names project ids after the store's directory.
+	xb, xerr := NewXFSBackend(filepath.Dir(root), XFSOptions{})
 	if xerr == nil {
 		return xb, nil
 	}
