@@ -134,6 +134,12 @@ func (r *Runtime) checkStore() error {
 		if err := json.Unmarshal(data, &sf); err != nil {
 			return fmt.Errorf("open store %s: store.json: %w", r.root, err)
 		}
+		if !sf.Mapping.Equal(r.mapping) && r.administers(sf.Mapping) {
+			// Root acting on an ordinary user's store (e.g. creating a
+			// volume with a quota for them) uses that store's mapping.
+			r.mapping = sf.Mapping
+			return nil
+		}
 		if !sf.Mapping.Equal(r.mapping) {
 			return fmt.Errorf("open store %s: it was made with id mapping %q but this process maps %q "+
 				"(was /etc/subuid or /etc/subgid edited, or newuidmap installed or removed?): "+
@@ -149,6 +155,20 @@ func (r *Runtime) checkStore() error {
 	default:
 		return fmt.Errorf("open store %s: %w", r.root, err)
 	}
+}
+
+// administers reports whether this process is real root acting on the
+// store of the ordinary user whose mapping m is: the store's directory
+// belongs to the user that m maps to root.
+func (r *Runtime) administers(m idmap.Mapping) bool {
+	if os.Geteuid() != 0 || len(m.UIDs) == 0 || m.UIDs[0].ContainerID != 0 {
+		return false
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(r.root, &st); err != nil {
+		return false
+	}
+	return st.Uid != 0 && st.Uid == m.UIDs[0].HostID
 }
 
 // Filesystem magic numbers (statfs f_type) of filesystems a store cannot

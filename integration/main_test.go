@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -130,3 +131,5 @@ func hostMountsUnder(t *testing.T, dir string) int {
 }
 
 func testBusybox(t *testing.T) string { return testutil.BusyboxRootfs(t) }
+
+func fmtSscan(s string, v *int) (int, error) { return fmt.Sscan(s, v) }
