@@ -31,6 +31,11 @@
 // of each volume is recorded in its meta.json. Every Backend passes the
 // conformance suite in volstore/backendtest.
 //
+// An administrator (root) may create a quota'd volume in a rootless
+// user's store; everything it creates there is given to the store's owner
+// so the user's own processes can lease and use the volume (mounting a
+// loop image again after a reboot, and removing it, stay root's job).
+//
 // Contents owned by other ids of a rootless subordinate range are removed
 // with internal/rmtree (so the embedding program's Init must dispatch its
 // role). volstore does not know sandboxes: the caller names the users of a

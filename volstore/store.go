@@ -397,7 +397,8 @@ func (s *Store) destroy(ctx context.Context, dir string) error {
 // The caller holds the name lock, so nothing there is in progress.
 func (s *Store) cleanStale(ctx context.Context, name string) {
 	for _, pfx := range []string{tmpCreate, tmpRemove} {
-		matches, _ := filepath.Glob(filepath.Join(s.tmp, pfx+globEscape(name)+"+*"))
+		// A valid name holds no glob metacharacters.
+		matches, _ := filepath.Glob(filepath.Join(s.tmp, pfx+name+"+*"))
 		for _, d := range matches {
 			if err := s.destroy(ctx, d); err != nil {
 				s.log.Warn("volume: cannot clean what an interrupted operation left", "volume", name, "path", d, "err", err)
@@ -438,11 +439,6 @@ func (s *Store) sweep(ctx context.Context) {
 		s.cleanStale(ctx, name)
 		s.unlockName(name, lk)
 	}
-}
-
-func globEscape(s string) string {
-	// Names hold no glob metacharacters other than none: [a-zA-Z0-9_.-].
-	return s
 }
 
 // adminCommand renders the lightbox command line root runs on this store.
