@@ -45,7 +45,9 @@ func GuestMain() {
 	if err := guestSetup(); err != nil {
 		fmt.Fprintf(os.Stderr, "vmtest guest: %v\n", err)
 	} else {
+		fmt.Fprintf(os.Stdout, "vmtest guest: ready at %s of uptime (kernel boot, modules, disks)\n", uptime())
 		code = guestRun()
+		fmt.Fprintf(os.Stdout, "vmtest guest: done at %s of uptime\n", uptime())
 	}
 	// The result goes out before unmounting: nothing after it matters to
 	// the host, and the disks are scratch images.
@@ -162,4 +164,16 @@ func guestRun() int {
 		fmt.Fprintf(os.Stdout, "vmtest guest: %v\n", err)
 		return 127
 	}
+}
+
+func uptime() string {
+	b, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0] + "s"
 }
