@@ -206,7 +206,7 @@ func (m *Manager) setAside() []string {
 		if info, err := m.status(n); err != nil || info.Status != StatusDead {
 			continue
 		}
-		lk, err := lockfile.TryExclusive(filepath.Join(m.root, n, "lock"))
+		lk, err := lockBriefly(filepath.Join(m.root, n, "lock"))
 		if err != nil {
 			continue
 		}
@@ -376,7 +376,7 @@ func (m *Manager) status(name string) (Info, error) {
 	dir := m.dir(name)
 	st, serr := readState(dir)
 	info := Info{Name: name, Snapshot: st.Snapshot, CreatedAt: st.CreatedAt, Volumes: st.Volumes, Command: st.Command}
-	locked, err := lockfile.IsLocked(filepath.Join(dir, "lock"))
+	locked, err := held(filepath.Join(dir, "lock"))
 	if err != nil {
 		return info, err
 	}
@@ -479,7 +479,7 @@ func (m *Manager) remove(ctx context.Context, name string) error {
 // a crash mid-removal leaves a .rm- entry for GC), and removes it.
 func (m *Manager) removeLocked(ctx context.Context, name string) error {
 	dir := m.dir(name)
-	lk, err := lockfile.TryExclusive(filepath.Join(dir, "lock"))
+	lk, err := lockBriefly(filepath.Join(dir, "lock"))
 	if err != nil {
 		if errors.Is(err, lockfile.ErrLocked) {
 			return fmt.Errorf("remove sandbox %s: %w: it is running", name, errdefs.ErrInUse)
@@ -507,4 +507,45 @@ func (m *Manager) removeLocked(ctx context.Context, name string) error {
 // own (internal/rmtree does that from inside the user namespace).
 func (m *Manager) removeDir(ctx context.Context, dir string) error {
 	return rmtree.RemoveAll(ctx, dir, m.mapping)
+}
+
+// held reports whether the init holds a sandbox's lock. The probe is a
+// shared lock, so probes (List, status checks of other processes) never
+// make each other see a lock that is not there; a missing file is not
+// held.
+func held(path string) (bool, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_CLOEXEC, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	switch {
+	case err == nil:
+		return false, nil
+	case errors.Is(err, unix.EWOULDBLOCK):
+		return true, nil
+	}
+	return false, &os.PathError{Op: "flock", Path: path, Err: err}
+}
+
+// lockBriefly takes a sandbox's lock exclusively, waiting a moment for
+// concurrent probes (held) to let go: a live init holds it for good, and
+// then the error wraps lockfile.ErrLocked.
+func lockBriefly(path string) (*lockfile.Lock, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond) // bounded local wait, not a caller's operation
+	defer cancel()
+	lk, err := lockfile.Exclusive(ctx, path)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return nil, fmt.Errorf("lock %s: %w", path, lockfile.ErrLocked)
+	}
+	return lk, err
 }
