@@ -107,6 +107,15 @@ func TestImportFormats(t *testing.T) {
 	testutil.DockerArchive(t, dockerTar, "busybox:1", busyCfg, layerTar)
 	dockerTgz := filepath.Join(tmp, "docker.tar.gz")
 	os.WriteFile(dockerTgz, testutil.Gzip(t, mustRead(t, dockerTar)), 0o644)
+	// Docker 25+ saves an OCI layout plus a manifest.json naming blobs.
+	d25 := testutil.NewOCILayout(t)
+	testutil.AddOCIImage(t, d25, "1", busyCfg, layerTar)
+	var d25m ispec.Manifest
+	rewriteManifest(t, d25, "1", func(m *ispec.Manifest) { d25m = *m })
+	man := `[{"Config":"blobs/sha256/` + d25m.Config.Digest.Encoded() + `","RepoTags":["busybox:1"],"Layers":["blobs/sha256/` + d25m.Layers[0].Digest.Encoded() + `"]}]`
+	os.WriteFile(filepath.Join(d25, "manifest.json"), []byte(man), 0o644)
+	docker25 := filepath.Join(tmp, "docker25.tar")
+	testutil.OCIArchive(t, d25, docker25)
 	rootTar := filepath.Join(tmp, "rootfs.tar")
 	os.WriteFile(rootTar, layerTar, 0o644)
 	rootTgz := filepath.Join(tmp, "rootfs.tar.gz")
@@ -123,6 +132,7 @@ func TestImportFormats(t *testing.T) {
 		{"docker", dockerTar, FormatDocker, true},
 		{"docker-tag", dockerTar + ":busybox:1", FormatDocker, true},
 		{"docker-gz", dockerTgz, FormatDocker, true},
+		{"docker25", docker25 + ":busybox:1", FormatDocker, true},
 		{"rootfs-dir", rootfs, FormatRootfsDir, false},
 		{"rootfs-tar", rootTar, FormatRootfsTar, false},
 		{"rootfs-tgz", rootTgz, FormatRootfsTar, false},

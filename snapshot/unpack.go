@@ -118,7 +118,7 @@ func (s *Store) unpackInto(ctx context.Context, e casext.Engine, l ispec.Descrip
 	}
 	defer blob.Close()
 	bar := s.bar(l.Size, "unpack "+short(l.Digest.String()))
-	er := &errReader{r: bar.wrap(blob)}
+	er := &errReader{r: ctxReader{ctx, bar.wrap(blob)}}
 	switch {
 	case os.Geteuid() != 0 && s.mapping.Helper:
 		err = s.unpackChild(ctx, root, l.MediaType, er, lockF)
