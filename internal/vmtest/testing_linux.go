@@ -76,26 +76,39 @@ func TestBinary(t testing.TB) string {
 			binPath = self
 			return
 		}
-		dir, err := os.MkdirTemp("", "lightbox-vmtest-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		out := filepath.Join(dir, "guest.test")
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			goBin = "/usr/local/go/bin/go"
-		}
 		// The package this binary tests, from its build info
 		// ("<import path>.test"), not the working directory's.
 		pkg := "."
 		if bi, ok := debug.ReadBuildInfo(); ok && strings.HasSuffix(bi.Path, ".test") {
 			pkg = strings.TrimSuffix(bi.Path, ".test")
 		}
-		cmd := exec.Command(goBin, "test", "-c", "-o", out, pkg)
+		// Built into the cache (one binary per package, replaced by
+		// rename), so nothing is left behind in /tmp.
+		bindir := filepath.Join(CacheDir(), "bin")
+		if err := os.MkdirAll(bindir, 0o755); err != nil {
+			binErr = err
+			return
+		}
+		tmp, err := os.MkdirTemp(bindir, ".build-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		defer os.RemoveAll(tmp)
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			goBin = "/usr/local/go/bin/go"
+		}
+		built := filepath.Join(tmp, "guest.test")
+		cmd := exec.Command(goBin, "test", "-c", "-o", built, pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if b, err := cmd.CombinedOutput(); err != nil {
 			binErr = errors.New("go test -c (static): " + err.Error() + ": " + string(bytes.TrimSpace(b)))
+			return
+		}
+		out := filepath.Join(bindir, strings.ReplaceAll(pkg, "/", "_")+".test")
+		if err := os.Rename(built, out); err != nil {
+			binErr = err
 			return
 		}
 		binPath = out
