@@ -39,6 +39,10 @@ func TestQuotaVolumeForRootlessUser(t *testing.T) {
 	store := filepath.Join(home, "store")
 	t.Cleanup(func() {
 		exec.Command(binPath, "--root", store, "volume", "rm", "-f", "q").Run()
+		if n := hostMountsUnder(t, base); n != 0 {
+			t.Errorf("%d mounts left under %s", n, base)
+			return // never delete through a mount
+		}
 		os.RemoveAll(base)
 	})
 	// A copy of the busybox rootfs the user can read.
