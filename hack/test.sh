@@ -41,6 +41,7 @@ lightbox_bin=$bindir/lightbox
 
 failures=()   # "what: why"
 results=()    # summary lines
+oddskips=()   # skips other than root-only/rootless-only by design
 
 now_ms() { date +%s%3N; }
 secs() { printf '%d.%01ds' $(($1 / 1000)) $((($1 % 1000) / 100)); }
@@ -151,6 +152,15 @@ run_one() {
 		[ "$nf" -gt 0 ] && why="$nf failed"
 		failures+=("$rel ($pass pass): $why")
 	fi
+	# A skip's reason is the last log line of the test before its
+	# "--- SKIP" line.
+	local sk
+	while IFS= read -r sk; do
+		oddskips+=("$rel ($pass pass): $sk")
+	done < <(awk '
+		/^[[:space:]]+[^[:space:]]+\.go:[0-9]+: / { sub(/^[[:space:]]+[^[:space:]]+\.go:[0-9]+: /, ""); msg = $0; next }
+		/^[[:space:]]*--- SKIP: / { name = $3; if (msg !~ /^(root-only|rootless-only) test:/) print name ": " msg; msg = "" }
+	' "$log")
 	local line
 	line=$(printf '%-28s %-9s %-5s %7s  %3d passed %3d skipped %3d failed' \
 		"$rel" "$pass" "$status" "$(secs $el)" "$np" "$ns" "$nf")
@@ -250,6 +260,11 @@ hdr "summary ($(secs $(($(now_ms) - t_start))) in all; strict mode: ${strict:-of
 printf '    %s\n' "${results[@]}"
 if [ ${#built[@]} -eq 0 ]; then
 	say "    (no package has tests)"
+fi
+if [ ${#oddskips[@]} -gt 0 ]; then
+	say
+	say "skipped, other than root-only/rootless-only tests by design:"
+	printf '    %s\n' "${oddskips[@]}"
 fi
 if [ ${#failures[@]} -gt 0 ]; then
 	say
