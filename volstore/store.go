@@ -366,6 +366,10 @@ func (s *Store) create(ctx context.Context, name string, o CreateOptions) (*meta
 	if err := syncDir(s.root); err != nil {
 		return nil, fmt.Errorf("create volume %s: %w", name, err)
 	}
+	// A backend that records paths (XFS's /etc/projects) learns the final one.
+	if err := b.Activate(ctx, filepath.Join(s.volDir(name), dataDir)); err != nil {
+		s.log.Warn("volume created but not activated", "volume", name, "err", err)
+	}
 	s.log.Info("volume created", "volume", name, "backend", b.Name(), "quota_mib", o.QuotaMiB)
 	return md, nil
 }
