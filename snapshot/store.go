@@ -21,6 +21,7 @@ import (
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/opencontainers/umoci/oci/cas/dir"
 	"github.com/opencontainers/umoci/oci/casext"
+	"golang.org/x/sys/unix"
 )
 
 // Options configure Open.
@@ -110,6 +111,16 @@ func Open(opts Options) (*Store, error) {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("open snapshot store %s: %w", root, err)
 		}
+	}
+	var rst, tst unix.Stat_t
+	if err := unix.Stat(root, &rst); err != nil {
+		return nil, fmt.Errorf("open snapshot store: stat %s: %w", root, err)
+	}
+	if err := unix.Stat(tmp, &tst); err != nil {
+		return nil, fmt.Errorf("open snapshot store: stat %s: %w", tmp, err)
+	}
+	if rst.Dev != tst.Dev {
+		return nil, fmt.Errorf("open snapshot store %s: temporary directory %s is on another filesystem: layers are renamed from it into place", root, tmp)
 	}
 	// The layout is created once, under the index lock.
 	if _, err := os.Stat(filepath.Join(s.ociDir(), ispec.ImageLayoutFile)); errors.Is(err, os.ErrNotExist) {
