@@ -177,6 +177,18 @@ func TestHostileInput(t *testing.T) {
 		os.WriteFile(idx, data, 0o644)
 		check(t, "bad", layout, ImportOptions{}, `unknown media type "application/x-bar"`)
 	})
+	t.Run("blob-symlink-out-of-layout", func(t *testing.T) {
+		layout := testutil.NewOCILayout(t)
+		testutil.AddOCIImage(t, layout, "v", busyCfg, testutil.Tar(t, f("z", "z")))
+		var cfg digest.Digest
+		rewriteManifest(t, layout, "v", func(m *ispec.Manifest) { cfg = m.Config.Digest })
+		p := blobPath(layout, cfg)
+		elsewhere := filepath.Join(t.TempDir(), "cfg")
+		os.WriteFile(elsewhere, mustRead(t, p), 0o644)
+		os.Remove(p)
+		os.Symlink(elsewhere, p)
+		check(t, "bad", layout, ImportOptions{}, "path escapes from parent")
+	})
 	t.Run("nonexistent-source", func(t *testing.T) {
 		check(t, "bad", filepath.Join(outside, "nope"), ImportOptions{}, "no such file or directory")
 		check(t, "bad", filepath.Join(outside, "nope")+":tag", ImportOptions{}, "no such file or directory")
