@@ -322,7 +322,7 @@ func (s *Store) decompress(ctx context.Context, p, comp string) (*decompressed, 
 	if err != nil {
 		return nil, err
 	}
-	t, err := s.newTemp("archive")
+	t, err := s.newTemp(ctx, "archive")
 	if err != nil {
 		return nil, err
 	}

@@ -467,7 +467,7 @@ func (s *Store) gcLocked(ctx context.Context) error {
 // temporary one): first renamed into a locked temporary directory, so that
 // it disappears at once and a crash leaves it for the next collection.
 func (s *Store) removeTree(ctx context.Context, path string) error {
-	t, err := s.newTemp("rm")
+	t, err := s.newTemp(ctx, "rm")
 	if err != nil {
 		return err
 	}
@@ -492,9 +492,9 @@ type tempDir struct {
 const tmpPrefix = "snapshot-"
 
 // newTemp makes a locked temporary directory.
-func (s *Store) newTemp(kind string) (*tempDir, error) {
+func (s *Store) newTemp(ctx context.Context, kind string) (*tempDir, error) {
 	// The tmp lock makes create-and-lock atomic for cleanTmp.
-	lk, err := lockfile.Exclusive(context.Background(), s.tmpLock()) // held for a mkdir only
+	lk, err := lockfile.Exclusive(ctx, s.tmpLock()) // held for a mkdir only
 	if err != nil {
 		return nil, err
 	}

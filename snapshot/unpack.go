@@ -68,7 +68,7 @@ func (s *Store) ensureLayer(ctx context.Context, e casext.Engine, l ispec.Descri
 	if _, err := os.Lstat(dst); err == nil {
 		return nil // another process unpacked it while we waited
 	}
-	t, err := s.newTemp("unpack")
+	t, err := s.newTemp(ctx, "unpack")
 	if err != nil {
 		return fmt.Errorf("unpack layer %s: %w", l.Digest, err)
 	}
