@@ -8,12 +8,11 @@ import (
 	"github.com/apex/log"
 )
 
-// (apex/log entries carry no context, hence context.Background below.)
-//
 // umoci logs through apex/log's process-wide logger (by default to stderr,
 // from Info up: a line per blob walked in a GC). The first Store opened in
 // a process routes those records to its Logger, umoci's info and debug
 // records at Debug level, so they never reach a user's terminal unasked.
+// (apex/log entries carry no context, hence context.Background below.)
 var umociLogOnce sync.Once
 
 func routeUmociLog(l *slog.Logger) {
