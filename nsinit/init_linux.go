@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/beamhop/lightbox/internal/reexec"
 	"github.com/beamhop/lightbox/internal/sys"
@@ -47,7 +48,9 @@ func Main() {
 	// The runtime starts us with GOGC=off (a launch allocates little and
 	// collecting costs time); a long-lived init collects as usual.
 	debug.SetGCPercent(100)
-	debug.FreeOSMemory()
+	// Give back what setup used, once the launch is over (not in the way
+	// of the first commands).
+	time.AfterFunc(2*time.Second, debug.FreeOSMemory)
 	s.run()
 }
 

@@ -68,6 +68,10 @@ func (s *server) run() {
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
 	go s.forward(sigs)
 	if s.cfg.FDs.Liveness >= 0 {
+		// Non-blocking, so that the read waits in the poller: a blocking
+		// read would hold the only P (GOMAXPROCS=1) until sysmon takes it
+		// back, delaying the first requests by milliseconds.
+		unix.SetNonblock(s.cfg.FDs.Liveness, true)
 		go s.watch(os.NewFile(uintptr(s.cfg.FDs.Liveness), "liveness"))
 	}
 	if s.cfg.Timeout > 0 {

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/beamhop/lightbox/internal/atomicfile"
 	"github.com/beamhop/lightbox/internal/lockfile"
 	"github.com/beamhop/lightbox/internal/reexec"
 	"github.com/beamhop/lightbox/nsinit"
@@ -234,5 +233,17 @@ func (s *Sandbox) startMain(ctx context.Context, spec Spec) error {
 }
 
 func writeState(dir string, st state) error {
-	return atomicfile.WriteJSON(filepath.Join(dir, "state.json"), st, 0o600)
+	// Readers see the old or the new file (rename), but there is no
+	// fsync: a sandbox does not survive a reboot, and GC removes what a
+	// crash left, so durability would only slow every launch down.
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	p := filepath.Join(dir, "state.json")
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p)
 }

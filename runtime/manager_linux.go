@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/beamhop/lightbox/internal/atomicfile"
 	"github.com/beamhop/lightbox/internal/errdefs"
 	"github.com/beamhop/lightbox/internal/idmap"
 	"github.com/beamhop/lightbox/internal/lockfile"
@@ -263,7 +262,7 @@ func (m *Manager) start(ctx context.Context, name string, spec Spec, lk *lockfil
 		}
 	}
 	st := state{Version: 1, Name: name, Snapshot: spec.Snapshot, CreatedAt: time.Now().UTC(), Volumes: spec.Volumes, Command: spec.Command, Network: spec.Network}
-	if err := atomicfile.WriteJSON(filepath.Join(dir, "state.json"), st, 0o600); err != nil {
+	if err := writeState(dir, st); err != nil {
 		return nil, err
 	}
 	hostname := spec.Hostname
