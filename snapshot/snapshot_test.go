@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -21,6 +22,7 @@ import (
 	"github.com/beamhop/lightbox/internal/testutil"
 	"github.com/google/go-cmp/cmp"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/opencontainers/umoci/oci/casext/blobcompress"
 )
 
 // testMapping is the mapping a store of this user gets.
@@ -121,6 +123,17 @@ func TestImportFormats(t *testing.T) {
 	rootTgz := filepath.Join(tmp, "rootfs.tar.gz")
 	os.WriteFile(rootTgz, testutil.Gzip(t, layerTar), 0o644)
 
+	rootZst := filepath.Join(tmp, "rootfs.tar.zst")
+	zr, err := blobcompress.Zstd.Compress(bytes.NewReader(layerTar))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zdata, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(rootZst, zdata, 0o644)
+
 	cases := []struct {
 		name, source, format string
 		wantConfig           bool
@@ -136,6 +149,7 @@ func TestImportFormats(t *testing.T) {
 		{"rootfs-dir", rootfs, FormatRootfsDir, false},
 		{"rootfs-tar", rootTar, FormatRootfsTar, false},
 		{"rootfs-tgz", rootTgz, FormatRootfsTar, false},
+		{"rootfs-zstd", rootZst, FormatRootfsTar, false},
 	}
 	s := openStore(t)
 	for _, c := range cases {
