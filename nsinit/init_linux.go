@@ -36,10 +36,16 @@ func Main() {
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		fatal(report, fmt.Errorf("init: prctl(PR_SET_DUMPABLE): %w", err))
 	}
+	// The spawner thread drops its privileges while this one mounts.
+	r := newReaper()
+	sp, spReady := startSpawner(r)
 	if err := setup(cfg); err != nil {
 		fatal(report, err)
 	}
-	s, err := newServer(cfg)
+	if err := <-spReady; err != nil {
+		fatal(report, err)
+	}
+	s, err := newServer(cfg, r, sp)
 	if err != nil {
 		fatal(report, err)
 	}

@@ -41,7 +41,7 @@ type proc struct {
 	ws   syscall.WaitStatus
 }
 
-func newServer(cfg *Config) (*server, error) {
+func newServer(cfg *Config, r *reaper, sp *spawner) (*server, error) {
 	lf := os.NewFile(uintptr(cfg.FDs.Listener), "init.sock")
 	l, err := net.FileListener(lf)
 	lf.Close()
@@ -56,10 +56,7 @@ func newServer(cfg *Config) (*server, error) {
 	if b, err := os.ReadFile("/proc/self/setgroups"); err == nil {
 		s.setgr = string(b) != "deny\n"
 	}
-	s.r = newReaper()
-	if s.sp, err = newSpawner(s.r); err != nil {
-		return nil, err
-	}
+	s.r, s.sp = r, sp
 	return s, nil
 }
 

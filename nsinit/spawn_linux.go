@@ -88,14 +88,13 @@ type spawner struct {
 	r    *reaper
 }
 
-func newSpawner(r *reaper) (*spawner, error) {
+// startSpawner starts the spawner thread; it is ready to fork when the
+// returned channel yields nil.
+func startSpawner(r *reaper) (*spawner, <-chan error) {
 	s := &spawner{reqs: make(chan spawnReq), r: r}
-	ready := make(chan error)
+	ready := make(chan error, 1)
 	go s.loop(ready)
-	if err := <-ready; err != nil {
-		return nil, err
-	}
-	return s, nil
+	return s, ready
 }
 
 func (s *spawner) loop(ready chan<- error) {
