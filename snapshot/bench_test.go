@@ -29,7 +29,7 @@ func benchMB() int {
 // random binary, many small files, directories, symlinks), made once and
 // cached in the system's temporary directory.
 func benchLayer(b *testing.B, mb int) string {
-	p := filepath.Join(os.TempDir(), fmt.Sprintf("lightbox-bench-layer-%dMB.tar.gz", mb))
+	p := filepath.Join(os.TempDir(), fmt.Sprintf("lightbox-bench-layer-v2-%dMB.tar.gz", mb))
 	if _, err := os.Stat(p); err == nil {
 		return p
 	}
@@ -62,7 +62,7 @@ func benchLayer(b *testing.B, mb int) string {
 				}
 				data = []byte(sb.String())
 			case k < 7: // binary, incompressible
-				n := 4096 + rng.IntN(2<<20-4096)
+				n := 4096 + rng.IntN(512<<10)
 				for j := 0; j < n; j += 8 {
 					v := rng.Uint64()
 					for k := 0; k < 8 && j+k < n; k++ {
