@@ -64,6 +64,16 @@ func (s *server) run() {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
 	go s.forward(sigs)
+	// Go's default for these is to crash with a stack dump; a workload
+	// may send them to PID 1 (the kernel delivers every signal that has a
+	// handler, and Go installs one for all): swallow them. Real faults
+	// still crash: Notify does not apply to them.
+	swallow := make(chan os.Signal, 4)
+	signal.Notify(swallow, unix.SIGABRT, unix.SIGILL, unix.SIGTRAP, unix.SIGSYS, unix.SIGSTKFLT, unix.SIGBUS, unix.SIGFPE, unix.SIGSEGV)
+	go func() {
+		for range swallow {
+		}
+	}()
 	if s.cfg.FDs.Liveness >= 0 {
 		// Non-blocking, so that the read waits in the poller: a blocking
 		// read would hold the only P (GOMAXPROCS=1) until sysmon takes it

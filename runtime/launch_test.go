@@ -125,6 +125,11 @@ func TestIsolation(t *testing.T) {
 			t.Errorf("the init holds a directory: fd %s -> %s", fd.Name(), l)
 		}
 	}
+	// Signals a workload may send PID 1 do not take the sandbox down.
+	sh(t, sb, "for s in ABRT ILL TRAP SYS BUS FPE SEGV USR1 USR2 PIPE ALRM; do kill -$s 1; done")
+	if got := strings.TrimSpace(sh(t, sb, "echo alive")); got != "alive" {
+		t.Errorf("after signals to PID 1: %q", got)
+	}
 	// Orphans are reaped: no zombie outlives its parent for long.
 	sh(t, sb, "sh -c 'sleep 0.1 & sleep 0.1 &'")
 	deadline := time.Now().Add(20 * time.Second)
