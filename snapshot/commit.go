@@ -111,10 +111,8 @@ func (s *Store) commitLocked(ctx context.Context, name, parent, upper string, op
 	if err != nil {
 		return nil, err
 	}
-	for _, l := range nm.Layers {
-		if err := s.ensureLayer(ctx, e, l); err != nil {
-			return nil, err
-		}
+	if err := s.ensureLayers(ctx, e, nm.Layers); err != nil {
+		return nil, err
 	}
 	return s.tag(ctx, e, name, mdesc, opts.Replace)
 }

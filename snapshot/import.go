@@ -184,10 +184,8 @@ func (s *Store) importLocked(ctx context.Context, name, p, tag string, opts Impo
 	if err != nil {
 		return nil, err
 	}
-	for _, l := range manifest.Layers {
-		if err := s.ensureLayer(ctx, e, l); err != nil {
-			return nil, err
-		}
+	if err := s.ensureLayers(ctx, e, manifest.Layers); err != nil {
+		return nil, err
 	}
 	return s.tag(ctx, e, name, mdesc, opts.Replace)
 }

@@ -10,7 +10,9 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
+	"sync"
 
 	"github.com/apex/log"
 	"github.com/beamhop/lightbox/internal/lockfile"
@@ -53,6 +55,47 @@ func layerAlgorithm(mt string) (blobcompress.Algorithm, error) {
 	return nil, fmt.Errorf("unknown layer media type %q", mt)
 }
 
+// ensureLayers unpacks the layers that are not unpacked yet, two at a
+// time (one at a time when drawing progress bars, which would garble each
+// other).
+func (s *Store) ensureLayers(ctx context.Context, e casext.Engine, layers []ispec.Descriptor) error {
+	if len(layers) < 2 || s.progress != nil || goruntime.GOMAXPROCS(0) < 2 {
+		for _, l := range layers {
+			if err := s.ensureLayer(ctx, e, l); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sem := make(chan struct{}, 2)
+	errs := make([]error, len(layers))
+	var wg sync.WaitGroup
+	for i, l := range layers {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if errs[i] = s.ensureLayer(ctx, e, l); errs[i] != nil {
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	// The first failure in layer order, not the cancellations it caused.
+	var first error
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
 // ensureLayer unpacks layer blob l (already in the store's CAS) into its
 // layer directory unless it is there.
 func (s *Store) ensureLayer(ctx context.Context, e casext.Engine, l ispec.Descriptor) error {
@@ -81,7 +124,8 @@ func (s *Store) ensureLayer(ctx context.Context, e casext.Engine, l ispec.Descri
 		}
 	}
 	if err != nil {
-		if rerr := s.removeAll(ctx, t.dir); rerr != nil {
+		// Clean up even when ctx was cancelled.
+		if rerr := s.removeAll(context.WithoutCancel(ctx), t.dir); rerr != nil {
 			s.log.Warn("remove failed unpack", "path", t.dir, "err", rerr)
 		}
 		return err
