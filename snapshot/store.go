@@ -69,12 +69,17 @@ type Snapshot struct {
 
 // Config is the runtime part of a snapshot's image configuration.
 type Config struct {
-	Env        []string          `json:"env,omitempty"`
-	WorkingDir string            `json:"workingDir,omitempty"`
-	User       string            `json:"user,omitempty"`
-	Entrypoint []string          `json:"entrypoint,omitempty"`
-	Cmd        []string          `json:"cmd,omitempty"`
-	Labels     map[string]string `json:"labels,omitempty"`
+	// Env is "KEY=value" entries for every process.
+	Env []string `json:"env,omitempty"`
+	// WorkingDir is the default working directory ("" = /).
+	WorkingDir string `json:"workingDir,omitempty"`
+	// User is the default user: "name", "uid", "uid:gid" ("" = root).
+	User string `json:"user,omitempty"`
+	// Entrypoint and Cmd make the default main process, as in docker.
+	Entrypoint []string `json:"entrypoint,omitempty"`
+	Cmd        []string `json:"cmd,omitempty"`
+	// Labels are the image's labels.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // annotationCreated records, on a snapshot's index entry, when it was
