@@ -39,6 +39,8 @@ type config struct {
 	rounds, runs, warmup int // cold and exec groups
 	batchRounds          int // parallel groups
 	batchRuns            int
+	bigMiB, bigLayers    int     // the big snapshot of section 4 (0 MiB = skip)
+	budgetScale          float64 // scales each group's time budget
 }
 
 func main() {
@@ -53,6 +55,9 @@ func main() {
 	flag.IntVar(&c.warmup, "warmup", 2, "warm-up runs of each command per round")
 	flag.IntVar(&c.batchRounds, "batch-rounds", 2, "rounds of the 50-sandbox batches")
 	flag.IntVar(&c.batchRuns, "batch-runs", 2, "runs of each batch per round")
+	flag.IntVar(&c.bigMiB, "big-mib", 1024, "size of the many-layer snapshot launched beside the busybox one (0 skips it)")
+	flag.IntVar(&c.bigLayers, "big-layers", 50, "layers of the many-layer snapshot")
+	flag.Float64Var(&c.budgetScale, "budget", 1, "scale of the per-group time budgets (rounds stop early past them on a busy machine)")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("bench: ")

@@ -73,8 +73,16 @@ func (b *bench) probe(ctx context.Context, m *mode, items []*item) {
 
 // measure runs the group in interleaved rounds: each round is one
 // hyperfine invocation over every command (order rotated per round),
-// followed by the Go API benchmarks; samples pool across rounds.
+// followed by the Go API benchmarks; samples pool across rounds. After
+// two rounds it stops early when the next round would end past the
+// group's time budget (a busy machine), so `make bench` stays bounded.
 func (b *bench) measure(ctx context.Context, m *mode, group string, items []*item, rounds, runs, warmup int) error {
+	budget := groupBudget[group]
+	if budget == 0 {
+		budget = time.Minute
+	}
+	budget = time.Duration(float64(budget) * b.cfg.budgetScale)
+	groupStart := time.Now()
 	b.probe(ctx, m, items)
 	var cmds, apis []*item
 	for _, it := range items {
@@ -89,6 +97,10 @@ func (b *bench) measure(ctx context.Context, m *mode, group string, items []*ite
 	for r := range rounds {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if el := time.Since(groupStart); r >= 2 && el+el/time.Duration(r) > budget {
+			log.Printf("%s %s: stopping after %d rounds: the time budget (%v) would be exceeded", m.name, group, r, budget.Round(time.Second))
+			break
 		}
 		log.Printf("%s %s: round %d/%d", m.name, group, r+1, rounds)
 		if len(cmds) > 0 {
@@ -119,6 +131,14 @@ func (b *bench) measure(ctx context.Context, m *mode, group string, items []*ite
 		}
 	}
 	return nil
+}
+
+// groupBudget is each group's time budget per mode (scaled by -budget).
+var groupBudget = map[string]time.Duration{
+	"cold":   75 * time.Second,
+	"exec":   60 * time.Second,
+	"batch":  45 * time.Second,
+	"layers": 40 * time.Second,
 }
 
 func readHyperfine(path string, order []*item) error {

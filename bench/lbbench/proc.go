@@ -86,13 +86,14 @@ type memInfo struct {
 	PrivateKB int64    `json:"privateKB"`
 	RssKB     int64    `json:"rssKB"`
 	PssKB     int64    `json:"pssKB"`
+	AnonKB    int64    `json:"anonKB"`    // anonymous memory (heap, stacks): private but for what fork shares
 	Processes []string `json:"processes"` // "pid comm privateKB"
 }
 
-func smapsRollup(pid int) (priv, rss, pss int64, ok bool) {
+func smapsRollup(pid int) (priv, rss, pss, anon int64, ok bool) {
 	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
 	if err != nil {
-		return 0, 0, 0, false
+		return 0, 0, 0, 0, false
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -112,7 +113,9 @@ func smapsRollup(pid int) (priv, rss, pss int64, ok bool) {
 			rss = v
 		case "Pss:":
 			pss = v
+		case "Anonymous:":
+			anon = v
 		}
 	}
-	return priv, rss, pss, true
+	return priv, rss, pss, anon, true
 }

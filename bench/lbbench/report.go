@@ -169,7 +169,7 @@ func (b *bench) table() string {
 	v := b.res.Versions
 	fmt.Fprintf(&sb, "%s · %s · %s · %s · %s · %s\n", v["lightbox"], v["runc"], v["crun"], v["bubblewrap"], v["podman"], v["hyperfine"])
 	s := b.res.Settings
-	fmt.Fprintf(&sb, "hyperfine -N, %d interleaved rounds × %d runs (+%d warm-up) per command, batches %d × %d; median [p25–p75]; × = median / the floor's median in the same group and mode (memory: / podman's)\n\n",
+	fmt.Fprintf(&sb, "hyperfine -N, %d interleaved rounds × %d runs (+%d warm-up) per command, batches %d × %d; median [p25–p75]; × = median / the floor's median in the same group and mode (memory: / podman's; private = Private_Clean+Private_Dirty of smaps_rollup, which counts a binary's text pages that no other process maps; anon = its Anonymous part)\n\n",
 		s.Rounds, s.Runs, s.Warmup, s.BatchRounds, s.BatchRuns)
 
 	type key struct{ section, key string }
@@ -200,7 +200,7 @@ func (b *bench) table() string {
 		case r.Error != "":
 			return "n/a " + note(r.Error), ""
 		case r.Unit == "kB":
-			return fmt.Sprintf("%d kB", int64(r.Median)), ratioString(r.Ratio)
+			return fmt.Sprintf("%d kB (anon %d)", int64(r.Median), r.Memory.AnonKB), ratioString(r.Ratio)
 		}
 		val := fmt.Sprintf("%s ms [%s–%s]", ms(r.Median), ms(r.P25), ms(r.P75))
 		if r.wide() {
