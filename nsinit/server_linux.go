@@ -358,7 +358,7 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 		}
 		return
 	}
-	var master *os.File
+	var master, slave *os.File
 	files := make([]uintptr, 3)
 	attr := &syscall.SysProcAttr{Setsid: true}
 	if e.Tty {
@@ -367,8 +367,11 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 			fail(0, err)
 			return
 		}
+		// Closed once the workload has its copies (and on every failure:
+		// the deferred Close is then a no-op), so that the client sees
+		// the pty hang up as soon as the workload's side is gone.
 		defer sl.Close()
-		master = m
+		master, slave = m, sl
 		if u.uid != 0 {
 			unix.Fchown(int(sl.Fd()), int(u.uid), -1)
 		}
@@ -404,6 +407,9 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 		defer s.done()
 	}
 	pid, done, err := s.sp.spawn(argv0, e.Args, &syscall.ProcAttr{Dir: dir, Env: env, Files: files, Sys: attr})
+	if slave != nil {
+		slave.Close()
+	}
 	if err != nil {
 		s.mu.Unlock()
 		if master != nil {

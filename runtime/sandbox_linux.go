@@ -31,7 +31,6 @@ type Sandbox struct {
 	initDone chan struct{} // closed once we reaped the init (launcher only)
 	main     *Cmd          // the main command, when this handle started it
 	net      NetworkAttachment
-	gone     bool
 }
 
 // launched holds the liveness pipes of the sandboxes this process
