@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/beamhop/lightbox/internal/sys"
+	"github.com/beamhop/lightbox/internal/sys/seccomp"
 	"golang.org/x/sys/unix"
 )
 
@@ -80,9 +81,9 @@ type spawnResult struct {
 }
 
 // spawner forks every workload from one locked OS thread whose
-// credentials are those of a workload: no_new_privs and podman's
-// capability set (capabilities and no_new_privs are per thread, and a
-// child inherits those of the thread that forked it).
+// credentials are those of a workload: no_new_privs, podman's capability
+// set and the seccomp profile of internal/seccomp (all three are per
+// thread, and a child inherits those of the thread that forked it).
 type spawner struct {
 	reqs chan spawnReq
 	r    *reaper
@@ -154,6 +155,10 @@ func dropPrivileges() error {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	if err := unix.Capset(&hdr, &data[0]); err != nil {
 		return fmt.Errorf("spawner: capset: %w", err)
+	}
+	// Last: the filter applies to this thread's own syscalls from now on.
+	if err := seccomp.Load(); err != nil && !errors.Is(err, seccomp.ErrUnsupported) {
+		return fmt.Errorf("spawner: %w", err)
 	}
 	return nil
 }

@@ -145,7 +145,7 @@ func TestIsolation(t *testing.T) {
 	}
 	// podman's default capabilities, no_new_privs, own session.
 	status := sh(t, sb, "cat /proc/self/status")
-	for _, want := range []string{"CapEff:\t00000000800405fb", "CapBnd:\t00000000800405fb", "CapAmb:\t0000000000000000", "NoNewPrivs:\t1"} {
+	for _, want := range []string{"CapEff:\t00000000800405fb", "CapBnd:\t00000000800405fb", "CapAmb:\t0000000000000000", "NoNewPrivs:\t1", "Seccomp:\t2"} {
 		if !strings.Contains(status, want+"\n") {
 			t.Errorf("/proc/self/status lacks %q:\n%s", want, status)
 		}
