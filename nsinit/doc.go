@@ -16,8 +16,9 @@
 //     detach, destroy.
 //
 // Workloads are forked from one locked "spawner" thread that has set
-// no_new_privs and dropped to podman's default capability set; each runs in
-// its own session. One SIGCHLD reaper hands exit statuses to waiters by pid
+// no_new_privs, dropped to podman's default capability set and loaded the
+// seccomp profile of internal/sys/seccomp; each runs in its own session,
+// never on the caller's terminal. One SIGCHLD reaper hands exit statuses to waiters by pid
 // (and reaps orphans). PID 1 itself is not dumpable, and holds no fd into
 // the host's tree: the liveness pipe, the socket and the lock files only.
 //
