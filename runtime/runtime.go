@@ -67,8 +67,8 @@ const (
 type Spec struct {
 	// Name is the sandbox's name and hostname; "" = generated.
 	Name string
-	// Hostname is ignored: the hostname is the name. Kept for callers
-	// that set it.
+	// Hostname is the sandbox's hostname (and /etc/hostname); "" = the
+	// name, as DESIGN.md wants it.
 	Hostname string
 	// Snapshot is recorded for List.
 	Snapshot string
