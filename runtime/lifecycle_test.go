@@ -509,3 +509,29 @@ func TestLaunchContextEnds(t *testing.T) {
 		t.Errorf("status after the launch context ended: %s", info.Status)
 	}
 }
+
+func TestTimeoutIdle(t *testing.T) {
+	e := newEnv(t)
+	spec := e.spec("idle-timeout")
+	spec.Timeout = 300 * time.Millisecond
+	sb := e.launch(t, spec)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for {
+		info, err := sb.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Status != StatusRunning {
+			if info.Status != StatusExited || !info.TimedOut || info.ExitCode != 124 {
+				t.Errorf("idle sandbox after its timeout: %+v, want exited, timed out, 124", info)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("idle sandbox still running long after its timeout")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
