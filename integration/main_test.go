@@ -33,6 +33,7 @@ func run(m *testing.M) int {
 		if err != nil {
 			panic(err)
 		}
+		os.Chmod(dir, 0o755) // other users' runs (the admin test) execute it too
 		defer os.RemoveAll(dir)
 		binPath = filepath.Join(dir, "lightbox")
 		cmd := exec.Command("go", "build", "-o", binPath, "github.com/beamhop/lightbox/cmd/lightbox")
