@@ -203,6 +203,9 @@ func (b *bench) table() string {
 			return fmt.Sprintf("%d kB (anon %d)", int64(r.Median), r.Memory.AnonKB), ratioString(r.Ratio)
 		}
 		val := fmt.Sprintf("%s ms [%s–%s]", ms(r.Median), ms(r.P25), ms(r.P75))
+		if r.N == 1 {
+			val = fmt.Sprintf("%s ms (one run)", ms(r.Median))
+		}
 		if r.wide() {
 			val += " " + note("! wide spread (IQR over 25% of the median): distrust this figure, the machine was busy")
 		}
