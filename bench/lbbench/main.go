@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -89,9 +90,14 @@ func main() {
 		log.Fatal(err)
 	}
 	b.res.Seconds = time.Since(start).Seconds()
-	fmt.Print(b.table())
+	table := b.table()
+	fmt.Print(table)
 	if err := b.writeJSON(c.out); err != nil {
 		log.Fatal(err)
 	}
-	fmt.Printf("\nwrote %s (%.0f s in all)\n", c.out, time.Since(start).Seconds())
+	md := strings.TrimSuffix(c.out, filepath.Ext(c.out)) + ".md"
+	if err := os.WriteFile(md, []byte(strings.TrimPrefix(table, "\n")), 0o644); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("\nwrote %s and %s (%.0f s in all)\n", c.out, md, time.Since(start).Seconds())
 }
