@@ -183,6 +183,24 @@ else
 	as_self=0
 fi
 
+# Fixtures both passes need, made as root once: the unprivileged user (the
+# root pass's admin test creates a volume for it) and a debootstrap'd
+# Debian as a tarball (LIGHTBOX_DEBIAN_TAR) for the real-distribution tests.
+if [ $as_self = 0 ]; then
+	hdr "fixtures: test user, Debian base"
+	t=$(now_ms)
+	"$repo/hack/test-user.sh" "$test_user" || failures+=("fixtures: could not set up user $test_user")
+	debian_dir=${LIGHTBOX_DEBIAN_DIR:-$repo/.cache/debian-bookworm}
+	if "$repo/hack/debian-base.sh" "$debian_dir" "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" --tar; then
+		chmod 0755 "$(dirname "$debian_dir")"
+		base_env+=(LIGHTBOX_DEBIAN_TAR="$debian_dir.tar" LIGHTBOX_TEST_USER="$test_user")
+	else
+		say "debian-base failed: the tests that need it will say so"
+		base_env+=(LIGHTBOX_TEST_USER="$test_user")
+	fi
+	say "fixtures took $(secs $(($(now_ms) - t)))"
+fi
+
 for pass in $passes; do
 	case $pass in
 	root)
