@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/beamhop/lightbox/internal/lockfile"
 	"github.com/beamhop/lightbox/internal/names"
 	"github.com/beamhop/lightbox/internal/netstack"
 	"github.com/beamhop/lightbox/runtime"
@@ -106,9 +107,6 @@ func (r *Runtime) launch(ctx context.Context, opts SandboxOptions) (*Sandbox, er
 	if network == "" {
 		network = defaultNetwork
 	}
-	if opts.DiskMiB > 0 {
-		return nil, fmt.Errorf("disk cap of %d MiB: %w: capping a sandbox's writable layer needs the XFS project-quota backend, which this store does not have", opts.DiskMiB, ErrQuotaUnsupported)
-	}
 	if len(opts.Command) == 0 {
 		opts.Command = nil // an empty command is no command: the sandbox idles
 	}
@@ -118,6 +116,7 @@ func (r *Runtime) launch(ctx context.Context, opts SandboxOptions) (*Sandbox, er
 	}
 	var held closer
 	defer held.close()
+	launched := false
 
 	lease, snap, err := r.snaps.Lease(ctx, opts.Snapshot)
 	if err != nil {
@@ -170,6 +169,20 @@ func (r *Runtime) launch(ctx context.Context, opts SandboxOptions) (*Sandbox, er
 		}
 		spec.Mounts = append(spec.Mounts, ms)
 	}
+	if opts.DiskMiB > 0 {
+		dir, unlock, err := r.createDisk(ctx, name, opts.DiskMiB)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock() // once the sandbox's state names the disk
+		held.add(func() error {
+			if launched {
+				return nil // the disk now belongs to the sandbox
+			}
+			return r.vols.RemoveDisk(context.WithoutCancel(ctx), dir)
+		})
+		spec.WritableDir = dir
+	}
 	if network == NetworkPrivate {
 		ports := make([]netstack.Port, len(opts.Ports))
 		for i, p := range opts.Ports {
@@ -181,8 +194,79 @@ func (r *Runtime) launch(ctx context.Context, opts SandboxOptions) (*Sandbox, er
 	if err != nil {
 		return nil, err
 	}
+	launched = true
 	r.log.Debug("sandbox launched", "sandbox", name, "snapshot", snap.Name)
 	return &Sandbox{name: name, r: r, rs: rs}, nil
+}
+
+// createDisk makes a size-capped directory for a sandbox's writable layer
+// under $ROOT/disks, locked until the sandbox's state names it (so gc
+// never takes a disk that a launch is still setting up).
+func (r *Runtime) createDisk(ctx context.Context, name string, mib int64) (string, func(), error) {
+	disks := filepath.Join(r.root, "disks")
+	if err := os.MkdirAll(disks, 0o700); err != nil {
+		return "", nil, fmt.Errorf("disk for sandbox %s: %w", name, err)
+	}
+	var b [4]byte
+	rand.Read(b[:])
+	dir := filepath.Join(disks, name+"-"+hex.EncodeToString(b[:]))
+	lk, err := lockfile.Exclusive(ctx, dir+".lock")
+	if err != nil {
+		return "", nil, fmt.Errorf("disk for sandbox %s: %w", name, err)
+	}
+	if err := r.vols.CreateDisk(ctx, dir, mib); err != nil {
+		lk.Close()
+		os.Remove(dir + ".lock")
+		return "", nil, fmt.Errorf("sandbox %s: %w", name, err)
+	}
+	return dir, func() { lk.Close() }, nil
+}
+
+// gcDisks removes the capped writable layers that no sandbox's state
+// names any more (the sandbox was removed, or gc removed its remains).
+func (r *Runtime) gcDisks(ctx context.Context) error {
+	disks := filepath.Join(r.root, "disks")
+	ents, err := os.ReadDir(disks)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		dir := filepath.Join(disks, e.Name())
+		lk, err := lockfile.TryExclusive(dir + ".lock")
+		if err != nil {
+			continue // a launch is making it
+		}
+		if !r.diskInUse(ctx, dir) {
+			if err := r.vols.RemoveDisk(ctx, dir); err != nil {
+				errs = append(errs, err)
+			} else {
+				os.Remove(dir + ".lock")
+			}
+		}
+		lk.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// diskInUse reports whether a sandbox's state names dir.
+func (r *Runtime) diskInUse(ctx context.Context, dir string) bool {
+	list, err := r.mgr.List(ctx)
+	if err != nil {
+		return true // when in doubt, keep it
+	}
+	for _, in := range list {
+		if in.WritableDir == dir {
+			return true
+		}
+	}
+	return false
 }
 
 // defaultNetwork is what an empty SandboxOptions.Network means.

@@ -219,7 +219,23 @@ func (s *Sandbox) Wait(ctx context.Context) (int, error) { return s.rs.Wait(ctx)
 
 // Destroy stops every process in the sandbox (SIGTERM to its main command,
 // SIGKILL after a grace period of 10 s) and removes it.
-func (s *Sandbox) Destroy(ctx context.Context) error { return s.rs.Destroy(ctx) }
+func (s *Sandbox) Destroy(ctx context.Context) error { return s.destroy(ctx, 10*time.Second) }
+
+// destroy removes the sandbox and then its capped writable layer, if it
+// has one.
+func (s *Sandbox) destroy(ctx context.Context, grace time.Duration) error {
+	info, _ := s.rs.Info(ctx)
+	if err := s.rs.DestroyGrace(ctx, grace); err != nil {
+		return err
+	}
+	if info.WritableDir != "" {
+		if err := s.r.vols.RemoveDisk(ctx, info.WritableDir); err != nil {
+			return fmt.Errorf("destroy sandbox %s: %w", s.name, err)
+		}
+		os.Remove(info.WritableDir + ".lock")
+	}
+	return nil
+}
 
 // Logs copies the output of the sandbox's main command to stdout and
 // stderr; with follow it keeps copying until the command exits or ctx
@@ -348,14 +364,15 @@ func (r *Runtime) RemoveSandbox(ctx context.Context, name string, opts RemoveSan
 	if grace == 0 {
 		grace = 10 * time.Second
 	}
-	return sb.rs.DestroyGrace(ctx, grace)
+	return sb.destroy(ctx, grace)
 }
 
 // GC removes what crashed lightbox processes left behind: mounts, state
 // directories and names of sandboxes whose init is gone, temporary files,
 // and leases of dead sandboxes.
 func (r *Runtime) GC(ctx context.Context) error {
-	return errors.Join(r.mgr.GC(ctx), r.snaps.GC(ctx))
+	err := r.mgr.GC(ctx)
+	return errors.Join(err, r.gcDisks(ctx), r.snaps.GC(ctx))
 }
 
 // RunInSandbox acts on the default Runtime.

@@ -77,7 +77,9 @@ type state struct {
 	Volumes   []string  `json:"volumes,omitempty"`
 	Command   []string  `json:"command,omitempty"`
 	Network   string    `json:"network"`
-	Pid       int       `json:"pid,omitempty"`
+	// WritableDir holds upper/ and work/ when the caller gave one.
+	WritableDir string `json:"writableDir,omitempty"`
+	Pid         int    `json:"pid,omitempty"`
 	PidStart  uint64    `json:"pidStart,omitempty"`
 }
 
@@ -256,12 +258,16 @@ func (m *Manager) createLocked(ctx context.Context, name string) (*lockfile.Lock
 // start does the launch proper in a created directory.
 func (m *Manager) start(ctx context.Context, name string, spec Spec, lk *lockfile.Lock) (*Sandbox, error) {
 	dir := m.dir(name)
-	for _, d := range []string{"upper", "work", "rootfs", "etc"} {
-		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+	rw := dir
+	if spec.WritableDir != "" {
+		rw = spec.WritableDir
+	}
+	for _, d := range []string{filepath.Join(rw, "upper"), filepath.Join(rw, "work"), filepath.Join(dir, "rootfs"), filepath.Join(dir, "etc")} {
+		if err := os.Mkdir(d, 0o755); err != nil {
 			return nil, err
 		}
 	}
-	st := state{Version: 1, Name: name, Snapshot: spec.Snapshot, CreatedAt: time.Now().UTC(), Volumes: spec.Volumes, Command: spec.Command, Network: spec.Network}
+	st := state{Version: 1, Name: name, Snapshot: spec.Snapshot, CreatedAt: time.Now().UTC(), Volumes: spec.Volumes, Command: spec.Command, Network: spec.Network, WritableDir: spec.WritableDir}
 	if err := writeState(dir, st); err != nil {
 		return nil, err
 	}
@@ -288,7 +294,7 @@ func (m *Manager) start(ctx context.Context, name string, spec Spec, lk *lockfil
 		Timeout:    spec.Timeout,
 		DevptsGID5: gidMapped(m.mapping, 5),
 	}
-	ov := overlaySpec(spec.Layers, dir)
+	ov := overlaySpec(spec.Layers, rw)
 	if err := ov.Validate(); err != nil {
 		return nil, err
 	}
@@ -374,7 +380,7 @@ func readState(dir string) (state, error) {
 func (m *Manager) status(name string) (Info, error) {
 	dir := m.dir(name)
 	st, serr := readState(dir)
-	info := Info{Name: name, Snapshot: st.Snapshot, CreatedAt: st.CreatedAt, Volumes: st.Volumes, Command: st.Command}
+	info := Info{Name: name, Snapshot: st.Snapshot, CreatedAt: st.CreatedAt, Volumes: st.Volumes, Command: st.Command, WritableDir: st.WritableDir}
 	locked, err := held(filepath.Join(dir, "lock"))
 	if err != nil {
 		return info, err

@@ -102,6 +102,11 @@ type Spec struct {
 	Network string
 	// Timeout ends the sandbox after this long; 0 = never.
 	Timeout time.Duration
+	// WritableDir, when set, is an existing empty directory that holds
+	// the overlay's upper and work dirs instead of the sandbox's own
+	// directory: the caller caps its size (SandboxOptions.DiskMiB) and
+	// removes it after the sandbox is removed (Info.WritableDir).
+	WritableDir string
 	// Volumes are the names of the volumes mounted, for List.
 	Volumes []string
 	// Leases are open files (held flocks) the init keeps open for its
@@ -137,6 +142,9 @@ type Info struct {
 	Command   []string  `json:"command,omitempty"`
 	// Pid is the init's pid on the host (0 unless running).
 	Pid int `json:"pid,omitempty"`
+	// WritableDir is Spec.WritableDir: the caller removes it once the
+	// sandbox is gone.
+	WritableDir string `json:"writableDir,omitempty"`
 }
 
 // Sandbox statuses.
