@@ -80,7 +80,7 @@ type state struct {
 	// WritableDir holds upper/ and work/ when the caller gave one.
 	WritableDir string `json:"writableDir,omitempty"`
 	Pid         int    `json:"pid,omitempty"`
-	PidStart  uint64    `json:"pidStart,omitempty"`
+	PidStart    uint64 `json:"pidStart,omitempty"`
 }
 
 func (m *Manager) dir(name string) string { return filepath.Join(m.root, name) }
