@@ -170,6 +170,9 @@ run_one() {
 		say "    --- log of $rel, $pass pass ($log):"
 		show_log "$log"
 	fi
+	# What the kernel answered at a quota's limit (the XFS tests in the
+	# QEMU guest, loop-backed volumes): shown on success too.
+	grep -h -E 'the kernel said|No space left on device' "$log" 2>/dev/null | sort -u | head -8 | sed 's/^[[:space:]]*/      kernel: /'
 }
 
 base_env=(LIGHTBOX_TEST_STRICT="$strict" LIGHTBOX_TEST_RUNID="$$")
