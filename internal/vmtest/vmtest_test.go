@@ -183,7 +183,7 @@ func TestGuestChecks(t *testing.T) {
 func TestGuestFails(t *testing.T) {
 	GuestOnly(t)
 	if os.Getenv("VMTEST_WANT_FAIL") != "1" {
-		t.Skip("fails on purpose only when TestVM asks")
+		t.Skip("needs VMTEST_WANT_FAIL=1: fails on purpose only when TestVM asks")
 	}
 	t.Error("failing on purpose")
 }
@@ -191,7 +191,7 @@ func TestGuestFails(t *testing.T) {
 func TestGuestHangs(t *testing.T) {
 	GuestOnly(t)
 	if os.Getenv("VMTEST_WANT_HANG") != "1" {
-		t.Skip("hangs on purpose only when TestVM asks")
+		t.Skip("needs VMTEST_WANT_HANG=1: hangs on purpose only when TestVM asks")
 	}
 	// Blocked, not deadlocked (the runtime would end a select{} at once):
 	// the host must time out.
