@@ -142,3 +142,18 @@ func versionCommand() *cli.Command {
 		},
 	}
 }
+
+// removeEach runs rm on every NAME argument; with --force a name that
+// does not exist is not an error.
+func removeEach(c *cli.Context, rm func(name string) error) error {
+	if err := needArgs(c, 1, "NAME..."); err != nil {
+		return err
+	}
+	var errs []error
+	for _, n := range c.Args().Slice() {
+		if err := rm(n); err != nil && !(c.Bool("force") && errors.Is(err, lightbox.ErrNotFound)) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -92,17 +91,7 @@ func snapshotCommand() *cli.Command {
 				ArgsUsage: "NAME...",
 				Flags:     []cli.Flag{&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "ignore snapshots that do not exist"}},
 				Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
-					if err := needArgs(c, 1, "NAME..."); err != nil {
-						return err
-					}
-					var errs []error
-					for _, n := range c.Args().Slice() {
-						err := r.RemoveSnapshot(c.Context, n)
-						if err != nil && !(c.Bool("force") && errors.Is(err, lightbox.ErrNotFound)) {
-							errs = append(errs, err)
-						}
-					}
-					return errors.Join(errs...)
+					return removeEach(c, func(name string) error { return r.RemoveSnapshot(c.Context, name) })
 				}),
 			},
 		},

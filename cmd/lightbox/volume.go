@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -123,17 +122,7 @@ func volumeCommand() *cli.Command {
 				ArgsUsage: "NAME...",
 				Flags:     []cli.Flag{&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "ignore volumes that do not exist"}},
 				Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
-					if err := needArgs(c, 1, "NAME..."); err != nil {
-						return err
-					}
-					var errs []error
-					for _, n := range c.Args().Slice() {
-						err := r.RemoveVolume(c.Context, n)
-						if err != nil && !(c.Bool("force") && errors.Is(err, lightbox.ErrNotFound)) {
-							errs = append(errs, err)
-						}
-					}
-					return errors.Join(errs...)
+					return removeEach(c, func(name string) error { return r.RemoveVolume(c.Context, name) })
 				}),
 			},
 			{
