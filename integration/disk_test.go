@@ -2,7 +2,6 @@ package integration
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -34,20 +33,8 @@ func TestDiskCap(t *testing.T) {
 	}
 
 	// A launcher killed mid-run: gc takes the disk once the sandbox is gone.
-	cmd := exec.Command(binPath, "--root", root, "run", "--network", "none", "--disk-mib", "32", "--name", "capped", "busybox", "sleep", "1000")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	killLauncherWhenRunning(t, root, "capped", "--disk-mib", "32")
 	deadline := time.Now().Add(30 * time.Second)
-	for ps(t, root)["capped"].Status != "running" {
-		if time.Now().After(deadline) {
-			t.Fatal("capped never showed as running")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	cmd.Process.Kill()
-	cmd.Wait()
-	deadline = time.Now().Add(30 * time.Second)
 	for {
 		lbOK(t, root, "gc")
 		ents, _ := os.ReadDir(filepath.Join(root, "disks"))

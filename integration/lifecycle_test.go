@@ -131,22 +131,10 @@ func TestDetachedWorkers(t *testing.T) {
 // takes its sandbox with it, and gc leaves no ghost and no mount.
 func TestKilledLauncher(t *testing.T) {
 	root, r := newStore(t)
-	cmd := exec.Command(binPath, "--root", root, "run", "--network", "none", "--name", "victim", "-v", "v:/v", "busybox", "sleep", "1000")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for ps(t, root)["victim"].Status != "running" {
-		if time.Now().After(deadline) {
-			t.Fatal("victim never showed as running")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	cmd.Process.Kill()
-	cmd.Wait()
+	killLauncherWhenRunning(t, root, "victim", "-v", "v:/v")
 	lbOK(t, root, "gc")
 	// The sandbox dies with its launcher; after gc it is gone for good.
-	deadline = time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		e, ok := ps(t, root)["victim"]
 		if !ok {
@@ -168,4 +156,27 @@ func TestKilledLauncher(t *testing.T) {
 	if err != nil {
 		t.Errorf("reusing the name: %v", err)
 	}
+}
+
+// killLauncherWhenRunning starts `lightbox run --name name ARGS… busybox
+// sleep 1000`, waits until ps shows the sandbox running, and kills the
+// launching process with SIGKILL.
+func killLauncherWhenRunning(t *testing.T, root, name string, args ...string) {
+	t.Helper()
+	argv := append([]string{"--root", root, "run", "--network", "none", "--name", name}, args...)
+	cmd := exec.Command(binPath, append(argv, "busybox", "sleep", "1000")...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for ps(t, root)[name].Status != "running" {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("%s never showed as running", name)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
 }
