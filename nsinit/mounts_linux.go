@@ -67,6 +67,13 @@ func setup(cfg *Config) error {
 
 func mountRoot(cfg *Config) error {
 	mfd, err := sys.FSMount(cfg.Root.FSType, cfg.Root.Params, 0, "/")
+	if err != nil && cfg.Root.FSType == "overlay" && errors.Is(err, unix.EINVAL) && hasLowerdirPlus(cfg.Root.Params) {
+		// A kernel before 6.8 (no "lowerdir+"): see overlay_linux.go.
+		if lerr := mountOverlayLegacy(cfg.Root.Params, cfg.RootDir); lerr != nil {
+			return fmt.Errorf("mount root: %w; with a lowerdir= list (for kernels before 6.8): %w", err, lerr)
+		}
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("mount root: %w", err)
 	}

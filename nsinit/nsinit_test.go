@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/beamhop/lightbox/internal/sys"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -70,4 +71,19 @@ func TestDeps(t *testing.T) {
 		}
 	}
 	visit(mod+"nsinit", ".")
+}
+
+func TestLegacyOverlayData(t *testing.T) {
+	params := []sys.Param{
+		{Key: "userxattr"}, {Key: "redirect_dir", Value: "nofollow"}, {Key: "metacopy", Value: "off"},
+		{Key: "lowerdir+", Value: "/l/top"}, {Key: "lowerdir+", Value: "/l/bottom"},
+		{Key: "upperdir", Value: "/s/upper"}, {Key: "workdir", Value: "/s/work"},
+	}
+	want := "userxattr,redirect_dir=nofollow,metacopy=off,upperdir=/s/upper,workdir=/s/work,lowerdir=/l/top:/l/bottom"
+	if got := legacyOverlayData(params, func(_ int, p string) string { return p }); got != want {
+		t.Errorf("legacyOverlayData = %q, want %q", got, want)
+	}
+	if !hasLowerdirPlus(params) || hasLowerdirPlus(params[:3]) {
+		t.Error("hasLowerdirPlus is wrong")
+	}
 }

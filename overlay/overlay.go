@@ -11,9 +11,22 @@
 // user.overlay.* xattrs), no redirects and metacopy=off (an upper dir is
 // then a plain diff of the root). "No redirects" is spelled
 // redirect_dir=nofollow: the kernel turns "off" into "follow" when it is
-// built with redirect_always_follow, and refuses that with userxattr. Layers are passed one fsconfig
-// "lowerdir+" parameter each, so a stack of any depth mounts: the legacy
-// mount(2) option string is limited to a page.
+// built with redirect_always_follow, and refuses that with userxattr.
+//
+// Layers are passed one fsconfig "lowerdir+" parameter each, so a stack of
+// any depth mounts: the legacy mount(2) option string is limited to a
+// page. Only Linux 6.8 and later take "lowerdir+" (Debian 12 runs 6.1).
+// When the kernel refuses it (EINVAL: at fsconfig on 6.5-6.7, at create or
+// once the options pass a page on the legacy mount context before 6.5),
+// the overlay is mounted with mount(2) and the classic
+// "lowerdir=top:...:bottom" string instead — decided by trying, never by
+// the kernel's version. Where the layers' paths would not fit a page,
+// each layer is opened O_PATH and named by its descriptor's number, with
+// /proc/self/fd as the working directory while the kernel parses the
+// options: 4-5 bytes a layer, no privilege needed beyond the mount (so it
+// works in a user namespace), nothing left on disk. nsinit, which mounts a
+// sandbox's root from Params and may not import this package, does the
+// same (nsinit/overlay_linux.go).
 package overlay
 
 import (
@@ -78,13 +91,23 @@ func (s Spec) Params() []sys.Param {
 // Data returns the legacy mount(2) option string, or ErrTooLong when it
 // would not fit a page.
 func (s Spec) Data() (string, error) {
-	lower := make([]string, len(s.Layers))
-	for i, l := range s.Layers {
-		lower[len(s.Layers)-1-i] = l
-	}
-	d := "userxattr,redirect_dir=nofollow,metacopy=off,lowerdir=" + strings.Join(lower, ":") + ",upperdir=" + s.Upper + ",workdir=" + s.Work
-	if len(d) >= 4096 {
+	d := s.data(func(_ int, p string) string { return p })
+	if len(d) >= pageSize {
 		return "", fmt.Errorf("%w (%d bytes for %d layers)", ErrTooLong, len(d), len(s.Layers))
 	}
 	return d, nil
+}
+
+// pageSize bounds a mount(2) option string: the kernel copies at most a
+// page of it, NUL included.
+const pageSize = 4096
+
+// data is the mount(2) option string with each layer named by name(i, p):
+// i counts layers bottom first, p is the layer's path.
+func (s Spec) data(name func(i int, p string) string) string {
+	lower := make([]string, len(s.Layers))
+	for i, l := range s.Layers {
+		lower[len(s.Layers)-1-i] = name(i, l)
+	}
+	return "userxattr,redirect_dir=nofollow,metacopy=off,lowerdir=" + strings.Join(lower, ":") + ",upperdir=" + s.Upper + ",workdir=" + s.Work
 }

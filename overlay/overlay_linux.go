@@ -3,6 +3,8 @@ package overlay
 import (
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
 
 	"github.com/beamhop/lightbox/internal/sys"
 	"golang.org/x/sys/unix"
@@ -16,6 +18,13 @@ func Mount(s Spec, target string) error {
 		return err
 	}
 	mfd, err := sys.FSMount("overlay", s.Params(), 0, target)
+	if errors.Is(err, unix.EINVAL) {
+		// A kernel before 6.8, without "lowerdir+" (see the package doc).
+		if lerr := mountLegacy(s, target); lerr != nil {
+			return fmt.Errorf("mount overlay: %w; with a lowerdir= list (for kernels before 6.8): %w", err, lerr)
+		}
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("mount overlay: %w", err)
 	}
@@ -48,3 +57,43 @@ func Unmount(target string) error {
 }
 
 func isErrno(err error, e unix.Errno) bool { return errors.Is(err, e) }
+
+// mountLegacy mounts s on target with mount(2) and the classic option
+// string, naming the layers by descriptor when their paths would not fit a
+// page (see the package doc).
+func mountLegacy(s Spec, target string) error {
+	if d, err := s.Data(); err == nil {
+		return sys.Mount("overlay", target, "overlay", 0, d)
+	}
+	var fds []int
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	for _, l := range s.Layers {
+		fd, err := sys.Openat(unix.AT_FDCWD, l, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("open layer: %w", err)
+		}
+		fds = append(fds, fd)
+	}
+	d := s.data(func(i int, _ string) string { return strconv.Itoa(fds[i]) })
+	if len(d) >= pageSize {
+		return fmt.Errorf("%w even with layers named by descriptor (%d bytes for %d layers)", ErrTooLong, len(d), len(s.Layers))
+	}
+	// The working directory is the process's: restore it whatever happens.
+	cwd, err := sys.Openat(unix.AT_FDCWD, ".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open the working directory: %w", err)
+	}
+	defer unix.Close(cwd)
+	if err := unix.Chdir("/proc/self/fd"); err != nil {
+		return fmt.Errorf("name layers by descriptor: %w", &os.PathError{Op: "chdir", Path: "/proc/self/fd", Err: err})
+	}
+	merr := sys.Mount("overlay", target, "overlay", 0, d)
+	if err := unix.Fchdir(cwd); err != nil && merr == nil {
+		merr = fmt.Errorf("restore the working directory: %w", err)
+	}
+	return merr
+}

@@ -112,3 +112,72 @@ func TestMount(t *testing.T) {
 		t.Errorf("still mounted after Unmount: %v", err)
 	}
 }
+
+// TestMountLegacy mounts with the fallback kernels before 6.8 get (no
+// "lowerdir+"): the classic option string, with the layers' own paths for
+// a short stack and named by descriptor for 120 layers with digest-long
+// names (over a page as paths). Real root only, in the host's mount
+// namespace; the VM test in the root package runs it on Linux 6.1.
+func TestMountLegacy(t *testing.T) {
+	testutil.RootOnly(t)
+	for _, n := range []int{3, 120} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			dir := t.TempDir()
+			var s Spec
+			for i := range n {
+				l := filepath.Join(dir, fmt.Sprintf("%064x", i))
+				if err := os.MkdirAll(l, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(l, "top"), []byte(fmt.Sprint(i)), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(l, fmt.Sprint("only-", i)), nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				s.Layers = append(s.Layers, l)
+			}
+			s.Upper, s.Work = filepath.Join(dir, "upper"), filepath.Join(dir, "work")
+			target := filepath.Join(dir, "merged")
+			for _, d := range []string{s.Upper, s.Work, target} {
+				if err := os.Mkdir(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, derr := s.Data()
+			if tooLong := errors.Is(derr, ErrTooLong); tooLong != (n > 50) {
+				t.Fatalf("Data() of %d layers: %v", n, derr)
+			}
+			wd, _ := os.Getwd()
+			if err := mountLegacy(s, target); err != nil {
+				t.Fatal(err)
+			}
+			defer Unmount(target)
+			if now, _ := os.Getwd(); now != wd {
+				t.Errorf("working directory after the mount: %q, want %q", now, wd)
+			}
+			if b, err := os.ReadFile(filepath.Join(target, "top")); err != nil || string(b) != fmt.Sprint(n-1) {
+				t.Errorf("top = %q, %v; want the top layer's %d", b, err, n-1)
+			}
+			ents, err := os.ReadDir(target)
+			if err != nil || len(ents) != n+1 {
+				t.Errorf("merged root has %d entries (%v), want every layer's file and top: %d", len(ents), err, n+1)
+			}
+			if err := os.WriteFile(filepath.Join(target, "new"), []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(filepath.Join(s.Upper, "new")); err != nil {
+				t.Errorf("write did not land in the upper dir: %v", err)
+			}
+			if err := os.Remove(filepath.Join(target, "only-0")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Lstat(filepath.Join(target, "only-0")); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("a removed lower file is still there: %v", err)
+			}
+			if err := Unmount(target); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
