@@ -6,9 +6,10 @@ export CGO_ENABLED := 0
 
 GO        ?= go
 BIN       := bin/lightbox
-# Where `make debian-base` keeps its debootstrap tree between runs.
-DEBIAN_BASE_DIR ?= $(CURDIR)/.cache/debian-bookworm
-DEBIAN_MIRROR   ?= http://deb.debian.org/debian
+# Where `make debian-base` and `make test` keep the debootstrap tree (and
+# its tarball) between runs: once per machine, reused while it checks out.
+export DEBIAN_BASE_DIR ?= /var/cache/lightbox/debian-bookworm
+export DEBIAN_MIRROR ?= http://deb.debian.org/debian
 
 .PHONY: all deps build test demo bench debian-base clean
 
@@ -41,7 +42,7 @@ bench: deps build
 ## debian-base: a debootstrap --variant=minbase bookworm tree, made once
 ## and reused while it checks out, imported as the snapshot "debian".
 debian-base: deps build
-	@hack/debian-base.sh "$(DEBIAN_BASE_DIR)" "$(DEBIAN_MIRROR)" "$(CURDIR)/$(BIN)"
+	@hack/debian-base.sh import "$(DEBIAN_BASE_DIR)" "$(DEBIAN_MIRROR)" "$(CURDIR)/$(BIN)"
 
 clean:
 	rm -rf bin bench/work

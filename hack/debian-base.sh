@@ -1,14 +1,31 @@
 #!/bin/sh
-# debian-base.sh DIR MIRROR LIGHTBOX: make a Debian bookworm root filesystem
-# with `debootstrap --variant=minbase` into DIR (once: a tree that checks
-# out is reused) and import it as the snapshot "debian" with LIGHTBOX
-# (unless the store already has it; LIGHTBOX_ROOT picks the store).
-# With --tar as LIGHTBOX it imports nothing and writes DIR.tar instead
-# (numeric owners kept, readable by everyone): what `make test` hands the
-# integration tests, so an unprivileged user can import it too.
+# debian-base.sh: a Debian bookworm root filesystem made with
+# `debootstrap --variant=minbase` from Debian's packages, made once per
+# machine and reused while it checks out.
+#
+#   debian-base.sh tree   DIR MIRROR           make (or check) the tree at DIR
+#   debian-base.sh tar    DIR MIRROR           ... and DIR.tar (numeric owners,
+#                                              xattrs); prints its path last
+#   debian-base.sh import DIR MIRROR LIGHTBOX  ... and import the tree as the
+#                                              snapshot "debian" (unless the
+#                                              store has it; LIGHTBOX_ROOT
+#                                              picks the store)
 set -eu
 
-dir=$1 mirror=$2 lightbox=$3
+if [ $# -lt 3 ]; then
+	echo "usage: debian-base.sh tree|tar|import DIR MIRROR [LIGHTBOX]" >&2
+	exit 2
+fi
+what=$1 dir=$2 mirror=$3
+case $what in
+tree | tar) ;;
+import) [ $# -ge 4 ] || { echo "debian-base: import needs the lightbox binary" >&2; exit 2; } ;;
+*) echo "debian-base: unknown action $what (tree, tar or import)" >&2; exit 2 ;;
+esac
+case $dir in
+/*) ;;
+*) echo "debian-base: DIR must be an absolute path, not $dir" >&2; exit 2 ;;
+esac
 
 checks_out() {
 	[ -f "$dir.ok" ] &&
@@ -19,11 +36,12 @@ checks_out() {
 }
 
 if checks_out; then
-	echo "debian-base: reusing $dir ($(cat "$dir.ok"))"
+	echo "debian-base: reusing $dir ($(cat "$dir.ok"))" >&2
 else
-	echo "debian-base: debootstrap --variant=minbase bookworm $dir (about a minute)"
-	rm -rf "$dir" "$dir.tmp" "$dir.ok"
+	echo "debian-base: debootstrap --variant=minbase bookworm $dir (a minute or more)" >&2
+	rm -rf "$dir" "$dir.tmp" "$dir.ok" "$dir.tar"
 	mkdir -p "$(dirname "$dir")"
+	chmod 0755 "$(dirname "$dir")"
 	start=$(date +%s)
 	if ! debootstrap --variant=minbase bookworm "$dir.tmp" "$mirror" >"$dir.log" 2>&1; then
 		tail -20 "$dir.log" >&2
@@ -32,22 +50,30 @@ else
 	fi
 	mv "$dir.tmp" "$dir"
 	echo "made $(date -u +%Y-%m-%dT%H:%M:%SZ) from $mirror in $(($(date +%s) - start)) s" >"$dir.ok"
-	checks_out || { echo "debian-base: $dir does not check out after debootstrap" >&2; exit 1; }
+	checks_out || {
+		echo "debian-base: $dir does not check out after debootstrap" >&2
+		exit 1
+	}
 fi
 
-if [ "$lightbox" = --tar ]; then
+case $what in
+tree) ;;
+tar)
 	if [ ! -f "$dir.tar" ] || [ "$dir.ok" -nt "$dir.tar" ]; then
-		tar -C "$dir" --numeric-owner --xattrs --xattrs-include='*' -cf "$dir.tar.tmp" .
+		echo "debian-base: tar of $dir" >&2
+		tar --numeric-owner --xattrs --xattrs-include='*' -C "$dir" -cf "$dir.tar.tmp" .
 		chmod 0644 "$dir.tar.tmp"
 		mv "$dir.tar.tmp" "$dir.tar"
 	fi
-	echo "debian-base: $dir.tar"
-	exit 0
-fi
-
-if "$lightbox" snapshot inspect debian >/dev/null 2>&1; then
-	echo "debian-base: snapshot debian already in the store"
-else
-	"$lightbox" snapshot import debian "$dir"
-fi
-"$lightbox" snapshot ls
+	echo "$dir.tar"
+	;;
+import)
+	lightbox=$4
+	if "$lightbox" snapshot inspect debian >/dev/null 2>&1; then
+		echo "debian-base: snapshot debian already in the store" >&2
+	else
+		"$lightbox" snapshot import debian "$dir"
+	fi
+	"$lightbox" snapshot ls
+	;;
+esac

@@ -17,6 +17,9 @@
 # it may drive), -test.count=1 and a timeout. LIGHTBOX_TEST_STRICT is passed
 # through (CI sets it to 1: a skip for a missing capability fails).
 #
+# Tests that ask for a real Debian (LIGHTBOX_DEBIAN_TAR) get a tarball of
+# a debootstrap'd bookworm made once per machine (hack/debian-base.sh).
+#
 # Knobs: LIGHTBOX_TEST_TIMEOUT (seconds per test binary, default 900),
 # LIGHTBOX_TEST_USER (default lbtest), LIGHTBOX_TEST_RUN (-test.run regexp),
 # LIGHTBOX_TEST_PASSES ("root rootless" by default; "root" or "rootless").
@@ -154,12 +157,20 @@ run_one() {
 	fi
 	# A skip's reason is the last log line of the test before its
 	# "--- SKIP" line.
+	# Tests skipped for one reason are counted on one line.
 	local sk
 	while IFS= read -r sk; do
 		oddskips+=("$rel ($pass pass): $sk")
 	done < <(awk '
 		/^[[:space:]]+[^[:space:]]+\.go:[0-9]+: / { sub(/^[[:space:]]+[^[:space:]]+\.go:[0-9]+: /, ""); msg = $0; next }
-		/^[[:space:]]*--- SKIP: / { name = $3; if (msg !~ /^(root-only|rootless-only) test:/) print name ": " msg; msg = "" }
+		/^[[:space:]]*--- SKIP: / {
+			if (msg !~ /^(root-only|rootless-only) test:/) {
+				if (!(msg in n)) order[++k] = msg
+				n[msg]++; first[msg] = (msg in first) ? first[msg] : $3
+			}
+			msg = ""
+		}
+		END { for (i = 1; i <= k; i++) { m = order[i]; print (n[m] > 1 ? first[m] " and " n[m]-1 " more" : first[m]) ": " m } }
 	' "$log")
 	local line
 	line=$(printf '%-28s %-9s %-5s %7s  %3d passed %3d skipped %3d failed' \
@@ -188,22 +199,29 @@ fi
 
 # Fixtures both passes need, made as root once: the unprivileged user (the
 # root pass's admin test creates a volume for it) and a debootstrap'd
-# Debian as a tarball (LIGHTBOX_DEBIAN_TAR) for the real-distribution tests.
+# Debian as a tarball (LIGHTBOX_DEBIAN_TAR) for the real-distribution tests,
+# made once per machine and reused while it checks out (hack/debian-base.sh;
+# DEBIAN_BASE_DIR or LIGHTBOX_DEBIAN_DIR, DEBIAN_MIRROR). A LIGHTBOX_DEBIAN_TAR
+# already set is used as it is.
 if [ $as_self = 0 ]; then
 	hdr "fixtures: test user, Debian base"
 	t=$(now_ms)
 	"$repo/hack/test-user.sh" "$test_user" || failures+=("fixtures: could not set up user $test_user")
-	debian_dir=${LIGHTBOX_DEBIAN_DIR:-$repo/.cache/debian-bookworm}
-	if "$repo/hack/debian-base.sh" "$debian_dir" "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" --tar; then
-		chmod 0755 "$(dirname "$debian_dir")"
-		base_env+=(LIGHTBOX_DEBIAN_TAR="$debian_dir.tar" LIGHTBOX_TEST_USER="$test_user")
+	base_env+=(LIGHTBOX_TEST_USER="$test_user")
+	debian_dir=${LIGHTBOX_DEBIAN_DIR:-${DEBIAN_BASE_DIR:-/var/cache/lightbox/debian-bookworm}}
+	if [ -n "${LIGHTBOX_DEBIAN_TAR:-}" ]; then
+		base_env+=(LIGHTBOX_DEBIAN_TAR="$LIGHTBOX_DEBIAN_TAR")
+	elif tarpath=$("$repo/hack/debian-base.sh" tar "$debian_dir" "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" | tail -n 1) &&
+		[ -f "$tarpath" ]; then
+		base_env+=(LIGHTBOX_DEBIAN_TAR="$tarpath")
+		say "    LIGHTBOX_DEBIAN_TAR=$tarpath"
 	else
-		say "debian-base failed: the tests that need it will say so"
-		base_env+=(LIGHTBOX_TEST_USER="$test_user")
+		failures+=("fixtures: could not make the Debian base tarball (hack/debian-base.sh; the tests that need it say so)")
 	fi
 	say "fixtures took $(secs $(($(now_ms) - t)))"
+elif [ -n "${LIGHTBOX_DEBIAN_TAR:-}" ]; then
+	base_env+=(LIGHTBOX_DEBIAN_TAR="$LIGHTBOX_DEBIAN_TAR")
 fi
-
 for pass in $passes; do
 	case $pass in
 	root)
