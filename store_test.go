@@ -14,6 +14,7 @@ import (
 
 func TestMain(m *testing.M) {
 	Init()
+	guestMain() // as the test VM's PID 1: boot duties, never returns (vm_test.go)
 	os.Exit(m.Run())
 }
 
