@@ -15,6 +15,7 @@ import (
 
 	"github.com/beamhop/lightbox/internal/testutil"
 	"github.com/beamhop/lightbox/internal/vmtest"
+	"github.com/beamhop/lightbox/overlay"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
 )
@@ -214,6 +215,51 @@ func TestGuestSandboxManyLayers(t *testing.T) {
 		return nil
 	})
 	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestGuestSandboxOverlayMount: package overlay's own Mount (host-side
+// mounts) also falls back on 6.1, for 120 layers with digest-long names.
+func TestGuestSandboxOverlayMount(t *testing.T) {
+	vmtest.GuestOnly(t)
+	dir, err := os.MkdirTemp(vmtest.MountPoint(vmDisk), "ovl-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	var s overlay.Spec
+	for i := range vmLayers {
+		l := filepath.Join(dir, fmt.Sprintf("%064x", i))
+		if err := os.Mkdir(l, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(l, "top"), []byte(fmt.Sprint(i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		s.Layers = append(s.Layers, l)
+	}
+	s.Upper, s.Work = filepath.Join(dir, "upper"), filepath.Join(dir, "work")
+	target := filepath.Join(dir, "merged")
+	for _, d := range []string{s.Upper, s.Work, target} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := overlay.Mount(s, target); err != nil {
+		t.Fatalf("overlay.Mount of %d layers: %v", vmLayers, err)
+	}
+	defer overlay.Unmount(target)
+	if b, err := os.ReadFile(filepath.Join(target, "top")); err != nil || string(b) != fmt.Sprint(vmLayers-1) {
+		t.Errorf("top = %q, %v; want the top layer's %d", b, err, vmLayers-1)
+	}
+	if err := os.WriteFile(filepath.Join(target, "new"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(s.Upper, "new")); err != nil {
+		t.Errorf("write did not land in the upper dir: %v", err)
+	}
+	if err := overlay.Unmount(target); err != nil {
 		t.Fatal(err)
 	}
 }
