@@ -166,7 +166,8 @@ run_one() {
 		/^[[:space:]]*--- SKIP: / {
 			if (msg !~ /^(root-only|rootless-only) test:/) {
 				if (!(msg in n)) order[++k] = msg
-				n[msg]++; first[msg] = (msg in first) ? first[msg] : $3
+				if (!(msg in first)) first[msg] = $3
+				n[msg]++
 			}
 			msg = ""
 		}
