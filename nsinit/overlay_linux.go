@@ -3,7 +3,6 @@ package nsinit
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 
@@ -89,18 +88,5 @@ func mountOverlayLegacy(params []sys.Param, target string) error {
 	if len(data) >= pageSize {
 		return fmt.Errorf("overlay options of %d layers are %d bytes even with short names, over a page: %w", len(fds), len(data), unix.E2BIG)
 	}
-	// The working directory is the process's: restore it whatever happens.
-	cwd, err := sys.Openat(unix.AT_FDCWD, ".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open the working directory: %w", err)
-	}
-	defer unix.Close(cwd)
-	if err := unix.Chdir("/proc/self/fd"); err != nil {
-		return fmt.Errorf("name layers by descriptor: %w", &os.PathError{Op: "chdir", Path: "/proc/self/fd", Err: err})
-	}
-	merr := sys.Mount("overlay", target, "overlay", 0, data)
-	if err := unix.Fchdir(cwd); err != nil && merr == nil {
-		merr = fmt.Errorf("restore the working directory: %w", err)
-	}
-	return merr
+	return sys.MountIn("/proc/self/fd", "overlay", target, "overlay", 0, data)
 }

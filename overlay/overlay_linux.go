@@ -3,7 +3,6 @@ package overlay
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 
 	"github.com/beamhop/lightbox/internal/sys"
@@ -82,18 +81,5 @@ func mountLegacy(s Spec, target string) error {
 	if len(d) >= pageSize {
 		return fmt.Errorf("%w even with layers named by descriptor (%d bytes for %d layers)", ErrTooLong, len(d), len(s.Layers))
 	}
-	// The working directory is the process's: restore it whatever happens.
-	cwd, err := sys.Openat(unix.AT_FDCWD, ".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open the working directory: %w", err)
-	}
-	defer unix.Close(cwd)
-	if err := unix.Chdir("/proc/self/fd"); err != nil {
-		return fmt.Errorf("name layers by descriptor: %w", &os.PathError{Op: "chdir", Path: "/proc/self/fd", Err: err})
-	}
-	merr := sys.Mount("overlay", target, "overlay", 0, d)
-	if err := unix.Fchdir(cwd); err != nil && merr == nil {
-		merr = fmt.Errorf("restore the working directory: %w", err)
-	}
-	return merr
+	return sys.MountIn("/proc/self/fd", "overlay", target, "overlay", 0, d)
 }

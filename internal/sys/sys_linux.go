@@ -147,3 +147,24 @@ func Wait4(pid int, status *unix.WaitStatus, options int) (int, error) {
 	err := retry(func() (err error) { wpid, err = unix.Wait4(pid, status, options, nil); return })
 	return wpid, err
 }
+
+// MountIn is Mount with relative paths in data resolved in dir: the
+// process's working directory is dir for the call and is restored after
+// it, whatever happens. Overlay mounts name their layers as descriptors
+// relative to /proc/self/fd this way when the full paths would not fit in
+// a page of options.
+func MountIn(dir, source, target, fstype string, flags uintptr, data string) error {
+	cwd, err := Openat(unix.AT_FDCWD, ".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &fs.PathError{Op: "open", Path: ".", Err: err}
+	}
+	defer unix.Close(cwd)
+	if err := unix.Chdir(dir); err != nil {
+		return &fs.PathError{Op: "chdir", Path: dir, Err: err}
+	}
+	merr := Mount(source, target, fstype, flags, data)
+	if err := unix.Fchdir(cwd); err != nil && merr == nil {
+		merr = &fs.PathError{Op: "fchdir", Path: ".", Err: err}
+	}
+	return merr
+}
