@@ -225,3 +225,34 @@ func TestLaunchFaults(t *testing.T) {
 		t.Errorf("second sandbox named twin = %v, want ErrExists", err)
 	}
 }
+
+// TestExecOutputCap: Exec keeps at most OutputLimit bytes per stream and
+// says so when it dropped some; a Cmd with its own writer gets it all.
+func TestExecOutputCap(t *testing.T) {
+	_, r := newStore(t)
+	ctx := t.Context()
+	err := r.RunInSandbox(ctx, lightbox.SandboxOptions{Snapshot: "busybox", Network: lightbox.NetworkNone}, func(sb *lightbox.Sandbox) error {
+		script := fmt.Sprintf("head -c %d /dev/zero", lightbox.OutputLimit+1000)
+		res, err := sb.Shell(ctx, script)
+		if res == nil {
+			return fmt.Errorf("Shell with too much output returned no result: %v", err)
+		}
+		if err == nil || !strings.Contains(err.Error(), "truncated") || len(res.Stdout) != lightbox.OutputLimit {
+			return fmt.Errorf("Shell with %d bytes of output: %d bytes kept, err %v; want the cap and a truncation error", lightbox.OutputLimit+1000, len(res.Stdout), err)
+		}
+		var n countWriter
+		cmd := sb.Command(ctx, "sh", "-c", script)
+		cmd.Stdout = &n
+		if err := cmd.Run(); err != nil || int(n) != lightbox.OutputLimit+1000 {
+			return fmt.Errorf("Cmd with its own writer: %d bytes, %v", n, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+type countWriter int
+
+func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }
