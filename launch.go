@@ -179,7 +179,9 @@ func (r *Runtime) launch(ctx context.Context, opts SandboxOptions) (*Sandbox, er
 			if launched {
 				return nil // the disk now belongs to the sandbox
 			}
-			return r.vols.RemoveDisk(context.WithoutCancel(ctx), dir)
+			err := r.vols.RemoveDisk(context.WithoutCancel(ctx), dir)
+			os.Remove(dir + ".lock")
+			return err
 		})
 		spec.WritableDir = dir
 	}
@@ -288,12 +290,28 @@ func (r *Runtime) attachNetwork(ctx context.Context, pid int) (runtime.NetworkAt
 }
 
 // lookupInLayers stats target in the snapshot's layers, top first, as the
-// overlay would show it (a directory that the mount target is).
+// overlay would show it, and reports whether it is a directory there.
+// Each lookup is resolved inside its layer (RESOLVE_IN_ROOT): a symlink in
+// a layer never leads to a host path.
 func lookupInLayers(snap *snapshot.Snapshot, target string) (unix.Stat_t, bool) {
 	var st unix.Stat_t
+	rel := strings.TrimPrefix(path.Clean(target), "/")
 	for i := len(snap.Layers) - 1; i >= 0; i-- {
-		p := filepath.Join(snap.Layers[i], filepath.FromSlash(strings.TrimPrefix(target, "/")))
-		if err := unix.Lstat(p, &st); err == nil {
+		root, err := unix.Open(snap.Layers[i], unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			continue
+		}
+		fd, err := unix.Openat2(root, rel, &unix.OpenHow{
+			Flags:   unix.O_PATH | unix.O_CLOEXEC,
+			Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+		})
+		unix.Close(root)
+		if err != nil {
+			continue
+		}
+		err = unix.Fstat(fd, &st)
+		unix.Close(fd)
+		if err == nil {
 			return st, st.Mode&unix.S_IFMT == unix.S_IFDIR
 		}
 	}
