@@ -23,6 +23,7 @@ var roles = func() map[string]func() {
 	m := map[string]func(){
 		rmtree.Role:         rmtree.Main,
 		snapshot.UnpackRole: snapshot.UnpackMain,
+		lookupRole:          lookupMain,
 	}
 	maps.Copy(m, runtime.Roles())
 	return m

@@ -16,9 +16,7 @@ import (
 	"github.com/beamhop/lightbox/internal/names"
 	"github.com/beamhop/lightbox/internal/netstack"
 	"github.com/beamhop/lightbox/runtime"
-	"github.com/beamhop/lightbox/snapshot"
 	"github.com/beamhop/lightbox/volstore"
-	"golang.org/x/sys/unix"
 )
 
 // closer collects what a launch holds until the sandbox's init has its own
@@ -155,8 +153,12 @@ func (r *Runtime) launch(ctx context.Context, opts SandboxOptions) (*Sandbox, er
 			ms.Source = src
 		} else {
 			co := volstore.CreateOptions{UID: -1, GID: -1}
-			if st, ok := lookupInLayers(snap, ms.Target); ok {
-				co.UID, co.GID, co.Mode = int(st.Uid), int(st.Gid), os.FileMode(st.Mode&0o7777)
+			o, err := r.ownerOfTarget(ctx, snap.Layers, ms.Target)
+			if err != nil {
+				return nil, fmt.Errorf("mount %s: %w", target, err)
+			}
+			if o != nil {
+				co.UID, co.GID, co.Mode = o.uid, o.gid, o.mode|os.ModeDir
 			}
 			vl, v, err := r.vols.Acquire(ctx, m.Volume, co)
 			if err != nil {
@@ -287,35 +289,6 @@ func (r *Runtime) attachNetwork(ctx context.Context, pid int) (runtime.NetworkAt
 		return nil, err
 	}
 	return st, nil
-}
-
-// lookupInLayers stats target in the snapshot's layers, top first, as the
-// overlay would show it, and reports whether it is a directory there.
-// Each lookup is resolved inside its layer (RESOLVE_IN_ROOT): a symlink in
-// a layer never leads to a host path.
-func lookupInLayers(snap *snapshot.Snapshot, target string) (unix.Stat_t, bool) {
-	var st unix.Stat_t
-	rel := strings.TrimPrefix(path.Clean(target), "/")
-	for i := len(snap.Layers) - 1; i >= 0; i-- {
-		root, err := unix.Open(snap.Layers[i], unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			continue
-		}
-		fd, err := unix.Openat2(root, rel, &unix.OpenHow{
-			Flags:   unix.O_PATH | unix.O_CLOEXEC,
-			Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
-		})
-		unix.Close(root)
-		if err != nil {
-			continue
-		}
-		err = unix.Fstat(fd, &st)
-		unix.Close(fd)
-		if err == nil {
-			return st, st.Mode&unix.S_IFMT == unix.S_IFDIR
-		}
-	}
-	return st, false
 }
 
 // defaultPath is the PATH of a sandbox whose snapshot sets none, as

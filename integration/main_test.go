@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/beamhop/lightbox"
+	"github.com/beamhop/lightbox/internal/idmap"
+	"github.com/beamhop/lightbox/internal/rmtree"
 	"github.com/beamhop/lightbox/internal/testutil"
 )
 
@@ -88,6 +90,7 @@ func newStore(t *testing.T) (string, *lightbox.Runtime) {
 	t.Helper()
 	rootfs := testutil.BusyboxRootfs(t)
 	root := filepath.Join(t.TempDir(), "store")
+	t.Cleanup(func() { removeStore(t, root) })
 	lbOK(t, root, "snapshot", "import", "busybox", rootfs)
 	r, err := lightbox.Open(lightbox.Options{Root: root})
 	if err != nil {
@@ -134,3 +137,16 @@ func hostMountsUnder(t *testing.T, dir string) int {
 func testBusybox(t *testing.T) string { return testutil.BusyboxRootfs(t) }
 
 func fmtSscan(s string, v *int) (int, error) { return fmt.Sscan(s, v) }
+
+// removeStore deletes a test's store, including what other ids of a
+// rootless range own (layers of multi-owner images), before t.TempDir's
+// own cleanup, which could not.
+func removeStore(t *testing.T, root string) {
+	m, err := idmap.Detect()
+	if err == nil {
+		err = rmtree.RemoveAll(context.Background(), root, m)
+	}
+	if err != nil {
+		t.Errorf("remove the test store: %v", err)
+	}
+}
