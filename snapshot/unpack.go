@@ -290,6 +290,12 @@ func unpackMain(args []string) error {
 	if err := reexec.WaitMapped(); err != nil {
 		return err
 	}
+	// umoci's layer package decided at init, maybe before the map was
+	// written, whether it runs in a user namespace (which makes a refused
+	// mknod of a device node a skip, not a failure): start again mapped.
+	if err := reexec.ReexecIfMappedLate(); err != nil {
+		return err
+	}
 	if len(args) == 0 {
 		return errors.New("no mode given")
 	}

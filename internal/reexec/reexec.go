@@ -139,6 +139,7 @@ func WaitMapped() error {
 		return nil
 	}
 	os.Unsetenv(envSync)
+	mappedLate = true
 	fd, err := strconv.Atoi(s)
 	if err != nil {
 		return fmt.Errorf("bad %s=%q", envSync, s)
@@ -158,4 +159,21 @@ func WaitMapped() error {
 		return fmt.Errorf("setgroups: %w", err)
 	}
 	return nil
+}
+
+// mappedLate is set by WaitMapped when this process started before its id
+// map was written.
+var mappedLate bool
+
+// ReexecIfMappedLate re-executes the running binary in place (same
+// arguments, environment and open descriptors) when this process started
+// before its id map was written, so that package-level state computed at
+// start sees the map: umoci decides once, at init, whether it runs in a
+// user namespace (and so whether a refused mknod is fatal). It returns nil
+// at once when no re-exec is needed. Call it after WaitMapped.
+func ReexecIfMappedLate() error {
+	if !mappedLate {
+		return nil
+	}
+	return fmt.Errorf("re-exec after the id map was written: %w", unix.Exec("/proc/self/exe", os.Args, os.Environ()))
 }
