@@ -54,6 +54,9 @@ func TestCLIDetached(t *testing.T) {
 	if r := lb(t, root, "", "volume", "rm", "cache"); r.code == 0 || !strings.Contains(r.stderr, "w1") {
 		t.Errorf("volume rm of a mounted volume: code %d stderr %q, want a refusal naming w1", r.code, r.stderr)
 	}
+	if r := lb(t, root, "", "snapshot", "rm", "busybox"); r.code == 0 || !strings.Contains(r.stderr, "in use") {
+		t.Errorf("snapshot rm of a snapshot a sandbox runs on: code %d stderr %q, want a refusal", r.code, r.stderr)
+	}
 	if r := lb(t, root, "", "run", "-d", "--network", "none", "--name", "w1", "busybox", "true"); r.code == 0 || !strings.Contains(r.stderr, "exists") {
 		t.Errorf("a second sandbox named w1: code %d stderr %q", r.code, r.stderr)
 	}
