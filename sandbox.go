@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/beamhop/lightbox/runtime"
+	"github.com/beamhop/lightbox/snapshot"
 )
 
 // Errors a Cmd returns when its program cannot start.
@@ -391,4 +392,24 @@ func LaunchSandbox(ctx context.Context, opts SandboxOptions) (*Sandbox, error) {
 		return nil, err
 	}
 	return r.LaunchSandbox(ctx, opts)
+}
+
+// Commit makes a new snapshot, name, from the sandbox's snapshot plus what
+// the sandbox wrote over it (its writable layer; mounts are not part of
+// it), with the snapshot's configuration. The sandbox should be quiet
+// while its layer is read. A name in use is ErrExists.
+func (s *Sandbox) Commit(ctx context.Context, name string) (*Snapshot, error) {
+	info, err := s.rs.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	upper, err := s.rs.UpperDir(ctx)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := s.r.snaps.Commit(ctx, name, info.Snapshot, upper, snapshot.CommitOptions{Comment: "lightbox commit " + s.name})
+	if err != nil {
+		return nil, fmt.Errorf("commit sandbox %s: %w", s.name, err)
+	}
+	return toSnapshot(snap), nil
 }

@@ -183,3 +183,22 @@ func killLauncherWhenRunning(t *testing.T, root, name string, args ...string) {
 	cmd.Process.Kill()
 	cmd.Wait()
 }
+
+// TestCLICommit: a sandbox's changes over its snapshot (a new file, a
+// deleted one) become a new snapshot that launches like any other.
+func TestCLICommit(t *testing.T) {
+	root, _ := newStore(t)
+	lbOK(t, root, "run", "-d", "--network", "none", "--name", "builder", "busybox")
+	lbOK(t, root, "exec", "builder", "sh", "-c", "mkdir -p /opt/app && echo built > /opt/app/out && rm /bin/vi")
+	if out := lbOK(t, root, "commit", "builder", "built"); out != "built\n" {
+		t.Errorf("commit printed %q", out)
+	}
+	lbOK(t, root, "rm", "-f", "builder")
+	out := lbOK(t, root, "run", "--network", "none", "built", "sh", "-c", "cat /opt/app/out; test -e /bin/vi && echo vi-still-there; echo done")
+	if out != "built\ndone\n" {
+		t.Errorf("in the committed snapshot: %q, want the new file and no /bin/vi", out)
+	}
+	if r := lb(t, root, "", "commit", "nope", "x"); r.code == 0 || !strings.Contains(r.stderr, "not found") {
+		t.Errorf("commit of an unknown sandbox: code %d stderr %q", r.code, r.stderr)
+	}
+}

@@ -88,6 +88,19 @@ func (s *Sandbox) Info(ctx context.Context) (Info, error) {
 	return info, nil
 }
 
+// UpperDir returns the overlay's upper directory: what the sandbox has
+// written over its snapshot (for a commit).
+func (s *Sandbox) UpperDir(ctx context.Context) (string, error) {
+	info, err := s.Info(ctx)
+	if err != nil {
+		return "", err
+	}
+	if info.WritableDir != "" {
+		return filepath.Join(info.WritableDir, "upper"), nil
+	}
+	return filepath.Join(s.dir, "upper"), nil
+}
+
 // dial connects to the init's exec socket.
 func (s *Sandbox) dial(ctx context.Context) (*net.UnixConn, error) {
 	addr, dirf, err := sockAddr(s.dir)

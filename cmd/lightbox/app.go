@@ -69,6 +69,7 @@ func newApp() *cli.App {
 			logsCommand(),
 			waitCommand(),
 			rmCommand(),
+			commitCommand(),
 			gcCommand(),
 			volumeCommand(),
 			versionCommand(),

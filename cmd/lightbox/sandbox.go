@@ -369,6 +369,29 @@ func rmCommand() *cli.Command {
 	}
 }
 
+func commitCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "commit",
+		Usage:     "make a snapshot from a sandbox's snapshot plus what the sandbox wrote over it",
+		ArgsUsage: "NAME SNAPSHOT",
+		Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
+			if err := needArgs(c, 2, "NAME SNAPSHOT"); err != nil {
+				return err
+			}
+			sb, err := r.AttachSandbox(c.Context, c.Args().Get(0))
+			if err != nil {
+				return err
+			}
+			snap, err := sb.Commit(c.Context, c.Args().Get(1))
+			if err != nil {
+				return err
+			}
+			fmt.Println(snap.Name)
+			return nil
+		}),
+	}
+}
+
 func gcCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "gc",
