@@ -275,4 +275,9 @@ func (r *Runtime) openParts() error {
 	return nil
 }
 
-func (r *Runtime) closeParts() error { return nil }
+func (r *Runtime) closeParts() error {
+	if r.mgr == nil {
+		return nil
+	}
+	return r.mgr.Close()
+}

@@ -116,6 +116,16 @@ func (m *Manager) exe() *os.File {
 	return m.exeFD
 }
 
+// Close releases what the Manager holds (the read-only bind of the
+// binary). Sandboxes it launched are not affected.
+func (m *Manager) Close() error {
+	m.exeOnce.Do(func() {}) // no bind made after Close
+	if m.exeFD != nil {
+		return m.exeFD.Close()
+	}
+	return nil
+}
+
 func randomName() string {
 	b := make([]byte, 5)
 	rand.Read(b)
