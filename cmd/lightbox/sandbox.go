@@ -350,21 +350,13 @@ func rmCommand() *cli.Command {
 			&cli.DurationFlag{Name: "time", Aliases: []string{"t"}, Usage: "grace period before SIGKILL", Value: 10 * time.Second},
 		},
 		Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
-			if err := needArgs(c, 1, "NAME..."); err != nil {
-				return err
-			}
-			var errs []error
-			for _, n := range c.Args().Slice() {
-				err := r.RemoveSandbox(c.Context, n, lightbox.RemoveSandboxOptions{Force: c.Bool("force"), Grace: c.Duration("time")})
-				if err != nil && !(c.Bool("force") && errors.Is(err, lightbox.ErrNotFound)) {
-					errs = append(errs, err)
-					continue
-				}
+			return removeEach(c, func(name string) error {
+				err := r.RemoveSandbox(c.Context, name, lightbox.RemoveSandboxOptions{Force: c.Bool("force"), Grace: c.Duration("time")})
 				if err == nil {
-					fmt.Println(n)
+					fmt.Println(name)
 				}
-			}
-			return errors.Join(errs...)
+				return err
+			})
 		}),
 	}
 }
