@@ -39,7 +39,7 @@ const (
 func TestSandboxesInVM(t *testing.T) {
 	testutil.RootOnly(t)
 	if vmtest.InGuest() {
-		t.Skip("already inside the VM")
+		t.Skip("needs the host: already inside the VM")
 	}
 	k := vmtest.Setup(t, "mkfs.xfs")
 	img := filepath.Join(t.TempDir(), "xfs.img")
