@@ -94,3 +94,20 @@ func toSnapshot(s *snapshot.Snapshot) *Snapshot {
 		Config: SnapshotConfig{Env: c.Env, WorkingDir: c.WorkingDir, User: c.User, Entrypoint: c.Entrypoint, Cmd: c.Cmd, Labels: c.Labels},
 	}
 }
+
+// ExportOptions tune ExportSnapshot. The zero value writes an OCI image
+// layout directory with the snapshot's name as its tag.
+type ExportOptions struct {
+	// Format is "oci" (an OCI image layout directory, created if missing,
+	// other images in it kept) or "oci-archive" (a tar file that must not
+	// exist); "" = "oci".
+	Format string
+	// Tag is the image's tag in the destination; "" = the snapshot's name.
+	Tag string
+}
+
+// ExportSnapshot writes the named snapshot to dst as an OCI image, in a
+// form ImportSnapshot (and skopeo, podman, umoci) read back.
+func (r *Runtime) ExportSnapshot(ctx context.Context, name, dst string, opts ExportOptions) error {
+	return r.snaps.Export(ctx, name, dst, snapshot.ExportOptions{Format: opts.Format, Tag: opts.Tag})
+}

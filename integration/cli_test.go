@@ -89,6 +89,16 @@ func TestCLISnapshots(t *testing.T) {
 		t.Errorf("import over an existing name: code %d stderr %q, want an error saying it exists", r.code, r.stderr)
 	}
 	lbOK(t, root, "snapshot", "import", "--replace", "busybox", testBusybox(t))
+	// Export in both forms and import back.
+	dir := t.TempDir()
+	lbOK(t, root, "snapshot", "export", "busybox", dir+"/layout")
+	lbOK(t, root, "snapshot", "export", "--format", "oci-archive", "--tag", "v1", "busybox", dir+"/img.tar")
+	lbOK(t, root, "snapshot", "import", "from-layout", dir+"/layout:busybox")
+	lbOK(t, root, "snapshot", "import", "from-archive", dir+"/img.tar:v1")
+	if out := lbOK(t, root, "run", "--network", "none", "from-archive", "sh", "-c", "echo round trip"); out != "round trip\n" {
+		t.Errorf("a snapshot exported and imported back printed %q", out)
+	}
+	lbOK(t, root, "snapshot", "rm", "from-layout", "from-archive")
 	lbOK(t, root, "snapshot", "rm", "busybox")
 	if out := lbOK(t, root, "snapshot", "ls", "--format", "json"); strings.TrimSpace(out) != "[]" {
 		t.Errorf("snapshot ls after rm = %s, want []", out)
