@@ -46,16 +46,7 @@ type Volume struct {
 
 // MatchesLabels reports whether v has every label filter: "K" (any value)
 // or "K=V".
-func (v Volume) MatchesLabels(filters []string) bool {
-	for _, f := range filters {
-		k, want, hasV := strings.Cut(f, "=")
-		got, ok := v.Labels[k]
-		if !ok || (hasV && got != want) {
-			return false
-		}
-	}
-	return true
-}
+func (v Volume) MatchesLabels(filters []string) bool { return volstore.MatchLabels(v.Labels, filters) }
 
 // ListVolumesOptions tune ListVolumesWith.
 type ListVolumesOptions struct {
@@ -133,19 +124,11 @@ func (r *Runtime) ListVolumesWith(ctx context.Context, opts ListVolumesOptions) 
 
 // InspectVolume returns the named volume.
 func (r *Runtime) InspectVolume(ctx context.Context, name string, opts ListVolumesOptions) (*Volume, error) {
-	if err := names.Check("volume", name); err != nil {
-		return nil, err
-	}
-	list, err := r.ListVolumesWith(ctx, opts)
+	v, err := r.vols.Inspect(ctx, name, opts.Size)
 	if err != nil {
 		return nil, err
 	}
-	for i := range list {
-		if list[i].Name == name {
-			return &list[i], nil
-		}
-	}
-	return nil, fmt.Errorf("volume %s: %w", name, ErrNotFound)
+	return r.toVolume(ctx, v, nil), nil
 }
 
 // RemoveVolume removes a volume and its contents. It fails with ErrInUse,
@@ -167,31 +150,7 @@ func (r *Runtime) RemoveVolume(ctx context.Context, name string) error {
 // PruneVolumes removes the unused volumes that match opts and returns
 // their names.
 func (r *Runtime) PruneVolumes(ctx context.Context, opts PruneVolumesOptions) ([]string, error) {
-	list, err := r.vols.List(ctx, false)
-	if err != nil {
-		return nil, err
-	}
-	var removed []string
-	var errs []error
-	for i := range list {
-		v := r.toVolume(ctx, &list[i], map[string][]string{})
-		if !v.MatchesLabels(opts.Labels) || (!opts.Until.IsZero() && !v.CreatedAt.Before(opts.Until)) {
-			continue
-		}
-		if busy, err := r.vols.InUse(ctx, v.Name); err != nil || busy {
-			continue
-		}
-		if !opts.DryRun {
-			if err := r.vols.Remove(ctx, v.Name); err != nil {
-				if !errors.Is(err, ErrInUse) {
-					errs = append(errs, err)
-				}
-				continue
-			}
-		}
-		removed = append(removed, v.Name)
-	}
-	return removed, errors.Join(errs...)
+	return r.vols.Prune(ctx, volstore.PruneFilter{Labels: opts.Labels, Until: opts.Until}, opts.DryRun)
 }
 
 // volumeUsers maps volume names to the live sandboxes that mount them.

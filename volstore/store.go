@@ -685,7 +685,7 @@ func (s *Store) Prune(ctx context.Context, f PruneFilter, dryRun bool) ([]string
 	var out []string
 	var errs []error
 	for _, v := range vols {
-		if !matchLabels(v.Labels, f.Labels) || (!f.Until.IsZero() && !v.CreatedAt.Before(f.Until)) {
+		if !MatchLabels(v.Labels, f.Labels) || (!f.Until.IsZero() && !v.CreatedAt.Before(f.Until)) {
 			continue
 		}
 		if dryRun {
@@ -710,7 +710,9 @@ func (s *Store) Prune(ctx context.Context, f PruneFilter, dryRun bool) ([]string
 	return out, errors.Join(errs...)
 }
 
-func matchLabels(labels map[string]string, filters []string) bool {
+// MatchLabels reports whether labels has every filter: "K" (any value)
+// or "K=V".
+func MatchLabels(labels map[string]string, filters []string) bool {
 	for _, f := range filters {
 		k, want, hasV := strings.Cut(f, "=")
 		got, ok := labels[k]
