@@ -133,6 +133,8 @@ func (r *Runtime) launch(ctx context.Context, opts SandboxOptions) (*Sandbox, er
 		Network:  string(network),
 		Timeout:  opts.Timeout,
 		Leases:   []*os.File{lease.File()},
+
+		AllowUserNamespaces: opts.AllowUserNamespaces,
 	}
 	targets := make([]string, 0, len(opts.Mounts))
 	for t := range opts.Mounts {

@@ -61,6 +61,16 @@ type SandboxOptions struct {
 	Timeout time.Duration
 	// DiskMiB caps the sandbox's writable layer; 0 = no cap.
 	DiskMiB int64
+	// AllowUserNamespaces lets the sandbox's processes create user
+	// namespaces of their own, as a rootless container engine or a
+	// sandboxing tool (bwrap, a browser) running inside needs. Off by
+	// default: the seccomp profile refuses them (unshare and clone with
+	// CLONE_NEWUSER fail with EPERM, clone3 with ENOSYS), as docker's and
+	// podman's do, because a process gets every capability in a user
+	// namespace of its own, and with it the kernel code behind new mount,
+	// network and other namespaces. /proc and /sys stay read-only and
+	// masked inside such namespaces either way.
+	AllowUserNamespaces bool
 }
 
 // Mount is what SandboxOptions.Mounts puts at a path: a host path

@@ -5,7 +5,8 @@
 //
 //   - reads the launch Config (JSON, versioned) from a pipe,
 //   - mounts the root (an overlay described by package overlay, carried out
-//     here with fsopen/fsconfig so any number of layers fits), /proc, /dev,
+//     here with fsopen/fsconfig so any number of layers fits), /proc (with
+//     runc's read-only and masked kernel paths, procfs_linux.go), /dev,
 //     /sys read-only, the state dir's /etc/hostname, /etc/hosts and
 //     /etc/resolv.conf, and the caller's bind mounts with their targets
 //     resolved inside the root (openat2 RESOLVE_IN_ROOT), then pivot_roots
@@ -17,7 +18,8 @@
 //
 // Workloads are forked from one locked "spawner" thread that has set
 // no_new_privs, dropped to podman's default capability set and loaded the
-// seccomp profile of internal/sys/seccomp; each runs in its own session,
+// seccomp profile of internal/sys/seccomp (refusing new user namespaces
+// unless Config.AllowUserNamespaces); each runs in its own session,
 // never on the caller's terminal. One SIGCHLD reaper hands exit statuses to waiters by pid
 // (and reaps orphans). PID 1 itself is not dumpable, and holds no fd into
 // the host's tree: the liveness pipe, the socket and the lock files only.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/beamhop/lightbox/internal/reexec"
 	"github.com/beamhop/lightbox/internal/sys"
+	"github.com/beamhop/lightbox/internal/sys/seccomp"
 	"golang.org/x/sys/unix"
 )
 
@@ -38,7 +39,7 @@ func Main() {
 	}
 	// The spawner thread drops its privileges while this one mounts.
 	r := newReaper()
-	sp, spReady := startSpawner(r)
+	sp, spReady := startSpawner(r, seccomp.Options{AllowUserNamespaces: cfg.AllowUserNamespaces})
 	if err := setup(cfg); err != nil {
 		fatal(report, err)
 	}

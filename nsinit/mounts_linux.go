@@ -31,6 +31,9 @@ func setup(cfg *Config) error {
 	if err := mountSys(root, cfg.Network == "host"); err != nil {
 		return fmt.Errorf("mount /sys: %w", err)
 	}
+	if err := protectKernelPaths(root); err != nil {
+		return err
+	}
 	if err := mountDev(root, cfg.DevptsGID5); err != nil {
 		return fmt.Errorf("mount /dev: %w", err)
 	}

@@ -39,6 +39,9 @@ type Config struct {
 	Timeout time.Duration `json:"timeout,omitempty"`
 	// DevptsGID5 adds gid=5 to devpts (only when gid 5 is mapped).
 	DevptsGID5 bool `json:"devptsGID5,omitempty"`
+	// AllowUserNamespaces lets workloads create user namespaces of their
+	// own; by default the seccomp profile refuses them.
+	AllowUserNamespaces bool `json:"allowUserNamespaces,omitempty"`
 	// FDs are the numbers of the files the runtime passed.
 	FDs FDs `json:"fds"`
 }

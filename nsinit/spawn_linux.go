@@ -91,18 +91,18 @@ type spawner struct {
 
 // startSpawner starts the spawner thread; it is ready to fork when the
 // returned channel yields nil.
-func startSpawner(r *reaper) (*spawner, <-chan error) {
+func startSpawner(r *reaper, prof seccomp.Options) (*spawner, <-chan error) {
 	s := &spawner{reqs: make(chan spawnReq), r: r}
 	ready := make(chan error, 1)
-	go s.loop(ready)
+	go s.loop(ready, prof)
 	return s, ready
 }
 
-func (s *spawner) loop(ready chan<- error) {
+func (s *spawner) loop(ready chan<- error, prof seccomp.Options) {
 	// Never unlocked: this thread's credentials are no longer the init's,
 	// so it must die with the goroutine rather than go back to the pool.
 	runtime.LockOSThread()
-	if err := dropPrivileges(); err != nil {
+	if err := dropPrivileges(prof); err != nil {
 		ready <- err
 		return
 	}
@@ -127,7 +127,7 @@ func (s *spawner) spawn(argv0 string, argv []string, attr *syscall.ProcAttr) (in
 	return r.pid, r.done, r.err
 }
 
-func dropPrivileges() error {
+func dropPrivileges(prof seccomp.Options) error {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("spawner: prctl(PR_SET_NO_NEW_PRIVS): %w", err)
 	}
@@ -157,7 +157,7 @@ func dropPrivileges() error {
 		return fmt.Errorf("spawner: capset: %w", err)
 	}
 	// Last: the filter applies to this thread's own syscalls from now on.
-	if err := seccomp.Load(); err != nil && !errors.Is(err, seccomp.ErrUnsupported) {
+	if err := seccomp.Load(prof); err != nil && !errors.Is(err, seccomp.ErrUnsupported) {
 		return fmt.Errorf("spawner: %w", err)
 	}
 	return nil

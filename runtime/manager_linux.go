@@ -303,6 +303,8 @@ func (m *Manager) start(ctx context.Context, name string, spec Spec, lk *lockfil
 		Network:    spec.Network,
 		Timeout:    spec.Timeout,
 		DevptsGID5: gidMapped(m.mapping, 5),
+
+		AllowUserNamespaces: spec.AllowUserNamespaces,
 	}
 	ov := overlaySpec(spec.Layers, rw)
 	if err := ov.Validate(); err != nil {

@@ -102,6 +102,9 @@ type Spec struct {
 	Network string
 	// Timeout ends the sandbox after this long; 0 = never.
 	Timeout time.Duration
+	// AllowUserNamespaces lets workloads create user namespaces of their
+	// own (the seccomp profile refuses them by default).
+	AllowUserNamespaces bool
 	// WritableDir, when set, is an existing empty directory that holds
 	// the overlay's upper and work dirs instead of the sandbox's own
 	// directory: the caller caps its size (SandboxOptions.DiskMiB) and

@@ -35,6 +35,7 @@ func runCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "publish", Aliases: []string{"p"}, Usage: "[HOSTIP:]HOSTPORT:PORT[/tcp|udp] (private network only; repeatable)"},
 			&cli.Int64Flag{Name: "disk-mib", Usage: "cap the sandbox's writable layer in MiB"},
 			&cli.DurationFlag{Name: "timeout", Usage: "destroy the sandbox after this long"},
+			&cli.BoolFlag{Name: "allow-userns", Usage: "let processes inside create user namespaces (e.g. a rootless container engine); refused by default"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 1, "SNAPSHOT [CMD [ARG...]]"); err != nil {
@@ -60,6 +61,8 @@ func runCommand() *cli.Command {
 				Ports:    c.StringSlice("publish"),
 				DiskMiB:  c.Int64("disk-mib"),
 				Timeout:  c.Duration("timeout"),
+
+				AllowUserNamespaces: c.Bool("allow-userns"),
 			}
 			argv := c.Args().Tail()
 			if c.Bool("detach") {
