@@ -1,0 +1,604 @@
+package integration
+
+// The attack suite: each test tries a way out of a sandbox, as root and
+// rootless, asserts that it fails, and checks that the host is unchanged
+// (a sysctl is probed by writing back the value it holds, so even a
+// failing test leaves the host as it was). Walls tested elsewhere, not
+// repeated here:
+//
+//   - a mount target through a symlink in the image, absolute or made of
+//     "..": runtime TestMounts (and the CLI's workdirs through symlinks,
+//     below);
+//   - /proc/1/exe and /proc/self/exe not writable, PID 1 not dumpable
+//     (environ, fds, cwd, root out of reach), podman's capabilities,
+//     no_new_privs and seccomp mode in /proc/self/status: runtime
+//     TestIsolation;
+//   - :ro recursive over submounts: runtime TestReadOnlyRecursive;
+//   - invalid sandbox and volume names through the API: TestLaunchFaults;
+//     through `volume create`: TestCLIVolumes; snapshot names:
+//     TestCLISnapshots;
+//   - hostile tar entries: snapshot TestHostile*.
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/beamhop/lightbox"
+	"github.com/beamhop/lightbox/internal/testutil"
+	"golang.org/x/sys/unix"
+)
+
+// attackHelperEnv selects attackHelper in TestMain: the test binary (a
+// static one, as make test builds it) bind-mounted into a sandbox runs
+// the syscalls a shell cannot.
+const attackHelperEnv = "LIGHTBOX_ATTACK_HELPER"
+
+// attackHelper runs each operation in os.Args[1:] and prints
+// "op=RESULT", RESULT being "ok" or the errno's name.
+func attackHelper() int {
+	for _, op := range os.Args[1:] {
+		var err error
+		switch op {
+		case "clone3":
+			// No arguments: the kernel would answer EFAULT or EINVAL.
+			_, _, e := unix.Syscall(unix.SYS_CLONE3, 0, 0, 0)
+			err = errnoErr(e)
+		case "clone-newuser":
+			var pid int
+			pid, err = syscall.ForkExec("/bin/true", []string{"true"}, &syscall.ProcAttr{Sys: &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWUSER}})
+			if err == nil {
+				var ws syscall.WaitStatus
+				_, err = syscall.Wait4(pid, &ws, 0, nil)
+			}
+		case "unshare-newuser":
+			// Go's runtime is threaded: the kernel itself says EINVAL,
+			// the profile EPERM first.
+			err = unix.Unshare(unix.CLONE_NEWUSER)
+		case "ptrace-init":
+			err = unix.PtraceAttach(1)
+			if err == nil {
+				// Never leave the init stopped, even when the test fails.
+				_ = unix.PtraceDetach(1) // best effort; the test fails anyway
+			}
+		case "vm-readv-init":
+			var buf [8]byte
+			local := []unix.Iovec{{Base: &buf[0], Len: uint64(len(buf))}}
+			// Any address: the access check comes first.
+			remote := []unix.RemoteIovec{{Base: uintptr(unsafe.Pointer(&buf[0])), Len: len(buf)}}
+			_, err = unix.ProcessVMReadv(1, local, remote, 0)
+		default:
+			err = fmt.Errorf("unknown op %q", op)
+		}
+		fmt.Printf("%s=%s\n", op, errName(err))
+	}
+	return 0
+}
+
+func errnoErr(e unix.Errno) error {
+	if e == 0 {
+		return nil
+	}
+	return e
+}
+
+func errName(err error) string {
+	var e unix.Errno
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.As(err, &e):
+		return unix.ErrnoName(e)
+	}
+	return strings.ReplaceAll(err.Error(), " ", "_")
+}
+
+// helperMount bind-mounts this test binary into a sandbox at /attack.
+func helperMount(t *testing.T) (string, lightbox.Mount) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := elf.Open(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	static := !slices.ContainsFunc(f.Progs, func(p *elf.Prog) bool { return p.Type == elf.PT_INTERP })
+	testutil.Need(t, static, "needs a static test binary to run inside busybox (CGO_ENABLED=0, as make test builds it)")
+	return "/attack", lightbox.Mount{Source: exe, ReadOnly: true}
+}
+
+// helperRun runs the helper in sb and returns op → result.
+func helperRun(t *testing.T, sb *lightbox.Sandbox, ops ...string) map[string]string {
+	t.Helper()
+	c := sb.Command(t.Context(), "/attack", ops...)
+	c.Env = []string{attackHelperEnv + "=1"}
+	var out, errb bytes.Buffer
+	c.Stdout, c.Stderr = &out, &errb
+	if err := c.Run(); err != nil {
+		t.Fatalf("attack helper %v: %v\n%s%s", ops, err, out.String(), errb.String())
+	}
+	got := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		k, v, _ := strings.Cut(l, "=")
+		got[k] = v
+	}
+	return got
+}
+
+// launch starts a sandbox of the busybox snapshot and destroys it at
+// the end of the test.
+func launch(t *testing.T, r *lightbox.Runtime, opts lightbox.SandboxOptions) *lightbox.Sandbox {
+	t.Helper()
+	if opts.Snapshot == "" {
+		opts.Snapshot = "busybox"
+	}
+	if opts.Network == "" {
+		opts.Network = lightbox.NetworkNone
+	}
+	sb, err := r.LaunchSandbox(t.Context(), opts)
+	if err != nil {
+		t.Fatalf("launch: %v", err)
+	}
+	t.Cleanup(func() {
+		// t.Context is done by now.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := sb.Destroy(ctx); err != nil {
+			t.Errorf("destroy %s: %v", sb.Name(), err)
+		}
+	})
+	return sb
+}
+
+// shell runs script in sb and returns its stdout and stderr, whatever its
+// exit status.
+func shell(t *testing.T, sb *lightbox.Sandbox, script string) (string, string) {
+	t.Helper()
+	res, err := sb.Shell(t.Context(), script)
+	var ee *lightbox.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatalf("shell %q: %v", script, err)
+	}
+	return string(res.Stdout), string(res.Stderr)
+}
+
+// hostSysctls are sysctls a sandbox must not write; the kernel checks
+// little more than the file's owner for most of them. core_pattern
+// names a program the kernel runs as host root on a crash.
+var hostSysctls = []string{
+	"kernel/core_pattern", "kernel/core_uses_pid", "kernel/panic", "kernel/panic_on_oops",
+	"kernel/modprobe", "kernel/sysrq", "vm/overcommit_memory", "vm/swappiness",
+	"net/ipv4/ip_forward", "net/core/somaxconn",
+}
+
+// readSysctls reads the hostSysctls this kernel has.
+func readSysctls(t *testing.T) map[string]string {
+	t.Helper()
+	vals := map[string]string{}
+	for _, s := range hostSysctls {
+		b, err := os.ReadFile("/proc/sys/" + s)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		vals[s] = string(b)
+	}
+	if _, ok := vals["kernel/core_pattern"]; !ok {
+		t.Fatal("no /proc/sys/kernel/core_pattern on the host")
+	}
+	return vals
+}
+
+// sysctlProbe writes every sysctl back with the value it holds and
+// prints WROTE for each write that was let through.
+func sysctlProbe(vals map[string]string) string {
+	var b strings.Builder
+	for s := range vals {
+		fmt.Fprintf(&b, "f=/proc/sys/%s; v=$(cat $f) && printf '%%s\\n' \"$v\" > $f && echo WROTE $f\n", s)
+	}
+	return b.String()
+}
+
+// TestAttackHostSysctls: issue 12's first break. With the identity
+// mapping, sandbox root owned /proc/sys and could set core_pattern to
+// a program of its upper dir, which the host kernel then ran as root.
+func TestAttackHostSysctls(t *testing.T) {
+	_, r := newStore(t)
+	before := readSysctls(t)
+	probe := sysctlProbe(before)
+	for _, net := range []lightbox.Network{lightbox.NetworkNone, lightbox.NetworkHost, lightbox.NetworkPrivate} {
+		t.Run(string(net), func(t *testing.T) {
+			sb := launch(t, r, lightbox.SandboxOptions{Network: net})
+			out, errs := shell(t, sb, probe)
+			if strings.Contains(out, "WROTE") {
+				t.Errorf("sysctls written from inside:\n%s", out)
+			}
+			if n := strings.Count(errs, "Read-only file system"); n != len(before) {
+				t.Errorf("%d of %d writes refused as read-only:\n%s", n, len(before), errs)
+			}
+			// Through /proc/sysrq-trigger too, where the kernel has one.
+			out, _ = shell(t, sb, "test -e /proc/sysrq-trigger || echo absent; (echo h > /proc/sysrq-trigger) 2>/dev/null && echo WROTE")
+			if strings.Contains(out, "WROTE") {
+				t.Errorf("/proc/sysrq-trigger is writable")
+			}
+			if _, err := os.Stat("/proc/sysrq-trigger"); err == nil && strings.Contains(out, "absent") {
+				t.Errorf("/proc/sysrq-trigger is missing inside but the host has one")
+			}
+		})
+	}
+	t.Run("nested user namespace", func(t *testing.T) {
+		sb := launch(t, r, lightbox.SandboxOptions{AllowUserNamespaces: true})
+		script := "unshare -r -m sh -c " + shQuote("id -u; "+probe+"mount -o remount,rw /proc/sys && echo REMOUNTED; umount /proc/sys && echo UNMOUNTED; "+probe)
+		out, errs := shell(t, sb, script)
+		if !strings.HasPrefix(out, "0\n") {
+			t.Fatalf("unshare -r: not root in a new user namespace: %q %q", out, errs)
+		}
+		for _, bad := range []string{"WROTE", "REMOUNTED", "UNMOUNTED"} {
+			if strings.Contains(out, bad) {
+				t.Errorf("from a nested user namespace: %s\n%s", bad, out)
+			}
+		}
+	})
+	if after := readSysctls(t); !mapsEqual(before, after) {
+		t.Errorf("host sysctls changed:\nbefore %q\nafter  %q", before, after)
+	}
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func shQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// maskedPaths are runc's and podman's masked paths.
+var maskedPaths = []string{
+	"/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/latency_stats", "/proc/sched_debug",
+	"/proc/scsi", "/proc/acpi", "/sys/firmware", "/sys/devices/virtual/powercap",
+}
+
+// TestAttackMaskedPaths: the kernel's memory, other users' keys and the
+// machine's timers, IRQs and firmware read as nothing, in every network
+// mode (a fresh sysfs, or the host's bound read-only).
+func TestAttackMaskedPaths(t *testing.T) {
+	_, r := newStore(t)
+	var script strings.Builder
+	for _, p := range maskedPaths {
+		// A masked file reads as /dev/null; a masked directory is empty
+		// and read-only; either way a mount sits on it.
+		fmt.Fprintf(&script, `p=%s
+if [ ! -e $p ]; then echo "$p absent"
+elif [ -d $p ]; then echo "$p dir $(ls -A $p | wc -l) $(touch $p/x 2>/dev/null && echo writable)"
+else echo "$p file $(wc -c < $p) $(grep -c " $p " /proc/self/mountinfo)"; fi
+`, p)
+	}
+	for _, net := range []lightbox.Network{lightbox.NetworkNone, lightbox.NetworkHost} {
+		t.Run(string(net), func(t *testing.T) {
+			sb := launch(t, r, lightbox.SandboxOptions{Network: net})
+			out, errs := shell(t, sb, script.String())
+			mounts, _ := shell(t, sb, "cat /proc/self/mountinfo")
+			masked := 0
+			for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+				f := strings.Fields(l)
+				if len(f) < 2 {
+					t.Fatalf("probe output %q (stderr %q)", out, errs)
+				}
+				p := f[0]
+				switch {
+				case f[1] == "absent":
+					// Only where this kernel has none either.
+					if _, err := os.Stat(p); err == nil {
+						t.Errorf("%s: missing inside, present on the host", p)
+					}
+				case f[1] == "dir" && (len(f) != 3 || f[2] != "0"):
+					t.Errorf("%s: a directory with entries, or writable: %q", p, l)
+				case f[1] == "file" && (len(f) != 4 || f[2] != "0" || f[3] != "1"):
+					t.Errorf("%s: not /dev/null (size, mounts): %q", p, l)
+				default:
+					masked++
+				}
+				if f[1] == "dir" && !strings.Contains(mounts, " "+p+" ") {
+					t.Errorf("%s: no mount on it", p)
+				}
+			}
+			// /sys/firmware exists wherever there is a sysfs.
+			if masked == 0 {
+				t.Errorf("nothing was masked:\n%s", out)
+			}
+			t.Logf("%d of %d masked paths exist here and are masked", masked, len(maskedPaths))
+		})
+	}
+}
+
+// TestAttackUserNamespaces: issue 12's fifth break. A new user namespace
+// hands the workload every capability over new mount, network and other
+// namespaces: refused unless asked for; asked for, /proc stays read-only
+// and masked inside it and a fresh proc cannot be mounted.
+func TestAttackUserNamespaces(t *testing.T) {
+	_, r := newStore(t)
+	target, m := helperMount(t)
+	mounts := map[string]lightbox.Mount{target: m}
+
+	t.Run("default", func(t *testing.T) {
+		sb := launch(t, r, lightbox.SandboxOptions{Mounts: mounts})
+		out, errs := shell(t, sb, "unshare -U true && echo UNSHARED; unshare -r -m true && echo UNSHARED; mkdir -p /tmp/p; mount -t proc proc /tmp/p && echo MOUNTED")
+		if out != "" {
+			t.Errorf("without the opt-in: %s", out)
+		}
+		if !strings.Contains(errs, "Operation not permitted") {
+			t.Errorf("unshare: %q, want EPERM", errs)
+		}
+		got := helperRun(t, sb, "clone3", "clone-newuser", "unshare-newuser")
+		for op, want := range map[string]string{"clone3": "ENOSYS", "clone-newuser": "EPERM", "unshare-newuser": "EPERM"} {
+			if got[op] != want {
+				t.Errorf("%s = %s, want %s", op, got[op], want)
+			}
+		}
+	})
+
+	t.Run("allowed", func(t *testing.T) {
+		sb := launch(t, r, lightbox.SandboxOptions{Mounts: mounts, AllowUserNamespaces: true})
+		got := helperRun(t, sb, "clone3", "clone-newuser", "unshare-newuser")
+		for op, want := range map[string]string{"clone-newuser": "ok", "unshare-newuser": "EINVAL"} {
+			if got[op] != want {
+				t.Errorf("with the opt-in, %s = %s, want %s", op, got[op], want)
+			}
+		}
+		if got["clone3"] == "ENOSYS" {
+			t.Errorf("with the opt-in, clone3 = ENOSYS, want the kernel's answer")
+		}
+		// Root of a new user, mount and pid namespace: it may mount a
+		// tmpfs (so it holds CAP_SYS_ADMIN there) but not a fresh proc
+		// or sysfs, not a non-recursive bind of /proc that would leave
+		// the masks behind, and it can neither lift a mask nor make
+		// /proc/sys writable.
+		inner := `mkdir -p /tmp/p /tmp/q
+mount -t tmpfs t /tmp/q && echo tmpfs-ok
+mount -t proc proc /tmp/p && echo MOUNTED-proc
+mount -t sysfs sysfs /tmp/p && echo MOUNTED-sysfs
+mount --bind /proc /tmp/p && echo BOUND-proc
+for p in /proc/sys /proc/acpi /proc/keys /proc/timer_list /sys/firmware; do
+	grep -q " $p " /proc/self/mountinfo || continue
+	umount $p && echo UNMASKED $p
+	umount -l $p && echo UNMASKED $p
+done
+mount -o remount,rw /proc/sys && echo REMOUNTED
+cat /proc/sys/kernel/core_pattern > /proc/sys/kernel/core_pattern && echo WROTE
+exit 0`
+		out, errs := shell(t, sb, "unshare -r -m -p -n -f sh -c "+shQuote(inner))
+		if !strings.Contains(out, "tmpfs-ok") {
+			t.Fatalf("no CAP_SYS_ADMIN in the nested namespaces, the attack proves nothing: %q %q", out, errs)
+		}
+		if rest := strings.TrimSpace(strings.Replace(out, "tmpfs-ok", "", 1)); rest != "" {
+			t.Errorf("from a nested user namespace:\n%s\nstderr:\n%s", rest, errs)
+		}
+	})
+}
+
+// TestAttackReadOnlyBind: a :ro bind cannot be made writable from inside,
+// neither by a remount nor from a user namespace of the workload's own.
+func TestAttackReadOnlyBind(t *testing.T) {
+	_, r := newStore(t)
+	dir := t.TempDir()
+	f := filepath.Join(dir, "f")
+	if err := os.WriteFile(f, []byte("host"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	before := statOf(t, f)
+	sb := launch(t, r, lightbox.SandboxOptions{AllowUserNamespaces: true, Mounts: map[string]lightbox.Mount{"/ro": {Source: dir, ReadOnly: true}}})
+	attempt := "mount -o remount,rw /ro && echo REMOUNTED; mount -o remount,rw,bind /ro && echo REMOUNTED; umount /ro && echo UNMOUNTED; echo x > /ro/f && echo WROTE; touch /ro/new && echo CREATED; exit 0"
+	out, _ := shell(t, sb, attempt)
+	out2, _ := shell(t, sb, "unshare -r -m sh -c "+shQuote(attempt))
+	if all := out + out2; all != "" {
+		t.Errorf("a :ro bind was written to: %s", all)
+	}
+	if after := statOf(t, f); after != before {
+		t.Errorf("host file changed: %s, was %s", after, before)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "new")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a file appeared in the host dir: %v", err)
+	}
+}
+
+// statOf renders a file's content, size and mtime.
+func statOf(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%q %d %v", b, st.Size(), st.ModTime())
+}
+
+// TestAttackInit: the init (PID 1) cannot be traced, read or rewritten.
+func TestAttackInit(t *testing.T) {
+	root, r := newStore(t)
+	target, m := helperMount(t)
+	sumBefore := sha256File(t, binPath)
+	sb := launch(t, r, lightbox.SandboxOptions{Mounts: map[string]lightbox.Mount{target: m}})
+	got := helperRun(t, sb, "ptrace-init", "vm-readv-init")
+	for _, op := range []string{"ptrace-init", "vm-readv-init"} {
+		if got[op] != "EPERM" {
+			t.Errorf("%s = %s, want EPERM", op, got[op])
+		}
+	}
+	// Write the binary behind PID 1 every way a shell can, from a
+	// sandbox the CLI started (its init is the lightbox binary).
+	name := "exe-attack"
+	lbOK(t, root, "run", "-d", "--name", name, "--network", "none", "busybox", "sleep", "1000")
+	defer lb(t, root, "", "rm", "-f", name)
+	res := lb(t, root, "", "exec", name, "sh", "-c",
+		"echo x >> /proc/1/exe && echo WROTE; (exec 3<>/proc/1/exe) && echo OPENED; cp /bin/busybox /proc/1/exe && echo COPIED; "+
+			"cat /proc/1/maps >/dev/null && echo MAPS; exit 0")
+	if res.stdout != "" {
+		t.Errorf("the init's binary or memory reached from inside: %s", res.stdout)
+	}
+	if got := lb(t, root, "", "exec", name, "echo", "alive"); got.stdout != "alive\n" {
+		t.Errorf("sandbox after the attacks on its init: %+v", got)
+	}
+	if sumAfter := sha256File(t, binPath); sumAfter != sumBefore {
+		t.Errorf("%s changed on the host", binPath)
+	}
+}
+
+func sha256File(t *testing.T, p string) string {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+// TestAttackWorkdirs: a working directory through /proc/self/fd/N (runc's
+// CVE-2024-21626: an fd the runtime leaked into the host's tree) or
+// through a symlink of the image that points at a host path.
+func TestAttackWorkdirs(t *testing.T) {
+	root, _ := newStore(t)
+	outside := filepath.Join(t.TempDir(), "outside")
+	rootfs := testBusybox(t)
+	for name, to := range map[string]string{"work": outside, "up": "../../../../../../..", "etc2": "/etc"} {
+		if err := os.Symlink(to, filepath.Join(rootfs, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lbOK(t, root, "snapshot", "import", "evil", rootfs)
+	hostEtc := dirNames(t, "/etc")
+	vol := t.TempDir()
+
+	for _, n := range []int{3, 4, 5, 6, 7, 8} {
+		res := lb(t, root, "", "run", "--network", "none", "-w", fmt.Sprintf("/proc/self/fd/%d", n), "busybox", "pwd")
+		if res.code != 125 {
+			t.Errorf("run -w /proc/self/fd/%d: exit %d, stdout %q; want a launch error (125)", n, res.code, res.stdout)
+		}
+	}
+	name := "wd-attack"
+	lbOK(t, root, "run", "-d", "--name", name, "--network", "none", "busybox", "sleep", "1000")
+	defer lb(t, root, "", "rm", "-f", name)
+	for n := range 32 {
+		res := lb(t, root, "", "exec", "-w", fmt.Sprintf("/proc/self/fd/%d", n), name, "pwd")
+		if res.code != 125 || !strings.Contains(res.stderr, "workdir") {
+			t.Errorf("exec -w /proc/self/fd/%d: exit %d, stdout %q, stderr %q; want a workdir error (125)", n, res.code, res.stdout, res.stderr)
+		}
+	}
+	// Workdirs and mount targets through the image's symlinks land inside.
+	for _, args := range [][]string{
+		{"-w", "/work/made"},
+		{"-w", "/up/tmp/made"},
+		{"-w", "/etc2/made"},
+		{"-v", vol + ":/work/sub"},
+		{"-v", vol + ":/etc2/mnt"},
+		{"-v", "attackvol:/up/etc/vol"},
+	} {
+		res := lb(t, root, "", append(append([]string{"run", "--network", "none"}, args...), "evil", "sh", "-c", "touch ./created; pwd")...)
+		t.Logf("run %v: exit %d %q %q", args, res.code, res.stdout, strings.TrimSpace(res.stderr))
+	}
+	if _, err := os.Lstat(outside); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s was created on the host through the image's symlink: %v", outside, err)
+	}
+	if got := dirNames(t, "/etc"); !slices.Equal(got, hostEtc) {
+		t.Errorf("the host's /etc changed: %v, was %v", got, hostEtc)
+	}
+	if _, err := os.Stat("/tmp/made"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("/tmp/made appeared on the host: %v", err)
+	}
+}
+
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// TestAttackHostileNames: sandbox and volume names that would be paths,
+// options or escapes are refused by the CLI before anything touches the
+// disk.
+func TestAttackHostileNames(t *testing.T) {
+	root, _ := newStore(t)
+	parent := filepath.Dir(root)
+	before := dirNames(t, parent)
+	storeBefore := treeOf(t, root)
+	bad := []string{"..", ".", "../x", "a/b", "/abs", "-rf", ".hidden", "x\ny", "x y", "x;id", strings.Repeat("x", 64), "ü"}
+	for _, n := range bad {
+		if res := lb(t, root, "", "run", "--name", n, "--network", "none", "busybox", "true"); res.code != 125 || !strings.Contains(res.stderr, "invalid") {
+			t.Errorf("run --name %q: exit %d, stderr %q; want an invalid name (125)", n, res.code, res.stderr)
+		}
+		if n == "." || n == ".." || strings.HasPrefix(n, "/") || strings.HasPrefix(n, "../") {
+			continue // a host path by the -v rule, not a volume name
+		}
+		if res := lb(t, root, "", "run", "--network", "none", "-v", n+":/data", "busybox", "true"); res.code != 125 || !strings.Contains(res.stderr, "invalid") {
+			t.Errorf("run -v %q:/data: exit %d, stderr %q; want an invalid name (125)", n, res.code, res.stderr)
+		}
+	}
+	if got := dirNames(t, parent); !slices.Equal(got, before) {
+		t.Errorf("next to the store: %v, was %v", got, before)
+	}
+	if got := treeOf(t, root); got != storeBefore {
+		t.Errorf("the store changed:\n%s\nwas:\n%s", got, storeBefore)
+	}
+}
+
+// treeOf lists the names under dir, but the snapshot store's and the
+// lock files.
+func treeOf(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p) // p is below dir
+		if strings.HasPrefix(rel, "snapshots") && rel != "snapshots" {
+			return filepath.SkipDir
+		}
+		if d.Name() == ".lock" {
+			return nil // made by the first run, valid name or not
+		}
+		b.WriteString(rel + "\n")
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
