@@ -63,13 +63,14 @@ type SandboxOptions struct {
 	DiskMiB int64
 	// AllowUserNamespaces lets the sandbox's processes create user
 	// namespaces of their own, as a rootless container engine or a
-	// sandboxing tool (bwrap, a browser) running inside needs. Off by
-	// default: the seccomp profile refuses them (unshare and clone with
-	// CLONE_NEWUSER fail with EPERM, clone3 with ENOSYS), as docker's and
-	// podman's do, because a process gets every capability in a user
-	// namespace of its own, and with it the kernel code behind new mount,
-	// network and other namespaces. /proc and /sys stay read-only and
-	// masked inside such namespaces either way.
+	// browser's sandbox running inside needs. Off by default: the seccomp
+	// profile refuses them (unshare and clone with CLONE_NEWUSER fail with
+	// EPERM, clone3 with ENOSYS), as docker's and podman's do, because a
+	// process gets every capability in a user namespace of its own, and
+	// with it the kernel code behind new mount, network and other
+	// namespaces. /proc and /sys stay read-only and
+	// masked inside such namespaces either way, and a fresh proc or sysfs
+	// cannot be mounted there (see README).
 	AllowUserNamespaces bool
 }
 
