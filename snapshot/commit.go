@@ -83,7 +83,7 @@ func (s *Store) commitLocked(ctx context.Context, name, parent, upper string, op
 	if err := readJSON(ctx, e, m.Config, &img); err != nil {
 		return nil, fmt.Errorf("snapshot %s: config: %w", parent, err)
 	}
-	l, diffID, err := s.layerFromDir(ctx, e, upper, true)
+	l, diffID, err := s.layerFromUpper(ctx, e, upper)
 	if err != nil {
 		return nil, err
 	}
