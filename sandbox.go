@@ -396,9 +396,19 @@ func LaunchSandbox(ctx context.Context, opts SandboxOptions) (*Sandbox, error) {
 
 // Commit makes a new snapshot, name, from the sandbox's snapshot plus what
 // the sandbox wrote over it (its writable layer; mounts are not part of
-// it), with the snapshot's configuration. The sandbox should be quiet
-// while its layer is read. A name in use is ErrExists.
-func (s *Sandbox) Commit(ctx context.Context, name string) (*Snapshot, error) {
+// it), with the snapshot's configuration. A name in use is ErrExists.
+//
+// While the layer is read, the sandbox's processes are stopped (SIGSTOP
+// to every process of its pid namespace but its init, SIGCONT after; the
+// cgroup freezer once sandboxes have cgroups), so that the snapshot is one
+// consistent picture; processes that were stopped already stay stopped.
+// The init is not stopped, so exec requests are still served meanwhile;
+// the processes resume as soon as the layer is read. The layer is read without
+// following anything the sandbox made: a symlink is stored as a symlink,
+// a file that changes type while it is read is left out with a warning
+// (Options.Logger), and so are files named ".wh.*", which OCI layers
+// reserve for whiteouts.
+func (s *Sandbox) Commit(ctx context.Context, name string) (snap *Snapshot, err error) {
 	info, err := s.rs.Info(ctx)
 	if err != nil {
 		return nil, err
@@ -407,9 +417,31 @@ func (s *Sandbox) Commit(ctx context.Context, name string) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	snap, err := s.r.snaps.Commit(ctx, name, info.Snapshot, upper, snapshot.CommitOptions{Comment: "lightbox commit " + s.name})
+	thaw, err := s.rs.Freeze(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("commit sandbox %s: %w", s.name, err)
 	}
-	return toSnapshot(snap), nil
+	defer func() {
+		// Deferred: runs on every return and on a panic too.
+		if terr := thaw(); terr != nil {
+			if err == nil {
+				s.r.log.Warn("commit: resume the sandbox's processes", "sandbox", s.name, "err", terr)
+			} else {
+				err = errors.Join(err, fmt.Errorf("resume the sandbox's processes: %w", terr))
+			}
+		}
+	}()
+	resume := func() {
+		if terr := thaw(); terr != nil {
+			s.r.log.Warn("commit: resume the sandbox's processes", "sandbox", s.name, "err", terr)
+		}
+	}
+	sn, err := s.r.snaps.Commit(ctx, name, info.Snapshot, upper, snapshot.CommitOptions{
+		Comment:   "lightbox commit " + s.name,
+		UpperRead: resume, // the layer is read: no need to wait for its unpack
+	})
+	if err != nil {
+		return nil, fmt.Errorf("commit sandbox %s: %w", s.name, err)
+	}
+	return toSnapshot(sn), nil
 }

@@ -20,6 +20,9 @@
 //	stdout.log, stderr.log   the main command's output (when not attached)
 //	etc/           hostname, hosts, resolv.conf, bind-mounted inside
 //	upper/ work/   the overlay's writable layer
+//	freeze.lock    held while the sandbox is frozen (Sandbox.Freeze)
+//	frozen.json    the processes a freeze stopped, for whoever resumes
+//	               them if the freezer dies
 //	rootfs/        where the init attaches the root, in its own namespace
 //
 // A sandbox is "running" while its lock is held, "exited" when the lock is

@@ -468,6 +468,13 @@ func (m *Manager) GC(ctx context.Context) error {
 			continue
 		}
 		info, err := m.status(e.Name())
+		if err == nil && info.Status == StatusRunning {
+			// A commit killed while the sandbox was frozen left its
+			// processes stopped.
+			if err := thawLeftover(m.dir(e.Name())); err != nil {
+				errs = append(errs, fmt.Errorf("sandbox %s: resume stopped processes: %w", e.Name(), err))
+			}
+		}
 		if err != nil || info.Status != StatusDead {
 			continue
 		}

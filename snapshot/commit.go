@@ -21,14 +21,22 @@ type CommitOptions struct {
 	// Replace lets the commit replace an existing snapshot of that name
 	// (unless a sandbox uses it); otherwise an existing name is ErrExists.
 	Replace bool
+	// UpperRead, when not nil, is called once upper has been read (the
+	// layer blob is stored or its making failed), before the layer is
+	// unpacked: a sandbox frozen for the commit can run on from there.
+	UpperRead func()
 }
 
 // Commit makes snapshot name from snapshot parent plus one layer: the
 // overlayfs upper directory upper of a sandbox launched from parent
 // (user.overlay.* whiteouts and opaque directories become OCI whiteouts).
 // The layer is unpacked into the store like any other, so the new
-// snapshot launches like an imported one. The sandbox should be stopped,
-// or at least quiet, while its upper directory is read.
+// snapshot launches like an imported one. The upper directory is read
+// by descriptor, never following a symlink (see upperLayer): files the
+// sandbox changes meanwhile cannot bring anything from outside it into
+// the layer, but only a stopped sandbox gives a consistent picture.
+// Entries that changed type while read, and files named ".wh.*" (which
+// OCI layers reserve), are left out with a warning on the store's logger.
 func (s *Store) Commit(ctx context.Context, name, parent, upper string, opts CommitOptions) (*Snapshot, error) {
 	if err := names.Check("snapshot", name); err != nil {
 		return nil, err
@@ -83,7 +91,10 @@ func (s *Store) commitLocked(ctx context.Context, name, parent, upper string, op
 	if err := readJSON(ctx, e, m.Config, &img); err != nil {
 		return nil, fmt.Errorf("snapshot %s: config: %w", parent, err)
 	}
-	l, diffID, err := s.layerFromDir(ctx, e, upper, true)
+	l, diffID, err := s.layerFromUpper(ctx, e, upper)
+	if opts.UpperRead != nil {
+		opts.UpperRead()
+	}
 	if err != nil {
 		return nil, err
 	}

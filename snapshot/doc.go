@@ -16,7 +16,10 @@
 //
 // Commit makes a snapshot from another plus a sandbox's overlayfs upper
 // directory (its whiteouts become OCI whiteouts); Export writes a snapshot
-// out as an OCI image layout or oci-archive.
+// out as an OCI image layout or oci-archive. The upper directory is a tree
+// the sandbox controls, so Commit reads it by descriptor only (openat2
+// with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS per entry, fstat of what was
+// opened), never by path: see upper_linux.go.
 //
 // Ownership. Files in a layer directory are owned by host ids that the
 // store's id mapping maps into the sandbox. As real root that is the

@@ -226,7 +226,13 @@ func (s *Store) runChild(ctx context.Context, cmd *reexec.Cmd, lockF *os.File) e
 // its error message (its stderr) as the error.
 func startChild(ctx context.Context, cmd *reexec.Cmd, lockF *os.File) (wait func() error, err error) {
 	var stderr bytes.Buffer
-	cmd.Stderr = &limitWriter{w: &stderr, n: 64 << 10}
+	lw := &limitWriter{w: &stderr, n: 64 << 10}
+	relay, _ := cmd.Stderr.(*warnRelay)
+	if relay != nil {
+		relay.rest = lw // warnings to the log, the rest is the error
+	} else {
+		cmd.Stderr = lw
+	}
 	if lockF != nil {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, lockF)
 	}
@@ -244,6 +250,9 @@ func startChild(ctx context.Context, cmd *reexec.Cmd, lockF *os.File) (wait func
 	return func() error {
 		err := cmd.Wait()
 		close(done)
+		if relay != nil {
+			relay.flush()
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -276,7 +285,8 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 
 // UnpackMain is the main of a process started in UnpackRole: it unpacks a
 // layer from stdin ("unpack ROOT MEDIATYPE"), writes a layer tar of a
-// directory to stdout ("tar DIR [overlay]") or removes trees ("rm PATH…") as root of a user namespace with the store's mapping, and exits.
+// directory to stdout ("tar DIR [overlay]"), or of a sandbox's upper
+// directory read by descriptor ("upper DIR") or removes trees ("rm PATH…") as root of a user namespace with the store's mapping, and exits.
 func UnpackMain() {
 	log.SetLevel(log.ErrorLevel)
 	if err := unpackMain(os.Args[1:]); err != nil {
@@ -313,6 +323,17 @@ func unpackMain(args []string) error {
 		// Inside the namespace: the caller's files read as root's, those
 		// of its subordinate ids as the ids they map from.
 		r := generateLayer(args[1], len(args) == 3, layer.MapOptions{})
+		_, err := io.Copy(os.Stdout, r)
+		if cerr := r.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	case "upper":
+		if len(args) != 2 {
+			return errors.New("usage: upper DIR")
+		}
+		// Inside the namespace: owners as the sandbox sees them.
+		r := upperLayer(args[1], layer.MapOptions{}, childWarn)
 		_, err := io.Copy(os.Stdout, r)
 		if cerr := r.Close(); err == nil {
 			err = cerr

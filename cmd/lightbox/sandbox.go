@@ -369,6 +369,21 @@ func commitCommand() *cli.Command {
 		Name:      "commit",
 		Usage:     "make a snapshot from a sandbox's snapshot plus what the sandbox wrote over it",
 		ArgsUsage: "NAME SNAPSHOT",
+		Description: `The new snapshot is the sandbox's snapshot plus one layer: what the
+sandbox wrote over it (not its mounts or volumes), with the snapshot's
+configuration.
+
+A running sandbox is paused while its layer is read, so that the snapshot
+is one consistent picture: every process in it except its init gets
+SIGSTOP, and SIGCONT once the layer is read (also when the commit fails).
+Processes that were already stopped stay stopped. lightbox exec keeps
+working meanwhile. If the commit is killed before it resumes them,
+the next commit of the sandbox or lightbox gc does.
+
+The layer is read without following anything the sandbox made: symlinks
+are stored as symlinks; a file that changes type while it is read, and
+any file named .wh.* (OCI layers reserve that prefix for whiteouts), are
+left out with a warning.`,
 		Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
 			if err := needArgs(c, 2, "NAME SNAPSHOT"); err != nil {
 				return err

@@ -1,0 +1,203 @@
+package runtime
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// sandboxProcs returns the state letter of every process of sb's pid
+// namespace but its init, by host pid.
+func sandboxProcs(t *testing.T, sb *Sandbox) map[int]byte {
+	t.Helper()
+	ns, err := nsOf(sb.Pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int]byte{}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == sb.Pid() {
+			continue
+		}
+		if got, err := nsOf(pid); err == nil && got == ns {
+			if st := procState(pid); st != 0 {
+				out[pid] = st
+			}
+		}
+	}
+	return out
+}
+
+func stoppedSet(procs map[int]byte) map[int]bool {
+	out := map[int]bool{}
+	for pid, st := range procs {
+		if st == 'T' {
+			out[pid] = true
+		}
+	}
+	return out
+}
+
+// readCounter reads the counter the test's main command keeps writing.
+func readCounter(t *testing.T, p string) int {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return -1
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return -1 // caught mid-write
+	}
+	return n
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// counterSpec is a sandbox whose main command counts in /c, with a
+// sleeper it stops itself (as a user would) and a child that forks all
+// the time.
+func counterSpec(e *env, name string) Spec {
+	spec := e.spec(name)
+	spec.Command = []string{"sh", "-c", `sleep 1000 & kill -STOP $!; echo $! > /stopped
+(while :; do sleep 0.01; done) &
+i=0; while :; do i=$((i+1)); echo $i > /c.new; mv /c.new /c; done`}
+	return spec
+}
+
+// TestFreeze stops a sandbox's processes, checks they hold still while
+// exec still works, and that thaw resumes them — but not the one that
+// was stopped before.
+func TestFreeze(t *testing.T) {
+	e := newEnv(t)
+	sb := e.launch(t, counterSpec(e, "freeze"))
+	upper, err := sb.UpperDir(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter := filepath.Join(upper, "c")
+	waitFor(t, "the counter and the stopped sleeper", func() bool {
+		_, err := os.Stat(filepath.Join(upper, "stopped"))
+		return err == nil && readCounter(t, counter) > 0 && len(stoppedSet(sandboxProcs(t, sb))) == 1
+	})
+	before := stoppedSet(sandboxProcs(t, sb))
+
+	thaw, err := sb.Freeze(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer thaw()
+	procs := sandboxProcs(t, sb)
+	if len(procs) < 3 {
+		t.Fatalf("sandbox processes = %v, want the counter, the sleeper and the forker", procs)
+	}
+	for pid, st := range procs {
+		if st != 'T' && st != 'Z' {
+			t.Errorf("pid %d is %c while frozen, want T", pid, st)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(sb.dir, frozenName)); err != nil {
+		t.Errorf("no list of the stopped processes while frozen: %v", err)
+	}
+	c1 := readCounter(t, counter)
+	// The init still serves exec requests.
+	if out := sh(t, sb, "echo served"); out != "served\n" {
+		t.Errorf("exec while frozen: %q", out)
+	}
+	if c2 := readCounter(t, counter); c2 != c1 {
+		t.Errorf("counter moved while frozen: %d -> %d", c1, c2)
+	}
+	if err := thaw(); err != nil {
+		t.Fatal(err)
+	}
+	if err := thaw(); err != nil {
+		t.Fatalf("second thaw: %v", err)
+	}
+	waitFor(t, "the counter to move after thaw", func() bool { return readCounter(t, counter) > c1 })
+	after := stoppedSet(sandboxProcs(t, sb))
+	for pid := range before {
+		if !after[pid] {
+			t.Errorf("pid %d, stopped before the freeze, was resumed by thaw", pid)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(sb.dir, frozenName)); err == nil {
+		t.Error("frozen.json left after thaw")
+	}
+}
+
+// TestFreezeLeftover: a freezer that dies leaves its processes stopped;
+// GC (and the next Freeze) resumes them.
+func TestFreezeLeftover(t *testing.T) {
+	e := newEnv(t)
+	sb := e.launch(t, counterSpec(e, "leftover"))
+	upper, err := sb.UpperDir(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter := filepath.Join(upper, "c")
+	waitFor(t, "the counter", func() bool { return readCounter(t, counter) > 0 })
+	before := stoppedSet(sandboxProcs(t, sb))
+
+	// A freezer that dies: it stops everything and never resumes.
+	ns, err := nsOf(sb.Pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fz := &freezer{dir: sb.dir, initPid: sb.Pid(), self: os.Getpid(), ns: ns, known: map[frozenProc]bool{}}
+	if err := fz.stopAll(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range fz.stopped {
+		unix.Close(p.fd)
+	}
+	c1 := readCounter(t, counter)
+	for pid, st := range sandboxProcs(t, sb) {
+		if st != 'T' && st != 'Z' {
+			t.Fatalf("pid %d is %c after the stop, want T", pid, st)
+		}
+	}
+	if err := e.m.GC(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the counter to move after GC", func() bool { return readCounter(t, counter) > c1 })
+	if after := stoppedSet(sandboxProcs(t, sb)); len(after) != len(before) {
+		t.Errorf("stopped after GC: %v, want the sleeper only (%v)", after, before)
+	}
+
+	// The same through the next Freeze's thaw.
+	fz = &freezer{dir: sb.dir, initPid: sb.Pid(), self: os.Getpid(), ns: ns, known: map[frozenProc]bool{}}
+	if err := fz.stopAll(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range fz.stopped {
+		unix.Close(p.fd)
+	}
+	thaw, err := sb.Freeze(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2 := readCounter(t, counter)
+	if err := thaw(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the counter to move after Freeze and thaw", func() bool { return readCounter(t, counter) > c2 })
+}
