@@ -217,7 +217,7 @@ func (s *Store) layerFromRootfsDir(ctx context.Context, e casext.Engine, dir str
 			return uid, gid
 		}
 	}
-	tr := rewriteOwners(gen, owner)
+	tr, content := rewriteOwners(gen, owner)
 	defer tr.Close()
 	diff := digest.SHA256.Digester()
 	gz, err := blobcompress.Gzip.Compress(io.TeeReader(ctxReader{ctx, tr}, diff.Hash()))
@@ -231,6 +231,9 @@ func (s *Store) layerFromRootfsDir(ctx context.Context, e casext.Engine, dir str
 	if werr := wait(); err == nil && werr != nil {
 		err = werr
 	}
+	if err == nil {
+		err = s.recordUnpackedSize(l.Digest, *content)
+	}
 	if err != nil {
 		return ispec.Descriptor{}, "", fmt.Errorf("make layer of %s: %w", dir, err)
 	}
@@ -238,9 +241,12 @@ func (s *Store) layerFromRootfsDir(ctx context.Context, e casext.Engine, dir str
 }
 
 // rewriteOwners copies the tar stream r with each entry's owner replaced by
-// owner(name, uid, gid), name without leading or trailing slashes.
-func rewriteOwners(r io.Reader, owner func(name string, uid, gid int) (int, int)) io.ReadCloser {
+// owner(name, uid, gid), name without leading or trailing slashes. Once the
+// copy is read to its end, *content is the sum of the sizes of its regular
+// files.
+func rewriteOwners(r io.Reader, owner func(name string, uid, gid int) (int, int)) (io.ReadCloser, *int64) {
 	pr, pw := io.Pipe()
+	content := new(int64)
 	go func() {
 		tr := tar.NewReader(r)
 		tw := tar.NewWriter(pw)
@@ -254,6 +260,9 @@ func rewriteOwners(r io.Reader, owner func(name string, uid, gid int) (int, int)
 					return err
 				}
 				hdr.Uid, hdr.Gid = owner(strings.Trim(hdr.Name, "/"), hdr.Uid, hdr.Gid)
+				if hdr.Typeflag == tar.TypeReg {
+					*content += hdr.Size
+				}
 				if err := tw.WriteHeader(hdr); err != nil {
 					return err
 				}
@@ -264,7 +273,7 @@ func rewriteOwners(r io.Reader, owner func(name string, uid, gid int) (int, int)
 		}()
 		pw.CloseWithError(err)
 	}()
-	return pr
+	return pr, content
 }
 
 // layerFromDir stores a gzipped layer of directory dir, made with umoci's
@@ -344,6 +353,9 @@ func (s *Store) importRootfsTar(ctx context.Context, e casext.Engine, p string) 
 	}
 	if comp == "" {
 		l, err := s.putBlob(ctx, e, mt, ctxReader{ctx, f}, fi.Size(), "layer "+p)
+		if err == nil {
+			err = s.recordTarSize(ctx, l.Digest, f)
+		}
 		if err != nil {
 			return ispec.Descriptor{}, ispec.Manifest{}, err
 		}
@@ -353,6 +365,7 @@ func (s *Store) importRootfsTar(ctx context.Context, e casext.Engine, p string) 
 	pr, pw := io.Pipe()
 	type result struct {
 		d   digest.Digest
+		n   int64
 		err error
 	}
 	done := make(chan result, 1)
@@ -364,7 +377,7 @@ func (s *Store) importRootfsTar(ctx context.Context, e casext.Engine, p string) 
 			return
 		}
 		h := digest.SHA256.Digester()
-		_, err = io.Copy(h.Hash(), dr)
+		n, err := tarContentSize(io.TeeReader(dr, h.Hash()))
 		if cerr := dr.Close(); err == nil {
 			err = cerr
 		}
@@ -373,13 +386,16 @@ func (s *Store) importRootfsTar(ctx context.Context, e casext.Engine, p string) 
 		} else {
 			io.Copy(io.Discard, pr)
 		}
-		done <- result{d: h.Digest(), err: err}
+		done <- result{d: h.Digest(), n: n, err: err}
 	}()
 	l, err := s.putBlob(ctx, e, mt, io.TeeReader(ctxReader{ctx, f}, pw), fi.Size(), "layer "+p)
 	pw.Close()
 	res := <-done
 	if err == nil && res.err != nil {
 		err = fmt.Errorf("%s data: %w", comp, res.err)
+	}
+	if err == nil {
+		err = s.recordUnpackedSize(l.Digest, res.n)
 	}
 	if err != nil {
 		return ispec.Descriptor{}, ispec.Manifest{}, err

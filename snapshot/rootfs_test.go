@@ -68,14 +68,18 @@ func TestRewriteOwners(t *testing.T) {
 		testutil.TarFile{Hdr: tar.Header{Name: "bin/sh", Typeflag: tar.TypeSymlink, Linkname: "busybox", Uid: 7, Gid: 7}},
 	)
 	host := map[string][2]int{"etc": {0, 0}, "etc/motd": {33, 44}}
-	out, err := io.ReadAll(rewriteOwners(bytes.NewReader(in), func(name string, uid, gid int) (int, int) {
+	r, content := rewriteOwners(bytes.NewReader(in), func(name string, uid, gid int) (int, int) {
 		if h, ok := host[name]; ok {
 			return h[0], h[1]
 		}
 		return uid, gid
-	}))
+	})
+	out, err := io.ReadAll(r)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if *content != 3 {
+		t.Errorf("content size = %d, want 3 (etc/motd)", *content)
 	}
 	tr := tar.NewReader(bytes.NewReader(out))
 	want := []struct {
@@ -95,5 +99,93 @@ func TestRewriteOwners(t *testing.T) {
 	}
 	if _, err := tr.Next(); err != io.EOF {
 		t.Errorf("after the last entry: %v, want EOF", err)
+	}
+}
+
+// TestUnpackedSize (issue 11): a snapshot's Size is its unpacked size, the
+// same for one tree imported as a directory, as a plain, gzipped or zstd
+// tarball and as an OCI image; StoredSize is what its blobs take. GC
+// drops the size record with the blob.
+func TestUnpackedSize(t *testing.T) {
+	ctx := t.Context()
+	tree := filepath.Join(t.TempDir(), "tree")
+	files := map[string]int{"big": 256 << 10, "etc/small": 1000, "etc/empty": 0}
+	var want int64
+	for name, n := range files {
+		p := filepath.Join(tree, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, bytes.Repeat([]byte("lightbox "), n/9+1)[:n], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		want += int64(n)
+	}
+	if err := os.Symlink("big", filepath.Join(tree, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(filepath.Join(tree, "big"), filepath.Join(tree, "hardlink")); err != nil {
+		t.Fatal(err)
+	}
+	layerTar := testutil.TarDir(t, tree)
+	tmp := t.TempDir()
+	plain := filepath.Join(tmp, "rootfs.tar")
+	gz := filepath.Join(tmp, "rootfs.tar.gz")
+	if err := os.WriteFile(plain, layerTar, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(gz, testutil.Gzip(t, layerTar), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	layout := testutil.NewOCILayout(t)
+	testutil.AddOCIImage(t, layout, "v", busyCfg, layerTar)
+
+	s := openStore(t)
+	sizes := map[string]*Snapshot{}
+	for name, src := range map[string]string{"dir": tree, "plain": plain, "gz": gz, "oci": layout + ":v"} {
+		sn, err := s.Import(ctx, name, src, ImportOptions{})
+		if err != nil {
+			t.Fatalf("import %s: %v", name, err)
+		}
+		sizes[name] = sn
+	}
+	for name, sn := range sizes {
+		if sn.Size != want {
+			t.Errorf("%s: Size = %d, want %d (the files' sizes)", name, sn.Size, want)
+		}
+	}
+	// Stored sizes are the blobs: the gzipped directory layer is far
+	// smaller than its content, the plain tarball larger.
+	if d := sizes["dir"]; d.StoredSize <= 0 || d.StoredSize >= want/4 {
+		t.Errorf("dir: StoredSize = %d, want the compressed blobs (well under %d)", d.StoredSize, want)
+	}
+	if p := sizes["plain"]; p.StoredSize <= want {
+		t.Errorf("plain: StoredSize = %d, want over %d (the tar as stored)", p.StoredSize, want)
+	}
+	// List agrees, and reads the recorded sizes (an OCI layer's was
+	// recorded by its first describe).
+	list, err := s.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sn := range list {
+		if sn.Size != want || sn.StoredSize != sizes[sn.Name].StoredSize {
+			t.Errorf("List: %s size %d stored %d, want %d and %d", sn.Name, sn.Size, sn.StoredSize, want, sizes[sn.Name].StoredSize)
+		}
+	}
+	records, _ := os.ReadDir(s.sizesDir())
+	if len(records) == 0 {
+		t.Fatal("no layer size records")
+	}
+	for name := range sizes {
+		if err := s.Remove(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if records, _ := os.ReadDir(s.sizesDir()); len(records) != 0 {
+		t.Errorf("size records after every snapshot is removed and collected: %v", records)
 	}
 }

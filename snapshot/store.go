@@ -62,9 +62,12 @@ type Snapshot struct {
 	Config Config `json:"config"`
 	// CreatedAt is when the snapshot was imported into this store.
 	CreatedAt time.Time `json:"createdAt"`
-	// Size is the size in bytes of its blobs (manifest, config and
-	// layers as stored, compressed or not).
+	// Size is its unpacked size in bytes: the sum of its layers'
+	// uncompressed tar sizes, whatever form they are stored in.
 	Size int64 `json:"size"`
+	// StoredSize is the size in bytes of its blobs as the store holds
+	// them (manifest, config and layers, compressed or not).
+	StoredSize int64 `json:"storedSize"`
 }
 
 // Config is the runtime part of a snapshot's image configuration.
@@ -269,14 +272,19 @@ func (s *Store) describe(ctx context.Context, e casext.Engine, name string, d is
 			Env: c.Config.Env, WorkingDir: c.Config.WorkingDir, User: c.Config.User,
 			Entrypoint: c.Config.Entrypoint, Cmd: c.Config.Cmd, Labels: c.Config.Labels,
 		},
-		Size: d.Size + m.Config.Size,
+		StoredSize: d.Size + m.Config.Size,
 	}
 	if t, err := time.Parse(time.RFC3339Nano, d.Annotations[annotationCreated]); err == nil {
 		sn.CreatedAt = t
 	}
 	for _, l := range m.Layers {
 		sn.Layers = append(sn.Layers, s.LayerDir(l.Digest))
-		sn.Size += l.Size
+		sn.StoredSize += l.Size
+		n, err := s.unpackedSize(ctx, e, l)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot %s: %w", name, err)
+		}
+		sn.Size += n
 	}
 	return sn, nil
 }
@@ -444,6 +452,9 @@ func (s *Store) gcLocked(ctx context.Context) error {
 	}
 	if err := e.GC(ctx); err != nil {
 		return fmt.Errorf("gc: %w", err)
+	}
+	if err := s.gcSizes(); err != nil {
+		return fmt.Errorf("gc: layer sizes: %w", err)
 	}
 	ents, err := os.ReadDir(s.layersDir())
 	if err != nil {
