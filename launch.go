@@ -233,17 +233,19 @@ func (r *Runtime) createDisk(ctx context.Context, name string, mib int64) (strin
 }
 
 // gcDisks removes the capped writable layers that no sandbox's state
-// names any more (the sandbox was removed, or gc removed its remains).
-func (r *Runtime) gcDisks(ctx context.Context) error {
+// names any more (the sandbox was removed, or gc removed its remains),
+// and returns their names.
+func (r *Runtime) gcDisks(ctx context.Context) ([]string, error) {
 	disks := filepath.Join(r.root, "disks")
 	ents, err := os.ReadDir(disks)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var errs []error
+	var removed []string
 	for _, e := range ents {
 		if !e.IsDir() {
 			continue
@@ -258,11 +260,12 @@ func (r *Runtime) gcDisks(ctx context.Context) error {
 				errs = append(errs, err)
 			} else {
 				os.Remove(dir + ".lock")
+				removed = append(removed, e.Name())
 			}
 		}
 		lk.Close()
 	}
-	return errors.Join(errs...)
+	return removed, errors.Join(errs...)
 }
 
 // diskInUse reports whether a sandbox's state names dir.
