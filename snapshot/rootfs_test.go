@@ -189,3 +189,55 @@ func TestUnpackedSize(t *testing.T) {
 		t.Errorf("size records after every snapshot is removed and collected: %v", records)
 	}
 }
+
+// TestTarballRootOwnedByOther: a rootfs tarball whose root directory
+// belongs to an id other than root (a tarball an ordinary user made of
+// their own tree records their uid) imports, keeps that owner inside, and
+// is removed and collected again, in both passes (rootless, the layer's
+// root then belongs to a subordinate id: renaming it into and out of
+// place needs the user namespace).
+func TestTarballRootOwnedByOther(t *testing.T) {
+	ctx := t.Context()
+	m := testMapping(t)
+	const uid = 1000
+	if os.Geteuid() != 0 && !m.Helper {
+		// The single-id mapping has no uid 1000 inside.
+		testutil.Need(t, false, "needs a subordinate id range")
+	}
+	tarball := filepath.Join(t.TempDir(), "rootfs.tar")
+	err := os.WriteFile(tarball, testutil.Tar(t,
+		testutil.TarFile{Hdr: tar.Header{Name: "./", Typeflag: tar.TypeDir, Mode: 0o755, Uid: uid, Gid: uid}},
+		testutil.TarFile{Hdr: tar.Header{Name: "./home/", Typeflag: tar.TypeDir, Mode: 0o700, Uid: uid, Gid: uid}},
+		testutil.TarFile{Hdr: tar.Header{Name: "./home/f", Mode: 0o600, Uid: uid, Gid: uid}, Body: "mine\n"},
+	), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := openStoreAt(t, t.TempDir(), m, nil)
+	sn, err := s.Import(ctx, "user-tree", tarball, ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Lstat(sn.Layers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostUID := uint32(uid)
+	for _, r := range m.UIDs {
+		if uid >= int(r.ContainerID) && uint64(uid) < uint64(r.ContainerID)+uint64(r.Size) {
+			hostUID = r.HostID + uint32(uid) - r.ContainerID
+		}
+	}
+	if got := fi.Sys().(*syscall.Stat_t).Uid; got != hostUID {
+		t.Errorf("owner of the layer's root = %d, want %d (uid %d inside)", got, hostUID, uid)
+	}
+	if err := s.Remove(ctx, "user-tree"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(sn.Layers[0]); !os.IsNotExist(err) {
+		t.Errorf("layer after remove and gc: %v", err)
+	}
+}

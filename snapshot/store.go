@@ -500,7 +500,7 @@ func (s *Store) removeTree(ctx context.Context, path string) error {
 	}
 	defer t.close()
 	target := filepath.Join(t.dir, "x")
-	if err := os.Rename(path, target); err != nil {
+	if err := s.rename(ctx, path, target); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil
 		}
