@@ -20,14 +20,20 @@ import (
 )
 
 // closer collects what a launch holds until the sandbox's init has its own
-// copies (leases), or until a failed launch gives it back.
+// copies (leases), or until a failed launch gives it back. close has a
+// pointer receiver: `defer held.close()` must see what was added after the
+// defer statement (with a value receiver it saw the empty list, and every
+// lease a launch took stayed open in the launching process until it exited).
 type closer []func() error
 
 func (c *closer) add(f func() error) { *c = append(*c, f) }
-func (c closer) close() {
-	for i := len(c) - 1; i >= 0; i-- {
-		c[i]()
+func (c *closer) close() {
+	for i := len(*c) - 1; i >= 0; i-- {
+		// Closing a lease descriptor cannot lose data; a disk a failed
+		// launch could not remove is left for gc (gcDisks).
+		_ = (*c)[i]()
 	}
+	*c = nil
 }
 
 // validate checks opts before anything touches the disk.
@@ -229,17 +235,19 @@ func (r *Runtime) createDisk(ctx context.Context, name string, mib int64) (strin
 }
 
 // gcDisks removes the capped writable layers that no sandbox's state
-// names any more (the sandbox was removed, or gc removed its remains).
-func (r *Runtime) gcDisks(ctx context.Context) error {
+// names any more (the sandbox was removed, or gc removed its remains),
+// and returns their names.
+func (r *Runtime) gcDisks(ctx context.Context) ([]string, error) {
 	disks := filepath.Join(r.root, "disks")
 	ents, err := os.ReadDir(disks)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var errs []error
+	var removed []string
 	for _, e := range ents {
 		if !e.IsDir() {
 			continue
@@ -254,11 +262,12 @@ func (r *Runtime) gcDisks(ctx context.Context) error {
 				errs = append(errs, err)
 			} else {
 				os.Remove(dir + ".lock")
+				removed = append(removed, e.Name())
 			}
 		}
 		lk.Close()
 	}
-	return errors.Join(errs...)
+	return removed, errors.Join(errs...)
 }
 
 // diskInUse reports whether a sandbox's state names dir.

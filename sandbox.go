@@ -372,8 +372,30 @@ func (r *Runtime) RemoveSandbox(ctx context.Context, name string, opts RemoveSan
 // directories and names of sandboxes whose init is gone, temporary files,
 // and leases of dead sandboxes.
 func (r *Runtime) GC(ctx context.Context) error {
-	err := r.mgr.GC(ctx)
-	return errors.Join(err, r.gcDisks(ctx), r.snaps.GC(ctx))
+	_, err := r.Collect(ctx)
+	return err
+}
+
+// Collected is what a garbage collection removed.
+type Collected struct {
+	// Sandboxes are the dead sandboxes removed.
+	Sandboxes []string `json:"sandboxes"`
+	// Disks are the size-capped writable layers no sandbox named any
+	// more (directory names under $ROOT/disks).
+	Disks []string `json:"disks"`
+	// Layers are the digests of the unpacked layers no snapshot uses.
+	Layers []string `json:"layers"`
+}
+
+// Collect is GC that also says what it removed (`lightbox gc` prints it).
+// On error, what was removed before the error is still returned.
+func (r *Runtime) Collect(ctx context.Context) (*Collected, error) {
+	var c Collected
+	var err1, err2, err3 error
+	c.Sandboxes, err1 = r.mgr.Collect(ctx)
+	c.Disks, err2 = r.gcDisks(ctx)
+	c.Layers, err3 = r.snaps.Collect(ctx)
+	return &c, errors.Join(err1, err2, err3)
 }
 
 // RunInSandbox acts on the default Runtime.

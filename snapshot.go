@@ -15,8 +15,14 @@ type Snapshot struct {
 	Digest string `json:"digest"`
 	// Layers is how many layers it has.
 	Layers int `json:"layers"`
-	// Size is the compressed size of its layers in bytes.
+	// Size is its unpacked size in bytes: the sum of its layers'
+	// uncompressed sizes (their tar streams), the same whether it was
+	// imported from a directory or from a tarball. `lightbox snapshot ls`
+	// shows it.
 	Size int64 `json:"size"`
+	// StoredSize is what its blobs take in the store, as stored
+	// (compressed or not), manifest and config included.
+	StoredSize int64 `json:"storedSize"`
 	// CreatedAt is when it was imported.
 	CreatedAt time.Time `json:"createdAt"`
 	// Config is the image config a launch applies.
@@ -90,7 +96,7 @@ func (r *Runtime) RemoveSnapshot(ctx context.Context, name string) error {
 func toSnapshot(s *snapshot.Snapshot) *Snapshot {
 	c := s.Config
 	return &Snapshot{
-		Name: s.Name, Digest: s.Digest, Layers: len(s.Layers), Size: s.Size, CreatedAt: s.CreatedAt,
+		Name: s.Name, Digest: s.Digest, Layers: len(s.Layers), Size: s.Size, StoredSize: s.StoredSize, CreatedAt: s.CreatedAt,
 		Config: SnapshotConfig{Env: c.Env, WorkingDir: c.WorkingDir, User: c.User, Entrypoint: c.Entrypoint, Cmd: c.Cmd, Labels: c.Labels},
 	}
 }

@@ -19,7 +19,8 @@ import (
 type VolumeOptions struct {
 	// QuotaMiB caps the volume's size; 0 = no quota.
 	QuotaMiB int64
-	// Labels are free-form key/value pairs (keys non-empty, without '=').
+	// Labels are key/value pairs, checked by CheckVolumeLabels before
+	// anything touches the disk.
 	Labels map[string]string
 	// Owner, as root, names the user (name or uid) whose rootless store
 	// this is: the volume's root directory is made theirs. "" = the
@@ -43,6 +44,21 @@ type Volume struct {
 	// UsedBy names the live sandboxes that have it mounted now.
 	UsedBy []string `json:"usedBy"`
 }
+
+// ErrInvalidVolumeOption: a bad quota or label in VolumeOptions (or a bad
+// label filter); nothing was touched.
+var ErrInvalidVolumeOption = volstore.ErrInvalidOption
+
+// CheckVolumeLabels checks labels as EnsureVolume does: at most 64; keys
+// of 1 to 128 bytes without '=' or space; values of at most 1024 bytes;
+// both valid UTF-8 of printable characters only (no control characters,
+// tabs or invisible format characters). The error wraps
+// ErrInvalidVolumeOption.
+func CheckVolumeLabels(labels map[string]string) error { return volstore.CheckLabels(labels) }
+
+// CheckLabelFilter checks a label filter ("K" or "K=V") by the rules of
+// CheckVolumeLabels.
+func CheckLabelFilter(f string) error { return volstore.CheckLabelFilter(f) }
 
 // MatchesLabels reports whether v has every label filter: "K" (any value)
 // or "K=V".
@@ -70,6 +86,9 @@ type PruneVolumesOptions struct {
 func (r *Runtime) EnsureVolume(ctx context.Context, name string, opts VolumeOptions) (*Volume, error) {
 	if err := names.Check("volume", name); err != nil {
 		return nil, err
+	}
+	if err := volstore.CheckLabels(opts.Labels); err != nil {
+		return nil, fmt.Errorf("volume %s: %w", name, err)
 	}
 	co := volstore.CreateOptions{QuotaMiB: opts.QuotaMiB, Labels: opts.Labels, UID: -1, GID: -1}
 	if opts.Owner != "" {

@@ -446,19 +446,27 @@ func (m *Manager) List(ctx context.Context) ([]Info, error) {
 // socket, logs, lock) of dead sandboxes — whose init is gone without a
 // recorded status — and scratch files. Running and exited sandboxes stay.
 func (m *Manager) GC(ctx context.Context) error {
+	_, err := m.Collect(ctx)
+	return err
+}
+
+// Collect is GC that also returns the names of the dead sandboxes it
+// removed.
+func (m *Manager) Collect(ctx context.Context) ([]string, error) {
 	g, err := m.globalLock(ctx)
 	if err != nil {
-		return fmt.Errorf("gc sandboxes: %w", err)
+		return nil, fmt.Errorf("gc sandboxes: %w", err)
 	}
 	defer g.Close()
 	ents, err := os.ReadDir(m.root)
 	if err != nil {
-		return fmt.Errorf("gc sandboxes: %w", err)
+		return nil, fmt.Errorf("gc sandboxes: %w", err)
 	}
 	var errs []error
+	var removed []string
 	for _, e := range ents {
 		if err := ctx.Err(); err != nil {
-			return err
+			return removed, err
 		}
 		if strings.HasPrefix(e.Name(), ".rm-") {
 			errs = append(errs, m.removeDir(ctx, filepath.Join(m.root, e.Name())))
@@ -479,12 +487,16 @@ func (m *Manager) GC(ctx context.Context) error {
 			continue
 		}
 		m.log.Info("removing dead sandbox", "sandbox", e.Name())
-		errs = append(errs, m.removeLocked(ctx, e.Name()))
+		if err := m.removeLocked(ctx, e.Name()); err != nil {
+			errs = append(errs, err)
+		} else {
+			removed = append(removed, e.Name())
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("gc sandboxes: %w", err)
+		return removed, fmt.Errorf("gc sandboxes: %w", err)
 	}
-	return nil
+	return removed, nil
 }
 
 // remove removes a sandbox that is not running.

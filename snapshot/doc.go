@@ -29,6 +29,18 @@
 // modes, xattrs and file capabilities survive; rootless with a single id,
 // umoci's rootless mode unpacks everything as the caller.
 //
+// A root filesystem directory is imported as a tarball of it would be: its
+// owners become the layer's ids, except that host ids the store's mapping
+// covers become the ids they are inside (a rootless caller's own files are
+// root's). Before anything is written the tree is walked, and a file or
+// directory the importing process could not read fails the import with an
+// error naming it (a rootless user importing a root-owned tree with a 0600
+// file is told to import a tarball its owner made instead).
+//
+// Sizes. A Snapshot's Size is its unpacked size (the sum of its layers'
+// regular file sizes, recorded per layer blob under <Root>/sizes), the same
+// whichever form the tree came in; StoredSize is what its blobs take.
+//
 // Locks and crash safety. Every change to the OCI layout's index happens
 // under the store's index lock (umoci rewrites index.json with no lock of
 // its own). A layer is unpacked into a temporary directory under

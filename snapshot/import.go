@@ -138,6 +138,15 @@ func (s *Store) importLocked(ctx context.Context, name, p, tag string, opts Impo
 	if tag != "" && (format == FormatRootfsDir || format == FormatRootfsTar) {
 		return nil, fmt.Errorf("a %s source takes no tag (got %q)", format, tag)
 	}
+	var owners *rootfsOwners
+	if format == FormatRootfsDir {
+		// Before anything is written: every file readable, and the
+		// owners the mapping does not cover.
+		var err error
+		if owners, err = s.scanRootfsDir(p); err != nil {
+			return nil, err
+		}
+	}
 	s.log.Info("importing snapshot", "snapshot", name, "source", p, "format", format)
 	e, err := s.engine()
 	if err != nil {
@@ -177,7 +186,7 @@ func (s *Store) importLocked(ctx context.Context, name, p, tag string, opts Impo
 			return nil, err
 		}
 	case FormatRootfsDir:
-		mdesc, manifest, err = s.importRootfsDir(ctx, e, p)
+		mdesc, manifest, err = s.importRootfsDir(ctx, e, p, owners)
 	case FormatRootfsTar:
 		mdesc, manifest, err = s.importRootfsTar(ctx, e, p)
 	}

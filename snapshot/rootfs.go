@@ -1,19 +1,27 @@
 package snapshot
 
 import (
+	"archive/tar"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	goruntime "runtime"
+	"strings"
+	"syscall"
 	"time"
 
+	"github.com/beamhop/lightbox/internal/idmap"
 	"github.com/beamhop/lightbox/internal/reexec"
 	"github.com/opencontainers/go-digest"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/opencontainers/umoci/oci/casext"
 	"github.com/opencontainers/umoci/oci/casext/blobcompress"
 	"github.com/opencontainers/umoci/oci/layer"
+	"golang.org/x/sys/unix"
 )
 
 // defaultPath is the PATH of a snapshot made from a bare root filesystem.
@@ -39,13 +47,233 @@ func (s *Store) putRootfsImage(ctx context.Context, e casext.Engine, l ispec.Des
 	})
 }
 
-// importRootfsDir makes a one-layer image of directory dir.
-func (s *Store) importRootfsDir(ctx context.Context, e casext.Engine, dir string) (ispec.Descriptor, ispec.Manifest, error) {
-	l, diffID, err := s.layerFromDir(ctx, e, dir, false)
+// importRootfsDir makes a one-layer image of directory dir, whose owners
+// were scanned (and whose files were found readable) by scanRootfsDir.
+func (s *Store) importRootfsDir(ctx context.Context, e casext.Engine, dir string, own *rootfsOwners) (ispec.Descriptor, ispec.Manifest, error) {
+	l, diffID, err := s.layerFromRootfsDir(ctx, e, dir, own)
 	if err != nil {
 		return ispec.Descriptor{}, ispec.Manifest{}, err
 	}
 	return s.putRootfsImage(ctx, e, l, diffID)
+}
+
+// rootfsOwners is what scanRootfsDir learnt of a root filesystem
+// directory on the host: the host owners of the entries that the store's
+// mapping does not cover, by their name in the layer (no leading or
+// trailing slash; "" is the root).
+type rootfsOwners struct {
+	unmapped map[string][2]uint32
+}
+
+// scanRootfsDir walks dir on the host before anything is written to the
+// store. It fails on the first entry (in walk order) that the import could
+// not read — a directory it cannot list or enter, a regular file it cannot
+// open — with an error that names it and matches fs.ErrPermission, and
+// records the host owners of the entries the store's mapping does not
+// cover, which the layer keeps as numbers (as a tarball of the tree would
+// have them).
+//
+// Who reads: real root reads everything; rootless with a subordinate range,
+// the tree is read by root of a user namespace with the store's mapping,
+// which reads an entry whose owner and group are both mapped whatever its
+// mode, and any other entry as this process's user would; rootless with a
+// single id, by this process's user.
+func (s *Store) scanRootfsDir(dir string) (*rootfsOwners, error) {
+	own := &rootfsOwners{unmapped: map[string][2]uint32{}}
+	euid := os.Geteuid()
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrPermission) {
+				return unreadable(dir, p, err)
+			}
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			if errors.Is(err, fs.ErrPermission) {
+				return unreadable(dir, p, err)
+			}
+			return err
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			return fmt.Errorf("%s: no owner information", p)
+		}
+		uidMapped := mapsHost(s.mapping.UIDs, st.Uid)
+		gidMapped := mapsHost(s.mapping.GIDs, st.Gid)
+		if !uidMapped || !gidMapped {
+			rel, err := filepath.Rel(dir, p)
+			if err != nil {
+				return err
+			}
+			if rel == "." {
+				rel = ""
+			}
+			own.unmapped[filepath.ToSlash(rel)] = [2]uint32{st.Uid, st.Gid}
+		}
+		if euid == 0 || (s.mapping.Helper && uidMapped && gidMapped) {
+			return nil // read with capabilities over this inode
+		}
+		var mode uint32
+		switch {
+		case fi.Mode().IsRegular():
+			mode = unix.R_OK
+		case fi.IsDir():
+			mode = unix.R_OK | unix.X_OK
+		default:
+			return nil // symlinks, devices, fifos: only their inode is read
+		}
+		if err := unix.Faccessat(unix.AT_FDCWD, p, mode, unix.AT_EACCESS); err != nil {
+			if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+				return unreadable(dir, p, &fs.PathError{Op: "access", Path: p, Err: err})
+			}
+			return &fs.PathError{Op: "access", Path: p, Err: err}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return own, nil
+}
+
+// unreadable is the error for entry p of the tree dir that the import
+// cannot read.
+func unreadable(dir, p string, err error) error {
+	what := p
+	if fi, serr := os.Lstat(p); serr == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			what = fmt.Sprintf("%s (owner %d:%d, mode %s)", p, st.Uid, st.Gid, fi.Mode())
+		}
+	}
+	return fmt.Errorf("%s cannot be read by uid %d, so the directory cannot be imported as it is "+
+		"(nothing was written); make a tarball of it as its owner (e.g. as root: tar -C %s -cpf rootfs.tar .) "+
+		"and import that: %w", what, os.Geteuid(), dir, err)
+}
+
+// mapsHost reports whether host id id is in one of the ranges rs.
+func mapsHost(rs []idmap.Range, id uint32) bool {
+	_, ok := toContainer(rs, id)
+	return ok
+}
+
+// toContainer returns the id inside for host id id.
+func toContainer(rs []idmap.Range, id uint32) (uint32, bool) {
+	for _, r := range rs {
+		if id >= r.HostID && uint64(id) < uint64(r.HostID)+uint64(r.Size) {
+			return r.ContainerID + (id - r.HostID), true
+		}
+	}
+	return 0, false
+}
+
+// layerFromRootfsDir stores a gzipped layer of root filesystem directory
+// dir. The layer's owners are those a tarball of the tree would carry,
+// except that the ids the store's mapping covers become the ids they are
+// inside (a rootless caller's own files are root's): so a root-owned tree
+// imports as root's files, and any other owner is kept as its number.
+func (s *Store) layerFromRootfsDir(ctx context.Context, e casext.Engine, dir string, own *rootfsOwners) (ispec.Descriptor, digest.Digest, error) {
+	var gen io.ReadCloser
+	wait := func() error { return nil }
+	// owner gives an entry's ids in the layer from those of its header.
+	var owner func(name string, uid, gid int) (int, int)
+	if os.Geteuid() != 0 && s.mapping.Helper {
+		// Read the tree inside the store's user namespace, so that files
+		// of the caller's subordinate ids (even 0600 ones) are read, with
+		// their owners inside. Entries of ids outside the mapping show
+		// there as the overflow id: they get their host ids back.
+		cmd := reexec.Command("", UnpackRole, s.mapping, 0, "tar", dir)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return ispec.Descriptor{}, "", err
+		}
+		if wait, err = startChild(ctx, cmd, nil); err != nil {
+			return ispec.Descriptor{}, "", err
+		}
+		gen = out
+		owner = func(name string, uid, gid int) (int, int) {
+			h, ok := own.unmapped[name]
+			if !ok {
+				return uid, gid
+			}
+			if !mapsHost(s.mapping.UIDs, h[0]) {
+				uid = int(h[0])
+			}
+			if !mapsHost(s.mapping.GIDs, h[1]) {
+				gid = int(h[1])
+			}
+			return uid, gid
+		}
+	} else {
+		// Read as this process: headers carry host ids.
+		gen = generateLayer(dir, false, layer.MapOptions{})
+		owner = func(_ string, uid, gid int) (int, int) {
+			if c, ok := toContainer(s.mapping.UIDs, uint32(uid)); ok {
+				uid = int(c)
+			}
+			if c, ok := toContainer(s.mapping.GIDs, uint32(gid)); ok {
+				gid = int(c)
+			}
+			return uid, gid
+		}
+	}
+	tr, content := rewriteOwners(gen, owner)
+	defer tr.Close()
+	diff := digest.SHA256.Digester()
+	gz, err := blobcompress.Gzip.Compress(io.TeeReader(ctxReader{ctx, tr}, diff.Hash()))
+	if err != nil {
+		return ispec.Descriptor{}, "", err
+	}
+	defer gz.Close()
+	l, err := s.putBlob(ctx, e, ispec.MediaTypeImageLayerGzip, gz, 0, "layer of "+dir)
+	tr.Close()
+	gen.Close()
+	if werr := wait(); err == nil && werr != nil {
+		err = werr
+	}
+	if err == nil {
+		err = s.recordUnpackedSize(l.Digest, *content)
+	}
+	if err != nil {
+		return ispec.Descriptor{}, "", fmt.Errorf("make layer of %s: %w", dir, err)
+	}
+	return l, diff.Digest(), nil
+}
+
+// rewriteOwners copies the tar stream r with each entry's owner replaced by
+// owner(name, uid, gid), name without leading or trailing slashes. Once the
+// copy is read to its end, *content is the sum of the sizes of its regular
+// files.
+func rewriteOwners(r io.Reader, owner func(name string, uid, gid int) (int, int)) (io.ReadCloser, *int64) {
+	pr, pw := io.Pipe()
+	content := new(int64)
+	go func() {
+		tr := tar.NewReader(r)
+		tw := tar.NewWriter(pw)
+		err := func() error {
+			for {
+				hdr, err := tr.Next()
+				if err == io.EOF {
+					return tw.Close()
+				}
+				if err != nil {
+					return err
+				}
+				hdr.Uid, hdr.Gid = owner(strings.Trim(hdr.Name, "/"), hdr.Uid, hdr.Gid)
+				if hdr.Typeflag == tar.TypeReg {
+					*content += hdr.Size
+				}
+				if err := tw.WriteHeader(hdr); err != nil {
+					return err
+				}
+				if _, err := io.Copy(tw, tr); err != nil {
+					return err
+				}
+			}
+		}()
+		pw.CloseWithError(err)
+	}()
+	return pr, content
 }
 
 // layerFromDir stores a gzipped layer of directory dir, made with umoci's
@@ -125,6 +353,9 @@ func (s *Store) importRootfsTar(ctx context.Context, e casext.Engine, p string) 
 	}
 	if comp == "" {
 		l, err := s.putBlob(ctx, e, mt, ctxReader{ctx, f}, fi.Size(), "layer "+p)
+		if err == nil {
+			err = s.recordTarSize(ctx, l.Digest, f)
+		}
 		if err != nil {
 			return ispec.Descriptor{}, ispec.Manifest{}, err
 		}
@@ -134,6 +365,7 @@ func (s *Store) importRootfsTar(ctx context.Context, e casext.Engine, p string) 
 	pr, pw := io.Pipe()
 	type result struct {
 		d   digest.Digest
+		n   int64
 		err error
 	}
 	done := make(chan result, 1)
@@ -145,7 +377,7 @@ func (s *Store) importRootfsTar(ctx context.Context, e casext.Engine, p string) 
 			return
 		}
 		h := digest.SHA256.Digester()
-		_, err = io.Copy(h.Hash(), dr)
+		n, err := tarContentSize(io.TeeReader(dr, h.Hash()))
 		if cerr := dr.Close(); err == nil {
 			err = cerr
 		}
@@ -154,13 +386,16 @@ func (s *Store) importRootfsTar(ctx context.Context, e casext.Engine, p string) 
 		} else {
 			io.Copy(io.Discard, pr)
 		}
-		done <- result{d: h.Digest(), err: err}
+		done <- result{d: h.Digest(), n: n, err: err}
 	}()
 	l, err := s.putBlob(ctx, e, mt, io.TeeReader(ctxReader{ctx, f}, pw), fi.Size(), "layer "+p)
 	pw.Close()
 	res := <-done
 	if err == nil && res.err != nil {
 		err = fmt.Errorf("%s data: %w", comp, res.err)
+	}
+	if err == nil {
+		err = s.recordUnpackedSize(l.Digest, res.n)
 	}
 	if err != nil {
 		return ispec.Descriptor{}, ispec.Manifest{}, err

@@ -62,9 +62,12 @@ type Snapshot struct {
 	Config Config `json:"config"`
 	// CreatedAt is when the snapshot was imported into this store.
 	CreatedAt time.Time `json:"createdAt"`
-	// Size is the size in bytes of its blobs (manifest, config and
-	// layers as stored, compressed or not).
+	// Size is its unpacked size in bytes: the sum of its layers'
+	// uncompressed tar sizes, whatever form they are stored in.
 	Size int64 `json:"size"`
+	// StoredSize is the size in bytes of its blobs as the store holds
+	// them (manifest, config and layers, compressed or not).
+	StoredSize int64 `json:"storedSize"`
 }
 
 // Config is the runtime part of a snapshot's image configuration.
@@ -269,14 +272,19 @@ func (s *Store) describe(ctx context.Context, e casext.Engine, name string, d is
 			Env: c.Config.Env, WorkingDir: c.Config.WorkingDir, User: c.Config.User,
 			Entrypoint: c.Config.Entrypoint, Cmd: c.Config.Cmd, Labels: c.Config.Labels,
 		},
-		Size: d.Size + m.Config.Size,
+		StoredSize: d.Size + m.Config.Size,
 	}
 	if t, err := time.Parse(time.RFC3339Nano, d.Annotations[annotationCreated]); err == nil {
 		sn.CreatedAt = t
 	}
 	for _, l := range m.Layers {
 		sn.Layers = append(sn.Layers, s.LayerDir(l.Digest))
-		sn.Size += l.Size
+		sn.StoredSize += l.Size
+		n, err := s.unpackedSize(ctx, e, l)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot %s: %w", name, err)
+		}
+		sn.Size += n
 	}
 	return sn, nil
 }
@@ -393,9 +401,16 @@ func (s *Store) untag(ctx context.Context, name string) error {
 // temporary directories that killed processes left behind. It waits for
 // running imports to finish.
 func (s *Store) GC(ctx context.Context) error {
+	_, err := s.Collect(ctx)
+	return err
+}
+
+// Collect is GC that also returns the digests of the unpacked layers it
+// freed.
+func (s *Store) Collect(ctx context.Context) ([]string, error) {
 	lk, err := lockfile.Exclusive(ctx, s.gcLock())
 	if err != nil {
-		return fmt.Errorf("gc: %w", err)
+		return nil, fmt.Errorf("gc: %w", err)
 	}
 	defer lk.Close()
 	return s.gcLocked(ctx)
@@ -412,44 +427,50 @@ func (s *Store) tryGC(ctx context.Context) error {
 		return fmt.Errorf("gc: %w", err)
 	}
 	defer lk.Close()
-	return s.gcLocked(ctx)
+	_, err = s.gcLocked(ctx)
+	return err
 }
 
 // gcLocked runs with the GC lock held exclusively: no import is running.
-func (s *Store) gcLocked(ctx context.Context) error {
+// It returns the digests of the layers it freed.
+func (s *Store) gcLocked(ctx context.Context) ([]string, error) {
 	s.cleanTmp(ctx)
 	ilk, err := lockfile.Exclusive(ctx, s.indexLock())
 	if err != nil {
-		return fmt.Errorf("gc: %w", err)
+		return nil, fmt.Errorf("gc: %w", err)
 	}
 	defer ilk.Close()
 	e, err := s.engine()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer e.Close()
 	idx, err := e.GetIndex(ctx)
 	if err != nil {
-		return fmt.Errorf("gc: %w", err)
+		return nil, fmt.Errorf("gc: %w", err)
 	}
 	used := map[string]bool{}
 	for _, d := range idx.Manifests {
 		var m ispec.Manifest
 		if err := readJSON(ctx, e, d, &m); err != nil {
-			return fmt.Errorf("gc: manifest of %s: %w", d.Annotations[ispec.AnnotationRefName], err)
+			return nil, fmt.Errorf("gc: manifest of %s: %w", d.Annotations[ispec.AnnotationRefName], err)
 		}
 		for _, l := range m.Layers {
 			used[l.Digest.Encoded()] = true
 		}
 	}
 	if err := e.GC(ctx); err != nil {
-		return fmt.Errorf("gc: %w", err)
+		return nil, fmt.Errorf("gc: %w", err)
+	}
+	if err := s.gcSizes(); err != nil {
+		return nil, fmt.Errorf("gc: layer sizes: %w", err)
 	}
 	ents, err := os.ReadDir(s.layersDir())
 	if err != nil {
-		return fmt.Errorf("gc: %w", err)
+		return nil, fmt.Errorf("gc: %w", err)
 	}
 	var errs []error
+	var freed []string
 	for _, ent := range ents {
 		if used[ent.Name()] {
 			continue
@@ -461,11 +482,12 @@ func (s *Store) gcLocked(ctx context.Context) error {
 		}
 		// No import runs now, so nobody holds or waits for its lock.
 		os.Remove(filepath.Join(s.root, "locks", ent.Name()+".lock"))
+		freed = append(freed, digest.SHA256.String()+":"+ent.Name())
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("gc: %w", err)
+		return freed, fmt.Errorf("gc: %w", err)
 	}
-	return nil
+	return freed, nil
 }
 
 // removeTree removes a directory tree of the store (a layer directory or a
@@ -478,7 +500,7 @@ func (s *Store) removeTree(ctx context.Context, path string) error {
 	}
 	defer t.close()
 	target := filepath.Join(t.dir, "x")
-	if err := os.Rename(path, target); err != nil {
+	if err := s.rename(ctx, path, target); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil
 		}

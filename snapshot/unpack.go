@@ -119,7 +119,7 @@ func (s *Store) ensureLayer(ctx context.Context, e casext.Engine, l ispec.Descri
 	root := filepath.Join(t.dir, "layer")
 	err = s.unpackInto(ctx, e, l, root, t.f)
 	if err == nil {
-		if err = os.Rename(root, dst); err != nil {
+		if err = s.rename(ctx, root, dst); err != nil {
 			err = fmt.Errorf("unpack layer %s: %w", l.Digest, err)
 		}
 	}
@@ -286,7 +286,9 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 // UnpackMain is the main of a process started in UnpackRole: it unpacks a
 // layer from stdin ("unpack ROOT MEDIATYPE"), writes a layer tar of a
 // directory to stdout ("tar DIR [overlay]"), or of a sandbox's upper
-// directory read by descriptor ("upper DIR") or removes trees ("rm PATH…") as root of a user namespace with the store's mapping, and exits.
+// directory read by descriptor ("upper DIR"), renames a directory ("mv OLD
+// NEW") or removes trees ("rm PATH…") as root of a user namespace with the
+// store's mapping, and exits.
 func UnpackMain() {
 	log.SetLevel(log.ErrorLevel)
 	if err := unpackMain(os.Args[1:]); err != nil {
@@ -339,6 +341,11 @@ func unpackMain(args []string) error {
 			err = cerr
 		}
 		return err
+	case "mv":
+		if len(args) != 3 {
+			return errors.New("usage: mv OLD NEW")
+		}
+		return os.Rename(args[1], args[2])
 	case "rm":
 		var errs []error
 		for _, p := range args[1:] {
@@ -492,6 +499,23 @@ func (c *entryChecker) dropUnder(dir string) {
 			delete(c.links, k)
 		}
 	}
+}
+
+// rename renames a directory of the store whose root may belong to another
+// id of the store's mapping (a layer whose tar gave its root directory an
+// owner other than root: moving a directory to another parent needs write
+// permission on it, for its ".."). Rootless with a range, a rename this
+// process is refused is done inside the user namespace, as root there.
+func (s *Store) rename(ctx context.Context, oldpath, newpath string) error {
+	err := os.Rename(oldpath, newpath)
+	if err == nil || os.Geteuid() == 0 || !s.mapping.Helper || !(errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM)) {
+		return err
+	}
+	cmd := reexec.Command("", UnpackRole, s.mapping, 0, "mv", oldpath, newpath)
+	if cerr := s.runChild(ctx, cmd, nil); cerr != nil {
+		return fmt.Errorf("%w (inside the user namespace: %v)", err, cerr)
+	}
+	return nil
 }
 
 // removeAll removes a tree of the store whose files may belong to other

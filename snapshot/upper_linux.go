@@ -324,10 +324,10 @@ func (w *upperWriter) newHeader(name string, st *unix.Stat_t, xs map[string][]by
 		}
 	} else {
 		var ok bool
-		if uid, ok = toContainer(w.mo.UIDMappings, uid); !ok {
+		if uid, ok = specToContainer(w.mo.UIDMappings, uid); !ok {
 			return nil, fmt.Errorf("entry %q: owner uid %d is not in the store's mapping", name, st.Uid)
 		}
-		if gid, ok = toContainer(w.mo.GIDMappings, gid); !ok {
+		if gid, ok = specToContainer(w.mo.GIDMappings, gid); !ok {
 			return nil, fmt.Errorf("entry %q: group gid %d is not in the store's mapping", name, st.Gid)
 		}
 	}
@@ -344,9 +344,9 @@ func (w *upperWriter) newHeader(name string, st *unix.Stat_t, xs map[string][]by
 	return hdr, nil
 }
 
-// toContainer maps host id to the id it has in the sandbox; no mappings
+// specToContainer maps host id to the id it has in the sandbox; no mappings
 // mean the identity (reading inside the store's user namespace).
-func toContainer(ms []rspec.LinuxIDMapping, id int) (int, bool) {
+func specToContainer(ms []rspec.LinuxIDMapping, id int) (int, bool) {
 	if len(ms) == 0 {
 		return id, true
 	}

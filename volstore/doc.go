@@ -10,6 +10,12 @@
 //	<name>/data.img    the ext4 image of a "loop" volume
 //	.locks/<name>.lock per-name lock serializing create, lease and remove
 //
+// Labels are checked by CheckLabels before anything touches the disk: at
+// most MaxLabels, keys of 1 to MaxLabelKey bytes without '=' or space,
+// values of at most MaxLabelValue bytes, all valid UTF-8 of printable
+// characters. What is read back from meta.json is not checked again: a
+// program that prints labels must escape them.
+//
 // Lifecycle. Ensure creates a volume, or returns an existing one unchanged;
 // Acquire does the same and then takes a lease: a shared flock on the
 // volume's lease file whose *os.File the caller hands to the sandbox's

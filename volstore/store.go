@@ -217,10 +217,8 @@ func (s *Store) validate(name string, o *CreateOptions) error {
 	if o.QuotaMiB > MaxQuotaMiB {
 		return fmt.Errorf("volume %s: quota %d MiB: %w: larger than any filesystem", name, o.QuotaMiB, ErrInvalidOption)
 	}
-	for k := range o.Labels {
-		if k == "" || strings.Contains(k, "=") {
-			return fmt.Errorf("volume %s: label key %q: %w: keys must be non-empty and contain no '='", name, k, ErrInvalidOption)
-		}
+	if err := CheckLabels(o.Labels); err != nil {
+		return fmt.Errorf("volume %s: %w", name, err)
 	}
 	if o.Mode&^os.ModePerm&^(os.ModeDir|os.ModeSetgid|os.ModeSticky) != 0 {
 		return fmt.Errorf("volume %s: mode %v: %w: only a directory's permission bits, setgid and sticky", name, o.Mode, ErrInvalidOption)
@@ -678,6 +676,11 @@ func (s *Store) Remove(ctx context.Context, name string) error {
 // Prune removes the unused volumes that match f and returns their names
 // (with dryRun, only the names).
 func (s *Store) Prune(ctx context.Context, f PruneFilter, dryRun bool) ([]string, error) {
+	for _, l := range f.Labels {
+		if err := CheckLabelFilter(l); err != nil {
+			return nil, fmt.Errorf("prune volumes: %w", err)
+		}
+	}
 	vols, err := s.List(ctx, false)
 	if err != nil {
 		return nil, err

@@ -176,6 +176,9 @@ func TestBadInputCreatesNothing(t *testing.T) {
 		{UID: -1, GID: -1, QuotaMiB: volstore.MaxQuotaMiB + 1},
 		{UID: -1, GID: -1, Labels: map[string]string{"": "x"}},
 		{UID: -1, GID: -1, Labels: map[string]string{"a=b": "x"}},
+		{UID: -1, GID: -1, Labels: map[string]string{"k": "a\nb"}},
+		{UID: -1, GID: -1, Labels: map[string]string{"k": "\x1b[2J"}},
+		{UID: -1, GID: -1, Labels: map[string]string{"k\r": "v"}},
 	}
 	if os.Geteuid() == 0 {
 		// Larger than the filesystem, below the filesystem's own overhead.

@@ -144,15 +144,28 @@ func versionCommand() *cli.Command {
 	}
 }
 
-// removeEach runs rm on every NAME argument; with --force a name that
-// does not exist is not an error.
+// quietFlag is -q of the commands that print what they removed.
+func quietFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "do not print what was removed"}
+}
+
+// removeEach runs rm on every NAME argument and prints each name removed
+// (as docker does), unless -q; with --force a name that does not exist is
+// not an error (and is not printed).
 func removeEach(c *cli.Context, rm func(name string) error) error {
 	if err := needArgs(c, 1, "NAME..."); err != nil {
 		return err
 	}
 	var errs []error
 	for _, n := range c.Args().Slice() {
-		if err := rm(n); err != nil && !(c.Bool("force") && errors.Is(err, lightbox.ErrNotFound)) {
+		err := rm(n)
+		switch {
+		case err == nil:
+			if !c.Bool("quiet") {
+				fmt.Println(n)
+			}
+		case c.Bool("force") && errors.Is(err, lightbox.ErrNotFound):
+		default:
 			errs = append(errs, err)
 		}
 	}

@@ -298,11 +298,11 @@ func psCommand() *cli.Command {
 				if s.ExitCode != nil {
 					status = fmt.Sprintf("%s (%d)", s.Status, *s.ExitCode)
 				}
-				vols := strings.Join(s.Volumes, ",")
+				vols := safeJoin(s.Volumes, ",")
 				if vols == "" {
 					vols = "-"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Name, s.Snapshot, status, ago(s.CreatedAt), vols)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", safe(s.Name), safe(s.Snapshot), safe(status), ago(s.CreatedAt), vols)
 			}
 			return tw.Flush()
 		}),
@@ -351,14 +351,11 @@ func rmCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "stop running sandboxes; ignore missing ones"},
 			&cli.DurationFlag{Name: "time", Aliases: []string{"t"}, Usage: "grace period before SIGKILL", Value: 10 * time.Second},
+			quietFlag(),
 		},
 		Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
 			return removeEach(c, func(name string) error {
-				err := r.RemoveSandbox(c.Context, name, lightbox.RemoveSandboxOptions{Force: c.Bool("force"), Grace: c.Duration("time")})
-				if err == nil {
-					fmt.Println(name)
-				}
-				return err
+				return r.RemoveSandbox(c.Context, name, lightbox.RemoveSandboxOptions{Force: c.Bool("force"), Grace: c.Duration("time")})
 			})
 		}),
 	}
@@ -406,8 +403,23 @@ func gcCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "gc",
 		Usage: "remove what crashed lightbox processes left: mounts, state dirs, stale names, temporary files",
+		Description: "Prints one line per thing removed: \"sandbox NAME\" (a dead sandbox), \"disk NAME\"\n" +
+			"(a capped writable layer no sandbox names) or \"layer DIGEST\" (an unpacked layer no\n" +
+			"snapshot uses); -q prints nothing.",
+		Flags: []cli.Flag{quietFlag()},
 		Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
-			return r.GC(c.Context)
+			got, err := r.Collect(c.Context)
+			if got != nil && !c.Bool("quiet") {
+				for _, x := range []struct {
+					kind  string
+					names []string
+				}{{"sandbox", got.Sandboxes}, {"disk", got.Disks}, {"layer", got.Layers}} {
+					for _, n := range x.names {
+						fmt.Printf("%s %s\n", x.kind, safe(n))
+					}
+				}
+			}
+			return err
 		}),
 	}
 }

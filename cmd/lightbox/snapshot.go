@@ -60,7 +60,7 @@ func snapshotCommand() *cli.Command {
 					tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 					fmt.Fprintln(tw, "NAME\tDIGEST\tLAYERS\tSIZE\tCREATED")
 					for _, s := range snaps {
-						fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", s.Name, shortDigest(s.Digest), s.Layers, humanBytes(s.Size), ago(s.CreatedAt))
+						fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", safe(s.Name), safe(shortDigest(s.Digest)), s.Layers, humanBytes(s.Size), ago(s.CreatedAt))
 					}
 					return tw.Flush()
 				}),
@@ -105,7 +105,7 @@ func snapshotCommand() *cli.Command {
 				Aliases:   []string{"remove"},
 				Usage:     "remove snapshots and free the layers nothing else uses",
 				ArgsUsage: "NAME...",
-				Flags:     []cli.Flag{&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "ignore snapshots that do not exist"}},
+				Flags:     []cli.Flag{&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "ignore snapshots that do not exist"}, quietFlag()},
 				Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
 					return removeEach(c, func(name string) error { return r.RemoveSnapshot(c.Context, name) })
 				}),

@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -25,25 +27,28 @@ func volumeCommand() *cli.Command {
 					&cli.StringSliceFlag{Name: "label", Usage: "K=V label (repeatable)"},
 					&cli.StringFlag{Name: "owner", Usage: "as root: the user (name or uid) whose store this is, who will own the volume"},
 				},
-				Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
+				Action: func(c *cli.Context) error {
 					if err := needArgs(c, 1, "NAME"); err != nil {
 						return err
 					}
+					// Before the store is opened (and maybe made).
 					labels, err := parseLabels(c.StringSlice("label"))
 					if err != nil {
 						return err
 					}
-					want := lightbox.VolumeOptions{QuotaMiB: c.Int64("quota-mib"), Labels: labels, Owner: c.String("owner")}
-					v, err := r.EnsureVolume(c.Context, c.Args().First(), want)
-					if err != nil {
-						return err
-					}
-					if diff := volumeDiff(v, want); diff != "" {
-						fmt.Fprintf(os.Stderr, "lightbox: volume %s already exists with %s; it was left as it is (remove and recreate it to change that)\n", v.Name, diff)
-					}
-					fmt.Println(v.Name)
-					return nil
-				}),
+					return withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
+						want := lightbox.VolumeOptions{QuotaMiB: c.Int64("quota-mib"), Labels: labels, Owner: c.String("owner")}
+						v, err := r.EnsureVolume(c.Context, c.Args().First(), want)
+						if err != nil {
+							return err
+						}
+						if diff := volumeDiff(v, want); diff != "" {
+							fmt.Fprintf(os.Stderr, "lightbox: volume %s already exists with %s; it was left as it is (remove and recreate it to change that)\n", v.Name, diff)
+						}
+						fmt.Println(v.Name)
+						return nil
+					})(c)
+				},
 			},
 			{
 				Name:    "ls",
@@ -90,8 +95,8 @@ func volumeCommand() *cli.Command {
 						if v.UsageKnown {
 							used = humanBytes(v.UsedBytes)
 						}
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, quota, used, v.Backend,
-							joinLabels(v.Labels), ago(v.CreatedAt), ago(v.LastUsedAt), strings.Join(v.UsedBy, ","))
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", safe(v.Name), quota, used, safe(v.Backend),
+							joinLabels(v.Labels), ago(v.CreatedAt), ago(v.LastUsedAt), safeJoin(v.UsedBy, ","))
 					}
 					return tw.Flush()
 				}),
@@ -120,7 +125,7 @@ func volumeCommand() *cli.Command {
 				Aliases:   []string{"remove"},
 				Usage:     "remove volumes and their contents (refused while a sandbox uses one)",
 				ArgsUsage: "NAME...",
-				Flags:     []cli.Flag{&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "ignore volumes that do not exist"}},
+				Flags:     []cli.Flag{&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "ignore volumes that do not exist"}, quietFlag()},
 				Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
 					return removeEach(c, func(name string) error { return r.RemoveVolume(c.Context, name) })
 				}),
@@ -162,13 +167,18 @@ func parseLabels(kvs []string) (map[string]string, error) {
 		}
 		m[k] = v
 	}
+	if err := lightbox.CheckVolumeLabels(m); err != nil {
+		return nil, fmt.Errorf("--label: %w", err)
+	}
 	return m, nil
 }
 
+// joinLabels shows labels as K=V,K=V sorted by key, each key and value
+// escaped by safe.
 func joinLabels(m map[string]string) string {
 	var s []string
-	for k, v := range m {
-		s = append(s, k+"="+v)
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		s = append(s, safe(k)+"="+safe(m[k]))
 	}
 	if len(s) == 0 {
 		return "-"
@@ -209,8 +219,8 @@ func parseVolumeFilter(fs []string, prune bool) (volumeFilter, error) {
 		}
 		switch {
 		case k == "label":
-			if lk, _, _ := strings.Cut(v, "="); lk == "" {
-				return f, fmt.Errorf("--filter %q: empty label key", s)
+			if err := lightbox.CheckLabelFilter(v); err != nil {
+				return f, fmt.Errorf("--filter %s: %w", safe(s), err)
 			}
 			f.labels = append(f.labels, v)
 		case k == "dangling" && !prune:
