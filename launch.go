@@ -101,6 +101,10 @@ func (r *Runtime) launch(ctx context.Context, opts SandboxOptions) (*Sandbox, er
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
+	limits, err := opts.Resources.limits()
+	if err != nil {
+		return nil, err
+	}
 	network := opts.Network
 	if network == "" {
 		network = defaultNetwork
@@ -133,6 +137,7 @@ func (r *Runtime) launch(ctx context.Context, opts SandboxOptions) (*Sandbox, er
 		Network:  string(network),
 		Timeout:  opts.Timeout,
 		Leases:   []*os.File{lease.File()},
+		Limits:   limits,
 	}
 	targets := make([]string, 0, len(opts.Mounts))
 	for t := range opts.Mounts {

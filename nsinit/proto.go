@@ -39,6 +39,18 @@ type Config struct {
 	Timeout time.Duration `json:"timeout,omitempty"`
 	// DevptsGID5 adds gid=5 to devpts (only when gid 5 is mapped).
 	DevptsGID5 bool `json:"devptsGID5,omitempty"`
+	// Nproc, when set, is the RLIMIT_NPROC of every process inside (the
+	// pids bound where no cgroup could be made; counted per user
+	// namespace since Linux 5.14).
+	Nproc int64 `json:"nproc,omitempty"`
+	// ShmBytes is the size of /dev/shm; 0 = tmpfs's default.
+	ShmBytes int64 `json:"shmBytes,omitempty"`
+	// Cgroup, when set, says the runtime has put the init in the
+	// sandbox's own cgroup: the init makes it the root of a new cgroup
+	// namespace before anything else runs, and mounts it read-only on
+	// /sys/fs/cgroup: ["cgroup2"] for the unified hierarchy, else the v1
+	// controllers. Unset, /sys/fs/cgroup is an empty read-only tmpfs.
+	Cgroup []string `json:"cgroup,omitempty"`
 	// FDs are the numbers of the files the runtime passed.
 	FDs FDs `json:"fds"`
 }

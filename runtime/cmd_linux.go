@@ -63,6 +63,8 @@ type Cmd struct {
 	err      error // a failure to learn the exit status
 	waitOnce sync.Once
 	waitErr  error
+	cg       *cgroupState // the sandbox's cgroup, when it has one
+	oomBase  uint64       // its OOM-kill count when the command started
 }
 
 // Command returns a Cmd that runs name with args in the sandbox.
@@ -144,6 +146,11 @@ func (c *Cmd) start(ctx, life context.Context) (err error) {
 	conn, err := c.sb.dial(ctx)
 	if err != nil {
 		return err
+	}
+	if cg := c.sb.cgroup(); cg != nil {
+		if n, err := cg.oomKills(); err == nil {
+			c.cg, c.oomBase = cg, n
+		}
 	}
 	c.conn = conn
 	c.closers = append(c.closers, conn)
@@ -328,7 +335,12 @@ func (c *Cmd) Wait() error {
 		c.closeOurs()
 		c.waitErr = c.waitErrNoExit()
 		if c.waitErr == nil && c.exitCode != 0 {
-			c.waitErr = &ExitError{Code: c.exitCode, Signal: c.signal}
+			ee := &ExitError{Code: c.exitCode, Signal: c.signal}
+			if c.cg != nil {
+				n, err := c.cg.oomKills()
+				ee.OOMKilled = err == nil && n > c.oomBase
+			}
+			c.waitErr = ee
 		}
 		if c.waitErr == nil {
 			c.copyMu.Lock()

@@ -31,6 +31,19 @@ type Sandbox struct {
 	initDone chan struct{} // closed once we reaped the init (launcher only)
 	main     *Cmd          // the main command, when this handle started it
 	net      NetworkAttachment
+
+	cgOnce sync.Once
+	cg     *cgroupState
+}
+
+// cgroup returns the sandbox's cgroup, nil when it has none.
+func (s *Sandbox) cgroup() *cgroupState {
+	s.cgOnce.Do(func() {
+		if st, err := readState(s.dir); err == nil {
+			s.cg = st.Cgroup
+		}
+	})
+	return s.cg
 }
 
 // launched holds the liveness pipes of the sandboxes this process
