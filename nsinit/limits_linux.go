@@ -2,7 +2,9 @@ package nsinit
 
 import (
 	"fmt"
+	"os"
 	"runtime"
+	"strconv"
 	"strings"
 
 	"github.com/beamhop/lightbox/internal/sys"
@@ -98,4 +100,11 @@ func mountCgroupIn(root int, ctrls []string) error {
 		}
 	}
 	return sys.SetAttr(dir, unix.MOUNT_ATTR_RDONLY, 0, false, target)
+}
+
+// setOOMScore sets a workload's oom_score_adj (see
+// Config.WorkloadOOMScore). Raising a score needs no privilege; a
+// workload that already exited has nothing to set.
+func setOOMScore(pid, score int) {
+	_ = os.WriteFile("/proc/"+strconv.Itoa(pid)+"/oom_score_adj", []byte(strconv.Itoa(score)), 0) // error: it exited
 }

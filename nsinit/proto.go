@@ -51,6 +51,12 @@ type Config struct {
 	// /sys/fs/cgroup: ["cgroup2"] for the unified hierarchy, else the v1
 	// controllers. Unset, /sys/fs/cgroup is an empty read-only tmpfs.
 	Cgroup []string `json:"cgroup,omitempty"`
+	// WorkloadOOMScore, when set, is the oom_score_adj each workload gets
+	// as soon as it is forked: above the init's, so that at the sandbox's
+	// memory limit the OOM killer ends a workload, not the init (lowering
+	// the init's own score needs CAP_SYS_RESOURCE, which a caller may
+	// lack).
+	WorkloadOOMScore int `json:"workloadOOMScore,omitempty"`
 	// FDs are the numbers of the files the runtime passed.
 	FDs FDs `json:"fds"`
 }

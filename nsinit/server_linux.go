@@ -418,6 +418,9 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 		fail(execErrorCode(err), fmt.Errorf("exec %q: %w", e.Args[0], err))
 		return
 	}
+	if s.cfg.WorkloadOOMScore != 0 {
+		setOOMScore(pid, s.cfg.WorkloadOOMScore)
+	}
 	p := &proc{pid: pid, done: make(chan struct{})}
 	if e.Main {
 		s.main = p

@@ -561,3 +561,14 @@ func (cs *cgroupState) remove(ctx context.Context) error {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// workloadOOMScore is the oom_score_adj of the workloads of a sandbox
+// with a memory cgroup: above the init's 0, so that the OOM killer, at
+// the sandbox's limit, ends a workload (which the init reports) rather
+// than the init (which would end the sandbox).
+func workloadOOMScore(cs *cgroupState) int {
+	if cs == nil || (cs.Version == 1 && cs.Paths["memory"] == "") {
+		return 0
+	}
+	return 500
+}

@@ -322,6 +322,9 @@ func (m *Manager) start(ctx context.Context, name string, spec Spec, plan *limit
 		Nproc:      plan.nproc,
 		ShmBytes:   spec.Limits.ShmBytes,
 		Cgroup:     st.Cgroup.mounts(),
+		// At the memory limit the OOM killer takes a workload, not
+		// the init.
+		WorkloadOOMScore: workloadOOMScore(st.Cgroup),
 	}
 	ov := overlaySpec(spec.Layers, rw)
 	if err := ov.Validate(); err != nil {
@@ -406,10 +409,10 @@ func readState(dir string) (state, error) {
 
 // status tells a sandbox's status from its lock and what the init wrote
 // in it.
-func (m *Manager) status(name string) (Info, error) {
+func (m *Manager) status(name string) (info Info, _ error) {
 	dir := m.dir(name)
 	st, serr := readState(dir)
-	info := Info{Name: name, Snapshot: st.Snapshot, CreatedAt: st.CreatedAt, Volumes: st.Volumes, Command: st.Command, WritableDir: st.WritableDir, Limits: st.Limits}
+	info = Info{Name: name, Snapshot: st.Snapshot, CreatedAt: st.CreatedAt, Volumes: st.Volumes, Command: st.Command, WritableDir: st.WritableDir, Limits: st.Limits}
 	defer func() {
 		if st.Cgroup == nil || info.Status == StatusDead {
 			return
