@@ -83,6 +83,19 @@ func countInPidNS(t *testing.T, pid int) int {
 	return n
 }
 
+// needCgroup skips a test that needs a cgroup where the caller cannot
+// have one by design (rootless on cgroup v1: the root pass runs it).
+func needCgroup(t *testing.T) {
+	t.Helper()
+	if canCgroup(t) {
+		return
+	}
+	if cgroups.Mode() != cgroups.Unified {
+		testutil.RootOnly(t) // cgroup v1 has no delegation
+	}
+	testutil.Need(t, false, "a cgroup for this caller (root, or a delegated cgroup v2 subtree)")
+}
+
 // canCgroup says whether this caller gets a cgroup here.
 func canCgroup(t *testing.T) bool {
 	p, err := planLimits(Limits{})
@@ -182,9 +195,7 @@ func TestDefaultPidsBound(t *testing.T) {
 // while a neighbouring sandbox keeps running.
 func TestMemoryOOM(t *testing.T) {
 	e := newEnv(t)
-	if !canCgroup(t) {
-		testutil.Need(t, false, "a cgroup for this caller (root, or a delegated cgroup v2 subtree)")
-	}
+	needCgroup(t)
 	neighbour := e.launch(t, e.spec("neighbour"))
 	spec := e.spec("hog")
 	spec.Limits = Limits{MemoryBytes: 64 << 20}
@@ -215,9 +226,7 @@ func TestMemoryOOM(t *testing.T) {
 // cgroup's own usage counter over a second.
 func TestCPULimit(t *testing.T) {
 	e := newEnv(t)
-	if !canCgroup(t) {
-		testutil.Need(t, false, "a cgroup for this caller (root, or a delegated cgroup v2 subtree)")
-	}
+	needCgroup(t)
 	spec := e.spec("cpu")
 	spec.Limits = Limits{CPUs: 0.5}
 	sb := e.launch(t, spec)
@@ -296,9 +305,7 @@ func TestLimitRefusedWithoutDelegation(t *testing.T) {
 // gc after a kill -9 of the launcher leaves no cgroup behind.
 func TestGCRemovesCgroup(t *testing.T) {
 	e := newEnv(t)
-	if !canCgroup(t) {
-		testutil.Need(t, false, "a cgroup for this caller (root, or a delegated cgroup v2 subtree)")
-	}
+	needCgroup(t)
 	cmd := e.helper(t, "hold", "gc-cgroup")
 	st, err := readState(e.m.dir("gc-cgroup"))
 	if err != nil || st.Cgroup == nil {
