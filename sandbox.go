@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/beamhop/lightbox/internal/names"
 	"io"
 	"os"
 	"syscall"
@@ -341,6 +342,24 @@ func (r *Runtime) ListSandboxes(ctx context.Context) ([]SandboxInfo, error) {
 		out[i] = si
 	}
 	return out, nil
+}
+
+// InspectSandbox describes the named sandbox (ErrNotFound when there is
+// none): its status, how its limits hold, and its cgroup's usage.
+func (r *Runtime) InspectSandbox(ctx context.Context, name string) (*SandboxInfo, error) {
+	if err := names.Check("sandbox", name); err != nil {
+		return nil, err
+	}
+	list, err := r.ListSandboxes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range list {
+		if list[i].Name == name {
+			return &list[i], nil
+		}
+	}
+	return nil, fmt.Errorf("sandbox %s: %w", name, ErrNotFound)
 }
 
 // SandboxLogs copies the output of the named sandbox's main command to

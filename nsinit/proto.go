@@ -93,6 +93,11 @@ type Report struct {
 	Error   string `json:"error,omitempty"`
 }
 
+// DroppedXattr is the extended attribute on a capped log file (see
+// Exec.LogMax) that holds how many bytes of older output were dropped, in
+// decimal.
+const DroppedXattr = "user.lightbox.dropped"
+
 // Request operations.
 const (
 	OpExec    = "exec"    // start Exec; the reply is Started or an error, then Exit
@@ -127,6 +132,10 @@ type Exec struct {
 	Tty  bool   `json:"tty,omitempty"`
 	Rows uint16 `json:"rows,omitempty"`
 	Cols uint16 `json:"cols,omitempty"`
+	// LogMax, without Tty, makes the init relay stdout and stderr (the
+	// sandbox's log files, opened read-write) through pipes, keeping at
+	// most LogMax bytes of each, the newest (see DroppedXattr).
+	LogMax int64 `json:"logMax,omitempty"`
 	// Main marks the sandbox's main command: the sandbox lives as long as
 	// it, its status is recorded, and it is not killed when this
 	// connection closes. At most one.

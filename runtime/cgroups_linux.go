@@ -76,7 +76,13 @@ func planLimits(l Limits) (*limitPlan, error) {
 	if err := l.validate(); err != nil {
 		return nil, err
 	}
-	p := &limitPlan{applied: LimitsApplied{}}
+	p := &limitPlan{applied: LimitsApplied{"shm": "tmpfs (kernel default size)", "logs": "none"}}
+	if l.ShmBytes > 0 {
+		p.applied["shm"] = "tmpfs " + mib(l.ShmBytes)
+	}
+	if l.LogBytes > 0 {
+		p.applied["logs"] = mib(l.LogBytes) + " per stream, newest kept"
+	}
 	mode := cgroups.Mode()
 	root := os.Geteuid() == 0
 	switch {

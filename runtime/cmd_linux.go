@@ -45,9 +45,10 @@ type Cmd struct {
 	Tty        bool
 	Rows, Cols uint16
 
-	sb   *Sandbox
-	ctx  context.Context
-	main bool
+	sb     *Sandbox
+	ctx    context.Context
+	main   bool
+	logMax int64 // Stdout and Stderr are log files the init relays, capped
 
 	started  bool
 	conn     *net.UnixConn
@@ -120,7 +121,7 @@ func (c *Cmd) start(ctx, life context.Context) (err error) {
 		}
 	}()
 	req := nsinit.Request{Version: nsinit.Version, Op: nsinit.OpExec, Exec: &nsinit.Exec{
-		Args: args, Env: c.Env, Dir: c.Dir, User: c.User, Tty: c.Tty, Rows: c.Rows, Cols: c.Cols, Main: c.main,
+		Args: args, Env: c.Env, Dir: c.Dir, User: c.User, Tty: c.Tty, Rows: c.Rows, Cols: c.Cols, Main: c.main, LogMax: c.logMax,
 	}}
 	var fds []int
 	if !c.Tty {

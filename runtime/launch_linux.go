@@ -221,8 +221,14 @@ func (s *Sandbox) startMain(ctx context.Context, spec Spec) error {
 	c.Tty, c.Rows, c.Cols = spec.Tty, spec.Rows, spec.Cols
 	if spec.Stdin == nil && spec.Stdout == nil && spec.Stderr == nil {
 		var files []*os.File
+		flags := os.O_WRONLY | os.O_APPEND
+		if spec.Limits.LogBytes > 0 && !spec.Tty {
+			// The init relays the output and keeps the newest
+			// LogBytes of each stream (it rewrites the files in place).
+			flags, c.logMax = os.O_RDWR, spec.Limits.LogBytes
+		}
 		for _, n := range []string{"stdout.log", "stderr.log"} {
-			f, err := os.OpenFile(filepath.Join(s.dir, n), os.O_WRONLY|os.O_CREATE|os.O_APPEND|unix.O_CLOEXEC, 0o600)
+			f, err := os.OpenFile(filepath.Join(s.dir, n), flags|os.O_CREATE|unix.O_CLOEXEC, 0o600)
 			if err != nil {
 				return err
 			}
