@@ -107,6 +107,10 @@ func (r *Runtime) launch(ctx context.Context, opts SandboxOptions) (*Sandbox, er
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
+	limits, err := opts.Resources.limits()
+	if err != nil {
+		return nil, err
+	}
 	network := opts.Network
 	if network == "" {
 		network = defaultNetwork
@@ -139,6 +143,7 @@ func (r *Runtime) launch(ctx context.Context, opts SandboxOptions) (*Sandbox, er
 		Network:  string(network),
 		Timeout:  opts.Timeout,
 		Leases:   []*os.File{lease.File()},
+		Limits:   limits,
 
 		AllowUserNamespaces: opts.AllowUserNamespaces,
 	}

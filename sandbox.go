@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/beamhop/lightbox/internal/names"
 	"io"
 	"os"
 	"syscall"
@@ -46,6 +47,30 @@ type SandboxInfo struct {
 	Volumes   []string  `json:"volumes"`
 	Detached  bool      `json:"detached"`
 	Pid       int       `json:"pid,omitempty"`
+	// Limits says how each limit holds, by resource ("pids", "memory",
+	// "cpu", "shm", "logs"): e.g. "cgroup v1 4096", "rlimit 4096",
+	// "none — no cgroup delegation".
+	Limits map[string]string `json:"limits,omitempty"`
+	// Usage is what the sandbox's cgroup counts now; nil when it has no
+	// cgroup or is not running.
+	Usage *Usage `json:"usage,omitempty"`
+	// OOMKilled: the OOM killer killed a process of the sandbox (read
+	// from its cgroup; an exited sandbox keeps saying so).
+	OOMKilled bool `json:"oomKilled,omitempty"`
+}
+
+// Usage is what a sandbox's cgroup counts.
+type Usage struct {
+	// MemoryBytes is the memory in use (page cache and /dev/shm included).
+	MemoryBytes uint64 `json:"memoryBytes"`
+	// MemoryLimitBytes is the memory limit, 0 = none.
+	MemoryLimitBytes uint64 `json:"memoryLimitBytes,omitempty"`
+	// Pids is the number of processes and threads.
+	Pids uint64 `json:"pids"`
+	// PidsLimit is the pids limit, 0 = none.
+	PidsLimit uint64 `json:"pidsLimit,omitempty"`
+	// CPUNanos is the CPU time used since the sandbox started.
+	CPUNanos uint64 `json:"cpuNanos"`
 }
 
 // Cmd is a command to run in a sandbox, in the spirit of os/exec.Cmd.
@@ -117,7 +142,7 @@ func (c *Cmd) Wait() error {
 func toExitError(err error) error {
 	var ee *runtime.ExitError
 	if errors.As(err, &ee) {
-		return &ExitError{ExitCode: ee.Code, Signal: int(ee.Signal)}
+		return &ExitError{ExitCode: ee.Code, Signal: int(ee.Signal), OOMKilled: ee.OOMKilled}
 	}
 	return err
 }
@@ -302,7 +327,10 @@ func (r *Runtime) ListSandboxes(ctx context.Context) ([]SandboxInfo, error) {
 	for i, in := range list {
 		si := SandboxInfo{
 			Name: in.Name, Snapshot: in.Snapshot, Status: in.Status, CreatedAt: in.CreatedAt,
-			Volumes: in.Volumes, Pid: in.Pid,
+			Volumes: in.Volumes, Pid: in.Pid, Limits: in.Limits, OOMKilled: in.OOMKilled,
+		}
+		if u := in.Usage; u != nil {
+			si.Usage = &Usage{MemoryBytes: u.MemoryBytes, MemoryLimitBytes: u.MemoryLimitBytes, Pids: u.Pids, PidsLimit: u.PidsLimit, CPUNanos: u.CPUNanos}
 		}
 		if si.Volumes == nil {
 			si.Volumes = []string{}
@@ -314,6 +342,24 @@ func (r *Runtime) ListSandboxes(ctx context.Context) ([]SandboxInfo, error) {
 		out[i] = si
 	}
 	return out, nil
+}
+
+// InspectSandbox describes the named sandbox (ErrNotFound when there is
+// none): its status, how its limits hold, and its cgroup's usage.
+func (r *Runtime) InspectSandbox(ctx context.Context, name string) (*SandboxInfo, error) {
+	if err := names.Check("sandbox", name); err != nil {
+		return nil, err
+	}
+	list, err := r.ListSandboxes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range list {
+		if list[i].Name == name {
+			return &list[i], nil
+		}
+	}
+	return nil, fmt.Errorf("sandbox %s: %w", name, ErrNotFound)
 }
 
 // SandboxLogs copies the output of the named sandbox's main command to

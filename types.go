@@ -19,16 +19,51 @@ const (
 	NetworkHost Network = "host"
 )
 
-// Resources are limits on a sandbox. The zero value is no limits, and no
-// cgroup is made.
+// Resources are limits on a sandbox; each zero field takes its default.
+// Where a cgroup can be made (root; or cgroup v2 with a subtree delegated
+// to the caller) the sandbox gets one, with a pids limit even when none is
+// asked for. Where none can be (an unprivileged caller on cgroup v1), the
+// pids limit is RLIMIT_NPROC inside the sandbox's user namespace, and a
+// memory or CPU limit is an error wrapping ErrLimitUnsupported: an option
+// the host cannot honour is refused, never ignored. SandboxInfo.Limits
+// says how each limit holds. Errors name the CLI flag of the field.
 type Resources struct {
-	// MemoryMiB caps memory (0 = none).
+	// MemoryMiB caps the sandbox's memory, /dev/shm included (--memory);
+	// 0 = no limit. At least MinMemoryMiB. A sandbox that runs out is
+	// OOM-killed: its ExitError says OOMKilled.
 	MemoryMiB int64
-	// CPUs caps CPU time in cores (0 = none).
+	// MemorySwapMiB caps memory plus swap (--memory-swap), at least
+	// MemoryMiB; 0 = MemoryMiB (no swap), -1 = unlimited swap. Needs
+	// MemoryMiB.
+	MemorySwapMiB int64
+	// CPUs caps CPU time in cores (--cpus): 1.5 = one and a half; 0 = no
+	// limit. At most the host's CPU count.
 	CPUs float64
-	// Pids caps the number of processes (0 = none).
-	Pids int64
+	// PidsLimit caps the processes (threads count) in the sandbox
+	// (--pids-limit); 0 = DefaultPidsLimit, -1 = no limit. At least
+	// MinPidsLimit.
+	PidsLimit int64
+	// ShmMiB is the size of the sandbox's /dev/shm (--shm-size); writing
+	// past it fails with ENOSPC. 0 = DefaultShmMiB.
+	ShmMiB int64
+	// LogMiB caps what a sandbox's logs keep on disk per stream when its
+	// main command's output goes to them (detached): the newest output is
+	// kept, and Logs says when older output was dropped. 0 =
+	// DefaultLogMiB, -1 = no cap.
+	LogMiB int64
 }
+
+// Defaults and minimums of Resources.
+const (
+	DefaultPidsLimit = 4096
+	DefaultShmMiB    = 64
+	DefaultLogMiB    = 16
+	// MinMemoryMiB is the least memory limit a sandbox starts with (its
+	// init and a shell).
+	MinMemoryMiB = 8
+	// MinPidsLimit is the least pids limit: the init's own threads count.
+	MinPidsLimit = 16
+)
 
 // SandboxOptions describe a sandbox to launch. Zero fields take defaults.
 type SandboxOptions struct {
@@ -55,7 +90,8 @@ type SandboxOptions struct {
 	// "[HOSTIP:]HOSTPORT:PORT[/tcp|udp]", on 127.0.0.1 unless HOSTIP is
 	// given.
 	Ports []string
-	// Resources: zero = no limits (and no cgroup is made).
+	// Resources limit what the sandbox may use; zero fields take the
+	// defaults documented on Resources.
 	Resources Resources
 	// Timeout: 0 = none; enforced by the sandbox's own init.
 	Timeout time.Duration
@@ -108,9 +144,15 @@ type ExitError struct {
 	Signal int
 	// Stderr is the tail of its standard error, when it was captured.
 	Stderr []byte
+	// OOMKilled: the sandbox's cgroup counted an OOM kill while the
+	// command ran: it (or a process it waited for) ran out of memory.
+	OOMKilled bool
 }
 
 func (e *ExitError) Error() string {
+	if e.OOMKilled {
+		return fmt.Sprintf("out of memory: command exited with status %d", e.ExitCode)
+	}
 	if e.Signal != 0 {
 		return fmt.Sprintf("command killed by signal %d", e.Signal)
 	}

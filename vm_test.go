@@ -263,3 +263,63 @@ func TestGuestSandboxOverlayMount(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestGuestSandboxCgroupV2: on the guest's unified hierarchy a sandbox
+// gets its own cgroup (cloned into it), sees it as the root of a
+// read-only /sys/fs/cgroup, is OOM-killed and told so at its memory limit
+// while a neighbour keeps running, holds a fork bomb at its pids limit,
+// and leaves no cgroup once destroyed.
+func TestGuestSandboxCgroupV2(t *testing.T) {
+	r := openGuestStore(t)
+	ctx := t.Context()
+	if _, err := r.ImportSnapshot(ctx, "busybox-cg", vmImages+":busybox", ImportOptions{}); err != nil {
+		t.Fatalf("ImportSnapshot: %v", err)
+	}
+	neighbour, err := r.LaunchSandbox(ctx, SandboxOptions{Snapshot: "busybox-cg", Network: NetworkNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer neighbour.Destroy(ctx)
+	sb, err := r.LaunchSandbox(ctx, SandboxOptions{Snapshot: "busybox-cg", Network: NetworkNone,
+		Resources: Resources{MemoryMiB: 64, PidsLimit: 64}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := r.InspectSandbox(ctx, sb.Name())
+	if err != nil || info.Limits["memory"] != "cgroup v2 64 MiB" || info.Usage == nil {
+		t.Fatalf("InspectSandbox = %+v, %v; want a cgroup v2 memory limit and usage", info, err)
+	}
+	res, err := sb.Shell(ctx, "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max; grep -c . /proc/self/cgroup; cat /proc/self/cgroup; touch /sys/fs/cgroup/x 2>&1 || true")
+	if err != nil || !strings.HasPrefix(string(res.Stdout), "67108864\n64\n1\n0::/\n") || !strings.Contains(string(res.Stdout), "Read-only") {
+		t.Errorf("/sys/fs/cgroup inside: %q, %v; want the sandbox's own cgroup, read-only", res.Stdout, err)
+	}
+	_, err = sb.Shell(ctx, "head -c 300m /dev/zero | tail >/dev/null")
+	var ee *ExitError
+	if !errors.As(err, &ee) || !ee.OOMKilled || ee.ExitCode != 137 {
+		t.Errorf("memory hog: %v, want OOMKilled with 137", err)
+	}
+	if res, err := neighbour.Shell(ctx, "echo alive"); err != nil || string(res.Stdout) != "alive\n" {
+		t.Errorf("neighbour: %v", err)
+	}
+	res, _ = sb.Shell(ctx, "(b() { b | b & }; b) 2>&1 | grep -c \"can't fork\" | grep -q . && cat /sys/fs/cgroup/pids.events")
+	t.Logf("after a fork bomb: %q", res.Stdout)
+	if !strings.Contains(string(res.Stdout), "max ") || strings.Contains(string(res.Stdout), "max 0") {
+		t.Errorf("fork bomb: pids.events %q, want the limit hit", res.Stdout)
+	}
+	cg := "/sys/fs/cgroup/lightbox"
+	ents, _ := os.ReadDir(cg)
+	if len(ents) == 0 {
+		t.Fatalf("no sandbox cgroup under %s", cg)
+	}
+	if err := sb.Destroy(ctx); err != nil {
+		t.Fatalf("Destroy: %v", err)
+	}
+	for _, e := range ents {
+		if !e.IsDir() || strings.Contains(e.Name(), neighbour.Name()) {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(cg, e.Name())); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("cgroup %s left after Destroy", e.Name())
+		}
+	}
+}

@@ -34,12 +34,17 @@ func Main() {
 	if err := closeExtraFDs(cfg.FDs); err != nil {
 		fatal(report, err)
 	}
+	if cfg.Nproc > 0 {
+		if err := setNproc(cfg.Nproc); err != nil {
+			fatal(report, fmt.Errorf("init: %w", err))
+		}
+	}
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		fatal(report, fmt.Errorf("init: prctl(PR_SET_DUMPABLE): %w", err))
 	}
 	// The spawner thread drops its privileges while this one mounts.
 	r := newReaper()
-	sp, spReady := startSpawner(r, seccomp.Options{AllowUserNamespaces: cfg.AllowUserNamespaces})
+	sp, spReady := startSpawner(r, seccomp.Options{AllowUserNamespaces: cfg.AllowUserNamespaces}, len(cfg.Cgroup) > 0)
 	if err := setup(cfg); err != nil {
 		fatal(report, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/beamhop/lightbox/internal/sys"
@@ -34,7 +35,12 @@ func setup(cfg *Config) error {
 	if err := protectKernelPaths(root); err != nil {
 		return err
 	}
-	if err := mountDev(root, cfg.DevptsGID5); err != nil {
+	if len(cfg.Cgroup) > 0 || cfg.Network == "host" {
+		if err := mountCgroup(root, cfg.Cgroup); err != nil {
+			return fmt.Errorf("mount /sys/fs/cgroup: %w", err)
+		}
+	}
+	if err := mountDev(root, cfg.DevptsGID5, cfg.ShmBytes); err != nil {
 		return fmt.Errorf("mount /dev: %w", err)
 	}
 	for _, m := range cfg.Files {
@@ -139,7 +145,7 @@ func mountSys(root int, hostNet bool) error {
 // mountDev makes /dev a small tmpfs holding binds of the host's harmless
 // device nodes (a user namespace cannot mknod), a private devpts and
 // /dev/shm.
-func mountDev(root int, gid5 bool) error {
+func mountDev(root int, gid5 bool, shmBytes int64) error {
 	mfd, err := sys.FSMount("tmpfs", []sys.Param{{Key: "mode", Value: "755"}, {Key: "size", Value: "64k"}}, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NOEXEC, "/dev")
 	if err != nil {
 		return err
@@ -177,7 +183,11 @@ func mountDev(root int, gid5 bool) error {
 	if err := attach(dev, mfd, "/pts", true); err != nil {
 		return err
 	}
-	mfd, err = sys.FSMount("tmpfs", []sys.Param{{Key: "mode", Value: "1777"}}, nosuidNodevNoexec, "/dev/shm")
+	shm := []sys.Param{{Key: "mode", Value: "1777"}}
+	if shmBytes > 0 {
+		shm = append(shm, sys.Param{Key: "size", Value: strconv.FormatInt(shmBytes, 10)})
+	}
+	mfd, err = sys.FSMount("tmpfs", shm, nosuidNodevNoexec, "/dev/shm")
 	if err != nil {
 		return err
 	}

@@ -42,6 +42,24 @@ type Config struct {
 	// AllowUserNamespaces lets workloads create user namespaces of their
 	// own; by default the seccomp profile refuses them.
 	AllowUserNamespaces bool `json:"allowUserNamespaces,omitempty"`
+	// Nproc, when set, is the RLIMIT_NPROC of every process inside (the
+	// pids bound where no cgroup could be made; counted per user
+	// namespace since Linux 5.14).
+	Nproc int64 `json:"nproc,omitempty"`
+	// ShmBytes is the size of /dev/shm; 0 = tmpfs's default.
+	ShmBytes int64 `json:"shmBytes,omitempty"`
+	// Cgroup, when set, says the runtime has put the init in the
+	// sandbox's own cgroup: the init makes it the root of a new cgroup
+	// namespace before anything else runs, and mounts it read-only on
+	// /sys/fs/cgroup: ["cgroup2"] for the unified hierarchy, else the v1
+	// controllers. Unset, /sys/fs/cgroup is an empty read-only tmpfs.
+	Cgroup []string `json:"cgroup,omitempty"`
+	// WorkloadOOMScore, when set, is the oom_score_adj each workload gets
+	// as soon as it is forked: above the init's, so that at the sandbox's
+	// memory limit the OOM killer ends a workload, not the init (lowering
+	// the init's own score needs CAP_SYS_RESOURCE, which a caller may
+	// lack).
+	WorkloadOOMScore int `json:"workloadOOMScore,omitempty"`
 	// FDs are the numbers of the files the runtime passed.
 	FDs FDs `json:"fds"`
 }
@@ -78,6 +96,11 @@ type Report struct {
 	Error   string `json:"error,omitempty"`
 }
 
+// DroppedXattr is the extended attribute on a capped log file (see
+// Exec.LogMax) that holds how many bytes of older output were dropped, in
+// decimal.
+const DroppedXattr = "user.lightbox.dropped"
+
 // Request operations.
 const (
 	OpExec    = "exec"    // start Exec; the reply is Started or an error, then Exit
@@ -112,6 +135,10 @@ type Exec struct {
 	Tty  bool   `json:"tty,omitempty"`
 	Rows uint16 `json:"rows,omitempty"`
 	Cols uint16 `json:"cols,omitempty"`
+	// LogMax, without Tty, makes the init relay stdout and stderr (the
+	// sandbox's log files, opened read-write) through pipes, keeping at
+	// most LogMax bytes of each, the newest (see DroppedXattr).
+	LogMax int64 `json:"logMax,omitempty"`
 	// Main marks the sandbox's main command: the sandbox lives as long as
 	// it, its status is recorded, and it is not killed when this
 	// connection closes. At most one.

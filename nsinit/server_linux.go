@@ -132,6 +132,7 @@ func (s *server) forward(sigs chan os.Signal) {
 // pid namespace, and the mounts go with the mount namespace.
 func (s *server) exit() {
 	unix.Kill(-1, unix.SIGKILL)
+	waitLogCopiers(2 * time.Second) // the writers are gone: what is left to copy is in the pipes
 	os.Exit(0)
 }
 
@@ -359,6 +360,7 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 		return
 	}
 	var master, slave *os.File
+	var relayW []*os.File // our copies of the log pipes' write ends
 	files := make([]uintptr, 3)
 	attr := &syscall.SysProcAttr{Setsid: true}
 	if e.Tty {
@@ -384,6 +386,20 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 		for i := range files {
 			files[i] = uintptr(fds[i])
 		}
+		if e.LogMax > 0 {
+			// The output goes to capped log files through the init.
+			for i := 1; i <= 2; i++ {
+				w, err := relayCapped(fds[i], e.LogMax)
+				if err != nil {
+					fail(0, fmt.Errorf("exec: log relay: %w", err))
+					return
+				}
+				fds[i] = -1 // the relay owns the file now
+				defer w.Close()
+				relayW = append(relayW, w)
+				files[i] = w.Fd()
+			}
+		}
 	}
 	if u.uid != 0 || u.gid != 0 || len(u.groups) > 1 {
 		attr.Credential = &syscall.Credential{Uid: u.uid, Gid: u.gid, Groups: u.groups, NoSetGroups: !s.setgr}
@@ -407,6 +423,9 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 		defer s.done()
 	}
 	pid, done, err := s.sp.spawn(argv0, e.Args, &syscall.ProcAttr{Dir: dir, Env: env, Files: files, Sys: attr})
+	for _, w := range relayW {
+		w.Close() // the workload has its copy: EOF comes when it is gone
+	}
 	if slave != nil {
 		slave.Close()
 	}
@@ -417,6 +436,9 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 		}
 		fail(execErrorCode(err), fmt.Errorf("exec %q: %w", e.Args[0], err))
 		return
+	}
+	if s.cfg.WorkloadOOMScore != 0 {
+		setOOMScore(pid, s.cfg.WorkloadOOMScore)
 	}
 	p := &proc{pid: pid, done: make(chan struct{})}
 	if e.Main {

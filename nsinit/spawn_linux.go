@@ -85,14 +85,17 @@ type spawnResult struct {
 // set and the seccomp profile of internal/seccomp (all three are per
 // thread, and a child inherits those of the thread that forked it).
 type spawner struct {
-	reqs chan spawnReq
-	r    *reaper
+	reqs     chan spawnReq
+	r        *reaper
+	cgroupNS bool
 }
 
 // startSpawner starts the spawner thread; it is ready to fork when the
 // returned channel yields nil.
-func startSpawner(r *reaper, prof seccomp.Options) (*spawner, <-chan error) {
-	s := &spawner{reqs: make(chan spawnReq), r: r}
+// With cgroupNS it first makes its cgroup the root of a new cgroup
+// namespace (see unshareCgroupNS).
+func startSpawner(r *reaper, prof seccomp.Options, cgroupNS bool) (*spawner, <-chan error) {
+	s := &spawner{reqs: make(chan spawnReq), r: r, cgroupNS: cgroupNS}
 	ready := make(chan error, 1)
 	go s.loop(ready, prof)
 	return s, ready
@@ -102,6 +105,12 @@ func (s *spawner) loop(ready chan<- error, prof seccomp.Options) {
 	// Never unlocked: this thread's credentials are no longer the init's,
 	// so it must die with the goroutine rather than go back to the pool.
 	runtime.LockOSThread()
+	if s.cgroupNS {
+		if err := unshareCgroupNS(); err != nil {
+			ready <- err
+			return
+		}
+	}
 	if err := dropPrivileges(prof); err != nil {
 		ready <- err
 		return

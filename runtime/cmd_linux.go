@@ -45,9 +45,10 @@ type Cmd struct {
 	Tty        bool
 	Rows, Cols uint16
 
-	sb   *Sandbox
-	ctx  context.Context
-	main bool
+	sb     *Sandbox
+	ctx    context.Context
+	main   bool
+	logMax int64 // Stdout and Stderr are log files the init relays, capped
 
 	started  bool
 	conn     *net.UnixConn
@@ -63,6 +64,8 @@ type Cmd struct {
 	err      error // a failure to learn the exit status
 	waitOnce sync.Once
 	waitErr  error
+	cg       *cgroupState // the sandbox's cgroup, when it has one
+	oomBase  uint64       // its OOM-kill count when the command started
 }
 
 // Command returns a Cmd that runs name with args in the sandbox.
@@ -118,7 +121,7 @@ func (c *Cmd) start(ctx, life context.Context) (err error) {
 		}
 	}()
 	req := nsinit.Request{Version: nsinit.Version, Op: nsinit.OpExec, Exec: &nsinit.Exec{
-		Args: args, Env: c.Env, Dir: c.Dir, User: c.User, Tty: c.Tty, Rows: c.Rows, Cols: c.Cols, Main: c.main,
+		Args: args, Env: c.Env, Dir: c.Dir, User: c.User, Tty: c.Tty, Rows: c.Rows, Cols: c.Cols, Main: c.main, LogMax: c.logMax,
 	}}
 	var fds []int
 	if !c.Tty {
@@ -144,6 +147,11 @@ func (c *Cmd) start(ctx, life context.Context) (err error) {
 	conn, err := c.sb.dial(ctx)
 	if err != nil {
 		return err
+	}
+	if cg := c.sb.cgroup(); cg != nil {
+		if n, err := cg.oomKills(); err == nil {
+			c.cg, c.oomBase = cg, n
+		}
 	}
 	c.conn = conn
 	c.closers = append(c.closers, conn)
@@ -328,7 +336,12 @@ func (c *Cmd) Wait() error {
 		c.closeOurs()
 		c.waitErr = c.waitErrNoExit()
 		if c.waitErr == nil && c.exitCode != 0 {
-			c.waitErr = &ExitError{Code: c.exitCode, Signal: c.signal}
+			ee := &ExitError{Code: c.exitCode, Signal: c.signal}
+			if c.cg != nil {
+				n, err := c.cg.oomKills()
+				ee.OOMKilled = err == nil && n > c.oomBase
+			}
+			c.waitErr = ee
 		}
 		if c.waitErr == nil {
 			c.copyMu.Lock()

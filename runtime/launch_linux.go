@@ -39,7 +39,7 @@ func sockAddr(dir string) (string, *os.File, error) {
 }
 
 // spawnInit starts the init, sends it cfg, and waits until it is ready.
-func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsinit.Config, lk *lockfile.Lock) (*Sandbox, error) {
+func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsinit.Config, cg *cgroupState, lk *lockfile.Lock) (*Sandbox, error) {
 	dir := m.dir(name)
 	addr, dirf, err := sockAddr(dir)
 	if err != nil {
@@ -105,6 +105,14 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	// The init is small and mostly waits: one P, and no GC during setup
 	// (nsinit turns it back on once ready).
 	cmd.Env = []string{"GOMAXPROCS=1", "GOGC=off"}
+	if cg != nil && cg.Version == 2 {
+		cgf, err := cg.openDir() // the init is cloned into its cgroup
+		if err != nil {
+			return nil, err
+		}
+		defer cgf.Close()
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(cgf.Fd())
+	}
 	if err := cmd.Start(); err != nil {
 		liveW.Close()
 		return nil, fmt.Errorf("start init: %w", err)
@@ -123,6 +131,13 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		cmd.Process.Kill()
 		<-initDone
 		return nil, err
+	}
+	if cg != nil && cg.Version == 1 {
+		// The init waits for its config before it does anything: it is
+		// in its cgroups before it mounts or runs a thing.
+		if err := cg.add(pid); err != nil {
+			return fail(err)
+		}
 	}
 	enc, _ := json.Marshal(cfg)
 	if _, err := cfgW.Write(enc); err != nil {
@@ -206,8 +221,14 @@ func (s *Sandbox) startMain(ctx context.Context, spec Spec) error {
 	c.Tty, c.Rows, c.Cols = spec.Tty, spec.Rows, spec.Cols
 	if spec.Stdin == nil && spec.Stdout == nil && spec.Stderr == nil {
 		var files []*os.File
+		flags := os.O_WRONLY | os.O_APPEND
+		if spec.Limits.LogBytes > 0 && !spec.Tty {
+			// The init relays the output and keeps the newest
+			// LogBytes of each stream (it rewrites the files in place).
+			flags, c.logMax = os.O_RDWR, spec.Limits.LogBytes
+		}
 		for _, n := range []string{"stdout.log", "stderr.log"} {
-			f, err := os.OpenFile(filepath.Join(s.dir, n), os.O_WRONLY|os.O_CREATE|os.O_APPEND|unix.O_CLOEXEC, 0o600)
+			f, err := os.OpenFile(filepath.Join(s.dir, n), flags|os.O_CREATE|unix.O_CLOEXEC, 0o600)
 			if err != nil {
 				return err
 			}

@@ -81,6 +81,10 @@ type state struct {
 	WritableDir string `json:"writableDir,omitempty"`
 	Pid         int    `json:"pid,omitempty"`
 	PidStart    uint64 `json:"pidStart,omitempty"`
+	// Cgroup is the sandbox's cgroup, recorded before it is made.
+	Cgroup *cgroupState `json:"cgroup,omitempty"`
+	// Limits says how each limit holds.
+	Limits LimitsApplied `json:"limits,omitempty"`
 }
 
 func (m *Manager) dir(name string) string { return filepath.Join(m.root, name) }
@@ -145,12 +149,15 @@ func (m *Manager) Launch(ctx context.Context, spec Spec) (*Sandbox, error) {
 	if spec.Network == NetworkPrivate && m.opts.AttachNetwork == nil {
 		return nil, fmt.Errorf("launch sandbox: network %q is not available in this build: use none or host", spec.Network)
 	}
+	plan, err := planLimits(spec.Limits)
+	if err != nil {
+		return nil, fmt.Errorf("launch sandbox: %w", err)
+	}
 	name := spec.Name
 	generated := name == ""
 	var (
 		lk      *lockfile.Lock
 		garbage []string
-		err     error
 	)
 	defer func() { m.removeGarbage(context.WithoutCancel(ctx), garbage) }()
 	for try := 0; ; try++ {
@@ -168,7 +175,7 @@ func (m *Manager) Launch(ctx context.Context, spec Spec) (*Sandbox, error) {
 		}
 		break
 	}
-	sb, err := m.start(ctx, name, spec, lk)
+	sb, err := m.start(ctx, name, spec, plan, lk)
 	if err != nil {
 		lk.Close()
 		if rerr := m.remove(context.WithoutCancel(ctx), name); rerr != nil {
@@ -266,7 +273,7 @@ func (m *Manager) createLocked(ctx context.Context, name string) (*lockfile.Lock
 }
 
 // start does the launch proper in a created directory.
-func (m *Manager) start(ctx context.Context, name string, spec Spec, lk *lockfile.Lock) (*Sandbox, error) {
+func (m *Manager) start(ctx context.Context, name string, spec Spec, plan *limitPlan, lk *lockfile.Lock) (*Sandbox, error) {
 	dir := m.dir(name)
 	rw := dir
 	if spec.WritableDir != "" {
@@ -277,9 +284,18 @@ func (m *Manager) start(ctx context.Context, name string, spec Spec, lk *lockfil
 			return nil, err
 		}
 	}
-	st := state{Version: 1, Name: name, Snapshot: spec.Snapshot, CreatedAt: time.Now().UTC(), Volumes: spec.Volumes, Command: spec.Command, Network: spec.Network, WritableDir: spec.WritableDir}
+	st := state{Version: 1, Name: name, Snapshot: spec.Snapshot, CreatedAt: time.Now().UTC(), Volumes: spec.Volumes, Command: spec.Command, Network: spec.Network, WritableDir: spec.WritableDir, Limits: plan.applied}
+	if plan.cgroup != nil {
+		// Recorded before it is made: removing the directory removes it.
+		st.Cgroup = plan.cgroup.join(name + "-" + randomName()[3:])
+	}
 	if err := writeState(dir, st); err != nil {
 		return nil, err
+	}
+	if st.Cgroup != nil {
+		if err := st.Cgroup.create(spec.Limits); err != nil {
+			return nil, err
+		}
 	}
 	hostname := spec.Hostname
 	if hostname == "" {
@@ -303,6 +319,12 @@ func (m *Manager) start(ctx context.Context, name string, spec Spec, lk *lockfil
 		Network:    spec.Network,
 		Timeout:    spec.Timeout,
 		DevptsGID5: gidMapped(m.mapping, 5),
+		Nproc:      plan.nproc,
+		ShmBytes:   spec.Limits.ShmBytes,
+		Cgroup:     st.Cgroup.mounts(),
+		// At the memory limit the OOM killer takes a workload, not
+		// the init.
+		WorkloadOOMScore: workloadOOMScore(st.Cgroup),
 
 		AllowUserNamespaces: spec.AllowUserNamespaces,
 	}
@@ -314,7 +336,7 @@ func (m *Manager) start(ctx context.Context, name string, spec Spec, lk *lockfil
 	for _, mt := range spec.Mounts {
 		cfg.Mounts = append(cfg.Mounts, nsinit.Mount{Source: mt.Source, Target: mt.Target, ReadOnly: mt.ReadOnly})
 	}
-	return m.spawnInit(ctx, name, spec, cfg, lk)
+	return m.spawnInit(ctx, name, spec, cfg, st.Cgroup, lk)
 }
 
 func gidMapped(mp idmap.Mapping, gid uint32) bool {
@@ -389,10 +411,21 @@ func readState(dir string) (state, error) {
 
 // status tells a sandbox's status from its lock and what the init wrote
 // in it.
-func (m *Manager) status(name string) (Info, error) {
+func (m *Manager) status(name string) (info Info, _ error) {
 	dir := m.dir(name)
 	st, serr := readState(dir)
-	info := Info{Name: name, Snapshot: st.Snapshot, CreatedAt: st.CreatedAt, Volumes: st.Volumes, Command: st.Command, WritableDir: st.WritableDir}
+	info = Info{Name: name, Snapshot: st.Snapshot, CreatedAt: st.CreatedAt, Volumes: st.Volumes, Command: st.Command, WritableDir: st.WritableDir, Limits: st.Limits}
+	defer func() {
+		if st.Cgroup == nil || info.Status == StatusDead {
+			return
+		}
+		if u, err := st.Cgroup.usage(); err == nil {
+			info.OOMKilled = u.OOMKills > 0
+			if info.Status == StatusRunning {
+				info.Usage = &u
+			}
+		}
+	}()
 	locked, err := held(filepath.Join(dir, "lock"))
 	if err != nil {
 		return info, err
@@ -541,7 +574,15 @@ func (m *Manager) removeLocked(ctx context.Context, name string) error {
 
 // removeDir removes a tree, including what other ids of the store's range
 // own (internal/rmtree does that from inside the user namespace).
+//
+// The sandbox's cgroup goes first (what is left in it is killed).
 func (m *Manager) removeDir(ctx context.Context, dir string) error {
+	if st, err := readState(dir); err == nil && st.Cgroup != nil {
+		if err := st.Cgroup.remove(ctx); err != nil {
+			return err
+		}
+		st.Cgroup.removeParents()
+	}
 	return rmtree.RemoveAll(ctx, dir, m.mapping)
 }
 

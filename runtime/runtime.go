@@ -115,6 +115,8 @@ type Spec struct {
 	// Leases are open files (held flocks) the init keeps open for its
 	// whole life; workloads never see them. Launch does not close them.
 	Leases []*os.File
+	// Limits bound the sandbox's resources; see Limits.
+	Limits Limits
 }
 
 // MountSpec is a bind mount of a host path.
@@ -148,6 +150,13 @@ type Info struct {
 	// WritableDir is Spec.WritableDir: the caller removes it once the
 	// sandbox is gone.
 	WritableDir string `json:"writableDir,omitempty"`
+	// Limits says how each limit holds (see LimitsApplied).
+	Limits LimitsApplied `json:"limits,omitempty"`
+	// Usage is what the sandbox's cgroup counts, nil without one.
+	Usage *Usage `json:"usage,omitempty"`
+	// OOMKilled: the OOM killer killed a process of the sandbox (read
+	// from its cgroup).
+	OOMKilled bool `json:"oomKilled,omitempty"`
 }
 
 // Sandbox statuses.
@@ -177,9 +186,16 @@ type ExitError struct {
 	Code int
 	// Signal is the signal that killed the command, 0 if it exited.
 	Signal syscall.Signal
+	// OOMKilled: the sandbox's cgroup counted an OOM kill while the
+	// command ran (the command, or a process it waited for, ran out of
+	// memory).
+	OOMKilled bool
 }
 
 func (e *ExitError) Error() string {
+	if e.OOMKilled {
+		return fmt.Sprintf("out of memory (exit status %d)", e.Code)
+	}
 	if e.Signal != 0 {
 		return "killed by signal " + e.Signal.String()
 	}
@@ -255,6 +271,9 @@ func (sp *Spec) validate() error {
 	}
 	if sp.Timeout < 0 {
 		return fmt.Errorf("timeout %v: negative", sp.Timeout)
+	}
+	if err := sp.Limits.validate(); err != nil {
+		return err
 	}
 	for i, f := range sp.Leases {
 		if f == nil {

@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,6 +33,19 @@ type Sandbox struct {
 	initDone chan struct{} // closed once we reaped the init (launcher only)
 	main     *Cmd          // the main command, when this handle started it
 	net      NetworkAttachment
+
+	cgOnce sync.Once
+	cg     *cgroupState
+}
+
+// cgroup returns the sandbox's cgroup, nil when it has none.
+func (s *Sandbox) cgroup() *cgroupState {
+	s.cgOnce.Do(func() {
+		if st, err := readState(s.dir); err == nil {
+			s.cg = st.Cgroup
+		}
+	})
+	return s.cg
 }
 
 // launched holds the liveness pipes of the sandboxes this process
@@ -381,6 +396,18 @@ func (s *Sandbox) kill() {
 	}
 }
 
+// droppedBytes reads how much older output the init dropped from a
+// capped log file (nsinit.DroppedXattr), 0 when none.
+func droppedBytes(f *os.File) int64 {
+	b := make([]byte, 32)
+	n, err := unix.Fgetxattr(int(f.Fd()), nsinit.DroppedXattr, b)
+	if err != nil {
+		return 0
+	}
+	v, _ := strconv.ParseInt(string(b[:n]), 10, 64)
+	return v
+}
+
 // Logs copies the main command's output kept on disk to stdout and
 // stderr; with follow it keeps copying until the sandbox ends or ctx does.
 func (s *Sandbox) Logs(ctx context.Context, follow bool, stdout, stderr io.Writer) error {
@@ -401,6 +428,9 @@ func (s *Sandbox) Logs(ctx context.Context, follow bool, stdout, stderr io.Write
 			return fmt.Errorf("logs of %s: %w", s.name, err)
 		}
 		defer f.Close()
+		if n := droppedBytes(f); n > 0 && stderr != nil {
+			fmt.Fprintf(stderr, "[lightbox: %d bytes of older %s were dropped: the sandbox's logs keep the newest output]\n", n, strings.TrimSuffix(x.n, ".log"))
+		}
 		if x.w == nil {
 			x.w = io.Discard
 		}

@@ -66,6 +66,8 @@ func newApp() *cli.App {
 			runCommand(),
 			execCommand(),
 			psCommand(),
+			inspectCommand(),
+			statsCommand(),
 			logsCommand(),
 			waitCommand(),
 			rmCommand(),

@@ -22,7 +22,7 @@ func runCommand() *cli.Command {
 		Name:      "run",
 		Usage:     "run a command in a new sandbox (exit status is the command's: 125 lightbox failed, 126 not executable, 127 not found)",
 		ArgsUsage: "SNAPSHOT [CMD [ARG...]]",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "name", Usage: "sandbox name (and hostname); default generated"},
 			&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "run in the background and print the sandbox's name"},
 			&cli.BoolFlag{Name: "tty", Aliases: []string{"t"}, Usage: "allocate a terminal inside the sandbox"},
@@ -36,7 +36,7 @@ func runCommand() *cli.Command {
 			&cli.Int64Flag{Name: "disk-mib", Usage: "cap the sandbox's writable layer in MiB"},
 			&cli.DurationFlag{Name: "timeout", Usage: "destroy the sandbox after this long"},
 			&cli.BoolFlag{Name: "allow-userns", Usage: "let processes inside create user namespaces (e.g. a rootless container engine); refused by default"},
-		},
+		}, limitFlags()...),
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 1, "SNAPSHOT [CMD [ARG...]]"); err != nil {
 				return err
@@ -50,17 +50,22 @@ func runCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			res, err := parseResources(c)
+			if err != nil {
+				return err
+			}
 			opts := lightbox.SandboxOptions{
-				Snapshot: c.Args().First(),
-				Name:     c.String("name"),
-				Mounts:   mounts,
-				Workdir:  c.String("workdir"),
-				User:     c.String("user"),
-				Env:      c.StringSlice("env"),
-				Network:  lightbox.Network(c.String("network")),
-				Ports:    c.StringSlice("publish"),
-				DiskMiB:  c.Int64("disk-mib"),
-				Timeout:  c.Duration("timeout"),
+				Snapshot:  c.Args().First(),
+				Name:      c.String("name"),
+				Mounts:    mounts,
+				Workdir:   c.String("workdir"),
+				User:      c.String("user"),
+				Env:       c.StringSlice("env"),
+				Network:   lightbox.Network(c.String("network")),
+				Ports:     c.StringSlice("publish"),
+				DiskMiB:   c.Int64("disk-mib"),
+				Timeout:   c.Duration("timeout"),
+				Resources: res,
 
 				AllowUserNamespaces: c.Bool("allow-userns"),
 			}
@@ -158,6 +163,9 @@ func runAttached(cmd *lightbox.Cmd, tty bool) (int, error) {
 		case err := <-done:
 			var ee *lightbox.ExitError
 			if errors.As(err, &ee) {
+				if ee.OOMKilled {
+					fmt.Fprintln(os.Stderr, "lightbox: out of memory: the command was killed at the sandbox's memory limit (--memory)")
+				}
 				return ee.ExitCode, nil
 			}
 			if err != nil {

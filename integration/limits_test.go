@@ -1,0 +1,99 @@
+package integration
+
+import (
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/containerd/cgroups/v3"
+)
+
+// Bad resource flags are refused before anything is created, naming the
+// flag and the reason.
+func TestCLILimitsBadInput(t *testing.T) {
+	root, _ := newStore(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--memory", "0"}, "--memory"},
+		{[]string{"--memory", "12x"}, "--memory"},
+		{[]string{"--memory", "1m"}, "below"},
+		{[]string{"--cpus", "-1"}, "--cpus"},
+		{[]string{"--cpus", "1000"}, "--cpus"},
+		{[]string{"--pids-limit", "1"}, "--pids-limit"},
+		{[]string{"--shm-size", "-5m"}, "--shm-size"},
+		{[]string{"--memory-swap", "64m"}, "--memory-swap"},
+	} {
+		args := append(append([]string{"run", "--network", "none", "--name", "bad"}, tc.args...), "busybox", "true")
+		r := lb(t, root, "", args...)
+		if r.code != 125 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("run %s: exit %d, stderr %q; want 125 and an error saying %q", strings.Join(tc.args, " "), r.code, r.stderr, tc.want)
+		}
+	}
+	if ents, _ := os.ReadDir(root + "/sandboxes"); len(ents) > 1 { // .lock only
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Errorf("refused runs left %v in the sandboxes dir", names)
+	}
+}
+
+// A memory hog is reported as out of memory with 137 (where a cgroup can
+// be made); rootless on cgroup v1 --memory is refused with the reason.
+func TestCLIOutOfMemory(t *testing.T) {
+	root, _ := newStore(t)
+	r := lb(t, root, "", "run", "--network", "none", "--memory", "64m", "busybox", "sh", "-c", "head -c 300m /dev/zero | tail >/dev/null")
+	if os.Geteuid() != 0 && cgroups.Mode() != cgroups.Unified {
+		if r.code != 125 || !strings.Contains(r.stderr, "no delegation") || !strings.Contains(r.stderr, "root") {
+			t.Errorf("rootless --memory on cgroup v1: exit %d, stderr %q; want 125 and the reason", r.code, r.stderr)
+		}
+		return
+	}
+	if r.code != 137 || !strings.Contains(r.stderr, "out of memory") {
+		t.Errorf("memory hog: exit %d, stderr %q; want 137 and \"out of memory\"", r.code, r.stderr)
+	}
+}
+
+// ps --format json and inspect say how each limit holds; logs of a
+// detached sandbox are capped and say so.
+func TestCLILimitsReported(t *testing.T) {
+	root, _ := newStore(t)
+	lbOK(t, root, "run", "-d", "--network", "none", "--name", "chatty", "busybox", "sh", "-c",
+		"i=0; while [ $i -lt 20 ]; do head -c 1048576 /dev/zero | tr '\\0' a; echo; i=$((i+1)); done; echo last-line")
+	lb(t, root, "", "wait", "chatty")
+	var list []struct {
+		Name   string            `json:"name"`
+		Limits map[string]string `json:"limits"`
+	}
+	if err := json.Unmarshal([]byte(lbOK(t, root, "ps", "--format", "json")), &list); err != nil || len(list) != 1 {
+		t.Fatalf("ps --format json: %v %v", list, err)
+	}
+	l := list[0].Limits
+	wantPids := "cgroup v1 4096"
+	switch {
+	case cgroups.Mode() == cgroups.Unified:
+		wantPids = "" // v2: depends on delegation
+	case os.Geteuid() != 0:
+		wantPids = "rlimit 4096"
+		if !strings.Contains(l["memory"], "no cgroup delegation") {
+			t.Errorf("limits[memory] = %q, want it to say there is no cgroup delegation", l["memory"])
+		}
+	}
+	if wantPids != "" && l["pids"] != wantPids {
+		t.Errorf("limits[pids] = %q, want %q", l["pids"], wantPids)
+	}
+	if l["shm"] != "tmpfs 64 MiB" || l["logs"] != "16 MiB per stream, newest kept" {
+		t.Errorf("limits = %v, want shm tmpfs 64 MiB and logs capped at 16 MiB", l)
+	}
+	r := lb(t, root, "", "logs", "chatty")
+	if !strings.HasSuffix(r.stdout, "last-line\n") || !strings.Contains(r.stderr, "dropped") || len(r.stdout) > 16<<20 {
+		t.Errorf("logs: %d bytes ending %q, stderr %q; want at most 16 MiB ending with last-line and a note that older output was dropped", len(r.stdout), r.stdout[max(0, len(r.stdout)-20):], r.stderr)
+	}
+	if out := lbOK(t, root, "inspect", "chatty"); !strings.Contains(out, `"limits"`) {
+		t.Errorf("inspect: %s", out)
+	}
+	lbOK(t, root, "rm", "chatty")
+}

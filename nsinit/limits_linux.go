@@ -1,0 +1,110 @@
+package nsinit
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"github.com/beamhop/lightbox/internal/sys"
+	"golang.org/x/sys/unix"
+)
+
+// unshareCgroupNS makes the cgroup the runtime put us in the root of a
+// new cgroup namespace for the calling thread, which must be locked and
+// never unlocked: the spawner thread (so every workload it forks) and the
+// thread that mounts /sys/fs/cgroup. The clone's own cgroup namespace is
+// rooted at the launcher's cgroup: the runtime moves the init only after
+// the clone (on cgroup v1).
+func unshareCgroupNS() error {
+	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+		return fmt.Errorf("unshare(CLONE_NEWCGROUP): %w", err)
+	}
+	return nil
+}
+
+// setNproc sets RLIMIT_NPROC for the init and all it starts. Linux 5.14+
+// counts it per user namespace (ucounts), so it bounds the sandbox's
+// processes and leaves the caller's own count alone.
+func setNproc(n int64) error {
+	var cur unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NPROC, &cur); err != nil {
+		return fmt.Errorf("getrlimit(RLIMIT_NPROC): %w", err)
+	}
+	if uint64(n) > cur.Max {
+		return fmt.Errorf("pids limit %d: above this process's hard RLIMIT_NPROC %d", n, cur.Max)
+	}
+	if err := unix.Setrlimit(unix.RLIMIT_NPROC, &unix.Rlimit{Cur: uint64(n), Max: uint64(n)}); err != nil {
+		return fmt.Errorf("setrlimit(RLIMIT_NPROC, %d): %w", n, err)
+	}
+	return nil
+}
+
+// mountCgroup puts the sandbox's own cgroup, read-only, on /sys/fs/cgroup
+// (mounted in our cgroup namespace, its root is the sandbox's cgroup):
+// the unified hierarchy for "cgroup2", else a read-only tmpfs holding the
+// listed v1 controllers' hierarchies. With no controllers it is an empty
+// read-only tmpfs, over whatever a bind of the host's /sys brought.
+func mountCgroup(root int, ctrls []string) error {
+	if len(ctrls) == 0 {
+		return mountCgroupIn(root, nil)
+	}
+	// The filesystems take the cgroup namespace of the thread that
+	// creates them: a thread of its own, in the sandbox's namespace,
+	// that ends with the goroutine.
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread's cgroup namespace is not the others'
+		if err := unshareCgroupNS(); err != nil {
+			errc <- err
+			return
+		}
+		errc <- mountCgroupIn(root, ctrls)
+	}()
+	return <-errc
+}
+
+func mountCgroupIn(root int, ctrls []string) error {
+	const target = "/sys/fs/cgroup"
+	const ro = unix.MOUNT_ATTR_RDONLY | nosuidNodevNoexec
+	if len(ctrls) == 1 && ctrls[0] == "cgroup2" {
+		mfd, err := sys.FSMount("cgroup2", nil, ro, target)
+		if err != nil {
+			return err
+		}
+		return attach(root, mfd, target, true)
+	}
+	mfd, err := sys.FSMount("tmpfs", []sys.Param{{Key: "mode", Value: "755"}, {Key: "size", Value: "4k"}}, nosuidNodevNoexec, target)
+	if err != nil {
+		return err
+	}
+	if err := attach(root, mfd, target, true); err != nil {
+		return err
+	}
+	dir, err := sys.OpenInRoot(root, target, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dir)
+	for _, c := range ctrls {
+		if strings.ContainsAny(c, "/,") || c == "" || c == "." || c == ".." {
+			return fmt.Errorf("cgroup controller %q: bad name", c)
+		}
+		cfd, err := sys.FSMount("cgroup", []sys.Param{{Key: c}}, ro, target+"/"+c)
+		if err != nil {
+			return err
+		}
+		if err := attach(dir, cfd, "/"+c, true); err != nil {
+			return err
+		}
+	}
+	return sys.SetAttr(dir, unix.MOUNT_ATTR_RDONLY, 0, false, target)
+}
+
+// setOOMScore sets a workload's oom_score_adj (see
+// Config.WorkloadOOMScore). Raising a score needs no privilege; a
+// workload that already exited has nothing to set.
+func setOOMScore(pid, score int) {
+	_ = os.WriteFile("/proc/"+strconv.Itoa(pid)+"/oom_score_adj", []byte(strconv.Itoa(score)), 0) // error: it exited
+}

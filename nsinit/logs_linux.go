@@ -1,0 +1,105 @@
+package nsinit
+
+import (
+	"errors"
+	"io"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// logCopiers are the goroutines copying a main command's output into its
+// capped log files; exit waits for them (briefly) so that the last output
+// is kept.
+var logCopiers sync.WaitGroup
+
+// relayCapped gives the workload a pipe instead of the log file fd and
+// copies what comes out of it into the file, keeping at most max bytes:
+// past max, the newest half is moved to the front and the rest dropped
+// (counted in DroppedXattr). It returns the pipe's write end for the
+// workload; the init keeps the file.
+func relayCapped(logfd int, max int64) (*os.File, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(logfd), "log")
+	logCopiers.Add(1)
+	go func() {
+		defer logCopiers.Done()
+		defer r.Close()
+		defer f.Close()
+		copyCapped(f, r, max)
+	}()
+	return w, nil
+}
+
+func copyCapped(f *os.File, r io.Reader, max int64) {
+	off, _ := f.Seek(0, io.SeekEnd) // the file may hold output of before (a restart of the relay)
+	var dropped int64
+	b := make([]byte, 32)
+	if n, err := unix.Fgetxattr(int(f.Fd()), DroppedXattr, b); err == nil {
+		dropped, _ = strconv.ParseInt(string(b[:n]), 10, 64)
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if off+int64(n) > max {
+				off, dropped = compact(f, off, max, dropped)
+			}
+			p := buf[:n]
+			if int64(len(p)) > max/2 { // a single write larger than what is kept
+				dropped += int64(len(p)) - max/2
+				p = p[len(p)-int(max/2):]
+			}
+			if _, werr := f.WriteAt(p, off); werr == nil {
+				off += int64(len(p))
+			}
+		}
+		if err != nil {
+			return // EOF: every writer is gone
+		}
+	}
+}
+
+// compact keeps the newest half of max of the file's first off bytes at
+// its front and truncates the rest, returning the new end and the total
+// dropped.
+func compact(f *os.File, off, max, dropped int64) (int64, int64) {
+	keep := min(off, max/2)
+	from := off - keep
+	buf := make([]byte, 1<<20)
+	var done int64
+	for done < keep {
+		n, err := f.ReadAt(buf[:min(int64(len(buf)), keep-done)], from+done)
+		if n > 0 {
+			if _, werr := f.WriteAt(buf[:n], done); werr != nil {
+				break
+			}
+			done += int64(n)
+		}
+		if err != nil && !errors.Is(err, io.EOF) || n == 0 {
+			break
+		}
+	}
+	f.Truncate(done)
+	dropped += off - done
+	// The mark is what tells a reader; a filesystem without user xattrs
+	// only loses the mark, not the cap.
+	_ = unix.Fsetxattr(int(f.Fd()), DroppedXattr, []byte(strconv.FormatInt(dropped, 10)), 0)
+	return done, dropped
+}
+
+// waitLogCopiers waits for the log relays to drain, at most d.
+func waitLogCopiers(d time.Duration) {
+	done := make(chan struct{})
+	go func() { logCopiers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
+}

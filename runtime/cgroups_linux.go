@@ -1,0 +1,580 @@
+package runtime
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/cgroups/v3"
+	"github.com/containerd/cgroups/v3/cgroup1"
+	"github.com/containerd/cgroups/v3/cgroup2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// The cgroups of a sandbox, through containerd/cgroups/v3 (its cgroup1
+// and cgroup2 packages make and remove them, write the limits, move the
+// init in and read the counters):
+//
+//   - cgroup v1 (and hybrid, a v2 mount with no controllers): as root,
+//     one cgroup per controller (pids, memory, cpu, cpuacct), nested under
+//     the launcher's own cgroup of that controller as lightbox/<id>; the
+//     init's pid is written before it is sent its config, so it runs
+//     nothing before it is inside. Unprivileged users get no cgroup (v1
+//     has no delegation): pids fall back to RLIMIT_NPROC, which Linux
+//     5.14+ counts per user namespace; memory and CPU are refused.
+//   - cgroup v2: one cgroup, lightbox-<id>, as root under the root of
+//     the tree, rootless next to the caller's own cgroup in the nearest
+//     ancestor the caller owns whose subtree_control has the controllers
+//     (systemd's user@UID.service delegation, or any subtree set up so).
+//     The init is cloned straight into it (CLONE_INTO_CGROUP).
+//
+// The state file records the cgroup before it is made, so that removing
+// the sandbox's directory (destroy, gc after a crash) removes it too.
+
+// cgroupState is where a sandbox's cgroup is, in its state file.
+type cgroupState struct {
+	// Version is 1 or 2.
+	Version int `json:"version"`
+	// Paths (v1) maps a controller to the cgroup's path in its hierarchy.
+	Paths map[string]string `json:"paths,omitempty"`
+	// Path (v2) is the cgroup's path under the unified mount.
+	Path string `json:"path,omitempty"`
+}
+
+const unifiedMount = "/sys/fs/cgroup"
+
+// v1Controllers are the hierarchies a v1 sandbox gets a cgroup in.
+var v1Controllers = []cgroup1.Name{cgroup1.Pids, cgroup1.Memory, cgroup1.Cpu, cgroup1.Cpuacct}
+
+// limitPlan is how a launch's limits will hold, decided before anything
+// is created.
+type limitPlan struct {
+	cgroup  *cgroupState
+	nproc   int64 // RLIMIT_NPROC inside, 0 = none
+	applied LimitsApplied
+}
+
+const noDelegationV1 = "cgroup v1 has no delegation to unprivileged users: run as root, or on a cgroup v2 host with a delegated subtree (systemd's user@UID.service, or a cgroup the caller owns with the controllers enabled)"
+
+// planLimits decides how each of l holds for a sandbox whose cgroup is
+// named id; a limit that cannot hold is an error wrapping
+// ErrLimitUnsupported.
+//
+// The cgroup's paths are those of its parent ("lightbox" under the
+// launcher's cgroup, or under the delegated subtree): join gives the
+// sandbox its own below them.
+func planLimits(l Limits) (*limitPlan, error) {
+	if err := l.validate(); err != nil {
+		return nil, err
+	}
+	p := &limitPlan{applied: LimitsApplied{"shm": "tmpfs (kernel default size)", "logs": "none"}}
+	if l.ShmBytes > 0 {
+		p.applied["shm"] = "tmpfs " + mib(l.ShmBytes)
+	}
+	if l.LogBytes > 0 {
+		p.applied["logs"] = mib(l.LogBytes) + " per stream, newest kept"
+	}
+	mode := cgroups.Mode()
+	root := os.Geteuid() == 0
+	switch {
+	case mode == cgroups.Unified:
+		return planV2(p, l, root)
+	case mode == cgroups.Unavailable:
+		return planNoCgroup(p, l, "no cgroup filesystem is mounted at /sys/fs/cgroup")
+	case !root:
+		return planNoCgroup(p, l, noDelegationV1)
+	}
+	paths := map[string]string{}
+	nested := cgroup1.NestedPath("lightbox")
+	for _, c := range v1Controllers {
+		pth, err := nested(c)
+		if err != nil {
+			if needsController(l, c) {
+				return nil, &LimitError{Resource: limitResource(c), Err: fmt.Errorf("%w: the cgroup v1 %s controller is not mounted", ErrLimitUnsupported, c)}
+			}
+			continue
+		}
+		paths[string(c)] = pth
+	}
+	p.cgroup = &cgroupState{Version: 1, Paths: paths}
+	describe(p.applied, l, "cgroup v1")
+	if l.MemoryBytes > 0 && l.MemorySwapBytes != 0 && !memswAccounted(paths) {
+		return nil, &LimitError{Resource: "memory+swap", Err: fmt.Errorf("%w: swap is not accounted on this host (boot with swapaccount=1)", ErrLimitUnsupported)}
+	}
+	return p, nil
+}
+
+func limitResource(c cgroup1.Name) string {
+	if c == cgroup1.Cpu {
+		return "cpu"
+	}
+	return string(c)
+}
+
+// CheckLimits tells whether l can hold for this caller on this host,
+// without making anything: the error Launch would return.
+func CheckLimits(l Limits) error {
+	_, err := planLimits(l)
+	return err
+}
+
+func needsController(l Limits, c cgroup1.Name) bool {
+	switch c {
+	case cgroup1.Pids:
+		return l.Pids > 0
+	case cgroup1.Memory:
+		return l.MemoryBytes > 0
+	case cgroup1.Cpu:
+		return l.CPUs > 0
+	}
+	return false
+}
+
+// planNoCgroup is the plan where no cgroup can be made: pids through
+// RLIMIT_NPROC, memory and CPU refused.
+func planNoCgroup(p *limitPlan, l Limits, why string) (*limitPlan, error) {
+	if l.MemoryBytes > 0 {
+		return nil, &LimitError{Resource: "memory", Err: fmt.Errorf("%w: %s", ErrLimitUnsupported, why)}
+	}
+	if l.CPUs > 0 {
+		return nil, &LimitError{Resource: "cpu", Err: fmt.Errorf("%w: %s", ErrLimitUnsupported, why)}
+	}
+	short := "no cgroup delegation"
+	if cgroups.Mode() == cgroups.Unavailable {
+		short = "no cgroup filesystem"
+	}
+	p.nproc = l.Pids
+	p.applied["pids"] = "none — " + short
+	if l.Pids > 0 {
+		p.applied["pids"] = fmt.Sprintf("rlimit %d", l.Pids)
+	}
+	p.applied["memory"] = "none — " + short
+	p.applied["cpu"] = "none — " + short
+	return p, nil
+}
+
+func describe(a LimitsApplied, l Limits, how string) {
+	a["pids"], a["memory"], a["cpu"] = how+" (no limit)", how+" (no limit)", how+" (no limit)"
+	if l.Pids > 0 {
+		a["pids"] = fmt.Sprintf("%s %d", how, l.Pids)
+	}
+	if l.MemoryBytes > 0 {
+		a["memory"] = fmt.Sprintf("%s %s", how, mib(l.MemoryBytes))
+		switch {
+		case l.MemorySwapBytes < 0:
+			a["memory"] += ", swap unlimited"
+		case l.MemorySwapBytes > l.MemoryBytes:
+			a["memory"] += ", with swap " + mib(l.MemorySwapBytes)
+		}
+	}
+	if l.CPUs > 0 {
+		a["cpu"] = fmt.Sprintf("%s %g CPUs", how, l.CPUs)
+	}
+}
+
+func mib(b int64) string {
+	if b%(1<<20) == 0 {
+		return fmt.Sprintf("%d MiB", b>>20)
+	}
+	return fmt.Sprintf("%d bytes", b)
+}
+
+func memswAccounted(paths map[string]string) bool {
+	_, err := os.Stat(filepath.Join(unifiedMount, "memory", "memory.memsw.limit_in_bytes"))
+	return err == nil && paths["memory"] != ""
+}
+
+// planV2 finds where the sandbox's cgroup can go on a unified host.
+func planV2(p *limitPlan, l Limits, root bool) (*limitPlan, error) {
+	need := []string{"pids", "memory", "cpu"}
+	if root {
+		p.cgroup = &cgroupState{Version: 2, Path: "/lightbox"}
+		describe(p.applied, l, "cgroup v2")
+		return p, nil
+	}
+	parent, err := delegatedParent(need)
+	if err != nil {
+		return planNoCgroup(p, l, err.Error())
+	}
+	p.cgroup = &cgroupState{Version: 2, Path: filepath.Join(parent, "lightbox")}
+	describe(p.applied, l, "cgroup v2")
+	return p, nil
+}
+
+// delegatedParent returns the nearest ancestor of our own cgroup that we
+// own and whose subtree_control enables the controllers.
+func delegatedParent(need []string) (string, error) {
+	own, err := ownCgroupV2()
+	if err != nil {
+		return "", err
+	}
+	uid := uint32(os.Geteuid())
+	for dir := filepath.Dir(own); dir != "/"; dir = filepath.Dir(dir) {
+		full := filepath.Join(unifiedMount, dir)
+		var st unix.Stat_t
+		if err := unix.Stat(full, &st); err != nil || st.Uid != uid {
+			break // past what is delegated to us
+		}
+		if unix.Access(filepath.Join(full, "cgroup.procs"), unix.W_OK) != nil {
+			break
+		}
+		b, err := os.ReadFile(filepath.Join(full, "cgroup.subtree_control"))
+		if err != nil {
+			break
+		}
+		have := strings.Fields(string(b))
+		ok := true
+		for _, c := range need {
+			ok = ok && contains(have, c)
+		}
+		if ok {
+			return dir, nil
+		}
+	}
+	return "", fmt.Errorf("no cgroup v2 subtree delegated to uid %d with the %s controllers above %s (systemd's user@%d.service delegates one; or run as root)", uid, strings.Join(need, ", "), own, uid)
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func ownCgroupV2() (string, error) {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "0::"); ok {
+			return rest, nil
+		}
+	}
+	return "", errors.New("no cgroup v2 entry in /proc/self/cgroup")
+}
+
+// mounts is what the init mounts on /sys/fs/cgroup (nsinit.Config.Cgroup).
+func (cs *cgroupState) mounts() []string {
+	if cs == nil {
+		return nil
+	}
+	if cs.Version == 2 {
+		return []string{"cgroup2"}
+	}
+	var out []string
+	for _, c := range v1Controllers {
+		if _, ok := cs.Paths[string(c)]; ok {
+			out = append(out, string(c))
+		}
+	}
+	return out
+}
+
+// join returns the cgroup named id below cs.
+func (cs *cgroupState) join(id string) *cgroupState {
+	out := &cgroupState{Version: cs.Version}
+	if cs.Version == 2 {
+		out.Path = filepath.Join(cs.Path, id)
+		return out
+	}
+	out.Paths = map[string]string{}
+	for c, p := range cs.Paths {
+		out.Paths[c] = filepath.Join(p, id)
+	}
+	return out
+}
+
+// removeParents removes the shared "lightbox" parents once no sandbox
+// uses them (rmdir fails while one does: that is fine).
+func (cs *cgroupState) removeParents() {
+	if cs.Version == 2 {
+		os.Remove(filepath.Join(unifiedMount, filepath.Dir(cs.Path)))
+		return
+	}
+	for c, p := range cs.Paths {
+		os.Remove(filepath.Join(unifiedMount, c, filepath.Dir(p)))
+	}
+}
+
+func v1Path(paths map[string]string) cgroup1.Path {
+	return func(n cgroup1.Name) (string, error) {
+		p, ok := paths[string(n)]
+		if !ok {
+			return "", cgroup1.ErrControllerNotActive
+		}
+		return p, nil
+	}
+}
+
+func v1Hierarchy(paths map[string]string) cgroup1.Hierarchy {
+	return func() ([]cgroup1.Subsystem, error) {
+		var out []cgroup1.Subsystem
+		for _, c := range v1Controllers {
+			if _, ok := paths[string(c)]; !ok {
+				continue
+			}
+			switch c {
+			case cgroup1.Pids:
+				out = append(out, cgroup1.NewPids(unifiedMount))
+			case cgroup1.Memory:
+				out = append(out, cgroup1.NewMemory(unifiedMount, cgroup1.OptionalSwap()))
+			case cgroup1.Cpu:
+				out = append(out, cgroup1.NewCpu(unifiedMount))
+			case cgroup1.Cpuacct:
+				out = append(out, cgroup1.NewCpuacct(unifiedMount))
+			}
+		}
+		return out, nil
+	}
+}
+
+// cpuPeriod is the CFS period the CPU limit is expressed in (100 ms).
+const cpuPeriod = 100000
+
+// create makes the cgroup with the limits written.
+func (cs *cgroupState) create(l Limits) error {
+	if cs.Version == 2 {
+		res := &cgroup2.Resources{}
+		if l.Pids > 0 {
+			res.Pids = &cgroup2.Pids{Max: l.Pids}
+		} else {
+			res.Pids = &cgroup2.Pids{} // enabled, for the count
+		}
+		res.Memory = &cgroup2.Memory{}
+		if l.MemoryBytes > 0 {
+			mem := l.MemoryBytes
+			res.Memory.Max = &mem
+			swap := int64(0) // memory.swap.max is swap alone on v2
+			switch {
+			case l.MemorySwapBytes < 0:
+				swap = math.MaxInt64
+			case l.MemorySwapBytes > l.MemoryBytes:
+				swap = l.MemorySwapBytes - l.MemoryBytes
+			}
+			if swap != math.MaxInt64 {
+				res.Memory.Swap = &swap
+			}
+		}
+		res.CPU = &cgroup2.CPU{}
+		if l.CPUs > 0 {
+			quota := int64(math.Round(l.CPUs * cpuPeriod))
+			period := uint64(cpuPeriod)
+			res.CPU.Max = cgroup2.NewCPUMax(&quota, &period)
+		}
+		if _, err := cgroup2.NewManager(unifiedMount, cs.Path, res); err != nil {
+			os.Remove(filepath.Join(unifiedMount, cs.Path))
+			return fmt.Errorf("create cgroup %s: %w", cs.Path, err)
+		}
+		return nil
+	}
+	res := &specs.LinuxResources{}
+	if l.Pids > 0 {
+		res.Pids = &specs.LinuxPids{Limit: &l.Pids}
+	}
+	if l.MemoryBytes > 0 {
+		mem := l.MemoryBytes
+		res.Memory = &specs.LinuxMemory{Limit: &mem}
+		if memswAccounted(cs.Paths) {
+			swap := mem
+			if l.MemorySwapBytes != 0 {
+				swap = l.MemorySwapBytes
+			}
+			res.Memory.Swap = &swap
+		}
+	}
+	if l.CPUs > 0 {
+		quota := int64(math.Round(l.CPUs * cpuPeriod))
+		period := uint64(cpuPeriod)
+		res.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
+	}
+	if _, err := cgroup1.New(v1Path(cs.Paths), res, cgroup1.WithHierarchy(v1Hierarchy(cs.Paths))); err != nil {
+		cs.remove(context.Background()) // best effort: what New made before it failed
+		return fmt.Errorf("create cgroup %s: %w", cs.Paths["pids"], err)
+	}
+	return nil
+}
+
+// add moves a process (all its threads) into the cgroup (v1; on v2 the
+// init is cloned into it).
+func (cs *cgroupState) add(pid int) error {
+	cg, err := cgroup1.Load(v1Path(cs.Paths), cgroup1.WithHierarchy(v1Hierarchy(cs.Paths)))
+	if err != nil {
+		return fmt.Errorf("load cgroup: %w", err)
+	}
+	if err := cg.AddProc(uint64(pid)); err != nil {
+		return fmt.Errorf("move init %d into its cgroup: %w", pid, err)
+	}
+	return nil
+}
+
+// openDir opens the v2 cgroup's directory, for CLONE_INTO_CGROUP.
+func (cs *cgroupState) openDir() (*os.File, error) {
+	p := filepath.Join(unifiedMount, cs.Path)
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: p, Err: err}
+	}
+	return os.NewFile(uintptr(fd), p), nil
+}
+
+// usage reads the cgroup's counters.
+func (cs *cgroupState) usage() (Usage, error) {
+	var u Usage
+	if cs.Version == 2 {
+		mgr, err := cgroup2.Load(cs.Path, cgroup2.WithMountpoint(unifiedMount))
+		if err != nil {
+			return u, err
+		}
+		st, err := mgr.Stat()
+		if err != nil {
+			return u, err
+		}
+		if st.Memory != nil {
+			u.MemoryBytes = st.Memory.Usage
+			if st.Memory.UsageLimit < math.MaxInt64 {
+				u.MemoryLimitBytes = st.Memory.UsageLimit
+			}
+		}
+		if st.Pids != nil {
+			u.Pids, u.PidsLimit = st.Pids.Current, st.Pids.Limit
+		}
+		if st.CPU != nil {
+			u.CPUNanos = st.CPU.UsageUsec * 1000
+		}
+		if st.MemoryEvents != nil {
+			u.OOMKills = st.MemoryEvents.OomKill
+		}
+		return u, nil
+	}
+	cg, err := cgroup1.Load(v1Path(cs.Paths), cgroup1.WithHierarchy(v1Hierarchy(cs.Paths)))
+	if err != nil {
+		return u, err
+	}
+	st, err := cg.Stat(cgroup1.IgnoreNotExist)
+	if err != nil {
+		return u, err
+	}
+	if st.Memory != nil && st.Memory.Usage != nil {
+		u.MemoryBytes = st.Memory.Usage.Usage
+		if st.Memory.Usage.Limit < 1<<62 {
+			u.MemoryLimitBytes = st.Memory.Usage.Limit
+		}
+	}
+	if st.MemoryOomControl != nil {
+		u.OOMKills = st.MemoryOomControl.OomKill
+	}
+	if st.Pids != nil {
+		u.Pids, u.PidsLimit = st.Pids.Current, st.Pids.Limit
+	}
+	if st.CPU != nil && st.CPU.Usage != nil {
+		u.CPUNanos = st.CPU.Usage.Total
+	}
+	return u, nil
+}
+
+// oomKills reads only the OOM-kill counter (cheap enough to read around
+// every command): memory.oom_control's oom_kill on v1, memory.events'
+// oom_kill on v2.
+func (cs *cgroupState) oomKills() (uint64, error) {
+	var p string
+	if cs.Version == 2 {
+		p = filepath.Join(unifiedMount, cs.Path, "memory.events")
+	} else {
+		mp, ok := cs.Paths["memory"]
+		if !ok {
+			return 0, nil
+		}
+		p = filepath.Join(unifiedMount, "memory", mp, "memory.oom_control")
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "oom_kill "); ok {
+			return strconv.ParseUint(v, 10, 64)
+		}
+	}
+	return 0, sc.Err()
+}
+
+// remove kills whatever is left in the cgroup and removes it; a cgroup
+// that is gone already is not an error.
+func (cs *cgroupState) remove(ctx context.Context) error {
+	deadline := time.Now().Add(10 * time.Second)
+	if cs.Version == 2 {
+		mgr, err := cgroup2.Load(cs.Path, cgroup2.WithMountpoint(unifiedMount))
+		if err != nil {
+			return nil
+		}
+		if _, err := os.Stat(filepath.Join(unifiedMount, cs.Path)); errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		for {
+			err := mgr.Delete()
+			if err == nil || errors.Is(err, os.ErrNotExist) {
+				return nil
+			}
+			if kerr := mgr.Kill(); kerr != nil && !errors.Is(kerr, os.ErrNotExist) {
+				return fmt.Errorf("remove cgroup %s: kill: %w", cs.Path, kerr)
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return fmt.Errorf("remove cgroup %s: %w", cs.Path, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	cg, err := cgroup1.Load(v1Path(cs.Paths), cgroup1.WithHierarchy(v1Hierarchy(cs.Paths)))
+	if errors.Is(err, cgroup1.ErrCgroupDeleted) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove cgroup %s: %w", cs.Paths["pids"], err)
+	}
+	for {
+		err := cg.Delete()
+		if err == nil || errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		// Processes left (the init's pid namespace is still going
+		// down, or a crash): SIGKILL them by their host pids.
+		for _, c := range v1Controllers {
+			procs, perr := cg.Processes(c, true)
+			if perr != nil {
+				continue
+			}
+			for _, p := range procs {
+				unix.Kill(p.Pid, syscall.SIGKILL)
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("remove cgroup %s: %w", cs.Paths["pids"], err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// workloadOOMScore is the oom_score_adj of the workloads of a sandbox
+// with a memory cgroup: above the init's 0, so that the OOM killer, at
+// the sandbox's limit, ends a workload (which the init reports) rather
+// than the init (which would end the sandbox).
+func workloadOOMScore(cs *cgroupState) int {
+	if cs == nil || (cs.Version == 1 && cs.Paths["memory"] == "") {
+		return 0
+	}
+	return 500
+}

@@ -1,0 +1,367 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/beamhop/lightbox/internal/testutil"
+	"github.com/containerd/cgroups/v3"
+	"golang.org/x/sys/unix"
+)
+
+// cgroupDirs lists the host directories of a sandbox's cgroup.
+func cgroupDirs(t *testing.T, sb *Sandbox) []string {
+	t.Helper()
+	st, err := readState(sb.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Cgroup.dirs()
+}
+
+func (cs *cgroupState) dirs() []string {
+	if cs == nil {
+		return nil
+	}
+	if cs.Version == 2 {
+		return []string{filepath.Join(unifiedMount, cs.Path)}
+	}
+	var out []string
+	for c, p := range cs.Paths {
+		out = append(out, filepath.Join(unifiedMount, c, p))
+	}
+	return out
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// countInPidNS counts the host's processes in the pid namespace of pid.
+func countInPidNS(t *testing.T, pid int) int {
+	t.Helper()
+	ns, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		if l, err := os.Readlink("/proc/" + e.Name() + "/ns/pid"); err == nil && l == ns {
+			n++
+		}
+	}
+	return n
+}
+
+// needCgroup skips a test that needs a cgroup where the caller cannot
+// have one by design (rootless on cgroup v1: the root pass runs it).
+func needCgroup(t *testing.T) {
+	t.Helper()
+	if canCgroup(t) {
+		return
+	}
+	if cgroups.Mode() != cgroups.Unified {
+		testutil.RootOnly(t) // cgroup v1 has no delegation
+	}
+	testutil.Need(t, false, "a cgroup for this caller (root, or a delegated cgroup v2 subtree)")
+}
+
+// canCgroup says whether this caller gets a cgroup here.
+func canCgroup(t *testing.T) bool {
+	p, err := planLimits(Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.cgroup != nil
+}
+
+// A fork bomb stays inside its pids bound — a cgroup, or RLIMIT_NPROC in
+// the sandbox's user namespace where no cgroup can be made — and the
+// sandbox can still be destroyed; the caller's own processes and limits
+// are untouched.
+func TestForkBombContained(t *testing.T) {
+	e := newEnv(t)
+	var before unix.Rlimit
+	unix.Getrlimit(unix.RLIMIT_NPROC, &before)
+	spec := e.spec("bomb")
+	spec.Limits = Limits{Pids: 128}
+	sb, err := e.m.Launch(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := sb.Info(t.Context())
+	want := "rlimit 128"
+	if canCgroup(t) {
+		want = "cgroup v" + strconv.Itoa(map[bool]int{true: 2, false: 1}[cgroups.Mode() == cgroups.Unified]) + " 128"
+	}
+	if info.Limits["pids"] != want {
+		t.Errorf("Limits[pids] = %q, want %q", info.Limits["pids"], want)
+	}
+	t.Cleanup(func() { sb.DestroyGrace(context.WithoutCancel(t.Context()), 0) })
+	var bombErr syncBuffer
+	bomb := sb.Command("sh", "-c", "b() { b | b & }; b; sleep 100")
+	bomb.Stderr = &bombErr
+	if err := bomb.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Until forks fail inside, count its processes from the host (those
+	// in the init's pid namespace): never past the bound.
+	deadline := time.Now().Add(30 * time.Second)
+	peak := 0
+	for !strings.Contains(bombErr.String(), "can't fork") {
+		n := countInPidNS(t, sb.Pid())
+		if n > 128 {
+			t.Fatalf("%d processes in the sandbox, bound is 128", n)
+		}
+		peak = max(peak, n)
+		if time.Now().After(deadline) {
+			t.Fatalf("fork bomb never met the bound (peak %d processes)", peak)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("fork bomb met the bound; peak seen %d processes (bound 128; the init's threads count too)", peak)
+	// The caller still forks, with its own limit as it was.
+	if err := exec.Command("/bin/true").Run(); err != nil {
+		t.Errorf("the caller cannot start a process while the bomb runs: %v", err)
+	}
+	var after unix.Rlimit
+	unix.Getrlimit(unix.RLIMIT_NPROC, &after)
+	if after != before {
+		t.Errorf("the caller's RLIMIT_NPROC changed: %v, was %v", after, before)
+	}
+	dirs := cgroupDirs(t, sb)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	if err := sb.DestroyGrace(ctx, time.Second); err != nil {
+		t.Fatalf("Destroy with a fork bomb inside: %v", err)
+	}
+	for _, d := range dirs {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("cgroup %s left after Destroy (stat: %v)", d, err)
+		}
+	}
+}
+
+// Without a cgroup the default pids bound is RLIMIT_NPROC inside.
+func TestDefaultPidsBound(t *testing.T) {
+	e := newEnv(t)
+	spec := e.spec("pids-default")
+	spec.Limits = Limits{Pids: 4096}
+	sb := e.launch(t, spec)
+	if canCgroup(t) {
+		if cgroups.Mode() != cgroups.Unified {
+			if got := strings.TrimSpace(sh(t, sb, "cat /sys/fs/cgroup/pids/pids.max")); got != "4096" {
+				t.Errorf("pids.max inside = %q, want 4096", got)
+			}
+		}
+		return
+	}
+	if got := strings.TrimSpace(sh(t, sb, "ulimit -u")); got != "4096" {
+		t.Errorf("ulimit -u inside = %q, want 4096", got)
+	}
+}
+
+// A memory hog under a 64 MiB limit is OOM-killed and reported as such,
+// while a neighbouring sandbox keeps running.
+func TestMemoryOOM(t *testing.T) {
+	e := newEnv(t)
+	needCgroup(t)
+	neighbour := e.launch(t, e.spec("neighbour"))
+	spec := e.spec("hog")
+	spec.Limits = Limits{MemoryBytes: 64 << 20}
+	sb := e.launch(t, spec)
+	err := sb.Command("sh", "-c", "head -c 300m /dev/zero | tail > /dev/null").Run()
+	var ee *ExitError
+	if !errors.As(err, &ee) || !ee.OOMKilled || ee.Code != 137 {
+		t.Fatalf("memory hog: err = %#v, want an ExitError with OOMKilled and code 137", err)
+	}
+	if !strings.Contains(ee.Error(), "out of memory") {
+		t.Errorf("ExitError says %q, want it to say out of memory", ee.Error())
+	}
+	// A command that is killed otherwise is not reported as OOM.
+	err = sb.Command("sh", "-c", "kill -9 $$").Run()
+	if !errors.As(err, &ee) || ee.OOMKilled {
+		t.Errorf("kill -9: err = %#v, want an ExitError without OOMKilled", err)
+	}
+	if out := sh(t, neighbour, "echo alive"); out != "alive\n" {
+		t.Errorf("neighbour: %q", out)
+	}
+	info, err := sb.Info(t.Context())
+	if err != nil || !info.OOMKilled || info.Usage == nil || info.Usage.MemoryLimitBytes != 64<<20 {
+		t.Errorf("Info = %+v, %v; want OOMKilled and a 64 MiB memory limit in Usage", info, err)
+	}
+}
+
+// --cpus 0.5 holds a busy loop near half a CPU, measured from the
+// cgroup's own usage counter over a second.
+func TestCPULimit(t *testing.T) {
+	e := newEnv(t)
+	needCgroup(t)
+	spec := e.spec("cpu")
+	spec.Limits = Limits{CPUs: 0.5}
+	sb := e.launch(t, spec)
+	busy := sb.Command("sh", "-c", "while :; do :; done")
+	if err := busy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Signal(unix.SIGKILL)
+	cg := sb.cgroup()
+	time.Sleep(300 * time.Millisecond) // let the loop start and the quota settle
+	u0, err := cg.usage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	time.Sleep(time.Second)
+	u1, err := cg.usage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ratio := float64(u1.CPUNanos-u0.CPUNanos) / float64(time.Since(t0).Nanoseconds())
+	t.Logf("busy loop under --cpus 0.5: %.3f CPUs", ratio)
+	// Above: the limit (one CFS period of slack). Below: the machine is
+	// shared, so only "it ran at all".
+	if ratio > 0.62 || ratio < 0.1 {
+		t.Errorf("busy loop used %.3f CPUs under a 0.5 limit", ratio)
+	}
+}
+
+// /dev/shm stops at its size with ENOSPC.
+func TestShmCap(t *testing.T) {
+	e := newEnv(t)
+	spec := e.spec("shm")
+	spec.Limits = Limits{ShmBytes: 8 << 20}
+	sb := e.launch(t, spec)
+	_, errs, code := run(t, sb, "dd", "if=/dev/zero", "of=/dev/shm/fill", "bs=1M", "count=16")
+	if code == 0 || !strings.Contains(errs, "No space left on device") {
+		t.Errorf("dd of 16 MiB into an 8 MiB /dev/shm: exit %d, %q; want ENOSPC", code, errs)
+	}
+	if got := strings.TrimSpace(sh(t, sb, "du -k /dev/shm/fill | cut -f1")); got != "8192" {
+		t.Errorf("/dev/shm/fill holds %s KiB, want 8192", got)
+	}
+}
+
+// Rootless on cgroup v1 a memory or CPU limit is refused, saying why and
+// what would give it.
+func TestLimitRefusedWithoutDelegation(t *testing.T) {
+	if canCgroup(t) {
+		testutil.RootlessOnly(t)
+		t.Skip("this caller gets a cgroup here (delegated cgroup v2): nothing is refused")
+	}
+	for _, l := range []Limits{{MemoryBytes: 64 << 20}, {CPUs: 0.5}} {
+		err := CheckLimits(l)
+		if !errors.Is(err, ErrLimitUnsupported) || !errors.Is(err, errors.ErrUnsupported) {
+			t.Errorf("CheckLimits(%+v) = %v, want ErrLimitUnsupported", l, err)
+			continue
+		}
+		for _, w := range []string{"delegation", "root", "cgroup v2"} {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("CheckLimits(%+v) = %q: does not say %q", l, err, w)
+			}
+		}
+	}
+	e := newEnv(t)
+	root := e.root
+	spec := e.spec("refused")
+	spec.Limits = Limits{MemoryBytes: 64 << 20}
+	if _, err := e.m.Launch(t.Context(), spec); !errors.Is(err, ErrLimitUnsupported) {
+		t.Fatalf("Launch with a memory limit = %v, want ErrLimitUnsupported", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "refused")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused launch left its directory: %v", err)
+	}
+}
+
+// gc after a kill -9 of the launcher leaves no cgroup behind.
+func TestGCRemovesCgroup(t *testing.T) {
+	e := newEnv(t)
+	needCgroup(t)
+	cmd := e.helper(t, "hold", "gc-cgroup")
+	st, err := readState(e.m.dir("gc-cgroup"))
+	if err != nil || st.Cgroup == nil {
+		t.Fatalf("state of the sandbox: %+v, %v; want a cgroup", st, err)
+	}
+	dirs := st.Cgroup.dirs()
+	for _, d := range dirs {
+		if _, err := os.Stat(d); err != nil {
+			t.Fatalf("cgroup of a running sandbox: %v", err)
+		}
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		info, err := e.m.status("gc-cgroup")
+		if err == nil && info.Status == StatusDead {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sandbox still %s after its launcher was killed", info.Status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := e.m.GC(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("cgroup %s left after gc (stat: %v)", d, err)
+		}
+	}
+}
+
+// The sandbox sees its own cgroup as the root of a read-only
+// /sys/fs/cgroup, never the host's tree.
+func TestCgroupNamespace(t *testing.T) {
+	e := newEnv(t)
+	sb := e.launch(t, e.spec("cgns"))
+	if out := sh(t, sb, "grep -v ':/$' /proc/self/cgroup || true"); out != "" {
+		t.Errorf("/proc/self/cgroup inside shows paths outside the sandbox's cgroup:\n%s", out)
+	}
+	_, _, code := run(t, sb, "sh", "-c", "mkdir /sys/fs/cgroup/x || echo > /sys/fs/cgroup/pids/pids.max 1")
+	if code == 0 {
+		t.Errorf("/sys/fs/cgroup is writable inside")
+	}
+	if !canCgroup(t) {
+		return
+	}
+	dirs := cgroupDirs(t, sb)
+	if out := sh(t, sb, "cat /sys/fs/cgroup/pids/cgroup.procs /sys/fs/cgroup/cgroup.procs 2>/dev/null | wc -l"); strings.TrimSpace(out) == "0" {
+		t.Errorf("the sandbox's cgroup inside lists no process")
+	}
+	for _, d := range dirs {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("host cgroup %s: %v", d, err)
+		}
+	}
+}
