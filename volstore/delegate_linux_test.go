@@ -440,3 +440,58 @@ func entriesIfAny(dir string) []string {
 	}
 	return out
 }
+
+// TestXFSGuestDelegate (in the XFS VM): root keeps a user's volume as an
+// XFS project directory in its own area; the limit holds, the reference is
+// the user's, and removal frees the project id.
+func TestXFSGuestDelegate(t *testing.T) {
+	_, root := newGuestStore(t, "store-deleg")
+	ctx := t.Context()
+	store := filepath.Join(filepath.Dir(root), "deleg-user", "store")
+	if err := os.MkdirAll(store, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(filepath.Dir(store)) })
+	for _, d := range []string{filepath.Dir(store), store} {
+		if err := os.Chown(d, delegUID, delegGID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := volstore.Open(ctx, volstore.Options{Root: filepath.Join(root, "volumes"), TmpDir: filepath.Join(root, "tmp"), Mapping: idmap.Identity()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := s.QuotaBackend(); b != "xfs" {
+		t.Fatalf("QuotaBackend() = %q, %v; want xfs", b, err)
+	}
+	d := volstore.Delegation{UID: delegUID, GID: delegGID, User: "u", Store: store}
+	v, _, err := s.Delegate(ctx, "q", d, volstore.CreateOptions{QuotaMiB: 8, UID: -1, GID: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Backend != "xfs" || !strings.HasPrefix(v.DataDir, filepath.Join(root, "delegated")+"/") {
+		t.Errorf("Delegate = %+v, want an xfs volume in root's area", v)
+	}
+	if uid, _, _ := owner(t, v.DataDir); uid != delegUID {
+		t.Errorf("the volume's root is owned by %d, want the user's %d", uid, delegUID)
+	}
+	if uid, _, _ := owner(t, filepath.Join(store, "volumes", "q", "meta.json")); uid != delegUID {
+		t.Errorf("the reference is owned by %d, want the user's %d", uid, delegUID)
+	}
+	id, err := volstore.XFSProject(v.DataDir)
+	if err != nil || id == 0 {
+		t.Fatalf("project of %s = %d, %v", v.DataDir, id, err)
+	}
+	if n, err := fill(t, filepath.Join(v.DataDir, "big"), 64<<20); !errors.Is(err, unix.ENOSPC) || n > 8<<20 {
+		t.Errorf("writing 64 MiB into an 8 MiB delegated volume: %d bytes, %v; want ENOSPC at the limit", n, err)
+	}
+	if err := s.RemoveDelegated(ctx, delegUID, "q"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(store, "volumes", "q")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the reference is left: %v", err)
+	}
+	if name, path := registered(t, id); name != "" || path != "" {
+		t.Errorf("project %d still registered as %q at %q", id, name, path)
+	}
+}

@@ -79,8 +79,6 @@ type Volume struct {
 	Backend string `json:"backend"`
 	// DataDir is the directory to mount into a sandbox.
 	DataDir string `json:"dataDir"`
-
-	refBackend string // a reference's: how root enforces the quota
 }
 
 // CreateOptions apply when a volume is created; an existing volume is
@@ -503,7 +501,6 @@ func (s *Store) volume(name string, md *meta) *Volume {
 			QuotaMiB:   md.QuotaMiB,
 			Backend:    md.Backend,
 			DataDir:    md.Delegated.DataDir,
-			refBackend: md.Delegated.Backend,
 		}
 	}
 	return &Volume{
@@ -519,9 +516,11 @@ func (s *Store) volume(name string, md *meta) *Volume {
 
 // usage fills v's usage from its backend, or by walking the tree when
 // walk is set and the backend does not know.
-func (s *Store) usage(ctx context.Context, v *Volume, walk bool) {
-	if v.Backend == backendDelegated {
-		v.UsedBytes, v.UsageKnown = refUsage(v.DataDir, v.refBackend)
+func (s *Store) usage(ctx context.Context, v *Volume, md *meta, walk bool) {
+	if md.Backend == backendDelegated {
+		if md.Delegated != nil {
+			v.UsedBytes, v.UsageKnown = refUsage(v.DataDir, md.Delegated.Backend)
+		}
 		return
 	}
 	b, err := s.backend(v.Backend)
@@ -553,7 +552,7 @@ func (s *Store) Inspect(ctx context.Context, name string, withSize bool) (*Volum
 		return nil, err
 	}
 	v := s.volume(name, md)
-	s.usage(ctx, v, withSize)
+	s.usage(ctx, v, md, withSize)
 	return v, nil
 }
 
@@ -580,7 +579,7 @@ func (s *Store) List(ctx context.Context, withSize bool) ([]Volume, error) {
 			return nil, fmt.Errorf("list volumes: %w", err)
 		}
 		v := s.volume(e.Name(), md)
-		s.usage(ctx, v, withSize)
+		s.usage(ctx, v, md, withSize)
 		out = append(out, *v)
 	}
 	slices.SortFunc(out, func(a, b Volume) int { return strings.Compare(a.Name, b.Name) })
