@@ -10,8 +10,6 @@
 //	<name>/data.img    the ext4 image of a "loop" volume
 //	.locks/<name>.lock per-name lock serializing create, lease and remove
 //
-// and, as root, DelegateDir ($ROOT/delegated, see below).
-//
 // Lifecycle. Ensure creates a volume, or returns an existing one unchanged;
 // Acquire does the same and then takes a lease: a shared flock on the
 // volume's lease file whose *os.File the caller hands to the sandbox's
@@ -34,7 +32,8 @@
 // of each volume is recorded in its meta.json. Every Backend passes the
 // conformance suite in volstore/backendtest.
 //
-// Delegated volumes. A rootless store cannot enforce a quota, so root
+// Delegated volumes (as root, under Options.DelegateDir, $ROOT/delegated).
+// A rootless store cannot enforce a quota, so root
 // keeps one for the user (Delegate, lightbox volume create --owner): the
 // quota'd backing (a loop image or an XFS project directory) lives in
 // root's own area, DelegateDir/<uid>/<name>/ (record.json, data.img root's
