@@ -540,12 +540,12 @@ func typeName(typ uint32) string {
 func (u *userStore) dir(parent int, name, full string) (int, error) {
 	path := filepath.Join(full, name)
 	fresh := false
-	fd, err := sys.OpenBeneath(parent, name, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	fd, err := sys.OpenBeneath(parent, name, unix.O_RDONLY|unix.O_DIRECTORY)
 	if errors.Is(err, unix.ENOENT) {
 		err = sys.Mkdirat(parent, name, 0o700)
 		fresh = err == nil
 		if err == nil || errors.Is(err, unix.EEXIST) {
-			fd, err = sys.OpenBeneath(parent, name, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+			fd, err = sys.OpenBeneath(parent, name, unix.O_RDONLY|unix.O_DIRECTORY)
 		}
 	}
 	if err != nil {
@@ -604,10 +604,10 @@ func (u *userStore) lock(ctx context.Context, name string) (int, error) {
 		if err := ctx.Err(); err != nil {
 			return -1, fmt.Errorf("lock %s: %w", path, err)
 		}
-		fd, err := sys.OpenBeneath(u.locks, file, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOCTTY|unix.O_NONBLOCK, 0o600)
+		fd, err := sys.CreateBeneath(u.locks, file, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOCTTY|unix.O_NONBLOCK, 0o600)
 		fresh := err == nil
 		if errors.Is(err, unix.EEXIST) {
-			fd, err = sys.OpenBeneath(u.locks, file, unix.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
+			fd, err = sys.OpenBeneath(u.locks, file, unix.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK)
 			if errors.Is(err, unix.ENOENT) {
 				continue // removed between the two opens by its holder
 			}
@@ -691,7 +691,7 @@ func (u *userStore) writeRef(name string, md *meta) error {
 			u.removeRefDir(tmp)
 		}
 	}()
-	dfd, err := sys.OpenBeneath(u.vols, tmp, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	dfd, err := sys.OpenBeneath(u.vols, tmp, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return refusal(filepath.Join(vols, tmp), err)
 	}
@@ -730,7 +730,7 @@ func (u *userStore) writeRef(name string, md *meta) error {
 // writeFile creates name in dir (never an existing file), writes data
 // through the descriptor and gives the file to the user.
 func (u *userStore) writeFile(dir int, path, name string, data []byte, perm uint32) error {
-	fd, err := sys.OpenBeneath(dir, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOCTTY, perm)
+	fd, err := sys.CreateBeneath(dir, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOCTTY, perm)
 	if err != nil {
 		return refusal(path, err)
 	}
@@ -753,7 +753,7 @@ func (u *userStore) writeFile(dir int, path, name string, data []byte, perm uint
 // sandbox holds it. It returns -1 when the reference has no lease file.
 func (u *userStore) leaseExclusive(name string) (int, error) {
 	path := filepath.Join(u.d.Store, "volumes", name, leaseFile)
-	fd, err := sys.OpenBeneath(u.vols, name+"/"+leaseFile, unix.O_RDONLY|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
+	fd, err := sys.OpenBeneath(u.vols, name+"/"+leaseFile, unix.O_RDONLY|unix.O_NOCTTY|unix.O_NONBLOCK)
 	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
 		return -1, nil
 	}
@@ -787,7 +787,7 @@ func (u *userStore) removeRef(name string) error {
 
 func (u *userStore) removeRefDir(name string) error {
 	path := filepath.Join(u.d.Store, "volumes", name)
-	fd, err := sys.OpenBeneath(u.vols, name, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	fd, err := sys.OpenBeneath(u.vols, name, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return refusal(path, err)
 	}
