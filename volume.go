@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -22,10 +23,20 @@ type VolumeOptions struct {
 	// Labels are key/value pairs, checked by CheckVolumeLabels before
 	// anything touches the disk.
 	Labels map[string]string
-	// Owner, as root, names the user (name or uid) whose rootless store
-	// this is: the volume's root directory is made theirs. "" = the
-	// store's own root user.
+	// Owner, as root, names a rootless user (name or uid) for whom root
+	// keeps a volume with a quota (which a rootless store cannot
+	// enforce): root keeps the quota'd data in its own store (this
+	// Runtime's, under $ROOT/delegated/<uid>/<name>/, root-owned, the
+	// volume's root directory the user's) and writes into the user's
+	// store, OwnerRoot, only a reference that the user's own lightbox
+	// resolves when it mounts the volume. Root never follows a path in
+	// the user's store (see volstore.Store.Delegate). EnsureVolume with
+	// an existing such volume mounts it again after a restart. "" = a
+	// volume of this store.
 	Owner string
+	// OwnerRoot is Owner's store (their --root); "" = the default store
+	// of that user, ~/.local/share/lightbox in their home directory.
+	OwnerRoot string
 }
 
 // Volume describes a named volume.
@@ -39,8 +50,14 @@ type Volume struct {
 	// UsageKnown is false when UsedBytes was not computed (list with Size
 	// to compute it where the quota backend does not know it).
 	UsageKnown bool `json:"usageKnown"`
-	// Backend is how the quota is enforced: "dir" (none), "loop", "xfs".
+	// Backend is how the quota is enforced: "dir" (none), "loop", "xfs";
+	// "delegated" in a rootless store for a volume root keeps for its
+	// user (see VolumeOptions.Owner).
 	Backend string `json:"backend"`
+	// Owner and OwnerRoot are set on a volume root keeps for a user: the
+	// user's name and store.
+	Owner     string `json:"owner,omitempty"`
+	OwnerRoot string `json:"ownerRoot,omitempty"`
 	// UsedBy names the live sandboxes that have it mounted now.
 	UsedBy []string `json:"usedBy"`
 }
@@ -92,11 +109,18 @@ func (r *Runtime) EnsureVolume(ctx context.Context, name string, opts VolumeOpti
 	}
 	co := volstore.CreateOptions{QuotaMiB: opts.QuotaMiB, Labels: opts.Labels, UID: -1, GID: -1}
 	if opts.Owner != "" {
-		uid, gid, err := r.ownerIDs(opts.Owner)
+		d, err := r.delegation(opts.Owner, opts.OwnerRoot)
 		if err != nil {
 			return nil, fmt.Errorf("volume %s: %w", name, err)
 		}
-		co.UID, co.GID = uid, gid
+		dv, _, err := r.vols.Delegate(ctx, name, d, co)
+		if err != nil {
+			return nil, err
+		}
+		return delegatedVolume(dv), nil
+	}
+	if opts.OwnerRoot != "" {
+		return nil, fmt.Errorf("volume %s: an owner's store is given without the owner", name)
 	}
 	v, _, err := r.vols.Ensure(ctx, name, co)
 	if err != nil {
@@ -105,21 +129,94 @@ func (r *Runtime) EnsureVolume(ctx context.Context, name string, opts VolumeOpti
 	return r.toVolume(ctx, v, nil), nil
 }
 
-// ownerIDs resolves --owner: as root, the user's own uid and primary gid,
-// which is what root inside their rootless sandboxes maps to.
-func (r *Runtime) ownerIDs(owner string) (int, int, error) {
+// lookupOwner resolves an owner (name or uid): as root, the user's own
+// uid and primary gid, which is what root inside their rootless sandboxes
+// maps to.
+func lookupOwner(owner string) (*user.User, int, int, error) {
 	if os.Geteuid() != 0 {
-		return 0, 0, fmt.Errorf("owner %s: only root can create a volume for another user", owner)
+		return nil, 0, 0, fmt.Errorf("owner %s: only root keeps a volume for another user", owner)
 	}
 	u, err := user.Lookup(owner)
 	if err != nil {
 		if u, err = user.LookupId(owner); err != nil {
-			return 0, 0, fmt.Errorf("owner %s: no such user", owner)
+			return nil, 0, 0, fmt.Errorf("owner %s: no such user", owner)
 		}
 	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	return uid, gid, nil
+	uid, err := strconv.Atoi(u.Uid)
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("owner %s: uid %q: %w", owner, u.Uid, err)
+	}
+	gid, err := strconv.Atoi(u.Gid)
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("owner %s: gid %q: %w", owner, u.Gid, err)
+	}
+	if uid == 0 {
+		return nil, 0, 0, fmt.Errorf("owner %s: root keeps volumes for ordinary users only", owner)
+	}
+	return u, uid, gid, nil
+}
+
+// delegation resolves an owner and their store.
+func (r *Runtime) delegation(owner, store string) (volstore.Delegation, error) {
+	u, uid, gid, err := lookupOwner(owner)
+	if err != nil {
+		return volstore.Delegation{}, err
+	}
+	if store == "" {
+		if u.HomeDir == "" {
+			return volstore.Delegation{}, fmt.Errorf("owner %s has no home directory: give their store (--owner-root)", owner)
+		}
+		store = filepath.Join(u.HomeDir, ".local", "share", "lightbox")
+	}
+	if store, err = filepath.Abs(store); err != nil {
+		return volstore.Delegation{}, err
+	}
+	return volstore.Delegation{UID: uid, GID: gid, User: u.Username, Store: store}, nil
+}
+
+// RemoveVolumeOf, as root, removes a volume root keeps for owner (see
+// VolumeOptions.Owner): the reference in the owner's store, when no
+// sandbox of theirs uses it (else ErrInUse), then the data. ErrNotFound
+// when root keeps no such volume.
+func (r *Runtime) RemoveVolumeOf(ctx context.Context, owner, name string) error {
+	_, uid, _, err := lookupOwner(owner)
+	if err != nil {
+		return fmt.Errorf("remove volume %s: %w", name, err)
+	}
+	return r.vols.RemoveDelegated(ctx, uid, name)
+}
+
+// ListVolumesOf, as root, lists the volumes root keeps for owner, or for
+// every user when owner is "".
+func (r *Runtime) ListVolumesOf(ctx context.Context, owner string) ([]Volume, error) {
+	uid := -1
+	if owner != "" {
+		var err error
+		if _, uid, _, err = lookupOwner(owner); err != nil {
+			return nil, fmt.Errorf("list volumes: %w", err)
+		}
+	}
+	list, err := r.vols.ListDelegated(ctx, uid)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Volume, len(list))
+	for i := range list {
+		out[i] = *delegatedVolume(&list[i])
+	}
+	return out, nil
+}
+
+func delegatedVolume(v *volstore.DelegatedVolume) *Volume {
+	labels := v.Labels
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	return &Volume{
+		Name: v.Name, Labels: labels, CreatedAt: v.CreatedAt, LastUsedAt: v.LastUsedAt,
+		QuotaMiB: v.QuotaMiB, UsedBytes: v.UsedBytes, UsageKnown: v.UsageKnown, Backend: v.Backend,
+		UsedBy: []string{}, Owner: v.User, OwnerRoot: v.Store,
+	}
 }
 
 // ListVolumes lists the volumes in the store.

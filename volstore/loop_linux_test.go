@@ -1,18 +1,13 @@
 package volstore_test
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/beamhop/lightbox/internal/idmap"
 	"github.com/beamhop/lightbox/internal/testutil"
 	"github.com/beamhop/lightbox/volstore"
 	"golang.org/x/sys/unix"
@@ -197,75 +192,5 @@ func TestLoopKilledCreate(t *testing.T) {
 	noLoopsUnder(t, f.tmp)
 	if got := entries(t, f.tmp); len(got) != 0 {
 		t.Errorf("tmp still holds %q", got)
-	}
-}
-
-// TestAdminCreatesForRootlessUser: root creating a quota'd volume in a
-// rootless user's store (lightbox --root THEIRS volume create --quota-mib
-// N --owner USER) leaves every file the user's own processes lock, lease
-// or rewrite owned by that user.
-func TestAdminCreatesForRootlessUser(t *testing.T) {
-	needLoop(t)
-	const uid, gid = 1001, 1001
-	base := t.TempDir()
-	root := filepath.Join(base, "volumes")
-	if err := os.Mkdir(root, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(root, uid, gid); err != nil {
-		t.Fatal(err)
-	}
-	m := idmap.Mapping{
-		UIDs: []idmap.Range{{ContainerID: 0, HostID: uid, Size: 1}, {ContainerID: 1, HostID: 100000, Size: 65536}},
-		GIDs: []idmap.Range{{ContainerID: 0, HostID: gid, Size: 1}, {ContainerID: 1, HostID: 100000, Size: 65536}},
-	}
-	s, err := volstore.Open(t.Context(), volstore.Options{Root: root, TmpDir: filepath.Join(base, "tmp"), Mapping: m})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, _, err := s.Ensure(t.Context(), "q", volstore.CreateOptions{UID: -1, GID: -1, QuotaMiB: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Remove(context.Background(), "q") })
-	l, _, err := s.Acquire(t.Context(), "q", volstore.CreateOptions{UID: -1, GID: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.Close()
-	// The user's own process uses it: lease, lastUsedAt, writes, usage.
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(base, "volstore.test")
-	data, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for d := base; d != "/"; d = filepath.Dir(d) {
-		// t.TempDir's parents are 0700: let the user reach the store.
-		if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o005 != 0o005 {
-			os.Chmod(d, fi.Mode().Perm()|0o005)
-		}
-	}
-	cmd := exec.Command(bin, "-test.run=^$")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=use %s %s q 0", envHelper, root, filepath.Join(base, "tmp")))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
-	out, err := cmd.CombinedOutput()
-	if err != nil || strings.TrimSpace(string(out)) != "ok loop 8 true" {
-		t.Errorf("the user's use of the volume: %v: %s", err, out)
-	}
-	for _, p := range []string{filepath.Dir(v.DataDir), filepath.Join(filepath.Dir(v.DataDir), "meta.json"), filepath.Join(filepath.Dir(v.DataDir), "lease"), filepath.Join(root, ".locks"), filepath.Join(root, ".locks", "q.lock"), v.DataDir} {
-		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil {
-			t.Fatal(err)
-		}
-		if st.Uid != uid || st.Gid != gid {
-			t.Errorf("%s owned by %d:%d, want the store's owner %d:%d", p, st.Uid, st.Gid, uid, gid)
-		}
 	}
 }

@@ -45,6 +45,10 @@ type Options struct {
 	Mapping idmap.Mapping
 	// Logger receives structured records; nil discards them.
 	Logger *slog.Logger
+	// DelegateDir is where root keeps the quota'd volumes it makes for
+	// rootless users (see Delegate); "" = "delegated" beside Root
+	// ($ROOT/delegated). Unused by a rootless store.
+	DelegateDir string
 }
 
 // Store is an open volume store. It is safe for concurrent use, and
@@ -56,12 +60,7 @@ type Store struct {
 	dir              Backend
 	quota            Backend // nil: quotas cannot be enforced here
 	quotaWhy         error   // why quota is nil
-	// ownUID/ownGID own the store (its Root); when root works in a
-	// user's store (an administrator creating a quota'd volume for a
-	// rootless user), what it creates is given to them, so that their
-	// own processes can lock, lease and update it.
-	ownUID, ownGID int
-	chown          bool
+	delegDir         string  // Options.DelegateDir
 }
 
 // Volume describes a volume.
@@ -75,7 +74,8 @@ type Volume struct {
 	// UsedBytes is valid when UsageKnown.
 	UsedBytes  int64 `json:"usedBytes"`
 	UsageKnown bool  `json:"usageKnown"`
-	// Backend is "dir", "loop" or "xfs".
+	// Backend is "dir", "loop", "xfs", or "delegated" for a volume root
+	// keeps for this store's user in its own area (see Delegate).
 	Backend string `json:"backend"`
 	// DataDir is the directory to mount into a sandbox.
 	DataDir string `json:"dataDir"`
@@ -118,6 +118,9 @@ type meta struct {
 	LastUsedAt time.Time         `json:"lastUsedAt"`
 	QuotaMiB   int64             `json:"quotaMiB"`
 	Backend    string            `json:"backend"`
+	// Delegated is set in a reference (Backend "delegated"): a volume
+	// root keeps for this store's user.
+	Delegated *delegRef `json:"delegated,omitempty"`
 }
 
 const (
@@ -137,11 +140,15 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, errors.New("open volume store: no root directory")
 	}
 	s := &Store{
-		root:  opts.Root,
-		tmp:   opts.TmpDir,
-		locks: filepath.Join(opts.Root, ".locks"),
-		m:     opts.Mapping,
-		log:   opts.Logger,
+		root:     opts.Root,
+		tmp:      opts.TmpDir,
+		locks:    filepath.Join(opts.Root, ".locks"),
+		m:        opts.Mapping,
+		log:      opts.Logger,
+		delegDir: opts.DelegateDir,
+	}
+	if s.delegDir == "" {
+		s.delegDir = filepath.Join(filepath.Dir(opts.Root), "delegated")
 	}
 	if s.tmp == "" {
 		s.tmp = filepath.Join(opts.Root, ".tmp")
@@ -153,15 +160,6 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("open volume store: %w", err)
 		}
-	}
-	if fi, err := os.Stat(s.root); err == nil {
-		if uid, gid, ok := fileOwner(fi); ok {
-			s.ownUID, s.ownGID = uid, gid
-		}
-		s.chown = os.Geteuid() == 0 && (s.ownUID != 0 || s.ownGID != 0)
-	}
-	for _, d := range []string{s.tmp, s.locks} {
-		s.own(d)
 	}
 	s.dir = &dirBackend{m: s.m}
 	s.quota, s.quotaWhy = probeQuota(ctx, s.root, s.log)
@@ -192,6 +190,9 @@ func (s *Store) backend(name string) (Backend, error) {
 	}
 	if s.quota != nil && s.quota.Name() == name {
 		return s.quota, nil
+	}
+	if name == backendDelegated {
+		return refBackend{}, nil
 	}
 	if name == "loop" {
 		// A loop volume in a store whose probe chose another backend (or
@@ -233,7 +234,9 @@ func (s *Store) checkQuota(name string, quotaMiB int64) (Backend, error) {
 	}
 	if s.quota == nil {
 		if os.Geteuid() != 0 {
-			return nil, fmt.Errorf("volume %s: quota %d MiB: %w; an administrator can create the volume with its quota for you, as root: %s, after which you use it as any other volume", name, quotaMiB, s.quotaWhy, s.adminCommand("volume create --quota-mib "+strconv.FormatInt(quotaMiB, 10)+" --owner "+currentUser(), name))
+			return nil, fmt.Errorf("volume %s: quota %d MiB: %w; an administrator can keep a volume with a quota for you, "+
+				"in root's own store, and give this store a reference to it; as root: %s; after which you use it as any other volume",
+				name, quotaMiB, s.quotaWhy, s.ownerCommand("volume create --quota-mib "+strconv.FormatInt(quotaMiB, 10), name))
 		}
 		return nil, fmt.Errorf("volume %s: quota %d MiB: %w", name, quotaMiB, s.quotaWhy)
 	}
@@ -265,13 +268,21 @@ func (s *Store) ensureLocked(ctx context.Context, name string, o CreateOptions) 
 	s.cleanStale(ctx, name)
 	md, err := s.readMeta(name)
 	if err == nil {
+		if md.Backend == backendDelegated {
+			if err := s.checkRef(name, md); err != nil {
+				return nil, false, err
+			}
+			return s.volume(name, md), false, nil
+		}
 		b, err := s.backend(md.Backend)
 		if err == nil {
 			err = b.Activate(ctx, filepath.Join(s.volDir(name), dataDir))
 		}
 		if err != nil {
-			if os.Geteuid() != 0 && md.Backend != s.dir.Name() {
-				return nil, false, fmt.Errorf("volume %s: activate: %w; as root, %s mounts it again", name, err, s.adminCommand("volume create", name))
+			if os.Geteuid() != 0 && md.Backend == "loop" {
+				return nil, false, fmt.Errorf("volume %s: activate: %w; it is an image an older lightbox loop-mounted in this store as root, "+
+					"which root no longer does in a user's store: ask root to keep a new one for you with %s", name, err,
+					s.ownerCommand("volume create --quota-mib "+strconv.FormatInt(md.QuotaMiB, 10), name+"-new"))
 			}
 			return nil, false, fmt.Errorf("volume %s: activate: %w", name, err)
 		}
@@ -335,11 +346,6 @@ func (s *Store) create(ctx context.Context, name string, o CreateOptions) (*meta
 	}
 	if err := os.WriteFile(filepath.Join(tmp, leaseFile), nil, 0o600); err != nil {
 		return nil, fmt.Errorf("create volume %s: %w", name, err)
-	}
-	for _, p := range []string{tmp, filepath.Join(tmp, metaFile), filepath.Join(tmp, leaseFile)} {
-		if err := s.own(p); err != nil {
-			return nil, fmt.Errorf("create volume %s: %w", name, err)
-		}
 	}
 	perm := uint32(mode.Perm())
 	if mode&os.ModeSetgid != 0 {
@@ -443,9 +449,10 @@ func (s *Store) sweep(ctx context.Context) {
 	}
 }
 
-// adminCommand renders the lightbox command line root runs on this store.
-func (s *Store) adminCommand(sub, name string) string {
-	return fmt.Sprintf("lightbox --root %s %s %s", filepath.Dir(s.root), sub, name)
+// ownerCommand renders the lightbox command line root runs, in its own
+// default store, for this store's user.
+func (s *Store) ownerCommand(sub, name string) string {
+	return fmt.Sprintf("lightbox %s --owner %s --owner-root %s %s", sub, currentUser(), filepath.Dir(s.root), name)
 }
 
 func currentUser() string {
@@ -483,6 +490,17 @@ func (s *Store) readMeta(name string) (*meta, error) {
 }
 
 func (s *Store) volume(name string, md *meta) *Volume {
+	if md.Backend == backendDelegated && md.Delegated != nil {
+		return &Volume{
+			Name:       name,
+			Labels:     maps.Clone(md.Labels),
+			CreatedAt:  md.CreatedAt,
+			LastUsedAt: md.LastUsedAt,
+			QuotaMiB:   md.QuotaMiB,
+			Backend:    md.Backend,
+			DataDir:    md.Delegated.DataDir,
+		}
+	}
 	return &Volume{
 		Name:       name,
 		Labels:     maps.Clone(md.Labels),
@@ -496,7 +514,13 @@ func (s *Store) volume(name string, md *meta) *Volume {
 
 // usage fills v's usage from its backend, or by walking the tree when
 // walk is set and the backend does not know.
-func (s *Store) usage(ctx context.Context, v *Volume, walk bool) {
+func (s *Store) usage(ctx context.Context, v *Volume, md *meta, walk bool) {
+	if md.Backend == backendDelegated {
+		if md.Delegated != nil {
+			v.UsedBytes, v.UsageKnown = refUsage(v.DataDir, md.Delegated.Backend)
+		}
+		return
+	}
 	b, err := s.backend(v.Backend)
 	if err == nil {
 		used, known, err := b.Usage(ctx, v.DataDir)
@@ -526,7 +550,7 @@ func (s *Store) Inspect(ctx context.Context, name string, withSize bool) (*Volum
 		return nil, err
 	}
 	v := s.volume(name, md)
-	s.usage(ctx, v, withSize)
+	s.usage(ctx, v, md, withSize)
 	return v, nil
 }
 
@@ -553,7 +577,7 @@ func (s *Store) List(ctx context.Context, withSize bool) ([]Volume, error) {
 			return nil, fmt.Errorf("list volumes: %w", err)
 		}
 		v := s.volume(e.Name(), md)
-		s.usage(ctx, v, withSize)
+		s.usage(ctx, v, md, withSize)
 		out = append(out, *v)
 	}
 	slices.SortFunc(out, func(a, b Volume) int { return strings.Compare(a.Name, b.Name) })
@@ -601,9 +625,6 @@ func (s *Store) Acquire(ctx context.Context, name string, o CreateOptions) (*Lea
 	if err == nil {
 		md.LastUsedAt = time.Now().UTC()
 		err = atomicfile.WriteJSON(filepath.Join(s.volDir(name), metaFile), md, 0o644)
-		if err == nil {
-			err = s.own(filepath.Join(s.volDir(name), metaFile))
-		}
 	}
 	if err != nil {
 		l.Close()
@@ -649,8 +670,8 @@ func (s *Store) Remove(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("remove %w", err)
 	}
-	if os.Geteuid() != 0 && md.Backend != s.dir.Name() {
-		return fmt.Errorf("remove volume %s: its %s quota was set up by root and only root can take it down: as root, run %s", name, md.Backend, s.adminCommand("volume rm", name))
+	if err := s.checkRemovable(name, md); err != nil {
+		return err
 	}
 	lease, err := lockfile.TryExclusive(filepath.Join(s.volDir(name), leaseFile))
 	if errors.Is(err, lockfile.ErrLocked) {
@@ -738,10 +759,6 @@ func (s *Store) lockName(ctx context.Context, name string) (*lockfile.Lock, erro
 			return nil, err
 		}
 		if sameFile(lk.File(), s.lockPath(name)) {
-			if err := s.own(s.lockPath(name)); err != nil {
-				lk.Close()
-				return nil, err
-			}
 			return lk, nil
 		}
 		lk.Close()
@@ -773,15 +790,6 @@ func sameFile(f *os.File, path string) bool {
 	a, err1 := f.Stat()
 	b, err2 := os.Stat(path)
 	return err1 == nil && err2 == nil && os.SameFile(a, b)
-}
-
-// own gives path to the store's owner when root works in another user's
-// store; a no-op otherwise.
-func (s *Store) own(path string) error {
-	if !s.chown {
-		return nil
-	}
-	return os.Lchown(path, s.ownUID, s.ownGID)
 }
 
 func syncDir(dir string) error {

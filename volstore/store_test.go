@@ -211,7 +211,7 @@ func TestQuotaRefusedRootless(t *testing.T) {
 		t.Fatalf("Ensure(quota, rootless) = %v, want ErrQuotaUnsupported", err)
 	}
 	t.Logf("refusal: %v", err)
-	for _, want := range []string{"rootless", "as root", "lightbox --root " + filepath.Dir(f.root) + " volume create --quota-mib 16 --owner ", " big"} {
+	for _, want := range []string{"rootless", "as root", "as root: lightbox volume create --quota-mib 16 --owner ", " --owner-root " + filepath.Dir(f.root) + " big"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("refusal %q does not say %q", err, want)
 		}
@@ -581,6 +581,15 @@ func helperMain() {
 		}
 		l.Close()
 		fmt.Println(v.CreatedAt.UnixNano())
+		os.Exit(0)
+	}
+	if mode == "rm" {
+		// A rootless user removing a volume of their store.
+		if err := s.Remove(ctx, name); err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		fmt.Println("removed")
 		os.Exit(0)
 	}
 	if mode == "use" {

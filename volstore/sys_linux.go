@@ -16,14 +16,6 @@ func statBlocks(fi os.FileInfo) (dev, ino uint64, blocks int64, nlink uint64, ok
 	return st.Dev, st.Ino, st.Blocks, uint64(st.Nlink), true
 }
 
-func fileOwner(fi os.FileInfo) (uid, gid int, ok bool) {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return 0, 0, false
-	}
-	return int(st.Uid), int(st.Gid), true
-}
-
 // fsSize is the size of the filesystem holding path.
 func fsSize(path string) (int64, error) {
 	var st unix.Statfs_t

@@ -41,6 +41,21 @@ func statBlocks(fi os.FileInfo) (dev, ino uint64, blocks int64, nlink uint64, ok
 	return 0, 0, 0, 0, false
 }
 
-func fileOwner(fi os.FileInfo) (uid, gid int, ok bool) { return 0, 0, false }
-
 func fsSize(path string) (int64, error) { return 0, errNotLinux }
+
+// Delegate fails off Linux.
+func (s *Store) Delegate(ctx context.Context, name string, d Delegation, o CreateOptions) (*DelegatedVolume, bool, error) {
+	return nil, false, errNotLinux
+}
+
+// RemoveDelegated fails off Linux.
+func (s *Store) RemoveDelegated(ctx context.Context, uid int, name string) error { return errNotLinux }
+
+// ListDelegated fails off Linux.
+func (s *Store) ListDelegated(ctx context.Context, uid int) ([]DelegatedVolume, error) {
+	return nil, errNotLinux
+}
+
+func (s *Store) checkRef(name string, md *meta) error       { return errNotLinux }
+func refUsage(dir, backend string) (int64, bool)            { return 0, false }
+func (s *Store) checkRemovable(name string, md *meta) error { return nil }

@@ -22,10 +22,15 @@ func volumeCommand() *cli.Command {
 				Name:      "create",
 				Usage:     "create a volume (an existing one is left as it is)",
 				ArgsUsage: "NAME",
+				Description: "With --owner, root keeps a volume with a quota for a rootless user (whose store cannot enforce one):\n" +
+					"the quota'd data lives in root's store (--root), owned by root apart from the volume's own root directory,\n" +
+					"and the user's store (--owner-root) gets a reference that the user's lightbox mounts. Run again after a\n" +
+					"restart, it mounts the volume's image again. Remove it with volume rm --owner; list with volume ls --owner.",
 				Flags: []cli.Flag{
 					&cli.Int64Flag{Name: "quota-mib", Usage: "cap the volume's size in MiB (0 = none)"},
 					&cli.StringSliceFlag{Name: "label", Usage: "K=V label (repeatable)"},
-					&cli.StringFlag{Name: "owner", Usage: "as root: the user (name or uid) whose store this is, who will own the volume"},
+					&cli.StringFlag{Name: "owner", Usage: "as root: keep the volume for this rootless user (name or uid), who will own it"},
+					&cli.StringFlag{Name: "owner-root", Usage: "with --owner: the user's store (their --root; default ~USER/.local/share/lightbox)"},
 				},
 				Action: func(c *cli.Context) error {
 					if err := needArgs(c, 1, "NAME"); err != nil {
@@ -37,7 +42,7 @@ func volumeCommand() *cli.Command {
 						return err
 					}
 					return withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
-						want := lightbox.VolumeOptions{QuotaMiB: c.Int64("quota-mib"), Labels: labels, Owner: c.String("owner")}
+						want := lightbox.VolumeOptions{QuotaMiB: c.Int64("quota-mib"), Labels: labels, Owner: c.String("owner"), OwnerRoot: c.String("owner-root")}
 						v, err := r.EnsureVolume(c.Context, c.Args().First(), want)
 						if err != nil {
 							return err
@@ -58,6 +63,7 @@ func volumeCommand() *cli.Command {
 					formatFlag(),
 					&cli.StringSliceFlag{Name: "filter", Usage: "label=K[=V] or dangling=true (repeatable)"},
 					&cli.BoolFlag{Name: "size", Usage: "compute usage where the quota backend does not know it"},
+					&cli.StringFlag{Name: "owner", Usage: "as root: list the volumes root keeps for this user (\"all\": for every user)"},
 				},
 				Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
 					asJSON, err := wantJSON(c)
@@ -68,7 +74,15 @@ func volumeCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					vols, err := r.ListVolumesWith(c.Context, lightbox.ListVolumesOptions{Size: c.Bool("size")})
+					var vols []lightbox.Volume
+					if owner := c.String("owner"); owner != "" {
+						if owner == "all" {
+							owner = ""
+						}
+						vols, err = r.ListVolumesOf(c.Context, owner)
+					} else {
+						vols, err = r.ListVolumesWith(c.Context, lightbox.ListVolumesOptions{Size: c.Bool("size")})
+					}
 					if err != nil {
 						return err
 					}
@@ -125,8 +139,14 @@ func volumeCommand() *cli.Command {
 				Aliases:   []string{"remove"},
 				Usage:     "remove volumes and their contents (refused while a sandbox uses one)",
 				ArgsUsage: "NAME...",
-				Flags:     []cli.Flag{&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "ignore volumes that do not exist"}, quietFlag()},
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "ignore volumes that do not exist"}, quietFlag(),
+					&cli.StringFlag{Name: "owner", Usage: "as root: remove volumes root keeps for this user (see volume create --owner)"},
+				},
 				Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
+					if owner := c.String("owner"); owner != "" {
+						return removeEach(c, func(name string) error { return r.RemoveVolumeOf(c.Context, owner, name) })
+					}
 					return removeEach(c, func(name string) error { return r.RemoveVolume(c.Context, name) })
 				}),
 			},
