@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -201,7 +202,11 @@ func Attach(ctx context.Context, pid int, opts Options) (*Stack, error) {
 	}
 	defer pidFile.Close()
 	// ExtraFiles[i] is fd 3+i in the child.
-	args := pastaArgs("/proc/self/fd/3", "/proc/self/fd/4", opts.Ports)
+	mac, err := guestMAC()
+	if err != nil {
+		return nil, fmt.Errorf("attach pasta to pid %d: %w", pid, err)
+	}
+	args := pastaArgs("/proc/self/fd/3", "/proc/self/fd/4", mac, opts.Ports)
 	cmd := exec.CommandContext(ctx, nsenter, append(nsArgs, args...)...)
 	cmd.ExtraFiles = []*os.File{netns, pidFile}
 	cmd.Stdout = logFile
@@ -251,11 +256,22 @@ func helperFailed(ctx context.Context, helper string, pid int, err error, out st
 }
 
 // pastaArgs are the options of pasta (Debian 12's passt 2023-03-09 and
-// later) for netns (a path), a pid file and the published ports.
-func pastaArgs(netns, pidFile string, ports []Port) []string {
+// later) for netns (a path), a pid file, the MAC address of the sandbox's
+// interface and the published ports.
+func pastaArgs(netns, pidFile, mac string, ports []Port) []string {
 	args := []string{
 		"--runas", "0",
 		"--config-net", // configure the interface, then daemonize
+		// Pasta 2023-03-09 does not read back the MAC address of the tap
+		// it brings up with --config-net: it sends frames to
+		// 00:00:00:00:00:00, which the sandbox's kernel drops, until the
+		// sandbox sends a frame of its own (an IPv6 router solicitation
+		// or MLD report, up to a second or so after the link comes up).
+		// A connection to a published port on a non-loopback address in
+		// that window got a SYN the sandbox never saw, and pasta does not
+		// retransmit it for 10 s. Naming the MAC makes pasta set it on
+		// the tap and use it from the first frame.
+		"--ns-mac-addr", mac,
 		"--quiet",
 		"--netns", netns,
 		// The path is a descriptor of ours, not a bind mount to watch:
@@ -289,6 +305,17 @@ func pastaArgs(netns, pidFile string, ports []Port) []string {
 		}
 	}
 	return args
+}
+
+// guestMAC is a random locally administered unicast MAC address for the
+// sandbox's interface.
+func guestMAC() (string, error) {
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("random MAC address: %w", err)
+	}
+	b[0] = b[0]&^1 | 2 // unicast, locally administered
+	return net.HardwareAddr(b[:]).String(), nil
 }
 
 // ownUserns checks that pid is in a user namespace other than ours: the
