@@ -38,9 +38,9 @@
 // process it was attached to exits, so pasta is started under a keeper:
 // nsenter joins the sandbox's user namespace (only that: pasta needs
 // CAP_SYS_ADMIN there to enter the sandbox's network namespace, for as
-// long as it runs), unshare makes a new pid namespace, a child of the
-// caller's, and the keeper (this binary re-executed in KeeperRole) is its
-// pid 1. The keeper starts pasta, waits until pasta's parent exits (pasta
+// long as it runs) and runs this binary in KeeperRole, which starts
+// itself again as pid 1 of a new pid namespace (a child of the caller's):
+// the keeper. The keeper starts pasta, waits until pasta's parent exits (pasta
 // has then bound the published ports and configured the interface, the
 // readiness Attach waits for), drops its own ids and capabilities, and
 // stays until the sandbox's init exits (it polls a pidfd of it) or pasta
@@ -57,7 +57,6 @@
 // CAP_NET_BIND_SERVICE in the sandbox's user namespace only (ambient caps
 // set by the keeper), so that no process of the stack runs as uid 0 on the
 // host. Attach refuses such a sandbox when nobody is not mapped in it.
-// The keeper is unshare (from util-linux) plus a small Go process.
 //
 // slirp4netns, the fallback, is still started inside the sandbox's user
 // and pid namespaces as its root (nsenter --pid), so it dies with the
@@ -77,7 +76,7 @@
 // # Requirements
 //
 // Check tells whether private networking can work here: pasta (or
-// slirp4netns) and nsenter (and unshare, for pasta) in PATH, and /dev/net/tun openable by the user the helper runs as (an
+// slirp4netns) and nsenter in PATH, and /dev/net/tun openable by the user the helper runs as (an
 // unprivileged user needs the device to be mode 0666; some distributions
 // ship it 0600). When something is missing, Check and Attach fail with an
 // error matching ErrUnavailable whose text names the cause and the fix;

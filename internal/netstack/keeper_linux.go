@@ -106,7 +106,11 @@ func nsID(pid int, file string, host int) (int, error) {
 // this role (lightbox.Init does).
 const KeeperRole = "netkeeper"
 
-// Descriptors of the keeper (ExtraFiles of nsenter, kept by unshare).
+// keeperSpawn is the keeper's first argument when it is to start itself
+// again as pid 1 of a new pid namespace.
+const keeperSpawn = "spawn"
+
+// Descriptors of the keeper (ExtraFiles of nsenter).
 const (
 	keeperNetns  = 3 // the sandbox's network namespace, for pasta
 	keeperInit   = 4 // pidfd of the sandbox's init
@@ -143,14 +147,11 @@ func attachPasta(ctx context.Context, log *slog.Logger, pid int, pasta, nsenter 
 		statusW.Close()
 		return fail(err)
 	}
-	args := append(nsArgs, "--",
-		// A new pid namespace whose init is the keeper: when the keeper
-		// dies, the kernel kills pasta with it.
-		"unshare", "--pid", "--kill-child=SIGKILL", "--",
-		"/proc/self/fd/"+strconv.Itoa(keeperExe),
+	args := append(nsArgs, "--", "/proc/self/fd/"+strconv.Itoa(keeperExe), keeperSpawn,
 		pasta, strconv.Itoa(run.uid), strconv.Itoa(run.gid), "--")
 	args = append(args, pastaArgs("/proc/self/fd/3", "/proc/self/fd/4", run.uid, run.gid, mac, ports)...)
 	// Not CommandContext: once ready, the keeper belongs to the sandbox.
+	// nsenter execs the spawner, which starts the keeper and exits.
 	cmd := exec.Command(nsenter, args...)
 	cmd.ExtraFiles = []*os.File{netns, initf, statusW, exe}
 	cmd.Env = []string{reexec.EnvRole + "=" + KeeperRole, "GOMAXPROCS=1"}
@@ -162,24 +163,46 @@ func attachPasta(ctx context.Context, log *slog.Logger, pid int, pasta, nsenter 
 	if err != nil {
 		return fail(err)
 	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }() // unshare lives as long as the keeper
-	status := make(chan string, 1)
+	go cmd.Wait() // the spawner exits once the keeper is started
+	// The spawner says "keeper PID", then the keeper "ready" or
+	// "error: ..."; EOF when both are gone.
+	status := make(chan string, 2)
 	go func() {
-		line, _ := bufio.NewReader(statusR).ReadString('\n')
-		status <- strings.TrimSpace(line)
+		rd := bufio.NewReader(statusR)
+		for range 2 {
+			line, _ := rd.ReadString('\n')
+			status <- strings.TrimSpace(line)
+		}
 	}()
+	kpid, kstart := 0, uint64(0)
 	kill := func() {
-		if kpid, start, err := findChild(cmd.Process.Pid); err == nil {
-			stopHelper(kpid, start)
+		if kpid > 0 {
+			stopHelper(kpid, kstart)
 		}
 		cmd.Process.Kill()
 	}
-	select {
-	case line := <-status:
-		if line != "ready" {
+	for ready := false; !ready; {
+		var line string
+		select {
+		case line = <-status:
+		case <-ctx.Done():
 			kill()
-			<-done
+			return fail(ctx.Err())
+		}
+		if n, ok := strings.CutPrefix(line, "keeper "); ok && kpid == 0 {
+			if kpid, err = strconv.Atoi(n); err != nil || kpid <= 0 {
+				kpid = 0
+				kill()
+				return fail(fmt.Errorf("keeper said %q", line))
+			}
+			if kstart, err = startTime(kpid); err != nil {
+				kill()
+				return fail(fmt.Errorf("keeper %d: %w", kpid, err))
+			}
+			continue
+		}
+		if ready = line == "ready"; !ready {
+			kill()
 			out := helperOutput(logFile)
 			msg := strings.TrimPrefix(line, "error: ")
 			if msg == "" {
@@ -187,17 +210,9 @@ func attachPasta(ctx context.Context, log *slog.Logger, pid int, pasta, nsenter 
 			}
 			return nil, helperFailed(ctx, Pasta, pid, errors.New(msg), out)
 		}
-	case <-ctx.Done():
-		kill()
-		return fail(ctx.Err())
 	}
 	if out := helperOutput(logFile); out != "" {
 		log.Warn("network helper", "helper", Pasta, "target_pid", pid, "output", out)
-	}
-	kpid, kstart, err := findChild(cmd.Process.Pid)
-	if err != nil {
-		kill()
-		return fail(fmt.Errorf("keeper: %w", err))
 	}
 	hpid, hstart, err := findChild(kpid)
 	if err != nil {
@@ -208,7 +223,7 @@ func attachPasta(ctx context.Context, log *slog.Logger, pid int, pasta, nsenter 
 	return &Stack{
 		helper: Pasta,
 		dns:    DNSForwarder,
-		pids:   []int{hpid, kpid, cmd.Process.Pid},
+		pids:   []int{hpid, kpid},
 		close: func() error {
 			fd, err := unix.PidfdOpen(hpid, 0)
 			if err == nil {
@@ -223,18 +238,15 @@ func attachPasta(ctx context.Context, log *slog.Logger, pid int, pasta, nsenter 
 			if fd >= 0 && !exited(fd, 2*time.Second) {
 				return errors.Join(err, fmt.Errorf("stop network helper %d: still running after its keeper exited", hpid))
 			}
-			select {
-			case <-done:
-			case <-time.After(2 * time.Second):
-			}
 			return err
 		},
 	}, nil
 }
 
-// KeeperMain runs the keeper of pasta; it never returns. It is pid 1 of a
-// pid namespace of its own, in the sandbox's user namespace as its root,
-// started by attachPasta as "KEEPER PASTA UID GID -- ARGS...". It starts
+// KeeperMain runs the keeper of pasta; it never returns. nsenter starts it
+// in the sandbox's user namespace as its root, as "spawn PASTA UID GID --
+// ARGS...": it starts itself again without "spawn" as pid 1 of a new pid
+// namespace, says "keeper PID" and exits. It starts
 // pasta as UID:GID (ids of the sandbox's user namespace) with the
 // capabilities pasta needs there and no others, waits until pasta has
 // daemonized (its ports bound and the sandbox's interface configured),
@@ -250,7 +262,23 @@ func keeperMain(args []string) int {
 	report := func(format string, a ...any) {
 		fmt.Fprintf(status, format+"\n", a...)
 	}
-	unix.Close(keeperExe) // nothing of ours runs from it again
+	unix.Close(keeperExe) // /proc/self/exe is the same binary
+	if len(args) > 0 && args[0] == keeperSpawn {
+		// The keeper proper is pid 1 of a new pid namespace (a child
+		// of the caller's, owned by the sandbox's user namespace, in
+		// which this process is root): when it exits, the kernel kills
+		// pasta with it.
+		cmd := exec.Command("/proc/self/exe", args[1:]...)
+		cmd.ExtraFiles = []*os.File{os.NewFile(keeperNetns, "netns"), os.NewFile(keeperInit, "init"), status}
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWPID}
+		if err := cmd.Start(); err != nil {
+			report("error: keeper: %v", err)
+			return 1
+		}
+		report("keeper %d", cmd.Process.Pid)
+		return 0 // the keeper is reparented to the caller's reaper
+	}
 	if len(args) < 4 || args[3] != "--" {
 		report("error: keeper: bad arguments %q", args)
 		return 2

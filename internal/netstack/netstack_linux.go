@@ -28,16 +28,7 @@ var tunPath = "/dev/net/tun"
 // lookTools finds the helper (helper "" = pasta, else slirp4netns) and
 // nsenter in PATH; it returns the helper's name and path.
 func lookTools(helper string) (name, path, nsenter string, err error) {
-	name, path, nsenter, err = lookHelper(helper)
-	if err == nil && name == Pasta {
-		if _, err = exec.LookPath("unshare"); err != nil {
-			return "", "", "", &unavailableError{cause: "unshare not found in PATH", fix: "install Debian's util-linux package"}
-		}
-	}
-	return name, path, nsenter, err
-}
 
-func lookHelper(helper string) (name, path, nsenter string, err error) {
 	switch helper {
 	case "":
 		if path, err = exec.LookPath(Pasta); err == nil {
