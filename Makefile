@@ -27,7 +27,10 @@ build:
 
 ## test: go vet, then every package's tests as root and as the
 ## unprivileged user lbtest (strict mode with LIGHTBOX_TEST_STRICT=1).
-## PKGS=./overlay limits the packages.
+## PKGS=./overlay limits the packages. Knobs (hack/test.sh):
+## LIGHTBOX_TEST_PASSES=root|rootless, LIGHTBOX_TEST_RUN=regexp,
+## LIGHTBOX_TEST_COUNT=N (each test N times: proof a flaky test is fixed),
+## LIGHTBOX_TEST_TIMEOUT=seconds per test binary (times N).
 test: deps
 	@hack/test.sh $(PKGS)
 

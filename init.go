@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync/atomic"
 
+	"github.com/beamhop/lightbox/internal/netstack"
 	"github.com/beamhop/lightbox/internal/reexec"
 	"github.com/beamhop/lightbox/internal/rmtree"
 	"github.com/beamhop/lightbox/runtime"
@@ -24,6 +25,7 @@ var roles = func() map[string]func() {
 		rmtree.Role:         rmtree.Main,
 		snapshot.UnpackRole: snapshot.UnpackMain,
 		lookupRole:          lookupMain,
+		netstack.KeeperRole: netstack.KeeperMain,
 	}
 	maps.Copy(m, runtime.Roles())
 	return m

@@ -14,7 +14,8 @@
 #     step failed.
 #
 # Every test binary gets LIGHTBOX_BIN (absolute path of the lightbox binary
-# it may drive), -test.count=1 and a timeout. LIGHTBOX_TEST_STRICT is passed
+# it may drive), -test.count=N (LIGHTBOX_TEST_COUNT, default 1) and a
+# timeout. LIGHTBOX_TEST_STRICT is passed
 # through (CI sets it to 1: a skip for a missing capability fails).
 #
 # Tests that ask for a real Debian (LIGHTBOX_DEBIAN_TAR) get a tarball of
@@ -22,7 +23,10 @@
 #
 # Knobs: LIGHTBOX_TEST_TIMEOUT (seconds per test binary, default 900),
 # LIGHTBOX_TEST_USER (default lbtest), LIGHTBOX_TEST_RUN (-test.run regexp),
-# LIGHTBOX_TEST_PASSES ("root rootless" by default; "root" or "rootless").
+# LIGHTBOX_TEST_PASSES ("root rootless" by default; "root" or "rootless"),
+# LIGHTBOX_TEST_COUNT (runs each test N times in one go, -test.count=N, to
+# prove a fix of a flaky test: LIGHTBOX_TEST_COUNT=30 make test PKGS=./pkg;
+# the timeout per test binary grows with it).
 # Full verbose logs: bin/tests/logs/<pkg>.<pass>.log.
 set -uo pipefail
 
@@ -36,6 +40,13 @@ test_user=${LIGHTBOX_TEST_USER:-lbtest}
 passes=${LIGHTBOX_TEST_PASSES:-root rootless}
 strict=${LIGHTBOX_TEST_STRICT:-}
 run_re=${LIGHTBOX_TEST_RUN:-}
+test_count=${LIGHTBOX_TEST_COUNT:-1}
+if ! [[ $test_count =~ ^[1-9][0-9]*$ ]]; then
+	echo "LIGHTBOX_TEST_COUNT=$test_count: want a positive number of runs" >&2
+	exit 2
+fi
+# The timeout is per test binary: N runs get N times as long.
+timeout_s=$((timeout_s * test_count))
 
 bindir=$repo/bin
 testdir=$bindir/tests
@@ -134,7 +145,7 @@ run_one() {
 	shift 5
 	local rel=${labelof[$ip]} name=${nameof[$ip]}
 	local log=$logdir/$name.$pass.log
-	local args=(-test.count=1 -test.v "-test.timeout=$((timeout_s - 30))s")
+	local args=("-test.count=$test_count" -test.v "-test.timeout=$((timeout_s - 30))s")
 	[ -n "$run_re" ] && args+=("-test.run=$run_re")
 	local tr rc
 	tr=$(now_ms)
@@ -296,7 +307,7 @@ for pass in $passes; do
 done
 
 # ---------------------------------------------------------------- summary
-hdr "summary ($(secs $(($(now_ms) - t_start))) in all; strict mode: ${strict:-off})"
+hdr "summary ($(secs $(($(now_ms) - t_start))) in all; strict mode: ${strict:-off}; each test run $test_count time(s))"
 printf '    %s\n' "${results[@]}"
 if [ ${#built[@]} -eq 0 ]; then
 	say "    (no package has tests)"

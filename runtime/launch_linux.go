@@ -184,6 +184,17 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 			return fail(fmt.Errorf("attach network: %w", err))
 		}
 		sb.net = na
+		if h, ok := na.(interface{ Pids() []int }); ok {
+			for _, p := range h.Pids() {
+				if start, err := pidStart(p); err == nil {
+					st.NetPids = append(st.NetPids, procRef{Pid: p, Start: start})
+				}
+			}
+			if err := writeState(dir, st); err != nil {
+				na.Close()
+				return fail(fmt.Errorf("attach network: %w", err))
+			}
+		}
 		if err := rewriteFile(filepath.Join(dir, "etc", "resolv.conf"), na.ResolvConf()); err != nil {
 			na.Close()
 			return fail(fmt.Errorf("attach network: %w", err))

@@ -85,6 +85,16 @@ type state struct {
 	Cgroup *cgroupState `json:"cgroup,omitempty"`
 	// Limits says how each limit holds.
 	Limits LimitsApplied `json:"limits,omitempty"`
+	// NetPids are the network helper's processes (outside the sandbox's
+	// pid namespace): destroy waits for them too, so that a published
+	// port is free again when it returns.
+	NetPids []procRef `json:"netPids,omitempty"`
+}
+
+// procRef names one process for good: its pid and start time.
+type procRef struct {
+	Pid   int    `json:"pid"`
+	Start uint64 `json:"start"`
 }
 
 func (m *Manager) dir(name string) string { return filepath.Join(m.root, name) }

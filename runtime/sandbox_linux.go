@@ -264,6 +264,7 @@ func (s *Sandbox) destroy(ctx context.Context, grace time.Duration) error {
 	if err := s.stop(ctx, grace); err != nil {
 		return fmt.Errorf("destroy sandbox %s: %w", s.name, err)
 	}
+	s.waitNetwork(ctx)
 	s.mu.Lock()
 	if s.net != nil {
 		s.net.Close()
@@ -278,6 +279,39 @@ func (s *Sandbox) destroy(ctx context.Context, grace time.Duration) error {
 		return fmt.Errorf("destroy sandbox %s: %w", s.name, err)
 	}
 	return nil
+}
+
+// waitNetwork waits, up to 5 s, until the network helper's processes
+// recorded in the state have exited: they die with the init, but a moment
+// after it (their keeper notices the init's exit), and a published port is
+// only free once they are gone. A helper still there after that is left
+// to its keeper: the sandbox is gone either way.
+func (s *Sandbox) waitNetwork(ctx context.Context) {
+	st, err := readState(s.dir)
+	if err != nil {
+		return // no state, no helper to wait for
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, p := range st.NetPids {
+		fd, err := unix.PidfdOpen(p.Pid, 0)
+		if err != nil {
+			continue // gone
+		}
+		if start, err := pidStart(p.Pid); err == nil && start == p.Start {
+			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			for ctx.Err() == nil {
+				left := time.Until(deadline)
+				if left <= 0 {
+					break
+				}
+				n, err := unix.Poll(fds, int(min(left, 100*time.Millisecond)/time.Millisecond)+1)
+				if n > 0 || (err != nil && !errors.Is(err, unix.EINTR)) {
+					break
+				}
+			}
+		}
+		unix.Close(fd)
+	}
 }
 
 // stop ends the init, if it runs, and waits until every process of the

@@ -30,31 +30,44 @@
 //     one on the host's loopback such as systemd-resolved's 127.0.0.53 —
 //     which the sandbox itself could never reach.
 //
-// # Lifetime
+// # Lifetime, and who the helper runs as
 //
 // The stack must live and die with the sandbox, even when the launching
-// process is killed with SIGKILL. Pasta as packaged in Debian 12 does not
-// quit when the process it was attached to by pid exits, and a watcher
-// process could itself be killed. So the helper is started inside the
-// sandbox's own user and pid namespaces (through nsenter, since a Go
-// process cannot join a user namespace), while staying in the caller's
-// network and mount namespaces: when the sandbox's init (pid 1 of that pid
-// namespace) dies for any reason, the kernel kills the helper with it.
-// After it daemonizes the helper is a child of the sandbox's init, which
-// must reap it like any orphan, and which must not wait for it to exit
-// before tearing the sandbox down.
+// process is killed with SIGKILL, and the workload must not be able to
+// see or signal it. Pasta as packaged in Debian 12 does not quit when the
+// process it was attached to exits, so pasta is started under a keeper:
+// nsenter joins the sandbox's user namespace (only that: pasta needs
+// CAP_SYS_ADMIN there to enter the sandbox's network namespace, for as
+// long as it runs) and runs this binary in KeeperRole, which starts
+// itself again as pid 1 of a new pid namespace (a child of the caller's):
+// the keeper. The keeper starts pasta, waits until pasta's parent exits (pasta
+// has then bound the published ports and configured the interface, the
+// readiness Attach waits for), drops its own ids and capabilities, and
+// stays until the sandbox's init exits (it polls a pidfd of it) or pasta
+// does. When the keeper exits for any reason, the kernel kills pasta with
+// its pid namespace; killing pasta or the keeper from the host only cuts
+// the sandbox's network. Neither is in the sandbox's pid namespace, so the
+// workload can name neither: no pid to signal, ptrace or open in its
+// /proc.
 //
-// The helper is therefore visible inside the sandbox (ps shows "pasta").
-// A workload can kill it, which only cuts its own network; it cannot
+// Pasta runs as the sandbox's root as the host maps it (the caller's user
+// rootless, the store's range id as root), except when that is the host's
+// root (a store that maps ids to themselves): then as the ids that map to
+// the host's nobody (65534), with CAP_SYS_ADMIN, CAP_NET_ADMIN and
+// CAP_NET_BIND_SERVICE in the sandbox's user namespace only (ambient caps
+// set by the keeper), so that no process of the stack runs as uid 0 on the
+// host. Attach refuses such a sandbox when nobody is not mapped in it.
+//
+// slirp4netns, the fallback, is still started inside the sandbox's user
+// and pid namespaces as its root (nsenter --pid), so it dies with the
+// init; it does not daemonize: nsenter stays its parent (and a Pid of the
+// Stack) until it exits, and the process that called Attach reaps it. A
+// workload can see and kill it, which only cuts its own network; it cannot
 // ptrace it or read its memory as long as it lacks CAP_SYS_ADMIN and
-// CAP_SYS_PTRACE (pasta keeps CAP_SYS_ADMIN in the sandbox's user
-// namespace, slirp4netns keeps all its capabilities there, and the kernel
-// refuses ptrace to a process whose permitted capabilities are not a
-// subset of the tracer's), which is the default capability set of a
-// sandbox. This is why slirp4netns runs without --enable-sandbox.
-//
-// slirp4netns does not daemonize: nsenter stays its parent (and a Pid of
-// the Stack) until it exits, and the process that called Attach reaps it.
+// CAP_SYS_PTRACE (the kernel refuses ptrace to a process whose permitted
+// capabilities are not a subset of the tracer's), which is the default
+// capability set of a sandbox. This is why slirp4netns runs without
+// --enable-sandbox.
 //
 // Attach costs about 100-150 ms with pasta (its own start-up), so a
 // launcher should run it while it prepares the sandbox's mounts, and only

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +28,7 @@ var tunPath = "/dev/net/tun"
 // lookTools finds the helper (helper "" = pasta, else slirp4netns) and
 // nsenter in PATH; it returns the helper's name and path.
 func lookTools(helper string) (name, path, nsenter string, err error) {
+
 	switch helper {
 	case "":
 		if path, err = exec.LookPath(Pasta); err == nil {
@@ -117,9 +119,12 @@ func checkTun(path string, uid, gid int, groups []int, tryOpen bool) error {
 // Attach attaches a user-mode network stack (pasta, or slirp4netns when
 // pasta is not installed) to the user and network namespaces of pid, the
 // sandbox's init, and returns once the interface inside has its address
-// and default route, so the caller can then let the workload start. The
-// init must be pid 1 of its own pid namespace: the helper is started in
-// that pid namespace so that it dies with the init (see the package doc).
+// and default route and the published ports are bound on the host (and
+// reach the sandbox from the first connection), so the caller can then
+// let the workload start. The init must be pid 1 of its own pid
+// namespace. Pasta's keeper is this binary re-executed: the program must
+// run KeeperMain when reexec.Role() is KeeperRole (lightbox.Init does).
+// See the package doc for the helper's lifetime and ids.
 //
 // A failure that Check would report matches ErrUnavailable; a bad port
 // matches ErrInvalidPort. When ctx ends during setup the helper may be
@@ -156,7 +161,20 @@ func Attach(ctx context.Context, pid int, opts Options) (*Stack, error) {
 	} else if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("attach network to pid %d: its root is uid %d, not this process's uid %d", pid, uid, os.Geteuid())
 	}
-	if err := checkTun(tunPath, uid, gid, groups, uid == os.Geteuid() && uid != 0); err != nil {
+	// Who pasta runs as: the sandbox's root, unless that is the host's
+	// root (a store that maps ids to themselves); then nobody.
+	run, err := pastaIDs(pid, uid, gid)
+	if err != nil && helper == Pasta {
+		return nil, fmt.Errorf("attach pasta to pid %d: %w", pid, err)
+	}
+	tunUID, tunGID := uid, gid
+	if helper == Pasta {
+		tunUID, tunGID = run.hostUID, run.hostGID
+		if run.hostUID != uid {
+			groups = nil // the keeper drops them
+		}
+	}
+	if err := checkTun(tunPath, tunUID, tunGID, groups, tunUID == os.Geteuid() && tunUID != 0); err != nil {
 		return nil, err
 	}
 	if err := checkPorts(opts.Ports); err != nil {
@@ -176,12 +194,12 @@ func Attach(ctx context.Context, pid int, opts Options) (*Stack, error) {
 	}
 	defer logFile.Close()
 	// nsenter joins the sandbox's user namespace (the helpers' own attach
-	// by pid cannot: they would try to join it again) and pid namespace,
-	// and forks the helper there; the helper stays in our network and
-	// mount namespaces. It runs as root of the sandbox's user namespace
-	// (this process's own user mapped in, or a subordinate id when real
-	// root uses a sub-range), so it has no capability on the host.
-	nsArgs := []string{"--target", strconv.Itoa(pid), "--user", "--pid"}
+	// by pid cannot: they would try to join it again); the helper stays
+	// in our network and mount namespaces. It starts as root of the
+	// sandbox's user namespace (this process's own user mapped in, or a
+	// subordinate id when real root uses a sub-range), so it has no
+	// capability on the host.
+	nsArgs := []string{"--target", strconv.Itoa(pid), "--user"}
 	if uid == os.Geteuid() {
 		// Our ids are root inside. Keep them: nsenter's setgroups
 		// would fail where the map was written without setgroups.
@@ -191,46 +209,13 @@ func Attach(ctx context.Context, pid int, opts Options) (*Stack, error) {
 		// its root, or exec would drop the capabilities in there.
 		nsArgs = append(nsArgs, "--setuid", "0", "--setgid", "0")
 	}
-	nsArgs = append(nsArgs, "--", path)
 	if helper == Slirp4netns {
+		// slirp4netns is started in the sandbox's pid namespace too, so
+		// that it dies with the init.
+		nsArgs = append(nsArgs, "--pid", "--", path)
 		return attachSlirp(ctx, log, pid, nsenter, nsArgs, netns, logFile, opts.Ports)
 	}
-	pidFile, err := memfile("pasta-pid")
-	if err != nil {
-		return nil, err
-	}
-	defer pidFile.Close()
-	// ExtraFiles[i] is fd 3+i in the child.
-	args := pastaArgs("/proc/self/fd/3", "/proc/self/fd/4", opts.Ports)
-	cmd := exec.CommandContext(ctx, nsenter, append(nsArgs, args...)...)
-	cmd.ExtraFiles = []*os.File{netns, pidFile}
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	cmd.WaitDelay = time.Second
-	log.Debug("start network helper", "helper", helper, "target_pid", pid, "args", strings.Join(cmd.Args, " "))
-	runErr := cmd.Run()
-	out := helperOutput(logFile)
-	if runErr != nil {
-		return nil, helperFailed(ctx, helper, pid, runErr, out)
-	}
-	if out != "" {
-		log.Warn("network helper", "helper", helper, "target_pid", pid, "output", out)
-	}
-	nspid, err := readPidFile(pidFile)
-	if err != nil {
-		return nil, fmt.Errorf("attach pasta to pid %d: %w", pid, err)
-	}
-	hpid, start, err := findHelper(pid, nspid)
-	if err != nil {
-		return nil, fmt.Errorf("attach pasta to pid %d: %w", pid, err)
-	}
-	log.Debug("network helper ready", "helper", helper, "target_pid", pid, "pid", hpid)
-	return &Stack{
-		helper: Pasta,
-		dns:    DNSForwarder,
-		pids:   []int{hpid},
-		close:  func() error { return stopHelper(hpid, start) },
-	}, nil
+	return attachPasta(ctx, log, pid, path, nsenter, nsArgs, run, netns, logFile, opts.Ports)
 }
 
 // helperFailed is the error for a helper that exited with err, having
@@ -251,11 +236,24 @@ func helperFailed(ctx context.Context, helper string, pid int, err error, out st
 }
 
 // pastaArgs are the options of pasta (Debian 12's passt 2023-03-09 and
-// later) for netns (a path), a pid file and the published ports.
-func pastaArgs(netns, pidFile string, ports []Port) []string {
+// later) for netns (a path), a pid file, the ids it runs as, the MAC
+// address of the sandbox's interface and the published ports.
+func pastaArgs(netns, pidFile string, uid, gid int, mac string, ports []Port) []string {
 	args := []string{
-		"--runas", "0",
+		// The ids it already has (see KeeperMain): the default would
+		// be nobody when they are 0 in the sandbox's namespace.
+		"--runas", strconv.Itoa(uid) + ":" + strconv.Itoa(gid),
 		"--config-net", // configure the interface, then daemonize
+		// Pasta 2023-03-09 does not read back the MAC address of the tap
+		// it brings up with --config-net: it sends frames to
+		// 00:00:00:00:00:00, which the sandbox's kernel drops, until the
+		// sandbox sends a frame of its own (an IPv6 router solicitation
+		// or MLD report, up to a second or so after the link comes up).
+		// A connection to a published port on a non-loopback address in
+		// that window got a SYN the sandbox never saw, and pasta does not
+		// retransmit it for 10 s. Naming the MAC makes pasta set it on
+		// the tap and use it from the first frame.
+		"--ns-mac-addr", mac,
 		"--quiet",
 		"--netns", netns,
 		// The path is a descriptor of ours, not a bind mount to watch:
@@ -289,6 +287,17 @@ func pastaArgs(netns, pidFile string, ports []Port) []string {
 		}
 	}
 	return args
+}
+
+// guestMAC is a random locally administered unicast MAC address for the
+// sandbox's interface.
+func guestMAC() (string, error) {
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("random MAC address: %w", err)
+	}
+	b[0] = b[0]&^1 | 2 // unicast, locally administered
+	return net.HardwareAddr(b[:]).String(), nil
 }
 
 // ownUserns checks that pid is in a user namespace other than ours: the
@@ -432,41 +441,6 @@ func procStatus(pid int) (ppid int, nspid []int, err error) {
 		}
 	}
 	return ppid, nspid, sc.Err()
-}
-
-// findHelper finds, in our pid namespace, the daemonized helper whose pid
-// in the pid namespace of target (its init) is nspid; it is a child of
-// target once the process that forked it has exited. It returns its pid
-// and start time.
-func findHelper(target, nspid int) (int, uint64, error) {
-	_, tns, err := procStatus(target)
-	if err != nil {
-		return 0, 0, err
-	}
-	level := len(tns) - 1 // index of the sandbox's pid namespace in NSpid
-	if level < 1 || tns[level] != 1 {
-		return 0, 0, fmt.Errorf("pid %d is not the init of its own pid namespace (NSpid %v)", target, tns)
-	}
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		ppid, ns, err := procStatus(p)
-		if err != nil || ppid != target || len(ns) <= level || ns[level] != nspid {
-			continue
-		}
-		start, err := startTime(p)
-		if err != nil {
-			continue
-		}
-		return p, start, nil
-	}
-	return 0, 0, fmt.Errorf("pasta (pid %d in the sandbox) exited right after it started", nspid)
 }
 
 // startTime is field 22 of /proc/PID/stat: with the pid, it names one

@@ -25,12 +25,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/beamhop/lightbox/internal/reexec"
 	"github.com/beamhop/lightbox/internal/testutil"
 	"golang.org/x/sys/unix"
 )
@@ -48,6 +50,9 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	if reexec.Role() == KeeperRole {
+		KeeperMain()
+	}
 	switch os.Getenv(envRole) {
 	case "sandbox":
 		os.Exit(sandboxMain())
@@ -124,6 +129,10 @@ func setupWorld() error {
 		return err
 	}
 	f.Close()
+	// As a host's resolv.conf is: pasta may run as nobody.
+	if err := os.Chmod(f.Name(), 0o644); err != nil {
+		return err
+	}
 	if err := unix.Mount(f.Name(), "/etc/resolv.conf", "", unix.MS_BIND, ""); err != nil {
 		return fmt.Errorf("bind resolv.conf: %w", err)
 	}
@@ -228,6 +237,17 @@ func serve(req request) (string, error) {
 			}
 		}()
 		return l.Addr().String(), nil
+	case "silence":
+		// No IPv6 on interfaces made from now on: the sandbox sends no
+		// frame of its own (router solicitation, MLD report) after its
+		// link comes up, so the first frame on its interface is one
+		// that comes in.
+		for _, p := range []string{"/proc/sys/net/ipv6/conf/all/disable_ipv6", "/proc/sys/net/ipv6/conf/default/disable_ipv6"} {
+			if err := os.WriteFile(p, []byte("1\n"), 0); err != nil {
+				return "", err
+			}
+		}
+		return "", nil
 	case "run":
 		out, err := exec.Command(req.Args[0], req.Args[1:]...).CombinedOutput()
 		return string(out), err
@@ -284,9 +304,22 @@ func sandboxCmd(role string, uid, gid int) *exec.Cmd {
 	return cmd
 }
 
+// ownSandboxCmd is sandboxCmd for a sandbox whose root is ours; as root,
+// as in a store that maps ids to themselves, 65536 ids are mapped, so
+// that nobody (65534) is too.
+func ownSandboxCmd(role string) *exec.Cmd {
+	cmd := sandboxCmd(role, os.Geteuid(), os.Getegid())
+	if os.Geteuid() == 0 && parentID("uid_map", 0) == 0 { // real root, not the rootless world's
+		cmd.SysProcAttr.UidMappings[0].Size = 65536
+		cmd.SysProcAttr.GidMappings[0].Size = 65536
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
+	}
+	return cmd
+}
+
 func startSandbox(t *testing.T) *sandbox {
 	t.Helper()
-	cmd := sandboxCmd("sandbox", os.Geteuid(), os.Getegid())
+	cmd := ownSandboxCmd("sandbox")
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -456,6 +489,30 @@ func waitExit(pid int, d time.Duration) bool {
 	return exited(fd, d)
 }
 
+// procIDs returns the ids of the Uid or Gid line of /proc/PID/status.
+func procIDs(pid int, key string) ([]int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return nil, err
+	}
+	for line := range strings.Lines(string(b)) {
+		k, v, _ := strings.Cut(line, ":")
+		if k != key {
+			continue
+		}
+		var ids []int
+		for _, f := range strings.Fields(v) {
+			n, err := strconv.Atoi(f)
+			if err != nil {
+				return nil, fmt.Errorf("/proc/%d/status: %s: %q", pid, key, v)
+			}
+			ids = append(ids, n)
+		}
+		return ids, nil
+	}
+	return nil, fmt.Errorf("/proc/%d/status: no %s line", pid, key)
+}
+
 // isHelper reports whether pid runs helper (pasta's comm may be
 // passt.avx2).
 func isHelper(pid int, helper string) bool {
@@ -612,7 +669,14 @@ func testStack(t *testing.T, helper string, ports int) {
 		}
 	})
 	t.Run("published-port-on-address", func(t *testing.T) {
+		// The first connection to a sandbox that has sent nothing yet
+		// must get through: it comes over the tap (not spliced on
+		// loopback), so the stack must know the interface's MAC address
+		// before it hears from the sandbox.
 		s2 := startSandbox(t)
+		if _, errText := s2.do(t, request{Op: "silence"}); errText != "" {
+			t.Fatalf("turn IPv6 off in the sandbox: %s", errText)
+		}
 		attach(t, s2, Options{Helper: helper, Ports: []Port{{HostIP: serverIP, HostPort: ports + 81, Port: 80}, {HostPort: ports + 82, Port: 53, Proto: "udp"}}})
 		if _, errText := s2.do(t, request{Op: "listen", Addr: ":80"}); errText != "" {
 			t.Fatalf("listen in the sandbox: %s", errText)
@@ -649,6 +713,53 @@ func testStack(t *testing.T, helper string, ports int) {
 			t.Errorf("a workload with the default capabilities read the helper's %s (%d bytes, error %q); it must not be able to trace it", environ, len(out), errText)
 		}
 	})
+	if helper == Pasta {
+		t.Run("helper-out-of-reach", func(t *testing.T) {
+			// What the workload sees: a /proc of the sandbox's pid
+			// namespace, as the sandbox mounts it.
+			testutil.NeedTool(t, "unshare")
+			out, errText := s.do(t, request{Op: "run", Args: []string{"unshare", "--mount", "--mount-proc", "sh", "-c",
+				`for d in /proc/[0-9]*; do echo "${d#/proc/} $(cat $d/comm)"; done`}})
+			if errText != "" {
+				t.Fatalf("list the sandbox's processes: %s: %s", errText, out)
+			}
+			t.Logf("processes in the sandbox:\n%s", out)
+			if !strings.Contains(out, "\n1 ") && !strings.HasPrefix(out, "1 ") {
+				t.Fatalf("the sandbox's /proc lists no pid 1: the listing proves nothing")
+			}
+			for line := range strings.Lines(out) {
+				f := strings.Fields(line)
+				if len(f) == 2 && (strings.HasPrefix(f[1], "pasta") || strings.HasPrefix(f[1], "passt") || f[1] == "exe" && f[0] != "1" || f[1] == strconv.Itoa(keeperExe)) {
+					t.Errorf("the workload sees %q (pid %s in the sandbox): the network helper and its keeper must be outside its pid namespace", f[1], f[0])
+				}
+			}
+			// On the host: neither pasta nor its keeper runs as root.
+			pids := st.Pids()
+			if len(pids) < 2 || !isHelper(pids[0], Pasta) {
+				t.Fatalf("Pids() = %v, want pasta then its keeper", pids)
+			}
+			for _, p := range pids[:2] {
+				uids, err := procIDs(p, "Uid")
+				if err != nil {
+					t.Fatal(err)
+				}
+				// The ids as the host sees them (the rootless pass's
+				// world is a user namespace of its own).
+				for i, u := range uids {
+					uids[i] = parentID("uid_map", u)
+				}
+				if slices.Contains(uids, 0) {
+					t.Errorf("helper process %d runs with uid 0 on the host (Uid: %v); it must be an unprivileged id", p, uids)
+				}
+				t.Logf("helper process %d: host Uid %v", p, uids)
+			}
+			// And the network works through it.
+			addr := net.JoinHostPort(serverIP, strconv.Itoa(tcpPort))
+			if got, errText := s.do(t, request{Op: "dial", Addr: addr}); got != "greeter@"+addr+" got hello" {
+				t.Errorf("dial %s from the sandbox = %q (%s)", addr, got, errText)
+			}
+		})
+	}
 	t.Run("helper-dies-with-sandbox", func(t *testing.T) {
 		pids := st.Pids()
 		if len(pids) == 0 || !isHelper(pids[0], helper) {
@@ -685,7 +796,7 @@ func testStack(t *testing.T, helper string, ports int) {
 // $_NETSTACK_TEST_HELPER to it, prints "SANDBOX_PID PID..." (the helper's
 // pids) and waits to be killed.
 func launcherMain() int {
-	cmd := sandboxCmd("idle", os.Geteuid(), os.Getegid())
+	cmd := ownSandboxCmd("idle")
 	cmd.SysProcAttr.Pdeathsig = 0 // the sandbox outlives its launcher
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -899,6 +1010,9 @@ func TestDNSWithLoopbackResolver(t *testing.T) {
 	defer os.Remove(f.Name())
 	f.WriteString("nameserver 127.0.0.53\n")
 	f.Close()
+	if err := os.Chmod(f.Name(), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := unix.Unmount("/etc/resolv.conf", 0); err != nil {
 		t.Fatal(err)
 	}

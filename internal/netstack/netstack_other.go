@@ -2,7 +2,10 @@
 
 package netstack
 
-import "context"
+import (
+	"context"
+	"os"
+)
 
 // Check reports that private networking needs Linux.
 func Check() error {
@@ -13,3 +16,9 @@ func Check() error {
 func Attach(ctx context.Context, pid int, opts Options) (*Stack, error) {
 	return nil, Check()
 }
+
+// KeeperRole is the re-exec role of the process that keeps pasta.
+const KeeperRole = "netkeeper"
+
+// KeeperMain exits: there is no keeper outside Linux.
+func KeeperMain() { os.Exit(125) }

@@ -64,7 +64,7 @@ func TestParsePort(t *testing.T) {
 }
 
 func TestPastaArgs(t *testing.T) {
-	args := strings.Join(pastaArgs("/proc/self/fd/3", "/proc/self/fd/4", []Port{
+	args := strings.Join(pastaArgs("/proc/self/fd/3", "/proc/self/fd/4", 65534, 65534, "02:00:00:12:34:56", []Port{
 		{HostPort: 8080, Port: 80},
 		{HostIP: "::1", HostPort: 8443, Port: 443, Proto: "tcp"},
 		{HostIP: "0.0.0.0", HostPort: 5353, Port: 53, Proto: "udp"},
@@ -73,6 +73,7 @@ func TestPastaArgs(t *testing.T) {
 		"--no-map-gw", "-T none", "-U none", "--dns-forward 169.254.1.1",
 		"-t 127.0.0.1/8080:80", "-t ::1/8443:443", "-u 0.0.0.0/5353:53",
 		"--netns /proc/self/fd/3", "--pid /proc/self/fd/4", "--config-net",
+		"--ns-mac-addr 02:00:00:12:34:56", "--runas 65534:65534",
 	} {
 		if !strings.Contains(args, want) {
 			t.Errorf("pastaArgs = %q, want it to contain %q", args, want)
@@ -81,7 +82,7 @@ func TestPastaArgs(t *testing.T) {
 	if strings.Contains(args, "-t none") || strings.Contains(args, "-u none") {
 		t.Errorf("pastaArgs = %q: none beside published ports", args)
 	}
-	if args := strings.Join(pastaArgs("n", "p", nil), " "); !strings.Contains(args, "-t none") || !strings.Contains(args, "-u none") {
+	if args := strings.Join(pastaArgs("n", "p", 0, 0, "02:00:00:12:34:56", nil), " "); !strings.Contains(args, "-t none") || !strings.Contains(args, "-u none") {
 		t.Errorf("pastaArgs without ports = %q, want -t none and -u none (nothing forwarded automatically)", args)
 	}
 }

@@ -1,0 +1,377 @@
+package netstack
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/beamhop/lightbox/internal/reexec"
+	"golang.org/x/sys/unix"
+)
+
+// nobody is the id pasta runs as when the sandbox's root is the host's
+// root: the kernel's overflow id, which owns nothing.
+const nobody = 65534
+
+// runAs is who pasta runs as: ids in the sandbox's user namespace and the
+// host ids they map to.
+type runAs struct {
+	uid, gid         int // in the sandbox's user namespace
+	hostUID, hostGID int // on the host
+}
+
+// pastaIDs picks pasta's ids for the sandbox pid whose root is host
+// uid:gid: the sandbox's root itself when it is not the host's root,
+// else the ids that map to the host's nobody (65534).
+func pastaIDs(pid, uid, gid int) (runAs, error) {
+	r := runAs{hostUID: uid, hostGID: gid}
+	var err error
+	// Root of our own user namespace is the host's root only when that
+	// namespace maps it to 0 in its parent (the initial namespace, or
+	// one that maps ids to themselves).
+	if uid == 0 && parentID("uid_map", 0) == 0 {
+		r.hostUID = nobody
+		if r.uid, err = nsID(pid, "uid_map", nobody); err != nil {
+			return r, err
+		}
+	}
+	if gid == 0 && parentID("gid_map", 0) == 0 {
+		r.hostGID = nobody
+		if r.gid, err = nsID(pid, "gid_map", nobody); err != nil {
+			return r, err
+		}
+	}
+	return r, nil
+}
+
+// parentID returns the id in the parent user namespace of id of ours,
+// from /proc/self/uid_map or gid_map; 0 when it cannot tell, which is the
+// careful answer for 0.
+func parentID(file string, id int) int {
+	b, err := os.ReadFile("/proc/self/" + file)
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			continue
+		}
+		in, err1 := strconv.ParseUint(f[0], 10, 32)
+		out, err2 := strconv.ParseUint(f[1], 10, 32)
+		n, err3 := strconv.ParseUint(f[2], 10, 32)
+		if err1 == nil && err2 == nil && err3 == nil && uint64(id) >= in && uint64(id)-in < n {
+			return int(out + uint64(id) - in)
+		}
+	}
+	return 0
+}
+
+// nsID returns the id in the user namespace of pid that maps to host id
+// host, from its uid_map or gid_map.
+func nsID(pid int, file string, host int) (int, error) {
+	path := fmt.Sprintf("/proc/%d/%s", pid, file)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			continue
+		}
+		in, err1 := strconv.ParseUint(f[0], 10, 32)
+		out, err2 := strconv.ParseUint(f[1], 10, 32)
+		n, err3 := strconv.ParseUint(f[2], 10, 32)
+		if err1 != nil || err2 != nil || err3 != nil {
+			continue
+		}
+		if uint64(host) >= out && uint64(host)-out < n {
+			return int(in + uint64(host) - out), nil
+		}
+	}
+	return 0, fmt.Errorf("the sandbox's root is the host's root and host id %d (nobody) is not mapped in it (%s), so pasta would run as the host's root: map it, or use --network none or --network host", host, path)
+}
+
+// KeeperRole is the re-exec role of the process that keeps pasta: a
+// program that calls Attach must run KeeperMain when it is started with
+// this role (lightbox.Init does).
+const KeeperRole = "netkeeper"
+
+// keeperSpawn is the keeper's first argument when it is to start itself
+// again as pid 1 of a new pid namespace.
+const keeperSpawn = "spawn"
+
+// Descriptors of the keeper (ExtraFiles of nsenter).
+const (
+	keeperNetns  = 3 // the sandbox's network namespace, for pasta
+	keeperInit   = 4 // pidfd of the sandbox's init
+	keeperStatus = 5 // "ready" or "error: ..." and a newline
+	keeperExe    = 6 // the binary the keeper runs from
+)
+
+// attachPasta starts pasta under a keeper, outside the sandbox's pid
+// namespace (see the package doc), and returns once pasta has bound the
+// published ports and configured the sandbox's interface. nsArgs are
+// nsenter's options that join the sandbox's user namespace.
+func attachPasta(ctx context.Context, log *slog.Logger, pid int, pasta, nsenter string, nsArgs []string, run runAs, netns, logFile *os.File, ports []Port) (*Stack, error) {
+	fail := func(err error) (*Stack, error) {
+		return nil, fmt.Errorf("attach pasta to pid %d: %w", pid, err)
+	}
+	exe, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return fail(err)
+	}
+	defer exe.Close()
+	initFD, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return fail(fmt.Errorf("pidfd_open: %w", err))
+	}
+	initf := os.NewFile(uintptr(initFD), "init")
+	defer initf.Close()
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		return fail(err)
+	}
+	defer statusR.Close()
+	mac, err := guestMAC()
+	if err != nil {
+		statusW.Close()
+		return fail(err)
+	}
+	args := append(nsArgs, "--", "/proc/self/fd/"+strconv.Itoa(keeperExe), keeperSpawn,
+		pasta, strconv.Itoa(run.uid), strconv.Itoa(run.gid), "--")
+	args = append(args, pastaArgs("/proc/self/fd/3", "/proc/self/fd/4", run.uid, run.gid, mac, ports)...)
+	// Not CommandContext: once ready, the keeper belongs to the sandbox.
+	// nsenter execs the spawner, which starts the keeper and exits.
+	cmd := exec.Command(nsenter, args...)
+	cmd.ExtraFiles = []*os.File{netns, initf, statusW, exe}
+	cmd.Env = []string{reexec.EnvRole + "=" + KeeperRole, "GOMAXPROCS=1"}
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	log.Debug("start network helper", "helper", Pasta, "target_pid", pid, "args", strings.Join(cmd.Args, " "))
+	err = cmd.Start()
+	statusW.Close()
+	if err != nil {
+		return fail(err)
+	}
+	go cmd.Wait() // the spawner exits once the keeper is started
+	// The spawner says "keeper PID", then the keeper "ready" or
+	// "error: ..."; EOF when both are gone.
+	status := make(chan string, 2)
+	go func() {
+		rd := bufio.NewReader(statusR)
+		for range 2 {
+			line, _ := rd.ReadString('\n')
+			status <- strings.TrimSpace(line)
+		}
+	}()
+	kpid, kstart := 0, uint64(0)
+	kill := func() {
+		if kpid > 0 {
+			stopHelper(kpid, kstart)
+		}
+		cmd.Process.Kill()
+	}
+	for ready := false; !ready; {
+		var line string
+		select {
+		case line = <-status:
+		case <-ctx.Done():
+			kill()
+			return fail(ctx.Err())
+		}
+		if n, ok := strings.CutPrefix(line, "keeper "); ok && kpid == 0 {
+			if kpid, err = strconv.Atoi(n); err != nil || kpid <= 0 {
+				kpid = 0
+				kill()
+				return fail(fmt.Errorf("keeper said %q", line))
+			}
+			if kstart, err = startTime(kpid); err != nil {
+				kill()
+				return fail(fmt.Errorf("keeper %d: %w", kpid, err))
+			}
+			continue
+		}
+		if ready = line == "ready"; !ready {
+			kill()
+			out := helperOutput(logFile)
+			msg := strings.TrimPrefix(line, "error: ")
+			if msg == "" {
+				msg = "the keeper exited"
+			}
+			return nil, helperFailed(ctx, Pasta, pid, errors.New(msg), out)
+		}
+	}
+	if out := helperOutput(logFile); out != "" {
+		log.Warn("network helper", "helper", Pasta, "target_pid", pid, "output", out)
+	}
+	hpid, hstart, err := findChild(kpid)
+	if err != nil {
+		kill()
+		return fail(fmt.Errorf("pasta exited right after it started: %w", err))
+	}
+	log.Debug("network helper ready", "helper", Pasta, "target_pid", pid, "pid", hpid, "keeper", kpid)
+	return &Stack{
+		helper: Pasta,
+		dns:    DNSForwarder,
+		pids:   []int{hpid, kpid},
+		close: func() error {
+			fd, err := unix.PidfdOpen(hpid, 0)
+			if err == nil {
+				defer unix.Close(fd)
+				if st, err := startTime(hpid); err != nil || st != hstart {
+					unix.Close(fd)
+					fd = -1
+				}
+			}
+			// pasta dies with its pid namespace, whose init is the keeper.
+			err = stopHelper(kpid, kstart)
+			if fd >= 0 && !exited(fd, 2*time.Second) {
+				return errors.Join(err, fmt.Errorf("stop network helper %d: still running after its keeper exited", hpid))
+			}
+			return err
+		},
+	}, nil
+}
+
+// KeeperMain runs the keeper of pasta; it never returns. nsenter starts it
+// in the sandbox's user namespace as its root, as "spawn PASTA UID GID --
+// ARGS...": it starts itself again without "spawn" as pid 1 of a new pid
+// namespace, says "keeper PID" and exits. It starts
+// pasta as UID:GID (ids of the sandbox's user namespace) with the
+// capabilities pasta needs there and no others, waits until pasta has
+// daemonized (its ports bound and the sandbox's interface configured),
+// drops its own ids and capabilities, says "ready", then stays until the
+// sandbox's init exits (its pidfd is descriptor 4) or pasta does. Its exit
+// ends the pid namespace, and with it pasta.
+func KeeperMain() {
+	os.Exit(keeperMain(os.Args[1:]))
+}
+
+func keeperMain(args []string) int {
+	status := os.NewFile(keeperStatus, "status")
+	report := func(format string, a ...any) {
+		fmt.Fprintf(status, format+"\n", a...)
+	}
+	unix.Close(keeperExe) // /proc/self/exe is the same binary
+	if len(args) > 0 && args[0] == keeperSpawn {
+		// The keeper proper is pid 1 of a new pid namespace (a child
+		// of the caller's, owned by the sandbox's user namespace, in
+		// which this process is root): when it exits, the kernel kills
+		// pasta with it.
+		cmd := exec.Command("/proc/self/exe", args[1:]...)
+		cmd.ExtraFiles = []*os.File{os.NewFile(keeperNetns, "netns"), os.NewFile(keeperInit, "init"), status}
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWPID}
+		if err := cmd.Start(); err != nil {
+			report("error: keeper: %v", err)
+			return 1
+		}
+		report("keeper %d", cmd.Process.Pid)
+		return 0 // the keeper is reparented to the caller's reaper
+	}
+	if len(args) < 4 || args[3] != "--" {
+		report("error: keeper: bad arguments %q", args)
+		return 2
+	}
+	uid, err1 := strconv.Atoi(args[1])
+	gid, err2 := strconv.Atoi(args[2])
+	if err1 != nil || err2 != nil {
+		report("error: keeper: bad ids %q:%q", args[1], args[2])
+		return 2
+	}
+	pidFile, err := memfile("pasta-pid")
+	if err != nil {
+		report("error: %v", err)
+		return 1
+	}
+	cmd := exec.Command(args[0], args[4:]...)
+	cmd.ExtraFiles = []*os.File{os.NewFile(keeperNetns, "netns"), pidFile}
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.Env = []string{}
+	setgroups := setgroupsAllowed()
+	if uid != 0 || gid != 0 {
+		// Becoming a non-root id drops every capability; pasta needs
+		// these three in the sandbox's user namespace: to enter its
+		// network namespace and make the tap there, and to splice
+		// connections to low ports.
+		cmd.SysProcAttr = &syscall.SysProcAttr{
+			Credential:  &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: !setgroups},
+			AmbientCaps: []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_NET_ADMIN, unix.CAP_NET_BIND_SERVICE},
+		}
+	}
+	// pasta's parent exits once the ports are bound and the interface is
+	// configured, after the daemon is forked: that is the readiness.
+	if err := cmd.Run(); err != nil {
+		report("error: %v", err)
+		return 1
+	}
+	if _, err := readPidFile(pidFile); err != nil {
+		report("error: %v", err)
+		return 1
+	}
+	pidFile.Close()
+	if err := dropPrivileges(uid, gid, setgroups); err != nil {
+		report("error: keeper: %v", err)
+		return 1
+	}
+	report("ready")
+	status.Close()
+	unix.Close(keeperNetns)
+	go func() {
+		fds := []unix.PollFd{{Fd: keeperInit, Events: unix.POLLIN}}
+		for {
+			if _, err := unix.Poll(fds, -1); !errors.Is(err, unix.EINTR) {
+				break
+			}
+		}
+		os.Exit(0) // the sandbox's init exited: pasta goes with us
+	}()
+	for {
+		// Reap pasta's daemon (ours once its parent exited) and any
+		// orphan; no child left means pasta is gone.
+		var ws unix.WaitStatus
+		if _, err := unix.Wait4(-1, &ws, 0, nil); errors.Is(err, unix.ECHILD) {
+			return 0
+		}
+	}
+}
+
+// setgroupsAllowed reports whether this process's user namespace allows
+// setgroups (a map written by root) or not (one written by its owner).
+func setgroupsAllowed() bool {
+	b, err := os.ReadFile("/proc/self/setgroups")
+	return err == nil && strings.TrimSpace(string(b)) == "allow"
+}
+
+// dropPrivileges becomes uid:gid (of the sandbox's user namespace) with no
+// capability, in every thread.
+func dropPrivileges(uid, gid int, setgroups bool) error {
+	if uid == 0 && gid == 0 {
+		return dropCaps()
+	}
+	if setgroups {
+		if err := syscall.Setgroups(nil); err != nil {
+			return fmt.Errorf("setgroups: %w", err)
+		}
+	}
+	if err := syscall.Setgid(gid); err != nil {
+		return fmt.Errorf("setgid %d: %w", gid, err)
+	}
+	if err := syscall.Setuid(uid); err != nil {
+		return fmt.Errorf("setuid %d: %w", uid, err)
+	}
+	if uid == 0 {
+		return dropCaps()
+	}
+	return nil // leaving uid 0 cleared every capability
+}
