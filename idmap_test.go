@@ -412,3 +412,26 @@ func TestRangeStoreSetuidBindNotEffective(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRangeStoreIdmapRefusedSaysWhich: a bind of a filesystem that cannot
+// be idmapped (sysfs) fails the launch naming the mount and the reason,
+// never a plain bind that shows the files as nobody's; nothing is left.
+func TestRangeStoreIdmapRefusedSaysWhich(t *testing.T) {
+	testutil.RootOnly(t)
+	r, err := Open(Options{Root: filepath.Join(t.TempDir(), "store")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	importBusybox(t, r)
+	_, err = r.LaunchSandbox(t.Context(), SandboxOptions{
+		Snapshot: "busybox", Network: NetworkNone, Mounts: map[string]Mount{"/k": {Source: "/sys/kernel"}},
+	})
+	if err == nil || !strings.Contains(err.Error(), "mount /k") || !strings.Contains(err.Error(), "idmapped") {
+		t.Fatalf("launch with a sysfs bind = %v, want an error naming /k and the idmapped mount", err)
+	}
+	list, err := r.ListSandboxes(t.Context())
+	if err != nil || len(list) != 0 {
+		t.Errorf("after the failed launch: sandboxes %v (%v), want none", list, err)
+	}
+}
