@@ -33,7 +33,34 @@ type Options struct {
 	// unpacking something large (the CLI passes stderr when it is a
 	// terminal). nil draws nothing.
 	Progress io.Writer
+	// IDMapping chooses, as real root, how a new store maps its
+	// sandboxes' ids; "" (IDMappingDefault) gives a new store a private
+	// range and takes an existing store's recorded mapping as it is.
+	// Asking for one mapping on a store that records the other is an
+	// error that names the recorded one. Rootless stores always map the
+	// caller (and its subordinate range); asking for either is an error.
+	IDMapping IDMapping
 }
+
+// IDMapping is how a store made by real root maps its sandboxes' ids.
+type IDMapping string
+
+const (
+	// IDMappingDefault: a new store gets a private range; an existing
+	// store keeps what it recorded.
+	IDMappingDefault IDMapping = ""
+	// IDMappingRange: a private range of 65536 ids picked for the store
+	// (like systemd-nspawn --private-users=pick), overlapping no
+	// /etc/subuid or /etc/subgid entry and no other store's range. What a
+	// sandbox's root writes outside a bind mount is owned by nobody on
+	// the host.
+	IDMappingRange IDMapping = "range"
+	// IDMappingIdentity: a sandbox's root is the host's root (ids map to
+	// themselves). It trades isolation for convenience: a sandbox that
+	// gets out of its namespaces, or writes a setuid file anywhere the
+	// host runs it from, acts as host root. Only at store creation.
+	IDMappingIdentity IDMapping = "identity"
+)
 
 // Runtime is an open store. It is safe for concurrent use; several
 // processes may open one store at once.
@@ -55,7 +82,14 @@ type storeFile struct {
 	Version   int           `json:"version"`
 	Mapping   idmap.Mapping `json:"mapping"`
 	CreatedAt time.Time     `json:"createdAt"`
+	// IdentityMapping is true when real root made the store with the
+	// identity mapping on purpose; a store with the identity and without
+	// it predates private ranges.
+	IdentityMapping bool `json:"identityMapping,omitempty"`
 }
+
+// ranges is the registry of private ranges; tests point it elsewhere.
+var ranges = &idmap.Registry{}
 
 // DefaultRoot returns the store root Open uses when Options.Root is "".
 func DefaultRoot() (string, error) {
@@ -98,6 +132,15 @@ func Open(opts Options) (*Runtime, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	switch opts.IDMapping {
+	case IDMappingDefault, IDMappingRange, IDMappingIdentity:
+	default:
+		return nil, fmt.Errorf("open store %s: id mapping %q: want %q or %q", root, opts.IDMapping, IDMappingRange, IDMappingIdentity)
+	}
+	if opts.IDMapping != IDMappingDefault && os.Geteuid() != 0 {
+		return nil, fmt.Errorf("open store %s: id mapping %q: only real root chooses a store's mapping; "+
+			"rootless, a store maps the caller and its /etc/subuid range", root, opts.IDMapping)
+	}
 	mapping, err := idmap.Detect()
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: id mapping: %w", root, err)
@@ -137,27 +180,96 @@ func (r *Runtime) checkStore() error {
 		if err := json.Unmarshal(data, &sf); err != nil {
 			return fmt.Errorf("open store %s: store.json: %w", r.root, err)
 		}
-		if !sf.Mapping.Equal(r.mapping) && r.administers(sf.Mapping) {
-			// Root acting on an ordinary user's store (e.g. creating a
-			// volume with a quota for them) uses that store's mapping.
-			r.mapping = sf.Mapping
-			return nil
-		}
-		if !sf.Mapping.Equal(r.mapping) {
-			return fmt.Errorf("open store %s: it was made with id mapping %q but this process maps %q "+
-				"(was /etc/subuid or /etc/subgid edited, or newuidmap installed or removed?): "+
-				"its layers and volumes would be owned by nobody; use the mapping it was made with, or another --root",
-				r.root, sf.Mapping.String(), r.mapping.String())
-		}
-		return nil
+		return r.useRecorded(sf)
 	case errors.Is(err, os.ErrNotExist):
 		if err := checkFilesystem(r.root); err != nil {
 			return err
 		}
-		return atomicfile.WriteJSON(path, storeFile{Version: 1, Mapping: r.mapping, CreatedAt: time.Now().UTC()}, 0o600)
+		sf := storeFile{Version: 1, Mapping: r.mapping, CreatedAt: time.Now().UTC()}
+		if os.Geteuid() != 0 {
+			return atomicfile.WriteJSON(path, sf, 0o600)
+		}
+		if r.opts.IDMapping == IDMappingIdentity {
+			sf.IdentityMapping = true
+			return atomicfile.WriteJSON(path, sf, 0o600)
+		}
+		m, err := ranges.Allocate(r.root, storeHoldsRange, func(m idmap.Mapping) error {
+			sf.Version, sf.Mapping = 2, m
+			return atomicfile.WriteJSON(path, sf, 0o600)
+		})
+		if err != nil {
+			return fmt.Errorf("open store %s: %w", r.root, err)
+		}
+		r.mapping = m
+		return nil
 	default:
 		return fmt.Errorf("open store %s: %w", r.root, err)
 	}
+}
+
+// useRecorded takes the mapping an existing store recorded, or refuses
+// it.
+func (r *Runtime) useRecorded(sf storeFile) error {
+	rec := sf.Mapping
+	_, isRange := rec.PrivateRange()
+	switch {
+	case r.opts.IDMapping == IDMappingIdentity && !rec.IsIdentity():
+		return fmt.Errorf("open store %s: identity mapping asked for, but the store was made with id mapping %q: "+
+			"a store's mapping is chosen once, when it is made; use another --root for an identity-mapped store", r.root, rec.String())
+	case r.opts.IDMapping == IDMappingRange && !isRange:
+		return fmt.Errorf("open store %s: a private id range asked for, but the store was made with id mapping %q: "+
+			"a store's mapping is chosen once, when it is made; use another --root for a store with a private range", r.root, rec.String())
+	}
+	if os.Geteuid() == 0 && rec.IsIdentity() {
+		r.mapping = rec
+		if !sf.IdentityMapping {
+			r.log.Warn("this store predates private id ranges: its sandboxes' root is the host's root (identity mapping); "+
+				"a new store gets a private range", "store", r.root)
+		}
+		return nil
+	}
+	if os.Geteuid() == 0 && isRange {
+		r.mapping = rec
+		base, _ := rec.PrivateRange()
+		if holder, err := ranges.Register(r.root, base); err != nil {
+			r.log.Warn("record the store's id range", "store", r.root, "err", err)
+		} else if holder != r.root {
+			r.log.Warn("the store's id range is recorded for another store too: sandboxes of both share host ids",
+				"store", r.root, "other", holder, "range", rec.String())
+		}
+		return nil
+	}
+	if !rec.Equal(r.mapping) && r.administers(rec) {
+		// Root acting on an ordinary user's store (e.g. creating a
+		// volume with a quota for them) uses that store's mapping.
+		r.mapping = rec
+		return nil
+	}
+	if !rec.Equal(r.mapping) {
+		return fmt.Errorf("open store %s: it was made with id mapping %q but this process maps %q "+
+			"(was /etc/subuid or /etc/subgid edited, or newuidmap installed or removed?): "+
+			"its layers and volumes would be owned by nobody; use the mapping it was made with, or another --root",
+			r.root, rec.String(), r.mapping.String())
+	}
+	return nil
+}
+
+// storeHoldsRange reports whether the store at root still records the
+// private range at base: the registry reclaims a range once not.
+func storeHoldsRange(root string, base uint32) bool {
+	data, err := os.ReadFile(filepath.Join(root, "store.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return false
+	}
+	if err != nil {
+		return true // unreadable is not gone: keep the range
+	}
+	var sf storeFile
+	if json.Unmarshal(data, &sf) != nil {
+		return true
+	}
+	b, ok := sf.Mapping.PrivateRange()
+	return ok && b == base
 }
 
 // administers reports whether this process is real root acting on the

@@ -8,9 +8,13 @@
 //     here with fsopen/fsconfig so any number of layers fits), /proc (with
 //     runc's read-only and masked kernel paths, procfs_linux.go), /dev,
 //     /sys read-only, the state dir's /etc/hostname, /etc/hosts and
-//     /etc/resolv.conf, and the caller's bind mounts with their targets
-//     resolved inside the root (openat2 RESOLVE_IN_ROOT), then pivot_roots
-//     and detaches the host's tree,
+//     /etc/resolv.conf, and the caller's bind mounts (always nosuid and
+//     nodev) with their targets resolved inside the root (openat2
+//     RESOLVE_IN_ROOT), then pivot_roots and detaches the host's tree; as
+//     real root the runtime opens the layers and makes the binds
+//     (idmapped for a store with a private range) and passes them as
+//     descriptors (see "Descriptors from the host side" in proto.go),
+//     closed before any workload starts,
 //   - reports "ready" or the real cause of a failure on the report pipe,
 //   - and serves Requests on a unix socket (SOCK_SEQPACKET, one JSON
 //     message per packet, stdio fds as SCM_RIGHTS): exec, signal, wait,

@@ -39,13 +39,17 @@ func Main() {
 			fatal(report, fmt.Errorf("init: %w", err))
 		}
 	}
+	fds, err := receiveFDs(cfg)
+	if err != nil {
+		fatal(report, fmt.Errorf("init: %w", err))
+	}
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		fatal(report, fmt.Errorf("init: prctl(PR_SET_DUMPABLE): %w", err))
 	}
 	// The spawner thread drops its privileges while this one mounts.
 	r := newReaper()
 	sp, spReady := startSpawner(r, seccomp.Options{AllowUserNamespaces: cfg.AllowUserNamespaces}, len(cfg.Cgroup) > 0)
-	if err := setup(cfg); err != nil {
+	if err := setup(cfg, fds); err != nil {
 		fatal(report, err)
 	}
 	if err := <-spReady; err != nil {

@@ -13,17 +13,23 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// setup builds the sandbox's root and pivots into it.
-func setup(cfg *Config) error {
+// setup builds the sandbox's root and pivots into it. It closes the
+// descriptors the runtime passed (fds) before it returns.
+func setup(cfg *Config, fds received) error {
+	defer fds.closeAll(nil)
 	if err := sys.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mounts private: %w", err)
 	}
-	if err := mountRoot(cfg); err != nil {
-		return err
+	if err := fds.resolve(cfg); err != nil {
+		return fmt.Errorf("mount root: %w", err)
 	}
-	root, err := sys.Openat(unix.AT_FDCWD, cfg.RootDir, unix.O_PATH|unix.O_DIRECTORY, 0)
+	parent, err := fds.fd(cfg.RootParentFD)
 	if err != nil {
-		return fmt.Errorf("open root: %w", err)
+		return fmt.Errorf("mount root: %w", err)
+	}
+	root, err := mountRoot(cfg, parent)
+	if err != nil {
+		return err
 	}
 	defer unix.Close(root)
 	if err := mountProc(root); err != nil {
@@ -44,7 +50,7 @@ func setup(cfg *Config) error {
 		return fmt.Errorf("mount /dev: %w", err)
 	}
 	for _, m := range cfg.Files {
-		if err := bind(root, m); err != nil {
+		if err := bind(root, m, fds); err != nil {
 			return fmt.Errorf("mount %s: %w", m.Target, err)
 		}
 	}
@@ -52,7 +58,7 @@ func setup(cfg *Config) error {
 	// Parents before children: /a before /a/b.
 	slices.SortStableFunc(mounts, func(a, b Mount) int { return strings.Count(a.Target, "/") - strings.Count(b.Target, "/") })
 	for _, m := range mounts {
-		if err := bind(root, m); err != nil {
+		if err := bind(root, m, fds); err != nil {
 			return fmt.Errorf("mount %s: %w", m.Target, err)
 		}
 	}
@@ -74,34 +80,53 @@ func setup(cfg *Config) error {
 	return pivot(root)
 }
 
-func mountRoot(cfg *Config) error {
+// mountRoot mounts the root filesystem on cfg.RootDir and returns the
+// mounted root, opened. When parent >= 0 it is RootDir's parent, opened
+// by the runtime (the path to it is not ours to walk), and RootDir is
+// found below it.
+func mountRoot(cfg *Config, parent int) (int, error) {
+	target := cfg.RootDir
+	if parent >= 0 {
+		target = "/proc/self/fd/" + strconv.Itoa(parent) + "/" + path.Base(cfg.RootDir)
+	}
 	mfd, err := sys.FSMount(cfg.Root.FSType, cfg.Root.Params, 0, "/")
 	if err != nil && cfg.Root.FSType == "overlay" && errors.Is(err, unix.EINVAL) && hasLowerdirPlus(cfg.Root.Params) {
 		// A kernel before 6.8 (no "lowerdir+"): see overlay_linux.go.
-		if lerr := mountOverlayLegacy(cfg.Root.Params, cfg.RootDir); lerr != nil {
-			return fmt.Errorf("mount root: %w; with a lowerdir= list (for kernels before 6.8): %w", err, lerr)
+		if lerr := mountOverlayLegacy(cfg.Root.Params, target); lerr != nil {
+			return -1, fmt.Errorf("mount root: %w; with a lowerdir= list (for kernels before 6.8): %w", err, lerr)
 		}
-		return nil
+		root, err := sys.Openat(unix.AT_FDCWD, target, unix.O_PATH|unix.O_DIRECTORY, 0)
+		if err != nil {
+			return -1, fmt.Errorf("open root: %w", err)
+		}
+		return root, nil
 	}
 	if err != nil {
-		return fmt.Errorf("mount root: %w", err)
+		return -1, fmt.Errorf("mount root: %w", err)
 	}
-	defer unix.Close(mfd)
-	t, err := sys.Openat(unix.AT_FDCWD, cfg.RootDir, unix.O_PATH|unix.O_DIRECTORY, 0)
+	t, err := sys.Openat(unix.AT_FDCWD, target, unix.O_PATH|unix.O_DIRECTORY, 0)
 	if err != nil {
-		return fmt.Errorf("mount root: %w", err)
+		unix.Close(mfd)
+		return -1, fmt.Errorf("mount root: %w", err)
 	}
 	defer unix.Close(t)
 	if err := sys.MoveMount(mfd, t, cfg.RootDir); err != nil {
-		return fmt.Errorf("mount root: %w", err)
+		unix.Close(mfd)
+		return -1, fmt.Errorf("mount root: %w", err)
 	}
-	return nil
+	// The mount's descriptor now names the root of the attached overlay.
+	return mfd, nil
 }
 
 // attach moves the detached mount mfd onto target inside root, creating
 // the target (a directory when dir) if it is missing, and closes mfd.
 func attach(root, mfd int, target string, dir bool) error {
 	defer unix.Close(mfd)
+	return moveOnto(root, mfd, target, dir)
+}
+
+// moveOnto is attach without closing mfd.
+func moveOnto(root, mfd int, target string, dir bool) error {
 	t, err := ensure(root, target, dir)
 	if err != nil {
 		return err
@@ -202,9 +227,26 @@ func mountDev(root int, gid5 bool, shmBytes int64) error {
 	return nil
 }
 
+// bindAttrs are the attributes of every bind: a host path or a volume
+// never carries setuid bits or device nodes into the sandbox, nor out of
+// it.
+const bindAttrs = unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV
+
 // bind mounts the host path m.Source on m.Target inside root: recursively,
-// and read-only recursively when asked.
-func bind(root int, m Mount) error {
+// nosuid and nodev, and read-only recursively when asked. A bind the
+// runtime made ready (m.FD, as real root) is only moved into place.
+func bind(root int, m Mount, fds received) error {
+	pfd, err := fds.fd(m.FD)
+	if err != nil {
+		return err
+	}
+	if pfd >= 0 {
+		var st unix.Stat_t
+		if err := unix.Fstat(pfd, &st); err != nil {
+			return &os.PathError{Op: "stat", Path: m.Source, Err: err}
+		}
+		return moveOnto(root, pfd, m.Target, st.Mode&unix.S_IFMT == unix.S_IFDIR)
+	}
 	var st unix.Stat_t
 	if err := unix.Stat(m.Source, &st); err != nil {
 		return fmt.Errorf("source: %w", &os.PathError{Op: "stat", Path: m.Source, Err: err})
@@ -213,11 +255,13 @@ func bind(root int, m Mount) error {
 	if err != nil {
 		return err
 	}
+	attrs := uint64(bindAttrs)
 	if m.ReadOnly {
-		if err := sys.SetAttr(mfd, unix.MOUNT_ATTR_RDONLY, 0, true, m.Source); err != nil {
-			unix.Close(mfd)
-			return err
-		}
+		attrs |= unix.MOUNT_ATTR_RDONLY
+	}
+	if err := sys.SetAttr(mfd, attrs, 0, true, m.Source); err != nil {
+		unix.Close(mfd)
+		return err
 	}
 	return attach(root, mfd, m.Target, st.Mode&unix.S_IFMT == unix.S_IFDIR)
 }

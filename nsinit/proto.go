@@ -62,7 +62,39 @@ type Config struct {
 	WorkloadOOMScore int `json:"workloadOOMScore,omitempty"`
 	// FDs are the numbers of the files the runtime passed.
 	FDs FDs `json:"fds"`
+	// Passed is how many descriptors the runtime sends on FDs.Passer
+	// after the config (as real root: see "Descriptors from the host
+	// side" below); RootParentFD, FSMount.ParamFDs and Mount.FD name them.
+	Passed int `json:"passed,omitempty"`
+	// RootParentFD is RootDir's parent directory, opened by the runtime
+	// in the init's mount namespace; the runtime lets the sandbox's root
+	// search it (not list it), so that RootDir is found below it even
+	// once mounted over.
+	RootParentFD PassedFD `json:"rootParentFD,omitempty"`
 }
+
+// Descriptors from the host side. As real root, a store's sandboxes map
+// to a private id range, so the init cannot walk the host paths to its
+// layers and upper dir (the store is root's, mode 0700) nor make an
+// idmapped mount of a host directory (that takes privilege over the
+// source's filesystem). The runtime does both for it: it opens RootDir's
+// parent, the layers, upper and work dirs through /proc/<init>/root (so
+// that they are in the init's mount namespace, where overlayfs may use
+// them), makes every bind a detached mount (open_tree, then
+// mount_setattr: nosuid, nodev, private, read-only and idmapped as
+// asked), and sends them all on the Passer socket (SCM_RIGHTS, in order,
+// at most MaxFDsPerMessage a message with a one-byte payload) before it
+// writes the config. The init names each layer to overlayfs as
+// /proc/self/fd/N, moves the binds onto their targets, and closes them
+// all before any workload starts.
+
+// PassedFD names a descriptor sent on FDs.Passer by its position, counted
+// from 1; 0 means none.
+type PassedFD int
+
+// MaxFDsPerMessage bounds the descriptors of one SCM_RIGHTS message (the
+// kernel's SCM_MAX_FD is 253).
+const MaxFDsPerMessage = 200
 
 // FDs are the init's inherited files, by number.
 type FDs struct {
@@ -71,6 +103,7 @@ type FDs struct {
 	Listener int   `json:"listener"` // the bound exec socket
 	Lock     int   `json:"lock"`     // the sandbox's name lock; status is written here
 	Exe      int   `json:"exe"`      // the binary the init was started from, -1 if none
+	Passer   int   `json:"passer"`   // socket carrying Config.Passed descriptors, -1 if none
 	Leases   []int `json:"leases,omitempty"`
 }
 
@@ -78,6 +111,9 @@ type FDs struct {
 type FSMount struct {
 	FSType string      `json:"fstype"`
 	Params []sys.Param `json:"params"`
+	// ParamFDs replaces the value of Params[i] by /proc/self/fd/N, N the
+	// passed descriptor: a directory the runtime opened for the init.
+	ParamFDs map[int]PassedFD `json:"paramFDs,omitempty"`
 }
 
 // Mount is a bind mount. Source is a host path; Target an absolute path
@@ -86,6 +122,10 @@ type Mount struct {
 	Source   string `json:"source"`
 	Target   string `json:"target"`
 	ReadOnly bool   `json:"readOnly,omitempty"`
+	// FD is the bind made ready by the runtime (a detached mount, with
+	// its attributes set); the init only moves it onto Target. Without
+	// one the init makes a recursive bind of Source, nosuid and nodev.
+	FD PassedFD `json:"fd,omitempty"`
 }
 
 // Report is what the init writes, one JSON line each, on the report pipe

@@ -19,11 +19,17 @@
 //	init.log       the init's own stderr
 //	stdout.log, stderr.log   the main command's output (when not attached)
 //	etc/           hostname, hosts, resolv.conf, bind-mounted inside
-//	upper/ work/   the overlay's writable layer
+//	upper/ work/   the overlay's writable layer (the sandbox's root's)
 //	freeze.lock    held while the sandbox is frozen (Sandbox.Freeze)
 //	frozen.json    the processes a freeze stopped, for whoever resumes
 //	               them if the freezer dies
 //	rootfs/        where the init attaches the root, in its own namespace
+//
+// As real root the directory is root's, mode 0710, group the sandbox's
+// root's when the store has a private range: the init finds rootfs/ in it
+// by name and nothing else. The runtime hands the init its layers, upper
+// and work dirs, and every bind (nosuid, nodev, idmapped for host paths
+// in a store with a private range) as descriptors (hostside_linux.go).
 //
 // A sandbox is "running" while its lock is held, "exited" when the lock is
 // free and holds a Status, and "dead" otherwise (its init was killed, or

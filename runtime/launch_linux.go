@@ -39,7 +39,7 @@ func sockAddr(dir string) (string, *os.File, error) {
 }
 
 // spawnInit starts the init, sends it cfg, and waits until it is ready.
-func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsinit.Config, cg *cgroupState, lk *lockfile.Lock) (*Sandbox, error) {
+func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsinit.Config, cg *cgroupState, lk *lockfile.Lock, h *hostSide) (*Sandbox, error) {
 	dir := m.dir(name)
 	addr, dirf, err := sockAddr(dir)
 	if err != nil {
@@ -84,7 +84,20 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	defer logf.Close()
 
 	extra := []*os.File{cfgR, repW, liveR, lnf, lk.File()}
-	cfg.FDs = nsinit.FDs{Report: 4, Liveness: 5, Listener: 6, Lock: 7, Exe: -1}
+	cfg.FDs = nsinit.FDs{Report: 4, Liveness: 5, Listener: 6, Lock: 7, Exe: -1, Passer: -1}
+	var passW *os.File
+	if hostPrepares() {
+		pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("descriptor socket: %w", err)
+		}
+		passW = os.NewFile(uintptr(pair[0]), "passer")
+		passR := os.NewFile(uintptr(pair[1]), "passer")
+		defer passW.Close()
+		defer passR.Close()
+		cfg.FDs.Passer = 3 + len(extra)
+		extra = append(extra, passR)
+	}
 	for _, l := range spec.Leases {
 		cfg.FDs.Leases = append(cfg.FDs.Leases, 3+len(extra))
 		extra = append(extra, l)
@@ -138,6 +151,17 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		if err := cg.add(pid); err != nil {
 			return fail(err)
 		}
+	}
+	if passW != nil {
+		if err := openForInit(pid, &cfg, h); err != nil {
+			return fail(err)
+		}
+		if err := h.send(passW); err != nil {
+			return fail(err)
+		}
+		cfg.Passed = len(h.files)
+		h.close()
+		passW.Close()
 	}
 	enc, _ := json.Marshal(cfg)
 	if _, err := cfgW.Write(enc); err != nil {

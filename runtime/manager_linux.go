@@ -294,6 +294,15 @@ func (m *Manager) start(ctx context.Context, name string, spec Spec, plan *limit
 			return nil, err
 		}
 	}
+	// The overlay is mounted by the sandbox's root: with a private range
+	// it owns the upper and work dirs (and what the sandbox writes there
+	// is owned by range ids, never by host root).
+	if err := m.chownToRoot(filepath.Join(rw, "upper"), filepath.Join(rw, "work")); err != nil {
+		return nil, err
+	}
+	if err := m.letRootSearch(dir); err != nil {
+		return nil, err
+	}
 	st := state{Version: 1, Name: name, Snapshot: spec.Snapshot, CreatedAt: time.Now().UTC(), Volumes: spec.Volumes, Command: spec.Command, Network: spec.Network, WritableDir: spec.WritableDir, Limits: plan.applied}
 	if plan.cgroup != nil {
 		// Recorded before it is made: removing the directory removes it.
@@ -312,6 +321,9 @@ func (m *Manager) start(ctx context.Context, name string, spec Spec, plan *limit
 		hostname = name
 	}
 	if err := writeEtc(dir, hostname, spec.Network); err != nil {
+		return nil, err
+	}
+	if err := m.chownToRoot(filepath.Join(dir, "etc", "hostname"), filepath.Join(dir, "etc", "hosts"), filepath.Join(dir, "etc", "resolv.conf")); err != nil {
 		return nil, err
 	}
 	cfg := nsinit.Config{
@@ -346,7 +358,34 @@ func (m *Manager) start(ctx context.Context, name string, spec Spec, plan *limit
 	for _, mt := range spec.Mounts {
 		cfg.Mounts = append(cfg.Mounts, nsinit.Mount{Source: mt.Source, Target: mt.Target, ReadOnly: mt.ReadOnly})
 	}
-	return m.spawnInit(ctx, name, spec, cfg, st.Cgroup, lk)
+	var h hostSide
+	defer h.close()
+	if hostPrepares() {
+		if err := m.prepareBinds(&cfg, spec.Mounts, &h); err != nil {
+			return nil, err
+		}
+	}
+	return m.spawnInit(ctx, name, spec, cfg, st.Cgroup, lk, &h)
+}
+
+// chownToRoot gives paths to the host id of the sandbox's root, as real
+// root (with the identity mapping that is root itself). Rootless, the
+// caller already is the sandbox's root.
+func (m *Manager) chownToRoot(paths ...string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	uid, ok1 := m.mapping.HostUID(0)
+	gid, ok2 := m.mapping.HostGID(0)
+	if !ok1 || !ok2 || (uid == 0 && gid == 0) {
+		return nil
+	}
+	for _, p := range paths {
+		if err := os.Lchown(p, int(uid), int(gid)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func gidMapped(mp idmap.Mapping, gid uint32) bool {

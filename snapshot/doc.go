@@ -23,7 +23,9 @@
 //
 // Ownership. Files in a layer directory are owned by host ids that the
 // store's id mapping maps into the sandbox. As real root that is the
-// identity (or the chosen range); rootless with a subordinate id range the
+// store's private range (umoci chowns each entry into it; directories the
+// tar only implies are given to the range's root) or the identity;
+// rootless with a subordinate id range the
 // unpack (and the removal) of a layer runs in a re-executed child
 // (UnpackRole) inside a user namespace with the store's mapping, so owners,
 // modes, xattrs and file capabilities survive; rootless with a single id,

@@ -305,7 +305,14 @@ func (s *Store) layerFromDir(ctx context.Context, e casext.Engine, dir string, o
 		}
 		tr = out
 	} else {
-		tr = generateLayer(dir, overlay, s.mapOptions())
+		mo := s.mapOptions()
+		if !overlay && os.Geteuid() == 0 {
+			// A host directory imported by root holds the image's own
+			// ids (a rootfs owned by root is the image's root), whatever
+			// range the store's sandboxes run in.
+			mo = layer.MapOptions{}
+		}
+		tr = generateLayer(dir, overlay, mo)
 	}
 	defer tr.Close()
 	diff := digest.SHA256.Digester()

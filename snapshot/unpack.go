@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/apex/log"
 	"github.com/beamhop/lightbox/internal/lockfile"
@@ -156,6 +158,9 @@ func (s *Store) unpackInto(ctx context.Context, e casext.Engine, l ispec.Descrip
 	if err := os.Mkdir(root, 0o755); err != nil {
 		return fmt.Errorf("unpack layer %s: %w", l.Digest, err)
 	}
+	if err := s.chownToRoot(root); err != nil {
+		return fmt.Errorf("unpack layer %s: %w", l.Digest, err)
+	}
 	blob, err := e.GetVerifiedBlob(ctx, l)
 	if err != nil {
 		return fmt.Errorf("unpack layer %s: %w", l.Digest, err)
@@ -168,6 +173,9 @@ func (s *Store) unpackInto(ctx context.Context, e casext.Engine, l ispec.Descrip
 		err = s.unpackChild(ctx, root, l.MediaType, er, lockF)
 	default:
 		err = unpackStream(root, er, l.MediaType, s.mapOptions())
+		if err == nil {
+			err = s.chownImplied(root)
+		}
 	}
 	if err == nil {
 		err = er.err
@@ -186,6 +194,57 @@ func (s *Store) unpackInto(ctx context.Context, e casext.Engine, l ispec.Descrip
 		return fmt.Errorf("unpack layer %s: %w", l.Digest, err)
 	}
 	return nil
+}
+
+// chownToRoot gives p to the host ids of the sandbox's root, as real root
+// with a mapping other than the identity (a private range): the root of a
+// layer whose tar has no "./" entry is then the sandbox's root's, not
+// nobody's. Rootless, the caller already is the sandbox's root.
+func (s *Store) chownToRoot(p string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	uid, ok1 := s.mapping.HostUID(0)
+	gid, ok2 := s.mapping.HostGID(0)
+	if !ok1 || !ok2 || (uid == 0 && gid == 0) {
+		return nil
+	}
+	return os.Lchown(p, int(uid), int(gid))
+}
+
+// chownImplied gives the directories umoci made for entries whose parent
+// the tar does not list ("etc/f" without "etc/") to the sandbox's root, as
+// real root with a private range: umoci makes them as the unpacking
+// process, host root, which the range does not map (the sandbox would see
+// them as nobody's and could not write in them). No entry of the tar can
+// be host root's in such a layer: every id is mapped into the range.
+func (s *Store) chownImplied(root string) error {
+	uid, ok1 := s.mapping.HostUID(0)
+	gid, ok2 := s.mapping.HostGID(0)
+	if os.Geteuid() != 0 || !ok1 || !ok2 || uid == 0 || gid == 0 {
+		return nil
+	}
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		st, ok := info.Sys().(*syscall.Stat_t)
+		if !ok || (st.Uid != 0 && st.Gid != 0) {
+			return nil
+		}
+		nu, ng := int(st.Uid), int(st.Gid)
+		if st.Uid == 0 {
+			nu = int(uid)
+		}
+		if st.Gid == 0 {
+			ng = int(gid)
+		}
+		return os.Lchown(p, nu, ng)
+	})
 }
 
 // mapOptions are umoci's for an in-process unpack with the store's mapping.

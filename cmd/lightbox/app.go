@@ -59,6 +59,8 @@ func newApp() *cli.App {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "root", Usage: "store directory", EnvVars: []string{"LIGHTBOX_ROOT"}},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "warn"},
+			&cli.BoolFlag{Name: "identity-mapping", Usage: "as root, make a new store whose sandboxes' root is the host's root " +
+				"instead of a private id range: trades isolation for convenience (=false insists on a private range)"},
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // Main prints and picks the status
 		Commands: []*cli.Command{
@@ -91,6 +93,12 @@ func open(c *cli.Context) (*lightbox.Runtime, error) {
 	}
 	if term.IsTerminal(int(os.Stderr.Fd())) {
 		opts.Progress = os.Stderr
+	}
+	if c.IsSet("identity-mapping") {
+		opts.IDMapping = lightbox.IDMappingRange
+		if c.Bool("identity-mapping") {
+			opts.IDMapping = lightbox.IDMappingIdentity
+		}
 	}
 	return lightbox.Open(opts)
 }

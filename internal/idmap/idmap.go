@@ -1,8 +1,10 @@
 // Package idmap decides and describes a store's id mapping: which host uids
 // and gids appear inside every sandbox (and every unpacked layer) of a
-// store. As real root it is the identity; rootless it is the caller mapped
-// to root plus the caller's /etc/subuid and /etc/subgid range when
-// newuidmap and newgidmap exist, else the caller's single id.
+// store. As real root it is a private range of 65536 ids picked for the
+// store (ranges.go: Registry), or the identity when the store was made
+// with it on purpose (or before private ranges existed); rootless it is
+// the caller mapped to root plus the caller's /etc/subuid and /etc/subgid
+// range when newuidmap and newgidmap exist, else the caller's single id.
 package idmap
 
 import (
@@ -40,7 +42,10 @@ func Identity() Mapping {
 	return Mapping{UIDs: all, GIDs: all}
 }
 
-// Detect returns the mapping the current process would use for a new store.
+// Detect returns the mapping the current process would use for a new
+// store when it is not real root (real root picks a private range with a
+// Registry, or the identity on request); as real root it returns the
+// identity.
 func Detect() (Mapping, error) {
 	uid, gid := os.Getuid(), os.Getgid()
 	if uid == 0 {

@@ -78,6 +78,12 @@ func (c *Cmd) Start() error {
 		spa.GidMappings = toSys(c.mapping.GIDs)
 		// setgroups must be denied for an unprivileged single-id gid map.
 		spa.GidMappingsEnableSetgroups = os.Getuid() == 0
+		if os.Getuid() == 0 && spa.Credential == nil {
+			// Real root's own id is unmapped in a private range: become
+			// the namespace's root before the exec, or it drops every
+			// capability.
+			spa.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+		}
 	} else {
 		r, w, err := os.Pipe()
 		if err != nil {

@@ -112,6 +112,22 @@ func SetAttr(fd int, set, clear uint64, recursive bool, name string) error {
 	return pathErr("mount_setattr", name, retry(func() error { return unix.MountSetattr(fd, "", flags, attr) }))
 }
 
+// SetBindAttr sets MOUNT_ATTR_* flags on the detached tree fd refers to
+// and every mount below it, makes them private (no propagation to or from
+// the mounts they were cloned from) and, when userns >= 0, idmaps them
+// with that user namespace's mapping (MOUNT_ATTR_IDMAP, Linux 5.12+, on
+// filesystems that support it). name labels the error.
+func SetBindAttr(fd int, set uint64, userns int, name string) error {
+	attr := &unix.MountAttr{Attr_set: set, Propagation: unix.MS_PRIVATE}
+	if userns >= 0 {
+		attr.Attr_set |= unix.MOUNT_ATTR_IDMAP
+		attr.Userns_fd = uint64(userns)
+	}
+	return pathErr("mount_setattr", name, retry(func() error {
+		return unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, attr)
+	}))
+}
+
 // OpenInRoot opens path as if root (an open directory) were "/": no ".."
 // and no symlink leaves it, and magic links are refused (openat2 with
 // RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS). flags gets O_CLOEXEC.

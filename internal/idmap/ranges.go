@@ -1,0 +1,330 @@
+package idmap
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Private ranges. As real root, every store gets RangeSize uids and gids
+// of its own (the same numbers for both), picked like systemd-nspawn's
+// --private-users=pick: a block of 65536 ids aligned on 65536, inside
+// [RegionFirst, RegionFirst+RegionSlots*RangeSize), that overlaps no
+// /etc/subuid or /etc/subgid entry, no id of /etc/passwd or /etc/group, no
+// range systemd-nspawn holds (/run/systemd/nspawn-uid) and no other
+// store's range.
+//
+// The region, 0x60000000–0x6fffffff, sits above where useradd hands out
+// subordinate ranges (SUB_UID_MAX is 600100000 = 0x23c4_6e20 by default)
+// and below 0x70000000, where systemd keeps its dynamic user-namespace and
+// "foreign" ranges. Ids below 2^31 stay positive for tools that use a
+// signed int.
+const (
+	RangeSize   = 65536
+	RegionFirst = 0x6000_0000
+	RegionSlots = 0x1000
+)
+
+// DefaultRegistry is where allocated ranges are recorded: one file per
+// range, named by its first id in hex, holding the store's path. It lives
+// outside every store because ranges must not collide across stores.
+const DefaultRegistry = "/var/lib/lightbox-ranges"
+
+// ErrNoRange: every range of the region is held by a store.
+var ErrNoRange = errors.New("no free id range")
+
+// Registry allocates private ranges to stores. The zero value uses
+// DefaultRegistry and the region above; tests shrink it.
+type Registry struct {
+	Dir   string // "" = DefaultRegistry
+	First uint32 // 0 = RegionFirst
+	Slots uint32 // 0 = RegionSlots
+	// Files are the id databases checked for ids in use; nil = the
+	// system's (/etc/subuid, /etc/subgid, /etc/passwd, /etc/group).
+	Files *IDFiles
+}
+
+// IDFiles names the files whose ids a range must avoid.
+type IDFiles struct {
+	SubUID, SubGID, Passwd, Group string
+	NspawnDir                     string
+}
+
+var systemFiles = IDFiles{
+	SubUID: "/etc/subuid", SubGID: "/etc/subgid", Passwd: "/etc/passwd", Group: "/etc/group",
+	NspawnDir: "/run/systemd/nspawn-uid",
+}
+
+func (g *Registry) dir() string {
+	if g.Dir == "" {
+		return DefaultRegistry
+	}
+	return g.Dir
+}
+
+func (g *Registry) region() (first, slots uint32) {
+	first, slots = g.First, g.Slots
+	if first == 0 {
+		first = RegionFirst
+	}
+	if slots == 0 {
+		slots = RegionSlots
+	}
+	return first, slots
+}
+
+// entry is one registry file.
+type entry struct {
+	Store     string    `json:"store"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+// RangeMapping is the mapping of a store given the private range that
+// starts at host id base: container ids 0–65535 are base…base+65535, for
+// uids and gids alike.
+func RangeMapping(base uint32) Mapping {
+	r := []Range{{ContainerID: 0, HostID: base, Size: RangeSize}}
+	return Mapping{UIDs: r, GIDs: []Range{r[0]}}
+}
+
+// PrivateRange returns the first host id of m's private range and true
+// when m is such a mapping (one RangeSize block, uids and gids alike).
+func (m Mapping) PrivateRange() (uint32, bool) {
+	if len(m.UIDs) != 1 || len(m.GIDs) != 1 || m.Helper {
+		return 0, false
+	}
+	u, g := m.UIDs[0], m.GIDs[0]
+	if u != g || u.ContainerID != 0 || u.Size != RangeSize || u.HostID == 0 {
+		return 0, false
+	}
+	return u.HostID, true
+}
+
+// IsIdentity reports whether m maps every id to itself.
+func (m Mapping) IsIdentity() bool { return m.Equal(Identity()) }
+
+// Allocate picks a free range for the store at path store (absolute),
+// records it, and calls commit with its mapping while the registry is
+// still locked, so that the store can record the range (in its
+// store.json) before any other allocation looks at it. When commit fails
+// the range is released. holds tells whether the store at a path still
+// holds a range (its store.json records it); a range whose store is gone
+// is reclaimed here, lazily.
+func (g *Registry) Allocate(store string, holds func(store string, base uint32) bool, commit func(Mapping) error) (Mapping, error) {
+	dir := g.dir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return Mapping{}, fmt.Errorf("allocate id range: %w", err)
+	}
+	lk, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return Mapping{}, fmt.Errorf("allocate id range: %w", err)
+	}
+	defer lk.Close() // releases the flock
+	for {
+		err = unix.Flock(int(lk.Fd()), unix.LOCK_EX)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		return Mapping{}, fmt.Errorf("allocate id range: %w", &os.PathError{Op: "flock", Path: lk.Name(), Err: err})
+	}
+	used, err := g.inUse(dir, holds)
+	if err != nil {
+		return Mapping{}, fmt.Errorf("allocate id range: %w", err)
+	}
+	files := g.Files
+	if files == nil {
+		files = &systemFiles
+	}
+	taken := idsInUse(files)
+	first, slots := g.region()
+	for i := uint32(0); i < slots; i++ {
+		base := first + i*RangeSize
+		if _, ok := used[base]; ok || taken.overlaps(base, RangeSize) {
+			continue
+		}
+		p := filepath.Join(dir, fmt.Sprintf("%08x", base))
+		b, _ := json.Marshal(entry{Store: store, CreatedAt: time.Now().UTC()})
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return Mapping{}, fmt.Errorf("allocate id range: %w", err)
+		}
+		_, werr := f.Write(b)
+		if cerr := f.Close(); werr == nil {
+			werr = cerr
+		}
+		m := RangeMapping(base)
+		if werr == nil {
+			werr = commit(m)
+		}
+		if werr != nil {
+			_ = os.Remove(p) // the range was never used
+			return Mapping{}, werr
+		}
+		return m, nil
+	}
+	return Mapping{}, fmt.Errorf("allocate id range for %s: %w: the ranges %s (registry %s) are all held by stores%s; "+
+		"remove a store you no longer need (its range is reused once its store.json is gone)",
+		store, ErrNoRange, describeRegion(first, slots), dir, describeUsed(used))
+}
+
+// Register records that the store at path holds the range at base, when
+// no other store holds it (a registry that lost the entry). It reports
+// the store that holds it otherwise.
+func (g *Registry) Register(store string, base uint32) (holder string, err error) {
+	dir := g.dir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, fmt.Sprintf("%08x", base))
+	if b, err := os.ReadFile(p); err == nil {
+		var e entry
+		if json.Unmarshal(b, &e) == nil {
+			return e.Store, nil
+		}
+	}
+	b, _ := json.Marshal(entry{Store: store, CreatedAt: time.Now().UTC()})
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return "", nil // raced with another Register of the same store
+	}
+	if err != nil {
+		return "", err
+	}
+	_, werr := f.Write(b)
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	return store, werr
+}
+
+// inUse reads the registry, removing the entries whose store no longer
+// holds its range, and returns the others by first id.
+func (g *Registry) inUse(dir string, holds func(string, uint32) bool) (map[uint32]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	used := map[uint32]string{}
+	for _, de := range ents {
+		base, err := strconv.ParseUint(de.Name(), 16, 32)
+		if err != nil || len(de.Name()) != 8 {
+			continue
+		}
+		p := filepath.Join(dir, de.Name())
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		var e entry
+		if json.Unmarshal(b, &e) != nil || !holds(e.Store, uint32(base)) {
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return nil, err
+			}
+			continue
+		}
+		used[uint32(base)] = e.Store
+	}
+	return used, nil
+}
+
+func describeRegion(first, slots uint32) string {
+	return fmt.Sprintf("%d–%d", first, uint64(first)+uint64(slots)*RangeSize-1)
+}
+
+func describeUsed(used map[uint32]string) string {
+	bases := make([]uint32, 0, len(used))
+	for b := range used {
+		bases = append(bases, b)
+	}
+	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
+	var s []string
+	for i, b := range bases {
+		if i == 20 {
+			s = append(s, fmt.Sprintf("and %d more", len(bases)-i))
+			break
+		}
+		s = append(s, fmt.Sprintf("%d–%d by %s", b, uint64(b)+RangeSize-1, used[b]))
+	}
+	if len(s) == 0 {
+		return " or by ids in use on this host"
+	}
+	return " (" + strings.Join(s, ", ") + ") or by ids in use on this host"
+}
+
+// idSet is a set of [first, first+n) intervals.
+type idSet [][2]uint64
+
+func (s idSet) overlaps(first, n uint32) bool {
+	a, b := uint64(first), uint64(first)+uint64(n)
+	for _, iv := range s {
+		if iv[0] < b && a < iv[1] {
+			return true
+		}
+	}
+	return false
+}
+
+// idsInUse reads the ids a range must avoid. Unreadable files count as
+// empty: a host without /etc/subuid has no subordinate ranges.
+func idsInUse(f *IDFiles) idSet {
+	var s idSet
+	for _, p := range []string{f.SubUID, f.SubGID} {
+		eachLine(p, func(fields []string) {
+			if len(fields) != 3 {
+				return
+			}
+			start, err1 := strconv.ParseUint(fields[1], 10, 32)
+			count, err2 := strconv.ParseUint(fields[2], 10, 32)
+			if err1 == nil && err2 == nil {
+				s = append(s, [2]uint64{start, start + count})
+			}
+		})
+	}
+	for _, p := range []string{f.Passwd, f.Group} {
+		eachLine(p, func(fields []string) {
+			if len(fields) < 3 {
+				return
+			}
+			if id, err := strconv.ParseUint(fields[2], 10, 32); err == nil {
+				s = append(s, [2]uint64{id, id + 1})
+			}
+		})
+	}
+	if f.NspawnDir != "" {
+		if ents, err := os.ReadDir(f.NspawnDir); err == nil {
+			for _, e := range ents {
+				if id, err := strconv.ParseUint(e.Name(), 10, 32); err == nil {
+					s = append(s, [2]uint64{id, id + RangeSize})
+				}
+			}
+		}
+	}
+	return s
+}
+
+func eachLine(path string, fn func([]string)) {
+	f, err := os.Open(path)
+	if err != nil {
+		return // missing: no ids from it
+	}
+	defer f.Close() // read-only
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		fn(strings.Split(line, ":"))
+	}
+}

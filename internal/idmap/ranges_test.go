@@ -1,0 +1,148 @@
+package idmap
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// testRegistry is a registry in a temp dir over a region of n slots, with
+// id files the test writes.
+func testRegistry(t *testing.T, n uint32) (*Registry, *IDFiles) {
+	t.Helper()
+	d := t.TempDir()
+	f := &IDFiles{
+		SubUID: filepath.Join(d, "subuid"), SubGID: filepath.Join(d, "subgid"),
+		Passwd: filepath.Join(d, "passwd"), Group: filepath.Join(d, "group"),
+		NspawnDir: filepath.Join(d, "nspawn"),
+	}
+	return &Registry{Dir: filepath.Join(d, "ranges"), First: RegionFirst, Slots: n, Files: f}, f
+}
+
+// fakeStores records which store holds which range, as store.json would.
+type fakeStores map[string]uint32
+
+func (s fakeStores) holds(store string, base uint32) bool { b, ok := s[store]; return ok && b == base }
+
+func (s fakeStores) alloc(t *testing.T, g *Registry, store string) (Mapping, error) {
+	t.Helper()
+	return g.Allocate(store, s.holds, func(m Mapping) error {
+		b, _ := m.PrivateRange()
+		s[store] = b
+		return nil
+	})
+}
+
+func TestAllocateDisjointAndReused(t *testing.T) {
+	g, _ := testRegistry(t, 3)
+	st := fakeStores{}
+	a, err := st.alloc(t, g, "/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := st.alloc(t, g, "/b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ab, _ := a.PrivateRange()
+	bb, _ := b.PrivateRange()
+	if ab == bb || (ab < bb && ab+RangeSize > bb) || (bb < ab && bb+RangeSize > ab) {
+		t.Fatalf("ranges of two stores overlap: %s and %s", a, b)
+	}
+	// A store that is gone gives its range back, lazily.
+	delete(st, "/a")
+	c, err := st.alloc(t, g, "/c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cb, _ := c.PrivateRange(); cb != ab {
+		t.Errorf("after /a was removed, /c got %s, want /a's range %s again", c, a)
+	}
+	// A store that records another range than its entry no longer holds it.
+	st["/b"] = 1
+	if _, err := st.alloc(t, g, "/d"); err != nil {
+		t.Fatal(err)
+	}
+	if d := st["/d"]; d != bb {
+		t.Errorf("/d got range at %d, want /b's %d (its store.json no longer records it)", d, bb)
+	}
+}
+
+func TestAllocateExhausted(t *testing.T) {
+	g, _ := testRegistry(t, 2)
+	st := fakeStores{}
+	for _, s := range []string{"/one", "/two"} {
+		if _, err := st.alloc(t, g, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := st.alloc(t, g, "/three")
+	if !errors.Is(err, ErrNoRange) {
+		t.Fatalf("third store in a region of two: err = %v, want ErrNoRange", err)
+	}
+	for _, want := range []string{"/one", "/two", "1610612736–1610678271"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %q", err, want)
+		}
+	}
+	if _, ok := st["/three"]; ok {
+		t.Error("a failed allocation recorded a range")
+	}
+}
+
+func TestAllocateAvoidsIDsInUse(t *testing.T) {
+	g, f := testRegistry(t, 4)
+	// A subuid entry over slot 0, a group id in slot 1, nspawn's lock in
+	// slot 2: only slot 3 is free.
+	write := func(p, s string) {
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(f.SubUID, "# comment\nlbtest:1610612736:65536\n")
+	write(f.SubGID, "")
+	write(f.Passwd, "root:x:0:0::/root:/bin/sh\n")
+	write(f.Group, "odd:x:1610678300:\n")
+	if err := os.MkdirAll(filepath.Join(f.NspawnDir, "1610743808"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	st := fakeStores{}
+	m, err := st.alloc(t, g, "/s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := m.PrivateRange(); b != RegionFirst+3*RangeSize {
+		t.Errorf("allocated %s, want the range at %d (the others overlap ids in use)", m, RegionFirst+3*RangeSize)
+	}
+}
+
+func TestAllocateCommitFailureReleases(t *testing.T) {
+	g, _ := testRegistry(t, 1)
+	boom := errors.New("boom")
+	_, err := g.Allocate("/x", func(string, uint32) bool { return true }, func(Mapping) error { return boom })
+	if !errors.Is(err, boom) {
+		t.Fatalf("err = %v, want boom", err)
+	}
+	st := fakeStores{}
+	if _, err := st.alloc(t, g, "/y"); err != nil {
+		t.Fatalf("the range of a failed commit was not released: %v", err)
+	}
+}
+
+func TestPrivateRange(t *testing.T) {
+	for _, tc := range []struct {
+		m    Mapping
+		want bool
+	}{
+		{RangeMapping(RegionFirst), true},
+		{Identity(), false},
+		{Mapping{UIDs: []Range{{0, 1000, 1}}, GIDs: []Range{{0, 1000, 1}}}, false},
+		{Mapping{UIDs: []Range{{0, 1000, 1}, {1, 100000, 65536}}, GIDs: []Range{{0, 1000, 1}, {1, 100000, 65536}}, Helper: true}, false},
+	} {
+		if _, got := tc.m.PrivateRange(); got != tc.want {
+			t.Errorf("PrivateRange(%s) = %v, want %v", tc.m, got, tc.want)
+		}
+	}
+}

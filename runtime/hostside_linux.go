@@ -1,0 +1,263 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"strconv"
+	"syscall"
+
+	"github.com/beamhop/lightbox/internal/idmap"
+	"github.com/beamhop/lightbox/internal/sys"
+	"github.com/beamhop/lightbox/nsinit"
+	"golang.org/x/sys/unix"
+)
+
+// hostSide collects what the runtime prepares, as real root, for an init
+// that cannot reach it itself, and sends it on the init's Passer socket:
+// see "Descriptors from the host side" in nsinit/proto.go.
+type hostSide struct {
+	files []*os.File
+}
+
+func (h *hostSide) add(f *os.File) nsinit.PassedFD {
+	h.files = append(h.files, f)
+	return nsinit.PassedFD(len(h.files))
+}
+
+func (h *hostSide) close() {
+	for _, f := range h.files {
+		_ = f.Close() // our copies; the init has its own once sent
+	}
+	h.files = nil
+}
+
+// letRootSearch lets the sandbox's root search dir (a sandbox's own
+// directory, root's, mode 0700): group search for the range's root gid.
+// The init finds its root dir below it by name (see
+// nsinit.Config.RootParentFD); nothing else in it is open to that group.
+func (m *Manager) letRootSearch(dir string) error {
+	if !hostPrepares() {
+		return nil
+	}
+	gid, ok := m.mapping.HostGID(0)
+	if !ok || gid == 0 {
+		return nil
+	}
+	if err := os.Lchown(dir, 0, int(gid)); err != nil {
+		return err
+	}
+	return os.Chmod(dir, 0o710)
+}
+
+// hostPrepares reports whether this process prepares the init's
+// descriptors: as real root. Rootless, the caller is the sandbox's root
+// and the init reaches its store and binds itself.
+func hostPrepares() bool { return os.Geteuid() == 0 }
+
+// prepareBinds makes every bind of cfg a detached mount, ready to be
+// moved into place by the init: recursive, private, nosuid and nodev,
+// read-only when asked, and — for host paths of a store with a private
+// range — idmapped so that the sandbox's root acts as the source's owner.
+// mounts are the specs cfg.Mounts were made from, in the same order.
+func (m *Manager) prepareBinds(cfg *nsinit.Config, mounts []MountSpec, h *hostSide) error {
+	for i := range cfg.Files {
+		f, err := m.bindFD(cfg.Files[i], false)
+		if err != nil {
+			return fmt.Errorf("mount %s: %w", cfg.Files[i].Target, err)
+		}
+		cfg.Files[i].FD = h.add(f)
+	}
+	userns := map[[2]uint32]*os.File{}
+	defer func() {
+		for _, f := range userns {
+			_ = f.Close() // a mount holds what it needs of it
+		}
+	}()
+	for i := range cfg.Mounts {
+		mt := &cfg.Mounts[i]
+		f, err := m.bindFD(*mt, false)
+		if err != nil {
+			return fmt.Errorf("mount %s: %w", mt.Target, err)
+		}
+		h.add(f) // closed with the rest, whatever happens next
+		base, isRange := m.mapping.PrivateRange()
+		if isRange && mounts[i].Volume == "" {
+			if err := idmapBind(f, *mt, base, userns); err != nil {
+				return fmt.Errorf("mount %s: %w", mt.Target, err)
+			}
+		}
+		mt.FD = nsinit.PassedFD(len(h.files))
+	}
+	return nil
+}
+
+// bindFD makes a detached recursive bind of mt.Source with the bind
+// attributes set (not yet idmapped).
+func (m *Manager) bindFD(mt nsinit.Mount, _ bool) (*os.File, error) {
+	fd, err := sys.OpenTree(unix.AT_FDCWD, mt.Source, unix.OPEN_TREE_CLONE|unix.AT_RECURSIVE)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), mt.Source)
+	attrs := uint64(unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV)
+	if mt.ReadOnly {
+		attrs |= unix.MOUNT_ATTR_RDONLY
+	}
+	if err := sys.SetBindAttr(fd, attrs, -1, mt.Source); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// idmapBind idmaps the detached bind f so that the owner of its source
+// (uid and gid of the directory or file cloned) is the sandbox's root,
+// and every other id of the range (base…base+65535) is itself. cache
+// holds the user namespaces made so far, by owner.
+func idmapBind(f *os.File, mt nsinit.Mount, base uint32, cache map[[2]uint32]*os.File) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return &os.PathError{Op: "stat", Path: mt.Source, Err: err}
+	}
+	key := [2]uint32{st.Uid, st.Gid}
+	ns := cache[key]
+	if ns == nil {
+		var err error
+		ns, err = idmapUserns(OwnerExtents(base, st.Uid), OwnerExtents(base, st.Gid))
+		if err != nil {
+			return fmt.Errorf("idmapped bind of %s: %w", mt.Source, err)
+		}
+		cache[key] = ns
+	}
+	attrs := uint64(unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV)
+	if mt.ReadOnly {
+		attrs |= unix.MOUNT_ATTR_RDONLY
+	}
+	if err := sys.SetBindAttr(int(f.Fd()), attrs, int(ns.Fd()), mt.Source); err != nil {
+		return fmt.Errorf("idmapped bind of %s (owner uid %d gid %d, shown as the sandbox's root): %w: "+
+			"the kernel or the filesystem refuses idmapped mounts (they need Linux 5.12 or later and a filesystem "+
+			"that supports them, such as ext4, xfs, btrfs or tmpfs); bind a directory on such a filesystem, or use a volume",
+			mt.Source, st.Uid, st.Gid, err)
+	}
+	return nil
+}
+
+// OwnerExtents is the id mapping of an idmapped bind in a store whose
+// private range starts at base, for a source owned by owner: on disk,
+// owner is the range's first id (the sandbox's root) and each other id
+// of the range is itself; every other on-disk id shows as nobody. Each
+// Range maps ContainerID (the id on disk) to HostID (the id the sandbox's
+// user namespace maps).
+func OwnerExtents(base, owner uint32) []idmap.Range {
+	if owner == base {
+		return []idmap.Range{{ContainerID: base, HostID: base, Size: idmap.RangeSize}}
+	}
+	out := []idmap.Range{{ContainerID: owner, HostID: base, Size: 1}}
+	end := uint64(base) + idmap.RangeSize // one past the range
+	if uint64(owner) > uint64(base) && uint64(owner) < end {
+		if n := owner - base - 1; n > 0 {
+			out = append(out, idmap.Range{ContainerID: base + 1, HostID: base + 1, Size: n})
+		}
+		if n := uint32(end - uint64(owner) - 1); n > 0 {
+			out = append(out, idmap.Range{ContainerID: owner + 1, HostID: owner + 1, Size: n})
+		}
+		return out
+	}
+	return append(out, idmap.Range{ContainerID: base + 1, HostID: base + 1, Size: idmap.RangeSize - 1})
+}
+
+// idmapUserns returns a user namespace with the given maps, to idmap
+// mounts with: a child of ours is cloned into it and stopped by ptrace
+// at its exec, before it runs a single instruction of its own; its
+// namespace is opened and the child killed.
+func idmapUserns(uids, gids []idmap.Range) (*os.File, error) {
+	conv := func(rs []idmap.Range) []syscall.SysProcIDMap {
+		out := make([]syscall.SysProcIDMap, len(rs))
+		for i, r := range rs {
+			out[i] = syscall.SysProcIDMap{ContainerID: int(r.ContainerID), HostID: int(r.HostID), Size: int(r.Size)}
+		}
+		return out
+	}
+	// ptrace ties the child to this thread: stay on it until it is reaped.
+	goruntime.LockOSThread()
+	defer goruntime.UnlockOSThread()
+	p, err := os.StartProcess("/proc/self/exe", []string{"lightbox-idmap"}, &os.ProcAttr{
+		Env: []string{},
+		Sys: &syscall.SysProcAttr{
+			Cloneflags:                 unix.CLONE_NEWUSER,
+			UidMappings:                conv(uids),
+			GidMappings:                conv(gids),
+			GidMappingsEnableSetgroups: true,
+			Ptrace:                     true,
+			Pdeathsig:                  syscall.SIGKILL,
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("user namespace for an idmapped mount: %w", err)
+	}
+	ns, err := os.Open("/proc/" + strconv.Itoa(p.Pid) + "/ns/user")
+	kerr := p.Kill()
+	_, werr := p.Wait()
+	if err != nil {
+		return nil, fmt.Errorf("user namespace for an idmapped mount: %w", errors.Join(err, kerr, werr))
+	}
+	return ns, nil
+}
+
+// openForInit opens, as real root, the directories the init mounts its
+// root from (RootDir's parent, and the overlay's layers, upper and work dirs) in
+// the init's own mount namespace (through /proc/<pid>/root), where
+// overlayfs may use them, and names them in cfg.
+func openForInit(pid int, cfg *nsinit.Config, h *hostSide) error {
+	root := "/proc/" + strconv.Itoa(pid) + "/root"
+	open := func(p string) (*os.File, error) {
+		fd, err := sys.Openat(unix.AT_FDCWD, root+p, unix.O_PATH|unix.O_DIRECTORY, 0)
+		if err != nil {
+			return nil, err
+		}
+		return os.NewFile(uintptr(fd), p), nil
+	}
+	f, err := open(filepath.Dir(cfg.RootDir))
+	if err != nil {
+		return fmt.Errorf("open the sandbox's directory for the init: %w", err)
+	}
+	cfg.RootParentFD = h.add(f)
+	for i, p := range cfg.Root.Params {
+		switch p.Key {
+		case "lowerdir+", "upperdir", "workdir":
+		default:
+			continue
+		}
+		f, err := open(p.Value)
+		if err != nil {
+			return fmt.Errorf("open %s for the init: %w", p.Key, err)
+		}
+		if cfg.Root.ParamFDs == nil {
+			cfg.Root.ParamFDs = map[int]nsinit.PassedFD{}
+		}
+		cfg.Root.ParamFDs[i] = h.add(f)
+	}
+	return nil
+}
+
+// send sends every collected descriptor on the socket sock, in order.
+func (h *hostSide) send(sock *os.File) error {
+	for i := 0; i < len(h.files); i += nsinit.MaxFDsPerMessage {
+		end := min(i+nsinit.MaxFDsPerMessage, len(h.files))
+		fds := make([]int, 0, end-i)
+		for _, f := range h.files[i:end] {
+			fds = append(fds, int(f.Fd()))
+		}
+		var err error = syscall.EINTR
+		for errors.Is(err, syscall.EINTR) {
+			err = unix.Sendmsg(int(sock.Fd()), []byte{0}, unix.UnixRights(fds...), nil, 0)
+		}
+		if err != nil {
+			return fmt.Errorf("send descriptors to the init: %w", err)
+		}
+	}
+	return nil
+}
