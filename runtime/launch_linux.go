@@ -268,6 +268,14 @@ func (s *Sandbox) startMain(ctx context.Context, spec Spec) error {
 				return err
 			}
 			defer f.Close()
+			if c.logMax > 0 {
+				// The init marks dropped output with an xattr on the
+				// file: it must be the file's owner (the sandbox's root;
+				// with a private range that is not host root).
+				if err := s.m.chownToRoot(f.Name()); err != nil {
+					return err
+				}
+			}
 			files = append(files, f)
 		}
 		c.Stdout, c.Stderr = files[0], files[1]
