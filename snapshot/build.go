@@ -217,8 +217,8 @@ func (s *Store) CommitBuildStep(ctx context.Context, st BuildStep) (string, int6
 }
 
 // recordBuildStep adds the index entry that holds image mdesc under key
-// in the build cache (replacing an older entry for the key). A build
-// without the cache still records its steps, as docker's --no-cache does.
+// in the build cache. A build without the cache still records its steps,
+// as docker's --no-cache does.
 func (s *Store) recordBuildStep(ctx context.Context, e casext.Engine, key string, mdesc ispec.Descriptor) error {
 	ilk, err := lockfile.Exclusive(ctx, s.indexLock())
 	if err != nil {
@@ -232,13 +232,10 @@ func (s *Store) recordBuildStep(ctx context.Context, e casext.Engine, key string
 	if key == "" {
 		return errors.New("record build step: no cache key")
 	}
-	kept := idx.Manifests[:0]
-	for _, d := range idx.Manifests {
-		if d.Annotations[annotationBuildKey] != key {
-			kept = append(kept, d)
-		}
-	}
-	idx.Manifests = append(kept, ispec.Descriptor{
+	// An older entry for the key stays: a build running at the same time
+	// may have just made it and be about to build on it. Lookups take the
+	// newest; PruneBuildCache removes them all.
+	idx.Manifests = append(idx.Manifests, ispec.Descriptor{
 		MediaType: ispec.MediaTypeImageManifest, Digest: mdesc.Digest, Size: mdesc.Size,
 		Annotations: map[string]string{
 			annotationBuildKey: key,
