@@ -16,6 +16,7 @@ import (
 	"github.com/beamhop/lightbox/internal/names"
 	"github.com/beamhop/lightbox/internal/netstack"
 	"github.com/beamhop/lightbox/runtime"
+	"github.com/beamhop/lightbox/snapshot"
 	"github.com/beamhop/lightbox/volstore"
 )
 
@@ -101,6 +102,14 @@ func (opts *SandboxOptions) validate() error {
 // directories and volumes to their data directories (taking leases the
 // sandbox's init holds for its life) and hands the runtime a plain spec.
 func (r *Runtime) launch(ctx context.Context, opts SandboxOptions) (*Sandbox, error) {
+	return r.launchFrom(ctx, opts, func() (*snapshot.Lease, *snapshot.Snapshot, error) {
+		return r.snaps.Lease(ctx, opts.Snapshot)
+	})
+}
+
+// launchFrom is launch with the snapshot resolved by resolve (a build
+// step launches from an unnamed image of its cache, with no lease).
+func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, resolve func() (*snapshot.Lease, *snapshot.Snapshot, error)) (*Sandbox, error) {
 	if err := checkInit(); err != nil {
 		return nil, err
 	}
@@ -126,11 +135,15 @@ func (r *Runtime) launch(ctx context.Context, opts SandboxOptions) (*Sandbox, er
 	defer held.close()
 	launched := false
 
-	lease, snap, err := r.snaps.Lease(ctx, opts.Snapshot)
+	lease, snap, err := resolve()
 	if err != nil {
 		return nil, err
 	}
-	held.add(lease.Close)
+	var leases []*os.File
+	if lease != nil {
+		held.add(lease.Close)
+		leases = append(leases, lease.File())
+	}
 	spec := runtime.Spec{
 		Name:     name,
 		Hostname: name,
@@ -142,7 +155,7 @@ func (r *Runtime) launch(ctx context.Context, opts SandboxOptions) (*Sandbox, er
 		Command:  opts.Command,
 		Network:  string(network),
 		Timeout:  opts.Timeout,
-		Leases:   []*os.File{lease.File()},
+		Leases:   leases,
 		Limits:   limits,
 
 		AllowUserNamespaces: opts.AllowUserNamespaces,

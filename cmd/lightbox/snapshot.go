@@ -16,6 +16,7 @@ func snapshotCommand() *cli.Command {
 		Name:  "snapshot",
 		Usage: "manage snapshots (immutable root filesystems)",
 		Subcommands: []*cli.Command{
+			buildCommand(),
 			{
 				Name:      "import",
 				Usage:     "import an OCI layout dir[:tag], oci-archive tar[:tag], docker save tar, rootfs dir or rootfs tar",

@@ -1,0 +1,353 @@
+package lightbox
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/beamhop/lightbox/build"
+	"github.com/beamhop/lightbox/internal/names"
+	"github.com/beamhop/lightbox/snapshot"
+	ispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
+)
+
+// BuildOptions describe a snapshot build from a recipe (a Dockerfile).
+// Zero fields take defaults.
+type BuildOptions struct {
+	// Name is the snapshot to make; required.
+	Name string
+	// Recipe is the recipe's text; "" = read RecipeFile.
+	Recipe string
+	// RecipeFile is the recipe's path; "" = Dockerfile in Context.
+	RecipeFile string
+	// Context is the build context directory that COPY, ADD and RUN
+	// --mount=type=bind read from; required.
+	Context string
+	// Args are build arguments (--build-arg K=V). HTTP_PROXY & co. are
+	// predefined, as in docker: a RUN sees them without an ARG, and they
+	// are part of no cache key and of no image.
+	Args map[string]string
+	// NoCache runs every step again instead of reusing cached ones (the
+	// new results are cached).
+	NoCache bool
+	// Network is each RUN's network: "" = NetworkPrivate.
+	Network Network
+	// Mounts are mounted into each RUN's sandbox, as SandboxOptions.Mounts;
+	// never part of a layer.
+	Mounts map[string]Mount
+	// Replace replaces an existing snapshot called Name (unless a sandbox
+	// uses it); otherwise an existing name is ErrExists, before anything
+	// runs.
+	Replace bool
+	// Progress, when non-nil, is called as each step starts and ends.
+	Progress func(BuildProgress)
+	// Stdout and Stderr receive the output of each RUN as it runs; nil
+	// discards it.
+	Stdout, Stderr io.Writer
+}
+
+// BuildProgress reports a build step starting (Done false) or finished.
+type BuildProgress struct {
+	Step, Total int
+	// Instruction is the step's instruction as the recipe has it.
+	Instruction string
+	Done        bool
+	// Cached: the step's result came from the build cache.
+	Cached   bool
+	Duration time.Duration
+	// LayerSize is the compressed size of the layer the step added (0
+	// for none).
+	LayerSize int64
+}
+
+// BuildError is a build step that failed: the recipe's line and
+// instruction. A RUN that exited non-zero wraps an *ExitError.
+type BuildError = build.StepError
+
+// BuildSnapshot builds snapshot opts.Name from a recipe. Each RUN runs in
+// a sandbox of the image so far and its changes become one layer through
+// the commit path; COPY and ADD write a layer of files from the context;
+// the other instructions change the configuration only. Every step's
+// result is cached (see PruneBuildCache); a step whose parent, text,
+// arguments in scope and copied contents are unchanged is not run again.
+// A failed build leaves no snapshot under Name and no sandbox; the layers
+// of the steps that succeeded stay in the cache.
+func (r *Runtime) BuildSnapshot(ctx context.Context, opts BuildOptions) (*Snapshot, error) {
+	if err := checkInit(); err != nil {
+		return nil, err
+	}
+	if err := names.Check("snapshot", opts.Name); err != nil {
+		return nil, err
+	}
+	if opts.Context == "" {
+		return nil, errors.New("build: no context directory")
+	}
+	if fi, err := os.Stat(opts.Context); err != nil {
+		return nil, fmt.Errorf("build context: %w", err)
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("build context %s: not a directory", opts.Context)
+	}
+	sopts := SandboxOptions{Snapshot: opts.Name, Network: opts.Network, Mounts: opts.Mounts}
+	if err := sopts.validate(); err != nil {
+		return nil, fmt.Errorf("build: %w", err)
+	}
+	if !opts.Replace {
+		if _, err := r.snaps.Get(ctx, opts.Name); err == nil {
+			return nil, fmt.Errorf("build %s: snapshot %s: %w (use replace)", opts.Name, opts.Name, ErrExists)
+		}
+	}
+	text, rname := []byte(opts.Recipe), "recipe"
+	if opts.Recipe == "" {
+		rname = opts.RecipeFile
+		if rname == "" {
+			rname = filepath.Join(opts.Context, "Dockerfile")
+		}
+		var err error
+		if text, err = os.ReadFile(rname); err != nil {
+			return nil, fmt.Errorf("build: %w", err)
+		}
+	}
+	recipe, err := build.Parse(rname, text)
+	if err != nil {
+		return nil, fmt.Errorf("build %s: %w", opts.Name, err)
+	}
+	args, pre := map[string]string{}, map[string]string{}
+	for k, v := range opts.Args {
+		if slices.Contains(build.PredefinedArgs, k) {
+			pre[k] = v
+		} else {
+			args[k] = v
+		}
+	}
+	ctxDir, err := filepath.Abs(opts.Context)
+	if err != nil {
+		return nil, fmt.Errorf("build context: %w", err)
+	}
+	bo := build.Options{Context: ctxDir, Args: args, Predefined: pre, NoCache: opts.NoCache, Stdout: opts.Stdout, Stderr: opts.Stderr}
+	if opts.Progress != nil {
+		bo.Progress = func(e build.Event) {
+			opts.Progress(BuildProgress{Step: e.Step, Total: e.Total, Instruction: e.Text, Done: e.Done,
+				Cached: e.Cached, Duration: e.Duration, LayerSize: e.LayerSize})
+		}
+	}
+	id, err := build.Build(ctx, recipe, &buildBackend{r: r, opts: opts}, bo)
+	if err != nil {
+		return nil, fmt.Errorf("build %s: %w", opts.Name, err)
+	}
+	sn, err := r.snaps.TagImage(ctx, opts.Name, id, opts.Replace)
+	if err != nil {
+		return nil, fmt.Errorf("build %s: %w", opts.Name, err)
+	}
+	return toSnapshot(sn), nil
+}
+
+// PruneBuildCache removes the build cache: the images of build steps that
+// no snapshot is, and the layers only they used.
+func (r *Runtime) PruneBuildCache(ctx context.Context) error {
+	return r.snaps.PruneBuildCache(ctx)
+}
+
+// buildBackend carries out build steps on the store.
+type buildBackend struct {
+	r    *Runtime
+	opts BuildOptions
+}
+
+func toBuildConfig(c ispec.ImageConfig) build.Config {
+	return build.Config{Env: c.Env, WorkingDir: c.WorkingDir, User: c.User, Entrypoint: c.Entrypoint, Cmd: c.Cmd,
+		Labels: c.Labels, ExposedPorts: slices.Sorted(maps.Keys(c.ExposedPorts))}
+}
+
+func toImageConfig(c build.Config) ispec.ImageConfig {
+	ic := ispec.ImageConfig{Env: c.Env, WorkingDir: c.WorkingDir, User: c.User, Entrypoint: c.Entrypoint, Cmd: c.Cmd, Labels: c.Labels}
+	if len(c.ExposedPorts) > 0 {
+		ic.ExposedPorts = map[string]struct{}{}
+		for _, p := range c.ExposedPorts {
+			ic.ExposedPorts[p] = struct{}{}
+		}
+	}
+	return ic
+}
+
+func (b *buildBackend) From(ctx context.Context, ref string) (build.Image, error) {
+	sn, err := b.r.snaps.Get(ctx, ref)
+	if err != nil {
+		return build.Image{}, err
+	}
+	_, cfg, err := b.r.snaps.Image(ctx, sn.Digest, ref)
+	if err != nil {
+		return build.Image{}, err
+	}
+	return build.Image{ID: sn.Digest, Config: toBuildConfig(cfg)}, nil
+}
+
+func (b *buildBackend) Lookup(ctx context.Context, key string) (string, bool, error) {
+	return b.r.snaps.LookupBuildCache(ctx, key)
+}
+
+func (b *buildBackend) Commit(ctx context.Context, st build.CommitStep) (build.StepOutput, error) {
+	id, size, err := b.r.snaps.CommitBuildStep(ctx, snapshot.BuildStep{
+		Parent: st.Parent, Key: st.Key, Config: toImageConfig(st.Config), CreatedBy: st.CreatedBy,
+		Layer: snapshot.BuildLayer{Tar: st.Layer},
+	})
+	return build.StepOutput{ID: id, LayerSize: size}, err
+}
+
+// cacheVolume is the named volume behind RUN --mount=type=cache: its id,
+// else a name made from its target ("/root/.npm" → "cache-root-.npm").
+func cacheVolume(m build.Mount) (string, error) {
+	if m.ID != "" {
+		if err := names.Check("volume", m.ID); err != nil {
+			return "", fmt.Errorf("--mount=type=cache,id=%s: the id names a volume: %w", m.ID, err)
+		}
+		return m.ID, nil
+	}
+	n := "cache" + strings.ReplaceAll(path.Clean(m.Target), "/", "-")
+	if len(n) > 63 {
+		n = n[:63]
+	}
+	if err := names.Check("volume", n); err != nil {
+		return "", fmt.Errorf("--mount=type=cache,target=%s: give it an id: %w", m.Target, err)
+	}
+	return n, nil
+}
+
+func (b *buildBackend) Run(ctx context.Context, st build.RunStep) (build.StepOutput, error) {
+	mounts := maps.Clone(b.opts.Mounts)
+	if mounts == nil {
+		mounts = map[string]Mount{}
+	}
+	for _, m := range st.Mounts {
+		switch m.Type {
+		case "cache":
+			v, err := cacheVolume(m)
+			if err != nil {
+				return build.StepOutput{}, err
+			}
+			mounts[m.Target] = Mount{Volume: v, ReadOnly: m.ReadOnly}
+		case "bind":
+			// Always read-only: a build never writes into its context.
+			mounts[m.Target] = Mount{Source: m.Source, ReadOnly: true}
+		default:
+			return build.StepOutput{}, fmt.Errorf("--mount=type=%s is %w", m.Type, build.ErrUnsupported)
+		}
+	}
+	opts := SandboxOptions{
+		Snapshot: b.opts.Name, Network: b.opts.Network, Mounts: mounts,
+		Env: st.Env, Workdir: st.Workdir, User: st.User,
+	}
+	sb, err := b.r.launchFrom(ctx, opts, func() (*snapshot.Lease, *snapshot.Snapshot, error) {
+		sn, _, err := b.r.snaps.Image(ctx, st.Parent, b.opts.Name)
+		return nil, sn, err
+	})
+	if err != nil {
+		return build.StepOutput{}, err
+	}
+	defer sb.Destroy(context.WithoutCancel(ctx)) // its error is logged by the runtime; the step's result stands
+	cmd := sb.Command(ctx, st.Argv[0], st.Argv[1:]...)
+	cmd.Stdout, cmd.Stderr = orDiscard(st.Stdout), orDiscard(st.Stderr)
+	if err := cmd.Run(); err != nil {
+		return build.StepOutput{}, err
+	}
+	upper, err := sb.rs.UpperDir(ctx)
+	if err != nil {
+		return build.StepOutput{}, err
+	}
+	// What the command left running in the background must not change
+	// the layer while it is read: stopped here, killed by Destroy.
+	thaw, err := sb.rs.Freeze(ctx)
+	if err != nil {
+		return build.StepOutput{}, err
+	}
+	defer func() { _ = thaw() }() // the sandbox is destroyed next; nothing to resume for
+	id, size, err := b.r.snaps.CommitBuildStep(ctx, snapshot.BuildStep{
+		Parent: st.Parent, Key: st.Key, Config: toImageConfig(st.Config), CreatedBy: st.CreatedBy,
+		Layer: snapshot.BuildLayer{UpperDir: upper},
+	})
+	return build.StepOutput{ID: id, LayerSize: size}, err
+}
+
+func orDiscard(w io.Writer) io.Writer {
+	if w == nil {
+		return io.Discard
+	}
+	return w
+}
+
+func (b *buildBackend) layers(ctx context.Context, id string) ([]string, error) {
+	if id == "" {
+		return nil, nil
+	}
+	sn, _, err := b.r.snaps.Image(ctx, id, b.opts.Name)
+	if err != nil {
+		return nil, err
+	}
+	return sn.Layers, nil
+}
+
+func (b *buildBackend) Stat(ctx context.Context, id, p string) (bool, bool, error) {
+	if path.Clean(p) == "/" {
+		return true, true, nil
+	}
+	layers, err := b.layers(ctx, id)
+	if err != nil {
+		return false, false, err
+	}
+	o, err := b.r.ownerOfTarget(ctx, layers, p)
+	if err != nil {
+		return false, false, err
+	}
+	return o != nil, o != nil, nil
+}
+
+// ReadFile reads file p of image id from the topmost layer that has it,
+// resolved inside that layer (RESOLVE_IN_ROOT).
+func (b *buildBackend) ReadFile(ctx context.Context, id, p string) ([]byte, error) {
+	layers, err := b.layers(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	rel := strings.TrimPrefix(path.Clean(p), "/")
+	for i := len(layers) - 1; i >= 0; i-- {
+		root, err := unix.Open(layers[i], unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, &os.PathError{Op: "open", Path: layers[i], Err: err}
+		}
+		fd, err := unix.Openat2(root, rel, &unix.OpenHow{
+			Flags:   unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOFOLLOW | unix.O_NONBLOCK,
+			Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+		})
+		unix.Close(root)
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "openat2", Path: filepath.Join(layers[i], rel), Err: err}
+		}
+		f := os.NewFile(uintptr(fd), filepath.Join(layers[i], rel))
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			return nil, err
+		}
+		if !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("%s: %w", p, os.ErrNotExist) // a whiteout, or not a file
+		}
+		var buf bytes.Buffer
+		if _, err := io.Copy(&buf, io.LimitReader(f, 4<<20)); err != nil {
+			return nil, err
+		}
+		return buf.Bytes(), nil
+	}
+	return nil, fmt.Errorf("%s: %w", p, os.ErrNotExist)
+}

@@ -1,0 +1,574 @@
+package build
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
+)
+
+// Config is the image configuration a build writes.
+type Config struct {
+	Env          []string
+	WorkingDir   string
+	User         string
+	Entrypoint   []string
+	Cmd          []string
+	Labels       map[string]string
+	ExposedPorts []string // "80/tcp"
+}
+
+func (c Config) clone() Config {
+	c.Env, c.Entrypoint, c.Cmd = slices.Clone(c.Env), slices.Clone(c.Entrypoint), slices.Clone(c.Cmd)
+	c.ExposedPorts = slices.Clone(c.ExposedPorts)
+	c.Labels = maps.Clone(c.Labels)
+	return c
+}
+
+// Image is a build state as the backend knows it: its ID ("" = scratch)
+// and its configuration.
+type Image struct {
+	ID     string
+	Config Config
+}
+
+// CommitStep is a step that makes an image from Parent: with Layer (an
+// uncompressed layer tar) for COPY, ADD and a WORKDIR that makes its
+// directory; without for configuration steps.
+type CommitStep struct {
+	Parent    string // "" = scratch
+	Key       string
+	Config    Config // the new image's configuration
+	CreatedBy string
+	Layer     io.Reader // nil = configuration only
+}
+
+// Mount is a RUN --mount.
+type Mount struct {
+	Type     string // "cache", "bind" or "tmpfs"
+	Target   string // absolute, in the sandbox
+	ID       string // cache: the cache's id ("" = derived from Target)
+	Source   string // bind: absolute host path inside the context
+	ReadOnly bool
+}
+
+// RunStep is a RUN: Argv run in a sandbox of Parent, whose changes become
+// one layer of an image with Config.
+type RunStep struct {
+	CommitStep
+	Argv    []string
+	Env     []string // build arguments in scope, "K=V", under the image's own Env
+	Workdir string
+	User    string
+	Mounts  []Mount
+	Stdout  io.Writer
+	Stderr  io.Writer
+}
+
+// StepOutput is what a step made.
+type StepOutput struct {
+	ID        string
+	LayerSize int64 // compressed bytes of the layer it added; 0 for none
+}
+
+// Backend carries out the steps. The root package's launches sandboxes
+// and writes the store.
+type Backend interface {
+	// From resolves a FROM reference: a snapshot's name.
+	From(ctx context.Context, ref string) (Image, error)
+	// Lookup returns the ID of the image cached under key.
+	Lookup(ctx context.Context, key string) (id string, ok bool, err error)
+	// Run runs a RUN step and commits what it changed as one layer.
+	Run(ctx context.Context, st RunStep) (StepOutput, error)
+	// Commit makes an image from a layer tar (or none).
+	Commit(ctx context.Context, st CommitStep) (StepOutput, error)
+	// Stat reports whether path (absolute) exists in image id and is a
+	// directory.
+	Stat(ctx context.Context, id, path string) (exists, isDir bool, err error)
+	// ReadFile reads a (small) file of image id: /etc/passwd and
+	// /etc/group for --chown names. A missing file is os.ErrNotExist.
+	ReadFile(ctx context.Context, id, path string) ([]byte, error)
+}
+
+// Event reports progress: a step starting (Done false) or finished.
+type Event struct {
+	Step, Total int
+	Text        string // the instruction, as written
+	Done        bool
+	Cached      bool
+	Duration    time.Duration
+	LayerSize   int64
+}
+
+// Options tune Build.
+type Options struct {
+	// Context is the build context directory (absolute).
+	Context string
+	// Args are --build-arg values.
+	Args map[string]string
+	// Predefined are arguments every RUN sees without an ARG
+	// (HTTP_PROXY & co.), as docker's predefined build arguments: never
+	// part of a cache key or of the image.
+	Predefined map[string]string
+	// NoCache runs every step again (the results are still cached).
+	NoCache bool
+	// Progress, when non-nil, receives an event as each step starts and
+	// ends.
+	Progress func(Event)
+	// Stdout and Stderr receive RUN output; nil discards it.
+	Stdout, Stderr io.Writer
+}
+
+// PredefinedArgs are the build arguments docker predefines.
+var PredefinedArgs = []string{"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy",
+	"FTP_PROXY", "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"}
+
+// StepError is a step that failed: its line and instruction.
+type StepError struct {
+	Recipe string
+	Line   int
+	Text   string
+	Err    error
+}
+
+func (e *StepError) Error() string {
+	return fmt.Sprintf("%s line %d: %s: %v", e.Recipe, e.Line, e.Text, e.Err)
+}
+func (e *StepError) Unwrap() error { return e.Err }
+
+// stage is a build state.
+type stage struct {
+	img   Image
+	shell []string
+	args  map[string]string // declared and valued, in scope
+}
+
+// Build runs recipe r with backend b and returns the ID of the last
+// stage's image. Every step's image stays cached in the backend.
+func Build(ctx context.Context, r *Recipe, b Backend, opts Options) (string, error) {
+	bd := &builder{r: r, b: b, opts: opts, lex: shell.NewLex(r.escape), stages: map[string]Image{}}
+	if opts.Context != "" {
+		c, err := openContext(opts.Context)
+		if err != nil {
+			return "", err
+		}
+		defer c.close()
+		bd.ctxDir = c
+	}
+	return bd.run(ctx)
+}
+
+type builder struct {
+	r      *Recipe
+	b      Backend
+	opts   Options
+	lex    *shell.Lex
+	ctxDir *buildContext
+	stages map[string]Image
+	step   int
+}
+
+func (bd *builder) run(ctx context.Context) (string, error) {
+	// ARGs before the first FROM: for FROM lines, and as defaults of
+	// an ARG of the same name in a stage.
+	meta := map[string]string{}
+	for _, a := range bd.r.metaArgs {
+		if err := a.Expand(bd.expander(envMap(meta))); err != nil {
+			return "", bd.fail(a.Location(), a.String(), err)
+		}
+		for _, kv := range a.Args {
+			if v, ok := bd.opts.Args[kv.Key]; ok {
+				meta[kv.Key] = v
+			} else if kv.Value != nil {
+				meta[kv.Key] = *kv.Value
+			}
+		}
+	}
+	var last Image
+	for i := range bd.r.stages {
+		st := &bd.r.stages[i]
+		img, err := bd.runStage(ctx, st, meta)
+		if err != nil {
+			return "", err
+		}
+		if st.Name != "" {
+			bd.stages[st.Name] = img
+		}
+		last = img
+	}
+	return last.ID, nil
+}
+
+func (bd *builder) runStage(ctx context.Context, st *instructions.Stage, meta map[string]string) (Image, error) {
+	bd.step++
+	start := time.Now()
+	bd.progress(Event{Text: st.SourceCode})
+	base, _, err := bd.lex.ProcessWord(st.BaseName, envMap(meta))
+	if err != nil {
+		return Image{}, bd.fail(st.Location, st.SourceCode, err)
+	}
+	var s stage
+	switch img, ok := bd.stages[base]; {
+	case ok:
+		s.img = Image{ID: img.ID, Config: img.Config.clone()}
+	case base == "scratch":
+		s.img = Image{}
+	default:
+		img, err := bd.b.From(ctx, base)
+		if err != nil {
+			return Image{}, bd.fail(st.Location, st.SourceCode, err)
+		}
+		s.img = img
+	}
+	s.shell = []string{"/bin/sh", "-c"}
+	s.args = map[string]string{}
+	bd.progress(Event{Text: st.SourceCode, Done: true, Cached: true, Duration: time.Since(start)})
+	for _, c := range st.Commands {
+		if err := bd.runCommand(ctx, &s, c, meta); err != nil {
+			return Image{}, err
+		}
+	}
+	return s.img, nil
+}
+
+func (bd *builder) progress(ev Event) {
+	if bd.opts.Progress != nil {
+		ev.Step, ev.Total = bd.step, bd.r.Steps()
+		bd.opts.Progress(ev)
+	}
+}
+
+func (bd *builder) fail(loc []parser.Range, text string, err error) error {
+	return &StepError{Recipe: bd.r.name, Line: line(loc), Text: text, Err: err}
+}
+
+// env is the environment variables expand in: the image's Env over the
+// arguments in scope (ENV wins, as in docker).
+func (s *stage) env() map[string]string {
+	m := maps.Clone(s.args)
+	for _, kv := range s.img.Config.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		m[k] = v
+	}
+	return m
+}
+
+func (bd *builder) expander(env shell.EnvGetter) instructions.SingleWordExpander {
+	return func(word string) (string, error) {
+		w, _, err := bd.lex.ProcessWord(word, env)
+		return w, err
+	}
+}
+
+// key is a step's cache key.
+func (s *stage) key(text string, extra ...string) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "lightbox build v1\nparent %s\ntext %q\n", s.img.ID, text)
+	for _, k := range slices.Sorted(maps.Keys(s.args)) {
+		fmt.Fprintf(h, "arg %q=%q\n", k, s.args[k])
+	}
+	for _, e := range extra {
+		fmt.Fprintf(h, "extra %q\n", e)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func (bd *builder) runCommand(ctx context.Context, s *stage, c instructions.Command, meta map[string]string) error {
+	bd.step++
+	text := c.(fmt.Stringer).String()
+	loc := c.Location()
+	start := time.Now()
+	bd.progress(Event{Text: text})
+	if ex, ok := c.(instructions.SupportsSingleWordExpansion); ok {
+		if _, isRun := c.(*instructions.RunCommand); !isRun {
+			if err := ex.Expand(bd.expander(envMap(s.env()))); err != nil {
+				return bd.fail(loc, text, err)
+			}
+		}
+	}
+	cfg := s.img.Config.clone()
+	var (
+		out    StepOutput
+		cached bool
+		err    error
+	)
+	switch c := c.(type) {
+	case *instructions.ArgCommand:
+		for _, kv := range c.Args {
+			switch v, ok := bd.opts.Args[kv.Key]; {
+			case ok:
+				s.args[kv.Key] = v
+			case kv.Value != nil:
+				s.args[kv.Key] = *kv.Value
+			default:
+				if v, ok := meta[kv.Key]; ok {
+					s.args[kv.Key] = v
+				}
+			}
+		}
+		bd.progress(Event{Text: text, Done: true, Cached: true, Duration: time.Since(start)})
+		return nil // changes the scope only; later keys include it
+	case *instructions.ShellCommand:
+		s.shell = slices.Clone(c.Shell)
+		bd.progress(Event{Text: text, Done: true, Cached: true, Duration: time.Since(start)})
+		return nil // later RUN texts are keyed with the shell they use
+	case *instructions.EnvCommand:
+		for _, kv := range c.Env {
+			cfg.Env = setEnv(cfg.Env, kv.Key, kv.Value)
+		}
+		out, cached, err = bd.commit(ctx, s, text, cfg, nil)
+	case *instructions.LabelCommand:
+		if cfg.Labels == nil {
+			cfg.Labels = map[string]string{}
+		}
+		for _, kv := range c.Labels {
+			cfg.Labels[kv.Key] = kv.Value
+		}
+		out, cached, err = bd.commit(ctx, s, text, cfg, nil)
+	case *instructions.ExposeCommand:
+		for _, p := range c.Ports {
+			p, _, err := bd.lex.ProcessWord(p, envMap(s.env()))
+			if err != nil {
+				return bd.fail(loc, text, err)
+			}
+			if !strings.Contains(p, "/") {
+				p += "/tcp"
+			}
+			if !slices.Contains(cfg.ExposedPorts, p) {
+				cfg.ExposedPorts = append(cfg.ExposedPorts, p)
+			}
+		}
+		slices.Sort(cfg.ExposedPorts)
+		out, cached, err = bd.commit(ctx, s, text, cfg, nil)
+	case *instructions.UserCommand:
+		cfg.User = c.User
+		out, cached, err = bd.commit(ctx, s, text, cfg, nil)
+	case *instructions.EntrypointCommand:
+		cfg.Entrypoint = s.cmdline(c.ShellDependantCmdLine)
+		cfg.Cmd = nil // as docker: a new ENTRYPOINT resets CMD
+		out, cached, err = bd.commit(ctx, s, text, cfg, nil)
+	case *instructions.CmdCommand:
+		cfg.Cmd = s.cmdline(c.ShellDependantCmdLine)
+		out, cached, err = bd.commit(ctx, s, text, cfg, nil)
+	case *instructions.WorkdirCommand:
+		cfg.WorkingDir = workdirPath(s.img.Config.WorkingDir, c.Path)
+		out, cached, err = bd.workdir(ctx, s, text, cfg)
+	case *instructions.RunCommand:
+		out, cached, err = bd.runStep(ctx, s, text, cfg, c)
+	case *instructions.CopyCommand:
+		out, cached, err = bd.copy(ctx, s, text, cfg, copyArgs{sd: c.SourcesAndDest, chown: c.Chown, chmod: c.Chmod, exclude: c.ExcludePatterns})
+	case *instructions.AddCommand:
+		unpack := c.Unpack == nil || *c.Unpack
+		out, cached, err = bd.copy(ctx, s, text, cfg, copyArgs{sd: c.SourcesAndDest, chown: c.Chown, chmod: c.Chmod, exclude: c.ExcludePatterns, unpack: unpack, add: true})
+	default:
+		err = fmt.Errorf("%s is %w", strings.ToUpper(c.Name()), ErrUnsupported) // Parse refused it already
+	}
+	if err != nil {
+		return bd.fail(loc, text, err)
+	}
+	s.img = Image{ID: out.ID, Config: cfg}
+	bd.progress(Event{Text: text, Done: true, Cached: cached, Duration: time.Since(start), LayerSize: out.LayerSize})
+	return nil
+}
+
+func (s *stage) cmdline(c instructions.ShellDependantCmdLine) []string {
+	if c.PrependShell {
+		return append(slices.Clone(s.shell), strings.Join(c.CmdLine, " "))
+	}
+	return slices.Clone(c.CmdLine)
+}
+
+// cached looks key up unless the build runs without the cache.
+func (bd *builder) cached(ctx context.Context, key string) (string, bool, error) {
+	if bd.opts.NoCache {
+		return "", false, nil
+	}
+	return bd.b.Lookup(ctx, key)
+}
+
+// commit makes a configuration step's (or a layer's) image, or finds it
+// cached.
+func (bd *builder) commit(ctx context.Context, s *stage, text string, cfg Config, layer func() (io.Reader, func(), error), extra ...string) (StepOutput, bool, error) {
+	key := s.key(text, extra...)
+	if id, ok, err := bd.cached(ctx, key); err != nil || ok {
+		return StepOutput{ID: id}, ok, err
+	}
+	st := CommitStep{Parent: s.img.ID, Key: key, Config: cfg, CreatedBy: text}
+	if layer != nil {
+		r, done, err := layer()
+		if err != nil {
+			return StepOutput{}, false, err
+		}
+		defer done()
+		st.Layer = r
+	}
+	out, err := bd.b.Commit(ctx, st)
+	return out, false, err
+}
+
+func workdirPath(cur, p string) string {
+	if !path.IsAbs(p) {
+		p = path.Join("/", cur, p)
+	}
+	return path.Clean(p)
+}
+
+// workdir is WORKDIR: the directory is made (a layer of it) when the
+// image lacks it.
+func (bd *builder) workdir(ctx context.Context, s *stage, text string, cfg Config) (StepOutput, bool, error) {
+	p := cfg.WorkingDir
+	exists, _, err := bd.b.Stat(ctx, s.img.ID, p)
+	if err != nil {
+		return StepOutput{}, false, err
+	}
+	if exists || s.img.ID == "" && p == "/" {
+		return bd.commit(ctx, s, text, cfg, nil)
+	}
+	return bd.commit(ctx, s, text, cfg, func() (io.Reader, func(), error) {
+		return dirLayer(p), func() {}, nil
+	}, "mkdir "+p)
+}
+
+func (bd *builder) runStep(ctx context.Context, s *stage, text string, cfg Config, c *instructions.RunCommand) (StepOutput, bool, error) {
+	env := envMap(s.env())
+	if err := c.Expand(bd.expander(env)); err != nil { // the --mount flags
+		return StepOutput{}, false, err
+	}
+	var argv []string
+	extra := []string{"shell " + strings.Join(s.shell, "\x00")}
+	if c.PrependShell {
+		script := strings.Join(c.CmdLine, " ")
+		if len(c.Files) > 0 && len(c.CmdLine) == 1 && isHeredocRef(c.CmdLine[0]) {
+			script = c.Files[0].Data // RUN <<EOF … EOF: the heredoc is the script
+			if c.Files[0].Chomp {
+				script = strings.TrimLeft(script, "\t")
+			}
+		} else if len(c.Files) > 0 {
+			return StepOutput{}, false, fmt.Errorf("heredocs as files of a command are %w", ErrUnsupported)
+		}
+		argv = append(slices.Clone(s.shell), script)
+	} else {
+		argv = slices.Clone(c.CmdLine)
+	}
+	for _, f := range c.Files {
+		extra = append(extra, "heredoc "+f.Name+"\x00"+f.Data)
+	}
+	var mounts []Mount
+	for _, m := range instructions.GetMounts(c) {
+		rm, err := bd.mount(m, s)
+		if err != nil {
+			return StepOutput{}, false, err
+		}
+		mounts = append(mounts, rm)
+		if rm.Type == "bind" {
+			// What a bind shows is an input of the step.
+			d, err := bd.ctxDir.digest([]string{strings.TrimPrefix(rm.Source, bd.ctxDir.dir+"/")}, nil)
+			if err != nil {
+				return StepOutput{}, false, err
+			}
+			extra = append(extra, "bind "+rm.Target+" "+d)
+		}
+	}
+	key := s.key(text, extra...)
+	if id, ok, err := bd.cached(ctx, key); err != nil || ok {
+		return StepOutput{ID: id}, ok, err
+	}
+	var renv []string
+	for _, k := range slices.Sorted(maps.Keys(s.args)) {
+		renv = append(renv, k+"="+s.args[k])
+	}
+	for _, k := range PredefinedArgs {
+		if _, declared := s.args[k]; declared {
+			continue
+		}
+		if v, ok := bd.opts.Predefined[k]; ok {
+			renv = append(renv, k+"="+v)
+		}
+	}
+	// The image's Env wins over arguments of the same name.
+	renv = slices.DeleteFunc(renv, func(kv string) bool {
+		k, _, _ := strings.Cut(kv, "=")
+		return slices.ContainsFunc(s.img.Config.Env, func(e string) bool { return strings.HasPrefix(e, k+"=") })
+	})
+	return bd.runBackend(ctx, RunStep{
+		CommitStep: CommitStep{Parent: s.img.ID, Key: key, Config: cfg, CreatedBy: text},
+		Argv:       argv, Env: renv, Workdir: firstNonEmpty(s.img.Config.WorkingDir, "/"), User: s.img.Config.User,
+		Mounts: mounts, Stdout: bd.opts.Stdout, Stderr: bd.opts.Stderr,
+	})
+}
+
+func (bd *builder) runBackend(ctx context.Context, st RunStep) (StepOutput, bool, error) {
+	if st.Parent == "" {
+		return StepOutput{}, false, errors.New("RUN needs a base: FROM scratch has no shell or programs")
+	}
+	out, err := bd.b.Run(ctx, st)
+	return out, false, err
+}
+
+func isHeredocRef(s string) bool { return strings.HasPrefix(s, "<<") }
+
+// mount checks and resolves a RUN --mount.
+func (bd *builder) mount(m *instructions.Mount, s *stage) (Mount, error) {
+	target := m.Target
+	if target == "" {
+		return Mount{}, fmt.Errorf("--mount=type=%s: no target", m.Type)
+	}
+	if !path.IsAbs(target) {
+		target = path.Join("/", s.img.Config.WorkingDir, target)
+	}
+	target = path.Clean(target)
+	switch m.Type {
+	case instructions.MountTypeCache:
+		if m.From != "" {
+			return Mount{}, fmt.Errorf("--mount=type=cache,from=%s is %w", m.From, ErrUnsupported)
+		}
+		return Mount{Type: "cache", Target: target, ID: m.CacheID, ReadOnly: m.ReadOnly}, nil
+	case instructions.MountTypeTmpfs:
+		return Mount{Type: "tmpfs", Target: target}, nil
+	case instructions.MountTypeBind:
+		if m.From != "" {
+			return Mount{}, fmt.Errorf("--mount=type=bind,from=%s is %w: binds come from the context", m.From, ErrUnsupported)
+		}
+		if bd.ctxDir == nil {
+			return Mount{}, errors.New("--mount=type=bind: the build has no context")
+		}
+		src, err := bd.ctxDir.resolve(firstNonEmpty(m.Source, "."))
+		if err != nil {
+			return Mount{}, fmt.Errorf("--mount=type=bind: %w", err)
+		}
+		return Mount{Type: "bind", Target: target, Source: src, ReadOnly: m.ReadOnly}, nil
+	default:
+		return Mount{}, fmt.Errorf("--mount=type=%s is %w (secrets and ssh agents are not passed into builds)", m.Type, ErrUnsupported)
+	}
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func setEnv(env []string, k, v string) []string {
+	env = slices.DeleteFunc(slices.Clone(env), func(e string) bool { return strings.HasPrefix(e, k+"=") })
+	return append(env, k+"="+v)
+}
+
+// envMap is a shell.EnvGetter over a map.
+type envMap map[string]string
+
+func (m envMap) Get(k string) (string, bool) { v, ok := m[k]; return v, ok }
+func (m envMap) Keys() []string              { return slices.Sorted(maps.Keys(m)) }

@@ -1,0 +1,500 @@
+package build
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// fakeImage is an image of the fake backend: its parent, config and the
+// tar entries of its layer.
+type fakeImage struct {
+	parent string
+	cfg    Config
+	files  map[string]*tar.Header
+	data   map[string]string
+}
+
+// fake is a Backend in memory that records what it ran.
+type fake struct {
+	images map[string]*fakeImage
+	cache  map[string]string
+	runs   []RunStep
+	n      int
+	failOn string // a RUN whose script contains it fails
+}
+
+func newFake() *fake {
+	f := &fake{images: map[string]*fakeImage{}, cache: map[string]string{}}
+	f.images["base"] = &fakeImage{
+		cfg:   Config{Env: []string{"PATH=/bin"}, WorkingDir: "/"},
+		files: map[string]*tar.Header{"etc/passwd": {Typeflag: tar.TypeReg}, "tmp": {Typeflag: tar.TypeDir}, "etc": {Typeflag: tar.TypeDir}},
+		data:  map[string]string{"etc/passwd": "root:x:0:0::/root:/bin/sh\nnode:x:1000:1001::/home/node:/bin/sh\n"},
+	}
+	f.images["base"].files["etc/group"] = &tar.Header{Typeflag: tar.TypeReg}
+	f.images["base"].data["etc/group"] = "root:x:0:\nstaff:x:50:\n"
+	return f
+}
+
+func (f *fake) From(_ context.Context, ref string) (Image, error) {
+	if ref != "base" {
+		return Image{}, fmt.Errorf("snapshot %s: not found", ref)
+	}
+	return Image{ID: "base", Config: f.images["base"].cfg}, nil
+}
+
+func (f *fake) Lookup(_ context.Context, key string) (string, bool, error) {
+	id, ok := f.cache[key]
+	return id, ok, nil
+}
+
+func (f *fake) add(st CommitStep, files map[string]*tar.Header, data map[string]string) StepOutput {
+	f.n++
+	id := fmt.Sprintf("img%d", f.n)
+	f.images[id] = &fakeImage{parent: st.Parent, cfg: st.Config, files: files, data: data}
+	f.cache[st.Key] = id
+	return StepOutput{ID: id, LayerSize: int64(len(files))}
+}
+
+func (f *fake) Run(_ context.Context, st RunStep) (StepOutput, error) {
+	f.runs = append(f.runs, st)
+	if f.failOn != "" && strings.Contains(strings.Join(st.Argv, " "), f.failOn) {
+		return StepOutput{}, errors.New("exit status 3")
+	}
+	return f.add(st.CommitStep, map[string]*tar.Header{"ran": {Typeflag: tar.TypeReg}}, nil), nil
+}
+
+func (f *fake) Commit(_ context.Context, st CommitStep) (StepOutput, error) {
+	files, data := map[string]*tar.Header{}, map[string]string{}
+	if st.Layer != nil {
+		tr := tar.NewReader(st.Layer)
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return StepOutput{}, err
+			}
+			b, _ := io.ReadAll(tr)
+			name := strings.TrimSuffix(h.Name, "/")
+			files[name], data[name] = h, string(b)
+		}
+	}
+	return f.add(st, files, data), nil
+}
+
+// find returns the header of p as image id shows it.
+func (f *fake) find(id, p string) (*tar.Header, string) {
+	p = strings.TrimPrefix(path.Clean(p), "/")
+	for id != "" {
+		img := f.images[id]
+		if h, ok := img.files[p]; ok {
+			return h, img.data[p]
+		}
+		id = img.parent
+	}
+	return nil, ""
+}
+
+func (f *fake) Stat(_ context.Context, id, p string) (bool, bool, error) {
+	if path.Clean(p) == "/" {
+		return true, true, nil
+	}
+	h, _ := f.find(id, p)
+	return h != nil, h != nil && h.Typeflag == tar.TypeDir, nil
+}
+
+func (f *fake) ReadFile(_ context.Context, id, p string) ([]byte, error) {
+	h, d := f.find(id, p)
+	if h == nil {
+		return nil, os.ErrNotExist
+	}
+	return []byte(d), nil
+}
+
+func writeTree(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func build(t *testing.T, f *fake, dir, recipe string, opts Options) (string, []Event, error) {
+	t.Helper()
+	r, err := Parse("Dockerfile", []byte(recipe))
+	if err != nil {
+		return "", nil, err
+	}
+	var evs []Event
+	opts.Context = dir
+	opts.Progress = func(e Event) {
+		if e.Done {
+			evs = append(evs, e)
+		}
+	}
+	id, err := Build(t.Context(), r, f, opts)
+	return id, evs, err
+}
+
+func TestParseRefuses(t *testing.T) {
+	for _, tc := range []struct{ recipe, want string }{
+		{"FROM base\nRUN true\nHEALTHCHECK CMD true\n", "line 3: HEALTHCHECK is not supported"},
+		{"FROM base\nONBUILD RUN true\n", "line 2: ONBUILD is not supported"},
+		{"FROM base\nVOLUME /data\n", "line 2: VOLUME is not supported"},
+		{"FROM base\nSTOPSIGNAL TERM\n", "line 2: STOPSIGNAL is not supported"},
+		{"FROM base\nFROBNICATE x\n", "line 2: unknown instruction: FROBNICATE"},
+		{"FROM base\nCOPY --from=other /a /b\n", "line 2: COPY --from is not supported"},
+		{"FROM base\nADD https://example.com/x /x\n", "line 2: ADD of a URL (https://example.com/x) is not supported"},
+		{"FROM base\nRUN --network=none true\n", "line 2: RUN --network is not supported"},
+		{"FROM base\n\nRUN --mount=type=secret,id=x cat /run/secrets/x\n", "line 3: RUN --mount=type=secret (secrets and ssh agents are not passed into builds) is not supported"},
+		{"FROM base\nRUN --mount=type=ssh true\n", "RUN --mount=type=ssh"},
+		{"FROM --platform=linux/arm64 base\n", "line 1: FROM --platform is not supported"},
+		{"RUN true\n", "no build stage"},
+		{"# nothing\n", "no instructions"},
+	} {
+		_, err := Parse("Dockerfile", []byte(tc.recipe))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Parse(%q) = %v, want an error containing %q", tc.recipe, err, tc.want)
+		}
+	}
+}
+
+func TestBuildConfigAndCache(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"app/main.sh": "echo hi\n", "app/lib/x": "x", "README": "r"})
+	recipe := `# a comment
+ARG BASE=base
+FROM $BASE
+ARG VERSION=1
+ENV APP=/opt/app \
+    MODE=prod
+WORKDIR $APP
+COPY app/ ./
+RUN echo building $VERSION
+RUN ["/bin/echo", "exec", "form"]
+SHELL ["/bin/bash", "-c"]
+RUN echo in bash
+USER node
+LABEL org.example.v=$VERSION
+EXPOSE 8080 53/udp
+ENTRYPOINT ["/opt/app/main.sh"]
+CMD serve
+`
+	f := newFake()
+	id, evs, err := build(t, f, dir, recipe, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		Env: []string{"PATH=/bin", "APP=/opt/app", "MODE=prod"}, WorkingDir: "/opt/app", User: "node",
+		Labels: map[string]string{"org.example.v": "1"}, ExposedPorts: []string{"53/udp", "8080/tcp"},
+		Entrypoint: []string{"/opt/app/main.sh"}, Cmd: []string{"/bin/bash", "-c", "serve"},
+	}
+	if diff := cmp.Diff(want, f.images[id].cfg); diff != "" {
+		t.Errorf("config (-want +got):\n%s", diff)
+	}
+	if len(f.runs) != 3 {
+		t.Fatalf("ran %d RUN steps, want 3", len(f.runs))
+	}
+	if got, want := f.runs[0].Argv, []string{"/bin/sh", "-c", "echo building $VERSION"}; !slices.Equal(got, want) {
+		t.Errorf("RUN argv = %q, want %q", got, want)
+	}
+	if !slices.Contains(f.runs[0].Env, "VERSION=1") || f.runs[0].Workdir != "/opt/app" {
+		t.Errorf("RUN env %q workdir %q, want VERSION=1 in /opt/app", f.runs[0].Env, f.runs[0].Workdir)
+	}
+	if got, want := f.runs[1].Argv, []string{"/bin/echo", "exec", "form"}; !slices.Equal(got, want) {
+		t.Errorf("exec-form argv = %q, want %q", got, want)
+	}
+	if got := f.runs[2].Argv; got[0] != "/bin/bash" {
+		t.Errorf("argv after SHELL = %q, want bash", got)
+	}
+	if h, d := f.find(id, "/opt/app/main.sh"); h == nil || d != "echo hi\n" || h.Uid != 0 {
+		t.Errorf("/opt/app/main.sh = %+v %q, want root's file", h, d)
+	}
+	if h, _ := f.find(id, "/opt/app/lib/x"); h == nil {
+		t.Errorf("/opt/app/lib/x was not copied")
+	}
+	if h, _ := f.find(id, "/opt/app/README"); h != nil {
+		t.Errorf("README was copied though COPY named app/ only")
+	}
+	for _, e := range evs {
+		if e.Cached && e.LayerSize > 0 {
+			t.Errorf("step %d cached with a layer size", e.Step)
+		}
+	}
+
+	// The same recipe again: every step from the cache, the same image.
+	runs := len(f.runs)
+	id2, evs, err := build(t, f, dir, recipe, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id2 != id || len(f.runs) != runs {
+		t.Errorf("rebuild = %s with %d new runs, want %s from the cache", id2, len(f.runs)-runs, id)
+	}
+	for _, e := range evs {
+		if !e.Cached {
+			t.Errorf("rebuild: step %d %q not cached", e.Step, e.Text)
+		}
+	}
+
+	// A changed file: COPY and every later step run again, earlier ones not.
+	writeTree(t, dir, map[string]string{"app/lib/x": "y"})
+	id3, evs, err := build(t, f, dir, recipe, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id3 == id || len(f.runs) != runs+3 {
+		t.Errorf("after a change: %s with %d new runs, want a new image and 3 runs", id3, len(f.runs)-runs)
+	}
+	for _, e := range evs {
+		// FROM, ARG, ENV, WORKDIR come before COPY (step 5); SHELL
+		// changes no image.
+		if cached := e.Step < 5 || strings.HasPrefix(e.Text, "SHELL"); e.Cached != cached {
+			t.Errorf("after a change: step %d %q cached %v, want %v", e.Step, e.Text, e.Cached, cached)
+		}
+	}
+
+	// Another build argument: the steps after the ARG run again.
+	runs = len(f.runs)
+	if _, _, err := build(t, f, dir, recipe, Options{Args: map[string]string{"VERSION": "2"}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.runs) != runs+3 {
+		t.Errorf("--build-arg VERSION=2 ran %d steps, want 3", len(f.runs)-runs)
+	}
+	// NoCache runs everything again.
+	runs = len(f.runs)
+	if _, _, err := build(t, f, dir, recipe, Options{NoCache: true}); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.runs) != runs+3 {
+		t.Errorf("NoCache ran %d RUN steps, want 3", len(f.runs)-runs)
+	}
+}
+
+func TestPredefinedArgs(t *testing.T) {
+	f := newFake()
+	recipe := "FROM base\nRUN apt-get update\n"
+	pre := map[string]string{"HTTP_PROXY": "http://proxy:3128", "https_proxy": "http://p2"}
+	if _, _, err := build(t, f, t.TempDir(), recipe, Options{Predefined: pre}); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.runs[0].Env; !slices.Contains(got, "HTTP_PROXY=http://proxy:3128") || !slices.Contains(got, "https_proxy=http://p2") {
+		t.Errorf("RUN env = %q, want the proxy variables", got)
+	}
+	// Another proxy is not another step.
+	pre["HTTP_PROXY"] = "http://other"
+	if _, evs, err := build(t, f, t.TempDir(), recipe, Options{Predefined: pre}); err != nil || !evs[len(evs)-1].Cached {
+		t.Errorf("rebuild with another proxy: %v, cached %v; want cached", err, evs)
+	}
+}
+
+func TestCopy(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{
+		"a.json": "{}", "b.json": "[]", "c.txt": "c", "src/x.go": "package x", "src/vendor/y": "y",
+		"node_modules/big": "big", ".dockerignore": "node_modules\nsrc/vendor\n*.txt\n!keep.txt\n", "keep.txt": "k",
+	})
+	if err := os.Symlink("x.go", filepath.Join(dir, "src/link")); err != nil {
+		t.Fatal(err)
+	}
+	f := newFake()
+	id, _, err := build(t, f, dir, `FROM base
+COPY *.json /cfg/
+COPY --chown=node:staff --chmod=0600 src /srv/
+COPY --chown=1234 keep.txt /k
+COPY . /all/
+COPY <<EOF /etc/motd
+hello
+EOF
+`, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path     string
+		want     string
+		uid, gid int
+		mode     int64
+	}{
+		{"/cfg/a.json", "{}", 0, 0, 0o644},
+		{"/cfg/b.json", "[]", 0, 0, 0o644},
+		{"/srv/x.go", "package x", 1000, 50, 0o600},
+		{"/k", "k", 1234, 1234, 0o644},
+		{"/all/keep.txt", "k", 0, 0, 0o644},
+		{"/etc/motd", "hello\n", 0, 0, 0o644},
+	} {
+		h, d := f.find(id, tc.path)
+		if h == nil {
+			t.Errorf("%s: missing", tc.path)
+			continue
+		}
+		if d != tc.want || h.Uid != tc.uid || h.Gid != tc.gid || h.Mode&0o7777 != tc.mode {
+			t.Errorf("%s = %q %d:%d %o, want %q %d:%d %o", tc.path, d, h.Uid, h.Gid, h.Mode&0o7777, tc.want, tc.uid, tc.gid, tc.mode)
+		}
+	}
+	if h, _ := f.find(id, "/srv/link"); h == nil || h.Typeflag != tar.TypeSymlink || h.Linkname != "x.go" {
+		t.Errorf("/srv/link = %+v, want a symlink to x.go", h)
+	}
+	for _, p := range []string{"/cfg/c.txt", "/srv/vendor/y", "/all/node_modules/big", "/all/c.txt", "/all/src/vendor/y"} {
+		if h, _ := f.find(id, p); h != nil {
+			t.Errorf("%s was copied, want it ignored", p)
+		}
+	}
+}
+
+func TestCopyRefusesOutsideContext(t *testing.T) {
+	outer := t.TempDir()
+	dir := filepath.Join(outer, "ctx")
+	writeTree(t, outer, map[string]string{"secret": "s", "ctx/ok": "ok"})
+	if err := os.Symlink("../secret", filepath.Join(dir, "leak")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc", filepath.Join(dir, "etc")); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ recipe, want string }{
+		{"FROM base\nCOPY ../secret /x\n", "line 2: COPY ../secret /x: ../secret: outside the build context"},
+		{"FROM base\nCOPY /etc/passwd /x\n", "line 2: COPY /etc/passwd /x: /etc/passwd: an absolute path"},
+		{"FROM base\nCOPY leak /x\n", "leak: leaves the build context"},
+		{"FROM base\nCOPY etc/passwd /x\n", "leaves the build context"},
+		{"FROM base\nCOPY missing /x\n", "missing"},
+		{"FROM base\nRUN --mount=type=bind,source=leak,target=/l true\n", "leaves the build context"},
+		{"FROM base\nCOPY --chown=nobody x /x\n", "nobody: no such name"},
+		{"FROM base\nRUN --mount=type=bind,source=../secret,target=/l true\n", "outside the build context"},
+	} {
+		f := newFake()
+		_, _, err := build(t, f, dir, tc.recipe, Options{})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("build %q = %v, want an error containing %q", tc.recipe, err, tc.want)
+		}
+		if len(f.runs) != 0 || len(f.images) != 1 {
+			t.Errorf("build %q made %d images and ran %d steps, want none", tc.recipe, len(f.images)-1, len(f.runs))
+		}
+	}
+	if _, _, err := build(t, newFake(), filepath.Join(outer, "nope"), "FROM base\n", Options{}); err == nil || !strings.Contains(err.Error(), "build context") {
+		t.Errorf("a missing context: %v, want a build context error", err)
+	}
+}
+
+func TestAddUnpacksTar(t *testing.T) {
+	dir := t.TempDir()
+	var b bytes.Buffer
+	gz := gzip.NewWriter(&b)
+	tw := tar.NewWriter(gz)
+	for _, e := range []struct{ name, data string }{{"pkg/", ""}, {"pkg/bin", "bin"}, {"../../escape", "e"}} {
+		typ := byte(tar.TypeReg)
+		if strings.HasSuffix(e.name, "/") {
+			typ = tar.TypeDir
+		}
+		tw.WriteHeader(&tar.Header{Name: e.name, Typeflag: typ, Mode: 0o755, Size: int64(len(e.data))})
+		tw.Write([]byte(e.data))
+	}
+	tw.Close()
+	gz.Close()
+	if err := os.WriteFile(filepath.Join(dir, "pkg.tar.gz"), b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	writeTree(t, dir, map[string]string{"plain": "p"})
+	f := newFake()
+	id, _, err := build(t, f, dir, "FROM base\nADD pkg.tar.gz /opt/\nADD plain /p\nCOPY pkg.tar.gz /raw/\n", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, d := f.find(id, "/opt/pkg/bin"); h == nil || d != "bin" {
+		t.Errorf("/opt/pkg/bin = %v %q, want the unpacked file", h, d)
+	}
+	if h, d := f.find(id, "/opt/escape"); h == nil || d != "e" {
+		t.Errorf("../../escape landed elsewhere than /opt/escape: %v %q", h, d)
+	}
+	if h, d := f.find(id, "/p"); h == nil || d != "p" {
+		t.Errorf("/p = %v %q", h, d)
+	}
+	if h, _ := f.find(id, "/raw/pkg.tar.gz"); h == nil {
+		t.Errorf("COPY unpacked the archive; want it copied as a file")
+	}
+}
+
+func TestRunMountsAndFailure(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"package.json": "{}"})
+	f := newFake()
+	f.failOn = "boom"
+	_, _, err := build(t, f, dir, `FROM base
+WORKDIR /work
+RUN --mount=type=cache,target=/root/.npm --mount=type=cache,id=apt,target=/var/cache/apt --mount=type=bind,source=package.json,target=pkg.json --mount=type=tmpfs,target=/tmp echo ok
+RUN echo boom
+RUN echo never
+`, Options{})
+	var se *StepError
+	if !errors.As(err, &se) || se.Line != 4 || !strings.Contains(err.Error(), "exit status 3") {
+		t.Fatalf("build = %v, want a StepError at line 4", err)
+	}
+	if len(f.runs) != 2 {
+		t.Fatalf("ran %d steps, want 2 (none after the failure)", len(f.runs))
+	}
+	want := []Mount{
+		{Type: "cache", Target: "/root/.npm"},
+		{Type: "cache", Target: "/var/cache/apt", ID: "apt"},
+		{Type: "bind", Target: "/work/pkg.json", Source: filepath.Join(dir, "package.json"), ReadOnly: true},
+		{Type: "tmpfs", Target: "/tmp"},
+	}
+	if diff := cmp.Diff(want, f.runs[0].Mounts); diff != "" {
+		t.Errorf("mounts (-want +got):\n%s", diff)
+	}
+	// A changed bound file is another step.
+	writeTree(t, dir, map[string]string{"package.json": `{"a":1}`})
+	f.failOn = ""
+	runs := len(f.runs)
+	if _, _, err := build(t, f, dir, "FROM base\nWORKDIR /work\nRUN --mount=type=bind,source=package.json,target=pkg.json --mount=type=cache,target=/root/.npm --mount=type=cache,id=apt,target=/var/cache/apt --mount=type=tmpfs,target=/tmp echo ok\n", Options{}); err != nil || len(f.runs) != runs+1 {
+		t.Errorf("after changing a bound file: %v, %d runs; want the step run again", err, len(f.runs)-runs)
+	}
+}
+
+func TestMultiStageAndScratch(t *testing.T) {
+	f := newFake()
+	id, _, err := build(t, f, t.TempDir(), `FROM base AS builder
+RUN make
+FROM builder
+ENV X=1
+FROM scratch
+COPY <<EOF /hello
+hi
+EOF
+`, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img := f.images[id]; img.parent != "" {
+		t.Errorf("the scratch stage's image has parent %s, want none", img.parent)
+	}
+	if h, d := f.find(id, "/hello"); h == nil || d != "hi\n" {
+		t.Errorf("/hello = %v %q", h, d)
+	}
+	if _, _, err := build(t, newFake(), t.TempDir(), "FROM scratch\nRUN true\n", Options{}); err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("RUN on scratch = %v, want an error at line 2", err)
+	}
+	if _, _, err := build(t, newFake(), t.TempDir(), "FROM nosuch\n", Options{}); err == nil || !strings.Contains(err.Error(), "line 1: FROM nosuch: snapshot nosuch: not found") {
+		t.Errorf("unknown FROM = %v", err)
+	}
+}

@@ -1,0 +1,644 @@
+package build
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/bzip2"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/patternmatcher"
+	"github.com/moby/patternmatcher/ignorefile"
+)
+
+// buildContext is the context directory, opened as an os.Root: every
+// path of it is resolved beneath it, so a "..", an absolute path or a
+// symlink that leaves the context is an error, never a host path.
+type buildContext struct {
+	dir    string
+	root   *os.Root
+	ignore *patternmatcher.PatternMatcher // nil = none
+}
+
+func openContext(dir string) (*buildContext, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("build context: %w", err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("build context: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("build context %s: not a directory", dir)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("build context: %w", err)
+	}
+	c := &buildContext{dir: dir, root: root}
+	f, err := root.Open(".dockerignore")
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		root.Close()
+		return nil, fmt.Errorf("build context: %w", err)
+	default:
+		pats, err := ignorefile.ReadAll(f)
+		f.Close()
+		if err == nil {
+			c.ignore, err = patternmatcher.New(pats)
+		}
+		if err != nil {
+			root.Close()
+			return nil, fmt.Errorf("build context: .dockerignore: %w", err)
+		}
+	}
+	return c, nil
+}
+
+func (c *buildContext) close() { c.root.Close() }
+
+// clean checks a source path of the recipe and makes it relative to the
+// context.
+func (c *buildContext) clean(src string) (string, error) {
+	if path.IsAbs(src) {
+		return "", fmt.Errorf("%s: an absolute path: sources are paths in the build context, relative to it", src)
+	}
+	p := path.Clean(src)
+	if p == ".." || strings.HasPrefix(p, "../") {
+		return "", fmt.Errorf("%s: outside the build context", src)
+	}
+	return p, nil
+}
+
+// resolve returns the host path of src (for a bind), refusing one that
+// leaves the context by "..", or by a symlink.
+func (c *buildContext) resolve(src string) (string, error) {
+	p, err := c.clean(src)
+	if err != nil {
+		return "", err
+	}
+	if _, err := c.root.Stat(p); err != nil {
+		return "", fmt.Errorf("%s: %w", src, contextErr(err))
+	}
+	// The host path must be the same file: no symlink on the way.
+	if err := c.noSymlinks(p); err != nil {
+		return "", err
+	}
+	return filepath.Join(c.dir, p), nil
+}
+
+// noSymlinks refuses a path with a symlink among its components.
+func (c *buildContext) noSymlinks(p string) error {
+	if p == "." {
+		return nil
+	}
+	cur := ""
+	for _, part := range strings.Split(p, "/") {
+		cur = path.Join(cur, part)
+		fi, err := c.root.Lstat(cur)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, contextErr(err))
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("%s: %s is a symlink: a bind's source must be a real path in the context", p, cur)
+		}
+	}
+	return nil
+}
+
+// contextErr makes os.Root's escape error say what happened.
+func contextErr(err error) error {
+	if strings.Contains(err.Error(), "escapes") {
+		return fmt.Errorf("leaves the build context (a symlink to outside it?): %w", err)
+	}
+	return err
+}
+
+func (c *buildContext) ignored(rel string) bool {
+	if c.ignore == nil || rel == "." {
+		return false
+	}
+	m, err := c.ignore.MatchesOrParentMatches(rel)
+	return err == nil && m
+}
+
+// entry is one file a COPY writes: src (relative to the context; "" for
+// a heredoc's data) to dst (absolute).
+type entry struct {
+	src  string
+	dst  string
+	fi   fs.FileInfo
+	data []byte // heredoc contents
+	link string // symlink target
+	tar  bool   // ADD: a local archive, unpacked into dst
+}
+
+func hasGlob(s string) bool { return strings.ContainsAny(s, "*?[") }
+
+// expand turns the recipe's sources into entries under dest (absolute;
+// destDir: whether dest is a directory).
+func (c *buildContext) expand(srcs []string, dest string, destDir bool, exclude []string, unpack bool) ([]entry, error) {
+	var ex *patternmatcher.PatternMatcher
+	if len(exclude) > 0 {
+		var err error
+		if ex, err = patternmatcher.New(exclude); err != nil {
+			return nil, fmt.Errorf("--exclude: %w", err)
+		}
+	}
+	skip := func(rel string) bool {
+		if c.ignored(rel) {
+			return true
+		}
+		if ex != nil {
+			m, err := ex.MatchesOrParentMatches(rel)
+			return err == nil && m
+		}
+		return false
+	}
+	var out []entry
+	for _, src := range srcs {
+		p, err := c.clean(src)
+		if err != nil {
+			return nil, err
+		}
+		var matches []string
+		if hasGlob(p) {
+			if _, err := path.Match(p, ""); err != nil {
+				return nil, fmt.Errorf("%s: %w", src, err)
+			}
+			err := fs.WalkDir(c.root.FS(), ".", func(rel string, d fs.DirEntry, err error) error {
+				if err != nil {
+					return err
+				}
+				if rel != "." && skip(rel) {
+					if d.IsDir() {
+						return fs.SkipDir
+					}
+					return nil
+				}
+				if ok, _ := path.Match(p, rel); ok && rel != "." {
+					matches = append(matches, rel)
+					if d.IsDir() {
+						return fs.SkipDir
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", src, contextErr(err))
+			}
+			if len(matches) == 0 {
+				return nil, fmt.Errorf("%s: no file in the build context matches", src)
+			}
+		} else {
+			if p != "." && skip(p) {
+				return nil, fmt.Errorf("%s: excluded by .dockerignore or --exclude", src)
+			}
+			matches = []string{p}
+		}
+		for _, m := range matches {
+			// The source itself is followed if it is a symlink (as
+			// docker does), but only to somewhere in the context.
+			fi, err := c.root.Stat(m)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", m, contextErr(err))
+			}
+			if fi.IsDir() {
+				// A directory's contents go into dest, as docker
+				// copies them.
+				es, err := c.walk(m, dest, skip)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, es...)
+				continue
+			}
+			dst := dest
+			if destDir {
+				dst = path.Join(dest, path.Base(m))
+			}
+			e := entry{src: m, dst: dst, fi: fi}
+			if unpack {
+				if e.tar, err = c.isArchive(m); err != nil {
+					return nil, err
+				}
+				if e.tar {
+					e.dst = dest
+				}
+			}
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// walk lists directory src's contents under dst.
+func (c *buildContext) walk(src, dst string, skip func(string) bool) ([]entry, error) {
+	var out []entry
+	err := fs.WalkDir(c.root.FS(), src, func(rel string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if rel != src && skip(rel) {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		fi, err := c.root.Lstat(rel)
+		if err != nil {
+			return err
+		}
+		e := entry{src: rel, dst: path.Join(dst, strings.TrimPrefix(strings.TrimPrefix(rel, src), "/")), fi: fi}
+		if src == "." && rel != "." {
+			e.dst = path.Join(dst, rel)
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			// Copied as a symlink: its target is data in the layer,
+			// never followed on the host.
+			if e.link, err = c.root.Readlink(rel); err != nil {
+				return err
+			}
+		}
+		if rel == src {
+			// dst itself is left as the image has it, or made by
+			// the unpacker as a parent (0755, root's).
+			return nil
+		}
+		out = append(out, e)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", src, contextErr(err))
+	}
+	return out, nil
+}
+
+var archiveMagic = [][]byte{{0x1f, 0x8b}, []byte("BZh"), {0x28, 0xb5, 0x2f, 0xfd}}
+
+// isArchive reports whether context file rel is a tar archive (plain,
+// gzip, bzip2 or zstd) that ADD unpacks.
+func (c *buildContext) isArchive(rel string) (bool, error) {
+	f, err := c.root.Open(rel)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	r, err := decompress(bufio.NewReader(f))
+	if err != nil {
+		return false, nil // compressed but not readable: copied as a file
+	}
+	defer r.Close()
+	buf := make([]byte, 512)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return false, nil
+	}
+	return bytes.Equal(buf[257:262], []byte("ustar")), nil
+}
+
+func decompress(br *bufio.Reader) (io.ReadCloser, error) {
+	magic, _ := br.Peek(4)
+	switch {
+	case bytes.HasPrefix(magic, archiveMagic[0]):
+		return gzip.NewReader(br)
+	case bytes.HasPrefix(magic, archiveMagic[1]):
+		return io.NopCloser(bzip2.NewReader(br)), nil
+	case bytes.HasPrefix(magic, archiveMagic[2]):
+		d, err := zstd.NewReader(br)
+		if err != nil {
+			return nil, err
+		}
+		return d.IOReadCloser(), nil
+	}
+	return io.NopCloser(br), nil
+}
+
+// digest hashes what srcs (context paths, each a file or a tree) hold,
+// for a cache key: paths, modes, link targets and contents, not times.
+func (c *buildContext) digest(srcs []string, es []entry) (string, error) {
+	h := sha256.New()
+	if es == nil {
+		for _, s := range srcs {
+			fi, err := c.root.Stat(s)
+			if err != nil {
+				return "", fmt.Errorf("%s: %w", s, contextErr(err))
+			}
+			if fi.IsDir() {
+				w, err := c.walk(s, "/", c.ignored)
+				if err != nil {
+					return "", err
+				}
+				es = append(es, w...)
+			} else {
+				es = append(es, entry{src: s, dst: s, fi: fi})
+			}
+		}
+	}
+	for _, e := range es {
+		fmt.Fprintf(h, "%q %q %q %q %v\n", e.src, e.dst, e.link, e.data, e.tar)
+		if e.fi == nil {
+			continue
+		}
+		fmt.Fprintf(h, "%o %d\n", e.fi.Mode(), e.fi.Size())
+		if e.fi.Mode().IsRegular() && e.src != "" {
+			if err := c.hashFile(h, e.src); err != nil {
+				return "", err
+			}
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func (c *buildContext) hashFile(h hash.Hash, rel string) error {
+	f, err := c.root.Open(rel)
+	if err != nil {
+		return fmt.Errorf("%s: %w", rel, contextErr(err))
+	}
+	defer f.Close()
+	if _, err := io.Copy(h, f); err != nil {
+		return fmt.Errorf("%s: %w", rel, err)
+	}
+	return nil
+}
+
+// owner is --chown resolved to ids; nil = as docker: 0:0.
+type owner struct{ uid, gid int }
+
+// writeLayer writes the layer tar of es.
+func (c *buildContext) writeLayer(w io.Writer, es []entry, own *owner, chmod *fs.FileMode) error {
+	tw := tar.NewWriter(w)
+	for _, e := range es {
+		if err := c.writeEntry(tw, e, own, chmod); err != nil {
+			return err
+		}
+	}
+	return tw.Close()
+}
+
+func (c *buildContext) writeEntry(tw *tar.Writer, e entry, own *owner, chmod *fs.FileMode) error {
+	name := strings.TrimPrefix(e.dst, "/")
+	if name == "" {
+		name = "."
+	}
+	if e.tar {
+		return c.unpackArchive(tw, e, own)
+	}
+	var hdr *tar.Header
+	switch {
+	case e.data != nil:
+		hdr = &tar.Header{Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(e.data)), ModTime: time.Now()}
+	default:
+		var err error
+		if hdr, err = tar.FileInfoHeader(e.fi, e.link); err != nil {
+			return fmt.Errorf("%s: %w", e.src, err)
+		}
+	}
+	hdr.Name = name
+	hdr.Uname, hdr.Gname = "", ""
+	hdr.Uid, hdr.Gid = 0, 0
+	if own != nil {
+		hdr.Uid, hdr.Gid = own.uid, own.gid
+	}
+	if chmod != nil && hdr.Typeflag != tar.TypeSymlink {
+		hdr.Mode = int64(*chmod)
+	}
+	if hdr.Typeflag == tar.TypeDir && !strings.HasSuffix(hdr.Name, "/") {
+		hdr.Name += "/"
+	}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return fmt.Errorf("%s: %w", e.dst, err)
+	}
+	switch {
+	case e.data != nil:
+		_, err := tw.Write(e.data)
+		return err
+	case hdr.Typeflag == tar.TypeReg && e.src != "":
+		f, err := c.root.Open(e.src)
+		if err != nil {
+			return fmt.Errorf("%s: %w", e.src, contextErr(err))
+		}
+		defer f.Close()
+		if n, err := io.Copy(tw, f); err != nil || n != hdr.Size {
+			return fmt.Errorf("%s: copied %d of %d bytes (changed while copied?): %v", e.src, n, hdr.Size, err)
+		}
+	}
+	return nil
+}
+
+// unpackArchive copies the entries of archive e.src under e.dst,
+// refusing any that would land outside it.
+func (c *buildContext) unpackArchive(tw *tar.Writer, e entry, own *owner) error {
+	f, err := c.root.Open(e.src)
+	if err != nil {
+		return fmt.Errorf("%s: %w", e.src, contextErr(err))
+	}
+	defer f.Close()
+	r, err := decompress(bufio.NewReader(f))
+	if err != nil {
+		return fmt.Errorf("%s: %w", e.src, err)
+	}
+	defer r.Close()
+	tr := tar.NewReader(r)
+	base := strings.TrimPrefix(e.dst, "/")
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", e.src, err)
+		}
+		clean := path.Clean("/" + hdr.Name)[1:]
+		if clean == "" {
+			continue
+		}
+		if strings.HasPrefix(path.Base(clean), ".wh.") {
+			return fmt.Errorf("%s: entry %q: a whiteout name", e.src, hdr.Name)
+		}
+		hdr.Name = path.Join(base, clean)
+		if hdr.Typeflag == tar.TypeLink {
+			hdr.Linkname = path.Join(base, path.Clean("/" + hdr.Linkname)[1:])
+		}
+		if hdr.Typeflag == tar.TypeDir {
+			hdr.Name += "/"
+		}
+		if own != nil {
+			hdr.Uid, hdr.Gid = own.uid, own.gid
+		}
+		hdr.Uname, hdr.Gname = "", ""
+		hdr.PAXRecords = nil
+		hdr.Format = tar.FormatUnknown
+		if err := tw.WriteHeader(hdr); err != nil {
+			return fmt.Errorf("%s: entry %q: %w", e.src, hdr.Name, err)
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			return fmt.Errorf("%s: entry %q: %w", e.src, hdr.Name, err)
+		}
+	}
+}
+
+// dirLayer is a layer of one directory (root's, 0755): WORKDIR's.
+func dirLayer(p string) io.Reader {
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: strings.TrimPrefix(p, "/") + "/", Mode: 0o755, ModTime: time.Now()}) // into a buffer: cannot fail
+	tw.Close()
+	return &b
+}
+
+type copyArgs struct {
+	sd      instructions.SourcesAndDest
+	chown   string
+	chmod   string
+	exclude []string
+	unpack  bool
+	add     bool
+}
+
+// copy is COPY and ADD: the files become one layer.
+func (bd *builder) copy(ctx context.Context, s *stage, text string, cfg Config, a copyArgs) (StepOutput, bool, error) {
+	if bd.ctxDir == nil && len(a.sd.SourcePaths) > 0 {
+		return StepOutput{}, false, errors.New("the build has no context")
+	}
+	dest := a.sd.DestPath
+	destDir := strings.HasSuffix(dest, "/") || len(a.sd.SourcePaths)+len(a.sd.SourceContents) > 1 || dest == "." || slices.ContainsFunc(a.sd.SourcePaths, hasGlob)
+	if !path.IsAbs(dest) {
+		dest = path.Join("/", s.img.Config.WorkingDir, dest)
+	}
+	dest = path.Clean(dest)
+	if !destDir && s.img.ID != "" {
+		_, isDir, err := bd.b.Stat(ctx, s.img.ID, dest)
+		if err != nil {
+			return StepOutput{}, false, err
+		}
+		destDir = isDir
+	}
+	var chmod *fs.FileMode
+	if a.chmod != "" {
+		m, err := strconv.ParseUint(a.chmod, 8, 32)
+		if err != nil || m > 0o7777 {
+			return StepOutput{}, false, fmt.Errorf("--chmod=%s: want an octal mode", a.chmod)
+		}
+		fm := fs.FileMode(m)
+		chmod = &fm
+	}
+	var own *owner
+	if a.chown != "" {
+		o, err := bd.chown(ctx, s, a.chown)
+		if err != nil {
+			return StepOutput{}, false, err
+		}
+		own = o
+	}
+	var es []entry
+	if len(a.sd.SourcePaths) > 0 {
+		var err error
+		if es, err = bd.ctxDir.expand(a.sd.SourcePaths, dest, destDir, a.exclude, a.add && a.unpack); err != nil {
+			return StepOutput{}, false, err
+		}
+	}
+	for _, sc := range a.sd.SourceContents {
+		dst := dest
+		if destDir {
+			dst = path.Join(dest, sc.Path)
+		}
+		es = append(es, entry{dst: dst, data: []byte(sc.Data)})
+	}
+	var dg string
+	if bd.ctxDir != nil {
+		var err error
+		if dg, err = bd.ctxDir.digest(nil, es); err != nil {
+			return StepOutput{}, false, err
+		}
+	} else {
+		h := sha256.New()
+		for _, e := range es {
+			fmt.Fprintf(h, "%q %q\n", e.dst, e.data)
+		}
+		dg = hex.EncodeToString(h.Sum(nil))
+	}
+	extra := []string{"content " + dg}
+	if own != nil {
+		extra = append(extra, fmt.Sprintf("owner %d:%d", own.uid, own.gid))
+	}
+	return bd.commit(ctx, s, text, cfg, func() (io.Reader, func(), error) {
+		pr, pw := io.Pipe()
+		go func() {
+			pw.CloseWithError(bd.ctxDir.writeLayer(pw, es, own, chmod))
+		}()
+		return pr, func() { pr.Close() }, nil
+	}, extra...)
+}
+
+// chown resolves --chown=user[:group] (names through the image's
+// /etc/passwd and /etc/group) to ids.
+func (bd *builder) chown(ctx context.Context, s *stage, spec string) (*owner, error) {
+	u, g, hasGroup := strings.Cut(spec, ":")
+	uid, gid, err := bd.lookupID(ctx, s, "/etc/passwd", u)
+	if err != nil {
+		return nil, fmt.Errorf("--chown=%s: %w", spec, err)
+	}
+	if hasGroup {
+		if gid, _, err = bd.lookupID(ctx, s, "/etc/group", g); err != nil {
+			return nil, fmt.Errorf("--chown=%s: %w", spec, err)
+		}
+	} else if _, err := strconv.Atoi(u); err == nil {
+		gid = uid // a numeric user alone: its id as the group, as docker does
+	}
+	return &owner{uid: uid, gid: gid}, nil
+}
+
+// lookupID resolves a user (file /etc/passwd: returns uid, gid) or a
+// group (/etc/group: returns gid) by name or number.
+func (bd *builder) lookupID(ctx context.Context, s *stage, file, name string) (int, int, error) {
+	if n, err := strconv.Atoi(name); err == nil {
+		if n < 0 {
+			return 0, 0, fmt.Errorf("%s: negative id", name)
+		}
+		return n, n, nil
+	}
+	if s.img.ID == "" {
+		return 0, 0, fmt.Errorf("%s: the image has no %s (use ids)", name, file)
+	}
+	data, err := bd.b.ReadFile(ctx, s.img.ID, file)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%s: read %s: %w", name, file, err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		f := strings.Split(l, ":")
+		if len(f) < 3 || f[0] != name {
+			continue
+		}
+		id, err := strconv.Atoi(f[2])
+		if err != nil {
+			break
+		}
+		gid := id
+		if file == "/etc/passwd" && len(f) > 3 {
+			if g, err := strconv.Atoi(f[3]); err == nil {
+				gid = g
+			}
+		}
+		return id, gid, nil
+	}
+	return 0, 0, fmt.Errorf("%s: no such name in the image's %s", name, file)
+}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/beamhop/lightbox"
+	"github.com/urfave/cli/v2"
+)
+
+func buildCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "build",
+		Usage:     "build a snapshot from a Dockerfile (FROM a snapshot or scratch); exit status is a failed RUN's",
+		ArgsUsage: "CONTEXT",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "tag", Aliases: []string{"t"}, Usage: "the snapshot to make", Required: true},
+			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "the recipe (default: CONTEXT/Dockerfile; - reads stdin)"},
+			&cli.StringSliceFlag{Name: "build-arg", Usage: "K=V build argument (repeatable)"},
+			&cli.BoolFlag{Name: "no-cache", Usage: "run every step again"},
+			&cli.StringFlag{Name: "network", Usage: "each RUN's network: private, none or host", Value: string(lightbox.NetworkPrivate)},
+			&cli.StringSliceFlag{Name: "volume", Aliases: []string{"v"}, Usage: "SRC:DST[:ro] mounted into each RUN, as run -v (repeatable)"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the snapshot's name (and a failed step's output)"},
+			&cli.BoolFlag{Name: "replace", Usage: "replace an existing snapshot of that name"},
+		},
+		Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
+			if err := needArgs(c, 1, "CONTEXT"); err != nil {
+				return err
+			}
+			mounts, err := parseMounts(c.StringSlice("volume"))
+			if err != nil {
+				return err
+			}
+			args := map[string]string{}
+			for _, kv := range c.StringSlice("build-arg") {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok {
+					// As docker: a bare name takes the caller's value.
+					if v, ok = os.LookupEnv(k); !ok {
+						continue
+					}
+				}
+				args[k] = v
+			}
+			opts := lightbox.BuildOptions{
+				Name: c.String("tag"), RecipeFile: c.String("file"), Context: c.Args().First(),
+				Args: args, NoCache: c.Bool("no-cache"), Network: lightbox.Network(c.String("network")),
+				Mounts: mounts, Replace: c.Bool("replace"),
+			}
+			if opts.RecipeFile == "-" {
+				text, err := io.ReadAll(os.Stdin)
+				if err != nil {
+					return err
+				}
+				opts.RecipeFile, opts.Recipe = "", string(text)
+			}
+			quiet := c.Bool("quiet")
+			var out bytes.Buffer // a quiet build's RUN output, shown if it fails
+			if quiet {
+				opts.Stdout, opts.Stderr = &out, &out
+			} else {
+				opts.Stdout, opts.Stderr = os.Stderr, os.Stderr
+				opts.Progress = printProgress
+			}
+			sn, err := r.BuildSnapshot(c.Context, opts)
+			if err != nil {
+				if quiet {
+					os.Stderr.Write(out.Bytes())
+				}
+				var ee *lightbox.ExitError
+				if errors.As(err, &ee) {
+					fmt.Fprintf(os.Stderr, "lightbox: %v\n", err)
+					return exitCode(ee.ExitCode)
+				}
+				return err
+			}
+			fmt.Println(sn.Name)
+			return nil
+		}),
+	}
+}
+
+// printProgress draws a step starting and then how it ended, on stderr
+// (the steps' own output goes there too, between the two lines).
+func printProgress(p lightbox.BuildProgress) {
+	if !p.Done {
+		fmt.Fprintf(os.Stderr, "[%d/%d] %s\n", p.Step, p.Total, p.Instruction)
+		return
+	}
+	switch {
+	case p.Cached:
+		fmt.Fprintf(os.Stderr, "[%d/%d] cached\n", p.Step, p.Total)
+	case p.LayerSize > 0:
+		fmt.Fprintf(os.Stderr, "[%d/%d] done in %.1fs, layer %s\n", p.Step, p.Total, p.Duration.Seconds(), humanBytes(p.LayerSize))
+	default:
+		fmt.Fprintf(os.Stderr, "[%d/%d] done in %.1fs\n", p.Step, p.Total, p.Duration.Seconds())
+	}
+}

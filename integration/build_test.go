@@ -1,0 +1,252 @@
+package integration
+
+import (
+	"archive/tar"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/beamhop/lightbox"
+)
+
+// buildContextDir writes a context with a Dockerfile and returns it.
+func buildContextDir(t *testing.T, recipe string, files map[string]string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "ctx")
+	files["Dockerfile"] = recipe
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+const buildRecipe = `# every instruction the builder supports
+ARG BASE=busybox
+FROM $BASE AS base
+ARG WHO=world
+ENV APP=/opt/app \
+    MODE=test
+WORKDIR $APP
+COPY --chown=user:user src/ ./
+COPY --chmod=0755 <<EOF /usr/local/bin/hello
+#!/bin/sh
+echo "hello from $APP"
+EOF
+ADD pkg.tar /opt/
+RUN --mount=type=cache,target=/var/cache/demo,id=demo-cache \
+    echo "$WHO" > who && date >> /var/cache/demo/runs && wc -l < /var/cache/demo/runs > runs-seen
+RUN rm src-remove-me && mkdir -p /data && echo data > /data/file
+SHELL ["/bin/sh", "-e", "-c"]
+RUN ["/bin/sh", "-c", "echo exec-form > exec"]
+LABEL org.example.flow=build
+EXPOSE 8080
+USER user
+ENTRYPOINT ["/usr/local/bin/hello"]
+`
+
+// tarOf is a tar holding one file.
+func tarOf(t *testing.T, name, content string) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(content))}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Write([]byte(content))
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// shellIn runs script in a sandbox of snapshot (through the CLI, -v
+// mounts as given) and returns its stdout.
+func shellIn(t *testing.T, root, snapshot string, mounts []string, script string) string {
+	t.Helper()
+	args := []string{"run", "--network", "none"}
+	for _, m := range mounts {
+		args = append(args, "-v", m)
+	}
+	return lbOK(t, root, append(args, snapshot, "sh", "-c", script)...)
+}
+
+func TestBuildSnapshot(t *testing.T) {
+	root, r := newStore(t)
+	ctx := buildContextDir(t, buildRecipe, map[string]string{
+		"src/main.sh": "echo main\n", "src/src-remove-me": "x", "src/debug.log": "log",
+		".dockerignore": "**/*.log\n",
+	})
+	if err := os.WriteFile(filepath.Join(ctx, "pkg.tar"), tarOf(t, "pkg/bin/tool", "tool\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res := lb(t, root, "", "snapshot", "build", "-t", "app", "--network", "none", ctx)
+	if res.code != 0 || strings.TrimSpace(res.stdout) != "app" {
+		t.Fatalf("build: exit %d\nstdout: %s\nstderr: %s", res.code, res.stdout, res.stderr)
+	}
+	steps := strings.Count(res.stderr, "] done in") + strings.Count(res.stderr, "] cached")
+	if steps != 15 {
+		t.Errorf("build reported %d finished steps, want 15:\n%s", steps, res.stderr)
+	}
+	// The default command is the ENTRYPOINT, run as USER.
+	if out := lbOK(t, root, "run", "--network", "none", "app"); out != "hello from /opt/app\n" {
+		t.Errorf("run app = %q, want the ENTRYPOINT's output", out)
+	}
+	got := shellIn(t, root, "app", nil, `cd /opt/app; ls -A | sort | tr '\n' ' '; echo; cat who exec runs-seen /data/file; stat -c '%u:%g %a' main.sh /usr/local/bin/hello; cat /opt/pkg/bin/tool; id -un; pwd; echo $MODE; ls /var/cache/demo 2>&1 | wc -l`)
+	want := "exec main.sh runs-seen who \nworld\nexec-form\n1\ndata\n1000:1000 644\n0:0 755\ntool\nuser\n/opt/app\ntest\n0\n"
+	if got != want {
+		t.Errorf("the built snapshot shows:\n%s\nwant:\n%s", got, want)
+	}
+	var sn lightbox.Snapshot
+	if err := json.Unmarshal([]byte(lbOK(t, root, "snapshot", "inspect", "app")), &sn); err != nil {
+		t.Fatal(err)
+	}
+	if sn.Config.User != "user" || sn.Config.Labels["org.example.flow"] != "build" || sn.Config.WorkingDir != "/opt/app" {
+		t.Errorf("config = %+v", sn.Config)
+	}
+
+	// Unchanged: every step from the cache, the same snapshot.
+	res = lb(t, root, "", "snapshot", "build", "-t", "app2", "--network", "none", ctx)
+	if res.code != 0 || strings.Contains(res.stderr, "done in") {
+		t.Fatalf("rebuild: exit %d, want every step cached:\n%s", res.code, res.stderr)
+	}
+	sn2, err := r.InspectSnapshot(t.Context(), "app2")
+	if err != nil || sn2.Digest != sn.Digest {
+		t.Errorf("rebuild = %v %v, want digest %s", sn2, err, sn.Digest)
+	}
+	// --no-cache runs the RUN again: the cache volume sees a second run,
+	// and a sandbox mounting that volume sees both.
+	lbOK(t, root, "snapshot", "build", "--no-cache", "-q", "-t", "app-nc", "--network", "none", ctx)
+	if got := shellIn(t, root, "app-nc", nil, "cat /opt/app/runs-seen"); got != "2\n" {
+		t.Errorf("runs seen by the second build = %q, want 2", got)
+	}
+	if got := shellIn(t, root, "busybox", []string{"demo-cache:/c"}, "wc -l < /c/runs"); got != "2\n" {
+		t.Errorf("the cache volume in a sandbox holds %q runs, want 2", got)
+	}
+	// A changed file: the COPY and what follows run again.
+	if err := os.WriteFile(filepath.Join(ctx, "src/main.sh"), []byte("echo changed\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res = lb(t, root, "", "snapshot", "build", "-t", "app3", "--network", "none", ctx)
+	if res.code != 0 || !strings.Contains(res.stderr, "[4/15] cached") || strings.Contains(res.stderr, "[5/15] cached") {
+		t.Errorf("build after a change: exit %d, want steps 1-4 cached and the COPY (5) run:\n%s", res.code, res.stderr)
+	}
+	// Removing the snapshots keeps the cache consistent: a rebuild
+	// still works (and is cached).
+	lbOK(t, root, "snapshot", "rm", "app-nc", "app2", "app3")
+	lbOK(t, root, "snapshot", "build", "-q", "-t", "app", "--replace", "--network", "none", ctx)
+	lbOK(t, root, "snapshot", "rm", "app")
+	lbOK(t, root, "gc")
+	res = lb(t, root, "", "snapshot", "build", "-t", "app", "--network", "none", ctx)
+	if res.code != 0 || strings.Contains(res.stderr, "done in") {
+		t.Errorf("rebuild after rm and gc: exit %d, want every step cached:\n%s", res.code, res.stderr)
+	}
+	if got := shellIn(t, root, "app", nil, "cat /opt/app/main.sh"); got != "echo changed\n" {
+		t.Errorf("main.sh = %q", got)
+	}
+	// Pruning the cache frees what only it held.
+	lbOK(t, root, "snapshot", "rm", "app")
+	if err := r.PruneBuildCache(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	layers, err := os.ReadDir(filepath.Join(root, "snapshots", "layers"))
+	if err != nil || len(layers) != 1 {
+		t.Errorf("layers after pruning the cache: %d (%v), want busybox's only", len(layers), err)
+	}
+}
+
+func TestBuildFailuresLeaveNothing(t *testing.T) {
+	root, r := newStore(t)
+	outer := t.TempDir()
+	if err := os.WriteFile(filepath.Join(outer, "secret"), []byte("s"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := buildContextDir(t, "FROM busybox\n", map[string]string{"ok": "ok"})
+	if err := os.Symlink(filepath.Join(outer, "secret"), filepath.Join(ctx, "leak")); err != nil {
+		t.Fatal(err)
+	}
+	lbOK(t, root, "snapshot", "build", "-q", "-t", "taken", ctx)
+	layersBefore := dirNames(t, filepath.Join(root, "snapshots", "layers"))
+	for _, tc := range []struct {
+		name, recipe string
+		args         []string
+		code         int
+		want         string
+	}{
+		{"parse", "FROM busybox\nRUN true\nHEALTHCHECK CMD true\n", nil, 125, "line 3: HEALTHCHECK is not supported"},
+		{"unknown-instruction", "FROM busybox\nFROBNICATE\n", nil, 125, "line 2: unknown instruction: FROBNICATE"},
+		{"unknown-from", "FROM nosuch\nRUN true\n", nil, 125, "line 1: FROM nosuch: snapshot nosuch: not found"},
+		{"dotdot", "FROM busybox\nCOPY ../secret /x\n", nil, 125, "line 2: COPY ../secret /x: ../secret: outside the build context"},
+		{"absolute", "FROM busybox\nCOPY /etc/passwd /x\n", nil, 125, "/etc/passwd: an absolute path"},
+		{"symlink", "FROM busybox\nCOPY leak /x\n", nil, 125, "leak: leaves the build context"},
+		{"secret", "FROM busybox\nRUN --mount=type=secret,id=k true\n", nil, 125, "line 2: RUN --mount=type=secret"},
+		{"taken", "FROM busybox\n", []string{"-t", "taken"}, 125, "snapshot taken: already exists"},
+		{"run-fails", "FROM busybox\nRUN echo out; exit 7\nRUN true\n", nil, 7, "line 2: RUN echo out; exit 7: command exited with status 7"},
+		{"bad-cache-id", "FROM busybox\nRUN --mount=type=cache,id=../x,target=/c true\n", nil, 125, "id=../x"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(tc.recipe), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			args := append([]string{"snapshot", "build", "--network", "none"}, tc.args...)
+			if tc.args == nil {
+				args = append(args, "-t", "made")
+			}
+			res := lb(t, root, "", append(args, ctx)...)
+			if res.code != tc.code || !strings.Contains(res.stderr, tc.want) {
+				t.Errorf("build: exit %d, stderr:\n%s\nwant exit %d and %q", res.code, res.stderr, tc.code, tc.want)
+			}
+			if _, err := r.InspectSnapshot(t.Context(), "made"); !errors.Is(err, lightbox.ErrNotFound) {
+				t.Errorf("snapshot made after a failed build: %v", err)
+			}
+			if list, err := r.ListSandboxes(t.Context()); err != nil || len(list) != 0 {
+				t.Errorf("sandboxes after a failed build: %v %v", list, err)
+			}
+			if got := dirNames(t, filepath.Join(root, "snapshots", "layers")); len(got) != len(layersBefore) {
+				t.Errorf("layers after a failed build: %v, want %v", got, layersBefore)
+			}
+		})
+	}
+	if res := lb(t, root, "", "snapshot", "build", "-t", "x", filepath.Join(outer, "nope")); res.code != 125 || !strings.Contains(res.stderr, "build context") {
+		t.Errorf("a missing context: exit %d %s", res.code, res.stderr)
+	}
+}
+
+// Two builds of recipes that share steps, at once: both succeed.
+func TestBuildParallel(t *testing.T) {
+	root, r := newStore(t)
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = r.BuildSnapshot(t.Context(), lightbox.BuildOptions{
+				Name: fmt.Sprintf("p%d", i), Context: t.TempDir(), Network: lightbox.NetworkNone,
+				Recipe: fmt.Sprintf("FROM busybox\nRUN echo shared > /shared\nRUN echo %d > /own\n", i),
+			})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("build %d: %v", i, err)
+		}
+	}
+	for i := range 2 {
+		if got := shellIn(t, root, fmt.Sprintf("p%d", i), nil, "cat /shared /own"); got != fmt.Sprintf("shared\n%d\n", i) {
+			t.Errorf("p%d shows %q", i, got)
+		}
+	}
+}
