@@ -73,6 +73,7 @@ func newApp() *cli.App {
 			gcCommand(),
 			volumeCommand(),
 			versionCommand(),
+			apiCommand(),
 		},
 	}
 }

@@ -1,0 +1,23 @@
+package main
+
+import (
+	"log/slog"
+	"os"
+
+	"github.com/beamhop/lightbox"
+	"github.com/beamhop/lightbox/internal/apiserver"
+	"github.com/urfave/cli/v2"
+)
+
+func apiCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "api",
+		Usage: "serve the API as JSON-RPC 2.0 on stdin and stdout, one message a line (docs/api-protocol.md); at the end of stdin destroy the sandboxes launched here and not detached, and exit",
+		Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
+			var level slog.Level
+			_ = level.UnmarshalText([]byte(c.String("log-level"))) // open checked it
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			return apiserver.Serve(c.Context, r, os.Stdin, os.Stdout, apiserver.Options{Logger: log})
+		}),
+	}
+}
