@@ -20,14 +20,20 @@ import (
 )
 
 // closer collects what a launch holds until the sandbox's init has its own
-// copies (leases), or until a failed launch gives it back.
+// copies (leases), or until a failed launch gives it back. close has a
+// pointer receiver: `defer held.close()` must see what was added after the
+// defer statement (with a value receiver it saw the empty list, and every
+// lease a launch took stayed open in the launching process until it exited).
 type closer []func() error
 
 func (c *closer) add(f func() error) { *c = append(*c, f) }
-func (c closer) close() {
-	for i := len(c) - 1; i >= 0; i-- {
-		c[i]()
+func (c *closer) close() {
+	for i := len(*c) - 1; i >= 0; i-- {
+		// Closing a lease descriptor cannot lose data; a disk a failed
+		// launch could not remove is left for gc (gcDisks).
+		_ = (*c)[i]()
 	}
+	*c = nil
 }
 
 // validate checks opts before anything touches the disk.
