@@ -417,4 +417,3 @@ func TestAPIServerProtocolErrors(t *testing.T) {
 		t.Errorf("%d lines, want 3 (a notification gets no answer):\n%s", len(lines), out)
 	}
 }
-
