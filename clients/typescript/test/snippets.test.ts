@@ -9,14 +9,15 @@
 //    this repository's tests yet); `npm` is a shell script that checks the
 //    project as `npm ci` would, records each run in the npm-cache volume
 //    and runs the project's test script.
-//  - rust-toolchain: not Debian's cargo. A Debian base plus
+//  - rust-toolchain: not Debian's cargo. The Debian base plus
 //    `apt-get install cargo` inside a sandbox downloads rustc, cargo,
-//    libstd-rust-dev and LLVM (some 100 MB of packages, some 400 MB
-//    unpacked) in each of make test's two passes, and the result would
-//    not run on minimal-runtime anyway: Debian's Rust links glibc
-//    dynamically, and minimal-runtime is busybox alone. `cargo` is a
-//    script that reads Cargo.toml and writes target/release/myapp, itself
-//    a script answering --version.
+//    libstd-rust-dev, LLVM 14 and gcc 12: about 120 MB of packages, some
+//    530 MB unpacked (sizes from apt-cache show on Debian 12), in each of
+//    make test's two passes — too heavy for make test. And its output
+//    would not run on minimal-runtime as the snippet has it: Debian's Rust
+//    links glibc dynamically, and minimal-runtime is busybox alone. `cargo`
+//    is a script that reads Cargo.toml and writes target/release/myapp,
+//    itself a script answering --version.
 //  - minimal-runtime: busybox, nothing else (real, not a stand-in).
 //  - py-ml: no Python; the model hub is not reachable from these tests, so
 //    `python` is a script that writes a fake bert-base-uncased into the
