@@ -20,6 +20,13 @@ fi
 pkgs=$(cat hack/packages.txt hack/vm-*.packages hack/net-*.packages 2>/dev/null |
 	sed -e 's/#.*//' | tr -s ' \t' '\n\n' | grep -v '^$' | sort -u)
 pkgs="$pkgs ${DEPS_EXTRA:-}"
+# The TypeScript client's tests (integration/typescript_test.go) need node
+# and npm. Machines of this kind may ship a newer Node.js than Debian's
+# (not as Debian's package): Debian's nodejs and npm only when a command is
+# missing.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+	pkgs="$pkgs nodejs npm"
+fi
 
 missing=
 for p in $pkgs; do

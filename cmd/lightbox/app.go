@@ -77,6 +77,7 @@ func newApp() *cli.App {
 			gcCommand(),
 			volumeCommand(),
 			versionCommand(),
+			apiCommand(),
 		},
 	}
 }

@@ -1,0 +1,193 @@
+/** What a mount puts at a path inside the sandbox: a host path (a string, or
+ * `{ source }`; relative paths are taken from this process's working
+ * directory) or a named volume, created on first use. */
+export type MountSpec = string | {
+    source: string;
+    readOnly?: boolean;
+} | {
+    volume: string;
+    readOnly?: boolean;
+};
+/** Options of launchSandbox and runInSandbox. Omitted fields take
+ * lightbox's defaults. */
+export interface SandboxOptions {
+    /** The snapshot the sandbox's root is made from. */
+    snapshot: string;
+    /** The sandbox's name (and hostname); generated when omitted. */
+    name?: string;
+    /** Absolute paths inside the sandbox to what is mounted there. */
+    mounts?: Record<string, MountSpec>;
+    /** Working directory of commands; the snapshot's when omitted. */
+    workdir?: string;
+    /** Environment on top of the snapshot's: `{ K: "v" }` or `["K=v"]`. */
+    env?: Record<string, string> | string[];
+    /** "user[:group]" commands run as; the snapshot's when omitted. */
+    user?: string;
+    /** "private" (the default: own network with outbound access), "none"
+     * (loopback only) or "host". */
+    network?: "private" | "none" | "host";
+    /** Ports published with the private network: "[HOSTIP:]HOSTPORT:PORT[/tcp|udp]". */
+    ports?: string[];
+    /** An optional main process; the sandbox lives as long as it does. */
+    command?: string[];
+    /** The sandbox's own init destroys it after this many milliseconds. */
+    timeoutMs?: number;
+    /** Caps the sandbox's writable layer. */
+    diskMib?: number;
+    /** Lets processes inside create user namespaces (refused by default). */
+    allowUserNamespaces?: boolean;
+}
+/** Per-command options of shell and exec. */
+export interface ExecOptions {
+    /** Added to the sandbox's environment: `{ K: "v" }` or `["K=v"]`. */
+    env?: Record<string, string> | string[];
+    /** Working directory; the sandbox's when omitted. */
+    workdir?: string;
+    /** "user[:group]"; the sandbox's when omitted. */
+    user?: string;
+    /** Standard input; /dev/null when omitted. */
+    stdin?: string | Uint8Array;
+    /** The command is killed after this many milliseconds. */
+    timeoutMs?: number;
+}
+/** What a finished command left. stdout and stderr are decoded as UTF-8
+ * and hold at most 16 MiB each. */
+export interface Result {
+    exitCode: number;
+    stdout: string;
+    stderr: string;
+}
+/** A named volume. */
+export interface Volume {
+    name: string;
+    labels: Record<string, string>;
+    createdAt: Date;
+    lastUsedAt?: Date;
+    /** 0 = no quota. */
+    quotaMib: number;
+    usedBytes: number;
+    /** Live sandboxes that have it mounted. */
+    usedBy: string[];
+}
+/** Options of ensureVolume; they apply only when the volume is created. */
+export interface VolumeOptions {
+    quotaMib?: number;
+    labels?: Record<string, string>;
+}
+/** A sandbox in the store. */
+export interface SandboxInfo {
+    name: string;
+    snapshot: string;
+    /** "running", "exited" or "dead" (`lightbox gc` removes it). */
+    status: string;
+    exitCode?: number;
+    createdAt: Date;
+    volumes: string[];
+}
+/** A snapshot in the store. */
+export interface SnapshotInfo {
+    name: string;
+    digest: string;
+    layers: number;
+    size: number;
+    createdAt: Date;
+}
+/** The stable error codes of the protocol; the first five are lightbox's
+ * sentinel errors (ErrNotFound, ErrExists, ErrInUse, ErrInvalidName,
+ * ErrQuotaUnsupported). */
+export type ErrorCode = "not_found" | "exists" | "in_use" | "invalid_name" | "quota_unsupported" | "exit" | "command_not_found" | "not_executable" | "not_running" | "output_truncated" | "canceled" | "invalid_params" | "method_not_found" | "invalid_request" | "parse_error" | "server_exited" | "error";
+/** An error lightbox answered with; `code` is stable, the message is for
+ * people. */
+export declare class LightboxError extends Error {
+    readonly code: ErrorCode;
+    constructor(code: ErrorCode, message: string);
+}
+/** A command that ran and exited non-zero (or wrote more output than is
+ * kept: code "output_truncated"); `result` is what it left. */
+export declare class ExitError extends LightboxError {
+    readonly result: Result;
+    readonly exitCode: number;
+    readonly stdout: string;
+    readonly stderr: string;
+    /** The signal that killed it, 0 when it exited. */
+    readonly signal: number;
+    constructor(code: "exit" | "output_truncated", message: string, result: Result, signal?: number);
+}
+/** Where a Client finds lightbox. */
+export interface ClientOptions {
+    /** The lightbox binary; default LIGHTBOX_BIN, else `lightbox` on PATH. */
+    bin?: string;
+    /** The store; default LIGHTBOX_ROOT, else lightbox's default. */
+    root?: string;
+}
+/** A handle on a sandbox. A launched sandbox dies with this process unless
+ * detached. */
+export declare class Sandbox {
+    #private;
+    /** The sandbox's name (also its hostname). */
+    readonly name: string;
+    /** @internal Sandboxes come from launchSandbox and attachSandbox. */
+    constructor(client: Client, name: string);
+    /** Runs script with /bin/sh -c. Resolves to the result of an exit 0;
+     * rejects with an ExitError carrying the result otherwise. */
+    shell(script: string, opts?: ExecOptions): Promise<Result>;
+    /** Runs path with args (path without a slash is looked up in the
+     * sandbox's PATH); as shell for the result. */
+    exec(path: string, args?: string[], opts?: ExecOptions): Promise<Result>;
+    /** Leaves the sandbox running after this process exits; attachSandbox
+     * finds it again. */
+    detach(): Promise<void>;
+    /** Stops every process in the sandbox and removes it. */
+    destroy(): Promise<void>;
+}
+/** A connection to one store through one `lightbox api` process, started on
+ * first use and again if it died. Safe to use from many concurrent calls. */
+export declare class Client {
+    #private;
+    constructor(opts?: ClientOptions);
+    /** @internal */
+    _call(method: string, params?: unknown): Promise<any>;
+    /** Launches a sandbox, runs fn with it and destroys it when fn's promise
+     * settles — also when fn throws or rejects; resolves to fn's value. */
+    runInSandbox<T>(opts: SandboxOptions, fn: (sb: Sandbox) => T | Promise<T>): Promise<T>;
+    /** Launches a sandbox and returns its handle. It is destroyed when this
+     * process exits unless detached. */
+    launchSandbox(opts: SandboxOptions): Promise<Sandbox>;
+    /** Finds a sandbox by name (a LightboxError "not_found" when there is
+     * none); attaching does not tie its life to this process. */
+    attachSandbox(name: string): Promise<Sandbox>;
+    /** Lists the store's sandboxes. */
+    listSandboxes(): Promise<SandboxInfo[]>;
+    /** Lists the store's snapshots. */
+    listSnapshots(): Promise<SnapshotInfo[]>;
+    /** Creates the volume, or returns it as it is if it exists (quota and
+     * labels apply only at creation). */
+    ensureVolume(name: string, opts?: VolumeOptions): Promise<Volume>;
+    /** Lists the store's volumes, by name. */
+    listVolumes(): Promise<Volume[]>;
+    /** Removes a volume; refused ("in_use") while a sandbox uses it. */
+    removeVolume(name: string): Promise<void>;
+    /** Closes the api process's stdin: it destroys the sandboxes launched
+     * through this client and not detached, and exits; resolves once it has.
+     * A later call starts a new process. */
+    close(): Promise<void>;
+}
+/** The Client the module-level functions use, made on first use from
+ * LIGHTBOX_BIN and LIGHTBOX_ROOT. */
+export declare function defaultLightbox(): Client;
+/** Client.runInSandbox on the default client. */
+export declare function runInSandbox<T>(opts: SandboxOptions, fn: (sb: Sandbox) => T | Promise<T>): Promise<T>;
+/** Client.launchSandbox on the default client. */
+export declare function launchSandbox(opts: SandboxOptions): Promise<Sandbox>;
+/** Client.attachSandbox on the default client. */
+export declare function attachSandbox(name: string): Promise<Sandbox>;
+/** Client.listSandboxes on the default client. */
+export declare function listSandboxes(): Promise<SandboxInfo[]>;
+/** Client.listSnapshots on the default client. */
+export declare function listSnapshots(): Promise<SnapshotInfo[]>;
+/** Client.ensureVolume on the default client. */
+export declare function ensureVolume(name: string, opts?: VolumeOptions): Promise<Volume>;
+/** Client.listVolumes on the default client. */
+export declare function listVolumes(): Promise<Volume[]>;
+/** Client.removeVolume on the default client. */
+export declare function removeVolume(name: string): Promise<void>;

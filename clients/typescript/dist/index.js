@@ -1,0 +1,381 @@
+// @beamhop/lightbox: lightbox's API for Node.js.
+//
+// Every call goes to a `lightbox api` process (JSON-RPC 2.0 over its stdin
+// and stdout, docs/api-protocol.md in the lightbox repository) that this
+// module starts on first use: one per Client, and the module-level
+// functions share one default Client, so one per Node.js process. There
+// is no daemon: the server runs lightbox's Go API in-process, answers
+// requests concurrently, and when this process exits or dies (its pipe
+// closes) it destroys the sandboxes launched through it that were not
+// detached.
+//
+// The binary is LIGHTBOX_BIN, else `lightbox` on PATH; the store is
+// LIGHTBOX_ROOT, else lightbox's default.
+import { spawn } from "node:child_process";
+import { resolve as resolvePath } from "node:path";
+import { createInterface } from "node:readline";
+/** An error lightbox answered with; `code` is stable, the message is for
+ * people. */
+export class LightboxError extends Error {
+    code;
+    constructor(code, message) {
+        super(message);
+        this.name = "LightboxError";
+        this.code = code;
+    }
+}
+/** A command that ran and exited non-zero (or wrote more output than is
+ * kept: code "output_truncated"); `result` is what it left. */
+export class ExitError extends LightboxError {
+    result;
+    exitCode;
+    stdout;
+    stderr;
+    /** The signal that killed it, 0 when it exited. */
+    signal;
+    constructor(code, message, result, signal = 0) {
+        super(code, message);
+        this.name = "ExitError";
+        this.result = result;
+        this.exitCode = result.exitCode;
+        this.stdout = result.stdout;
+        this.stderr = result.stderr;
+        this.signal = signal;
+    }
+}
+// Connection is one `lightbox api` process. It keeps this process alive
+// only while a request is waiting for its answer: an idle connection never
+// holds Node.js's event loop open, and when the process exits the pipe
+// closes and the server cleans up.
+class Connection {
+    #child;
+    #pending = new Map();
+    #nextId = 1;
+    #dead;
+    #stderrTail = "";
+    #bin;
+    #closed;
+    constructor(bin, root) {
+        this.#bin = bin;
+        const env = { ...process.env };
+        if (root !== undefined)
+            env.LIGHTBOX_ROOT = root;
+        this.#child = spawn(bin, ["api"], { stdio: ["pipe", "pipe", "pipe"], env });
+        this.#child.on("error", (err) => {
+            const hint = err.code === "ENOENT" ? " (set LIGHTBOX_BIN or put lightbox on PATH)" : "";
+            this.#fail(new LightboxError("server_exited", `start ${bin} api: ${err.message}${hint}`));
+        });
+        this.#closed = new Promise((resolve) => this.#child.once("close", () => resolve()));
+        this.#child.on("close", (code, signal) => {
+            const how = signal ? `was killed by ${signal}` : `exited with status ${code}`;
+            const tail = this.#stderrTail.trim();
+            this.#fail(new LightboxError("server_exited", `${bin} api ${how}${tail ? ": " + tail : ""}`));
+        });
+        this.#child.stdin.on("error", () => {
+            // EPIPE when the server died; the exit handler reports it.
+        });
+        const lines = createInterface({ input: this.#child.stdout, crlfDelay: Infinity });
+        lines.on("line", (line) => this.#onLine(line));
+        this.#child.stderr.on("data", (chunk) => {
+            process.stderr.write(chunk);
+            this.#stderrTail = (this.#stderrTail + chunk.toString("utf8")).slice(-4096);
+        });
+        this.#hold(false);
+    }
+    get dead() {
+        return this.#dead !== undefined;
+    }
+    call(method, params) {
+        if (this.#dead)
+            return Promise.reject(this.#dead);
+        const id = this.#nextId++;
+        const msg = JSON.stringify({ jsonrpc: "2.0", id, method, params: params ?? {} }) + "\n";
+        return new Promise((resolve, reject) => {
+            this.#pending.set(id, { resolve, reject });
+            this.#hold(true);
+            this.#child.stdin.write(msg);
+        });
+    }
+    close() {
+        this.#child.stdin.end();
+        if (this.#child.exitCode !== null || this.#child.signalCode !== null || this.#dead)
+            return Promise.resolve();
+        this.#child.ref(); // the caller waits for the exit
+        return this.#closed;
+    }
+    // hold refs the child and its pipes while requests wait, unrefs them when
+    // none does.
+    #hold(busy) {
+        const handles = [this.#child, this.#child.stdin, this.#child.stdout, this.#child.stderr];
+        for (const h of handles) {
+            if (busy)
+                h?.ref?.();
+            else
+                h?.unref?.();
+        }
+    }
+    #onLine(line) {
+        let msg;
+        try {
+            msg = JSON.parse(line);
+        }
+        catch {
+            return; // not ours to answer: the protocol has only JSON lines
+        }
+        const p = typeof msg?.id === "number" ? this.#pending.get(msg.id) : undefined;
+        if (!p)
+            return;
+        this.#pending.delete(msg.id);
+        if (this.#pending.size === 0)
+            this.#hold(false);
+        if (msg.error)
+            p.reject(toError(msg.error));
+        else
+            p.resolve(msg.result);
+    }
+    #fail(err) {
+        if (this.#dead)
+            return;
+        this.#dead = err;
+        for (const p of this.#pending.values())
+            p.reject(err);
+        this.#pending.clear();
+        this.#hold(false);
+    }
+}
+function toError(e) {
+    const data = e.data ?? {};
+    const code = typeof data.code === "string" ? data.code : "error";
+    if ((code === "exit" || code === "output_truncated") && typeof data.exitCode === "number") {
+        const result = { exitCode: data.exitCode, stdout: decode(data.stdout, data.encoding), stderr: decode(data.stderr, data.encoding) };
+        return new ExitError(code, e.message, result, data.signal ?? 0);
+    }
+    return new LightboxError(code, e.message);
+}
+function decode(s, encoding) {
+    if (typeof s !== "string")
+        return "";
+    return encoding === "base64" ? Buffer.from(s, "base64").toString("utf8") : s;
+}
+function envList(env) {
+    if (env === undefined)
+        return undefined;
+    if (Array.isArray(env))
+        return env;
+    return Object.entries(env).map(([k, v]) => `${k}=${v}`);
+}
+function toVolume(v) {
+    return {
+        name: v.name,
+        labels: v.labels ?? {},
+        createdAt: new Date(v.createdAt),
+        lastUsedAt: v.lastUsedAt && !v.lastUsedAt.startsWith("0001-") ? new Date(v.lastUsedAt) : undefined,
+        quotaMib: v.quotaMiB ?? 0,
+        usedBytes: v.usedBytes ?? 0,
+        usedBy: v.usedBy ?? [],
+    };
+}
+/** A handle on a sandbox. A launched sandbox dies with this process unless
+ * detached. */
+export class Sandbox {
+    #client;
+    /** The sandbox's name (also its hostname). */
+    name;
+    /** @internal Sandboxes come from launchSandbox and attachSandbox. */
+    constructor(client, name) {
+        this.#client = client;
+        this.name = name;
+    }
+    /** Runs script with /bin/sh -c. Resolves to the result of an exit 0;
+     * rejects with an ExitError carrying the result otherwise. */
+    shell(script, opts = {}) {
+        return this.#run("sandbox.shell", { script }, opts);
+    }
+    /** Runs path with args (path without a slash is looked up in the
+     * sandbox's PATH); as shell for the result. */
+    exec(path, args = [], opts = {}) {
+        return this.#run("sandbox.exec", { path, args }, opts);
+    }
+    /** Leaves the sandbox running after this process exits; attachSandbox
+     * finds it again. */
+    async detach() {
+        await this.#client._call("sandbox.detach", { name: this.name });
+    }
+    /** Stops every process in the sandbox and removes it. */
+    async destroy() {
+        await this.#client._call("sandbox.destroy", { name: this.name });
+    }
+    async #run(method, what, opts) {
+        const params = { name: this.name, ...what };
+        const env = envList(opts.env);
+        if (env)
+            params.env = env;
+        if (opts.workdir !== undefined)
+            params.workdir = opts.workdir;
+        if (opts.user !== undefined)
+            params.user = opts.user;
+        if (opts.timeoutMs !== undefined)
+            params.timeoutMs = opts.timeoutMs;
+        let b64 = false;
+        if (typeof opts.stdin === "string")
+            params.stdin = opts.stdin;
+        else if (opts.stdin !== undefined) {
+            b64 = true;
+            params.encoding = "base64";
+            params.stdin = Buffer.from(opts.stdin.buffer, opts.stdin.byteOffset, opts.stdin.byteLength).toString("base64");
+        }
+        const r = await this.#client._call(method, params);
+        const enc = b64 ? "base64" : undefined;
+        return { exitCode: r.exitCode, stdout: decode(r.stdout, enc), stderr: decode(r.stderr, enc) };
+    }
+}
+/** A connection to one store through one `lightbox api` process, started on
+ * first use and again if it died. Safe to use from many concurrent calls. */
+export class Client {
+    #bin;
+    #root;
+    #conn;
+    constructor(opts = {}) {
+        this.#bin = opts.bin ?? process.env.LIGHTBOX_BIN ?? "lightbox";
+        this.#root = opts.root ?? process.env.LIGHTBOX_ROOT;
+    }
+    /** @internal */
+    _call(method, params) {
+        if (!this.#conn || this.#conn.dead)
+            this.#conn = new Connection(this.#bin, this.#root);
+        return this.#conn.call(method, params);
+    }
+    /** Launches a sandbox, runs fn with it and destroys it when fn's promise
+     * settles — also when fn throws or rejects; resolves to fn's value. */
+    async runInSandbox(opts, fn) {
+        const sb = await this.launchSandbox(opts);
+        let value;
+        try {
+            value = await fn(sb);
+        }
+        catch (err) {
+            await sb.destroy().catch(() => {
+                // fn's error is the one to report; a sandbox that could not be
+                // destroyed still goes when the api server exits.
+            });
+            throw err;
+        }
+        await sb.destroy().catch((err) => {
+            if (!(err instanceof LightboxError && err.code === "not_found"))
+                throw err; // fn destroyed it itself
+        });
+        return value;
+    }
+    /** Launches a sandbox and returns its handle. It is destroyed when this
+     * process exits unless detached. */
+    async launchSandbox(opts) {
+        const mounts = {};
+        for (const [target, m] of Object.entries(opts.mounts ?? {})) {
+            if (typeof m === "string")
+                mounts[target] = { source: resolvePath(m) };
+            else if ("volume" in m)
+                mounts[target] = { volume: m.volume, readOnly: m.readOnly };
+            else
+                mounts[target] = { source: resolvePath(m.source), readOnly: m.readOnly };
+        }
+        const r = await this._call("sandbox.launch", {
+            snapshot: opts.snapshot,
+            name: opts.name,
+            mounts,
+            workdir: opts.workdir,
+            env: envList(opts.env),
+            user: opts.user,
+            network: opts.network,
+            ports: opts.ports,
+            command: opts.command,
+            timeoutMs: opts.timeoutMs,
+            diskMiB: opts.diskMib,
+            allowUserNamespaces: opts.allowUserNamespaces,
+        });
+        return new Sandbox(this, r.name);
+    }
+    /** Finds a sandbox by name (a LightboxError "not_found" when there is
+     * none); attaching does not tie its life to this process. */
+    async attachSandbox(name) {
+        const r = await this._call("sandbox.attach", { name });
+        return new Sandbox(this, r.name);
+    }
+    /** Lists the store's sandboxes. */
+    async listSandboxes() {
+        const list = await this._call("sandbox.list");
+        return list.map((s) => ({
+            name: s.name,
+            snapshot: s.snapshot,
+            status: s.status,
+            exitCode: s.exitCode,
+            createdAt: new Date(s.createdAt),
+            volumes: s.volumes ?? [],
+        }));
+    }
+    /** Lists the store's snapshots. */
+    async listSnapshots() {
+        const list = await this._call("snapshot.list");
+        return list.map((s) => ({ name: s.name, digest: s.digest, layers: s.layers, size: s.size, createdAt: new Date(s.createdAt) }));
+    }
+    /** Creates the volume, or returns it as it is if it exists (quota and
+     * labels apply only at creation). */
+    async ensureVolume(name, opts = {}) {
+        return toVolume(await this._call("volume.ensure", { name, quotaMiB: opts.quotaMib, labels: opts.labels }));
+    }
+    /** Lists the store's volumes, by name. */
+    async listVolumes() {
+        const list = await this._call("volume.list");
+        return list.map(toVolume);
+    }
+    /** Removes a volume; refused ("in_use") while a sandbox uses it. */
+    async removeVolume(name) {
+        await this._call("volume.remove", { name });
+    }
+    /** Closes the api process's stdin: it destroys the sandboxes launched
+     * through this client and not detached, and exits; resolves once it has.
+     * A later call starts a new process. */
+    async close() {
+        const conn = this.#conn;
+        this.#conn = undefined;
+        await conn?.close();
+    }
+}
+let defaultClient;
+/** The Client the module-level functions use, made on first use from
+ * LIGHTBOX_BIN and LIGHTBOX_ROOT. */
+export function defaultLightbox() {
+    defaultClient ??= new Client();
+    return defaultClient;
+}
+/** Client.runInSandbox on the default client. */
+export function runInSandbox(opts, fn) {
+    return defaultLightbox().runInSandbox(opts, fn);
+}
+/** Client.launchSandbox on the default client. */
+export function launchSandbox(opts) {
+    return defaultLightbox().launchSandbox(opts);
+}
+/** Client.attachSandbox on the default client. */
+export function attachSandbox(name) {
+    return defaultLightbox().attachSandbox(name);
+}
+/** Client.listSandboxes on the default client. */
+export function listSandboxes() {
+    return defaultLightbox().listSandboxes();
+}
+/** Client.listSnapshots on the default client. */
+export function listSnapshots() {
+    return defaultLightbox().listSnapshots();
+}
+/** Client.ensureVolume on the default client. */
+export function ensureVolume(name, opts = {}) {
+    return defaultLightbox().ensureVolume(name, opts);
+}
+/** Client.listVolumes on the default client. */
+export function listVolumes() {
+    return defaultLightbox().listVolumes();
+}
+/** Client.removeVolume on the default client. */
+export function removeVolume(name) {
+    return defaultLightbox().removeVolume(name);
+}

@@ -1,0 +1,166 @@
+// The client's behaviour beyond the snippets: results and errors, the
+// promise that runInSandbox always destroys, concurrency over one server,
+// volumes, snapshots, detach and attach. Sandboxes here use no network.
+
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import {
+  Client,
+  ExitError,
+  LightboxError,
+  type Sandbox,
+} from "@beamhop/lightbox";
+import { newStore, until } from "../test-helpers/fixtures.js";
+
+const store = newStore("client");
+store.importSnapshot("busybox");
+const lb = new Client({ root: store.root });
+after(async () => {
+  await lb.close();
+  store.cleanup();
+});
+
+const none = { snapshot: "busybox", network: "none" as const };
+
+test("shell and exec resolve to the result; exec takes args, env, workdir and stdin", async () => {
+  const hostDir = path.join(store.dir, "host");
+  fs.mkdirSync(hostDir);
+  fs.writeFileSync(path.join(hostDir, "f"), "from the host\n");
+  await lb.runInSandbox({ ...none, name: "results", mounts: { "/h": { source: hostDir, readOnly: true } }, env: { GREETING: "hi" } }, async (sb) => {
+    assert.equal(sb.name, "results");
+    assert.deepEqual(await sb.shell("cat /h/f; echo $GREETING; echo e >&2"), { exitCode: 0, stdout: "from the host\nhi\n", stderr: "e\n" });
+    const r = await sb.exec("/bin/sh", ["-c", 'pwd; echo "$A"; cat'], { env: { A: "b" }, workdir: "/tmp", stdin: "in" });
+    assert.equal(r.stdout, "/tmp\nb\nin");
+    const bin = await sb.exec("cat", [], { stdin: new Uint8Array([104, 105, 10]) });
+    assert.equal(bin.stdout, "hi\n");
+    const ro = await sb.shell("echo x > /h/f").catch((e: unknown) => e);
+    assert.ok(ro instanceof ExitError && ro.exitCode !== 0, "a read-only mount is read-only");
+  });
+});
+
+test("a non-zero exit rejects with an ExitError carrying the result", async () => {
+  await lb.runInSandbox({ ...none, name: "exits" }, async (sb) => {
+    const err = await sb.shell("echo out; echo bad >&2; exit 7").then(
+      () => assert.fail("exit 7 resolved"),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof ExitError, `${err}`);
+    assert.ok(err instanceof LightboxError);
+    assert.equal(err.code, "exit");
+    assert.deepEqual(err.result, { exitCode: 7, stdout: "out\n", stderr: "bad\n" });
+    assert.equal(err.exitCode, 7);
+    await assert.rejects(sb.exec("/no/such/program"), (e: unknown) => e instanceof LightboxError && e.code === "command_not_found");
+  });
+});
+
+test("errors carry the stable codes of lightbox's sentinels", async () => {
+  const code = (p: Promise<unknown>) => p.then(() => "resolved", (e: unknown) => (e instanceof LightboxError ? e.code : `${e}`));
+  assert.equal(await code(lb.launchSandbox({ ...none, snapshot: "nosuch" })), "not_found");
+  assert.equal(await code(lb.launchSandbox({ ...none, name: "bad/name" })), "invalid_name");
+  assert.equal(await code(lb.attachSandbox("nosuch")), "not_found");
+  assert.equal(await code(lb.removeVolume("nosuch")), "not_found");
+  assert.equal(await code(lb.ensureVolume("a b")), "invalid_name");
+  const sb = await lb.launchSandbox({ ...none, name: "taken", mounts: { "/v": { volume: "busy" } } });
+  assert.equal(await code(lb.launchSandbox({ ...none, name: "taken" })), "exists");
+  assert.equal(await code(lb.removeVolume("busy")), "in_use");
+  await sb.destroy();
+  await lb.removeVolume("busy");
+  const quota = await code(lb.ensureVolume("quota", { quotaMib: 8 }));
+  if (process.getuid?.() === 0) {
+    assert.equal(quota, "resolved", "as root a quota is enforced by a loop-mounted image");
+    await lb.removeVolume("quota");
+  } else {
+    assert.equal(quota, "quota_unsupported");
+  }
+});
+
+test("runInSandbox destroys the sandbox when fn throws, and rethrows", async () => {
+  const boom = new Error("boom");
+  await assert.rejects(
+    lb.runInSandbox({ ...none, name: "throws" }, async (sb) => {
+      await sb.shell("true");
+      throw boom;
+    }),
+    (e: unknown) => e === boom,
+  );
+  await assert.rejects(
+    lb.runInSandbox({ ...none, name: "throws-sync" }, () => {
+      throw boom;
+    }),
+    (e: unknown) => e === boom,
+  );
+  await assert.rejects(lb.runInSandbox({ ...none, name: "fails" }, (sb) => sb.shell("exit 3")), ExitError);
+  assert.deepEqual(store.sandboxes(), []);
+  assert.deepEqual(await lb.listSandboxes(), []);
+});
+
+test("three runInSandbox at once share one lightbox api process and run in parallel", async () => {
+  // Each waits until all three have started: they can only finish if the
+  // server runs their shells at the same time.
+  const names = ["par-a", "par-b", "par-c"];
+  const rs = await Promise.all(
+    names.map((n) =>
+      lb.runInSandbox({ ...none, name: n, mounts: { "/meet": { volume: "meet" } } }, (sb) =>
+        sb.shell("touch /meet/$(hostname); i=0; while [ $(ls /meet | wc -l) -lt 3 ]; do i=$((i+1)); [ $i -gt 600 ] && exit 9; sleep 0.05; done; hostname"),
+      ),
+    ),
+  );
+  assert.deepEqual(rs.map((r) => r.stdout), names.map((n) => n + "\n"));
+  const apis = apiProcessesOf(process.pid);
+  assert.equal(apis.length, 1, `lightbox api processes of this test: ${apis}`);
+  await lb.removeVolume("meet");
+});
+
+test("ensureVolume is idempotent; listVolumes returns dates and numbers", async () => {
+  const v1 = await lb.ensureVolume("labelled", { labels: { team: "platform", ttl: "30d" } });
+  const v2 = await lb.ensureVolume("labelled", { labels: { ttl: "1d" } });
+  assert.deepEqual(v2.labels, { team: "platform", ttl: "30d" });
+  assert.equal(v2.createdAt.getTime(), v1.createdAt.getTime());
+  await lb.runInSandbox({ ...none, mounts: { "/v": { volume: "labelled" } } }, (sb) => sb.shell("head -c 100000 /dev/zero > /v/f"));
+  const vols = await lb.listVolumes();
+  assert.deepEqual(vols.map((v) => v.name), ["labelled"]);
+  const v = vols[0]!;
+  assert.ok(v.createdAt instanceof Date && Math.abs(Date.now() - v.createdAt.getTime()) < 3600e3, `createdAt ${v.createdAt}`);
+  assert.equal(v.quotaMib, 0);
+  assert.ok(v.usedBytes >= 100000, `usedBytes ${v.usedBytes}`);
+  assert.deepEqual(v.labels, { team: "platform", ttl: "30d" });
+  await lb.removeVolume("labelled");
+  assert.deepEqual(await lb.listVolumes(), []);
+});
+
+test("listSnapshots; a detached sandbox outlives its client and another client attaches", async () => {
+  const snaps = await lb.listSnapshots();
+  assert.deepEqual(snaps.map((s) => s.name), ["busybox"]);
+  assert.ok(snaps[0]!.createdAt instanceof Date);
+
+  const first = new Client({ root: store.root });
+  const kept: Sandbox = await first.launchSandbox({ ...none, name: "kept" });
+  await kept.detach();
+  await first.launchSandbox({ ...none, name: "dropped" });
+  await first.close(); // its server destroys "dropped" and exits
+  await until("the first client's server to destroy what it launched", 30000, () => store.sandboxes().join(",") === "kept:running");
+
+  const sb = await lb.attachSandbox("kept");
+  assert.equal((await sb.shell("hostname")).stdout, "kept\n");
+  await sb.destroy();
+  assert.deepEqual(store.sandboxes(), []);
+});
+
+// apiProcessesOf lists the pids of `lightbox api` children of pid.
+function apiProcessesOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const d of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${d}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const argv = fs.readFileSync(`/proc/${d}/cmdline`, "utf8").split("\0");
+      if (ppid === pid && argv.includes("api")) out.push(Number(d));
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return out;
+}

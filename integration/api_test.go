@@ -1,0 +1,419 @@
+package integration
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/beamhop/lightbox/internal/testutil"
+)
+
+// apiProc is a `lightbox api` process driven through its pipes.
+type apiProc struct {
+	t     *testing.T
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	done  chan struct{} // closed when stdout ends
+	errb  strings.Builder
+
+	mu      sync.Mutex
+	nextID  int
+	waiting map[int]chan apiResponse
+	stray   []string // lines that answered no request
+}
+
+type apiError struct {
+	Code    int             `json:"code"`
+	Message string          `json:"message"`
+	Data    json.RawMessage `json:"data"`
+}
+
+type apiResponse struct {
+	ID     *int            `json:"id"`
+	Result json.RawMessage `json:"result"`
+	Error  *apiError       `json:"error"`
+}
+
+// kind is the error's data.code.
+func (e *apiError) kind() string {
+	var d struct{ Code string }
+	json.Unmarshal(e.Data, &d)
+	return d.Code
+}
+
+func startAPI(t *testing.T, root string) *apiProc {
+	t.Helper()
+	cmd := exec.Command(binPath, "--root", root, "api")
+	p := &apiProc{t: t, cmd: cmd, done: make(chan struct{}), waiting: map[int]chan apiResponse{}}
+	var err error
+	if p.stdin, err = cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = &lockedWriter{b: &p.errb, mu: &p.mu}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(p.done)
+		sc := bufio.NewScanner(out)
+		sc.Buffer(nil, 64<<20)
+		for sc.Scan() {
+			var r apiResponse
+			if err := json.Unmarshal(sc.Bytes(), &r); err != nil || r.ID == nil {
+				p.mu.Lock()
+				p.stray = append(p.stray, sc.Text())
+				p.mu.Unlock()
+				continue
+			}
+			p.mu.Lock()
+			ch := p.waiting[*r.ID]
+			delete(p.waiting, *r.ID)
+			p.mu.Unlock()
+			if ch != nil {
+				ch <- r
+			}
+		}
+	}()
+	t.Cleanup(func() { p.close() })
+	return p
+}
+
+type lockedWriter struct {
+	b  *strings.Builder
+	mu *sync.Mutex
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+// call sends one request and waits for its response.
+func (p *apiProc) call(method string, params any) apiResponse {
+	p.t.Helper()
+	p.mu.Lock()
+	p.nextID++
+	id := p.nextID
+	ch := make(chan apiResponse, 1)
+	p.waiting[id] = ch
+	p.mu.Unlock()
+	req := map[string]any{"jsonrpc": "2.0", "id": id, "method": method}
+	if params != nil {
+		req["params"] = params
+	}
+	line, err := json.Marshal(req)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if _, err := p.stdin.Write(append(line, '\n')); err != nil {
+		p.t.Fatalf("%s: write request: %v", method, err)
+	}
+	select {
+	case r := <-ch:
+		return r
+	case <-p.done:
+		p.t.Fatalf("%s: lightbox api ended without answering; stderr: %s", method, p.stderr())
+	case <-time.After(2 * time.Minute):
+		p.t.Fatalf("%s: no answer in 2 minutes", method)
+	}
+	return apiResponse{}
+}
+
+// ok calls and fails the test on an error; it decodes the result into v.
+func (p *apiProc) ok(method string, params, v any) {
+	p.t.Helper()
+	r := p.call(method, params)
+	if r.Error != nil {
+		p.t.Fatalf("%s(%v): error %d %s: %s", method, params, r.Error.Code, r.Error.kind(), r.Error.Message)
+	}
+	if v != nil {
+		if err := json.Unmarshal(r.Result, v); err != nil {
+			p.t.Fatalf("%s: result %s: %v", method, r.Result, err)
+		}
+	}
+}
+
+// fails calls and wants an error of kind.
+func (p *apiProc) fails(kind, method string, params any) *apiError {
+	p.t.Helper()
+	r := p.call(method, params)
+	if r.Error == nil {
+		p.t.Fatalf("%s(%v) = %s, want a %s error", method, params, r.Result, kind)
+	}
+	if got := r.Error.kind(); got != kind {
+		p.t.Fatalf("%s(%v): error kind %q (%d: %s), want %q", method, params, got, r.Error.Code, r.Error.Message, kind)
+	}
+	return r.Error
+}
+
+func (p *apiProc) stderr() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.errb.String()
+}
+
+// close closes stdin and waits for the process to exit; it returns its
+// exit error.
+func (p *apiProc) close() error {
+	p.stdin.Close()
+	exited := make(chan error, 1)
+	go func() { exited <- p.cmd.Wait() }()
+	select {
+	case err := <-exited:
+		return err
+	case <-time.After(time.Minute):
+		p.cmd.Process.Kill()
+		p.t.Errorf("lightbox api did not exit within a minute of its stdin closing")
+		return <-exited
+	}
+}
+
+// sandboxNames lists the store's sandboxes through the CLI.
+func sandboxNames(t *testing.T, root string) []string {
+	t.Helper()
+	var list []struct{ Name, Status string }
+	if err := json.Unmarshal([]byte(lbOK(t, root, "ps", "--format", "json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range list {
+		names = append(names, s.Name+":"+s.Status)
+	}
+	return names
+}
+
+// TestAPIServer drives `lightbox api` through its pipes: each method,
+// each error kind, and what happens to its sandboxes when its stdin closes.
+func TestAPIServer(t *testing.T) {
+	root, _ := newStore(t)
+	work := t.TempDir()
+	if err := os.WriteFile(filepath.Join(work, "hello.txt"), []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startAPI(t, root)
+
+	var ver struct {
+		Protocol int    `json:"protocol"`
+		Root     string `json:"root"`
+	}
+	p.ok("server.version", nil, &ver)
+	if ver.Protocol != 1 || ver.Root != root {
+		t.Errorf("server.version = %+v, want protocol 1 and root %s", ver, root)
+	}
+
+	var ref struct{ Name string }
+	p.ok("sandbox.launch", map[string]any{
+		"snapshot": "busybox", "name": "api-a", "network": "none", "workdir": "/work",
+		"env":    []string{"GREETING=hi"},
+		"mounts": map[string]any{"/work": map[string]any{"source": work}, "/cache": map[string]any{"volume": "api-cache"}},
+	}, &ref)
+	if ref.Name != "api-a" {
+		t.Fatalf("launch returned name %q, want api-a", ref.Name)
+	}
+
+	type execResult struct {
+		ExitCode       int
+		Stdout, Stderr string
+	}
+	var res execResult
+	p.ok("sandbox.shell", map[string]any{"name": "api-a", "script": "cat hello.txt; echo $GREETING; echo err >&2; echo x > /cache/f"}, &res)
+	if res.ExitCode != 0 || res.Stdout != "from the host\nhi\n" || res.Stderr != "err\n" {
+		t.Errorf("shell = %+v, want the host file, the env and stderr", res)
+	}
+	p.ok("sandbox.exec", map[string]any{
+		"name": "api-a", "path": "/bin/sh", "args": []string{"-c", `pwd; echo "$A"; cat`},
+		"env": []string{"A=b"}, "workdir": "/tmp", "stdin": "piped in",
+	}, &res)
+	if res.Stdout != "/tmp\nb\npiped in" {
+		t.Errorf("exec with env, workdir, stdin: stdout %q, want %q", res.Stdout, "/tmp\nb\npiped in")
+	}
+	p.ok("sandbox.exec", map[string]any{"name": "api-a", "path": "/bin/echo", "args": []string{"-n", "AAEC/w=="}, "encoding": "base64", "stdin": "AAEC/w=="}, &res)
+	if res.Stdout != "QUFFQy93PT0=" {
+		t.Errorf("exec with encoding base64: stdout %q, want the base64 of AAEC/w==", res.Stdout)
+	}
+
+	// A non-zero exit is an "exit" error that carries the result.
+	e := p.fails("exit", "sandbox.shell", map[string]any{"name": "api-a", "script": "echo out; echo bad >&2; exit 3"})
+	var data struct {
+		Code           string
+		ExitCode       int
+		Stdout, Stderr string
+	}
+	if err := json.Unmarshal(e.Data, &data); err != nil {
+		t.Fatal(err)
+	}
+	if e.Code != -32006 || data.ExitCode != 3 || data.Stdout != "out\n" || data.Stderr != "bad\n" {
+		t.Errorf("exit error = %d %+v, want -32006 with exit code 3 and the output", e.Code, data)
+	}
+	p.fails("command_not_found", "sandbox.exec", map[string]any{"name": "api-a", "path": "/no/such/program"})
+	p.fails("not_found", "sandbox.shell", map[string]any{"name": "api-nosuch", "script": "true"})
+	p.fails("not_found", "sandbox.launch", map[string]any{"snapshot": "nosuch", "network": "none"})
+	p.fails("invalid_name", "sandbox.launch", map[string]any{"snapshot": "busybox", "name": "../x", "network": "none"})
+	p.fails("exists", "sandbox.launch", map[string]any{"snapshot": "busybox", "name": "api-a", "network": "none"})
+	p.fails("in_use", "volume.remove", map[string]any{"name": "api-cache"})
+	p.fails("invalid_params", "sandbox.launch", map[string]any{"snapshot": "busybox", "netwrok": "none"})
+	p.fails("method_not_found", "sandbox.frobnicate", nil)
+	p.fails("invalid_name", "volume.ensure", map[string]any{"name": "a/b"})
+
+	// Volumes: ensure is idempotent and keeps what the first call set.
+	var vol struct {
+		Name      string
+		Labels    map[string]string
+		CreatedAt time.Time
+		QuotaMiB  int64
+		UsedBytes int64
+	}
+	p.ok("volume.ensure", map[string]any{"name": "api-labelled", "labels": map[string]string{"ttl": "30d"}}, &vol)
+	p.ok("volume.ensure", map[string]any{"name": "api-labelled", "labels": map[string]string{"ttl": "1d"}}, &vol)
+	if vol.Labels["ttl"] != "30d" || time.Since(vol.CreatedAt) > time.Hour {
+		t.Errorf("second volume.ensure = %+v, want the first one's labels and a recent createdAt", vol)
+	}
+	if testutil.RootlessPass() {
+		e := p.fails("quota_unsupported", "volume.ensure", map[string]any{"name": "api-quota", "quotaMiB": 8})
+		if e.Code != -32005 {
+			t.Errorf("quota_unsupported has code %d, want -32005", e.Code)
+		}
+	} else {
+		p.ok("volume.ensure", map[string]any{"name": "api-quota", "quotaMiB": 8}, &vol)
+		if vol.QuotaMiB != 8 {
+			t.Errorf("volume.ensure with a quota = %+v, want quotaMiB 8", vol)
+		}
+		p.ok("volume.remove", map[string]any{"name": "api-quota"}, nil)
+	}
+	var vols []struct {
+		Name      string
+		UsedBytes int64
+	}
+	p.ok("volume.list", nil, &vols)
+	var names []string
+	for _, v := range vols {
+		names = append(names, v.Name)
+		if v.Name == "api-cache" && v.UsedBytes == 0 {
+			t.Errorf("volume.list: api-cache uses 0 bytes after a write")
+		}
+	}
+	if got := strings.Join(names, ","); got != "api-cache,api-labelled" {
+		t.Errorf("volume.list names = %s, want api-cache,api-labelled", got)
+	}
+	p.fails("not_found", "volume.remove", map[string]any{"name": "api-nosuch"})
+	var snaps []struct{ Name string }
+	p.ok("snapshot.list", nil, &snaps)
+	if len(snaps) != 1 || snaps[0].Name != "busybox" {
+		t.Errorf("snapshot.list = %+v, want busybox", snaps)
+	}
+
+	// Three sandboxes run commands at once through one server.
+	for _, n := range []string{"api-b", "api-c"} {
+		p.ok("sandbox.launch", map[string]any{"snapshot": "busybox", "name": n, "network": "none"}, nil)
+	}
+	var wg sync.WaitGroup
+	start := time.Now()
+	for _, n := range []string{"api-a", "api-b", "api-c"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var r execResult
+			p.ok("sandbox.shell", map[string]any{"name": n, "script": "sleep 1; hostname"}, &r)
+			if r.Stdout != n+"\n" {
+				t.Errorf("%s: hostname %q", n, r.Stdout)
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("three 1 s shells in parallel took %v", time.Since(start))
+	var list []struct{ Name, Status string }
+	p.ok("sandbox.list", nil, &list)
+	if len(list) != 3 {
+		t.Errorf("sandbox.list = %+v, want three", list)
+	}
+
+	// Detach b, destroy c explicitly; a stays owned.
+	p.ok("sandbox.detach", map[string]any{"name": "api-b"}, nil)
+	p.ok("sandbox.destroy", map[string]any{"name": "api-c"}, nil)
+	p.fails("not_found", "sandbox.destroy", map[string]any{"name": "api-c"})
+
+	// End of stdin: the server exits 0, destroying a (owned) and leaving
+	// b (detached).
+	if err := p.close(); err != nil {
+		t.Fatalf("lightbox api exit: %v; stderr: %s", err, p.stderr())
+	}
+	if p.stray != nil {
+		t.Errorf("lines that answered no request: %q", p.stray)
+	}
+	if got := strings.Join(sandboxNames(t, root), ","); got != "api-b:running" {
+		t.Fatalf("after the server's stdin closed, sandboxes = %s, want only api-b:running", got)
+	}
+
+	// A second server attaches to the detached sandbox, runs in it and
+	// destroys it; attaching does not make it the server's to destroy.
+	q := startAPI(t, root)
+	q.ok("sandbox.attach", map[string]any{"name": "api-b"}, nil)
+	q.ok("sandbox.shell", map[string]any{"name": "api-b", "script": "hostname"}, &res)
+	if res.Stdout != "api-b\n" {
+		t.Errorf("attached shell: %q", res.Stdout)
+	}
+	if err := q.close(); err != nil {
+		t.Fatalf("second lightbox api exit: %v", err)
+	}
+	if got := strings.Join(sandboxNames(t, root), ","); got != "api-b:running" {
+		t.Fatalf("after an attaching server exited, sandboxes = %s, want api-b:running", got)
+	}
+	q = startAPI(t, root)
+	q.ok("sandbox.destroy", map[string]any{"name": "api-b"}, nil)
+	q.close()
+	if got := sandboxNames(t, root); len(got) != 0 {
+		t.Fatalf("sandboxes left: %v", got)
+	}
+	lbOK(t, root, "volume", "rm", "api-cache", "api-labelled")
+}
+
+// TestAPIServerProtocolErrors: lines that are not requests get JSON-RPC's
+// own errors with a null id, and notifications get no answer.
+func TestAPIServerProtocolErrors(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "store")
+	cmd := exec.Command(binPath, "--root", root, "api")
+	cmd.Stdin = strings.NewReader(strings.Join([]string{
+		`not json`,
+		`[{"jsonrpc":"2.0","id":1,"method":"server.version"}]`,
+		`{"id":2,"method":"server.version"}`,
+		`{"jsonrpc":"2.0","method":"volume.list"}`,
+		"",
+	}, "\n"))
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("lightbox api: %v", err)
+	}
+	want := map[string]bool{
+		`{"jsonrpc":"2.0","id":null,"error":{"code":-32700,`: false,
+		`{"jsonrpc":"2.0","id":null,"error":{"code":-32600,`: false,
+		`{"jsonrpc":"2.0","id":2,"error":{"code":-32600,`:    false,
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	for _, l := range lines {
+		for w := range want {
+			if strings.HasPrefix(l, w) {
+				want[w] = true
+			}
+		}
+	}
+	for w, seen := range want {
+		if !seen {
+			t.Errorf("no line starting %s in:\n%s", w, out)
+		}
+	}
+	if len(lines) != 3 {
+		t.Errorf("%d lines, want 3 (a notification gets no answer):\n%s", len(lines), out)
+	}
+}

@@ -1,0 +1,344 @@
+package apiserver
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/beamhop/lightbox"
+)
+
+// call runs one method.
+func (s *Server) call(ctx context.Context, method string, params []byte) (any, error) {
+	switch method {
+	case "server.version":
+		if err := decode(params, &struct{}{}); err != nil {
+			return nil, err
+		}
+		return map[string]any{"version": lightbox.Version, "protocol": ProtocolVersion, "root": s.r.Root()}, nil
+	case "sandbox.launch":
+		return s.launch(ctx, params)
+	case "sandbox.attach":
+		var p nameParams
+		if err := decode(params, &p); err != nil {
+			return nil, err
+		}
+		h, err := s.handle(ctx, p.Name)
+		if err != nil {
+			return nil, err
+		}
+		return sandboxRef{Name: h.sb.Name()}, nil
+	case "sandbox.exec", "sandbox.shell":
+		return s.exec(ctx, method == "sandbox.shell", params)
+	case "sandbox.detach":
+		return s.detach(ctx, params)
+	case "sandbox.destroy":
+		return s.destroy(ctx, params)
+	case "sandbox.list":
+		if err := decode(params, &struct{}{}); err != nil {
+			return nil, err
+		}
+		list, err := s.r.ListSandboxes(ctx)
+		if list == nil && err == nil {
+			list = []lightbox.SandboxInfo{}
+		}
+		return list, err
+	case "volume.ensure":
+		var p struct {
+			Name     string            `json:"name"`
+			QuotaMiB int64             `json:"quotaMiB"`
+			Labels   map[string]string `json:"labels"`
+		}
+		if err := decode(params, &p); err != nil {
+			return nil, err
+		}
+		return s.r.EnsureVolume(ctx, p.Name, lightbox.VolumeOptions{QuotaMiB: p.QuotaMiB, Labels: p.Labels})
+	case "volume.list":
+		if err := decode(params, &struct{}{}); err != nil {
+			return nil, err
+		}
+		list, err := s.r.ListVolumesWith(ctx, lightbox.ListVolumesOptions{Size: true})
+		if list == nil && err == nil {
+			list = []lightbox.Volume{}
+		}
+		return list, err
+	case "volume.remove":
+		var p nameParams
+		if err := decode(params, &p); err != nil {
+			return nil, err
+		}
+		return struct{}{}, s.r.RemoveVolume(ctx, p.Name)
+	case "snapshot.list":
+		if err := decode(params, &struct{}{}); err != nil {
+			return nil, err
+		}
+		list, err := s.r.ListSnapshots(ctx)
+		if list == nil && err == nil {
+			list = []lightbox.Snapshot{}
+		}
+		return list, err
+	}
+	return nil, &requestError{KindMethodNotFound, fmt.Sprintf("method %q not found", method)}
+}
+
+type nameParams struct {
+	Name string `json:"name"`
+}
+
+// sandboxRef is what launch and attach return.
+type sandboxRef struct {
+	Name string `json:"name"`
+}
+
+// mountParams is one entry of launch's mounts: exactly one of source
+// (an absolute host path; a relative one is taken from the server's
+// working directory) and volume.
+type mountParams struct {
+	Source   string `json:"source,omitempty"`
+	Volume   string `json:"volume,omitempty"`
+	ReadOnly bool   `json:"readOnly,omitempty"`
+}
+
+type launchParams struct {
+	Snapshot            string                 `json:"snapshot"`
+	Name                string                 `json:"name"`
+	Mounts              map[string]mountParams `json:"mounts"`
+	Workdir             string                 `json:"workdir"`
+	Env                 []string               `json:"env"`
+	User                string                 `json:"user"`
+	Command             []string               `json:"command"`
+	Network             string                 `json:"network"`
+	Ports               []string               `json:"ports"`
+	TimeoutMs           int64                  `json:"timeoutMs"`
+	DiskMiB             int64                  `json:"diskMiB"`
+	AllowUserNamespaces bool                   `json:"allowUserNamespaces"`
+}
+
+func (s *Server) launch(ctx context.Context, params []byte) (any, error) {
+	var p launchParams
+	if err := decode(params, &p); err != nil {
+		return nil, err
+	}
+	if p.TimeoutMs < 0 {
+		return nil, invalidParams("timeoutMs is negative")
+	}
+	opts := lightbox.SandboxOptions{
+		Snapshot: p.Snapshot, Name: p.Name, Workdir: p.Workdir, Env: p.Env, User: p.User,
+		Command: p.Command, Network: lightbox.Network(p.Network), Ports: p.Ports,
+		Timeout: time.Duration(p.TimeoutMs) * time.Millisecond, DiskMiB: p.DiskMiB,
+		AllowUserNamespaces: p.AllowUserNamespaces,
+	}
+	if len(p.Mounts) > 0 {
+		opts.Mounts = make(map[string]lightbox.Mount, len(p.Mounts))
+		for target, m := range p.Mounts {
+			opts.Mounts[target] = lightbox.Mount{Source: m.Source, Volume: m.Volume, ReadOnly: m.ReadOnly}
+		}
+	}
+	sb, err := s.r.LaunchSandbox(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.boxes[sb.Name()] = &handle{sb: sb, owned: true}
+	s.mu.Unlock()
+	return sandboxRef{Name: sb.Name()}, nil
+}
+
+// handle returns the server's handle on name, attaching when it has none.
+func (s *Server) handle(ctx context.Context, name string) (*handle, error) {
+	if name == "" {
+		return nil, invalidParams("params: no sandbox name")
+	}
+	s.mu.Lock()
+	h := s.boxes[name]
+	s.mu.Unlock()
+	if h != nil {
+		return h, nil
+	}
+	sb, err := s.r.AttachSandbox(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if h := s.boxes[name]; h != nil {
+		return h, nil // another request attached (or launched) meanwhile
+	}
+	h = &handle{sb: sb}
+	s.boxes[name] = h
+	return h, nil
+}
+
+func (s *Server) detach(ctx context.Context, params []byte) (any, error) {
+	var p nameParams
+	if err := decode(params, &p); err != nil {
+		return nil, err
+	}
+	h, err := s.handle(ctx, p.Name)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.sb.Detach(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	h.owned = false
+	s.mu.Unlock()
+	return struct{}{}, nil
+}
+
+func (s *Server) destroy(ctx context.Context, params []byte) (any, error) {
+	var p nameParams
+	if err := decode(params, &p); err != nil {
+		return nil, err
+	}
+	h, err := s.handle(ctx, p.Name)
+	if err != nil {
+		return nil, err
+	}
+	// A destroy outlives its request: once begun it finishes even when
+	// the server is shutting down.
+	if err := h.sb.Destroy(context.WithoutCancel(ctx)); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if s.boxes[p.Name] == h {
+		delete(s.boxes, p.Name)
+	}
+	s.mu.Unlock()
+	return struct{}{}, nil
+}
+
+type execParams struct {
+	Name      string   `json:"name"`
+	Path      string   `json:"path"`   // sandbox.exec
+	Args      []string `json:"args"`   // sandbox.exec
+	Script    string   `json:"script"` // sandbox.shell
+	Env       []string `json:"env"`
+	Workdir   string   `json:"workdir"`
+	User      string   `json:"user"`
+	Stdin     *string  `json:"stdin"`
+	Encoding  string   `json:"encoding"` // "utf8" (default) or "base64": of stdin, stdout and stderr
+	TimeoutMs int64    `json:"timeoutMs"`
+}
+
+// ExecResult is what sandbox.exec and sandbox.shell return, and what the
+// data of an exit or output_truncated error carries.
+type ExecResult struct {
+	ExitCode int    `json:"exitCode"`
+	Signal   int    `json:"signal,omitempty"`
+	Stdout   string `json:"stdout"`
+	Stderr   string `json:"stderr"`
+	Encoding string `json:"encoding,omitempty"` // "base64" when asked for
+}
+
+func (s *Server) exec(ctx context.Context, shell bool, params []byte) (any, error) {
+	var p execParams
+	if err := decode(params, &p); err != nil {
+		return nil, err
+	}
+	path, args := p.Path, p.Args
+	switch {
+	case shell && (p.Path != "" || p.Args != nil):
+		return nil, invalidParams("sandbox.shell takes a script, not a path and args")
+	case shell:
+		path, args = "/bin/sh", []string{"-c", p.Script}
+	case p.Script != "":
+		return nil, invalidParams("sandbox.exec takes a path and args, not a script")
+	case path == "":
+		return nil, invalidParams("sandbox.exec: no path")
+	}
+	b64 := false
+	switch p.Encoding {
+	case "", "utf8":
+	case "base64":
+		b64 = true
+	default:
+		return nil, invalidParams(fmt.Sprintf("encoding %q: want utf8 or base64", p.Encoding))
+	}
+	var stdin io.Reader
+	if p.Stdin != nil {
+		if b64 {
+			data, err := base64.StdEncoding.DecodeString(*p.Stdin)
+			if err != nil {
+				return nil, invalidParams("stdin: " + err.Error())
+			}
+			stdin = strings.NewReader(string(data))
+		} else {
+			stdin = strings.NewReader(*p.Stdin)
+		}
+	}
+	if p.TimeoutMs < 0 {
+		return nil, invalidParams("timeoutMs is negative")
+	}
+	h, err := s.handle(ctx, p.Name)
+	if err != nil {
+		return nil, err
+	}
+	if p.TimeoutMs > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(p.TimeoutMs)*time.Millisecond)
+		defer cancel()
+	}
+	var stdout, stderr capBuffer
+	c := h.sb.Command(ctx, path, args...)
+	c.Env, c.Dir, c.User, c.Stdin = p.Env, p.Workdir, p.User, stdin
+	c.Stdout, c.Stderr = &stdout, &stderr
+	err = c.Run()
+	res := &ExecResult{
+		Stdout: encodeOutput(stdout.buf, b64),
+		Stderr: encodeOutput(stderr.buf, b64),
+	}
+	if b64 {
+		res.Encoding = "base64"
+	}
+	var ee *lightbox.ExitError
+	switch {
+	case errors.As(err, &ee):
+		res.ExitCode, res.Signal = ee.ExitCode, ee.Signal
+		return nil, &resultError{err: fmt.Errorf("sandbox %s: %s: %w", h.sb.Name(), path, err), res: res}
+	case err != nil:
+		return nil, err
+	case stdout.dropped > 0 || stderr.dropped > 0:
+		return nil, &resultError{res: res, err: fmt.Errorf("sandbox %s: %s: %w: kept %d bytes per stream, dropped %d of stdout and %d of stderr",
+			h.sb.Name(), path, errTruncated, lightbox.OutputLimit, stdout.dropped, stderr.dropped)}
+	}
+	return res, nil
+}
+
+// encodeOutput is a stream as the protocol carries it: base64, or UTF-8
+// with each run of invalid bytes replaced by U+FFFD.
+func encodeOutput(b []byte, b64 bool) string {
+	if b64 {
+		return base64.StdEncoding.EncodeToString(b)
+	}
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	return strings.ToValidUTF8(string(b), "\uFFFD")
+}
+
+// capBuffer keeps the first lightbox.OutputLimit bytes written to it and
+// counts the rest, as Sandbox.Exec does.
+type capBuffer struct {
+	buf     []byte
+	dropped int64
+}
+
+func (b *capBuffer) Write(p []byte) (int, error) {
+	room := lightbox.OutputLimit - len(b.buf)
+	if room >= len(p) {
+		b.buf = append(b.buf, p...)
+		return len(p), nil
+	}
+	if room > 0 {
+		b.buf = append(b.buf, p[:room]...)
+	}
+	b.dropped += int64(len(p) - max(room, 0))
+	return len(p), nil
+}
