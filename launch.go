@@ -1,17 +1,19 @@
 package lightbox
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
 	"slices"
-	"strings"
 
+	"github.com/beamhop/lightbox/internal/environ"
 	"github.com/beamhop/lightbox/internal/lockfile"
 	"github.com/beamhop/lightbox/internal/names"
 	"github.com/beamhop/lightbox/internal/netstack"
@@ -37,65 +39,73 @@ func (c *closer) close() {
 	*c = nil
 }
 
-// validate checks opts before anything touches the disk.
-func (opts *SandboxOptions) validate() error {
+// spec shapes opts into the runtime's spec, as far as it goes before the
+// snapshot and the volumes are resolved, and validates it with the
+// runtime's rules (runtime.Spec.Validate: the one place they live): it
+// touches nothing on disk. What is left to check here is what only the
+// options have: which snapshot, a mount's source or volume, the disk cap.
+func (opts *SandboxOptions) spec() (runtime.Spec, error) {
 	if opts.Snapshot == "" {
-		return errors.New("sandbox options: no snapshot")
+		return runtime.Spec{}, errors.New("sandbox options: no snapshot")
 	}
 	if err := names.Check("snapshot", opts.Snapshot); err != nil {
-		return err
+		return runtime.Spec{}, err
 	}
-	if opts.Name != "" {
-		if err := names.Check("sandbox", opts.Name); err != nil {
-			return err
-		}
+	if opts.DiskMiB < 0 {
+		return runtime.Spec{}, errors.New("sandbox options: negative DiskMiB")
 	}
-	switch opts.Network {
-	case "", NetworkPrivate, NetworkNone, NetworkHost:
-	default:
-		return fmt.Errorf("sandbox options: network %q: want private, none or host", opts.Network)
+	limits, err := opts.Resources.limits()
+	if err != nil {
+		return runtime.Spec{}, err
 	}
-	if len(opts.Ports) > 0 && opts.Network != NetworkPrivate && opts.Network != "" {
-		return fmt.Errorf("sandbox options: ports are published only with the private network, not %q", opts.Network)
+	spec := runtime.Spec{
+		Name:     opts.Name,
+		Hostname: opts.Name,
+		Env:      opts.Env,
+		Workdir:  opts.Workdir,
+		User:     opts.User,
+		Command:  opts.Command,
+		Network:  string(cmp.Or(opts.Network, defaultNetwork)),
+		Timeout:  opts.Timeout,
+		Limits:   limits,
+
+		AllowUserNamespaces: opts.AllowUserNamespaces,
 	}
 	for _, p := range opts.Ports {
-		if _, err := netstack.ParsePort(p); err != nil {
-			return fmt.Errorf("sandbox options: %w", err)
+		port, err := netstack.ParsePort(p)
+		if err != nil {
+			return runtime.Spec{}, fmt.Errorf("sandbox options: %w", err)
 		}
+		spec.Ports = append(spec.Ports, port)
 	}
-	if opts.Workdir != "" && !path.IsAbs(opts.Workdir) {
-		return fmt.Errorf("sandbox options: workdir %q is not absolute", opts.Workdir)
-	}
-	for _, e := range opts.Env {
-		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
-			return fmt.Errorf("sandbox options: env %q: want KEY=value", e)
-		}
-	}
-	if opts.DiskMiB < 0 || opts.Timeout < 0 {
-		return errors.New("sandbox options: negative DiskMiB or Timeout")
-	}
-	for target, m := range opts.Mounts {
-		if !path.IsAbs(target) {
-			return fmt.Errorf("mount %q: target is not an absolute path", target)
-		}
-		if slices.Contains(strings.Split(target, "/"), "..") {
-			return fmt.Errorf("mount %q: target contains \"..\"", target)
-		}
-		if path.Clean(target) == "/" {
-			return fmt.Errorf("mount %q: cannot mount over the root", target)
-		}
+	targets := slices.Sorted(maps.Keys(opts.Mounts)) // parents before children
+	for _, target := range targets {
+		m := opts.Mounts[target]
+		ms := runtime.MountSpec{Target: target, ReadOnly: m.ReadOnly, Volume: m.Volume}
 		switch {
 		case m.Source != "" && m.Volume != "":
-			return fmt.Errorf("mount %s: both a source (%s) and a volume (%s); give one", target, m.Source, m.Volume)
+			return runtime.Spec{}, fmt.Errorf("mount %s: both a source (%s) and a volume (%s); give one", target, m.Source, m.Volume)
 		case m.Source == "" && m.Volume == "":
-			return fmt.Errorf("mount %s: neither a source nor a volume", target)
-		case m.Volume != "":
-			if err := names.Check("volume", m.Volume); err != nil {
-				return fmt.Errorf("mount %s: %w", target, err)
+			return runtime.Spec{}, fmt.Errorf("mount %s: neither a source nor a volume", target)
+		case m.Source != "":
+			src, err := filepath.Abs(m.Source)
+			if err != nil {
+				return runtime.Spec{}, fmt.Errorf("mount %s: %w", target, err)
 			}
+			ms.Source = src
 		}
+		spec.Mounts = append(spec.Mounts, ms)
 	}
-	return nil
+	if err := spec.Validate(); err != nil {
+		return runtime.Spec{}, fmt.Errorf("sandbox options: %w", err)
+	}
+	return spec, nil
+}
+
+// validate checks opts before anything touches the disk (see spec).
+func (opts *SandboxOptions) validate() error {
+	_, err := opts.spec()
+	return err
 }
 
 // launch composes a sandbox: it resolves the snapshot to its layer
@@ -113,23 +123,9 @@ func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, resolve f
 	if err := checkInit(); err != nil {
 		return nil, err
 	}
-	if err := opts.validate(); err != nil {
-		return nil, err
-	}
-	limits, err := opts.Resources.limits()
+	spec, err := opts.spec()
 	if err != nil {
 		return nil, err
-	}
-	network := opts.Network
-	if network == "" {
-		network = defaultNetwork
-	}
-	if len(opts.Command) == 0 {
-		opts.Command = nil // an empty command is no command: the sandbox idles
-	}
-	name := opts.Name
-	if name == "" {
-		name = generateName()
 	}
 	var held closer
 	defer held.close()
@@ -139,71 +135,47 @@ func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, resolve f
 	if err != nil {
 		return nil, err
 	}
-	var leases []*os.File
 	if lease != nil {
 		held.add(lease.Close)
-		leases = append(leases, lease.File())
+		spec.Leases = append(spec.Leases, lease.File())
 	}
-	spec := runtime.Spec{
-		Name:     name,
-		Hostname: name,
-		Snapshot: snap.Name,
-		Layers:   snap.Layers,
-		Env:      mergeEnv(snap.Config.Env, opts.Env),
-		Workdir:  firstNonEmpty(opts.Workdir, snap.Config.WorkingDir, "/"),
-		User:     firstNonEmpty(opts.User, snap.Config.User),
-		Command:  opts.Command,
-		Network:  string(network),
-		Timeout:  opts.Timeout,
-		Leases:   leases,
-		Limits:   limits,
-
-		AllowUserNamespaces: opts.AllowUserNamespaces,
-	}
-	targets := make([]string, 0, len(opts.Mounts))
-	for t := range opts.Mounts {
-		targets = append(targets, t)
-	}
-	slices.Sort(targets) // parents before children
-	for _, target := range targets {
-		m := opts.Mounts[target]
-		ms := runtime.MountSpec{Target: path.Clean(target), ReadOnly: m.ReadOnly}
-		if m.Source != "" {
-			src, err := filepath.Abs(m.Source)
-			if err != nil {
-				return nil, fmt.Errorf("mount %s: %w", target, err)
-			}
-			if _, err := os.Stat(src); err != nil {
-				return nil, fmt.Errorf("mount %s: source %s: %w", target, m.Source, err)
-			}
-			ms.Source = src
-		} else {
-			co := volstore.CreateOptions{UID: -1, GID: -1}
-			o, err := r.ownerOfTarget(ctx, snap.Layers, ms.Target)
-			if err != nil {
-				return nil, fmt.Errorf("mount %s: %w", target, err)
-			}
-			if o != nil {
-				co.UID, co.GID, co.Mode = o.uid, o.gid, o.mode|os.ModeDir
-			}
-			vl, v, err := r.vols.Acquire(ctx, m.Volume, co)
-			if err != nil {
-				return nil, fmt.Errorf("mount %s: %w", target, err)
-			}
-			held.add(vl.Close)
-			spec.Leases = append(spec.Leases, vl.File())
-			spec.Volumes = append(spec.Volumes, m.Volume)
-			ms.Source, ms.Volume = v.DataDir, m.Volume
+	spec.Snapshot = snap.Name
+	spec.Layers = snap.Layers
+	spec.Env = environ.Merge(snap.Config.Env, opts.Env)
+	spec.Workdir = cmp.Or(opts.Workdir, snap.Config.WorkingDir, "/")
+	spec.User = cmp.Or(opts.User, snap.Config.User)
+	for i := range spec.Mounts {
+		ms := &spec.Mounts[i]
+		if ms.Volume == "" {
+			continue
 		}
-		spec.Mounts = append(spec.Mounts, ms)
+		co := volstore.CreateOptions{UID: -1, GID: -1}
+		o, err := r.ownerOfTarget(ctx, snap.Layers, path.Clean(ms.Target))
+		if err != nil {
+			return nil, fmt.Errorf("mount %s: %w", ms.Target, err)
+		}
+		if o != nil {
+			co.UID, co.GID, co.Mode = o.uid, o.gid, o.mode|os.ModeDir
+		}
+		vl, v, err := r.vols.Acquire(ctx, ms.Volume, co)
+		if err != nil {
+			return nil, fmt.Errorf("mount %s: %w", ms.Target, err)
+		}
+		held.add(vl.Close)
+		spec.Leases = append(spec.Leases, vl.File())
+		spec.Volumes = append(spec.Volumes, ms.Volume)
+		ms.Source = v.DataDir
 	}
 	if opts.DiskMiB > 0 {
-		dir, unlock, err := r.createDisk(ctx, name, opts.DiskMiB)
+		dir, unlock, err := r.createDisk(ctx, cmp.Or(opts.Name, "sandbox"), opts.DiskMiB)
 		if err != nil {
 			return nil, err
 		}
-		defer unlock() // once the sandbox's state names the disk
+		// One closer, so that a failed launch removes the disk while it
+		// still holds its lock (gc never sees it half gone), and a
+		// launched sandbox's state names it before the lock goes.
 		held.add(func() error {
+			defer unlock()
 			if launched {
 				return nil // the disk now belongs to the sandbox
 			}
@@ -213,20 +185,13 @@ func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, resolve f
 		})
 		spec.WritableDir = dir
 	}
-	if network == NetworkPrivate {
-		ports := make([]netstack.Port, len(opts.Ports))
-		for i, p := range opts.Ports {
-			ports[i], _ = netstack.ParsePort(p) // checked by validate
-		}
-		ctx = context.WithValue(ctx, portsKey{}, ports)
-	}
 	rs, err := r.mgr.Launch(ctx, spec)
 	if err != nil {
 		return nil, err
 	}
 	launched = true
-	r.log.Debug("sandbox launched", "sandbox", name, "snapshot", snap.Name)
-	return &Sandbox{name: name, r: r, rs: rs}, nil
+	r.log.Debug("sandbox launched", "sandbox", rs.Name(), "snapshot", snap.Name)
+	return &Sandbox{name: rs.Name(), r: r, rs: rs}, nil
 }
 
 // createDisk makes a size-capped directory for a sandbox's writable layer
@@ -305,52 +270,12 @@ func (r *Runtime) diskInUse(ctx context.Context, dir string) bool {
 // defaultNetwork is what an empty SandboxOptions.Network means.
 const defaultNetwork = NetworkPrivate
 
-// portsKey carries a launch's published ports through runtime.Launch to
-// attachNetwork (the runtime's hook is per store, the ports per sandbox).
-type portsKey struct{}
-
 // attachNetwork is the runtime's hook for NetworkPrivate: a user-mode
 // stack (pasta) attached to the sandbox's namespaces from outside.
-func (r *Runtime) attachNetwork(ctx context.Context, pid int) (runtime.NetworkAttachment, error) {
-	ports, _ := ctx.Value(portsKey{}).([]netstack.Port)
+func (r *Runtime) attachNetwork(ctx context.Context, pid int, ports []runtime.Port) (runtime.NetworkAttachment, error) {
 	st, err := netstack.Attach(ctx, pid, netstack.Options{Ports: ports, Logger: r.log})
 	if err != nil {
 		return nil, err
 	}
 	return st, nil
-}
-
-// defaultPath is the PATH of a sandbox whose snapshot sets none, as
-// docker and runc use it.
-const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-// mergeEnv applies over on top of base, by key, and gives the result a
-// PATH when neither has one.
-func mergeEnv(base, over []string) []string {
-	out := slices.Clone(base)
-	if !slices.ContainsFunc(out, func(e string) bool { return strings.HasPrefix(e, "PATH=") }) {
-		out = append([]string{defaultPath}, out...)
-	}
-	for _, kv := range over {
-		k, _, _ := strings.Cut(kv, "=")
-		out = slices.DeleteFunc(out, func(e string) bool { return strings.HasPrefix(e, k+"=") })
-		out = append(out, kv)
-	}
-	return out
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
-}
-
-// generateName makes a sandbox name like "lb-3f9a1c2e".
-func generateName() string {
-	var b [4]byte
-	rand.Read(b[:])
-	return "lb-" + hex.EncodeToString(b[:])
 }

@@ -90,7 +90,7 @@ func lookupMain() {
 // cannot search a layer (rootless, a directory of another id).
 func (r *Runtime) ownerOfTarget(ctx context.Context, layers []string, target string) (*targetOwner, error) {
 	o, err := lookupInLayers(layers, target)
-	if err == nil || !errors.Is(err, unix.EACCES) || !r.mapping.Helper {
+	if err == nil || !errors.Is(err, unix.EACCES) || !r.mapping.Subordinate {
 		return o, err
 	}
 	c := reexec.Command("", lookupRole, r.mapping, 0, append([]string{target}, layers...)...)

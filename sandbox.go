@@ -77,26 +77,13 @@ type Usage struct {
 // Make it with Sandbox.Command, set its fields, then Run, or Start and
 // Wait. A Cmd cannot be reused.
 type Cmd struct {
-	// Path is the program; without a slash it is looked up in the
-	// sandbox's PATH.
-	Path string
-	// Args holds the arguments, without the program name.
-	Args []string
-	// Env is "KEY=value" entries added to the sandbox's environment.
-	Env []string
-	// Dir is the working directory; "" = the sandbox's.
-	Dir string
-	// User is "user[:group]"; "" = the sandbox's.
-	User string
-	// Stdin, Stdout and Stderr are connected to the command; nil means
-	// /dev/null (as os/exec does).
-	Stdin          io.Reader
-	Stdout, Stderr io.Writer
-	// Tty allocates a terminal inside the sandbox for the command; its
-	// output then arrives on Stdout only.
-	Tty bool
-	// TtySize is the initial terminal size (rows, columns) with Tty.
-	TtySize [2]uint16
+	// CmdSpec holds what runs: Path (without a slash it is looked up in
+	// the sandbox's PATH), Args (without the program name), Env ("KEY=value"
+	// entries added to the sandbox's environment), Dir and User ("" = the
+	// sandbox's), Stdin, Stdout and Stderr (nil means /dev/null, as
+	// os/exec has it), Tty (a terminal inside the sandbox; output then
+	// arrives on Stdout only) and TtySize (its initial rows and columns).
+	runtime.CmdSpec
 
 	ctx context.Context
 	sb  *Sandbox
@@ -106,7 +93,7 @@ type Cmd struct {
 // Command returns a Cmd that runs path with args in the sandbox. When
 // ctx ends before the command does, the command is killed.
 func (s *Sandbox) Command(ctx context.Context, path string, args ...string) *Cmd {
-	return &Cmd{Path: path, Args: args, ctx: ctx, sb: s}
+	return &Cmd{CmdSpec: runtime.CmdSpec{Path: path, Args: args}, ctx: ctx, sb: s}
 }
 
 // Start starts the command.
@@ -118,10 +105,8 @@ func (c *Cmd) Start() error {
 	if ctx == nil {
 		ctx = context.Background() // a Cmd made as a literal, not by Command
 	}
-	rc := c.sb.rs.CommandContext(ctx, c.Path, c.Args...)
-	rc.Env, rc.Dir, rc.User = c.Env, c.Dir, c.User
-	rc.Stdin, rc.Stdout, rc.Stderr = c.Stdin, c.Stdout, c.Stderr
-	rc.Tty, rc.Rows, rc.Cols = c.Tty, c.TtySize[0], c.TtySize[1]
+	rc := c.sb.rs.CommandContext(ctx, c.Path)
+	rc.CmdSpec = c.CmdSpec
 	if err := rc.Start(); err != nil {
 		return fmt.Errorf("sandbox %s: start %s: %w", c.sb.name, c.Path, err)
 	}

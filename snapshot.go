@@ -55,7 +55,7 @@ type ImportOptions struct {
 // file:tag), a `docker save` tar, a root filesystem directory or a root
 // filesystem tarball.
 func (r *Runtime) ImportSnapshot(ctx context.Context, name, source string, opts ImportOptions) (*Snapshot, error) {
-	if err := checkInit(); err != nil && r.mapping.Helper {
+	if err := checkInit(); err != nil && r.mapping.Subordinate {
 		return nil, err // a rootless unpack re-executes the binary
 	}
 	s, err := r.snaps.Import(ctx, name, source, snapshot.ImportOptions{Format: opts.Format, Replace: opts.Replace})

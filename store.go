@@ -359,9 +359,6 @@ func Default() (*Runtime, error) {
 	return defaultRT, defaultErr
 }
 
-// errNotYet marks API whose part of the store is still landing.
-var errNotYet = errors.New("not implemented yet")
-
 // openParts opens the snapshot store, the volume store and the sandbox
 // manager over their directories of the store.
 func (r *Runtime) openParts() error {

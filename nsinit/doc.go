@@ -15,7 +15,9 @@
 //     (idmapped for a store with a private range) and passes them as
 //     descriptors (see "Descriptors from the host side" in proto.go),
 //     closed before any workload starts,
-//   - reports "ready" or the real cause of a failure on the report pipe,
+//   - reports ReportReady, or ReportError with the real cause of a
+//     failure, on the report pipe (the sequence and the one codec of every
+//     message are in proto.go and codec.go),
 //   - and serves Requests on a unix socket (SOCK_SEQPACKET, one JSON
 //     message per packet, stdio fds as SCM_RIGHTS): exec, signal, wait,
 //     detach, destroy.

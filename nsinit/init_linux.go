@@ -1,7 +1,6 @@
 package nsinit
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -18,49 +17,25 @@ import (
 )
 
 // Main runs the init role: os.Args[1] is the number of the config pipe.
-// It never returns.
+// It never returns. A failure of setup is reported in one place: on the
+// report pipe once the config has named it, else on stderr (the init's
+// log), and the init exits 1.
 func Main() {
-	if err := reexec.WaitMapped(); err != nil {
-		fatal(nil, fmt.Errorf("init: %w", err))
-	}
-	if err := protectExe(); err != nil {
-		fatal(nil, fmt.Errorf("init: protect the binary: %w", err))
-	}
-	cfg, err := readConfig()
+	report, s, err := setUp()
 	if err != nil {
-		fatal(nil, fmt.Errorf("init: %w", err))
-	}
-	report := os.NewFile(uintptr(cfg.FDs.Report), "report")
-	if err := closeExtraFDs(cfg.FDs); err != nil {
-		fatal(report, err)
-	}
-	if cfg.Nproc > 0 {
-		if err := setNproc(cfg.Nproc); err != nil {
-			fatal(report, fmt.Errorf("init: %w", err))
+		if report == nil {
+			fmt.Fprintln(os.Stderr, "lightbox init:", err)
+		} else if werr := WriteReport(report, Report{Type: ReportError, Error: err.Error()}); werr != nil {
+			fmt.Fprintln(os.Stderr, "lightbox init:", err, "(report:", werr, ")")
 		}
+		os.Exit(1)
 	}
-	fds, err := receiveFDs(cfg)
-	if err != nil {
-		fatal(report, fmt.Errorf("init: %w", err))
+	if err := WriteReport(report, Report{Type: ReportReady}); err != nil {
+		// The launcher is gone or gave up: it kills us or the liveness
+		// pipe ends us; serve until then, as a detached sandbox would.
+		fmt.Fprintln(os.Stderr, "lightbox init: report ready:", err)
 	}
-	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
-		fatal(report, fmt.Errorf("init: prctl(PR_SET_DUMPABLE): %w", err))
-	}
-	// The spawner thread drops its privileges while this one mounts.
-	r := newReaper()
-	sp, spReady := startSpawner(r, seccomp.Options{AllowUserNamespaces: cfg.AllowUserNamespaces}, len(cfg.Cgroup) > 0)
-	if err := setup(cfg, fds); err != nil {
-		fatal(report, err)
-	}
-	if err := <-spReady; err != nil {
-		fatal(report, err)
-	}
-	s, err := newServer(cfg, r, sp)
-	if err != nil {
-		fatal(report, err)
-	}
-	writeReport(report, Report{Version: Version, Type: "ready"})
-	report.Close()
+	_ = report.Close() // a pipe: nothing buffered to lose
 	// The runtime starts us with GOGC=off (a launch allocates little and
 	// collecting costs time); a long-lived init collects as usual.
 	debug.SetGCPercent(100)
@@ -68,6 +43,48 @@ func Main() {
 	// of the first commands).
 	time.AfterFunc(2*time.Second, debug.FreeOSMemory)
 	s.run()
+}
+
+// setUp does everything before the init serves: it returns the report
+// pipe as soon as the config names it (nil before), and the server.
+func setUp() (report *os.File, s *server, err error) {
+	if err := reexec.WaitMapped(); err != nil {
+		return nil, nil, fmt.Errorf("init: %w", err)
+	}
+	if err := protectExe(); err != nil {
+		return nil, nil, fmt.Errorf("init: protect the binary: %w", err)
+	}
+	cfg, err := readConfig()
+	if err != nil {
+		return nil, nil, fmt.Errorf("init: %w", err)
+	}
+	report = os.NewFile(uintptr(cfg.FDs.Report), "report")
+	if err := closeExtraFDs(cfg.FDs); err != nil {
+		return report, nil, err
+	}
+	if cfg.Nproc > 0 {
+		if err := setNproc(cfg.Nproc); err != nil {
+			return report, nil, fmt.Errorf("init: %w", err)
+		}
+	}
+	fds, err := receiveFDs(cfg)
+	if err != nil {
+		return report, nil, fmt.Errorf("init: %w", err)
+	}
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return report, nil, fmt.Errorf("init: prctl(PR_SET_DUMPABLE): %w", err)
+	}
+	// The spawner thread drops its privileges while this one mounts.
+	r := newReaper()
+	sp, spReady := startSpawner(r, seccomp.Options{AllowUserNamespaces: cfg.AllowUserNamespaces}, len(cfg.Cgroup) > 0)
+	if err := setup(cfg, fds); err != nil {
+		return report, nil, err
+	}
+	if err := <-spReady; err != nil {
+		return report, nil, err
+	}
+	s, err = newServer(cfg, r, sp)
+	return report, s, err
 }
 
 // protectExe makes sure the binary behind PID 1 cannot be written through
@@ -155,15 +172,8 @@ func readConfig() (*Config, error) {
 		return nil, fmt.Errorf("config fd %q: %w", os.Args[1], err)
 	}
 	f := os.NewFile(uintptr(fd), "config")
-	defer f.Close()
-	var cfg Config
-	if err := json.NewDecoder(f).Decode(&cfg); err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
-	}
-	if cfg.Version != Version {
-		return nil, fmt.Errorf("config version %d, this init speaks %d", cfg.Version, Version)
-	}
-	return &cfg, nil
+	defer f.Close() // read to its end
+	return ReadConfig(f)
 }
 
 // closeExtraFDs closes the binary's fd and marks every other inherited fd
@@ -184,25 +194,6 @@ func closeExtraFDs(fds FDs) error {
 		unix.CloseOnExec(n)
 	}
 	return nil
-}
-
-func writeReport(f *os.File, r Report) {
-	if f == nil {
-		return
-	}
-	b, _ := json.Marshal(r)
-	f.Write(append(b, '\n'))
-}
-
-// fatal reports err to the runtime (or stderr when there is no report
-// pipe yet) and exits.
-func fatal(report *os.File, err error) {
-	if report != nil {
-		writeReport(report, Report{Version: Version, Type: "error", Error: err.Error()})
-	} else {
-		fmt.Fprintln(os.Stderr, "lightbox init:", err)
-	}
-	os.Exit(1)
 }
 
 // exitCode renders a wait status as a shell would: the exit status, or

@@ -90,9 +90,9 @@ func mountRoot(cfg *Config, parent int) (int, error) {
 		target = "/proc/self/fd/" + strconv.Itoa(parent) + "/" + path.Base(cfg.RootDir)
 	}
 	mfd, err := sys.FSMount(cfg.Root.FSType, cfg.Root.Params, 0, "/")
-	if err != nil && cfg.Root.FSType == "overlay" && errors.Is(err, unix.EINVAL) && hasLowerdirPlus(cfg.Root.Params) {
-		// A kernel before 6.8 (no "lowerdir+"): see overlay_linux.go.
-		if lerr := mountOverlayLegacy(cfg.Root.Params, target); lerr != nil {
+	if err != nil && cfg.Root.FSType == "overlay" && errors.Is(err, unix.EINVAL) && sys.HasLowerdirPlus(cfg.Root.Params) {
+		// A kernel before 6.8 (no "lowerdir+"): see internal/sys/overlay.go.
+		if lerr := sys.MountOverlayLegacy(cfg.Root.Params, target); lerr != nil {
 			return -1, fmt.Errorf("mount root: %w; with a lowerdir= list (for kernels before 6.8): %w", err, lerr)
 		}
 		root, err := sys.Openat(unix.AT_FDCWD, target, unix.O_PATH|unix.O_DIRECTORY, 0)

@@ -7,18 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/beamhop/lightbox/internal/sys"
-	"github.com/google/go-cmp/cmp"
 )
-
-func TestMergeEnv(t *testing.T) {
-	got := mergeEnv([]string{"A=1", "B=2", "PATH=/bin"}, []string{"B=3", "C=4", "A=5"})
-	want := []string{"A=5", "B=3", "PATH=/bin", "C=4"}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("mergeEnv mismatch (-want +got):\n%s", diff)
-	}
-}
 
 func TestExecErrorCode(t *testing.T) {
 	if _, err := lookPath("surely-no-such-command-here", "/", []string{"PATH=/nonexistent"}); err == nil {
@@ -71,19 +60,4 @@ func TestDeps(t *testing.T) {
 		}
 	}
 	visit(mod+"nsinit", ".")
-}
-
-func TestLegacyOverlayData(t *testing.T) {
-	params := []sys.Param{
-		{Key: "userxattr"}, {Key: "redirect_dir", Value: "nofollow"}, {Key: "metacopy", Value: "off"},
-		{Key: "lowerdir+", Value: "/l/top"}, {Key: "lowerdir+", Value: "/l/bottom"},
-		{Key: "upperdir", Value: "/s/upper"}, {Key: "workdir", Value: "/s/work"},
-	}
-	want := "userxattr,redirect_dir=nofollow,metacopy=off,upperdir=/s/upper,workdir=/s/work,lowerdir=/l/top:/l/bottom"
-	if got := legacyOverlayData(params, func(_ int, p string) string { return p }); got != want {
-		t.Errorf("legacyOverlayData = %q, want %q", got, want)
-	}
-	if !hasLowerdirPlus(params) || hasLowerdirPlus(params[:3]) {
-		t.Error("hasLowerdirPlus is wrong")
-	}
 }

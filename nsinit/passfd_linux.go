@@ -1,7 +1,6 @@
 package nsinit
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 
@@ -23,42 +22,8 @@ func receiveFDs(cfg *Config) (received, error) {
 		return nil, fmt.Errorf("receive descriptors: %d announced, no socket", cfg.Passed)
 	}
 	defer unix.Close(cfg.FDs.Passer)
-	var out received
-	oob := make([]byte, unix.CmsgSpace(4*MaxFDsPerMessage))
-	buf := make([]byte, 1)
-	for len(out) < cfg.Passed {
-		var (
-			n, oobn int
-			err     error
-		)
-		for {
-			n, oobn, _, _, err = unix.Recvmsg(cfg.FDs.Passer, buf, oob, unix.MSG_CMSG_CLOEXEC)
-			if !errors.Is(err, unix.EINTR) {
-				break
-			}
-		}
-		if err != nil {
-			return out, fmt.Errorf("receive descriptors: %w", err)
-		}
-		if n == 0 && oobn == 0 {
-			return out, fmt.Errorf("receive descriptors: got %d of %d", len(out), cfg.Passed)
-		}
-		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-		if err != nil {
-			return out, fmt.Errorf("receive descriptors: %w", err)
-		}
-		for _, m := range msgs {
-			fds, err := unix.ParseUnixRights(&m)
-			if err != nil {
-				return out, fmt.Errorf("receive descriptors: %w", err)
-			}
-			out = append(out, fds...)
-		}
-	}
-	if len(out) != cfg.Passed {
-		return out, fmt.Errorf("receive descriptors: got %d, want %d", len(out), cfg.Passed)
-	}
-	return out, nil
+	fds, err := ReceiveFDs(cfg.FDs.Passer, cfg.Passed)
+	return received(fds), err
 }
 
 // fd returns the descriptor p names, -1 for none.

@@ -6,6 +6,29 @@ import (
 	"github.com/beamhop/lightbox/internal/sys"
 )
 
+// The messages between the runtime and the init, in the order they go:
+//
+//  1. the runtime starts the init with the config pipe's read end, the
+//     report pipe's write end and the other FDs as ExtraFiles, each
+//     numbered 3+its index (never a fixed number: runc's
+//     newParentProcess);
+//  2. as real root, the runtime sends Config.Passed descriptors on
+//     FDs.Passer (SendFDs; see "Descriptors from the host side");
+//  3. the runtime writes one Config on the config pipe and closes it
+//     (WriteConfig, ReadConfig);
+//  4. the init writes one Report on the report pipe: ReportReady once it
+//     serves the exec socket, or ReportError with the real cause of the
+//     failure, then exits; a report pipe closed with no Report means the
+//     init died during setup (ReadReport returns ErrNoReport);
+//  5. clients send Requests and read Replies on the exec socket, one
+//     message a packet, stdio and pty descriptors as SCM_RIGHTS (WriteMsg,
+//     ReadMsg);
+//  6. a sandbox that ends on its own leaves a Status in its lock file
+//     (MarshalStatus, UnmarshalStatus).
+//
+// Every message goes through the one codec in codec.go (and msg_linux.go
+// for the descriptors), used by both sides (runc: libcontainer/sync.go).
+
 // Version is the version of every message type below. The runtime and the
 // init are the same binary, but a detached sandbox can outlive an upgrade
 // of it: both sides refuse a message of another version.
@@ -128,12 +151,23 @@ type Mount struct {
 	FD PassedFD `json:"fd,omitempty"`
 }
 
-// Report is what the init writes, one JSON line each, on the report pipe
-// while it sets up.
+// ReportKind is the kind of a Report.
+type ReportKind string
+
+// Report kinds.
+const (
+	// ReportReady: the init is set up and serves the exec socket.
+	ReportReady ReportKind = "ready"
+	// ReportError: setup failed; Report.Error says why. The init exits.
+	ReportError ReportKind = "error"
+)
+
+// Report is what the init writes, one JSON line, on the report pipe once
+// its setup is over.
 type Report struct {
-	Version int    `json:"version"`
-	Type    string `json:"type"` // "ready" or "error"
-	Error   string `json:"error,omitempty"`
+	Version int        `json:"version"`
+	Type    ReportKind `json:"type"`
+	Error   string     `json:"error,omitempty"`
 }
 
 // DroppedXattr is the extended attribute on a capped log file (see
@@ -141,20 +175,23 @@ type Report struct {
 // decimal.
 const DroppedXattr = "user.lightbox.dropped"
 
+// Op is the operation of a Request.
+type Op string
+
 // Request operations.
 const (
-	OpExec    = "exec"    // start Exec; the reply is Started or an error, then Exit
-	OpSignal  = "signal"  // signal the process this connection started
-	OpResize  = "resize"  // set the window size of this connection's pty
-	OpWait    = "wait"    // reply with the main command's Exit once it ends
-	OpDetach  = "detach"  // stop watching the liveness pipe
-	OpDestroy = "destroy" // SIGTERM, Grace, SIGKILL everything; reply, then exit
+	OpExec    Op = "exec"    // start Exec; the reply is Started or an error, then Exit
+	OpSignal     = "signal"  // signal the process this connection started
+	OpResize     = "resize"  // set the window size of this connection's pty
+	OpWait       = "wait"    // reply with the main command's Exit once it ends
+	OpDetach     = "detach"  // stop watching the liveness pipe
+	OpDestroy    = "destroy" // SIGTERM, Grace, SIGKILL everything; reply, then exit
 )
 
 // Request is a client's message on the exec socket.
 type Request struct {
 	Version int           `json:"version"`
-	Op      string        `json:"op"`
+	Op      Op            `json:"op"`
 	Exec    *Exec         `json:"exec,omitempty"`
 	Signal  int           `json:"signal,omitempty"`
 	Grace   time.Duration `json:"grace,omitempty"`
@@ -185,19 +222,22 @@ type Exec struct {
 	Main bool `json:"main,omitempty"`
 }
 
+// ReplyType is the kind of a Reply.
+type ReplyType string
+
 // Reply types.
 const (
-	ReplyStarted = "started"
-	ReplyExit    = "exit"
-	ReplyOK      = "ok"
-	ReplyError   = "error"
+	ReplyStarted ReplyType = "started"
+	ReplyExit              = "exit"
+	ReplyOK                = "ok"
+	ReplyError             = "error"
 )
 
 // Reply is the init's message on the exec socket.
 type Reply struct {
-	Version int    `json:"version"`
-	Type    string `json:"type"`
-	Pid     int    `json:"pid,omitempty"` // Started: pid inside the sandbox
+	Version int       `json:"version"`
+	Type    ReplyType `json:"type"`
+	Pid     int       `json:"pid,omitempty"` // Started: pid inside the sandbox
 	// Exit: the status; Code is 128+Signal when killed by a signal.
 	// Error: 127 (not found) or 126 (not executable) when the command
 	// could not start for that reason, else 0.

@@ -1,14 +1,13 @@
 package nsinit
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/beamhop/lightbox/internal/environ"
 	"io"
 	"net"
 	"os"
 	"os/signal"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -32,7 +31,8 @@ type server struct {
 	main       *proc
 	mainDone   chan struct{} // closed when the main command ended
 	mainStatus Reply
-	pending    int // replies about the main command still to send
+	pending    int           // replies about the main command still to send
+	drained    chan struct{} // closed when pending drops to 0 (mainEnded waits)
 }
 
 type proc struct {
@@ -157,15 +157,9 @@ func (s *server) destroy(grace time.Duration, timedOut bool) {
 		}
 	} else {
 		unix.Kill(-1, unix.SIGTERM)
-		tick := time.NewTicker(2 * time.Millisecond)
-		defer tick.Stop()
-	loop:
-		for others() {
-			select {
-			case <-deadline:
-				break loop
-			case <-tick.C:
-			}
+		select {
+		case <-s.r.noChildren():
+		case <-deadline:
 		}
 	}
 	if timedOut {
@@ -183,33 +177,29 @@ func (s *server) killMain(m *proc) chan struct{} {
 	return m.done
 }
 
-// others reports whether any process but PID 1 is left.
-func others() bool {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return false
-	}
-	for _, e := range ents {
-		if n, err := strconv.Atoi(e.Name()); err == nil && n != 1 {
-			return true
-		}
-	}
-	return false
-}
-
 // record writes the sandbox's final status into its lock file.
 func (s *server) record(st Status) {
-	b, _ := json.Marshal(st)
-	s.lock.Truncate(0)
-	s.lock.WriteAt(b, 0)
-	s.lock.Sync()
+	b, err := MarshalStatus(st)
+	if err == nil {
+		err = s.lock.Truncate(0)
+	}
+	if err == nil {
+		_, err = s.lock.WriteAt(b, 0)
+	}
+	if err == nil {
+		err = s.lock.Sync()
+	}
+	if err != nil {
+		// Nobody to tell but the log: the sandbox then reads as dead, not
+		// exited, and its status is lost.
+		fmt.Fprintln(os.Stderr, "lightbox init: record the status:", err)
+	}
 }
 
 func (s *server) serve(c *net.UnixConn) {
 	defer c.Close()
 	bp := reqBufs.Get().(*[]byte)
-	oob := make([]byte, unix.CmsgSpace(4*4))
-	req, fds, err := readRequest(c, *bp, oob)
+	req, fds, err := readRequest(c, *bp)
 	reqBufs.Put(bp)
 	if err != nil {
 		closeAll(fds)
@@ -257,50 +247,14 @@ const MaxRequest = 256 << 10
 // keep one per connection it ever served.
 var reqBufs = sync.Pool{New: func() any { b := make([]byte, MaxRequest); return &b }}
 
-func readRequest(c *net.UnixConn, buf, oob []byte) (Request, []int, error) {
+func readRequest(c *net.UnixConn, buf []byte) (Request, []int, error) {
 	var req Request
-	n, oobn, flags, _, err := c.ReadMsgUnix(buf, oob)
-	if err != nil {
-		return req, nil, err
-	}
-	if flags&unix.MSG_TRUNC != 0 {
-		return req, nil, fmt.Errorf("request larger than %d bytes", len(buf))
-	}
-	if n == 0 {
-		return req, nil, io.EOF
-	}
-	var fds []int
-	if oobn > 0 {
-		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-		if err == nil {
-			for _, m := range msgs {
-				if r, err := unix.ParseUnixRights(&m); err == nil {
-					fds = append(fds, r...)
-				}
-			}
-		}
-	}
-	for _, fd := range fds {
-		unix.CloseOnExec(fd)
-	}
-	if err := json.Unmarshal(buf[:n], &req); err != nil {
-		return req, fds, fmt.Errorf("bad request: %w", err)
-	}
-	if req.Version != Version {
-		return req, fds, fmt.Errorf("request version %d, this init speaks %d", req.Version, Version)
-	}
-	return req, fds, nil
+	fds, err := ReadMsg(c, buf, &req)
+	return req, fds, err
 }
 
 func send(c *net.UnixConn, r Reply, fds []int) error {
-	r.Version = Version
-	b, _ := json.Marshal(r)
-	var oob []byte
-	if len(fds) > 0 {
-		oob = unix.UnixRights(fds...)
-	}
-	_, _, err := c.WriteMsgUnix(b, oob, nil)
-	return err
+	return WriteMsg(c, &r, fds)
 }
 
 func closeAll(fds []int) {
@@ -331,15 +285,11 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 		fail(0, err)
 		return
 	}
-	env := mergeEnv(s.cfg.Env, e.Env)
-	if !hasEnv(env, "PATH") {
-		env = append(env, "PATH="+defaultPath)
-	}
-	if !hasEnv(env, "HOME") {
-		env = append(env, "HOME="+u.home)
-	}
-	if !hasEnv(env, "HOSTNAME") {
-		env = append(env, "HOSTNAME="+s.cfg.Name)
+	env := environ.Merge(s.cfg.Env, e.Env)
+	for _, kv := range [][2]string{{"PATH", environ.DefaultPath}, {"HOME", u.home}, {"HOSTNAME", s.cfg.Name}} {
+		if _, ok := environ.Lookup(env, kv[0]); !ok {
+			env = append(env, kv[0]+"="+kv[1])
+		}
 	}
 	dir := firstNonEmpty(e.Dir, s.cfg.Workdir, "/")
 	if st, err := os.Stat(dir); err != nil {
@@ -471,9 +421,9 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 		defer close(gone)
 		// What follows (signals, resizes) is small: do not keep the
 		// first request's large buffer for the command's whole life.
-		buf, oob := make([]byte, 4096), make([]byte, unix.CmsgSpace(4*4))
+		buf := make([]byte, 4096)
 		for {
-			req, fds, err := readRequest(c, buf, oob)
+			req, fds, err := readRequest(c, buf)
 			closeAll(fds)
 			if err != nil {
 				return
@@ -519,20 +469,30 @@ func (s *server) mainEnded(p *proc) {
 	}
 	// Let the connections waiting for this status send it (bounded: a
 	// client that does not read must not keep the sandbox alive).
-	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
-		s.mu.Lock()
-		n := s.pending
-		s.mu.Unlock()
-		if n == 0 {
-			break
+	s.mu.Lock()
+	var drained chan struct{}
+	if s.pending > 0 {
+		drained = make(chan struct{})
+		s.drained = drained
+	}
+	s.mu.Unlock()
+	if drained != nil {
+		select {
+		case <-drained:
+		case <-time.After(2 * time.Second):
 		}
 	}
 	s.exit()
 }
 
+// done counts one reply about the main command sent.
 func (s *server) done() {
 	s.mu.Lock()
 	s.pending--
+	if s.pending == 0 && s.drained != nil {
+		close(s.drained)
+		s.drained = nil
+	}
 	s.mu.Unlock()
 }
 

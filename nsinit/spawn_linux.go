@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"github.com/beamhop/lightbox/internal/environ"
 	"os"
 	"os/signal"
 	"path"
@@ -26,8 +27,6 @@ var defaultCaps = []uintptr{
 	unix.CAP_SETPCAP, unix.CAP_SETUID, unix.CAP_SYS_CHROOT,
 }
 
-const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
 // reaper is PID 1's single wait4(-1) loop: statuses go to the waiter
 // registered for the pid; orphans are reaped and forgotten. The spawner
 // registers a pid under mu before the reaper can look, so no status is
@@ -35,6 +34,7 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 type reaper struct {
 	mu      sync.Mutex
 	waiters map[int]chan syscall.WaitStatus
+	idle    []chan struct{} // closed when wait4 finds no child left
 }
 
 func newReaper() *reaper {
@@ -56,6 +56,12 @@ func (r *reaper) reap() {
 	for {
 		var ws unix.WaitStatus
 		pid, err := sys.Wait4(-1, &ws, unix.WNOHANG)
+		if errors.Is(err, unix.ECHILD) {
+			for _, ch := range r.idle {
+				close(ch)
+			}
+			r.idle = nil
+		}
 		if err != nil || pid <= 0 {
 			return
 		}
@@ -64,6 +70,19 @@ func (r *reaper) reap() {
 			ch <- syscall.WaitStatus(ws)
 		}
 	}
+}
+
+// noChildren returns a channel closed once PID 1 has no child left: in a
+// pid namespace every process is PID 1's descendant and orphans are
+// reparented to it, so that is when no other process is left. It is told
+// by the SIGCHLD that ends the last one, not by scanning /proc.
+func (r *reaper) noChildren() <-chan struct{} {
+	ch := make(chan struct{})
+	r.mu.Lock()
+	r.idle = append(r.idle, ch)
+	r.mu.Unlock()
+	r.reap() // perhaps none is left already
+	return ch
 }
 
 // spawnReq is a fork+exec for the spawner thread.
@@ -300,11 +319,9 @@ func lookPath(file, dir string, env []string) (string, error) {
 		}
 		return file, nil
 	}
-	pathEnv := defaultPath
-	for _, e := range env {
-		if v, ok := strings.CutPrefix(e, "PATH="); ok {
-			pathEnv = v
-		}
+	pathEnv, ok := environ.Lookup(env, "PATH")
+	if !ok {
+		pathEnv = environ.DefaultPath
 	}
 	var denied error
 	for _, d := range strings.Split(pathEnv, ":") {
@@ -339,31 +356,6 @@ func execErrorCode(err error) int {
 		return 126
 	}
 	return 0
-}
-
-// mergeEnv applies over on top of base; later entries win.
-func mergeEnv(base, over []string) []string {
-	out := make([]string, 0, len(base)+len(over))
-	idx := map[string]int{}
-	for _, kv := range append(append([]string{}, base...), over...) {
-		k, _, _ := strings.Cut(kv, "=")
-		if i, ok := idx[k]; ok {
-			out[i] = kv
-			continue
-		}
-		idx[k] = len(out)
-		out = append(out, kv)
-	}
-	return out
-}
-
-func hasEnv(env []string, key string) bool {
-	for _, kv := range env {
-		if strings.HasPrefix(kv, key+"=") {
-			return true
-		}
-	}
-	return false
 }
 
 // openPty allocates a pty in the sandbox's devpts: the master, and the

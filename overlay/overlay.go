@@ -25,8 +25,8 @@
 // /proc/self/fd as the working directory while the kernel parses the
 // options: 4-5 bytes a layer, no privilege needed beyond the mount (so it
 // works in a user namespace), nothing left on disk. nsinit, which mounts a
-// sandbox's root from Params and may not import this package, does the
-// same (nsinit/overlay_linux.go).
+// sandbox's root from Params and may not import this package, uses the
+// same fallback (internal/sys.MountOverlayLegacy).
 package overlay
 
 import (
@@ -91,23 +91,9 @@ func (s Spec) Params() []sys.Param {
 // Data returns the legacy mount(2) option string, or ErrTooLong when it
 // would not fit a page.
 func (s Spec) Data() (string, error) {
-	d := s.data(func(_ int, p string) string { return p })
-	if len(d) >= pageSize {
+	d := sys.OverlayData(s.Params(), func(_ int, p string) string { return p })
+	if len(d) >= sys.OptionsMax {
 		return "", fmt.Errorf("%w (%d bytes for %d layers)", ErrTooLong, len(d), len(s.Layers))
 	}
 	return d, nil
-}
-
-// pageSize bounds a mount(2) option string: the kernel copies at most a
-// page of it, NUL included.
-const pageSize = 4096
-
-// data is the mount(2) option string with each layer named by name(i, p):
-// i counts layers bottom first, p is the layer's path.
-func (s Spec) data(name func(i int, p string) string) string {
-	lower := make([]string, len(s.Layers))
-	for i, l := range s.Layers {
-		lower[len(s.Layers)-1-i] = name(i, l)
-	}
-	return "userxattr,redirect_dir=nofollow,metacopy=off,lowerdir=" + strings.Join(lower, ":") + ",upperdir=" + s.Upper + ",workdir=" + s.Work
 }

@@ -3,7 +3,6 @@ package overlay
 import (
 	"errors"
 	"fmt"
-	"strconv"
 
 	"github.com/beamhop/lightbox/internal/sys"
 	"golang.org/x/sys/unix"
@@ -58,28 +57,11 @@ func Unmount(target string) error {
 func isErrno(err error, e unix.Errno) bool { return errors.Is(err, e) }
 
 // mountLegacy mounts s on target with mount(2) and the classic option
-// string, naming the layers by descriptor when their paths would not fit a
-// page (see the package doc).
+// string (see the package doc).
 func mountLegacy(s Spec, target string) error {
-	if d, err := s.Data(); err == nil {
-		return sys.Mount("overlay", target, "overlay", 0, d)
+	err := sys.MountOverlayLegacy(s.Params(), target)
+	if errors.Is(err, unix.E2BIG) {
+		return fmt.Errorf("%w even with layers named by descriptor: %w", ErrTooLong, err)
 	}
-	var fds []int
-	defer func() {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-	}()
-	for _, l := range s.Layers {
-		fd, err := sys.Openat(unix.AT_FDCWD, l, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return fmt.Errorf("open layer: %w", err)
-		}
-		fds = append(fds, fd)
-	}
-	d := s.data(func(i int, _ string) string { return strconv.Itoa(fds[i]) })
-	if len(d) >= pageSize {
-		return fmt.Errorf("%w even with layers named by descriptor (%d bytes for %d layers)", ErrTooLong, len(d), len(s.Layers))
-	}
-	return sys.MountIn("/proc/self/fd", "overlay", target, "overlay", 0, d)
+	return err
 }

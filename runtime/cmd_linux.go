@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,29 +20,8 @@ import (
 // otherwise, and never gets the caller's terminal: with Tty it gets a pty
 // allocated inside the sandbox, relayed here.
 type Cmd struct {
-	// Path is the command: a name looked up in the sandbox's PATH, or a
-	// path inside the sandbox.
-	Path string
-	// Args holds the command line, Args[0] included.
-	Args []string
-	// Env entries are added on top of the sandbox's environment (later
-	// entries win); nil adds nothing.
-	Env []string
-	// Dir is the working directory; "" = the sandbox's.
-	Dir string
-	// User is "uid[:gid]" or "name[:group]"; "" = the sandbox's.
-	User string
-	// Stdin, Stdout and Stderr are the process's streams; nil means
-	// /dev/null. An *os.File is passed to the process as it is (unless it
-	// is a terminal); anything else through a pipe copied by a goroutine,
-	// as os/exec does.
-	Stdin          io.Reader
-	Stdout, Stderr io.Writer
-	// Tty runs the process on a new pty inside the sandbox; Stdin feeds it
-	// and Stdout receives its output (Stderr is unused). Rows and Cols set
-	// the initial window size; see Resize.
-	Tty        bool
-	Rows, Cols uint16
+	// CmdSpec says what runs: the fields lightbox.Cmd has too.
+	CmdSpec
 
 	sb     *Sandbox
 	ctx    context.Context
@@ -70,7 +48,7 @@ type Cmd struct {
 
 // Command returns a Cmd that runs name with args in the sandbox.
 func (s *Sandbox) Command(name string, arg ...string) *Cmd {
-	return &Cmd{Path: name, Args: append([]string{name}, arg...), sb: s}
+	return &Cmd{CmdSpec: CmdSpec{Path: name, Args: arg}, sb: s}
 }
 
 // CommandContext is Command with a context: when ctx ends before the
@@ -105,12 +83,7 @@ func (c *Cmd) start(ctx, life context.Context) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	args := c.Args
-	if len(args) == 0 {
-		args = []string{c.Path}
-	} else {
-		args = append([]string{c.Path}, args[1:]...)
-	}
+	args := append([]string{c.Path}, c.Args...)
 	var childEnds []*os.File
 	defer func() {
 		for _, f := range childEnds {
@@ -120,8 +93,8 @@ func (c *Cmd) start(ctx, life context.Context) (err error) {
 			c.closeOurs()
 		}
 	}()
-	req := nsinit.Request{Version: nsinit.Version, Op: nsinit.OpExec, Exec: &nsinit.Exec{
-		Args: args, Env: c.Env, Dir: c.Dir, User: c.User, Tty: c.Tty, Rows: c.Rows, Cols: c.Cols, Main: c.main, LogMax: c.logMax,
+	req := nsinit.Request{Op: nsinit.OpExec, Exec: &nsinit.Exec{
+		Args: args, Env: c.Env, Dir: c.Dir, User: c.User, Tty: c.Tty, Rows: c.TtySize[0], Cols: c.TtySize[1], Main: c.main, LogMax: c.logMax,
 	}}
 	var fds []int
 	if !c.Tty {
@@ -411,7 +384,7 @@ func (c *Cmd) Signal(sig syscall.Signal) error {
 	if c.conn == nil {
 		return errors.New("lightbox: Cmd not started")
 	}
-	return sendRequest(c.conn, nsinit.Request{Version: nsinit.Version, Op: nsinit.OpSignal, Signal: int(sig)}, nil)
+	return sendRequest(c.conn, nsinit.Request{Op: nsinit.OpSignal, Signal: int(sig)}, nil)
 }
 
 // Resize sets the window size of the command's pty.
@@ -423,50 +396,12 @@ func (c *Cmd) Resize(rows, cols uint16) error {
 }
 
 func sendRequest(c *net.UnixConn, r nsinit.Request, fds []int) error {
-	b, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	if len(b) > nsinit.MaxRequest {
-		return fmt.Errorf("request of %d bytes: arguments and environment exceed %d bytes", len(b), nsinit.MaxRequest)
-	}
-	var oob []byte
-	if len(fds) > 0 {
-		oob = unix.UnixRights(fds...)
-	}
-	_, _, err = c.WriteMsgUnix(b, oob, nil)
-	return err
+	return nsinit.WriteMsg(c, &r, fds)
 }
 
+// readReply reads one Reply; the descriptors it carried are the caller's.
 func readReply(c *net.UnixConn) (nsinit.Reply, []int, error) {
 	var r nsinit.Reply
-	buf := make([]byte, 4096)
-	oob := make([]byte, unix.CmsgSpace(4*4))
-	n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
-	if err != nil {
-		return r, nil, err
-	}
-	var fds []int
-	if oobn > 0 {
-		if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
-			for _, m := range msgs {
-				if got, err := unix.ParseUnixRights(&m); err == nil {
-					fds = append(fds, got...)
-				}
-			}
-		}
-	}
-	for _, fd := range fds {
-		unix.CloseOnExec(fd)
-	}
-	if n == 0 {
-		return r, fds, io.EOF
-	}
-	if err := json.Unmarshal(buf[:n], &r); err != nil {
-		return r, fds, fmt.Errorf("bad reply from init: %w", err)
-	}
-	if r.Version != nsinit.Version {
-		return r, fds, fmt.Errorf("reply version %d from init, want %d", r.Version, nsinit.Version)
-	}
-	return r, fds, nil
+	fds, err := nsinit.ReadMsg(c, make([]byte, 4096), &r)
+	return r, fds, err
 }

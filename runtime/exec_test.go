@@ -183,7 +183,7 @@ func TestTty(t *testing.T) {
 	e := newEnv(t)
 	sb := e.launch(t, e.spec("tty"))
 	c := sb.Command("sh", "-c", "tty; stty size; test -t 0 && echo interactive")
-	c.Tty, c.Rows, c.Cols = true, 33, 101
+	c.Tty, c.TtySize = true, [2]uint16{33, 101}
 	var out bytes.Buffer
 	c.Stdout = &out
 	if err := c.Run(); err != nil {

@@ -66,11 +66,11 @@ func (s *Sandbox) Freeze(ctx context.Context) (thaw func() error, err error) {
 		lk.Close()
 		return nil, fmt.Errorf("freeze sandbox %s: %w", s.name, err)
 	}
-	if pfd < 0 {
+	if pfd == nil {
 		lk.Close()
 		return func() error { return nil }, nil
 	}
-	defer unix.Close(pfd)
+	defer pfd.Close()
 	if cthaw, ok, err := s.freezeCgroup(ctx); ok || err != nil {
 		if err != nil {
 			lk.Close()
@@ -89,7 +89,7 @@ func (s *Sandbox) Freeze(ctx context.Context) (thaw func() error, err error) {
 		return nil, fmt.Errorf("freeze sandbox %s: pid namespace of the init: %w", s.name, err)
 	}
 	// The namespace read is the init's if the pidfd's process still lives.
-	if err := unix.PidfdSendSignal(pfd, 0, nil, 0); err != nil {
+	if err := unix.PidfdSendSignal(int(pfd.Fd()), 0, nil, 0); err != nil {
 		lk.Close()
 		return nil, fmt.Errorf("freeze sandbox %s: %w", s.name, ErrNotRunning)
 	}

@@ -245,19 +245,12 @@ func openForInit(pid int, cfg *nsinit.Config, h *hostSide) error {
 
 // send sends every collected descriptor on the socket sock, in order.
 func (h *hostSide) send(sock *os.File) error {
-	for i := 0; i < len(h.files); i += nsinit.MaxFDsPerMessage {
-		end := min(i+nsinit.MaxFDsPerMessage, len(h.files))
-		fds := make([]int, 0, end-i)
-		for _, f := range h.files[i:end] {
-			fds = append(fds, int(f.Fd()))
-		}
-		var err error = syscall.EINTR
-		for errors.Is(err, syscall.EINTR) {
-			err = unix.Sendmsg(int(sock.Fd()), []byte{0}, unix.UnixRights(fds...), nil, 0)
-		}
-		if err != nil {
-			return fmt.Errorf("send descriptors to the init: %w", err)
-		}
+	fds := make([]int, len(h.files))
+	for i, f := range h.files {
+		fds[i] = int(f.Fd())
+	}
+	if err := nsinit.SendFDs(int(sock.Fd()), fds); err != nil {
+		return fmt.Errorf("init: %w", err)
 	}
 	return nil
 }

@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -83,8 +82,15 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	}
 	defer logf.Close()
 
-	extra := []*os.File{cfgR, repW, liveR, lnf, lk.File()}
-	cfg.FDs = nsinit.FDs{Report: 4, Liveness: 5, Listener: 6, Lock: 7, Exe: -1, Passer: -1}
+	// Each file the init inherits is numbered 3+its index in ExtraFiles
+	// (runc's newParentProcess): its number is taken as it is added.
+	var extra []*os.File
+	child := func(f *os.File) int {
+		extra = append(extra, f)
+		return 3 + len(extra) - 1
+	}
+	cfgFD := child(cfgR)
+	cfg.FDs = nsinit.FDs{Report: child(repW), Liveness: child(liveR), Listener: child(lnf), Lock: child(lk.File()), Exe: -1, Passer: -1}
 	var passW *os.File
 	if hostPrepares() {
 		pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
@@ -95,24 +101,21 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		passR := os.NewFile(uintptr(pair[1]), "passer")
 		defer passW.Close()
 		defer passR.Close()
-		cfg.FDs.Passer = 3 + len(extra)
-		extra = append(extra, passR)
+		cfg.FDs.Passer = child(passR)
 	}
 	for _, l := range spec.Leases {
-		cfg.FDs.Leases = append(cfg.FDs.Leases, 3+len(extra))
-		extra = append(extra, l)
+		cfg.FDs.Leases = append(cfg.FDs.Leases, child(l))
 	}
 	exePath := ""
 	if exe := m.exe(); exe != nil {
-		cfg.FDs.Exe = 3 + len(extra)
+		cfg.FDs.Exe = child(exe)
 		exePath = "/proc/self/fd/" + strconv.Itoa(cfg.FDs.Exe)
-		extra = append(extra, exe)
 	}
 	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP)
 	if spec.Network != NetworkHost {
 		flags |= unix.CLONE_NEWNET
 	}
-	cmd := reexec.Command(exePath, "init", m.mapping, flags, "3")
+	cmd := reexec.Command(exePath, "init", m.mapping, flags, strconv.Itoa(cfgFD))
 	cmd.ExtraFiles = extra
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// The init is small and mostly waits: one P, and no GC during setup
@@ -163,32 +166,34 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		h.close()
 		passW.Close()
 	}
-	enc, _ := json.Marshal(cfg)
-	if _, err := cfgW.Write(enc); err != nil {
+	if err := nsinit.WriteConfig(cfgW, &cfg); err != nil {
+		return fail(err)
+	}
+	if err := cfgW.Close(); err != nil {
 		return fail(fmt.Errorf("send config to init: %w", err))
 	}
-	cfgW.Close()
 
-	rep := make(chan nsinit.Report, 1)
+	type report struct {
+		r   nsinit.Report
+		err error
+	}
+	rep := make(chan report, 1)
 	go func() {
-		var r nsinit.Report
-		line, err := bufio.NewReader(repR).ReadBytes('\n')
-		if err != nil || json.Unmarshal(line, &r) != nil {
-			r = nsinit.Report{Type: "eof"}
-		}
-		rep <- r
+		r, err := nsinit.ReadReport(repR)
+		rep <- report{r, err}
 	}()
 	select {
 	case <-ctx.Done():
 		return fail(ctx.Err())
 	case r := <-rep:
 		switch {
-		case r.Type == "ready":
-		case r.Type == "error":
-			return fail(errors.New(r.Error))
-		default:
+		case errors.Is(r.err, nsinit.ErrNoReport):
 			<-initDone
 			return fail(fmt.Errorf("init exited during setup (%v): %s", initErr, tail(filepath.Join(dir, "init.log"))))
+		case r.err != nil:
+			return fail(fmt.Errorf("init: %w", r.err))
+		case r.r.Type == nsinit.ReportError:
+			return fail(errors.New(r.r.Error))
 		}
 	}
 	st, err := readState(dir)
@@ -203,7 +208,7 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	if spec.Network == NetworkPrivate {
 		// Hook for the user-mode network stack (Options.AttachNetwork):
 		// the main command starts only once it is attached.
-		na, err := m.opts.AttachNetwork(ctx, pid)
+		na, err := m.opts.AttachNetwork(ctx, pid, spec.Ports)
 		if err != nil {
 			return fail(fmt.Errorf("attach network: %w", err))
 		}
@@ -253,7 +258,7 @@ func tail(p string) string {
 func (s *Sandbox) startMain(ctx context.Context, spec Spec) error {
 	c := s.Command(spec.Command[0], spec.Command[1:]...)
 	c.main = true
-	c.Tty, c.Rows, c.Cols = spec.Tty, spec.Rows, spec.Cols
+	c.Tty, c.TtySize = spec.Tty, spec.TtySize
 	if spec.Stdin == nil && spec.Stdout == nil && spec.Stderr == nil {
 		var files []*os.File
 		flags := os.O_WRONLY | os.O_APPEND

@@ -35,7 +35,7 @@ func helperMain(mode, root, rootfs, name string) {
 		fmt.Println("error:", err)
 		os.Exit(1)
 	}
-	spec := Spec{Name: name, Layers: []string{rootfs}}
+	spec := Spec{Name: name, Layers: []string{rootfs}, Network: NetworkNone}
 	if mode == "detach-main" {
 		spec.Command = []string{"sh", "-c", "echo to-stdout; echo to-stderr >&2; sleep 1; exit 7"}
 	}

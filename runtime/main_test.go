@@ -62,7 +62,7 @@ func newEnvB(t testing.TB) *env {
 }
 
 func (e *env) spec(name string) Spec {
-	return Spec{Name: name, Layers: []string{e.rootfs}, Env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}}
+	return Spec{Name: name, Layers: []string{e.rootfs}, Network: NetworkNone, Env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}}
 }
 
 // launch launches spec and destroys the sandbox at the end of the test.

@@ -140,22 +140,28 @@ func (m *Manager) Close() error {
 	return nil
 }
 
-func randomName() string {
-	b := make([]byte, 5)
-	rand.Read(b)
-	return "sb-" + hex.EncodeToString(b)
+// randomHex returns n random bytes in hex, for names nobody else picks.
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b) // never fails (crypto/rand)
+	return hex.EncodeToString(b)
 }
+
+// generateName makes a sandbox name like "lb-3f9a1c2e": the one place
+// names are generated (Spec.Name ""), retried by Launch when taken.
+func generateName() string { return "lb-" + randomHex(4) }
 
 // Launch starts a sandbox and returns once its init is ready (and its main
 // command started). The sandbox dies with the calling process unless
 // Detach is called. On error nothing is left behind.
 func (m *Manager) Launch(ctx context.Context, spec Spec) (*Sandbox, error) {
-	if err := spec.validate(); err != nil {
+	if err := spec.Validate(); err != nil {
 		return nil, fmt.Errorf("launch sandbox: %w", err)
 	}
-	if spec.Network == "" {
-		spec.Network = NetworkNone
+	if err := spec.checkPaths(); err != nil {
+		return nil, fmt.Errorf("launch sandbox: %w", err)
 	}
+	spec.normalize()
 	if spec.Network == NetworkPrivate && m.opts.AttachNetwork == nil {
 		return nil, fmt.Errorf("launch sandbox: network %q is not available in this build: use none or host", spec.Network)
 	}
@@ -172,7 +178,7 @@ func (m *Manager) Launch(ctx context.Context, spec Spec) (*Sandbox, error) {
 	defer func() { m.removeGarbage(context.WithoutCancel(ctx), garbage) }()
 	for try := 0; ; try++ {
 		if generated {
-			name = randomName()
+			name = generateName()
 		}
 		var g []string
 		lk, g, err = m.create(ctx, name)
@@ -238,7 +244,7 @@ func (m *Manager) setAside() []string {
 		if err != nil {
 			continue
 		}
-		aside := filepath.Join(m.root, ".rm-"+n+"-"+randomName())
+		aside := filepath.Join(m.root, ".rm-"+n+"-"+randomHex(5))
 		if os.Rename(filepath.Join(m.root, n), aside) == nil {
 			m.log.Info("removing dead sandbox", "sandbox", n)
 			out = append(out, aside)
@@ -306,7 +312,7 @@ func (m *Manager) start(ctx context.Context, name string, spec Spec, plan *limit
 	st := state{Version: 1, Name: name, Snapshot: spec.Snapshot, CreatedAt: time.Now().UTC(), Volumes: spec.Volumes, Command: spec.Command, Network: spec.Network, WritableDir: spec.WritableDir, Limits: plan.applied}
 	if plan.cgroup != nil {
 		// Recorded before it is made: removing the directory removes it.
-		st.Cgroup = plan.cgroup.join(name + "-" + randomName()[3:])
+		st.Cgroup = plan.cgroup.join(name + "-" + randomHex(5))
 	}
 	if err := writeState(dir, st); err != nil {
 		return nil, err
@@ -487,8 +493,7 @@ func (m *Manager) status(name string) (info Info, _ error) {
 	info.Status = StatusDead
 	b, err := os.ReadFile(filepath.Join(dir, "lock"))
 	if err == nil && len(b) > 0 {
-		var fs nsinit.Status
-		if json.Unmarshal(b, &fs) == nil && fs.Version == nsinit.Version {
+		if fs, err := nsinit.UnmarshalStatus(b); err == nil {
 			info.Status, info.ExitCode, info.TimedOut = StatusExited, fs.ExitCode, fs.TimedOut
 		}
 	}
@@ -608,7 +613,7 @@ func (m *Manager) removeLocked(ctx context.Context, name string) error {
 		// No lock file (a crash before it was made): nothing holds it.
 	}
 	defer lk.Close()
-	aside := filepath.Join(m.root, ".rm-"+name+"-"+randomName())
+	aside := filepath.Join(m.root, ".rm-"+name+"-"+randomHex(5))
 	if err := os.Rename(dir, aside); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil

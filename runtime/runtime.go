@@ -9,12 +9,14 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/beamhop/lightbox/internal/idmap"
 	"github.com/beamhop/lightbox/internal/names"
+	"github.com/beamhop/lightbox/internal/netstack"
 	"github.com/beamhop/lightbox/nsinit"
 )
 
@@ -34,8 +36,9 @@ type Options struct {
 	// called with the init's host pid once the init is ready, before the
 	// main command starts; the returned attachment's ResolvConf becomes
 	// the sandbox's /etc/resolv.conf, and Close is called when the
-	// launching process destroys the sandbox. nil refuses "private".
-	AttachNetwork func(ctx context.Context, pid int) (NetworkAttachment, error)
+	// launching process destroys the sandbox; ports are Spec.Ports, to
+	// publish. nil refuses "private".
+	AttachNetwork func(ctx context.Context, pid int, ports []Port) (NetworkAttachment, error)
 	// StopGrace is how long Destroy waits after SIGTERM before SIGKILL;
 	// 0 = 10s.
 	StopGrace time.Duration
@@ -55,6 +58,9 @@ func Roles() map[string]func() {
 	return map[string]func(){"init": nsinit.Main}
 }
 
+// Port is a port of the sandbox published on the host (Spec.Ports).
+type Port = netstack.Port
+
 // Network modes.
 const (
 	NetworkNone    = "none"
@@ -65,21 +71,24 @@ const (
 // Spec is a sandbox to launch, as plain data: the caller has resolved the
 // snapshot to layer directories and volume names to host paths.
 type Spec struct {
-	// Name is the sandbox's name and hostname; "" = generated.
+	// Name is the sandbox's name and hostname; "" = generated (a name
+	// like "lb-3f9a1c2e", made again should it be taken).
 	Name string
 	// Hostname is the sandbox's hostname (and /etc/hostname); "" = the
 	// name, as DESIGN.md wants it.
 	Hostname string
 	// Snapshot is recorded for List.
 	Snapshot string
-	// Layers are unpacked layer directories, bottom first; any number.
+	// Layers are unpacked layer directories, bottom first; any number,
+	// at least one. A caller that validates before resolving them (see
+	// Validate) may leave them empty then.
 	Layers []string
 	// Mounts are bind mounts, applied parents first.
 	Mounts []MountSpec
 	// Env is the final environment ("KEY=value").
 	Env []string
-	// Workdir is the working directory inside; created when missing; ""
-	// = "/".
+	// Workdir is the working directory inside, an absolute path
+	// (cleaned); created when missing; "" = "/".
 	Workdir string
 	// User is "uid[:gid]" or "name[:group]", resolved in the sandbox's
 	// /etc/passwd and /etc/group; "" = root.
@@ -94,12 +103,15 @@ type Spec struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	Tty            bool
-	// Rows and Cols are the pty's initial size with Tty; see
+	// TtySize is the pty's initial size (rows, columns) with Tty; see
 	// Sandbox.MainCommand for resizing it.
-	Rows, Cols uint16
-	// Network is "none" (own namespace, loopback only; "" means none),
-	// "host" or "private" (needs Options.AttachNetwork).
+	TtySize [2]uint16
+	// Network is "private" (the default, as lightbox.SandboxOptions has
+	// it; needs Options.AttachNetwork), "none" (own namespace, loopback
+	// only) or "host".
 	Network string
+	// Ports are published on the host, with Network "private" only.
+	Ports []Port
 	// Timeout ends the sandbox after this long; 0 = never.
 	Timeout time.Duration
 	// AllowUserNamespaces lets workloads create user namespaces of their
@@ -121,15 +133,46 @@ type Spec struct {
 
 // MountSpec is a bind mount of a host path.
 type MountSpec struct {
-	// Target is an absolute path inside, resolved inside the root
-	// (symlinks cannot lead out of it); created when missing.
+	// Target is an absolute path inside, with no ".." element (cleaned),
+	// resolved inside the root (symlinks cannot lead out of it); created
+	// when missing.
 	Target string
-	// Source is an absolute host path that exists.
+	// Source is an absolute host path that exists. A volume's (Volume
+	// set) may be "" when Validate runs before the caller resolved it.
 	Source string
 	// ReadOnly makes the mount read-only, with every mount below it.
 	ReadOnly bool
 	// Volume names the volume this is, "" for a host path (for List).
 	Volume string
+}
+
+// CmdSpec is what a command runs in a sandbox: the fields of Cmd, and of
+// lightbox.Cmd, which embeds it too (one convention for both: Args
+// without the program name, TtySize as rows and columns).
+type CmdSpec struct {
+	// Path is the program: a name looked up in the sandbox's PATH, or a
+	// path inside the sandbox.
+	Path string
+	// Args holds the arguments, without the program name.
+	Args []string
+	// Env entries are added on top of the sandbox's environment (later
+	// entries win); nil adds nothing.
+	Env []string
+	// Dir is the working directory; "" = the sandbox's.
+	Dir string
+	// User is "uid[:gid]" or "name[:group]"; "" = the sandbox's.
+	User string
+	// Stdin, Stdout and Stderr are the process's streams; nil means
+	// /dev/null. An *os.File is passed to the process as it is (unless it
+	// is a terminal); anything else through a pipe copied by a goroutine,
+	// as os/exec does.
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	// Tty runs the process on a new pty inside the sandbox; Stdin feeds it
+	// and Stdout receives its output (Stderr is unused). TtySize is the
+	// initial window size (rows, columns); see Cmd.Resize.
+	Tty     bool
+	TtySize [2]uint16
 }
 
 // Info describes a sandbox on disk.
@@ -220,24 +263,24 @@ func ExitCode(err error) int {
 	return -1
 }
 
-// validate checks a spec before anything touches the disk.
-func (sp *Spec) validate() error {
+// Validate checks a spec's shape, touching nothing on disk: the one set of
+// rules for a sandbox's options (runc's libcontainer/configs/validate).
+// Launch calls it; a caller that does work of its own before Launch
+// (taking leases, creating volumes) calls it first, on the spec before it
+// resolves the layers and the volumes' paths. Launch then checks what
+// only the disk can tell (layers and sources exist) as it opens them.
+func (sp *Spec) Validate() error {
 	if sp.Name != "" {
 		if err := names.Check("sandbox", sp.Name); err != nil {
 			return err
 		}
 	}
-	if len(sp.Layers) == 0 {
-		return errors.New("no layers")
+	if sp.Hostname != "" && !names.Valid(sp.Hostname) {
+		return fmt.Errorf("hostname %q: %w", sp.Hostname, names.ErrInvalid)
 	}
 	for _, l := range sp.Layers {
 		if !filepath.IsAbs(l) {
 			return fmt.Errorf("layer %q: not an absolute path", l)
-		}
-		if st, err := os.Stat(l); err != nil {
-			return fmt.Errorf("layer: %w", err)
-		} else if !st.IsDir() {
-			return fmt.Errorf("layer %s: not a directory", l)
 		}
 	}
 	seen := map[string]bool{}
@@ -245,19 +288,25 @@ func (sp *Spec) validate() error {
 		if err := checkTarget(m.Target); err != nil {
 			return err
 		}
-		if seen[m.Target] {
-			return fmt.Errorf("mount target %s: given twice", m.Target)
+		t := path.Clean(m.Target)
+		if seen[t] {
+			return fmt.Errorf("mount target %s: given twice", t)
 		}
-		seen[m.Target] = true
-		if !filepath.IsAbs(m.Source) {
-			return fmt.Errorf("mount %s: source %q is not an absolute path", m.Target, m.Source)
+		seen[t] = true
+		switch {
+		case m.Source == "" && m.Volume == "":
+			return fmt.Errorf("mount %s: no source", t)
+		case m.Source != "" && !filepath.IsAbs(m.Source):
+			return fmt.Errorf("mount %s: source %q is not an absolute path", t, m.Source)
 		}
-		if _, err := os.Stat(m.Source); err != nil {
-			return fmt.Errorf("mount %s: source: %w", m.Target, err)
+		if m.Volume != "" {
+			if err := names.Check("volume", m.Volume); err != nil {
+				return fmt.Errorf("mount %s: %w", t, err)
+			}
 		}
 	}
-	if sp.Workdir != "" && (!path.IsAbs(sp.Workdir) || path.Clean(sp.Workdir) != sp.Workdir) {
-		return fmt.Errorf("workdir %q: not a clean absolute path", sp.Workdir)
+	if sp.Workdir != "" && !path.IsAbs(sp.Workdir) {
+		return fmt.Errorf("workdir %q: not an absolute path", sp.Workdir)
 	}
 	for _, e := range sp.Env {
 		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
@@ -267,7 +316,15 @@ func (sp *Spec) validate() error {
 	switch sp.Network {
 	case "", NetworkNone, NetworkHost, NetworkPrivate:
 	default:
-		return fmt.Errorf("network %q: want none, host or private", sp.Network)
+		return fmt.Errorf("network %q: want private, none or host", sp.Network)
+	}
+	if len(sp.Ports) > 0 && sp.Network != NetworkPrivate && sp.Network != "" {
+		return fmt.Errorf("ports are published only with the private network, not %q", sp.Network)
+	}
+	for _, p := range sp.Ports {
+		if err := p.Validate(); err != nil {
+			return err
+		}
 	}
 	if sp.Timeout < 0 {
 		return fmt.Errorf("timeout %v: negative", sp.Timeout)
@@ -283,15 +340,56 @@ func (sp *Spec) validate() error {
 	return nil
 }
 
-// checkTarget accepts a clean absolute path other than "/".
+// checkPaths checks, at launch, what Validate leaves to the disk: the
+// layers are directories and the mount sources exist.
+func (sp *Spec) checkPaths() error {
+	if len(sp.Layers) == 0 {
+		return errors.New("no layers")
+	}
+	for _, l := range sp.Layers {
+		if st, err := os.Stat(l); err != nil {
+			return fmt.Errorf("layer: %w", err)
+		} else if !st.IsDir() {
+			return fmt.Errorf("layer %s: not a directory", l)
+		}
+	}
+	for _, m := range sp.Mounts {
+		if m.Source == "" {
+			return fmt.Errorf("mount %s: volume %s: no source path", m.Target, m.Volume)
+		}
+		if _, err := os.Stat(m.Source); err != nil {
+			return fmt.Errorf("mount %s: source: %w", m.Target, err)
+		}
+	}
+	return nil
+}
+
+// normalize cleans what Validate accepts unclean and fills the defaults.
+func (sp *Spec) normalize() {
+	for i := range sp.Mounts {
+		sp.Mounts[i].Target = path.Clean(sp.Mounts[i].Target)
+	}
+	if sp.Workdir != "" {
+		sp.Workdir = path.Clean(sp.Workdir)
+	}
+	if sp.Network == "" {
+		sp.Network = NetworkPrivate
+	}
+	if len(sp.Command) == 0 {
+		sp.Command = nil // an empty command is no command: the sandbox idles
+	}
+}
+
+// checkTarget accepts an absolute path with no ".." element, other than
+// the root.
 func checkTarget(t string) error {
 	if !path.IsAbs(t) {
 		return fmt.Errorf("mount target %q: not an absolute path", t)
 	}
-	if path.Clean(t) != t || strings.Contains(t, "/../") || strings.HasSuffix(t, "/..") {
-		return fmt.Errorf("mount target %q: not a clean path (no .., no trailing /)", t)
+	if slices.Contains(strings.Split(t, "/"), "..") {
+		return fmt.Errorf("mount target %q: not a clean path (no ..)", t)
 	}
-	if t == "/" {
+	if path.Clean(t) == "/" {
 		return fmt.Errorf("mount target %q: cannot mount over the root", t)
 	}
 	return nil

@@ -175,7 +175,7 @@ func (s *Sandbox) Detach() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := s.call(ctx, nsinit.Request{Version: nsinit.Version, Op: nsinit.OpDetach}); err != nil {
+	if _, err := s.call(ctx, nsinit.Request{Op: nsinit.OpDetach}); err != nil {
 		return fmt.Errorf("detach sandbox %s: %w", s.name, err)
 	}
 	closeLive(s.live)
@@ -206,7 +206,7 @@ func (s *Sandbox) Wait(ctx context.Context) (int, error) {
 			return -1, ctx.Err()
 		}
 	}
-	r, err := s.call(ctx, nsinit.Request{Version: nsinit.Version, Op: nsinit.OpWait})
+	r, err := s.call(ctx, nsinit.Request{Op: nsinit.OpWait})
 	if err == nil {
 		return r.Code, s.waitGone(ctx)
 	}
@@ -233,7 +233,7 @@ func (s *Sandbox) Wait(ctx context.Context) (int, error) {
 // waitGone waits until the init has exited after its main command did,
 // so that the sandbox reads as exited once Wait returns.
 func (s *Sandbox) waitGone(ctx context.Context) error {
-	exited, cleanup, err := s.initExited()
+	exited, cleanup, err := s.initExited(ctx)
 	if err != nil {
 		return nil // not knowable; the status was read all the same
 	}
@@ -293,31 +293,52 @@ func (s *Sandbox) waitNetwork(ctx context.Context) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for _, p := range st.NetPids {
-		fd, err := unix.PidfdOpen(p.Pid, 0)
+		f, err := openPidfd(p.Pid)
 		if err != nil {
 			continue // gone
 		}
 		if start, err := pidStart(p.Pid); err == nil && start == p.Start {
-			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-			for ctx.Err() == nil {
-				left := time.Until(deadline)
-				if left <= 0 {
-					break
-				}
-				n, err := unix.Poll(fds, int(min(left, 100*time.Millisecond)/time.Millisecond)+1)
-				if n > 0 || (err != nil && !errors.Is(err, unix.EINTR)) {
-					break
-				}
-			}
+			waitPidfd(ctx, f, deadline)
 		}
-		unix.Close(fd)
+		_ = f.Close() // a pidfd: nothing to flush
 	}
+}
+
+// openPidfd opens a pidfd on pid that Go's poller waits on (non-blocking).
+func openPidfd(pid int) (*os.File, error) {
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	return os.NewFile(uintptr(fd), "pidfd "+strconv.Itoa(pid)), nil
+}
+
+// waitPidfd waits until the process of the pidfd f has exited (true), or
+// ctx ends or deadline (zero: none) passes (false). The wait is an event
+// (a pidfd is readable once its process exits), not a poll loop.
+func waitPidfd(ctx context.Context, f *os.File, deadline time.Time) bool {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return false
+	}
+	if err := f.SetReadDeadline(deadline); err != nil {
+		return false // not pollable: cannot happen for a pidfd of Linux 5.3+
+	}
+	stop := context.AfterFunc(ctx, func() { _ = f.SetReadDeadline(time.Unix(1, 0)) }) // wakes the wait; the file is ours
+	defer stop()
+	exited := false
+	err = rc.Read(func(fd uintptr) bool {
+		n, perr := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
+		exited = n > 0 || (perr != nil && !errors.Is(perr, unix.EINTR))
+		return exited
+	})
+	return exited && err == nil
 }
 
 // stop ends the init, if it runs, and waits until every process of the
 // sandbox is gone.
 func (s *Sandbox) stop(ctx context.Context, grace time.Duration) error {
-	exited, cleanup, err := s.initExited()
+	exited, cleanup, err := s.initExited(ctx)
 	if err != nil {
 		return err
 	}
@@ -327,7 +348,7 @@ func (s *Sandbox) stop(ctx context.Context, grace time.Duration) error {
 		return nil
 	default:
 	}
-	_, err = s.call(ctx, nsinit.Request{Version: nsinit.Version, Op: nsinit.OpDestroy, Grace: grace})
+	_, err = s.call(ctx, nsinit.Request{Op: nsinit.OpDestroy, Grace: grace})
 	if err != nil && ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -350,68 +371,64 @@ func (s *Sandbox) stop(ctx context.Context, grace time.Duration) error {
 }
 
 // initExited returns a channel closed once the sandbox's init (and so
-// every process of it) is gone.
-func (s *Sandbox) initExited() (<-chan struct{}, func(), error) {
+// every process of it) is gone, or ctx ended; the returned function stops
+// watching.
+func (s *Sandbox) initExited(ctx context.Context) (<-chan struct{}, func(), error) {
 	if s.initDone != nil {
 		return s.initDone, func() {}, nil
 	}
 	done := make(chan struct{})
-	pfd, err := s.pidfd()
+	f, err := s.pidfd()
 	if err != nil {
 		return nil, nil, err
 	}
-	if pfd < 0 {
+	if f == nil {
 		close(done)
 		return done, func() {}, nil
 	}
-	stop := make(chan struct{})
+	ctx, cancel := context.WithCancel(ctx)
+	exited := make(chan struct{})
 	go func() {
 		defer close(done)
-		fds := []unix.PollFd{{Fd: int32(pfd), Events: unix.POLLIN}}
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			n, err := unix.Poll(fds, 100)
-			if n > 0 || (err != nil && !errors.Is(err, unix.EINTR)) {
-				return
-			}
+		// Not cancelled yet not exited: the pidfd failed; take it as gone,
+		// rather than wait forever.
+		if waitPidfd(ctx, f, time.Time{}) || ctx.Err() == nil {
+			close(exited)
 		}
 	}()
-	return done, func() { close(stop); <-done; unix.Close(pfd) }, nil
+	return exited, func() { cancel(); <-done; _ = f.Close() }, nil
 }
 
-// pidfd opens a pidfd on the running init, -1 when it is not running. The
-// lock tells it runs; the recorded start time guards against pid reuse.
-func (s *Sandbox) pidfd() (int, error) {
+// pidfd opens a pidfd on the running init, nil when it is not running.
+// The lock tells it runs; the recorded start time guards against pid
+// reuse.
+func (s *Sandbox) pidfd() (*os.File, error) {
 	info, err := s.m.status(s.name)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return -1, nil
+			return nil, nil
 		}
-		return -1, err
+		return nil, err
 	}
 	if info.Status != StatusRunning {
-		return -1, nil
+		return nil, nil
 	}
 	st, err := readState(s.dir)
 	if err != nil || st.Pid == 0 {
-		return -1, fmt.Errorf("sandbox %s is starting: %w", s.name, errdefs.ErrInUse)
+		return nil, fmt.Errorf("sandbox %s is starting: %w", s.name, errdefs.ErrInUse)
 	}
-	fd, err := unix.PidfdOpen(st.Pid, 0)
+	f, err := openPidfd(st.Pid)
 	if err != nil {
 		if errors.Is(err, unix.ESRCH) {
-			return -1, nil
+			return nil, nil
 		}
-		return -1, fmt.Errorf("pidfd_open %d: %w", st.Pid, err)
+		return nil, err
 	}
 	if start, err := pidStart(st.Pid); err != nil || start != st.PidStart {
-		unix.Close(fd)
-		return -1, nil
+		_ = f.Close() // not our process: nothing to flush
+		return nil, nil
 	}
-	return fd, nil
+	return f, nil
 }
 
 // kill SIGKILLs the init (and with it the sandbox).

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/beamhop/lightbox/internal/environ"
 	"io"
 	"io/fs"
 	"os"
@@ -24,9 +25,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// defaultPath is the PATH of a snapshot made from a bare root filesystem.
-const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
 // putRootfsImage stores the config and manifest of a one-layer image made
 // from a root filesystem.
 func (s *Store) putRootfsImage(ctx context.Context, e casext.Engine, l ispec.Descriptor, diffID digest.Digest) (ispec.Descriptor, ispec.Manifest, error) {
@@ -34,7 +32,7 @@ func (s *Store) putRootfsImage(ctx context.Context, e casext.Engine, l ispec.Des
 	cfg := ispec.Image{
 		Created:  &now,
 		Platform: ispec.Platform{OS: "linux", Architecture: goruntime.GOARCH},
-		Config:   ispec.ImageConfig{Env: []string{defaultPath}},
+		Config:   ispec.ImageConfig{Env: []string{"PATH=" + environ.DefaultPath}},
 		RootFS:   ispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{diffID}},
 	}
 	d, n, err := e.PutBlobJSON(ctx, cfg)
@@ -111,7 +109,7 @@ func (s *Store) scanRootfsDir(dir string) (*rootfsOwners, error) {
 			}
 			own.unmapped[filepath.ToSlash(rel)] = [2]uint32{st.Uid, st.Gid}
 		}
-		if euid == 0 || (s.mapping.Helper && uidMapped && gidMapped) {
+		if euid == 0 || (s.mapping.Subordinate && uidMapped && gidMapped) {
 			return nil // read with capabilities over this inode
 		}
 		var mode uint32
@@ -177,7 +175,7 @@ func (s *Store) layerFromRootfsDir(ctx context.Context, e casext.Engine, dir str
 	wait := func() error { return nil }
 	// owner gives an entry's ids in the layer from those of its header.
 	var owner func(name string, uid, gid int) (int, int)
-	if os.Geteuid() != 0 && s.mapping.Helper {
+	if os.Geteuid() != 0 && s.mapping.Subordinate {
 		// Read the tree inside the store's user namespace, so that files
 		// of the caller's subordinate ids (even 0600 ones) are read, with
 		// their owners inside. Entries of ids outside the mapping show
@@ -288,7 +286,7 @@ func rewriteOwners(r io.Reader, owner func(name string, uid, gid int) (int, int)
 func (s *Store) layerFromDir(ctx context.Context, e casext.Engine, dir string, overlay bool) (ispec.Descriptor, digest.Digest, error) {
 	var tr io.ReadCloser
 	wait := func() error { return nil }
-	if os.Geteuid() != 0 && s.mapping.Helper {
+	if os.Geteuid() != 0 && s.mapping.Subordinate {
 		// Read the tree inside the store's user namespace, so that files
 		// of the caller's subordinate ids keep their owners.
 		args := []string{"tar", dir}

@@ -200,7 +200,7 @@ func TestTarballRootOwnedByOther(t *testing.T) {
 	ctx := t.Context()
 	m := testMapping(t)
 	const uid = 1000
-	if os.Geteuid() != 0 && !m.Helper {
+	if os.Geteuid() != 0 && !m.Subordinate {
 		// The single-id mapping has no uid 1000 inside.
 		testutil.Need(t, false, "needs a subordinate id range")
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/beamhop/lightbox/internal/environ"
 	"io"
 	"log/slog"
 	"os"
@@ -33,7 +34,7 @@ func testMapping(t testing.TB) idmap.Mapping {
 		t.Fatal(err)
 	}
 	if testutil.RootlessPass() {
-		testutil.Need(t, m.Helper, "rootless pass needs a subordinate id range and newuidmap")
+		testutil.Need(t, m.Subordinate, "rootless pass needs a subordinate id range and newuidmap")
 	}
 	return m
 }
@@ -232,8 +233,8 @@ func checkBusybox(t testing.TB, s *Store, sn *Snapshot, wantConfig bool) {
 		if diff := cmp.Diff(want, sn.Config); diff != "" {
 			t.Fatalf("config (-want +got):\n%s", diff)
 		}
-	} else if !slices.Contains(sn.Config.Env, defaultPath) {
-		t.Fatalf("config env = %v, want %s", sn.Config.Env, defaultPath)
+	} else if !slices.Contains(sn.Config.Env, "PATH="+environ.DefaultPath) {
+		t.Fatalf("config env = %v, want PATH=%s", sn.Config.Env, environ.DefaultPath)
 	}
 	if sn.CreatedAt.IsZero() || sn.Size <= 0 || !strings.HasPrefix(sn.Digest, "sha256:") {
 		t.Fatalf("snapshot = %+v", sn)

@@ -169,7 +169,7 @@ func (s *Store) unpackInto(ctx context.Context, e casext.Engine, l ispec.Descrip
 	bar := s.bar(l.Size, "unpack "+short(l.Digest.String()))
 	er := &errReader{r: ctxReader{ctx, bar.wrap(blob)}}
 	switch {
-	case os.Geteuid() != 0 && s.mapping.Helper:
+	case os.Geteuid() != 0 && s.mapping.Subordinate:
 		err = s.unpackChild(ctx, root, l.MediaType, er, lockF)
 	default:
 		err = unpackStream(root, er, l.MediaType, s.mapOptions())
@@ -567,7 +567,7 @@ func (c *entryChecker) dropUnder(dir string) {
 // process is refused is done inside the user namespace, as root there.
 func (s *Store) rename(ctx context.Context, oldpath, newpath string) error {
 	err := os.Rename(oldpath, newpath)
-	if err == nil || os.Geteuid() == 0 || !s.mapping.Helper || !(errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM)) {
+	if err == nil || os.Geteuid() == 0 || !s.mapping.Subordinate || !(errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM)) {
 		return err
 	}
 	cmd := reexec.Command("", UnpackRole, s.mapping, 0, "mv", oldpath, newpath)
@@ -582,7 +582,7 @@ func (s *Store) rename(ctx context.Context, oldpath, newpath string) error {
 // a range, else here (making directories writable if a rootless
 // single-id tree has read-only ones).
 func (s *Store) removeAll(ctx context.Context, p string) error {
-	if os.Geteuid() != 0 && s.mapping.Helper {
+	if os.Geteuid() != 0 && s.mapping.Subordinate {
 		cmd := reexec.Command("", UnpackRole, s.mapping, 0, "rm", p)
 		if err := s.runChild(ctx, cmd, nil); err != nil {
 			return fmt.Errorf("remove %s: %w", p, err)

@@ -545,7 +545,7 @@ func (s *Store) layerFromUpper(ctx context.Context, e casext.Engine, upper strin
 	warn := func(msg, name string) { s.log.Warn(msg, "path", name, "upper", upper) }
 	var tr io.ReadCloser
 	wait := func() error { return nil }
-	if os.Geteuid() != 0 && s.mapping.Helper {
+	if os.Geteuid() != 0 && s.mapping.Subordinate {
 		cmd := reexec.Command("", UnpackRole, s.mapping, 0, "upper", upper)
 		out, err := cmd.StdoutPipe()
 		if err != nil {

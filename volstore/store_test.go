@@ -520,7 +520,7 @@ func TestOwnerAndMode(t *testing.T) {
 func TestRemoveSubordinateOwnedContents(t *testing.T) {
 	testutil.RootlessOnly(t)
 	f := newStore(t)
-	testutil.Need(t, f.m.Helper, "needs newuidmap/newgidmap and a /etc/subuid range")
+	testutil.Need(t, f.m.Subordinate, "needs newuidmap/newgidmap and a /etc/subuid range")
 	v, _, err := f.s.Ensure(t.Context(), "apt", defaults())
 	if err != nil {
 		t.Fatal(err)

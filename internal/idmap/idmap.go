@@ -31,9 +31,11 @@ type Range struct {
 type Mapping struct {
 	UIDs []Range `json:"uids"`
 	GIDs []Range `json:"gids"`
-	// Helper is true when the maps must be written by newuidmap and
-	// newgidmap (rootless with a subordinate range).
-	Helper bool `json:"helper,omitempty"`
+	// Subordinate is true when the mapping includes the caller's
+	// subordinate range (/etc/subuid, /etc/subgid), so that the maps must
+	// be written by newuidmap and newgidmap (rootless only). The JSON name
+	// stays "helper", as stores made before the rename recorded it.
+	Subordinate bool `json:"helper,omitempty"`
 }
 
 // Identity is the mapping of real root: every id is itself.
@@ -79,9 +81,9 @@ func Detect() (Mapping, error) {
 		return single, nil
 	}
 	return Mapping{
-		UIDs:   []Range{{0, uint32(uid), 1}, {1, subu.HostID, subu.Size}},
-		GIDs:   []Range{{0, uint32(gid), 1}, {1, subg.HostID, subg.Size}},
-		Helper: true,
+		UIDs:        []Range{{0, uint32(uid), 1}, {1, subu.HostID, subu.Size}},
+		GIDs:        []Range{{0, uint32(gid), 1}, {1, subg.HostID, subg.Size}},
+		Subordinate: true,
 	}, nil
 }
 

@@ -99,7 +99,7 @@ func RangeMapping(base uint32) Mapping {
 // PrivateRange returns the first host id of m's private range and true
 // when m is such a mapping (one RangeSize block, uids and gids alike).
 func (m Mapping) PrivateRange() (uint32, bool) {
-	if len(m.UIDs) != 1 || len(m.GIDs) != 1 || m.Helper {
+	if len(m.UIDs) != 1 || len(m.GIDs) != 1 || m.Subordinate {
 		return 0, false
 	}
 	u, g := m.UIDs[0], m.GIDs[0]

@@ -139,7 +139,7 @@ func TestPrivateRange(t *testing.T) {
 		{RangeMapping(RegionFirst), true},
 		{Identity(), false},
 		{Mapping{UIDs: []Range{{0, 1000, 1}}, GIDs: []Range{{0, 1000, 1}}}, false},
-		{Mapping{UIDs: []Range{{0, 1000, 1}, {1, 100000, 65536}}, GIDs: []Range{{0, 1000, 1}, {1, 100000, 65536}}, Helper: true}, false},
+		{Mapping{UIDs: []Range{{0, 1000, 1}, {1, 100000, 65536}}, GIDs: []Range{{0, 1000, 1}, {1, 100000, 65536}}, Subordinate: true}, false},
 	} {
 		if _, got := tc.m.PrivateRange(); got != tc.want {
 			t.Errorf("PrivateRange(%s) = %v, want %v", tc.m, got, tc.want)

@@ -97,8 +97,8 @@ func (p Port) hostIP() string {
 	return p.HostIP
 }
 
-// validate checks p; the error wraps ErrInvalidPort.
-func (p Port) validate() error {
+// Validate checks p; the error wraps ErrInvalidPort.
+func (p Port) Validate() error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("port %s: %w: %s", p, ErrInvalidPort, fmt.Sprintf(format, a...))
 	}

@@ -135,7 +135,7 @@ func Attach(ctx context.Context, pid int, opts Options) (*Stack, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	for _, p := range opts.Ports {
-		if err := p.validate(); err != nil {
+		if err := p.Validate(); err != nil {
 			return nil, err
 		}
 	}

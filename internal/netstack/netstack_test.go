@@ -52,7 +52,7 @@ func TestParsePort(t *testing.T) {
 		if diff := cmp.Diff(tc.want, got); diff != "" {
 			t.Errorf("ParsePort(%q) (-want +got):\n%s", tc.in, diff)
 		}
-		if err := got.validate(); err != nil {
+		if err := got.Validate(); err != nil {
 			t.Errorf("ParsePort(%q) = %+v, which does not validate: %v", tc.in, got, err)
 		}
 		// String round-trips.

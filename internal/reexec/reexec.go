@@ -73,7 +73,7 @@ func (c *Cmd) Start() error {
 	}
 	env = append(env, EnvRole+"="+c.Args[0][len("lightbox-"):])
 	spa := c.SysProcAttr
-	if !c.mapping.Helper {
+	if !c.mapping.Subordinate {
 		spa.UidMappings = toSys(c.mapping.UIDs)
 		spa.GidMappings = toSys(c.mapping.GIDs)
 		// setgroups must be denied for an unprivileged single-id gid map.

@@ -195,7 +195,7 @@ func removeInNamespace(ctx context.Context, path string, m idmap.Mapping) error 
 // errors.
 func inNamespace(ctx context.Context, op, path string, m idmap.Mapping, args ...string) error {
 	c := reexec.Command("", Role, m, 0, args...)
-	if os.Geteuid() == 0 && !m.Helper {
+	if os.Geteuid() == 0 && !m.Subordinate {
 		// Real root with a sub-range: host root is not mapped, so become
 		// the namespace's root explicitly.
 		if h, ok := m.HostUID(0); !ok || h != 0 {

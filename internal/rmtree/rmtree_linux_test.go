@@ -123,7 +123,7 @@ func TestRootlessSubordinateOwners(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	testutil.Need(t, m.Helper, "needs newuidmap/newgidmap and a /etc/subuid range for "+fmt.Sprint(os.Getuid()))
+	testutil.Need(t, m.Subordinate, "needs newuidmap/newgidmap and a /etc/subuid range for "+fmt.Sprint(os.Getuid()))
 	tree := filepath.Join(t.TempDir(), "tree")
 	if err := os.Mkdir(tree, 0o755); err != nil {
 		t.Fatal(err)

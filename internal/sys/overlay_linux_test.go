@@ -1,4 +1,4 @@
-package nsinit
+package sys
 
 import (
 	"fmt"
@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/beamhop/lightbox/internal/sys"
 	"github.com/beamhop/lightbox/internal/testutil"
 	"golang.org/x/sys/unix"
 )
@@ -20,7 +19,7 @@ func TestMountOverlayLegacy(t *testing.T) {
 	testutil.RootOnly(t)
 	dir := t.TempDir()
 	const n = 120
-	params := []sys.Param{{Key: "userxattr"}, {Key: "redirect_dir", Value: "nofollow"}, {Key: "metacopy", Value: "off"}}
+	params := []Param{{Key: "userxattr"}, {Key: "redirect_dir", Value: "nofollow"}, {Key: "metacopy", Value: "off"}}
 	for i := n - 1; i >= 0; i-- {
 		l := filepath.Join(dir, fmt.Sprintf("%064x", i))
 		if err := os.MkdirAll(l, 0o755); err != nil {
@@ -29,7 +28,7 @@ func TestMountOverlayLegacy(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(l, "top"), []byte(fmt.Sprint(i)), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		params = append(params, sys.Param{Key: "lowerdir+", Value: l})
+		params = append(params, Param{Key: "lowerdir+", Value: l})
 	}
 	upper, work, target := filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "merged")
 	for _, d := range []string{upper, work, target} {
@@ -37,12 +36,12 @@ func TestMountOverlayLegacy(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	params = append(params, sys.Param{Key: "upperdir", Value: upper}, sys.Param{Key: "workdir", Value: work})
-	if d := legacyOverlayData(params, func(_ int, p string) string { return p }); len(d) < pageSize {
+	params = append(params, Param{Key: "upperdir", Value: upper}, Param{Key: "workdir", Value: work})
+	if d := OverlayData(params, func(_ int, p string) string { return p }); len(d) < OptionsMax {
 		t.Fatalf("the test's options fit a page (%d bytes): it would not test short names", len(d))
 	}
 	wd, _ := os.Getwd()
-	if err := mountOverlayLegacy(params, target); err != nil {
+	if err := MountOverlayLegacy(params, target); err != nil {
 		t.Fatal(err)
 	}
 	defer unix.Unmount(target, unix.MNT_DETACH)

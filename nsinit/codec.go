@@ -1,0 +1,123 @@
+package nsinit
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Message is one of the message types of this file's protocol: *Config,
+// *Report, *Request, *Reply or *Status.
+type Message interface {
+	version() *int
+	kind() string
+}
+
+func (c *Config) version() *int  { return &c.Version }
+func (r *Report) version() *int  { return &r.Version }
+func (r *Request) version() *int { return &r.Version }
+func (r *Reply) version() *int   { return &r.Version }
+func (s *Status) version() *int  { return &s.Version }
+
+func (*Config) kind() string  { return "config" }
+func (*Report) kind() string  { return "report" }
+func (*Request) kind() string { return "request" }
+func (*Reply) kind() string   { return "reply" }
+func (*Status) kind() string  { return "status" }
+
+// ErrVersion is wrapped by the error for a message of another Version.
+var ErrVersion = errors.New("protocol version mismatch")
+
+// ErrNoReport: the report pipe closed with no Report (the init died
+// during setup).
+var ErrNoReport = errors.New("init exited without a report")
+
+// Marshal encodes m, stamped with this Version.
+func Marshal(m Message) ([]byte, error) {
+	*m.version() = Version
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", m.kind(), err)
+	}
+	return b, nil
+}
+
+// Unmarshal decodes b into m and refuses a message of another Version.
+func Unmarshal(b []byte, m Message) error {
+	if err := json.Unmarshal(b, m); err != nil {
+		return fmt.Errorf("decode %s: %w", m.kind(), err)
+	}
+	if v := *m.version(); v != Version {
+		return fmt.Errorf("%s version %d, this binary speaks %d: %w", m.kind(), v, Version, ErrVersion)
+	}
+	return nil
+}
+
+// WriteConfig writes cfg on the config pipe.
+func WriteConfig(w io.Writer, cfg *Config) error {
+	b, err := Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(b); err != nil {
+		return fmt.Errorf("send config to init: %w", err)
+	}
+	return nil
+}
+
+// ReadConfig reads the Config from the config pipe (one JSON value: it
+// does not wait for the pipe's end).
+func ReadConfig(r io.Reader) (*Config, error) {
+	var raw json.RawMessage
+	if err := json.NewDecoder(r).Decode(&raw); err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	var cfg Config
+	if err := Unmarshal(raw, &cfg); err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return &cfg, nil
+}
+
+// WriteReport writes r, one line, on the report pipe.
+func WriteReport(w io.Writer, r Report) error {
+	b, err := Marshal(&r)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// ReadReport reads the init's Report: ErrNoReport when the pipe closed
+// with none.
+func ReadReport(r io.Reader) (Report, error) {
+	var rep Report
+	line, err := bufio.NewReader(r).ReadBytes('\n')
+	if len(line) == 0 && (err == nil || errors.Is(err, io.EOF)) {
+		return rep, ErrNoReport
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return rep, fmt.Errorf("read report: %w", err)
+	}
+	if err := Unmarshal(line, &rep); err != nil {
+		return rep, err
+	}
+	switch rep.Type {
+	case ReportReady, ReportError:
+		return rep, nil
+	}
+	return rep, fmt.Errorf("report of unknown type %q", rep.Type)
+}
+
+// MarshalStatus encodes st for the lock file.
+func MarshalStatus(st Status) ([]byte, error) { return Marshal(&st) }
+
+// UnmarshalStatus decodes a lock file's Status.
+func UnmarshalStatus(b []byte) (Status, error) {
+	var st Status
+	err := Unmarshal(b, &st)
+	return st, err
+}

@@ -1,0 +1,133 @@
+package nsinit
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+
+	"golang.org/x/sys/unix"
+)
+
+// The descriptor-passing half of the codec: SCM_RIGHTS on unix sockets,
+// for the exec socket's messages (WriteMsg, ReadMsg) and the host side's
+// descriptors (SendFDs, ReceiveFDs). Descriptors received are
+// close-on-exec.
+
+// MaxMsgFDs bounds the descriptors one exec-socket message carries (three
+// stdio fds, or a pty).
+const MaxMsgFDs = 4
+
+// WriteMsg sends m, with fds, as one packet on c. A message larger than
+// MaxRequest is refused before it is sent.
+func WriteMsg(c *net.UnixConn, m Message, fds []int) error {
+	b, err := Marshal(m)
+	if err != nil {
+		return err
+	}
+	if len(b) > MaxRequest {
+		return fmt.Errorf("%s of %d bytes: arguments and environment exceed %d bytes", m.kind(), len(b), MaxRequest)
+	}
+	var oob []byte
+	if len(fds) > 0 {
+		oob = unix.UnixRights(fds...)
+	}
+	_, _, err = c.WriteMsgUnix(b, oob, nil)
+	return err
+}
+
+// ReadMsg reads one packet from c into m, using buf for the message, and
+// returns the descriptors it carried (the caller owns them, also when the
+// error is not nil). io.EOF: the peer closed the connection.
+func ReadMsg(c *net.UnixConn, buf []byte, m Message) ([]int, error) {
+	oob := make([]byte, unix.CmsgSpace(4*MaxMsgFDs))
+	n, oobn, flags, _, err := c.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return nil, err
+	}
+	fds, ferr := parseRights(oob[:oobn])
+	if ferr != nil {
+		return fds, ferr
+	}
+	if flags&unix.MSG_TRUNC != 0 {
+		return fds, fmt.Errorf("%s larger than %d bytes", m.kind(), len(buf))
+	}
+	if n == 0 {
+		return fds, io.EOF
+	}
+	return fds, Unmarshal(buf[:n], m)
+}
+
+// parseRights returns the descriptors of SCM_RIGHTS control messages,
+// made close-on-exec.
+func parseRights(oob []byte) ([]int, error) {
+	if len(oob) == 0 {
+		return nil, nil
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, fmt.Errorf("control message: %w", err)
+	}
+	var fds []int
+	for _, m := range msgs {
+		got, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			continue // not SCM_RIGHTS: nothing of ours to close
+		}
+		fds = append(fds, got...)
+	}
+	for _, fd := range fds {
+		unix.CloseOnExec(fd)
+	}
+	return fds, nil
+}
+
+// SendFDs sends fds on the socket sock, in order, at most
+// MaxFDsPerMessage a message with a one-byte payload.
+func SendFDs(sock int, fds []int) error {
+	for i := 0; i < len(fds); i += MaxFDsPerMessage {
+		batch := fds[i:min(i+MaxFDsPerMessage, len(fds))]
+		err := error(unix.EINTR)
+		for errors.Is(err, unix.EINTR) {
+			err = unix.Sendmsg(sock, []byte{0}, unix.UnixRights(batch...), nil, 0)
+		}
+		if err != nil {
+			return fmt.Errorf("send descriptors: %w", err)
+		}
+	}
+	return nil
+}
+
+// ReceiveFDs reads n descriptors that SendFDs sent on sock.
+func ReceiveFDs(sock, n int) ([]int, error) {
+	var out []int
+	oob := make([]byte, unix.CmsgSpace(4*MaxFDsPerMessage))
+	buf := make([]byte, 1)
+	for len(out) < n {
+		var (
+			got, oobn int
+			err       error
+		)
+		for {
+			got, oobn, _, _, err = unix.Recvmsg(sock, buf, oob, unix.MSG_CMSG_CLOEXEC)
+			if !errors.Is(err, unix.EINTR) {
+				break
+			}
+		}
+		if err != nil {
+			return out, fmt.Errorf("receive descriptors: %w", err)
+		}
+		if got == 0 && oobn == 0 {
+			return out, fmt.Errorf("receive descriptors: got %d of %d", len(out), n)
+		}
+		fds, err := parseRights(oob[:oobn])
+		out = append(out, fds...)
+		if err != nil {
+			return out, fmt.Errorf("receive descriptors: %w", err)
+		}
+	}
+	if len(out) != n {
+		return out, fmt.Errorf("receive descriptors: got %d, want %d", len(out), n)
+	}
+	return out, nil
+}
