@@ -34,6 +34,9 @@ func Main() {
 	if err := closeExtraFDs(cfg.FDs); err != nil {
 		fatal(report, err)
 	}
+	if cfg.OCI != nil {
+		ociMain(cfg, report) // never returns
+	}
 	if cfg.Nproc > 0 {
 		if err := setNproc(cfg.Nproc); err != nil {
 			fatal(report, fmt.Errorf("init: %w", err))

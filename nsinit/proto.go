@@ -62,6 +62,9 @@ type Config struct {
 	WorkloadOOMScore int `json:"workloadOOMScore,omitempty"`
 	// FDs are the numbers of the files the runtime passed.
 	FDs FDs `json:"fds"`
+	// OCI, when set, makes this an OCI container's init (see OCIConfig):
+	// Root, Files, Mounts and the defaults above are unused.
+	OCI *OCIConfig `json:"oci,omitempty"`
 }
 
 // FDs are the init's inherited files, by number.
