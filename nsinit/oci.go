@@ -24,8 +24,8 @@ type OCIConfig struct {
 	// Propagation is the root's propagation: "" (rprivate), "rslave",
 	// "slave", "private", "rprivate", "shared", "rshared", "unbindable",
 	// "runbindable".
-	Propagation string     `json:"propagation,omitempty"`
-	Mounts      []OCIMount `json:"mounts,omitempty"`
+	Propagation string      `json:"propagation,omitempty"`
+	Mounts      []OCIMount  `json:"mounts,omitempty"`
 	Devices     []OCIDevice `json:"devices,omitempty"`
 	// Mknod says device nodes can be made (no user namespace); else they
 	// are binds of the host's nodes.
@@ -53,11 +53,11 @@ type OCIConfig struct {
 // Flags carrying MS_BIND[|MS_REC]) or a new filesystem of Type with Data
 // ("key=value" or "key" parameters).
 type OCIMount struct {
-	Destination string   `json:"destination"`
-	Type        string   `json:"type"`
-	Source      string   `json:"source"`
-	Bind        bool     `json:"bind,omitempty"`
-	Recursive   bool     `json:"recursive,omitempty"`
+	Destination string `json:"destination"`
+	Type        string `json:"type"`
+	Source      string `json:"source"`
+	Bind        bool   `json:"bind,omitempty"`
+	Recursive   bool   `json:"recursive,omitempty"`
 	// Attrs are MOUNT_ATTR_* to set (AttrsRecursive: on submounts too);
 	// Propagation is MS_SHARED, MS_SLAVE, MS_PRIVATE or MS_UNBINDABLE
 	// (with MS_REC), 0 for none.
@@ -90,10 +90,10 @@ type OCIProcess struct {
 	AdditionalGids []uint32 `json:"additionalGids,omitempty"`
 	Umask          *uint32  `json:"umask,omitempty"`
 	// Caps are capability numbers per set; a nil Caps keeps every one.
-	Caps            *OCICaps   `json:"caps,omitempty"`
+	Caps            *OCICaps    `json:"caps,omitempty"`
 	Rlimits         []OCIRlimit `json:"rlimits,omitempty"`
-	NoNewPrivileges bool       `json:"noNewPrivileges,omitempty"`
-	OOMScoreAdj     *int       `json:"oomScoreAdj,omitempty"`
+	NoNewPrivileges bool        `json:"noNewPrivileges,omitempty"`
+	OOMScoreAdj     *int        `json:"oomScoreAdj,omitempty"`
 }
 
 // OCICaps are the capability sets of a process.

@@ -439,7 +439,9 @@ func TestPauseResumeUpdateStats(t *testing.T) {
 	mustRunc(t, root, "update", "--pids-limit", "77", "p1")
 	var ev struct {
 		Type string
-		Data struct{ Pids struct{ Current, Limit uint64 } }
+		Data struct {
+			Pids struct{ Current, Limit uint64 }
+		}
 	}
 	if err := json.Unmarshal([]byte(mustRunc(t, root, "events", "--stats", "p1")), &ev); err != nil || ev.Type != "stats" || ev.Data.Pids.Limit != 77 || ev.Data.Pids.Current == 0 {
 		t.Fatalf("events --stats after update --pids-limit 77: %+v (%v)", ev, err)

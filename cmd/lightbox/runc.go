@@ -349,7 +349,6 @@ func refuse(c *cli.Context) error {
 	return fmt.Errorf("%s: not supported by lightbox-runc", c.Command.Name)
 }
 
-
 // parseSignal takes "KILL", "SIGKILL" or "9".
 func parseSignal(s string) (syscall.Signal, error) {
 	if n, err := strconv.Atoi(s); err == nil {
