@@ -209,6 +209,28 @@ func translate(spec *specs.Spec, bundle string) (*plan, error) {
 	}
 	p.cgroup = l.CgroupsPath
 	p.res = l.Resources
+	if p.res != nil && len(p.res.Devices) > 0 {
+		// As runc does: the nodes made in /dev, the pty devices and the
+		// config's devices stay usable whatever the rules deny.
+		res := *p.res
+		res.Devices = append([]specs.LinuxDeviceCgroup{}, res.Devices...)
+		allow := func(typ string, major, minor int64) {
+			res.Devices = append(res.Devices, specs.LinuxDeviceCgroup{Allow: true, Type: typ, Major: &major, Minor: &minor, Access: "rwm"})
+		}
+		for _, d := range p.oci.Devices {
+			typ := "c"
+			if d.Type == unix.S_IFBLK {
+				typ = "b"
+			} else if d.Type == unix.S_IFIFO {
+				continue
+			}
+			allow(typ, d.Major, d.Minor)
+		}
+		allow("c", 5, 2)    // /dev/ptmx
+		allow("c", 136, -1) // /dev/pts/*
+		allow("c", 5, 1)    // /dev/console
+		p.res = &res
+	}
 	return p, nil
 }
 

@@ -35,7 +35,21 @@ func compileSeccomp(s *specs.LinuxSeccomp) ([]unix.SockFilter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("defaultAction: %w", err)
 	}
-	pol := seccomp.Policy{DefaultAction: def}
+	// The library accepts only a bare action as the default (no errno
+	// data): assemble with an action no rule uses and patch its returns.
+	sentinel := seccomp.Action(0)
+	used := map[seccomp.Action]bool{}
+	for _, sc := range s.Syscalls {
+		a, _ := seccompAction(sc.Action, 0)
+		used[a] = true
+	}
+	for _, a := range []seccomp.Action{seccomp.ActionTrace, seccomp.ActionTrap, seccomp.ActionLog, seccomp.ActionKillProcess, seccomp.ActionKillThread} {
+		if !used[a] && a != def {
+			sentinel = a
+			break
+		}
+	}
+	pol := seccomp.Policy{DefaultAction: sentinel}
 	for i, sc := range s.Syscalls {
 		errno := uint(unix.EPERM)
 		if sc.ErrnoRet != nil {
@@ -92,7 +106,7 @@ func compileSeccomp(s *specs.LinuxSeccomp) ([]unix.SockFilter, error) {
 	}
 	if len(pol.Syscalls) == 0 {
 		// The library wants one rule: one that does what the default does.
-		pol.Syscalls = []seccomp.SyscallGroup{{Names: []string{"getpid"}, Action: def}}
+		pol.Syscalls = []seccomp.SyscallGroup{{Names: []string{"getpid"}, Action: sentinel}}
 	}
 	insts, err := pol.Assemble()
 	if err != nil {
@@ -107,6 +121,9 @@ func compileSeccomp(s *specs.LinuxSeccomp) ([]unix.SockFilter, error) {
 	}
 	out := make([]unix.SockFilter, len(raw))
 	for i, r := range raw {
+		if r.Op == unix.BPF_RET|unix.BPF_K && r.K == uint32(sentinel) {
+			r.K = uint32(def)
+		}
 		out[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
 	}
 	return out, nil
