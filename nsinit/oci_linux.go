@@ -299,7 +299,7 @@ func ociMount(root int, m OCIMount) error {
 		return ociCgroup(root, dst, m)
 	default:
 		params := make([]sys.Param, 0, len(m.Data)+1)
-		if m.Source != "" && m.Type != "proc" && m.Type != "sysfs" && m.Type != "mqueue" {
+		if m.Source != "" {
 			params = append(params, sys.Param{Key: "source", Value: m.Source})
 		}
 		for _, d := range m.Data {
