@@ -23,12 +23,7 @@ import (
 func Main() {
 	report, s, err := setUp()
 	if err != nil {
-		if report == nil {
-			fmt.Fprintln(os.Stderr, "lightbox init:", err)
-		} else if werr := WriteReport(report, Report{Type: ReportError, Error: err.Error()}); werr != nil {
-			fmt.Fprintln(os.Stderr, "lightbox init:", err, "(report:", werr, ")")
-		}
-		os.Exit(1)
+		fatal(report, err)
 	}
 	if err := WriteReport(report, Report{Type: ReportReady}); err != nil {
 		// The launcher is gone or gave up: it kills us or the liveness
@@ -43,6 +38,18 @@ func Main() {
 	// of the first commands).
 	time.AfterFunc(2*time.Second, debug.FreeOSMemory)
 	s.run()
+}
+
+// fatal reports a failure of setup, on the report pipe once the config
+// has named it (report != nil), else on stderr (the init's log), and exits
+// 1. It is the init's one error reporter (the OCI init's too).
+func fatal(report *os.File, err error) {
+	if report == nil {
+		fmt.Fprintln(os.Stderr, "lightbox init:", err)
+	} else if werr := WriteReport(report, Report{Type: ReportError, Error: err.Error()}); werr != nil {
+		fmt.Fprintln(os.Stderr, "lightbox init:", err, "(report:", werr, ")")
+	}
+	os.Exit(1)
 }
 
 // setUp does everything before the init serves: it returns the report
@@ -61,6 +68,9 @@ func setUp() (report *os.File, s *server, err error) {
 	report = os.NewFile(uintptr(cfg.FDs.Report), "report")
 	if err := closeExtraFDs(cfg.FDs); err != nil {
 		return report, nil, err
+	}
+	if cfg.OCI != nil {
+		ociMain(cfg, report) // never returns
 	}
 	if cfg.Nproc > 0 {
 		if err := setNproc(cfg.Nproc); err != nil {

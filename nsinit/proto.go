@@ -94,6 +94,9 @@ type Config struct {
 	// search it (not list it), so that RootDir is found below it even
 	// once mounted over.
 	RootParentFD PassedFD `json:"rootParentFD,omitempty"`
+	// OCI, when set, makes this an OCI container's init (see OCIConfig):
+	// Root, Files, Mounts and the defaults above are unused.
+	OCI *OCIConfig `json:"oci,omitempty"`
 }
 
 // Descriptors from the host side. As real root, a store's sandboxes map

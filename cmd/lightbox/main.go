@@ -4,11 +4,15 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 
 	"github.com/beamhop/lightbox"
 )
 
 func main() {
 	lightbox.Init()
+	if filepath.Base(os.Args[0]) == runcName {
+		os.Exit(RuncMain(os.Args))
+	}
 	os.Exit(Main(os.Args))
 }

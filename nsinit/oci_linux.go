@@ -1,0 +1,733 @@
+package nsinit
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"github.com/beamhop/lightbox/internal/environ"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/beamhop/lightbox/internal/sys"
+	"golang.org/x/sys/unix"
+)
+
+// ociMain is the init of an OCI container (see OCIConfig). It never
+// returns.
+func ociMain(cfg *Config, report *os.File) {
+	oc := cfg.OCI
+	// Signals before the process starts end the init as their default
+	// action would; after, they are forwarded to the process.
+	sigs := make(chan os.Signal, 32)
+	signal.Notify(sigs)
+	r := newReaper()
+	fifo, err := unix.Open(oc.ExecFifo, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		fatal(report, fmt.Errorf("init: open exec fifo: %w", &os.PathError{Op: "open", Path: oc.ExecFifo, Err: err}))
+	}
+	if err := ociSetup(oc); err != nil {
+		fatal(report, err)
+	}
+	p := &oc.Process
+	files := []uintptr{0, 1, 2}
+	for i := 0; i < oc.PreserveFDs; i++ {
+		files = append(files, uintptr(3+i))
+	}
+	if p.Terminal {
+		slave, err := ociConsole(oc.Console, p.Rows, p.Cols)
+		if err != nil {
+			fatal(report, fmt.Errorf("init: console: %w", err))
+		}
+		files[0], files[1], files[2] = slave.Fd(), slave.Fd(), slave.Fd()
+	}
+	if oc.Console >= 0 {
+		unix.Close(oc.Console)
+	}
+	env := ociEnv(p)
+	argv0, err := lookPath(p.Args[0], p.Cwd, env)
+	if err != nil {
+		fatal(report, fmt.Errorf("init: %w", err))
+	}
+	if err := applyProcessLimits(p); err != nil {
+		fatal(report, fmt.Errorf("init: %w", err))
+	}
+	if cfg.FDs.Listener >= 0 {
+		lf := os.NewFile(uintptr(cfg.FDs.Listener), "init.sock")
+		l, err := net.FileListener(lf)
+		lf.Close()
+		if err != nil {
+			fatal(report, fmt.Errorf("init: exec socket: %w", err))
+		}
+		go ociServe(l.(*net.UnixListener), r, oc)
+	}
+	if err := WriteReport(report, Report{Type: ReportReady}); err != nil {
+		// The runtime is gone or gave up: it kills us, as for any init.
+		fmt.Fprintln(os.Stderr, "lightbox init: report ready:", err)
+	}
+	_ = report.Close() // a pipe: nothing buffered to lose
+
+	started := make(chan int, 1)
+	go func() {
+		main := 0
+		for s := range sigs {
+			sig := s.(syscall.Signal)
+			if sig == unix.SIGCHLD || sig == unix.SIGURG || sig == unix.SIGPIPE {
+				continue
+			}
+			select {
+			case main = <-started:
+			default:
+			}
+			if main > 0 {
+				unix.Kill(main, sig)
+				continue
+			}
+			switch sig {
+			case unix.SIGWINCH, unix.SIGCONT, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU:
+			default:
+				os.Exit(128 + int(sig))
+			}
+		}
+	}()
+
+	// Hold until start opens the FIFO for reading.
+	w, err := unix.Open("/proc/self/fd/"+strconv.Itoa(fifo), unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "lightbox init: open exec fifo: %v\n", err)
+		os.Exit(125)
+	}
+	unix.Write(w, []byte{0})
+	unix.Close(w)
+	unix.Close(fifo)
+
+	pid, done, err := spawnOCI(r, p, oc.Seccomp, argv0, env, files)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "lightbox init: start %s: %v\n", p.Args[0], err)
+		if c := execErrorCode(err); c != 0 {
+			os.Exit(c)
+		}
+		os.Exit(125)
+	}
+	started <- pid
+	ws := <-done
+	code, _ := exitCode(ws)
+	os.Exit(code)
+}
+
+// ociEnv is the process's environment, with HOME from the container's
+// passwd when it has none (as runc does).
+func ociEnv(p *OCIProcess) []string {
+	env := slices.Clone(p.Env)
+	if _, ok := environ.Lookup(env, "HOME"); !ok {
+		home := "/"
+		for _, e := range readDB("/etc/passwd") {
+			if len(e) >= 6 && e[2] == strconv.FormatUint(uint64(p.UID), 10) {
+				home = e[5]
+				break
+			}
+		}
+		env = append(env, "HOME="+home)
+	}
+	return env
+}
+
+// applyProcessLimits sets the process's rlimits, oom_score_adj and umask
+// on the init itself (each is per process and inherited).
+func applyProcessLimits(p *OCIProcess) error {
+	for _, rl := range p.Rlimits {
+		if err := syscall.Setrlimit(rl.Type, &syscall.Rlimit{Cur: rl.Soft, Max: rl.Hard}); err != nil {
+			return fmt.Errorf("setrlimit(%d, %d, %d): %w", rl.Type, rl.Soft, rl.Hard, err)
+		}
+	}
+	if p.OOMScoreAdj != nil {
+		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(*p.OOMScoreAdj)), 0); err != nil {
+			return fmt.Errorf("oom_score_adj: %w", err)
+		}
+	}
+	if p.Umask != nil {
+		syscall.Umask(int(*p.Umask))
+	}
+	return nil
+}
+
+// ociSetup mounts the container's root and everything on it, then pivots.
+func ociSetup(oc *OCIConfig) error {
+	prop := uintptr(unix.MS_REC | unix.MS_PRIVATE)
+	if oc.Propagation == "slave" || oc.Propagation == "rslave" {
+		prop = unix.MS_REC | unix.MS_SLAVE
+	}
+	if err := sys.Mount("", "/", "", prop, ""); err != nil {
+		return fmt.Errorf("root propagation: %w", err)
+	}
+	// pivot_root needs the root to be a mount: bind it onto itself.
+	mfd, err := sys.OpenTree(unix.AT_FDCWD, oc.Rootfs, unix.OPEN_TREE_CLONE|unix.AT_RECURSIVE)
+	if err != nil {
+		return fmt.Errorf("bind root: %w", err)
+	}
+	t, err := sys.Openat(unix.AT_FDCWD, oc.Rootfs, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		unix.Close(mfd)
+		return fmt.Errorf("bind root: %w", err)
+	}
+	err = sys.MoveMount(mfd, t, oc.Rootfs)
+	unix.Close(mfd)
+	unix.Close(t)
+	if err != nil {
+		return fmt.Errorf("bind root: %w", err)
+	}
+	root, err := sys.Openat(unix.AT_FDCWD, oc.Rootfs, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return fmt.Errorf("open root: %w", err)
+	}
+	defer unix.Close(root)
+	for _, m := range oc.Mounts {
+		if err := ociMount(root, m); err != nil {
+			return fmt.Errorf("mount %s (%s): %w", m.Destination, m.Type, err)
+		}
+	}
+	if err := ociDevices(root, oc); err != nil {
+		return fmt.Errorf("devices: %w", err)
+	}
+	if c := oc.Process.Cwd; c != "" {
+		fd, err := ensure(root, path.Clean(c), true)
+		if err != nil {
+			return fmt.Errorf("cwd %s: %w", c, err)
+		}
+		unix.Close(fd)
+	}
+	for k, v := range oc.Sysctl {
+		p := "/proc/sys/" + strings.ReplaceAll(k, ".", "/")
+		fd, err := sys.OpenInRoot(root, p, unix.O_WRONLY|unix.O_TRUNC, 0)
+		if err == nil {
+			_, err = unix.Write(fd, []byte(v))
+			unix.Close(fd)
+		}
+		if err != nil {
+			return fmt.Errorf("sysctl %s: %w", k, err)
+		}
+	}
+	for _, p := range oc.ReadonlyPaths {
+		if err := ociProtect(root, p, readOnly); err != nil {
+			return fmt.Errorf("read-only path %s: %w", p, err)
+		}
+	}
+	for _, p := range oc.MaskedPaths {
+		if err := ociProtect(root, p, mask); err != nil {
+			return fmt.Errorf("masked path %s: %w", p, err)
+		}
+	}
+	if oc.Hostname != "" {
+		if err := unix.Sethostname([]byte(oc.Hostname)); err != nil {
+			return fmt.Errorf("sethostname: %w", err)
+		}
+	}
+	if oc.Domainname != "" {
+		if err := unix.Setdomainname([]byte(oc.Domainname)); err != nil {
+			return fmt.Errorf("setdomainname: %w", err)
+		}
+	}
+	if err := pivot(root); err != nil {
+		return err
+	}
+	if oc.RootReadonly {
+		if err := sys.SetAttr(unix.AT_FDCWD, unix.MOUNT_ATTR_RDONLY, 0, false, "/"); err != nil {
+			return fmt.Errorf("read-only root: %w", err)
+		}
+	}
+	switch oc.Propagation {
+	case "shared", "rshared":
+		// A peer group of the container's own: nothing propagates back
+		// to the host, whose mounts were made private above.
+		if err := sys.Mount("", "/", "", unix.MS_REC|unix.MS_SHARED, ""); err != nil {
+			return fmt.Errorf("root propagation: %w", err)
+		}
+	case "unbindable", "runbindable":
+		if err := sys.Mount("", "/", "", unix.MS_REC|unix.MS_UNBINDABLE, ""); err != nil {
+			return fmt.Errorf("root propagation: %w", err)
+		}
+	}
+	return nil
+}
+
+// ociProtect applies how (readOnly or mask) to p inside root; a p the
+// root lacks is skipped, as runc does.
+func ociProtect(root int, p string, how func(target int, p string, dir bool) error) error {
+	fd, err := sys.OpenInRoot(root, p, unix.O_PATH|unix.O_NOFOLLOW, 0)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return &os.PathError{Op: "stat", Path: p, Err: err}
+	}
+	return how(fd, p, st.Mode&unix.S_IFMT == unix.S_IFDIR)
+}
+
+// ociMount carries out one mount of the config, its target resolved
+// inside root.
+func ociMount(root int, m OCIMount) error {
+	dst := path.Clean(m.Destination)
+	var mfd int
+	var err error
+	dir := true
+	switch {
+	case m.Bind:
+		var st unix.Stat_t
+		if err := unix.Stat(m.Source, &st); err != nil {
+			return fmt.Errorf("source: %w", &os.PathError{Op: "stat", Path: m.Source, Err: err})
+		}
+		dir = st.Mode&unix.S_IFMT == unix.S_IFDIR
+		flags := uint(unix.OPEN_TREE_CLONE)
+		if m.Recursive {
+			flags |= unix.AT_RECURSIVE
+		}
+		mfd, err = sys.OpenTree(unix.AT_FDCWD, m.Source, flags)
+		if err == nil && m.Attrs != 0 {
+			if err = sys.SetAttr(mfd, m.Attrs, 0, m.Recursive, m.Source); err != nil {
+				unix.Close(mfd)
+			}
+		}
+	case m.Type == "cgroup" || m.Type == "cgroup2":
+		return ociCgroup(root, dst, m)
+	default:
+		params := make([]sys.Param, 0, len(m.Data)+1)
+		if m.Source != "" {
+			params = append(params, sys.Param{Key: "source", Value: m.Source})
+		}
+		for _, d := range m.Data {
+			k, v, _ := strings.Cut(d, "=")
+			params = append(params, sys.Param{Key: k, Value: v})
+		}
+		mfd, err = sys.FSMount(m.Type, params, int(m.Attrs), dst)
+		if err != nil && m.Type == "sysfs" {
+			// A fresh sysfs needs a network namespace owned by our user
+			// namespace: bind the host's, read-only.
+			mfd, err = sys.OpenTree(unix.AT_FDCWD, "/sys", unix.OPEN_TREE_CLONE|unix.AT_RECURSIVE)
+			if err == nil {
+				if err = sys.SetAttr(mfd, unix.MOUNT_ATTR_RDONLY|nosuidNodevNoexec, 0, true, "/sys"); err != nil {
+					unix.Close(mfd)
+				}
+			}
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if err := attach(root, mfd, dst, dir); err != nil {
+		return err
+	}
+	if m.Propagation != 0 {
+		fd, err := sys.OpenInRoot(root, dst, unix.O_PATH, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		if err := sys.Mount("", "/proc/self/fd/"+strconv.Itoa(fd), "", m.Propagation, ""); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ociCgroup mounts the cgroup hierarchies at dst: cgroup2 on a unified
+// host, else a tmpfs with each v1 hierarchy the init is in.
+func ociCgroup(root int, dst string, m OCIMount) error {
+	attrs := int(m.Attrs)
+	var st unix.Statfs_t
+	if err := unix.Statfs("/sys/fs/cgroup", &st); err == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+		mfd, err := sys.FSMount("cgroup2", nil, attrs, dst)
+		if err != nil {
+			return err
+		}
+		return attach(root, mfd, dst, true)
+	}
+	mfd, err := sys.FSMount("tmpfs", []sys.Param{{Key: "mode", Value: "755"}, {Key: "size", Value: "4k"}}, nosuidNodevNoexec, dst)
+	if err != nil {
+		return err
+	}
+	if err := attach(root, mfd, dst, true); err != nil {
+		return err
+	}
+	dir, err := sys.OpenInRoot(root, dst, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dir)
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 || f[1] == "" {
+			continue
+		}
+		var params []sys.Param
+		name := f[1]
+		for _, c := range strings.Split(f[1], ",") {
+			k, v, _ := strings.Cut(c, "=")
+			params = append(params, sys.Param{Key: k, Value: v})
+			if k == "name" {
+				name = v
+			}
+		}
+		if strings.ContainsAny(name, "/") || name == "." || name == ".." {
+			continue
+		}
+		cfd, err := sys.FSMount("cgroup", params, attrs|nosuidNodevNoexec, dst+"/"+name)
+		if err != nil {
+			return fmt.Errorf("cgroup %s: %w", f[1], err)
+		}
+		if err := attach(dir, cfd, "/"+name, true); err != nil {
+			return err
+		}
+	}
+	if attrs&unix.MOUNT_ATTR_RDONLY != 0 {
+		return sys.SetAttr(dir, unix.MOUNT_ATTR_RDONLY, 0, false, dst)
+	}
+	return nil
+}
+
+// ociDevices makes the device nodes and /dev's standard symlinks.
+func ociDevices(root int, oc *OCIConfig) error {
+	for _, d := range oc.Devices {
+		p := path.Clean(d.Path)
+		if oc.Mknod {
+			parent, err := ensure(root, path.Dir(p), true)
+			if err != nil {
+				return err
+			}
+			// O_PATH parents cannot be used with mknodat: reopen.
+			pd, err := sys.Openat(parent, "", unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC|unix.AT_EMPTY_PATH, 0)
+			if err != nil {
+				pd, err = unix.Open("/proc/self/fd/"+strconv.Itoa(parent), unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			}
+			unix.Close(parent)
+			if err != nil {
+				return err
+			}
+			base := path.Base(p)
+			unix.Unlinkat(pd, base, 0) // replace what the rootfs had
+			err = unix.Mknodat(pd, base, d.Type|(d.Mode&0o7777), int(unix.Mkdev(uint32(d.Major), uint32(d.Minor))))
+			if err == nil {
+				err = unix.Fchmodat(pd, base, d.Mode&0o7777, 0)
+			}
+			if err == nil {
+				err = unix.Fchownat(pd, base, int(d.UID), int(d.GID), unix.AT_SYMLINK_NOFOLLOW)
+			}
+			unix.Close(pd)
+			if err != nil {
+				return &os.PathError{Op: "mknod", Path: p, Err: err}
+			}
+			continue
+		}
+		src, err := sys.OpenTree(unix.AT_FDCWD, p, unix.OPEN_TREE_CLONE)
+		if err != nil {
+			return fmt.Errorf("%s: no such device on the host to bind (a user namespace cannot mknod): %w", p, err)
+		}
+		if err := attach(root, src, p, false); err != nil {
+			return err
+		}
+	}
+	dev, err := sys.OpenInRoot(root, "/dev", unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return nil // no /dev: nothing to link
+	}
+	defer unix.Close(dev)
+	for _, l := range [][2]string{{"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}, {"/proc/kcore", "core"}, {"pts/ptmx", "ptmx"}} {
+		if l[1] == "core" {
+			continue
+		}
+		err := unix.Symlinkat(l[0], dev, l[1])
+		if err != nil && !errors.Is(err, unix.EEXIST) {
+			return &os.PathError{Op: "symlink", Path: "/dev/" + l[1], Err: err}
+		}
+	}
+	return nil
+}
+
+// ociConsole opens a pty in the container's devpts, sends its master
+// over the console socket (as runc does: the name as data, the fd as
+// SCM_RIGHTS), binds its peer onto /dev/console and returns the peer.
+func ociConsole(sock int, rows, cols uint16) (*os.File, error) {
+	if sock < 0 {
+		return nil, errors.New("terminal requested but no console socket given")
+	}
+	m, s, err := openPty(rows, cols)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	name, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(s.Fd())))
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := unix.Sendmsg(sock, []byte(name), unix.UnixRights(int(m.Fd())), nil, 0); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("send the pty master: %w", err)
+	}
+	root, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err == nil {
+		defer unix.Close(root)
+		if src, err := sys.OpenTree(unix.AT_FDCWD, name, unix.OPEN_TREE_CLONE); err == nil {
+			if err := attach(root, src, "/dev/console", false); err != nil {
+				fmt.Fprintf(os.Stderr, "lightbox init: bind /dev/console: %v\n", err)
+			}
+		}
+	}
+	return s, nil
+}
+
+// spawnOCI starts p from a new locked thread that takes the process's
+// capability bounding and inheritable sets, no_new_privs and seccomp
+// filter first (a child inherits them from the thread that forks it);
+// the uid, gids and ambient capabilities are set in the child by
+// ForkExec. The thread dies with its goroutine.
+func spawnOCI(r *reaper, p *OCIProcess, filter []unix.SockFilter, argv0 string, env []string, files []uintptr) (int, chan syscall.WaitStatus, error) {
+	type result struct {
+		pid  int
+		done chan syscall.WaitStatus
+		err  error
+	}
+	res := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread's credentials are the process's
+		if err := processCreds(p, filter); err != nil {
+			res <- result{err: err}
+			return
+		}
+		sp := &syscall.SysProcAttr{
+			Credential: &syscall.Credential{Uid: p.UID, Gid: p.GID, Groups: p.AdditionalGids},
+		}
+		if b, err := os.ReadFile("/proc/self/setgroups"); err == nil && string(b) == "deny\n" {
+			sp.Credential.NoSetGroups = true
+		}
+		if p.Caps != nil {
+			sp.AmbientCaps = p.Caps.Ambient
+		}
+		if p.Terminal {
+			sp.Setsid, sp.Setctty, sp.Ctty = true, true, 0
+		}
+		attr := &syscall.ProcAttr{Dir: firstNonEmpty(p.Cwd, "/"), Env: env, Files: files, Sys: sp}
+		r.mu.Lock()
+		pid, err := syscall.ForkExec(argv0, p.Args, attr)
+		var done chan syscall.WaitStatus
+		if err == nil {
+			done = make(chan syscall.WaitStatus, 1)
+			r.waiters[pid] = done
+		}
+		r.mu.Unlock()
+		res <- result{pid, done, err}
+	}()
+	out := <-res
+	return out.pid, out.done, out.err
+}
+
+func processCreds(p *OCIProcess, filter []unix.SockFilter) error {
+	if p.Caps != nil {
+		keep := map[uintptr]bool{}
+		for _, c := range p.Caps.Bounding {
+			keep[c] = true
+		}
+		for c := uintptr(0); c <= lastCap(); c++ {
+			if keep[c] {
+				continue
+			}
+			if err := unix.Prctl(unix.PR_CAPBSET_DROP, c, 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
+				return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
+			}
+		}
+		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+		var data [2]unix.CapUserData
+		if err := unix.Capget(&hdr, &data[0]); err != nil {
+			return fmt.Errorf("capget: %w", err)
+		}
+		data[0].Inheritable, data[1].Inheritable = 0, 0
+		for _, c := range append(slices.Clone(p.Caps.Inheritable), p.Caps.Ambient...) {
+			data[c/32].Inheritable |= 1 << (c % 32)
+		}
+		if err := unix.Capset(&hdr, &data[0]); err != nil {
+			return fmt.Errorf("capset: %w", err)
+		}
+	}
+	if p.NoNewPrivileges {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return fmt.Errorf("prctl(PR_SET_NO_NEW_PRIVS): %w", err)
+		}
+	}
+	if len(filter) > 0 {
+		if err := loadFilter(filter); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ociServe serves exec and signal requests of ociruntime's exec.
+func ociServe(l *net.UnixListener, r *reaper, oc *OCIConfig) {
+	for {
+		c, err := l.AcceptUnix()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		go ociServeConn(c, r, oc)
+	}
+}
+
+func readOCIRequest(c *net.UnixConn) (OCIRequest, []int, error) {
+	var req OCIRequest
+	buf := make([]byte, MaxRequest)
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	n, oobn, flags, _, err := c.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return req, nil, err
+	}
+	if n == 0 {
+		return req, nil, io.EOF
+	}
+	var fds []int
+	if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
+		for _, m := range msgs {
+			if r, err := unix.ParseUnixRights(&m); err == nil {
+				fds = append(fds, r...)
+			}
+		}
+	}
+	for _, fd := range fds {
+		unix.CloseOnExec(fd)
+	}
+	if flags&unix.MSG_TRUNC != 0 {
+		return req, fds, fmt.Errorf("request larger than %d bytes", len(buf))
+	}
+	if err := json.Unmarshal(buf[:n], &req); err != nil {
+		return req, fds, fmt.Errorf("bad request: %w", err)
+	}
+	if req.Version != Version {
+		return req, fds, fmt.Errorf("request version %d, this init speaks %d", req.Version, Version)
+	}
+	return req, fds, nil
+}
+
+// ociServeConn starts one exec'd process and relays its life: signals
+// in, its exit out. The process is killed when the connection closes
+// before it ends (its relay in ociruntime was killed).
+func ociServeConn(c *net.UnixConn, r *reaper, oc *OCIConfig) {
+	defer c.Close()
+	req, fds, err := readOCIRequest(c)
+	fail := func(code int, err error) {
+		closeAll(fds)
+		send(c, Reply{Type: ReplyError, Code: code, Error: err.Error()}, nil)
+	}
+	if err != nil {
+		fail(0, err)
+		return
+	}
+	if req.Op != OpOCIExec || req.Process == nil || len(req.Process.Args) == 0 {
+		fail(0, fmt.Errorf("unknown request %q or no process", req.Op))
+		return
+	}
+	p := req.Process
+	env := ociEnv(p)
+	dir := firstNonEmpty(p.Cwd, "/")
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		fail(0, fmt.Errorf("cwd %s: not a directory", dir))
+		return
+	}
+	argv0, err := lookPath(p.Args[0], dir, env)
+	if err != nil {
+		var se *startError
+		code := 0
+		if errors.As(err, &se) {
+			code = se.code
+		}
+		fail(code, err)
+		return
+	}
+	var files []uintptr
+	var master *os.File
+	if p.Terminal {
+		m, s, err := openPty(p.Rows, p.Cols)
+		if err != nil {
+			fail(0, err)
+			return
+		}
+		defer s.Close()
+		if p.UID != 0 {
+			unix.Fchown(int(s.Fd()), int(p.UID), -1)
+		}
+		master = m
+		files = []uintptr{s.Fd(), s.Fd(), s.Fd()}
+	} else {
+		if len(fds) != 3 {
+			fail(0, fmt.Errorf("exec: want 3 stdio fds, got %d", len(fds)))
+			return
+		}
+		for _, fd := range fds {
+			files = append(files, uintptr(fd))
+		}
+	}
+	pid, done, err := spawnOCI(r, p, oc.Seccomp, argv0, env, files)
+	if err == nil {
+		for _, rl := range p.Rlimits {
+			// Set on the child after the fork (the init's own stay the
+			// container's): a process that execs a setuid binary at
+			// once may run it with the init's limits.
+			unix.Prlimit(pid, rl.Type, &unix.Rlimit{Cur: rl.Soft, Max: rl.Hard}, nil)
+		}
+	}
+	closeAll(fds)
+	fds = nil
+	if err != nil {
+		if master != nil {
+			master.Close()
+		}
+		fail(execErrorCode(err), fmt.Errorf("exec %s: %w", p.Args[0], err))
+		return
+	}
+	var mfds []int
+	if master != nil {
+		mfds = []int{int(master.Fd())}
+	}
+	send(c, Reply{Type: ReplyStarted, Pid: pid}, mfds)
+	if master != nil {
+		master.Close()
+	}
+	gone := make(chan struct{})
+	go func() {
+		defer close(gone)
+		for {
+			req, fds, err := readOCIRequest(c)
+			closeAll(fds)
+			if err != nil {
+				return
+			}
+			if req.Op == OpOCISignal {
+				unix.Kill(pid, syscall.Signal(req.Signal))
+			}
+		}
+	}()
+	select {
+	case ws := <-done:
+		code, sig := exitCode(ws)
+		send(c, Reply{Type: ReplyExit, Code: code, Signal: sig}, nil)
+	case <-gone:
+		unix.Kill(pid, unix.SIGKILL)
+		<-done
+	}
+}

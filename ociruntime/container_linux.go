@@ -1,0 +1,696 @@
+package ociruntime
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/beamhop/lightbox/internal/reexec"
+	"github.com/beamhop/lightbox/nsinit"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Runtime is lightbox-runc's state directory: one subdirectory per
+// container. It is safe for concurrent use; several processes may use
+// one root at once (each container's directory is made with one mkdir).
+type Runtime struct {
+	// Root is --root; "" = /run/lightbox-runc as root, else
+	// $XDG_RUNTIME_DIR/lightbox-runc.
+	Root string
+}
+
+// ErrNotExist is returned for an id with no container.
+var ErrNotExist = errors.New("container does not exist")
+
+// ErrExist is returned by create for an id already in use.
+var ErrExist = errors.New("container already exists")
+
+var validID = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_+.-]*$`)
+
+func (r *Runtime) root() string {
+	if r.Root != "" {
+		return r.Root
+	}
+	if os.Geteuid() != 0 {
+		if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+			return filepath.Join(d, "lightbox-runc")
+		}
+	}
+	return "/run/lightbox-runc"
+}
+
+func (r *Runtime) dir(id string) (string, error) {
+	if !validID.MatchString(id) {
+		return "", fmt.Errorf("container id %q: invalid (want [a-zA-Z0-9][a-zA-Z0-9_+.-]*)", id)
+	}
+	return filepath.Join(r.root(), id), nil
+}
+
+// record is a container's state.json.
+type record struct {
+	ID          string            `json:"id"`
+	Bundle      string            `json:"bundle"`
+	Rootfs      string            `json:"rootfs"`
+	Pid         int               `json:"pid"`
+	PidStart    uint64            `json:"pidStart"`
+	Ready       bool              `json:"ready"` // created: the init holds the process
+	Created     time.Time         `json:"created"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	Cgroup      *cgroupRecord     `json:"cgroup,omitempty"`
+	Hooks       *specs.Hooks      `json:"hooks,omitempty"`
+	// Seccomp is the compiled filter exec'd processes get too.
+	Seccomp []unix.SockFilter `json:"seccomp,omitempty"`
+}
+
+func readRecord(dir string) (*record, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("container %s: %w", filepath.Base(dir), ErrNotExist)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var rec record
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, fmt.Errorf("container %s: state: %w", filepath.Base(dir), err)
+	}
+	return &rec, nil
+}
+
+func writeRecord(dir string, rec *record) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, "state.json.tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, "state.json"))
+}
+
+// pidStart is the start time of pid (field 22 of /proc/pid/stat) and
+// whether it is a zombie.
+func pidStart(pid int) (uint64, bool, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false, errors.New("bad stat")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return 0, false, errors.New("bad stat")
+	}
+	n, err := strconv.ParseUint(f[19], 10, 64)
+	return n, f[0] == "Z" || f[0] == "X", err
+}
+
+// alive reports whether the record's init still runs.
+func (rec *record) alive() bool {
+	if rec.Pid <= 0 {
+		return false
+	}
+	st, zombie, err := pidStart(rec.Pid)
+	return err == nil && st == rec.PidStart && !zombie
+}
+
+// Status values.
+const (
+	Creating = "creating"
+	Created  = "created"
+	Running  = "running"
+	Paused   = "paused"
+	Stopped  = "stopped"
+)
+
+func (r *Runtime) status(dir string, rec *record) string {
+	switch {
+	case !rec.alive():
+		if !rec.Ready && rec.Pid == 0 {
+			return Creating
+		}
+		return Stopped
+	case !rec.Ready:
+		return Creating
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "exec.fifo")); err == nil {
+		return Created
+	}
+	if c, err := loadCgroup(rec.Cgroup); err == nil && c != nil && c.frozen() {
+		return Paused
+	}
+	return Running
+}
+
+// State is the OCI state of the container id.
+func (r *Runtime) State(id string) (*specs.State, error) {
+	dir, err := r.dir(id)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := readRecord(dir)
+	if err != nil {
+		return nil, err
+	}
+	st := &specs.State{Version: specs.Version, ID: id, Status: specs.ContainerState(r.status(dir, rec)), Bundle: rec.Bundle, Annotations: rec.Annotations}
+	if st.Status != Stopped {
+		st.Pid = rec.Pid
+	}
+	return st, nil
+}
+
+// CreateOptions are create's (and run's) flags.
+type CreateOptions struct {
+	PidFile       string
+	ConsoleSocket string
+	PreserveFDs   int
+	// Stdin, Stdout, Stderr are the process's stdio (nil = this
+	// process's own).
+	Stdin, Stdout, Stderr *os.File
+}
+
+// Create creates the container id from bundle: the init is set up and
+// holds the process until Start. It returns the init's process (a child
+// of this one) for run to wait on.
+func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions) (*os.Process, error) {
+	dir, err := r.dir(id)
+	if err != nil {
+		return nil, err
+	}
+	if bundle == "" {
+		bundle = "."
+	}
+	bundle, err = filepath.Abs(bundle)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := loadSpec(bundle)
+	if err != nil {
+		return nil, err
+	}
+	p, err := translate(spec, bundle)
+	if err != nil {
+		return nil, err
+	}
+	if p.oci.Process.Terminal && o.ConsoleSocket == "" {
+		return nil, errors.New("process.terminal is set: --console-socket is required")
+	}
+	if !p.oci.Process.Terminal && o.ConsoleSocket != "" {
+		return nil, errors.New("--console-socket given but process.terminal is not set")
+	}
+	if err := os.MkdirAll(r.root(), 0o711); err != nil {
+		return nil, err
+	}
+	if err := os.Mkdir(dir, 0o711); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("container %s: %w", id, ErrExist)
+		}
+		return nil, err
+	}
+	rec := &record{ID: id, Bundle: bundle, Rootfs: p.oci.Rootfs, Created: time.Now().UTC(), Annotations: spec.Annotations, Hooks: spec.Hooks, Seccomp: p.oci.Seccomp}
+	proc, err := r.create(ctx, dir, rec, p, o)
+	if err != nil {
+		// Nothing half-done: the init (if any) and the cgroup go.
+		r.cleanup(dir, rec)
+		return nil, err
+	}
+	return proc, nil
+}
+
+func (r *Runtime) create(ctx context.Context, dir string, rec *record, p *plan, o CreateOptions) (*os.Process, error) {
+	// The cgroup is recorded before it is made, so that delete finds it
+	// whatever happens next.
+	rec.Cgroup = &cgroupRecord{Path: cgroupPath(p.cgroup, rec.ID)}
+	if err := writeRecord(dir, rec); err != nil {
+		return nil, err
+	}
+	cgRec, cg, err := newCgroup(rec.Cgroup.Path, p.res)
+	if err != nil {
+		return nil, err
+	}
+	rec.Cgroup = cgRec
+	if err := writeRecord(dir, rec); err != nil {
+		return nil, err
+	}
+	fifo := filepath.Join(dir, "exec.fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		return nil, &os.PathError{Op: "mkfifo", Path: fifo, Err: err}
+	}
+	p.oci.ExecFifo = fifo
+
+	ln, err := listen(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer ln.Close()
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer cfgR.Close()
+	defer cfgW.Close()
+	repR, repW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer repR.Close()
+	defer repW.Close()
+
+	var extra []*os.File
+	for i := 0; i < o.PreserveFDs; i++ {
+		extra = append(extra, os.NewFile(uintptr(3+i), "preserved"))
+	}
+	p.oci.PreserveFDs = o.PreserveFDs
+	cfgFD := 3 + len(extra)
+	extra = append(extra, cfgR, repW, ln)
+	cfg := nsinit.Config{Version: nsinit.Version, Name: rec.ID, FDs: nsinit.FDs{Report: cfgFD + 1, Liveness: -1, Listener: cfgFD + 2, Lock: -1, Exe: -1}}
+	if o.ConsoleSocket != "" {
+		c, err := net.Dial("unix", o.ConsoleSocket)
+		if err != nil {
+			return nil, fmt.Errorf("console socket: %w", err)
+		}
+		cf, err := c.(*net.UnixConn).File()
+		c.Close()
+		if err != nil {
+			return nil, fmt.Errorf("console socket: %w", err)
+		}
+		defer cf.Close()
+		p.oci.Console = 3 + len(extra)
+		extra = append(extra, cf)
+	}
+	cfg.OCI = &p.oci
+
+	cmd := exec.Command("/proc/self/exe", strconv.Itoa(cfgFD))
+	cmd.Args[0] = "lightbox-init"
+	cmd.Env = []string{reexec.EnvRole + "=init", "GOMAXPROCS=1", "GOGC=off"}
+	cmd.ExtraFiles = extra
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = orStd(o.Stdin, os.Stdin), orStd(o.Stdout, os.Stdout), orStd(o.Stderr, os.Stderr)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: p.clone}
+	if p.userNS {
+		for _, m := range p.uidMap {
+			cmd.SysProcAttr.UidMappings = append(cmd.SysProcAttr.UidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
+		}
+		for _, m := range p.gidMap {
+			cmd.SysProcAttr.GidMappings = append(cmd.SysProcAttr.GidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
+		}
+		// An unprivileged parent may write a gid map only with setgroups denied.
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = os.Geteuid() == 0
+	}
+	if err := startJoined(cmd, p.join); err != nil {
+		return nil, fmt.Errorf("start init: %w", err)
+	}
+	pid := cmd.Process.Pid
+	rec.Pid = pid
+	rec.PidStart, _, _ = pidStart(pid)
+	cfgR.Close()
+	repW.Close()
+	fail := func(err error) (*os.Process, error) {
+		cmd.Process.Kill()
+		cmd.Process.Wait()
+		return nil, err
+	}
+	if err := writeRecord(dir, rec); err != nil {
+		return fail(err)
+	}
+	if cg != nil {
+		// The init waits for its config: it is in its cgroup before it
+		// does anything.
+		if err := cg.add(pid); err != nil {
+			return fail(fmt.Errorf("add the init to its cgroup: %w", err))
+		}
+	}
+	if err := nsinit.WriteConfig(cfgW, &cfg); err != nil {
+		return fail(fmt.Errorf("send config to init: %w", err))
+	}
+	cfgW.Close()
+	type report struct {
+		r   nsinit.Report
+		err error
+	}
+	rep := make(chan report, 1)
+	go func() {
+		r, err := nsinit.ReadReport(repR)
+		rep <- report{r, err}
+	}()
+	select {
+	case <-ctx.Done():
+		return fail(ctx.Err())
+	case rp := <-rep:
+		switch {
+		case errors.Is(rp.err, nsinit.ErrNoReport):
+			return fail(errors.New("init exited during setup (see its stderr)"))
+		case rp.err != nil:
+			return fail(fmt.Errorf("init's report: %w", rp.err))
+		case rp.r.Type == nsinit.ReportError:
+			return fail(errors.New(rp.r.Error))
+		case rp.r.Type != nsinit.ReportReady:
+			return fail(fmt.Errorf("init's report: unexpected %q", rp.r.Type))
+		}
+	}
+	rec.Ready = true
+	if err := writeRecord(dir, rec); err != nil {
+		return fail(err)
+	}
+	if o.PidFile != "" {
+		if err := writePidFile(o.PidFile, pid); err != nil {
+			return fail(err)
+		}
+	}
+	if h := rec.Hooks; h != nil {
+		st, _ := r.State(rec.ID)
+		for _, hk := range append(append([]specs.Hook{}, h.Prestart...), h.CreateRuntime...) { //nolint:staticcheck // prestart is deprecated but used
+			if err := runHook(ctx, hk, st); err != nil {
+				return fail(fmt.Errorf("createRuntime hook: %w", err))
+			}
+		}
+	}
+	return cmd.Process, nil
+}
+
+func orStd(f, def *os.File) *os.File {
+	if f != nil {
+		return f
+	}
+	return def
+}
+
+// startJoined starts cmd from a locked thread that first entered the
+// namespaces in join (network, ipc, uts, pid, cgroup: each is per thread,
+// and the child takes those of the thread that forks it). The thread is
+// left to die with its goroutine.
+func startJoined(cmd *exec.Cmd, join map[specs.LinuxNamespaceType]string) error {
+	if len(join) == 0 {
+		return cmd.Start()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread is in the container's namespaces
+		for t, p := range join {
+			fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				errc <- fmt.Errorf("join %s namespace: %w", t, &os.PathError{Op: "open", Path: p, Err: err})
+				return
+			}
+			err = unix.Setns(fd, int(nsFlags[t]))
+			unix.Close(fd)
+			if err != nil {
+				errc <- fmt.Errorf("join %s namespace %s: setns: %w", t, p, err)
+				return
+			}
+		}
+		errc <- cmd.Start()
+	}()
+	return <-errc
+}
+
+// listen binds the init's exec socket in dir.
+func listen(dir string) (*os.File, error) {
+	addr, df, err := sockAddr(dir)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: addr, Net: "unixpacket"})
+	if df != nil {
+		df.Close()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("exec socket: %w", err)
+	}
+	ln.SetUnlinkOnClose(false)
+	f, err := ln.File()
+	ln.Close()
+	return f, err
+}
+
+// sockAddr is dir/init.sock, through an O_PATH fd of dir when the path
+// does not fit sun_path (containerd's roots with 64-character ids).
+func sockAddr(dir string) (string, *os.File, error) {
+	p := filepath.Join(dir, "init.sock")
+	if len(p) < 100 {
+		return p, nil, nil
+	}
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", nil, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	return "/proc/self/fd/" + strconv.Itoa(fd) + "/init.sock", os.NewFile(uintptr(fd), dir), nil
+}
+
+// writePidFile writes pid atomically (engines poll for the file).
+func writePidFile(path string, pid int) error {
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)), 0o644); err != nil {
+		return fmt.Errorf("pid file: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("pid file: %w", err)
+	}
+	return nil
+}
+
+// runHook runs h with the state on its stdin.
+func runHook(ctx context.Context, h specs.Hook, st *specs.State) error {
+	if h.Timeout != nil && *h.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(*h.Timeout)*time.Second)
+		defer cancel()
+	}
+	cmd := exec.CommandContext(ctx, h.Path)
+	if len(h.Args) > 0 {
+		cmd.Args = h.Args
+	}
+	cmd.Env = h.Env
+	b, _ := json.Marshal(st)
+	cmd.Stdin = bytes.NewReader(b)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s: %w: %s", h.Path, err, strings.TrimSpace(out.String()))
+	}
+	return nil
+}
+
+// Start releases the process of a created container.
+func (r *Runtime) Start(ctx context.Context, id string) error {
+	dir, err := r.dir(id)
+	if err != nil {
+		return err
+	}
+	rec, err := readRecord(dir)
+	if err != nil {
+		return err
+	}
+	if s := r.status(dir, rec); s != Created {
+		return fmt.Errorf("container %s is %s, not created: cannot start", id, s)
+	}
+	fifo := filepath.Join(dir, "exec.fifo")
+	fd, err := unix.Open(fifo, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: fifo, Err: err}
+	}
+	defer unix.Close(fd)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, 100)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			return fmt.Errorf("start: poll exec fifo: %w", err)
+		}
+		if n > 0 && fds[0].Revents&unix.POLLIN != 0 {
+			var b [1]byte
+			if n, _ := unix.Read(fd, b[:]); n == 1 {
+				break
+			}
+		}
+		if !rec.alive() {
+			return fmt.Errorf("start: container %s: the init exited", id)
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("start: container %s: the init did not take the start", id)
+		}
+	}
+	if err := os.Remove(fifo); err != nil {
+		return err
+	}
+	if rec.Hooks != nil {
+		st, _ := r.State(id)
+		for _, h := range rec.Hooks.Poststart {
+			if err := runHook(ctx, h, st); err != nil {
+				// The process runs: a failing poststart hook is
+				// reported, as the spec says, not undone.
+				return fmt.Errorf("poststart hook: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// Kill sends sig to the container's init (which forwards it to the
+// process), or with all to every process of the container.
+func (r *Runtime) Kill(id string, sig syscall.Signal, all bool) error {
+	dir, err := r.dir(id)
+	if err != nil {
+		return err
+	}
+	rec, err := readRecord(dir)
+	if err != nil {
+		return err
+	}
+	s := r.status(dir, rec)
+	if s == Stopped || s == Creating && !rec.alive() {
+		return fmt.Errorf("container %s: not running", id)
+	}
+	if all {
+		pids, _ := r.pids(rec)
+		for _, p := range pids {
+			unix.Kill(p, sig)
+		}
+	}
+	if err := unix.Kill(rec.Pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("kill %d: %w", rec.Pid, err)
+	}
+	return nil
+}
+
+// pids are the host pids of the container's processes: from its cgroup,
+// else every process in the init's pid namespace.
+func (r *Runtime) pids(rec *record) ([]int, error) {
+	if c, err := loadCgroup(rec.Cgroup); err == nil && c != nil {
+		if ps, err := c.pids(); err == nil {
+			return ps, nil
+		}
+	}
+	if !rec.alive() {
+		return nil, nil
+	}
+	want, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", rec.Pid))
+	if err != nil {
+		return nil, err
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", n)); err == nil && l == want {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// Delete removes a stopped (or created) container; with force, a running
+// one is killed first.
+func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
+	dir, err := r.dir(id)
+	if err != nil {
+		return err
+	}
+	rec, err := readRecord(dir)
+	if err != nil {
+		if force && errors.Is(err, ErrNotExist) {
+			if _, serr := os.Stat(dir); serr == nil {
+				return os.RemoveAll(dir) // a create killed before its state was written
+			}
+		}
+		return err
+	}
+	switch s := r.status(dir, rec); s {
+	case Stopped, Created:
+	case Creating:
+		if !force && rec.alive() {
+			return fmt.Errorf("container %s is being created: use --force", id)
+		}
+	default:
+		if !force {
+			return fmt.Errorf("container %s is %s: stop it first or use --force", id, s)
+		}
+	}
+	r.cleanup(dir, rec)
+	if rec.Hooks != nil && len(rec.Hooks.Poststop) > 0 {
+		st := &specs.State{Version: specs.Version, ID: id, Status: Stopped, Bundle: rec.Bundle, Annotations: rec.Annotations}
+		for _, h := range rec.Hooks.Poststop {
+			if err := runHook(ctx, h, st); err != nil {
+				fmt.Fprintf(os.Stderr, "lightbox-runc: poststop hook: %v\n", err)
+			}
+		}
+	}
+	return nil
+}
+
+// cleanup kills what is left of the container and removes its cgroup and
+// directory.
+func (r *Runtime) cleanup(dir string, rec *record) {
+	c, _ := loadCgroup(rec.Cgroup)
+	if c != nil {
+		c.thaw() // a frozen process cannot die
+	}
+	if rec.alive() {
+		unix.Kill(rec.Pid, unix.SIGKILL)
+		waitGone(rec, 10*time.Second)
+	}
+	if c != nil {
+		// The init's death takes its pid namespace with it; the
+		// cgroup empties a moment later.
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			ps, _ := c.pids()
+			for _, p := range ps {
+				unix.Kill(p, unix.SIGKILL)
+			}
+			if err := c.remove(); err == nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	os.RemoveAll(dir)
+}
+
+// waitGone waits until the init is dead (a zombie counts: its reaper is
+// the engine).
+func waitGone(rec *record, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for rec.alive() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// List returns the states of every container under the root.
+func (r *Runtime) List() ([]*specs.State, error) {
+	ents, err := os.ReadDir(r.root())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []*specs.State
+	for _, e := range ents {
+		if st, err := r.State(e.Name()); err == nil {
+			out = append(out, st)
+		}
+	}
+	return out, nil
+}
