@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/beamhop/lightbox/internal/lockfile"
 	"github.com/beamhop/lightbox/internal/names"
 	"github.com/beamhop/lightbox/internal/netstack"
 	"github.com/beamhop/lightbox/runtime"
@@ -31,7 +30,7 @@ func (c *closer) add(f func() error) { *c = append(*c, f) }
 func (c *closer) close() {
 	for i := len(*c) - 1; i >= 0; i-- {
 		// Closing a lease descriptor cannot lose data; a disk a failed
-		// launch could not remove is left for gc (gcDisks).
+		// launch could not remove is left for gc (volstore.Disks.GC).
 		_ = (*c)[i]()
 	}
 	*c = nil
@@ -198,20 +197,18 @@ func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, resolve f
 		spec.Mounts = append(spec.Mounts, ms)
 	}
 	if opts.DiskMiB > 0 {
-		dir, unlock, err := r.createDisk(ctx, name, opts.DiskMiB)
+		disk, err := r.disks.Create(ctx, name, opts.DiskMiB)
 		if err != nil {
 			return nil, err
 		}
-		defer unlock() // once the sandbox's state names the disk
+		defer disk.Unlock() // once the sandbox's state names the disk
 		held.add(func() error {
 			if launched {
 				return nil // the disk now belongs to the sandbox
 			}
-			err := r.vols.RemoveDisk(context.WithoutCancel(ctx), dir)
-			os.Remove(dir + ".lock")
-			return err
+			return r.disks.Remove(context.WithoutCancel(ctx), disk.Dir)
 		})
-		spec.WritableDir = dir
+		spec.WritableDir = disk.Dir
 	}
 	if network == NetworkPrivate {
 		ports := make([]netstack.Port, len(opts.Ports))
@@ -227,79 +224,6 @@ func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, resolve f
 	launched = true
 	r.log.Debug("sandbox launched", "sandbox", name, "snapshot", snap.Name)
 	return &Sandbox{name: name, r: r, rs: rs}, nil
-}
-
-// createDisk makes a size-capped directory for a sandbox's writable layer
-// under $ROOT/disks, locked until the sandbox's state names it (so gc
-// never takes a disk that a launch is still setting up).
-func (r *Runtime) createDisk(ctx context.Context, name string, mib int64) (string, func(), error) {
-	disks := filepath.Join(r.root, "disks")
-	if err := os.MkdirAll(disks, 0o700); err != nil {
-		return "", nil, fmt.Errorf("disk for sandbox %s: %w", name, err)
-	}
-	var b [4]byte
-	rand.Read(b[:])
-	dir := filepath.Join(disks, name+"-"+hex.EncodeToString(b[:]))
-	lk, err := lockfile.Exclusive(ctx, dir+".lock")
-	if err != nil {
-		return "", nil, fmt.Errorf("disk for sandbox %s: %w", name, err)
-	}
-	if err := r.vols.CreateDisk(ctx, dir, mib); err != nil {
-		lk.Close()
-		os.Remove(dir + ".lock")
-		return "", nil, fmt.Errorf("sandbox %s: %w", name, err)
-	}
-	return dir, func() { lk.Close() }, nil
-}
-
-// gcDisks removes the capped writable layers that no sandbox's state
-// names any more (the sandbox was removed, or gc removed its remains),
-// and returns their names.
-func (r *Runtime) gcDisks(ctx context.Context) ([]string, error) {
-	disks := filepath.Join(r.root, "disks")
-	ents, err := os.ReadDir(disks)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var errs []error
-	var removed []string
-	for _, e := range ents {
-		if !e.IsDir() {
-			continue
-		}
-		dir := filepath.Join(disks, e.Name())
-		lk, err := lockfile.TryExclusive(dir + ".lock")
-		if err != nil {
-			continue // a launch is making it
-		}
-		if !r.diskInUse(ctx, dir) {
-			if err := r.vols.RemoveDisk(ctx, dir); err != nil {
-				errs = append(errs, err)
-			} else {
-				os.Remove(dir + ".lock")
-				removed = append(removed, e.Name())
-			}
-		}
-		lk.Close()
-	}
-	return removed, errors.Join(errs...)
-}
-
-// diskInUse reports whether a sandbox's state names dir.
-func (r *Runtime) diskInUse(ctx context.Context, dir string) bool {
-	list, err := r.mgr.List(ctx)
-	if err != nil {
-		return true // when in doubt, keep it
-	}
-	for _, in := range list {
-		if in.WritableDir == dir {
-			return true
-		}
-	}
-	return false
 }
 
 // defaultNetwork is what an empty SandboxOptions.Network means.

@@ -72,6 +72,7 @@ type Runtime struct {
 
 	snaps *snapshot.Store
 	vols  *volstore.Store
+	disks *volstore.Disks
 	mgr   *runtime.Manager
 
 	closeOnce sync.Once
@@ -380,6 +381,7 @@ func (r *Runtime) openParts() error {
 	if err != nil {
 		return fmt.Errorf("open store %s: %w", r.root, err)
 	}
+	r.disks = r.vols.Disks(filepath.Join(r.root, "disks"))
 	r.mgr, err = runtime.Open(runtime.Options{
 		Root: filepath.Join(r.root, "sandboxes"), TmpDir: tmp, Mapping: r.mapping, Logger: r.log,
 		AttachNetwork: r.attachNetwork,
