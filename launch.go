@@ -178,12 +178,12 @@ func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, resolve f
 			ms.Source = src
 		} else {
 			co := volstore.CreateOptions{UID: -1, GID: -1}
-			o, err := r.ownerOfTarget(ctx, snap.Layers, ms.Target)
+			o, err := r.snaps.Owner(ctx, snap.Layers, ms.Target)
 			if err != nil {
 				return nil, fmt.Errorf("mount %s: %w", target, err)
 			}
 			if o != nil {
-				co.UID, co.GID, co.Mode = o.uid, o.gid, o.mode|os.ModeDir
+				co.UID, co.GID, co.Mode = o.UID, o.GID, o.Mode|os.ModeDir
 			}
 			vl, v, err := r.vols.Acquire(ctx, m.Volume, co)
 			if err != nil {

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/beamhop/lightbox/internal/names"
 	"io"
 	"os"
 	"slices"
 	"syscall"
 	"time"
 
+	"github.com/beamhop/lightbox/internal/names"
 	"github.com/beamhop/lightbox/runtime"
 	"github.com/beamhop/lightbox/snapshot"
 )

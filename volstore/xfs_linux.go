@@ -15,12 +15,14 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/beamhop/lightbox/internal/atomicfile"
 	"github.com/beamhop/lightbox/internal/errdefs"
 	"github.com/beamhop/lightbox/internal/idmap"
 	"github.com/beamhop/lightbox/internal/lockfile"
 	"github.com/beamhop/lightbox/internal/rmtree"
-	"golang.org/x/sys/unix"
+	"github.com/beamhop/lightbox/internal/sys"
 )
 
 // noQuotactlFd is set once quotactl_fd returned ENOSYS (kernels before
@@ -171,26 +173,11 @@ func makeDataDir(dataDir string, uid, gid int, perm uint32) error {
 		os.Remove(dataDir)
 		return fmt.Errorf("create volume data: %w", err)
 	}
-	if err := os.Chmod(dataDir, fs.FileMode(perm&0o777)|unixModeBits(perm)); err != nil {
+	if err := os.Chmod(dataDir, sys.FileMode(perm)); err != nil {
 		os.Remove(dataDir)
 		return fmt.Errorf("create volume data: %w", err)
 	}
 	return nil
-}
-
-// unixModeBits maps setuid/setgid/sticky in a unix mode to fs.FileMode.
-func unixModeBits(perm uint32) fs.FileMode {
-	var m fs.FileMode
-	if perm&unix.S_ISUID != 0 {
-		m |= fs.ModeSetuid
-	}
-	if perm&unix.S_ISGID != 0 {
-		m |= fs.ModeSetgid
-	}
-	if perm&unix.S_ISVTX != 0 {
-		m |= fs.ModeSticky
-	}
-	return m
 }
 
 // SetDirQuota caps an existing, empty directory at limitBytes with a
