@@ -151,7 +151,7 @@ func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, resolve f
 		Env:      mergeEnv(snap.Config.Env, opts.Env),
 		Workdir:  firstNonEmpty(opts.Workdir, snap.Config.WorkingDir, "/"),
 		User:     firstNonEmpty(opts.User, snap.Config.User),
-		Command:  opts.Command,
+		Command:  opts.mainCommand(snap.Config.Entrypoint, snap.Config.Cmd),
 		Network:  string(network),
 		Timeout:  opts.Timeout,
 		Leases:   leases,

@@ -62,10 +62,9 @@ func layerAlgorithm(mt string) (blobcompress.Algorithm, error) {
 }
 
 // ensureLayers unpacks the layers that are not unpacked yet, two at a
-// time (one at a time when drawing progress bars, which would garble each
-// other).
+// time.
 func (s *Store) ensureLayers(ctx context.Context, e casext.Engine, layers []ispec.Descriptor) error {
-	if len(layers) < 2 || s.progress != nil || goruntime.GOMAXPROCS(0) < 2 {
+	if len(layers) < 2 || goruntime.GOMAXPROCS(0) < 2 {
 		for _, l := range layers {
 			if err := s.ensureLayer(ctx, e, l); err != nil {
 				return err
@@ -592,18 +591,9 @@ func lockDir(p string) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("lock %s: %w", p, lockfile.ErrLocked)
-		}
-		return nil, &os.PathError{Op: "flock", Path: p, Err: err}
+	if err := lockfile.TryFD(int(f.Fd()), p); err != nil {
+		_ = f.Close() // not locked: nothing to release
+		return nil, err
 	}
 	return f, nil
 }

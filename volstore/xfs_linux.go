@@ -1,8 +1,6 @@
 package volstore
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -15,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
 	"github.com/beamhop/lightbox/internal/atomicfile"
@@ -525,22 +524,17 @@ func mountEntry(dir string) (source, superOpts string, err error) {
 	if err := unix.Stat(dir, &st); err != nil {
 		return "", "", &fs.PathError{Op: "stat", Path: dir, Err: err}
 	}
-	want := fmt.Sprintf("%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev))
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	major, minor := int(unix.Major(st.Dev)), int(unix.Minor(st.Dev))
+	mounts, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		return m.Major != major || m.Minor != minor, false
+	})
 	if err != nil {
-		return "", "", err
+		return "", "", fmt.Errorf("quota %s: %w", dir, err)
 	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		fields, tail := strings.Fields(pre), strings.Fields(post)
-		// post: fstype source super-options
-		if !ok || len(fields) < 3 || len(tail) < 3 || fields[2] != want {
-			continue
-		}
-		return tail[1], tail[2], nil
+	if len(mounts) == 0 {
+		return "", "", fmt.Errorf("quota %s: filesystem %d:%d not in /proc/self/mountinfo", dir, major, minor)
 	}
-	return "", "", fmt.Errorf("quota %s: filesystem %s not in /proc/self/mountinfo", dir, want)
+	return mounts[0].Source, mounts[0].VFSOptions, nil
 }
 
 // registry is the content of /etc/projects and /etc/projid: lines kept as
