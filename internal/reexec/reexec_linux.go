@@ -1,14 +1,3 @@
-// Package reexec starts the running binary again in a given role (the
-// sandbox init, a rootless layer unpacker, a rootless remover) inside a new
-// user namespace with the store's id mapping.
-//
-// The Go runtime is multithreaded, so a process cannot enter a new user
-// namespace itself; it re-executes /proc/self/exe with Cloneflags. When the
-// mapping needs newuidmap/newgidmap (rootless with a subordinate range), the
-// child is started with every capability ambient (it would lose them when it
-// execs unmapped) and waits on a pipe until the parent has run the helpers;
-// the child side of that handshake is WaitMapped, which every role calls
-// first.
 package reexec
 
 import (
@@ -20,26 +9,12 @@ import (
 	"strconv"
 	"syscall"
 
-	"github.com/beamhop/lightbox/internal/idmap"
 	"golang.org/x/sys/unix"
+
+	"github.com/beamhop/lightbox/internal/idmap"
 )
 
-// EnvRole names the role of a re-executed process; the marker that
-// lightbox.Init dispatches on.
-const EnvRole = "_LIGHTBOX_ROLE"
-
 const envSync = "_LIGHTBOX_MAPSYNC_FD"
-
-// Role returns the role this process was started in, "" for an ordinary
-// process.
-func Role() string { return os.Getenv(EnvRole) }
-
-// Cmd is a re-execution of the running binary in a role.
-type Cmd struct {
-	*exec.Cmd
-	mapping idmap.Mapping
-	syncW   *os.File
-}
 
 // Command prepares a re-exec of the running binary in role, in a new user
 // namespace with mapping m, plus the namespaces in cloneflags (CLONE_NEW*).
