@@ -303,7 +303,7 @@ func (b *buildBackend) Stat(ctx context.Context, id, p string) (bool, bool, erro
 	if err != nil {
 		return false, false, err
 	}
-	o, err := b.r.ownerOfTarget(ctx, layers, p)
+	o, err := b.r.snaps.Owner(ctx, layers, p)
 	if err != nil {
 		return false, false, err
 	}

@@ -14,6 +14,7 @@ require (
 	github.com/moby/buildkit v0.26.2
 	github.com/moby/patternmatcher v0.6.1
 	github.com/moby/sys/capability v0.5.0
+	github.com/moby/sys/mountinfo v0.7.3
 	github.com/opencontainers/go-digest v1.0.0
 	github.com/opencontainers/image-spec v1.1.1
 	github.com/opencontainers/runtime-spec v1.3.0

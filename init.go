@@ -23,8 +23,7 @@ var initCalled atomic.Bool
 var roles = func() map[string]func() {
 	m := map[string]func(){
 		rmtree.Role:         rmtree.Main,
-		snapshot.UnpackRole: snapshot.UnpackMain,
-		lookupRole:          lookupMain,
+		snapshot.HelperRole: snapshot.HelperMain,
 		netstack.KeeperRole: netstack.KeeperMain,
 	}
 	maps.Copy(m, runtime.Roles())

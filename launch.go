@@ -3,8 +3,6 @@ package lightbox
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -14,7 +12,6 @@ import (
 	"slices"
 
 	"github.com/beamhop/lightbox/internal/environ"
-	"github.com/beamhop/lightbox/internal/lockfile"
 	"github.com/beamhop/lightbox/internal/names"
 	"github.com/beamhop/lightbox/internal/netstack"
 	"github.com/beamhop/lightbox/runtime"
@@ -33,7 +30,7 @@ func (c *closer) add(f func() error) { *c = append(*c, f) }
 func (c *closer) close() {
 	for i := len(*c) - 1; i >= 0; i-- {
 		// Closing a lease descriptor cannot lose data; a disk a failed
-		// launch could not remove is left for gc (gcDisks).
+		// launch could not remove is left for gc (volstore.Disks.GC).
 		_ = (*c)[i]()
 	}
 	*c = nil
@@ -144,18 +141,19 @@ func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, resolve f
 	spec.Env = environ.Merge(snap.Config.Env, opts.Env)
 	spec.Workdir = cmp.Or(opts.Workdir, snap.Config.WorkingDir, "/")
 	spec.User = cmp.Or(opts.User, snap.Config.User)
+	spec.Command = opts.mainCommand(snap.Config.Entrypoint, snap.Config.Cmd)
 	for i := range spec.Mounts {
 		ms := &spec.Mounts[i]
 		if ms.Volume == "" {
 			continue
 		}
 		co := volstore.CreateOptions{UID: -1, GID: -1}
-		o, err := r.ownerOfTarget(ctx, snap.Layers, path.Clean(ms.Target))
+		o, err := r.snaps.Owner(ctx, snap.Layers, path.Clean(ms.Target))
 		if err != nil {
 			return nil, fmt.Errorf("mount %s: %w", ms.Target, err)
 		}
 		if o != nil {
-			co.UID, co.GID, co.Mode = o.uid, o.gid, o.mode|os.ModeDir
+			co.UID, co.GID, co.Mode = o.UID, o.GID, o.Mode|os.ModeDir
 		}
 		vl, v, err := r.vols.Acquire(ctx, ms.Volume, co)
 		if err != nil {
@@ -167,7 +165,7 @@ func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, resolve f
 		ms.Source = v.DataDir
 	}
 	if opts.DiskMiB > 0 {
-		dir, unlock, err := r.createDisk(ctx, cmp.Or(opts.Name, "sandbox"), opts.DiskMiB)
+		disk, err := r.disks.Create(ctx, cmp.Or(opts.Name, "sandbox"), opts.DiskMiB)
 		if err != nil {
 			return nil, err
 		}
@@ -175,15 +173,13 @@ func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, resolve f
 		// still holds its lock (gc never sees it half gone), and a
 		// launched sandbox's state names it before the lock goes.
 		held.add(func() error {
-			defer unlock()
+			defer func() { _ = disk.Unlock() }() // releasing a flock cannot fail in a way that matters
 			if launched {
 				return nil // the disk now belongs to the sandbox
 			}
-			err := r.vols.RemoveDisk(context.WithoutCancel(ctx), dir)
-			os.Remove(dir + ".lock")
-			return err
+			return r.disks.Remove(context.WithoutCancel(ctx), disk.Dir)
 		})
-		spec.WritableDir = dir
+		spec.WritableDir = disk.Dir
 	}
 	rs, err := r.mgr.Launch(ctx, spec)
 	if err != nil {
@@ -192,79 +188,6 @@ func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, resolve f
 	launched = true
 	r.log.Debug("sandbox launched", "sandbox", rs.Name(), "snapshot", snap.Name)
 	return &Sandbox{name: rs.Name(), r: r, rs: rs}, nil
-}
-
-// createDisk makes a size-capped directory for a sandbox's writable layer
-// under $ROOT/disks, locked until the sandbox's state names it (so gc
-// never takes a disk that a launch is still setting up).
-func (r *Runtime) createDisk(ctx context.Context, name string, mib int64) (string, func(), error) {
-	disks := filepath.Join(r.root, "disks")
-	if err := os.MkdirAll(disks, 0o700); err != nil {
-		return "", nil, fmt.Errorf("disk for sandbox %s: %w", name, err)
-	}
-	var b [4]byte
-	rand.Read(b[:])
-	dir := filepath.Join(disks, name+"-"+hex.EncodeToString(b[:]))
-	lk, err := lockfile.Exclusive(ctx, dir+".lock")
-	if err != nil {
-		return "", nil, fmt.Errorf("disk for sandbox %s: %w", name, err)
-	}
-	if err := r.vols.CreateDisk(ctx, dir, mib); err != nil {
-		lk.Close()
-		os.Remove(dir + ".lock")
-		return "", nil, fmt.Errorf("sandbox %s: %w", name, err)
-	}
-	return dir, func() { lk.Close() }, nil
-}
-
-// gcDisks removes the capped writable layers that no sandbox's state
-// names any more (the sandbox was removed, or gc removed its remains),
-// and returns their names.
-func (r *Runtime) gcDisks(ctx context.Context) ([]string, error) {
-	disks := filepath.Join(r.root, "disks")
-	ents, err := os.ReadDir(disks)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var errs []error
-	var removed []string
-	for _, e := range ents {
-		if !e.IsDir() {
-			continue
-		}
-		dir := filepath.Join(disks, e.Name())
-		lk, err := lockfile.TryExclusive(dir + ".lock")
-		if err != nil {
-			continue // a launch is making it
-		}
-		if !r.diskInUse(ctx, dir) {
-			if err := r.vols.RemoveDisk(ctx, dir); err != nil {
-				errs = append(errs, err)
-			} else {
-				os.Remove(dir + ".lock")
-				removed = append(removed, e.Name())
-			}
-		}
-		lk.Close()
-	}
-	return removed, errors.Join(errs...)
-}
-
-// diskInUse reports whether a sandbox's state names dir.
-func (r *Runtime) diskInUse(ctx context.Context, dir string) bool {
-	list, err := r.mgr.List(ctx)
-	if err != nil {
-		return true // when in doubt, keep it
-	}
-	for _, in := range list {
-		if in.WritableDir == dir {
-			return true
-		}
-	}
-	return false
 }
 
 // defaultNetwork is what an empty SandboxOptions.Network means.

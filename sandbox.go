@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/beamhop/lightbox/internal/names"
 	"io"
 	"os"
+	"slices"
 	"syscall"
 	"time"
 
+	"github.com/beamhop/lightbox/internal/names"
 	"github.com/beamhop/lightbox/runtime"
 	"github.com/beamhop/lightbox/snapshot"
 )
@@ -240,10 +241,9 @@ func (s *Sandbox) destroy(ctx context.Context, grace time.Duration) error {
 		return err
 	}
 	if info.WritableDir != "" {
-		if err := s.r.vols.RemoveDisk(ctx, info.WritableDir); err != nil {
+		if err := s.r.disks.Remove(ctx, info.WritableDir); err != nil {
 			return fmt.Errorf("destroy sandbox %s: %w", s.name, err)
 		}
-		os.Remove(info.WritableDir + ".lock")
 	}
 	return nil
 }
@@ -424,9 +424,21 @@ func (r *Runtime) Collect(ctx context.Context) (*Collected, error) {
 	var c Collected
 	var err1, err2, err3 error
 	c.Sandboxes, err1 = r.mgr.Collect(ctx)
-	c.Disks, err2 = r.gcDisks(ctx)
+	c.Disks, err2 = r.disks.GC(ctx, r.diskInUse(ctx))
 	c.Layers, err3 = r.snaps.Collect(ctx)
 	return &c, errors.Join(err1, err2, err3)
+}
+
+// diskInUse returns whether a sandbox's state names a capped writable
+// layer's directory.
+func (r *Runtime) diskInUse(ctx context.Context) func(dir string) bool {
+	list, err := r.mgr.List(ctx)
+	return func(dir string) bool {
+		if err != nil {
+			return true // when in doubt, keep it
+		}
+		return slices.ContainsFunc(list, func(in runtime.Info) bool { return in.WritableDir == dir })
+	}
 }
 
 // RunInSandbox acts on the default Runtime.

@@ -39,6 +39,26 @@ type SnapshotConfig struct {
 	Labels     map[string]string `json:"labels,omitempty"`
 }
 
+// Command is the main process the image config names: its Entrypoint
+// followed by its Cmd, as docker runs it; nil when it names none.
+func (c SnapshotConfig) Command() []string { return imageCommand(c.Entrypoint, c.Cmd) }
+
+func imageCommand(entrypoint, cmd []string) []string {
+	if len(entrypoint)+len(cmd) == 0 {
+		return nil
+	}
+	return append(append([]string{}, entrypoint...), cmd...)
+}
+
+// mainCommand is the main process of a sandbox launched with opts from a
+// snapshot whose config names entrypoint and cmd.
+func (opts *SandboxOptions) mainCommand(entrypoint, cmd []string) []string {
+	if len(opts.Command) > 0 || !opts.UseImageCommand {
+		return opts.Command
+	}
+	return imageCommand(entrypoint, cmd)
+}
+
 // ImportOptions tune ImportSnapshot. The zero value detects the format and
 // refuses to replace a snapshot.
 type ImportOptions struct {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -29,10 +28,13 @@ type Options struct {
 	Root string
 	// Logger receives structured records; nil discards them.
 	Logger *slog.Logger
-	// Progress, when non-nil, receives progress bars while importing or
-	// unpacking something large (the CLI passes stderr when it is a
-	// terminal). nil draws nothing.
-	Progress io.Writer
+	// Progress, when non-nil, is told how large transfers go (importing,
+	// exporting, unpacking a blob of 16 MiB or more), to draw them as the
+	// caller likes (the CLI draws bars on stderr when it is a terminal).
+	// It is called from the goroutines doing the work, maybe for two
+	// transfers at once: it must be safe for concurrent use. nil: no
+	// reports.
+	Progress func(TransferProgress)
 	// IDMapping chooses, as real root, how a new store maps its
 	// sandboxes' ids; "" (IDMappingDefault) gives a new store a private
 	// range and takes an existing store's recorded mapping as it is.
@@ -41,6 +43,9 @@ type Options struct {
 	// caller (and its subordinate range); asking for either is an error.
 	IDMapping IDMapping
 }
+
+// TransferProgress is a report on a large transfer (see Options.Progress).
+type TransferProgress = snapshot.Progress
 
 // IDMapping is how a store made by real root maps its sandboxes' ids.
 type IDMapping string
@@ -72,6 +77,7 @@ type Runtime struct {
 
 	snaps *snapshot.Store
 	vols  *volstore.Store
+	disks *volstore.Disks
 	mgr   *runtime.Manager
 
 	closeOnce sync.Once
@@ -377,6 +383,7 @@ func (r *Runtime) openParts() error {
 	if err != nil {
 		return fmt.Errorf("open store %s: %w", r.root, err)
 	}
+	r.disks = r.vols.Disks(filepath.Join(r.root, "disks"))
 	r.mgr, err = runtime.Open(runtime.Options{
 		Root: filepath.Join(r.root, "sandboxes"), TmpDir: tmp, Mapping: r.mapping, Logger: r.log,
 		AttachNetwork: r.attachNetwork,

@@ -84,6 +84,12 @@ type SandboxOptions struct {
 	// serving Exec and Shell, until destroyed (or Timeout passes). With a
 	// Command the sandbox lives as long as that process.
 	Command []string
+	// UseImageCommand, with no Command, makes the snapshot's own command
+	// (SnapshotConfig.Command: its Entrypoint followed by its Cmd) the
+	// main process, as `lightbox run -d SNAPSHOT` and docker do; a
+	// snapshot that names none idles as without it. Off by default: with
+	// no Command a launched sandbox idles.
+	UseImageCommand bool
 	// Network: "" = NetworkPrivate; NetworkNone, NetworkHost.
 	Network Network
 	// Ports publishes sandbox ports on the host with NetworkPrivate:

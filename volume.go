@@ -12,7 +12,23 @@ import (
 	"time"
 
 	"github.com/beamhop/lightbox/internal/names"
+	"github.com/beamhop/lightbox/runtime"
 	"github.com/beamhop/lightbox/volstore"
+)
+
+// NeedsRootError is returned (wrapped) when what a rootless store was
+// asked for is root's to do for it (keep a volume with a quota, mount its
+// image again, remove what root keeps): Action says what, for a front end
+// to show as its own command (see VolumeOptions.Owner, RemoveVolumeOf).
+type NeedsRootError = volstore.NeedsRootError
+
+// RootAction is what a NeedsRootError asks root to do.
+type RootAction = volstore.RootAction
+
+// The operations of a RootAction.
+const (
+	RootCreate = volstore.RootCreate
+	RootRemove = volstore.RootRemove
 )
 
 // VolumeOptions apply when a volume is created; an existing volume is
@@ -277,7 +293,7 @@ func (r *Runtime) volumeUsers(ctx context.Context) map[string][]string {
 		return users
 	}
 	for _, s := range list {
-		if s.Status != "running" {
+		if s.Status != runtime.StatusRunning {
 			continue
 		}
 		for _, v := range s.Volumes {

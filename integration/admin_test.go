@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
+
 	"github.com/beamhop/lightbox/internal/testutil"
 )
 
@@ -130,15 +132,15 @@ func describeTree(t *testing.T, dir string) string {
 func (f *adminFixture) mountsAndLoops(t *testing.T) []string {
 	t.Helper()
 	own := filepath.Join(f.rootStore, "delegated") + "/"
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	mounts, err := mountinfo.GetMounts(func(m *mountinfo.Info) (bool, bool) {
+		return !strings.HasPrefix(m.Mountpoint, f.base+"/") || strings.HasPrefix(m.Mountpoint, own), false
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []string
-	for _, l := range strings.Split(string(data), "\n") {
-		if fl := strings.Fields(l); len(fl) > 4 && strings.HasPrefix(fl[4], f.base+"/") && !strings.HasPrefix(fl[4], own) {
-			out = append(out, "mount "+fl[4])
-		}
+	for _, m := range mounts {
+		out = append(out, "mount "+m.Mountpoint)
 	}
 	backs, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
 	for _, p := range backs {

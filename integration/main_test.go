@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
+
 	"github.com/beamhop/lightbox"
 	"github.com/beamhop/lightbox/internal/idmap"
 	"github.com/beamhop/lightbox/internal/rmtree"
@@ -123,18 +125,13 @@ func assertNoMounts(t *testing.T, root string) {
 // hostMountsUnder counts host mounts whose mount point is under dir.
 func hostMountsUnder(t *testing.T, dir string) int {
 	t.Helper()
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	mounts, err := mountinfo.GetMounts(func(m *mountinfo.Info) (bool, bool) {
+		return !strings.HasPrefix(m.Mountpoint, dir), false
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && strings.HasPrefix(f[4], dir) {
-			n++
-		}
-	}
-	return n
+	return len(mounts)
 }
 
 func testBusybox(t *testing.T) string { return testutil.BusyboxRootfs(t) }

@@ -110,8 +110,10 @@ func TestVolumeQuota(t *testing.T) {
 	ctx := t.Context()
 	if os.Geteuid() != 0 {
 		_, err := r.EnsureVolume(ctx, "q", lightbox.VolumeOptions{QuotaMiB: 16})
-		if !errors.Is(err, lightbox.ErrQuotaUnsupported) || !strings.Contains(err.Error(), "--quota-mib") {
-			t.Fatalf("rootless quota = %v, want ErrQuotaUnsupported explaining how root creates it", err)
+		var nr *lightbox.NeedsRootError
+		if !errors.Is(err, lightbox.ErrQuotaUnsupported) || !errors.As(err, &nr) ||
+			nr.Action.Op != lightbox.RootCreate || nr.Action.Volume != "q" || nr.Action.QuotaMiB != 16 {
+			t.Fatalf("rootless quota = %v, want ErrQuotaUnsupported naming what root does to create it", err)
 		}
 		return
 	}

@@ -640,33 +640,11 @@ func (m *Manager) removeDir(ctx context.Context, dir string) error {
 	return rmtree.RemoveAll(ctx, dir, m.mapping)
 }
 
-// held reports whether the init holds a sandbox's lock. The probe is a
-// shared lock, so probes (List, status checks of other processes) never
-// make each other see a lock that is not there; a missing file is not
-// held.
-func held(path string) (bool, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_CLOEXEC, 0)
-	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	defer f.Close()
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	switch {
-	case err == nil:
-		return false, nil
-	case errors.Is(err, unix.EWOULDBLOCK):
-		return true, nil
-	}
-	return false, &os.PathError{Op: "flock", Path: path, Err: err}
-}
+// held reports whether the init holds a sandbox's lock (exclusively). The
+// probe is a shared lock, so probes (List, status checks of other
+// processes) never make each other see a lock that is not there; a
+// missing file is not held.
+func held(path string) (bool, error) { return lockfile.HeldExclusive(path) }
 
 // lockBriefly takes a sandbox's lock exclusively, waiting a moment for
 // concurrent probes (held) to let go: a live init holds it for good, and

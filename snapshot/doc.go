@@ -27,7 +27,7 @@
 // tar only implies are given to the range's root) or the identity;
 // rootless with a subordinate id range the
 // unpack (and the removal) of a layer runs in a re-executed child
-// (UnpackRole) inside a user namespace with the store's mapping, so owners,
+// (HelperRole) inside a user namespace with the store's mapping, so owners,
 // modes, xattrs and file capabilities survive; rootless with a single id,
 // umoci's rootless mode unpacks everything as the caller.
 //

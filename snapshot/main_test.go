@@ -8,6 +8,7 @@ import (
 
 	"github.com/beamhop/lightbox/internal/idmap"
 	"github.com/beamhop/lightbox/internal/reexec"
+	"github.com/beamhop/lightbox/internal/rmtree"
 )
 
 // envChildImport makes the test binary an importing child (for the kill
@@ -15,8 +16,11 @@ import (
 const envChildImport = "LIGHTBOX_SNAPSHOT_TEST_IMPORT"
 
 func TestMain(m *testing.M) {
-	if reexec.Role() == UnpackRole {
-		UnpackMain()
+	switch reexec.Role() {
+	case HelperRole:
+		HelperMain()
+	case rmtree.Role:
+		rmtree.Main()
 	}
 	if v := os.Getenv(envChildImport); v != "" {
 		childImport(v)

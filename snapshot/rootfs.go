@@ -180,7 +180,7 @@ func (s *Store) layerFromRootfsDir(ctx context.Context, e casext.Engine, dir str
 		// of the caller's subordinate ids (even 0600 ones) are read, with
 		// their owners inside. Entries of ids outside the mapping show
 		// there as the overflow id: they get their host ids back.
-		cmd := reexec.Command("", UnpackRole, s.mapping, 0, "tar", dir)
+		cmd := reexec.Command("", HelperRole, s.mapping, 0, "tar", dir)
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			return ispec.Descriptor{}, "", err
@@ -293,7 +293,7 @@ func (s *Store) layerFromDir(ctx context.Context, e casext.Engine, dir string, o
 		if overlay {
 			args = append(args, "overlay")
 		}
-		cmd := reexec.Command("", UnpackRole, s.mapping, 0, args...)
+		cmd := reexec.Command("", HelperRole, s.mapping, 0, args...)
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			return ispec.Descriptor{}, "", err

@@ -457,9 +457,14 @@ func bytesContain(b []byte, s string) bool { return bytes.Contains(b, []byte(s))
 
 func TestProgress(t *testing.T) {
 	ctx := t.Context()
-	var out bytes.Buffer
+	var mu sync.Mutex
+	var reports []Progress
 	m := testMapping(t)
-	s, err := Open(Options{Root: t.TempDir(), Mapping: m, Progress: &out})
+	s, err := Open(Options{Root: t.TempDir(), Mapping: m, Progress: func(p Progress) {
+		mu.Lock()
+		reports = append(reports, p)
+		mu.Unlock()
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -474,7 +479,27 @@ func TestProgress(t *testing.T) {
 	if _, err := s.Import(ctx, "big", p, ImportOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if !bytesContain(out.Bytes(), "copy layer ") || !bytesContain(out.Bytes(), "unpack sha256:") {
-		t.Fatalf("progress output = %q, want bars for the copy and the unpack", out.String())
+	// Each transfer: a first report with nothing done, reports that never
+	// go back, a last one that is Finished with all done.
+	byWhat := map[string][]Progress{}
+	for _, p := range reports {
+		byWhat[p.What] = append(byWhat[p.What], p)
+	}
+	var copied, unpacked bool
+	for what, ps := range byWhat {
+		copied = copied || strings.HasPrefix(what, "copy layer ")
+		unpacked = unpacked || strings.HasPrefix(what, "unpack sha256:")
+		first, last := ps[0], ps[len(ps)-1]
+		if first.Done != 0 || first.Total < progressMin || !last.Finished || last.Done != last.Total {
+			t.Errorf("%s: first report %+v, last %+v; want 0 done of the size first, all done and finished last", what, first, last)
+		}
+		for i := 1; i < len(ps); i++ {
+			if ps[i].Done < ps[i-1].Done || ps[i-1].Finished {
+				t.Errorf("%s: report %+v after %+v", what, ps[i], ps[i-1])
+			}
+		}
+	}
+	if !copied || !unpacked {
+		t.Fatalf("progress reports %+v, want reports on the copy and the unpack", reports)
 	}
 }

@@ -36,9 +36,12 @@ type Options struct {
 	Mapping idmap.Mapping
 	// Logger receives structured records; nil discards them.
 	Logger *slog.Logger
-	// Progress, when non-nil, receives progress bars while importing or
-	// unpacking something large. nil draws nothing.
-	Progress io.Writer
+	// Progress, when non-nil, is told how transfers of blobs of 16 MiB
+	// or more go while importing, exporting or unpacking (at most every
+	// 100 ms per transfer, and at its end). It is called from the
+	// goroutines doing the work, for two transfers at once when two
+	// layers unpack in parallel, so it must be safe for concurrent use.
+	Progress func(Progress)
 }
 
 // Store is an open snapshot store. It is safe for concurrent use.
@@ -46,7 +49,7 @@ type Store struct {
 	root, tmp string
 	mapping   idmap.Mapping
 	log       *slog.Logger
-	progress  io.Writer
+	progress  func(Progress)
 }
 
 // Snapshot describes a snapshot in the store.
@@ -113,7 +116,6 @@ func Open(opts Options) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	routeUmociLog(log)
 	s := &Store{root: root, tmp: tmp, mapping: m, log: log, progress: opts.Progress}
 	for _, d := range []string{root, tmp, s.layersDir(), filepath.Join(root, "locks"), filepath.Join(root, "leases")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -168,13 +170,14 @@ func (s *Store) LayerDir(d digest.Digest) string {
 	return filepath.Join(s.layersDir(), d.Encoded())
 }
 
-// engine opens the store's OCI layout. Close it.
+// engine opens the store's OCI layout. Close it: until then umoci's log
+// records go to the store's Logger too.
 func (s *Store) engine() (casext.Engine, error) {
 	e, err := dir.Open(s.ociDir())
 	if err != nil {
 		return casext.Engine{}, fmt.Errorf("open OCI layout %s: %w", s.ociDir(), err)
 	}
-	return casext.NewEngine(e), nil
+	return casext.NewEngine(loggedEngine{Engine: e, release: useUmociLog(s.log)}), nil
 }
 
 // Get returns the snapshot called name; errdefs.ErrNotFound if there is

@@ -19,6 +19,7 @@ import (
 	"github.com/apex/log"
 	"github.com/beamhop/lightbox/internal/lockfile"
 	"github.com/beamhop/lightbox/internal/reexec"
+	"github.com/beamhop/lightbox/internal/rmtree"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/opencontainers/umoci/oci/casext"
@@ -29,10 +30,13 @@ import (
 	"github.com/beamhop/lightbox/internal/idmap"
 )
 
-// UnpackRole is the re-exec role of the rootless layer unpacker and
-// remover; lightbox.Init (and this package's TestMain) dispatch it to
-// UnpackMain.
-const UnpackRole = "snapshot-unpack"
+// HelperRole is the re-exec role of the store's helper: a process that
+// works as root of a user namespace with the store's mapping, where a
+// rootless store owns every id of its range. It unpacks layers, writes
+// layer tars, renames directories and looks up mount targets (see
+// HelperMain); lightbox.Init (and this package's TestMain) dispatch it to
+// HelperMain.
+const HelperRole = "snapshot-helper"
 
 // Docker's layer media types, which OCI manifests sometimes carry.
 const (
@@ -58,10 +62,9 @@ func layerAlgorithm(mt string) (blobcompress.Algorithm, error) {
 }
 
 // ensureLayers unpacks the layers that are not unpacked yet, two at a
-// time (one at a time when drawing progress bars, which would garble each
-// other).
+// time.
 func (s *Store) ensureLayers(ctx context.Context, e casext.Engine, layers []ispec.Descriptor) error {
-	if len(layers) < 2 || s.progress != nil || goruntime.GOMAXPROCS(0) < 2 {
+	if len(layers) < 2 || goruntime.GOMAXPROCS(0) < 2 {
 		for _, l := range layers {
 			if err := s.ensureLayer(ctx, e, l); err != nil {
 				return err
@@ -268,7 +271,7 @@ func (s *Store) mapOptions() layer.MapOptions {
 // temporary directory's lock, is inherited so that the directory stays
 // locked while the child lives.
 func (s *Store) unpackChild(ctx context.Context, root, mediaType string, r io.Reader, lockF *os.File) error {
-	cmd := reexec.Command("", UnpackRole, s.mapping, 0, "unpack", root, mediaType)
+	cmd := reexec.Command("", HelperRole, s.mapping, 0, "unpack", root, mediaType)
 	cmd.Stdin = r
 	return s.runChild(ctx, cmd, lockF)
 }
@@ -281,7 +284,7 @@ func (s *Store) runChild(ctx context.Context, cmd *reexec.Cmd, lockF *os.File) e
 	return wait()
 }
 
-// startChild starts a child in UnpackRole; wait waits for it and returns
+// startChild starts a child in HelperRole; wait waits for it and returns
 // its error message (its stderr) as the error.
 func startChild(ctx context.Context, cmd *reexec.Cmd, lockF *os.File) (wait func() error, err error) {
 	var stderr bytes.Buffer
@@ -296,7 +299,7 @@ func startChild(ctx context.Context, cmd *reexec.Cmd, lockF *os.File) (wait func
 		cmd.ExtraFiles = append(cmd.ExtraFiles, lockF)
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", UnpackRole, err)
+		return nil, fmt.Errorf("start %s: %w", HelperRole, err)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -319,7 +322,7 @@ func startChild(ctx context.Context, cmd *reexec.Cmd, lockF *os.File) (wait func
 			if msg := strings.TrimSpace(stderr.String()); msg != "" {
 				return errors.New(msg)
 			}
-			return fmt.Errorf("%s: %w", UnpackRole, err)
+			return fmt.Errorf("%s: %w", HelperRole, err)
 		}
 		return nil
 	}, nil
@@ -342,13 +345,14 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// UnpackMain is the main of a process started in UnpackRole: it unpacks a
+// HelperMain is the main of a process started in HelperRole: it unpacks a
 // layer from stdin ("unpack ROOT MEDIATYPE"), writes a layer tar of a
 // directory to stdout ("tar DIR [overlay]"), or of a sandbox's upper
 // directory read by descriptor ("upper DIR"), renames a directory ("mv OLD
-// NEW") or removes trees ("rm PATH…") as root of a user namespace with the
-// store's mapping, and exits.
-func UnpackMain() {
+// NEW") or prints the owner of a directory in a stack of layers ("lookup
+// TARGET LAYER…") as root of a user namespace with the store's mapping,
+// and exits.
+func HelperMain() {
 	log.SetLevel(log.ErrorLevel)
 	if err := unpackMain(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -405,12 +409,8 @@ func unpackMain(args []string) error {
 			return errors.New("usage: mv OLD NEW")
 		}
 		return os.Rename(args[1], args[2])
-	case "rm":
-		var errs []error
-		for _, p := range args[1:] {
-			errs = append(errs, os.RemoveAll(p))
-		}
-		return errors.Join(errs...)
+	case "lookup":
+		return lookupMain(args[1:])
 	}
 	return fmt.Errorf("unknown mode %q", args[0])
 }
@@ -570,7 +570,7 @@ func (s *Store) rename(ctx context.Context, oldpath, newpath string) error {
 	if err == nil || os.Geteuid() == 0 || !s.mapping.Subordinate || !(errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM)) {
 		return err
 	}
-	cmd := reexec.Command("", UnpackRole, s.mapping, 0, "mv", oldpath, newpath)
+	cmd := reexec.Command("", HelperRole, s.mapping, 0, "mv", oldpath, newpath)
 	if cerr := s.runChild(ctx, cmd, nil); cerr != nil {
 		return fmt.Errorf("%w (inside the user namespace: %v)", err, cerr)
 	}
@@ -578,30 +578,10 @@ func (s *Store) rename(ctx context.Context, oldpath, newpath string) error {
 }
 
 // removeAll removes a tree of the store whose files may belong to other
-// ids of the store's mapping: inside the user namespace when rootless with
-// a range, else here (making directories writable if a rootless
-// single-id tree has read-only ones).
+// ids of the store's mapping (inside the user namespace when rootless with
+// a range), never crossing a mount point under it.
 func (s *Store) removeAll(ctx context.Context, p string) error {
-	if os.Geteuid() != 0 && s.mapping.Subordinate {
-		cmd := reexec.Command("", UnpackRole, s.mapping, 0, "rm", p)
-		if err := s.runChild(ctx, cmd, nil); err != nil {
-			return fmt.Errorf("remove %s: %w", p, err)
-		}
-		return nil
-	}
-	if err := os.RemoveAll(p); err == nil {
-		return nil
-	}
-	filepath.WalkDir(p, func(q string, d os.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			unix.Chmod(q, 0o700)
-		}
-		return nil
-	})
-	if err := os.RemoveAll(p); err != nil {
-		return fmt.Errorf("remove %s: %w", p, err)
-	}
-	return nil
+	return rmtree.RemoveAll(ctx, p, s.mapping)
 }
 
 // lockDir opens directory p and takes an exclusive flock on it without
@@ -611,18 +591,9 @@ func lockDir(p string) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("lock %s: %w", p, lockfile.ErrLocked)
-		}
-		return nil, &os.PathError{Op: "flock", Path: p, Err: err}
+	if err := lockfile.TryFD(int(f.Fd()), p); err != nil {
+		_ = f.Close() // not locked: nothing to release
+		return nil, err
 	}
 	return f, nil
 }

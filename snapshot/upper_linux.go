@@ -546,7 +546,7 @@ func (s *Store) layerFromUpper(ctx context.Context, e casext.Engine, upper strin
 	var tr io.ReadCloser
 	wait := func() error { return nil }
 	if os.Geteuid() != 0 && s.mapping.Subordinate {
-		cmd := reexec.Command("", UnpackRole, s.mapping, 0, "upper", upper)
+		cmd := reexec.Command("", HelperRole, s.mapping, 0, "upper", upper)
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			return ispec.Descriptor{}, "", err
@@ -577,7 +577,7 @@ func (s *Store) layerFromUpper(ctx context.Context, e casext.Engine, upper strin
 	return l, diff.Digest(), nil
 }
 
-// warningPrefix starts a line on the stderr of an UnpackRole child that is
+// warningPrefix starts a line on the stderr of a HelperRole child that is
 // a warning (JSON, so that no name can forge a line), not an error.
 const warningPrefix = "lightbox-warning "
 
@@ -586,7 +586,7 @@ type childWarning struct {
 	Name string `json:"name"`
 }
 
-// childWarn is the warnFunc of an UnpackRole child.
+// childWarn is the warnFunc of a HelperRole child.
 func childWarn(msg, name string) {
 	b, err := json.Marshal(childWarning{msg, name})
 	if err != nil {

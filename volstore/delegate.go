@@ -3,7 +3,6 @@ package volstore
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 )
 
@@ -79,13 +78,13 @@ func (refBackend) Usage(ctx context.Context, dataDir string) (int64, bool, error
 	return 0, false, nil
 }
 
-// createCmd renders the command root runs, in the store that keeps the
-// volume, to make (or mount again) the volume for the reference's owner.
-func (r *delegRef) createCmd(quotaMiB int64, name, userStore string) string {
-	return fmt.Sprintf("lightbox --root %s volume create --quota-mib %d --owner %s --owner-root %s %s", r.AdminRoot, quotaMiB, r.Owner, userStore, name)
+// createAction is root making (or mounting again), in the store that
+// keeps the volume, the volume for the reference's owner.
+func (r *delegRef) createAction(quotaMiB int64, name, userStore string) RootAction {
+	return RootAction{Op: RootCreate, AdminRoot: r.AdminRoot, Owner: r.Owner, OwnerRoot: userStore, Volume: name, QuotaMiB: quotaMiB}
 }
 
-// removeCmd renders the command root runs to remove the volume.
-func (r *delegRef) removeCmd(name string) string {
-	return fmt.Sprintf("lightbox --root %s volume rm --owner %s %s", r.AdminRoot, r.Owner, name)
+// removeAction is root removing the volume.
+func (r *delegRef) removeAction(name string) RootAction {
+	return RootAction{Op: RootRemove, AdminRoot: r.AdminRoot, Owner: r.Owner, Volume: name}
 }

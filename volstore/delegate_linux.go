@@ -639,22 +639,13 @@ func (u *userStore) lock(ctx context.Context, name string) (int, error) {
 }
 
 func flockWait(ctx context.Context, fd int, path string) error {
-	delay := time.Millisecond
-	for {
-		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return nil
+	if err := lockfile.WaitFD(ctx, fd, path); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("held by the user's own lightbox: %w", err)
 		}
-		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
-			return &os.PathError{Op: "flock", Path: path, Err: err}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("lock %s: held by the user's own lightbox: %w", path, ctx.Err())
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 50*time.Millisecond)
+		return err
 	}
+	return nil
 }
 
 // has reports whether volumes/name exists (as anything: never followed).
@@ -764,12 +755,12 @@ func (u *userStore) leaseExclusive(name string) (int, error) {
 		unix.Close(fd)
 		return -1, err
 	}
-	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		unix.Close(fd)
-		if errors.Is(err, unix.EWOULDBLOCK) {
+	if err := lockfile.TryFD(fd, path); err != nil {
+		_ = unix.Close(fd) // not locked: nothing to release
+		if errors.Is(err, lockfile.ErrLocked) {
 			return -1, fmt.Errorf("a sandbox of %s uses it: %w", u.d.User, errdefs.ErrInUse)
 		}
-		return -1, &os.PathError{Op: "flock", Path: path, Err: err}
+		return -1, err
 	}
 	return fd, nil
 }
@@ -825,11 +816,15 @@ func (s *Store) checkRef(name string, md *meta) error {
 	if r == nil || r.DataDir == "" {
 		return fmt.Errorf("volume %s: %s names no volume root keeps", name, metaFile)
 	}
-	again := r.createCmd(md.QuotaMiB, name, filepath.Dir(s.root))
+	again := r.createAction(md.QuotaMiB, name, filepath.Dir(s.root))
 	var st unix.Stat_t
 	if err := unix.Stat(r.DataDir, &st); err != nil {
-		return fmt.Errorf("volume %s: the data root keeps for it: %w (has root removed it? as root, %s makes it again)", name,
-			&os.PathError{Op: "stat", Path: r.DataDir, Err: err}, again)
+		return &NeedsRootError{
+			Err: fmt.Errorf("volume %s: the data root keeps for it: %w (has root removed it? as root, ", name,
+				&os.PathError{Op: "stat", Path: r.DataDir, Err: err}),
+			Action: again,
+			Then:   " makes it again)",
+		}
 	}
 	if r.Backend == "loop" {
 		mounted, err := isMountRoot(r.DataDir)
@@ -837,7 +832,11 @@ func (s *Store) checkRef(name string, md *meta) error {
 			return fmt.Errorf("volume %s: %w", name, err)
 		}
 		if !mounted {
-			return fmt.Errorf("volume %s: its filesystem image, which root keeps, is not mounted (has the machine restarted?): as root, run %s to mount it again", name, again)
+			return &NeedsRootError{
+				Err:    fmt.Errorf("volume %s: its filesystem image, which root keeps, is not mounted (has the machine restarted?): as root, run ", name),
+				Action: again,
+				Then:   " to mount it again",
+			}
 		}
 	}
 	return nil
@@ -866,8 +865,10 @@ func (s *Store) checkRemovable(name string, md *meta) error {
 	switch {
 	case md.Backend == backendDelegated && md.Delegated != nil:
 		if _, err := os.Lstat(filepath.Dir(md.Delegated.DataDir)); err == nil {
-			return fmt.Errorf("remove volume %s: root keeps its data (with its quota) and only root removes it: as root, run %s",
-				name, md.Delegated.removeCmd(name))
+			return &NeedsRootError{
+				Err:    fmt.Errorf("remove volume %s: root keeps its data (with its quota) and only root removes it: as root, run ", name),
+				Action: md.Delegated.removeAction(name),
+			}
 		}
 	case md.Backend == "loop" && os.Geteuid() != 0:
 		data := filepath.Join(s.volDir(name), dataDir)

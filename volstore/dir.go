@@ -11,6 +11,7 @@ import (
 	"github.com/beamhop/lightbox/internal/errdefs"
 	"github.com/beamhop/lightbox/internal/idmap"
 	"github.com/beamhop/lightbox/internal/rmtree"
+	"github.com/beamhop/lightbox/internal/sys"
 )
 
 // dirBackend is a plain directory: no quota, usage unknown (walk it).
@@ -34,7 +35,7 @@ func (b *dirBackend) Create(ctx context.Context, dataDir string, limitBytes int6
 	// chmod first: rootless, the new owner may be another id of the range,
 	// after which the caller can no longer chmod (chown keeps a
 	// directory's setgid bit).
-	if err := os.Chmod(dataDir, unixMode(perm)); err != nil {
+	if err := os.Chmod(dataDir, sys.FileMode(perm)); err != nil {
 		return err
 	}
 	if err := rmtree.Chown(ctx, dataDir, uid, gid, b.m); err != nil {
@@ -60,22 +61,6 @@ func (b *dirBackend) Remove(ctx context.Context, dataDir string) error {
 
 func (b *dirBackend) Usage(ctx context.Context, dataDir string) (int64, bool, error) {
 	return 0, false, nil
-}
-
-// unixMode turns permission bits with setuid/setgid/sticky as in chmod(2)
-// into an os.FileMode.
-func unixMode(perm uint32) os.FileMode {
-	m := os.FileMode(perm & 0o777)
-	if perm&0o4000 != 0 {
-		m |= os.ModeSetuid
-	}
-	if perm&0o2000 != 0 {
-		m |= os.ModeSetgid
-	}
-	if perm&0o1000 != 0 {
-		m |= os.ModeSticky
-	}
-	return m
 }
 
 // duTree sums the space used under dir (512-byte blocks, hard links once),

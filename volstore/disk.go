@@ -2,10 +2,115 @@ package volstore
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+
+	"github.com/beamhop/lightbox/internal/lockfile"
 )
+
+// Disks is the directory of size-capped writable layers ($ROOT/disks):
+// one directory per sandbox that asked for a cap, each with a lock file
+// beside it (DIR.lock) that its launch holds until the sandbox's state
+// names it, so GC never takes a disk a launch is still setting up. It is
+// safe for concurrent use, also by several processes.
+type Disks struct {
+	dir string
+	s   *Store
+}
+
+// Disks returns the capped writable layers kept in dir, made with this
+// store's quota backend.
+func (s *Store) Disks(dir string) *Disks { return &Disks{dir: dir, s: s} }
+
+// Disk is a capped writable layer a launch is making: locked until Unlock.
+type Disk struct {
+	// Dir is the directory for the overlay's upper and work dirs.
+	Dir string
+	lk  *lockfile.Lock
+}
+
+// Unlock lets GC consider the disk: call it once a sandbox's state names
+// Dir (or once Dir is removed).
+func (d *Disk) Unlock() error { return d.lk.Close() }
+
+// Create makes a directory of at most mib MiB for sandbox name's writable
+// layer, locked until the returned Disk's Unlock.
+func (d *Disks) Create(ctx context.Context, name string, mib int64) (*Disk, error) {
+	if err := os.MkdirAll(d.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("disk for sandbox %s: %w", name, err)
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (it panics instead)
+	dir := filepath.Join(d.dir, name+"-"+hex.EncodeToString(b[:]))
+	lk, err := lockfile.Exclusive(ctx, dir+".lock")
+	if err != nil {
+		return nil, fmt.Errorf("disk for sandbox %s: %w", name, err)
+	}
+	if err := d.s.CreateDisk(ctx, dir, mib); err != nil {
+		d.removeLock(dir, lk)
+		return nil, fmt.Errorf("sandbox %s: %w", name, err)
+	}
+	return &Disk{Dir: dir, lk: lk}, nil
+}
+
+// Remove removes a disk Create made, with its lock file. A missing disk is
+// not an error.
+func (d *Disks) Remove(ctx context.Context, dir string) error {
+	if err := d.s.RemoveDisk(ctx, dir); err != nil {
+		return err
+	}
+	d.removeLock(dir, nil)
+	return nil
+}
+
+// removeLock removes dir's lock file and then releases lk (nil: not held
+// here). A lock file left behind costs nothing: the next Create of that
+// name picks a new suffix and GC skips files that are not directories.
+func (d *Disks) removeLock(dir string, lk *lockfile.Lock) {
+	if err := os.Remove(dir + ".lock"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		d.s.log.Warn("remove disk lock", "path", dir+".lock", "err", err)
+	}
+	_ = lk.Close() // releasing a flock cannot fail in a way that matters
+}
+
+// GC removes the disks that no sandbox uses any more (inUse reports
+// whether a sandbox's state names a disk's directory) and are not being
+// made by a launch, and returns their names.
+func (d *Disks) GC(ctx context.Context, inUse func(dir string) bool) ([]string, error) {
+	ents, err := os.ReadDir(d.dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	var removed []string
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		dir := filepath.Join(d.dir, e.Name())
+		lk, err := lockfile.TryExclusive(dir + ".lock")
+		if err != nil {
+			continue // a launch is making it
+		}
+		if !inUse(dir) {
+			if err := d.s.RemoveDisk(ctx, dir); err != nil {
+				errs = append(errs, err)
+			} else {
+				d.removeLock(dir, nil)
+				removed = append(removed, e.Name())
+			}
+		}
+		_ = lk.Close() // releasing a flock cannot fail in a way that matters
+	}
+	return removed, errors.Join(errs...)
+}
 
 // CreateDisk makes dir (which must not exist) a directory of at most
 // limitMiB, with the store's quota backend, for a sandbox's writable

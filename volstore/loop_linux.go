@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/beamhop/lightbox/internal/sys"
 )
 
 // loopBackend keeps each volume in a sparse ext4 image (dataDir + ".img")
@@ -111,7 +113,7 @@ func (b *loopBackend) Create(ctx context.Context, dataDir string, limitBytes int
 	if err := os.Lchown(dataDir, uid, gid); err != nil {
 		return err
 	}
-	return os.Chmod(dataDir, unixMode(perm))
+	return os.Chmod(dataDir, sys.FileMode(perm))
 }
 
 func (b *loopBackend) Activate(ctx context.Context, dataDir string) error {

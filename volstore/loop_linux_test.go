@@ -8,9 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
+
+	"golang.org/x/sys/unix"
+
 	"github.com/beamhop/lightbox/internal/testutil"
 	"github.com/beamhop/lightbox/volstore"
-	"golang.org/x/sys/unix"
 )
 
 func needLoop(t *testing.T) {
@@ -53,13 +56,13 @@ func noLoopsUnder(t *testing.T, dir string) {
 
 func mountsUnder(t *testing.T, dir string) int {
 	t.Helper()
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	mounts, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := 0
-	for _, l := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+	for _, m := range mounts {
+		if m.Mountpoint != dir {
 			n++
 		}
 	}

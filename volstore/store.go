@@ -234,9 +234,12 @@ func (s *Store) checkQuota(name string, quotaMiB int64) (Backend, error) {
 	}
 	if s.quota == nil {
 		if os.Geteuid() != 0 {
-			return nil, fmt.Errorf("volume %s: quota %d MiB: %w; an administrator can keep a volume with a quota for you, "+
-				"in root's own store, and give this store a reference to it; as root: %s; after which you use it as any other volume",
-				name, quotaMiB, s.quotaWhy, s.ownerCommand("volume create --quota-mib "+strconv.FormatInt(quotaMiB, 10), name))
+			return nil, &NeedsRootError{
+				Err: fmt.Errorf("volume %s: quota %d MiB: %w; an administrator can keep a volume with a quota for you, "+
+					"in root's own store, and give this store a reference to it; as root: ", name, quotaMiB, s.quotaWhy),
+				Action: s.ownerAction(name, quotaMiB),
+				Then:   "; after which you use it as any other volume",
+			}
 		}
 		return nil, fmt.Errorf("volume %s: quota %d MiB: %w", name, quotaMiB, s.quotaWhy)
 	}
@@ -280,9 +283,11 @@ func (s *Store) ensureLocked(ctx context.Context, name string, o CreateOptions) 
 		}
 		if err != nil {
 			if os.Geteuid() != 0 && md.Backend == "loop" {
-				return nil, false, fmt.Errorf("volume %s: activate: %w; it is an image an older lightbox loop-mounted in this store as root, "+
-					"which root no longer does in a user's store: ask root to keep a new one for you with %s", name, err,
-					s.ownerCommand("volume create --quota-mib "+strconv.FormatInt(md.QuotaMiB, 10), name+"-new"))
+				return nil, false, &NeedsRootError{
+					Err: fmt.Errorf("volume %s: activate: %w; it is an image an older lightbox loop-mounted in this store as root, "+
+						"which root no longer does in a user's store: ask root to keep a new one for you with ", name, err),
+					Action: s.ownerAction(name+"-new", md.QuotaMiB),
+				}
 			}
 			return nil, false, fmt.Errorf("volume %s: activate: %w", name, err)
 		}
@@ -449,10 +454,10 @@ func (s *Store) sweep(ctx context.Context) {
 	}
 }
 
-// ownerCommand renders the lightbox command line root runs, in its own
+// ownerAction is root keeping volume name with a quota, in its own
 // default store, for this store's user.
-func (s *Store) ownerCommand(sub, name string) string {
-	return fmt.Sprintf("lightbox %s --owner %s --owner-root %s %s", sub, currentUser(), filepath.Dir(s.root), name)
+func (s *Store) ownerAction(name string, quotaMiB int64) RootAction {
+	return RootAction{Op: RootCreate, Owner: currentUser(), OwnerRoot: filepath.Dir(s.root), Volume: name, QuotaMiB: quotaMiB}
 }
 
 func currentUser() string {

@@ -1,8 +1,6 @@
 package volstore
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -15,12 +13,15 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
+
 	"github.com/beamhop/lightbox/internal/atomicfile"
 	"github.com/beamhop/lightbox/internal/errdefs"
 	"github.com/beamhop/lightbox/internal/idmap"
 	"github.com/beamhop/lightbox/internal/lockfile"
 	"github.com/beamhop/lightbox/internal/rmtree"
-	"golang.org/x/sys/unix"
+	"github.com/beamhop/lightbox/internal/sys"
 )
 
 // noQuotactlFd is set once quotactl_fd returned ENOSYS (kernels before
@@ -171,26 +172,11 @@ func makeDataDir(dataDir string, uid, gid int, perm uint32) error {
 		os.Remove(dataDir)
 		return fmt.Errorf("create volume data: %w", err)
 	}
-	if err := os.Chmod(dataDir, fs.FileMode(perm&0o777)|unixModeBits(perm)); err != nil {
+	if err := os.Chmod(dataDir, sys.FileMode(perm)); err != nil {
 		os.Remove(dataDir)
 		return fmt.Errorf("create volume data: %w", err)
 	}
 	return nil
-}
-
-// unixModeBits maps setuid/setgid/sticky in a unix mode to fs.FileMode.
-func unixModeBits(perm uint32) fs.FileMode {
-	var m fs.FileMode
-	if perm&unix.S_ISUID != 0 {
-		m |= fs.ModeSetuid
-	}
-	if perm&unix.S_ISGID != 0 {
-		m |= fs.ModeSetgid
-	}
-	if perm&unix.S_ISVTX != 0 {
-		m |= fs.ModeSticky
-	}
-	return m
 }
 
 // SetDirQuota caps an existing, empty directory at limitBytes with a
@@ -538,22 +524,17 @@ func mountEntry(dir string) (source, superOpts string, err error) {
 	if err := unix.Stat(dir, &st); err != nil {
 		return "", "", &fs.PathError{Op: "stat", Path: dir, Err: err}
 	}
-	want := fmt.Sprintf("%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev))
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	major, minor := int(unix.Major(st.Dev)), int(unix.Minor(st.Dev))
+	mounts, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		return m.Major != major || m.Minor != minor, false
+	})
 	if err != nil {
-		return "", "", err
+		return "", "", fmt.Errorf("quota %s: %w", dir, err)
 	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		fields, tail := strings.Fields(pre), strings.Fields(post)
-		// post: fstype source super-options
-		if !ok || len(fields) < 3 || len(tail) < 3 || fields[2] != want {
-			continue
-		}
-		return tail[1], tail[2], nil
+	if len(mounts) == 0 {
+		return "", "", fmt.Errorf("quota %s: filesystem %d:%d not in /proc/self/mountinfo", dir, major, minor)
 	}
-	return "", "", fmt.Errorf("quota %s: filesystem %s not in /proc/self/mountinfo", dir, want)
+	return mounts[0].Source, mounts[0].VFSOptions, nil
 }
 
 // registry is the content of /etc/projects and /etc/projid: lines kept as

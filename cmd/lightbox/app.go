@@ -42,7 +42,7 @@ func Main(args []string) int {
 	if errors.As(err, &ec) {
 		return int(ec)
 	}
-	fmt.Fprintf(os.Stderr, "lightbox: %v\n", err)
+	fmt.Fprintf(os.Stderr, "lightbox: %s\n", errText(err))
 	var ce cli.ExitCoder
 	if errors.As(err, &ce) {
 		return ce.ExitCode()
@@ -93,7 +93,7 @@ func open(c *cli.Context) (*lightbox.Runtime, error) {
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 	}
 	if term.IsTerminal(int(os.Stderr.Fd())) {
-		opts.Progress = os.Stderr
+		opts.Progress = newProgressBars(os.Stderr)
 	}
 	if c.IsSet("identity-mapping") {
 		opts.IDMapping = lightbox.IDMappingRange

@@ -73,12 +73,7 @@ func runCommand() *cli.Command {
 			if c.Bool("detach") {
 				// DESIGN.md: CMD defaults to the snapshot's Entrypoint/Cmd;
 				// with neither the sandbox idles, serving exec.
-				if len(argv) == 0 {
-					if argv, err = defaultCommand(c, r, opts.Snapshot); err != nil {
-						return err
-					}
-				}
-				opts.Command = argv
+				opts.Command, opts.UseImageCommand = argv, true
 				sb, err := r.LaunchSandbox(c.Context, opts)
 				if err != nil {
 					return err
@@ -93,10 +88,11 @@ func runCommand() *cli.Command {
 				return nil
 			}
 			if len(argv) == 0 {
-				if argv, err = defaultCommand(c, r, opts.Snapshot); err != nil {
+				snap, err := r.InspectSnapshot(c.Context, opts.Snapshot)
+				if err != nil {
 					return err
 				}
-				if len(argv) == 0 {
+				if argv = snap.Config.Command(); len(argv) == 0 {
 					return fmt.Errorf("snapshot %s has no Entrypoint or Cmd: give a command", opts.Snapshot)
 				}
 			}
@@ -115,15 +111,6 @@ func runCommand() *cli.Command {
 			return exitCode(code)
 		},
 	}
-}
-
-// defaultCommand is the snapshot's Entrypoint followed by its Cmd.
-func defaultCommand(c *cli.Context, r *lightbox.Runtime, snapshot string) ([]string, error) {
-	snap, err := r.InspectSnapshot(c.Context, snapshot)
-	if err != nil {
-		return nil, err
-	}
-	return append(append([]string{}, snap.Config.Entrypoint...), snap.Config.Cmd...), nil
 }
 
 // runAttached runs cmd with this process's stdio, forwarding SIGINT,

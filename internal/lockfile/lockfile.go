@@ -23,9 +23,10 @@ func open(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
 }
 
-func flock(f *os.File, how int) error {
+// flock is flock(2), retried on EINTR.
+func flock(fd, how int) error {
 	for {
-		err := unix.Flock(int(f.Fd()), how)
+		err := unix.Flock(fd, how)
 		if !errors.Is(err, unix.EINTR) {
 			return err
 		}
@@ -46,28 +47,55 @@ func acquire(ctx context.Context, path string, how int) (*Lock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
-	// Fast path, then poll: flock has no timeout and a blocked flock cannot
-	// be interrupted by a context.
+	if err := wait(ctx, int(f.Fd()), how); err != nil {
+		_ = f.Close() // not locked: nothing to release
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return &Lock{f: f}, nil
+}
+
+// wait takes a lock of kind how on fd, waiting until it is free or ctx
+// ends: the fast path, then polling, since flock has no timeout and a
+// blocked flock cannot be interrupted by a context.
+func wait(ctx context.Context, fd, how int) error {
 	delay := time.Millisecond
 	for {
-		err := flock(f, how|unix.LOCK_NB)
-		if err == nil {
-			return &Lock{f: f}, nil
-		}
+		err := flock(fd, how|unix.LOCK_NB)
 		if !errors.Is(err, unix.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
+			return err
 		}
 		select {
 		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, ctx.Err())
+			return ctx.Err()
 		case <-time.After(delay):
 		}
-		if delay < 50*time.Millisecond {
-			delay *= 2
-		}
+		delay = min(2*delay, 50*time.Millisecond)
 	}
+}
+
+// WaitFD takes an exclusive lock on the open file fd (path names it in
+// errors), waiting until it is free or ctx ends.
+func WaitFD(ctx context.Context, fd int, path string) error {
+	if err := wait(ctx, fd, unix.LOCK_EX); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("lock %s: %w", path, err)
+		}
+		return &os.PathError{Op: "flock", Path: path, Err: err}
+	}
+	return nil
+}
+
+// TryFD takes an exclusive lock on the open file fd without waiting
+// (path names it in errors); an error wrapping ErrLocked if it is held.
+func TryFD(fd int, path string) error {
+	err := flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, unix.EWOULDBLOCK):
+		return fmt.Errorf("lock %s: %w", path, ErrLocked)
+	}
+	return &os.PathError{Op: "flock", Path: path, Err: err}
 }
 
 // TryExclusive takes an exclusive lock without waiting; ErrLocked if held.
@@ -76,19 +104,24 @@ func TryExclusive(path string) (*Lock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
-	if err := flock(f, unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("lock %s: %w", path, ErrLocked)
-		}
-		return nil, fmt.Errorf("lock %s: %w", path, err)
+	if err := TryFD(int(f.Fd()), path); err != nil {
+		_ = f.Close() // not locked: nothing to release
+		return nil, err
 	}
 	return &Lock{f: f}, nil
 }
 
-// IsLocked reports whether someone holds any lock on path (a shared probe).
-// A missing file is not locked.
-func IsLocked(path string) (bool, error) {
+// IsLocked reports whether someone holds any lock on path, shared or
+// exclusive (the probe is an exclusive lock, so two probes at once may
+// see each other). A missing file is not locked.
+func IsLocked(path string) (bool, error) { return probe(path, unix.LOCK_EX) }
+
+// HeldExclusive reports whether someone holds an exclusive lock on path.
+// The probe is a shared lock, so probes never make each other see a lock
+// that is not there. A missing file is not locked.
+func HeldExclusive(path string) (bool, error) { return probe(path, unix.LOCK_SH) }
+
+func probe(path string, how int) (bool, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_CLOEXEC, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return false, nil
@@ -96,14 +129,15 @@ func IsLocked(path string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	defer f.Close()
-	if err := flock(f, unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return true, nil
-		}
-		return false, err
+	defer f.Close() // closing releases the probe's lock
+	err = flock(int(f.Fd()), how|unix.LOCK_NB)
+	switch {
+	case err == nil:
+		return false, nil
+	case errors.Is(err, unix.EWOULDBLOCK):
+		return true, nil
 	}
-	return false, nil
+	return false, &os.PathError{Op: "flock", Path: path, Err: err}
 }
 
 // File returns the locked file, e.g. to hand it to a child process that

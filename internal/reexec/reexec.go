@@ -12,23 +12,15 @@
 package reexec
 
 import (
-	"errors"
-	"fmt"
-	"io"
 	"os"
 	"os/exec"
-	"strconv"
-	"syscall"
 
 	"github.com/beamhop/lightbox/internal/idmap"
-	"golang.org/x/sys/unix"
 )
 
 // EnvRole names the role of a re-executed process; the marker that
 // lightbox.Init dispatches on.
 const EnvRole = "_LIGHTBOX_ROLE"
-
-const envSync = "_LIGHTBOX_MAPSYNC_FD"
 
 // Role returns the role this process was started in, "" for an ordinary
 // process.
@@ -39,147 +31,4 @@ type Cmd struct {
 	*exec.Cmd
 	mapping idmap.Mapping
 	syncW   *os.File
-}
-
-// Command prepares a re-exec of the running binary in role, in a new user
-// namespace with mapping m, plus the namespaces in cloneflags (CLONE_NEW*).
-// The caller may set Stdin, Stdout, Stderr, Env, ExtraFiles and the other
-// SysProcAttr fields before Start; the role marker and the handshake are
-// added by Start. exe overrides the binary ("" = /proc/self/exe).
-func Command(exe, role string, m idmap.Mapping, cloneflags uintptr, args ...string) *Cmd {
-	if exe == "" {
-		exe = "/proc/self/exe"
-	}
-	c := exec.Command(exe, args...)
-	c.Args[0] = "lightbox-" + role
-	c.SysProcAttr = &syscall.SysProcAttr{Cloneflags: cloneflags | unix.CLONE_NEWUSER}
-	return &Cmd{Cmd: c, mapping: m}
-}
-
-func toSys(rs []idmap.Range) []syscall.SysProcIDMap {
-	out := make([]syscall.SysProcIDMap, len(rs))
-	for i, r := range rs {
-		out[i] = syscall.SysProcIDMap{ContainerID: int(r.ContainerID), HostID: int(r.HostID), Size: int(r.Size)}
-	}
-	return out
-}
-
-// Start starts the child and, when the mapping needs them, runs newuidmap
-// and newgidmap for it before letting it go on.
-func (c *Cmd) Start() error {
-	env := c.Env
-	if env == nil {
-		env = os.Environ()
-	}
-	env = append(env, EnvRole+"="+c.Args[0][len("lightbox-"):])
-	spa := c.SysProcAttr
-	if !c.mapping.Subordinate {
-		spa.UidMappings = toSys(c.mapping.UIDs)
-		spa.GidMappings = toSys(c.mapping.GIDs)
-		// setgroups must be denied for an unprivileged single-id gid map.
-		spa.GidMappingsEnableSetgroups = os.Getuid() == 0
-		if os.Getuid() == 0 && spa.Credential == nil {
-			// Real root's own id is unmapped in a private range: become
-			// the namespace's root before the exec, or it drops every
-			// capability.
-			spa.Credential = &syscall.Credential{Uid: 0, Gid: 0}
-		}
-	} else {
-		r, w, err := os.Pipe()
-		if err != nil {
-			return err
-		}
-		defer r.Close()
-		c.syncW = w
-		c.ExtraFiles = append(c.ExtraFiles, r)
-		env = append(env, envSync+"="+strconv.Itoa(2+len(c.ExtraFiles)))
-		// Keep every capability across the exec of an unmapped child.
-		for cp := uintptr(0); cp <= uintptr(unix.CAP_LAST_CAP); cp++ {
-			spa.AmbientCaps = append(spa.AmbientCaps, cp)
-		}
-	}
-	c.Env = env
-	if err := c.Cmd.Start(); err != nil {
-		if c.syncW != nil {
-			c.syncW.Close()
-		}
-		return err
-	}
-	if c.syncW == nil {
-		return nil
-	}
-	defer c.syncW.Close()
-	pid := strconv.Itoa(c.Process.Pid)
-	for _, h := range []struct {
-		tool string
-		rs   []idmap.Range
-	}{{"newuidmap", c.mapping.UIDs}, {"newgidmap", c.mapping.GIDs}} {
-		path, err := idmap.LookHelper(h.tool)
-		if err == nil {
-			var out []byte
-			out, err = exec.Command(path, append([]string{pid}, idmap.Args(h.rs)...)...).CombinedOutput()
-			if err != nil {
-				err = fmt.Errorf("%s %s: %w: %s", h.tool, pid, err, out)
-			}
-		}
-		if err != nil {
-			c.Process.Kill()
-			c.Wait()
-			return fmt.Errorf("write id map: %w", err)
-		}
-	}
-	if _, err := c.syncW.Write([]byte{1}); err != nil {
-		c.Process.Kill()
-		c.Wait()
-		return fmt.Errorf("release child: %w", err)
-	}
-	return nil
-}
-
-// WaitMapped is the child's side of the handshake: when the parent writes
-// the maps with newuidmap/newgidmap it blocks until they are written, then
-// becomes root in the namespace. It returns at once otherwise.
-func WaitMapped() error {
-	s := os.Getenv(envSync)
-	if s == "" {
-		return nil
-	}
-	os.Unsetenv(envSync)
-	mappedLate = true
-	fd, err := strconv.Atoi(s)
-	if err != nil {
-		return fmt.Errorf("bad %s=%q", envSync, s)
-	}
-	f := os.NewFile(uintptr(fd), "mapsync")
-	defer f.Close()
-	var b [1]byte
-	if _, err := io.ReadFull(f, b[:]); err != nil {
-		if errors.Is(err, io.EOF) {
-			return errors.New("parent did not write the id map")
-		}
-		return fmt.Errorf("wait for id map: %w", err)
-	}
-	// The uid/gid were unmapped when we were started; now that they map to
-	// 0 the credentials already read as root, but make groups sane.
-	if err := unix.Setgroups(nil); err != nil && !errors.Is(err, unix.EPERM) {
-		return fmt.Errorf("setgroups: %w", err)
-	}
-	return nil
-}
-
-// mappedLate is set by WaitMapped when this process started before its id
-// map was written.
-var mappedLate bool
-
-// ReexecIfMappedLate re-executes the running binary in place (same
-// arguments, environment and open descriptors) when this process started
-// before its id map was written, so that package-level state computed at
-// start sees the map: umoci decides once, at init, whether it runs in a
-// user namespace (and so whether a refused mknod is fatal). It returns nil
-// at once when no re-exec is needed. Call it after WaitMapped.
-func ReexecIfMappedLate() error {
-	if !mappedLate {
-		return nil
-	}
-	return fmt.Errorf("re-exec after the id map was written: %w", unix.Exec("/proc/self/exe", os.Args, os.Environ()))
 }

@@ -1,0 +1,28 @@
+//go:build !linux
+
+package reexec
+
+import (
+	"errors"
+	"fmt"
+	"os/exec"
+
+	"github.com/beamhop/lightbox/internal/idmap"
+)
+
+// Command prepares a re-exec that cannot start: user namespaces are
+// Linux's. Start returns an error wrapping errors.ErrUnsupported.
+func Command(exe, role string, m idmap.Mapping, cloneflags uintptr, args ...string) *Cmd {
+	return &Cmd{Cmd: exec.Command(exe, args...), mapping: m}
+}
+
+// Start fails: there are no user namespaces off Linux.
+func (c *Cmd) Start() error {
+	return fmt.Errorf("re-exec in a user namespace: %w", errors.ErrUnsupported)
+}
+
+// WaitMapped returns at once: off Linux no process waits for an id map.
+func WaitMapped() error { return nil }
+
+// ReexecIfMappedLate returns at once (see WaitMapped).
+func ReexecIfMappedLate() error { return nil }
