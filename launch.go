@@ -94,6 +94,12 @@ func (opts *SandboxOptions) validate() error {
 				return fmt.Errorf("mount %s: %w", target, err)
 			}
 		}
+		if m.Overlay && m.Volume != "" {
+			return fmt.Errorf("mount %s: copy-on-write (overlay) is for host paths, not volume %s", target, m.Volume)
+		}
+		if m.Overlay && m.ReadOnly {
+			return fmt.Errorf("mount %s: copy-on-write (overlay) and read-only: choose one", target)
+		}
 	}
 	return nil
 }
@@ -167,14 +173,18 @@ func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, resolve f
 	slices.Sort(targets) // parents before children
 	for _, target := range targets {
 		m := opts.Mounts[target]
-		ms := runtime.MountSpec{Target: path.Clean(target), ReadOnly: m.ReadOnly}
+		ms := runtime.MountSpec{Target: path.Clean(target), ReadOnly: m.ReadOnly, Overlay: m.Overlay}
 		if m.Source != "" {
 			src, err := filepath.Abs(m.Source)
 			if err != nil {
 				return nil, fmt.Errorf("mount %s: %w", target, err)
 			}
-			if _, err := os.Stat(src); err != nil {
+			fi, err := os.Stat(src)
+			if err != nil {
 				return nil, fmt.Errorf("mount %s: source %s: %w", target, m.Source, err)
+			}
+			if m.Overlay && !fi.IsDir() {
+				return nil, fmt.Errorf("mount %s: copy-on-write (overlay) source %s: not a directory", target, m.Source)
 			}
 			ms.Source = src
 		} else {

@@ -120,6 +120,13 @@ type Mount struct {
 	Volume string
 	// ReadOnly makes the mount read-only, recursively.
 	ReadOnly bool
+	// Overlay makes a host path's mount copy-on-write (podman's -v
+	// SRC:DST:O): Source, a directory, is a read-only lower layer and the
+	// sandbox's writes stay in its own upper dir, thrown away with the
+	// sandbox (and never part of a commit). Several sandboxes can then
+	// build in one checkout at once (each its own node_modules) and the
+	// host's copy stays as it was. Not with ReadOnly, not for a volume.
+	Overlay bool
 }
 
 // Result is what a finished command left.

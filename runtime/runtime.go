@@ -130,6 +130,12 @@ type MountSpec struct {
 	ReadOnly bool
 	// Volume names the volume this is, "" for a host path (for List).
 	Volume string
+	// Overlay makes the mount copy-on-write: Source, a directory, is the
+	// read-only lower layer of an overlay whose upper dir is the
+	// sandbox's own (under its writable directory, removed with it), so
+	// that what the sandbox writes there never reaches Source and no two
+	// sandboxes see each other's writes. Not with ReadOnly.
+	Overlay bool
 }
 
 // Info describes a sandbox on disk.
@@ -252,8 +258,15 @@ func (sp *Spec) validate() error {
 		if !filepath.IsAbs(m.Source) {
 			return fmt.Errorf("mount %s: source %q is not an absolute path", m.Target, m.Source)
 		}
-		if _, err := os.Stat(m.Source); err != nil {
+		fi, err := os.Stat(m.Source)
+		if err != nil {
 			return fmt.Errorf("mount %s: source: %w", m.Target, err)
+		}
+		if m.Overlay && m.ReadOnly {
+			return fmt.Errorf("mount %s: copy-on-write (overlay) and read-only: choose one", m.Target)
+		}
+		if m.Overlay && !fi.IsDir() {
+			return fmt.Errorf("mount %s: copy-on-write (overlay) source %s: not a directory", m.Target, m.Source)
 		}
 	}
 	if sp.Workdir != "" && (!path.IsAbs(sp.Workdir) || path.Clean(sp.Workdir) != sp.Workdir) {

@@ -30,7 +30,7 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory inside the sandbox"},
 			&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "user[:group] inside the sandbox"},
 			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "K=V environment variable (repeatable)"},
-			&cli.StringSliceFlag{Name: "volume", Aliases: []string{"v"}, Usage: "SRC:DST[:ro]; SRC is a host path when it is . or starts with /, ./, ../ or ~, else a volume name (repeatable)"},
+			&cli.StringSliceFlag{Name: "volume", Aliases: []string{"v"}, Usage: "SRC:DST[:ro|:O]; SRC is a host path when it is . or starts with /, ./, ../ or ~, else a volume name; :O copy-on-write (a host dir as a read-only lower layer, the sandbox's writes thrown away with it) (repeatable)"},
 			&cli.StringFlag{Name: "network", Usage: "private, none or host", Value: string(lightbox.NetworkPrivate)},
 			&cli.StringSliceFlag{Name: "publish", Aliases: []string{"p"}, Usage: "[HOSTIP:]HOSTPORT:PORT[/tcp|udp] (private network only; repeatable)"},
 			&cli.Int64Flag{Name: "disk-mib", Usage: "cap the sandbox's writable layer in MiB"},
@@ -209,14 +209,16 @@ func parseMounts(vs []string) (map[string]lightbox.Mount, error) {
 		switch {
 		case len(parts) == 3 && parts[2] == "ro":
 			mt.ReadOnly = true
+		case len(parts) == 3 && parts[2] == "O":
+			mt.Overlay = true
 		case len(parts) == 3 && parts[2] == "rw":
 		case len(parts) == 2:
 		default:
-			return nil, fmt.Errorf("-v %q: want SRC:DST[:ro]", v)
+			return nil, fmt.Errorf("-v %q: want SRC:DST[:ro|:O]", v)
 		}
 		src, dst := parts[0], parts[1]
 		if src == "" || dst == "" {
-			return nil, fmt.Errorf("-v %q: want SRC:DST[:ro]", v)
+			return nil, fmt.Errorf("-v %q: want SRC:DST[:ro|:O]", v)
 		}
 		if isHostPath(src) {
 			if src == "~" || strings.HasPrefix(src, "~/") {
