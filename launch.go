@@ -71,6 +71,9 @@ func (opts *SandboxOptions) validate() error {
 			return fmt.Errorf("sandbox options: env %q: want KEY=value", e)
 		}
 	}
+	if len(opts.Command) == 0 && (opts.Stdin != nil || opts.Stdout != nil || opts.Stderr != nil || opts.Tty) {
+		return errors.New("sandbox options: Stdin, Stdout, Stderr and Tty connect the main Command, and there is none")
+	}
 	if opts.DiskMiB < 0 || opts.Timeout < 0 {
 		return errors.New("sandbox options: negative DiskMiB or Timeout")
 	}
@@ -159,6 +162,12 @@ func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, resolve f
 		Workdir:  firstNonEmpty(opts.Workdir, snap.Config.WorkingDir, "/"),
 		User:     firstNonEmpty(opts.User, snap.Config.User),
 		Command:  opts.Command,
+		Stdin:    opts.Stdin,
+		Stdout:   opts.Stdout,
+		Stderr:   opts.Stderr,
+		Tty:      opts.Tty,
+		Rows:     opts.TtySize[0],
+		Cols:     opts.TtySize[1],
 		Network:  string(network),
 		Timeout:  opts.Timeout,
 		Leases:   leases,

@@ -2,6 +2,7 @@ package lightbox
 
 import (
 	"fmt"
+	"io"
 	"time"
 )
 
@@ -84,6 +85,16 @@ type SandboxOptions struct {
 	// serving Exec and Shell, until destroyed (or Timeout passes). With a
 	// Command the sandbox lives as long as that process.
 	Command []string
+	// Stdin, Stdout and Stderr connect the main Command when any is set
+	// (as `lightbox run --keep` does); all nil = its output goes to the
+	// sandbox's logs (Sandbox.Logs) and its stdin is empty. Tty runs it on
+	// a terminal inside the sandbox (Stdout then gets both streams),
+	// TtySize (rows, columns) its initial size; Sandbox.MainCommand
+	// signals or resizes it.
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	Tty            bool
+	TtySize        [2]uint16
 	// Network: "" = NetworkPrivate; NetworkNone, NetworkHost.
 	Network Network
 	// Ports publishes sandbox ports on the host with NetworkPrivate:

@@ -12,7 +12,7 @@ show() { printf '$ %s\n' "$*"; "$@"; }
 # Start from a clean demo store (it is the demo's own: .demo/).
 if [ -d "$LIGHTBOX_ROOT" ]; then
 	"$LB" gc >/dev/null 2>&1 || true
-	for s in $("$LB" ps --format json 2>/dev/null | sed -n 's/.*"name": "\([^"]*\)".*/\1/p'); do "$LB" rm -f "$s" >/dev/null 2>&1 || true; done
+	for s in $("$LB" ps -a --format json 2>/dev/null | sed -n 's/.*"name": "\([^"]*\)".*/\1/p'); do "$LB" rm -f "$s" >/dev/null 2>&1 || true; done
 	"$LB" volume rm -f npm-cache artifacts models >/dev/null 2>&1 || true
 fi
 rm -rf "$work"
@@ -56,4 +56,4 @@ cd - >/dev/null
 
 step "what is left: the volumes, and no sandbox"
 show "$LB" volume ls
-show "$LB" ps
+show "$LB" ps -a

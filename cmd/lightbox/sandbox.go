@@ -25,6 +25,7 @@ func runCommand() *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "name", Usage: "sandbox name (and hostname); default generated"},
 			&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "run in the background and print the sandbox's name"},
+			&cli.BoolFlag{Name: "keep", Usage: "keep the sandbox once its command exits (exited, listed by ps -a) until rm: to commit what it made, or read its logs"},
 			&cli.BoolFlag{Name: "tty", Aliases: []string{"t"}, Usage: "allocate a terminal inside the sandbox"},
 			&cli.BoolFlag{Name: "interactive", Aliases: []string{"i"}, Usage: "accepted for docker compatibility; stdin is always passed through"},
 			&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory inside the sandbox"},
@@ -104,6 +105,14 @@ func runCommand() *cli.Command {
 			// The context of the sandbox outlives SIGINT/SIGTERM: those go
 			// to the command, and the sandbox is torn down after it exits.
 			ctx := context.WithoutCancel(c.Context)
+			if c.Bool("keep") {
+				opts.Command = argv
+				code, err = runKept(ctx, r, opts, c.Bool("tty"))
+				if err != nil {
+					return err
+				}
+				return exitCode(code)
+			}
 			err = r.RunInSandbox(ctx, opts, func(sb *lightbox.Sandbox) error {
 				cmd := sb.Command(ctx, argv[0], argv[1:]...)
 				code, err = runAttached(cmd, c.Bool("tty"))
@@ -126,24 +135,91 @@ func defaultCommand(c *cli.Context, r *lightbox.Runtime, snapshot string) ([]str
 	return append(append([]string{}, snap.Config.Entrypoint...), snap.Config.Cmd...), nil
 }
 
+// runKept runs opts.Command as the main command of a new sandbox, with
+// this process's stdio, forwarding signals as runAttached does, and leaves
+// the sandbox behind, exited, once it ends (run --keep).
+func runKept(ctx context.Context, r *lightbox.Runtime, opts lightbox.SandboxOptions, tty bool) (int, error) {
+	opts.Stdin, opts.Stdout, opts.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if tty {
+		restore, size, err := rawTerminal()
+		if err != nil {
+			return exitFailed, err
+		}
+		defer restore()
+		opts.Tty, opts.TtySize = true, size
+	}
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGWINCH)
+	defer signal.Stop(sigs)
+	sb, err := r.LaunchSandbox(ctx, opts)
+	if err != nil {
+		code := startStatus(err)
+		if code == exitFailed {
+			return code, err
+		}
+		fmt.Fprintf(os.Stderr, "lightbox: %v\n", err)
+		return code, nil
+	}
+	main := sb.MainCommand()
+	type waited struct {
+		code int
+		err  error
+	}
+	done := make(chan waited, 1)
+	go func() {
+		code, err := sb.Wait(ctx)
+		done <- waited{code, err}
+	}()
+	for {
+		select {
+		case w := <-done:
+			if w.err != nil {
+				return exitFailed, w.err
+			}
+			return w.code, nil
+		case s := <-sigs:
+			if s == syscall.SIGWINCH {
+				if tty {
+					if w, h, err := term.GetSize(int(os.Stdin.Fd())); err == nil {
+						main.Resize(uint16(h), uint16(w))
+					}
+				}
+				continue
+			}
+			main.Signal(s)
+		}
+	}
+}
+
+// rawTerminal puts standard input, a terminal, in raw mode and returns
+// how to restore it and its size (rows, columns).
+func rawTerminal() (func(), [2]uint16, error) {
+	var size [2]uint16
+	if !term.IsTerminal(int(os.Stdin.Fd())) {
+		return nil, size, errors.New("-t: standard input is not a terminal")
+	}
+	if w, h, err := term.GetSize(int(os.Stdin.Fd())); err == nil {
+		size = [2]uint16{uint16(h), uint16(w)}
+	}
+	old, err := term.MakeRaw(int(os.Stdin.Fd()))
+	if err != nil {
+		return nil, size, fmt.Errorf("-t: %w", err)
+	}
+	return func() { term.Restore(int(os.Stdin.Fd()), old) }, size, nil
+}
+
 // runAttached runs cmd with this process's stdio, forwarding SIGINT,
 // SIGTERM and SIGHUP to it (and, with a tty, window size changes), and
 // returns its exit status.
 func runAttached(cmd *lightbox.Cmd, tty bool) (int, error) {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	if tty {
-		if !term.IsTerminal(int(os.Stdin.Fd())) {
-			return exitFailed, errors.New("-t: standard input is not a terminal")
-		}
-		cmd.Tty = true
-		if w, h, err := term.GetSize(int(os.Stdin.Fd())); err == nil {
-			cmd.TtySize = [2]uint16{uint16(h), uint16(w)}
-		}
-		old, err := term.MakeRaw(int(os.Stdin.Fd()))
+		restore, size, err := rawTerminal()
 		if err != nil {
-			return exitFailed, fmt.Errorf("-t: %w", err)
+			return exitFailed, err
 		}
-		defer term.Restore(int(os.Stdin.Fd()), old)
+		defer restore()
+		cmd.Tty, cmd.TtySize = true, size
 	}
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGWINCH)
@@ -284,16 +360,22 @@ func execCommand() *cli.Command {
 func psCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "ps",
-		Usage: "list sandboxes",
-		Flags: []cli.Flag{formatFlag()},
+		Usage: "list running sandboxes (-a: every sandbox, exited and dead ones too)",
+		Flags: []cli.Flag{formatFlag(), &cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "list exited and dead sandboxes too"}},
 		Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
 			asJSON, err := wantJSON(c)
 			if err != nil {
 				return err
 			}
-			list, err := r.ListSandboxes(c.Context)
+			all, err := r.ListSandboxes(c.Context)
 			if err != nil {
 				return err
+			}
+			var list []lightbox.SandboxInfo
+			for _, s := range all {
+				if c.Bool("all") || s.Status == "running" {
+					list = append(list, s)
+				}
 			}
 			if asJSON {
 				if list == nil {
@@ -376,6 +458,7 @@ func commitCommand() *cli.Command {
 		Name:      "commit",
 		Usage:     "make a snapshot from a sandbox's snapshot plus what the sandbox wrote over it",
 		ArgsUsage: "NAME SNAPSHOT",
+		Flags:     []cli.Flag{&cli.BoolFlag{Name: "replace", Usage: "replace an existing snapshot of that name (unless a sandbox uses it)"}},
 		Description: `The new snapshot is the sandbox's snapshot plus one layer: what the
 sandbox wrote over it (not its mounts or volumes), with the snapshot's
 configuration.
@@ -399,7 +482,7 @@ left out with a warning.`,
 			if err != nil {
 				return err
 			}
-			snap, err := sb.Commit(c.Context, c.Args().Get(1))
+			snap, err := sb.CommitWith(c.Context, c.Args().Get(1), lightbox.CommitOptions{Replace: c.Bool("replace")})
 			if err != nil {
 				return err
 			}
