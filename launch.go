@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -73,6 +74,11 @@ func (opts *SandboxOptions) validate() error {
 	}
 	if len(opts.Command) == 0 && (opts.Stdin != nil || opts.Stdout != nil || opts.Stderr != nil || opts.Tty) {
 		return errors.New("sandbox options: Stdin, Stdout, Stderr and Tty connect the main Command, and there is none")
+	}
+	switch opts.CACerts {
+	case "", CACertsHost:
+	default:
+		return fmt.Errorf("sandbox options: ca-certs %q: want host or nothing", opts.CACerts)
 	}
 	if opts.DiskMiB < 0 || opts.Timeout < 0 {
 		return errors.New("sandbox options: negative DiskMiB or Timeout")
@@ -174,6 +180,22 @@ func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, resolve f
 		Limits:   limits,
 
 		AllowUserNamespaces: opts.AllowUserNamespaces,
+	}
+	if opts.CACerts == CACertsHost {
+		ca, err := caCertMounts(snap.Layers, opts.Mounts)
+		if err != nil {
+			return nil, err
+		}
+		if len(ca) == 0 {
+			return nil, fmt.Errorf("ca-certs host: snapshot %s has no CA bundle at %s: install its distribution's ca-certificates first",
+				snap.Name, strings.Join(caBundlePaths, ", "))
+		}
+		mounts := maps.Clone(opts.Mounts)
+		if mounts == nil {
+			mounts = map[string]Mount{}
+		}
+		maps.Copy(mounts, ca)
+		opts.Mounts = mounts
 	}
 	targets := make([]string, 0, len(opts.Mounts))
 	for t := range opts.Mounts {

@@ -97,6 +97,15 @@ type SandboxOptions struct {
 	TtySize        [2]uint16
 	// Network: "" = NetworkPrivate; NetworkNone, NetworkHost.
 	Network Network
+	// CACerts "host" (CACertsHost; --ca-certs host) binds the host's CA
+	// bundle ($SSL_CERT_FILE, else the host distribution's) read-only over
+	// each CA bundle the snapshot has where distributions keep one
+	// (/etc/ssl/certs/ca-certificates.crt and the others Go's crypto/x509
+	// searches), for a host whose proxy intercepts TLS with a CA only the
+	// host trusts. Nothing is written into the sandbox: a commit keeps the
+	// snapshot's own bundle. A snapshot with no bundle is an error (install
+	// the distribution's ca-certificates). "" = the snapshot's own.
+	CACerts string
 	// Ports publishes sandbox ports on the host with NetworkPrivate:
 	// "[HOSTIP:]HOSTPORT:PORT[/tcp|udp]", on 127.0.0.1 unless HOSTIP is
 	// given.

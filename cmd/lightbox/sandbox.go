@@ -33,6 +33,7 @@ func runCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "K=V environment variable (repeatable)"},
 			&cli.StringSliceFlag{Name: "volume", Aliases: []string{"v"}, Usage: "SRC:DST[:ro|:O]; SRC is a host path when it is . or starts with /, ./, ../ or ~, else a volume name; :O copy-on-write (a host dir as a read-only lower layer, the sandbox's writes thrown away with it) (repeatable)"},
 			&cli.StringFlag{Name: "network", Usage: "private, none or host", Value: string(lightbox.NetworkPrivate)},
+			caCertsFlag(),
 			&cli.StringSliceFlag{Name: "publish", Aliases: []string{"p"}, Usage: "[HOSTIP:]HOSTPORT:PORT[/tcp|udp] (private network only; repeatable)"},
 			&cli.Int64Flag{Name: "disk-mib", Usage: "cap the sandbox's writable layer in MiB"},
 			&cli.DurationFlag{Name: "timeout", Usage: "destroy the sandbox after this long"},
@@ -63,6 +64,7 @@ func runCommand() *cli.Command {
 				User:      c.String("user"),
 				Env:       c.StringSlice("env"),
 				Network:   lightbox.Network(c.String("network")),
+				CACerts:   c.String("ca-certs"),
 				Ports:     c.StringSlice("publish"),
 				DiskMiB:   c.Int64("disk-mib"),
 				Timeout:   c.Duration("timeout"),
@@ -133,6 +135,11 @@ func defaultCommand(c *cli.Context, r *lightbox.Runtime, snapshot string) ([]str
 		return nil, err
 	}
 	return append(append([]string{}, snap.Config.Entrypoint...), snap.Config.Cmd...), nil
+}
+
+// caCertsFlag is --ca-certs of run and snapshot build.
+func caCertsFlag() cli.Flag {
+	return &cli.StringFlag{Name: "ca-certs", Usage: "host: bind the host's CA bundle read-only over the snapshot's (for a TLS-intercepting proxy only the host trusts); never part of a snapshot"}
 }
 
 // runKept runs opts.Command as the main command of a new sandbox, with
