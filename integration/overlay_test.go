@@ -202,3 +202,33 @@ func TestCopyOnWriteCLI(t *testing.T) {
 		t.Errorf("a refused launch left volumes: %s", vols)
 	}
 }
+
+// TestVolumeNameWarning: -v my-project:/work names a volume; when
+// ./my-project exists the run says so once it made the volume, and not
+// when the volume was there already or no such entry exists.
+func TestVolumeNameWarning(t *testing.T) {
+	root, _ := newStore(t)
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "my-project"), 0o755)
+	wd, _ := os.Getwd()
+	defer os.Chdir(wd)
+	os.Chdir(dir)
+	const warning = "created volume my-project; did you mean ./my-project?"
+	for i, c := range []struct {
+		args []string
+		warn bool
+	}{
+		{[]string{"run", "--network", "none", "-v", "my-project:/work", "busybox", "true"}, true},
+		{[]string{"run", "--network", "none", "-v", "my-project:/work", "busybox", "true"}, false}, // exists now
+		{[]string{"run", "--network", "none", "-v", "other:/work", "busybox", "true"}, false},      // no ./other
+	} {
+		r := lb(t, root, "", c.args...)
+		if r.code != 0 || strings.Contains(r.stderr, warning) != c.warn {
+			t.Errorf("run %d (%v): exit %d stderr %q, want the warning: %v", i, c.args, r.code, r.stderr, c.warn)
+		}
+	}
+	lbOK(t, root, "volume", "rm", "my-project")
+	if r := lb(t, root, "", "run", "-d", "--network", "none", "-v", "my-project:/work", "busybox", "true"); !strings.Contains(r.stderr, warning) {
+		t.Errorf("run -d: stderr %q, want the warning", r.stderr)
+	}
+}

@@ -72,6 +72,17 @@ func runCommand() *cli.Command {
 
 				AllowUserNamespaces: c.Bool("allow-userns"),
 			}
+			// -v my-project:/work where ./my-project exists: said once
+			// the volume is made (by this command, not found existing).
+			maybe := ambiguousVolumes(c.Context, r, mounts)
+			warned := false
+			warn := func() {
+				if !warned {
+					warned = true
+					warnCreated(c.Context, r, maybe)
+				}
+			}
+			defer warn()
 			argv := c.Args().Tail()
 			if c.Bool("detach") {
 				// DESIGN.md: CMD defaults to the snapshot's Entrypoint/Cmd;
@@ -109,13 +120,14 @@ func runCommand() *cli.Command {
 			ctx := context.WithoutCancel(c.Context)
 			if c.Bool("keep") {
 				opts.Command = argv
-				code, err = runKept(ctx, r, opts, c.Bool("tty"))
+				code, err = runKept(ctx, r, opts, c.Bool("tty"), warn)
 				if err != nil {
 					return err
 				}
 				return exitCode(code)
 			}
 			err = r.RunInSandbox(ctx, opts, func(sb *lightbox.Sandbox) error {
+				warn()
 				cmd := sb.Command(ctx, argv[0], argv[1:]...)
 				code, err = runAttached(cmd, c.Bool("tty"))
 				return err
@@ -145,7 +157,7 @@ func caCertsFlag() cli.Flag {
 // runKept runs opts.Command as the main command of a new sandbox, with
 // this process's stdio, forwarding signals as runAttached does, and leaves
 // the sandbox behind, exited, once it ends (run --keep).
-func runKept(ctx context.Context, r *lightbox.Runtime, opts lightbox.SandboxOptions, tty bool) (int, error) {
+func runKept(ctx context.Context, r *lightbox.Runtime, opts lightbox.SandboxOptions, tty bool, launched func()) (int, error) {
 	opts.Stdin, opts.Stdout, opts.Stderr = os.Stdin, os.Stdout, os.Stderr
 	if tty {
 		restore, size, err := rawTerminal()
@@ -167,6 +179,7 @@ func runKept(ctx context.Context, r *lightbox.Runtime, opts lightbox.SandboxOpti
 		fmt.Fprintf(os.Stderr, "lightbox: %v\n", err)
 		return code, nil
 	}
+	launched()
 	main := sb.MainCommand()
 	type waited struct {
 		code int
@@ -321,6 +334,35 @@ func parseMounts(vs []string) (map[string]lightbox.Mount, error) {
 		m[dst] = mt
 	}
 	return m, nil
+}
+
+// ambiguousVolumes returns the volumes of mounts that do not exist yet
+// and whose names are also entries of the working directory: `-v
+// my-project:/work` names a volume, but ./my-project was likely meant.
+func ambiguousVolumes(ctx context.Context, r *lightbox.Runtime, mounts map[string]lightbox.Mount) []string {
+	var out []string
+	for _, m := range mounts {
+		if m.Volume == "" {
+			continue
+		}
+		if _, err := os.Lstat(m.Volume); err != nil {
+			continue
+		}
+		if _, err := r.InspectVolume(ctx, m.Volume, lightbox.ListVolumesOptions{}); errors.Is(err, lightbox.ErrNotFound) {
+			out = append(out, m.Volume)
+		}
+	}
+	return out
+}
+
+// warnCreated says, on stderr, which of names (from ambiguousVolumes) now
+// exist: made by this command.
+func warnCreated(ctx context.Context, r *lightbox.Runtime, names []string) {
+	for _, n := range names {
+		if _, err := r.InspectVolume(context.WithoutCancel(ctx), n, lightbox.ListVolumesOptions{}); err == nil {
+			fmt.Fprintf(os.Stderr, "lightbox: created volume %s; did you mean ./%s?\n", safe(n), safe(n))
+		}
+	}
 }
 
 // isHostPath is DESIGN.md's rule: a host path is `.` or starts with /,
