@@ -28,11 +28,11 @@ show "$LB" snapshot import --replace busybox "$work/rootfs"
 show "$LB" snapshot import --replace runtime "$work/rootfs"
 show "$LB" snapshot ls
 
-step "2. three sandboxes in parallel share a cache volume over a bind-mounted project"
+step "2. three sandboxes in parallel share a cache volume over a copy-on-write (:O) project"
 echo '{"name": "my-project", "version": "1.0.0"}' > "$work/my-project/package.json"
 cd "$work"
 for i in 1 2 3; do
-	"$LB" run --network none -v ./my-project:/work -v npm-cache:/root/.npm -w /work busybox \
+	"$LB" run --network none -v ./my-project:/work:O -v npm-cache:/root/.npm -w /work busybox \
 		sh -c "echo job $i sees \$(cat package.json); echo cached-by-job-$i > /root/.npm/job$i" &
 done
 wait
