@@ -11,7 +11,7 @@ BIN       := bin/lightbox
 export DEBIAN_BASE_DIR ?= /var/cache/lightbox/debian-bookworm
 export DEBIAN_MIRROR ?= http://deb.debian.org/debian
 
-.PHONY: all deps build test demo bench debian-base clean
+.PHONY: all deps build test e2e demo bench debian-base clean
 
 all: build
 
@@ -33,6 +33,14 @@ build:
 ## LIGHTBOX_TEST_TIMEOUT=seconds per test binary (times N).
 test: deps
 	@hack/test.sh $(PKGS)
+
+## e2e: the README's first flow for real (network needed): node-ci built
+## FROM debian with apt through cache volumes, three parallel npm ci &&
+## npm test on a :O project with a shared npm-cache volume (cold, warm,
+## offline), then gcc in a builder handing a binary to a busybox runtime.
+## Its store (.e2e/store) is kept: a rerun reuses its caches.
+e2e: deps build
+	@bash hack/e2e.sh
 
 ## demo: what a newcomer runs first.
 demo: deps build

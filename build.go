@@ -45,6 +45,11 @@ type BuildOptions struct {
 	// Mounts are mounted into each RUN's sandbox, as SandboxOptions.Mounts;
 	// never part of a layer.
 	Mounts map[string]Mount
+	// CACerts "host" (CACertsHost) binds the host's CA bundle over the
+	// image's in each RUN, as SandboxOptions.CACerts does, in no layer; a
+	// RUN whose image has no bundle yet (before it installs
+	// ca-certificates) runs without.
+	CACerts string
 	// Replace replaces an existing snapshot called Name (unless a sandbox
 	// uses it); otherwise an existing name is ErrExists, before anything
 	// runs.
@@ -55,6 +60,13 @@ type BuildOptions struct {
 	// discards it.
 	Stdout, Stderr io.Writer
 }
+
+// PredefinedBuildArgs are the build arguments predefined as in docker
+// (HTTP_PROXY, HTTPS_PROXY, FTP_PROXY, NO_PROXY, ALL_PROXY, each also in
+// lower case): a RUN sees them without an ARG, and they are part of no
+// cache key and of no image. `lightbox snapshot build` passes the
+// caller's own values of them unless --build-arg gives others.
+func PredefinedBuildArgs() []string { return slices.Clone(build.PredefinedArgs) }
 
 // BuildProgress reports a build step starting (Done false) or finished.
 type BuildProgress struct {
@@ -97,7 +109,7 @@ func (r *Runtime) BuildSnapshot(ctx context.Context, opts BuildOptions) (*Snapsh
 	} else if !fi.IsDir() {
 		return nil, fmt.Errorf("build context %s: not a directory", opts.Context)
 	}
-	sopts := SandboxOptions{Snapshot: opts.Name, Network: opts.Network, Mounts: opts.Mounts}
+	sopts := SandboxOptions{Snapshot: opts.Name, Network: opts.Network, Mounts: opts.Mounts, CACerts: opts.CACerts}
 	if err := sopts.validate(); err != nil {
 		return nil, fmt.Errorf("build: %w", err)
 	}
@@ -241,6 +253,17 @@ func (b *buildBackend) Run(ctx context.Context, st build.RunStep) (build.StepOut
 		default:
 			return build.StepOutput{}, fmt.Errorf("--mount=type=%s is %w", m.Type, build.ErrUnsupported)
 		}
+	}
+	if b.opts.CACerts == CACertsHost {
+		layers, err := b.layers(ctx, st.Parent)
+		if err != nil {
+			return build.StepOutput{}, err
+		}
+		ca, err := caCertMounts(layers, mounts)
+		if err != nil {
+			return build.StepOutput{}, err
+		}
+		maps.Copy(mounts, ca)
 	}
 	opts := SandboxOptions{
 		Snapshot: b.opts.Name, Network: b.opts.Network, Mounts: mounts,

@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/beamhop/lightbox/internal/environ"
 	"github.com/beamhop/lightbox/internal/names"
@@ -62,6 +63,11 @@ func (opts *SandboxOptions) spec() (runtime.Spec, error) {
 		Workdir:  opts.Workdir,
 		User:     opts.User,
 		Command:  opts.Command,
+		Stdin:    opts.Stdin,
+		Stdout:   opts.Stdout,
+		Stderr:   opts.Stderr,
+		Tty:      opts.Tty,
+		TtySize:  opts.TtySize,
 		Network:  string(cmp.Or(opts.Network, defaultNetwork)),
 		Timeout:  opts.Timeout,
 		Limits:   limits,
@@ -75,10 +81,18 @@ func (opts *SandboxOptions) spec() (runtime.Spec, error) {
 		}
 		spec.Ports = append(spec.Ports, port)
 	}
+	if len(opts.Command) == 0 && (opts.Stdin != nil || opts.Stdout != nil || opts.Stderr != nil || opts.Tty) {
+		return runtime.Spec{}, errors.New("sandbox options: Stdin, Stdout, Stderr and Tty connect the main Command, and there is none")
+	}
+	switch opts.CACerts {
+	case "", CACertsHost:
+	default:
+		return runtime.Spec{}, fmt.Errorf("sandbox options: ca-certs %q: want host or nothing", opts.CACerts)
+	}
 	targets := slices.Sorted(maps.Keys(opts.Mounts)) // parents before children
 	for _, target := range targets {
 		m := opts.Mounts[target]
-		ms := runtime.MountSpec{Target: target, ReadOnly: m.ReadOnly, Volume: m.Volume}
+		ms := runtime.MountSpec{Target: target, ReadOnly: m.ReadOnly, Volume: m.Volume, Overlay: m.Overlay}
 		switch {
 		case m.Source != "" && m.Volume != "":
 			return runtime.Spec{}, fmt.Errorf("mount %s: both a source (%s) and a volume (%s); give one", target, m.Source, m.Volume)
@@ -142,6 +156,23 @@ func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, resolve f
 	spec.Workdir = cmp.Or(opts.Workdir, snap.Config.WorkingDir, "/")
 	spec.User = cmp.Or(opts.User, snap.Config.User)
 	spec.Command = opts.mainCommand(snap.Config.Entrypoint, snap.Config.Cmd)
+	if opts.CACerts == CACertsHost {
+		ca, err := caCertMounts(snap.Layers, opts.Mounts)
+		if err != nil {
+			return nil, err
+		}
+		if len(ca) == 0 {
+			return nil, fmt.Errorf("ca-certs host: snapshot %s has no CA bundle at %s: install its distribution's ca-certificates first",
+				snap.Name, strings.Join(caBundlePaths, ", "))
+		}
+		for _, t := range slices.Sorted(maps.Keys(ca)) {
+			spec.Mounts = append(spec.Mounts, runtime.MountSpec{Target: t, Source: ca[t].Source, ReadOnly: true})
+		}
+		// Parents before children, as spec sorted the user's mounts.
+		slices.SortStableFunc(spec.Mounts, func(a, b runtime.MountSpec) int {
+			return strings.Compare(path.Clean(a.Target), path.Clean(b.Target))
+		})
+	}
 	for i := range spec.Mounts {
 		ms := &spec.Mounts[i]
 		if ms.Volume == "" {

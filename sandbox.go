@@ -222,6 +222,17 @@ func tail(b []byte, n int) []byte {
 	return append([]byte(nil), b...)
 }
 
+// MainCommand returns the sandbox's main command (SandboxOptions.Command)
+// when this handle launched it, to Signal it or Resize its terminal; nil
+// otherwise. Sandbox.Wait waits for it.
+func (s *Sandbox) MainCommand() *Cmd {
+	rc := s.rs.MainCommand()
+	if rc == nil {
+		return nil
+	}
+	return &Cmd{sb: s, rc: rc}
+}
+
 // Detach leaves the sandbox running after this process exits; any later
 // process finds it with AttachSandbox.
 func (s *Sandbox) Detach() error { return s.rs.Detach() }
@@ -473,7 +484,19 @@ func LaunchSandbox(ctx context.Context, opts SandboxOptions) (*Sandbox, error) {
 // a file that changes type while it is read is left out with a warning
 // (Options.Logger), and so are files named ".wh.*", which OCI layers
 // reserve for whiteouts.
-func (s *Sandbox) Commit(ctx context.Context, name string) (snap *Snapshot, err error) {
+func (s *Sandbox) Commit(ctx context.Context, name string) (*Snapshot, error) {
+	return s.CommitWith(ctx, name, CommitOptions{})
+}
+
+// CommitOptions tune CommitWith.
+type CommitOptions struct {
+	// Replace replaces an existing snapshot of that name (unless a
+	// sandbox uses it); otherwise an existing name is ErrExists.
+	Replace bool
+}
+
+// CommitWith is Commit with options (lightbox commit --replace).
+func (s *Sandbox) CommitWith(ctx context.Context, name string, opts CommitOptions) (snap *Snapshot, err error) {
 	info, err := s.rs.Info(ctx)
 	if err != nil {
 		return nil, err
@@ -503,6 +526,7 @@ func (s *Sandbox) Commit(ctx context.Context, name string) (snap *Snapshot, err 
 	}
 	sn, err := s.r.snaps.Commit(ctx, name, info.Snapshot, upper, snapshot.CommitOptions{
 		Comment:   "lightbox commit " + s.name,
+		Replace:   opts.Replace,
 		UpperRead: resume, // the layer is read: no need to wait for its unpack
 	})
 	if err != nil {

@@ -2,6 +2,7 @@ package lightbox
 
 import (
 	"fmt"
+	"io"
 	"time"
 )
 
@@ -90,8 +91,27 @@ type SandboxOptions struct {
 	// snapshot that names none idles as without it. Off by default: with
 	// no Command a launched sandbox idles.
 	UseImageCommand bool
+	// Stdin, Stdout and Stderr connect the main Command when any is set
+	// (as `lightbox run --keep` does); all nil = its output goes to the
+	// sandbox's logs (Sandbox.Logs) and its stdin is empty. Tty runs it on
+	// a terminal inside the sandbox (Stdout then gets both streams),
+	// TtySize (rows, columns) its initial size; Sandbox.MainCommand
+	// signals or resizes it.
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	Tty            bool
+	TtySize        [2]uint16
 	// Network: "" = NetworkPrivate; NetworkNone, NetworkHost.
 	Network Network
+	// CACerts "host" (CACertsHost; --ca-certs host) binds the host's CA
+	// bundle ($SSL_CERT_FILE, else the host distribution's) read-only over
+	// each CA bundle the snapshot has where distributions keep one
+	// (/etc/ssl/certs/ca-certificates.crt and the others Go's crypto/x509
+	// searches), for a host whose proxy intercepts TLS with a CA only the
+	// host trusts. Nothing is written into the sandbox: a commit keeps the
+	// snapshot's own bundle. A snapshot with no bundle is an error (install
+	// the distribution's ca-certificates). "" = the snapshot's own.
+	CACerts string
 	// Ports publishes sandbox ports on the host with NetworkPrivate:
 	// "[HOSTIP:]HOSTPORT:PORT[/tcp|udp]", on 127.0.0.1 unless HOSTIP is
 	// given.
@@ -126,6 +146,13 @@ type Mount struct {
 	Volume string
 	// ReadOnly makes the mount read-only, recursively.
 	ReadOnly bool
+	// Overlay makes a host path's mount copy-on-write (podman's -v
+	// SRC:DST:O): Source, a directory, is a read-only lower layer and the
+	// sandbox's writes stay in its own upper dir, thrown away with the
+	// sandbox (and never part of a commit). Several sandboxes can then
+	// build in one checkout at once (each its own node_modules) and the
+	// host's copy stays as it was. Not with ReadOnly, not for a volume.
+	Overlay bool
 }
 
 // Result is what a finished command left.

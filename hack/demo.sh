@@ -12,7 +12,7 @@ show() { printf '$ %s\n' "$*"; "$@"; }
 # Start from a clean demo store (it is the demo's own: .demo/).
 if [ -d "$LIGHTBOX_ROOT" ]; then
 	"$LB" gc >/dev/null 2>&1 || true
-	for s in $("$LB" ps --format json 2>/dev/null | sed -n 's/.*"name": "\([^"]*\)".*/\1/p'); do "$LB" rm -f "$s" >/dev/null 2>&1 || true; done
+	for s in $("$LB" ps -a --format json 2>/dev/null | sed -n 's/.*"name": "\([^"]*\)".*/\1/p'); do "$LB" rm -f "$s" >/dev/null 2>&1 || true; done
 	"$LB" volume rm -f npm-cache artifacts models >/dev/null 2>&1 || true
 fi
 rm -rf "$work"
@@ -28,11 +28,11 @@ show "$LB" snapshot import --replace busybox "$work/rootfs"
 show "$LB" snapshot import --replace runtime "$work/rootfs"
 show "$LB" snapshot ls
 
-step "2. three sandboxes in parallel share a cache volume over a bind-mounted project"
+step "2. three sandboxes in parallel share a cache volume over a copy-on-write (:O) project"
 echo '{"name": "my-project", "version": "1.0.0"}' > "$work/my-project/package.json"
 cd "$work"
 for i in 1 2 3; do
-	"$LB" run --network none -v ./my-project:/work -v npm-cache:/root/.npm -w /work busybox \
+	"$LB" run --network none -v ./my-project:/work:O -v npm-cache:/root/.npm -w /work busybox \
 		sh -c "echo job $i sees \$(cat package.json); echo cached-by-job-$i > /root/.npm/job$i" &
 done
 wait
@@ -56,4 +56,4 @@ cd - >/dev/null
 
 step "what is left: the volumes, and no sandbox"
 show "$LB" volume ls
-show "$LB" ps
+show "$LB" ps -a

@@ -70,7 +70,7 @@ func killInit(t *testing.T, root, name string) {
 		Pid    int    `json:"pid"`
 		Status string `json:"status"`
 	}
-	if err := json.Unmarshal([]byte(lbOK(t, root, "ps", "--format", "json")), &list); err != nil {
+	if err := json.Unmarshal([]byte(lbOK(t, root, "ps", "-a", "--format", "json")), &list); err != nil {
 		t.Fatal(err)
 	}
 	pid := 0

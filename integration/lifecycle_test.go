@@ -24,7 +24,7 @@ type psEntry struct {
 func ps(t *testing.T, root string) map[string]psEntry {
 	t.Helper()
 	var list []psEntry
-	if err := json.Unmarshal([]byte(lbOK(t, root, "ps", "--format", "json")), &list); err != nil {
+	if err := json.Unmarshal([]byte(lbOK(t, root, "ps", "-a", "--format", "json")), &list); err != nil {
 		t.Fatal(err)
 	}
 	m := map[string]psEntry{}

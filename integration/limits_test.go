@@ -68,7 +68,7 @@ func TestCLILimitsReported(t *testing.T) {
 		Name   string            `json:"name"`
 		Limits map[string]string `json:"limits"`
 	}
-	if err := json.Unmarshal([]byte(lbOK(t, root, "ps", "--format", "json")), &list); err != nil || len(list) != 1 {
+	if err := json.Unmarshal([]byte(lbOK(t, root, "ps", "-a", "--format", "json")), &list); err != nil || len(list) != 1 {
 		t.Fatalf("ps --format json: %v %v", list, err)
 	}
 	l := list[0].Limits

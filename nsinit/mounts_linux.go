@@ -247,6 +247,9 @@ func bind(root int, m Mount, fds received) error {
 		}
 		return moveOnto(root, pfd, m.Target, st.Mode&unix.S_IFMT == unix.S_IFDIR)
 	}
+	if m.Overlay != nil {
+		return copyOnWrite(root, m)
+	}
 	var st unix.Stat_t
 	if err := unix.Stat(m.Source, &st); err != nil {
 		return fmt.Errorf("source: %w", &os.PathError{Op: "stat", Path: m.Source, Err: err})
@@ -371,4 +374,25 @@ func pivot(root int) error {
 		return fmt.Errorf("pivot_root: %w", err)
 	}
 	return nil
+}
+
+// copyOnWrite mounts the overlay m.Overlay describes on m.Target inside
+// root, its lower dir m.Source opened here and named by descriptor.
+func copyOnWrite(root int, m Mount) error {
+	lower, err := sys.Openat(unix.AT_FDCWD, m.Source, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return fmt.Errorf("source: %w", err)
+	}
+	defer unix.Close(lower)
+	params := slices.Clone(m.Overlay)
+	for i := range params {
+		if params[i].Key == "lowerdir" {
+			params[i].Value = "/proc/self/fd/" + strconv.Itoa(lower)
+		}
+	}
+	mfd, err := sys.FSMount("overlay", params, bindAttrs, m.Target)
+	if err != nil {
+		return fmt.Errorf("copy-on-write overlay of %s: %w", m.Source, err)
+	}
+	return attach(root, mfd, m.Target, true)
 }

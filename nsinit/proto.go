@@ -152,6 +152,10 @@ type Mount struct {
 	// its attributes set); the init only moves it onto Target. Without
 	// one the init makes a recursive bind of Source, nosuid and nodev.
 	FD PassedFD `json:"fd,omitempty"`
+	// Overlay, when set (and no FD), makes the mount a copy-on-write
+	// overlay of Source: these overlayfs parameters, whose "lowerdir" the
+	// init sets to Source, opened by itself and named by descriptor.
+	Overlay []sys.Param `json:"overlay,omitempty"`
 }
 
 // ReportKind is the kind of a Report.

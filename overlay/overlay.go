@@ -88,6 +88,21 @@ func (s Spec) Params() []sys.Param {
 	return append(ps, sys.Param{Key: "upperdir", Value: s.Upper}, sys.Param{Key: "workdir", Value: s.Work})
 }
 
+// CopyOnWrite returns the fsconfig(2) parameters of a copy-on-write bind
+// (podman's -v SRC:DST:O): an overlay whose only lower layer is lower, a
+// host directory the mount never writes, and whose changes go to upper.
+// lower is named as overlayfs should resolve it; callers pass the
+// descriptor of the directory they opened ("/proc/self/fd/N"), so that a
+// path holding ':' or ',' (which the "lowerdir" value would split) is
+// never an issue and no newer kernel's "lowerdir+" is needed. The options
+// are the ones Params pins.
+func CopyOnWrite(lower, upper, work string) []sys.Param {
+	return []sys.Param{
+		{Key: "userxattr"}, {Key: "redirect_dir", Value: "nofollow"}, {Key: "metacopy", Value: "off"},
+		{Key: "lowerdir", Value: lower}, {Key: "upperdir", Value: upper}, {Key: "workdir", Value: work},
+	}
+}
+
 // Data returns the legacy mount(2) option string, or ErrTooLong when it
 // would not fit a page.
 func (s Spec) Data() (string, error) {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
+	"slices"
 	"strconv"
 	"syscall"
 
@@ -89,9 +90,43 @@ func (m *Manager) prepareBinds(cfg *nsinit.Config, mounts []MountSpec, h *hostSi
 				return fmt.Errorf("mount %s: %w", mt.Target, err)
 			}
 		}
+		if mt.Overlay != nil {
+			// The bind (idmapped as above) is the overlay's lower layer.
+			// The overlay is ours: the sandbox's root could not use a
+			// detached mount of the host's as a layer (overlayfs clones
+			// it, which takes privilege over its mount namespace).
+			ov, err := copyOnWrite(f, *mt)
+			if err != nil {
+				return fmt.Errorf("mount %s: %w", mt.Target, err)
+			}
+			h.add(ov)
+			mt.Overlay = nil
+		}
 		mt.FD = nsinit.PassedFD(len(h.files))
 	}
 	return nil
+}
+
+// copyOnWrite mounts the overlay of mt.Overlay with the detached bind
+// lower as its lower layer, and returns it detached (nosuid, nodev).
+func copyOnWrite(lower *os.File, mt nsinit.Mount) (*os.File, error) {
+	// The lower layer is never written through the overlay; read-only
+	// all the same.
+	if err := sys.SetAttr(int(lower.Fd()), unix.MOUNT_ATTR_RDONLY, 0, true, mt.Source); err != nil {
+		return nil, err
+	}
+	params := slices.Clone(mt.Overlay)
+	for i := range params {
+		if params[i].Key == "lowerdir" {
+			params[i].Value = "/proc/self/fd/" + strconv.Itoa(int(lower.Fd()))
+		}
+	}
+	fd, err := sys.FSMount("overlay", params, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV, mt.Target)
+	goruntime.KeepAlive(lower)
+	if err != nil {
+		return nil, fmt.Errorf("copy-on-write overlay of %s: %w", mt.Source, err)
+	}
+	return os.NewFile(uintptr(fd), mt.Target), nil
 }
 
 // bindFD makes a detached recursive bind of mt.Source with the bind

@@ -22,6 +22,7 @@ import (
 	"github.com/beamhop/lightbox/internal/rmtree"
 	"github.com/beamhop/lightbox/internal/sys"
 	"github.com/beamhop/lightbox/nsinit"
+	"github.com/beamhop/lightbox/overlay"
 	"golang.org/x/sys/unix"
 )
 
@@ -361,8 +362,18 @@ func (m *Manager) start(ctx context.Context, name string, spec Spec, plan *limit
 		return nil, err
 	}
 	cfg.Root = nsinit.FSMount{FSType: "overlay", Params: ov.Params()}
-	for _, mt := range spec.Mounts {
-		cfg.Mounts = append(cfg.Mounts, nsinit.Mount{Source: mt.Source, Target: mt.Target, ReadOnly: mt.ReadOnly})
+	for i, mt := range spec.Mounts {
+		nm := nsinit.Mount{Source: mt.Source, Target: mt.Target, ReadOnly: mt.ReadOnly}
+		if mt.Overlay {
+			upper, work, err := m.copyOnWriteDirs(rw, i, mt.Source)
+			if err != nil {
+				return nil, fmt.Errorf("mount %s: %w", mt.Target, err)
+			}
+			// The lower dir's value is a placeholder: whoever mounts it
+			// names Source by the descriptor it opened.
+			nm.Overlay = overlay.CopyOnWrite(mt.Source, upper, work)
+		}
+		cfg.Mounts = append(cfg.Mounts, nm)
 	}
 	var h hostSide
 	defer h.close()
@@ -372,6 +383,63 @@ func (m *Manager) start(ctx context.Context, name string, spec Spec, plan *limit
 		}
 	}
 	return m.spawnInit(ctx, name, spec, cfg, st.Cgroup, lk, &h)
+}
+
+// copyOnWriteDirs makes the upper and work dirs of the i-th mount, a
+// copy-on-write bind of source, under the sandbox's writable directory
+// rw (removed with it). The upper dir is the merged root of the mount, so
+// it gets source's permissions and the owner source shows as inside: the
+// sandbox's root with a private range (the lower is idmapped that way),
+// source's own owner with the identity mapping, the caller rootless.
+func (m *Manager) copyOnWriteDirs(rw string, i int, source string) (upper, work string, _ error) {
+	var st unix.Stat_t
+	if err := unix.Stat(source, &st); err != nil {
+		return "", "", &os.PathError{Op: "stat", Path: source, Err: err}
+	}
+	dir := filepath.Join(rw, "binds", strconv.Itoa(i))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", "", err
+	}
+	upper, work = filepath.Join(dir, "upper"), filepath.Join(dir, "work")
+	if err := os.Mkdir(upper, 0o700); err != nil {
+		return "", "", err
+	}
+	if err := os.Mkdir(work, 0o700); err != nil {
+		return "", "", err
+	}
+	if os.Geteuid() == 0 {
+		uid, gid := st.Uid, st.Gid
+		if base, isRange := m.mapping.PrivateRange(); isRange {
+			uid, gid = base, base
+			if g, ok := m.mapping.HostGID(0); ok {
+				gid = g
+			}
+		}
+		if err := os.Lchown(upper, int(uid), int(gid)); err != nil {
+			return "", "", err
+		}
+	}
+	// After the chown, which clears set-id bits.
+	if err := os.Chmod(upper, fileModeOf(st.Mode)); err != nil {
+		return "", "", err
+	}
+	return upper, work, nil
+}
+
+// fileModeOf turns a stat mode's permission bits (set-id and sticky
+// included) into an os.FileMode.
+func fileModeOf(m uint32) os.FileMode {
+	fm := os.FileMode(m & 0o777)
+	if m&unix.S_ISUID != 0 {
+		fm |= os.ModeSetuid
+	}
+	if m&unix.S_ISGID != 0 {
+		fm |= os.ModeSetgid
+	}
+	if m&unix.S_ISVTX != 0 {
+		fm |= os.ModeSticky
+	}
+	return fm
 }
 
 // chownToRoot gives paths to the host id of the sandbox's root, as real

@@ -144,6 +144,12 @@ type MountSpec struct {
 	ReadOnly bool
 	// Volume names the volume this is, "" for a host path (for List).
 	Volume string
+	// Overlay makes the mount copy-on-write: Source, a directory, is the
+	// read-only lower layer of an overlay whose upper dir is the
+	// sandbox's own (under its writable directory, removed with it), so
+	// that what the sandbox writes there never reaches Source and no two
+	// sandboxes see each other's writes. Not with ReadOnly.
+	Overlay bool
 }
 
 // CmdSpec is what a command runs in a sandbox: the fields of Cmd, and of
@@ -304,6 +310,12 @@ func (sp *Spec) Validate() error {
 				return fmt.Errorf("mount %s: %w", t, err)
 			}
 		}
+		if m.Overlay && m.ReadOnly {
+			return fmt.Errorf("mount %s: copy-on-write (overlay) and read-only: choose one", t)
+		}
+		if m.Overlay && m.Volume != "" {
+			return fmt.Errorf("mount %s: copy-on-write (overlay) is for host paths, not volume %s", t, m.Volume)
+		}
 	}
 	if sp.Workdir != "" && !path.IsAbs(sp.Workdir) {
 		return fmt.Errorf("workdir %q: not an absolute path", sp.Workdir)
@@ -357,8 +369,12 @@ func (sp *Spec) checkPaths() error {
 		if m.Source == "" {
 			return fmt.Errorf("mount %s: volume %s: no source path", m.Target, m.Volume)
 		}
-		if _, err := os.Stat(m.Source); err != nil {
+		fi, err := os.Stat(m.Source)
+		if err != nil {
 			return fmt.Errorf("mount %s: source: %w", m.Target, err)
+		}
+		if m.Overlay && !fi.IsDir() {
+			return fmt.Errorf("mount %s: copy-on-write (overlay) source %s: not a directory", m.Target, m.Source)
 		}
 	}
 	return nil

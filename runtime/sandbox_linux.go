@@ -176,6 +176,11 @@ func (s *Sandbox) Detach() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := s.call(ctx, nsinit.Request{Op: nsinit.OpDetach}); err != nil {
+		if errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.EPIPE) || errors.Is(err, io.EOF) {
+			// The init dropped the connection unanswered: it is going
+			// away (its main command ended as we asked).
+			return fmt.Errorf("detach sandbox %s: %w: %w", s.name, ErrNotRunning, err)
+		}
 		return fmt.Errorf("detach sandbox %s: %w", s.name, err)
 	}
 	closeLive(s.live)

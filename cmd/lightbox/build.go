@@ -23,7 +23,8 @@ func buildCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "build-arg", Usage: "K=V build argument (repeatable)"},
 			&cli.BoolFlag{Name: "no-cache", Usage: "run every step again"},
 			&cli.StringFlag{Name: "network", Usage: "each RUN's network: private, none or host", Value: string(lightbox.NetworkPrivate)},
-			&cli.StringSliceFlag{Name: "volume", Aliases: []string{"v"}, Usage: "SRC:DST[:ro] mounted into each RUN, as run -v (repeatable)"},
+			&cli.StringSliceFlag{Name: "volume", Aliases: []string{"v"}, Usage: "SRC:DST[:ro|:O] mounted into each RUN, as run -v (repeatable)"},
+			caCertsFlag(),
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the snapshot's name (and a failed step's output)"},
 			&cli.BoolFlag{Name: "replace", Usage: "replace an existing snapshot of that name"},
 		},
@@ -46,10 +47,20 @@ func buildCommand() *cli.Command {
 				}
 				args[k] = v
 			}
+			// As docker does: the caller's proxy settings reach every RUN
+			// as predefined arguments (in no cache key and no image).
+			for _, k := range lightbox.PredefinedBuildArgs() {
+				if _, given := args[k]; given {
+					continue
+				}
+				if v, ok := os.LookupEnv(k); ok {
+					args[k] = v
+				}
+			}
 			opts := lightbox.BuildOptions{
 				Name: c.String("tag"), RecipeFile: c.String("file"), Context: c.Args().First(),
 				Args: args, NoCache: c.Bool("no-cache"), Network: lightbox.Network(c.String("network")),
-				Mounts: mounts, Replace: c.Bool("replace"),
+				Mounts: mounts, Replace: c.Bool("replace"), CACerts: c.String("ca-certs"),
 			}
 			if opts.RecipeFile == "-" {
 				text, err := io.ReadAll(os.Stdin)

@@ -25,13 +25,15 @@ func runCommand() *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "name", Usage: "sandbox name (and hostname); default generated"},
 			&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "run in the background and print the sandbox's name"},
+			&cli.BoolFlag{Name: "keep", Usage: "keep the sandbox once its command exits (exited, listed by ps -a) until rm: to commit what it made, or read its logs"},
 			&cli.BoolFlag{Name: "tty", Aliases: []string{"t"}, Usage: "allocate a terminal inside the sandbox"},
 			&cli.BoolFlag{Name: "interactive", Aliases: []string{"i"}, Usage: "accepted for docker compatibility; stdin is always passed through"},
 			&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory inside the sandbox"},
 			&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "user[:group] inside the sandbox"},
 			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "K=V environment variable (repeatable)"},
-			&cli.StringSliceFlag{Name: "volume", Aliases: []string{"v"}, Usage: "SRC:DST[:ro]; SRC is a host path when it is . or starts with /, ./, ../ or ~, else a volume name (repeatable)"},
+			&cli.StringSliceFlag{Name: "volume", Aliases: []string{"v"}, Usage: "SRC:DST[:ro|:O]; SRC is a host path when it is . or starts with /, ./, ../ or ~, else a volume name; :O copy-on-write (a host dir as a read-only lower layer, the sandbox's writes thrown away with it) (repeatable)"},
 			&cli.StringFlag{Name: "network", Usage: "private, none or host", Value: string(lightbox.NetworkPrivate)},
+			caCertsFlag(),
 			&cli.StringSliceFlag{Name: "publish", Aliases: []string{"p"}, Usage: "[HOSTIP:]HOSTPORT:PORT[/tcp|udp] (private network only; repeatable)"},
 			&cli.Int64Flag{Name: "disk-mib", Usage: "cap the sandbox's writable layer in MiB"},
 			&cli.DurationFlag{Name: "timeout", Usage: "destroy the sandbox after this long"},
@@ -62,6 +64,7 @@ func runCommand() *cli.Command {
 				User:      c.String("user"),
 				Env:       c.StringSlice("env"),
 				Network:   lightbox.Network(c.String("network")),
+				CACerts:   c.String("ca-certs"),
 				Ports:     c.StringSlice("publish"),
 				DiskMiB:   c.Int64("disk-mib"),
 				Timeout:   c.Duration("timeout"),
@@ -69,6 +72,17 @@ func runCommand() *cli.Command {
 
 				AllowUserNamespaces: c.Bool("allow-userns"),
 			}
+			// -v my-project:/work where ./my-project exists: said once
+			// the volume is made (by this command, not found existing).
+			maybe := ambiguousVolumes(c.Context, r, mounts)
+			warned := false
+			warn := func() {
+				if !warned {
+					warned = true
+					warnCreated(c.Context, r, maybe)
+				}
+			}
+			defer warn()
 			argv := c.Args().Tail()
 			if c.Bool("detach") {
 				// DESIGN.md: CMD defaults to the snapshot's Entrypoint/Cmd;
@@ -100,7 +114,16 @@ func runCommand() *cli.Command {
 			// The context of the sandbox outlives SIGINT/SIGTERM: those go
 			// to the command, and the sandbox is torn down after it exits.
 			ctx := context.WithoutCancel(c.Context)
+			if c.Bool("keep") {
+				opts.Command = argv
+				code, err = runKept(ctx, r, opts, c.Bool("tty"), warn)
+				if err != nil {
+					return err
+				}
+				return exitCode(code)
+			}
 			err = r.RunInSandbox(ctx, opts, func(sb *lightbox.Sandbox) error {
+				warn()
 				cmd := sb.Command(ctx, argv[0], argv[1:]...)
 				code, err = runAttached(cmd, c.Bool("tty"))
 				return err
@@ -113,24 +136,97 @@ func runCommand() *cli.Command {
 	}
 }
 
+// caCertsFlag is --ca-certs of run and snapshot build.
+func caCertsFlag() cli.Flag {
+	return &cli.StringFlag{Name: "ca-certs", Usage: "host: bind the host's CA bundle read-only over the snapshot's (for a TLS-intercepting proxy only the host trusts); never part of a snapshot"}
+}
+
+// runKept runs opts.Command as the main command of a new sandbox, with
+// this process's stdio, forwarding signals as runAttached does, and leaves
+// the sandbox behind, exited, once it ends (run --keep).
+func runKept(ctx context.Context, r *lightbox.Runtime, opts lightbox.SandboxOptions, tty bool, launched func()) (int, error) {
+	opts.Stdin, opts.Stdout, opts.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if tty {
+		restore, size, err := rawTerminal()
+		if err != nil {
+			return exitFailed, err
+		}
+		defer restore()
+		opts.Tty, opts.TtySize = true, size
+	}
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGWINCH)
+	defer signal.Stop(sigs)
+	sb, err := r.LaunchSandbox(ctx, opts)
+	if err != nil {
+		code := startStatus(err)
+		if code == exitFailed {
+			return code, err
+		}
+		fmt.Fprintf(os.Stderr, "lightbox: %v\n", err)
+		return code, nil
+	}
+	launched()
+	main := sb.MainCommand()
+	type waited struct {
+		code int
+		err  error
+	}
+	done := make(chan waited, 1)
+	go func() {
+		code, err := sb.Wait(ctx)
+		done <- waited{code, err}
+	}()
+	for {
+		select {
+		case w := <-done:
+			if w.err != nil {
+				return exitFailed, w.err
+			}
+			return w.code, nil
+		case s := <-sigs:
+			if s == syscall.SIGWINCH {
+				if tty {
+					if w, h, err := term.GetSize(int(os.Stdin.Fd())); err == nil {
+						main.Resize(uint16(h), uint16(w))
+					}
+				}
+				continue
+			}
+			main.Signal(s)
+		}
+	}
+}
+
+// rawTerminal puts standard input, a terminal, in raw mode and returns
+// how to restore it and its size (rows, columns).
+func rawTerminal() (func(), [2]uint16, error) {
+	var size [2]uint16
+	if !term.IsTerminal(int(os.Stdin.Fd())) {
+		return nil, size, errors.New("-t: standard input is not a terminal")
+	}
+	if w, h, err := term.GetSize(int(os.Stdin.Fd())); err == nil {
+		size = [2]uint16{uint16(h), uint16(w)}
+	}
+	old, err := term.MakeRaw(int(os.Stdin.Fd()))
+	if err != nil {
+		return nil, size, fmt.Errorf("-t: %w", err)
+	}
+	return func() { term.Restore(int(os.Stdin.Fd()), old) }, size, nil
+}
+
 // runAttached runs cmd with this process's stdio, forwarding SIGINT,
 // SIGTERM and SIGHUP to it (and, with a tty, window size changes), and
 // returns its exit status.
 func runAttached(cmd *lightbox.Cmd, tty bool) (int, error) {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	if tty {
-		if !term.IsTerminal(int(os.Stdin.Fd())) {
-			return exitFailed, errors.New("-t: standard input is not a terminal")
-		}
-		cmd.Tty = true
-		if w, h, err := term.GetSize(int(os.Stdin.Fd())); err == nil {
-			cmd.TtySize = [2]uint16{uint16(h), uint16(w)}
-		}
-		old, err := term.MakeRaw(int(os.Stdin.Fd()))
+		restore, size, err := rawTerminal()
 		if err != nil {
-			return exitFailed, fmt.Errorf("-t: %w", err)
+			return exitFailed, err
 		}
-		defer term.Restore(int(os.Stdin.Fd()), old)
+		defer restore()
+		cmd.Tty, cmd.TtySize = true, size
 	}
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGWINCH)
@@ -196,14 +292,16 @@ func parseMounts(vs []string) (map[string]lightbox.Mount, error) {
 		switch {
 		case len(parts) == 3 && parts[2] == "ro":
 			mt.ReadOnly = true
+		case len(parts) == 3 && parts[2] == "O":
+			mt.Overlay = true
 		case len(parts) == 3 && parts[2] == "rw":
 		case len(parts) == 2:
 		default:
-			return nil, fmt.Errorf("-v %q: want SRC:DST[:ro]", v)
+			return nil, fmt.Errorf("-v %q: want SRC:DST[:ro|:O]", v)
 		}
 		src, dst := parts[0], parts[1]
 		if src == "" || dst == "" {
-			return nil, fmt.Errorf("-v %q: want SRC:DST[:ro]", v)
+			return nil, fmt.Errorf("-v %q: want SRC:DST[:ro|:O]", v)
 		}
 		if isHostPath(src) {
 			if src == "~" || strings.HasPrefix(src, "~/") {
@@ -223,6 +321,35 @@ func parseMounts(vs []string) (map[string]lightbox.Mount, error) {
 		m[dst] = mt
 	}
 	return m, nil
+}
+
+// ambiguousVolumes returns the volumes of mounts that do not exist yet
+// and whose names are also entries of the working directory: `-v
+// my-project:/work` names a volume, but ./my-project was likely meant.
+func ambiguousVolumes(ctx context.Context, r *lightbox.Runtime, mounts map[string]lightbox.Mount) []string {
+	var out []string
+	for _, m := range mounts {
+		if m.Volume == "" {
+			continue
+		}
+		if _, err := os.Lstat(m.Volume); err != nil {
+			continue
+		}
+		if _, err := r.InspectVolume(ctx, m.Volume, lightbox.ListVolumesOptions{}); errors.Is(err, lightbox.ErrNotFound) {
+			out = append(out, m.Volume)
+		}
+	}
+	return out
+}
+
+// warnCreated says, on stderr, which of names (from ambiguousVolumes) now
+// exist: made by this command.
+func warnCreated(ctx context.Context, r *lightbox.Runtime, names []string) {
+	for _, n := range names {
+		if _, err := r.InspectVolume(context.WithoutCancel(ctx), n, lightbox.ListVolumesOptions{}); err == nil {
+			fmt.Fprintf(os.Stderr, "lightbox: created volume %s; did you mean ./%s?\n", safe(n), safe(n))
+		}
+	}
 }
 
 // isHostPath is DESIGN.md's rule: a host path is `.` or starts with /,
@@ -269,16 +396,22 @@ func execCommand() *cli.Command {
 func psCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "ps",
-		Usage: "list sandboxes",
-		Flags: []cli.Flag{formatFlag()},
+		Usage: "list running sandboxes (-a: every sandbox, exited and dead ones too)",
+		Flags: []cli.Flag{formatFlag(), &cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "list exited and dead sandboxes too"}},
 		Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
 			asJSON, err := wantJSON(c)
 			if err != nil {
 				return err
 			}
-			list, err := r.ListSandboxes(c.Context)
+			all, err := r.ListSandboxes(c.Context)
 			if err != nil {
 				return err
+			}
+			var list []lightbox.SandboxInfo
+			for _, s := range all {
+				if c.Bool("all") || s.Status == "running" {
+					list = append(list, s)
+				}
 			}
 			if asJSON {
 				if list == nil {
@@ -361,6 +494,7 @@ func commitCommand() *cli.Command {
 		Name:      "commit",
 		Usage:     "make a snapshot from a sandbox's snapshot plus what the sandbox wrote over it",
 		ArgsUsage: "NAME SNAPSHOT",
+		Flags:     []cli.Flag{&cli.BoolFlag{Name: "replace", Usage: "replace an existing snapshot of that name (unless a sandbox uses it)"}},
 		Description: `The new snapshot is the sandbox's snapshot plus one layer: what the
 sandbox wrote over it (not its mounts or volumes), with the snapshot's
 configuration.
@@ -384,7 +518,7 @@ left out with a warning.`,
 			if err != nil {
 				return err
 			}
-			snap, err := sb.Commit(c.Context, c.Args().Get(1))
+			snap, err := sb.CommitWith(c.Context, c.Args().Get(1), lightbox.CommitOptions{Replace: c.Bool("replace")})
 			if err != nil {
 				return err
 			}

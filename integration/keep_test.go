@@ -1,0 +1,48 @@
+package integration
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestRunKeepCommit: run --keep leaves the finished sandbox behind, exited,
+// listed by ps -a only, until rm; commit takes what it made; commit into a
+// taken name is refused unless --replace.
+func TestRunKeepCommit(t *testing.T) {
+	root, _ := newStore(t)
+	r := lb(t, root, "from stdin\n", "run", "--keep", "--network", "none", "--name", "x", "busybox", "sh", "-c", "echo hi > /f; cat; echo err >&2; exit 3")
+	if r.code != 3 || r.stdout != "from stdin\n" || r.stderr != "err\n" {
+		t.Fatalf("run --keep: exit %d stdout %q stderr %q, want 3, the stdin echoed and err", r.code, r.stdout, r.stderr)
+	}
+	if _, ok := ps(t, root)["x"]; !ok {
+		t.Fatalf("ps -a does not list the kept sandbox")
+	}
+	if e := ps(t, root)["x"]; e.Status != "exited" || e.ExitCode == nil || *e.ExitCode != 3 {
+		t.Errorf("ps -a shows x as %+v, want exited (3)", e)
+	}
+	if out := lbOK(t, root, "ps"); strings.Contains(out, "x ") {
+		t.Errorf("ps (running only) lists the exited sandbox:\n%s", out)
+	}
+	lbOK(t, root, "commit", "x", "img")
+	if out := lbOK(t, root, "run", "--network", "none", "img", "cat", "/f"); out != "hi\n" {
+		t.Errorf("the committed snapshot's /f = %q, want hi", out)
+	}
+	if r := lb(t, root, "", "commit", "x", "img"); r.code == 0 || !strings.Contains(r.stderr, "exists") {
+		t.Errorf("commit into a taken name: exit %d stderr %q, want a refusal", r.code, r.stderr)
+	}
+	lbOK(t, root, "exec", "-h") // the CLI still answers (no lock left by the refusal)
+	lbOK(t, root, "commit", "--replace", "x", "img")
+	lbOK(t, root, "rm", "x")
+	if got := ps(t, root); len(got) != 0 {
+		t.Errorf("ps -a after rm: %v", got)
+	}
+	// Without --keep a foreground run leaves nothing.
+	lbOK(t, root, "run", "--network", "none", "--name", "y", "busybox", "true")
+	if got := ps(t, root); len(got) != 0 {
+		t.Errorf("ps -a after a run without --keep: %v", got)
+	}
+	// A command that cannot start: 127, and nothing kept.
+	if r := lb(t, root, "", "run", "--keep", "--network", "none", "--name", "z", "busybox", "no-such-command"); r.code != 127 {
+		t.Errorf("run --keep of a missing command: exit %d stderr %q, want 127", r.code, r.stderr)
+	}
+}
