@@ -48,7 +48,7 @@ func Main() {
 	}
 	// The spawner thread drops its privileges while this one mounts.
 	r := newReaper()
-	sp, spReady := startSpawner(r, seccomp.Options{AllowUserNamespaces: cfg.AllowUserNamespaces}, len(cfg.Cgroup) > 0)
+	sp, spReady := startSpawner(r, seccomp.Options{AllowUserNamespaces: cfg.AllowUserNamespaces}, len(cfg.Cgroup) > 0, cfg.FDs.Workload)
 	if err := setup(cfg, fds); err != nil {
 		fatal(report, err)
 	}

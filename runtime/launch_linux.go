@@ -98,6 +98,13 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		cfg.FDs.Passer = 3 + len(extra)
 		extra = append(extra, passR)
 	}
+	if wf, err := cg.openWorkload(); err != nil {
+		return nil, err
+	} else if wf != nil {
+		defer wf.Close()
+		cfg.FDs.Workload = 3 + len(extra)
+		extra = append(extra, wf)
+	}
 	for _, l := range spec.Leases {
 		cfg.FDs.Leases = append(cfg.FDs.Leases, 3+len(extra))
 		extra = append(extra, l)
