@@ -453,3 +453,33 @@ func TestForkBombLeavesInitRoom(t *testing.T) {
 		}
 	}
 }
+
+// A main command on a pty whose output goes to the logs is capped too:
+// stdout.log keeps the newest LogBytes and counts what it dropped.
+func TestTtyLogCapped(t *testing.T) {
+	e := newEnv(t)
+	spec := e.spec("tty-log")
+	spec.Tty = true
+	spec.Limits = Limits{LogBytes: 256 << 10}
+	spec.Command = []string{"sh", "-c", "head -c 3000000 /dev/zero | tr '\\0' x; echo; echo END"}
+	sb := e.launch(t, spec)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	if code, err := sb.Wait(ctx); err != nil || code != 0 {
+		t.Fatalf("Wait = %d, %v", code, err)
+	}
+	var out, errb bytes.Buffer
+	if err := sb.Logs(ctx, false, &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("stdout.log keeps %d bytes; logs said %q", out.Len(), strings.TrimSpace(errb.String()))
+	if out.Len() > 256<<10 || out.Len() < 64<<10 {
+		t.Errorf("stdout.log of a tty command holds %d bytes, want at most the cap of %d and most of it", out.Len(), 256<<10)
+	}
+	if !strings.HasSuffix(out.String(), "END\r\n") {
+		t.Errorf("stdout.log ends %q, want the newest output (END)", out.String()[max(0, out.Len()-20):])
+	}
+	if !strings.Contains(errb.String(), "were dropped") {
+		t.Errorf("Logs said %q, want a note that older output was dropped", errb.String())
+	}
+}
