@@ -62,15 +62,19 @@ type Resources struct {
 	CPUs float64
 	// PidsLimit caps the processes (threads count) in the sandbox
 	// (--pids-limit); 0 = DefaultPidsLimit, -1 = no limit. At least
-	// MinPidsLimit.
+	// MinPidsLimit. In a cgroup it bounds the workloads (the init's own
+	// threads are counted beside them, up to 64 more); as RLIMIT_NPROC
+	// it bounds every process of the sandbox's user namespace, the init's
+	// threads included.
 	PidsLimit int64
 	// ShmMiB is the size of the sandbox's /dev/shm (--shm-size); writing
 	// past it fails with ENOSPC. 0 = DefaultShmMiB.
 	ShmMiB int64
 	// LogMiB caps what a sandbox's logs keep on disk per stream when its
-	// main command's output goes to them (detached): the newest output is
-	// kept, and Logs says when older output was dropped. 0 =
-	// DefaultLogMiB, -1 = no cap.
+	// main command's output goes to them (detached; a main command on a
+	// terminal too): the newest output is kept, and Logs says when older
+	// output was dropped. 0 = DefaultLogMiB, -1 = no cap. Not a cgroup
+	// limit: it holds everywhere.
 	LogMiB int64
 }
 

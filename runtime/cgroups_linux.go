@@ -62,6 +62,14 @@ type cgroupState struct {
 	Paths map[string]string `json:"paths,omitempty"`
 	// Path (v2) is the cgroup's path under the unified mount.
 	Path string `json:"path,omitempty"`
+	// Controllers (v2), when set, are the controllers the cgroup may
+	// enable (a delegated subtree's); unset, all of pids, memory, cpu.
+	Controllers []string `json:"controllers,omitempty"`
+}
+
+// has says whether the (v2) cgroup may enable controller c.
+func (cs *cgroupState) has(c string) bool {
+	return cs.Controllers == nil || contains(cs.Controllers, c)
 }
 
 const unifiedMount = "/sys/fs/cgroup"
@@ -216,28 +224,52 @@ func memswAccounted(paths map[string]string) bool {
 }
 
 // planV2 finds where the sandbox's cgroup can go on a unified host.
+// Rootless, the delegated subtree must enable pids (the default limit
+// needs it); memory and cpu only when a limit asks for them (a subtree
+// delegated with "memory pids", as older systemd does, gives a cgroup
+// with no CPU limit, and a request for one is refused).
 func planV2(p *limitPlan, l Limits, root bool) (*limitPlan, error) {
-	need := []string{"pids", "memory", "cpu"}
 	if root {
 		p.cgroup = &cgroupState{Version: 2, Path: "/lightbox"}
 		describe(p.applied, l, "cgroup v2")
 		return p, nil
 	}
-	parent, err := delegatedParent(need)
+	parent, have, err := delegatedParent([]string{"pids"})
 	if err != nil {
 		return planNoCgroup(p, l, err.Error())
 	}
-	p.cgroup = &cgroupState{Version: 2, Path: filepath.Join(parent, "lightbox")}
+	var ctrls []string
+	for _, c := range []string{"pids", "memory", "cpu"} {
+		if contains(have, c) {
+			ctrls = append(ctrls, c)
+		}
+	}
+	for _, c := range []struct {
+		name, resource string
+		asked          bool
+	}{{"memory", "memory", l.MemoryBytes > 0}, {"cpu", "cpu", l.CPUs > 0}} {
+		if c.asked && !contains(have, c.name) {
+			return nil, &LimitError{Resource: c.resource, Err: fmt.Errorf("%w: the %s controller is not delegated to uid %d: %s enables only %q in cgroup.subtree_control (systemd: Delegate=%s, or run as root)",
+				ErrLimitUnsupported, c.name, os.Geteuid(), parent, strings.Join(have, " "), strings.Join(append(ctrls, c.name), " "))}
+		}
+	}
+	p.cgroup = &cgroupState{Version: 2, Path: filepath.Join(parent, "lightbox"), Controllers: ctrls}
 	describe(p.applied, l, "cgroup v2")
+	for _, c := range []string{"memory", "cpu"} {
+		if !contains(ctrls, c) {
+			p.applied[c] = "none — the " + c + " controller is not delegated"
+		}
+	}
 	return p, nil
 }
 
 // delegatedParent returns the nearest ancestor of our own cgroup that we
-// own and whose subtree_control enables the controllers.
-func delegatedParent(need []string) (string, error) {
+// own and whose subtree_control enables the controllers, and what its
+// subtree_control enables.
+func delegatedParent(need []string) (string, []string, error) {
 	own, err := ownCgroupV2()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	uid := uint32(os.Geteuid())
 	for dir := filepath.Dir(own); dir != "/"; dir = filepath.Dir(dir) {
@@ -259,10 +291,10 @@ func delegatedParent(need []string) (string, error) {
 			ok = ok && contains(have, c)
 		}
 		if ok {
-			return dir, nil
+			return dir, have, nil
 		}
 	}
-	return "", fmt.Errorf("no cgroup v2 subtree delegated to uid %d with the %s controllers above %s (systemd's user@%d.service delegates one; or run as root)", uid, strings.Join(need, ", "), own, uid)
+	return "", nil, fmt.Errorf("no cgroup v2 subtree delegated to uid %d with the %s controllers above %s (systemd's user@%d.service delegates one: run inside it, e.g. under systemd-run --user --scope -p Delegate=yes; or run as root)", uid, strings.Join(need, ", "), own, uid)
 }
 
 func contains(s []string, v string) bool {
@@ -306,7 +338,7 @@ func (cs *cgroupState) mounts() []string {
 
 // join returns the cgroup named id below cs.
 func (cs *cgroupState) join(id string) *cgroupState {
-	out := &cgroupState{Version: cs.Version}
+	out := &cgroupState{Version: cs.Version, Controllers: cs.Controllers}
 	if cs.Version == 2 {
 		out.Path = filepath.Join(cs.Path, id)
 		return out
@@ -374,7 +406,9 @@ func (cs *cgroupState) create(l Limits) error {
 		} else {
 			res.Pids = &cgroup2.Pids{} // enabled, for the count
 		}
-		res.Memory = &cgroup2.Memory{}
+		if cs.has("memory") {
+			res.Memory = &cgroup2.Memory{}
+		}
 		if l.MemoryBytes > 0 {
 			mem := l.MemoryBytes
 			res.Memory.Max = &mem
@@ -389,7 +423,9 @@ func (cs *cgroupState) create(l Limits) error {
 				res.Memory.Swap = &swap
 			}
 		}
-		res.CPU = &cgroup2.CPU{}
+		if cs.has("cpu") {
+			res.CPU = &cgroup2.CPU{}
+		}
 		if l.CPUs > 0 {
 			quota := int64(math.Round(l.CPUs * cpuPeriod))
 			period := uint64(cpuPeriod)
