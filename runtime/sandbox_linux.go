@@ -176,6 +176,17 @@ func (s *Sandbox) Detach() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := s.call(ctx, nsinit.Request{Version: nsinit.Version, Op: nsinit.OpDetach}); err != nil {
+		// A main command that ended at once takes the init with it: the
+		// request can meet its socket closing (ECONNRESET, EOF).
+		if s.initDone != nil {
+			select {
+			case <-s.initDone:
+			case <-time.After(2 * time.Second): // alive after all: a real error
+			}
+		}
+		if info, serr := s.m.status(s.name); serr == nil && info.Status != StatusRunning {
+			return fmt.Errorf("detach sandbox %s: %w", s.name, ErrNotRunning)
+		}
 		return fmt.Errorf("detach sandbox %s: %w", s.name, err)
 	}
 	closeLive(s.live)
