@@ -20,14 +20,35 @@ const (
 	NetworkHost Network = "host"
 )
 
-// Resources are limits on a sandbox; each zero field takes its default.
-// Where a cgroup can be made (root; or cgroup v2 with a subtree delegated
-// to the caller) the sandbox gets one, with a pids limit even when none is
-// asked for. Where none can be (an unprivileged caller on cgroup v1), the
-// pids limit is RLIMIT_NPROC inside the sandbox's user namespace, and a
-// memory or CPU limit is an error wrapping ErrLimitUnsupported: an option
-// the host cannot honour is refused, never ignored. SandboxInfo.Limits
-// says how each limit holds. Errors name the CLI flag of the field.
+// Resources are limits on a sandbox. The zero value is not "no limits":
+// each zero field takes the default its comment names, so a zero
+// Resources means a pids limit of DefaultPidsLimit, a /dev/shm of
+// DefaultShmMiB, logs capped at DefaultLogMiB per stream, and no memory
+// or CPU limit. Ask for no pids or log limit with -1.
+//
+// Where a sandbox's cgroup is made, whatever Resources says (the zero
+// value included: it still counts usage and OOM kills, and gc removes it):
+//   - as root, cgroup v2: /sys/fs/cgroup/lightbox/<sandbox>;
+//   - as root, cgroup v1 or hybrid: lightbox/<sandbox> under the caller's
+//     own cgroup in each of the pids, memory, cpu and cpuacct hierarchies;
+//   - unprivileged, cgroup v2: lightbox/<sandbox> under the nearest
+//     ancestor of the caller's cgroup that the caller owns and whose
+//     cgroup.subtree_control enables pids, memory and cpu (systemd's
+//     user@UID.service delegation: run lightbox inside it, e.g. from
+//     systemd-run --user --scope -p Delegate=yes);
+//   - unprivileged, cgroup v1 (or v2 with no such delegation): none. The
+//     pids limit is then RLIMIT_NPROC inside the sandbox's user namespace
+//     (counted per user namespace since Linux 5.14), and a memory or CPU
+//     limit is an error wrapping ErrLimitUnsupported: an option the host
+//     cannot honour is refused, never ignored.
+//
+// In a cgroup, the workloads (every command and what it starts) sit in a
+// child cgroup, workload/, that holds the pids limit; the sandbox's
+// cgroup holds the memory and CPU limits and its pids limit leaves the
+// init some headroom, so a fork bomb at the limit cannot stop the init
+// from serving Destroy (or refusing Exec with EAGAIN).
+// SandboxInfo.Limits says how each limit holds. Errors name the CLI flag
+// of the field.
 type Resources struct {
 	// MemoryMiB caps the sandbox's memory, /dev/shm included (--memory);
 	// 0 = no limit. At least MinMemoryMiB. A sandbox that runs out is
@@ -42,15 +63,19 @@ type Resources struct {
 	CPUs float64
 	// PidsLimit caps the processes (threads count) in the sandbox
 	// (--pids-limit); 0 = DefaultPidsLimit, -1 = no limit. At least
-	// MinPidsLimit.
+	// MinPidsLimit. In a cgroup it bounds the workloads (the init's own
+	// threads are counted beside them, up to 64 more); as RLIMIT_NPROC
+	// it bounds every process of the sandbox's user namespace, the init's
+	// threads included.
 	PidsLimit int64
 	// ShmMiB is the size of the sandbox's /dev/shm (--shm-size); writing
 	// past it fails with ENOSPC. 0 = DefaultShmMiB.
 	ShmMiB int64
 	// LogMiB caps what a sandbox's logs keep on disk per stream when its
-	// main command's output goes to them (detached): the newest output is
-	// kept, and Logs says when older output was dropped. 0 =
-	// DefaultLogMiB, -1 = no cap.
+	// main command's output goes to them (detached; a main command on a
+	// terminal too): the newest output is kept, and Logs says when older
+	// output was dropped. 0 = DefaultLogMiB, -1 = no cap. Not a cgroup
+	// limit: it holds everywhere.
 	LogMiB int64
 }
 

@@ -4,12 +4,18 @@ package lightbox
 
 import (
 	"archive/tar"
+	"bufio"
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -67,7 +73,7 @@ func TestSandboxesInVM(t *testing.T) {
 		Modules: []string{"xfs", "overlay"},
 		Disks:   []vmtest.Disk{{Name: vmDisk, Image: img, FSType: "xfs", Options: "prjquota"}},
 		Files:   []vmtest.File{{Host: archive, Guest: vmImages, Mode: 0o644}},
-		Timeout: 5 * time.Minute,
+		Timeout: 8 * time.Minute, // TCG on a shared host: the cgroup tests alone take 1-3 minutes
 	})
 }
 
@@ -75,7 +81,12 @@ func TestSandboxesInVM(t *testing.T) {
 // of its own namespace, is never mistaken for the VM's): in the test VM
 // this binary is PID 1, and GuestMain mounts the disk and runs the
 // TestGuestSandbox* tests; elsewhere it returns at once.
-func guestMain() { vmtest.GuestMain() }
+func guestMain() {
+	if root := os.Getenv(envGuestLauncher); root != "" && vmtest.InGuest() {
+		os.Exit(guestLauncher(root, os.Getenv(envGuestLaunchName), os.Getenv(envGuestLaunchSnap)))
+	}
+	vmtest.GuestMain()
+}
 
 var leaveRootfsOnce = sync.OnceValue(leaveRootfs)
 
@@ -264,62 +275,381 @@ func TestGuestSandboxOverlayMount(t *testing.T) {
 	}
 }
 
-// TestGuestSandboxCgroupV2: on the guest's unified hierarchy a sandbox
-// gets its own cgroup (cloned into it), sees it as the root of a
-// read-only /sys/fs/cgroup, is OOM-killed and told so at its memory limit
-// while a neighbour keeps running, holds a fork bomb at its pids limit,
-// and leaves no cgroup once destroyed.
+// TestGuestSandboxCgroupV2: on the guest's unified hierarchy, as root, a
+// sandbox gets its own cgroup under /sys/fs/cgroup/lightbox and the
+// limits hold (guestCgroupLimits); gc after a kill -9 of the launcher
+// leaves no cgroup behind.
 func TestGuestSandboxCgroupV2(t *testing.T) {
 	r := openGuestStore(t)
-	ctx := t.Context()
-	if _, err := r.ImportSnapshot(ctx, "busybox-cg", vmImages+":busybox", ImportOptions{}); err != nil {
+	if _, err := r.ImportSnapshot(t.Context(), "busybox-cg", vmImages+":busybox", ImportOptions{}); err != nil {
 		t.Fatalf("ImportSnapshot: %v", err)
 	}
-	neighbour, err := r.LaunchSandbox(ctx, SandboxOptions{Snapshot: "busybox-cg", Network: NetworkNone})
+	guestCgroupLimits(t, r, "busybox-cg", "/sys/fs/cgroup")
+	guestKilledLauncher(t, r, "busybox-cg", "/sys/fs/cgroup")
+}
+
+// What the rootless child of TestGuestSandboxCgroupV2Rootless and the
+// launcher of guestKilledLauncher are told.
+const (
+	envGuestRootless   = "LIGHTBOX_GUEST_ROOTLESS"    // the delegated cgroup: run TestGuestRootlessLimits there
+	envGuestNoCPU      = "LIGHTBOX_GUEST_NO_CPU"      // ... where cpu is not delegated
+	envGuestLauncher   = "LIGHTBOX_GUEST_LAUNCHER"    // a store: be a launcher, hold a sandbox until killed
+	envGuestLaunchName = "LIGHTBOX_GUEST_LAUNCH_NAME" // its name
+	envGuestLaunchSnap = "LIGHTBOX_GUEST_LAUNCH_SNAP" // its snapshot
+	guestUID           = 1000                         // the unprivileged user of the rootless child
+)
+
+// TestGuestSandboxCgroupV2Rootless gives an unprivileged user a delegated
+// cgroup v2 subtree as systemd's user@UID.service does (the directory and
+// its cgroup.procs, cgroup.threads and cgroup.subtree_control chowned to
+// the user; pids, memory and cpu enabled in its parent and in it; the
+// user's processes in a leaf below it, like init.scope) and runs
+// TestGuestRootlessLimits as that user, from that leaf: the same limits
+// hold rootless.
+func TestGuestSandboxCgroupV2Rootless(t *testing.T) {
+	vmtest.GuestOnly(t)
+	if err := leaveRootfsOnce(); err != nil { // the child inherits the root
+		t.Fatalf("leave the initramfs root: %v", err)
+	}
+	const cg = "/sys/fs/cgroup"
+	deleg := filepath.Join(cg, "user-"+fmt.Sprint(guestUID)+".service")
+	leaf := filepath.Join(deleg, "init.scope")
+	write := func(p, v string) {
+		t.Helper()
+		if err := os.WriteFile(p, []byte(v), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(cg, "cgroup.subtree_control"), "+pids +memory +cpu")
+	for _, d := range []string{deleg, leaf} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []string{"", "cgroup.procs", "cgroup.threads", "cgroup.subtree_control"} {
+			if err := os.Chown(filepath.Join(d, f), guestUID, guestUID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	defer func() {
+		os.Remove(leaf)
+		os.Remove(deleg)
+	}()
+	write(filepath.Join(deleg, "cgroup.subtree_control"), "+pids +memory +cpu")
+	store := filepath.Join(vmtest.MountPoint(vmDisk), "rootless")
+	if err := os.Mkdir(store, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(store, guestUID, guestUID); err != nil {
+		t.Fatal(err)
+	}
+	leafDir, err := os.Open(leaf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer neighbour.Destroy(ctx)
-	sb, err := r.LaunchSandbox(ctx, SandboxOptions{Snapshot: "busybox-cg", Network: NetworkNone,
-		Resources: Resources{MemoryMiB: 64, PidsLimit: 64}})
+	defer leafDir.Close()
+	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
+	child := func(env ...string) {
+		t.Helper()
+		cmd := exec.CommandContext(t.Context(), exe, "-test.run=^TestGuestRootlessLimits$", "-test.v", "-test.count=1")
+		cmd.Env = append(append(os.Environ(), envGuestRootless+"="+deleg, "LIGHTBOX_GUEST_STORE="+store, "HOME=/tmp"), env...)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		cmd.SysProcAttr = &syscall.SysProcAttr{
+			Credential:  &syscall.Credential{Uid: guestUID, Gid: guestUID, Groups: []uint32{}},
+			UseCgroupFD: true, CgroupFD: int(leafDir.Fd()),
+		}
+		err := cmd.Run()
+		for _, l := range strings.Split(strings.TrimRight(out.String(), "\n"), "\n") {
+			t.Log("uid " + fmt.Sprint(guestUID) + "| " + l)
+		}
+		if err != nil {
+			t.Fatalf("rootless child: %v", err)
+		}
+		if !strings.Contains(out.String(), "--- PASS: TestGuestRootlessLimits") {
+			t.Fatalf("rootless child: TestGuestRootlessLimits did not pass")
+		}
+		// Nothing left in the delegated subtree but the leaf.
+		ents, _ := os.ReadDir(filepath.Join(deleg, "lightbox"))
+		for _, e := range ents {
+			if e.IsDir() {
+				t.Errorf("cgroup %s left in the delegated subtree", e.Name())
+			}
+		}
+	}
+	child()
+	// Older systemd delegates "memory pids" only: the same user gets a
+	// cgroup with its memory limit, and a CPU limit is refused.
+	os.Remove(filepath.Join(deleg, "lightbox")) // empty: it had +cpu
+	write(filepath.Join(deleg, "cgroup.subtree_control"), "-cpu")
+	child(envGuestNoCPU + "=1")
+}
+
+// TestGuestRootlessLimits is TestGuestSandboxCgroupV2Rootless's child: as
+// an unprivileged user in a leaf of a delegated subtree.
+func TestGuestRootlessLimits(t *testing.T) {
+	vmtest.GuestOnly(t)
+	deleg := os.Getenv(envGuestRootless)
+	if deleg == "" || os.Geteuid() == 0 {
+		t.Skip("run by TestGuestSandboxCgroupV2Rootless, as an unprivileged user")
+	}
+	ctx := t.Context()
+	r, err := Open(Options{Root: os.Getenv("LIGHTBOX_GUEST_STORE")})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer r.Close()
+	if _, err := r.ImportSnapshot(ctx, "busybox", vmImages+":busybox", ImportOptions{}); err != nil && !errors.Is(err, ErrExists) { // the second run finds it
+		t.Fatalf("ImportSnapshot: %v", err)
+	}
+	if os.Getenv(envGuestNoCPU) == "" {
+		guestCgroupLimits(t, r, "busybox", deleg)
+		guestKilledLauncher(t, r, "busybox", deleg)
+		return
+	}
+	_, err = r.LaunchSandbox(ctx, SandboxOptions{Snapshot: "busybox", Network: NetworkNone, Resources: Resources{CPUs: 0.5}})
+	if !errors.Is(err, ErrLimitUnsupported) || !strings.Contains(err.Error(), "--cpus") || !strings.Contains(err.Error(), "cpu controller is not delegated") {
+		t.Errorf("--cpus 0.5 without the cpu controller delegated: %v, want ErrLimitUnsupported naming the flag and why", err)
+	} else {
+		t.Logf("--cpus 0.5 refused: %v", err)
+	}
+	sb, err := r.LaunchSandbox(ctx, SandboxOptions{Snapshot: "busybox", Network: NetworkNone, Resources: Resources{MemoryMiB: 64}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Destroy(context.WithoutCancel(ctx))
 	info, err := r.InspectSandbox(ctx, sb.Name())
-	if err != nil || info.Limits["memory"] != "cgroup v2 64 MiB" || info.Usage == nil {
-		t.Fatalf("InspectSandbox = %+v, %v; want a cgroup v2 memory limit and usage", info, err)
+	if err != nil || info.Limits["memory"] != "cgroup v2 64 MiB" || info.Limits["cpu"] != "none — the cpu controller is not delegated" || info.Limits["pids"] != "cgroup v2 4096" {
+		t.Errorf("InspectSandbox = %+v, %v; want memory and pids in a cgroup v2, no cpu", info, err)
 	}
-	res, err := sb.Shell(ctx, "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max; grep -c . /proc/self/cgroup; cat /proc/self/cgroup; touch /sys/fs/cgroup/x 2>&1 || true")
-	if err != nil || !strings.HasPrefix(string(res.Stdout), "67108864\n64\n1\n0::/\n") || !strings.Contains(string(res.Stdout), "Read-only") {
-		t.Errorf("/sys/fs/cgroup inside: %q, %v; want the sandbox's own cgroup, read-only", res.Stdout, err)
+	_, err = sb.Shell(ctx, "head -c 300m /dev/zero | tail >/dev/null")
+	var ee *ExitError
+	if !errors.As(err, &ee) || !ee.OOMKilled {
+		t.Errorf("memory hog: %v, want OOMKilled", err)
 	}
+	if err := sb.Destroy(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// guestCgroupLimits: a sandbox of snap launched by r gets its own cgroup
+// under parent/lightbox (cloned into it), sees it as the root of a
+// read-only /sys/fs/cgroup, has its workloads in workload/ with an
+// oom_score_adj above the init's, holds --cpus 0.5 near half a CPU, is
+// OOM-killed and told so at its memory limit while it and a neighbour
+// keep running, holds a fork bomb at its pids limit, refuses an Exec
+// clearly while its workloads are at the limit and the init still
+// serves, and leaves no cgroup once destroyed.
+func guestCgroupLimits(t *testing.T, r *Runtime, snap, parent string) {
+	t.Helper()
+	ctx := t.Context()
+	neighbour, err := r.LaunchSandbox(ctx, SandboxOptions{Snapshot: snap, Network: NetworkNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer neighbour.Destroy(context.WithoutCancel(ctx))
+	sb, err := r.LaunchSandbox(ctx, SandboxOptions{Snapshot: snap, Network: NetworkNone,
+		Resources: Resources{MemoryMiB: 64, PidsLimit: 64, CPUs: 0.5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Destroy(context.WithoutCancel(ctx))
+	info, err := r.InspectSandbox(ctx, sb.Name())
+	if err != nil || info.Limits["memory"] != "cgroup v2 64 MiB" || info.Limits["pids"] != "cgroup v2 64" || info.Limits["cpu"] != "cgroup v2 0.5 CPUs" || info.Usage == nil {
+		t.Fatalf("InspectSandbox = %+v, %v; want cgroup v2 limits and usage", info, err)
+	}
+	dirs, _ := filepath.Glob(filepath.Join(parent, "lightbox", sb.Name()+"-*"))
+	if len(dirs) != 1 {
+		t.Fatalf("cgroups of %s under %s/lightbox: %q, want one", sb.Name(), parent, dirs)
+	}
+	cg := dirs[0]
+	t.Logf("sandbox cgroup %s", cg)
+	readCg := func(f string) string {
+		b, err := os.ReadFile(filepath.Join(cg, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+
+	res, err := sb.Shell(ctx, "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/workload/pids.max /sys/fs/cgroup/cpu.max /proc/self/cgroup; touch /sys/fs/cgroup/x 2>&1 || true")
+	if err != nil || !strings.HasPrefix(string(res.Stdout), "67108864\n64\n50000 100000\n0::/workload\n") || !strings.Contains(string(res.Stdout), "Read-only") {
+		t.Errorf("/sys/fs/cgroup inside: %q, %v; want the sandbox's own cgroup, read-only, the workloads in workload/", res.Stdout, err)
+	}
+
+	// The OOM killer picks a workload, never the init.
+	res, err = sb.Shell(ctx, "cat /proc/1/oom_score_adj /proc/self/oom_score_adj")
+	var initAdj, workAdj int
+	if n, _ := fmt.Sscan(string(res.Stdout), &initAdj, &workAdj); err != nil || n != 2 || workAdj <= initAdj {
+		t.Errorf("oom_score_adj of the init and a workload: %q, %v; want the workload's above the init's", res.Stdout, err)
+	} else {
+		t.Logf("oom_score_adj: init %d, workload %d", initAdj, workAdj)
+	}
+
+	// --cpus 0.5, from the cgroup's own counter over a second.
+	busy := sb.Command(ctx, "sh", "-c", "while :; do :; done")
+	if err := busy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	usage := func() (time.Time, int64) {
+		for _, l := range strings.Split(readCg("cpu.stat"), "\n") {
+			if v, ok := strings.CutPrefix(l, "usage_usec "); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				return time.Now(), n
+			}
+		}
+		t.Fatal("no usage_usec in cpu.stat")
+		return time.Time{}, 0
+	}
+	t0, u0 := usage()
+	for time.Since(t0) < time.Second {
+		time.Sleep(100 * time.Millisecond)
+	}
+	t1, u1 := usage()
+	busy.Signal(syscall.SIGKILL)
+	busy.Wait()
+	ratio := float64(u1-u0) * 1000 / float64(t1.Sub(t0).Nanoseconds())
+	t.Logf("busy loop under --cpus 0.5: %.3f CPUs", ratio)
+	if ratio > 0.62 || ratio < 0.1 {
+		t.Errorf("busy loop used %.3f CPUs under a 0.5 limit", ratio)
+	}
+
 	_, err = sb.Shell(ctx, "head -c 300m /dev/zero | tail >/dev/null")
 	var ee *ExitError
 	if !errors.As(err, &ee) || !ee.OOMKilled || ee.ExitCode != 137 {
 		t.Errorf("memory hog: %v, want OOMKilled with 137", err)
 	}
+	if !strings.Contains(readCg("memory.events"), "oom_kill ") || strings.Contains(readCg("memory.events"), "oom_kill 0") {
+		t.Errorf("memory.events after the hog: %q, want an oom_kill", readCg("memory.events"))
+	}
+	if res, err := sb.Shell(ctx, "echo alive"); err != nil || string(res.Stdout) != "alive\n" {
+		t.Errorf("the sandbox after its OOM kill: %q, %v; want its init alive", res.Stdout, err)
+	}
 	if res, err := neighbour.Shell(ctx, "echo alive"); err != nil || string(res.Stdout) != "alive\n" {
 		t.Errorf("neighbour: %v", err)
 	}
-	res, _ = sb.Shell(ctx, "(b() { b | b & }; b) 2>&1 | grep -c \"can't fork\" | grep -q . && cat /sys/fs/cgroup/pids.events")
+
+	res, _ = sb.Shell(ctx, "(b() { b | b & }; b) 2>&1 | grep -c \"can't fork\" | grep -q . && cat /sys/fs/cgroup/workload/pids.events")
 	t.Logf("after a fork bomb: %q", res.Stdout)
 	if !strings.Contains(string(res.Stdout), "max ") || strings.Contains(string(res.Stdout), "max 0") {
-		t.Errorf("fork bomb: pids.events %q, want the limit hit", res.Stdout)
+		t.Errorf("fork bomb: workload/pids.events %q, want the limit hit", res.Stdout)
 	}
-	cg := "/sys/fs/cgroup/lightbox"
-	ents, _ := os.ReadDir(cg)
-	if len(ents) == 0 {
-		t.Fatalf("no sandbox cgroup under %s", cg)
+
+	// Workloads held at their limit: Exec is refused, naming it; the
+	// init, with its threads beside the workloads' cgroup, serves on.
+	var sleepers int
+	var refused error
+	for sleepers <= 128 && refused == nil {
+		if refused = sb.Command(ctx, "sleep", "1000").Start(); refused == nil {
+			sleepers++
+		}
+	}
+	if refused == nil || !strings.Contains(refused.Error(), "pids limit") {
+		t.Errorf("%d sleepers under a pids limit of 64, then %v; want a refusal naming the limit", sleepers, refused)
+	}
+	total, _ := strconv.Atoi(readCg("pids.current"))
+	t.Logf("%d sleepers fill the workloads' 64 (%s); the sandbox's cgroup holds %d tasks; then: %v", sleepers, readCg("workload/pids.current"), total, refused)
+	if total <= 64 {
+		t.Errorf("the sandbox's cgroup holds %d tasks with its workloads at 64: the init's threads are not beside them", total)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Add(1)
+		go func() { defer wg.Done(); _, errs[i] = sb.Exec(ctx, "true") }()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err == nil || !strings.Contains(err.Error(), "pids limit") {
+			t.Errorf("Exec at the pids limit: %v, want a refusal naming the limit", err)
+		}
+	}
+	if info, err := r.InspectSandbox(ctx, sb.Name()); err != nil || info.Status != "running" {
+		t.Errorf("the sandbox at its pids limit: %+v, %v; want it running", info, err)
 	}
 	if err := sb.Destroy(ctx); err != nil {
-		t.Fatalf("Destroy: %v", err)
+		t.Fatalf("Destroy at the pids limit: %v", err)
 	}
-	for _, e := range ents {
-		if !e.IsDir() || strings.Contains(e.Name(), neighbour.Name()) {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(cg, e.Name())); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("cgroup %s left after Destroy", e.Name())
-		}
+	if _, err := os.Stat(cg); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("cgroup %s left after Destroy", cg)
 	}
+}
+
+// guestKilledLauncher: a sandbox whose launcher is killed with SIGKILL
+// dies with it, and gc then removes its cgroup.
+func guestKilledLauncher(t *testing.T, r *Runtime, snap, parent string) {
+	t.Helper()
+	ctx := t.Context()
+	name := "killed-" + strconv.Itoa(os.Getuid())
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), envGuestLauncher+"="+r.Root(), envGuestLaunchName+"="+name, envGuestLaunchSnap+"="+snap)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || line != "launched\n" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("launcher said %q, %v", line, err)
+	}
+	dirs, _ := filepath.Glob(filepath.Join(parent, "lightbox", name+"-*"))
+	if len(dirs) != 1 {
+		t.Fatalf("cgroups of %s: %q, want one", name, dirs)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		info, err := r.InspectSandbox(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Status == "dead" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sandbox %s still %s after its launcher was killed", name, info.Status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := os.Stat(dirs[0]); err != nil {
+		t.Fatalf("the dead sandbox's cgroup before gc: %v; want it there for gc to remove", err)
+	}
+	if err := r.GC(ctx); err != nil {
+		t.Fatalf("GC: %v", err)
+	}
+	if _, err := os.Stat(dirs[0]); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("cgroup %s left after gc (stat: %v)", dirs[0], err)
+	}
+	t.Logf("gc after a kill -9 of the launcher removed %s", dirs[0])
+}
+
+// guestLauncher launches a sandbox of snap named name in the store at
+// root, says "launched" and waits to be killed.
+func guestLauncher(root, name, snap string) int {
+	r, err := Open(Options{Root: root})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "launcher:", err)
+		return 1
+	}
+	ctx := context.Background() // a process of its own, ended by SIGKILL
+	if _, err := r.LaunchSandbox(ctx, SandboxOptions{Snapshot: snap, Name: name, Network: NetworkNone, Resources: Resources{MemoryMiB: 32}}); err != nil {
+		fmt.Fprintln(os.Stderr, "launcher:", err)
+		return 1
+	}
+	fmt.Println("launched")
+	time.Sleep(2 * time.Minute) // killed long before
+	return 1
 }

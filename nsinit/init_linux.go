@@ -86,7 +86,7 @@ func setUp() (report *os.File, s *server, err error) {
 	}
 	// The spawner thread drops its privileges while this one mounts.
 	r := newReaper()
-	sp, spReady := startSpawner(r, seccomp.Options{AllowUserNamespaces: cfg.AllowUserNamespaces}, len(cfg.Cgroup) > 0)
+	sp, spReady := startSpawner(r, seccomp.Options{AllowUserNamespaces: cfg.AllowUserNamespaces}, len(cfg.Cgroup) > 0, cfg.FDs.Workload)
 	if err := setup(cfg, fds); err != nil {
 		return report, nil, err
 	}

@@ -1,6 +1,7 @@
 package nsinit
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -22,6 +23,25 @@ func unshareCgroupNS() error {
 		return fmt.Errorf("unshare(CLONE_NEWCGROUP): %w", err)
 	}
 	return nil
+}
+
+// joinWorkload moves the calling thread (the spawner's, locked and never
+// unlocked) into the workloads' cgroup through fd, the file the runtime
+// opened (cgroup.threads on v2, tasks on v1; "0" is the writing thread),
+// and closes fd. The children it forks are born there, under the
+// workloads' pids limit, while the init's other threads stay in the
+// sandbox's cgroup, with room to spare.
+func joinWorkload(fd int) error {
+	defer unix.Close(fd)
+	for {
+		_, err := unix.Write(fd, []byte("0"))
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.EINTR) {
+			return fmt.Errorf("spawner: join the workloads' cgroup: write %q: %w", "/proc/self/fd/"+strconv.Itoa(fd), err)
+		}
+	}
 }
 
 // setNproc sets RLIMIT_NPROC for the init and all it starts. Linux 5.14+

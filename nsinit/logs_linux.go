@@ -38,32 +38,54 @@ func relayCapped(logfd int, max int64) (*os.File, error) {
 }
 
 func copyCapped(f *os.File, r io.Reader, max int64) {
-	off, _ := f.Seek(0, io.SeekEnd) // the file may hold output of before (a restart of the relay)
-	var dropped int64
+	buf := make([]byte, 64<<10)
+	io.CopyBuffer(NewCappedLog(f, max), readerOnly{r}, buf) // ends at EOF: every writer is gone
+}
+
+// readerOnly hides r's WriterTo, so that io.CopyBuffer uses the buffer.
+type readerOnly struct{ io.Reader }
+
+// CappedLog writes to a log file and keeps at most max bytes of it: past
+// max, the newest half is moved to the front and the rest dropped,
+// counted in the file's DroppedXattr. The init relays a main command's
+// output through one; the runtime copies a main command's pty through
+// one. Not safe for concurrent use.
+type CappedLog struct {
+	f                 *os.File
+	off, max, dropped int64
+}
+
+// NewCappedLog returns a CappedLog appending to f (opened read-write),
+// keeping what f holds and the drops it counted already (a restart of
+// the relay).
+func NewCappedLog(f *os.File, max int64) *CappedLog {
+	l := &CappedLog{f: f, max: max}
+	l.off, _ = f.Seek(0, io.SeekEnd) // an error leaves 0: the file is rewritten from its start
 	b := make([]byte, 32)
 	if n, err := unix.Fgetxattr(int(f.Fd()), DroppedXattr, b); err == nil {
-		dropped, _ = strconv.ParseInt(string(b[:n]), 10, 64)
+		l.dropped, _ = strconv.ParseInt(string(b[:n]), 10, 64)
 	}
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := r.Read(buf)
-		if n > 0 {
-			if off+int64(n) > max {
-				off, dropped = compact(f, off, max, dropped)
-			}
-			p := buf[:n]
-			if int64(len(p)) > max/2 { // a single write larger than what is kept
-				dropped += int64(len(p)) - max/2
-				p = p[len(p)-int(max/2):]
-			}
-			if _, werr := f.WriteAt(p, off); werr == nil {
-				off += int64(len(p))
-			}
-		}
-		if err != nil {
-			return // EOF: every writer is gone
-		}
+	return l
+}
+
+// Write keeps p (or its newest part) in the log. It never fails: a log
+// that cannot be written must not stop the command writing to it.
+func (l *CappedLog) Write(p []byte) (int, error) {
+	n := len(p)
+	if n == 0 {
+		return 0, nil
 	}
+	if l.off+int64(n) > l.max {
+		l.off, l.dropped = compact(l.f, l.off, l.max, l.dropped)
+	}
+	if int64(len(p)) > l.max/2 { // a single write larger than what is kept
+		l.dropped += int64(len(p)) - l.max/2
+		p = p[len(p)-int(l.max/2):]
+	}
+	if _, err := l.f.WriteAt(p, l.off); err == nil {
+		l.off += int64(len(p))
+	}
+	return n, nil
 }
 
 // compact keeps the newest half of max of the file's first off bytes at

@@ -131,6 +131,10 @@ type FDs struct {
 	Exe      int   `json:"exe"`      // the binary the init was started from, -1 if none
 	Passer   int   `json:"passer"`   // socket carrying Config.Passed descriptors, -1 if none
 	Leases   []int `json:"leases,omitempty"`
+	// Workload, when not 0, is the workloads' cgroup's cgroup.threads
+	// (v1: tasks), opened by the runtime: the spawner thread writes "0"
+	// to it to move itself there, so that every workload is born in it.
+	Workload int `json:"workload,omitempty"`
 }
 
 // FSMount is a filesystem made with fsopen/fsconfig.

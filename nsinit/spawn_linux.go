@@ -107,14 +107,16 @@ type spawner struct {
 	reqs     chan spawnReq
 	r        *reaper
 	cgroupNS bool
+	workload int // FDs.Workload: 0 = none
 }
 
 // startSpawner starts the spawner thread; it is ready to fork when the
 // returned channel yields nil.
 // With cgroupNS it first makes its cgroup the root of a new cgroup
-// namespace (see unshareCgroupNS).
-func startSpawner(r *reaper, prof seccomp.Options, cgroupNS bool) (*spawner, <-chan error) {
-	s := &spawner{reqs: make(chan spawnReq), r: r, cgroupNS: cgroupNS}
+// namespace (see unshareCgroupNS); with a workload fd it then moves into
+// the workloads' cgroup (see joinWorkload).
+func startSpawner(r *reaper, prof seccomp.Options, cgroupNS bool, workload int) (*spawner, <-chan error) {
+	s := &spawner{reqs: make(chan spawnReq), r: r, cgroupNS: cgroupNS, workload: workload}
 	ready := make(chan error, 1)
 	go s.loop(ready, prof)
 	return s, ready
@@ -126,6 +128,12 @@ func (s *spawner) loop(ready chan<- error, prof seccomp.Options) {
 	runtime.LockOSThread()
 	if s.cgroupNS {
 		if err := unshareCgroupNS(); err != nil {
+			ready <- err
+			return
+		}
+	}
+	if s.workload > 0 {
+		if err := joinWorkload(s.workload); err != nil {
 			ready <- err
 			return
 		}
@@ -152,6 +160,11 @@ func (s *spawner) spawn(argv0 string, argv []string, attr *syscall.ProcAttr) (in
 	reply := make(chan spawnResult, 1)
 	s.reqs <- spawnReq{argv0: argv0, argv: argv, attr: attr, reply: reply}
 	r := <-reply
+	if errors.Is(r.err, unix.EAGAIN) {
+		// fork's EAGAIN here is the sandbox's pids limit (its
+		// cgroup's, or RLIMIT_NPROC): say so.
+		r.err = fmt.Errorf("%w: the sandbox is at its pids limit", r.err)
+	}
 	return r.pid, r.done, r.err
 }
 

@@ -37,6 +37,20 @@ import (
 //     (systemd's user@UID.service delegation, or any subtree set up so).
 //     The init is cloned straight into it (CLONE_INTO_CGROUP).
 //
+// The workloads (every command the init starts, and what they start) run
+// in a child cgroup, workload/, which holds the pids limit; the sandbox's
+// cgroup allows initPidsReserve more, for the init's own threads: a fork
+// bomb that keeps the workloads at their limit cannot stop the init from
+// making the thread it needs to serve Destroy (an Exec then fails with
+// EAGAIN). On v2 the sandbox's cgroup is a threaded domain and workload/
+// a threaded child with only the pids controller (the no-internal-process
+// rule holds: domain controllers stay on the sandbox's cgroup, where the
+// init is); on v1 workload/ is a child in the pids hierarchy only. The
+// init's spawner thread, which forks every workload, moves itself there
+// through a cgroup.threads (v1: tasks) file the runtime opened (so the
+// kernel checks the runtime's credentials, not those of the sandbox's
+// root), and its children are born in it.
+//
 // The state file records the cgroup before it is made, so that removing
 // the sandbox's directory (destroy, gc after a crash) removes it too.
 
@@ -48,9 +62,25 @@ type cgroupState struct {
 	Paths map[string]string `json:"paths,omitempty"`
 	// Path (v2) is the cgroup's path under the unified mount.
 	Path string `json:"path,omitempty"`
+	// Controllers (v2), when set, are the controllers the cgroup may
+	// enable (a delegated subtree's); unset, all of pids, memory, cpu.
+	Controllers []string `json:"controllers,omitempty"`
+}
+
+// has says whether the (v2) cgroup may enable controller c.
+func (cs *cgroupState) has(c string) bool {
+	return cs.Controllers == nil || contains(cs.Controllers, c)
 }
 
 const unifiedMount = "/sys/fs/cgroup"
+
+// workloadCgroup is the child cgroup the workloads run in.
+const workloadCgroup = "workload"
+
+// initPidsReserve is how many tasks the sandbox's cgroup allows beyond
+// its workloads' pids limit: the init's own threads (about ten; Go makes
+// more while some block in system calls).
+const initPidsReserve = 64
 
 // v1Controllers are the hierarchies a v1 sandbox gets a cgroup in.
 var v1Controllers = []cgroup1.Name{cgroup1.Pids, cgroup1.Memory, cgroup1.Cpu, cgroup1.Cpuacct}
@@ -194,28 +224,52 @@ func memswAccounted(paths map[string]string) bool {
 }
 
 // planV2 finds where the sandbox's cgroup can go on a unified host.
+// Rootless, the delegated subtree must enable pids (the default limit
+// needs it); memory and cpu only when a limit asks for them (a subtree
+// delegated with "memory pids", as older systemd does, gives a cgroup
+// with no CPU limit, and a request for one is refused).
 func planV2(p *limitPlan, l Limits, root bool) (*limitPlan, error) {
-	need := []string{"pids", "memory", "cpu"}
 	if root {
 		p.cgroup = &cgroupState{Version: 2, Path: "/lightbox"}
 		describe(p.applied, l, "cgroup v2")
 		return p, nil
 	}
-	parent, err := delegatedParent(need)
+	parent, have, err := delegatedParent([]string{"pids"})
 	if err != nil {
 		return planNoCgroup(p, l, err.Error())
 	}
-	p.cgroup = &cgroupState{Version: 2, Path: filepath.Join(parent, "lightbox")}
+	var ctrls []string
+	for _, c := range []string{"pids", "memory", "cpu"} {
+		if contains(have, c) {
+			ctrls = append(ctrls, c)
+		}
+	}
+	for _, c := range []struct {
+		name, resource string
+		asked          bool
+	}{{"memory", "memory", l.MemoryBytes > 0}, {"cpu", "cpu", l.CPUs > 0}} {
+		if c.asked && !contains(have, c.name) {
+			return nil, &LimitError{Resource: c.resource, Err: fmt.Errorf("%w: the %s controller is not delegated to uid %d: %s enables only %q in cgroup.subtree_control (systemd: Delegate=%s, or run as root)",
+				ErrLimitUnsupported, c.name, os.Geteuid(), parent, strings.Join(have, " "), strings.Join(append(ctrls, c.name), " "))}
+		}
+	}
+	p.cgroup = &cgroupState{Version: 2, Path: filepath.Join(parent, "lightbox"), Controllers: ctrls}
 	describe(p.applied, l, "cgroup v2")
+	for _, c := range []string{"memory", "cpu"} {
+		if !contains(ctrls, c) {
+			p.applied[c] = "none — the " + c + " controller is not delegated"
+		}
+	}
 	return p, nil
 }
 
 // delegatedParent returns the nearest ancestor of our own cgroup that we
-// own and whose subtree_control enables the controllers.
-func delegatedParent(need []string) (string, error) {
+// own and whose subtree_control enables the controllers, and what its
+// subtree_control enables.
+func delegatedParent(need []string) (string, []string, error) {
 	own, err := ownCgroupV2()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	uid := uint32(os.Geteuid())
 	for dir := filepath.Dir(own); dir != "/"; dir = filepath.Dir(dir) {
@@ -237,10 +291,10 @@ func delegatedParent(need []string) (string, error) {
 			ok = ok && contains(have, c)
 		}
 		if ok {
-			return dir, nil
+			return dir, have, nil
 		}
 	}
-	return "", fmt.Errorf("no cgroup v2 subtree delegated to uid %d with the %s controllers above %s (systemd's user@%d.service delegates one; or run as root)", uid, strings.Join(need, ", "), own, uid)
+	return "", nil, fmt.Errorf("no cgroup v2 subtree delegated to uid %d with the %s controllers above %s (systemd's user@%d.service delegates one: run inside it, e.g. under systemd-run --user --scope -p Delegate=yes; or run as root)", uid, strings.Join(need, ", "), own, uid)
 }
 
 func contains(s []string, v string) bool {
@@ -284,7 +338,7 @@ func (cs *cgroupState) mounts() []string {
 
 // join returns the cgroup named id below cs.
 func (cs *cgroupState) join(id string) *cgroupState {
-	out := &cgroupState{Version: cs.Version}
+	out := &cgroupState{Version: cs.Version, Controllers: cs.Controllers}
 	if cs.Version == 2 {
 		out.Path = filepath.Join(cs.Path, id)
 		return out
@@ -348,11 +402,13 @@ func (cs *cgroupState) create(l Limits) error {
 	if cs.Version == 2 {
 		res := &cgroup2.Resources{}
 		if l.Pids > 0 {
-			res.Pids = &cgroup2.Pids{Max: l.Pids}
+			res.Pids = &cgroup2.Pids{Max: l.Pids + initPidsReserve}
 		} else {
 			res.Pids = &cgroup2.Pids{} // enabled, for the count
 		}
-		res.Memory = &cgroup2.Memory{}
+		if cs.has("memory") {
+			res.Memory = &cgroup2.Memory{}
+		}
 		if l.MemoryBytes > 0 {
 			mem := l.MemoryBytes
 			res.Memory.Max = &mem
@@ -367,21 +423,38 @@ func (cs *cgroupState) create(l Limits) error {
 				res.Memory.Swap = &swap
 			}
 		}
-		res.CPU = &cgroup2.CPU{}
+		if cs.has("cpu") {
+			res.CPU = &cgroup2.CPU{}
+		}
 		if l.CPUs > 0 {
 			quota := int64(math.Round(l.CPUs * cpuPeriod))
 			period := uint64(cpuPeriod)
 			res.CPU.Max = cgroup2.NewCPUMax(&quota, &period)
 		}
-		if _, err := cgroup2.NewManager(unifiedMount, cs.Path, res); err != nil {
+		mgr, err := cgroup2.NewManager(unifiedMount, cs.Path, res)
+		if err != nil {
 			os.Remove(filepath.Join(unifiedMount, cs.Path))
 			return fmt.Errorf("create cgroup %s: %w", cs.Path, err)
+		}
+		// The workloads' child: pids enabled in the sandbox's
+		// subtree_control (a threaded controller: the init may stay in
+		// the sandbox's cgroup), then made threaded, so that one thread
+		// of the init (the spawner) can live in it.
+		w, err := mgr.NewChild(workloadCgroup, &cgroup2.Resources{Pids: &cgroup2.Pids{Max: l.Pids}})
+		if err == nil {
+			err = w.SetType(cgroup2.Threaded)
+		}
+		if err != nil {
+			os.Remove(filepath.Join(unifiedMount, cs.Path, workloadCgroup))
+			os.Remove(filepath.Join(unifiedMount, cs.Path))
+			return fmt.Errorf("create cgroup %s/%s: %w", cs.Path, workloadCgroup, err)
 		}
 		return nil
 	}
 	res := &specs.LinuxResources{}
 	if l.Pids > 0 {
-		res.Pids = &specs.LinuxPids{Limit: &l.Pids}
+		total := l.Pids + initPidsReserve
+		res.Pids = &specs.LinuxPids{Limit: &total}
 	}
 	if l.MemoryBytes > 0 {
 		mem := l.MemoryBytes
@@ -403,7 +476,53 @@ func (cs *cgroupState) create(l Limits) error {
 		cs.remove(context.Background()) // best effort: what New made before it failed
 		return fmt.Errorf("create cgroup %s: %w", cs.Paths["pids"], err)
 	}
+	if w := cs.v1Workload(); w != nil {
+		wres := &specs.LinuxResources{}
+		if l.Pids > 0 {
+			wres.Pids = &specs.LinuxPids{Limit: &l.Pids}
+		}
+		if _, err := cgroup1.New(v1Path(w), wres, cgroup1.WithHierarchy(v1Hierarchy(w))); err != nil {
+			cs.remove(context.Background()) // best effort: what was made
+			return fmt.Errorf("create cgroup %s/%s: %w", cs.Paths["pids"], workloadCgroup, err)
+		}
+	}
 	return nil
+}
+
+// v1Workload is the workloads' cgroup on v1: a child in the pids
+// hierarchy only (nil without one).
+func (cs *cgroupState) v1Workload() map[string]string {
+	p, ok := cs.Paths[string(cgroup1.Pids)]
+	if !ok {
+		return nil
+	}
+	return map[string]string{string(cgroup1.Pids): filepath.Join(p, workloadCgroup)}
+}
+
+// openWorkload opens the file through which the init's spawner thread
+// moves itself into the workloads' cgroup (cgroup.threads on v2, the
+// pids hierarchy's tasks on v1): opened here, so that the kernel checks
+// the runtime's credentials when the init writes to it. Nil when there is
+// no such cgroup.
+func (cs *cgroupState) openWorkload() (*os.File, error) {
+	var p string
+	switch {
+	case cs == nil:
+		return nil, nil
+	case cs.Version == 2:
+		p = filepath.Join(unifiedMount, cs.Path, workloadCgroup, "cgroup.threads")
+	default:
+		w := cs.v1Workload()
+		if w == nil {
+			return nil, nil
+		}
+		p = filepath.Join(unifiedMount, string(cgroup1.Pids), w[string(cgroup1.Pids)], "tasks")
+	}
+	fd, err := unix.Open(p, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: p, Err: err}
+	}
+	return os.NewFile(uintptr(fd), p), nil
 }
 
 // add moves a process (all its threads) into the cgroup (v1; on v2 the
@@ -447,6 +566,11 @@ func (cs *cgroupState) usage() (Usage, error) {
 				u.MemoryLimitBytes = st.Memory.UsageLimit
 			}
 		}
+		if w, err := cgroup2.Load(filepath.Join(cs.Path, workloadCgroup), cgroup2.WithMountpoint(unifiedMount)); err == nil {
+			if wst, err := w.Stat(); err == nil && wst.Pids != nil {
+				st.Pids = wst.Pids // the limit is the workloads'
+			}
+		}
 		if st.Pids != nil {
 			u.Pids, u.PidsLimit = st.Pids.Current, st.Pids.Limit
 		}
@@ -474,6 +598,13 @@ func (cs *cgroupState) usage() (Usage, error) {
 	}
 	if st.MemoryOomControl != nil {
 		u.OOMKills = st.MemoryOomControl.OomKill
+	}
+	if w := cs.v1Workload(); w != nil {
+		if wcg, err := cgroup1.Load(v1Path(w), cgroup1.WithHierarchy(v1Hierarchy(w))); err == nil {
+			if wst, err := wcg.Stat(cgroup1.IgnoreNotExist); err == nil && wst.Pids != nil {
+				st.Pids = wst.Pids // the limit is the workloads'
+			}
+		}
 	}
 	if st.Pids != nil {
 		u.Pids, u.PidsLimit = st.Pids.Current, st.Pids.Limit
@@ -513,24 +644,30 @@ func (cs *cgroupState) oomKills() (uint64, error) {
 }
 
 // remove kills whatever is left in the cgroup and removes it; a cgroup
-// that is gone already is not an error.
+// that is gone already is not an error. On v2 the kill is cgroup.kill
+// (Linux 5.14+; the library freezes and signals on older kernels): every
+// process in the sandbox's cgroup and below at once, whatever pid
+// namespace it is in. On v1 each process left is sent SIGKILL by its pid.
 func (cs *cgroupState) remove(ctx context.Context) error {
 	deadline := time.Now().Add(10 * time.Second)
 	if cs.Version == 2 {
+		full := filepath.Join(unifiedMount, cs.Path)
+		if _, err := os.Stat(full); errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
 		mgr, err := cgroup2.Load(cs.Path, cgroup2.WithMountpoint(unifiedMount))
 		if err != nil {
-			return nil
+			return fmt.Errorf("remove cgroup %s: %w", cs.Path, err)
 		}
-		if _, err := os.Stat(filepath.Join(unifiedMount, cs.Path)); errors.Is(err, os.ErrNotExist) {
-			return nil
+		if err := mgr.Kill(); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove cgroup %s: kill: %w", cs.Path, err)
 		}
 		for {
-			err := mgr.Delete()
-			if err == nil || errors.Is(err, os.ErrNotExist) {
+			// The killed take a moment to exit: rmdir is refused
+			// (EBUSY) until the cgroup is empty.
+			err := rmdirAll(full, filepath.Join(full, workloadCgroup))
+			if err == nil {
 				return nil
-			}
-			if kerr := mgr.Kill(); kerr != nil && !errors.Is(kerr, os.ErrNotExist) {
-				return fmt.Errorf("remove cgroup %s: kill: %w", cs.Path, kerr)
 			}
 			if time.Now().After(deadline) || ctx.Err() != nil {
 				return fmt.Errorf("remove cgroup %s: %w", cs.Path, err)
@@ -545,8 +682,15 @@ func (cs *cgroupState) remove(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("remove cgroup %s: %w", cs.Paths["pids"], err)
 	}
+	var wdir string
+	if w := cs.v1Workload(); w != nil {
+		wdir = filepath.Join(unifiedMount, string(cgroup1.Pids), w[string(cgroup1.Pids)])
+	}
 	for {
-		err := cg.Delete()
+		err := rmdirAll(wdir)
+		if err == nil {
+			err = cg.Delete()
+		}
 		if err == nil || errors.Is(err, os.ErrNotExist) {
 			return nil
 		}
@@ -566,6 +710,20 @@ func (cs *cgroupState) remove(ctx context.Context) error {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// rmdirAll removes the cgroup directories given, the deepest first: the
+// last named goes first. One that is gone already is not an error.
+func rmdirAll(dirs ...string) error {
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if dirs[i] == "" {
+			continue
+		}
+		if err := unix.Rmdir(dirs[i]); err != nil && !errors.Is(err, unix.ENOENT) {
+			return &os.PathError{Op: "rmdir", Path: dirs[i], Err: err}
+		}
+	}
+	return nil
 }
 
 // workloadOOMScore is the oom_score_adj of the workloads of a sandbox

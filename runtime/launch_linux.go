@@ -103,6 +103,12 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		defer passR.Close()
 		cfg.FDs.Passer = child(passR)
 	}
+	if wf, err := cg.openWorkload(); err != nil {
+		return nil, err
+	} else if wf != nil {
+		defer wf.Close()
+		cfg.FDs.Workload = child(wf)
+	}
 	for _, l := range spec.Leases {
 		cfg.FDs.Leases = append(cfg.FDs.Leases, child(l))
 	}
@@ -262,9 +268,10 @@ func (s *Sandbox) startMain(ctx context.Context, spec Spec) error {
 	if spec.Stdin == nil && spec.Stdout == nil && spec.Stderr == nil {
 		var files []*os.File
 		flags := os.O_WRONLY | os.O_APPEND
-		if spec.Limits.LogBytes > 0 && !spec.Tty {
+		if spec.Limits.LogBytes > 0 {
 			// The init relays the output and keeps the newest
-			// LogBytes of each stream (it rewrites the files in place).
+			// LogBytes of each stream (it rewrites the files in place);
+			// with Tty we copy the pty into stdout.log the same way.
 			flags, c.logMax = os.O_RDWR, spec.Limits.LogBytes
 		}
 		for _, n := range []string{"stdout.log", "stderr.log"} {
@@ -285,7 +292,17 @@ func (s *Sandbox) startMain(ctx context.Context, spec Spec) error {
 		}
 		c.Stdout, c.Stderr = files[0], files[1]
 		if spec.Tty {
-			c.Stdout = files[0]
+			// We copy the pty's output into stdout.log (capped) until
+			// the command ends: the file stays open until Wait.
+			out, err := os.OpenFile(files[0].Name(), flags|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			c.closers = append(c.closers, out)
+			c.Stdout, c.Stderr = out, nil
+			if c.logMax > 0 {
+				c.Stdout, c.logMax = nsinit.NewCappedLog(out, c.logMax), 0
+			}
 		}
 	} else {
 		c.Stdin, c.Stdout, c.Stderr = spec.Stdin, spec.Stdout, spec.Stderr

@@ -137,11 +137,14 @@ func TestForkBombContained(t *testing.T) {
 	// Until forks fail inside, count its processes from the host (those
 	// in the init's pid namespace): never past the bound.
 	deadline := time.Now().Add(30 * time.Second)
-	peak := 0
+	peak, bound := 0, 128
+	if canCgroup(t) {
+		bound++ // the init, outside the workloads' cgroup
+	}
 	for !strings.Contains(bombErr.String(), "can't fork") {
 		n := countInPidNS(t, sb.Pid())
-		if n > 128 {
-			t.Fatalf("%d processes in the sandbox, bound is 128", n)
+		if n > bound {
+			t.Fatalf("%d processes in the sandbox, bound is %d", n, bound)
 		}
 		peak = max(peak, n)
 		if time.Now().After(deadline) {
@@ -149,7 +152,7 @@ func TestForkBombContained(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	t.Logf("fork bomb met the bound; peak seen %d processes (bound 128; the init's threads count too)", peak)
+	t.Logf("fork bomb met the bound; peak seen %d processes (bound %d)", peak, bound)
 	// The caller still forks, with its own limit as it was.
 	if err := exec.Command("/bin/true").Run(); err != nil {
 		t.Errorf("the caller cannot start a process while the bomb runs: %v", err)
@@ -180,8 +183,8 @@ func TestDefaultPidsBound(t *testing.T) {
 	sb := e.launch(t, spec)
 	if canCgroup(t) {
 		if cgroups.Mode() != cgroups.Unified {
-			if got := strings.TrimSpace(sh(t, sb, "cat /sys/fs/cgroup/pids/pids.max")); got != "4096" {
-				t.Errorf("pids.max inside = %q, want 4096", got)
+			if got := strings.TrimSpace(sh(t, sb, "cat /sys/fs/cgroup/pids/workload/pids.max")); got != "4096" {
+				t.Errorf("the workloads' pids.max inside = %q, want 4096", got)
 			}
 		}
 		return
@@ -345,7 +348,9 @@ func TestGCRemovesCgroup(t *testing.T) {
 func TestCgroupNamespace(t *testing.T) {
 	e := newEnv(t)
 	sb := e.launch(t, e.spec("cgns"))
-	if out := sh(t, sb, "grep -v ':/$' /proc/self/cgroup || true"); out != "" {
+	// Workloads are in the pids controller's workload/ child (v2: the
+	// one hierarchy's); the rest at the root.
+	if out := sh(t, sb, "grep -v -e ':/$' -e ':pids:/workload$' -e '^0::/workload$' /proc/self/cgroup || true"); out != "" {
 		t.Errorf("/proc/self/cgroup inside shows paths outside the sandbox's cgroup:\n%s", out)
 	}
 	_, _, code := run(t, sb, "sh", "-c", "mkdir /sys/fs/cgroup/x || echo > /sys/fs/cgroup/pids/pids.max 1")
@@ -363,5 +368,118 @@ func TestCgroupNamespace(t *testing.T) {
 		if _, err := os.Stat(d); err != nil {
 			t.Errorf("host cgroup %s: %v", d, err)
 		}
+	}
+}
+
+// A fork bomb that keeps the workloads at their pids limit leaves the
+// init its own headroom (the workloads have a child cgroup of their own):
+// an Exec is refused with an error that names the limit, the init keeps
+// serving while the bomb holds, and Destroy removes everything.
+func TestForkBombLeavesInitRoom(t *testing.T) {
+	e := newEnv(t)
+	needCgroup(t)
+	spec := e.spec("bomb-held")
+	spec.Limits = Limits{Pids: 32}
+	sb, err := e.m.Launch(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sb.DestroyGrace(context.WithoutCancel(t.Context()), 0) })
+	// Fill the workloads' cgroup with sleepers, one Exec each, until
+	// the kernel refuses a fork: it stays full.
+	var sleepers []*Cmd
+	var refused error
+	for len(sleepers) <= 64 && refused == nil {
+		c := sb.Command("sleep", "1000")
+		if refused = c.Start(); refused == nil {
+			sleepers = append(sleepers, c)
+		}
+	}
+	if refused == nil || !strings.Contains(refused.Error(), "pids limit") {
+		t.Fatalf("%d sleepers under a pids limit of 32, then %v; want a refusal naming the limit", len(sleepers), refused)
+	}
+	info, err := sb.Info(t.Context())
+	if err != nil || info.Usage == nil || info.Usage.Pids != 32 || info.Usage.PidsLimit != 32 {
+		t.Fatalf("after %d sleepers: %+v, %v; want the workloads at 32 of 32", len(sleepers), info.Usage, err)
+	}
+	t.Logf("%d sleepers (and the init's spawner thread) fill the workloads' 32; then: %v", len(sleepers), refused)
+	// The init's other threads are beyond the workloads' 32, within the
+	// sandbox's own limit.
+	st, err := readState(sb.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := filepath.Join(unifiedMount, st.Cgroup.Path, "pids.current")
+	if st.Cgroup.Version == 1 {
+		total = filepath.Join(unifiedMount, "pids", st.Cgroup.Paths["pids"], "pids.current")
+	}
+	b, err := os.ReadFile(total)
+	if n, _ := strconv.Atoi(strings.TrimSpace(string(b))); err != nil || n <= 32 || n > 32+initPidsReserve {
+		t.Errorf("%s = %q, %v; want the workloads' 32 plus the init's threads, at most %d", total, b, err, 32+initPidsReserve)
+	} else {
+		t.Logf("the sandbox's cgroup holds %d tasks: the init's %d threads besides the workloads' 32", n, n-32)
+	}
+	// Many at once: the init serves each connection on a goroutine and
+	// may need threads of its own to do it.
+	var wg sync.WaitGroup
+	errs := make([]error, 16)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = sb.Command("true").Run()
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err == nil || !strings.Contains(err.Error(), "pids limit") {
+			t.Fatalf("Exec with the workloads at their pids limit: %v, want a refusal naming the limit", err)
+		}
+	}
+	t.Logf("Exec refused: %v", errs[0])
+	info, err = sb.Info(t.Context())
+	if err != nil || info.Status != StatusRunning {
+		t.Fatalf("after refused Execs: %+v, %v; want the sandbox running", info, err)
+	}
+	dirs := cgroupDirs(t, sb)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	if err := sb.DestroyGrace(ctx, time.Second); err != nil {
+		t.Fatalf("Destroy with the workloads at their pids limit: %v", err)
+	}
+	for _, d := range dirs {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("cgroup %s left after Destroy (stat: %v)", d, err)
+		}
+	}
+}
+
+// A main command on a pty whose output goes to the logs is capped too:
+// stdout.log keeps the newest LogBytes and counts what it dropped.
+func TestTtyLogCapped(t *testing.T) {
+	e := newEnv(t)
+	spec := e.spec("tty-log")
+	spec.Tty = true
+	spec.Limits = Limits{LogBytes: 256 << 10}
+	spec.Command = []string{"sh", "-c", "head -c 3000000 /dev/zero | tr '\\0' x; echo; echo END"}
+	sb := e.launch(t, spec)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	if code, err := sb.Wait(ctx); err != nil || code != 0 {
+		t.Fatalf("Wait = %d, %v", code, err)
+	}
+	var out, errb bytes.Buffer
+	if err := sb.Logs(ctx, false, &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("stdout.log keeps %d bytes; logs said %q", out.Len(), strings.TrimSpace(errb.String()))
+	if out.Len() > 256<<10 || out.Len() < 64<<10 {
+		t.Errorf("stdout.log of a tty command holds %d bytes, want at most the cap of %d and most of it", out.Len(), 256<<10)
+	}
+	if !strings.HasSuffix(out.String(), "END\r\n") {
+		t.Errorf("stdout.log ends %q, want the newest output (END)", out.String()[max(0, out.Len()-20):])
+	}
+	if !strings.Contains(errb.String(), "were dropped") {
+		t.Errorf("Logs said %q, want a note that older output was dropped", errb.String())
 	}
 }
