@@ -92,8 +92,12 @@ type Config struct {
 // imported.
 const annotationCreated = "dev.lightbox.snapshot.created"
 
-// Open opens the store at opts.Root, creating it if needed.
+// Open opens the store at opts.Root, creating it if needed. Off Linux it
+// returns an error wrapping errors.ErrUnsupported.
 func Open(opts Options) (*Store, error) {
+	if err := checkPlatform(); err != nil {
+		return nil, err
+	}
 	if opts.Root == "" {
 		return nil, errors.New("open snapshot store: no root given")
 	}

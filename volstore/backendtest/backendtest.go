@@ -241,7 +241,8 @@ func testLimit(t *testing.T, newBackend func(t *testing.T) (volstore.Backend, st
 	if err := unix.Statfs(dir, &st); err != nil {
 		t.Fatal(err)
 	}
-	if size := int64(st.Blocks) * st.Bsize; size > Limit || size < Limit-Overhead {
+	// Bsize is int64 on Linux, uint32 on darwin.
+	if size := int64(st.Blocks) * int64(st.Bsize); size > Limit || size < Limit-Overhead {
 		t.Errorf("statfs(%s) size = %d, want within [%d, %d] (what df shows)", dir, size, Limit-Overhead, Limit)
 	}
 	n, err := fill(filepath.Join(dir, "big"))
