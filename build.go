@@ -251,7 +251,7 @@ func (b *buildBackend) Run(ctx context.Context, st build.RunStep) (build.StepOut
 	if err != nil {
 		return build.StepOutput{}, err
 	}
-	defer sb.Destroy(context.WithoutCancel(ctx)) // its error is logged by the runtime; the step's result stands
+	defer func() { _ = sb.Destroy(context.WithoutCancel(ctx)) }() // its error is logged by the runtime; the step's result stands
 	cmd := sb.Command(ctx, st.Argv[0], st.Argv[1:]...)
 	cmd.Stdout, cmd.Stderr = orDiscard(st.Stdout), orDiscard(st.Stderr)
 	if err := cmd.Run(); err != nil {

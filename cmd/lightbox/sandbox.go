@@ -45,7 +45,7 @@ func runCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			defer r.Close()
+			defer func() { _ = r.Close() }() // releases read-only handles (the re-executable binary); the command's result stands
 			mounts, err := parseMounts(c.StringSlice("volume"))
 			if err != nil {
 				return err
@@ -81,7 +81,7 @@ func runCommand() *cli.Command {
 				// A main command that already ended leaves an exited
 				// sandbox with its logs and status: nothing to detach.
 				if err := sb.Detach(); err != nil && !errors.Is(err, lightbox.ErrNotRunning) {
-					sb.Destroy(context.WithoutCancel(c.Context))
+					_ = sb.Destroy(context.WithoutCancel(c.Context)) // the detach already failed: its error is returned; Destroy logs its own
 					return err
 				}
 				fmt.Println(sb.Name())
@@ -130,7 +130,7 @@ func runAttached(cmd *lightbox.Cmd, tty bool) (int, error) {
 		if err != nil {
 			return exitFailed, fmt.Errorf("-t: %w", err)
 		}
-		defer term.Restore(int(os.Stdin.Fd()), old)
+		defer func() { _ = term.Restore(int(os.Stdin.Fd()), old) }() // best effort: a terminal that cannot be restored is the user's to reset
 	}
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGWINCH)
@@ -163,12 +163,12 @@ func runAttached(cmd *lightbox.Cmd, tty bool) (int, error) {
 			if s == syscall.SIGWINCH {
 				if tty {
 					if w, h, err := term.GetSize(int(os.Stdin.Fd())); err == nil {
-						cmd.Resize(uint16(h), uint16(w))
+						_ = cmd.Resize(uint16(h), uint16(w)) // best effort: the next SIGWINCH tries again
 					}
 				}
 				continue
 			}
-			cmd.Signal(s)
+			_ = cmd.Signal(s) // best effort: a command that has ended cannot be signalled, and Wait reports it
 		}
 	}
 }
