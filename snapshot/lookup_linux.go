@@ -107,7 +107,7 @@ func (s *Store) ReadFile(ctx context.Context, layers []string, p string) ([]byte
 		return nil, fmt.Errorf("%s: %w", p, os.ErrNotExist)
 	}
 	f := os.NewFile(uintptr(fd), name)
-	defer f.Close() // read-only
+	defer func() { _ = f.Close() }() // read-only
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, err

@@ -216,16 +216,16 @@ func (s *Store) layerFromRootfsDir(ctx context.Context, e casext.Engine, dir str
 		}
 	}
 	tr, content := rewriteOwners(gen, owner)
-	defer tr.Close()
+	defer func() { _ = tr.Close() }() // closing the reader side again after the explicit Close below, or on error: nothing to report
 	diff := digest.SHA256.Digester()
 	gz, err := blobcompress.Gzip.Compress(io.TeeReader(ctxReader{ctx, tr}, diff.Hash()))
 	if err != nil {
 		return ispec.Descriptor{}, "", err
 	}
-	defer gz.Close()
+	defer func() { _ = gz.Close() }() // on error only: putBlob's result is checked, and the gzip reader's Close only stops its goroutine
 	l, err := s.putBlob(ctx, e, ispec.MediaTypeImageLayerGzip, gz, 0, "layer of "+dir)
-	tr.Close()
-	gen.Close()
+	_ = tr.Close()  // the reader's side: the generator's error reaches putBlob through the pipe
+	_ = gen.Close() // the reader's side: the generator's error reaches putBlob through the pipe
 	if werr := wait(); err == nil && werr != nil {
 		err = werr
 	}
@@ -312,15 +312,15 @@ func (s *Store) layerFromDir(ctx context.Context, e casext.Engine, dir string, o
 		}
 		tr = generateLayer(dir, overlay, mo)
 	}
-	defer tr.Close()
+	defer func() { _ = tr.Close() }() // closing the reader side again after the explicit Close below, or on error: nothing to report
 	diff := digest.SHA256.Digester()
 	gz, err := blobcompress.Gzip.Compress(io.TeeReader(ctxReader{ctx, tr}, diff.Hash()))
 	if err != nil {
 		return ispec.Descriptor{}, "", err
 	}
-	defer gz.Close()
+	defer func() { _ = gz.Close() }() // on error only: putBlob's result is checked, and the gzip reader's Close only stops its goroutine
 	l, err := s.putBlob(ctx, e, ispec.MediaTypeImageLayerGzip, gz, 0, "layer of "+dir)
-	tr.Close()
+	_ = tr.Close() // the reader's side: the generator's error reaches putBlob through the pipe
 	if werr := wait(); err == nil && werr != nil {
 		err = werr
 	}
@@ -346,7 +346,7 @@ func (s *Store) importRootfsTar(ctx context.Context, e casext.Engine, p string) 
 	if err != nil {
 		return ispec.Descriptor{}, ispec.Manifest{}, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only
 	fi, err := f.Stat()
 	if err != nil {
 		return ispec.Descriptor{}, ispec.Manifest{}, err
@@ -389,12 +389,12 @@ func (s *Store) importRootfsTar(ctx context.Context, e casext.Engine, p string) 
 		if err != nil {
 			pr.CloseWithError(err)
 		} else {
-			io.Copy(io.Discard, pr)
+			_, _ = io.Copy(io.Discard, pr) // drains a pipe reader: cannot fail
 		}
 		done <- result{d: h.Digest(), n: n, err: err}
 	}()
 	l, err := s.putBlob(ctx, e, mt, io.TeeReader(ctxReader{ctx, f}, pw), fi.Size(), "layer "+p)
-	pw.Close()
+	_ = pw.Close() // closing a pipe's writer always returns nil
 	res := <-done
 	if err == nil && res.err != nil {
 		err = fmt.Errorf("%s data: %w", comp, res.err)

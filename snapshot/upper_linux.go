@@ -554,15 +554,15 @@ func (s *Store) layerFromUpper(ctx context.Context, e casext.Engine, upper strin
 	} else {
 		tr = upperLayer(upper, s.mapOptions(), warn)
 	}
-	defer tr.Close()
+	defer func() { _ = tr.Close() }() // closing the reader side again after the explicit Close below, or on error: nothing to report
 	diff := digest.SHA256.Digester()
 	gz, err := blobcompress.Gzip.Compress(io.TeeReader(ctxReader{ctx, tr}, diff.Hash()))
 	if err != nil {
 		return ispec.Descriptor{}, "", err
 	}
-	defer gz.Close()
+	defer func() { _ = gz.Close() }() // on error only: putBlob's result is checked, and the gzip reader's Close only stops its goroutine
 	l, err := s.putBlob(ctx, e, ispec.MediaTypeImageLayerGzip, gz, 0, "layer of "+upper)
-	tr.Close()
+	_ = tr.Close() // the reader's side: the walker's error reaches putBlob through the pipe
 	if werr := wait(); err == nil && werr != nil {
 		err = werr
 	}

@@ -44,7 +44,7 @@ func (r *warnRelay) Write(p []byte) (int, error) {
 		i := bytes.IndexByte(r.partial, '\n')
 		if i < 0 {
 			if len(r.partial) > 64<<10 { // not a warning line: pass it on
-				r.rest.Write(r.partial)
+				_, _ = r.rest.Write(r.partial) // the rest goes to startChild's limitWriter, which never fails
 				r.partial = r.partial[:0]
 			}
 			return len(p), nil
@@ -54,7 +54,7 @@ func (r *warnRelay) Write(p []byte) (int, error) {
 		if rest, ok := bytes.CutPrefix(line, []byte(warningPrefix)); ok && json.Unmarshal(rest, &cw) == nil {
 			r.warn(cw.Msg, cw.Name)
 		} else {
-			r.rest.Write(line)
+			_, _ = r.rest.Write(line) // the rest goes to startChild's limitWriter, which never fails
 		}
 		r.partial = r.partial[i+1:]
 	}
@@ -62,7 +62,7 @@ func (r *warnRelay) Write(p []byte) (int, error) {
 
 func (r *warnRelay) flush() {
 	if len(r.partial) > 0 {
-		r.rest.Write(r.partial)
+		_, _ = r.rest.Write(r.partial) // the rest goes to startChild's limitWriter, which never fails
 		r.partial = nil
 	}
 }
