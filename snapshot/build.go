@@ -251,15 +251,25 @@ func (s *Store) recordBuildStep(ctx context.Context, e casext.Engine, key string
 // layerFromTar stores an uncompressed layer tar stream as a gzipped layer
 // blob and returns it with its diff_id.
 func (s *Store) layerFromTar(ctx context.Context, e casext.Engine, r io.Reader) (ispec.Descriptor, digest.Digest, error) {
+	l, diffID, err := s.putLayer(ctx, e, r, "build layer")
+	if err != nil {
+		return ispec.Descriptor{}, "", fmt.Errorf("make layer: %w", err)
+	}
+	return l, diffID, nil
+}
+
+// putLayer stores an uncompressed layer tar stream as a gzipped layer blob
+// (what names it in errors and progress) and returns it with its diff_id.
+func (s *Store) putLayer(ctx context.Context, e casext.Engine, r io.Reader, what string) (ispec.Descriptor, digest.Digest, error) {
 	diff := digest.SHA256.Digester()
 	gz, err := blobcompress.Gzip.Compress(io.TeeReader(ctxReader{ctx, r}, diff.Hash()))
 	if err != nil {
 		return ispec.Descriptor{}, "", err
 	}
-	defer func() { _ = gz.Close() }() // on error only: putBlob's result is checked, and the gzip reader's Close only stops its goroutine
-	l, err := s.putBlob(ctx, e, ispec.MediaTypeImageLayerGzip, gz, 0, "build layer")
+	defer func() { _ = gz.Close() }() // putBlob's result is checked; the gzip reader's Close only stops its goroutine
+	l, err := s.putBlob(ctx, e, ispec.MediaTypeImageLayerGzip, gz, 0, what)
 	if err != nil {
-		return ispec.Descriptor{}, "", fmt.Errorf("make layer: %w", err)
+		return ispec.Descriptor{}, "", err
 	}
 	return l, diff.Digest(), nil
 }

@@ -20,7 +20,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/opencontainers/umoci/oci/casext"
-	"github.com/opencontainers/umoci/oci/casext/blobcompress"
 	"github.com/opencontainers/umoci/oci/layer"
 	"golang.org/x/sys/unix"
 )
@@ -217,13 +216,7 @@ func (s *Store) layerFromRootfsDir(ctx context.Context, e casext.Engine, dir str
 	}
 	tr, content := rewriteOwners(gen, owner)
 	defer func() { _ = tr.Close() }() // closing the reader side again after the explicit Close below, or on error: nothing to report
-	diff := digest.SHA256.Digester()
-	gz, err := blobcompress.Gzip.Compress(io.TeeReader(ctxReader{ctx, tr}, diff.Hash()))
-	if err != nil {
-		return ispec.Descriptor{}, "", err
-	}
-	defer func() { _ = gz.Close() }() // on error only: putBlob's result is checked, and the gzip reader's Close only stops its goroutine
-	l, err := s.putBlob(ctx, e, ispec.MediaTypeImageLayerGzip, gz, 0, "layer of "+dir)
+	l, diffID, err := s.putLayer(ctx, e, tr, "layer of "+dir)
 	_ = tr.Close()  // the reader's side: the generator's error reaches putBlob through the pipe
 	_ = gen.Close() // the reader's side: the generator's error reaches putBlob through the pipe
 	if werr := wait(); err == nil && werr != nil {
@@ -235,7 +228,7 @@ func (s *Store) layerFromRootfsDir(ctx context.Context, e casext.Engine, dir str
 	if err != nil {
 		return ispec.Descriptor{}, "", fmt.Errorf("make layer of %s: %w", dir, err)
 	}
-	return l, diff.Digest(), nil
+	return l, diffID, nil
 }
 
 // rewriteOwners copies the tar stream r with each entry's owner replaced by
@@ -313,13 +306,7 @@ func (s *Store) layerFromDir(ctx context.Context, e casext.Engine, dir string, o
 		tr = generateLayer(dir, overlay, mo)
 	}
 	defer func() { _ = tr.Close() }() // closing the reader side again after the explicit Close below, or on error: nothing to report
-	diff := digest.SHA256.Digester()
-	gz, err := blobcompress.Gzip.Compress(io.TeeReader(ctxReader{ctx, tr}, diff.Hash()))
-	if err != nil {
-		return ispec.Descriptor{}, "", err
-	}
-	defer func() { _ = gz.Close() }() // on error only: putBlob's result is checked, and the gzip reader's Close only stops its goroutine
-	l, err := s.putBlob(ctx, e, ispec.MediaTypeImageLayerGzip, gz, 0, "layer of "+dir)
+	l, diffID, err := s.putLayer(ctx, e, tr, "layer of "+dir)
 	_ = tr.Close() // the reader's side: the generator's error reaches putBlob through the pipe
 	if werr := wait(); err == nil && werr != nil {
 		err = werr
@@ -327,7 +314,7 @@ func (s *Store) layerFromDir(ctx context.Context, e casext.Engine, dir string, o
 	if err != nil {
 		return ispec.Descriptor{}, "", fmt.Errorf("make layer of %s: %w", dir, err)
 	}
-	return l, diff.Digest(), nil
+	return l, diffID, nil
 }
 
 // generateLayer streams an uncompressed layer tar of dir.

@@ -20,7 +20,6 @@ import (
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/opencontainers/umoci/oci/casext"
-	"github.com/opencontainers/umoci/oci/casext/blobcompress"
 	"github.com/opencontainers/umoci/oci/layer"
 	rootlesscontainers "github.com/rootless-containers/proto/go-proto"
 	"golang.org/x/sys/unix"
@@ -555,13 +554,7 @@ func (s *Store) layerFromUpper(ctx context.Context, e casext.Engine, upper strin
 		tr = upperLayer(upper, s.mapOptions(), warn)
 	}
 	defer func() { _ = tr.Close() }() // closing the reader side again after the explicit Close below, or on error: nothing to report
-	diff := digest.SHA256.Digester()
-	gz, err := blobcompress.Gzip.Compress(io.TeeReader(ctxReader{ctx, tr}, diff.Hash()))
-	if err != nil {
-		return ispec.Descriptor{}, "", err
-	}
-	defer func() { _ = gz.Close() }() // on error only: putBlob's result is checked, and the gzip reader's Close only stops its goroutine
-	l, err := s.putBlob(ctx, e, ispec.MediaTypeImageLayerGzip, gz, 0, "layer of "+upper)
+	l, diffID, err := s.putLayer(ctx, e, tr, "layer of "+upper)
 	_ = tr.Close() // the reader's side: the walker's error reaches putBlob through the pipe
 	if werr := wait(); err == nil && werr != nil {
 		err = werr
@@ -569,5 +562,5 @@ func (s *Store) layerFromUpper(ctx context.Context, e casext.Engine, upper strin
 	if err != nil {
 		return ispec.Descriptor{}, "", fmt.Errorf("make layer of %s: %w", upper, err)
 	}
-	return l, diff.Digest(), nil
+	return l, diffID, nil
 }
