@@ -1,7 +1,6 @@
 package lightbox
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,7 +17,6 @@ import (
 	"github.com/beamhop/lightbox/internal/names"
 	"github.com/beamhop/lightbox/snapshot"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"golang.org/x/sys/unix"
 )
 
 // BuildOptions describe a snapshot build from a recipe (a Dockerfile).
@@ -259,7 +257,7 @@ func (b *buildBackend) Run(ctx context.Context, st build.RunStep) (build.StepOut
 		if err != nil {
 			return build.StepOutput{}, err
 		}
-		ca, err := caCertMounts(layers, mounts)
+		ca, err := caCertMounts(b.r.snaps, layers, mounts)
 		if err != nil {
 			return build.StepOutput{}, err
 		}
@@ -276,7 +274,7 @@ func (b *buildBackend) Run(ctx context.Context, st build.RunStep) (build.StepOut
 	if err != nil {
 		return build.StepOutput{}, err
 	}
-	defer sb.Destroy(context.WithoutCancel(ctx)) // its error is logged by the runtime; the step's result stands
+	defer func() { _ = sb.Destroy(context.WithoutCancel(ctx)) }() // its error is logged by the runtime; the step's result stands
 	cmd := sb.Command(ctx, st.Argv[0], st.Argv[1:]...)
 	cmd.Stdout, cmd.Stderr = orDiscard(st.Stdout), orDiscard(st.Stderr)
 	if err := cmd.Run(); err != nil {
@@ -334,43 +332,11 @@ func (b *buildBackend) Stat(ctx context.Context, id, p string) (bool, bool, erro
 }
 
 // ReadFile reads file p of image id from the topmost layer that has it,
-// resolved inside that layer (RESOLVE_IN_ROOT).
+// resolved inside that layer (snapshot.Store.ReadFile).
 func (b *buildBackend) ReadFile(ctx context.Context, id, p string) ([]byte, error) {
 	layers, err := b.layers(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	rel := strings.TrimPrefix(path.Clean(p), "/")
-	for i := len(layers) - 1; i >= 0; i-- {
-		root, err := unix.Open(layers[i], unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return nil, &os.PathError{Op: "open", Path: layers[i], Err: err}
-		}
-		fd, err := unix.Openat2(root, rel, &unix.OpenHow{
-			Flags:   unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOFOLLOW | unix.O_NONBLOCK,
-			Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
-		})
-		unix.Close(root)
-		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
-			continue
-		}
-		if err != nil {
-			return nil, &os.PathError{Op: "openat2", Path: filepath.Join(layers[i], rel), Err: err}
-		}
-		f := os.NewFile(uintptr(fd), filepath.Join(layers[i], rel))
-		defer f.Close()
-		fi, err := f.Stat()
-		if err != nil {
-			return nil, err
-		}
-		if !fi.Mode().IsRegular() {
-			return nil, fmt.Errorf("%s: %w", p, os.ErrNotExist) // a whiteout, or not a file
-		}
-		var buf bytes.Buffer
-		if _, err := io.Copy(&buf, io.LimitReader(f, 4<<20)); err != nil {
-			return nil, err
-		}
-		return buf.Bytes(), nil
-	}
-	return nil, fmt.Errorf("%s: %w", p, os.ErrNotExist)
+	return b.r.snaps.ReadFile(ctx, layers, p)
 }

@@ -1,14 +1,12 @@
 package lightbox
 
 import (
-	"errors"
 	"fmt"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 
-	"golang.org/x/sys/unix"
+	"github.com/beamhop/lightbox/snapshot"
 )
 
 // CACertsHost is the value of SandboxOptions.CACerts and
@@ -55,7 +53,7 @@ func hostCABundle() (string, error) {
 // commit or a build step never captures the host's bundle (the snapshot's
 // own file is there again once the mount is gone). None found is not an
 // error here: the caller decides.
-func caCertMounts(layers []string, mounts map[string]Mount) (map[string]Mount, error) {
+func caCertMounts(snaps *snapshot.Store, layers []string, mounts map[string]Mount) (map[string]Mount, error) {
 	host, err := hostCABundle()
 	if err != nil {
 		return nil, err
@@ -65,7 +63,7 @@ func caCertMounts(layers []string, mounts map[string]Mount) (map[string]Mount, e
 		if _, taken := mounts[p]; taken {
 			continue
 		}
-		ok, err := fileInLayers(layers, p)
+		ok, err := snaps.IsRegularFile(layers, p)
 		if err != nil {
 			return nil, fmt.Errorf("ca-certs host: %w", err)
 		}
@@ -74,36 +72,4 @@ func caCertMounts(layers []string, mounts map[string]Mount) (map[string]Mount, e
 		}
 	}
 	return out, nil
-}
-
-// fileInLayers reports whether the topmost layer (bottom first) that has p
-// has a regular file there, resolved inside that layer (RESOLVE_IN_ROOT):
-// a whiteout or a directory hides what is below.
-func fileInLayers(layers []string, p string) (bool, error) {
-	rel := strings.TrimPrefix(path.Clean(p), "/")
-	for i := len(layers) - 1; i >= 0; i-- {
-		root, err := unix.Open(layers[i], unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return false, &os.PathError{Op: "open", Path: layers[i], Err: err}
-		}
-		fd, err := unix.Openat2(root, rel, &unix.OpenHow{
-			Flags:   unix.O_PATH | unix.O_CLOEXEC,
-			Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
-		})
-		unix.Close(root)
-		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
-			continue
-		}
-		if err != nil {
-			return false, &os.PathError{Op: "openat2", Path: filepath.Join(layers[i], rel), Err: err}
-		}
-		var st unix.Stat_t
-		err = unix.Fstat(fd, &st)
-		unix.Close(fd)
-		if err != nil {
-			return false, &os.PathError{Op: "fstat", Path: filepath.Join(layers[i], rel), Err: err}
-		}
-		return st.Mode&unix.S_IFMT == unix.S_IFREG, nil
-	}
-	return false, nil
 }

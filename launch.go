@@ -157,7 +157,7 @@ func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, resolve f
 	spec.User = cmp.Or(opts.User, snap.Config.User)
 	spec.Command = opts.mainCommand(snap.Config.Entrypoint, snap.Config.Cmd)
 	if opts.CACerts == CACertsHost {
-		ca, err := caCertMounts(snap.Layers, opts.Mounts)
+		ca, err := caCertMounts(r.snaps, snap.Layers, opts.Mounts)
 		if err != nil {
 			return nil, err
 		}

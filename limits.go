@@ -7,7 +7,6 @@ import (
 	goruntime "runtime"
 
 	"github.com/beamhop/lightbox/runtime"
-	"golang.org/x/sys/unix"
 )
 
 // ErrLimitUnsupported: a resource limit was asked for that this host
@@ -69,11 +68,8 @@ func (res Resources) limits() (runtime.Limits, error) {
 		return l, limitErr("logs", "%d MiB: too large", res.LogMiB)
 	}
 	if res.ShmMiB > 0 {
-		var si unix.Sysinfo_t
-		if err := unix.Sysinfo(&si); err == nil {
-			if total := int64(si.Totalram) * int64(si.Unit) >> 20; res.ShmMiB > total {
-				return l, limitErr("shm", "%d MiB: more than this host's %d MiB of memory", res.ShmMiB, total)
-			}
+		if total, ok := hostMemoryMiB(); ok && res.ShmMiB > total {
+			return l, limitErr("shm", "%d MiB: more than this host's %d MiB of memory", res.ShmMiB, total)
 		}
 	}
 	l.MemoryBytes = res.MemoryMiB << 20

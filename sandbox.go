@@ -279,7 +279,7 @@ func (r *Runtime) RunInSandbox(ctx context.Context, opts SandboxOptions, fn func
 		defer close(stopped)
 		select {
 		case <-ctx.Done():
-			sb.Destroy(context.WithoutCancel(ctx))
+			_ = sb.Destroy(context.WithoutCancel(ctx)) // the context ended: that error is returned; Destroy logs its own
 		case <-done:
 		}
 	}()

@@ -316,7 +316,7 @@ func checkFilesystem(root string) error {
 	if err != nil {
 		return fmt.Errorf("open store %s: %w", root, err)
 	}
-	defer os.RemoveAll(probe)
+	defer func() { _ = os.RemoveAll(probe) }() // best effort: a left probe dir under tmp is litter only
 	f := filepath.Join(probe, "f")
 	if err := os.WriteFile(f, nil, 0o600); err != nil {
 		return fmt.Errorf("open store %s: %w", root, err)
@@ -328,7 +328,7 @@ func checkFilesystem(root string) error {
 	if err != nil {
 		return fmt.Errorf("open store %s: %w", root, err)
 	}
-	defer d.Close()
+	defer func() { _ = d.Close() }() // read-only (a directory)
 	buf := make([]byte, 4096)
 	n, err := unix.ReadDirent(int(d.Fd()), buf)
 	if err != nil {

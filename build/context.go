@@ -58,23 +58,23 @@ func openContext(dir string) (*buildContext, error) {
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:
-		root.Close()
+		_ = root.Close() // the stat already failed: that error is returned
 		return nil, fmt.Errorf("build context: %w", err)
 	default:
 		pats, err := ignorefile.ReadAll(f)
-		f.Close()
+		_ = f.Close() // read-only: ReadAll's error is checked
 		if err == nil {
 			c.ignore, err = patternmatcher.New(pats)
 		}
 		if err != nil {
-			root.Close()
+			_ = root.Close() // the parse already failed: that error is returned
 			return nil, fmt.Errorf("build context: .dockerignore: %w", err)
 		}
 	}
 	return c, nil
 }
 
-func (c *buildContext) close() { c.root.Close() }
+func (c *buildContext) close() { _ = c.root.Close() } // read-only (the context directory)
 
 // clean checks a source path of the recipe and makes it relative to the
 // context.
@@ -302,12 +302,12 @@ func (c *buildContext) isArchive(rel string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only
 	r, err := decompress(bufio.NewReader(f))
 	if err != nil {
 		return false, nil // compressed but not readable: copied as a file
 	}
-	defer r.Close()
+	defer func() { _ = r.Close() }() // a decompressor of a read-only file: ReadFull's error is checked
 	buf := make([]byte, 512)
 	if _, err := io.ReadFull(r, buf); err != nil {
 		return false, nil
@@ -373,7 +373,7 @@ func (c *buildContext) hashFile(h hash.Hash, rel string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", rel, contextErr(err))
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only
 	if _, err := io.Copy(h, f); err != nil {
 		return fmt.Errorf("%s: %w", rel, err)
 	}
@@ -436,7 +436,7 @@ func (c *buildContext) writeEntry(tw *tar.Writer, e entry, own *owner, chmod *fs
 		if err != nil {
 			return fmt.Errorf("%s: %w", e.src, contextErr(err))
 		}
-		defer f.Close()
+		defer func() { _ = f.Close() }() // read-only
 		if n, err := io.Copy(tw, f); err != nil || n != hdr.Size {
 			return fmt.Errorf("%s: copied %d of %d bytes (changed while copied?): %v", e.src, n, hdr.Size, err)
 		}
@@ -451,12 +451,12 @@ func (c *buildContext) unpackArchive(tw *tar.Writer, e entry, own *owner) error 
 	if err != nil {
 		return fmt.Errorf("%s: %w", e.src, contextErr(err))
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only
 	r, err := decompress(bufio.NewReader(f))
 	if err != nil {
 		return fmt.Errorf("%s: %w", e.src, err)
 	}
-	defer r.Close()
+	defer func() { _ = r.Close() }() // a decompressor of a read-only file: the tar reader's errors are checked
 	tr := tar.NewReader(r)
 	base := strings.TrimPrefix(e.dst, "/")
 	for {
@@ -500,8 +500,8 @@ func (c *buildContext) unpackArchive(tw *tar.Writer, e entry, own *owner) error 
 func dirLayer(p string) io.Reader {
 	var b bytes.Buffer
 	tw := tar.NewWriter(&b)
-	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: strings.TrimPrefix(p, "/") + "/", Mode: 0o755, ModTime: time.Now()}) // into a buffer: cannot fail
-	tw.Close()
+	_ = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: strings.TrimPrefix(p, "/") + "/", Mode: 0o755, ModTime: time.Now()}) // into a buffer: cannot fail
+	_ = tw.Close()                                                                                                                   // into a buffer: cannot fail
 	return &b
 }
 
@@ -585,7 +585,7 @@ func (bd *builder) copy(ctx context.Context, s *stage, text string, cfg Config, 
 		go func() {
 			pw.CloseWithError(bd.ctxDir.writeLayer(pw, es, own, chmod))
 		}()
-		return pr, func() { pr.Close() }, nil
+		return pr, func() { _ = pr.Close() }, nil // closing a pipe's reader always returns nil
 	}, extra...)
 }
 

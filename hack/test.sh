@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh [PKG...]: lightbox's test harness (`make test`, `.ci/run`).
 #
-#  1. gofmt and go vet over the module;
+#  1. gofmt and go vet over the module, the darwin cross-build
+#     (GOOS=darwin go build and go vet) and errcheck;
 #  2. compiles every package's test binary once (bin/tests/<pkg>.test) and
 #     the static bin/lightbox;
 #  3. root pass: runs each test binary as root in its package directory
@@ -77,7 +78,7 @@ count() { # count PATTERN FILE
 }
 
 # ---------------------------------------------------------------- checks
-hdr "gofmt, go vet"
+hdr "gofmt, go vet, darwin cross-build, errcheck"
 t=$(now_ms)
 mapfile -t gofiles < <(git ls-files -co --exclude-standard -- '*.go' 2>/dev/null)
 if [ ${#gofiles[@]} -eq 0 ]; then
@@ -92,6 +93,21 @@ fi
 if ! go vet ./... 2>&1 | sed 's/^/    /'; then
 	failures+=("go vet: reports problems (see above)")
 fi
+# It builds where it does not run: tools that embed lightbox must compile
+# on a Mac (the !linux stubs return errors wrapping errors.ErrUnsupported).
+if ! { GOOS=darwin go build ./... && GOOS=darwin go vet ./...; } 2>&1 | sed 's/^/    /'; then
+	failures+=("GOOS=darwin go build/vet: the cross-build fails (see above)")
+fi
+# Every discarded error is handled or says why (`_ = f.Close() // read-only`):
+# errcheck, pinned in go.mod's tool directives, with the idioms of
+# hack/errcheck.exclude. The packages in errcheck_pending are not clean yet
+# (issue 15): named here, not checked.
+errcheck_pending='/(nsinit|runtime|ociruntime|internal/netstack|bench/lbbench)$'
+mapfile -t ecpkgs < <(go list ./... | grep -v -E "$errcheck_pending")
+if ! go tool errcheck -ignoretests -exclude hack/errcheck.exclude "${ecpkgs[@]}" 2>&1 | sed 's/^/    /'; then
+	failures+=("errcheck: discarded errors without a reason (see above)")
+fi
+say "    errcheck: not yet checked: $(go list ./... | grep -E "$errcheck_pending" | sed 's|.*/lightbox/||' | tr '\n' ' ')"
 say "checks took $(secs $(($(now_ms) - t)))"
 
 # ---------------------------------------------------------------- compile

@@ -1,3 +1,5 @@
+//go:build linux
+
 package integration
 
 // The attack suite: each test tries a way out of a sandbox, as root and

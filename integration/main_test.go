@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package integration tests whole user flows end to end, against the built
 // lightbox binary (LIGHTBOX_BIN, else built once per test binary) and the
 // Go API, as root and as an ordinary user.

@@ -1,7 +1,5 @@
 package nsinit
 
-import "golang.org/x/sys/unix"
-
 // OCIConfig is the part of Config that makes the init an OCI runtime's
 // container init (package ociruntime): the root is a directory given as a
 // path (the bundle's rootfs, prepared by the engine), the mounts, devices
@@ -46,7 +44,7 @@ type OCIConfig struct {
 	// PreserveFDs is how many fds from 3 on the process inherits.
 	PreserveFDs int `json:"preserveFDs,omitempty"`
 	// Seccomp is the compiled filter, nil for none.
-	Seccomp []unix.SockFilter `json:"seccomp,omitempty"`
+	Seccomp []SockFilter `json:"seccomp,omitempty"`
 }
 
 // OCIMount is a mount of the bundle's config: a bind (Source a host path,

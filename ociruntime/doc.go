@@ -46,4 +46,7 @@
 // createContainer and startContainer hooks, seccomp listeners, Intel RDT,
 // personality, I/O priority, scheduler and CPU affinity of the process,
 // systemd cgroup paths.
+//
+// Linux only: off Linux the package is empty (an OCI runtime runs its
+// containers on the host kernel; cmd/lightbox's lightbox-runc says so).
 package ociruntime

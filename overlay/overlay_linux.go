@@ -11,6 +11,12 @@ import (
 // Mount mounts s on target (a directory) in the caller's mount namespace.
 // The caller needs CAP_SYS_ADMIN over it: real root, or root in a user
 // namespace that owns the mount namespace.
+//
+// lightbox itself does not call it: a sandbox's root is mounted by nsinit
+// with the same primitives and fallback (sys.FSMount, sys.MoveMount,
+// sys.MountOverlayLegacy). It is kept as the host-side form of that mount
+// for the tests that prove a Spec mounts on the kernel at hand (this
+// package's, and vm_test.go's many-layer mount on a stock kernel in QEMU).
 func Mount(s Spec, target string) error {
 	if err := s.Validate(); err != nil {
 		return err

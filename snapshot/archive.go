@@ -51,12 +51,12 @@ func openArchive(p string) (*archive, error) {
 			break
 		}
 		if err != nil {
-			f.Close()
+			_ = f.Close() // the check already failed: that error is returned; read-only
 			return nil, fmt.Errorf("read archive %s: %w", p, err)
 		}
 		off, err := f.Seek(0, io.SeekCurrent)
 		if err != nil {
-			f.Close()
+			_ = f.Close() // the seek already failed: that error is returned; read-only
 			return nil, fmt.Errorf("read archive %s: %w", p, err)
 		}
 		a.entries[cleanName(hdr.Name)] = &tarEntry{off: off, size: hdr.Size, typ: hdr.Typeflag, link: hdr.Linkname}
@@ -64,7 +64,7 @@ func openArchive(p string) (*archive, error) {
 	return a, nil
 }
 
-func (a *archive) close() { a.f.Close() }
+func (a *archive) close() { _ = a.f.Close() } // read-only
 
 // resolve finds the regular file called name, following the symlinks and
 // hard links `docker save` uses to share layers, inside the archive only.
@@ -206,7 +206,7 @@ func (s *Store) detect(ctx context.Context, p string) (string, *decompressed, er
 	if err != nil {
 		return "", nil, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only
 	comp := compression(readMagic(f))
 	if comp == "" {
 		f2, err := scanKind(f, -1)
@@ -220,7 +220,7 @@ func (s *Store) detect(ctx context.Context, p string) (string, *decompressed, er
 		return "", nil, fmt.Errorf("%s: %w", p, err)
 	}
 	kind, err := scanKind(dr, 16)
-	dr.Close()
+	_ = dr.Close() // a decompressor of a read-only file: scanKind's error is checked
 	if err != nil {
 		return "", nil, fmt.Errorf("%s: %s data is not a tar archive: %w", p, comp, err)
 	}
@@ -234,7 +234,7 @@ func (s *Store) detect(ctx context.Context, p string) (string, *decompressed, er
 	df, err := os.Open(filepath.Join(dec.dir, "archive.tar"))
 	if err == nil {
 		kind, err = scanKind(df, -1)
-		df.Close()
+		_ = df.Close() // read-only: scanKind's error is checked
 	}
 	if err != nil {
 		dec.close()
@@ -296,7 +296,7 @@ func (s *Store) archiveFile(ctx context.Context, p string) (string, *decompresse
 		return "", nil, err
 	}
 	comp := compression(readMagic(f))
-	f.Close()
+	_ = f.Close() // read-only
 	if comp == "" {
 		return p, nil, nil
 	}
@@ -308,7 +308,7 @@ func (s *Store) archiveFile(ctx context.Context, p string) (string, *decompresse
 }
 
 func (d *decompressed) close() {
-	os.RemoveAll(d.dir)
+	_ = os.RemoveAll(d.dir) // best effort: a left decompressed copy under tmp is cleanTmp's
 	d.tempDir.close()
 }
 
@@ -317,7 +317,7 @@ func (s *Store) decompress(ctx context.Context, p, comp string) (*decompressed, 
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, err

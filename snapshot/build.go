@@ -61,7 +61,7 @@ func (s *Store) Image(ctx context.Context, id, name string) (*Snapshot, ImageCon
 	if err != nil {
 		return nil, ImageConfig{}, err
 	}
-	defer e.Close()
+	defer func() { _ = e.Close() }() // a dir engine: Close only drops its scratch space; every write was checked
 	d, err := s.findManifest(ctx, e, id)
 	if err != nil {
 		return nil, ImageConfig{}, err
@@ -107,7 +107,7 @@ func (s *Store) LookupBuildCache(ctx context.Context, key string) (string, bool,
 	if err != nil {
 		return "", false, err
 	}
-	defer e.Close()
+	defer func() { _ = e.Close() }() // a dir engine: Close only drops its scratch space; every write was checked
 	idx, err := e.GetIndex(ctx)
 	if err != nil {
 		return "", false, fmt.Errorf("build cache: %w", err)
@@ -155,7 +155,7 @@ func (s *Store) CommitBuildStep(ctx context.Context, st BuildStep) (string, int6
 	if err != nil {
 		return "", 0, err
 	}
-	defer e.Close()
+	defer func() { _ = e.Close() }() // a dir engine: Close only drops its scratch space; every write was checked
 	var m ispec.Manifest
 	img := ispec.Image{
 		Platform: ispec.Platform{OS: "linux", Architecture: goruntime.GOARCH},
@@ -251,15 +251,25 @@ func (s *Store) recordBuildStep(ctx context.Context, e casext.Engine, key string
 // layerFromTar stores an uncompressed layer tar stream as a gzipped layer
 // blob and returns it with its diff_id.
 func (s *Store) layerFromTar(ctx context.Context, e casext.Engine, r io.Reader) (ispec.Descriptor, digest.Digest, error) {
+	l, diffID, err := s.putLayer(ctx, e, r, "build layer")
+	if err != nil {
+		return ispec.Descriptor{}, "", fmt.Errorf("make layer: %w", err)
+	}
+	return l, diffID, nil
+}
+
+// putLayer stores an uncompressed layer tar stream as a gzipped layer blob
+// (what names it in errors and progress) and returns it with its diff_id.
+func (s *Store) putLayer(ctx context.Context, e casext.Engine, r io.Reader, what string) (ispec.Descriptor, digest.Digest, error) {
 	diff := digest.SHA256.Digester()
 	gz, err := blobcompress.Gzip.Compress(io.TeeReader(ctxReader{ctx, r}, diff.Hash()))
 	if err != nil {
 		return ispec.Descriptor{}, "", err
 	}
-	defer gz.Close()
-	l, err := s.putBlob(ctx, e, ispec.MediaTypeImageLayerGzip, gz, 0, "build layer")
+	defer func() { _ = gz.Close() }() // putBlob's result is checked; the gzip reader's Close only stops its goroutine
+	l, err := s.putBlob(ctx, e, ispec.MediaTypeImageLayerGzip, gz, 0, what)
 	if err != nil {
-		return ispec.Descriptor{}, "", fmt.Errorf("make layer: %w", err)
+		return ispec.Descriptor{}, "", err
 	}
 	return l, diff.Digest(), nil
 }
@@ -274,7 +284,7 @@ func (s *Store) TagImage(ctx context.Context, name, id string, replace bool) (*S
 	if err != nil {
 		return nil, err
 	}
-	defer e.Close()
+	defer func() { _ = e.Close() }() // a dir engine: Close only drops its scratch space; every write was checked
 	d, err := s.findManifest(ctx, e, id)
 	if err != nil {
 		return nil, err
@@ -302,7 +312,7 @@ func (s *Store) pruneIndex(ctx context.Context, drop func(ispec.Descriptor) bool
 	if err != nil {
 		return err
 	}
-	defer e.Close()
+	defer func() { _ = e.Close() }() // a dir engine: Close only drops its scratch space; every write was checked
 	idx, err := e.GetIndex(ctx)
 	if err != nil {
 		return err

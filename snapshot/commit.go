@@ -69,7 +69,7 @@ func (s *Store) commitLocked(ctx context.Context, name, parent, upper string, op
 	if err != nil {
 		return nil, err
 	}
-	defer e.Close()
+	defer func() { _ = e.Close() }() // a dir engine: Close only drops its scratch space; every write was checked
 	idx, err := e.GetIndex(ctx)
 	if err != nil {
 		return nil, err

@@ -51,7 +51,7 @@ func (s *Store) Export(ctx context.Context, name, dst string, opts ExportOptions
 		if err != nil {
 			return fmt.Errorf("export %s: %w", name, err)
 		}
-		defer os.RemoveAll(tmp)
+		defer func() { _ = os.RemoveAll(tmp) }() // best effort: a left temp dir beside the output is litter only
 		layout := filepath.Join(tmp, "oci")
 		if err := s.exportDir(ctx, name, layout, tag); err != nil {
 			return err
@@ -73,7 +73,7 @@ func (s *Store) exportDir(ctx context.Context, name, dst, tag string) error {
 	if err != nil {
 		return err
 	}
-	defer e.Close()
+	defer func() { _ = e.Close() }() // a dir engine: Close only drops its scratch space; every write was checked
 	idx, err := e.GetIndex(ctx)
 	if err != nil {
 		return fmt.Errorf("export %s: %w", name, err)
@@ -101,7 +101,7 @@ func (s *Store) exportDir(ctx context.Context, name, dst, tag string) error {
 		return fmt.Errorf("export %s: %s: %w", name, dst, err)
 	}
 	out := casext.NewEngine(de)
-	defer out.Close()
+	defer func() { _ = out.Close() }() // a dir engine: Close only drops its scratch space; every write was checked
 	for _, b := range append([]ispec.Descriptor{m.Config, *mdesc}, m.Layers...) {
 		r, err := e.GetVerifiedBlob(ctx, b)
 		if err != nil {
@@ -129,7 +129,7 @@ func tarDir(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only
 	tw := tar.NewWriter(f)
 	err = filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
 		if err != nil {
@@ -163,7 +163,7 @@ func tarDir(src, dst string) error {
 				return err
 			}
 			_, err = io.Copy(tw, r)
-			r.Close()
+			_ = r.Close() // read-only: Copy's error is returned
 			return err
 		}
 		return nil

@@ -20,7 +20,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/opencontainers/umoci/oci/casext"
-	"github.com/opencontainers/umoci/oci/casext/blobcompress"
 	"github.com/opencontainers/umoci/oci/layer"
 	"golang.org/x/sys/unix"
 )
@@ -216,16 +215,10 @@ func (s *Store) layerFromRootfsDir(ctx context.Context, e casext.Engine, dir str
 		}
 	}
 	tr, content := rewriteOwners(gen, owner)
-	defer tr.Close()
-	diff := digest.SHA256.Digester()
-	gz, err := blobcompress.Gzip.Compress(io.TeeReader(ctxReader{ctx, tr}, diff.Hash()))
-	if err != nil {
-		return ispec.Descriptor{}, "", err
-	}
-	defer gz.Close()
-	l, err := s.putBlob(ctx, e, ispec.MediaTypeImageLayerGzip, gz, 0, "layer of "+dir)
-	tr.Close()
-	gen.Close()
+	defer func() { _ = tr.Close() }() // closing the reader side again after the explicit Close below, or on error: nothing to report
+	l, diffID, err := s.putLayer(ctx, e, tr, "layer of "+dir)
+	_ = tr.Close()  // the reader's side: the generator's error reaches putBlob through the pipe
+	_ = gen.Close() // the reader's side: the generator's error reaches putBlob through the pipe
 	if werr := wait(); err == nil && werr != nil {
 		err = werr
 	}
@@ -235,7 +228,7 @@ func (s *Store) layerFromRootfsDir(ctx context.Context, e casext.Engine, dir str
 	if err != nil {
 		return ispec.Descriptor{}, "", fmt.Errorf("make layer of %s: %w", dir, err)
 	}
-	return l, diff.Digest(), nil
+	return l, diffID, nil
 }
 
 // rewriteOwners copies the tar stream r with each entry's owner replaced by
@@ -312,22 +305,16 @@ func (s *Store) layerFromDir(ctx context.Context, e casext.Engine, dir string, o
 		}
 		tr = generateLayer(dir, overlay, mo)
 	}
-	defer tr.Close()
-	diff := digest.SHA256.Digester()
-	gz, err := blobcompress.Gzip.Compress(io.TeeReader(ctxReader{ctx, tr}, diff.Hash()))
-	if err != nil {
-		return ispec.Descriptor{}, "", err
-	}
-	defer gz.Close()
-	l, err := s.putBlob(ctx, e, ispec.MediaTypeImageLayerGzip, gz, 0, "layer of "+dir)
-	tr.Close()
+	defer func() { _ = tr.Close() }() // closing the reader side again after the explicit Close below, or on error: nothing to report
+	l, diffID, err := s.putLayer(ctx, e, tr, "layer of "+dir)
+	_ = tr.Close() // the reader's side: the generator's error reaches putBlob through the pipe
 	if werr := wait(); err == nil && werr != nil {
 		err = werr
 	}
 	if err != nil {
 		return ispec.Descriptor{}, "", fmt.Errorf("make layer of %s: %w", dir, err)
 	}
-	return l, diff.Digest(), nil
+	return l, diffID, nil
 }
 
 // generateLayer streams an uncompressed layer tar of dir.
@@ -346,7 +333,7 @@ func (s *Store) importRootfsTar(ctx context.Context, e casext.Engine, p string) 
 	if err != nil {
 		return ispec.Descriptor{}, ispec.Manifest{}, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only
 	fi, err := f.Stat()
 	if err != nil {
 		return ispec.Descriptor{}, ispec.Manifest{}, err
@@ -389,12 +376,12 @@ func (s *Store) importRootfsTar(ctx context.Context, e casext.Engine, p string) 
 		if err != nil {
 			pr.CloseWithError(err)
 		} else {
-			io.Copy(io.Discard, pr)
+			_, _ = io.Copy(io.Discard, pr) // drains a pipe reader: cannot fail
 		}
 		done <- result{d: h.Digest(), n: n, err: err}
 	}()
 	l, err := s.putBlob(ctx, e, mt, io.TeeReader(ctxReader{ctx, f}, pw), fi.Size(), "layer "+p)
-	pw.Close()
+	_ = pw.Close() // closing a pipe's writer always returns nil
 	res := <-done
 	if err == nil && res.err != nil {
 		err = fmt.Errorf("%s data: %w", comp, res.err)

@@ -56,7 +56,7 @@ func (s *Store) unpackedSize(ctx context.Context, e casext.Engine, l ispec.Descr
 	if err != nil {
 		return 0, fmt.Errorf("layer %s: %w", l.Digest, err)
 	}
-	defer blob.Close()
+	defer func() { _ = blob.Close() }() // on early returns; the Close below checks the digest
 	dr, err := alg.Decompress(ctxReader{ctx, blob})
 	if err != nil {
 		return 0, fmt.Errorf("layer %s: decompress: %w", l.Digest, err)

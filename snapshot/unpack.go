@@ -135,7 +135,7 @@ func (s *Store) ensureLayer(ctx context.Context, e casext.Engine, l ispec.Descri
 		}
 		return err
 	}
-	os.Remove(t.dir)
+	_ = os.Remove(t.dir) // best effort: the layer is in place; an empty temp dir is cleanTmp's
 	s.log.Info("unpacked layer", "layer", l.Digest.String())
 	return nil
 }
@@ -168,7 +168,7 @@ func (s *Store) unpackInto(ctx context.Context, e casext.Engine, l ispec.Descrip
 	if err != nil {
 		return fmt.Errorf("unpack layer %s: %w", l.Digest, err)
 	}
-	defer blob.Close()
+	defer func() { _ = blob.Close() }() // on early returns; the Close below checks the digest
 	bar := s.bar(l.Size, "unpack "+short(l.Digest.String()))
 	er := &errReader{r: ctxReader{ctx, bar.wrap(blob)}}
 	switch {
@@ -305,7 +305,7 @@ func startChild(ctx context.Context, cmd *reexec.Cmd, lockF *os.File) (wait func
 	go func() {
 		select {
 		case <-ctx.Done():
-			cmd.Process.Kill()
+			_ = cmd.Process.Kill() // the context ended: Wait returns and ctx.Err() is reported
 		case <-done:
 		}
 	}()
@@ -340,7 +340,7 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 			q = q[:l.n]
 		}
 		l.n -= len(q)
-		l.w.Write(q)
+		_, _ = l.w.Write(q) // into a bytes.Buffer: cannot fail
 	}
 	return len(p), nil
 }
@@ -427,7 +427,7 @@ func unpackStream(root string, r io.Reader, mediaType string, mo layer.MapOption
 	if err != nil {
 		return fmt.Errorf("decompress: %w", err)
 	}
-	defer dr.Close()
+	defer func() { _ = dr.Close() }() // a decompressor: the unpack's error is checked
 	te := layer.NewTarExtractor(&layer.UnpackOptions{
 		OnDiskFormat: layer.OverlayfsRootfs{MapOptions: mo, UserXattr: true},
 	})

@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,7 +20,6 @@ import (
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/opencontainers/umoci/oci/casext"
-	"github.com/opencontainers/umoci/oci/casext/blobcompress"
 	"github.com/opencontainers/umoci/oci/layer"
 	rootlesscontainers "github.com/rootless-containers/proto/go-proto"
 	"golang.org/x/sys/unix"
@@ -48,10 +46,6 @@ const (
 	whPrefix = ".wh."
 	whOpaque = whPrefix + whPrefix + ".opq"
 )
-
-// warnFunc receives what the layer writer skipped: a message and the
-// entry's name in the layer.
-type warnFunc func(msg, name string)
 
 // upperLayer streams an uncompressed OCI layer tar of dir, an overlayfs
 // upper directory with user.overlay.* xattrs (as lightbox mounts them):
@@ -559,75 +553,14 @@ func (s *Store) layerFromUpper(ctx context.Context, e casext.Engine, upper strin
 	} else {
 		tr = upperLayer(upper, s.mapOptions(), warn)
 	}
-	defer tr.Close()
-	diff := digest.SHA256.Digester()
-	gz, err := blobcompress.Gzip.Compress(io.TeeReader(ctxReader{ctx, tr}, diff.Hash()))
-	if err != nil {
-		return ispec.Descriptor{}, "", err
-	}
-	defer gz.Close()
-	l, err := s.putBlob(ctx, e, ispec.MediaTypeImageLayerGzip, gz, 0, "layer of "+upper)
-	tr.Close()
+	defer func() { _ = tr.Close() }() // closing the reader side again after the explicit Close below, or on error: nothing to report
+	l, diffID, err := s.putLayer(ctx, e, tr, "layer of "+upper)
+	_ = tr.Close() // the reader's side: the walker's error reaches putBlob through the pipe
 	if werr := wait(); err == nil && werr != nil {
 		err = werr
 	}
 	if err != nil {
 		return ispec.Descriptor{}, "", fmt.Errorf("make layer of %s: %w", upper, err)
 	}
-	return l, diff.Digest(), nil
-}
-
-// warningPrefix starts a line on the stderr of a HelperRole child that is
-// a warning (JSON, so that no name can forge a line), not an error.
-const warningPrefix = "lightbox-warning "
-
-type childWarning struct {
-	Msg  string `json:"msg"`
-	Name string `json:"name"`
-}
-
-// childWarn is the warnFunc of a HelperRole child.
-func childWarn(msg, name string) {
-	b, err := json.Marshal(childWarning{msg, name})
-	if err != nil {
-		return // two strings always marshal
-	}
-	fmt.Fprintf(os.Stderr, "%s%s\n", warningPrefix, b)
-}
-
-// warnRelay passes the warning lines of a child's stderr to warn and
-// drops them from what follows (startChild's error text).
-type warnRelay struct {
-	warn    warnFunc
-	partial []byte
-	rest    io.Writer
-}
-
-func (r *warnRelay) Write(p []byte) (int, error) {
-	r.partial = append(r.partial, p...)
-	for {
-		i := bytes.IndexByte(r.partial, '\n')
-		if i < 0 {
-			if len(r.partial) > 64<<10 { // not a warning line: pass it on
-				r.rest.Write(r.partial)
-				r.partial = r.partial[:0]
-			}
-			return len(p), nil
-		}
-		line := r.partial[:i+1]
-		var cw childWarning
-		if rest, ok := bytes.CutPrefix(line, []byte(warningPrefix)); ok && json.Unmarshal(rest, &cw) == nil {
-			r.warn(cw.Msg, cw.Name)
-		} else {
-			r.rest.Write(line)
-		}
-		r.partial = r.partial[i+1:]
-	}
-}
-
-func (r *warnRelay) flush() {
-	if len(r.partial) > 0 {
-		r.rest.Write(r.partial)
-		r.partial = nil
-	}
+	return l, diffID, nil
 }

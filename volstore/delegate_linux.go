@@ -256,7 +256,7 @@ func (s *Store) removeDelegBacking(ctx context.Context, uid int, name string) er
 	if err := os.Rename(s.delegVolDir(uid, name), trash); err != nil {
 		return err
 	}
-	syncDir(s.delegUIDDir(uid))
+	_ = syncDir(s.delegUIDDir(uid)) // best effort: the rename stands; only its durability across a power cut is at stake
 	return s.destroyDeleg(ctx, trash)
 }
 
@@ -679,7 +679,7 @@ func (u *userStore) writeRef(name string, md *meta) error {
 	ok := false
 	defer func() {
 		if !ok {
-			u.removeRefDir(tmp)
+			_ = u.removeRefDir(tmp) // the creation already failed: that error is returned
 		}
 	}()
 	dfd, err := sys.OpenBeneath(u.vols, tmp, unix.O_RDONLY|unix.O_DIRECTORY)
@@ -783,7 +783,7 @@ func (u *userStore) removeRefDir(name string) error {
 		return refusal(path, err)
 	}
 	f := os.NewFile(uintptr(fd), path)
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only (a directory)
 	ents, err := f.Readdirnames(-1)
 	if err != nil {
 		return err

@@ -139,11 +139,11 @@ func (s *Store) CreateDisk(ctx context.Context, dir string, limitMiB int64) erro
 			return fmt.Errorf("cap the writable layer: %w", err)
 		}
 		if err := os.Chown(dir, uid, gid); err != nil {
-			os.Remove(dir)
+			_ = os.Remove(dir) // the chown already failed: that error is returned; an empty directory is removed
 			return fmt.Errorf("cap the writable layer: %w", err)
 		}
 		if _, err := xb.SetDirQuota(ctx, dir, limitMiB<<20); err != nil {
-			os.Remove(dir)
+			_ = os.Remove(dir) // the quota already failed: that error is returned; an empty directory is removed
 			return fmt.Errorf("cap the writable layer: %w", err)
 		}
 		return nil

@@ -169,11 +169,11 @@ func makeDataDir(dataDir string, uid, gid int, perm uint32) error {
 		return fmt.Errorf("create volume data: %w", err)
 	}
 	if err := os.Lchown(dataDir, uid, gid); err != nil {
-		os.Remove(dataDir)
+		_ = os.Remove(dataDir) // the chown already failed: that error is returned; an empty directory is removed
 		return fmt.Errorf("create volume data: %w", err)
 	}
 	if err := os.Chmod(dataDir, sys.FileMode(perm)); err != nil {
-		os.Remove(dataDir)
+		_ = os.Remove(dataDir) // the chmod already failed: that error is returned; an empty directory is removed
 		return fmt.Errorf("create volume data: %w", err)
 	}
 	return nil
@@ -219,7 +219,7 @@ func (b *XFSBackend) limit(ctx context.Context, dir string, limitBytes int64, mk
 	// statfs makes XFS finish inactivating deleted inodes (background
 	// inodegc since Linux 5.15), so quota counts are current.
 	var st unix.Statfs_t
-	unix.Statfs(b.root, &st)
+	_ = unix.Statfs(b.root, &st) // only to make XFS finish inodegc; reclaimStale reads the counts it needs
 	if err := b.reclaimStale(reg); err != nil {
 		return fmt.Errorf("quota %s: %w", dir, err)
 	}
@@ -239,11 +239,11 @@ func (b *XFSBackend) limit(ctx context.Context, dir string, limitBytes int64, mk
 		// Undo, newest first; the registry entry goes last so that a
 		// crash here leaves it for reclaimStale.
 		if made {
-			os.RemoveAll(dir)
+			_ = os.RemoveAll(dir) // undoing a failed create whose error is returned; what stays is reclaimStale's
 		}
-		xfsSetBlockLimit(b.root, id, 0)
+		_ = xfsSetBlockLimit(b.root, id, 0) // undoing a failed create whose error is returned; what stays is reclaimStale's
 		reg.remove(id)
-		b.writeRegistry(reg)
+		_ = b.writeRegistry(reg) // undoing a failed create whose error is returned; what stays is reclaimStale's
 	}()
 	if mkdir != nil {
 		if err := mkdir(); err != nil {
@@ -258,7 +258,7 @@ func (b *XFSBackend) limit(ctx context.Context, dir string, limitBytes int64, mk
 	if err != nil {
 		return fmt.Errorf("quota %s: %w", dir, err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only (a directory)
 	attr, err := getFsxattr(f)
 	if err != nil {
 		return fmt.Errorf("quota %s: %w", dir, err)
@@ -493,7 +493,7 @@ func dirProject(dir string) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only (a directory)
 	a, err := getFsxattr(f)
 	if err != nil {
 		return 0, err

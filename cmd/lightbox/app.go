@@ -111,7 +111,7 @@ func withRuntime(fn func(c *cli.Context, r *lightbox.Runtime) error) cli.ActionF
 		if err != nil {
 			return err
 		}
-		defer r.Close()
+		defer func() { _ = r.Close() }() // releases read-only handles (the re-executable binary); the command's result stands
 		return fn(c, r)
 	}
 }

@@ -80,7 +80,7 @@ func buildCommand() *cli.Command {
 			sn, err := r.BuildSnapshot(c.Context, opts)
 			if err != nil {
 				if quiet {
-					os.Stderr.Write(out.Bytes())
+					_, _ = os.Stderr.Write(out.Bytes()) // best effort: the build's error follows on stderr
 				}
 				var ee *lightbox.ExitError
 				if errors.As(err, &ee) {

@@ -47,7 +47,7 @@ func runCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			defer r.Close()
+			defer func() { _ = r.Close() }() // releases read-only handles (the re-executable binary); the command's result stands
 			mounts, err := parseMounts(c.StringSlice("volume"))
 			if err != nil {
 				return err
@@ -95,7 +95,7 @@ func runCommand() *cli.Command {
 				// A main command that already ended leaves an exited
 				// sandbox with its logs and status: nothing to detach.
 				if err := sb.Detach(); err != nil && !errors.Is(err, lightbox.ErrNotRunning) {
-					sb.Destroy(context.WithoutCancel(c.Context))
+					_ = sb.Destroy(context.WithoutCancel(c.Context)) // the detach already failed: its error is returned; Destroy logs its own
 					return err
 				}
 				fmt.Println(sb.Name())
@@ -188,12 +188,12 @@ func runKept(ctx context.Context, r *lightbox.Runtime, opts lightbox.SandboxOpti
 			if s == syscall.SIGWINCH {
 				if tty {
 					if w, h, err := term.GetSize(int(os.Stdin.Fd())); err == nil {
-						main.Resize(uint16(h), uint16(w))
+						_ = main.Resize(uint16(h), uint16(w)) // best effort: the next SIGWINCH tries again
 					}
 				}
 				continue
 			}
-			main.Signal(s)
+			_ = main.Signal(s) // best effort: a command that has ended cannot be signalled, and Wait reports it
 		}
 	}
 }
@@ -212,7 +212,8 @@ func rawTerminal() (func(), [2]uint16, error) {
 	if err != nil {
 		return nil, size, fmt.Errorf("-t: %w", err)
 	}
-	return func() { term.Restore(int(os.Stdin.Fd()), old) }, size, nil
+	// Best effort: a terminal that cannot be restored is the user's to reset.
+	return func() { _ = term.Restore(int(os.Stdin.Fd()), old) }, size, nil
 }
 
 // runAttached runs cmd with this process's stdio, forwarding SIGINT,
@@ -259,12 +260,12 @@ func runAttached(cmd *lightbox.Cmd, tty bool) (int, error) {
 			if s == syscall.SIGWINCH {
 				if tty {
 					if w, h, err := term.GetSize(int(os.Stdin.Fd())); err == nil {
-						cmd.Resize(uint16(h), uint16(w))
+						_ = cmd.Resize(uint16(h), uint16(w)) // best effort: the next SIGWINCH tries again
 					}
 				}
 				continue
 			}
-			cmd.Signal(s)
+			_ = cmd.Signal(s) // best effort: a command that has ended cannot be signalled, and Wait reports it
 		}
 	}
 }

@@ -21,8 +21,8 @@ func Write(path string, data []byte, perm os.FileMode) error {
 	ok := false
 	defer func() {
 		if !ok {
-			f.Close()
-			os.Remove(tmp)
+			_ = f.Close()      // the write already failed: that error is returned
+			_ = os.Remove(tmp) // the write already failed: a left temp file is only litter
 		}
 	}()
 	if _, err := f.Write(data); err != nil {

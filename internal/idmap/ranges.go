@@ -128,7 +128,7 @@ func (g *Registry) Allocate(store string, holds func(store string, base uint32) 
 	if err != nil {
 		return Mapping{}, fmt.Errorf("allocate id range: %w", err)
 	}
-	defer lk.Close() // releases the flock
+	defer func() { _ = lk.Close() }() // releases the flock
 	for {
 		err = unix.Flock(int(lk.Fd()), unix.LOCK_EX)
 		if !errors.Is(err, unix.EINTR) {
@@ -318,7 +318,7 @@ func eachLine(path string, fn func([]string)) {
 	if err != nil {
 		return // missing: no ids from it
 	}
-	defer f.Close() // read-only
+	defer func() { _ = f.Close() }() // read-only
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())

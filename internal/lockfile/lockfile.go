@@ -129,7 +129,7 @@ func probe(path string, how int) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	defer f.Close() // closing releases the probe's lock
+	defer func() { _ = f.Close() }() // closing releases the probe's lock
 	err = flock(int(f.Fd()), how|unix.LOCK_NB)
 	switch {
 	case err == nil:

@@ -64,7 +64,7 @@ func (c *Cmd) Start() error {
 		if err != nil {
 			return err
 		}
-		defer r.Close()
+		defer func() { _ = r.Close() }() // the child's end, read by the child: ours is only closed
 		c.syncW = w
 		c.ExtraFiles = append(c.ExtraFiles, r)
 		env = append(env, envSync+"="+strconv.Itoa(2+len(c.ExtraFiles)))
@@ -76,14 +76,14 @@ func (c *Cmd) Start() error {
 	c.Env = env
 	if err := c.Cmd.Start(); err != nil {
 		if c.syncW != nil {
-			c.syncW.Close()
+			_ = c.syncW.Close() // the start already failed: that error is returned
 		}
 		return err
 	}
 	if c.syncW == nil {
 		return nil
 	}
-	defer c.syncW.Close()
+	defer func() { _ = c.syncW.Close() }() // a pipe: the one byte written through it was checked
 	pid := strconv.Itoa(c.Process.Pid)
 	for _, h := range []struct {
 		tool string
@@ -98,14 +98,14 @@ func (c *Cmd) Start() error {
 			}
 		}
 		if err != nil {
-			c.Process.Kill()
-			c.Wait()
+			_ = c.Process.Kill() // the map failed: its error is returned, the child only reaped
+			_ = c.Wait()         // killed above: the status says so
 			return fmt.Errorf("write id map: %w", err)
 		}
 	}
 	if _, err := c.syncW.Write([]byte{1}); err != nil {
-		c.Process.Kill()
-		c.Wait()
+		_ = c.Process.Kill() // the release failed: its error is returned, the child only reaped
+		_ = c.Wait()         // killed above: the status says so
 		return fmt.Errorf("release child: %w", err)
 	}
 	return nil
@@ -119,14 +119,14 @@ func WaitMapped() error {
 	if s == "" {
 		return nil
 	}
-	os.Unsetenv(envSync)
+	_ = os.Unsetenv(envSync) // a set variable's name is valid: cannot fail
 	mappedLate = true
 	fd, err := strconv.Atoi(s)
 	if err != nil {
 		return fmt.Errorf("bad %s=%q", envSync, s)
 	}
 	f := os.NewFile(uintptr(fd), "mapsync")
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only
 	var b [1]byte
 	if _, err := io.ReadFull(f, b[:]); err != nil {
 		if errors.Is(err, io.EOF) {

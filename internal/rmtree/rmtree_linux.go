@@ -91,7 +91,7 @@ func removeAt(dirfd int, name, full string, mnt uint64) error {
 	fd, err := openDir(dirfd, name)
 	if errors.Is(err, unix.EACCES) {
 		// Mode 000 (an overlay work/work): make it ours to read.
-		unix.Fchmodat(dirfd, name, 0o700, 0)
+		_ = unix.Fchmodat(dirfd, name, 0o700, 0) // best effort: the open below reports what stays refused
 		fd, err = openDir(dirfd, name)
 	}
 	if errors.Is(err, unix.ENOENT) {
@@ -110,7 +110,7 @@ func removeAt(dirfd int, name, full string, mnt uint64) error {
 		return &os.PathError{Op: "remove mount point", Path: full, Err: unix.EBUSY}
 	}
 	if mode&0o700 != 0o700 {
-		unix.Fchmod(fd, mode&0o7777|0o700)
+		_ = unix.Fchmod(fd, mode&0o7777|0o700) // best effort: the removal below reports what stays refused
 	}
 	f := os.NewFile(uintptr(fd), full)
 	names, rerr := f.Readdirnames(-1)
@@ -123,7 +123,7 @@ func removeAt(dirfd int, name, full string, mnt uint64) error {
 			first = err
 		}
 	}
-	f.Close()
+	_ = f.Close() // read-only (a directory)
 	if first != nil {
 		return first
 	}
@@ -211,7 +211,7 @@ func inNamespace(ctx context.Context, op, path string, m idmap.Mapping, args ...
 	go func() {
 		select {
 		case <-ctx.Done():
-			c.Process.Kill()
+			_ = c.Process.Kill() // the context ended: Wait returns and ctx.Err() is reported
 		case <-done:
 		}
 	}()
@@ -246,7 +246,7 @@ func Main() {
 	if errors.As(err, &errno) {
 		r.Errno = int(errno)
 	}
-	json.NewEncoder(os.Stdout).Encode(r)
+	_ = json.NewEncoder(os.Stdout).Encode(r) // the exit status says it failed; stdout to the parent is all there is
 	os.Exit(1)
 }
 

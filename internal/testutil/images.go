@@ -107,7 +107,7 @@ func TarDir(t testing.TB, dir string) []byte {
 	r := layer.GenerateInsertLayer(dir, "/", false, &layer.RepackOptions{
 		OnDiskFormat: layer.DirRootfs{MapOptions: layer.MapOptions{Rootless: os.Geteuid() != 0}},
 	})
-	defer r.Close()
+	defer func() { _ = r.Close() }() // the generator's errors come out of ReadAll
 	data, err := io.ReadAll(r)
 	if err != nil {
 		t.Fatalf("tar %s: %v", dir, err)
@@ -169,7 +169,7 @@ func Gzip(t testing.TB, data []byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
-	zw.Write(data)
+	_, _ = zw.Write(data) // an error sticks: Close below returns it
 	if err := zw.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +208,7 @@ func AddOCIImage(t testing.TB, layout, tag string, cfg ispec.ImageConfig, layers
 		t.Fatal(err)
 	}
 	e := casext.NewEngine(ce)
-	defer e.Close()
+	defer func() { _ = e.Close() }() // a dir engine: every write above was checked
 	img := ispec.Image{
 		Platform: ispec.Platform{OS: "linux", Architecture: goruntime.GOARCH},
 		Config:   cfg,

@@ -51,7 +51,7 @@ func writeCpio(w io.Writer, entries []cpioEntry) error {
 				if err != nil {
 					return fmt.Errorf("cpio: %w", err)
 				}
-				defer f.Close()
+				defer func() { _ = f.Close() }() // read-only
 				st, err := f.Stat()
 				if err != nil {
 					return fmt.Errorf("cpio: %w", err)

@@ -185,7 +185,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(work)
+	defer func() { _ = os.RemoveAll(work) }() // best effort: a left scratch dir is litter only
 
 	mods, err := cfg.Kernel.ResolveModules(cfg.Modules)
 	if err != nil {
@@ -340,7 +340,7 @@ func checkStatic(path string) error {
 	if err != nil {
 		return fmt.Errorf("vmtest: %s: %w", path, err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
 			return fmt.Errorf("vmtest: %s is dynamically linked; build it with CGO_ENABLED=0", path)

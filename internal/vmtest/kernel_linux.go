@@ -103,7 +103,7 @@ func EnsureKernel(ctx context.Context) (*Kernel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kernel cache: %w", err)
 	}
-	defer os.RemoveAll(tmp)
+	defer func() { _ = os.RemoveAll(tmp) }() // best effort: a left scratch dir is litter only
 	download := func(pkg string) error {
 		dl := exec.CommandContext(ctx, "apt-get", "download", pkg)
 		dl.Dir = tmp
@@ -171,7 +171,7 @@ func EnsureKernel(ctx context.Context) (*Kernel, error) {
 	if err := os.WriteFile(filepath.Join(out, "version"), []byte(version+"\n"), 0o644); err != nil {
 		return nil, err
 	}
-	os.RemoveAll(dir) // a half-made leftover of a crash
+	_ = os.RemoveAll(dir) // if it stays, the rename below fails and says so; a half-made leftover of a crash
 	if err := os.Rename(out, dir); err != nil {
 		return nil, fmt.Errorf("kernel cache: %w", err)
 	}
@@ -240,7 +240,7 @@ func moduleDepends(path string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("module %s: %w", path, err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only
 	sec := f.Section(".modinfo")
 	if sec == nil {
 		return nil, fmt.Errorf("module %s: no .modinfo section", path)

@@ -94,7 +94,7 @@ func TestBinary(t testing.TB) string {
 			binErr = err
 			return
 		}
-		defer os.RemoveAll(tmp)
+		defer func() { _ = os.RemoveAll(tmp) }() // best effort: a left scratch dir is litter only
 		goBin, err := exec.LookPath("go")
 		if err != nil {
 			goBin = "/usr/local/go/bin/go"

@@ -56,7 +56,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) (volstore.Backend, string))
 		dir := newDataDir(t, parent, "tiny")
 		err := b.Create(t.Context(), dir, 4096, os.Getuid(), os.Getgid(), 0o755)
 		if err == nil {
-			b.Remove(t.Context(), dir)
+			_ = b.Remove(t.Context(), dir) // the test fails on the Create that should not have worked
 			t.Fatalf("Create with a 4 KiB limit = nil, want an error (below the filesystem's own overhead)")
 		}
 	})
@@ -102,7 +102,7 @@ func create(t *testing.T, b volstore.Backend, parent, name string, limited bool,
 	if err := b.Create(t.Context(), dir, limit, uid, gid, perm); err != nil {
 		t.Fatalf("Create(%s, %d) = %v", dir, limit, err)
 	}
-	t.Cleanup(func() { b.Remove(t.Context(), dir) })
+	t.Cleanup(func() { _ = b.Remove(t.Context(), dir) }) // cleanup: testRemove checks Remove's result
 	return dir
 }
 
@@ -185,8 +185,8 @@ func testRemove(t *testing.T, newBackend func(t *testing.T) (volstore.Backend, s
 	if err := os.Symlink(outside, filepath.Join(dir, "link")); err != nil {
 		t.Fatal(err)
 	}
-	os.Chmod(filepath.Join(dir, "ro"), 0o555)
-	os.Chmod(filepath.Join(dir, "work/work"), 0)
+	_ = os.Chmod(filepath.Join(dir, "ro"), 0o555)    // cannot fail on a directory the test made; Remove below must cope with either mode
+	_ = os.Chmod(filepath.Join(dir, "work/work"), 0) // cannot fail on a directory the test made; Remove below must cope with either mode
 	if err := b.Remove(t.Context(), dir); err != nil {
 		t.Fatalf("Remove = %v", err)
 	}
@@ -241,7 +241,8 @@ func testLimit(t *testing.T, newBackend func(t *testing.T) (volstore.Backend, st
 	if err := unix.Statfs(dir, &st); err != nil {
 		t.Fatal(err)
 	}
-	if size := int64(st.Blocks) * st.Bsize; size > Limit || size < Limit-Overhead {
+	// Bsize is int64 on Linux, uint32 on darwin.
+	if size := int64(st.Blocks) * int64(st.Bsize); size > Limit || size < Limit-Overhead {
 		t.Errorf("statfs(%s) size = %d, want within [%d, %d] (what df shows)", dir, size, Limit-Overhead, Limit)
 	}
 	n, err := fill(filepath.Join(dir, "big"))
@@ -292,7 +293,7 @@ func writeFile(t *testing.T, path string, n int) {
 	for w := 0; w < n; {
 		k := min(len(buf), n-w)
 		if _, err := f.Write(buf[:k]); err != nil {
-			f.Close()
+			_ = f.Close() // the write already failed: the test stops on that
 			t.Fatalf("write %s after %d bytes: %v", path, w, err)
 		}
 		w += k
@@ -312,7 +313,7 @@ func fill(path string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // the write error that ended the fill is what counts
 	buf := make([]byte, 64<<10)
 	for i := range buf {
 		buf[i] = byte(i) | 1
