@@ -105,10 +105,12 @@ func ociMain(cfg *Config, report *os.File) {
 		os.Exit(125)
 	}
 	unix.Write(w, []byte{0})
-	unix.Close(w)
 	unix.Close(fifo)
 
 	pid, done, err := spawnOCI(r, p, oc.Seccomp, argv0, env, files)
+	// Start reads until this end closes: the process has been exec'd
+	// (or could not be) before start returns and poststart hooks run.
+	unix.Close(w)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "lightbox init: start %s: %v\n", p.Args[0], err)
 		if c := execErrorCode(err); c != 0 {
@@ -295,7 +297,13 @@ func ociMount(root int, m OCIMount) error {
 		}
 		mfd, err = sys.OpenTree(unix.AT_FDCWD, m.Source, flags)
 		if err == nil && m.Attrs != 0 {
-			if err = sys.SetAttr(mfd, m.Attrs, 0, m.Recursive, m.Source); err != nil {
+			var clear uint64
+			if m.Attrs&unix.MOUNT_ATTR__ATIME != 0 {
+				// mount_setattr takes an atime mode only with the
+				// old one cleared.
+				clear = unix.MOUNT_ATTR__ATIME
+			}
+			if err = sys.SetAttr(mfd, m.Attrs, clear, m.Recursive, m.Source); err != nil {
 				unix.Close(mfd)
 			}
 		}
