@@ -74,8 +74,27 @@ func TestRuntimeToolsValidation(t *testing.T) {
 		t.Fatalf("hack/runtime-tools.sh: %v\n%s", err, out)
 	}
 	t.Logf("suite built (or reused) in %v", time.Since(t0).Round(time.Second))
+	// The suite calls the runtime without --root: a wrapper gives it a
+	// state root of this test's, emptied afterwards (a few programs
+	// leave their containers).
+	tmp := t.TempDir()
+	os.Chmod(tmp, 0o755)
+	root := filepath.Join(tmp, "state")
+	wrapper := filepath.Join(tmp, "lightbox-runc-suite")
+	if err := os.WriteFile(wrapper, []byte("#!/bin/sh\nexec "+runcBin+" --root "+root+" \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ents, _ := os.ReadDir(root)
+		for _, e := range ents {
+			t.Logf("the suite left container %s: delete --force", e.Name())
+			if out, err := exec.Command(runcBin, "--root", root, "delete", "--force", e.Name()).CombinedOutput(); err != nil {
+				t.Errorf("delete --force %s: %v: %s", e.Name(), err, out)
+			}
+		}
+	})
 	t0 = time.Now()
-	run := exec.CommandContext(t.Context(), filepath.Join(repo, "hack/runtime-tools-run.sh"), runcBin, dir)
+	run := exec.CommandContext(t.Context(), filepath.Join(repo, "hack/runtime-tools-run.sh"), wrapper, dir)
 	out, err := run.CombinedOutput()
 	t.Logf("suite ran in %v:\n%s", time.Since(t0).Round(time.Second), out)
 	if err != nil {
