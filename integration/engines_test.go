@@ -278,3 +278,63 @@ func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
 }
+
+// TestPodmanRunsLightboxRunc: podman --runtime lightbox-runc run --rm of
+// an image loaded from a docker-save tar, as root and rootless (podman's
+// user namespace: lightbox-runc runs as its root), with podman's storage
+// in temporary directories. Its stdout, exit status and a bind mount.
+// On this kind of machine podman needs the cgroupfs manager, the file
+// events logger and rlimits within the hard ones (its defaults need
+// CAP_SYS_RESOURCE); --network none leaves the host's network alone.
+func TestPodmanRunsLightboxRunc(t *testing.T) {
+	bin := testutil.NeedTool(t, "podman")
+	testutil.NeedTool(t, "conmon")
+	link := runcLink(t)
+	dir, err := os.MkdirTemp("", "lightbox-podman-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if n := hostMountsUnder(t, dir+"/"); n != 0 {
+			t.Errorf("%d mounts left under %s", n, dir)
+			return
+		}
+		// Rootless podman's files belong to ids of its user namespace:
+		// only podman unshare removes them.
+		if os.Geteuid() != 0 {
+			runTool(t, []string{"HOME=" + dir, "XDG_RUNTIME_DIR=" + filepath.Join(dir, "xdg")}, bin, "--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "runroot"), "--storage-driver", "vfs", "unshare", "rm", "-rf", filepath.Join(dir, "root"), filepath.Join(dir, "runroot"))
+		}
+		os.RemoveAll(dir)
+	})
+	xdg := filepath.Join(dir, "xdg")
+	if err := os.Mkdir(xdg, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"HOME=" + dir, "XDG_RUNTIME_DIR=" + xdg, "XDG_CONFIG_HOME=" + filepath.Join(dir, "config")}
+	global := []string{"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "runroot"), "--tmpdir", filepath.Join(dir, "tmp"),
+		"--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file", "--runtime", link}
+	podman := func(args ...string) cmdResult {
+		t.Helper()
+		return runTool(t, env, bin, append(append([]string{}, global...), args...)...)
+	}
+	const ref = "lightbox.test/busybox:1"
+	if r := podman("load", "-i", busyboxArchive(t, ref)); r.code != 0 {
+		t.Fatalf("podman load: exit %d: %s", r.code, r.stderr)
+	}
+	host := t.TempDir()
+	os.Chmod(host, 0o777)
+	if err := os.WriteFile(filepath.Join(host, "in"), []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := podman("run", "--rm", "--network", "none", "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096",
+		"-v", host+":/data", ref, "sh", "-c", "cat /data/in; echo from the container > /data/out; id -u; exit 7")
+	if r.code != 7 || r.stdout != "from the host\n0\n" {
+		t.Fatalf("podman run: exit %d, stdout %q, stderr %q: want 7, the host file and uid 0", r.code, r.stdout, r.stderr)
+	}
+	if b, err := os.ReadFile(filepath.Join(host, "out")); err != nil || string(b) != "from the container\n" {
+		t.Fatalf("bind mount: the container's write reads %q, %v on the host", b, err)
+	}
+	if out := podman("ps", "-a", "-q"); strings.TrimSpace(out.stdout) != "" {
+		t.Fatalf("podman ps -a after run --rm: %q", out.stdout)
+	}
+}

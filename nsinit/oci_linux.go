@@ -395,6 +395,11 @@ func ociCgroup(root int, dst string, m OCIMount) error {
 			continue
 		}
 		cfd, err := sys.FSMount("cgroup", params, attrs|nosuidNodevNoexec, dst+"/"+name)
+		if errors.Is(err, unix.EPERM) {
+			// A user namespace may not mount a v1 hierarchy: bind the
+			// init's own cgroup of it instead (as runc does rootless).
+			cfd, err = bindOwnCgroup(f[1], f[2], uint64(attrs)|nosuidNodevNoexec)
+		}
 		if err != nil {
 			return fmt.Errorf("cgroup %s: %w", f[1], err)
 		}
@@ -406,6 +411,44 @@ func ociCgroup(root int, dst string, m OCIMount) error {
 		return sys.SetAttr(dir, unix.MOUNT_ATTR_RDONLY, 0, false, dst)
 	}
 	return nil
+}
+
+// bindOwnCgroup clones the directory of cgroup path in the v1 hierarchy
+// of controllers (as /proc/self/cgroup names them) from where that
+// hierarchy is mounted in this mount namespace, with attrs set.
+func bindOwnCgroup(controllers, path string, attrs uint64) (int, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return -1, err
+	}
+	want := strings.Split(controllers, ",")
+	for _, line := range strings.Split(string(b), "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(f) < 5 || len(g) < 3 || g[0] != "cgroup" {
+			continue
+		}
+		opts := strings.Split(g[2], ",")
+		match := true
+		for _, c := range want {
+			match = match && slices.Contains(opts, c)
+		}
+		rel, ok := strings.CutPrefix(path, f[3])
+		if !match || !ok {
+			continue
+		}
+		src := f[4] + "/" + strings.TrimPrefix(rel, "/")
+		mfd, err := sys.OpenTree(unix.AT_FDCWD, src, unix.OPEN_TREE_CLONE)
+		if err != nil {
+			return -1, err
+		}
+		if err := sys.SetAttr(mfd, attrs, 0, false, src); err != nil {
+			unix.Close(mfd)
+			return -1, err
+		}
+		return mfd, nil
+	}
+	return -1, fmt.Errorf("no mount of the hierarchy in /proc/self/mountinfo: %w", unix.ENOENT)
 }
 
 // ociDevices makes the device nodes and /dev's standard symlinks.

@@ -28,7 +28,8 @@ import (
 // container. It is safe for concurrent use; several processes may use
 // one root at once (each container's directory is made with one mkdir).
 type Runtime struct {
-	// Root is --root; "" = /run/lightbox-runc as root, else
+	// Root is --root; "" = /run/lightbox-runc as root, else (an
+	// unprivileged user, or root of a user namespace)
 	// $XDG_RUNTIME_DIR/lightbox-runc.
 	Root string
 	// Logger gets the warnings (a failing poststart or poststop hook);
@@ -54,10 +55,10 @@ func (r *Runtime) root() string {
 	if r.Root != "" {
 		return r.Root
 	}
-	if os.Geteuid() != 0 {
-		if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
-			return filepath.Join(d, "lightbox-runc")
-		}
+	// Rootless, or root of a user namespace (rootless podman runs its
+	// runtime as that), where /run is not ours.
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" && !initialUserNS() {
+		return filepath.Join(d, "lightbox-runc")
 	}
 	return "/run/lightbox-runc"
 }
