@@ -93,7 +93,8 @@ type result struct {
 // runc runs lightbox-runc with root as --root ("" = none).
 func runcIn(t *testing.T, root string, stdout *os.File, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	// (In a cleanup too, after t.Context is done.)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), time.Minute)
 	defer cancel()
 	if root != "" {
 		args = append([]string{"--root", root}, args...)
