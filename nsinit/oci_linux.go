@@ -29,10 +29,8 @@ func ociMain(cfg *Config, report *os.File) {
 	sigs := make(chan os.Signal, 32)
 	signal.Notify(sigs)
 	r := newReaper()
-	fifo, err := unix.Open(oc.ExecFifo, unix.O_PATH|unix.O_CLOEXEC, 0)
-	if err != nil {
-		fatal(report, fmt.Errorf("init: open exec fifo: %w", &os.PathError{Op: "open", Path: oc.ExecFifo, Err: err}))
-	}
+	fifo := oc.ExecFifoFD
+	unix.CloseOnExec(fifo)
 	if err := ociSetup(oc); err != nil {
 		fatal(report, err)
 	}

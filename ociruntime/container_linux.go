@@ -270,6 +270,11 @@ func (r *Runtime) create(ctx context.Context, dir string, rec *record, p *plan, 
 		}
 	}
 	p.oci.ExecFifo = fifo
+	fifoFD, err := os.OpenFile(fifo, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer fifoFD.Close()
 
 	ln, err := listen(dir)
 	if err != nil {
@@ -296,6 +301,8 @@ func (r *Runtime) create(ctx context.Context, dir string, rec *record, p *plan, 
 	p.oci.PreserveFDs = o.PreserveFDs
 	cfgFD := 3 + len(extra)
 	extra = append(extra, cfgR, repW, ln)
+	p.oci.ExecFifoFD = 3 + len(extra)
+	extra = append(extra, fifoFD)
 	cfg := nsinit.Config{Version: nsinit.Version, Name: rec.ID, FDs: nsinit.FDs{Report: cfgFD + 1, Liveness: -1, Listener: cfgFD + 2, Lock: -1, Exe: -1}}
 	if o.ConsoleSocket != "" {
 		c, err := net.Dial("unix", o.ConsoleSocket)
