@@ -36,8 +36,12 @@ type OCIConfig struct {
 	// Process is the container's process; Seccomp applies to it and to
 	// every exec'd process.
 	Process OCIProcess `json:"process"`
-	// ExecFifo is the host path of the FIFO start opens.
-	ExecFifo string `json:"execFifo"`
+	// ExecFifo is the host path of the FIFO start opens (for messages);
+	// ExecFifoFD is an O_PATH fd of it, which the init reopens for
+	// writing: the init, the root of a user namespace, need not be able
+	// to reach the path.
+	ExecFifo   string `json:"execFifo"`
+	ExecFifoFD int    `json:"execFifoFD"`
 	// Console is the fd of a connected unix socket the pty master is sent
 	// over when Process.Terminal; -1 without.
 	Console int `json:"console"`

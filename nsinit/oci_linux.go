@@ -29,10 +29,8 @@ func ociMain(cfg *Config, report *os.File) {
 	sigs := make(chan os.Signal, 32)
 	signal.Notify(sigs)
 	r := newReaper()
-	fifo, err := unix.Open(oc.ExecFifo, unix.O_PATH|unix.O_CLOEXEC, 0)
-	if err != nil {
-		fatal(report, fmt.Errorf("init: open exec fifo: %w", &os.PathError{Op: "open", Path: oc.ExecFifo, Err: err}))
-	}
+	fifo := oc.ExecFifoFD
+	unix.CloseOnExec(fifo)
 	if err := ociSetup(oc); err != nil {
 		fatal(report, err)
 	}
@@ -105,10 +103,12 @@ func ociMain(cfg *Config, report *os.File) {
 		os.Exit(125)
 	}
 	unix.Write(w, []byte{0})
-	unix.Close(w)
 	unix.Close(fifo)
 
 	pid, done, err := spawnOCI(r, p, oc.Seccomp, argv0, env, files)
+	// Start reads until this end closes: the process has been exec'd
+	// (or could not be) before start returns and poststart hooks run.
+	unix.Close(w)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "lightbox init: start %s: %v\n", p.Args[0], err)
 		if c := execErrorCode(err); c != 0 {
@@ -295,7 +295,13 @@ func ociMount(root int, m OCIMount) error {
 		}
 		mfd, err = sys.OpenTree(unix.AT_FDCWD, m.Source, flags)
 		if err == nil && m.Attrs != 0 {
-			if err = sys.SetAttr(mfd, m.Attrs, 0, m.Recursive, m.Source); err != nil {
+			var clear uint64
+			if m.Attrs&unix.MOUNT_ATTR__ATIME != 0 {
+				// mount_setattr takes an atime mode only with the
+				// old one cleared.
+				clear = unix.MOUNT_ATTR__ATIME
+			}
+			if err = sys.SetAttr(mfd, m.Attrs, clear, m.Recursive, m.Source); err != nil {
 				unix.Close(mfd)
 			}
 		}
@@ -387,6 +393,11 @@ func ociCgroup(root int, dst string, m OCIMount) error {
 			continue
 		}
 		cfd, err := sys.FSMount("cgroup", params, attrs|nosuidNodevNoexec, dst+"/"+name)
+		if errors.Is(err, unix.EPERM) {
+			// A user namespace may not mount a v1 hierarchy: bind the
+			// init's own cgroup of it instead (as runc does rootless).
+			cfd, err = bindOwnCgroup(f[1], f[2], uint64(attrs)|nosuidNodevNoexec)
+		}
 		if err != nil {
 			return fmt.Errorf("cgroup %s: %w", f[1], err)
 		}
@@ -398,6 +409,44 @@ func ociCgroup(root int, dst string, m OCIMount) error {
 		return sys.SetAttr(dir, unix.MOUNT_ATTR_RDONLY, 0, false, dst)
 	}
 	return nil
+}
+
+// bindOwnCgroup clones the directory of cgroup path in the v1 hierarchy
+// of controllers (as /proc/self/cgroup names them) from where that
+// hierarchy is mounted in this mount namespace, with attrs set.
+func bindOwnCgroup(controllers, path string, attrs uint64) (int, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return -1, err
+	}
+	want := strings.Split(controllers, ",")
+	for _, line := range strings.Split(string(b), "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(f) < 5 || len(g) < 3 || g[0] != "cgroup" {
+			continue
+		}
+		opts := strings.Split(g[2], ",")
+		match := true
+		for _, c := range want {
+			match = match && slices.Contains(opts, c)
+		}
+		rel, ok := strings.CutPrefix(path, f[3])
+		if !match || !ok {
+			continue
+		}
+		src := f[4] + "/" + strings.TrimPrefix(rel, "/")
+		mfd, err := sys.OpenTree(unix.AT_FDCWD, src, unix.OPEN_TREE_CLONE)
+		if err != nil {
+			return -1, err
+		}
+		if err := sys.SetAttr(mfd, attrs, 0, false, src); err != nil {
+			unix.Close(mfd)
+			return -1, err
+		}
+		return mfd, nil
+	}
+	return -1, fmt.Errorf("no mount of the hierarchy in /proc/self/mountinfo: %w", unix.ENOENT)
 }
 
 // ociDevices makes the device nodes and /dev's standard symlinks.

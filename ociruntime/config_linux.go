@@ -157,6 +157,9 @@ func translate(spec *specs.Spec, bundle string) (*plan, error) {
 		if len(p.uidMap) == 0 || len(p.gidMap) == 0 {
 			return nil, errors.New("config: a user namespace needs linux.uidMappings and linux.gidMappings")
 		}
+		if !mapsZero(p.uidMap) || !mapsZero(p.gidMap) {
+			return nil, errors.New("config: linux.uidMappings and linux.gidMappings must map the container's id 0 (the init runs as root in the container)")
+		}
 	} else if len(l.UIDMappings) > 0 || len(l.GIDMappings) > 0 {
 		return nil, errors.New("config: linux.uidMappings without a new user namespace")
 	}
@@ -232,6 +235,27 @@ func translate(spec *specs.Spec, bundle string) (*plan, error) {
 		p.res = &res
 	}
 	return p, nil
+}
+
+// mapsZero reports whether m maps container id 0.
+func mapsZero(m []specs.LinuxIDMapping) bool {
+	for _, e := range m {
+		if e.ContainerID == 0 && e.Size > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// hostID is the host id that m maps container id c to (c itself when m
+// does not map it).
+func hostID(m []specs.LinuxIDMapping, c uint32) uint32 {
+	for _, e := range m {
+		if c >= e.ContainerID && c-e.ContainerID < e.Size {
+			return e.HostID + c - e.ContainerID
+		}
+	}
+	return c
 }
 
 // initialUserNS reports whether this process is in the initial user
@@ -325,9 +349,12 @@ var mountAttrs = map[string]struct {
 	"nosuid": {set: unix.MOUNT_ATTR_NOSUID}, "suid": {clear: unix.MOUNT_ATTR_NOSUID},
 	"nodev": {set: unix.MOUNT_ATTR_NODEV}, "dev": {clear: unix.MOUNT_ATTR_NODEV},
 	"noexec": {set: unix.MOUNT_ATTR_NOEXEC}, "exec": {clear: unix.MOUNT_ATTR_NOEXEC},
-	"noatime": {set: unix.MOUNT_ATTR_NOATIME}, "strictatime": {set: unix.MOUNT_ATTR_STRICTATIME},
-	"relatime": {set: unix.MOUNT_ATTR_RELATIME}, "nodiratime": {set: unix.MOUNT_ATTR_NODIRATIME},
-	"norelatime": {}, "atime": {}, "diratime": {}, "defaults": {}, "async": {}, "nomand": {}, "loud": {},
+	// One atime mode: each of these replaces the one before.
+	"noatime":     {set: unix.MOUNT_ATTR_NOATIME, clear: unix.MOUNT_ATTR__ATIME},
+	"strictatime": {set: unix.MOUNT_ATTR_STRICTATIME, clear: unix.MOUNT_ATTR__ATIME},
+	"relatime":    {set: unix.MOUNT_ATTR_RELATIME, clear: unix.MOUNT_ATTR__ATIME},
+	"nodiratime":  {set: unix.MOUNT_ATTR_NODIRATIME},
+	"norelatime":  {}, "atime": {}, "diratime": {}, "defaults": {}, "async": {}, "nomand": {}, "loud": {},
 }
 
 var propagations = map[string]uintptr{

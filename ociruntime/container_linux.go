@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -27,9 +28,19 @@ import (
 // container. It is safe for concurrent use; several processes may use
 // one root at once (each container's directory is made with one mkdir).
 type Runtime struct {
-	// Root is --root; "" = /run/lightbox-runc as root, else
+	// Root is --root; "" = /run/lightbox-runc as root, else (an
+	// unprivileged user, or root of a user namespace)
 	// $XDG_RUNTIME_DIR/lightbox-runc.
 	Root string
+	// Logger gets the warnings (a failing poststart or poststop hook);
+	// nil discards them.
+	Logger *slog.Logger
+}
+
+func (r *Runtime) warn(msg string, err error) {
+	if r.Logger != nil {
+		r.Logger.Warn(msg, "err", err)
+	}
 }
 
 // ErrNotExist is returned for an id with no container.
@@ -44,10 +55,10 @@ func (r *Runtime) root() string {
 	if r.Root != "" {
 		return r.Root
 	}
-	if os.Geteuid() != 0 {
-		if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
-			return filepath.Join(d, "lightbox-runc")
-		}
+	// Rootless, or root of a user namespace (rootless podman runs its
+	// runtime as that), where /run is not ours.
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" && !initialUserNS() {
+		return filepath.Join(d, "lightbox-runc")
 	}
 	return "/run/lightbox-runc"
 }
@@ -252,7 +263,18 @@ func (r *Runtime) create(ctx context.Context, dir string, rec *record, p *plan, 
 	if err := unix.Mkfifo(fifo, 0o600); err != nil {
 		return nil, &os.PathError{Op: "mkfifo", Path: fifo, Err: err}
 	}
+	if p.userNS {
+		// The init opens it as the container's root.
+		if err := os.Chown(fifo, int(hostID(p.uidMap, 0)), int(hostID(p.gidMap, 0))); err != nil {
+			return nil, err
+		}
+	}
 	p.oci.ExecFifo = fifo
+	fifoFD, err := os.OpenFile(fifo, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer fifoFD.Close()
 
 	ln, err := listen(dir)
 	if err != nil {
@@ -279,6 +301,8 @@ func (r *Runtime) create(ctx context.Context, dir string, rec *record, p *plan, 
 	p.oci.PreserveFDs = o.PreserveFDs
 	cfgFD := 3 + len(extra)
 	extra = append(extra, cfgR, repW, ln)
+	p.oci.ExecFifoFD = 3 + len(extra)
+	extra = append(extra, fifoFD)
 	cfg := nsinit.Config{Version: nsinit.Version, Name: rec.ID, FDs: nsinit.FDs{Report: cfgFD + 1, Liveness: -1, Listener: cfgFD + 2, Lock: -1, Exe: -1}}
 	if o.ConsoleSocket != "" {
 		c, err := net.Dial("unix", o.ConsoleSocket)
@@ -311,6 +335,10 @@ func (r *Runtime) create(ctx context.Context, dir string, rec *record, p *plan, 
 		}
 		// An unprivileged parent may write a gid map only with setgroups denied.
 		cmd.SysProcAttr.GidMappingsEnableSetgroups = os.Geteuid() == 0
+		// The init is the container's root: without a setuid it keeps
+		// this process's ids, which the map need not hold (unmapped, it
+		// would exec with no capabilities in its namespace).
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: os.Geteuid() != 0}
 	}
 	if err := startJoined(cmd, p.join); err != nil {
 		return nil, fmt.Errorf("start init: %w", err)
@@ -525,6 +553,21 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 			return fmt.Errorf("start: container %s: the init did not take the start", id)
 		}
 	}
+	// The init closes its end once the process is exec'd: poststart
+	// hooks run after the program started, as the spec orders.
+	for {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		if _, err := unix.Poll(fds, 100); err != nil && !errors.Is(err, unix.EINTR) {
+			return fmt.Errorf("start: poll exec fifo: %w", err)
+		}
+		var b [1]byte
+		if n, err := unix.Read(fd, b[:]); n == 0 && err == nil {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("start: container %s: the process did not start", id)
+		}
+	}
 	if err := os.Remove(fifo); err != nil {
 		return err
 	}
@@ -532,9 +575,10 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 		st, _ := r.State(id)
 		for _, h := range rec.Hooks.Poststart {
 			if err := runHook(ctx, h, st); err != nil {
-				// The process runs: a failing poststart hook is
-				// reported, as the spec says, not undone.
-				return fmt.Errorf("poststart hook: %w", err)
+				// The process runs: a failing poststart hook is a
+				// warning, and the other hooks still run (runtime
+				// spec, lifecycle step 7).
+				r.warn("poststart hook failed", err)
 			}
 		}
 	}
@@ -632,7 +676,7 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 		st := &specs.State{Version: specs.Version, ID: id, Status: Stopped, Bundle: rec.Bundle, Annotations: rec.Annotations}
 		for _, h := range rec.Hooks.Poststop {
 			if err := runHook(ctx, h, st); err != nil {
-				fmt.Fprintf(os.Stderr, "lightbox-runc: poststop hook: %v\n", err)
+				r.warn("poststop hook failed", err)
 			}
 		}
 	}

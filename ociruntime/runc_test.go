@@ -93,7 +93,8 @@ type result struct {
 // runc runs lightbox-runc with root as --root ("" = none).
 func runcIn(t *testing.T, root string, stdout *os.File, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	// (In a cleanup too, after t.Context is done.)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), time.Minute)
 	defer cancel()
 	if root != "" {
 		args = append([]string{"--root", root}, args...)
@@ -478,5 +479,36 @@ func TestSeccomp(t *testing.T) {
 	r := runc(t, root, "run", "--bundle", b, "s1")
 	if r.code != 0 || !strings.Contains(r.out, "Permission denied") || !strings.Contains(r.out, "done") {
 		t.Fatalf("mkdir under a seccomp rule returning EACCES: exit %d, %q %q", r.code, r.out, r.err)
+	}
+}
+
+// TestSeccompArgs: rules with argument conditions, as podman's and
+// containerd's default profiles have (socket allowed unless its family
+// and protocol match): a call whose conditions fail goes on to the next
+// rules, which still match it by syscall number.
+func TestSeccompArgs(t *testing.T) {
+	root := stateRoot(t)
+	eacces, eperm, einval, eafnosupport := uint(unix.EACCES), uint(unix.EPERM), uint(unix.EINVAL), uint(unix.EAFNOSUPPORT)
+	b := bundle(t, func(s *specs.Spec) {
+		s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
+			{Names: []string{"personality"}, Action: specs.ActAllow, Args: []specs.LinuxSeccompArg{{Index: 0, Value: 0, Op: specs.OpEqualTo}}},
+			{Names: []string{"chmod"}, Action: specs.ActErrno, ErrnoRet: &eacces, Args: []specs.LinuxSeccompArg{{Index: 1, Value: 0o700, Op: specs.OpEqualTo}}},
+			{Names: []string{"fchmodat"}, Action: specs.ActErrno, ErrnoRet: &eacces, Args: []specs.LinuxSeccompArg{{Index: 2, Value: 0o700, Op: specs.OpEqualTo}}},
+			{Names: []string{"chmod"}, Action: specs.ActErrno, ErrnoRet: &eperm, Args: []specs.LinuxSeccompArg{{Index: 1, Value: 0o751, Op: specs.OpEqualTo}, {Index: 1, Value: 0o750, Op: specs.OpEqualTo}}},
+			{Names: []string{"fchmodat"}, Action: specs.ActErrno, ErrnoRet: &eperm, Args: []specs.LinuxSeccompArg{{Index: 2, Value: 0o751, Op: specs.OpEqualTo}, {Index: 2, Value: 0o750, Op: specs.OpEqualTo}}},
+			{Names: []string{"socket"}, Action: specs.ActErrno, ErrnoRet: &einval, Args: []specs.LinuxSeccompArg{{Index: 0, Value: unix.AF_NETLINK, Op: specs.OpEqualTo}, {Index: 2, Value: unix.NETLINK_AUDIT, Op: specs.OpEqualTo}}},
+			{Names: []string{"socket"}, Action: specs.ActErrno, ErrnoRet: &eafnosupport},
+		}}
+	}, "sh", "-c", "touch /tmp/f; chmod 700 /tmp/f 2>&1; chmod 750 /tmp/f 2>&1; chmod 755 /tmp/f && stat -c %a /tmp/f; ip link show lo 2>&1; echo done")
+	r := runc(t, root, "run", "--bundle", b, "s2")
+	// chmod 700: the first rule; chmod 750: the fourth, after the
+	// conditions of the second or third failed (indexes 1 and 2 repeat
+	// in the fourth: either matches); 755: none; socket: the last,
+	// after the conditions of the one before it failed.
+	want := []string{"Permission denied", "Operation not permitted", "755", "Address family not supported", "done"}
+	for _, w := range want {
+		if !strings.Contains(r.out, w) {
+			t.Fatalf("seccomp rules with arguments: exit %d, output %q (stderr %q): want %q", r.code, r.out, r.err, w)
+		}
 	}
 }

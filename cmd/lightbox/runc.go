@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -46,6 +47,19 @@ func (l *runcLog) error(err error) {
 		return
 	}
 	fmt.Fprintf(l.w, "time=%q level=error msg=%q\n", time.Now().UTC().Format(time.RFC3339Nano), msg)
+}
+
+// logger is the runtime's warnings: to --log in its format, else to
+// stderr as text.
+func (l *runcLog) logger() *slog.Logger {
+	opts := &slog.HandlerOptions{Level: slog.LevelWarn}
+	switch {
+	case l.w == nil:
+		return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	case l.json:
+		return slog.New(slog.NewJSONHandler(l.w, opts))
+	}
+	return slog.New(slog.NewTextHandler(l.w, opts))
 }
 
 // RuncMain runs the OCI runtime command line and returns the exit status.
@@ -125,6 +139,7 @@ func newRuncApp(rt *ociruntime.Runtime, lg *runcLog) *cli.App {
 				}
 				lg.w = f
 			}
+			rt.Logger = lg.logger()
 			if c.Bool("systemd-cgroup") {
 				return errors.New("--systemd-cgroup: not supported by lightbox-runc: use the cgroupfs driver (containerd: SystemdCgroup = false; podman: --cgroup-manager cgroupfs)")
 			}

@@ -1,0 +1,340 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/beamhop/lightbox/internal/testutil"
+	ispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Engines driving lightbox-runc: Debian's containerd (ctr) and podman
+// (hack/packages.txt), each on a busybox image the test makes as a
+// `docker save` tar.
+
+// runcLink is a lightbox-runc symlink to the binary under test, in a
+// directory every user can read.
+func runcLink(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "lightbox-runc-bin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	bin, err := filepath.Abs(binPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "lightbox-runc")
+	if err := os.Symlink(bin, link); err != nil {
+		t.Fatal(err)
+	}
+	return link
+}
+
+// busyboxArchive writes a docker-save tar of a busybox image tagged tag.
+func busyboxArchive(t *testing.T, tag string) string {
+	t.Helper()
+	rootfs := testutil.BusyboxRootfs(t)
+	dst := filepath.Join(t.TempDir(), "busybox.tar")
+	testutil.DockerArchive(t, dst, tag, ispec.ImageConfig{
+		Cmd: []string{"sh"},
+		Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+	}, testutil.TarDir(t, rootfs))
+	return dst
+}
+
+type cmdResult struct {
+	stdout, stderr string
+	code           int
+}
+
+// runTool runs name args with env added, within a minute (in a cleanup
+// too, after t.Context is done).
+func runTool(t *testing.T, env []string, name string, args ...string) cmdResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := cmdResult{out.String(), errb.String(), 0}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%s %s: %v", name, strings.Join(args, " "), err)
+	}
+	return r
+}
+
+func mustTool(t *testing.T, env []string, name string, args ...string) string {
+	t.Helper()
+	r := runTool(t, env, name, args...)
+	if r.code != 0 {
+		t.Fatalf("%s %s: exit %d\nstdout: %s\nstderr: %s", name, strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r.stdout
+}
+
+// privateContainerd starts Debian's containerd with its root, state and
+// sockets under a fresh directory (the CRI plugin off) and returns its
+// socket; it is stopped (SIGTERM, then SIGKILL) when the test ends.
+func privateContainerd(t *testing.T) string {
+	t.Helper()
+	bin := testutil.NeedTool(t, "containerd")
+	testutil.NeedTool(t, "ctr")
+	testutil.NeedTool(t, "containerd-shim-runc-v2")
+	dir, err := os.MkdirTemp("", "lightbox-containerd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "containerd.sock")
+	cfg := fmt.Sprintf(`version = 2
+root = %q
+state = %q
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]
+[grpc]
+  address = %q
+[ttrpc]
+  address = %q
+[debug]
+  address = %q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), sock, sock+".ttrpc", filepath.Join(dir, "debug.sock"))
+	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.Create(filepath.Join(dir, "containerd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--config", filepath.Join(dir, "config.toml"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("containerd log:\n%s", lastLines(string(b), 40))
+		}
+		if n := hostMountsUnder(t, dir+"/"); n != 0 {
+			t.Errorf("%d mounts left under %s", n, dir)
+			return // never delete through a mount
+		}
+		os.RemoveAll(dir)
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if r := runTool(t, nil, "ctr", "--address", sock, "version"); r.code == 0 {
+			return sock
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(logf.Name())
+			t.Fatalf("containerd did not answer on %s:\n%s", sock, lastLines(string(b), 40))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}
+
+// TestContainerdRunsLightboxRunc: containerd's runc shim
+// (io.containerd.runc.v2) with lightbox-runc as its runc binary runs a
+// container of an imported image: its stdout and exit status, a bind
+// mount, ctr task exec and ctr task kill.
+func TestContainerdRunsLightboxRunc(t *testing.T) {
+	testutil.RootOnly(t)
+	sock := privateContainerd(t)
+	link := runcLink(t)
+	ns := fmt.Sprintf("lightbox-test-%d", os.Getpid())
+	t.Cleanup(func() { removeCgroups(t, ns) })
+	ctr := func(args ...string) cmdResult {
+		t.Helper()
+		return runTool(t, nil, "ctr", append([]string{"--address", sock, "--namespace", ns}, args...)...)
+	}
+	mustCtr := func(args ...string) string {
+		t.Helper()
+		r := ctr(args...)
+		if r.code != 0 {
+			t.Fatalf("ctr %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+		}
+		return r.stdout
+	}
+	const ref = "lightbox.test/busybox:1"
+	mustCtr("image", "import", busyboxArchive(t, ref))
+	if out := mustCtr("image", "ls", "-q"); !strings.Contains(out, ref) {
+		t.Fatalf("ctr image ls after import: %q, want %s", out, ref)
+	}
+
+	// stdout, exit status and a bind mount, in one run.
+	host := t.TempDir()
+	if err := os.WriteFile(filepath.Join(host, "in"), []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := ctr("run", "--rm", "--runc-binary", link,
+		"--mount", "type=bind,src="+host+",dst=/data,options=rbind:rw",
+		ref, "once", "sh", "-c", "cat /data/in; echo from the container > /data/out; echo hello; exit 7")
+	if r.code != 7 || r.stdout != "from the host\nhello\n" {
+		t.Fatalf("ctr run: exit %d, stdout %q (stderr %q), want 7 and the host file and hello", r.code, r.stdout, r.stderr)
+	}
+	if b, err := os.ReadFile(filepath.Join(host, "out")); err != nil || string(b) != "from the container\n" {
+		t.Fatalf("bind mount: the container's write reads %q, %v on the host", b, err)
+	}
+
+	// A detached task: exec into it, then kill it.
+	mustCtr("run", "-d", "--runc-binary", link, ref, "long", "sh", "-c", "echo up > /tmp/up; while :; do sleep 0.05; done")
+	t.Cleanup(func() {
+		ctr("task", "kill", "-s", "SIGKILL", "long")
+		ctr("task", "delete", "-f", "long")
+		ctr("container", "delete", "long")
+	})
+	waitFor(t, "the task writes /tmp/up", func() bool {
+		return ctr("task", "exec", "--exec-id", "probe", "long", "cat", "/tmp/up").stdout == "up\n"
+	})
+	r = ctr("task", "exec", "--exec-id", "e1", "long", "sh", "-c", "echo from exec; cat /tmp/up; exit 3")
+	if r.code != 3 || r.stdout != "from exec\nup\n" {
+		t.Fatalf("ctr task exec: exit %d, stdout %q (stderr %q), want 3 and from exec, up", r.code, r.stdout, r.stderr)
+	}
+	if out := mustCtr("task", "ps", "long"); len(strings.Fields(out)) < 4 {
+		t.Fatalf("ctr task ps: %q, want the task's processes", out)
+	}
+	mustCtr("task", "kill", "-s", "SIGKILL", "long")
+	waitFor(t, "the task stops after kill", func() bool {
+		return strings.Contains(ctr("task", "ls").stdout, "STOPPED")
+	})
+	mustCtr("task", "delete", "long")
+	mustCtr("container", "delete", "long")
+	if out := mustCtr("task", "ls", "-q"); strings.TrimSpace(out) != "" {
+		t.Fatalf("ctr task ls after delete: %q", out)
+	}
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// removeCgroups removes the cgroup /name (and anything left below it) in
+// every hierarchy: the parent the runc shim puts a namespace's containers
+// under, which no runtime removes.
+func removeCgroups(t *testing.T, name string) {
+	t.Helper()
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + name)
+	if d := "/sys/fs/cgroup/" + name; fileExists(d) {
+		dirs = append(dirs, d)
+	}
+	for _, d := range dirs {
+		var all []string
+		filepath.WalkDir(d, func(p string, e os.DirEntry, err error) error {
+			if err == nil && e.IsDir() {
+				all = append(all, p)
+			}
+			return nil
+		})
+		for i := len(all) - 1; i >= 0; i-- {
+			if err := os.Remove(all[i]); err != nil {
+				t.Errorf("remove cgroup %s: %v", all[i], err)
+			}
+		}
+	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// TestPodmanRunsLightboxRunc: podman --runtime lightbox-runc run --rm of
+// an image loaded from a docker-save tar, as root and rootless (podman's
+// user namespace: lightbox-runc runs as its root), with podman's storage
+// in temporary directories. Its stdout, exit status and a bind mount.
+// On this kind of machine podman needs the cgroupfs manager, the file
+// events logger and rlimits within the hard ones (its defaults need
+// CAP_SYS_RESOURCE); --network none leaves the host's network alone.
+func TestPodmanRunsLightboxRunc(t *testing.T) {
+	bin := testutil.NeedTool(t, "podman")
+	testutil.NeedTool(t, "conmon")
+	link := runcLink(t)
+	dir, err := os.MkdirTemp("", "lightbox-podman-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if n := hostMountsUnder(t, dir+"/"); n != 0 {
+			t.Errorf("%d mounts left under %s", n, dir)
+			return
+		}
+		// Rootless podman's files belong to ids of its user namespace:
+		// only podman unshare removes them.
+		if os.Geteuid() != 0 {
+			runTool(t, []string{"HOME=" + dir, "XDG_RUNTIME_DIR=" + filepath.Join(dir, "xdg")}, bin, "--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "runroot"), "--storage-driver", "vfs", "unshare", "rm", "-rf", filepath.Join(dir, "root"), filepath.Join(dir, "runroot"))
+		}
+		os.RemoveAll(dir)
+	})
+	xdg := filepath.Join(dir, "xdg")
+	if err := os.Mkdir(xdg, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"HOME=" + dir, "XDG_RUNTIME_DIR=" + xdg, "XDG_CONFIG_HOME=" + filepath.Join(dir, "config")}
+	global := []string{"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "runroot"), "--tmpdir", filepath.Join(dir, "tmp"),
+		"--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file", "--runtime", link}
+	podman := func(args ...string) cmdResult {
+		t.Helper()
+		return runTool(t, env, bin, append(append([]string{}, global...), args...)...)
+	}
+	const ref = "lightbox.test/busybox:1"
+	if r := podman("load", "-i", busyboxArchive(t, ref)); r.code != 0 {
+		t.Fatalf("podman load: exit %d: %s", r.code, r.stderr)
+	}
+	host := t.TempDir()
+	os.Chmod(host, 0o777)
+	if err := os.WriteFile(filepath.Join(host, "in"), []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := podman("run", "--rm", "--network", "none", "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096",
+		"-v", host+":/data", ref, "sh", "-c", "cat /data/in; echo from the container > /data/out; id -u; exit 7")
+	if r.code != 7 || r.stdout != "from the host\n0\n" {
+		t.Fatalf("podman run: exit %d, stdout %q, stderr %q: want 7, the host file and uid 0", r.code, r.stdout, r.stderr)
+	}
+	if b, err := os.ReadFile(filepath.Join(host, "out")); err != nil || string(b) != "from the container\n" {
+		t.Fatalf("bind mount: the container's write reads %q, %v on the host", b, err)
+	}
+	if out := podman("ps", "-a", "-q"); strings.TrimSpace(out.stdout) != "" {
+		t.Fatalf("podman ps -a after run --rm: %q", out.stdout)
+	}
+}
