@@ -106,8 +106,8 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	for _, l := range spec.Leases {
 		cfg.FDs.Leases = append(cfg.FDs.Leases, child(l))
 	}
-	exePath := ""
-	if exe := m.exe(); exe != nil {
+	exe, exePath := m.exe()
+	if exe != nil {
 		cfg.FDs.Exe = child(exe)
 		exePath = "/proc/self/fd/" + strconv.Itoa(cfg.FDs.Exe)
 	}

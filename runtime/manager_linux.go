@@ -17,6 +17,7 @@ import (
 
 	"github.com/beamhop/lightbox/internal/errdefs"
 	"github.com/beamhop/lightbox/internal/idmap"
+	"github.com/beamhop/lightbox/internal/initbin"
 	"github.com/beamhop/lightbox/internal/lockfile"
 	"github.com/beamhop/lightbox/internal/names"
 	"github.com/beamhop/lightbox/internal/rmtree"
@@ -35,7 +36,8 @@ type Manager struct {
 	opts    Options
 
 	exeOnce sync.Once
-	exeFD   *os.File // read-only detached bind of our binary (root only)
+	exeFD   *os.File // read-only detached bind of the init's binary (root only)
+	exePath string   // the lean init's file ("" = this binary)
 	exeErr  error
 }
 
@@ -104,20 +106,32 @@ func (m *Manager) globalLock(ctx context.Context) (*lockfile.Lock, error) {
 	return lockfile.Exclusive(ctx, filepath.Join(m.root, ".lock"))
 }
 
-// exe returns a read-only detached bind of the running binary, made once:
-// the init is executed from it so that /proc/1/exe cannot be written from
-// inside. Only real root may make one; rootless, nsinit protects itself.
-func (m *Manager) exe() *os.File {
+// exe returns what the init is executed from, worked out once: the lean
+// init of package initbin (written once into the root, read-only, named by
+// its content), or this binary when the build carries none. As real root
+// it is a read-only detached bind of that file (file != nil; path ""), so
+// that /proc/1/exe cannot be written from inside; rootless it is the
+// file's path (nsinit protects itself; path "" = /proc/self/exe).
+func (m *Manager) exe() (file *os.File, path string) {
 	m.exeOnce.Do(func() {
+		src := "/proc/self/exe"
+		p, err := initbin.Install(m.root)
+		switch {
+		case err == nil:
+			src, m.exePath = p, p
+		case errors.Is(err, initbin.ErrNone):
+		default:
+			m.log.Warn("lean init not installed; sandboxes start from this binary", "err", err)
+		}
 		if os.Geteuid() != 0 {
 			return
 		}
-		fd, err := sys.OpenTree(unix.AT_FDCWD, "/proc/self/exe", unix.OPEN_TREE_CLONE)
+		fd, err := sys.OpenTree(unix.AT_FDCWD, src, unix.OPEN_TREE_CLONE)
 		if err != nil {
 			m.exeErr = err
 			return
 		}
-		if err := sys.SetAttr(fd, unix.MOUNT_ATTR_RDONLY, 0, false, "/proc/self/exe"); err != nil {
+		if err := sys.SetAttr(fd, unix.MOUNT_ATTR_RDONLY, 0, false, src); err != nil {
 			unix.Close(fd)
 			m.exeErr = err
 			return
@@ -127,7 +141,10 @@ func (m *Manager) exe() *os.File {
 	if m.exeErr != nil {
 		m.log.Debug("no read-only bind of the binary; the init protects itself", "err", m.exeErr)
 	}
-	return m.exeFD
+	if m.exeFD != nil {
+		return m.exeFD, ""
+	}
+	return nil, m.exePath
 }
 
 // Close releases what the Manager holds (the read-only bind of the
