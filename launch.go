@@ -112,6 +112,14 @@ func (opts *SandboxOptions) validate() error {
 // directories and volumes to their data directories (taking leases the
 // sandbox's init holds for its life) and hands the runtime a plain spec.
 func (r *Runtime) launch(ctx context.Context, opts SandboxOptions) (*Sandbox, error) {
+	if sb := r.pool.take(ctx, r, opts); sb != nil {
+		return sb, nil
+	}
+	return r.launchCold(ctx, opts)
+}
+
+// launchCold is launch without the warm pool.
+func (r *Runtime) launchCold(ctx context.Context, opts SandboxOptions) (*Sandbox, error) {
 	return r.launchFrom(ctx, opts, func() (*snapshot.Lease, *snapshot.Snapshot, error) {
 		return r.snaps.Lease(ctx, opts.Snapshot)
 	})
@@ -144,27 +152,8 @@ func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, resolve f
 	spec.Env = environ.Merge(snap.Config.Env, opts.Env)
 	spec.Workdir = cmp.Or(opts.Workdir, snap.Config.WorkingDir, "/")
 	spec.User = cmp.Or(opts.User, snap.Config.User)
-	for i := range spec.Mounts {
-		ms := &spec.Mounts[i]
-		if ms.Volume == "" {
-			continue
-		}
-		co := volstore.CreateOptions{UID: -1, GID: -1}
-		o, err := r.ownerOfTarget(ctx, snap.Layers, path.Clean(ms.Target))
-		if err != nil {
-			return nil, fmt.Errorf("mount %s: %w", ms.Target, err)
-		}
-		if o != nil {
-			co.UID, co.GID, co.Mode = o.uid, o.gid, o.mode|os.ModeDir
-		}
-		vl, v, err := r.vols.Acquire(ctx, ms.Volume, co)
-		if err != nil {
-			return nil, fmt.Errorf("mount %s: %w", ms.Target, err)
-		}
-		held.add(vl.Close)
-		spec.Leases = append(spec.Leases, vl.File())
-		spec.Volumes = append(spec.Volumes, ms.Volume)
-		ms.Source = v.DataDir
+	if err := r.acquireVolumes(ctx, snap.Layers, &spec, &held); err != nil {
+		return nil, err
 	}
 	if opts.DiskMiB > 0 {
 		dir, unlock, err := r.createDisk(ctx, cmp.Or(opts.Name, "sandbox"), opts.DiskMiB)
@@ -191,7 +180,37 @@ func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, resolve f
 	}
 	launched = true
 	r.log.Debug("sandbox launched", "sandbox", rs.Name(), "snapshot", snap.Name)
-	return &Sandbox{name: rs.Name(), r: r, rs: rs}, nil
+	return &Sandbox{name: rs.Name(), r: r, rs: rs, layers: snap.Layers}, nil
+}
+
+// acquireVolumes creates (on first use) and leases the volumes of spec's
+// mounts, sets their sources to the volumes' data directories and adds
+// the leases to spec (and their closing to held). A volume made here is
+// owned as the target's directory in the snapshot's layers is.
+func (r *Runtime) acquireVolumes(ctx context.Context, layers []string, spec *runtime.Spec, held *closer) error {
+	for i := range spec.Mounts {
+		ms := &spec.Mounts[i]
+		if ms.Volume == "" {
+			continue
+		}
+		co := volstore.CreateOptions{UID: -1, GID: -1}
+		o, err := r.ownerOfTarget(ctx, layers, path.Clean(ms.Target))
+		if err != nil {
+			return fmt.Errorf("mount %s: %w", ms.Target, err)
+		}
+		if o != nil {
+			co.UID, co.GID, co.Mode = o.uid, o.gid, o.mode|os.ModeDir
+		}
+		vl, v, err := r.vols.Acquire(ctx, ms.Volume, co)
+		if err != nil {
+			return fmt.Errorf("mount %s: %w", ms.Target, err)
+		}
+		held.add(vl.Close)
+		spec.Leases = append(spec.Leases, vl.File())
+		spec.Volumes = append(spec.Volumes, ms.Volume)
+		ms.Source = v.DataDir
+	}
+	return nil
 }
 
 // createDisk makes a size-capped directory for a sandbox's writable layer

@@ -29,9 +29,10 @@ var (
 // Sandbox is a handle on a running (or finished) sandbox. It is safe for
 // concurrent use by many goroutines.
 type Sandbox struct {
-	name string
-	r    *Runtime
-	rs   *runtime.Sandbox
+	name   string
+	r      *Runtime
+	rs     *runtime.Sandbox
+	layers []string // its snapshot's layers, when launched by this process (a take's volumes)
 }
 
 // SandboxInfo describes a sandbox found in the store.

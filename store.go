@@ -74,6 +74,8 @@ type Runtime struct {
 	vols  *volstore.Store
 	mgr   *runtime.Manager
 
+	pool pool // sandboxes started ahead of need (Prewarm)
+
 	closeOnce sync.Once
 }
 
@@ -391,5 +393,6 @@ func (r *Runtime) closeParts() error {
 	if r.mgr == nil {
 		return nil
 	}
+	r.pool.close()
 	return r.mgr.Close()
 }

@@ -290,7 +290,7 @@ func (m *Manager) createLocked(ctx context.Context, name string) (*lockfile.Lock
 		if st.Status != StatusDead {
 			return nil, fmt.Errorf("sandbox %s: %w (%s)", name, errdefs.ErrExists, st.Status)
 		}
-		if err := m.removeLocked(ctx, name); err != nil {
+		if err := m.removeLocked(ctx, name, true); err != nil {
 			return nil, err
 		}
 	}
@@ -422,7 +422,17 @@ func gidMapped(mp idmap.Mapping, gid uint32) bool {
 // writeEtc writes the files bind-mounted over /etc/hostname, /etc/hosts
 // and /etc/resolv.conf.
 func writeEtc(dir, hostname, network string) error {
-	etc := filepath.Join(dir, "etc")
+	for n, data := range etcFiles(hostname, network) {
+		if err := os.WriteFile(filepath.Join(dir, "etc", n), data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// etcFiles are the contents of a sandbox's etc/hostname, etc/hosts and
+// etc/resolv.conf (the last one replaced when a network is attached).
+func etcFiles(hostname, network string) map[string][]byte {
 	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + hostname + "\n"
 	resolv := []byte("# lightbox: no network (--network none)\n")
 	if network == NetworkHost {
@@ -433,12 +443,7 @@ func writeEtc(dir, hostname, network string) error {
 			hosts = string(b) + "127.0.1.1\t" + hostname + "\n"
 		}
 	}
-	for n, data := range map[string][]byte{"hostname": []byte(hostname + "\n"), "hosts": []byte(hosts), "resolv.conf": resolv} {
-		if err := os.WriteFile(filepath.Join(etc, n), data, 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
+	return map[string][]byte{"hostname": []byte(hostname + "\n"), "hosts": []byte(hosts), "resolv.conf": resolv}
 }
 
 // rewriteFile replaces a file's content in place: a bind mount pins the
@@ -601,7 +606,7 @@ func (m *Manager) Collect(ctx context.Context) ([]string, error) {
 			continue
 		}
 		m.log.Info("removing dead sandbox", "sandbox", e.Name())
-		if err := m.removeLocked(ctx, e.Name()); err != nil {
+		if err := m.removeLocked(ctx, e.Name(), false); err != nil {
 			errs = append(errs, err)
 		} else {
 			removed = append(removed, e.Name())
@@ -620,14 +625,14 @@ func (m *Manager) remove(ctx context.Context, name string) error {
 		return err
 	}
 	defer g.Close()
-	return m.removeLocked(ctx, name)
+	return m.removeLocked(ctx, name, true)
 }
 
-// removeLocked removes the directory of a sandbox that is not running,
-// under the global lock: it takes the name lock (so a live init keeps its
+// removeLocked removes the directory of a sandbox that is not running
+// (in the background when asked: see below), under the global lock: it takes the name lock (so a live init keeps its
 // directory), renames the directory aside (so the name is free at once and
 // a crash mid-removal leaves a .rm- entry for GC), and removes it.
-func (m *Manager) removeLocked(ctx context.Context, name string) error {
+func (m *Manager) removeLocked(ctx context.Context, name string, background bool) error {
 	dir := m.dir(name)
 	lk, err := lockBriefly(filepath.Join(dir, "lock"))
 	if err != nil {
@@ -660,6 +665,13 @@ func (m *Manager) removeLocked(ctx context.Context, name string) error {
 			return fmt.Errorf("remove sandbox %s: %w", name, err)
 		}
 		st.Cgroup.removeParents()
+	}
+	if !background {
+		defer lk.Close()
+		if err := rmtree.RemoveAll(ctx, aside, m.mapping); err != nil {
+			return fmt.Errorf("remove sandbox %s: %w", name, err)
+		}
+		return nil
 	}
 	m.bg.Add(1)
 	go func() {

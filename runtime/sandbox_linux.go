@@ -138,6 +138,11 @@ func (s *Sandbox) dial(ctx context.Context) (*net.UnixConn, error) {
 
 // call sends one request and reads one reply.
 func (s *Sandbox) call(ctx context.Context, req nsinit.Request) (nsinit.Reply, error) {
+	return s.callFDs(ctx, req, nil)
+}
+
+// callFDs is call with descriptors sent along (SCM_RIGHTS).
+func (s *Sandbox) callFDs(ctx context.Context, req nsinit.Request, fds []int) (nsinit.Reply, error) {
 	c, err := s.dial(ctx)
 	if err != nil {
 		return nsinit.Reply{}, err
@@ -145,7 +150,7 @@ func (s *Sandbox) call(ctx context.Context, req nsinit.Request) (nsinit.Reply, e
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	if err := sendRequest(c, req, nil); err != nil {
+	if err := sendRequest(c, req, fds); err != nil {
 		return nsinit.Reply{}, ctxErr(ctx, err)
 	}
 	r, _, err := readReply(c)
