@@ -12,6 +12,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/beamhop/lightbox/internal/environ"
 	"github.com/beamhop/lightbox/internal/lockfile"
@@ -70,6 +71,12 @@ func (opts *SandboxOptions) spec() (runtime.Spec, error) {
 		Limits:   limits,
 
 		AllowUserNamespaces: opts.AllowUserNamespaces,
+	}
+	if base, helper, ok := strings.Cut(spec.Network, ":"); ok && base == runtime.NetworkPrivate {
+		if helper != netstack.Pasta && helper != netstack.Slirp4netns {
+			return runtime.Spec{}, fmt.Errorf("sandbox options: network %q: the private network's stack is pasta or slirp4netns", opts.Network)
+		}
+		spec.Network, spec.NetworkHelper = base, helper
 	}
 	for _, p := range opts.Ports {
 		port, err := netstack.ParsePort(p)
@@ -291,8 +298,8 @@ const defaultNetwork = NetworkPrivate
 
 // attachNetwork is the runtime's hook for NetworkPrivate: a user-mode
 // stack (pasta) attached to the sandbox's namespaces from outside.
-func (r *Runtime) attachNetwork(ctx context.Context, pid int, ports []runtime.Port) (runtime.NetworkAttachment, error) {
-	st, err := netstack.Attach(ctx, pid, netstack.Options{Ports: ports, Logger: r.log})
+func (r *Runtime) attachNetwork(ctx context.Context, pid int, ports []runtime.Port, helper string) (runtime.NetworkAttachment, error) {
+	st, err := netstack.Attach(ctx, pid, netstack.Options{Ports: ports, Logger: r.log, Helper: helper})
 	if err != nil {
 		return nil, err
 	}

@@ -235,7 +235,7 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	if spec.Network == NetworkPrivate {
 		// Hook for the user-mode network stack (Options.AttachNetwork):
 		// the main command starts only once it is attached.
-		na, err := m.opts.AttachNetwork(ctx, pid, spec.Ports)
+		na, err := m.opts.AttachNetwork(ctx, pid, spec.Ports, spec.NetworkHelper)
 		if err != nil {
 			return fail(fmt.Errorf("attach network: %w", err))
 		}

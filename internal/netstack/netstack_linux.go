@@ -25,16 +25,17 @@ import (
 // tunPath is the tun device the helper opens; a variable for tests.
 var tunPath = "/dev/net/tun"
 
-// lookTools finds the helper (helper "" = pasta, else slirp4netns) and
+// lookTools finds the helper (helper "" = slirp4netns, else pasta: see
+// Options.Helper) and
 // nsenter in PATH; it returns the helper's name and path.
 func lookTools(helper string) (name, path, nsenter string, err error) {
 
 	switch helper {
 	case "":
-		if path, err = exec.LookPath(Pasta); err == nil {
-			name = Pasta
-		} else if path, err = exec.LookPath(Slirp4netns); err == nil {
+		if path, err = exec.LookPath(Slirp4netns); err == nil {
 			name = Slirp4netns
+		} else if path, err = exec.LookPath(Pasta); err == nil {
+			name = Pasta
 		} else {
 			return "", "", "", &unavailableError{cause: "no user-mode network stack: neither pasta nor slirp4netns is in PATH", fix: fixPasta}
 		}
@@ -213,7 +214,7 @@ func Attach(ctx context.Context, pid int, opts Options) (*Stack, error) {
 		// slirp4netns is started in the sandbox's pid namespace too, so
 		// that it dies with the init.
 		nsArgs = append(nsArgs, "--pid", "--", path)
-		return attachSlirp(ctx, log, pid, nsenter, nsArgs, netns, logFile, opts.Ports)
+		return attachSlirp(ctx, log, pid, uid, gid, nsenter, nsArgs, netns, logFile, opts.Ports)
 	}
 	return attachPasta(ctx, log, pid, path, nsenter, nsArgs, run, netns, logFile, opts.Ports)
 }
