@@ -251,6 +251,9 @@ func (m *Manager) setAside() []string {
 	for _, e := range ents {
 		n := e.Name()
 		if strings.HasPrefix(n, ".rm-") {
+			if removing(filepath.Join(m.root, n)) {
+				continue // a live process (maybe this one) is removing it
+			}
 			out = append(out, filepath.Join(m.root, n))
 			continue
 		}
@@ -583,12 +586,10 @@ func (m *Manager) Collect(ctx context.Context) ([]string, error) {
 		}
 		if strings.HasPrefix(e.Name(), ".rm-") {
 			aside := filepath.Join(m.root, e.Name())
-			lk, err := lockfile.TryExclusive(filepath.Join(aside, "lock"))
-			if errors.Is(err, lockfile.ErrLocked) {
+			if removing(aside) {
 				continue // another process is removing it
 			}
 			errs = append(errs, m.removeDir(ctx, aside))
-			lk.Close()
 			continue
 		}
 		if !e.IsDir() || !names.Valid(e.Name()) {
@@ -682,6 +683,14 @@ func (m *Manager) removeLocked(ctx context.Context, name string, background bool
 		}
 	}()
 	return nil
+}
+
+// removing reports whether a live process holds the name lock of a
+// directory set aside for removal (.rm-): it is removing it in the
+// background (removeLocked).
+func removing(aside string) bool {
+	held, err := held(filepath.Join(aside, "lock"))
+	return err == nil && held
 }
 
 // removeDir removes a tree, including what other ids of the store's range
