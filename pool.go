@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/beamhop/lightbox/runtime"
 )
@@ -191,18 +192,39 @@ func (p *pool) take(ctx context.Context, r *Runtime, opts SandboxOptions) *Sandb
 	}
 	sb := set.ready[0]
 	set.ready = slices.Delete(set.ready, 0, 1)
-	p.refillLocked(r, set)
 	p.mu.Unlock()
+	// The refill waits until the taken sandbox's first command has
+	// finished (or refillDelay passed, or it was destroyed): on a small
+	// machine a launch beside them slows the take and that command down
+	// severalfold (bench/NOTES.md).
+	var once sync.Once
+	refill := func() {
+		once.Do(func() {
+			p.mu.Lock()
+			p.refillLocked(r, set)
+			p.mu.Unlock()
+		})
+	}
 	if err := r.applyTake(ctx, sb, opts); err != nil {
+		refill()
 		r.log.Debug("warm pool: take failed; launching cold", "sandbox", sb.name, "err", err)
 		sb.Destroy(context.WithoutCancel(ctx))
 		return nil
 	}
+	sb.settled = refill
+	time.AfterFunc(refillDelay, refill)
 	return sb
 }
 
+// refillDelay bounds how long a refill waits for the taken sandbox's
+// first command.
+const refillDelay = 100 * time.Millisecond
+
 // applyTake gives a pooled sandbox what a launch would have from opts.
 func (r *Runtime) applyTake(ctx context.Context, sb *Sandbox, opts SandboxOptions) error {
+	if opts.Name == "" && len(opts.Mounts) == 0 && len(opts.Env) == 0 && opts.Workdir == "" && opts.User == "" {
+		return nil // the sandbox is what the request asks for already
+	}
 	spec, err := opts.spec()
 	if err != nil {
 		return err
