@@ -11,7 +11,7 @@ BIN       := bin/lightbox
 export DEBIAN_BASE_DIR ?= /var/cache/lightbox/debian-bookworm
 export DEBIAN_MIRROR ?= http://deb.debian.org/debian
 
-.PHONY: all deps build test e2e demo bench debian-base clean
+.PHONY: all deps generate build test e2e demo bench debian-base clean
 
 all: build
 
@@ -20,8 +20,13 @@ all: build
 deps:
 	@hack/deps.sh
 
+## generate: the lean sandbox init carried inside the binary
+## (internal/initbin; rewritten only when nsinit or its leaves changed).
+generate:
+	@cd internal/initbin && $(GO) generate
+
 ## build: the static binary bin/lightbox.
-build:
+build: generate
 	@mkdir -p bin
 	$(GO) build -trimpath -o $(BIN) ./cmd/lightbox
 
@@ -31,7 +36,7 @@ build:
 ## LIGHTBOX_TEST_PASSES=root|rootless, LIGHTBOX_TEST_RUN=regexp,
 ## LIGHTBOX_TEST_COUNT=N (each test N times: proof a flaky test is fixed),
 ## LIGHTBOX_TEST_TIMEOUT=seconds per test binary (times N).
-test: deps
+test: deps generate
 	@hack/test.sh $(PKGS)
 
 ## e2e: the README's first flow for real (network needed): node-ci built

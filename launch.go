@@ -74,6 +74,12 @@ func (opts *SandboxOptions) spec() (runtime.Spec, error) {
 
 		AllowUserNamespaces: opts.AllowUserNamespaces,
 	}
+	if base, helper, ok := strings.Cut(spec.Network, ":"); ok && base == runtime.NetworkPrivate {
+		if helper != netstack.Pasta && helper != netstack.Slirp4netns {
+			return runtime.Spec{}, fmt.Errorf("sandbox options: network %q: the private network's stack is pasta or slirp4netns", opts.Network)
+		}
+		spec.Network, spec.NetworkHelper = base, helper
+	}
 	for _, p := range opts.Ports {
 		port, err := netstack.ParsePort(p)
 		if err != nil {
@@ -123,6 +129,14 @@ func (opts *SandboxOptions) validate() error {
 // directories and volumes to their data directories (taking leases the
 // sandbox's init holds for its life) and hands the runtime a plain spec.
 func (r *Runtime) launch(ctx context.Context, opts SandboxOptions) (*Sandbox, error) {
+	if sb := r.pool.take(ctx, r, opts); sb != nil {
+		return sb, nil
+	}
+	return r.launchCold(ctx, opts)
+}
+
+// launchCold is launch without the warm pool.
+func (r *Runtime) launchCold(ctx context.Context, opts SandboxOptions) (*Sandbox, error) {
 	return r.launchFrom(ctx, opts, func() (*snapshot.Lease, *snapshot.Snapshot, error) {
 		return r.snaps.Lease(ctx, opts.Snapshot)
 	})
@@ -173,27 +187,8 @@ func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, resolve f
 			return strings.Compare(path.Clean(a.Target), path.Clean(b.Target))
 		})
 	}
-	for i := range spec.Mounts {
-		ms := &spec.Mounts[i]
-		if ms.Volume == "" {
-			continue
-		}
-		co := volstore.CreateOptions{UID: -1, GID: -1}
-		o, err := r.snaps.Owner(ctx, snap.Layers, path.Clean(ms.Target))
-		if err != nil {
-			return nil, fmt.Errorf("mount %s: %w", ms.Target, err)
-		}
-		if o != nil {
-			co.UID, co.GID, co.Mode = o.UID, o.GID, o.Mode|os.ModeDir
-		}
-		vl, v, err := r.vols.Acquire(ctx, ms.Volume, co)
-		if err != nil {
-			return nil, fmt.Errorf("mount %s: %w", ms.Target, err)
-		}
-		held.add(vl.Close)
-		spec.Leases = append(spec.Leases, vl.File())
-		spec.Volumes = append(spec.Volumes, ms.Volume)
-		ms.Source = v.DataDir
+	if err := r.acquireVolumes(ctx, snap.Layers, &spec, &held); err != nil {
+		return nil, err
 	}
 	if opts.DiskMiB > 0 {
 		disk, err := r.disks.Create(ctx, cmp.Or(opts.Name, "sandbox"), opts.DiskMiB)
@@ -218,7 +213,37 @@ func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, resolve f
 	}
 	launched = true
 	r.log.Debug("sandbox launched", "sandbox", rs.Name(), "snapshot", snap.Name)
-	return &Sandbox{name: rs.Name(), r: r, rs: rs}, nil
+	return &Sandbox{name: rs.Name(), r: r, rs: rs, layers: snap.Layers}, nil
+}
+
+// acquireVolumes creates (on first use) and leases the volumes of spec's
+// mounts, sets their sources to the volumes' data directories and adds
+// the leases to spec (and their closing to held). A volume made here is
+// owned as the target's directory in the snapshot's layers is.
+func (r *Runtime) acquireVolumes(ctx context.Context, layers []string, spec *runtime.Spec, held *closer) error {
+	for i := range spec.Mounts {
+		ms := &spec.Mounts[i]
+		if ms.Volume == "" {
+			continue
+		}
+		co := volstore.CreateOptions{UID: -1, GID: -1}
+		o, err := r.snaps.Owner(ctx, layers, path.Clean(ms.Target))
+		if err != nil {
+			return fmt.Errorf("mount %s: %w", ms.Target, err)
+		}
+		if o != nil {
+			co.UID, co.GID, co.Mode = o.UID, o.GID, o.Mode|os.ModeDir
+		}
+		vl, v, err := r.vols.Acquire(ctx, ms.Volume, co)
+		if err != nil {
+			return fmt.Errorf("mount %s: %w", ms.Target, err)
+		}
+		held.add(vl.Close)
+		spec.Leases = append(spec.Leases, vl.File())
+		spec.Volumes = append(spec.Volumes, ms.Volume)
+		ms.Source = v.DataDir
+	}
+	return nil
 }
 
 // defaultNetwork is what an empty SandboxOptions.Network means.
@@ -226,8 +251,8 @@ const defaultNetwork = NetworkPrivate
 
 // attachNetwork is the runtime's hook for NetworkPrivate: a user-mode
 // stack (pasta) attached to the sandbox's namespaces from outside.
-func (r *Runtime) attachNetwork(ctx context.Context, pid int, ports []runtime.Port) (runtime.NetworkAttachment, error) {
-	st, err := netstack.Attach(ctx, pid, netstack.Options{Ports: ports, Logger: r.log})
+func (r *Runtime) attachNetwork(ctx context.Context, pid int, ports []runtime.Port, helper string) (runtime.NetworkAttachment, error) {
+	st, err := netstack.Attach(ctx, pid, netstack.Options{Ports: ports, Logger: r.log, Helper: helper})
 	if err != nil {
 		return nil, err
 	}

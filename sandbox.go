@@ -30,9 +30,13 @@ var (
 // Sandbox is a handle on a running (or finished) sandbox. It is safe for
 // concurrent use by many goroutines.
 type Sandbox struct {
-	name string
-	r    *Runtime
-	rs   *runtime.Sandbox
+	name   string
+	r      *Runtime
+	rs     *runtime.Sandbox
+	layers []string // its snapshot's layers, when launched by this process (a take's volumes)
+	// settled, for a sandbox taken from the warm pool, lets the pool
+	// refill: called when its first command finished or it is destroyed.
+	settled func()
 }
 
 // SandboxInfo describes a sandbox found in the store.
@@ -121,7 +125,11 @@ func (c *Cmd) Wait() error {
 	if c.rc == nil {
 		return errors.New("lightbox: Cmd not started")
 	}
-	return toExitError(c.rc.Wait())
+	err := toExitError(c.rc.Wait())
+	if c.sb.settled != nil {
+		c.sb.settled()
+	}
+	return err
 }
 
 // toExitError turns the runtime's exit error into the package's.
@@ -247,6 +255,9 @@ func (s *Sandbox) Destroy(ctx context.Context) error { return s.destroy(ctx, 10*
 // destroy removes the sandbox and then its capped writable layer, if it
 // has one.
 func (s *Sandbox) destroy(ctx context.Context, grace time.Duration) error {
+	if s.settled != nil {
+		s.settled()
+	}
 	info, _ := s.rs.Info(ctx)
 	if err := s.rs.DestroyGrace(ctx, grace); err != nil {
 		return err

@@ -80,6 +80,8 @@ type Runtime struct {
 	disks *volstore.Disks
 	mgr   *runtime.Manager
 
+	pool pool // sandboxes started ahead of need (Prewarm)
+
 	closeOnce sync.Once
 }
 
@@ -398,5 +400,6 @@ func (r *Runtime) closeParts() error {
 	if r.mgr == nil {
 		return nil
 	}
+	r.pool.close()
 	return r.mgr.Close()
 }

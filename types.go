@@ -18,6 +18,13 @@ const (
 	NetworkNone Network = "none"
 	// NetworkHost shares the host's network namespace.
 	NetworkHost Network = "host"
+	// NetworkPrivatePasta and NetworkPrivateSlirp4netns are
+	// NetworkPrivate with its user-mode stack chosen (plain
+	// NetworkPrivate takes the default, see the README for what each
+	// costs): pasta (passt's, fast, ~29 MB of buffers per sandbox) or
+	// slirp4netns (~0.4 MB per sandbox, slower).
+	NetworkPrivatePasta       Network = "private:pasta"
+	NetworkPrivateSlirp4netns Network = "private:slirp4netns"
 )
 
 // Resources are limits on a sandbox. The zero value is not "no limits":

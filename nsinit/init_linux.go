@@ -36,7 +36,7 @@ func Main() {
 	debug.SetGCPercent(100)
 	// Give back what setup used, once the launch is over (not in the way
 	// of the first commands).
-	time.AfterFunc(2*time.Second, debug.FreeOSMemory)
+	time.AfterFunc(2*time.Second, freeMemory)
 	s.run()
 }
 

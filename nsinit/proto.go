@@ -197,6 +197,7 @@ const (
 	OpWait       = "wait"    // reply with the main command's Exit once it ends
 	OpDetach     = "detach"  // stop watching the liveness pipe
 	OpDestroy    = "destroy" // SIGTERM, Grace, SIGKILL everything; reply, then exit
+	OpTake       = "take"    // apply Take to a sandbox started ahead of need; reply OK or Error
 )
 
 // Request is a client's message on the exec socket.
@@ -204,6 +205,7 @@ type Request struct {
 	Version int           `json:"version"`
 	Op      Op            `json:"op"`
 	Exec    *Exec         `json:"exec,omitempty"`
+	Take    *Take         `json:"take,omitempty"`
 	Signal  int           `json:"signal,omitempty"`
 	Grace   time.Duration `json:"grace,omitempty"`
 	Rows    uint16        `json:"rows,omitempty"`
@@ -231,6 +233,20 @@ type Exec struct {
 	// it, its status is recorded, and it is not killed when this
 	// connection closes. At most one.
 	Main bool `json:"main,omitempty"`
+}
+
+// Take is what a sandbox of a warm pool gets when it is taken (OpTake),
+// before any workload runs in it. The request carries the descriptors of
+// the mounts (detached mounts with their attributes set, made on the host
+// side as at launch; Mount.FD counts them from 1), then Leases lease files
+// the init holds for the sandbox's life.
+type Take struct {
+	Hostname string   `json:"hostname,omitempty"`
+	Mounts   []Mount  `json:"mounts,omitempty"`
+	Env      []string `json:"env,omitempty"` // added on top of the sandbox's environment
+	Workdir  string   `json:"workdir,omitempty"`
+	User     string   `json:"user,omitempty"`
+	Leases   int      `json:"leases,omitempty"`
 }
 
 // ReplyType is the kind of a Reply.

@@ -112,8 +112,8 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	for _, l := range spec.Leases {
 		cfg.FDs.Leases = append(cfg.FDs.Leases, child(l))
 	}
-	exePath := ""
-	if exe := m.exe(); exe != nil {
+	exe, exePath := m.exe()
+	if exe != nil {
 		cfg.FDs.Exe = child(exe)
 		exePath = "/proc/self/fd/" + strconv.Itoa(cfg.FDs.Exe)
 	}
@@ -179,6 +179,30 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		return fail(fmt.Errorf("send config to init: %w", err))
 	}
 
+	lnf.Close() // the init has its own: a request queued for a dead init fails
+
+	// Without a private network to attach first, the main command's
+	// request is queued on the exec socket now, while the init sets
+	// itself up: the init starts it as soon as it serves, with no round
+	// trip after its ready report (bench/NOTES.md).
+	var mainDone chan error
+	if spec.Command != nil && spec.Network != NetworkPrivate {
+		mainDone = make(chan error, 1)
+		go func() { mainDone <- sb.startMain(ctx, spec) }()
+	}
+	// The state names the init while it sets itself up, not after: the
+	// write is off the launch's critical path (bench/NOTES.md).
+	var st state
+	stateDone := make(chan error, 1)
+	go func() {
+		var err error
+		if st, err = readState(dir); err == nil {
+			st.Pid = pid
+			st.PidStart, _ = pidStart(pid) // a pid gone meanwhile: setup fails, and the state with it
+			err = writeState(dir, st)
+		}
+		stateDone <- err
+	}()
 	type report struct {
 		r   nsinit.Report
 		err error
@@ -188,33 +212,36 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		r, err := nsinit.ReadReport(repR)
 		rep <- report{r, err}
 	}()
+	failSet := func(err error) (*Sandbox, error) {
+		<-stateDone // no write into a directory the caller removes
+		sb, err := fail(err)
+		if mainDone != nil {
+			<-mainDone // the init is gone: its queued request failed
+		}
+		return sb, err
+	}
 	select {
 	case <-ctx.Done():
-		return fail(ctx.Err())
+		return failSet(ctx.Err())
 	case r := <-rep:
 		switch {
 		case errors.Is(r.err, nsinit.ErrNoReport):
 			<-initDone
-			return fail(fmt.Errorf("init exited during setup (%v): %s", initErr, tail(filepath.Join(dir, "init.log"))))
+			return failSet(fmt.Errorf("init exited during setup (%v): %s", initErr, tail(filepath.Join(dir, "init.log"))))
 		case r.err != nil:
-			return fail(fmt.Errorf("init: %w", r.err))
+			return failSet(fmt.Errorf("init: %w", r.err))
 		case r.r.Type == nsinit.ReportError:
-			return fail(errors.New(r.r.Error))
+			return failSet(errors.New(r.r.Error))
 		}
 	}
-	st, err := readState(dir)
-	if err != nil {
-		return fail(err)
-	}
-	st.Pid = pid
-	st.PidStart, _ = pidStart(pid)
-	if err := writeState(dir, st); err != nil {
-		return fail(err)
+	if err := <-stateDone; err != nil {
+		stateDone <- nil
+		return failSet(err)
 	}
 	if spec.Network == NetworkPrivate {
 		// Hook for the user-mode network stack (Options.AttachNetwork):
 		// the main command starts only once it is attached.
-		na, err := m.opts.AttachNetwork(ctx, pid, spec.Ports)
+		na, err := m.opts.AttachNetwork(ctx, pid, spec.Ports, spec.NetworkHelper)
 		if err != nil {
 			return fail(fmt.Errorf("attach network: %w", err))
 		}
@@ -237,7 +264,13 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	}
 	lk.Close() // the init holds the name lock from here on
 	if spec.Command != nil {
-		if err := sb.startMain(ctx, spec); err != nil {
+		var err error
+		if mainDone != nil {
+			err = <-mainDone
+		} else {
+			err = sb.startMain(ctx, spec)
+		}
+		if err != nil {
 			sb.destroy(context.WithoutCancel(ctx), 0)
 			return nil, fmt.Errorf("start main command: %w", err)
 		}

@@ -38,7 +38,8 @@ type Options struct {
 	// the sandbox's /etc/resolv.conf, and Close is called when the
 	// launching process destroys the sandbox; ports are Spec.Ports, to
 	// publish. nil refuses "private".
-	AttachNetwork func(ctx context.Context, pid int, ports []Port) (NetworkAttachment, error)
+	// helper is Spec.NetworkHelper.
+	AttachNetwork func(ctx context.Context, pid int, ports []Port, helper string) (NetworkAttachment, error)
 	// StopGrace is how long Destroy waits after SIGTERM before SIGKILL;
 	// 0 = 10s.
 	StopGrace time.Duration
@@ -110,6 +111,10 @@ type Spec struct {
 	// it; needs Options.AttachNetwork), "none" (own namespace, loopback
 	// only) or "host".
 	Network string
+	// NetworkHelper picks the user-mode stack of Network "private"
+	// ("pasta", "slirp4netns"; "" = the default), handed to
+	// Options.AttachNetwork.
+	NetworkHelper string
 	// Ports are published on the host, with Network "private" only.
 	Ports []Port
 	// Timeout ends the sandbox after this long; 0 = never.

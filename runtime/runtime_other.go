@@ -80,3 +80,9 @@ func CheckLimits(l Limits) error { return errPlatform }
 
 // OwnerExtents is unsupported off Linux: it returns nil.
 func OwnerExtents(base, owner uint32) []idmap.Range { return nil }
+
+// CanTakeMounts reports false off Linux.
+func CanTakeMounts() bool { return false }
+
+// Take fails off Linux.
+func (s *Sandbox) Take(ctx context.Context, t TakeSpec) error { return errPlatform }

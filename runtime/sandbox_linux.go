@@ -138,6 +138,11 @@ func (s *Sandbox) dial(ctx context.Context) (*net.UnixConn, error) {
 
 // call sends one request and reads one reply.
 func (s *Sandbox) call(ctx context.Context, req nsinit.Request) (nsinit.Reply, error) {
+	return s.callFDs(ctx, req, nil)
+}
+
+// callFDs is call with descriptors sent along (SCM_RIGHTS).
+func (s *Sandbox) callFDs(ctx context.Context, req nsinit.Request, fds []int) (nsinit.Reply, error) {
 	c, err := s.dial(ctx)
 	if err != nil {
 		return nsinit.Reply{}, err
@@ -145,17 +150,27 @@ func (s *Sandbox) call(ctx context.Context, req nsinit.Request) (nsinit.Reply, e
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	if err := sendRequest(c, req, nil); err != nil {
-		return nsinit.Reply{}, ctxErr(ctx, err)
+	if err := sendRequest(c, req, fds); err != nil {
+		return nsinit.Reply{}, ctxErr(ctx, s.gone(err))
 	}
 	r, _, err := readReply(c)
 	if err != nil {
-		return r, ctxErr(ctx, err)
+		return r, ctxErr(ctx, s.gone(err))
 	}
 	if r.Type == nsinit.ReplyError {
 		return r, errors.New(r.Error)
 	}
 	return r, nil
+}
+
+// gone wraps ErrNotRunning around the error of a request the init did
+// not answer because it exited meanwhile (a main command that ended just
+// then takes the sandbox with it).
+func (s *Sandbox) gone(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.EPIPE) {
+		return fmt.Errorf("sandbox %s: %w (%w)", s.name, ErrNotRunning, err)
+	}
+	return err
 }
 
 func ctxErr(ctx context.Context, err error) error {

@@ -98,6 +98,39 @@ func BenchmarkRunInSandbox(b *testing.B) {
 	s.report(b)
 }
 
+// BenchmarkPoolTake: from a warm pool of one (PrewarmSandboxes, no
+// network), LaunchSandbox takes the pooled sandbox and the first Exec of
+// /bin/true returns; timed from the launch to the Exec's result. Between
+// iterations (untimed) the sandbox is destroyed and the pool refilled.
+func BenchmarkPoolTake(b *testing.B) {
+	r, snap := open(b)
+	ctx := context.Background()
+	opts := lightbox.SandboxOptions{Snapshot: snap, Network: lightbox.NetworkNone}
+	var s samples
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		if err := r.PrewarmSandboxes(ctx, opts, 1); err != nil {
+			b.Fatalf("PrewarmSandboxes: %v", err)
+		}
+		b.StartTimer()
+		start := time.Now()
+		sb, err := r.LaunchSandbox(ctx, opts)
+		if err == nil {
+			_, err = sb.Exec(ctx, "/bin/true")
+		}
+		s.add(time.Since(start))
+		if err != nil {
+			b.Fatalf("take + Exec: %v", err)
+		}
+		b.StopTimer()
+		sb.Destroy(ctx)
+		b.StartTimer()
+	}
+	b.StopTimer()
+	s.report(b)
+}
+
 // BenchmarkSandboxExec: /bin/true through Exec into one running sandbox.
 func BenchmarkSandboxExec(b *testing.B) {
 	r, snap := open(b)

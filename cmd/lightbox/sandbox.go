@@ -32,7 +32,7 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "user[:group] inside the sandbox"},
 			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "K=V environment variable (repeatable)"},
 			&cli.StringSliceFlag{Name: "volume", Aliases: []string{"v"}, Usage: "SRC:DST[:ro|:O]; SRC is a host path when it is . or starts with /, ./, ../ or ~, else a volume name; :O copy-on-write (a host dir as a read-only lower layer, the sandbox's writes thrown away with it) (repeatable)"},
-			&cli.StringFlag{Name: "network", Usage: "private, none or host", Value: string(lightbox.NetworkPrivate)},
+			&cli.StringFlag{Name: "network", Usage: "private, none or host (private:pasta or private:slirp4netns picks the stack)", Value: string(lightbox.NetworkPrivate)},
 			caCertsFlag(),
 			&cli.StringSliceFlag{Name: "publish", Aliases: []string{"p"}, Usage: "[HOSTIP:]HOSTPORT:PORT[/tcp|udp] (private network only; repeatable)"},
 			&cli.Int64Flag{Name: "disk-mib", Usage: "cap the sandbox's writable layer in MiB"},

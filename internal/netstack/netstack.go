@@ -199,7 +199,13 @@ const (
 // port and logs nothing.
 type Options struct {
 	// Helper is Pasta or Slirp4netns; "" = pasta when it is installed,
-	// else slirp4netns.
+	// else slirp4netns. Pasta is the default although an idle sandbox's
+	// stack then costs ~29 MB of anonymous memory (+1.7 MB for its
+	// keeper) instead of slirp4netns's ~0.5 MB (bench/NOTES.md, "The
+	// network stacks"): pasta runs under a keeper outside the sandbox's
+	// pid namespace and never as the host's root, while slirp4netns is
+	// still started inside the sandbox's pid namespace as its root,
+	// where the workload can see and signal it (see the package doc).
 	Helper string
 	// Ports are published on the host; none by default.
 	Ports []Port

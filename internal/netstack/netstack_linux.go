@@ -25,7 +25,8 @@ import (
 // tunPath is the tun device the helper opens; a variable for tests.
 var tunPath = "/dev/net/tun"
 
-// lookTools finds the helper (helper "" = pasta, else slirp4netns) and
+// lookTools finds the helper (helper "" = pasta, else slirp4netns: see
+// Options.Helper) and
 // nsenter in PATH; it returns the helper's name and path.
 func lookTools(helper string) (name, path, nsenter string, err error) {
 
@@ -213,7 +214,7 @@ func Attach(ctx context.Context, pid int, opts Options) (*Stack, error) {
 		// slirp4netns is started in the sandbox's pid namespace too, so
 		// that it dies with the init.
 		nsArgs = append(nsArgs, "--pid", "--", path)
-		return attachSlirp(ctx, log, pid, nsenter, nsArgs, netns, logFile, opts.Ports)
+		return attachSlirp(ctx, log, pid, uid, gid, nsenter, nsArgs, netns, logFile, opts.Ports)
 	}
 	return attachPasta(ctx, log, pid, path, nsenter, nsArgs, run, netns, logFile, opts.Ports)
 }

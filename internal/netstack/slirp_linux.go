@@ -29,7 +29,7 @@ const slirpDNS = "10.0.2.3"
 // the sandbox's user namespace, after which a workload with the default
 // capabilities could ptrace it and use its sockets in the host's network
 // namespace.
-func attachSlirp(ctx context.Context, log *slog.Logger, pid int, nsenter string, nsArgs []string, netns, logFile *os.File, ports []Port) (*Stack, error) {
+func attachSlirp(ctx context.Context, log *slog.Logger, pid, uid, gid int, nsenter string, nsArgs []string, netns, logFile *os.File, ports []Port) (*Stack, error) {
 	readyR, readyW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -43,6 +43,14 @@ func attachSlirp(ctx context.Context, log *slog.Logger, pid int, nsenter string,
 			return nil, err
 		}
 		defer os.RemoveAll(apiDir)
+		if uid != os.Geteuid() {
+			// slirp4netns runs as the sandbox's root (a subordinate id
+			// when real root uses a private range): it binds the socket.
+			if err := os.Chown(apiDir, uid, gid); err != nil {
+				readyW.Close()
+				return nil, err
+			}
+		}
 		api = filepath.Join(apiDir, "api.sock")
 		args = append(args, "--api-socket", api)
 	}

@@ -1,0 +1,269 @@
+package lightbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/beamhop/lightbox/runtime"
+)
+
+// Prewarm keeps up to n sandboxes of snapshot started ahead of need, with
+// the default options otherwise (default network, no limits), inside this
+// process: LaunchSandbox and RunInSandbox take one when the request's
+// snapshot, network, limits, disk cap and user-namespace choice match,
+// and give it the request's name (and hostname), mounts, environment,
+// workdir and user at take time, before anything runs in it; the pool
+// refills in the background. It returns once n are ready (or one failed
+// to start). n = 0 empties the pool of that snapshot.
+//
+// A request with a Command, Ports or a Timeout launches cold (those
+// start at launch), as does one with bind mounts when this process is not
+// real root (rootless, only the init could make them, and it has left the
+// host's tree by then). The pool lives and dies with this process: its
+// sandboxes die with it like any it launched (liveness pipe; gc removes
+// their directories after a kill -9), and Close destroys them. They show
+// in ListSandboxes, under generated names, until taken.
+func (r *Runtime) Prewarm(ctx context.Context, snapshot string, n int) error {
+	return r.PrewarmSandboxes(ctx, SandboxOptions{Snapshot: snapshot}, n)
+}
+
+// PrewarmSandboxes is Prewarm for sandboxes launched with opts (e.g. its
+// Network, Resources, DiskMiB). opts may not name the sandbox nor give
+// it mounts, an environment, a workdir, a user, a command, ports or a
+// timeout: those belong to the request that takes one.
+func (r *Runtime) PrewarmSandboxes(ctx context.Context, opts SandboxOptions, n int) error {
+	if err := checkInit(); err != nil {
+		return err
+	}
+	if n < 0 {
+		return fmt.Errorf("prewarm: %d sandboxes", n)
+	}
+	if opts.Name != "" || len(opts.Mounts) > 0 || len(opts.Env) > 0 || opts.Workdir != "" || opts.User != "" || opts.Command != nil || len(opts.Ports) > 0 || opts.Timeout != 0 {
+		return errors.New("prewarm: name, mounts, env, workdir, user, command, ports and timeout belong to the request that takes a sandbox")
+	}
+	if err := opts.validate(); err != nil {
+		return fmt.Errorf("prewarm: %w", err)
+	}
+	return r.pool.prewarm(ctx, r, opts, n)
+}
+
+// pool holds the sandboxes Prewarm started, by the options they were
+// launched with. Its zero value is ready; close ends it.
+type pool struct {
+	mu     sync.Mutex
+	sets   map[string]*poolSet
+	ctx    context.Context // fills; cancelled by close
+	cancel context.CancelFunc
+	fills  sync.WaitGroup
+	closed bool
+}
+
+type poolSet struct {
+	opts    SandboxOptions
+	want    int
+	ready   []*Sandbox
+	filling int
+	err     error         // the last fill's failure, until the next prewarm
+	changed chan struct{} // closed and replaced when ready or err change
+}
+
+// poolKey is what a request must share with a pool's sandboxes: the
+// options but those a take applies. Options added later count too, so a
+// request that sets one never takes a sandbox launched without it.
+func poolKey(opts SandboxOptions) (string, bool) {
+	opts.Name, opts.Mounts, opts.Env, opts.Workdir, opts.User = "", nil, nil, "", ""
+	opts.Network = cmpNetwork(opts.Network)
+	b, err := json.Marshal(opts)
+	return string(b), err == nil
+}
+
+func cmpNetwork(n Network) Network {
+	if n == "" {
+		return defaultNetwork
+	}
+	return n
+}
+
+func (p *pool) prewarm(ctx context.Context, r *Runtime, opts SandboxOptions, n int) error {
+	key, ok := poolKey(opts)
+	if !ok {
+		return errors.New("prewarm: options cannot be compared")
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return errors.New("prewarm: the runtime is closed")
+	}
+	if p.sets == nil {
+		p.sets = map[string]*poolSet{}
+		p.ctx, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	}
+	set := p.sets[key]
+	if set == nil {
+		set = &poolSet{opts: opts, changed: make(chan struct{})}
+		p.sets[key] = set
+	}
+	set.want, set.err = n, nil
+	var extra []*Sandbox
+	if len(set.ready) > n {
+		extra = slices.Clone(set.ready[n:])
+		set.ready = set.ready[:n]
+	}
+	p.refillLocked(r, set)
+	p.mu.Unlock()
+	for _, sb := range extra {
+		sb.Destroy(context.WithoutCancel(ctx))
+	}
+	for {
+		p.mu.Lock()
+		ready, err, changed := len(set.ready), set.err, set.changed
+		p.mu.Unlock()
+		switch {
+		case err != nil:
+			return fmt.Errorf("prewarm: %w", err)
+		case ready >= n:
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		}
+	}
+}
+
+// refillLocked starts launches until ready and filling make set.want.
+func (p *pool) refillLocked(r *Runtime, set *poolSet) {
+	for !p.closed && set.err == nil && len(set.ready)+set.filling < set.want {
+		set.filling++
+		p.fills.Add(1)
+		go p.fill(r, set)
+	}
+}
+
+func (p *pool) fill(r *Runtime, set *poolSet) {
+	defer p.fills.Done()
+	sb, err := r.launchCold(p.ctx, set.opts)
+	p.mu.Lock()
+	set.filling--
+	keep := err == nil && !p.closed && len(set.ready) < set.want
+	if keep {
+		set.ready = append(set.ready, sb)
+	} else if err != nil && !p.closed {
+		set.err = err
+		r.log.Warn("warm pool: launch failed", "snapshot", set.opts.Snapshot, "err", err)
+	}
+	close(set.changed)
+	set.changed = make(chan struct{})
+	p.mu.Unlock()
+	if err == nil && !keep {
+		sb.Destroy(context.WithoutCancel(p.ctx)) // the pool ended or shrank meanwhile: nobody else has it
+	}
+}
+
+// take returns a pooled sandbox made to opts, or nil when none matches
+// (or applying opts to it failed: the cold launch reports that error).
+func (p *pool) take(ctx context.Context, r *Runtime, opts SandboxOptions) *Sandbox {
+	if opts.Command != nil || len(opts.Ports) > 0 || opts.Timeout != 0 {
+		return nil
+	}
+	for _, m := range opts.Mounts {
+		if m != (Mount{Source: m.Source, Volume: m.Volume, ReadOnly: m.ReadOnly}) {
+			return nil // a kind of mount a take does not know how to make
+		}
+	}
+	if len(opts.Mounts) > 0 && !runtime.CanTakeMounts() {
+		return nil
+	}
+	key, ok := poolKey(opts)
+	if !ok {
+		return nil
+	}
+	p.mu.Lock()
+	set := p.sets[key]
+	if set == nil || len(set.ready) == 0 {
+		p.mu.Unlock()
+		return nil
+	}
+	sb := set.ready[0]
+	set.ready = slices.Delete(set.ready, 0, 1)
+	p.mu.Unlock()
+	// The refill waits until the taken sandbox's first command has
+	// finished (or refillDelay passed, or it was destroyed): on a small
+	// machine a launch beside them slows the take and that command down
+	// severalfold (bench/NOTES.md).
+	var once sync.Once
+	refill := func() {
+		once.Do(func() {
+			p.mu.Lock()
+			p.refillLocked(r, set)
+			p.mu.Unlock()
+		})
+	}
+	if err := r.applyTake(ctx, sb, opts); err != nil {
+		refill()
+		r.log.Debug("warm pool: take failed; launching cold", "sandbox", sb.name, "err", err)
+		sb.Destroy(context.WithoutCancel(ctx))
+		return nil
+	}
+	sb.settled = refill
+	time.AfterFunc(refillDelay, refill)
+	return sb
+}
+
+// refillDelay bounds how long a refill waits for the taken sandbox's
+// first command.
+const refillDelay = 100 * time.Millisecond
+
+// applyTake gives a pooled sandbox what a launch would have from opts.
+func (r *Runtime) applyTake(ctx context.Context, sb *Sandbox, opts SandboxOptions) error {
+	if opts.Name == "" && len(opts.Mounts) == 0 && len(opts.Env) == 0 && opts.Workdir == "" && opts.User == "" {
+		return nil // the sandbox is what the request asks for already
+	}
+	spec, err := opts.spec()
+	if err != nil {
+		return err
+	}
+	var held closer
+	defer held.close() // the init holds its own copies of the leases
+	if err := r.acquireVolumes(ctx, sb.layers, &spec, &held); err != nil {
+		return err
+	}
+	ts := runtime.TakeSpec{Name: opts.Name, Mounts: spec.Mounts, Env: opts.Env, Workdir: spec.Workdir, User: opts.User, Leases: spec.Leases, Volumes: spec.Volumes}
+	if err := sb.rs.Take(ctx, ts); err != nil {
+		return err
+	}
+	sb.name = sb.rs.Name()
+	return nil
+}
+
+// close destroys the pool's sandboxes, once the launches under way ended.
+func (p *pool) close() {
+	p.mu.Lock()
+	if p.closed || p.sets == nil {
+		p.closed = true
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	p.cancel()
+	p.mu.Unlock()
+	p.fills.Wait()
+	var wg sync.WaitGroup
+	for _, set := range p.sets {
+		for _, sb := range set.ready {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sb.Destroy(context.WithoutCancel(p.ctx)) // Close has no context of its own
+			}()
+		}
+		set.ready = nil
+	}
+	wg.Wait()
+}

@@ -1,0 +1,244 @@
+//go:build linux
+
+package lightbox
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// running lists the running sandboxes by name, with their init's pid.
+func running(t *testing.T, r *Runtime) map[string]int {
+	t.Helper()
+	list, err := r.ListSandboxes(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, in := range list {
+		if in.Status == "running" {
+			out[in.Name] = in.Pid
+		}
+	}
+	return out
+}
+
+// waitRunning polls until want sandboxes other than except run.
+func waitRunning(t *testing.T, r *Runtime, want int, except ...string) map[string]int {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		m := running(t, r)
+		for _, n := range except {
+			delete(m, n)
+		}
+		if len(m) == want {
+			return m
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sandboxes running (%v), want %d", len(m), m, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestPrewarmTake: a request that matches takes a pooled sandbox (same
+// init) and gets its name, hostname, environment, workdir and — as real
+// root — a read-only bind mount; the pool refills; a request that does
+// not match launches cold; Close destroys the pool.
+func TestPrewarmTake(t *testing.T) {
+	r, err := Open(Options{Root: filepath.Join(t.TempDir(), "store")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	importBusybox(t, r)
+	if err := r.Prewarm(t.Context(), "busybox", 0); err != nil {
+		t.Fatalf("Prewarm 0 = %v", err)
+	}
+	pooled := SandboxOptions{Snapshot: "busybox", Network: NetworkNone}
+	if err := r.PrewarmSandboxes(t.Context(), pooled, 2); err != nil {
+		t.Fatal(err)
+	}
+	before := waitRunning(t, r, 2)
+
+	host := t.TempDir()
+	if err := os.WriteFile(filepath.Join(host, "f"), []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	req := pooled
+	req.Name, req.Env, req.Workdir = "taken", []string{"TAKE=yes"}, "/w/x"
+	root := os.Geteuid() == 0
+	if root {
+		req.Mounts = map[string]Mount{"/m": {Source: host, ReadOnly: true}}
+	}
+	script := `hostname; cat /etc/hostname; echo "$TAKE"; pwd`
+	if root {
+		script += `; cat /m/f; if touch /m/g 2>/dev/null; then echo writable; else echo read-only; fi`
+	}
+	var pid int
+	err = r.RunInSandbox(t.Context(), req, func(sb *Sandbox) error {
+		if sb.Name() != "taken" {
+			t.Errorf("Name() = %q, want taken", sb.Name())
+		}
+		pid = running(t, r)["taken"]
+		res, err := sb.Shell(t.Context(), script)
+		if err != nil {
+			return err
+		}
+		want := "taken\ntaken\nyes\n/w/x\n"
+		if root {
+			want += "from the host\nread-only\n"
+		}
+		if string(res.Stdout) != want {
+			t.Errorf("in the taken sandbox:\n%s\nwant\n%s(stderr %s)", res.Stdout, want, res.Stderr)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(mapsValues(before), pid) {
+		t.Errorf("the sandbox named taken ran init %d, not one of the pool's %v", pid, before)
+	}
+	if _, err := os.Stat(filepath.Join(host, "g")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the read-only mount was written through: %v", err)
+	}
+	// The pool refills in the background.
+	after := waitRunning(t, r, 2)
+	// A request that does not match (a command, another network) does not
+	// take from the pool; rootless, neither does one with a bind mount.
+	cold := []SandboxOptions{{Snapshot: "busybox", Network: NetworkHost}, {Snapshot: "busybox", Network: NetworkNone, Resources: Resources{PidsLimit: 64}}}
+	if !root {
+		cold = append(cold, SandboxOptions{Snapshot: "busybox", Network: NetworkNone, Mounts: map[string]Mount{"/m": {Source: host}}})
+	}
+	for _, o := range cold {
+		if err := r.RunInSandbox(t.Context(), o, func(sb *Sandbox) error {
+			if _, ok := after[sb.Name()]; ok {
+				t.Errorf("%+v took pooled sandbox %s", o, sb.Name())
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("%+v: %v", o, err)
+		}
+	}
+	// A take that cannot be applied falls back to a cold launch, which
+	// reports the error.
+	bad := pooled
+	bad.Workdir = "/etc/passwd"
+	if err := r.RunInSandbox(t.Context(), bad, func(*Sandbox) error { return nil }); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("workdir /etc/passwd = %v, want not a directory", err)
+	}
+	waitRunning(t, r, 2)
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r2, err := Open(Options{Root: r.root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	if m := running(t, r2); len(m) != 0 {
+		t.Errorf("running after Close: %v", m)
+	}
+}
+
+func mapsValues(m map[string]int) []int {
+	var out []int
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
+
+// TestPrewarmKilled: a process killed with its pool leaves no sandbox
+// running, and gc removes what it left.
+func TestPrewarmKilled(t *testing.T) {
+	if root := os.Getenv("LIGHTBOX_TEST_POOL_CHILD"); root != "" {
+		poolChild(root)
+		return
+	}
+	root := filepath.Join(t.TempDir(), "store")
+	r, err := Open(Options{Root: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	importBusybox(t, r)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestPrewarmKilled$")
+	cmd.Env = append(os.Environ(), "LIGHTBOX_TEST_POOL_CHILD="+root)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if line != "ready\n" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("child said %q, want ready", line)
+	}
+	pids := running(t, r)
+	if len(pids) != 3 {
+		t.Errorf("child's pool: %v, want 3 sandboxes", pids)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	// Every init ends (its lock is free: a zombie leader whose threads
+	// are still exiting holds it yet).
+	for len(running(t, r)) > 0 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("pooled sandboxes still running after their process was killed: %v", running(t, r))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if err := r.GC(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(filepath.Join(root, "sandboxes"))
+	for _, e := range ents {
+		if names := e.Name(); names != ".lock" && !strings.HasPrefix(names, ".init-") {
+			t.Errorf("left after gc: %s", names)
+		}
+	}
+	if t.Failed() {
+		list, err := r.ListSandboxes(t.Context())
+		t.Logf("sandboxes: %+v (%v)", list, err)
+		for n, pid := range pids {
+			b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+			t.Logf("%s: pid %d: kill 0 = %v, stat %q %v", n, pid, unix.Kill(pid, 0), b, err)
+		}
+	}
+}
+
+// poolChild prewarms 3 sandboxes, says ready, and waits to be killed.
+func poolChild(root string) {
+	r, err := Open(Options{Root: root})
+	if err != nil {
+		os.Stderr.WriteString(err.Error() + "\n")
+		os.Exit(1)
+	}
+	if err := r.PrewarmSandboxes(context.Background(), SandboxOptions{Snapshot: "busybox", Network: NetworkNone}, 3); err != nil {
+		os.Stderr.WriteString(err.Error() + "\n")
+		os.Exit(1)
+	}
+	os.Stdout.WriteString("ready\n")
+	select {}
+}
