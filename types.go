@@ -20,9 +20,11 @@ const (
 	NetworkHost Network = "host"
 	// NetworkPrivatePasta and NetworkPrivateSlirp4netns are
 	// NetworkPrivate with its user-mode stack chosen (plain
-	// NetworkPrivate takes the default, see the README for what each
-	// costs): pasta (passt's, fast, ~29 MB of buffers per sandbox) or
-	// slirp4netns (~0.4 MB per sandbox, slower).
+	// NetworkPrivate takes pasta when it is installed, see the README for
+	// what each costs): pasta (passt's, run outside the sandbox's pid
+	// namespace, ~29 MB of buffers per sandbox) or slirp4netns (~0.4 MB
+	// per sandbox, but inside the sandbox's pid namespace, where the
+	// workload can see and signal it).
 	NetworkPrivatePasta       Network = "private:pasta"
 	NetworkPrivateSlirp4netns Network = "private:slirp4netns"
 )
