@@ -30,8 +30,8 @@ func relayCapped(logfd int, max int64) (*os.File, error) {
 	logCopiers.Add(1)
 	go func() {
 		defer logCopiers.Done()
-		defer r.Close()
-		defer f.Close()
+		defer func() { _ = r.Close() }() // pipe end: nothing buffered to lose
+		defer func() { _ = f.Close() }() // read-only, or nothing written through it
 		copyCapped(f, r, max)
 	}()
 	return w, nil
@@ -39,7 +39,7 @@ func relayCapped(logfd int, max int64) (*os.File, error) {
 
 func copyCapped(f *os.File, r io.Reader, max int64) {
 	buf := make([]byte, 64<<10)
-	io.CopyBuffer(NewCappedLog(f, max), readerOnly{r}, buf) // ends at EOF: every writer is gone
+	_, _ = io.CopyBuffer(NewCappedLog(f, max), readerOnly{r}, buf) // ends at EOF: every writer is gone
 }
 
 // readerOnly hides r's WriterTo, so that io.CopyBuffer uses the buffer.
@@ -108,7 +108,7 @@ func compact(f *os.File, off, max, dropped int64) (int64, int64) {
 			break
 		}
 	}
-	f.Truncate(done)
+	_ = f.Truncate(done) // best effort: the log only grows past its cap
 	dropped += off - done
 	// The mark is what tells a reader; a filesystem without user xattrs
 	// only loses the mark, not the cap.

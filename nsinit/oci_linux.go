@@ -60,7 +60,7 @@ func ociMain(cfg *Config, report *os.File) {
 	if cfg.FDs.Listener >= 0 {
 		lf := os.NewFile(uintptr(cfg.FDs.Listener), "init.sock")
 		l, err := net.FileListener(lf)
-		lf.Close()
+		_ = lf.Close() // a copy: the listener has its own fd
 		if err != nil {
 			fatal(report, fmt.Errorf("init: exec socket: %w", err))
 		}
@@ -85,7 +85,7 @@ func ociMain(cfg *Config, report *os.File) {
 			default:
 			}
 			if main > 0 {
-				unix.Kill(main, sig)
+				_ = unix.Kill(main, sig) // best effort: it may be gone already
 				continue
 			}
 			switch sig {
@@ -102,7 +102,7 @@ func ociMain(cfg *Config, report *os.File) {
 		fmt.Fprintf(os.Stderr, "lightbox init: open exec fifo: %v\n", err)
 		os.Exit(125)
 	}
-	unix.Write(w, []byte{0})
+	_, _ = unix.Write(w, []byte{0}) // best effort: the runtime waiting on the fifo sees it closed either way
 	unix.Close(fifo)
 
 	pid, done, err := spawnOCI(r, p, oc.Seccomp, argv0, env, files)
@@ -468,7 +468,7 @@ func ociDevices(root int, oc *OCIConfig) error {
 				return err
 			}
 			base := path.Base(p)
-			unix.Unlinkat(pd, base, 0) // replace what the rootfs had
+			_ = unix.Unlinkat(pd, base, 0) // replace what the rootfs had
 			err = unix.Mknodat(pd, base, d.Type|(d.Mode&0o7777), int(unix.Mkdev(uint32(d.Major), uint32(d.Minor))))
 			if err == nil {
 				err = unix.Fchmodat(pd, base, d.Mode&0o7777, 0)
@@ -518,14 +518,14 @@ func ociConsole(sock int, rows, cols uint16) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer m.Close()
+	defer func() { _ = m.Close() }() // socket/pty: nothing buffered to lose
 	name, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(s.Fd())))
 	if err != nil {
-		s.Close()
+		_ = s.Close() // socket/pty: nothing buffered to lose
 		return nil, err
 	}
 	if err := unix.Sendmsg(sock, []byte(name), unix.UnixRights(int(m.Fd())), nil, 0); err != nil {
-		s.Close()
+		_ = s.Close() // socket/pty: nothing buffered to lose
 		return nil, fmt.Errorf("send the pty master: %w", err)
 	}
 	root, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -677,11 +677,11 @@ func readOCIRequest(c *net.UnixConn) (OCIRequest, []int, error) {
 // in, its exit out. The process is killed when the connection closes
 // before it ends (its relay in ociruntime was killed).
 func ociServeConn(c *net.UnixConn, r *reaper, oc *OCIConfig) {
-	defer c.Close()
+	defer func() { _ = c.Close() }() // socket/pty: nothing buffered to lose
 	req, fds, err := readOCIRequest(c)
 	fail := func(code int, err error) {
 		closeAll(fds)
-		send(c, Reply{Type: ReplyError, Code: code, Error: err.Error()}, nil)
+		_ = send(c, Reply{Type: ReplyError, Code: code, Error: err.Error()}, nil) // the client may be gone: nobody to tell then
 	}
 	if err != nil {
 		fail(0, err)
@@ -716,9 +716,9 @@ func ociServeConn(c *net.UnixConn, r *reaper, oc *OCIConfig) {
 			fail(0, err)
 			return
 		}
-		defer s.Close()
+		defer func() { _ = s.Close() }() // socket/pty: nothing buffered to lose
 		if p.UID != 0 {
-			unix.Fchown(int(s.Fd()), int(p.UID), -1)
+			_ = unix.Fchown(int(s.Fd()), int(p.UID), -1) // best effort: the terminal stays root-owned
 		}
 		master = m
 		files = []uintptr{s.Fd(), s.Fd(), s.Fd()}
@@ -737,14 +737,14 @@ func ociServeConn(c *net.UnixConn, r *reaper, oc *OCIConfig) {
 			// Set on the child after the fork (the init's own stay the
 			// container's): a process that execs a setuid binary at
 			// once may run it with the init's limits.
-			unix.Prlimit(pid, rl.Type, &unix.Rlimit{Cur: rl.Soft, Max: rl.Hard}, nil)
+			_ = unix.Prlimit(pid, rl.Type, &unix.Rlimit{Cur: rl.Soft, Max: rl.Hard}, nil) // best effort: the process keeps the init's limits
 		}
 	}
 	closeAll(fds)
 	fds = nil
 	if err != nil {
 		if master != nil {
-			master.Close()
+			_ = master.Close() // socket/pty: nothing buffered to lose
 		}
 		fail(execErrorCode(err), fmt.Errorf("exec %s: %w", p.Args[0], err))
 		return
@@ -753,9 +753,9 @@ func ociServeConn(c *net.UnixConn, r *reaper, oc *OCIConfig) {
 	if master != nil {
 		mfds = []int{int(master.Fd())}
 	}
-	send(c, Reply{Type: ReplyStarted, Pid: pid}, mfds)
+	_ = send(c, Reply{Type: ReplyStarted, Pid: pid}, mfds) // the client may be gone: nobody to tell then
 	if master != nil {
-		master.Close()
+		_ = master.Close() // socket/pty: nothing buffered to lose
 	}
 	gone := make(chan struct{})
 	go func() {
@@ -767,16 +767,16 @@ func ociServeConn(c *net.UnixConn, r *reaper, oc *OCIConfig) {
 				return
 			}
 			if req.Op == OpOCISignal {
-				unix.Kill(pid, syscall.Signal(req.Signal))
+				_ = unix.Kill(pid, syscall.Signal(req.Signal)) // best effort: it may be gone already
 			}
 		}
 	}()
 	select {
 	case ws := <-done:
 		code, sig := exitCode(ws)
-		send(c, Reply{Type: ReplyExit, Code: code, Signal: sig}, nil)
+		_ = send(c, Reply{Type: ReplyExit, Code: code, Signal: sig}, nil) // the client may be gone: nobody to tell then
 	case <-gone:
-		unix.Kill(pid, unix.SIGKILL)
+		_ = unix.Kill(pid, unix.SIGKILL) // best effort: it may be gone already
 		<-done
 	}
 }

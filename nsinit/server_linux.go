@@ -90,7 +90,7 @@ type proc struct {
 func newServer(cfg *Config, r *reaper, sp *spawner) (*server, error) {
 	lf := os.NewFile(uintptr(cfg.FDs.Listener), "init.sock")
 	l, err := net.FileListener(lf)
-	lf.Close()
+	_ = lf.Close() // a copy: the listener has its own fd
 	if err != nil {
 		return nil, fmt.Errorf("exec socket: %w", err)
 	}
@@ -124,7 +124,7 @@ func (s *server) run() {
 		// Non-blocking, so that the read waits in the poller: a blocking
 		// read would hold the only P (GOMAXPROCS=1) until sysmon takes it
 		// back, delaying the first requests by milliseconds.
-		unix.SetNonblock(s.cfg.FDs.Liveness, true)
+		_ = unix.SetNonblock(s.cfg.FDs.Liveness, true) // fails only on a bad fd: the read that follows then fails
 		go s.watch(os.NewFile(uintptr(s.cfg.FDs.Liveness), "liveness"))
 	}
 	if s.cfg.Timeout > 0 {
@@ -152,8 +152,8 @@ func (s *server) run() {
 
 // watch ends the sandbox when the launcher goes away, unless detached.
 func (s *server) watch(f *os.File) {
-	io.Copy(io.Discard, f)
-	f.Close()
+	_, _ = io.Copy(io.Discard, f) // ends at EOF or an error: either way the launcher is gone
+	_ = f.Close()                 // the launcher's end is gone: nothing to lose
 	s.mu.Lock()
 	detached := s.detached
 	s.mu.Unlock()
@@ -171,7 +171,7 @@ func (s *server) forward(sigs chan os.Signal) {
 		s.mu.Unlock()
 		switch {
 		case m != nil:
-			unix.Kill(m.pid, sig.(syscall.Signal))
+			_ = unix.Kill(m.pid, sig.(syscall.Signal)) // best effort: it may be gone already
 		case sig == unix.SIGTERM || sig == unix.SIGINT:
 			go s.destroy(10*time.Second, false)
 		}
@@ -181,7 +181,7 @@ func (s *server) forward(sigs chan os.Signal) {
 // exit ends the sandbox at once: PID 1's exit kills every process in the
 // pid namespace, and the mounts go with the mount namespace.
 func (s *server) exit() {
-	unix.Kill(-1, unix.SIGKILL)
+	_ = unix.Kill(-1, unix.SIGKILL) // best effort: it may be gone already
 	waitLogCopiers(2 * time.Second) // the writers are gone: what is left to copy is in the pipes
 	os.Exit(0)
 }
@@ -200,13 +200,13 @@ func (s *server) destroy(grace time.Duration, timedOut bool) {
 	s.mu.Unlock()
 	deadline := time.After(grace)
 	if m != nil {
-		unix.Kill(m.pid, unix.SIGTERM)
+		_ = unix.Kill(m.pid, unix.SIGTERM) // best effort: it may be gone already
 		select {
 		case <-m.done:
 		case <-deadline:
 		}
 	} else {
-		unix.Kill(-1, unix.SIGTERM)
+		_ = unix.Kill(-1, unix.SIGTERM) // best effort: it may be gone already
 		select {
 		case <-s.r.noChildren():
 		case <-deadline:
@@ -223,7 +223,7 @@ func (s *server) destroy(grace time.Duration, timedOut bool) {
 }
 
 func (s *server) killMain(m *proc) chan struct{} {
-	unix.Kill(m.pid, unix.SIGKILL)
+	_ = unix.Kill(m.pid, unix.SIGKILL) // best effort: it may be gone already
 	return m.done
 }
 
@@ -247,13 +247,13 @@ func (s *server) record(st Status) {
 }
 
 func (s *server) serve(c *net.UnixConn) {
-	defer c.Close()
+	defer func() { _ = c.Close() }() // socket/pty: nothing buffered to lose
 	bp := reqBufs.Get().(*[]byte)
 	req, fds, err := readRequest(c, *bp)
 	reqBufs.Put(bp)
 	if err != nil {
 		closeAll(fds)
-		send(c, Reply{Type: ReplyError, Error: err.Error()}, nil)
+		_ = send(c, Reply{Type: ReplyError, Error: err.Error()}, nil) // the client may be gone: nobody to tell then
 		return
 	}
 	switch req.Op {
@@ -268,31 +268,31 @@ func (s *server) serve(c *net.UnixConn) {
 		}
 		s.mu.Unlock()
 		if !hasMain {
-			send(c, Reply{Type: ReplyError, Error: "the sandbox has no main command"}, nil)
+			_ = send(c, Reply{Type: ReplyError, Error: "the sandbox has no main command"}, nil) // the client may be gone: nobody to tell then
 			return
 		}
 		defer s.done()
 		<-s.mainDone
-		send(c, s.mainStatus, nil)
+		_ = send(c, s.mainStatus, nil) // the client may be gone: nobody to tell then
 	case OpTake:
 		err := s.take(req.Take, fds)
 		fds = nil // take closed them, or holds the leases
 		if err != nil {
-			send(c, Reply{Type: ReplyError, Error: err.Error()}, nil)
+			_ = send(c, Reply{Type: ReplyError, Error: err.Error()}, nil) // the client may be gone: nobody to tell then
 			return
 		}
-		send(c, Reply{Type: ReplyOK}, nil)
+		_ = send(c, Reply{Type: ReplyOK}, nil) // the client may be gone: nobody to tell then
 	case OpDetach:
 		s.mu.Lock()
 		s.detached = true
 		s.mu.Unlock()
-		send(c, Reply{Type: ReplyOK}, nil)
+		_ = send(c, Reply{Type: ReplyOK}, nil) // the client may be gone: nobody to tell then
 	case OpDestroy:
 		s.destroy(req.Grace, false)
-		send(c, Reply{Type: ReplyOK}, nil)
+		_ = send(c, Reply{Type: ReplyOK}, nil) // the client may be gone: nobody to tell then
 		s.exit()
 	default:
-		send(c, Reply{Type: ReplyError, Error: fmt.Sprintf("unknown request %q", req.Op)}, nil)
+		_ = send(c, Reply{Type: ReplyError, Error: fmt.Sprintf("unknown request %q", req.Op)}, nil) // the client may be gone: nobody to tell then
 	}
 	closeAll(fds)
 }
@@ -328,7 +328,7 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 	e := req.Exec
 	fail := func(code int, err error) {
 		closeAll(fds)
-		send(c, Reply{Type: ReplyError, Code: code, Error: err.Error()}, nil)
+		_ = send(c, Reply{Type: ReplyError, Code: code, Error: err.Error()}, nil) // the client may be gone: nobody to tell then
 	}
 	if e == nil || len(e.Args) == 0 {
 		fail(0, errors.New("exec: no command"))
@@ -383,10 +383,10 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 		// Closed once the workload has its copies (and on every failure:
 		// the deferred Close is then a no-op), so that the client sees
 		// the pty hang up as soon as the workload's side is gone.
-		defer sl.Close()
+		defer func() { _ = sl.Close() }() // socket/pty: nothing buffered to lose
 		master, slave = m, sl
 		if u.uid != 0 {
-			unix.Fchown(int(sl.Fd()), int(u.uid), -1)
+			_ = unix.Fchown(int(sl.Fd()), int(u.uid), -1) // best effort: the terminal stays root-owned
 		}
 		for i := range files {
 			files[i] = sl.Fd()
@@ -405,8 +405,8 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 					fail(0, fmt.Errorf("exec: log relay: %w", err))
 					return
 				}
-				fds[i] = -1 // the relay owns the file now
-				defer w.Close()
+				fds[i] = -1                      // the relay owns the file now
+				defer func() { _ = w.Close() }() // pipe end: nothing buffered to lose
 				relayW = append(relayW, w)
 				files[i] = w.Fd()
 			}
@@ -419,7 +419,7 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 	if e.Main && s.main != nil {
 		s.mu.Unlock()
 		if master != nil {
-			master.Close()
+			_ = master.Close() // socket/pty: nothing buffered to lose
 		}
 		fail(0, errors.New("exec: the sandbox already has a main command"))
 		return
@@ -435,15 +435,15 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 	}
 	pid, done, err := s.sp.spawn(argv0, e.Args, &syscall.ProcAttr{Dir: dir, Env: env, Files: files, Sys: attr})
 	for _, w := range relayW {
-		w.Close() // the workload has its copy: EOF comes when it is gone
+		_ = w.Close() // the workload has its copy: EOF comes when it is gone
 	}
 	if slave != nil {
-		slave.Close()
+		_ = slave.Close() // socket/pty: nothing buffered to lose
 	}
 	if err != nil {
 		s.mu.Unlock()
 		if master != nil {
-			master.Close()
+			_ = master.Close() // socket/pty: nothing buffered to lose
 		}
 		fail(execErrorCode(err), fmt.Errorf("exec %q: %w", e.Args[0], err))
 		return
@@ -468,13 +468,13 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 	if master != nil {
 		rfds = []int{int(master.Fd())}
 	}
-	send(c, Reply{Type: ReplyStarted, Pid: pid}, rfds)
+	_ = send(c, Reply{Type: ReplyStarted, Pid: pid}, rfds) // the client may be gone: nobody to tell then
 	// Keep the master until the workload ends: a client that went away
 	// must not hang it up early... but not longer, so the client sees EOF.
 	go func() {
 		<-p.done
 		if master != nil {
-			master.Close()
+			_ = master.Close() // socket/pty: nothing buffered to lose
 		}
 	}()
 	gone := make(chan struct{})
@@ -491,10 +491,10 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 			}
 			switch req.Op {
 			case OpSignal:
-				unix.Kill(pid, syscall.Signal(req.Signal))
+				_ = unix.Kill(pid, syscall.Signal(req.Signal)) // best effort: it may be gone already
 			case OpResize:
 				if master != nil {
-					unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: req.Rows, Col: req.Cols})
+					_ = unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: req.Rows, Col: req.Cols}) // best effort: the size stays as it was
 				}
 			}
 		}
@@ -502,12 +502,12 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 	select {
 	case <-p.done:
 		code, sig := exitCode(p.ws)
-		send(c, Reply{Type: ReplyExit, Code: code, Signal: sig}, nil)
+		_ = send(c, Reply{Type: ReplyExit, Code: code, Signal: sig}, nil) // the client may be gone: nobody to tell then
 	case <-gone:
 		if !e.Main {
 			// The client went away: the workload goes with it.
-			unix.Kill(-pid, unix.SIGKILL)
-			unix.Kill(pid, unix.SIGKILL)
+			_ = unix.Kill(-pid, unix.SIGKILL) // best effort: it may be gone already
+			_ = unix.Kill(pid, unix.SIGKILL)  // best effort: it may be gone already
 		}
 	}
 }
