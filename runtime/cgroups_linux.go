@@ -354,11 +354,11 @@ func (cs *cgroupState) join(id string) *cgroupState {
 // uses them (rmdir fails while one does: that is fine).
 func (cs *cgroupState) removeParents() {
 	if cs.Version == 2 {
-		os.Remove(filepath.Join(unifiedMount, filepath.Dir(cs.Path)))
+		_ = os.Remove(filepath.Join(unifiedMount, filepath.Dir(cs.Path))) // best effort cleanup
 		return
 	}
 	for c, p := range cs.Paths {
-		os.Remove(filepath.Join(unifiedMount, c, filepath.Dir(p)))
+		_ = os.Remove(filepath.Join(unifiedMount, c, filepath.Dir(p))) // best effort cleanup
 	}
 }
 
@@ -433,7 +433,7 @@ func (cs *cgroupState) create(l Limits) error {
 		}
 		mgr, err := cgroup2.NewManager(unifiedMount, cs.Path, res)
 		if err != nil {
-			os.Remove(filepath.Join(unifiedMount, cs.Path))
+			_ = os.Remove(filepath.Join(unifiedMount, cs.Path)) // best effort cleanup
 			return fmt.Errorf("create cgroup %s: %w", cs.Path, err)
 		}
 		// The workloads' child: pids enabled in the sandbox's
@@ -445,8 +445,8 @@ func (cs *cgroupState) create(l Limits) error {
 			err = w.SetType(cgroup2.Threaded)
 		}
 		if err != nil {
-			os.Remove(filepath.Join(unifiedMount, cs.Path, workloadCgroup))
-			os.Remove(filepath.Join(unifiedMount, cs.Path))
+			_ = os.Remove(filepath.Join(unifiedMount, cs.Path, workloadCgroup)) // best effort cleanup
+			_ = os.Remove(filepath.Join(unifiedMount, cs.Path))                 // best effort cleanup
 			return fmt.Errorf("create cgroup %s/%s: %w", cs.Path, workloadCgroup, err)
 		}
 		return nil
@@ -473,7 +473,7 @@ func (cs *cgroupState) create(l Limits) error {
 		res.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
 	}
 	if _, err := cgroup1.New(v1Path(cs.Paths), res, cgroup1.WithHierarchy(v1Hierarchy(cs.Paths))); err != nil {
-		cs.remove(context.Background()) // best effort: what New made before it failed
+		_ = cs.remove(context.Background()) // best effort: what New made before it failed
 		return fmt.Errorf("create cgroup %s: %w", cs.Paths["pids"], err)
 	}
 	if w := cs.v1Workload(); w != nil {
@@ -482,7 +482,7 @@ func (cs *cgroupState) create(l Limits) error {
 			wres.Pids = &specs.LinuxPids{Limit: &l.Pids}
 		}
 		if _, err := cgroup1.New(v1Path(w), wres, cgroup1.WithHierarchy(v1Hierarchy(w))); err != nil {
-			cs.remove(context.Background()) // best effort: what was made
+			_ = cs.remove(context.Background()) // best effort: what was made
 			return fmt.Errorf("create cgroup %s/%s: %w", cs.Paths["pids"], workloadCgroup, err)
 		}
 	}
@@ -633,7 +633,7 @@ func (cs *cgroupState) oomKills() (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only, or nothing written through it
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), "oom_kill "); ok {
@@ -702,7 +702,7 @@ func (cs *cgroupState) remove(ctx context.Context) error {
 				continue
 			}
 			for _, p := range procs {
-				unix.Kill(p.Pid, syscall.SIGKILL)
+				_ = unix.Kill(p.Pid, syscall.SIGKILL) // best effort: it may be gone already
 			}
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {

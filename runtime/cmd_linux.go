@@ -87,7 +87,7 @@ func (c *Cmd) start(ctx, life context.Context) (err error) {
 	var childEnds []*os.File
 	defer func() {
 		for _, f := range childEnds {
-			f.Close()
+			_ = f.Close() // read-only, or nothing written through it
 		}
 		if err != nil {
 			c.closeOurs()
@@ -128,7 +128,7 @@ func (c *Cmd) start(ctx, life context.Context) (err error) {
 	}
 	c.conn = conn
 	c.closers = append(c.closers, conn)
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) }) // fails only on a closed conn: its I/O then fails
 	err = sendRequest(conn, req, fds)
 	if err == nil {
 		var r nsinit.Reply
@@ -168,9 +168,9 @@ func (c *Cmd) start(ctx, life context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("exec in sandbox %s: %w", c.sb.name, ctxErr(ctx, err))
 	}
-	conn.SetDeadline(time.Time{})
+	_ = conn.SetDeadline(time.Time{}) // fails only on a closed conn: its I/O then fails
 	for _, f := range childEnds {
-		f.Close()
+		_ = f.Close() // read-only, or nothing written through it
 	}
 	childEnds = nil
 	if c.Tty {
@@ -208,8 +208,8 @@ func (c *Cmd) reader(r io.Reader) (stdio, error) {
 	}
 	c.closers = append(c.closers, pw)
 	go func() {
-		io.Copy(pw, r)
-		pw.Close()
+		_, _ = io.Copy(pw, r) // ends at EOF or an error: either way the output is closed next
+		_ = pw.Close()        // pipe end: nothing buffered to lose
 	}()
 	return stdio{pass: pr, child: pr}, nil
 }
@@ -248,7 +248,7 @@ func (c *Cmd) setCopyErr(err error) {
 // relayPty copies between the pty's master and Stdin/Stdout.
 func (c *Cmd) relayPty() {
 	if c.Stdin != nil {
-		go io.Copy(c.pty, c.Stdin)
+		go func() { _, _ = io.Copy(c.pty, c.Stdin) }() // ends when either side closes: nothing to report
 	}
 	out := c.Stdout
 	if out == nil {
@@ -268,7 +268,7 @@ func (c *Cmd) relayPty() {
 // waitExit reads the exit status, and kills the command when ctx ends.
 func (c *Cmd) waitExit(ctx context.Context) {
 	defer close(c.done)
-	stop := context.AfterFunc(ctx, func() { c.Signal(unix.SIGKILL) })
+	stop := context.AfterFunc(ctx, func() { _ = c.Signal(unix.SIGKILL) }) // best effort: it may be gone already
 	defer stop()
 	for {
 		r, _, err := readReply(c.conn)
@@ -338,7 +338,7 @@ func waitOrTimeout(wg *sync.WaitGroup, d time.Duration) {
 
 func (c *Cmd) closeOurs() {
 	for _, cl := range c.closers {
-		cl.Close()
+		_ = cl.Close() // socket/pty: nothing buffered to lose
 	}
 	c.closers = nil
 }

@@ -70,7 +70,7 @@ func (s *Sandbox) Freeze(ctx context.Context) (thaw func() error, err error) {
 		lk.Close()
 		return func() error { return nil }, nil
 	}
-	defer pfd.Close()
+	defer func() { _ = pfd.Close() }() // read-only, or nothing written through it
 	if cthaw, ok, err := s.freezeCgroup(ctx); ok || err != nil {
 		if err != nil {
 			lk.Close()
@@ -214,7 +214,7 @@ func (fz *freezer) scan() ([]stoppedProc, error) {
 		return nil, err
 	}
 	names, err := d.Readdirnames(-1)
-	d.Close()
+	_ = d.Close() // read-only, or nothing written through it
 	if err != nil {
 		return nil, fmt.Errorf("read /proc: %w", err)
 	}
@@ -332,7 +332,7 @@ func (fz *freezer) notStopped() []int {
 		case 'T', 't', 'Z', 'X', 0:
 			continue
 		}
-		unix.PidfdSendSignal(p.fd, unix.SIGSTOP, nil, 0) // resumed by someone: again
+		_ = unix.PidfdSendSignal(p.fd, unix.SIGSTOP, nil, 0) // resumed by someone: again
 		out = append(out, p.Pid)
 	}
 	return out

@@ -142,7 +142,7 @@ func (m *Manager) bindFD(mt nsinit.Mount, _ bool) (*os.File, error) {
 		attrs |= unix.MOUNT_ATTR_RDONLY
 	}
 	if err := sys.SetBindAttr(fd, attrs, -1, mt.Source); err != nil {
-		f.Close()
+		_ = f.Close() // read-only, or nothing written through it
 		return nil, err
 	}
 	return f, nil

@@ -46,41 +46,41 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	}
 	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: addr, Net: "unixpacket"})
 	if dirf != nil {
-		dirf.Close()
+		_ = dirf.Close() // read-only, or nothing written through it
 	}
 	if err != nil {
 		return nil, fmt.Errorf("exec socket: %w", err)
 	}
 	ln.SetUnlinkOnClose(false)
 	lnf, err := ln.File()
-	ln.Close()
+	_ = ln.Close() // socket/pty: nothing buffered to lose
 	if err != nil {
 		return nil, fmt.Errorf("exec socket: %w", err)
 	}
-	defer lnf.Close()
+	defer func() { _ = lnf.Close() }() // socket/pty: nothing buffered to lose
 
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	defer cfgR.Close()
-	defer cfgW.Close()
+	defer func() { _ = cfgR.Close() }() // pipe end: nothing buffered to lose
+	defer func() { _ = cfgW.Close() }() // pipe end: nothing buffered to lose
 	repR, repW, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	defer repR.Close()
-	defer repW.Close()
+	defer func() { _ = repR.Close() }() // pipe end: nothing buffered to lose
+	defer func() { _ = repW.Close() }() // pipe end: nothing buffered to lose
 	liveR, liveW, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	defer liveR.Close()
+	defer func() { _ = liveR.Close() }() // pipe end: nothing buffered to lose
 	logf, err := os.OpenFile(filepath.Join(dir, "init.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	defer logf.Close()
+	defer func() { _ = logf.Close() }() // our copy: the init has its own
 
 	// Each file the init inherits is numbered 3+its index in ExtraFiles
 	// (runc's newParentProcess): its number is taken as it is added.
@@ -99,14 +99,14 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		}
 		passW = os.NewFile(uintptr(pair[0]), "passer")
 		passR := os.NewFile(uintptr(pair[1]), "passer")
-		defer passW.Close()
-		defer passR.Close()
+		defer func() { _ = passW.Close() }() // pipe end: nothing buffered to lose
+		defer func() { _ = passR.Close() }() // pipe end: nothing buffered to lose
 		cfg.FDs.Passer = child(passR)
 	}
 	if wf, err := cg.openWorkload(); err != nil {
 		return nil, err
 	} else if wf != nil {
-		defer wf.Close()
+		defer func() { _ = wf.Close() }() // our copy: the init has its own
 		cfg.FDs.Workload = child(wf)
 	}
 	for _, l := range spec.Leases {
@@ -132,25 +132,25 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		if err != nil {
 			return nil, err
 		}
-		defer cgf.Close()
+		defer func() { _ = cgf.Close() }() // our copy: the init is cloned into it
 		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(cgf.Fd())
 	}
 	if err := cmd.Start(); err != nil {
-		liveW.Close()
+		_ = liveW.Close() // pipe end: nothing buffered to lose
 		return nil, fmt.Errorf("start init: %w", err)
 	}
 	pid := cmd.Process.Pid
 	initDone := make(chan struct{})
 	var initErr error
 	go func() { initErr = cmd.Wait(); close(initDone) }()
-	cfgR.Close()
-	repW.Close()
-	liveR.Close()
+	_ = cfgR.Close()  // pipe end: nothing buffered to lose
+	_ = repW.Close()  // pipe end: nothing buffered to lose
+	_ = liveR.Close() // pipe end: nothing buffered to lose
 	sb := &Sandbox{m: m, name: name, dir: dir, pid: pid, live: liveW, initDone: initDone}
 	launched.Store(liveW, struct{}{})
 	fail := func(err error) (*Sandbox, error) {
 		closeLive(liveW)
-		cmd.Process.Kill()
+		_ = cmd.Process.Kill() // best effort: it may be gone already
 		<-initDone
 		return nil, err
 	}
@@ -170,7 +170,7 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		}
 		cfg.Passed = len(h.files)
 		h.close()
-		passW.Close()
+		_ = passW.Close() // pipe end: nothing buffered to lose
 	}
 	if err := nsinit.WriteConfig(cfgW, &cfg); err != nil {
 		return fail(err)
@@ -179,7 +179,7 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		return fail(fmt.Errorf("send config to init: %w", err))
 	}
 
-	lnf.Close() // the init has its own: a request queued for a dead init fails
+	_ = lnf.Close() // the init has its own: a request queued for a dead init fails
 
 	// Without a private network to attach first, the main command's
 	// request is queued on the exec socket now, while the init sets
@@ -253,12 +253,12 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 				}
 			}
 			if err := writeState(dir, st); err != nil {
-				na.Close()
+				_ = na.Close() // socket/pty: nothing buffered to lose
 				return fail(fmt.Errorf("attach network: %w", err))
 			}
 		}
 		if err := rewriteFile(filepath.Join(dir, "etc", "resolv.conf"), na.ResolvConf()); err != nil {
-			na.Close()
+			_ = na.Close() // socket/pty: nothing buffered to lose
 			return fail(fmt.Errorf("attach network: %w", err))
 		}
 	}
@@ -271,7 +271,7 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 			err = sb.startMain(ctx, spec)
 		}
 		if err != nil {
-			sb.destroy(context.WithoutCancel(ctx), 0)
+			_ = sb.destroy(context.WithoutCancel(ctx), 0) // best effort: nobody to report it to
 			return nil, fmt.Errorf("start main command: %w", err)
 		}
 	}
@@ -312,7 +312,7 @@ func (s *Sandbox) startMain(ctx context.Context, spec Spec) error {
 			if err != nil {
 				return err
 			}
-			defer f.Close()
+			defer func() { _ = f.Close() }() // read-only, or nothing written through it
 			if c.logMax > 0 {
 				// The init marks dropped output with an xattr on the
 				// file: it must be the file's owner (the sandbox's root;

@@ -164,7 +164,7 @@ func (m *Manager) Close() error {
 // randomHex returns n random bytes in hex, for names nobody else picks.
 func randomHex(n int) string {
 	b := make([]byte, n)
-	rand.Read(b) // never fails (crypto/rand)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
 	return hex.EncodeToString(b)
 }
 
@@ -306,7 +306,7 @@ func (m *Manager) createLocked(ctx context.Context, name string) (*lockfile.Lock
 	}
 	lk, err := lockfile.TryExclusive(filepath.Join(dir, "lock"))
 	if err != nil {
-		os.RemoveAll(dir)
+		_ = os.RemoveAll(dir) // best effort cleanup
 		return nil, err
 	}
 	return lk, nil
@@ -525,7 +525,7 @@ func rewriteFile(p string, data []byte) error {
 		return err
 	}
 	if _, err := f.Write(data); err != nil {
-		f.Close()
+		_ = f.Close() // the write failed: that error is returned
 		return err
 	}
 	return f.Close()

@@ -56,7 +56,7 @@ var launched sync.Map // *os.File -> struct{}
 
 func closeLive(f *os.File) {
 	launched.Delete(f)
-	f.Close()
+	_ = f.Close() // read-only, or nothing written through it
 }
 
 // Name returns the sandbox's name.
@@ -125,7 +125,7 @@ func (s *Sandbox) dial(ctx context.Context) (*net.UnixConn, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unixpacket", addr)
 	if dirf != nil {
-		dirf.Close()
+		_ = dirf.Close() // read-only, or nothing written through it
 	}
 	if err != nil {
 		if errors.Is(err, unix.ECONNREFUSED) || errors.Is(err, unix.ENOENT) {
@@ -147,8 +147,8 @@ func (s *Sandbox) callFDs(ctx context.Context, req nsinit.Request, fds []int) (n
 	if err != nil {
 		return nsinit.Reply{}, err
 	}
-	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	defer func() { _ = c.Close() }()                                              // socket/pty: nothing buffered to lose
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) }) // fails only on a closed conn: its I/O then fails
 	defer stop()
 	if err := sendRequest(c, req, fds); err != nil {
 		return nsinit.Reply{}, ctxErr(ctx, s.gone(err))
@@ -287,7 +287,7 @@ func (s *Sandbox) destroy(ctx context.Context, grace time.Duration) error {
 	s.waitNetwork(ctx)
 	s.mu.Lock()
 	if s.net != nil {
-		s.net.Close()
+		_ = s.net.Close() // best effort: the sandbox goes regardless
 		s.net = nil
 	}
 	if s.live != nil {
@@ -463,7 +463,7 @@ func (s *Sandbox) kill() {
 	}
 	defer unix.Close(fd)
 	if start, err := pidStart(st.Pid); err == nil && start == st.PidStart {
-		unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+		_ = unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0) // best effort: it may be gone already
 	}
 }
 
@@ -498,7 +498,7 @@ func (s *Sandbox) Logs(ctx context.Context, follow bool, stdout, stderr io.Write
 		if err != nil {
 			return fmt.Errorf("logs of %s: %w", s.name, err)
 		}
-		defer f.Close()
+		defer func() { _ = f.Close() }() // read-only, or nothing written through it
 		if n := droppedBytes(f); n > 0 && stderr != nil {
 			fmt.Fprintf(stderr, "[lightbox: %d bytes of older %s were dropped: the sandbox's logs keep the newest output]\n", n, strings.TrimSuffix(x.n, ".log"))
 		}
@@ -519,7 +519,7 @@ func (s *Sandbox) Logs(ctx context.Context, follow bool, stdout, stderr io.Write
 		info, err := s.m.status(s.name)
 		if err != nil || info.Status != StatusRunning {
 			for _, st := range streams {
-				io.Copy(st.w, st.f)
+				_, _ = io.Copy(st.w, st.f) // best effort: what is left of the output
 			}
 			return nil
 		}
