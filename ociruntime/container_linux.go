@@ -274,25 +274,25 @@ func (r *Runtime) create(ctx context.Context, dir string, rec *record, p *plan, 
 	if err != nil {
 		return nil, err
 	}
-	defer fifoFD.Close()
+	defer func() { _ = fifoFD.Close() }() // read-only, or nothing written through it
 
 	ln, err := listen(dir)
 	if err != nil {
 		return nil, err
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }() // socket/pty: nothing buffered to lose
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	defer cfgR.Close()
-	defer cfgW.Close()
+	defer func() { _ = cfgR.Close() }() // pipe end: nothing buffered to lose
+	defer func() { _ = cfgW.Close() }() // pipe end: nothing buffered to lose
 	repR, repW, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	defer repR.Close()
-	defer repW.Close()
+	defer func() { _ = repR.Close() }() // pipe end: nothing buffered to lose
+	defer func() { _ = repW.Close() }() // pipe end: nothing buffered to lose
 
 	var extra []*os.File
 	for i := 0; i < o.PreserveFDs; i++ {
@@ -310,11 +310,11 @@ func (r *Runtime) create(ctx context.Context, dir string, rec *record, p *plan, 
 			return nil, fmt.Errorf("console socket: %w", err)
 		}
 		cf, err := c.(*net.UnixConn).File()
-		c.Close()
+		_ = c.Close() // socket/pty: nothing buffered to lose
 		if err != nil {
 			return nil, fmt.Errorf("console socket: %w", err)
 		}
-		defer cf.Close()
+		defer func() { _ = cf.Close() }() // read-only, or nothing written through it
 		p.oci.Console = 3 + len(extra)
 		extra = append(extra, cf)
 	}
@@ -346,11 +346,11 @@ func (r *Runtime) create(ctx context.Context, dir string, rec *record, p *plan, 
 	pid := cmd.Process.Pid
 	rec.Pid = pid
 	rec.PidStart, _, _ = pidStart(pid)
-	cfgR.Close()
-	repW.Close()
+	_ = cfgR.Close() // pipe end: nothing buffered to lose
+	_ = repW.Close() // pipe end: nothing buffered to lose
 	fail := func(err error) (*os.Process, error) {
-		cmd.Process.Kill()
-		cmd.Process.Wait()
+		_ = cmd.Process.Kill()    // best effort: it may be gone already
+		_, _ = cmd.Process.Wait() // reaps the killed child: its status tells nothing
 		return nil, err
 	}
 	if err := writeRecord(dir, rec); err != nil {
@@ -366,7 +366,7 @@ func (r *Runtime) create(ctx context.Context, dir string, rec *record, p *plan, 
 	if err := nsinit.WriteConfig(cfgW, &cfg); err != nil {
 		return fail(fmt.Errorf("send config to init: %w", err))
 	}
-	cfgW.Close()
+	_ = cfgW.Close() // pipe end: nothing buffered to lose
 	type report struct {
 		r   nsinit.Report
 		err error
@@ -455,14 +455,14 @@ func listen(dir string) (*os.File, error) {
 	}
 	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: addr, Net: "unixpacket"})
 	if df != nil {
-		df.Close()
+		_ = df.Close() // read-only, or nothing written through it
 	}
 	if err != nil {
 		return nil, fmt.Errorf("exec socket: %w", err)
 	}
 	ln.SetUnlinkOnClose(false)
 	f, err := ln.File()
-	ln.Close()
+	_ = ln.Close() // socket/pty: nothing buffered to lose
 	return f, err
 }
 
@@ -603,7 +603,7 @@ func (r *Runtime) Kill(id string, sig syscall.Signal, all bool) error {
 	if all {
 		pids, _ := r.pids(rec)
 		for _, p := range pids {
-			unix.Kill(p, sig)
+			_ = unix.Kill(p, sig) // best effort: it may be gone already
 		}
 	}
 	if err := unix.Kill(rec.Pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
@@ -688,10 +688,10 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 func (r *Runtime) cleanup(dir string, rec *record) {
 	c, _ := loadCgroup(rec.Cgroup)
 	if c != nil {
-		c.thaw() // a frozen process cannot die
+		_ = c.thaw() // a frozen process cannot die
 	}
 	if rec.alive() {
-		unix.Kill(rec.Pid, unix.SIGKILL)
+		_ = unix.Kill(rec.Pid, unix.SIGKILL) // best effort: it may be gone already
 		waitGone(rec, 10*time.Second)
 	}
 	if c != nil {
@@ -701,7 +701,7 @@ func (r *Runtime) cleanup(dir string, rec *record) {
 		for {
 			ps, _ := c.pids()
 			for _, p := range ps {
-				unix.Kill(p, unix.SIGKILL)
+				_ = unix.Kill(p, unix.SIGKILL) // best effort: it may be gone already
 			}
 			if err := c.remove(); err == nil || time.Now().After(deadline) {
 				break
@@ -709,7 +709,7 @@ func (r *Runtime) cleanup(dir string, rec *record) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	os.RemoveAll(dir)
+	_ = os.RemoveAll(dir) // best effort cleanup
 }
 
 // waitGone waits until the init is dead (a zombie counts: its reaper is

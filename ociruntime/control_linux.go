@@ -19,11 +19,11 @@ func (r *Runtime) Run(ctx context.Context, id, bundle string, o CreateOptions, d
 		return -1, err
 	}
 	if err := r.Start(ctx, id); err != nil {
-		r.Delete(context.WithoutCancel(ctx), id, true)
+		_ = r.Delete(context.WithoutCancel(ctx), id, true) // best effort: the start failed, that error is returned
 		return -1, err
 	}
 	if detach {
-		proc.Release()
+		_ = proc.Release() // frees the handle only: nothing to report
 		return 0, nil
 	}
 	st, err := proc.Wait()

@@ -61,12 +61,12 @@ func (r *Runtime) Exec(ctx context.Context, id string, sp *specs.Process, o Exec
 	}
 	c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: addr, Net: "unixpacket"})
 	if df != nil {
-		df.Close()
+		_ = df.Close() // read-only, or nothing written through it
 	}
 	if err != nil {
 		return -1, fmt.Errorf("connect to the container's init: %w", err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }() // socket/pty: nothing buffered to lose
 	var fds []int
 	if !p.Terminal {
 		for _, f := range []*os.File{orStd(o.Stdin, os.Stdin), orStd(o.Stdout, os.Stdout), orStd(o.Stderr, os.Stderr)} {
@@ -108,7 +108,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, sp *specs.Process, o Exec
 	if err != nil {
 		return -1, err
 	}
-	defer cf.Close()
+	defer func() { _ = cf.Close() }() // read-only, or nothing written through it
 	cmd := exec.Command("/proc/self/exe", RelayArg)
 	cmd.Args[0] = "lightbox-runc"
 	cmd.ExtraFiles = []*os.File{cf}
@@ -118,12 +118,12 @@ func (r *Runtime) Exec(ctx context.Context, id string, sp *specs.Process, o Exec
 	}
 	if o.PidFile != "" {
 		if err := writePidFile(o.PidFile, cmd.Process.Pid); err != nil {
-			cmd.Process.Kill()
-			cmd.Wait()
+			_ = cmd.Process.Kill() // best effort: it may be gone already
+			_ = cmd.Wait()         // reaps the killed child: its status tells nothing
 			return -1, err
 		}
 	}
-	cmd.Process.Release() // the engine (a subreaper) reaps it
+	_ = cmd.Process.Release() // the engine (a subreaper) reaps it
 	return 0, nil
 }
 
@@ -137,7 +137,7 @@ func sendConsole(path string, master int) error {
 	if err != nil {
 		return fmt.Errorf("console socket: %w", err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }() // socket/pty: nothing buffered to lose
 	name, _ := os.Readlink("/proc/self/fd/" + strconv.Itoa(master))
 	if _, _, err := c.(*net.UnixConn).WriteMsgUnix([]byte(filepath.Base(name)), unix.UnixRights(master), nil); err != nil {
 		return fmt.Errorf("console socket: send the pty master: %w", err)
@@ -151,7 +151,7 @@ func sendConsole(path string, master int) error {
 func RelayMain() int {
 	f := os.NewFile(3, "conn")
 	fc, err := net.FileConn(f)
-	f.Close()
+	_ = f.Close() // a copy: the conn has its own fd
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "lightbox-runc: exec relay: %v\n", err)
 		return 125
@@ -191,7 +191,7 @@ func relay(c *net.UnixConn) int {
 			if sig == unix.SIGCHLD || sig == unix.SIGURG || sig == unix.SIGPIPE {
 				continue
 			}
-			sendOCI(c, nsinit.OCIRequest{Op: nsinit.OpOCISignal, Signal: int(sig)}, nil)
+			_ = sendOCI(c, nsinit.OCIRequest{Op: nsinit.OpOCISignal, Signal: int(sig)}, nil) // the client may be gone: nobody to tell then
 		}
 	}
 }
