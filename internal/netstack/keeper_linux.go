@@ -130,21 +130,21 @@ func attachPasta(ctx context.Context, log *slog.Logger, pid int, pasta, nsenter 
 	if err != nil {
 		return fail(err)
 	}
-	defer exe.Close()
+	defer func() { _ = exe.Close() }() // read-only, or nothing written through it
 	initFD, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return fail(fmt.Errorf("pidfd_open: %w", err))
 	}
 	initf := os.NewFile(uintptr(initFD), "init")
-	defer initf.Close()
+	defer func() { _ = initf.Close() }() // read-only, or nothing written through it
 	statusR, statusW, err := os.Pipe()
 	if err != nil {
 		return fail(err)
 	}
-	defer statusR.Close()
+	defer func() { _ = statusR.Close() }() // pipe end: nothing buffered to lose
 	mac, err := guestMAC()
 	if err != nil {
-		statusW.Close()
+		_ = statusW.Close() // pipe end: nothing buffered to lose
 		return fail(err)
 	}
 	args := append(nsArgs, "--", "/proc/self/fd/"+strconv.Itoa(keeperExe), keeperSpawn,
@@ -159,11 +159,11 @@ func attachPasta(ctx context.Context, log *slog.Logger, pid int, pasta, nsenter 
 	cmd.Stderr = logFile
 	log.Debug("start network helper", "helper", Pasta, "target_pid", pid, "args", strings.Join(cmd.Args, " "))
 	err = cmd.Start()
-	statusW.Close()
+	_ = statusW.Close() // pipe end: nothing buffered to lose
 	if err != nil {
 		return fail(err)
 	}
-	go cmd.Wait() // the spawner exits once the keeper is started
+	go func() { _ = cmd.Wait() }() // the spawner exits once the keeper is started
 	// The spawner says "keeper PID", then the keeper "ready" or
 	// "error: ..."; EOF when both are gone.
 	status := make(chan string, 2)
@@ -177,9 +177,9 @@ func attachPasta(ctx context.Context, log *slog.Logger, pid int, pasta, nsenter 
 	kpid, kstart := 0, uint64(0)
 	kill := func() {
 		if kpid > 0 {
-			stopHelper(kpid, kstart)
+			_ = stopHelper(kpid, kstart) // best effort: the start failed, that error is returned
 		}
-		cmd.Process.Kill()
+		_ = cmd.Process.Kill() // best effort: it may be gone already
 	}
 	for ready := false; !ready; {
 		var line string
@@ -319,13 +319,13 @@ func keeperMain(args []string) int {
 		report("error: %v", err)
 		return 1
 	}
-	pidFile.Close()
+	_ = pidFile.Close() // read-only, or nothing written through it
 	if err := dropPrivileges(uid, gid, setgroups); err != nil {
 		report("error: keeper: %v", err)
 		return 1
 	}
 	report("ready")
-	status.Close()
+	_ = status.Close() // pipe end: nothing buffered to lose
 	unix.Close(keeperNetns)
 	go func() {
 		fds := []unix.PollFd{{Fd: keeperInit, Events: unix.POLLIN}}

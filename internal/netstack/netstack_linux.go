@@ -188,12 +188,12 @@ func Attach(ctx context.Context, pid int, opts Options) (*Stack, error) {
 	if err != nil {
 		return nil, fmt.Errorf("attach network to pid %d: %w", pid, err)
 	}
-	defer netns.Close()
+	defer func() { _ = netns.Close() }() // read-only, or nothing written through it
 	logFile, err := memfile(helper + "-log")
 	if err != nil {
 		return nil, err
 	}
-	defer logFile.Close()
+	defer func() { _ = logFile.Close() }() // our copy: the helper has its own
 	// nsenter joins the sandbox's user namespace (the helpers' own attach
 	// by pid cannot: they would try to join it again); the helper stays
 	// in our network and mount namespaces. It starts as root of the
@@ -377,7 +377,7 @@ func checkPorts(ports []Port) error {
 			}
 			return fmt.Errorf("publish port %s: %w", p, err)
 		}
-		c.Close()
+		_ = c.Close() // socket/pty: nothing buffered to lose
 	}
 	return nil
 }
@@ -424,7 +424,7 @@ func procStatus(pid int) (ppid int, nspid []int, err error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only, or nothing written through it
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		k, v, ok := strings.Cut(sc.Text(), ":")

@@ -34,20 +34,20 @@ func attachSlirp(ctx context.Context, log *slog.Logger, pid, uid, gid int, nsent
 	if err != nil {
 		return nil, err
 	}
-	defer readyR.Close()
+	defer func() { _ = readyR.Close() }() // pipe end: nothing buffered to lose
 	args := []string{"--configure", "--mtu=65520", "--disable-host-loopback", "--netns-type=path", "--ready-fd=4"}
 	var apiDir, api string
 	if len(ports) > 0 {
 		if apiDir, err = os.MkdirTemp("", "lightbox-net-"); err != nil {
-			readyW.Close()
+			_ = readyW.Close() // pipe end: nothing buffered to lose
 			return nil, err
 		}
-		defer os.RemoveAll(apiDir)
+		defer func() { _ = os.RemoveAll(apiDir) }() // best effort cleanup
 		if uid != os.Geteuid() {
 			// slirp4netns runs as the sandbox's root (a subordinate id
 			// when real root uses a private range): it binds the socket.
 			if err := os.Chown(apiDir, uid, gid); err != nil {
-				readyW.Close()
+				_ = readyW.Close() // pipe end: nothing buffered to lose
 				return nil, err
 			}
 		}
@@ -62,7 +62,7 @@ func attachSlirp(ctx context.Context, log *slog.Logger, pid, uid, gid int, nsent
 	cmd.Stderr = logFile
 	log.Debug("start network helper", "helper", Slirp4netns, "target_pid", pid, "args", strings.Join(cmd.Args, " "))
 	err = cmd.Start()
-	readyW.Close()
+	_ = readyW.Close() // pipe end: nothing buffered to lose
 	if err != nil {
 		return nil, fmt.Errorf("attach slirp4netns to pid %d: %w", pid, err)
 	}
@@ -76,9 +76,9 @@ func attachSlirp(ctx context.Context, log *slog.Logger, pid, uid, gid int, nsent
 	}()
 	fail := func(err error) (*Stack, error) {
 		if hpid, start, ferr := findChild(cmd.Process.Pid); ferr == nil {
-			stopHelper(hpid, start)
+			_ = stopHelper(hpid, start) // best effort: the start failed, that error is returned
 		}
-		cmd.Process.Kill()
+		_ = cmd.Process.Kill() // best effort: it may be gone already
 		return nil, err
 	}
 	select {
@@ -123,11 +123,11 @@ func slirpForward(ctx context.Context, api string, p Port) error {
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }() // socket/pty: nothing buffered to lose
 	if dl, ok := ctx.Deadline(); ok {
-		c.SetDeadline(dl)
+		_ = c.SetDeadline(dl) // fails only on a closed conn: its I/O then fails
 	} else {
-		c.SetDeadline(time.Now().Add(10 * time.Second))
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second)) // fails only on a closed conn: its I/O then fails
 	}
 	req := map[string]any{"execute": "add_hostfwd", "arguments": map[string]any{
 		"proto": p.proto(), "host_addr": p.hostIP(), "host_port": p.HostPort, "guest_port": p.Port,
@@ -135,7 +135,7 @@ func slirpForward(ctx context.Context, api string, p Port) error {
 	if err := json.NewEncoder(c).Encode(req); err != nil {
 		return err
 	}
-	c.(*net.UnixConn).CloseWrite()
+	_ = c.(*net.UnixConn).CloseWrite() // fails only on a closed conn: the read then fails
 	var resp struct {
 		Return map[string]any `json:"return"`
 		Error  *struct {
