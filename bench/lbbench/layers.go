@@ -125,13 +125,13 @@ func (w *blobWriter) Write(p []byte) (int, error) {
 }
 
 func (w *blobWriter) abort() {
-	w.f.Close()
-	os.Remove(w.f.Name())
+	_ = w.f.Close()           // aborted: the partial blob is removed next
+	_ = os.Remove(w.f.Name()) // best effort cleanup
 }
 
 func (w *blobWriter) commit() (string, int64, error) {
 	if err := w.f.Close(); err != nil {
-		os.Remove(w.f.Name())
+		_ = os.Remove(w.f.Name()) // best effort cleanup
 		return "", 0, err
 	}
 	sum := hex.EncodeToString(w.h.Sum(nil))
@@ -199,7 +199,7 @@ func tarTree(tw *tar.Writer, root string) error {
 				return err
 			}
 			_, err = io.Copy(tw, f)
-			f.Close()
+			_ = f.Close() // read-only, or nothing written through it
 			return err
 		}
 		return nil

@@ -178,7 +178,7 @@ func (b *bench) runAPI(ctx context.Context, m *mode, name string, n int, samples
 		return nil, fmt.Errorf("no test binary of bench/api")
 	}
 	if samplesPath != "" {
-		os.Remove(samplesPath)
+		_ = os.Remove(samplesPath) // best effort cleanup
 	}
 	// The test binary must be readable by the mode's user: copy it into
 	// the mode's dir once.
@@ -206,7 +206,7 @@ func (b *bench) runAPI(ctx context.Context, m *mode, name string, n int, samples
 	if err != nil {
 		return nil, fmt.Errorf("no samples: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only, or nothing written through it
 	var ss []float64
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {

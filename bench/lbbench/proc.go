@@ -97,7 +97,7 @@ func smapsRollup(pid int) (priv, rss, pss, anon int64, ok bool) {
 	if err != nil {
 		return 0, 0, 0, 0, false
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only, or nothing written through it
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fs := strings.Fields(sc.Text())

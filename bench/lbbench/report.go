@@ -86,7 +86,7 @@ func machineInfo() machine {
 	}
 	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
 		var kb int64
-		fmt.Sscanf(strings.SplitN(string(data), "\n", 2)[0], "MemTotal: %d kB", &kb)
+		_, _ = fmt.Sscanf(strings.SplitN(string(data), "\n", 2)[0], "MemTotal: %d kB", &kb) // memory unknown: MemoryMB stays 0
 		mc.MemoryMB = kb / 1024
 	}
 	if data, err := os.ReadFile("/proc/loadavg"); err == nil {

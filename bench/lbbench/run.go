@@ -155,7 +155,7 @@ func (b *bench) execItems(ctx context.Context, m *mode) ([]*item, error) {
 		if out, err := m.detached(ctx, 2*time.Minute, b.lb(m, "run", "-d", "--name", "lbb-exec", "--network", "none", snapName)...); err != nil {
 			lbx.err = "lightbox: run -d: " + lastLine(out, err)
 		} else {
-			b.cleanups = append(b.cleanups, func() { m.output(bg, time.Minute, b.lb(m, "rm", "-f", "lbb-exec")...) })
+			b.cleanups = append(b.cleanups, func() { _, _ = m.output(bg, time.Minute, b.lb(m, "rm", "-f", "lbb-exec")...) }) // best effort cleanup
 		}
 	}
 	items = append(items, lbx, lba)
@@ -171,7 +171,7 @@ func (b *bench) execItems(ctx context.Context, m *mode) ([]*item, error) {
 			it.err = rt + ": run -d: " + lastLine(out, err)
 		} else {
 			rt := rt
-			b.cleanups = append(b.cleanups, func() { m.output(bg, time.Minute, rt, "--root", root, "delete", "-f", "lbb-exec") })
+			b.cleanups = append(b.cleanups, func() { _, _ = m.output(bg, time.Minute, rt, "--root", root, "delete", "-f", "lbb-exec") }) // best effort cleanup
 		}
 		items = append(items, it)
 	}
@@ -181,7 +181,7 @@ func (b *bench) execItems(ctx context.Context, m *mode) ([]*item, error) {
 	if out, err := m.detached(ctx, 2*time.Minute, b.podmanRunArgv(m, "-d", "--name", "lbb-exec", "--rootfs", m.podmanRootfs, "sleep", strconv.Itoa(podmanTag))...); err != nil {
 		pd.err = "podman: run -d: " + lastLine(out, err)
 	} else {
-		b.cleanups = append(b.cleanups, func() { m.output(bg, time.Minute, b.podmanArgv(m, "rm", "-f", "-t", "0", "lbb-exec")...) })
+		b.cleanups = append(b.cleanups, func() { _, _ = m.output(bg, time.Minute, b.podmanArgv(m, "rm", "-f", "-t", "0", "lbb-exec")...) }) // best effort cleanup
 	}
 	items = append(items, pd)
 
@@ -194,10 +194,10 @@ func (b *bench) execItems(ctx context.Context, m *mode) ([]*item, error) {
 		p, ok := waitSleep(ctx, nsenterTag, m.uid, 10*time.Second)
 		b.cleanups = append(b.cleanups, func() {
 			if ok {
-				syscall.Kill(p.pid, syscall.SIGKILL)
+				_ = syscall.Kill(p.pid, syscall.SIGKILL) // best effort: it may be gone already
 			}
-			cmd.Process.Kill()
-			cmd.Wait()
+			_ = cmd.Process.Kill() // best effort: it may be gone already
+			_ = cmd.Wait()         // reaps the killed child: its status tells nothing
 		})
 		if !ok {
 			ns.err = "unshare: sleep did not start"
@@ -294,10 +294,10 @@ func (b *bench) memory(ctx context.Context, m *mode) {
 			it.mem = hostSide(w, before, hostUserns)
 		}
 		if t.stop != nil {
-			m.output(bg, time.Minute, t.stop...)
+			_, _ = m.output(bg, time.Minute, t.stop...) // best effort cleanup
 		}
 		if p, ok := findSleep(memTag, m.uid); ok {
-			syscall.Kill(p.pid, syscall.SIGKILL)
+			_ = syscall.Kill(p.pid, syscall.SIGKILL) // best effort: it may be gone already
 		}
 		waitGone(memTag, m.uid, 10*time.Second)
 	}

@@ -134,7 +134,7 @@ func makeRootfs(dir string) error {
 			return err
 		}
 	}
-	os.Chmod(filepath.Join(dir, "tmp"), 0o1777)
+	_ = os.Chmod(filepath.Join(dir, "tmp"), 0o1777) // best effort: a workload that needs a sticky /tmp fails visibly
 	data, err := os.ReadFile(bb)
 	if err != nil {
 		return err
@@ -333,8 +333,8 @@ func (m *mode) detached(ctx context.Context, timeout time.Duration, argv ...stri
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(f.Name())
-	defer f.Close()
+	defer func() { _ = os.Remove(f.Name()) }() // best effort cleanup
+	defer func() { _ = f.Close() }()           // read-only, or nothing written through it
 	c := m.cmd(ctx, argv...)
 	c.Stdout, c.Stderr = f, f
 	err = c.Run()
@@ -370,14 +370,14 @@ func (b *bench) cleanup() {
 			// The rootless pause process podman started for this run.
 			for pid := range pauseProcs(m.uid) {
 				if !b.pausePre[pid] {
-					syscall.Kill(pid, syscall.SIGKILL)
+					_ = syscall.Kill(pid, syscall.SIGKILL) // best effort: it may be gone already
 				}
 			}
 		}
 		// Podman's storage (in the work dir) may hold mounts of its
 		// containers. (Not `system reset`: it also touches the host's
 		// network configs.)
-		m.output(context.Background(), time.Minute, append(m.podman, "rm", "-a", "-f", "-t", "0")...)
+		_, _ = m.output(context.Background(), time.Minute, append(m.podman, "rm", "-a", "-f", "-t", "0")...) // best effort cleanup
 	}
 	if b.cfg.keep {
 		log.Printf("kept %s", b.work)
@@ -410,7 +410,7 @@ func (b *bench) sweep() {
 				root = m.crunRoot
 			}
 			for _, id := range []string{"lbb-exec", "lbb-mem"} {
-				m.output(bg, time.Minute, rt, "--root", root, "delete", "-f", id)
+				_, _ = m.output(bg, time.Minute, rt, "--root", root, "delete", "-f", id) // best effort cleanup
 			}
 		}
 		for _, tag := range allTags {
@@ -419,7 +419,7 @@ func (b *bench) sweep() {
 				if !ok {
 					break
 				}
-				syscall.Kill(p.pid, syscall.SIGKILL)
+				_ = syscall.Kill(p.pid, syscall.SIGKILL) // best effort: it may be gone already
 				waitGone(tag, m.uid, 5*time.Second)
 			}
 		}
