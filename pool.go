@@ -117,7 +117,7 @@ func (p *pool) prewarm(ctx context.Context, r *Runtime, opts SandboxOptions, n i
 	p.refillLocked(r, set)
 	p.mu.Unlock()
 	for _, sb := range extra {
-		sb.Destroy(context.WithoutCancel(ctx))
+		_ = sb.Destroy(context.WithoutCancel(ctx)) // best effort: nobody to report it to
 	}
 	for {
 		p.mu.Lock()
@@ -162,7 +162,7 @@ func (p *pool) fill(r *Runtime, set *poolSet) {
 	set.changed = make(chan struct{})
 	p.mu.Unlock()
 	if err == nil && !keep {
-		sb.Destroy(context.WithoutCancel(p.ctx)) // the pool ended or shrank meanwhile: nobody else has it
+		_ = sb.Destroy(context.WithoutCancel(p.ctx)) // the pool ended or shrank meanwhile: nobody else has it
 	}
 }
 
@@ -208,7 +208,7 @@ func (p *pool) take(ctx context.Context, r *Runtime, opts SandboxOptions) *Sandb
 	if err := r.applyTake(ctx, sb, opts); err != nil {
 		refill()
 		r.log.Debug("warm pool: take failed; launching cold", "sandbox", sb.name, "err", err)
-		sb.Destroy(context.WithoutCancel(ctx))
+		_ = sb.Destroy(context.WithoutCancel(ctx)) // best effort: nobody to report it to
 		return nil
 	}
 	sb.settled = refill
@@ -260,7 +260,7 @@ func (p *pool) close() {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				sb.Destroy(context.WithoutCancel(p.ctx)) // Close has no context of its own
+				_ = sb.Destroy(context.WithoutCancel(p.ctx)) // Close has no context of its own
 			}()
 		}
 		set.ready = nil
