@@ -60,6 +60,14 @@ func newEnvB(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Before t.TempDir's removal: Close waits for the removals Destroy
+	// left running in the background (a rootless store's files owned by
+	// subordinate ids can only be removed inside its user namespace).
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
 	return &env{m: m, root: root, rootfs: rootfs}
 }
 
