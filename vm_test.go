@@ -394,7 +394,7 @@ func TestGuestRootlessLimits(t *testing.T) {
 	vmtest.GuestOnly(t)
 	deleg := os.Getenv(envGuestRootless)
 	if deleg == "" || os.Geteuid() == 0 {
-		t.Skip("run by TestGuestSandboxCgroupV2Rootless, as an unprivileged user")
+		t.Skip("needs an unprivileged user and a delegated cgroup (" + envGuestRootless + "): run as TestGuestSandboxCgroupV2Rootless's child")
 	}
 	ctx := t.Context()
 	r, err := Open(Options{Root: os.Getenv("LIGHTBOX_GUEST_STORE")})
