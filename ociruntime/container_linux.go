@@ -276,7 +276,7 @@ func (r *Runtime) create(ctx context.Context, dir string, rec *record, p *plan, 
 	}
 	defer func() { _ = fifoFD.Close() }() // read-only, or nothing written through it
 
-	ln, err := listen(dir)
+	ln, err := nsinit.ListenSock(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -445,39 +445,6 @@ func startJoined(cmd *exec.Cmd, join map[specs.LinuxNamespaceType]string) error 
 		errc <- cmd.Start()
 	}()
 	return <-errc
-}
-
-// listen binds the init's exec socket in dir.
-func listen(dir string) (*os.File, error) {
-	addr, df, err := sockAddr(dir)
-	if err != nil {
-		return nil, err
-	}
-	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: addr, Net: "unixpacket"})
-	if df != nil {
-		_ = df.Close() // read-only, or nothing written through it
-	}
-	if err != nil {
-		return nil, fmt.Errorf("exec socket: %w", err)
-	}
-	ln.SetUnlinkOnClose(false)
-	f, err := ln.File()
-	_ = ln.Close() // socket/pty: nothing buffered to lose
-	return f, err
-}
-
-// sockAddr is dir/init.sock, through an O_PATH fd of dir when the path
-// does not fit sun_path (containerd's roots with 64-character ids).
-func sockAddr(dir string) (string, *os.File, error) {
-	p := filepath.Join(dir, "init.sock")
-	if len(p) < 100 {
-		return p, nil, nil
-	}
-	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return "", nil, &os.PathError{Op: "open", Path: dir, Err: err}
-	}
-	return "/proc/self/fd/" + strconv.Itoa(fd) + "/init.sock", os.NewFile(uintptr(fd), dir), nil
 }
 
 // writePidFile writes pid atomically (engines poll for the file).

@@ -55,7 +55,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, sp *specs.Process, o Exec
 	if p.Terminal != (o.ConsoleSocket != "") && o.Detach {
 		return -1, errors.New("a detached exec with a terminal needs --console-socket, and --console-socket needs --tty")
 	}
-	addr, df, err := sockAddr(dir)
+	addr, df, err := nsinit.SockAddr(dir)
 	if err != nil {
 		return -1, err
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -22,40 +21,12 @@ func overlaySpec(layers []string, dir string) overlay.Spec {
 	return overlay.Spec{Layers: layers, Upper: filepath.Join(dir, "upper"), Work: filepath.Join(dir, "work")}
 }
 
-// sockAddr is the path to connect to or bind a socket in dir: the plain
-// path when it fits sun_path's 108 bytes, else the same file through an
-// O_PATH fd of dir (the returned file, to be closed after connect/bind).
-func sockAddr(dir string) (string, *os.File, error) {
-	p := filepath.Join(dir, "init.sock")
-	if len(p) < 100 {
-		return p, nil, nil
-	}
-	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return "", nil, &os.PathError{Op: "open", Path: dir, Err: err}
-	}
-	return "/proc/self/fd/" + strconv.Itoa(fd) + "/init.sock", os.NewFile(uintptr(fd), dir), nil
-}
-
 // spawnInit starts the init, sends it cfg, and waits until it is ready.
 func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsinit.Config, cg *cgroupState, lk *lockfile.Lock, h *hostSide) (*Sandbox, error) {
 	dir := m.dir(name)
-	addr, dirf, err := sockAddr(dir)
+	lnf, err := nsinit.ListenSock(dir)
 	if err != nil {
 		return nil, err
-	}
-	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: addr, Net: "unixpacket"})
-	if dirf != nil {
-		_ = dirf.Close() // read-only, or nothing written through it
-	}
-	if err != nil {
-		return nil, fmt.Errorf("exec socket: %w", err)
-	}
-	ln.SetUnlinkOnClose(false)
-	lnf, err := ln.File()
-	_ = ln.Close() // socket/pty: nothing buffered to lose
-	if err != nil {
-		return nil, fmt.Errorf("exec socket: %w", err)
 	}
 	defer func() { _ = lnf.Close() }() // socket/pty: nothing buffered to lose
 

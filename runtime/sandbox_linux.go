@@ -118,7 +118,7 @@ func (s *Sandbox) UpperDir(ctx context.Context) (string, error) {
 
 // dial connects to the init's exec socket.
 func (s *Sandbox) dial(ctx context.Context) (*net.UnixConn, error) {
-	addr, dirf, err := sockAddr(s.dir)
+	addr, dirf, err := nsinit.SockAddr(s.dir)
 	if err != nil {
 		return nil, err
 	}
