@@ -1,7 +1,8 @@
 // Package netstack gives a sandbox's private network namespace a way out:
-// a user-mode network stack (pasta, from Debian's passt package, or
-// slirp4netns when pasta is not installed) attached from outside to the
-// sandbox's user and network namespaces, as rootless podman does. The stack owns a tap interface inside the namespace and
+// a user-mode network stack (slirp4netns, or pasta from Debian's passt
+// package when slirp4netns is not installed or when asked for) attached
+// from outside to the sandbox's user and network namespaces, as rootless
+// podman does. The stack owns a tap interface inside the namespace and
 // turns the sandbox's packets into ordinary socket calls made by an
 // unprivileged process in the caller's network namespace: outbound TCP,
 // UDP and DNS work without root, and nothing in the host's network
@@ -34,40 +35,45 @@
 //
 // The stack must live and die with the sandbox, even when the launching
 // process is killed with SIGKILL, and the workload must not be able to
-// see or signal it. Pasta as packaged in Debian 12 does not quit when the
-// process it was attached to exits, so pasta is started under a keeper:
-// nsenter joins the sandbox's user namespace (only that: pasta needs
-// CAP_SYS_ADMIN there to enter the sandbox's network namespace, for as
-// long as it runs) and runs this binary in KeeperRole, which starts
-// itself again as pid 1 of a new pid namespace (a child of the caller's):
-// the keeper. The keeper starts pasta, waits until pasta's parent exits (pasta
-// has then bound the published ports and configured the interface, the
-// readiness Attach waits for), drops its own ids and capabilities, and
-// stays until the sandbox's init exits (it polls a pidfd of it) or pasta
-// does. When the keeper exits for any reason, the kernel kills pasta with
-// its pid namespace; killing pasta or the keeper from the host only cuts
-// the sandbox's network. Neither is in the sandbox's pid namespace, so the
-// workload can name neither: no pid to signal, ptrace or open in its
-// /proc.
+// see or signal it. Both stacks are started the same way: nsenter joins
+// the sandbox's user namespace (only that: the helper needs
+// CAP_SYS_ADMIN there to enter the sandbox's network namespace) and the
+// helper stays in the caller's pid, network and mount namespaces. Neither
+// it nor anything that keeps it is in the sandbox's pid namespace, so the
+// workload can name none of them: no pid to signal, ptrace or open in its
+// /proc. Killing a helper from the host only cuts the sandbox's network.
 //
-// Pasta runs as the sandbox's root as the host maps it (the caller's user
-// rootless, the store's range id as root), except when that is the host's
-// root (a store that maps ids to themselves): then as the ids that map to
-// the host's nobody (65534), with CAP_SYS_ADMIN, CAP_NET_ADMIN and
-// CAP_NET_BIND_SERVICE in the sandbox's user namespace only (ambient caps
-// set by the keeper), so that no process of the stack runs as uid 0 on the
-// host. Attach refuses such a sandbox when nobody is not mapped in it.
+// slirp4netns (the default: bench/NOTES.md, "The network stacks") needs
+// no keeper: nsenter execs it, a child of the caller that does not
+// daemonize, and its --exit-fd is a pidfd of the sandbox's init, which
+// turns readable when the init is gone (reaped by its parent: the
+// runtime, or the host's init once the launcher is gone), so it exits
+// then. Its published ports are added through its API socket, in a 0700
+// directory of its own that is removed once they are.
 //
-// slirp4netns, the fallback, is still started inside the sandbox's user
-// and pid namespaces as its root (nsenter --pid), so it dies with the
-// init; it does not daemonize: nsenter stays its parent (and a Pid of the
-// Stack) until it exits, and the process that called Attach reaps it. A
-// workload can see and kill it, which only cuts its own network; it cannot
-// ptrace it or read its memory as long as it lacks CAP_SYS_ADMIN and
-// CAP_SYS_PTRACE (the kernel refuses ptrace to a process whose permitted
-// capabilities are not a subset of the tracer's), which is the default
-// capability set of a sandbox. This is why slirp4netns runs without
-// --enable-sandbox.
+// Pasta as packaged in Debian 12 does not quit when the process it was
+// attached to exits, and it daemonizes, so it is started under a keeper:
+// nsenter runs this binary in KeeperRole, which starts itself again as
+// pid 1 of a new pid namespace (a child of the caller's): the keeper. The
+// keeper starts pasta, waits until pasta's parent exits (pasta has then
+// bound the published ports and configured the interface, the readiness
+// Attach waits for), drops its own ids and capabilities, and stays until
+// the sandbox's init exits (it polls a pidfd of it) or pasta does. When
+// the keeper exits for any reason, the kernel kills pasta with its pid
+// namespace.
+//
+// The helper runs as the sandbox's root as the host maps it (the caller's
+// user rootless, the store's range id as root), except when that is the
+// host's root (a store that maps ids to themselves): then as the ids that
+// map to the host's nobody (65534), with the capabilities it needs in the
+// sandbox's user namespace only (ambient capabilities set by pasta's
+// keeper, or by setpriv for slirp4netns), so that no process of the
+// stack runs as uid 0 on the host. Attach refuses such a sandbox when
+// nobody is not mapped in it. As the sandbox's root, slirp4netns also
+// confines itself before it reads a packet (--enable-sandbox: an empty
+// root and no capability; --enable-seccomp); as nobody it cannot (its
+// sandbox needs to become root of the namespace first) and owns nothing
+// on the host. Pasta confines itself and makes itself undumpable.
 //
 // Attach costs about 100-150 ms with pasta (its own start-up), so a
 // launcher should run it while it prepares the sandbox's mounts, and only
@@ -75,8 +81,9 @@
 //
 // # Requirements
 //
-// Check tells whether private networking can work here: pasta (or
-// slirp4netns) and nsenter in PATH, and /dev/net/tun openable by the user the helper runs as (an
+// Check tells whether private networking can work here: slirp4netns (or
+// pasta) and nsenter in PATH (and setpriv, from the same util-linux, for a
+// store that maps ids to themselves), and /dev/net/tun openable by the user the helper runs as (an
 // unprivileged user needs the device to be mode 0666; some distributions
 // ship it 0600). When something is missing, Check and Attach fail with an
 // error matching ErrUnavailable whose text names the cause and the fix;

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"strconv"
@@ -16,90 +15,6 @@ import (
 	"github.com/beamhop/lightbox/internal/reexec"
 	"golang.org/x/sys/unix"
 )
-
-// nobody is the id pasta runs as when the sandbox's root is the host's
-// root: the kernel's overflow id, which owns nothing.
-const nobody = 65534
-
-// runAs is who pasta runs as: ids in the sandbox's user namespace and the
-// host ids they map to.
-type runAs struct {
-	uid, gid         int // in the sandbox's user namespace
-	hostUID, hostGID int // on the host
-}
-
-// pastaIDs picks pasta's ids for the sandbox pid whose root is host
-// uid:gid: the sandbox's root itself when it is not the host's root,
-// else the ids that map to the host's nobody (65534).
-func pastaIDs(pid, uid, gid int) (runAs, error) {
-	r := runAs{hostUID: uid, hostGID: gid}
-	var err error
-	// Root of our own user namespace is the host's root only when that
-	// namespace maps it to 0 in its parent (the initial namespace, or
-	// one that maps ids to themselves).
-	if uid == 0 && parentID("uid_map", 0) == 0 {
-		r.hostUID = nobody
-		if r.uid, err = nsID(pid, "uid_map", nobody); err != nil {
-			return r, err
-		}
-	}
-	if gid == 0 && parentID("gid_map", 0) == 0 {
-		r.hostGID = nobody
-		if r.gid, err = nsID(pid, "gid_map", nobody); err != nil {
-			return r, err
-		}
-	}
-	return r, nil
-}
-
-// parentID returns the id in the parent user namespace of id of ours,
-// from /proc/self/uid_map or gid_map; 0 when it cannot tell, which is the
-// careful answer for 0.
-func parentID(file string, id int) int {
-	b, err := os.ReadFile("/proc/self/" + file)
-	if err != nil {
-		return 0
-	}
-	for line := range strings.Lines(string(b)) {
-		f := strings.Fields(line)
-		if len(f) != 3 {
-			continue
-		}
-		in, err1 := strconv.ParseUint(f[0], 10, 32)
-		out, err2 := strconv.ParseUint(f[1], 10, 32)
-		n, err3 := strconv.ParseUint(f[2], 10, 32)
-		if err1 == nil && err2 == nil && err3 == nil && uint64(id) >= in && uint64(id)-in < n {
-			return int(out + uint64(id) - in)
-		}
-	}
-	return 0
-}
-
-// nsID returns the id in the user namespace of pid that maps to host id
-// host, from its uid_map or gid_map.
-func nsID(pid int, file string, host int) (int, error) {
-	path := fmt.Sprintf("/proc/%d/%s", pid, file)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.Lines(string(b)) {
-		f := strings.Fields(line)
-		if len(f) != 3 {
-			continue
-		}
-		in, err1 := strconv.ParseUint(f[0], 10, 32)
-		out, err2 := strconv.ParseUint(f[1], 10, 32)
-		n, err3 := strconv.ParseUint(f[2], 10, 32)
-		if err1 != nil || err2 != nil || err3 != nil {
-			continue
-		}
-		if uint64(host) >= out && uint64(host)-out < n {
-			return int(in + uint64(host) - out), nil
-		}
-	}
-	return 0, fmt.Errorf("the sandbox's root is the host's root and host id %d (nobody) is not mapped in it (%s), so pasta would run as the host's root: map it, or use --network none or --network host", host, path)
-}
 
 // KeeperRole is the re-exec role of the process that keeps pasta: a
 // program that calls Attach must run KeeperMain when it is started with
@@ -120,9 +35,9 @@ const (
 
 // attachPasta starts pasta under a keeper, outside the sandbox's pid
 // namespace (see the package doc), and returns once pasta has bound the
-// published ports and configured the sandbox's interface. nsArgs are
-// nsenter's options that join the sandbox's user namespace.
-func attachPasta(ctx context.Context, log *slog.Logger, pid int, pasta, nsenter string, nsArgs []string, run runAs, netns, logFile *os.File, ports []Port) (*Stack, error) {
+// published ports and configured the sandbox's interface.
+func attachPasta(ctx context.Context, h helperStart, pasta string, ports []Port) (*Stack, error) {
+	pid, log, logFile := h.pid, h.log, h.logFile
 	fail := func(err error) (*Stack, error) {
 		return nil, fmt.Errorf("attach pasta to pid %d: %w", pid, err)
 	}
@@ -131,12 +46,6 @@ func attachPasta(ctx context.Context, log *slog.Logger, pid int, pasta, nsenter 
 		return fail(err)
 	}
 	defer func() { _ = exe.Close() }() // read-only, or nothing written through it
-	initFD, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return fail(fmt.Errorf("pidfd_open: %w", err))
-	}
-	initf := os.NewFile(uintptr(initFD), "init")
-	defer func() { _ = initf.Close() }() // read-only, or nothing written through it
 	statusR, statusW, err := os.Pipe()
 	if err != nil {
 		return fail(err)
@@ -147,21 +56,15 @@ func attachPasta(ctx context.Context, log *slog.Logger, pid int, pasta, nsenter 
 		_ = statusW.Close() // pipe end: nothing buffered to lose
 		return fail(err)
 	}
-	args := append(nsArgs, "--", "/proc/self/fd/"+strconv.Itoa(keeperExe), keeperSpawn,
-		pasta, strconv.Itoa(run.uid), strconv.Itoa(run.gid), "--")
+	run := h.run
+	args := []string{"/proc/self/fd/" + strconv.Itoa(keeperExe), keeperSpawn,
+		pasta, strconv.Itoa(run.uid), strconv.Itoa(run.gid), "--"}
 	args = append(args, pastaArgs("/proc/self/fd/3", "/proc/self/fd/4", run.uid, run.gid, mac, ports)...)
-	// Not CommandContext: once ready, the keeper belongs to the sandbox.
 	// nsenter execs the spawner, which starts the keeper and exits.
-	cmd := exec.Command(nsenter, args...)
-	cmd.ExtraFiles = []*os.File{netns, initf, statusW, exe}
-	cmd.Env = []string{reexec.EnvRole + "=" + KeeperRole, "GOMAXPROCS=1"}
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	log.Debug("start network helper", "helper", Pasta, "target_pid", pid, "args", strings.Join(cmd.Args, " "))
-	err = cmd.Start()
-	_ = statusW.Close() // pipe end: nothing buffered to lose
+	cmd, err := h.start(Pasta, args, []string{reexec.EnvRole + "=" + KeeperRole, "GOMAXPROCS=1"},
+		[]*os.File{h.netns, h.init, statusW, exe}, statusW)
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	go func() { _ = cmd.Wait() }() // the spawner exits once the keeper is started
 	// The spawner says "keeper PID", then the keeper "ready" or

@@ -55,7 +55,7 @@ func (e *unavailableError) Unwrap() []error {
 }
 
 const (
-	fixPasta = "install pasta (apt-get install passt) or slirp4netns (apt-get install slirp4netns)"
+	fixPasta = "install slirp4netns (apt-get install slirp4netns) or pasta (apt-get install passt)"
 	fixTun   = "make /dev/net/tun usable by unprivileged users (chmod 0666 /dev/net/tun, as most distributions ship it)"
 )
 
@@ -189,23 +189,22 @@ func atoiPort(s string) (int, error) {
 
 // The user-mode network stacks Attach can start.
 const (
-	// Pasta is pasta, from Debian's passt package: preferred.
+	// Pasta is pasta, from Debian's passt package: used when asked for,
+	// or when slirp4netns is not installed.
 	Pasta = "pasta"
-	// Slirp4netns is slirp4netns, used when pasta is not installed.
+	// Slirp4netns is slirp4netns: the default.
 	Slirp4netns = "slirp4netns"
 )
 
 // Options configure Attach. The zero value picks the stack, publishes no
 // port and logs nothing.
 type Options struct {
-	// Helper is Pasta or Slirp4netns; "" = pasta when it is installed,
-	// else slirp4netns. Pasta is the default although an idle sandbox's
-	// stack then costs ~29 MB of anonymous memory (+1.7 MB for its
-	// keeper) instead of slirp4netns's ~0.5 MB (bench/NOTES.md, "The
-	// network stacks"): pasta runs under a keeper outside the sandbox's
-	// pid namespace and never as the host's root, while slirp4netns is
-	// still started inside the sandbox's pid namespace as its root,
-	// where the workload can see and signal it (see the package doc).
+	// Helper is Pasta or Slirp4netns; "" = slirp4netns when it is
+	// installed, else pasta. Both run outside the sandbox's pid namespace
+	// and never as the host's root (see the package doc); idle,
+	// slirp4netns costs ~0.3 MB of anonymous memory per sandbox, pasta
+	// ~29 MB (its buffers) plus ~1.7 MB for its keeper (bench/NOTES.md,
+	// "The network stacks"), for comparable throughput.
 	Helper string
 	// Ports are published on the host; none by default.
 	Ports []Port

@@ -25,9 +25,9 @@ import (
 // tunPath is the tun device the helper opens; a variable for tests.
 var tunPath = "/dev/net/tun"
 
-// lookTools finds the helper (helper "" = pasta, else slirp4netns: see
-// Options.Helper) and
-// nsenter in PATH; it returns the helper's name and path.
+// lookTools finds the helper (helper "" = slirp4netns, else pasta: see
+// Options.Helper) and nsenter in PATH; it returns the helper's name and
+// path.
 func lookTools(helper string) (name, path, nsenter string, err error) {
 
 	switch helper {
@@ -54,7 +54,7 @@ func lookTools(helper string) (name, path, nsenter string, err error) {
 }
 
 // Check reports whether private networking can work for this process: the
-// helper (pasta) and nsenter are installed, and the tun device can be
+// helper (slirp4netns or pasta) and nsenter are installed, and the tun device can be
 // opened by the user the helper will run as (this process's user). The
 // error matches ErrUnavailable and says what to do.
 func Check() error {
@@ -117,8 +117,8 @@ func checkTun(path string, uid, gid int, groups []int, tryOpen bool) error {
 	return nil
 }
 
-// Attach attaches a user-mode network stack (pasta, or slirp4netns when
-// pasta is not installed) to the user and network namespaces of pid, the
+// Attach attaches a user-mode network stack (slirp4netns, or pasta when
+// slirp4netns is not installed) to the user and network namespaces of pid, the
 // sandbox's init, and returns once the interface inside has its address
 // and default route and the published ports are bound on the host (and
 // reach the sandbox from the first connection), so the caller can then
@@ -162,20 +162,16 @@ func Attach(ctx context.Context, pid int, opts Options) (*Stack, error) {
 	} else if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("attach network to pid %d: its root is uid %d, not this process's uid %d", pid, uid, os.Geteuid())
 	}
-	// Who pasta runs as: the sandbox's root, unless that is the host's
-	// root (a store that maps ids to themselves); then nobody.
-	run, err := pastaIDs(pid, uid, gid)
-	if err != nil && helper == Pasta {
-		return nil, fmt.Errorf("attach pasta to pid %d: %w", pid, err)
+	// Who the helper runs as: the sandbox's root, unless that is the
+	// host's root (a store that maps ids to themselves); then nobody.
+	run, err := helperIDs(pid, uid, gid)
+	if err != nil {
+		return nil, fmt.Errorf("attach %s to pid %d: %w", helper, pid, err)
 	}
-	tunUID, tunGID := uid, gid
-	if helper == Pasta {
-		tunUID, tunGID = run.hostUID, run.hostGID
-		if run.hostUID != uid {
-			groups = nil // the keeper drops them
-		}
+	if run.hostUID != uid {
+		groups = nil // dropped on the way to nobody
 	}
-	if err := checkTun(tunPath, tunUID, tunGID, groups, tunUID == os.Geteuid() && tunUID != 0); err != nil {
+	if err := checkTun(tunPath, run.hostUID, run.hostGID, groups, run.hostUID == os.Geteuid() && run.hostUID != 0); err != nil {
 		return nil, err
 	}
 	if err := checkPorts(opts.Ports); err != nil {
@@ -189,17 +185,26 @@ func Attach(ctx context.Context, pid int, opts Options) (*Stack, error) {
 		return nil, fmt.Errorf("attach network to pid %d: %w", pid, err)
 	}
 	defer func() { _ = netns.Close() }() // read-only, or nothing written through it
+	// The helper's lifetime: a pidfd of the init turns readable when it
+	// is gone (slirp4netns's --exit-fd, pasta's keeper).
+	initFD, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil, fmt.Errorf("attach network to pid %d: pidfd_open: %w", pid, err)
+	}
+	initf := os.NewFile(uintptr(initFD), "init")
+	defer func() { _ = initf.Close() }() // read-only, or nothing written through it
 	logFile, err := memfile(helper + "-log")
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = logFile.Close() }() // our copy: the helper has its own
 	// nsenter joins the sandbox's user namespace (the helpers' own attach
-	// by pid cannot: they would try to join it again); the helper stays
-	// in our network and mount namespaces. It starts as root of the
-	// sandbox's user namespace (this process's own user mapped in, or a
-	// subordinate id when real root uses a sub-range), so it has no
-	// capability on the host.
+	// by pid cannot: they would try to join it again) and nothing else:
+	// the helper stays in our pid, network and mount namespaces, out of
+	// the workload's sight. It starts as root of the sandbox's user
+	// namespace (this process's own user mapped in, or a subordinate id
+	// when real root uses a sub-range), so it has no capability on the
+	// host.
 	nsArgs := []string{"--target", strconv.Itoa(pid), "--user"}
 	if uid == os.Geteuid() {
 		// Our ids are root inside. Keep them: nsenter's setgroups
@@ -210,13 +215,42 @@ func Attach(ctx context.Context, pid int, opts Options) (*Stack, error) {
 		// its root, or exec would drop the capabilities in there.
 		nsArgs = append(nsArgs, "--setuid", "0", "--setgid", "0")
 	}
+	h := helperStart{log: log, pid: pid, nsenter: nsenter, nsArgs: nsArgs, run: run, netns: netns, init: initf, logFile: logFile}
 	if helper == Slirp4netns {
-		// slirp4netns is started in the sandbox's pid namespace too, so
-		// that it dies with the init.
-		nsArgs = append(nsArgs, "--pid", "--", path)
-		return attachSlirp(ctx, log, pid, uid, gid, nsenter, nsArgs, netns, logFile, opts.Ports)
+		return attachSlirp(ctx, h, path, opts.Ports)
 	}
-	return attachPasta(ctx, log, pid, path, nsenter, nsArgs, run, netns, logFile, opts.Ports)
+	return attachPasta(ctx, h, path, opts.Ports)
+}
+
+// helperStart is what Attach found out for starting the helper.
+type helperStart struct {
+	log     *slog.Logger
+	pid     int      // the sandbox's init
+	nsenter string   // nsenter's path
+	nsArgs  []string // nsenter's options that join the sandbox's user namespace as its root
+	run     runAs    // who the helper runs as
+	netns   *os.File // the sandbox's network namespace
+	init    *os.File // pidfd of the sandbox's init
+	logFile *os.File // the helper's output
+}
+
+// start starts nsenter with h.nsArgs, then args (the program and its
+// arguments), with env, files as descriptors 3 and on, and output to
+// h.logFile; it closes w, the write end of a pipe the child holds, once
+// the child has its copy.
+func (h helperStart) start(helper string, args, env []string, files []*os.File, w *os.File) (*exec.Cmd, error) {
+	// Not CommandContext: once started, the helper belongs to the sandbox.
+	cmd := exec.Command(h.nsenter, append(append(h.nsArgs[:len(h.nsArgs):len(h.nsArgs)], "--"), args...)...)
+	cmd.ExtraFiles = files
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = h.logFile, h.logFile
+	h.log.Debug("start network helper", "helper", helper, "target_pid", h.pid, "args", strings.Join(cmd.Args, " "))
+	err := cmd.Start()
+	_ = w.Close() // pipe end: nothing buffered to lose
+	if err != nil {
+		return nil, fmt.Errorf("attach %s to pid %d: %w", helper, h.pid, err)
+	}
+	return cmd, nil
 }
 
 // helperFailed is the error for a helper that exited with err, having
@@ -316,32 +350,6 @@ func ownUserns(pid int) error {
 		return errors.New("it shares this process's user namespace: a sandbox needs its own")
 	}
 	return nil
-}
-
-// rootID returns the id (in our user namespace) that is root in the user
-// namespace of pid, from its uid_map or gid_map.
-func rootID(pid int, file string) (int, error) {
-	path := fmt.Sprintf("/proc/%d/%s", pid, file)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.Lines(string(b)) {
-		f := strings.Fields(line)
-		if len(f) != 3 {
-			continue
-		}
-		in, err1 := strconv.ParseUint(f[0], 10, 32)
-		out, err2 := strconv.ParseUint(f[1], 10, 32)
-		n, err3 := strconv.ParseUint(f[2], 10, 32)
-		if err1 != nil || err2 != nil || err3 != nil {
-			continue
-		}
-		if in == 0 && n > 0 {
-			return int(out), nil
-		}
-	}
-	return 0, fmt.Errorf("%s: root is not mapped", path)
 }
 
 // checkPorts catches the usual reasons a port cannot be published before

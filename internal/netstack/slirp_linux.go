@@ -6,65 +6,94 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
 // slirpDNS is slirp4netns's built-in DNS forwarder.
 const slirpDNS = "10.0.2.3"
 
-// attachSlirp starts slirp4netns through nsenter (nsArgs end with its
-// path) on the network namespace netns of pid, waits until it has
-// configured the interface, and publishes ports through its API socket.
+// slirpCaps are the capabilities slirp4netns keeps in the sandbox's user
+// namespace when it runs as nobody there: to enter the sandbox's network
+// namespace and make and configure the tap, and (--enable-sandbox) to
+// pivot into an empty root of its own before it drops them all.
+const slirpCaps = "+sys_admin,+net_admin"
+
+// attachSlirp starts slirp4netns on the sandbox's network namespace, in
+// its user namespace only (outside its pid namespace, as pasta), waits
+// until it has configured the interface, and publishes ports through its
+// API socket.
 //
-// Unlike pasta it does not daemonize: nsenter stays its parent until it
-// exits, and a goroutine of ours reaps nsenter. It runs without
-// --enable-sandbox on purpose: that option drops all its capabilities in
-// the sandbox's user namespace, after which a workload with the default
-// capabilities could ptrace it and use its sockets in the host's network
-// namespace.
-func attachSlirp(ctx context.Context, log *slog.Logger, pid, uid, gid int, nsenter string, nsArgs []string, netns, logFile *os.File, ports []Port) (*Stack, error) {
-	readyR, readyW, err := os.Pipe()
-	if err != nil {
-		return nil, err
+// nsenter execs it (through setpriv when it is to run as nobody), so it is
+// a child of this process, which reaps it while it lives; it does not
+// daemonize. It dies with the sandbox on its own: --exit-fd is a pidfd of
+// the sandbox's init, which turns readable when the init is gone.
+// --enable-sandbox and --enable-seccomp confine it (an empty root, no
+// capability, a syscall filter) before it reads a packet: the workload
+// cannot name it (another pid namespace), and it owns sockets in the
+// host's network namespace.
+func attachSlirp(ctx context.Context, h helperStart, slirp string, ports []Port) (*Stack, error) {
+	pid, log, logFile := h.pid, h.log, h.logFile
+	fail := func(err error) (*Stack, error) {
+		return nil, fmt.Errorf("attach slirp4netns to pid %d: %w", pid, err)
 	}
-	defer func() { _ = readyR.Close() }() // pipe end: nothing buffered to lose
-	args := []string{"--configure", "--mtu=65520", "--disable-host-loopback", "--netns-type=path", "--ready-fd=4"}
-	var apiDir, api string
-	if len(ports) > 0 {
-		if apiDir, err = os.MkdirTemp("", "lightbox-net-"); err != nil {
-			_ = readyW.Close() // pipe end: nothing buffered to lose
-			return nil, err
+	var args []string
+	if !h.run.root() {
+		// The sandbox's root is the host's root: become nobody, with
+		// the capabilities slirp4netns needs in the sandbox's user
+		// namespace only.
+		setpriv, err := exec.LookPath("setpriv")
+		if err != nil {
+			return nil, &unavailableError{cause: "setpriv not found in PATH", fix: "install Debian's util-linux package"}
 		}
-		defer func() { _ = os.RemoveAll(apiDir) }() // best effort cleanup
-		if uid != os.Geteuid() {
-			// slirp4netns runs as the sandbox's root (a subordinate id
-			// when real root uses a private range): it binds the socket.
-			if err := os.Chown(apiDir, uid, gid); err != nil {
-				_ = readyW.Close() // pipe end: nothing buffered to lose
-				return nil, err
+		groups := "--keep-groups"
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/setgroups", pid)); err == nil && strings.TrimSpace(string(b)) == "allow" {
+			groups = "--clear-groups"
+		}
+		args = append(args, setpriv, "--reuid="+strconv.Itoa(h.run.uid), "--regid="+strconv.Itoa(h.run.gid), groups,
+			"--inh-caps=-all,"+slirpCaps, "--ambient-caps="+slirpCaps, "--")
+	}
+	args = append(args, slirp, "--configure", "--mtu=65520", "--disable-host-loopback",
+		"--netns-type=path", "--ready-fd=4", "--exit-fd=5")
+	if h.run.root() {
+		// Confined before it reads a packet. Not as nobody: its
+		// sandbox needs to become root of the user namespace first.
+		args = append(args, "--enable-sandbox", "--enable-seccomp")
+	}
+	var api string
+	if len(ports) > 0 {
+		// The API socket lives in a directory of its own, 0700, owned by
+		// the id slirp4netns binds it as, and goes once the ports are
+		// published (slirp4netns keeps the listening socket, which
+		// nothing can reach by name then).
+		apiDir, err := os.MkdirTemp("", "lightbox-net-")
+		if err != nil {
+			return fail(err)
+		}
+		defer func() { _ = os.RemoveAll(apiDir) }() // best effort: a 0700 directory left in the temp dir
+		if h.run.hostUID != os.Geteuid() {
+			if err := os.Chown(apiDir, h.run.hostUID, h.run.hostGID); err != nil {
+				return fail(err)
 			}
 		}
 		api = filepath.Join(apiDir, "api.sock")
 		args = append(args, "--api-socket", api)
 	}
 	args = append(args, "/proc/self/fd/3", "tap0")
-	// Not CommandContext: once started, the helper belongs to the sandbox.
-	cmd := exec.Command(nsenter, append(nsArgs, args...)...)
-	cmd.ExtraFiles = []*os.File{netns, readyW}
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	log.Debug("start network helper", "helper", Slirp4netns, "target_pid", pid, "args", strings.Join(cmd.Args, " "))
-	err = cmd.Start()
-	_ = readyW.Close() // pipe end: nothing buffered to lose
+	readyR, readyW, err := os.Pipe()
 	if err != nil {
-		return nil, fmt.Errorf("attach slirp4netns to pid %d: %w", pid, err)
+		return fail(err)
+	}
+	defer func() { _ = readyR.Close() }() // pipe end: nothing buffered to lose
+	cmd, err := h.start(Slirp4netns, args, []string{}, []*os.File{h.netns, readyW, h.init}, readyW)
+	if err != nil {
+		return nil, err
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -74,12 +103,15 @@ func attachSlirp(ctx context.Context, log *slog.Logger, pid, uid, gid int, nsent
 		_, err := io.ReadFull(readyR, b[:])
 		ready <- err
 	}()
-	fail := func(err error) (*Stack, error) {
-		if hpid, start, ferr := findChild(cmd.Process.Pid); ferr == nil {
-			_ = stopHelper(hpid, start) // best effort: the start failed, that error is returned
+	stop := func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM) // fails only when it is gone already
+		select {
+		case <-done:
+			return
+		case <-time.After(2 * time.Second):
 		}
-		_ = cmd.Process.Kill() // best effort: it may be gone already
-		return nil, err
+		_ = cmd.Process.Kill() // fails only when it is gone already
+		<-done
 	}
 	select {
 	case err := <-ready:
@@ -89,29 +121,23 @@ func attachSlirp(ctx context.Context, log *slog.Logger, pid, uid, gid int, nsent
 			return nil, helperFailed(ctx, Slirp4netns, pid, werr, helperOutput(logFile))
 		}
 	case <-ctx.Done():
-		return fail(fmt.Errorf("attach slirp4netns to pid %d: %w", pid, ctx.Err()))
-	}
-	hpid, start, err := findChild(cmd.Process.Pid)
-	if err != nil {
-		return fail(fmt.Errorf("attach slirp4netns to pid %d: %w", pid, err))
+		stop()
+		return fail(ctx.Err())
 	}
 	for _, p := range ports {
 		if err := slirpForward(ctx, api, p); err != nil {
-			return fail(fmt.Errorf("attach slirp4netns to pid %d: publish port %s: %w", pid, p, err))
+			stop()
+			return fail(fmt.Errorf("publish port %s: %w", p, err))
 		}
 	}
-	log.Debug("network helper ready", "helper", Slirp4netns, "target_pid", pid, "pid", hpid)
+	log.Debug("network helper ready", "helper", Slirp4netns, "target_pid", pid, "pid", cmd.Process.Pid)
 	return &Stack{
 		helper: Slirp4netns,
 		dns:    slirpDNS,
-		pids:   []int{hpid, cmd.Process.Pid},
+		pids:   []int{cmd.Process.Pid},
 		close: func() error {
-			err := stopHelper(hpid, start)
-			select {
-			case <-done:
-			case <-time.After(2 * time.Second):
-			}
-			return err
+			stop()
+			return nil
 		},
 	}, nil
 }
