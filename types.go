@@ -20,11 +20,11 @@ const (
 	NetworkHost Network = "host"
 	// NetworkPrivatePasta and NetworkPrivateSlirp4netns are
 	// NetworkPrivate with its user-mode stack chosen (plain
-	// NetworkPrivate takes pasta when it is installed, see the README for
-	// what each costs): pasta (passt's, run outside the sandbox's pid
-	// namespace, ~29 MB of buffers per sandbox) or slirp4netns (~0.4 MB
-	// per sandbox, but inside the sandbox's pid namespace, where the
-	// workload can see and signal it).
+	// NetworkPrivate takes slirp4netns when it is installed, else pasta;
+	// see the README for what each costs). Both run outside the
+	// sandbox's pid namespace and never as the host's root: slirp4netns
+	// (~0.3 MB per idle sandbox, the default) or pasta (passt's, ~29 MB
+	// of buffers per sandbox and a keeper, faster under heavy traffic).
 	NetworkPrivatePasta       Network = "private:pasta"
 	NetworkPrivateSlirp4netns Network = "private:slirp4netns"
 )

@@ -32,10 +32,10 @@ func lookTools(helper string) (name, path, nsenter string, err error) {
 
 	switch helper {
 	case "":
-		if path, err = exec.LookPath(Pasta); err == nil {
-			name = Pasta
-		} else if path, err = exec.LookPath(Slirp4netns); err == nil {
+		if path, err = exec.LookPath(Slirp4netns); err == nil {
 			name = Slirp4netns
+		} else if path, err = exec.LookPath(Pasta); err == nil {
+			name = Pasta
 		} else {
 			return "", "", "", &unavailableError{cause: "no user-mode network stack: neither pasta nor slirp4netns is in PATH", fix: fixPasta}
 		}

@@ -561,6 +561,14 @@ func TestPrivateNetwork(t *testing.T) {
 			testStack(t, h, 18000+100*i)
 		})
 	}
+	t.Run("default", func(t *testing.T) {
+		// The default stack is the cheap one (bench/NOTES.md).
+		testutil.NeedTool(t, Slirp4netns)
+		s := startSandbox(t)
+		if st := attach(t, s, Options{}); st.Helper() != Slirp4netns {
+			t.Errorf("Attach with no Helper attached %q, want %q", st.Helper(), Slirp4netns)
+		}
+	})
 }
 
 // defaultCaps is a sandbox's default capability set (podman's), as
