@@ -38,6 +38,11 @@ type BuildOptions struct {
 	// NoCache runs every step again instead of reusing cached ones (the
 	// new results are cached).
 	NoCache bool
+	// Target names the stage (FROM … AS name) whose image becomes the
+	// snapshot; the stages after it are not built. "" = the last stage.
+	// No other stage's image gets a name: each stays in the build cache
+	// only.
+	Target string
 	// Network is each RUN's network: "" = NetworkPrivate.
 	Network Network
 	// Mounts are mounted into each RUN's sandbox, as SandboxOptions.Mounts;
@@ -143,7 +148,7 @@ func (r *Runtime) BuildSnapshot(ctx context.Context, opts BuildOptions) (*Snapsh
 	if err != nil {
 		return nil, fmt.Errorf("build context: %w", err)
 	}
-	bo := build.Options{Context: ctxDir, Args: args, Predefined: pre, NoCache: opts.NoCache, Stdout: opts.Stdout, Stderr: opts.Stderr}
+	bo := build.Options{Context: ctxDir, Args: args, Predefined: pre, NoCache: opts.NoCache, Target: opts.Target, Stdout: opts.Stdout, Stderr: opts.Stderr}
 	if opts.Progress != nil {
 		bo.Progress = func(e build.Event) {
 			opts.Progress(BuildProgress{Step: e.Step, Total: e.Total, Instruction: e.Text, Done: e.Done,
@@ -339,4 +344,27 @@ func (b *buildBackend) ReadFile(ctx context.Context, id, p string) ([]byte, erro
 		return nil, err
 	}
 	return b.r.snaps.ReadFile(ctx, layers, p)
+}
+
+// CopyFrom reads paths of image id for COPY --from (snapshot.Store.CopyOut).
+func (b *buildBackend) CopyFrom(ctx context.Context, id string, srcs []string, dest string, destDir bool) (io.ReadCloser, error) {
+	layers, err := b.layers(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return b.r.snaps.CopyOut(ctx, snapshot.CopyRequest{Layers: layers, Sources: srcs, Dest: dest, DestDir: destDir})
+}
+
+// Chain is the digests of image id's layers, bottom first (each layer's
+// directory is named by its blob's digest).
+func (b *buildBackend) Chain(ctx context.Context, id string) (string, error) {
+	layers, err := b.layers(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	names := make([]string, len(layers))
+	for i, l := range layers {
+		names[i] = filepath.Base(l)
+	}
+	return strings.Join(names, " "), nil
 }

@@ -99,6 +99,16 @@ type Backend interface {
 	// ReadFile reads a (small) file of image id: /etc/passwd and
 	// /etc/group for --chown names. A missing file is os.ErrNotExist.
 	ReadFile(ctx context.Context, id, path string) ([]byte, error)
+	// CopyFrom streams an uncompressed layer tar of paths srcs of image
+	// id (relative to its root) placed under dest, owners as the image
+	// has them: a directory's contents go into dest, a file to dest or,
+	// when destDir, into it. A source that leaves the image's root
+	// through ".." or a symlink is an error. The stream's last read (or
+	// Close) returns the error of a copy that failed.
+	CopyFrom(ctx context.Context, id string, srcs []string, dest string, destDir bool) (io.ReadCloser, error)
+	// Chain names the files of image id for a cache key: its layers,
+	// bottom first.
+	Chain(ctx context.Context, id string) (string, error)
 }
 
 // Event reports progress: a step starting (Done false) or finished.
@@ -123,6 +133,9 @@ type Options struct {
 	Predefined map[string]string
 	// NoCache runs every step again (the results are still cached).
 	NoCache bool
+	// Target, when set, names the stage whose image the build returns;
+	// the stages after it are not built. "" = the last.
+	Target string
 	// Progress, when non-nil, receives an event as each step starts and
 	// ends.
 	Progress func(Event)
@@ -175,8 +188,11 @@ type builder struct {
 	opts   Options
 	lex    *shell.Lex
 	ctxDir *buildContext
-	stages map[string]Image
-	step   int
+	stages map[string]Image // the stages built, by name
+	// byIndex are the stages built, in order.
+	byIndex []Image
+	step    int
+	total   int
 }
 
 func (bd *builder) run(ctx context.Context) (string, error) {
@@ -195,9 +211,20 @@ func (bd *builder) run(ctx context.Context) (string, error) {
 			}
 		}
 	}
+	stages := bd.r.stages
+	if t := bd.opts.Target; t != "" {
+		i := slices.IndexFunc(stages, func(st instructions.Stage) bool { return strings.EqualFold(st.Name, t) })
+		if i < 0 {
+			return "", fmt.Errorf("%s: no stage called %q (the target)", bd.r.name, t)
+		}
+		stages = stages[:i+1]
+	}
+	for _, st := range stages {
+		bd.total += 1 + len(st.Commands)
+	}
 	var last Image
-	for i := range bd.r.stages {
-		st := &bd.r.stages[i]
+	for i := range stages {
+		st := &stages[i]
 		img, err := bd.runStage(ctx, st, meta)
 		if err != nil {
 			return "", err
@@ -205,6 +232,7 @@ func (bd *builder) run(ctx context.Context) (string, error) {
 		if st.Name != "" {
 			bd.stages[st.Name] = img
 		}
+		bd.byIndex = append(bd.byIndex, img)
 		last = img
 	}
 	return last.ID, nil
@@ -244,7 +272,7 @@ func (bd *builder) runStage(ctx context.Context, st *instructions.Stage, meta ma
 
 func (bd *builder) progress(ev Event) {
 	if bd.opts.Progress != nil {
-		ev.Step, ev.Total = bd.step, bd.r.Steps()
+		ev.Step, ev.Total = bd.step, bd.total
 		bd.opts.Progress(ev)
 	}
 }
@@ -367,6 +395,10 @@ func (bd *builder) runCommand(ctx context.Context, s *stage, c instructions.Comm
 	case *instructions.RunCommand:
 		out, cached, err = bd.runStep(ctx, s, text, cfg, c)
 	case *instructions.CopyCommand:
+		if c.From != "" {
+			out, cached, err = bd.copyFrom(ctx, s, text, cfg, c)
+			break
+		}
 		out, cached, err = bd.copy(ctx, s, text, cfg, copyArgs{sd: c.SourcesAndDest, chown: c.Chown, chmod: c.Chmod, exclude: c.ExcludePatterns})
 	case *instructions.AddCommand:
 		unpack := c.Unpack == nil || *c.Unpack

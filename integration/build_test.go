@@ -252,3 +252,62 @@ func TestBuildParallel(t *testing.T) {
 		}
 	}
 }
+
+// A multi-stage build: COPY --from an earlier stage (a stack of layers)
+// and from a snapshot of the store (one layer), owners and links kept;
+// no stage but the target gets a name; a source that leaves the stage's
+// root is refused.
+func TestBuildCopyFrom(t *testing.T) {
+	root, r := newStore(t)
+	recipe := `FROM busybox AS builder
+RUN mkdir -p /out/bin /out/etc && printf '#!/bin/sh\necho built\n' > /out/bin/tool && chmod 755 /out/bin/tool && \
+    ln -s ../etc/conf /out/bin/conf-link && echo conf > /out/etc/conf && chown 1000:1001 /out/etc/conf && chmod 600 /out/etc/conf && \
+    ln -s ../../../../../../etc/hostname /out/escape && ln -s /out/etc /out/abs
+FROM busybox
+COPY --from=builder /out/bin /usr/local/bin/
+COPY --from=builder /out/abs/conf /etc/
+COPY --from=busybox /bin/busybox /copied-busybox
+`
+	ctx := buildContextDir(t, recipe, map[string]string{})
+	res := lb(t, root, "", "snapshot", "build", "-t", "app", "--network", "none", ctx)
+	if res.code != 0 {
+		t.Fatalf("build: exit %d\n%s", res.code, res.stderr)
+	}
+	got := shellIn(t, root, "app", nil, `tool; readlink /usr/local/bin/conf-link; stat -c '%u:%g %a' /etc/conf; cat /etc/conf; cmp /bin/busybox /copied-busybox && echo same; ls /out 2>&1 >/dev/null | wc -l`)
+	if want := "built\n../etc/conf\n1000:1001 600\nconf\nsame\n1\n"; got != want {
+		t.Errorf("the built snapshot shows:\n%s\nwant:\n%s", got, want)
+	}
+	list, err := r.ListSnapshots(t.Context())
+	if err != nil || len(list) != 2 {
+		t.Errorf("snapshots after a two-stage build: %v %v, want busybox and app (no stage named)", list, err)
+	}
+	// Unchanged: every step cached.
+	if res := lb(t, root, "", "snapshot", "build", "-t", "app2", "--network", "none", ctx); res.code != 0 || strings.Contains(res.stderr, "done in") {
+		t.Errorf("rebuild: exit %d, want every step cached:\n%s", res.code, res.stderr)
+	}
+	// --target: the builder stage only.
+	lbOK(t, root, "snapshot", "build", "-q", "--target", "builder", "-t", "builder-only", "--network", "none", ctx)
+	if got := shellIn(t, root, "builder-only", nil, "cat /out/etc/conf; ls /usr/local/bin | wc -l"); got != "conf\n0\n" {
+		t.Errorf("--target builder shows %q", got)
+	}
+	for _, tc := range []struct{ src, want string }{
+		{"/out/escape", "/out/escape: leaves the image's root"},
+		{"../../etc/passwd", "../../etc/passwd: leaves the image's root"},
+		{"/nosuch", "/nosuch: not in the image"},
+	} {
+		if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(recipe+"COPY --from=builder "+tc.src+" /x\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		before := dirNames(t, filepath.Join(root, "snapshots", "layers"))
+		res := lb(t, root, "", "snapshot", "build", "-t", "bad", "--network", "none", ctx)
+		if res.code != 125 || !strings.Contains(res.stderr, "line 9: COPY --from=builder "+tc.src) || !strings.Contains(res.stderr, tc.want) {
+			t.Errorf("COPY --from=builder %s: exit %d, stderr:\n%s\nwant exit 125 and %q", tc.src, res.code, res.stderr, tc.want)
+		}
+		if got := dirNames(t, filepath.Join(root, "snapshots", "layers")); len(got) != len(before) {
+			t.Errorf("layers after a refused COPY --from: %v, want %v", got, before)
+		}
+		if _, err := r.InspectSnapshot(t.Context(), "bad"); !errors.Is(err, lightbox.ErrNotFound) {
+			t.Errorf("snapshot made after a failed build: %v", err)
+		}
+	}
+}

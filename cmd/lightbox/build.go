@@ -22,6 +22,7 @@ func buildCommand() *cli.Command {
 			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "the recipe (default: CONTEXT/Dockerfile; - reads stdin)"},
 			&cli.StringSliceFlag{Name: "build-arg", Usage: "K=V build argument (repeatable)"},
 			&cli.BoolFlag{Name: "no-cache", Usage: "run every step again"},
+			&cli.StringFlag{Name: "target", Usage: "the stage (FROM … AS STAGE) to make the snapshot of; later stages are not built"},
 			&cli.StringFlag{Name: "network", Usage: "each RUN's network: private, none or host", Value: string(lightbox.NetworkPrivate)},
 			&cli.StringSliceFlag{Name: "volume", Aliases: []string{"v"}, Usage: "SRC:DST[:ro|:O] mounted into each RUN, as run -v (repeatable)"},
 			caCertsFlag(),
@@ -59,7 +60,7 @@ func buildCommand() *cli.Command {
 			}
 			opts := lightbox.BuildOptions{
 				Name: c.String("tag"), RecipeFile: c.String("file"), Context: c.Args().First(),
-				Args: args, NoCache: c.Bool("no-cache"), Network: lightbox.Network(c.String("network")),
+				Args: args, NoCache: c.Bool("no-cache"), Target: c.String("target"), Network: lightbox.Network(c.String("network")),
 				Mounts: mounts, Replace: c.Bool("replace"), CACerts: c.String("ca-certs"),
 			}
 			if opts.RecipeFile == "-" {
