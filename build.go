@@ -253,6 +253,19 @@ func (b *buildBackend) Run(ctx context.Context, st build.RunStep) (build.StepOut
 		case "bind":
 			// Always read-only: a build never writes into its context.
 			mounts[m.Target] = Mount{Source: m.Source, ReadOnly: true}
+		case "tmpfs":
+			// An empty directory of the store's, thrown away after the
+			// step: what a tmpfs mount gives a build (empty, writable, in
+			// no layer), on the store's disk.
+			if m.Size > 0 {
+				return build.StepOutput{}, fmt.Errorf("--mount=type=tmpfs,size=%d: a size limit is %w: the mount is a scratch directory on the store's disk, which nothing caps", m.Size, build.ErrUnsupported)
+			}
+			dir, release, err := b.r.snaps.ScratchDir(ctx)
+			if err != nil {
+				return build.StepOutput{}, err
+			}
+			defer func() { _ = release() }() // what is left is removed by gc (the directory is unlocked)
+			mounts[m.Target] = Mount{Source: dir}
 		default:
 			return build.StepOutput{}, fmt.Errorf("--mount=type=%s is %w", m.Type, build.ErrUnsupported)
 		}

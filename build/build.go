@@ -61,6 +61,7 @@ type Mount struct {
 	ID       string // cache: the cache's id ("" = derived from Target)
 	Source   string // bind: absolute host path inside the context
 	ReadOnly bool
+	Size     int64 // tmpfs: size= in bytes (0 = none)
 }
 
 // RunStep is a RUN: Argv run in a sandbox of Parent, whose changes become
@@ -567,7 +568,7 @@ func (bd *builder) mount(m *instructions.Mount, s *stage) (Mount, error) {
 		}
 		return Mount{Type: "cache", Target: target, ID: m.CacheID, ReadOnly: m.ReadOnly}, nil
 	case instructions.MountTypeTmpfs:
-		return Mount{Type: "tmpfs", Target: target}, nil
+		return Mount{Type: "tmpfs", Target: target, Size: m.SizeLimit}, nil
 	case instructions.MountTypeBind:
 		if m.From != "" {
 			return Mount{}, fmt.Errorf("--mount=type=bind,from=%s is %w: binds come from the context", m.From, ErrUnsupported)

@@ -195,6 +195,7 @@ func TestBuildFailuresLeaveNothing(t *testing.T) {
 		{"secret", "FROM busybox\nRUN --mount=type=secret,id=k true\n", nil, 125, "line 2: RUN --mount=type=secret"},
 		{"taken", "FROM busybox\n", []string{"-t", "taken"}, 125, "snapshot taken: already exists"},
 		{"run-fails", "FROM busybox\nRUN echo out; exit 7\nRUN true\n", nil, 7, "line 2: RUN echo out; exit 7: command exited with status 7"},
+		{"tmpfs-size", "FROM busybox\nRUN --mount=type=tmpfs,target=/t,size=1m true\n", nil, 125, "line 2: RUN --mount=type=tmpfs,target=/t,size=1m true: --mount=type=tmpfs,size=1048576: a size limit is not supported"},
 		{"bad-cache-id", "FROM busybox\nRUN --mount=type=cache,id=../x,target=/c true\n", nil, 125, "id=../x"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -309,5 +310,22 @@ COPY --from=busybox /bin/busybox /copied-busybox
 		if _, err := r.InspectSnapshot(t.Context(), "bad"); !errors.Is(err, lightbox.ErrNotFound) {
 			t.Errorf("snapshot made after a failed build: %v", err)
 		}
+	}
+}
+
+// RUN --mount=type=tmpfs: an empty writable directory, in no layer, gone
+// after the step.
+func TestBuildTmpfsMount(t *testing.T) {
+	root, _ := newStore(t)
+	ctx := buildContextDir(t, `FROM busybox
+RUN --mount=type=tmpfs,target=/scratch ls -A /scratch | wc -l > /seen && echo x > /scratch/f && stat -c %a /scratch >> /seen
+RUN --mount=type=tmpfs,target=/scratch ls -A /scratch | wc -l >> /seen
+`, map[string]string{})
+	lbOK(t, root, "snapshot", "build", "-q", "-t", "app", "--network", "none", ctx)
+	if got := shellIn(t, root, "app", nil, "cat /seen; ls -A /scratch 2>/dev/null | wc -l"); got != "0\n1777\n0\n0\n" {
+		t.Errorf("the tmpfs mounts showed %q, want each empty and nothing of them in the snapshot", got)
+	}
+	if left, _ := filepath.Glob(filepath.Join(root, "tmp", "snapshot-scratch-*")); len(left) != 0 {
+		t.Errorf("scratch directories left after the build: %v", left)
 	}
 }
