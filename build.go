@@ -14,9 +14,13 @@ import (
 	"time"
 
 	"github.com/beamhop/lightbox/build"
+	"github.com/beamhop/lightbox/internal/idmap"
 	"github.com/beamhop/lightbox/internal/names"
+	"github.com/beamhop/lightbox/internal/sys"
 	"github.com/beamhop/lightbox/snapshot"
+	"github.com/beamhop/lightbox/volstore"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 )
 
 // BuildOptions describe a snapshot build from a recipe (a Dockerfile).
@@ -249,6 +253,11 @@ func (b *buildBackend) Run(ctx context.Context, st build.RunStep) (build.StepOut
 			if err != nil {
 				return build.StepOutput{}, err
 			}
+			if m.UID != nil || m.GID != nil || m.Mode != nil {
+				if err := b.cacheOwner(ctx, v, m); err != nil {
+					return build.StepOutput{}, err
+				}
+			}
 			mounts[m.Target] = Mount{Volume: v, ReadOnly: m.ReadOnly}
 		case "bind":
 			// Always read-only: a build never writes into its context.
@@ -380,4 +389,57 @@ func (b *buildBackend) Chain(ctx context.Context, id string) (string, error) {
 		names[i] = filepath.Base(l)
 	}
 	return strings.Join(names, " "), nil
+}
+
+// cacheOwner makes cache volume name with the owner and mode the mount's
+// uid=, gid= and mode= ask (0, 0 and 0755 for those not given), or checks
+// that the volume it finds has them: a cache volume owned otherwise
+// (another build's, or a sandbox's) is an error naming it, never changed.
+func (b *buildBackend) cacheOwner(ctx context.Context, name string, m build.Mount) error {
+	uid, gid, mode := uint32(0), uint32(0), uint32(0o755)
+	if m.UID != nil {
+		uid = *m.UID
+	}
+	if m.GID != nil {
+		gid = *m.GID
+	}
+	if m.Mode != nil {
+		mode = *m.Mode
+	}
+	what := fmt.Sprintf("--mount=type=cache,id=%s", name)
+	hu, ok1 := b.r.mapping.HostUID(uid)
+	hg, ok2 := b.r.mapping.HostGID(gid)
+	if !ok1 || !ok2 {
+		return fmt.Errorf("%s: owner %d:%d is not among the ids this store's sandboxes have (%s)", what, uid, gid, b.r.mapping)
+	}
+	v, created, err := b.r.vols.Ensure(ctx, name, volstore.CreateOptions{UID: int(hu), GID: int(hg), Mode: sys.FileMode(mode)})
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if created {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(v.DataDir, &st); err != nil {
+		return fmt.Errorf("%s: %w", what, &os.PathError{Op: "stat", Path: v.DataDir, Err: err})
+	}
+	if got := uint32(st.Mode) & 0o7777; st.Uid != hu || st.Gid != hg || got != mode&0o7777 {
+		return fmt.Errorf("%s: cache volume %s is owned by %s mode %#o, not %d:%d mode %#o as the mount asks: "+
+			"remove it (lightbox volume rm %s) or give this cache another id",
+			what, name, b.containerOwner(st.Uid, st.Gid), got, uid, gid, mode&0o7777, name)
+	}
+	return nil
+}
+
+// containerOwner names host ids as the store's sandboxes see them.
+func (b *buildBackend) containerOwner(hu, hg uint32) string {
+	in := func(rs []idmap.Range, h uint32) string {
+		for _, r := range rs {
+			if h >= r.HostID && uint64(h) < uint64(r.HostID)+uint64(r.Size) {
+				return fmt.Sprint(r.ContainerID + (h - r.HostID))
+			}
+		}
+		return fmt.Sprintf("host %d", h)
+	}
+	return in(b.r.mapping.UIDs, hu) + ":" + in(b.r.mapping.GIDs, hg)
 }

@@ -62,6 +62,9 @@ type Mount struct {
 	Source   string // bind: absolute host path inside the context
 	ReadOnly bool
 	Size     int64 // tmpfs: size= in bytes (0 = none)
+	// UID, GID and Mode: cache: the owner and mode the cache's
+	// directory is made with (uid=, gid=, mode=); nil = not given.
+	UID, GID, Mode *uint32
 }
 
 // RunStep is a RUN: Argv run in a sandbox of Parent, whose changes become
@@ -566,7 +569,7 @@ func (bd *builder) mount(m *instructions.Mount, s *stage) (Mount, error) {
 		if m.From != "" {
 			return Mount{}, fmt.Errorf("--mount=type=cache,from=%s is %w", m.From, ErrUnsupported)
 		}
-		return Mount{Type: "cache", Target: target, ID: m.CacheID, ReadOnly: m.ReadOnly}, nil
+		return Mount{Type: "cache", Target: target, ID: m.CacheID, ReadOnly: m.ReadOnly, UID: u32(m.UID), GID: u32(m.GID), Mode: u32(m.Mode)}, nil
 	case instructions.MountTypeTmpfs:
 		return Mount{Type: "tmpfs", Target: target, Size: m.SizeLimit}, nil
 	case instructions.MountTypeBind:
@@ -584,6 +587,15 @@ func (bd *builder) mount(m *instructions.Mount, s *stage) (Mount, error) {
 	default:
 		return Mount{}, fmt.Errorf("--mount=type=%s is %w (secrets and ssh agents are not passed into builds)", m.Type, ErrUnsupported)
 	}
+}
+
+// u32 narrows a --mount option (parsed as 64 bits) to an id or mode.
+func u32(p *uint64) *uint32 {
+	if p == nil {
+		return nil
+	}
+	v := uint32(*p)
+	return &v
 }
 
 func firstNonEmpty(s ...string) string {

@@ -179,6 +179,14 @@ func TestBuildFailuresLeaveNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	lbOK(t, root, "snapshot", "build", "-q", "-t", "taken", ctx)
+	// A cache volume made with an owner and mode, which a later mount
+	// asking for another owner finds.
+	owned := buildContextDir(t, "FROM busybox\nRUN --mount=type=cache,id=owned,target=/c,uid=1000,gid=1001,mode=0700 stat -c '%u:%g %a' /c > /owner\n", map[string]string{})
+	lbOK(t, root, "snapshot", "build", "-q", "-t", "owned", "--network", "none", owned)
+	if got := shellIn(t, root, "owned", nil, "cat /owner"); got != "1000:1001 700\n" {
+		t.Errorf("a cache mount with uid=1000,gid=1001,mode=0700 showed %q", got)
+	}
+	lbOK(t, root, "snapshot", "build", "-q", "-t", "owned2", "--network", "none", owned) // the same owner again: fine
 	layersBefore := dirNames(t, filepath.Join(root, "snapshots", "layers"))
 	for _, tc := range []struct {
 		name, recipe string
@@ -195,6 +203,8 @@ func TestBuildFailuresLeaveNothing(t *testing.T) {
 		{"secret", "FROM busybox\nRUN --mount=type=secret,id=k true\n", nil, 125, "line 2: RUN --mount=type=secret"},
 		{"taken", "FROM busybox\n", []string{"-t", "taken"}, 125, "snapshot taken: already exists"},
 		{"run-fails", "FROM busybox\nRUN echo out; exit 7\nRUN true\n", nil, 7, "line 2: RUN echo out; exit 7: command exited with status 7"},
+		{"cache-owner", "FROM busybox\nRUN --mount=type=cache,id=owned,target=/c,uid=2000 true\n", nil, 125,
+			"line 2: RUN --mount=type=cache,id=owned,target=/c,uid=2000 true: --mount=type=cache,id=owned: cache volume owned is owned by 1000:1001 mode 0700, not 2000:0 mode 0755 as the mount asks"},
 		{"tmpfs-size", "FROM busybox\nRUN --mount=type=tmpfs,target=/t,size=1m true\n", nil, 125, "line 2: RUN --mount=type=tmpfs,target=/t,size=1m true: --mount=type=tmpfs,size=1048576: a size limit is not supported"},
 		{"bad-cache-id", "FROM busybox\nRUN --mount=type=cache,id=../x,target=/c true\n", nil, 125, "id=../x"},
 	} {
