@@ -9,10 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/beamhop/lightbox"
 )
@@ -338,4 +342,85 @@ RUN --mount=type=tmpfs,target=/scratch ls -A /scratch | wc -l >> /seen
 	if left, _ := filepath.Glob(filepath.Join(root, "tmp", "snapshot-scratch-*")); len(left) != 0 {
 		t.Errorf("scratch directories left after the build: %v", left)
 	}
+}
+
+// kill -9 of `lightbox snapshot build` while a RUN runs leaves nothing
+// that `lightbox gc` does not clean: no sandbox, no mount, no new layer
+// or blob, no snapshot, no scratch directory, no lease on the cache
+// volume (a later build uses it and `volume rm` removes it).
+func TestBuildKilledMidStep(t *testing.T) {
+	root, r := newStore(t)
+	ctx := buildContextDir(t, `FROM busybox
+RUN --mount=type=cache,id=kcache,target=/c --mount=type=tmpfs,target=/t \
+    echo started > /c/started; while :; do sleep 1; done
+`, map[string]string{})
+	layersBefore := dirNames(t, filepath.Join(root, "snapshots", "layers"))
+	blobsBefore := dirNames(t, filepath.Join(root, "snapshots", "oci", "blobs", "sha256"))
+	cmd := exec.Command(binPath, "--root", root, "snapshot", "build", "-q", "-t", "killed", "--network", "none", ctx)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The step runs once its command has written into the cache volume.
+	started := filepath.Join(root, "volumes", "kcache", "data", "started")
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if _, err := os.Stat(started); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			t.Fatalf("the RUN step never started: %s", errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait() // killed: the status says so
+	// The sandbox's init sees its launcher gone and exits; gc then
+	// removes what is left. Poll until gc has nothing more to remove.
+	deadline = time.Now().Add(time.Minute)
+	for {
+		lbOK(t, root, "gc")
+		list, err := r.ListSandboxes(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sandboxes after kill -9 and gc: %+v", list)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// (Dot files are the store's: its lock and the cached lean init.)
+	if left := slices.DeleteFunc(dirNames(t, filepath.Join(root, "sandboxes")), func(n string) bool { return strings.HasPrefix(n, ".") }); len(left) != 0 {
+		t.Errorf("sandbox state left: %v", left)
+	}
+	assertNoMounts(t, root)
+	if got := dirNames(t, filepath.Join(root, "snapshots", "layers")); !slices.Equal(got, layersBefore) {
+		t.Errorf("layers after kill -9 and gc: %v, want %v", got, layersBefore)
+	}
+	if got := dirNames(t, filepath.Join(root, "snapshots", "oci", "blobs", "sha256")); !slices.Equal(got, blobsBefore) {
+		t.Errorf("blobs after kill -9 and gc: %v, want %v", got, blobsBefore)
+	}
+	if left, _ := filepath.Glob(filepath.Join(root, "tmp", "snapshot-*")); len(left) != 0 {
+		t.Errorf("temporary directories after kill -9 and gc: %v", left)
+	}
+	if _, err := r.InspectSnapshot(t.Context(), "killed"); !errors.Is(err, lightbox.ErrNotFound) {
+		t.Errorf("snapshot after kill -9: %v, want none", err)
+	}
+	// No lease held on the cache volume: a build uses it, rm removes it.
+	if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM busybox\nRUN --mount=type=cache,id=kcache,target=/c cat /c/started > /seen\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lbOK(t, root, "snapshot", "build", "-q", "-t", "after", "--network", "none", ctx)
+	if got := shellIn(t, root, "after", nil, "cat /seen"); got != "started\n" {
+		t.Errorf("the build after the kill saw %q in the cache", got)
+	}
+	lbOK(t, root, "volume", "rm", "kcache")
 }
