@@ -40,7 +40,7 @@ func (bd *builder) copyFrom(ctx context.Context, s *stage, text string, cfg Conf
 		}
 	}
 	dest := c.DestPath
-	destDir := strings.HasSuffix(dest, "/") || len(c.SourcePaths) > 1 || dest == "."
+	destDir := strings.HasSuffix(dest, "/") || len(c.SourcePaths) > 1 || dest == "." || slices.ContainsFunc(c.SourcePaths, hasGlob)
 	if !path.IsAbs(dest) {
 		dest = path.Join("/", s.img.Config.WorkingDir, dest)
 	}

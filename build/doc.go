@@ -25,7 +25,7 @@
 // ENV, ARG, WORKDIR, USER, COPY and ADD from the context (--chown,
 // --chmod, --exclude, globs, .dockerignore; ADD unpacks a local tar
 // archive), COPY --from an earlier stage (by name or number) or a
-// snapshot (owners kept unless --chown; no patterns; a source that
+// snapshot (owners kept unless --chown; patterns; a source that
 // leaves the image's root through ".." or a symlink is an error), LABEL,
 // EXPOSE, ENTRYPOINT, CMD. Options.Target stops after the named stage.
 // Anything else — an instruction (ONBUILD, HEALTHCHECK, VOLUME,

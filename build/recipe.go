@@ -118,11 +118,6 @@ func (r *Recipe) check(c instructions.Command) error {
 		case c.From != "" && len(c.ExcludePatterns) > 0:
 			return r.unsupported(loc, "COPY --from with --exclude")
 		case c.From != "":
-			for _, s := range c.SourcePaths {
-				if hasGlob(s) {
-					return r.unsupported(loc, fmt.Sprintf("a pattern in COPY --from (%s)", s))
-				}
-			}
 			if len(c.SourceContents) > 0 {
 				return r.unsupported(loc, "a heredoc in COPY --from")
 			}

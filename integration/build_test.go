@@ -282,14 +282,15 @@ FROM busybox
 COPY --from=builder /out/bin /usr/local/bin/
 COPY --from=builder /out/abs/conf /etc/
 COPY --from=busybox /bin/busybox /copied-busybox
+COPY --from=builder /out/*/conf* /globbed
 `
 	ctx := buildContextDir(t, recipe, map[string]string{})
 	res := lb(t, root, "", "snapshot", "build", "-t", "app", "--network", "none", ctx)
 	if res.code != 0 {
 		t.Fatalf("build: exit %d\n%s", res.code, res.stderr)
 	}
-	got := shellIn(t, root, "app", nil, `tool; readlink /usr/local/bin/conf-link; stat -c '%u:%g %a' /etc/conf; cat /etc/conf; cmp /bin/busybox /copied-busybox && echo same; ls /out 2>&1 >/dev/null | wc -l`)
-	if want := "built\n../etc/conf\n1000:1001 600\nconf\nsame\n1\n"; got != want {
+	got := shellIn(t, root, "app", nil, `tool; readlink /usr/local/bin/conf-link; stat -c '%u:%g %a' /etc/conf; cat /etc/conf; cmp /bin/busybox /copied-busybox && echo same; ls /out 2>&1 >/dev/null | wc -l; ls /globbed | tr '\n' ' '; cat /globbed/conf-link`)
+	if want := "built\n../etc/conf\n1000:1001 600\nconf\nsame\n1\nconf conf-link conf\n"; got != want {
 		t.Errorf("the built snapshot shows:\n%s\nwant:\n%s", got, want)
 	}
 	list, err := r.ListSnapshots(t.Context())
@@ -309,13 +310,14 @@ COPY --from=busybox /bin/busybox /copied-busybox
 		{"/out/escape", "/out/escape: leaves the image's root"},
 		{"../../etc/passwd", "../../etc/passwd: leaves the image's root"},
 		{"/nosuch", "/nosuch: not in the image"},
+		{"/out/*.none", "/out/*.none: nothing in the image matches"},
 	} {
 		if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(recipe+"COPY --from=builder "+tc.src+" /x\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		before := dirNames(t, filepath.Join(root, "snapshots", "layers"))
 		res := lb(t, root, "", "snapshot", "build", "-t", "bad", "--network", "none", ctx)
-		if res.code != 125 || !strings.Contains(res.stderr, "line 9: COPY --from=builder "+tc.src) || !strings.Contains(res.stderr, tc.want) {
+		if res.code != 125 || !strings.Contains(res.stderr, "line 10: COPY --from=builder "+tc.src) || !strings.Contains(res.stderr, tc.want) {
 			t.Errorf("COPY --from=builder %s: exit %d, stderr:\n%s\nwant exit 125 and %q", tc.src, res.code, res.stderr, tc.want)
 		}
 		if got := dirNames(t, filepath.Join(root, "snapshots", "layers")); len(got) != len(before) {

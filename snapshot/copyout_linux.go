@@ -134,8 +134,15 @@ func copyOut(w io.Writer, req CopyRequest, owner func(uid, gid int) (int, int)) 
 	tw := tar.NewWriter(w)
 	c := copier{root: root, tw: tw, single: single, owner: owner}
 	for _, src := range req.Sources {
-		if err := c.copySource(src, req.Dest, req.DestDir); err != nil {
+		srcs, err := c.expand(src)
+		if err != nil {
 			return err
+		}
+		for _, s := range srcs {
+			// What a pattern matches goes into Dest, as docker copies.
+			if err := c.copySource(s, req.Dest, req.DestDir || hasPattern(src)); err != nil {
+				return err
+			}
 		}
 	}
 	return tw.Close()
@@ -170,6 +177,9 @@ func openImage(layers []string) (*os.Root, bool, error) {
 	return r, false, err
 }
 
+// errLeavesRoot is a source path that climbs above the image's root.
+var errLeavesRoot = errors.New("leaves the image's root (through .. or a symlink)")
+
 type copier struct {
 	root   *os.Root
 	tw     *tar.Writer
@@ -201,7 +211,7 @@ func (c *copier) resolve(src string) (string, error) {
 		pending = pending[1:]
 		if comp == ".." {
 			if len(cur) == 0 {
-				return "", fmt.Errorf("%s: leaves the image's root (through .. or a symlink)", src)
+				return "", fmt.Errorf("%s: %w", src, errLeavesRoot)
 			}
 			cur = cur[:len(cur)-1]
 			continue
@@ -234,6 +244,57 @@ func (c *copier) resolve(src string) (string, error) {
 		return ".", nil
 	}
 	return path.Join(cur...), nil
+}
+
+func hasPattern(s string) bool { return strings.ContainsAny(s, "*?[") }
+
+// expand returns the paths pattern src matches in the image (src itself
+// when it has no pattern), each component matched as path.Match does in
+// the directory the components before it resolve to.
+func (c *copier) expand(src string) ([]string, error) {
+	if !hasPattern(src) {
+		return []string{src}, nil
+	}
+	if _, err := path.Match(src, ""); err != nil {
+		return nil, fmt.Errorf("%s: %w", src, err)
+	}
+	paths := []string{"/"}
+	for _, comp := range splitPath(src) {
+		if comp == ".." {
+			return nil, fmt.Errorf("%s: a pattern with .. in it", src)
+		}
+		var next []string
+		for _, p := range paths {
+			if !hasPattern(comp) {
+				next = append(next, path.Join(p, comp))
+				continue
+			}
+			dir, err := c.resolve(p)
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errLeavesRoot) {
+				continue // a match of an earlier component that is no directory here
+			}
+			if err != nil {
+				return nil, err
+			}
+			ents, err := fs.ReadDir(c.root.FS(), dir)
+			if errors.Is(err, syscall.ENOTDIR) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", src, err)
+			}
+			for _, e := range ents {
+				if ok, _ := path.Match(comp, e.Name()); ok {
+					next = append(next, path.Join(p, e.Name()))
+				}
+			}
+		}
+		paths = next
+	}
+	if len(paths) == 0 {
+		return nil, fmt.Errorf("%s: nothing in the image matches", src)
+	}
+	return paths, nil
 }
 
 // copySource writes src: a directory's contents under dest, a file at
