@@ -14,9 +14,13 @@ import (
 	"time"
 
 	"github.com/beamhop/lightbox/build"
+	"github.com/beamhop/lightbox/internal/idmap"
 	"github.com/beamhop/lightbox/internal/names"
+	"github.com/beamhop/lightbox/internal/sys"
 	"github.com/beamhop/lightbox/snapshot"
+	"github.com/beamhop/lightbox/volstore"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 )
 
 // BuildOptions describe a snapshot build from a recipe (a Dockerfile).
@@ -38,6 +42,11 @@ type BuildOptions struct {
 	// NoCache runs every step again instead of reusing cached ones (the
 	// new results are cached).
 	NoCache bool
+	// Target names the stage (FROM … AS name) whose image becomes the
+	// snapshot; the stages after it are not built. "" = the last stage.
+	// No other stage's image gets a name: each stays in the build cache
+	// only.
+	Target string
 	// Network is each RUN's network: "" = NetworkPrivate.
 	Network Network
 	// Mounts are mounted into each RUN's sandbox, as SandboxOptions.Mounts;
@@ -143,7 +152,7 @@ func (r *Runtime) BuildSnapshot(ctx context.Context, opts BuildOptions) (*Snapsh
 	if err != nil {
 		return nil, fmt.Errorf("build context: %w", err)
 	}
-	bo := build.Options{Context: ctxDir, Args: args, Predefined: pre, NoCache: opts.NoCache, Stdout: opts.Stdout, Stderr: opts.Stderr}
+	bo := build.Options{Context: ctxDir, Args: args, Predefined: pre, NoCache: opts.NoCache, Target: opts.Target, Stdout: opts.Stdout, Stderr: opts.Stderr}
 	if opts.Progress != nil {
 		bo.Progress = func(e build.Event) {
 			opts.Progress(BuildProgress{Step: e.Step, Total: e.Total, Instruction: e.Text, Done: e.Done,
@@ -244,10 +253,28 @@ func (b *buildBackend) Run(ctx context.Context, st build.RunStep) (build.StepOut
 			if err != nil {
 				return build.StepOutput{}, err
 			}
+			if m.UID != nil || m.GID != nil || m.Mode != nil {
+				if err := b.cacheOwner(ctx, v, m); err != nil {
+					return build.StepOutput{}, err
+				}
+			}
 			mounts[m.Target] = Mount{Volume: v, ReadOnly: m.ReadOnly}
 		case "bind":
 			// Always read-only: a build never writes into its context.
 			mounts[m.Target] = Mount{Source: m.Source, ReadOnly: true}
+		case "tmpfs":
+			// An empty directory of the store's, thrown away after the
+			// step: what a tmpfs mount gives a build (empty, writable, in
+			// no layer), on the store's disk.
+			if m.Size > 0 {
+				return build.StepOutput{}, fmt.Errorf("--mount=type=tmpfs,size=%d: a size limit is %w: the mount is a scratch directory on the store's disk, which nothing caps", m.Size, build.ErrUnsupported)
+			}
+			dir, release, err := b.r.snaps.ScratchDir(ctx)
+			if err != nil {
+				return build.StepOutput{}, err
+			}
+			defer func() { _ = release() }() // what is left is removed by gc (the directory is unlocked)
+			mounts[m.Target] = Mount{Source: dir}
 		default:
 			return build.StepOutput{}, fmt.Errorf("--mount=type=%s is %w", m.Type, build.ErrUnsupported)
 		}
@@ -339,4 +366,80 @@ func (b *buildBackend) ReadFile(ctx context.Context, id, p string) ([]byte, erro
 		return nil, err
 	}
 	return b.r.snaps.ReadFile(ctx, layers, p)
+}
+
+// CopyFrom reads paths of image id for COPY --from (snapshot.Store.CopyOut).
+func (b *buildBackend) CopyFrom(ctx context.Context, id string, srcs []string, dest string, destDir bool) (io.ReadCloser, error) {
+	layers, err := b.layers(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return b.r.snaps.CopyOut(ctx, snapshot.CopyRequest{Layers: layers, Sources: srcs, Dest: dest, DestDir: destDir})
+}
+
+// Chain is the digests of image id's layers, bottom first (each layer's
+// directory is named by its blob's digest).
+func (b *buildBackend) Chain(ctx context.Context, id string) (string, error) {
+	layers, err := b.layers(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	names := make([]string, len(layers))
+	for i, l := range layers {
+		names[i] = filepath.Base(l)
+	}
+	return strings.Join(names, " "), nil
+}
+
+// cacheOwner makes cache volume name with the owner and mode the mount's
+// uid=, gid= and mode= ask (0, 0 and 0755 for those not given), or checks
+// that the volume it finds has them: a cache volume owned otherwise
+// (another build's, or a sandbox's) is an error naming it, never changed.
+func (b *buildBackend) cacheOwner(ctx context.Context, name string, m build.Mount) error {
+	uid, gid, mode := uint32(0), uint32(0), uint32(0o755)
+	if m.UID != nil {
+		uid = *m.UID
+	}
+	if m.GID != nil {
+		gid = *m.GID
+	}
+	if m.Mode != nil {
+		mode = *m.Mode
+	}
+	what := fmt.Sprintf("--mount=type=cache,id=%s", name)
+	hu, ok1 := b.r.mapping.HostUID(uid)
+	hg, ok2 := b.r.mapping.HostGID(gid)
+	if !ok1 || !ok2 {
+		return fmt.Errorf("%s: owner %d:%d is not among the ids this store's sandboxes have (%s)", what, uid, gid, b.r.mapping)
+	}
+	v, created, err := b.r.vols.Ensure(ctx, name, volstore.CreateOptions{UID: int(hu), GID: int(hg), Mode: sys.FileMode(mode)})
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if created {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(v.DataDir, &st); err != nil {
+		return fmt.Errorf("%s: %w", what, &os.PathError{Op: "stat", Path: v.DataDir, Err: err})
+	}
+	if got := uint32(st.Mode) & 0o7777; st.Uid != hu || st.Gid != hg || got != mode&0o7777 {
+		return fmt.Errorf("%s: cache volume %s is owned by %s mode %#o, not %d:%d mode %#o as the mount asks: "+
+			"remove it (lightbox volume rm %s) or give this cache another id",
+			what, name, b.containerOwner(st.Uid, st.Gid), got, uid, gid, mode&0o7777, name)
+	}
+	return nil
+}
+
+// containerOwner names host ids as the store's sandboxes see them.
+func (b *buildBackend) containerOwner(hu, hg uint32) string {
+	in := func(rs []idmap.Range, h uint32) string {
+		for _, r := range rs {
+			if h >= r.HostID && uint64(h) < uint64(r.HostID)+uint64(r.Size) {
+				return fmt.Sprint(r.ContainerID + (h - r.HostID))
+			}
+		}
+		return fmt.Sprintf("host %d", h)
+	}
+	return in(b.r.mapping.UIDs, hu) + ":" + in(b.r.mapping.GIDs, hg)
 }

@@ -61,6 +61,10 @@ type Mount struct {
 	ID       string // cache: the cache's id ("" = derived from Target)
 	Source   string // bind: absolute host path inside the context
 	ReadOnly bool
+	Size     int64 // tmpfs: size= in bytes (0 = none)
+	// UID, GID and Mode: cache: the owner and mode the cache's
+	// directory is made with (uid=, gid=, mode=); nil = not given.
+	UID, GID, Mode *uint32
 }
 
 // RunStep is a RUN: Argv run in a sandbox of Parent, whose changes become
@@ -99,6 +103,16 @@ type Backend interface {
 	// ReadFile reads a (small) file of image id: /etc/passwd and
 	// /etc/group for --chown names. A missing file is os.ErrNotExist.
 	ReadFile(ctx context.Context, id, path string) ([]byte, error)
+	// CopyFrom streams an uncompressed layer tar of paths srcs of image
+	// id (relative to its root) placed under dest, owners as the image
+	// has them: a directory's contents go into dest, a file to dest or,
+	// when destDir, into it. A source that leaves the image's root
+	// through ".." or a symlink is an error. The stream's last read (or
+	// Close) returns the error of a copy that failed.
+	CopyFrom(ctx context.Context, id string, srcs []string, dest string, destDir bool) (io.ReadCloser, error)
+	// Chain names the files of image id for a cache key: its layers,
+	// bottom first.
+	Chain(ctx context.Context, id string) (string, error)
 }
 
 // Event reports progress: a step starting (Done false) or finished.
@@ -123,6 +137,9 @@ type Options struct {
 	Predefined map[string]string
 	// NoCache runs every step again (the results are still cached).
 	NoCache bool
+	// Target, when set, names the stage whose image the build returns;
+	// the stages after it are not built. "" = the last.
+	Target string
 	// Progress, when non-nil, receives an event as each step starts and
 	// ends.
 	Progress func(Event)
@@ -175,8 +192,11 @@ type builder struct {
 	opts   Options
 	lex    *shell.Lex
 	ctxDir *buildContext
-	stages map[string]Image
-	step   int
+	stages map[string]Image // the stages built, by name
+	// byIndex are the stages built, in order.
+	byIndex []Image
+	step    int
+	total   int
 }
 
 func (bd *builder) run(ctx context.Context) (string, error) {
@@ -195,9 +215,20 @@ func (bd *builder) run(ctx context.Context) (string, error) {
 			}
 		}
 	}
+	stages := bd.r.stages
+	if t := bd.opts.Target; t != "" {
+		i := slices.IndexFunc(stages, func(st instructions.Stage) bool { return strings.EqualFold(st.Name, t) })
+		if i < 0 {
+			return "", fmt.Errorf("%s: no stage called %q (the target)", bd.r.name, t)
+		}
+		stages = stages[:i+1]
+	}
+	for _, st := range stages {
+		bd.total += 1 + len(st.Commands)
+	}
 	var last Image
-	for i := range bd.r.stages {
-		st := &bd.r.stages[i]
+	for i := range stages {
+		st := &stages[i]
 		img, err := bd.runStage(ctx, st, meta)
 		if err != nil {
 			return "", err
@@ -205,6 +236,7 @@ func (bd *builder) run(ctx context.Context) (string, error) {
 		if st.Name != "" {
 			bd.stages[st.Name] = img
 		}
+		bd.byIndex = append(bd.byIndex, img)
 		last = img
 	}
 	return last.ID, nil
@@ -244,7 +276,7 @@ func (bd *builder) runStage(ctx context.Context, st *instructions.Stage, meta ma
 
 func (bd *builder) progress(ev Event) {
 	if bd.opts.Progress != nil {
-		ev.Step, ev.Total = bd.step, bd.r.Steps()
+		ev.Step, ev.Total = bd.step, bd.total
 		bd.opts.Progress(ev)
 	}
 }
@@ -367,6 +399,10 @@ func (bd *builder) runCommand(ctx context.Context, s *stage, c instructions.Comm
 	case *instructions.RunCommand:
 		out, cached, err = bd.runStep(ctx, s, text, cfg, c)
 	case *instructions.CopyCommand:
+		if c.From != "" {
+			out, cached, err = bd.copyFrom(ctx, s, text, cfg, c)
+			break
+		}
 		out, cached, err = bd.copy(ctx, s, text, cfg, copyArgs{sd: c.SourcesAndDest, chown: c.Chown, chmod: c.Chmod, exclude: c.ExcludePatterns})
 	case *instructions.AddCommand:
 		unpack := c.Unpack == nil || *c.Unpack
@@ -533,9 +569,9 @@ func (bd *builder) mount(m *instructions.Mount, s *stage) (Mount, error) {
 		if m.From != "" {
 			return Mount{}, fmt.Errorf("--mount=type=cache,from=%s is %w", m.From, ErrUnsupported)
 		}
-		return Mount{Type: "cache", Target: target, ID: m.CacheID, ReadOnly: m.ReadOnly}, nil
+		return Mount{Type: "cache", Target: target, ID: m.CacheID, ReadOnly: m.ReadOnly, UID: u32(m.UID), GID: u32(m.GID), Mode: u32(m.Mode)}, nil
 	case instructions.MountTypeTmpfs:
-		return Mount{Type: "tmpfs", Target: target}, nil
+		return Mount{Type: "tmpfs", Target: target, Size: m.SizeLimit}, nil
 	case instructions.MountTypeBind:
 		if m.From != "" {
 			return Mount{}, fmt.Errorf("--mount=type=bind,from=%s is %w: binds come from the context", m.From, ErrUnsupported)
@@ -551,6 +587,15 @@ func (bd *builder) mount(m *instructions.Mount, s *stage) (Mount, error) {
 	default:
 		return Mount{}, fmt.Errorf("--mount=type=%s is %w (secrets and ssh agents are not passed into builds)", m.Type, ErrUnsupported)
 	}
+}
+
+// u32 narrows a --mount option (parsed as 64 bits) to an id or mode.
+func u32(p *uint64) *uint32 {
+	if p == nil {
+		return nil
+	}
+	v := uint32(*p)
+	return &v
 }
 
 func firstNonEmpty(s ...string) string {

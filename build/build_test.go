@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -125,6 +126,80 @@ func (f *fake) ReadFile(_ context.Context, id, p string) ([]byte, error) {
 	return []byte(d), nil
 }
 
+// CopyFrom copies files (not symlinks) of image id; a source that is a
+// directory copies what is under it.
+func (f *fake) CopyFrom(_ context.Context, id string, srcs []string, dest string, destDir bool) (io.ReadCloser, error) {
+	seen := map[string]bool{}
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	emit := func(name, dst string) error {
+		h, d := f.find(id, name)
+		if h == nil || seen[dst] {
+			return nil
+		}
+		seen[dst] = true
+		hh := *h
+		hh.Name, hh.Size = strings.TrimPrefix(dst, "/"), int64(len(d))
+		if err := tw.WriteHeader(&hh); err != nil {
+			return err
+		}
+		_, err := tw.Write([]byte(d))
+		return err
+	}
+	for _, src := range srcs {
+		p := strings.TrimPrefix(path.Clean("/"+src), "/")
+		h, _ := f.find(id, p)
+		if h == nil && !f.hasUnder(id, p) {
+			return nil, fmt.Errorf("%s: not in the image", src)
+		}
+		if h != nil && h.Typeflag != tar.TypeDir {
+			dst := dest
+			if destDir {
+				dst = path.Join(dest, path.Base(p))
+			}
+			if err := emit(p, dst); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		for cur := id; cur != ""; cur = f.images[cur].parent {
+			for _, name := range slices.Sorted(maps.Keys(f.images[cur].files)) {
+				if rest, ok := strings.CutPrefix(name, p+"/"); ok {
+					if err := emit(name, path.Join(dest, rest)); err != nil {
+						return nil, err
+					}
+				}
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return io.NopCloser(&b), nil
+}
+
+// hasUnder reports whether image id has a file under directory p.
+func (f *fake) hasUnder(id, p string) bool {
+	for ; id != ""; id = f.images[id].parent {
+		for name := range f.images[id].files {
+			if strings.HasPrefix(name, p+"/") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (f *fake) Chain(_ context.Context, id string) (string, error) {
+	var chain []string
+	for ; id != ""; id = f.images[id].parent {
+		if len(f.images[id].files) > 0 {
+			chain = append([]string{id}, chain...)
+		}
+	}
+	return strings.Join(chain, " "), nil
+}
+
 func writeTree(t *testing.T, dir string, files map[string]string) {
 	t.Helper()
 	for name, content := range files {
@@ -162,7 +237,7 @@ func TestParseRefuses(t *testing.T) {
 		{"FROM base\nVOLUME /data\n", "line 2: VOLUME is not supported"},
 		{"FROM base\nSTOPSIGNAL TERM\n", "line 2: STOPSIGNAL is not supported"},
 		{"FROM base\nFROBNICATE x\n", "line 2: unknown instruction: FROBNICATE"},
-		{"FROM base\nCOPY --from=other /a /b\n", "line 2: COPY --from is not supported"},
+		{"FROM base\nCOPY --from=other --exclude=x /a /b\n", "line 2: COPY --from with --exclude is not supported"},
 		{"FROM base\nADD https://example.com/x /x\n", "line 2: ADD of a URL (https://example.com/x) is not supported"},
 		{"FROM base\nRUN --network=none true\n", "line 2: RUN --network is not supported"},
 		{"FROM base\n\nRUN --mount=type=secret,id=x cat /run/secrets/x\n", "line 3: RUN --mount=type=secret (secrets and ssh agents are not passed into builds) is not supported"},
@@ -496,5 +571,70 @@ EOF
 	}
 	if _, _, err := build(t, newFake(), t.TempDir(), "FROM nosuch\n", Options{}); err == nil || !strings.Contains(err.Error(), "line 1: FROM nosuch: snapshot nosuch: not found") {
 		t.Errorf("unknown FROM = %v", err)
+	}
+}
+
+func TestCopyFrom(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"src/main.c": "int main(){}", "src/util.c": "x"})
+	f := newFake()
+	recipe := `FROM base AS builder
+COPY src/ /src/
+RUN make
+FROM base
+COPY --from=builder --chown=7:8 /src/ /app/
+COPY --from=0 src/main.c /bin/
+COPY --from=base /etc/passwd /copied-passwd
+`
+	id, evs, err := build(t, f, dir, recipe, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]string{"/app/main.c": "int main(){}", "/app/util.c": "x", "/bin/main.c": "int main(){}", "/copied-passwd": f.images["base"].data["etc/passwd"]} {
+		if h, d := f.find(id, p); h == nil || d != want {
+			t.Errorf("%s = %v %q, want %q", p, h, d, want)
+		}
+	}
+	if h, _ := f.find(id, "/app/main.c"); h == nil || h.Uid != 7 || h.Gid != 8 {
+		t.Errorf("--chown: /app/main.c = %+v, want 7:8", h)
+	}
+	if h, _ := f.find(id, "/src/main.c"); h != nil {
+		t.Errorf("the last stage has the builder's /src/main.c: only what COPY --from names is copied")
+	}
+	if len(evs) != 7 {
+		t.Fatalf("%d steps, want 7", len(evs))
+	}
+	// Unchanged: all cached. A changed source in the builder: the
+	// copy from it runs again (and what follows).
+	if _, evs, err = build(t, f, dir, recipe, Options{}); err != nil || slices.ContainsFunc(evs, func(e Event) bool { return !e.Cached }) {
+		t.Errorf("rebuild = %v, %+v; want every step cached", err, evs)
+	}
+	writeTree(t, dir, map[string]string{"src/util.c": "y"})
+	if _, evs, err = build(t, f, dir, recipe, Options{}); err != nil || !evs[3].Cached || evs[4].Cached {
+		t.Errorf("after a change in the builder's sources = %v, %+v; want step 5 run", err, evs)
+	}
+	// --target: the builder's image, the later stage not built.
+	runs := len(f.runs)
+	tid, evs, err := build(t, f, dir, recipe, Options{Target: "builder", NoCache: true})
+	if err != nil || len(evs) != 3 || len(f.runs) != runs+1 {
+		t.Fatalf("--target builder = %v, %d steps, %d runs; want 3 steps, 1 run", err, len(evs), len(f.runs)-runs)
+	}
+	if h, _ := f.find(tid, "/src/util.c"); h == nil {
+		t.Errorf("--target builder: no /src/util.c in its image")
+	}
+	if _, _, err := build(t, f, dir, recipe, Options{Target: "nosuch"}); err == nil || !strings.Contains(err.Error(), `no stage called "nosuch"`) {
+		t.Errorf("--target nosuch = %v", err)
+	}
+	for _, tc := range []struct{ recipe, want string }{
+		{"FROM base\nCOPY --from=later /a /b\nFROM base AS later\n", "line 2: COPY --from=later /a /b: --from=later: the stage is not built before this one"},
+		{"FROM base\nCOPY --from=3 /a /b\n", "--from=3: stage 3 is not built before this one"},
+		{"FROM base\nCOPY --from=nosuch /a /b\n", "--from=nosuch: no stage of that name, and snapshot nosuch: not found"},
+		{"FROM base AS b\nFROM base\nCOPY --from=b ../../etc/passwd /x\n", "line 3: COPY --from=b ../../etc/passwd /x: --from=b: ../../etc/passwd: leaves the image's root"},
+		{"FROM base AS b\nFROM base\nCOPY --from=b /a/../../x /x\n", "leaves the image's root"},
+		{"FROM scratch AS e\nFROM base\nCOPY --from=e /a /x\n", "--from=e: the image has no files"},
+	} {
+		if _, _, err := build(t, newFake(), dir, tc.recipe, Options{}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("build(%q) = %v, want an error containing %q", tc.recipe, err, tc.want)
+		}
 	}
 }

@@ -24,9 +24,17 @@
 // (shell and exec forms, heredocs, --mount=type=cache|bind|tmpfs), SHELL,
 // ENV, ARG, WORKDIR, USER, COPY and ADD from the context (--chown,
 // --chmod, --exclude, globs, .dockerignore; ADD unpacks a local tar
-// archive), LABEL, EXPOSE, ENTRYPOINT, CMD. Anything else — an
-// instruction (ONBUILD, HEALTHCHECK, VOLUME, STOPSIGNAL, MAINTAINER), a
-// flag (COPY --from, --link, --parents, ADD --checksum, RUN --network,
-// --security, FROM --platform), a URL or a secret or ssh mount — is an
-// error naming it and its line, before anything runs.
+// archive), COPY --from an earlier stage (by name or number) or a
+// snapshot (owners kept unless --chown; patterns; a source that
+// leaves the image's root through ".." or a symlink is an error), LABEL,
+// EXPOSE, ENTRYPOINT, CMD. Options.Target stops after the named stage.
+// Anything else — an instruction (ONBUILD, HEALTHCHECK, VOLUME,
+// STOPSIGNAL, MAINTAINER), a flag (--link, --parents, ADD --checksum,
+// RUN --network, --security, FROM --platform), a URL or a secret or ssh
+// mount — is an error naming it and its line, before anything runs.
+//
+// A COPY --from step's cache key holds, besides its parent and text, the
+// source image's layer chain and the digest of the layer tar it copies.
+// A stage's image is a build-cache entry like any step's: no stage but
+// the one the build returns gets a name.
 package build

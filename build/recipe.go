@@ -115,8 +115,13 @@ func (r *Recipe) check(c instructions.Command) error {
 		return nil
 	case *instructions.CopyCommand:
 		switch {
+		case c.From != "" && len(c.ExcludePatterns) > 0:
+			return r.unsupported(loc, "COPY --from with --exclude")
 		case c.From != "":
-			return r.unsupported(loc, "COPY --from")
+			if len(c.SourceContents) > 0 {
+				return r.unsupported(loc, "a heredoc in COPY --from")
+			}
+			return nil
 		case c.Link:
 			return r.unsupported(loc, "COPY --link")
 		case c.Parents:

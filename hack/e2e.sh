@@ -15,6 +15,11 @@
 #      --network none, which only the warm volume makes work
 #   3. producer/consumer: a c-builder sandbox compiles hack/e2e/hello into
 #      a volume, a minimal-runtime (busybox) sandbox runs it
+#   4. rootless: as the unprivileged user lbtest (LIGHTBOX_E2E_USER;
+#      hack/test-user.sh makes it) with a store of its own in its home
+#      (kept between runs too): debian imported from the debian-base
+#      tarball, node-ci built, and three npm ci && npm test in parallel on
+#      the project mounted :O with a new shared npm-cache volume
 #
 # npm reaches the registry over TLS, which on some hosts only works
 # through the host's own trust (a TLS-intercepting proxy): every npm run
@@ -28,6 +33,7 @@ export LIGHTBOX_ROOT="${LIGHTBOX_E2E_ROOT:-$repo/.e2e/store}"
 work="$repo/.e2e/work"
 : "${DEBIAN_BASE_DIR:=/var/cache/lightbox/debian-bookworm}"
 : "${DEBIAN_MIRROR:=http://deb.debian.org/debian}"
+e2e_user=${LIGHTBOX_E2E_USER:-lbtest}
 
 t0=$(date +%s)
 step() { printf '\n==> [%ss] %s\n' "$(($(date +%s) - t0))" "$*"; }
@@ -130,5 +136,70 @@ show "$LB" ps -a
 [ -z "$("$LB" ps -a --format json | grep '"name"' || true)" ] || fail "sandboxes left behind"
 show "$LB" volume ls
 "$LB" volume rm -q e2e-artifacts
+
+step "4. rootless, as $e2e_user with a store of its own: node-ci built FROM debian, three npm ci && npm test in parallel on :O with a shared npm-cache volume"
+[ "$(id -u)" = 0 ] || fail "the rootless part switches to $e2e_user: run make e2e as root"
+hack/test-user.sh "$e2e_user" >/dev/null
+uid=$(id -u "$e2e_user")
+home=$(getent passwd "$e2e_user" | cut -d: -f6)
+# The user gets copies of the binary and the fixtures in a directory of
+# its own (the checkout may sit where it cannot read); its store there is
+# kept between runs, as root's is.
+rl=$home/lightbox-e2e
+mkdir -p "$rl"
+rm -rf "$rl/node-ci" "$rl/project" "$rl/logs"
+cp "$LB" "$rl/lightbox"
+cp -r hack/e2e/node-ci hack/e2e/project "$rl/"
+mkdir "$rl/logs"
+chown "$e2e_user:" "$rl"
+chown -R "$e2e_user:" "$rl/lightbox" "$rl/node-ci" "$rl/project" "$rl/logs"
+# What a login session gives the user (pam_systemd): a private runtime dir.
+rtdir=/run/user/$uid
+if [ ! -d "$rtdir" ]; then
+	mkdir -p "$rtdir" && chown "$e2e_user:" "$rtdir" && chmod 0700 "$rtdir"
+fi
+proxy_env=()
+for v in HTTP_PROXY http_proxy HTTPS_PROXY https_proxy NO_PROXY no_proxy ALL_PROXY all_proxy FTP_PROXY ftp_proxy; do
+	if [ -n "${!v:-}" ]; then proxy_env+=("$v=${!v}"); fi
+done
+as_user() {
+	runuser -u "$e2e_user" -- env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+		HOME="$home" USER="$e2e_user" LOGNAME="$e2e_user" LANG=C.UTF-8 XDG_RUNTIME_DIR="$rtdir" \
+		LIGHTBOX_ROOT="$rl/store" ${proxy_env[@]+"${proxy_env[@]}"} "$@"
+}
+RLB=$rl/lightbox
+as_user "$RLB" gc -q
+for s in $(as_user "$RLB" ps -a --format json | sed -n 's/.*"name": *"\(e2e-[^"]*\)".*/\1/p'); do as_user "$RLB" rm -f -q "$s"; done
+as_user "$RLB" volume rm -f -q npm-cache >/dev/null 2>&1 || true
+if ! as_user "$RLB" snapshot inspect debian >/dev/null 2>&1; then
+	debtar=$(hack/debian-base.sh tar "$DEBIAN_BASE_DIR" "$DEBIAN_MIRROR" | tail -1)
+	show as_user "$RLB" snapshot import debian "$debtar"
+fi
+show as_user "$RLB" snapshot build --replace --ca-certs host -t node-ci "$rl/node-ci"
+rl_before=$(cd "$rl/project" && find . -printf '%p %M %s\n' | sort)
+s=$(date +%s%N)
+pids=()
+for i in 1 2 3; do
+	as_user "$RLB" run --name "e2e-rootless-$i" --ca-certs host -w /work \
+		-v "$rl/project:/work:O" -v npm-cache:/root/.npm node-ci \
+		sh -c "npm ci --prefer-offline --loglevel=http && npm test" >"$rl/logs/rootless-$i.log" 2>&1 &
+	pids+=($!)
+done
+for i in 1 2 3; do
+	log="$rl/logs/rootless-$i.log"
+	if ! wait "${pids[$((i - 1))]}"; then
+		cat "$log" >&2
+		fail "rootless: job $i failed"
+	fi
+	grep -q '^tests passed' "$log" || fail "rootless: job $i: no 'tests passed'"
+	echo "job $i: $(grep '^added' "$log"); npm fetches: $(fetches "$log")"
+done
+echo "rootless round: $((($(date +%s%N) - s) / 1000000)) ms (three jobs in parallel, launch included)"
+grep -q '(cache miss)' "$rl/logs/rootless-1.log" "$rl/logs/rootless-2.log" "$rl/logs/rootless-3.log" ||
+	fail "rootless round: no fetch went to the registry (the npm-cache volume was not new)"
+[ "$(cd "$rl/project" && find . -printf '%p %M %s\n' | sort)" = "$rl_before" ] || fail "rootless: the project changed on the host (node_modules leaked out of :O)"
+echo "the project on the host: unchanged"
+as_user "$RLB" volume rm -q npm-cache
+[ -z "$(as_user "$RLB" ps -a --format json | grep '"name"' || true)" ] || fail "rootless: sandboxes left behind"
 echo
 echo "e2e: ok in $(($(date +%s) - t0)) s"

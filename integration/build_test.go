@@ -9,10 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/beamhop/lightbox"
 )
@@ -179,6 +183,14 @@ func TestBuildFailuresLeaveNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	lbOK(t, root, "snapshot", "build", "-q", "-t", "taken", ctx)
+	// A cache volume made with an owner and mode, which a later mount
+	// asking for another owner finds.
+	owned := buildContextDir(t, "FROM busybox\nRUN --mount=type=cache,id=owned,target=/c,uid=1000,gid=1001,mode=0700 stat -c '%u:%g %a' /c > /owner\n", map[string]string{})
+	lbOK(t, root, "snapshot", "build", "-q", "-t", "owned", "--network", "none", owned)
+	if got := shellIn(t, root, "owned", nil, "cat /owner"); got != "1000:1001 700\n" {
+		t.Errorf("a cache mount with uid=1000,gid=1001,mode=0700 showed %q", got)
+	}
+	lbOK(t, root, "snapshot", "build", "-q", "-t", "owned2", "--network", "none", owned) // the same owner again: fine
 	layersBefore := dirNames(t, filepath.Join(root, "snapshots", "layers"))
 	for _, tc := range []struct {
 		name, recipe string
@@ -195,6 +207,9 @@ func TestBuildFailuresLeaveNothing(t *testing.T) {
 		{"secret", "FROM busybox\nRUN --mount=type=secret,id=k true\n", nil, 125, "line 2: RUN --mount=type=secret"},
 		{"taken", "FROM busybox\n", []string{"-t", "taken"}, 125, "snapshot taken: already exists"},
 		{"run-fails", "FROM busybox\nRUN echo out; exit 7\nRUN true\n", nil, 7, "line 2: RUN echo out; exit 7: command exited with status 7"},
+		{"cache-owner", "FROM busybox\nRUN --mount=type=cache,id=owned,target=/c,uid=2000 true\n", nil, 125,
+			"line 2: RUN --mount=type=cache,id=owned,target=/c,uid=2000 true: --mount=type=cache,id=owned: cache volume owned is owned by 1000:1001 mode 0700, not 2000:0 mode 0755 as the mount asks"},
+		{"tmpfs-size", "FROM busybox\nRUN --mount=type=tmpfs,target=/t,size=1m true\n", nil, 125, "line 2: RUN --mount=type=tmpfs,target=/t,size=1m true: --mount=type=tmpfs,size=1048576: a size limit is not supported"},
 		{"bad-cache-id", "FROM busybox\nRUN --mount=type=cache,id=../x,target=/c true\n", nil, 125, "id=../x"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -251,4 +266,163 @@ func TestBuildParallel(t *testing.T) {
 			t.Errorf("p%d shows %q", i, got)
 		}
 	}
+}
+
+// A multi-stage build: COPY --from an earlier stage (a stack of layers)
+// and from a snapshot of the store (one layer), owners and links kept;
+// no stage but the target gets a name; a source that leaves the stage's
+// root is refused.
+func TestBuildCopyFrom(t *testing.T) {
+	root, r := newStore(t)
+	recipe := `FROM busybox AS builder
+RUN mkdir -p /out/bin /out/etc && printf '#!/bin/sh\necho built\n' > /out/bin/tool && chmod 755 /out/bin/tool && \
+    ln -s ../etc/conf /out/bin/conf-link && echo conf > /out/etc/conf && chown 1000:1001 /out/etc/conf && chmod 600 /out/etc/conf && \
+    ln -s ../../../../../../etc/hostname /out/escape && ln -s /out/etc /out/abs
+FROM busybox
+COPY --from=builder /out/bin /usr/local/bin/
+COPY --from=builder /out/abs/conf /etc/
+COPY --from=busybox /bin/busybox /copied-busybox
+COPY --from=builder /out/*/conf* /globbed
+`
+	ctx := buildContextDir(t, recipe, map[string]string{})
+	res := lb(t, root, "", "snapshot", "build", "-t", "app", "--network", "none", ctx)
+	if res.code != 0 {
+		t.Fatalf("build: exit %d\n%s", res.code, res.stderr)
+	}
+	got := shellIn(t, root, "app", nil, `tool; readlink /usr/local/bin/conf-link; stat -c '%u:%g %a' /etc/conf; cat /etc/conf; cmp /bin/busybox /copied-busybox && echo same; ls /out 2>&1 >/dev/null | wc -l; ls /globbed | tr '\n' ' '; cat /globbed/conf-link`)
+	if want := "built\n../etc/conf\n1000:1001 600\nconf\nsame\n1\nconf conf-link conf\n"; got != want {
+		t.Errorf("the built snapshot shows:\n%s\nwant:\n%s", got, want)
+	}
+	list, err := r.ListSnapshots(t.Context())
+	if err != nil || len(list) != 2 {
+		t.Errorf("snapshots after a two-stage build: %v %v, want busybox and app (no stage named)", list, err)
+	}
+	// Unchanged: every step cached.
+	if res := lb(t, root, "", "snapshot", "build", "-t", "app2", "--network", "none", ctx); res.code != 0 || strings.Contains(res.stderr, "done in") {
+		t.Errorf("rebuild: exit %d, want every step cached:\n%s", res.code, res.stderr)
+	}
+	// --target: the builder stage only.
+	lbOK(t, root, "snapshot", "build", "-q", "--target", "builder", "-t", "builder-only", "--network", "none", ctx)
+	if got := shellIn(t, root, "builder-only", nil, "cat /out/etc/conf; ls /usr/local/bin | wc -l"); got != "conf\n0\n" {
+		t.Errorf("--target builder shows %q", got)
+	}
+	for _, tc := range []struct{ src, want string }{
+		{"/out/escape", "/out/escape: leaves the image's root"},
+		{"../../etc/passwd", "../../etc/passwd: leaves the image's root"},
+		{"/nosuch", "/nosuch: not in the image"},
+		{"/out/*.none", "/out/*.none: nothing in the image matches"},
+	} {
+		if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(recipe+"COPY --from=builder "+tc.src+" /x\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		before := dirNames(t, filepath.Join(root, "snapshots", "layers"))
+		res := lb(t, root, "", "snapshot", "build", "-t", "bad", "--network", "none", ctx)
+		if res.code != 125 || !strings.Contains(res.stderr, "line 10: COPY --from=builder "+tc.src) || !strings.Contains(res.stderr, tc.want) {
+			t.Errorf("COPY --from=builder %s: exit %d, stderr:\n%s\nwant exit 125 and %q", tc.src, res.code, res.stderr, tc.want)
+		}
+		if got := dirNames(t, filepath.Join(root, "snapshots", "layers")); len(got) != len(before) {
+			t.Errorf("layers after a refused COPY --from: %v, want %v", got, before)
+		}
+		if _, err := r.InspectSnapshot(t.Context(), "bad"); !errors.Is(err, lightbox.ErrNotFound) {
+			t.Errorf("snapshot made after a failed build: %v", err)
+		}
+	}
+}
+
+// RUN --mount=type=tmpfs: an empty writable directory, in no layer, gone
+// after the step.
+func TestBuildTmpfsMount(t *testing.T) {
+	root, _ := newStore(t)
+	ctx := buildContextDir(t, `FROM busybox
+RUN --mount=type=tmpfs,target=/scratch ls -A /scratch | wc -l > /seen && echo x > /scratch/f && stat -c %a /scratch >> /seen
+RUN --mount=type=tmpfs,target=/scratch ls -A /scratch | wc -l >> /seen
+`, map[string]string{})
+	lbOK(t, root, "snapshot", "build", "-q", "-t", "app", "--network", "none", ctx)
+	if got := shellIn(t, root, "app", nil, "cat /seen; ls -A /scratch 2>/dev/null | wc -l"); got != "0\n1777\n0\n0\n" {
+		t.Errorf("the tmpfs mounts showed %q, want each empty and nothing of them in the snapshot", got)
+	}
+	if left, _ := filepath.Glob(filepath.Join(root, "tmp", "snapshot-scratch-*")); len(left) != 0 {
+		t.Errorf("scratch directories left after the build: %v", left)
+	}
+}
+
+// kill -9 of `lightbox snapshot build` while a RUN runs leaves nothing
+// that `lightbox gc` does not clean: no sandbox, no mount, no new layer
+// or blob, no snapshot, no scratch directory, no lease on the cache
+// volume (a later build uses it and `volume rm` removes it).
+func TestBuildKilledMidStep(t *testing.T) {
+	root, r := newStore(t)
+	ctx := buildContextDir(t, `FROM busybox
+RUN --mount=type=cache,id=kcache,target=/c --mount=type=tmpfs,target=/t \
+    echo started > /c/started; while :; do sleep 1; done
+`, map[string]string{})
+	layersBefore := dirNames(t, filepath.Join(root, "snapshots", "layers"))
+	blobsBefore := dirNames(t, filepath.Join(root, "snapshots", "oci", "blobs", "sha256"))
+	cmd := exec.Command(binPath, "--root", root, "snapshot", "build", "-q", "-t", "killed", "--network", "none", ctx)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The step runs once its command has written into the cache volume.
+	started := filepath.Join(root, "volumes", "kcache", "data", "started")
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if _, err := os.Stat(started); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			t.Fatalf("the RUN step never started: %s", errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait() // killed: the status says so
+	// The sandbox's init sees its launcher gone and exits; gc then
+	// removes what is left. Poll until gc has nothing more to remove.
+	deadline = time.Now().Add(time.Minute)
+	for {
+		lbOK(t, root, "gc")
+		list, err := r.ListSandboxes(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sandboxes after kill -9 and gc: %+v", list)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// (Dot files are the store's: its lock and the cached lean init.)
+	if left := slices.DeleteFunc(dirNames(t, filepath.Join(root, "sandboxes")), func(n string) bool { return strings.HasPrefix(n, ".") }); len(left) != 0 {
+		t.Errorf("sandbox state left: %v", left)
+	}
+	assertNoMounts(t, root)
+	if got := dirNames(t, filepath.Join(root, "snapshots", "layers")); !slices.Equal(got, layersBefore) {
+		t.Errorf("layers after kill -9 and gc: %v, want %v", got, layersBefore)
+	}
+	if got := dirNames(t, filepath.Join(root, "snapshots", "oci", "blobs", "sha256")); !slices.Equal(got, blobsBefore) {
+		t.Errorf("blobs after kill -9 and gc: %v, want %v", got, blobsBefore)
+	}
+	if left, _ := filepath.Glob(filepath.Join(root, "tmp", "snapshot-*")); len(left) != 0 {
+		t.Errorf("temporary directories after kill -9 and gc: %v", left)
+	}
+	if _, err := r.InspectSnapshot(t.Context(), "killed"); !errors.Is(err, lightbox.ErrNotFound) {
+		t.Errorf("snapshot after kill -9: %v, want none", err)
+	}
+	// No lease held on the cache volume: a build uses it, rm removes it.
+	if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM busybox\nRUN --mount=type=cache,id=kcache,target=/c cat /c/started > /seen\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lbOK(t, root, "snapshot", "build", "-q", "-t", "after", "--network", "none", ctx)
+	if got := shellIn(t, root, "after", nil, "cat /seen"); got != "started\n" {
+		t.Errorf("the build after the kill saw %q in the cache", got)
+	}
+	lbOK(t, root, "volume", "rm", "kcache")
 }

@@ -45,3 +45,10 @@ func (s *Store) ReadFile(ctx context.Context, layers []string, p string) ([]byte
 func (s *Store) IsRegularFile(layers []string, p string) (bool, error) {
 	return false, errPlatform
 }
+
+// CopyOut is unsupported off Linux.
+func (s *Store) CopyOut(ctx context.Context, req CopyRequest) (io.ReadCloser, error) {
+	return nil, errPlatform
+}
+
+func copyOutMain(args []string) error { return errPlatform }

@@ -411,6 +411,8 @@ func unpackMain(args []string) error {
 		return os.Rename(args[1], args[2])
 	case "lookup":
 		return lookupMain(args[1:])
+	case "copyout":
+		return copyOutMain(args[1:])
 	}
 	return fmt.Errorf("unknown mode %q", args[0])
 }

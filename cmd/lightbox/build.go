@@ -10,6 +10,7 @@ import (
 
 	"github.com/beamhop/lightbox"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
 )
 
 func buildCommand() *cli.Command {
@@ -22,6 +23,7 @@ func buildCommand() *cli.Command {
 			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "the recipe (default: CONTEXT/Dockerfile; - reads stdin)"},
 			&cli.StringSliceFlag{Name: "build-arg", Usage: "K=V build argument (repeatable)"},
 			&cli.BoolFlag{Name: "no-cache", Usage: "run every step again"},
+			&cli.StringFlag{Name: "target", Usage: "the stage (FROM … AS STAGE) to make the snapshot of; later stages are not built"},
 			&cli.StringFlag{Name: "network", Usage: "each RUN's network: private, none or host", Value: string(lightbox.NetworkPrivate)},
 			&cli.StringSliceFlag{Name: "volume", Aliases: []string{"v"}, Usage: "SRC:DST[:ro|:O] mounted into each RUN, as run -v (repeatable)"},
 			caCertsFlag(),
@@ -59,7 +61,7 @@ func buildCommand() *cli.Command {
 			}
 			opts := lightbox.BuildOptions{
 				Name: c.String("tag"), RecipeFile: c.String("file"), Context: c.Args().First(),
-				Args: args, NoCache: c.Bool("no-cache"), Network: lightbox.Network(c.String("network")),
+				Args: args, NoCache: c.Bool("no-cache"), Target: c.String("target"), Network: lightbox.Network(c.String("network")),
 				Mounts: mounts, Replace: c.Bool("replace"), CACerts: c.String("ca-certs"),
 			}
 			if opts.RecipeFile == "-" {
@@ -73,6 +75,10 @@ func buildCommand() *cli.Command {
 			var out bytes.Buffer // a quiet build's RUN output, shown if it fails
 			if quiet {
 				opts.Stdout, opts.Stderr = &out, &out
+			} else if term.IsTerminal(int(os.Stderr.Fd())) {
+				bar := newBuildBar(os.Stderr)
+				opts.Stdout, opts.Stderr = bar, bar
+				opts.Progress = bar.report
 			} else {
 				opts.Stdout, opts.Stderr = os.Stderr, os.Stderr
 				opts.Progress = printProgress
@@ -95,19 +101,24 @@ func buildCommand() *cli.Command {
 	}
 }
 
-// printProgress draws a step starting and then how it ended, on stderr
+// printProgress writes a step starting and then how it ended, on stderr
 // (the steps' own output goes there too, between the two lines).
 func printProgress(p lightbox.BuildProgress) {
 	if !p.Done {
 		fmt.Fprintf(os.Stderr, "[%d/%d] %s\n", p.Step, p.Total, p.Instruction)
 		return
 	}
+	fmt.Fprintln(os.Stderr, stepLine(p))
+}
+
+// stepLine is how a finished step is reported.
+func stepLine(p lightbox.BuildProgress) string {
 	switch {
 	case p.Cached:
-		fmt.Fprintf(os.Stderr, "[%d/%d] cached\n", p.Step, p.Total)
+		return fmt.Sprintf("[%d/%d] cached", p.Step, p.Total)
 	case p.LayerSize > 0:
-		fmt.Fprintf(os.Stderr, "[%d/%d] done in %.1fs, layer %s\n", p.Step, p.Total, p.Duration.Seconds(), humanBytes(p.LayerSize))
+		return fmt.Sprintf("[%d/%d] done in %.1fs, layer %s", p.Step, p.Total, p.Duration.Seconds(), humanBytes(p.LayerSize))
 	default:
-		fmt.Fprintf(os.Stderr, "[%d/%d] done in %.1fs\n", p.Step, p.Total, p.Duration.Seconds())
+		return fmt.Sprintf("[%d/%d] done in %.1fs", p.Step, p.Total, p.Duration.Seconds())
 	}
 }

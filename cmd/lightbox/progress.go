@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,4 +50,62 @@ func (b *progressBars) report(p lightbox.TransferProgress) {
 		_ = b.bar.Finish()
 		b.current, b.bar = "", nil
 	}
+}
+
+// buildBar draws a build's progress on a terminal: a bar of the steps,
+// described by the step that runs, with each finished step's line (as
+// printProgress writes it) and the RUN output passing above it.
+type buildBar struct {
+	w   io.Writer
+	mu  sync.Mutex
+	bar *progressbar.ProgressBar
+}
+
+func newBuildBar(w io.Writer) *buildBar { return &buildBar{w: w} }
+
+func (b *buildBar) report(p lightbox.BuildProgress) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.bar == nil {
+		b.bar = progressbar.NewOptions(p.Total,
+			progressbar.OptionSetWriter(b.w),
+			progressbar.OptionSetWidth(20),
+			progressbar.OptionShowCount(),
+			progressbar.OptionSetElapsedTime(true),
+			progressbar.OptionClearOnFinish(), // no throttle: a build reports a few events a step
+		)
+	}
+	// A terminal that cannot be drawn on is no reason to fail a build.
+	if !p.Done {
+		b.bar.Describe(shorten(p.Instruction, 48))
+		_ = b.bar.Set(p.Step - 1)
+		return
+	}
+	_ = b.bar.Clear()
+	_, _ = io.WriteString(b.w, stepLine(p)+"  "+shorten(p.Instruction, 60)+"\n")
+	_ = b.bar.Set(p.Step)
+	if p.Step >= p.Total {
+		_ = b.bar.Finish()
+		b.bar = nil
+	}
+}
+
+// Write passes a RUN's output above the bar (drawn again at the next
+// report).
+func (b *buildBar) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.bar != nil {
+		_ = b.bar.Clear()
+	}
+	return b.w.Write(p)
+}
+
+// shorten cuts s (one line of it) to n runes.
+func shorten(s string, n int) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
 }

@@ -30,3 +30,29 @@ func TestProgressBarsOneAtATime(t *testing.T) {
 		t.Fatalf("after a finished: %q, want b's bar", s)
 	}
 }
+
+// A build on a terminal: a bar described by the running step, finished
+// steps' lines and the RUN output above it.
+func TestBuildBar(t *testing.T) {
+	var out bytes.Buffer
+	b := newBuildBar(&out)
+	b.report(lightbox.BuildProgress{Step: 1, Total: 2, Instruction: "FROM busybox"})
+	b.report(lightbox.BuildProgress{Step: 1, Total: 2, Instruction: "FROM busybox", Done: true, Cached: true})
+	b.report(lightbox.BuildProgress{Step: 2, Total: 2, Instruction: "RUN make all\nand more"})
+	if _, err := b.Write([]byte("compiling\n")); err != nil {
+		t.Fatal(err)
+	}
+	s := out.String()
+	for _, want := range []string{"[1/2] cached  FROM busybox\n", "RUN make all", "compiling\n"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("output %q lacks %q", s, want)
+		}
+	}
+	if strings.Contains(s, "and more") {
+		t.Errorf("output %q: the bar's description is the instruction's first line only", s)
+	}
+	b.report(lightbox.BuildProgress{Step: 2, Total: 2, Instruction: "RUN make all\nand more", Done: true, LayerSize: 2048})
+	if s := out.String(); !strings.Contains(s, "[2/2] done in 0.0s, layer 2.0 KiB  RUN make all\n") {
+		t.Errorf("output %q lacks the last step's line", s)
+	}
+}

@@ -1,0 +1,196 @@
+package build
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+)
+
+// copyFrom is COPY --from: files of an earlier stage's image, or of a
+// snapshot of the store, become one layer. Its cache key holds the source
+// image's layer chain and the digest of what is copied (the layer tar, as
+// written, read once for the key and again for the layer when the key
+// misses).
+func (bd *builder) copyFrom(ctx context.Context, s *stage, text string, cfg Config, c *instructions.CopyCommand) (StepOutput, bool, error) {
+	from, _, err := bd.lex.ProcessWord(c.From, envMap(s.env()))
+	if err != nil {
+		return StepOutput{}, false, err
+	}
+	src, err := bd.fromImage(ctx, from)
+	if err != nil {
+		return StepOutput{}, false, err
+	}
+	if src.ID == "" {
+		return StepOutput{}, false, fmt.Errorf("--from=%s: the image has no files", from)
+	}
+	for _, p := range c.SourcePaths {
+		if leavesRoot(p) {
+			return StepOutput{}, false, fmt.Errorf("--from=%s: %s: leaves the image's root", from, p)
+		}
+	}
+	dest := c.DestPath
+	destDir := strings.HasSuffix(dest, "/") || len(c.SourcePaths) > 1 || dest == "." || slices.ContainsFunc(c.SourcePaths, hasGlob)
+	if !path.IsAbs(dest) {
+		dest = path.Join("/", s.img.Config.WorkingDir, dest)
+	}
+	dest = path.Clean(dest)
+	if !destDir && s.img.ID != "" {
+		_, isDir, err := bd.b.Stat(ctx, s.img.ID, dest)
+		if err != nil {
+			return StepOutput{}, false, err
+		}
+		destDir = isDir
+	}
+	var chmod *fs.FileMode
+	if c.Chmod != "" {
+		m, err := strconv.ParseUint(c.Chmod, 8, 32)
+		if err != nil || m > 0o7777 {
+			return StepOutput{}, false, fmt.Errorf("--chmod=%s: want an octal mode", c.Chmod)
+		}
+		fm := fs.FileMode(m)
+		chmod = &fm
+	}
+	var own *owner
+	if c.Chown != "" {
+		if own, err = bd.chown(ctx, s, c.Chown); err != nil {
+			return StepOutput{}, false, err
+		}
+	}
+	chain, err := bd.b.Chain(ctx, src.ID)
+	if err != nil {
+		return StepOutput{}, false, fmt.Errorf("--from=%s: %w", from, err)
+	}
+	open := func() (io.ReadCloser, error) {
+		r, err := bd.b.CopyFrom(ctx, src.ID, c.SourcePaths, dest, destDir)
+		if err != nil {
+			return nil, fmt.Errorf("--from=%s: %w", from, err)
+		}
+		return retar(r, own, chmod), nil
+	}
+	r, err := open()
+	if err != nil {
+		return StepOutput{}, false, err
+	}
+	h := sha256.New()
+	_, err = io.Copy(h, r)
+	if cerr := r.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return StepOutput{}, false, fmt.Errorf("--from=%s: %w", from, err)
+	}
+	extra := []string{"from " + chain, "content " + hex.EncodeToString(h.Sum(nil))}
+	if own != nil {
+		extra = append(extra, fmt.Sprintf("owner %d:%d", own.uid, own.gid))
+	}
+	return bd.commit(ctx, s, text, cfg, func() (io.Reader, func(), error) {
+		r, err := open()
+		if err != nil {
+			return nil, nil, err
+		}
+		return r, func() { _ = r.Close() }, nil // its error reached the commit through the stream
+	}, extra...)
+}
+
+// fromImage resolves --from: a stage built before this one (by name or
+// number), else a snapshot of the store.
+func (bd *builder) fromImage(ctx context.Context, from string) (Image, error) {
+	if img, ok := bd.stages[strings.ToLower(from)]; ok {
+		return img, nil
+	}
+	if n, err := strconv.Atoi(from); err == nil && n >= 0 {
+		if n < len(bd.byIndex) {
+			return bd.byIndex[n], nil
+		}
+		return Image{}, fmt.Errorf("--from=%d: stage %d is not built before this one", n, n)
+	}
+	if slices.ContainsFunc(bd.r.stages, func(st instructions.Stage) bool { return strings.EqualFold(st.Name, from) }) {
+		return Image{}, fmt.Errorf("--from=%s: the stage is not built before this one (only an earlier stage can be copied from)", from)
+	}
+	img, err := bd.b.From(ctx, from)
+	if err != nil {
+		return Image{}, fmt.Errorf("--from=%s: no stage of that name, and %w", from, err)
+	}
+	return img, nil
+}
+
+// leavesRoot reports whether p, read from the root, climbs above it.
+func leavesRoot(p string) bool {
+	depth := 0
+	for _, c := range strings.Split(p, "/") {
+		switch c {
+		case "", ".":
+		case "..":
+			if depth--; depth < 0 {
+				return true
+			}
+		default:
+			depth++
+		}
+	}
+	return false
+}
+
+// retar copies tar stream r applying --chown (own) and --chmod (not to
+// symlinks).
+func retar(r io.ReadCloser, own *owner, chmod *fs.FileMode) io.ReadCloser {
+	if own == nil && chmod == nil {
+		return r
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		err := func() error {
+			tr := tar.NewReader(r)
+			tw := tar.NewWriter(pw)
+			for {
+				hdr, err := tr.Next()
+				if errors.Is(err, io.EOF) {
+					return tw.Close()
+				}
+				if err != nil {
+					return err
+				}
+				if own != nil {
+					hdr.Uid, hdr.Gid = own.uid, own.gid
+				}
+				if chmod != nil && hdr.Typeflag != tar.TypeSymlink {
+					hdr.Mode = int64(*chmod)
+				}
+				if err := tw.WriteHeader(hdr); err != nil {
+					return err
+				}
+				if _, err := io.Copy(tw, tr); err != nil {
+					return err
+				}
+			}
+		}()
+		if cerr := r.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+		pw.CloseWithError(err)
+	}()
+	return &pipeCloser{pr, r}
+}
+
+// pipeCloser is retar's output: closing it closes the source too, so a
+// reader that stops early stops the copier.
+type pipeCloser struct {
+	*io.PipeReader
+	src io.Closer
+}
+
+func (p *pipeCloser) Close() error {
+	_ = p.src.Close() // stops the producer; its error, if the stream was read to its end, came through the pipe
+	return p.PipeReader.Close()
+}
