@@ -6,6 +6,11 @@ export CGO_ENABLED := 0
 
 GO        ?= go
 BIN       := bin/lightbox
+# The tags every build of the lightbox binary gets (hack/test.sh and
+# bench/run.sh use the same). urfave_cli_no_docs leaves out urfave/cli's
+# man-page and markdown generators (and blackfriday's init tables): the
+# CLI never calls them. `go install` without it builds the same CLI.
+export LIGHTBOX_TAGS ?= urfave_cli_no_docs
 # Where `make debian-base` and `make test` keep the debootstrap tree (and
 # its tarball) between runs: once per machine, reused while it checks out.
 export DEBIAN_BASE_DIR ?= /var/cache/lightbox/debian-bookworm
@@ -28,7 +33,7 @@ generate:
 ## build: the static binary bin/lightbox.
 build: generate
 	@mkdir -p bin
-	$(GO) build -trimpath -o $(BIN) ./cmd/lightbox
+	$(GO) build -trimpath -tags '$(LIGHTBOX_TAGS)' -o $(BIN) ./cmd/lightbox
 
 ## test: go vet, then every package's tests as root and as the
 ## unprivileged user lbtest (strict mode with LIGHTBOX_TEST_STRICT=1).

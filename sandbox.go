@@ -258,7 +258,7 @@ func (s *Sandbox) destroy(ctx context.Context, grace time.Duration) error {
 	if s.settled != nil {
 		s.settled()
 	}
-	info, _ := s.rs.Info(ctx)
+	info, _ := s.rs.Status(ctx) // for WritableDir; the cgroup's usage is not wanted
 	if err := s.rs.DestroyGrace(ctx, grace); err != nil {
 		return err
 	}
@@ -407,7 +407,7 @@ func (r *Runtime) RemoveSandbox(ctx context.Context, name string, opts RemoveSan
 	if err != nil {
 		return err
 	}
-	info, err := sb.rs.Info(ctx)
+	info, err := sb.rs.Status(ctx)
 	if err != nil {
 		return err
 	}

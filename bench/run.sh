@@ -36,7 +36,7 @@ user=${BENCH_USER:-lbtest}
 hack/test-user.sh "$user"
 
 mkdir -p bin
-[ -x bin/lightbox ] || go build -trimpath -o bin/lightbox ./cmd/lightbox
+[ -x bin/lightbox ] || go build -trimpath -tags "${LIGHTBOX_TAGS-urfave_cli_no_docs}" -o bin/lightbox ./cmd/lightbox
 go build -o bin/lbbench ./bench/lbbench
 api=bin/lbapi.test
 if ! go test -c -o "$api" ./bench/api 2>bin/lbapi.err; then

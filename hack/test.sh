@@ -141,7 +141,7 @@ for ip in "${pkgs[@]}"; do
 		results+=("$(printf '%-28s %-9s %s' "$rel" compile FAIL)")
 	fi
 done
-if out=$(go build -trimpath -o "$lightbox_bin" ./cmd/lightbox 2>&1); then
+if out=$(go build -trimpath -tags "${LIGHTBOX_TAGS-urfave_cli_no_docs}" -o "$lightbox_bin" ./cmd/lightbox 2>&1); then
 	say "    built bin/lightbox"
 else
 	say "    bin/lightbox: build FAILED:"

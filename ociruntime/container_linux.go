@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -49,7 +50,8 @@ var ErrNotExist = errors.New("container does not exist")
 // ErrExist is returned by create for an id already in use.
 var ErrExist = errors.New("container already exists")
 
-var validID = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_+.-]*$`)
+// Compiled on first use: only the lightbox-runc role needs it.
+var validID = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_+.-]*$`) })
 
 func (r *Runtime) root() string {
 	if r.Root != "" {
@@ -64,7 +66,7 @@ func (r *Runtime) root() string {
 }
 
 func (r *Runtime) dir(id string) (string, error) {
-	if !validID.MatchString(id) {
+	if !validID().MatchString(id) {
 		return "", fmt.Errorf("container id %q: invalid (want [a-zA-Z0-9][a-zA-Z0-9_+.-]*)", id)
 	}
 	return filepath.Join(r.root(), id), nil

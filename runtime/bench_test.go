@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/beamhop/lightbox/internal/testutil"
+	"github.com/containerd/cgroups/v3/cgroup1"
 )
 
 // BenchmarkLaunch measures launch + exec of /bin/true + destroy, the
@@ -74,5 +75,41 @@ func BenchmarkFloorUnshare(b *testing.B) {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			b.Fatalf("%v: %s", err, out)
 		}
+	}
+}
+
+// BenchmarkStatus reads a running sandbox's status with the cgroup's usage
+// (Info, ps) and without it (Attach, exec, destroy, every launch's look at
+// the sandboxes already there).
+func BenchmarkStatus(b *testing.B) {
+	e := newEnvB(b)
+	sb, err := e.m.Launch(context.Background(), e.spec("bench-status"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sb.Destroy(context.Background())
+	for _, usage := range []bool{true, false} {
+		b.Run(map[bool]string{true: "usage", false: "no-usage"}[usage], func(b *testing.B) {
+			for b.Loop() {
+				if info, err := e.m.statusOf("bench-status", usage); err != nil || info.Status != StatusRunning {
+					b.Fatal(info.Status, err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkCgroupParents is the cgroup v1 planning's lookup of this
+// process's cgroups: containerd's NestedPath against v1NestedPath.
+func BenchmarkCgroupParents(b *testing.B) {
+	for name, nested := range map[string]func(string) cgroup1.Path{"containerd": cgroup1.NestedPath, "lightbox": v1NestedPath} {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				p := nested("lightbox")
+				for _, c := range v1Controllers {
+					_, _ = p(c) // a missing controller is planLimits' concern, not this benchmark's
+				}
+			}
+		})
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/beamhop/lightbox/internal/testutil"
 	"github.com/containerd/cgroups/v3"
+	"github.com/containerd/cgroups/v3/cgroup1"
 	"golang.org/x/sys/unix"
 )
 
@@ -485,5 +486,19 @@ func TestTtyLogCapped(t *testing.T) {
 	}
 	if !strings.Contains(errb.String(), "were dropped") {
 		t.Errorf("Logs said %q, want a note that older output was dropped", errb.String())
+	}
+}
+
+// v1NestedPath reads mountinfo once; what it returns must be what
+// containerd's cgroup1.NestedPath returns, controller by controller.
+func TestV1NestedPathMatchesContainerd(t *testing.T) {
+	ours, theirs := v1NestedPath("lightbox"), cgroup1.NestedPath("lightbox")
+	names := append([]cgroup1.Name{"systemd", cgroup1.Blkio, cgroup1.Devices, cgroup1.Freezer}, v1Controllers...)
+	for _, n := range names {
+		got, gerr := ours(n)
+		want, werr := theirs(n)
+		if got != want || !errors.Is(gerr, werr) && (gerr == nil || werr == nil || gerr.Error() != werr.Error()) {
+			t.Errorf("v1NestedPath(lightbox)(%s) = %q, %v; want %q, %v", n, got, gerr, want, werr)
+		}
 	}
 }

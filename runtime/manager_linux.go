@@ -271,7 +271,12 @@ func (m *Manager) setAside() []string {
 		if !e.IsDir() || !names.Valid(n) {
 			continue
 		}
-		if info, err := m.status(n); err != nil || info.Status != StatusDead {
+		// Every launch looks at every sandbox here, under the global
+		// lock: a running one (its init holds the lock) costs one probe.
+		if locked, err := held(filepath.Join(m.root, n, "lock")); err != nil || locked {
+			continue
+		}
+		if info, err := m.statusOf(n, false); err != nil || info.Status != StatusDead {
 			continue
 		}
 		lk, err := lockBriefly(filepath.Join(m.root, n, "lock"))
@@ -300,7 +305,7 @@ func (m *Manager) removeGarbage(ctx context.Context, paths []string) {
 func (m *Manager) createLocked(ctx context.Context, name string) (*lockfile.Lock, error) {
 	dir := m.dir(name)
 	if _, err := os.Lstat(dir); err == nil {
-		st, _ := m.status(name)
+		st, _ := m.statusOf(name, false)
 		if st.Status != StatusDead {
 			return nil, fmt.Errorf("sandbox %s: %w (%s)", name, errdefs.ErrExists, st.Status)
 		}
@@ -573,11 +578,18 @@ func readState(dir string) (state, error) {
 // status tells a sandbox's status from its lock and what the init wrote
 // in it.
 func (m *Manager) status(name string) (info Info, _ error) {
+	return m.statusOf(name, true)
+}
+
+// statusOf is status; without usage, it leaves Usage and OOMKilled unset
+// and reads no cgroup file (a dozen reads, memory.stat among them, that
+// Attach, an exec or a destroy does not need).
+func (m *Manager) statusOf(name string, usage bool) (info Info, _ error) {
 	dir := m.dir(name)
 	st, serr := readState(dir)
 	info = Info{Name: name, Snapshot: st.Snapshot, CreatedAt: st.CreatedAt, Volumes: st.Volumes, Command: st.Command, WritableDir: st.WritableDir, Limits: st.Limits}
 	defer func() {
-		if st.Cgroup == nil || info.Status == StatusDead {
+		if !usage || st.Cgroup == nil || info.Status == StatusDead {
 			return
 		}
 		if u, err := st.Cgroup.usage(); err == nil {

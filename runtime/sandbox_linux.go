@@ -73,7 +73,7 @@ func (m *Manager) Attach(ctx context.Context, name string) (*Sandbox, error) {
 	if err := names.Check("sandbox", name); err != nil {
 		return nil, err
 	}
-	info, err := m.status(name)
+	info, err := m.statusOf(name, false)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("sandbox %s: %w", name, errdefs.ErrNotFound)
@@ -97,6 +97,16 @@ func (s *Sandbox) MainCommand() *Cmd {
 // Info describes the sandbox now.
 func (s *Sandbox) Info(ctx context.Context) (Info, error) {
 	info, err := s.m.status(s.name)
+	if err != nil {
+		return info, fmt.Errorf("sandbox %s: %w", s.name, err)
+	}
+	return info, nil
+}
+
+// Status is Info without the cgroup's usage (Usage and OOMKilled unset):
+// it reads the state and the lock only, no cgroup file.
+func (s *Sandbox) Status(ctx context.Context) (Info, error) {
+	info, err := s.m.statusOf(s.name, false)
 	if err != nil {
 		return info, fmt.Errorf("sandbox %s: %w", s.name, err)
 	}
@@ -423,7 +433,7 @@ func (s *Sandbox) initExited(ctx context.Context) (<-chan struct{}, func(), erro
 // The lock tells it runs; the recorded start time guards against pid
 // reuse.
 func (s *Sandbox) pidfd() (*os.File, error) {
-	info, err := s.m.status(s.name)
+	info, err := s.m.statusOf(s.name, false)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, nil

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/opencontainers/umoci/oci/casext/blobcompress"
@@ -183,7 +184,10 @@ func decompressor(comp string, r io.Reader) (io.ReadCloser, error) {
 
 // imageEntry matches the first entries of an image archive (docker save
 // or oci-archive) as opposed to a root filesystem tarball.
-var imageEntry = regexp.MustCompile(`^(manifest\.json|repositories|oci-layout|index\.json|blobs(/.*)?|[0-9a-f]{64}(\.json|/.*)?)$`)
+// Compiled on first use: a launch never reads an archive.
+var imageEntry = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(manifest\.json|repositories|oci-layout|index\.json|blobs(/.*)?|[0-9a-f]{64}(\.json|/.*)?)$`)
+})
 
 // detect finds the format of source path p. A compressed image archive is
 // decompressed into a temporary directory (dec, archive.tar), which the
@@ -267,7 +271,7 @@ func scanKind(r io.Reader, max int) (string, error) {
 			return "", fmt.Errorf("read tar: %w", err)
 		}
 		n := cleanName(hdr.Name)
-		if max >= 0 && imageEntry.MatchString(n) {
+		if max >= 0 && imageEntry().MatchString(n) {
 			return FormatDocker, nil
 		}
 		top[n] = true

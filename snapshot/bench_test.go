@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/beamhop/lightbox/internal/testutil"
 	"github.com/klauspost/pgzip"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -164,4 +165,52 @@ func BenchmarkUnpack(b *testing.B) {
 	b.ReportMetric(float64(mb)*float64(b.N)/lbTime.Seconds(), "lightbox-MB/s")
 	b.ReportMetric(float64(mb)*float64(b.N)/tarTime.Seconds(), "tar-MB/s")
 	b.SetBytes(int64(mb) << 20)
+}
+
+// BenchmarkLease resolves a snapshot for a launch in a store whose index
+// also holds n build-cache entries (each build step adds one): "get" is
+// what a lease cost before refs.json (Get: umoci, the whole index parsed,
+// every layer's size read), "lease" is Lease now.
+func BenchmarkLease(b *testing.B) {
+	ctx := b.Context()
+	s := openStore(b)
+	if _, err := s.Import(ctx, "x", testutil.BusyboxRootfs(b), ImportOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	have := 0
+	for _, n := range []int{0, 100, 1000} {
+		e, err := s.engine()
+		if err != nil {
+			b.Fatal(err)
+		}
+		idx, err := e.GetIndex(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		named := idx.Manifests[len(idx.Manifests)-1]
+		for ; have < n; have++ {
+			idx.Manifests = append([]ispec.Descriptor{{MediaType: named.MediaType, Digest: named.Digest, Size: named.Size,
+				Annotations: map[string]string{annotationBuildKey: fmt.Sprintf("sha256:%064x", have), annotationCreated: time.Now().UTC().Format(time.RFC3339Nano)}}}, idx.Manifests...)
+		}
+		if err := e.PutIndex(ctx, idx); err != nil {
+			b.Fatal(err)
+		}
+		e.Close()
+		b.Run(fmt.Sprintf("get/entries=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := s.Get(ctx, "x"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("lease/entries=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				l, _, err := s.Lease(ctx, "x")
+				if err != nil {
+					b.Fatal(err)
+				}
+				l.Close()
+			}
+		})
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/beamhop/lightbox/internal/errdefs"
 	"github.com/opencontainers/go-digest"
@@ -24,7 +25,10 @@ type dockerManifestEntry struct {
 
 // hexName matches file names that carry the sha256 of their content:
 // blobs/sha256/<hex>, <hex>.json (old configs) and <hex>.tar.
-var hexName = regexp.MustCompile(`(?:^|/)([0-9a-f]{64})(?:\.json|\.tar)?$`)
+// Compiled on first use: a launch never reads a docker archive.
+var hexName = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(?:^|/)([0-9a-f]{64})(?:\.json|\.tar)?$`)
+})
 
 // normTag strips the default registry and namespace, so that
 // "docker.io/library/busybox:latest" and "busybox:latest" match.
@@ -81,7 +85,7 @@ func (s *Store) convertDocker(ctx context.Context, e casext.Engine, a *archive, 
 		return ispec.Descriptor{}, ispec.Manifest{}, fmt.Errorf("config: %w", err)
 	}
 	cfgDigest := digest.FromBytes(cfgData)
-	if m := hexName.FindStringSubmatch(dm.Config); m != nil && m[1] != cfgDigest.Encoded() {
+	if m := hexName().FindStringSubmatch(dm.Config); m != nil && m[1] != cfgDigest.Encoded() {
 		return ispec.Descriptor{}, ispec.Manifest{}, fmt.Errorf("config %q: digest mismatch: content is %s", dm.Config, cfgDigest)
 	}
 	var cfg ispec.Image
@@ -111,7 +115,7 @@ func (s *Store) convertDocker(ctx context.Context, e casext.Engine, a *archive, 
 		// Check the content against the digest its name carries, or the
 		// config's diff_id when it is an uncompressed tar.
 		var want digest.Digest
-		if m := hexName.FindStringSubmatch(lp); m != nil && strings.Contains(lp, "blobs/") {
+		if m := hexName().FindStringSubmatch(lp); m != nil && strings.Contains(lp, "blobs/") {
 			want = digest.NewDigestFromEncoded(digest.SHA256, m[1])
 		} else if comp == "" && len(cfg.RootFS.DiffIDs) > i {
 			want = cfg.RootFS.DiffIDs[i]

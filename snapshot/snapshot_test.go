@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"github.com/beamhop/lightbox/internal/environ"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"github.com/beamhop/lightbox/internal/names"
 	"github.com/beamhop/lightbox/internal/testutil"
 	"github.com/google/go-cmp/cmp"
+	"github.com/opencontainers/go-digest"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/opencontainers/umoci/oci/casext/blobcompress"
 )
@@ -423,6 +425,144 @@ func TestLease(t *testing.T) {
 	if _, _, err := s.Lease(ctx, "x"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("Lease of a removed snapshot = %v, want ErrNotFound", err)
 	}
+}
+
+// Lease resolves a snapshot from the layout's files itself: it must see
+// what Get sees (less Size), and refuse a blob whose content does not
+// match its digest.
+func TestLeaseResolvesAsGet(t *testing.T) {
+	ctx := t.Context()
+	s := openStore(t)
+	if _, err := s.Import(ctx, "x", testutil.BusyboxRootfs(t), ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	want, err := s.Get(ctx, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, got, err := s.Lease(ctx, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	want.Size = 0
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("Lease's snapshot differs from Get's (-Get +Lease):\n%s", diff)
+	}
+	// Tamper with the config blob, keeping its size.
+	var m ispec.Manifest
+	if err := s.readBlobJSON(ispec.Descriptor{Digest: digest.Digest(want.Digest), Size: sizeOf(t, s, want.Digest)}, &m); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(s.ociDir(), "blobs", "sha256", m.Config.Digest.Encoded())
+	data, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := bytes.Replace(data, []byte(`"created"`), []byte(`"CREATED"`), 1)
+	if bytes.Equal(bad, data) || len(bad) != len(data) {
+		t.Fatalf("could not tamper with the config %s", data)
+	}
+	if err := os.Chmod(cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if l, _, err := s.Lease(ctx, "x"); err == nil || !strings.Contains(err.Error(), "digest") {
+		if l != nil {
+			l.Close()
+		}
+		t.Fatalf("Lease with a tampered config = %v, want a digest mismatch", err)
+	}
+}
+
+// Lease finds names through refs.json, a cache of the index's named
+// entries: it must follow every change of the index and survive a torn or
+// forged cache.
+func TestLeaseNamesCache(t *testing.T) {
+	ctx := t.Context()
+	s := openStore(t)
+	rootfs := testutil.BusyboxRootfs(t)
+	lease := func(name string) (string, error) {
+		t.Helper()
+		l, sn, err := s.Lease(ctx, name)
+		if err != nil {
+			return "", err
+		}
+		l.Close()
+		return sn.Digest, nil
+	}
+	first, err := s.Import(ctx, "x", rootfs, ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := lease("x"); err != nil || got != first.Digest {
+		t.Fatalf("Lease(x) = %s, %v; want %s", got, err, first.Digest)
+	}
+	cache := filepath.Join(s.root, refsFile)
+	if _, err := os.Stat(cache); err != nil {
+		t.Fatalf("no cache after a lease: %v", err)
+	}
+	// Replace x with other content: the cache must not hand out the old one.
+	if err := os.WriteFile(filepath.Join(rootfs, "new-file"), []byte("new"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	second, err := s.Import(ctx, "x", rootfs, ImportOptions{Replace: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Digest == first.Digest {
+		t.Fatal("the replaced snapshot has the same digest")
+	}
+	if got, err := lease("x"); err != nil || got != second.Digest {
+		t.Fatalf("Lease(x) after a replace = %s, %v; want %s", got, err, second.Digest)
+	}
+	if _, err := lease("y"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("Lease(y) = %v, want ErrNotFound", err)
+	}
+	// A forged cache (another index's digest) and a torn one are ignored.
+	forged, err := json.Marshal(refsCache{Index: first.Digest, Refs: map[string]ispec.Descriptor{"y": {Digest: digest.Digest(first.Digest)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, junk := range [][]byte{forged, []byte(`{"index":"sha2`), nil} {
+		if err := os.WriteFile(cache, junk, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := lease("x"); err != nil || got != second.Digest {
+			t.Fatalf("Lease(x) with cache %q = %s, %v; want %s", junk, got, err, second.Digest)
+		}
+		if _, err := lease("y"); !errors.Is(err, errdefs.ErrNotFound) {
+			t.Fatalf("Lease(y) with cache %q = %v, want ErrNotFound", junk, err)
+		}
+	}
+	// Removed: not found, whatever the cache said before.
+	if err := s.Remove(ctx, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lease("x"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("Lease(x) after Remove = %v, want ErrNotFound", err)
+	}
+	// No temporary file of the cache is left behind.
+	ents, err := os.ReadDir(s.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), refsTmpPrefix) {
+			t.Errorf("left behind: %s", e.Name())
+		}
+	}
+}
+
+func sizeOf(t *testing.T, s *Store, d string) int64 {
+	t.Helper()
+	fi, err := os.Stat(filepath.Join(s.ociDir(), "blobs", "sha256", strings.TrimPrefix(d, "sha256:")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
 }
 
 func TestNames(t *testing.T) {

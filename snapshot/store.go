@@ -271,6 +271,20 @@ func (s *Store) describe(ctx context.Context, e casext.Engine, name string, d is
 	if err := readJSON(ctx, e, m.Config, &c); err != nil {
 		return nil, fmt.Errorf("snapshot %s: config: %w", name, err)
 	}
+	sn := s.snapshotOf(name, d, &m, &c)
+	for _, l := range m.Layers {
+		n, err := s.unpackedSize(ctx, e, l)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot %s: %w", name, err)
+		}
+		sn.Size += n
+	}
+	return sn, nil
+}
+
+// snapshotOf is the Snapshot that manifest m (whose descriptor in the
+// index is d) and its config c make, without its unpacked Size.
+func (s *Store) snapshotOf(name string, d ispec.Descriptor, m *ispec.Manifest, c *ispec.Image) *Snapshot {
 	sn := &Snapshot{
 		Name:   name,
 		Digest: d.Digest.String(),
@@ -287,13 +301,55 @@ func (s *Store) describe(ctx context.Context, e casext.Engine, name string, d is
 	for _, l := range m.Layers {
 		sn.Layers = append(sn.Layers, s.LayerDir(l.Digest))
 		sn.StoredSize += l.Size
-		n, err := s.unpackedSize(ctx, e, l)
-		if err != nil {
-			return nil, fmt.Errorf("snapshot %s: %w", name, err)
-		}
-		sn.Size += n
 	}
-	return sn, nil
+	return sn
+}
+
+// resolve is Get for a launch: the same index entry (through the names'
+// cache, refs.go), manifest and config, read straight from the layout's
+// files (no umoci engine) with each blob's size and digest checked as
+// umoci checks them, and without the unpacked Size (which may mean
+// reading every layer). Called under the index lock.
+func (s *Store) resolve(name string) (*Snapshot, error) {
+	d, err := s.lookupRef(name)
+	if err != nil {
+		return nil, err
+	}
+	var m ispec.Manifest
+	if err := s.readBlobJSON(d, &m); err != nil {
+		return nil, fmt.Errorf("snapshot %s: manifest: %w", name, err)
+	}
+	var c ispec.Image
+	if err := s.readBlobJSON(m.Config, &c); err != nil {
+		return nil, fmt.Errorf("snapshot %s: config: %w", name, err)
+	}
+	return s.snapshotOf(name, d, &m, &c), nil
+}
+
+// readBlobJSON reads blob d of the layout into v, checking its size and
+// digest (what umoci's verified reader checks).
+func (s *Store) readBlobJSON(d ispec.Descriptor, v any) error {
+	if err := d.Digest.Validate(); err != nil {
+		return fmt.Errorf("blob %s: %w", d.Digest, err)
+	}
+	if d.Size < 0 || d.Size > maxJSON {
+		return fmt.Errorf("blob %s: size %d: not 0 to %d bytes", d.Digest, d.Size, maxJSON)
+	}
+	path := filepath.Join(s.ociDir(), "blobs", string(d.Digest.Algorithm()), d.Digest.Encoded())
+	data, err := readCapped(path)
+	if err != nil {
+		return err
+	}
+	if int64(len(data)) != d.Size {
+		return fmt.Errorf("%s: %d bytes, want %d", path, len(data), d.Size)
+	}
+	if got := d.Digest.Algorithm().FromBytes(data); got != d.Digest {
+		return fmt.Errorf("%s: digest %s, want %s", path, got, d.Digest)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
 }
 
 // Lease is a held claim on a snapshot: while any lease on it is held,
@@ -312,19 +368,22 @@ func (l *Lease) File() *os.File { return l.lk.File() }
 func (l *Lease) Close() error { return l.lk.Close() }
 
 // Lease takes a lease on the snapshot called name and returns it with the
-// snapshot.
+// snapshot, less its Size (0 here: it may cost reading every layer; Get
+// has it).
 func (s *Store) Lease(ctx context.Context, name string) (*Lease, *Snapshot, error) {
 	if err := names.Check("snapshot", name); err != nil {
 		return nil, nil, err
 	}
 	// Under the index lock, so that Remove (which deletes lease files
-	// under it) cannot race with the open.
-	ilk, err := lockfile.Exclusive(ctx, s.indexLock())
+	// under it) cannot race with the open. Shared: what changes the index
+	// or removes lease files holds it exclusively, and launches need not
+	// wait for each other.
+	ilk, err := lockfile.Shared(ctx, s.indexLock())
 	if err != nil {
 		return nil, nil, fmt.Errorf("lease snapshot %s: %w", name, err)
 	}
 	defer ilk.Close()
-	sn, err := s.Get(ctx, name)
+	sn, err := s.resolve(name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -555,6 +614,7 @@ func (t *tempDir) close() {
 // cleanTmp removes temporary directories of this store that no live
 // process holds.
 func (s *Store) cleanTmp(ctx context.Context) {
+	s.cleanRefsTmp()
 	ents, err := os.ReadDir(s.tmp)
 	if err != nil {
 		return

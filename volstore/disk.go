@@ -120,21 +120,22 @@ func (d *Disks) GC(ctx context.Context, inUse func(dir string) bool) ([]string, 
 // why, where the store cannot enforce a limit. RemoveDisk undoes it, also
 // after a crash.
 func (s *Store) CreateDisk(ctx context.Context, dir string, limitMiB int64) error {
-	if s.quota == nil {
-		return fmt.Errorf("cap the writable layer at %d MiB: %w", limitMiB, s.quotaWhy)
+	q, why := s.quotaBackend()
+	if q == nil {
+		return fmt.Errorf("cap the writable layer at %d MiB: %w", limitMiB, why)
 	}
 	if limitMiB <= 0 || limitMiB > MaxQuotaMiB {
 		return fmt.Errorf("cap the writable layer at %d MiB: %w: want 1 to %d MiB", limitMiB, ErrInvalidOption, MaxQuotaMiB)
 	}
-	if mb, ok := s.quota.(interface{ MinLimit() int64 }); ok && limitMiB<<20 < mb.MinLimit() {
+	if mb, ok := q.(interface{ MinLimit() int64 }); ok && limitMiB<<20 < mb.MinLimit() {
 		return fmt.Errorf("cap the writable layer at %d MiB: %w: below the %d MiB the %s backend's filesystem needs for itself",
-			limitMiB, ErrInvalidOption, (mb.MinLimit()+(1<<20)-1)>>20, s.quota.Name())
+			limitMiB, ErrInvalidOption, (mb.MinLimit()+(1<<20)-1)>>20, q.Name())
 	}
 	uid, gid := 0, 0
 	if len(s.m.UIDs) > 0 {
 		uid, gid = int(s.m.UIDs[0].HostID), int(s.m.GIDs[0].HostID)
 	}
-	if xb, ok := s.quota.(*XFSBackend); ok {
+	if xb, ok := q.(*XFSBackend); ok {
 		if err := os.Mkdir(dir, 0o700); err != nil {
 			return fmt.Errorf("cap the writable layer: %w", err)
 		}
@@ -148,7 +149,7 @@ func (s *Store) CreateDisk(ctx context.Context, dir string, limitMiB int64) erro
 		}
 		return nil
 	}
-	if err := s.quota.Create(ctx, dir, limitMiB<<20, uid, gid, 0o700); err != nil {
+	if err := q.Create(ctx, dir, limitMiB<<20, uid, gid, 0o700); err != nil {
 		return fmt.Errorf("cap the writable layer: %w", err)
 	}
 	return nil
@@ -162,8 +163,9 @@ func (s *Store) RemoveDisk(ctx context.Context, dir string) error {
 			return nil
 		}
 	}
-	if s.quota == nil {
-		return fmt.Errorf("remove capped layer %s: %w", dir, s.quotaWhy)
+	q, why := s.quotaBackend()
+	if q == nil {
+		return fmt.Errorf("remove capped layer %s: %w", dir, why)
 	}
-	return s.quota.Remove(ctx, dir)
+	return q.Remove(ctx, dir)
 }

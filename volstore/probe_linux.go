@@ -14,7 +14,7 @@ import (
 
 // probeQuota picks the backend that enforces quotas in the store at root:
 // xfs (XFS with prjquota, root), else loop (root), else none and why.
-func probeQuota(ctx context.Context, root string, log *slog.Logger) (Backend, error) {
+func probeQuota(root string, log *slog.Logger) (Backend, error) {
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("%w: a rootless store cannot enforce a quota (a loop-mounted image or an XFS project quota needs root)", errdefs.ErrQuotaUnsupported)
 	}

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/beamhop/lightbox/internal/atomicfile"
@@ -58,9 +59,12 @@ type Store struct {
 	m                idmap.Mapping
 	log              *slog.Logger
 	dir              Backend
-	quota            Backend // nil: quotas cannot be enforced here
-	quotaWhy         error   // why quota is nil
-	delegDir         string  // Options.DelegateDir
+	// The quota backend is probed on first use (a launch without a disk
+	// cap or a volume with a quota never needs it): quotaBackend.
+	quotaOnce sync.Once
+	quota     Backend // nil: quotas cannot be enforced here
+	quotaWhy  error   // why quota is nil
+	delegDir  string  // Options.DelegateDir
 }
 
 // Volume describes a volume.
@@ -132,9 +136,9 @@ const (
 	tmpRemove = "volrm+"
 )
 
-// Open opens (creating if needed) the volume store at opts.Root, probes
-// once which quota backend the store can use, and cleans what a killed
-// process left in TmpDir.
+// Open opens (creating if needed) the volume store at opts.Root and cleans
+// what a killed process left in TmpDir. Which quota backend the store can
+// use is probed once, when first needed.
 func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.Root == "" {
 		return nil, errors.New("open volume store: no root directory")
@@ -162,23 +166,32 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		}
 	}
 	s.dir = &dirBackend{m: s.m}
-	s.quota, s.quotaWhy = probeQuota(ctx, s.root, s.log)
-	if s.quota != nil {
-		s.log.Debug("volume quota backend", "backend", s.quota.Name())
-	} else {
-		s.log.Debug("volume quotas unsupported", "reason", s.quotaWhy)
-	}
 	s.sweep(ctx)
 	return s, nil
+}
+
+// quotaBackend returns the backend that enforces quotas in this store, or
+// nil and why quotas cannot be enforced here; the first call probes.
+func (s *Store) quotaBackend() (Backend, error) {
+	s.quotaOnce.Do(func() {
+		s.quota, s.quotaWhy = probeQuota(s.root, s.log)
+		if s.quota != nil {
+			s.log.Debug("volume quota backend", "backend", s.quota.Name())
+		} else {
+			s.log.Debug("volume quotas unsupported", "reason", s.quotaWhy)
+		}
+	})
+	return s.quota, s.quotaWhy
 }
 
 // QuotaBackend names the backend that enforces quotas in this store, or
 // returns "" and why quotas cannot be enforced here.
 func (s *Store) QuotaBackend() (string, error) {
-	if s.quota == nil {
-		return "", s.quotaWhy
+	q, why := s.quotaBackend()
+	if q == nil {
+		return "", why
 	}
-	return s.quota.Name(), nil
+	return q.Name(), nil
 }
 
 func (s *Store) volDir(name string) string { return filepath.Join(s.root, name) }
@@ -188,8 +201,9 @@ func (s *Store) backend(name string) (Backend, error) {
 	if name == s.dir.Name() {
 		return s.dir, nil
 	}
-	if s.quota != nil && s.quota.Name() == name {
-		return s.quota, nil
+	q, qwhy := s.quotaBackend()
+	if q != nil && q.Name() == name {
+		return q, nil
 	}
 	if name == backendDelegated {
 		return refBackend{}, nil
@@ -200,9 +214,9 @@ func (s *Store) backend(name string) (Backend, error) {
 		// by root.
 		return &loopBackend{}, nil
 	}
-	why := s.quotaWhy
+	why := qwhy
 	if why == nil {
-		why = fmt.Errorf("this store uses the %q quota backend", s.quota.Name())
+		why = fmt.Errorf("this store uses the %q quota backend", q.Name())
 	}
 	return &foreignBackend{name: name, why: fmt.Errorf("volume backend %q unavailable here: %w", name, why)}, nil
 }
@@ -232,25 +246,26 @@ func (s *Store) checkQuota(name string, quotaMiB int64) (Backend, error) {
 	if quotaMiB == 0 {
 		return s.dir, nil
 	}
-	if s.quota == nil {
+	q, why := s.quotaBackend()
+	if q == nil {
 		if os.Geteuid() != 0 {
 			return nil, &NeedsRootError{
 				Err: fmt.Errorf("volume %s: quota %d MiB: %w; an administrator can keep a volume with a quota for you, "+
-					"in root's own store, and give this store a reference to it; as root: ", name, quotaMiB, s.quotaWhy),
+					"in root's own store, and give this store a reference to it; as root: ", name, quotaMiB, why),
 				Action: s.ownerAction(name, quotaMiB),
 				Then:   "; after which you use it as any other volume",
 			}
 		}
-		return nil, fmt.Errorf("volume %s: quota %d MiB: %w", name, quotaMiB, s.quotaWhy)
+		return nil, fmt.Errorf("volume %s: quota %d MiB: %w", name, quotaMiB, why)
 	}
 	limit := quotaMiB << 20
-	if mb, ok := s.quota.(interface{ MinLimit() int64 }); ok && limit < mb.MinLimit() {
-		return nil, fmt.Errorf("volume %s: quota %d MiB: %w: below the %d MiB the %s backend's filesystem needs for itself", name, quotaMiB, ErrInvalidOption, (mb.MinLimit()+(1<<20)-1)>>20, s.quota.Name())
+	if mb, ok := q.(interface{ MinLimit() int64 }); ok && limit < mb.MinLimit() {
+		return nil, fmt.Errorf("volume %s: quota %d MiB: %w: below the %d MiB the %s backend's filesystem needs for itself", name, quotaMiB, ErrInvalidOption, (mb.MinLimit()+(1<<20)-1)>>20, q.Name())
 	}
 	if size, err := fsSize(s.root); err == nil && limit > size {
 		return nil, fmt.Errorf("volume %s: quota %d MiB: %w: larger than the store's filesystem (%d MiB)", name, quotaMiB, ErrInvalidOption, size>>20)
 	}
-	return s.quota, nil
+	return q, nil
 }
 
 // Ensure creates the volume with o, or returns the existing volume as it

@@ -692,3 +692,72 @@ func TestKilledCreate(t *testing.T) {
 		t.Errorf("tmp still holds %q after Open", got)
 	}
 }
+
+// probeHandler counts the records of the quota backend's probe.
+type probeHandler struct {
+	slog.Handler
+	probes *atomic.Int64
+}
+
+func (h probeHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h probeHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "volume quota backend" || r.Message == "volume quotas unsupported" {
+		h.probes.Add(1)
+	}
+	return nil
+}
+
+// Open does not probe the quota backend (a launch without a quota or a
+// disk cap never needs it: the loop probe opens /dev/loop-control); the
+// first use does, once.
+func TestQuotaProbedOnFirstUse(t *testing.T) {
+	m, err := idmap.Detect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := t.TempDir()
+	var probes atomic.Int64
+	s, err := volstore.Open(t.Context(), volstore.Options{
+		Root: filepath.Join(base, "volumes"), TmpDir: filepath.Join(base, "tmp"), Mapping: m,
+		Logger: slog.New(probeHandler{Handler: slog.DiscardHandler, probes: &probes}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := probes.Load(); n != 0 {
+		t.Fatalf("after Open: %d probes, want 0", n)
+	}
+	name1, err1 := s.QuotaBackend()
+	name2, err2 := s.QuotaBackend()
+	if n := probes.Load(); n != 1 {
+		t.Fatalf("after two QuotaBackend calls: %d probes, want 1", n)
+	}
+	if name1 != name2 || (err1 == nil) != (err2 == nil) {
+		t.Fatalf("QuotaBackend = %q, %v then %q, %v; want the same answer", name1, err1, name2, err2)
+	}
+}
+
+// BenchmarkOpen opens a volume store, with the quota backend's probe
+// (what every Open paid before the probe waited for its first use) and
+// without.
+func BenchmarkOpen(b *testing.B) {
+	m, err := idmap.Detect()
+	if err != nil {
+		b.Fatal(err)
+	}
+	base := b.TempDir()
+	for _, probe := range []bool{true, false} {
+		b.Run(map[bool]string{true: "probe", false: "no-probe"}[probe], func(b *testing.B) {
+			for b.Loop() {
+				s, err := volstore.Open(b.Context(), volstore.Options{Root: filepath.Join(base, "volumes"), TmpDir: filepath.Join(base, "tmp"), Mapping: m})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if probe {
+					_, _ = s.QuotaBackend() // the probe's answer (none, rootless) is not this benchmark's concern
+				}
+			}
+		})
+	}
+}

@@ -13,7 +13,7 @@ import (
 
 var errNotLinux = fmt.Errorf("%w: volume quotas need Linux", errdefs.ErrQuotaUnsupported)
 
-func probeQuota(ctx context.Context, root string, log *slog.Logger) (Backend, error) {
+func probeQuota(root string, log *slog.Logger) (Backend, error) {
 	return nil, errNotLinux
 }
 

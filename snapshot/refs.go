@@ -1,0 +1,137 @@
+package snapshot
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/beamhop/lightbox/internal/errdefs"
+	"github.com/beamhop/lightbox/internal/names"
+	"github.com/opencontainers/go-digest"
+	ispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// The layout's index.json holds every snapshot and every build step the
+// build cache keeps, so it grows with each build: parsing it costs a
+// launch ~10 µs with three entries and milliseconds with a thousand.
+// refs.json caches the named entries only, keyed by the sha256 of the
+// index.json it was made from: a launch reads and hashes the index (70×
+// cheaper than parsing it) and reads the small cache. The cache checks
+// itself, so nothing that writes the index need know of it; a stale,
+// torn or unreadable cache is rebuilt from the index.
+const refsFile = "refs.json"
+
+// refsTmpPrefix names the cache's temporary files (cleanTmp removes those
+// a killed process left).
+const refsTmpPrefix = ".refs.json-"
+
+type refsCache struct {
+	// Index is the digest of the index.json the cache was made from.
+	Index string `json:"index"`
+	// Refs are the index's named entries, by name (the first of a name,
+	// as Get finds it).
+	Refs map[string]ispec.Descriptor `json:"refs"`
+}
+
+// lookupRef returns the index entry of the snapshot called name;
+// errdefs.ErrNotFound if there is none. Called under the index lock.
+func (s *Store) lookupRef(name string) (ispec.Descriptor, error) {
+	data, err := readCapped(filepath.Join(s.ociDir(), "index.json"))
+	if err != nil {
+		return ispec.Descriptor{}, fmt.Errorf("snapshot %s: index: %w", name, err)
+	}
+	sum := digest.SHA256.FromBytes(data).String()
+	var c refsCache
+	if b, err := os.ReadFile(filepath.Join(s.root, refsFile)); err != nil || json.Unmarshal(b, &c) != nil || c.Index != sum {
+		var idx ispec.Index
+		if err := json.Unmarshal(data, &idx); err != nil {
+			return ispec.Descriptor{}, fmt.Errorf("snapshot %s: index: %w", name, err)
+		}
+		c = refsCache{Index: sum, Refs: map[string]ispec.Descriptor{}}
+		for _, d := range idx.Manifests {
+			n, ok := d.Annotations[ispec.AnnotationRefName]
+			if _, dup := c.Refs[n]; ok && !dup && names.Valid(n) {
+				c.Refs[n] = d
+			}
+		}
+		if err := s.writeRefs(c); err != nil {
+			s.log.Debug("cache the snapshot names", "err", err) // a cache: the next launch rebuilds it
+		}
+	}
+	d, ok := c.Refs[name]
+	if !ok {
+		return ispec.Descriptor{}, fmt.Errorf("snapshot %s: %w", name, errdefs.ErrNotFound)
+	}
+	return d, nil
+}
+
+// writeRefs replaces refs.json (temp file and rename; no fsync: after a
+// crash a torn cache fails to parse, or to match, and is rebuilt).
+func (s *Store) writeRefs(c refsCache) error {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(s.root, refsTmpPrefix+"*.tmp")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), filepath.Join(s.root, refsFile))
+	}
+	if err != nil {
+		_ = os.Remove(f.Name()) // the write already failed: that error is returned
+	}
+	return err
+}
+
+// cleanRefsTmp removes the cache's temporary files that a killed process
+// left (older than a minute: a write takes microseconds).
+func (s *Store) cleanRefsTmp() {
+	ents, err := os.ReadDir(s.root)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), refsTmpPrefix) {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > time.Minute {
+			_ = os.Remove(filepath.Join(s.root, e.Name())) // best effort: litter only
+		}
+	}
+}
+
+// readCapped reads the file at path, refusing one over maxJSON bytes.
+func readCapped(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }() // read-only
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() > maxJSON {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxJSON)
+	}
+	// One read when the size holds; the limit holds if the file grew.
+	buf := bytes.NewBuffer(make([]byte, 0, fi.Size()+bytes.MinRead))
+	if _, err := buf.ReadFrom(io.LimitReader(f, maxJSON+1)); err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if buf.Len() > maxJSON {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxJSON)
+	}
+	return buf.Bytes(), nil
+}
