@@ -367,29 +367,11 @@ func (r *Runtime) create(ctx context.Context, dir string, rec *record, p *plan, 
 		return fail(fmt.Errorf("send config to init: %w", err))
 	}
 	_ = cfgW.Close() // pipe end: nothing buffered to lose
-	type report struct {
-		r   nsinit.Report
-		err error
-	}
-	rep := make(chan report, 1)
-	go func() {
-		r, err := nsinit.ReadReport(repR)
-		rep <- report{r, err}
-	}()
-	select {
-	case <-ctx.Done():
-		return fail(ctx.Err())
-	case rp := <-rep:
-		switch {
-		case errors.Is(rp.err, nsinit.ErrNoReport):
-			return fail(errors.New("init exited during setup (see its stderr)"))
-		case rp.err != nil:
-			return fail(fmt.Errorf("init's report: %w", rp.err))
-		case rp.r.Type == nsinit.ReportError:
-			return fail(errors.New(rp.r.Error))
-		case rp.r.Type != nsinit.ReportReady:
-			return fail(fmt.Errorf("init's report: unexpected %q", rp.r.Type))
+	if err := nsinit.WaitReport(ctx, repR); err != nil {
+		if errors.Is(err, nsinit.ErrNoReport) {
+			err = errors.New("init exited during setup (see its stderr)")
 		}
+		return fail(err)
 	}
 	rec.Ready = true
 	if err := writeRecord(dir, rec); err != nil {
