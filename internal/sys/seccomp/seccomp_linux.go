@@ -45,7 +45,7 @@ func Load(opts Options) error {
 	if err != nil {
 		return err
 	}
-	if err := load(p); err != nil {
+	if err := LoadProgram(p); err != nil {
 		return fmt.Errorf("load seccomp profile: %w", err)
 	}
 	return nil
