@@ -689,8 +689,24 @@ func (r *Runtime) cleanup(dir string, rec *record) error {
 	if len(errs) > 0 {
 		return fmt.Errorf("container %s: %w; its state is kept for another delete", rec.ID, errors.Join(errs...))
 	}
-	if err := os.RemoveAll(dir); err != nil {
-		return fmt.Errorf("container %s: remove its state: %w", rec.ID, err)
+	// The record goes last: a removal that fails leaves it for another
+	// delete.
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	for _, e := range ents {
+		if e.Name() != "state.json" {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err == nil && len(errs) == 0 {
+		err = os.RemoveAll(dir)
+	}
+	if err != nil || len(errs) > 0 {
+		return fmt.Errorf("container %s: remove its state: %w", rec.ID, errors.Join(append(errs, err)...))
 	}
 	return nil
 }
