@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/beamhop/lightbox/internal/sys"
+	"github.com/beamhop/lightbox/internal/sys/seccomp"
 	"golang.org/x/sys/unix"
 )
 
@@ -618,7 +619,7 @@ func processCreds(p *OCIProcess, filter []unix.SockFilter) error {
 		}
 	}
 	if len(filter) > 0 {
-		if err := loadFilter(filter); err != nil {
+		if err := seccomp.LoadProgram(filter); err != nil {
 			return err
 		}
 	}

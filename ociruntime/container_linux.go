@@ -240,7 +240,9 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 	proc, err := r.create(ctx, dir, rec, p, o)
 	if err != nil {
 		// Nothing half-done: the init (if any) and the cgroup go.
-		r.cleanup(dir, rec)
+		if cerr := r.cleanup(dir, rec); cerr != nil {
+			return nil, fmt.Errorf("%w (and its clean-up: %w)", err, cerr)
+		}
 		return nil, err
 	}
 	return proc, nil
@@ -276,13 +278,13 @@ func (r *Runtime) create(ctx context.Context, dir string, rec *record, p *plan, 
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = fifoFD.Close() }() // read-only, or nothing written through it
+	defer func() { _ = fifoFD.Close() }() // O_PATH: nothing written through it; the init has its own
 
 	ln, err := nsinit.ListenSock(dir)
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = ln.Close() }() // socket/pty: nothing buffered to lose
+	defer func() { _ = ln.Close() }() // a listening socket, no data; the init has its own
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -312,11 +314,11 @@ func (r *Runtime) create(ctx context.Context, dir string, rec *record, p *plan, 
 			return nil, fmt.Errorf("console socket: %w", err)
 		}
 		cf, err := c.(*net.UnixConn).File()
-		_ = c.Close() // socket/pty: nothing buffered to lose
+		_ = c.Close() // nothing written through it; cf is a dup of the same socket
 		if err != nil {
 			return nil, fmt.Errorf("console socket: %w", err)
 		}
-		defer func() { _ = cf.Close() }() // read-only, or nothing written through it
+		defer func() { _ = cf.Close() }() // nothing written through it; the init has its own
 		p.oci.Console = 3 + len(extra)
 		extra = append(extra, cf)
 	}
@@ -347,11 +349,12 @@ func (r *Runtime) create(ctx context.Context, dir string, rec *record, p *plan, 
 	}
 	pid := cmd.Process.Pid
 	rec.Pid = pid
+	// A pid gone already leaves PidStart 0: the report wait below fails.
 	rec.PidStart, _, _ = pidStart(pid)
 	_ = cfgR.Close() // pipe end: nothing buffered to lose
 	_ = repW.Close() // pipe end: nothing buffered to lose
 	fail := func(err error) (*os.Process, error) {
-		_ = cmd.Process.Kill()    // best effort: it may be gone already
+		_ = cmd.Process.Kill()    // our child: fails only when it is gone already
 		_, _ = cmd.Process.Wait() // reaps the killed child: its status tells nothing
 		return nil, err
 	}
@@ -369,29 +372,11 @@ func (r *Runtime) create(ctx context.Context, dir string, rec *record, p *plan, 
 		return fail(fmt.Errorf("send config to init: %w", err))
 	}
 	_ = cfgW.Close() // pipe end: nothing buffered to lose
-	type report struct {
-		r   nsinit.Report
-		err error
-	}
-	rep := make(chan report, 1)
-	go func() {
-		r, err := nsinit.ReadReport(repR)
-		rep <- report{r, err}
-	}()
-	select {
-	case <-ctx.Done():
-		return fail(ctx.Err())
-	case rp := <-rep:
-		switch {
-		case errors.Is(rp.err, nsinit.ErrNoReport):
-			return fail(errors.New("init exited during setup (see its stderr)"))
-		case rp.err != nil:
-			return fail(fmt.Errorf("init's report: %w", rp.err))
-		case rp.r.Type == nsinit.ReportError:
-			return fail(errors.New(rp.r.Error))
-		case rp.r.Type != nsinit.ReportReady:
-			return fail(fmt.Errorf("init's report: unexpected %q", rp.r.Type))
+	if err := nsinit.WaitReport(ctx, repR); err != nil {
+		if errors.Is(err, nsinit.ErrNoReport) {
+			err = errors.New("init exited during setup (see its stderr)")
 		}
+		return fail(err)
 	}
 	rec.Ready = true
 	if err := writeRecord(dir, rec); err != nil {
@@ -570,9 +555,14 @@ func (r *Runtime) Kill(id string, sig syscall.Signal, all bool) error {
 		return fmt.Errorf("container %s: not running", id)
 	}
 	if all {
-		pids, _ := r.pids(rec)
+		pids, err := r.pids(rec)
+		if err != nil && !errors.Is(err, os.ErrNotExist) { // ErrNotExist: the init is gone, its pid namespace with it
+			return fmt.Errorf("container %s: list its processes: %w", id, err)
+		}
 		for _, p := range pids {
-			_ = unix.Kill(p, sig) // best effort: it may be gone already
+			if err := unix.Kill(p, sig); err != nil && !errors.Is(err, unix.ESRCH) {
+				return fmt.Errorf("kill %d: %w", p, err)
+			}
 		}
 	}
 	if err := unix.Kill(rec.Pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
@@ -640,7 +630,9 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 			return fmt.Errorf("container %s is %s: stop it first or use --force", id, s)
 		}
 	}
-	r.cleanup(dir, rec)
+	if err := r.cleanup(dir, rec); err != nil {
+		return err
+	}
 	if rec.Hooks != nil && len(rec.Hooks.Poststop) > 0 {
 		st := &specs.State{Version: specs.Version, ID: id, Status: Stopped, Bundle: rec.Bundle, Annotations: rec.Annotations}
 		for _, h := range rec.Hooks.Poststop {
@@ -653,32 +645,72 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 }
 
 // cleanup kills what is left of the container and removes its cgroup and
-// directory.
-func (r *Runtime) cleanup(dir string, rec *record) {
+// directory. When a process will not die or the cgroup will not go, it
+// says so and keeps the directory, whose record lets another delete try
+// again.
+func (r *Runtime) cleanup(dir string, rec *record) error {
+	var errs []error
+	// A cgroup that does not load was never made, or is gone already.
 	c, _ := loadCgroup(rec.Cgroup)
+	var thawErr error
 	if c != nil {
-		_ = c.thaw() // a frozen process cannot die
+		thawErr = c.thaw() // a frozen process cannot die: reported with the cgroup if it stays
 	}
 	if rec.alive() {
-		_ = unix.Kill(rec.Pid, unix.SIGKILL) // best effort: it may be gone already
+		if err := unix.Kill(rec.Pid, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, fmt.Errorf("kill the init %d: %w", rec.Pid, err))
+		}
 		waitGone(rec, 10*time.Second)
+		if rec.alive() {
+			errs = append(errs, fmt.Errorf("the init %d is still alive 10 s after SIGKILL", rec.Pid))
+		}
 	}
 	if c != nil {
 		// The init's death takes its pid namespace with it; the
 		// cgroup empties a moment later.
 		deadline := time.Now().Add(5 * time.Second)
 		for {
-			ps, _ := c.pids()
+			ps, _ := c.pids() // a process not listed keeps the cgroup, and that is reported
 			for _, p := range ps {
-				_ = unix.Kill(p, unix.SIGKILL) // best effort: it may be gone already
+				_ = unix.Kill(p, unix.SIGKILL) // one that does not die keeps the cgroup, and that is reported
 			}
-			if err := c.remove(); err == nil || time.Now().After(deadline) {
+			err := c.remove()
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				if thawErr != nil {
+					err = fmt.Errorf("%w (thaw: %w)", err, thawErr)
+				}
+				errs = append(errs, fmt.Errorf("remove cgroup %s: %w", rec.Cgroup.Path, err))
 				break
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	_ = os.RemoveAll(dir) // best effort cleanup
+	if len(errs) > 0 {
+		return fmt.Errorf("container %s: %w; its state is kept for another delete", rec.ID, errors.Join(errs...))
+	}
+	// The record goes last: a removal that fails leaves it for another
+	// delete.
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	for _, e := range ents {
+		if e.Name() != "state.json" {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err == nil && len(errs) == 0 {
+		err = os.RemoveAll(dir)
+	}
+	if err != nil || len(errs) > 0 {
+		return fmt.Errorf("container %s: remove its state: %w", rec.ID, errors.Join(append(errs, err)...))
+	}
+	return nil
 }
 
 // waitGone waits until the init is dead (a zombie counts: its reaper is

@@ -19,7 +19,9 @@ func (r *Runtime) Run(ctx context.Context, id, bundle string, o CreateOptions, d
 		return -1, err
 	}
 	if err := r.Start(ctx, id); err != nil {
-		_ = r.Delete(context.WithoutCancel(ctx), id, true) // best effort: the start failed, that error is returned
+		if derr := r.Delete(context.WithoutCancel(ctx), id, true); derr != nil {
+			return -1, fmt.Errorf("%w (and delete: %w)", err, derr)
+		}
 		return -1, err
 	}
 	if detach {

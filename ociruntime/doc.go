@@ -19,9 +19,9 @@
 // DESIGN.md allows runtime to, and two libraries: containerd/cgroups/v3
 // (the cgroup code runtime uses, here driven by the spec's
 // LinuxResources: limits, update, freezer, stats) and
-// elastic/go-seccomp-bpf (a maintained pure-Go compiler of seccomp
-// policies to BPF; linux.seccomp is compiled here, nsinit only loads the
-// program).
+// elastic/go-seccomp-bpf's syscall name tables (arch). linux.seccomp is
+// compiled here, by internal/sys/seccomp, the compiler of the sandbox
+// profile too; nsinit only loads the program.
 //
 // # Vocabulary and lifecycle
 //

@@ -61,7 +61,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, sp *specs.Process, o Exec
 	}
 	c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: addr, Net: "unixpacket"})
 	if df != nil {
-		_ = df.Close() // read-only, or nothing written through it
+		_ = df.Close() // an O_PATH directory: nothing written through it
 	}
 	if err != nil {
 		return -1, fmt.Errorf("connect to the container's init: %w", err)
@@ -108,7 +108,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, sp *specs.Process, o Exec
 	if err != nil {
 		return -1, err
 	}
-	defer func() { _ = cf.Close() }() // read-only, or nothing written through it
+	defer func() { _ = cf.Close() }() // a dup of c, nothing written through it; the relay has its own
 	cmd := exec.Command("/proc/self/exe", RelayArg)
 	cmd.Args[0] = "lightbox-runc"
 	cmd.ExtraFiles = []*os.File{cf}
@@ -118,7 +118,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, sp *specs.Process, o Exec
 	}
 	if o.PidFile != "" {
 		if err := writePidFile(o.PidFile, cmd.Process.Pid); err != nil {
-			_ = cmd.Process.Kill() // best effort: it may be gone already
+			_ = cmd.Process.Kill() // our child: fails only when it is gone already
 			_ = cmd.Wait()         // reaps the killed child: its status tells nothing
 			return -1, err
 		}
@@ -137,8 +137,8 @@ func sendConsole(path string, master int) error {
 	if err != nil {
 		return fmt.Errorf("console socket: %w", err)
 	}
-	defer func() { _ = c.Close() }() // socket/pty: nothing buffered to lose
-	name, _ := os.Readlink("/proc/self/fd/" + strconv.Itoa(master))
+	defer func() { _ = c.Close() }()                                // socket/pty: nothing buffered to lose
+	name, _ := os.Readlink("/proc/self/fd/" + strconv.Itoa(master)) // the name is informative: the fd is what counts
 	if _, _, err := c.(*net.UnixConn).WriteMsgUnix([]byte(filepath.Base(name)), unix.UnixRights(master), nil); err != nil {
 		return fmt.Errorf("console socket: send the pty master: %w", err)
 	}
@@ -191,7 +191,7 @@ func relay(c *net.UnixConn) int {
 			if sig == unix.SIGCHLD || sig == unix.SIGURG || sig == unix.SIGPIPE {
 				continue
 			}
-			_ = sendOCI(c, nsinit.OCIRequest{Op: nsinit.OpOCISignal, Signal: int(sig)}, nil) // the client may be gone: nobody to tell then
+			_ = sendOCI(c, nsinit.OCIRequest{Op: nsinit.OpOCISignal, Signal: int(sig)}, nil) // fails when the init is gone: the reader above then returns 137
 		}
 	}
 }

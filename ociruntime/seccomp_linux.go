@@ -1,28 +1,23 @@
 package ociruntime
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 
-	seccomp "github.com/elastic/go-seccomp-bpf"
+	"github.com/beamhop/lightbox/internal/sys/seccomp"
 	"github.com/elastic/go-seccomp-bpf/arch"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
 // compileSeccomp compiles linux.seccomp for this machine's architecture
-// with elastic/go-seccomp-bpf. Rules are tried in the config's order, the
-// first match decides. Syscalls this architecture does not have are
-// skipped (as libseccomp does); other architectures get the default
-// action, and x32 calls ENOSYS. A rule whose args name one index more
-// than once matches when any of them does (as runc reads such rules).
-//
-// The library compiles each rule on its own, and this function joins
-// them: its checks of arguments leave an argument, not the syscall
-// number, in the accumulator when they fail, so the number is loaded
-// again before the next rule (one syscall per rule with arguments).
+// with internal/sys/seccomp, the compiler of the sandbox profile too.
+// Rules are tried in the config's order, the first match decides.
+// Syscalls this architecture does not have are skipped (as libseccomp
+// does; the names come from elastic/go-seccomp-bpf's tables); other
+// architectures get the default action, and x32 calls ENOSYS. A rule
+// whose args name one index more than once matches when any of them
+// does (as runc reads such rules).
 func compileSeccomp(s *specs.LinuxSeccomp) ([]unix.SockFilter, error) {
 	if s.ListenerPath != "" {
 		return nil, unsupported("listenerPath", "no seccomp user notification")
@@ -42,8 +37,7 @@ func compileSeccomp(s *specs.LinuxSeccomp) ([]unix.SockFilter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("defaultAction: %w", err)
 	}
-	loadNr := bpf.LoadAbsolute{Off: 0, Size: 4} // seccomp_data.nr
-	var body []bpf.Instruction
+	p := seccomp.Policy{Default: def, OtherArch: def, X32: seccomp.ActErrno(unix.ENOSYS)}
 	for i, sc := range s.Syscalls {
 		errno := uint(unix.EPERM)
 		if sc.ErrnoRet != nil {
@@ -57,93 +51,47 @@ func compileSeccomp(s *specs.LinuxSeccomp) ([]unix.SockFilter, error) {
 		if err != nil {
 			return nil, fmt.Errorf("syscalls[%d]: %w", i, err)
 		}
-		var groups []seccomp.SyscallGroup
-		var plain []string
+		r := seccomp.Rule{Action: act, Any: conds}
 		for _, n := range sc.Names {
-			if _, ok := info.SyscallNames[n]; !ok || slices.Contains(plain, n) {
-				continue
+			if nr, ok := info.SyscallNames[n]; ok && !slices.Contains(r.Syscalls, uint32(nr)) {
+				r.Syscalls = append(r.Syscalls, uint32(nr))
 			}
-			if len(conds) == 0 {
-				plain = append(plain, n)
-				continue
-			}
-			g := seccomp.SyscallGroup{Action: act}
-			for _, c := range conds {
-				g.NamesWithCondtions = append(g.NamesWithCondtions, seccomp.NameWithConditions{Name: n, Conditions: c})
-			}
-			groups = append(groups, g)
 		}
-		if len(plain) > 0 {
-			groups = append(groups, seccomp.SyscallGroup{Action: act, Names: plain})
-		}
-		for _, g := range groups {
-			insts, err := ruleBody(g)
-			if err != nil {
-				return nil, fmt.Errorf("syscalls[%d]: %w", i, err)
-			}
-			body = append(body, insts...)
-			body = append(body, loadNr) // where the rule's no-match jumps land
+		if len(r.Syscalls) > 0 {
+			p.Rules = append(p.Rules, r)
 		}
 	}
-	prog := []bpf.Instruction{
-		bpf.LoadAbsolute{Off: 4, Size: 4}, // seccomp_data.arch
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(info.ID), SkipTrue: 1},
-		bpf.Jump{}, // to the default action: Skip set below
-		loadNr,
-	}
-	if info.ID == arch.X86_64.ID {
-		prog = append(prog,
-			bpf.JumpIf{Cond: bpf.JumpGreaterOrEqual, Val: uint32(arch.X32.SeccompMask), SkipFalse: 1},
-			bpf.RetConstant{Val: uint32(seccomp.ActionErrno) | uint32(unix.ENOSYS)})
-	}
-	prog = append(prog, body...)
-	prog[2] = bpf.Jump{Skip: uint32(len(prog) - 3)}
-	prog = append(prog, bpf.RetConstant{Val: uint32(def)})
-	raw, err := bpf.Assemble(prog)
-	if err != nil {
-		return nil, err
-	}
-	if len(raw) > 0xffff {
-		return nil, errors.New("filter too long")
-	}
-	out := make([]unix.SockFilter, len(raw))
-	for i, r := range raw {
-		out[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
-	}
-	return out, nil
+	return p.Compile()
 }
 
 // seccompConditions are the condition sets of a rule's args (any set
 // matching matches): one set of all of them, or one per arg when an
 // index repeats.
-func seccompConditions(args []specs.LinuxSeccompArg) ([]seccomp.ArgumentConditions, error) {
-	var all seccomp.ArgumentConditions
+func seccompConditions(args []specs.LinuxSeccompArg) ([][]seccomp.Cond, error) {
+	var all []seccomp.Cond
 	seen := map[uint]bool{}
 	repeated := false
 	for _, a := range args {
-		c := seccomp.Condition{Argument: uint32(a.Index), Value: a.Value}
+		if a.Index > 5 {
+			return nil, fmt.Errorf("argument index %d out of range", a.Index)
+		}
+		c := seccomp.Cond{Arg: uint8(a.Index), Value: a.Value}
 		switch a.Op {
 		case specs.OpEqualTo:
-			c.Operation = seccomp.Equal
+			c.Op = seccomp.OpEq
 		case specs.OpNotEqual:
-			c.Operation = seccomp.NotEqual
+			c.Op = seccomp.OpNe
 		case specs.OpLessThan:
-			c.Operation = seccomp.LessThan
+			c.Op = seccomp.OpLt
 		case specs.OpLessEqual:
-			c.Operation = seccomp.LessOrEqual
+			c.Op = seccomp.OpLe
 		case specs.OpGreaterThan:
-			c.Operation = seccomp.GreaterThan
+			c.Op = seccomp.OpGt
 		case specs.OpGreaterEqual:
-			c.Operation = seccomp.GreaterOrEqual
+			c.Op = seccomp.OpGe
 		case specs.OpMaskedEqual:
-			switch {
-			case a.ValueTwo == 0:
-				c.Operation = seccomp.BitsNotSet // (arg & mask) == 0
-			case a.ValueTwo == a.Value:
-				c.Operation = seccomp.BitsSet // (arg & mask) == mask
-			default:
-				return nil, unsupported(fmt.Sprintf("SCMP_CMP_MASKED_EQ with value %#x and valueTwo %#x", a.Value, a.ValueTwo), "only valueTwo 0 or equal to value")
-			}
+			// libseccomp's SCMP_CMP_MASKED_EQ: (arg & value) == valueTwo.
+			c.Op, c.Mask, c.Value = seccomp.OpMaskedEq, a.Value, a.ValueTwo
 		default:
 			return nil, fmt.Errorf("unknown operator %q", a.Op)
 		}
@@ -155,60 +103,31 @@ func seccompConditions(args []specs.LinuxSeccompArg) ([]seccomp.ArgumentConditio
 		return nil, nil
 	}
 	if !repeated {
-		return []seccomp.ArgumentConditions{all}, nil
+		return [][]seccomp.Cond{all}, nil
 	}
-	out := make([]seccomp.ArgumentConditions, len(all))
+	out := make([][]seccomp.Cond, len(all))
 	for i, c := range all {
-		out[i] = seccomp.ArgumentConditions{c}
+		out[i] = []seccomp.Cond{c}
 	}
 	return out, nil
-}
-
-// ruleBody is the library's code for one rule: its policy's program
-// without the header (arch check, syscall number load, x32 check) and
-// without the final return of the default action, so that a no-match
-// jumps just past the body.
-func ruleBody(g seccomp.SyscallGroup) ([]bpf.Instruction, error) {
-	pol := seccomp.Policy{DefaultAction: seccomp.ActionAllow, Syscalls: []seccomp.SyscallGroup{g}}
-	insts, err := pol.Assemble()
-	if err != nil {
-		return nil, err
-	}
-	start := -1
-	for i, in := range insts {
-		if l, ok := in.(bpf.LoadAbsolute); ok && l.Off == 0 && l.Size == 4 {
-			start = i + 1
-			break
-		}
-	}
-	if start < 0 || len(insts) < start+1 {
-		return nil, errors.New("seccomp: unexpected program from the compiler")
-	}
-	if j, ok := insts[start].(bpf.JumpIf); ok && j.Cond == bpf.JumpGreaterOrEqual && j.Val == uint32(arch.X32.SeccompMask) {
-		start += 2
-	}
-	if _, ok := insts[len(insts)-1].(bpf.RetConstant); !ok {
-		return nil, errors.New("seccomp: unexpected program from the compiler")
-	}
-	return insts[start : len(insts)-1], nil
 }
 
 func seccompAction(a specs.LinuxSeccompAction, errno uint) (seccomp.Action, error) {
 	switch a {
 	case specs.ActAllow:
-		return seccomp.ActionAllow, nil
+		return seccomp.ActAllow, nil
 	case specs.ActErrno:
-		return seccomp.ActionErrno | seccomp.Action(errno&0xffff), nil
+		return seccomp.ActErrno(unix.Errno(errno & 0xffff)), nil
 	case specs.ActKill, specs.ActKillThread:
-		return seccomp.ActionKillThread, nil
+		return seccomp.ActKillThread, nil
 	case specs.ActKillProcess:
-		return seccomp.ActionKillProcess, nil
+		return seccomp.ActKillProcess, nil
 	case specs.ActTrap:
-		return seccomp.ActionTrap, nil
+		return seccomp.ActTrap, nil
 	case specs.ActTrace:
-		return seccomp.ActionTrace | seccomp.Action(errno&0xffff), nil
+		return seccomp.ActTrace(uint16(errno)), nil
 	case specs.ActLog:
-		return seccomp.ActionLog, nil
+		return seccomp.ActLog, nil
 	case specs.ActNotify:
 		return 0, unsupported("action SCMP_ACT_NOTIFY", "no seccomp user notification")
 	}

@@ -174,15 +174,6 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		}
 		stateDone <- err
 	}()
-	type report struct {
-		r   nsinit.Report
-		err error
-	}
-	rep := make(chan report, 1)
-	go func() {
-		r, err := nsinit.ReadReport(repR)
-		rep <- report{r, err}
-	}()
 	failSet := func(err error) (*Sandbox, error) {
 		<-stateDone // no write into a directory the caller removes
 		sb, err := fail(err)
@@ -191,19 +182,12 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		}
 		return sb, err
 	}
-	select {
-	case <-ctx.Done():
-		return failSet(ctx.Err())
-	case r := <-rep:
-		switch {
-		case errors.Is(r.err, nsinit.ErrNoReport):
+	if err := nsinit.WaitReport(ctx, repR); err != nil {
+		if errors.Is(err, nsinit.ErrNoReport) {
 			<-initDone
-			return failSet(fmt.Errorf("init exited during setup (%v): %s", initErr, tail(filepath.Join(dir, "init.log"))))
-		case r.err != nil:
-			return failSet(fmt.Errorf("init: %w", r.err))
-		case r.r.Type == nsinit.ReportError:
-			return failSet(errors.New(r.r.Error))
+			err = fmt.Errorf("init exited during setup (%v): %s", initErr, tail(filepath.Join(dir, "init.log")))
 		}
+		return failSet(err)
 	}
 	if err := <-stateDone; err != nil {
 		stateDone <- nil

@@ -606,7 +606,7 @@ func (s *Store) newTemp(ctx context.Context, kind string) (*tempDir, error) {
 
 func (t *tempDir) close() {
 	if t.f != nil {
-		_ = t.f.Close() // read-only (a directory held for its lock)
+		_ = t.f.Close() // drops the flock, which close(2) does even when it fails; nothing written through it
 		t.f = nil
 	}
 }
@@ -643,6 +643,6 @@ func (s *Store) cleanTmp(ctx context.Context) {
 		if err := s.removeAll(ctx, p); err != nil {
 			s.log.Warn("remove stale temporary directory", "path", p, "err", err)
 		}
-		_ = f.Close() // read-only (a directory held for its lock)
+		_ = f.Close() // drops the flock, which close(2) does even when it fails; nothing written through it
 	}
 }

@@ -418,65 +418,51 @@ func fdXattrs(fd int, name string) (map[string][]byte, overlayMarks, error) {
 }
 
 func fdListxattr(fd int) ([]string, error) {
-	buf := make([]byte, 256)
-	for {
-		n, err := unix.Flistxattr(fd, buf)
-		switch {
-		case errors.Is(err, unix.EINTR):
-			continue
-		case errors.Is(err, unix.ERANGE):
-			buf = make([]byte, 2*len(buf))
-			if len(buf) > 1<<20 {
-				return nil, err
-			}
-			continue
-		case err != nil:
-			return nil, err
-		}
-		var out []string
-		for _, x := range bytes.Split(buf[:n], []byte{0}) {
-			if len(x) > 0 {
-				out = append(out, string(x))
-			}
-		}
-		return out, nil
+	buf, err := readGrowing(func(b []byte) (int, error) { return unix.Flistxattr(fd, b) })
+	if err != nil {
+		return nil, err
 	}
+	var out []string
+	for _, x := range bytes.Split(buf, []byte{0}) {
+		if len(x) > 0 {
+			out = append(out, string(x))
+		}
+	}
+	return out, nil
 }
 
 func fdGetxattr(fd int, x string) ([]byte, error) {
-	buf := make([]byte, 256)
-	for {
-		n, err := unix.Fgetxattr(fd, x, buf)
-		switch {
-		case errors.Is(err, unix.EINTR):
-			continue
-		case errors.Is(err, unix.ERANGE):
-			buf = make([]byte, 2*len(buf))
-			if len(buf) > 1<<20 {
-				return nil, err
-			}
-			continue
-		case err != nil:
-			return nil, err
-		}
-		return buf[:n], nil
-	}
+	return readGrowing(func(b []byte) (int, error) { return unix.Fgetxattr(fd, x, b) })
 }
 
 // readlinkFd reads the target of the symlink that O_PATH descriptor fd is.
 func readlinkFd(fd int, name string) (string, error) {
-	for size := 256; ; size *= 2 {
+	b, err := readGrowing(func(b []byte) (int, error) { return unix.Readlinkat(fd, "", b) })
+	if err != nil {
+		return "", &fs.PathError{Op: "readlinkat", Path: name, Err: err}
+	}
+	return string(b), nil
+}
+
+// readGrowing calls read with a buffer that grows, up to 1 MiB, until
+// what it reads fits: read answers ERANGE (the xattr calls) or fills
+// the buffer, perhaps cutting what it reads (readlink). It retries on
+// EINTR.
+func readGrowing(read func([]byte) (int, error)) ([]byte, error) {
+	for size := 256; ; {
 		buf := make([]byte, size)
-		n, err := unix.Readlinkat(fd, "", buf)
-		if errors.Is(err, unix.EINTR) {
+		n, err := read(buf)
+		switch {
+		case errors.Is(err, unix.EINTR):
 			continue
+		case err != nil && !errors.Is(err, unix.ERANGE):
+			return nil, err
+		case err == nil && n < size:
+			return buf[:n], nil
+		case size >= 1<<20:
+			return nil, unix.ERANGE
 		}
-		if err != nil {
-			return "", &fs.PathError{Op: "readlinkat", Path: name, Err: err}
-		}
-		if n < size {
-			return string(buf[:n]), nil
-		}
+		size *= 2
 	}
 }
 

@@ -1,7 +1,17 @@
-// Package seccomp holds the default seccomp profile of sandbox workloads,
-// compiled to a classic BPF program (no libseccomp, no cgo). nsinit loads
-// it on its spawner thread, whose children (every workload) inherit it;
-// it is not loaded on the init's other threads.
+// Package seccomp compiles seccomp filters to classic BPF (no
+// libseccomp, no cgo) and holds the default profile of sandbox workloads.
+//
+// A Policy is a list of Rules tried in order, the first match deciding
+// its Action, and a Default; a Rule names calls by number and may test
+// their arguments (unsigned 64-bit or C int comparisons, libseccomp's
+// operators). Policy.Compile lays the program out with short jumps only
+// and encodes it with golang.org/x/net/bpf's assembler (a small pure-Go
+// package with no tables or init work, so the lean init can compile its
+// profile itself). It serves two callers: Profile, the sandbox profile
+// below, which nsinit compiles and loads on its spawner thread (whose
+// children, every workload, inherit it; the init's other threads do not
+// have it), and ociruntime, which compiles a config.json's linux.seccomp
+// on the host side.
 //
 // # What it refuses
 //
@@ -97,6 +107,7 @@
 // above). Both answer clone3 with ENOSYS. Both answer refused calls with
 // EPERM.
 //
-// This package is not a general seccomp library: one profile, two
-// variants, no user-supplied profiles.
+// This package is not a general seccomp library: it names no calls
+// (callers bring numbers; ociruntime maps config.json's names), covers
+// the native ABI of amd64 and arm64 only, and has no user notification.
 package seccomp

