@@ -34,6 +34,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/beamhop/lightbox/internal/atomicfile"
 	"golang.org/x/sys/unix"
@@ -75,7 +76,16 @@ func Install(dir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := atomicfile.Write(p, b, 0o555); err != nil {
+	// While the temporary file is open for writing, a child that another
+	// goroutine forks holds a copy of that descriptor until its exec
+	// closes it; an exec of the program meanwhile (a sandbox launched at
+	// once) fails with ETXTBSY (golang.org/issue/22315). Holding
+	// ForkLock for writing keeps every fork of this process out of that
+	// window: os/exec takes it for reading around each fork.
+	syscall.ForkLock.Lock()
+	err = atomicfile.Write(p, b, 0o555)
+	syscall.ForkLock.Unlock()
+	if err != nil {
 		return "", fmt.Errorf("install the sandbox init: %w", err)
 	}
 	return p, nil

@@ -83,3 +83,41 @@ func TestInstall(t *testing.T) {
 		t.Fatalf("lean init without a role: %v, %s; want exit 125", err, out)
 	}
 }
+
+// TestInstallWhileForking installs the program while other goroutines
+// fork and exec all the time (as a process launching sandboxes in
+// parallel does), then executes it at once: a child forked while the
+// program was open for writing must not make that exec fail with ETXTBSY.
+func TestInstallWhileForking(t *testing.T) {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	for i := 0; i < 4; i++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_ = exec.Command("/bin/true").Run() // only the forks matter here
+			}
+		}()
+	}
+	defer func() {
+		close(stop)
+		for i := 0; i < 4; i++ {
+			<-done
+		}
+	}()
+	for i := 0; i < 40; i++ {
+		p, err := Install(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = exec.Command(p).Run()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 125 {
+			t.Fatalf("run %d: exec of the just-installed init: %v; want exit 125", i, err)
+		}
+	}
+}
