@@ -7,6 +7,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -20,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/beamhop/lightbox/internal/initbin"
 	"github.com/beamhop/lightbox/internal/testutil"
 	"github.com/beamhop/lightbox/internal/vmtest"
 	"github.com/beamhop/lightbox/overlay"
@@ -478,6 +481,16 @@ func guestCgroupLimits(t *testing.T, r *Runtime, snap, parent string) {
 	}
 	cg := dirs[0]
 	t.Logf("sandbox cgroup %s", cg)
+	if os.Geteuid() == 0 && initbin.Available() {
+		// A v2 host runs the lean init, like a v1 host (read as root:
+		// the init is not dumpable).
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/exe", info.Pid))
+		if sum := sha256.Sum256(b); err != nil || hex.EncodeToString(sum[:]) != initbin.Sum() {
+			t.Errorf("the init's program: %d bytes, %v; want the lean init (sha256 %s)", len(b), err, initbin.Sum())
+		} else {
+			t.Logf("the init is the lean program (%d bytes)", len(b))
+		}
+	}
 	readCg := func(f string) string {
 		b, err := os.ReadFile(filepath.Join(cg, f))
 		if err != nil {
