@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,27 @@ import (
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"golang.org/x/sys/unix"
 )
+
+// initThreadsIn returns the threads of process pid listed in the cgroup
+// file tasks (cgroup.threads, or v1's tasks), and how many it has.
+func initThreadsIn(t *testing.T, pid int, tasks string) (in []string, all int) {
+	t.Helper()
+	b, err := os.ReadFile(tasks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := strings.Fields(string(b))
+	ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if slices.Contains(listed, e.Name()) {
+			in = append(in, e.Name())
+		}
+	}
+	return in, len(ents)
+}
 
 // cgroupDirs lists the host directories of a sandbox's cgroup.
 func cgroupDirs(t *testing.T, sb *Sandbox) []string {
@@ -442,6 +464,17 @@ func TestForkBombLeavesInitRoom(t *testing.T) {
 		}
 	}
 	t.Logf("Exec refused: %v", errs[0])
+	// Of the init's threads only the spawner is among the workloads: no
+	// thread the Go runtime made since (from the spawner's locked thread
+	// it asks the template thread, which stays beside them) counts
+	// against their limit.
+	wfile := filepath.Join(unifiedMount, st.Cgroup.Path, workloadCgroup, "cgroup.threads")
+	if st.Cgroup.Version == 1 {
+		wfile = filepath.Join(unifiedMount, "pids", st.Cgroup.Paths["pids"], workloadCgroup, "tasks")
+	}
+	if in, all := initThreadsIn(t, sb.pid, wfile); len(in) != 1 {
+		t.Errorf("the init's threads in %s: %q of %d; want one, the spawner's", wfile, in, all)
+	}
 	info, err = sb.Info(t.Context())
 	if err != nil || info.Status != StatusRunning {
 		t.Fatalf("after refused Execs: %+v, %v; want the sandbox running", info, err)

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/containerd/cgroups/v3"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -120,15 +119,6 @@ func (m *Manager) exe() (file *os.File, path string) {
 	m.exeOnce.Do(func() {
 		src := "/proc/self/exe"
 		p, err := initbin.Install(m.root)
-		if err == nil && cgroups.Mode() == cgroups.Unified {
-			// Known bug, root cause not found yet: on cgroup v2 the
-			// lean init stops serving once a fork bomb holds its
-			// workloads' cgroup at the pids limit (the guest's
-			// TestGuestSandboxCgroupV2 hangs), where the full binary
-			// serves on. Until that is understood, v2 hosts start
-			// sandboxes from this binary.
-			err = initbin.ErrNone
-		}
 		switch {
 		case err == nil:
 			src, m.exePath = p, p

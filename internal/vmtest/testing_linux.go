@@ -60,10 +60,32 @@ var (
 	binErr  error
 )
 
+// rebuildArgs are the go command's arguments (before -o and the package)
+// and the package that rebuild the binary bi describes: the package it
+// tests, from its build info ("<import path>.test", else the working
+// directory's), and its build tags (e.g. lightbox_noleaninit), so that
+// the guest runs what the host's go test was asked to test.
+func rebuildArgs(bi *debug.BuildInfo) (args []string, pkg string) {
+	args, pkg = []string{"test", "-c"}, "."
+	if bi == nil {
+		return args, pkg
+	}
+	if p, ok := strings.CutSuffix(bi.Path, ".test"); ok {
+		pkg = p
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "-tags" && s.Value != "" {
+			args = append(args, "-tags="+s.Value)
+		}
+	}
+	return args, pkg
+}
+
 // TestBinary returns a static copy of the running test binary to boot as
 // the guest's init: the binary itself when it is statically linked (the
 // usual case with CGO_ENABLED=0), else a fresh `go test -c` of the same
-// package with CGO_ENABLED=0 (from within the module).
+// package with CGO_ENABLED=0 and the same build tags (from within the
+// module).
 func TestBinary(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
@@ -76,12 +98,8 @@ func TestBinary(t testing.TB) string {
 			binPath = self
 			return
 		}
-		// The package this binary tests, from its build info
-		// ("<import path>.test"), not the working directory's.
-		pkg := "."
-		if bi, ok := debug.ReadBuildInfo(); ok && strings.HasSuffix(bi.Path, ".test") {
-			pkg = strings.TrimSuffix(bi.Path, ".test")
-		}
+		bi, _ := debug.ReadBuildInfo() // nil without: the working directory's package, no tags
+		args, pkg := rebuildArgs(bi)
 		// Built into the cache (one binary per package, replaced by
 		// rename), so nothing is left behind in /tmp.
 		bindir := filepath.Join(CacheDir(), "bin")
@@ -100,7 +118,7 @@ func TestBinary(t testing.TB) string {
 			goBin = "/usr/local/go/bin/go"
 		}
 		built := filepath.Join(tmp, "guest.test")
-		cmd := exec.Command(goBin, "test", "-c", "-o", built, pkg)
+		cmd := exec.Command(goBin, append(args, "-o", built, pkg)...)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if b, err := cmd.CombinedOutput(); err != nil {
 			binErr = errors.New("go test -c (static): " + err.Error() + ": " + string(bytes.TrimSpace(b)))

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -198,4 +199,25 @@ func TestGuestHangs(t *testing.T) {
 	// Blocked, not deadlocked (the runtime would end a select{} at once):
 	// the host must time out.
 	time.Sleep(24 * time.Hour)
+}
+
+// The guest's rebuilt binary is built with the host binary's tags: a
+// `go test -tags lightbox_noleaninit` of a dynamically linked test binary
+// once booted a guest built without them.
+func TestRebuildArgs(t *testing.T) {
+	for _, c := range []struct {
+		bi   *debug.BuildInfo
+		args string
+		pkg  string
+	}{
+		{nil, "test -c", "."},
+		{&debug.BuildInfo{Path: "github.com/beamhop/lightbox.test"}, "test -c", "github.com/beamhop/lightbox"},
+		{&debug.BuildInfo{Path: "github.com/beamhop/lightbox.test", Settings: []debug.BuildSetting{{Key: "-tags", Value: "lightbox_noleaninit,x"}, {Key: "CGO_ENABLED", Value: "1"}}}, "test -c -tags=lightbox_noleaninit,x", "github.com/beamhop/lightbox"},
+		{&debug.BuildInfo{Path: "command-line-arguments", Settings: []debug.BuildSetting{{Key: "-tags", Value: ""}}}, "test -c", "."},
+	} {
+		args, pkg := rebuildArgs(c.bi)
+		if strings.Join(args, " ") != c.args || pkg != c.pkg {
+			t.Errorf("rebuildArgs(%+v) = %q, %q; want %q, %q", c.bi, args, pkg, c.args, c.pkg)
+		}
+	}
 }
