@@ -74,6 +74,19 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		defer func() { _ = passR.Close() }() // pipe end: nothing buffered to lose
 		cfg.FDs.Passer = child(passR)
 	}
+	// On cgroup v1 the init is moved into its cgroups after the clone;
+	// it mounts meanwhile and waits for a byte on this pipe before it
+	// does anything that needs them (nsinit.FDs.Joined).
+	var joinR, joinW *os.File
+	if cg != nil && cg.Version == 1 {
+		joinR, joinW, err = os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		defer func() { _ = joinR.Close() }() // pipe end: nothing buffered to lose
+		defer func() { _ = joinW.Close() }() // pipe end: nothing buffered to lose
+		cfg.FDs.Joined = child(joinR)
+	}
 	if wf, err := cg.openWorkload(); err != nil {
 		return nil, err
 	} else if wf != nil {
@@ -117,6 +130,9 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	_ = cfgR.Close()  // pipe end: nothing buffered to lose
 	_ = repW.Close()  // pipe end: nothing buffered to lose
 	_ = liveR.Close() // pipe end: nothing buffered to lose
+	if joinR != nil {
+		_ = joinR.Close() // pipe end: nothing buffered to lose
+	}
 	sb := &Sandbox{m: m, name: name, dir: dir, pid: pid, live: liveW, initDone: initDone}
 	launched.Store(liveW, struct{}{})
 	fail := func(err error) (*Sandbox, error) {
@@ -124,13 +140,6 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		_ = cmd.Process.Kill() // best effort: it may be gone already
 		<-initDone
 		return nil, err
-	}
-	if cg != nil && cg.Version == 1 {
-		// The init waits for its config before it does anything: it is
-		// in its cgroups before it mounts or runs a thing.
-		if err := cg.add(pid); err != nil {
-			return fail(err)
-		}
 	}
 	if passW != nil {
 		if err := openForInit(pid, &cfg, h); err != nil {
@@ -190,6 +199,29 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 			<-mainDone // the init is gone: its queued request failed
 		}
 		return sb, err
+	}
+	if joinW != nil {
+		// The init mounts while we move it into its cgroups (the first
+		// write to a v1 cgroup.procs waits for an RCU grace period,
+		// milliseconds); it forks nothing until told it is inside. On
+		// failure the pipe closes unwritten and the init is killed.
+		err := cg.add(pid)
+		if err == nil {
+			if _, err = joinW.Write([]byte{1}); err != nil {
+				err = fmt.Errorf("tell the init it is in its cgroups: %w", err)
+			}
+		}
+		if err != nil {
+			// An init that failed its setup meanwhile (and so left
+			// its cgroups' reach) has the real cause in its report.
+			_ = cmd.Process.Kill() // best effort: it may be gone already
+			<-initDone
+			if r := <-rep; r.err == nil && r.r.Type == nsinit.ReportError {
+				err = errors.New(r.r.Error)
+			}
+			return failSet(err)
+		}
+		_ = joinW.Close() // pipe end: the byte is written
 	}
 	select {
 	case <-ctx.Done():
