@@ -168,6 +168,14 @@ type SandboxOptions struct {
 	// masked inside such namespaces either way, and a fresh proc or sysfs
 	// cannot be mounted there (see README).
 	AllowUserNamespaces bool
+	// DetachedTeardown, with a Command and once it has exited, makes
+	// Destroy return as soon as the sandbox's name is free: a detached
+	// process waits for the sandbox's init to exit and removes its
+	// cgroups and directories (for a program about to exit, as `lightbox
+	// run` is; gc removes what a kill -9 of that process leaves). It does
+	// not apply with a private network or DiskMiB, whose teardown Destroy
+	// waits for.
+	DetachedTeardown bool
 }
 
 // Mount is what SandboxOptions.Mounts puts at a path: a host path

@@ -265,7 +265,13 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 			return fail(fmt.Errorf("attach network: %w", err))
 		}
 	}
-	lk.Close() // the init holds the name lock from here on
+	// The init holds the name lock from here on (the same open file: a
+	// lock held by both). With DetachedTeardown we keep our hold, for the
+	// reaper Destroy starts.
+	detached := spec.DetachedTeardown && spec.Command != nil && sb.net == nil && spec.WritableDir == ""
+	if !detached {
+		lk.Close()
+	}
 	if spec.Command != nil {
 		var err error
 		if mainDone != nil {
@@ -274,9 +280,13 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 			err = sb.startMain(ctx, spec)
 		}
 		if err != nil {
+			lk.Close()                                    // Destroy takes the name lock once the init is gone
 			_ = sb.destroy(context.WithoutCancel(ctx), 0) // best effort: nobody to report it to
 			return nil, fmt.Errorf("start main command: %w", err)
 		}
+	}
+	if detached {
+		sb.held = lk
 	}
 	m.log.Debug("sandbox launched", "sandbox", name, "pid", pid)
 	return sb, nil
