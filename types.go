@@ -169,11 +169,12 @@ type SandboxOptions struct {
 	// cannot be mounted there (see README).
 	AllowUserNamespaces bool
 	// DetachedTeardown, with a Command and once it has exited, makes
-	// Destroy return as soon as the sandbox's name is free: a detached
-	// process waits for the sandbox's init to exit and removes its
-	// cgroups and directories (for a program about to exit, as `lightbox
-	// run` is; gc removes what a kill -9 of that process leaves). It does
-	// not apply with a private network or DiskMiB, whose teardown Destroy
+	// Destroy free the sandbox's name at once and return when its init
+	// has exited (what it held, such as volume leases, is free then),
+	// leaving the removal of a directory that holds many files to a
+	// detached process (for a program about to exit, as `lightbox run`
+	// is; gc removes what a kill -9 of that process leaves). It does not
+	// apply with a private network or DiskMiB, whose teardown Destroy
 	// waits for.
 	DetachedTeardown bool
 }

@@ -9,51 +9,40 @@ import (
 	"os/exec"
 	"path/filepath"
 	"syscall"
-	"time"
 
 	"github.com/beamhop/lightbox/internal/initbin"
 	"github.com/beamhop/lightbox/internal/lockfile"
 	"github.com/beamhop/lightbox/internal/reap"
 	"github.com/beamhop/lightbox/internal/reexec"
 	"github.com/containerd/cgroups/v3/cgroup1"
-	"golang.org/x/sys/unix"
 )
+
+// smallTree is the most entries a sandbox's directory may hold for
+// destroyDetached to remove it itself: past it, a reaper's start (a lean
+// Go start, ~1 ms of CPU) costs less than the unlinking it takes off the
+// caller's path.
+const smallTree = 256
 
 // destroyDetached is Destroy for a sandbox launched with
 // Spec.DetachedTeardown whose main command has exited: the init is on its
 // way out (its main command ended; we close the liveness pipe too). Under
 // the global lock the directory is renamed aside, so the name is free at
-// once; a reaper process (internal/reap) started with our hold of the
-// name lock then waits for the init to exit and removes the cgroups and
-// the directory. We return once the init has exited, not after the
-// removal: what the init held for the sandbox's life (volume and
-// snapshot leases) is free when Destroy returns, as without the reaper.
-// A crash of either leaves a .rm- entry with its state file: gc removes
-// it, cgroups included, once no process holds its lock.
+// once; then we wait for the init to exit, so that what it held for the
+// sandbox's life (volume and snapshot leases) is free when Destroy
+// returns. A directory that holds little is removed here and now, with
+// the cgroups; a larger one (a command that wrote many files) goes to a
+// reaper process (internal/reap), started with our hold of the name lock,
+// that removes it after we return. A crash of either leaves a .rm- entry
+// with its state file: gc removes it, cgroups included, once no process
+// holds its lock.
 func (s *Sandbox) destroyDetached(ctx context.Context, held *lockfile.Lock) error {
-	defer held.Close() // the reaper has its own copy
+	defer held.Close() // a reaper has its own copy
 	s.mu.Lock()
 	if s.live != nil {
 		closeLive(s.live)
 		s.live = nil
 	}
 	s.mu.Unlock()
-	// A pidfd, unless the init is reaped already (then its pid may name
-	// another process: checked after the open, so the pidfd names the
-	// init or nothing).
-	var pidfd *os.File
-	if fd, err := unix.PidfdOpen(s.pid, 0); err == nil {
-		pidfd = os.NewFile(uintptr(fd), "pidfd")
-		defer func() { _ = pidfd.Close() }() // a pidfd: nothing to flush
-	}
-	if s.initDone != nil {
-		select {
-		case <-s.initDone:
-			_ = pidfd.Close() // reaped: nothing to wait for
-			pidfd = nil
-		default:
-		}
-	}
 	g, err := s.m.globalLock(ctx)
 	if err != nil {
 		return fmt.Errorf("destroy sandbox %s: %w", s.name, err)
@@ -61,32 +50,32 @@ func (s *Sandbox) destroyDetached(ctx context.Context, held *lockfile.Lock) erro
 	aside := filepath.Join(s.m.root, ".rm-"+s.name+"-"+randomHex(5))
 	err = os.Rename(s.dir, aside)
 	g.Close()
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("destroy sandbox %s: %w", s.name, err)
 	}
-	spec := reap.Spec{Dir: aside, Mapping: s.m.mapping, Pidfd: pidfd != nil}
+	select {
+	case <-s.initDone:
+	case <-ctx.Done():
+		return fmt.Errorf("destroy sandbox %s: %w", s.name, ctx.Err())
+	}
+	if err != nil {
+		return nil // gone already (removed by another process)
+	}
+	spec := reap.Spec{Dir: aside, Mapping: s.m.mapping}
 	if st, err := readState(aside); err == nil && st.Cgroup != nil {
 		spec.Cgroups, spec.Parents = st.Cgroup.reapDirs()
 	}
-	if err := s.m.startReaper(spec, held.File(), pidfd); err != nil {
-		// Do it here then: the caller waits, nothing is left behind.
-		s.m.log.Warn("start the sandbox's reaper; removing it in this process", "sandbox", s.name, "err", err)
-		if pidfd != nil {
-			waitPidfd(ctx, pidfd, time.Time{})
-		}
-		held.Close()
-		if err := s.m.removeDir(ctx, aside); err != nil {
+	if reap.Small(aside, smallTree) {
+		if err := reap.Remove(ctx, spec); err != nil {
 			return fmt.Errorf("destroy sandbox %s: %w", s.name, err)
 		}
+		return nil
 	}
-	if s.initDone != nil {
-		select {
-		case <-s.initDone:
-		case <-ctx.Done():
-			return fmt.Errorf("destroy sandbox %s: %w", s.name, ctx.Err())
+	if err := s.m.startReaper(spec, held.File()); err != nil {
+		// Do it here then: the caller waits, nothing is left behind.
+		s.m.log.Warn("start the sandbox's reaper; removing it in this process", "sandbox", s.name, "err", err)
+		if err := reap.Remove(ctx, spec); err != nil {
+			return fmt.Errorf("destroy sandbox %s: %w", s.name, err)
 		}
 	}
 	return nil
@@ -95,7 +84,7 @@ func (s *Sandbox) destroyDetached(ctx context.Context, held *lockfile.Lock) erro
 // startReaper starts a detached reaper (its own session, no stdio, not
 // waited for) from the lean init program when there is one (a lean Go
 // start), else from this binary.
-func (m *Manager) startReaper(spec reap.Spec, lock, pidfd *os.File) error {
+func (m *Manager) startReaper(spec reap.Spec, lock *os.File) error {
 	b, err := json.Marshal(spec)
 	if err != nil {
 		return err
@@ -108,9 +97,6 @@ func (m *Manager) startReaper(spec reap.Spec, lock, pidfd *os.File) error {
 	cmd.Args[0] = "lightbox-" + reap.Role
 	cmd.Env = []string{reexec.EnvRole + "=" + reap.Role, "GOMAXPROCS=1", "GOGC=off"}
 	cmd.ExtraFiles = []*os.File{lock}
-	if pidfd != nil {
-		cmd.ExtraFiles = append(cmd.ExtraFiles, pidfd)
-	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start reaper: %w", err)

@@ -121,14 +121,14 @@ type Spec struct {
 	// Timeout ends the sandbox after this long; 0 = never.
 	Timeout time.Duration
 	// DetachedTeardown makes Destroy, once the main command has exited,
-	// hand the rest of the teardown to a detached reaper process
-	// (internal/reap): Destroy returns as soon as the sandbox's name is
-	// free, and the reaper waits for the init to exit and removes the
-	// cgroups and the directory. For a launcher about to exit (lightbox
-	// run). The launcher keeps its own hold of the name lock until
-	// Destroy (handed to the reaper, so gc sees the directory busy until
-	// the reaper is done or killed). Not with a private network (its
-	// helper is waited for) or a WritableDir (the caller removes it).
+	// free the sandbox's name at once (renamed aside), wait for its init
+	// only, and hand the removal of a directory that holds much to a
+	// detached reaper process (internal/reap) that finishes after Destroy
+	// returns. For a launcher about to exit (lightbox run). The launcher
+	// keeps its own hold of the name lock until Destroy (handed to the
+	// reaper, so gc sees the directory busy until the reaper is done or
+	// killed). Not with a private network (its helper is waited for) or
+	// a WritableDir (the caller removes it).
 	DetachedTeardown bool
 	// AllowUserNamespaces lets workloads create user namespaces of their
 	// own (the seccomp profile refuses them by default).

@@ -303,7 +303,7 @@ func (s *Sandbox) destroy(ctx context.Context, grace time.Duration) error {
 	s.held = nil
 	s.mu.Unlock()
 	if held != nil {
-		if main != nil && main.exited() {
+		if main != nil && main.exited() && s.initDone != nil {
 			return s.destroyDetached(ctx, held)
 		}
 		held.Close() // the init's exit frees the name for the removal below

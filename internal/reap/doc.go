@@ -1,7 +1,7 @@
 // Package reap is the detached teardown of a sandbox: a small process
-// that outlives the one that launched the sandbox, waits for the
-// sandbox's init to exit, then removes its cgroups and its directory
-// (already renamed aside, so its name is free). It lets `lightbox run`
+// that outlives the one that launched the sandbox and removes, once the
+// sandbox's init has exited, its cgroups and its directory (already
+// renamed aside, so its name is free). It lets `lightbox run`
 // return the command's exit status without waiting for that work, and
 // leaves nothing a kill -9 could strand: it holds the sandbox's name
 // lock for its whole life, so `lightbox gc` skips the directory while it
@@ -12,7 +12,9 @@
 // internal/rmtree and internal/idmap), so that the lean init program
 // (internal/initbin) can carry the role: a reaper then costs a lean Go
 // start, not a start of the whole lightbox binary. The runtime works out
-// what to remove (it owns the cgroup layout) and hands it over as a Spec.
+// what to remove (it owns the cgroup layout) and hands it over as a Spec,
+// once the sandbox's init has exited; a small tree it removes itself
+// (Remove), as a reaper's start would cost more than that.
 package reap
 
 import "github.com/beamhop/lightbox/internal/idmap"
@@ -22,7 +24,7 @@ const Role = "reap"
 
 // Spec is what a reaper removes, passed as JSON in its first argument.
 // The reaper inherits the sandbox's name lock as fd 3 (held, never
-// touched) and, when Pidfd is set, a pidfd of the sandbox's init as fd 4.
+// touched).
 type Spec struct {
 	// Dir is the sandbox's directory, renamed aside (.rm-…).
 	Dir string `json:"dir"`
@@ -34,7 +36,4 @@ type Spec struct {
 	// effort).
 	Cgroups []string `json:"cgroups,omitempty"`
 	Parents []string `json:"parents,omitempty"`
-	// Pidfd says fd 4 is a pidfd of the init: the reaper waits for it to
-	// exit first (and kills it if it has not after InitGrace).
-	Pidfd bool `json:"pidfd,omitempty"`
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,11 +15,6 @@ import (
 	"github.com/beamhop/lightbox/internal/rmtree"
 	"golang.org/x/sys/unix"
 )
-
-// InitGrace is how long the reaper waits for the init to exit before it
-// kills it: the launcher closed the liveness pipe, so the init is on its
-// way out already.
-const InitGrace = 30 * time.Second
 
 // cgroupGrace bounds the wait for a cgroup to empty.
 const cgroupGrace = 10 * time.Second
@@ -41,13 +37,16 @@ func run() error {
 	if err := json.Unmarshal([]byte(os.Args[1]), &s); err != nil {
 		return fmt.Errorf("spec: %w", err)
 	}
+	return Remove(context.Background(), s) // a process of its own: no caller's context to honour
+}
+
+// Remove removes what s names: the cgroups (children first), the shared
+// parents when empty, then the directory. The sandbox's init must be
+// gone. The reaper runs it; so does the runtime itself for a small tree,
+// where starting a reaper would cost more than the removal.
+func Remove(ctx context.Context, s Spec) error {
 	if !filepath.IsAbs(s.Dir) || !strings.HasPrefix(filepath.Base(s.Dir), ".rm-") {
-		return fmt.Errorf("spec: %q is not a directory set aside for removal", s.Dir)
-	}
-	if s.Pidfd {
-		if err := waitInit(4); err != nil {
-			return err
-		}
+		return fmt.Errorf("reap: %q is not a directory set aside for removal", s.Dir)
 	}
 	if err := removeCgroups(s.Cgroups); err != nil {
 		return err
@@ -55,36 +54,44 @@ func run() error {
 	for _, p := range s.Parents {
 		_ = unix.Rmdir(p) // best effort: another sandbox may use it
 	}
-	return rmtree.RemoveAll(context.Background(), s.Dir, s.Mapping) // a process of its own: no caller's context to honour
+	return rmtree.RemoveAll(ctx, s.Dir, s.Mapping)
 }
 
-// waitInit waits until the process of the pidfd has exited, killing it
-// after InitGrace.
-func waitInit(pidfd int) error {
-	defer unix.Close(pidfd)
-	killed := false
-	deadline := time.Now().Add(InitGrace)
-	for {
-		ms := int(time.Until(deadline).Milliseconds())
-		if ms < 0 {
-			ms = 0
-		}
-		n, err := unix.Poll([]unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}, ms)
-		switch {
-		case errors.Is(err, unix.EINTR):
-			continue
-		case err != nil:
-			return fmt.Errorf("wait for the init: poll: %w", err)
-		case n > 0:
-			return nil
-		case killed:
-			return errors.New("wait for the init: still there after SIGKILL")
-		}
-		if err := unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
-			return fmt.Errorf("kill the init: %w", err)
-		}
-		killed, deadline = true, time.Now().Add(cgroupGrace)
+// Small reports whether the tree at dir holds at most n entries (it stops
+// counting past n) that the caller may read: small enough to remove at
+// once.
+func Small(dir string, n int) bool {
+	left := n
+	return small(unix.AT_FDCWD, dir, &left)
+}
+
+func small(dirfd int, name string, left *int) bool {
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EACCES) {
+		// A file, a symlink, gone, or the overlay's work/work (mode
+		// 000, empty once unmounted; rmtree makes it readable): counted
+		// by the caller.
+		return true
 	}
+	if err != nil {
+		return false
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer func() { _ = f.Close() }() // read-only (a directory)
+	names, err := f.Readdirnames(*left + 1)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false
+	}
+	*left -= len(names)
+	if *left < 0 {
+		return false
+	}
+	for _, n := range names {
+		if !small(fd, n, left) {
+			return false
+		}
+	}
+	return true
 }
 
 // removeCgroups removes each directory in turn (children first). One
