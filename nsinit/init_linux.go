@@ -93,9 +93,8 @@ func setUp() (report *os.File, s *server, err error) {
 	}
 	// The spawner thread drops its privileges while this one mounts.
 	r := newReaper()
-	joined := &joinGate{fd: cfg.FDs.Joined}
-	sp, spReady := startSpawner(r, seccomp.Options{AllowUserNamespaces: cfg.AllowUserNamespaces}, len(cfg.Cgroup) > 0, cfg.FDs.Workload, joined)
-	if err := setup(cfg, fds, joined); err != nil {
+	sp, spReady := startSpawner(r, seccomp.Options{AllowUserNamespaces: cfg.AllowUserNamespaces}, len(cfg.Cgroup) > 0, cfg.FDs.Workload)
+	if err := setup(cfg, fds); err != nil {
 		return report, nil, err
 	}
 	if err := <-spReady; err != nil {

@@ -7,51 +7,17 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/beamhop/lightbox/internal/sys"
 	"golang.org/x/sys/unix"
 )
 
-// joinGate is the runtime's word that the init is in its cgroups
-// (FDs.Joined): the cgroup namespace, the /sys/fs/cgroup mount and the
-// spawner thread wait for it, the rest of setup does not.
-type joinGate struct {
-	fd   int // FDs.Joined, 0 = nothing to wait for
-	once sync.Once
-	err  error
-}
-
-// wait returns once the runtime has placed the init in its cgroups, or
-// with an error when it closed the pipe without saying so (it failed, or
-// died). The read waits in the poller: the init's one P stays free for
-// the mounts meanwhile.
-func (g *joinGate) wait() error {
-	if g == nil || g.fd <= 0 {
-		return nil
-	}
-	g.once.Do(func() {
-		if err := unix.SetNonblock(g.fd, true); err != nil {
-			g.err = fmt.Errorf("wait to join the cgroups: %w", err)
-			unix.Close(g.fd)
-			return
-		}
-		f := os.NewFile(uintptr(g.fd), "joined")
-		defer func() { _ = f.Close() }() // a pipe's read end: nothing to lose
-		var b [1]byte
-		if n, err := f.Read(b[:]); n != 1 {
-			g.err = fmt.Errorf("the runtime did not place the init in its cgroups (%v)", err)
-		}
-	})
-	return g.err
-}
-
 // unshareCgroupNS makes the cgroup the runtime put us in the root of a
 // new cgroup namespace for the calling thread, which must be locked and
 // never unlocked: the spawner thread (so every workload it forks) and the
-// thread that mounts /sys/fs/cgroup. The clone's own cgroup namespace is
-// rooted at the launcher's cgroup: the runtime moves the init only after
-// the clone (on cgroup v1).
+// thread that mounts /sys/fs/cgroup. (The runtime clones the init into
+// its cgroup, so the clone's own namespace has that root already; this
+// keeps an init started otherwise, such as an OCI container's, right.)
 func unshareCgroupNS() error {
 	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
 		return fmt.Errorf("unshare(CLONE_NEWCGROUP): %w", err)
@@ -100,12 +66,9 @@ func setNproc(n int64) error {
 // the unified hierarchy for "cgroup2", else a read-only tmpfs holding the
 // listed v1 controllers' hierarchies. With no controllers it is an empty
 // read-only tmpfs, over whatever a bind of the host's /sys brought.
-func mountCgroup(root int, ctrls []string, joined *joinGate) error {
+func mountCgroup(root int, ctrls []string) error {
 	if len(ctrls) == 0 {
 		return mountCgroupIn(root, nil)
-	}
-	if err := joined.wait(); err != nil {
-		return err
 	}
 	// The filesystems take the cgroup namespace of the thread that
 	// creates them: a thread of its own, in the sandbox's namespace,

@@ -14,10 +14,8 @@ import (
 )
 
 // setup builds the sandbox's root and pivots into it. It closes the
-// descriptors the runtime passed (fds) before it returns. It waits for
-// joined before the cgroup mount only: the mounts before it overlap the
-// runtime's move of the init into its cgroups.
-func setup(cfg *Config, fds received, joined *joinGate) error {
+// descriptors the runtime passed (fds) before it returns.
+func setup(cfg *Config, fds received) error {
 	defer fds.closeAll(nil)
 	if err := sys.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mounts private: %w", err)
@@ -44,7 +42,7 @@ func setup(cfg *Config, fds received, joined *joinGate) error {
 		return err
 	}
 	if len(cfg.Cgroup) > 0 || cfg.Network == "host" {
-		if err := mountCgroup(root, cfg.Cgroup, joined); err != nil {
+		if err := mountCgroup(root, cfg.Cgroup); err != nil {
 			return fmt.Errorf("mount /sys/fs/cgroup: %w", err)
 		}
 	}

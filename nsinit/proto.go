@@ -16,12 +16,6 @@ import (
 //     FDs.Passer (SendFDs; see "Descriptors from the host side");
 //  3. the runtime writes one Config on the config pipe and closes it
 //     (WriteConfig, ReadConfig);
-//  3a. on cgroup v1 the runtime then moves the init into the sandbox's
-//     cgroups (one write per controller's cgroup.procs) while the init
-//     mounts, and writes one byte on FDs.Joined once it is inside; the
-//     init makes its cgroup namespace, mounts /sys/fs/cgroup and starts
-//     its spawner thread (which forks every workload) only after that
-//     byte, and fails its setup when the pipe closes without it;
 //  4. the init writes one Report on the report pipe: ReportReady once it
 //     serves the exec socket, or ReportError with the real cause of the
 //     failure, then exits; a report pipe closed with no Report means the
@@ -137,12 +131,6 @@ type FDs struct {
 	Exe      int   `json:"exe"`      // the binary the init was started from, -1 if none
 	Passer   int   `json:"passer"`   // socket carrying Config.Passed descriptors, -1 if none
 	Leases   []int `json:"leases,omitempty"`
-	// Joined, when not 0, is the read end of a pipe on which the runtime
-	// writes one byte once the init is in its cgroups (cgroup v1: the
-	// move is a write to cgroup.procs after the clone, whose first write
-	// waits for an RCU grace period; the init sets up its mounts
-	// meanwhile). Nothing that needs the cgroup runs before it.
-	Joined int `json:"joined,omitempty"`
 	// Workload, when not 0, is the workloads' cgroup's cgroup.threads
 	// (v1: tasks), opened by the runtime: the spawner thread writes "0"
 	// to it to move itself there, so that every workload is born in it.

@@ -107,18 +107,16 @@ type spawner struct {
 	reqs     chan spawnReq
 	r        *reaper
 	cgroupNS bool
-	workload int       // FDs.Workload: 0 = none
-	joined   *joinGate // the runtime's word that the init is in its cgroups
+	workload int // FDs.Workload: 0 = none
 }
 
 // startSpawner starts the spawner thread; it is ready to fork when the
 // returned channel yields nil.
 // With cgroupNS it first makes its cgroup the root of a new cgroup
 // namespace (see unshareCgroupNS); with a workload fd it then moves into
-// the workloads' cgroup (see joinWorkload). Both wait for joined first:
-// nothing is forked before the init is in its cgroups.
-func startSpawner(r *reaper, prof seccomp.Options, cgroupNS bool, workload int, joined *joinGate) (*spawner, <-chan error) {
-	s := &spawner{reqs: make(chan spawnReq), r: r, cgroupNS: cgroupNS, workload: workload, joined: joined}
+// the workloads' cgroup (see joinWorkload).
+func startSpawner(r *reaper, prof seccomp.Options, cgroupNS bool, workload int) (*spawner, <-chan error) {
+	s := &spawner{reqs: make(chan spawnReq), r: r, cgroupNS: cgroupNS, workload: workload}
 	ready := make(chan error, 1)
 	go s.loop(ready, prof)
 	return s, ready
@@ -128,10 +126,6 @@ func (s *spawner) loop(ready chan<- error, prof seccomp.Options) {
 	// Never unlocked: this thread's credentials are no longer the init's,
 	// so it must die with the goroutine rather than go back to the pool.
 	runtime.LockOSThread()
-	if err := s.joined.wait(); err != nil {
-		ready <- err
-		return
-	}
 	if s.cgroupNS {
 		if err := unshareCgroupNS(); err != nil {
 			ready <- err

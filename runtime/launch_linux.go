@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -74,19 +76,6 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		defer func() { _ = passR.Close() }() // pipe end: nothing buffered to lose
 		cfg.FDs.Passer = child(passR)
 	}
-	// On cgroup v1 the init is moved into its cgroups after the clone;
-	// it mounts meanwhile and waits for a byte on this pipe before it
-	// does anything that needs them (nsinit.FDs.Joined).
-	var joinR, joinW *os.File
-	if cg != nil && cg.Version == 1 {
-		joinR, joinW, err = os.Pipe()
-		if err != nil {
-			return nil, err
-		}
-		defer func() { _ = joinR.Close() }() // pipe end: nothing buffered to lose
-		defer func() { _ = joinW.Close() }() // pipe end: nothing buffered to lose
-		cfg.FDs.Joined = child(joinR)
-	}
 	if wf, err := cg.openWorkload(); err != nil {
 		return nil, err
 	} else if wf != nil {
@@ -119,7 +108,18 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		defer func() { _ = cgf.Close() }() // our copy: the init is cloned into it
 		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(cgf.Fd())
 	}
-	if err := cmd.Start(); err != nil {
+	start := cmd.Start
+	if cg != nil && cg.Version == 1 {
+		// Cloned from a thread that joined the sandbox's cgroups: the
+		// init is born in them, as CLONE_INTO_CGROUP does on v2.
+		tasks, ctrls, err := cg.openTasks()
+		if err != nil {
+			return nil, err
+		}
+		defer closeFiles(tasks)
+		start = func() error { return startInCgroupsV1(cmd.Start, tasks, ctrls) }
+	}
+	if err := start(); err != nil {
 		_ = liveW.Close() // pipe end: nothing buffered to lose
 		return nil, fmt.Errorf("start init: %w", err)
 	}
@@ -130,9 +130,6 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	_ = cfgR.Close()  // pipe end: nothing buffered to lose
 	_ = repW.Close()  // pipe end: nothing buffered to lose
 	_ = liveR.Close() // pipe end: nothing buffered to lose
-	if joinR != nil {
-		_ = joinR.Close() // pipe end: nothing buffered to lose
-	}
 	sb := &Sandbox{m: m, name: name, dir: dir, pid: pid, live: liveW, initDone: initDone}
 	launched.Store(liveW, struct{}{})
 	fail := func(err error) (*Sandbox, error) {
@@ -199,29 +196,6 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 			<-mainDone // the init is gone: its queued request failed
 		}
 		return sb, err
-	}
-	if joinW != nil {
-		// The init mounts while we move it into its cgroups (the first
-		// write to a v1 cgroup.procs waits for an RCU grace period,
-		// milliseconds); it forks nothing until told it is inside. On
-		// failure the pipe closes unwritten and the init is killed.
-		err := cg.add(pid)
-		if err == nil {
-			if _, err = joinW.Write([]byte{1}); err != nil {
-				err = fmt.Errorf("tell the init it is in its cgroups: %w", err)
-			}
-		}
-		if err != nil {
-			// An init that failed its setup meanwhile (and so left
-			// its cgroups' reach) has the real cause in its report.
-			_ = cmd.Process.Kill() // best effort: it may be gone already
-			<-initDone
-			if r := <-rep; r.err == nil && r.r.Type == nsinit.ReportError {
-				err = errors.New(r.r.Error)
-			}
-			return failSet(err)
-		}
-		_ = joinW.Close() // pipe end: the byte is written
 	}
 	select {
 	case <-ctx.Done():
@@ -378,4 +352,93 @@ func writeState(dir string, st state) error {
 		return err
 	}
 	return os.Rename(tmp, p)
+}
+
+// startInCgroupsV1 runs start (a fork) from a locked thread that first
+// joins the cgroups whose tasks files are given, so that the child is
+// born in them, and then goes back to its own: cgroup v1 has no
+// CLONE_INTO_CGROUP, and moving the child after the clone (a write of
+// its pid to cgroup.procs) waits for an RCU grace period on the first
+// write, milliseconds on every launch, where a thread moving itself ("0"
+// to tasks) takes no global lock. A thread that could not go back stays
+// locked: it ends with the goroutine (the main thread, which cannot end,
+// is then parked for good) instead of serving the program from the
+// sandbox's cgroups.
+func startInCgroupsV1(start func() error, tasks []*os.File, ctrls []string) error {
+	errc := make(chan error, 1)
+	go func() {
+		goruntime.LockOSThread()
+		back, err := ownTasks(ctrls)
+		if err != nil {
+			goruntime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer closeFiles(back)
+		for _, f := range tasks {
+			if err = writeRetry(int(f.Fd()), "0"); err != nil {
+				err = fmt.Errorf("join cgroup: write %s: %w", f.Name(), err)
+				break
+			}
+		}
+		if err == nil {
+			err = start()
+		}
+		for _, f := range back {
+			if werr := writeRetry(int(f.Fd()), "0"); werr != nil {
+				errc <- errors.Join(err, fmt.Errorf("leave the sandbox's cgroups: write %s: %w", f.Name(), werr))
+				return // still locked: see above
+			}
+		}
+		goruntime.UnlockOSThread()
+		errc <- err
+	}()
+	return <-errc
+}
+
+// ownTasks opens, for each v1 controller named, the tasks file of the
+// calling thread's own cgroup in it.
+func ownTasks(ctrls []string) ([]*os.File, error) {
+	b, err := os.ReadFile("/proc/thread-self/cgroup")
+	if err != nil {
+		return nil, err
+	}
+	var out []*os.File
+	for _, c := range ctrls {
+		var p string
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.SplitN(line, ":", 3)
+			if len(f) == 3 && slices.Contains(strings.Split(f[1], ","), c) {
+				p = f[2]
+				break
+			}
+		}
+		if p == "" {
+			closeFiles(out)
+			return nil, fmt.Errorf("join cgroup: no %s hierarchy in /proc/thread-self/cgroup", c)
+		}
+		full := filepath.Join(unifiedMount, c, p, "tasks")
+		f, err := os.OpenFile(full, os.O_WRONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			closeFiles(out)
+			return nil, err
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+func writeRetry(fd int, s string) error {
+	for {
+		_, err := unix.Write(fd, []byte(s))
+		if !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
+}
+
+func closeFiles(fs []*os.File) {
+	for _, f := range fs {
+		_ = f.Close() // write-only cgroup files: nothing buffered
+	}
 }

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/beamhop/lightbox/internal/initbin"
 	"github.com/beamhop/lightbox/internal/lockfile"
 	"github.com/beamhop/lightbox/internal/reap"
@@ -127,4 +129,26 @@ func (cs *cgroupState) reapDirs() (dirs, parents []string) {
 		parents = append(parents, filepath.Dir(full))
 	}
 	return dirs, parents
+}
+
+// openTasks opens the tasks file of each of the (v1) cgroup's
+// hierarchies, through which a thread moves itself (startInCgroupsV1),
+// and names their controllers.
+func (cs *cgroupState) openTasks() ([]*os.File, []string, error) {
+	var out []*os.File
+	var ctrls []string
+	for _, c := range v1Controllers {
+		p, ok := cs.Paths[string(c)]
+		if !ok {
+			continue
+		}
+		full := filepath.Join(unifiedMount, string(c), p, "tasks")
+		f, err := os.OpenFile(full, os.O_WRONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			closeFiles(out)
+			return nil, nil, err
+		}
+		out, ctrls = append(out, f), append(ctrls, string(c))
+	}
+	return out, ctrls, nil
 }
