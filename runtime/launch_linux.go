@@ -121,6 +121,12 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	}
 	if err := start(); err != nil {
 		_ = liveW.Close() // pipe end: nothing buffered to lose
+		if cmd.Process != nil {
+			// Started, but the launcher thread could not leave the
+			// sandbox's cgroups: the launch fails, the init goes.
+			_ = cmd.Process.Kill() // best effort: it may be gone already
+			_ = cmd.Wait()         // killed above: the status says so
+		}
 		return nil, fmt.Errorf("start init: %w", err)
 	}
 	pid := cmd.Process.Pid
