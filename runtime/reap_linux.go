@@ -12,7 +12,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/beamhop/lightbox/internal/initbin"
 	"github.com/beamhop/lightbox/internal/lockfile"
 	"github.com/beamhop/lightbox/internal/reap"
 	"github.com/beamhop/lightbox/internal/reexec"
@@ -84,18 +83,15 @@ func (s *Sandbox) destroyDetached(ctx context.Context, held *lockfile.Lock) erro
 }
 
 // startReaper starts a detached reaper (its own session, no stdio, not
-// waited for) from the lean init program when there is one (a lean Go
-// start), else from this binary.
+// waited for) from this binary: the "reap" role (runtime.Roles). Not
+// from the lean init, which would grow by the remover for every
+// sandbox's idle PID 1, where a reaper runs only for large trees.
 func (m *Manager) startReaper(spec reap.Spec, lock *os.File) error {
 	b, err := json.Marshal(spec)
 	if err != nil {
 		return err
 	}
-	exe := "/proc/self/exe"
-	if p, err := initbin.Install(m.root); err == nil {
-		exe = p
-	}
-	cmd := exec.Command(exe, string(b))
+	cmd := exec.Command("/proc/self/exe", string(b))
 	cmd.Args[0] = "lightbox-" + reap.Role
 	cmd.Env = []string{reexec.EnvRole + "=" + reap.Role, "GOMAXPROCS=1", "GOGC=off"}
 	cmd.ExtraFiles = []*os.File{lock}
