@@ -73,6 +73,7 @@ func (opts *SandboxOptions) spec() (runtime.Spec, error) {
 		Limits:   limits,
 
 		AllowUserNamespaces: opts.AllowUserNamespaces,
+		DetachedTeardown:    opts.DetachedTeardown,
 	}
 	if base, helper, ok := strings.Cut(spec.Network, ":"); ok && base == runtime.NetworkPrivate {
 		if helper != netstack.Pasta && helper != netstack.Slirp4netns {

@@ -258,12 +258,12 @@ func (s *Sandbox) destroy(ctx context.Context, grace time.Duration) error {
 	if s.settled != nil {
 		s.settled()
 	}
-	info, _ := s.rs.Status(ctx) // for WritableDir; the cgroup's usage is not wanted
+	wdir, _ := s.rs.WritableDir() // no state: nothing of it to remove
 	if err := s.rs.DestroyGrace(ctx, grace); err != nil {
 		return err
 	}
-	if info.WritableDir != "" {
-		if err := s.r.disks.Remove(ctx, info.WritableDir); err != nil {
+	if wdir != "" {
+		if err := s.r.disks.Remove(ctx, wdir); err != nil {
 			return fmt.Errorf("destroy sandbox %s: %w", s.name, err)
 		}
 	}

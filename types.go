@@ -168,6 +168,15 @@ type SandboxOptions struct {
 	// masked inside such namespaces either way, and a fresh proc or sysfs
 	// cannot be mounted there (see README).
 	AllowUserNamespaces bool
+	// DetachedTeardown, with a Command and once it has exited, makes
+	// Destroy free the sandbox's name at once and return when its init
+	// has exited (what it held, such as volume leases, is free then),
+	// leaving the removal of a directory that holds many files to a
+	// detached process (for a program about to exit, as `lightbox run`
+	// is; gc removes what a kill -9 of that process leaves). It does not
+	// apply with a private network or DiskMiB, whose teardown Destroy
+	// waits for.
+	DetachedTeardown bool
 }
 
 // Mount is what SandboxOptions.Mounts puts at a path: a host path

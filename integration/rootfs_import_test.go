@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/beamhop/lightbox/internal/testutil"
 )
@@ -111,6 +112,9 @@ func TestRootlessImportOfRootOwnedDir(t *testing.T) {
 	// named, the store unchanged.
 	must(os.WriteFile(filepath.Join(tree, "etc/secret"), []byte("key\n"), 0o600))
 	must(os.Chmod(filepath.Join(tree, "root"), 0o700))
+	// The runs above return before their reapers finish removing the
+	// sandboxes' directories: wait for that, it is not the import's doing.
+	gone(t, "the sandboxes' directories, set aside", asideDirs(t, store), 10*time.Second)
 	before := listTree(t, store)
 	r := asUser("snapshot", "import", "secret", tree)
 	if r.code == 0 {

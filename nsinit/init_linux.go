@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	goruntime "runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -25,6 +26,12 @@ func Main() {
 	if err != nil {
 		fatal(report, err)
 	}
+	// Serve first, report next: a request queued during setup (the main
+	// command's, sent with the launch) is accepted and its command
+	// forked before the report and the collector's settings below,
+	// which nothing waits for.
+	go s.run()
+	goruntime.Gosched()
 	if err := WriteReport(report, Report{Type: ReportReady}); err != nil {
 		// The launcher is gone or gave up: it kills us or the liveness
 		// pipe ends us; serve until then, as a detached sandbox would.
@@ -37,7 +44,7 @@ func Main() {
 	// Give back what setup used, once the launch is over (not in the way
 	// of the first commands).
 	time.AfterFunc(2*time.Second, freeMemory)
-	s.run()
+	select {} // s.run serves until the sandbox ends (it exits the process)
 }
 
 // fatal reports a failure of setup, on the report pipe once the config

@@ -15,9 +15,9 @@ import (
 // unshareCgroupNS makes the cgroup the runtime put us in the root of a
 // new cgroup namespace for the calling thread, which must be locked and
 // never unlocked: the spawner thread (so every workload it forks) and the
-// thread that mounts /sys/fs/cgroup. The clone's own cgroup namespace is
-// rooted at the launcher's cgroup: the runtime moves the init only after
-// the clone (on cgroup v1).
+// thread that mounts /sys/fs/cgroup. (The runtime clones the init into
+// its cgroup, so the clone's own namespace has that root already; this
+// keeps an init started otherwise, such as an OCI container's, right.)
 func unshareCgroupNS() error {
 	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
 		return fmt.Errorf("unshare(CLONE_NEWCGROUP): %w", err)

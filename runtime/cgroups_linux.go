@@ -29,8 +29,8 @@ import (
 //   - cgroup v1 (and hybrid, a v2 mount with no controllers): as root,
 //     one cgroup per controller (pids, memory, cpu, cpuacct), nested under
 //     the launcher's own cgroup of that controller as lightbox/<id>; the
-//     init's pid is written before it is sent its config, so it runs
-//     nothing before it is inside. Unprivileged users get no cgroup (v1
+//     init is cloned from a thread that joined them (startInCgroupsV1),
+//     so it is born inside. Unprivileged users get no cgroup (v1
 //     has no delegation): pids fall back to RLIMIT_NPROC, which Linux
 //     5.14+ counts per user namespace; memory and CPU are refused.
 //   - cgroup v2: one cgroup, lightbox-<id>, as root under the root of

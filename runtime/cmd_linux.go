@@ -362,6 +362,19 @@ func (c *Cmd) Output() ([]byte, error) {
 	return b.Bytes(), err
 }
 
+// exited reports whether the command has exited (its status is known).
+func (c *Cmd) exited() bool {
+	if c.done == nil {
+		return false
+	}
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // Pid returns the process's pid inside the sandbox (0 before Start).
 func (c *Cmd) Pid() int { return c.pid }
 

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -106,8 +108,25 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		defer func() { _ = cgf.Close() }() // our copy: the init is cloned into it
 		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(cgf.Fd())
 	}
-	if err := cmd.Start(); err != nil {
+	start := cmd.Start
+	if cg != nil && cg.Version == 1 {
+		// Cloned from a thread that joined the sandbox's cgroups: the
+		// init is born in them, as CLONE_INTO_CGROUP does on v2.
+		tasks, ctrls, err := cg.openTasks()
+		if err != nil {
+			return nil, err
+		}
+		defer closeFiles(tasks)
+		start = func() error { return startInCgroupsV1(cmd.Start, tasks, ctrls) }
+	}
+	if err := start(); err != nil {
 		_ = liveW.Close() // pipe end: nothing buffered to lose
+		if cmd.Process != nil {
+			// Started, but the launcher thread could not leave the
+			// sandbox's cgroups: the launch fails, the init goes.
+			_ = cmd.Process.Kill() // best effort: it may be gone already
+			_ = cmd.Wait()         // killed above: the status says so
+		}
 		return nil, fmt.Errorf("start init: %w", err)
 	}
 	pid := cmd.Process.Pid
@@ -124,13 +143,6 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		_ = cmd.Process.Kill() // best effort: it may be gone already
 		<-initDone
 		return nil, err
-	}
-	if cg != nil && cg.Version == 1 {
-		// The init waits for its config before it does anything: it is
-		// in its cgroups before it mounts or runs a thing.
-		if err := cg.add(pid); err != nil {
-			return fail(err)
-		}
 	}
 	if passW != nil {
 		if err := openForInit(pid, &cfg, h); err != nil {
@@ -217,7 +229,13 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 			return fail(fmt.Errorf("attach network: %w", err))
 		}
 	}
-	lk.Close() // the init holds the name lock from here on
+	// The init holds the name lock from here on (the same open file: a
+	// lock held by both). With DetachedTeardown we keep our hold, for the
+	// reaper Destroy starts.
+	detached := spec.DetachedTeardown && spec.Command != nil && sb.net == nil && spec.WritableDir == ""
+	if !detached {
+		lk.Close()
+	}
 	if spec.Command != nil {
 		var err error
 		if mainDone != nil {
@@ -226,9 +244,13 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 			err = sb.startMain(ctx, spec)
 		}
 		if err != nil {
+			lk.Close()                                    // Destroy takes the name lock once the init is gone
 			_ = sb.destroy(context.WithoutCancel(ctx), 0) // best effort: nobody to report it to
 			return nil, fmt.Errorf("start main command: %w", err)
 		}
+	}
+	if detached {
+		sb.held = lk
 	}
 	m.log.Debug("sandbox launched", "sandbox", name, "pid", pid)
 	return sb, nil
@@ -320,4 +342,93 @@ func writeState(dir string, st state) error {
 		return err
 	}
 	return os.Rename(tmp, p)
+}
+
+// startInCgroupsV1 runs start (a fork) from a locked thread that first
+// joins the cgroups whose tasks files are given, so that the child is
+// born in them, and then goes back to its own: cgroup v1 has no
+// CLONE_INTO_CGROUP, and moving the child after the clone (a write of
+// its pid to cgroup.procs) waits for an RCU grace period on the first
+// write, milliseconds on every launch, where a thread moving itself ("0"
+// to tasks) takes no global lock. A thread that could not go back stays
+// locked: it ends with the goroutine (the main thread, which cannot end,
+// is then parked for good) instead of serving the program from the
+// sandbox's cgroups.
+func startInCgroupsV1(start func() error, tasks []*os.File, ctrls []string) error {
+	errc := make(chan error, 1)
+	go func() {
+		goruntime.LockOSThread()
+		back, err := ownTasks(ctrls)
+		if err != nil {
+			goruntime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer closeFiles(back)
+		for _, f := range tasks {
+			if err = writeRetry(int(f.Fd()), "0"); err != nil {
+				err = fmt.Errorf("join cgroup: write %s: %w", f.Name(), err)
+				break
+			}
+		}
+		if err == nil {
+			err = start()
+		}
+		for _, f := range back {
+			if werr := writeRetry(int(f.Fd()), "0"); werr != nil {
+				errc <- errors.Join(err, fmt.Errorf("leave the sandbox's cgroups: write %s: %w", f.Name(), werr))
+				return // still locked: see above
+			}
+		}
+		goruntime.UnlockOSThread()
+		errc <- err
+	}()
+	return <-errc
+}
+
+// ownTasks opens, for each v1 controller named, the tasks file of the
+// calling thread's own cgroup in it.
+func ownTasks(ctrls []string) ([]*os.File, error) {
+	b, err := os.ReadFile("/proc/thread-self/cgroup")
+	if err != nil {
+		return nil, err
+	}
+	var out []*os.File
+	for _, c := range ctrls {
+		var p string
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.SplitN(line, ":", 3)
+			if len(f) == 3 && slices.Contains(strings.Split(f[1], ","), c) {
+				p = f[2]
+				break
+			}
+		}
+		if p == "" {
+			closeFiles(out)
+			return nil, fmt.Errorf("join cgroup: no %s hierarchy in /proc/thread-self/cgroup", c)
+		}
+		full := filepath.Join(unifiedMount, c, p, "tasks")
+		f, err := os.OpenFile(full, os.O_WRONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			closeFiles(out)
+			return nil, err
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+func writeRetry(fd int, s string) error {
+	for {
+		_, err := unix.Write(fd, []byte(s))
+		if !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
+}
+
+func closeFiles(fs []*os.File) {
+	for _, f := range fs {
+		_ = f.Close() // write-only cgroup files: nothing buffered
+	}
 }

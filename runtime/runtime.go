@@ -17,6 +17,7 @@ import (
 	"github.com/beamhop/lightbox/internal/idmap"
 	"github.com/beamhop/lightbox/internal/names"
 	"github.com/beamhop/lightbox/internal/netstack"
+	"github.com/beamhop/lightbox/internal/reap"
 	"github.com/beamhop/lightbox/nsinit"
 )
 
@@ -56,7 +57,7 @@ type NetworkAttachment interface {
 // sandbox init. (Removing what other ids of a rootless range own uses
 // internal/rmtree, whose role Init dispatches too.)
 func Roles() map[string]func() {
-	return map[string]func(){"init": nsinit.Main}
+	return map[string]func(){"init": nsinit.Main, reap.Role: reap.Main}
 }
 
 // Port is a port of the sandbox published on the host (Spec.Ports).
@@ -119,6 +120,16 @@ type Spec struct {
 	Ports []Port
 	// Timeout ends the sandbox after this long; 0 = never.
 	Timeout time.Duration
+	// DetachedTeardown makes Destroy, once the main command has exited,
+	// free the sandbox's name at once (renamed aside), wait for its init
+	// only, and hand the removal of a directory that holds much to a
+	// detached reaper process (internal/reap) that finishes after Destroy
+	// returns. For a launcher about to exit (lightbox run). The launcher
+	// keeps its own hold of the name lock until Destroy (handed to the
+	// reaper, so gc sees the directory busy until the reaper is done or
+	// killed). Not with a private network (its helper is waited for) or
+	// a WritableDir (the caller removes it).
+	DetachedTeardown bool
 	// AllowUserNamespaces lets workloads create user namespaces of their
 	// own (the seccomp profile refuses them by default).
 	AllowUserNamespaces bool

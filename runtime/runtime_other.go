@@ -48,6 +48,7 @@ func (s *Sandbox) MainCommand() *Cmd                            { return nil }
 func (s *Sandbox) Info(ctx context.Context) (Info, error)       { return Info{}, errPlatform }
 func (s *Sandbox) Status(ctx context.Context) (Info, error)     { return Info{}, errPlatform }
 func (s *Sandbox) UpperDir(ctx context.Context) (string, error) { return "", errPlatform }
+func (s *Sandbox) WritableDir() (string, error)                 { return "", errPlatform }
 func (s *Sandbox) Detach() error                                { return errPlatform }
 func (s *Sandbox) Wait(ctx context.Context) (int, error)        { return -1, errPlatform }
 func (s *Sandbox) Destroy(ctx context.Context) error            { return errPlatform }

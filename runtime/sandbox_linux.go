@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/beamhop/lightbox/internal/errdefs"
+	"github.com/beamhop/lightbox/internal/lockfile"
 	"github.com/beamhop/lightbox/internal/names"
 	"github.com/beamhop/lightbox/nsinit"
 	"golang.org/x/sys/unix"
@@ -33,6 +34,7 @@ type Sandbox struct {
 	initDone chan struct{} // closed once we reaped the init (launcher only)
 	main     *Cmd          // the main command, when this handle started it
 	net      NetworkAttachment
+	held     *lockfile.Lock // our hold of the name lock (Spec.DetachedTeardown)
 
 	cgOnce sync.Once
 	cg     *cgroupState
@@ -126,6 +128,17 @@ func (s *Sandbox) UpperDir(ctx context.Context) (string, error) {
 	return filepath.Join(s.dir, "upper"), nil
 }
 
+// WritableDir returns the directory of the sandbox's capped writable
+// layer (Spec.WritableDir), "" when it has none. Unlike Info it reads the
+// state only, not the cgroup's counters: Destroy's path needs no more.
+func (s *Sandbox) WritableDir() (string, error) {
+	st, err := readState(s.dir)
+	if err != nil {
+		return "", fmt.Errorf("sandbox %s: %w", s.name, err)
+	}
+	return st.WritableDir, nil
+}
+
 // dial connects to the init's exec socket.
 func (s *Sandbox) dial(ctx context.Context) (*net.UnixConn, error) {
 	addr, dirf, err := nsinit.SockAddr(s.dir)
@@ -195,6 +208,10 @@ func ctxErr(ctx context.Context, err error) error {
 func (s *Sandbox) Detach() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.held != nil {
+		s.held.Close() // the init holds it alone from now on
+		s.held = nil
+	}
 	if s.live == nil {
 		return nil
 	}
@@ -291,6 +308,16 @@ func (s *Sandbox) DestroyGrace(ctx context.Context, grace time.Duration) error {
 }
 
 func (s *Sandbox) destroy(ctx context.Context, grace time.Duration) error {
+	s.mu.Lock()
+	held, main := s.held, s.main
+	s.held = nil
+	s.mu.Unlock()
+	if held != nil {
+		if main != nil && main.exited() && s.initDone != nil {
+			return s.destroyDetached(ctx, held)
+		}
+		held.Close() // the init's exit frees the name for the removal below
+	}
 	if err := s.stop(ctx, grace); err != nil {
 		return fmt.Errorf("destroy sandbox %s: %w", s.name, err)
 	}

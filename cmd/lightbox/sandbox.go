@@ -114,20 +114,14 @@ func runCommand() *cli.Command {
 			// The context of the sandbox outlives SIGINT/SIGTERM: those go
 			// to the command, and the sandbox is torn down after it exits.
 			ctx := context.WithoutCancel(c.Context)
-			if c.Bool("keep") {
-				opts.Command = argv
-				code, err = runKept(ctx, r, opts, c.Bool("tty"), warn)
-				if err != nil {
-					return err
-				}
-				return exitCode(code)
-			}
-			err = r.RunInSandbox(ctx, opts, func(sb *lightbox.Sandbox) error {
-				warn()
-				cmd := sb.Command(ctx, argv[0], argv[1:]...)
-				code, err = runAttached(cmd, c.Bool("tty"))
-				return err
-			})
+			// The command is the sandbox's main command: its spec goes
+			// with the launch, so the init starts it as soon as it
+			// serves (no round trip after its ready report), and the
+			// init ends the sandbox itself once it exits.
+			// Without --keep the command's status is returned as soon
+			// as it is known: a detached reaper tears the sandbox down.
+			opts.Command, opts.DetachedTeardown = argv, !c.Bool("keep")
+			code, err = runMain(ctx, r, opts, c.Bool("tty"), c.Bool("keep"), warn)
 			if err != nil {
 				return err
 			}
@@ -141,10 +135,11 @@ func caCertsFlag() cli.Flag {
 	return &cli.StringFlag{Name: "ca-certs", Usage: "host: bind the host's CA bundle read-only over the snapshot's (for a TLS-intercepting proxy only the host trusts); never part of a snapshot"}
 }
 
-// runKept runs opts.Command as the main command of a new sandbox, with
-// this process's stdio, forwarding signals as runAttached does, and leaves
-// the sandbox behind, exited, once it ends (run --keep).
-func runKept(ctx context.Context, r *lightbox.Runtime, opts lightbox.SandboxOptions, tty bool, launched func()) (int, error) {
+// runMain runs opts.Command as the main command of a new sandbox, with
+// this process's stdio, forwarding signals as runAttached does. With keep
+// it leaves the sandbox behind, exited, once it ends (run --keep); else it
+// destroys it.
+func runMain(ctx context.Context, r *lightbox.Runtime, opts lightbox.SandboxOptions, tty, keep bool, launched func()) (int, error) {
 	opts.Stdin, opts.Stdout, opts.Stderr = os.Stdin, os.Stdout, os.Stderr
 	if tty {
 		restore, size, err := rawTerminal()
@@ -174,7 +169,16 @@ func runKept(ctx context.Context, r *lightbox.Runtime, opts lightbox.SandboxOpti
 	}
 	done := make(chan waited, 1)
 	go func() {
-		code, err := sb.Wait(ctx)
+		if keep {
+			// Until the init is gone too, so that ps shows it exited.
+			code, err := sb.Wait(ctx)
+			done <- waited{code, err}
+			return
+		}
+		code, err := mainStatus(main.Wait())
+		if derr := sb.Destroy(ctx); derr != nil && err == nil {
+			err = derr
+		}
 		done <- waited{code, err}
 	}()
 	for {
@@ -245,17 +249,7 @@ func runAttached(cmd *lightbox.Cmd, tty bool) (int, error) {
 	for {
 		select {
 		case err := <-done:
-			var ee *lightbox.ExitError
-			if errors.As(err, &ee) {
-				if ee.OOMKilled {
-					fmt.Fprintln(os.Stderr, "lightbox: out of memory: the command was killed at the sandbox's memory limit (--memory)")
-				}
-				return ee.ExitCode, nil
-			}
-			if err != nil {
-				return exitFailed, err
-			}
-			return 0, nil
+			return mainStatus(err)
 		case s := <-sigs:
 			if s == syscall.SIGWINCH {
 				if tty {
@@ -268,6 +262,22 @@ func runAttached(cmd *lightbox.Cmd, tty bool) (int, error) {
 			_ = cmd.Signal(s) // best effort: a command that has ended cannot be signalled, and Wait reports it
 		}
 	}
+}
+
+// mainStatus turns what a command's Wait returned into this process's
+// exit status, saying so when the OOM killer ended it.
+func mainStatus(err error) (int, error) {
+	var ee *lightbox.ExitError
+	if errors.As(err, &ee) {
+		if ee.OOMKilled {
+			fmt.Fprintln(os.Stderr, "lightbox: out of memory: the command was killed at the sandbox's memory limit (--memory)")
+		}
+		return ee.ExitCode, nil
+	}
+	if err != nil {
+		return exitFailed, err
+	}
+	return 0, nil
 }
 
 // startStatus is the exit status for a command that could not start.
