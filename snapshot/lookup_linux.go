@@ -145,17 +145,14 @@ func openInLayers(layers []string, p string, flags int) (int, string, error) {
 		if err != nil {
 			return -1, "", &os.PathError{Op: "open", Path: layers[i], Err: err}
 		}
-		fd, err := unix.Openat2(root, rel, &unix.OpenHow{
-			Flags:   uint64(flags),
-			Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
-		})
+		fd, err := sys.OpenInRoot(root, rel, flags, 0)
 		_ = unix.Close(root) // an O_PATH descriptor: nothing to flush
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
 			continue
 		}
 		name := filepath.Join(layers[i], rel)
 		if err != nil {
-			return -1, "", &os.PathError{Op: "openat2", Path: name, Err: err}
+			return -1, "", &os.PathError{Op: "openat2", Path: name, Err: errors.Unwrap(err)}
 		}
 		return fd, name, nil
 	}

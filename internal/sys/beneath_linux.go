@@ -14,8 +14,7 @@ const ResolveBeneath = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RE
 // O_CLOEXEC.
 func OpenBeneath(dir int, path string, flags int) (int, error) {
 	how := &unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC), Resolve: ResolveBeneath}
-	var fd int
-	err := retry(func() (err error) { fd, err = unix.Openat2(dir, path, how); return })
+	fd, err := openat2(dir, path, how)
 	return fd, pathErr("openat2", path, err)
 }
 

@@ -8,7 +8,6 @@ import "golang.org/x/sys/unix"
 // user controls; give it to them with fchown on the result.
 func CreateBeneath(dir int, path string, flags int, mode uint32) (int, error) {
 	how := &unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC), Mode: uint64(mode), Resolve: ResolveBeneath}
-	var fd int
-	err := retry(func() (err error) { fd, err = unix.Openat2(dir, path, how); return })
+	fd, err := openat2(dir, path, how)
 	return fd, pathErr("openat2", path, err)
 }

@@ -17,6 +17,28 @@ func retry(f func() error) error {
 	}
 }
 
+// scopedRetries bounds how often openat2 is tried again after EAGAIN.
+const scopedRetries = 128
+
+// openat2 is openat2(2) tried again after EINTR and, up to scopedRetries
+// times, after EAGAIN: with RESOLVE_IN_ROOT or RESOLVE_BENEATH the kernel
+// fails a ".." step with EAGAIN when any rename or mount on the system
+// raced the walk (it cannot then prove the walk stayed inside), and says
+// the caller may retry (openat2(2)). A mount target reached through a
+// symlink with ".." in it failed that way while other sandboxes were
+// being set up.
+func openat2(dir int, path string, how *unix.OpenHow) (int, error) {
+	var fd int
+	var err error
+	for i := 0; i < scopedRetries; i++ {
+		err = retry(func() (err error) { fd, err = unix.Openat2(dir, path, how); return })
+		if !errors.Is(err, unix.EAGAIN) || how.Resolve&(unix.RESOLVE_IN_ROOT|unix.RESOLVE_BENEATH) == 0 {
+			break
+		}
+	}
+	return fd, err
+}
+
 func pathErr(op, path string, err error) error {
 	if err == nil {
 		return nil
@@ -140,8 +162,7 @@ func OpenInRoot(root int, path string, flags int, mode uint32) (int, error) {
 	if flags&unix.O_CREAT == 0 {
 		how.Mode = 0
 	}
-	var fd int
-	err := retry(func() (err error) { fd, err = unix.Openat2(root, path, how); return })
+	fd, err := openat2(root, path, how)
 	return fd, pathErr("open", path, err)
 }
 
