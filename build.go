@@ -273,7 +273,7 @@ func (b *buildBackend) Run(ctx context.Context, st build.RunStep) (build.StepOut
 			if err != nil {
 				return build.StepOutput{}, err
 			}
-			defer func() { _ = release() }() // what is left is removed by gc (the directory is unlocked)
+			defer func() { _ = release() }() // what is left is unlocked then, and the next gc's cleanTmp removes it
 			mounts[m.Target] = Mount{Source: dir}
 		default:
 			return build.StepOutput{}, fmt.Errorf("--mount=type=%s is %w", m.Type, build.ErrUnsupported)
@@ -301,7 +301,13 @@ func (b *buildBackend) Run(ctx context.Context, st build.RunStep) (build.StepOut
 	if err != nil {
 		return build.StepOutput{}, err
 	}
-	defer func() { _ = sb.Destroy(context.WithoutCancel(ctx)) }() // its error is logged by the runtime; the step's result stands
+	defer func() {
+		// The step's result stands; a sandbox that will not go is
+		// logged for the user to destroy.
+		if err := sb.Destroy(context.WithoutCancel(ctx)); err != nil {
+			b.r.log.Warn("build: cannot destroy a step's sandbox", "sandbox", sb.name, "err", err)
+		}
+	}()
 	cmd := sb.Command(ctx, st.Argv[0], st.Argv[1:]...)
 	cmd.Stdout, cmd.Stderr = orDiscard(st.Stdout), orDiscard(st.Stderr)
 	if err := cmd.Run(); err != nil {
@@ -317,7 +323,13 @@ func (b *buildBackend) Run(ctx context.Context, st build.RunStep) (build.StepOut
 	if err != nil {
 		return build.StepOutput{}, err
 	}
-	defer func() { _ = thaw() }() // the sandbox is destroyed next; nothing to resume for
+	defer func() {
+		// Runs before the Destroy above: the sandbox's processes are
+		// killed next, nothing is resumed for them to do.
+		if err := thaw(); err != nil {
+			b.r.log.Warn("build: cannot thaw a step's sandbox before destroying it", "sandbox", sb.name, "err", err)
+		}
+	}()
 	id, size, err := b.r.snaps.CommitBuildStep(ctx, snapshot.BuildStep{
 		Parent: st.Parent, Key: st.Key, Config: toImageConfig(st.Config), CreatedBy: st.CreatedBy,
 		Layer: snapshot.BuildLayer{UpperDir: upper},

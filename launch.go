@@ -28,13 +28,20 @@ import (
 type closer []func() error
 
 func (c *closer) add(f func() error) { *c = append(*c, f) }
-func (c *closer) close() {
+
+// close runs the closers, newest first, and returns what failed: a disk
+// a failed launch could not remove (left for volstore.Disks.GC, which
+// sees it unlocked), or a lease descriptor whose close reported an error
+// (it is freed all the same).
+func (c *closer) close() error {
+	var errs []error
 	for i := len(*c) - 1; i >= 0; i-- {
-		// Closing a lease descriptor cannot lose data; a disk a failed
-		// launch could not remove is left for gc (volstore.Disks.GC).
-		_ = (*c)[i]()
+		if err := (*c)[i](); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	*c = nil
+	return errors.Join(errs...)
 }
 
 // spec shapes opts into the runtime's spec, as far as it goes before the
@@ -145,7 +152,7 @@ func (r *Runtime) launchCold(ctx context.Context, opts SandboxOptions) (*Sandbox
 
 // launchFrom is launch with the snapshot resolved by resolve (a build
 // step launches from an unnamed image of its cache, with no lease).
-func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, resolve func() (*snapshot.Lease, *snapshot.Snapshot, error)) (*Sandbox, error) {
+func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, resolve func() (*snapshot.Lease, *snapshot.Snapshot, error)) (_ *Sandbox, err error) {
 	if err := checkInit(); err != nil {
 		return nil, err
 	}
@@ -154,7 +161,18 @@ func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, resolve f
 		return nil, err
 	}
 	var held closer
-	defer held.close()
+	defer func() {
+		cerr := held.close()
+		switch {
+		case cerr == nil:
+		case err != nil:
+			err = fmt.Errorf("%w (and its clean-up: %w)", err, cerr)
+		default:
+			// The sandbox runs with its own copies: a close that
+			// reported an error freed the descriptor all the same.
+			r.log.Warn("launch: release what the launch held", "err", cerr)
+		}
+	}()
 	launched := false
 
 	lease, snap, err := resolve()
@@ -200,7 +218,7 @@ func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, resolve f
 		// still holds its lock (gc never sees it half gone), and a
 		// launched sandbox's state names it before the lock goes.
 		held.add(func() error {
-			defer func() { _ = disk.Unlock() }() // releasing a flock cannot fail in a way that matters
+			defer func() { _ = disk.Unlock() }() // nothing was written through the lock file; close frees the descriptor and its flock even when it reports an error
 			if launched {
 				return nil // the disk now belongs to the sandbox
 			}

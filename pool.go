@@ -116,8 +116,13 @@ func (p *pool) prewarm(ctx context.Context, r *Runtime, opts SandboxOptions, n i
 	}
 	p.refillLocked(r, set)
 	p.mu.Unlock()
+	// A surplus sandbox that will not go is still running or mounted:
+	// the caller learns of it with whatever else Prewarm returns.
+	var derrs []error
 	for _, sb := range extra {
-		_ = sb.Destroy(context.WithoutCancel(ctx)) // best effort: nobody to report it to
+		if err := sb.Destroy(context.WithoutCancel(ctx)); err != nil {
+			derrs = append(derrs, fmt.Errorf("prewarm: destroy surplus sandbox %s: %w", sb.name, err))
+		}
 	}
 	for {
 		p.mu.Lock()
@@ -125,12 +130,15 @@ func (p *pool) prewarm(ctx context.Context, r *Runtime, opts SandboxOptions, n i
 		p.mu.Unlock()
 		switch {
 		case err != nil:
-			return fmt.Errorf("prewarm: %w", err)
+			return errors.Join(append([]error{fmt.Errorf("prewarm: %w", err)}, derrs...)...)
 		case ready >= n:
-			return nil
+			return errors.Join(derrs...)
 		}
 		select {
 		case <-ctx.Done():
+			if len(derrs) > 0 {
+				return errors.Join(append([]error{ctx.Err()}, derrs...)...)
+			}
 			return ctx.Err()
 		case <-changed:
 		}
@@ -162,7 +170,11 @@ func (p *pool) fill(r *Runtime, set *poolSet) {
 	set.changed = make(chan struct{})
 	p.mu.Unlock()
 	if err == nil && !keep {
-		_ = sb.Destroy(context.WithoutCancel(p.ctx)) // the pool ended or shrank meanwhile: nobody else has it
+		// The pool ended or shrank meanwhile: nobody else has it, and
+		// nobody waits for this launch to report to.
+		if err := sb.Destroy(context.WithoutCancel(p.ctx)); err != nil {
+			r.log.Warn("warm pool: cannot destroy a sandbox it no longer wants", "sandbox", sb.name, "err", err)
+		}
 	}
 }
 
@@ -208,7 +220,11 @@ func (p *pool) take(ctx context.Context, r *Runtime, opts SandboxOptions) *Sandb
 	if err := r.applyTake(ctx, sb, opts); err != nil {
 		refill()
 		r.log.Debug("warm pool: take failed; launching cold", "sandbox", sb.name, "err", err)
-		_ = sb.Destroy(context.WithoutCancel(ctx)) // best effort: nobody to report it to
+		// The caller launches cold and gets that result: this
+		// sandbox's fate is only logged.
+		if err := sb.Destroy(context.WithoutCancel(ctx)); err != nil {
+			r.log.Warn("warm pool: cannot destroy a sandbox it failed to hand out", "sandbox", sb.name, "err", err)
+		}
 		return nil
 	}
 	sb.settled = refill
@@ -230,7 +246,7 @@ func (r *Runtime) applyTake(ctx context.Context, sb *Sandbox, opts SandboxOption
 		return err
 	}
 	var held closer
-	defer held.close() // the init holds its own copies of the leases
+	defer func() { _ = held.close() }() // only lease descriptors: the init holds its own copies, and close frees ours even when it reports an error
 	if err := r.acquireVolumes(ctx, sb.layers, &spec, &held); err != nil {
 		return err
 	}
@@ -242,28 +258,37 @@ func (r *Runtime) applyTake(ctx context.Context, sb *Sandbox, opts SandboxOption
 	return nil
 }
 
-// close destroys the pool's sandboxes, once the launches under way ended.
-func (p *pool) close() {
+// close destroys the pool's sandboxes, once the launches under way ended,
+// and returns what would not go.
+func (p *pool) close() error {
 	p.mu.Lock()
 	if p.closed || p.sets == nil {
 		p.closed = true
 		p.mu.Unlock()
-		return
+		return nil
 	}
 	p.closed = true
 	p.cancel()
 	p.mu.Unlock()
 	p.fills.Wait()
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
 	for _, set := range p.sets {
 		for _, sb := range set.ready {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_ = sb.Destroy(context.WithoutCancel(p.ctx)) // Close has no context of its own
+				// Close has no context of its own.
+				if err := sb.Destroy(context.WithoutCancel(p.ctx)); err != nil {
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("warm pool: destroy sandbox %s: %w", sb.name, err))
+					mu.Unlock()
+				}
 			}()
 		}
 		set.ready = nil
 	}
 	wg.Wait()
+	return errors.Join(errs...)
 }

@@ -290,7 +290,7 @@ func (r *Runtime) RunInSandbox(ctx context.Context, opts SandboxOptions, fn func
 		defer close(stopped)
 		select {
 		case <-ctx.Done():
-			_ = sb.Destroy(context.WithoutCancel(ctx)) // the context ended: that error is returned; Destroy logs its own
+			_ = sb.Destroy(context.WithoutCancel(ctx)) // the deferred Destroy below tries again and returns its error
 		case <-done:
 		}
 	}()

@@ -303,7 +303,7 @@ const (
 
 // checkFilesystem refuses, saying why, a store root where sandboxes cannot
 // work.
-func checkFilesystem(root string) error {
+func checkFilesystem(root string) (err error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(root, &st); err != nil {
 		return fmt.Errorf("open store %s: statfs: %w", root, err)
@@ -318,7 +318,12 @@ func checkFilesystem(root string) error {
 	if err != nil {
 		return fmt.Errorf("open store %s: %w", root, err)
 	}
-	defer func() { _ = os.RemoveAll(probe) }() // best effort: a left probe dir under tmp is litter only
+	defer func() {
+		// Nothing else removes a probe-* dir: one that stays is reported.
+		if rerr := os.RemoveAll(probe); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("open store %s: remove the probe: %w", root, rerr))
+		}
+	}()
 	f := filepath.Join(probe, "f")
 	if err := os.WriteFile(f, nil, 0o600); err != nil {
 		return fmt.Errorf("open store %s: %w", root, err)
@@ -330,7 +335,7 @@ func checkFilesystem(root string) error {
 	if err != nil {
 		return fmt.Errorf("open store %s: %w", root, err)
 	}
-	defer func() { _ = d.Close() }() // read-only (a directory)
+	defer func() { _ = d.Close() }() // a directory opened read-only: nothing to flush
 	buf := make([]byte, 4096)
 	n, err := unix.ReadDirent(int(d.Fd()), buf)
 	if err != nil {
@@ -400,6 +405,6 @@ func (r *Runtime) closeParts() error {
 	if r.mgr == nil {
 		return nil
 	}
-	r.pool.close()
-	return r.mgr.Close()
+	perr := r.pool.close()
+	return errors.Join(perr, r.mgr.Close())
 }

@@ -61,7 +61,7 @@ func (s *Store) Image(ctx context.Context, id, name string) (*Snapshot, ImageCon
 	if err != nil {
 		return nil, ImageConfig{}, err
 	}
-	defer func() { _ = e.Close() }() // a dir engine: Close only drops its scratch space; every write was checked
+	defer func() { _ = e.Close() }() // every write was checked; Close removes the .umoci-* dir writes made, and one it leaves (unlocked by then) goes with the next gc's umoci GC
 	d, err := s.findManifest(ctx, e, id)
 	if err != nil {
 		return nil, ImageConfig{}, err
@@ -107,7 +107,7 @@ func (s *Store) LookupBuildCache(ctx context.Context, key string) (string, bool,
 	if err != nil {
 		return "", false, err
 	}
-	defer func() { _ = e.Close() }() // a dir engine: Close only drops its scratch space; every write was checked
+	defer func() { _ = e.Close() }() // every write was checked; Close removes the .umoci-* dir writes made, and one it leaves (unlocked by then) goes with the next gc's umoci GC
 	idx, err := e.GetIndex(ctx)
 	if err != nil {
 		return "", false, fmt.Errorf("build cache: %w", err)
@@ -155,7 +155,7 @@ func (s *Store) CommitBuildStep(ctx context.Context, st BuildStep) (string, int6
 	if err != nil {
 		return "", 0, err
 	}
-	defer func() { _ = e.Close() }() // a dir engine: Close only drops its scratch space; every write was checked
+	defer func() { _ = e.Close() }() // every write was checked; Close removes the .umoci-* dir writes made, and one it leaves (unlocked by then) goes with the next gc's umoci GC
 	var m ispec.Manifest
 	img := ispec.Image{
 		Platform: ispec.Platform{OS: "linux", Architecture: goruntime.GOARCH},
@@ -284,7 +284,7 @@ func (s *Store) TagImage(ctx context.Context, name, id string, replace bool) (*S
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = e.Close() }() // a dir engine: Close only drops its scratch space; every write was checked
+	defer func() { _ = e.Close() }() // every write was checked; Close removes the .umoci-* dir writes made, and one it leaves (unlocked by then) goes with the next gc's umoci GC
 	d, err := s.findManifest(ctx, e, id)
 	if err != nil {
 		return nil, err
@@ -312,7 +312,7 @@ func (s *Store) pruneIndex(ctx context.Context, drop func(ispec.Descriptor) bool
 	if err != nil {
 		return err
 	}
-	defer func() { _ = e.Close() }() // a dir engine: Close only drops its scratch space; every write was checked
+	defer func() { _ = e.Close() }() // every write was checked; Close removes the .umoci-* dir writes made, and one it leaves (unlocked by then) goes with the next gc's umoci GC
 	idx, err := e.GetIndex(ctx)
 	if err != nil {
 		return err

@@ -69,7 +69,7 @@ func (s *Store) commitLocked(ctx context.Context, name, parent, upper string, op
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = e.Close() }() // a dir engine: Close only drops its scratch space; every write was checked
+	defer func() { _ = e.Close() }() // every write was checked; Close removes the .umoci-* dir writes made, and one it leaves (unlocked by then) goes with the next gc's umoci GC
 	idx, err := e.GetIndex(ctx)
 	if err != nil {
 		return nil, err

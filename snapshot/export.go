@@ -29,7 +29,7 @@ type ExportOptions struct {
 
 // Export writes snapshot name as an OCI image to dst, in a form Import
 // (and skopeo, podman, umoci) read back.
-func (s *Store) Export(ctx context.Context, name, dst string, opts ExportOptions) error {
+func (s *Store) Export(ctx context.Context, name, dst string, opts ExportOptions) (err error) {
 	if err := names.Check("snapshot", name); err != nil {
 		return err
 	}
@@ -51,7 +51,13 @@ func (s *Store) Export(ctx context.Context, name, dst string, opts ExportOptions
 		if err != nil {
 			return fmt.Errorf("export %s: %w", name, err)
 		}
-		defer func() { _ = os.RemoveAll(tmp) }() // best effort: a left temp dir beside the output is litter only
+		defer func() {
+			// Nothing else removes it: a temp dir left beside the
+			// output is reported.
+			if rerr := os.RemoveAll(tmp); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("export %s: remove %s: %w", name, tmp, rerr))
+			}
+		}()
 		layout := filepath.Join(tmp, "oci")
 		if err := s.exportDir(ctx, name, layout, tag); err != nil {
 			return err
@@ -68,7 +74,7 @@ func (s *Store) Export(ctx context.Context, name, dst string, opts ExportOptions
 	return fmt.Errorf("export %s: unsupported format %q (want %s or %s)", name, opts.Format, FormatOCI, FormatOCIArchive)
 }
 
-func (s *Store) exportDir(ctx context.Context, name, dst, tag string) error {
+func (s *Store) exportDir(ctx context.Context, name, dst, tag string) (err error) {
 	e, err := s.engine()
 	if err != nil {
 		return err
@@ -101,7 +107,13 @@ func (s *Store) exportDir(ctx context.Context, name, dst, tag string) error {
 		return fmt.Errorf("export %s: %s: %w", name, dst, err)
 	}
 	out := casext.NewEngine(de)
-	defer func() { _ = out.Close() }() // a dir engine: Close only drops its scratch space; every write was checked
+	defer func() {
+		// Close removes the .umoci-* dir its writes made in the user's
+		// layout, which no gc of ours visits: one left is reported.
+		if cerr := out.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("export %s: %s: %w", name, dst, cerr))
+		}
+	}()
 	for _, b := range append([]ispec.Descriptor{m.Config, *mdesc}, m.Layers...) {
 		r, err := e.GetVerifiedBlob(ctx, b)
 		if err != nil {
@@ -129,7 +141,7 @@ func tarDir(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	defer func() { _ = f.Close() }() // read-only
+	defer func() { _ = f.Close() }() // for the error returns, whose error counts and whose partial archive goes with its temp dir; success returns Close's error
 	tw := tar.NewWriter(f)
 	err = filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
 		if err != nil {
@@ -163,7 +175,7 @@ func tarDir(src, dst string) error {
 				return err
 			}
 			_, err = io.Copy(tw, r)
-			_ = r.Close() // read-only: Copy's error is returned
+			_ = r.Close() // a plain file opened read-only: nothing to flush; Copy's error is returned
 			return err
 		}
 		return nil

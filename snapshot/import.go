@@ -152,7 +152,7 @@ func (s *Store) importLocked(ctx context.Context, name, p, tag string, opts Impo
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = e.Close() }() // a dir engine: Close only drops its scratch space; every write was checked
+	defer func() { _ = e.Close() }() // every write was checked; Close removes the .umoci-* dir writes made, and one it leaves (unlocked by then) goes with the next gc's umoci GC
 
 	var mdesc ispec.Descriptor
 	var manifest ispec.Manifest

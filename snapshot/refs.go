@@ -89,7 +89,7 @@ func (s *Store) writeRefs(c refsCache) error {
 		err = os.Rename(f.Name(), filepath.Join(s.root, refsFile))
 	}
 	if err != nil {
-		_ = os.Remove(f.Name()) // the write already failed: that error is returned
+		_ = os.Remove(f.Name()) // the write's error is returned; a temp file left here is cleanRefsTmp's after a minute
 	}
 	return err
 }
@@ -106,7 +106,7 @@ func (s *Store) cleanRefsTmp() {
 			continue
 		}
 		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > time.Minute {
-			_ = os.Remove(filepath.Join(s.root, e.Name())) // best effort: litter only
+			_ = os.Remove(filepath.Join(s.root, e.Name())) // a stale cache temp file: the next cleanRefsTmp tries again
 		}
 	}
 }

@@ -194,7 +194,7 @@ func (s *Store) Get(ctx context.Context, name string) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = e.Close() }() // a dir engine: Close only drops its scratch space; every write was checked
+	defer func() { _ = e.Close() }() // every write was checked; Close removes the .umoci-* dir writes made, and one it leaves (unlocked by then) goes with the next gc's umoci GC
 	idx, err := e.GetIndex(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", name, err)
@@ -213,7 +213,7 @@ func (s *Store) List(ctx context.Context) ([]Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = e.Close() }() // a dir engine: Close only drops its scratch space; every write was checked
+	defer func() { _ = e.Close() }() // every write was checked; Close removes the .umoci-* dir writes made, and one it leaves (unlocked by then) goes with the next gc's umoci GC
 	idx, err := e.GetIndex(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list snapshots: %w", err)
@@ -409,7 +409,7 @@ func (s *Store) checkUnleased(name string) error {
 	if err != nil {
 		return fmt.Errorf("snapshot %s: %w", name, err)
 	}
-	_ = os.Remove(s.leaseFile(name)) // best effort: a left lease file of an untagged snapshot is litter only
+	_ = os.Remove(s.leaseFile(name)) // an empty file: one left is reused if the name is tagged again
 	return lk.Close()
 }
 
@@ -442,7 +442,7 @@ func (s *Store) untag(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	defer func() { _ = e.Close() }() // a dir engine: Close only drops its scratch space; every write was checked
+	defer func() { _ = e.Close() }() // every write was checked; Close removes the .umoci-* dir writes made, and one it leaves (unlocked by then) goes with the next gc's umoci GC
 	idx, err := e.GetIndex(ctx)
 	if err != nil {
 		return fmt.Errorf("remove snapshot %s: %w", name, err)
@@ -510,7 +510,7 @@ func (s *Store) gcLocked(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = e.Close() }() // a dir engine: Close only drops its scratch space; every write was checked
+	defer func() { _ = e.Close() }() // every write was checked; Close removes the .umoci-* dir writes made, and one it leaves (unlocked by then) goes with the next gc's umoci GC
 	idx, err := e.GetIndex(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("gc: %w", err)
@@ -547,7 +547,7 @@ func (s *Store) gcLocked(ctx context.Context) ([]string, error) {
 			continue
 		}
 		// No import runs now, so nobody holds or waits for its lock.
-		_ = os.Remove(filepath.Join(s.root, "locks", ent.Name()+".lock")) // best effort: a left lock file is litter only
+		_ = os.Remove(filepath.Join(s.root, "locks", ent.Name()+".lock")) // an empty file: one left is reused if the layer is imported again
 		freed = append(freed, digest.SHA256.String()+":"+ent.Name())
 	}
 	if err := errors.Join(errs...); err != nil {

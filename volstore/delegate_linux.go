@@ -256,7 +256,10 @@ func (s *Store) removeDelegBacking(ctx context.Context, uid int, name string) er
 	if err := os.Rename(s.delegVolDir(uid, name), trash); err != nil {
 		return err
 	}
-	_ = syncDir(s.delegUIDDir(uid)) // best effort: the rename stands; only its durability across a power cut is at stake
+	if err := syncDir(s.delegUIDDir(uid)); err != nil {
+		// The rename stands; only its durability across a power cut is at stake.
+		s.log.Warn("volume: removal not yet durable", "volume", name, "uid", uid, "err", err)
+	}
 	return s.destroyDeleg(ctx, trash)
 }
 
@@ -664,7 +667,7 @@ func (u *userStore) has(name string) (bool, error) {
 // writeRef writes the reference volumes/name (meta.json and an empty
 // lease, all the user's) in a temporary directory of volumes and renames
 // it into place, never over an existing entry.
-func (u *userStore) writeRef(name string, md *meta) error {
+func (u *userStore) writeRef(name string, md *meta) (err error) {
 	data, err := json.MarshalIndent(md, "", "  ")
 	if err != nil {
 		return err
@@ -679,7 +682,11 @@ func (u *userStore) writeRef(name string, md *meta) error {
 	ok := false
 	defer func() {
 		if !ok {
-			_ = u.removeRefDir(tmp) // the creation already failed: that error is returned
+			// Nothing else removes a .ref+ directory: one left is
+			// reported with the error.
+			if rerr := u.removeRefDir(tmp); rerr != nil {
+				err = fmt.Errorf("%w (and removing %s: %w)", err, filepath.Join(vols, tmp), rerr)
+			}
 		}
 	}()
 	dfd, err := sys.OpenBeneath(u.vols, tmp, unix.O_RDONLY|unix.O_DIRECTORY)
@@ -756,7 +763,7 @@ func (u *userStore) leaseExclusive(name string) (int, error) {
 		return -1, err
 	}
 	if err := lockfile.TryFD(fd, path); err != nil {
-		_ = unix.Close(fd) // not locked: nothing to release
+		_ = unix.Close(fd) // an empty lock file that was not locked: nothing to flush or release
 		if errors.Is(err, lockfile.ErrLocked) {
 			return -1, fmt.Errorf("a sandbox of %s uses it: %w", u.d.User, errdefs.ErrInUse)
 		}
@@ -783,7 +790,7 @@ func (u *userStore) removeRefDir(name string) error {
 		return refusal(path, err)
 	}
 	f := os.NewFile(uintptr(fd), path)
-	defer func() { _ = f.Close() }() // read-only (a directory)
+	defer func() { _ = f.Close() }() // a directory opened read-only: nothing to flush
 	ents, err := f.Readdirnames(-1)
 	if err != nil {
 		return err

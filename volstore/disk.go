@@ -74,7 +74,7 @@ func (d *Disks) removeLock(dir string, lk *lockfile.Lock) {
 	if err := os.Remove(dir + ".lock"); err != nil && !errors.Is(err, os.ErrNotExist) {
 		d.s.log.Warn("remove disk lock", "path", dir+".lock", "err", err)
 	}
-	_ = lk.Close() // releasing a flock cannot fail in a way that matters
+	_ = lk.Close() // nothing was written through it; close frees the descriptor, and the flock with it, even when it reports an error
 }
 
 // GC removes the disks that no sandbox uses any more (inUse reports
@@ -107,7 +107,7 @@ func (d *Disks) GC(ctx context.Context, inUse func(dir string) bool) ([]string, 
 				removed = append(removed, e.Name())
 			}
 		}
-		_ = lk.Close() // releasing a flock cannot fail in a way that matters
+		_ = lk.Close() // nothing was written through it; close frees the descriptor, and the flock with it, even when it reports an error
 	}
 	return removed, errors.Join(errs...)
 }
@@ -140,11 +140,11 @@ func (s *Store) CreateDisk(ctx context.Context, dir string, limitMiB int64) erro
 			return fmt.Errorf("cap the writable layer: %w", err)
 		}
 		if err := os.Chown(dir, uid, gid); err != nil {
-			_ = os.Remove(dir) // the chown already failed: that error is returned; an empty directory is removed
+			_ = os.Remove(dir) // the chown's error is returned; an empty dir left here is Disks.GC's (no lock, no sandbox names it)
 			return fmt.Errorf("cap the writable layer: %w", err)
 		}
 		if _, err := xb.SetDirQuota(ctx, dir, limitMiB<<20); err != nil {
-			_ = os.Remove(dir) // the quota already failed: that error is returned; an empty directory is removed
+			_ = os.Remove(dir) // the quota's error is returned; a dir left here is Disks.GC's (no lock, no sandbox names it)
 			return fmt.Errorf("cap the writable layer: %w", err)
 		}
 		return nil

@@ -216,7 +216,7 @@ func loopMount(img, dir string) error {
 	}
 	defer unix.Close(dfd)
 	if err := unix.Mount(dev, dir, "ext4", unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
-		_ = unix.IoctlSetInt(dfd, unix.LOOP_CLR_FD, 0) // the mount already failed: that error is returned; the device is only released
+		_ = unix.IoctlSetInt(dfd, unix.LOOP_CLR_FD, 0) // the mount's error is returned; the device has autoclear, so closing dfd (deferred) releases it anyway
 		return &os.PathError{Op: "mount " + dev, Path: dir, Err: err}
 	}
 	return nil
@@ -227,7 +227,7 @@ func loopSetFD(fd, imgfd int, info *unix.LoopInfo64) error {
 		return err
 	}
 	if err := unix.IoctlLoopSetStatus64(fd, info); err != nil {
-		_ = unix.IoctlSetInt(fd, unix.LOOP_CLR_FD, 0) // setting the status already failed: that error is returned; the device is only released
+		_ = unix.IoctlSetInt(fd, unix.LOOP_CLR_FD, 0) // the status's error is returned; a device left bound (no autoclear yet) is detachLoops' on the next attach of img
 		return err
 	}
 	return nil

@@ -356,7 +356,11 @@ func (s *Store) create(ctx context.Context, name string, o CreateOptions) (*meta
 	ok := false
 	defer func() {
 		if !ok {
-			_ = s.destroy(context.WithoutCancel(ctx), tmp) // the creation already failed: that error is returned; a left temp is GC's
+			if err := s.destroy(context.WithoutCancel(ctx), tmp); err != nil {
+				// The creation's own error is returned; what stays in
+				// TmpDir is cleanStale's on the next use of the name, or sweep's.
+				s.log.Warn("volume: cannot undo a failed create", "volume", name, "path", tmp, "err", err)
+			}
 		}
 	}()
 	// meta.json first: a half-made volume left by a kill says which
@@ -485,7 +489,7 @@ func currentUser() string {
 
 func randSuffix() string {
 	var b [6]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never returns an error
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never returns an error (it crashes the program instead)
 	return hex.EncodeToString(b[:])
 }
 
@@ -706,7 +710,10 @@ func (s *Store) Remove(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("remove volume %s: %w", name, err)
 	}
-	_ = syncDir(s.root) // best effort: the rename stands; only its durability across a power cut is at stake
+	if err := syncDir(s.root); err != nil {
+		// The rename stands; only its durability across a power cut is at stake.
+		s.log.Warn("volume: removal not yet durable", "volume", name, "err", err)
+	}
 	if err := s.destroy(ctx, trash); err != nil {
 		return fmt.Errorf("remove volume %s: %w", name, err)
 	}
@@ -789,7 +796,7 @@ func (s *Store) lockName(ctx context.Context, name string) (*lockfile.Lock, erro
 // lock file goes too, while held: lockName notices and retries.
 func (s *Store) unlockName(name string, lk *lockfile.Lock) {
 	if _, err := os.Lstat(s.volDir(name)); errors.Is(err, fs.ErrNotExist) {
-		_ = os.Remove(s.lockPath(name)) // best effort: a left lock file of a gone volume is only litter
+		_ = os.Remove(s.lockPath(name)) // an empty file; one left is reused by the next lockName of the name
 	}
 	lk.Close()
 }
@@ -817,7 +824,7 @@ func syncDir(dir string) error {
 	if err != nil {
 		return err
 	}
-	defer func() { _ = f.Close() }() // read-only (a directory): Sync's error is checked
+	defer func() { _ = f.Close() }() // a directory opened read-only: Sync's error is the one that counts
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}

@@ -169,11 +169,11 @@ func makeDataDir(dataDir string, uid, gid int, perm uint32) error {
 		return fmt.Errorf("create volume data: %w", err)
 	}
 	if err := os.Lchown(dataDir, uid, gid); err != nil {
-		_ = os.Remove(dataDir) // the chown already failed: that error is returned; an empty directory is removed
+		_ = os.Remove(dataDir) // the chown's error is returned; an empty data dir left here goes with its volume's temp dir (Create's undo or sweep)
 		return fmt.Errorf("create volume data: %w", err)
 	}
 	if err := os.Chmod(dataDir, sys.FileMode(perm)); err != nil {
-		_ = os.Remove(dataDir) // the chmod already failed: that error is returned; an empty directory is removed
+		_ = os.Remove(dataDir) // the chmod's error is returned; an empty data dir left here goes with its volume's temp dir (Create's undo or sweep)
 		return fmt.Errorf("create volume data: %w", err)
 	}
 	return nil
@@ -219,7 +219,7 @@ func (b *XFSBackend) limit(ctx context.Context, dir string, limitBytes int64, mk
 	// statfs makes XFS finish inactivating deleted inodes (background
 	// inodegc since Linux 5.15), so quota counts are current.
 	var st unix.Statfs_t
-	_ = unix.Statfs(b.root, &st) // only to make XFS finish inodegc; reclaimStale reads the counts it needs
+	_ = unix.Statfs(b.root, &st) // called for its side effect only; a failure leaves counts that reclaimStale and allocate read as in use, which is safe
 	if err := b.reclaimStale(reg); err != nil {
 		return fmt.Errorf("quota %s: %w", dir, err)
 	}
@@ -238,12 +238,25 @@ func (b *XFSBackend) limit(ctx context.Context, dir string, limitBytes int64, mk
 		}
 		// Undo, newest first; the registry entry goes last so that a
 		// crash here leaves it for reclaimStale.
+		// What the undo cannot do is returned with the error: a
+		// registration left behind is reclaimStale's once its directory
+		// is gone, a directory left behind is the caller's to remove.
+		var undo []error
 		if made {
-			_ = os.RemoveAll(dir) // undoing a failed create whose error is returned; what stays is reclaimStale's
+			if rerr := os.RemoveAll(dir); rerr != nil {
+				undo = append(undo, rerr)
+			}
 		}
-		_ = xfsSetBlockLimit(b.root, id, 0) // undoing a failed create whose error is returned; what stays is reclaimStale's
+		if qerr := xfsSetBlockLimit(b.root, id, 0); qerr != nil {
+			undo = append(undo, fmt.Errorf("clear the limit of project %d: %w", id, qerr))
+		}
 		reg.remove(id)
-		_ = b.writeRegistry(reg) // undoing a failed create whose error is returned; what stays is reclaimStale's
+		if werr := b.writeRegistry(reg); werr != nil {
+			undo = append(undo, werr)
+		}
+		if len(undo) > 0 {
+			err = fmt.Errorf("%w (and undoing it: %w)", err, errors.Join(undo...))
+		}
 	}()
 	if mkdir != nil {
 		if err := mkdir(); err != nil {
@@ -258,7 +271,7 @@ func (b *XFSBackend) limit(ctx context.Context, dir string, limitBytes int64, mk
 	if err != nil {
 		return fmt.Errorf("quota %s: %w", dir, err)
 	}
-	defer func() { _ = f.Close() }() // read-only (a directory)
+	defer func() { _ = f.Close() }() // a directory opened read-only: the fsxattr ioctls' errors are checked, Close has nothing to flush
 	attr, err := getFsxattr(f)
 	if err != nil {
 		return fmt.Errorf("quota %s: %w", dir, err)
@@ -493,7 +506,7 @@ func dirProject(dir string) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer func() { _ = f.Close() }() // read-only (a directory)
+	defer func() { _ = f.Close() }() // a directory opened read-only: nothing to flush
 	a, err := getFsxattr(f)
 	if err != nil {
 		return 0, err

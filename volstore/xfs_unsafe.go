@@ -145,7 +145,7 @@ func quotactlAt(dir string, cmd int, id uint32, addr unsafe.Pointer) error {
 		if err != nil {
 			return err
 		}
-		defer func() { _ = f.Close() }() // read-only (a directory)
+		defer func() { _ = f.Close() }() // a directory opened read-only for quotactl_fd: nothing to flush
 		for {
 			_, _, errno := unix.Syscall6(unix.SYS_QUOTACTL_FD, f.Fd(), uintptr(cmd), uintptr(id), uintptr(addr), 0, 0)
 			switch errno {

@@ -106,12 +106,18 @@ func open(c *cli.Context) (*lightbox.Runtime, error) {
 
 // withRuntime wraps an action that needs the store.
 func withRuntime(fn func(c *cli.Context, r *lightbox.Runtime) error) cli.ActionFunc {
-	return func(c *cli.Context) error {
+	return func(c *cli.Context) (err error) {
 		r, err := open(c)
 		if err != nil {
 			return err
 		}
-		defer func() { _ = r.Close() }() // releases read-only handles (the re-executable binary); the command's result stands
+		defer func() {
+			// Close destroys warm-pool sandboxes (api): one that will not
+			// go is reported with the command's result.
+			if cerr := r.Close(); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+		}()
 		return fn(c, r)
 	}
 }

@@ -4,6 +4,7 @@ package atomicfile
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,7 +12,7 @@ import (
 
 // Write writes data to path via a temporary file in the same directory,
 // fsync and rename.
-func Write(path string, data []byte, perm os.FileMode) error {
+func Write(path string, data []byte, perm os.FileMode) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
 	if err != nil {
@@ -21,8 +22,11 @@ func Write(path string, data []byte, perm os.FileMode) error {
 	ok := false
 	defer func() {
 		if !ok {
-			_ = f.Close()      // the write already failed: that error is returned
-			_ = os.Remove(tmp) // the write already failed: a left temp file is only litter
+			_ = f.Close() // the write's error is returned; after a failed rename f is closed already
+			// Nothing else removes a .tmp- file: one left is reported.
+			if rerr := os.Remove(tmp); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("remove %s: %w", tmp, rerr))
+			}
 		}
 	}()
 	if _, err := f.Write(data); err != nil {

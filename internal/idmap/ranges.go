@@ -128,7 +128,7 @@ func (g *Registry) Allocate(store string, holds func(store string, base uint32) 
 	if err != nil {
 		return Mapping{}, fmt.Errorf("allocate id range: %w", err)
 	}
-	defer func() { _ = lk.Close() }() // releases the flock
+	defer func() { _ = lk.Close() }() // nothing written through the lock file; close frees the flock even when it reports an error
 	for {
 		err = unix.Flock(int(lk.Fd()), unix.LOCK_EX)
 		if !errors.Is(err, unix.EINTR) {
@@ -168,7 +168,11 @@ func (g *Registry) Allocate(store string, holds func(store string, base uint32) 
 			werr = commit(m)
 		}
 		if werr != nil {
-			_ = os.Remove(p) // the range was never used
+			// The range was never used; a record left would hold it
+			// for a store that does not have it, so that is reported.
+			if rerr := os.Remove(p); rerr != nil {
+				werr = errors.Join(werr, fmt.Errorf("release id range %s: %w", p, rerr))
+			}
 			return Mapping{}, werr
 		}
 		return m, nil

@@ -45,15 +45,15 @@ func attachPasta(ctx context.Context, h helperStart, pasta string, ports []Port)
 	if err != nil {
 		return fail(err)
 	}
-	defer func() { _ = exe.Close() }() // read-only, or nothing written through it
+	defer func() { _ = exe.Close() }() // /proc/self/exe opened read-only: nothing to flush; the spawner has its own copy
 	statusR, statusW, err := os.Pipe()
 	if err != nil {
 		return fail(err)
 	}
-	defer func() { _ = statusR.Close() }() // pipe end: nothing buffered to lose
+	defer func() { _ = statusR.Close() }() // the read end: what is unread once we stop waiting is of no use
 	mac, err := guestMAC()
 	if err != nil {
-		_ = statusW.Close() // pipe end: nothing buffered to lose
+		_ = statusW.Close() // the write end, not yet handed to any child: nothing written through it
 		return fail(err)
 	}
 	run := h.run
@@ -80,9 +80,14 @@ func attachPasta(ctx context.Context, h helperStart, pasta string, ports []Port)
 	kpid, kstart := 0, uint64(0)
 	kill := func() {
 		if kpid > 0 {
-			_ = stopHelper(kpid, kstart) // best effort: the start failed, that error is returned
+			if err := stopHelper(kpid, kstart); err != nil {
+				// The start's own error is returned; a keeper that
+				// will not stop dies with the sandbox's init (its
+				// pidfd), and until then it is logged.
+				log.Warn("network: cannot stop the keeper of a failed start", "pid", kpid, "err", err)
+			}
 		}
-		_ = cmd.Process.Kill() // best effort: it may be gone already
+		_ = cmd.Process.Kill() // our child (the spawner), reaped by the Wait above: fails only when it is gone already
 	}
 	for ready := false; !ready; {
 		var line string
@@ -222,13 +227,13 @@ func keeperMain(args []string) int {
 		report("error: %v", err)
 		return 1
 	}
-	_ = pidFile.Close() // read-only, or nothing written through it
+	_ = pidFile.Close() // a memfd pasta wrote and readPidFile read: pasta's copy closed with it
 	if err := dropPrivileges(uid, gid, setgroups); err != nil {
 		report("error: keeper: %v", err)
 		return 1
 	}
 	report("ready")
-	_ = status.Close() // pipe end: nothing buffered to lose
+	_ = status.Close() // the status pipe's write end, after its last line: a pipe write is in the kernel once write returns
 	unix.Close(keeperNetns)
 	go func() {
 		fds := []unix.PollFd{{Fd: keeperInit, Events: unix.POLLIN}}

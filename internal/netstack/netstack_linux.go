@@ -184,7 +184,7 @@ func Attach(ctx context.Context, pid int, opts Options) (*Stack, error) {
 	if err != nil {
 		return nil, fmt.Errorf("attach network to pid %d: %w", pid, err)
 	}
-	defer func() { _ = netns.Close() }() // read-only, or nothing written through it
+	defer func() { _ = netns.Close() }() // a namespace descriptor: nothing to flush; the helper has its own copy
 	// The helper's lifetime: a pidfd of the init turns readable when it
 	// is gone (slirp4netns's --exit-fd, pasta's keeper).
 	initFD, err := unix.PidfdOpen(pid, 0)
@@ -192,12 +192,12 @@ func Attach(ctx context.Context, pid int, opts Options) (*Stack, error) {
 		return nil, fmt.Errorf("attach network to pid %d: pidfd_open: %w", pid, err)
 	}
 	initf := os.NewFile(uintptr(initFD), "init")
-	defer func() { _ = initf.Close() }() // read-only, or nothing written through it
+	defer func() { _ = initf.Close() }() // a pidfd: nothing to flush; the helper has its own copy
 	logFile, err := memfile(helper + "-log")
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = logFile.Close() }() // our copy: the helper has its own
+	defer func() { _ = logFile.Close() }() // a memfd: closing loses nothing, and the helper writes through its own copy
 	// nsenter joins the sandbox's user namespace (the helpers' own attach
 	// by pid cannot: they would try to join it again) and nothing else:
 	// the helper stays in our pid, network and mount namespaces, out of
@@ -246,7 +246,7 @@ func (h helperStart) start(helper string, args, env []string, files []*os.File, 
 	cmd.Stdout, cmd.Stderr = h.logFile, h.logFile
 	h.log.Debug("start network helper", "helper", helper, "target_pid", h.pid, "args", strings.Join(cmd.Args, " "))
 	err := cmd.Start()
-	_ = w.Close() // pipe end: nothing buffered to lose
+	_ = w.Close() // our copy of the child's write end: nothing written through it
 	if err != nil {
 		return nil, fmt.Errorf("attach %s to pid %d: %w", helper, h.pid, err)
 	}
@@ -385,7 +385,7 @@ func checkPorts(ports []Port) error {
 			}
 			return fmt.Errorf("publish port %s: %w", p, err)
 		}
-		_ = c.Close() // socket/pty: nothing buffered to lose
+		_ = c.Close() // a probe listener that accepted nothing: the port is free again either way
 	}
 	return nil
 }
@@ -432,7 +432,7 @@ func procStatus(pid int) (ppid int, nspid []int, err error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	defer func() { _ = f.Close() }() // read-only, or nothing written through it
+	defer func() { _ = f.Close() }() // /proc/PID/status opened read-only: nothing to flush
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		k, v, ok := strings.Cut(sc.Text(), ":")

@@ -76,7 +76,12 @@ func attachSlirp(ctx context.Context, h helperStart, slirp string, ports []Port)
 		if err != nil {
 			return fail(err)
 		}
-		defer func() { _ = os.RemoveAll(apiDir) }() // best effort: a 0700 directory left in the temp dir
+		defer func() {
+			// Nothing else removes it: one left is logged.
+			if err := os.RemoveAll(apiDir); err != nil {
+				h.log.Warn("network: cannot remove slirp4netns's API directory", "path", apiDir, "err", err)
+			}
+		}()
 		if h.run.hostUID != os.Geteuid() {
 			if err := os.Chown(apiDir, h.run.hostUID, h.run.hostGID); err != nil {
 				return fail(err)
@@ -90,7 +95,7 @@ func attachSlirp(ctx context.Context, h helperStart, slirp string, ports []Port)
 	if err != nil {
 		return fail(err)
 	}
-	defer func() { _ = readyR.Close() }() // pipe end: nothing buffered to lose
+	defer func() { _ = readyR.Close() }() // the read end: what is unread once we stop waiting is of no use
 	cmd, err := h.start(Slirp4netns, args, []string{}, []*os.File{h.netns, readyW, h.init}, readyW)
 	if err != nil {
 		return nil, err
@@ -149,7 +154,7 @@ func slirpForward(ctx context.Context, api string, p Port) error {
 	if err != nil {
 		return err
 	}
-	defer func() { _ = c.Close() }() // socket/pty: nothing buffered to lose
+	defer func() { _ = c.Close() }() // the API connection, after the response was read (or the error that ended it)
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(dl) // fails only on a closed conn: its I/O then fails
 	} else {

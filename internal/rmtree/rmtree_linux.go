@@ -123,7 +123,7 @@ func removeAt(dirfd int, name, full string, mnt uint64) error {
 			first = err
 		}
 	}
-	_ = f.Close() // read-only (a directory)
+	_ = f.Close() // a directory opened read-only: nothing to flush
 	if first != nil {
 		return first
 	}
