@@ -426,3 +426,122 @@ RUN --mount=type=cache,id=kcache,target=/c --mount=type=tmpfs,target=/t \
 	}
 	lbOK(t, root, "volume", "rm", "kcache")
 }
+
+// A build leases the snapshots it reads (FROM and COPY --from) until it
+// ends: while it runs, `snapshot rm` of either is refused as in use and
+// `gc` frees none of their layers; the build then finishes and its
+// result runs. A failed build leaves no lease behind.
+func TestBuildLeasesItsSources(t *testing.T) {
+	root, r := newStore(t)
+	// Two snapshots with layers of their own that no build-cache entry
+	// holds (the cache is pruned): only their names keep them.
+	for _, name := range []string{"base", "src"} {
+		ctx := buildContextDir(t, "FROM busybox\nRUN echo "+name+" > /"+name+"\n", map[string]string{})
+		if _, err := r.BuildSnapshot(t.Context(), lightbox.BuildOptions{Name: name, Context: ctx, Network: lightbox.NetworkNone}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.PruneBuildCache(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	layersDir := filepath.Join(root, "snapshots", "layers")
+	layers := dirNames(t, layersDir)
+	if len(layers) != 3 {
+		t.Fatalf("layers of busybox, base and src: %v, want 3", layers)
+	}
+	// The build stops twice, each time until the test writes to a fifo:
+	// first in a RUN on base, then after a COPY --from=src.
+	ctl := t.TempDir()
+	if err := os.Chmod(ctl, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"go1", "go2"} {
+		if err := syscall.Mkfifo(filepath.Join(ctl, f), 0o666); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := buildContextDir(t, `FROM base
+RUN echo 1 > /ctl/started1 && read x < /ctl/go1
+COPY --from=src /src /src
+RUN echo 2 > /ctl/started2 && read x < /ctl/go2 && cat /base /src > /both
+`, map[string]string{})
+	cmd := exec.Command(binPath, "--root", root, "snapshot", "build", "-q", "-t", "app", "--network", "none", "-v", ctl+":/ctl", ctx)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill() // the test failed with the build still running
+			<-done
+		}
+	})
+	waitFor := func(name string) {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for {
+			if _, err := os.Stat(filepath.Join(ctl, name)); err == nil {
+				return
+			}
+			select {
+			case err := <-done:
+				t.Fatalf("the build ended (%v) before %s: %s", err, name, errb.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the build never wrote %s: %s", name, errb.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	release := func(fifo string) {
+		t.Helper()
+		// The RUN is blocked reading the fifo: this open does not block.
+		if err := os.WriteFile(filepath.Join(ctl, fifo), []byte("go\n"), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, name := range []string{"base", "src"} {
+		waitFor(fmt.Sprintf("started%d", i+1))
+		res := lb(t, root, "", "snapshot", "rm", name)
+		if res.code == 0 || !strings.Contains(res.stderr, "a sandbox or a build uses it") {
+			t.Errorf("snapshot rm %s during a build that reads it: exit %d, stderr %q; want it refused as in use", name, res.code, res.stderr)
+		}
+		lbOK(t, root, "gc")
+		if got := dirNames(t, layersDir); !isSubset(layers, got) {
+			t.Errorf("layers after rm %s and gc during the build: %v, want %v kept", name, got, layers)
+		}
+		release(fmt.Sprintf("go%d", i+1))
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("build: %v\n%s", err, errb.String())
+	}
+	if got := shellIn(t, root, "app", nil, "cat /both"); got != "base\nsrc\n" {
+		t.Errorf("the built snapshot shows %q, want base's and src's files", got)
+	}
+	// Released at the end: both can go now.
+	lbOK(t, root, "snapshot", "rm", "base", "src")
+
+	// A failed build releases what it leased.
+	lbOK(t, root, "snapshot", "build", "-q", "-t", "base", "--network", "none", buildContextDir(t, "FROM busybox\nRUN true\n", map[string]string{}))
+	fail := buildContextDir(t, "FROM base\nRUN exit 3\n", map[string]string{})
+	if _, err := r.BuildSnapshot(t.Context(), lightbox.BuildOptions{Name: "bad", Context: fail, Network: lightbox.NetworkNone}); err == nil {
+		t.Fatal("a build whose RUN exits 3 succeeded")
+	}
+	if err := r.RemoveSnapshot(t.Context(), "base"); err != nil {
+		t.Errorf("rm of a failed build's base: %v, want it removed (no lease left)", err)
+	}
+}
+
+// isSubset reports whether every element of want is in got.
+func isSubset(want, got []string) bool {
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			return false
+		}
+	}
+	return true
+}
