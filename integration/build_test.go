@@ -5,6 +5,7 @@ package integration
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/beamhop/lightbox"
+	"golang.org/x/sys/unix"
 )
 
 // buildContextDir writes a context with a Dockerfile and returns it.
@@ -544,4 +546,58 @@ func isSubset(want, got []string) bool {
 		}
 	}
 	return true
+}
+
+// COPY --from keeps the extended attributes a layer carries: a user.*
+// xattr and a file capability go from a snapshot into one stage and from
+// that stage into the next, into the result's layer on disk.
+func TestBuildCopyFromXattrs(t *testing.T) {
+	root, _ := newStore(t)
+	cp := make([]byte, 20)
+	binary.LittleEndian.PutUint32(cp[0:], 0x02000001) // revision 2, effective
+	binary.LittleEndian.PutUint32(cp[4:], 1<<13)      // permitted: CAP_NET_RAW
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for _, f := range []struct {
+		name, xattr, value string
+	}{{"tool", "security.capability", string(cp)}, {"note", "user.note", "hello"}} {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Typeflag: tar.TypeReg, Mode: 0o755, Size: 1, Format: tar.FormatPAX,
+			PAXRecords: map[string]string{"SCHILY.xattr." + f.xattr: f.value}}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte("x"))
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(t.TempDir(), "src.tar")
+	if err := os.WriteFile(src, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lbOK(t, root, "snapshot", "import", "xsrc", src)
+	ctx := buildContextDir(t, `FROM busybox AS one
+COPY --from=xsrc /tool /note /first/
+FROM busybox
+COPY --from=one /first/ /final/
+`, map[string]string{})
+	lbOK(t, root, "snapshot", "build", "-q", "-t", "app", "--network", "none", ctx)
+	if got := shellIn(t, root, "app", nil, "cat /final/tool /final/note"); got != "xx" {
+		t.Fatalf("the copied files read %q", got)
+	}
+	// The result's top layer (the only one with final/) on the host.
+	layers, err := filepath.Glob(filepath.Join(root, "snapshots", "layers", "*", "final"))
+	if err != nil || len(layers) != 1 {
+		t.Fatalf("layers with final/: %v %v, want one", layers, err)
+	}
+	buf := make([]byte, 64)
+	n, err := unix.Lgetxattr(filepath.Join(layers[0], "note"), "user.note", buf)
+	if err != nil || string(buf[:n]) != "hello" {
+		t.Errorf("user.note of the twice-copied file = %q, %v; want hello", buf[:max(n, 0)], err)
+	}
+	n, err = unix.Lgetxattr(filepath.Join(layers[0], "tool"), "security.capability", buf)
+	if err != nil || n < 8 {
+		t.Errorf("security.capability of the twice-copied file: %d bytes, %v; want the capability kept", n, err)
+	} else if perm := binary.LittleEndian.Uint32(buf[4:8]); perm != 1<<13 {
+		t.Errorf("security.capability permitted = %#x, want CAP_NET_RAW", perm)
+	}
 }
