@@ -304,7 +304,11 @@ func (b *buildBackend) Run(ctx context.Context, st build.RunStep) (build.StepOut
 			// step: what a tmpfs mount gives a build (empty, writable, in
 			// no layer), on the store's disk.
 			if m.Size > 0 {
-				return build.StepOutput{}, fmt.Errorf("--mount=type=tmpfs,size=%d: a size limit is %w: the mount is a scratch directory on the store's disk, which nothing caps", m.Size, build.ErrUnsupported)
+				// A cap needs a real tmpfs mounted in the sandbox (nsinit).
+				return build.StepOutput{}, fmt.Errorf("--mount=type=tmpfs,size=%d: a size limit is %w (the mount is a scratch directory on the store's disk, which nothing caps): "+
+					"drop size= for an uncapped scratch directory, or for a capped one use a volume with a quota "+
+					"(lightbox volume create --quota-mib MIB NAME) as --mount=type=cache,id=NAME,target=%s (kept between builds)",
+					m.Size, build.ErrUnsupported, m.Target)
 			}
 			dir, release, err := b.r.snaps.ScratchDir(ctx)
 			if err != nil {

@@ -211,7 +211,7 @@ func TestBuildFailuresLeaveNothing(t *testing.T) {
 		{"run-fails", "FROM busybox\nRUN echo out; exit 7\nRUN true\n", nil, 7, "line 2: RUN echo out; exit 7: command exited with status 7"},
 		{"cache-owner", "FROM busybox\nRUN --mount=type=cache,id=owned,target=/c,uid=2000 true\n", nil, 125,
 			"line 2: RUN --mount=type=cache,id=owned,target=/c,uid=2000 true: --mount=type=cache,id=owned: cache volume owned is owned by 1000:1001 mode 0700, not 2000:0 mode 0755 as the mount asks"},
-		{"tmpfs-size", "FROM busybox\nRUN --mount=type=tmpfs,target=/t,size=1m true\n", nil, 125, "line 2: RUN --mount=type=tmpfs,target=/t,size=1m true: --mount=type=tmpfs,size=1048576: a size limit is not supported"},
+		{"tmpfs-size", "FROM busybox\nRUN --mount=type=tmpfs,target=/t,size=1m true\n", nil, 125, "line 2: RUN --mount=type=tmpfs,target=/t,size=1m true: --mount=type=tmpfs,size=1048576: a size limit is not supported (the mount is a scratch directory on the store's disk, which nothing caps): drop size= for an uncapped scratch directory, or for a capped one use a volume with a quota (lightbox volume create --quota-mib MIB NAME) as --mount=type=cache,id=NAME,target=/t (kept between builds)"},
 		{"bad-cache-id", "FROM busybox\nRUN --mount=type=cache,id=../x,target=/c true\n", nil, 125, "id=../x"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
