@@ -159,7 +159,14 @@ func (r *Runtime) BuildSnapshot(ctx context.Context, opts BuildOptions) (*Snapsh
 				Cached: e.Cached, Duration: e.Duration, LayerSize: e.LayerSize})
 		}
 	}
-	id, err := build.Build(ctx, recipe, &buildBackend{r: r, opts: opts}, bo)
+	bb := &buildBackend{r: r, opts: opts, leases: map[string]*snapshot.Lease{}}
+	id, err := build.Build(ctx, recipe, bb, bo)
+	// The result, a build-cache entry of the index, now holds every layer
+	// it uses: the leases can go before the tag (which may replace one of
+	// the snapshots the build read: FROM app … -t app --replace).
+	if lerr := bb.release(); lerr != nil && err == nil {
+		err = lerr
+	}
 	if err != nil {
 		return nil, fmt.Errorf("build %s: %w", opts.Name, err)
 	}
@@ -176,10 +183,29 @@ func (r *Runtime) PruneBuildCache(ctx context.Context) error {
 	return r.snaps.PruneBuildCache(ctx)
 }
 
-// buildBackend carries out build steps on the store.
+// buildBackend carries out build steps on the store. build.Build calls
+// it from one goroutine.
 type buildBackend struct {
 	r    *Runtime
 	opts BuildOptions
+	// leases hold the snapshots the build reads (FROM and COPY --from),
+	// by name, from their first use to the end of the build, as a
+	// sandbox's lease holds its snapshot: `snapshot rm` of one fails with
+	// ErrInUse meanwhile, so GC cannot free layers a RUN runs on or a
+	// COPY --from reads. They are flocks: a killed build frees them.
+	leases map[string]*snapshot.Lease
+}
+
+// release drops the build's leases.
+func (b *buildBackend) release() error {
+	var errs []error
+	for name, l := range b.leases {
+		if err := l.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("release lease on snapshot %s: %w", name, err))
+		}
+		delete(b.leases, name)
+	}
+	return errors.Join(errs...)
 }
 
 func toBuildConfig(c ispec.ImageConfig) build.Config {
@@ -198,11 +224,22 @@ func toImageConfig(c build.Config) ispec.ImageConfig {
 	return ic
 }
 
+// From resolves snapshot ref and leases it for the rest of the build.
 func (b *buildBackend) From(ctx context.Context, ref string) (build.Image, error) {
-	sn, err := b.r.snaps.Get(ctx, ref)
+	l, sn, err := b.r.snaps.Lease(ctx, ref)
 	if err != nil {
 		return build.Image{}, err
 	}
+	if old, ok := b.leases[ref]; ok {
+		// Named twice (FROM x, then COPY --from=x): one lease is enough.
+		// It resolved to the same image: the lease held meanwhile kept
+		// the name from being removed or replaced.
+		if err := l.Close(); err != nil {
+			return build.Image{}, fmt.Errorf("release lease on snapshot %s: %w", ref, err)
+		}
+		l = old
+	}
+	b.leases[ref] = l
 	_, cfg, err := b.r.snaps.Image(ctx, sn.Digest, ref)
 	if err != nil {
 		return build.Image{}, err
@@ -267,7 +304,11 @@ func (b *buildBackend) Run(ctx context.Context, st build.RunStep) (build.StepOut
 			// step: what a tmpfs mount gives a build (empty, writable, in
 			// no layer), on the store's disk.
 			if m.Size > 0 {
-				return build.StepOutput{}, fmt.Errorf("--mount=type=tmpfs,size=%d: a size limit is %w: the mount is a scratch directory on the store's disk, which nothing caps", m.Size, build.ErrUnsupported)
+				// A cap needs a real tmpfs mounted in the sandbox (nsinit).
+				return build.StepOutput{}, fmt.Errorf("--mount=type=tmpfs,size=%d: a size limit is %w (the mount is a scratch directory on the store's disk, which nothing caps): "+
+					"drop size= for an uncapped scratch directory, or for a capped one use a volume with a quota "+
+					"(lightbox volume create --quota-mib MIB NAME) as --mount=type=cache,id=NAME,target=%s (kept between builds)",
+					m.Size, build.ErrUnsupported, m.Target)
 			}
 			dir, release, err := b.r.snaps.ScratchDir(ctx)
 			if err != nil {

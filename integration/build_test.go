@@ -5,6 +5,7 @@ package integration
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/beamhop/lightbox"
+	"golang.org/x/sys/unix"
 )
 
 // buildContextDir writes a context with a Dockerfile and returns it.
@@ -209,7 +211,7 @@ func TestBuildFailuresLeaveNothing(t *testing.T) {
 		{"run-fails", "FROM busybox\nRUN echo out; exit 7\nRUN true\n", nil, 7, "line 2: RUN echo out; exit 7: command exited with status 7"},
 		{"cache-owner", "FROM busybox\nRUN --mount=type=cache,id=owned,target=/c,uid=2000 true\n", nil, 125,
 			"line 2: RUN --mount=type=cache,id=owned,target=/c,uid=2000 true: --mount=type=cache,id=owned: cache volume owned is owned by 1000:1001 mode 0700, not 2000:0 mode 0755 as the mount asks"},
-		{"tmpfs-size", "FROM busybox\nRUN --mount=type=tmpfs,target=/t,size=1m true\n", nil, 125, "line 2: RUN --mount=type=tmpfs,target=/t,size=1m true: --mount=type=tmpfs,size=1048576: a size limit is not supported"},
+		{"tmpfs-size", "FROM busybox\nRUN --mount=type=tmpfs,target=/t,size=1m true\n", nil, 125, "line 2: RUN --mount=type=tmpfs,target=/t,size=1m true: --mount=type=tmpfs,size=1048576: a size limit is not supported (the mount is a scratch directory on the store's disk, which nothing caps): drop size= for an uncapped scratch directory, or for a capped one use a volume with a quota (lightbox volume create --quota-mib MIB NAME) as --mount=type=cache,id=NAME,target=/t (kept between builds)"},
 		{"bad-cache-id", "FROM busybox\nRUN --mount=type=cache,id=../x,target=/c true\n", nil, 125, "id=../x"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -425,4 +427,177 @@ RUN --mount=type=cache,id=kcache,target=/c --mount=type=tmpfs,target=/t \
 		t.Errorf("the build after the kill saw %q in the cache", got)
 	}
 	lbOK(t, root, "volume", "rm", "kcache")
+}
+
+// A build leases the snapshots it reads (FROM and COPY --from) until it
+// ends: while it runs, `snapshot rm` of either is refused as in use and
+// `gc` frees none of their layers; the build then finishes and its
+// result runs. A failed build leaves no lease behind.
+func TestBuildLeasesItsSources(t *testing.T) {
+	root, r := newStore(t)
+	// Two snapshots with layers of their own that no build-cache entry
+	// holds (the cache is pruned): only their names keep them.
+	for _, name := range []string{"base", "src"} {
+		ctx := buildContextDir(t, "FROM busybox\nRUN echo "+name+" > /"+name+"\n", map[string]string{})
+		if _, err := r.BuildSnapshot(t.Context(), lightbox.BuildOptions{Name: name, Context: ctx, Network: lightbox.NetworkNone}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.PruneBuildCache(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	layersDir := filepath.Join(root, "snapshots", "layers")
+	layers := dirNames(t, layersDir)
+	if len(layers) != 3 {
+		t.Fatalf("layers of busybox, base and src: %v, want 3", layers)
+	}
+	// The build stops twice, each time until the test writes to a fifo:
+	// first in a RUN on base, then after a COPY --from=src.
+	ctl := t.TempDir()
+	if err := os.Chmod(ctl, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"go1", "go2"} {
+		if err := syscall.Mkfifo(filepath.Join(ctl, f), 0o666); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := buildContextDir(t, `FROM base
+RUN echo 1 > /ctl/started1 && read x < /ctl/go1
+COPY --from=src /src /src
+RUN echo 2 > /ctl/started2 && read x < /ctl/go2 && cat /base /src > /both
+`, map[string]string{})
+	cmd := exec.Command(binPath, "--root", root, "snapshot", "build", "-q", "-t", "app", "--network", "none", "-v", ctl+":/ctl", ctx)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill() // the test failed with the build still running
+			<-done
+		}
+	})
+	waitFor := func(name string) {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for {
+			if _, err := os.Stat(filepath.Join(ctl, name)); err == nil {
+				return
+			}
+			select {
+			case err := <-done:
+				t.Fatalf("the build ended (%v) before %s: %s", err, name, errb.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the build never wrote %s: %s", name, errb.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	release := func(fifo string) {
+		t.Helper()
+		// The RUN is blocked reading the fifo: this open does not block.
+		if err := os.WriteFile(filepath.Join(ctl, fifo), []byte("go\n"), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, name := range []string{"base", "src"} {
+		waitFor(fmt.Sprintf("started%d", i+1))
+		res := lb(t, root, "", "snapshot", "rm", name)
+		if res.code == 0 || !strings.Contains(res.stderr, "a sandbox or a build uses it") {
+			t.Errorf("snapshot rm %s during a build that reads it: exit %d, stderr %q; want it refused as in use", name, res.code, res.stderr)
+		}
+		lbOK(t, root, "gc")
+		if got := dirNames(t, layersDir); !isSubset(layers, got) {
+			t.Errorf("layers after rm %s and gc during the build: %v, want %v kept", name, got, layers)
+		}
+		release(fmt.Sprintf("go%d", i+1))
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("build: %v\n%s", err, errb.String())
+	}
+	if got := shellIn(t, root, "app", nil, "cat /both"); got != "base\nsrc\n" {
+		t.Errorf("the built snapshot shows %q, want base's and src's files", got)
+	}
+	// Released at the end: both can go now.
+	lbOK(t, root, "snapshot", "rm", "base", "src")
+
+	// A failed build releases what it leased.
+	lbOK(t, root, "snapshot", "build", "-q", "-t", "base", "--network", "none", buildContextDir(t, "FROM busybox\nRUN true\n", map[string]string{}))
+	fail := buildContextDir(t, "FROM base\nRUN exit 3\n", map[string]string{})
+	if _, err := r.BuildSnapshot(t.Context(), lightbox.BuildOptions{Name: "bad", Context: fail, Network: lightbox.NetworkNone}); err == nil {
+		t.Fatal("a build whose RUN exits 3 succeeded")
+	}
+	if err := r.RemoveSnapshot(t.Context(), "base"); err != nil {
+		t.Errorf("rm of a failed build's base: %v, want it removed (no lease left)", err)
+	}
+}
+
+// isSubset reports whether every element of want is in got.
+func isSubset(want, got []string) bool {
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			return false
+		}
+	}
+	return true
+}
+
+// COPY --from keeps the extended attributes a layer carries: a user.*
+// xattr and a file capability go from a snapshot into one stage and from
+// that stage into the next, into the result's layer on disk.
+func TestBuildCopyFromXattrs(t *testing.T) {
+	root, _ := newStore(t)
+	cp := make([]byte, 20)
+	binary.LittleEndian.PutUint32(cp[0:], 0x02000001) // revision 2, effective
+	binary.LittleEndian.PutUint32(cp[4:], 1<<13)      // permitted: CAP_NET_RAW
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for _, f := range []struct {
+		name, xattr, value string
+	}{{"tool", "security.capability", string(cp)}, {"note", "user.note", "hello"}} {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Typeflag: tar.TypeReg, Mode: 0o755, Size: 1, Format: tar.FormatPAX,
+			PAXRecords: map[string]string{"SCHILY.xattr." + f.xattr: f.value}}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte("x"))
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(t.TempDir(), "src.tar")
+	if err := os.WriteFile(src, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lbOK(t, root, "snapshot", "import", "xsrc", src)
+	ctx := buildContextDir(t, `FROM busybox AS one
+COPY --from=xsrc /tool /note /first/
+FROM busybox
+COPY --from=one /first/ /final/
+`, map[string]string{})
+	lbOK(t, root, "snapshot", "build", "-q", "-t", "app", "--network", "none", ctx)
+	if got := shellIn(t, root, "app", nil, "cat /final/tool /final/note"); got != "xx" {
+		t.Fatalf("the copied files read %q", got)
+	}
+	// The result's top layer (the only one with final/) on the host.
+	layers, err := filepath.Glob(filepath.Join(root, "snapshots", "layers", "*", "final"))
+	if err != nil || len(layers) != 1 {
+		t.Fatalf("layers with final/: %v %v, want one", layers, err)
+	}
+	buf := make([]byte, 64)
+	n, err := unix.Lgetxattr(filepath.Join(layers[0], "note"), "user.note", buf)
+	if err != nil || string(buf[:n]) != "hello" {
+		t.Errorf("user.note of the twice-copied file = %q, %v; want hello", buf[:max(n, 0)], err)
+	}
+	n, err = unix.Lgetxattr(filepath.Join(layers[0], "tool"), "security.capability", buf)
+	if err != nil || n < 8 {
+		t.Errorf("security.capability of the twice-copied file: %d bytes, %v; want the capability kept", n, err)
+	} else if perm := binary.LittleEndian.Uint32(buf[4:8]); perm != 1<<13 {
+		t.Errorf("security.capability permitted = %#x, want CAP_NET_RAW", perm)
+	}
 }

@@ -15,7 +15,9 @@ import (
 	"syscall"
 	"time"
 
+	rootlesscontainers "github.com/rootless-containers/proto/go-proto"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/beamhop/lightbox/internal/reexec"
 	"github.com/beamhop/lightbox/internal/sys"
@@ -28,8 +30,9 @@ import (
 // nothing is left when the process dies. Rootless, the tree is read by the
 // store's helper (HelperRole) inside a user namespace with the store's
 // mapping and a mount namespace of its own (where it may mount). Owners,
-// modes and times are kept as a sandbox of the image sees them (extended
-// attributes are not copied). Read the stream to its end: the copy's
+// modes and times are kept as a sandbox of the image sees them, and so
+// are the extended attributes a layer carries (user.* and file
+// capabilities; see copiedXattr). Read the stream to its end: the copy's
 // error, if any, is returned by the read that would have returned io.EOF
 // (and by Close, from the helper).
 func (s *Store) CopyOut(ctx context.Context, req CopyRequest) (io.ReadCloser, error) {
@@ -354,6 +357,18 @@ func (c *copier) write(rel, dst string, fi fs.FileInfo) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", rel, err)
 	}
+	// Only regular files and directories carry the xattrs a copy keeps
+	// (the kernel allows user.* on nothing else), so only they are opened.
+	var f *os.File
+	if hdr.Typeflag == tar.TypeReg || hdr.Typeflag == tar.TypeDir {
+		if f, err = c.root.Open(rel); err != nil {
+			return fmt.Errorf("%s: %w", rel, err)
+		}
+		defer func() { _ = f.Close() }() // read-only
+		if err := c.xattrs(hdr, f, rel); err != nil {
+			return err
+		}
+	}
 	hdr.Name = strings.TrimPrefix(dst, "/")
 	if hdr.Typeflag == tar.TypeDir {
 		hdr.Name += "/"
@@ -364,6 +379,9 @@ func (c *copier) write(rel, dst string, fi fs.FileInfo) error {
 	if c.owner != nil {
 		hdr.Uid, hdr.Gid = c.owner(hdr.Uid, hdr.Gid)
 	}
+	if err := applyRootlessOwner(hdr); err != nil {
+		return fmt.Errorf("%s: %w", rel, err)
+	}
 	hdr.AccessTime, hdr.ChangeTime = time.Time{}, time.Time{}
 	if err := c.tw.WriteHeader(hdr); err != nil {
 		return fmt.Errorf("%s: %w", dst, err)
@@ -371,13 +389,82 @@ func (c *copier) write(rel, dst string, fi fs.FileInfo) error {
 	if hdr.Typeflag != tar.TypeReg {
 		return nil
 	}
-	f, err := c.root.Open(rel)
-	if err != nil {
-		return fmt.Errorf("%s: %w", rel, err)
-	}
-	defer func() { _ = f.Close() }() // read-only
 	if n, err := io.Copy(c.tw, f); err != nil || n != hdr.Size {
 		return fmt.Errorf("%s: copied %d of %d bytes: %v", rel, n, hdr.Size, err)
+	}
+	return nil
+}
+
+// copiedXattr is the name xattr x of a file of the image has in the copy;
+// "" leaves it out. A copy carries what a layer of lightbox's carries and
+// means the same on another host: user.* and file capabilities
+// (security.capability). Not overlayfs's own user.overlay.* markers (a
+// lone layer is read as stored, where they are raw and a workload's own
+// user.overlay.X is escaped, layerXattr; the overlay of several hides
+// them and unescapes), nor trusted.*, security.selinux or other labels
+// of this host's.
+func copiedXattr(x string, single bool) string {
+	if single {
+		x = layerXattr(x)
+	}
+	if x == "security.capability" || strings.HasPrefix(x, "user.") {
+		return x
+	}
+	return ""
+}
+
+// xattrs adds the xattrs of open file f (rel) that a copy keeps to hdr as
+// PAX records.
+func (c *copier) xattrs(hdr *tar.Header, f *os.File, rel string) error {
+	fd := int(f.Fd())
+	list, err := fdListxattr(fd)
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		return nil // a file system without xattrs: nothing to copy
+	}
+	if err != nil {
+		return &fs.PathError{Op: "flistxattr", Path: rel, Err: err}
+	}
+	for _, x := range list {
+		key := copiedXattr(x, c.single)
+		if key == "" {
+			continue
+		}
+		v, err := fdGetxattr(fd, x)
+		if errors.Is(err, unix.ENODATA) || (len(v) == 0 && err == nil) {
+			continue // gone since listed; or empty, which a PAX record would read as "delete"
+		}
+		if err != nil {
+			return &fs.PathError{Op: "fgetxattr " + x, Path: rel, Err: err}
+		}
+		if hdr.PAXRecords == nil {
+			hdr.PAXRecords = map[string]string{}
+		}
+		hdr.PAXRecords["SCHILY.xattr."+key] = string(v)
+	}
+	return nil
+}
+
+// applyRootlessOwner turns user.rootlesscontainers, with which umoci's
+// rootless unpack (a store with a single id) records an owner it could
+// not give, into hdr's owner, as a commit does (upperWriter.newHeader):
+// the copy's files are owned as the image shows them, and the xattr is
+// not copied.
+func applyRootlessOwner(hdr *tar.Header) error {
+	k := "SCHILY.xattr." + rootlesscontainers.Keyname
+	v, ok := hdr.PAXRecords[k]
+	if !ok {
+		return nil
+	}
+	delete(hdr.PAXRecords, k)
+	var r rootlesscontainers.Resource
+	if err := proto.Unmarshal([]byte(v), &r); err != nil {
+		return fmt.Errorf("xattr %s: %w", rootlesscontainers.Keyname, err)
+	}
+	if r.GetUid() != rootlesscontainers.NoopID {
+		hdr.Uid = int(r.GetUid())
+	}
+	if r.GetGid() != rootlesscontainers.NoopID {
+		hdr.Gid = int(r.GetGid())
 	}
 	return nil
 }

@@ -404,7 +404,7 @@ func (s *Store) Lease(ctx context.Context, name string) (*Lease, *Snapshot, erro
 func (s *Store) checkUnleased(name string) error {
 	lk, err := lockfile.TryExclusive(s.leaseFile(name))
 	if errors.Is(err, lockfile.ErrLocked) {
-		return fmt.Errorf("snapshot %s: a sandbox uses it: %w", name, errdefs.ErrInUse)
+		return fmt.Errorf("snapshot %s: a sandbox or a build uses it: %w", name, errdefs.ErrInUse)
 	}
 	if err != nil {
 		return fmt.Errorf("snapshot %s: %w", name, err)

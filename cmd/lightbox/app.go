@@ -83,7 +83,12 @@ func newApp() *cli.App {
 }
 
 // open opens the store named by --root (or the default).
-func open(c *cli.Context) (*lightbox.Runtime, error) {
+func open(c *cli.Context) (*lightbox.Runtime, error) { return openWith(c, nil) }
+
+// openWith is open with progress, when not nil, receiving the store's
+// transfer reports on a terminal instead of the default bars: a build's
+// step bar shows them, so that one renderer owns the terminal.
+func openWith(c *cli.Context, progress func(lightbox.TransferProgress)) (*lightbox.Runtime, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
@@ -93,7 +98,10 @@ func open(c *cli.Context) (*lightbox.Runtime, error) {
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 	}
 	if term.IsTerminal(int(os.Stderr.Fd())) {
-		opts.Progress = newProgressBars(os.Stderr)
+		opts.Progress = progress
+		if progress == nil {
+			opts.Progress = newProgressBars(os.Stderr)
+		}
 	}
 	if c.IsSet("identity-mapping") {
 		opts.IDMapping = lightbox.IDMappingRange

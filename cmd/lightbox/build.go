@@ -30,7 +30,7 @@ func buildCommand() *cli.Command {
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the snapshot's name (and a failed step's output)"},
 			&cli.BoolFlag{Name: "replace", Usage: "replace an existing snapshot of that name"},
 		},
-		Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
+		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 1, "CONTEXT"); err != nil {
 				return err
 			}
@@ -73,16 +73,23 @@ func buildCommand() *cli.Command {
 			}
 			quiet := c.Bool("quiet")
 			var out bytes.Buffer // a quiet build's RUN output, shown if it fails
+			var transfers func(lightbox.TransferProgress)
 			if quiet {
 				opts.Stdout, opts.Stderr = &out, &out
 			} else if term.IsTerminal(int(os.Stderr.Fd())) {
 				bar := newBuildBar(os.Stderr)
 				opts.Stdout, opts.Stderr = bar, bar
 				opts.Progress = bar.report
+				transfers = bar.transfer // a layer unpacked in a step: on the step bar, not a bar of its own
 			} else {
 				opts.Stdout, opts.Stderr = os.Stderr, os.Stderr
 				opts.Progress = printProgress
 			}
+			r, err := openWith(c, transfers)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = r.Close() }() // releases read-only handles (the re-executable binary); the build's result stands
 			sn, err := r.BuildSnapshot(c.Context, opts)
 			if err != nil {
 				if quiet {
@@ -97,7 +104,7 @@ func buildCommand() *cli.Command {
 			}
 			fmt.Println(sn.Name)
 			return nil
-		}),
+		},
 	}
 }
 

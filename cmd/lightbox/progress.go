@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"strings"
 	"sync"
@@ -54,11 +55,18 @@ func (b *progressBars) report(p lightbox.TransferProgress) {
 
 // buildBar draws a build's progress on a terminal: a bar of the steps,
 // described by the step that runs, with each finished step's line (as
-// printProgress writes it) and the RUN output passing above it.
+// printProgress writes it) and the RUN output passing above it. It owns
+// the terminal for the build: a transfer of the store's meanwhile (a
+// step's layer unpacked) is shown in its description, never as a bar of
+// its own that the two would draw over each other.
 type buildBar struct {
-	w   io.Writer
-	mu  sync.Mutex
-	bar *progressbar.ProgressBar
+	w    io.Writer
+	mu   sync.Mutex
+	bar  *progressbar.ProgressBar
+	step string // the running step's description
+	// xfer is the What of the transfer shown; "" = none. One at a time,
+	// as progressBars.
+	xfer string
 }
 
 func newBuildBar(w io.Writer) *buildBar { return &buildBar{w: w} }
@@ -77,7 +85,8 @@ func (b *buildBar) report(p lightbox.BuildProgress) {
 	}
 	// A terminal that cannot be drawn on is no reason to fail a build.
 	if !p.Done {
-		b.bar.Describe(shorten(p.Instruction, 48))
+		b.step = shorten(p.Instruction, 48)
+		b.bar.Describe(b.step)
 		_ = b.bar.Set(p.Step - 1)
 		return
 	}
@@ -88,6 +97,30 @@ func (b *buildBar) report(p lightbox.BuildProgress) {
 		_ = b.bar.Finish()
 		b.bar = nil
 	}
+}
+
+// transfer shows a transfer report of the store (Options.Progress) after
+// the running step's description, until the transfer finishes.
+func (b *buildBar) transfer(p lightbox.TransferProgress) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.xfer != p.What {
+		if b.xfer != "" || p.Finished {
+			return // another transfer is shown; a finished one needs no line
+		}
+		b.xfer = p.What
+	}
+	if p.Finished {
+		b.xfer = ""
+	}
+	if b.bar == nil {
+		return // between builds' bars: nothing to describe (the build reports its steps)
+	}
+	if p.Finished {
+		b.bar.Describe(b.step)
+		return
+	}
+	b.bar.Describe(fmt.Sprintf("%s · %s %s/%s", b.step, p.What, humanBytes(p.Done), humanBytes(p.Total)))
 }
 
 // Write passes a RUN's output above the bar (drawn again at the next

@@ -56,3 +56,46 @@ func TestBuildBar(t *testing.T) {
 		t.Errorf("output %q lacks the last step's line", s)
 	}
 }
+
+// During a build, the store's transfer reports (a step's layer unpacked)
+// are shown in the step bar's description, one transfer at a time, and
+// the description is the step's again once the transfer finishes: one
+// renderer draws on the terminal.
+func TestBuildBarShowsTransfers(t *testing.T) {
+	var out bytes.Buffer
+	b := newBuildBar(&out)
+	const mib = 1 << 20
+	b.report(lightbox.BuildProgress{Step: 1, Total: 2, Instruction: "RUN make all"})
+	b.transfer(lightbox.TransferProgress{What: "unpack sha256:aaaa", Total: 32 * mib})
+	b.transfer(lightbox.TransferProgress{What: "unpack sha256:bbbb", Total: 32 * mib})
+	b.transfer(lightbox.TransferProgress{What: "unpack sha256:aaaa", Done: 8 * mib, Total: 32 * mib})
+	// The last drawing of the line (the bar redraws after a carriage
+	// return).
+	last := func() string {
+		s := out.String()
+		return s[strings.LastIndex(s, "\r")+1:]
+	}
+	if l := last(); !strings.Contains(l, "RUN make all · unpack sha256:aaaa 8.0 MiB/32.0 MiB") {
+		t.Errorf("the bar during the transfer reads %q, want the step and the transfer", l)
+	}
+	if s := out.String(); strings.Contains(s, "bbbb") {
+		t.Errorf("output %q shows a second transfer while the first is shown", s)
+	}
+	b.transfer(lightbox.TransferProgress{What: "unpack sha256:aaaa", Done: 32 * mib, Total: 32 * mib, Finished: true})
+	if l := last(); !strings.Contains(l, "RUN make all") || strings.Contains(l, "unpack") {
+		t.Errorf("the bar after the transfer reads %q, want the step alone", l)
+	}
+	b.transfer(lightbox.TransferProgress{What: "unpack sha256:bbbb", Done: 16 * mib, Total: 32 * mib})
+	if l := last(); !strings.Contains(l, "unpack sha256:bbbb 16.0 MiB/32.0 MiB") {
+		t.Errorf("the bar reads %q, want the next transfer once the first finished", l)
+	}
+	b.report(lightbox.BuildProgress{Step: 2, Total: 2, Instruction: "RUN make all", Done: true})
+	b.transfer(lightbox.TransferProgress{What: "unpack sha256:bbbb", Done: 32 * mib, Total: 32 * mib, Finished: true})
+	// After the build's last step there is no bar: a late report draws
+	// nothing.
+	before := out.Len()
+	b.transfer(lightbox.TransferProgress{What: "unpack sha256:cccc", Done: 1, Total: 32 * mib})
+	if out.Len() != before {
+		t.Errorf("a transfer after the build drew %q", out.String()[before:])
+	}
+}
