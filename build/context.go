@@ -505,6 +505,43 @@ func dirLayer(p string) io.Reader {
 	return &b
 }
 
+// copyTarget works out where COPY, ADD and COPY --from put their files:
+// the destination made absolute against the stage's working directory
+// (a directory when it ends in "/", when several sources or a pattern
+// are copied, or when the image has a directory there), and the --chmod
+// and --chown they apply.
+func (bd *builder) copyTarget(ctx context.Context, s *stage, dest string, several bool, sources []string, chmodArg, chownArg string) (string, bool, *fs.FileMode, *owner, error) {
+	destDir := strings.HasSuffix(dest, "/") || several || dest == "." || slices.ContainsFunc(sources, hasGlob)
+	if !path.IsAbs(dest) {
+		dest = path.Join("/", s.img.Config.WorkingDir, dest)
+	}
+	dest = path.Clean(dest)
+	if !destDir && s.img.ID != "" {
+		_, isDir, err := bd.b.Stat(ctx, s.img.ID, dest)
+		if err != nil {
+			return "", false, nil, nil, err
+		}
+		destDir = isDir
+	}
+	var chmod *fs.FileMode
+	if chmodArg != "" {
+		m, err := strconv.ParseUint(chmodArg, 8, 32)
+		if err != nil || m > 0o7777 {
+			return "", false, nil, nil, fmt.Errorf("--chmod=%s: want an octal mode", chmodArg)
+		}
+		fm := fs.FileMode(m)
+		chmod = &fm
+	}
+	var own *owner
+	if chownArg != "" {
+		var err error
+		if own, err = bd.chown(ctx, s, chownArg); err != nil {
+			return "", false, nil, nil, err
+		}
+	}
+	return dest, destDir, chmod, own, nil
+}
+
 type copyArgs struct {
 	sd      instructions.SourcesAndDest
 	chown   string
@@ -519,35 +556,9 @@ func (bd *builder) copy(ctx context.Context, s *stage, text string, cfg Config, 
 	if bd.ctxDir == nil && len(a.sd.SourcePaths) > 0 {
 		return StepOutput{}, false, errors.New("the build has no context")
 	}
-	dest := a.sd.DestPath
-	destDir := strings.HasSuffix(dest, "/") || len(a.sd.SourcePaths)+len(a.sd.SourceContents) > 1 || dest == "." || slices.ContainsFunc(a.sd.SourcePaths, hasGlob)
-	if !path.IsAbs(dest) {
-		dest = path.Join("/", s.img.Config.WorkingDir, dest)
-	}
-	dest = path.Clean(dest)
-	if !destDir && s.img.ID != "" {
-		_, isDir, err := bd.b.Stat(ctx, s.img.ID, dest)
-		if err != nil {
-			return StepOutput{}, false, err
-		}
-		destDir = isDir
-	}
-	var chmod *fs.FileMode
-	if a.chmod != "" {
-		m, err := strconv.ParseUint(a.chmod, 8, 32)
-		if err != nil || m > 0o7777 {
-			return StepOutput{}, false, fmt.Errorf("--chmod=%s: want an octal mode", a.chmod)
-		}
-		fm := fs.FileMode(m)
-		chmod = &fm
-	}
-	var own *owner
-	if a.chown != "" {
-		o, err := bd.chown(ctx, s, a.chown)
-		if err != nil {
-			return StepOutput{}, false, err
-		}
-		own = o
+	dest, destDir, chmod, own, err := bd.copyTarget(ctx, s, a.sd.DestPath, len(a.sd.SourcePaths)+len(a.sd.SourceContents) > 1, a.sd.SourcePaths, a.chmod, a.chown)
+	if err != nil {
+		return StepOutput{}, false, err
 	}
 	var es []entry
 	if len(a.sd.SourcePaths) > 0 {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,33 +38,9 @@ func (bd *builder) copyFrom(ctx context.Context, s *stage, text string, cfg Conf
 			return StepOutput{}, false, fmt.Errorf("--from=%s: %s: leaves the image's root", from, p)
 		}
 	}
-	dest := c.DestPath
-	destDir := strings.HasSuffix(dest, "/") || len(c.SourcePaths) > 1 || dest == "." || slices.ContainsFunc(c.SourcePaths, hasGlob)
-	if !path.IsAbs(dest) {
-		dest = path.Join("/", s.img.Config.WorkingDir, dest)
-	}
-	dest = path.Clean(dest)
-	if !destDir && s.img.ID != "" {
-		_, isDir, err := bd.b.Stat(ctx, s.img.ID, dest)
-		if err != nil {
-			return StepOutput{}, false, err
-		}
-		destDir = isDir
-	}
-	var chmod *fs.FileMode
-	if c.Chmod != "" {
-		m, err := strconv.ParseUint(c.Chmod, 8, 32)
-		if err != nil || m > 0o7777 {
-			return StepOutput{}, false, fmt.Errorf("--chmod=%s: want an octal mode", c.Chmod)
-		}
-		fm := fs.FileMode(m)
-		chmod = &fm
-	}
-	var own *owner
-	if c.Chown != "" {
-		if own, err = bd.chown(ctx, s, c.Chown); err != nil {
-			return StepOutput{}, false, err
-		}
+	dest, destDir, chmod, own, err := bd.copyTarget(ctx, s, c.DestPath, len(c.SourcePaths) > 1, c.SourcePaths, c.Chmod, c.Chown)
+	if err != nil {
+		return StepOutput{}, false, err
 	}
 	chain, err := bd.b.Chain(ctx, src.ID)
 	if err != nil {
