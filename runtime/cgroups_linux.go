@@ -398,14 +398,16 @@ func (cs *cgroupState) join(id string) *cgroupState {
 }
 
 // removeParents removes the shared "lightbox" parents once no sandbox
-// uses them (rmdir fails while one does: that is fine).
+// uses them: rmdir fails (EBUSY, ENOTEMPTY) while one does, or another
+// sandbox's removal got there first (ENOENT), and an empty parent left
+// is no leak: the next sandbox uses it.
 func (cs *cgroupState) removeParents() {
 	if cs.Version == 2 {
-		_ = os.Remove(filepath.Join(unifiedMount, filepath.Dir(cs.Path))) // best effort cleanup
+		_ = os.Remove(filepath.Join(unifiedMount, filepath.Dir(cs.Path))) // see above: in use, gone, or reused
 		return
 	}
 	for c, p := range cs.Paths {
-		_ = os.Remove(filepath.Join(unifiedMount, c, filepath.Dir(p))) // best effort cleanup
+		_ = os.Remove(filepath.Join(unifiedMount, c, filepath.Dir(p))) // see above: in use, gone, or reused
 	}
 }
 
@@ -480,8 +482,8 @@ func (cs *cgroupState) create(l Limits) error {
 		}
 		mgr, err := cgroup2.NewManager(unifiedMount, cs.Path, res)
 		if err != nil {
-			_ = os.Remove(filepath.Join(unifiedMount, cs.Path)) // best effort cleanup
-			return fmt.Errorf("create cgroup %s: %w", cs.Path, err)
+			err = fmt.Errorf("create cgroup %s: %w", cs.Path, err)
+			return errors.Join(err, rmdirAll(filepath.Join(unifiedMount, cs.Path)))
 		}
 		// The workloads' child: pids enabled in the sandbox's
 		// subtree_control (a threaded controller: the init may stay in
@@ -492,9 +494,8 @@ func (cs *cgroupState) create(l Limits) error {
 			err = w.SetType(cgroup2.Threaded)
 		}
 		if err != nil {
-			_ = os.Remove(filepath.Join(unifiedMount, cs.Path, workloadCgroup)) // best effort cleanup
-			_ = os.Remove(filepath.Join(unifiedMount, cs.Path))                 // best effort cleanup
-			return fmt.Errorf("create cgroup %s/%s: %w", cs.Path, workloadCgroup, err)
+			err = fmt.Errorf("create cgroup %s/%s: %w", cs.Path, workloadCgroup, err)
+			return errors.Join(err, rmdirAll(filepath.Join(unifiedMount, cs.Path), filepath.Join(unifiedMount, cs.Path, workloadCgroup)))
 		}
 		return nil
 	}
@@ -520,8 +521,8 @@ func (cs *cgroupState) create(l Limits) error {
 		res.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
 	}
 	if _, err := cgroup1.New(v1Path(cs.Paths), res, cgroup1.WithHierarchy(v1Hierarchy(cs.Paths))); err != nil {
-		_ = cs.remove(context.Background()) // best effort: what New made before it failed
-		return fmt.Errorf("create cgroup %s: %w", cs.Paths["pids"], err)
+		err = fmt.Errorf("create cgroup %s: %w", cs.Paths["pids"], err)
+		return errors.Join(err, cs.remove(context.Background())) // what New made before it failed
 	}
 	if w := cs.v1Workload(); w != nil {
 		wres := &specs.LinuxResources{}
@@ -529,8 +530,8 @@ func (cs *cgroupState) create(l Limits) error {
 			wres.Pids = &specs.LinuxPids{Limit: &l.Pids}
 		}
 		if _, err := cgroup1.New(v1Path(w), wres, cgroup1.WithHierarchy(v1Hierarchy(w))); err != nil {
-			_ = cs.remove(context.Background()) // best effort: what was made
-			return fmt.Errorf("create cgroup %s/%s: %w", cs.Paths["pids"], workloadCgroup, err)
+			err = fmt.Errorf("create cgroup %s/%s: %w", cs.Paths["pids"], workloadCgroup, err)
+			return errors.Join(err, cs.remove(context.Background()))
 		}
 	}
 	return nil
@@ -680,7 +681,7 @@ func (cs *cgroupState) oomKills() (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer func() { _ = f.Close() }() // read-only, or nothing written through it
+	defer func() { _ = f.Close() }() // opened read-only
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), "oom_kill "); ok {
@@ -749,7 +750,7 @@ func (cs *cgroupState) remove(ctx context.Context) error {
 				continue
 			}
 			for _, p := range procs {
-				_ = unix.Kill(p.Pid, syscall.SIGKILL) // best effort: it may be gone already
+				_ = unix.Kill(p.Pid, syscall.SIGKILL) // ESRCH: gone already; any other failure shows as the cgroup staying, which the loop reports at its deadline
 			}
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {

@@ -87,7 +87,7 @@ func (c *Cmd) start(ctx, life context.Context) (err error) {
 	var childEnds []*os.File
 	defer func() {
 		for _, f := range childEnds {
-			_ = f.Close() // read-only, or nothing written through it
+			_ = f.Close() // the child's ends of its stdio: the init has its own once sent
 		}
 		if err != nil {
 			c.closeOurs()
@@ -170,7 +170,7 @@ func (c *Cmd) start(ctx, life context.Context) (err error) {
 	}
 	_ = conn.SetDeadline(time.Time{}) // fails only on a closed conn: its I/O then fails
 	for _, f := range childEnds {
-		_ = f.Close() // read-only, or nothing written through it
+		_ = f.Close() // the child's ends, sent: the init holds its own
 	}
 	childEnds = nil
 	if c.Tty {
@@ -209,7 +209,7 @@ func (c *Cmd) reader(r io.Reader) (stdio, error) {
 	c.closers = append(c.closers, pw)
 	go func() {
 		_, _ = io.Copy(pw, r) // ends at EOF or an error: either way the output is closed next
-		_ = pw.Close()        // pipe end: nothing buffered to lose
+		_ = pw.Close()        // a pipe: no buffer of ours; the reader sees EOF
 	}()
 	return stdio{pass: pr, child: pr}, nil
 }
@@ -268,7 +268,7 @@ func (c *Cmd) relayPty() {
 // waitExit reads the exit status, and kills the command when ctx ends.
 func (c *Cmd) waitExit(ctx context.Context) {
 	defer close(c.done)
-	stop := context.AfterFunc(ctx, func() { _ = c.Signal(unix.SIGKILL) }) // best effort: it may be gone already
+	stop := context.AfterFunc(ctx, func() { _ = c.Signal(unix.SIGKILL) }) // fails when the command or its init is gone: the read below ends then
 	defer stop()
 	for {
 		r, _, err := readReply(c.conn)
@@ -338,7 +338,7 @@ func waitOrTimeout(wg *sync.WaitGroup, d time.Duration) {
 
 func (c *Cmd) closeOurs() {
 	for _, cl := range c.closers {
-		_ = cl.Close() // socket/pty: nothing buffered to lose
+		_ = cl.Close() // the exec socket, a pty master, pipe ends, a pty's copy in stdout.log: the command has ended or never started
 	}
 	c.closers = nil
 }

@@ -70,7 +70,7 @@ func (s *Sandbox) Freeze(ctx context.Context) (thaw func() error, err error) {
 		lk.Close()
 		return func() error { return nil }, nil
 	}
-	defer func() { _ = pfd.Close() }() // read-only, or nothing written through it
+	defer func() { _ = pfd.Close() }() // a pidfd: close cannot lose anything
 	if cthaw, ok, err := s.freezeCgroup(ctx); ok || err != nil {
 		if err != nil {
 			lk.Close()
@@ -214,7 +214,7 @@ func (fz *freezer) scan() ([]stoppedProc, error) {
 		return nil, err
 	}
 	names, err := d.Readdirnames(-1)
-	_ = d.Close() // read-only, or nothing written through it
+	_ = d.Close() // /proc opened read-only
 	if err != nil {
 		return nil, fmt.Errorf("read /proc: %w", err)
 	}

@@ -30,7 +30,7 @@ func (h *hostSide) add(f *os.File) nsinit.PassedFD {
 
 func (h *hostSide) close() {
 	for _, f := range h.files {
-		_ = f.Close() // our copies; the init has its own once sent
+		_ = f.Close() // detached mounts and files we opened: once sent the init holds its own, unsent the launch failed
 	}
 	h.files = nil
 }
@@ -74,7 +74,7 @@ func (m *Manager) prepareBinds(cfg *nsinit.Config, mounts []MountSpec, h *hostSi
 	userns := map[[2]uint32]*os.File{}
 	defer func() {
 		for _, f := range userns {
-			_ = f.Close() // a mount holds what it needs of it
+			_ = f.Close() // a user namespace fd: an idmapped mount holds its own reference
 		}
 	}()
 	for i := range cfg.Mounts {
@@ -142,7 +142,7 @@ func (m *Manager) bindFD(mt nsinit.Mount, _ bool) (*os.File, error) {
 		attrs |= unix.MOUNT_ATTR_RDONLY
 	}
 	if err := sys.SetBindAttr(fd, attrs, -1, mt.Source); err != nil {
-		_ = f.Close() // read-only, or nothing written through it
+		_ = f.Close() // an open_tree fd, never written: SetBindAttr's error is returned
 		return nil, err
 	}
 	return f, nil

@@ -30,30 +30,30 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = lnf.Close() }() // socket/pty: nothing buffered to lose
+	defer func() { _ = lnf.Close() }() // a listening socket, no data: the init has its own
 
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = cfgR.Close() }() // pipe end: nothing buffered to lose
-	defer func() { _ = cfgW.Close() }() // pipe end: nothing buffered to lose
+	defer func() { _ = cfgR.Close() }() // the init's read end: closed already once started
+	defer func() { _ = cfgW.Close() }() // closed and checked after WriteConfig; here only on an early failure
 	repR, repW, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = repR.Close() }() // pipe end: nothing buffered to lose
-	defer func() { _ = repW.Close() }() // pipe end: nothing buffered to lose
+	defer func() { _ = repR.Close() }() // the report's read end: we only read it
+	defer func() { _ = repW.Close() }() // the init's write end: we never write it
 	liveR, liveW, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = liveR.Close() }() // pipe end: nothing buffered to lose
+	defer func() { _ = liveR.Close() }() // the init's read end of the liveness pipe: no data ever
 	logf, err := os.OpenFile(filepath.Join(dir, "init.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = logf.Close() }() // our copy: the init has its own
+	defer func() { _ = logf.Close() }() // our copy, never written: the init writes through its own
 
 	// Each file the init inherits is numbered 3+its index in ExtraFiles
 	// (runc's newParentProcess): its number is taken as it is added.
@@ -72,14 +72,14 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		}
 		passW = os.NewFile(uintptr(pair[0]), "passer")
 		passR := os.NewFile(uintptr(pair[1]), "passer")
-		defer func() { _ = passW.Close() }() // pipe end: nothing buffered to lose
-		defer func() { _ = passR.Close() }() // pipe end: nothing buffered to lose
+		defer func() { _ = passW.Close() }() // a socket end for SCM_RIGHTS: a send's error is h.send's
+		defer func() { _ = passR.Close() }() // the init's end: we never use it
 		cfg.FDs.Passer = child(passR)
 	}
 	if wf, err := cg.openWorkload(); err != nil {
 		return nil, err
 	} else if wf != nil {
-		defer func() { _ = wf.Close() }() // our copy: the init has its own
+		defer func() { _ = wf.Close() }() // our copy of the workload cgroup's threads file, never written: the init has its own
 		cfg.FDs.Workload = child(wf)
 	}
 	for _, l := range spec.Leases {
@@ -105,7 +105,7 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		if err != nil {
 			return nil, err
 		}
-		defer func() { _ = cgf.Close() }() // our copy: the init is cloned into it
+		defer func() { _ = cgf.Close() }() // a cgroup directory fd, only read by clone3
 		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(cgf.Fd())
 	}
 	start := cmd.Start
@@ -120,11 +120,11 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		start = func() error { return startInCgroupsV1(cmd.Start, tasks, ctrls) }
 	}
 	if err := start(); err != nil {
-		_ = liveW.Close() // pipe end: nothing buffered to lose
+		_ = liveW.Close() // the liveness pipe carries no data: closing it only tells a started init to go
 		if cmd.Process != nil {
 			// Started, but the launcher thread could not leave the
 			// sandbox's cgroups: the launch fails, the init goes.
-			_ = cmd.Process.Kill() // best effort: it may be gone already
+			_ = cmd.Process.Kill() // our child: fails only when it is gone already; Wait reaps either way
 			_ = cmd.Wait()         // killed above: the status says so
 		}
 		return nil, fmt.Errorf("start init: %w", err)
@@ -133,14 +133,14 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	initDone := make(chan struct{})
 	var initErr error
 	go func() { initErr = cmd.Wait(); close(initDone) }()
-	_ = cfgR.Close()  // pipe end: nothing buffered to lose
-	_ = repW.Close()  // pipe end: nothing buffered to lose
-	_ = liveR.Close() // pipe end: nothing buffered to lose
+	_ = cfgR.Close()  // the init's copy: read by the init only
+	_ = repW.Close()  // the init's copy: we never write it
+	_ = liveR.Close() // the init's copy: no data on the liveness pipe
 	sb := &Sandbox{m: m, name: name, dir: dir, pid: pid, live: liveW, initDone: initDone}
 	launched.Store(liveW, struct{}{})
 	fail := func(err error) (*Sandbox, error) {
 		closeLive(liveW)
-		_ = cmd.Process.Kill() // best effort: it may be gone already
+		_ = cmd.Process.Kill() // our child: fails only when it is gone already, and <-initDone waits for that
 		<-initDone
 		return nil, err
 	}
@@ -153,7 +153,7 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		}
 		cfg.Passed = len(h.files)
 		h.close()
-		_ = passW.Close() // pipe end: nothing buffered to lose
+		_ = passW.Close() // h.send returned: the descriptors are in the init's queue
 	}
 	if err := nsinit.WriteConfig(cfgW, &cfg); err != nil {
 		return fail(err)
@@ -220,13 +220,12 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 				}
 			}
 			if err := writeState(dir, st); err != nil {
-				_ = na.Close() // socket/pty: nothing buffered to lose
-				return fail(fmt.Errorf("attach network: %w", err))
+				// A helper that will not stop is not in the state: it is reported.
+				return fail(errors.Join(fmt.Errorf("attach network: %w", err), na.Close()))
 			}
 		}
 		if err := rewriteFile(filepath.Join(dir, "etc", "resolv.conf"), na.ResolvConf()); err != nil {
-			_ = na.Close() // socket/pty: nothing buffered to lose
-			return fail(fmt.Errorf("attach network: %w", err))
+			return fail(errors.Join(fmt.Errorf("attach network: %w", err), na.Close()))
 		}
 	}
 	// The init holds the name lock from here on (the same open file: a
@@ -244,9 +243,13 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 			err = sb.startMain(ctx, spec)
 		}
 		if err != nil {
-			lk.Close()                                    // Destroy takes the name lock once the init is gone
-			_ = sb.destroy(context.WithoutCancel(ctx), 0) // best effort: nobody to report it to
-			return nil, fmt.Errorf("start main command: %w", err)
+			lk.Close() // Destroy takes the name lock once the init is gone
+			err = fmt.Errorf("start main command: %w", err)
+			// A sandbox that will not go is left for gc: it is reported.
+			if derr := sb.destroy(context.WithoutCancel(ctx), 0); derr != nil {
+				err = errors.Join(err, derr)
+			}
+			return nil, err
 		}
 	}
 	if detached {
@@ -289,7 +292,7 @@ func (s *Sandbox) startMain(ctx context.Context, spec Spec) error {
 			if err != nil {
 				return err
 			}
-			defer func() { _ = f.Close() }() // read-only, or nothing written through it
+			defer func() { _ = f.Close() }() // our copy, unwritten: the init (or a pty copy below) writes through its own
 			if c.logMax > 0 {
 				// The init marks dropped output with an xattr on the
 				// file: it must be the file's owner (the sandbox's root;
@@ -429,6 +432,6 @@ func writeRetry(fd int, s string) error {
 
 func closeFiles(fs []*os.File) {
 	for _, f := range fs {
-		_ = f.Close() // write-only cgroup files: nothing buffered
+		_ = f.Close() // cgroup tasks files: the join's writes were checked where made
 	}
 }

@@ -311,7 +311,11 @@ func (m *Manager) createLocked(ctx context.Context, name string) (*lockfile.Lock
 	}
 	lk, err := lockfile.TryExclusive(filepath.Join(dir, "lock"))
 	if err != nil {
-		_ = os.RemoveAll(dir) // best effort cleanup
+		// Nobody else holds the lock yet: the directory is ours to
+		// remove. One left is a dead sandbox, which gc removes; say so.
+		if rerr := os.RemoveAll(dir); rerr != nil {
+			m.log.Warn("remove a sandbox directory after a failed lock", "path", dir, "err", rerr)
+		}
 		return nil, err
 	}
 	return lk, nil

@@ -58,7 +58,7 @@ var launched sync.Map // *os.File -> struct{}
 
 func closeLive(f *os.File) {
 	launched.Delete(f)
-	_ = f.Close() // read-only, or nothing written through it
+	_ = f.Close() // our end of the liveness pipe: no data; closing it is the signal
 }
 
 // Name returns the sandbox's name.
@@ -148,7 +148,7 @@ func (s *Sandbox) dial(ctx context.Context) (*net.UnixConn, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unixpacket", addr)
 	if dirf != nil {
-		_ = dirf.Close() // read-only, or nothing written through it
+		_ = dirf.Close() // a directory fd for the socket's path, only read
 	}
 	if err != nil {
 		if errors.Is(err, unix.ECONNREFUSED) || errors.Is(err, unix.ENOENT) {
@@ -170,7 +170,7 @@ func (s *Sandbox) callFDs(ctx context.Context, req nsinit.Request, fds []int) (n
 	if err != nil {
 		return nsinit.Reply{}, err
 	}
-	defer func() { _ = c.Close() }()                                              // socket/pty: nothing buffered to lose
+	defer func() { _ = c.Close() }()                                              // the request was sent and its reply read (or their error returned)
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) }) // fails only on a closed conn: its I/O then fails
 	defer stop()
 	if err := sendRequest(c, req, fds); err != nil {
@@ -324,7 +324,11 @@ func (s *Sandbox) destroy(ctx context.Context, grace time.Duration) error {
 	s.waitNetwork(ctx)
 	s.mu.Lock()
 	if s.net != nil {
-		_ = s.net.Close() // best effort: the sandbox goes regardless
+		// The sandbox goes regardless; a helper left running is logged
+		// (its pids are in the state until the directory goes).
+		if err := s.net.Close(); err != nil {
+			s.m.log.Warn("stop the network of a destroyed sandbox", "sandbox", s.name, "err", err)
+		}
 		s.net = nil
 	}
 	if s.live != nil {
@@ -357,7 +361,7 @@ func (s *Sandbox) waitNetwork(ctx context.Context) {
 		if start, err := pidStart(p.Pid); err == nil && start == p.Start {
 			waitPidfd(ctx, f, deadline)
 		}
-		_ = f.Close() // a pidfd: nothing to flush
+		_ = f.Close() // a pidfd: close cannot lose anything
 	}
 }
 
@@ -418,7 +422,9 @@ func (s *Sandbox) stop(ctx context.Context, grace time.Duration) error {
 	case <-time.After(grace + 5*time.Second):
 	case <-ctx.Done():
 	}
-	s.kill()
+	if err := s.kill(); err != nil {
+		return err
+	}
 	select {
 	case <-exited:
 		return nil
@@ -482,26 +488,34 @@ func (s *Sandbox) pidfd() (*os.File, error) {
 		return nil, err
 	}
 	if start, err := pidStart(st.Pid); err != nil || start != st.PidStart {
-		_ = f.Close() // not our process: nothing to flush
+		_ = f.Close() // a pidfd of a recycled pid: close cannot lose anything
 		return nil, nil
 	}
 	return f, nil
 }
 
-// kill SIGKILLs the init (and with it the sandbox).
-func (s *Sandbox) kill() {
+// kill SIGKILLs the init (and with it the sandbox). An init that is gone
+// already (no state, no such pid) is no error; a kill that fails
+// otherwise is, since the caller would wait for it in vain.
+func (s *Sandbox) kill() error {
 	st, err := readState(s.dir)
 	if err != nil || st.Pid == 0 {
-		return
+		return nil
 	}
 	fd, err := unix.PidfdOpen(st.Pid, 0)
+	if errors.Is(err, unix.ESRCH) {
+		return nil
+	}
 	if err != nil {
-		return
+		return fmt.Errorf("kill init %d: pidfd_open: %w", st.Pid, err)
 	}
 	defer unix.Close(fd)
 	if start, err := pidStart(st.Pid); err == nil && start == st.PidStart {
-		_ = unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0) // best effort: it may be gone already
+		if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("kill init %d: %w", st.Pid, err)
+		}
 	}
+	return nil
 }
 
 // droppedBytes reads how much older output the init dropped from a
@@ -535,7 +549,7 @@ func (s *Sandbox) Logs(ctx context.Context, follow bool, stdout, stderr io.Write
 		if err != nil {
 			return fmt.Errorf("logs of %s: %w", s.name, err)
 		}
-		defer func() { _ = f.Close() }() // read-only, or nothing written through it
+		defer func() { _ = f.Close() }() // opened read-only
 		if n := droppedBytes(f); n > 0 && stderr != nil {
 			fmt.Fprintf(stderr, "[lightbox: %d bytes of older %s were dropped: the sandbox's logs keep the newest output]\n", n, strings.TrimSuffix(x.n, ".log"))
 		}
@@ -556,7 +570,7 @@ func (s *Sandbox) Logs(ctx context.Context, follow bool, stdout, stderr io.Write
 		info, err := s.m.status(s.name)
 		if err != nil || info.Status != StatusRunning {
 			for _, st := range streams {
-				_, _ = io.Copy(st.w, st.f) // best effort: what is left of the output
+				_, _ = io.Copy(st.w, st.f) // the sandbox is gone: a failed last read (a removed log) has nothing more to give
 			}
 			return nil
 		}
