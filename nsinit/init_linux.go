@@ -37,7 +37,7 @@ func Main() {
 		// pipe ends us; serve until then, as a detached sandbox would.
 		fmt.Fprintln(os.Stderr, "lightbox init: report ready:", err)
 	}
-	_ = report.Close() // a pipe: nothing buffered to lose
+	_ = report.Close() // the report pipe's write end: the write was checked above, a pipe buffers nothing of ours
 	// The runtime starts us with GOGC=off (a launch allocates little and
 	// collecting costs time); a long-lived init collects as usual.
 	debug.SetGCPercent(100)
@@ -189,7 +189,7 @@ func readConfig() (*Config, error) {
 		return nil, fmt.Errorf("config fd %q: %w", os.Args[1], err)
 	}
 	f := os.NewFile(uintptr(fd), "config")
-	defer func() { _ = f.Close() }() // read to its end
+	defer func() { _ = f.Close() }() // the config pipe's read end, read to its end
 	return ReadConfig(f)
 }
 

@@ -2,6 +2,7 @@ package nsinit
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"strconv"
@@ -30,9 +31,13 @@ func relayCapped(logfd int, max int64) (*os.File, error) {
 	logCopiers.Add(1)
 	go func() {
 		defer logCopiers.Done()
-		defer func() { _ = r.Close() }() // pipe end: nothing buffered to lose
-		defer func() { _ = f.Close() }() // read-only, or nothing written through it
+		defer func() { _ = r.Close() }() // the relay pipe's read end: only read
 		copyCapped(f, r, max)
+		// The log was written through f: a failed close goes to the
+		// init's own log, as nobody waits for the relay.
+		if err := f.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "lightbox init: close a capped log:", err)
+		}
 	}()
 	return w, nil
 }
@@ -108,7 +113,11 @@ func compact(f *os.File, off, max, dropped int64) (int64, int64) {
 			break
 		}
 	}
-	_ = f.Truncate(done) // best effort: the log only grows past its cap
+	if err := f.Truncate(done); err != nil {
+		// The log keeps its old tail past the cap: said in the init's
+		// own log, as nobody waits for the relay.
+		fmt.Fprintln(os.Stderr, "lightbox init: cut a capped log:", err)
+	}
 	dropped += off - done
 	// The mark is what tells a reader; a filesystem without user xattrs
 	// only loses the mark, not the cap.

@@ -71,7 +71,7 @@ func ociMain(cfg *Config, report *os.File) {
 		// The runtime is gone or gave up: it kills us, as for any init.
 		fmt.Fprintln(os.Stderr, "lightbox init: report ready:", err)
 	}
-	_ = report.Close() // a pipe: nothing buffered to lose
+	_ = report.Close() // the report pipe's write end: the write was checked above, a pipe buffers nothing of ours
 
 	started := make(chan int, 1)
 	go func() {
@@ -86,7 +86,7 @@ func ociMain(cfg *Config, report *os.File) {
 			default:
 			}
 			if main > 0 {
-				_ = unix.Kill(main, sig) // best effort: it may be gone already
+				_ = unix.Kill(main, sig) // our child: fails only once it has exited
 				continue
 			}
 			switch sig {
@@ -469,7 +469,7 @@ func ociDevices(root int, oc *OCIConfig) error {
 				return err
 			}
 			base := path.Base(p)
-			_ = unix.Unlinkat(pd, base, 0) // replace what the rootfs had
+			_ = unix.Unlinkat(pd, base, 0) // replace what the rootfs had: ENOENT when it had nothing; any other failure makes Mknodat fail with EEXIST
 			err = unix.Mknodat(pd, base, d.Type|(d.Mode&0o7777), int(unix.Mkdev(uint32(d.Major), uint32(d.Minor))))
 			if err == nil {
 				err = unix.Fchmodat(pd, base, d.Mode&0o7777, 0)
@@ -519,14 +519,14 @@ func ociConsole(sock int, rows, cols uint16) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = m.Close() }() // socket/pty: nothing buffered to lose
+	defer func() { _ = m.Close() }() // our copy of the master: the runtime gets its own over sock
 	name, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(s.Fd())))
 	if err != nil {
-		_ = s.Close() // socket/pty: nothing buffered to lose
+		_ = s.Close() // the pty's peer, unused: the console setup fails
 		return nil, err
 	}
 	if err := unix.Sendmsg(sock, []byte(name), unix.UnixRights(int(m.Fd())), nil, 0); err != nil {
-		_ = s.Close() // socket/pty: nothing buffered to lose
+		_ = s.Close() // the pty's peer, unused: the console setup fails
 		return nil, fmt.Errorf("send the pty master: %w", err)
 	}
 	root, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -678,7 +678,7 @@ func readOCIRequest(c *net.UnixConn) (OCIRequest, []int, error) {
 // in, its exit out. The process is killed when the connection closes
 // before it ends (its relay in ociruntime was killed).
 func ociServeConn(c *net.UnixConn, r *reaper, oc *OCIConfig) {
-	defer func() { _ = c.Close() }() // socket/pty: nothing buffered to lose
+	defer func() { _ = c.Close() }() // a request socket: every reply was sent (or its failure is the client's loss)
 	req, fds, err := readOCIRequest(c)
 	fail := func(code int, err error) {
 		closeAll(fds)
@@ -717,9 +717,15 @@ func ociServeConn(c *net.UnixConn, r *reaper, oc *OCIConfig) {
 			fail(0, err)
 			return
 		}
-		defer func() { _ = s.Close() }() // socket/pty: nothing buffered to lose
+		defer func() { _ = s.Close() }() // the pty's peer: the process has its own copies
 		if p.UID != 0 {
-			_ = unix.Fchown(int(s.Fd()), int(p.UID), -1) // best effort: the terminal stays root-owned
+			// A terminal left root's would not be the user's to reopen:
+			// the exec fails instead.
+			if err := unix.Fchown(int(s.Fd()), int(p.UID), -1); err != nil {
+				_ = m.Close() // a pty master never handed out: the exec fails
+				fail(0, fmt.Errorf("exec: chown the terminal to %d: %w", p.UID, err))
+				return
+			}
 		}
 		master = m
 		files = []uintptr{s.Fd(), s.Fd(), s.Fd()}
@@ -738,14 +744,18 @@ func ociServeConn(c *net.UnixConn, r *reaper, oc *OCIConfig) {
 			// Set on the child after the fork (the init's own stay the
 			// container's): a process that execs a setuid binary at
 			// once may run it with the init's limits.
-			_ = unix.Prlimit(pid, rl.Type, &unix.Rlimit{Cur: rl.Soft, Max: rl.Hard}, nil) // best effort: the process keeps the init's limits
+			if err := unix.Prlimit(pid, rl.Type, &unix.Rlimit{Cur: rl.Soft, Max: rl.Hard}, nil); err != nil && !errors.Is(err, unix.ESRCH) {
+				// The process runs on with the init's limit: said in
+				// the init's log (ESRCH: it has exited already).
+				fmt.Fprintf(os.Stderr, "lightbox init: exec %s: rlimit %d: %v\n", p.Args[0], rl.Type, err)
+			}
 		}
 	}
 	closeAll(fds)
 	fds = nil
 	if err != nil {
 		if master != nil {
-			_ = master.Close() // socket/pty: nothing buffered to lose
+			_ = master.Close() // a pty master never handed out: the exec fails
 		}
 		fail(execErrorCode(err), fmt.Errorf("exec %s: %w", p.Args[0], err))
 		return
@@ -756,7 +766,7 @@ func ociServeConn(c *net.UnixConn, r *reaper, oc *OCIConfig) {
 	}
 	_ = send(c, Reply{Type: ReplyStarted, Pid: pid}, mfds) // the client may be gone: nobody to tell then
 	if master != nil {
-		_ = master.Close() // socket/pty: nothing buffered to lose
+		_ = master.Close() // the client has its own copy (sent above)
 	}
 	gone := make(chan struct{})
 	go func() {
@@ -768,7 +778,7 @@ func ociServeConn(c *net.UnixConn, r *reaper, oc *OCIConfig) {
 				return
 			}
 			if req.Op == OpOCISignal {
-				_ = unix.Kill(pid, syscall.Signal(req.Signal)) // best effort: it may be gone already
+				_ = unix.Kill(pid, syscall.Signal(req.Signal)) // ESRCH once it has exited: the exit reply follows
 			}
 		}
 	}()
@@ -777,7 +787,7 @@ func ociServeConn(c *net.UnixConn, r *reaper, oc *OCIConfig) {
 		code, sig := exitCode(ws)
 		_ = send(c, Reply{Type: ReplyExit, Code: code, Signal: sig}, nil) // the client may be gone: nobody to tell then
 	case <-gone:
-		_ = unix.Kill(pid, unix.SIGKILL) // best effort: it may be gone already
+		_ = unix.Kill(pid, unix.SIGKILL) // our child: fails only once it has exited
 		<-done
 	}
 }

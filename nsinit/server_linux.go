@@ -153,7 +153,7 @@ func (s *server) run() {
 // watch ends the sandbox when the launcher goes away, unless detached.
 func (s *server) watch(f *os.File) {
 	_, _ = io.Copy(io.Discard, f) // ends at EOF or an error: either way the launcher is gone
-	_ = f.Close()                 // the launcher's end is gone: nothing to lose
+	_ = f.Close()                 // the liveness pipe's read end: no data
 	s.mu.Lock()
 	detached := s.detached
 	s.mu.Unlock()
@@ -171,7 +171,7 @@ func (s *server) forward(sigs chan os.Signal) {
 		s.mu.Unlock()
 		switch {
 		case m != nil:
-			_ = unix.Kill(m.pid, sig.(syscall.Signal)) // best effort: it may be gone already
+			_ = unix.Kill(m.pid, sig.(syscall.Signal)) // our child (reaped only by us): fails only once it has exited
 		case sig == unix.SIGTERM || sig == unix.SIGINT:
 			go s.destroy(10*time.Second, false)
 		}
@@ -181,7 +181,7 @@ func (s *server) forward(sigs chan os.Signal) {
 // exit ends the sandbox at once: PID 1's exit kills every process in the
 // pid namespace, and the mounts go with the mount namespace.
 func (s *server) exit() {
-	_ = unix.Kill(-1, unix.SIGKILL) // best effort: it may be gone already
+	_ = unix.Kill(-1, unix.SIGKILL) // ESRCH when nothing else is left; our exit kills the rest anyway
 	waitLogCopiers(2 * time.Second) // the writers are gone: what is left to copy is in the pipes
 	os.Exit(0)
 }
@@ -200,13 +200,13 @@ func (s *server) destroy(grace time.Duration, timedOut bool) {
 	s.mu.Unlock()
 	deadline := time.After(grace)
 	if m != nil {
-		_ = unix.Kill(m.pid, unix.SIGTERM) // best effort: it may be gone already
+		_ = unix.Kill(m.pid, unix.SIGTERM) // our child: fails only once it has exited, which m.done tells
 		select {
 		case <-m.done:
 		case <-deadline:
 		}
 	} else {
-		_ = unix.Kill(-1, unix.SIGTERM) // best effort: it may be gone already
+		_ = unix.Kill(-1, unix.SIGTERM) // ESRCH when nothing else is left, which noChildren tells
 		select {
 		case <-s.r.noChildren():
 		case <-deadline:
@@ -223,7 +223,7 @@ func (s *server) destroy(grace time.Duration, timedOut bool) {
 }
 
 func (s *server) killMain(m *proc) chan struct{} {
-	_ = unix.Kill(m.pid, unix.SIGKILL) // best effort: it may be gone already
+	_ = unix.Kill(m.pid, unix.SIGKILL) // our child: fails only once it has exited, which m.done tells
 	return m.done
 }
 
@@ -247,7 +247,7 @@ func (s *server) record(st Status) {
 }
 
 func (s *server) serve(c *net.UnixConn) {
-	defer func() { _ = c.Close() }() // socket/pty: nothing buffered to lose
+	defer func() { _ = c.Close() }() // a request socket: every reply was sent (or its failure is the client's loss)
 	bp := reqBufs.Get().(*[]byte)
 	req, fds, err := readRequest(c, *bp)
 	reqBufs.Put(bp)
@@ -383,10 +383,16 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 		// Closed once the workload has its copies (and on every failure:
 		// the deferred Close is then a no-op), so that the client sees
 		// the pty hang up as soon as the workload's side is gone.
-		defer func() { _ = sl.Close() }() // socket/pty: nothing buffered to lose
+		defer func() { _ = sl.Close() }() // the pty's peer: the workload has its own copies
 		master, slave = m, sl
 		if u.uid != 0 {
-			_ = unix.Fchown(int(sl.Fd()), int(u.uid), -1) // best effort: the terminal stays root-owned
+			// A terminal left root's would not be the user's to reopen
+			// (tty, ssh-style checks): the exec fails instead.
+			if err := unix.Fchown(int(sl.Fd()), int(u.uid), -1); err != nil {
+				_ = m.Close() // a pty master never handed out: the exec fails
+				fail(0, fmt.Errorf("exec: chown the terminal to %d: %w", u.uid, err))
+				return
+			}
 		}
 		for i := range files {
 			files[i] = sl.Fd()
@@ -406,7 +412,7 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 					return
 				}
 				fds[i] = -1                      // the relay owns the file now
-				defer func() { _ = w.Close() }() // pipe end: nothing buffered to lose
+				defer func() { _ = w.Close() }() // the relay's write end: closed below once the workload has its copy; here only on failure
 				relayW = append(relayW, w)
 				files[i] = w.Fd()
 			}
@@ -419,7 +425,7 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 	if e.Main && s.main != nil {
 		s.mu.Unlock()
 		if master != nil {
-			_ = master.Close() // socket/pty: nothing buffered to lose
+			_ = master.Close() // a pty master never handed out: the exec fails
 		}
 		fail(0, errors.New("exec: the sandbox already has a main command"))
 		return
@@ -438,12 +444,12 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 		_ = w.Close() // the workload has its copy: EOF comes when it is gone
 	}
 	if slave != nil {
-		_ = slave.Close() // socket/pty: nothing buffered to lose
+		_ = slave.Close() // the pty's peer: the workload has its own copies
 	}
 	if err != nil {
 		s.mu.Unlock()
 		if master != nil {
-			_ = master.Close() // socket/pty: nothing buffered to lose
+			_ = master.Close() // a pty master never handed out: the exec fails
 		}
 		fail(execErrorCode(err), fmt.Errorf("exec %q: %w", e.Args[0], err))
 		return
@@ -468,13 +474,13 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 	if master != nil {
 		rfds = []int{int(master.Fd())}
 	}
-	_ = send(c, Reply{Type: ReplyStarted, Pid: pid}, rfds) // the client may be gone: nobody to tell then
+	_ = send(c, Reply{Type: ReplyStarted, Pid: pid}, rfds) // the client gone: the read below fails, and a non-main workload is killed
 	// Keep the master until the workload ends: a client that went away
 	// must not hang it up early... but not longer, so the client sees EOF.
 	go func() {
 		<-p.done
 		if master != nil {
-			_ = master.Close() // socket/pty: nothing buffered to lose
+			_ = master.Close() // the client has its own copy (sent above); closing ours lets it see EOF
 		}
 	}()
 	gone := make(chan struct{})
@@ -491,10 +497,10 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 			}
 			switch req.Op {
 			case OpSignal:
-				_ = unix.Kill(pid, syscall.Signal(req.Signal)) // best effort: it may be gone already
+				_ = unix.Kill(pid, syscall.Signal(req.Signal)) // ESRCH once it has exited: the exit reply follows
 			case OpResize:
 				if master != nil {
-					_ = unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: req.Rows, Col: req.Cols}) // best effort: the size stays as it was
+					_ = unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: req.Rows, Col: req.Cols}) // fails only once the master is closed: the command has ended
 				}
 			}
 		}
@@ -506,8 +512,8 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 	case <-gone:
 		if !e.Main {
 			// The client went away: the workload goes with it.
-			_ = unix.Kill(-pid, unix.SIGKILL) // best effort: it may be gone already
-			_ = unix.Kill(pid, unix.SIGKILL)  // best effort: it may be gone already
+			_ = unix.Kill(-pid, unix.SIGKILL) // its process group: ESRCH when the command made its own, or all are gone
+			_ = unix.Kill(pid, unix.SIGKILL)  // our child: fails only once it has exited
 		}
 	}
 }

@@ -298,7 +298,7 @@ func readDB(p string) [][]string {
 	if err != nil {
 		return nil
 	}
-	defer func() { _ = f.Close() }() // read-only, or nothing written through it
+	defer func() { _ = f.Close() }() // opened read-only
 	var out [][]string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
@@ -388,7 +388,7 @@ func openPty(rows, cols uint16) (master, slave *os.File, err error) {
 		return nil, nil, fmt.Errorf("open pty peer: %w", errno)
 	}
 	if rows > 0 && cols > 0 {
-		_ = unix.IoctlSetWinsize(m, unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols}) // best effort: the size stays as it was
+		_ = unix.IoctlSetWinsize(m, unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols}) // a fresh pty master: fails only for a bad fd; the size then stays 0x0, which the client's resize fixes
 	}
 	return os.NewFile(uintptr(m), "ptmx"), os.NewFile(s, "pty"), nil
 }
