@@ -578,15 +578,25 @@ func (m *Manager) status(name string) (info Info, _ error) {
 // statusOf is status; without usage, it leaves Usage and OOMKilled unset
 // and reads no cgroup file (a dozen reads, memory.stat among them, that
 // Attach, an exec or a destroy does not need).
-func (m *Manager) statusOf(name string, usage bool) (info Info, _ error) {
+func (m *Manager) statusOf(name string, usage bool) (Info, error) {
+	info, _, err := m.statusState(name, usage)
+	return info, err
+}
+
+// statusState is statusOf that also returns the state it read (zero when
+// state.json could not be read or parsed).
+func (m *Manager) statusState(name string, usage bool) (info Info, st state, _ error) {
 	dir := m.dir(name)
-	st, serr := readState(dir)
-	info = Info{Name: name, Snapshot: st.Snapshot, CreatedAt: st.CreatedAt, Volumes: st.Volumes, Command: st.Command, WritableDir: st.WritableDir, Limits: st.Limits}
+	rs, serr := readState(dir)
+	if serr == nil {
+		st = rs
+	}
+	info = Info{Name: name, Snapshot: rs.Snapshot, CreatedAt: rs.CreatedAt, Volumes: rs.Volumes, Command: rs.Command, WritableDir: rs.WritableDir, Limits: rs.Limits}
 	defer func() {
-		if !usage || st.Cgroup == nil || info.Status == StatusDead {
+		if !usage || rs.Cgroup == nil || info.Status == StatusDead {
 			return
 		}
-		if u, err := st.Cgroup.usage(); err == nil {
+		if u, err := rs.Cgroup.usage(); err == nil {
 			info.OOMKilled = u.OOMKills > 0
 			if info.Status == StatusRunning {
 				info.Usage = &u
@@ -595,12 +605,12 @@ func (m *Manager) statusOf(name string, usage bool) (info Info, _ error) {
 	}()
 	locked, err := held(filepath.Join(dir, "lock"))
 	if err != nil {
-		return info, err
+		return info, st, err
 	}
 	if locked {
 		info.Status = StatusRunning
-		info.Pid = st.Pid
-		return info, nil
+		info.Pid = rs.Pid
+		return info, st, nil
 	}
 	info.Status = StatusDead
 	b, err := os.ReadFile(filepath.Join(dir, "lock"))
@@ -610,9 +620,9 @@ func (m *Manager) statusOf(name string, usage bool) (info Info, _ error) {
 		}
 	}
 	if serr != nil && !errors.Is(serr, os.ErrNotExist) {
-		return info, serr
+		return info, st, serr
 	}
-	return info, nil
+	return info, st, nil
 }
 
 // List describes every sandbox under the root, by name.

@@ -75,7 +75,7 @@ func (m *Manager) Attach(ctx context.Context, name string) (*Sandbox, error) {
 	if err := names.Check("sandbox", name); err != nil {
 		return nil, err
 	}
-	info, err := m.statusOf(name, false)
+	info, st, err := m.statusState(name, false)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("sandbox %s: %w", name, errdefs.ErrNotFound)
@@ -85,7 +85,13 @@ func (m *Manager) Attach(ctx context.Context, name string) (*Sandbox, error) {
 	if _, err := os.Stat(m.dir(name)); err != nil {
 		return nil, fmt.Errorf("sandbox %s: %w", name, errdefs.ErrNotFound)
 	}
-	return &Sandbox{m: m, name: name, dir: m.dir(name), pid: info.Pid}, nil
+	s := &Sandbox{m: m, name: name, dir: m.dir(name), pid: info.Pid}
+	if st.Version != 0 {
+		// The cgroup was read with the status: a command's start
+		// need not read state.json again.
+		s.cgOnce.Do(func() { s.cg = st.Cgroup })
+	}
+	return s, nil
 }
 
 // MainCommand returns the main command when this handle launched it (to

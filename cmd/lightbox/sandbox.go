@@ -150,8 +150,10 @@ func runMain(ctx context.Context, r *lightbox.Runtime, opts lightbox.SandboxOpti
 		opts.Tty, opts.TtySize = true, size
 	}
 	sigs := make(chan os.Signal, 8)
+	// No signal.Stop: exec exits once this returns, and Stop costs a
+	// round trip to the runtime's signal-mask thread (new OS threads
+	// at exit; bench/NOTES.md 2026-11-30, lightbox exec).
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGWINCH)
-	defer signal.Stop(sigs)
 	sb, err := r.LaunchSandbox(ctx, opts)
 	if err != nil {
 		code := startStatus(err)
@@ -220,10 +222,27 @@ func rawTerminal() (func(), [2]uint16, error) {
 	return func() { _ = term.Restore(int(os.Stdin.Fd()), old) }, size, nil
 }
 
+// forwarded are the signals runAttached forwards.
+var forwarded = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGWINCH}
+
+// notifyEarly starts signal.Notify for the forwarded signals while the
+// caller opens the store: each signal's Notify is a round trip to the
+// Go runtime's signal-mask thread (~0.2 ms for the four on this VM;
+// bench/NOTES.md 2026-11-30, lightbox exec). The channel is ready once
+// ready is closed.
+func notifyEarly() (sigs chan os.Signal, ready chan struct{}) {
+	sigs, ready = make(chan os.Signal, 8), make(chan struct{})
+	go func() {
+		signal.Notify(sigs, forwarded...)
+		close(ready)
+	}()
+	return sigs, ready
+}
+
 // runAttached runs cmd with this process's stdio, forwarding SIGINT,
 // SIGTERM and SIGHUP to it (and, with a tty, window size changes), and
-// returns its exit status.
-func runAttached(cmd *lightbox.Cmd, tty bool) (int, error) {
+// returns its exit status. sigs and ready are notifyEarly's.
+func runAttached(cmd *lightbox.Cmd, tty bool, sigs chan os.Signal, ready chan struct{}) (int, error) {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	if tty {
 		restore, size, err := rawTerminal()
@@ -233,9 +252,10 @@ func runAttached(cmd *lightbox.Cmd, tty bool) (int, error) {
 		defer restore()
 		cmd.Tty, cmd.TtySize = true, size
 	}
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGWINCH)
-	defer signal.Stop(sigs)
+	// Forwarding is in place before the command starts. There is no
+	// signal.Stop: exec exits once this returns, and Stop is another
+	// round trip per signal to the runtime's signal-mask thread.
+	<-ready
 	if err := cmd.Start(); err != nil {
 		code := startStatus(err)
 		if code == exitFailed {
@@ -382,26 +402,34 @@ func execCommand() *cli.Command {
 			&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "user[:group] inside the sandbox"},
 			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "K=V environment variable (repeatable)"},
 		},
-		Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
+		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 2, "NAME CMD [ARG...]"); err != nil {
 				return err
 			}
-			sb, err := r.AttachSandbox(c.Context, c.Args().First())
-			if err != nil {
-				return err
-			}
-			argv := c.Args().Tail()
-			cmd := sb.Command(context.WithoutCancel(c.Context), argv[0], argv[1:]...)
-			cmd.Env = c.StringSlice("env")
-			cmd.Dir = c.String("workdir")
-			cmd.User = c.String("user")
-			code, err := runAttached(cmd, c.Bool("tty"))
-			if err != nil {
-				fmt.Fprintf(os.Stderr, "lightbox: %v\n", err)
-			}
-			return exitCode(code)
-		}),
+			sigs, ready := notifyEarly()
+			return withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
+				return execIn(c, r, sigs, ready)
+			})(c)
+		},
 	}
+}
+
+// execIn is exec's action once the store is open.
+func execIn(c *cli.Context, r *lightbox.Runtime, sigs chan os.Signal, ready chan struct{}) error {
+	sb, err := r.AttachSandbox(c.Context, c.Args().First())
+	if err != nil {
+		return err
+	}
+	argv := c.Args().Tail()
+	cmd := sb.Command(context.WithoutCancel(c.Context), argv[0], argv[1:]...)
+	cmd.Env = c.StringSlice("env")
+	cmd.Dir = c.String("workdir")
+	cmd.User = c.String("user")
+	code, err := runAttached(cmd, c.Bool("tty"), sigs, ready)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "lightbox: %v\n", err)
+	}
+	return exitCode(code)
 }
 
 func psCommand() *cli.Command {
