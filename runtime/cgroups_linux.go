@@ -402,12 +402,9 @@ func (cs *cgroupState) join(id string) *cgroupState {
 // sandbox's removal got there first (ENOENT), and an empty parent left
 // is no leak: the next sandbox uses it.
 func (cs *cgroupState) removeParents() {
-	if cs.Version == 2 {
-		_ = os.Remove(filepath.Join(unifiedMount, filepath.Dir(cs.Path))) // see above: in use, gone, or reused
-		return
-	}
-	for c, p := range cs.Paths {
-		_ = os.Remove(filepath.Join(unifiedMount, c, filepath.Dir(p))) // see above: in use, gone, or reused
+	_, parents := cs.reapDirs()
+	for _, p := range parents {
+		_ = os.Remove(p) // see above: in use, gone, or reused
 	}
 }
 
@@ -571,19 +568,6 @@ func (cs *cgroupState) openWorkload() (*os.File, error) {
 		return nil, &os.PathError{Op: "open", Path: p, Err: err}
 	}
 	return os.NewFile(uintptr(fd), p), nil
-}
-
-// add moves a process (all its threads) into the cgroup (v1; on v2 the
-// init is cloned into it).
-func (cs *cgroupState) add(pid int) error {
-	cg, err := cgroup1.Load(v1Path(cs.Paths), cgroup1.WithHierarchy(v1Hierarchy(cs.Paths)))
-	if err != nil {
-		return fmt.Errorf("load cgroup: %w", err)
-	}
-	if err := cg.AddProc(uint64(pid)); err != nil {
-		return fmt.Errorf("move init %d into its cgroup: %w", pid, err)
-	}
-	return nil
 }
 
 // openDir opens the v2 cgroup's directory, for CLONE_INTO_CGROUP.
