@@ -44,6 +44,12 @@ func (c *closer) close() error {
 	return errors.Join(errs...)
 }
 
+// connectsMain says whether opts connect a main command's stdio or
+// terminal, which needs a main command.
+func (opts *SandboxOptions) connectsMain() bool {
+	return opts.Stdin != nil || opts.Stdout != nil || opts.Stderr != nil || opts.Tty
+}
+
 // spec shapes opts into the runtime's spec, as far as it goes before the
 // snapshot and the volumes are resolved, and validates it with the
 // runtime's rules (runtime.Spec.Validate: the one place they live): it
@@ -95,7 +101,7 @@ func (opts *SandboxOptions) spec() (runtime.Spec, error) {
 		}
 		spec.Ports = append(spec.Ports, port)
 	}
-	if len(opts.Command) == 0 && (opts.Stdin != nil || opts.Stdout != nil || opts.Stderr != nil || opts.Tty) {
+	if len(opts.Command) == 0 && !opts.UseImageCommand && opts.connectsMain() {
 		return runtime.Spec{}, errors.New("sandbox options: Stdin, Stdout, Stderr and Tty connect the main Command, and there is none")
 	}
 	switch opts.CACerts {
@@ -189,6 +195,9 @@ func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, resolve f
 	spec.Workdir = cmp.Or(opts.Workdir, snap.Config.WorkingDir, "/")
 	spec.User = cmp.Or(opts.User, snap.Config.User)
 	spec.Command = opts.mainCommand(snap.Config.Entrypoint, snap.Config.Cmd)
+	if len(spec.Command) == 0 && opts.connectsMain() {
+		return nil, fmt.Errorf("sandbox options: Stdin, Stdout, Stderr and Tty connect the main Command, and snapshot %s names none (no Entrypoint or Cmd)", snap.Name)
+	}
 	if opts.CACerts == CACertsHost {
 		ca, err := caCertMounts(r.snaps, snap.Layers, opts.Mounts)
 		if err != nil {

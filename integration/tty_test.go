@@ -64,3 +64,28 @@ func TestCLITty(t *testing.T) {
 		}
 	}
 }
+
+// TestCLIDetachedTty: run -d -t gives the main command a terminal inside
+// the sandbox (as docker run -dt does) and its output goes to the logs;
+// without a terminal of the caller's it is 24×80. A snapshot with no
+// command to put on the terminal is refused, leaving no sandbox.
+func TestCLIDetachedTty(t *testing.T) {
+	root, _ := newStore(t)
+	lbOK(t, root, "run", "-d", "-t", "--network", "none", "--name", "dtty", "busybox",
+		"sh", "-c", "tty; stty size; [ -t 1 ] && echo on-a-terminal")
+	defer lb(t, root, "", "rm", "-f", "dtty")
+	if r := lb(t, root, "", "wait", "dtty"); r.code != 0 {
+		t.Fatalf("wait dtty: code %d stderr %q", r.code, r.stderr)
+	}
+	r := lb(t, root, "", "logs", "dtty")
+	got := strings.ReplaceAll(r.stdout, "\r", "")
+	if !strings.Contains(got, "/dev/pts/") || !strings.Contains(got, "24 80\n") || !strings.Contains(got, "on-a-terminal") {
+		t.Errorf("logs of run -d -t: %q (stderr %q), want a /dev/pts terminal of 24 80", got, r.stderr)
+	}
+	if r := lb(t, root, "", "run", "-d", "-t", "--network", "none", "--name", "dtty2", "busybox"); r.code == 0 || !strings.Contains(r.stderr, "names none") {
+		t.Errorf("run -d -t of a snapshot without a command: code %d stderr %q, want a refusal", r.code, r.stderr)
+	}
+	if _, ok := ps(t, root)["dtty2"]; ok {
+		t.Errorf("a refused run -d -t left sandbox dtty2 behind")
+	}
+}

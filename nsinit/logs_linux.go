@@ -42,29 +42,48 @@ func relayCapped(logfd int, max int64) (*os.File, error) {
 	return w, nil
 }
 
+// copyPtyLog copies what a terminal's master reads into the log file f
+// (capped at max when max > 0) until every holder of its peer is gone
+// (EIO), then closes both.
+func copyPtyLog(master, f *os.File, max int64) {
+	logCopiers.Add(1)
+	go func() {
+		defer logCopiers.Done()
+		defer func() { _ = master.Close() }() // read to its end: nothing written through it
+		var w io.Writer = f
+		if max > 0 {
+			w = newCappedLog(f, max)
+		}
+		_, _ = io.CopyBuffer(w, readerOnly{master}, make([]byte, 16<<10)) // ends with EIO once the terminal's last holder is gone
+		if err := f.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "lightbox init: close a terminal's log:", err)
+		}
+	}()
+}
+
 func copyCapped(f *os.File, r io.Reader, max int64) {
 	buf := make([]byte, 64<<10)
-	_, _ = io.CopyBuffer(NewCappedLog(f, max), readerOnly{r}, buf) // ends at EOF: every writer is gone
+	_, _ = io.CopyBuffer(newCappedLog(f, max), readerOnly{r}, buf) // ends at EOF: every writer is gone
 }
 
 // readerOnly hides r's WriterTo, so that io.CopyBuffer uses the buffer.
 type readerOnly struct{ io.Reader }
 
-// CappedLog writes to a log file and keeps at most max bytes of it: past
+// cappedLog writes to a log file and keeps at most max bytes of it: past
 // max, the newest half is moved to the front and the rest dropped,
 // counted in the file's DroppedXattr. The init relays a main command's
-// output through one; the runtime copies a main command's pty through
-// one. Not safe for concurrent use.
-type CappedLog struct {
+// output, or copies its terminal, through one. Not safe for concurrent
+// use.
+type cappedLog struct {
 	f                 *os.File
 	off, max, dropped int64
 }
 
-// NewCappedLog returns a CappedLog appending to f (opened read-write),
+// newCappedLog returns a cappedLog appending to f (opened read-write),
 // keeping what f holds and the drops it counted already (a restart of
 // the relay).
-func NewCappedLog(f *os.File, max int64) *CappedLog {
-	l := &CappedLog{f: f, max: max}
+func newCappedLog(f *os.File, max int64) *cappedLog {
+	l := &cappedLog{f: f, max: max}
 	l.off, _ = f.Seek(0, io.SeekEnd) // an error leaves 0: the file is rewritten from its start
 	b := make([]byte, 32)
 	if n, err := unix.Fgetxattr(int(f.Fd()), DroppedXattr, b); err == nil {
@@ -75,7 +94,7 @@ func NewCappedLog(f *os.File, max int64) *CappedLog {
 
 // Write keeps p (or its newest part) in the log. It never fails: a log
 // that cannot be written must not stop the command writing to it.
-func (l *CappedLog) Write(p []byte) (int, error) {
+func (l *cappedLog) Write(p []byte) (int, error) {
 	n := len(p)
 	if n == 0 {
 		return 0, nil

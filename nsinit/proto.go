@@ -214,7 +214,7 @@ type Request struct {
 
 // Exec is a command to start. Without Tty the request carries three fds
 // (stdin, stdout, stderr); with Tty it carries none and the Started reply
-// carries the pty's master.
+// carries the pty's master, unless TtyLog.
 type Exec struct {
 	Args []string `json:"args"`
 	// Env is added on top of the sandbox's environment.
@@ -229,6 +229,12 @@ type Exec struct {
 	// sandbox's log files, opened read-write) through pipes, keeping at
 	// most LogMax bytes of each, the newest (see DroppedXattr).
 	LogMax int64 `json:"logMax,omitempty"`
+	// TtyLog, with Tty, makes the init copy the terminal's output into
+	// the one fd the request carries (a log file; capped at LogMax when
+	// set, then opened read-write): a detached main command's terminal
+	// outlives the client that started it. The Started reply then
+	// carries no master.
+	TtyLog bool `json:"ttyLog,omitempty"`
 	// Main marks the sandbox's main command: the sandbox lives as long as
 	// it, its status is recorded, and it is not killed when this
 	// connection closes. At most one.

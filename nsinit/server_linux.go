@@ -338,6 +338,10 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 		fail(0, fmt.Errorf("exec: want 3 stdio fds, got %d", len(fds)))
 		return
 	}
+	if e.Tty && e.TtyLog && len(fds) != 1 {
+		fail(0, fmt.Errorf("exec: want the terminal's log fd, got %d fds", len(fds)))
+		return
+	}
 	s.mu.Lock()
 	defUser, defEnv, defDir, name := s.cfg.User, s.cfg.Env, s.cfg.Workdir, s.cfg.Name // a take may change them
 	s.mu.Unlock()
@@ -374,6 +378,15 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 	var relayW []*os.File // our copies of the log pipes' write ends
 	files := make([]uintptr, 3)
 	attr := &syscall.SysProcAttr{Setsid: true}
+	var ttyLog *os.File
+	if e.Tty && e.TtyLog {
+		ttyLog, fds = os.NewFile(uintptr(fds[0]), "log"), nil
+		defer func() {
+			if ttyLog != nil {
+				_ = ttyLog.Close() // the exec failed before its copier took it: nothing written
+			}
+		}()
+	}
 	if e.Tty {
 		m, sl, err := openPty(e.Rows, e.Cols)
 		if err != nil {
@@ -471,18 +484,21 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 		}
 	}()
 	var rfds []int
-	if master != nil {
+	switch {
+	case master != nil && ttyLog != nil:
+		copyPtyLog(master, ttyLog, e.LogMax)
+		ttyLog = nil // the copier owns it now
+	case master != nil:
 		rfds = []int{int(master.Fd())}
+		// Keep the master until the workload ends: a client that went
+		// away must not hang it up early... but not longer, so the
+		// client sees EOF.
+		go func() {
+			<-p.done
+			_ = master.Close() // the client has its own copy (sent below); closing ours lets it see EOF
+		}()
 	}
 	_ = send(c, Reply{Type: ReplyStarted, Pid: pid}, rfds) // the client gone: the read below fails, and a non-main workload is killed
-	// Keep the master until the workload ends: a client that went away
-	// must not hang it up early... but not longer, so the client sees EOF.
-	go func() {
-		<-p.done
-		if master != nil {
-			_ = master.Close() // the client has its own copy (sent above); closing ours lets it see EOF
-		}
-	}()
 	gone := make(chan struct{})
 	go func() {
 		defer close(gone)
@@ -522,6 +538,10 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 // wait for it reply, and ends the sandbox (unless a destroy is under way,
 // which ends it itself).
 func (s *server) mainEnded(p *proc) {
+	// Its output first: whoever learns the status (wait, then logs)
+	// finds all of it in the logs. Bounded: a process it left behind
+	// may hold its output open.
+	waitLogCopiers(2 * time.Second)
 	code, sig := exitCode(p.ws)
 	s.mainStatus = Reply{Type: ReplyExit, Code: code, Signal: sig}
 	s.mu.Lock()

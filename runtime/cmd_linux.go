@@ -27,6 +27,10 @@ type Cmd struct {
 	ctx    context.Context
 	main   bool
 	logMax int64 // Stdout and Stderr are log files the init relays, capped
+	// ttyLog, with Tty, is the log file the init copies the terminal's
+	// output into (capped at logMax), for a main command that outlives
+	// this process; there is then no pty here.
+	ttyLog *os.File
 
 	started  bool
 	conn     *net.UnixConn
@@ -97,6 +101,10 @@ func (c *Cmd) start(ctx, life context.Context) (err error) {
 		Args: args, Env: c.Env, Dir: c.Dir, User: c.User, Tty: c.Tty, Rows: c.TtySize[0], Cols: c.TtySize[1], Main: c.main, LogMax: c.logMax,
 	}}
 	var fds []int
+	if c.Tty && c.ttyLog != nil {
+		req.Exec.TtyLog = true
+		fds = []int{int(c.ttyLog.Fd())}
+	}
 	if !c.Tty {
 		in, err := c.reader(c.Stdin)
 		if err != nil {
@@ -138,7 +146,7 @@ func (c *Cmd) start(ctx, life context.Context) (err error) {
 			switch r.Type {
 			case nsinit.ReplyStarted:
 				c.pid = r.Pid
-				if c.Tty {
+				if c.Tty && c.ttyLog == nil {
 					if len(rfds) != 1 {
 						err = errors.New("init sent no pty")
 					} else {
@@ -173,7 +181,7 @@ func (c *Cmd) start(ctx, life context.Context) (err error) {
 		_ = f.Close() // the child's ends, sent: the init holds its own
 	}
 	childEnds = nil
-	if c.Tty {
+	if c.Tty && c.ttyLog == nil {
 		c.relayPty()
 	}
 	c.done = make(chan struct{})
@@ -402,6 +410,10 @@ func (c *Cmd) Signal(sig syscall.Signal) error {
 
 // Resize sets the window size of the command's pty.
 func (c *Cmd) Resize(rows, cols uint16) error {
+	if c.pty == nil && c.ttyLog != nil && c.conn != nil {
+		// The init holds the pty: it resizes it.
+		return sendRequest(c.conn, nsinit.Request{Op: nsinit.OpResize, Rows: rows, Cols: cols}, nil)
+	}
 	if c.pty == nil {
 		return errors.New("lightbox: Cmd has no pty")
 	}

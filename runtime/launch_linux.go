@@ -284,7 +284,7 @@ func (s *Sandbox) startMain(ctx context.Context, spec Spec) error {
 		if spec.Limits.LogBytes > 0 {
 			// The init relays the output and keeps the newest
 			// LogBytes of each stream (it rewrites the files in place);
-			// with Tty we copy the pty into stdout.log the same way.
+			// with Tty it copies the pty into stdout.log the same way.
 			flags, c.logMax = os.O_RDWR, spec.Limits.LogBytes
 		}
 		for _, n := range []string{"stdout.log", "stderr.log"} {
@@ -305,17 +305,9 @@ func (s *Sandbox) startMain(ctx context.Context, spec Spec) error {
 		}
 		c.Stdout, c.Stderr = files[0], files[1]
 		if spec.Tty {
-			// We copy the pty's output into stdout.log (capped) until
-			// the command ends: the file stays open until Wait.
-			out, err := os.OpenFile(files[0].Name(), flags|unix.O_CLOEXEC, 0)
-			if err != nil {
-				return err
-			}
-			c.closers = append(c.closers, out)
-			c.Stdout, c.Stderr = out, nil
-			if c.logMax > 0 {
-				c.Stdout, c.logMax = nsinit.NewCappedLog(out, c.logMax), 0
-			}
+			// The init copies the pty's output into stdout.log
+			// (capped): a detached command's terminal outlives us.
+			c.Stdout, c.Stderr, c.ttyLog = nil, nil, files[0]
 		}
 	} else {
 		c.Stdin, c.Stdout, c.Stderr = spec.Stdin, spec.Stdout, spec.Stderr

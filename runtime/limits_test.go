@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -533,5 +534,45 @@ func TestV1NestedPathMatchesContainerd(t *testing.T) {
 		if got != want || !errors.Is(gerr, werr) && (gerr == nil || werr == nil || gerr.Error() != werr.Error()) {
 			t.Errorf("v1NestedPath(lightbox)(%s) = %q, %v; want %q, %v", n, got, gerr, want, werr)
 		}
+	}
+}
+
+// TestTtyLogResize: a main command on a terminal whose output goes to the
+// logs (the init holds the terminal) is resized through its handle, and
+// what it printed before its end is in the logs once Wait returns.
+func TestTtyLogResize(t *testing.T) {
+	e := newEnv(t)
+	spec := e.spec("tty-resize")
+	spec.Tty, spec.TtySize = true, [2]uint16{24, 80}
+	spec.Command = []string{"sh", "-c", `stty size; until [ "$(stty size)" = "40 120" ]; do sleep 0.05; done; echo resized`}
+	sb := e.launch(t, spec)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	// Its first size in the logs first: the resize must come after it.
+	for {
+		var out bytes.Buffer
+		if err := sb.Logs(ctx, false, &out, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(out.String(), "24 80") {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the command's first size never reached the logs: %q", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := sb.MainCommand().Resize(40, 120); err != nil {
+		t.Fatalf("Resize: %v", err)
+	}
+	if code, err := sb.Wait(ctx); err != nil || code != 0 {
+		t.Fatalf("Wait = %d, %v (the resize never reached the terminal?)", code, err)
+	}
+	var out, errb bytes.Buffer
+	if err := sb.Logs(ctx, false, &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.ReplaceAll(out.String(), "\r", ""); got != "24 80\nresized\n" {
+		t.Errorf("logs: %q (stderr %q), want the first size then resized", got, errb.String())
 	}
 }

@@ -88,6 +88,15 @@ func runCommand() *cli.Command {
 				// DESIGN.md: CMD defaults to the snapshot's Entrypoint/Cmd;
 				// with neither the sandbox idles, serving exec.
 				opts.Command, opts.UseImageCommand = argv, true
+				// -t: the main command runs on a terminal inside the
+				// sandbox and its output goes to the logs, as with
+				// docker run -dt; sized as this terminal, if any.
+				if c.Bool("tty") {
+					opts.Tty, opts.TtySize = true, [2]uint16{24, 80}
+					if w, h, err := term.GetSize(int(os.Stdout.Fd())); err == nil {
+						opts.TtySize = [2]uint16{uint16(h), uint16(w)}
+					}
+				}
 				sb, err := r.LaunchSandbox(c.Context, opts)
 				if err != nil {
 					return err
