@@ -336,8 +336,10 @@ func (b *buildBackend) Run(ctx context.Context, st build.RunStep) (build.StepOut
 		Env: st.Env, Workdir: st.Workdir, User: st.User,
 	}
 	sb, err := b.r.launchFrom(ctx, opts, func() (*snapshot.Lease, *snapshot.Snapshot, error) {
-		sn, _, err := b.r.snaps.Image(ctx, st.Parent, b.opts.Name)
-		return nil, sn, err
+		// Leased as a sandbox's snapshot is: a prune of the build cache
+		// meanwhile keeps the image the step runs on.
+		l, sn, _, err := b.r.snaps.LeaseImage(ctx, st.Parent, b.opts.Name)
+		return l, sn, err
 	})
 	if err != nil {
 		return build.StepOutput{}, err

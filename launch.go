@@ -157,7 +157,7 @@ func (r *Runtime) launchCold(ctx context.Context, opts SandboxOptions) (*Sandbox
 }
 
 // launchFrom is launch with the snapshot resolved by resolve (a build
-// step launches from an unnamed image of its cache, with no lease).
+// step launches from an image of its cache, leased by its manifest digest).
 func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, resolve func() (*snapshot.Lease, *snapshot.Snapshot, error)) (_ *Sandbox, err error) {
 	if err := checkInit(); err != nil {
 		return nil, err

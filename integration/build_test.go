@@ -516,6 +516,18 @@ RUN echo 2 > /ctl/started2 && read x < /ctl/go2 && cat /base /src > /both
 		if got := dirNames(t, layersDir); !isSubset(layers, got) {
 			t.Errorf("layers after rm %s and gc during the build: %v, want %v kept", name, got, layers)
 		}
+		if i == 1 {
+			// The second RUN runs on an image only the build cache
+			// holds (base + RUN + COPY --from): a prune meanwhile
+			// must keep it, and so its layers.
+			before := dirNames(t, layersDir)
+			if err := r.PruneBuildCache(t.Context()); err != nil {
+				t.Errorf("PruneBuildCache during a RUN: %v", err)
+			}
+			if got := dirNames(t, layersDir); !isSubset(before, got) {
+				t.Errorf("layers after a build-cache prune during a RUN: %v, want %v kept", got, before)
+			}
+		}
 		release(fmt.Sprintf("go%d", i+1))
 	}
 	if err := <-done; err != nil {

@@ -86,6 +86,48 @@ func (s *Store) Image(ctx context.Context, id, name string) (*Snapshot, ImageCon
 	return sn, img.Config, nil
 }
 
+// LeaseImage is Image with a lease on the image: while any is held,
+// PruneBuildCache keeps the image's build-cache entry, and so GC its
+// layers (a build's RUN step runs on its parent image, which may be an
+// entry of the cache only).
+func (s *Store) LeaseImage(ctx context.Context, id, name string) (*Lease, *Snapshot, ImageConfig, error) {
+	d, err := digest.Parse(id)
+	if err != nil {
+		return nil, nil, ImageConfig{}, fmt.Errorf("image %s: %w", short(id), err)
+	}
+	// Under the index lock, shared: the prune, which holds it
+	// exclusively, sees either the lease or no entry to lease.
+	ilk, err := lockfile.Shared(ctx, s.indexLock())
+	if err != nil {
+		return nil, nil, ImageConfig{}, fmt.Errorf("lease image %s: %w", short(id), err)
+	}
+	defer ilk.Close()
+	sn, cfg, err := s.Image(ctx, id, name)
+	if err != nil {
+		return nil, nil, ImageConfig{}, err
+	}
+	lk, err := lockfile.Shared(ctx, s.imageLeaseFile(d))
+	if err != nil {
+		return nil, nil, ImageConfig{}, fmt.Errorf("lease image %s: %w", short(id), err)
+	}
+	return &Lease{lk: lk}, sn, cfg, nil
+}
+
+// imageLeased says whether a lease on the image with manifest digest d is
+// held; called under the index lock held exclusively. It removes an
+// unheld lease file.
+func (s *Store) imageLeased(d digest.Digest) (bool, error) {
+	lk, err := lockfile.TryExclusive(s.imageLeaseFile(d))
+	if errors.Is(err, lockfile.ErrLocked) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("image %s: %w", short(d.String()), err)
+	}
+	_ = os.Remove(s.imageLeaseFile(d)) // an empty file: one left is reused by the next lease
+	return false, lk.Close()
+}
+
 // findManifest returns the index entry of manifest id.
 func (s *Store) findManifest(ctx context.Context, e casext.Engine, id string) (ispec.Descriptor, error) {
 	idx, err := e.GetIndex(ctx)
@@ -292,8 +334,9 @@ func (s *Store) TagImage(ctx context.Context, name, id string, replace bool) (*S
 	return s.tag(ctx, e, name, d, replace)
 }
 
-// PruneBuildCache removes every build-cache entry, then collects the
-// layers and blobs no snapshot uses any more.
+// PruneBuildCache removes every build-cache entry but those a running
+// build step leases (LeaseImage), then collects the layers and blobs no
+// snapshot uses any more.
 func (s *Store) PruneBuildCache(ctx context.Context) error {
 	if err := s.pruneIndex(ctx, func(d ispec.Descriptor) bool { return d.Annotations[annotationBuildKey] != "" }); err != nil {
 		return err
@@ -320,6 +363,15 @@ func (s *Store) pruneIndex(ctx context.Context, drop func(ispec.Descriptor) bool
 	kept := idx.Manifests[:0]
 	for _, d := range idx.Manifests {
 		if _, named := d.Annotations[ispec.AnnotationRefName]; named || !drop(d) {
+			kept = append(kept, d)
+			continue
+		}
+		leased, err := s.imageLeased(d.Digest)
+		if err != nil {
+			return fmt.Errorf("prune build cache: %w", err)
+		}
+		if leased {
+			s.log.Info("build cache entry kept: a build step runs on it", "image", short(d.Digest.String()))
 			kept = append(kept, d)
 		}
 	}

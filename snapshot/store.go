@@ -165,6 +165,13 @@ func (s *Store) tmpLock() string   { return filepath.Join(s.root, "tmp.lock") }
 func (s *Store) leaseFile(name string) string {
 	return filepath.Join(s.root, "leases", name+".lock")
 }
+
+// imageLeaseFile is the lease file of the image (tagged or a build-cache
+// entry) with manifest digest d: a file name no snapshot name can take
+// (names have no "@").
+func (s *Store) imageLeaseFile(d digest.Digest) string {
+	return filepath.Join(s.root, "leases", "@"+d.Encoded()+".lock")
+}
 func (s *Store) layerLock(d digest.Digest) string {
 	return filepath.Join(s.root, "locks", d.Encoded()+".lock")
 }
