@@ -1,6 +1,6 @@
 package seccomp
 
-//go:generate go run mksyscalls.go
+//go:generate go run ./mksyscalls
 
 // SyscallNumber returns the number of the system call name on this
 // architecture (the names are the kernel's, as libseccomp and OCI
