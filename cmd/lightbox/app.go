@@ -35,14 +35,7 @@ func Main(args []string) int {
 	stop := func() {}
 	defer func() { stop() }()
 	app.Before = func(c *cli.Context) error {
-		// SIGINT and SIGTERM cancel the command's context, so that what
-		// it was making is cleaned up, except in the commands that need
-		// not: a first signal.Notify starts the Go runtime's
-		// signal-mask thread and takes a round trip to it per signal
-		// (~0.1-0.2 ms at every start; bench/NOTES.md).
-		if !ownSignals[c.Args().First()] {
-			c.Context, stop = signal.NotifyContext(c.Context, syscall.SIGTERM, os.Interrupt)
-		}
+		stop = cancelOnSignals(c)
 		return nil
 	}
 	err := app.RunContext(context.Background(), args)
@@ -59,6 +52,19 @@ func Main(args []string) int {
 		return ce.ExitCode()
 	}
 	return exitFailed
+}
+
+// cancelOnSignals makes SIGINT and SIGTERM cancel the context of the
+// command c names, so that what it was making is cleaned up, unless the
+// command is one of ownSignals: a first signal.Notify starts the Go
+// runtime's signal-mask thread and takes a round trip to it per signal
+// (~0.1-0.2 ms at every start; bench/NOTES.md). It returns how to stop.
+func cancelOnSignals(c *cli.Context) (stop func()) {
+	if ownSignals[c.Args().First()] {
+		return func() {}
+	}
+	c.Context, stop = signal.NotifyContext(c.Context, syscall.SIGTERM, os.Interrupt)
+	return stop
 }
 
 // ownSignals are the commands whose context SIGINT and SIGTERM do not
