@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/beamhop/lightbox/nsinit"
 	"github.com/moby/sys/capability"
@@ -303,11 +304,11 @@ func translateProcess(sp *specs.Process) (*nsinit.OCIProcess, error) {
 			out  *[]uintptr
 		}{{"bounding", c.Bounding, &p.Caps.Bounding}, {"effective", c.Effective, &p.Caps.Effective}, {"inheritable", c.Inheritable, &p.Caps.Inheritable}, {"permitted", c.Permitted, &p.Caps.Permitted}, {"ambient", c.Ambient, &p.Caps.Ambient}} {
 			for _, n := range s.in {
-				v, ok := capByName[strings.ToUpper(n)]
+				v, ok := capByName()[strings.ToUpper(n)]
 				if !ok {
 					return nil, fmt.Errorf("capabilities.%s: unknown capability %q", s.name, n)
 				}
-				if v > lastCap {
+				if v > lastCap() {
 					continue // newer than this kernel: runc skips these too
 				}
 				*s.out = append(*s.out, uintptr(v))
@@ -324,13 +325,15 @@ func translateProcess(sp *specs.Process) (*nsinit.OCIProcess, error) {
 	return p, nil
 }
 
-var capByName = func() map[string]capability.Cap {
+// capByName maps CAP_ names to capabilities; made on first use, not at
+// every start of the lightbox binary.
+var capByName = sync.OnceValue(func() map[string]capability.Cap {
 	m := map[string]capability.Cap{}
 	for _, c := range capability.List() {
 		m["CAP_"+strings.ToUpper(c.String())] = c
 	}
 	return m
-}()
+})
 
 var rlimitByName = map[string]int{
 	"RLIMIT_AS": unix.RLIMIT_AS, "RLIMIT_CORE": unix.RLIMIT_CORE, "RLIMIT_CPU": unix.RLIMIT_CPU,
@@ -464,11 +467,13 @@ func translateDevice(d specs.LinuxDevice) (nsinit.OCIDevice, error) {
 	return od, nil
 }
 
-// lastCap is the kernel's highest capability.
-var lastCap = func() capability.Cap {
+// lastCap is the kernel's highest capability, asked on first use (the
+// kernel's answer takes system calls that every start of the binary
+// would pay).
+var lastCap = sync.OnceValue(func() capability.Cap {
 	c, err := capability.LastCap()
 	if err != nil {
 		return capability.Cap(unix.CAP_LAST_CAP)
 	}
 	return c
-}()
+})

@@ -18,10 +18,10 @@
 // sandboxes use. It imports nsinit's message types and internal/ only, as
 // DESIGN.md allows runtime to, and two libraries: containerd/cgroups/v3
 // (the cgroup code runtime uses, here driven by the spec's
-// LinuxResources: limits, update, freezer, stats) and
-// elastic/go-seccomp-bpf's syscall name tables (arch). linux.seccomp is
+// LinuxResources: limits, update, freezer, stats). linux.seccomp is
 // compiled here, by internal/sys/seccomp, the compiler of the sandbox
-// profile too; nsinit only loads the program.
+// profile too, with its syscall name tables (generated from
+// elastic/go-seccomp-bpf's); nsinit only loads the program.
 //
 // # Vocabulary and lifecycle
 //

@@ -5,7 +5,6 @@ import (
 	"slices"
 
 	"github.com/beamhop/lightbox/internal/sys/seccomp"
-	"github.com/elastic/go-seccomp-bpf/arch"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -14,8 +13,9 @@ import (
 // with internal/sys/seccomp, the compiler of the sandbox profile too.
 // Rules are tried in the config's order, the first match decides.
 // Syscalls this architecture does not have are skipped (as libseccomp
-// does; the names come from elastic/go-seccomp-bpf's tables); other
-// architectures get the default action, and x32 calls ENOSYS. A rule
+// does; the names are internal/sys/seccomp's tables, generated from
+// elastic/go-seccomp-bpf's); other architectures get the default
+// action, and x32 calls ENOSYS. A rule
 // whose args name one index more than once matches when any of them
 // does (as runc reads such rules).
 func compileSeccomp(s *specs.LinuxSeccomp) ([]unix.SockFilter, error) {
@@ -24,10 +24,6 @@ func compileSeccomp(s *specs.LinuxSeccomp) ([]unix.SockFilter, error) {
 	}
 	if len(s.Flags) > 0 {
 		return nil, unsupported(fmt.Sprintf("flags %v", s.Flags), "")
-	}
-	info, err := arch.GetInfo("")
-	if err != nil {
-		return nil, err
 	}
 	defErrno := uint(unix.EPERM)
 	if s.DefaultErrnoRet != nil {
@@ -53,8 +49,8 @@ func compileSeccomp(s *specs.LinuxSeccomp) ([]unix.SockFilter, error) {
 		}
 		r := seccomp.Rule{Action: act, Any: conds}
 		for _, n := range sc.Names {
-			if nr, ok := info.SyscallNames[n]; ok && !slices.Contains(r.Syscalls, uint32(nr)) {
-				r.Syscalls = append(r.Syscalls, uint32(nr))
+			if nr, ok := seccomp.SyscallNumber(n); ok && !slices.Contains(r.Syscalls, nr) {
+				r.Syscalls = append(r.Syscalls, nr)
 			}
 		}
 		if len(r.Syscalls) > 0 {

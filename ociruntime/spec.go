@@ -67,7 +67,7 @@ func Features() *features.Features {
 	yes, no := true, false
 	var caps []string
 	for _, c := range capability.List() {
-		if c <= lastCap {
+		if c <= lastCap() {
 			caps = append(caps, "CAP_"+strings.ToUpper(c.String()))
 		}
 	}

@@ -7,8 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
-
 	"github.com/beamhop/lightbox"
 )
 
@@ -21,7 +19,7 @@ type progressBars struct {
 	w       io.Writer
 	mu      sync.Mutex
 	current string // What of the transfer drawn; "" = none
-	bar     *progressbar.ProgressBar
+	bar     *bar
 }
 
 func newProgressBars(w io.Writer) func(lightbox.TransferProgress) {
@@ -36,19 +34,11 @@ func (b *progressBars) report(p lightbox.TransferProgress) {
 			return // another transfer is drawn; a finished one needs no bar
 		}
 		b.current = p.What
-		b.bar = progressbar.NewOptions64(p.Total,
-			progressbar.OptionSetWriter(b.w),
-			progressbar.OptionSetDescription(p.What),
-			progressbar.OptionShowBytes(true),
-			progressbar.OptionSetWidth(30),
-			progressbar.OptionThrottle(100*time.Millisecond),
-			progressbar.OptionClearOnFinish(),
-		)
+		b.bar = &bar{w: b.w, desc: p.What, total: p.Total, bytes: true, width: 30, throttle: 100 * time.Millisecond}
 	}
-	// A terminal that cannot be drawn on is no reason to fail a transfer.
-	_ = b.bar.Set64(p.Done)
+	b.bar.set(p.Done)
 	if p.Finished {
-		_ = b.bar.Finish()
+		b.bar.clear()
 		b.current, b.bar = "", nil
 	}
 }
@@ -62,7 +52,7 @@ func (b *progressBars) report(p lightbox.TransferProgress) {
 type buildBar struct {
 	w    io.Writer
 	mu   sync.Mutex
-	bar  *progressbar.ProgressBar
+	bar  *bar
 	step string // the running step's description
 	// xfer is the What of the transfer shown; "" = none. One at a time,
 	// as progressBars.
@@ -75,26 +65,21 @@ func (b *buildBar) report(p lightbox.BuildProgress) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.bar == nil {
-		b.bar = progressbar.NewOptions(p.Total,
-			progressbar.OptionSetWriter(b.w),
-			progressbar.OptionSetWidth(20),
-			progressbar.OptionShowCount(),
-			progressbar.OptionSetElapsedTime(true),
-			progressbar.OptionClearOnFinish(), // no throttle: a build reports a few events a step
-		)
+		// No throttle: a build reports a few events a step.
+		b.bar = &bar{w: b.w, total: int64(p.Total), width: 20, elapsed: true, start: time.Now()}
 	}
-	// A terminal that cannot be drawn on is no reason to fail a build.
 	if !p.Done {
 		b.step = shorten(p.Instruction, 48)
-		b.bar.Describe(b.step)
-		_ = b.bar.Set(p.Step - 1)
+		b.bar.done = int64(p.Step - 1)
+		b.bar.describe(b.step)
 		return
 	}
-	_ = b.bar.Clear()
+	b.bar.clear()
+	// A terminal that cannot be written to is no reason to fail a build.
 	_, _ = io.WriteString(b.w, stepLine(p)+"  "+shorten(p.Instruction, 60)+"\n")
-	_ = b.bar.Set(p.Step)
+	b.bar.set(int64(p.Step))
 	if p.Step >= p.Total {
-		_ = b.bar.Finish()
+		b.bar.clear()
 		b.bar = nil
 	}
 }
@@ -117,10 +102,10 @@ func (b *buildBar) transfer(p lightbox.TransferProgress) {
 		return // between builds' bars: nothing to describe (the build reports its steps)
 	}
 	if p.Finished {
-		b.bar.Describe(b.step)
+		b.bar.describe(b.step)
 		return
 	}
-	b.bar.Describe(fmt.Sprintf("%s · %s %s/%s", b.step, p.What, humanBytes(p.Done), humanBytes(p.Total)))
+	b.bar.describe(fmt.Sprintf("%s · %s %s/%s", b.step, p.What, humanBytes(p.Done), humanBytes(p.Total)))
 }
 
 // Write passes a RUN's output above the bar (drawn again at the next
@@ -129,7 +114,7 @@ func (b *buildBar) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.bar != nil {
-		_ = b.bar.Clear()
+		b.bar.clear()
 	}
 	return b.w.Write(p)
 }
@@ -142,3 +127,86 @@ func shorten(s string, n int) string {
 	}
 	return s
 }
+
+// bar is one progress bar drawn on a terminal line: the description, a
+// gauge, the counts (as sizes when bytes) and the time since start when
+// elapsed, redrawn in place after a carriage return. Drawn here rather
+// than with a progress bar library: schollz/progressbar links net/http
+// (for a status server the CLI never starts) and with it crypto/tls and
+// x509, ~5 MB of the binary and ~35 package inits that every command,
+// exec and run among them, paid at start. Not safe for concurrent use
+// (its owners hold their mutex).
+type bar struct {
+	w           io.Writer
+	desc        string
+	done, total int64
+	bytes       bool
+	width       int
+	elapsed     bool
+	start       time.Time
+	// throttle is the least time between two draws of a set that does
+	// not finish the bar; last is the time of the last draw.
+	throttle time.Duration
+	last     time.Time
+	drawn    bool // the line shows the bar
+}
+
+// set moves the bar to done and draws it (at most once a throttle,
+// except when it reaches the total).
+func (b *bar) set(done int64) {
+	b.done = done
+	if now := time.Now(); b.throttle == 0 || done >= b.total || now.Sub(b.last) >= b.throttle {
+		b.last = now
+		b.draw()
+	}
+}
+
+// describe changes the description and draws the bar.
+func (b *bar) describe(desc string) {
+	b.desc = desc
+	b.draw()
+}
+
+func (b *bar) draw() {
+	fill := 0
+	if b.total > 0 {
+		fill = int(min(b.done, b.total) * int64(b.width) / b.total)
+	}
+	gauge := strings.Repeat("=", fill)
+	if fill < b.width {
+		gauge += ">" + strings.Repeat(" ", b.width-fill-1)
+	}
+	var line strings.Builder
+	line.WriteString("\r")
+	if b.desc != "" {
+		line.WriteString(b.desc + " ")
+	}
+	if b.total > 0 {
+		fmt.Fprintf(&line, "%3d%% ", min(b.done, b.total)*100/b.total)
+	}
+	line.WriteString("[" + gauge + "] ")
+	if b.bytes {
+		fmt.Fprintf(&line, "(%s/%s)", humanBytes(b.done), humanBytes(b.total))
+	} else {
+		fmt.Fprintf(&line, "(%d/%d)", b.done, b.total)
+	}
+	if b.elapsed {
+		fmt.Fprintf(&line, " [%s]", time.Since(b.start).Round(time.Second))
+	}
+	line.WriteString(eraseLine)
+	// A terminal that cannot be drawn on is no reason to fail the work
+	// the bar shows.
+	_, _ = io.WriteString(b.w, line.String())
+	b.drawn = true
+}
+
+// clear erases the bar's line, if it is drawn.
+func (b *bar) clear() {
+	if b.drawn {
+		_, _ = io.WriteString(b.w, "\r"+eraseLine) // as in draw
+		b.drawn = false
+	}
+}
+
+// eraseLine is the terminal's erase in line (EL) from the cursor on.
+const eraseLine = "\x1b[K"

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/beamhop/lightbox"
 )
@@ -97,5 +98,38 @@ func TestBuildBarShowsTransfers(t *testing.T) {
 	b.transfer(lightbox.TransferProgress{What: "unpack sha256:cccc", Done: 1, Total: 32 * mib})
 	if out.Len() != before {
 		t.Errorf("a transfer after the build drew %q", out.String()[before:])
+	}
+}
+
+// A bar draws its description, gauge and counts after a carriage return,
+// at most once a throttle until it is full, and clear erases it.
+func TestBar(t *testing.T) {
+	var out bytes.Buffer
+	const mib = 1 << 20
+	b := &bar{w: &out, desc: "unpack a", total: 32 * mib, bytes: true, width: 10, throttle: time.Hour}
+	b.set(8 * mib)
+	if got, want := out.String(), "\runpack a  25% [==>       ] (8.0 MiB/32.0 MiB)"+eraseLine; got != want {
+		t.Errorf("drawn %q, want %q", got, want)
+	}
+	out.Reset()
+	b.set(16 * mib)
+	if out.Len() != 0 {
+		t.Errorf("a set within the throttle drew %q", out.String())
+	}
+	b.set(32 * mib)
+	if got, want := out.String(), "\runpack a 100% [==========] (32.0 MiB/32.0 MiB)"+eraseLine; got != want {
+		t.Errorf("full bar drawn %q, want %q", got, want)
+	}
+	out.Reset()
+	b.clear()
+	b.clear()
+	if got, want := out.String(), "\r"+eraseLine; got != want {
+		t.Errorf("cleared twice: %q, want %q once", got, want)
+	}
+	steps := &bar{w: &out, total: 3, width: 6}
+	out.Reset()
+	steps.describe("RUN make")
+	if got, want := out.String(), "\rRUN make   0% [>     ] (0/3)"+eraseLine; got != want {
+		t.Errorf("step bar drawn %q, want %q", got, want)
 	}
 }

@@ -9,4 +9,7 @@ const (
 	x32Bit    = 0
 )
 
+// archSyscall is SyscallNumber on this architecture.
+func archSyscall(name string) (uint32, bool) { return syscallAArch64(name) }
+
 var archDenied []uint32

@@ -8,3 +8,6 @@ const (
 )
 
 var denied, archDenied []uint32
+
+// archSyscall knows no call here: the package has no table.
+func archSyscall(string) (uint32, bool) { return 0, false }
