@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/beamhop/lightbox/internal/reexec"
+	"github.com/beamhop/lightbox/internal/reexec/child"
 	"github.com/beamhop/lightbox/internal/sys"
 	"github.com/beamhop/lightbox/internal/sys/seccomp"
 	"golang.org/x/sys/unix"
@@ -62,7 +62,7 @@ func fatal(report *os.File, err error) {
 // setUp does everything before the init serves: it returns the report
 // pipe as soon as the config names it (nil before), and the server.
 func setUp() (report *os.File, s *server, err error) {
-	if err := reexec.WaitMapped(); err != nil {
+	if err := child.WaitMapped(); err != nil {
 		return nil, nil, fmt.Errorf("init: %w", err)
 	}
 	if err := protectExe(); err != nil {
