@@ -38,6 +38,7 @@ func Main() {
 		fmt.Fprintln(os.Stderr, "lightbox init: report ready:", err)
 	}
 	_ = report.Close() // the report pipe's write end: the write was checked above, a pipe buffers nothing of ours
+	close(s.reported)
 	// The runtime starts us with GOGC=off (a launch allocates little and
 	// collecting costs time); a long-lived init collects as usual.
 	debug.SetGCPercent(100)
@@ -79,20 +80,12 @@ func setUp() (report *os.File, s *server, err error) {
 	if cfg.OCI != nil {
 		ociMain(cfg, report) // never returns
 	}
-	// What only the server needs is prepared beside the mounts: the
-	// signal handlers (a round trip to the runtime's signal thread each)
-	// and the codec's tables for the first request and its replies. With
-	// GOMAXPROCS=1 this runs while the mounting thread waits in the
-	// kernel (sysmon hands the P over; the overlay's mount alone takes
-	// ~1 ms) and was measured done before the mounts are. (A second P for
-	// it cost 5 more threads, ~180 kB, in every idle init.)
+	// The signal handlers first: each signal.Notify is a round trip to
+	// the runtime's signal thread, done here rather than between
+	// pivot_root and the first command (and a signal that arrives during
+	// setup waits in its channel instead of ending the init).
 	sigs := newSignals()
-	prepared := make(chan struct{})
-	go func() {
-		sigs.notify()
-		warmCodec()
-		close(prepared)
-	}()
+	sigs.notify()
 	if cfg.Nproc > 0 {
 		if err := setNproc(cfg.Nproc); err != nil {
 			return report, nil, fmt.Errorf("init: %w", err)
@@ -114,19 +107,8 @@ func setUp() (report *os.File, s *server, err error) {
 	if err := <-spReady; err != nil {
 		return report, nil, err
 	}
-	<-prepared
 	s, err = newServer(cfg, r, sp, sigs)
 	return report, s, err
-}
-
-// warmCodec makes encoding/json build its tables for the messages the
-// server reads and writes first (a Request with an Exec, Reply, Status):
-// built on first use otherwise, on the first command's path.
-func warmCodec() {
-	var req Request
-	_ = Unmarshal([]byte(`{"version":1,"exec":{"args":[]}}`), &req) // a constant message: it decodes
-	_, _ = Marshal(&Reply{})                                        // a plain struct: it encodes
-	_, _ = MarshalStatus(Status{})                                  // a plain struct: it encodes
 }
 
 // protectExe makes sure the binary behind PID 1 cannot be written through

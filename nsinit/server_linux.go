@@ -28,6 +28,10 @@ type server struct {
 	sp    *spawner
 	sigs  *signals
 	setgr bool // setgroups(2) allowed in our user namespace
+	// reported is closed once Main has written the ready report: the
+	// init does not end before it (a main command as short as /bin/true
+	// can end first, and the launcher would read "exited during setup").
+	reported chan struct{}
 
 	mu         sync.Mutex
 	detached   bool
@@ -99,7 +103,7 @@ func newServer(cfg *Config, r *reaper, sp *spawner, sigs *signals) (*server, err
 	if !ok {
 		return nil, fmt.Errorf("exec socket: not a unix socket")
 	}
-	s := &server{cfg: cfg, ln: ul, lock: os.NewFile(uintptr(cfg.FDs.Lock), "lock"), sigs: sigs, mainDone: make(chan struct{})}
+	s := &server{cfg: cfg, ln: ul, lock: os.NewFile(uintptr(cfg.FDs.Lock), "lock"), sigs: sigs, reported: make(chan struct{}), mainDone: make(chan struct{})}
 	if b, err := os.ReadFile("/proc/self/setgroups"); err == nil {
 		s.setgr = string(b) != "deny\n"
 	}
@@ -148,9 +152,8 @@ type signals struct {
 // newSignals makes PID 1's signal channels; notify routes the signals
 // PID 1 handles to them. Each signal.Notify of a signal not yet handled
 // waits for the Go runtime's signal-mask thread (a round trip between two
-// threads a signal: ~0.2 ms for these 15 in a launch, bench/NOTES.md),
-// which is why setUp does it beside the mounts. A signal that arrives
-// before the server runs waits in its channel.
+// threads a signal), so as few signals as possible are notified. A signal
+// that arrives before the server runs waits in its channel.
 func newSignals() *signals {
 	return &signals{chld: make(chan os.Signal, 16), forward: make(chan os.Signal, 8)}
 }
@@ -162,9 +165,13 @@ func (s *signals) notify() {
 	// Go's default for these is to crash with a stack dump; a workload
 	// may send them to PID 1 (the kernel delivers every signal that has a
 	// handler, and Go installs one for all): swallow them. Real faults
-	// still crash: Notify does not apply to them.
+	// still crash: neither Notify nor Ignore applies to them. Ignore
+	// drops a sent signal without a round trip, but for SIGABRT (a signal
+	// os/signal may take) it would set SIG_IGN, which every workload
+	// would inherit: that one is notified and drained.
+	signal.Ignore(unix.SIGILL, unix.SIGTRAP, unix.SIGSYS, unix.SIGSTKFLT, unix.SIGBUS, unix.SIGFPE, unix.SIGSEGV)
 	swallow := make(chan os.Signal, 4)
-	signal.Notify(swallow, unix.SIGABRT, unix.SIGILL, unix.SIGTRAP, unix.SIGSYS, unix.SIGSTKFLT, unix.SIGBUS, unix.SIGFPE, unix.SIGSEGV)
+	signal.Notify(swallow, unix.SIGABRT)
 	go func() {
 		for range swallow {
 		}
@@ -202,6 +209,7 @@ func (s *server) forward(sigs chan os.Signal) {
 // exit ends the sandbox at once: PID 1's exit kills every process in the
 // pid namespace, and the mounts go with the mount namespace.
 func (s *server) exit() {
+	<-s.reported                    // a write to a pipe: it does not wait for the launcher
 	_ = unix.Kill(-1, unix.SIGKILL) // ESRCH when nothing else is left; our exit kills the rest anyway
 	waitLogCopiers(2 * time.Second) // the writers are gone: what is left to copy is in the pipes
 	os.Exit(0)
