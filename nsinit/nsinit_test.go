@@ -78,3 +78,24 @@ func TestDeps(t *testing.T) {
 	}
 	visit(mod+"nsinit", ".")
 }
+
+func TestRootedIn(t *testing.T) {
+	v1 := "9:name=systemd:/\n8:pids:/\n5:cpu,cpuacct:/\n4:memory:/\n0::/\n"
+	for _, tc := range []struct {
+		text  string
+		ctrls []string
+		want  bool
+	}{
+		{v1, []string{"pids", "memory", "cpu", "cpuacct"}, true},
+		{"8:pids:/\n5:cpu,cpuacct:/lightbox/x\n4:memory:/\n", []string{"pids", "memory", "cpu"}, false},
+		{"8:pids:/\n4:memory:/\n", []string{"pids", "cpu"}, false}, // cpu is not mounted: not known to be rooted
+		{"0::/\n", []string{"cgroup2"}, true},
+		{"0::/user.slice/x\n", []string{"cgroup2"}, false},
+		{"8:pids:/\n", []string{"cgroup2"}, false},
+		{"5:cpu,cpuacct:/\n", []string{"cpuacct"}, true},
+	} {
+		if got := rootedIn(tc.text, tc.ctrls); got != tc.want {
+			t.Errorf("rootedIn(%q, %q) = %v, want %v", tc.text, tc.ctrls, got, tc.want)
+		}
+	}
+}
