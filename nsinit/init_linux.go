@@ -80,12 +80,6 @@ func setUp() (report *os.File, s *server, err error) {
 	if cfg.OCI != nil {
 		ociMain(cfg, report) // never returns
 	}
-	// The signal handlers first: each signal.Notify is a round trip to
-	// the runtime's signal thread, done here rather than between
-	// pivot_root and the first command (and a signal that arrives during
-	// setup waits in its channel instead of ending the init).
-	sigs := newSignals()
-	sigs.notify()
 	if cfg.Nproc > 0 {
 		if err := setNproc(cfg.Nproc); err != nil {
 			return report, nil, fmt.Errorf("init: %w", err)
@@ -99,7 +93,7 @@ func setUp() (report *os.File, s *server, err error) {
 		return report, nil, fmt.Errorf("init: prctl(PR_SET_DUMPABLE): %w", err)
 	}
 	// The spawner thread drops its privileges while this one mounts.
-	r := startReaper(sigs.chld)
+	r := newReaper()
 	sp, spReady := startSpawner(r, seccomp.Options{AllowUserNamespaces: cfg.AllowUserNamespaces}, len(cfg.Cgroup) > 0, cfg.FDs.Workload)
 	if err := setup(cfg, fds); err != nil {
 		return report, nil, err
@@ -107,7 +101,7 @@ func setUp() (report *os.File, s *server, err error) {
 	if err := <-spReady; err != nil {
 		return report, nil, err
 	}
-	s, err = newServer(cfg, r, sp, sigs)
+	s, err = newServer(cfg, r, sp)
 	return report, s, err
 }
 

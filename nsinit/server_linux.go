@@ -26,11 +26,10 @@ type server struct {
 	lock  *os.File
 	r     *reaper
 	sp    *spawner
-	sigs  *signals
 	setgr bool // setgroups(2) allowed in our user namespace
 	// reported is closed once Main has written the ready report: the
-	// init does not end before it (a main command as short as /bin/true
-	// can end first, and the launcher would read "exited during setup").
+	// init does not end before it (a main command as short as true could
+	// end first, and the launcher would read "exited during setup").
 	reported chan struct{}
 
 	mu         sync.Mutex
@@ -92,7 +91,7 @@ type proc struct {
 	ws   syscall.WaitStatus
 }
 
-func newServer(cfg *Config, r *reaper, sp *spawner, sigs *signals) (*server, error) {
+func newServer(cfg *Config, r *reaper, sp *spawner) (*server, error) {
 	lf := os.NewFile(uintptr(cfg.FDs.Listener), "init.sock")
 	l, err := net.FileListener(lf)
 	_ = lf.Close() // a copy: the listener has its own fd
@@ -103,7 +102,7 @@ func newServer(cfg *Config, r *reaper, sp *spawner, sigs *signals) (*server, err
 	if !ok {
 		return nil, fmt.Errorf("exec socket: not a unix socket")
 	}
-	s := &server{cfg: cfg, ln: ul, lock: os.NewFile(uintptr(cfg.FDs.Lock), "lock"), sigs: sigs, reported: make(chan struct{}), mainDone: make(chan struct{})}
+	s := &server{cfg: cfg, ln: ul, lock: os.NewFile(uintptr(cfg.FDs.Lock), "lock"), reported: make(chan struct{}), mainDone: make(chan struct{})}
 	if b, err := os.ReadFile("/proc/self/setgroups"); err == nil {
 		s.setgr = string(b) != "deny\n"
 	}
@@ -112,7 +111,25 @@ func newServer(cfg *Config, r *reaper, sp *spawner, sigs *signals) (*server, err
 }
 
 func (s *server) run() {
-	go s.forward(s.sigs.forward)
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
+	go s.forward(sigs)
+	// Go's default for these is to crash with a stack dump; a workload
+	// may send them to PID 1 (the kernel delivers every signal that has a
+	// handler, and Go installs one for all): swallow them. Real faults
+	// still crash: neither Notify nor Ignore applies to them. Each
+	// Notify of a new signal is a round trip to the runtime's signal
+	// thread, on the way from pivot_root to the first command; Ignore
+	// drops a sent signal with none, but for SIGABRT (a signal os/signal
+	// may take) it would set SIG_IGN, which every workload would
+	// inherit: that one is notified and drained.
+	signal.Ignore(unix.SIGILL, unix.SIGTRAP, unix.SIGSYS, unix.SIGSTKFLT, unix.SIGBUS, unix.SIGFPE, unix.SIGSEGV)
+	swallow := make(chan os.Signal, 4)
+	signal.Notify(swallow, unix.SIGABRT)
+	go func() {
+		for range swallow {
+		}
+	}()
 	if s.cfg.FDs.Liveness >= 0 {
 		// Non-blocking, so that the read waits in the poller: a blocking
 		// read would hold the only P (GOMAXPROCS=1) until sysmon takes it
@@ -141,41 +158,6 @@ func (s *server) run() {
 			s.serve(c)
 		}()
 	}
-}
-
-// signals are PID 1's signal channels, notified before it serves.
-type signals struct {
-	chld    chan os.Signal // SIGCHLD, for the reaper
-	forward chan os.Signal // for server.forward
-}
-
-// newSignals makes PID 1's signal channels; notify routes the signals
-// PID 1 handles to them. Each signal.Notify of a signal not yet handled
-// waits for the Go runtime's signal-mask thread (a round trip between two
-// threads a signal), so as few signals as possible are notified. A signal
-// that arrives before the server runs waits in its channel.
-func newSignals() *signals {
-	return &signals{chld: make(chan os.Signal, 16), forward: make(chan os.Signal, 8)}
-}
-
-// notify routes the signals to s's channels (see newSignals).
-func (s *signals) notify() {
-	signal.Notify(s.chld, unix.SIGCHLD)
-	signal.Notify(s.forward, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
-	// Go's default for these is to crash with a stack dump; a workload
-	// may send them to PID 1 (the kernel delivers every signal that has a
-	// handler, and Go installs one for all): swallow them. Real faults
-	// still crash: neither Notify nor Ignore applies to them. Ignore
-	// drops a sent signal without a round trip, but for SIGABRT (a signal
-	// os/signal may take) it would set SIG_IGN, which every workload
-	// would inherit: that one is notified and drained.
-	signal.Ignore(unix.SIGILL, unix.SIGTRAP, unix.SIGSYS, unix.SIGSTKFLT, unix.SIGBUS, unix.SIGFPE, unix.SIGSEGV)
-	swallow := make(chan os.Signal, 4)
-	signal.Notify(swallow, unix.SIGABRT)
-	go func() {
-		for range swallow {
-		}
-	}()
 }
 
 // watch ends the sandbox when the launcher goes away, unless detached.

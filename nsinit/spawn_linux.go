@@ -38,15 +38,9 @@ type reaper struct {
 }
 
 func newReaper() *reaper {
+	r := &reaper{waiters: map[int]chan syscall.WaitStatus{}}
 	ch := make(chan os.Signal, 16)
 	signal.Notify(ch, unix.SIGCHLD)
-	return startReaper(ch)
-}
-
-// startReaper starts the reaper on ch, which must be notified of SIGCHLD
-// before the first fork.
-func startReaper(ch <-chan os.Signal) *reaper {
-	r := &reaper{waiters: map[int]chan syscall.WaitStatus{}}
 	go func() {
 		for {
 			r.reap()
