@@ -3,6 +3,7 @@ package nsinit
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	goruntime "runtime"
 	"runtime/debug"
@@ -199,6 +200,10 @@ func readConfig() (*Config, error) {
 func closeExtraFDs(fds FDs) error {
 	if fds.Exe >= 0 {
 		unix.Close(fds.Exe)
+	}
+	// One call (Linux 5.11+) instead of a listing and a call per fd.
+	if err := unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC); err == nil {
+		return nil
 	}
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
