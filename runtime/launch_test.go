@@ -127,8 +127,13 @@ func TestIsolation(t *testing.T) {
 			t.Errorf("the init holds a directory: fd %s -> %s", fd.Name(), l)
 		}
 	}
+	// A workload starts with no signal ignored: how PID 1 handles
+	// signals (some it ignores) does not leak into what it starts.
+	if out, _, _ := run(t, sb, "cat", "/proc/self/status"); !strings.Contains(out, "SigIgn:\t0000000000000000\n") {
+		t.Errorf("a workload's status: want no ignored signal (SigIgn 0), got:\n%s", out)
+	}
 	// Signals a workload may send PID 1 do not take the sandbox down.
-	sh(t, sb, "for s in ABRT ILL TRAP SYS BUS FPE SEGV USR1 USR2 PIPE ALRM; do kill -$s 1; done")
+	sh(t, sb, "for s in ABRT ILL TRAP SYS STKFLT BUS FPE SEGV USR1 USR2 PIPE ALRM; do kill -$s 1; done")
 	if got := strings.TrimSpace(sh(t, sb, "echo alive")); got != "alive" {
 		t.Errorf("after signals to PID 1: %q", got)
 	}
