@@ -3,6 +3,7 @@ package nsinit
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	goruntime "runtime"
 	"runtime/debug"
@@ -11,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/beamhop/lightbox/internal/reexec"
+	"github.com/beamhop/lightbox/internal/reexec/child"
 	"github.com/beamhop/lightbox/internal/sys"
 	"github.com/beamhop/lightbox/internal/sys/seccomp"
 	"golang.org/x/sys/unix"
@@ -38,6 +39,7 @@ func Main() {
 		fmt.Fprintln(os.Stderr, "lightbox init: report ready:", err)
 	}
 	_ = report.Close() // the report pipe's write end: the write was checked above, a pipe buffers nothing of ours
+	close(s.reported)
 	// The runtime starts us with GOGC=off (a launch allocates little and
 	// collecting costs time); a long-lived init collects as usual.
 	debug.SetGCPercent(100)
@@ -62,7 +64,7 @@ func fatal(report *os.File, err error) {
 // setUp does everything before the init serves: it returns the report
 // pipe as soon as the config names it (nil before), and the server.
 func setUp() (report *os.File, s *server, err error) {
-	if err := reexec.WaitMapped(); err != nil {
+	if err := child.WaitMapped(); err != nil {
 		return nil, nil, fmt.Errorf("init: %w", err)
 	}
 	if err := protectExe(); err != nil {
@@ -198,6 +200,10 @@ func readConfig() (*Config, error) {
 func closeExtraFDs(fds FDs) error {
 	if fds.Exe >= 0 {
 		unix.Close(fds.Exe)
+	}
+	// One call (Linux 5.11+) instead of a listing and a call per fd.
+	if err := unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC); err == nil {
+		return nil
 	}
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -71,8 +72,19 @@ func mountCgroup(root int, ctrls []string) error {
 		return mountCgroupIn(root, nil)
 	}
 	// The filesystems take the cgroup namespace of the thread that
-	// creates them: a thread of its own, in the sandbox's namespace,
-	// that ends with the goroutine.
+	// creates them. The runtime clones the init into its cgroups with a
+	// new cgroup namespace, whose root they are already: then this
+	// thread mounts them as it is (a thread of its own cost a clone, two
+	// handoffs and the thread's end: 0.31 against 0.20 ms, bench/NOTES.md).
+	runtime.LockOSThread()
+	if rooted, err := cgroupNSRooted(ctrls); err == nil && rooted {
+		err = mountCgroupIn(root, ctrls)
+		runtime.UnlockOSThread() // this thread's namespaces are untouched
+		return err
+	}
+	runtime.UnlockOSThread() // this thread's namespaces are untouched
+	// Else (an init started otherwise) a thread of its own makes its
+	// cgroup the root of a new namespace, and ends with the goroutine.
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread's cgroup namespace is not the others'
@@ -83,6 +95,42 @@ func mountCgroup(root int, ctrls []string) error {
 		errc <- mountCgroupIn(root, ctrls)
 	}()
 	return <-errc
+}
+
+// cgroupNSRooted reports whether the calling thread's cgroup namespace
+// is rooted at its own cgroup in each hierarchy ctrls names ("cgroup2":
+// the unified one): /proc/thread-self/cgroup then reads "/" for each.
+func cgroupNSRooted(ctrls []string) (bool, error) {
+	b, err := os.ReadFile("/proc/thread-self/cgroup")
+	if err != nil {
+		return false, err
+	}
+	return rootedIn(string(b), ctrls), nil
+}
+
+// rootedIn reports whether the /proc/PID/cgroup text procCgroup has
+// the path "/" in every hierarchy ctrls names (see cgroupNSRooted).
+func rootedIn(procCgroup string, ctrls []string) bool {
+	for _, c := range ctrls {
+		found := false
+		for _, l := range strings.Split(strings.TrimSpace(procCgroup), "\n") {
+			// hierarchy-ID:controller-list:path
+			f := strings.SplitN(l, ":", 3)
+			if len(f) != 3 {
+				continue
+			}
+			if (c == "cgroup2" && f[0] == "0" && f[1] == "") || slices.Contains(strings.Split(f[1], ","), c) {
+				found = true
+				if f[2] != "/" {
+					return false
+				}
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
 
 func mountCgroupIn(root int, ctrls []string) error {

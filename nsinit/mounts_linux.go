@@ -184,16 +184,18 @@ func mountDev(root int, gid5 bool, shmBytes int64) error {
 	}
 	defer unix.Close(dev)
 	for _, n := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
+		// The file just made is the bind's target: no lookup again.
 		f, err := sys.Openat(dev, n, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW, 0o666)
 		if err != nil {
 			return err
 		}
-		unix.Close(f)
 		src, err := sys.OpenTree(unix.AT_FDCWD, "/dev/"+n, unix.OPEN_TREE_CLONE)
-		if err != nil {
-			return err
+		if err == nil {
+			err = sys.MoveMount(src, f, "/dev/"+n)
+			unix.Close(src)
 		}
-		if err := attach(dev, src, "/"+n, false); err != nil {
+		unix.Close(f)
+		if err != nil {
 			return err
 		}
 	}

@@ -24,10 +24,18 @@ func TestExecErrorCode(t *testing.T) {
 
 // TestDeps keeps what runs inside every sandbox small: nsinit, and the
 // internal packages it pulls in, import only the standard library, x/sys,
-// x/net/bpf and lightbox's internal packages. (It reads the sources: the test runs
-// in the package directory.)
+// x/net/bpf and lightbox's internal packages, and none of the launcher's
+// side (heavy, below). (It reads the sources: the test runs in the package
+// directory.)
 func TestDeps(t *testing.T) {
 	const mod = "github.com/beamhop/lightbox/"
+	// The launcher's side, which the lean init (internal/initbin) must not
+	// link: reexec's Command and the id mapping pull in os/exec, os/user,
+	// crypto/sha256 and their package inits (nsinit uses reexec/child).
+	heavy := map[string]bool{
+		mod + "internal/reexec": true, mod + "internal/idmap": true,
+		"os/exec": true, "os/user": true, "crypto/sha256": true,
+	}
 	seen := map[string]bool{}
 	var visit func(pkg, dir string)
 	visit = func(pkg, dir string) {
@@ -49,6 +57,9 @@ func TestDeps(t *testing.T) {
 			}
 			for _, im := range af.Imports {
 				p, _ := strconv.Unquote(im.Path.Value)
+				if heavy[p] {
+					t.Errorf("%s (via %s) imports %s, the launcher's side", pkg, filepath.Base(f), p)
+				}
 				switch {
 				case strings.HasPrefix(p, mod+"internal/"):
 					visit(p, filepath.Join("..", strings.TrimPrefix(p, mod)))
@@ -66,4 +77,25 @@ func TestDeps(t *testing.T) {
 		}
 	}
 	visit(mod+"nsinit", ".")
+}
+
+func TestRootedIn(t *testing.T) {
+	v1 := "9:name=systemd:/\n8:pids:/\n5:cpu,cpuacct:/\n4:memory:/\n0::/\n"
+	for _, tc := range []struct {
+		text  string
+		ctrls []string
+		want  bool
+	}{
+		{v1, []string{"pids", "memory", "cpu", "cpuacct"}, true},
+		{"8:pids:/\n5:cpu,cpuacct:/lightbox/x\n4:memory:/\n", []string{"pids", "memory", "cpu"}, false},
+		{"8:pids:/\n4:memory:/\n", []string{"pids", "cpu"}, false}, // cpu is not mounted: not known to be rooted
+		{"0::/\n", []string{"cgroup2"}, true},
+		{"0::/user.slice/x\n", []string{"cgroup2"}, false},
+		{"8:pids:/\n", []string{"cgroup2"}, false},
+		{"5:cpu,cpuacct:/\n", []string{"cpuacct"}, true},
+	} {
+		if got := rootedIn(tc.text, tc.ctrls); got != tc.want {
+			t.Errorf("rootedIn(%q, %q) = %v, want %v", tc.text, tc.ctrls, got, tc.want)
+		}
+	}
 }

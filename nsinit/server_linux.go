@@ -27,6 +27,10 @@ type server struct {
 	r     *reaper
 	sp    *spawner
 	setgr bool // setgroups(2) allowed in our user namespace
+	// reported is closed once Main has written the ready report: the
+	// init does not end before it (a main command as short as true could
+	// end first, and the launcher would read "exited during setup").
+	reported chan struct{}
 
 	mu         sync.Mutex
 	detached   bool
@@ -98,7 +102,7 @@ func newServer(cfg *Config, r *reaper, sp *spawner) (*server, error) {
 	if !ok {
 		return nil, fmt.Errorf("exec socket: not a unix socket")
 	}
-	s := &server{cfg: cfg, ln: ul, lock: os.NewFile(uintptr(cfg.FDs.Lock), "lock"), mainDone: make(chan struct{})}
+	s := &server{cfg: cfg, ln: ul, lock: os.NewFile(uintptr(cfg.FDs.Lock), "lock"), reported: make(chan struct{}), mainDone: make(chan struct{})}
 	if b, err := os.ReadFile("/proc/self/setgroups"); err == nil {
 		s.setgr = string(b) != "deny\n"
 	}
@@ -113,9 +117,15 @@ func (s *server) run() {
 	// Go's default for these is to crash with a stack dump; a workload
 	// may send them to PID 1 (the kernel delivers every signal that has a
 	// handler, and Go installs one for all): swallow them. Real faults
-	// still crash: Notify does not apply to them.
+	// still crash: neither Notify nor Ignore applies to them. Each
+	// Notify of a new signal is a round trip to the runtime's signal
+	// thread, on the way from pivot_root to the first command; Ignore
+	// drops a sent signal with none, but for SIGABRT (a signal os/signal
+	// may take) it would set SIG_IGN, which every workload would
+	// inherit: that one is notified and drained.
+	signal.Ignore(unix.SIGILL, unix.SIGTRAP, unix.SIGSYS, unix.SIGSTKFLT, unix.SIGBUS, unix.SIGFPE, unix.SIGSEGV)
 	swallow := make(chan os.Signal, 4)
-	signal.Notify(swallow, unix.SIGABRT, unix.SIGILL, unix.SIGTRAP, unix.SIGSYS, unix.SIGSTKFLT, unix.SIGBUS, unix.SIGFPE, unix.SIGSEGV)
+	signal.Notify(swallow, unix.SIGABRT)
 	go func() {
 		for range swallow {
 		}
@@ -181,6 +191,7 @@ func (s *server) forward(sigs chan os.Signal) {
 // exit ends the sandbox at once: PID 1's exit kills every process in the
 // pid namespace, and the mounts go with the mount namespace.
 func (s *server) exit() {
+	<-s.reported                    // a write to a pipe: it does not wait for the launcher
 	_ = unix.Kill(-1, unix.SIGKILL) // ESRCH when nothing else is left; our exit kills the rest anyway
 	waitLogCopiers(2 * time.Second) // the writers are gone: what is left to copy is in the pipes
 	os.Exit(0)

@@ -16,15 +16,16 @@ import (
 	"os/exec"
 
 	"github.com/beamhop/lightbox/internal/idmap"
+	"github.com/beamhop/lightbox/internal/reexec/child"
 )
 
 // EnvRole names the role of a re-executed process; the marker that
 // lightbox.Init dispatches on.
-const EnvRole = "_LIGHTBOX_ROLE"
+const EnvRole = child.EnvRole
 
 // Role returns the role this process was started in, "" for an ordinary
 // process.
-func Role() string { return os.Getenv(EnvRole) }
+func Role() string { return child.Role() }
 
 // Cmd is a re-execution of the running binary in a role.
 type Cmd struct {

@@ -1,9 +1,7 @@
 package reexec
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -12,9 +10,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/beamhop/lightbox/internal/idmap"
+	"github.com/beamhop/lightbox/internal/reexec/child"
 )
 
-const envSync = "_LIGHTBOX_MAPSYNC_FD"
+const envSync = child.EnvSync
 
 // Command prepares a re-exec of the running binary in role, in a new user
 // namespace with mapping m, plus the namespaces in cloneflags (CLONE_NEW*).
@@ -111,50 +110,9 @@ func (c *Cmd) Start() error {
 	return nil
 }
 
-// WaitMapped is the child's side of the handshake: when the parent writes
-// the maps with newuidmap/newgidmap it blocks until they are written, then
-// becomes root in the namespace. It returns at once otherwise.
-func WaitMapped() error {
-	s := os.Getenv(envSync)
-	if s == "" {
-		return nil
-	}
-	_ = os.Unsetenv(envSync) // a set variable's name is valid: cannot fail
-	mappedLate = true
-	fd, err := strconv.Atoi(s)
-	if err != nil {
-		return fmt.Errorf("bad %s=%q", envSync, s)
-	}
-	f := os.NewFile(uintptr(fd), "mapsync")
-	defer func() { _ = f.Close() }() // read-only
-	var b [1]byte
-	if _, err := io.ReadFull(f, b[:]); err != nil {
-		if errors.Is(err, io.EOF) {
-			return errors.New("parent did not write the id map")
-		}
-		return fmt.Errorf("wait for id map: %w", err)
-	}
-	// The uid/gid were unmapped when we were started; now that they map to
-	// 0 the credentials already read as root, but make groups sane.
-	if err := unix.Setgroups(nil); err != nil && !errors.Is(err, unix.EPERM) {
-		return fmt.Errorf("setgroups: %w", err)
-	}
-	return nil
-}
+// WaitMapped is the child's side of the handshake (package child, which
+// the lean init links without this package).
+func WaitMapped() error { return child.WaitMapped() }
 
-// mappedLate is set by WaitMapped when this process started before its id
-// map was written.
-var mappedLate bool
-
-// ReexecIfMappedLate re-executes the running binary in place (same
-// arguments, environment and open descriptors) when this process started
-// before its id map was written, so that package-level state computed at
-// start sees the map: umoci decides once, at init, whether it runs in a
-// user namespace (and so whether a refused mknod is fatal). It returns nil
-// at once when no re-exec is needed. Call it after WaitMapped.
-func ReexecIfMappedLate() error {
-	if !mappedLate {
-		return nil
-	}
-	return fmt.Errorf("re-exec after the id map was written: %w", unix.Exec("/proc/self/exe", os.Args, os.Environ()))
-}
+// ReexecIfMappedLate: see package child.
+func ReexecIfMappedLate() error { return child.ReexecIfMappedLate() }

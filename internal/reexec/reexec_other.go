@@ -8,6 +8,7 @@ import (
 	"os/exec"
 
 	"github.com/beamhop/lightbox/internal/idmap"
+	"github.com/beamhop/lightbox/internal/reexec/child"
 )
 
 // Command prepares a re-exec that cannot start: user namespaces are
@@ -22,7 +23,7 @@ func (c *Cmd) Start() error {
 }
 
 // WaitMapped returns at once: off Linux no process waits for an id map.
-func WaitMapped() error { return nil }
+func WaitMapped() error { return child.WaitMapped() }
 
 // ReexecIfMappedLate returns at once (see WaitMapped).
-func ReexecIfMappedLate() error { return nil }
+func ReexecIfMappedLate() error { return child.ReexecIfMappedLate() }

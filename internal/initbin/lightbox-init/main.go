@@ -11,12 +11,12 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/beamhop/lightbox/internal/reexec"
+	"github.com/beamhop/lightbox/internal/reexec/child"
 	"github.com/beamhop/lightbox/nsinit"
 )
 
 func main() {
-	if role := reexec.Role(); role != "init" {
+	if role := child.Role(); role != "init" {
 		fmt.Fprintf(os.Stderr, "lightbox-init: started in role %q; only the lightbox runtime starts this program\n", role)
 		os.Exit(125)
 	}
