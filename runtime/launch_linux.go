@@ -224,7 +224,7 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 				return fail(errors.Join(fmt.Errorf("attach network: %w", err), na.Close()))
 			}
 		}
-		if err := rewriteFile(filepath.Join(dir, "etc", "resolv.conf"), na.ResolvConf()); err != nil {
+		if _, err := sb.call(ctx, nsinit.Request{Op: nsinit.OpEtc, Etc: []nsinit.File{{Target: "/etc/resolv.conf", Data: na.ResolvConf()}}}); err != nil {
 			return fail(errors.Join(fmt.Errorf("attach network: %w", err), na.Close()))
 		}
 	}
