@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -84,8 +85,6 @@ type state struct {
 	Network   string    `json:"network"`
 	// WritableDir holds upper/ and work/ when the caller gave one.
 	WritableDir string `json:"writableDir,omitempty"`
-	Pid         int    `json:"pid,omitempty"`
-	PidStart    uint64 `json:"pidStart,omitempty"`
 	// Cgroup is the sandbox's cgroup, recorded before it is made.
 	Cgroup *cgroupState `json:"cgroup,omitempty"`
 	// Limits says how each limit holds.
@@ -94,6 +93,11 @@ type state struct {
 	// pid namespace): destroy waits for them too, so that a published
 	// port is free again when it returns.
 	NetPids []procRef `json:"netPids,omitempty"`
+	// Pid and PidStart name the init. Last: the launch adds them to
+	// the state it wrote before the clone in place (updateState), so the
+	// file's bytes up to them do not change.
+	Pid      int    `json:"pid,omitempty"`
+	PidStart uint64 `json:"pidStart,omitempty"`
 }
 
 // procRef names one process for good: its pid and start time.
@@ -350,7 +354,7 @@ func (m *Manager) start(ctx context.Context, name string, spec Spec, plan *limit
 		// Recorded before it is made: removing the directory removes it.
 		st.Cgroup = plan.cgroup.join(name + "-" + randomHex(5))
 	}
-	if err := writeState(dir, st); err != nil {
+	if err := createState(dir, st); err != nil {
 		return nil, err
 	}
 	if st.Cgroup != nil {
@@ -595,10 +599,18 @@ func (m *Manager) statusState(name string, usage bool) (info Info, st state, _ e
 			info.Status, info.ExitCode, info.TimedOut = StatusExited, fs.ExitCode, fs.TimedOut
 		}
 	}
-	if serr != nil && !errors.Is(serr, os.ErrNotExist) {
+	if serr != nil && !errors.Is(serr, os.ErrNotExist) && !tornState(serr) {
 		return info, st, serr
 	}
 	return info, st, nil
+}
+
+// tornState reports whether a state.json that would not parse was cut
+// short: a launch killed while it wrote it in place (createState), before
+// it made anything the state records. Its sandbox reads as dead.
+func tornState(err error) bool {
+	var se *json.SyntaxError
+	return errors.As(err, &se) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // List describes every sandbox under the root, by name.
