@@ -25,7 +25,9 @@ import (
 //     message a packet, stdio and pty descriptors as SCM_RIGHTS (WriteMsg,
 //     ReadMsg);
 //  6. a sandbox that ends on its own leaves a Status in its lock file
-//     (MarshalStatus, UnmarshalStatus).
+//     (MarshalStatus, UnmarshalStatus), which is also the init's stdout
+//     and stderr (opened for appending): the Status replaces what the
+//     init logged before it and is the file's first JSON value.
 //
 // Every message goes through the one codec in codec.go (and msg_linux.go
 // for the descriptors), used by both sides (runc: libcontainer/sync.go).

@@ -12,11 +12,10 @@
 // On disk, per sandbox ($ROOT/sandboxes/<name>/):
 //
 //	state.json     name, snapshot, creation time, volumes, init pid
-//	lock           flock held by the init for its whole life; the init
-//	               writes the final Status here (exit code) when the
-//	               sandbox ends on its own
+//	lock           flock held by the init for its whole life, and the
+//	               init's own stderr; the init writes the final Status
+//	               here (exit code) when the sandbox ends on its own
 //	init.sock      the init's exec socket
-//	init.log       the init's own stderr
 //	stdout.log, stderr.log   the main command's output (when not attached)
 //	upper/ work/   the overlay's writable layer (the sandbox's root's)
 //	freeze.lock    held while the sandbox is frozen (Sandbox.Freeze)

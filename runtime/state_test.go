@@ -4,6 +4,7 @@ package runtime
 
 import (
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -57,5 +58,47 @@ func TestStatePid(t *testing.T) {
 	}
 	if start, err := pidStart(sb.Pid()); err != nil || start != st.PidStart {
 		t.Errorf("pidStart(%d) = %d, %v; state says %d", sb.Pid(), start, err, st.PidStart)
+	}
+}
+
+// TestStatusAfterInitLog: the lock file is also the init's stderr; what
+// the init logged before its status (written here as the init would) does
+// not hide the status, nor does a line logged after it.
+func TestStatusAfterInitLog(t *testing.T) {
+	e := newEnv(t)
+	sp := e.spec("logged")
+	sp.Command = []string{"sh", "-c", "read x; exit 5"}
+	in, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = in.Close() }()
+	sp.Stdin, sp.Stdout, sp.Stderr = in, io.Discard, io.Discard
+	sb := e.launch(t, sp)
+	lock := filepath.Join(e.root, "logged", "lock")
+	appendLine := func(s string) {
+		f, err := os.OpenFile(lock, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteString(s); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendLine("lightbox init: a warning while running\n")
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := sb.Wait(t.Context()); err != nil || code != 5 {
+		t.Fatalf("Wait = %d, %v; want 5", code, err)
+	}
+	appendLine("lightbox init: a line after the status\n")
+	info, err := sb.Status(t.Context())
+	if err != nil || info.Status != StatusExited || info.ExitCode != 5 {
+		b, _ := os.ReadFile(lock)
+		t.Errorf("Status = %+v, %v; want exited with 5 (lock file %q)", info, err, b)
 	}
 }
