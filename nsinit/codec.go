@@ -2,6 +2,7 @@ package nsinit
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -112,12 +113,23 @@ func ReadReport(r io.Reader) (Report, error) {
 	return rep, fmt.Errorf("report of unknown type %q", rep.Type)
 }
 
-// MarshalStatus encodes st for the lock file.
-func MarshalStatus(st Status) ([]byte, error) { return Marshal(&st) }
+// MarshalStatus encodes st for the lock file, one line.
+func MarshalStatus(st Status) ([]byte, error) {
+	b, err := Marshal(&st)
+	return append(b, '\n'), err
+}
 
-// UnmarshalStatus decodes a lock file's Status.
+// UnmarshalStatus decodes a lock file's Status: the first JSON value in
+// it. The lock file is also the init's stderr, so log lines may follow
+// the Status; before the Status is written it holds log lines only
+// (never a JSON value: they begin with "lightbox init:" or the Go
+// runtime's own words), and decoding fails.
 func UnmarshalStatus(b []byte) (Status, error) {
+	var raw json.RawMessage
+	if err := json.NewDecoder(bytes.NewReader(b)).Decode(&raw); err != nil {
+		return Status{}, fmt.Errorf("decode status: %w", err)
+	}
 	var st Status
-	err := Unmarshal(b, &st)
+	err := Unmarshal(raw, &st)
 	return st, err
 }

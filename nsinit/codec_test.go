@@ -90,3 +90,27 @@ func TestMsgCarriesFDs(t *testing.T) {
 		t.Error("WriteMsg sent a request over MaxRequest")
 	}
 }
+
+// TestStatusInLog: the lock file is also the init's stderr: the Status is
+// its first JSON value, whatever the init logged after it; log lines
+// alone are no Status.
+func TestStatusInLog(t *testing.T) {
+	b, err := MarshalStatus(Status{ExitCode: 3, Signal: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tail := range []string{"", "lightbox init: something late\n", "panic: x\n\ngoroutine 1 [running]:\n"} {
+		st, err := UnmarshalStatus(append(bytes.Clone(b), tail...))
+		if err != nil || st.ExitCode != 3 {
+			t.Errorf("UnmarshalStatus(status + %q) = %+v, %v; want exit code 3", tail, st, err)
+		}
+	}
+	for _, log := range []string{"", "lightbox init: report ready: broken pipe\n", "fatal error: out of memory\n"} {
+		if st, err := UnmarshalStatus([]byte(log)); err == nil {
+			t.Errorf("UnmarshalStatus(%q) = %+v, want an error", log, st)
+		}
+	}
+	if _, err := UnmarshalStatus([]byte(`{"version":99,"exitCode":1}` + "\n")); !errors.Is(err, ErrVersion) {
+		t.Errorf("UnmarshalStatus of version 99 = %v, want ErrVersion", err)
+	}
+}

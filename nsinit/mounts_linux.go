@@ -27,6 +27,11 @@ func setup(cfg *Config, fds received) error {
 	if err != nil {
 		return fmt.Errorf("mount root: %w", err)
 	}
+	etc, etcFiles, err := mountEtc(cfg.Etc, rootTarget(cfg, parent))
+	if err != nil {
+		return fmt.Errorf("mount etc files: %w", err)
+	}
+	cfg.etcFiles = etcFiles
 	root, err := mountRoot(cfg, parent)
 	if err != nil {
 		return err
@@ -49,9 +54,9 @@ func setup(cfg *Config, fds received) error {
 	if err := mountDev(root, cfg.DevptsGID5, cfg.ShmBytes); err != nil {
 		return fmt.Errorf("mount /dev: %w", err)
 	}
-	for _, m := range cfg.Files {
-		if err := bind(root, m, fds); err != nil {
-			return fmt.Errorf("mount %s: %w", m.Target, err)
+	if etc != nil {
+		if err := bindEtc(root, etc, cfg.Etc); err != nil {
+			return err
 		}
 	}
 	mounts := slices.Clone(cfg.Mounts)
@@ -85,10 +90,7 @@ func setup(cfg *Config, fds received) error {
 // by the runtime (the path to it is not ours to walk), and RootDir is
 // found below it.
 func mountRoot(cfg *Config, parent int) (int, error) {
-	target := cfg.RootDir
-	if parent >= 0 {
-		target = "/proc/self/fd/" + strconv.Itoa(parent) + "/" + path.Base(cfg.RootDir)
-	}
+	target := rootTarget(cfg, parent)
 	mfd, err := sys.FSMount(cfg.Root.FSType, cfg.Root.Params, 0, "/")
 	if err != nil && cfg.Root.FSType == "overlay" && errors.Is(err, unix.EINVAL) && sys.HasLowerdirPlus(cfg.Root.Params) {
 		// A kernel before 6.8 (no "lowerdir+"): see internal/sys/overlay.go.
@@ -116,6 +118,15 @@ func mountRoot(cfg *Config, parent int) (int, error) {
 	}
 	// The mount's descriptor now names the root of the attached overlay.
 	return mfd, nil
+}
+
+// rootTarget is where the root is mounted: RootDir, or below parent
+// (see mountRoot).
+func rootTarget(cfg *Config, parent int) string {
+	if parent >= 0 {
+		return "/proc/self/fd/" + strconv.Itoa(parent) + "/" + path.Base(cfg.RootDir)
+	}
+	return cfg.RootDir
 }
 
 // attach moves the detached mount mfd onto target inside root, creating

@@ -1,6 +1,7 @@
 package nsinit
 
 import (
+	"os"
 	"time"
 
 	"github.com/beamhop/lightbox/internal/sys"
@@ -24,7 +25,9 @@ import (
 //     message a packet, stdio and pty descriptors as SCM_RIGHTS (WriteMsg,
 //     ReadMsg);
 //  6. a sandbox that ends on its own leaves a Status in its lock file
-//     (MarshalStatus, UnmarshalStatus).
+//     (MarshalStatus, UnmarshalStatus), which is also the init's stdout
+//     and stderr (opened for appending): the Status replaces what the
+//     init logged before it and is the file's first JSON value.
 //
 // Every message goes through the one codec in codec.go (and msg_linux.go
 // for the descriptors), used by both sides (runc: libcontainer/sync.go).
@@ -35,7 +38,7 @@ import (
 const Version = 1
 
 // Config is the launch spec the runtime sends to the init, validated by
-// the runtime before it is sent. Paths of Root, RootDir, Files and Mounts
+// the runtime before it is sent. Paths of Root, RootDir and Mounts
 // sources are host paths, read before pivot_root.
 type Config struct {
 	Version int `json:"version"`
@@ -45,9 +48,12 @@ type Config struct {
 	// package overlay), attached on RootDir.
 	Root    FSMount `json:"root"`
 	RootDir string  `json:"rootDir"`
-	// Files are host files bind-mounted over files inside (/etc/hostname,
-	// /etc/hosts, /etc/resolv.conf), created if missing.
-	Files []Mount `json:"files,omitempty"`
+	// Etc are the sandbox's own small files (/etc/hostname, /etc/hosts,
+	// /etc/resolv.conf): the init writes them on a tmpfs of its own and
+	// binds each over its target (created if missing), so they never touch
+	// the host's disk nor the upper dir; OpEtc and Take.Etc replace their
+	// content later.
+	Etc []File `json:"etc,omitempty"`
 	// Mounts are the caller's bind mounts.
 	Mounts []Mount `json:"mounts,omitempty"`
 	// Env, Workdir and User are the defaults of every command.
@@ -95,8 +101,12 @@ type Config struct {
 	// once mounted over.
 	RootParentFD PassedFD `json:"rootParentFD,omitempty"`
 	// OCI, when set, makes this an OCI container's init (see OCIConfig):
-	// Root, Files, Mounts and the defaults above are unused.
+	// Root, Etc, Mounts and the defaults above are unused.
 	OCI *OCIConfig `json:"oci,omitempty"`
+
+	// etcFiles are the Etc files on the init's tmpfs, open, once setup
+	// made them: the server rewrites them through these.
+	etcFiles []*os.File
 }
 
 // Descriptors from the host side. As real root, a store's sandboxes map
@@ -162,6 +172,13 @@ type Mount struct {
 	Overlay []sys.Param `json:"overlay,omitempty"`
 }
 
+// File is one of Config.Etc: Target is an absolute path inside the
+// sandbox, its base name unique among the files.
+type File struct {
+	Target string `json:"target"`
+	Data   []byte `json:"data"`
+}
+
 // ReportKind is the kind of a Report.
 type ReportKind string
 
@@ -198,6 +215,7 @@ const (
 	OpDetach     = "detach"  // stop watching the liveness pipe
 	OpDestroy    = "destroy" // SIGTERM, Grace, SIGKILL everything; reply, then exit
 	OpTake       = "take"    // apply Take to a sandbox started ahead of need; reply OK or Error
+	OpEtc        = "etc"     // replace the content of Request.Etc's files (each one of Config.Etc); reply OK or Error
 )
 
 // Request is a client's message on the exec socket.
@@ -206,6 +224,7 @@ type Request struct {
 	Op      Op            `json:"op"`
 	Exec    *Exec         `json:"exec,omitempty"`
 	Take    *Take         `json:"take,omitempty"`
+	Etc     []File        `json:"etc,omitempty"`
 	Signal  int           `json:"signal,omitempty"`
 	Grace   time.Duration `json:"grace,omitempty"`
 	Rows    uint16        `json:"rows,omitempty"`
@@ -248,6 +267,7 @@ type Exec struct {
 // the init holds for the sandbox's life.
 type Take struct {
 	Hostname string   `json:"hostname,omitempty"`
+	Etc      []File   `json:"etc,omitempty"` // new content of Config.Etc files, as OpEtc
 	Mounts   []Mount  `json:"mounts,omitempty"`
 	Env      []string `json:"env,omitempty"` // added on top of the sandbox's environment
 	Workdir  string   `json:"workdir,omitempty"`

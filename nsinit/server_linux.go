@@ -293,6 +293,15 @@ func (s *server) serve(c *net.UnixConn) {
 			return
 		}
 		_ = send(c, Reply{Type: ReplyOK}, nil) // the client may be gone: nobody to tell then
+	case OpEtc:
+		s.mu.Lock()
+		err := rewriteEtc(s.cfg.Etc, s.cfg.etcFiles, req.Etc)
+		s.mu.Unlock()
+		if err != nil {
+			_ = send(c, Reply{Type: ReplyError, Error: err.Error()}, nil) // the client may be gone: nobody to tell then
+			break
+		}
+		_ = send(c, Reply{Type: ReplyOK}, nil) // the client may be gone: nobody to tell then
 	case OpDetach:
 		s.mu.Lock()
 		s.detached = true
@@ -662,6 +671,9 @@ func (s *server) take(t *Take, fds []int) (err error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := rewriteEtc(s.cfg.Etc, s.cfg.etcFiles, t.Etc); err != nil {
+		return fmt.Errorf("take: %w", err)
+	}
 	if t.Hostname != "" {
 		s.cfg.Name = t.Hostname
 	}

@@ -12,18 +12,23 @@
 // On disk, per sandbox ($ROOT/sandboxes/<name>/):
 //
 //	state.json     name, snapshot, creation time, volumes, init pid
-//	lock           flock held by the init for its whole life; the init
-//	               writes the final Status here (exit code) when the
-//	               sandbox ends on its own
+//	lock           flock held by the init for its whole life, and the
+//	               init's own stderr; the init writes the final Status
+//	               here (exit code) when the sandbox ends on its own
 //	init.sock      the init's exec socket
-//	init.log       the init's own stderr
 //	stdout.log, stderr.log   the main command's output (when not attached)
-//	etc/           hostname, hosts, resolv.conf, bind-mounted inside
 //	upper/ work/   the overlay's writable layer (the sandbox's root's)
 //	freeze.lock    held while the sandbox is frozen (Sandbox.Freeze)
 //	frozen.json    the processes a freeze stopped, for whoever resumes
 //	               them if the freezer dies
 //	rootfs/        where the init attaches the root, in its own namespace
+//
+// /etc/hostname, /etc/hosts and /etc/resolv.conf are not on the host's
+// disk: the init keeps them on a tmpfs of its own (nsinit.Config.Etc). The
+// store's targets layer ($ROOT/sandboxes/.targets, made once: empty
+// etc/hostname, etc/hosts, etc/resolv.conf, proc/, sys/, dev/) is the
+// bottom layer of every sandbox's overlay, so that an image without those
+// mount targets does not get them made in each sandbox's upper dir.
 //
 // As real root the directory is root's, mode 0710, group the sandbox's
 // root's when the store has a private range: the init finds rootfs/ in it

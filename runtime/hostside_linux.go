@@ -64,13 +64,6 @@ func hostPrepares() bool { return os.Geteuid() == 0 }
 // range — idmapped so that the sandbox's root acts as the source's owner.
 // mounts are the specs cfg.Mounts were made from, in the same order.
 func (m *Manager) prepareBinds(cfg *nsinit.Config, mounts []MountSpec, h *hostSide) error {
-	for i := range cfg.Files {
-		f, err := m.bindFD(cfg.Files[i], false)
-		if err != nil {
-			return fmt.Errorf("mount %s: %w", cfg.Files[i].Target, err)
-		}
-		cfg.Files[i].FD = h.add(f)
-	}
 	userns := map[[2]uint32]*os.File{}
 	defer func() {
 		for _, f := range userns {

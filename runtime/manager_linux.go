@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -84,8 +85,6 @@ type state struct {
 	Network   string    `json:"network"`
 	// WritableDir holds upper/ and work/ when the caller gave one.
 	WritableDir string `json:"writableDir,omitempty"`
-	Pid         int    `json:"pid,omitempty"`
-	PidStart    uint64 `json:"pidStart,omitempty"`
 	// Cgroup is the sandbox's cgroup, recorded before it is made.
 	Cgroup *cgroupState `json:"cgroup,omitempty"`
 	// Limits says how each limit holds.
@@ -94,6 +93,11 @@ type state struct {
 	// pid namespace): destroy waits for them too, so that a published
 	// port is free again when it returns.
 	NetPids []procRef `json:"netPids,omitempty"`
+	// Pid and PidStart name the init. Last: the launch adds them to
+	// the state it wrote before the clone in place (updateState), so the
+	// file's bytes up to them do not change.
+	Pid      int    `json:"pid,omitempty"`
+	PidStart uint64 `json:"pidStart,omitempty"`
 }
 
 // procRef names one process for good: its pid and start time.
@@ -237,6 +241,9 @@ func (m *Manager) create(ctx context.Context, name string) (*lockfile.Lock, []st
 	}
 	defer g.Close()
 	garbage := m.setAside()
+	if _, err := m.targetsLayer(); err != nil {
+		return nil, garbage, err
+	}
 	lk, err := m.createLocked(ctx, name)
 	return lk, garbage, err
 }
@@ -328,7 +335,7 @@ func (m *Manager) start(ctx context.Context, name string, spec Spec, plan *limit
 	if spec.WritableDir != "" {
 		rw = spec.WritableDir
 	}
-	for _, d := range []string{filepath.Join(rw, "upper"), filepath.Join(rw, "work"), filepath.Join(dir, "rootfs"), filepath.Join(dir, "etc")} {
+	for _, d := range []string{filepath.Join(rw, "upper"), filepath.Join(rw, "work"), filepath.Join(dir, "rootfs")} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			return nil, err
 		}
@@ -347,7 +354,7 @@ func (m *Manager) start(ctx context.Context, name string, spec Spec, plan *limit
 		// Recorded before it is made: removing the directory removes it.
 		st.Cgroup = plan.cgroup.join(name + "-" + randomHex(5))
 	}
-	if err := writeState(dir, st); err != nil {
+	if err := createState(dir, st); err != nil {
 		return nil, err
 	}
 	if st.Cgroup != nil {
@@ -359,21 +366,12 @@ func (m *Manager) start(ctx context.Context, name string, spec Spec, plan *limit
 	if hostname == "" {
 		hostname = name
 	}
-	if err := writeEtc(dir, hostname, spec.Network); err != nil {
-		return nil, err
-	}
-	if err := m.chownToRoot(filepath.Join(dir, "etc", "hostname"), filepath.Join(dir, "etc", "hosts"), filepath.Join(dir, "etc", "resolv.conf")); err != nil {
-		return nil, err
-	}
 	cfg := nsinit.Config{
 		Version: nsinit.Version,
 		Name:    hostname,
 		RootDir: filepath.Join(dir, "rootfs"),
-		Files: []nsinit.Mount{
-			{Source: filepath.Join(dir, "etc", "hostname"), Target: "/etc/hostname"},
-			{Source: filepath.Join(dir, "etc", "hosts"), Target: "/etc/hosts"},
-			{Source: filepath.Join(dir, "etc", "resolv.conf"), Target: "/etc/resolv.conf"},
-		},
+		// On the init's own tmpfs, not in the sandbox's directory.
+		Etc:        etcFiles(hostname, spec.Network),
 		Env:        spec.Env,
 		Workdir:    spec.Workdir,
 		User:       spec.User,
@@ -389,7 +387,9 @@ func (m *Manager) start(ctx context.Context, name string, spec Spec, plan *limit
 
 		AllowUserNamespaces: spec.AllowUserNamespaces,
 	}
-	ov := overlaySpec(spec.Layers, rw)
+	// The store's targets layer at the bottom (made by create).
+	layers := append([]string{filepath.Join(m.root, targetsName)}, spec.Layers...)
+	ov := overlaySpec(layers, rw)
 	if err := ov.Validate(); err != nil {
 		return nil, err
 	}
@@ -499,20 +499,10 @@ func gidMapped(mp idmap.Mapping, gid uint32) bool {
 	return ok
 }
 
-// writeEtc writes the files bind-mounted over /etc/hostname, /etc/hosts
-// and /etc/resolv.conf.
-func writeEtc(dir, hostname, network string) error {
-	for n, data := range etcFiles(hostname, network) {
-		if err := os.WriteFile(filepath.Join(dir, "etc", n), data, 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// etcFiles are the contents of a sandbox's etc/hostname, etc/hosts and
-// etc/resolv.conf (the last one replaced when a network is attached).
-func etcFiles(hostname, network string) map[string][]byte {
+// etcFiles are the contents of a sandbox's /etc/hostname, /etc/hosts and
+// /etc/resolv.conf (the last one replaced when a network is attached),
+// which the init keeps on a tmpfs of its own (nsinit.Config.Etc).
+func etcFiles(hostname, network string) []nsinit.File {
 	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + hostname + "\n"
 	resolv := []byte("# lightbox: no network (--network none)\n")
 	if network == NetworkHost {
@@ -523,21 +513,11 @@ func etcFiles(hostname, network string) map[string][]byte {
 			hosts = string(b) + "127.0.1.1\t" + hostname + "\n"
 		}
 	}
-	return map[string][]byte{"hostname": []byte(hostname + "\n"), "hosts": []byte(hosts), "resolv.conf": resolv}
-}
-
-// rewriteFile replaces a file's content in place: a bind mount pins the
-// inode, so a rename would not be seen inside.
-func rewriteFile(p string, data []byte) error {
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
-	if err != nil {
-		return err
+	return []nsinit.File{
+		{Target: "/etc/hostname", Data: []byte(hostname + "\n")},
+		{Target: "/etc/hosts", Data: []byte(hosts)},
+		{Target: "/etc/resolv.conf", Data: resolv},
 	}
-	if _, err := f.Write(data); err != nil {
-		_ = f.Close() // the write failed: that error is returned
-		return err
-	}
-	return f.Close()
 }
 
 // pidStart reads a process's start time (field 22 of /proc/<pid>/stat),
@@ -619,10 +599,18 @@ func (m *Manager) statusState(name string, usage bool) (info Info, st state, _ e
 			info.Status, info.ExitCode, info.TimedOut = StatusExited, fs.ExitCode, fs.TimedOut
 		}
 	}
-	if serr != nil && !errors.Is(serr, os.ErrNotExist) {
+	if serr != nil && !errors.Is(serr, os.ErrNotExist) && !tornState(serr) {
 		return info, st, serr
 	}
 	return info, st, nil
+}
+
+// tornState reports whether a state.json that would not parse was cut
+// short: a launch killed while it wrote it in place (createState), before
+// it made anything the state records. Its sandbox reads as dead.
+func tornState(err error) bool {
+	var se *json.SyntaxError
+	return errors.As(err, &se) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // List describes every sandbox under the root, by name.
@@ -684,6 +672,10 @@ func (m *Manager) Collect(ctx context.Context) ([]string, error) {
 				continue // another process is removing it
 			}
 			errs = append(errs, m.removeDir(ctx, aside))
+			continue
+		}
+		if isTargetsScratch(e.Name()) {
+			errs = append(errs, os.RemoveAll(filepath.Join(m.root, e.Name())))
 			continue
 		}
 		if !e.IsDir() || !names.Valid(e.Name()) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/beamhop/lightbox/internal/errdefs"
 	"github.com/beamhop/lightbox/internal/names"
@@ -82,12 +81,8 @@ func (s *Sandbox) take(ctx context.Context, t TakeSpec) error {
 		if err != nil {
 			return err
 		}
-		files := etcFiles(tk.Hostname, st.Network)
-		for _, n := range []string{"hostname", "hosts"} {
-			if err := rewriteFile(filepath.Join(s.dir, "etc", n), files[n]); err != nil {
-				return err
-			}
-		}
+		// /etc/hostname and /etc/hosts; resolv.conf stays.
+		tk.Etc = etcFiles(tk.Hostname, st.Network)[:2]
 	}
 	if _, err := s.callFDs(ctx, nsinit.Request{Op: nsinit.OpTake, Take: tk}, fds); err != nil {
 		return err

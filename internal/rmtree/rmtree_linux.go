@@ -57,7 +57,7 @@ func removeInProcess(path string) error {
 	if err != nil {
 		return &os.PathError{Op: "statx", Path: dir, Err: err}
 	}
-	return removeAt(pfd, name, path, mnt)
+	return removeAt(pfd, name, path, mnt, fs.ModeDir) // what is removed is a directory, mostly
 }
 
 func openDir(dirfd int, name string) (int, error) {
@@ -79,14 +79,30 @@ func mountID(fd int) (uint64, uint32, error) {
 }
 
 // removeAt removes name in dirfd (full is its path, for errors); mnt is
-// the mount the tree lives on.
-func removeAt(dirfd int, name, full string, mnt uint64) error {
-	err := unix.Unlinkat(dirfd, name, 0)
-	if err == nil || errors.Is(err, unix.ENOENT) {
-		return nil
+// the mount the tree lives on; typ is name's type as its directory listed
+// it (d_type), which saves a failing call per entry: a directory is first
+// removed with one rmdir, which takes an empty one (a sandbox's rootfs/,
+// an unused upper/, the overlay's work/work, mode 000 or not) and refuses
+// anything else (a mount point of ours, EBUSY; a non-empty directory),
+// which the walk below then handles; anything else is unlinked.
+func removeAt(dirfd int, name, full string, mnt uint64, typ fs.FileMode) error {
+	if typ.IsDir() {
+		err := unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR)
+		switch {
+		case err == nil || errors.Is(err, unix.ENOENT):
+			return nil
+		case errors.Is(err, unix.ENOTDIR):
+			typ = 0 // not a directory (replaced since it was listed): unlinked below
+		}
 	}
-	if !errors.Is(err, unix.EISDIR) {
-		return &os.PathError{Op: "unlinkat", Path: full, Err: err}
+	if !typ.IsDir() {
+		err := unix.Unlinkat(dirfd, name, 0)
+		if err == nil || errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		if !errors.Is(err, unix.EISDIR) {
+			return &os.PathError{Op: "unlinkat", Path: full, Err: err}
+		}
 	}
 	fd, err := openDir(dirfd, name)
 	if errors.Is(err, unix.EACCES) {
@@ -113,13 +129,13 @@ func removeAt(dirfd int, name, full string, mnt uint64) error {
 		_ = unix.Fchmod(fd, mode&0o7777|0o700) // best effort: the removal below reports what stays refused
 	}
 	f := os.NewFile(uintptr(fd), full)
-	names, rerr := f.Readdirnames(-1)
+	ents, rerr := f.ReadDir(-1)
 	var first error
 	if rerr != nil {
 		first = &os.PathError{Op: "readdir", Path: full, Err: underlying(rerr)}
 	}
-	for _, n := range names {
-		if err := removeAt(fd, n, full+"/"+n, mnt); err != nil && first == nil {
+	for _, e := range ents {
+		if err := removeAt(fd, e.Name(), full+"/"+e.Name(), mnt, e.Type()); err != nil && first == nil {
 			first = err
 		}
 	}

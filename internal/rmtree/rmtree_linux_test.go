@@ -254,3 +254,75 @@ func TestChownToSubordinateID(t *testing.T) {
 		t.Fatalf("owner = %d:%d, want %d:%d", st.Uid, st.Gid, uid, gid)
 	}
 }
+
+// TestEmptyMountPointRefused: an empty directory is removed with one
+// rmdir, but never one that is a mount point, even of an empty mount.
+func TestEmptyMountPointRefused(t *testing.T) {
+	testutil.RootOnly(t)
+	tree := filepath.Join(t.TempDir(), "tree")
+	mnt := filepath.Join(tree, "mnt")
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })
+	err := RemoveAll(t.Context(), tree, idmap.Identity())
+	if !errors.Is(err, unix.EBUSY) {
+		t.Fatalf("RemoveAll(tree with an empty mount) = %v, want EBUSY", err)
+	}
+	var st, pst unix.Stat_t
+	if err := unix.Stat(mnt, &st); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Stat(tree, &pst); err != nil {
+		t.Fatal(err)
+	}
+	if st.Dev == pst.Dev {
+		t.Fatalf("the mount on %s is gone", mnt)
+	}
+}
+
+// TestKinds: empty directories (mode 000 too), a file, a symlink to a
+// directory and a fifo go; so does a path that is a file itself.
+func TestKinds(t *testing.T) {
+	m, err := idmap.Detect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := t.TempDir()
+	tree := filepath.Join(base, "tree")
+	for _, d := range []string{"rootfs", "upper", "work/work", "deep/a/b"} {
+		if err := os.MkdirAll(filepath.Join(tree, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(filepath.Join(tree, "work/work"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tree, "deep/a/f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(base, filepath.Join(tree, "deep/link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(filepath.Join(tree, "fifo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(base, "file")
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{tree, file} {
+		if err := RemoveAll(t.Context(), p, m); err != nil {
+			t.Fatalf("RemoveAll(%s) = %v, want nil", p, err)
+		}
+		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s still there after RemoveAll: lstat = %v", p, err)
+		}
+	}
+	if ents, err := os.ReadDir(base); err != nil || len(ents) != 0 {
+		t.Errorf("left in %s: %v, %v", base, ents, err)
+	}
+}
