@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -154,7 +155,7 @@ func v1NestedPath(suffix string) cgroup1.Path {
 	if err != nil {
 		return func(cgroup1.Name) (string, error) { return "", err }
 	}
-	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup"))
+	mounts, err := cgroupMounts()
 	if err != nil {
 		return func(cgroup1.Name) (string, error) { return "", err }
 	}
@@ -187,6 +188,60 @@ func v1NestedPath(suffix string) cgroup1.Path {
 			}
 		}
 		return filepath.Join(root, suffix), nil
+	}
+}
+
+// v1Mounts caches the cgroup v1 mounts of this process's mount
+// namespace: a launch plans its limits twice (the root package checks
+// them before it takes leases, Launch plans them), and a long-lived
+// embedding process launches many sandboxes, where parsing
+// /proc/self/mountinfo each time cost ~0.1 ms a plan (bench/NOTES.md). The
+// cache holds while a descriptor of /proc/self/mountinfo kept open polls
+// without POLLPRI: the kernel raises it on any change of the mount table
+// since the last poll (proc(5), /proc/pid/mounts).
+var v1Mounts struct {
+	mu     sync.Mutex
+	opened bool
+	fd     int // kept open for the process's life, once opened
+	mounts []*mountinfo.Info
+}
+
+// cgroupMounts returns the cgroup (v1) mounts of this process's mount
+// namespace, parsed again only when the table changed.
+func cgroupMounts() ([]*mountinfo.Info, error) {
+	c := &v1Mounts
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.opened {
+		fd, err := unix.Open("/proc/self/mountinfo", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup")) // no cache then
+		}
+		c.fd, c.opened = fd, true // the event count is taken at open: a change from here on shows
+	} else if c.mounts != nil && !mountsChanged(c.fd) {
+		return c.mounts, nil
+	}
+	// The poll above took note of the change: one that comes after it
+	// shows at the next poll, even if this parse already saw it.
+	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup"))
+	if err != nil {
+		c.mounts = nil
+		return nil, err
+	}
+	c.mounts = mounts
+	return mounts, nil
+}
+
+// mountsChanged polls a descriptor of /proc/self/mountinfo: true when the
+// mount table changed since the last poll (or the poll failed).
+func mountsChanged(fd int) bool {
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLPRI}}
+	for {
+		_, err := unix.Poll(pfd, 0)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		return err != nil || pfd[0].Revents&(unix.POLLPRI|unix.POLLERR) != 0
 	}
 }
 

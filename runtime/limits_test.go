@@ -535,3 +535,50 @@ func TestV1NestedPathMatchesContainerd(t *testing.T) {
 		}
 	}
 }
+
+// cgroupMounts parses /proc/self/mountinfo again only once the mount
+// table changed: a mount made after a parse must be seen by the next call.
+func TestCgroupMountsCache(t *testing.T) {
+	testutil.RootOnly(t) // a mount in the test's own mount namespace
+	first, err := cgroupMounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Other tests on this host may mount meanwhile: one unchanged pair of
+	// calls in a few is enough to show the cache holds.
+	cached := false
+	for range 5 {
+		a, err1 := cgroupMounts()
+		b, err2 := cgroupMounts()
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		if len(a) > 0 && len(b) > 0 && &a[0] == &b[0] {
+			cached = true
+			break
+		}
+	}
+	if len(first) > 0 && !cached {
+		t.Error("cgroupMounts parsed mountinfo again on every call, with no mount made in between")
+	}
+	before, _ := cgroupMounts()
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
+		t.Fatalf("mount tmpfs on %s: %v", dir, err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+	after, err := cgroupMounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(before) > 0 && len(after) > 0 && &before[0] == &after[0] {
+		t.Error("cgroupMounts returned its cached parse after a mount: the change went unseen")
+	}
+	if len(before) != len(after) {
+		t.Errorf("cgroup mounts: %d before a tmpfs mount, %d after; want the same", len(before), len(after))
+	}
+}
