@@ -193,9 +193,10 @@ func TestForkBombContained(t *testing.T) {
 	if err := sb.DestroyGrace(ctx, time.Second); err != nil {
 		t.Fatalf("Destroy with a fork bomb inside: %v", err)
 	}
+	sb.m.bg.Wait() // Destroy leaves the cgroup's removal to the background (what Close waits for)
 	for _, d := range dirs {
 		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("cgroup %s left after Destroy (stat: %v)", d, err)
+			t.Errorf("cgroup %s left after Destroy and its removal (stat: %v)", d, err)
 		}
 	}
 }
@@ -485,9 +486,10 @@ func TestForkBombLeavesInitRoom(t *testing.T) {
 	if err := sb.DestroyGrace(ctx, time.Second); err != nil {
 		t.Fatalf("Destroy with the workloads at their pids limit: %v", err)
 	}
+	sb.m.bg.Wait() // Destroy leaves the cgroup's removal to the background (what Close waits for)
 	for _, d := range dirs {
 		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("cgroup %s left after Destroy (stat: %v)", d, err)
+			t.Errorf("cgroup %s left after Destroy and its removal (stat: %v)", d, err)
 		}
 	}
 }

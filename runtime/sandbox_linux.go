@@ -35,6 +35,9 @@ type Sandbox struct {
 	main     *Cmd          // the main command, when this handle started it
 	net      NetworkAttachment
 	held     *lockfile.Lock // our hold of the name lock (Spec.DetachedTeardown)
+	// writable is Spec.WritableDir, known without reading the state
+	// when this handle launched the sandbox (initDone != nil).
+	writable string
 
 	cgOnce sync.Once
 	cg     *cgroupState
@@ -138,6 +141,9 @@ func (s *Sandbox) UpperDir(ctx context.Context) (string, error) {
 // layer (Spec.WritableDir), "" when it has none. Unlike Info it reads the
 // state only, not the cgroup's counters: Destroy's path needs no more.
 func (s *Sandbox) WritableDir() (string, error) {
+	if s.initDone != nil {
+		return s.writable, nil // we launched it: no state to read
+	}
 	st, err := readState(s.dir)
 	if err != nil {
 		return "", fmt.Errorf("sandbox %s: %w", s.name, err)
@@ -303,6 +309,12 @@ func (s *Sandbox) waitGone(ctx context.Context) error {
 // process when it has none), SIGKILL after Options.StopGrace — and removes
 // it and everything it left on disk. Destroying a sandbox that already
 // ended just removes it.
+//
+// It returns once every process of the sandbox is gone, its name is free
+// for a new sandbox and what its init held (volume and snapshot leases)
+// is released. Its cgroup and directory are removed after that, in the
+// background: Manager.Close waits for those removals and returns what
+// they failed to do; after a crash, GC removes what is left.
 func (s *Sandbox) Destroy(ctx context.Context) error {
 	return s.destroy(ctx, s.m.opts.StopGrace)
 }
@@ -327,7 +339,14 @@ func (s *Sandbox) destroy(ctx context.Context, grace time.Duration) error {
 	if err := s.stop(ctx, grace); err != nil {
 		return fmt.Errorf("destroy sandbox %s: %w", s.name, err)
 	}
-	s.waitNetwork(ctx)
+	s.mu.Lock()
+	net := s.net
+	s.mu.Unlock()
+	if net != nil || s.initDone == nil {
+		// A handle that launched the sandbox without a network helper
+		// knows there is none to wait for: no state to read.
+		s.waitNetwork(ctx)
+	}
 	s.mu.Lock()
 	if s.net != nil {
 		// The sandbox goes regardless; a helper left running is logged
