@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -702,32 +701,38 @@ func (cs *cgroupState) usage() (Usage, error) {
 	return u, nil
 }
 
-// oomKills reads only the OOM-kill counter (cheap enough to read around
-// every command): memory.oom_control's oom_kill on v1, memory.events'
-// oom_kill on v2.
-func (cs *cgroupState) oomKills() (uint64, error) {
+// openOOM opens the file holding the cgroup's OOM-kill counter:
+// memory.oom_control (its oom_kill line) on v1, memory.events on v2; nil
+// when the cgroup has no memory controller.
+func (cs *cgroupState) openOOM() (*os.File, error) {
 	var p string
 	if cs.Version == 2 {
 		p = filepath.Join(unifiedMount, cs.Path, "memory.events")
 	} else {
 		mp, ok := cs.Paths["memory"]
 		if !ok {
-			return 0, nil
+			return nil, nil
 		}
 		p = filepath.Join(unifiedMount, "memory", mp, "memory.oom_control")
 	}
-	f, err := os.Open(p)
-	if err != nil {
+	return os.Open(p)
+}
+
+// readOOMKills reads the OOM-kill count from a file openOOM opened,
+// from its start (a cgroup file shows the counter as it is at each read
+// from offset 0), so that one descriptor serves every command.
+func readOOMKills(f *os.File) (uint64, error) {
+	var buf [512]byte
+	n, err := f.ReadAt(buf[:], 0)
+	if n == 0 && err != nil {
 		return 0, err
 	}
-	defer func() { _ = f.Close() }() // opened read-only
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "oom_kill "); ok {
+	for _, line := range strings.Split(string(buf[:n]), "\n") {
+		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
 			return strconv.ParseUint(v, 10, 64)
 		}
 	}
-	return 0, sc.Err()
+	return 0, fmt.Errorf("%s: no oom_kill line", f.Name())
 }
 
 // remove kills whatever is left in the cgroup and removes it; a cgroup

@@ -41,6 +41,30 @@ type Sandbox struct {
 
 	cgOnce sync.Once
 	cg     *cgroupState
+
+	oomOnce sync.Once
+	oomF    *os.File // the cgroup's OOM-kill counter, opened once (nil: none)
+}
+
+// oomKills reads the sandbox's OOM-kill count, around every command it
+// starts: through a descriptor opened once per handle (reading it again
+// from its start costs a tenth of opening the file each time). ok is
+// false when the sandbox has no such counter.
+func (s *Sandbox) oomKills() (n uint64, ok bool) {
+	cg := s.cgroup()
+	if cg == nil {
+		return 0, false
+	}
+	s.oomOnce.Do(func() {
+		if f, err := cg.openOOM(); err == nil && f != nil {
+			s.oomF = f // closed by Destroy, or with the handle (the finalizer of *os.File)
+		}
+	})
+	if s.oomF == nil {
+		return 0, false
+	}
+	n, err := readOOMKills(s.oomF)
+	return n, err == nil
 }
 
 // cgroup returns the sandbox's cgroup, nil when it has none.
@@ -346,6 +370,10 @@ func (s *Sandbox) destroy(ctx context.Context, grace time.Duration) error {
 		// A handle that launched the sandbox without a network helper
 		// knows there is none to wait for: no state to read.
 		s.waitNetwork(ctx)
+	}
+	s.oomOnce.Do(func() {}) // no counter opened from here on
+	if s.oomF != nil {
+		_ = s.oomF.Close() // read-only; the sandbox is gone, and its commands with it
 	}
 	s.mu.Lock()
 	if s.net != nil {
