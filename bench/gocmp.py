@@ -12,19 +12,20 @@ import os, subprocess, sys, statistics, tempfile
 bench, rounds, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 bins = sys.argv[4:]
 tmp = tempfile.mkdtemp(prefix="gocmp.")
-samples = {b: os.path.join(tmp, f"{i}.samples") for i, b in enumerate(bins)}
+# One slot per argument: a binary given twice is measured in both slots.
+samples = [os.path.join(tmp, f"{i}.samples") for i in range(len(bins))]
 for _ in range(rounds):
-    for b in bins:
-        env = dict(os.environ, LIGHTBOX_BENCH_SAMPLES=samples[b])
+    for i, b in enumerate(bins):
+        env = dict(os.environ, LIGHTBOX_BENCH_SAMPLES=samples[i])
         out = subprocess.run([b, "-test.run=^$", f"-test.bench=^Benchmark{bench}$", f"-test.benchtime={n}x", "-test.count=1"],
                              env=env, capture_output=True, text=True)
-        if out.returncode != 0 or "--- FAIL" in out.stdout or "--- SKIP" in out.stdout or not os.path.exists(samples[b]):
+        if out.returncode != 0 or "--- FAIL" in out.stdout or "--- SKIP" in out.stdout or not os.path.exists(samples[i]):
             sys.exit(f"{b}: {out.stdout}{out.stderr}")
 base = None
-for b in bins:
-    xs = [int(l) / 1e6 for l in open(samples[b])]
+for i, b in enumerate(bins):
+    xs = [int(l) / 1e6 for l in open(samples[i])]
     m = statistics.median(xs); q = statistics.quantiles(xs, n=4)
     base = base or m
     print(f"{b:28s} {m:7.3f} ms  IQR {q[0]:6.3f}-{q[2]:6.3f}  n={len(xs)}  x{m/base:5.2f}")
-    os.remove(samples[b])
+    os.remove(samples[i])
 os.rmdir(tmp)
