@@ -735,6 +735,22 @@ func readOOMKills(f *os.File) (uint64, error) {
 	return 0, fmt.Errorf("%s: no oom_kill line", f.Name())
 }
 
+// removeEmpty removes the cgroup of a sandbox whose init is gone (and
+// every process of its pid namespace with it): its directories are
+// empty, and plain rmdirs, children first, remove them, as the reaper
+// does. remove, whose containerd Delete walks each hierarchy for
+// processes to kill first (~1.8 ms of CPU a sandbox here, bench/NOTES.md),
+// only when one is refused: something is left in it.
+func (cs *cgroupState) removeEmpty(ctx context.Context) error {
+	dirs, _ := cs.reapDirs()
+	for _, d := range dirs {
+		if err := unix.Rmdir(d); err != nil && !errors.Is(err, unix.ENOENT) {
+			return cs.remove(ctx)
+		}
+	}
+	return nil
+}
+
 // remove kills whatever is left in the cgroup and removes it; a cgroup
 // that is gone already is not an error. On v2 the kill is cgroup.kill
 // (Linux 5.14+; the library freezes and signals on older kernels): every

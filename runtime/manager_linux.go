@@ -776,7 +776,7 @@ func (m *Manager) removeLocked(ctx context.Context, name string, background bool
 	if !background {
 		defer lk.Close()
 		if st, err := readState(aside); err == nil && st.Cgroup != nil {
-			if err := st.Cgroup.remove(ctx); err != nil {
+			if err := st.Cgroup.removeEmpty(ctx); err != nil {
 				return fmt.Errorf("remove sandbox %s: %w", name, err)
 			}
 			st.Cgroup.removeParents()
@@ -812,7 +812,7 @@ func (m *Manager) removeCgroupLater(ctx context.Context, aside string) error {
 	if err != nil || st.Cgroup == nil {
 		return nil // no state, no cgroup recorded: nothing made
 	}
-	if err := st.Cgroup.remove(ctx); err != nil {
+	if err := st.Cgroup.removeEmpty(ctx); err != nil {
 		return err
 	}
 	_, parents := st.Cgroup.reapDirs()
@@ -841,7 +841,7 @@ func removing(aside string) bool {
 // The sandbox's cgroup goes first (what is left in it is killed).
 func (m *Manager) removeDir(ctx context.Context, dir string) error {
 	if st, err := readState(dir); err == nil && st.Cgroup != nil {
-		if err := st.Cgroup.remove(ctx); err != nil {
+		if err := st.Cgroup.removeEmpty(ctx); err != nil {
 			return err
 		}
 		st.Cgroup.removeParents()
