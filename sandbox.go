@@ -249,7 +249,11 @@ func (s *Sandbox) Detach() error { return s.rs.Detach() }
 func (s *Sandbox) Wait(ctx context.Context) (int, error) { return s.rs.Wait(ctx) }
 
 // Destroy stops every process in the sandbox (SIGTERM to its main command,
-// SIGKILL after a grace period of 10 s) and removes it.
+// SIGKILL after a grace period of 10 s) and removes it. When it returns,
+// every process of the sandbox is gone, its name is free for a new
+// sandbox, and its volumes and snapshot are no longer in use by it; its
+// directory and cgroup are removed after that, in the background
+// (Runtime.Close waits for it; after a crash, GC removes what is left).
 func (s *Sandbox) Destroy(ctx context.Context) error { return s.destroy(ctx, 10*time.Second) }
 
 // destroy removes the sandbox and then its capped writable layer, if it

@@ -352,7 +352,10 @@ func (r *Runtime) Root() string { return r.root }
 
 // Close releases what the Runtime holds. Sandboxes it launched and did not
 // detach keep running until their handles are destroyed or the process
-// exits.
+// exits. It waits for the removals Destroy left to the background (the
+// destroyed sandboxes' cgroups and directories) and returns what they
+// failed to do (each failure is logged as it happens, and gc removes
+// what is left).
 func (r *Runtime) Close() error {
 	var err error
 	r.closeOnce.Do(func() { err = r.closeParts() })

@@ -624,8 +624,17 @@ func guestCgroupLimits(t *testing.T, r *Runtime, snap, parent string) {
 	if err := sb.Destroy(ctx); err != nil {
 		t.Fatalf("Destroy at the pids limit: %v", err)
 	}
-	if _, err := os.Stat(cg); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("cgroup %s left after Destroy", cg)
+	// Destroy leaves the cgroup's removal to the background (Close waits
+	// for it): it goes within moments.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		_, err := os.Stat(cg)
+		if errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("cgroup %s left 10 s after Destroy (%v)", cg, err)
+			break
+		}
 	}
 }
 

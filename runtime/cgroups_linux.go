@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -154,7 +154,7 @@ func v1NestedPath(suffix string) cgroup1.Path {
 	if err != nil {
 		return func(cgroup1.Name) (string, error) { return "", err }
 	}
-	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup"))
+	mounts, err := cgroupMounts()
 	if err != nil {
 		return func(cgroup1.Name) (string, error) { return "", err }
 	}
@@ -187,6 +187,60 @@ func v1NestedPath(suffix string) cgroup1.Path {
 			}
 		}
 		return filepath.Join(root, suffix), nil
+	}
+}
+
+// v1Mounts caches the cgroup v1 mounts of this process's mount
+// namespace: a launch plans its limits twice (the root package checks
+// them before it takes leases, Launch plans them), and a long-lived
+// embedding process launches many sandboxes, where parsing
+// /proc/self/mountinfo each time cost ~0.1 ms a plan (bench/NOTES.md). The
+// cache holds while a descriptor of /proc/self/mountinfo kept open polls
+// without POLLPRI: the kernel raises it on any change of the mount table
+// since the last poll (proc(5), /proc/pid/mounts).
+var v1Mounts struct {
+	mu     sync.Mutex
+	opened bool
+	fd     int // kept open for the process's life, once opened
+	mounts []*mountinfo.Info
+}
+
+// cgroupMounts returns the cgroup (v1) mounts of this process's mount
+// namespace, parsed again only when the table changed.
+func cgroupMounts() ([]*mountinfo.Info, error) {
+	c := &v1Mounts
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.opened {
+		fd, err := unix.Open("/proc/self/mountinfo", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup")) // no cache then
+		}
+		c.fd, c.opened = fd, true // the event count is taken at open: a change from here on shows
+	} else if c.mounts != nil && !mountsChanged(c.fd) {
+		return c.mounts, nil
+	}
+	// The poll above took note of the change: one that comes after it
+	// shows at the next poll, even if this parse already saw it.
+	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup"))
+	if err != nil {
+		c.mounts = nil
+		return nil, err
+	}
+	c.mounts = mounts
+	return mounts, nil
+}
+
+// mountsChanged polls a descriptor of /proc/self/mountinfo: true when the
+// mount table changed since the last poll (or the poll failed).
+func mountsChanged(fd int) bool {
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLPRI}}
+	for {
+		_, err := unix.Poll(pfd, 0)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		return err != nil || pfd[0].Revents&(unix.POLLPRI|unix.POLLERR) != 0
 	}
 }
 
@@ -647,32 +701,54 @@ func (cs *cgroupState) usage() (Usage, error) {
 	return u, nil
 }
 
-// oomKills reads only the OOM-kill counter (cheap enough to read around
-// every command): memory.oom_control's oom_kill on v1, memory.events'
-// oom_kill on v2.
-func (cs *cgroupState) oomKills() (uint64, error) {
+// openOOM opens the file holding the cgroup's OOM-kill counter:
+// memory.oom_control (its oom_kill line) on v1, memory.events on v2; nil
+// when the cgroup has no memory controller.
+func (cs *cgroupState) openOOM() (*os.File, error) {
 	var p string
 	if cs.Version == 2 {
 		p = filepath.Join(unifiedMount, cs.Path, "memory.events")
 	} else {
 		mp, ok := cs.Paths["memory"]
 		if !ok {
-			return 0, nil
+			return nil, nil
 		}
 		p = filepath.Join(unifiedMount, "memory", mp, "memory.oom_control")
 	}
-	f, err := os.Open(p)
-	if err != nil {
+	return os.Open(p)
+}
+
+// readOOMKills reads the OOM-kill count from a file openOOM opened,
+// from its start (a cgroup file shows the counter as it is at each read
+// from offset 0), so that one descriptor serves every command.
+func readOOMKills(f *os.File) (uint64, error) {
+	var buf [512]byte
+	n, err := f.ReadAt(buf[:], 0)
+	if n == 0 && err != nil {
 		return 0, err
 	}
-	defer func() { _ = f.Close() }() // opened read-only
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "oom_kill "); ok {
+	for _, line := range strings.Split(string(buf[:n]), "\n") {
+		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
 			return strconv.ParseUint(v, 10, 64)
 		}
 	}
-	return 0, sc.Err()
+	return 0, fmt.Errorf("%s: no oom_kill line", f.Name())
+}
+
+// removeEmpty removes the cgroup of a sandbox whose init is gone (and
+// every process of its pid namespace with it): its directories are
+// empty, and plain rmdirs, children first, remove them, as the reaper
+// does. remove, whose containerd Delete walks each hierarchy for
+// processes to kill first (~1.8 ms of CPU a sandbox here, bench/NOTES.md),
+// only when one is refused: something is left in it.
+func (cs *cgroupState) removeEmpty(ctx context.Context) error {
+	dirs, _ := cs.reapDirs()
+	for _, d := range dirs {
+		if err := unix.Rmdir(d); err != nil && !errors.Is(err, unix.ENOENT) {
+			return cs.remove(ctx)
+		}
+	}
+	return nil
 }
 
 // remove kills whatever is left in the cgroup and removes it; a cgroup

@@ -46,8 +46,8 @@ type Cmd struct {
 	err      error // a failure to learn the exit status
 	waitOnce sync.Once
 	waitErr  error
-	cg       *cgroupState // the sandbox's cgroup, when it has one
-	oomBase  uint64       // its OOM-kill count when the command started
+	oomKnown bool   // the sandbox has an OOM-kill counter
+	oomBase  uint64 // its count when the command started
 }
 
 // Command returns a Cmd that runs name with args in the sandbox.
@@ -129,11 +129,7 @@ func (c *Cmd) start(ctx, life context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if cg := c.sb.cgroup(); cg != nil {
-		if n, err := cg.oomKills(); err == nil {
-			c.cg, c.oomBase = cg, n
-		}
-	}
+	c.oomBase, c.oomKnown = c.sb.oomKills()
 	c.conn = conn
 	c.closers = append(c.closers, conn)
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) }) // fails only on a closed conn: its I/O then fails
@@ -189,6 +185,29 @@ func (c *Cmd) start(ctx, life context.Context) (err error) {
 	return nil
 }
 
+// devNull returns /dev/null opened for reading and writing once for the
+// process: the stream of a command given none (the init gets its own copy
+// of the descriptor with each request), instead of an open and a close
+// around every command.
+// A failed open (EMFILE) is not kept: the next command tries again.
+func devNull() (*os.File, error) {
+	devNullMu.Lock()
+	defer devNullMu.Unlock()
+	if devNullF == nil {
+		f, err := os.OpenFile(os.DevNull, os.O_RDWR|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, err
+		}
+		devNullF = f
+	}
+	return devNullF, nil
+}
+
+var (
+	devNullMu sync.Mutex
+	devNullF  *os.File // never closed: one descriptor for the process's life
+)
+
 type stdio struct {
 	pass  *os.File // the fd passed to the process
 	child *os.File // our copy of it, closed once it is passed (nil if not ours)
@@ -207,8 +226,8 @@ func (c *Cmd) reader(r io.Reader) (stdio, error) {
 		return stdio{pass: f}, nil
 	}
 	if r == nil {
-		f, err := os.Open(os.DevNull)
-		return stdio{pass: f, child: f}, err
+		f, err := devNull()
+		return stdio{pass: f}, err
 	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -227,8 +246,8 @@ func (c *Cmd) writer(w io.Writer) (stdio, error) {
 		return stdio{pass: f}, nil
 	}
 	if w == nil {
-		f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-		return stdio{pass: f, child: f}, err
+		f, err := devNull()
+		return stdio{pass: f}, err
 	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -318,9 +337,9 @@ func (c *Cmd) Wait() error {
 		c.waitErr = c.waitErrNoExit()
 		if c.waitErr == nil && c.exitCode != 0 {
 			ee := &ExitError{Code: c.exitCode, Signal: c.signal}
-			if c.cg != nil {
-				n, err := c.cg.oomKills()
-				ee.OOMKilled = err == nil && n > c.oomBase
+			if c.oomKnown {
+				n, ok := c.sb.oomKills()
+				ee.OOMKilled = ok && n > c.oomBase
 			}
 			c.waitErr = ee
 		}

@@ -139,7 +139,8 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	_ = cfgR.Close()  // the init's copy: read by the init only
 	_ = repW.Close()  // the init's copy: we never write it
 	_ = liveR.Close() // the init's copy: no data on the liveness pipe
-	sb := &Sandbox{m: m, name: name, dir: dir, pid: pid, live: liveW, initDone: initDone}
+	sb := &Sandbox{m: m, name: name, dir: dir, pid: pid, live: liveW, initDone: initDone, writable: spec.WritableDir}
+	sb.cgOnce.Do(func() { sb.cg = cg }) // known here: a command's start need not read the state for it
 	launched.Store(liveW, struct{}{})
 	fail := func(err error) (*Sandbox, error) {
 		closeLive(liveW)

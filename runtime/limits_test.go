@@ -194,9 +194,10 @@ func TestForkBombContained(t *testing.T) {
 	if err := sb.DestroyGrace(ctx, time.Second); err != nil {
 		t.Fatalf("Destroy with a fork bomb inside: %v", err)
 	}
+	sb.m.bg.Wait() // Destroy leaves the cgroup's removal to the background (what Close waits for)
 	for _, d := range dirs {
 		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("cgroup %s left after Destroy (stat: %v)", d, err)
+			t.Errorf("cgroup %s left after Destroy and its removal (stat: %v)", d, err)
 		}
 	}
 }
@@ -486,9 +487,10 @@ func TestForkBombLeavesInitRoom(t *testing.T) {
 	if err := sb.DestroyGrace(ctx, time.Second); err != nil {
 		t.Fatalf("Destroy with the workloads at their pids limit: %v", err)
 	}
+	sb.m.bg.Wait() // Destroy leaves the cgroup's removal to the background (what Close waits for)
 	for _, d := range dirs {
 		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("cgroup %s left after Destroy (stat: %v)", d, err)
+			t.Errorf("cgroup %s left after Destroy and its removal (stat: %v)", d, err)
 		}
 	}
 }
@@ -574,5 +576,52 @@ func TestTtyLogResize(t *testing.T) {
 	}
 	if got := strings.ReplaceAll(out.String(), "\r", ""); got != "24 80\nresized\n" {
 		t.Errorf("logs: %q (stderr %q), want the first size then resized", got, errb.String())
+	}
+}
+
+// cgroupMounts parses /proc/self/mountinfo again only once the mount
+// table changed: a mount made after a parse must be seen by the next call.
+func TestCgroupMountsCache(t *testing.T) {
+	testutil.RootOnly(t) // a mount in the test's own mount namespace
+	first, err := cgroupMounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Other tests on this host may mount meanwhile: one unchanged pair of
+	// calls in a few is enough to show the cache holds.
+	cached := false
+	for range 5 {
+		a, err1 := cgroupMounts()
+		b, err2 := cgroupMounts()
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		if len(a) > 0 && len(b) > 0 && &a[0] == &b[0] {
+			cached = true
+			break
+		}
+	}
+	if len(first) > 0 && !cached {
+		t.Error("cgroupMounts parsed mountinfo again on every call, with no mount made in between")
+	}
+	before, _ := cgroupMounts()
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
+		t.Fatalf("mount tmpfs on %s: %v", dir, err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+	after, err := cgroupMounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(before) > 0 && len(after) > 0 && &before[0] == &after[0] {
+		t.Error("cgroupMounts returned its cached parse after a mount: the change went unseen")
+	}
+	if len(before) != len(after) {
+		t.Errorf("cgroup mounts: %d before a tmpfs mount, %d after; want the same", len(before), len(after))
 	}
 }

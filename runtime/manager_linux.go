@@ -43,6 +43,10 @@ type Manager struct {
 	exeErr  error
 
 	bg sync.WaitGroup // removals of destroyed sandboxes' directories
+
+	bgMu      sync.Mutex
+	bgErrs    []error             // what those removals failed to do (Close returns it)
+	bgParents map[string]struct{} // cgroup parents they left for Close to remove
 }
 
 // Open returns the Manager of opts.Root, creating the directory.
@@ -154,15 +158,26 @@ func (m *Manager) exe() (file *os.File, path string) {
 	return nil, m.exePath
 }
 
-// Close releases what the Manager holds (the read-only bind of the
-// binary). Sandboxes it launched are not affected.
+// Close waits for the removals of the sandboxes this Manager destroyed
+// (Destroy leaves them to the background) and releases what the Manager
+// holds (the read-only bind of the binary). It returns what those
+// removals failed to do (each was logged too; gc finishes it). Sandboxes
+// it launched are not affected.
 func (m *Manager) Close() error {
 	m.bg.Wait()
 	m.exeOnce.Do(func() {}) // no bind made after Close
-	if m.exeFD != nil {
-		return m.exeFD.Close()
+	m.bgMu.Lock()
+	err := errors.Join(m.bgErrs...)
+	m.bgErrs = nil
+	for p := range m.bgParents {
+		_ = os.Remove(p) // as removeParents: in use by another process's sandbox, or gone
 	}
-	return nil
+	m.bgParents = nil
+	m.bgMu.Unlock()
+	if m.exeFD != nil {
+		err = errors.Join(err, m.exeFD.Close())
+	}
+	return err
 }
 
 // randomHex returns n random bytes in hex, for names nobody else picks.
@@ -739,22 +754,25 @@ func (m *Manager) removeLocked(ctx context.Context, name string, background bool
 		}
 		return fmt.Errorf("remove sandbox %s: %w", name, err)
 	}
-	// The cgroup goes now (what is left in it is killed, and a sandbox
-	// of the same name may make it again at once); the tree goes after
-	// we return, still holding the name lock that moved with it, so that
-	// the caller does not wait for the unlinking of upper/ and work/
-	// (bench/NOTES.md: ~1 ms a launch). A crash leaves the .rm- entry
-	// for GC, which skips one whose lock is held; Close and GC wait for
-	// this process's removals.
-	if st, err := readState(aside); err == nil && st.Cgroup != nil {
-		if err := st.Cgroup.remove(ctx); err != nil {
-			lk.Close()
-			return fmt.Errorf("remove sandbox %s: %w", name, err)
-		}
-		st.Cgroup.removeParents()
-	}
+	// The name is free now. The cgroup and the tree go after we return
+	// (in the background), still holding the name lock that moved with
+	// the directory, so that the caller waits for neither (bench/NOTES.md:
+	// ~1 ms for the cgroups, ~1 ms of unlinking). The cgroup's name is the
+	// sandbox's plus a random suffix, so a sandbox of the same name does
+	// not meet it; what is left in it is killed then. The shared parents
+	// stay until Close: removed here, a launch of this process making its
+	// cgroup beside them could find its parent gone. A crash leaves the
+	// .rm- entry, with its state naming the cgroup, for GC, which skips
+	// one whose lock is held; Close and GC wait for this process's
+	// removals.
 	if !background {
 		defer lk.Close()
+		if st, err := readState(aside); err == nil && st.Cgroup != nil {
+			if err := st.Cgroup.removeEmpty(ctx); err != nil {
+				return fmt.Errorf("remove sandbox %s: %w", name, err)
+			}
+			st.Cgroup.removeParents()
+		}
 		if err := rmtree.RemoveAll(ctx, aside, m.mapping); err != nil {
 			return fmt.Errorf("remove sandbox %s: %w", name, err)
 		}
@@ -764,10 +782,40 @@ func (m *Manager) removeLocked(ctx context.Context, name string, background bool
 	go func() {
 		defer m.bg.Done()
 		defer lk.Close()
-		if err := rmtree.RemoveAll(context.WithoutCancel(ctx), aside, m.mapping); err != nil {
-			m.log.Warn("removing a destroyed sandbox's directory; gc retries", "sandbox", name, "dir", aside, "err", err)
+		ctx := context.WithoutCancel(ctx)
+		err := m.removeCgroupLater(ctx, aside)
+		if err == nil {
+			err = rmtree.RemoveAll(ctx, aside, m.mapping)
+		}
+		if err != nil {
+			m.log.Warn("removing a destroyed sandbox; gc retries", "sandbox", name, "dir", aside, "err", err)
+			m.bgMu.Lock()
+			m.bgErrs = append(m.bgErrs, fmt.Errorf("remove sandbox %s (gc retries): %w", name, err))
+			m.bgMu.Unlock()
 		}
 	}()
+	return nil
+}
+
+// removeCgroupLater removes the cgroup named in the state of a directory
+// set aside, and notes its shared parents for Close.
+func (m *Manager) removeCgroupLater(ctx context.Context, aside string) error {
+	st, err := readState(aside)
+	if err != nil || st.Cgroup == nil {
+		return nil // no state, no cgroup recorded: nothing made
+	}
+	if err := st.Cgroup.removeEmpty(ctx); err != nil {
+		return err
+	}
+	_, parents := st.Cgroup.reapDirs()
+	m.bgMu.Lock()
+	if m.bgParents == nil {
+		m.bgParents = map[string]struct{}{}
+	}
+	for _, p := range parents {
+		m.bgParents[p] = struct{}{}
+	}
+	m.bgMu.Unlock()
 	return nil
 }
 
@@ -785,7 +833,7 @@ func removing(aside string) bool {
 // The sandbox's cgroup goes first (what is left in it is killed).
 func (m *Manager) removeDir(ctx context.Context, dir string) error {
 	if st, err := readState(dir); err == nil && st.Cgroup != nil {
-		if err := st.Cgroup.remove(ctx); err != nil {
+		if err := st.Cgroup.removeEmpty(ctx); err != nil {
 			return err
 		}
 		st.Cgroup.removeParents()

@@ -35,9 +35,36 @@ type Sandbox struct {
 	main     *Cmd          // the main command, when this handle started it
 	net      NetworkAttachment
 	held     *lockfile.Lock // our hold of the name lock (Spec.DetachedTeardown)
+	// writable is Spec.WritableDir, known without reading the state
+	// when this handle launched the sandbox (initDone != nil).
+	writable string
 
 	cgOnce sync.Once
 	cg     *cgroupState
+
+	oomOnce sync.Once
+	oomF    *os.File // the cgroup's OOM-kill counter, opened once (nil: none)
+}
+
+// oomKills reads the sandbox's OOM-kill count, around every command it
+// starts: through a descriptor opened once per handle (reading it again
+// from its start costs a tenth of opening the file each time). ok is
+// false when the sandbox has no such counter.
+func (s *Sandbox) oomKills() (n uint64, ok bool) {
+	cg := s.cgroup()
+	if cg == nil {
+		return 0, false
+	}
+	s.oomOnce.Do(func() {
+		if f, err := cg.openOOM(); err == nil && f != nil {
+			s.oomF = f // closed by Destroy, or with the handle (the finalizer of *os.File)
+		}
+	})
+	if s.oomF == nil {
+		return 0, false
+	}
+	n, err := readOOMKills(s.oomF)
+	return n, err == nil
 }
 
 // cgroup returns the sandbox's cgroup, nil when it has none.
@@ -138,6 +165,9 @@ func (s *Sandbox) UpperDir(ctx context.Context) (string, error) {
 // layer (Spec.WritableDir), "" when it has none. Unlike Info it reads the
 // state only, not the cgroup's counters: Destroy's path needs no more.
 func (s *Sandbox) WritableDir() (string, error) {
+	if s.initDone != nil {
+		return s.writable, nil // we launched it: no state to read
+	}
 	st, err := readState(s.dir)
 	if err != nil {
 		return "", fmt.Errorf("sandbox %s: %w", s.name, err)
@@ -303,6 +333,12 @@ func (s *Sandbox) waitGone(ctx context.Context) error {
 // process when it has none), SIGKILL after Options.StopGrace — and removes
 // it and everything it left on disk. Destroying a sandbox that already
 // ended just removes it.
+//
+// It returns once every process of the sandbox is gone, its name is free
+// for a new sandbox and what its init held (volume and snapshot leases)
+// is released. Its cgroup and directory are removed after that, in the
+// background: Manager.Close waits for those removals and returns what
+// they failed to do; after a crash, GC removes what is left.
 func (s *Sandbox) Destroy(ctx context.Context) error {
 	return s.destroy(ctx, s.m.opts.StopGrace)
 }
@@ -327,7 +363,18 @@ func (s *Sandbox) destroy(ctx context.Context, grace time.Duration) error {
 	if err := s.stop(ctx, grace); err != nil {
 		return fmt.Errorf("destroy sandbox %s: %w", s.name, err)
 	}
-	s.waitNetwork(ctx)
+	s.mu.Lock()
+	net := s.net
+	s.mu.Unlock()
+	if net != nil || s.initDone == nil {
+		// A handle that launched the sandbox without a network helper
+		// knows there is none to wait for: no state to read.
+		s.waitNetwork(ctx)
+	}
+	s.oomOnce.Do(func() {}) // no counter opened from here on
+	if s.oomF != nil {
+		_ = s.oomF.Close() // read-only; the sandbox is gone, and its commands with it
+	}
 	s.mu.Lock()
 	if s.net != nil {
 		// The sandbox goes regardless; a helper left running is logged
