@@ -27,12 +27,11 @@ func unshareCgroupNS() error {
 
 // joinWorkload moves the calling thread (the spawner's, locked and never
 // unlocked) into the workloads' cgroup through fd, the file the runtime
-// opened (cgroup.threads on v2, tasks on v1; "0" is the writing thread),
-// and closes fd. The children it forks are born there, under the
+// opened (cgroup.threads on v2, tasks on v1; "0" is the writing thread).
+// fd stays open (close-on-exec) for the spawner of a handover's new init. The children it forks are born there, under the
 // workloads' pids limit, while the init's other threads stay in the
 // sandbox's cgroup, with room to spare.
 func joinWorkload(fd int) error {
-	defer unix.Close(fd)
 	for {
 		_, err := unix.Write(fd, []byte("0"))
 		if err == nil {

@@ -27,28 +27,92 @@ func relayCapped(logfd int, max int64) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := os.NewFile(uintptr(logfd), "log")
-	logCopiers.Add(1)
-	go func() {
-		defer logCopiers.Done()
-		defer func() { _ = r.Close() }() // the relay pipe's read end: only read
-		copyCapped(f, r, max)
-		// The log was written through f: a failed close goes to the
-		// init's own log, as nobody waits for the relay.
-		if err := f.Close(); err != nil {
-			fmt.Fprintln(os.Stderr, "lightbox init: close a capped log:", err)
-		}
-	}()
+	startRelay(r, NewCappedLog(os.NewFile(uintptr(logfd), "log"), max))
 	return w, nil
 }
 
-func copyCapped(f *os.File, r io.Reader, max int64) {
-	buf := make([]byte, 64<<10)
-	_, _ = io.CopyBuffer(NewCappedLog(f, max), readerOnly{r}, buf) // ends at EOF: every writer is gone
+// A relay copies one pipe into one capped log. Each copy (a read of the
+// pipe and its write to the log) happens under mu, so that a handover
+// (handover_linux.go), which takes every relay's mu and keeps it across
+// its exec, finds nothing read and not yet written: what the workload
+// writes meanwhile waits in the pipe for the next init.
+type relay struct {
+	mu   sync.Mutex
+	pipe *os.File
+	log  *CappedLog
 }
 
-// readerOnly hides r's WriterTo, so that io.CopyBuffer uses the buffer.
-type readerOnly struct{ io.Reader }
+// relays are the running relays, for a handover.
+var relays struct {
+	sync.Mutex
+	set map[*relay]struct{}
+}
+
+// startRelay copies pipe into log until every writer of pipe is gone,
+// then closes both.
+func startRelay(pipe *os.File, log *CappedLog) {
+	rl := &relay{pipe: pipe, log: log}
+	relays.Lock()
+	if relays.set == nil {
+		relays.set = map[*relay]struct{}{}
+	}
+	relays.set[rl] = struct{}{}
+	relays.Unlock()
+	logCopiers.Add(1)
+	go func() {
+		defer logCopiers.Done()
+		rl.copy()
+		relays.Lock()
+		delete(relays.set, rl)
+		relays.Unlock()
+		_ = pipe.Close() // the relay pipe's read end: only read
+		// The log was written through f: a failed close goes to the
+		// init's own log, as nobody waits for the relay.
+		if err := log.f.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "lightbox init: close a capped log:", err)
+		}
+	}()
+}
+
+// copy relays until EOF (every writer is gone) or a read error.
+func (rl *relay) copy() {
+	rc, err := rl.pipe.SyscallConn()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lightbox init: log relay:", err)
+		return
+	}
+	var buf []byte // made when there is something to read: an idle relay holds none
+	for {
+		var n int
+		var rerr error
+		err := rc.Read(func(fd uintptr) bool {
+			rl.mu.Lock()
+			defer rl.mu.Unlock()
+			if buf == nil {
+				if !readable(int(fd)) {
+					return false // wait in the poller, without mu
+				}
+				buf = make([]byte, 64<<10)
+			}
+			for {
+				n, rerr = unix.Read(int(fd), buf)
+				if !errors.Is(rerr, unix.EINTR) {
+					break
+				}
+			}
+			if errors.Is(rerr, unix.EAGAIN) {
+				return false // wait in the poller, without mu
+			}
+			if n > 0 {
+				_, _ = rl.log.Write(buf[:n]) // never fails: see CappedLog.Write
+			}
+			return true
+		})
+		if err != nil || rerr != nil || n <= 0 {
+			return
+		}
+	}
+}
 
 // CappedLog writes to a log file and keeps at most max bytes of it: past
 // max, the newest half is moved to the front and the rest dropped,
@@ -123,6 +187,17 @@ func compact(f *os.File, off, max, dropped int64) (int64, int64) {
 	// only loses the mark, not the cap.
 	_ = unix.Fsetxattr(int(f.Fd()), DroppedXattr, []byte(strconv.FormatInt(dropped, 10)), 0)
 	return done, dropped
+}
+
+// readable says whether a read of fd would not block: data or EOF.
+func readable(fd int) bool {
+	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(p, 0)
+		if !errors.Is(err, unix.EINTR) {
+			return n > 0 || err != nil // an error: the read tells what it is
+		}
+	}
 }
 
 // waitLogCopiers waits for the log relays to drain, at most d.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/beamhop/lightbox/internal/environ"
+	"github.com/beamhop/lightbox/internal/sys/seccomp"
 	"io"
 	"net"
 	"os"
@@ -37,16 +38,25 @@ type server struct {
 	pending    int           // replies about the main command still to send
 	drained    chan struct{} // closed when pending drops to 0 (mainEnded waits)
 
-	taken  bool        // a take was applied (at most one)
-	leases []int       // lease files a take passed: held for the sandbox's life
-	active int         // connections being served
-	trim   *time.Timer // gives memory back once no connection is served
+	taken    bool        // a take was applied (at most one)
+	leases   []int       // lease files a take passed: held for the sandbox's life
+	active   int         // connections being served
+	trim     *time.Timer // gives memory back once no connection is served
+	liveness *os.File    // the liveness pipe, nil once at its end
+	deadline int64       // CLOCK_MONOTONIC ns when the timeout ends the sandbox; 0 = none
+
+	// The handover (handover_linux.go).
+	exe    int // O_PATH descriptor of the init's program; -1: no handover
+	gen    int // handovers since launch
+	served int // connections accepted since this process started
 }
 
 // idleTrim is how long the init waits, once it serves no connection, before
 // it gives the memory its requests used back to the host: an idle sandbox
 // stays at its idle size however many commands ran in it (bench/NOTES.md:
-// 1.1 MB anonymous idle, 2.3 MB after 300 execs without this).
+// 1.1 MB anonymous idle, 2.3 MB after 300 execs without this). The trim
+// is a handover to a new init (handover_linux.go) the first time and
+// whenever a connection was served since the last one.
 const idleTrim = time.Second
 
 // busy counts a connection in (+1) or out (-1), and arms the trim when the
@@ -55,6 +65,9 @@ func (s *server) busy(d int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.active += d
+	if d > 0 {
+		s.served++
+	}
 	if s.active > 0 {
 		return
 	}
@@ -66,12 +79,27 @@ func (s *server) busy(d int) {
 }
 
 func (s *server) trimIfIdle() {
+	if s.wantHandover() {
+		s.requestHandover()
+		return
+	}
 	s.mu.Lock()
 	idle := s.active == 0
 	s.mu.Unlock()
 	if idle {
 		freeMemory()
 	}
+}
+
+// launchOver gives back what setup used: by a handover when idle, else
+// (a connection is served) by freeing memory, which the trim after the
+// last connection completes.
+func (s *server) launchOver() {
+	if s.wantHandover() {
+		s.requestHandover()
+		return
+	}
+	freeMemory()
 }
 
 // freeMemory gives the host back what the init does not use. (A second
@@ -88,6 +116,12 @@ type proc struct {
 }
 
 func newServer(cfg *Config, r *reaper, sp *spawner) (*server, error) {
+	return newServerExe(cfg, r, sp, -1)
+}
+
+// newServerExe is newServer with the O_PATH descriptor of the init's
+// program (-1: open it now).
+func newServerExe(cfg *Config, r *reaper, sp *spawner, exe int) (*server, error) {
 	lf := os.NewFile(uintptr(cfg.FDs.Listener), "init.sock")
 	l, err := net.FileListener(lf)
 	_ = lf.Close() // a copy: the listener has its own fd
@@ -98,7 +132,10 @@ func newServer(cfg *Config, r *reaper, sp *spawner) (*server, error) {
 	if !ok {
 		return nil, fmt.Errorf("exec socket: not a unix socket")
 	}
-	s := &server{cfg: cfg, ln: ul, lock: os.NewFile(uintptr(cfg.FDs.Lock), "lock"), mainDone: make(chan struct{})}
+	if exe < 0 {
+		exe = openExe()
+	}
+	s := &server{cfg: cfg, ln: ul, lock: os.NewFile(uintptr(cfg.FDs.Lock), "lock"), mainDone: make(chan struct{}), exe: exe}
 	if b, err := os.ReadFile("/proc/self/setgroups"); err == nil {
 		s.setgr = string(b) != "deny\n"
 	}
@@ -125,10 +162,16 @@ func (s *server) run() {
 		// read would hold the only P (GOMAXPROCS=1) until sysmon takes it
 		// back, delaying the first requests by milliseconds.
 		_ = unix.SetNonblock(s.cfg.FDs.Liveness, true) // fails only on a bad fd: the read that follows then fails
-		go s.watch(os.NewFile(uintptr(s.cfg.FDs.Liveness), "liveness"))
+		s.mu.Lock()
+		s.liveness = os.NewFile(uintptr(s.cfg.FDs.Liveness), "liveness")
+		go s.watch(s.liveness)
+		s.mu.Unlock()
 	}
-	if s.cfg.Timeout > 0 {
-		time.AfterFunc(s.cfg.Timeout, func() {
+	if s.deadline == 0 && s.cfg.Timeout > 0 {
+		s.deadline = monotonic() + int64(s.cfg.Timeout)
+	}
+	if s.deadline != 0 {
+		time.AfterFunc(time.Duration(s.deadline-monotonic()), func() {
 			s.destroy(2*time.Second, true)
 			s.exit()
 		})
@@ -136,8 +179,15 @@ func (s *server) run() {
 	for {
 		c, err := s.ln.AcceptUnix()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			switch {
+			case errors.Is(err, net.ErrClosed):
 				select {}
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				// requestHandover: hand over here, where no connection
+				// is accepted meanwhile.
+				_ = s.ln.SetDeadline(time.Time{}) // fails only on a closed listener: the next Accept says so
+				s.handover()
+				continue
 			}
 			time.Sleep(10 * time.Millisecond)
 			continue
@@ -153,10 +203,11 @@ func (s *server) run() {
 // watch ends the sandbox when the launcher goes away, unless detached.
 func (s *server) watch(f *os.File) {
 	_, _ = io.Copy(io.Discard, f) // ends at EOF or an error: either way the launcher is gone
-	_ = f.Close()                 // the liveness pipe's read end: no data
 	s.mu.Lock()
 	detached := s.detached
+	s.liveness = nil // not handed over from now on
 	s.mu.Unlock()
+	_ = f.Close() // the liveness pipe's read end: no data
 	if !detached {
 		s.exit()
 	}
@@ -439,7 +490,7 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 		s.pending++
 		defer s.done()
 	}
-	pid, done, err := s.sp.spawn(argv0, e.Args, &syscall.ProcAttr{Dir: dir, Env: env, Files: files, Sys: attr})
+	pid, done, err := s.spawn(argv0, e.Args, &syscall.ProcAttr{Dir: dir, Env: env, Files: files, Sys: attr})
 	for _, w := range relayW {
 		_ = w.Close() // the workload has its copy: EOF comes when it is gone
 	}
@@ -516,6 +567,21 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 			_ = unix.Kill(pid, unix.SIGKILL)  // our child: fails only once it has exited
 		}
 	}
+}
+
+// spawn forks a workload from the spawner, started first when there is
+// none yet (a handover's new init starts it with its first command, as
+// the thread and what its setup allocates would stay resident). Called
+// with s.mu held.
+func (s *server) spawn(argv0 string, argv []string, attr *syscall.ProcAttr) (int, chan syscall.WaitStatus, error) {
+	if s.sp == nil {
+		sp, ready := startSpawner(s.r, seccomp.Options{AllowUserNamespaces: s.cfg.AllowUserNamespaces}, len(s.cfg.Cgroup) > 0, s.cfg.FDs.Workload)
+		if err := <-ready; err != nil {
+			return 0, nil, err
+		}
+		s.sp = sp
+	}
+	return s.sp.spawn(argv0, argv, attr)
 }
 
 // mainEnded records the main command's status, lets the connections that
