@@ -224,7 +224,11 @@ func (s *server) forward(sigs chan os.Signal) {
 		case m != nil:
 			_ = unix.Kill(m.pid, sig.(syscall.Signal)) // our child (reaped only by us): fails only once it has exited
 		case sig == unix.SIGTERM || sig == unix.SIGINT:
-			go s.destroy(10*time.Second, false)
+			go func() {
+				if s.destroy(10*time.Second, false) {
+					s.exit()
+				}
+			}()
 		}
 	}
 }
@@ -237,14 +241,14 @@ func (s *server) exit() {
 	os.Exit(0)
 }
 
-// destroy stops the main command (or every process) with SIGTERM, waits
-// up to grace, then exits. It returns only to a caller that lost the race
-// with another destroy.
-func (s *server) destroy(grace time.Duration, timedOut bool) {
+// destroy stops the main command (or every process) with SIGTERM and
+// waits up to grace; the caller then exits. It returns false at once to a
+// caller that lost the race with another destroy.
+func (s *server) destroy(grace time.Duration, timedOut bool) bool {
 	s.mu.Lock()
 	if s.destroying {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	s.destroying = true
 	m := s.main
@@ -271,6 +275,7 @@ func (s *server) destroy(grace time.Duration, timedOut bool) {
 		}
 		s.record(st)
 	}
+	return true
 }
 
 func (s *server) killMain(m *proc) chan struct{} {
