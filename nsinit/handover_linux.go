@@ -258,8 +258,13 @@ func (s *server) handover() {
 	}
 	err := s.execNew(&st)
 	// Still here: the exec failed, and the init goes on as it was.
+	unix.Close(s.exe)
 	s.exe = -1
-	fmt.Fprintln(os.Stderr, "lightbox init: hand over to a new init:", err)
+	if errors.Is(err, unix.ENOENT) {
+		// The program's ELF interpreter is not in the sandbox.
+		err = fmt.Errorf("%w (a dynamically linked init cannot run again after pivot_root; build lightbox with CGO_ENABLED=0)", err)
+	}
+	fmt.Fprintln(os.Stderr, "lightbox init: no handover to a new init, the init stays as it is:", err)
 }
 
 // execNew writes st to a memfd and execs the init's program with it; it
