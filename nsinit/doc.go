@@ -32,8 +32,9 @@
 // plus, for a handover, an O_PATH descriptor of its own program (on a
 // read-only mount) and the workloads' cgroup's tasks file.
 //
-// Handover: once the sandbox is idle (one second after its last
-// connection, two after the launch) PID 1 executes its own program again
+// Handover: once the sandbox is idle after its launch (one second after
+// its last connection, or two after the launch), and again after serving
+// once idle for ten seconds, PID 1 executes its own program again
 // (execveat of that descriptor) and the new process takes the sandbox
 // over from a small state passed in a memfd, with the listener, lock,
 // liveness pipe, leases and log relays kept open across the exec; a fresh

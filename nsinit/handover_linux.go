@@ -17,7 +17,9 @@ import (
 )
 
 // A handover is PID 1 executing its own program again once the sandbox is
-// idle, so that a fresh Go heap holds only what the server needs: setup
+// idle (the launch's init at its first idle trim, a later one when idle
+// for handoverIdle after serving), so that a fresh Go heap holds only what
+// the server needs: setup
 // (and every request since) leaves the heap's spans, the runtime's
 // metadata and spare threads resident, which no collection gives back
 // (bench/NOTES.md, "the idle init's memory"). The process stays the same
@@ -207,12 +209,19 @@ func openExe() int {
 	return fd
 }
 
-// wantHandover says whether an idle init should hand over: once after
-// launch, then whenever it served a connection since the last one.
-func (s *server) wantHandover() bool {
+// wantHandover says whether an idle init should hand over: the launch's
+// init at its first trim, a later one once idle for handoverIdle (late)
+// when it served a connection since it started.
+func (s *server) wantHandover(late bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.exe >= 0 && s.active == 0 && !s.destroying && (s.gen == 0 || s.served > 0)
+	if s.exe < 0 || s.active > 0 || s.destroying {
+		return false
+	}
+	if late {
+		return s.gen > 0 && s.served > 0
+	}
+	return s.gen == 0
 }
 
 // requestHandover makes the accept loop's Accept return, so that it hands

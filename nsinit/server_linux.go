@@ -42,6 +42,7 @@ type server struct {
 	leases   []int       // lease files a take passed: held for the sandbox's life
 	active   int         // connections being served
 	trim     *time.Timer // gives memory back once no connection is served
+	late     *time.Timer // hands over again once idle for handoverIdle
 	liveness *os.File    // the liveness pipe, nil once at its end
 	deadline int64       // CLOCK_MONOTONIC ns when the timeout ends the sandbox; 0 = none
 
@@ -54,10 +55,15 @@ type server struct {
 // idleTrim is how long the init waits, once it serves no connection, before
 // it gives the memory its requests used back to the host: an idle sandbox
 // stays at its idle size however many commands ran in it (bench/NOTES.md:
-// 1.1 MB anonymous idle, 2.3 MB after 300 execs without this). The trim
-// is a handover to a new init (handover_linux.go) the first time and
-// whenever a connection was served since the last one.
+// 1.1 MB anonymous idle, 2.3 MB after 300 execs without this). The first
+// trim after the launch is a handover to a new init (handover_linux.go).
 const idleTrim = time.Second
+
+// handoverIdle is how long an init that handed over already waits, once
+// it serves no connection, before it hands over again (when it served
+// any since): each handover costs ~3 ms of CPU, which a sandbox used
+// every few seconds should not pay each time.
+const handoverIdle = 10 * time.Second
 
 // busy counts a connection in (+1) or out (-1), and arms the trim when the
 // last one is done.
@@ -73,13 +79,25 @@ func (s *server) busy(d int) {
 	}
 	if s.trim == nil {
 		s.trim = time.AfterFunc(idleTrim, s.trimIfIdle)
-		return
+	} else {
+		s.trim.Reset(idleTrim)
 	}
-	s.trim.Reset(idleTrim)
+	if s.gen == 0 {
+		return // the trim hands over
+	}
+	if s.late == nil {
+		s.late = time.AfterFunc(handoverIdle, func() {
+			if s.wantHandover(true) {
+				s.requestHandover()
+			}
+		})
+	} else {
+		s.late.Reset(handoverIdle)
+	}
 }
 
 func (s *server) trimIfIdle() {
-	if s.wantHandover() {
+	if s.wantHandover(false) {
 		s.requestHandover()
 		return
 	}
@@ -95,7 +113,7 @@ func (s *server) trimIfIdle() {
 // (a connection is served) by freeing memory, which the trim after the
 // last connection completes.
 func (s *server) launchOver() {
-	if s.wantHandover() {
+	if s.wantHandover(false) {
 		s.requestHandover()
 		return
 	}

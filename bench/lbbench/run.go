@@ -303,8 +303,13 @@ func (b *bench) memory(ctx context.Context, m *mode) {
 		if ok {
 			// Let the launch (or the execs) settle: lightbox's init
 			// hands over to a fresh copy of itself one idle second
-			// after its last connection (nsinit/handover_linux.go).
-			time.Sleep(3 * time.Second)
+			// after the launch's last connection, ten after later
+			// ones (nsinit/handover_linux.go).
+			settle := 3 * time.Second
+			if t.execs > 0 {
+				settle = 12 * time.Second
+			}
+			time.Sleep(settle)
 			it.mem = hostSide(w, before, hostUserns)
 			if strings.HasPrefix(t.key, "mem/lightbox") && t.key != "mem/lightbox-private" && t.key != "mem/lightbox-pasta" {
 				// Issue 14's target: at most 1 MiB anonymous and 4 MiB
