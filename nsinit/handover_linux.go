@@ -64,6 +64,7 @@ type handoverState struct {
 	Env, Cgroup         []string
 	AllowUserNS         bool
 	WorkloadOOMScore    int
+	Nproc               int64
 	Setgroups           bool
 	// The descriptors kept across the exec: the program (O_PATH), the
 	// listener, the lock file, the liveness pipe (-1 once at its end),
@@ -86,7 +87,7 @@ type relayHandover struct {
 }
 
 // handoverMagic starts the encoding; it changes with the layout.
-const handoverMagic = "lbh1"
+const handoverMagic = "lbh2"
 
 func appendState(b []byte, st *handoverState) []byte {
 	b = append(b, handoverMagic...)
@@ -117,7 +118,7 @@ func appendState(b []byte, st *handoverState) []byte {
 	ints(int64(len(st.Cgroup)))
 	strs(st.Cgroup...)
 	bools(st.AllowUserNS, st.Setgroups, st.Detached, st.Taken)
-	ints(int64(st.WorkloadOOMScore), int64(st.Exe), int64(st.Listener), int64(st.Lock), int64(st.Liveness), int64(st.Workload))
+	ints(int64(st.WorkloadOOMScore), st.Nproc, int64(st.Exe), int64(st.Listener), int64(st.Lock), int64(st.Liveness), int64(st.Workload))
 	ints(int64(len(st.Leases)))
 	for _, fd := range st.Leases {
 		ints(int64(fd))
@@ -174,7 +175,8 @@ func parseState(b []byte) (*handoverState, error) {
 	st.Name, st.Workdir, st.User = str(), str(), str()
 	st.Env, st.Cgroup = strs(), strs()
 	st.AllowUserNS, st.Setgroups, st.Detached, st.Taken = flag(), flag(), flag(), flag()
-	st.WorkloadOOMScore, st.Exe, st.Listener, st.Lock, st.Liveness, st.Workload = num(), num(), num(), num(), num(), num()
+	st.WorkloadOOMScore, st.Nproc = num(), i64()
+	st.Exe, st.Listener, st.Lock, st.Liveness, st.Workload = num(), num(), num(), num(), num()
 	st.Leases = make([]int, count())
 	for i := range st.Leases {
 		st.Leases[i] = num()
@@ -238,6 +240,11 @@ func (s *server) handover() {
 	if s.exe < 0 || s.active > 0 || s.destroying {
 		return
 	}
+	if s.cfg.Nproc > 0 && tasks()+handoverRoom > s.cfg.Nproc {
+		// The new init could not make its threads (RLIMIT_NPROC counts
+		// them with the workloads'): not now.
+		return
+	}
 	// Hold the reaper: no status is reaped (and lost) from here to the
 	// exec; the new init reaps what ended meanwhile.
 	s.r.mu.Lock()
@@ -245,7 +252,7 @@ func (s *server) handover() {
 	st := handoverState{
 		Gen: s.gen + 1, Detached: s.detached, Taken: s.taken, Setgroups: s.setgr, Deadline: s.deadline,
 		Name: s.cfg.Name, Env: s.cfg.Env, Workdir: s.cfg.Workdir, User: s.cfg.User,
-		AllowUserNS: s.cfg.AllowUserNamespaces, Cgroup: s.cfg.Cgroup, WorkloadOOMScore: s.cfg.WorkloadOOMScore,
+		AllowUserNS: s.cfg.AllowUserNamespaces, Cgroup: s.cfg.Cgroup, WorkloadOOMScore: s.cfg.WorkloadOOMScore, Nproc: s.cfg.Nproc,
 		Exe: s.exe, Listener: fileFD(s.ln), Lock: s.cfg.FDs.Lock, Liveness: -1, Workload: s.cfg.FDs.Workload,
 		Leases: append(slices.Clone(s.cfg.FDs.Leases), s.leases...),
 	}
@@ -308,6 +315,31 @@ func (s *server) execNew(st *handoverState) error {
 	err = sys.Fexecve(s.exe, argv, env)
 	cloexecAll(keep)
 	return err
+}
+
+// handoverRoom is how many tasks a new init needs free under RLIMIT_NPROC
+// (it makes 5 to 8 threads), with a margin.
+const handoverRoom = 16
+
+// tasks counts the threads of every process in the sandbox (its pid
+// namespace's /proc, which the init mounted).
+func tasks() int64 {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 1 << 62 // unknown: no handover
+	}
+	var n int64
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		ts, err := os.ReadDir("/proc/" + e.Name() + "/task")
+		if err != nil {
+			continue // gone meanwhile
+		}
+		n += int64(len(ts))
+	}
+	return n
 }
 
 // fds lists the descriptors st names (the memfd aside).
@@ -379,7 +411,7 @@ func resume() {
 	}
 	cfg := &Config{
 		Version: Version, Name: st.Name, Env: st.Env, Workdir: st.Workdir, User: st.User,
-		AllowUserNamespaces: st.AllowUserNS, Cgroup: st.Cgroup, WorkloadOOMScore: st.WorkloadOOMScore,
+		AllowUserNamespaces: st.AllowUserNS, Cgroup: st.Cgroup, WorkloadOOMScore: st.WorkloadOOMScore, Nproc: st.Nproc,
 		FDs: FDs{Report: -1, Passer: -1, Exe: -1, Listener: st.Listener, Lock: st.Lock, Liveness: st.Liveness, Workload: st.Workload, Leases: st.Leases},
 	}
 	var keep []int
