@@ -28,9 +28,10 @@ func unshareCgroupNS() error {
 // joinWorkload moves the calling thread (the spawner's, locked and never
 // unlocked) into the workloads' cgroup through fd, the file the runtime
 // opened (cgroup.threads on v2, tasks on v1; "0" is the writing thread).
-// fd stays open (close-on-exec) for the spawner of a handover's new init. The children it forks are born there, under the
-// workloads' pids limit, while the init's other threads stay in the
-// sandbox's cgroup, with room to spare.
+// The children it forks are born there, under the workloads' pids limit,
+// while the init's other threads stay in the sandbox's cgroup, with room
+// to spare. fd stays open (close-on-exec) for the spawner of a handover's
+// new init.
 func joinWorkload(fd int) error {
 	for {
 		_, err := unix.Write(fd, []byte("0"))
