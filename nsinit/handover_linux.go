@@ -44,10 +44,15 @@ import (
 // cannot reach it: ptrace and /proc/1/mem need the caller's capabilities
 // to include the target's, and no workload has the init's), and starts a
 // new spawner exactly as setup did (cgroup namespace, workloads' cgroup,
-// privileges dropped, seccomp). Between the exec and its signal handlers
-// (the Go runtime's start, ~1 ms) a signal sent to PID 1 is handled by
-// the runtime's default: SIGTERM, SIGINT, SIGHUP, SIGQUIT and SIGUSR1/2
-// then end the sandbox, as a SIGTERM to an idle sandbox does anyway.
+// privileges dropped, seccomp). Between the exec and the new init's
+// first lines (the Go runtime's start, ~1 ms) a signal sent to PID 1 is
+// lost: before the runtime installs its handlers the kernel drops it (a
+// pid namespace's init ignores signals it has no handler for), after that
+// the runtime's default ends the init for SIGTERM, SIGINT, SIGHUP,
+// SIGQUIT and SIGUSR1/2; resume takes them over first thing, and what
+// comes then waits in the channels until the server reads them. Blocking them across the exec would keep them
+// pending, but the new runtime would then block them in every workload
+// it forks (the mask at its start is every thread's saved mask).
 
 // envHandover names the descriptor of the handover state in the new
 // process's environment.
@@ -402,6 +407,8 @@ func resume() {
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		resumeFailed(fmt.Errorf("prctl(PR_SET_DUMPABLE): %w", err))
 	}
+	// Next: the signals the runtime's defaults would end us for.
+	sigs := notifySignals()
 	st, err := readHandover()
 	if err != nil {
 		resumeFailed(err)
@@ -423,7 +430,7 @@ func resume() {
 	if err != nil {
 		resumeFailed(err)
 	}
-	s.gen, s.detached, s.taken, s.deadline, s.setgr = st.Gen, st.Detached, st.Taken, st.Deadline, st.Setgroups
+	s.gen, s.detached, s.taken, s.deadline, s.setgr, s.sigs = st.Gen, st.Detached, st.Taken, st.Deadline, st.Setgroups, sigs
 	if st.Main > 0 {
 		p := &proc{pid: st.Main, done: make(chan struct{})}
 		s.main = p

@@ -46,6 +46,8 @@ type server struct {
 	liveness *os.File    // the liveness pipe, nil once at its end
 	deadline int64       // CLOCK_MONOTONIC ns when the timeout ends the sandbox; 0 = none
 
+	sigs initSignals // notifySignals' channels, read from run on
+
 	// The handover (handover_linux.go).
 	exe    int // O_PATH descriptor of the init's program; -1: no handover
 	gen    int // handovers since launch
@@ -161,18 +163,30 @@ func newServerExe(cfg *Config, r *reaper, sp *spawner, exe int) (*server, error)
 	return s, nil
 }
 
-func (s *server) run() {
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
-	go s.forward(sigs)
+// initSignals are PID 1's signal channels: those forwarded to the main
+// command (or ending the sandbox), and those swallowed.
+type initSignals struct{ forward, swallow chan os.Signal }
+
+// notifySignals takes over PID 1's signals from the Go runtime's
+// defaults; what comes before run reads them waits in the channels.
+func notifySignals() initSignals {
+	sigs := initSignals{forward: make(chan os.Signal, 8), swallow: make(chan os.Signal, 4)}
+	signal.Notify(sigs.forward, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
 	// Go's default for these is to crash with a stack dump; a workload
 	// may send them to PID 1 (the kernel delivers every signal that has a
 	// handler, and Go installs one for all): swallow them. Real faults
 	// still crash: Notify does not apply to them.
-	swallow := make(chan os.Signal, 4)
-	signal.Notify(swallow, unix.SIGABRT, unix.SIGILL, unix.SIGTRAP, unix.SIGSYS, unix.SIGSTKFLT, unix.SIGBUS, unix.SIGFPE, unix.SIGSEGV)
+	signal.Notify(sigs.swallow, unix.SIGABRT, unix.SIGILL, unix.SIGTRAP, unix.SIGSYS, unix.SIGSTKFLT, unix.SIGBUS, unix.SIGFPE, unix.SIGSEGV)
+	return sigs
+}
+
+func (s *server) run() {
+	if s.sigs.forward == nil {
+		s.sigs = notifySignals()
+	}
+	go s.forward(s.sigs.forward)
 	go func() {
-		for range swallow {
+		for range s.sigs.swallow {
 		}
 	}()
 	if s.cfg.FDs.Liveness >= 0 {

@@ -247,6 +247,9 @@ func TestInitHandoverTimeoutDestroy(t *testing.T) {
 	sb = e.launch(t, e.spec("handover-term"))
 	pid := sb.Pid()
 	waitGen(t, pid, 1)
+	// The new init's cmdline changes at its exec, before its signal
+	// handlers exist (nsinit/handover_linux.go): once it serves, they do.
+	sh(t, sb, "true")
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
