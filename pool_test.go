@@ -242,3 +242,57 @@ func poolChild(root string) {
 	os.Stdout.WriteString("ready\n")
 	select {}
 }
+
+// TestPrewarmTakeAfterHandover: a pooled sandbox idles, so its init hands
+// over to a fresh copy of itself (nsinit's handover) before it is taken;
+// the take still gives it its name in the hostname and in /etc/hostname
+// and /etc/hosts, which the init rewrites through the descriptors the
+// handover carried.
+func TestPrewarmTakeAfterHandover(t *testing.T) {
+	r, err := Open(Options{Root: filepath.Join(t.TempDir(), "store")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	importBusybox(t, r)
+	pooled := SandboxOptions{Snapshot: "busybox", Network: NetworkNone}
+	if err := r.PrewarmSandboxes(t.Context(), pooled, 1); err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	for _, p := range waitRunning(t, r, 1) {
+		pid = p
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+		if err != nil {
+			t.Fatalf("pooled init %d: %v", pid, err)
+		}
+		if strings.Contains(string(b), "\x00handover\x00") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the pooled init never handed over: cmdline %q", b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	req := pooled
+	req.Name = "late"
+	err = r.RunInSandbox(t.Context(), req, func(sb *Sandbox) error {
+		res, err := sb.Shell(t.Context(), `hostname; cat /etc/hostname; grep -c late /etc/hosts`)
+		if err != nil {
+			return err
+		}
+		if got := string(res.Stdout); got != "late\nlate\n1\n" {
+			t.Errorf("in the sandbox taken after a handover: %q (stderr %q), want its name in the hostname, /etc/hostname and /etc/hosts", got, res.Stderr)
+		}
+		if p := running(t, r)["late"]; p != pid {
+			t.Errorf("the sandbox named late ran init %d, not the pool's %d", p, pid)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

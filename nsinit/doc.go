@@ -28,7 +28,17 @@
 // unless Config.AllowUserNamespaces); each runs in its own session,
 // never on the caller's terminal. One SIGCHLD reaper hands exit statuses to waiters by pid
 // (and reaps orphans). PID 1 itself is not dumpable, and holds no fd into
-// the host's tree: the liveness pipe, the socket and the lock files only.
+// the host's tree: the liveness pipe, the socket and the lock files only,
+// plus, for a handover, an O_PATH descriptor of its own program (on a
+// read-only mount) and the workloads' cgroup's tasks file.
+//
+// Handover: once the sandbox is idle after its launch (one second after
+// its last connection, or two after the launch), and again after serving
+// once idle for ten seconds, PID 1 executes its own program again
+// (execveat of that descriptor) and the new process takes the sandbox
+// over from a small state passed in a memfd, with the listener, lock,
+// liveness pipe, leases and log relays kept open across the exec; a fresh
+// Go heap holds only what the server needs (handover_linux.go).
 //
 // Lifetime: the init watches the liveness pipe from its launcher and tears
 // the sandbox down on EOF unless told to detach. With a main command the

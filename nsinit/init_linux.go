@@ -23,6 +23,9 @@ import (
 // report pipe once the config has named it, else on stderr (the init's
 // log), and the init exits 1.
 func Main() {
+	if resuming() {
+		resume() // a handover's new init (handover_linux.go): never returns
+	}
 	report, s, err := setUp()
 	if err != nil {
 		fatal(report, err)
@@ -45,7 +48,7 @@ func Main() {
 	debug.SetGCPercent(100)
 	// Give back what setup used, once the launch is over (not in the way
 	// of the first commands).
-	time.AfterFunc(2*time.Second, freeMemory)
+	time.AfterFunc(2*time.Second, s.launchOver)
 	select {} // s.run serves until the sandbox ends (it exits the process)
 }
 

@@ -28,12 +28,12 @@ func unshareCgroupNS() error {
 
 // joinWorkload moves the calling thread (the spawner's, locked and never
 // unlocked) into the workloads' cgroup through fd, the file the runtime
-// opened (cgroup.threads on v2, tasks on v1; "0" is the writing thread),
-// and closes fd. The children it forks are born there, under the
-// workloads' pids limit, while the init's other threads stay in the
-// sandbox's cgroup, with room to spare.
+// opened (cgroup.threads on v2, tasks on v1; "0" is the writing thread).
+// The children it forks are born there, under the workloads' pids limit,
+// while the init's other threads stay in the sandbox's cgroup, with room
+// to spare. fd stays open (close-on-exec) for the spawner of a handover's
+// new init.
 func joinWorkload(fd int) error {
-	defer unix.Close(fd)
 	for {
 		_, err := unix.Write(fd, []byte("0"))
 		if err == nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -27,32 +28,111 @@ func relayCapped(logfd int, max int64) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := os.NewFile(uintptr(logfd), "log")
+	startRelay(r, NewCappedLog(os.NewFile(uintptr(logfd), "log"), max))
+	return w, nil
+}
+
+// A relay copies one pipe into one capped log. Each copy (a read of the
+// pipe and its write to the log) happens under mu, so that a handover
+// (handover_linux.go), which takes every relay's mu and keeps it across
+// its exec, finds nothing read and not yet written: what the workload
+// writes meanwhile waits in the pipe for the next init.
+type relay struct {
+	mu   sync.Mutex
+	pipe *os.File
+	log  *CappedLog
+}
+
+// relays are the running relays, for a handover.
+var relays struct {
+	sync.Mutex
+	set map[*relay]struct{}
+}
+
+// startRelay copies pipe into log until every writer of pipe is gone,
+// then closes both.
+func startRelay(pipe *os.File, log *CappedLog) {
+	rl := &relay{pipe: pipe, log: log}
+	relays.Lock()
+	if relays.set == nil {
+		relays.set = map[*relay]struct{}{}
+	}
+	relays.set[rl] = struct{}{}
+	relays.Unlock()
 	logCopiers.Add(1)
 	go func() {
 		defer logCopiers.Done()
-		defer func() { _ = r.Close() }() // the relay pipe's read end: only read
-		copyCapped(f, r, max)
+		rl.copy()
+		relays.Lock()
+		delete(relays.set, rl)
+		relays.Unlock()
+		_ = pipe.Close() // the relay pipe's read end: only read
 		// The log was written through f: a failed close goes to the
 		// init's own log, as nobody waits for the relay.
-		if err := f.Close(); err != nil {
+		if err := log.f.Close(); err != nil {
 			fmt.Fprintln(os.Stderr, "lightbox init: close a capped log:", err)
 		}
 	}()
-	return w, nil
 }
+
+// copy relays until EOF (every writer is gone) or a read error.
+func (rl *relay) copy() {
+	rc, err := rl.pipe.SyscallConn()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lightbox init: log relay:", err)
+		return
+	}
+	var buf []byte // made when there is something to read: an idle relay holds none
+	for {
+		var n int
+		var rerr error
+		err := rc.Read(func(fd uintptr) bool {
+			rl.mu.Lock()
+			defer rl.mu.Unlock()
+			if buf == nil {
+				if !readable(int(fd)) {
+					return false // wait in the poller, without mu
+				}
+				buf = make([]byte, 64<<10)
+			}
+			for {
+				n, rerr = unix.Read(int(fd), buf)
+				if !errors.Is(rerr, unix.EINTR) {
+					break
+				}
+			}
+			if errors.Is(rerr, unix.EAGAIN) {
+				return false // wait in the poller, without mu
+			}
+			if n > 0 {
+				_, _ = rl.log.Write(buf[:n]) // never fails: see CappedLog.Write
+			}
+			return true
+		})
+		if err != nil || rerr != nil || n <= 0 {
+			return
+		}
+	}
+}
+
+// ptyCopies counts the terminals copyPtyLog is copying: the init does not
+// hand over while one is (handover_linux.go), since the new init would
+// not hold the terminal's master and the command would lose its terminal.
+var ptyCopies atomic.Int32
 
 // copyPtyLog copies what a terminal's master reads into the log file f
 // (capped at max when max > 0) until every holder of its peer is gone
 // (EIO), then closes both.
 func copyPtyLog(master, f *os.File, max int64) {
 	logCopiers.Add(1)
+	ptyCopies.Add(1)
 	go func() {
 		defer logCopiers.Done()
+		defer ptyCopies.Add(-1)
 		defer func() { _ = master.Close() }() // read to its end: nothing written through it
 		var w io.Writer = f
 		if max > 0 {
-			w = newCappedLog(f, max)
+			w = NewCappedLog(f, max)
 		}
 		_, _ = io.CopyBuffer(w, readerOnly{master}, make([]byte, 16<<10)) // ends with EIO once the terminal's last holder is gone
 		if err := f.Close(); err != nil {
@@ -61,29 +141,24 @@ func copyPtyLog(master, f *os.File, max int64) {
 	}()
 }
 
-func copyCapped(f *os.File, r io.Reader, max int64) {
-	buf := make([]byte, 64<<10)
-	_, _ = io.CopyBuffer(newCappedLog(f, max), readerOnly{r}, buf) // ends at EOF: every writer is gone
-}
-
 // readerOnly hides r's WriterTo, so that io.CopyBuffer uses the buffer.
 type readerOnly struct{ io.Reader }
 
-// cappedLog writes to a log file and keeps at most max bytes of it: past
+// CappedLog writes to a log file and keeps at most max bytes of it: past
 // max, the newest half is moved to the front and the rest dropped,
 // counted in the file's DroppedXattr. The init relays a main command's
 // output, or copies its terminal, through one. Not safe for concurrent
 // use.
-type cappedLog struct {
+type CappedLog struct {
 	f                 *os.File
 	off, max, dropped int64
 }
 
-// newCappedLog returns a cappedLog appending to f (opened read-write),
+// NewCappedLog returns a CappedLog appending to f (opened read-write),
 // keeping what f holds and the drops it counted already (a restart of
 // the relay).
-func newCappedLog(f *os.File, max int64) *cappedLog {
-	l := &cappedLog{f: f, max: max}
+func NewCappedLog(f *os.File, max int64) *CappedLog {
+	l := &CappedLog{f: f, max: max}
 	l.off, _ = f.Seek(0, io.SeekEnd) // an error leaves 0: the file is rewritten from its start
 	b := make([]byte, 32)
 	if n, err := unix.Fgetxattr(int(f.Fd()), DroppedXattr, b); err == nil {
@@ -94,7 +169,7 @@ func newCappedLog(f *os.File, max int64) *cappedLog {
 
 // Write keeps p (or its newest part) in the log. It never fails: a log
 // that cannot be written must not stop the command writing to it.
-func (l *cappedLog) Write(p []byte) (int, error) {
+func (l *CappedLog) Write(p []byte) (int, error) {
 	n := len(p)
 	if n == 0 {
 		return 0, nil
@@ -142,6 +217,17 @@ func compact(f *os.File, off, max, dropped int64) (int64, int64) {
 	// only loses the mark, not the cap.
 	_ = unix.Fsetxattr(int(f.Fd()), DroppedXattr, []byte(strconv.FormatInt(dropped, 10)), 0)
 	return done, dropped
+}
+
+// readable says whether a read of fd would not block: data or EOF.
+func readable(fd int) bool {
+	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(p, 0)
+		if !errors.Is(err, unix.EINTR) {
+			return n > 0 || err != nil // an error: the read tells what it is
+		}
+	}
 }
 
 // waitLogCopiers waits for the log relays to drain, at most d.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/beamhop/lightbox/internal/environ"
+	"github.com/beamhop/lightbox/internal/sys/seccomp"
 	"io"
 	"net"
 	"os"
@@ -41,17 +42,34 @@ type server struct {
 	pending    int           // replies about the main command still to send
 	drained    chan struct{} // closed when pending drops to 0 (mainEnded waits)
 
-	taken  bool        // a take was applied (at most one)
-	leases []int       // lease files a take passed: held for the sandbox's life
-	active int         // connections being served
-	trim   *time.Timer // gives memory back once no connection is served
+	taken    bool        // a take was applied (at most one)
+	leases   []int       // lease files a take passed: held for the sandbox's life
+	active   int         // connections being served
+	trim     *time.Timer // gives memory back once no connection is served
+	late     *time.Timer // hands over again once idle for handoverIdle
+	liveness *os.File    // the liveness pipe, nil once at its end
+	deadline int64       // CLOCK_MONOTONIC ns when the timeout ends the sandbox; 0 = none
+
+	sigs initSignals // notifySignals' channels, read from run on
+
+	// The handover (handover_linux.go).
+	exe    int // O_PATH descriptor of the init's program; -1: no handover
+	gen    int // handovers since launch
+	served int // connections accepted since this process started
 }
 
 // idleTrim is how long the init waits, once it serves no connection, before
 // it gives the memory its requests used back to the host: an idle sandbox
 // stays at its idle size however many commands ran in it (bench/NOTES.md:
-// 1.1 MB anonymous idle, 2.3 MB after 300 execs without this).
+// 1.1 MB anonymous idle, 2.3 MB after 300 execs without this). The first
+// trim after the launch is a handover to a new init (handover_linux.go).
 const idleTrim = time.Second
+
+// handoverIdle is how long an init that handed over already waits, once
+// it serves no connection, before it hands over again (when it served
+// any since): each handover costs ~3 ms of CPU, which a sandbox used
+// every few seconds should not pay each time.
+const handoverIdle = 10 * time.Second
 
 // busy counts a connection in (+1) or out (-1), and arms the trim when the
 // last one is done.
@@ -59,23 +77,53 @@ func (s *server) busy(d int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.active += d
+	if d > 0 {
+		s.served++
+	}
 	if s.active > 0 {
 		return
 	}
 	if s.trim == nil {
 		s.trim = time.AfterFunc(idleTrim, s.trimIfIdle)
-		return
+	} else {
+		s.trim.Reset(idleTrim)
 	}
-	s.trim.Reset(idleTrim)
+	if s.gen == 0 {
+		return // the trim hands over
+	}
+	if s.late == nil {
+		s.late = time.AfterFunc(handoverIdle, func() {
+			if s.wantHandover(true) {
+				s.requestHandover()
+			}
+		})
+	} else {
+		s.late.Reset(handoverIdle)
+	}
 }
 
 func (s *server) trimIfIdle() {
+	if s.wantHandover(false) {
+		s.requestHandover()
+		return
+	}
 	s.mu.Lock()
 	idle := s.active == 0
 	s.mu.Unlock()
 	if idle {
 		freeMemory()
 	}
+}
+
+// launchOver gives back what setup used: by a handover when idle, else
+// (a connection is served) by freeing memory, which the trim after the
+// last connection completes.
+func (s *server) launchOver() {
+	if s.wantHandover(false) {
+		s.requestHandover()
+		return
+	}
+	freeMemory()
 }
 
 // freeMemory gives the host back what the init does not use. (A second
@@ -92,6 +140,12 @@ type proc struct {
 }
 
 func newServer(cfg *Config, r *reaper, sp *spawner) (*server, error) {
+	return newServerExe(cfg, r, sp, -1)
+}
+
+// newServerExe is newServer with the O_PATH descriptor of the init's
+// program (-1: open it now).
+func newServerExe(cfg *Config, r *reaper, sp *spawner, exe int) (*server, error) {
 	lf := os.NewFile(uintptr(cfg.FDs.Listener), "init.sock")
 	l, err := net.FileListener(lf)
 	_ = lf.Close() // a copy: the listener has its own fd
@@ -102,7 +156,10 @@ func newServer(cfg *Config, r *reaper, sp *spawner) (*server, error) {
 	if !ok {
 		return nil, fmt.Errorf("exec socket: not a unix socket")
 	}
-	s := &server{cfg: cfg, ln: ul, lock: os.NewFile(uintptr(cfg.FDs.Lock), "lock"), reported: make(chan struct{}), mainDone: make(chan struct{})}
+	if exe < 0 {
+		exe = openExe()
+	}
+	s := &server{cfg: cfg, ln: ul, lock: os.NewFile(uintptr(cfg.FDs.Lock), "lock"), reported: make(chan struct{}), mainDone: make(chan struct{}), exe: exe}
 	if b, err := os.ReadFile("/proc/self/setgroups"); err == nil {
 		s.setgr = string(b) != "deny\n"
 	}
@@ -110,10 +167,15 @@ func newServer(cfg *Config, r *reaper, sp *spawner) (*server, error) {
 	return s, nil
 }
 
-func (s *server) run() {
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
-	go s.forward(sigs)
+// initSignals are PID 1's signal channels: those forwarded to the main
+// command (or ending the sandbox), and those swallowed.
+type initSignals struct{ forward, swallow chan os.Signal }
+
+// notifySignals takes over PID 1's signals from the Go runtime's
+// defaults; what comes before run reads them waits in the channels.
+func notifySignals() initSignals {
+	sigs := initSignals{forward: make(chan os.Signal, 8), swallow: make(chan os.Signal, 4)}
+	signal.Notify(sigs.forward, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
 	// Go's default for these is to crash with a stack dump; a workload
 	// may send them to PID 1 (the kernel delivers every signal that has a
 	// handler, and Go installs one for all): swallow them. Real faults
@@ -124,10 +186,17 @@ func (s *server) run() {
 	// may take) it would set SIG_IGN, which every workload would
 	// inherit: that one is notified and drained.
 	signal.Ignore(unix.SIGILL, unix.SIGTRAP, unix.SIGSYS, unix.SIGSTKFLT, unix.SIGBUS, unix.SIGFPE, unix.SIGSEGV)
-	swallow := make(chan os.Signal, 4)
-	signal.Notify(swallow, unix.SIGABRT)
+	signal.Notify(sigs.swallow, unix.SIGABRT)
+	return sigs
+}
+
+func (s *server) run() {
+	if s.sigs.forward == nil {
+		s.sigs = notifySignals()
+	}
+	go s.forward(s.sigs.forward)
 	go func() {
-		for range swallow {
+		for range s.sigs.swallow {
 		}
 	}()
 	if s.cfg.FDs.Liveness >= 0 {
@@ -135,10 +204,16 @@ func (s *server) run() {
 		// read would hold the only P (GOMAXPROCS=1) until sysmon takes it
 		// back, delaying the first requests by milliseconds.
 		_ = unix.SetNonblock(s.cfg.FDs.Liveness, true) // fails only on a bad fd: the read that follows then fails
-		go s.watch(os.NewFile(uintptr(s.cfg.FDs.Liveness), "liveness"))
+		s.mu.Lock()
+		s.liveness = os.NewFile(uintptr(s.cfg.FDs.Liveness), "liveness")
+		go s.watch(s.liveness)
+		s.mu.Unlock()
 	}
-	if s.cfg.Timeout > 0 {
-		time.AfterFunc(s.cfg.Timeout, func() {
+	if s.deadline == 0 && s.cfg.Timeout > 0 {
+		s.deadline = monotonic() + int64(s.cfg.Timeout)
+	}
+	if s.deadline != 0 {
+		time.AfterFunc(time.Duration(s.deadline-monotonic()), func() {
 			s.destroy(2*time.Second, true)
 			s.exit()
 		})
@@ -146,8 +221,15 @@ func (s *server) run() {
 	for {
 		c, err := s.ln.AcceptUnix()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			switch {
+			case errors.Is(err, net.ErrClosed):
 				select {}
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				// requestHandover: hand over here, where no connection
+				// is accepted meanwhile.
+				_ = s.ln.SetDeadline(time.Time{}) // fails only on a closed listener: the next Accept says so
+				s.handover()
+				continue
 			}
 			time.Sleep(10 * time.Millisecond)
 			continue
@@ -163,10 +245,11 @@ func (s *server) run() {
 // watch ends the sandbox when the launcher goes away, unless detached.
 func (s *server) watch(f *os.File) {
 	_, _ = io.Copy(io.Discard, f) // ends at EOF or an error: either way the launcher is gone
-	_ = f.Close()                 // the liveness pipe's read end: no data
 	s.mu.Lock()
 	detached := s.detached
+	s.liveness = nil // not handed over from now on
 	s.mu.Unlock()
+	_ = f.Close() // the liveness pipe's read end: no data
 	if !detached {
 		s.exit()
 	}
@@ -183,7 +266,11 @@ func (s *server) forward(sigs chan os.Signal) {
 		case m != nil:
 			_ = unix.Kill(m.pid, sig.(syscall.Signal)) // our child (reaped only by us): fails only once it has exited
 		case sig == unix.SIGTERM || sig == unix.SIGINT:
-			go s.destroy(10*time.Second, false)
+			go func() {
+				if s.destroy(10*time.Second, false) {
+					s.exit()
+				}
+			}()
 		}
 	}
 }
@@ -197,14 +284,14 @@ func (s *server) exit() {
 	os.Exit(0)
 }
 
-// destroy stops the main command (or every process) with SIGTERM, waits
-// up to grace, then exits. It returns only to a caller that lost the race
-// with another destroy.
-func (s *server) destroy(grace time.Duration, timedOut bool) {
+// destroy stops the main command (or every process) with SIGTERM and
+// waits up to grace; the caller then exits. It returns false at once to a
+// caller that lost the race with another destroy.
+func (s *server) destroy(grace time.Duration, timedOut bool) bool {
 	s.mu.Lock()
 	if s.destroying {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	s.destroying = true
 	m := s.main
@@ -231,6 +318,7 @@ func (s *server) destroy(grace time.Duration, timedOut bool) {
 		}
 		s.record(st)
 	}
+	return true
 }
 
 func (s *server) killMain(m *proc) chan struct{} {
@@ -472,7 +560,7 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 		s.pending++
 		defer s.done()
 	}
-	pid, done, err := s.sp.spawn(argv0, e.Args, &syscall.ProcAttr{Dir: dir, Env: env, Files: files, Sys: attr})
+	pid, done, err := s.spawn(argv0, e.Args, &syscall.ProcAttr{Dir: dir, Env: env, Files: files, Sys: attr})
 	for _, w := range relayW {
 		_ = w.Close() // the workload has its copy: EOF comes when it is gone
 	}
@@ -552,6 +640,21 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 			_ = unix.Kill(pid, unix.SIGKILL)  // our child: fails only once it has exited
 		}
 	}
+}
+
+// spawn forks a workload from the spawner, started first when there is
+// none yet (a handover's new init starts it with its first command, as
+// the thread and what its setup allocates would stay resident). Called
+// with s.mu held.
+func (s *server) spawn(argv0 string, argv []string, attr *syscall.ProcAttr) (int, chan syscall.WaitStatus, error) {
+	if s.sp == nil {
+		sp, ready := startSpawner(s.r, seccomp.Options{AllowUserNamespaces: s.cfg.AllowUserNamespaces}, len(s.cfg.Cgroup) > 0, s.cfg.FDs.Workload)
+		if err := <-ready; err != nil {
+			return 0, nil, err
+		}
+		s.sp = sp
+	}
+	return s.sp.spawn(argv0, argv, attr)
 }
 
 // mainEnded records the main command's status, lets the connections that

@@ -37,8 +37,13 @@ type reaper struct {
 	idle    []chan struct{} // closed when wait4 finds no child left
 }
 
-func newReaper() *reaper {
+// newReaper starts the reaper; the statuses of keep (children a handover
+// passed on) wait in r.waiters for their readers.
+func newReaper(keep ...int) *reaper {
 	r := &reaper{waiters: map[int]chan syscall.WaitStatus{}}
+	for _, pid := range keep {
+		r.waiters[pid] = make(chan syscall.WaitStatus, 1)
+	}
 	ch := make(chan os.Signal, 16)
 	signal.Notify(ch, unix.SIGCHLD)
 	go func() {
