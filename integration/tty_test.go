@@ -82,6 +82,18 @@ func TestCLIDetachedTty(t *testing.T) {
 	if !strings.Contains(got, "/dev/pts/") || !strings.Contains(got, "24 80\n") || !strings.Contains(got, "on-a-terminal") {
 		t.Errorf("logs of run -d -t: %q (stderr %q), want a /dev/pts terminal of 24 80", got, r.stderr)
 	}
+	// Past the init's first idle trim (2 s after the launch), when an
+	// idle init hands over to a fresh copy of itself: not while it holds
+	// a terminal, or the command would lose it.
+	lbOK(t, root, "run", "-d", "-t", "--network", "none", "--name", "dtty3", "busybox",
+		"sh", "-c", "sleep 3; tty; echo still here")
+	defer lb(t, root, "", "rm", "-f", "dtty3")
+	if r := lb(t, root, "", "wait", "dtty3"); r.code != 0 {
+		t.Errorf("wait dtty3: code %d stderr %q, want 0 (the command lost its terminal?)", r.code, r.stderr)
+	}
+	if r := lb(t, root, "", "logs", "dtty3"); !strings.Contains(r.stdout, "/dev/pts/") || !strings.Contains(r.stdout, "still here") {
+		t.Errorf("logs of a terminal command that outlived the first idle trim: %q (stderr %q)", r.stdout, r.stderr)
+	}
 	if r := lb(t, root, "", "run", "-d", "-t", "--network", "none", "--name", "dtty2", "busybox"); r.code == 0 || !strings.Contains(r.stderr, "names none") {
 		t.Errorf("run -d -t of a snapshot without a command: code %d stderr %q, want a refusal", r.code, r.stderr)
 	}
