@@ -3,12 +3,10 @@
 package lightbox
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -234,17 +232,7 @@ func TestDestroyKilledDuringRemoval(t *testing.T) {
 	}
 	defer r.Close()
 	importBusybox(t, r)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestDestroyKilledDuringRemoval$")
-	cmd.Env = append(os.Environ(), "LIGHTBOX_TEST_DESTROY_CHILD="+root)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, _ := bufio.NewReader(out).ReadString('\n')
+	cmd, line := startChild(t, "TestDestroyKilledDuringRemoval", "LIGHTBOX_TEST_DESTROY_CHILD", root)
 	_ = cmd.Process.Kill() // SIGKILL, the moment Destroy returned
 	_ = cmd.Wait()         // killed: the status says so
 	var cgroups []string

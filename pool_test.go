@@ -18,6 +18,24 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// startChild runs test (this test binary) again as a child with env set
+// to root, and returns it with the first line it prints.
+func startChild(t *testing.T, test, env, root string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$")
+	cmd.Env = append(os.Environ(), env+"="+root)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(out).ReadString('\n') // a failed read leaves line short: the caller reports it
+	return cmd, line
+}
+
 // running lists the running sandboxes by name, with their init's pid.
 func running(t *testing.T, r *Runtime) map[string]int {
 	t.Helper()
@@ -176,17 +194,7 @@ func TestPrewarmKilled(t *testing.T) {
 	}
 	defer r.Close()
 	importBusybox(t, r)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestPrewarmKilled$")
-	cmd.Env = append(os.Environ(), "LIGHTBOX_TEST_POOL_CHILD="+root)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, _ := bufio.NewReader(out).ReadString('\n')
+	cmd, line := startChild(t, "TestPrewarmKilled", "LIGHTBOX_TEST_POOL_CHILD", root)
 	if line != "ready\n" {
 		cmd.Process.Kill()
 		cmd.Wait()
