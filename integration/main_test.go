@@ -104,6 +104,16 @@ func newStore(t *testing.T) (string, *lightbox.Runtime) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		// What a test left in the store (an exited detached sandbox,
+		// say) is removed through lightbox, cgroups and all, before the
+		// store's files go: removing the files alone leaks its cgroups.
+		if list, err := r.ListSandboxes(context.Background()); err == nil {
+			for _, sb := range list {
+				if err := r.RemoveSandbox(context.Background(), sb.Name, lightbox.RemoveSandboxOptions{Force: true, Grace: time.Second}); err != nil && !errors.Is(err, lightbox.ErrNotFound) {
+					t.Errorf("remove sandbox %s left by the test: %v", sb.Name, err)
+				}
+			}
+		}
 		r.Close()
 		assertNoMounts(t, root)
 	})
