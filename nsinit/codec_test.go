@@ -4,6 +4,7 @@ package nsinit
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"net"
 	"os"
@@ -112,5 +113,37 @@ func TestStatusInLog(t *testing.T) {
 	}
 	if _, err := UnmarshalStatus([]byte(`{"version":99,"exitCode":1}` + "\n")); !errors.Is(err, ErrVersion) {
 		t.Errorf("UnmarshalStatus of version 99 = %v, want ErrVersion", err)
+	}
+}
+
+// TestAppendReply: Marshal's hand encoding of a Reply writes what
+// encoding/json writes, and the replies it leaves to encoding/json
+// (an Error, an unusual Type) still round-trip.
+func TestAppendReply(t *testing.T) {
+	for _, r := range []Reply{
+		{Type: ReplyStarted, Pid: 7},
+		{Type: ReplyExit},
+		{Type: ReplyExit, Code: 137, Signal: 9},
+		{Type: ReplyExit, Code: -1, Pid: -5, Signal: 1 << 40},
+		{Type: ReplyOK},
+		{Type: ""},
+		{Type: ReplyError, Code: 127, Error: "exec \"x\": <not found> & \u2028"},
+		{Type: "we\"ird<", Pid: 3},
+	} {
+		got, err := Marshal(&r)
+		if err != nil {
+			t.Fatalf("Marshal(%+v): %v", r, err)
+		}
+		want, err := json.Marshal(&r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("Marshal(%+v) = %s, encoding/json writes %s", r, got, want)
+		}
+		var back Reply
+		if err := Unmarshal(got, &back); err != nil || back != r {
+			t.Errorf("round trip of %+v: %+v, %v", r, back, err)
+		}
 	}
 }
