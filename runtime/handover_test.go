@@ -206,27 +206,9 @@ func TestInitHandoverTimeoutDestroy(t *testing.T) {
 	start := time.Now()
 	sb := e.launch(t, spec)
 	waitGen(t, sb.Pid(), 1)
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	for {
-		info, err := sb.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.Status != StatusRunning {
-			if info.Status != StatusExited || !info.TimedOut || info.ExitCode != 124 {
-				t.Errorf("sandbox after its timeout: %+v, want exited, timed out, 124", info)
-			}
-			if d := time.Since(start); d < spec.Timeout {
-				t.Errorf("timed out after %v, before its timeout of %v", d, spec.Timeout)
-			}
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatal("sandbox still running long after its timeout (across a handover)")
-		case <-time.After(20 * time.Millisecond):
-		}
+	waitTimedOut(t, sb, "sandbox (across a handover)")
+	if d := time.Since(start); d < spec.Timeout {
+		t.Errorf("timed out after %v, before its timeout of %v", d, spec.Timeout)
 	}
 
 	// Destroy: SIGTERM reaches what runs in the sandbox, through the new init.
@@ -253,6 +235,8 @@ func TestInitHandoverTimeoutDestroy(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
 	for !exited(pid) {
 		select {
 		case <-ctx.Done():

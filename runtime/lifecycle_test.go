@@ -520,7 +520,13 @@ func TestTimeoutIdle(t *testing.T) {
 	e := newEnv(t)
 	spec := e.spec("idle-timeout")
 	spec.Timeout = 300 * time.Millisecond
-	sb := e.launch(t, spec)
+	waitTimedOut(t, e.launch(t, spec), "idle sandbox")
+}
+
+// waitTimedOut waits for sb to end by its timeout and checks that it
+// shows so: exited, timed out, status 124.
+func waitTimedOut(t *testing.T, sb *Sandbox, what string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	for {
@@ -530,13 +536,13 @@ func TestTimeoutIdle(t *testing.T) {
 		}
 		if info.Status != StatusRunning {
 			if info.Status != StatusExited || !info.TimedOut || info.ExitCode != 124 {
-				t.Errorf("idle sandbox after its timeout: %+v, want exited, timed out, 124", info)
+				t.Errorf("%s after its timeout: %+v, want exited, timed out, 124", what, info)
 			}
 			return
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatal("idle sandbox still running long after its timeout")
+			t.Fatalf("%s still running long after its timeout", what)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
