@@ -117,15 +117,11 @@ func (s *Store) LeaseImage(ctx context.Context, id, name string) (*Lease, *Snaps
 // held; called under the index lock held exclusively. It removes an
 // unheld lease file.
 func (s *Store) imageLeased(d digest.Digest) (bool, error) {
-	lk, err := lockfile.TryExclusive(s.imageLeaseFile(d))
-	if errors.Is(err, lockfile.ErrLocked) {
-		return true, nil
-	}
+	held, err := leaseHeld(s.imageLeaseFile(d))
 	if err != nil {
 		return false, fmt.Errorf("image %s: %w", short(d.String()), err)
 	}
-	_ = os.Remove(s.imageLeaseFile(d)) // an empty file: one left is reused by the next lease
-	return false, lk.Close()
+	return held, nil
 }
 
 // findManifest returns the index entry of manifest id.

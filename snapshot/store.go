@@ -409,15 +409,30 @@ func (s *Store) Lease(ctx context.Context, name string) (*Lease, *Snapshot, erro
 // checkUnleased fails with ErrInUse when a lease on name is held; called
 // under the index lock. It removes an unheld lease file.
 func (s *Store) checkUnleased(name string) error {
-	lk, err := lockfile.TryExclusive(s.leaseFile(name))
-	if errors.Is(err, lockfile.ErrLocked) {
-		return fmt.Errorf("snapshot %s: a sandbox or a build uses it: %w", name, errdefs.ErrInUse)
-	}
+	held, err := leaseHeld(s.leaseFile(name))
 	if err != nil {
 		return fmt.Errorf("snapshot %s: %w", name, err)
 	}
-	_ = os.Remove(s.leaseFile(name)) // an empty file: one left is reused if the name is tagged again
-	return lk.Close()
+	if held {
+		return fmt.Errorf("snapshot %s: a sandbox or a build uses it: %w", name, errdefs.ErrInUse)
+	}
+	return nil
+}
+
+// leaseHeld says whether a lease on the lease file path is held; called
+// under the index lock held exclusively, so that no lease is taken
+// meanwhile. It removes an unheld lease file (an empty file: one left
+// would be reused by the next lease).
+func leaseHeld(path string) (bool, error) {
+	lk, err := lockfile.TryExclusive(path)
+	if errors.Is(err, lockfile.ErrLocked) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	_ = os.Remove(path) // see above: a file left is reused
+	return false, lk.Close()
 }
 
 // Remove deletes the snapshot called name, then frees the blobs and layer
