@@ -83,8 +83,8 @@ func TestCLIDetachedTty(t *testing.T) {
 		t.Errorf("logs of run -d -t: %q (stderr %q), want a /dev/pts terminal of 24 80", got, r.stderr)
 	}
 	// Past the init's first idle trim (2 s after the launch), when an
-	// idle init hands over to a fresh copy of itself: not while it holds
-	// a terminal, or the command would lose it.
+	// idle init hands over to a fresh copy of itself: the new init holds
+	// the terminal, and the command keeps it.
 	lbOK(t, root, "run", "-d", "-t", "--network", "none", "--name", "dtty3", "busybox",
 		"sh", "-c", "sleep 3; tty; echo still here")
 	defer lb(t, root, "", "rm", "-f", "dtty3")

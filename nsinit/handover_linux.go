@@ -32,7 +32,9 @@ import (
 // The old process hands over only when nothing is in flight: no
 // connection served (every exec, wait or take is one), no destroy, the
 // main command's status not yet reaped, every log relay between copies
-// (its pipe keeps what is written meanwhile). The accept loop does it, so
+// (its pipe, or the terminal whose master it reads, keeps what is written
+// meanwhile; the new init holds the master, so a detached terminal is
+// resized through it). The accept loop does it, so
 // no connection is accepted and then lost; one that arrives during the
 // exec waits in the listener's queue. A handover that fails leaves the
 // init as it was and is not tried again.
@@ -89,14 +91,17 @@ type handoverState struct {
 	EtcFDs     []int
 }
 
-// relayHandover is a log relay's pipe and capped log.
+// relayHandover is a log relay's source (a pipe, or a terminal's master:
+// Tty) and its log. MainTty: the terminal is the main command's, which a
+// resize request names.
 type relayHandover struct {
 	Pipe, Log         int
 	Max, Off, Dropped int64
+	Tty, MainTty      bool
 }
 
 // handoverMagic starts the encoding; it changes with the layout.
-const handoverMagic = "lbh3"
+const handoverMagic = "lbh4"
 
 func appendState(b []byte, st *handoverState) []byte {
 	b = append(b, handoverMagic...)
@@ -136,6 +141,7 @@ func appendState(b []byte, st *handoverState) []byte {
 	ints(int64(len(st.Relays)))
 	for _, r := range st.Relays {
 		ints(int64(r.Pipe), int64(r.Log), r.Max, r.Off, r.Dropped)
+		bools(r.Tty, r.MainTty)
 	}
 	ints(int64(len(st.EtcTargets)))
 	strs(st.EtcTargets...)
@@ -198,7 +204,7 @@ func parseState(b []byte) (*handoverState, error) {
 	st.Main, st.Deadline = num(), i64()
 	st.Relays = make([]relayHandover, count())
 	for i := range st.Relays {
-		st.Relays[i] = relayHandover{Pipe: num(), Log: num(), Max: i64(), Off: i64(), Dropped: i64()}
+		st.Relays[i] = relayHandover{Pipe: num(), Log: num(), Max: i64(), Off: i64(), Dropped: i64(), Tty: flag(), MainTty: flag()}
 	}
 	st.EtcTargets = strs()
 	st.EtcFDs = make([]int, len(st.EtcTargets))
@@ -236,7 +242,7 @@ func openExe() int {
 func (s *server) wantHandover(late bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.exe < 0 || s.active > 0 || s.destroying || ptyCopies.Load() > 0 {
+	if s.exe < 0 || s.active > 0 || s.destroying {
 		return false
 	}
 	if late {
@@ -256,7 +262,7 @@ func (s *server) requestHandover() {
 func (s *server) handover() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.exe < 0 || s.active > 0 || s.destroying || ptyCopies.Load() > 0 {
+	if s.exe < 0 || s.active > 0 || s.destroying {
 		return
 	}
 	if s.cfg.Nproc > 0 && tasks()+handoverRoom > s.cfg.Nproc {
@@ -289,7 +295,7 @@ func (s *server) handover() {
 	for rl := range relays.set {
 		rl.mu.Lock()
 		defer rl.mu.Unlock()
-		st.Relays = append(st.Relays, relayHandover{Pipe: fileFD(rl.pipe), Log: fileFD(rl.log.f), Max: rl.log.max, Off: rl.log.off, Dropped: rl.log.dropped})
+		st.Relays = append(st.Relays, relayHandover{Pipe: fileFD(rl.pipe), Log: fileFD(rl.log.f), Max: rl.log.max, Off: rl.log.off, Dropped: rl.log.dropped, Tty: rl.tty, MainTty: rl == s.mainTty})
 	}
 	for i, f := range s.cfg.etcFiles {
 		if i < len(s.cfg.Etc) {
@@ -468,7 +474,10 @@ func resume() {
 		}()
 	}
 	for _, rh := range st.Relays {
-		startRelay(os.NewFile(uintptr(rh.Pipe), "relay"), &CappedLog{f: os.NewFile(uintptr(rh.Log), "log"), off: rh.Off, max: rh.Max, dropped: rh.Dropped})
+		rl := startRelay(os.NewFile(uintptr(rh.Pipe), "relay"), &CappedLog{f: os.NewFile(uintptr(rh.Log), "log"), off: rh.Off, max: rh.Max, dropped: rh.Dropped}, rh.Tty)
+		if rh.MainTty {
+			s.mainTty = rl
+		}
 	}
 	// Give back what the start used once it is over.
 	time.AfterFunc(idleTrim, s.trimIfIdle)

@@ -7,7 +7,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -28,19 +27,24 @@ func relayCapped(logfd int, max int64) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	startRelay(r, NewCappedLog(os.NewFile(uintptr(logfd), "log"), max))
+	startRelay(r, NewCappedLog(os.NewFile(uintptr(logfd), "log"), max), false)
 	return w, nil
 }
 
-// A relay copies one pipe into one capped log. Each copy (a read of the
-// pipe and its write to the log) happens under mu, so that a handover
-// (handover_linux.go), which takes every relay's mu and keeps it across
-// its exec, finds nothing read and not yet written: what the workload
-// writes meanwhile waits in the pipe for the next init.
+// A relay copies one source into one log: a pipe the workload writes
+// (relayCapped), or the master of a terminal whose output the init keeps
+// (relayTty). Each copy (a read of the source and its write to the log)
+// happens under mu, so that a handover (handover_linux.go), which takes
+// every relay's mu and keeps it across its exec, finds nothing read and
+// not yet written: what the workload writes meanwhile waits in the pipe,
+// or in the terminal, for the next init.
 type relay struct {
 	mu   sync.Mutex
-	pipe *os.File
+	pipe *os.File // the source, non-blocking (in Go's poller)
 	log  *CappedLog
+	// tty: pipe is a terminal's master. Its reads end with EIO once
+	// every holder of its peer is gone (not EOF), and it can be resized.
+	tty bool
 }
 
 // relays are the running relays, for a handover.
@@ -49,10 +53,10 @@ var relays struct {
 	set map[*relay]struct{}
 }
 
-// startRelay copies pipe into log until every writer of pipe is gone,
-// then closes both.
-func startRelay(pipe *os.File, log *CappedLog) {
-	rl := &relay{pipe: pipe, log: log}
+// startRelay copies pipe into log until every writer of pipe is gone (a
+// terminal: every holder of its peer), then closes both.
+func startRelay(pipe *os.File, log *CappedLog, tty bool) *relay {
+	rl := &relay{pipe: pipe, log: log, tty: tty}
 	relays.Lock()
 	if relays.set == nil {
 		relays.set = map[*relay]struct{}{}
@@ -66,16 +70,62 @@ func startRelay(pipe *os.File, log *CappedLog) {
 		relays.Lock()
 		delete(relays.set, rl)
 		relays.Unlock()
-		_ = pipe.Close() // the relay pipe's read end: only read
+		_ = pipe.Close() // the relay's source: only read
 		// The log was written through f: a failed close goes to the
 		// init's own log, as nobody waits for the relay.
 		if err := log.f.Close(); err != nil {
-			fmt.Fprintln(os.Stderr, "lightbox init: close a capped log:", err)
+			fmt.Fprintln(os.Stderr, "lightbox init: close a log:", err)
 		}
 	}()
+	return rl
 }
 
-// copy relays until EOF (every writer is gone) or a read error.
+// relayTty copies what the terminal's master reads into the log file f
+// (capped at max when max > 0, else appended to) until every holder of
+// its peer is gone. It takes master and f, also on failure (both are
+// then closed).
+func relayTty(master, f *os.File, max int64) (*relay, error) {
+	// The master was opened blocking: a copy of it, made non-blocking,
+	// is a file Go polls, so that a relay waiting for output holds no
+	// thread and no mu.
+	fd, err := unix.FcntlInt(uintptr(fileFD(master)), unix.F_DUPFD_CLOEXEC, 0)
+	_ = master.Close() // our copy is fd (or there is none: the error says why)
+	if err == nil {
+		if err = unix.SetNonblock(fd, true); err != nil {
+			unix.Close(fd)
+		}
+	}
+	if err != nil {
+		_ = f.Close() // the log: nothing written yet
+		return nil, fmt.Errorf("terminal relay: %w", os.NewSyscallError("fcntl", err))
+	}
+	return startRelay(os.NewFile(uintptr(fd), "ptmx"), NewCappedLog(f, max), true), nil
+}
+
+// resize sets the size of a terminal relay's terminal. It fails once the
+// relay has ended (the terminal's holders are gone).
+func (rl *relay) resize(rows, cols uint16) error {
+	if !rl.tty {
+		return errors.New("not a terminal")
+	}
+	rc, err := rl.pipe.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ierr error
+	if err := rc.Control(func(fd uintptr) {
+		ierr = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
+	}); err != nil {
+		return err // the master is closed: the command and its terminal are gone
+	}
+	if ierr != nil {
+		return &os.PathError{Op: "ioctl TIOCSWINSZ", Path: "ptmx", Err: ierr}
+	}
+	return nil
+}
+
+// copy relays until EOF (every writer is gone) or a read error (EIO for
+// a terminal whose holders are gone).
 func (rl *relay) copy() {
 	rc, err := rl.pipe.SyscallConn()
 	if err != nil {
@@ -115,40 +165,11 @@ func (rl *relay) copy() {
 	}
 }
 
-// ptyCopies counts the terminals copyPtyLog is copying: the init does not
-// hand over while one is (handover_linux.go), since the new init would
-// not hold the terminal's master and the command would lose its terminal.
-var ptyCopies atomic.Int32
-
-// copyPtyLog copies what a terminal's master reads into the log file f
-// (capped at max when max > 0) until every holder of its peer is gone
-// (EIO), then closes both.
-func copyPtyLog(master, f *os.File, max int64) {
-	logCopiers.Add(1)
-	ptyCopies.Add(1)
-	go func() {
-		defer logCopiers.Done()
-		defer ptyCopies.Add(-1)
-		defer func() { _ = master.Close() }() // read to its end: nothing written through it
-		var w io.Writer = f
-		if max > 0 {
-			w = NewCappedLog(f, max)
-		}
-		_, _ = io.CopyBuffer(w, readerOnly{master}, make([]byte, 16<<10)) // ends with EIO once the terminal's last holder is gone
-		if err := f.Close(); err != nil {
-			fmt.Fprintln(os.Stderr, "lightbox init: close a terminal's log:", err)
-		}
-	}()
-}
-
-// readerOnly hides r's WriterTo, so that io.CopyBuffer uses the buffer.
-type readerOnly struct{ io.Reader }
-
 // CappedLog writes to a log file and keeps at most max bytes of it: past
 // max, the newest half is moved to the front and the rest dropped,
 // counted in the file's DroppedXattr. The init relays a main command's
-// output, or copies its terminal, through one. Not safe for concurrent
-// use.
+// output, or its terminal's, through one. With max 0 it only appends (a
+// log without a cap, opened for appending). Not safe for concurrent use.
 type CappedLog struct {
 	f                 *os.File
 	off, max, dropped int64
@@ -159,6 +180,9 @@ type CappedLog struct {
 // the relay).
 func NewCappedLog(f *os.File, max int64) *CappedLog {
 	l := &CappedLog{f: f, max: max}
+	if max <= 0 {
+		return l
+	}
 	l.off, _ = f.Seek(0, io.SeekEnd) // an error leaves 0: the file is rewritten from its start
 	b := make([]byte, 32)
 	if n, err := unix.Fgetxattr(int(f.Fd()), DroppedXattr, b); err == nil {
@@ -173,6 +197,10 @@ func (l *CappedLog) Write(p []byte) (int, error) {
 	n := len(p)
 	if n == 0 {
 		return 0, nil
+	}
+	if l.max <= 0 {
+		_, _ = l.f.Write(p) // a full disk loses output, as a file the command wrote itself would
+		return n, nil
 	}
 	if l.off+int64(n) > l.max {
 		l.off, l.dropped = compact(l.f, l.off, l.max, l.dropped)

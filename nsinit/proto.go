@@ -210,7 +210,7 @@ type Op string
 const (
 	OpExec    Op = "exec"    // start Exec; the reply is Started or an error, then Exit
 	OpSignal     = "signal"  // signal the process this connection started
-	OpResize     = "resize"  // set the window size of this connection's pty
+	OpResize     = "resize"  // set the window size of this connection's pty; as a connection's first request, of the main command's terminal the init holds (TtyLog); reply OK or Error
 	OpWait       = "wait"    // reply with the main command's Exit once it ends
 	OpDetach     = "detach"  // stop watching the liveness pipe
 	OpDestroy    = "destroy" // SIGTERM, Grace, SIGKILL everything; reply, then exit

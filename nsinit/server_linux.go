@@ -37,6 +37,7 @@ type server struct {
 	detached   bool
 	destroying bool
 	main       *proc
+	mainTty    *relay        // the main command's terminal, when the init holds it (TtyLog)
 	mainDone   chan struct{} // closed when the main command ended
 	mainStatus Reply
 	pending    int           // replies about the main command still to send
@@ -390,6 +391,21 @@ func (s *server) serve(c *net.UnixConn) {
 			break
 		}
 		_ = send(c, Reply{Type: ReplyOK}, nil) // the client may be gone: nobody to tell then
+	case OpResize:
+		// Not a command's own connection: the main command's terminal,
+		// which the init holds (TtyLog), as a later client resizes it.
+		s.mu.Lock()
+		tty := s.mainTty
+		s.mu.Unlock()
+		err := errors.New("the main command has no terminal the init holds")
+		if tty != nil {
+			err = tty.resize(req.Rows, req.Cols)
+		}
+		if err != nil {
+			_ = send(c, Reply{Type: ReplyError, Error: fmt.Sprintf("resize: %v", err)}, nil) // the client may be gone: nobody to tell then
+			break
+		}
+		_ = send(c, Reply{Type: ReplyOK}, nil) // the client may be gone: nobody to tell then
 	case OpDetach:
 		s.mu.Lock()
 		s.detached = true
@@ -487,11 +503,12 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 	files := make([]uintptr, 3)
 	attr := &syscall.SysProcAttr{Setsid: true}
 	var ttyLog *os.File
+	var tty *relay // the terminal's relay, when the init holds it (TtyLog)
 	if e.Tty && e.TtyLog {
 		ttyLog, fds = os.NewFile(uintptr(fds[0]), "log"), nil
 		defer func() {
 			if ttyLog != nil {
-				_ = ttyLog.Close() // the exec failed before its copier took it: nothing written
+				_ = ttyLog.Close() // the exec failed before its relay took it: nothing written
 			}
 		}()
 	}
@@ -512,6 +529,17 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 			if err := unix.Fchown(int(sl.Fd()), int(u.uid), -1); err != nil {
 				_ = m.Close() // a pty master never handed out: the exec fails
 				fail(0, fmt.Errorf("exec: chown the terminal to %d: %w", u.uid, err))
+				return
+			}
+		}
+		if ttyLog != nil {
+			// The init holds the terminal and relays its output into
+			// the log; the relay ends (and closes both) once every
+			// holder of the peer is gone, the exec failing included.
+			tty, err = relayTty(m, ttyLog, e.LogMax)
+			master, ttyLog = nil, nil // the relay's now (closed on failure)
+			if err != nil {
+				fail(0, fmt.Errorf("exec: %w", err))
 				return
 			}
 		}
@@ -580,7 +608,7 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 	}
 	p := &proc{pid: pid, done: make(chan struct{})}
 	if e.Main {
-		s.main = p
+		s.main, s.mainTty = p, tty
 	}
 	s.mu.Unlock()
 	closeAll(fds)
@@ -593,9 +621,6 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 	}()
 	var rfds []int
 	switch {
-	case master != nil && ttyLog != nil:
-		copyPtyLog(master, ttyLog, e.LogMax)
-		ttyLog = nil // the copier owns it now
 	case master != nil:
 		rfds = []int{int(master.Fd())}
 		// Keep the master until the workload ends: a client that went
@@ -623,7 +648,9 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 			case OpSignal:
 				_ = unix.Kill(pid, syscall.Signal(req.Signal)) // ESRCH once it has exited: the exit reply follows
 			case OpResize:
-				if master != nil {
+				if tty != nil {
+					_ = tty.resize(req.Rows, req.Cols) // fails only once the terminal's holders are gone: the command has ended
+				} else if master != nil {
 					_ = unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: req.Rows, Col: req.Cols}) // fails only once the master is closed: the command has ended
 				}
 			}

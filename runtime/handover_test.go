@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"slices"
@@ -289,5 +290,64 @@ func TestInitHandoverRace(t *testing.T) {
 	}
 	if handed == 0 {
 		t.Errorf("no init had handed over after its second command")
+	}
+}
+
+// TestInitHandoverTty: a detached main command on a terminal whose output
+// goes to the logs (run -d -t) no longer keeps its init from handing
+// over. The new init holds the terminal: the command's output reaches the
+// log across the handover, none lost or repeated, whether the log is
+// capped or not, and a resize sent after the handover is the size the
+// command sees.
+func TestInitHandoverTty(t *testing.T) {
+	e := newEnv(t)
+	idle := e.launch(t, e.spec("handover-tty-idle"))
+	if err := idle.resizeMain(t.Context(), 40, 120); err == nil {
+		t.Error("resize of the main terminal of a sandbox with no main command succeeded")
+	}
+	var boxes []*Sandbox
+	for _, mode := range []string{"detach-tty", "detach-tty-capped"} {
+		name := "handover-" + mode
+		cmd := e.helper(t, mode, name)
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("helper: %v", err)
+		}
+		sb, err := e.m.Attach(t.Context(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		boxes = append(boxes, sb)
+	}
+	for _, sb := range boxes {
+		waitGen(t, sb.Pid(), 1)
+		if err := sb.resizeMain(t.Context(), 40, 120); err != nil {
+			t.Fatalf("%s: resize after a handover: %v", sb.Name(), err)
+		}
+		sh(t, sb, "touch /tmp/go")
+	}
+	for _, sb := range boxes {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		code, err := sb.Wait(ctx)
+		cancel()
+		if err != nil || code != 0 {
+			t.Fatalf("%s: Wait = %d, %v", sb.Name(), code, err)
+		}
+		var stdout bytes.Buffer
+		if err := sb.Logs(t.Context(), false, &stdout, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		out := strings.ReplaceAll(stdout.String(), "\r\n", "\n")
+		lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+		if len(lines) < 3 || lines[len(lines)-2] != "40 120" || lines[len(lines)-1] != "end" {
+			t.Fatalf("%s: log: %q, want numbered lines, the size after the resize (40 120), then end", sb.Name(), out)
+		}
+		for i, l := range lines[:len(lines)-2] {
+			if l != strconv.Itoa(i) {
+				t.Fatalf("%s: log line %d is %q (lost or repeated across a handover); log: %q", sb.Name(), i, l, out)
+			}
+		}
+		if err := sb.Destroy(t.Context()); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -45,6 +45,13 @@ func helperMain(mode, root, rootfs, name string) {
 		spec.Command = []string{"sh", "-c", "i=0; while [ ! -e /tmp/go ]; do echo $i; i=$((i+1)); sleep 0.02; done; echo end; echo err >&2; exit 7"}
 		spec.Limits.LogBytes = 1 << 20
 	}
+	if mode == "detach-tty" || mode == "detach-tty-capped" { // TestInitHandoverTty
+		spec.Tty, spec.TtySize = true, [2]uint16{24, 80}
+		spec.Command = []string{"sh", "-c", "i=0; while [ ! -e /tmp/go ]; do echo $i; i=$((i+1)); sleep 0.02; done; stty size; echo end"}
+		if mode == "detach-tty-capped" {
+			spec.Limits.LogBytes = 1 << 20
+		}
+	}
 	sb, err := m.Launch(context.Background(), spec)
 	if err != nil {
 		fmt.Println("error:", err)
