@@ -3,6 +3,7 @@ package nsinit
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -93,11 +94,25 @@ func Unmarshal(b []byte, m Message) error {
 	return nil
 }
 
-// WriteConfig writes cfg on the config pipe.
+// WriteConfig writes cfg on the config pipe: in the binary encoding of
+// confcodec.go, or as JSON for an OCI container's config.
 func WriteConfig(w io.Writer, cfg *Config) error {
-	b, err := Marshal(cfg)
-	if err != nil {
-		return err
+	var b []byte
+	if cfg.OCI == nil {
+		cfg.Version = Version
+		b = append(b, configMagic...)
+		b = binary.LittleEndian.AppendUint32(b, 0) // the length, below
+		b = appendConfig(b, cfg)
+		n := len(b) - len(configMagic) - 4
+		if n > configMax {
+			return fmt.Errorf("encode config: %d bytes, more than %d", n, configMax)
+		}
+		binary.LittleEndian.PutUint32(b[len(configMagic):], uint32(n))
+	} else {
+		var err error
+		if b, err = Marshal(cfg); err != nil {
+			return err
+		}
 	}
 	if _, err := w.Write(b); err != nil {
 		return fmt.Errorf("send config to init: %w", err)
@@ -105,18 +120,38 @@ func WriteConfig(w io.Writer, cfg *Config) error {
 	return nil
 }
 
-// ReadConfig reads the Config from the config pipe (one JSON value: it
-// does not wait for the pipe's end).
+// ReadConfig reads the Config from the config pipe (one value: it does
+// not wait for the pipe's end).
 func ReadConfig(r io.Reader) (*Config, error) {
-	var raw json.RawMessage
-	if err := json.NewDecoder(r).Decode(&raw); err != nil {
+	head := make([]byte, len(configMagic)+4)
+	if _, err := io.ReadFull(r, head); err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	var cfg Config
-	if err := Unmarshal(raw, &cfg); err != nil {
+	if string(head[:len(configMagic)]) != configMagic {
+		// JSON (an OCI container's): head is its first bytes.
+		var raw json.RawMessage
+		if err := json.NewDecoder(io.MultiReader(bytes.NewReader(head), r)).Decode(&raw); err != nil {
+			return nil, fmt.Errorf("read config: %w", err)
+		}
+		var cfg Config
+		if err := Unmarshal(raw, &cfg); err != nil {
+			return nil, fmt.Errorf("read config: %w", err)
+		}
+		return &cfg, nil
+	}
+	n := binary.LittleEndian.Uint32(head[len(configMagic):])
+	if n > configMax {
+		return nil, fmt.Errorf("read config: %d bytes, more than %d", n, configMax)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return &cfg, nil
+	cfg, err := parseConfig(b)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return cfg, nil
 }
 
 // WriteReport writes r, one line, on the report pipe.

@@ -46,6 +46,14 @@ type Spec struct {
 	// Upper and Work are the writable directory and overlayfs's scratch
 	// directory; both on the same filesystem, neither on overlayfs.
 	Upper, Work string
+	// Volatile mounts with overlayfs's "volatile": syncfs and fsync of
+	// the overlay no longer reach the upper dir's filesystem, and above
+	// all its unmount no longer syncs that whole filesystem (every dirty
+	// inode of the store's disk, at every sandbox's end). For an upper
+	// dir thrown away with its sandbox, which never outlives a crash of
+	// the host, as podman does for --rm containers and CRI-O and buildah
+	// for all of theirs. Such a work dir is never mounted again.
+	Volatile bool
 }
 
 // ErrTooLong is returned by Data when the option string would not fit the
@@ -82,6 +90,9 @@ func (s Spec) Validate() error {
 // as overlayfs wants them.
 func (s Spec) Params() []sys.Param {
 	ps := []sys.Param{{Key: "userxattr"}, {Key: "redirect_dir", Value: "nofollow"}, {Key: "metacopy", Value: "off"}}
+	if s.Volatile {
+		ps = append(ps, sys.Param{Key: "volatile"})
+	}
 	for i := len(s.Layers) - 1; i >= 0; i-- {
 		ps = append(ps, sys.Param{Key: "lowerdir+", Value: s.Layers[i]})
 	}
@@ -95,10 +106,11 @@ func (s Spec) Params() []sys.Param {
 // descriptor of the directory they opened ("/proc/self/fd/N"), so that a
 // path holding ':' or ',' (which the "lowerdir" value would split) is
 // never an issue and no newer kernel's "lowerdir+" is needed. The options
-// are the ones Params pins.
+// are the ones Params pins, volatile (the changes are thrown away with
+// the mount: see Spec.Volatile).
 func CopyOnWrite(lower, upper, work string) []sys.Param {
 	return []sys.Param{
-		{Key: "userxattr"}, {Key: "redirect_dir", Value: "nofollow"}, {Key: "metacopy", Value: "off"},
+		{Key: "userxattr"}, {Key: "redirect_dir", Value: "nofollow"}, {Key: "metacopy", Value: "off"}, {Key: "volatile"},
 		{Key: "lowerdir", Value: lower}, {Key: "upperdir", Value: upper}, {Key: "workdir", Value: work},
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -28,6 +29,25 @@ func TestParams(t *testing.T) {
 	d, err := s.Data()
 	if err != nil || d != "userxattr,redirect_dir=nofollow,metacopy=off,lowerdir=/l/top:/l/middle:/l/bottom,upperdir=/s/upper,workdir=/s/work" {
 		t.Errorf("Data() = %q, %v", d, err)
+	}
+}
+
+// TestParamsVolatile: a volatile overlay says so among the options, before
+// the layers, in both forms.
+func TestParamsVolatile(t *testing.T) {
+	s := Spec{Layers: []string{"/l/bottom"}, Upper: "/s/upper", Work: "/s/work", Volatile: true}
+	want := []sys.Param{
+		{Key: "userxattr"}, {Key: "redirect_dir", Value: "nofollow"}, {Key: "metacopy", Value: "off"}, {Key: "volatile"},
+		{Key: "lowerdir+", Value: "/l/bottom"}, {Key: "upperdir", Value: "/s/upper"}, {Key: "workdir", Value: "/s/work"},
+	}
+	if diff := cmp.Diff(want, s.Params()); diff != "" {
+		t.Errorf("Params() mismatch (-want +got):\n%s", diff)
+	}
+	if d, err := s.Data(); err != nil || d != "userxattr,redirect_dir=nofollow,metacopy=off,volatile,lowerdir=/l/bottom,upperdir=/s/upper,workdir=/s/work" {
+		t.Errorf("Data() = %q, %v", d, err)
+	}
+	if ps := CopyOnWrite("/lower", "/u", "/w"); !slices.Contains(ps, sys.Param{Key: "volatile"}) {
+		t.Errorf("CopyOnWrite = %v: not volatile", ps)
 	}
 }
 

@@ -10,11 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/beamhop/lightbox/internal/testutil"
+	"github.com/moby/sys/mountinfo"
 )
 
 func TestMounts(t *testing.T) {
@@ -216,5 +218,42 @@ func TestTty(t *testing.T) {
 	pw.Close()
 	if !strings.Contains(string(outBuf.Bytes()), "40 120") {
 		t.Errorf("after Resize: %q, want 40 120", outBuf.Bytes())
+	}
+}
+
+// TestVolatileOverlays: a sandbox's root and its copy-on-write mounts are
+// volatile overlays (their writes are thrown away with the sandbox, so
+// their unmount does not sync the store's whole filesystem), and what
+// the sandbox writes there still reads back, fsync included.
+func TestVolatileOverlays(t *testing.T) {
+	e := newEnv(t)
+	lower := t.TempDir()
+	spec := e.spec("volatile")
+	spec.Mounts = []MountSpec{{Target: "/cow", Source: lower, Overlay: true}}
+	sb := e.launch(t, spec)
+	sh(t, sb, "echo a > /f && echo b > /cow/g && sync")
+	if got := sh(t, sb, "cat /f /cow/g"); got != "a\nb\n" {
+		t.Errorf("read back %q", got)
+	}
+	ms, err := mountinfo.GetMountsFromReader(strings.NewReader(sh(t, sb, "cat /proc/self/mountinfo")), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, m := range ms {
+		if m.Mountpoint != "/" && m.Mountpoint != "/cow" || m.FSType != "overlay" {
+			continue
+		}
+		seen[m.Mountpoint] = true
+		// "volatile" up to Linux 6.5, "fsync=volatile" since.
+		if !slices.ContainsFunc(strings.Split(m.VFSOptions, ","), func(o string) bool { return o == "volatile" || o == "fsync=volatile" }) {
+			t.Errorf("%s: overlay options %q: not volatile", m.Mountpoint, m.VFSOptions)
+		}
+	}
+	if !seen["/"] || !seen["/cow"] {
+		t.Errorf("overlays found in the sandbox's mountinfo: %v, want / and /cow", seen)
+	}
+	if ents, err := os.ReadDir(lower); err != nil || len(ents) != 0 {
+		t.Errorf("the copy-on-write lower dir holds %v (%v): the sandbox's writes reached it", ents, err)
 	}
 }

@@ -20,11 +20,15 @@ import (
 )
 
 func overlaySpec(layers []string, dir string) overlay.Spec {
-	return overlay.Spec{Layers: layers, Upper: filepath.Join(dir, "upper"), Work: filepath.Join(dir, "work")}
+	// Volatile: the upper dir goes with the sandbox, which does not
+	// outlive a crash of the host (gc removes it): no sync of the store's
+	// filesystem at every sandbox's end (bench/NOTES.md).
+	return overlay.Spec{Layers: layers, Upper: filepath.Join(dir, "upper"), Work: filepath.Join(dir, "work"), Volatile: true}
 }
 
 // spawnInit starts the init, sends it cfg, and waits until it is ready.
-func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsinit.Config, cg *cgroupState, lk *lockfile.Lock, h *hostSide) (*Sandbox, error) {
+func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsinit.Config, st state, lk *lockfile.Lock, h *hostSide) (*Sandbox, error) {
+	cg := st.Cgroup
 	dir := m.dir(name)
 	lnf, err := nsinit.ListenSock(dir)
 	if err != nil {
@@ -179,16 +183,13 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	}
 	// The state names the init while it sets itself up, not after: the
 	// write is off the launch's critical path (bench/NOTES.md).
-	var st state
+	// st is what createState wrote: nothing else writes the state while
+	// we hold the name lock.
 	stateDone := make(chan error, 1)
 	go func() {
-		var err error
-		if st, err = readState(dir); err == nil {
-			st.Pid = pid
-			st.PidStart, _ = pidStart(pid) // a pid gone meanwhile: setup fails, and the state with it
-			err = updateState(dir, st)
-		}
-		stateDone <- err
+		st.Pid = pid
+		st.PidStart, _ = pidStart(pid) // a pid gone meanwhile: setup fails, and the state with it
+		stateDone <- updateState(dir, st)
 	}()
 	failSet := func(err error) (*Sandbox, error) {
 		<-stateDone // no write into a directory the caller removes

@@ -429,7 +429,7 @@ func (m *Manager) start(ctx context.Context, name string, spec Spec, plan *limit
 			return nil, err
 		}
 	}
-	return m.spawnInit(ctx, name, spec, cfg, st.Cgroup, lk, &h)
+	return m.spawnInit(ctx, name, spec, cfg, st, lk, &h)
 }
 
 // copyOnWriteDirs makes the upper and work dirs of the i-th mount, a

@@ -44,6 +44,7 @@ func (s *Sandbox) destroyDetached(ctx context.Context, held *lockfile.Lock) erro
 		s.live = nil
 	}
 	s.mu.Unlock()
+	cg := s.cgroup() // the launcher knows it: no state to read
 	g, err := s.m.globalLock(ctx)
 	if err != nil {
 		return fmt.Errorf("destroy sandbox %s: %w", s.name, err)
@@ -63,8 +64,8 @@ func (s *Sandbox) destroyDetached(ctx context.Context, held *lockfile.Lock) erro
 		return nil // gone already (removed by another process)
 	}
 	spec := reap.Spec{Dir: aside, Mapping: s.m.mapping}
-	if st, err := readState(aside); err == nil && st.Cgroup != nil {
-		spec.Cgroups, spec.Parents = st.Cgroup.reapDirs()
+	if cg != nil {
+		spec.Cgroups, spec.Parents = cg.reapDirs()
 	}
 	if reap.Small(aside, smallTree) {
 		if err := reap.Remove(ctx, spec); err != nil {
