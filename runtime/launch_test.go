@@ -5,8 +5,10 @@ package runtime
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -277,5 +279,45 @@ func TestUnwritableRoot(t *testing.T) {
 	defer os.Chmod(e.root, 0o700)
 	if _, err := e.m.Launch(t.Context(), e.spec("ro")); err == nil || !errors.Is(err, os.ErrPermission) {
 		t.Errorf("Launch in an unwritable root: %v, want a permission error", err)
+	}
+}
+
+// TestInitGroups: none of the init's threads keeps the launcher's
+// supplementary groups (rootless, the test user's own group), so that
+// neither the init nor a handover's new init (which takes the groups of
+// whichever thread execs it) acts with them. Where setgroups(2) is denied
+// in the sandbox's user namespace (a single-id map) the groups cannot be
+// dropped, but every thread still has the same.
+func TestInitGroups(t *testing.T) {
+	e := newEnv(t)
+	sb := e.launch(t, e.spec("groups"))
+	sh(t, sb, "true") // the spawner's thread exists
+	pid := sb.Pid()
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups := map[string][]string{}
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, task.Name()))
+		if err != nil {
+			continue // the thread ended meanwhile
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if g, ok := strings.CutPrefix(l, "Groups:"); ok {
+				g = strings.TrimSpace(g)
+				groups[g] = append(groups[g], task.Name())
+			}
+		}
+	}
+	sg, err := os.ReadFile(fmt.Sprintf("/proc/%d/setgroups", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(groups) != 1 {
+		t.Fatalf("the init's threads have different supplementary groups: %v (group list: thread ids)", groups)
+	}
+	if strings.TrimSpace(string(sg)) == "allow" && groups[""] == nil {
+		t.Errorf("the init's threads keep supplementary groups %v although setgroups is allowed", slices.Collect(maps.Keys(groups)))
 	}
 }

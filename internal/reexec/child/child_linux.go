@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -34,8 +35,12 @@ func WaitMapped() error {
 		return fmt.Errorf("wait for id map: %w", err)
 	}
 	// The uid/gid were unmapped when we were started; now that they map to
-	// 0 the credentials already read as root, but make groups sane.
-	if err := unix.Setgroups(nil); err != nil && !errors.Is(err, unix.EPERM) {
+	// 0 the credentials already read as root, but drop the launcher's
+	// supplementary groups. On every thread: syscall's Setgroups, not
+	// unix's, which sets only the calling thread's, and the Go runtime's
+	// threads started before this one would keep the caller's groups
+	// (and pass them to the threads they start, and to a handover's exec).
+	if err := syscall.Setgroups(nil); err != nil && !errors.Is(err, unix.EPERM) {
 		return fmt.Errorf("setgroups: %w", err)
 	}
 	return nil
