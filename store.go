@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/beamhop/lightbox/internal/atomicfile"
 	"github.com/beamhop/lightbox/internal/idmap"
+	"github.com/beamhop/lightbox/internal/jsonlite"
 	"github.com/beamhop/lightbox/internal/lockfile"
 	"github.com/beamhop/lightbox/runtime"
 	"github.com/beamhop/lightbox/snapshot"
@@ -94,6 +96,47 @@ type storeFile struct {
 	// identity mapping on purpose; a store with the identity and without
 	// it predates private ranges.
 	IdentityMapping bool `json:"identityMapping,omitempty"`
+}
+
+// unmarshalStoreFile decodes store.json as json.Unmarshal does; the
+// files Open writes go without encoding/json, whose first use is ~0.1 ms
+// of a short command such as exec (package jsonlite).
+func unmarshalStoreFile(b []byte, sf *storeFile) error {
+	if handStoreFile(b, sf) {
+		return nil
+	}
+	return json.Unmarshal(b, sf)
+}
+
+// handStoreFile decodes b into sf when jsonlite and the fields below take
+// it all; sf is untouched otherwise.
+func handStoreFile(b []byte, sf *storeFile) bool {
+	v, ok := jsonlite.Parse(b)
+	if !ok {
+		return false
+	}
+	var got storeFile
+	ok = v.Fields(func(key string, v jsonlite.Value) bool {
+		switch key {
+		case "version":
+			var n int64
+			n, ok = v.Int(strconv.IntSize)
+			got.Version = int(n)
+		case "mapping":
+			got.Mapping, ok = idmap.MappingFromJSON(v)
+		case "createdAt":
+			got.CreatedAt, ok = v.Time()
+		case "identityMapping":
+			got.IdentityMapping, ok = v.Bool, v.Kind == jsonlite.Bool
+		default:
+			return false
+		}
+		return ok
+	})
+	if ok {
+		*sf = got
+	}
+	return ok
 }
 
 // ranges is the registry of private ranges; tests point it elsewhere.
@@ -185,7 +228,7 @@ func (r *Runtime) checkStore() error {
 	switch {
 	case err == nil:
 		var sf storeFile
-		if err := json.Unmarshal(data, &sf); err != nil {
+		if err := unmarshalStoreFile(data, &sf); err != nil {
 			return fmt.Errorf("open store %s: store.json: %w", r.root, err)
 		}
 		return r.useRecorded(sf)
@@ -273,7 +316,7 @@ func storeHoldsRange(root string, base uint32) bool {
 		return true // unreadable is not gone: keep the range
 	}
 	var sf storeFile
-	if json.Unmarshal(data, &sf) != nil {
+	if unmarshalStoreFile(data, &sf) != nil {
 		return true
 	}
 	b, ok := sf.Mapping.PrivateRange()

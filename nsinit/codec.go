@@ -45,6 +45,10 @@ func Marshal(m Message) ([]byte, error) {
 		// reflection was a few percent of the init's CPU for an exec.
 		return appendReply(make([]byte, 0, 64), r), nil
 	}
+	if r, ok := m.(*Request); ok && handRequest(r) {
+		// Every exec's client sends one (handcodec.go).
+		return appendRequest(make([]byte, 0, 256), r), nil
+	}
 	b, err := json.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", m.kind(), err)
@@ -85,8 +89,12 @@ func plainWord(s string) bool {
 
 // Unmarshal decodes b into m and refuses a message of another Version.
 func Unmarshal(b []byte, m Message) error {
-	if err := json.Unmarshal(b, m); err != nil {
-		return fmt.Errorf("decode %s: %w", m.kind(), err)
+	// Every exec's client reads two Replies: parseReply takes the common
+	// ones without encoding/json (handcodec.go).
+	if r, ok := m.(*Reply); !ok || !parseReply(b, r) {
+		if err := json.Unmarshal(b, m); err != nil {
+			return fmt.Errorf("decode %s: %w", m.kind(), err)
+		}
 	}
 	if v := *m.version(); v != Version {
 		return fmt.Errorf("%s version %d, this binary speaks %d: %w", m.kind(), v, Version, ErrVersion)

@@ -6,10 +6,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"net"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -144,6 +146,161 @@ func TestAppendReply(t *testing.T) {
 		var back Reply
 		if err := Unmarshal(got, &back); err != nil || back != r {
 			t.Errorf("round trip of %+v: %+v, %v", r, back, err)
+		}
+	}
+}
+
+// oddStrings are strings whose JSON encoding has every kind of escape:
+// quotes, backslashes, control characters, HTML's <>&, U+2028/9,
+// invalid UTF-8, multi-byte runes, DEL.
+var oddStrings = []string{
+	"", "a", "/bin/true", "with space", `q"uote`, `back\slash`, "tab\there", "nl\nx\r\b\f",
+	"\x00\x01\x1f\x7f", "<script>&amp;", "\u2028\u2029", "caf\u00e9 \u65e5\u672c \U0001f600",
+	"bad\xffutf8\xc3", "\xe2\x80", "\xed\xa0\x80", "é\u2027\u202a", "x=" + strings.Repeat("y", 300),
+}
+
+// TestAppendRequest: Marshal's hand encoding of a Request writes the
+// bytes encoding/json writes, for requests made of odd strings and of
+// random ones, and they decode back.
+func TestAppendRequest(t *testing.T) {
+	reqs := []Request{
+		{Op: OpExec, Exec: &Exec{}},
+		{Op: OpExec, Exec: &Exec{Args: []string{}}},
+		{Op: OpExec, Exec: &Exec{Args: []string{"/bin/true"}}},
+		{Op: OpExec, Exec: &Exec{Args: oddStrings, Env: oddStrings, Dir: "/w", User: "1:2", Tty: true, Rows: 24, Cols: 80, LogMax: 1 << 40, TtyLog: true, Main: true}},
+		{Op: OpExec, Exec: &Exec{Args: []string{"a"}, Env: []string{}, LogMax: -1}},
+		{Op: OpSignal, Signal: 15},
+		{Op: OpResize, Rows: 65535, Cols: 1},
+		{Op: OpDestroy, Grace: 10 * time.Second},
+		{Op: OpWait},
+		{Op: Op("we\"ird\x00<op>")},
+		{Op: OpExec, Signal: -9, Grace: -1, Exec: &Exec{Args: []string{"x"}}},
+	}
+	for _, s := range oddStrings {
+		reqs = append(reqs, Request{Op: OpExec, Exec: &Exec{Args: []string{s, s}, Env: []string{s}, Dir: s, User: s}})
+	}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	randString := func() string {
+		b := make([]byte, rnd.IntN(12))
+		for i := range b {
+			b[i] = byte(rnd.IntN(256))
+		}
+		return string(b)
+	}
+	for range 2000 {
+		e := &Exec{Dir: randString(), User: randString(), Tty: rnd.IntN(2) == 0, Rows: uint16(rnd.IntN(3)), LogMax: int64(rnd.IntN(3) - 1)}
+		for range rnd.IntN(4) {
+			e.Args = append(e.Args, randString())
+		}
+		for range rnd.IntN(3) {
+			e.Env = append(e.Env, randString())
+		}
+		reqs = append(reqs, Request{Op: Op(randString()), Exec: e, Signal: rnd.IntN(3)})
+	}
+	for _, r := range reqs {
+		got, err := Marshal(&r)
+		if err != nil {
+			t.Fatalf("Marshal(%+v): %v", r, err)
+		}
+		want, err := json.Marshal(&r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("Marshal(%+v) = %s, encoding/json writes %s", r, got, want)
+		}
+		var back Request
+		if err := Unmarshal(got, &back); err != nil {
+			t.Fatalf("Unmarshal(%s): %v", got, err)
+		}
+	}
+	// Take and Etc are left to encoding/json, and still encode.
+	for _, r := range []Request{
+		{Op: OpTake, Take: &Take{Hostname: "h", Leases: 2}},
+		{Op: OpEtc, Etc: []File{{}}},
+	} {
+		got, err := Marshal(&r)
+		want, _ := json.Marshal(&r) // the same value, encoded just above without error
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("Marshal(%+v) = %s, %v; want %s", r, got, err, want)
+		}
+	}
+}
+
+// TestParseReply: Unmarshal of a Reply gives what encoding/json gives
+// (value and success) for what Marshal writes and for JSON that the hand
+// decoder does not take (escapes, spaces, other keys, case, odd numbers),
+// and parseReply declines the latter rather than guess.
+func TestParseReply(t *testing.T) {
+	type input struct {
+		b    string
+		hand bool // parseReply must take it
+	}
+	var inputs []input
+	for _, r := range []Reply{
+		{Type: ReplyStarted, Pid: 7},
+		{Type: ReplyExit},
+		{Type: ReplyExit, Code: 137, Signal: 9},
+		{Type: ReplyExit, Code: -1, Pid: -5, Signal: 1 << 40},
+		{Type: ReplyOK},
+		{Type: ReplyError, Code: 127, Error: `exec "x": not found`},
+		{Type: ReplyError, Code: 126, Error: "exec /bin/x: permission denied"},
+	} {
+		r.Version = Version
+		b, err := Marshal(&r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inputs = append(inputs, input{string(b), !bytes.ContainsRune(b, '\\')})
+	}
+	for _, b := range []string{
+		`{}`,
+		`{"version":1,"type":"exit","code":0}`,
+		`{"version":1,"type":"caf` + "\u00e9" + `"}`,
+		`{"version":1,"type":"exit","code":1,"code":2}`,
+	} {
+		inputs = append(inputs, input{b, true})
+	}
+	for _, b := range []string{
+		`{"version":1,"type":"error","error":"a\"b \u003c \n"}`,
+		`{"version":1, "type":"exit"}`,
+		` {"version":1}`,
+		`{"Version":1,"TYPE":"exit"}`,
+		`{"version":1,"type":"exit","extra":3}`,
+		`{"version":1,"pid":01}`,
+		`{"version":1,"pid":1.0}`,
+		`{"version":1,"pid":1e2}`,
+		`{"version":1,"pid":-}`,
+		`{"version":1,"pid":"7"}`,
+		`{"version":1,"pid":null}`,
+		`{"version":1,"code":99999999999999999999}`,
+		`{"version":1,"type":"bad` + "\xff" + `"}`,
+		`{"version":1,"type":"ctl` + "\x01" + `"}`,
+		`{"version":1,}`,
+		`{"version":1`,
+		`{"version":1,"type":"exit"}x`,
+		`{"version"}`,
+		`{,}`,
+		`[1]`,
+		``,
+		`{"type":"exit"`,
+		`{"type":"ex}`,
+	} {
+		inputs = append(inputs, input{b, false})
+	}
+	for _, in := range inputs {
+		start := Reply{Pid: 42, Error: "kept"} // fields absent from the input stay as they were
+		hand := start
+		if took := parseReply([]byte(in.b), &hand); took != in.hand {
+			t.Errorf("parseReply(%s) took it: %v, want %v", in.b, took, in.hand)
+		} else if !took && hand != start {
+			t.Errorf("parseReply(%s) declined but changed the Reply to %+v", in.b, hand)
+		}
+		got, want := start, start
+		gotErr := Unmarshal([]byte(in.b), &got)
+		wantErr := json.Unmarshal([]byte(in.b), &want)
+		if got != want || (gotErr == nil) != (wantErr == nil && want.Version == Version) {
+			t.Errorf("Unmarshal(%s) = %+v, %v; encoding/json gives %+v, %v", in.b, got, gotErr, want, wantErr)
 		}
 	}
 }

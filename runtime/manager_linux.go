@@ -560,7 +560,7 @@ func readState(dir string) (state, error) {
 	if err != nil {
 		return st, err
 	}
-	err = json.Unmarshal(b, &st)
+	err = unmarshalState(b, &st)
 	return st, err
 }
 

@@ -18,6 +18,8 @@ import (
 	"os/user"
 	"strconv"
 	"strings"
+
+	"github.com/beamhop/lightbox/internal/jsonlite"
 )
 
 // Range maps Size ids starting at ContainerID inside to HostID outside.
@@ -184,4 +186,53 @@ func Args(rs []Range) []string {
 		a = append(a, strconv.FormatUint(uint64(r.ContainerID), 10), strconv.FormatUint(uint64(r.HostID), 10), strconv.FormatUint(uint64(r.Size), 10))
 	}
 	return a
+}
+
+// MappingFromJSON reads a Mapping from v as encoding/json would decode
+// it, for the subset jsonlite takes: ok false hands the whole file to
+// encoding/json (TestMappingFromJSON).
+func MappingFromJSON(v jsonlite.Value) (m Mapping, ok bool) {
+	ok = v.Fields(func(key string, v jsonlite.Value) bool {
+		switch key {
+		case "uids":
+			m.UIDs, ok = rangesFromJSON(v)
+		case "gids":
+			m.GIDs, ok = rangesFromJSON(v)
+		case "helper":
+			m.Subordinate, ok = v.Bool, v.Kind == jsonlite.Bool
+		default:
+			return false
+		}
+		return ok
+	})
+	return m, ok
+}
+
+func rangesFromJSON(v jsonlite.Value) ([]Range, bool) {
+	if v.Kind != jsonlite.Array {
+		return nil, false
+	}
+	out := make([]Range, 0, len(v.Elems))
+	for _, e := range v.Elems {
+		var r Range
+		ok := e.Fields(func(key string, v jsonlite.Value) bool {
+			n, ok := v.Uint(32)
+			switch key {
+			case "containerID":
+				r.ContainerID = uint32(n)
+			case "hostID":
+				r.HostID = uint32(n)
+			case "size":
+				r.Size = uint32(n)
+			default:
+				return false
+			}
+			return ok
+		})
+		if !ok {
+			return nil, false
+		}
+		out = append(out, r)
+	}
+	return out, true
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/beamhop/lightbox/internal/jsonlite"
 	"golang.org/x/sys/unix"
 )
 
@@ -86,6 +87,31 @@ func (g *Registry) region() (first, slots uint32) {
 type entry struct {
 	Store     string    `json:"store"`
 	CreatedAt time.Time `json:"createdAt"`
+}
+
+// unmarshalEntry decodes a registry file as json.Unmarshal does; the
+// files it writes go without encoding/json (Register runs at every
+// command's Open as root: package jsonlite).
+func unmarshalEntry(b []byte, e *entry) error {
+	if v, ok := jsonlite.Parse(b); ok {
+		var got entry
+		ok = v.Fields(func(key string, v jsonlite.Value) bool {
+			switch key {
+			case "store":
+				got.Store, ok = v.String()
+			case "createdAt":
+				got.CreatedAt, ok = v.Time()
+			default:
+				return false
+			}
+			return ok
+		})
+		if ok {
+			*e = got
+			return nil
+		}
+	}
+	return json.Unmarshal(b, e)
 }
 
 // RangeMapping is the mapping of a store given the private range that
@@ -193,7 +219,7 @@ func (g *Registry) Register(store string, base uint32) (holder string, err error
 	p := filepath.Join(dir, fmt.Sprintf("%08x", base))
 	if b, err := os.ReadFile(p); err == nil {
 		var e entry
-		if json.Unmarshal(b, &e) == nil {
+		if unmarshalEntry(b, &e) == nil {
 			return e.Store, nil
 		}
 	}
@@ -231,7 +257,7 @@ func (g *Registry) inUse(dir string, holds func(string, uint32) bool) (map[uint3
 			return nil, err
 		}
 		var e entry
-		if json.Unmarshal(b, &e) != nil || !holds(e.Store, uint32(base)) {
+		if unmarshalEntry(b, &e) != nil || !holds(e.Store, uint32(base)) {
 			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return nil, err
 			}

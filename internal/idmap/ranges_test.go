@@ -1,11 +1,15 @@
 package idmap
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/beamhop/lightbox/internal/jsonlite"
 )
 
 // testRegistry is a registry in a temp dir over a region of n slots, with
@@ -143,6 +147,30 @@ func TestPrivateRange(t *testing.T) {
 	} {
 		if _, got := tc.m.PrivateRange(); got != tc.want {
 			t.Errorf("PrivateRange(%s) = %v, want %v", tc.m, got, tc.want)
+		}
+	}
+}
+
+// TestUnmarshalEntry: a registry entry decodes as encoding/json decodes
+// it, by hand when Register or Allocate wrote it.
+func TestUnmarshalEntry(t *testing.T) {
+	written, err := json.Marshal(entry{Store: "/var/lib/lightbox", CreatedAt: time.Date(2026, 11, 30, 20, 39, 37, 584986269, time.UTC)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := jsonlite.Parse(written); !ok || !v.Fields(func(k string, _ jsonlite.Value) bool { return k == "store" || k == "createdAt" }) {
+		t.Errorf("jsonlite declined an entry as Register writes it: %s", written)
+	}
+	inputs := []string{string(written), `{}`, `{"store":"a\"b"}`, `{"Store":"x"}`, `{"store":1}`, `{"createdAt":"x"}`, `{"store":"x","y":1}`, `null`, ``}
+	for i := range written {
+		inputs = append(inputs, string(written[:i]))
+	}
+	for _, in := range inputs {
+		var got, want entry
+		gotErr := unmarshalEntry([]byte(in), &got)
+		wantErr := json.Unmarshal([]byte(in), &want)
+		if got.Store != want.Store || !got.CreatedAt.Equal(want.CreatedAt) || (gotErr == nil) != (wantErr == nil) {
+			t.Errorf("unmarshalEntry(%s) = %+v, %v; encoding/json gives %+v, %v", in, got, gotErr, want, wantErr)
 		}
 	}
 }

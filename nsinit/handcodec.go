@@ -1,0 +1,232 @@
+package nsinit
+
+import (
+	"strconv"
+	"unicode/utf8"
+)
+
+// The hand-written half of the exec socket's codec: the messages every
+// `lightbox exec` sends and reads (a Request of OpExec, OpSignal or
+// OpResize; the Replies started, exit, ok, error) without encoding/json.
+// A short-lived client paid encoding/json's first use for them (its type
+// caches built by reflection, its code faulted in): ~0.15 ms of an exec's
+// ~1.5 ms of CLI work (bench/NOTES.md 2026-11-30, lightbox exec). The
+// bytes written are encoding/json's (TestAppendRequest); the decoder takes
+// the subset of JSON encoding/json writes for a Reply and leaves anything
+// else to encoding/json (TestParseReply), so the two cannot disagree.
+
+// handRequest reports whether appendRequest encodes r: anything but Take
+// and Etc, which launches and pools send.
+func handRequest(r *Request) bool {
+	return r.Take == nil && len(r.Etc) == 0
+}
+
+// appendRequest appends r as encoding/json encodes it, for a handRequest.
+func appendRequest(b []byte, r *Request) []byte {
+	b = append(b, `{"version":`...)
+	b = strconv.AppendInt(b, int64(r.Version), 10)
+	b = append(b, `,"op":`...)
+	b = appendString(b, string(r.Op))
+	if e := r.Exec; e != nil {
+		b = append(b, `,"exec":{"args":`...)
+		if e.Args == nil {
+			b = append(b, "null"...)
+		} else {
+			b = appendStrings(b, e.Args)
+		}
+		if len(e.Env) > 0 {
+			b = append(b, `,"env":`...)
+			b = appendStrings(b, e.Env)
+		}
+		if e.Dir != "" {
+			b = append(b, `,"dir":`...)
+			b = appendString(b, e.Dir)
+		}
+		if e.User != "" {
+			b = append(b, `,"user":`...)
+			b = appendString(b, e.User)
+		}
+		if e.Tty {
+			b = append(b, `,"tty":true`...)
+		}
+		b = appendInt(b, `,"rows":`, int64(e.Rows))
+		b = appendInt(b, `,"cols":`, int64(e.Cols))
+		b = appendInt(b, `,"logMax":`, e.LogMax)
+		if e.TtyLog {
+			b = append(b, `,"ttyLog":true`...)
+		}
+		if e.Main {
+			b = append(b, `,"main":true`...)
+		}
+		b = append(b, '}')
+	}
+	b = appendInt(b, `,"signal":`, int64(r.Signal))
+	b = appendInt(b, `,"grace":`, int64(r.Grace))
+	b = appendInt(b, `,"rows":`, int64(r.Rows))
+	b = appendInt(b, `,"cols":`, int64(r.Cols))
+	return append(b, '}')
+}
+
+// appendInt appends key and v unless v is 0 (omitempty).
+func appendInt(b []byte, key string, v int64) []byte {
+	if v == 0 {
+		return b
+	}
+	b = append(b, key...)
+	return strconv.AppendInt(b, v, 10)
+}
+
+func appendStrings(b []byte, ss []string) []byte {
+	b = append(b, '[')
+	for i, s := range ss {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, s)
+	}
+	return append(b, ']')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s quoted as encoding/json quotes it (HTML-safe:
+// <, > and & escaped; invalid UTF-8 as U+FFFD; U+2028 and U+2029
+// escaped).
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// parseReply decodes b into r when b is a JSON object of the form Marshal
+// writes for a Reply: no whitespace, only Reply's own keys spelled as
+// its tags, integer values in int's range, strings without escapes or
+// control characters. ok is false for anything else, r then untouched:
+// the caller hands b to encoding/json, which decides.
+func parseReply(b []byte, r *Reply) (ok bool) {
+	out := *r
+	if len(b) < 2 || b[0] != '{' || b[len(b)-1] != '}' {
+		return false
+	}
+	p := b[1 : len(b)-1]
+	for len(p) > 0 {
+		key, rest, ok := plainString(p)
+		if !ok || len(rest) == 0 || rest[0] != ':' {
+			return false
+		}
+		p = rest[1:]
+		switch key {
+		case "type", "error":
+			v, rest, ok := plainString(p)
+			if !ok {
+				return false
+			}
+			if key == "type" {
+				out.Type = ReplyType(v)
+			} else {
+				out.Error = v
+			}
+			p = rest
+		case "version", "pid", "code", "signal":
+			n := 0
+			if n < len(p) && p[n] == '-' {
+				n++
+			}
+			digits := n
+			for n < len(p) && p[n] >= '0' && p[n] <= '9' {
+				n++
+			}
+			if n == digits || (p[digits] == '0' && n > digits+1) {
+				return false // no digits, or a leading zero: not JSON
+			}
+			v, err := strconv.ParseInt(string(p[:n]), 10, strconv.IntSize)
+			if err != nil {
+				return false
+			}
+			switch key {
+			case "version":
+				out.Version = int(v)
+			case "pid":
+				out.Pid = int(v)
+			case "code":
+				out.Code = int(v)
+			case "signal":
+				out.Signal = int(v)
+			}
+			p = p[n:]
+		default:
+			return false
+		}
+		if len(p) > 0 {
+			if p[0] != ',' || len(p) == 1 {
+				return false
+			}
+			p = p[1:]
+		}
+	}
+	*r = out
+	return true
+}
+
+// plainString reads a JSON string at the start of p that needs no
+// unescaping: printable ASCII but for '"' and '\\', or valid UTF-8.
+func plainString(p []byte) (s string, rest []byte, ok bool) {
+	if len(p) == 0 || p[0] != '"' {
+		return "", nil, false
+	}
+	for i := 1; i < len(p); i++ {
+		switch c := p[i]; {
+		case c == '"':
+			if !utf8.Valid(p[1:i]) {
+				return "", nil, false
+			}
+			return string(p[1:i]), p[i+1:], true
+		case c == '\\' || c < 0x20:
+			return "", nil, false
+		}
+	}
+	return "", nil, false
+}
