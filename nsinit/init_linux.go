@@ -99,13 +99,25 @@ func setUp() (report *os.File, s *server, err error) {
 	// The spawner thread drops its privileges while this one mounts.
 	r := newReaper()
 	sp, spReady := startSpawner(r, seccomp.Options{AllowUserNamespaces: cfg.AllowUserNamespaces}, len(cfg.Cgroup) > 0, cfg.FDs.Workload)
+	// PID 1's signal handlers, beside the mounts too: each Notify is a
+	// round trip to the runtime's signal thread, which on one P waited
+	// for the mounts' syscalls (or held the P they needed back). A
+	// second P while the mounts block in the kernel; one again after.
+	prev := goruntime.GOMAXPROCS(2)
+	sigReady := make(chan initSignals, 1)
+	go func() { sigReady <- notifySignals() }()
 	if err := setup(cfg, fds); err != nil {
 		return report, nil, err
 	}
+	sigs := <-sigReady
+	goruntime.GOMAXPROCS(prev)
 	if err := <-spReady; err != nil {
 		return report, nil, err
 	}
 	s, err = newServer(cfg, r, sp)
+	if s != nil {
+		s.sigs = sigs
+	}
 	return report, s, err
 }
 
