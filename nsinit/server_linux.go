@@ -593,13 +593,19 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 	// Closed once this connection's exit reply is sent (or its client is
 	// gone): the main command's client (`lightbox run`) hears its status
 	// before mainEnded's wait for the log copiers and its write of the
-	// status, which it does not need.
+	// status, which it does not need. Bounded, as mainEnded's own waits:
+	// a client that does not read must not keep the sandbox alive.
 	replied := make(chan struct{})
 	go func() {
 		p.ws = <-done
 		close(p.done)
 		if e.Main {
-			<-replied
+			t := time.NewTimer(2 * time.Second)
+			select {
+			case <-replied:
+			case <-t.C:
+			}
+			t.Stop()
 			s.mainEnded(p)
 		}
 	}()
