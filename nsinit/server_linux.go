@@ -216,6 +216,7 @@ func (s *server) run() {
 	if s.deadline != 0 {
 		time.AfterFunc(time.Duration(s.deadline-monotonic()), func() {
 			s.destroy(2*time.Second, true)
+			s.settle()
 			s.exit()
 		})
 	}
@@ -319,15 +320,6 @@ func (s *server) destroy(grace time.Duration, timedOut bool) bool {
 		}
 		s.record(st)
 	}
-	if m != nil {
-		select {
-		case <-m.done:
-			// The main command has ended: its clients learn how,
-			// rather than losing the init first.
-			s.drain()
-		default: // still running past the grace: the exit kills it
-		}
-	}
 	return true
 }
 
@@ -336,18 +328,20 @@ func (s *server) killMain(m *proc) chan struct{} {
 	return m.done
 }
 
-// record writes the sandbox's final status into its lock file.
+// record writes the sandbox's final status into its lock file. Not
+// fsynced: readers (Info, wait) read it through the page cache, which
+// keeps it after the init is gone; only a host crash in the seconds
+// before writeback could lose it, and the sandbox then reads as dead,
+// as it would after a crash between the truncate and the write. An
+// fsync here cost 0.3–2 ms of every `run` (the launcher waits for the
+// init's exit, which waits for the fsync, and the exit reply waited
+// for the P the fsync's thread held: bench/NOTES.md, initexec).
 func (s *server) record(st Status) {
 	b, err := MarshalStatus(st)
 	if err == nil {
 		err = s.lock.Truncate(0)
 	}
 	if err == nil {
-		// No fsync: like the state a launch writes, the status matters
-		// only while the host runs (a sandbox does not outlive a reboot;
-		// gc removes what a crash left), and the exit status waits for
-		// this write: an fsync was a disk write on every command's end
-		// (~1 ms on an ext4 without a journal; bench/NOTES.md).
 		_, err = s.lock.WriteAt(b, 0)
 	}
 	if err != nil {
@@ -424,6 +418,7 @@ func (s *server) serve(c *net.UnixConn) {
 		_ = send(c, Reply{Type: ReplyOK}, nil) // the client may be gone: nobody to tell then
 	case OpDestroy:
 		s.destroy(req.Grace, false)
+		s.settle()
 		_ = send(c, Reply{Type: ReplyOK}, nil) // the client may be gone: nobody to tell then
 		s.exit()
 	default:
@@ -623,10 +618,22 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 	}
 	s.mu.Unlock()
 	closeAll(fds)
+	// Closed once this connection's exit reply is sent (or its client is
+	// gone): the main command's client (`lightbox run`) hears its status
+	// before mainEnded's wait for the log copiers and its write of the
+	// status, which it does not need. Bounded, as mainEnded's own waits:
+	// a client that does not read must not keep the sandbox alive.
+	replied := make(chan struct{})
 	go func() {
 		p.ws = <-done
 		close(p.done)
 		if e.Main {
+			t := time.NewTimer(2 * time.Second)
+			select {
+			case <-replied:
+			case <-t.C:
+			}
+			t.Stop()
 			s.mainEnded(p)
 		}
 	}()
@@ -667,6 +674,7 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 			}
 		}
 	}()
+	defer close(replied)
 	select {
 	case <-p.done:
 		code, sig := exitCode(p.ws)
@@ -715,27 +723,56 @@ func (s *server) mainEnded(p *proc) {
 	if destroying {
 		return
 	}
-	s.drain()
+	// Let the connections waiting for this status send it (bounded: a
+	// client that does not read must not keep the sandbox alive).
+	s.drain(time.After(2 * time.Second))
 	s.exit()
 }
 
-// drain lets the connections waiting for the main command's status (its
-// own, and OpWait's) send it before the init exits, bounded: a client
-// that does not read must not keep the sandbox alive.
-func (s *server) drain() {
+// drain waits until the replies about the main command still to send
+// are sent, or until limit.
+func (s *server) drain(limit <-chan time.Time) {
 	s.mu.Lock()
 	var drained chan struct{}
 	if s.pending > 0 {
-		drained = make(chan struct{})
-		s.drained = drained
+		if s.drained == nil {
+			s.drained = make(chan struct{})
+		}
+		drained = s.drained
 	}
 	s.mu.Unlock()
 	if drained != nil {
 		select {
 		case <-drained:
-		case <-time.After(2 * time.Second):
+		case <-limit:
 		}
 	}
+}
+
+// settle lets the replies about a main command that a destroy ended go
+// out before the init exits: its status to the connections waiting for
+// it (Wait). Bounded, as in mainEnded: a client that does not read must
+// not keep the sandbox alive. A main command still running (the grace
+// ran out) is killed by the exit; its waiters then read EOF.
+func (s *server) settle() {
+	s.mu.Lock()
+	m := s.main
+	s.mu.Unlock()
+	if m == nil {
+		return
+	}
+	select {
+	case <-m.done:
+	default:
+		return
+	}
+	limit := time.After(4 * time.Second) // mainEnded waits up to 2 s for the log copiers first
+	select {
+	case <-s.mainDone:
+	case <-limit:
+		return
+	}
+	s.drain(limit)
 }
 
 // done counts one reply about the main command sent.
