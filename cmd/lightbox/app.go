@@ -68,10 +68,11 @@ func cancelOnSignals(c *cli.Context) (stop func()) {
 }
 
 // ownSignals are the commands whose context SIGINT and SIGTERM do not
-// cancel: exec forwards them to its command (notifyEarly, once the store
-// is open), and the others only read, so the signal's default action,
+// cancel here: exec and an attached run forward them to their command
+// (notifyEarly, while the store opens), run -d makes its own context
+// they cancel, and the others only read, so the signal's default action,
 // ending the process, leaves nothing half done.
-var ownSignals = map[string]bool{"exec": true, "version": true, "ps": true, "inspect": true}
+var ownSignals = map[string]bool{"exec": true, "run": true, "version": true, "ps": true, "inspect": true}
 
 func newApp() *cli.App {
 	return &cli.App{

@@ -43,6 +43,19 @@ func runCommand() *cli.Command {
 			if err := needArgs(c, 1, "SNAPSHOT [CMD [ARG...]]"); err != nil {
 				return err
 			}
+			// Signals (run is one of ownSignals): with -d, SIGINT and
+			// SIGTERM cancel the launch, which cleans up; attached, they
+			// go to the command once it runs, their Notify overlapping
+			// the store's open.
+			var sigs chan os.Signal
+			var sigsReady chan struct{}
+			if c.Bool("detach") {
+				ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, os.Interrupt)
+				defer stop()
+				c.Context = ctx
+			} else {
+				sigs, sigsReady = notifyEarly()
+			}
 			r, err := open(c)
 			if err != nil {
 				return err
@@ -130,7 +143,7 @@ func runCommand() *cli.Command {
 			// Without --keep the command's status is returned as soon
 			// as it is known: a detached reaper tears the sandbox down.
 			opts.Command, opts.DetachedTeardown = argv, !c.Bool("keep")
-			code, err = runMain(ctx, r, opts, c.Bool("tty"), c.Bool("keep"), warn)
+			code, err = runMain(ctx, r, opts, c.Bool("tty"), c.Bool("keep"), warn, sigs, sigsReady)
 			if err != nil {
 				return err
 			}
@@ -148,7 +161,7 @@ func caCertsFlag() cli.Flag {
 // this process's stdio, forwarding signals as runAttached does. With keep
 // it leaves the sandbox behind, exited, once it ends (run --keep); else it
 // destroys it.
-func runMain(ctx context.Context, r *lightbox.Runtime, opts lightbox.SandboxOptions, tty, keep bool, launched func()) (int, error) {
+func runMain(ctx context.Context, r *lightbox.Runtime, opts lightbox.SandboxOptions, tty, keep bool, launched func(), sigs chan os.Signal, sigsReady chan struct{}) (int, error) {
 	opts.Stdin, opts.Stdout, opts.Stderr = os.Stdin, os.Stdout, os.Stderr
 	if tty {
 		restore, size, err := rawTerminal()
@@ -158,11 +171,11 @@ func runMain(ctx context.Context, r *lightbox.Runtime, opts lightbox.SandboxOpti
 		defer restore()
 		opts.Tty, opts.TtySize = true, size
 	}
-	sigs := make(chan os.Signal, 8)
-	// No signal.Stop: exec exits once this returns, and Stop costs a
-	// round trip to the runtime's signal-mask thread (new OS threads
-	// at exit; bench/NOTES.md 2026-11-30, lightbox exec).
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGWINCH)
+	// sigs and sigsReady are notifyEarly's. No signal.Stop: run exits
+	// once this returns, and Stop costs a round trip to the runtime's
+	// signal-mask thread (new OS threads at exit; bench/NOTES.md
+	// 2026-11-30, lightbox exec).
+	<-sigsReady
 	sb, err := r.LaunchSandbox(ctx, opts)
 	if err != nil {
 		code := startStatus(err)

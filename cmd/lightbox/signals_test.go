@@ -13,9 +13,9 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// A command that makes things gets a context SIGTERM cancels; exec (which
-// forwards the signal itself) and the read-only commands do not pay for
-// the signal handling.
+// A command that makes things gets a context SIGTERM cancels; exec and
+// run (which forward the signal themselves, run -d making its own
+// context) and the read-only commands do not pay for it here.
 func TestCancelOnSignals(t *testing.T) {
 	ctxFor := func(args ...string) *cli.Context {
 		set := flag.NewFlagSet("lightbox", flag.ContinueOnError)
@@ -26,7 +26,7 @@ func TestCancelOnSignals(t *testing.T) {
 		c.Context = context.Background()
 		return c
 	}
-	for _, cmd := range []string{"exec", "version", "ps", "inspect"} {
+	for _, cmd := range []string{"exec", "run", "version", "ps", "inspect"} {
 		c := ctxFor(cmd, "x")
 		stop := cancelOnSignals(c)
 		stop()
