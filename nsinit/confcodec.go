@@ -218,40 +218,25 @@ func (d *rbuf) str() string {
 	return s
 }
 
-func (d *rbuf) strs() []string {
+// list reads a length, then that many elements with elem; none is nil.
+func list[T any](d *rbuf, elem func() T) []T {
 	n := d.count()
 	if n == 0 {
 		return nil
 	}
-	ss := make([]string, n)
-	for i := range ss {
-		ss[i] = d.str()
-	}
-	return ss
-}
-
-func (d *rbuf) ints() []int {
-	n := d.count()
-	if n == 0 {
-		return nil
-	}
-	vs := make([]int, n)
+	vs := make([]T, n)
 	for i := range vs {
-		vs[i] = d.num()
+		vs[i] = elem()
 	}
 	return vs
 }
 
+func (d *rbuf) strs() []string { return list(d, d.str) }
+
+func (d *rbuf) ints() []int { return list(d, d.num) }
+
 func (d *rbuf) params() []sys.Param {
-	n := d.count()
-	if n == 0 {
-		return nil
-	}
-	ps := make([]sys.Param, n)
-	for i := range ps {
-		ps[i] = sys.Param{Key: d.str(), Value: d.str()}
-	}
-	return ps
+	return list(d, func() sys.Param { return sys.Param{Key: d.str(), Value: d.str()} })
 }
 
 func (d *rbuf) fsMount(m *FSMount) {
