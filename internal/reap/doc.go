@@ -38,4 +38,8 @@ type Spec struct {
 	// effort).
 	Cgroups []string `json:"cgroups,omitempty"`
 	Parents []string `json:"parents,omitempty"`
+	// Last are the entries of Dir that RemoveSmall removes after the
+	// cgroups: the lock and the state file, by which gc finds and
+	// finishes what a crash left.
+	Last []string `json:"last,omitempty"`
 }
