@@ -15,8 +15,9 @@
 // whose text every idle sandbox maps (the remover added ~180 kB to it).
 // The runtime works out what to remove (it owns the cgroup layout) and
 // hands it over as a Spec, once the sandbox's init has exited; a small
-// tree it removes itself (Remove), as a reaper's start would cost more
-// than that.
+// tree it removes itself (RemoveSmall, which stops past a limit and
+// leaves the rest to a reaper), as a reaper's start would cost more than
+// that.
 package reap
 
 import "github.com/beamhop/lightbox/internal/idmap"

@@ -41,8 +41,8 @@ func run() error {
 
 // Remove removes what s names: the cgroups (children first), the shared
 // parents when empty, then the directory. The sandbox's init must be
-// gone. The reaper runs it; so does the runtime itself for a small tree,
-// where starting a reaper would cost more than the removal.
+// gone. The reaper runs it (the runtime too, when a reaper could not be
+// started); a small tree the runtime removes with RemoveSmall.
 func Remove(ctx context.Context, s Spec) error {
 	if !filepath.IsAbs(s.Dir) || !strings.HasPrefix(filepath.Base(s.Dir), ".rm-") {
 		return fmt.Errorf("reap: %q is not a directory set aside for removal", s.Dir)
