@@ -15,6 +15,7 @@ import (
 	"github.com/beamhop/lightbox/internal/lockfile"
 	"github.com/beamhop/lightbox/internal/reap"
 	"github.com/beamhop/lightbox/internal/reexec"
+	"github.com/beamhop/lightbox/internal/rmtree"
 	"github.com/containerd/cgroups/v3/cgroup1"
 )
 
@@ -55,6 +56,12 @@ func (s *Sandbox) destroyDetached(ctx context.Context, held *lockfile.Lock) erro
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("destroy sandbox %s: %w", s.name, err)
 	}
+	if err == nil {
+		// While the init goes: its socket's name, which nothing finds
+		// any more (the init keeps its listener; gc needs only the lock
+		// and the state file).
+		_ = unix.Unlink(filepath.Join(aside, "init.sock")) // best effort: the removal below takes it otherwise
+	}
 	select {
 	case <-s.initDone:
 	case <-ctx.Done():
@@ -63,16 +70,19 @@ func (s *Sandbox) destroyDetached(ctx context.Context, held *lockfile.Lock) erro
 	if err != nil {
 		return nil // gone already (removed by another process)
 	}
-	spec := reap.Spec{Dir: aside, Mapping: s.m.mapping}
+	spec := reap.Spec{Dir: aside, Mapping: s.m.mapping, Last: []string{"state.json", "lock"}}
 	if cg != nil {
 		spec.Cgroups, spec.Parents = cg.reapDirs()
 	}
-	if reap.Small(aside, smallTree) {
-		if err := reap.Remove(ctx, spec); err != nil {
+	err = reap.RemoveSmall(ctx, spec, smallTree)
+	if !errors.Is(err, rmtree.ErrTooLarge) {
+		if err != nil {
 			return fmt.Errorf("destroy sandbox %s: %w", s.name, err)
 		}
 		return nil
 	}
+	// The cgroups are gone; the reaper finishes the tree.
+	spec.Cgroups, spec.Parents = nil, nil
 	if err := s.m.startReaper(spec, held.File()); err != nil {
 		// Do it here then: the caller waits, nothing is left behind.
 		s.m.log.Warn("start the sandbox's reaper; removing it in this process", "sandbox", s.name, "err", err)

@@ -15,8 +15,9 @@
 // whose text every idle sandbox maps (the remover added ~180 kB to it).
 // The runtime works out what to remove (it owns the cgroup layout) and
 // hands it over as a Spec, once the sandbox's init has exited; a small
-// tree it removes itself (Remove), as a reaper's start would cost more
-// than that.
+// tree it removes itself (RemoveSmall, which stops past a limit and
+// leaves the rest to a reaper), as a reaper's start would cost more than
+// that.
 package reap
 
 import "github.com/beamhop/lightbox/internal/idmap"
@@ -38,4 +39,8 @@ type Spec struct {
 	// effort).
 	Cgroups []string `json:"cgroups,omitempty"`
 	Parents []string `json:"parents,omitempty"`
+	// Last are the entries of Dir that RemoveSmall removes after the
+	// cgroups: the lock and the state file, by which gc finds and
+	// finishes what a crash left.
+	Last []string `json:"last,omitempty"`
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -42,8 +41,8 @@ func run() error {
 
 // Remove removes what s names: the cgroups (children first), the shared
 // parents when empty, then the directory. The sandbox's init must be
-// gone. The reaper runs it; so does the runtime itself for a small tree,
-// where starting a reaper would cost more than the removal.
+// gone. The reaper runs it (the runtime too, when a reaper could not be
+// started); a small tree the runtime removes with RemoveSmall.
 func Remove(ctx context.Context, s Spec) error {
 	if !filepath.IsAbs(s.Dir) || !strings.HasPrefix(filepath.Base(s.Dir), ".rm-") {
 		return fmt.Errorf("reap: %q is not a directory set aside for removal", s.Dir)
@@ -57,41 +56,53 @@ func Remove(ctx context.Context, s Spec) error {
 	return rmtree.RemoveAll(ctx, s.Dir, s.Mapping)
 }
 
-// Small reports whether the tree at dir holds at most n entries (it stops
-// counting past n) that the caller may read: small enough to remove at
-// once.
-func Small(dir string, n int) bool {
-	left := n
-	return small(unix.AT_FDCWD, dir, &left)
-}
-
-func small(dirfd int, name string, left *int) bool {
-	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EACCES) {
-		// A file, a symlink, gone, or the overlay's work/work (mode
-		// 000, empty once unmounted; rmtree makes it readable): counted
-		// by the caller.
-		return true
+// RemoveSmall is Remove for a tree of at most n entries: past n it stops
+// with the cgroups removed and the rest of the tree in place, and returns
+// an error that unwraps to rmtree.ErrTooLarge, for a reaper to finish (a
+// reaper's start costs more than a small tree's unlinking). One walk
+// counts and removes. The cgroups go in a goroutine of their own while
+// the tree goes, all but s.Last (the lock and the state file, which names
+// the cgroups for gc), removed once the cgroups are gone: a kill -9 at
+// any point leaves a .rm- entry that gc can finish.
+func RemoveSmall(ctx context.Context, s Spec, n int) error {
+	if !filepath.IsAbs(s.Dir) || !strings.HasPrefix(filepath.Base(s.Dir), ".rm-") {
+		return fmt.Errorf("reap: %q is not a directory set aside for removal", s.Dir)
 	}
-	if err != nil {
-		return false
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("remove %s: %w", s.Dir, err)
 	}
-	f := os.NewFile(uintptr(fd), name)
-	defer func() { _ = f.Close() }() // read-only (a directory)
-	names, err := f.Readdirnames(*left + 1)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return false
+	cg := make(chan error, 1)
+	go func() {
+		err := removeCgroups(s.Cgroups)
+		if err == nil {
+			for _, p := range s.Parents {
+				_ = unix.Rmdir(p) // best effort: another sandbox may use it
+			}
+		}
+		cg <- err
+	}()
+	err := rmtree.RemoveContents(s.Dir, n, s.Last...)
+	if cerr := <-cg; cerr != nil {
+		return cerr
 	}
-	*left -= len(names)
-	if *left < 0 {
-		return false
+	if errors.Is(err, rmtree.ErrTooLarge) {
+		return err
 	}
-	for _, n := range names {
-		if !small(fd, n, left) {
-			return false
+	for _, name := range s.Last {
+		if err != nil {
+			break
+		}
+		if uerr := unix.Unlink(filepath.Join(s.Dir, name)); uerr != nil && !errors.Is(uerr, unix.ENOENT) {
+			err = uerr
 		}
 	}
-	return true
+	if err == nil && unix.Rmdir(s.Dir) == nil {
+		return nil
+	}
+	// What this process could not remove (rootless, files of other ids of
+	// the mapping; a mode it could not fix): the whole removal, which may
+	// use a user namespace, reports what stays.
+	return rmtree.RemoveSmall(ctx, s.Dir, s.Mapping, n)
 }
 
 // removeCgroups removes each directory in turn (children first). One

@@ -326,3 +326,84 @@ func TestKinds(t *testing.T) {
 		t.Errorf("left in %s: %v, %v", base, ents, err)
 	}
 }
+
+// TestRemoveSmall: a tree within the limit goes whole; one past it is
+// left (partly) in place with ErrTooLarge, and RemoveAll finishes it.
+func TestRemoveSmall(t *testing.T) {
+	m, err := idmap.Detect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree := filepath.Join(t.TempDir(), "tree")
+	if err := os.MkdirAll(filepath.Join(tree, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if err := os.WriteFile(filepath.Join(tree, "d", fmt.Sprint(i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 22 entries: tree, d and its 20 files.
+	if err := RemoveSmall(t.Context(), tree, m, 21); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("RemoveSmall(22 entries, 21) = %v, want ErrTooLarge", err)
+	}
+	if _, err := os.Lstat(tree); err != nil {
+		t.Fatalf("a tree past the limit is gone: %v", err)
+	}
+	if err := RemoveAll(t.Context(), tree, m); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(tree, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if err := os.WriteFile(filepath.Join(tree, "d", fmt.Sprint(i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := RemoveSmall(t.Context(), tree, m, 22); err != nil {
+		t.Fatalf("RemoveSmall(22 entries, 22) = %v, want nil", err)
+	}
+	if _, err := os.Lstat(tree); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("tree still there: lstat = %v", err)
+	}
+}
+
+// TestWithoutOpenat2: the walk's other way to stay on its mount (openat
+// and a statx of the mount id, where openat2 is missing) refuses a mount
+// point and still removes unreadable directories.
+func TestWithoutOpenat2(t *testing.T) {
+	noOpenat2.Store(true)
+	t.Cleanup(func() { noOpenat2.Store(false) })
+	t.Run("UnreadableDirs", TestUnreadableDirs)
+	t.Run("Kinds", TestKinds)
+	if os.Geteuid() == 0 {
+		t.Run("MountPointRefused", TestMountPointRefused)
+		t.Run("EmptyMountPointRefused", TestEmptyMountPointRefused)
+	}
+}
+
+// TestParseDirentsManyEntries: a directory of more entries than one
+// getdents64 read returns is removed whole (the walk reads on after
+// removing the first batch).
+func TestParseDirentsManyEntries(t *testing.T) {
+	m, err := idmap.Detect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree := filepath.Join(t.TempDir(), "tree")
+	if err := os.MkdirAll(tree, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2000 { // ~2000 × 40-byte records: several 8 KiB reads
+		if err := os.WriteFile(filepath.Join(tree, fmt.Sprintf("entry-with-a-longish-name-%04d", i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := RemoveAll(t.Context(), tree, m); err != nil {
+		t.Fatalf("RemoveAll = %v, want nil", err)
+	}
+	if _, err := os.Lstat(tree); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("tree still there: lstat = %v", err)
+	}
+}
