@@ -21,9 +21,10 @@ import (
 // (Config). Reading them means two more files opened and hashed, and
 // decoding image-spec's types with encoding/json costs a fresh process
 // ~0.1 ms (its reflection caches: bench/NOTES.md 2026-11-30, lease). So
-// the first Lease of a manifest, having read and checked its blobs,
-// records that part in $ROOT/snapshots/launch/<manifest digest>, and
-// later leases read the one small record instead, without encoding/json
+// whatever reads a manifest and its config with their digests checked
+// (describe, which an import or a tag ends with; a Lease that finds no
+// record) records that part in $ROOT/snapshots/launch/<manifest digest>,
+// and leases read the one small record instead, without encoding/json
 // when jsonlite takes it.
 //
 // A record cannot go stale: its name is the manifest's digest, which
@@ -31,11 +32,11 @@ import (
 // digest inside too. It starts with the sha256 of the rest, so a torn or
 // damaged record (written without fsync) is ignored and rewritten, as is
 // one for another manifest; its layer digests are validated before they
-// make paths. Records are written under the index lock (shared) and
-// removed by GC (under it, exclusive) with their manifest's blob.
+// make paths. GC removes a record with its manifest's blob, and the
+// temporary files of writes a killed process left.
 //
 // What a record no longer guards against is a manifest or config blob
-// damaged after the first lease: a launch does not read them any more
+// damaged after it was written: a launch does not read them any more
 // (Get, Export and GC still read them through umoci's verified reader).
 // Whoever can write a record can write the blobs and the unpacked layers
 // a launch uses unchecked anyway.
@@ -281,7 +282,8 @@ func (s *Store) writeLaunchRecord(d digest.Digest, r *launchRecord) error {
 
 // gcLaunch removes the records of manifests the store no longer holds and
 // temporary files; called under the index lock held exclusively, so no
-// lease is writing one.
+// lease or import is writing one (a Get may: its rename then fails, and
+// the next describe or lease writes the record).
 func (s *Store) gcLaunch() error {
 	ents, err := os.ReadDir(s.launchDir())
 	if errors.Is(err, os.ErrNotExist) {

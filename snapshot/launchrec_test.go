@@ -125,15 +125,19 @@ func TestLaunchRecordRefused(t *testing.T) {
 	}
 }
 
-// Lease records each manifest it resolves and uses the record after:
-// a record put in another manifest's place is not used, and GC removes
-// the record with its manifest.
+// An import records its manifest for launches, a Lease that finds no
+// record writes one, a record put in another manifest's place is not
+// used, and GC removes the record with its manifest.
 func TestLeaseLaunchRecord(t *testing.T) {
 	ctx := t.Context()
 	s := openStore(t)
 	rootfs := testutil.BusyboxRootfs(t)
-	if _, err := s.Import(ctx, "x", rootfs, ImportOptions{}); err != nil {
+	imported, err := s.Import(ctx, "x", rootfs, ImportOptions{})
+	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := os.Stat(s.launchFile(digest.Digest(imported.Digest))); err != nil {
+		t.Fatalf("no record after Import(x): %v", err)
 	}
 	if err := os.WriteFile(filepath.Join(rootfs, "y-only"), []byte("y"), 0o644); err != nil {
 		t.Fatal(err)
@@ -141,13 +145,19 @@ func TestLeaseLaunchRecord(t *testing.T) {
 	if _, err := s.Import(ctx, "y", rootfs, ImportOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	lease := func(name string) *Snapshot {
-		t.Helper()
-		want, err := s.Get(ctx, name)
+	// What Get says, taken first: Get writes a missing record too.
+	wants := map[string]*Snapshot{}
+	for _, n := range []string{"x", "y"} {
+		sn, err := s.Get(ctx, n)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want.Size = 0
+		sn.Size = 0
+		wants[n] = sn
+	}
+	lease := func(name string) *Snapshot {
+		t.Helper()
+		want := wants[name]
 		l, got, err := s.Lease(ctx, name)
 		if err != nil {
 			t.Fatal(err)
@@ -165,12 +175,15 @@ func TestLeaseLaunchRecord(t *testing.T) {
 	xrec, yrec := s.launchFile(digest.Digest(x.Digest)), s.launchFile(digest.Digest(y.Digest))
 	xb, err := os.ReadFile(xrec)
 	if err != nil {
-		t.Fatalf("no record after Lease(x): %v", err)
+		t.Fatal(err)
 	}
+	if err := os.Remove(yrec); err != nil {
+		t.Fatalf("no record of y: %v", err)
+	}
+	lease("y")
 	if _, err := os.Stat(yrec); err != nil {
-		t.Fatalf("no record after Lease(y): %v", err)
+		t.Fatalf("no record after Lease(y) found none: %v", err)
 	}
-	lease("x") // through the record
 	if err := os.WriteFile(yrec, xb, 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -278,7 +278,15 @@ func (s *Store) describe(ctx context.Context, e casext.Engine, name string, d is
 	if err := readJSON(ctx, e, m.Config, &c); err != nil {
 		return nil, fmt.Errorf("snapshot %s: config: %w", name, err)
 	}
-	sn := s.snapshotOf(name, d, &m, &c)
+	r := recordOf(d.Digest, &m, &c)
+	sn := s.snapshotOfRecord(name, d, r)
+	if _, ok := s.readLaunchRecord(d.Digest); !ok {
+		// Here too (an import ends here), so that the first launch reads
+		// the record as well; describe records layer sizes likewise.
+		if err := s.writeLaunchRecord(d.Digest, r); err != nil {
+			s.log.Debug("record the snapshot for launches", "snapshot", name, "err", err) // a cache: the first launch writes it
+		}
+	}
 	for _, l := range m.Layers {
 		n, err := s.unpackedSize(ctx, e, l)
 		if err != nil {
@@ -287,12 +295,6 @@ func (s *Store) describe(ctx context.Context, e casext.Engine, name string, d is
 		sn.Size += n
 	}
 	return sn, nil
-}
-
-// snapshotOf is the Snapshot that manifest m (whose descriptor in the
-// index is d) and its config c make, without its unpacked Size.
-func (s *Store) snapshotOf(name string, d ispec.Descriptor, m *ispec.Manifest, c *ispec.Image) *Snapshot {
-	return s.snapshotOfRecord(name, d, recordOf(d.Digest, m, c))
 }
 
 // snapshotOfRecord is the Snapshot that the manifest with descriptor d
