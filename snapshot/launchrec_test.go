@@ -233,6 +233,29 @@ func TestParseRefs(t *testing.T) {
 		if diff := cmp.Diff(std, got); diff != "" {
 			t.Errorf("parseRefs(%s) (-json +parseRefs):\n%s", b, diff)
 		}
+		// What writeRefs writes reads back the same, with either decoder;
+		// by hand exactly when jsonlite can read it back.
+		if _, ok := encodeRefsLite(c); ok != (i < 2) {
+			t.Errorf("encodeRefsLite of case %d: ok %v", i, ok)
+		}
+		eb, err := encodeRefs(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back refsCache
+		if err := json.Unmarshal(eb, &back); err != nil {
+			t.Fatalf("encodeRefs wrote %s: %v", eb, err)
+		}
+		if diff := cmp.Diff(std, back); diff != "" {
+			t.Errorf("encodeRefs wrote %s (-want +got):\n%s", eb, diff)
+		}
+		if got := (refsCache{}); parseRefsLite(eb, &got) != (i < 2) {
+			t.Errorf("jsonlite on what encodeRefs wrote (%s): took it %v", eb, i >= 2)
+		} else if i < 2 {
+			if diff := cmp.Diff(std, got); diff != "" {
+				t.Errorf("jsonlite read %s (-want +got):\n%s", eb, diff)
+			}
+		}
 	}
 	var lite refsCache
 	for _, b := range []string{`{"index":"a","refs":{"x":{"digest":"d","size":1}}}`, `{"index":"a","refs":{}}`} {
@@ -244,6 +267,53 @@ func TestParseRefs(t *testing.T) {
 		var c refsCache
 		if parseRefs([]byte(b), &c) && c.Index != "" {
 			t.Errorf("parseRefs(%s) = %+v", b, c)
+		}
+	}
+}
+
+// parseIndexLite agrees with encoding/json on an index like umoci writes
+// and declines one with anything it does not know.
+func TestParseIndexLite(t *testing.T) {
+	ctx := t.Context()
+	s := openStore(t)
+	if _, err := s.Import(ctx, "x", testutil.BusyboxRootfs(t), ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	real, err := os.ReadFile(filepath.Join(s.ociDir(), "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	made, err := json.Marshal(ispec.Index{MediaType: ispec.MediaTypeImageIndex, Manifests: []ispec.Descriptor{
+		{MediaType: ispec.MediaTypeImageManifest, Digest: testManifest, Size: 1, Annotations: map[string]string{ispec.AnnotationRefName: "a"}},
+		{MediaType: ispec.MediaTypeImageManifest, Digest: testLayer, Size: 2, Annotations: map[string]string{annotationBuildKey: "k"}},
+		{Digest: testLayer},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range [][]byte{real, made} {
+		var idx ispec.Index
+		if err := json.Unmarshal(b, &idx); err != nil {
+			t.Fatal(err)
+		}
+		got, ok := parseIndexLite(b)
+		if !ok {
+			t.Fatalf("parseIndexLite declined %s", b)
+		}
+		if diff := cmp.Diff(idx.Manifests, got); diff != "" {
+			t.Errorf("parseIndexLite(%s) (-json +jsonlite):\n%s", b, diff)
+		}
+	}
+	for _, b := range []string{
+		`{"schemaVersion":2,"manifests":[{"digest":"d","platform":{"os":"linux"}}]}`,
+		`{"schemaVersion":2,"manifests":[],"annotations":{"a":"b"}}`,
+		`{"schemaVersion":2,"manifests":null}`,
+		`{"schemaVersion":2}`,
+		`{"schemaVersion":2,"manifests":[{"digest":"d\u0041"}]}`,
+		`{"schemaVersion":2,"Manifests":[]}`,
+	} {
+		if got, ok := parseIndexLite([]byte(b)); ok {
+			t.Errorf("parseIndexLite(%s) = %+v, want declined", b, got)
 		}
 	}
 }

@@ -4,10 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/beamhop/lightbox/internal/errdefs"
 	"github.com/beamhop/lightbox/internal/jsonlite"
@@ -49,12 +53,16 @@ func (s *Store) lookupRef(name string) (ispec.Descriptor, error) {
 	sum := digest.SHA256.FromBytes(data).String()
 	var c refsCache
 	if b, err := readSmall(filepath.Join(s.root, refsFile), maxJSON); err != nil || !parseRefs(b, &c) || c.Index != sum {
-		var idx ispec.Index
-		if err := json.Unmarshal(data, &idx); err != nil {
-			return ispec.Descriptor{}, fmt.Errorf("snapshot %s: index: %w", name, err)
+		manifests, ok := parseIndexLite(data)
+		if !ok {
+			var idx ispec.Index
+			if err := json.Unmarshal(data, &idx); err != nil {
+				return ispec.Descriptor{}, fmt.Errorf("snapshot %s: index: %w", name, err)
+			}
+			manifests = idx.Manifests
 		}
 		c = refsCache{Index: sum, Refs: map[string]ispec.Descriptor{}}
-		for _, d := range idx.Manifests {
+		for _, d := range manifests {
 			n, ok := d.Annotations[ispec.AnnotationRefName]
 			if _, dup := c.Refs[n]; ok && !dup && names.Valid(n) {
 				c.Refs[n] = d
@@ -98,23 +106,7 @@ func parseRefsLite(b []byte, c *refsCache) bool {
 		case "refs":
 			c.Refs = map[string]ispec.Descriptor{}
 			return v.Fields(func(name string, v jsonlite.Value) bool {
-				var d ispec.Descriptor
-				ok := v.Fields(func(key string, v jsonlite.Value) bool {
-					var ok bool
-					switch key {
-					case "mediaType":
-						d.MediaType, ok = v.String()
-					case "digest":
-						var s string
-						s, ok = v.String()
-						d.Digest = digest.Digest(s)
-					case "size":
-						d.Size, ok = v.Int(64)
-					case "annotations":
-						d.Annotations, ok = v.StringMap()
-					}
-					return ok
-				})
+				d, ok := descriptorLite(v)
 				c.Refs[name] = d
 				return ok
 			})
@@ -123,10 +115,132 @@ func parseRefsLite(b []byte, c *refsCache) bool {
 	})
 }
 
+// parseIndexLite reads the manifests of index.json with jsonlite, when it
+// is what umoci writes for this store (a schema version, a media type,
+// and manifests that descriptorLite takes); false for anything else,
+// which the caller hands to encoding/json. Rebuilding refs.json after
+// each change of the index then costs no encoding/json either.
+func parseIndexLite(b []byte) ([]ispec.Descriptor, bool) {
+	v, ok := jsonlite.Parse(b)
+	if !ok {
+		return nil, false
+	}
+	var out []ispec.Descriptor
+	ok = v.Fields(func(key string, v jsonlite.Value) bool {
+		switch key {
+		case "schemaVersion":
+			_, ok := v.Int(64)
+			return ok
+		case "mediaType":
+			_, ok := v.String()
+			return ok
+		case "manifests":
+			if v.Kind != jsonlite.Array {
+				return false
+			}
+			out = make([]ispec.Descriptor, 0, len(v.Elems))
+			for _, e := range v.Elems {
+				d, ok := descriptorLite(e)
+				if !ok {
+					return false
+				}
+				out = append(out, d)
+			}
+			return true
+		}
+		return false
+	})
+	return out, ok && out != nil
+}
+
+// descriptorLite reads a descriptor of a media type, digest, size and
+// annotations (what this store's index and refs.json hold); false for
+// anything else.
+func descriptorLite(v jsonlite.Value) (ispec.Descriptor, bool) {
+	var d ispec.Descriptor
+	ok := v.Fields(func(key string, v jsonlite.Value) bool {
+		var ok bool
+		switch key {
+		case "mediaType":
+			d.MediaType, ok = v.String()
+		case "digest":
+			var s string
+			s, ok = v.String()
+			d.Digest = digest.Digest(s)
+		case "size":
+			d.Size, ok = v.Int(64)
+		case "annotations":
+			d.Annotations, ok = v.StringMap()
+		}
+		return ok
+	})
+	return d, ok
+}
+
+// encodeRefs is refs.json's content: by hand when every descriptor is one
+// descriptorLite reads and every string needs no escape (what jsonlite
+// reads back), else json.Marshal's.
+func encodeRefs(c refsCache) ([]byte, error) {
+	if b, ok := encodeRefsLite(c); ok {
+		return b, nil
+	}
+	return json.Marshal(c)
+}
+
+func encodeRefsLite(c refsCache) ([]byte, bool) {
+	ok := plain(c.Index)
+	b := append([]byte(`{"index":"`), c.Index...)
+	b = append(b, `","refs":{`...)
+	for i, n := range slices.Sorted(maps.Keys(c.Refs)) {
+		d := c.Refs[n]
+		ok = ok && plain(n) && plain(d.MediaType) && plain(string(d.Digest)) &&
+			d.URLs == nil && d.Data == nil && d.Platform == nil && d.ArtifactType == ""
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, n...)
+		b = append(b, `":{"mediaType":"`...)
+		b = append(b, d.MediaType...)
+		b = append(b, `","digest":"`...)
+		b = append(b, d.Digest...)
+		b = append(b, `","size":`...)
+		b = strconv.AppendInt(b, d.Size, 10)
+		if len(d.Annotations) > 0 {
+			b = append(b, `,"annotations":{`...)
+			for j, k := range slices.Sorted(maps.Keys(d.Annotations)) {
+				ok = ok && plain(k) && plain(d.Annotations[k])
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, '"')
+				b = append(b, k...)
+				b = append(b, `":"`...)
+				b = append(b, d.Annotations[k]...)
+				b = append(b, '"')
+			}
+			b = append(b, '}')
+		}
+		b = append(b, '}')
+	}
+	return append(b, "}}"...), ok
+}
+
+// plain reports whether s goes into JSON as it is, between quotes: valid
+// UTF-8 without a quote, a backslash or a control character.
+func plain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '"' || c == '\\' || c < 0x20 {
+			return false
+		}
+	}
+	return utf8.ValidString(s)
+}
+
 // writeRefs replaces refs.json (temp file and rename; no fsync: after a
 // crash a torn cache fails to parse, or to match, and is rebuilt).
 func (s *Store) writeRefs(c refsCache) error {
-	b, err := json.Marshal(c)
+	b, err := encodeRefs(c)
 	if err != nil {
 		return err
 	}
