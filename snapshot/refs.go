@@ -1,19 +1,24 @@
 package snapshot
 
 import (
-	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/beamhop/lightbox/internal/errdefs"
+	"github.com/beamhop/lightbox/internal/jsonlite"
 	"github.com/beamhop/lightbox/internal/names"
 	"github.com/opencontainers/go-digest"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 )
 
 // The layout's index.json holds every snapshot and every build step the
@@ -47,13 +52,17 @@ func (s *Store) lookupRef(name string) (ispec.Descriptor, error) {
 	}
 	sum := digest.SHA256.FromBytes(data).String()
 	var c refsCache
-	if b, err := os.ReadFile(filepath.Join(s.root, refsFile)); err != nil || json.Unmarshal(b, &c) != nil || c.Index != sum {
-		var idx ispec.Index
-		if err := json.Unmarshal(data, &idx); err != nil {
-			return ispec.Descriptor{}, fmt.Errorf("snapshot %s: index: %w", name, err)
+	if b, err := readSmall(filepath.Join(s.root, refsFile), maxJSON); err != nil || !parseRefs(b, &c) || c.Index != sum {
+		manifests, ok := parseIndexLite(data)
+		if !ok {
+			var idx ispec.Index
+			if err := json.Unmarshal(data, &idx); err != nil {
+				return ispec.Descriptor{}, fmt.Errorf("snapshot %s: index: %w", name, err)
+			}
+			manifests = idx.Manifests
 		}
 		c = refsCache{Index: sum, Refs: map[string]ispec.Descriptor{}}
-		for _, d := range idx.Manifests {
+		for _, d := range manifests {
 			n, ok := d.Annotations[ispec.AnnotationRefName]
 			if _, dup := c.Refs[n]; ok && !dup && names.Valid(n) {
 				c.Refs[n] = d
@@ -70,10 +79,168 @@ func (s *Store) lookupRef(name string) (ispec.Descriptor, error) {
 	return d, nil
 }
 
+// parseRefs reads refs.json into c, with jsonlite when it takes the file
+// (it does what writeRefs writes, unless a value needs an escape or a
+// descriptor has more than a media type, digest, size and annotations),
+// else with encoding/json; false if neither can.
+func parseRefs(b []byte, c *refsCache) bool {
+	if parseRefsLite(b, c) {
+		return true
+	}
+	*c = refsCache{}
+	return json.Unmarshal(b, c) == nil
+}
+
+// parseRefsLite is parseRefs with jsonlite only.
+func parseRefsLite(b []byte, c *refsCache) bool {
+	v, ok := jsonlite.Parse(b)
+	if !ok {
+		return false
+	}
+	return v.Fields(func(key string, v jsonlite.Value) bool {
+		switch key {
+		case "index":
+			var ok bool
+			c.Index, ok = v.String()
+			return ok
+		case "refs":
+			c.Refs = map[string]ispec.Descriptor{}
+			return v.Fields(func(name string, v jsonlite.Value) bool {
+				d, ok := descriptorLite(v)
+				c.Refs[name] = d
+				return ok
+			})
+		}
+		return false
+	})
+}
+
+// parseIndexLite reads the manifests of index.json with jsonlite, when it
+// is what umoci writes for this store (a schema version, a media type,
+// and manifests that descriptorLite takes); false for anything else,
+// which the caller hands to encoding/json. Rebuilding refs.json after
+// each change of the index then costs no encoding/json either.
+func parseIndexLite(b []byte) ([]ispec.Descriptor, bool) {
+	v, ok := jsonlite.Parse(b)
+	if !ok {
+		return nil, false
+	}
+	var out []ispec.Descriptor
+	ok = v.Fields(func(key string, v jsonlite.Value) bool {
+		switch key {
+		case "schemaVersion":
+			_, ok := v.Int(64)
+			return ok
+		case "mediaType":
+			_, ok := v.String()
+			return ok
+		case "manifests":
+			if v.Kind != jsonlite.Array {
+				return false
+			}
+			out = make([]ispec.Descriptor, 0, len(v.Elems))
+			for _, e := range v.Elems {
+				d, ok := descriptorLite(e)
+				if !ok {
+					return false
+				}
+				out = append(out, d)
+			}
+			return true
+		}
+		return false
+	})
+	return out, ok && out != nil
+}
+
+// descriptorLite reads a descriptor of a media type, digest, size and
+// annotations (what this store's index and refs.json hold); false for
+// anything else.
+func descriptorLite(v jsonlite.Value) (ispec.Descriptor, bool) {
+	var d ispec.Descriptor
+	ok := v.Fields(func(key string, v jsonlite.Value) bool {
+		var ok bool
+		switch key {
+		case "mediaType":
+			d.MediaType, ok = v.String()
+		case "digest":
+			var s string
+			s, ok = v.String()
+			d.Digest = digest.Digest(s)
+		case "size":
+			d.Size, ok = v.Int(64)
+		case "annotations":
+			d.Annotations, ok = v.StringMap()
+		}
+		return ok
+	})
+	return d, ok
+}
+
+// encodeRefs is refs.json's content: by hand when every descriptor is one
+// descriptorLite reads and every string needs no escape (what jsonlite
+// reads back), else json.Marshal's.
+func encodeRefs(c refsCache) ([]byte, error) {
+	if b, ok := encodeRefsLite(c); ok {
+		return b, nil
+	}
+	return json.Marshal(c)
+}
+
+func encodeRefsLite(c refsCache) ([]byte, bool) {
+	ok := plain(c.Index)
+	b := append([]byte(`{"index":"`), c.Index...)
+	b = append(b, `","refs":{`...)
+	for i, n := range slices.Sorted(maps.Keys(c.Refs)) {
+		d := c.Refs[n]
+		ok = ok && plain(n) && plain(d.MediaType) && plain(string(d.Digest)) &&
+			d.URLs == nil && d.Data == nil && d.Platform == nil && d.ArtifactType == ""
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, n...)
+		b = append(b, `":{"mediaType":"`...)
+		b = append(b, d.MediaType...)
+		b = append(b, `","digest":"`...)
+		b = append(b, d.Digest...)
+		b = append(b, `","size":`...)
+		b = strconv.AppendInt(b, d.Size, 10)
+		if len(d.Annotations) > 0 {
+			b = append(b, `,"annotations":{`...)
+			for j, k := range slices.Sorted(maps.Keys(d.Annotations)) {
+				ok = ok && plain(k) && plain(d.Annotations[k])
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, '"')
+				b = append(b, k...)
+				b = append(b, `":"`...)
+				b = append(b, d.Annotations[k]...)
+				b = append(b, '"')
+			}
+			b = append(b, '}')
+		}
+		b = append(b, '}')
+	}
+	return append(b, "}}"...), ok
+}
+
+// plain reports whether s goes into JSON as it is, between quotes: valid
+// UTF-8 without a quote, a backslash or a control character.
+func plain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '"' || c == '\\' || c < 0x20 {
+			return false
+		}
+	}
+	return utf8.ValidString(s)
+}
+
 // writeRefs replaces refs.json (temp file and rename; no fsync: after a
 // crash a torn cache fails to parse, or to match, and is rebuilt).
 func (s *Store) writeRefs(c refsCache) error {
-	b, err := json.Marshal(c)
+	b, err := encodeRefs(c)
 	if err != nil {
 		return err
 	}
@@ -112,26 +279,50 @@ func (s *Store) cleanRefsTmp() {
 }
 
 // readCapped reads the file at path, refusing one over maxJSON bytes.
-func readCapped(path string) ([]byte, error) {
-	f, err := os.Open(path)
+func readCapped(path string) ([]byte, error) { return readSmall(path, maxJSON) }
+
+// readSmall reads the file at path, refusing one over max bytes, with
+// plain system calls: os.Open would also probe the runtime's poller with
+// a regular file (five more calls each time).
+func readSmall(path string, max int64) ([]byte, error) {
+	fd, err := retryEINTR(func() (int, error) { return unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0) })
 	if err != nil {
-		return nil, err
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
-	defer func() { _ = f.Close() }() // read-only
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
+	defer func() { _ = unix.Close(fd) }() // read-only
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, &os.PathError{Op: "fstat", Path: path, Err: err}
 	}
-	if fi.Size() > maxJSON {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxJSON)
+	if st.Size > max {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, max)
 	}
 	// One read when the size holds; the limit holds if the file grew.
-	buf := bytes.NewBuffer(make([]byte, 0, fi.Size()+bytes.MinRead))
-	if _, err := buf.ReadFrom(io.LimitReader(f, maxJSON+1)); err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+	buf := make([]byte, 0, st.Size+1)
+	for {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) > max {
+				return nil, fmt.Errorf("%s: larger than %d bytes", path, max)
+			}
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := retryEINTR(func() (int, error) { return unix.Read(fd, buf[len(buf):cap(buf)]) })
+		if err != nil {
+			return nil, &os.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return buf, nil
+		}
+		buf = buf[:len(buf)+n]
 	}
-	if buf.Len() > maxJSON {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxJSON)
+}
+
+// retryEINTR calls f until it fails with something other than EINTR.
+func retryEINTR(f func() (int, error)) (int, error) {
+	for {
+		n, err := f()
+		if !errors.Is(err, unix.EINTR) {
+			return n, err
+		}
 	}
-	return buf.Bytes(), nil
 }

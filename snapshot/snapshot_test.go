@@ -469,11 +469,40 @@ func TestLeaseResolvesAsGet(t *testing.T) {
 	if err := os.WriteFile(cfg, bad, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The first lease recorded what launches need (launchrec.go): a
+	// damaged or missing record sends Lease back to the blobs, whose
+	// digest it checks.
+	rec := s.launchFile(digest.Digest(want.Digest))
+	good, err := os.ReadFile(rec)
+	if err != nil {
+		t.Fatalf("no launch record after a lease: %v", err)
+	}
+	damaged := bytes.Replace(good, []byte(`"configSize"`), []byte(`"configSizE"`), 1)
+	if bytes.Equal(damaged, good) {
+		t.Fatalf("could not damage the record %s", good)
+	}
+	for _, junk := range [][]byte{damaged, good[:len(good)/2], nil} {
+		if err := os.WriteFile(rec, junk, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if l, _, err := s.Lease(ctx, "x"); err == nil || !strings.Contains(err.Error(), "digest") {
+			if l != nil {
+				l.Close()
+			}
+			t.Fatalf("Lease with a tampered config and record %q = %v, want a digest mismatch", junk, err)
+		}
+	}
+	if err := os.Remove(rec); err != nil {
+		t.Fatal(err)
+	}
 	if l, _, err := s.Lease(ctx, "x"); err == nil || !strings.Contains(err.Error(), "digest") {
 		if l != nil {
 			l.Close()
 		}
 		t.Fatalf("Lease with a tampered config = %v, want a digest mismatch", err)
+	}
+	if _, err := os.Stat(rec); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a failed lease left a launch record: %v", err)
 	}
 }
 

@@ -278,7 +278,15 @@ func (s *Store) describe(ctx context.Context, e casext.Engine, name string, d is
 	if err := readJSON(ctx, e, m.Config, &c); err != nil {
 		return nil, fmt.Errorf("snapshot %s: config: %w", name, err)
 	}
-	sn := s.snapshotOf(name, d, &m, &c)
+	r := recordOf(d.Digest, &m, &c)
+	sn := s.snapshotOfRecord(name, d, r)
+	if _, ok := s.readLaunchRecord(d.Digest); !ok {
+		// Here too (an import ends here), so that the first launch reads
+		// the record as well; describe records layer sizes likewise.
+		if err := s.writeLaunchRecord(d.Digest, r); err != nil {
+			s.log.Debug("record the snapshot for launches", "snapshot", name, "err", err) // a cache: the first launch writes it
+		}
+	}
 	for _, l := range m.Layers {
 		n, err := s.unpackedSize(ctx, e, l)
 		if err != nil {
@@ -289,38 +297,39 @@ func (s *Store) describe(ctx context.Context, e casext.Engine, name string, d is
 	return sn, nil
 }
 
-// snapshotOf is the Snapshot that manifest m (whose descriptor in the
-// index is d) and its config c make, without its unpacked Size.
-func (s *Store) snapshotOf(name string, d ispec.Descriptor, m *ispec.Manifest, c *ispec.Image) *Snapshot {
+// snapshotOfRecord is the Snapshot that the manifest with descriptor d
+// makes, from its launch record r, without its unpacked Size.
+func (s *Store) snapshotOfRecord(name string, d ispec.Descriptor, r *launchRecord) *Snapshot {
 	sn := &Snapshot{
-		Name:   name,
-		Digest: d.Digest.String(),
-		Layers: []string{},
-		Config: Config{
-			Env: c.Config.Env, WorkingDir: c.Config.WorkingDir, User: c.Config.User,
-			Entrypoint: c.Config.Entrypoint, Cmd: c.Config.Cmd, Labels: c.Config.Labels,
-		},
-		StoredSize: d.Size + m.Config.Size,
+		Name:       name,
+		Digest:     d.Digest.String(),
+		Layers:     make([]string, 0, len(r.Layers)),
+		Config:     r.Config.config(),
+		StoredSize: d.Size + r.ConfigSize,
 	}
 	if t, err := time.Parse(time.RFC3339Nano, d.Annotations[annotationCreated]); err == nil {
 		sn.CreatedAt = t
 	}
-	for _, l := range m.Layers {
-		sn.Layers = append(sn.Layers, s.LayerDir(l.Digest))
+	for _, l := range r.Layers {
+		sn.Layers = append(sn.Layers, s.LayerDir(digest.Digest(l.Digest)))
 		sn.StoredSize += l.Size
 	}
 	return sn
 }
 
 // resolve is Get for a launch: the same index entry (through the names'
-// cache, refs.go), manifest and config, read straight from the layout's
-// files (no umoci engine) with each blob's size and digest checked as
-// umoci checks them, and without the unpacked Size (which may mean
+// cache, refs.go), then the manifest's launch record (launchrec.go) or,
+// the first time, the manifest and config read straight from the
+// layout's files (no umoci engine) with each blob's size and digest
+// checked as umoci checks them; without the unpacked Size (which may mean
 // reading every layer). Called under the index lock.
 func (s *Store) resolve(name string) (*Snapshot, error) {
 	d, err := s.lookupRef(name)
 	if err != nil {
 		return nil, err
+	}
+	if r, ok := s.readLaunchRecord(d.Digest); ok {
+		return s.snapshotOfRecord(name, d, r), nil
 	}
 	var m ispec.Manifest
 	if err := s.readBlobJSON(d, &m); err != nil {
@@ -330,7 +339,11 @@ func (s *Store) resolve(name string) (*Snapshot, error) {
 	if err := s.readBlobJSON(m.Config, &c); err != nil {
 		return nil, fmt.Errorf("snapshot %s: config: %w", name, err)
 	}
-	return s.snapshotOf(name, d, &m, &c), nil
+	r := recordOf(d.Digest, &m, &c)
+	if err := s.writeLaunchRecord(d.Digest, r); err != nil {
+		s.log.Debug("record the snapshot for launches", "snapshot", name, "err", err) // a cache: the next launch writes it
+	}
+	return s.snapshotOfRecord(name, d, r), nil
 }
 
 // readBlobJSON reads blob d of the layout into v, checking its size and
@@ -552,6 +565,9 @@ func (s *Store) gcLocked(ctx context.Context) ([]string, error) {
 	}
 	if err := s.gcSizes(); err != nil {
 		return nil, fmt.Errorf("gc: layer sizes: %w", err)
+	}
+	if err := s.gcLaunch(); err != nil {
+		return nil, fmt.Errorf("gc: %w", err)
 	}
 	ents, err := os.ReadDir(s.layersDir())
 	if err != nil {

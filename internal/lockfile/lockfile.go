@@ -20,7 +20,23 @@ var ErrLocked = errors.New("locked by another process")
 type Lock struct{ f *os.File }
 
 func open(path string) (*os.File, error) {
-	return os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	return openFile(path, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
+}
+
+// openFile is os.OpenFile for a lock file: open(2) and os.NewFile, since
+// os.OpenFile would try the runtime's poller with every file it opens,
+// four more system calls that always fail for a regular file (a launch
+// takes two locks: bench/NOTES.md 2026-11-30, lease).
+func openFile(path string, flags int, perm uint32) (*os.File, error) {
+	for {
+		fd, err := unix.Open(path, flags, perm)
+		if err == nil {
+			return os.NewFile(uintptr(fd), path), nil
+		}
+		if !errors.Is(err, unix.EINTR) {
+			return nil, &os.PathError{Op: "open", Path: path, Err: err}
+		}
+	}
 }
 
 // flock is flock(2), retried on EINTR.
@@ -122,7 +138,7 @@ func IsLocked(path string) (bool, error) { return probe(path, unix.LOCK_EX) }
 func HeldExclusive(path string) (bool, error) { return probe(path, unix.LOCK_SH) }
 
 func probe(path string, how int) (bool, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_CLOEXEC, 0)
+	f, err := openFile(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return false, nil
 	}
