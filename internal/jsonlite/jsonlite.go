@@ -1,6 +1,7 @@
 // Package jsonlite reads the small JSON files lightbox writes itself
-// (store.json, a sandbox's state.json, an id range's registry entry)
-// without encoding/json, for the commands that are over in a few
+// (store.json, a sandbox's state.json, an id range's registry entry, the
+// snapshot store's refs.json and launch records, and index.json as umoci
+// writes it) without encoding/json, for the commands that are over in a few
 // milliseconds: encoding/json's first use in a process builds its type
 // caches by reflection and faults in its code, ~0.1 ms per file type on
 // `lightbox exec`'s path (bench/NOTES.md 2026-11-30, execcli).
