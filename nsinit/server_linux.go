@@ -52,6 +52,9 @@ type server struct {
 	deadline int64       // CLOCK_MONOTONIC ns when the timeout ends the sandbox; 0 = none
 
 	sigs initSignals // notifySignals' channels, read from run on
+	// procs is GOMAXPROCS before setup took a second P (0: untouched),
+	// given back by Main once the ready report is out.
+	procs int
 
 	// The handover (handover_linux.go).
 	exe    int // O_PATH descriptor of the init's program; -1: no handover
