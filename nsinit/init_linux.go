@@ -43,13 +43,6 @@ func Main() {
 	}
 	_ = report.Close() // the report pipe's write end: the write was checked above, a pipe buffers nothing of ours
 	close(s.reported)
-	// One P again, as the runtime started us, now that nothing waits
-	// for setup: going back stops the world (~0.17 ms, bench/NOTES.md),
-	// which before the report was on every launch's way. The main
-	// command's spawn, already under way, is in a syscall and not held.
-	if s.procs > 0 {
-		goruntime.GOMAXPROCS(s.procs)
-	}
 	// The runtime starts us with GOGC=off (a launch allocates little and
 	// collecting costs time); a long-lived init collects as usual.
 	debug.SetGCPercent(100)
@@ -103,8 +96,8 @@ func setUp() (report *os.File, s *server, err error) {
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return report, nil, fmt.Errorf("init: prctl(PR_SET_DUMPABLE): %w", err)
 	}
-	// A second P while the mounts block in the kernel (one again once
-	// the ready report is out, Main), taken first so that the spawner
+	// A second P while the mounts block in the kernel (one again when
+	// the launch is over, launchOver), taken first so that the spawner
 	// and the goroutine below can start on it at once.
 	prev := goruntime.GOMAXPROCS(2)
 	// The spawner thread drops its privileges while this one mounts.

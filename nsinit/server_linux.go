@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	goruntime "runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -53,7 +54,7 @@ type server struct {
 
 	sigs initSignals // notifySignals' channels, read from run on
 	// procs is GOMAXPROCS before setup took a second P (0: untouched),
-	// given back by Main once the ready report is out.
+	// given back once the launch is over (launchOver).
 	procs int
 
 	// The handover (handover_linux.go).
@@ -123,6 +124,13 @@ func (s *server) trimIfIdle() {
 // (a connection is served) by freeing memory, which the trim after the
 // last connection completes.
 func (s *server) launchOver() {
+	// One P again, as the runtime started us: going back stops the
+	// world (~0.17 ms, bench/NOTES.md), which before the ready report
+	// was on every launch's way and just after it on the main
+	// command's (between its accept and its request's read).
+	if s.procs > 0 {
+		goruntime.GOMAXPROCS(s.procs)
+	}
 	if s.wantHandover(false) {
 		s.requestHandover()
 		return
