@@ -96,9 +96,9 @@ func setUp() (report *os.File, s *server, err error) {
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return report, nil, fmt.Errorf("init: prctl(PR_SET_DUMPABLE): %w", err)
 	}
-	// A second P while the mounts block in the kernel (one again when
-	// the launch is over, launchOver), taken first so that the spawner
-	// and the goroutine below can start on it at once.
+	// A second P while the mounts block in the kernel (one again after
+	// the first command started, server.oneP), taken first so that the
+	// spawner and the goroutine below can start on it at once.
 	prev := goruntime.GOMAXPROCS(2)
 	// The spawner thread drops its privileges while this one mounts.
 	r := newReaper()

@@ -54,8 +54,9 @@ type server struct {
 
 	sigs initSignals // notifySignals' channels, read from run on
 	// procs is GOMAXPROCS before setup took a second P (0: untouched),
-	// given back once the launch is over (launchOver).
-	procs int
+	// given back once (oneP).
+	procs     int
+	procsOnce sync.Once
 
 	// The handover (handover_linux.go).
 	exe    int // O_PATH descriptor of the init's program; -1: no handover
@@ -124,18 +125,27 @@ func (s *server) trimIfIdle() {
 // (a connection is served) by freeing memory, which the trim after the
 // last connection completes.
 func (s *server) launchOver() {
-	// One P again, as the runtime started us: going back stops the
-	// world (~0.17 ms, bench/NOTES.md), which before the ready report
-	// was on every launch's way and just after it on the main
-	// command's (between its accept and its request's read).
-	if s.procs > 0 {
-		goruntime.GOMAXPROCS(s.procs)
-	}
+	s.oneP()
 	if s.wantHandover(false) {
 		s.requestHandover()
 		return
 	}
 	freeMemory()
+}
+
+// oneP gives back setup's second P, once: after the first command's
+// started reply (its workload runs meanwhile), or when the launch is over
+// if no command came. Going back stops the world (~0.17 ms,
+// bench/NOTES.md): before the ready report it was on every launch's way,
+// right after it between the main command's accept and its request's
+// read; kept until the launch is over, the second P made each exec of
+// the first 2 s 5-8% slower (its idle M woken at each request).
+func (s *server) oneP() {
+	s.procsOnce.Do(func() {
+		if s.procs > 0 {
+			goruntime.GOMAXPROCS(s.procs)
+		}
+	})
 }
 
 // freeMemory gives the host back what the init does not use. (A second
@@ -661,6 +671,7 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 		}()
 	}
 	_ = send(c, Reply{Type: ReplyStarted, Pid: pid}, rfds) // the client gone: the read below fails, and a non-main workload is killed
+	s.oneP()
 	gone := make(chan struct{})
 	go func() {
 		defer close(gone)
