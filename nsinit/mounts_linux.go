@@ -77,11 +77,6 @@ func setup(cfg *Config, fds received) error {
 	if err := unix.Sethostname([]byte(cfg.Name)); err != nil {
 		return fmt.Errorf("sethostname: %w", err)
 	}
-	if cfg.Network != "host" {
-		if err := loopbackUp(); err != nil {
-			return fmt.Errorf("bring up loopback: %w", err)
-		}
-	}
 	return pivot(root)
 }
 

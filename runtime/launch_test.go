@@ -84,6 +84,11 @@ func TestIsolation(t *testing.T) {
 	if len(ifaces) != 1 || ifaces[0] != "lo" {
 		t.Errorf("interfaces = %v, want [lo]", ifaces)
 	}
+	// Up before anything runs (the init brings it up beside its mounts
+	// and waits for that before it serves): IFF_UP is 0x1.
+	if flags, err := strconv.ParseUint(strings.TrimPrefix(strings.TrimSpace(sh(t, sb, "cat /sys/class/net/lo/flags")), "0x"), 16, 32); err != nil || flags&unix.IFF_UP == 0 {
+		t.Errorf("lo flags = %#x (%v), want IFF_UP set", flags, err)
+	}
 	// The binary behind PID 1 cannot be written.
 	if _, errs, code := run(t, sb, "sh", "-c", "echo x >> /proc/1/exe"); code == 0 {
 		t.Errorf("writing /proc/1/exe succeeded, want failure")
