@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -497,6 +498,22 @@ func v1Hierarchy(paths map[string]string) cgroup1.Hierarchy {
 // cpuPeriod is the CFS period the CPU limit is expressed in (100 ms).
 const cpuPeriod = 100000
 
+// retryParentGone runs a cgroup's creation again when it fails because a
+// directory is gone: the parent every sandbox's cgroup shares (lightbox/)
+// is removed when empty by another process's teardown (best effort,
+// internal/reap), which can fall between the creation's mkdir of the
+// parent and its mkdir of the child. The creation is idempotent: what it
+// made before is reused.
+func retryParentGone(create func() error) error {
+	var err error
+	for range 10 {
+		if err = create(); !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return err
+}
+
 // create makes the cgroup with the limits written.
 func (cs *cgroupState) create(l Limits) error {
 	if cs.Version == 2 {
@@ -531,7 +548,12 @@ func (cs *cgroupState) create(l Limits) error {
 			period := uint64(cpuPeriod)
 			res.CPU.Max = cgroup2.NewCPUMax(&quota, &period)
 		}
-		mgr, err := cgroup2.NewManager(unifiedMount, cs.Path, res)
+		var mgr *cgroup2.Manager
+		err := retryParentGone(func() error {
+			var err error
+			mgr, err = cgroup2.NewManager(unifiedMount, cs.Path, res)
+			return err
+		})
 		if err != nil {
 			err = fmt.Errorf("create cgroup %s: %w", cs.Path, err)
 			return errors.Join(err, rmdirAll(filepath.Join(unifiedMount, cs.Path)))
@@ -571,7 +593,10 @@ func (cs *cgroupState) create(l Limits) error {
 		period := uint64(cpuPeriod)
 		res.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
 	}
-	if _, err := cgroup1.New(v1Path(cs.Paths), res, cgroup1.WithHierarchy(v1Hierarchy(cs.Paths))); err != nil {
+	if err := retryParentGone(func() error {
+		_, err := cgroup1.New(v1Path(cs.Paths), res, cgroup1.WithHierarchy(v1Hierarchy(cs.Paths)))
+		return err
+	}); err != nil {
 		err = fmt.Errorf("create cgroup %s: %w", cs.Paths["pids"], err)
 		return errors.Join(err, cs.remove(context.Background())) // what New made before it failed
 	}
@@ -580,7 +605,10 @@ func (cs *cgroupState) create(l Limits) error {
 		if l.Pids > 0 {
 			wres.Pids = &specs.LinuxPids{Limit: &l.Pids}
 		}
-		if _, err := cgroup1.New(v1Path(w), wres, cgroup1.WithHierarchy(v1Hierarchy(w))); err != nil {
+		if err := retryParentGone(func() error {
+			_, err := cgroup1.New(v1Path(w), wres, cgroup1.WithHierarchy(v1Hierarchy(w)))
+			return err
+		}); err != nil {
 			err = fmt.Errorf("create cgroup %s/%s: %w", cs.Paths["pids"], workloadCgroup, err)
 			return errors.Join(err, cs.remove(context.Background()))
 		}

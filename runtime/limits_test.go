@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -624,4 +625,58 @@ func TestCgroupMountsCache(t *testing.T) {
 	if len(before) != len(after) {
 		t.Errorf("cgroup mounts: %d before a tmpfs mount, %d after; want the same", len(before), len(after))
 	}
+}
+
+// TestCgroupCreateParentRemoved: a sandbox's cgroup is made even when
+// another process's teardown removes the shared parent, empty for a
+// moment, while the cgroup is being made (internal/reap removes the
+// parents when empty, best effort): a launch got ENOENT from the mkdir
+// of its cgroup when the parent went between the two mkdirs.
+func TestCgroupCreateParentRemoved(t *testing.T) {
+	needCgroup(t)
+	p, err := planLimits(Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent := p.cgroup.join("lbtest-parent-" + randomHex(4))
+	dirs, _ := parent.reapDirs() // the parent's own directories, one per hierarchy
+	t.Cleanup(func() {
+		for _, d := range dirs {
+			_ = unix.Rmdir(d) // gone already, or empty: the test's own
+		}
+	})
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() { // another process's teardown, removing the parent whenever it is empty
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for _, d := range dirs {
+				_ = unix.Rmdir(d) // EBUSY while a child exists, ENOENT once gone: both expected
+			}
+			// A teardown removes the parent once, not in a tight
+			// loop: a pause between rounds, or no creation would
+			// ever get its child in.
+			time.Sleep(50 * time.Microsecond)
+		}
+	}()
+	for i := range 200 {
+		cs := parent.join(fmt.Sprintf("c%d", i))
+		if err := cs.create(Limits{Pids: 64}); err != nil {
+			close(stop)
+			<-done
+			t.Fatalf("create cgroup %d while its parent comes and goes: %v", i, err)
+		}
+		children, _ := cs.reapDirs()
+		for _, d := range children {
+			if err := unix.Rmdir(d); err != nil {
+				t.Errorf("rmdir %s: %v", d, err)
+			}
+		}
+	}
+	close(stop)
+	<-done
 }
