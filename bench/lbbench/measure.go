@@ -25,6 +25,7 @@ type item struct {
 
 	samples []float64 // ms
 	failed  int       // runs with a non-zero exit status
+	stderr  string    // where the command's stderr goes ("": nowhere kept)
 	mem     *memInfo  // memory rows
 }
 

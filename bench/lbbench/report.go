@@ -38,23 +38,26 @@ type settings struct {
 }
 
 type row struct {
-	Section    string   `json:"section"`
-	Key        string   `json:"key"`
-	Name       string   `json:"name"`
-	Mode       string   `json:"mode"`
-	Command    string   `json:"command,omitempty"`
-	Unit       string   `json:"unit,omitempty"` // "ms" or "kB"
-	N          int      `json:"runs,omitempty"`
-	FailedRuns int      `json:"failedRuns,omitempty"`
-	Median     float64  `json:"median,omitempty"`
-	P25        float64  `json:"p25,omitempty"`
-	P75        float64  `json:"p75,omitempty"`
-	Min        float64  `json:"min,omitempty"`
-	Max        float64  `json:"max,omitempty"`
-	Ratio      float64  `json:"ratio,omitempty"`
-	RatioTo    string   `json:"ratioTo,omitempty"`
-	Memory     *memInfo `json:"memory,omitempty"`
-	Error      string   `json:"error,omitempty"`
+	Section    string `json:"section"`
+	Key        string `json:"key"`
+	Name       string `json:"name"`
+	Mode       string `json:"mode"`
+	Command    string `json:"command,omitempty"`
+	Unit       string `json:"unit,omitempty"` // "ms" or "kB"
+	N          int    `json:"runs,omitempty"`
+	FailedRuns int    `json:"failedRuns,omitempty"`
+	// FailedStderr is the tail of what the command wrote on stderr, when
+	// some runs failed and it was kept (the batches).
+	FailedStderr string   `json:"failedStderr,omitempty"`
+	Median       float64  `json:"median,omitempty"`
+	P25          float64  `json:"p25,omitempty"`
+	P75          float64  `json:"p75,omitempty"`
+	Min          float64  `json:"min,omitempty"`
+	Max          float64  `json:"max,omitempty"`
+	Ratio        float64  `json:"ratio,omitempty"`
+	RatioTo      string   `json:"ratioTo,omitempty"`
+	Memory       *memInfo `json:"memory,omitempty"`
+	Error        string   `json:"error,omitempty"`
 }
 
 func firstLine(argv ...string) string {
@@ -122,6 +125,9 @@ func (b *bench) record(m *mode, section string, items []*item) {
 	}
 	for _, it := range items {
 		r := row{Section: section, Key: it.key, Name: it.label, Mode: m.name, Error: it.err, FailedRuns: it.failed}
+		if it.failed > 0 && it.stderr != "" {
+			r.FailedStderr = fileTail(it.stderr, 4096)
+		}
 		if len(it.argv) > 0 {
 			r.Command = shellQuote(it.argv)
 		} else if it.api != "" {
@@ -210,7 +216,7 @@ func (b *bench) table() string {
 			val += " " + note("! wide spread (IQR over 25% of the median): distrust this figure, the machine was busy")
 		}
 		if r.FailedRuns > 0 {
-			val += " " + note(fmt.Sprintf("some runs failed (see results.json failedRuns) for %s", r.Key))
+			val += " " + note(fmt.Sprintf("some runs failed (see results.json failedRuns and failedStderr) for %s", r.Key))
 		}
 		return val, ratioString(r.Ratio)
 	}
@@ -273,4 +279,24 @@ func (b *bench) writeJSON(path string) error {
 		return err
 	}
 	return os.WriteFile(path, append(data, '\n'), 0o644)
+}
+
+// fileTail is the last n bytes of the file at p ("" when it cannot be
+// read: a row's note, not worth failing the report for).
+func fileTail(p string, n int64) string {
+	f, err := os.Open(p)
+	if err != nil {
+		return ""
+	}
+	defer func() { _ = f.Close() }() // read only
+	st, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	off := max(st.Size()-n, 0)
+	b := make([]byte, st.Size()-off)
+	if _, err := f.ReadAt(b, off); err != nil {
+		return ""
+	}
+	return string(b)
 }

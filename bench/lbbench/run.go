@@ -57,6 +57,17 @@ func (m *mode) lbItem(it *item) *item {
 // idToken in a batch command becomes a unique container id.
 const idToken = "LBBID"
 
+// keepStderr appends what a batch's commands write on stderr to a file of
+// the mode's work dir, so that a failed run says why (hyperfine keeps no
+// output): its tail goes into results.json.
+func keepStderr(m *mode, it *item) {
+	if len(it.argv) != 3 || it.argv[0] != "sh" {
+		return
+	}
+	it.stderr = filepath.Join(m.dir, "stderr-"+strings.ReplaceAll(it.key, "/", "-")+".log")
+	it.argv[2] += " 2>>" + shellQuote([]string{it.stderr})
+}
+
 // batch is `sh -c 'seq N | xargs -P P -I{} CMD'`: CMD may use {} (the
 // index) and $$ (the shell's pid) to make names unique.
 func batch(n, par int, argv []string) []string {
@@ -108,6 +119,9 @@ func (b *bench) run(ctx context.Context) error {
 			{key: "batch100/floor", label: "floor ×100, 8 at a time", base: "batch100/floor", argv: batch(100, 8, b.floorArgv(m, "/bin/true"))},
 			m.lbItem(&item{key: "batch100/lightbox-volume", label: "lightbox run -v benchvol:/data ×100", base: "batch100/floor",
 				argv: batch(100, 8, b.lb(m, "run", "--network", "none", "-v", "benchvol:/data", snapName, "/bin/sh", "-c", "echo {} > /data/{}"))}),
+		}
+		for _, it := range ba {
+			keepStderr(m, it)
 		}
 		if err := b.measure(ctx, m, "batch", ba, c.batchRounds, c.batchRuns, 0); err != nil {
 			return err
