@@ -5,11 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/beamhop/lightbox/internal/jsonlite"
 	"github.com/opencontainers/go-digest"
@@ -263,21 +261,7 @@ func (s *Store) writeLaunchRecord(d digest.Digest, r *launchRecord) error {
 	if err := os.MkdirAll(s.launchDir(), 0o700); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(s.launchDir(), launchTmpPrefix+"*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), p)
-	}
-	if err != nil {
-		_ = os.Remove(f.Name()) // the write's error is returned; a temp file left here is gcLaunch's
-	}
-	return err
+	return replaceFile(p, launchTmpPrefix+"*", b) // a temp file a crash left is gcLaunch's
 }
 
 // gcLaunch removes the records of manifests the store no longer holds and
@@ -285,22 +269,7 @@ func (s *Store) writeLaunchRecord(d digest.Digest, r *launchRecord) error {
 // lease or import is writing one (a Get may: its rename then fails, and
 // the next describe or lease writes the record).
 func (s *Store) gcLaunch() error {
-	ents, err := os.ReadDir(s.launchDir())
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, ent := range ents {
-		if strings.HasPrefix(ent.Name(), launchTmpPrefix) || !s.hasBlob(digest.NewDigestFromEncoded(digest.SHA256, ent.Name())) {
-			if err := os.Remove(filepath.Join(s.launchDir(), ent.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
-				errs = append(errs, err)
-			}
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := s.gcDigestRecords(s.launchDir(), launchTmpPrefix); err != nil {
 		return fmt.Errorf("launch records: %w", err)
 	}
 	return nil

@@ -244,7 +244,15 @@ func (s *Store) writeRefs(c refsCache) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(s.root, refsTmpPrefix+"*.tmp")
+	return replaceFile(filepath.Join(s.root, refsFile), refsTmpPrefix+"*.tmp", b) // a temp file a crash left is cleanRefsTmp's after a minute
+}
+
+// replaceFile replaces the file at p with b: a temporary file (named by
+// pattern, in p's directory) renamed over it, so readers see the old
+// content or the new. No fsync: the caches and records written so are
+// checked when read, and rebuilt when a crash tore them.
+func replaceFile(p, pattern string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(p), pattern)
 	if err != nil {
 		return err
 	}
@@ -253,10 +261,10 @@ func (s *Store) writeRefs(c refsCache) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(f.Name(), filepath.Join(s.root, refsFile))
+		err = os.Rename(f.Name(), p)
 	}
 	if err != nil {
-		_ = os.Remove(f.Name()) // the write's error is returned; a temp file left here is cleanRefsTmp's after a minute
+		_ = os.Remove(f.Name()) // the write's error is returned
 	}
 	return err
 }

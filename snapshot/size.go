@@ -98,8 +98,13 @@ func (s *Store) recordTarSize(ctx context.Context, d digest.Digest, f *os.File) 
 }
 
 // gcSizes removes the size records of blobs the store no longer holds.
-func (s *Store) gcSizes() error {
-	ents, err := os.ReadDir(s.sizesDir())
+func (s *Store) gcSizes() error { return s.gcDigestRecords(s.sizesDir(), ".tmp-") }
+
+// gcDigestRecords removes from dir, a directory of records named by a
+// blob's sha256, those of blobs the store no longer holds and the
+// temporary files (named with tmpPrefix) a crash left.
+func (s *Store) gcDigestRecords(dir, tmpPrefix string) error {
+	ents, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -108,8 +113,8 @@ func (s *Store) gcSizes() error {
 	}
 	var errs []error
 	for _, ent := range ents {
-		if strings.HasPrefix(ent.Name(), ".tmp-") || !s.hasBlob(digest.NewDigestFromEncoded(digest.SHA256, ent.Name())) {
-			if err := os.Remove(filepath.Join(s.sizesDir(), ent.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if strings.HasPrefix(ent.Name(), tmpPrefix) || !s.hasBlob(digest.NewDigestFromEncoded(digest.SHA256, ent.Name())) {
+			if err := os.Remove(filepath.Join(dir, ent.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
 				errs = append(errs, err)
 			}
 		}
