@@ -1,7 +1,6 @@
 package nsinit
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -103,52 +102,38 @@ type relayHandover struct {
 // handoverMagic starts the encoding; it changes with the layout.
 const handoverMagic = "lbh4"
 
+// appendState encodes st with the config's varint codec (wbuf, rbuf in
+// confcodec.go) behind handoverMagic.
 func appendState(b []byte, st *handoverState) []byte {
-	b = append(b, handoverMagic...)
-	ints := func(vs ...int64) {
-		for _, v := range vs {
-			b = binary.AppendVarint(b, v)
-		}
+	e := wbuf(append(b, handoverMagic...))
+	e.int(int64(st.Gen))
+	e.str(st.Name)
+	e.str(st.Workdir)
+	e.str(st.User)
+	e.strs(st.Env)
+	e.strs(st.Cgroup)
+	for _, v := range []bool{st.AllowUserNS, st.Setgroups, st.Detached, st.Taken} {
+		e.bool(v)
 	}
-	strs := func(ss ...string) {
-		for _, s := range ss {
-			ints(int64(len(s)))
-			b = append(b, s...)
-		}
+	for _, v := range []int64{int64(st.WorkloadOOMScore), st.Nproc, int64(st.Exe), int64(st.Listener), int64(st.Lock), int64(st.Liveness), int64(st.Workload)} {
+		e.int(v)
 	}
-	bools := func(vs ...bool) {
-		for _, v := range vs {
-			if v {
-				ints(1)
-			} else {
-				ints(0)
-			}
-		}
-	}
-	ints(int64(st.Gen))
-	strs(st.Name, st.Workdir, st.User)
-	ints(int64(len(st.Env)))
-	strs(st.Env...)
-	ints(int64(len(st.Cgroup)))
-	strs(st.Cgroup...)
-	bools(st.AllowUserNS, st.Setgroups, st.Detached, st.Taken)
-	ints(int64(st.WorkloadOOMScore), st.Nproc, int64(st.Exe), int64(st.Listener), int64(st.Lock), int64(st.Liveness), int64(st.Workload))
-	ints(int64(len(st.Leases)))
-	for _, fd := range st.Leases {
-		ints(int64(fd))
-	}
-	ints(int64(st.Main), st.Deadline)
-	ints(int64(len(st.Relays)))
+	e.ints(st.Leases)
+	e.int(int64(st.Main))
+	e.int(st.Deadline)
+	e.int(int64(len(st.Relays)))
 	for _, r := range st.Relays {
-		ints(int64(r.Pipe), int64(r.Log), r.Max, r.Off, r.Dropped)
-		bools(r.Tty, r.MainTty)
+		for _, v := range []int64{int64(r.Pipe), int64(r.Log), r.Max, r.Off, r.Dropped} {
+			e.int(v)
+		}
+		e.bool(r.Tty)
+		e.bool(r.MainTty)
 	}
-	ints(int64(len(st.EtcTargets)))
-	strs(st.EtcTargets...)
+	e.strs(st.EtcTargets)
 	for i := range st.EtcTargets {
-		ints(int64(st.EtcFDs[i]))
+		e.int(int64(st.EtcFDs[i]))
 	}
-	return b
+	return e
 }
 
 var errBadState = errors.New("malformed handover state")
@@ -157,61 +142,24 @@ func parseState(b []byte) (*handoverState, error) {
 	if len(b) < len(handoverMagic) || string(b[:len(handoverMagic)]) != handoverMagic {
 		return nil, errBadState
 	}
-	b = b[len(handoverMagic):]
-	bad := false
-	i64 := func() int64 {
-		v, n := binary.Varint(b)
-		if n <= 0 {
-			bad = true
-			return 0
-		}
-		b = b[n:]
-		return v
-	}
-	num := func() int { return int(i64()) }
-	count := func() int {
-		n := i64()
-		if n < 0 || n > int64(len(b)) { // each element takes a byte at least
-			bad = true
-			return 0
-		}
-		return int(n)
-	}
-	str := func() string {
-		n := count()
-		s := string(b[:n])
-		b = b[n:]
-		return s
-	}
-	strs := func() []string {
-		ss := make([]string, count())
-		for i := range ss {
-			ss[i] = str()
-		}
-		return ss
-	}
-	flag := func() bool { return i64() != 0 }
-	st := &handoverState{Gen: num()}
-	st.Name, st.Workdir, st.User = str(), str(), str()
-	st.Env, st.Cgroup = strs(), strs()
-	st.AllowUserNS, st.Setgroups, st.Detached, st.Taken = flag(), flag(), flag(), flag()
-	st.WorkloadOOMScore, st.Nproc = num(), i64()
-	st.Exe, st.Listener, st.Lock, st.Liveness, st.Workload = num(), num(), num(), num(), num()
-	st.Leases = make([]int, count())
-	for i := range st.Leases {
-		st.Leases[i] = num()
-	}
-	st.Main, st.Deadline = num(), i64()
-	st.Relays = make([]relayHandover, count())
-	for i := range st.Relays {
-		st.Relays[i] = relayHandover{Pipe: num(), Log: num(), Max: i64(), Off: i64(), Dropped: i64(), Tty: flag(), MainTty: flag()}
-	}
-	st.EtcTargets = strs()
+	d := &rbuf{b: b[len(handoverMagic):]}
+	st := &handoverState{Gen: d.num()}
+	st.Name, st.Workdir, st.User = d.str(), d.str(), d.str()
+	st.Env, st.Cgroup = d.strs(), d.strs()
+	st.AllowUserNS, st.Setgroups, st.Detached, st.Taken = d.bool(), d.bool(), d.bool(), d.bool()
+	st.WorkloadOOMScore, st.Nproc = d.num(), d.int()
+	st.Exe, st.Listener, st.Lock, st.Liveness, st.Workload = d.num(), d.num(), d.num(), d.num(), d.num()
+	st.Leases = d.ints()
+	st.Main, st.Deadline = d.num(), d.int()
+	st.Relays = list(d, func() relayHandover {
+		return relayHandover{Pipe: d.num(), Log: d.num(), Max: d.int(), Off: d.int(), Dropped: d.int(), Tty: d.bool(), MainTty: d.bool()}
+	})
+	st.EtcTargets = d.strs()
 	st.EtcFDs = make([]int, len(st.EtcTargets))
 	for i := range st.EtcFDs {
-		st.EtcFDs[i] = num()
+		st.EtcFDs[i] = d.num()
 	}
-	if bad || len(b) != 0 {
+	if d.bad || len(d.b) != 0 {
 		return nil, errBadState
 	}
 	return st, nil
