@@ -240,7 +240,7 @@ func (s *Store) readLaunchRecord(d digest.Digest) (*launchRecord, bool) {
 	if p == "" {
 		return nil, false
 	}
-	b, err := readSmall(p, maxJSON)
+	b, err := readCapped(p)
 	if err != nil {
 		return nil, false
 	}

@@ -52,7 +52,7 @@ func (s *Store) lookupRef(name string) (ispec.Descriptor, error) {
 	}
 	sum := digest.SHA256.FromBytes(data).String()
 	var c refsCache
-	if b, err := readSmall(filepath.Join(s.root, refsFile), maxJSON); err != nil || !parseRefs(b, &c) || c.Index != sum {
+	if b, err := readCapped(filepath.Join(s.root, refsFile)); err != nil || !parseRefs(b, &c) || c.Index != sum {
 		manifests, ok := parseIndexLite(data)
 		if !ok {
 			var idx ispec.Index
@@ -286,13 +286,11 @@ func (s *Store) cleanRefsTmp() {
 	}
 }
 
-// readCapped reads the file at path, refusing one over maxJSON bytes.
-func readCapped(path string) ([]byte, error) { return readSmall(path, maxJSON) }
-
-// readSmall reads the file at path, refusing one over max bytes, with
-// plain system calls: os.Open would also probe the runtime's poller with
-// a regular file (five more calls each time).
-func readSmall(path string, max int64) ([]byte, error) {
+// readCapped reads the file at path, refusing one over maxJSON bytes,
+// with plain system calls: os.Open would also probe the runtime's poller
+// with a regular file (five more calls each time).
+func readCapped(path string) ([]byte, error) {
+	const max = maxJSON
 	fd, err := retryEINTR(func() (int, error) { return unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0) })
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}

@@ -280,9 +280,10 @@ func (s *Store) describe(ctx context.Context, e casext.Engine, name string, d is
 	}
 	r := recordOf(d.Digest, &m, &c)
 	sn := s.snapshotOfRecord(name, d, r)
-	if _, ok := s.readLaunchRecord(d.Digest); !ok {
+	if _, err := os.Lstat(s.launchFile(d.Digest)); errors.Is(err, os.ErrNotExist) {
 		// Here too (an import ends here), so that the first launch reads
-		// the record as well; describe records layer sizes likewise.
+		// the record as well; describe records layer sizes likewise. One
+		// there but torn is the next launch's to rewrite (resolve).
 		if err := s.writeLaunchRecord(d.Digest, r); err != nil {
 			s.log.Debug("record the snapshot for launches", "snapshot", name, "err", err) // a cache: the first launch writes it
 		}
