@@ -44,9 +44,8 @@ type Manager struct {
 
 	bg sync.WaitGroup // removals of destroyed sandboxes' directories
 
-	bgMu      sync.Mutex
-	bgErrs    []error             // what those removals failed to do (Close returns it)
-	bgParents map[string]struct{} // cgroup parents they left for Close to remove
+	bgMu   sync.Mutex
+	bgErrs []error // what those removals failed to do (Close returns it)
 }
 
 // Open returns the Manager of opts.Root, creating the directory.
@@ -169,10 +168,6 @@ func (m *Manager) Close() error {
 	m.bgMu.Lock()
 	err := errors.Join(m.bgErrs...)
 	m.bgErrs = nil
-	for p := range m.bgParents {
-		_ = os.Remove(p) // as removeParents: in use by another process's sandbox, or gone
-	}
-	m.bgParents = nil
 	m.bgMu.Unlock()
 	if m.exeFD != nil {
 		err = errors.Join(err, m.exeFD.Close())
@@ -760,20 +755,13 @@ func (m *Manager) removeLocked(ctx context.Context, name string, background bool
 	// ~1 ms for the cgroups, ~1 ms of unlinking). The cgroup's name is the
 	// sandbox's plus a random suffix, so a sandbox of the same name does
 	// not meet it; what is left in it is killed then. The shared parents
-	// stay until Close: removed here, a launch of this process making its
-	// cgroup beside them could find its parent gone. A crash leaves the
-	// .rm- entry, with its state naming the cgroup, for GC, which skips
-	// one whose lock is held; Close and GC wait for this process's
-	// removals.
+	// go too when empty: a launch making its cgroup beside them meanwhile
+	// tries again (retryParentGone). A crash leaves the .rm- entry, with
+	// its state naming the cgroup, for GC, which skips one whose lock is
+	// held; Close and GC wait for this process's removals.
 	if !background {
 		defer lk.Close()
-		if st, err := readState(aside); err == nil && st.Cgroup != nil {
-			if err := st.Cgroup.removeEmpty(ctx); err != nil {
-				return fmt.Errorf("remove sandbox %s: %w", name, err)
-			}
-			st.Cgroup.removeParents()
-		}
-		if err := rmtree.RemoveAll(ctx, aside, m.mapping); err != nil {
+		if err := m.removeDir(ctx, aside); err != nil {
 			return fmt.Errorf("remove sandbox %s: %w", name, err)
 		}
 		return nil
@@ -782,40 +770,13 @@ func (m *Manager) removeLocked(ctx context.Context, name string, background bool
 	go func() {
 		defer m.bg.Done()
 		defer lk.Close()
-		ctx := context.WithoutCancel(ctx)
-		err := m.removeCgroupLater(ctx, aside)
-		if err == nil {
-			err = rmtree.RemoveAll(ctx, aside, m.mapping)
-		}
-		if err != nil {
+		if err := m.removeDir(context.WithoutCancel(ctx), aside); err != nil {
 			m.log.Warn("removing a destroyed sandbox; gc retries", "sandbox", name, "dir", aside, "err", err)
 			m.bgMu.Lock()
 			m.bgErrs = append(m.bgErrs, fmt.Errorf("remove sandbox %s (gc retries): %w", name, err))
 			m.bgMu.Unlock()
 		}
 	}()
-	return nil
-}
-
-// removeCgroupLater removes the cgroup named in the state of a directory
-// set aside, and notes its shared parents for Close.
-func (m *Manager) removeCgroupLater(ctx context.Context, aside string) error {
-	st, err := readState(aside)
-	if err != nil || st.Cgroup == nil {
-		return nil // no state, no cgroup recorded: nothing made
-	}
-	if err := st.Cgroup.removeEmpty(ctx); err != nil {
-		return err
-	}
-	_, parents := st.Cgroup.reapDirs()
-	m.bgMu.Lock()
-	if m.bgParents == nil {
-		m.bgParents = map[string]struct{}{}
-	}
-	for _, p := range parents {
-		m.bgParents[p] = struct{}{}
-	}
-	m.bgMu.Unlock()
 	return nil
 }
 

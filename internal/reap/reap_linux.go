@@ -44,16 +44,32 @@ func run() error {
 // gone. The reaper runs it (the runtime too, when a reaper could not be
 // started); a small tree the runtime removes with RemoveSmall.
 func Remove(ctx context.Context, s Spec) error {
+	if err := s.checkDir(); err != nil {
+		return err
+	}
+	if err := s.removeCgroups(); err != nil {
+		return err
+	}
+	return rmtree.RemoveAll(ctx, s.Dir, s.Mapping)
+}
+
+// checkDir refuses a Dir that is not a directory set aside for removal.
+func (s Spec) checkDir() error {
 	if !filepath.IsAbs(s.Dir) || !strings.HasPrefix(filepath.Base(s.Dir), ".rm-") {
 		return fmt.Errorf("reap: %q is not a directory set aside for removal", s.Dir)
 	}
+	return nil
+}
+
+// removeCgroups removes the cgroups, then the shared parents when empty.
+func (s Spec) removeCgroups() error {
 	if err := removeCgroups(s.Cgroups); err != nil {
 		return err
 	}
 	for _, p := range s.Parents {
-		_ = unix.Rmdir(p) // best effort: another sandbox may use it
+		_ = unix.Rmdir(p) // best effort: another sandbox may use it (a launch there tries again: runtime's retryParentGone)
 	}
-	return rmtree.RemoveAll(ctx, s.Dir, s.Mapping)
+	return nil
 }
 
 // RemoveSmall is Remove for a tree of at most n entries: past n it stops
@@ -65,22 +81,14 @@ func Remove(ctx context.Context, s Spec) error {
 // the cgroups for gc), removed once the cgroups are gone: a kill -9 at
 // any point leaves a .rm- entry that gc can finish.
 func RemoveSmall(ctx context.Context, s Spec, n int) error {
-	if !filepath.IsAbs(s.Dir) || !strings.HasPrefix(filepath.Base(s.Dir), ".rm-") {
-		return fmt.Errorf("reap: %q is not a directory set aside for removal", s.Dir)
+	if err := s.checkDir(); err != nil {
+		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("remove %s: %w", s.Dir, err)
 	}
 	cg := make(chan error, 1)
-	go func() {
-		err := removeCgroups(s.Cgroups)
-		if err == nil {
-			for _, p := range s.Parents {
-				_ = unix.Rmdir(p) // best effort: another sandbox may use it
-			}
-		}
-		cg <- err
-	}()
+	go func() { cg <- s.removeCgroups() }()
 	err := rmtree.RemoveContents(s.Dir, n, s.Last...)
 	if cerr := <-cg; cerr != nil {
 		return cerr
