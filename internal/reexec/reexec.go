@@ -33,3 +33,11 @@ type Cmd struct {
 	mapping idmap.Mapping
 	syncW   *os.File
 }
+
+// WaitMapped is the child's side of the handshake (package child, which
+// the lean init links without this package; off Linux it returns at
+// once).
+func WaitMapped() error { return child.WaitMapped() }
+
+// ReexecIfMappedLate: see package child.
+func ReexecIfMappedLate() error { return child.ReexecIfMappedLate() }

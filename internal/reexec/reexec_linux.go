@@ -109,10 +109,3 @@ func (c *Cmd) Start() error {
 	}
 	return nil
 }
-
-// WaitMapped is the child's side of the handshake (package child, which
-// the lean init links without this package).
-func WaitMapped() error { return child.WaitMapped() }
-
-// ReexecIfMappedLate: see package child.
-func ReexecIfMappedLate() error { return child.ReexecIfMappedLate() }

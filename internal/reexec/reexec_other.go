@@ -8,7 +8,6 @@ import (
 	"os/exec"
 
 	"github.com/beamhop/lightbox/internal/idmap"
-	"github.com/beamhop/lightbox/internal/reexec/child"
 )
 
 // Command prepares a re-exec that cannot start: user namespaces are
@@ -21,9 +20,3 @@ func Command(exe, role string, m idmap.Mapping, cloneflags uintptr, args ...stri
 func (c *Cmd) Start() error {
 	return fmt.Errorf("re-exec in a user namespace: %w", errors.ErrUnsupported)
 }
-
-// WaitMapped returns at once: off Linux no process waits for an id map.
-func WaitMapped() error { return child.WaitMapped() }
-
-// ReexecIfMappedLate returns at once (see WaitMapped).
-func ReexecIfMappedLate() error { return child.ReexecIfMappedLate() }
