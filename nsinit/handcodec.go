@@ -67,6 +67,22 @@ func appendRequest(b []byte, r *Request) []byte {
 	return append(b, '}')
 }
 
+// appendReply appends r as encoding/json encodes it (TestAppendReply).
+func appendReply(b []byte, r *Reply) []byte {
+	b = append(b, `{"version":`...)
+	b = strconv.AppendInt(b, int64(r.Version), 10)
+	b = append(b, `,"type":`...)
+	b = appendString(b, string(r.Type))
+	b = appendInt(b, `,"pid":`, int64(r.Pid))
+	b = appendInt(b, `,"code":`, int64(r.Code))
+	b = appendInt(b, `,"signal":`, int64(r.Signal))
+	if r.Error != "" {
+		b = append(b, `,"error":`...)
+		b = appendString(b, r.Error)
+	}
+	return append(b, '}')
+}
+
 // appendInt appends key and v unless v is 0 (omitempty).
 func appendInt(b []byte, key string, v int64) []byte {
 	if v == 0 {
