@@ -111,9 +111,10 @@ func cgroupNSRooted(ctrls []string) (bool, error) {
 // rootedIn reports whether the /proc/PID/cgroup text procCgroup has
 // the path "/" in every hierarchy ctrls names (see cgroupNSRooted).
 func rootedIn(procCgroup string, ctrls []string) bool {
+	lines := strings.Split(strings.TrimSpace(procCgroup), "\n")
 	for _, c := range ctrls {
 		found := false
-		for _, l := range strings.Split(strings.TrimSpace(procCgroup), "\n") {
+		for _, l := range lines {
 			// hierarchy-ID:controller-list:path
 			f := strings.SplitN(l, ":", 3)
 			if len(f) != 3 {
