@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/beamhop/lightbox/internal/lockfile"
 	"github.com/beamhop/lightbox/internal/testutil"
 	"github.com/google/go-cmp/cmp"
 	"github.com/opencontainers/go-digest"
@@ -314,6 +315,47 @@ func TestParseIndexLite(t *testing.T) {
 	} {
 		if got, ok := parseIndexLite([]byte(b)); ok {
 			t.Errorf("parseIndexLite(%s) = %+v, want declined", b, got)
+		}
+	}
+}
+
+// TestGCImageLeases: gc removes the lease file of an image the store no
+// longer holds (a build step's parent, leased by manifest digest), keeps
+// one that is held and one of an image still there.
+func TestGCImageLeases(t *testing.T) {
+	ctx := t.Context()
+	s := openStore(t)
+	sn, err := s.Import(ctx, "x", testutil.BusyboxRootfs(t), ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _, _, err := s.LeaseImage(ctx, sn.Digest, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close() // the file stays: x is still there
+	present := s.imageLeaseFile(digest.Digest(sn.Digest))
+	gone := s.imageLeaseFile(digest.FromString("an image no longer stored"))
+	heldGone := s.imageLeaseFile(digest.FromString("another, leased"))
+	for _, p := range []string{gone, heldGone} {
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hl, err := lockfile.Shared(ctx, heldGone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hl.Close()
+	if err := s.GC(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(gone); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("lease file of an image no longer stored after GC: %v, want it gone", err)
+	}
+	for _, p := range []string{present, heldGone} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("lease file %s after GC: %v, want it kept", p, err)
 		}
 	}
 }

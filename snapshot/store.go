@@ -449,6 +449,38 @@ func leaseHeld(path string) (bool, error) {
 	return false, lk.Close()
 }
 
+// gcImageLeases removes the lease files of images (LeaseImage: a build
+// step's parent, by manifest digest) whose manifest the store no longer
+// holds, unless held; called under the index lock held exclusively. The
+// build cache's prune removes those of the entries it drops; a named
+// image's file stays while the image does, and went nowhere after.
+func (s *Store) gcImageLeases() error {
+	dir := filepath.Join(s.root, "leases")
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, ent := range ents {
+		hex, ok := strings.CutPrefix(ent.Name(), "@")
+		if !ok {
+			continue // a name's lease: Remove's
+		}
+		hex, ok = strings.CutSuffix(hex, ".lock")
+		d := digest.NewDigestFromEncoded(digest.SHA256, hex)
+		if !ok || d.Validate() != nil || s.hasBlob(d) {
+			continue
+		}
+		if _, err := leaseHeld(filepath.Join(dir, ent.Name())); err != nil { // removes it when not held
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Remove deletes the snapshot called name, then frees the blobs and layer
 // directories no remaining snapshot uses (unless an import is running: the
 // last import to finish collects them, as does GC). It fails with
@@ -569,6 +601,9 @@ func (s *Store) gcLocked(ctx context.Context) ([]string, error) {
 	}
 	if err := s.gcLaunch(); err != nil {
 		return nil, fmt.Errorf("gc: %w", err)
+	}
+	if err := s.gcImageLeases(); err != nil {
+		return nil, fmt.Errorf("gc: image leases: %w", err)
 	}
 	ents, err := os.ReadDir(s.layersDir())
 	if err != nil {
