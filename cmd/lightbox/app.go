@@ -69,7 +69,7 @@ func cancelOnSignals(c *cli.Context) (stop func()) {
 
 // ownSignals are the commands whose context SIGINT and SIGTERM do not
 // cancel here: exec and an attached run forward them to their command
-// (notifyEarly, while the store opens), run -d makes its own context
+// (earlysig, from the process's start), run -d makes its own context
 // they cancel, and the others only read, so the signal's default action,
 // ending the process, leaves nothing half done.
 var ownSignals = map[string]bool{"exec": true, "run": true, "version": true, "ps": true, "inspect": true}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/beamhop/lightbox"
+	"github.com/beamhop/lightbox/cmd/lightbox/internal/earlysig"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 )
@@ -54,7 +55,7 @@ func runCommand() *cli.Command {
 				defer stop()
 				c.Context = ctx
 			} else {
-				sigs, sigsReady = notifyEarly()
+				sigs, sigsReady = earlysig.Take()
 			}
 			r, err := open(c)
 			if err != nil {
@@ -171,7 +172,7 @@ func runMain(ctx context.Context, r *lightbox.Runtime, opts lightbox.SandboxOpti
 		defer restore()
 		opts.Tty, opts.TtySize = true, size
 	}
-	// sigs and sigsReady are notifyEarly's. No signal.Stop: run exits
+	// sigs and sigsReady are earlysig.Take's. No signal.Stop: run exits
 	// once this returns, and Stop costs a round trip to the runtime's
 	// signal-mask thread (new OS threads at exit; bench/NOTES.md
 	// 2026-11-30, lightbox exec).
@@ -244,26 +245,9 @@ func rawTerminal() (func(), [2]uint16, error) {
 	return func() { _ = term.Restore(int(os.Stdin.Fd()), old) }, size, nil
 }
 
-// forwarded are the signals runAttached forwards.
-var forwarded = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGWINCH}
-
-// notifyEarly starts signal.Notify for the forwarded signals while the
-// caller opens the store: each signal's Notify is a round trip to the
-// Go runtime's signal-mask thread (~0.2 ms for the four on this VM;
-// bench/NOTES.md 2026-11-30, lightbox exec). The channel is ready once
-// ready is closed.
-func notifyEarly() (sigs chan os.Signal, ready chan struct{}) {
-	sigs, ready = make(chan os.Signal, 8), make(chan struct{})
-	go func() {
-		signal.Notify(sigs, forwarded...)
-		close(ready)
-	}()
-	return sigs, ready
-}
-
 // runAttached runs cmd with this process's stdio, forwarding SIGINT,
 // SIGTERM and SIGHUP to it (and, with a tty, window size changes), and
-// returns its exit status. sigs and ready are notifyEarly's.
+// returns its exit status. sigs and ready are earlysig.Take's.
 func runAttached(cmd *lightbox.Cmd, tty bool, sigs chan os.Signal, ready chan struct{}) (int, error) {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	if tty {
@@ -428,7 +412,7 @@ func execCommand() *cli.Command {
 			if err := needArgs(c, 2, "NAME CMD [ARG...]"); err != nil {
 				return err
 			}
-			sigs, ready := notifyEarly()
+			sigs, ready := earlysig.Take()
 			return withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
 				return execIn(c, r, sigs, ready)
 			})(c)
