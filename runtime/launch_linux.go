@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/beamhop/lightbox/internal/lockfile"
 	"github.com/beamhop/lightbox/internal/reexec"
@@ -107,24 +108,39 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	// The init is small and mostly waits: one P, and no GC during setup
 	// (nsinit turns it back on once ready).
 	cmd.Env = []string{"GOMAXPROCS=1", "GOGC=off"}
+	var cgf *os.File
 	if cg != nil && cg.Version == 2 {
-		cgf, err := cg.openDir() // the init is cloned into its cgroup
+		cgf, err = cg.openDir() // the init is cloned into its cgroup
 		if err != nil {
 			return nil, err
 		}
 		defer func() { _ = cgf.Close() }() // a cgroup directory fd, only read by clone3
-		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(cgf.Fd())
 	}
-	start := cmd.Start
+	var tasks []*os.File
+	var ctrls []string
 	if cg != nil && cg.Version == 1 {
-		// Cloned from a thread that joined the sandbox's cgroups: the
-		// init is born in them, as CLONE_INTO_CGROUP does on v2.
-		tasks, ctrls, err := cg.openTasks()
+		tasks, ctrls, err = cg.openTasks()
 		if err != nil {
 			return nil, err
 		}
 		defer closeFiles(tasks)
+	}
+	var start func() error
+	switch {
+	case largeLauncher():
+		// The clone through a small intermediate: this process's own
+		// fork would copy the page tables of all its memory.
+		viaLaunches.Add(1)
+		start = func() error { return cmd.StartVia(tasks, cgf) }
+	case tasks != nil:
+		// Cloned from a thread that joined the sandbox's cgroups: the
+		// init is born in them, as CLONE_INTO_CGROUP does on v2.
 		start = func() error { return startInCgroupsV1(cmd.Start, tasks, ctrls) }
+	default:
+		if cgf != nil {
+			cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(cgf.Fd())
+		}
+		start = cmd.Start
 	}
 	if err := start(); err != nil {
 		_ = liveW.Close() // the liveness pipe carries no data: closing it only tells a started init to go
@@ -393,6 +409,43 @@ func writeState(dir string, st state) error {
 		return err
 	}
 	return os.Rename(tmp, p)
+}
+
+// largeAnon is the anonymous memory above which a launcher starts the init
+// through reexec's StartVia: a fork (which Go uses for a child in a new
+// user namespace) copies the page tables of every anonymous page, ~35
+// ms a GiB here, against ~1 ms for the intermediate's own start
+// (bench/NOTES.md, 2026-12-01).
+const largeAnon = 64 << 20
+
+// forceVia makes every launch go through the intermediate, and
+// viaLaunches counts those that did (tests).
+var (
+	forceVia    bool
+	viaLaunches atomic.Int64
+)
+
+// largeLauncher says whether this process holds more than largeAnon of
+// anonymous memory (/proc/self/statm: resident less file-backed and
+// shared pages). An unreadable statm reads as small.
+func largeLauncher() bool {
+	if forceVia {
+		return true
+	}
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return false
+	}
+	res, err1 := strconv.ParseUint(f[1], 10, 64)
+	shared, err2 := strconv.ParseUint(f[2], 10, 64)
+	if err1 != nil || err2 != nil || shared > res {
+		return false
+	}
+	return (res-shared)*uint64(os.Getpagesize()) > largeAnon
 }
 
 // startInCgroupsV1 runs start (a fork) from a locked thread that first

@@ -1,10 +1,13 @@
 package reexec
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -41,11 +44,32 @@ func toSys(rs []idmap.Range) []syscall.SysProcIDMap {
 // Start starts the child and, when the mapping needs them, runs newuidmap
 // and newgidmap for it before letting it go on.
 func (c *Cmd) Start() error {
+	r, err := c.prepare()
+	if err != nil {
+		return err
+	}
+	if r != nil {
+		defer func() { _ = r.Close() }() // the child's end, read by the child: ours is only closed
+	}
+	if err := c.Cmd.Start(); err != nil {
+		if c.syncW != nil {
+			_ = c.syncW.Close() // the start already failed: that error is returned
+		}
+		return err
+	}
+	return c.mapLate()
+}
+
+// prepare sets up the child's environment and SysProcAttr for the
+// mapping: written by the clone (Go's UidMappings), or by newuidmap and
+// newgidmap once the child runs, behind the pipe whose read end it
+// returns (the caller closes it once the child is started).
+func (c *Cmd) prepare() (syncR *os.File, err error) {
 	env := c.Env
 	if env == nil {
 		env = os.Environ()
 	}
-	env = append(env, EnvRole+"="+c.Args[0][len("lightbox-"):])
+	env = append(env, EnvRole+"="+c.role())
 	spa := c.SysProcAttr
 	if !c.mapping.Subordinate {
 		spa.UidMappings = toSys(c.mapping.UIDs)
@@ -61,9 +85,9 @@ func (c *Cmd) Start() error {
 	} else {
 		r, w, err := os.Pipe()
 		if err != nil {
-			return err
+			return nil, err
 		}
-		defer func() { _ = r.Close() }() // the child's end, read by the child: ours is only closed
+		syncR = r
 		c.syncW = w
 		c.ExtraFiles = append(c.ExtraFiles, r)
 		env = append(env, envSync+"="+strconv.Itoa(2+len(c.ExtraFiles)))
@@ -73,12 +97,106 @@ func (c *Cmd) Start() error {
 		}
 	}
 	c.Env = env
-	if err := c.Cmd.Start(); err != nil {
+	return syncR, nil
+}
+
+func (c *Cmd) role() string { return c.Args[0][len("lightbox-"):] }
+
+// StartVia is Start through a small intermediate: the binary in the clone
+// role (child.CloneRole), started without a namespace of its own (so Go
+// starts it with a vfork, which does not copy this process's page
+// tables), makes the clone with CLONE_PARENT and reports the child's pid.
+// The child is this process's, as with Start: Wait waits for it. For a
+// launcher holding much memory, whose own fork would copy the page tables
+// of all of it (package child's CloneRole says what that costs).
+//
+// The child is born in the cgroups given: the v1 tasks files that the
+// intermediate's cloning thread joins, or the v2 directory it clones
+// into; the intermediate itself is in neither (the sandbox's pids limit
+// does not count its threads). SysProcAttr must not set UseCgroupFD here.
+func (c *Cmd) StartVia(tasks []*os.File, cgroupDir *os.File) error {
+	if c.SysProcAttr.UseCgroupFD {
+		return errors.New("reexec: StartVia takes the cgroup as an argument, not in SysProcAttr")
+	}
+	r, err := c.prepare()
+	if err != nil {
+		return err
+	}
+	if r != nil {
+		defer func() { _ = r.Close() }() // the child's end (see Start)
+	}
+	fail := func(err error) error {
 		if c.syncW != nil {
-			_ = c.syncW.Close() // the start already failed: that error is returned
+			_ = c.syncW.Close() // the start failed: that error is returned
 		}
 		return err
 	}
+	spa := c.SysProcAttr
+	spec := child.CloneSpec{
+		Role: c.role(), Flags: spa.Cloneflags, Files: 3 + len(c.ExtraFiles),
+		UIDs: spa.UidMappings, GIDs: spa.GidMappings, Setgroups: spa.GidMappingsEnableSetgroups,
+		Ambient: len(spa.AmbientCaps) > 0, CgroupDir: -1,
+	}
+	if spa.Credential != nil {
+		spec.Cred = &syscall.Credential{Uid: spa.Credential.Uid, Gid: spa.Credential.Gid}
+	}
+	repR, repW, err := os.Pipe()
+	if err != nil {
+		return fail(err)
+	}
+	defer func() { _ = repR.Close() }() // read to its end below
+	extra := append([]*os.File(nil), c.ExtraFiles...)
+	add := func(f *os.File) int {
+		extra = append(extra, f)
+		return 2 + len(extra)
+	}
+	spec.Report = add(repW)
+	for _, f := range tasks {
+		spec.Tasks = append(spec.Tasks, add(f))
+	}
+	if cgroupDir != nil {
+		spec.CgroupDir = add(cgroupDir)
+	}
+	env := make([]string, 0, len(c.Env)+1)
+	for _, kv := range c.Env {
+		if !strings.HasPrefix(kv, EnvRole+"=") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, EnvRole+"="+child.CloneRole, child.EnvClone+"="+spec.Encode())
+	ic := exec.Command(c.Path)
+	ic.Args, ic.Env, ic.ExtraFiles = c.Args, env, extra
+	ic.Stdin, ic.Stdout, ic.Stderr = c.Stdin, c.Stdout, c.Stderr
+	err = ic.Start()
+	_ = repW.Close() // the intermediate has its own; ours would keep the read below from ending
+	if err != nil {
+		return fail(fmt.Errorf("start the clone helper: %w", err))
+	}
+	msg, rerr := io.ReadAll(io.LimitReader(repR, 4096))
+	werr := ic.Wait()
+	pid, perr := strconv.Atoi(string(msg))
+	switch {
+	case rerr != nil:
+		return fail(fmt.Errorf("read the clone helper's report: %w", rerr))
+	case len(msg) > 0 && msg[0] == 'E':
+		return fail(errors.New(string(msg[1:])))
+	case perr != nil || pid <= 0:
+		return fail(fmt.Errorf("the clone helper reported %q (%v)", msg, werr))
+	}
+	// Our child (CLONE_PARENT), not yet waited for: its pid cannot have
+	// been reused.
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return fail(fmt.Errorf("find the cloned child %d: %w", pid, err))
+	}
+	c.Cmd.Process = p // exec.Cmd's Wait waits for it
+	return c.mapLate()
+}
+
+// mapLate runs newuidmap and newgidmap for a child started mapped late
+// (prepare's pipe) and lets it go on; nothing when it was mapped at its
+// clone. A failure kills and reaps the child.
+func (c *Cmd) mapLate() error {
 	if c.syncW == nil {
 		return nil
 	}

@@ -16,10 +16,14 @@ import (
 )
 
 func main() {
-	if role := child.Role(); role != "init" {
+	switch role := child.Role(); role {
+	case "init":
+		nsinit.Main()
+	case child.CloneRole:
+		child.CloneMain() // a large launcher's way to start the init (reexec's StartVia)
+	default:
 		fmt.Fprintf(os.Stderr, "lightbox-init: started in role %q; only the lightbox runtime starts this program\n", role)
 		os.Exit(125)
 	}
-	nsinit.Main()
 	os.Exit(0)
 }
