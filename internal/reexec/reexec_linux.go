@@ -118,6 +118,17 @@ func (c *Cmd) StartVia(tasks []*os.File, cgroupDir *os.File) error {
 	if c.SysProcAttr.UseCgroupFD {
 		return errors.New("reexec: StartVia takes the cgroup as an argument, not in SysProcAttr")
 	}
+	// The intermediate's exec.Cmd would copy a non-file stream in
+	// goroutines that its Wait waits for, and the child holds the pipes:
+	// only files (or nothing) go through.
+	for _, s := range []any{c.Stdin, c.Stdout, c.Stderr} {
+		if _, ok := s.(*os.File); s != nil && !ok {
+			return errors.New("reexec: StartVia needs files (or nil) for stdin, stdout and stderr")
+		}
+	}
+	if cr := c.SysProcAttr.Credential; cr != nil && (len(cr.Groups) > 0 || cr.NoSetGroups) {
+		return errors.New("reexec: StartVia carries a credential's uid and gid only")
+	}
 	r, err := c.prepare()
 	if err != nil {
 		return err
