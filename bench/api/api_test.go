@@ -15,6 +15,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -77,7 +78,23 @@ func (s *samples) report(b *testing.B) {
 
 // BenchmarkRunInSandbox: a cold sandbox with no network running /bin/true
 // through Exec, torn down each time.
-func BenchmarkRunInSandbox(b *testing.B) {
+func BenchmarkRunInSandbox(b *testing.B) { runInSandbox(b) }
+
+// BenchmarkRunInSandboxLarge is BenchmarkRunInSandbox from a process that
+// holds 1 GiB of touched heap, as an agent platform's server holding a
+// model or a cache might: a launch must not cost it more than it costs a
+// small program (a fork of the launcher would copy the page tables of all
+// of it; bench/NOTES.md, 2026-12-01).
+func BenchmarkRunInSandboxLarge(b *testing.B) {
+	ballast := make([]byte, 1<<30)
+	for i := 0; i < len(ballast); i += os.Getpagesize() {
+		ballast[i] = 1
+	}
+	runInSandbox(b)
+	runtime.KeepAlive(ballast)
+}
+
+func runInSandbox(b *testing.B) {
 	r, snap := open(b)
 	ctx := context.Background()
 	opts := lightbox.SandboxOptions{Snapshot: snap, Network: lightbox.NetworkNone}

@@ -84,6 +84,7 @@ func (b *bench) run(ctx context.Context) error {
 			{key: "cold/plain", label: "plain /bin/true (no sandbox)", argv: []string{"/bin/true"}},
 			m.lbItem(&item{key: "cold/lightbox", label: "lightbox run --network none", argv: b.lb(m, "run", "--network", "none", snapName, "/bin/true")}),
 			m.lbItem(&item{key: "cold/lightbox-api", label: "Go API: RunInSandbox + Exec", api: "BenchmarkRunInSandbox"}),
+			m.lbItem(&item{key: "cold/lightbox-api-large", label: "Go API: RunInSandbox + Exec, from a process holding 1 GiB", api: "BenchmarkRunInSandboxLarge"}),
 			m.lbItem(&item{key: "cold/lightbox-pool", label: "Go API: warm pool, take + first Exec", api: "BenchmarkPoolTake"}),
 			{key: "cold/crun", label: "crun run (new netns)", argv: []string{"crun", "--root", m.crunRoot, "run", "--bundle", filepath.Join(m.bundles, "true"), "lbb-cold"}},
 			{key: "cold/runc", label: "runc run (new netns)", argv: []string{"runc", "--root", m.runcRoot, "run", "--bundle", filepath.Join(m.bundles, "true"), "lbb-cold"}},
