@@ -5,6 +5,7 @@ package runtime
 import (
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
@@ -163,6 +164,11 @@ func TestLaunchViaLarge(t *testing.T) {
 	for i := 0; i < len(ballast); i += os.Getpagesize() {
 		ballast[i] = 1
 	}
+	// The tests after this one launch as a small process again.
+	t.Cleanup(func() {
+		ballast = nil
+		debug.FreeOSMemory()
+	})
 	before := viaLaunches.Load()
 	sb := e.launch(t, e.spec("large"))
 	if viaLaunches.Load() != before+1 {
