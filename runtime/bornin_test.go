@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/beamhop/lightbox/internal/reexec"
 )
 
 // The init is in every one of its sandbox's cgroups from its start (on
@@ -156,11 +158,11 @@ func statField(t *testing.T, pid, i int) string {
 	return f[i-2]
 }
 
-// A launcher holding more than largeAnon of anonymous memory goes through
+// A launcher holding more than reexec.LargeAnon of anonymous memory goes through
 // the intermediate by itself.
 func TestLaunchViaLarge(t *testing.T) {
 	e := newEnv(t)
-	ballast := make([]byte, largeAnon+32<<20)
+	ballast := make([]byte, reexec.LargeAnon+32<<20)
 	for i := 0; i < len(ballast); i += os.Getpagesize() {
 		ballast[i] = 1
 	}

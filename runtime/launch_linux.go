@@ -411,13 +411,6 @@ func writeState(dir string, st state) error {
 	return os.Rename(tmp, p)
 }
 
-// largeAnon is the anonymous memory above which a launcher starts the init
-// through reexec's StartVia: a fork (which Go uses for a child in a new
-// user namespace) copies the page tables of every anonymous page, ~35
-// ms a GiB here, against ~1 ms for the intermediate's own start
-// (bench/NOTES.md, 2026-12-01).
-const largeAnon = 64 << 20
-
 // forceVia makes every launch go through the intermediate, and
 // viaLaunches counts those that did (tests).
 var (
@@ -425,28 +418,9 @@ var (
 	viaLaunches atomic.Int64
 )
 
-// largeLauncher says whether this process holds more than largeAnon of
-// anonymous memory (/proc/self/statm: resident less file-backed and
-// shared pages). An unreadable statm reads as small.
-func largeLauncher() bool {
-	if forceVia {
-		return true
-	}
-	b, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return false
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return false
-	}
-	res, err1 := strconv.ParseUint(f[1], 10, 64)
-	shared, err2 := strconv.ParseUint(f[2], 10, 64)
-	if err1 != nil || err2 != nil || shared > res {
-		return false
-	}
-	return (res-shared)*uint64(os.Getpagesize()) > largeAnon
-}
+// largeLauncher says whether the init is cloned through reexec's StartVia
+// (reexec.Large: this process holds much memory).
+func largeLauncher() bool { return forceVia || reexec.Large() }
 
 // startInCgroupsV1 runs start (a fork) from a locked thread that first
 // joins the cgroups whose tasks files are given, so that the child is

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"testing"
 
 	"github.com/beamhop/lightbox/internal/idmap"
@@ -19,6 +20,8 @@ func TestMain(m *testing.M) {
 	switch reexec.Role() {
 	case Role:
 		Main()
+	case reexec.CloneRole:
+		reexec.CloneMain()
 	case rolePopulate:
 		if err := reexec.WaitMapped(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -140,6 +143,19 @@ func TestRootlessSubordinateOwners(t *testing.T) {
 	if err := os.RemoveAll(tree); err == nil {
 		t.Fatal("os.RemoveAll removed the tree: the fixture does not need a user namespace")
 	}
+	// From a process holding more than reexec.LargeAnon: the helper is
+	// cloned by reexec's intermediate, and mapped late by newuidmap.
+	ballast := make([]byte, reexec.LargeAnon+32<<20)
+	for i := 0; i < len(ballast); i += os.Getpagesize() {
+		ballast[i] = 1
+	}
+	t.Cleanup(func() {
+		ballast = nil
+		debug.FreeOSMemory()
+	})
+	if !reexec.Large() {
+		t.Fatal("reexec.Large() = false with the ballast")
+	}
 	if err := RemoveAll(t.Context(), tree, m); err != nil {
 		t.Fatalf("RemoveAll = %v, want nil", err)
 	}
@@ -152,6 +168,27 @@ func TestRootlessSubordinateOwners(t *testing.T) {
 // mapping (the root pass's way to cover what rootless uses).
 func TestNamespaceRemover(t *testing.T) {
 	testutil.RootOnly(t)
+	t.Run("fork", func(t *testing.T) { namespaceRemover(t, false) })
+	t.Run("via", func(t *testing.T) { namespaceRemover(t, true) })
+}
+
+// namespaceRemover is TestNamespaceRemover from a small process (its
+// helper forked) or, with large, from one holding more than
+// reexec.LargeAnon (its helper cloned by reexec's intermediate).
+func namespaceRemover(t *testing.T, large bool) {
+	if large {
+		ballast := make([]byte, reexec.LargeAnon+32<<20)
+		for i := 0; i < len(ballast); i += os.Getpagesize() {
+			ballast[i] = 1
+		}
+		t.Cleanup(func() {
+			ballast = nil
+			debug.FreeOSMemory()
+		})
+	}
+	if reexec.Large() != large {
+		t.Fatalf("reexec.Large() = %v, want %v", !large, large)
+	}
 	const base = 100000
 	m := idmap.Mapping{
 		UIDs: []idmap.Range{{ContainerID: 0, HostID: base, Size: 65536}},

@@ -22,7 +22,7 @@ type CloneSpec struct {
 	UIDs      []syscall.SysProcIDMap // written by the clone role (nil: the launcher maps late, EnvSync)
 	GIDs      []syscall.SysProcIDMap
 	Setgroups bool                // GidMappingsEnableSetgroups
-	Cred      *syscall.Credential // Uid and Gid only
+	Cred      *syscall.Credential // Uid, Gid and NoSetGroups only
 	Ambient   bool                // every capability ambient (a child mapped late)
 	Report    int                 // where the child's pid, or "E" and an error, is written
 	Tasks     []int               // cgroup v1 tasks files the cloning thread joins (the child is born in them)
@@ -68,6 +68,9 @@ func (s CloneSpec) Encode() string {
 	}
 	if s.Cred != nil {
 		word("cred", fmt.Sprintf("%d:%d", s.Cred.Uid, s.Cred.Gid))
+		if s.Cred.NoSetGroups {
+			word("nosetgroups", "1")
+		}
 	}
 	if s.Ambient {
 		word("ambient", "1")
@@ -81,6 +84,7 @@ func (s CloneSpec) Encode() string {
 // ParseCloneSpec reads Encode's form back; anything else is an error.
 func ParseCloneSpec(str string) (CloneSpec, error) {
 	s := CloneSpec{Report: -1, CgroupDir: -1}
+	noSetGroups := false
 	bad := func(w string) (CloneSpec, error) { return CloneSpec{}, fmt.Errorf("bad clone spec word %q", w) }
 	num := func(v string) (int, bool) {
 		n, err := strconv.Atoi(v)
@@ -154,6 +158,8 @@ func ParseCloneSpec(str string) (CloneSpec, error) {
 				return bad(w)
 			}
 			s.Cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		case "nosetgroups":
+			noSetGroups = v == "1"
 		case "tasks":
 			for _, p := range strings.Split(v, ",") {
 				n, ok := num(p)
@@ -165,6 +171,12 @@ func ParseCloneSpec(str string) (CloneSpec, error) {
 		default:
 			return bad(w)
 		}
+	}
+	if noSetGroups {
+		if s.Cred == nil {
+			return CloneSpec{}, errors.New("clone spec has nosetgroups without a credential")
+		}
+		s.Cred.NoSetGroups = true
 	}
 	if s.Role == "" || s.Files < 3 || s.Report < s.Files {
 		return CloneSpec{}, errors.New("clone spec lacks its role, files or report descriptor")

@@ -15,7 +15,7 @@ func TestCloneSpec(t *testing.T) {
 		Role: "init", Flags: 0x7e020000, Files: 12, Report: 12, CgroupDir: 16, Tasks: []int{13, 14, 15},
 		UIDs:      []syscall.SysProcIDMap{{ContainerID: 0, HostID: 1610612736, Size: 65536}},
 		GIDs:      []syscall.SysProcIDMap{{ContainerID: 0, HostID: 1610612736, Size: 65536}, {ContainerID: 65536, HostID: 5, Size: 1}},
-		Setgroups: true, Cred: &syscall.Credential{Uid: 0, Gid: 0}, Ambient: true,
+		Setgroups: true, Cred: &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}, Ambient: true,
 	}
 	for _, s := range []CloneSpec{full, {Role: "init", Flags: 1, Files: 3, Report: 3, CgroupDir: -1}} {
 		got, err := ParseCloneSpec(s.Encode())
@@ -31,7 +31,7 @@ func TestCloneSpec(t *testing.T) {
 		"role=init flags=1 files=3 report=3 uids=0:1", "role=init flags=1 files=3 report=3 cred=0",
 		"role=init flags=1 files=3 report=3 tasks=-1", "role=init flags=1 files=3 report=3 what=1",
 		"role=init flags=1 files=3 report=2", "role=init flags=1 files=3 report=3 uids=0:-1:1",
-		"flags=1 files=3 report=3",
+		"flags=1 files=3 report=3", "role=init flags=1 files=3 report=3 nosetgroups=1",
 	} {
 		if s, err := ParseCloneSpec(bad); err == nil {
 			t.Errorf("ParseCloneSpec(%q) = %+v, want an error", bad, s)
