@@ -11,10 +11,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/beamhop/lightbox/internal/idmap"
 	"github.com/beamhop/lightbox/internal/testutil"
 	"github.com/moby/sys/mountinfo"
 )
@@ -255,5 +257,55 @@ func TestVolatileOverlays(t *testing.T) {
 	}
 	if ents, err := os.ReadDir(lower); err != nil || len(ents) != 0 {
 		t.Errorf("the copy-on-write lower dir holds %v (%v): the sandbox's writes reached it", ents, err)
+	}
+}
+
+// The user namespace an idmapped bind is made with (a fork of the
+// launcher) is made once per owner and kept by the Manager: a second
+// sandbox binding the same owner's directory reuses it, and sees the same
+// ids; another owner gets its own.
+func TestIdmapUsernsKept(t *testing.T) {
+	testutil.RootOnly(t)
+	// A store with a private range (root's default in package lightbox):
+	// the last slot of the region, which the registry hands out last.
+	root := filepath.Join(t.TempDir(), "sandboxes")
+	m, err := Open(Options{Root: root, Mapping: idmap.RangeMapping(idmap.RegionFirst + (idmap.RegionSlots-1)*idmap.RangeSize), StopGrace: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	e := &env{m: m, root: root, rootfs: testutil.BusyboxRootfs(t)}
+	t.Cleanup(func() { checkNoMounts(t, root) })
+	dirs := make([]string, 3)
+	for i, owner := range []int{1234, 1234, 4321} {
+		dirs[i] = t.TempDir()
+		if err := os.WriteFile(filepath.Join(dirs[i], "f"), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []string{dirs[i], filepath.Join(dirs[i], "f")} {
+			if err := os.Chown(p, owner, owner); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	kept := func() int {
+		e.m.usernsMu.Lock()
+		defer e.m.usernsMu.Unlock()
+		return len(e.m.userns)
+	}
+	for i, want := range []int{1, 1, 2} {
+		spec := e.spec("idmap" + strconv.Itoa(i))
+		spec.Mounts = []MountSpec{{Target: "/work", Source: dirs[i]}}
+		sb := e.launch(t, spec)
+		if got := sh(t, sb, "stat -c %u:%g /work/f"); got != "0:0\n" {
+			t.Errorf("sandbox %d: /work/f owned by %q inside, want 0:0 (its owner shown as root)", i, got)
+		}
+		if n := kept(); n != want {
+			t.Errorf("after sandbox %d: %d user namespaces kept, want %d", i, n, want)
+		}
 	}
 }

@@ -64,12 +64,6 @@ func hostPrepares() bool { return os.Geteuid() == 0 }
 // range — idmapped so that the sandbox's root acts as the source's owner.
 // mounts are the specs cfg.Mounts were made from, in the same order.
 func (m *Manager) prepareBinds(cfg *nsinit.Config, mounts []MountSpec, h *hostSide) error {
-	userns := map[[2]uint32]*os.File{}
-	defer func() {
-		for _, f := range userns {
-			_ = f.Close() // a user namespace fd: an idmapped mount holds its own reference
-		}
-	}()
 	for i := range cfg.Mounts {
 		mt := &cfg.Mounts[i]
 		f, err := m.bindFD(*mt, false)
@@ -79,7 +73,7 @@ func (m *Manager) prepareBinds(cfg *nsinit.Config, mounts []MountSpec, h *hostSi
 		h.add(f) // closed with the rest, whatever happens next
 		base, isRange := m.mapping.PrivateRange()
 		if isRange && mounts[i].Volume == "" {
-			if err := idmapBind(f, *mt, base, userns); err != nil {
+			if err := idmapBind(f, *mt, base, m.idmapUserns); err != nil {
 				return fmt.Errorf("mount %s: %w", mt.Target, err)
 			}
 		}
@@ -143,23 +137,18 @@ func (m *Manager) bindFD(mt nsinit.Mount, _ bool) (*os.File, error) {
 
 // idmapBind idmaps the detached bind f so that the owner of its source
 // (uid and gid of the directory or file cloned) is the sandbox's root,
-// and every other id of the range (base…base+65535) is itself. cache
-// holds the user namespaces made so far, by owner.
-func idmapBind(f *os.File, mt nsinit.Mount, base uint32, cache map[[2]uint32]*os.File) error {
+// and every other id of the range (base…base+65535) is itself. userns
+// returns the user namespace with those maps (and how to let it go).
+func idmapBind(f *os.File, mt nsinit.Mount, base uint32, userns func(base, uid, gid uint32) (*os.File, func(), error)) error {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return &os.PathError{Op: "stat", Path: mt.Source, Err: err}
 	}
-	key := [2]uint32{st.Uid, st.Gid}
-	ns := cache[key]
-	if ns == nil {
-		var err error
-		ns, err = idmapUserns(OwnerExtents(base, st.Uid), OwnerExtents(base, st.Gid))
-		if err != nil {
-			return fmt.Errorf("idmapped bind of %s: %w", mt.Source, err)
-		}
-		cache[key] = ns
+	ns, done, err := userns(base, st.Uid, st.Gid)
+	if err != nil {
+		return fmt.Errorf("idmapped bind of %s: %w", mt.Source, err)
 	}
+	defer done()
 	attrs := uint64(unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV)
 	if mt.ReadOnly {
 		attrs |= unix.MOUNT_ATTR_RDONLY
@@ -197,11 +186,42 @@ func OwnerExtents(base, owner uint32) []idmap.Range {
 	return append(out, idmap.Range{ContainerID: base + 1, HostID: base + 1, Size: idmap.RangeSize - 1})
 }
 
-// idmapUserns returns a user namespace with the given maps, to idmap
+// maxUserns bounds the user namespaces a Manager keeps for idmapped binds.
+const maxUserns = 64
+
+// idmapUserns returns the user namespace that idmaps a bind whose source
+// is owned by uid:gid onto the sandbox's root (OwnerExtents), and what to
+// call once the mount is idmapped. The namespaces are kept, by owner,
+// until Close: making one is a fork of this process (newIdmapUserns), ~1
+// ms for a small one and ~35 ms a GiB of its memory for a large one
+// (bench/NOTES.md, 2026-12-01), and the maps of an owner never change.
+// Past maxUserns owners a namespace is made for the one mount.
+func (m *Manager) idmapUserns(base, uid, gid uint32) (*os.File, func(), error) {
+	m.usernsMu.Lock()
+	defer m.usernsMu.Unlock()
+	key := [2]uint32{uid, gid}
+	if ns := m.userns[key]; ns != nil {
+		return ns, func() {}, nil
+	}
+	ns, err := newIdmapUserns(OwnerExtents(base, uid), OwnerExtents(base, gid))
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(m.userns) >= maxUserns || m.closed {
+		return ns, func() { _ = ns.Close() }, nil // a user namespace fd: an idmapped mount holds its own reference
+	}
+	if m.userns == nil {
+		m.userns = map[[2]uint32]*os.File{}
+	}
+	m.userns[key] = ns
+	return ns, func() {}, nil
+}
+
+// newIdmapUserns returns a user namespace with the given maps, to idmap
 // mounts with: a child of ours is cloned into it and stopped by ptrace
 // at its exec, before it runs a single instruction of its own; its
 // namespace is opened and the child killed.
-func idmapUserns(uids, gids []idmap.Range) (*os.File, error) {
+func newIdmapUserns(uids, gids []idmap.Range) (*os.File, error) {
 	conv := func(rs []idmap.Range) []syscall.SysProcIDMap {
 		out := make([]syscall.SysProcIDMap, len(rs))
 		for i, r := range rs {

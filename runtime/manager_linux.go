@@ -46,6 +46,10 @@ type Manager struct {
 
 	bgMu   sync.Mutex
 	bgErrs []error // what those removals failed to do (Close returns it)
+
+	usernsMu sync.Mutex
+	userns   map[[2]uint32]*os.File // idmapped binds' user namespaces, by owner (idmapUserns)
+	closed   bool                   // Close has run: no namespace is kept any more
 }
 
 // Open returns the Manager of opts.Root, creating the directory.
@@ -172,6 +176,12 @@ func (m *Manager) Close() error {
 	if m.exeFD != nil {
 		err = errors.Join(err, m.exeFD.Close())
 	}
+	m.usernsMu.Lock()
+	for _, ns := range m.userns {
+		_ = ns.Close() // a user namespace fd: the idmapped mounts made with it hold their own reference
+	}
+	m.userns, m.closed = nil, true
+	m.usernsMu.Unlock()
 	return err
 }
 
