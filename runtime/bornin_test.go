@@ -5,12 +5,12 @@ package runtime
 import (
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/beamhop/lightbox/internal/reexec"
+	"github.com/beamhop/lightbox/internal/testutil"
 )
 
 // The init is in every one of its sandbox's cgroups from its start (on
@@ -162,22 +162,13 @@ func statField(t *testing.T, pid, i int) string {
 // the intermediate by itself.
 func TestLaunchViaLarge(t *testing.T) {
 	e := newEnv(t)
-	ballast := make([]byte, reexec.LargeAnon+32<<20)
-	for i := 0; i < len(ballast); i += os.Getpagesize() {
-		ballast[i] = 1
-	}
-	// The tests after this one launch as a small process again.
-	t.Cleanup(func() {
-		ballast = nil
-		debug.FreeOSMemory()
-	})
+	testutil.Ballast(t, reexec.LargeAnon+32<<20)
 	before := viaLaunches.Load()
 	sb := e.launch(t, e.spec("large"))
 	if viaLaunches.Load() != before+1 {
-		t.Error("a launcher holding", len(ballast)>>20, "MiB did not go through the intermediate")
+		t.Error("a launcher holding more than reexec.LargeAnon did not go through the intermediate")
 	}
 	if out := sh(t, sb, "echo ok"); out != "ok\n" {
 		t.Errorf("echo ok: %q", out)
 	}
-	ballast[len(ballast)-1] = 2 // held until here
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"testing"
 
 	"github.com/beamhop/lightbox/internal/idmap"
@@ -145,14 +144,7 @@ func TestRootlessSubordinateOwners(t *testing.T) {
 	}
 	// From a process holding more than reexec.LargeAnon: the helper is
 	// cloned by reexec's intermediate, and mapped late by newuidmap.
-	ballast := make([]byte, reexec.LargeAnon+32<<20)
-	for i := 0; i < len(ballast); i += os.Getpagesize() {
-		ballast[i] = 1
-	}
-	t.Cleanup(func() {
-		ballast = nil
-		debug.FreeOSMemory()
-	})
+	testutil.Ballast(t, reexec.LargeAnon+32<<20)
 	if !reexec.Large() {
 		t.Fatal("reexec.Large() = false with the ballast")
 	}
@@ -177,14 +169,7 @@ func TestNamespaceRemover(t *testing.T) {
 // reexec.LargeAnon (its helper cloned by reexec's intermediate).
 func namespaceRemover(t *testing.T, large bool) {
 	if large {
-		ballast := make([]byte, reexec.LargeAnon+32<<20)
-		for i := 0; i < len(ballast); i += os.Getpagesize() {
-			ballast[i] = 1
-		}
-		t.Cleanup(func() {
-			ballast = nil
-			debug.FreeOSMemory()
-		})
+		testutil.Ballast(t, reexec.LargeAnon+32<<20)
 	}
 	if reexec.Large() != large {
 		t.Fatalf("reexec.Large() = %v, want %v", !large, large)
