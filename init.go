@@ -25,7 +25,6 @@ var roles = func() map[string]func() {
 		rmtree.Role:         rmtree.Main,
 		snapshot.HelperRole: snapshot.HelperMain,
 		netstack.KeeperRole: netstack.KeeperMain,
-		reexec.CloneRole:    reexec.CloneMain,
 	}
 	maps.Copy(m, runtime.Roles())
 	return m

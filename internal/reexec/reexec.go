@@ -34,12 +34,6 @@ type Cmd struct {
 	syncW   *os.File
 }
 
-// CloneRole is the role of StartVia's intermediate (package child).
-const CloneRole = child.CloneRole
-
-// CloneMain runs the clone role (package child); it never returns.
-func CloneMain() { child.CloneMain() }
-
 // WaitMapped is the child's side of the handshake (package child, which
 // the lean init links without this package; off Linux it returns at
 // once).

@@ -19,8 +19,6 @@ func TestMain(m *testing.M) {
 	switch reexec.Role() {
 	case Role:
 		Main()
-	case reexec.CloneRole:
-		reexec.CloneMain()
 	case rolePopulate:
 		if err := reexec.WaitMapped(); err != nil {
 			fmt.Fprintln(os.Stderr, err)

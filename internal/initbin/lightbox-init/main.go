@@ -16,14 +16,12 @@ import (
 )
 
 func main() {
-	switch role := child.Role(); role {
-	case "init":
-		nsinit.Main()
-	case child.CloneRole:
-		child.CloneMain() // a large launcher's way to start the init (reexec's StartVia)
-	default:
+	// The clone role (a large launcher's way to start the init: reexec's
+	// StartVia) is served by package child's init, before this.
+	if role := child.Role(); role != "init" {
 		fmt.Fprintf(os.Stderr, "lightbox-init: started in role %q; only the lightbox runtime starts this program\n", role)
 		os.Exit(125)
 	}
+	nsinit.Main()
 	os.Exit(0)
 }

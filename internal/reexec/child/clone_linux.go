@@ -184,6 +184,17 @@ func ParseCloneSpec(str string) (CloneSpec, error) {
 	return s, nil
 }
 
+// The clone role runs from here, at this package's initialization, so
+// that every program linking it (lightbox, the lean init, a program that
+// embeds lightbox, a test binary whose TestMain dispatches other roles)
+// serves it without dispatching it, and before the inits of the packages
+// that come after this one.
+func init() {
+	if os.Getenv(EnvRole) == CloneRole {
+		CloneMain()
+	}
+}
+
 // CloneMain is the clone role's whole life: it clones and execs the
 // running binary in the spec's role, reports the child's pid (or why it
 // could not) and exits. It never returns.
