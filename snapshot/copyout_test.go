@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/beamhop/lightbox/internal/idmap"
+	"github.com/beamhop/lightbox/internal/reexec"
 	"github.com/beamhop/lightbox/internal/testutil"
 )
 
@@ -101,4 +102,20 @@ func TestCopyOutXattrs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHelpersFromLargeProcess: from a process holding more than
+// reexec.LargeAnon, the helpers (rootless: the unpack with a layer on its
+// stdin, the upper dir's walk and the copy-out through a StdoutPipe, a
+// rootfs tarred through one) are cloned by reexec's intermediate, and do
+// what they do from a small process.
+func TestHelpersFromLargeProcess(t *testing.T) {
+	testutil.Ballast(t, reexec.LargeAnon+32<<20)
+	if !reexec.Large() {
+		t.Fatal("reexec.Large() = false with the ballast")
+	}
+	t.Run("ImportFormats", TestImportFormats)
+	t.Run("Commit", TestCommit)
+	t.Run("CopyOutXattrs", TestCopyOutXattrs)
+	t.Run("ImportRootOwnedSystemDir", TestImportRootOwnedSystemDir)
 }

@@ -51,10 +51,13 @@ func (c *Cmd) Start() error {
 	if r != nil {
 		defer func() { _ = r.Close() }() // the child's end, read by the child: ours is only closed
 	}
-	if err := c.Cmd.Start(); err != nil {
+	err = c.Cmd.Start()
+	closeFiles(&c.closeAfterStart)
+	if err != nil {
 		if c.syncW != nil {
 			_ = c.syncW.Close() // the start already failed: that error is returned
 		}
+		closeFiles(&c.closeAfterWait)
 		return err
 	}
 	return c.mapLate()
@@ -102,13 +105,6 @@ func (c *Cmd) prepare() (syncR *os.File, err error) {
 
 func (c *Cmd) role() string { return c.Args[0][len("lightbox-"):] }
 
-// LargeAnon is the anonymous memory above which a launcher should start
-// its children with StartVia: a fork (which Go uses for a child in a new
-// user namespace) copies the page tables of every anonymous page, ~35 ms
-// a GiB here, against ~1 ms for the intermediate's own start
-// (bench/NOTES.md, 2026-12-01).
-const LargeAnon = 64 << 20
-
 // Large says whether this process holds more than LargeAnon of anonymous
 // memory (/proc/self/statm: resident less file-backed and shared pages).
 // An unreadable statm reads as small.
@@ -145,14 +141,6 @@ func (c *Cmd) StartVia(tasks []*os.File, cgroupDir *os.File) error {
 	if c.SysProcAttr.UseCgroupFD {
 		return errors.New("reexec: StartVia takes the cgroup as an argument, not in SysProcAttr")
 	}
-	// The intermediate's exec.Cmd would copy a non-file stream in
-	// goroutines that its Wait waits for, and the child holds the pipes:
-	// only files (or nothing) go through.
-	for _, s := range []any{c.Stdin, c.Stdout, c.Stderr} {
-		if _, ok := s.(*os.File); s != nil && !ok {
-			return errors.New("reexec: StartVia needs files (or nil) for stdin, stdout and stderr")
-		}
-	}
 	if cr := c.SysProcAttr.Credential; cr != nil && len(cr.Groups) > 0 {
 		return errors.New("reexec: StartVia carries a credential's uid, gid and NoSetGroups only")
 	}
@@ -167,7 +155,16 @@ func (c *Cmd) StartVia(tasks []*os.File, cgroupDir *os.File) error {
 		if c.syncW != nil {
 			_ = c.syncW.Close() // the start failed: that error is returned
 		}
+		closeFiles(&c.closeAfterStart)
+		closeFiles(&c.closeAfterWait)
 		return err
+	}
+	// A stream that is not a file goes through a pipe of ours, copied
+	// here (the intermediate's own exec.Cmd would copy it, and its Wait
+	// would wait for the child, which holds the pipe).
+	stdin, stdout, stderr, copies, err := c.streams()
+	if err != nil {
+		return fail(err)
 	}
 	spa := c.SysProcAttr
 	spec := child.CloneSpec{
@@ -204,11 +201,25 @@ func (c *Cmd) StartVia(tasks []*os.File, cgroupDir *os.File) error {
 	env = append(env, EnvRole+"="+child.CloneRole, child.EnvClone+"="+spec.Encode())
 	ic := exec.Command(c.Path)
 	ic.Args, ic.Env, ic.ExtraFiles = c.Args, env, extra
-	ic.Stdin, ic.Stdout, ic.Stderr = c.Stdin, c.Stdout, c.Stderr
+	// A nil file must be a nil interface here, or exec takes it for a
+	// file.
+	if stdin != nil {
+		ic.Stdin = stdin
+	}
+	if stdout != nil {
+		ic.Stdout = stdout
+	}
+	if stderr != nil {
+		ic.Stderr = stderr
+	}
 	err = ic.Start()
 	_ = repW.Close() // the intermediate has its own; ours would keep the read below from ending
+	closeFiles(&c.closeAfterStart)
 	if err != nil {
 		return fail(fmt.Errorf("start the clone helper: %w", err))
+	}
+	for _, cp := range copies {
+		c.copies.Go(cp)
 	}
 	msg, rerr := io.ReadAll(io.LimitReader(repR, 4096))
 	werr := ic.Wait()
@@ -229,6 +240,53 @@ func (c *Cmd) StartVia(tasks []*os.File, cgroupDir *os.File) error {
 	}
 	c.Cmd.Process = p // exec.Cmd's Wait waits for it
 	return c.mapLate()
+}
+
+// streams returns the intermediate's stdin, stdout and stderr: a file or
+// nothing as given, anything else the child's end of a new pipe whose
+// other end copies, run once the intermediate is started, carry. The
+// pipes' ends are in closeAfterStart and closeAfterWait (an error leaves
+// them there for the caller's cleanup).
+func (c *Cmd) streams() (stdin, stdout, stderr *os.File, copies []func(), err error) {
+	if f, ok := c.Stdin.(*os.File); ok || c.Stdin == nil {
+		stdin = f
+	} else {
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return nil, nil, nil, nil, err
+		}
+		stdin = pr
+		c.closeAfterStart = append(c.closeAfterStart, pr)
+		c.closeAfterWait = append(c.closeAfterWait, pw) // the copy closes it first; a failed start before the copy runs
+		src := c.Stdin
+		copies = append(copies, func() {
+			_, _ = io.Copy(pw, src) // the child stopped reading (EPIPE) or src ended: as exec, neither fails the command
+			_ = pw.Close()          // EOF for the child
+		})
+	}
+	out := func(w io.Writer) (*os.File, error) {
+		if f, ok := w.(*os.File); ok || w == nil {
+			return f, nil
+		}
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		c.closeAfterStart = append(c.closeAfterStart, pw)
+		c.closeAfterWait = append(c.closeAfterWait, pr) // the copy closes it first; a failed start before the copy runs
+		copies = append(copies, func() {
+			_, _ = io.Copy(w, pr) // to the caller's writer, until the child and its children are gone
+			_ = pr.Close()        // read-only
+		})
+		return pw, nil
+	}
+	if stdout, err = out(c.Stdout); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if stderr, err = out(c.Stderr); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	return stdin, stdout, stderr, copies, nil
 }
 
 // mapLate runs newuidmap and newgidmap for a child started mapped late

@@ -5,6 +5,7 @@ package reexec
 import (
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 
 	"github.com/beamhop/lightbox/internal/idmap"
@@ -20,3 +21,9 @@ func Command(exe, role string, m idmap.Mapping, cloneflags uintptr, args ...stri
 func (c *Cmd) Start() error {
 	return fmt.Errorf("re-exec in a user namespace: %w", errors.ErrUnsupported)
 }
+
+// Large is false off Linux: nothing is cloned there.
+func Large() bool { return false }
+
+// StartVia fails as Start does.
+func (c *Cmd) StartVia(tasks []*os.File, cgroupDir *os.File) error { return c.Start() }
