@@ -7,12 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -440,32 +438,15 @@ func inNamespace(ctx context.Context, op, path string, m idmap.Mapping, args ...
 			c.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
 		}
 	}
-	// The helper's output comes through pipes of our own (not buffers
-	// exec copies into), which StartVia can pass on.
 	var stdout, stderr bytes.Buffer
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return fmt.Errorf("%s %s in a user namespace: %w", op, path, err)
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		_ = outR.Close() // never read: the pipe's error is returned
-		_ = outW.Close() // never written: the pipe's error is returned
-		return fmt.Errorf("%s %s in a user namespace: %w", op, path, err)
-	}
-	c.Stdout, c.Stderr = outW, errW
+	c.Stdout, c.Stderr = &stdout, &stderr
 	start := c.Start
 	if reexec.Large() {
 		// A fork of this process would copy the page tables of all its
 		// memory: the helper is cloned by a small intermediate.
 		start = func() error { return c.StartVia(nil, nil) }
 	}
-	err = start()
-	_ = outW.Close() // the helper has its own copies; ours would keep the reads below from ending
-	_ = errW.Close() // the same
-	if err != nil {
-		_ = outR.Close() // nothing to read: the start failed
-		_ = errR.Close() // the same
+	if err := start(); err != nil {
 		return fmt.Errorf("%s %s in a user namespace: %w", op, path, err)
 	}
 	done := make(chan struct{})
@@ -476,21 +457,6 @@ func inNamespace(ctx context.Context, op, path string, m idmap.Mapping, args ...
 		case <-done:
 		}
 	}()
-	// Read to the end (as exec's Wait would), keeping a bounded part.
-	var wg sync.WaitGroup
-	for _, p := range []struct {
-		r   *os.File
-		b   *bytes.Buffer
-		max int
-	}{{outR, &stdout, 1 << 20}, {errR, &stderr, 64 << 10}} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, _ = io.Copy(&capped{b: p.b, max: p.max}, p.r) // a read error shortens what is kept: the exit status speaks
-			_ = p.r.Close()                                  // read-only
-		}()
-	}
-	wg.Wait()
 	werr := c.Wait()
 	close(done)
 	if err := ctx.Err(); err != nil {
@@ -504,19 +470,6 @@ func inNamespace(ctx context.Context, op, path string, m idmap.Mapping, args ...
 		return fmt.Errorf("%s %s in a user namespace: %w: %s", op, path, werr, bytes.TrimSpace(stderr.Bytes()))
 	}
 	return nil
-}
-
-// capped keeps the first max bytes written to it in b and drops the rest.
-type capped struct {
-	b   *bytes.Buffer
-	max int
-}
-
-func (c *capped) Write(p []byte) (int, error) {
-	if room := c.max - c.b.Len(); room > 0 {
-		c.b.Write(p[:min(len(p), room)])
-	}
-	return len(p), nil
 }
 
 // Main runs the rmtree role inside the user namespace: "PATH" removes
