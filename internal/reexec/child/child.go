@@ -1,6 +1,7 @@
 // Package child is the re-executed process's side of package reexec: the
-// role marker and the id-map handshake. It is a leaf (the standard
-// library's os, io, strconv and x/sys) so that the lean sandbox init
+// role marker, the id-map handshake, and the clone role (StartVia's
+// intermediate, served from this package's init). It is a leaf (the
+// standard library and x/sys) so that the lean sandbox init
 // (internal/initbin), which needs only this side, does not link reexec's
 // launcher side and what that pulls in (os/exec, os/user, crypto/sha256
 // and encoding/json through internal/idmap): fewer package inits and a
