@@ -41,6 +41,9 @@ func helperMain(mode, root, rootfs, name string) {
 	if mode == "detach-main" {
 		spec.Command = []string{"sh", "-c", "echo to-stdout; echo to-stderr >&2; sleep 1; exit 7"}
 	}
+	if mode == "detach-sleep" { // TestExecEndsWithSandbox
+		spec.Command = []string{"sleep", "1000"}
+	}
 	if mode == "detach-counter" { // TestInitHandover
 		spec.Command = []string{"sh", "-c", "i=0; while [ ! -e /tmp/go ]; do echo $i; i=$((i+1)); sleep 0.02; done; echo end; echo err >&2; exit 7"}
 		spec.Limits.LogBytes = 1 << 20
