@@ -54,7 +54,8 @@ func TestExecEndsWithSandbox(t *testing.T) {
 }
 
 // execsEndWithMain ends three commands and then sb's main command while
-// its init is stopped, and checks each command's status.
+// its init is stopped, and checks each command's status, and that a
+// fourth, still running when the sandbox ends, fails with ErrNotRunning.
 func execsEndWithMain(t *testing.T, sb *Sandbox) {
 	t.Helper()
 	init := sb.Pid()
@@ -78,6 +79,10 @@ func execsEndWithMain(t *testing.T, sb *Sandbox) {
 		_ = pr.Close() // the init has its copy
 		cmds, stdins = append(cmds, c), append(stdins, pw)
 	}
+	running := sb.Command("sleep", "1000")
+	if err := running.Start(); err != nil {
+		t.Fatal(err)
+	}
 	if err := syscall.Kill(init, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -91,12 +96,12 @@ func execsEndWithMain(t *testing.T, sb *Sandbox) {
 	waitState(t, init, 'T')
 	var ends []int
 	for _, pid := range childrenOf(t, init) {
-		if pid != mainPid {
+		if pid != mainPid && comm(pid) == "cat" {
 			ends = append(ends, pid)
 		}
 	}
 	if len(ends) != len(cmds) {
-		t.Fatalf("init %d: children %v, want the main command and %d cats", init, childrenOf(t, init), len(cmds))
+		t.Fatalf("init %d: children %v, want the main command, a sleep and %d cats", init, childrenOf(t, init), len(cmds))
 	}
 	for _, w := range stdins {
 		_ = w.Close() // cat reads EOF and exits 0
@@ -116,6 +121,9 @@ func execsEndWithMain(t *testing.T, sb *Sandbox) {
 		if err := c.Wait(); err != nil {
 			t.Errorf("command %d, ended before the sandbox: %v", i, err)
 		}
+	}
+	if err := running.Wait(); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("command still running when the sandbox ended: %v, want ErrNotRunning", err)
 	}
 	code, err := sb.Wait(t.Context())
 	if err != nil || code != 128+int(syscall.SIGKILL) {
@@ -148,6 +156,12 @@ func childrenOf(t *testing.T, pid int) []int {
 		}
 	}
 	return kids
+}
+
+// comm is process pid's command name ("" once it is gone).
+func comm(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)) // gone meanwhile: ""
+	return strings.TrimSpace(string(b))
 }
 
 // waitState waits until process pid is in state (/proc/PID/stat: 'T'
