@@ -208,7 +208,7 @@ type Op string
 
 // Request operations.
 const (
-	OpExec    Op = "exec"    // start Exec; the reply is Started or an error, then Exit
+	OpExec    Op = "exec"    // start Exec; the reply is Started or an error, then Exit (the connection closes without it when the sandbox ends while the process runs)
 	OpSignal     = "signal"  // signal the process this connection started
 	OpResize     = "resize"  // set the window size of this connection's pty; as a connection's first request, of the main command's terminal the init holds (TtyLog); reply OK or Error
 	OpWait       = "wait"    // reply with the main command's Exit once it ends

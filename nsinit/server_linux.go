@@ -43,6 +43,10 @@ type server struct {
 	mainStatus Reply
 	pending    int           // replies about the main command still to send
 	drained    chan struct{} // closed when pending drops to 0 (mainEnded waits)
+	// replying holds each exec connection's workload by pid, with a
+	// channel closed once its exit reply is sent (or its client is
+	// gone): exit lets those whose workload ended send it first.
+	replying map[int]chan struct{}
 
 	taken    bool        // a take was applied (at most one)
 	leases   []int       // lease files a take passed: held for the sandbox's life
@@ -298,13 +302,43 @@ func (s *server) forward(sigs chan os.Signal) {
 	}
 }
 
-// exit ends the sandbox at once: PID 1's exit kills every process in the
-// pid namespace, and the mounts go with the mount namespace.
+// exit ends the sandbox at once (once the commands that ended have had
+// their status sent, replyEnded): PID 1's exit kills every process in
+// the pid namespace, and the mounts go with the mount namespace.
 func (s *server) exit() {
-	<-s.reported                    // a write to a pipe: it does not wait for the launcher
+	<-s.reported // a write to a pipe: it does not wait for the launcher
+	s.replyEnded(time.After(2 * time.Second))
 	_ = unix.Kill(-1, unix.SIGKILL) // ESRCH when nothing else is left; our exit kills the rest anyway
 	waitLogCopiers(2 * time.Second) // the writers are gone: what is left to copy is in the pipes
 	os.Exit(0)
+}
+
+// replyEnded waits until every exec connection whose workload has ended
+// has sent its exit status, or until limit, so that the init's exit does
+// not outrun them: a command that ended just before the main command
+// (which ends the sandbox; one that made it end, say) is reaped in the
+// same wait4 loop, or just before, and its reply, a goroutine away, must
+// not be lost with the init (its client would read "lost the init"). A
+// workload still running is not waited for: the exit kills it.
+func (s *server) replyEnded(limit <-chan time.Time) {
+	s.r.reap() // what ended by now: its status goes to its waiter
+	var wait []chan struct{}
+	s.mu.Lock()
+	s.r.mu.Lock()
+	for pid, replied := range s.replying {
+		if _, running := s.r.waiters[pid]; !running {
+			wait = append(wait, replied)
+		}
+	}
+	s.r.mu.Unlock()
+	s.mu.Unlock()
+	for _, replied := range wait {
+		select {
+		case <-replied:
+		case <-limit:
+			return
+		}
+	}
 }
 
 // destroy stops the main command (or every process) with SIGTERM and
@@ -637,14 +671,27 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 	if e.Main {
 		s.main, s.mainTty = p, tty
 	}
-	s.mu.Unlock()
-	closeAll(fds)
 	// Closed once this connection's exit reply is sent (or its client is
 	// gone): the main command's client (`lightbox run`) hears its status
 	// before mainEnded's wait for the log copiers and its write of the
-	// status, which it does not need. Bounded, as mainEnded's own waits:
+	// status, which it does not need, and exit waits for it once the
+	// workload has ended (replyEnded). Bounded, as mainEnded's own waits:
 	// a client that does not read must not keep the sandbox alive.
 	replied := make(chan struct{})
+	if s.replying == nil {
+		s.replying = map[int]chan struct{}{}
+	}
+	s.replying[pid] = replied
+	s.mu.Unlock()
+	defer func() {
+		close(replied)
+		s.mu.Lock()
+		if s.replying[pid] == replied { // not the pid's next workload
+			delete(s.replying, pid)
+		}
+		s.mu.Unlock()
+	}()
+	closeAll(fds)
 	go func() {
 		p.ws = <-done
 		close(p.done)
@@ -696,7 +743,6 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 			}
 		}
 	}()
-	defer close(replied)
 	select {
 	case <-p.done:
 		code, sig := exitCode(p.ws)

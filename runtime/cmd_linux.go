@@ -301,7 +301,10 @@ func (c *Cmd) waitExit(ctx context.Context) {
 		r, _, err := readReply(c.conn)
 		if err != nil {
 			c.exitCode = -1
-			c.err = fmt.Errorf("exec in sandbox %s: lost the init before the command ended: %w", c.sb.name, err)
+			// The init drops a command's connection unanswered only as it
+			// exits (the sandbox ended: its main command, a destroy, its
+			// timeout), killing what still runs.
+			c.err = fmt.Errorf("exec in sandbox %s: the sandbox ended before the command did: %w", c.sb.name, c.sb.gone(err))
 			if ctx.Err() != nil {
 				c.err = ctx.Err()
 			}

@@ -41,13 +41,21 @@ func helperMain(mode, root, rootfs, name string) {
 	if mode == "detach-main" {
 		spec.Command = []string{"sh", "-c", "echo to-stdout; echo to-stderr >&2; sleep 1; exit 7"}
 	}
+	if mode == "detach-sleep" { // TestExecEndsWithSandbox
+		spec.Command = []string{"sleep", "1000"}
+	}
 	if mode == "detach-counter" { // TestInitHandover
-		spec.Command = []string{"sh", "-c", "i=0; while [ ! -e /tmp/go ]; do echo $i; i=$((i+1)); sleep 0.02; done; echo end; echo err >&2; exit 7"}
+		// Ended by a SIGUSR1 (sent to the init, which forwards it), not
+		// by an exec: an exec that made it end could still be running
+		// when the sandbox ends with it, and be killed.
+		spec.Command = []string{"sh", "-c", "trap 'go=1' USR1; i=0; while [ -z \"$go\" ]; do echo $i; i=$((i+1)); sleep 0.02; done; echo end; echo err >&2; exit 7"}
 		spec.Limits.LogBytes = 1 << 20
 	}
 	if mode == "detach-tty" || mode == "detach-tty-capped" { // TestInitHandoverTty
 		spec.Tty, spec.TtySize = true, [2]uint16{24, 80}
-		spec.Command = []string{"sh", "-c", "i=0; while [ ! -e /tmp/go ]; do echo $i; i=$((i+1)); sleep 0.02; done; stty size; echo end"}
+		// Ended by the resize to 40 120 (for the same reason as
+		// detach-counter's signal).
+		spec.Command = []string{"sh", "-c", "i=0; while [ \"$(stty size)\" != \"40 120\" ]; do echo $i; i=$((i+1)); sleep 0.02; done; stty size; echo end"}
 		if mode == "detach-tty-capped" {
 			spec.Limits.LogBytes = 1 << 20
 		}

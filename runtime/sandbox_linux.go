@@ -299,6 +299,16 @@ func (s *Sandbox) Wait(ctx context.Context) (int, error) {
 	if r.Type == nsinit.ReplyError {
 		return -1, fmt.Errorf("sandbox %s: %w", s.name, ErrNoCommand)
 	}
+	if errors.Is(err, ErrNotRunning) {
+		// The init dropped the request unanswered: it is on its way out
+		// (its main command ended just before). Its exit closes its
+		// descriptors one by one, the listener (which resets a queued
+		// connection) perhaps before the lock file, which says it runs
+		// while held: read its status once it is gone.
+		if err := s.waitGone(ctx); err != nil {
+			return -1, err
+		}
+	}
 	// The init is gone (or went while we waited): read what it recorded.
 	info, ierr := s.m.status(s.name)
 	if ierr != nil {
