@@ -135,12 +135,12 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	case tasks != nil:
 		// Cloned from a thread that joined the sandbox's cgroups: the
 		// init is born in them, as CLONE_INTO_CGROUP does on v2.
-		start = func() error { return startInCgroupsV1(cmd.Start, tasks, ctrls) }
+		start = func() error { return startInCgroupsV1(cmd.StartFork, tasks, ctrls) }
 	default:
 		if cgf != nil {
 			cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(cgf.Fd())
 		}
-		start = cmd.Start
+		start = cmd.StartFork
 	}
 	if err := start(); err != nil {
 		_ = liveW.Close() // the liveness pipe carries no data: closing it only tells a started init to go

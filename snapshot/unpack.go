@@ -298,13 +298,7 @@ func startChild(ctx context.Context, cmd *reexec.Cmd, lockF *os.File) (wait func
 	if lockF != nil {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, lockF)
 	}
-	start := cmd.Start
-	if reexec.Large() {
-		// A fork of this process would copy the page tables of all its
-		// memory: the helper is cloned by a small intermediate.
-		start = func() error { return cmd.StartVia(nil, nil) }
-	}
-	if err := start(); err != nil {
+	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", HelperRole, err)
 	}
 	done := make(chan struct{})

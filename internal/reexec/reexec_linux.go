@@ -42,8 +42,19 @@ func toSys(rs []idmap.Range) []syscall.SysProcIDMap {
 }
 
 // Start starts the child and, when the mapping needs them, runs newuidmap
-// and newgidmap for it before letting it go on.
+// and newgidmap for it before letting it go on: with StartVia when this
+// process is Large (a fork of it would copy the page tables of all its
+// memory), else with StartFork.
 func (c *Cmd) Start() error {
+	if Large() && !c.SysProcAttr.UseCgroupFD {
+		return c.StartVia(nil, nil)
+	}
+	return c.StartFork()
+}
+
+// StartFork is Start with Go's own clone of this process (a fork, as the
+// child is in a new user namespace), whatever this process's size.
+func (c *Cmd) StartFork() error {
 	r, err := c.prepare()
 	if err != nil {
 		return err
@@ -95,9 +106,7 @@ func (c *Cmd) prepare() (syncR *os.File, err error) {
 		c.ExtraFiles = append(c.ExtraFiles, r)
 		env = append(env, envSync+"="+strconv.Itoa(2+len(c.ExtraFiles)))
 		// Keep every capability across the exec of an unmapped child.
-		for cp := uintptr(0); cp <= uintptr(unix.CAP_LAST_CAP); cp++ {
-			spa.AmbientCaps = append(spa.AmbientCaps, cp)
-		}
+		spa.AmbientCaps = child.AllCaps()
 	}
 	c.Env = env
 	return syncR, nil

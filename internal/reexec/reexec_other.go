@@ -25,5 +25,8 @@ func (c *Cmd) Start() error {
 // Large is false off Linux: nothing is cloned there.
 func Large() bool { return false }
 
+// StartFork fails as Start does.
+func (c *Cmd) StartFork() error { return c.Start() }
+
 // StartVia fails as Start does.
 func (c *Cmd) StartVia(tasks []*os.File, cgroupDir *os.File) error { return c.Start() }

@@ -440,13 +440,7 @@ func inNamespace(ctx context.Context, op, path string, m idmap.Mapping, args ...
 	}
 	var stdout, stderr bytes.Buffer
 	c.Stdout, c.Stderr = &stdout, &stderr
-	start := c.Start
-	if reexec.Large() {
-		// A fork of this process would copy the page tables of all its
-		// memory: the helper is cloned by a small intermediate.
-		start = func() error { return c.StartVia(nil, nil) }
-	}
-	if err := start(); err != nil {
+	if err := c.Start(); err != nil {
 		return fmt.Errorf("%s %s in a user namespace: %w", op, path, err)
 	}
 	done := make(chan struct{})

@@ -195,6 +195,17 @@ func init() {
 	}
 }
 
+// AllCaps is every capability, for SysProcAttr.AmbientCaps: a child
+// started unmapped (its id map written after its exec) keeps them across
+// that exec.
+func AllCaps() []uintptr {
+	caps := make([]uintptr, 0, unix.CAP_LAST_CAP+1)
+	for c := uintptr(0); c <= uintptr(unix.CAP_LAST_CAP); c++ {
+		caps = append(caps, c)
+	}
+	return caps
+}
+
 // CloneMain is the clone role's whole life: it clones and execs the
 // running binary in the spec's role, reports the child's pid (or why it
 // could not) and exits. It never returns.
@@ -246,9 +257,7 @@ func cloneChild(report *int) (int, error) {
 		Credential:                 spec.Cred,
 	}
 	if spec.Ambient {
-		for c := uintptr(0); c <= uintptr(unix.CAP_LAST_CAP); c++ {
-			sys.AmbientCaps = append(sys.AmbientCaps, c)
-		}
+		sys.AmbientCaps = AllCaps()
 	}
 	if spec.CgroupDir >= 0 {
 		sys.UseCgroupFD, sys.CgroupFD = true, spec.CgroupDir
