@@ -52,7 +52,7 @@ func TestSandboxesInVM(t *testing.T) {
 		t.Skip("needs the host: already inside the VM")
 	}
 	k := vmtest.Setup(t, "mkfs.xfs")
-	img := filepath.Join(t.TempDir(), "xfs.img")
+	img := filepath.Join(vmtest.ImageDir(t), "xfs.img")
 	if err := vmtest.MakeXFSImage(t.Context(), img, 320<<20); err != nil {
 		t.Fatal(err)
 	}

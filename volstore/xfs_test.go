@@ -44,8 +44,8 @@ func TestXFSInVM(t *testing.T) {
 		t.Skip("already inside the VM")
 	}
 	k := vmtest.Setup(t, "mkfs.xfs")
-	img := filepath.Join(t.TempDir(), "xfs.img")
-	plain := filepath.Join(t.TempDir(), "plain.img")
+	img := filepath.Join(vmtest.ImageDir(t), "xfs.img")
+	plain := filepath.Join(vmtest.ImageDir(t), "plain.img")
 	for _, p := range []string{img, plain} {
 		if err := vmtest.MakeXFSImage(t.Context(), p, 320<<20); err != nil {
 			t.Fatal(err)

@@ -259,7 +259,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 
-	cmdline := []string{"console=ttyS0", "quiet", "panic=-1", envGuest + "=1"}
+	// nvme_core.io_timeout: a request that QEMU answers late (its host
+	// busy) is waited for, not aborted after the default 30 s and failed
+	// with EIO after the retries.
+	cmdline := []string{"console=ttyS0", "quiet", "panic=-1", "nvme_core.io_timeout=180", envGuest + "=1"}
 	for _, kv := range cfg.Env {
 		if strings.ContainsAny(kv, " \t\n\"") || !strings.Contains(kv, "=") {
 			return nil, fmt.Errorf("vmtest: env %q: want KEY=VALUE without spaces or quotes", kv)

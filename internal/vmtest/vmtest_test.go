@@ -86,9 +86,13 @@ func TestParseResult(t *testing.T) {
 func TestVM(t *testing.T) {
 	testutil.RootOnly(t)
 	k := Setup(t, "mkfs.xfs")
-	img := filepath.Join(t.TempDir(), "xfs.img")
+	img := filepath.Join(ImageDir(t), "xfs.img")
 	if err := MakeXFSImage(t.Context(), img, 320<<20); err != nil {
 		t.Fatal(err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(img, &st); err != nil || st.Type != unix.TMPFS_MAGIC {
+		t.Errorf("the disk image %s: statfs %#x, %v; want it on a tmpfs (this host's /dev/shm)", img, st.Type, err)
 	}
 	bin := TestBinary(t)
 
@@ -172,6 +176,10 @@ func TestGuestChecks(t *testing.T) {
 	}
 	if !strings.Contains(string(mounts), MountPoint("scratch")+" xfs rw") || !strings.Contains(string(mounts), "prjquota") {
 		t.Errorf("/proc/mounts lacks the scratch disk with prjquota:\n%s", mounts)
+	}
+	// A late NVMe answer from a busy host is waited for (host_linux.go).
+	if b, err := os.ReadFile("/sys/module/nvme_core/parameters/io_timeout"); err != nil || strings.TrimSpace(string(b)) != "180" {
+		t.Errorf("nvme_core io_timeout: %q, %v; want 180", b, err)
 	}
 	if fi, err := os.Stat("/opt/vmtest/hello.txt"); err != nil || fi.Mode() != 0o640 {
 		t.Errorf("Config.Files entry in the guest: %v, %v; want mode 0640", fi, err)
