@@ -809,6 +809,11 @@ func (m *Manager) removeDir(ctx context.Context, dir string) error {
 		}
 		st.Cgroup.removeParents()
 	}
+	// The lock goes last: while the rest goes, a probe of it (removing)
+	// tells a launch's set-aside and gc in other processes that this one
+	// is at work here. What this process may not remove (rootless, files
+	// of other ids) RemoveAll finishes, in a user namespace if need be.
+	_ = rmtree.RemoveContents(dir, -1, "lock") // best effort: RemoveAll reports what stays
 	return rmtree.RemoveAll(ctx, dir, m.mapping)
 }
 

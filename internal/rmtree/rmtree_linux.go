@@ -309,6 +309,12 @@ func (w *walk) removeEntries(d *dir, full string, keep []string) error {
 		if errors.Is(err, unix.EACCES) && d.fix() {
 			continue
 		}
+		if errors.Is(err, unix.ENOENT) {
+			// The directory was removed since we opened it: by another
+			// remover of the same tree (two processes collecting one
+			// .rm- entry), and an rmdir takes only an empty directory.
+			return first
+		}
 		if err != nil {
 			if first == nil {
 				first = &os.PathError{Op: "readdir", Path: full, Err: err}

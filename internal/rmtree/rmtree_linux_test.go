@@ -389,6 +389,63 @@ func TestRemoveSmall(t *testing.T) {
 	}
 }
 
+// TestTwoRemovers: a tree removed by two walks at once (two processes
+// collecting one .rm- entry) is gone and neither reports an error, in
+// particular not the walk that meets a directory the other removed after
+// it opened it (getdents64 says ENOENT then).
+func TestTwoRemovers(t *testing.T) {
+	t.Run("directory removed under the walk", func(t *testing.T) {
+		d := filepath.Join(t.TempDir(), "d")
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		fd, err := openDir(unix.AT_FDCWD, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(fd)
+		if err := unix.Rmdir(d); err != nil {
+			t.Fatal(err)
+		}
+		w := &walk{left: -1}
+		if err := w.removeEntries(&dir{fd: fd}, d, nil); err != nil {
+			t.Errorf("removeEntries of a directory removed meanwhile = %v, want nil", err)
+		}
+	})
+	t.Run("race", func(t *testing.T) {
+		m, err := idmap.Detect()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 10 {
+			tree := filepath.Join(t.TempDir(), "tree")
+			for j := range 8 {
+				sub := filepath.Join(tree, fmt.Sprint(j), "a", "b")
+				if err := os.MkdirAll(sub, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				for k := range 8 {
+					if err := os.WriteFile(filepath.Join(sub, fmt.Sprint(k)), nil, 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			errs := make(chan error, 2)
+			for range 2 {
+				go func() { errs <- RemoveAll(t.Context(), tree, m) }()
+			}
+			for range 2 {
+				if err := <-errs; err != nil {
+					t.Fatalf("round %d: a remover of a tree another removes at once: %v", i, err)
+				}
+			}
+			if _, err := os.Lstat(tree); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("round %d: tree still there: lstat = %v", i, err)
+			}
+		}
+	})
+}
+
 // TestWithoutOpenat2: the walk's other way to stay on its mount (openat
 // and a statx of the mount id, where openat2 is missing) refuses a mount
 // point and still removes unreadable directories.
