@@ -155,7 +155,15 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	pid := cmd.Process.Pid
 	initDone := make(chan struct{})
 	var initErr error
-	go func() { initErr = cmd.Wait(); close(initDone) }()
+	go func() {
+		// Waits in the poller, then reaps at once: a goroutine blocked
+		// in waitid would hold an OS thread of this process for the
+		// sandbox's whole life (one per live sandbox in an embedding
+		// program or a warm pool).
+		awaitExit(pid)
+		initErr = cmd.Wait()
+		close(initDone)
+	}()
 	_ = cfgR.Close()  // the init's copy: read by the init only
 	_ = repW.Close()  // the init's copy: we never write it
 	_ = liveR.Close() // the init's copy: no data on the liveness pipe
@@ -278,6 +286,26 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	}
 	m.log.Debug("sandbox launched", "sandbox", name, "pid", pid)
 	return sb, nil
+}
+
+// awaitExit returns once the process pid, an unreaped child of ours (so
+// the pid names no other process meanwhile), has exited: it waits in Go's
+// poller on a pidfd, which no OS thread blocks on. It returns at once
+// when it cannot watch (no pidfd), and the caller's wait then blocks.
+func awaitExit(pid int) {
+	f, err := openPidfd(pid)
+	if err != nil {
+		return
+	}
+	defer func() { _ = f.Close() }() // a pidfd: close cannot lose anything
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Read(func(fd uintptr) bool { // an error ends the watch only: the caller's wait follows
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
+		return n > 0 || (err != nil && !errors.Is(err, unix.EINTR))
+	})
 }
 
 // tail returns the last lines of a log file, for errors.
