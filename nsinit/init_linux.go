@@ -103,9 +103,9 @@ func setUp() (report *os.File, s *server, err error) {
 	// the first three beside the mounts cost more CPU than it saved
 	// wall time: its spinning thread, three more threads made through
 	// the template thread for the locked ones, and hand-offs at every
-	// mount's syscall (bench/NOTES.md, 2026-12-01 threads). Only the
-	// spawner's thread runs beside the mounts: it must drop its
-	// privileges on a thread of its own, and the reaper's SIGCHLD.
+	// mount's syscall (bench/NOTES.md, 2026-12-01 threads). What runs
+	// beside the mounts is the spawner, which must drop its privileges
+	// on a thread of its own, and the reaper's Notify of SIGCHLD.
 	r := newReaper()
 	sp, spReady := startSpawner(r, seccomp.Options{AllowUserNamespaces: cfg.AllowUserNamespaces}, len(cfg.Cgroup) > 0, cfg.FDs.Workload)
 	if cfg.Network != "host" {
