@@ -49,3 +49,48 @@ func TestLaunchedSandboxesHoldNoThread(t *testing.T) {
 		t.Errorf("threads in waitid: %d before %d sandboxes, %d with them; want fewer than %d more (a thread per sandbox)", before, n, after, n/2)
 	}
 }
+
+// The init's threads run with initTimerSlack (fewer wake-ups of the Go
+// runtime's sysmon), inherited from the thread that cloned it, which
+// gets its own back; workloads get the kernel's default from the
+// spawner.
+func TestTimerSlack(t *testing.T) {
+	t.Run("fork", testTimerSlack)
+	t.Run("via", func(t *testing.T) { // through the intermediate
+		forceVia = true
+		t.Cleanup(func() { forceVia = false })
+		testTimerSlack(t)
+	})
+}
+
+func testTimerSlack(t *testing.T) {
+	slack := func(pid string) string {
+		t.Helper()
+		b, err := os.ReadFile("/proc/" + pid + "/timerslack_ns")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	own := slack(strconv.Itoa(os.Getpid()))
+	e := newEnv(t)
+	sb := e.launch(t, e.spec("slack"))
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range tasks {
+		if got := slack(task.Name()); got != own {
+			t.Errorf("launcher's thread %s: timer slack %s after a launch, want the process's %s", task.Name(), got, own)
+		}
+	}
+	if got, want := slack(strconv.Itoa(sb.pid)), strconv.Itoa(initTimerSlack); got != want {
+		t.Errorf("init's timer slack = %s, want %s", got, want)
+	}
+	if got, want := sh(t, sb, "cat /proc/self/timerslack_ns"), strconv.Itoa(workloadSlack)+"\n"; got != want {
+		t.Errorf("workload's timer slack = %q, want %q (the kernel's default)", got, want)
+	}
+}
+
+// workloadSlack is nsinit's workloadTimerSlack: the kernel's default.
+const workloadSlack = 50_000
