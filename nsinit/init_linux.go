@@ -96,45 +96,34 @@ func setUp() (report *os.File, s *server, err error) {
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return report, nil, fmt.Errorf("init: prctl(PR_SET_DUMPABLE): %w", err)
 	}
-	// A second P while the mounts block in the kernel (one again after
-	// the first command started, server.oneP), taken first so that the
-	// spawner and the goroutine below can start on it at once.
-	prev := goruntime.GOMAXPROCS(2)
-	// The spawner thread drops its privileges while this one mounts.
+	// One P throughout (the runtime starts us with GOMAXPROCS=1), and
+	// setup's steps in order on this goroutine: the loopback, PID 1's
+	// signal handlers (each Notify a round trip to os/signal's thread)
+	// and the codec's first uses, then the mounts. A second P that ran
+	// the first three beside the mounts cost more CPU than it saved
+	// wall time: its spinning thread, three more threads made through
+	// the template thread for the locked ones, and hand-offs at every
+	// mount's syscall (bench/NOTES.md, 2026-12-01 threads). What runs
+	// beside the mounts is the spawner, which must drop its privileges
+	// on a thread of its own, and the reaper's Notify of SIGCHLD.
 	r := newReaper()
 	sp, spReady := startSpawner(r, seccomp.Options{AllowUserNamespaces: cfg.AllowUserNamespaces}, len(cfg.Cgroup) > 0, cfg.FDs.Workload)
-	// PID 1's signal handlers, beside the mounts too: each Notify is a
-	// round trip to the runtime's signal thread, which on one P waited
-	// for the mounts' syscalls (or held the P they needed back). The
-	// codec's first uses go there as well, and the loopback: it touches
-	// only the network namespace, which no mount needs, and took 0.1-0.9
-	// ms on the mounts' way (bench/NOTES.md).
-	sigReady := make(chan initSignals, 1)
-	loReady := make(chan error, 1)
-	go func() {
-		if cfg.Network != "host" {
-			if err := loopbackUp(); err != nil {
-				loReady <- fmt.Errorf("bring up loopback: %w", err)
-			}
+	if cfg.Network != "host" {
+		if err := loopbackUp(); err != nil {
+			return report, nil, fmt.Errorf("bring up loopback: %w", err)
 		}
-		close(loReady)
-		sigs := notifySignals()
-		warmCodec()
-		sigReady <- sigs
-	}()
+	}
+	sigs := notifySignals()
+	warmCodec()
 	if err := setup(cfg, fds); err != nil {
 		return report, nil, err
 	}
-	if err := <-loReady; err != nil {
-		return report, nil, err
-	}
-	sigs := <-sigReady
 	if err := <-spReady; err != nil {
 		return report, nil, err
 	}
 	s, err = newServer(cfg, r, sp)
 	if s != nil {
-		s.sigs, s.procs = sigs, prev
+		s.sigs = sigs
 	}
 	return report, s, err
 }

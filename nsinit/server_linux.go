@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	goruntime "runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -57,10 +56,6 @@ type server struct {
 	deadline int64       // CLOCK_MONOTONIC ns when the timeout ends the sandbox; 0 = none
 
 	sigs initSignals // notifySignals' channels, read from run on
-	// procs is GOMAXPROCS before setup took a second P (0: untouched),
-	// given back once (oneP).
-	procs     int
-	procsOnce sync.Once
 
 	// The handover (handover_linux.go).
 	exe    int // O_PATH descriptor of the init's program; -1: no handover
@@ -129,27 +124,11 @@ func (s *server) trimIfIdle() {
 // (a connection is served) by freeing memory, which the trim after the
 // last connection completes.
 func (s *server) launchOver() {
-	s.oneP()
 	if s.wantHandover(false) {
 		s.requestHandover()
 		return
 	}
 	freeMemory()
-}
-
-// oneP gives back setup's second P, once: after the first command's
-// started reply (its workload runs meanwhile), or when the launch is over
-// if no command came. Going back stops the world (~0.17 ms,
-// bench/NOTES.md): before the ready report it was on every launch's way,
-// right after it between the main command's accept and its request's
-// read; kept until the launch is over, the second P made each exec of
-// the first 2 s 5-8% slower (its idle M woken at each request).
-func (s *server) oneP() {
-	s.procsOnce.Do(func() {
-		if s.procs > 0 {
-			goruntime.GOMAXPROCS(s.procs)
-		}
-	})
 }
 
 // freeMemory gives the host back what the init does not use. (A second
@@ -718,7 +697,6 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 		}()
 	}
 	_ = send(c, Reply{Type: ReplyStarted, Pid: pid}, rfds) // the client gone: the read below fails, and a non-main workload is killed
-	s.oneP()
 	gone := make(chan struct{})
 	go func() {
 		defer close(gone)

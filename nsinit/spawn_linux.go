@@ -94,6 +94,10 @@ func (r *reaper) noChildren() <-chan struct{} {
 	return ch
 }
 
+// workloadTimerSlack is the timer slack (ns) workloads start with: the
+// kernel's default for a thread that is not real-time.
+const workloadTimerSlack = 50_000
+
 // spawnReq is a fork+exec for the spawner thread.
 type spawnReq struct {
 	argv0 string
@@ -135,6 +139,13 @@ func (s *spawner) loop(ready chan<- error, prof seccomp.Options) {
 	// Never unlocked: this thread's credentials are no longer the init's,
 	// so it must die with the goroutine rather than go back to the pool.
 	runtime.LockOSThread()
+	// The init's threads run with the large timer slack the launcher
+	// gave them (fewer wake-ups of the Go runtime's sysmon); workloads
+	// inherit this thread's: the kernel's default.
+	if err := unix.Prctl(unix.PR_SET_TIMERSLACK, workloadTimerSlack, 0, 0, 0); err != nil {
+		ready <- fmt.Errorf("spawner: prctl(PR_SET_TIMERSLACK): %w", err)
+		return
+	}
 	if s.cgroupNS {
 		if err := unshareCgroupNS(); err != nil {
 			ready <- err

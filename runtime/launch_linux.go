@@ -131,16 +131,16 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		// The clone through a small intermediate: this process's own
 		// fork would copy the page tables of all its memory.
 		viaLaunches.Add(1)
-		start = func() error { return cmd.StartVia(tasks, cgf) }
+		start = onLockedThread(withInitSlack(func() error { return cmd.StartVia(tasks, cgf) }))
 	case tasks != nil:
 		// Cloned from a thread that joined the sandbox's cgroups: the
 		// init is born in them, as CLONE_INTO_CGROUP does on v2.
-		start = func() error { return startInCgroupsV1(cmd.StartFork, tasks, ctrls) }
+		start = func() error { return startInCgroupsV1(withInitSlack(cmd.StartFork), tasks, ctrls) }
 	default:
 		if cgf != nil {
 			cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(cgf.Fd())
 		}
-		start = cmd.StartFork
+		start = onLockedThread(withInitSlack(cmd.StartFork))
 	}
 	if err := start(); err != nil {
 		_ = liveW.Close() // the liveness pipe carries no data: closing it only tells a started init to go
@@ -155,7 +155,15 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	pid := cmd.Process.Pid
 	initDone := make(chan struct{})
 	var initErr error
-	go func() { initErr = cmd.Wait(); close(initDone) }()
+	go func() {
+		// Waits in the poller, then reaps at once: a goroutine blocked
+		// in waitid would hold an OS thread of this process for the
+		// sandbox's whole life (one per live sandbox in an embedding
+		// program or a warm pool).
+		awaitExit(pid)
+		initErr = cmd.Wait()
+		close(initDone)
+	}()
 	_ = cfgR.Close()  // the init's copy: read by the init only
 	_ = repW.Close()  // the init's copy: we never write it
 	_ = liveR.Close() // the init's copy: no data on the liveness pipe
@@ -278,6 +286,26 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	}
 	m.log.Debug("sandbox launched", "sandbox", name, "pid", pid)
 	return sb, nil
+}
+
+// awaitExit returns once the process pid, an unreaped child of ours (so
+// the pid names no other process meanwhile), has exited: it waits in Go's
+// poller on a pidfd, which no OS thread blocks on. It returns at once
+// when it cannot watch (no pidfd), and the caller's wait then blocks.
+func awaitExit(pid int) {
+	f, err := openPidfd(pid)
+	if err != nil {
+		return
+	}
+	defer func() { _ = f.Close() }() // a pidfd: close cannot lose anything
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Read(func(fd uintptr) bool { // an error ends the watch only: the caller's wait follows
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
+		return n > 0 || (err != nil && !errors.Is(err, unix.EINTR))
+	})
 }
 
 // tail returns the last lines of a log file, for errors.
@@ -421,6 +449,41 @@ var (
 // largeLauncher says whether the init is cloned through reexec's StartVia
 // (reexec.Large: this process holds much memory).
 func largeLauncher() bool { return forceVia || reexec.Large() }
+
+// initTimerSlack is the timer slack (ns) of the init's threads: they
+// inherit it from the launcher's thread that clones the init (through
+// the intermediate too), and the spawner gives workloads the kernel's
+// default back. The Go runtime's sysmon sleeps 20 µs at a time while a
+// process is busy (~100 µs with the default 50 µs of slack here), its
+// wake-ups a third of the init's context switches; the init's own
+// timers are for seconds. 1 ms for the init's threads: a launch's CPU
+// ×0.95, its context switches 249 → 202, an exec ×0.93 (bench/NOTES.md,
+// 2026-12-01 threads).
+const initTimerSlack = 1_000_000
+
+// withInitSlack runs start, which clones the init, with the calling
+// thread's timer slack at initTimerSlack, and gives the thread its own
+// back. The caller's goroutine must be locked to its thread.
+func withInitSlack(start func() error) func() error {
+	return func() error {
+		old, err := unix.PrctlRetInt(unix.PR_GET_TIMERSLACK, 0, 0, 0, 0)
+		if err != nil || unix.Prctl(unix.PR_SET_TIMERSLACK, initTimerSlack, 0, 0, 0) != nil {
+			return start() // no slack to set: the init starts with ours
+		}
+		defer func() { _ = unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(old), 0, 0, 0) }() // the value the kernel gave this thread: taken back as given
+		return start()
+	}
+}
+
+// onLockedThread runs start with the calling goroutine locked to its
+// thread.
+func onLockedThread(start func() error) func() error {
+	return func() error {
+		goruntime.LockOSThread()
+		defer goruntime.UnlockOSThread()
+		return start()
+	}
+}
 
 // startInCgroupsV1 runs start (a fork) from a locked thread that first
 // joins the cgroups whose tasks files are given, so that the child is
