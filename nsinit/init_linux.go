@@ -43,6 +43,7 @@ func Main() {
 	}
 	_ = report.Close() // the report pipe's write end: the write was checked above, a pipe buffers nothing of ours
 	close(s.reported)
+	s.oneP() // setup's second P: not in the way of the first commands
 	// The runtime starts us with GOGC=off (a launch allocates little and
 	// collecting costs time); a long-lived init collects as usual.
 	debug.SetGCPercent(100)

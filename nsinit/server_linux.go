@@ -129,7 +129,6 @@ func (s *server) trimIfIdle() {
 // (a connection is served) by freeing memory, which the trim after the
 // last connection completes.
 func (s *server) launchOver() {
-	s.oneP()
 	if s.wantHandover(false) {
 		s.requestHandover()
 		return
@@ -137,13 +136,17 @@ func (s *server) launchOver() {
 	freeMemory()
 }
 
-// oneP gives back setup's second P, once: after the first command's
-// started reply (its workload runs meanwhile), or when the launch is over
-// if no command came. Going back stops the world (~0.17 ms,
-// bench/NOTES.md): before the ready report it was on every launch's way,
-// right after it between the main command's accept and its request's
-// read; kept until the launch is over, the second P made each exec of
-// the first 2 s 5-8% slower (its idle M woken at each request).
+// oneP gives back setup's second P, once, right after the ready report
+// (Main). Going back stops the world (~0.17 ms, bench/NOTES.md): before
+// the report it was on every launch's way. After it, a main command sent
+// with the launch was already accepted and forked (Main serves first),
+// and the first Exec's request is yet to come: the launcher has to
+// return from the launch first. Kept until the first command's started
+// reply instead, the second P made that first command 0.1 ms slower
+// (bench/NOTES.md, execserve: the idle P's M woken at each step of the
+// request, on a host of two cores also running the client and the
+// workload), and kept until the launch is over, each exec of the first
+// 2 s 5-8% slower.
 func (s *server) oneP() {
 	s.procsOnce.Do(func() {
 		if s.procs > 0 {
@@ -718,7 +721,6 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 		}()
 	}
 	_ = send(c, Reply{Type: ReplyStarted, Pid: pid}, rfds) // the client gone: the read below fails, and a non-main workload is killed
-	s.oneP()
 	gone := make(chan struct{})
 	go func() {
 		defer close(gone)
