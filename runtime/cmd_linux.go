@@ -88,10 +88,10 @@ func (c *Cmd) start(ctx, life context.Context) (err error) {
 		return err
 	}
 	args := append([]string{c.Path}, c.Args...)
-	var childEnds []*os.File
+	var childEnds []int
 	defer func() {
-		for _, f := range childEnds {
-			_ = f.Close() // the child's ends of its stdio: the init has its own once sent
+		for _, fd := range childEnds {
+			unix.Close(fd) // the child's ends of its stdio: the init has its own once sent
 		}
 		if err != nil {
 			c.closeOurs()
@@ -106,23 +106,24 @@ func (c *Cmd) start(ctx, life context.Context) (err error) {
 		fds = []int{int(c.ttyLog.Fd())}
 	}
 	if !c.Tty {
-		in, err := c.reader(c.Stdin)
-		if err != nil {
-			return err
-		}
-		childEnds = append(childEnds, in.child)
-		out, err := c.writer(c.Stdout)
-		if err != nil {
-			return err
-		}
-		childEnds = append(childEnds, out.child)
-		errf, err := c.writer(c.Stderr)
-		if err != nil {
-			return err
-		}
-		childEnds = append(childEnds, errf.child)
-		for _, f := range []*os.File{in.pass, out.pass, errf.pass} {
-			fds = append(fds, int(f.Fd()))
+		for i := range 3 {
+			var st stdio
+			var err error
+			switch i {
+			case 0:
+				st, err = c.reader(c.Stdin)
+			case 1:
+				st, err = c.writer(c.Stdout)
+			case 2:
+				st, err = c.writer(c.Stderr)
+			}
+			if err != nil {
+				return err
+			}
+			fds = append(fds, st.pass)
+			if st.own {
+				childEnds = append(childEnds, st.pass)
+			}
 		}
 	}
 	conn, err := c.sb.dial(ctx)
@@ -173,8 +174,8 @@ func (c *Cmd) start(ctx, life context.Context) (err error) {
 		return fmt.Errorf("exec in sandbox %s: %w", c.sb.name, ctxErr(ctx, err))
 	}
 	_ = conn.SetDeadline(time.Time{}) // fails only on a closed conn: its I/O then fails
-	for _, f := range childEnds {
-		_ = f.Close() // the child's ends, sent: the init holds its own
+	for _, fd := range childEnds {
+		unix.Close(fd) // the child's ends, sent: the init holds its own
 	}
 	childEnds = nil
 	if c.Tty && c.ttyLog == nil {
@@ -209,9 +210,14 @@ var (
 )
 
 type stdio struct {
-	pass  *os.File // the fd passed to the process
-	child *os.File // our copy of it, closed once it is passed (nil if not ours)
+	pass int  // the fd passed to the process
+	own  bool // pass is ours (a pipe's end), closed once it is passed
 }
+
+// fileFD is f's descriptor to pass: Fd, which also makes a file that Go
+// polls blocking, as the workload expects its stdio (the caller's file
+// stays open: c holds it).
+func fileFD(f *os.File) stdio { return stdio{pass: int(f.Fd())} }
 
 // isTerminal reports whether f is a terminal: a workload must never get
 // the caller's terminal (TIOCSTI and friends), so such a stream goes
@@ -221,15 +227,42 @@ func isTerminal(f *os.File) bool {
 	return err == nil
 }
 
+// pipe returns a pipe for one of the workload's streams: our end (the
+// read end when ourRead) non-blocking in Go's poller, the workload's end
+// blocking and no *os.File at all. os.Pipe polls both ends, so the end we
+// pass would be made non-blocking, registered with epoll, made blocking
+// again by Fd and unregistered at its Close: six syscalls per stream of
+// every command for nothing.
+func pipe(ourRead bool) (ours *os.File, theirs int, err error) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		return nil, -1, os.NewSyscallError("pipe2", err)
+	}
+	o, t := p[0], p[1]
+	if !ourRead {
+		o, t = t, o
+	}
+	// The two ends are two open files: this leaves ours non-blocking.
+	if _, err := unix.FcntlInt(uintptr(t), unix.F_SETFL, 0); err != nil {
+		unix.Close(p[0])
+		unix.Close(p[1])
+		return nil, -1, os.NewSyscallError("fcntl", err)
+	}
+	return os.NewFile(uintptr(o), "pipe"), t, nil
+}
+
 func (c *Cmd) reader(r io.Reader) (stdio, error) {
 	if f, ok := r.(*os.File); ok && f != nil && !isTerminal(f) {
-		return stdio{pass: f}, nil
+		return fileFD(f), nil
 	}
 	if r == nil {
 		f, err := devNull()
-		return stdio{pass: f}, err
+		if err != nil {
+			return stdio{}, err
+		}
+		return fileFD(f), nil
 	}
-	pr, pw, err := os.Pipe()
+	pw, pr, err := pipe(false)
 	if err != nil {
 		return stdio{}, err
 	}
@@ -238,18 +271,21 @@ func (c *Cmd) reader(r io.Reader) (stdio, error) {
 		_, _ = io.Copy(pw, r) // ends at EOF or an error: either way the output is closed next
 		_ = pw.Close()        // a pipe: no buffer of ours; the reader sees EOF
 	}()
-	return stdio{pass: pr, child: pr}, nil
+	return stdio{pass: pr, own: true}, nil
 }
 
 func (c *Cmd) writer(w io.Writer) (stdio, error) {
 	if f, ok := w.(*os.File); ok && f != nil && !isTerminal(f) {
-		return stdio{pass: f}, nil
+		return fileFD(f), nil
 	}
 	if w == nil {
 		f, err := devNull()
-		return stdio{pass: f}, err
+		if err != nil {
+			return stdio{}, err
+		}
+		return fileFD(f), nil
 	}
-	pr, pw, err := os.Pipe()
+	pr, pw, err := pipe(true)
 	if err != nil {
 		return stdio{}, err
 	}
@@ -257,12 +293,27 @@ func (c *Cmd) writer(w io.Writer) (stdio, error) {
 	c.copies.Add(1)
 	go func() {
 		defer c.copies.Done()
-		if _, err := io.Copy(w, pr); err != nil {
+		if err := copyOut(w, pr); err != nil {
 			c.setCopyErr(err)
 		}
 	}()
-	return stdio{pass: pw, child: pw}, nil
+	return stdio{pass: pw, own: true}, nil
 }
+
+// copyOut copies a stream of the workload into w with a pooled buffer:
+// io.Copy from an *os.File into a writer that is no io.ReaderFrom (Exec's
+// capped buffer) allocates 32 KiB, twice per command.
+func copyOut(w io.Writer, r *os.File) error {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	_, err := io.CopyBuffer(w, readerOnly{r}, *bp) // readerOnly: *os.File's WriteTo would take the allocating path
+	return err
+}
+
+// readerOnly hides every method of its Reader but Read.
+type readerOnly struct{ io.Reader }
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 func (c *Cmd) setCopyErr(err error) {
 	c.copyMu.Lock()
