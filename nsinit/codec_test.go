@@ -81,6 +81,11 @@ func TestMsgCarriesFDs(t *testing.T) {
 	}
 	got := os.NewFile(uintptr(fds[0]), "passed")
 	defer got.Close()
+	// A received descriptor must not leak into a workload the init
+	// forks next.
+	if fl, err := unix.FcntlInt(got.Fd(), unix.F_GETFD, 0); err != nil || fl&unix.FD_CLOEXEC == 0 {
+		t.Errorf("received descriptor: fd flags %#x, %v; want FD_CLOEXEC", fl, err)
+	}
 	if _, err := got.Write([]byte("x")); err != nil {
 		t.Fatal(err)
 	}
