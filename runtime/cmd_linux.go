@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -33,10 +34,11 @@ type Cmd struct {
 	ttyLog *os.File
 
 	started  bool
+	late     bool // StartLate: no Started reply; Start's errors come from Wait
 	conn     *net.UnixConn
 	pty      *os.File
-	pid      int
-	closers  []io.Closer // our ends, closed after Wait
+	pid      atomic.Int64 // set from the Started reply, or with late from the Exit one
+	closers  []io.Closer  // our ends, closed after Wait
 	copies   sync.WaitGroup
 	copyErr  error
 	copyMu   sync.Mutex
@@ -66,11 +68,26 @@ func (s *Sandbox) CommandContext(ctx context.Context, name string, arg ...string
 // Start starts the command. A command that does not exist in the
 // sandbox fails with an error wrapping ErrCommandNotFound; one that cannot
 // be executed, ErrNotExecutable.
-func (c *Cmd) Start() error {
+func (c *Cmd) Start() error { return c.startCtx(false) }
+
+// StartLate sends the command to the sandbox and returns without waiting
+// to hear that it started: what Start would have returned for a command
+// that could not start (ErrCommandNotFound, ErrNotExecutable…) Wait
+// returns, and Pid is known once Wait returned (Started). It spares a
+// message and a wakeup of each side per command: for a caller that waits
+// for the end anyway (Run; bench/NOTES.md, execserve). With Tty it is
+// Start.
+func (c *Cmd) StartLate() error { return c.startCtx(!c.Tty) }
+
+func (c *Cmd) startCtx(late bool) error {
 	ctx := c.ctx
 	if ctx == nil {
 		ctx = context.Background() // no context given: nothing can cancel it, as exec.Command
 	}
+	if c.started {
+		return errors.New("lightbox: Cmd already started")
+	}
+	c.late = late
 	return c.start(ctx, ctx)
 }
 
@@ -99,6 +116,7 @@ func (c *Cmd) start(ctx, life context.Context) (err error) {
 	}()
 	req := nsinit.Request{Op: nsinit.OpExec, Exec: &nsinit.Exec{
 		Args: args, Env: c.Env, Dir: c.Dir, User: c.User, Tty: c.Tty, Rows: c.TtySize[0], Cols: c.TtySize[1], Main: c.main, LogMax: c.logMax,
+		NoStarted: c.late,
 	}}
 	var fds []int
 	if c.Tty && c.ttyLog != nil {
@@ -135,14 +153,14 @@ func (c *Cmd) start(ctx, life context.Context) (err error) {
 	c.closers = append(c.closers, conn)
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) }) // fails only on a closed conn: its I/O then fails
 	err = sendRequest(conn, req, fds)
-	if err == nil {
+	if err == nil && !c.late {
 		var r nsinit.Reply
 		var rfds []int
 		r, rfds, err = readReply(conn)
 		if err == nil {
 			switch r.Type {
 			case nsinit.ReplyStarted:
-				c.pid = r.Pid
+				c.pid.Store(int64(r.Pid))
 				if c.Tty && c.ttyLog == nil {
 					if len(rfds) != 1 {
 						err = errors.New("init sent no pty")
@@ -152,14 +170,7 @@ func (c *Cmd) start(ctx, life context.Context) (err error) {
 					}
 				}
 			case nsinit.ReplyError:
-				switch r.Code {
-				case 127:
-					err = fmt.Errorf("%w: %s", ErrCommandNotFound, r.Error)
-				case 126:
-					err = fmt.Errorf("%w: %s", ErrNotExecutable, r.Error)
-				default:
-					err = errors.New(r.Error)
-				}
+				err = startError(r)
 			default:
 				err = fmt.Errorf("unexpected reply %q", r.Type)
 			}
@@ -184,6 +195,17 @@ func (c *Cmd) start(ctx, life context.Context) (err error) {
 	c.done = make(chan struct{})
 	go c.waitExit(life)
 	return nil
+}
+
+// startError is the error of a command the init could not start.
+func startError(r nsinit.Reply) error {
+	switch r.Code {
+	case 127:
+		return fmt.Errorf("%w: %s", ErrCommandNotFound, r.Error)
+	case 126:
+		return fmt.Errorf("%w: %s", ErrNotExecutable, r.Error)
+	}
+	return errors.New(r.Error)
 }
 
 // devNull returns /dev/null opened for reading and writing once for the
@@ -361,7 +383,19 @@ func (c *Cmd) waitExit(ctx context.Context) {
 			}
 			return
 		}
-		if r.Type == nsinit.ReplyExit {
+		switch r.Type {
+		case nsinit.ReplyStarted:
+			// StartLate's command, from an init that predates NoStarted.
+			c.pid.Store(int64(r.Pid))
+		case nsinit.ReplyError:
+			// StartLate's command could not start: Start's error.
+			c.exitCode = -1
+			c.err = fmt.Errorf("exec in sandbox %s: %w", c.sb.name, ctxErr(ctx, startError(r)))
+			return
+		case nsinit.ReplyExit:
+			if r.Pid != 0 {
+				c.pid.Store(int64(r.Pid))
+			}
 			c.exitCode, c.signal = r.Code, syscall.Signal(r.Signal)
 			if ctx.Err() != nil && c.signal == unix.SIGKILL {
 				c.err = ctx.Err()
@@ -373,7 +407,8 @@ func (c *Cmd) waitExit(ctx context.Context) {
 
 // Wait waits for the command to exit and for its output to be copied. A
 // non-zero exit is an *ExitError; a command killed because its context
-// ended returns the context's error.
+// ended returns the context's error; after StartLate, a command that
+// could not start returns the error Start would have (Started is false).
 func (c *Cmd) Wait() error {
 	if c.done == nil {
 		return errors.New("lightbox: Cmd not started")
@@ -426,7 +461,7 @@ func (c *Cmd) closeOurs() {
 
 // Run starts the command and waits for it.
 func (c *Cmd) Run() error {
-	if err := c.Start(); err != nil {
+	if err := c.StartLate(); err != nil {
 		return err
 	}
 	return c.Wait()
@@ -456,8 +491,14 @@ func (c *Cmd) exited() bool {
 	}
 }
 
-// Pid returns the process's pid inside the sandbox (0 before Start).
-func (c *Cmd) Pid() int { return c.pid }
+// Pid returns the process's pid inside the sandbox (0 before Start; after
+// StartLate, 0 until Wait returned).
+func (c *Cmd) Pid() int { return int(c.pid.Load()) }
+
+// Started reports whether the command started (after StartLate, known
+// once Wait returned: false then means Wait's error is what Start's would
+// have been).
+func (c *Cmd) Started() bool { return c.pid.Load() != 0 }
 
 // ExitCode returns the exit status (128+N when killed by signal N), -1
 // before the command exited.
