@@ -90,9 +90,10 @@ type Cmd struct {
 	// arrives on Stdout only) and TtySize (its initial rows and columns).
 	runtime.CmdSpec
 
-	ctx context.Context
-	sb  *Sandbox
-	rc  *runtime.Cmd
+	ctx  context.Context
+	sb   *Sandbox
+	rc   *runtime.Cmd
+	late bool // started by Run: Start's errors come from Wait
 }
 
 // Command returns a Cmd that runs path with args in the sandbox. When
@@ -102,7 +103,11 @@ func (s *Sandbox) Command(ctx context.Context, path string, args ...string) *Cmd
 }
 
 // Start starts the command.
-func (c *Cmd) Start() error {
+func (c *Cmd) Start() error { return c.start(false) }
+
+// start starts the command; late, for Run, without waiting to hear that
+// it started (runtime's StartLate: a message and a wakeup fewer).
+func (c *Cmd) start(late bool) error {
 	if c.rc != nil {
 		return errors.New("lightbox: Cmd already started")
 	}
@@ -112,11 +117,19 @@ func (c *Cmd) Start() error {
 	}
 	rc := c.sb.rs.CommandContext(ctx, c.Path)
 	rc.CmdSpec = c.CmdSpec
-	if err := rc.Start(); err != nil {
-		return fmt.Errorf("sandbox %s: start %s: %w", c.sb.name, c.Path, err)
+	start := rc.Start
+	if late {
+		start = rc.StartLate
 	}
-	c.rc = rc
+	if err := start(); err != nil {
+		return c.startErr(err)
+	}
+	c.rc, c.late = rc, late
 	return nil
+}
+
+func (c *Cmd) startErr(err error) error {
+	return fmt.Errorf("sandbox %s: start %s: %w", c.sb.name, c.Path, err)
 }
 
 // Wait waits for the command to exit. A command that ran and exited
@@ -125,7 +138,12 @@ func (c *Cmd) Wait() error {
 	if c.rc == nil {
 		return errors.New("lightbox: Cmd not started")
 	}
-	err := toExitError(c.rc.Wait())
+	err := c.rc.Wait()
+	if err != nil && c.late && !c.rc.Started() {
+		err = c.startErr(err) // what Start would have returned
+	} else {
+		err = toExitError(err)
+	}
 	if c.sb.settled != nil {
 		c.sb.settled()
 	}
@@ -143,7 +161,7 @@ func toExitError(err error) error {
 
 // Run starts the command and waits for it.
 func (c *Cmd) Run() error {
-	if err := c.Start(); err != nil {
+	if err := c.start(true); err != nil {
 		return err
 	}
 	return c.Wait()

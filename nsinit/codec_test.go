@@ -81,6 +81,11 @@ func TestMsgCarriesFDs(t *testing.T) {
 	}
 	got := os.NewFile(uintptr(fds[0]), "passed")
 	defer got.Close()
+	// A received descriptor must not leak into a workload the init
+	// forks next.
+	if fl, err := unix.FcntlInt(got.Fd(), unix.F_GETFD, 0); err != nil || fl&unix.FD_CLOEXEC == 0 {
+		t.Errorf("received descriptor: fd flags %#x, %v; want FD_CLOEXEC", fl, err)
+	}
 	if _, err := got.Write([]byte("x")); err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +172,7 @@ func TestAppendRequest(t *testing.T) {
 		{Op: OpExec, Exec: &Exec{}},
 		{Op: OpExec, Exec: &Exec{Args: []string{}}},
 		{Op: OpExec, Exec: &Exec{Args: []string{"/bin/true"}}},
-		{Op: OpExec, Exec: &Exec{Args: oddStrings, Env: oddStrings, Dir: "/w", User: "1:2", Tty: true, Rows: 24, Cols: 80, LogMax: 1 << 40, TtyLog: true, Main: true}},
+		{Op: OpExec, Exec: &Exec{Args: oddStrings, Env: oddStrings, Dir: "/w", User: "1:2", Tty: true, Rows: 24, Cols: 80, LogMax: 1 << 40, TtyLog: true, Main: true, NoStarted: true}},
 		{Op: OpExec, Exec: &Exec{Args: []string{"a"}, Env: []string{}, LogMax: -1}},
 		{Op: OpSignal, Signal: 15},
 		{Op: OpResize, Rows: 65535, Cols: 1},
@@ -188,7 +193,7 @@ func TestAppendRequest(t *testing.T) {
 		return string(b)
 	}
 	for range 2000 {
-		e := &Exec{Dir: randString(), User: randString(), Tty: rnd.IntN(2) == 0, Rows: uint16(rnd.IntN(3)), LogMax: int64(rnd.IntN(3) - 1)}
+		e := &Exec{Dir: randString(), User: randString(), Tty: rnd.IntN(2) == 0, Rows: uint16(rnd.IntN(3)), LogMax: int64(rnd.IntN(3) - 1), NoStarted: rnd.IntN(2) == 0}
 		for range rnd.IntN(4) {
 			e.Args = append(e.Args, randString())
 		}

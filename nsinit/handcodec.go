@@ -58,6 +58,9 @@ func appendRequest(b []byte, r *Request) []byte {
 		if e.Main {
 			b = append(b, `,"main":true`...)
 		}
+		if e.NoStarted {
+			b = append(b, `,"noStarted":true`...)
+		}
 		b = append(b, '}')
 	}
 	b = appendInt(b, `,"signal":`, int64(r.Signal))

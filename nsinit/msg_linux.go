@@ -12,7 +12,9 @@ import (
 // The descriptor-passing half of the codec: SCM_RIGHTS on unix sockets,
 // for the exec socket's messages (WriteMsg, ReadMsg) and the host side's
 // descriptors (SendFDs, ReceiveFDs). Descriptors received are
-// close-on-exec.
+// close-on-exec: the kernel makes them so as it installs them
+// (MSG_CMSG_CLOEXEC, which ReceiveFDs passes and net's ReadMsgUnix
+// passes on Linux), not an fcntl per descriptor after.
 
 // MaxMsgFDs bounds the descriptors one exec-socket message carries (three
 // stdio fds, or a pty).
@@ -70,8 +72,7 @@ func ReadMsg(c *net.UnixConn, buf []byte, m Message) ([]int, error) {
 	return fds, Unmarshal(buf[:n], m)
 }
 
-// parseRights returns the descriptors of SCM_RIGHTS control messages,
-// made close-on-exec.
+// parseRights returns the descriptors of SCM_RIGHTS control messages.
 func parseRights(oob []byte) ([]int, error) {
 	if len(oob) == 0 {
 		return nil, nil
@@ -87,9 +88,6 @@ func parseRights(oob []byte) ([]int, error) {
 			continue // not SCM_RIGHTS: nothing of ours to close
 		}
 		fds = append(fds, got...)
-	}
-	for _, fd := range fds {
-		unix.CloseOnExec(fd)
 	}
 	return fds, nil
 }

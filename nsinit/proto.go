@@ -258,6 +258,13 @@ type Exec struct {
 	// it, its status is recorded, and it is not killed when this
 	// connection closes. At most one.
 	Main bool `json:"main,omitempty"`
+	// NoStarted: the client waits for the command's end only, so no
+	// Started reply comes; the Exit reply (with the pid) follows, or an
+	// Error one when the command could not start. One message and one
+	// wakeup of each side fewer per command (bench/NOTES.md, execserve).
+	// Ignored with Tty (the Started reply carries the master). An init
+	// that predates it sends Started anyway: a client skips it.
+	NoStarted bool `json:"noStarted,omitempty"`
 }
 
 // Take is what a sandbox of a warm pool gets when it is taken (OpTake),

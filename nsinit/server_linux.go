@@ -696,7 +696,9 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 			_ = master.Close() // the client has its own copy (sent below); closing ours lets it see EOF
 		}()
 	}
-	_ = send(c, Reply{Type: ReplyStarted, Pid: pid}, rfds) // the client gone: the read below fails, and a non-main workload is killed
+	if !e.NoStarted || e.Tty {
+		_ = send(c, Reply{Type: ReplyStarted, Pid: pid}, rfds) // the client gone: the read below fails, and a non-main workload is killed
+	}
 	gone := make(chan struct{})
 	go func() {
 		defer close(gone)
@@ -724,7 +726,7 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 	select {
 	case <-p.done:
 		code, sig := exitCode(p.ws)
-		_ = send(c, Reply{Type: ReplyExit, Code: code, Signal: sig}, nil) // the client may be gone: nobody to tell then
+		_ = send(c, Reply{Type: ReplyExit, Pid: pid, Code: code, Signal: sig}, nil) // the client may be gone: nobody to tell then
 	case <-gone:
 		if !e.Main {
 			// The client went away: the workload goes with it.

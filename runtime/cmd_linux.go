@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -33,10 +34,11 @@ type Cmd struct {
 	ttyLog *os.File
 
 	started  bool
+	late     bool // StartLate: no Started reply; Start's errors come from Wait
 	conn     *net.UnixConn
 	pty      *os.File
-	pid      int
-	closers  []io.Closer // our ends, closed after Wait
+	pid      atomic.Int64 // set from the Started reply, or with late from the Exit one
+	closers  []io.Closer  // our ends, closed after Wait
 	copies   sync.WaitGroup
 	copyErr  error
 	copyMu   sync.Mutex
@@ -66,11 +68,26 @@ func (s *Sandbox) CommandContext(ctx context.Context, name string, arg ...string
 // Start starts the command. A command that does not exist in the
 // sandbox fails with an error wrapping ErrCommandNotFound; one that cannot
 // be executed, ErrNotExecutable.
-func (c *Cmd) Start() error {
+func (c *Cmd) Start() error { return c.startCtx(false) }
+
+// StartLate sends the command to the sandbox and returns without waiting
+// to hear that it started: what Start would have returned for a command
+// that could not start (ErrCommandNotFound, ErrNotExecutable…) Wait
+// returns, and Pid is known once Wait returned (Started). It spares a
+// message and a wakeup of each side per command: for a caller that waits
+// for the end anyway (Run; bench/NOTES.md, execserve). With Tty it is
+// Start.
+func (c *Cmd) StartLate() error { return c.startCtx(!c.Tty) }
+
+func (c *Cmd) startCtx(late bool) error {
 	ctx := c.ctx
 	if ctx == nil {
 		ctx = context.Background() // no context given: nothing can cancel it, as exec.Command
 	}
+	if c.started {
+		return errors.New("lightbox: Cmd already started")
+	}
+	c.late = late
 	return c.start(ctx, ctx)
 }
 
@@ -88,10 +105,10 @@ func (c *Cmd) start(ctx, life context.Context) (err error) {
 		return err
 	}
 	args := append([]string{c.Path}, c.Args...)
-	var childEnds []*os.File
+	var childEnds []int
 	defer func() {
-		for _, f := range childEnds {
-			_ = f.Close() // the child's ends of its stdio: the init has its own once sent
+		for _, fd := range childEnds {
+			unix.Close(fd) // the child's ends of its stdio: the init has its own once sent
 		}
 		if err != nil {
 			c.closeOurs()
@@ -99,6 +116,7 @@ func (c *Cmd) start(ctx, life context.Context) (err error) {
 	}()
 	req := nsinit.Request{Op: nsinit.OpExec, Exec: &nsinit.Exec{
 		Args: args, Env: c.Env, Dir: c.Dir, User: c.User, Tty: c.Tty, Rows: c.TtySize[0], Cols: c.TtySize[1], Main: c.main, LogMax: c.logMax,
+		NoStarted: c.late,
 	}}
 	var fds []int
 	if c.Tty && c.ttyLog != nil {
@@ -106,23 +124,24 @@ func (c *Cmd) start(ctx, life context.Context) (err error) {
 		fds = []int{int(c.ttyLog.Fd())}
 	}
 	if !c.Tty {
-		in, err := c.reader(c.Stdin)
-		if err != nil {
-			return err
-		}
-		childEnds = append(childEnds, in.child)
-		out, err := c.writer(c.Stdout)
-		if err != nil {
-			return err
-		}
-		childEnds = append(childEnds, out.child)
-		errf, err := c.writer(c.Stderr)
-		if err != nil {
-			return err
-		}
-		childEnds = append(childEnds, errf.child)
-		for _, f := range []*os.File{in.pass, out.pass, errf.pass} {
-			fds = append(fds, int(f.Fd()))
+		for i := range 3 {
+			var st stdio
+			var err error
+			switch i {
+			case 0:
+				st, err = c.reader(c.Stdin)
+			case 1:
+				st, err = c.writer(c.Stdout)
+			case 2:
+				st, err = c.writer(c.Stderr)
+			}
+			if err != nil {
+				return err
+			}
+			fds = append(fds, st.pass)
+			if st.own {
+				childEnds = append(childEnds, st.pass)
+			}
 		}
 	}
 	conn, err := c.sb.dial(ctx)
@@ -134,14 +153,14 @@ func (c *Cmd) start(ctx, life context.Context) (err error) {
 	c.closers = append(c.closers, conn)
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) }) // fails only on a closed conn: its I/O then fails
 	err = sendRequest(conn, req, fds)
-	if err == nil {
+	if err == nil && !c.late {
 		var r nsinit.Reply
 		var rfds []int
 		r, rfds, err = readReply(conn)
 		if err == nil {
 			switch r.Type {
 			case nsinit.ReplyStarted:
-				c.pid = r.Pid
+				c.pid.Store(int64(r.Pid))
 				if c.Tty && c.ttyLog == nil {
 					if len(rfds) != 1 {
 						err = errors.New("init sent no pty")
@@ -151,14 +170,7 @@ func (c *Cmd) start(ctx, life context.Context) (err error) {
 					}
 				}
 			case nsinit.ReplyError:
-				switch r.Code {
-				case 127:
-					err = fmt.Errorf("%w: %s", ErrCommandNotFound, r.Error)
-				case 126:
-					err = fmt.Errorf("%w: %s", ErrNotExecutable, r.Error)
-				default:
-					err = errors.New(r.Error)
-				}
+				err = startError(r)
 			default:
 				err = fmt.Errorf("unexpected reply %q", r.Type)
 			}
@@ -173,8 +185,8 @@ func (c *Cmd) start(ctx, life context.Context) (err error) {
 		return fmt.Errorf("exec in sandbox %s: %w", c.sb.name, ctxErr(ctx, err))
 	}
 	_ = conn.SetDeadline(time.Time{}) // fails only on a closed conn: its I/O then fails
-	for _, f := range childEnds {
-		_ = f.Close() // the child's ends, sent: the init holds its own
+	for _, fd := range childEnds {
+		unix.Close(fd) // the child's ends, sent: the init holds its own
 	}
 	childEnds = nil
 	if c.Tty && c.ttyLog == nil {
@@ -183,6 +195,17 @@ func (c *Cmd) start(ctx, life context.Context) (err error) {
 	c.done = make(chan struct{})
 	go c.waitExit(life)
 	return nil
+}
+
+// startError is the error of a command the init could not start.
+func startError(r nsinit.Reply) error {
+	switch r.Code {
+	case 127:
+		return fmt.Errorf("%w: %s", ErrCommandNotFound, r.Error)
+	case 126:
+		return fmt.Errorf("%w: %s", ErrNotExecutable, r.Error)
+	}
+	return errors.New(r.Error)
 }
 
 // devNull returns /dev/null opened for reading and writing once for the
@@ -209,9 +232,14 @@ var (
 )
 
 type stdio struct {
-	pass  *os.File // the fd passed to the process
-	child *os.File // our copy of it, closed once it is passed (nil if not ours)
+	pass int  // the fd passed to the process
+	own  bool // pass is ours (a pipe's end), closed once it is passed
 }
+
+// fileFD is f's descriptor to pass: Fd, which also makes a file that Go
+// polls blocking, as the workload expects its stdio (the caller's file
+// stays open: c holds it).
+func fileFD(f *os.File) stdio { return stdio{pass: int(f.Fd())} }
 
 // isTerminal reports whether f is a terminal: a workload must never get
 // the caller's terminal (TIOCSTI and friends), so such a stream goes
@@ -221,15 +249,42 @@ func isTerminal(f *os.File) bool {
 	return err == nil
 }
 
+// pipe returns a pipe for one of the workload's streams: our end (the
+// read end when ourRead) non-blocking in Go's poller, the workload's end
+// blocking and no *os.File at all. os.Pipe polls both ends, so the end we
+// pass would be made non-blocking, registered with epoll, made blocking
+// again by Fd and unregistered at its Close: six syscalls per stream of
+// every command for nothing.
+func pipe(ourRead bool) (ours *os.File, theirs int, err error) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		return nil, -1, os.NewSyscallError("pipe2", err)
+	}
+	o, t := p[0], p[1]
+	if !ourRead {
+		o, t = t, o
+	}
+	// The two ends are two open files: this leaves ours non-blocking.
+	if _, err := unix.FcntlInt(uintptr(t), unix.F_SETFL, 0); err != nil {
+		unix.Close(p[0])
+		unix.Close(p[1])
+		return nil, -1, os.NewSyscallError("fcntl", err)
+	}
+	return os.NewFile(uintptr(o), "pipe"), t, nil
+}
+
 func (c *Cmd) reader(r io.Reader) (stdio, error) {
 	if f, ok := r.(*os.File); ok && f != nil && !isTerminal(f) {
-		return stdio{pass: f}, nil
+		return fileFD(f), nil
 	}
 	if r == nil {
 		f, err := devNull()
-		return stdio{pass: f}, err
+		if err != nil {
+			return stdio{}, err
+		}
+		return fileFD(f), nil
 	}
-	pr, pw, err := os.Pipe()
+	pw, pr, err := pipe(false)
 	if err != nil {
 		return stdio{}, err
 	}
@@ -238,18 +293,21 @@ func (c *Cmd) reader(r io.Reader) (stdio, error) {
 		_, _ = io.Copy(pw, r) // ends at EOF or an error: either way the output is closed next
 		_ = pw.Close()        // a pipe: no buffer of ours; the reader sees EOF
 	}()
-	return stdio{pass: pr, child: pr}, nil
+	return stdio{pass: pr, own: true}, nil
 }
 
 func (c *Cmd) writer(w io.Writer) (stdio, error) {
 	if f, ok := w.(*os.File); ok && f != nil && !isTerminal(f) {
-		return stdio{pass: f}, nil
+		return fileFD(f), nil
 	}
 	if w == nil {
 		f, err := devNull()
-		return stdio{pass: f}, err
+		if err != nil {
+			return stdio{}, err
+		}
+		return fileFD(f), nil
 	}
-	pr, pw, err := os.Pipe()
+	pr, pw, err := pipe(true)
 	if err != nil {
 		return stdio{}, err
 	}
@@ -257,12 +315,27 @@ func (c *Cmd) writer(w io.Writer) (stdio, error) {
 	c.copies.Add(1)
 	go func() {
 		defer c.copies.Done()
-		if _, err := io.Copy(w, pr); err != nil {
+		if err := copyOut(w, pr); err != nil {
 			c.setCopyErr(err)
 		}
 	}()
-	return stdio{pass: pw, child: pw}, nil
+	return stdio{pass: pw, own: true}, nil
 }
+
+// copyOut copies a stream of the workload into w with a pooled buffer:
+// io.Copy from an *os.File into a writer that is no io.ReaderFrom (Exec's
+// capped buffer) allocates 32 KiB, twice per command.
+func copyOut(w io.Writer, r *os.File) error {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	_, err := io.CopyBuffer(w, readerOnly{r}, *bp) // readerOnly: *os.File's WriteTo would take the allocating path
+	return err
+}
+
+// readerOnly hides every method of its Reader but Read.
+type readerOnly struct{ io.Reader }
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 func (c *Cmd) setCopyErr(err error) {
 	c.copyMu.Lock()
@@ -310,7 +383,19 @@ func (c *Cmd) waitExit(ctx context.Context) {
 			}
 			return
 		}
-		if r.Type == nsinit.ReplyExit {
+		switch r.Type {
+		case nsinit.ReplyStarted:
+			// StartLate's command, from an init that predates NoStarted.
+			c.pid.Store(int64(r.Pid))
+		case nsinit.ReplyError:
+			// StartLate's command could not start: Start's error.
+			c.exitCode = -1
+			c.err = fmt.Errorf("exec in sandbox %s: %w", c.sb.name, ctxErr(ctx, startError(r)))
+			return
+		case nsinit.ReplyExit:
+			if r.Pid != 0 {
+				c.pid.Store(int64(r.Pid))
+			}
 			c.exitCode, c.signal = r.Code, syscall.Signal(r.Signal)
 			if ctx.Err() != nil && c.signal == unix.SIGKILL {
 				c.err = ctx.Err()
@@ -322,7 +407,8 @@ func (c *Cmd) waitExit(ctx context.Context) {
 
 // Wait waits for the command to exit and for its output to be copied. A
 // non-zero exit is an *ExitError; a command killed because its context
-// ended returns the context's error.
+// ended returns the context's error; after StartLate, a command that
+// could not start returns the error Start would have (Started is false).
 func (c *Cmd) Wait() error {
 	if c.done == nil {
 		return errors.New("lightbox: Cmd not started")
@@ -375,7 +461,7 @@ func (c *Cmd) closeOurs() {
 
 // Run starts the command and waits for it.
 func (c *Cmd) Run() error {
-	if err := c.Start(); err != nil {
+	if err := c.StartLate(); err != nil {
 		return err
 	}
 	return c.Wait()
@@ -405,8 +491,14 @@ func (c *Cmd) exited() bool {
 	}
 }
 
-// Pid returns the process's pid inside the sandbox (0 before Start).
-func (c *Cmd) Pid() int { return c.pid }
+// Pid returns the process's pid inside the sandbox (0 before Start; after
+// StartLate, 0 until Wait returned).
+func (c *Cmd) Pid() int { return int(c.pid.Load()) }
+
+// Started reports whether the command started (after StartLate, known
+// once Wait returned: false then means Wait's error is what Start's would
+// have been).
+func (c *Cmd) Started() bool { return c.pid.Load() != 0 }
 
 // ExitCode returns the exit status (128+N when killed by signal N), -1
 // before the command exited.

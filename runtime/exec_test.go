@@ -19,6 +19,7 @@ import (
 	"github.com/beamhop/lightbox/internal/idmap"
 	"github.com/beamhop/lightbox/internal/testutil"
 	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
 )
 
 func TestMounts(t *testing.T) {
@@ -182,6 +183,53 @@ func TestStreamsAndCancel(t *testing.T) {
 	var ee *ExitError
 	if err := c.Wait(); !errors.As(err, &ee) || ee.Signal != 15 || ExitCode(err) != 143 {
 		t.Errorf("SIGTERMed sleep: %v, want signal 15 (143)", err)
+	}
+}
+
+// TestStdioBlocking: a command's streams are blocking, as a program
+// expects of its stdio (a non-blocking stdout fails a write with EAGAIN
+// once the pipe is full), whether they are pipes the client copies or
+// files the caller gave.
+func TestStdioBlocking(t *testing.T) {
+	e := newEnv(t)
+	sb := e.launch(t, e.spec("stdio"))
+	file, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	for _, tc := range []struct {
+		name   string
+		stdin  io.Reader
+		stderr io.Writer
+	}{
+		{"pipes", strings.NewReader("in"), &bytes.Buffer{}},
+		{"files", nil, file},
+	} {
+		c := sb.CommandContext(t.Context(), "cat", "/proc/self/fdinfo/0", "/proc/self/fdinfo/1", "/proc/self/fdinfo/2")
+		var out bytes.Buffer
+		c.Stdin, c.Stdout, c.Stderr = tc.stdin, &out, tc.stderr
+		if err := c.Run(); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		n := 0
+		for _, line := range strings.Split(out.String(), "\n") {
+			v, ok := strings.CutPrefix(line, "flags:")
+			if !ok {
+				continue
+			}
+			n++
+			flags, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
+			if err != nil {
+				t.Fatalf("%s: fdinfo line %q: %v", tc.name, line, err)
+			}
+			if flags&unix.O_NONBLOCK != 0 {
+				t.Errorf("%s: stream %d of the command has flags %#o: O_NONBLOCK set", tc.name, n-1, flags)
+			}
+		}
+		if n != 3 {
+			t.Errorf("%s: %d flags lines in fdinfo, want 3:\n%s", tc.name, n, out.String())
+		}
 	}
 }
 

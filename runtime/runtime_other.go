@@ -69,6 +69,8 @@ type Cmd struct {
 }
 
 func (c *Cmd) Start() error                    { return errPlatform }
+func (c *Cmd) StartLate() error                { return errPlatform }
+func (c *Cmd) Started() bool                   { return false }
 func (c *Cmd) Wait() error                     { return errPlatform }
 func (c *Cmd) Run() error                      { return errPlatform }
 func (c *Cmd) Output() ([]byte, error)         { return nil, errPlatform }
