@@ -34,7 +34,6 @@ type Cmd struct {
 	ttyLog *os.File
 
 	started  bool
-	late     bool // StartLate: no Started reply; Start's errors come from Wait
 	conn     *net.UnixConn
 	pty      *os.File
 	pid      atomic.Int64 // set from the Started reply, or with late from the Exit one
@@ -84,16 +83,13 @@ func (c *Cmd) startCtx(late bool) error {
 	if ctx == nil {
 		ctx = context.Background() // no context given: nothing can cancel it, as exec.Command
 	}
-	if c.started {
-		return errors.New("lightbox: Cmd already started")
-	}
-	c.late = late
-	return c.start(ctx, ctx)
+	return c.start(ctx, ctx, late)
 }
 
 // start starts the command: ctx bounds the start, life the command's run
-// (its end kills the command).
-func (c *Cmd) start(ctx, life context.Context) (err error) {
+// (its end kills the command); late, without waiting for the Started
+// reply (StartLate).
+func (c *Cmd) start(ctx, life context.Context, late bool) (err error) {
 	if c.started {
 		return errors.New("lightbox: Cmd already started")
 	}
@@ -116,7 +112,7 @@ func (c *Cmd) start(ctx, life context.Context) (err error) {
 	}()
 	req := nsinit.Request{Op: nsinit.OpExec, Exec: &nsinit.Exec{
 		Args: args, Env: c.Env, Dir: c.Dir, User: c.User, Tty: c.Tty, Rows: c.TtySize[0], Cols: c.TtySize[1], Main: c.main, LogMax: c.logMax,
-		NoStarted: c.late,
+		NoStarted: late,
 	}}
 	var fds []int
 	if c.Tty && c.ttyLog != nil {
@@ -153,7 +149,7 @@ func (c *Cmd) start(ctx, life context.Context) (err error) {
 	c.closers = append(c.closers, conn)
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) }) // fails only on a closed conn: its I/O then fails
 	err = sendRequest(conn, req, fds)
-	if err == nil && !c.late {
+	if err == nil && !late {
 		var r nsinit.Reply
 		var rfds []int
 		r, rfds, err = readReply(conn)

@@ -363,7 +363,7 @@ func (s *Sandbox) startMain(ctx context.Context, spec Spec) error {
 	}
 	// The launch's context bounds the launch, not the main command's life:
 	// a detached sandbox's main command outlives the launcher's context.
-	if err := c.start(ctx, context.WithoutCancel(ctx)); err != nil {
+	if err := c.start(ctx, context.WithoutCancel(ctx), false); err != nil {
 		return err
 	}
 	s.mu.Lock()
