@@ -7,7 +7,11 @@ import (
 	"path/filepath"
 
 	"github.com/beamhop/lightbox"
+	"github.com/beamhop/lightbox/cmd/lightbox/internal/earlysig"
 )
+
+// runcName is earlysig.RuncName: the OCI runtime face's name.
+const runcName = earlysig.RuncName
 
 func main() {
 	lightbox.Init()

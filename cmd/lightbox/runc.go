@@ -24,10 +24,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// runcName is the name (argv[0]'s base) under which the binary speaks
-// runc's command line: `ln -s lightbox /usr/local/bin/lightbox-runc`.
-const runcName = "lightbox-runc"
-
 // runcLog is where errors go besides stderr (--log, --log-format).
 type runcLog struct {
 	w    io.Writer

@@ -7,10 +7,6 @@ import (
 	"os"
 )
 
-// runcName is the name (argv[0]'s base) under which the binary speaks
-// runc's command line.
-const runcName = "lightbox-runc"
-
 // RuncMain says that the OCI runtime needs Linux (package ociruntime is
 // empty elsewhere).
 func RuncMain(args []string) int {

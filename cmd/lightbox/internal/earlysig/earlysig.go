@@ -60,9 +60,10 @@ func Take() (sigs chan os.Signal, ready chan struct{}) {
 	return Notify()
 }
 
-// runcName is the OCI runtime face's name (cmd/lightbox: RuncMain), whose
-// run and exec handle signals their own way.
-const runcName = "lightbox-runc"
+// RuncName is the name (argv[0]'s base) under which the binary speaks
+// runc's command line (cmd/lightbox: RuncMain), whose run and exec handle
+// signals their own way: `ln -s lightbox /usr/local/bin/lightbox-runc`.
+const RuncName = "lightbox-runc"
 
 // Wanted says whether args (os.Args) run `exec` or a `run` without
 // -d/--detach: the commands that forward every one of Forwarded from the
@@ -70,7 +71,7 @@ const runcName = "lightbox-runc"
 // itself, as before): a registered signal nobody reads would no longer
 // end the process.
 func Wanted(args []string) bool {
-	if len(args) < 2 || base(args[0]) == runcName {
+	if len(args) < 2 || base(args[0]) == RuncName {
 		return false
 	}
 	i := 1
