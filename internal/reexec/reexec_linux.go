@@ -300,35 +300,43 @@ func (c *Cmd) streams() (stdin, stdout, stderr *os.File, copies []func(), err er
 
 // mapLate runs newuidmap and newgidmap for a child started mapped late
 // (prepare's pipe) and lets it go on; nothing when it was mapped at its
-// clone. A failure kills and reaps the child.
+// clone. The two helpers run at once: each writes its own file of the
+// child's (uid_map, gid_map), neither reads what the other writes, and
+// the child waits for both (each helper's exec, ~1 ms of a setuid
+// program's start, is the child's wait; bench/NOTES.md, 2026-12-01
+// clone). A failure kills and reaps the child.
 func (c *Cmd) mapLate() error {
 	if c.syncW == nil {
 		return nil
 	}
 	defer func() { _ = c.syncW.Close() }() // a pipe: the one byte written through it was checked
 	pid := strconv.Itoa(c.Process.Pid)
-	for _, h := range []struct {
-		tool string
-		rs   []idmap.Range
-	}{{"newuidmap", c.mapping.UIDs}, {"newgidmap", c.mapping.GIDs}} {
-		path, err := idmap.LookHelper(h.tool)
-		if err == nil {
-			var out []byte
-			out, err = exec.Command(path, append([]string{pid}, idmap.Args(h.rs)...)...).CombinedOutput()
-			if err != nil {
-				err = fmt.Errorf("%s %s: %w: %s", h.tool, pid, err, out)
-			}
-		}
-		if err != nil {
-			_ = c.Process.Kill() // the map failed: its error is returned, the child only reaped
-			_ = c.Wait()         // killed above: the status says so
-			return fmt.Errorf("write id map: %w", err)
-		}
+	gidErr := make(chan error, 1)
+	go func() { gidErr <- runMapHelper("newgidmap", pid, c.mapping.GIDs) }()
+	err := runMapHelper("newuidmap", pid, c.mapping.UIDs)
+	err = errors.Join(err, <-gidErr)
+	if err != nil {
+		_ = c.Process.Kill() // the map failed: its error is returned, the child only reaped
+		_ = c.Wait()         // killed above: the status says so
+		return fmt.Errorf("write id map: %w", err)
 	}
 	if _, err := c.syncW.Write([]byte{1}); err != nil {
 		_ = c.Process.Kill() // the release failed: its error is returned, the child only reaped
 		_ = c.Wait()         // killed above: the status says so
 		return fmt.Errorf("release child: %w", err)
+	}
+	return nil
+}
+
+// runMapHelper runs tool (newuidmap or newgidmap) for pid with ranges rs.
+func runMapHelper(tool, pid string, rs []idmap.Range) error {
+	path, err := idmap.LookHelper(tool)
+	if err != nil {
+		return err
+	}
+	out, err := exec.Command(path, append([]string{pid}, idmap.Args(rs)...)...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w: %s", tool, pid, err, out)
 	}
 	return nil
 }
