@@ -67,11 +67,26 @@ func fatal(report *os.File, err error) {
 // setUp does everything before the init serves: it returns the report
 // pipe as soon as the config names it (nil before), and the server.
 func setUp() (report *os.File, s *server, err error) {
+	// Mapped late (rootless with a subordinate range), the launcher runs
+	// newuidmap and newgidmap after our exec, ~1.5–2 ms: protectExe's
+	// re-exec (a second start of this program) is made while they run
+	// instead of after them. It acts on nothing but our own mount
+	// namespace (its propagation, a detached clone of the binary's
+	// mount) and our own image; the re-executed init waits for its map
+	// here as this one would have.
+	mapPending := child.MapPending()
+	if mapPending {
+		if err := protectExe(true); err != nil {
+			return nil, nil, fmt.Errorf("init: protect the binary: %w", err)
+		}
+	}
 	if err := child.WaitMapped(); err != nil {
 		return nil, nil, fmt.Errorf("init: %w", err)
 	}
-	if err := protectExe(); err != nil {
-		return nil, nil, fmt.Errorf("init: protect the binary: %w", err)
+	if !mapPending {
+		if err := protectExe(false); err != nil {
+			return nil, nil, fmt.Errorf("init: protect the binary: %w", err)
+		}
 	}
 	cfg, err := readConfig()
 	if err != nil {
@@ -148,7 +163,9 @@ func warmCodec() {
 // could write it: re-exec once from a detached read-only bind that only
 // this mount namespace sees. A binary owned by an id we do not map (the
 // usual root-owned /usr/bin/lightbox) is already safe, and costs nothing.
-func protectExe() error {
+// Before our map is written (unmapped) every owner reads as unmapped, so
+// a binary on a writable mount is protected whoever owns it.
+func protectExe(unmapped bool) error {
 	const marker = "_LIGHTBOX_EXE_PROTECTED"
 	if os.Getenv(marker) != "" {
 		_ = os.Unsetenv(marker) // fails only on a malformed name: a constant
@@ -165,7 +182,7 @@ func protectExe() error {
 	if err := unix.Stat("/proc/self/exe", &st); err != nil {
 		return &os.PathError{Op: "stat", Path: "/proc/self/exe", Err: err}
 	}
-	if st.Uid == overflowID() {
+	if !unmapped && st.Uid == overflowID() {
 		return nil
 	}
 	// Unshared already: we are in our own mount namespace. The magic

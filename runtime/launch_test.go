@@ -95,14 +95,13 @@ func TestIsolation(t *testing.T) {
 	} else {
 		t.Logf("writing /proc/1/exe: %s", strings.TrimSpace(errs))
 	}
-	exeOwner := uint32(0)
-	if exe, err := os.Executable(); err == nil {
-		var st unix.Stat_t
-		if unix.Stat(exe, &st) == nil {
-			exeOwner = st.Uid
-		}
+	// The init's own binary (the lean init installed in the store, or
+	// this test binary), seen from here.
+	var exeSt unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/exe", sb.Pid()), &exeSt); err != nil {
+		t.Fatalf("stat of the init's binary: %v", err)
 	}
-	if exeOwner == uint32(os.Getuid()) {
+	if exeSt.Uid == uint32(os.Getuid()) {
 		// The binary is ours, so the sandbox's root could write it: the
 		// init must run from a read-only mount of it.
 		var st unix.Statfs_t

@@ -11,6 +11,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// MapPending says whether this process was started before its id map was
+// written and has not yet waited for it (WaitMapped will block): until
+// then every id, ours and every file's, reads as the overflow id.
+func MapPending() bool { return os.Getenv(EnvSync) != "" }
+
 // WaitMapped is the child's side of the handshake: when the parent writes
 // the maps with newuidmap/newgidmap it blocks until they are written, then
 // becomes root in the namespace. It returns at once otherwise.

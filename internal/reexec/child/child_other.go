@@ -8,3 +8,6 @@ func WaitMapped() error { return nil }
 
 // ReexecIfMappedLate has nothing to do off Linux (see WaitMapped).
 func ReexecIfMappedLate() error { return nil }
+
+// MapPending is false off Linux (see WaitMapped).
+func MapPending() bool { return false }
