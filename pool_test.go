@@ -255,7 +255,8 @@ func poolChild(root string) {
 // over to a fresh copy of itself (nsinit's handover) before it is taken;
 // the take still gives it its name in the hostname and in /etc/hostname
 // and /etc/hosts, which the init rewrites through the descriptors the
-// handover carried.
+// handover carried, and its environment, workdir and — as real root — a
+// read-only bind mount, as TestPrewarmTake checks of a fresh one.
 func TestPrewarmTakeAfterHandover(t *testing.T) {
 	r, err := Open(Options{Root: filepath.Join(t.TempDir(), "store")})
 	if err != nil {
@@ -285,15 +286,27 @@ func TestPrewarmTakeAfterHandover(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	host := t.TempDir()
+	if err := os.WriteFile(filepath.Join(host, "f"), []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	req := pooled
-	req.Name = "late"
+	req.Name, req.Env, req.Workdir = "late", []string{"TAKE=yes"}, "/w/x"
+	script := `hostname; cat /etc/hostname; grep -c late /etc/hosts; echo "$TAKE"; pwd`
+	want := "late\nlate\n1\nyes\n/w/x\n"
+	root := os.Geteuid() == 0
+	if root {
+		req.Mounts = map[string]Mount{"/m": {Source: host, ReadOnly: true}}
+		script += `; cat /m/f; if touch /m/g 2>/dev/null; then echo writable; else echo read-only; fi`
+		want += "from the host\nread-only\n"
+	}
 	err = r.RunInSandbox(t.Context(), req, func(sb *Sandbox) error {
-		res, err := sb.Shell(t.Context(), `hostname; cat /etc/hostname; grep -c late /etc/hosts`)
+		res, err := sb.Shell(t.Context(), script)
 		if err != nil {
 			return err
 		}
-		if got := string(res.Stdout); got != "late\nlate\n1\n" {
-			t.Errorf("in the sandbox taken after a handover: %q (stderr %q), want its name in the hostname, /etc/hostname and /etc/hosts", got, res.Stderr)
+		if got := string(res.Stdout); got != want {
+			t.Errorf("in the sandbox taken after a handover:\n%s\nwant (its name in the hostname, /etc/hostname and /etc/hosts, env, workdir, mount)\n%s(stderr %q)", got, want, res.Stderr)
 		}
 		if p := running(t, r)["late"]; p != pid {
 			t.Errorf("the sandbox named late ran init %d, not the pool's %d", p, pid)
@@ -302,5 +315,8 @@ func TestPrewarmTakeAfterHandover(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(host, "g")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the read-only mount was written through: %v", err)
 	}
 }

@@ -7,15 +7,18 @@
 # its ratio to the first. Build each binary with
 # `go test -c -o NAME.test ./bench/api` at the commit to compare; the
 # store and snapshot come from LIGHTBOX_BENCH_ROOT and
-# LIGHTBOX_BENCH_SNAPSHOT (bench/api's doc comment).
+# LIGHTBOX_BENCH_SNAPSHOT (bench/api's doc comment). A slot written
+# BIN:OTHER runs benchmark OTHER instead (e.g. PoolTake beside
+# PoolTakeIdle of the same binary).
 import os, subprocess, sys, statistics, tempfile
-bench, rounds, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rounds, n = int(sys.argv[2]), int(sys.argv[3])
+slots = [(a.partition(":")[0], a.partition(":")[2] or sys.argv[1]) for a in sys.argv[4:]]
 bins = sys.argv[4:]
 tmp = tempfile.mkdtemp(prefix="gocmp.")
 # One slot per argument: a binary given twice is measured in both slots.
 samples = [os.path.join(tmp, f"{i}.samples") for i in range(len(bins))]
 for _ in range(rounds):
-    for i, b in enumerate(bins):
+    for i, (b, bench) in enumerate(slots):
         env = dict(os.environ, LIGHTBOX_BENCH_SAMPLES=samples[i])
         out = subprocess.run([b, "-test.run=^$", f"-test.bench=^Benchmark{bench}$", f"-test.benchtime={n}x", "-test.count=1"],
                              env=env, capture_output=True, text=True)

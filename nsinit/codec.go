@@ -57,9 +57,17 @@ func Marshal(m Message) ([]byte, error) {
 
 // Unmarshal decodes b into m and refuses a message of another Version.
 func Unmarshal(b []byte, m Message) error {
-	// Every exec's client reads two Replies: parseReply takes the common
-	// ones without encoding/json (handcodec.go).
-	if r, ok := m.(*Reply); !ok || !parseReply(b, r) {
+	// Every exec's client reads two Replies, and the init one Request:
+	// parseReply and parseRequest take the common ones without
+	// encoding/json (handcodec.go).
+	hand := false
+	switch r := m.(type) {
+	case *Reply:
+		hand = parseReply(b, r)
+	case *Request:
+		hand = parseRequest(b, r)
+	}
+	if !hand {
 		if err := json.Unmarshal(b, m); err != nil {
 			return fmt.Errorf("decode %s: %w", m.kind(), err)
 		}

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -307,5 +308,122 @@ func TestParseReply(t *testing.T) {
 		if got != want || (gotErr == nil) != (wantErr == nil && want.Version == Version) {
 			t.Errorf("Unmarshal(%s) = %+v, %v; encoding/json gives %+v, %v", in.b, got, gotErr, want, wantErr)
 		}
+	}
+}
+
+// TestParseRequest: Unmarshal of a Request gives what encoding/json gives
+// (value and success) for what Marshal writes and for JSON the hand
+// decoder does not take, and parseRequest takes every request Marshal
+// writes without an escape, declining the rest rather than guess.
+func TestParseRequest(t *testing.T) {
+	type input struct {
+		b    string
+		hand bool // parseRequest must take it
+	}
+	var inputs []input
+	reqs := []Request{
+		{Op: OpExec, Exec: &Exec{}},
+		{Op: OpExec, Exec: &Exec{Args: []string{}}},
+		{Op: OpExec, Exec: &Exec{Args: []string{"/bin/true"}}},
+		{Op: OpExec, Exec: &Exec{Args: []string{"sh", "-c", "echo {a} [b]"}, Env: []string{"A=}", "B=]"}, Dir: "/w", User: "1:2", Tty: true, Rows: 24, Cols: 80, LogMax: 1 << 40, TtyLog: true, Main: true, NoStarted: true}},
+		{Op: OpExec, Exec: &Exec{Args: []string{"a"}, Env: []string{}, LogMax: -1}},
+		{Op: OpExec, Exec: &Exec{Args: oddStrings, Env: oddStrings}},
+		{Op: OpSignal, Signal: 15},
+		{Op: OpResize, Rows: 65535, Cols: 1},
+		{Op: OpDestroy, Grace: 10 * time.Second},
+		{Op: OpWait},
+		{Op: OpExec, Signal: -9, Grace: -1, Exec: &Exec{Args: []string{"x"}}},
+		{Op: OpTake, Take: &Take{Hostname: "h", Leases: 2}},
+		{Op: OpEtc, Etc: []File{{}}},
+	}
+	rnd := rand.New(rand.NewPCG(3, 4))
+	randString := func() string {
+		b := make([]byte, rnd.IntN(12))
+		for i := range b {
+			const alphabet = " {}[]\",:\\aé\x01"
+			b[i] = alphabet[rnd.IntN(len(alphabet))]
+		}
+		return string(b)
+	}
+	for range 2000 {
+		e := &Exec{Dir: randString(), User: randString(), Tty: rnd.IntN(2) == 0, Rows: uint16(rnd.IntN(3)), LogMax: int64(rnd.IntN(3) - 1), Main: rnd.IntN(2) == 0}
+		for range rnd.IntN(4) {
+			e.Args = append(e.Args, randString())
+		}
+		for range rnd.IntN(3) {
+			e.Env = append(e.Env, randString())
+		}
+		reqs = append(reqs, Request{Op: Op(randString()), Exec: e, Signal: rnd.IntN(3)})
+	}
+	for _, r := range reqs {
+		b, err := Marshal(&r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inputs = append(inputs, input{string(b), handRequest(&r) && !bytes.ContainsRune(b, '\\')})
+	}
+	for _, b := range []string{
+		`{}`,
+		`{"version":1,"op":"exec","exec":{}}`,
+		`{"version":1,"op":"exec","exec":{"args":null,"env":[]}}`,
+		`{"version":1,"op":"signal","signal":9,"signal":15}`,
+		`{"version":1,"op":"exec","exec":{"args":["a"],"args":["b","c"]}}`,
+		`{"version":1,"op":"caf` + "\u00e9" + `"}`,
+	} {
+		inputs = append(inputs, input{b, true})
+	}
+	for _, b := range []string{
+		`{"version":1,"op":"exec","exec":{"args":["a\"b"]}}`,
+		`{"version":1, "op":"exec"}`,
+		`{"Version":1,"OP":"exec"}`,
+		`{"version":1,"op":"exec","extra":3}`,
+		`{"version":1,"op":"exec","exec":{"args":["a"],"extra":1}}`,
+		`{"version":1,"op":"exec","exec":{"args":["a"]},"exec":{"dir":"/"}}`,
+		`{"version":1,"op":"exec","exec":null}`,
+		`{"version":1,"op":"exec","exec":{"args":["a"],"x":{"y":1}}}`,
+		`{"version":1,"op":"exec","exec":{"args":[1]}}`,
+		`{"version":1,"op":"exec","exec":{"args":["a",]}}`,
+		`{"version":1,"op":"exec","exec":{"args":["a"}}`,
+		`{"version":1,"op":"exec","exec":{"tty":1}}`,
+		`{"version":1,"op":"exec","exec":{"tty":True}}`,
+		`{"version":1,"rows":65536}`,
+		`{"version":1,"rows":-1}`,
+		`{"version":1,"cols":1.0}`,
+		`{"version":1,"signal":01}`,
+		`{"version":1,"grace":1e9}`,
+		`{"version":1,"grace":99999999999999999999}`,
+		`{"version":1,"signal":null}`,
+		`{"version":1,"op":"bad` + "\xff" + `"}`,
+		`{"version":1,"op":"ctl` + "\x01" + `"}`,
+		`{"version":1,}`,
+		`{"version":1`,
+		`{"version":1}x`,
+		`{"version":1,"exec":{"args":["a"]`,
+		`{"version":1,"exec":{"args":["}"]}`,
+		`{,}`,
+		`[1]`,
+		``,
+	} {
+		inputs = append(inputs, input{b, false})
+	}
+	for _, in := range inputs {
+		var hand Request
+		if took := parseRequest([]byte(in.b), &hand); took != in.hand {
+			t.Errorf("parseRequest(%s) took it: %v, want %v", in.b, took, in.hand)
+		} else if !took && !reflect.DeepEqual(hand, Request{}) {
+			t.Errorf("parseRequest(%s) declined but changed the Request to %+v", in.b, hand)
+		}
+		var got, want Request
+		gotErr := Unmarshal([]byte(in.b), &got)
+		wantErr := json.Unmarshal([]byte(in.b), &want)
+		if !reflect.DeepEqual(got, want) || (gotErr == nil) != (wantErr == nil && want.Version == Version) {
+			t.Errorf("Unmarshal(%s) = %+v, %v; encoding/json gives %+v, %v", in.b, got, gotErr, want, wantErr)
+		}
+	}
+	// A Request that has an Exec already is left to encoding/json (which
+	// merges into it).
+	r := Request{Exec: &Exec{Dir: "/kept"}}
+	if parseRequest([]byte(`{"version":1,"exec":{"args":["a"]}}`), &r) {
+		t.Error("parseRequest took a request into a Request with an Exec")
 	}
 }

@@ -1,7 +1,9 @@
 package nsinit
 
 import (
+	"bytes"
 	"strconv"
+	"time"
 	"unicode/utf8"
 )
 
@@ -248,4 +250,273 @@ func plainString(p []byte) (s string, rest []byte, ok bool) {
 		}
 	}
 	return "", nil, false
+}
+
+// parseRequest decodes b into r when b is a JSON object of the form
+// appendRequest writes (the Request of every exec, signal and resize):
+// no whitespace, only its own keys spelled as their tags, numbers that
+// fit their fields, strings without escapes or control characters, and r
+// without an Exec, Take or Etc already. ok is false for anything else, r
+// then untouched: the caller hands b to encoding/json, which decides. A
+// handover's new init decodes requests with it: encoding/json's first use
+// (its type caches built by reflection) cost the first command after a
+// quiet spell ~0.1 ms and kept its caches resident (bench/NOTES.md,
+// 2026-12-01 poolidle).
+func parseRequest(b []byte, r *Request) (ok bool) {
+	if r.Exec != nil || r.Take != nil || r.Etc != nil || bytes.IndexByte(b, '\\') >= 0 {
+		return false // an escape anywhere: objectEnd's quotes need none
+	}
+	out := *r
+	p, ok := objectBody(b)
+	if !ok {
+		return false
+	}
+	for len(p) > 0 {
+		var key string
+		if key, p, ok = objectKey(p); !ok {
+			return false
+		}
+		switch key {
+		case "version", "signal":
+			var v int64
+			if v, p, ok = jsonInt(p, strconv.IntSize); !ok {
+				return false
+			}
+			if key == "version" {
+				out.Version = int(v)
+			} else {
+				out.Signal = int(v)
+			}
+		case "grace":
+			var v int64
+			if v, p, ok = jsonInt(p, 64); !ok {
+				return false
+			}
+			out.Grace = time.Duration(v)
+		case "rows", "cols":
+			var v uint16
+			if v, p, ok = jsonUint16(p); !ok {
+				return false
+			}
+			if key == "rows" {
+				out.Rows = v
+			} else {
+				out.Cols = v
+			}
+		case "op":
+			var v string
+			if v, p, ok = plainString(p); !ok {
+				return false
+			}
+			out.Op = Op(v)
+		case "exec":
+			if out.Exec != nil {
+				return false // twice: encoding/json would merge them
+			}
+			var e *Exec
+			if e, p, ok = parseExec(p); !ok {
+				return false
+			}
+			out.Exec = e
+		default:
+			return false
+		}
+		if p, ok = nextMember(p); !ok {
+			return false
+		}
+	}
+	*r = out
+	return true
+}
+
+// parseExec reads the object of an Exec at the start of p.
+func parseExec(p []byte) (e *Exec, rest []byte, ok bool) {
+	end := objectEnd(p)
+	if end < 0 {
+		return nil, nil, false
+	}
+	body, rest := p[1:end], p[end+1:]
+	e = &Exec{}
+	for len(body) > 0 {
+		var key string
+		if key, body, ok = objectKey(body); !ok {
+			return nil, nil, false
+		}
+		switch key {
+		case "args", "env":
+			var v []string
+			if v, body, ok = stringArray(body); !ok {
+				return nil, nil, false
+			}
+			if key == "args" {
+				e.Args = v
+			} else {
+				e.Env = v
+			}
+		case "dir", "user":
+			var v string
+			if v, body, ok = plainString(body); !ok {
+				return nil, nil, false
+			}
+			if key == "dir" {
+				e.Dir = v
+			} else {
+				e.User = v
+			}
+		case "tty", "ttyLog", "main", "noStarted":
+			var v bool
+			if v, body, ok = jsonBool(body); !ok {
+				return nil, nil, false
+			}
+			switch key {
+			case "tty":
+				e.Tty = v
+			case "ttyLog":
+				e.TtyLog = v
+			case "main":
+				e.Main = v
+			case "noStarted":
+				e.NoStarted = v
+			}
+		case "rows", "cols":
+			var v uint16
+			if v, body, ok = jsonUint16(body); !ok {
+				return nil, nil, false
+			}
+			if key == "rows" {
+				e.Rows = v
+			} else {
+				e.Cols = v
+			}
+		case "logMax":
+			if e.LogMax, body, ok = jsonInt(body, 64); !ok {
+				return nil, nil, false
+			}
+		default:
+			return nil, nil, false
+		}
+		if body, ok = nextMember(body); !ok {
+			return nil, nil, false
+		}
+	}
+	return e, rest, true
+}
+
+// objectBody is what is between the braces of an object that is all of b.
+func objectBody(b []byte) ([]byte, bool) {
+	if len(b) < 2 || b[0] != '{' || b[len(b)-1] != '}' {
+		return nil, false
+	}
+	return b[1 : len(b)-1], true
+}
+
+// objectEnd is the index of the '}' that closes the object at the start
+// of p, whose strings have no escapes (plainString declines the rest);
+// -1 when p does not start with an object.
+func objectEnd(p []byte) int {
+	if len(p) == 0 || p[0] != '{' {
+		return -1
+	}
+	in := false
+	for i := 1; i < len(p); i++ {
+		switch c := p[i]; {
+		case c == '"':
+			in = !in
+		case in:
+		case c == '{':
+			return -1 // no object inside an Exec
+		case c == '}':
+			return i
+		}
+	}
+	return -1
+}
+
+// objectKey reads `"key":` at the start of p.
+func objectKey(p []byte) (key string, rest []byte, ok bool) {
+	key, rest, ok = plainString(p)
+	if !ok || len(rest) == 0 || rest[0] != ':' {
+		return "", nil, false
+	}
+	return key, rest[1:], true
+}
+
+// nextMember steps over the ',' between members; p must then go on.
+func nextMember(p []byte) ([]byte, bool) {
+	if len(p) == 0 {
+		return p, true
+	}
+	if p[0] != ',' || len(p) == 1 {
+		return nil, false
+	}
+	return p[1:], true
+}
+
+// jsonInt reads an integer (JSON's grammar, no fraction or exponent) of
+// at most bits bits at the start of p.
+func jsonInt(p []byte, bits int) (v int64, rest []byte, ok bool) {
+	n := 0
+	if n < len(p) && p[n] == '-' {
+		n++
+	}
+	digits := n
+	for n < len(p) && p[n] >= '0' && p[n] <= '9' {
+		n++
+	}
+	if n == digits || (p[digits] == '0' && n > digits+1) {
+		return 0, nil, false // no digits, or a leading zero: not JSON
+	}
+	v, err := strconv.ParseInt(string(p[:n]), 10, bits)
+	if err != nil {
+		return 0, nil, false
+	}
+	return v, p[n:], true
+}
+
+func jsonUint16(p []byte) (uint16, []byte, bool) {
+	v, rest, ok := jsonInt(p, 64)
+	if !ok || v < 0 || v > 65535 {
+		return 0, nil, false
+	}
+	return uint16(v), rest, true
+}
+
+func jsonBool(p []byte) (bool, []byte, bool) {
+	switch {
+	case len(p) >= 4 && string(p[:4]) == "true":
+		return true, p[4:], true
+	case len(p) >= 5 && string(p[:5]) == "false":
+		return false, p[5:], true
+	}
+	return false, nil, false
+}
+
+// stringArray reads null or an array of plain strings at the start of p.
+func stringArray(p []byte) ([]string, []byte, bool) {
+	if len(p) >= 4 && string(p[:4]) == "null" {
+		return nil, p[4:], true
+	}
+	if len(p) == 0 || p[0] != '[' {
+		return nil, nil, false
+	}
+	p = p[1:]
+	out := []string{}
+	if len(p) > 0 && p[0] == ']' {
+		return out, p[1:], true
+	}
+	for {
+		s, rest, ok := plainString(p)
+		if !ok || len(rest) == 0 {
+			return nil, nil, false
+		}
+		out = append(out, s)
+		switch rest[0] {
+		case ',':
+			p = rest[1:]
+		case ']':
+			return out, rest[1:], true
+		default:
+			return nil, nil, false
+		}
+	}
 }

@@ -373,8 +373,9 @@ func resuming() bool { return os.Getenv(envHandover) != "" }
 
 // resume is Main for an init a handover started: it takes over the
 // sandbox from the handover state and serves. It never returns. What it
-// allocates stays resident (the point of the handover is a small heap):
-// the spawner starts with the first command (startSpawner), not here.
+// allocates stays resident (the point of the handover is a small heap);
+// the spawner, which costs little of it, starts at once beside the
+// server, so that the first command does not wait for it.
 func resume() {
 	// First: exec made us dumpable again.
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
@@ -427,6 +428,16 @@ func resume() {
 			s.mainTty = rl
 		}
 	}
+	// The spawner now, not with the first command: that command's client
+	// (a warm pool's take, an exec after a quiet spell) waited ~0.4 ms
+	// for its setup, and it keeps ~20 kB resident (bench/NOTES.md,
+	// 2026-12-01 poolidle). A failure here comes again, and is reported,
+	// with the first command (spawn starts it then).
+	go func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		_ = s.ensureSpawner() // see above
+	}()
 	// Give back what the start used once it is over.
 	time.AfterFunc(idleTrim, s.trimIfIdle)
 	s.run()

@@ -737,18 +737,27 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 }
 
 // spawn forks a workload from the spawner, started first when there is
-// none yet (a handover's new init starts it with its first command, as
-// the thread and what its setup allocates would stay resident). Called
-// with s.mu held.
+// none yet (a handover's new init starts it beside its server, and again
+// here if that failed). Called with s.mu held.
 func (s *server) spawn(argv0 string, argv []string, attr *syscall.ProcAttr) (int, chan syscall.WaitStatus, error) {
-	if s.sp == nil {
-		sp, ready := startSpawner(s.r, seccomp.Options{AllowUserNamespaces: s.cfg.AllowUserNamespaces}, len(s.cfg.Cgroup) > 0, s.cfg.FDs.Workload)
-		if err := <-ready; err != nil {
-			return 0, nil, err
-		}
-		s.sp = sp
+	if err := s.ensureSpawner(); err != nil {
+		return 0, nil, err
 	}
 	return s.sp.spawn(argv0, argv, attr)
+}
+
+// ensureSpawner starts the spawner when there is none yet. Called with
+// s.mu held.
+func (s *server) ensureSpawner() error {
+	if s.sp != nil {
+		return nil
+	}
+	sp, ready := startSpawner(s.r, seccomp.Options{AllowUserNamespaces: s.cfg.AllowUserNamespaces}, len(s.cfg.Cgroup) > 0, s.cfg.FDs.Workload)
+	if err := <-ready; err != nil {
+		return err
+	}
+	s.sp = sp
+	return nil
 }
 
 // mainEnded records the main command's status, lets the connections that

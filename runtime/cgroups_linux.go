@@ -146,12 +146,24 @@ func planLimits(l Limits) (*limitPlan, error) {
 	return p, nil
 }
 
+// ownCgroupMu orders the reads of this process's own v1 cgroups
+// (/proc/self/cgroup, which are its main thread's) after the launches
+// whose thread sits in a sandbox's cgroups to clone its init there
+// (startInCgroupsV1, which holds it for reading): that thread may be the
+// main thread, and a launch beside it would take the sandbox's cgroups
+// for the process's own and make its sandbox's inside them, where the
+// other sandbox's removal kills it (two of a warm pool's fills, seen in
+// bench/NOTES.md, 2026-12-01 poolidle).
+var ownCgroupMu sync.RWMutex
+
 // v1NestedPath is cgroup1.NestedPath: for each v1 controller, suffix
 // under this process's own cgroup, relative to the root of the
 // controller's mount. It reads /proc/self/mountinfo once, where
 // NestedPath reads it once per line of /proc/self/cgroup (nine here).
 func v1NestedPath(suffix string) cgroup1.Path {
+	ownCgroupMu.Lock()
 	paths, err := cgroup1.ParseCgroupFile("/proc/self/cgroup")
+	ownCgroupMu.Unlock()
 	if err != nil {
 		return func(cgroup1.Name) (string, error) { return "", err }
 	}

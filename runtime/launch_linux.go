@@ -497,6 +497,8 @@ func onLockedThread(start func() error) func() error {
 // sandbox's cgroups.
 func startInCgroupsV1(start func() error, tasks []*os.File, ctrls []string) error {
 	errc := make(chan error, 1)
+	ownCgroupMu.RLock() // no read of the process's own cgroups while this thread is in the sandbox's
+	defer ownCgroupMu.RUnlock()
 	go func() {
 		goruntime.LockOSThread()
 		back, err := ownTasks(ctrls)

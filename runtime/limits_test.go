@@ -680,3 +680,57 @@ func TestCgroupCreateParentRemoved(t *testing.T) {
 	close(stop)
 	<-done
 }
+
+// TestConcurrentLaunchCgroups: launches at once from one process each
+// get their own cgroups beside the others', never inside another's. On
+// cgroup v1 a launch clones its init from a thread that sits in the
+// sandbox's cgroups meanwhile (startInCgroupsV1); when that thread was
+// the main thread, whose cgroups /proc/self/cgroup shows, a launch beside
+// it made its sandbox's cgroups inside the other's, and destroying the
+// other sandbox killed it. Each round launches several at once, destroys
+// every other one, and checks the rest still run.
+func TestConcurrentLaunchCgroups(t *testing.T) {
+	needCgroup(t)
+	e := newEnv(t)
+	const n = 6
+	for round := range 10 {
+		sbs := make([]*Sandbox, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				sbs[i], errs[i] = e.m.Launch(t.Context(), e.spec(fmt.Sprintf("cc-%d-%d", round, i)))
+			})
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("launch %d: %v", i, err)
+			}
+		}
+		for i, sb := range sbs {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", sb.Pid()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for j, other := range sbs {
+				if j != i && strings.Contains(string(b), "/"+other.Name()+"-") {
+					t.Errorf("sandbox %s's cgroups are inside %s's:\n%s", sb.Name(), other.Name(), b)
+				}
+			}
+		}
+		for i := 0; i < n; i += 2 {
+			if err := sbs[i].Destroy(t.Context()); err != nil {
+				t.Fatalf("destroy %s: %v", sbs[i].Name(), err)
+			}
+		}
+		for i := 1; i < n; i += 2 {
+			if out, _, code := run(t, sbs[i], "/bin/true"); code != 0 {
+				t.Errorf("sandbox %s after the others' destroy: exit %d %q", sbs[i].Name(), code, out)
+			}
+			if err := sbs[i].Destroy(t.Context()); err != nil {
+				t.Fatalf("destroy %s: %v", sbs[i].Name(), err)
+			}
+		}
+	}
+}

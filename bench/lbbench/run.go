@@ -86,6 +86,7 @@ func (b *bench) run(ctx context.Context) error {
 			m.lbItem(&item{key: "cold/lightbox-api", label: "Go API: RunInSandbox + Exec", api: "BenchmarkRunInSandbox"}),
 			m.lbItem(&item{key: "cold/lightbox-api-large", label: "Go API: RunInSandbox + Exec, from a process holding 1 GiB", api: "BenchmarkRunInSandboxLarge"}),
 			m.lbItem(&item{key: "cold/lightbox-pool", label: "Go API: warm pool, take + first Exec", api: "BenchmarkPoolTake"}),
+			m.lbItem(&item{key: "cold/lightbox-pool-idle", label: "Go API: warm pool after idle, take + first Exec", api: "BenchmarkPoolTakeIdle"}),
 			{key: "cold/crun", label: "crun run (new netns)", argv: []string{"crun", "--root", m.crunRoot, "run", "--bundle", filepath.Join(m.bundles, "true"), "lbb-cold"}},
 			{key: "cold/runc", label: "runc run (new netns)", argv: []string{"runc", "--root", m.runcRoot, "run", "--bundle", filepath.Join(m.bundles, "true"), "lbb-cold"}},
 			{key: "cold/bwrap", label: "bwrap --unshare-all", argv: b.bwrapArgv(m, "/bin/true")},
