@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -62,17 +63,29 @@ func (s *Sandbox) destroyDetached(ctx context.Context, held *lockfile.Lock) erro
 		// and the state file).
 		_ = unix.Unlink(filepath.Join(aside, "init.sock")) // best effort: the removal below takes it otherwise
 	}
-	select {
-	case <-s.initDone:
-	case <-ctx.Done():
-		return fmt.Errorf("destroy sandbox %s: %w", s.name, ctx.Err())
+	early, werr := s.awaitGone(ctx)
+	if werr != nil {
+		return fmt.Errorf("destroy sandbox %s: %w", s.name, werr)
 	}
 	if err != nil {
-		return nil // gone already (removed by another process)
+		// Gone already (removed by another process): what the init
+		// held is free once it is reaped.
+		select {
+		case <-s.initDone:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("destroy sandbox %s: %w", s.name, ctx.Err())
+		}
 	}
 	spec := reap.Spec{Dir: aside, Mapping: s.m.mapping, Last: []string{"state.json", "lock"}}
 	if cg != nil {
 		spec.Cgroups, spec.Parents = cg.reapDirs()
+	}
+	if early {
+		earlyTeardowns.Add(1)
+		// The tree goes while the kernel tears the init down; the
+		// cgroups (busy until it is reaped) wait for that.
+		spec.CgroupsAfter = s.initDone
 	}
 	err = reap.RemoveSmall(ctx, spec, smallTree)
 	if !errors.Is(err, rmtree.ErrTooLarge) {
@@ -91,6 +104,49 @@ func (s *Sandbox) destroyDetached(ctx context.Context, held *lockfile.Lock) erro
 		}
 	}
 	return nil
+}
+
+// earlyTeardowns counts the detached teardowns that removed the tree
+// while the init exited (tests).
+var earlyTeardowns atomic.Int64
+
+// heardGone starts reading the init's gone pipe: the channel yields true
+// once the init said that no other process of the sandbox is left and
+// that its leases are closed (its own exit may still be under way: the
+// kernel's teardown of its memory and namespaces), false at EOF (it
+// exited without saying so: a crash, or a handover's init has no pipe)
+// or once the pipe is closed (the init reaped). Nil without a pipe (a
+// handle that did not launch the sandbox).
+func (s *Sandbox) heardGone() <-chan bool {
+	if s.goneR == nil {
+		return nil
+	}
+	said := make(chan bool, 1)
+	go func() {
+		var b [1]byte
+		n, _ := s.goneR.Read(b[:]) // EOF or a closed file: not said
+		said <- n == 1 && b[0] == 'G'
+	}()
+	return said
+}
+
+// awaitGone waits until the init said it is gone (early: heardGone) or
+// was reaped.
+func (s *Sandbox) awaitGone(ctx context.Context) (early bool, err error) {
+	said := s.heardGone()
+	for {
+		select {
+		case ok := <-said:
+			if ok {
+				return true, nil
+			}
+			said = nil // not said: wait for the reap
+		case <-s.initDone:
+			return false, nil
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
 }
 
 // startReaper starts a detached reaper (its own session, no stdio, not
