@@ -40,12 +40,10 @@ func sandboxPids(t *testing.T, init int) []int {
 	return out
 }
 
-// TestDestroyDetachedGone: a detached teardown (lightbox run's) removes
-// the tree while the init exits, after the init said on its gone pipe
-// that nothing else of the sandbox runs; when Destroy returns, a process
-// the main command left behind is gone (its pid no longer exists), the
-// lease the init held is free, and nothing of the sandbox is left on
-// disk.
+// TestDestroyDetachedGone: when a detached teardown (lightbox run's)
+// returns, a process the main command left behind is gone (its pid no
+// longer exists), the lease the init held is free, and nothing of the
+// sandbox is left on disk.
 func TestDestroyDetachedGone(t *testing.T) {
 	e := newEnv(t)
 	p := filepath.Join(t.TempDir(), "lease")
@@ -78,7 +76,6 @@ func TestDestroyDetachedGone(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 		left = sandboxPids(t, sb.Pid())
 	}
-	before := earlyTeardowns.Load()
 	if err := inW.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -97,9 +94,6 @@ func TestDestroyDetachedGone(t *testing.T) {
 	}
 	if held, err := lockfile.IsLocked(p); err != nil || held {
 		t.Errorf("lease after Destroy: held=%v, %v; want free", held, err)
-	}
-	if n := earlyTeardowns.Load() - before; n != 1 {
-		t.Errorf("early teardowns: %d, want 1 (the init's gone pipe not heard)", n)
 	}
 	m, err := filepath.Glob(filepath.Join(e.root, "*gone*"))
 	if err != nil || len(m) != 0 {

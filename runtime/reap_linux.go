@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -63,29 +62,22 @@ func (s *Sandbox) destroyDetached(ctx context.Context, held *lockfile.Lock) erro
 		// and the state file).
 		_ = unix.Unlink(filepath.Join(aside, "init.sock")) // best effort: the removal below takes it otherwise
 	}
-	early, werr := s.awaitGone(ctx)
-	if werr != nil {
-		return fmt.Errorf("destroy sandbox %s: %w", s.name, werr)
+	select {
+	case <-s.initDone:
+	case <-ctx.Done():
+		return fmt.Errorf("destroy sandbox %s: %w", s.name, ctx.Err())
 	}
 	if err != nil {
-		// Gone already (removed by another process): what the init
-		// held is free once it is reaped.
-		select {
-		case <-s.initDone:
-			return nil
-		case <-ctx.Done():
-			return fmt.Errorf("destroy sandbox %s: %w", s.name, ctx.Err())
-		}
+		return nil // gone already (removed by another process)
 	}
+	// Not removed while the init exits (it said it is gone: heardGone):
+	// the overlay holds most of the tree's directories until its
+	// unmount, in the init's exit, which then pays for their eviction
+	// (on this VM's ext4 a synchronous discard each) instead of us; the
+	// caller measured no faster (bench/NOTES.md, 2026-12-01 exitpath).
 	spec := reap.Spec{Dir: aside, Mapping: s.m.mapping, Last: []string{"state.json", "lock"}}
 	if cg != nil {
 		spec.Cgroups, spec.Parents = cg.reapDirs()
-	}
-	if early {
-		earlyTeardowns.Add(1)
-		// The tree goes while the kernel tears the init down; the
-		// cgroups (busy until it is reaped) wait for that.
-		spec.CgroupsAfter = s.initDone
 	}
 	err = reap.RemoveSmall(ctx, spec, smallTree)
 	if !errors.Is(err, rmtree.ErrTooLarge) {
@@ -106,10 +98,6 @@ func (s *Sandbox) destroyDetached(ctx context.Context, held *lockfile.Lock) erro
 	return nil
 }
 
-// earlyTeardowns counts the detached teardowns that removed the tree
-// while the init exited (tests).
-var earlyTeardowns atomic.Int64
-
 // heardGone starts reading the init's gone pipe: the channel yields true
 // once the init said that no other process of the sandbox is left and
 // that its leases are closed (its own exit may still be under way: the
@@ -128,25 +116,6 @@ func (s *Sandbox) heardGone() <-chan bool {
 		said <- n == 1 && b[0] == 'G'
 	}()
 	return said
-}
-
-// awaitGone waits until the init said it is gone (early: heardGone) or
-// was reaped.
-func (s *Sandbox) awaitGone(ctx context.Context) (early bool, err error) {
-	said := s.heardGone()
-	for {
-		select {
-		case ok := <-said:
-			if ok {
-				return true, nil
-			}
-			said = nil // not said: wait for the reap
-		case <-s.initDone:
-			return false, nil
-		case <-ctx.Done():
-			return false, ctx.Err()
-		}
-	}
 }
 
 // startReaper starts a detached reaper (its own session, no stdio, not

@@ -43,8 +43,4 @@ type Spec struct {
 	// cgroups: the lock and the state file, by which gc finds and
 	// finishes what a crash left.
 	Last []string `json:"last,omitempty"`
-	// CgroupsAfter, when not nil, holds RemoveSmall's removal of the
-	// cgroups until it is closed (the init reaped: its cgroups are busy
-	// until then), while the tree goes already. Not passed to a reaper.
-	CgroupsAfter <-chan struct{} `json:"-"`
 }

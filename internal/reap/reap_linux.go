@@ -88,17 +88,7 @@ func RemoveSmall(ctx context.Context, s Spec, n int) error {
 		return fmt.Errorf("remove %s: %w", s.Dir, err)
 	}
 	cg := make(chan error, 1)
-	go func() {
-		if s.CgroupsAfter != nil {
-			select {
-			case <-s.CgroupsAfter:
-			case <-ctx.Done():
-				cg <- fmt.Errorf("remove the cgroups of %s: %w", s.Dir, ctx.Err())
-				return
-			}
-		}
-		cg <- s.removeCgroups()
-	}()
+	go func() { cg <- s.removeCgroups() }()
 	err := rmtree.RemoveContents(s.Dir, n, s.Last...)
 	if cerr := <-cg; cerr != nil {
 		return cerr

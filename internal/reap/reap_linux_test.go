@@ -3,12 +3,10 @@
 package reap
 
 import (
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/beamhop/lightbox/internal/idmap"
 	"github.com/beamhop/lightbox/internal/rmtree"
@@ -86,55 +84,6 @@ func TestRemoveSmallKeepsStateWhileCgroupsStay(t *testing.T) {
 	}
 	if err := RemoveSmall(t.Context(), s, 256); err == nil {
 		t.Fatal("RemoveSmall with a cgroup it cannot remove = nil, want an error")
-	}
-	for _, p := range []string{filepath.Join(s.Dir, "state.json"), filepath.Join(s.Dir, "lock"), filepath.Join(cg, "workload")} {
-		if _, err := os.Lstat(p); err != nil {
-			t.Errorf("%s gone: %v", p, err)
-		}
-	}
-}
-
-// TestRemoveSmallCgroupsAfter: with CgroupsAfter the tree goes at once
-// while the cgroups, and the lock and state file that name them for gc,
-// wait until it is closed; a context that ends first fails the removal
-// with all three left.
-func TestRemoveSmallCgroupsAfter(t *testing.T) {
-	s, cg := aside(t)
-	after := make(chan struct{})
-	s.CgroupsAfter = after
-	done := make(chan error, 1)
-	go func() { done <- RemoveSmall(t.Context(), s, 256) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Lstat(filepath.Join(s.Dir, "upper")); errors.Is(err, os.ErrNotExist) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the tree did not go while the cgroups waited")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	for _, p := range []string{filepath.Join(s.Dir, "state.json"), filepath.Join(s.Dir, "lock"), filepath.Join(cg, "workload")} {
-		if _, err := os.Lstat(p); err != nil {
-			t.Errorf("%s gone before CgroupsAfter closed: %v", p, err)
-		}
-	}
-	close(after)
-	if err := <-done; err != nil {
-		t.Fatalf("RemoveSmall = %v, want nil", err)
-	}
-	for _, p := range []string{s.Dir, cg} {
-		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("%s still there: lstat = %v", p, err)
-		}
-	}
-
-	s, cg = aside(t)
-	s.CgroupsAfter = make(chan struct{}) // never closed
-	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
-	defer cancel()
-	if err := RemoveSmall(ctx, s, 256); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("RemoveSmall with a context that ends first = %v, want DeadlineExceeded", err)
 	}
 	for _, p := range []string{filepath.Join(s.Dir, "state.json"), filepath.Join(s.Dir, "lock"), filepath.Join(cg, "workload")} {
 		if _, err := os.Lstat(p); err != nil {
