@@ -149,8 +149,8 @@ type FDs struct {
 	// byte to ("G") just before it exits, once no other process of the
 	// sandbox is left and the leases are closed: the launcher may then
 	// remove the sandbox's tree while the kernel tears the init down.
-	// EOF without it (a crash, a handover, processes the SIGKILL did not
-	// end in time) means: wait for the init's exit.
+	// EOF without it (a crash, processes the SIGKILL did not end in
+	// time) means: wait for the init's exit. Handed over with the init.
 	Gone int `json:"gone,omitempty"`
 }
 

@@ -306,7 +306,7 @@ const goneWait = time.Second
 // wait for our exit (busy until then).
 func (s *server) sayGone() {
 	if s.cfg.FDs.Gone <= 0 {
-		return // none (a handover's init: the pipe closed with the first)
+		return // none: a launch without one (the OCI face's)
 	}
 	t := time.NewTimer(goneWait)
 	defer t.Stop()

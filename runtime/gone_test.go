@@ -235,3 +235,29 @@ func TestDestroyEarlyThenExit(t *testing.T) {
 		}
 	}
 }
+
+// TestDestroyEarlyAfterHandover: the gone pipe survives the init's
+// handovers (an idle sandbox's init re-executes itself): Destroy of a
+// sandbox that lived past one returns on the init's word too.
+func TestDestroyEarlyAfterHandover(t *testing.T) {
+	e := newEnv(t)
+	sb, err := e.m.Launch(t.Context(), e.spec("handed"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitGen(t, sb.Pid(), 1)
+	sh(t, sb, "sleep 1000 >/dev/null 2>&1 &")
+	left := sandboxPids(t, sb.Pid())
+	before := earlyDestroys.Load()
+	if err := sb.Destroy(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := earlyDestroys.Load() - before; n != 1 {
+		t.Errorf("early destroys: %d, want 1 (the gone pipe lost in the handover)", n)
+	}
+	for _, pid := range left {
+		if err := unix.Kill(pid, 0); !errors.Is(err, unix.ESRCH) {
+			t.Errorf("process %d of the sandbox still there once Destroy returned: kill 0 = %v", pid, err)
+		}
+	}
+}
