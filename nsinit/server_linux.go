@@ -300,10 +300,10 @@ const goneWait = time.Second
 
 // sayGone tells the launcher, on the gone pipe (FDs.Gone), that no other
 // process of the sandbox is left and that the leases are closed: what
-// the caller of Destroy or run waits for. The launcher then removes the
-// sandbox's tree while the kernel tears this process down (its memory,
-// its namespaces, the overlay: ~1 ms), instead of after; the cgroups
-// wait for our exit (busy until then).
+// the caller of Destroy waits for. Destroy then returns while the kernel
+// tears this process down (its memory, its namespaces, the overlay:
+// ~1 ms); the reap, the cgroups and the tree follow in the launcher's
+// background.
 func (s *server) sayGone() {
 	if s.cfg.FDs.Gone <= 0 {
 		return // none: a launch without one (the OCI face's)

@@ -175,7 +175,7 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		awaitExit(pid)
 		initErr = cmd.Wait()
 		close(initDone)
-		_ = goneR.Close() // read-only; a reader in destroyDetached then sees the init reaped
+		_ = goneR.Close() // read-only; a reader (heardGone) then sees the init reaped
 	}()
 	goneOwned = true
 	_ = cfgR.Close()  // the init's copy: read by the init only

@@ -102,8 +102,8 @@ func (s *Sandbox) destroyDetached(ctx context.Context, held *lockfile.Lock) erro
 // once the init said that no other process of the sandbox is left and
 // that its leases are closed (its own exit may still be under way: the
 // kernel's teardown of its memory and namespaces), false at EOF (it
-// exited without saying so: a crash, or a handover's init has no pipe)
-// or once the pipe is closed (the init reaped). Nil without a pipe (a
+// exited without saying so: a crash, or processes the init could not
+// end in time) or once the pipe is closed (the init reaped). Nil without a pipe (a
 // handle that did not launch the sandbox).
 func (s *Sandbox) heardGone() <-chan bool {
 	if s.goneR == nil {
