@@ -145,6 +145,13 @@ type FDs struct {
 	// (v1: tasks), opened by the runtime: the spawner thread writes "0"
 	// to it to move itself there, so that every workload is born in it.
 	Workload int `json:"workload,omitempty"`
+	// Gone, when not 0, is the write end of a pipe the init writes one
+	// byte to ("G") just before it exits, once no other process of the
+	// sandbox is left and the leases are closed: the launcher may then
+	// remove the sandbox's tree while the kernel tears the init down.
+	// EOF without it (a crash, processes the SIGKILL did not end in
+	// time) means: wait for the init's exit. Handed over with the init.
+	Gone int `json:"gone,omitempty"`
 }
 
 // FSMount is a filesystem made with fsopen/fsconfig.

@@ -289,7 +289,42 @@ func (s *server) exit() {
 	s.replyEnded(time.After(2 * time.Second))
 	_ = unix.Kill(-1, unix.SIGKILL) // ESRCH when nothing else is left; our exit kills the rest anyway
 	waitLogCopiers(2 * time.Second) // the writers are gone: what is left to copy is in the pipes
+	s.sayGone()
 	os.Exit(0)
+}
+
+// goneWait bounds sayGone's wait for the processes the exit's SIGKILL
+// ends: one that does not go at once (asleep in an uninterruptible wait)
+// leaves the launcher to wait for our exit, as without the gone pipe.
+const goneWait = time.Second
+
+// sayGone tells the launcher, on the gone pipe (FDs.Gone), that no other
+// process of the sandbox is left and that the leases are closed: what
+// the caller of Destroy waits for. Destroy then returns while the kernel
+// tears this process down (its memory, its namespaces, the overlay:
+// ~1 ms); the reap, the cgroups and the tree follow in the launcher's
+// background.
+func (s *server) sayGone() {
+	if s.cfg.FDs.Gone <= 0 {
+		return // none: a launch without one (the OCI face's)
+	}
+	t := time.NewTimer(goneWait)
+	defer t.Stop()
+	select {
+	case <-s.r.noChildren():
+	case <-t.C:
+		return
+	}
+	for _, fd := range s.cfg.FDs.Leases {
+		_ = unix.Close(fd) // a lease file opened read-only: its flock goes with it
+	}
+	s.mu.Lock()
+	for _, fd := range s.leases {
+		_ = unix.Close(fd) // as above
+	}
+	s.leases = nil
+	s.mu.Unlock()
+	_, _ = unix.Write(s.cfg.FDs.Gone, []byte{'G'}) // EPIPE when the launcher is gone: nobody waits then
 }
 
 // replyEnded waits until every exec connection whose workload has ended

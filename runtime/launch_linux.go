@@ -54,6 +54,17 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		return nil, err
 	}
 	defer func() { _ = liveR.Close() }() // the init's read end of the liveness pipe: no data ever
+	goneR, goneW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = goneW.Close() }() // the init's write end: we never write it
+	goneOwned := false
+	defer func() {
+		if !goneOwned {
+			_ = goneR.Close() // no init to hear from
+		}
+	}()
 	// The init's stdout and stderr go to the name lock's file, not to a
 	// file of their own (one inode fewer a launch: bench/NOTES.md); the
 	// init's final Status replaces them (nsinit.UnmarshalStatus).
@@ -72,6 +83,7 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	}
 	cfgFD := child(cfgR)
 	cfg.FDs = nsinit.FDs{Report: child(repW), Liveness: child(liveR), Listener: child(lnf), Lock: child(lk.File()), Exe: -1, Passer: -1}
+	cfg.FDs.Gone = child(goneW)
 	var passW *os.File
 	if hostPrepares() {
 		pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
@@ -163,11 +175,14 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		awaitExit(pid)
 		initErr = cmd.Wait()
 		close(initDone)
+		_ = goneR.Close() // read-only; a reader (heardGone) then sees the init reaped
 	}()
+	goneOwned = true
 	_ = cfgR.Close()  // the init's copy: read by the init only
 	_ = repW.Close()  // the init's copy: we never write it
 	_ = liveR.Close() // the init's copy: no data on the liveness pipe
-	sb := &Sandbox{m: m, name: name, dir: dir, pid: pid, live: liveW, initDone: initDone, writable: spec.WritableDir}
+	_ = goneW.Close() // the init's copy: we only read the gone pipe
+	sb := &Sandbox{m: m, name: name, dir: dir, pid: pid, live: liveW, initDone: initDone, goneR: goneR, writable: spec.WritableDir}
 	sb.cgOnce.Do(func() { sb.cg = cg }) // known here: a command's start need not read the state for it
 	launched.Store(liveW, struct{}{})
 	fail := func(err error) (*Sandbox, error) {

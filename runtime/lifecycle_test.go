@@ -60,10 +60,31 @@ func helperMain(mode, root, rootfs, name string) {
 			spec.Limits.LogBytes = 1 << 20
 		}
 	}
+	if mode == "destroy-exit" { // TestDestroyEarlyThenExit
+		// The background removal never starts: this process exits
+		// right after Destroy returned, without Close.
+		removeGoingHook = func() { select {} }
+	}
 	sb, err := m.Launch(context.Background(), spec)
 	if err != nil {
 		fmt.Println("error:", err)
 		os.Exit(1)
+	}
+	if mode == "destroy-exit" {
+		if err := sb.Command("sh", "-c", "sleep 1000 >/dev/null 2>&1 &").Run(); err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		if err := sb.Destroy(context.Background()); err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		if earlyDestroys.Load() != 1 {
+			fmt.Println("error: Destroy did not return on the init's word")
+			os.Exit(1)
+		}
+		fmt.Println("ready")
+		os.Exit(0)
 	}
 	fmt.Println("ready")
 	if mode == "hold" {

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/beamhop/lightbox/internal/errdefs"
@@ -789,6 +790,60 @@ func (m *Manager) removeLocked(ctx context.Context, name string, background bool
 	}()
 	return nil
 }
+
+// removeGoing frees the name of a sandbox whose init said it is going
+// (no other process of the sandbox left, its leases closed) but, until
+// it exits, still holds the name lock: the directory is renamed aside
+// under the global lock, and removed in the background once the init is
+// reaped (initDone), with the name lock then taken (Close and GC wait for
+// this process's removals). Until then the init's hold of the lock tells
+// other processes' gc and set-aside that the entry is busy; after a
+// crash they find the .rm- entry with its lock free and its state naming
+// the cgroups.
+func (m *Manager) removeGoing(ctx context.Context, name string, initDone <-chan struct{}) error {
+	g, err := m.globalLock(ctx)
+	if err != nil {
+		return err
+	}
+	aside := filepath.Join(m.root, ".rm-"+name+"-"+randomHex(5))
+	err = os.Rename(m.dir(name), aside)
+	g.Close()
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("remove sandbox %s: %w", name, err)
+	}
+	earlyDestroys.Add(1)
+	m.bg.Add(1)
+	go func() {
+		defer m.bg.Done()
+		<-initDone
+		if removeGoingHook != nil {
+			removeGoingHook()
+		}
+		lk, err := lockBriefly(filepath.Join(aside, "lock"))
+		if errors.Is(err, lockfile.ErrLocked) {
+			return // taken meanwhile by another process's gc or set-aside, which removes it
+		}
+		defer lk.Close() // nil when there is no lock file: removed meanwhile, or never made
+		if err := m.removeDir(context.WithoutCancel(ctx), aside); err != nil {
+			m.log.Warn("removing a destroyed sandbox; gc retries", "sandbox", name, "dir", aside, "err", err)
+			m.bgMu.Lock()
+			m.bgErrs = append(m.bgErrs, fmt.Errorf("remove sandbox %s (gc retries): %w", name, err))
+			m.bgMu.Unlock()
+		}
+	}()
+	return nil
+}
+
+// removeGoingHook, when set (tests), runs in removeGoing's background
+// removal once the init is reaped; earlyDestroys counts the Destroys that
+// returned on the init's word (tests).
+var (
+	removeGoingHook func()
+	earlyDestroys   atomic.Int64
+)
 
 // removing reports whether a live process holds the name lock of a
 // directory set aside for removal (.rm-): it is removing it in the

@@ -70,6 +70,11 @@ func (s *Sandbox) destroyDetached(ctx context.Context, held *lockfile.Lock) erro
 	if err != nil {
 		return nil // gone already (removed by another process)
 	}
+	// Not removed while the init exits (it said it is gone: heardGone):
+	// the overlay holds most of the tree's directories until its
+	// unmount, in the init's exit, which then pays for their eviction
+	// (on this VM's ext4 a synchronous discard each) instead of us; the
+	// caller measured no faster (bench/NOTES.md, 2026-12-01 exitpath).
 	spec := reap.Spec{Dir: aside, Mapping: s.m.mapping, Last: []string{"state.json", "lock"}}
 	if cg != nil {
 		spec.Cgroups, spec.Parents = cg.reapDirs()
@@ -91,6 +96,26 @@ func (s *Sandbox) destroyDetached(ctx context.Context, held *lockfile.Lock) erro
 		}
 	}
 	return nil
+}
+
+// heardGone starts reading the init's gone pipe: the channel yields true
+// once the init said that no other process of the sandbox is left and
+// that its leases are closed (its own exit may still be under way: the
+// kernel's teardown of its memory and namespaces), false at EOF (it
+// exited without saying so: a crash, or processes the init could not
+// end in time) or once the pipe is closed (the init reaped). Nil without a pipe (a
+// handle that did not launch the sandbox).
+func (s *Sandbox) heardGone() <-chan bool {
+	if s.goneR == nil {
+		return nil
+	}
+	said := make(chan bool, 1)
+	go func() {
+		var b [1]byte
+		n, _ := s.goneR.Read(b[:]) // EOF or a closed file: not said
+		said <- n == 1 && b[0] == 'G'
+	}()
+	return said
 }
 
 // startReaper starts a detached reaper (its own session, no stdio, not

@@ -35,6 +35,10 @@ type Sandbox struct {
 	main     *Cmd          // the main command, when this handle started it
 	net      NetworkAttachment
 	held     *lockfile.Lock // our hold of the name lock (Spec.DetachedTeardown)
+	// goneR is the read end of the init's gone pipe (nsinit.FDs.Gone),
+	// launcher only: "G" once nothing of the sandbox runs but the init,
+	// whose leases are closed. Closed once the init is reaped.
+	goneR *os.File
 	// writable is Spec.WritableDir, known without reading the state
 	// when this handle launched the sandbox (initDone != nil).
 	writable string
@@ -247,6 +251,9 @@ func (s *Sandbox) Detach() error {
 	if s.held != nil {
 		s.held.Close() // the init holds it alone from now on
 		s.held = nil
+		if s.goneR != nil {
+			_ = s.goneR.Close() // read-only; only destroyDetached, which needs held, reads it
+		}
 	}
 	if s.live == nil {
 		return nil
@@ -346,9 +353,13 @@ func (s *Sandbox) waitGone(ctx context.Context) error {
 //
 // It returns once every process of the sandbox is gone, its name is free
 // for a new sandbox and what its init held (volume and snapshot leases)
-// is released. Its cgroup and directory are removed after that, in the
-// background: Manager.Close waits for those removals and returns what
-// they failed to do; after a crash, GC removes what is left.
+// is released. The init itself may then still be exiting (the kernel
+// tears down its memory and namespaces): a handle that launched the
+// sandbox hears from the init, on its gone pipe, once the rest is gone
+// and the leases are closed, and does not wait for that. Its cgroup and
+// directory are removed after that, in the background: Manager.Close
+// waits for those removals and returns what they failed to do; after a
+// crash, GC removes what is left.
 func (s *Sandbox) Destroy(ctx context.Context) error {
 	return s.destroy(ctx, s.m.opts.StopGrace)
 }
@@ -370,12 +381,17 @@ func (s *Sandbox) destroy(ctx context.Context, grace time.Duration) error {
 		}
 		held.Close() // the init's exit frees the name for the removal below
 	}
-	if err := s.stop(ctx, grace); err != nil {
-		return fmt.Errorf("destroy sandbox %s: %w", s.name, err)
-	}
 	s.mu.Lock()
 	net := s.net
 	s.mu.Unlock()
+	// Without a network helper to wait for, a launching handle hears
+	// from the init when nothing of the sandbox runs any more: Destroy
+	// returns then, and the init's reap goes to the background with the
+	// removal.
+	early, err := s.stop(ctx, grace, net == nil && s.initDone != nil)
+	if err != nil {
+		return fmt.Errorf("destroy sandbox %s: %w", s.name, err)
+	}
 	if net != nil || s.initDone == nil {
 		// A handle that launched the sandbox without a network helper
 		// knows there is none to wait for: no state to read.
@@ -399,7 +415,12 @@ func (s *Sandbox) destroy(ctx context.Context, grace time.Duration) error {
 		s.live = nil
 	}
 	s.mu.Unlock()
-	if err := s.m.remove(ctx, s.name); err != nil {
+	if early {
+		err = s.m.removeGoing(ctx, s.name, s.initDone)
+	} else {
+		err = s.m.remove(ctx, s.name)
+	}
+	if err != nil {
 		return fmt.Errorf("destroy sandbox %s: %w", s.name, err)
 	}
 	return nil
@@ -460,39 +481,56 @@ func waitPidfd(ctx context.Context, f *os.File, deadline time.Time) bool {
 }
 
 // stop ends the init, if it runs, and waits until every process of the
-// sandbox is gone.
-func (s *Sandbox) stop(ctx context.Context, grace time.Duration) error {
+// sandbox is gone: with hear, until the init said so on its gone pipe
+// (early: the init's own exit may still be under way) or was reaped.
+func (s *Sandbox) stop(ctx context.Context, grace time.Duration, hear bool) (early bool, err error) {
 	exited, cleanup, err := s.initExited(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer cleanup()
 	select {
 	case <-exited:
-		return nil
+		return false, nil
 	default:
+	}
+	var said <-chan bool
+	if hear {
+		said = s.heardGone()
 	}
 	_, err = s.call(ctx, nsinit.Request{Op: nsinit.OpDestroy, Grace: grace})
 	if err != nil && ctx.Err() != nil {
-		return ctx.Err()
+		return false, ctx.Err()
 	}
 	// Whatever the reply (the init may die before it answers), wait for
 	// the init to be gone; kill it if it does not go within the grace
 	// period plus a margin.
-	select {
-	case <-exited:
-		return nil
-	case <-time.After(grace + 5*time.Second):
-	case <-ctx.Done():
+	limit := time.NewTimer(grace + 5*time.Second)
+	defer limit.Stop()
+wait:
+	for {
+		select {
+		case <-exited:
+			return false, nil
+		case ok := <-said:
+			if ok {
+				return true, nil
+			}
+			said = nil // not said: wait for the exit
+		case <-limit.C:
+			break wait
+		case <-ctx.Done():
+			break wait
+		}
 	}
 	if err := s.kill(); err != nil {
-		return err
+		return false, err
 	}
 	select {
 	case <-exited:
-		return nil
+		return false, nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return false, ctx.Err()
 	}
 }
 
