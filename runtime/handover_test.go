@@ -244,8 +244,15 @@ func TestInitHandoverTimeoutDestroy(t *testing.T) {
 	if err := sb.Destroy(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if !exited(sb.Pid()) {
-		t.Errorf("init %d still running after Destroy", sb.Pid())
+	// Destroy returns on the init's word that nothing else of the
+	// sandbox runs (TestDestroyEarlyAfterHandover checks that part); the
+	// init's own exit follows it.
+	deadline := time.Now().Add(10 * time.Second)
+	for !exited(sb.Pid()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("init %d still running 10 s after Destroy", sb.Pid())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 
 	// SIGTERM to a new init (as `kill PID` on the host) ends an idle sandbox.
