@@ -781,14 +781,21 @@ func (m *Manager) removeLocked(ctx context.Context, name string, background bool
 	go func() {
 		defer m.bg.Done()
 		defer lk.Close()
-		if err := m.removeDir(context.WithoutCancel(ctx), aside); err != nil {
-			m.log.Warn("removing a destroyed sandbox; gc retries", "sandbox", name, "dir", aside, "err", err)
-			m.bgMu.Lock()
-			m.bgErrs = append(m.bgErrs, fmt.Errorf("remove sandbox %s (gc retries): %w", name, err))
-			m.bgMu.Unlock()
-		}
+		m.removeLater(ctx, name, aside)
 	}()
 	return nil
+}
+
+// removeLater removes the set-aside directory of sandbox name in a
+// background removal (remove's, removeGoing's): a failure is logged and
+// kept for Close to report; gc retries it.
+func (m *Manager) removeLater(ctx context.Context, name, aside string) {
+	if err := m.removeDir(context.WithoutCancel(ctx), aside); err != nil {
+		m.log.Warn("removing a destroyed sandbox; gc retries", "sandbox", name, "dir", aside, "err", err)
+		m.bgMu.Lock()
+		m.bgErrs = append(m.bgErrs, fmt.Errorf("remove sandbox %s (gc retries): %w", name, err))
+		m.bgMu.Unlock()
+	}
 }
 
 // removeGoing frees the name of a sandbox whose init said it is going
@@ -827,12 +834,7 @@ func (m *Manager) removeGoing(ctx context.Context, name string, initDone <-chan 
 			return // taken meanwhile by another process's gc or set-aside, which removes it
 		}
 		defer lk.Close() // nil when there is no lock file: removed meanwhile, or never made
-		if err := m.removeDir(context.WithoutCancel(ctx), aside); err != nil {
-			m.log.Warn("removing a destroyed sandbox; gc retries", "sandbox", name, "dir", aside, "err", err)
-			m.bgMu.Lock()
-			m.bgErrs = append(m.bgErrs, fmt.Errorf("remove sandbox %s (gc retries): %w", name, err))
-			m.bgMu.Unlock()
-		}
+		m.removeLater(ctx, name, aside)
 	}()
 	return nil
 }
