@@ -165,6 +165,7 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		return nil, fmt.Errorf("start init: %w", err)
 	}
 	pid := cmd.Process.Pid
+	gone := &gonePipe{f: goneR}
 	initDone := make(chan struct{})
 	var initErr error
 	go func() {
@@ -175,14 +176,14 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		awaitExit(pid)
 		initErr = cmd.Wait()
 		close(initDone)
-		_ = goneR.Close() // read-only; a reader (heardGone) then sees the init reaped
+		gone.release() // unless a Destroy reads it
 	}()
 	goneOwned = true
 	_ = cfgR.Close()  // the init's copy: read by the init only
 	_ = repW.Close()  // the init's copy: we never write it
 	_ = liveR.Close() // the init's copy: no data on the liveness pipe
 	_ = goneW.Close() // the init's copy: we only read the gone pipe
-	sb := &Sandbox{m: m, name: name, dir: dir, pid: pid, live: liveW, initDone: initDone, goneR: goneR, writable: spec.WritableDir}
+	sb := &Sandbox{m: m, name: name, dir: dir, pid: pid, live: liveW, initDone: initDone, goneP: gone, writable: spec.WritableDir}
 	sb.cgOnce.Do(func() { sb.cg = cg }) // known here: a command's start need not read the state for it
 	launched.Store(liveW, struct{}{})
 	fail := func(err error) (*Sandbox, error) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -98,21 +99,53 @@ func (s *Sandbox) destroyDetached(ctx context.Context, held *lockfile.Lock) erro
 	return nil
 }
 
+// gonePipe is the read end of an init's gone pipe (nsinit.FDs.Gone),
+// read at most once: by a Destroy (heardGone), which then owns and closes
+// it, or closed unread once the init is reaped or the handle detached.
+// Never closed under a reader: the init's word, written before its exit,
+// stays readable after its reap.
+type gonePipe struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+// take hands the file to its one reader; nil once taken or released.
+func (g *gonePipe) take() *os.File {
+	if g == nil {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	f := g.f
+	g.f = nil
+	return f
+}
+
+// release closes the file unless a reader took it.
+func (g *gonePipe) release() {
+	if f := g.take(); f != nil {
+		_ = f.Close() // read-only, never read: nothing to report
+	}
+}
+
 // heardGone starts reading the init's gone pipe: the channel yields true
 // once the init said that no other process of the sandbox is left and
 // that its leases are closed (its own exit may still be under way: the
 // kernel's teardown of its memory and namespaces), false at EOF (it
 // exited without saying so: a crash, or processes the init could not
-// end in time) or once the pipe is closed (the init reaped). Nil without a pipe (a
-// handle that did not launch the sandbox).
+// end in time). Once the init is reaped the read ends at once: its word
+// or EOF, as no other process holds the write end. Nil without a pipe (a
+// handle that did not launch the sandbox, or detached it).
 func (s *Sandbox) heardGone() <-chan bool {
-	if s.goneR == nil {
+	f := s.goneP.take()
+	if f == nil {
 		return nil
 	}
 	said := make(chan bool, 1)
 	go func() {
+		defer func() { _ = f.Close() }() // read-only: read to its word or its end
 		var b [1]byte
-		n, _ := s.goneR.Read(b[:]) // EOF or a closed file: not said
+		n, _ := f.Read(b[:]) // EOF: not said
 		said <- n == 1 && b[0] == 'G'
 	}()
 	return said

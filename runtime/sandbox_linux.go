@@ -35,10 +35,10 @@ type Sandbox struct {
 	main     *Cmd          // the main command, when this handle started it
 	net      NetworkAttachment
 	held     *lockfile.Lock // our hold of the name lock (Spec.DetachedTeardown)
-	// goneR is the read end of the init's gone pipe (nsinit.FDs.Gone),
+	// goneP is the read end of the init's gone pipe (nsinit.FDs.Gone),
 	// launcher only: "G" once nothing of the sandbox runs but the init,
-	// whose leases are closed. Closed once the init is reaped.
-	goneR *os.File
+	// whose leases are closed.
+	goneP *gonePipe
 	// writable is Spec.WritableDir, known without reading the state
 	// when this handle launched the sandbox (initDone != nil).
 	writable string
@@ -251,10 +251,8 @@ func (s *Sandbox) Detach() error {
 	if s.held != nil {
 		s.held.Close() // the init holds it alone from now on
 		s.held = nil
-		if s.goneR != nil {
-			_ = s.goneR.Close() // read-only; only destroyDetached, which needs held, reads it
-		}
 	}
+	s.goneP.release() // a Destroy through this handle waits for the init's exit
 	if s.live == nil {
 		return nil
 	}
@@ -511,7 +509,9 @@ wait:
 	for {
 		select {
 		case <-exited:
-			return false, nil
+			// Reaped before we read its word: the word, if it was
+			// said, is in the pipe, and the read ends at once.
+			return said != nil && <-said, nil
 		case ok := <-said:
 			if ok {
 				return true, nil
