@@ -64,6 +64,15 @@ func newEnvB(t testing.TB) *env {
 	// left running in the background (a rootless store's files owned by
 	// subordinate ids can only be removed inside its user namespace).
 	t.Cleanup(func() {
+		if t.Failed() {
+			// A test that failed midway may leave what a crash leaves
+			// (a helper process killed, a .rm- entry): its cgroups would
+			// outlive the store's TempDir, on the host. Best effort: the
+			// test has failed already.
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			_ = m.GC(ctx)
+			cancel()
+		}
 		if err := m.Close(); err != nil {
 			t.Errorf("Close: %v", err)
 		}
