@@ -169,20 +169,19 @@ func appendString(b []byte, s string) []byte {
 // the caller hands b to encoding/json, which decides.
 func parseReply(b []byte, r *Reply) (ok bool) {
 	out := *r
-	if len(b) < 2 || b[0] != '{' || b[len(b)-1] != '}' {
+	p, ok := objectBody(b)
+	if !ok {
 		return false
 	}
-	p := b[1 : len(b)-1]
 	for len(p) > 0 {
-		key, rest, ok := plainString(p)
-		if !ok || len(rest) == 0 || rest[0] != ':' {
+		var key string
+		if key, p, ok = objectKey(p); !ok {
 			return false
 		}
-		p = rest[1:]
 		switch key {
 		case "type", "error":
-			v, rest, ok := plainString(p)
-			if !ok {
+			var v string
+			if v, p, ok = plainString(p); !ok {
 				return false
 			}
 			if key == "type" {
@@ -190,21 +189,9 @@ func parseReply(b []byte, r *Reply) (ok bool) {
 			} else {
 				out.Error = v
 			}
-			p = rest
 		case "version", "pid", "code", "signal":
-			n := 0
-			if n < len(p) && p[n] == '-' {
-				n++
-			}
-			digits := n
-			for n < len(p) && p[n] >= '0' && p[n] <= '9' {
-				n++
-			}
-			if n == digits || (p[digits] == '0' && n > digits+1) {
-				return false // no digits, or a leading zero: not JSON
-			}
-			v, err := strconv.ParseInt(string(p[:n]), 10, strconv.IntSize)
-			if err != nil {
+			var v int64
+			if v, p, ok = jsonInt(p, strconv.IntSize); !ok {
 				return false
 			}
 			switch key {
@@ -217,15 +204,11 @@ func parseReply(b []byte, r *Reply) (ok bool) {
 			case "signal":
 				out.Signal = int(v)
 			}
-			p = p[n:]
 		default:
 			return false
 		}
-		if len(p) > 0 {
-			if p[0] != ',' || len(p) == 1 {
-				return false
-			}
-			p = p[1:]
+		if p, ok = nextMember(p); !ok {
+			return false
 		}
 	}
 	*r = out
