@@ -186,23 +186,7 @@ func TestAppendRequest(t *testing.T) {
 		reqs = append(reqs, Request{Op: OpExec, Exec: &Exec{Args: []string{s, s}, Env: []string{s}, Dir: s, User: s}})
 	}
 	rnd := rand.New(rand.NewPCG(1, 2))
-	randString := func() string {
-		b := make([]byte, rnd.IntN(12))
-		for i := range b {
-			b[i] = byte(rnd.IntN(256))
-		}
-		return string(b)
-	}
-	for range 2000 {
-		e := &Exec{Dir: randString(), User: randString(), Tty: rnd.IntN(2) == 0, Rows: uint16(rnd.IntN(3)), LogMax: int64(rnd.IntN(3) - 1), NoStarted: rnd.IntN(2) == 0}
-		for range rnd.IntN(4) {
-			e.Args = append(e.Args, randString())
-		}
-		for range rnd.IntN(3) {
-			e.Env = append(e.Env, randString())
-		}
-		reqs = append(reqs, Request{Op: Op(randString()), Exec: e, Signal: rnd.IntN(3)})
-	}
+	reqs = append(reqs, randomRequests(rnd, 2000, func() byte { return byte(rnd.IntN(256)) })...)
 	for _, r := range reqs {
 		got, err := Marshal(&r)
 		if err != nil {
@@ -337,24 +321,8 @@ func TestParseRequest(t *testing.T) {
 		{Op: OpEtc, Etc: []File{{}}},
 	}
 	rnd := rand.New(rand.NewPCG(3, 4))
-	randString := func() string {
-		b := make([]byte, rnd.IntN(12))
-		for i := range b {
-			const alphabet = " {}[]\",:\\aé\x01"
-			b[i] = alphabet[rnd.IntN(len(alphabet))]
-		}
-		return string(b)
-	}
-	for range 2000 {
-		e := &Exec{Dir: randString(), User: randString(), Tty: rnd.IntN(2) == 0, Rows: uint16(rnd.IntN(3)), LogMax: int64(rnd.IntN(3) - 1), Main: rnd.IntN(2) == 0}
-		for range rnd.IntN(4) {
-			e.Args = append(e.Args, randString())
-		}
-		for range rnd.IntN(3) {
-			e.Env = append(e.Env, randString())
-		}
-		reqs = append(reqs, Request{Op: Op(randString()), Exec: e, Signal: rnd.IntN(3)})
-	}
+	const alphabet = " {}[]\",:\\aé\x01"
+	reqs = append(reqs, randomRequests(rnd, 2000, func() byte { return alphabet[rnd.IntN(len(alphabet))] })...)
 	for _, r := range reqs {
 		b, err := Marshal(&r)
 		if err != nil {
@@ -426,4 +394,28 @@ func TestParseRequest(t *testing.T) {
 	if parseRequest([]byte(`{"version":1,"exec":{"args":["a"]}}`), &r) {
 		t.Error("parseRequest took a request into a Request with an Exec")
 	}
+}
+
+// randomRequests makes n Requests of OpExec-like shape with random
+// strings (up to 11 bytes, each from next) and random flags.
+func randomRequests(rnd *rand.Rand, n int, next func() byte) []Request {
+	randString := func() string {
+		b := make([]byte, rnd.IntN(12))
+		for i := range b {
+			b[i] = next()
+		}
+		return string(b)
+	}
+	reqs := make([]Request, 0, n)
+	for range n {
+		e := &Exec{Dir: randString(), User: randString(), Tty: rnd.IntN(2) == 0, Rows: uint16(rnd.IntN(3)), LogMax: int64(rnd.IntN(3) - 1), Main: rnd.IntN(2) == 0, NoStarted: rnd.IntN(2) == 0}
+		for range rnd.IntN(4) {
+			e.Args = append(e.Args, randString())
+		}
+		for range rnd.IntN(3) {
+			e.Env = append(e.Env, randString())
+		}
+		reqs = append(reqs, Request{Op: Op(randString()), Exec: e, Signal: rnd.IntN(3)})
+	}
+	return reqs
 }
