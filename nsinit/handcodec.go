@@ -167,33 +167,24 @@ func appendString(b []byte, s string) []byte {
 // its tags, integer values in int's range, strings without escapes or
 // control characters. ok is false for anything else, r then untouched:
 // the caller hands b to encoding/json, which decides.
-func parseReply(b []byte, r *Reply) (ok bool) {
-	out := *r
-	p, ok := objectBody(b)
+func parseReply(b []byte, r *Reply) bool {
+	body, ok := objectBody(b)
 	if !ok {
 		return false
 	}
-	for len(p) > 0 {
-		var key string
-		if key, p, ok = objectKey(p); !ok {
-			return false
-		}
+	out := *r
+	ok = members(body, func(key string, p []byte) ([]byte, bool) {
 		switch key {
 		case "type", "error":
-			var v string
-			if v, p, ok = plainString(p); !ok {
-				return false
-			}
+			v, rest, ok := plainString(p)
 			if key == "type" {
 				out.Type = ReplyType(v)
 			} else {
 				out.Error = v
 			}
+			return rest, ok
 		case "version", "pid", "code", "signal":
-			var v int64
-			if v, p, ok = jsonInt(p, strconv.IntSize); !ok {
-				return false
-			}
+			v, rest, ok := jsonInt(p, strconv.IntSize)
 			switch key {
 			case "version":
 				out.Version = int(v)
@@ -204,15 +195,14 @@ func parseReply(b []byte, r *Reply) (ok bool) {
 			case "signal":
 				out.Signal = int(v)
 			}
-		default:
-			return false
+			return rest, ok
 		}
-		if p, ok = nextMember(p); !ok {
-			return false
-		}
+		return nil, false
+	})
+	if ok {
+		*r = out
 	}
-	*r = out
-	return true
+	return ok
 }
 
 // plainString reads a JSON string at the start of p that needs no
@@ -245,112 +235,84 @@ func plainString(p []byte) (s string, rest []byte, ok bool) {
 // (its type caches built by reflection) cost the first command after a
 // quiet spell ~0.1 ms and kept its caches resident (bench/NOTES.md,
 // 2026-12-01 poolidle).
-func parseRequest(b []byte, r *Request) (ok bool) {
+func parseRequest(b []byte, r *Request) bool {
 	if r.Exec != nil || r.Take != nil || r.Etc != nil || bytes.IndexByte(b, '\\') >= 0 {
 		return false // an escape anywhere: objectEnd's quotes need none
 	}
-	out := *r
-	p, ok := objectBody(b)
+	body, ok := objectBody(b)
 	if !ok {
 		return false
 	}
-	for len(p) > 0 {
-		var key string
-		if key, p, ok = objectKey(p); !ok {
-			return false
-		}
+	out := *r
+	ok = members(body, func(key string, p []byte) ([]byte, bool) {
 		switch key {
 		case "version", "signal":
-			var v int64
-			if v, p, ok = jsonInt(p, strconv.IntSize); !ok {
-				return false
-			}
+			v, rest, ok := jsonInt(p, strconv.IntSize)
 			if key == "version" {
 				out.Version = int(v)
 			} else {
 				out.Signal = int(v)
 			}
+			return rest, ok
 		case "grace":
-			var v int64
-			if v, p, ok = jsonInt(p, 64); !ok {
-				return false
-			}
+			v, rest, ok := jsonInt(p, 64)
 			out.Grace = time.Duration(v)
+			return rest, ok
 		case "rows", "cols":
-			var v uint16
-			if v, p, ok = jsonUint16(p); !ok {
-				return false
-			}
+			v, rest, ok := jsonUint16(p)
 			if key == "rows" {
 				out.Rows = v
 			} else {
 				out.Cols = v
 			}
+			return rest, ok
 		case "op":
-			var v string
-			if v, p, ok = plainString(p); !ok {
-				return false
-			}
+			v, rest, ok := plainString(p)
 			out.Op = Op(v)
+			return rest, ok
 		case "exec":
 			if out.Exec != nil {
-				return false // twice: encoding/json would merge them
+				return nil, false // twice: encoding/json would merge them
 			}
-			var e *Exec
-			if e, p, ok = parseExec(p); !ok {
-				return false
-			}
+			e, rest, ok := parseExec(p)
 			out.Exec = e
-		default:
-			return false
+			return rest, ok
 		}
-		if p, ok = nextMember(p); !ok {
-			return false
-		}
+		return nil, false
+	})
+	if ok {
+		*r = out
 	}
-	*r = out
-	return true
+	return ok
 }
 
 // parseExec reads the object of an Exec at the start of p.
-func parseExec(p []byte) (e *Exec, rest []byte, ok bool) {
-	end := objectEnd(p)
+func parseExec(in []byte) (*Exec, []byte, bool) {
+	end := objectEnd(in)
 	if end < 0 {
 		return nil, nil, false
 	}
-	body, rest := p[1:end], p[end+1:]
-	e = &Exec{}
-	for len(body) > 0 {
-		var key string
-		if key, body, ok = objectKey(body); !ok {
-			return nil, nil, false
-		}
+	e := &Exec{}
+	ok := members(in[1:end], func(key string, p []byte) ([]byte, bool) {
 		switch key {
 		case "args", "env":
-			var v []string
-			if v, body, ok = stringArray(body); !ok {
-				return nil, nil, false
-			}
+			v, rest, ok := stringArray(p)
 			if key == "args" {
 				e.Args = v
 			} else {
 				e.Env = v
 			}
+			return rest, ok
 		case "dir", "user":
-			var v string
-			if v, body, ok = plainString(body); !ok {
-				return nil, nil, false
-			}
+			v, rest, ok := plainString(p)
 			if key == "dir" {
 				e.Dir = v
 			} else {
 				e.User = v
 			}
+			return rest, ok
 		case "tty", "ttyLog", "main", "noStarted":
-			var v bool
-			if v, body, ok = jsonBool(body); !ok {
-				return nil, nil, false
-			}
+			v, rest, ok := jsonBool(p)
 			switch key {
 			case "tty":
 				e.Tty = v
@@ -361,28 +323,26 @@ func parseExec(p []byte) (e *Exec, rest []byte, ok bool) {
 			case "noStarted":
 				e.NoStarted = v
 			}
+			return rest, ok
 		case "rows", "cols":
-			var v uint16
-			if v, body, ok = jsonUint16(body); !ok {
-				return nil, nil, false
-			}
+			v, rest, ok := jsonUint16(p)
 			if key == "rows" {
 				e.Rows = v
 			} else {
 				e.Cols = v
 			}
+			return rest, ok
 		case "logMax":
-			if e.LogMax, body, ok = jsonInt(body, 64); !ok {
-				return nil, nil, false
-			}
-		default:
-			return nil, nil, false
+			v, rest, ok := jsonInt(p, 64)
+			e.LogMax = v
+			return rest, ok
 		}
-		if body, ok = nextMember(body); !ok {
-			return nil, nil, false
-		}
+		return nil, false
+	})
+	if !ok {
+		return nil, nil, false
 	}
-	return e, rest, true
+	return e, in[end+1:], true
 }
 
 // objectBody is what is between the braces of an object that is all of b.
@@ -422,6 +382,26 @@ func objectKey(p []byte) (key string, rest []byte, ok bool) {
 		return "", nil, false
 	}
 	return key, rest[1:], true
+}
+
+// members walks the members of an object's body (between its braces, as
+// objectBody or objectEnd finds them): member reads the value of key at
+// the start of p and returns what follows it. It is false when a key, a
+// value or the ',' between members is not as Marshal writes them.
+func members(body []byte, member func(key string, p []byte) (rest []byte, ok bool)) bool {
+	for len(body) > 0 {
+		key, p, ok := objectKey(body)
+		if !ok {
+			return false
+		}
+		if p, ok = member(key, p); !ok {
+			return false
+		}
+		if body, ok = nextMember(p); !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // nextMember steps over the ',' between members; p must then go on.
