@@ -40,6 +40,30 @@ func sandboxPids(t *testing.T, init int) []int {
 	return out
 }
 
+// checkGone fails t for each of pids that still exists once Destroy
+// returned.
+func checkGone(t *testing.T, pids []int) {
+	t.Helper()
+	for _, pid := range pids {
+		if err := unix.Kill(pid, 0); !errors.Is(err, unix.ESRCH) {
+			t.Errorf("process %d of the sandbox still there once Destroy returned: kill 0 = %v", pid, err)
+		}
+	}
+}
+
+// destroyEarly destroys sb and fails t unless Destroy returned on the
+// init's word (earlyDestroys counts it once); why says what a miss means.
+func destroyEarly(t *testing.T, sb *Sandbox, why string) {
+	t.Helper()
+	before := earlyDestroys.Load()
+	if err := sb.Destroy(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := earlyDestroys.Load() - before; n != 1 {
+		t.Errorf("early destroys: %d, want 1 (%s)", n, why)
+	}
+}
+
 // TestDestroyDetachedGone: when a detached teardown (lightbox run's)
 // returns, a process the main command left behind is gone (its pid no
 // longer exists), the lease the init held is free, and nothing of the
@@ -87,11 +111,7 @@ func TestDestroyDetachedGone(t *testing.T) {
 	if err := sb.Destroy(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	for _, pid := range left {
-		if err := unix.Kill(pid, 0); !errors.Is(err, unix.ESRCH) {
-			t.Errorf("process %d of the sandbox still there once Destroy returned: kill 0 = %v", pid, err)
-		}
-	}
+	checkGone(t, left)
 	if held, err := lockfile.IsLocked(p); err != nil || held {
 		t.Errorf("lease after Destroy: held=%v, %v; want free", held, err)
 	}
@@ -137,18 +157,8 @@ func TestDestroyEarly(t *testing.T) {
 	if len(left) == 0 {
 		t.Fatal("the sleep left behind is not in the sandbox")
 	}
-	before := earlyDestroys.Load()
-	if err := sb.Destroy(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	if n := earlyDestroys.Load() - before; n != 1 {
-		t.Errorf("early destroys: %d, want 1 (the init's gone pipe not heard)", n)
-	}
-	for _, pid := range left {
-		if err := unix.Kill(pid, 0); !errors.Is(err, unix.ESRCH) {
-			t.Errorf("process %d of the sandbox still there once Destroy returned: kill 0 = %v", pid, err)
-		}
-	}
+	destroyEarly(t, sb, "the init's gone pipe not heard")
+	checkGone(t, left)
 	if held, err := lockfile.IsLocked(p); err != nil || held {
 		t.Errorf("lease after Destroy: held=%v, %v; want free", held, err)
 	}
@@ -248,16 +258,6 @@ func TestDestroyEarlyAfterHandover(t *testing.T) {
 	waitGen(t, sb.Pid(), 1)
 	sh(t, sb, "sleep 1000 >/dev/null 2>&1 &")
 	left := sandboxPids(t, sb.Pid())
-	before := earlyDestroys.Load()
-	if err := sb.Destroy(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	if n := earlyDestroys.Load() - before; n != 1 {
-		t.Errorf("early destroys: %d, want 1 (the gone pipe lost in the handover)", n)
-	}
-	for _, pid := range left {
-		if err := unix.Kill(pid, 0); !errors.Is(err, unix.ESRCH) {
-			t.Errorf("process %d of the sandbox still there once Destroy returned: kill 0 = %v", pid, err)
-		}
-	}
+	destroyEarly(t, sb, "the gone pipe lost in the handover")
+	checkGone(t, left)
 }
