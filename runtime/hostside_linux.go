@@ -255,40 +255,102 @@ func newIdmapUserns(uids, gids []idmap.Range) (*os.File, error) {
 	return ns, nil
 }
 
-// openForInit opens, as real root, the directories the init mounts its
-// root from (RootDir's parent, and the overlay's layers, upper and work dirs) in
-// the init's own mount namespace (through /proc/<pid>/root), where
-// overlayfs may use them, and names them in cfg.
-func openForInit(pid int, cfg *nsinit.Config, h *hostSide) error {
+// sendForInit sends the init, on the socket sock, what h collected, then
+// the directories it mounts its root from (RootDir's parent, and the
+// overlay's layers, upper and work dirs), opened as real root in the
+// init's own mount namespace (through /proc/<pid>/root, where overlayfs
+// may use them), and names them in cfg. It returns how many descriptors
+// it sent.
+//
+// The directories go openChunk at a time, each chunk closed once sent:
+// this process never holds a snapshot's worth of them at once. Its
+// threads share one descriptor table, and the kernel grows a shared
+// table only after an RCU grace period (see initTableFor): opening a
+// 50-layer snapshot's 53 at once grew it, in every launch from a
+// process started with few descriptors open (~7 ms here).
+func sendForInit(pid int, cfg *nsinit.Config, h *hostSide, sock *os.File) (int, error) {
+	if err := h.send(sock); err != nil {
+		return 0, err
+	}
+	sent := len(h.files)
 	root := "/proc/" + strconv.Itoa(pid) + "/root"
-	open := func(p string) (*os.File, error) {
+	var chunk []int
+	flush := func() error {
+		err := nsinit.SendFDs(int(sock.Fd()), chunk)
+		for _, fd := range chunk {
+			_ = unix.Close(fd) // an O_PATH descriptor: sent, or the launch failed
+		}
+		sent += len(chunk)
+		chunk = chunk[:0]
+		if err != nil {
+			return fmt.Errorf("init: %w", err)
+		}
+		return nil
+	}
+	open := func(what, p string) (nsinit.PassedFD, error) {
 		fd, err := sys.Openat(unix.AT_FDCWD, root+p, unix.O_PATH|unix.O_DIRECTORY, 0)
 		if err != nil {
-			return nil, err
+			return 0, fmt.Errorf("open %s for the init: %w", what, err)
 		}
-		return os.NewFile(uintptr(fd), p), nil
+		chunk = append(chunk, fd)
+		at := nsinit.PassedFD(sent + len(chunk))
+		if len(chunk) == openChunk {
+			return at, flush()
+		}
+		return at, nil
 	}
-	f, err := open(filepath.Dir(cfg.RootDir))
+	fail := func(err error) (int, error) {
+		for _, fd := range chunk {
+			_ = unix.Close(fd) // an O_PATH descriptor, unsent: the launch failed
+		}
+		return sent, err
+	}
+	at, err := open("the sandbox's directory", filepath.Dir(cfg.RootDir))
 	if err != nil {
-		return fmt.Errorf("open the sandbox's directory for the init: %w", err)
+		return fail(err)
 	}
-	cfg.RootParentFD = h.add(f)
+	cfg.RootParentFD = at
 	for i, p := range cfg.Root.Params {
-		switch p.Key {
-		case "lowerdir+", "upperdir", "workdir":
-		default:
+		if !openedForInit(p.Key) {
 			continue
 		}
-		f, err := open(p.Value)
+		at, err := open(p.Key, p.Value)
 		if err != nil {
-			return fmt.Errorf("open %s for the init: %w", p.Key, err)
+			return fail(err)
 		}
 		if cfg.Root.ParamFDs == nil {
 			cfg.Root.ParamFDs = map[int]nsinit.PassedFD{}
 		}
-		cfg.Root.ParamFDs[i] = h.add(f)
+		cfg.Root.ParamFDs[i] = at
 	}
-	return nil
+	if len(chunk) > 0 {
+		if err := flush(); err != nil {
+			return sent, err
+		}
+	}
+	return sent, nil
+}
+
+// openChunk is how many of the root's directories sendForInit holds open
+// at once.
+const openChunk = 16
+
+// openedForInit reports whether sendForInit opens the directory an
+// overlay parameter with this key names.
+func openedForInit(key string) bool {
+	return key == "lowerdir+" || key == "upperdir" || key == "workdir"
+}
+
+// toSend is how many descriptors sendForInit will send the init: those
+// collected so far, and the root's directories.
+func (h *hostSide) toSend(cfg *nsinit.Config) int {
+	n := len(h.files) + 1 // RootDir's parent
+	for _, p := range cfg.Root.Params {
+		if openedForInit(p.Key) {
+			n++
+		}
+	}
+	return n
 }
 
 // send sends every collected descriptor on the socket sock, in order.

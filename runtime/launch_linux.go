@@ -27,6 +27,32 @@ func overlaySpec(layers []string, dir string) overlay.Spec {
 	return overlay.Spec{Layers: layers, Upper: filepath.Join(dir, "upper"), Work: filepath.Join(dir, "work"), Volatile: true}
 }
 
+// initFDSlack is how many descriptors an init may open during its setup
+// beside those it inherits and is sent: the Go runtime's poller, the
+// mounts' contexts and detached trees, its /proc files.
+const initFDSlack = 32
+
+// initTableFor returns the number the init's Passer socket takes when the
+// init inherits n descriptors (0..n-1) and is then sent passed more: n
+// when they fit the 64 slots a descriptor table starts with, else one
+// high enough that the table is born big enough for them all.
+//
+// The init's threads share its table, and the kernel grows a shared table
+// only after an RCU grace period (expand_fdtable's synchronize_rcu: 3 to
+// 15 ms here, in the recvmsg that delivers them), while a table that
+// only one thread uses grows at once. A table never shrinks and exec
+// keeps it, so a socket at a high number makes the clone's child, still
+// one thread, grow it before the exec: a launch from a 50-layer snapshot
+// went from ~20 to ~13.5 ms (bench/NOTES.md, 2026-12-01, fifth session).
+// The Passer is closed once its descriptors are in; the gap below it is
+// closed in the child.
+func initTableFor(n, passed int) int {
+	if n+passed+initFDSlack <= 64 {
+		return n
+	}
+	return n + passed + initFDSlack
+}
+
 // spawnInit starts the init, sends it cfg, and waits until it is ready.
 func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsinit.Config, st state, lk *lockfile.Lock, h *hostSide) (*Sandbox, error) {
 	cg := st.Cgroup
@@ -84,18 +110,6 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	cfgFD := child(cfgR)
 	cfg.FDs = nsinit.FDs{Report: child(repW), Liveness: child(liveR), Listener: child(lnf), Lock: child(lk.File()), Exe: -1, Passer: -1}
 	cfg.FDs.Gone = child(goneW)
-	var passW *os.File
-	if hostPrepares() {
-		pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return nil, fmt.Errorf("descriptor socket: %w", err)
-		}
-		passW = os.NewFile(uintptr(pair[0]), "passer")
-		passR := os.NewFile(uintptr(pair[1]), "passer")
-		defer func() { _ = passW.Close() }() // a socket end for SCM_RIGHTS: a send's error is h.send's
-		defer func() { _ = passR.Close() }() // the init's end: we never use it
-		cfg.FDs.Passer = child(passR)
-	}
 	if wf, err := cg.openWorkload(); err != nil {
 		return nil, err
 	} else if wf != nil {
@@ -109,6 +123,21 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	if exe != nil {
 		cfg.FDs.Exe = child(exe)
 		exePath = "/proc/self/fd/" + strconv.Itoa(cfg.FDs.Exe)
+	}
+	var passW *os.File
+	if hostPrepares() {
+		pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("descriptor socket: %w", err)
+		}
+		passW = os.NewFile(uintptr(pair[0]), "passer")
+		passR := os.NewFile(uintptr(pair[1]), "passer")
+		defer func() { _ = passW.Close() }() // a socket end for SCM_RIGHTS: a send's error is sendForInit's
+		defer func() { _ = passR.Close() }() // the init's end: we never use it
+		for at := initTableFor(3+len(extra), h.toSend(&cfg)); 3+len(extra) < at; {
+			extra = append(extra, nil) // closed in the child: a gap below the socket
+		}
+		cfg.FDs.Passer = child(passR)
 	}
 	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP)
 	if spec.Network != NetworkHost {
@@ -193,15 +222,13 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		return nil, err
 	}
 	if passW != nil {
-		if err := openForInit(pid, &cfg, h); err != nil {
+		n, err := sendForInit(pid, &cfg, h, passW)
+		if err != nil {
 			return fail(err)
 		}
-		if err := h.send(passW); err != nil {
-			return fail(err)
-		}
-		cfg.Passed = len(h.files)
+		cfg.Passed = n
 		h.close()
-		_ = passW.Close() // h.send returned: the descriptors are in the init's queue
+		_ = passW.Close() // sendForInit returned: the descriptors are in the init's queue
 	}
 	if err := nsinit.WriteConfig(cfgW, &cfg); err != nil {
 		return fail(err)

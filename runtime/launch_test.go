@@ -200,7 +200,26 @@ func TestNetworkHost(t *testing.T) {
 	}
 }
 
+// A root of 121 layers, from a launcher that clones the init itself and
+// from one that goes through the intermediate: as real root, the runtime
+// sends the init a descriptor per layer, a chunk at a time, to a Passer
+// socket numbered high above a gap the clone's child closes (see
+// initTableFor); the layers stack in order either way.
 func TestManyLayers(t *testing.T) {
+	for _, via := range []bool{false, true} {
+		t.Run(map[bool]string{false: "direct", true: "via"}[via], func(t *testing.T) {
+			forceVia = via
+			t.Cleanup(func() { forceVia = false })
+			before := viaLaunches.Load()
+			testManyLayers(t)
+			if got := viaLaunches.Load() - before; got != map[bool]int64{false: 0, true: 1}[via] {
+				t.Errorf("%d launches through the intermediate", got)
+			}
+		})
+	}
+}
+
+func testManyLayers(t *testing.T) {
 	e := newEnv(t)
 	layers := []string{e.rootfs}
 	base := t.TempDir()

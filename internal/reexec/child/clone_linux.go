@@ -248,6 +248,9 @@ func cloneChild(report *int) (int, error) {
 	files := make([]uintptr, spec.Files)
 	for i := range files {
 		files[i] = uintptr(i)
+		if _, err := unix.FcntlInt(uintptr(i), unix.F_GETFD, 0); errors.Is(err, unix.EBADF) {
+			files[i] = ^uintptr(0) // a gap the launcher left (a nil ExtraFiles entry): closed in the child too
+		}
 	}
 	sys := &syscall.SysProcAttr{
 		Cloneflags:                 spec.Flags | unix.CLONE_PARENT,
