@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -468,6 +469,48 @@ func TestAttackInit(t *testing.T) {
 	}
 	if sumAfter := sha256File(t, binPath); sumAfter != sumBefore {
 		t.Errorf("%s changed on the host", binPath)
+	}
+}
+
+// TestAttackInheritedFDs: a descriptor the CLI inherited without
+// close-on-exec (a host directory, as a shell's `exec 7</` leaves one, at
+// a number above those the CLI hands its children) reaches no process the
+// CLI starts: not the sandbox's PID 1, which would hold it for the
+// sandbox's whole life, nor the network helper, nor a command. Seen from
+// the host, only this test holds it afterwards.
+func TestAttackInheritedFDs(t *testing.T) {
+	root, _ := newStore(t)
+	dir := t.TempDir()
+	f, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	want, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "fd-attack"
+	cmd := exec.Command(binPath, "--root", root, "run", "-d", "--name", name, "busybox", "sleep", "1000")
+	cmd.ExtraFiles = make([]*os.File, 198)
+	cmd.ExtraFiles[197] = f // the CLI's fd 200, without close-on-exec
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("lightbox run -d: %v\n%s", err, out)
+	}
+	defer lb(t, root, "", "rm", "-f", name)
+	procs, err := filepath.Glob("/proc/[0-9]*/fd/*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := fmt.Sprintf("/proc/%d/", os.Getpid())
+	for _, p := range procs {
+		if strings.HasPrefix(p, self) {
+			continue
+		}
+		if got, err := os.Stat(p); err == nil && os.SameFile(got, want) {
+			comm, _ := os.ReadFile(filepath.Join(filepath.Dir(filepath.Dir(p)), "comm")) // for the message only
+			t.Errorf("%s (%s) holds the CLI's inherited %s", p, strings.TrimSpace(string(comm)), dir)
+		}
 	}
 }
 

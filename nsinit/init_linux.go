@@ -3,7 +3,6 @@ package nsinit
 import (
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	goruntime "runtime"
 	"runtime/debug"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	_ "unsafe" // go:linkname
 
 	"github.com/beamhop/lightbox/internal/reexec/child"
 	"github.com/beamhop/lightbox/internal/sys"
@@ -93,7 +93,7 @@ func setUp() (report *os.File, s *server, err error) {
 		return nil, nil, fmt.Errorf("init: %w", err)
 	}
 	report = os.NewFile(uintptr(cfg.FDs.Report), "report")
-	if err := closeExtraFDs(cfg.FDs); err != nil {
+	if err := closeExtraFDs(cfg); err != nil {
 		return report, nil, err
 	}
 	if cfg.OCI != nil {
@@ -246,29 +246,60 @@ func readConfig() (*Config, error) {
 	return ReadConfig(f)
 }
 
-// closeExtraFDs closes the binary's fd and marks every other inherited fd
-// close-on-exec, so that no workload inherits one.
-func closeExtraFDs(fds FDs) error {
+// closeExtraFDs closes the binary's fd and every other descriptor the
+// init inherited that cfg does not name, and marks the named ones
+// close-on-exec, so that no workload inherits one. The launcher's own
+// descriptors are close-on-exec, but one that it inherited without the
+// flag (a shell's, a CI runner's, make's jobserver pipe) is still open in
+// the clone, and would stay open in the sandbox's PID 1 for its whole
+// life: a host file or directory in the sandbox's only unprivileged
+// process that holds any (runc closes them the same way since
+// CVE-2024-21626). The Go runtime's own poller descriptors are kept.
+func closeExtraFDs(cfg *Config) error {
+	fds := cfg.FDs
 	if fds.Exe >= 0 {
 		unix.Close(fds.Exe)
 	}
-	// One call (Linux 5.11+) instead of a listing and a call per fd.
-	if err := unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC); err == nil {
-		return nil
+	keep := map[int]bool{fds.Report: true, fds.Liveness: true, fds.Listener: true, fds.Lock: true, fds.Passer: true}
+	if fds.Workload > 0 {
+		keep[fds.Workload] = true
+	}
+	if fds.Gone > 0 {
+		keep[fds.Gone] = true
+	}
+	for _, fd := range fds.Leases {
+		keep[fd] = true
+	}
+	if oc := cfg.OCI; oc != nil {
+		for i := range oc.PreserveFDs {
+			keep[3+i] = true
+		}
+		keep[oc.ExecFifoFD], keep[oc.Console] = true, true
 	}
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		return fmt.Errorf("init: %w", err)
 	}
 	for _, e := range ents {
-		n, err := strconv.Atoi(e.Name())
-		if err != nil || n < 3 {
-			continue
+		fd, err := strconv.Atoi(e.Name())
+		switch {
+		case err != nil || fd < 3:
+		case keep[fd]:
+			unix.CloseOnExec(fd)
+		case !isPollDescriptor(uintptr(fd)):
+			// Not ours (ReadDir's own is closed already: EBADF).
+			unix.Close(fd)
 		}
-		unix.CloseOnExec(n)
 	}
 	return nil
 }
+
+// isPollDescriptor reports whether fd is one of the Go runtime's poller's
+// own (its epoll and eventfd): internal/poll keeps it reachable by
+// linkname for this use (runc's; go.dev/issue/67401).
+//
+//go:linkname isPollDescriptor internal/poll.IsPollDescriptor
+func isPollDescriptor(fd uintptr) bool
 
 // exitCode renders a wait status as a shell would: the exit status, or
 // 128+N for a signal N.

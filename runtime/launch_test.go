@@ -244,6 +244,70 @@ func testManyLayers(t *testing.T) {
 	}
 }
 
+// The launcher's own descriptors are close-on-exec, but one it inherited
+// without the flag (as a shell or a CI runner leaves them) is open in the
+// clone of the init: the init closes every descriptor its config does not
+// name, so that no process of the sandbox holds it, PID 1 included (runc's
+// CVE-2024-21626). Here the launcher holds a host directory so: seen from
+// the host, the init does not have it open, nor does a command; the
+// launcher's own descriptor is untouched.
+func TestInheritedFDs(t *testing.T) {
+	e := newEnv(t)
+	dir := t.TempDir()
+	low, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Above the numbers the init's own descriptors take, which would
+	// replace it in the clone; without close-on-exec.
+	fd, err := unix.FcntlInt(uintptr(low), unix.F_DUPFD, 200)
+	unix.Close(low)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	want, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb := e.launch(t, e.spec("fds"))
+	cmd := sb.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Signal(unix.SIGKILL) // the sleep: its end is not what this test checks
+		_ = cmd.Wait()               // killed above
+	})
+	pids := []int{sb.Pid()}
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", sb.Pid())) // the spawner thread forks the commands
+	for _, f := range tasks {
+		kids, _ := os.ReadFile(f) // a thread that ended meanwhile has none
+		for _, k := range strings.Fields(string(kids)) {
+			if n, err := strconv.Atoi(k); err == nil {
+				pids = append(pids, n)
+			}
+		}
+	}
+	if len(pids) < 2 {
+		t.Fatalf("the command is not a child of the init %d", sb.Pid())
+	}
+	for _, pid := range pids {
+		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ent := range ents {
+			if got, err := os.Stat(fmt.Sprintf("/proc/%d/fd/%s", pid, ent.Name())); err == nil && os.SameFile(got, want) {
+				t.Errorf("process %d of the sandbox holds the launcher's inherited %s as fd %s", pid, dir, ent.Name())
+			}
+		}
+	}
+	if flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil || flags&unix.FD_CLOEXEC != 0 {
+		t.Errorf("the launcher's fd %d after the launch: flags %#x, %v; want open, without close-on-exec", fd, flags, err)
+	}
+}
+
 func TestFaults(t *testing.T) {
 	e := newEnv(t)
 	src := t.TempDir()

@@ -15,6 +15,7 @@ const runcName = earlysig.RuncName
 
 func main() {
 	lightbox.Init()
+	closeOnExecInherited()
 	if filepath.Base(os.Args[0]) == runcName {
 		os.Exit(RuncMain(os.Args))
 	}
