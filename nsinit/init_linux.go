@@ -23,6 +23,7 @@ import (
 // report pipe once the config has named it, else on stderr (the init's
 // log), and the init exits 1.
 func Main() {
+	nameSelf()
 	if resuming() {
 		resume() // a handover's new init (handover_linux.go): never returns
 	}
@@ -50,6 +51,20 @@ func Main() {
 	// of the first commands).
 	time.AfterFunc(2*time.Second, s.launchOver)
 	select {} // s.run serves until the sandbox ends (it exits the process)
+}
+
+// nameSelf names this process lightbox-init, as ps, top and pgrep show it
+// (/proc/PID/comm): the kernel names a process after the file it execs,
+// and the runtime execs the init, and the init a handover's, through
+// /proc/self/fd/N, which named every sandbox's PID 1 "N". /proc/self is
+// the thread group's leader, whichever thread writes.
+func nameSelf() {
+	fd, err := unix.Open("/proc/self/comm", unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return // no /proc: the name is cosmetic
+	}
+	_, _ = unix.Write(fd, []byte("lightbox-init")) // cosmetic, as above
+	unix.Close(fd)
 }
 
 // fatal reports a failure of setup, on the report pipe once the config

@@ -123,6 +123,13 @@ func TestInitHandover(t *testing.T) {
 	if got, want := confinement(t, pid), confinement(t, ref.Pid()); got != want {
 		t.Errorf("init after a handover:\n%s\nwant (an init before any):\n%s", got, want)
 	}
+	// Both named lightbox-init in ps and pgrep, not after the
+	// /proc/self/fd/N each was started from.
+	for _, p := range []int{ref.Pid(), pid} {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p)); err != nil || string(b) != "lightbox-init\n" {
+			t.Errorf("init %d's name %q (%v), want lightbox-init", p, b, err)
+		}
+	}
 	// A workload still cannot reach PID 1's memory map, fds, binary or
 	// environment (the reference shows the same attacks fail before any
 	// handover).
