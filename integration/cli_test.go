@@ -3,11 +3,16 @@
 package integration
 
 import (
+	"archive/tar"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/beamhop/lightbox/internal/testutil"
+	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // TestCLIRun drives `lightbox run` as a user would: exit codes, stdin,
@@ -107,5 +112,41 @@ func TestCLISnapshots(t *testing.T) {
 	}
 	if r := lb(t, root, "", "snapshot", "import", "../bad", testBusybox(t)); r.code == 0 || !strings.Contains(r.stderr, "invalid name") {
 		t.Errorf("import as ../bad: code %d stderr %q, want invalid name", r.code, r.stderr)
+	}
+}
+
+// A launcher's umask does not reach the sandbox: under umask 077 the
+// sandbox's root keeps the image's mode, the init's /etc files are 0644,
+// and its commands, run's and exec's, get runc's and podman's 0022, so a
+// user of the sandbox other than root can still use it.
+func TestCLIUmask(t *testing.T) {
+	root, _ := newStore(t)
+	lb077 := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("/bin/sh", append([]string{"-c", `umask 077 && exec "$0" "$@"`, binPath, "--root", root}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("umask 077; lightbox %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	// An image whose top layer has no "./" entry (as most layers), imported
+	// under umask 077 too: its root is 0755, as a Mkdir's would be under
+	// 022.
+	layout := testutil.NewOCILayout(t)
+	testutil.AddOCIImage(t, layout, "latest", ispec.ImageConfig{}, testutil.TarDir(t, testBusybox(t)),
+		testutil.Tar(t, testutil.TarFile{Hdr: tar.Header{Name: "etc/extra"}, Body: "x"}))
+	lb077("snapshot", "import", "layered", layout+":latest")
+	probe := "umask; stat -c %a / /etc/hosts; echo x > /dev/shm/f; stat -c %a /dev/shm/f"
+	want := "0022\n755\n644\n644\n"
+	for _, snap := range []string{"busybox", "layered"} {
+		if got := lb077("run", "--network", "none", "--user", "1000", snap, "sh", "-c", probe); got != want {
+			t.Errorf("run %s under umask 077 (as uid 1000):\n%s\nwant:\n%s", snap, got, want)
+		}
+	}
+	lb077("run", "-d", "--name", "um", "--network", "none", "busybox", "sleep", "1000")
+	defer lb(t, root, "", "rm", "-f", "um")
+	if got := lb077("exec", "--user", "1000", "um", "sh", "-c", "rm -f /dev/shm/f; "+probe); got != want {
+		t.Errorf("exec under umask 077 (as uid 1000):\n%s\nwant:\n%s", got, want)
 	}
 }

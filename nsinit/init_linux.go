@@ -24,6 +24,12 @@ import (
 // log), and the init exits 1.
 func Main() {
 	nameSelf()
+	// What the sandbox makes, its commands and the init's own /etc files,
+	// gets runc's and podman's default umask, not whatever the launcher
+	// ran with (a launcher's 077 made /etc/hosts unreadable to a
+	// sandbox's users). A handover's init inherits it; an OCI process
+	// with its own umask sets that.
+	unix.Umask(0o022)
 	if resuming() {
 		resume() // a handover's new init (handover_linux.go): never returns
 	}

@@ -367,6 +367,10 @@ func (m *Manager) start(ctx context.Context, name string, spec Spec, plan *limit
 	if err := m.chownToRoot(filepath.Join(rw, "upper"), filepath.Join(rw, "work")); err != nil {
 		return nil, err
 	}
+	// After the chown, which clears set-id bits.
+	if err := os.Chmod(filepath.Join(rw, "upper"), rootMode(spec.Layers)); err != nil {
+		return nil, err
+	}
 	if err := m.letRootSearch(dir); err != nil {
 		return nil, err
 	}
@@ -481,6 +485,21 @@ func (m *Manager) copyOnWriteDirs(rw string, i int, source string) (upper, work 
 
 // fileModeOf turns a stat mode's permission bits (set-id and sticky
 // included) into an os.FileMode.
+// rootMode is the mode of the sandbox's "/": its top layer's root's (as
+// the image has it), else 0755. overlayfs shows the upper dir's own mode
+// as the merged root, and a Mkdir's 0755 is cut by the launcher's umask:
+// under umask 077 every sandbox's root was 0700, closed to all its users
+// but root.
+func rootMode(layers []string) os.FileMode {
+	if len(layers) > 0 {
+		var st unix.Stat_t
+		if err := unix.Stat(layers[len(layers)-1], &st); err == nil {
+			return fileModeOf(st.Mode)
+		}
+	}
+	return 0o755
+}
+
 func fileModeOf(m uint32) os.FileMode {
 	fm := os.FileMode(m & 0o777)
 	if m&unix.S_ISUID != 0 {

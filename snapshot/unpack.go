@@ -164,6 +164,13 @@ func (s *Store) unpackInto(ctx context.Context, e casext.Engine, l ispec.Descrip
 	if err := s.chownToRoot(root); err != nil {
 		return fmt.Errorf("unpack layer %s: %w", l.Digest, err)
 	}
+	// 0755 whatever this process's umask (077 made it 0700): most layers
+	// have no "./" entry to set it, and the top layer's root is the
+	// sandbox's "/" (runtime's rootMode). After the chown, which clears
+	// set-id bits.
+	if err := os.Chmod(root, 0o755); err != nil {
+		return fmt.Errorf("unpack layer %s: %w", l.Digest, err)
+	}
 	blob, err := e.GetVerifiedBlob(ctx, l)
 	if err != nil {
 		return fmt.Errorf("unpack layer %s: %w", l.Digest, err)
@@ -435,6 +442,7 @@ func unpackStream(root string, r io.Reader, mediaType string, mo layer.MapOption
 	})
 	tr := tar.NewReader(dr)
 	var ck entryChecker
+	var implied impliedDirs
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -447,6 +455,11 @@ func unpackStream(root string, r io.Reader, mediaType string, mo layer.MapOption
 			return err
 		}
 		name := hdr.Name
+		for _, d := range implied.before(hdr) {
+			if err := te.UnpackEntry(root, d, nil); err != nil {
+				return fmt.Errorf("directory %q (implied by %q): %w", d.Name, name, err)
+			}
+		}
 		if err := te.UnpackEntry(root, hdr, tr); err != nil {
 			return fmt.Errorf("entry %q: %w", name, err)
 		}
@@ -461,6 +474,37 @@ func unpackStream(root string, r io.Reader, mediaType string, mo layer.MapOption
 		return fmt.Errorf("read layer: %w", err)
 	}
 	return nil
+}
+
+// impliedDirs tracks a layer's directories, to make those its entries
+// imply without an entry of their own (a layer need not list an entry's
+// parents) as docker does: 0755, owned by root. umoci would make them with
+// MkdirAll(0777), which this process's umask cuts: under umask 077 a layer
+// adding etc/extra alone made /etc 0700, and no user of the sandbox but
+// root could enter it.
+type impliedDirs map[string]bool
+
+// before returns the directory entries to unpack before hdr: its parents
+// not yet seen as an entry of any kind, outermost first (a parent that was
+// a file stays umoci's to refuse). It records hdr.
+func (m *impliedDirs) before(hdr *tar.Header) []*tar.Header {
+	if *m == nil {
+		*m = impliedDirs{}
+	}
+	name := strings.TrimPrefix(path.Clean("/"+hdr.Name), "/")
+	var out []*tar.Header
+	for i := 0; i < len(name); i++ {
+		if name[i] != '/' {
+			continue
+		}
+		if _, seen := (*m)[name[:i]]; seen {
+			continue
+		}
+		(*m)[name[:i]] = true
+		out = append(out, &tar.Header{Typeflag: tar.TypeDir, Name: name[:i] + "/", Mode: 0o755, ModTime: hdr.ModTime})
+	}
+	(*m)[name] = hdr.Typeflag == tar.TypeDir
+	return out
 }
 
 // entryChecker refuses tar entries that would escape the layer directory:
