@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
@@ -46,11 +47,28 @@ const initFDSlack = 32
 // went from ~20 to ~13.5 ms (bench/NOTES.md, 2026-12-01, fifth session).
 // The Passer is closed once its descriptors are in; the gap below it is
 // closed in the child.
+//
+// The number stays below this process's RLIMIT_NOFILE (Go raises the soft
+// limit to the hard one at start; the child dups under it): a launch whose
+// descriptors would fit below the limit is never refused for the socket.
 func initTableFor(n, passed int) int {
-	if n+passed+initFDSlack <= 64 {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		rl.Cur = math.MaxInt32
+	}
+	return passerAt(n, passed, rl.Cur)
+}
+
+// passerAt is initTableFor's number under a descriptor limit.
+func passerAt(n, passed int, limit uint64) int {
+	want := n + passed + initFDSlack
+	if want <= 64 {
 		return n
 	}
-	return n + passed + initFDSlack
+	if limit <= uint64(want) {
+		return max(n, int(min(limit, math.MaxInt32))-1)
+	}
+	return want
 }
 
 // spawnInit starts the init, sends it cfg, and waits until it is ready.

@@ -219,6 +219,24 @@ func TestManyLayers(t *testing.T) {
 	}
 }
 
+func TestPasserAt(t *testing.T) {
+	for _, c := range []struct {
+		n, passed int
+		limit     uint64
+		want      int
+	}{
+		{12, 4, 1024, 12},  // fits the 64 a table starts with: in order
+		{12, 53, 1024, 97}, // above what the init will hold
+		{12, 53, 80, 79},   // but below the descriptor limit
+		{12, 53, 10, 12},   // never below its own place
+		{12, 125, 1 << 40, 169},
+	} {
+		if got := passerAt(c.n, c.passed, c.limit); got != c.want {
+			t.Errorf("passerAt(%d, %d, %d) = %d, want %d", c.n, c.passed, c.limit, got, c.want)
+		}
+	}
+}
+
 func testManyLayers(t *testing.T) {
 	e := newEnv(t)
 	layers := []string{e.rootfs}
