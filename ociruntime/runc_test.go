@@ -256,6 +256,39 @@ func TestRunExitStatusAndConfig(t *testing.T) {
 	}
 }
 
+// --preserve-fds N hands the container process the runtime's fds 3 to
+// 3+N-1, as runc does (the init keeps them while it closes what its
+// config does not name); another descriptor the runtime inherited without
+// close-on-exec (here at fd 10) does not reach the process.
+func TestPreserveFDs(t *testing.T) {
+	root := stateRoot(t)
+	b := bundle(t, nil, "sh", "-c", `cat <&3; cat <&4; [ -e /proc/self/fd/10 ] && echo LEAKED; exit 0`)
+	dir := t.TempDir()
+	file := func(name, body string) *os.File {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		return f
+	}
+	cmd := exec.Command(runcBin, "--root", root, "run", "--preserve-fds", "2", "--bundle", b, "pfd")
+	cmd.ExtraFiles = make([]*os.File, 8)
+	cmd.ExtraFiles[0], cmd.ExtraFiles[1] = file("a", "first\n"), file("b", "second\n")
+	cmd.ExtraFiles[7] = file("c", "stray\n") // fd 10
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("run --preserve-fds 2: %v\n%s", err, out)
+	}
+	if got, want := string(out), "first\nsecond\n"; got != want {
+		t.Errorf("the container printed %q, want %q", got, want)
+	}
+}
+
 func TestUnsupportedRefused(t *testing.T) {
 	root := stateRoot(t)
 	for _, tc := range []struct {
