@@ -202,3 +202,37 @@ func TestHostileInput(t *testing.T) {
 		t.Fatalf("existing snapshot after failed imports: %v", err)
 	}
 }
+
+// A layer need not list an entry's parent directories: the unpack makes
+// each one it has not seen, outermost first and once, as a 0755 directory
+// (docker's), and leaves a parent that was an entry of another kind to
+// umoci, which refuses it.
+func TestImpliedDirs(t *testing.T) {
+	var m impliedDirs
+	steps := []struct {
+		name string
+		typ  byte
+		want []string
+	}{
+		{"./etc/apt/sources.list", tar.TypeReg, []string{"etc/", "etc/apt/"}},
+		{"etc/apt/trusted.gpg", tar.TypeReg, nil},
+		{"/usr/", tar.TypeDir, nil},
+		{"usr/lib/x/y", tar.TypeReg, []string{"usr/lib/", "usr/lib/x/"}},
+		{"file", tar.TypeReg, nil},
+		{"file/below", tar.TypeReg, nil},
+		{"a/../b/c", tar.TypeReg, []string{"b/"}},
+		{"./", tar.TypeDir, nil},
+	}
+	for _, s := range steps {
+		var got []string
+		for _, h := range m.before(&tar.Header{Name: s.name, Typeflag: s.typ}) {
+			if h.Typeflag != tar.TypeDir || h.Mode != 0o755 {
+				t.Errorf("%s: implied %s with type %c mode %o, want a 0755 directory", s.name, h.Name, h.Typeflag, h.Mode)
+			}
+			got = append(got, h.Name)
+		}
+		if diff := cmp.Diff(s.want, got); diff != "" {
+			t.Errorf("implied by %s (-want +got):\n%s", s.name, diff)
+		}
+	}
+}
