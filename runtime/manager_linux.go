@@ -483,8 +483,6 @@ func (m *Manager) copyOnWriteDirs(rw string, i int, source string) (upper, work 
 	return upper, work, nil
 }
 
-// fileModeOf turns a stat mode's permission bits (set-id and sticky
-// included) into an os.FileMode.
 // rootMode is the mode of the sandbox's "/": its top layer's root's (as
 // the image has it), else 0755. overlayfs shows the upper dir's own mode
 // as the merged root, and a Mkdir's 0755 is cut by the launcher's umask:
@@ -500,6 +498,8 @@ func rootMode(layers []string) os.FileMode {
 	return 0o755
 }
 
+// fileModeOf turns a stat mode's permission bits (set-id and sticky
+// included) into an os.FileMode.
 func fileModeOf(m uint32) os.FileMode {
 	fm := os.FileMode(m & 0o777)
 	if m&unix.S_ISUID != 0 {

@@ -208,7 +208,7 @@ func TestHostileInput(t *testing.T) {
 // (docker's), and leaves a parent that was an entry of another kind to
 // umoci, which refuses it.
 func TestImpliedDirs(t *testing.T) {
-	var m impliedDirs
+	m := impliedDirs{}
 	steps := []struct {
 		name string
 		typ  byte

@@ -442,7 +442,7 @@ func unpackStream(root string, r io.Reader, mediaType string, mo layer.MapOption
 	})
 	tr := tar.NewReader(dr)
 	var ck entryChecker
-	var implied impliedDirs
+	implied := impliedDirs{}
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -482,28 +482,26 @@ func unpackStream(root string, r io.Reader, mediaType string, mo layer.MapOption
 // MkdirAll(0777), which this process's umask cuts: under umask 077 a layer
 // adding etc/extra alone made /etc 0700, and no user of the sandbox but
 // root could enter it.
-type impliedDirs map[string]bool
+// It holds every name seen, as an entry or made so.
+type impliedDirs map[string]struct{}
 
 // before returns the directory entries to unpack before hdr: its parents
 // not yet seen as an entry of any kind, outermost first (a parent that was
 // a file stays umoci's to refuse). It records hdr.
-func (m *impliedDirs) before(hdr *tar.Header) []*tar.Header {
-	if *m == nil {
-		*m = impliedDirs{}
-	}
+func (m impliedDirs) before(hdr *tar.Header) []*tar.Header {
 	name := strings.TrimPrefix(path.Clean("/"+hdr.Name), "/")
 	var out []*tar.Header
 	for i := 0; i < len(name); i++ {
 		if name[i] != '/' {
 			continue
 		}
-		if _, seen := (*m)[name[:i]]; seen {
+		if _, seen := m[name[:i]]; seen {
 			continue
 		}
-		(*m)[name[:i]] = true
+		m[name[:i]] = struct{}{}
 		out = append(out, &tar.Header{Typeflag: tar.TypeDir, Name: name[:i] + "/", Mode: 0o755, ModTime: hdr.ModTime})
 	}
-	(*m)[name] = hdr.Typeflag == tar.TypeDir
+	m[name] = struct{}{}
 	return out
 }
 
