@@ -98,12 +98,25 @@ func TestPrewarmTake(t *testing.T) {
 	req := pooled
 	req.Name, req.Env, req.Workdir = "taken", []string{"TAKE=yes"}, "/w/x"
 	root := os.Geteuid() == 0
+	// Mounts beyond the four descriptors of an exec's reply: a take of
+	// five or more was read with four and fell back to a cold launch.
+	const more = 6
 	if root {
 		req.Mounts = map[string]Mount{"/m": {Source: host, ReadOnly: true}}
+		for i := range more {
+			d := filepath.Join(t.TempDir(), "d")
+			if err := os.Mkdir(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(d, "f"), []byte(strconv.Itoa(i)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			req.Mounts["/d/"+strconv.Itoa(i)] = Mount{Source: d}
+		}
 	}
 	script := `hostname; cat /etc/hostname; echo "$TAKE"; pwd`
 	if root {
-		script += `; cat /m/f; if touch /m/g 2>/dev/null; then echo writable; else echo read-only; fi`
+		script += `; cat /m/f; if touch /m/g 2>/dev/null; then echo writable; else echo read-only; fi; cat /d/*/f; echo`
 	}
 	var pid int
 	err = r.RunInSandbox(t.Context(), req, func(sb *Sandbox) error {
@@ -117,7 +130,7 @@ func TestPrewarmTake(t *testing.T) {
 		}
 		want := "taken\ntaken\nyes\n/w/x\n"
 		if root {
-			want += "from the host\nread-only\n"
+			want += "from the host\nread-only\n012345\n"
 		}
 		if string(res.Stdout) != want {
 			t.Errorf("in the taken sandbox:\n%s\nwant\n%s(stderr %s)", res.Stdout, want, res.Stderr)

@@ -76,7 +76,7 @@ func TestMsgCarriesFDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	var req Request
-	fds, err := ReadMsg(b, make([]byte, 4096), &req)
+	fds, err := ReadMsg(b, make([]byte, 4096), MaxMsgFDs, &req)
 	if err != nil || req.Op != OpSignal || req.Signal != 15 || len(fds) != 1 {
 		t.Fatalf("ReadMsg = %+v, %v, %v", req, fds, err)
 	}

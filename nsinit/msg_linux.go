@@ -16,8 +16,9 @@ import (
 // (MSG_CMSG_CLOEXEC, which ReceiveFDs passes and net's ReadMsgUnix
 // passes on Linux), not an fcntl per descriptor after.
 
-// MaxMsgFDs bounds the descriptors one exec-socket message carries (three
-// stdio fds, or a pty).
+// MaxMsgFDs bounds the descriptors of a reply on the exec socket (three
+// stdio fds, or a pty). A request may carry up to MaxFDsPerMessage (a
+// take's mounts and leases).
 const MaxMsgFDs = 4
 
 // WriteMsg sends m, with fds, as one packet on c. A message larger than
@@ -39,10 +40,13 @@ func WriteMsg(c *net.UnixConn, m Message, fds []int) error {
 }
 
 // ReadMsg reads one packet from c into m, using buf for the message, and
-// returns the descriptors it carried (the caller owns them, also when the
-// error is not nil). io.EOF: the peer closed the connection.
-func ReadMsg(c *net.UnixConn, buf []byte, m Message) ([]int, error) {
-	oob := make([]byte, unix.CmsgSpace(4*MaxMsgFDs))
+// returns the descriptors it carried, at most maxFDs (the caller owns
+// them, also when the error is not nil). A packet that carried more is an
+// error: the kernel closes what does not fit, and a message read without
+// some of its descriptors would name ones that are not there. io.EOF: the
+// peer closed the connection.
+func ReadMsg(c *net.UnixConn, buf []byte, maxFDs int, m Message) ([]int, error) {
+	oob := make([]byte, unix.CmsgSpace(4*maxFDs))
 	n, oobn, flags, _, err := c.ReadMsgUnix(buf, oob)
 	if n == 0 && oobn == 0 && (err == nil || errors.Is(err, io.EOF)) {
 		// An EOF can stand in for the peer's last message: a
@@ -62,6 +66,9 @@ func ReadMsg(c *net.UnixConn, buf []byte, m Message) ([]int, error) {
 	fds, ferr := parseRights(oob[:oobn])
 	if ferr != nil {
 		return fds, ferr
+	}
+	if flags&unix.MSG_CTRUNC != 0 {
+		return fds, fmt.Errorf("%s with more than %d descriptors", m.kind(), maxFDs)
 	}
 	if flags&unix.MSG_TRUNC != 0 {
 		return fds, fmt.Errorf("%s larger than %d bytes", m.kind(), len(buf))
@@ -115,17 +122,21 @@ func ReceiveFDs(sock, n int) ([]int, error) {
 	buf := make([]byte, 1)
 	for len(out) < n {
 		var (
-			got, oobn int
-			err       error
+			got, oobn, flags int
+			err              error
 		)
 		for {
-			got, oobn, _, _, err = unix.Recvmsg(sock, buf, oob, unix.MSG_CMSG_CLOEXEC)
+			got, oobn, flags, _, err = unix.Recvmsg(sock, buf, oob, unix.MSG_CMSG_CLOEXEC)
 			if !errors.Is(err, unix.EINTR) {
 				break
 			}
 		}
 		if err != nil {
 			return out, fmt.Errorf("receive descriptors: %w", err)
+		}
+		if flags&unix.MSG_CTRUNC != 0 {
+			fds, _ := parseRights(oob[:oobn])
+			return append(out, fds...), fmt.Errorf("receive descriptors: more than %d in one message", MaxFDsPerMessage)
 		}
 		if got == 0 && oobn == 0 {
 			return out, fmt.Errorf("receive descriptors: got %d of %d", len(out), n)

@@ -3,6 +3,7 @@ package nsinit
 import (
 	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,7 +46,7 @@ func TestReadMsgLastBeforeClose(t *testing.T) {
 		go func() {
 			close(reading)
 			var r Reply
-			_, err := ReadMsg(a, buf, &r)
+			_, err := ReadMsg(a, buf, MaxMsgFDs, &r)
 			if err == nil && r.Type != ReplyExit {
 				err = &net.OpError{Op: "read", Err: os.ErrInvalid}
 			}
@@ -64,5 +65,47 @@ func TestReadMsgLastBeforeClose(t *testing.T) {
 			t.Fatalf("round %d: ReadMsg of the last message before the peer's close: %v", i, err)
 		}
 		_ = a.Close()
+	}
+}
+
+// TestReadMsgFDs: a request carries as many descriptors as a take passes
+// (mounts and leases, up to MaxFDsPerMessage), every one of them arrives,
+// and a message with more than the reader's bound is an error, never a
+// message read without some of the descriptors it names (a take of five
+// mounts was read with four and failed "no descriptor passed").
+func TestReadMsgFDs(t *testing.T) {
+	buf := make([]byte, 4096)
+	send := func(t *testing.T, n int) (*net.UnixConn, []int) {
+		a, b := seqpacketPair(t)
+		t.Cleanup(func() { _ = a.Close(); _ = b.Close() })
+		var fds []int
+		for range n {
+			fd, err := unix.Open("/", unix.O_PATH|unix.O_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = unix.Close(fd) })
+			fds = append(fds, fd)
+		}
+		if err := WriteMsg(b, &Request{Op: OpTake, Take: &Take{Leases: n}}, fds); err != nil {
+			t.Fatal(err)
+		}
+		return a, fds
+	}
+	for _, n := range []int{1, MaxMsgFDs + 1, 60, MaxFDsPerMessage} {
+		a, _ := send(t, n)
+		var req Request
+		got, err := ReadMsg(a, buf, MaxFDsPerMessage, &req)
+		closeAll(got)
+		if err != nil || len(got) != n || req.Op != OpTake || req.Take == nil || req.Take.Leases != n {
+			t.Errorf("%d descriptors: ReadMsg = %d descriptors, %+v, %v", n, len(got), req, err)
+		}
+	}
+	a, _ := send(t, MaxMsgFDs+1)
+	var r Request
+	got, err := ReadMsg(a, buf, MaxMsgFDs, &r)
+	closeAll(got)
+	if err == nil || !strings.Contains(err.Error(), "more than 4 descriptors") {
+		t.Errorf("%d descriptors read with room for %d: ReadMsg = %d descriptors, %v; want an error", MaxMsgFDs+1, MaxMsgFDs, len(got), err)
 	}
 }

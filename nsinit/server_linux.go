@@ -506,7 +506,7 @@ var reqBufs = sync.Pool{New: func() any { b := make([]byte, MaxRequest); return 
 
 func readRequest(c *net.UnixConn, buf []byte) (Request, []int, error) {
 	var req Request
-	fds, err := ReadMsg(c, buf, &req)
+	fds, err := ReadMsg(c, buf, MaxFDsPerMessage, &req)
 	return req, fds, err
 }
 

@@ -537,6 +537,6 @@ func sendRequest(c *net.UnixConn, r nsinit.Request, fds []int) error {
 // readReply reads one Reply; the descriptors it carried are the caller's.
 func readReply(c *net.UnixConn) (nsinit.Reply, []int, error) {
 	var r nsinit.Reply
-	fds, err := nsinit.ReadMsg(c, make([]byte, 4096), &r)
+	fds, err := nsinit.ReadMsg(c, make([]byte, 4096), nsinit.MaxMsgFDs, &r)
 	return r, fds, err
 }
