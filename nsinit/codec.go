@@ -11,23 +11,25 @@ import (
 )
 
 // Message is one of the message types of this file's protocol: *Config,
-// *Report, *Request, *Reply or *Status.
+// *Report, *Request, *Reply or *Status, or an OCI init's *OCIRequest.
 type Message interface {
 	version() *int
 	kind() string
 }
 
-func (c *Config) version() *int  { return &c.Version }
-func (r *Report) version() *int  { return &r.Version }
-func (r *Request) version() *int { return &r.Version }
-func (r *Reply) version() *int   { return &r.Version }
-func (s *Status) version() *int  { return &s.Version }
+func (c *Config) version() *int     { return &c.Version }
+func (r *Report) version() *int     { return &r.Version }
+func (r *Request) version() *int    { return &r.Version }
+func (r *Reply) version() *int      { return &r.Version }
+func (s *Status) version() *int     { return &s.Version }
+func (r *OCIRequest) version() *int { return &r.Version }
 
-func (*Config) kind() string  { return "config" }
-func (*Report) kind() string  { return "report" }
-func (*Request) kind() string { return "request" }
-func (*Reply) kind() string   { return "reply" }
-func (*Status) kind() string  { return "status" }
+func (*Config) kind() string     { return "config" }
+func (*Report) kind() string     { return "report" }
+func (*Request) kind() string    { return "request" }
+func (*Reply) kind() string      { return "reply" }
+func (*Status) kind() string     { return "status" }
+func (*OCIRequest) kind() string { return "request" }
 
 // ErrVersion is wrapped by the error for a message of another Version.
 var ErrVersion = errors.New("protocol version mismatch")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 
 	"golang.org/x/sys/unix"
 )
@@ -21,8 +22,26 @@ import (
 // take's mounts and leases).
 const MaxMsgFDs = 4
 
-// WriteMsg sends m, with fds, as one packet on c. A message larger than
-// MaxRequest is refused before it is sent.
+// MaxInline bounds a message sent in its packet. A larger one travels in
+// a sealed memfd passed with a one-byte packet (msgInMemfd): a
+// SOCK_SEQPACKET message must fit the sender's socket buffer (~208 kB by
+// default, and a rootless process cannot raise it past wmem_max), while
+// a command's arguments and environment may take up to what execve
+// accepts, 2 MB under the usual 8 MB stack limit.
+const MaxInline = 64 << 10
+
+// MaxRequest bounds a message of either kind, so that a reader never
+// allocates more (arguments and environment of the largest execve any
+// stack limit allows, 6 MB, with their encoding's overhead).
+const MaxRequest = 8 << 20
+
+// msgInMemfd is the payload of a packet whose message is in the last
+// descriptor it carries. No encoded message is one byte long.
+const msgInMemfd = "\x00"
+
+// WriteMsg sends m, with fds, as one packet on c; a message larger than
+// MaxInline goes in a memfd sent with them. A message larger than
+// MaxRequest is refused before anything is sent.
 func WriteMsg(c *net.UnixConn, m Message, fds []int) error {
 	b, err := Marshal(m)
 	if err != nil {
@@ -30,6 +49,14 @@ func WriteMsg(c *net.UnixConn, m Message, fds []int) error {
 	}
 	if len(b) > MaxRequest {
 		return fmt.Errorf("%s of %d bytes: arguments and environment exceed %d bytes", m.kind(), len(b), MaxRequest)
+	}
+	if len(b) > MaxInline {
+		mfd, err := sealedMemfd(b)
+		if err != nil {
+			return fmt.Errorf("%s of %d bytes: %w", m.kind(), len(b), err)
+		}
+		defer func() { _ = unix.Close(mfd) }() // sent, or the send failed: the peer holds its own
+		b, fds = []byte(msgInMemfd), append(slices.Clip(fds), mfd)
 	}
 	var oob []byte
 	if len(fds) > 0 {
@@ -39,14 +66,72 @@ func WriteMsg(c *net.UnixConn, m Message, fds []int) error {
 	return err
 }
 
-// ReadMsg reads one packet from c into m, using buf for the message, and
-// returns the descriptors it carried, at most maxFDs (the caller owns
-// them, also when the error is not nil). A packet that carried more is an
-// error: the kernel closes what does not fit, and a message read without
-// some of its descriptors would name ones that are not there. io.EOF: the
-// peer closed the connection.
+// sealedMemfd returns a memfd holding b that nobody can change any more.
+func sealedMemfd(b []byte) (int, error) {
+	fd, err := unix.MemfdCreate("lightbox-message", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return -1, fmt.Errorf("memfd_create: %w", err)
+	}
+	for off := 0; off < len(b); {
+		n, err := unix.Write(fd, b[off:])
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			_ = unix.Close(fd) // ours, unsent
+			return -1, fmt.Errorf("write memfd: %w", err)
+		}
+		off += max(n, 0)
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, memfdSeals); err != nil {
+		_ = unix.Close(fd) // ours, unsent
+		return -1, fmt.Errorf("seal memfd: %w", err)
+	}
+	return fd, nil
+}
+
+const memfdSeals = unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+
+// readMemfd returns the message a peer sent in the memfd fd: sealed, so
+// that it cannot change while it is read, and at most MaxRequest bytes.
+func readMemfd(fd int) ([]byte, error) {
+	seals, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0)
+	if err != nil {
+		return nil, fmt.Errorf("message in a memfd: %w", err)
+	}
+	if seals&memfdSeals != memfdSeals {
+		return nil, fmt.Errorf("message in a memfd: not sealed (seals %#x)", seals)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, fmt.Errorf("message in a memfd: %w", err)
+	}
+	if st.Size > MaxRequest {
+		return nil, fmt.Errorf("message in a memfd of %d bytes: more than %d", st.Size, MaxRequest)
+	}
+	b := make([]byte, st.Size)
+	for off := 0; off < len(b); {
+		n, err := unix.Pread(fd, b[off:], int64(off))
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("message in a memfd: %w", err)
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("message in a memfd: %d of %d bytes", off, len(b))
+		}
+		off += n
+	}
+	return b, nil
+}
+
+// ReadMsg reads one packet from c into m, using buf for a message sent
+// in it (a larger one comes in a memfd, WriteMsg), and returns the
+// descriptors it carried, at most maxFDs (the caller owns them, also when
+// the error is not nil). A packet that carried more is an error: the
+// kernel closes what does not fit, and a message read without some of its
+// descriptors would name ones that are not there. io.EOF: the peer closed
+// the connection.
 func ReadMsg(c *net.UnixConn, buf []byte, maxFDs int, m Message) ([]int, error) {
-	oob := make([]byte, unix.CmsgSpace(4*maxFDs))
+	oob := make([]byte, unix.CmsgSpace(4*(maxFDs+1))) // and a memfd
 	n, oobn, flags, _, err := c.ReadMsgUnix(buf, oob)
 	if n == 0 && oobn == 0 && (err == nil || errors.Is(err, io.EOF)) {
 		// An EOF can stand in for the peer's last message: a
@@ -75,6 +160,22 @@ func ReadMsg(c *net.UnixConn, buf []byte, maxFDs int, m Message) ([]int, error) 
 	}
 	if n == 0 {
 		return fds, io.EOF
+	}
+	if string(buf[:n]) == msgInMemfd {
+		if len(fds) == 0 {
+			return nil, fmt.Errorf("%s in a memfd: no descriptor", m.kind())
+		}
+		mfd := fds[len(fds)-1]
+		fds = fds[:len(fds)-1]
+		b, err := readMemfd(mfd)
+		_ = unix.Close(mfd) // read, or unreadable: ours either way
+		if err != nil {
+			return fds, err
+		}
+		return fds, Unmarshal(b, m)
+	}
+	if len(fds) > maxFDs {
+		return fds, fmt.Errorf("%s with more than %d descriptors", m.kind(), maxFDs)
 	}
 	return fds, Unmarshal(buf[:n], m)
 }

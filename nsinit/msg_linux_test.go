@@ -3,6 +3,8 @@ package nsinit
 import (
 	"net"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -108,4 +110,62 @@ func TestReadMsgFDs(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "more than 4 descriptors") {
 		t.Errorf("%d descriptors read with room for %d: ReadMsg = %d descriptors, %v; want an error", MaxMsgFDs+1, MaxMsgFDs, len(got), err)
 	}
+}
+
+// TestWriteMsgLarge: a request larger than a packet can carry (its
+// arguments up to what execve takes) arrives whole with its descriptors,
+// through a memfd the reader closes; one over MaxRequest is refused before
+// it is sent.
+func TestWriteMsgLarge(t *testing.T) {
+	a, b := seqpacketPair(t)
+	defer a.Close()
+	defer b.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	var args []string
+	for i := range 200000 {
+		args = append(args, "arg"+strconv.Itoa(i)) // ~1.7 MB, 2.3 MB encoded
+	}
+	for _, n := range []int{1, 5000, len(args)} {
+		req := &Request{Op: OpExec, Exec: &Exec{Args: args[:n]}}
+		if err := WriteMsg(b, req, []int{int(w.Fd())}); err != nil {
+			t.Fatalf("%d arguments: WriteMsg: %v", n, err)
+		}
+		var got Request
+		fds, err := ReadMsg(a, make([]byte, MaxInline), MaxMsgFDs, &got)
+		if err != nil || got.Exec == nil || !slices.Equal(got.Exec.Args, args[:n]) || len(fds) != 1 {
+			t.Fatalf("%d arguments: ReadMsg = %d arguments, %d descriptors, %v", n, len(got.Exec.Args), len(fds), err)
+		}
+		var st1, st2 unix.Stat_t
+		if err := unix.Fstat(fds[0], &st1); err != nil || unix.Fstat(int(w.Fd()), &st2) != nil || st1.Ino != st2.Ino {
+			t.Errorf("%d arguments: the descriptor received is not the one sent", n)
+		}
+		closeAll(fds)
+	}
+	if got := openMemfds(t); got != 0 {
+		t.Errorf("%d memfds left open", got)
+	}
+	big := &Request{Op: OpExec, Exec: &Exec{Args: []string{strings.Repeat("a", MaxRequest)}}}
+	if err := WriteMsg(b, big, nil); err == nil || !strings.Contains(err.Error(), "exceed") {
+		t.Errorf("WriteMsg of a request over MaxRequest = %v, want a refusal", err)
+	}
+}
+
+// openMemfds counts this process's open memfds.
+func openMemfds(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(l, "/memfd:lightbox-message") {
+			n++
+		}
+	}
+	return n
 }

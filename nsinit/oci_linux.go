@@ -1,11 +1,9 @@
 package nsinit
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/beamhop/lightbox/internal/environ"
-	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -640,38 +638,12 @@ func ociServe(l *net.UnixListener, r *reaper, oc *OCIConfig) {
 	}
 }
 
-func readOCIRequest(c *net.UnixConn) (OCIRequest, []int, error) {
+// readOCIRequest reads a request of an OCI exec's client into buf (a
+// larger one comes in a memfd: ReadMsg).
+func readOCIRequest(c *net.UnixConn, buf []byte) (OCIRequest, []int, error) {
 	var req OCIRequest
-	buf := make([]byte, MaxRequest)
-	oob := make([]byte, unix.CmsgSpace(4*4))
-	n, oobn, flags, _, err := c.ReadMsgUnix(buf, oob)
-	if err != nil {
-		return req, nil, err
-	}
-	if n == 0 {
-		return req, nil, io.EOF
-	}
-	var fds []int
-	if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
-		for _, m := range msgs {
-			if r, err := unix.ParseUnixRights(&m); err == nil {
-				fds = append(fds, r...)
-			}
-		}
-	}
-	for _, fd := range fds {
-		unix.CloseOnExec(fd)
-	}
-	if flags&unix.MSG_TRUNC != 0 {
-		return req, fds, fmt.Errorf("request larger than %d bytes", len(buf))
-	}
-	if err := json.Unmarshal(buf[:n], &req); err != nil {
-		return req, fds, fmt.Errorf("bad request: %w", err)
-	}
-	if req.Version != Version {
-		return req, fds, fmt.Errorf("request version %d, this init speaks %d", req.Version, Version)
-	}
-	return req, fds, nil
+	fds, err := ReadMsg(c, buf, MaxMsgFDs, &req)
+	return req, fds, err
 }
 
 // ociServeConn starts one exec'd process and relays its life: signals
@@ -679,7 +651,7 @@ func readOCIRequest(c *net.UnixConn) (OCIRequest, []int, error) {
 // before it ends (its relay in ociruntime was killed).
 func ociServeConn(c *net.UnixConn, r *reaper, oc *OCIConfig) {
 	defer func() { _ = c.Close() }() // a request socket: every reply was sent (or its failure is the client's loss)
-	req, fds, err := readOCIRequest(c)
+	req, fds, err := readOCIRequest(c, make([]byte, MaxInline))
 	fail := func(code int, err error) {
 		closeAll(fds)
 		_ = send(c, Reply{Type: ReplyError, Code: code, Error: err.Error()}, nil) // the client may be gone: nobody to tell then
@@ -771,8 +743,9 @@ func ociServeConn(c *net.UnixConn, r *reaper, oc *OCIConfig) {
 	gone := make(chan struct{})
 	go func() {
 		defer close(gone)
+		buf := make([]byte, 4096) // signals only
 		for {
-			req, fds, err := readOCIRequest(c)
+			req, fds, err := readOCIRequest(c, buf)
 			closeAll(fds)
 			if err != nil {
 				return

@@ -496,13 +496,10 @@ func (s *server) serve(c *net.UnixConn) {
 	closeAll(fds)
 }
 
-// MaxRequest is the largest request the init reads (arguments and
-// environment included).
-const MaxRequest = 256 << 10
-
 // reqBufs holds buffers for first requests, so that an idle init does not
-// keep one per connection it ever served.
-var reqBufs = sync.Pool{New: func() any { b := make([]byte, MaxRequest); return &b }}
+// keep one per connection it ever served. A larger request comes in a
+// memfd (ReadMsg).
+var reqBufs = sync.Pool{New: func() any { b := make([]byte, MaxInline); return &b }}
 
 func readRequest(c *net.UnixConn, buf []byte) (Request, []int, error) {
 	var req Request

@@ -2,9 +2,9 @@ package ociruntime
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -197,16 +197,7 @@ func relay(c *net.UnixConn) int {
 }
 
 func sendOCI(c *net.UnixConn, req nsinit.OCIRequest, fds []int) error {
-	req.Version = nsinit.Version
-	b, err := json.Marshal(req)
-	if err != nil {
-		return err
-	}
-	var oob []byte
-	if len(fds) > 0 {
-		oob = unix.UnixRights(fds...)
-	}
-	if _, _, err := c.WriteMsgUnix(b, oob, nil); err != nil {
+	if err := nsinit.WriteMsg(c, &req, fds); err != nil {
 		return fmt.Errorf("send request to the container's init: %w", err)
 	}
 	return nil
@@ -214,25 +205,12 @@ func sendOCI(c *net.UnixConn, req nsinit.OCIRequest, fds []int) error {
 
 func readReply(c *net.UnixConn) (nsinit.Reply, []int, error) {
 	var rep nsinit.Reply
-	buf := make([]byte, 64<<10)
-	oob := make([]byte, unix.CmsgSpace(4))
-	n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+	fds, err := nsinit.ReadMsg(c, make([]byte, 4096), nsinit.MaxMsgFDs, &rep)
+	if errors.Is(err, io.EOF) {
+		return rep, fds, errors.New("the container's init closed the connection")
+	}
 	if err != nil {
-		return rep, nil, err
-	}
-	if n == 0 {
-		return rep, nil, errors.New("the container's init closed the connection")
-	}
-	var fds []int
-	if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
-		for _, m := range msgs {
-			if r, err := unix.ParseUnixRights(&m); err == nil {
-				fds = append(fds, r...)
-			}
-		}
-	}
-	if err := json.Unmarshal(buf[:n], &rep); err != nil {
-		return rep, fds, fmt.Errorf("bad reply from the container's init: %w", err)
+		return rep, fds, fmt.Errorf("reply from the container's init: %w", err)
 	}
 	return rep, fds, nil
 }

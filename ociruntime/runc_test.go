@@ -410,6 +410,17 @@ func TestExec(t *testing.T) {
 			t.Errorf("exec --process as 1000: %q", got)
 		}
 	}
+	// As many arguments as execve takes (~800 kB: more than a packet of
+	// the exec socket carries).
+	big := specs.Process{Args: []string{"sh", "-c", `echo $#`, "sh"}, Cwd: "/", Env: []string{"PATH=/bin"}}
+	for i := range 60000 {
+		big.Args = append(big.Args, "argument"+strconv.Itoa(i))
+	}
+	pb, _ = json.Marshal(big)
+	os.WriteFile(pj, pb, 0o644)
+	if got := mustRunc(t, root, "exec", "--process", pj, "e1"); strings.TrimSpace(got) != "60000" {
+		t.Errorf("exec --process with %d arguments: %q", len(big.Args), got)
+	}
 	// Detached: the pid file names a relay that exits with the status.
 	pidFile := filepath.Join(t.TempDir(), "exec.pid")
 	mustRunc(t, root, "exec", "--detach", "--pid-file", pidFile, "e1", "sh", "-c", "sleep 0.2; exit 9")

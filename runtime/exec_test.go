@@ -123,6 +123,45 @@ func TestUserEnvWorkdir(t *testing.T) {
 	}
 }
 
+// TestLargeArgs: a command takes as many arguments and as much
+// environment as execve does (the request grows past a packet: it went
+// in one, and ~180 kB of arguments failed "message too long"), both as a
+// sandbox's main command and as an exec; past execve's limit the error is
+// execve's own.
+func TestLargeArgs(t *testing.T) {
+	e := newEnv(t)
+	args := []string{"-c", `echo $# ${#BIG}`, "sh"}
+	for i := range 60000 {
+		args = append(args, "argument"+strconv.Itoa(i)) // ~800 kB
+	}
+	big := "BIG=" + strings.Repeat("x", 100<<10)
+	want := "60000 102400\n"
+	spec := e.spec("")
+	spec.Command = append([]string{"sh"}, args...)
+	spec.Env = append(spec.Env, big)
+	var out bytes.Buffer
+	spec.Stdout = &out
+	sb := e.launch(t, spec)
+	if code, err := sb.Wait(t.Context()); err != nil || code != 0 || out.String() != want {
+		t.Errorf("main command with %d arguments: %q, exit %d, %v; want %q", len(args), out.String(), code, err, want)
+	}
+	sb = e.launch(t, e.spec(""))
+	c := sb.Command("sh", args...)
+	c.Env = []string{big}
+	if got, err := c.Output(); err != nil || string(got) != want {
+		t.Errorf("exec with %d arguments: %q, %v; want %q", len(args), got, err, want)
+	}
+	for range 4 {
+		args = append(args, args[3:]...) // ~13 MB: past any execve's limit, and past MaxRequest
+	}
+	if err := sb.Command("sh", args[:len(args)/3]...).Run(); err == nil || !strings.Contains(err.Error(), "argument list too long") {
+		t.Errorf("exec past execve's limit: %v, want argument list too long", err)
+	}
+	if err := sb.Command("sh", args...).Run(); err == nil || !strings.Contains(err.Error(), "exceed") {
+		t.Errorf("exec past MaxRequest: %v, want a refusal", err)
+	}
+}
+
 func TestStreamsAndCancel(t *testing.T) {
 	e := newEnv(t)
 	sb := e.launch(t, e.spec("streams"))

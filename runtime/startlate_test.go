@@ -39,7 +39,7 @@ func TestRunWithoutStarted(t *testing.T) {
 			}
 			defer c.Close()
 			var req nsinit.Request
-			fds, err := nsinit.ReadMsg(c, make([]byte, nsinit.MaxRequest), nsinit.MaxFDsPerMessage, &req)
+			fds, err := nsinit.ReadMsg(c, make([]byte, nsinit.MaxInline), nsinit.MaxFDsPerMessage, &req)
 			for _, fd := range fds {
 				unix.Close(fd)
 			}
