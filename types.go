@@ -128,8 +128,9 @@ type SandboxOptions struct {
 	// Stdin, Stdout and Stderr connect the main Command when any is set
 	// (as `lightbox run --keep` does); all nil = its output goes to the
 	// sandbox's logs (Sandbox.Logs) and its stdin is empty. Tty runs it on
-	// a terminal inside the sandbox (Stdout then gets both streams),
-	// TtySize (rows, columns) its initial size; Sandbox.MainCommand
+	// a terminal inside the sandbox (Stdout then gets both streams; TERM
+	// is xterm unless Env sets it), TtySize (rows, columns) its initial
+	// size; Sandbox.MainCommand
 	// signals or resizes it.
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer

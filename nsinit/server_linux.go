@@ -547,7 +547,13 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 		return
 	}
 	env := environ.Merge(defEnv, e.Env)
-	for _, kv := range [][2]string{{"PATH", environ.DefaultPath}, {"HOME", u.home}, {"HOSTNAME", name}} {
+	defaults := [][2]string{{"PATH", environ.DefaultPath}, {"HOME", u.home}, {"HOSTNAME", name}}
+	if e.Tty {
+		// On a terminal, as docker and podman run one: without TERM,
+		// clear, top, less and vi refuse to start.
+		defaults = append(defaults, [2]string{"TERM", "xterm"})
+	}
+	for _, kv := range defaults {
 		if _, ok := environ.Lookup(env, kv[0]); !ok {
 			env = append(env, kv[0]+"="+kv[1])
 		}

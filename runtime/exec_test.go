@@ -275,7 +275,7 @@ func TestStdioBlocking(t *testing.T) {
 func TestTty(t *testing.T) {
 	e := newEnv(t)
 	sb := e.launch(t, e.spec("tty"))
-	c := sb.Command("sh", "-c", "tty; stty size; test -t 0 && echo interactive")
+	c := sb.Command("sh", "-c", "tty; stty size; test -t 0 && echo interactive; echo TERM=$TERM")
 	c.Tty, c.TtySize = true, [2]uint16{33, 101}
 	var out bytes.Buffer
 	c.Stdout = &out
@@ -285,6 +285,27 @@ func TestTty(t *testing.T) {
 	got := strings.ReplaceAll(out.String(), "\r", "")
 	if !strings.HasPrefix(got, "/dev/pts/") || !strings.Contains(got, "33 101\n") || !strings.Contains(got, "interactive") {
 		t.Errorf("tty output %q: want a /dev/pts tty of 33x101", got)
+	}
+	// On a terminal TERM defaults to xterm, as docker and podman set it;
+	// the caller's own TERM stays, and without a terminal there is none.
+	if !strings.Contains(got, "TERM=xterm\n") {
+		t.Errorf("tty output %q: want TERM=xterm", got)
+	}
+	for _, tc := range []struct {
+		tty  bool
+		env  []string
+		want string
+	}{{true, []string{"TERM=vt100"}, "vt100"}, {false, nil, ""}} {
+		c := sb.Command("sh", "-c", "echo $TERM")
+		c.Tty, c.Env = tc.tty, tc.env
+		out.Reset()
+		c.Stdout = &out
+		if err := c.Run(); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.TrimSpace(out.String()); got != tc.want {
+			t.Errorf("Tty %v, Env %q: TERM=%q, want %q", tc.tty, tc.env, got, tc.want)
+		}
 	}
 	// Resize reaches a running command.
 	c = sb.Command("sh", "-c", "read x; stty size")

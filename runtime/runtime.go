@@ -191,8 +191,9 @@ type CmdSpec struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	// Tty runs the process on a new pty inside the sandbox; Stdin feeds it
-	// and Stdout receives its output (Stderr is unused). TtySize is the
-	// initial window size (rows, columns); see Cmd.Resize.
+	// and Stdout receives its output (Stderr is unused); its environment
+	// has TERM=xterm unless it sets TERM. TtySize is the initial window
+	// size (rows, columns); see Cmd.Resize.
 	Tty     bool
 	TtySize [2]uint16
 }
