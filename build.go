@@ -335,7 +335,7 @@ func (b *buildBackend) Run(ctx context.Context, st build.RunStep) (build.StepOut
 		Snapshot: b.opts.Name, Network: b.opts.Network, Mounts: mounts,
 		Env: st.Env, Workdir: st.Workdir, User: st.User,
 	}
-	sb, err := b.r.launchFrom(ctx, opts, func() (*snapshot.Lease, *snapshot.Snapshot, error) {
+	sb, err := b.r.launchFrom(ctx, opts, false, func() (*snapshot.Lease, *snapshot.Snapshot, error) {
 		// Leased as a sandbox's snapshot is: a prune of the build cache
 		// meanwhile keeps the image the step runs on.
 		l, sn, _, err := b.r.snaps.LeaseImage(ctx, st.Parent, b.opts.Name)

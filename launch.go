@@ -146,19 +146,20 @@ func (r *Runtime) launch(ctx context.Context, opts SandboxOptions) (*Sandbox, er
 	if sb := r.pool.take(ctx, r, opts); sb != nil {
 		return sb, nil
 	}
-	return r.launchCold(ctx, opts)
+	return r.launchCold(ctx, opts, false)
 }
 
-// launchCold is launch without the warm pool.
-func (r *Runtime) launchCold(ctx context.Context, opts SandboxOptions) (*Sandbox, error) {
-	return r.launchFrom(ctx, opts, func() (*snapshot.Lease, *snapshot.Snapshot, error) {
+// launchCold is launch without the warm pool; takeable launches a
+// sandbox for it (runtime.Spec.Takeable).
+func (r *Runtime) launchCold(ctx context.Context, opts SandboxOptions, takeable bool) (*Sandbox, error) {
+	return r.launchFrom(ctx, opts, takeable, func() (*snapshot.Lease, *snapshot.Snapshot, error) {
 		return r.snaps.Lease(ctx, opts.Snapshot)
 	})
 }
 
-// launchFrom is launch with the snapshot resolved by resolve (a build
+// launchFrom is launchCold with the snapshot resolved by resolve (a build
 // step launches from an image of its cache, leased by its manifest digest).
-func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, resolve func() (*snapshot.Lease, *snapshot.Snapshot, error)) (_ *Sandbox, err error) {
+func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, takeable bool, resolve func() (*snapshot.Lease, *snapshot.Snapshot, error)) (_ *Sandbox, err error) {
 	if err := checkInit(); err != nil {
 		return nil, err
 	}
@@ -191,6 +192,7 @@ func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, resolve f
 	}
 	spec.Snapshot = snap.Name
 	spec.Layers = snap.Layers
+	spec.Takeable = takeable
 	spec.Env = environ.Merge(snap.Config.Env, opts.Env)
 	spec.Workdir = cmp.Or(opts.Workdir, snap.Config.WorkingDir, "/")
 	spec.User = cmp.Or(opts.User, snap.Config.User)

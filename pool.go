@@ -156,7 +156,7 @@ func (p *pool) refillLocked(r *Runtime, set *poolSet) {
 
 func (p *pool) fill(r *Runtime, set *poolSet) {
 	defer p.fills.Done()
-	sb, err := r.launchCold(p.ctx, set.opts)
+	sb, err := r.launchCold(p.ctx, set.opts, true)
 	p.mu.Lock()
 	set.filling--
 	keep := err == nil && !p.closed && len(set.ready) < set.want

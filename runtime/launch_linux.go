@@ -152,7 +152,11 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		passR := os.NewFile(uintptr(pair[1]), "passer")
 		defer func() { _ = passW.Close() }() // a socket end for SCM_RIGHTS: a send's error is sendForInit's
 		defer func() { _ = passR.Close() }() // the init's end: we never use it
-		for at := initTableFor(3+len(extra), h.toSend(&cfg)); 3+len(extra) < at; {
+		passed := h.toSend(&cfg)
+		if spec.Takeable {
+			passed += nsinit.MaxFDsPerMessage
+		}
+		for at := initTableFor(3+len(extra), passed); 3+len(extra) < at; {
 			extra = append(extra, nil) // closed in the child: a gap below the socket
 		}
 		cfg.FDs.Passer = child(passR)
