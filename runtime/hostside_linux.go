@@ -19,20 +19,76 @@ import (
 // hostSide collects what the runtime prepares, as real root, for an init
 // that cannot reach it itself, and sends it on the init's Passer socket:
 // see "Descriptors from the host side" in nsinit/proto.go.
+//
+// With a socket (a launch), what it collects goes there openChunk at a
+// time as it is made, before the init even runs (the socket queues it),
+// and is closed here: this process never holds a launch's worth of
+// binds at once. Its threads share one descriptor table, and a table
+// they share grows only after an RCU grace period (initTableFor): a
+// `lightbox run` with 30 binds held ~70 descriptors and waited ~9 ms for
+// one, at every launch. Without a socket (a take) it holds them until
+// they are sent.
 type hostSide struct {
-	files []*os.File
+	files []*os.File // collected, not sent yet
+	sent  int        // sent on sock already
+	// sock is our end of the init's Passer socket, peer the init's.
+	sock, peer *os.File
 }
 
+// newPasser makes the Passer socket pair h sends on.
+func (h *hostSide) newPasser() error {
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("descriptor socket: %w", err)
+	}
+	h.sock, h.peer = os.NewFile(uintptr(pair[0]), "passer"), os.NewFile(uintptr(pair[1]), "passer")
+	return nil
+}
+
+// add collects f, to be sent; it returns the number the init knows it by.
 func (h *hostSide) add(f *os.File) nsinit.PassedFD {
 	h.files = append(h.files, f)
-	return nsinit.PassedFD(len(h.files))
+	return nsinit.PassedFD(h.sent + len(h.files))
 }
 
-func (h *hostSide) close() {
+// flush sends what h collected when it makes a chunk, if the socket takes
+// it without waiting (it queues ~200 such messages by default: a launch
+// with more binds holds the rest until the init reads).
+func (h *hostSide) flush() error {
+	if h.sock == nil || len(h.files) < openChunk {
+		return nil
+	}
+	fds := make([]int, len(h.files))
+	for i, f := range h.files {
+		fds[i] = int(f.Fd())
+	}
+	err := unix.Sendmsg(int(h.sock.Fd()), []byte{0}, unix.UnixRights(fds...), nil, unix.MSG_DONTWAIT)
+	switch {
+	case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR):
+		return nil // sent with the rest, once the init reads
+	case err != nil:
+		return fmt.Errorf("init: send descriptors: %w", err)
+	}
+	h.sent += len(h.files)
+	h.closeFiles()
+	return nil
+}
+
+func (h *hostSide) closeFiles() {
 	for _, f := range h.files {
 		_ = f.Close() // detached mounts and files we opened: once sent the init holds its own, unsent the launch failed
 	}
 	h.files = nil
+}
+
+func (h *hostSide) close() {
+	h.closeFiles()
+	for _, f := range []*os.File{h.sock, h.peer} {
+		if f != nil {
+			_ = f.Close() // a socket end for SCM_RIGHTS: what was queued is the init's, or goes with the socket
+		}
+	}
+	h.sock, h.peer = nil, nil
 }
 
 // letRootSearch lets the sandbox's root search dir (a sandbox's own
@@ -89,7 +145,10 @@ func (m *Manager) prepareBinds(cfg *nsinit.Config, mounts []MountSpec, h *hostSi
 			h.add(ov)
 			mt.Overlay = nil
 		}
-		mt.FD = nsinit.PassedFD(len(h.files))
+		mt.FD = nsinit.PassedFD(h.sent + len(h.files))
+		if err := h.flush(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -272,7 +331,7 @@ func sendForInit(pid int, cfg *nsinit.Config, h *hostSide, sock *os.File) (int, 
 	if err := h.send(sock); err != nil {
 		return 0, err
 	}
-	sent := len(h.files)
+	sent := h.sent
 	root := "/proc/" + strconv.Itoa(pid) + "/root"
 	var chunk []int
 	flush := func() error {
@@ -341,10 +400,10 @@ func openedForInit(key string) bool {
 	return key == "lowerdir+" || key == "upperdir" || key == "workdir"
 }
 
-// toSend is how many descriptors sendForInit will send the init: those
-// collected so far, and the root's directories.
+// toSend is how many descriptors the init is sent in all: those collected
+// so far (sent or not), and the root's directories sendForInit adds.
 func (h *hostSide) toSend(cfg *nsinit.Config) int {
-	n := len(h.files) + 1 // RootDir's parent
+	n := h.sent + len(h.files) + 1 // RootDir's parent
 	for _, p := range cfg.Root.Params {
 		if openedForInit(p.Key) {
 			n++
@@ -353,7 +412,8 @@ func (h *hostSide) toSend(cfg *nsinit.Config) int {
 	return n
 }
 
-// send sends every collected descriptor on the socket sock, in order.
+// send sends every collected descriptor not sent yet on the socket sock,
+// in order, and closes them.
 func (h *hostSide) send(sock *os.File) error {
 	fds := make([]int, len(h.files))
 	for i, f := range h.files {
@@ -362,5 +422,7 @@ func (h *hostSide) send(sock *os.File) error {
 	if err := nsinit.SendFDs(int(sock.Fd()), fds); err != nil {
 		return fmt.Errorf("init: %w", err)
 	}
+	h.sent += len(h.files)
+	h.closeFiles()
 	return nil
 }

@@ -142,16 +142,9 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		cfg.FDs.Exe = child(exe)
 		exePath = "/proc/self/fd/" + strconv.Itoa(cfg.FDs.Exe)
 	}
-	var passW *os.File
-	if hostPrepares() {
-		pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return nil, fmt.Errorf("descriptor socket: %w", err)
-		}
-		passW = os.NewFile(uintptr(pair[0]), "passer")
-		passR := os.NewFile(uintptr(pair[1]), "passer")
-		defer func() { _ = passW.Close() }() // a socket end for SCM_RIGHTS: a send's error is sendForInit's
-		defer func() { _ = passR.Close() }() // the init's end: we never use it
+	passW := h.sock // made with the binds (Manager.start): as real root only
+	if passW != nil {
+		passR := h.peer
 		passed := h.toSend(&cfg)
 		if spec.Takeable {
 			passed += nsinit.MaxFDsPerMessage
@@ -249,8 +242,7 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 			return fail(err)
 		}
 		cfg.Passed = n
-		h.close()
-		_ = passW.Close() // sendForInit returned: the descriptors are in the init's queue
+		h.close() // sendForInit returned: the descriptors are in the init's queue
 	}
 	if err := nsinit.WriteConfig(cfgW, &cfg); err != nil {
 		return fail(err)

@@ -429,27 +429,44 @@ func TestInitGroups(t *testing.T) {
 	}
 }
 
-// TestTakeableTable: a sandbox launched for a warm pool has an init whose
-// descriptor table already holds the most a Take passes, so that a take
-// of many mounts does not wait for the table to grow (an RCU grace
-// period: 6-9 ms for a take of 60 mounts, against the take's ~1 ms);
-// a plain launch's stays at the kernel's first 64 slots. The launches run
-// in a child started with a small table of its own: a table is copied at
-// its highest open number at fork, and this test binary may have been
-// given a high one.
-func TestTakeableTable(t *testing.T) {
-	testutil.RootOnly(t) // rootless, a take passes no descriptors (CanTakeMounts)
+// TestDescriptorTables: a descriptor table that its threads share grows
+// only after an RCU grace period (initTableFor), so a launch keeps both
+// tables it touches within what they have. A sandbox launched for a warm
+// pool has an init whose table already holds the most a Take passes (a
+// take of 60 mounts waited 6-9 ms for it to grow, against the take's ~1
+// ms); a plain launch's init stays at the kernel's first 64 slots; a
+// launch with 100 binds leaves the launcher's own table at 64 (it held
+// them all and grew it: ~9 ms a `lightbox run` with 30 binds). The
+// launches run in a grandchild: a table is copied at its parent's highest
+// open number at fork and kept across exec, and this test binary may have
+// been given a high one; its child, whose high ones closed at its exec,
+// forks a grandchild with a small table.
+func TestDescriptorTables(t *testing.T) {
+	testutil.RootOnly(t) // rootless, the init makes its binds and a take passes none (CanTakeMounts)
+	switch os.Getenv("LIGHTBOX_TABLE_CHILD") {
+	case "2":
+		descriptorTablesChild(t)
+		return
+	case "":
+		// What this process inherited without close-on-exec stays here.
+		if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestDescriptorTables$", "-test.v")
+	level := "1"
 	if os.Getenv("LIGHTBOX_TABLE_CHILD") == "1" {
-		takeableTableChild(t)
+		level = "2"
+	}
+	cmd.Env = append(os.Environ(), "LIGHTBOX_TABLE_CHILD="+level)
+	out, err := cmd.CombinedOutput()
+	if level == "2" {
+		os.Stdout.Write(out)
+		if err != nil {
+			t.Fatal(err)
+		}
 		return
 	}
-	// What this process inherited without close-on-exec stays here.
-	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestTakeableTable$", "-test.v")
-	cmd.Env = append(os.Environ(), "LIGHTBOX_TABLE_CHILD=1")
-	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("child: %v\n%s", err, out)
 	}
@@ -461,7 +478,7 @@ func TestTakeableTable(t *testing.T) {
 			sizes[kind] = [2]int{size, open}
 		}
 	}
-	if len(sizes) != 2 {
+	if len(sizes) != 3 {
 		t.Fatalf("child's output has no table sizes:\n%s", out)
 	}
 	if p := sizes["plain"]; p[0] != 64 {
@@ -470,19 +487,19 @@ func TestTakeableTable(t *testing.T) {
 	if k := sizes["takeable"]; k[0] < k[1]+nsinit.MaxFDsPerMessage {
 		t.Errorf("a takeable launch's init has a table of %d slots with %d open: a take of %d descriptors would grow it", k[0], k[1], nsinit.MaxFDsPerMessage)
 	}
+	if l := sizes["launcher"]; l[0] != 64 {
+		t.Errorf("after a launch with 100 binds the launcher's table has %d slots (%d open), want 64: it held the binds at once", l[0], l[1])
+	}
 }
 
-func takeableTableChild(t *testing.T) {
+func descriptorTablesChild(t *testing.T) {
 	e := newEnv(t)
-	for _, kind := range []string{"plain", "takeable"} {
-		spec := e.spec("")
-		spec.Takeable = kind == "takeable"
-		sb := e.launch(t, spec)
-		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", sb.Pid()))
+	table := func(kind string, pid int) {
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 		if err != nil {
 			t.Fatal(err)
 		}
-		fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", sb.Pid()))
+		fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -491,5 +508,38 @@ func takeableTableChild(t *testing.T) {
 				fmt.Printf("table %s %s %d\n", kind, strings.TrimSpace(v), len(fds))
 			}
 		}
+	}
+	for _, kind := range []string{"plain", "takeable"} {
+		spec := e.spec("")
+		spec.Takeable = kind == "takeable"
+		table(kind, e.launch(t, spec).Pid())
+	}
+	spec := e.spec("")
+	src := t.TempDir()
+	for i := range 100 {
+		d := filepath.Join(src, strconv.Itoa(i))
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "f"), []byte(strconv.Itoa(i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		spec.Mounts = append(spec.Mounts, MountSpec{Source: d, Target: "/m/" + strconv.Itoa(i), ReadOnly: i%2 == 0})
+	}
+	sb := e.launch(t, spec)
+	table("launcher", os.Getpid())
+	// Each bind is where it was asked for, read-only as asked.
+	got := sh(t, sb, `for i in $(seq 0 99); do cat /m/$i/f; if touch /m/$i/g 2>/dev/null; then echo w; else echo r; fi; done`)
+	var want strings.Builder
+	for i := range 100 {
+		want.WriteString(strconv.Itoa(i))
+		if i%2 == 0 {
+			want.WriteString("r\n")
+		} else {
+			want.WriteString("w\n")
+		}
+	}
+	if got != want.String() {
+		t.Errorf("the 100 binds, in the sandbox:\n%s\nwant\n%s", got, want.String())
 	}
 }

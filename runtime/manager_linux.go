@@ -435,6 +435,9 @@ func (m *Manager) start(ctx context.Context, name string, spec Spec, plan *limit
 	var h hostSide
 	defer h.close()
 	if hostPrepares() {
+		if err := h.newPasser(); err != nil {
+			return nil, err
+		}
 		if err := m.prepareBinds(&cfg, spec.Mounts, &h); err != nil {
 			return nil, err
 		}
