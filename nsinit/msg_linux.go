@@ -172,6 +172,9 @@ func ReadMsg(c *net.UnixConn, buf []byte, maxFDs int, m Message) ([]int, error) 
 		if err != nil {
 			return fds, err
 		}
+		if len(fds) > maxFDs {
+			return fds, fmt.Errorf("%s with more than %d descriptors", m.kind(), maxFDs)
+		}
 		return fds, Unmarshal(b, m)
 	}
 	if len(fds) > maxFDs {

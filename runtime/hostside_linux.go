@@ -52,8 +52,9 @@ func (h *hostSide) add(f *os.File) nsinit.PassedFD {
 }
 
 // flush sends what h collected when it makes a chunk, if the socket takes
-// it without waiting (it queues ~200 such messages by default: a launch
-// with more binds holds the rest until the init reads).
+// it without waiting (with the default socket buffer it queues 278 such
+// messages, ~4 400 descriptors: a launch with more holds the rest until
+// the init reads).
 func (h *hostSide) flush() error {
 	if h.sock == nil || len(h.files) < openChunk {
 		return nil
