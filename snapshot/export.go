@@ -131,6 +131,23 @@ func (s *Store) exportDir(ctx context.Context, name, dst, tag string) (err error
 	if err := out.UpdateReference(ctx, tag, d); err != nil {
 		return fmt.Errorf("export %s: %w", name, err)
 	}
+	// umoci writes blobs and index.json through temporary files, mode
+	// 0600: another user (a rootless store importing what root exported,
+	// their podman or skopeo) could not read the layout. They take the
+	// mode its oci-layout file was made with, as the caller's umask cut it.
+	st, err := os.Stat(filepath.Join(dst, ispec.ImageLayoutFile))
+	if err != nil {
+		return fmt.Errorf("export %s: %w", name, err)
+	}
+	files := []string{filepath.Join(dst, "index.json")}
+	for _, b := range append([]ispec.Descriptor{m.Config, *mdesc}, m.Layers...) {
+		files = append(files, filepath.Join(dst, "blobs", b.Digest.Algorithm().String(), b.Digest.Encoded()))
+	}
+	for _, f := range files {
+		if err := os.Chmod(f, st.Mode().Perm()); err != nil {
+			return fmt.Errorf("export %s: %w", name, err)
+		}
+	}
 	return nil
 }
 

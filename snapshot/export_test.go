@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"errors"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -28,6 +29,25 @@ func TestExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := s.Export(ctx, "bb", tarOut, ExportOptions{Format: FormatOCIArchive}); err != nil {
+		t.Fatal(err)
+	}
+	// Every file of the layout is readable as its oci-layout file is (umoci
+	// wrote index.json 0600: another user's podman or skopeo could not
+	// read which images it holds).
+	layoutSt, err := os.Stat(filepath.Join(dirOut, "oci-layout"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := filepath.WalkDir(dirOut, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		st, err := os.Stat(p)
+		if err == nil && st.Mode().Perm() != layoutSt.Mode().Perm() {
+			t.Errorf("%s: mode %v, want %v as oci-layout's", p, st.Mode().Perm(), layoutSt.Mode().Perm())
+		}
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Export(ctx, "bb", tarOut, ExportOptions{Format: FormatOCIArchive}); !errors.Is(err, errdefs.ErrExists) {
