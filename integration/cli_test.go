@@ -100,6 +100,13 @@ func TestCLISnapshots(t *testing.T) {
 	dir := t.TempDir()
 	lbOK(t, root, "snapshot", "export", "busybox", dir+"/layout")
 	lbOK(t, root, "snapshot", "export", "--format", "oci-archive", "--tag", "v1", "busybox", dir+"/img.tar")
+	// A destination named .tar is an archive without --format.
+	lbOK(t, root, "snapshot", "export", "busybox", dir+"/auto.tar")
+	if st, err := os.Stat(dir + "/auto.tar"); err != nil || !st.Mode().IsRegular() {
+		t.Errorf("export to auto.tar without --format: %v, %v; want an oci-archive file", st, err)
+	}
+	lbOK(t, root, "snapshot", "import", "from-auto", dir+"/auto.tar")
+	lbOK(t, root, "snapshot", "rm", "from-auto")
 	lbOK(t, root, "snapshot", "import", "from-layout", dir+"/layout:busybox")
 	lbOK(t, root, "snapshot", "import", "from-archive", dir+"/img.tar:v1")
 	if out := lbOK(t, root, "run", "--network", "none", "from-archive", "sh", "-c", "echo round trip"); out != "round trip\n" {

@@ -90,15 +90,19 @@ func snapshotCommand() *cli.Command {
 				Usage:     "write a snapshot as an OCI image layout dir or oci-archive tar",
 				ArgsUsage: "NAME DST",
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "format", Usage: "oci (a layout directory) or oci-archive (a tar file)", Value: "oci"},
+					&cli.StringFlag{Name: "format", Usage: "oci (a layout directory) or oci-archive (a tar file) (default: oci-archive when DST ends in .tar, else oci)"},
 					&cli.StringFlag{Name: "tag", Usage: "the image's tag in DST (default: the snapshot's name)"},
 				},
 				Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
 					if err := needArgs(c, 2, "NAME DST"); err != nil {
 						return err
 					}
-					return r.ExportSnapshot(c.Context, c.Args().Get(0), c.Args().Get(1),
-						lightbox.ExportOptions{Format: c.String("format"), Tag: c.String("tag")})
+					dst, format := c.Args().Get(1), c.String("format")
+					if format == "" && strings.HasSuffix(dst, ".tar") {
+						format = "oci-archive" // a name that says what the user expects there
+					}
+					return r.ExportSnapshot(c.Context, c.Args().Get(0), dst,
+						lightbox.ExportOptions{Format: format, Tag: c.String("tag")})
 				}),
 			},
 			{
