@@ -3,7 +3,6 @@ package nsinit
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"strconv"
@@ -460,18 +459,8 @@ func readHandover() (*handoverState, error) {
 		return nil, fmt.Errorf("read the handover state: %w", &os.PathError{Op: "fstat", Path: "memfd", Err: err})
 	}
 	b := make([]byte, fst.Size)
-	for off := 0; off < len(b); {
-		n, err := unix.Pread(fd, b[off:], int64(off))
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read the handover state: %w", &os.PathError{Op: "read", Path: "memfd", Err: err})
-		}
-		if n == 0 {
-			return nil, fmt.Errorf("read the handover state: %w", io.ErrUnexpectedEOF)
-		}
-		off += n
+	if err := readFullAt(fd, b); err != nil {
+		return nil, fmt.Errorf("read the handover state: %w", &os.PathError{Op: "read", Path: "memfd", Err: err})
 	}
 	return parseState(b)
 }

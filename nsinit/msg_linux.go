@@ -72,13 +72,9 @@ func sealedMemfd(b []byte) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("memfd_create: %w", err)
 	}
-	for off := 0; off < len(b); {
-		n, err := unix.Write(fd, b[off:])
-		if err != nil && !errors.Is(err, unix.EINTR) {
-			_ = unix.Close(fd) // ours, unsent
-			return -1, fmt.Errorf("write memfd: %w", err)
-		}
-		off += max(n, 0)
+	if err := writeAll(fd, b); err != nil {
+		_ = unix.Close(fd) // ours, unsent
+		return -1, fmt.Errorf("write memfd: %w", err)
 	}
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, memfdSeals); err != nil {
 		_ = unix.Close(fd) // ours, unsent
@@ -107,20 +103,29 @@ func readMemfd(fd int) ([]byte, error) {
 		return nil, fmt.Errorf("message in a memfd of %d bytes: more than %d", st.Size, MaxRequest)
 	}
 	b := make([]byte, st.Size)
+	if err := readFullAt(fd, b); err != nil {
+		return nil, fmt.Errorf("message in a memfd: %w", err)
+	}
+	return b, nil
+}
+
+// readFullAt fills b from fd's start (a memfd's: a message, a handover's
+// state).
+func readFullAt(fd int, b []byte) error {
 	for off := 0; off < len(b); {
 		n, err := unix.Pread(fd, b[off:], int64(off))
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("message in a memfd: %w", err)
+			return err
 		}
 		if n == 0 {
-			return nil, fmt.Errorf("message in a memfd: %d of %d bytes", off, len(b))
+			return io.ErrUnexpectedEOF
 		}
 		off += n
 	}
-	return b, nil
+	return nil
 }
 
 // ReadMsg reads one packet from c into m, using buf for a message sent
