@@ -99,3 +99,69 @@ func TestCLILimitsReported(t *testing.T) {
 	}
 	lbOK(t, root, "rm", "chatty")
 }
+
+// TestCLIStats: stats reports, per running sandbox, its CPU over a short
+// sample, its memory and pids against their limits (where a cgroup holds
+// them; rootless on this host none is delegated, and the row says so),
+// in a table and as JSON; an unknown name is an error, and docker's
+// --no-stream is accepted (stats prints once).
+func TestCLIStats(t *testing.T) {
+	root, _ := newStore(t)
+	cgroupLimits := os.Geteuid() == 0 || cgroups.Mode() == cgroups.Unified
+	limits := []string{"--pids-limit", "50"}
+	if cgroupLimits {
+		limits = append(limits, "-m", "64m") // refused where no cgroup can hold it
+	}
+	lbOK(t, root, append(append([]string{"run", "-d", "--network", "none", "--name", "busy"}, limits...), "busybox", "sh", "-c", "while :; do :; done")...)
+	lbOK(t, root, append(append([]string{"run", "-d", "--network", "none", "--name", "idle"}, limits...), "busybox", "sleep", "1000")...)
+	defer lb(t, root, "", "rm", "-f", "busy", "idle")
+	var rows []struct {
+		Name       string  `json:"name"`
+		Status     string  `json:"status"`
+		CPUPercent float64 `json:"cpuPercent"`
+		Usage      *struct {
+			MemoryBytes      int64 `json:"memoryBytes"`
+			MemoryLimitBytes int64 `json:"memoryLimitBytes"`
+			Pids             int64 `json:"pids"`
+			PidsLimit        int64 `json:"pidsLimit"`
+		} `json:"usage"`
+		Note string `json:"note"`
+	}
+	out := lbOK(t, root, "stats", "--format", "json", "busy", "idle")
+	if err := json.Unmarshal([]byte(out), &rows); err != nil || len(rows) != 2 || rows[0].Name != "busy" || rows[1].Name != "idle" {
+		t.Fatalf("stats --format json busy idle: %v\n%s", err, out)
+	}
+	table := lbOK(t, root, "stats", "--no-stream")
+	if !strings.HasPrefix(table, "NAME  ") || !strings.Contains(table, "\nbusy ") || !strings.Contains(table, "\nidle ") {
+		t.Errorf("stats table:\n%s", table)
+	}
+	for _, r := range rows {
+		if r.Status != "running" {
+			t.Errorf("%s: status %q", r.Name, r.Status)
+		}
+		if !cgroupLimits {
+			if r.Usage != nil || !strings.Contains(r.Note, "no cgroup") {
+				t.Errorf("%s rootless without delegation: usage %+v, note %q; want none and a note saying there is no cgroup", r.Name, r.Usage, r.Note)
+			}
+			continue
+		}
+		if r.Usage == nil {
+			t.Fatalf("%s: no usage (note %q)", r.Name, r.Note)
+		}
+		if u := r.Usage; u.MemoryLimitBytes != 64<<20 || u.PidsLimit != 50 || u.MemoryBytes <= 0 || u.Pids < 1 {
+			t.Errorf("%s: usage %+v, want memory under a 64 MiB limit and pids under 50", r.Name, u)
+		}
+	}
+	if cgroupLimits {
+		// A loop that never sleeps against one that only sleeps.
+		if busy, idle := rows[0].CPUPercent, rows[1].CPUPercent; busy < 5 || idle >= busy {
+			t.Errorf("cpu: busy %.2f%%, idle %.2f%%; want the busy loop's above 5%% and above the sleeper's", busy, idle)
+		}
+		if !strings.Contains(table, "/ 64MiB") || !strings.Contains(table, " / 50") {
+			t.Errorf("stats table without the limits:\n%s", table)
+		}
+	}
+	if r := lb(t, root, "", "stats", "nosuch"); r.code != 125 || !strings.Contains(r.stderr, "not found") {
+		t.Errorf("stats nosuch: exit %d, stderr %q; want 125, not found", r.code, r.stderr)
+	}
+}

@@ -40,7 +40,8 @@ func statsCommand() *cli.Command {
 		Name:      "stats",
 		Usage:     "print the CPU, memory and pids use of running sandboxes (those with a cgroup)",
 		ArgsUsage: "[NAME...]",
-		Flags:     []cli.Flag{formatFlag()},
+		Flags: []cli.Flag{formatFlag(),
+			&cli.BoolFlag{Name: "no-stream", Usage: "accepted for docker compatibility; stats prints once"}},
 		Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
 			asJSON, err := wantJSON(c)
 			if err != nil {
