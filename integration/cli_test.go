@@ -32,6 +32,14 @@ func TestCLIRun(t *testing.T) {
 	if r := run("", "-e", "GREETING=hi there", "busybox", "sh", "-c", `echo "$GREETING"`); r.stdout != "hi there\n" {
 		t.Errorf("run -e = %q (stderr %q), want %q", r.stdout, r.stderr, "hi there\n")
 	}
+	// A value with commas is one value (NO_PROXY lists); a bare name
+	// takes its value from the caller's environment, and is left out
+	// when the caller has none, as docker run -e does.
+	t.Setenv("LB_PASSED", "from the caller")
+	if r := run("", "-e", "NO_PROXY=localhost,127.0.0.1", "-e", "LB_PASSED", "-e", "LB_NOT_SET_ANYWHERE", "busybox", "sh", "-c",
+		`echo "$NO_PROXY|$LB_PASSED|${LB_NOT_SET_ANYWHERE-unset}"`); r.stdout != "localhost,127.0.0.1|from the caller|unset\n" {
+		t.Errorf("run -e with commas and bare names = %q (stderr %q)", r.stdout, r.stderr)
+	}
 	if r := run("", "-w", "/etc", "busybox", "pwd"); r.stdout != "/etc\n" {
 		t.Errorf("run -w /etc pwd = %q (stderr %q)", r.stdout, r.stderr)
 	}

@@ -46,6 +46,9 @@ func TestCLIDetached(t *testing.T) {
 	if out := lbOK(t, root, "exec", "w1", "sh", "-c", "echo hi from $(hostname)"); out != "hi from w1\n" {
 		t.Errorf("exec = %q", out)
 	}
+	if out := lbOK(t, root, "exec", "-e", "NO_PROXY=localhost,127.0.0.1", "w1", "sh", "-c", `echo "$NO_PROXY"`); out != "localhost,127.0.0.1\n" {
+		t.Errorf("exec -e with a comma = %q, want one value", out)
+	}
 	if r := lb(t, root, "", "exec", "w1", "sh", "-c", "exit 5"); r.code != 5 {
 		t.Errorf("exec exit 5: code %d", r.code)
 	}

@@ -47,7 +47,7 @@ func volNames(vs []volEntry) string {
 // TestCLIVolumes drives the volume lifecycle through the CLI.
 func TestCLIVolumes(t *testing.T) {
 	root, _ := newStore(t)
-	lbOK(t, root, "volume", "create", "--label", "team=ml", "--label", "ttl=30d", "models")
+	lbOK(t, root, "volume", "create", "--label", "team=ml", "--label", "ttl=30d", "--label", "owners=ana,bo", "models")
 	lbOK(t, root, "volume", "create", "--label", "team=web", "npm")
 	// Creating it again with other options changes nothing and says so.
 	r := lb(t, root, "", "volume", "create", "--label", "team=other", "models")
@@ -64,7 +64,7 @@ func TestCLIVolumes(t *testing.T) {
 	if err := json.Unmarshal([]byte(lbOK(t, root, "volume", "inspect", "models")), &v); err != nil {
 		t.Fatal(err)
 	}
-	if v.Labels["team"] != "ml" || v.CreatedAt.IsZero() || time.Since(v.CreatedAt) > time.Hour || v.Backend == "" {
+	if v.Labels["team"] != "ml" || v.Labels["owners"] != "ana,bo" || v.CreatedAt.IsZero() || time.Since(v.CreatedAt) > time.Hour || v.Backend == "" {
 		t.Errorf("inspect models = %+v", v)
 	}
 	// Used by a sandbox: lastUsedAt moves, usage computed on request.

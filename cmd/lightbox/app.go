@@ -80,6 +80,9 @@ func newApp() *cli.App {
 		Usage:                  "daemonless, rootless sandboxes over immutable snapshots and named volumes",
 		HideHelpCommand:        true,
 		UseShortOptionHandling: true,
+		// -e NO_PROXY=localhost,127.0.0.1 is one value, as in docker:
+		// urfave/cli would split a repeatable flag's value at commas.
+		DisableSliceFlagSeparator: true,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "root", Usage: "store directory", EnvVars: []string{"LIGHTBOX_ROOT"}},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "warn"},

@@ -110,7 +110,9 @@ func newRuncApp(rt *ociruntime.Runtime, lg *runcLog) *cli.App {
 		Version:                "1.1.0-lightbox (runtime-spec " + specs.Version + ")",
 		HideHelpCommand:        true,
 		UseShortOptionHandling: true,
-		ExitErrHandler:         func(*cli.Context, error) {},
+		// --env A=b,c is one value, as in runc (urfave/cli v1).
+		DisableSliceFlagSeparator: true,
+		ExitErrHandler:            func(*cli.Context, error) {},
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "root", Usage: "state directory (default /run/lightbox-runc)"},
 			&cli.StringFlag{Name: "log", Usage: "log file (errors are also on stderr)"},

@@ -31,7 +31,7 @@ func runCommand() *cli.Command {
 			&cli.BoolFlag{Name: "interactive", Aliases: []string{"i"}, Usage: "accepted for docker compatibility; stdin is always passed through"},
 			&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory inside the sandbox"},
 			&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "user[:group] inside the sandbox"},
-			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "K=V environment variable (repeatable)"},
+			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "K=V environment variable, or K for this K's value here (repeatable)"},
 			&cli.StringSliceFlag{Name: "volume", Aliases: []string{"v"}, Usage: "SRC:DST[:ro|:O]; SRC is a host path when it is . or starts with /, ./, ../ or ~, else a volume name; :O copy-on-write (a host dir as a read-only lower layer, the sandbox's writes thrown away with it) (repeatable)"},
 			&cli.StringFlag{Name: "network", Usage: "private, none or host (private:pasta or private:slirp4netns picks the stack)", Value: string(lightbox.NetworkPrivate)},
 			caCertsFlag(),
@@ -76,7 +76,7 @@ func runCommand() *cli.Command {
 				Mounts:    mounts,
 				Workdir:   c.String("workdir"),
 				User:      c.String("user"),
-				Env:       c.StringSlice("env"),
+				Env:       envFlag(c),
 				Network:   lightbox.Network(c.String("network")),
 				CACerts:   c.String("ca-certs"),
 				Ports:     c.StringSlice("publish"),
@@ -406,7 +406,7 @@ func execCommand() *cli.Command {
 			&cli.BoolFlag{Name: "interactive", Aliases: []string{"i"}, Usage: "accepted for docker compatibility; stdin is always passed through"},
 			&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory inside the sandbox"},
 			&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "user[:group] inside the sandbox"},
-			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "K=V environment variable (repeatable)"},
+			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "K=V environment variable, or K for this K's value here (repeatable)"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 2, "NAME CMD [ARG...]"); err != nil {
@@ -428,7 +428,7 @@ func execIn(c *cli.Context, r *lightbox.Runtime, sigs chan os.Signal, ready chan
 	}
 	argv := c.Args().Tail()
 	cmd := sb.Command(context.WithoutCancel(c.Context), argv[0], argv[1:]...)
-	cmd.Env = c.StringSlice("env")
+	cmd.Env = envFlag(c)
 	cmd.Dir = c.String("workdir")
 	cmd.User = c.String("user")
 	code, err := runAttached(cmd, c.Bool("tty"), sigs, ready)
@@ -596,4 +596,22 @@ func gcCommand() *cli.Command {
 			return err
 		}),
 	}
+}
+
+// envFlag is the -e entries: K=V as given, and a bare K with the value K
+// has in this process's environment, left out when it has none (docker run
+// -e K).
+func envFlag(c *cli.Context) []string {
+	var env []string
+	for _, kv := range c.StringSlice("env") {
+		if kv != "" && !strings.Contains(kv, "=") {
+			v, ok := os.LookupEnv(kv)
+			if !ok {
+				continue
+			}
+			kv += "=" + v
+		}
+		env = append(env, kv)
+	}
+	return env
 }
