@@ -130,8 +130,7 @@ type SandboxOptions struct {
 	// sandbox's logs (Sandbox.Logs) and its stdin is empty. Tty runs it on
 	// a terminal inside the sandbox (Stdout then gets both streams; TERM
 	// is xterm unless Env sets it), TtySize (rows, columns) its initial
-	// size; Sandbox.MainCommand
-	// signals or resizes it.
+	// size; Sandbox.MainCommand signals or resizes it.
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	Tty            bool

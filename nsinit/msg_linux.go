@@ -166,26 +166,23 @@ func ReadMsg(c *net.UnixConn, buf []byte, maxFDs int, m Message) ([]int, error) 
 	if n == 0 {
 		return fds, io.EOF
 	}
-	if string(buf[:n]) == msgInMemfd {
+	body := buf[:n]
+	if string(body) == msgInMemfd {
 		if len(fds) == 0 {
 			return nil, fmt.Errorf("%s in a memfd: no descriptor", m.kind())
 		}
 		mfd := fds[len(fds)-1]
 		fds = fds[:len(fds)-1]
-		b, err := readMemfd(mfd)
+		body, err = readMemfd(mfd)
 		_ = unix.Close(mfd) // read, or unreadable: ours either way
 		if err != nil {
 			return fds, err
 		}
-		if len(fds) > maxFDs {
-			return fds, fmt.Errorf("%s with more than %d descriptors", m.kind(), maxFDs)
-		}
-		return fds, Unmarshal(b, m)
 	}
 	if len(fds) > maxFDs {
 		return fds, fmt.Errorf("%s with more than %d descriptors", m.kind(), maxFDs)
 	}
-	return fds, Unmarshal(buf[:n], m)
+	return fds, Unmarshal(body, m)
 }
 
 // parseRights returns the descriptors of SCM_RIGHTS control messages.

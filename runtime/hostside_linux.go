@@ -51,19 +51,24 @@ func (h *hostSide) add(f *os.File) nsinit.PassedFD {
 	return nsinit.PassedFD(h.sent + len(h.files))
 }
 
-// flush sends what h collected when it makes a chunk, if the socket takes
-// it without waiting (with the default socket buffer it queues 278 such
-// messages, ~4 400 descriptors: a launch with more holds the rest until
-// the init reads).
-func (h *hostSide) flush() error {
-	if h.sock == nil || len(h.files) < openChunk {
-		return nil
-	}
+// fds is the descriptors of what h collected and has not sent, in order.
+func (h *hostSide) fds() []int {
 	fds := make([]int, len(h.files))
 	for i, f := range h.files {
 		fds[i] = int(f.Fd())
 	}
-	err := unix.Sendmsg(int(h.sock.Fd()), []byte{0}, unix.UnixRights(fds...), nil, unix.MSG_DONTWAIT)
+	return fds
+}
+
+// flush sends what h collected when it makes a chunk, if the socket takes
+// it without waiting (with the default socket buffer it queues 278 such
+// messages, ~4 400 descriptors: a launch with more holds the rest until
+// the init reads, or until send).
+func (h *hostSide) flush() error {
+	if h.sock == nil || len(h.files) < openChunk {
+		return nil
+	}
+	err := unix.Sendmsg(int(h.sock.Fd()), []byte{0}, unix.UnixRights(h.fds()...), nil, unix.MSG_DONTWAIT)
 	switch {
 	case errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR):
 		return nil // sent with the rest, once the init reads
@@ -315,59 +320,32 @@ func newIdmapUserns(uids, gids []idmap.Range) (*os.File, error) {
 	return ns, nil
 }
 
-// sendForInit sends the init, on the socket sock, what h collected, then
-// the directories it mounts its root from (RootDir's parent, and the
+// sendForInit sends the init, on h's socket, what h collected, then the
+// directories it mounts its root from (RootDir's parent, and the
 // overlay's layers, upper and work dirs), opened as real root in the
 // init's own mount namespace (through /proc/<pid>/root, where overlayfs
 // may use them), and names them in cfg. It returns how many descriptors
 // it sent.
 //
-// The directories go openChunk at a time, each chunk closed once sent:
-// this process never holds a snapshot's worth of them at once. Its
+// The directories go openChunk at a time (flush), each chunk closed once
+// sent: this process never holds a snapshot's worth of them at once. Its
 // threads share one descriptor table, and the kernel grows a shared
 // table only after an RCU grace period (see initTableFor): opening a
 // 50-layer snapshot's 53 at once grew it, in every launch from a
 // process started with few descriptors open (~7 ms here).
-func sendForInit(pid int, cfg *nsinit.Config, h *hostSide, sock *os.File) (int, error) {
-	if err := h.send(sock); err != nil {
-		return 0, err
-	}
-	sent := h.sent
+func sendForInit(pid int, cfg *nsinit.Config, h *hostSide) (int, error) {
 	root := "/proc/" + strconv.Itoa(pid) + "/root"
-	var chunk []int
-	flush := func() error {
-		err := nsinit.SendFDs(int(sock.Fd()), chunk)
-		for _, fd := range chunk {
-			_ = unix.Close(fd) // an O_PATH descriptor: sent, or the launch failed
-		}
-		sent += len(chunk)
-		chunk = chunk[:0]
-		if err != nil {
-			return fmt.Errorf("init: %w", err)
-		}
-		return nil
-	}
 	open := func(what, p string) (nsinit.PassedFD, error) {
 		fd, err := sys.Openat(unix.AT_FDCWD, root+p, unix.O_PATH|unix.O_DIRECTORY, 0)
 		if err != nil {
 			return 0, fmt.Errorf("open %s for the init: %w", what, err)
 		}
-		chunk = append(chunk, fd)
-		at := nsinit.PassedFD(sent + len(chunk))
-		if len(chunk) == openChunk {
-			return at, flush()
-		}
-		return at, nil
-	}
-	fail := func(err error) (int, error) {
-		for _, fd := range chunk {
-			_ = unix.Close(fd) // an O_PATH descriptor, unsent: the launch failed
-		}
-		return sent, err
+		at := h.add(os.NewFile(uintptr(fd), p))
+		return at, h.flush()
 	}
 	at, err := open("the sandbox's directory", filepath.Dir(cfg.RootDir))
 	if err != nil {
-		return fail(err)
+		return 0, err
 	}
 	cfg.RootParentFD = at
 	for i, p := range cfg.Root.Params {
@@ -376,23 +354,21 @@ func sendForInit(pid int, cfg *nsinit.Config, h *hostSide, sock *os.File) (int, 
 		}
 		at, err := open(p.Key, p.Value)
 		if err != nil {
-			return fail(err)
+			return 0, err
 		}
 		if cfg.Root.ParamFDs == nil {
 			cfg.Root.ParamFDs = map[int]nsinit.PassedFD{}
 		}
 		cfg.Root.ParamFDs[i] = at
 	}
-	if len(chunk) > 0 {
-		if err := flush(); err != nil {
-			return sent, err
-		}
+	if err := h.send(); err != nil {
+		return 0, err
 	}
-	return sent, nil
+	return h.sent, nil
 }
 
-// openChunk is how many of the root's directories sendForInit holds open
-// at once.
+// openChunk is how many descriptors a launch collects (binds, the root's
+// directories) before it sends them on.
 const openChunk = 16
 
 // openedForInit reports whether sendForInit opens the directory an
@@ -413,14 +389,10 @@ func (h *hostSide) toSend(cfg *nsinit.Config) int {
 	return n
 }
 
-// send sends every collected descriptor not sent yet on the socket sock,
-// in order, and closes them.
-func (h *hostSide) send(sock *os.File) error {
-	fds := make([]int, len(h.files))
-	for i, f := range h.files {
-		fds[i] = int(f.Fd())
-	}
-	if err := nsinit.SendFDs(int(sock.Fd()), fds); err != nil {
+// send sends every collected descriptor not sent yet on h's socket, in
+// order, waiting for room, and closes them.
+func (h *hostSide) send() error {
+	if err := nsinit.SendFDs(int(h.sock.Fd()), h.fds()); err != nil {
 		return fmt.Errorf("init: %w", err)
 	}
 	h.sent += len(h.files)

@@ -142,9 +142,7 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		cfg.FDs.Exe = child(exe)
 		exePath = "/proc/self/fd/" + strconv.Itoa(cfg.FDs.Exe)
 	}
-	passW := h.sock // made with the binds (Manager.start): as real root only
-	if passW != nil {
-		passR := h.peer
+	if h.sock != nil { // made with the binds (Manager.start): as real root only
 		passed := h.toSend(&cfg)
 		if spec.Takeable {
 			passed += nsinit.MaxFDsPerMessage
@@ -152,7 +150,7 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		for at := initTableFor(3+len(extra), passed); 3+len(extra) < at; {
 			extra = append(extra, nil) // closed in the child: a gap below the socket
 		}
-		cfg.FDs.Passer = child(passR)
+		cfg.FDs.Passer = child(h.peer)
 	}
 	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP)
 	if spec.Network != NetworkHost {
@@ -236,8 +234,8 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		<-initDone
 		return nil, err
 	}
-	if passW != nil {
-		n, err := sendForInit(pid, &cfg, h, passW)
+	if h.sock != nil {
+		n, err := sendForInit(pid, &cfg, h)
 		if err != nil {
 			return fail(err)
 		}

@@ -60,10 +60,7 @@ func (s *Sandbox) take(ctx context.Context, t TakeSpec) error {
 		}
 		tk.Mounts = cfg.Mounts
 	}
-	var fds []int
-	for _, f := range h.files {
-		fds = append(fds, int(f.Fd()))
-	}
+	fds := h.fds()
 	for _, l := range t.Leases {
 		fds = append(fds, int(l.Fd()))
 	}
