@@ -156,7 +156,12 @@ func TestFreezeLeftover(t *testing.T) {
 		t.Fatal(err)
 	}
 	counter := filepath.Join(upper, "c")
-	waitFor(t, "the counter", func() bool { return readCounter(t, counter) > 0 })
+	// The sleeper's own SIGSTOP takes effect when it next runs, which
+	// can be after the counter started: wait for both, as TestFreeze does
+	// (before was once taken with the sleeper not yet stopped).
+	waitFor(t, "the counter and the stopped sleeper", func() bool {
+		return readCounter(t, counter) > 0 && len(stoppedSet(sandboxProcs(t, sb))) == 1
+	})
 	before := stoppedSet(sandboxProcs(t, sb))
 
 	// A freezer that dies: it stops everything and never resumes.
