@@ -391,6 +391,11 @@ func TestAPIServerProtocolErrors(t *testing.T) {
 		`[{"jsonrpc":"2.0","id":1,"method":"server.version"}]`,
 		`{"id":2,"method":"server.version"}`,
 		`{"jsonrpc":"2.0","method":"volume.list"}`,
+		`{"jsonrpc":"2.0","id":{"a":1},"method":"server.version"}`,
+		`{"jsonrpc":"2.0","id":[3],"method":"server.version"}`,
+		`{"jsonrpc":"2.0","id":true,"method":"server.version"}`,
+		`{"jsonrpc":"2.0","id":"s","method":"volume.list"}`,
+		`{"jsonrpc":"2.0","id":-4.5,"method":"volume.list"}`,
 		"",
 	}, "\n"))
 	out, err := cmd.Output()
@@ -401,6 +406,8 @@ func TestAPIServerProtocolErrors(t *testing.T) {
 		`{"jsonrpc":"2.0","id":null,"error":{"code":-32700,`: false,
 		`{"jsonrpc":"2.0","id":null,"error":{"code":-32600,`: false,
 		`{"jsonrpc":"2.0","id":2,"error":{"code":-32600,`:    false,
+		`{"jsonrpc":"2.0","id":"s","result":[]}`:             false,
+		`{"jsonrpc":"2.0","id":-4.5,"result":[]}`:            false,
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	for _, l := range lines {
@@ -415,7 +422,19 @@ func TestAPIServerProtocolErrors(t *testing.T) {
 			t.Errorf("no line starting %s in:\n%s", w, out)
 		}
 	}
-	if len(lines) != 3 {
-		t.Errorf("%d lines, want 3 (a notification gets no answer):\n%s", len(lines), out)
+	// An id that is an object, an array or a boolean is an invalid
+	// request, answered with id null: JSON-RPC 2.0 allows a string, a
+	// number or null.
+	nullInvalid := 0
+	for _, l := range lines {
+		if strings.HasPrefix(l, `{"jsonrpc":"2.0","id":null,"error":{"code":-32600,`) {
+			nullInvalid++
+		}
+	}
+	if nullInvalid != 4 {
+		t.Errorf("%d invalid_request answers with id null, want 4 (a batch and three bad ids):\n%s", nullInvalid, out)
+	}
+	if len(lines) != 8 {
+		t.Errorf("%d lines, want 8 (a notification gets no answer):\n%s", len(lines), out)
 	}
 }

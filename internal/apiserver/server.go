@@ -160,6 +160,9 @@ func (s *Server) handleLine(ctx context.Context, line []byte) error {
 		return s.reply(nil, nil, &requestError{KindParseError, "parse request: " + err.Error()})
 	}
 	notification := req.ID == nil
+	if !validID(req.ID) {
+		return s.reply(nil, nil, &requestError{KindInvalidRequest, "invalid request: id " + string(req.ID) + ": want a string, a number or null"})
+	}
 	if req.JSONRPC != "2.0" || req.Method == "" {
 		return s.reply(req.ID, nil, &requestError{KindInvalidRequest, `invalid request: want "jsonrpc": "2.0" and a method`})
 	}
@@ -171,6 +174,22 @@ func (s *Server) handleLine(ctx context.Context, line []byte) error {
 		return nil
 	}
 	return s.reply(req.ID, res, err)
+}
+
+// validID reports whether id, as sent, is what JSON-RPC 2.0 allows: left
+// out (a notification), a string, a number or null. An object or array
+// would come back in the response as sent, and a client matching answers
+// by id could not.
+func validID(id json.RawMessage) bool {
+	if id == nil {
+		return true
+	}
+	switch c := id[0]; {
+	case c == '"', c == '-', c >= '0' && c <= '9':
+		return true
+	default:
+		return string(id) == "null"
+	}
 }
 
 // reply writes one response line.
