@@ -163,6 +163,11 @@ func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, takeable 
 	if err := checkInit(); err != nil {
 		return nil, err
 	}
+	if r.closed.Load() {
+		// Before a volume is made or a lease taken; the runtime's
+		// Manager refuses too (a launch racing Close).
+		return nil, fmt.Errorf("launch sandbox: %w", ErrClosed)
+	}
 	spec, err := opts.spec()
 	if err != nil {
 		return nil, err

@@ -25,6 +25,9 @@ var (
 	ErrNotExecutable = runtime.ErrNotExecutable
 	// ErrNotRunning: the sandbox's init is not running (it exited or died).
 	ErrNotRunning = runtime.ErrNotRunning
+	// ErrClosed: the Runtime was closed: it launches no more sandboxes
+	// (the handles of those it launched still work).
+	ErrClosed = runtime.ErrClosed
 )
 
 // Sandbox is a handle on a running (or finished) sandbox. It is safe for

@@ -51,6 +51,14 @@ type Manager struct {
 	usernsMu sync.Mutex
 	userns   map[[2]uint32]*os.File // idmapped binds' user namespaces, by owner (idmapUserns)
 	closed   bool                   // Close has run: no namespace is kept any more
+
+	// launchMu is held for reading by each Launch and for writing by
+	// Close, which then sets shut: Close waits for the launches under
+	// way before it closes what they start the init from (exeFD), and a
+	// Launch after Close is ErrClosed, not an exec of a closed (or
+	// reused) descriptor.
+	launchMu sync.RWMutex
+	shut     bool
 }
 
 // Open returns the Manager of opts.Root, creating the directory.
@@ -166,8 +174,13 @@ func (m *Manager) exe() (file *os.File, path string) {
 // (Destroy leaves them to the background) and releases what the Manager
 // holds (the read-only bind of the binary). It returns what those
 // removals failed to do (each was logged too; gc finishes it). Sandboxes
-// it launched are not affected.
+// it launched are not affected: their handles still run commands in them
+// and destroy them. A Launch after Close fails with ErrClosed; Close
+// waits for the launches under way.
 func (m *Manager) Close() error {
+	m.launchMu.Lock()
+	m.shut = true
+	m.launchMu.Unlock()
 	m.bg.Wait()
 	m.exeOnce.Do(func() {}) // no bind made after Close
 	m.bgMu.Lock()
@@ -201,6 +214,11 @@ func generateName() string { return "lb-" + randomHex(4) }
 // command started). The sandbox dies with the calling process unless
 // Detach is called. On error nothing is left behind.
 func (m *Manager) Launch(ctx context.Context, spec Spec) (*Sandbox, error) {
+	m.launchMu.RLock()
+	defer m.launchMu.RUnlock()
+	if m.shut {
+		return nil, fmt.Errorf("launch sandbox: %w", ErrClosed)
+	}
 	if err := spec.Validate(); err != nil {
 		return nil, fmt.Errorf("launch sandbox: %w", err)
 	}

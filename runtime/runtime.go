@@ -250,6 +250,8 @@ var (
 	ErrNotRunning = errors.New("sandbox not running")
 	// ErrNoCommand: the sandbox has no main command to wait for.
 	ErrNoCommand = errors.New("sandbox has no main command")
+	// ErrClosed: the Manager was closed; it launches no more sandboxes.
+	ErrClosed = errors.New("the runtime is closed")
 )
 
 // ExitError reports a command that exited non-zero or was killed.
