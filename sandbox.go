@@ -201,7 +201,8 @@ func (s *Sandbox) Shell(ctx context.Context, script string) (*Result, error) {
 // Exec runs path with args, waits for it and returns its exit status and
 // output (at most OutputLimit bytes per stream). A non-zero exit returns
 // the Result and an *ExitError; output past the limit returns the Result
-// and an error saying it was truncated.
+// and an error saying it was truncated (with a non-zero exit, the
+// ExitError says so: OutputTruncated).
 func (s *Sandbox) Exec(ctx context.Context, path string, args ...string) (*Result, error) {
 	var stdout, stderr capBuffer
 	c := s.Command(ctx, path, args...)
@@ -213,6 +214,7 @@ func (s *Sandbox) Exec(ctx context.Context, path string, args ...string) (*Resul
 	case errors.As(err, &ee):
 		res.ExitCode = ee.ExitCode
 		ee.Stderr = tail(stderr.buf, 4096)
+		ee.OutputTruncated = stdout.dropped > 0 || stderr.dropped > 0
 		return res, err
 	case err != nil:
 		return nil, err

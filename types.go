@@ -223,14 +223,24 @@ type ExitError struct {
 	// OOMKilled: the sandbox's cgroup counted an OOM kill while the
 	// command ran: it (or a process it waited for) ran out of memory.
 	OOMKilled bool
+	// OutputTruncated, from Exec and Shell: the command wrote more than
+	// OutputLimit bytes to a stream, and its Result holds only the first
+	// OutputLimit of each (the error says so).
+	OutputTruncated bool
 }
 
 func (e *ExitError) Error() string {
-	if e.OOMKilled {
-		return fmt.Sprintf("out of memory: command exited with status %d", e.ExitCode)
+	var msg string
+	switch {
+	case e.OOMKilled:
+		msg = fmt.Sprintf("out of memory: command exited with status %d", e.ExitCode)
+	case e.Signal != 0:
+		msg = fmt.Sprintf("command killed by signal %d", e.Signal)
+	default:
+		msg = fmt.Sprintf("command exited with status %d", e.ExitCode)
 	}
-	if e.Signal != 0 {
-		return fmt.Sprintf("command killed by signal %d", e.Signal)
+	if e.OutputTruncated {
+		msg += fmt.Sprintf(" (output truncated: kept the first %d bytes per stream)", OutputLimit)
 	}
-	return fmt.Sprintf("command exited with status %d", e.ExitCode)
+	return msg
 }
