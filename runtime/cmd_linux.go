@@ -101,6 +101,9 @@ func (c *Cmd) start(ctx, life context.Context, late bool) (err error) {
 		return err
 	}
 	args := append([]string{c.Path}, c.Args...)
+	if err := checkNUL(args, c.Env, [2]string{"dir", c.Dir}, [2]string{"user", c.User}); err != nil {
+		return fmt.Errorf("exec in sandbox %s: %w", c.sb.name, err)
+	}
 	var childEnds []int
 	defer func() {
 		for _, fd := range childEnds {

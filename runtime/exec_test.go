@@ -123,6 +123,30 @@ func TestUserEnvWorkdir(t *testing.T) {
 	}
 }
 
+// TestExecNUL: a command whose argument, environment, directory or user
+// holds a NUL byte (which execve cannot pass) is refused with an error
+// that says so, not the bare "invalid argument" of the init's execve.
+func TestExecNUL(t *testing.T) {
+	e := newEnv(t)
+	sb := e.launch(t, e.spec("nul"))
+	for what, mod := range map[string]func(c *Cmd){
+		"arg":  func(c *Cmd) { c.Args = []string{"a\x00b"} },
+		"path": func(c *Cmd) { c.Path = "ech\x00o" },
+		"env":  func(c *Cmd) { c.Env = []string{"A=a\x00b"} },
+		"dir":  func(c *Cmd) { c.Dir = "/tmp\x00" },
+		"user": func(c *Cmd) { c.User = "root\x00" },
+	} {
+		c := sb.Command("echo")
+		mod(c)
+		if err := c.Run(); err == nil || !strings.Contains(err.Error(), "NUL") {
+			t.Errorf("a command with a NUL byte in its %s: %v, want an error that says NUL", what, err)
+		}
+	}
+	if got := sh(t, sb, "echo ok"); got != "ok\n" {
+		t.Errorf("the sandbox after those: %q", got)
+	}
+}
+
 // TestLargeArgs: a command takes as many arguments and as much
 // environment as execve does (the request grows past a packet: it went
 // in one, and ~180 kB of arguments failed "message too long"), both as a

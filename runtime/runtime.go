@@ -350,6 +350,9 @@ func (sp *Spec) Validate() error {
 			return fmt.Errorf("environment entry %q: want KEY=value", e)
 		}
 	}
+	if err := checkNUL(sp.Command, sp.Env, [2]string{"workdir", sp.Workdir}, [2]string{"user", sp.User}); err != nil {
+		return err
+	}
 	switch sp.Network {
 	case "", NetworkNone, NetworkHost, NetworkPrivate:
 	default:
@@ -372,6 +375,29 @@ func (sp *Spec) Validate() error {
 	for i, f := range sp.Leases {
 		if f == nil {
 			return fmt.Errorf("lease %d: nil file", i)
+		}
+	}
+	return nil
+}
+
+// checkNUL refuses a NUL byte in the command, the environment, or the
+// other fields given (name, value): execve cannot pass one, and every
+// command in the sandbox would fail with a bare EINVAL ("invalid
+// argument").
+func checkNUL(args, env []string, fields ...[2]string) error {
+	for _, a := range args {
+		if strings.IndexByte(a, 0) >= 0 {
+			return fmt.Errorf("command argument %q: contains a NUL byte", a)
+		}
+	}
+	for _, e := range env {
+		if strings.IndexByte(e, 0) >= 0 {
+			return fmt.Errorf("environment entry %q: contains a NUL byte", e)
+		}
+	}
+	for _, f := range fields {
+		if strings.IndexByte(f[1], 0) >= 0 {
+			return fmt.Errorf("%s %q: contains a NUL byte", f[0], f[1])
 		}
 	}
 	return nil
@@ -422,7 +448,7 @@ func (sp *Spec) normalize() {
 }
 
 // checkTarget accepts an absolute path with no ".." element, other than
-// the root.
+// the root and, but for a few files, /proc and what is inside it.
 func checkTarget(t string) error {
 	if !path.IsAbs(t) {
 		return fmt.Errorf("mount target %q: not an absolute path", t)
@@ -430,8 +456,24 @@ func checkTarget(t string) error {
 	if slices.Contains(strings.Split(t, "/"), "..") {
 		return fmt.Errorf("mount target %q: not a clean path (no ..)", t)
 	}
-	if path.Clean(t) == "/" {
+	c := path.Clean(t)
+	if c == "/" {
 		return fmt.Errorf("mount target %q: cannot mount over the root", t)
 	}
+	if (c == "/proc" || strings.HasPrefix(c, "/proc/")) && !procTargets[c] {
+		// Over the sandbox's own procfs a bind hides it (ps, /proc/self,
+		// the masked and read-only paths) or a part of it; runc refuses
+		// these too (checkProcMount), but for the files lxcfs stands in
+		// for.
+		return fmt.Errorf("mount target %q: inside /proc, which is the sandbox's own procfs", t)
+	}
 	return nil
+}
+
+// procTargets are the paths inside /proc a mount may cover: files whose
+// contents a tool such as lxcfs makes fit the sandbox (runc's list).
+var procTargets = map[string]bool{
+	"/proc/cpuinfo": true, "/proc/diskstats": true, "/proc/meminfo": true, "/proc/stat": true,
+	"/proc/swaps": true, "/proc/uptime": true, "/proc/loadavg": true, "/proc/slabinfo": true,
+	"/proc/net/dev": true, "/proc/sys/kernel/ns_last_pid": true,
 }
