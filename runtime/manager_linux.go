@@ -653,6 +653,14 @@ func (m *Manager) statusState(name string, usage bool) (info Info, st state, _ e
 		info.Pid = rs.Pid
 		return info, st, nil
 	}
+	if serr != nil {
+		// No state and no holder of the lock: there may be no sandbox
+		// at all (destroyed, its directory set aside for removal); that
+		// is no dead sandbox.
+		if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+			return info, st, err
+		}
+	}
 	info.Status = StatusDead
 	b, err := os.ReadFile(filepath.Join(dir, "lock"))
 	if err == nil && len(b) > 0 {
