@@ -170,7 +170,8 @@ func (c *Cmd) Run() error {
 	return c.Wait()
 }
 
-// Signal sends sig to the started command.
+// Signal sends sig to the started command; once it has exited,
+// os.ErrProcessDone (as os.Process.Signal).
 func (c *Cmd) Signal(sig os.Signal) error {
 	s, ok := sig.(syscall.Signal)
 	if !ok {

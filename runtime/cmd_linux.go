@@ -513,12 +513,21 @@ func (c *Cmd) ExitCode() int {
 	}
 }
 
-// Signal sends sig to the process.
+// Signal sends sig to the process. Once the process has exited (its
+// status is known) it returns os.ErrProcessDone, as os.Process.Signal
+// does.
 func (c *Cmd) Signal(sig syscall.Signal) error {
 	if c.conn == nil {
 		return errors.New("lightbox: Cmd not started")
 	}
-	return sendRequest(c.conn, nsinit.Request{Op: nsinit.OpSignal, Signal: int(sig)}, nil)
+	if c.exited() {
+		return os.ErrProcessDone
+	}
+	err := sendRequest(c.conn, nsinit.Request{Op: nsinit.OpSignal, Signal: int(sig)}, nil)
+	if err != nil && c.exited() {
+		return os.ErrProcessDone // Wait closed the connection meanwhile
+	}
+	return err
 }
 
 // Resize sets the window size of the command's pty.

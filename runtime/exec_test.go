@@ -147,6 +147,24 @@ func TestExecNUL(t *testing.T) {
 	}
 }
 
+// TestSignalAfterExit: signalling a command that has exited returns
+// os.ErrProcessDone, as os.Process.Signal does (it was "write unixpacket
+// @: use of closed network connection").
+func TestSignalAfterExit(t *testing.T) {
+	e := newEnv(t)
+	sb := e.launch(t, e.spec("sigdone"))
+	c := sb.Command("true")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Signal(unix.SIGTERM); !errors.Is(err, os.ErrProcessDone) {
+		t.Errorf("Signal after Wait = %v, want os.ErrProcessDone", err)
+	}
+}
+
 // TestLargeArgs: a command takes as many arguments and as much
 // environment as execve does (the request grows past a packet: it went
 // in one, and ~180 kB of arguments failed "message too long"), both as a
