@@ -3,7 +3,10 @@
 package lightbox
 
 import (
+	"bufio"
+	"context"
 	"errors"
+	"io"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -89,5 +92,45 @@ func TestLaunchAfterClose(t *testing.T) {
 	}
 	for _, in := range list {
 		t.Errorf("left after Close: sandbox %s (%s)", in.Name, in.Status)
+	}
+}
+
+// TestRunInSandboxContextEnds: when RunInSandbox's context ends while fn
+// runs a command, the sandbox is destroyed under it, and the error says
+// why: it matches the context's error (it was only fn's "command killed
+// by signal 15", which a CI job cancelled on purpose reported as a
+// failed command) and still carries fn's ExitError.
+func TestRunInSandboxContextEnds(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "store")
+	r, err := Open(Options{Root: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	importBusybox(t, r)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var name string
+	err = r.RunInSandbox(ctx, SandboxOptions{Snapshot: "busybox", Network: NetworkNone}, func(sb *Sandbox) error {
+		name = sb.Name()
+		c := sb.Command(t.Context(), "sh", "-c", "echo started; exec sleep 100") // not ctx: the destroy ends it
+		out, pw := io.Pipe()
+		defer pw.Close()
+		c.Stdout = pw
+		if err := c.Start(); err != nil {
+			return err
+		}
+		if _, err := bufio.NewReader(out).ReadString('\n'); err != nil {
+			return err
+		}
+		cancel()
+		return c.Wait()
+	})
+	var ee *ExitError
+	if !errors.Is(err, context.Canceled) || !errors.As(err, &ee) {
+		t.Errorf("RunInSandbox whose context ended under a command = %v; want it to match context.Canceled and carry the command's ExitError", err)
+	}
+	if _, err := r.InspectSandbox(t.Context(), name); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the sandbox after RunInSandbox returned: %v, want ErrNotFound", err)
 	}
 }

@@ -306,7 +306,8 @@ func (s *Sandbox) Logs(ctx context.Context, stdout, stderr io.Writer, follow boo
 }
 
 // RunInSandbox launches a sandbox, runs fn with it and destroys it when fn
-// returns, panics, or ctx ends.
+// returns, panics, or ctx ends. When ctx ends first, the error matches
+// ctx's (errors.Is), and wraps fn's when fn returned one.
 func (r *Runtime) RunInSandbox(ctx context.Context, opts SandboxOptions, fn func(*Sandbox) error) (err error) {
 	sb, err := r.LaunchSandbox(ctx, opts)
 	if err != nil {
@@ -314,10 +315,12 @@ func (r *Runtime) RunInSandbox(ctx context.Context, opts SandboxOptions, fn func
 	}
 	done := make(chan struct{})
 	stopped := make(chan struct{})
+	var ended bool // ctx ended and the sandbox was destroyed under fn
 	go func() {
 		defer close(stopped)
 		select {
 		case <-ctx.Done():
+			ended = true
 			_ = sb.Destroy(context.WithoutCancel(ctx)) // the deferred Destroy below tries again and returns its error
 		case <-done:
 		}
@@ -325,6 +328,11 @@ func (r *Runtime) RunInSandbox(ctx context.Context, opts SandboxOptions, fn func
 	defer func() {
 		close(done)
 		<-stopped
+		if ended && err != nil && !errors.Is(err, ctx.Err()) {
+			// What fn saw (a command killed, the sandbox gone) came of
+			// the context's end: say so, and match it.
+			err = fmt.Errorf("sandbox %s destroyed as the context ended (%w): %w", sb.name, ctx.Err(), err)
+		}
 		if derr := sb.Destroy(context.WithoutCancel(ctx)); derr != nil && err == nil {
 			err = derr
 		}
