@@ -8,8 +8,10 @@ import (
 	"errors"
 	"io"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestLaunchAfterClose: a launch after Close, or racing it, fails with
@@ -132,5 +134,58 @@ func TestRunInSandboxContextEnds(t *testing.T) {
 	}
 	if _, err := r.InspectSandbox(t.Context(), name); !errors.Is(err, ErrNotFound) {
 		t.Errorf("the sandbox after RunInSandbox returned: %v, want ErrNotFound", err)
+	}
+}
+
+// TestTimeoutEndsCommand: a command that runs when the sandbox's Timeout
+// passes ends with an ExitError that says the timeout ended it (it said
+// only "command killed by signal 15"), so does a main command, and the
+// exited sandbox says it timed out.
+func TestTimeoutEndsCommand(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "store")
+	r, err := Open(Options{Root: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	importBusybox(t, r)
+	ctx := t.Context()
+	idle, err := r.LaunchSandbox(ctx, SandboxOptions{Snapshot: "busybox", Network: NetworkNone, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Destroy(ctx)
+	res, err := idle.Shell(ctx, "sleep 100")
+	var ee *ExitError
+	if !errors.As(err, &ee) || !ee.TimedOut || !strings.Contains(err.Error(), "timeout") || res == nil || res.ExitCode == 0 {
+		t.Errorf("Shell when the sandbox's timeout passed = %v, %v; want an ExitError that says the timeout ended it", res, err)
+	}
+	// With a main command, the timeout ends it (and then the sandbox).
+	sb, err := r.LaunchSandbox(ctx, SandboxOptions{Snapshot: "busybox", Network: NetworkNone, Timeout: time.Second, Command: []string{"sleep", "100"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Destroy(ctx)
+	if err := sb.MainCommand().Wait(); !errors.As(err, &ee) || !ee.TimedOut {
+		t.Errorf("the main command's Wait = %v, want an ExitError that says the timeout ended it", err)
+	}
+	if _, err := sb.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	info, err := r.InspectSandbox(ctx, sb.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Status != "exited" || !info.TimedOut {
+		t.Errorf("InspectSandbox once it ended = status %q, TimedOut %v; want exited, true", info.Status, info.TimedOut)
+	}
+	// A command that ran to its end before is no timeout's.
+	sb2, err := r.LaunchSandbox(ctx, SandboxOptions{Snapshot: "busybox", Network: NetworkNone, Timeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb2.Destroy(ctx)
+	if _, err := sb2.Shell(ctx, "exit 3"); !errors.As(err, &ee) || ee.TimedOut || strings.Contains(err.Error(), "timeout") {
+		t.Errorf("a command that exited 3 in a sandbox with a timeout = %v, want a plain ExitError", err)
 	}
 }

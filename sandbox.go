@@ -49,8 +49,10 @@ type SandboxInfo struct {
 	// Status is "running", "exited" (its main command ended; ExitCode
 	// holds its status) or "dead" (its init died without cleaning up:
 	// `lightbox gc` removes it).
-	Status    string    `json:"status"`
-	ExitCode  *int      `json:"exitCode,omitempty"`
+	Status   string `json:"status"`
+	ExitCode *int   `json:"exitCode,omitempty"`
+	// TimedOut: the sandbox exited because its Timeout passed.
+	TimedOut  bool      `json:"timedOut,omitempty"`
 	CreatedAt time.Time `json:"createdAt"`
 	Volumes   []string  `json:"volumes"`
 	Detached  bool      `json:"detached"`
@@ -157,7 +159,7 @@ func (c *Cmd) Wait() error {
 func toExitError(err error) error {
 	var ee *runtime.ExitError
 	if errors.As(err, &ee) {
-		return &ExitError{ExitCode: ee.Code, Signal: int(ee.Signal), OOMKilled: ee.OOMKilled}
+		return &ExitError{ExitCode: ee.Code, Signal: int(ee.Signal), OOMKilled: ee.OOMKilled, TimedOut: ee.TimedOut}
 	}
 	return err
 }
@@ -370,7 +372,7 @@ func (r *Runtime) ListSandboxes(ctx context.Context) ([]SandboxInfo, error) {
 	for i, in := range list {
 		si := SandboxInfo{
 			Name: in.Name, Snapshot: in.Snapshot, Status: in.Status, CreatedAt: in.CreatedAt,
-			Volumes: in.Volumes, Pid: in.Pid, Limits: in.Limits, OOMKilled: in.OOMKilled,
+			Volumes: in.Volumes, Pid: in.Pid, Limits: in.Limits, OOMKilled: in.OOMKilled, TimedOut: in.TimedOut,
 		}
 		if u := in.Usage; u != nil {
 			si.Usage = &Usage{MemoryBytes: u.MemoryBytes, MemoryLimitBytes: u.MemoryLimitBytes, Pids: u.Pids, PidsLimit: u.PidsLimit, CPUNanos: u.CPUNanos}

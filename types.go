@@ -223,6 +223,9 @@ type ExitError struct {
 	// OOMKilled: the sandbox's cgroup counted an OOM kill while the
 	// command ran: it (or a process it waited for) ran out of memory.
 	OOMKilled bool
+	// TimedOut: the sandbox's Timeout passed while the command ran, and
+	// the sandbox ended it (SIGTERM, SIGKILL after a grace period).
+	TimedOut bool
 	// OutputTruncated, from Exec and Shell: the command wrote more than
 	// OutputLimit bytes to a stream, and its Result holds only the first
 	// OutputLimit of each (the error says so).
@@ -238,6 +241,9 @@ func (e *ExitError) Error() string {
 		msg = fmt.Sprintf("command killed by signal %d", e.Signal)
 	default:
 		msg = fmt.Sprintf("command exited with status %d", e.ExitCode)
+	}
+	if e.TimedOut {
+		msg = "the sandbox's timeout passed: " + msg
 	}
 	if e.OutputTruncated {
 		msg += fmt.Sprintf(" (output truncated: kept the first %d bytes per stream)", OutputLimit)

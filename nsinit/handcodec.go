@@ -85,6 +85,9 @@ func appendReply(b []byte, r *Reply) []byte {
 		b = append(b, `,"error":`...)
 		b = appendString(b, r.Error)
 	}
+	if r.TimedOut {
+		b = append(b, `,"timedOut":true`...)
+	}
 	return append(b, '}')
 }
 
@@ -182,6 +185,10 @@ func parseReply(b []byte, r *Reply) bool {
 			} else {
 				out.Error = v
 			}
+			return rest, ok
+		case "timedOut":
+			v, rest, ok := jsonBool(p)
+			out.TimedOut = v
 			return rest, ok
 		case "version", "pid", "code", "signal":
 			v, rest, ok := jsonInt(p, strconv.IntSize)

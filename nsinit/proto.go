@@ -311,6 +311,9 @@ type Reply struct {
 	Code   int    `json:"code,omitempty"`
 	Signal int    `json:"signal,omitempty"`
 	Error  string `json:"error,omitempty"`
+	// TimedOut, with Exit: the sandbox's timeout passed and the sandbox
+	// ended the command (an init that predates it never says so).
+	TimedOut bool `json:"timedOut,omitempty"`
 }
 
 // Status is what the init writes into the sandbox's lock file when the

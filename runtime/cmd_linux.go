@@ -44,6 +44,7 @@ type Cmd struct {
 	done     chan struct{}
 	exitCode int
 	signal   syscall.Signal
+	timedOut bool  // the sandbox's timeout ended the command
 	err      error // a failure to learn the exit status
 	waitOnce sync.Once
 	waitErr  error
@@ -395,7 +396,7 @@ func (c *Cmd) waitExit(ctx context.Context) {
 			if r.Pid != 0 {
 				c.pid.Store(int64(r.Pid))
 			}
-			c.exitCode, c.signal = r.Code, syscall.Signal(r.Signal)
+			c.exitCode, c.signal, c.timedOut = r.Code, syscall.Signal(r.Signal), r.TimedOut
 			if ctx.Err() != nil && c.signal == unix.SIGKILL {
 				c.err = ctx.Err()
 			}
@@ -424,7 +425,7 @@ func (c *Cmd) Wait() error {
 		c.closeOurs()
 		c.waitErr = c.waitErrNoExit()
 		if c.waitErr == nil && c.exitCode != 0 {
-			ee := &ExitError{Code: c.exitCode, Signal: c.signal}
+			ee := &ExitError{Code: c.exitCode, Signal: c.signal, TimedOut: c.timedOut}
 			if c.oomKnown {
 				n, ok := c.sb.oomKills()
 				ee.OOMKilled = ok && n > c.oomBase

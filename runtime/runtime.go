@@ -264,16 +264,25 @@ type ExitError struct {
 	// command ran (the command, or a process it waited for, ran out of
 	// memory).
 	OOMKilled bool
+	// TimedOut: the sandbox's timeout (Spec.Timeout) passed while the
+	// command ran, and the sandbox ended it.
+	TimedOut bool
 }
 
 func (e *ExitError) Error() string {
-	if e.OOMKilled {
-		return fmt.Sprintf("out of memory (exit status %d)", e.Code)
+	var msg string
+	switch {
+	case e.OOMKilled:
+		msg = fmt.Sprintf("out of memory (exit status %d)", e.Code)
+	case e.Signal != 0:
+		msg = "killed by signal " + e.Signal.String()
+	default:
+		msg = fmt.Sprintf("exit status %d", e.Code)
 	}
-	if e.Signal != 0 {
-		return "killed by signal " + e.Signal.String()
+	if e.TimedOut {
+		msg = "the sandbox's timeout passed: " + msg
 	}
-	return fmt.Sprintf("exit status %d", e.Code)
+	return msg
 }
 
 // ExitCode returns the exit code err stands for: 0 for nil, the code of an
