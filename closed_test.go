@@ -189,3 +189,46 @@ func TestTimeoutEndsCommand(t *testing.T) {
 		t.Errorf("a command that exited 3 in a sandbox with a timeout = %v, want a plain ExitError", err)
 	}
 }
+
+// TestListSaysDetached: ListSandboxes (and InspectSandbox) say which
+// sandboxes were detached; Detached was always false.
+func TestListSaysDetached(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "store")
+	r, err := Open(Options{Root: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	importBusybox(t, r)
+	ctx := t.Context()
+	want := map[string]bool{}
+	for _, detach := range []bool{false, true} {
+		sb, err := r.LaunchSandbox(ctx, SandboxOptions{Snapshot: "busybox", Network: NetworkNone})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sb.Destroy(ctx)
+		if detach {
+			if err := sb.Detach(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want[sb.Name()] = detach
+	}
+	list, err := r.ListSandboxes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != len(want) {
+		t.Fatalf("ListSandboxes = %d sandboxes, want %d", len(list), len(want))
+	}
+	for _, in := range list {
+		if in.Detached != want[in.Name] {
+			t.Errorf("sandbox %s: Detached = %v, want %v", in.Name, in.Detached, want[in.Name])
+		}
+		got, err := r.InspectSandbox(ctx, in.Name)
+		if err != nil || got.Detached != want[in.Name] {
+			t.Errorf("InspectSandbox(%s) = %v, %v; want Detached %v", in.Name, got, err, want[in.Name])
+		}
+	}
+}

@@ -55,8 +55,10 @@ type SandboxInfo struct {
 	TimedOut  bool      `json:"timedOut,omitempty"`
 	CreatedAt time.Time `json:"createdAt"`
 	Volumes   []string  `json:"volumes"`
-	Detached  bool      `json:"detached"`
-	Pid       int       `json:"pid,omitempty"`
+	// Detached: its launcher detached it (Sandbox.Detach, `lightbox run
+	// -d`): it outlives the process that launched it.
+	Detached bool `json:"detached"`
+	Pid      int  `json:"pid,omitempty"`
 	// Limits says how each limit holds, by resource ("pids", "memory",
 	// "cpu", "shm", "logs"): e.g. "cgroup v1 4096", "rlimit 4096",
 	// "none — no cgroup delegation".
@@ -373,6 +375,7 @@ func (r *Runtime) ListSandboxes(ctx context.Context) ([]SandboxInfo, error) {
 		si := SandboxInfo{
 			Name: in.Name, Snapshot: in.Snapshot, Status: in.Status, CreatedAt: in.CreatedAt,
 			Volumes: in.Volumes, Pid: in.Pid, Limits: in.Limits, OOMKilled: in.OOMKilled, TimedOut: in.TimedOut,
+			Detached: in.Detached,
 		}
 		if u := in.Usage; u != nil {
 			si.Usage = &Usage{MemoryBytes: u.MemoryBytes, MemoryLimitBytes: u.MemoryLimitBytes, Pids: u.Pids, PidsLimit: u.PidsLimit, CPUNanos: u.CPUNanos}

@@ -703,6 +703,9 @@ func (m *Manager) List(ctx context.Context) ([]Info, error) {
 			}
 			return nil, fmt.Errorf("list sandboxes: %s: %w", e.Name(), err)
 		}
+		if _, err := os.Lstat(filepath.Join(m.dir(e.Name()), detachedFile)); err == nil {
+			info.Detached = true
+		}
 		out = append(out, info)
 	}
 	return out, nil

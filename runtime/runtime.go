@@ -219,6 +219,9 @@ type Info struct {
 	Command   []string  `json:"command,omitempty"`
 	// Pid is the init's pid on the host (0 unless running).
 	Pid int `json:"pid,omitempty"`
+	// Detached: the launcher detached it (Sandbox.Detach); it runs on
+	// after its launcher's exit. Set by List only.
+	Detached bool `json:"detached,omitempty"`
 	// WritableDir is Spec.WritableDir: the caller removes it once the
 	// sandbox is gone.
 	WritableDir string `json:"writableDir,omitempty"`

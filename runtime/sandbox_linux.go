@@ -277,8 +277,16 @@ func (s *Sandbox) Detach() error {
 	}
 	closeLive(s.live)
 	s.live = nil
+	// Said for List (and ps): the init alone knows it otherwise.
+	if err := os.WriteFile(filepath.Join(s.dir, detachedFile), nil, 0o600); err != nil {
+		s.m.log.Warn("record that the sandbox is detached", "sandbox", s.name, "err", err)
+	}
 	return nil
 }
+
+// detachedFile, in a sandbox's directory, says that its launcher detached
+// it.
+const detachedFile = "detached"
 
 // Wait waits for the sandbox's main command and returns its exit code
 // (128+N when a signal N killed it). A sandbox that exited earlier
