@@ -317,6 +317,10 @@ func (c *Cmd) writer(w io.Writer) (stdio, error) {
 		defer c.copies.Done()
 		if err := copyOut(w, pr); err != nil {
 			c.setCopyErr(err)
+			// As os/exec: the command's writes now fail (EPIPE,
+			// SIGPIPE) instead of blocking on a full pipe nobody reads,
+			// which kept Wait waiting for ever.
+			_ = pr.Close() // our read end: nothing more is read from it
 		}
 	}()
 	return stdio{pass: pw, own: true}, nil
@@ -361,6 +365,13 @@ func (c *Cmd) relayPty() {
 		// EIO is how a pty master says every slave end closed.
 		if err != nil && !errors.Is(err, unix.EIO) {
 			c.setCopyErr(err)
+			// Nobody takes the terminal's output any more: hang the
+			// command up (SIGHUP, what a terminal's hangup sends) and
+			// drain the terminal, so that it does not block on a full
+			// buffer (the init holds the master too: closing ours
+			// would hang up nothing).
+			_ = c.Signal(unix.SIGHUP)                     // fails once the command has exited: nothing to hang up
+			_, _ = io.Copy(io.Discard, readerOnly{c.pty}) // ends at EIO, once every slave end closed
 		}
 	}()
 }

@@ -165,6 +165,38 @@ func TestSignalAfterExit(t *testing.T) {
 	}
 }
 
+// failingWriter accepts n writes and fails the rest.
+type failingWriter struct{ n int }
+
+var errWriterFull = errors.New("writer full")
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	if w.n == 0 {
+		return 0, errWriterFull
+	}
+	w.n--
+	return len(p), nil
+}
+
+// TestFailingWriter: when the writer a command's output is copied into
+// fails, the command's further writes fail (as with os/exec) and Wait
+// returns; it waited until the context ended, the command blocked on a
+// full pipe nobody read, with a terminal too.
+func TestFailingWriter(t *testing.T) {
+	e := newEnv(t)
+	sb := e.launch(t, e.spec("failw"))
+	for _, tty := range []bool{false, true} {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		c := sb.CommandContext(ctx, "yes")
+		c.Stdout, c.Tty = &failingWriter{n: 2}, tty
+		err := c.Run()
+		cancel()
+		if err == nil || errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("yes into a writer that fails (tty %v) = %v, want it to end with an error before its context", tty, err)
+		}
+	}
+}
+
 // TestLargeArgs: a command takes as many arguments and as much
 // environment as execve does (the request grows past a packet: it went
 // in one, and ~180 kB of arguments failed "message too long"), both as a
