@@ -290,8 +290,17 @@ func (c *Cmd) reader(r io.Reader) (stdio, error) {
 	}
 	c.closers = append(c.closers, pw)
 	go func() {
-		_, _ = io.Copy(pw, r) // ends at EOF or an error: either way the output is closed next
-		_ = pw.Close()        // a pipe: no buffer of ours; the reader sees EOF
+		_, err := io.Copy(pw, r)
+		if err != nil && !errors.Is(err, unix.EPIPE) && !errors.Is(err, os.ErrClosed) {
+			// The reader failed: the command sees the end of its input
+			// next, and must not pass for having had all of it (as
+			// os/exec, Wait returns this when the command exits 0).
+			// Said before the close, so before the command can end of
+			// it. A command that stopped reading (EPIPE) or ended
+			// (our end closed) lost nothing.
+			c.setCopyErr(fmt.Errorf("copy stdin: %w", err))
+		}
+		_ = pw.Close() // a pipe: no buffer of ours; the reader sees EOF
 	}()
 	return stdio{pass: pr, own: true}, nil
 }

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/beamhop/lightbox/internal/idmap"
@@ -194,6 +195,28 @@ func TestFailingWriter(t *testing.T) {
 		if err == nil || errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("yes into a writer that fails (tty %v) = %v, want it to end with an error before its context", tty, err)
 		}
+	}
+}
+
+// TestFailingStdin: when the reader a command's Stdin comes from fails,
+// the command sees its input end, and Wait returns the reader's error
+// even though the command exited 0 (as os/exec): it returned nil, and
+// `cat > file` of a failed upload passed for a whole file.
+func TestFailingStdin(t *testing.T) {
+	e := newEnv(t)
+	sb := e.launch(t, e.spec("failr"))
+	c := sb.Command("cat")
+	var out strings.Builder
+	c.Stdin = io.MultiReader(strings.NewReader("partial"), iotest.ErrReader(errWriterFull))
+	c.Stdout = &out
+	if err := c.Run(); !errors.Is(err, errWriterFull) {
+		t.Errorf("cat from a reader that fails after %q = %v, want the reader's error", out.String(), err)
+	}
+	// A command that does not read its input loses nothing.
+	c = sb.Command("true")
+	c.Stdin = io.MultiReader(bytes.NewReader(make([]byte, 1<<20)), iotest.ErrReader(errWriterFull))
+	if err := c.Run(); err != nil {
+		t.Errorf("true with a large stdin: %v", err)
 	}
 }
 
