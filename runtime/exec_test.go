@@ -126,7 +126,8 @@ func TestUserEnvWorkdir(t *testing.T) {
 
 // TestExecNUL: a command whose argument, environment, directory or user
 // holds a NUL byte (which execve cannot pass) is refused with an error
-// that says so, not the bare "invalid argument" of the init's execve.
+// that says so, not the bare "invalid argument" of the init's execve; so
+// are a relative Dir and a malformed environment entry.
 func TestExecNUL(t *testing.T) {
 	e := newEnv(t)
 	sb := e.launch(t, e.spec("nul"))
@@ -141,6 +142,24 @@ func TestExecNUL(t *testing.T) {
 		mod(c)
 		if err := c.Run(); err == nil || !strings.Contains(err.Error(), "NUL") {
 			t.Errorf("a command with a NUL byte in its %s: %v, want an error that says NUL", what, err)
+		}
+	}
+	// The rules Spec.Validate has for the sandbox's own: a relative Dir
+	// ran in "/" whatever the sandbox's workdir; an entry with no "="
+	// or no key went through.
+	for what, tc := range map[string]struct {
+		mod func(c *Cmd)
+		msg string
+	}{
+		"relative dir":      {func(c *Cmd) { c.Dir = "tmp" }, "not an absolute path"},
+		"dot dir":           {func(c *Cmd) { c.Dir = "." }, "not an absolute path"},
+		"entry with no =":   {func(c *Cmd) { c.Env = []string{"NOEQ"} }, "want KEY=value"},
+		"entry with no key": {func(c *Cmd) { c.Env = []string{"=x"} }, "want KEY=value"},
+	} {
+		c := sb.Command("pwd")
+		tc.mod(c)
+		if err := c.Run(); err == nil || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("a command with a %s: %v, want an error that says %q", what, err, tc.msg)
 		}
 	}
 	if got := sh(t, sb, "echo ok"); got != "ok\n" {
