@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,7 +45,7 @@ type Manager struct {
 	exePath string   // the lean init's file ("" = this binary)
 	exeErr  error
 
-	bg sync.WaitGroup // removals of destroyed sandboxes' directories
+	bg bgWork // removals of destroyed sandboxes' directories
 
 	bgMu   sync.Mutex
 	bgErrs []error // what those removals failed to do (Close returns it)
@@ -828,13 +830,58 @@ func (m *Manager) removeLocked(ctx context.Context, name string, background bool
 		}
 		return nil
 	}
-	m.bg.Add(1)
+	done := m.bg.start()
 	go func() {
-		defer m.bg.Done()
+		defer done()
 		defer lk.Close()
 		m.removeLater(ctx, name, aside)
 	}()
 	return nil
+}
+
+// bgWork tracks the background removals. Unlike a sync.WaitGroup it lets
+// one start while another goroutine waits (GC and Close wait while other
+// goroutines Destroy: a WaitGroup's Wait panicked "WaitGroup is reused
+// before previous Wait has returned"), and Wait waits for the removals
+// under way when it was called, not until none runs (which, with Destroys
+// coming steadily, might be never). Its zero value is ready.
+type bgWork struct {
+	mu   sync.Mutex
+	jobs map[chan struct{}]struct{}
+}
+
+// start records a removal; the returned function says it ended.
+func (b *bgWork) start() (done func()) {
+	ch := make(chan struct{})
+	b.mu.Lock()
+	if b.jobs == nil {
+		b.jobs = map[chan struct{}]struct{}{}
+	}
+	b.jobs[ch] = struct{}{}
+	b.mu.Unlock()
+	return func() {
+		b.mu.Lock()
+		delete(b.jobs, ch)
+		b.mu.Unlock()
+		close(ch)
+	}
+}
+
+// Wait waits for the removals started before it was called.
+func (b *bgWork) Wait() { waitAll(b.pending()) }
+
+// pending returns the removals under way, each a channel closed when it
+// ends.
+func (b *bgWork) pending() []chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Collect(maps.Keys(b.jobs))
+}
+
+func waitAll(chs []chan struct{}) {
+	for _, ch := range chs {
+		<-ch
+	}
 }
 
 // removeLater removes the set-aside directory of sandbox name in a
@@ -873,9 +920,9 @@ func (m *Manager) removeGoing(ctx context.Context, name string, initDone <-chan 
 		return fmt.Errorf("remove sandbox %s: %w", name, err)
 	}
 	earlyDestroys.Add(1)
-	m.bg.Add(1)
+	done := m.bg.start()
 	go func() {
-		defer m.bg.Done()
+		defer done()
 		<-initDone
 		if removeGoingHook != nil {
 			removeGoingHook()
