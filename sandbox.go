@@ -161,7 +161,7 @@ func (c *Cmd) Wait() error {
 func toExitError(err error) error {
 	var ee *runtime.ExitError
 	if errors.As(err, &ee) {
-		return &ExitError{ExitCode: ee.Code, Signal: int(ee.Signal), OOMKilled: ee.OOMKilled, TimedOut: ee.TimedOut}
+		return &ExitError{ExitCode: ee.Code, Signal: int(ee.Signal), OOMKilled: ee.OOMKilled, TimedOut: ee.TimedOut, Destroyed: ee.Destroyed}
 	}
 	return err
 }

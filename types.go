@@ -226,6 +226,9 @@ type ExitError struct {
 	// TimedOut: the sandbox's Timeout passed while the command ran, and
 	// the sandbox ended it (SIGTERM, SIGKILL after a grace period).
 	TimedOut bool
+	// Destroyed: the sandbox was being destroyed (Destroy, its launcher's
+	// exit) as the command ended: the destroy ended it, most likely.
+	Destroyed bool
 	// OutputTruncated, from Exec and Shell: the command wrote more than
 	// OutputLimit bytes to a stream, and its Result holds only the first
 	// OutputLimit of each (the error says so).
@@ -242,8 +245,11 @@ func (e *ExitError) Error() string {
 	default:
 		msg = fmt.Sprintf("command exited with status %d", e.ExitCode)
 	}
-	if e.TimedOut {
+	switch {
+	case e.TimedOut:
 		msg = "the sandbox's timeout passed: " + msg
+	case e.Destroyed:
+		msg = "the sandbox was destroyed: " + msg
 	}
 	if e.OutputTruncated {
 		msg += fmt.Sprintf(" (output truncated: kept the first %d bytes per stream)", OutputLimit)

@@ -88,6 +88,9 @@ func appendReply(b []byte, r *Reply) []byte {
 	if r.TimedOut {
 		b = append(b, `,"timedOut":true`...)
 	}
+	if r.Destroyed {
+		b = append(b, `,"destroyed":true`...)
+	}
 	return append(b, '}')
 }
 
@@ -186,9 +189,13 @@ func parseReply(b []byte, r *Reply) bool {
 				out.Error = v
 			}
 			return rest, ok
-		case "timedOut":
+		case "timedOut", "destroyed":
 			v, rest, ok := jsonBool(p)
-			out.TimedOut = v
+			if key == "timedOut" {
+				out.TimedOut = v
+			} else {
+				out.Destroyed = v
+			}
 			return rest, ok
 		case "version", "pid", "code", "signal":
 			v, rest, ok := jsonInt(p, strconv.IntSize)

@@ -766,9 +766,10 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 	case <-p.done:
 		code, sig := exitCode(p.ws)
 		s.mu.Lock()
-		timedOut := s.timedOut // it exited as the timeout ended the sandbox
+		// It exited as the timeout, or a destroy, ended the sandbox.
+		timedOut, destroyed := s.timedOut, s.destroying && !s.timedOut
 		s.mu.Unlock()
-		_ = send(c, Reply{Type: ReplyExit, Pid: pid, Code: code, Signal: sig, TimedOut: timedOut}, nil) // the client may be gone: nobody to tell then
+		_ = send(c, Reply{Type: ReplyExit, Pid: pid, Code: code, Signal: sig, TimedOut: timedOut, Destroyed: destroyed}, nil) // the client may be gone: nobody to tell then
 	case <-gone:
 		if !e.Main {
 			// The client went away: the workload goes with it.

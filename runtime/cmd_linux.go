@@ -35,23 +35,24 @@ type Cmd struct {
 	// this process; there is then no pty here.
 	ttyLog *os.File
 
-	started  bool
-	conn     *net.UnixConn
-	pty      *os.File
-	pid      atomic.Int64 // set from the Started reply, or with late from the Exit one
-	closers  []io.Closer  // our ends, closed after Wait
-	copies   sync.WaitGroup
-	copyErr  error
-	copyMu   sync.Mutex
-	done     chan struct{}
-	exitCode int
-	signal   syscall.Signal
-	timedOut bool  // the sandbox's timeout ended the command
-	err      error // a failure to learn the exit status
-	waitOnce sync.Once
-	waitErr  error
-	oomKnown bool   // the sandbox has an OOM-kill counter
-	oomBase  uint64 // its count when the command started
+	started   bool
+	conn      *net.UnixConn
+	pty       *os.File
+	pid       atomic.Int64 // set from the Started reply, or with late from the Exit one
+	closers   []io.Closer  // our ends, closed after Wait
+	copies    sync.WaitGroup
+	copyErr   error
+	copyMu    sync.Mutex
+	done      chan struct{}
+	exitCode  int
+	signal    syscall.Signal
+	timedOut  bool  // the sandbox's timeout ended the command
+	destroyed bool  // the sandbox was being destroyed as it ended
+	err       error // a failure to learn the exit status
+	waitOnce  sync.Once
+	waitErr   error
+	oomKnown  bool   // the sandbox has an OOM-kill counter
+	oomBase   uint64 // its count when the command started
 }
 
 // Command returns a Cmd that runs name with args in the sandbox.
@@ -433,7 +434,7 @@ func (c *Cmd) waitExit(ctx context.Context) {
 			if r.Pid != 0 {
 				c.pid.Store(int64(r.Pid))
 			}
-			c.exitCode, c.signal, c.timedOut = r.Code, syscall.Signal(r.Signal), r.TimedOut
+			c.exitCode, c.signal, c.timedOut, c.destroyed = r.Code, syscall.Signal(r.Signal), r.TimedOut, r.Destroyed
 			if ctx.Err() != nil && c.signal == unix.SIGKILL {
 				c.err = ctx.Err()
 			}
@@ -462,7 +463,7 @@ func (c *Cmd) Wait() error {
 		c.closeOurs()
 		c.waitErr = c.waitErrNoExit()
 		if c.waitErr == nil && c.exitCode != 0 {
-			ee := &ExitError{Code: c.exitCode, Signal: c.signal, TimedOut: c.timedOut}
+			ee := &ExitError{Code: c.exitCode, Signal: c.signal, TimedOut: c.timedOut, Destroyed: c.destroyed}
 			if c.oomKnown {
 				n, ok := c.sb.oomKills()
 				ee.OOMKilled = ok && n > c.oomBase

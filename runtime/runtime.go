@@ -270,6 +270,9 @@ type ExitError struct {
 	// TimedOut: the sandbox's timeout (Spec.Timeout) passed while the
 	// command ran, and the sandbox ended it.
 	TimedOut bool
+	// Destroyed: the sandbox was being destroyed as the command ended
+	// (the destroy ended it, most likely).
+	Destroyed bool
 }
 
 func (e *ExitError) Error() string {
@@ -282,8 +285,11 @@ func (e *ExitError) Error() string {
 	default:
 		msg = fmt.Sprintf("exit status %d", e.Code)
 	}
-	if e.TimedOut {
+	switch {
+	case e.TimedOut:
 		msg = "the sandbox's timeout passed: " + msg
+	case e.Destroyed:
+		msg = "the sandbox was destroyed: " + msg
 	}
 	return msg
 }

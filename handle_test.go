@@ -232,3 +232,52 @@ func TestListSaysDetached(t *testing.T) {
 		}
 	}
 }
+
+// TestDestroyEndsCommand: a command that a Destroy (from another
+// goroutine, or another handle) ends returns an ExitError that says the
+// sandbox was destroyed; it said only "command killed by signal 15".
+func TestDestroyEndsCommand(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "store")
+	r, err := Open(Options{Root: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	importBusybox(t, r)
+	ctx := t.Context()
+	sb, err := r.LaunchSandbox(ctx, SandboxOptions{Snapshot: "busybox", Network: NetworkNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Destroy(ctx)
+	c := sb.Command(ctx, "sh", "-c", "echo started; exec sleep 100")
+	out, pw := io.Pipe()
+	defer pw.Close()
+	c.Stdout = pw
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bufio.NewReader(out).ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	other, err := r.AttachSandbox(ctx, sb.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Destroy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var ee *ExitError
+	if err := c.Wait(); !errors.As(err, &ee) || !ee.Destroyed || ee.TimedOut || !strings.Contains(err.Error(), "destroyed") {
+		t.Errorf("Wait of a command the sandbox's Destroy ended = %v, want an ExitError that says the sandbox was destroyed", err)
+	}
+	// A command that ends on its own says nothing of the kind.
+	sb2, err := r.LaunchSandbox(ctx, SandboxOptions{Snapshot: "busybox", Network: NetworkNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb2.Destroy(ctx)
+	if _, err := sb2.Shell(ctx, "kill -TERM $$"); !errors.As(err, &ee) || ee.Destroyed || ee.Signal != 15 {
+		t.Errorf("a shell that killed itself = %v, want a plain ExitError of signal 15", err)
+	}
+}
