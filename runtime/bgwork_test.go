@@ -20,7 +20,7 @@ func TestBgWorkConcurrent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range 20000 {
-				done := b.start()
+				done, _ := b.start()
 				done()
 			}
 		}()
@@ -39,13 +39,31 @@ func TestBgWorkConcurrent(t *testing.T) {
 // steadily, waiting until none runs might be never).
 func TestBgWorkWaitsForEarlier(t *testing.T) {
 	var b bgWork
-	doneA := b.start()
+	doneA, _ := b.start()
 	snap := b.pending() // what a Wait called now waits for
-	doneB := b.start()
+	doneB, _ := b.start()
 	defer doneB()
 	go doneA()
 	waitAll(snap) // returns once A ended, B still running
 	if n := len(b.pending()); n != 1 {
 		t.Errorf("removals under way once A ended: %d, want 1 (B)", n)
+	}
+}
+
+// TestBgWorkClosed: after close, start says the caller removes in the
+// foreground (after Manager.Close nobody would wait for it).
+func TestBgWorkClosed(t *testing.T) {
+	var b bgWork
+	doneA, ok := b.start()
+	if !ok {
+		t.Fatal("start before close: !ok")
+	}
+	go doneA()
+	b.close() // waits for A
+	if n := len(b.pending()); n != 0 {
+		t.Errorf("removals under way once close returned: %d, want 0", n)
+	}
+	if done, ok := b.start(); ok || done != nil {
+		t.Errorf("start after close = %v, %v; want nil, false", done != nil, ok)
 	}
 }

@@ -177,13 +177,15 @@ func (m *Manager) exe() (file *os.File, path string) {
 // holds (the read-only bind of the binary). It returns what those
 // removals failed to do (each was logged too; gc finishes it). Sandboxes
 // it launched are not affected: their handles still run commands in them
-// and destroy them. A Launch after Close fails with ErrClosed; Close
-// waits for the launches under way.
+// and destroy them (a Destroy after Close removes the sandbox before it
+// returns: nobody would wait for a removal in the background). A Launch
+// after Close fails with ErrClosed; Close waits for the launches under
+// way.
 func (m *Manager) Close() error {
 	m.launchMu.Lock()
 	m.shut = true
 	m.launchMu.Unlock()
-	m.bg.Wait()
+	m.bg.close()
 	m.exeOnce.Do(func() {}) // no bind made after Close
 	m.bgMu.Lock()
 	err := errors.Join(m.bgErrs...)
@@ -823,19 +825,21 @@ func (m *Manager) removeLocked(ctx context.Context, name string, background bool
 	// tries again (retryParentGone). A crash leaves the .rm- entry, with
 	// its state naming the cgroup, for GC, which skips one whose lock is
 	// held; Close and GC wait for this process's removals.
-	if !background {
-		defer lk.Close()
-		if err := m.removeDir(ctx, aside); err != nil {
-			return fmt.Errorf("remove sandbox %s: %w", name, err)
+	if background {
+		if done, ok := m.bg.start(); ok {
+			go func() {
+				defer done()
+				defer lk.Close()
+				m.removeLater(ctx, name, aside)
+			}()
+			return nil
 		}
-		return nil
+		// Closed: nobody would wait for a removal in the background.
 	}
-	done := m.bg.start()
-	go func() {
-		defer done()
-		defer lk.Close()
-		m.removeLater(ctx, name, aside)
-	}()
+	defer lk.Close()
+	if err := m.removeDir(ctx, aside); err != nil {
+		return fmt.Errorf("remove sandbox %s: %w", name, err)
+	}
 	return nil
 }
 
@@ -846,14 +850,20 @@ func (m *Manager) removeLocked(ctx context.Context, name string, background bool
 // under way when it was called, not until none runs (which, with Destroys
 // coming steadily, might be never). Its zero value is ready.
 type bgWork struct {
-	mu   sync.Mutex
-	jobs map[chan struct{}]struct{}
+	mu     sync.Mutex
+	jobs   map[chan struct{}]struct{}
+	closed bool
 }
 
-// start records a removal; the returned function says it ended.
-func (b *bgWork) start() (done func()) {
+// start records a removal; the returned function says it ended. ok is
+// false once close was called: the caller removes in the foreground.
+func (b *bgWork) start() (done func(), ok bool) {
 	ch := make(chan struct{})
 	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil, false
+	}
 	if b.jobs == nil {
 		b.jobs = map[chan struct{}]struct{}{}
 	}
@@ -864,7 +874,18 @@ func (b *bgWork) start() (done func()) {
 		delete(b.jobs, ch)
 		b.mu.Unlock()
 		close(ch)
-	}
+	}, true
+}
+
+// close makes later removals the callers' own (start says !ok) and
+// waits for those under way: after Manager.Close nobody would wait for a
+// removal left to the background (the process may exit at once), so a
+// Destroy then removes before it returns.
+func (b *bgWork) close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.Wait()
 }
 
 // Wait waits for the removals started before it was called.
@@ -920,19 +941,32 @@ func (m *Manager) removeGoing(ctx context.Context, name string, initDone <-chan 
 		return fmt.Errorf("remove sandbox %s: %w", name, err)
 	}
 	earlyDestroys.Add(1)
-	done := m.bg.start()
-	go func() {
-		defer done()
+	finish := func(later bool) error {
 		<-initDone
 		if removeGoingHook != nil {
 			removeGoingHook()
 		}
 		lk, err := lockBriefly(filepath.Join(aside, "lock"))
 		if errors.Is(err, lockfile.ErrLocked) {
-			return // taken meanwhile by another process's gc or set-aside, which removes it
+			return nil // taken meanwhile by another process's gc or set-aside, which removes it
 		}
 		defer lk.Close() // nil when there is no lock file: removed meanwhile, or never made
-		m.removeLater(ctx, name, aside)
+		if later {
+			m.removeLater(ctx, name, aside)
+			return nil
+		}
+		if err := m.removeDir(ctx, aside); err != nil {
+			return fmt.Errorf("remove sandbox %s: %w", name, err)
+		}
+		return nil
+	}
+	done, ok := m.bg.start()
+	if !ok {
+		return finish(false) // closed: nobody would wait for it in the background
+	}
+	go func() {
+		defer done()
+		_ = finish(true) // removeLater logs and keeps its error for Close
 	}()
 	return nil
 }
