@@ -355,6 +355,9 @@ func TestPrewarmInvalidRequest(t *testing.T) {
 		{Snapshot: "busybox", Env: []string{"=x"}},
 		{Snapshot: "busybox", Name: "a/b"},
 		{Snapshot: "busybox", Workdir: "rel"},
+		// Not known without the disk, but before a take (as root, a
+		// take makes bind mounts).
+		{Snapshot: "busybox", Mounts: map[string]Mount{"/w": {Source: filepath.Join(t.TempDir(), "missing")}}},
 	} {
 		if _, err := r.LaunchSandbox(ctx, opts); err == nil {
 			t.Fatalf("LaunchSandbox(%+v) succeeded, want an error", opts)
