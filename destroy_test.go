@@ -306,3 +306,46 @@ func destroyChild(root string) {
 	fmt.Printf("destroyed %s %s\n", aside, strings.Join(cgs, " "))
 	select {}
 }
+
+// TestHandleAfterDestroy: a handle of a sandbox destroyed (through it or
+// through another handle) says the sandbox is not found: Wait said "its
+// init died", Commit failed to open a freeze.lock in the removed
+// directory.
+func TestHandleAfterDestroy(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "store")
+	r, err := Open(Options{Root: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	importBusybox(t, r)
+	ctx := t.Context()
+	sb, err := r.LaunchSandbox(ctx, SandboxOptions{Snapshot: "busybox", Network: NetworkNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := r.AttachSandbox(ctx, sb.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Destroy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.Destroy(ctx); err != nil {
+		t.Errorf("Destroy of a sandbox another handle destroyed: %v, want nil", err)
+	}
+	for _, h := range []*Sandbox{sb, other} {
+		if code, err := h.Wait(ctx); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Wait after Destroy = %d, %v; want ErrNotFound", code, err)
+		}
+		if _, err := h.Commit(ctx, "after"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Commit after Destroy = %v, want ErrNotFound", err)
+		}
+		if _, err := h.Shell(ctx, "true"); !errors.Is(err, ErrNotRunning) {
+			t.Errorf("Shell after Destroy = %v, want ErrNotRunning", err)
+		}
+	}
+	if _, err := r.InspectSandbox(ctx, sb.Name()); !errors.Is(err, ErrNotFound) {
+		t.Errorf("InspectSandbox after Destroy = %v, want ErrNotFound", err)
+	}
+}

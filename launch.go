@@ -143,6 +143,12 @@ func (opts *SandboxOptions) validate() error {
 // directories and volumes to their data directories (taking leases the
 // sandbox's init holds for its life) and hands the runtime a plain spec.
 func (r *Runtime) launch(ctx context.Context, opts SandboxOptions) (*Sandbox, error) {
+	// Options that cannot launch are refused before the pool is tried:
+	// a take would apply them to a warm sandbox, fail, and throw the
+	// sandbox away.
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
 	if sb := r.pool.take(ctx, r, opts); sb != nil {
 		return sb, nil
 	}
@@ -162,6 +168,11 @@ func (r *Runtime) launchCold(ctx context.Context, opts SandboxOptions, takeable 
 func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, takeable bool, resolve func() (*snapshot.Lease, *snapshot.Snapshot, error)) (_ *Sandbox, err error) {
 	if err := checkInit(); err != nil {
 		return nil, err
+	}
+	if r.closed.Load() {
+		// Before a volume is made or a lease taken; the runtime's
+		// Manager refuses too (a launch racing Close).
+		return nil, fmt.Errorf("launch sandbox: %w", ErrClosed)
 	}
 	spec, err := opts.spec()
 	if err != nil {

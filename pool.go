@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -191,6 +192,16 @@ func (p *pool) take(ctx context.Context, r *Runtime, opts SandboxOptions) *Sandb
 	}
 	if len(opts.Mounts) > 0 && !runtime.CanTakeMounts() {
 		return nil
+	}
+	for _, m := range opts.Mounts {
+		if m.Source == "" {
+			continue
+		}
+		if _, err := os.Stat(m.Source); err != nil {
+			// The cold launch says so; a take would fail only after
+			// the warm sandbox was given the request, and throw it away.
+			return nil
+		}
 	}
 	key, ok := poolKey(opts)
 	if !ok {

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -331,5 +332,38 @@ func TestPrewarmTakeAfterHandover(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(host, "g")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the read-only mount was written through: %v", err)
+	}
+}
+
+// TestPrewarmInvalidRequest: a request whose options are invalid fails
+// with the same error as without a pool and leaves the pool's sandbox
+// alone; each such request destroyed a warm sandbox (and made the pool
+// launch another).
+func TestPrewarmInvalidRequest(t *testing.T) {
+	r, err := Open(Options{Root: filepath.Join(t.TempDir(), "store")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	importBusybox(t, r)
+	ctx := t.Context()
+	if err := r.Prewarm(ctx, "busybox", 1); err != nil {
+		t.Fatal(err)
+	}
+	warm := running(t, r)
+	for _, opts := range []SandboxOptions{
+		{Snapshot: "busybox", Env: []string{"=x"}},
+		{Snapshot: "busybox", Name: "a/b"},
+		{Snapshot: "busybox", Workdir: "rel"},
+		// Not known without the disk, but before a take (as root, a
+		// take makes bind mounts).
+		{Snapshot: "busybox", Mounts: map[string]Mount{"/w": {Source: filepath.Join(t.TempDir(), "missing")}}},
+	} {
+		if _, err := r.LaunchSandbox(ctx, opts); err == nil {
+			t.Fatalf("LaunchSandbox(%+v) succeeded, want an error", opts)
+		}
+	}
+	if got := running(t, r); !maps.Equal(got, warm) {
+		t.Errorf("running after invalid requests: %v, want the warm sandbox as it was: %v", got, warm)
 	}
 }

@@ -25,6 +25,9 @@ var (
 	ErrNotExecutable = runtime.ErrNotExecutable
 	// ErrNotRunning: the sandbox's init is not running (it exited or died).
 	ErrNotRunning = runtime.ErrNotRunning
+	// ErrClosed: the Runtime was closed: it launches no more sandboxes
+	// (the handles of those it launched still work).
+	ErrClosed = runtime.ErrClosed
 )
 
 // Sandbox is a handle on a running (or finished) sandbox. It is safe for
@@ -46,12 +49,16 @@ type SandboxInfo struct {
 	// Status is "running", "exited" (its main command ended; ExitCode
 	// holds its status) or "dead" (its init died without cleaning up:
 	// `lightbox gc` removes it).
-	Status    string    `json:"status"`
-	ExitCode  *int      `json:"exitCode,omitempty"`
+	Status   string `json:"status"`
+	ExitCode *int   `json:"exitCode,omitempty"`
+	// TimedOut: the sandbox exited because its Timeout passed.
+	TimedOut  bool      `json:"timedOut,omitempty"`
 	CreatedAt time.Time `json:"createdAt"`
 	Volumes   []string  `json:"volumes"`
-	Detached  bool      `json:"detached"`
-	Pid       int       `json:"pid,omitempty"`
+	// Detached: its launcher detached it (Sandbox.Detach, `lightbox run
+	// -d`): it outlives the process that launched it.
+	Detached bool `json:"detached"`
+	Pid      int  `json:"pid,omitempty"`
 	// Limits says how each limit holds, by resource ("pids", "memory",
 	// "cpu", "shm", "logs"): e.g. "cgroup v1 4096", "rlimit 4096",
 	// "none — no cgroup delegation".
@@ -154,7 +161,7 @@ func (c *Cmd) Wait() error {
 func toExitError(err error) error {
 	var ee *runtime.ExitError
 	if errors.As(err, &ee) {
-		return &ExitError{ExitCode: ee.Code, Signal: int(ee.Signal), OOMKilled: ee.OOMKilled}
+		return &ExitError{ExitCode: ee.Code, Signal: int(ee.Signal), OOMKilled: ee.OOMKilled, TimedOut: ee.TimedOut, Destroyed: ee.Destroyed}
 	}
 	return err
 }
@@ -167,7 +174,8 @@ func (c *Cmd) Run() error {
 	return c.Wait()
 }
 
-// Signal sends sig to the started command.
+// Signal sends sig to the started command; once it has exited,
+// os.ErrProcessDone (as os.Process.Signal).
 func (c *Cmd) Signal(sig os.Signal) error {
 	s, ok := sig.(syscall.Signal)
 	if !ok {
@@ -198,7 +206,8 @@ func (s *Sandbox) Shell(ctx context.Context, script string) (*Result, error) {
 // Exec runs path with args, waits for it and returns its exit status and
 // output (at most OutputLimit bytes per stream). A non-zero exit returns
 // the Result and an *ExitError; output past the limit returns the Result
-// and an error saying it was truncated.
+// and an error saying it was truncated (with a non-zero exit, the
+// ExitError says so: OutputTruncated).
 func (s *Sandbox) Exec(ctx context.Context, path string, args ...string) (*Result, error) {
 	var stdout, stderr capBuffer
 	c := s.Command(ctx, path, args...)
@@ -210,6 +219,7 @@ func (s *Sandbox) Exec(ctx context.Context, path string, args ...string) (*Resul
 	case errors.As(err, &ee):
 		res.ExitCode = ee.ExitCode
 		ee.Stderr = tail(stderr.buf, 4096)
+		ee.OutputTruncated = stdout.dropped > 0 || stderr.dropped > 0
 		return res, err
 	case err != nil:
 		return nil, err
@@ -300,7 +310,8 @@ func (s *Sandbox) Logs(ctx context.Context, stdout, stderr io.Writer, follow boo
 }
 
 // RunInSandbox launches a sandbox, runs fn with it and destroys it when fn
-// returns, panics, or ctx ends.
+// returns, panics, or ctx ends. When ctx ends first, the error matches
+// ctx's (errors.Is), and wraps fn's when fn returned one.
 func (r *Runtime) RunInSandbox(ctx context.Context, opts SandboxOptions, fn func(*Sandbox) error) (err error) {
 	sb, err := r.LaunchSandbox(ctx, opts)
 	if err != nil {
@@ -308,10 +319,12 @@ func (r *Runtime) RunInSandbox(ctx context.Context, opts SandboxOptions, fn func
 	}
 	done := make(chan struct{})
 	stopped := make(chan struct{})
+	var ended bool // ctx ended and the sandbox was destroyed under fn
 	go func() {
 		defer close(stopped)
 		select {
 		case <-ctx.Done():
+			ended = true
 			_ = sb.Destroy(context.WithoutCancel(ctx)) // the deferred Destroy below tries again and returns its error
 		case <-done:
 		}
@@ -319,6 +332,11 @@ func (r *Runtime) RunInSandbox(ctx context.Context, opts SandboxOptions, fn func
 	defer func() {
 		close(done)
 		<-stopped
+		if ended && err != nil && !errors.Is(err, ctx.Err()) {
+			// What fn saw (a command killed, the sandbox gone) came of
+			// the context's end: say so, and match it.
+			err = fmt.Errorf("sandbox %s destroyed as the context ended (%w): %w", sb.name, ctx.Err(), err)
+		}
 		if derr := sb.Destroy(context.WithoutCancel(ctx)); derr != nil && err == nil {
 			err = derr
 		}
@@ -356,7 +374,8 @@ func (r *Runtime) ListSandboxes(ctx context.Context) ([]SandboxInfo, error) {
 	for i, in := range list {
 		si := SandboxInfo{
 			Name: in.Name, Snapshot: in.Snapshot, Status: in.Status, CreatedAt: in.CreatedAt,
-			Volumes: in.Volumes, Pid: in.Pid, Limits: in.Limits, OOMKilled: in.OOMKilled,
+			Volumes: in.Volumes, Pid: in.Pid, Limits: in.Limits, OOMKilled: in.OOMKilled, TimedOut: in.TimedOut,
+			Detached: in.Detached,
 		}
 		if u := in.Usage; u != nil {
 			si.Usage = &Usage{MemoryBytes: u.MemoryBytes, MemoryLimitBytes: u.MemoryLimitBytes, Pids: u.Pids, PidsLimit: u.PidsLimit, CPUNanos: u.CPUNanos}

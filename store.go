@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/beamhop/lightbox/internal/atomicfile"
@@ -85,6 +86,7 @@ type Runtime struct {
 	pool pool // sandboxes started ahead of need (Prewarm)
 
 	closeOnce sync.Once
+	closed    atomic.Bool // Close has begun: launches are ErrClosed
 }
 
 // storeFile is $ROOT/store.json.
@@ -395,13 +397,17 @@ func (r *Runtime) Root() string { return r.root }
 
 // Close releases what the Runtime holds. Sandboxes it launched and did not
 // detach keep running until their handles are destroyed or the process
-// exits. It waits for the removals Destroy left to the background (the
-// destroyed sandboxes' cgroups and directories) and returns what they
-// failed to do (each failure is logged as it happens, and gc removes
-// what is left).
+// exits; a launch after Close (or racing it) fails with ErrClosed. It
+// waits for the launches under way and for the removals Destroy left to
+// the background (the destroyed sandboxes' cgroups and directories) and
+// returns what they failed to do (each failure is logged as it happens,
+// and gc removes what is left).
 func (r *Runtime) Close() error {
 	var err error
-	r.closeOnce.Do(func() { err = r.closeParts() })
+	r.closeOnce.Do(func() {
+		r.closed.Store(true)
+		err = r.closeParts()
+	})
 	return err
 }
 

@@ -223,14 +223,36 @@ type ExitError struct {
 	// OOMKilled: the sandbox's cgroup counted an OOM kill while the
 	// command ran: it (or a process it waited for) ran out of memory.
 	OOMKilled bool
+	// TimedOut: the sandbox's Timeout passed while the command ran, and
+	// the sandbox ended it (SIGTERM, SIGKILL after a grace period).
+	TimedOut bool
+	// Destroyed: the sandbox was being destroyed (Destroy, its launcher's
+	// exit) as the command ended: the destroy ended it, most likely.
+	Destroyed bool
+	// OutputTruncated, from Exec and Shell: the command wrote more than
+	// OutputLimit bytes to a stream, and its Result holds only the first
+	// OutputLimit of each (the error says so).
+	OutputTruncated bool
 }
 
 func (e *ExitError) Error() string {
-	if e.OOMKilled {
-		return fmt.Sprintf("out of memory: command exited with status %d", e.ExitCode)
+	var msg string
+	switch {
+	case e.OOMKilled:
+		msg = fmt.Sprintf("out of memory: command exited with status %d", e.ExitCode)
+	case e.Signal != 0:
+		msg = fmt.Sprintf("command killed by signal %d", e.Signal)
+	default:
+		msg = fmt.Sprintf("command exited with status %d", e.ExitCode)
 	}
-	if e.Signal != 0 {
-		return fmt.Sprintf("command killed by signal %d", e.Signal)
+	switch {
+	case e.TimedOut:
+		msg = "the sandbox's timeout passed: " + msg
+	case e.Destroyed:
+		msg = "the sandbox was destroyed: " + msg
 	}
-	return fmt.Sprintf("command exited with status %d", e.ExitCode)
+	if e.OutputTruncated {
+		msg += fmt.Sprintf(" (output truncated: kept the first %d bytes per stream)", OutputLimit)
+	}
+	return msg
 }

@@ -229,7 +229,8 @@ func TestLaunchFaults(t *testing.T) {
 }
 
 // TestExecOutputCap: Exec keeps at most OutputLimit bytes per stream and
-// says so when it dropped some; a Cmd with its own writer gets it all.
+// says so when it dropped some, also when the command exits non-zero (its
+// ExitError said only the status); a Cmd with its own writer gets it all.
 func TestExecOutputCap(t *testing.T) {
 	_, r := newStore(t)
 	ctx := t.Context()
@@ -241,6 +242,14 @@ func TestExecOutputCap(t *testing.T) {
 		}
 		if err == nil || !strings.Contains(err.Error(), "truncated") || len(res.Stdout) != lightbox.OutputLimit {
 			return fmt.Errorf("Shell with %d bytes of output: %d bytes kept, err %v; want the cap and a truncation error", lightbox.OutputLimit+1000, len(res.Stdout), err)
+		}
+		// Past the cap and exiting non-zero: still an ExitError (its
+		// status), and it says the output was cut too.
+		res, err = sb.Shell(ctx, fmt.Sprintf("head -c %d /dev/zero >&2; exit 3", lightbox.OutputLimit+1000))
+		var ee *lightbox.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode != 3 || !ee.OutputTruncated || !strings.Contains(err.Error(), "truncated") ||
+			res == nil || len(res.Stderr) != lightbox.OutputLimit {
+			return fmt.Errorf("Shell with too much output that exits 3 = %v (result %v); want an ExitError of status 3 that says the output was truncated, and the cap kept", err, res != nil)
 		}
 		var n countWriter
 		cmd := sb.Command(ctx, "sh", "-c", script)

@@ -85,6 +85,12 @@ func appendReply(b []byte, r *Reply) []byte {
 		b = append(b, `,"error":`...)
 		b = appendString(b, r.Error)
 	}
+	if r.TimedOut {
+		b = append(b, `,"timedOut":true`...)
+	}
+	if r.Destroyed {
+		b = append(b, `,"destroyed":true`...)
+	}
 	return append(b, '}')
 }
 
@@ -181,6 +187,14 @@ func parseReply(b []byte, r *Reply) bool {
 				out.Type = ReplyType(v)
 			} else {
 				out.Error = v
+			}
+			return rest, ok
+		case "timedOut", "destroyed":
+			v, rest, ok := jsonBool(p)
+			if key == "timedOut" {
+				out.TimedOut = v
+			} else {
+				out.Destroyed = v
 			}
 			return rest, ok
 		case "version", "pid", "code", "signal":

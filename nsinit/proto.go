@@ -311,6 +311,13 @@ type Reply struct {
 	Code   int    `json:"code,omitempty"`
 	Signal int    `json:"signal,omitempty"`
 	Error  string `json:"error,omitempty"`
+	// TimedOut, with Exit: the sandbox's timeout passed and the sandbox
+	// ended the command (an init that predates it never says so).
+	TimedOut bool `json:"timedOut,omitempty"`
+	// Destroyed, with Exit: the sandbox was being destroyed (a destroy
+	// request, its launcher's exit, a SIGTERM to its init) as the
+	// command ended (an init that predates it never says so).
+	Destroyed bool `json:"destroyed,omitempty"`
 }
 
 // Status is what the init writes into the sandbox's lock file when the

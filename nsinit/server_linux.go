@@ -36,6 +36,7 @@ type server struct {
 	mu         sync.Mutex
 	detached   bool
 	destroying bool
+	timedOut   bool // the destroy under way is the timeout's
 	main       *proc
 	mainTty    *relay        // the main command's terminal, when the init holds it (TtyLog)
 	mainDone   chan struct{} // closed when the main command ended
@@ -364,7 +365,7 @@ func (s *server) destroy(grace time.Duration, timedOut bool) bool {
 		s.mu.Unlock()
 		return false
 	}
-	s.destroying = true
+	s.destroying, s.timedOut = true, timedOut
 	m := s.main
 	s.mu.Unlock()
 	deadline := time.After(grace)
@@ -764,7 +765,11 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 	select {
 	case <-p.done:
 		code, sig := exitCode(p.ws)
-		_ = send(c, Reply{Type: ReplyExit, Pid: pid, Code: code, Signal: sig}, nil) // the client may be gone: nobody to tell then
+		s.mu.Lock()
+		// It exited as the timeout, or a destroy, ended the sandbox.
+		timedOut, destroyed := s.timedOut, s.destroying && !s.timedOut
+		s.mu.Unlock()
+		_ = send(c, Reply{Type: ReplyExit, Pid: pid, Code: code, Signal: sig, TimedOut: timedOut, Destroyed: destroyed}, nil) // the client may be gone: nobody to tell then
 	case <-gone:
 		if !e.Main {
 			// The client went away: the workload goes with it.

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"path"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -33,22 +35,24 @@ type Cmd struct {
 	// this process; there is then no pty here.
 	ttyLog *os.File
 
-	started  bool
-	conn     *net.UnixConn
-	pty      *os.File
-	pid      atomic.Int64 // set from the Started reply, or with late from the Exit one
-	closers  []io.Closer  // our ends, closed after Wait
-	copies   sync.WaitGroup
-	copyErr  error
-	copyMu   sync.Mutex
-	done     chan struct{}
-	exitCode int
-	signal   syscall.Signal
-	err      error // a failure to learn the exit status
-	waitOnce sync.Once
-	waitErr  error
-	oomKnown bool   // the sandbox has an OOM-kill counter
-	oomBase  uint64 // its count when the command started
+	started   bool
+	conn      *net.UnixConn
+	pty       *os.File
+	pid       atomic.Int64 // set from the Started reply, or with late from the Exit one
+	closers   []io.Closer  // our ends, closed after Wait
+	copies    sync.WaitGroup
+	copyErr   error
+	copyMu    sync.Mutex
+	done      chan struct{}
+	exitCode  int
+	signal    syscall.Signal
+	timedOut  bool  // the sandbox's timeout ended the command
+	destroyed bool  // the sandbox was being destroyed as it ended
+	err       error // a failure to learn the exit status
+	waitOnce  sync.Once
+	waitErr   error
+	oomKnown  bool   // the sandbox has an OOM-kill counter
+	oomBase   uint64 // its count when the command started
 }
 
 // Command returns a Cmd that runs name with args in the sandbox.
@@ -101,6 +105,9 @@ func (c *Cmd) start(ctx, life context.Context, late bool) (err error) {
 		return err
 	}
 	args := append([]string{c.Path}, c.Args...)
+	if err := c.check(args); err != nil {
+		return fmt.Errorf("exec in sandbox %s: %w", c.sb.name, err)
+	}
 	var childEnds []int
 	defer func() {
 		for _, fd := range childEnds {
@@ -191,6 +198,21 @@ func (c *Cmd) start(ctx, life context.Context, late bool) (err error) {
 	c.done = make(chan struct{})
 	go c.waitExit(life)
 	return nil
+}
+
+// check applies Spec.Validate's rules to what the command gives: an
+// absolute Dir (a relative one was taken from the init's "/", not the
+// sandbox's workdir), KEY=value entries, no NUL byte.
+func (c *Cmd) check(args []string) error {
+	if c.Dir != "" && !path.IsAbs(c.Dir) {
+		return fmt.Errorf("dir %q: not an absolute path", c.Dir)
+	}
+	for _, e := range c.Env {
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+			return fmt.Errorf("environment entry %q: want KEY=value", e)
+		}
+	}
+	return checkNUL(args, c.Env, [2]string{"dir", c.Dir}, [2]string{"user", c.User})
 }
 
 // startError is the error of a command the init could not start.
@@ -286,8 +308,17 @@ func (c *Cmd) reader(r io.Reader) (stdio, error) {
 	}
 	c.closers = append(c.closers, pw)
 	go func() {
-		_, _ = io.Copy(pw, r) // ends at EOF or an error: either way the output is closed next
-		_ = pw.Close()        // a pipe: no buffer of ours; the reader sees EOF
+		_, err := io.Copy(pw, r)
+		if err != nil && !errors.Is(err, unix.EPIPE) && !errors.Is(err, os.ErrClosed) {
+			// The reader failed: the command sees the end of its input
+			// next, and must not pass for having had all of it (as
+			// os/exec, Wait returns this when the command exits 0).
+			// Said before the close, so before the command can end of
+			// it. A command that stopped reading (EPIPE) or ended
+			// (our end closed) lost nothing.
+			c.setCopyErr(fmt.Errorf("copy stdin: %w", err))
+		}
+		_ = pw.Close() // a pipe: no buffer of ours; the reader sees EOF
 	}()
 	return stdio{pass: pr, own: true}, nil
 }
@@ -313,6 +344,10 @@ func (c *Cmd) writer(w io.Writer) (stdio, error) {
 		defer c.copies.Done()
 		if err := copyOut(w, pr); err != nil {
 			c.setCopyErr(err)
+			// As os/exec: the command's writes now fail (EPIPE,
+			// SIGPIPE) instead of blocking on a full pipe nobody reads,
+			// which kept Wait waiting for ever.
+			_ = pr.Close() // our read end: nothing more is read from it
 		}
 	}()
 	return stdio{pass: pw, own: true}, nil
@@ -357,6 +392,13 @@ func (c *Cmd) relayPty() {
 		// EIO is how a pty master says every slave end closed.
 		if err != nil && !errors.Is(err, unix.EIO) {
 			c.setCopyErr(err)
+			// Nobody takes the terminal's output any more: hang the
+			// command up (SIGHUP, what a terminal's hangup sends) and
+			// drain the terminal, so that it does not block on a full
+			// buffer (the init holds the master too: closing ours
+			// would hang up nothing).
+			_ = c.Signal(unix.SIGHUP)                     // fails once the command has exited: nothing to hang up
+			_, _ = io.Copy(io.Discard, readerOnly{c.pty}) // ends at EIO, once every slave end closed
 		}
 	}()
 }
@@ -392,7 +434,7 @@ func (c *Cmd) waitExit(ctx context.Context) {
 			if r.Pid != 0 {
 				c.pid.Store(int64(r.Pid))
 			}
-			c.exitCode, c.signal = r.Code, syscall.Signal(r.Signal)
+			c.exitCode, c.signal, c.timedOut, c.destroyed = r.Code, syscall.Signal(r.Signal), r.TimedOut, r.Destroyed
 			if ctx.Err() != nil && c.signal == unix.SIGKILL {
 				c.err = ctx.Err()
 			}
@@ -421,7 +463,7 @@ func (c *Cmd) Wait() error {
 		c.closeOurs()
 		c.waitErr = c.waitErrNoExit()
 		if c.waitErr == nil && c.exitCode != 0 {
-			ee := &ExitError{Code: c.exitCode, Signal: c.signal}
+			ee := &ExitError{Code: c.exitCode, Signal: c.signal, TimedOut: c.timedOut, Destroyed: c.destroyed}
 			if c.oomKnown {
 				n, ok := c.sb.oomKills()
 				ee.OOMKilled = ok && n > c.oomBase
@@ -510,12 +552,21 @@ func (c *Cmd) ExitCode() int {
 	}
 }
 
-// Signal sends sig to the process.
+// Signal sends sig to the process. Once the process has exited (its
+// status is known) it returns os.ErrProcessDone, as os.Process.Signal
+// does.
 func (c *Cmd) Signal(sig syscall.Signal) error {
 	if c.conn == nil {
 		return errors.New("lightbox: Cmd not started")
 	}
-	return sendRequest(c.conn, nsinit.Request{Op: nsinit.OpSignal, Signal: int(sig)}, nil)
+	if c.exited() {
+		return os.ErrProcessDone
+	}
+	err := sendRequest(c.conn, nsinit.Request{Op: nsinit.OpSignal, Signal: int(sig)}, nil)
+	if err != nil && c.exited() {
+		return os.ErrProcessDone // Wait closed the connection meanwhile
+	}
+	return err
 }
 
 // Resize sets the window size of the command's pty.

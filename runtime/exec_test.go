@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/beamhop/lightbox/internal/idmap"
@@ -120,6 +121,121 @@ func TestUserEnvWorkdir(t *testing.T) {
 	c.Dir = "/etc/passwd"
 	if err := c.Run(); err == nil || !strings.Contains(err.Error(), "not a directory") {
 		t.Errorf("dir that is a file: %v", err)
+	}
+}
+
+// TestExecNUL: a command whose argument, environment, directory or user
+// holds a NUL byte (which execve cannot pass) is refused with an error
+// that says so, not the bare "invalid argument" of the init's execve; so
+// are a relative Dir and a malformed environment entry.
+func TestExecNUL(t *testing.T) {
+	e := newEnv(t)
+	sb := e.launch(t, e.spec("nul"))
+	for what, mod := range map[string]func(c *Cmd){
+		"arg":  func(c *Cmd) { c.Args = []string{"a\x00b"} },
+		"path": func(c *Cmd) { c.Path = "ech\x00o" },
+		"env":  func(c *Cmd) { c.Env = []string{"A=a\x00b"} },
+		"dir":  func(c *Cmd) { c.Dir = "/tmp\x00" },
+		"user": func(c *Cmd) { c.User = "root\x00" },
+	} {
+		c := sb.Command("echo")
+		mod(c)
+		if err := c.Run(); err == nil || !strings.Contains(err.Error(), "NUL") {
+			t.Errorf("a command with a NUL byte in its %s: %v, want an error that says NUL", what, err)
+		}
+	}
+	// The rules Spec.Validate has for the sandbox's own: a relative Dir
+	// ran in "/" whatever the sandbox's workdir; an entry with no "="
+	// or no key went through.
+	for what, tc := range map[string]struct {
+		mod func(c *Cmd)
+		msg string
+	}{
+		"relative dir":      {func(c *Cmd) { c.Dir = "tmp" }, "not an absolute path"},
+		"dot dir":           {func(c *Cmd) { c.Dir = "." }, "not an absolute path"},
+		"entry with no =":   {func(c *Cmd) { c.Env = []string{"NOEQ"} }, "want KEY=value"},
+		"entry with no key": {func(c *Cmd) { c.Env = []string{"=x"} }, "want KEY=value"},
+	} {
+		c := sb.Command("pwd")
+		tc.mod(c)
+		if err := c.Run(); err == nil || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("a command with a %s: %v, want an error that says %q", what, err, tc.msg)
+		}
+	}
+	if got := sh(t, sb, "echo ok"); got != "ok\n" {
+		t.Errorf("the sandbox after those: %q", got)
+	}
+}
+
+// TestSignalAfterExit: signalling a command that has exited returns
+// os.ErrProcessDone, as os.Process.Signal does (it was "write unixpacket
+// @: use of closed network connection").
+func TestSignalAfterExit(t *testing.T) {
+	e := newEnv(t)
+	sb := e.launch(t, e.spec("sigdone"))
+	c := sb.Command("true")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Signal(unix.SIGTERM); !errors.Is(err, os.ErrProcessDone) {
+		t.Errorf("Signal after Wait = %v, want os.ErrProcessDone", err)
+	}
+}
+
+// failingWriter accepts n writes and fails the rest.
+type failingWriter struct{ n int }
+
+var errWriterFull = errors.New("writer full")
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	if w.n == 0 {
+		return 0, errWriterFull
+	}
+	w.n--
+	return len(p), nil
+}
+
+// TestFailingWriter: when the writer a command's output is copied into
+// fails, the command's further writes fail (as with os/exec) and Wait
+// returns; it waited until the context ended, the command blocked on a
+// full pipe nobody read, with a terminal too.
+func TestFailingWriter(t *testing.T) {
+	e := newEnv(t)
+	sb := e.launch(t, e.spec("failw"))
+	for _, tty := range []bool{false, true} {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		c := sb.CommandContext(ctx, "yes")
+		c.Stdout, c.Tty = &failingWriter{n: 2}, tty
+		err := c.Run()
+		cancel()
+		if err == nil || errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("yes into a writer that fails (tty %v) = %v, want it to end with an error before its context", tty, err)
+		}
+	}
+}
+
+// TestFailingStdin: when the reader a command's Stdin comes from fails,
+// the command sees its input end, and Wait returns the reader's error
+// even though the command exited 0 (as os/exec): it returned nil, and
+// `cat > file` of a failed upload passed for a whole file.
+func TestFailingStdin(t *testing.T) {
+	e := newEnv(t)
+	sb := e.launch(t, e.spec("failr"))
+	c := sb.Command("cat")
+	var out strings.Builder
+	c.Stdin = io.MultiReader(strings.NewReader("partial"), iotest.ErrReader(errWriterFull))
+	c.Stdout = &out
+	if err := c.Run(); !errors.Is(err, errWriterFull) {
+		t.Errorf("cat from a reader that fails after %q = %v, want the reader's error", out.String(), err)
+	}
+	// A command that does not read its input loses nothing.
+	c = sb.Command("true")
+	c.Stdin = io.MultiReader(bytes.NewReader(make([]byte, 1<<20)), iotest.ErrReader(errWriterFull))
+	if err := c.Run(); err != nil {
+		t.Errorf("true with a large stdin: %v", err)
 	}
 }
 

@@ -339,6 +339,11 @@ func TestFaults(t *testing.T) {
 	}{
 		{"relative target", func(s *Spec) { s.Mounts = []MountSpec{{Target: "work", Source: src}} }, nil, "not an absolute path"},
 		{"dotdot target", func(s *Spec) { s.Mounts = []MountSpec{{Target: "/a/../../b", Source: src}} }, nil, "not a clean path"},
+		{"target /proc", func(s *Spec) { s.Mounts = []MountSpec{{Target: "/proc", Source: src}} }, nil, "inside /proc"},
+		{"target //proc/", func(s *Spec) { s.Mounts = []MountSpec{{Target: "//proc/", Source: src}} }, nil, "inside /proc"},
+		{"target in /proc", func(s *Spec) { s.Mounts = []MountSpec{{Target: "/proc/sys", Source: src}} }, nil, "inside /proc"},
+		{"NUL in env", func(s *Spec) { s.Env = []string{"A=x\x00y"} }, nil, "NUL"},
+		{"NUL in command", func(s *Spec) { s.Command = []string{"echo", "x\x00y"} }, nil, "NUL"},
 		{"missing source", func(s *Spec) { s.Mounts = []MountSpec{{Target: "/w", Source: filepath.Join(src, "nope")}} }, os.ErrNotExist, "source"},
 		{"workdir is a file", func(s *Spec) { s.Workdir = "/etc/passwd" }, nil, "not a directory"},
 		{"mount a dir over a file", func(s *Spec) { s.Mounts = []MountSpec{{Target: "/etc/passwd", Source: src}} }, nil, "not a directory"},

@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,7 +45,7 @@ type Manager struct {
 	exePath string   // the lean init's file ("" = this binary)
 	exeErr  error
 
-	bg sync.WaitGroup // removals of destroyed sandboxes' directories
+	bg bgWork // removals of destroyed sandboxes' directories
 
 	bgMu   sync.Mutex
 	bgErrs []error // what those removals failed to do (Close returns it)
@@ -51,6 +53,14 @@ type Manager struct {
 	usernsMu sync.Mutex
 	userns   map[[2]uint32]*os.File // idmapped binds' user namespaces, by owner (idmapUserns)
 	closed   bool                   // Close has run: no namespace is kept any more
+
+	// launchMu is held for reading by each Launch and for writing by
+	// Close, which then sets shut: Close waits for the launches under
+	// way before it closes what they start the init from (exeFD), and a
+	// Launch after Close is ErrClosed, not an exec of a closed (or
+	// reused) descriptor.
+	launchMu sync.RWMutex
+	shut     bool
 }
 
 // Open returns the Manager of opts.Root, creating the directory.
@@ -166,9 +176,16 @@ func (m *Manager) exe() (file *os.File, path string) {
 // (Destroy leaves them to the background) and releases what the Manager
 // holds (the read-only bind of the binary). It returns what those
 // removals failed to do (each was logged too; gc finishes it). Sandboxes
-// it launched are not affected.
+// it launched are not affected: their handles still run commands in them
+// and destroy them (a Destroy after Close removes the sandbox before it
+// returns: nobody would wait for a removal in the background). A Launch
+// after Close fails with ErrClosed; Close waits for the launches under
+// way.
 func (m *Manager) Close() error {
-	m.bg.Wait()
+	m.launchMu.Lock()
+	m.shut = true
+	m.launchMu.Unlock()
+	m.bg.close()
 	m.exeOnce.Do(func() {}) // no bind made after Close
 	m.bgMu.Lock()
 	err := errors.Join(m.bgErrs...)
@@ -201,6 +218,11 @@ func generateName() string { return "lb-" + randomHex(4) }
 // command started). The sandbox dies with the calling process unless
 // Detach is called. On error nothing is left behind.
 func (m *Manager) Launch(ctx context.Context, spec Spec) (*Sandbox, error) {
+	m.launchMu.RLock()
+	defer m.launchMu.RUnlock()
+	if m.shut {
+		return nil, fmt.Errorf("launch sandbox: %w", ErrClosed)
+	}
 	if err := spec.Validate(); err != nil {
 		return nil, fmt.Errorf("launch sandbox: %w", err)
 	}
@@ -635,6 +657,14 @@ func (m *Manager) statusState(name string, usage bool) (info Info, st state, _ e
 		info.Pid = rs.Pid
 		return info, st, nil
 	}
+	if serr != nil {
+		// No state and no holder of the lock: there may be no sandbox
+		// at all (destroyed, its directory set aside for removal); that
+		// is no dead sandbox.
+		if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+			return info, st, err
+		}
+	}
 	info.Status = StatusDead
 	b, err := os.ReadFile(filepath.Join(dir, "lock"))
 	if err == nil && len(b) > 0 {
@@ -676,6 +706,9 @@ func (m *Manager) List(ctx context.Context) ([]Info, error) {
 				continue // removed meanwhile
 			}
 			return nil, fmt.Errorf("list sandboxes: %s: %w", e.Name(), err)
+		}
+		if _, err := os.Lstat(filepath.Join(m.dir(e.Name()), detachedFile)); err == nil {
+			info.Detached = true
 		}
 		out = append(out, info)
 	}
@@ -792,20 +825,84 @@ func (m *Manager) removeLocked(ctx context.Context, name string, background bool
 	// tries again (retryParentGone). A crash leaves the .rm- entry, with
 	// its state naming the cgroup, for GC, which skips one whose lock is
 	// held; Close and GC wait for this process's removals.
-	if !background {
-		defer lk.Close()
-		if err := m.removeDir(ctx, aside); err != nil {
-			return fmt.Errorf("remove sandbox %s: %w", name, err)
+	if background {
+		if done, ok := m.bg.start(); ok {
+			go func() {
+				defer done()
+				defer lk.Close()
+				m.removeLater(ctx, name, aside)
+			}()
+			return nil
 		}
-		return nil
+		// Closed: nobody would wait for a removal in the background.
 	}
-	m.bg.Add(1)
-	go func() {
-		defer m.bg.Done()
-		defer lk.Close()
-		m.removeLater(ctx, name, aside)
-	}()
+	defer lk.Close()
+	if err := m.removeDir(ctx, aside); err != nil {
+		return fmt.Errorf("remove sandbox %s: %w", name, err)
+	}
 	return nil
+}
+
+// bgWork tracks the background removals. Unlike a sync.WaitGroup it lets
+// one start while another goroutine waits (GC and Close wait while other
+// goroutines Destroy: a WaitGroup's Wait panicked "WaitGroup is reused
+// before previous Wait has returned"), and Wait waits for the removals
+// under way when it was called, not until none runs (which, with Destroys
+// coming steadily, might be never). Its zero value is ready.
+type bgWork struct {
+	mu     sync.Mutex
+	jobs   map[chan struct{}]struct{}
+	closed bool
+}
+
+// start records a removal; the returned function says it ended. ok is
+// false once close was called: the caller removes in the foreground.
+func (b *bgWork) start() (done func(), ok bool) {
+	ch := make(chan struct{})
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil, false
+	}
+	if b.jobs == nil {
+		b.jobs = map[chan struct{}]struct{}{}
+	}
+	b.jobs[ch] = struct{}{}
+	b.mu.Unlock()
+	return func() {
+		b.mu.Lock()
+		delete(b.jobs, ch)
+		b.mu.Unlock()
+		close(ch)
+	}, true
+}
+
+// close makes later removals the callers' own (start says !ok) and
+// waits for those under way: after Manager.Close nobody would wait for a
+// removal left to the background (the process may exit at once), so a
+// Destroy then removes before it returns.
+func (b *bgWork) close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.Wait()
+}
+
+// Wait waits for the removals started before it was called.
+func (b *bgWork) Wait() { waitAll(b.pending()) }
+
+// pending returns the removals under way, each a channel closed when it
+// ends.
+func (b *bgWork) pending() []chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Collect(maps.Keys(b.jobs))
+}
+
+func waitAll(chs []chan struct{}) {
+	for _, ch := range chs {
+		<-ch
+	}
 }
 
 // removeLater removes the set-aside directory of sandbox name in a
@@ -844,19 +941,32 @@ func (m *Manager) removeGoing(ctx context.Context, name string, initDone <-chan 
 		return fmt.Errorf("remove sandbox %s: %w", name, err)
 	}
 	earlyDestroys.Add(1)
-	m.bg.Add(1)
-	go func() {
-		defer m.bg.Done()
+	finish := func(later bool) error {
 		<-initDone
 		if removeGoingHook != nil {
 			removeGoingHook()
 		}
 		lk, err := lockBriefly(filepath.Join(aside, "lock"))
 		if errors.Is(err, lockfile.ErrLocked) {
-			return // taken meanwhile by another process's gc or set-aside, which removes it
+			return nil // taken meanwhile by another process's gc or set-aside, which removes it
 		}
 		defer lk.Close() // nil when there is no lock file: removed meanwhile, or never made
-		m.removeLater(ctx, name, aside)
+		if later {
+			m.removeLater(ctx, name, aside)
+			return nil
+		}
+		if err := m.removeDir(ctx, aside); err != nil {
+			return fmt.Errorf("remove sandbox %s: %w", name, err)
+		}
+		return nil
+	}
+	done, ok := m.bg.start()
+	if !ok {
+		return finish(false) // closed: nobody would wait for it in the background
+	}
+	go func() {
+		defer done()
+		_ = finish(true) // removeLater logs and keeps its error for Close
 	}()
 	return nil
 }

@@ -219,6 +219,9 @@ type Info struct {
 	Command   []string  `json:"command,omitempty"`
 	// Pid is the init's pid on the host (0 unless running).
 	Pid int `json:"pid,omitempty"`
+	// Detached: the launcher detached it (Sandbox.Detach); it runs on
+	// after its launcher's exit. Set by List only.
+	Detached bool `json:"detached,omitempty"`
 	// WritableDir is Spec.WritableDir: the caller removes it once the
 	// sandbox is gone.
 	WritableDir string `json:"writableDir,omitempty"`
@@ -250,6 +253,8 @@ var (
 	ErrNotRunning = errors.New("sandbox not running")
 	// ErrNoCommand: the sandbox has no main command to wait for.
 	ErrNoCommand = errors.New("sandbox has no main command")
+	// ErrClosed: the Manager was closed; it launches no more sandboxes.
+	ErrClosed = errors.New("the runtime is closed")
 )
 
 // ExitError reports a command that exited non-zero or was killed.
@@ -262,16 +267,31 @@ type ExitError struct {
 	// command ran (the command, or a process it waited for, ran out of
 	// memory).
 	OOMKilled bool
+	// TimedOut: the sandbox's timeout (Spec.Timeout) passed while the
+	// command ran, and the sandbox ended it.
+	TimedOut bool
+	// Destroyed: the sandbox was being destroyed as the command ended
+	// (the destroy ended it, most likely).
+	Destroyed bool
 }
 
 func (e *ExitError) Error() string {
-	if e.OOMKilled {
-		return fmt.Sprintf("out of memory (exit status %d)", e.Code)
+	var msg string
+	switch {
+	case e.OOMKilled:
+		msg = fmt.Sprintf("out of memory (exit status %d)", e.Code)
+	case e.Signal != 0:
+		msg = "killed by signal " + e.Signal.String()
+	default:
+		msg = fmt.Sprintf("exit status %d", e.Code)
 	}
-	if e.Signal != 0 {
-		return "killed by signal " + e.Signal.String()
+	switch {
+	case e.TimedOut:
+		msg = "the sandbox's timeout passed: " + msg
+	case e.Destroyed:
+		msg = "the sandbox was destroyed: " + msg
 	}
-	return fmt.Sprintf("exit status %d", e.Code)
+	return msg
 }
 
 // ExitCode returns the exit code err stands for: 0 for nil, the code of an
@@ -348,6 +368,9 @@ func (sp *Spec) Validate() error {
 			return fmt.Errorf("environment entry %q: want KEY=value", e)
 		}
 	}
+	if err := checkNUL(sp.Command, sp.Env, [2]string{"workdir", sp.Workdir}, [2]string{"user", sp.User}); err != nil {
+		return err
+	}
 	switch sp.Network {
 	case "", NetworkNone, NetworkHost, NetworkPrivate:
 	default:
@@ -370,6 +393,29 @@ func (sp *Spec) Validate() error {
 	for i, f := range sp.Leases {
 		if f == nil {
 			return fmt.Errorf("lease %d: nil file", i)
+		}
+	}
+	return nil
+}
+
+// checkNUL refuses a NUL byte in the command, the environment, or the
+// other fields given (name, value): execve cannot pass one, and every
+// command in the sandbox would fail with a bare EINVAL ("invalid
+// argument").
+func checkNUL(args, env []string, fields ...[2]string) error {
+	for _, a := range args {
+		if strings.IndexByte(a, 0) >= 0 {
+			return fmt.Errorf("command argument %q: contains a NUL byte", a)
+		}
+	}
+	for _, e := range env {
+		if strings.IndexByte(e, 0) >= 0 {
+			return fmt.Errorf("environment entry %q: contains a NUL byte", e)
+		}
+	}
+	for _, f := range fields {
+		if strings.IndexByte(f[1], 0) >= 0 {
+			return fmt.Errorf("%s %q: contains a NUL byte", f[0], f[1])
 		}
 	}
 	return nil
@@ -420,7 +466,7 @@ func (sp *Spec) normalize() {
 }
 
 // checkTarget accepts an absolute path with no ".." element, other than
-// the root.
+// the root and, but for a few files, /proc and what is inside it.
 func checkTarget(t string) error {
 	if !path.IsAbs(t) {
 		return fmt.Errorf("mount target %q: not an absolute path", t)
@@ -428,8 +474,24 @@ func checkTarget(t string) error {
 	if slices.Contains(strings.Split(t, "/"), "..") {
 		return fmt.Errorf("mount target %q: not a clean path (no ..)", t)
 	}
-	if path.Clean(t) == "/" {
+	c := path.Clean(t)
+	if c == "/" {
 		return fmt.Errorf("mount target %q: cannot mount over the root", t)
 	}
+	if (c == "/proc" || strings.HasPrefix(c, "/proc/")) && !procTargets[c] {
+		// Over the sandbox's own procfs a bind hides it (ps, /proc/self,
+		// the masked and read-only paths) or a part of it; runc refuses
+		// these too (checkProcMount), but for the files lxcfs stands in
+		// for.
+		return fmt.Errorf("mount target %q: inside /proc, which is the sandbox's own procfs", t)
+	}
 	return nil
+}
+
+// procTargets are the paths inside /proc a mount may cover: files whose
+// contents a tool such as lxcfs makes fit the sandbox (runc's list).
+var procTargets = map[string]bool{
+	"/proc/cpuinfo": true, "/proc/diskstats": true, "/proc/meminfo": true, "/proc/stat": true,
+	"/proc/swaps": true, "/proc/uptime": true, "/proc/loadavg": true, "/proc/slabinfo": true,
+	"/proc/net/dev": true, "/proc/sys/kernel/ns_last_pid": true,
 }

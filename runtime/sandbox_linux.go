@@ -137,9 +137,18 @@ func (s *Sandbox) MainCommand() *Cmd {
 func (s *Sandbox) Info(ctx context.Context) (Info, error) {
 	info, err := s.m.status(s.name)
 	if err != nil {
-		return info, fmt.Errorf("sandbox %s: %w", s.name, err)
+		return info, s.statusErr(err)
 	}
 	return info, nil
+}
+
+// statusErr is the error of a handle's status read: ErrNotFound once the
+// sandbox was removed (destroyed through this handle or another).
+func (s *Sandbox) statusErr(err error) error {
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("sandbox %s: %w", s.name, errdefs.ErrNotFound)
+	}
+	return fmt.Errorf("sandbox %s: %w", s.name, err)
 }
 
 // Status is Info without the cgroup's usage (Usage and OOMKilled unset):
@@ -147,7 +156,7 @@ func (s *Sandbox) Info(ctx context.Context) (Info, error) {
 func (s *Sandbox) Status(ctx context.Context) (Info, error) {
 	info, err := s.m.statusOf(s.name, false)
 	if err != nil {
-		return info, fmt.Errorf("sandbox %s: %w", s.name, err)
+		return info, s.statusErr(err)
 	}
 	return info, nil
 }
@@ -268,8 +277,16 @@ func (s *Sandbox) Detach() error {
 	}
 	closeLive(s.live)
 	s.live = nil
+	// Said for List (and ps): the init alone knows it otherwise.
+	if err := os.WriteFile(filepath.Join(s.dir, detachedFile), nil, 0o600); err != nil {
+		s.m.log.Warn("record that the sandbox is detached", "sandbox", s.name, "err", err)
+	}
 	return nil
 }
+
+// detachedFile, in a sandbox's directory, says that its launcher detached
+// it.
+const detachedFile = "detached"
 
 // Wait waits for the sandbox's main command and returns its exit code
 // (128+N when a signal N killed it). A sandbox that exited earlier
@@ -317,7 +334,7 @@ func (s *Sandbox) Wait(ctx context.Context) (int, error) {
 	// The init is gone (or went while we waited): read what it recorded.
 	info, ierr := s.m.status(s.name)
 	if ierr != nil {
-		return -1, fmt.Errorf("sandbox %s: %w", s.name, ierr)
+		return -1, s.statusErr(ierr)
 	}
 	switch info.Status {
 	case StatusExited:

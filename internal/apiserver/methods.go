@@ -301,6 +301,7 @@ func (s *Server) exec(ctx context.Context, shell bool, params []byte) (any, erro
 	switch {
 	case errors.As(err, &ee):
 		res.ExitCode, res.Signal = ee.ExitCode, ee.Signal
+		ee.OutputTruncated = stdout.dropped > 0 || stderr.dropped > 0 // the message says so
 		return nil, &resultError{err: fmt.Errorf("sandbox %s: %s: %w", h.sb.Name(), path, err), res: res}
 	case err != nil:
 		return nil, err
