@@ -116,7 +116,7 @@ func (r *Runtime) RemoveSnapshot(ctx context.Context, name string) error {
 func toSnapshot(s *snapshot.Snapshot) *Snapshot {
 	c := s.Config
 	return &Snapshot{
-		Name: s.Name, Digest: s.Digest, Layers: len(s.Layers), Size: s.Size, StoredSize: s.StoredSize, CreatedAt: s.CreatedAt,
+		Name: s.Name, Digest: s.Digest, Layers: s.LayerCount, Size: s.Size, StoredSize: s.StoredSize, CreatedAt: s.CreatedAt,
 		Config: SnapshotConfig{Env: c.Env, WorkingDir: c.WorkingDir, User: c.User, Entrypoint: c.Entrypoint, Cmd: c.Cmd, Labels: c.Labels},
 	}
 }
