@@ -424,12 +424,12 @@ func (b *buildBackend) ReadFile(ctx context.Context, id, p string) ([]byte, erro
 }
 
 // CopyFrom reads paths of image id for COPY --from (snapshot.Store.CopyOut).
-func (b *buildBackend) CopyFrom(ctx context.Context, id string, srcs []string, dest string, destDir bool) (io.ReadCloser, error) {
+func (b *buildBackend) CopyFrom(ctx context.Context, id string, srcs []string, dest string, destDir, makeDest bool) (io.ReadCloser, error) {
 	layers, err := b.layers(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	return b.r.snaps.CopyOut(ctx, snapshot.CopyRequest{Layers: layers, Sources: srcs, Dest: dest, DestDir: destDir})
+	return b.r.snaps.CopyOut(ctx, snapshot.CopyRequest{Layers: layers, Sources: srcs, Dest: dest, DestDir: destDir, MakeDest: makeDest})
 }
 
 // Chain is the digests of image id's layers, bottom first (each layer's

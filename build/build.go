@@ -107,9 +107,11 @@ type Backend interface {
 	// id (relative to its root) placed under dest, owners as the image
 	// has them: a directory's contents go into dest, a file to dest or,
 	// when destDir, into it. A source that leaves the image's root
-	// through ".." or a symlink is an error. The stream's last read (or
-	// Close) returns the error of a copy that failed.
-	CopyFrom(ctx context.Context, id string, srcs []string, dest string, destDir bool) (io.ReadCloser, error)
+	// through ".." or a symlink is an error. makeDest: dest itself is
+	// written too, once, as the first directory source is (the image being
+	// built lacks it). The stream's last read (or Close) returns the error
+	// of a copy that failed.
+	CopyFrom(ctx context.Context, id string, srcs []string, dest string, destDir, makeDest bool) (io.ReadCloser, error)
 	// Chain names the files of image id for a cache key: its layers,
 	// bottom first.
 	Chain(ctx context.Context, id string) (string, error)

@@ -128,7 +128,7 @@ func (f *fake) ReadFile(_ context.Context, id, p string) ([]byte, error) {
 
 // CopyFrom copies files (not symlinks) of image id; a source that is a
 // directory copies what is under it.
-func (f *fake) CopyFrom(_ context.Context, id string, srcs []string, dest string, destDir bool) (io.ReadCloser, error) {
+func (f *fake) CopyFrom(_ context.Context, id string, srcs []string, dest string, destDir, makeDest bool) (io.ReadCloser, error) {
 	seen := map[string]bool{}
 	var b bytes.Buffer
 	tw := tar.NewWriter(&b)
@@ -435,6 +435,56 @@ EOF
 		if h, _ := f.find(id, p); h != nil {
 			t.Errorf("%s was copied, want it ignored", p)
 		}
+	}
+}
+
+// COPY of a directory makes its destination when the image lacks it (an
+// empty one too, as docker does): as the source directory is, or plain
+// (0755, --chown's) when written with a trailing "/"; and leaves a
+// destination the image has as it is.
+func TestCopyMakesDestDir(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"conf/app.conf": "x"})
+	if err := os.Mkdir(filepath.Join(dir, "empty"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(dir, "conf"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	f := newFake()
+	id, _, err := build(t, f, dir, `FROM base
+COPY empty /new/empty
+COPY --chown=node --chmod=600 conf /opt/conf/
+COPY conf /srv/conf
+COPY conf empty /etc/
+`, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path     string
+		uid, gid int
+		mode     int64
+	}{
+		{"/new/empty", 0, 0, 0o755},
+		{"/opt/conf", 1000, 1001, 0o755},
+		{"/opt/conf/app.conf", 1000, 1001, 0o600},
+		{"/srv/conf", 0, 0, 0o750},
+	} {
+		h, _ := f.find(id, tc.path)
+		if h == nil {
+			t.Errorf("%s: missing", tc.path)
+			continue
+		}
+		if h.Uid != tc.uid || h.Gid != tc.gid || h.Mode&0o7777 != tc.mode {
+			t.Errorf("%s = %d:%d %o, want %d:%d %o", tc.path, h.Uid, h.Gid, h.Mode&0o7777, tc.uid, tc.gid, tc.mode)
+		}
+	}
+	if h, _ := f.find(id, "/etc"); h != f.images["base"].files["etc"] {
+		t.Errorf("/etc = %+v, want the base image's, untouched", h)
+	}
+	if h, _ := f.find(id, "/etc/app.conf"); h == nil {
+		t.Errorf("/etc/app.conf: missing")
 	}
 }
 

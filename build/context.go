@@ -150,6 +150,11 @@ type entry struct {
 	data []byte // heredoc contents
 	link string // symlink target
 	tar  bool   // ADD: a local archive, unpacked into dst
+	top  bool   // a destination directory's own entry: kept only where the image has no dst (newDirs)
+	// plain: top's dst is made 0755, root's (or --chown's), as docker
+	// makes a destination written with a trailing "/"; else as the
+	// source directory fi is.
+	plain bool
 }
 
 func hasGlob(s string) bool { return strings.ContainsAny(s, "*?[") }
@@ -224,11 +229,14 @@ func (c *buildContext) expand(srcs []string, dest string, destDir bool, exclude 
 			}
 			if fi.IsDir() {
 				// A directory's contents go into dest, as docker
-				// copies them.
+				// copies them; dest itself, when the image lacks it,
+				// is made as the source directory is (mode, time), so
+				// that an empty one is made too (newDirs).
 				es, err := c.walk(m, dest, skip)
 				if err != nil {
 					return nil, err
 				}
+				out = append(out, entry{src: m, dst: dest, fi: fi, top: true})
 				out = append(out, es...)
 				continue
 			}
@@ -280,8 +288,7 @@ func (c *buildContext) walk(src, dst string, skip func(string) bool) ([]entry, e
 			}
 		}
 		if rel == src {
-			// dst itself is left as the image has it, or made by
-			// the unpacker as a parent (0755, root's).
+			// dst itself is expand's (a top entry).
 			return nil
 		}
 		out = append(out, e)
@@ -355,6 +362,9 @@ func (c *buildContext) digest(srcs []string, es []entry) (string, error) {
 	}
 	for _, e := range es {
 		fmt.Fprintf(h, "%q %q %q %q %v\n", e.src, e.dst, e.link, e.data, e.tar)
+		if e.plain {
+			fmt.Fprintf(h, "made dir\n")
+		}
 		if e.fi == nil {
 			continue
 		}
@@ -404,6 +414,8 @@ func (c *buildContext) writeEntry(tw *tar.Writer, e entry, own *owner, chmod *fs
 	}
 	var hdr *tar.Header
 	switch {
+	case e.plain:
+		hdr = &tar.Header{Typeflag: tar.TypeDir, Mode: 0o755, ModTime: time.Now()}
 	case e.data != nil:
 		hdr = &tar.Header{Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(e.data)), ModTime: time.Now()}
 	default:
@@ -418,7 +430,7 @@ func (c *buildContext) writeEntry(tw *tar.Writer, e entry, own *owner, chmod *fs
 	if own != nil {
 		hdr.Uid, hdr.Gid = own.uid, own.gid
 	}
-	if chmod != nil && hdr.Typeflag != tar.TypeSymlink {
+	if chmod != nil && hdr.Typeflag != tar.TypeSymlink && !e.plain {
 		hdr.Mode = int64(*chmod)
 	}
 	if hdr.Typeflag == tar.TypeDir && !strings.HasSuffix(hdr.Name, "/") {
@@ -567,6 +579,12 @@ func (bd *builder) copy(ctx context.Context, s *stage, text string, cfg Config, 
 			return StepOutput{}, false, err
 		}
 	}
+	if strings.HasSuffix(a.sd.DestPath, "/") {
+		es = append([]entry{{dst: dest, top: true, plain: true}}, es...)
+	}
+	if es, err = bd.newDirs(ctx, s, es); err != nil {
+		return StepOutput{}, false, err
+	}
 	for _, sc := range a.sd.SourceContents {
 		dst := dest
 		if destDir {
@@ -598,6 +616,37 @@ func (bd *builder) copy(ctx context.Context, s *stage, text string, cfg Config, 
 		}()
 		return pr, func() { _ = pr.Close() }, nil // closing a pipe's reader always returns nil
 	}, extra...)
+}
+
+// newDirs keeps the top entries of es (a destination directory's own)
+// whose destination the image of stage s lacks, the first for each: COPY
+// makes such a destination (an empty one too, as docker does) plain when
+// written with a trailing "/", else as its source directory is, and
+// leaves one the image has as it is.
+func (bd *builder) newDirs(ctx context.Context, s *stage, es []entry) ([]entry, error) {
+	out := es[:0]
+	seen := map[string]bool{}
+	for _, e := range es {
+		if e.top {
+			if seen[e.dst] {
+				continue
+			}
+			seen[e.dst] = true
+			if s.img.ID != "" {
+				exists, _, err := bd.b.Stat(ctx, s.img.ID, e.dst)
+				if err != nil {
+					return nil, err
+				}
+				if exists {
+					continue
+				}
+			} else if e.dst == "/" {
+				continue // scratch's root: the layer's
+			}
+		}
+		out = append(out, e)
+	}
+	return out, nil
 }
 
 // chown resolves --chown=user[:group] (names through the image's

@@ -4,6 +4,8 @@ package integration
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/beamhop/lightbox"
@@ -38,5 +40,36 @@ func TestBuildRepeatedLayer(t *testing.T) {
 	lbOK(t, root, "rm", "c1", "c2")
 	if got := shellIn(t, root, "rep3", nil, "cat /made"); got != "made\n" {
 		t.Errorf("run rep3 cat /made = %q, want %q", got, "made\n")
+	}
+}
+
+// COPY and COPY --from of an empty directory make the destination, as
+// docker does: as the source directory is, or plain (0755, --chown's)
+// when the destination ends in "/". They used to make nothing, and the
+// next step found no such directory.
+func TestBuildCopyEmptyDir(t *testing.T) {
+	root, _ := newStore(t)
+	ctx := buildContextDir(t, `FROM busybox AS a
+RUN mkdir -p /e && chmod 700 /e
+FROM busybox
+COPY empty /ctx-empty
+COPY --chown=7:8 empty /ctx-slash/
+COPY --from=a /e /from-empty
+COPY --from=a --chown=7:8 /e /from-slash/
+COPY empty /tmp
+`, map[string]string{})
+	if err := os.Mkdir(filepath.Join(ctx, "empty"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(ctx, "empty"), 0o700); err != nil { // whatever the umask
+		t.Fatal(err)
+	}
+	lbOK(t, root, "snapshot", "build", "-q", "-t", "empties", "--network", "none", ctx)
+	got := shellIn(t, root, "empties", nil, `for d in /ctx-empty /ctx-slash /from-empty /from-slash /tmp; do stat -c '%n %F %a %u:%g' $d; done`)
+	// A destination the image has (/tmp) is left as it is.
+	tmp := shellIn(t, root, "busybox", nil, `stat -c '%n %F %a %u:%g' /tmp`)
+	want := "/ctx-empty directory 700 0:0\n/ctx-slash directory 755 7:8\n/from-empty directory 700 0:0\n/from-slash directory 755 7:8\n" + tmp
+	if got != want {
+		t.Errorf("the built snapshot shows:\n%s\nwant:\n%s", got, want)
 	}
 }
