@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/beamhop/lightbox"
@@ -72,4 +73,45 @@ COPY empty /tmp
 	if got != want {
 		t.Errorf("the built snapshot shows:\n%s\nwant:\n%s", got, want)
 	}
+}
+
+// A kept (exited) sandbox holds no lease on its snapshot, so the name can
+// be replaced meanwhile; its commit then used to put the sandbox's
+// changes on the new image, silently: files the sandbox saw were gone
+// and others it never saw were there. It is refused now, saying why. A
+// replace by the very same image changes nothing (not even while a
+// sandbox uses it), and the commit goes ahead.
+func TestCommitAfterParentReplaced(t *testing.T) {
+	root, _ := newStore(t)
+	tmp := t.TempDir()
+	rootfs := testBusybox(t)
+	lbOK(t, root, "snapshot", "import", "par", rootfs)
+	lbOK(t, root, "run", "--keep", "--name", "other", "--network", "none", "par", "sh", "-c", "echo other > /other")
+	lbOK(t, root, "commit", "other", "otherimg")
+	lbOK(t, root, "snapshot", "export", "otherimg", filepath.Join(tmp, "other.tar"))
+	lbOK(t, root, "run", "--keep", "--name", "k", "--network", "none", "par", "sh", "-c", "echo up > /up")
+	// Another image under the name: k's commit is refused.
+	lbOK(t, root, "snapshot", "import", "--replace", "par", filepath.Join(tmp, "other.tar"))
+	res := lb(t, root, "", "commit", "k", "wrong")
+	if res.code != 125 || !strings.Contains(res.stderr, "snapshot par was replaced") {
+		t.Errorf("commit of k after par was replaced: exit %d, stderr %q; want 125 saying par was replaced", res.code, res.stderr)
+	}
+	if r := lb(t, root, "", "snapshot", "inspect", "wrong"); r.code == 0 {
+		t.Errorf("the refused commit made snapshot wrong, which shows:\n%s", shellIn(t, root, "wrong", nil, "ls /other /up"))
+	}
+	// The same image again: a no-op, allowed while a sandbox runs it,
+	// and a commit from before it goes ahead.
+	lbOK(t, root, "run", "--keep", "--name", "k2", "--network", "none", "par", "sh", "-c", "echo up > /up")
+	before := lbOK(t, root, "snapshot", "inspect", "par")
+	lbOK(t, root, "run", "-d", "--name", "busy", "--network", "none", "par", "sleep", "1000")
+	lbOK(t, root, "snapshot", "import", "--replace", "par", filepath.Join(tmp, "other.tar"))
+	if after := lbOK(t, root, "snapshot", "inspect", "par"); after != before {
+		t.Errorf("replaced by the same image, inspect par shows:\n%s\nwant as before:\n%s", after, before)
+	}
+	lbOK(t, root, "rm", "-f", "busy")
+	lbOK(t, root, "commit", "k2", "same")
+	if got := shellIn(t, root, "same", nil, "cat /up /other"); got != "up\nother\n" {
+		t.Errorf("commit after a same-image replace: cat /up /other = %q, want up and other", got)
+	}
+	lbOK(t, root, "rm", "k", "k2", "other")
 }
