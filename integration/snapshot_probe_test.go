@@ -115,3 +115,36 @@ func TestCommitAfterParentReplaced(t *testing.T) {
 	}
 	lbOK(t, root, "rm", "k", "k2", "other")
 }
+
+// A flag after the arguments of a snapshot command (as docker takes
+// "build . --no-cache") used to be ignored, quietly: urfave/cli stops
+// reading flags at the first argument, so "export NAME DST --format
+// oci-archive" wrote a directory. An argument too many is refused too,
+// before anything is done.
+func TestSnapshotArgsAfterFlags(t *testing.T) {
+	root, _ := newStore(t)
+	dst := filepath.Join(t.TempDir(), "out")
+	ctx := buildContextDir(t, "FROM busybox\nRUN true\n", map[string]string{})
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"snapshot", "export", "busybox", dst, "--format", "oci-archive"}, "--format after NAME DST: flags go before the arguments"},
+		{[]string{"snapshot", "build", "-t", "b", ctx, "--no-cache"}, "--no-cache after CONTEXT: flags go before the arguments"},
+		{[]string{"snapshot", "import", "again", testBusybox(t), "--replace"}, "--replace after NAME SOURCE"},
+		{[]string{"snapshot", "inspect", "busybox", "nope"}, `unexpected argument "nope"`},
+	} {
+		res := lb(t, root, "", tc.args...)
+		if res.code == 0 || !strings.Contains(res.stderr, tc.want) {
+			t.Errorf("lightbox %s: exit %d, stderr %q; want a failure saying %q", strings.Join(tc.args, " "), res.code, res.stderr, tc.want)
+		}
+	}
+	if _, err := os.Lstat(dst); err == nil {
+		t.Errorf("the refused export wrote %s", dst)
+	}
+	for _, name := range []string{"b", "again"} {
+		if r := lb(t, root, "", "snapshot", "inspect", name); r.code == 0 {
+			t.Errorf("a refused command made snapshot %s", name)
+		}
+	}
+}

@@ -96,7 +96,7 @@ func (s *Store) commitLocked(ctx context.Context, name, parent, upper string, op
 	}
 	if t, err := time.Parse(time.RFC3339Nano, pdesc.Annotations[annotationCreated]); err == nil && !opts.Launched.IsZero() && t.After(opts.Launched) {
 		return nil, fmt.Errorf("snapshot %s was replaced at %s, after the sandbox was launched from it (%s): the sandbox's changes are to the image it had then: %w",
-			parent, t.Format(time.RFC3339), opts.Launched.UTC().Format(time.RFC3339), ErrParentReplaced)
+			parent, t.Format(time.RFC3339Nano), opts.Launched.UTC().Format(time.RFC3339Nano), ErrParentReplaced)
 	}
 	var m ispec.Manifest
 	if err := readJSON(ctx, e, *pdesc, &m); err != nil {
