@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"path"
 	"slices"
@@ -463,19 +464,47 @@ func workdirPath(cur, p string) string {
 }
 
 // workdir is WORKDIR: the directory is made (a layer of it) when the
-// image lacks it.
+// image lacks it, with the parents it lacks, owned by the USER in force
+// (0755), as docker's buildkit makes them: a USER's WORKDIR is the
+// user's to write in.
 func (bd *builder) workdir(ctx context.Context, s *stage, text string, cfg Config) (StepOutput, bool, error) {
 	p := cfg.WorkingDir
-	exists, _, err := bd.b.Stat(ctx, s.img.ID, p)
-	if err != nil {
-		return StepOutput{}, false, err
-	}
-	if exists || s.img.ID == "" && p == "/" {
+	if p == "/" {
 		return bd.commit(ctx, s, text, cfg, nil)
 	}
+	var missing []string // top first
+	for d := p; d != "/"; d = path.Dir(d) {
+		if s.img.ID != "" {
+			exists, _, err := bd.b.Stat(ctx, s.img.ID, d)
+			if err != nil {
+				return StepOutput{}, false, err
+			}
+			if exists {
+				break
+			}
+		}
+		missing = append([]string{d}, missing...)
+	}
+	if len(missing) == 0 {
+		return bd.commit(ctx, s, text, cfg, nil)
+	}
+	own := owner{}
+	if cfg.User != "" {
+		o, err := bd.chown(ctx, s, cfg.User)
+		switch {
+		case errors.Is(err, errNoSuchID) || errors.Is(err, fs.ErrNotExist) || err != nil && s.img.ID == "":
+			// A user the image does not name (or no /etc/passwd):
+			// root's, as buildkit leaves it (a RUN as that user is
+			// what fails).
+		case err != nil:
+			return StepOutput{}, false, fmt.Errorf("USER %s: %w", cfg.User, err)
+		default:
+			own = *o
+		}
+	}
 	return bd.commit(ctx, s, text, cfg, func() (io.Reader, func(), error) {
-		return dirLayer(p), func() {}, nil
-	}, "mkdir "+p)
+		return dirLayer(missing, own), func() {}, nil
+	}, "mkdir "+p, fmt.Sprintf("owner %d:%d", own.uid, own.gid))
 }
 
 func (bd *builder) runStep(ctx context.Context, s *stage, text string, cfg Config, c *instructions.RunCommand) (StepOutput, bool, error) {

@@ -488,6 +488,45 @@ COPY conf empty /etc/
 	}
 }
 
+// WORKDIR makes the directory and the parents the image lacks owned by
+// the USER in force, as buildkit does, so that the user can write there;
+// a directory the image has is left as it is, and an unknown user's is
+// root's.
+func TestWorkdirOwner(t *testing.T) {
+	f := newFake()
+	id, _, err := build(t, f, t.TempDir(), `FROM base
+USER node
+WORKDIR /home/node/app
+WORKDIR /tmp
+USER ghost
+WORKDIR /srv/ghost
+`, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path     string
+		uid, gid int
+	}{
+		{"/home", 1000, 1001},
+		{"/home/node", 1000, 1001},
+		{"/home/node/app", 1000, 1001},
+		{"/srv/ghost", 0, 0},
+	} {
+		h, _ := f.find(id, tc.path)
+		if h == nil || h.Typeflag != tar.TypeDir {
+			t.Errorf("%s = %+v, want a directory", tc.path, h)
+			continue
+		}
+		if h.Uid != tc.uid || h.Gid != tc.gid || h.Mode&0o7777 != 0o755 {
+			t.Errorf("%s = %d:%d %o, want %d:%d 755", tc.path, h.Uid, h.Gid, h.Mode&0o7777, tc.uid, tc.gid)
+		}
+	}
+	if h, _ := f.find(id, "/tmp"); h != f.images["base"].files["tmp"] {
+		t.Errorf("/tmp = %+v, want the base image's, untouched", h)
+	}
+}
+
 func TestCopyRefusesOutsideContext(t *testing.T) {
 	outer := t.TempDir()
 	dir := filepath.Join(outer, "ctx")

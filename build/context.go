@@ -508,12 +508,16 @@ func (c *buildContext) unpackArchive(tw *tar.Writer, e entry, own *owner) error 
 	}
 }
 
-// dirLayer is a layer of one directory (root's, 0755): WORKDIR's.
-func dirLayer(p string) io.Reader {
+// dirLayer is a layer of directories ps (parents first; 0755, owned by
+// own): WORKDIR's.
+func dirLayer(ps []string, own owner) io.Reader {
 	var b bytes.Buffer
 	tw := tar.NewWriter(&b)
-	_ = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: strings.TrimPrefix(p, "/") + "/", Mode: 0o755, ModTime: time.Now()}) // into a buffer: cannot fail
-	_ = tw.Close()                                                                                                                   // into a buffer: cannot fail
+	now := time.Now()
+	for _, p := range ps {
+		_ = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: strings.TrimPrefix(p, "/") + "/", Mode: 0o755, Uid: own.uid, Gid: own.gid, ModTime: now}) // into a buffer: cannot fail
+	}
+	_ = tw.Close() // into a buffer: cannot fail
 	return &b
 }
 
@@ -700,5 +704,9 @@ func (bd *builder) lookupID(ctx context.Context, s *stage, file, name string) (i
 		}
 		return id, gid, nil
 	}
-	return 0, 0, fmt.Errorf("%s: no such name in the image's %s", name, file)
+	return 0, 0, fmt.Errorf("%s: %w in the image's %s", name, errNoSuchID, file)
 }
+
+// errNoSuchID is a user or group name the image's /etc/passwd or
+// /etc/group does not have.
+var errNoSuchID = errors.New("no such name")

@@ -148,3 +148,24 @@ func TestSnapshotArgsAfterFlags(t *testing.T) {
 		}
 	}
 }
+
+// "USER app / WORKDIR /home/app/work / RUN touch x" builds with docker:
+// buildkit makes the WORKDIR (and the parents it makes) the USER's. It
+// used to fail here with "touch: x: Permission denied" (root's 0755).
+func TestBuildWorkdirOfUser(t *testing.T) {
+	root, _ := newStore(t)
+	ctx := buildContextDir(t, `FROM busybox
+RUN echo "app:x:1000:1000::/home/app:/bin/sh" >> /etc/passwd && echo "app:x:1000:" >> /etc/group
+USER app
+WORKDIR /home/app/work
+RUN touch x
+`, map[string]string{})
+	if res := lb(t, root, "", "snapshot", "build", "-q", "-t", "wu", "--network", "none", ctx); res.code != 0 {
+		t.Fatalf("build: exit %d\n%s", res.code, res.stderr)
+	}
+	got := shellIn(t, root, "wu", nil, "stat -c '%n %u:%g %a' /home/app /home/app/work /home/app/work/x")
+	want := "/home/app 1000:1000 755\n/home/app/work 1000:1000 755\n/home/app/work/x 1000:1000 644\n"
+	if got != want {
+		t.Errorf("the built snapshot shows:\n%s\nwant:\n%s", got, want)
+	}
+}
