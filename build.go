@@ -398,6 +398,15 @@ func (b *buildBackend) layers(ctx context.Context, id string) ([]string, error) 
 	return sn.Layers, nil
 }
 
+// Resolve resolves p's symlinks in image id (snapshot.Store.Resolve).
+func (b *buildBackend) Resolve(ctx context.Context, id, p string) (string, error) {
+	layers, err := b.layers(ctx, id)
+	if err != nil || len(layers) == 0 {
+		return p, err
+	}
+	return b.r.snaps.Resolve(layers, p)
+}
+
 func (b *buildBackend) Stat(ctx context.Context, id, p string) (bool, bool, error) {
 	if path.Clean(p) == "/" {
 		return true, true, nil

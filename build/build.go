@@ -98,6 +98,11 @@ type Backend interface {
 	Run(ctx context.Context, st RunStep) (StepOutput, error)
 	// Commit makes an image from a layer tar (or none).
 	Commit(ctx context.Context, st CommitStep) (StepOutput, error)
+	// Resolve returns path (absolute) with the symlinks on its way in
+	// image id resolved inside the image, as a sandbox of it sees them
+	// (a merged-/usr image's /bin/x is /usr/bin/x); components past the
+	// first one the image lacks are kept.
+	Resolve(ctx context.Context, id, path string) (string, error)
 	// Stat reports whether path (absolute) exists in image id and is a
 	// directory.
 	Stat(ctx context.Context, id, path string) (exists, isDir bool, err error)
@@ -469,6 +474,14 @@ func workdirPath(cur, p string) string {
 // user's to write in.
 func (bd *builder) workdir(ctx context.Context, s *stage, text string, cfg Config) (StepOutput, bool, error) {
 	p := cfg.WorkingDir
+	if s.img.ID != "" {
+		// Made through the image's symlinks (mkdir -p follows them):
+		// see copyTarget.
+		var err error
+		if p, err = bd.b.Resolve(ctx, s.img.ID, p); err != nil {
+			return StepOutput{}, false, err
+		}
+	}
 	if p == "/" {
 		return bd.commit(ctx, s, text, cfg, nil)
 	}

@@ -110,6 +110,18 @@ func (f *fake) find(id, p string) (*tar.Header, string) {
 	return nil, ""
 }
 
+func (f *fake) Resolve(_ context.Context, id, p string) (string, error) {
+	// A symlink of the fake's images is an entry with a Linkname to an
+	// absolute directory, at any of p's components.
+	parts := strings.Split(strings.TrimPrefix(path.Clean(p), "/"), "/")
+	for i := range parts {
+		if h, _ := f.find(id, strings.Join(parts[:i+1], "/")); h != nil && h.Typeflag == tar.TypeSymlink {
+			return f.Resolve(context.Background(), id, path.Join(append([]string{h.Linkname}, parts[i+1:]...)...))
+		}
+	}
+	return path.Clean(p), nil
+}
+
 func (f *fake) Stat(_ context.Context, id, p string) (bool, bool, error) {
 	if path.Clean(p) == "/" {
 		return true, true, nil
@@ -524,6 +536,35 @@ WORKDIR /srv/ghost
 	}
 	if h, _ := f.find(id, "/tmp"); h != f.images["base"].files["tmp"] {
 		t.Errorf("/tmp = %+v, want the base image's, untouched", h)
+	}
+}
+
+// COPY and WORKDIR write through the image's symlinks, as docker does:
+// on a merged-/usr image, an entry at bin/x would make a directory bin
+// in its layer, hiding the image's /bin -> usr/bin and every program in
+// it.
+func TestCopyThroughSymlink(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"tool": "#!/bin/sh\n"})
+	f := newFake()
+	f.images["base"].files["usr"] = &tar.Header{Typeflag: tar.TypeDir}
+	f.images["base"].files["usr/bin"] = &tar.Header{Typeflag: tar.TypeDir}
+	f.images["base"].files["bin"] = &tar.Header{Typeflag: tar.TypeSymlink, Linkname: "/usr/bin"}
+	id, _, err := build(t, f, dir, `FROM base
+COPY tool /bin/
+COPY tool /bin/renamed
+WORKDIR /bin/sub
+`, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/usr/bin/tool", "/usr/bin/renamed", "/usr/bin/sub"} {
+		if h, _ := f.find(id, p); h == nil {
+			t.Errorf("%s: missing", p)
+		}
+	}
+	if h, _ := f.find(id, "/bin"); h != f.images["base"].files["bin"] {
+		t.Errorf("/bin = %+v, want the image's symlink, untouched", h)
 	}
 }
 

@@ -532,6 +532,15 @@ func (bd *builder) copyTarget(ctx context.Context, s *stage, dest string, severa
 		dest = path.Join("/", s.img.Config.WorkingDir, dest)
 	}
 	dest = path.Clean(dest)
+	if s.img.ID != "" {
+		// Through the image's symlinks, as docker copies: an entry
+		// at bin/x on a merged-/usr image would make a directory bin
+		// in the layer that hides the image's /bin -> usr/bin.
+		var err error
+		if dest, err = bd.b.Resolve(ctx, s.img.ID, dest); err != nil {
+			return "", false, nil, nil, err
+		}
+	}
 	if !destDir && s.img.ID != "" {
 		_, isDir, err := bd.b.Stat(ctx, s.img.ID, dest)
 		if err != nil {

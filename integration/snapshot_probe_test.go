@@ -169,3 +169,35 @@ RUN touch x
 		t.Errorf("the built snapshot shows:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+// On a merged-/usr image (/bin -> usr/bin, as Debian 12, Ubuntu and
+// Fedora have it) "COPY tool /bin/" wrote the layer entry bin/tool: a
+// directory bin in the new layer that hid the image's /bin symlink, and
+// every program under it, so the next RUN found no /bin/sh. COPY and
+// WORKDIR go through the image's symlinks now, as docker's do.
+func TestBuildCopyIntoMergedUsr(t *testing.T) {
+	root, _ := newStore(t)
+	merge := buildContextDir(t, `FROM busybox
+RUN ["/bin/busybox", "sh", "-c", "mkdir -p /usr && cp -a /bin /usr/ && /usr/bin/busybox rm -rf /bin && /usr/bin/busybox ln -s usr/bin /bin"]
+`, map[string]string{})
+	lbOK(t, root, "snapshot", "build", "-q", "-t", "merged", "--network", "none", merge)
+	ctx := buildContextDir(t, `FROM merged
+COPY tool /bin/
+WORKDIR /bin/work
+RUN /bin/tool && /bin/sh -c 'echo sh works' && pwd
+`, map[string]string{"tool": "#!/bin/sh\necho tool runs\n"})
+	if err := os.Chmod(filepath.Join(ctx, "tool"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	res := lb(t, root, "", "snapshot", "build", "-t", "app", "--network", "none", ctx)
+	if res.code != 0 {
+		t.Fatalf("build on the merged-/usr image: exit %d\n%s", res.code, res.stderr)
+	}
+	if !strings.Contains(res.stderr, "tool runs\nsh works\n/usr/bin/work\n") {
+		t.Errorf("the RUN printed:\n%s\nwant tool runs, sh works, /usr/bin/work (the WORKDIR through /bin)", res.stderr)
+	}
+	got := shellIn(t, root, "app", nil, "readlink /bin; ls /usr/bin/tool; test -d /usr/bin/work && echo workdir in /usr/bin")
+	if want := "usr/bin\n/usr/bin/tool\nworkdir in /usr/bin\n"; got != want {
+		t.Errorf("the built snapshot shows:\n%s\nwant:\n%s", got, want)
+	}
+}
