@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -565,6 +566,34 @@ WORKDIR /bin/sub
 	}
 	if h, _ := f.find(id, "/bin"); h != f.images["base"].files["bin"] {
 		t.Errorf("/bin = %+v, want the image's symlink, untouched", h)
+	}
+}
+
+// A socket in the context (a dev server's, an editor's) is skipped by
+// COPY of its directory, as docker skips it: it used to fail the step
+// with "archive/tar: sockets not supported". Named alone it is an error
+// that says so.
+func TestCopySkipsSockets(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"app/main": "m"})
+	l, err := net.Listen("unix", filepath.Join(dir, "app", "s.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	f := newFake()
+	id, _, err := build(t, f, dir, "FROM base\nCOPY app /srv/\n", Options{})
+	if err != nil {
+		t.Fatalf("COPY of a directory holding a socket: %v", err)
+	}
+	if h, _ := f.find(id, "/srv/main"); h == nil {
+		t.Errorf("/srv/main: missing")
+	}
+	if h, _ := f.find(id, "/srv/s.sock"); h != nil {
+		t.Errorf("/srv/s.sock = %+v, want it skipped", h)
+	}
+	if _, _, err := build(t, newFake(), dir, "FROM base\nCOPY app/s.sock /srv/\n", Options{}); err == nil || !strings.Contains(err.Error(), "a socket") {
+		t.Errorf("COPY of the socket itself = %v, want an error saying it is a socket", err)
 	}
 }
 

@@ -240,6 +240,9 @@ func (c *buildContext) expand(srcs []string, dest string, destDir bool, exclude 
 				out = append(out, es...)
 				continue
 			}
+			if fi.Mode()&fs.ModeSocket != 0 {
+				return nil, fmt.Errorf("%s: a socket, which a layer cannot hold", src)
+			}
 			dst := dest
 			if destDir {
 				dst = path.Join(dest, path.Base(m))
@@ -275,6 +278,9 @@ func (c *buildContext) walk(src, dst string, skip func(string) bool) ([]entry, e
 		fi, err := c.root.Lstat(rel)
 		if err != nil {
 			return err
+		}
+		if fi.Mode()&fs.ModeSocket != 0 {
+			return nil // nothing a layer can hold: skipped, as docker skips it
 		}
 		e := entry{src: rel, dst: path.Join(dst, strings.TrimPrefix(strings.TrimPrefix(rel, src), "/")), fi: fi}
 		if src == "." && rel != "." {
