@@ -201,3 +201,24 @@ RUN /bin/tool && /bin/sh -c 'echo sh works' && pwd
 		t.Errorf("the built snapshot shows:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+// snapshot rm of the snapshot an exited, kept sandbox ran is refused, as
+// docker's rmi refuses an image a stopped container uses: it used to
+// remove it, and gc then freed the layers that sandbox's changes are
+// over, so its commit could only fail.
+func TestSnapshotRmKeptSandbox(t *testing.T) {
+	root, _ := newStore(t)
+	lbOK(t, root, "snapshot", "import", "par", testBusybox(t))
+	lbOK(t, root, "run", "--keep", "--name", "k", "--network", "none", "par", "sh", "-c", "echo up > /up")
+	res := lb(t, root, "", "snapshot", "rm", "par")
+	if res.code == 0 || !strings.Contains(res.stderr, "sandbox k (exited) uses it") {
+		t.Errorf("snapshot rm par while k is kept: exit %d, stderr %q; want a refusal naming k", res.code, res.stderr)
+	}
+	lbOK(t, root, "gc")
+	lbOK(t, root, "commit", "k", "kept")
+	if got := shellIn(t, root, "kept", nil, "cat /up"); got != "up\n" {
+		t.Errorf("cat /up in the commit = %q, want up", got)
+	}
+	lbOK(t, root, "rm", "k")
+	lbOK(t, root, "snapshot", "rm", "par")
+}
