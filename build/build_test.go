@@ -559,6 +559,28 @@ WORKDIR /bin/sub
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A tree copied over the image's root goes through its symlinks too.
+	writeTree(t, dir, map[string]string{"rootfs/bin/x": "x", "rootfs/etc/y": "y"})
+	id, _, err = build(t, f, dir, "FROM base\nCOPY rootfs/ /\n", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/usr/bin/x", "/etc/y"} {
+		if h, _ := f.find(id, p); h == nil {
+			t.Errorf("COPY rootfs/ /: %s: missing", p)
+		}
+	}
+	if h, _ := f.find(id, "/bin"); h != f.images["base"].files["bin"] {
+		t.Errorf("COPY rootfs/ /: /bin = %+v, want the image's symlink, untouched", h)
+	}
+	id, _, err = build(t, f, dir, `FROM base
+COPY tool /bin/
+COPY tool /bin/renamed
+WORKDIR /bin/sub
+`, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, p := range []string{"/usr/bin/tool", "/usr/bin/renamed", "/usr/bin/sub"} {
 		if h, _ := f.find(id, p); h == nil {
 			t.Errorf("%s: missing", p)

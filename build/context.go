@@ -604,6 +604,9 @@ func (bd *builder) copy(ctx context.Context, s *stage, text string, cfg Config, 
 	if es, err = bd.newDirs(ctx, s, es); err != nil {
 		return StepOutput{}, false, err
 	}
+	if err := bd.throughLinks(ctx, s, dest, es); err != nil {
+		return StepOutput{}, false, err
+	}
 	for _, sc := range a.sd.SourceContents {
 		dst := dest
 		if destDir {
@@ -666,6 +669,70 @@ func (bd *builder) newDirs(ctx context.Context, s *stage, es []entry) ([]entry, 
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+// throughLinks rewrites the destinations of es (dest resolved already)
+// through the symlinks the image has under dest: "COPY rootfs/ /" with a
+// rootfs/bin/ on a merged-/usr image puts rootfs/bin/x at /usr/bin/x, as
+// the image's /bin -> usr/bin says, instead of an entry bin/ that would
+// hide that symlink and everything under /usr/bin. (docker refuses such a
+// copy: "cannot copy to non-directory".) Only the directories the image
+// has are looked up: what is under one it lacks is new.
+func (bd *builder) throughLinks(ctx context.Context, s *stage, dest string, es []entry) error {
+	if s.img.ID == "" {
+		return nil
+	}
+	type dirInfo struct {
+		to     string // where the directory is in the image
+		absent bool   // the image has no such directory: nothing under it to resolve
+	}
+	dirs := map[string]dirInfo{dest: {to: dest}}
+	var lookup func(d string) (dirInfo, error)
+	lookup = func(d string) (dirInfo, error) {
+		if di, ok := dirs[d]; ok {
+			return di, nil
+		}
+		if d == "/" || !strings.HasPrefix(d, dest+"/") && dest != "/" {
+			return dirInfo{to: d, absent: true}, nil // not under dest: kept as it is
+		}
+		parent, err := lookup(path.Dir(d))
+		if err != nil {
+			return dirInfo{}, err
+		}
+		di := dirInfo{to: path.Join(parent.to, path.Base(d)), absent: parent.absent}
+		if !parent.absent {
+			if di.to, err = bd.b.Resolve(ctx, s.img.ID, di.to); err != nil {
+				return dirInfo{}, err
+			}
+			exists, _, err := bd.b.Stat(ctx, s.img.ID, di.to)
+			if err != nil {
+				return dirInfo{}, err
+			}
+			di.absent = !exists
+		}
+		dirs[d] = di
+		return di, nil
+	}
+	for i := range es {
+		e := &es[i]
+		if e.top || e.dst == dest {
+			continue
+		}
+		if e.fi != nil && e.fi.IsDir() {
+			di, err := lookup(e.dst)
+			if err != nil {
+				return err
+			}
+			e.dst = di.to
+			continue
+		}
+		di, err := lookup(path.Dir(e.dst))
+		if err != nil {
+			return err
+		}
+		e.dst = path.Join(di.to, path.Base(e.dst))
+	}
+	return nil
 }
 
 // chown resolves --chown=user[:group] (names through the image's

@@ -173,8 +173,9 @@ RUN touch x
 // On a merged-/usr image (/bin -> usr/bin, as Debian 12, Ubuntu and
 // Fedora have it) "COPY tool /bin/" wrote the layer entry bin/tool: a
 // directory bin in the new layer that hid the image's /bin symlink, and
-// every program under it, so the next RUN found no /bin/sh. COPY and
-// WORKDIR go through the image's symlinks now, as docker's do.
+// every program under it, so the next RUN found no /bin/sh; so did
+// "COPY rootfs/ /" with a rootfs/bin/. COPY and WORKDIR go through the
+// image's symlinks now, as docker's do (docker refuses the second).
 func TestBuildCopyIntoMergedUsr(t *testing.T) {
 	root, _ := newStore(t)
 	merge := buildContextDir(t, `FROM busybox
@@ -183,9 +184,10 @@ RUN ["/bin/busybox", "sh", "-c", "mkdir -p /usr && cp -a /bin /usr/ && /usr/bin/
 	lbOK(t, root, "snapshot", "build", "-q", "-t", "merged", "--network", "none", merge)
 	ctx := buildContextDir(t, `FROM merged
 COPY tool /bin/
+COPY rootfs/ /
 WORKDIR /bin/work
 RUN /bin/tool && /bin/sh -c 'echo sh works' && pwd
-`, map[string]string{"tool": "#!/bin/sh\necho tool runs\n"})
+`, map[string]string{"tool": "#!/bin/sh\necho tool runs\n", "rootfs/bin/extra": "extra\n"})
 	if err := os.Chmod(filepath.Join(ctx, "tool"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -196,8 +198,8 @@ RUN /bin/tool && /bin/sh -c 'echo sh works' && pwd
 	if !strings.Contains(res.stderr, "tool runs\nsh works\n/usr/bin/work\n") {
 		t.Errorf("the RUN printed:\n%s\nwant tool runs, sh works, /usr/bin/work (the WORKDIR through /bin)", res.stderr)
 	}
-	got := shellIn(t, root, "app", nil, "readlink /bin; ls /usr/bin/tool; test -d /usr/bin/work && echo workdir in /usr/bin")
-	if want := "usr/bin\n/usr/bin/tool\nworkdir in /usr/bin\n"; got != want {
+	got := shellIn(t, root, "app", nil, "readlink /bin; ls /usr/bin/tool; cat /usr/bin/extra; test -d /usr/bin/work && echo workdir in /usr/bin")
+	if want := "usr/bin\n/usr/bin/tool\nextra\nworkdir in /usr/bin\n"; got != want {
 		t.Errorf("the built snapshot shows:\n%s\nwant:\n%s", got, want)
 	}
 }
