@@ -398,6 +398,15 @@ func (b *buildBackend) layers(ctx context.Context, id string) ([]string, error) 
 	return sn.Layers, nil
 }
 
+// Resolve resolves p's symlinks in image id (snapshot.Store.Resolve).
+func (b *buildBackend) Resolve(ctx context.Context, id, p string) (string, error) {
+	layers, err := b.layers(ctx, id)
+	if err != nil || len(layers) == 0 {
+		return p, err
+	}
+	return b.r.snaps.Resolve(layers, p)
+}
+
 func (b *buildBackend) Stat(ctx context.Context, id, p string) (bool, bool, error) {
 	if path.Clean(p) == "/" {
 		return true, true, nil
@@ -424,12 +433,12 @@ func (b *buildBackend) ReadFile(ctx context.Context, id, p string) ([]byte, erro
 }
 
 // CopyFrom reads paths of image id for COPY --from (snapshot.Store.CopyOut).
-func (b *buildBackend) CopyFrom(ctx context.Context, id string, srcs []string, dest string, destDir bool) (io.ReadCloser, error) {
+func (b *buildBackend) CopyFrom(ctx context.Context, id string, srcs []string, dest string, destDir, makeDest bool) (io.ReadCloser, error) {
 	layers, err := b.layers(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	return b.r.snaps.CopyOut(ctx, snapshot.CopyRequest{Layers: layers, Sources: srcs, Dest: dest, DestDir: destDir})
+	return b.r.snaps.CopyOut(ctx, snapshot.CopyRequest{Layers: layers, Sources: srcs, Dest: dest, DestDir: destDir, MakeDest: makeDest})
 }
 
 // Chain is the digests of image id's layers, bottom first (each layer's

@@ -580,6 +580,7 @@ func (s *Sandbox) CommitWith(ctx context.Context, name string, opts CommitOption
 		Comment:   "lightbox commit " + s.name,
 		Replace:   opts.Replace,
 		UpperRead: resume, // the layer is read: no need to wait for its unpack
+		Launched:  info.CreatedAt,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("commit sandbox %s: %w", s.name, err)

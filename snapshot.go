@@ -2,8 +2,10 @@ package lightbox
 
 import (
 	"context"
+	"fmt"
 	"time"
 
+	"github.com/beamhop/lightbox/runtime"
 	"github.com/beamhop/lightbox/snapshot"
 )
 
@@ -108,15 +110,27 @@ func (r *Runtime) ListSnapshots(ctx context.Context) ([]Snapshot, error) {
 }
 
 // RemoveSnapshot removes a snapshot and frees the layers no other snapshot
-// uses. It fails with ErrInUse while a sandbox uses the snapshot.
+// uses. It fails with ErrInUse while a sandbox uses the snapshot: a
+// running one (it holds a lease), or an exited one kept for commit or logs
+// (`run --keep`), as docker's rmi refuses an image a stopped container
+// uses: its layers are what that sandbox's changes are over.
 func (r *Runtime) RemoveSnapshot(ctx context.Context, name string) error {
+	list, err := r.mgr.List(ctx)
+	if err != nil {
+		return fmt.Errorf("remove snapshot %s: %w", name, err)
+	}
+	for _, in := range list {
+		if in.Snapshot == name && in.Status == runtime.StatusExited {
+			return fmt.Errorf("remove snapshot %s: sandbox %s (exited) uses it; remove the sandbox first: %w", name, in.Name, ErrInUse)
+		}
+	}
 	return r.snaps.Remove(ctx, name)
 }
 
 func toSnapshot(s *snapshot.Snapshot) *Snapshot {
 	c := s.Config
 	return &Snapshot{
-		Name: s.Name, Digest: s.Digest, Layers: len(s.Layers), Size: s.Size, StoredSize: s.StoredSize, CreatedAt: s.CreatedAt,
+		Name: s.Name, Digest: s.Digest, Layers: s.LayerCount, Size: s.Size, StoredSize: s.StoredSize, CreatedAt: s.CreatedAt,
 		Config: SnapshotConfig{Env: c.Env, WorkingDir: c.WorkingDir, User: c.User, Entrypoint: c.Entrypoint, Cmd: c.Cmd, Labels: c.Labels},
 	}
 }

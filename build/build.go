@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"path"
 	"slices"
@@ -97,6 +98,11 @@ type Backend interface {
 	Run(ctx context.Context, st RunStep) (StepOutput, error)
 	// Commit makes an image from a layer tar (or none).
 	Commit(ctx context.Context, st CommitStep) (StepOutput, error)
+	// Resolve returns path (absolute) with the symlinks on its way in
+	// image id resolved inside the image, as a sandbox of it sees them
+	// (a merged-/usr image's /bin/x is /usr/bin/x); components past the
+	// first one the image lacks are kept.
+	Resolve(ctx context.Context, id, path string) (string, error)
 	// Stat reports whether path (absolute) exists in image id and is a
 	// directory.
 	Stat(ctx context.Context, id, path string) (exists, isDir bool, err error)
@@ -107,9 +113,11 @@ type Backend interface {
 	// id (relative to its root) placed under dest, owners as the image
 	// has them: a directory's contents go into dest, a file to dest or,
 	// when destDir, into it. A source that leaves the image's root
-	// through ".." or a symlink is an error. The stream's last read (or
-	// Close) returns the error of a copy that failed.
-	CopyFrom(ctx context.Context, id string, srcs []string, dest string, destDir bool) (io.ReadCloser, error)
+	// through ".." or a symlink is an error. makeDest: dest itself is
+	// written too, once, as the first directory source is (the image being
+	// built lacks it). The stream's last read (or Close) returns the error
+	// of a copy that failed.
+	CopyFrom(ctx context.Context, id string, srcs []string, dest string, destDir, makeDest bool) (io.ReadCloser, error)
 	// Chain names the files of image id for a cache key: its layers,
 	// bottom first.
 	Chain(ctx context.Context, id string) (string, error)
@@ -461,19 +469,55 @@ func workdirPath(cur, p string) string {
 }
 
 // workdir is WORKDIR: the directory is made (a layer of it) when the
-// image lacks it.
+// image lacks it, with the parents it lacks, owned by the USER in force
+// (0755), as docker's buildkit makes them: a USER's WORKDIR is the
+// user's to write in.
 func (bd *builder) workdir(ctx context.Context, s *stage, text string, cfg Config) (StepOutput, bool, error) {
 	p := cfg.WorkingDir
-	exists, _, err := bd.b.Stat(ctx, s.img.ID, p)
-	if err != nil {
-		return StepOutput{}, false, err
+	if s.img.ID != "" {
+		// Made through the image's symlinks (mkdir -p follows them):
+		// see copyTarget.
+		var err error
+		if p, err = bd.b.Resolve(ctx, s.img.ID, p); err != nil {
+			return StepOutput{}, false, err
+		}
 	}
-	if exists || s.img.ID == "" && p == "/" {
+	if p == "/" {
 		return bd.commit(ctx, s, text, cfg, nil)
 	}
+	var missing []string // top first
+	for d := p; d != "/"; d = path.Dir(d) {
+		if s.img.ID != "" {
+			exists, _, err := bd.b.Stat(ctx, s.img.ID, d)
+			if err != nil {
+				return StepOutput{}, false, err
+			}
+			if exists {
+				break
+			}
+		}
+		missing = append([]string{d}, missing...)
+	}
+	if len(missing) == 0 {
+		return bd.commit(ctx, s, text, cfg, nil)
+	}
+	own := owner{}
+	if cfg.User != "" {
+		o, err := bd.chown(ctx, s, cfg.User)
+		switch {
+		case errors.Is(err, errNoSuchID) || errors.Is(err, fs.ErrNotExist) || err != nil && s.img.ID == "":
+			// A user the image does not name (or no /etc/passwd):
+			// root's, as buildkit leaves it (a RUN as that user is
+			// what fails).
+		case err != nil:
+			return StepOutput{}, false, fmt.Errorf("USER %s: %w", cfg.User, err)
+		default:
+			own = *o
+		}
+	}
 	return bd.commit(ctx, s, text, cfg, func() (io.Reader, func(), error) {
-		return dirLayer(p), func() {}, nil
-	}, "mkdir "+p)
+		return dirLayer(missing, own), func() {}, nil
+	}, "mkdir "+p, fmt.Sprintf("owner %d:%d", own.uid, own.gid))
 }
 
 func (bd *builder) runStep(ctx context.Context, s *stage, text string, cfg Config, c *instructions.RunCommand) (StepOutput, bool, error) {

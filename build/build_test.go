@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -110,6 +111,18 @@ func (f *fake) find(id, p string) (*tar.Header, string) {
 	return nil, ""
 }
 
+func (f *fake) Resolve(_ context.Context, id, p string) (string, error) {
+	// A symlink of the fake's images is an entry with a Linkname to an
+	// absolute directory, at any of p's components.
+	parts := strings.Split(strings.TrimPrefix(path.Clean(p), "/"), "/")
+	for i := range parts {
+		if h, _ := f.find(id, strings.Join(parts[:i+1], "/")); h != nil && h.Typeflag == tar.TypeSymlink {
+			return f.Resolve(context.Background(), id, path.Join(append([]string{h.Linkname}, parts[i+1:]...)...))
+		}
+	}
+	return path.Clean(p), nil
+}
+
 func (f *fake) Stat(_ context.Context, id, p string) (bool, bool, error) {
 	if path.Clean(p) == "/" {
 		return true, true, nil
@@ -128,7 +141,7 @@ func (f *fake) ReadFile(_ context.Context, id, p string) ([]byte, error) {
 
 // CopyFrom copies files (not symlinks) of image id; a source that is a
 // directory copies what is under it.
-func (f *fake) CopyFrom(_ context.Context, id string, srcs []string, dest string, destDir bool) (io.ReadCloser, error) {
+func (f *fake) CopyFrom(_ context.Context, id string, srcs []string, dest string, destDir, makeDest bool) (io.ReadCloser, error) {
 	seen := map[string]bool{}
 	var b bytes.Buffer
 	tw := tar.NewWriter(&b)
@@ -435,6 +448,174 @@ EOF
 		if h, _ := f.find(id, p); h != nil {
 			t.Errorf("%s was copied, want it ignored", p)
 		}
+	}
+}
+
+// COPY of a directory makes its destination when the image lacks it (an
+// empty one too, as docker does): as the source directory is, or plain
+// (0755, --chown's) when written with a trailing "/"; and leaves a
+// destination the image has as it is.
+func TestCopyMakesDestDir(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"conf/app.conf": "x"})
+	if err := os.Mkdir(filepath.Join(dir, "empty"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(dir, "conf"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	f := newFake()
+	id, _, err := build(t, f, dir, `FROM base
+COPY empty /new/empty
+COPY --chown=node --chmod=600 conf /opt/conf/
+COPY conf /srv/conf
+COPY conf empty /etc/
+`, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path     string
+		uid, gid int
+		mode     int64
+	}{
+		{"/new/empty", 0, 0, 0o755},
+		{"/opt/conf", 1000, 1001, 0o755},
+		{"/opt/conf/app.conf", 1000, 1001, 0o600},
+		{"/srv/conf", 0, 0, 0o750},
+	} {
+		h, _ := f.find(id, tc.path)
+		if h == nil {
+			t.Errorf("%s: missing", tc.path)
+			continue
+		}
+		if h.Uid != tc.uid || h.Gid != tc.gid || h.Mode&0o7777 != tc.mode {
+			t.Errorf("%s = %d:%d %o, want %d:%d %o", tc.path, h.Uid, h.Gid, h.Mode&0o7777, tc.uid, tc.gid, tc.mode)
+		}
+	}
+	if h, _ := f.find(id, "/etc"); h != f.images["base"].files["etc"] {
+		t.Errorf("/etc = %+v, want the base image's, untouched", h)
+	}
+	if h, _ := f.find(id, "/etc/app.conf"); h == nil {
+		t.Errorf("/etc/app.conf: missing")
+	}
+}
+
+// WORKDIR makes the directory and the parents the image lacks owned by
+// the USER in force, as buildkit does, so that the user can write there;
+// a directory the image has is left as it is, and an unknown user's is
+// root's.
+func TestWorkdirOwner(t *testing.T) {
+	f := newFake()
+	id, _, err := build(t, f, t.TempDir(), `FROM base
+USER node
+WORKDIR /home/node/app
+WORKDIR /tmp
+USER ghost
+WORKDIR /srv/ghost
+`, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path     string
+		uid, gid int
+	}{
+		{"/home", 1000, 1001},
+		{"/home/node", 1000, 1001},
+		{"/home/node/app", 1000, 1001},
+		{"/srv/ghost", 0, 0},
+	} {
+		h, _ := f.find(id, tc.path)
+		if h == nil || h.Typeflag != tar.TypeDir {
+			t.Errorf("%s = %+v, want a directory", tc.path, h)
+			continue
+		}
+		if h.Uid != tc.uid || h.Gid != tc.gid || h.Mode&0o7777 != 0o755 {
+			t.Errorf("%s = %d:%d %o, want %d:%d 755", tc.path, h.Uid, h.Gid, h.Mode&0o7777, tc.uid, tc.gid)
+		}
+	}
+	if h, _ := f.find(id, "/tmp"); h != f.images["base"].files["tmp"] {
+		t.Errorf("/tmp = %+v, want the base image's, untouched", h)
+	}
+}
+
+// COPY and WORKDIR write through the image's symlinks, as docker does:
+// on a merged-/usr image, an entry at bin/x would make a directory bin
+// in its layer, hiding the image's /bin -> usr/bin and every program in
+// it.
+func TestCopyThroughSymlink(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"tool": "#!/bin/sh\n"})
+	f := newFake()
+	f.images["base"].files["usr"] = &tar.Header{Typeflag: tar.TypeDir}
+	f.images["base"].files["usr/bin"] = &tar.Header{Typeflag: tar.TypeDir}
+	f.images["base"].files["bin"] = &tar.Header{Typeflag: tar.TypeSymlink, Linkname: "/usr/bin"}
+	id, _, err := build(t, f, dir, `FROM base
+COPY tool /bin/
+COPY tool /bin/renamed
+WORKDIR /bin/sub
+`, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A tree copied over the image's root goes through its symlinks too.
+	writeTree(t, dir, map[string]string{"rootfs/bin/x": "x", "rootfs/etc/y": "y"})
+	id, _, err = build(t, f, dir, "FROM base\nCOPY rootfs/ /\n", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/usr/bin/x", "/etc/y"} {
+		if h, _ := f.find(id, p); h == nil {
+			t.Errorf("COPY rootfs/ /: %s: missing", p)
+		}
+	}
+	if h, _ := f.find(id, "/bin"); h != f.images["base"].files["bin"] {
+		t.Errorf("COPY rootfs/ /: /bin = %+v, want the image's symlink, untouched", h)
+	}
+	id, _, err = build(t, f, dir, `FROM base
+COPY tool /bin/
+COPY tool /bin/renamed
+WORKDIR /bin/sub
+`, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/usr/bin/tool", "/usr/bin/renamed", "/usr/bin/sub"} {
+		if h, _ := f.find(id, p); h == nil {
+			t.Errorf("%s: missing", p)
+		}
+	}
+	if h, _ := f.find(id, "/bin"); h != f.images["base"].files["bin"] {
+		t.Errorf("/bin = %+v, want the image's symlink, untouched", h)
+	}
+}
+
+// A socket in the context (a dev server's, an editor's) is skipped by
+// COPY of its directory, as docker skips it: it used to fail the step
+// with "archive/tar: sockets not supported". Named alone it is an error
+// that says so.
+func TestCopySkipsSockets(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"app/main": "m"})
+	l, err := net.Listen("unix", filepath.Join(dir, "app", "s.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	f := newFake()
+	id, _, err := build(t, f, dir, "FROM base\nCOPY app /srv/\n", Options{})
+	if err != nil {
+		t.Fatalf("COPY of a directory holding a socket: %v", err)
+	}
+	if h, _ := f.find(id, "/srv/main"); h == nil {
+		t.Errorf("/srv/main: missing")
+	}
+	if h, _ := f.find(id, "/srv/s.sock"); h != nil {
+		t.Errorf("/srv/s.sock = %+v, want it skipped", h)
+	}
+	if _, _, err := build(t, newFake(), dir, "FROM base\nCOPY app/s.sock /srv/\n", Options{}); err == nil || !strings.Contains(err.Error(), "a socket") {
+		t.Errorf("COPY of the socket itself = %v, want an error saying it is a socket", err)
 	}
 }
 

@@ -150,6 +150,11 @@ type entry struct {
 	data []byte // heredoc contents
 	link string // symlink target
 	tar  bool   // ADD: a local archive, unpacked into dst
+	top  bool   // a destination directory's own entry: kept only where the image has no dst (newDirs)
+	// plain: top's dst is made 0755, root's (or --chown's), as docker
+	// makes a destination written with a trailing "/"; else as the
+	// source directory fi is.
+	plain bool
 }
 
 func hasGlob(s string) bool { return strings.ContainsAny(s, "*?[") }
@@ -224,13 +229,19 @@ func (c *buildContext) expand(srcs []string, dest string, destDir bool, exclude 
 			}
 			if fi.IsDir() {
 				// A directory's contents go into dest, as docker
-				// copies them.
+				// copies them; dest itself, when the image lacks it,
+				// is made as the source directory is (mode, time), so
+				// that an empty one is made too (newDirs).
 				es, err := c.walk(m, dest, skip)
 				if err != nil {
 					return nil, err
 				}
+				out = append(out, entry{src: m, dst: dest, fi: fi, top: true})
 				out = append(out, es...)
 				continue
+			}
+			if fi.Mode()&fs.ModeSocket != 0 {
+				return nil, fmt.Errorf("%s: a socket, which a layer cannot hold", src)
 			}
 			dst := dest
 			if destDir {
@@ -268,6 +279,9 @@ func (c *buildContext) walk(src, dst string, skip func(string) bool) ([]entry, e
 		if err != nil {
 			return err
 		}
+		if fi.Mode()&fs.ModeSocket != 0 {
+			return nil // nothing a layer can hold: skipped, as docker skips it
+		}
 		e := entry{src: rel, dst: path.Join(dst, strings.TrimPrefix(strings.TrimPrefix(rel, src), "/")), fi: fi}
 		if src == "." && rel != "." {
 			e.dst = path.Join(dst, rel)
@@ -280,8 +294,7 @@ func (c *buildContext) walk(src, dst string, skip func(string) bool) ([]entry, e
 			}
 		}
 		if rel == src {
-			// dst itself is left as the image has it, or made by
-			// the unpacker as a parent (0755, root's).
+			// dst itself is expand's (a top entry).
 			return nil
 		}
 		out = append(out, e)
@@ -355,6 +368,9 @@ func (c *buildContext) digest(srcs []string, es []entry) (string, error) {
 	}
 	for _, e := range es {
 		fmt.Fprintf(h, "%q %q %q %q %v\n", e.src, e.dst, e.link, e.data, e.tar)
+		if e.plain {
+			fmt.Fprintf(h, "made dir\n")
+		}
 		if e.fi == nil {
 			continue
 		}
@@ -404,6 +420,8 @@ func (c *buildContext) writeEntry(tw *tar.Writer, e entry, own *owner, chmod *fs
 	}
 	var hdr *tar.Header
 	switch {
+	case e.plain:
+		hdr = &tar.Header{Typeflag: tar.TypeDir, Mode: 0o755, ModTime: time.Now()}
 	case e.data != nil:
 		hdr = &tar.Header{Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(e.data)), ModTime: time.Now()}
 	default:
@@ -418,7 +436,7 @@ func (c *buildContext) writeEntry(tw *tar.Writer, e entry, own *owner, chmod *fs
 	if own != nil {
 		hdr.Uid, hdr.Gid = own.uid, own.gid
 	}
-	if chmod != nil && hdr.Typeflag != tar.TypeSymlink {
+	if chmod != nil && hdr.Typeflag != tar.TypeSymlink && !e.plain {
 		hdr.Mode = int64(*chmod)
 	}
 	if hdr.Typeflag == tar.TypeDir && !strings.HasSuffix(hdr.Name, "/") {
@@ -496,12 +514,16 @@ func (c *buildContext) unpackArchive(tw *tar.Writer, e entry, own *owner) error 
 	}
 }
 
-// dirLayer is a layer of one directory (root's, 0755): WORKDIR's.
-func dirLayer(p string) io.Reader {
+// dirLayer is a layer of directories ps (parents first; 0755, owned by
+// own): WORKDIR's.
+func dirLayer(ps []string, own owner) io.Reader {
 	var b bytes.Buffer
 	tw := tar.NewWriter(&b)
-	_ = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: strings.TrimPrefix(p, "/") + "/", Mode: 0o755, ModTime: time.Now()}) // into a buffer: cannot fail
-	_ = tw.Close()                                                                                                                   // into a buffer: cannot fail
+	now := time.Now()
+	for _, p := range ps {
+		_ = tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: strings.TrimPrefix(p, "/") + "/", Mode: 0o755, Uid: own.uid, Gid: own.gid, ModTime: now}) // into a buffer: cannot fail
+	}
+	_ = tw.Close() // into a buffer: cannot fail
 	return &b
 }
 
@@ -516,6 +538,15 @@ func (bd *builder) copyTarget(ctx context.Context, s *stage, dest string, severa
 		dest = path.Join("/", s.img.Config.WorkingDir, dest)
 	}
 	dest = path.Clean(dest)
+	if s.img.ID != "" {
+		// Through the image's symlinks, as docker copies: an entry
+		// at bin/x on a merged-/usr image would make a directory bin
+		// in the layer that hides the image's /bin -> usr/bin.
+		var err error
+		if dest, err = bd.b.Resolve(ctx, s.img.ID, dest); err != nil {
+			return "", false, nil, nil, err
+		}
+	}
 	if !destDir && s.img.ID != "" {
 		_, isDir, err := bd.b.Stat(ctx, s.img.ID, dest)
 		if err != nil {
@@ -567,6 +598,15 @@ func (bd *builder) copy(ctx context.Context, s *stage, text string, cfg Config, 
 			return StepOutput{}, false, err
 		}
 	}
+	if strings.HasSuffix(a.sd.DestPath, "/") {
+		es = append([]entry{{dst: dest, top: true, plain: true}}, es...)
+	}
+	if es, err = bd.newDirs(ctx, s, es); err != nil {
+		return StepOutput{}, false, err
+	}
+	if err := bd.throughLinks(ctx, s, dest, es); err != nil {
+		return StepOutput{}, false, err
+	}
 	for _, sc := range a.sd.SourceContents {
 		dst := dest
 		if destDir {
@@ -598,6 +638,101 @@ func (bd *builder) copy(ctx context.Context, s *stage, text string, cfg Config, 
 		}()
 		return pr, func() { _ = pr.Close() }, nil // closing a pipe's reader always returns nil
 	}, extra...)
+}
+
+// newDirs keeps the top entries of es (a destination directory's own)
+// whose destination the image of stage s lacks, the first for each: COPY
+// makes such a destination (an empty one too, as docker does) plain when
+// written with a trailing "/", else as its source directory is, and
+// leaves one the image has as it is.
+func (bd *builder) newDirs(ctx context.Context, s *stage, es []entry) ([]entry, error) {
+	out := es[:0]
+	seen := map[string]bool{}
+	for _, e := range es {
+		if e.top {
+			if seen[e.dst] {
+				continue
+			}
+			seen[e.dst] = true
+			if s.img.ID != "" {
+				exists, _, err := bd.b.Stat(ctx, s.img.ID, e.dst)
+				if err != nil {
+					return nil, err
+				}
+				if exists {
+					continue
+				}
+			} else if e.dst == "/" {
+				continue // scratch's root: the layer's
+			}
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// throughLinks rewrites the destinations of es (dest resolved already)
+// through the symlinks the image has under dest: "COPY rootfs/ /" with a
+// rootfs/bin/ on a merged-/usr image puts rootfs/bin/x at /usr/bin/x, as
+// the image's /bin -> usr/bin says, instead of an entry bin/ that would
+// hide that symlink and everything under /usr/bin. (docker refuses such a
+// copy: "cannot copy to non-directory".) Only the directories the image
+// has are looked up: what is under one it lacks is new.
+func (bd *builder) throughLinks(ctx context.Context, s *stage, dest string, es []entry) error {
+	if s.img.ID == "" {
+		return nil
+	}
+	type dirInfo struct {
+		to     string // where the directory is in the image
+		absent bool   // the image has no such directory: nothing under it to resolve
+	}
+	dirs := map[string]dirInfo{dest: {to: dest}}
+	var lookup func(d string) (dirInfo, error)
+	lookup = func(d string) (dirInfo, error) {
+		if di, ok := dirs[d]; ok {
+			return di, nil
+		}
+		if d == "/" || !strings.HasPrefix(d, dest+"/") && dest != "/" {
+			return dirInfo{to: d, absent: true}, nil // not under dest: kept as it is
+		}
+		parent, err := lookup(path.Dir(d))
+		if err != nil {
+			return dirInfo{}, err
+		}
+		di := dirInfo{to: path.Join(parent.to, path.Base(d)), absent: parent.absent}
+		if !parent.absent {
+			if di.to, err = bd.b.Resolve(ctx, s.img.ID, di.to); err != nil {
+				return dirInfo{}, err
+			}
+			exists, _, err := bd.b.Stat(ctx, s.img.ID, di.to)
+			if err != nil {
+				return dirInfo{}, err
+			}
+			di.absent = !exists
+		}
+		dirs[d] = di
+		return di, nil
+	}
+	for i := range es {
+		e := &es[i]
+		if e.top || e.dst == dest {
+			continue
+		}
+		if e.fi != nil && e.fi.IsDir() {
+			di, err := lookup(e.dst)
+			if err != nil {
+				return err
+			}
+			e.dst = di.to
+			continue
+		}
+		di, err := lookup(path.Dir(e.dst))
+		if err != nil {
+			return err
+		}
+		e.dst = path.Join(di.to, path.Base(e.dst))
+	}
+	return nil
 }
 
 // chown resolves --chown=user[:group] (names through the image's
@@ -651,5 +786,9 @@ func (bd *builder) lookupID(ctx context.Context, s *stage, file, name string) (i
 		}
 		return id, gid, nil
 	}
-	return 0, 0, fmt.Errorf("%s: no such name in the image's %s", name, file)
+	return 0, 0, fmt.Errorf("%s: %w in the image's %s", name, errNoSuchID, file)
 }
+
+// errNoSuchID is a user or group name the image's /etc/passwd or
+// /etc/group does not have.
+var errNoSuchID = errors.New("no such name")

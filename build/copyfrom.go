@@ -2,6 +2,7 @@ package build
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 )
@@ -42,12 +44,42 @@ func (bd *builder) copyFrom(ctx context.Context, s *stage, text string, cfg Conf
 	if err != nil {
 		return StepOutput{}, false, err
 	}
+	// A destination the image lacks is made, an empty one too: plain
+	// when written with a trailing "/", else as the (first) source
+	// directory is (newDirs).
+	makeDest := s.img.ID == ""
+	if !makeDest {
+		exists, _, err := bd.b.Stat(ctx, s.img.ID, dest)
+		if err != nil {
+			return StepOutput{}, false, err
+		}
+		makeDest = !exists
+	}
+	makeDest = makeDest && dest != "/"
+	var plain []byte // the plain destination's entry, ahead of the copy
+	if makeDest && strings.HasSuffix(c.DestPath, "/") {
+		makeDest = false
+		var b bytes.Buffer
+		tw := tar.NewWriter(&b)
+		hdr := &tar.Header{Typeflag: tar.TypeDir, Name: strings.TrimPrefix(dest, "/") + "/", Mode: 0o755, ModTime: time.Now()}
+		if own != nil {
+			hdr.Uid, hdr.Gid = own.uid, own.gid
+		}
+		// Flushed, not closed: the copy's own stream follows it.
+		if err := tw.WriteHeader(hdr); err != nil {
+			return StepOutput{}, false, err
+		}
+		if err := tw.Flush(); err != nil {
+			return StepOutput{}, false, err
+		}
+		plain = b.Bytes()
+	}
 	chain, err := bd.b.Chain(ctx, src.ID)
 	if err != nil {
 		return StepOutput{}, false, fmt.Errorf("--from=%s: %w", from, err)
 	}
 	open := func() (io.ReadCloser, error) {
-		r, err := bd.b.CopyFrom(ctx, src.ID, c.SourcePaths, dest, destDir)
+		r, err := bd.b.CopyFrom(ctx, src.ID, c.SourcePaths, dest, destDir, makeDest)
 		if err != nil {
 			return nil, fmt.Errorf("--from=%s: %w", from, err)
 		}
@@ -69,12 +101,15 @@ func (bd *builder) copyFrom(ctx context.Context, s *stage, text string, cfg Conf
 	if own != nil {
 		extra = append(extra, fmt.Sprintf("owner %d:%d", own.uid, own.gid))
 	}
+	if plain != nil {
+		extra = append(extra, "mkdir "+dest)
+	}
 	return bd.commit(ctx, s, text, cfg, func() (io.Reader, func(), error) {
 		r, err := open()
 		if err != nil {
 			return nil, nil, err
 		}
-		return r, func() { _ = r.Close() }, nil // its error reached the commit through the stream
+		return io.MultiReader(bytes.NewReader(plain), r), func() { _ = r.Close() }, nil // its error reached the commit through the stream
 	}, extra...)
 }
 

@@ -232,7 +232,18 @@ func (s *Store) CommitBuildStep(ctx context.Context, st BuildStep) (string, int6
 		hist.EmptyLayer = false
 	}
 	img.Created = &now
+	// What st.Config has no say in (a recipe here cannot set VOLUME or
+	// STOPSIGNAL) is the parent's, as docker's images inherit them: a
+	// build FROM postgres keeps its STOPSIGNAL SIGINT for whoever runs
+	// the image exported.
+	inherited := img.Config
 	img.Config = st.Config
+	if img.Config.Volumes == nil {
+		img.Config.Volumes = inherited.Volumes
+	}
+	if img.Config.StopSignal == "" {
+		img.Config.StopSignal = inherited.StopSignal
+	}
 	img.History = append(img.History, hist)
 	cd, cn, err := e.PutBlobJSON(ctx, img)
 	if err != nil {

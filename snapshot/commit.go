@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -10,6 +11,10 @@ import (
 	"github.com/beamhop/lightbox/internal/names"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
+
+// ErrParentReplaced is returned by Commit when the snapshot a sandbox was
+// launched from has been replaced since (CommitOptions.Launched).
+var ErrParentReplaced = errors.New("commit refused: the snapshot was replaced since")
 
 // CommitOptions tune Commit.
 type CommitOptions struct {
@@ -25,6 +30,12 @@ type CommitOptions struct {
 	// layer blob is stored or its making failed), before the layer is
 	// unpacked: a sandbox frozen for the commit can run on from there.
 	UpperRead func()
+	// Launched, when set, is when the sandbox whose upper this is was
+	// launched from parent: a parent (re)made after it is another image
+	// than the one the sandbox's changes were made over (the name was
+	// replaced while the sandbox, exited, held no lease on it), and the
+	// commit fails rather than put them on it.
+	Launched time.Time
 }
 
 // Commit makes snapshot name from snapshot parent plus one layer: the
@@ -82,6 +93,10 @@ func (s *Store) commitLocked(ctx context.Context, name, parent, upper string, op
 	}
 	if pdesc == nil {
 		return nil, fmt.Errorf("snapshot %s: %w", parent, errdefs.ErrNotFound)
+	}
+	if t, err := time.Parse(time.RFC3339Nano, pdesc.Annotations[annotationCreated]); err == nil && !opts.Launched.IsZero() && t.After(opts.Launched) {
+		return nil, fmt.Errorf("snapshot %s was replaced at %s, after the sandbox was launched from it (%s): the sandbox's changes are to the image it had then: %w",
+			parent, t.Format(time.RFC3339Nano), opts.Launched.UTC().Format(time.RFC3339Nano), ErrParentReplaced)
 	}
 	var m ispec.Manifest
 	if err := readJSON(ctx, e, *pdesc, &m); err != nil {

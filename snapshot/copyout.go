@@ -15,4 +15,9 @@ type CopyRequest struct {
 	// Dest; a file goes to Dest, or into it when DestDir.
 	Dest    string `json:"dest"`
 	DestDir bool   `json:"destDir"`
+	// MakeDest writes Dest itself, once, as the first directory source
+	// is (mode, owner, time, xattrs): for a Dest the image being built
+	// lacks, which COPY makes even for an empty directory, as docker
+	// does. Without it Dest is left to the image, or made as a parent.
+	MakeDest bool `json:"makeDest"`
 }

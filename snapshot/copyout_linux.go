@@ -135,7 +135,7 @@ func copyOut(w io.Writer, req CopyRequest, owner func(uid, gid int) (int, int)) 
 	}
 	defer func() { _ = root.Close() }() // read-only
 	tw := tar.NewWriter(w)
-	c := copier{root: root, tw: tw, single: single, owner: owner}
+	c := copier{root: root, tw: tw, single: single, owner: owner, makeDest: req.MakeDest}
 	for _, src := range req.Sources {
 		srcs, err := c.expand(src)
 		if err != nil {
@@ -188,6 +188,9 @@ type copier struct {
 	tw     *tar.Writer
 	single bool
 	owner  func(uid, gid int) (int, int) // nil = as they are
+	// makeDest: a directory source's own entry is written as dest, by
+	// the first one (CopyRequest.MakeDest).
+	makeDest bool
 }
 
 // splitPath splits p into its components, dropping empty ones and ".".
@@ -323,7 +326,17 @@ func (c *copier) copySource(src, dest string, destDir bool) error {
 			return fmt.Errorf("%s: %w", src, err)
 		}
 		if p == rel {
-			return nil // dest itself: as the image has it, or made as a parent
+			// dest itself: as the image has it, or made as a parent,
+			// or as this directory is when asked.
+			if !c.makeDest {
+				return nil
+			}
+			c.makeDest = false
+			fi, err := c.root.Lstat(p)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+			return c.write(p, dest, fi)
 		}
 		fi, err := c.root.Lstat(p)
 		if err != nil {

@@ -74,6 +74,40 @@ func (s *Store) Export(ctx context.Context, name, dst string, opts ExportOptions
 	return fmt.Errorf("export %s: unsupported format %q (want %s or %s)", name, opts.Format, FormatOCI, FormatOCIArchive)
 }
 
+// createLayout makes an empty OCI image layout at dst: a new directory
+// (and its parents), or in dst when it is an empty directory (mktemp -d's,
+// a mount point), which umoci's dir.Create refuses as existing. A
+// directory with anything else in it is refused: its files are not ours
+// to mix a layout into.
+func createLayout(dst string) error {
+	ents, err := os.ReadDir(dst)
+	if errors.Is(err, os.ErrNotExist) {
+		return dir.Create(dst)
+	}
+	if err != nil {
+		return err
+	}
+	if len(ents) > 0 {
+		return fmt.Errorf("a directory that is neither empty nor an OCI image layout (no %s file): %w", ispec.ImageLayoutFile, errdefs.ErrExists)
+	}
+	tmp, err := os.MkdirTemp(dst, ".lightbox-layout-")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.RemoveAll(tmp) }() // empty once its layout moved up; else what a failure left in a dir that was empty
+	layout := filepath.Join(tmp, "oci")
+	if err := dir.Create(layout); err != nil {
+		return err
+	}
+	// oci-layout last: it is what makes dst a layout.
+	for _, f := range []string{ispec.ImageBlobsDir, ispec.ImageIndexFile, ispec.ImageLayoutFile} {
+		if err := os.Rename(filepath.Join(layout, f), filepath.Join(dst, f)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (s *Store) exportDir(ctx context.Context, name, dst, tag string) (err error) {
 	e, err := s.engine()
 	if err != nil {
@@ -98,7 +132,7 @@ func (s *Store) exportDir(ctx context.Context, name, dst, tag string) (err error
 		return fmt.Errorf("export %s: %w", name, err)
 	}
 	if _, err := os.Stat(filepath.Join(dst, ispec.ImageLayoutFile)); errors.Is(err, os.ErrNotExist) {
-		if err := dir.Create(dst); err != nil {
+		if err := createLayout(dst); err != nil {
 			return fmt.Errorf("export %s: create %s: %w", name, dst, err)
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/beamhop/lightbox/internal/errdefs"
@@ -72,5 +74,50 @@ func TestExport(t *testing.T) {
 				t.Errorf("skopeo inspect %s: %v: %s", ref, err, out)
 			}
 		}
+	}
+}
+
+// Export into an existing empty directory (mktemp -d's) makes the layout
+// there; a directory with other files in it is refused, untouched.
+func TestExportIntoExistingDir(t *testing.T) {
+	ctx := t.Context()
+	s := openStore(t)
+	layout := testutil.OCILayout(t, testutil.BusyboxRootfs(t), "v1", busyCfg)
+	orig, err := s.Import(ctx, "bb", layout, ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty := t.TempDir()
+	if err := s.Export(ctx, "bb", empty, ExportOptions{}); err != nil {
+		t.Fatalf("export into an empty directory: %v", err)
+	}
+	ents, err := os.ReadDir(empty)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if want := []string{"blobs", "index.json", "oci-layout"}; !slices.Equal(names, want) {
+		t.Errorf("the layout holds %v, want %v", names, want)
+	}
+	sn, err := openStore(t).Import(ctx, "again", empty+":bb", ImportOptions{})
+	if err != nil {
+		t.Fatalf("re-import: %v", err)
+	}
+	if sn.Digest != orig.Digest {
+		t.Errorf("re-imported digest %s, want %s", sn.Digest, orig.Digest)
+	}
+	other := t.TempDir()
+	if err := os.WriteFile(filepath.Join(other, "notes"), []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Export(ctx, "bb", other, ExportOptions{})
+	if !errors.Is(err, errdefs.ErrExists) || !strings.Contains(err.Error(), "nor an OCI image layout") {
+		t.Errorf("export into a directory of other files = %v, want ErrExists saying it is no layout", err)
+	}
+	if ents, _ := os.ReadDir(other); len(ents) != 1 {
+		t.Errorf("the refused directory holds %d entries, want its one file", len(ents))
 	}
 }

@@ -217,6 +217,12 @@ func (s *Store) tag(ctx context.Context, e casext.Engine, name string, mdesc isp
 		if !replace {
 			return nil, fmt.Errorf("snapshot %s: %w", name, errdefs.ErrExists)
 		}
+		if d.Digest == mdesc.Digest {
+			// Replaced by the very same image (a rebuild all from the
+			// cache, an import again): nothing changes, not even the
+			// time it was made, and a sandbox may be using it.
+			return s.describe(ctx, e, name, d)
+		}
 		if err := s.checkUnleased(name); err != nil {
 			return nil, fmt.Errorf("replace %w", err)
 		}

@@ -52,3 +52,6 @@ func (s *Store) CopyOut(ctx context.Context, req CopyRequest) (io.ReadCloser, er
 }
 
 func copyOutMain(args []string) error { return errPlatform }
+
+// Resolve is unsupported off Linux.
+func (s *Store) Resolve(layers []string, p string) (string, error) { return "", errPlatform }

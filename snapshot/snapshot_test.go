@@ -672,3 +672,29 @@ func TestProgress(t *testing.T) {
 		t.Fatalf("progress reports %+v, want reports on the copy and the unpack", reports)
 	}
 }
+
+// A build step keeps what its configuration has no say in from its
+// parent, as docker does: the base image's volumes and stop signal. They
+// used to be dropped from every image built FROM it.
+func TestBuildStepInheritsConfig(t *testing.T) {
+	ctx := t.Context()
+	s := openStore(t)
+	cfg := busyCfg
+	cfg.Volumes = map[string]struct{}{"/data": {}}
+	cfg.StopSignal = "SIGINT"
+	sn, err := s.Import(ctx, "base", testutil.OCILayout(t, testutil.BusyboxRootfs(t), "v1", cfg), ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _, err := s.CommitBuildStep(ctx, BuildStep{Parent: sn.Digest, Key: "k", Config: ImageConfig{Env: []string{"A=1"}}, CreatedBy: "ENV A=1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, got, err := s.Image(ctx, id, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := got.Volumes["/data"]; !ok || got.StopSignal != "SIGINT" || len(got.Env) != 1 {
+		t.Errorf("the step's config = %+v, want the parent's volume /data and stop signal SIGINT, and its own Env", got)
+	}
+}

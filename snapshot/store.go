@@ -59,8 +59,15 @@ type Snapshot struct {
 	// Digest is the digest of its OCI image manifest.
 	Digest string `json:"digest"`
 	// Layers are the absolute paths of its unpacked layer directories,
-	// bottom first (overlayfs wants them top first as lowerdir).
+	// bottom first (overlayfs wants them top first as lowerdir), each
+	// once: a layer the image lists several times (two steps that changed
+	// nothing, each an empty layer) is kept at its topmost place only,
+	// for overlayfs refuses one directory as two layers (ELOOP) and a
+	// lower copy shows nothing the upper one does not hide.
 	Layers []string `json:"layers"`
+	// LayerCount is the number of layers the image's manifest lists
+	// (len(Layers) or more).
+	LayerCount int `json:"layerCount"`
 	// Config is the part of the image configuration a sandbox applies.
 	Config Config `json:"config"`
 	// CreatedAt is when the snapshot was imported into this store.
@@ -311,10 +318,17 @@ func (s *Store) snapshotOfRecord(name string, d ispec.Descriptor, r *launchRecor
 	if t, err := time.Parse(time.RFC3339Nano, d.Annotations[annotationCreated]); err == nil {
 		sn.CreatedAt = t
 	}
-	for _, l := range r.Layers {
-		sn.Layers = append(sn.Layers, s.LayerDir(digest.Digest(l.Digest)))
-		sn.StoredSize += l.Size
+	top := make(map[string]int, len(r.Layers)) // digest: its topmost index
+	for i, l := range r.Layers {
+		top[l.Digest] = i
 	}
+	for i, l := range r.Layers {
+		if top[l.Digest] == i { // a blob is stored once, too
+			sn.Layers = append(sn.Layers, s.LayerDir(digest.Digest(l.Digest)))
+			sn.StoredSize += l.Size
+		}
+	}
+	sn.LayerCount = len(r.Layers)
 	return sn
 }
 

@@ -31,7 +31,7 @@ func buildCommand() *cli.Command {
 			&cli.BoolFlag{Name: "replace", Usage: "replace an existing snapshot of that name"},
 		},
 		Action: func(c *cli.Context) error {
-			if err := needArgs(c, 1, "CONTEXT"); err != nil {
+			if err := exactArgs(c, 1, "CONTEXT"); err != nil {
 				return err
 			}
 			mounts, err := parseMounts(c.StringSlice("volume"))

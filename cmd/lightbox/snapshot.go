@@ -26,7 +26,7 @@ func snapshotCommand() *cli.Command {
 					&cli.BoolFlag{Name: "replace", Usage: "replace an existing snapshot of that name"},
 				},
 				Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
-					if err := needArgs(c, 2, "NAME SOURCE"); err != nil {
+					if err := exactArgs(c, 2, "NAME SOURCE"); err != nil {
 						return err
 					}
 					s, err := r.ImportSnapshot(c.Context, c.Args().Get(0), c.Args().Get(1),
@@ -72,7 +72,7 @@ func snapshotCommand() *cli.Command {
 				ArgsUsage: "NAME",
 				Flags:     []cli.Flag{formatFlag()},
 				Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
-					if err := needArgs(c, 1, "NAME"); err != nil {
+					if err := exactArgs(c, 1, "NAME"); err != nil {
 						return err
 					}
 					if _, err := wantJSON(c); err != nil {
@@ -94,7 +94,7 @@ func snapshotCommand() *cli.Command {
 					&cli.StringFlag{Name: "tag", Usage: "the image's tag in DST (default: the snapshot's name)"},
 				},
 				Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
-					if err := needArgs(c, 2, "NAME DST"); err != nil {
+					if err := exactArgs(c, 2, "NAME DST"); err != nil {
 						return err
 					}
 					dst, format := c.Args().Get(1), c.String("format")
@@ -155,4 +155,23 @@ func ago(t time.Time) string {
 	default:
 		return fmt.Sprintf("%dd ago", int(d.Hours()/24))
 	}
+}
+
+// exactArgs is needArgs for a command that takes exactly n arguments: one
+// more is an error, not ignored. urfave/cli stops reading flags at the
+// first argument, so "snapshot export NAME DST --format oci-archive" (as
+// docker and podman take it) would quietly do without the flag; the
+// error says where flags go.
+func exactArgs(c *cli.Context, n int, usage string) error {
+	if err := needArgs(c, n, usage); err != nil {
+		return err
+	}
+	if c.NArg() == n {
+		return nil
+	}
+	extra := c.Args().Get(n)
+	if strings.HasPrefix(extra, "-") && extra != "-" {
+		return fmt.Errorf("%s after %s: flags go before the arguments: %s [OPTIONS] %s", extra, usage, c.Command.HelpName, usage)
+	}
+	return fmt.Errorf("unexpected argument %q: usage: %s [OPTIONS] %s", extra, c.Command.HelpName, usage)
 }
