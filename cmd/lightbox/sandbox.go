@@ -245,8 +245,8 @@ func rawTerminal() (func(), [2]uint16, error) {
 	return func() { _ = term.Restore(int(os.Stdin.Fd()), old) }, size, nil
 }
 
-// runAttached runs cmd with this process's stdio, forwarding SIGINT,
-// SIGTERM and SIGHUP to it (and, with a tty, window size changes), and
+// runAttached runs cmd with this process's stdio, forwarding
+// earlysig.Forwarded to it (SIGWINCH as a window size change), and
 // returns its exit status. sigs and ready are earlysig.Take's.
 func runAttached(cmd *lightbox.Cmd, tty bool, sigs chan os.Signal, ready chan struct{}) (int, error) {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
