@@ -254,6 +254,13 @@ func (s *server) watch(f *os.File) {
 	s.mu.Lock()
 	detached := s.detached
 	s.liveness = nil // not handed over from now on
+	if !detached {
+		// The main command that exit's SIGKILL ends records no status:
+		// the sandbox reads as dead (gc's, or the next launch's, to
+		// remove), not as exited (137) for ps -a until an rm nobody
+		// knows to run (a foreground run whose lightbox was killed).
+		s.destroying = true
+	}
 	s.mu.Unlock()
 	_ = f.Close() // the liveness pipe's read end: no data
 	if !detached {
