@@ -353,12 +353,35 @@ func (c *Cmd) relayPty() {
 	c.copies.Add(1)
 	go func() {
 		defer c.copies.Done()
-		_, err := io.Copy(out, c.pty)
+		w := &writeErr{w: out}
+		_, err := io.Copy(w, c.pty)
 		// EIO is how a pty master says every slave end closed.
 		if err != nil && !errors.Is(err, unix.EIO) {
 			c.setCopyErr(err)
 		}
+		if w.err != nil {
+			// The output's reader is gone (`lightbox run -t … | head`):
+			// the command is told so as a pipe's writer would be, with
+			// SIGPIPE, and what it still writes is drained meanwhile, so
+			// that it never blocks on a full terminal nobody reads.
+			_ = c.Signal(unix.SIGPIPE)        // fails only once the command or its init is gone: nothing to end then
+			_, _ = io.Copy(io.Discard, c.pty) // ends at EIO, as above, or when Wait closes the pty
+		}
 	}()
+}
+
+// writeErr is a writer that keeps the error its writer returned.
+type writeErr struct {
+	w   io.Writer
+	err error
+}
+
+func (w *writeErr) Write(p []byte) (int, error) {
+	n, err := w.w.Write(p)
+	if err != nil {
+		w.err = err
+	}
+	return n, err
 }
 
 // waitExit reads the exit status, and kills the command when ctx ends.

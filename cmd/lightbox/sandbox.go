@@ -241,6 +241,12 @@ func rawTerminal() (func(), [2]uint16, error) {
 	if err != nil {
 		return nil, size, fmt.Errorf("-t: %w", err)
 	}
+	// With a terminal lightbox copies the command's output to stdout
+	// itself: a stdout whose reader went away (`run -t … | head`) must
+	// fail that write with EPIPE, which ends the command (SIGPIPE, as
+	// without -t), not end lightbox with SIGPIPE before it restores the
+	// terminal. Registering SIGPIPE is what makes the Go runtime do that.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	// Best effort: a terminal that cannot be restored is the user's to reset.
 	return func() { _ = term.Restore(int(os.Stdin.Fd()), old) }, size, nil
 }
