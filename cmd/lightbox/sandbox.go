@@ -113,6 +113,12 @@ func runCommand() *cli.Command {
 				}
 				sb, err := r.LaunchSandbox(c.Context, opts)
 				if err != nil {
+					// A command that cannot start is 126 or 127 here too,
+					// as without -d (and as docker run -d).
+					if code := startStatus(err); code != exitFailed {
+						fmt.Fprintf(os.Stderr, "lightbox: %v\n", err)
+						return exitCode(code)
+					}
 					return err
 				}
 				// A main command that already ended leaves an exited
