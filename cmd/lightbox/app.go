@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/beamhop/lightbox"
@@ -75,7 +76,7 @@ func cancelOnSignals(c *cli.Context) (stop func()) {
 var ownSignals = map[string]bool{"exec": true, "run": true, "version": true, "ps": true, "inspect": true}
 
 func newApp() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:                   "lightbox",
 		Usage:                  "daemonless, rootless sandboxes over immutable snapshots and named volumes",
 		HideHelpCommand:        true,
@@ -106,7 +107,58 @@ func newApp() *cli.App {
 			versionCommand(),
 			apiCommand(),
 		},
+		Action:       unknownCommand,
+		OnUsageError: usageError,
 	}
+	for _, c := range app.Commands {
+		strictUsage(c)
+	}
+	return app
+}
+
+// strictUsage makes a bad flag of c, or of any of its subcommands, a
+// one-line error on stderr (usageError), and an unknown subcommand an
+// error (unknownCommand) rather than urfave/cli's "No help topic" and
+// exit status 3.
+func strictUsage(c *cli.Command) {
+	c.OnUsageError = usageError
+	if len(c.Subcommands) > 0 && c.Action == nil {
+		c.Action = unknownCommand
+	}
+	for _, sub := range c.Subcommands {
+		strictUsage(sub)
+	}
+}
+
+// usageError is a bad flag's error, said on stderr as every other error
+// (status 125, as docker): urfave/cli's default prints "Incorrect Usage"
+// and the command's whole help on stdout, where a script reading the
+// command's output takes it for output.
+func usageError(c *cli.Context, err error, _ bool) error {
+	return fmt.Errorf("%w (%s --help lists the flags)", err, commandPath(c))
+}
+
+// commandPath is the command line that names c's command: "lightbox",
+// "lightbox run", "lightbox volume create".
+func commandPath(c *cli.Context) string {
+	var names []string
+	for _, x := range c.Lineage() {
+		if x.Command != nil && x.Command.Name != "" && x.Command.Name != "lightbox" {
+			names = append([]string{x.Command.Name}, names...)
+		}
+	}
+	return strings.Join(append([]string{"lightbox"}, names...), " ")
+}
+
+// unknownCommand is the action of the app and of a command with
+// subcommands: with no argument it shows the help; with one, that
+// argument named no command.
+func unknownCommand(c *cli.Context) error {
+	if c.NArg() == 0 {
+		return cli.ShowSubcommandHelp(c)
+	}
+	where := commandPath(c)
+	return fmt.Errorf("%q is not a %s command (%s --help lists them)", c.Args().First(), where, where)
 }
 
 // open opens the store named by --root (or the default).
