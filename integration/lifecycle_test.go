@@ -57,6 +57,13 @@ func TestCLIDetached(t *testing.T) {
 	if e.Status != "running" || e.Snapshot != "busybox" || len(e.Volumes) != 1 || e.Volumes[0] != "cache" {
 		t.Errorf("ps shows w1 as %+v, want running busybox with volume cache", e)
 	}
+	// inspect of a sandbox and a missing name prints the one found, as
+	// docker inspect does, and fails naming the other.
+	r := lb(t, root, "", "inspect", "w1", "nope")
+	var insp []psEntry
+	if err := json.Unmarshal([]byte(r.stdout), &insp); err != nil || len(insp) != 1 || insp[0].Name != "w1" || r.code != 125 || !strings.Contains(r.stderr, "nope") {
+		t.Errorf("inspect w1 nope: code %d stdout %q (%v) stderr %q, want w1 printed and an error naming nope", r.code, r.stdout, err, r.stderr)
+	}
 	if r := lb(t, root, "", "volume", "rm", "cache"); r.code == 0 || !strings.Contains(r.stderr, "w1") {
 		t.Errorf("volume rm of a mounted volume: code %d stderr %q, want a refusal naming w1", r.code, r.stderr)
 	}
