@@ -65,6 +65,14 @@ func TestCLIRun(t *testing.T) {
 			t.Errorf("run -d %s left sandbox dfail %s", tc.cmd, e.Status)
 		}
 	}
+	// A user id the sandbox's user namespace does not map (the store's
+	// range is 65536 ids) is named as such, not "invalid argument".
+	if r := run("", "-u", "99999999", "busybox", "id"); r.code != 125 || !strings.Contains(r.stderr, "uid 99999999 is not mapped in the sandbox") {
+		t.Errorf("run -u 99999999: exit %d stderr %q, want 125 and the uid named as not mapped", r.code, r.stderr)
+	}
+	if r := run("", "-u", "0:99999999", "busybox", "id"); r.code != 125 || !strings.Contains(r.stderr, "gid 99999999 is not mapped in the sandbox") {
+		t.Errorf("run -u 0:99999999: exit %d stderr %q, want 125 and the gid named as not mapped", r.code, r.stderr)
+	}
 	if r := run("", "no-such-snapshot", "true"); r.code != 125 || !strings.Contains(r.stderr, "not found") {
 		t.Errorf("run of an unknown snapshot: exit %d stderr %q, want 125 and not found", r.code, r.stderr)
 	}

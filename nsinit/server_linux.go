@@ -685,6 +685,13 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 		if master != nil {
 			_ = master.Close() // a pty master never handed out: the exec fails
 		}
+		if spec := firstNonEmpty(e.User, defUser); spec != "" && errors.Is(err, unix.EINVAL) {
+			// setresuid's or setgroups' EINVAL: say which id.
+			if merr := checkMapped(spec, u); merr != nil {
+				fail(0, merr)
+				return
+			}
+		}
 		fail(execErrorCode(err), fmt.Errorf("exec %q: %w", e.Args[0], err))
 		return
 	}
