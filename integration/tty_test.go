@@ -176,3 +176,49 @@ func TestCLITtyClosedStdout(t *testing.T) {
 		t.Errorf("exec after the exec -t: %q, want alive", got)
 	}
 }
+
+// TestCLIRunInBackground: `lightbox run … &` from an interactive shell
+// (job control on, the terminal as stdin) runs to its end, as docker run
+// does. lightbox copied a terminal's input to the command, and reading it
+// from a background process group stopped lightbox with SIGTTIN
+// ("Stopped (tty input)") before the command could end.
+func TestCLIRunInBackground(t *testing.T) {
+	root, _ := newStore(t)
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	// set -m: the job gets its own process group, which is not the
+	// terminal's foreground one, and keeps the terminal as its stdin.
+	script := `set -m; "$0" --root "$1" run --network none busybox sh -c 'echo done in the background' & echo "pid $!"; wait $!; echo "status $?"`
+	cmd := exec.Command("/bin/sh", "-c", script, binPath, root)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tty.Close()
+	var out bytes.Buffer
+	done := make(chan struct{})
+	go func() { io.Copy(&out, ptmx); close(done) }()
+	timer := time.AfterFunc(30*time.Second, func() {
+		// The job is stopped: end it, and the shell waiting for it.
+		var pid int
+		for _, line := range strings.Split(out.String(), "\n") {
+			if _, err := fmtSscan(strings.TrimPrefix(strings.TrimSpace(line), "pid "), &pid); err == nil && strings.HasPrefix(strings.TrimSpace(line), "pid ") {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		cmd.Process.Kill()
+	})
+	cmd.Wait()
+	<-done
+	if !timer.Stop() {
+		t.Errorf("lightbox run in the background did not end within 30s: output %q", out.String())
+	}
+	got := strings.ReplaceAll(out.String(), "\r", "")
+	if !strings.Contains(got, "done in the background\n") || !strings.Contains(got, "status 0\n") {
+		t.Errorf("output %q, want the command's line and status 0", got)
+	}
+}

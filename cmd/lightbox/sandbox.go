@@ -169,8 +169,9 @@ func caCertsFlag() cli.Flag {
 // it leaves the sandbox behind, exited, once it ends (run --keep); else it
 // destroys it.
 func runMain(ctx context.Context, r *lightbox.Runtime, opts lightbox.SandboxOptions, tty, keep bool, launched func(), sigs chan os.Signal, sigsReady chan struct{}) (int, error) {
-	opts.Stdin, opts.Stdout, opts.Stderr = os.Stdin, os.Stdout, os.Stderr
+	opts.Stdin, opts.Stdout, opts.Stderr = commandStdin(), os.Stdout, os.Stderr
 	if tty {
+		opts.Stdin = os.Stdin
 		restore, size, err := rawTerminal()
 		if err != nil {
 			return exitFailed, err
@@ -261,8 +262,9 @@ func rawTerminal() (func(), [2]uint16, error) {
 // earlysig.Forwarded to it (SIGWINCH as a window size change), and
 // returns its exit status. sigs and ready are earlysig.Take's.
 func runAttached(cmd *lightbox.Cmd, tty bool, sigs chan os.Signal, ready chan struct{}) (int, error) {
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = commandStdin(), os.Stdout, os.Stderr
 	if tty {
+		cmd.Stdin = os.Stdin
 		restore, size, err := rawTerminal()
 		if err != nil {
 			return exitFailed, err
