@@ -26,7 +26,7 @@ func runCommand() *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "name", Usage: "sandbox name (and hostname); default generated"},
 			&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "run in the background and print the sandbox's name"},
-			&cli.BoolFlag{Name: "keep", Usage: "keep the sandbox once its command exits (exited, listed by ps -a) until rm: to commit what it made, or read its logs"},
+			&cli.BoolFlag{Name: "keep", Usage: "keep the sandbox once its command exits (exited, listed by ps -a, with its status) until rm: to commit what it made (its output went to this terminal, not to logs: run -d keeps logs)"},
 			&cli.BoolFlag{Name: "tty", Aliases: []string{"t"}, Usage: "allocate a terminal inside the sandbox"},
 			&cli.BoolFlag{Name: "interactive", Aliases: []string{"i"}, Usage: "accepted for docker compatibility; stdin is always passed through"},
 			&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory inside the sandbox"},
