@@ -91,6 +91,13 @@ func TestCLIDetached(t *testing.T) {
 		t.Errorf("logs -f: %q (stderr %q)", r.stdout, r.stderr)
 	}
 
+	// ps -q: the names only, for `lightbox rm -f $(lightbox ps -aq)`.
+	if out := lbOK(t, root, "ps", "-q"); out != "w1\n" {
+		t.Errorf("ps -q = %q, want the running sandbox's name only", out)
+	}
+	if out := lbOK(t, root, "ps", "-aq"); out != "follow\njob\nw1\n" {
+		t.Errorf("ps -aq = %q, want every sandbox's name", out)
+	}
 	lbOK(t, root, "rm", "-f", "w1", "job", "follow")
 	if m := ps(t, root); len(m) != 0 {
 		t.Errorf("ps after rm -f: %v, want nothing", m)

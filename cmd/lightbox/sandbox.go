@@ -461,7 +461,8 @@ func psCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "ps",
 		Usage: "list running sandboxes (-a: every sandbox, exited and dead ones too)",
-		Flags: []cli.Flag{formatFlag(), &cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "list exited and dead sandboxes too"}},
+		Flags: []cli.Flag{formatFlag(), &cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "list exited and dead sandboxes too"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print the names only, one per line (lightbox rm -f $(lightbox ps -aq))"}},
 		Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
 			asJSON, err := wantJSON(c)
 			if err != nil {
@@ -482,6 +483,12 @@ func psCommand() *cli.Command {
 					list = []lightbox.SandboxInfo{}
 				}
 				return printJSON(os.Stdout, list)
+			}
+			if c.Bool("quiet") {
+				for _, s := range list {
+					fmt.Println(safe(s.Name))
+				}
+				return nil
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tSNAPSHOT\tSTATUS\tCREATED\tVOLUMES")
