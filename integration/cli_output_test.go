@@ -205,7 +205,7 @@ func TestCLIUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"run", "--rm", "busybox", "true"}, "-rm (lightbox run --help lists the flags)"},
+		{[]string{"run", "--no-such-flag", "busybox", "true"}, "-no-such-flag (lightbox run --help lists the flags)"},
 		{[]string{"--no-such-global", "ps"}, "-no-such-global (lightbox --help lists the flags)"},
 		{[]string{"volume", "create", "--bad", "v"}, "-bad (lightbox volume create --help lists the flags)"},
 		{[]string{"no-such-command"}, `"no-such-command" is not a lightbox command`},

@@ -26,6 +26,7 @@ func runCommand() *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "name", Usage: "sandbox name (and hostname); default generated"},
 			&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "run in the background and print the sandbox's name"},
+			&cli.BoolFlag{Name: "rm", Usage: "accepted for docker compatibility: a foreground run's sandbox is always removed once its command exits (unless --keep)"},
 			&cli.BoolFlag{Name: "keep", Usage: "keep the sandbox once its command exits (exited, listed by ps -a, with its status) until rm: to commit what it made (its output went to this terminal, not to logs: run -d keeps logs)"},
 			&cli.BoolFlag{Name: "tty", Aliases: []string{"t"}, Usage: "allocate a terminal inside the sandbox"},
 			&cli.BoolFlag{Name: "interactive", Aliases: []string{"i"}, Usage: "accepted for docker compatibility; stdin is always passed through"},
@@ -43,6 +44,14 @@ func runCommand() *cli.Command {
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 1, "SNAPSHOT [CMD [ARG...]]"); err != nil {
 				return err
+			}
+			switch {
+			case c.Bool("rm") && c.Bool("keep"):
+				return errors.New("--rm and --keep: choose one")
+			case c.Bool("rm") && c.Bool("detach"):
+				// docker run -d --rm removes the container once it exits;
+				// a detached sandbox here stays, exited, until rm.
+				return errors.New("--rm with -d: a detached sandbox stays until lightbox rm (its command's status and logs with it)")
 			}
 			// Signals (run is one of ownSignals): with -d, SIGINT and
 			// SIGTERM cancel the launch, which cleans up; attached, they
