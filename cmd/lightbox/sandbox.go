@@ -376,7 +376,7 @@ func parseMounts(vs []string) (map[string]lightbox.Mount, error) {
 			if strings.Contains(src, "/") {
 				// A relative path without ./ (docker refuses it too):
 				// no volume name has a slash, so say what was meant.
-				return nil, fmt.Errorf("-v %q: %q is neither a volume name nor a host path (a host path starts with /, ./, ../ or ~: ./%s)", v, src, src)
+				return nil, fmt.Errorf("-v %q: %q is an invalid volume name (no slash) and not a host path (a host path starts with /, ./, ../ or ~: ./%s)", v, src, src)
 			}
 			mt.Volume = src
 		}
