@@ -106,6 +106,14 @@ func TestCLIDetached(t *testing.T) {
 	// The name is free again.
 	lbOK(t, root, "run", "-d", "--network", "none", "--name", "w1", "busybox", "sleep", "1000")
 	lbOK(t, root, "rm", "-f", "--time", "1s", "w1")
+	// --time 0 is SIGKILL at once (docker stop -t 0), not the default
+	// 10 s grace that a zero RemoveSandboxOptions.Grace means.
+	lbOK(t, root, "run", "-d", "--network", "none", "--name", "stubborn", "busybox", "sh", "-c", "trap '' TERM; while :; do sleep 0.1; done")
+	start := time.Now()
+	lbOK(t, root, "rm", "-f", "-t", "0", "stubborn")
+	if d := time.Since(start); d >= 5*time.Second {
+		t.Errorf("rm -f -t 0 of a sandbox that ignores SIGTERM took %v, want SIGKILL at once (not the 10s default grace)", d)
+	}
 	if r := lb(t, root, "", "rm", "nope"); r.code == 0 || !strings.Contains(r.stderr, "not found") {
 		t.Errorf("rm of an unknown sandbox: code %d stderr %q", r.code, r.stderr)
 	}

@@ -558,12 +558,18 @@ func rmCommand() *cli.Command {
 		ArgsUsage: "NAME...",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "stop running sandboxes; ignore missing ones"},
-			&cli.DurationFlag{Name: "time", Aliases: []string{"t"}, Usage: "grace period before SIGKILL", Value: 10 * time.Second},
+			&cli.DurationFlag{Name: "time", Aliases: []string{"t"}, Usage: "grace period before SIGKILL (0: SIGKILL at once, as docker stop -t 0)", Value: 10 * time.Second},
 			quietFlag(),
 		},
 		Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
+			grace := c.Duration("time")
+			if grace <= 0 {
+				// RemoveSandboxOptions reads 0 as its default, 10 s: the
+				// shortest grace there is asks for SIGKILL at once.
+				grace = time.Nanosecond
+			}
 			return removeEach(c, func(name string) error {
-				return r.RemoveSandbox(c.Context, name, lightbox.RemoveSandboxOptions{Force: c.Bool("force"), Grace: c.Duration("time")})
+				return r.RemoveSandbox(c.Context, name, lightbox.RemoveSandboxOptions{Force: c.Bool("force"), Grace: grace})
 			})
 		}),
 	}
