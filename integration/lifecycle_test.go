@@ -50,6 +50,14 @@ func TestCLIDetached(t *testing.T) {
 	if out := lbOK(t, root, "exec", "-e", "NO_PROXY=localhost,127.0.0.1", "w1", "sh", "-c", `echo "$NO_PROXY"`); out != "localhost,127.0.0.1\n" {
 		t.Errorf("exec -e with a comma = %q, want one value", out)
 	}
+	// exec refuses what run refuses: a relative -w (it was resolved
+	// against the init's own directory) and an -e entry that is no
+	// variable (it was passed on as it was).
+	for _, args := range [][]string{{"-w", "tmp"}, {"-e", "=x"}} {
+		if r := lb(t, root, "", append(append([]string{"exec"}, args...), "w1", "pwd")...); r.code != 125 || !strings.Contains(r.stderr, args[1]) {
+			t.Errorf("exec %s %s: code %d stdout %q stderr %q, want 125 and a refusal naming it", args[0], args[1], r.code, r.stdout, r.stderr)
+		}
+	}
 	if r := lb(t, root, "", "exec", "w1", "sh", "-c", "exit 5"); r.code != 5 {
 		t.Errorf("exec exit 5: code %d", r.code)
 	}

@@ -97,6 +97,9 @@ func (c *Cmd) start(ctx, life context.Context, late bool) (err error) {
 	if c.sb == nil {
 		return errors.New("lightbox: Cmd not made by Sandbox.Command")
 	}
+	if err := c.validate(); err != nil {
+		return err
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -204,6 +204,22 @@ type CmdSpec struct {
 	TtySize [2]uint16
 }
 
+// validate checks what Spec.Validate checks of a sandbox's workdir and
+// environment, for one command: a relative Dir would be resolved against
+// the init's own working directory, and an entry without KEY= is no
+// variable (lightbox run refuses both; exec took them).
+func (cs *CmdSpec) validate() error {
+	if cs.Dir != "" && !path.IsAbs(cs.Dir) {
+		return fmt.Errorf("workdir %q: not an absolute path", cs.Dir)
+	}
+	for _, e := range cs.Env {
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+			return fmt.Errorf("environment entry %q: want KEY=value", e)
+		}
+	}
+	return nil
+}
+
 // Info describes a sandbox on disk.
 type Info struct {
 	Name     string `json:"name"`
