@@ -84,3 +84,36 @@ func TestCLIExecForwardsSignals(t *testing.T) {
 	lbOK(t, root, "rm", "-f", "fw")
 	assertNoMounts(t, root)
 }
+
+// TestCLIInterrupted: Ctrl-C (SIGINT) or SIGTERM ending a command that
+// waits (logs -f here) exits 130 or 143, as a process those signals end,
+// and says nothing: it used to print "lightbox: context canceled" and
+// exit 125, lightbox's own failure.
+func TestCLIInterrupted(t *testing.T) {
+	root, _ := newStore(t)
+	lbOK(t, root, "run", "-d", "--network", "none", "--name", "talker", "busybox", "sh", "-c", "echo ready; sleep 1000")
+	defer lb(t, root, "", "rm", "-f", "-t", "0", "talker")
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		cmd := exec.Command(binPath, "--root", root, "logs", "-f", "talker")
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if line, _ := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("logs -f: first line %q, want ready", line)
+		}
+		cmd.Process.Signal(sig)
+		err = cmd.Wait()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 128+int(sig) || stderr.Len() != 0 {
+			t.Errorf("logs -f, then %v: %v, stderr %q; want exit %d and nothing said", sig, err, stderr.String(), 128+int(sig))
+		}
+	}
+}

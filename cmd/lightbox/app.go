@@ -35,8 +35,10 @@ func Main(args []string) int {
 	app := newApp()
 	stop := func() {}
 	defer func() { stop() }()
+	var ctx context.Context
 	app.Before = func(c *cli.Context) error {
 		stop = cancelOnSignals(c)
+		ctx = c.Context
 		return nil
 	}
 	err := app.RunContext(context.Background(), args)
@@ -46,6 +48,13 @@ func Main(args []string) int {
 	var ec exitCode
 	if errors.As(err, &ec) {
 		return int(ec)
+	}
+	// Ctrl-C (or SIGTERM) ended the command: what it was making is
+	// cleaned up, and it exits as a process that signal ended would to
+	// a shell (130, 143), without "context canceled" as if it failed.
+	var in interrupted
+	if ctx != nil && errors.Is(err, context.Canceled) && errors.As(context.Cause(ctx), &in) {
+		return 128 + int(in.sig)
 	}
 	fmt.Fprintf(os.Stderr, "lightbox: %s\n", errText(err))
 	var ce cli.ExitCoder
@@ -64,9 +73,30 @@ func cancelOnSignals(c *cli.Context) (stop func()) {
 	if ownSignals[c.Args().First()] {
 		return func() {}
 	}
-	c.Context, stop = signal.NotifyContext(c.Context, syscall.SIGTERM, os.Interrupt)
-	return stop
+	// signal.NotifyContext, with the signal as the context's cause.
+	ctx, cancel := context.WithCancelCause(c.Context)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, os.Interrupt)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-sigs:
+			cancel(interrupted{s.(syscall.Signal)})
+		case <-done:
+		}
+	}()
+	c.Context = ctx
+	return func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel(nil)
+	}
 }
+
+// interrupted is the cause of a command's context that a signal ended.
+type interrupted struct{ sig syscall.Signal }
+
+func (i interrupted) Error() string { return i.sig.String() + " received" }
 
 // ownSignals are the commands whose context SIGINT and SIGTERM do not
 // cancel here: exec and an attached run forward them to their command
