@@ -4,6 +4,7 @@ package integration
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -204,20 +205,29 @@ func killLauncherWhenRunning(t *testing.T, root, name string, args ...string) {
 	t.Helper()
 	argv := append([]string{"--root", root, "run", "--network", "none", "--name", name}, args...)
 	cmd := exec.Command(binPath, append(argv, "busybox", "sleep", "1000")...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
 	deadline := time.Now().Add(30 * time.Second)
 	for ps(t, root)[name].Status != "running" {
+		select {
+		case err := <-exited:
+			t.Fatalf("the launcher of %s ended before it showed as running: %v, stderr %q", name, err, stderr.String())
+		default:
+		}
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("%s never showed as running", name)
+			<-exited
+			t.Fatalf("%s never showed as running (ps -a: %+v; the launcher's stderr %q)", name, ps(t, root), stderr.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	cmd.Process.Kill()
-	cmd.Wait()
+	<-exited
 }
 
 // TestCLICommit: a sandbox's changes over its snapshot (a new file, a
