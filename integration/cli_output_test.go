@@ -4,6 +4,7 @@ package integration
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -223,5 +224,26 @@ func TestCLIUsageErrors(t *testing.T) {
 		if r := lb(t, root, "", args...); r.code != 0 || !strings.Contains(r.stdout, "USAGE:") {
 			t.Errorf("lightbox %s: exit %d stdout %.80q, want the help", strings.Join(args, " "), r.code, r.stdout)
 		}
+	}
+}
+
+// TestCLIEmptyRoot: `--root ""` (a script's `--root "$STORE"` with STORE
+// unset) is refused before any store is opened: it used to mean the
+// default store, /var/lib/lightbox as root. (LIGHTBOX_ROOT names another
+// store here, so that the old behaviour opened that one, not the system's.)
+func TestCLIEmptyRoot(t *testing.T) {
+	fallback := filepath.Join(t.TempDir(), "fallback")
+	for _, args := range [][]string{{"--root", "", "ps"}, {"--root=", "ps"}} {
+		cmd := exec.Command(binPath, args...)
+		cmd.Env = append(os.Environ(), "LIGHTBOX_ROOT="+fallback)
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 125 || !strings.Contains(string(out), "--root is empty") {
+			t.Errorf("lightbox %q: %v, output %q; want 125 and --root is empty", args, err, out)
+		}
+	}
+	if _, err := os.Stat(fallback); err == nil {
+		t.Errorf("a store was made at %s", fallback)
+		removeStore(t, fallback)
 	}
 }

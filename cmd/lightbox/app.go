@@ -32,6 +32,13 @@ func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) 
 // Main runs the CLI with args (args[0] is the program name) and returns
 // the process's exit status.
 func Main(args []string) int {
+	if emptyRoot(args[1:]) {
+		// `lightbox --root "$STORE" …` with STORE unset would act on the
+		// default store (/var/lib/lightbox as root): a script's typo
+		// must not. An empty LIGHTBOX_ROOT still means unset.
+		fmt.Fprintln(os.Stderr, "lightbox: --root is empty: give a store directory, or leave --root out for the default store")
+		return exitFailed
+	}
 	app := newApp()
 	stop := func() {}
 	defer func() { stop() }()
@@ -62,6 +69,32 @@ func Main(args []string) int {
 		return ce.ExitCode()
 	}
 	return exitFailed
+}
+
+// emptyRoot says whether the global flags at the start of args (before
+// the command) give --root an empty value.
+func emptyRoot(args []string) bool {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" || !strings.HasPrefix(a, "-") {
+			return false
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if name != "root" && name != "log-level" {
+			continue
+		}
+		if !hasValue {
+			if i+1 >= len(args) {
+				return false // urfave/cli says the value is missing
+			}
+			i++
+			value = args[i]
+		}
+		if name == "root" && value == "" {
+			return true
+		}
+	}
+	return false
 }
 
 // cancelOnSignals makes SIGINT and SIGTERM cancel the context of the
