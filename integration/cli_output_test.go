@@ -4,6 +4,7 @@ package integration
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -191,5 +192,58 @@ func TestCLILabels(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("volume ls does not show %s:\n%s", want, out)
 		}
+	}
+}
+
+// TestCLIUsageErrors: a bad flag or an unknown command is one line on
+// stderr naming it and where the help is, status 125, and nothing on
+// stdout (a script's `out=$(lightbox …)` must not capture the help);
+// urfave/cli's defaults printed the whole help on stdout, and an unknown
+// command said "No help topic" with status 3.
+func TestCLIUsageErrors(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "store") // no store is made: the command line fails first
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "--no-such-flag", "busybox", "true"}, "-no-such-flag (lightbox run --help lists the flags)"},
+		{[]string{"--no-such-global", "ps"}, "-no-such-global (lightbox --help lists the flags)"},
+		{[]string{"volume", "create", "--bad", "v"}, "-bad (lightbox volume create --help lists the flags)"},
+		{[]string{"no-such-command"}, `"no-such-command" is not a lightbox command`},
+		{[]string{"snapshot", "no-such"}, `"no-such" is not a lightbox snapshot command`},
+		{[]string{"volume", "no-such"}, `"no-such" is not a lightbox volume command`},
+	} {
+		r := lb(t, root, "", tc.args...)
+		if r.code != 125 || r.stdout != "" || !strings.Contains(r.stderr, tc.want) || strings.Count(r.stderr, "\n") != 1 {
+			t.Errorf("lightbox %s: exit %d, stdout %.80q, stderr %q; want 125, nothing on stdout, one line with %q",
+				strings.Join(tc.args, " "), r.code, r.stdout, r.stderr, tc.want)
+		}
+	}
+	// Help asked for is still help, on stdout.
+	for _, args := range [][]string{{"--help"}, {"run", "--help"}, {"volume"}} {
+		if r := lb(t, root, "", args...); r.code != 0 || !strings.Contains(r.stdout, "USAGE:") {
+			t.Errorf("lightbox %s: exit %d stdout %.80q, want the help", strings.Join(args, " "), r.code, r.stdout)
+		}
+	}
+}
+
+// TestCLIEmptyRoot: `--root ""` (a script's `--root "$STORE"` with STORE
+// unset) is refused before any store is opened: it used to mean the
+// default store, /var/lib/lightbox as root. (LIGHTBOX_ROOT names another
+// store here, so that the old behaviour opened that one, not the system's.)
+func TestCLIEmptyRoot(t *testing.T) {
+	fallback := filepath.Join(t.TempDir(), "fallback")
+	for _, args := range [][]string{{"--root", "", "ps"}, {"--root=", "ps"}} {
+		cmd := exec.Command(binPath, args...)
+		cmd.Env = append(os.Environ(), "LIGHTBOX_ROOT="+fallback)
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 125 || !strings.Contains(string(out), "--root is empty") {
+			t.Errorf("lightbox %q: %v, output %q; want 125 and --root is empty", args, err, out)
+		}
+	}
+	if _, err := os.Stat(fallback); err == nil {
+		t.Errorf("a store was made at %s", fallback)
+		removeStore(t, fallback)
 	}
 }

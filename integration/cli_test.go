@@ -52,6 +52,27 @@ func TestCLIRun(t *testing.T) {
 	if r := run("", "busybox", "/etc/passwd"); r.code != 126 {
 		t.Errorf("run of a non-executable file: exit %d (stderr %q), want 126", r.code, r.stderr)
 	}
+	// The same with -d, as docker run -d: the launch fails, nothing is
+	// left, and the status says why.
+	for _, tc := range []struct {
+		cmd  string
+		code int
+	}{{"no-such-command", 127}, {"/etc/passwd", 126}} {
+		if r := run("", "-d", "--name", "dfail", "busybox", tc.cmd); r.code != tc.code || r.stdout != "" || !strings.Contains(r.stderr, tc.cmd) {
+			t.Errorf("run -d %s: exit %d stdout %q stderr %q, want %d and the error", tc.cmd, r.code, r.stdout, r.stderr, tc.code)
+		}
+		if e, ok := ps(t, root)["dfail"]; ok {
+			t.Errorf("run -d %s left sandbox dfail %s", tc.cmd, e.Status)
+		}
+	}
+	// A user id the sandbox's user namespace does not map (the store's
+	// range is 65536 ids) is named as such, not "invalid argument".
+	if r := run("", "-u", "99999999", "busybox", "id"); r.code != 125 || !strings.Contains(r.stderr, "uid 99999999 is not mapped in the sandbox") {
+		t.Errorf("run -u 99999999: exit %d stderr %q, want 125 and the uid named as not mapped", r.code, r.stderr)
+	}
+	if r := run("", "-u", "0:99999999", "busybox", "id"); r.code != 125 || !strings.Contains(r.stderr, "gid 99999999 is not mapped in the sandbox") {
+		t.Errorf("run -u 0:99999999: exit %d stderr %q, want 125 and the gid named as not mapped", r.code, r.stderr)
+	}
 	if r := run("", "no-such-snapshot", "true"); r.code != 125 || !strings.Contains(r.stderr, "not found") {
 		t.Errorf("run of an unknown snapshot: exit %d stderr %q, want 125 and not found", r.code, r.stderr)
 	}

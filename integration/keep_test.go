@@ -38,10 +38,22 @@ func TestRunKeepCommit(t *testing.T) {
 	if got := ps(t, root); len(got) != 0 {
 		t.Errorf("ps -a after rm: %v", got)
 	}
-	// Without --keep a foreground run leaves nothing.
+	// Without --keep a foreground run leaves nothing; docker's --rm says
+	// so and is accepted, not with --keep or -d (whose sandbox stays).
 	lbOK(t, root, "run", "--network", "none", "--name", "y", "busybox", "true")
+	if out := lbOK(t, root, "run", "--rm", "--network", "none", "--name", "y", "busybox", "echo", "rm"); out != "rm\n" {
+		t.Errorf("run --rm printed %q, want the command's output", out)
+	}
 	if got := ps(t, root); len(got) != 0 {
 		t.Errorf("ps -a after a run without --keep: %v", got)
+	}
+	for _, flag := range []string{"--keep", "-d"} {
+		if r := lb(t, root, "", "run", "--rm", flag, "--network", "none", "--name", "y", "busybox", "true"); r.code != 125 || !strings.Contains(r.stderr, "--rm") {
+			t.Errorf("run --rm %s: exit %d stderr %q, want a refusal", flag, r.code, r.stderr)
+		}
+		if got := ps(t, root); len(got) != 0 {
+			t.Errorf("ps -a after a refused run --rm %s: %v", flag, got)
+		}
 	}
 	// A command that cannot start: 127, and nothing kept.
 	if r := lb(t, root, "", "run", "--keep", "--network", "none", "--name", "z", "busybox", "no-such-command"); r.code != 127 {

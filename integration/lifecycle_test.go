@@ -3,6 +3,8 @@
 package integration
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -49,12 +51,27 @@ func TestCLIDetached(t *testing.T) {
 	if out := lbOK(t, root, "exec", "-e", "NO_PROXY=localhost,127.0.0.1", "w1", "sh", "-c", `echo "$NO_PROXY"`); out != "localhost,127.0.0.1\n" {
 		t.Errorf("exec -e with a comma = %q, want one value", out)
 	}
+	// exec refuses what run refuses: a relative -w (it was resolved
+	// against the init's own directory) and an -e entry that is no
+	// variable (it was passed on as it was).
+	for _, args := range [][]string{{"-w", "tmp"}, {"-e", "=x"}} {
+		if r := lb(t, root, "", append(append([]string{"exec"}, args...), "w1", "pwd")...); r.code != 125 || !strings.Contains(r.stderr, args[1]) {
+			t.Errorf("exec %s %s: code %d stdout %q stderr %q, want 125 and a refusal naming it", args[0], args[1], r.code, r.stdout, r.stderr)
+		}
+	}
 	if r := lb(t, root, "", "exec", "w1", "sh", "-c", "exit 5"); r.code != 5 {
 		t.Errorf("exec exit 5: code %d", r.code)
 	}
 	e := ps(t, root)["w1"]
 	if e.Status != "running" || e.Snapshot != "busybox" || len(e.Volumes) != 1 || e.Volumes[0] != "cache" {
 		t.Errorf("ps shows w1 as %+v, want running busybox with volume cache", e)
+	}
+	// inspect of a sandbox and a missing name prints the one found, as
+	// docker inspect does, and fails naming the other.
+	r := lb(t, root, "", "inspect", "w1", "nope")
+	var insp []psEntry
+	if err := json.Unmarshal([]byte(r.stdout), &insp); err != nil || len(insp) != 1 || insp[0].Name != "w1" || r.code != 125 || !strings.Contains(r.stderr, "nope") {
+		t.Errorf("inspect w1 nope: code %d stdout %q (%v) stderr %q, want w1 printed and an error naming nope", r.code, r.stdout, err, r.stderr)
 	}
 	if r := lb(t, root, "", "volume", "rm", "cache"); r.code == 0 || !strings.Contains(r.stderr, "w1") {
 		t.Errorf("volume rm of a mounted volume: code %d stderr %q, want a refusal naming w1", r.code, r.stderr)
@@ -83,6 +100,13 @@ func TestCLIDetached(t *testing.T) {
 		t.Errorf("logs -f: %q (stderr %q)", r.stdout, r.stderr)
 	}
 
+	// ps -q: the names only, for `lightbox rm -f $(lightbox ps -aq)`.
+	if out := lbOK(t, root, "ps", "-q"); out != "w1\n" {
+		t.Errorf("ps -q = %q, want the running sandbox's name only", out)
+	}
+	if out := lbOK(t, root, "ps", "-aq"); out != "follow\njob\nw1\n" {
+		t.Errorf("ps -aq = %q, want every sandbox's name", out)
+	}
 	lbOK(t, root, "rm", "-f", "w1", "job", "follow")
 	if m := ps(t, root); len(m) != 0 {
 		t.Errorf("ps after rm -f: %v, want nothing", m)
@@ -91,6 +115,14 @@ func TestCLIDetached(t *testing.T) {
 	// The name is free again.
 	lbOK(t, root, "run", "-d", "--network", "none", "--name", "w1", "busybox", "sleep", "1000")
 	lbOK(t, root, "rm", "-f", "--time", "1s", "w1")
+	// --time 0 is SIGKILL at once (docker stop -t 0), not the default
+	// 10 s grace that a zero RemoveSandboxOptions.Grace means.
+	lbOK(t, root, "run", "-d", "--network", "none", "--name", "stubborn", "busybox", "sh", "-c", "trap '' TERM; while :; do sleep 0.1; done")
+	start := time.Now()
+	lbOK(t, root, "rm", "-f", "-t", "0", "stubborn")
+	if d := time.Since(start); d >= 5*time.Second {
+		t.Errorf("rm -f -t 0 of a sandbox that ignores SIGTERM took %v, want SIGKILL at once (not the 10s default grace)", d)
+	}
 	if r := lb(t, root, "", "rm", "nope"); r.code == 0 || !strings.Contains(r.stderr, "not found") {
 		t.Errorf("rm of an unknown sandbox: code %d stderr %q", r.code, r.stderr)
 	}
@@ -173,20 +205,29 @@ func killLauncherWhenRunning(t *testing.T, root, name string, args ...string) {
 	t.Helper()
 	argv := append([]string{"--root", root, "run", "--network", "none", "--name", name}, args...)
 	cmd := exec.Command(binPath, append(argv, "busybox", "sleep", "1000")...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
 	deadline := time.Now().Add(30 * time.Second)
 	for ps(t, root)[name].Status != "running" {
+		select {
+		case err := <-exited:
+			t.Fatalf("the launcher of %s ended before it showed as running: %v, stderr %q", name, err, stderr.String())
+		default:
+		}
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("%s never showed as running", name)
+			<-exited
+			t.Fatalf("%s never showed as running (ps -a: %+v; the launcher's stderr %q)", name, ps(t, root), stderr.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	cmd.Process.Kill()
-	cmd.Wait()
+	<-exited
 }
 
 // TestCLICommit: a sandbox's changes over its snapshot (a new file, a
@@ -206,4 +247,50 @@ func TestCLICommit(t *testing.T) {
 	if r := lb(t, root, "", "commit", "nope", "x"); r.code == 0 || !strings.Contains(r.stderr, "not found") {
 		t.Errorf("commit of an unknown sandbox: code %d stderr %q", r.code, r.stderr)
 	}
+}
+
+// TestKilledForegroundRun: a foreground run whose lightbox is killed
+// leaves its sandbox dead, for gc (or the next launch) to remove, never
+// exited (137): that one stayed in ps -a, its upper dir on disk, until an
+// rm nobody knew to run. The main command here is a shell that keeps
+// forking (the race between the init's exit and its record of the
+// status it killed went the wrong way about 4 times in 10); several
+// rounds make a regression show.
+func TestKilledForegroundRun(t *testing.T) {
+	root, _ := newStore(t)
+	for i := range 8 {
+		name := fmt.Sprintf("fg%d", i)
+		cmd := exec.Command(binPath, "--root", root, "run", "--network", "none", "--name", name,
+			"busybox", "sh", "-c", "echo ready; while :; do sleep 0.01; done")
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if line, _ := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("%s: first line %q, want ready", name, line)
+		}
+		cmd.Process.Kill()
+		cmd.Wait()
+		deadline := time.Now().Add(30 * time.Second)
+		for ps(t, root)[name].Status == "running" {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s still running 30s after its lightbox was killed", name)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if e, ok := ps(t, root)[name]; ok && e.Status != "dead" {
+			t.Errorf("%s after its lightbox was killed: %s, want dead (or gone)", name, e.Status)
+		}
+		lbOK(t, root, "gc", "-q")
+		if e, ok := ps(t, root)[name]; ok {
+			t.Errorf("%s still listed after gc: %s", name, e.Status)
+			lbOK(t, root, "rm", name)
+		}
+	}
+	assertNoMounts(t, root)
 }

@@ -255,6 +255,13 @@ func (s *server) watch(f *os.File) {
 	s.mu.Lock()
 	detached := s.detached
 	s.liveness = nil // not handed over from now on
+	if !detached {
+		// The main command that exit's SIGKILL ends records no status:
+		// the sandbox reads as dead (gc's, or the next launch's, to
+		// remove), not as exited (137) for ps -a until an rm nobody
+		// knows to run (a foreground run whose lightbox was killed).
+		s.destroying = true
+	}
 	s.mu.Unlock()
 	_ = f.Close() // the liveness pipe's read end: no data
 	if !detached {
@@ -678,6 +685,13 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 		s.mu.Unlock()
 		if master != nil {
 			_ = master.Close() // a pty master never handed out: the exec fails
+		}
+		if spec := firstNonEmpty(e.User, defUser); spec != "" && errors.Is(err, unix.EINVAL) {
+			// setresuid's or setgroups' EINVAL: say which id.
+			if merr := checkMapped(spec, u); merr != nil {
+				fail(0, merr)
+				return
+			}
 		}
 		fail(execErrorCode(err), fmt.Errorf("exec %q: %w", e.Args[0], err))
 		return

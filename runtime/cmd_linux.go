@@ -205,7 +205,7 @@ func (c *Cmd) start(ctx, life context.Context, late bool) (err error) {
 // sandbox's workdir), KEY=value entries, no NUL byte.
 func (c *Cmd) check(args []string) error {
 	if c.Dir != "" && !path.IsAbs(c.Dir) {
-		return fmt.Errorf("dir %q: not an absolute path", c.Dir)
+		return fmt.Errorf("workdir %q: not an absolute path", c.Dir)
 	}
 	for _, e := range c.Env {
 		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
@@ -388,7 +388,8 @@ func (c *Cmd) relayPty() {
 	c.copies.Add(1)
 	go func() {
 		defer c.copies.Done()
-		_, err := io.Copy(out, c.pty)
+		w := &writeErr{w: out}
+		_, err := io.Copy(w, c.pty)
 		// EIO is how a pty master says every slave end closed.
 		if err != nil && !errors.Is(err, unix.EIO) {
 			c.setCopyErr(err)
@@ -400,7 +401,29 @@ func (c *Cmd) relayPty() {
 			_ = c.Signal(unix.SIGHUP)                     // fails once the command has exited: nothing to hang up
 			_, _ = io.Copy(io.Discard, readerOnly{c.pty}) // ends at EIO, once every slave end closed
 		}
+		if w.err != nil {
+			// The output's reader is gone (`lightbox run -t … | head`):
+			// the command is told so as a pipe's writer would be, with
+			// SIGPIPE, and what it still writes is drained meanwhile, so
+			// that it never blocks on a full terminal nobody reads.
+			_ = c.Signal(unix.SIGPIPE)        // fails only once the command or its init is gone: nothing to end then
+			_, _ = io.Copy(io.Discard, c.pty) // ends at EIO, as above, or when Wait closes the pty
+		}
 	}()
+}
+
+// writeErr is a writer that keeps the error its writer returned.
+type writeErr struct {
+	w   io.Writer
+	err error
+}
+
+func (w *writeErr) Write(p []byte) (int, error) {
+	n, err := w.w.Write(p)
+	if err != nil {
+		w.err = err
+	}
+	return n, err
 }
 
 // waitExit reads the exit status, and kills the command when ctx ends.

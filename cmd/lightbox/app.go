@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/beamhop/lightbox"
@@ -31,11 +32,20 @@ func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) 
 // Main runs the CLI with args (args[0] is the program name) and returns
 // the process's exit status.
 func Main(args []string) int {
+	if emptyRoot(args[1:]) {
+		// `lightbox --root "$STORE" …` with STORE unset would act on the
+		// default store (/var/lib/lightbox as root): a script's typo
+		// must not. An empty LIGHTBOX_ROOT still means unset.
+		fmt.Fprintln(os.Stderr, "lightbox: --root is empty: give a store directory, or leave --root out for the default store")
+		return exitFailed
+	}
 	app := newApp()
 	stop := func() {}
 	defer func() { stop() }()
+	var ctx context.Context
 	app.Before = func(c *cli.Context) error {
 		stop = cancelOnSignals(c)
+		ctx = c.Context
 		return nil
 	}
 	err := app.RunContext(context.Background(), args)
@@ -46,12 +56,45 @@ func Main(args []string) int {
 	if errors.As(err, &ec) {
 		return int(ec)
 	}
+	// Ctrl-C (or SIGTERM) ended the command: what it was making is
+	// cleaned up, and it exits as a process that signal ended would to
+	// a shell (130, 143), without "context canceled" as if it failed.
+	var in interrupted
+	if ctx != nil && errors.Is(err, context.Canceled) && errors.As(context.Cause(ctx), &in) {
+		return 128 + int(in.sig)
+	}
 	fmt.Fprintf(os.Stderr, "lightbox: %s\n", errText(err))
 	var ce cli.ExitCoder
 	if errors.As(err, &ce) {
 		return ce.ExitCode()
 	}
 	return exitFailed
+}
+
+// emptyRoot says whether the global flags at the start of args (before
+// the command) give --root an empty value.
+func emptyRoot(args []string) bool {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" || !strings.HasPrefix(a, "-") {
+			return false
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if name != "root" && name != "log-level" {
+			continue
+		}
+		if !hasValue {
+			if i+1 >= len(args) {
+				return false // urfave/cli says the value is missing
+			}
+			i++
+			value = args[i]
+		}
+		if name == "root" && value == "" {
+			return true
+		}
+	}
+	return false
 }
 
 // cancelOnSignals makes SIGINT and SIGTERM cancel the context of the
@@ -63,9 +106,30 @@ func cancelOnSignals(c *cli.Context) (stop func()) {
 	if ownSignals[c.Args().First()] {
 		return func() {}
 	}
-	c.Context, stop = signal.NotifyContext(c.Context, syscall.SIGTERM, os.Interrupt)
-	return stop
+	// signal.NotifyContext, with the signal as the context's cause.
+	ctx, cancel := context.WithCancelCause(c.Context)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, os.Interrupt)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-sigs:
+			cancel(interrupted{s.(syscall.Signal)})
+		case <-done:
+		}
+	}()
+	c.Context = ctx
+	return func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel(nil)
+	}
 }
+
+// interrupted is the cause of a command's context that a signal ended.
+type interrupted struct{ sig syscall.Signal }
+
+func (i interrupted) Error() string { return i.sig.String() + " received" }
 
 // ownSignals are the commands whose context SIGINT and SIGTERM do not
 // cancel here: exec and an attached run forward them to their command
@@ -75,7 +139,7 @@ func cancelOnSignals(c *cli.Context) (stop func()) {
 var ownSignals = map[string]bool{"exec": true, "run": true, "version": true, "ps": true, "inspect": true}
 
 func newApp() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:                   "lightbox",
 		Usage:                  "daemonless, rootless sandboxes over immutable snapshots and named volumes",
 		HideHelpCommand:        true,
@@ -106,7 +170,58 @@ func newApp() *cli.App {
 			versionCommand(),
 			apiCommand(),
 		},
+		Action:       unknownCommand,
+		OnUsageError: usageError,
 	}
+	for _, c := range app.Commands {
+		strictUsage(c)
+	}
+	return app
+}
+
+// strictUsage makes a bad flag of c, or of any of its subcommands, a
+// one-line error on stderr (usageError), and an unknown subcommand an
+// error (unknownCommand) rather than urfave/cli's "No help topic" and
+// exit status 3.
+func strictUsage(c *cli.Command) {
+	c.OnUsageError = usageError
+	if len(c.Subcommands) > 0 && c.Action == nil {
+		c.Action = unknownCommand
+	}
+	for _, sub := range c.Subcommands {
+		strictUsage(sub)
+	}
+}
+
+// usageError is a bad flag's error, said on stderr as every other error
+// (status 125, as docker): urfave/cli's default prints "Incorrect Usage"
+// and the command's whole help on stdout, where a script reading the
+// command's output takes it for output.
+func usageError(c *cli.Context, err error, _ bool) error {
+	return fmt.Errorf("%w (%s --help lists the flags)", err, commandPath(c))
+}
+
+// commandPath is the command line that names c's command: "lightbox",
+// "lightbox run", "lightbox volume create".
+func commandPath(c *cli.Context) string {
+	var names []string
+	for _, x := range c.Lineage() {
+		if x.Command != nil && x.Command.Name != "" && x.Command.Name != "lightbox" {
+			names = append([]string{x.Command.Name}, names...)
+		}
+	}
+	return strings.Join(append([]string{"lightbox"}, names...), " ")
+}
+
+// unknownCommand is the action of the app and of a command with
+// subcommands: with no argument it shows the help; with one, that
+// argument named no command.
+func unknownCommand(c *cli.Context) error {
+	if c.NArg() == 0 {
+		return cli.ShowSubcommandHelp(c)
+	}
+	where := commandPath(c)
+	return fmt.Errorf("%q is not a %s command (%s --help lists them)", c.Args().First(), where, where)
 }
 
 // open opens the store named by --root (or the default).

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"io"
 	"math"
+	"os"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,4 +19,19 @@ import (
 // A kernel without close_range (before 5.9) leaves them as they are.
 func closeOnExecInherited() {
 	_ = unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC) // best effort: see above
+}
+
+// commandStdin is the stdin a command run without -t gets: this
+// process's, except when it is the controlling terminal and this process
+// is not in its foreground (`lightbox run … &` from an interactive
+// shell). lightbox copies a terminal's input to the command through a
+// pipe, and that read would stop lightbox with SIGTTIN ("Stopped (tty
+// input)") before the command could end; the command reads nothing
+// instead, as with docker run without -i.
+func commandStdin() io.Reader {
+	pgrp, err := unix.IoctlGetInt(int(os.Stdin.Fd()), unix.TIOCGPGRP)
+	if err == nil && pgrp != unix.Getpgrp() {
+		return nil
+	}
+	return os.Stdin // not a terminal, not ours, or ours in the foreground
 }

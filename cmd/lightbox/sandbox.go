@@ -26,7 +26,8 @@ func runCommand() *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "name", Usage: "sandbox name (and hostname); default generated"},
 			&cli.BoolFlag{Name: "detach", Aliases: []string{"d"}, Usage: "run in the background and print the sandbox's name"},
-			&cli.BoolFlag{Name: "keep", Usage: "keep the sandbox once its command exits (exited, listed by ps -a) until rm: to commit what it made, or read its logs"},
+			&cli.BoolFlag{Name: "rm", Usage: "accepted for docker compatibility: a foreground run's sandbox is always removed once its command exits (unless --keep)"},
+			&cli.BoolFlag{Name: "keep", Usage: "keep the sandbox once its command exits (exited, listed by ps -a, with its status) until rm: to commit what it made (its output went to this terminal, not to logs: run -d keeps logs)"},
 			&cli.BoolFlag{Name: "tty", Aliases: []string{"t"}, Usage: "allocate a terminal inside the sandbox"},
 			&cli.BoolFlag{Name: "interactive", Aliases: []string{"i"}, Usage: "accepted for docker compatibility; stdin is always passed through"},
 			&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory inside the sandbox"},
@@ -43,6 +44,14 @@ func runCommand() *cli.Command {
 		Action: func(c *cli.Context) error {
 			if err := needArgs(c, 1, "SNAPSHOT [CMD [ARG...]]"); err != nil {
 				return err
+			}
+			switch {
+			case c.Bool("rm") && c.Bool("keep"):
+				return errors.New("--rm and --keep: choose one")
+			case c.Bool("rm") && c.Bool("detach"):
+				// docker run -d --rm removes the container once it exits;
+				// a detached sandbox here stays, exited, until rm.
+				return errors.New("--rm with -d: a detached sandbox stays until lightbox rm (its command's status and logs with it)")
 			}
 			// Signals (run is one of ownSignals): with -d, SIGINT and
 			// SIGTERM cancel the launch, which cleans up; attached, they
@@ -113,6 +122,12 @@ func runCommand() *cli.Command {
 				}
 				sb, err := r.LaunchSandbox(c.Context, opts)
 				if err != nil {
+					// A command that cannot start is 126 or 127 here too,
+					// as without -d (and as docker run -d).
+					if code := startStatus(err); code != exitFailed {
+						fmt.Fprintf(os.Stderr, "lightbox: %v\n", err)
+						return exitCode(code)
+					}
 					return err
 				}
 				// A main command that already ended leaves an exited
@@ -163,8 +178,9 @@ func caCertsFlag() cli.Flag {
 // it leaves the sandbox behind, exited, once it ends (run --keep); else it
 // destroys it.
 func runMain(ctx context.Context, r *lightbox.Runtime, opts lightbox.SandboxOptions, tty, keep bool, launched func(), sigs chan os.Signal, sigsReady chan struct{}) (int, error) {
-	opts.Stdin, opts.Stdout, opts.Stderr = os.Stdin, os.Stdout, os.Stderr
+	opts.Stdin, opts.Stdout, opts.Stderr = commandStdin(), os.Stdout, os.Stderr
 	if tty {
+		opts.Stdin = os.Stdin
 		restore, size, err := rawTerminal()
 		if err != nil {
 			return exitFailed, err
@@ -241,16 +257,23 @@ func rawTerminal() (func(), [2]uint16, error) {
 	if err != nil {
 		return nil, size, fmt.Errorf("-t: %w", err)
 	}
+	// With a terminal lightbox copies the command's output to stdout
+	// itself: a stdout whose reader went away (`run -t … | head`) must
+	// fail that write with EPIPE, which ends the command (SIGPIPE, as
+	// without -t), not end lightbox with SIGPIPE before it restores the
+	// terminal. Registering SIGPIPE is what makes the Go runtime do that.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	// Best effort: a terminal that cannot be restored is the user's to reset.
 	return func() { _ = term.Restore(int(os.Stdin.Fd()), old) }, size, nil
 }
 
-// runAttached runs cmd with this process's stdio, forwarding SIGINT,
-// SIGTERM and SIGHUP to it (and, with a tty, window size changes), and
+// runAttached runs cmd with this process's stdio, forwarding
+// earlysig.Forwarded to it (SIGWINCH as a window size change), and
 // returns its exit status. sigs and ready are earlysig.Take's.
 func runAttached(cmd *lightbox.Cmd, tty bool, sigs chan os.Signal, ready chan struct{}) (int, error) {
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = commandStdin(), os.Stdout, os.Stderr
 	if tty {
+		cmd.Stdin = os.Stdin
 		restore, size, err := rawTerminal()
 		if err != nil {
 			return exitFailed, err
@@ -350,6 +373,11 @@ func parseMounts(vs []string) (map[string]lightbox.Mount, error) {
 			}
 			mt.Source = src
 		} else {
+			if strings.Contains(src, "/") {
+				// A relative path without ./ (docker refuses it too):
+				// no volume name has a slash, so say what was meant.
+				return nil, fmt.Errorf("-v %q: %q is an invalid volume name (no slash) and not a host path (a host path starts with /, ./, ../ or ~: ./%s)", v, src, src)
+			}
 			mt.Volume = src
 		}
 		if _, dup := m[dst]; dup {
@@ -442,7 +470,8 @@ func psCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "ps",
 		Usage: "list running sandboxes (-a: every sandbox, exited and dead ones too)",
-		Flags: []cli.Flag{formatFlag(), &cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "list exited and dead sandboxes too"}},
+		Flags: []cli.Flag{formatFlag(), &cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "list exited and dead sandboxes too"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print the names only, one per line (lightbox rm -f $(lightbox ps -aq))"}},
 		Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
 			asJSON, err := wantJSON(c)
 			if err != nil {
@@ -463,6 +492,12 @@ func psCommand() *cli.Command {
 					list = []lightbox.SandboxInfo{}
 				}
 				return printJSON(os.Stdout, list)
+			}
+			if c.Bool("quiet") {
+				for _, s := range list {
+					fmt.Println(safe(s.Name))
+				}
+				return nil
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tSNAPSHOT\tSTATUS\tCREATED\tVOLUMES")
@@ -523,12 +558,18 @@ func rmCommand() *cli.Command {
 		ArgsUsage: "NAME...",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "stop running sandboxes; ignore missing ones"},
-			&cli.DurationFlag{Name: "time", Aliases: []string{"t"}, Usage: "grace period before SIGKILL", Value: 10 * time.Second},
+			&cli.DurationFlag{Name: "time", Aliases: []string{"t"}, Usage: "grace period before SIGKILL (0: SIGKILL at once, as docker stop -t 0)", Value: 10 * time.Second},
 			quietFlag(),
 		},
 		Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
+			grace := c.Duration("time")
+			if grace <= 0 {
+				// RemoveSandboxOptions reads 0 as its default, 10 s: the
+				// shortest grace there is asks for SIGKILL at once.
+				grace = time.Nanosecond
+			}
 			return removeEach(c, func(name string) error {
-				return r.RemoveSandbox(c.Context, name, lightbox.RemoveSandboxOptions{Force: c.Bool("force"), Grace: c.Duration("time")})
+				return r.RemoveSandbox(c.Context, name, lightbox.RemoveSandboxOptions{Force: c.Bool("force"), Grace: grace})
 			})
 		}),
 	}

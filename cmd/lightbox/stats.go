@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"text/tabwriter"
@@ -20,15 +21,22 @@ func inspectCommand() *cli.Command {
 			if err := needArgs(c, 1, "NAME [NAME...]"); err != nil {
 				return err
 			}
-			var out []*lightbox.SandboxInfo
+			// As docker inspect: the sandboxes found are printed, and the
+			// names that were not are errors (status 125).
+			out := []*lightbox.SandboxInfo{}
+			var errs []error
 			for _, n := range c.Args().Slice() {
 				si, err := r.InspectSandbox(c.Context, n)
 				if err != nil {
-					return err
+					errs = append(errs, err)
+					continue
 				}
 				out = append(out, si)
 			}
-			return printJSON(os.Stdout, out)
+			if err := printJSON(os.Stdout, out); err != nil {
+				return err
+			}
+			return errors.Join(errs...)
 		}),
 	}
 }

@@ -22,8 +22,13 @@ import (
 )
 
 // Forwarded are the signals exec and an attached run forward to their
-// command (SIGWINCH as a resize, with a terminal).
-var Forwarded = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGWINCH}
+// command (SIGWINCH as a resize, with a terminal): those a user sends a
+// workload to end it, or to make it log, reload or dump (SIGQUIT,
+// SIGUSR1, SIGUSR2), as docker run's and podman run's signal proxy do.
+// Left unregistered, SIGQUIT would end lightbox with the Go runtime's
+// goroutine dump and SIGUSR1/SIGUSR2 would be swallowed. Job control
+// (SIGTSTP, SIGTTIN, SIGTTOU, SIGCONT) is left to lightbox's own process.
+var Forwarded = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH}
 
 // What init registered, for Take.
 var (
