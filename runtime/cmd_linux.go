@@ -391,24 +391,24 @@ func (c *Cmd) relayPty() {
 		w := &writeErr{w: out}
 		_, err := io.Copy(w, c.pty)
 		// EIO is how a pty master says every slave end closed.
-		if err != nil && !errors.Is(err, unix.EIO) {
-			c.setCopyErr(err)
-			// Nobody takes the terminal's output any more: hang the
-			// command up (SIGHUP, what a terminal's hangup sends) and
-			// drain the terminal, so that it does not block on a full
-			// buffer (the init holds the master too: closing ours
-			// would hang up nothing).
-			_ = c.Signal(unix.SIGHUP)                     // fails once the command has exited: nothing to hang up
-			_, _ = io.Copy(io.Discard, readerOnly{c.pty}) // ends at EIO, once every slave end closed
+		if err == nil || errors.Is(err, unix.EIO) {
+			return
 		}
+		c.setCopyErr(err)
 		if w.err != nil {
-			// The output's reader is gone (`lightbox run -t … | head`):
-			// the command is told so as a pipe's writer would be, with
-			// SIGPIPE, and what it still writes is drained meanwhile, so
-			// that it never blocks on a full terminal nobody reads.
-			_ = c.Signal(unix.SIGPIPE)        // fails only once the command or its init is gone: nothing to end then
-			_, _ = io.Copy(io.Discard, c.pty) // ends at EIO, as above, or when Wait closes the pty
+			// The output's reader is gone (`lightbox run -t … | head`)
+			// or the caller's writer failed: the command is told so as
+			// a pipe's writer would be, with SIGPIPE.
+			_ = c.Signal(unix.SIGPIPE) // fails only once the command or its init is gone: nothing to end then
+		} else {
+			// The terminal itself failed: hang the command up (SIGHUP,
+			// what a terminal's hangup sends).
+			_ = c.Signal(unix.SIGHUP) // fails once the command has exited: nothing to hang up
 		}
+		// Then drain the terminal, so that the command never blocks on a
+		// full buffer nobody reads (the init holds the master too:
+		// closing ours would hang up nothing).
+		_, _ = io.Copy(io.Discard, readerOnly{c.pty}) // ends at EIO, once every slave end closed
 	}()
 }
 
