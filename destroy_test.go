@@ -225,13 +225,7 @@ func TestDestroyKilledDuringRemoval(t *testing.T) {
 		destroyChild(root)
 		return
 	}
-	root := filepath.Join(t.TempDir(), "store")
-	r, err := Open(Options{Root: root})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	importBusybox(t, r)
+	r, root := busyboxStore(t)
 	cmd, line := startChild(t, "TestDestroyKilledDuringRemoval", "LIGHTBOX_TEST_DESTROY_CHILD", root)
 	_ = cmd.Process.Kill() // SIGKILL, the moment Destroy returned
 	_ = cmd.Wait()         // killed: the status says so
@@ -312,13 +306,7 @@ func destroyChild(root string) {
 // init died", Commit failed to open a freeze.lock in the removed
 // directory.
 func TestHandleAfterDestroy(t *testing.T) {
-	root := filepath.Join(t.TempDir(), "store")
-	r, err := Open(Options{Root: root})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	importBusybox(t, r)
+	r, _ := busyboxStore(t)
 	ctx := t.Context()
 	sb, err := r.LaunchSandbox(ctx, SandboxOptions{Snapshot: "busybox", Network: NetworkNone})
 	if err != nil {

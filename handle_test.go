@@ -107,17 +107,11 @@ func TestLaunchAfterClose(t *testing.T) {
 // by signal 15", which a CI job cancelled on purpose reported as a
 // failed command) and still carries fn's ExitError.
 func TestRunInSandboxContextEnds(t *testing.T) {
-	root := filepath.Join(t.TempDir(), "store")
-	r, err := Open(Options{Root: root})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	importBusybox(t, r)
+	r, _ := busyboxStore(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var name string
-	err = r.RunInSandbox(ctx, SandboxOptions{Snapshot: "busybox", Network: NetworkNone}, func(sb *Sandbox) error {
+	err := r.RunInSandbox(ctx, SandboxOptions{Snapshot: "busybox", Network: NetworkNone}, func(sb *Sandbox) error {
 		name = sb.Name()
 		c := sb.Command(t.Context(), "sh", "-c", "echo started; exec sleep 100") // not ctx: the destroy ends it
 		out, pw := io.Pipe()
@@ -146,13 +140,7 @@ func TestRunInSandboxContextEnds(t *testing.T) {
 // only "command killed by signal 15"), so does a main command, and the
 // exited sandbox says it timed out.
 func TestTimeoutEndsCommand(t *testing.T) {
-	root := filepath.Join(t.TempDir(), "store")
-	r, err := Open(Options{Root: root})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	importBusybox(t, r)
+	r, _ := busyboxStore(t)
 	ctx := t.Context()
 	idle, err := r.LaunchSandbox(ctx, SandboxOptions{Snapshot: "busybox", Network: NetworkNone, Timeout: time.Second})
 	if err != nil {
@@ -197,13 +185,7 @@ func TestTimeoutEndsCommand(t *testing.T) {
 // TestListSaysDetached: ListSandboxes (and InspectSandbox) say which
 // sandboxes were detached; Detached was always false.
 func TestListSaysDetached(t *testing.T) {
-	root := filepath.Join(t.TempDir(), "store")
-	r, err := Open(Options{Root: root})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	importBusybox(t, r)
+	r, _ := busyboxStore(t)
 	ctx := t.Context()
 	want := map[string]bool{}
 	for _, detach := range []bool{false, true} {
@@ -241,13 +223,7 @@ func TestListSaysDetached(t *testing.T) {
 // goroutine, or another handle) ends returns an ExitError that says the
 // sandbox was destroyed; it said only "command killed by signal 15".
 func TestDestroyEndsCommand(t *testing.T) {
-	root := filepath.Join(t.TempDir(), "store")
-	r, err := Open(Options{Root: root})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	importBusybox(t, r)
+	r, _ := busyboxStore(t)
 	ctx := t.Context()
 	sb, err := r.LaunchSandbox(ctx, SandboxOptions{Snapshot: "busybox", Network: NetworkNone})
 	if err != nil {

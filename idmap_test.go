@@ -192,6 +192,20 @@ func TestIDMappingRootlessRefused(t *testing.T) {
 	}
 }
 
+// busyboxStore opens a new store in a temporary directory, closed when
+// the test ends, with the busybox rootfs imported as "busybox".
+func busyboxStore(t *testing.T) (*Runtime, string) {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "store")
+	r, err := Open(Options{Root: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	importBusybox(t, r)
+	return r, root
+}
+
 // importBusybox imports the busybox rootfs as "busybox".
 func importBusybox(t *testing.T, r *Runtime) {
 	t.Helper()
