@@ -81,8 +81,12 @@ export interface SandboxInfo {
     /** "running", "exited" or "dead" (`lightbox gc` removes it). */
     status: string;
     exitCode?: number;
+    /** The sandbox exited because its timeout passed. */
+    timedOut: boolean;
     createdAt: Date;
     volumes: string[];
+    /** Its launcher detached it: it outlives the process that launched it. */
+    detached: boolean;
 }
 /** A snapshot in the store. */
 export interface SnapshotInfo {

@@ -308,8 +308,10 @@ export class Client {
             snapshot: s.snapshot,
             status: s.status,
             exitCode: s.exitCode,
+            timedOut: s.timedOut ?? false,
             createdAt: new Date(s.createdAt),
             volumes: s.volumes ?? [],
+            detached: s.detached ?? false,
         }));
     }
     /** Lists the store's snapshots. */

@@ -102,8 +102,12 @@ export interface SandboxInfo {
   /** "running", "exited" or "dead" (`lightbox gc` removes it). */
   status: string;
   exitCode?: number;
+  /** The sandbox exited because its timeout passed. */
+  timedOut: boolean;
   createdAt: Date;
   volumes: string[];
+  /** Its launcher detached it: it outlives the process that launched it. */
+  detached: boolean;
 }
 
 /** A snapshot in the store. */
@@ -447,8 +451,10 @@ export class Client {
       snapshot: s.snapshot,
       status: s.status,
       exitCode: s.exitCode,
+      timedOut: s.timedOut ?? false,
       createdAt: new Date(s.createdAt),
       volumes: s.volumes ?? [],
+      detached: s.detached ?? false,
     }));
   }
 

@@ -141,6 +141,8 @@ test("listSnapshots; a detached sandbox outlives its client and another client a
   await first.launchSandbox({ ...none, name: "dropped" });
   await first.close(); // its server destroys "dropped" and exits
   await until("the first client's server to destroy what it launched", 30000, () => store.sandboxes().join(",") === "kept:running");
+  const listed = await lb.listSandboxes();
+  assert.deepEqual(listed.map((s) => [s.name, s.status, s.detached, s.timedOut]), [["kept", "running", true, false]]);
 
   const sb = await lb.attachSandbox("kept");
   assert.equal((await sb.shell("hostname")).stdout, "kept\n");
