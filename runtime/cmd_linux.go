@@ -7,8 +7,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -105,7 +103,7 @@ func (c *Cmd) start(ctx, life context.Context, late bool) (err error) {
 		return err
 	}
 	args := append([]string{c.Path}, c.Args...)
-	if err := c.check(args); err != nil {
+	if err := checkProcess(args, c.Env, c.Dir, c.User); err != nil {
 		return fmt.Errorf("exec in sandbox %s: %w", c.sb.name, err)
 	}
 	var childEnds []int
@@ -198,21 +196,6 @@ func (c *Cmd) start(ctx, life context.Context, late bool) (err error) {
 	c.done = make(chan struct{})
 	go c.waitExit(life)
 	return nil
-}
-
-// check applies Spec.Validate's rules to what the command gives: an
-// absolute Dir (a relative one was taken from the init's "/", not the
-// sandbox's workdir), KEY=value entries, no NUL byte.
-func (c *Cmd) check(args []string) error {
-	if c.Dir != "" && !path.IsAbs(c.Dir) {
-		return fmt.Errorf("workdir %q: not an absolute path", c.Dir)
-	}
-	for _, e := range c.Env {
-		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
-			return fmt.Errorf("environment entry %q: want KEY=value", e)
-		}
-	}
-	return checkNUL(args, c.Env, [2]string{"dir", c.Dir}, [2]string{"user", c.User})
 }
 
 // startError is the error of a command the init could not start.

@@ -360,15 +360,7 @@ func (sp *Spec) Validate() error {
 			return fmt.Errorf("mount %s: copy-on-write (overlay) is for host paths, not volume %s", t, m.Volume)
 		}
 	}
-	if sp.Workdir != "" && !path.IsAbs(sp.Workdir) {
-		return fmt.Errorf("workdir %q: not an absolute path", sp.Workdir)
-	}
-	for _, e := range sp.Env {
-		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
-			return fmt.Errorf("environment entry %q: want KEY=value", e)
-		}
-	}
-	if err := checkNUL(sp.Command, sp.Env, [2]string{"workdir", sp.Workdir}, [2]string{"user", sp.User}); err != nil {
+	if err := checkProcess(sp.Command, sp.Env, sp.Workdir, sp.User); err != nil {
 		return err
 	}
 	switch sp.Network {
@@ -398,11 +390,22 @@ func (sp *Spec) Validate() error {
 	return nil
 }
 
-// checkNUL refuses a NUL byte in the command, the environment, or the
-// other fields given (name, value): execve cannot pass one, and every
-// command in the sandbox would fail with a bare EINVAL ("invalid
-// argument").
-func checkNUL(args, env []string, fields ...[2]string) error {
+// checkProcess checks what a process is started with, the same for a
+// sandbox's main command and defaults (Validate) and for a command
+// started in a running sandbox (Cmd.start): an absolute workdir (a
+// relative one would be taken from the init's own "/"), KEY=value
+// environment entries, and no NUL byte anywhere, which execve cannot
+// pass (every command in the sandbox would fail with a bare EINVAL,
+// "invalid argument").
+func checkProcess(args, env []string, workdir, user string) error {
+	if workdir != "" && !path.IsAbs(workdir) {
+		return fmt.Errorf("workdir %q: not an absolute path", workdir)
+	}
+	for _, e := range env {
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+			return fmt.Errorf("environment entry %q: want KEY=value", e)
+		}
+	}
 	for _, a := range args {
 		if strings.IndexByte(a, 0) >= 0 {
 			return fmt.Errorf("command argument %q: contains a NUL byte", a)
@@ -413,7 +416,7 @@ func checkNUL(args, env []string, fields ...[2]string) error {
 			return fmt.Errorf("environment entry %q: contains a NUL byte", e)
 		}
 	}
-	for _, f := range fields {
+	for _, f := range [][2]string{{"workdir", workdir}, {"user", user}} {
 		if strings.IndexByte(f[1], 0) >= 0 {
 			return fmt.Errorf("%s %q: contains a NUL byte", f[0], f[1])
 		}
