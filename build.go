@@ -210,11 +210,11 @@ func (b *buildBackend) release() error {
 
 func toBuildConfig(c ispec.ImageConfig) build.Config {
 	return build.Config{Env: c.Env, WorkingDir: c.WorkingDir, User: c.User, Entrypoint: c.Entrypoint, Cmd: c.Cmd,
-		Labels: c.Labels, ExposedPorts: slices.Sorted(maps.Keys(c.ExposedPorts))}
+		Labels: c.Labels, ExposedPorts: slices.Sorted(maps.Keys(c.ExposedPorts)), StopSignal: c.StopSignal}
 }
 
 func toImageConfig(c build.Config) ispec.ImageConfig {
-	ic := ispec.ImageConfig{Env: c.Env, WorkingDir: c.WorkingDir, User: c.User, Entrypoint: c.Entrypoint, Cmd: c.Cmd, Labels: c.Labels}
+	ic := ispec.ImageConfig{Env: c.Env, WorkingDir: c.WorkingDir, User: c.User, Entrypoint: c.Entrypoint, Cmd: c.Cmd, Labels: c.Labels, StopSignal: c.StopSignal}
 	if len(c.ExposedPorts) > 0 {
 		ic.ExposedPorts = map[string]struct{}{}
 		for _, p := range c.ExposedPorts {

@@ -15,6 +15,7 @@ import (
 	"github.com/beamhop/lightbox/internal/environ"
 	"github.com/beamhop/lightbox/internal/names"
 	"github.com/beamhop/lightbox/internal/netstack"
+	"github.com/beamhop/lightbox/internal/sys"
 	"github.com/beamhop/lightbox/runtime"
 	"github.com/beamhop/lightbox/snapshot"
 	"github.com/beamhop/lightbox/volstore"
@@ -65,6 +66,9 @@ func (opts *SandboxOptions) spec() (runtime.Spec, error) {
 	if opts.DiskMiB < 0 {
 		return runtime.Spec{}, errors.New("sandbox options: negative DiskMiB")
 	}
+	if opts.StopSignal < 0 || opts.StopSignal > 64 {
+		return runtime.Spec{}, fmt.Errorf("sandbox options: stop signal %d: out of range 1–64", int(opts.StopSignal))
+	}
 	limits, err := opts.Resources.limits()
 	if err != nil {
 		return runtime.Spec{}, err
@@ -84,6 +88,8 @@ func (opts *SandboxOptions) spec() (runtime.Spec, error) {
 		Network:  string(cmp.Or(opts.Network, defaultNetwork)),
 		Timeout:  opts.Timeout,
 		Limits:   limits,
+
+		StopSignal: opts.StopSignal,
 
 		AllowUserNamespaces: opts.AllowUserNamespaces,
 		DetachedTeardown:    opts.DetachedTeardown,
@@ -208,6 +214,15 @@ func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, takeable 
 	spec.Workdir = cmp.Or(opts.Workdir, snap.Config.WorkingDir, "/")
 	spec.User = cmp.Or(opts.User, snap.Config.User)
 	spec.Command = opts.mainCommand(snap.Config.Entrypoint, snap.Config.Cmd)
+	if spec.StopSignal == 0 && snap.Config.StopSignal != "" {
+		sig, err := sys.ParseSignal(snap.Config.StopSignal)
+		if err != nil {
+			// As docker refuses to create a container from it; a build
+			// here refuses to write one.
+			return nil, fmt.Errorf("snapshot %s: STOPSIGNAL: %w", snap.Name, err)
+		}
+		spec.StopSignal = sig
+	}
 	if len(spec.Command) == 0 && opts.connectsMain() {
 		return nil, fmt.Errorf("sandbox options: Stdin, Stdout, Stderr and Tty connect the main Command, and snapshot %s names none (no Entrypoint or Cmd)", snap.Name)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/beamhop/lightbox/internal/names"
+	"github.com/beamhop/lightbox/internal/sys"
 	"github.com/beamhop/lightbox/runtime"
 	"github.com/beamhop/lightbox/snapshot"
 )
@@ -28,6 +29,8 @@ var (
 	// ErrClosed: the Runtime was closed: it launches no more sandboxes
 	// (the handles of those it launched still work).
 	ErrClosed = runtime.ErrClosed
+	// ErrNoCommand: the sandbox has no main command (Wait, Signal, Stop).
+	ErrNoCommand = runtime.ErrNoCommand
 )
 
 // Sandbox is a handle on a running (or finished) sandbox. It is safe for
@@ -269,6 +272,33 @@ func (s *Sandbox) MainCommand() *Cmd {
 	return &Cmd{sb: s, rc: rc}
 }
 
+// Signal sends sig to the sandbox's main command, as `docker kill` does,
+// from any handle (AttachSandbox's too; MainCommand is the launching
+// handle's alone). A sandbox with no main command returns ErrNoCommand;
+// one whose main command has exited, ErrNotRunning.
+func (s *Sandbox) Signal(ctx context.Context, sig os.Signal) error {
+	ss, ok := sig.(syscall.Signal)
+	if !ok {
+		return fmt.Errorf("signal sandbox %s: %v: not a signal number", s.name, sig)
+	}
+	return s.rs.Signal(ctx, ss)
+}
+
+// Stop ends the sandbox's main command as `docker stop` does: its stop
+// signal (SandboxOptions.StopSignal, else the snapshot's STOPSIGNAL, else
+// SIGTERM), then SIGKILL once grace has passed (0: SIGKILL at once); it
+// returns once the command has exited. The sandbox ends with it, as when
+// the command exits by itself: Wait returns its status, and a detached
+// sandbox's logs stay until Destroy. A command that had exited already
+// is no error; a sandbox with no main command returns ErrNoCommand.
+func (s *Sandbox) Stop(ctx context.Context, grace time.Duration) error {
+	return s.rs.Stop(ctx, grace)
+}
+
+// ParseSignal reads a signal as docker and kill(1) write it: "SIGTERM",
+// "term", "RTMIN+3" or "15" (Linux's numbers).
+func ParseSignal(s string) (syscall.Signal, error) { return sys.ParseSignal(s) }
+
 // Detach leaves the sandbox running after this process exits; any later
 // process finds it with AttachSandbox.
 func (s *Sandbox) Detach() error { return s.rs.Detach() }
@@ -276,8 +306,9 @@ func (s *Sandbox) Detach() error { return s.rs.Detach() }
 // Wait waits for the sandbox's main command and returns its exit status.
 func (s *Sandbox) Wait(ctx context.Context) (int, error) { return s.rs.Wait(ctx) }
 
-// Destroy stops every process in the sandbox (SIGTERM to its main command,
-// SIGKILL after a grace period of 10 s) and removes it. When it returns,
+// Destroy stops every process in the sandbox (its stop signal to its
+// main command, see Stop, SIGTERM to the others, SIGKILL after a grace
+// period of 10 s) and removes it. When it returns,
 // every process of the sandbox is gone, its name is free for a new
 // sandbox, and its volumes and snapshot are no longer in use by it; its
 // directory and cgroup are removed after that, in the background
@@ -431,12 +462,32 @@ func (r *Runtime) WaitSandbox(ctx context.Context, name string) (int, error) {
 	return sb.Wait(ctx)
 }
 
+// SignalSandbox sends sig to the named sandbox's main command
+// (Sandbox.Signal).
+func (r *Runtime) SignalSandbox(ctx context.Context, name string, sig os.Signal) error {
+	sb, err := r.AttachSandbox(ctx, name)
+	if err != nil {
+		return err
+	}
+	return sb.Signal(ctx, sig)
+}
+
+// StopSandbox stops the named sandbox's main command (Sandbox.Stop).
+func (r *Runtime) StopSandbox(ctx context.Context, name string, grace time.Duration) error {
+	sb, err := r.AttachSandbox(ctx, name)
+	if err != nil {
+		return err
+	}
+	return sb.Stop(ctx, grace)
+}
+
 // RemoveSandboxOptions tune RemoveSandbox.
 type RemoveSandboxOptions struct {
 	// Force stops a running sandbox; without it only exited or dead ones
 	// are removed.
 	Force bool
-	// Grace is how long its processes have after SIGTERM before SIGKILL;
+	// Grace is how long its processes have after the stop signal (the
+	// main command's, see Stop; SIGTERM for the others) before SIGKILL;
 	// 0 = 10 s.
 	Grace time.Duration
 }

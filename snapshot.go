@@ -39,6 +39,9 @@ type SnapshotConfig struct {
 	Entrypoint []string          `json:"entrypoint,omitempty"`
 	Cmd        []string          `json:"cmd,omitempty"`
 	Labels     map[string]string `json:"labels,omitempty"`
+	// StopSignal is the image's STOPSIGNAL as written ("" = none, which
+	// is SIGTERM).
+	StopSignal string `json:"stopSignal,omitempty"`
 }
 
 // Command is the main process the image config names: its Entrypoint
@@ -131,7 +134,7 @@ func toSnapshot(s *snapshot.Snapshot) *Snapshot {
 	c := s.Config
 	return &Snapshot{
 		Name: s.Name, Digest: s.Digest, Layers: s.LayerCount, Size: s.Size, StoredSize: s.StoredSize, CreatedAt: s.CreatedAt,
-		Config: SnapshotConfig{Env: c.Env, WorkingDir: c.WorkingDir, User: c.User, Entrypoint: c.Entrypoint, Cmd: c.Cmd, Labels: c.Labels},
+		Config: SnapshotConfig{Env: c.Env, WorkingDir: c.WorkingDir, User: c.User, Entrypoint: c.Entrypoint, Cmd: c.Cmd, Labels: c.Labels, StopSignal: c.StopSignal},
 	}
 }
 

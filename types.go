@@ -3,6 +3,7 @@ package lightbox
 import (
 	"fmt"
 	"io"
+	"syscall"
 	"time"
 )
 
@@ -155,6 +156,10 @@ type SandboxOptions struct {
 	Resources Resources
 	// Timeout: 0 = none; enforced by the sandbox's own init.
 	Timeout time.Duration
+	// StopSignal is what Sandbox.Stop and Destroy send the main command
+	// first; 0 = the snapshot's STOPSIGNAL, else SIGTERM (docker's
+	// --stop-signal).
+	StopSignal syscall.Signal
 	// DiskMiB caps the sandbox's writable layer; 0 = no cap.
 	DiskMiB int64
 	// AllowUserNamespaces lets the sandbox's processes create user

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/beamhop/lightbox/internal/sys"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
@@ -28,6 +29,7 @@ type Config struct {
 	Cmd          []string
 	Labels       map[string]string
 	ExposedPorts []string // "80/tcp"
+	StopSignal   string   // as written, checked: "SIGINT", "2"
 }
 
 func (c Config) clone() Config {
@@ -390,6 +392,16 @@ func (bd *builder) runCommand(ctx context.Context, s *stage, c instructions.Comm
 			}
 		}
 		slices.Sort(cfg.ExposedPorts)
+		out, cached, err = bd.commit(ctx, s, text, cfg, nil)
+	case *instructions.StopSignalCommand:
+		sig, _, err := bd.lex.ProcessWord(c.Signal, envMap(s.env()))
+		if err == nil {
+			_, err = sys.ParseSignal(sig)
+		}
+		if err != nil {
+			return bd.fail(loc, text, err)
+		}
+		cfg.StopSignal = sig
 		out, cached, err = bd.commit(ctx, s, text, cfg, nil)
 	case *instructions.UserCommand:
 		cfg.User = c.User

@@ -248,7 +248,6 @@ func TestParseRefuses(t *testing.T) {
 		{"FROM base\nRUN true\nHEALTHCHECK CMD true\n", "line 3: HEALTHCHECK is not supported"},
 		{"FROM base\nONBUILD RUN true\n", "line 2: ONBUILD is not supported"},
 		{"FROM base\nVOLUME /data\n", "line 2: VOLUME is not supported"},
-		{"FROM base\nSTOPSIGNAL TERM\n", "line 2: STOPSIGNAL is not supported"},
 		{"FROM base\nFROBNICATE x\n", "line 2: unknown instruction: FROBNICATE"},
 		{"FROM base\nCOPY --from=other --exclude=x /a /b\n", "line 2: COPY --from with --exclude is not supported"},
 		{"FROM base\nADD https://example.com/x /x\n", "line 2: ADD of a URL (https://example.com/x) is not supported"},
@@ -284,6 +283,7 @@ RUN echo in bash
 USER node
 LABEL org.example.v=$VERSION
 EXPOSE 8080 53/udp
+STOPSIGNAL SIGINT
 ENTRYPOINT ["/opt/app/main.sh"]
 CMD serve
 `
@@ -296,6 +296,7 @@ CMD serve
 		Env: []string{"PATH=/bin", "APP=/opt/app", "MODE=prod"}, WorkingDir: "/opt/app", User: "node",
 		Labels: map[string]string{"org.example.v": "1"}, ExposedPorts: []string{"53/udp", "8080/tcp"},
 		Entrypoint: []string{"/opt/app/main.sh"}, Cmd: []string{"/bin/bash", "-c", "serve"},
+		StopSignal: "SIGINT",
 	}
 	if diff := cmp.Diff(want, f.images[id].cfg); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
@@ -377,6 +378,19 @@ CMD serve
 	}
 	if len(f.runs) != runs+3 {
 		t.Errorf("NoCache ran %d RUN steps, want 3", len(f.runs)-runs)
+	}
+}
+
+// STOPSIGNAL is checked when its step runs: one no kernel knows is an
+// error naming the line, before any later step.
+func TestStopSignalRefused(t *testing.T) {
+	f := newFake()
+	_, _, err := build(t, f, t.TempDir(), "FROM base\nARG SIG=SIGFOO\nSTOPSIGNAL $SIG\nRUN true\n", Options{})
+	if err == nil || !strings.Contains(err.Error(), "line 3") || !strings.Contains(err.Error(), `"SIGFOO": unknown`) {
+		t.Errorf("STOPSIGNAL SIGFOO: %v, want an error naming line 3 and the signal", err)
+	}
+	if len(f.runs) != 0 {
+		t.Errorf("%d RUN steps ran after the bad STOPSIGNAL", len(f.runs))
 	}
 }
 

@@ -27,9 +27,9 @@
 // archive), COPY --from an earlier stage (by name or number) or a
 // snapshot (owners kept unless --chown; patterns; a source that
 // leaves the image's root through ".." or a symlink is an error), LABEL,
-// EXPOSE, ENTRYPOINT, CMD. Options.Target stops after the named stage.
-// Anything else — an instruction (ONBUILD, HEALTHCHECK, VOLUME,
-// STOPSIGNAL, MAINTAINER), a flag (--link, --parents, ADD --checksum,
+// EXPOSE, STOPSIGNAL, ENTRYPOINT, CMD. Options.Target stops after the
+// named stage. Anything else — an instruction (ONBUILD, HEALTHCHECK,
+// VOLUME, MAINTAINER), a flag (--link, --parents, ADD --checksum,
 // RUN --network, --security, FROM --platform), a URL or a secret or ssh
 // mount — is an error naming it and its line, before anything runs.
 //

@@ -91,7 +91,8 @@ func (r *Recipe) check(c instructions.Command) error {
 	switch c := c.(type) {
 	case *instructions.EnvCommand, *instructions.ArgCommand, *instructions.WorkdirCommand,
 		*instructions.UserCommand, *instructions.LabelCommand, *instructions.ExposeCommand,
-		*instructions.EntrypointCommand, *instructions.CmdCommand, *instructions.ShellCommand:
+		*instructions.EntrypointCommand, *instructions.CmdCommand, *instructions.ShellCommand,
+		*instructions.StopSignalCommand:
 		return nil
 	case *instructions.RunCommand:
 		for _, f := range c.FlagsUsed {

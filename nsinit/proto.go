@@ -216,13 +216,20 @@ type Op string
 // Request operations.
 const (
 	OpExec    Op = "exec"    // start Exec; the reply is Started or an error, then Exit (the connection closes without it when the sandbox ends while the process runs)
-	OpSignal     = "signal"  // signal the process this connection started
+	OpSignal     = "signal"  // signal the process this connection started; as a connection's first request, the main command: reply OK or Error
 	OpResize     = "resize"  // set the window size of this connection's pty; as a connection's first request, of the main command's terminal the init holds (TtyLog); reply OK or Error
 	OpWait       = "wait"    // reply with the main command's Exit once it ends
 	OpDetach     = "detach"  // stop watching the liveness pipe
-	OpDestroy    = "destroy" // SIGTERM, Grace, SIGKILL everything; reply, then exit
+	OpDestroy    = "destroy" // Signal (0: SIGTERM) to the main command, SIGTERM to the rest, Grace, SIGKILL everything; reply, then exit
 	OpTake       = "take"    // apply Take to a sandbox started ahead of need; reply OK or Error
 	OpEtc        = "etc"     // replace the content of Request.Etc's files (each one of Config.Etc); reply OK or Error
+)
+
+// The errors of a signal (or wait) request for the main command, as the
+// init words them in a Reply: clients match them.
+const (
+	MsgNoMain     = "the sandbox has no main command"
+	MsgMainExited = "the main command has exited"
 )
 
 // Request is a client's message on the exec socket.

@@ -220,7 +220,7 @@ func (s *server) run() {
 	}
 	if s.deadline != 0 {
 		time.AfterFunc(time.Duration(s.deadline-monotonic()), func() {
-			s.destroy(2*time.Second, true)
+			s.destroy(2*time.Second, 0, true)
 			s.settle()
 			s.exit()
 		})
@@ -281,7 +281,7 @@ func (s *server) forward(sigs chan os.Signal) {
 			_ = unix.Kill(m.pid, sig.(syscall.Signal)) // our child (reaped only by us): fails only once it has exited
 		case sig == unix.SIGTERM || sig == unix.SIGINT:
 			go func() {
-				if s.destroy(10*time.Second, false) {
+				if s.destroy(10*time.Second, 0, false) {
 					s.exit()
 				}
 			}()
@@ -363,10 +363,47 @@ func (s *server) replyEnded(limit <-chan time.Time) {
 	}
 }
 
-// destroy stops the main command (or every process) with SIGTERM and
-// waits up to grace; the caller then exits. It returns false at once to a
-// caller that lost the race with another destroy.
-func (s *server) destroy(grace time.Duration, timedOut bool) bool {
+// errMainExited and errNoMain are signalMain's refusals; their text
+// reaches the client, which matches it.
+var (
+	errMainExited = errors.New(MsgMainExited)
+	errNoMain     = errors.New(MsgNoMain)
+)
+
+// signalMain sends sig to the main command.
+func (s *server) signalMain(sig int) error {
+	if sig <= 0 || sig > 64 {
+		return fmt.Errorf("signal %d: out of range", sig)
+	}
+	s.mu.Lock()
+	m := s.main
+	s.mu.Unlock()
+	if m == nil {
+		return errNoMain
+	}
+	select {
+	case <-m.done:
+		return errMainExited
+	default:
+	}
+	// Our child, not reaped before m.done is closed: the pid is its own.
+	if err := unix.Kill(m.pid, syscall.Signal(sig)); err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return errMainExited // reaped since the check above
+		}
+		return fmt.Errorf("signal the main command: %w", err)
+	}
+	return nil
+}
+
+// destroy stops the main command with sig (SIGTERM when 0), or every
+// process with SIGTERM, and waits up to grace; the caller then exits. It
+// returns false at once to a caller that lost the race with another
+// destroy.
+func (s *server) destroy(grace time.Duration, sig syscall.Signal, timedOut bool) bool {
+	if sig <= 0 || sig > 64 {
+		sig = unix.SIGTERM
+	}
 	s.mu.Lock()
 	if s.destroying {
 		s.mu.Unlock()
@@ -377,7 +414,7 @@ func (s *server) destroy(grace time.Duration, timedOut bool) bool {
 	s.mu.Unlock()
 	deadline := time.After(grace)
 	if m != nil {
-		_ = unix.Kill(m.pid, unix.SIGTERM) // our child: fails only once it has exited, which m.done tells
+		_ = unix.Kill(m.pid, sig) // our child: fails only once it has exited, which m.done tells
 		select {
 		case <-m.done:
 		case <-deadline:
@@ -450,7 +487,7 @@ func (s *server) serve(c *net.UnixConn) {
 		}
 		s.mu.Unlock()
 		if !hasMain {
-			_ = send(c, Reply{Type: ReplyError, Error: "the sandbox has no main command"}, nil) // the client may be gone: nobody to tell then
+			_ = send(c, Reply{Type: ReplyError, Error: MsgNoMain}, nil) // the client may be gone: nobody to tell then
 			return
 		}
 		defer s.done()
@@ -493,8 +530,16 @@ func (s *server) serve(c *net.UnixConn) {
 		s.detached = true
 		s.mu.Unlock()
 		_ = send(c, Reply{Type: ReplyOK}, nil) // the client may be gone: nobody to tell then
+	case OpSignal:
+		// Not a command's own connection: the main command, as `lightbox
+		// kill` and `stop` signal it from any process.
+		if err := s.signalMain(req.Signal); err != nil {
+			_ = send(c, Reply{Type: ReplyError, Error: err.Error()}, nil) // the client may be gone: nobody to tell then
+			break
+		}
+		_ = send(c, Reply{Type: ReplyOK}, nil) // the client may be gone: nobody to tell then
 	case OpDestroy:
-		s.destroy(req.Grace, false)
+		s.destroy(req.Grace, syscall.Signal(req.Signal), false)
 		s.settle()
 		_ = send(c, Reply{Type: ReplyOK}, nil) // the client may be gone: nobody to tell then
 		s.exit()

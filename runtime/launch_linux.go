@@ -225,7 +225,7 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	_ = repW.Close()  // the init's copy: we never write it
 	_ = liveR.Close() // the init's copy: no data on the liveness pipe
 	_ = goneW.Close() // the init's copy: we only read the gone pipe
-	sb := &Sandbox{m: m, name: name, dir: dir, pid: pid, live: liveW, initDone: initDone, goneP: gone, writable: spec.WritableDir}
+	sb := &Sandbox{m: m, name: name, dir: dir, pid: pid, live: liveW, initDone: initDone, goneP: gone, writable: spec.WritableDir, stopSig: spec.StopSignal, stopKnown: true}
 	sb.cgOnce.Do(func() { sb.cg = cg }) // known here: a command's start need not read the state for it
 	launched.Store(liveW, struct{}{})
 	fail := func(err error) (*Sandbox, error) {

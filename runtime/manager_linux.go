@@ -111,6 +111,8 @@ type state struct {
 	// pid namespace): destroy waits for them too, so that a published
 	// port is free again when it returns.
 	NetPids []procRef `json:"netPids,omitempty"`
+	// StopSignal is Spec.StopSignal (0 = SIGTERM).
+	StopSignal int `json:"stopSignal,omitempty"`
 	// Pid and PidStart name the init. Last: the launch adds them to
 	// the state it wrote before the clone in place (updateState), so the
 	// file's bytes up to them do not change.
@@ -396,7 +398,7 @@ func (m *Manager) start(ctx context.Context, name string, spec Spec, plan *limit
 	if err := m.letRootSearch(dir); err != nil {
 		return nil, err
 	}
-	st := state{Version: 1, Name: name, Snapshot: spec.Snapshot, CreatedAt: time.Now().UTC(), Volumes: spec.Volumes, Command: spec.Command, Network: spec.Network, WritableDir: spec.WritableDir, Limits: plan.applied}
+	st := state{Version: 1, Name: name, Snapshot: spec.Snapshot, CreatedAt: time.Now().UTC(), Volumes: spec.Volumes, Command: spec.Command, Network: spec.Network, WritableDir: spec.WritableDir, Limits: plan.applied, StopSignal: int(spec.StopSignal)}
 	if plan.cgroup != nil {
 		// Recorded before it is made: removing the directory removes it.
 		st.Cgroup = plan.cgroup.join(name + "-" + randomHex(5))

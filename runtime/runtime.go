@@ -120,6 +120,9 @@ type Spec struct {
 	Ports []Port
 	// Timeout ends the sandbox after this long; 0 = never.
 	Timeout time.Duration
+	// StopSignal is what Stop and Destroy send the main command first
+	// (0 = SIGTERM); recorded in the state, for every handle.
+	StopSignal syscall.Signal
 	// DetachedTeardown makes Destroy, once the main command has exited,
 	// free the sandbox's name at once (renamed aside), wait for its init
 	// only, and hand the removal of a directory that holds much to a

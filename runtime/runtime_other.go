@@ -51,7 +51,11 @@ func (s *Sandbox) UpperDir(ctx context.Context) (string, error) { return "", err
 func (s *Sandbox) WritableDir() (string, error)                 { return "", errPlatform }
 func (s *Sandbox) Detach() error                                { return errPlatform }
 func (s *Sandbox) Wait(ctx context.Context) (int, error)        { return -1, errPlatform }
-func (s *Sandbox) Destroy(ctx context.Context) error            { return errPlatform }
+func (s *Sandbox) Signal(ctx context.Context, sig syscall.Signal) error {
+	return errPlatform
+}
+func (s *Sandbox) Stop(ctx context.Context, grace time.Duration) error { return errPlatform }
+func (s *Sandbox) Destroy(ctx context.Context) error                   { return errPlatform }
 func (s *Sandbox) DestroyGrace(ctx context.Context, grace time.Duration) error {
 	return errPlatform
 }

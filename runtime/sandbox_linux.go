@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/beamhop/lightbox/internal/errdefs"
@@ -42,6 +43,10 @@ type Sandbox struct {
 	// writable is Spec.WritableDir, known without reading the state
 	// when this handle launched the sandbox (initDone != nil).
 	writable string
+	// stopSig is Spec.StopSignal, when stopKnown (this handle launched
+	// the sandbox); otherwise read from the state when needed.
+	stopSig   syscall.Signal
+	stopKnown bool
 
 	cgOnce sync.Once
 	cg     *cgroupState
@@ -513,7 +518,7 @@ func (s *Sandbox) stop(ctx context.Context, grace time.Duration, hear bool) (ear
 	if hear {
 		said = s.heardGone()
 	}
-	_, err = s.call(ctx, nsinit.Request{Op: nsinit.OpDestroy, Grace: grace})
+	_, err = s.call(ctx, nsinit.Request{Op: nsinit.OpDestroy, Grace: grace, Signal: int(s.stopSignal())})
 	if err != nil && ctx.Err() != nil {
 		return false, ctx.Err()
 	}

@@ -54,6 +54,8 @@ func (st *state) field(key string, v jsonlite.Value) (ok bool) {
 		st.Network, ok = v.String()
 	case "writableDir":
 		st.WritableDir, ok = v.String()
+	case "stopSignal":
+		st.StopSignal, ok = jsonInt(v)
 	case "cgroup":
 		cg := &cgroupState{}
 		st.Cgroup, ok = cg, v.Fields(cg.field)

@@ -232,10 +232,9 @@ func (s *Store) CommitBuildStep(ctx context.Context, st BuildStep) (string, int6
 		hist.EmptyLayer = false
 	}
 	img.Created = &now
-	// What st.Config has no say in (a recipe here cannot set VOLUME or
-	// STOPSIGNAL) is the parent's, as docker's images inherit them: a
-	// build FROM postgres keeps its STOPSIGNAL SIGINT for whoever runs
-	// the image exported.
+	// What st.Config has no say in (a recipe here cannot set VOLUME) is
+	// the parent's, as docker's images inherit it; so is a STOPSIGNAL the
+	// recipe does not set: a build FROM postgres keeps its SIGINT.
 	inherited := img.Config
 	img.Config = st.Config
 	if img.Config.Volumes == nil {

@@ -124,6 +124,7 @@ func (s *Store) commitLocked(ctx context.Context, name, parent, upper string, op
 	if c := opts.Config; c != nil {
 		img.Config.Env, img.Config.WorkingDir, img.Config.User = c.Env, c.WorkingDir, c.User
 		img.Config.Entrypoint, img.Config.Cmd, img.Config.Labels = c.Entrypoint, c.Cmd, c.Labels
+		img.Config.StopSignal = c.StopSignal
 	}
 	cd, cn, err := e.PutBlobJSON(ctx, img)
 	if err != nil {

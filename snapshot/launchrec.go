@@ -49,11 +49,19 @@ const launchTmpPrefix = ".tmp-"
 // config's lists and map are pointers so that nil and empty survive the
 // round trip as they come from the config (omitted, or [] / {}).
 type launchRecord struct {
+	// Format is launchFormat; a record of another (an older lightbox's,
+	// which lacks a field) is not used, and is rewritten.
+	Format     int           `json:"format"`
 	Manifest   string        `json:"manifest"`
 	ConfigSize int64         `json:"configSize"`
 	Layers     []launchLayer `json:"layers"`
 	Config     launchConfig  `json:"config"`
 }
+
+// launchFormat is the layout of the records this build writes: 2 added
+// the config's stopSignal (a record without it could not say whether
+// the image has none).
+const launchFormat = 2
 
 type launchLayer struct {
 	Digest string `json:"digest"`
@@ -67,16 +75,17 @@ type launchConfig struct {
 	Entrypoint *[]string          `json:"entrypoint,omitempty"`
 	Cmd        *[]string          `json:"cmd,omitempty"`
 	Labels     *map[string]string `json:"labels,omitempty"`
+	StopSignal string             `json:"stopSignal,omitempty"`
 }
 
 // recordOf is the launch record of manifest m (digest md) and its config c.
 func recordOf(md digest.Digest, m *ispec.Manifest, c *ispec.Image) *launchRecord {
-	r := &launchRecord{Manifest: md.String(), ConfigSize: m.Config.Size, Layers: []launchLayer{}}
+	r := &launchRecord{Format: launchFormat, Manifest: md.String(), ConfigSize: m.Config.Size, Layers: []launchLayer{}}
 	for _, l := range m.Layers {
 		r.Layers = append(r.Layers, launchLayer{Digest: l.Digest.String(), Size: l.Size})
 	}
 	cc := &c.Config
-	r.Config = launchConfig{WorkingDir: cc.WorkingDir, User: cc.User}
+	r.Config = launchConfig{WorkingDir: cc.WorkingDir, User: cc.User, StopSignal: cc.StopSignal}
 	if cc.Env != nil {
 		r.Config.Env = &cc.Env
 	}
@@ -94,7 +103,7 @@ func recordOf(md digest.Digest, m *ispec.Manifest, c *ispec.Image) *launchRecord
 
 // config is the record's Config.
 func (c *launchConfig) config() Config {
-	out := Config{WorkingDir: c.WorkingDir, User: c.User}
+	out := Config{WorkingDir: c.WorkingDir, User: c.User, StopSignal: c.StopSignal}
 	if c.Env != nil {
 		out.Env = *c.Env
 	}
@@ -153,7 +162,7 @@ func decodeLaunchRecord(b []byte, md digest.Digest) (*launchRecord, bool) {
 			return nil, false
 		}
 	}
-	if r.Manifest != md.String() || r.ConfigSize < 0 || r.Layers == nil {
+	if r.Format != launchFormat || r.Manifest != md.String() || r.ConfigSize < 0 || r.Layers == nil {
 		return nil, false
 	}
 	for _, l := range r.Layers {
@@ -179,6 +188,10 @@ func parseLaunchRecord(body []byte) (*launchRecord, bool) {
 	ok = v.Fields(func(key string, v jsonlite.Value) bool {
 		var ok bool
 		switch key {
+		case "format":
+			var n int64
+			n, ok = v.Int(0)
+			r.Format = int(n)
 		case "manifest":
 			r.Manifest, ok = v.String()
 		case "configSize":
@@ -224,6 +237,8 @@ func parseLaunchRecord(body []byte) (*launchRecord, bool) {
 					var m map[string]string
 					m, ok = v.StringMap()
 					c.Labels = &m
+				case "stopSignal":
+					c.StopSignal, ok = v.String()
 				}
 				return ok
 			})

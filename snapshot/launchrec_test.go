@@ -38,6 +38,7 @@ func TestLaunchRecordRoundTrip(t *testing.T) {
 		{ispec.ImageConfig{WorkingDir: "/w", User: "ü", Entrypoint: []string{"/e", "<&>"}, Labels: map[string]string{"a": "b", "c": ""}}, true},
 		{ispec.ImageConfig{Cmd: []string{`echo "quoted" \ é`, "tab\there", "nl\n"}, Labels: map[string]string{`k"`: "v\\"}}, false},
 		{ispec.ImageConfig{Env: []string{"A=\u2028"}}, false},
+		{ispec.ImageConfig{Cmd: []string{"postgres"}, StopSignal: "SIGINT"}, true},
 	} {
 		c := tc.c
 		m := &ispec.Manifest{
@@ -56,7 +57,7 @@ func TestLaunchRecordRoundTrip(t *testing.T) {
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("record of %+v (-want +got):\n%s", c, diff)
 		}
-		wantCfg := Config{Env: c.Env, WorkingDir: c.WorkingDir, User: c.User, Entrypoint: c.Entrypoint, Cmd: c.Cmd, Labels: c.Labels}
+		wantCfg := Config{Env: c.Env, WorkingDir: c.WorkingDir, User: c.User, Entrypoint: c.Entrypoint, Cmd: c.Cmd, Labels: c.Labels, StopSignal: c.StopSignal}
 		if diff := cmp.Diff(wantCfg, got.Config.config()); diff != "" {
 			t.Errorf("config of %+v (-want +got):\n%s", c, diff)
 		}
@@ -97,7 +98,7 @@ func TestLaunchRecordRefused(t *testing.T) {
 		sum := sha256.Sum256(body)
 		return append([]byte(hex.EncodeToString(sum[:])+"\n"), body...)
 	}
-	ok := launchRecord{Manifest: testManifest.String(), Layers: []launchLayer{{Digest: testLayer.String(), Size: 7}}}
+	ok := launchRecord{Format: launchFormat, Manifest: testManifest.String(), Layers: []launchLayer{{Digest: testLayer.String(), Size: 7}}}
 	bad := func(f func(r *launchRecord)) []byte {
 		r := ok
 		r.Layers = append([]launchLayer(nil), ok.Layers...)
@@ -105,7 +106,10 @@ func TestLaunchRecordRefused(t *testing.T) {
 		return forge(r)
 	}
 	for name, b := range map[string][]byte{
-		"empty":          nil,
+		"empty": nil,
+		// An older lightbox's record lacks fields (stopSignal): it
+		// cannot say the image has none, so it is rewritten.
+		"older format":   bad(func(r *launchRecord) { r.Format = 0 }),
 		"torn":           good[:len(good)-10],
 		"no checksum":    good[65:],
 		"damaged":        bytes.Replace(good, []byte(`"size":7`), []byte(`"size":8`), 1),

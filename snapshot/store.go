@@ -93,6 +93,9 @@ type Config struct {
 	Cmd        []string `json:"cmd,omitempty"`
 	// Labels are the image's labels.
 	Labels map[string]string `json:"labels,omitempty"`
+	// StopSignal is the image's STOPSIGNAL as written ("SIGINT", "2"; ""
+	// = none): what `stop` sends the main command first.
+	StopSignal string `json:"stopSignal,omitempty"`
 }
 
 // annotationCreated records, on a snapshot's index entry, when it was

@@ -163,6 +163,8 @@ func newApp() *cli.App {
 			statsCommand(),
 			logsCommand(),
 			waitCommand(),
+			stopCommand(),
+			killCommand(),
 			rmCommand(),
 			commitCommand(),
 			gcCommand(),

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/beamhop/lightbox"
 	"github.com/beamhop/lightbox/ociruntime"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/urfave/cli/v2"
@@ -200,7 +201,7 @@ func newRuncApp(rt *ociruntime.Runtime, lg *runcLog) *cli.App {
 				}
 				sig := unix.SIGTERM
 				if c.NArg() > 1 {
-					if sig, err = parseSignal(c.Args().Get(1)); err != nil {
+					if sig, err = lightbox.ParseSignal(c.Args().Get(1)); err != nil {
 						return err
 					}
 				}
@@ -362,24 +363,6 @@ func newRuncApp(rt *ociruntime.Runtime, lg *runcLog) *cli.App {
 
 func refuse(c *cli.Context) error {
 	return fmt.Errorf("%s: not supported by lightbox-runc", c.Command.Name)
-}
-
-// parseSignal takes "KILL", "SIGKILL" or "9".
-func parseSignal(s string) (syscall.Signal, error) {
-	if n, err := strconv.Atoi(s); err == nil {
-		if n <= 0 || n > 64 {
-			return 0, fmt.Errorf("signal %q: out of range", s)
-		}
-		return syscall.Signal(n), nil
-	}
-	name := strings.ToUpper(s)
-	if !strings.HasPrefix(name, "SIG") {
-		name = "SIG" + name
-	}
-	if sig := unix.SignalNum(name); sig != 0 {
-		return sig, nil
-	}
-	return 0, fmt.Errorf("signal %q: unknown", s)
 }
 
 // execProcess is exec's process: --process, else the container's own

@@ -39,6 +39,7 @@ func runCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "publish", Aliases: []string{"p"}, Usage: "[HOSTIP:]HOSTPORT:PORT[/tcp|udp] (private network only; repeatable)"},
 			&cli.Int64Flag{Name: "disk-mib", Usage: "cap the sandbox's writable layer in MiB"},
 			&cli.DurationFlag{Name: "timeout", Usage: "destroy the sandbox after this long"},
+			&cli.StringFlag{Name: "stop-signal", Usage: "what stop and rm -f send the command first (default: the snapshot's STOPSIGNAL, else SIGTERM)"},
 			&cli.BoolFlag{Name: "allow-userns", Usage: "let processes inside create user namespaces (e.g. a rootless container engine); refused by default"},
 		}, limitFlags()...),
 		Action: func(c *cli.Context) error {
@@ -79,6 +80,12 @@ func runCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			var stopSig syscall.Signal
+			if v := c.String("stop-signal"); v != "" {
+				if stopSig, err = lightbox.ParseSignal(v); err != nil {
+					return fmt.Errorf("--stop-signal: %w", err)
+				}
+			}
 			opts := lightbox.SandboxOptions{
 				Snapshot:  c.Args().First(),
 				Name:      c.String("name"),
@@ -92,6 +99,8 @@ func runCommand() *cli.Command {
 				DiskMiB:   c.Int64("disk-mib"),
 				Timeout:   c.Duration("timeout"),
 				Resources: res,
+
+				StopSignal: stopSig,
 
 				AllowUserNamespaces: c.Bool("allow-userns"),
 			}
@@ -551,10 +560,46 @@ func waitCommand() *cli.Command {
 	}
 }
 
+func killCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "kill",
+		Usage:     "send a signal to sandboxes' main commands (SIGKILL unless -s)",
+		ArgsUsage: "NAME...",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "signal", Aliases: []string{"s"}, Usage: "a name or number: KILL, SIGHUP, 15, RTMIN+1", Value: "KILL"},
+		},
+		Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
+			sig, err := lightbox.ParseSignal(c.String("signal"))
+			if err != nil {
+				return err
+			}
+			return removeEach(c, func(name string) error {
+				return r.SignalSandbox(c.Context, name, sig)
+			})
+		}),
+	}
+}
+
+func stopCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "stop",
+		Usage:     "stop sandboxes' main commands: the stop signal (run --stop-signal, else the snapshot's STOPSIGNAL, else SIGTERM), then SIGKILL after --time; each sandbox stays, exited, with its status and logs, until rm",
+		ArgsUsage: "NAME...",
+		Flags: []cli.Flag{
+			&cli.DurationFlag{Name: "time", Aliases: []string{"t"}, Usage: "grace period before SIGKILL (0: SIGKILL at once)", Value: 10 * time.Second},
+		},
+		Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
+			return removeEach(c, func(name string) error {
+				return r.StopSandbox(c.Context, name, c.Duration("time"))
+			})
+		}),
+	}
+}
+
 func rmCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "rm",
-		Usage:     "remove sandboxes (a running one only with -f: SIGTERM, then SIGKILL after --time)",
+		Usage:     "remove sandboxes (a running one only with -f: its stop signal, SIGTERM by default, then SIGKILL after --time)",
 		ArgsUsage: "NAME...",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "stop running sandboxes; ignore missing ones"},
