@@ -40,8 +40,13 @@ if checks_out; then
 else
 	echo "debian-base: debootstrap --variant=minbase bookworm $dir (a minute or more)" >&2
 	rm -rf "$dir" "$dir.tmp" "$dir.ok" "$dir.tar"
-	mkdir -p "$(dirname "$dir")"
-	chmod 0755 "$(dirname "$dir")"
+	# A parent made here is readable by everyone (the rootless tests
+	# import the tarball as another user); an existing one (/tmp, say)
+	# is left as it is.
+	if [ ! -d "$(dirname "$dir")" ]; then
+		mkdir -p "$(dirname "$dir")"
+		chmod 0755 "$(dirname "$dir")"
+	fi
 	start=$(date +%s)
 	if ! debootstrap --variant=minbase bookworm "$dir.tmp" "$mirror" >"$dir.log" 2>&1; then
 		tail -20 "$dir.log" >&2
