@@ -438,3 +438,45 @@ func TestAPIServerProtocolErrors(t *testing.T) {
 		t.Errorf("%d lines, want 8 (a notification gets no answer):\n%s", len(lines), out)
 	}
 }
+
+// TestAPIServerSignalStop: sandbox.signal and sandbox.stop reach the main
+// command of a sandbox launched with one (its stopSignal first), and
+// refuse a sandbox without one or whose command has exited.
+func TestAPIServerSignalStop(t *testing.T) {
+	root, _ := newStore(t)
+	p := startAPI(t, root)
+	p.ok("sandbox.launch", map[string]any{
+		"snapshot": "busybox", "name": "api-main", "network": "none", "stopSignal": "USR1",
+		"command": []string{"sh", "-c", `trap "exit 4" USR1; trap "echo hup > /tmp/h" HUP; echo > /tmp/ready; while :; do sleep 0.05; done`},
+	}, nil)
+	p.ok("sandbox.launch", map[string]any{"snapshot": "busybox", "name": "api-idle", "network": "none"}, nil)
+	has := func(file string) func() bool {
+		return func() bool {
+			return p.call("sandbox.exec", map[string]any{"name": "api-main", "path": "test", "args": []string{"-e", file}}).Error == nil
+		}
+	}
+	waitFor(t, "the main command set its traps", has("/tmp/ready"))
+	p.ok("sandbox.signal", map[string]any{"name": "api-main", "signal": "hup"}, nil)
+	waitFor(t, "the HUP trap ran", has("/tmp/h"))
+	p.fails("invalid_params", "sandbox.signal", map[string]any{"name": "api-main", "signal": "NOPE"})
+	p.fails("invalid_params", "sandbox.stop", map[string]any{"name": "api-main", "timeoutMs": -1})
+	p.fails("invalid_params", "sandbox.launch", map[string]any{"snapshot": "busybox", "network": "none", "stopSignal": "NOPE"})
+	e := p.fails("no_command", "sandbox.stop", map[string]any{"name": "api-idle"})
+	if e.Code != -32012 {
+		t.Errorf("no_command has code %d, want -32012", e.Code)
+	}
+	p.fails("no_command", "sandbox.signal", map[string]any{"name": "api-idle", "signal": "TERM"})
+
+	p.ok("sandbox.stop", map[string]any{"name": "api-main", "timeoutMs": 20000}, nil)
+	if st, code := exitOf(t, root, "api-main"); st != "exited" || code != 4 {
+		t.Errorf("after sandbox.stop: %s (%d), want exited (4): the USR1 trap's status", st, code)
+	}
+	p.fails("not_running", "sandbox.signal", map[string]any{"name": "api-main", "signal": "TERM"})
+	p.ok("sandbox.stop", map[string]any{"name": "api-main"}, nil) // stopped already: no error
+	if err := p.close(); err != nil {
+		t.Fatalf("lightbox api exit: %v; stderr: %s", err, p.stderr())
+	}
+	if got := sandboxNames(t, root); len(got) != 0 {
+		t.Errorf("sandboxes left after the server ended: %v", got)
+	}
+}

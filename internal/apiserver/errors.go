@@ -33,6 +33,7 @@ const (
 	KindCommandNotFound  Kind = "command_not_found" // lightbox.ErrCommandNotFound
 	KindNotExecutable    Kind = "not_executable"    // lightbox.ErrNotExecutable
 	KindNotRunning       Kind = "not_running"       // lightbox.ErrNotRunning
+	KindNoCommand        Kind = "no_command"        // lightbox.ErrNoCommand
 	KindTruncated        Kind = "output_truncated"  // output past lightbox.OutputLimit: data has the result
 	KindCanceled         Kind = "canceled"          // the server is shutting down or a timeout passed
 	KindInvalidParams    Kind = "invalid_params"
@@ -56,6 +57,7 @@ var rpcCode = map[Kind]int{
 	KindNotRunning:       -32009,
 	KindTruncated:        -32010,
 	KindCanceled:         -32011,
+	KindNoCommand:        -32012,
 	KindInvalidParams:    codeInvalidParams,
 	KindMethodNotFound:   codeMethodNotFound,
 	KindInvalidRequest:   codeInvalidRequest,
@@ -137,6 +139,8 @@ func KindOf(err error) Kind {
 		return KindNotExecutable
 	case errors.Is(err, lightbox.ErrNotRunning):
 		return KindNotRunning
+	case errors.Is(err, lightbox.ErrNoCommand):
+		return KindNoCommand
 	case errors.Is(err, lightbox.ErrNotFound):
 		return KindNotFound
 	case errors.Is(err, lightbox.ErrExists):

@@ -39,6 +39,43 @@ func (s *Server) call(ctx context.Context, method string, params []byte) (any, e
 		return s.detach(ctx, params)
 	case "sandbox.destroy":
 		return s.destroy(ctx, params)
+	case "sandbox.signal":
+		var p struct {
+			Name   string `json:"name"`
+			Signal string `json:"signal"`
+		}
+		if err := decode(params, &p); err != nil {
+			return nil, err
+		}
+		sig, err := lightbox.ParseSignal(p.Signal)
+		if err != nil {
+			return nil, invalidParams(err.Error())
+		}
+		h, err := s.handle(ctx, p.Name)
+		if err != nil {
+			return nil, err
+		}
+		return struct{}{}, h.sb.Signal(ctx, sig)
+	case "sandbox.stop":
+		var p struct {
+			Name      string `json:"name"`
+			TimeoutMs *int64 `json:"timeoutMs"`
+		}
+		if err := decode(params, &p); err != nil {
+			return nil, err
+		}
+		grace := 10 * time.Second
+		if p.TimeoutMs != nil {
+			if *p.TimeoutMs < 0 {
+				return nil, invalidParams("timeoutMs is negative")
+			}
+			grace = time.Duration(*p.TimeoutMs) * time.Millisecond
+		}
+		h, err := s.handle(ctx, p.Name)
+		if err != nil {
+			return nil, err
+		}
+		return struct{}{}, h.sb.Stop(ctx, grace)
 	case "sandbox.list":
 		if err := decode(params, &struct{}{}); err != nil {
 			return nil, err
@@ -117,6 +154,7 @@ type launchParams struct {
 	TimeoutMs           int64                  `json:"timeoutMs"`
 	DiskMiB             int64                  `json:"diskMiB"`
 	AllowUserNamespaces bool                   `json:"allowUserNamespaces"`
+	StopSignal          string                 `json:"stopSignal"`
 }
 
 func (s *Server) launch(ctx context.Context, params []byte) (any, error) {
@@ -132,6 +170,13 @@ func (s *Server) launch(ctx context.Context, params []byte) (any, error) {
 		Command: p.Command, Network: lightbox.Network(p.Network), Ports: p.Ports,
 		Timeout: time.Duration(p.TimeoutMs) * time.Millisecond, DiskMiB: p.DiskMiB,
 		AllowUserNamespaces: p.AllowUserNamespaces,
+	}
+	if p.StopSignal != "" {
+		sig, err := lightbox.ParseSignal(p.StopSignal)
+		if err != nil {
+			return nil, invalidParams("stopSignal: " + err.Error())
+		}
+		opts.StopSignal = sig
 	}
 	if len(p.Mounts) > 0 {
 		opts.Mounts = make(map[string]lightbox.Mount, len(p.Mounts))

@@ -36,6 +36,9 @@ export interface SandboxOptions {
     diskMib?: number;
     /** Lets processes inside create user namespaces (refused by default). */
     allowUserNamespaces?: boolean;
+    /** What stop and destroy send the main command first ("SIGINT", "15");
+     * the snapshot's STOPSIGNAL, else SIGTERM, when omitted. */
+    stopSignal?: string;
 }
 /** Per-command options of shell and exec. */
 export interface ExecOptions {
@@ -99,7 +102,7 @@ export interface SnapshotInfo {
 /** The stable error codes of the protocol; the first five are lightbox's
  * sentinel errors (ErrNotFound, ErrExists, ErrInUse, ErrInvalidName,
  * ErrQuotaUnsupported). */
-export type ErrorCode = "not_found" | "exists" | "in_use" | "invalid_name" | "quota_unsupported" | "exit" | "command_not_found" | "not_executable" | "not_running" | "output_truncated" | "canceled" | "invalid_params" | "method_not_found" | "invalid_request" | "parse_error" | "server_exited" | "error";
+export type ErrorCode = "not_found" | "exists" | "in_use" | "invalid_name" | "quota_unsupported" | "exit" | "command_not_found" | "not_executable" | "not_running" | "output_truncated" | "canceled" | "no_command" | "invalid_params" | "method_not_found" | "invalid_request" | "parse_error" | "server_exited" | "error";
 /** An error lightbox answered with; `code` is stable, the message is for
  * people. */
 export declare class LightboxError extends Error {
@@ -141,6 +144,14 @@ export declare class Sandbox {
     /** Leaves the sandbox running after this process exits; attachSandbox
      * finds it again. */
     detach(): Promise<void>;
+    /** Sends signal ("SIGHUP", "hup", "RTMIN+1" or a number as a string) to
+     * the sandbox's main command: a LightboxError "no_command" when it was
+     * launched without one, "not_running" once that has exited. */
+    signal(signal: string): Promise<void>;
+    /** Ends the main command as `docker stop` does: its stop signal, then
+     * SIGKILL after timeoutMs (10000 when omitted; 0: at once); resolves once
+     * it has exited. The sandbox stays, exited, until destroyed. */
+    stop(timeoutMs?: number): Promise<void>;
     /** Stops every process in the sandbox and removes it. */
     destroy(): Promise<void>;
 }

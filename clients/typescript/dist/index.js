@@ -201,6 +201,18 @@ export class Sandbox {
     async detach() {
         await this.#client._call("sandbox.detach", { name: this.name });
     }
+    /** Sends signal ("SIGHUP", "hup", "RTMIN+1" or a number as a string) to
+     * the sandbox's main command: a LightboxError "no_command" when it was
+     * launched without one, "not_running" once that has exited. */
+    async signal(signal) {
+        await this.#client._call("sandbox.signal", { name: this.name, signal });
+    }
+    /** Ends the main command as `docker stop` does: its stop signal, then
+     * SIGKILL after timeoutMs (10000 when omitted; 0: at once); resolves once
+     * it has exited. The sandbox stays, exited, until destroyed. */
+    async stop(timeoutMs) {
+        await this.#client._call("sandbox.stop", { name: this.name, timeoutMs });
+    }
     /** Stops every process in the sandbox and removes it. */
     async destroy() {
         await this.#client._call("sandbox.destroy", { name: this.name });
@@ -291,6 +303,7 @@ export class Client {
             timeoutMs: opts.timeoutMs,
             diskMiB: opts.diskMib,
             allowUserNamespaces: opts.allowUserNamespaces,
+            stopSignal: opts.stopSignal,
         });
         return new Sandbox(this, r.name);
     }

@@ -52,6 +52,9 @@ export interface SandboxOptions {
   diskMib?: number;
   /** Lets processes inside create user namespaces (refused by default). */
   allowUserNamespaces?: boolean;
+  /** What stop and destroy send the main command first ("SIGINT", "15");
+   * the snapshot's STOPSIGNAL, else SIGTERM, when omitted. */
+  stopSignal?: string;
 }
 
 /** Per-command options of shell and exec. */
@@ -134,6 +137,7 @@ export type ErrorCode =
   | "not_running"
   | "output_truncated"
   | "canceled"
+  | "no_command"
   | "invalid_params"
   | "method_not_found"
   | "invalid_request"
@@ -347,6 +351,20 @@ export class Sandbox {
     await this.#client._call("sandbox.detach", { name: this.name });
   }
 
+  /** Sends signal ("SIGHUP", "hup", "RTMIN+1" or a number as a string) to
+   * the sandbox's main command: a LightboxError "no_command" when it was
+   * launched without one, "not_running" once that has exited. */
+  async signal(signal: string): Promise<void> {
+    await this.#client._call("sandbox.signal", { name: this.name, signal });
+  }
+
+  /** Ends the main command as `docker stop` does: its stop signal, then
+   * SIGKILL after timeoutMs (10000 when omitted; 0: at once); resolves once
+   * it has exited. The sandbox stays, exited, until destroyed. */
+  async stop(timeoutMs?: number): Promise<void> {
+    await this.#client._call("sandbox.stop", { name: this.name, timeoutMs });
+  }
+
   /** Stops every process in the sandbox and removes it. */
   async destroy(): Promise<void> {
     await this.#client._call("sandbox.destroy", { name: this.name });
@@ -432,6 +450,7 @@ export class Client {
       timeoutMs: opts.timeoutMs,
       diskMiB: opts.diskMib,
       allowUserNamespaces: opts.allowUserNamespaces,
+      stopSignal: opts.stopSignal,
     });
     return new Sandbox(this, r.name);
   }

@@ -40,6 +40,32 @@ test("shell and exec resolve to the result; exec takes args, env, workdir and st
   });
 });
 
+test("signal and stop reach the main command; a sandbox without one refuses them", async () => {
+  const sb = await lb.launchSandbox({
+    ...none, name: "stoppable", stopSignal: "USR1",
+    command: ["sh", "-c", 'trap "exit 4" USR1; trap "echo hup > /tmp/h" HUP; echo > /tmp/ready; while :; do sleep 0.05; done'],
+  });
+  const waitFile = async (f: string) => {
+    const deadline = Date.now() + 30000;
+    while (!(await sb.exec("test", ["-e", f]).then(() => true, () => false))) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${f} in the sandbox`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  await waitFile("/tmp/ready");
+  await sb.signal("HUP");
+  await waitFile("/tmp/h");
+  await sb.stop(20000);
+  assert.ok(!store.sandboxes().includes("stoppable:running"), "stopped: no longer running");
+  const [info] = (await lb.listSandboxes()).filter((i) => i.name === "stoppable");
+  assert.equal(info?.exitCode, 4, "the USR1 trap's status");
+  await assert.rejects(sb.signal("TERM"), (e: unknown) => e instanceof LightboxError && e.code === "not_running");
+  await sb.destroy();
+  await lb.runInSandbox({ ...none, name: "idle" }, async (idle) => {
+    await assert.rejects(idle.stop(), (e: unknown) => e instanceof LightboxError && e.code === "no_command");
+  });
+});
+
 test("a non-zero exit rejects with an ExitError carrying the result", async () => {
   await lb.runInSandbox({ ...none, name: "exits" }, async (sb) => {
     const err = await sb.shell("echo out; echo bad >&2; exit 7").then(
