@@ -208,3 +208,45 @@ func TestFreezeLeftover(t *testing.T) {
 	}
 	waitFor(t, "the counter to move after Freeze and thaw", func() bool { return readCounter(t, counter) > c2 })
 }
+
+// TestFreezeLeftoverAttach: what a freezer that died (a commit killed
+// with -9) left stopped is resumed by the next Attach of the sandbox (an
+// exec, logs, wait or rm from any process), not only by a gc the user
+// would have to know to run: until then the workload hangs while ps says
+// running.
+func TestFreezeLeftoverAttach(t *testing.T) {
+	e := newEnv(t)
+	sb := e.launch(t, counterSpec(e, "leftover-attach"))
+	upper, err := sb.UpperDir(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter := filepath.Join(upper, "c")
+	waitFor(t, "the counter and the stopped sleeper", func() bool {
+		return readCounter(t, counter) > 0 && len(stoppedSet(sandboxProcs(t, sb))) == 1
+	})
+	before := stoppedSet(sandboxProcs(t, sb))
+
+	ns, err := nsOf(sb.Pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fz := &freezer{dir: sb.dir, initPid: sb.Pid(), self: os.Getpid(), ns: ns, known: map[frozenProc]bool{}}
+	if err := fz.stopAll(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range fz.stopped {
+		unix.Close(p.fd)
+	}
+	c1 := readCounter(t, counter)
+	if _, err := e.m.Attach(t.Context(), sb.Name()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the counter to move after Attach", func() bool { return readCounter(t, counter) > c1 })
+	if after := stoppedSet(sandboxProcs(t, sb)); len(after) != len(before) {
+		t.Errorf("stopped after Attach: %v, want the sleeper only (%v)", after, before)
+	}
+	if _, err := os.Stat(filepath.Join(sb.dir, frozenName)); err == nil {
+		t.Error("frozen.json left after Attach resumed the processes")
+	}
+}
