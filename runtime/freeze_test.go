@@ -3,6 +3,7 @@
 package runtime
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -249,4 +250,42 @@ func TestFreezeLeftoverAttach(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(sb.dir, frozenName)); err == nil {
 		t.Error("frozen.json left after Attach resumed the processes")
 	}
+}
+
+// TestFreezeKilledWrite: a commit killed while it wrote the list of the
+// processes it stopped (frozen.json, written to a temporary file, synced
+// and renamed) left the temporary file in the sandbox's directory for the
+// sandbox's life, one more per such kill; gc removes them, and so does
+// the next freeze.
+func TestFreezeKilledWrite(t *testing.T) {
+	e := newEnv(t)
+	sb := e.launch(t, counterSpec(e, "killed-write"))
+	left := func(n string) string {
+		p := filepath.Join(sb.dir, ".tmp-"+frozenName+"-"+n)
+		if err := os.WriteFile(p, []byte(`[{"pid":`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	gone := func(when, p string) {
+		t.Helper()
+		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: %s: %v; want it removed", when, filepath.Base(p), err)
+		}
+	}
+	p := left("303722726")
+	if err := e.m.GC(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	gone("after gc", p)
+
+	p = left("2992293525")
+	thaw, err := sb.Freeze(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := thaw(); err != nil {
+		t.Fatal(err)
+	}
+	gone("after a freeze and thaw", p)
 }

@@ -774,7 +774,7 @@ func (m *Manager) Collect(ctx context.Context) ([]string, error) {
 		if err == nil && info.Status == StatusRunning {
 			// A commit killed while the sandbox was frozen left its
 			// processes stopped.
-			if err := thawLeftover(m.dir(e.Name())); err != nil {
+			if err := thawLeftover(m.dir(e.Name()), true); err != nil {
 				errs = append(errs, fmt.Errorf("sandbox %s: resume stopped processes: %w", e.Name(), err))
 			}
 		}

@@ -122,7 +122,7 @@ func (m *Manager) Attach(ctx context.Context, name string) (*Sandbox, error) {
 		// processes stopped: the next command on the sandbox (exec,
 		// logs, wait, rm) resumes them, as GC does, so that nobody
 		// needs to know to run gc for a workload that hangs.
-		if err := thawLeftover(s.dir); err != nil {
+		if err := thawLeftover(s.dir, false); err != nil {
 			m.log.Warn("resume processes a dead freeze stopped", "sandbox", name, "err", err)
 		}
 	}
