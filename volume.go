@@ -275,6 +275,9 @@ func (r *Runtime) RemoveVolume(ctx context.Context, name string) error {
 		if users := r.volumeUsers(ctx)[name]; len(users) > 0 {
 			return fmt.Errorf("volume %s is mounted by sandbox %s: %w", name, strings.Join(users, ", "), ErrInUse)
 		}
+		// Held, but by no running sandbox: one being launched (the
+		// lease is taken before the sandbox is listed) or torn down.
+		return fmt.Errorf("volume %s is in use by a sandbox being started or stopped (none running uses it yet): %w", name, ErrInUse)
 	}
 	return err
 }

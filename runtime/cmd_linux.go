@@ -183,7 +183,9 @@ func (c *Cmd) start(ctx, life context.Context, late bool) (err error) {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("exec in sandbox %s: %w", c.sb.name, ctxErr(ctx, err))
+		// An init that closed the socket unanswered (a destroy racing
+		// the exec) is a sandbox no longer running, not a socket error.
+		return fmt.Errorf("exec in sandbox %s: %w", c.sb.name, ctxErr(ctx, c.sb.gone(err)))
 	}
 	_ = conn.SetDeadline(time.Time{}) // fails only on a closed conn: its I/O then fails
 	for _, fd := range childEnds {

@@ -357,9 +357,21 @@ func (fz *freezer) resume() error {
 	return errors.Join(errs...)
 }
 
+// frozenTemps are the temporary files of frozen.json writes a freezer
+// was killed in (atomicfile's names); under the freeze lock none is a
+// live write.
+func frozenTemps(dir string) []string {
+	m, _ := filepath.Glob(filepath.Join(dir, ".tmp-"+frozenName+"-*")) // the pattern is well formed
+	return m
+}
+
 // resumeLeftover resumes what a freezer that died left stopped (its
-// frozen.json); the caller holds the freeze lock.
+// frozen.json) and removes the temporary files of its writes; the caller
+// holds the freeze lock.
 func resumeLeftover(dir string) error {
+	for _, t := range frozenTemps(dir) {
+		_ = os.Remove(t) // a dead write's: one left is tried again by the next freeze or gc
+	}
 	p := filepath.Join(dir, frozenName)
 	b, err := os.ReadFile(p)
 	if errors.Is(err, os.ErrNotExist) {
@@ -391,10 +403,12 @@ func resumeLeftover(dir string) error {
 	return os.Remove(p)
 }
 
-// thawLeftover resumes, for GC, what a dead freezer of sandbox dir left
-// stopped, unless a freeze is under way.
-func thawLeftover(dir string) error {
-	if _, err := os.Stat(filepath.Join(dir, frozenName)); err != nil {
+// thawLeftover resumes what a dead freezer of sandbox dir left stopped,
+// unless a freeze is under way. With temps (GC), it also removes the
+// temporary files of the frozen.json writes such a freezer was killed in,
+// which a freezer killed in its first write leaves without a frozen.json.
+func thawLeftover(dir string, temps bool) error {
+	if _, err := os.Stat(filepath.Join(dir, frozenName)); err != nil && (!temps || len(frozenTemps(dir)) == 0) {
 		return nil
 	}
 	lk, err := lockfile.TryExclusive(filepath.Join(dir, freezeLockName))

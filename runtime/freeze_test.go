@@ -3,6 +3,7 @@
 package runtime
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -207,4 +208,84 @@ func TestFreezeLeftover(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the counter to move after Freeze and thaw", func() bool { return readCounter(t, counter) > c2 })
+}
+
+// TestFreezeLeftoverAttach: what a freezer that died (a commit killed
+// with -9) left stopped is resumed by the next Attach of the sandbox (an
+// exec, logs, wait or rm from any process), not only by a gc the user
+// would have to know to run: until then the workload hangs while ps says
+// running.
+func TestFreezeLeftoverAttach(t *testing.T) {
+	e := newEnv(t)
+	sb := e.launch(t, counterSpec(e, "leftover-attach"))
+	upper, err := sb.UpperDir(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter := filepath.Join(upper, "c")
+	waitFor(t, "the counter and the stopped sleeper", func() bool {
+		return readCounter(t, counter) > 0 && len(stoppedSet(sandboxProcs(t, sb))) == 1
+	})
+	before := stoppedSet(sandboxProcs(t, sb))
+
+	ns, err := nsOf(sb.Pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fz := &freezer{dir: sb.dir, initPid: sb.Pid(), self: os.Getpid(), ns: ns, known: map[frozenProc]bool{}}
+	if err := fz.stopAll(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range fz.stopped {
+		unix.Close(p.fd)
+	}
+	c1 := readCounter(t, counter)
+	if _, err := e.m.Attach(t.Context(), sb.Name()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the counter to move after Attach", func() bool { return readCounter(t, counter) > c1 })
+	if after := stoppedSet(sandboxProcs(t, sb)); len(after) != len(before) {
+		t.Errorf("stopped after Attach: %v, want the sleeper only (%v)", after, before)
+	}
+	if _, err := os.Stat(filepath.Join(sb.dir, frozenName)); err == nil {
+		t.Error("frozen.json left after Attach resumed the processes")
+	}
+}
+
+// TestFreezeKilledWrite: a commit killed while it wrote the list of the
+// processes it stopped (frozen.json, written to a temporary file, synced
+// and renamed) left the temporary file in the sandbox's directory for the
+// sandbox's life, one more per such kill; gc removes them, and so does
+// the next freeze.
+func TestFreezeKilledWrite(t *testing.T) {
+	e := newEnv(t)
+	sb := e.launch(t, counterSpec(e, "killed-write"))
+	left := func(n string) string {
+		p := filepath.Join(sb.dir, ".tmp-"+frozenName+"-"+n)
+		if err := os.WriteFile(p, []byte(`[{"pid":`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	gone := func(when, p string) {
+		t.Helper()
+		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: %s: %v; want it removed", when, filepath.Base(p), err)
+		}
+	}
+	p := left("303722726")
+	if err := e.m.GC(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	gone("after gc", p)
+
+	p = left("2992293525")
+	thaw, err := sb.Freeze(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := thaw(); err != nil {
+		t.Fatal(err)
+	}
+	gone("after a freeze and thaw", p)
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/beamhop/lightbox/internal/errdefs"
 	"github.com/beamhop/lightbox/internal/idmap"
+	"github.com/beamhop/lightbox/internal/initbin"
 	"github.com/beamhop/lightbox/internal/lockfile"
 	"github.com/beamhop/lightbox/internal/testutil"
 )
@@ -581,5 +582,32 @@ func waitTimedOut(t *testing.T, sb *Sandbox, what string) {
 			t.Fatalf("%s still running long after its timeout", what)
 		case <-time.After(20 * time.Millisecond):
 		}
+	}
+}
+
+// TestCollectKilledInitInstall: a launch killed while it wrote the lean
+// init into the store (the first launch after an upgrade; tens of ms of
+// write and fsync) leaves a temporary copy of a few MB, which nothing
+// removed: gc now does, and the next launch still runs.
+func TestCollectKilledInitInstall(t *testing.T) {
+	testutil.Need(t, initbin.Available(), "a build with the lean init (make generate)")
+	e := newEnv(t)
+	// What the kill leaves: atomicfile's temporary name, part written.
+	left := filepath.Join(e.root, ".tmp-.init-"+initbin.Sum()[:32]+"-3828703701")
+	if err := os.MkdirAll(e.root, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(left, []byte("\x7fELF half a program"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.m.Collect(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(left); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("after gc, %s: %v; want it removed", left, err)
+	}
+	sb := e.launch(t, e.spec("after-killed-install"))
+	if out := sh(t, sb, "echo ok"); out != "ok\n" {
+		t.Errorf("a launch after gc: %q", out)
 	}
 }

@@ -286,6 +286,10 @@ func (m *Manager) create(ctx context.Context, name string) (*lockfile.Lock, []st
 	}
 	defer g.Close()
 	garbage := m.setAside()
+	// The first launch of this process installs the lean init under the
+	// global lock, so that Collect, under it too, can tell the temporary
+	// file of an install that was killed from one under way.
+	m.exe()
 	if _, err := m.targetsLayer(); err != nil {
 		return nil, garbage, err
 	}
@@ -740,6 +744,15 @@ func (m *Manager) Collect(ctx context.Context) ([]string, error) {
 	}
 	var errs []error
 	var removed []string
+	// A launch killed while it installed the lean init left its
+	// temporary file; under the global lock no install is under way.
+	if tmps, err := initbin.RemoveTemps(m.root); err != nil {
+		errs = append(errs, fmt.Errorf("remove what a killed install of the init left: %w", err))
+	} else {
+		for _, p := range tmps {
+			m.log.Info("removed what a killed install of the init left", "path", p)
+		}
+	}
 	for _, e := range ents {
 		if err := ctx.Err(); err != nil {
 			return removed, err
@@ -763,7 +776,7 @@ func (m *Manager) Collect(ctx context.Context) ([]string, error) {
 		if err == nil && info.Status == StatusRunning {
 			// A commit killed while the sandbox was frozen left its
 			// processes stopped.
-			if err := thawLeftover(m.dir(e.Name())); err != nil {
+			if err := thawLeftover(m.dir(e.Name()), true); err != nil {
 				errs = append(errs, fmt.Errorf("sandbox %s: resume stopped processes: %w", e.Name(), err))
 			}
 		}

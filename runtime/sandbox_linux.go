@@ -122,6 +122,15 @@ func (m *Manager) Attach(ctx context.Context, name string) (*Sandbox, error) {
 		return nil, fmt.Errorf("sandbox %s: %w", name, errdefs.ErrNotFound)
 	}
 	s := &Sandbox{m: m, name: name, dir: m.dir(name), pid: info.Pid}
+	if info.Status == StatusRunning {
+		// A commit killed while the sandbox was frozen left its
+		// processes stopped: the next command on the sandbox (exec,
+		// logs, wait, rm) resumes them, as GC does, so that nobody
+		// needs to know to run gc for a workload that hangs.
+		if err := thawLeftover(s.dir, false); err != nil {
+			m.log.Warn("resume processes a dead freeze stopped", "sandbox", name, "err", err)
+		}
+	}
 	if st.Version != 0 {
 		// The cgroup was read with the status: a command's start
 		// need not read state.json again.

@@ -425,9 +425,18 @@ func (s *Store) destroy(ctx context.Context, dir string) error {
 	return nil
 }
 
-// cleanStale frees what a killed create or remove of name left in TmpDir.
-// The caller holds the name lock, so nothing there is in progress.
+// cleanStale frees what a killed create or remove of name left in TmpDir,
+// and the temporary file of a meta.json write (Acquire's record of the
+// use) that was killed before its rename. The caller holds the name lock,
+// so nothing there is in progress.
 func (s *Store) cleanStale(ctx context.Context, name string) {
+	// A valid name holds no glob metacharacters.
+	if temps, _ := filepath.Glob(filepath.Join(s.volDir(name), ".tmp-"+metaFile+"-*")); len(temps) > 0 {
+		for _, p := range temps {
+			_ = os.Remove(p) // a dead write's: one left is tried again by the next use
+		}
+		s.log.Info("volume: removed what an interrupted write left", "volume", name, "files", len(temps))
+	}
 	for _, pfx := range []string{tmpCreate, tmpRemove} {
 		// A valid name holds no glob metacharacters.
 		matches, _ := filepath.Glob(filepath.Join(s.tmp, pfx+name+"+*"))

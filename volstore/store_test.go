@@ -761,3 +761,34 @@ func BenchmarkOpen(b *testing.B) {
 		})
 	}
 }
+
+// TestKilledMetaWrite: a launch killed while Acquire recorded the use in
+// meta.json (a temporary file, synced, renamed) left the temporary file in
+// the volume's directory, one more per such kill, for the volume's life;
+// the next use of the volume removes it and keeps the data.
+func TestKilledMetaWrite(t *testing.T) {
+	f := newStore(t)
+	l, v, err := f.s.Acquire(t.Context(), "used", defaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if err := os.WriteFile(filepath.Join(v.DataDir, "keep"), []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	left := filepath.Join(filepath.Dir(v.DataDir), ".tmp-meta.json-2992293525")
+	if err := os.WriteFile(left, []byte(`{"labels":`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, v, err = f.s.Acquire(t.Context(), "used", defaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if _, err := os.Lstat(left); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("after the next use, %s: %v; want it removed", filepath.Base(left), err)
+	}
+	if b, err := os.ReadFile(filepath.Join(v.DataDir, "keep")); err != nil || string(b) != "data" {
+		t.Errorf("the volume's data after the next use: %q, %v", b, err)
+	}
+}

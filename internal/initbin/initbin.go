@@ -91,6 +91,32 @@ func Install(dir string) (string, error) {
 	return p, nil
 }
 
+// RemoveTemps removes from dir the temporary files of Installs that were
+// killed before their rename (a few MB each, named as atomicfile names
+// them: ".tmp-.init-…"), and returns their paths. The caller must know
+// that no Install into dir is under way: package runtime installs and
+// collects under its store lock.
+func RemoveTemps(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	var errs []error
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), ".tmp-"+prefix) {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, p)
+	}
+	return removed, errors.Join(errs...)
+}
+
 // program decompresses the lean init and checks its sum.
 func program() ([]byte, error) {
 	zr, err := gzip.NewReader(bytes.NewReader(compressed))
