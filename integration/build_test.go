@@ -613,3 +613,32 @@ COPY --from=one /first/ /final/
 		t.Errorf("security.capability permitted = %#x, want CAP_NET_RAW", perm)
 	}
 }
+
+// TestBuildKeepsParentsOfCopies: a COPY, ADD or WORKDIR into a
+// directory the image has leaves that directory, and each one above,
+// as the image has them (owner, mode, sticky and setgid bits), as docker
+// does; a layer unpacked without them gets them made root's 0755, which
+// the overlay shows over the image's: `COPY f /tmp/x/` left /tmp 0755,
+// so a USER's RUN could not write there, and a RUN's chown of /opt/app
+// to the app's user was undone by the COPY into it that followed.
+func TestBuildKeepsParentsOfCopies(t *testing.T) {
+	root, _ := newStore(t)
+	ctx := buildContextDir(t, `FROM busybox
+RUN mkdir -p /opt/app /srv && chmod 1777 /tmp && chown 1000:1000 /opt/app && chmod 2770 /opt/app
+COPY f /opt/app/src/
+COPY f /tmp/sub/
+ADD f /srv/a/b/
+WORKDIR /opt/app/w/x
+USER 1000
+RUN touch /tmp/made-by-1000 /opt/app/made-by-1000
+`, map[string]string{"f": "x\n"})
+	res := lb(t, root, "", "snapshot", "build", "-t", "parents", "--network", "none", ctx)
+	if res.code != 0 {
+		t.Fatalf("build: exit %d\nstdout: %s\nstderr: %s", res.code, res.stdout, res.stderr)
+	}
+	got := shellIn(t, root, "parents", nil, `stat -c '%n %u:%g %a' /tmp /opt/app /opt /srv /srv/a`)
+	want := "/tmp 0:0 1777\n/opt/app 1000:1000 2770\n/opt 0:0 755\n/srv 0:0 755\n/srv/a 0:0 755\n"
+	if got != want {
+		t.Errorf("after COPY, ADD and WORKDIR under them:\n%swant:\n%s", got, want)
+	}
+}
