@@ -66,6 +66,9 @@ type Mount struct {
 	// UID, GID and Mode: cache: the owner and mode the cache's
 	// directory is made with (uid=, gid=, mode=); nil = not given.
 	UID, GID, Mode *uint32
+	// Locked: cache: sharing=locked (or private): the step has the cache
+	// to itself, steps of other builds that mount it so wait their turn.
+	Locked bool
 }
 
 // RunStep is a RUN: Argv run in a sandbox of Parent, whose changes become
@@ -613,7 +616,11 @@ func (bd *builder) mount(m *instructions.Mount, s *stage) (Mount, error) {
 		if m.From != "" {
 			return Mount{}, fmt.Errorf("--mount=type=cache,from=%s is %w", m.From, ErrUnsupported)
 		}
-		return Mount{Type: "cache", Target: target, ID: m.CacheID, ReadOnly: m.ReadOnly, UID: u32(m.UID), GID: u32(m.GID), Mode: u32(m.Mode)}, nil
+		// sharing=private (docker: a fresh cache for each concurrent
+		// writer) is taken as locked: each writer still has the cache
+		// to itself, in turn.
+		locked := m.CacheSharing == instructions.MountSharingLocked || m.CacheSharing == instructions.MountSharingPrivate
+		return Mount{Type: "cache", Target: target, ID: m.CacheID, ReadOnly: m.ReadOnly, UID: u32(m.UID), GID: u32(m.GID), Mode: u32(m.Mode), Locked: locked}, nil
 	case instructions.MountTypeTmpfs:
 		return Mount{Type: "tmpfs", Target: target, Size: m.SizeLimit}, nil
 	case instructions.MountTypeBind:

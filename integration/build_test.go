@@ -642,3 +642,76 @@ RUN touch /tmp/made-by-1000 /opt/app/made-by-1000
 		t.Errorf("after COPY, ADD and WORKDIR under them:\n%swant:\n%s", got, want)
 	}
 }
+
+// TestBuildCacheSharingLocked: RUN --mount=type=cache,sharing=locked
+// (docker's recipe for apt's caches, which apt's own locks make fail when
+// two builds share them at once) gives each step the cache to itself:
+// a second build's step waits, saying so, until the first one's is done.
+// It was accepted and ignored: the two ran at once.
+func TestBuildCacheSharingLocked(t *testing.T) {
+	root, _ := newStore(t)
+	const mount = "--mount=type=cache,id=shared-cache,target=/c,sharing=locked"
+	first := buildContextDir(t, "FROM busybox\nRUN "+mount+` touch /c/in-a && i=0 && while [ ! -e /c/release ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done; ls /c | grep -c '^in-' > /c/seen-a; rm /c/in-a
+`, map[string]string{})
+	second := buildContextDir(t, "FROM busybox\nRUN "+mount+` touch /c/in-b && ls /c | grep -c '^in-' > /c/seen-b; rm /c/in-b
+`, map[string]string{})
+	start := func(name, dir string) (*exec.Cmd, *lockedBuffer) {
+		cmd := exec.Command(binPath, "--root", root, "snapshot", "build", "-t", name, "--network", "none", dir)
+		var out lockedBuffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return cmd, &out
+	}
+	data := filepath.Join(root, "volumes", "shared-cache", "data")
+	a, aout := start("first", first)
+	waitFor(t, "the first build's step is in the cache", func() bool {
+		_, err := os.Stat(filepath.Join(data, "in-a"))
+		return err == nil
+	})
+	b, bout := start("second", second)
+	bDone := make(chan error, 1)
+	go func() { bDone <- b.Wait() }()
+	deadline := time.After(time.Minute)
+	for !strings.Contains(bout.String(), "waiting for cache volume shared-cache") {
+		select {
+		case err := <-bDone:
+			t.Fatalf("the second build ended (%v) while the first one's step held the cache:\n%s", err, bout.String())
+		case <-deadline:
+			t.Fatalf("the second build does not say it waits for the cache:\n%s", bout.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	lbOK(t, root, "run", "--network", "none", "-v", "shared-cache:/c", "busybox", "touch", "/c/release")
+	if err := a.Wait(); err != nil {
+		t.Fatalf("first build: %v\n%s", err, aout.String())
+	}
+	if err := <-bDone; err != nil {
+		t.Fatalf("second build: %v\n%s", err, bout.String())
+	}
+	for _, f := range []string{"seen-a", "seen-b"} {
+		if got, err := os.ReadFile(filepath.Join(data, f)); err != nil || string(got) != "1\n" {
+			t.Errorf("%s = %q, %v; want 1 (the step alone in the cache)", f, got, err)
+		}
+	}
+}
+
+// lockedBuffer is a bytes.Buffer a command writes while a test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
