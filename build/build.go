@@ -208,6 +208,9 @@ type builder struct {
 	byIndex []Image
 	step    int
 	total   int
+	// declared are the names ARG instructions declared (before FROM or
+	// in a stage built): a --build-arg none declares is never used.
+	declared map[string]bool
 }
 
 func (bd *builder) run(ctx context.Context) (string, error) {
@@ -219,6 +222,7 @@ func (bd *builder) run(ctx context.Context) (string, error) {
 			return "", bd.fail(a.Location(), a.String(), err)
 		}
 		for _, kv := range a.Args {
+			bd.declare(kv.Key)
 			if v, ok := bd.opts.Args[kv.Key]; ok {
 				meta[kv.Key] = v
 			} else if kv.Value != nil {
@@ -250,7 +254,26 @@ func (bd *builder) run(ctx context.Context) (string, error) {
 		bd.byIndex = append(bd.byIndex, img)
 		last = img
 	}
+	// A --build-arg no ARG declares (a misspelt name, say) changed
+	// nothing: said, as docker says it.
+	var unused []string
+	for k := range bd.opts.Args {
+		if !bd.declared[k] && !slices.Contains(PredefinedArgs, k) {
+			unused = append(unused, k)
+		}
+	}
+	if len(unused) > 0 && bd.opts.Stderr != nil {
+		slices.Sort(unused)
+		fmt.Fprintf(bd.opts.Stderr, "warning: build arguments no ARG declares, unused: %s\n", strings.Join(unused, ", "))
+	}
 	return last.ID, nil
+}
+
+func (bd *builder) declare(k string) {
+	if bd.declared == nil {
+		bd.declared = map[string]bool{}
+	}
+	bd.declared[k] = true
 }
 
 func (bd *builder) runStage(ctx context.Context, st *instructions.Stage, meta map[string]string) (Image, error) {
@@ -349,6 +372,7 @@ func (bd *builder) runCommand(ctx context.Context, s *stage, c instructions.Comm
 	switch c := c.(type) {
 	case *instructions.ArgCommand:
 		for _, kv := range c.Args {
+			bd.declare(kv.Key)
 			switch v, ok := bd.opts.Args[kv.Key]; {
 			case ok:
 				s.args[kv.Key] = v

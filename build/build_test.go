@@ -858,3 +858,25 @@ func TestCopyIgnoreExceptions(t *testing.T) {
 		}
 	}
 }
+
+// A --build-arg that no ARG declares changes nothing: the build says so,
+// as docker does ("build-args [X] were not consumed"), so a misspelt
+// name does not go unnoticed; the proxy variables are exempt.
+func TestUnusedBuildArgs(t *testing.T) {
+	recipe := "ARG BASE=base\nFROM $BASE\nARG VERSION\nRUN echo $VERSION\n"
+	for _, tc := range []struct {
+		args map[string]string
+		want string
+	}{
+		{map[string]string{"VERISON": "2", "BASE": "base", "HTTP_PROXY": "http://p", "A": "1"}, "warning: build arguments no ARG declares, unused: A, VERISON\n"},
+		{map[string]string{"VERSION": "2", "BASE": "base", "no_proxy": "x"}, ""},
+	} {
+		var stderr bytes.Buffer
+		if _, _, err := build(t, newFake(), t.TempDir(), recipe, Options{Args: tc.args, Stderr: &stderr}); err != nil {
+			t.Fatal(err)
+		}
+		if stderr.String() != tc.want {
+			t.Errorf("build with %v: stderr %q, want %q", tc.args, stderr.String(), tc.want)
+		}
+	}
+}

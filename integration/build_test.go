@@ -715,3 +715,22 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// TestBuildArgMistakes: --build-arg with no name is refused before
+// anything runs; one that no ARG declares is said to be unused, and the
+// build goes on, as docker's.
+func TestBuildArgMistakes(t *testing.T) {
+	root, _ := newStore(t)
+	ctx := buildContextDir(t, "FROM busybox\nARG VERSION=1\nRUN echo v$VERSION\n", map[string]string{})
+	res := lb(t, root, "", "snapshot", "build", "-t", "noname", "--network", "none", "--build-arg", "=2", ctx)
+	if res.code != 125 || !strings.Contains(res.stderr, `--build-arg "=2": no name`) || strings.Contains(res.stderr, "RUN") {
+		t.Errorf("--build-arg =2: exit %d, stderr %q; want 125 naming it, before any step", res.code, res.stderr)
+	}
+	if r := lb(t, root, "", "snapshot", "inspect", "noname"); r.code == 0 {
+		t.Errorf("a refused build left a snapshot")
+	}
+	res = lb(t, root, "", "snapshot", "build", "-t", "typo", "--network", "none", "--build-arg", "VERISON=2", ctx)
+	if res.code != 0 || !strings.Contains(res.stderr, "warning: build arguments no ARG declares, unused: VERISON") || !strings.Contains(res.stderr, "v1") {
+		t.Errorf("--build-arg VERISON=2: exit %d, stderr %q; want the build, with v1 and a warning naming VERISON", res.code, res.stderr)
+	}
+}
