@@ -316,3 +316,35 @@ func TestExecFileCapsMessage(t *testing.T) {
 	}
 	lbOK(t, root, "rm", "-f", "-q", "caps")
 }
+
+// TestPingWithoutNetRaw: sandboxes lack CAP_NET_RAW (podman's set), so
+// ping needs ICMP echo sockets, which net.ipv4.ping_group_range allows:
+// docker and podman open it to every group of a container's network
+// namespace, and so does the sandbox's init now. It was the kernel's
+// default, no group: "icmp socket: Permission denied", for root inside
+// too. A ping of the loopback with such a socket (perl, of Debian's
+// minbase), as an ordinary user inside; the host's own setting stays as
+// it was.
+func TestPingWithoutNetRaw(t *testing.T) {
+	tarball := os.Getenv("LIGHTBOX_DEBIAN_TAR")
+	testutil.Need(t, tarball != "", "needs LIGHTBOX_DEBIAN_TAR, a tarball of a debootstrap'd Debian (make test makes it with hack/debian-base.sh)")
+	root, _ := newStore(t)
+	lbOK(t, root, "snapshot", "import", "debian", tarball)
+	host, err := os.ReadFile("/proc/sys/net/ipv4/ping_group_range")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ping = `use Socket;
+socket(my $s, PF_INET, SOCK_DGRAM, 1) or die "icmp socket: $!\n";
+send($s, pack("C C n n n a*", 8, 0, 0, 0, 1, "lightbox"), 0, sockaddr_in(0, inet_aton("127.0.0.1"))) or die "send: $!\n";
+defined(recv($s, my $buf, 64, 0)) or die "recv: $!\n";
+printf "echo reply: type %d, %s\n", unpack("C", $buf), substr($buf, 8);
+`
+	res := lb(t, root, "", "run", "--network", "none", "-u", "1000", "debian", "timeout", "20", "perl", "-e", ping)
+	if res.code != 0 || res.stdout != "echo reply: type 0, lightbox\n" {
+		t.Errorf("ping of the loopback in a sandbox: exit %d\nstdout: %s\nstderr: %s", res.code, res.stdout, res.stderr)
+	}
+	if after, err := os.ReadFile("/proc/sys/net/ipv4/ping_group_range"); err != nil || string(after) != string(host) {
+		t.Errorf("the host's ping_group_range: %q before, %q (%v) after", host, after, err)
+	}
+}
