@@ -283,6 +283,7 @@ func (b *buildBackend) Run(ctx context.Context, st build.RunStep) (build.StepOut
 	if mounts == nil {
 		mounts = map[string]Mount{}
 	}
+	var locked []string // cache volumes of sharing=locked mounts
 	for _, m := range st.Mounts {
 		switch m.Type {
 		case "cache":
@@ -296,6 +297,9 @@ func (b *buildBackend) Run(ctx context.Context, st build.RunStep) (build.StepOut
 				}
 			}
 			mounts[m.Target] = Mount{Volume: v, ReadOnly: m.ReadOnly}
+			if m.Locked {
+				locked = append(locked, v)
+			}
 		case "bind":
 			// Always read-only: a build never writes into its context.
 			mounts[m.Target] = Mount{Source: m.Source, ReadOnly: true}
@@ -319,6 +323,18 @@ func (b *buildBackend) Run(ctx context.Context, st build.RunStep) (build.StepOut
 		default:
 			return build.StepOutput{}, fmt.Errorf("--mount=type=%s is %w", m.Type, build.ErrUnsupported)
 		}
+	}
+	// In one order, so two steps that lock the same caches never each
+	// hold one the other waits for.
+	slices.Sort(locked)
+	for _, v := range slices.Compact(locked) {
+		lk, err := b.r.vols.LockCacheWriter(ctx, v, func() {
+			fmt.Fprintf(orDiscard(st.Stderr), "waiting for cache volume %s: a step of another build has it (sharing=locked)\n", v)
+		})
+		if err != nil {
+			return build.StepOutput{}, fmt.Errorf("--mount=type=cache,sharing=locked: %w", err)
+		}
+		defer func() { _ = lk.Close() }() // an flock: released when the step is done
 	}
 	if b.opts.CACerts == CACertsHost {
 		layers, err := b.layers(ctx, st.Parent)

@@ -68,6 +68,9 @@ type Mount struct {
 	// UID, GID and Mode: cache: the owner and mode the cache's
 	// directory is made with (uid=, gid=, mode=); nil = not given.
 	UID, GID, Mode *uint32
+	// Locked: cache: sharing=locked (or private): the step has the cache
+	// to itself, steps of other builds that mount it so wait their turn.
+	Locked bool
 }
 
 // RunStep is a RUN: Argv run in a sandbox of Parent, whose changes become
@@ -207,6 +210,9 @@ type builder struct {
 	byIndex []Image
 	step    int
 	total   int
+	// declared are the names ARG instructions declared (before FROM or
+	// in a stage built): a --build-arg none declares is never used.
+	declared map[string]bool
 }
 
 func (bd *builder) run(ctx context.Context) (string, error) {
@@ -218,6 +224,7 @@ func (bd *builder) run(ctx context.Context) (string, error) {
 			return "", bd.fail(a.Location(), a.String(), err)
 		}
 		for _, kv := range a.Args {
+			bd.declare(kv.Key)
 			if v, ok := bd.opts.Args[kv.Key]; ok {
 				meta[kv.Key] = v
 			} else if kv.Value != nil {
@@ -249,7 +256,26 @@ func (bd *builder) run(ctx context.Context) (string, error) {
 		bd.byIndex = append(bd.byIndex, img)
 		last = img
 	}
+	// A --build-arg no ARG declares (a misspelt name, say) changed
+	// nothing: said, as docker says it.
+	var unused []string
+	for k := range bd.opts.Args {
+		if !bd.declared[k] && !slices.Contains(PredefinedArgs, k) {
+			unused = append(unused, k)
+		}
+	}
+	if len(unused) > 0 && bd.opts.Stderr != nil {
+		slices.Sort(unused)
+		fmt.Fprintf(bd.opts.Stderr, "warning: build arguments no ARG declares, unused: %s\n", strings.Join(unused, ", "))
+	}
 	return last.ID, nil
+}
+
+func (bd *builder) declare(k string) {
+	if bd.declared == nil {
+		bd.declared = map[string]bool{}
+	}
+	bd.declared[k] = true
 }
 
 func (bd *builder) runStage(ctx context.Context, st *instructions.Stage, meta map[string]string) (Image, error) {
@@ -348,6 +374,7 @@ func (bd *builder) runCommand(ctx context.Context, s *stage, c instructions.Comm
 	switch c := c.(type) {
 	case *instructions.ArgCommand:
 		for _, kv := range c.Args {
+			bd.declare(kv.Key)
 			switch v, ok := bd.opts.Args[kv.Key]; {
 			case ok:
 				s.args[kv.Key] = v
@@ -625,7 +652,11 @@ func (bd *builder) mount(m *instructions.Mount, s *stage) (Mount, error) {
 		if m.From != "" {
 			return Mount{}, fmt.Errorf("--mount=type=cache,from=%s is %w", m.From, ErrUnsupported)
 		}
-		return Mount{Type: "cache", Target: target, ID: m.CacheID, ReadOnly: m.ReadOnly, UID: u32(m.UID), GID: u32(m.GID), Mode: u32(m.Mode)}, nil
+		// sharing=private (docker: a fresh cache for each concurrent
+		// writer) is taken as locked: each writer still has the cache
+		// to itself, in turn.
+		locked := m.CacheSharing == instructions.MountSharingLocked || m.CacheSharing == instructions.MountSharingPrivate
+		return Mount{Type: "cache", Target: target, ID: m.CacheID, ReadOnly: m.ReadOnly, UID: u32(m.UID), GID: u32(m.GID), Mode: u32(m.Mode), Locked: locked}, nil
 	case instructions.MountTypeTmpfs:
 		return Mount{Type: "tmpfs", Target: target, Size: m.SizeLimit}, nil
 	case instructions.MountTypeBind:

@@ -833,3 +833,64 @@ COPY --from=base /etc/passwd /copied-passwd
 		}
 	}
 }
+
+// An exception in .dockerignore (or --exclude) takes back what is under a
+// directory the patterns exclude, as docker walks into such a directory:
+// the allowlist "*" then "!src/**" copied nothing, and "docs" then
+// "!docs/readme" left the readme out; a COPY naming such a directory
+// copies what the exceptions take back.
+func TestCopyIgnoreExceptions(t *testing.T) {
+	for _, tc := range []struct {
+		ignore, copy string
+		want, not    []string
+	}{
+		{"*\n!src/**\n", "COPY . /all/", []string{"/all/src/main.c", "/all/src/sub/x.c"}, []string{"/all/package.json", "/all/docs/readme"}},
+		{"*\n!package.json\n!src/sub/x.c\n", "COPY . /all/", []string{"/all/package.json", "/all/src/sub/x.c"}, []string{"/all/src/main.c"}},
+		{"docs\n!docs/readme\n", "COPY . /all/", []string{"/all/docs/readme", "/all/src/main.c"}, []string{"/all/docs/draft"}},
+		{"*\n!src/main.c\n", "COPY src /s/", []string{"/s/main.c"}, []string{"/s/sub/x.c"}},
+	} {
+		dir := t.TempDir()
+		writeTree(t, dir, map[string]string{
+			"package.json": "{}", "src/main.c": "m", "src/sub/x.c": "x", "docs/readme": "r", "docs/draft": "d",
+			".dockerignore": tc.ignore,
+		})
+		f := newFake()
+		id, _, err := build(t, f, dir, "FROM base\n"+tc.copy+"\n", Options{})
+		if err != nil {
+			t.Errorf("%q with %q: %v", tc.copy, tc.ignore, err)
+			continue
+		}
+		for _, p := range tc.want {
+			if h, _ := f.find(id, p); h == nil {
+				t.Errorf("%q with .dockerignore %q: %s missing", tc.copy, tc.ignore, p)
+			}
+		}
+		for _, p := range tc.not {
+			if h, _ := f.find(id, p); h != nil {
+				t.Errorf("%q with .dockerignore %q: %s copied, want it ignored", tc.copy, tc.ignore, p)
+			}
+		}
+	}
+}
+
+// A --build-arg that no ARG declares changes nothing: the build says so,
+// as docker does ("build-args [X] were not consumed"), so a misspelt
+// name does not go unnoticed; the proxy variables are exempt.
+func TestUnusedBuildArgs(t *testing.T) {
+	recipe := "ARG BASE=base\nFROM $BASE\nARG VERSION\nRUN echo $VERSION\n"
+	for _, tc := range []struct {
+		args map[string]string
+		want string
+	}{
+		{map[string]string{"VERISON": "2", "BASE": "base", "HTTP_PROXY": "http://p", "A": "1"}, "warning: build arguments no ARG declares, unused: A, VERISON\n"},
+		{map[string]string{"VERSION": "2", "BASE": "base", "no_proxy": "x"}, ""},
+	} {
+		var stderr bytes.Buffer
+		if _, _, err := build(t, newFake(), t.TempDir(), recipe, Options{Args: tc.args, Stderr: &stderr}); err != nil {
+			t.Fatal(err)
+		}
+		if stderr.String() != tc.want {
+			t.Errorf("build with %v: stderr %q, want %q", tc.args, stderr.String(), tc.want)
+		}
+	}
+}

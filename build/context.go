@@ -141,6 +141,21 @@ func (c *buildContext) ignored(rel string) bool {
 	return err == nil && m
 }
 
+// exceptionUnder reports whether pm has an exception ("!dir/file") that
+// names something under directory dir (relative): docker's test for
+// walking into a directory its patterns exclude.
+func exceptionUnder(pm *patternmatcher.PatternMatcher, dir string) bool {
+	if pm == nil || !pm.Exclusions() {
+		return false
+	}
+	for _, p := range pm.Patterns() {
+		if p.Exclusion() && strings.HasPrefix(p.String()+"/", dir+"/") {
+			return true
+		}
+	}
+	return false
+}
+
 // entry is one file a COPY writes: src (relative to the context; "" for
 // a heredoc's data) to dst (absolute).
 type entry struct {
@@ -179,6 +194,15 @@ func (c *buildContext) expand(srcs []string, dest string, destDir bool, exclude 
 		}
 		return false
 	}
+	// A skipped directory is still walked when an exception ("!dir/f")
+	// may take back something in it, as docker walks it: only what the
+	// patterns leave is copied.
+	skipDir := func(rel string) error {
+		if exceptionUnder(c.ignore, rel) || exceptionUnder(ex, rel) {
+			return nil
+		}
+		return fs.SkipDir
+	}
 	var out []entry
 	for _, src := range srcs {
 		p, err := c.clean(src)
@@ -196,7 +220,7 @@ func (c *buildContext) expand(srcs []string, dest string, destDir bool, exclude 
 				}
 				if rel != "." && skip(rel) {
 					if d.IsDir() {
-						return fs.SkipDir
+						return skipDir(rel)
 					}
 					return nil
 				}
@@ -216,7 +240,9 @@ func (c *buildContext) expand(srcs []string, dest string, destDir bool, exclude 
 			}
 		} else {
 			if p != "." && skip(p) {
-				return nil, fmt.Errorf("%s: excluded by .dockerignore or --exclude", src)
+				if fi, err := c.root.Stat(p); err != nil || !fi.IsDir() || skipDir(p) != nil {
+					return nil, fmt.Errorf("%s: excluded by .dockerignore or --exclude", src)
+				}
 			}
 			matches = []string{p}
 		}
@@ -232,7 +258,7 @@ func (c *buildContext) expand(srcs []string, dest string, destDir bool, exclude 
 				// copies them; dest itself, when the image lacks it,
 				// is made as the source directory is (mode, time), so
 				// that an empty one is made too (newDirs).
-				es, err := c.walk(m, dest, skip)
+				es, err := c.walk(m, dest, skip, skipDir)
 				if err != nil {
 					return nil, err
 				}
@@ -263,7 +289,7 @@ func (c *buildContext) expand(srcs []string, dest string, destDir bool, exclude 
 }
 
 // walk lists directory src's contents under dst.
-func (c *buildContext) walk(src, dst string, skip func(string) bool) ([]entry, error) {
+func (c *buildContext) walk(src, dst string, skip func(string) bool, skipDir func(string) error) ([]entry, error) {
 	var out []entry
 	err := fs.WalkDir(c.root.FS(), src, func(rel string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -271,7 +297,7 @@ func (c *buildContext) walk(src, dst string, skip func(string) bool) ([]entry, e
 		}
 		if rel != src && skip(rel) {
 			if d.IsDir() {
-				return fs.SkipDir
+				return skipDir(rel)
 			}
 			return nil
 		}
@@ -356,7 +382,12 @@ func (c *buildContext) digest(srcs []string, es []entry) (string, error) {
 				return "", fmt.Errorf("%s: %w", s, contextErr(err))
 			}
 			if fi.IsDir() {
-				w, err := c.walk(s, "/", c.ignored)
+				w, err := c.walk(s, "/", c.ignored, func(rel string) error {
+					if exceptionUnder(c.ignore, rel) {
+						return nil
+					}
+					return fs.SkipDir
+				})
 				if err != nil {
 					return "", err
 				}

@@ -613,3 +613,124 @@ COPY --from=one /first/ /final/
 		t.Errorf("security.capability permitted = %#x, want CAP_NET_RAW", perm)
 	}
 }
+
+// TestBuildKeepsParentsOfCopies: a COPY, ADD or WORKDIR into a
+// directory the image has leaves that directory, and each one above,
+// as the image has them (owner, mode, sticky and setgid bits), as docker
+// does; a layer unpacked without them gets them made root's 0755, which
+// the overlay shows over the image's: `COPY f /tmp/x/` left /tmp 0755,
+// so a USER's RUN could not write there, and a RUN's chown of /opt/app
+// to the app's user was undone by the COPY into it that followed.
+func TestBuildKeepsParentsOfCopies(t *testing.T) {
+	root, _ := newStore(t)
+	ctx := buildContextDir(t, `FROM busybox
+RUN mkdir -p /opt/app /srv && chmod 1777 /tmp && chown 1000:1000 /opt/app && chmod 2770 /opt/app
+COPY f /opt/app/src/
+COPY f /tmp/sub/
+ADD f /srv/a/b/
+WORKDIR /opt/app/w/x
+USER 1000
+RUN touch /tmp/made-by-1000 /opt/app/made-by-1000
+`, map[string]string{"f": "x\n"})
+	res := lb(t, root, "", "snapshot", "build", "-t", "parents", "--network", "none", ctx)
+	if res.code != 0 {
+		t.Fatalf("build: exit %d\nstdout: %s\nstderr: %s", res.code, res.stdout, res.stderr)
+	}
+	got := shellIn(t, root, "parents", nil, `stat -c '%n %u:%g %a' /tmp /opt/app /opt /srv /srv/a`)
+	want := "/tmp 0:0 1777\n/opt/app 1000:1000 2770\n/opt 0:0 755\n/srv 0:0 755\n/srv/a 0:0 755\n"
+	if got != want {
+		t.Errorf("after COPY, ADD and WORKDIR under them:\n%swant:\n%s", got, want)
+	}
+}
+
+// TestBuildCacheSharingLocked: RUN --mount=type=cache,sharing=locked
+// (docker's recipe for apt's caches, which apt's own locks make fail when
+// two builds share them at once) gives each step the cache to itself:
+// a second build's step waits, saying so, until the first one's is done.
+// It was accepted and ignored: the two ran at once.
+func TestBuildCacheSharingLocked(t *testing.T) {
+	root, _ := newStore(t)
+	const mount = "--mount=type=cache,id=shared-cache,target=/c,sharing=locked"
+	first := buildContextDir(t, "FROM busybox\nRUN "+mount+` touch /c/in-a && i=0 && while [ ! -e /c/release ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done; ls /c | grep -c '^in-' > /c/seen-a; rm /c/in-a
+`, map[string]string{})
+	second := buildContextDir(t, "FROM busybox\nRUN "+mount+` touch /c/in-b && ls /c | grep -c '^in-' > /c/seen-b; rm /c/in-b
+`, map[string]string{})
+	start := func(name, dir string) (*exec.Cmd, *lockedBuffer) {
+		cmd := exec.Command(binPath, "--root", root, "snapshot", "build", "-t", name, "--network", "none", dir)
+		var out lockedBuffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return cmd, &out
+	}
+	data := filepath.Join(root, "volumes", "shared-cache", "data")
+	a, aout := start("first", first)
+	waitFor(t, "the first build's step is in the cache", func() bool {
+		_, err := os.Stat(filepath.Join(data, "in-a"))
+		return err == nil
+	})
+	b, bout := start("second", second)
+	bDone := make(chan error, 1)
+	go func() { bDone <- b.Wait() }()
+	deadline := time.After(time.Minute)
+	for !strings.Contains(bout.String(), "waiting for cache volume shared-cache") {
+		select {
+		case err := <-bDone:
+			t.Fatalf("the second build ended (%v) while the first one's step held the cache:\n%s", err, bout.String())
+		case <-deadline:
+			t.Fatalf("the second build does not say it waits for the cache:\n%s", bout.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	lbOK(t, root, "run", "--network", "none", "-v", "shared-cache:/c", "busybox", "touch", "/c/release")
+	if err := a.Wait(); err != nil {
+		t.Fatalf("first build: %v\n%s", err, aout.String())
+	}
+	if err := <-bDone; err != nil {
+		t.Fatalf("second build: %v\n%s", err, bout.String())
+	}
+	for _, f := range []string{"seen-a", "seen-b"} {
+		if got, err := os.ReadFile(filepath.Join(data, f)); err != nil || string(got) != "1\n" {
+			t.Errorf("%s = %q, %v; want 1 (the step alone in the cache)", f, got, err)
+		}
+	}
+}
+
+// lockedBuffer is a bytes.Buffer a command writes while a test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestBuildArgMistakes: --build-arg with no name is refused before
+// anything runs; one that no ARG declares is said to be unused, and the
+// build goes on, as docker's.
+func TestBuildArgMistakes(t *testing.T) {
+	root, _ := newStore(t)
+	ctx := buildContextDir(t, "FROM busybox\nARG VERSION=1\nRUN echo v$VERSION\n", map[string]string{})
+	res := lb(t, root, "", "snapshot", "build", "-t", "noname", "--network", "none", "--build-arg", "=2", ctx)
+	if res.code != 125 || !strings.Contains(res.stderr, `--build-arg "=2": no name`) || strings.Contains(res.stderr, "RUN") {
+		t.Errorf("--build-arg =2: exit %d, stderr %q; want 125 naming it, before any step", res.code, res.stderr)
+	}
+	if r := lb(t, root, "", "snapshot", "inspect", "noname"); r.code == 0 {
+		t.Errorf("a refused build left a snapshot")
+	}
+	res = lb(t, root, "", "snapshot", "build", "-t", "typo", "--network", "none", "--build-arg", "VERISON=2", ctx)
+	if res.code != 0 || !strings.Contains(res.stderr, "warning: build arguments no ARG declares, unused: VERISON") || !strings.Contains(res.stderr, "v1") {
+		t.Errorf("--build-arg VERISON=2: exit %d, stderr %q; want the build, with v1 and a warning naming VERISON", res.code, res.stderr)
+	}
+}

@@ -3,7 +3,10 @@
 package integration
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/beamhop/lightbox"
+	"github.com/beamhop/lightbox/internal/testutil"
 )
 
 // TestFlowParallelCache is the docs' first flow: three sandboxes in
@@ -267,3 +271,80 @@ func TestExecOutputCap(t *testing.T) {
 type countWriter int
 
 func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }
+
+// TestExecFileCapsMessage: a program whose file capabilities the sandbox
+// cannot grant (Debian's ping: cap_net_raw=ep, and the sandbox keeps
+// podman's set, without NET_RAW) is refused by the kernel with EPERM.
+// The error says which capabilities and why, not just "operation not
+// permitted", for run and exec alike; the status stays 126.
+func TestExecFileCapsMessage(t *testing.T) {
+	root, _ := newStore(t)
+	bb, err := os.ReadFile(testutil.NeedBusybox(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fcap := make([]byte, 20)
+	binary.LittleEndian.PutUint32(fcap[0:], 0x02000001) // revision 2, effective
+	binary.LittleEndian.PutUint32(fcap[4:], 1<<13)      // permitted: CAP_NET_RAW
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	if err := tw.WriteHeader(&tar.Header{Name: "pingx", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(bb)), Format: tar.FormatPAX,
+		PAXRecords: map[string]string{"SCHILY.xattr.security.capability": string(fcap)}}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Write(bb)
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(t.TempDir(), "src.tar")
+	if err := os.WriteFile(src, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lbOK(t, root, "snapshot", "import", "capsrc", src)
+	lbOK(t, root, "snapshot", "build", "-q", "-t", "withcaps", "--network", "none",
+		buildContextDir(t, "FROM busybox\nCOPY --from=capsrc /pingx /usr/bin/pingx\n", map[string]string{}))
+
+	want := "/usr/bin/pingx has file capabilities the sandbox does not grant (cap_net_raw"
+	res := lb(t, root, "", "run", "--network", "none", "withcaps", "pingx", "true")
+	if res.code != 126 || !strings.Contains(res.stderr, want) {
+		t.Errorf("run pingx: exit %d, stderr %q; want 126 and %q", res.code, res.stderr, want)
+	}
+	lbOK(t, root, "run", "-d", "--name", "caps", "--network", "none", "withcaps", "sleep", "600")
+	res = lb(t, root, "", "exec", "caps", "/usr/bin/pingx", "true")
+	if res.code != 126 || !strings.Contains(res.stderr, want) {
+		t.Errorf("exec pingx: exit %d, stderr %q; want 126 and %q", res.code, res.stderr, want)
+	}
+	lbOK(t, root, "rm", "-f", "-q", "caps")
+}
+
+// TestPingWithoutNetRaw: sandboxes lack CAP_NET_RAW (podman's set), so
+// ping needs ICMP echo sockets, which net.ipv4.ping_group_range allows:
+// docker and podman open it to every group of a container's network
+// namespace, and so does the sandbox's init now. It was the kernel's
+// default, no group: "icmp socket: Permission denied", for root inside
+// too. A ping of the loopback with such a socket (perl, of Debian's
+// minbase), as an ordinary user inside; the host's own setting stays as
+// it was.
+func TestPingWithoutNetRaw(t *testing.T) {
+	tarball := os.Getenv("LIGHTBOX_DEBIAN_TAR")
+	testutil.Need(t, tarball != "", "needs LIGHTBOX_DEBIAN_TAR, a tarball of a debootstrap'd Debian (make test makes it with hack/debian-base.sh)")
+	root, _ := newStore(t)
+	lbOK(t, root, "snapshot", "import", "debian", tarball)
+	host, err := os.ReadFile("/proc/sys/net/ipv4/ping_group_range")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ping = `use Socket;
+socket(my $s, PF_INET, SOCK_DGRAM, 1) or die "icmp socket: $!\n";
+send($s, pack("C C n n n a*", 8, 0, 0, 0, 1, "lightbox"), 0, sockaddr_in(0, inet_aton("127.0.0.1"))) or die "send: $!\n";
+defined(recv($s, my $buf, 64, 0)) or die "recv: $!\n";
+printf "echo reply: type %d, %s\n", unpack("C", $buf), substr($buf, 8);
+`
+	res := lb(t, root, "", "run", "--network", "none", "-u", "1000", "debian", "timeout", "20", "perl", "-e", ping)
+	if res.code != 0 || res.stdout != "echo reply: type 0, lightbox\n" {
+		t.Errorf("ping of the loopback in a sandbox: exit %d\nstdout: %s\nstderr: %s", res.code, res.stdout, res.stderr)
+	}
+	if after, err := os.ReadFile("/proc/sys/net/ipv4/ping_group_range"); err != nil || string(after) != string(host) {
+		t.Errorf("the host's ping_group_range: %q before, %q (%v) after", host, after, err)
+	}
+}

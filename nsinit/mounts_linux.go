@@ -20,6 +20,9 @@ func setup(cfg *Config, fds received) error {
 	if err := sys.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mounts private: %w", err)
 	}
+	if cfg.Network != "host" {
+		allowPingSockets()
+	}
 	if err := fds.resolve(cfg); err != nil {
 		return fmt.Errorf("mount root: %w", err)
 	}
@@ -403,4 +406,31 @@ func copyOnWrite(root int, m Mount) error {
 		return fmt.Errorf("copy-on-write overlay of %s: %w", m.Source, err)
 	}
 	return attach(root, mfd, m.Target, true)
+}
+
+// allowPingSockets lets every group of the sandbox open ICMP echo
+// sockets (SOCK_DGRAM, IPPROTO_ICMP) in its own network namespace, as
+// docker and podman set net.ipv4.ping_group_range in theirs: ping works
+// without CAP_NET_RAW, which sandboxes do not get. Written before /proc
+// is the sandbox's and read-only; the namespace's sysctl belongs to its
+// user namespace's root. Its groups are those gid_map maps. Best effort:
+// a kernel without the sysctl leaves ping as it was.
+func allowPingSockets() {
+	b, err := os.ReadFile("/proc/self/gid_map")
+	if err != nil {
+		return
+	}
+	var top uint64
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			continue
+		}
+		in, err1 := strconv.ParseUint(f[0], 10, 32)
+		n, err2 := strconv.ParseUint(f[2], 10, 32)
+		if err1 == nil && err2 == nil && n > 0 {
+			top = max(top, in+n-1)
+		}
+	}
+	_ = os.WriteFile("/proc/sys/net/ipv4/ping_group_range", []byte("0 "+strconv.FormatUint(min(top, 2147483647), 10)), 0) // best effort, above
 }

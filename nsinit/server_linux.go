@@ -738,6 +738,11 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 				return
 			}
 		}
+		if errors.Is(err, unix.EPERM) {
+			if hint := fileCapsHint(argv0, dir); hint != "" {
+				err = fmt.Errorf("%w: %s", err, hint)
+			}
+		}
 		fail(execErrorCode(err), fmt.Errorf("exec %q: %w", e.Args[0], err))
 		return
 	}

@@ -3,6 +3,7 @@ package nsinit
 import (
 	"bufio"
 	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"github.com/beamhop/lightbox/internal/environ"
@@ -455,6 +456,60 @@ func lookPath(file, dir string, env []string) (string, error) {
 		return "", denied
 	}
 	return "", &startError{127, fmt.Errorf("exec %q: executable file not found in $PATH", file)}
+}
+
+// capNames are the capabilities by number, as capabilities(7) names them.
+var capNames = []string{
+	"chown", "dac_override", "dac_read_search", "fowner", "fsetid", "kill",
+	"setgid", "setuid", "setpcap", "linux_immutable", "net_bind_service",
+	"net_broadcast", "net_admin", "net_raw", "ipc_lock", "ipc_owner",
+	"sys_module", "sys_rawio", "sys_chroot", "sys_ptrace", "sys_pacct",
+	"sys_admin", "sys_boot", "sys_nice", "sys_resource", "sys_time",
+	"sys_tty_config", "mknod", "lease", "audit_write", "audit_control",
+	"setfcap", "mac_override", "mac_admin", "syslog", "wake_alarm",
+	"block_suspend", "audit_read", "perfmon", "bpf", "checkpoint_restore",
+}
+
+// fileCapsHint explains an exec of p (relative to dir) that failed with
+// EPERM because p carries file capabilities with the effective bit that
+// the sandbox's bounding set cannot grant (Debian's ping:
+// cap_net_raw=ep): the kernel refuses to run such a program rather than
+// run it without them. "" when p carries none of those.
+func fileCapsHint(p, dir string) string {
+	if !path.IsAbs(p) {
+		p = path.Join(dir, p)
+	}
+	buf := make([]byte, 24)
+	n, err := unix.Getxattr(p, "security.capability", buf)
+	if err != nil || n < 12 {
+		return ""
+	}
+	magic := binary.LittleEndian.Uint32(buf)
+	if magic&1 == 0 { // VFS_CAP_FLAGS_EFFECTIVE: without it the program runs, with fewer capabilities
+		return ""
+	}
+	perm := uint64(binary.LittleEndian.Uint32(buf[4:]))
+	if n >= 20 { // revision 2 and 3: a second word of each set
+		perm |= uint64(binary.LittleEndian.Uint32(buf[12:])) << 32
+	}
+	for _, c := range defaultCaps {
+		perm &^= 1 << c
+	}
+	var missing []string
+	for c := 0; c < 64; c++ {
+		if perm&(1<<c) == 0 {
+			continue
+		}
+		if c < len(capNames) {
+			missing = append(missing, "cap_"+capNames[c])
+		} else {
+			missing = append(missing, "capability "+strconv.Itoa(c))
+		}
+	}
+	if len(missing) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s has file capabilities the sandbox does not grant (%s; its processes get podman's default set), and the kernel runs no such program without them", p, strings.Join(missing, ", "))
 }
 
 // execErrorCode maps an exec failure to the shell's code.

@@ -221,7 +221,13 @@ func (s *Store) CommitBuildStep(ctx context.Context, st BuildStep) (string, int6
 		if st.Layer.UpperDir != "" {
 			l, diffID, err = s.layerFromUpper(ctx, e, st.Layer.UpperDir)
 		} else {
-			l, diffID, err = s.layerFromTar(ctx, e, st.Layer.Tar)
+			below := make([]string, len(m.Layers))
+			for i, pl := range m.Layers {
+				below[i] = s.LayerDir(pl.Digest)
+			}
+			tr := s.withParents(ctx, below, st.Layer.Tar)
+			l, diffID, err = s.layerFromTar(ctx, e, tr)
+			_ = tr.Close() // a pipe's reader: ends the copy if it is still going
 		}
 		if err != nil {
 			return "", 0, err

@@ -785,6 +785,30 @@ func MatchLabels(labels map[string]string, filters []string) bool {
 
 func (s *Store) lockPath(name string) string { return filepath.Join(s.locks, name+".lock") }
 
+// LockCacheWriter waits for, and takes, volume name's writer lock: a
+// build step that mounts the volume as a cache with sharing=locked holds
+// it while it runs, so such steps (of any process) use the cache in
+// turn, as apt's caches need; waiting, when not nil, is called before it
+// waits for another holder. The volume need not exist; the lock file
+// (named with an '@', which no volume name has) stays for the next one.
+func (s *Store) LockCacheWriter(ctx context.Context, name string, waiting func()) (*lockfile.Lock, error) {
+	if err := names.Check("volume", name); err != nil {
+		return nil, err
+	}
+	p := filepath.Join(s.locks, name+"@writer.lock")
+	lk, err := lockfile.TryExclusive(p)
+	if errors.Is(err, lockfile.ErrLocked) {
+		if waiting != nil {
+			waiting()
+		}
+		lk, err = lockfile.Exclusive(ctx, p)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("volume %s: writer lock: %w", name, err)
+	}
+	return lk, nil
+}
+
 // lockName takes the per-name lock. Remove deletes the lock file while
 // holding it, so a lock on a file that is no longer the one at the path is
 // dropped and taken again.

@@ -41,6 +41,9 @@ func buildCommand() *cli.Command {
 			args := map[string]string{}
 			for _, kv := range c.StringSlice("build-arg") {
 				k, v, ok := strings.Cut(kv, "=")
+				if k == "" {
+					return fmt.Errorf("--build-arg %q: no name (want K=V, or K for this K's value here)", kv)
+				}
 				if !ok {
 					// As docker: a bare name takes the caller's value.
 					if v, ok = os.LookupEnv(k); !ok {
