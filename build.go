@@ -122,7 +122,7 @@ func (r *Runtime) BuildSnapshot(ctx context.Context, opts BuildOptions) (*Snapsh
 	}
 	if !opts.Replace {
 		if _, err := r.snaps.Get(ctx, opts.Name); err == nil {
-			return nil, fmt.Errorf("build %s: snapshot %s: %w (use replace)", opts.Name, opts.Name, ErrExists)
+			return nil, fmt.Errorf("build %s: snapshot %s: %w", opts.Name, opts.Name, ErrExists)
 		}
 	}
 	text, rname := []byte(opts.Recipe), "recipe"

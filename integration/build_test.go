@@ -207,7 +207,7 @@ func TestBuildFailuresLeaveNothing(t *testing.T) {
 		{"absolute", "FROM busybox\nCOPY /etc/passwd /x\n", nil, 125, "/etc/passwd: an absolute path"},
 		{"symlink", "FROM busybox\nCOPY leak /x\n", nil, 125, "leak: leaves the build context"},
 		{"secret", "FROM busybox\nRUN --mount=type=secret,id=k true\n", nil, 125, "line 2: RUN --mount=type=secret"},
-		{"taken", "FROM busybox\n", []string{"-t", "taken"}, 125, "snapshot taken: already exists"},
+		{"taken", "FROM busybox\n", []string{"-t", "taken"}, 125, "snapshot taken: already exists (--replace replaces it)"},
 		{"run-fails", "FROM busybox\nRUN echo out; exit 7\nRUN true\n", nil, 7, "line 2: RUN echo out; exit 7: command exited with status 7"},
 		{"cache-owner", "FROM busybox\nRUN --mount=type=cache,id=owned,target=/c,uid=2000 true\n", nil, 125,
 			"line 2: RUN --mount=type=cache,id=owned,target=/c,uid=2000 true: --mount=type=cache,id=owned: cache volume owned is owned by 1000:1001 mode 0700, not 2000:0 mode 0755 as the mount asks"},

@@ -121,7 +121,7 @@ func TestCLISnapshots(t *testing.T) {
 	if insp["name"] != "busybox" || insp["digest"] == "" {
 		t.Errorf("snapshot inspect = %v", insp)
 	}
-	if r := lb(t, root, "", "snapshot", "import", "busybox", testBusybox(t)); r.code == 0 || !strings.Contains(r.stderr, "exists") {
+	if r := lb(t, root, "", "snapshot", "import", "busybox", testBusybox(t)); r.code == 0 || !strings.Contains(r.stderr, "already exists (--replace replaces it)") {
 		t.Errorf("import over an existing name: code %d stderr %q, want an error saying it exists", r.code, r.stderr)
 	}
 	lbOK(t, root, "snapshot", "import", "--replace", "busybox", testBusybox(t))

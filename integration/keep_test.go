@@ -29,7 +29,7 @@ func TestRunKeepCommit(t *testing.T) {
 	if out := lbOK(t, root, "run", "--network", "none", "img", "cat", "/f"); out != "hi\n" {
 		t.Errorf("the committed snapshot's /f = %q, want hi", out)
 	}
-	if r := lb(t, root, "", "commit", "x", "img"); r.code == 0 || !strings.Contains(r.stderr, "exists") {
+	if r := lb(t, root, "", "commit", "x", "img"); r.code == 0 || !strings.Contains(r.stderr, "already exists (--replace replaces it)") {
 		t.Errorf("commit into a taken name: exit %d stderr %q, want a refusal", r.code, r.stderr)
 	}
 	lbOK(t, root, "exec", "-h") // the CLI still answers (no lock left by the refusal)

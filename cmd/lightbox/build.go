@@ -95,6 +95,7 @@ func buildCommand() *cli.Command {
 			defer func() { _ = r.Close() }() // releases read-only handles (the re-executable binary); the build's result stands
 			sn, err := r.BuildSnapshot(c.Context, opts)
 			if err != nil {
+				err = replaceHint(err)
 				if quiet {
 					_, _ = os.Stderr.Write(out.Bytes()) // best effort: the build's error follows on stderr
 				}

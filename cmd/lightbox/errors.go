@@ -38,3 +38,12 @@ func rootCommand(a lightbox.RootAction) string {
 	}
 	return fmt.Sprintf("%s volume create --quota-mib %d --owner %s --owner-root %s %s", cmd, a.QuotaMiB, a.Owner, a.OwnerRoot, a.Volume)
 }
+
+// replaceHint says, for a snapshot name taken, the flag that replaces
+// it (import, build and commit have it).
+func replaceHint(err error) error {
+	if errors.Is(err, lightbox.ErrExists) {
+		return fmt.Errorf("%w (--replace replaces it)", err)
+	}
+	return err
+}

@@ -651,7 +651,7 @@ left out with a warning.`,
 			}
 			snap, err := sb.CommitWith(c.Context, c.Args().Get(1), lightbox.CommitOptions{Replace: c.Bool("replace")})
 			if err != nil {
-				return err
+				return replaceHint(err)
 			}
 			fmt.Println(snap.Name)
 			return nil

@@ -32,7 +32,7 @@ func snapshotCommand() *cli.Command {
 					s, err := r.ImportSnapshot(c.Context, c.Args().Get(0), c.Args().Get(1),
 						lightbox.ImportOptions{Format: c.String("format"), Replace: c.Bool("replace")})
 					if err != nil {
-						return err
+						return replaceHint(err)
 					}
 					fmt.Println(s.Name)
 					return nil
