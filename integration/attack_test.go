@@ -647,3 +647,82 @@ func treeOf(t *testing.T, dir string) string {
 	}
 	return b.String()
 }
+
+// TestAttackStdioDirectory: a host directory handed to a command as one
+// of its streams (`lightbox run … < dir`, `exec … 1< dir`, a Cmd's Stdin)
+// would be a way into the host's tree from inside: /proc/self/fd/0/..
+// walks up from it, past the sandbox's root (runc's CVE-2024-21626, with
+// the caller holding the door). It is refused before anything starts,
+// and nothing appears beside or above it on the host.
+func TestAttackStdioDirectory(t *testing.T) {
+	root, r := newStore(t)
+	// Both writable by anyone, so that only the refusal stops the
+	// escape, whatever host id the sandbox's root is.
+	up := t.TempDir()
+	dir := filepath.Join(up, "door")
+	if err := os.Mkdir(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{up, dir} {
+		if err := os.Chmod(d, 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	escape := func(fd int) string {
+		return fmt.Sprintf("touch /proc/self/fd/%d/in /proc/self/fd/%d/../up; ls /proc/self/fd/%d/../..; echo RAN", fd, fd, fd)
+	}
+	cli := func(f *os.File, fd int, args ...string) {
+		t.Helper()
+		var out, errb bytes.Buffer
+		cmd := exec.Command(binPath, append([]string{"--root", root}, args...)...)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(""), &out, &errb
+		switch fd {
+		case 0:
+			cmd.Stdin = f
+		case 1:
+			cmd.Stdout = f
+		case 2:
+			cmd.Stderr = f
+		}
+		err := cmd.Run()
+		var ee *exec.ExitError
+		// With the directory as its stderr the CLI has nowhere to say
+		// why: the exit status alone tells.
+		said := fd == 2 || strings.Contains(errb.String(), "is a directory")
+		if !errors.As(err, &ee) || ee.ExitCode() != 125 || !said {
+			t.Errorf("lightbox %v with a directory as fd %d: %v, stdout %q, stderr %q; want exit 125, the directory refused",
+				args, fd, err, out.String(), errb.String())
+		}
+	}
+	cli(f, 0, "run", "--network", "none", "busybox", "sh", "-c", escape(0))
+	name := "stdio-attack"
+	lbOK(t, root, "run", "-d", "--name", name, "--network", "none", "busybox", "sleep", "1000")
+	defer lb(t, root, "", "rm", "-f", name)
+	for fd := range 3 {
+		cli(f, fd, "exec", name, "sh", "-c", escape(fd))
+	}
+	sb, err := r.AttachSandbox(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := sb.Command(t.Context(), "sh", "-c", escape(0))
+	c.Stdin = f
+	if err := c.Run(); err == nil || !strings.Contains(err.Error(), "is a directory") {
+		t.Errorf("Cmd with a directory as Stdin: %v, want the directory refused", err)
+	}
+	if got := dirNames(t, up); !slices.Equal(got, []string{"door"}) {
+		t.Errorf("the host directory above the one handed over holds %v", got)
+	}
+	if got := dirNames(t, dir); len(got) != 0 {
+		t.Errorf("the host directory handed over holds %v", got)
+	}
+	// Only the detached sandbox is left: the refused run left nothing.
+	if got := strings.Fields(lbOK(t, root, "ps", "-aq")); !slices.Equal(got, []string{name}) {
+		t.Errorf("sandboxes after the refused commands: %v, want [%s]", got, name)
+	}
+}
