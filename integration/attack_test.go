@@ -24,8 +24,10 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"debug/elf"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -724,5 +726,91 @@ func TestAttackStdioDirectory(t *testing.T) {
 	// Only the detached sandbox is left: the refused run left nothing.
 	if got := strings.Fields(lbOK(t, root, "ps", "-aq")); !slices.Equal(got, []string{name}) {
 		t.Errorf("sandboxes after the refused commands: %v, want [%s]", got, name)
+	}
+}
+
+// dirSwapperSource is a workload that swaps DIR/d, a directory holding a
+// small file, with DIR/l, a symlink to TARGET (a host path, meaningless
+// inside the sandbox), with renameat2(RENAME_EXCHANGE) in a loop, and
+// counts its rounds in COUNT.
+const dirSwapperSource = `package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"syscall"
+	"unsafe"
+)
+
+func main() {
+	dir, target, count := os.Args[1], os.Args[2], os.Args[3]
+	if err := os.MkdirAll(dir+"/d", 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.WriteFile(dir+"/d/small", []byte("x"), 0o644)
+	if err := os.Symlink(target, dir+"/l"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	pd, _ := syscall.BytePtrFromString(dir + "/d")
+	pl, _ := syscall.BytePtrFromString(dir + "/l")
+	for i := 1; ; i++ {
+		_, _, e := syscall.Syscall6(sysRenameat2, ^uintptr(99), uintptr(unsafe.Pointer(pd)), ^uintptr(99), uintptr(unsafe.Pointer(pl)), 2, 0) // AT_FDCWD, RENAME_EXCHANGE
+		if e != 0 {
+			fmt.Fprintln(os.Stderr, "renameat2:", e)
+			os.Exit(1)
+		}
+		if i%2000 == 0 {
+			os.WriteFile(count+".new", []byte(strconv.Itoa(i)), 0o644)
+			os.Rename(count+".new", count)
+		}
+	}
+}
+`
+
+// TestAttackVolumeSizeExchange: `volume inspect --size` walks a volume
+// on the host (as the store's owner: root for a root store) while a
+// sandbox that uses it swaps a directory with a symlink to a host
+// directory. The walk must stay in the volume: the size it reports never
+// counts the host directory's files.
+func TestAttackVolumeSizeExchange(t *testing.T) {
+	root, r := newStore(t)
+	bin := buildSwapper(t, dirSwapperSource)
+	outside := t.TempDir()
+	const fileSize = 4 << 20
+	for i := range 4 {
+		b := make([]byte, fileSize)
+		rand.Read(b)
+		if err := os.WriteFile(filepath.Join(outside, fmt.Sprintf("big%d", i)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := dirNames(t, outside)
+	sb := launch(t, r, lightbox.SandboxOptions{Mounts: map[string]lightbox.Mount{
+		"/v": {Volume: "racevol"},
+		"/x": {Source: bin, ReadOnly: true},
+	}})
+	c := sb.Command(t.Context(), "/x/exchanger", "/v/race", outside, "/count")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	n := waitCountAbove(t, sb, 0, "volume size")
+	const tries = 200
+	for i := range tries {
+		res := lb(t, root, "", "volume", "inspect", "--size", "racevol")
+		var v struct{ UsedBytes int64 }
+		if res.code != 0 || json.Unmarshal([]byte(res.stdout), &v) != nil {
+			t.Fatalf("volume inspect --size: exit %d, %q %q", res.code, res.stdout, res.stderr)
+		}
+		if v.UsedBytes >= fileSize {
+			t.Fatalf("inspection %d of %d: the volume's size is %d bytes: the walk followed the sandbox's symlink to %s", i+1, tries, v.UsedBytes, outside)
+		}
+	}
+	// The swaps went on all along.
+	waitCountAbove(t, sb, n, "volume size, after the inspections")
+	if got := dirNames(t, outside); !slices.Equal(got, before) {
+		t.Errorf("the host directory holds %v, held %v", got, before)
 	}
 }
