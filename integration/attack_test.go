@@ -814,3 +814,63 @@ func TestAttackVolumeSizeExchange(t *testing.T) {
 		t.Errorf("the host directory holds %v, held %v", got, before)
 	}
 }
+
+// hostDevices are the host's device nodes bound into every sandbox.
+var hostDevices = []string{"null", "zero", "full", "random", "urandom", "tty"}
+
+// TestAttackHostDevices: the device nodes in a sandbox's /dev are the
+// host's own inodes, bound in. Reading and writing them works; changing
+// them does not: no chmod, chown or utimes reaches the host's /dev. In an
+// identity store (the host's root is the sandbox's) each of these used to
+// succeed, and `chmod 600 /dev/null` inside broke the host for every
+// other user.
+func TestAttackHostDevices(t *testing.T) {
+	// Y2K: a time nothing else gives the host's /dev/null.
+	const planted = 946684800
+	var script strings.Builder
+	for _, d := range hostDevices {
+		p := "/dev/" + d
+		// Modes and owners the host has already (nothing breaks if
+		// they are let through), and a planted time.
+		fmt.Fprintf(&script, "chmod 666 %s && echo CHMOD %s; chown 0:0 %s && echo CHOWN %s; touch -d @%d %s && echo TOUCHED %s; touch %s && echo TOUCHED-NOW %s\n", p, p, p, p, planted, p, p, p, p)
+	}
+	script.WriteString("echo x > /dev/null && head -c 4 /dev/zero | wc -c && head -c 4 /dev/urandom | wc -c\n")
+	stores := map[string]string{}
+	stores["default"], _ = newStore(t)
+	if os.Geteuid() == 0 {
+		id := filepath.Join(t.TempDir(), "store")
+		t.Cleanup(func() { removeStore(t, id) })
+		lbOK(t, id, "--identity-mapping", "snapshot", "import", "busybox", testBusybox(t))
+		stores["identity"] = id
+	}
+	for kind, root := range stores {
+		t.Run(kind, func(t *testing.T) {
+			res := lb(t, root, "", "run", "--network", "none", "busybox", "sh", "-c", script.String())
+			var got []string
+			for _, l := range strings.Split(strings.TrimSpace(res.stdout), "\n") {
+				if l != "4" {
+					got = append(got, l)
+				}
+			}
+			if len(got) != 0 {
+				t.Errorf("the host's device nodes changed from inside: %q\nstderr:\n%s", got, res.stderr)
+			}
+			if strings.Count(res.stdout, "4\n") != 2 {
+				t.Errorf("the devices cannot be read or written: %q %q", res.stdout, res.stderr)
+			}
+			for _, d := range hostDevices {
+				var st unix.Stat_t
+				if err := unix.Stat("/dev/"+d, &st); err != nil {
+					t.Fatal(err)
+				}
+				if st.Mtim.Sec == planted {
+					t.Errorf("the host's /dev/%s has the time the sandbox planted", d)
+					if os.Geteuid() == 0 {
+						now := time.Now()
+						_ = os.Chtimes("/dev/"+d, now, now) // put back what the failed wall let through
+					}
+				}
+			}
+		})
+	}
+}
