@@ -874,3 +874,32 @@ func TestAttackHostDevices(t *testing.T) {
 		})
 	}
 }
+
+// TestAttackOutlivesTimeout: a workload that ignores SIGTERM and leaves a
+// daemon of its own (setsid, SIGTERM ignored too) does not outlive its
+// sandbox's --timeout: the run ends with SIGKILL's status, says that the
+// timeout ended it, and leaves no sandbox and no process on the host.
+func TestAttackOutlivesTimeout(t *testing.T) {
+	root, _ := newStore(t)
+	marker := fmt.Sprintf("%d", 400000+os.Getpid()%100000) // sleep's argument: names our daemon among the host's processes
+	script := `trap "" TERM INT HUP; setsid sh -c 'trap "" TERM HUP; exec sleep ` + marker + `' </dev/null >/dev/null 2>&1 & while :; do sleep 1; done`
+	res := lb(t, root, "", "run", "--network", "none", "--timeout", "1s", "busybox", "sh", "-c", script)
+	if res.code != 137 || !strings.Contains(res.stderr, "timeout") {
+		t.Errorf("run --timeout 1s of a workload that ignores SIGTERM: exit %d, stderr %q; want 137 and the timeout named", res.code, res.stderr)
+	}
+	if got := strings.TrimSpace(lbOK(t, root, "ps", "-aq")); got != "" {
+		t.Errorf("sandboxes left: %q", got)
+	}
+	// The daemon died with the sandbox's pid namespace, before the run
+	// returned.
+	procs, err := filepath.Glob("/proc/[0-9]*/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err == nil && string(b) == "sleep\x00"+marker+"\x00" {
+			t.Errorf("the sandbox's daemon outlived it: %s", p)
+		}
+	}
+}
