@@ -903,3 +903,59 @@ func TestAttackOutlivesTimeout(t *testing.T) {
 		}
 	}
 }
+
+// TestAttackUserDatabase: PID 1 reads the sandbox's /etc/passwd and
+// /etc/group to start a command as a user (exec -u, or the image's
+// USER), and the workload may have made them anything: a FIFO (the
+// init's open blocked, and the exec with it, for ever), /dev/urandom
+// (the init read lines without end, its memory growing until an OOM kill
+// took the whole sandbox; with no memory limit, until the host's), or
+// PID 1's own /proc/self/environ. Each exec fails at once, naming the
+// file, and the sandbox goes on serving.
+func TestAttackUserDatabase(t *testing.T) {
+	root, _ := newStore(t)
+	name := "passwd-attack"
+	args := []string{"run", "-d", "--name", name, "--network", "none"}
+	// What the workload plants, and what the refusal says.
+	attacks := map[string][2]string{
+		"fifo":    {"mkfifo /etc/passwd", "/etc/passwd: not a regular file"},
+		"environ": {"ln -s /proc/self/environ /etc/passwd", "/etc/passwd: a file of /proc"},
+		"group":   {"cp /etc/passwd.real /etc/passwd; mv /etc/group /etc/group.real; mkfifo /etc/group", "/etc/group: not a regular file"},
+	}
+	if os.Geteuid() == 0 {
+		// Only under a memory limit: without one the init's memory,
+		// before the fix, grew without bound on a shared host.
+		args = append(args, "--memory", "128m")
+		attacks["urandom"] = [2]string{"ln -s /dev/urandom /etc/passwd", "/etc/passwd: not a regular file"}
+	}
+	lbOK(t, root, append(args, "busybox", "sleep", "1000")...)
+	defer lb(t, root, "", "rm", "-f", name)
+	lbOK(t, root, "exec", name, "cp", "/etc/passwd", "/etc/passwd.real")
+	for what, a := range attacks {
+		plant, want := a[0], a[1]
+		t.Run(what, func(t *testing.T) {
+			lbOK(t, root, "exec", name, "sh", "-c", "rm -f /etc/passwd; "+plant)
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			var out, errb bytes.Buffer
+			cmd := exec.CommandContext(ctx, binPath, "--root", root, "exec", "-u", "user", name, "id", "-u")
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			// A stuck init holds the streams the CLI passed on: stop
+			// waiting for them once the CLI is gone.
+			cmd.WaitDelay = 5 * time.Second
+			err := cmd.Run()
+			if ctx.Err() != nil {
+				t.Fatalf("exec -u user with %s: still waiting after 30 s", plant)
+			}
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 125 || !strings.Contains(errb.String(), want) {
+				t.Errorf("exec -u user with %s: %v, stdout %q, stderr %q; want exit 125 and %q", plant, err, out.String(), errb.String(), want)
+			}
+			// The sandbox serves on, its init alive, users and all.
+			lbOK(t, root, "exec", name, "sh", "-c", "rm -f /etc/passwd; cp /etc/passwd.real /etc/passwd; if [ -e /etc/group.real ]; then rm -f /etc/group; mv /etc/group.real /etc/group; fi")
+			if got := strings.TrimSpace(lbOK(t, root, "exec", "-u", "user", name, "id", "-u")); got != "1000" {
+				t.Errorf("exec -u user after the attack: %q, want 1000", got)
+			}
+		})
+	}
+}
