@@ -24,8 +24,10 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"debug/elf"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -646,4 +648,314 @@ func treeOf(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return b.String()
+}
+
+// TestAttackStdioDirectory: a host directory handed to a command as one
+// of its streams (`lightbox run … < dir`, `exec … 1< dir`, a Cmd's Stdin)
+// would be a way into the host's tree from inside: /proc/self/fd/0/..
+// walks up from it, past the sandbox's root (runc's CVE-2024-21626, with
+// the caller holding the door). It is refused before anything starts,
+// and nothing appears beside or above it on the host.
+func TestAttackStdioDirectory(t *testing.T) {
+	root, r := newStore(t)
+	// Both writable by anyone, so that only the refusal stops the
+	// escape, whatever host id the sandbox's root is.
+	up := t.TempDir()
+	dir := filepath.Join(up, "door")
+	if err := os.Mkdir(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{up, dir} {
+		if err := os.Chmod(d, 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	escape := func(fd int) string {
+		return fmt.Sprintf("touch /proc/self/fd/%d/in /proc/self/fd/%d/../up; ls /proc/self/fd/%d/../..; echo RAN", fd, fd, fd)
+	}
+	cli := func(f *os.File, fd int, args ...string) {
+		t.Helper()
+		var out, errb bytes.Buffer
+		cmd := exec.Command(binPath, append([]string{"--root", root}, args...)...)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(""), &out, &errb
+		switch fd {
+		case 0:
+			cmd.Stdin = f
+		case 1:
+			cmd.Stdout = f
+		case 2:
+			cmd.Stderr = f
+		}
+		err := cmd.Run()
+		var ee *exec.ExitError
+		// With the directory as its stderr the CLI has nowhere to say
+		// why: the exit status alone tells.
+		said := fd == 2 || strings.Contains(errb.String(), "is a directory")
+		if !errors.As(err, &ee) || ee.ExitCode() != 125 || !said {
+			t.Errorf("lightbox %v with a directory as fd %d: %v, stdout %q, stderr %q; want exit 125, the directory refused",
+				args, fd, err, out.String(), errb.String())
+		}
+	}
+	cli(f, 0, "run", "--network", "none", "busybox", "sh", "-c", escape(0))
+	name := "stdio-attack"
+	lbOK(t, root, "run", "-d", "--name", name, "--network", "none", "busybox", "sleep", "1000")
+	defer lb(t, root, "", "rm", "-f", name)
+	for fd := range 3 {
+		cli(f, fd, "exec", name, "sh", "-c", escape(fd))
+	}
+	sb, err := r.AttachSandbox(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := sb.Command(t.Context(), "sh", "-c", escape(0))
+	c.Stdin = f
+	if err := c.Run(); err == nil || !strings.Contains(err.Error(), "is a directory") {
+		t.Errorf("Cmd with a directory as Stdin: %v, want the directory refused", err)
+	}
+	if got := dirNames(t, up); !slices.Equal(got, []string{"door"}) {
+		t.Errorf("the host directory above the one handed over holds %v", got)
+	}
+	if got := dirNames(t, dir); len(got) != 0 {
+		t.Errorf("the host directory handed over holds %v", got)
+	}
+	// Only the detached sandbox is left: the refused run left nothing.
+	if got := strings.Fields(lbOK(t, root, "ps", "-aq")); !slices.Equal(got, []string{name}) {
+		t.Errorf("sandboxes after the refused commands: %v, want [%s]", got, name)
+	}
+}
+
+// dirSwapperSource is a workload that swaps DIR/d, a directory holding a
+// small file, with DIR/l, a symlink to TARGET (a host path, meaningless
+// inside the sandbox), with renameat2(RENAME_EXCHANGE) in a loop, and
+// counts its rounds in COUNT.
+const dirSwapperSource = `package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"syscall"
+	"unsafe"
+)
+
+func main() {
+	dir, target, count := os.Args[1], os.Args[2], os.Args[3]
+	if err := os.MkdirAll(dir+"/d", 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.WriteFile(dir+"/d/small", []byte("x"), 0o644)
+	if err := os.Symlink(target, dir+"/l"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	pd, _ := syscall.BytePtrFromString(dir + "/d")
+	pl, _ := syscall.BytePtrFromString(dir + "/l")
+	for i := 1; ; i++ {
+		_, _, e := syscall.Syscall6(sysRenameat2, ^uintptr(99), uintptr(unsafe.Pointer(pd)), ^uintptr(99), uintptr(unsafe.Pointer(pl)), 2, 0) // AT_FDCWD, RENAME_EXCHANGE
+		if e != 0 {
+			fmt.Fprintln(os.Stderr, "renameat2:", e)
+			os.Exit(1)
+		}
+		if i%2000 == 0 {
+			os.WriteFile(count+".new", []byte(strconv.Itoa(i)), 0o644)
+			os.Rename(count+".new", count)
+		}
+	}
+}
+`
+
+// TestAttackVolumeSizeExchange: `volume inspect --size` walks a volume
+// on the host (as the store's owner: root for a root store) while a
+// sandbox that uses it swaps a directory with a symlink to a host
+// directory. The walk must stay in the volume: the size it reports never
+// counts the host directory's files.
+func TestAttackVolumeSizeExchange(t *testing.T) {
+	root, r := newStore(t)
+	bin := buildSwapper(t, dirSwapperSource)
+	outside := t.TempDir()
+	const fileSize = 4 << 20
+	for i := range 4 {
+		b := make([]byte, fileSize)
+		rand.Read(b)
+		if err := os.WriteFile(filepath.Join(outside, fmt.Sprintf("big%d", i)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := dirNames(t, outside)
+	sb := launch(t, r, lightbox.SandboxOptions{Mounts: map[string]lightbox.Mount{
+		"/v": {Volume: "racevol"},
+		"/x": {Source: bin, ReadOnly: true},
+	}})
+	c := sb.Command(t.Context(), "/x/exchanger", "/v/race", outside, "/count")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	n := waitCountAbove(t, sb, 0, "volume size")
+	const tries = 200
+	for i := range tries {
+		res := lb(t, root, "", "volume", "inspect", "--size", "racevol")
+		var v struct{ UsedBytes int64 }
+		if res.code != 0 || json.Unmarshal([]byte(res.stdout), &v) != nil {
+			t.Fatalf("volume inspect --size: exit %d, %q %q", res.code, res.stdout, res.stderr)
+		}
+		if v.UsedBytes >= fileSize {
+			t.Fatalf("inspection %d of %d: the volume's size is %d bytes: the walk followed the sandbox's symlink to %s", i+1, tries, v.UsedBytes, outside)
+		}
+	}
+	// The swaps went on all along.
+	waitCountAbove(t, sb, n, "volume size, after the inspections")
+	if got := dirNames(t, outside); !slices.Equal(got, before) {
+		t.Errorf("the host directory holds %v, held %v", got, before)
+	}
+}
+
+// hostDevices are the host's device nodes bound into every sandbox.
+var hostDevices = []string{"null", "zero", "full", "random", "urandom", "tty"}
+
+// TestAttackHostDevices: the device nodes in a sandbox's /dev are the
+// host's own inodes, bound in. Reading and writing them works; changing
+// them does not: no chmod, chown or utimes reaches the host's /dev. In an
+// identity store (the host's root is the sandbox's) each of these used to
+// succeed, and `chmod 600 /dev/null` inside broke the host for every
+// other user.
+func TestAttackHostDevices(t *testing.T) {
+	// Y2K: a time nothing else gives the host's /dev/null.
+	const planted = 946684800
+	var script strings.Builder
+	for _, d := range hostDevices {
+		p := "/dev/" + d
+		// Modes and owners the host has already (nothing breaks if
+		// they are let through), and a planted time.
+		fmt.Fprintf(&script, "chmod 666 %s && echo CHMOD %s; chown 0:0 %s && echo CHOWN %s; touch -d @%d %s && echo TOUCHED %s; touch %s && echo TOUCHED-NOW %s\n", p, p, p, p, planted, p, p, p, p)
+	}
+	script.WriteString("echo x > /dev/null && head -c 4 /dev/zero | wc -c && head -c 4 /dev/urandom | wc -c\n")
+	stores := map[string]string{}
+	stores["default"], _ = newStore(t)
+	if os.Geteuid() == 0 {
+		id := filepath.Join(t.TempDir(), "store")
+		t.Cleanup(func() { removeStore(t, id) })
+		lbOK(t, id, "--identity-mapping", "snapshot", "import", "busybox", testBusybox(t))
+		stores["identity"] = id
+	}
+	for kind, root := range stores {
+		t.Run(kind, func(t *testing.T) {
+			res := lb(t, root, "", "run", "--network", "none", "busybox", "sh", "-c", script.String())
+			var got []string
+			for _, l := range strings.Split(strings.TrimSpace(res.stdout), "\n") {
+				if l != "4" {
+					got = append(got, l)
+				}
+			}
+			if len(got) != 0 {
+				t.Errorf("the host's device nodes changed from inside: %q\nstderr:\n%s", got, res.stderr)
+			}
+			if strings.Count(res.stdout, "4\n") != 2 {
+				t.Errorf("the devices cannot be read or written: %q %q", res.stdout, res.stderr)
+			}
+			for _, d := range hostDevices {
+				var st unix.Stat_t
+				if err := unix.Stat("/dev/"+d, &st); err != nil {
+					t.Fatal(err)
+				}
+				if st.Mtim.Sec == planted {
+					t.Errorf("the host's /dev/%s has the time the sandbox planted", d)
+					if os.Geteuid() == 0 {
+						now := time.Now()
+						_ = os.Chtimes("/dev/"+d, now, now) // put back what the failed wall let through
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestAttackOutlivesTimeout: a workload that ignores SIGTERM and leaves a
+// daemon of its own (setsid, SIGTERM ignored too) does not outlive its
+// sandbox's --timeout: the run ends with SIGKILL's status, says that the
+// timeout ended it, and leaves no sandbox and no process on the host.
+func TestAttackOutlivesTimeout(t *testing.T) {
+	root, _ := newStore(t)
+	marker := fmt.Sprintf("%d", 400000+os.Getpid()%100000) // sleep's argument: names our daemon among the host's processes
+	script := `trap "" TERM INT HUP; setsid sh -c 'trap "" TERM HUP; exec sleep ` + marker + `' </dev/null >/dev/null 2>&1 & while :; do sleep 1; done`
+	res := lb(t, root, "", "run", "--network", "none", "--timeout", "1s", "busybox", "sh", "-c", script)
+	if res.code != 137 || !strings.Contains(res.stderr, "timeout") {
+		t.Errorf("run --timeout 1s of a workload that ignores SIGTERM: exit %d, stderr %q; want 137 and the timeout named", res.code, res.stderr)
+	}
+	if got := strings.TrimSpace(lbOK(t, root, "ps", "-aq")); got != "" {
+		t.Errorf("sandboxes left: %q", got)
+	}
+	// The daemon died with the sandbox's pid namespace, before the run
+	// returned.
+	procs, err := filepath.Glob("/proc/[0-9]*/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err == nil && string(b) == "sleep\x00"+marker+"\x00" {
+			t.Errorf("the sandbox's daemon outlived it: %s", p)
+		}
+	}
+}
+
+// TestAttackUserDatabase: PID 1 reads the sandbox's /etc/passwd and
+// /etc/group to start a command as a user (exec -u, or the image's
+// USER), and the workload may have made them anything: a FIFO (the
+// init's open blocked, and the exec with it, for ever), /dev/urandom
+// (the init read lines without end, its memory growing until an OOM kill
+// took the whole sandbox; with no memory limit, until the host's), or
+// PID 1's own /proc/self/environ. Each exec fails at once, naming the
+// file, and the sandbox goes on serving.
+func TestAttackUserDatabase(t *testing.T) {
+	root, _ := newStore(t)
+	name := "passwd-attack"
+	args := []string{"run", "-d", "--name", name, "--network", "none"}
+	// What the workload plants, and what the refusal says.
+	attacks := map[string][2]string{
+		"fifo":    {"mkfifo /etc/passwd", "/etc/passwd: not a regular file"},
+		"environ": {"ln -s /proc/self/environ /etc/passwd", "/etc/passwd: a file of /proc"},
+		"group":   {"cp /etc/passwd.real /etc/passwd; mv /etc/group /etc/group.real; mkfifo /etc/group", "/etc/group: not a regular file"},
+	}
+	if os.Geteuid() == 0 {
+		// Only under a memory limit: without one the init's memory,
+		// before the fix, grew without bound on a shared host.
+		args = append(args, "--memory", "128m")
+		attacks["urandom"] = [2]string{"ln -s /dev/urandom /etc/passwd", "/etc/passwd: not a regular file"}
+	}
+	lbOK(t, root, append(args, "busybox", "sleep", "1000")...)
+	defer lb(t, root, "", "rm", "-f", name)
+	lbOK(t, root, "exec", name, "cp", "/etc/passwd", "/etc/passwd.real")
+	for what, a := range attacks {
+		plant, want := a[0], a[1]
+		t.Run(what, func(t *testing.T) {
+			lbOK(t, root, "exec", name, "sh", "-c", "rm -f /etc/passwd; "+plant)
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			var out, errb bytes.Buffer
+			cmd := exec.CommandContext(ctx, binPath, "--root", root, "exec", "-u", "user", name, "id", "-u")
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			// A stuck init holds the streams the CLI passed on: stop
+			// waiting for them once the CLI is gone.
+			cmd.WaitDelay = 5 * time.Second
+			err := cmd.Run()
+			if ctx.Err() != nil {
+				t.Fatalf("exec -u user with %s: still waiting after 30 s", plant)
+			}
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 125 || !strings.Contains(errb.String(), want) {
+				t.Errorf("exec -u user with %s: %v, stdout %q, stderr %q; want exit 125 and %q", plant, err, out.String(), errb.String(), want)
+			}
+			// The sandbox serves on, its init alive, users and all.
+			lbOK(t, root, "exec", name, "sh", "-c", "rm -f /etc/passwd; cp /etc/passwd.real /etc/passwd; if [ -e /etc/group.real ]; then rm -f /etc/group; mv /etc/group.real /etc/group; fi")
+			if got := strings.TrimSpace(lbOK(t, root, "exec", "-u", "user", name, "id", "-u")); got != "1000" {
+				t.Errorf("exec -u user after the attack: %q, want 1000", got)
+			}
+		})
+	}
 }

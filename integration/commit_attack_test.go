@@ -72,14 +72,19 @@ func main() {
 
 // buildExchanger builds exchangerSource as a static binary into a
 // directory the sandbox can read, and returns that directory.
-func buildExchanger(t *testing.T) string {
+func buildExchanger(t *testing.T) string { return buildSwapper(t, exchangerSource) }
+
+// buildSwapper builds source, a main package that may use sysRenameat2,
+// as a static binary named exchanger into a directory the sandbox can
+// read, and returns that directory.
+func buildSwapper(t *testing.T, source string) string {
 	t.Helper()
 	src := t.TempDir()
 	if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte("module exchanger\n\ngo 1.21\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	files := map[string]string{
-		"main.go": exchangerSource,
+		"main.go": source,
 		// renameat2 is newer than the frozen syscall package.
 		"nr_amd64.go": "package main\n\nconst sysRenameat2 = 316\n",
 		"nr_arm64.go": "package main\n\nconst sysRenameat2 = 276\n",

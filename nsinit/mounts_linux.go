@@ -178,7 +178,10 @@ func mountSys(root int, hostNet bool) error {
 
 // mountDev makes /dev a small tmpfs holding binds of the host's harmless
 // device nodes (a user namespace cannot mknod), a private devpts and
-// /dev/shm.
+// /dev/shm. Each bind is read-only: reading and writing a device goes to
+// its driver and still works, but its inode is the host's, so a chmod,
+// chown or utimes through it would change the host's /dev (and succeeds
+// wherever the host's root is mapped in the sandbox: an identity store).
 func mountDev(root int, gid5 bool, shmBytes int64) error {
 	mfd, err := sys.FSMount("tmpfs", []sys.Param{{Key: "mode", Value: "755"}, {Key: "size", Value: "64k"}}, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NOEXEC, "/dev")
 	if err != nil {
@@ -200,7 +203,10 @@ func mountDev(root int, gid5 bool, shmBytes int64) error {
 		}
 		src, err := sys.OpenTree(unix.AT_FDCWD, "/dev/"+n, unix.OPEN_TREE_CLONE)
 		if err == nil {
-			err = sys.MoveMount(src, f, "/dev/"+n)
+			err = sys.SetAttr(src, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NOEXEC, 0, false, "/dev/"+n)
+			if err == nil {
+				err = sys.MoveMount(src, f, "/dev/"+n)
+			}
 			unix.Close(src)
 		}
 		unix.Close(f)

@@ -127,12 +127,14 @@ func ociEnv(p *OCIProcess) []string {
 	env := slices.Clone(p.Env)
 	if _, ok := environ.Lookup(env, "HOME"); !ok {
 		home := "/"
-		for _, e := range readDB("/etc/passwd") {
-			if len(e) >= 6 && e[2] == strconv.FormatUint(uint64(p.UID), 10) {
+		uid := strconv.FormatUint(uint64(p.UID), 10)
+		_ = scanDB("/etc/passwd", func(e []string) bool { // unreadable: HOME stays "/", as with no entry
+			if len(e) >= 6 && e[2] == uid {
 				home = e[5]
-				break
+				return true
 			}
-		}
+			return false
+		})
 		env = append(env, "HOME="+home)
 	}
 	return env

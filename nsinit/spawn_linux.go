@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/beamhop/lightbox/internal/environ"
+	"io"
 	"os"
 	"os/signal"
 	"path"
@@ -245,48 +246,53 @@ type user struct {
 }
 
 // lookupUser resolves spec against the sandbox's /etc/passwd and
-// /etc/group ("" = root).
+// /etc/group ("" = root). Both are the workload's to write: see scanDB.
 func lookupUser(spec string) (user, error) {
 	u := user{home: "/root"}
 	if spec == "" {
 		return u, nil
 	}
 	name, group, hasGroup := strings.Cut(spec, ":")
-	passwd := readDB("/etc/passwd")
 	found := false
-	if n, err := strconv.ParseUint(name, 10, 32); err == nil {
+	var err error
+	if n, perr := strconv.ParseUint(name, 10, 32); perr == nil {
 		u.uid, u.home = uint32(n), "/"
-		for _, e := range passwd {
+		err = scanDB("/etc/passwd", func(e []string) bool {
 			if len(e) >= 6 && e[2] == name {
 				name, found = e[0], true
 				u.gid = parseID(e[3])
 				u.home = e[5]
-				break
 			}
-		}
+			return found
+		})
 	} else {
-		for _, e := range passwd {
+		err = scanDB("/etc/passwd", func(e []string) bool {
 			if len(e) >= 6 && e[0] == name {
 				found = true
 				u.uid, u.gid, u.home = parseID(e[2]), parseID(e[3]), e[5]
-				break
 			}
-		}
-		if !found {
+			return found
+		})
+		if err == nil && !found {
 			return u, fmt.Errorf("user %q: no such user in the sandbox's /etc/passwd", name)
 		}
 	}
-	groups := readDB("/etc/group")
+	if err != nil {
+		return u, fmt.Errorf("user %q: %w", spec, err)
+	}
 	if hasGroup {
 		if n, err := strconv.ParseUint(group, 10, 32); err == nil {
 			u.gid = uint32(n)
 		} else {
 			ok := false
-			for _, e := range groups {
+			err := scanDB("/etc/group", func(e []string) bool {
 				if len(e) >= 3 && e[0] == group {
 					u.gid, ok = parseID(e[2]), true
-					break
 				}
+				return ok
+			})
+			if err != nil {
+				return u, fmt.Errorf("user %q: %w", spec, err)
 			}
 			if !ok {
 				return u, fmt.Errorf("group %q: no such group in the sandbox's /etc/group", group)
@@ -295,9 +301,9 @@ func lookupUser(spec string) (user, error) {
 	}
 	u.groups = []uint32{u.gid}
 	if found && !hasGroup {
-		for _, e := range groups {
+		err := scanDB("/etc/group", func(e []string) bool {
 			if len(e) < 4 {
-				continue
+				return false
 			}
 			for _, m := range strings.Split(e[3], ",") {
 				if m == name {
@@ -306,6 +312,10 @@ func lookupUser(spec string) (user, error) {
 					}
 				}
 			}
+			return false
+		})
+		if err != nil {
+			return u, fmt.Errorf("user %q: %w", spec, err)
 		}
 	}
 	return u, nil
@@ -391,22 +401,66 @@ func parseID(s string) uint32 {
 	return uint32(n)
 }
 
-func readDB(p string) [][]string {
-	f, err := os.Open(p)
+// maxDB is the largest /etc/passwd or /etc/group PID 1 reads (real ones
+// are kilobytes).
+const maxDB = 16 << 20
+
+// scanDB calls fn with the fields of each entry of the sandbox's
+// colon-separated database p until fn returns true; a missing file has no
+// entries. PID 1 reads it, and the workload may have made it anything:
+// it is opened inside the root with no magic link followed, never from
+// /proc or /sys (not the init's own /proc/self/…), without blocking (a FIFO would hold the
+// request for ever), and read only when it is a regular file of at most
+// maxDB bytes, line by line (/dev/urandom made the init's memory grow
+// without bound).
+func scanDB(p string, fn func(e []string) bool) error {
+	root, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
+		return &os.PathError{Op: "open", Path: "/", Err: err}
+	}
+	fd, err := sys.OpenInRoot(root, p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+	unix.Close(root)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
 		return nil
 	}
+	if err != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(fd), p)
 	defer func() { _ = f.Close() }() // opened read-only
-	var out [][]string
-	sc := bufio.NewScanner(f)
+	st, err := sys.Fstat(fd, p)
+	if err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fmt.Errorf("%s: not a regular file", p)
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &sfs); err != nil {
+		return &os.PathError{Op: "fstatfs", Path: p, Err: err}
+	}
+	if sfs.Type == unix.PROC_SUPER_MAGIC || sfs.Type == unix.SYSFS_MAGIC {
+		// /proc/self/… is PID 1's own: not the workload's to read
+		// through it.
+		return fmt.Errorf("%s: a file of /proc or /sys", p)
+	}
+	if st.Size > maxDB {
+		return fmt.Errorf("%s: %d bytes, more than the %d read", p, st.Size, maxDB)
+	}
+	sc := bufio.NewScanner(io.LimitReader(f, maxDB))
 	for sc.Scan() {
 		line := sc.Text()
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		out = append(out, strings.Split(line, ":"))
+		if fn(strings.Split(line, ":")) {
+			return nil
+		}
 	}
-	return out
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read %s: %w", p, err)
+	}
+	return nil
 }
 
 // errNotFound and errNotExec carry the shell's exit codes.

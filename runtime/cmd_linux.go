@@ -132,9 +132,9 @@ func (c *Cmd) start(ctx, life context.Context, late bool) (err error) {
 			case 0:
 				st, err = c.reader(c.Stdin)
 			case 1:
-				st, err = c.writer(c.Stdout)
+				st, err = c.writer(c.Stdout, "stdout")
 			case 2:
-				st, err = c.writer(c.Stderr)
+				st, err = c.writer(c.Stderr, "stderr")
 			}
 			if err != nil {
 				return err
@@ -244,12 +244,26 @@ type stdio struct {
 // stays open: c holds it).
 func fileFD(f *os.File) stdio { return stdio{pass: int(f.Fd())} }
 
-// isTerminal reports whether f is a terminal: a workload must never get
-// the caller's terminal (TIOCSTI and friends), so such a stream goes
-// through a pipe instead.
-func isTerminal(f *os.File) bool {
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
+// passable tells how the caller's file f may become a workload's stream
+// (name: "stdin", "stdout", "stderr"): passed as it is, or copied through
+// a pipe when it is a terminal (a workload must never get the caller's
+// terminal: TIOCSTI and friends). A directory is refused: a command
+// handed one walks the host's tree from it (/proc/self/fd/0/..), the
+// escape of runc's CVE-2024-21626. Only a character device can be a
+// terminal, so the ioctl is asked of those alone.
+func passable(f *os.File, name string) (pass bool, err error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return false, fmt.Errorf("%s: fstat %s: %w", name, f.Name(), err)
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		return false, fmt.Errorf("%s is a directory (%s), not a stream: refused, a command handed it could reach the host's files through it", name, f.Name())
+	case unix.S_IFCHR:
+		_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+		return err != nil, nil
+	}
+	return true, nil
 }
 
 // pipe returns a pipe for one of the workload's streams: our end (the
@@ -277,8 +291,12 @@ func pipe(ourRead bool) (ours *os.File, theirs int, err error) {
 }
 
 func (c *Cmd) reader(r io.Reader) (stdio, error) {
-	if f, ok := r.(*os.File); ok && f != nil && !isTerminal(f) {
-		return fileFD(f), nil
+	if f, ok := r.(*os.File); ok && f != nil {
+		if pass, err := passable(f, "stdin"); err != nil {
+			return stdio{}, err
+		} else if pass {
+			return fileFD(f), nil
+		}
 	}
 	if r == nil {
 		f, err := devNull()
@@ -308,9 +326,13 @@ func (c *Cmd) reader(r io.Reader) (stdio, error) {
 	return stdio{pass: pr, own: true}, nil
 }
 
-func (c *Cmd) writer(w io.Writer) (stdio, error) {
-	if f, ok := w.(*os.File); ok && f != nil && !isTerminal(f) {
-		return fileFD(f), nil
+func (c *Cmd) writer(w io.Writer, name string) (stdio, error) {
+	if f, ok := w.(*os.File); ok && f != nil {
+		if pass, err := passable(f, name); err != nil {
+			return stdio{}, err
+		} else if pass {
+			return fileFD(f), nil
+		}
 	}
 	if w == nil {
 		f, err := devNull()

@@ -194,9 +194,10 @@ type CmdSpec struct {
 	// User is "uid[:gid]" or "name[:group]"; "" = the sandbox's.
 	User string
 	// Stdin, Stdout and Stderr are the process's streams; nil means
-	// /dev/null. An *os.File is passed to the process as it is (unless it
-	// is a terminal); anything else through a pipe copied by a goroutine,
-	// as os/exec does.
+	// /dev/null. An *os.File is passed to the process as it is (a
+	// terminal goes through a pipe instead, and a directory is refused:
+	// the process could reach the host's files from it); anything else
+	// through a pipe copied by a goroutine, as os/exec does.
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	// Tty runs the process on a new pty inside the sandbox; Stdin feeds it

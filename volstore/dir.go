@@ -2,11 +2,8 @@ package volstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
 
 	"github.com/beamhop/lightbox/internal/errdefs"
 	"github.com/beamhop/lightbox/internal/idmap"
@@ -61,39 +58,4 @@ func (b *dirBackend) Remove(ctx context.Context, dataDir string) error {
 
 func (b *dirBackend) Usage(ctx context.Context, dataDir string) (int64, bool, error) {
 	return 0, false, nil
-}
-
-// duTree sums the space used under dir (512-byte blocks, hard links once),
-// as du does; known is false when part of the tree could not be read.
-func duTree(dir string) (used int64, known bool) {
-	known = true
-	seen := map[[2]uint64]bool{}
-	// The callback never returns an error: it records one in known.
-	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if !errors.Is(err, fs.ErrNotExist) {
-				known = false
-			}
-			return nil
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return nil
-		}
-		dev, ino, blocks, nlink, ok := statBlocks(fi)
-		if !ok {
-			used += fi.Size()
-			return nil
-		}
-		if nlink > 1 && !fi.IsDir() {
-			k := [2]uint64{dev, ino}
-			if seen[k] {
-				return nil
-			}
-			seen[k] = true
-		}
-		used += blocks * 512
-		return nil
-	})
-	return used, known
 }

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 
 	"github.com/beamhop/lightbox/internal/errdefs"
 )
@@ -37,9 +36,7 @@ func (b *foreignBackend) Usage(ctx context.Context, dataDir string) (int64, bool
 	return 0, false, nil
 }
 
-func statBlocks(fi os.FileInfo) (dev, ino uint64, blocks int64, nlink uint64, ok bool) {
-	return 0, 0, 0, 0, false
-}
+func duTree(dir string) (used int64, known bool) { return 0, false }
 
 func fsSize(path string) (int64, error) { return 0, errNotLinux }
 

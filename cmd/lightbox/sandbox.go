@@ -323,12 +323,16 @@ func runAttached(cmd *lightbox.Cmd, tty bool, sigs chan os.Signal, ready chan st
 }
 
 // mainStatus turns what a command's Wait returned into this process's
-// exit status, saying so when the OOM killer ended it.
+// exit status, saying so when the OOM killer or the sandbox's timeout
+// ended it.
 func mainStatus(err error) (int, error) {
 	var ee *lightbox.ExitError
 	if errors.As(err, &ee) {
 		if ee.OOMKilled {
 			fmt.Fprintln(os.Stderr, "lightbox: out of memory: the command was killed at the sandbox's memory limit (--memory)")
+		}
+		if ee.TimedOut {
+			fmt.Fprintln(os.Stderr, "lightbox: the sandbox's timeout (--timeout) passed: the command was stopped")
 		}
 		return ee.ExitCode, nil
 	}
