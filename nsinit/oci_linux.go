@@ -487,6 +487,14 @@ func ociDevices(root int, oc *OCIConfig) error {
 		if err != nil {
 			return fmt.Errorf("%s: no such device on the host to bind (a user namespace cannot mknod): %w", p, err)
 		}
+		// Read-only, as mountDev binds them: the device reads and writes
+		// as before, but its inode is the host's, which a chmod, chown
+		// or utimes through a writable bind would change wherever the
+		// host's root is mapped in the container.
+		if err := sys.SetAttr(src, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NOEXEC, 0, false, p); err != nil {
+			unix.Close(src)
+			return err
+		}
 		if err := attach(root, src, p, false); err != nil {
 			return err
 		}

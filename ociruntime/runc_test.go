@@ -558,3 +558,37 @@ func TestSeccompArgs(t *testing.T) {
 		}
 	}
 }
+
+// A container in a user namespace gets the host's device nodes as binds
+// (it cannot mknod): read-only ones, so that it reads and writes the
+// devices but cannot change their inodes, which are the host's. As root
+// the namespace here maps the host's root, where a writable bind let the
+// container chmod, chown or set the times of the host's /dev/null.
+func TestDeviceBindsReadOnly(t *testing.T) {
+	const planted = 946684800 // a time nothing else gives the host's /dev/null
+	root := stateRoot(t)
+	b := bundle(t, func(s *specs.Spec) {
+		if os.Geteuid() != 0 {
+			return // rootless: the spec has its user namespace already
+		}
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+		s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 0, Size: 65536}}
+		s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 0, Size: 65536}}
+	}, "sh", "-c", "touch -d @"+strconv.Itoa(planted)+" /dev/null && echo TOUCHED; touch /dev/null && echo TOUCHED-NOW; "+
+		"chmod 666 /dev/null && echo CHMOD; echo x > /dev/null && head -c 3 /dev/zero | wc -c")
+	r := runc(t, root, "run", "--bundle", b, "devs")
+	var st unix.Stat_t
+	if err := unix.Stat("/dev/null", &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Mtim.Sec == planted {
+		t.Errorf("the host's /dev/null has the time the container planted")
+		if os.Geteuid() == 0 {
+			now := time.Now()
+			_ = os.Chtimes("/dev/null", now, now) // put back what the failed wall let through
+		}
+	}
+	if r.code != 0 || strings.TrimSpace(r.out) != "3" {
+		t.Errorf("run: exit %d, stdout %q, stderr %q; want only the devices read and written (3)", r.code, r.out, r.err)
+	}
+}
