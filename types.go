@@ -47,10 +47,12 @@ const (
 //     user@UID.service delegation: run lightbox inside it, e.g. from
 //     systemd-run --user --scope -p Delegate=yes);
 //   - unprivileged, cgroup v1 (or v2 with no such delegation): none. The
-//     pids limit is then RLIMIT_NPROC inside the sandbox's user namespace
-//     (counted per user namespace since Linux 5.14), and a memory or CPU
-//     limit is an error wrapping ErrLimitUnsupported: an option the host
-//     cannot honour is refused, never ignored.
+//     pids limit is then RLIMIT_NPROC inside the sandbox's user namespace,
+//     which the kernel counts per uid: where the store maps the caller's
+//     subordinate range, a workload that changes uid (it has CAP_SETUID)
+//     starts a new count, and SandboxInfo.Limits says "per uid". A memory
+//     or CPU limit is an error wrapping ErrLimitUnsupported: an option the
+//     host cannot honour is refused, never ignored.
 //
 // In a cgroup, the workloads (every command and what it starts) sit in a
 // child cgroup, workload/, that holds the pids limit; the sandbox's
@@ -75,8 +77,8 @@ type Resources struct {
 	// (--pids-limit); 0 = DefaultPidsLimit, -1 = no limit. At least
 	// MinPidsLimit. In a cgroup it bounds the workloads (the init's own
 	// threads are counted beside them, up to 64 more); as RLIMIT_NPROC
-	// it bounds every process of the sandbox's user namespace, the init's
-	// threads included.
+	// (no cgroup) it bounds the processes of each uid of the sandbox, the
+	// init's threads included in root's.
 	PidsLimit int64
 	// ShmMiB is the size of the sandbox's /dev/shm (--shm-size); writing
 	// past it fails with ENOSPC. 0 = DefaultShmMiB.

@@ -33,7 +33,9 @@ import (
 //     init is cloned from a thread that joined them (startInCgroupsV1),
 //     so it is born inside. Unprivileged users get no cgroup (v1
 //     has no delegation): pids fall back to RLIMIT_NPROC, which Linux
-//     5.14+ counts per user namespace; memory and CPU are refused.
+//     counts per uid (5.14+: per uid in each user namespace), so with a
+//     subordinate range mapped a workload that changes uid starts a new
+//     count (Launch says so: rlimitPerUID); memory and CPU are refused.
 //   - cgroup v2: one cgroup, lightbox-<id>, as root under the root of
 //     the tree, rootless next to the caller's own cgroup in the nearest
 //     ancestor the caller owns whose subtree_control has the controllers
@@ -282,6 +284,10 @@ func needsController(l Limits, c cgroup1.Name) bool {
 	}
 	return false
 }
+
+// rlimitPerUID ends the pids limit's description where RLIMIT_NPROC
+// holds it and the sandbox maps more than one uid.
+const rlimitPerUID = " per uid (RLIMIT_NPROC: a process that changes uid starts a new count)"
 
 // planNoCgroup is the plan where no cgroup can be made: pids through
 // RLIMIT_NPROC, memory and CPU refused.

@@ -148,6 +148,9 @@ func TestForkBombContained(t *testing.T) {
 	}
 	info, _ := sb.Info(t.Context())
 	want := "rlimit 128"
+	if !e.m.mapping.Single() {
+		want += rlimitPerUID
+	}
 	if canCgroup(t) {
 		want = "cgroup v" + strconv.Itoa(map[bool]int{true: 2, false: 1}[cgroups.Mode() == cgroups.Unified]) + " 128"
 	}

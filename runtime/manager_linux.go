@@ -239,6 +239,12 @@ func (m *Manager) Launch(ctx context.Context, spec Spec) (*Sandbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("launch sandbox: %w", err)
 	}
+	if plan.nproc > 0 && !m.mapping.Single() {
+		// The kernel counts RLIMIT_NPROC per uid: with more than one id
+		// mapped, a workload that changes uid (it has CAP_SETUID) starts
+		// a new count. Said, not hidden.
+		plan.applied["pids"] += rlimitPerUID
+	}
 	name := spec.Name
 	generated := name == ""
 	var (
