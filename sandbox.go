@@ -72,6 +72,11 @@ type SandboxInfo struct {
 	// OOMKilled: the OOM killer killed a process of the sandbox (read
 	// from its cgroup; an exited sandbox keeps saying so).
 	OOMKilled bool `json:"oomKilled,omitempty"`
+	// NetworkLost: the sandbox runs, but the user-mode network stack of
+	// its private network (slirp4netns or pasta) has exited, killed or
+	// crashed: it has no network any more (ps shows "running, no
+	// network"). The stack is not restarted.
+	NetworkLost bool `json:"networkLost,omitempty"`
 }
 
 // Usage is what a sandbox's cgroup counts.
@@ -406,7 +411,7 @@ func (r *Runtime) ListSandboxes(ctx context.Context) ([]SandboxInfo, error) {
 		si := SandboxInfo{
 			Name: in.Name, Snapshot: in.Snapshot, Status: in.Status, CreatedAt: in.CreatedAt,
 			Volumes: in.Volumes, Pid: in.Pid, Limits: in.Limits, OOMKilled: in.OOMKilled, TimedOut: in.TimedOut,
-			Detached: in.Detached,
+			Detached: in.Detached, NetworkLost: in.NetworkLost,
 		}
 		if u := in.Usage; u != nil {
 			si.Usage = &Usage{MemoryBytes: u.MemoryBytes, MemoryLimitBytes: u.MemoryLimitBytes, Pids: u.Pids, PidsLimit: u.PidsLimit, CPUNanos: u.CPUNanos}

@@ -3,12 +3,15 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -70,4 +73,47 @@ func TestHostNetwork(t *testing.T) {
 			t.Errorf("host interface %s not seen with --network host", strings.TrimSpace(name))
 		}
 	}
+}
+
+// TestNetworkLost: when the user-mode stack of a sandbox's private
+// network exits (killed here), the sandbox runs on with no network, and
+// ps, ps --format json and inspect say so; until then they do not.
+func TestNetworkLost(t *testing.T) {
+	root, _ := newStore(t)
+	lbOK(t, root, "run", "-d", "--name", "nl", "busybox", "sleep", "1000")
+	lost := func() bool {
+		var list []struct {
+			Name        string `json:"name"`
+			NetworkLost bool   `json:"networkLost"`
+		}
+		if err := json.Unmarshal([]byte(lbOK(t, root, "ps", "--format", "json")), &list); err != nil || len(list) != 1 {
+			t.Fatalf("ps --format json: %v %v", list, err)
+		}
+		return list[0].NetworkLost
+	}
+	if lost() {
+		t.Fatal("a sandbox whose network stack runs reads as having lost it")
+	}
+	var st struct {
+		NetPids []struct{ Pid int } `json:"netPids"`
+	}
+	b, err := os.ReadFile(filepath.Join(root, "sandboxes", "nl", "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &st); err != nil || len(st.NetPids) == 0 {
+		t.Fatalf("state.json names no network helper: %s (%v)", b, err)
+	}
+	// The stack this test's sandbox started: killed by its pid.
+	if err := syscall.Kill(st.NetPids[0].Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "ps says the network is lost", lost)
+	if out := lbOK(t, root, "ps"); !strings.Contains(out, "running, no network") {
+		t.Errorf("ps = %q, want the sandbox running, no network", out)
+	}
+	if out := lbOK(t, root, "inspect", "nl"); !strings.Contains(out, `"networkLost": true`) {
+		t.Errorf("inspect = %s, want networkLost", out)
+	}
+	lbOK(t, root, "rm", "-f", "-t", "0", "nl")
 }

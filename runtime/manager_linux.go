@@ -109,7 +109,8 @@ type state struct {
 	Limits LimitsApplied `json:"limits,omitempty"`
 	// NetPids are the network helper's processes (outside the sandbox's
 	// pid namespace): destroy waits for them too, so that a published
-	// port is free again when it returns.
+	// port is free again when it returns. The first is the stack itself:
+	// while the sandbox runs, its exit means the network is gone.
 	NetPids []procRef `json:"netPids,omitempty"`
 	// StopSignal is Spec.StopSignal (0 = SIGTERM).
 	StopSignal int `json:"stopSignal,omitempty"`
@@ -667,6 +668,13 @@ func (m *Manager) statusState(name string, usage bool) (info Info, st state, _ e
 	if locked {
 		info.Status = StatusRunning
 		info.Pid = rs.Pid
+		if usage && len(rs.NetPids) > 0 {
+			// A killed (or crashed) stack leaves the sandbox running with
+			// no network; nothing else would say so.
+			if start, err := pidStart(rs.NetPids[0].Pid); err != nil || start != rs.NetPids[0].Start {
+				info.NetworkLost = true
+			}
+		}
 		return info, st, nil
 	}
 	if serr != nil {

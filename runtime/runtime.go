@@ -236,6 +236,10 @@ type Info struct {
 	// OOMKilled: the OOM killer killed a process of the sandbox (read
 	// from its cgroup).
 	OOMKilled bool `json:"oomKilled,omitempty"`
+	// NetworkLost: the sandbox runs, but its user-mode network stack
+	// (NetworkAttachment's first pid) has exited: it has no network.
+	// Set by List and Info only.
+	NetworkLost bool `json:"networkLost,omitempty"`
 }
 
 // Sandbox statuses.

@@ -519,6 +519,9 @@ func psCommand() *cli.Command {
 				if s.ExitCode != nil {
 					status = fmt.Sprintf("%s (%d)", s.Status, *s.ExitCode)
 				}
+				if s.NetworkLost {
+					status += ", no network"
+				}
 				vols := safeJoin(s.Volumes, ",")
 				if vols == "" {
 					vols = "-"

@@ -90,6 +90,9 @@ export interface SandboxInfo {
     volumes: string[];
     /** Its launcher detached it: it outlives the process that launched it. */
     detached: boolean;
+    /** It runs, but its private network's user-mode stack has exited: it
+     * has no network any more. */
+    networkLost: boolean;
 }
 /** A snapshot in the store. */
 export interface SnapshotInfo {

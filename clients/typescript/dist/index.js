@@ -325,6 +325,7 @@ export class Client {
             createdAt: new Date(s.createdAt),
             volumes: s.volumes ?? [],
             detached: s.detached ?? false,
+            networkLost: s.networkLost ?? false,
         }));
     }
     /** Lists the store's snapshots. */

@@ -111,6 +111,9 @@ export interface SandboxInfo {
   volumes: string[];
   /** Its launcher detached it: it outlives the process that launched it. */
   detached: boolean;
+  /** It runs, but its private network's user-mode stack has exited: it
+   * has no network any more. */
+  networkLost: boolean;
 }
 
 /** A snapshot in the store. */
@@ -474,6 +477,7 @@ export class Client {
       createdAt: new Date(s.createdAt),
       volumes: s.volumes ?? [],
       detached: s.detached ?? false,
+      networkLost: s.networkLost ?? false,
     }));
   }
 

@@ -59,6 +59,7 @@ test("signal and stop reach the main command; a sandbox without one refuses them
   assert.ok(!store.sandboxes().includes("stoppable:running"), "stopped: no longer running");
   const [info] = (await lb.listSandboxes()).filter((i) => i.name === "stoppable");
   assert.equal(info?.exitCode, 4, "the USR1 trap's status");
+  assert.equal(info?.networkLost, false, "a sandbox with no network stack has lost none");
   await assert.rejects(sb.signal("TERM"), (e: unknown) => e instanceof LightboxError && e.code === "not_running");
   await sb.destroy();
   await lb.runInSandbox({ ...none, name: "idle" }, async (idle) => {
