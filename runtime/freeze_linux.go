@@ -358,11 +358,9 @@ func (fz *freezer) resume() error {
 }
 
 // frozenTemps are the temporary files of frozen.json writes a freezer
-// was killed in (atomicfile's names); under the freeze lock none is a
-// live write.
+// was killed in; under the freeze lock none is a live write.
 func frozenTemps(dir string) []string {
-	m, _ := filepath.Glob(filepath.Join(dir, ".tmp-"+frozenName+"-*")) // the pattern is well formed
-	return m
+	return atomicfile.Leftovers(filepath.Join(dir, frozenName))
 }
 
 // resumeLeftover resumes what a freezer that died left stopped (its

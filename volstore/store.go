@@ -431,7 +431,7 @@ func (s *Store) destroy(ctx context.Context, dir string) error {
 // so nothing there is in progress.
 func (s *Store) cleanStale(ctx context.Context, name string) {
 	// A valid name holds no glob metacharacters.
-	if temps, _ := filepath.Glob(filepath.Join(s.volDir(name), ".tmp-"+metaFile+"-*")); len(temps) > 0 {
+	if temps := atomicfile.Leftovers(filepath.Join(s.volDir(name), metaFile)); len(temps) > 0 {
 		for _, p := range temps {
 			_ = os.Remove(p) // a dead write's: one left is tried again by the next use
 		}

@@ -10,11 +10,25 @@ import (
 	"path/filepath"
 )
 
+// tempName is the name of Write's temporary files for a file named base
+// (os.CreateTemp puts a random string for the "*"), and the glob of them.
+func tempName(base string) string { return ".tmp-" + base + "-*" }
+
+// Leftovers returns the temporary files that Writes of path killed before
+// their rename left beside it (Write removes its own on any error it
+// returns). path's last element may be a glob pattern, for the writes of
+// several files (".init-*"). The caller must know that no Write of those
+// files is under way (it holds their lock) before it removes them.
+func Leftovers(path string) []string {
+	m, _ := filepath.Glob(filepath.Join(filepath.Dir(path), tempName(filepath.Base(path)))) // the only error is a malformed pattern: then none match
+	return m
+}
+
 // Write writes data to path via a temporary file in the same directory,
 // fsync and rename.
 func Write(path string, data []byte, perm os.FileMode) (err error) {
 	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
+	f, err := os.CreateTemp(dir, tempName(filepath.Base(path)))
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}

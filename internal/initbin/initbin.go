@@ -92,22 +92,13 @@ func Install(dir string) (string, error) {
 }
 
 // RemoveTemps removes from dir the temporary files of Installs that were
-// killed before their rename (a few MB each, named as atomicfile names
-// them: ".tmp-.init-…"), and returns their paths. The caller must know
-// that no Install into dir is under way: package runtime installs and
-// collects under its store lock.
+// killed before their rename (a few MB each), and returns their paths.
+// The caller must know that no Install into dir is under way: package
+// runtime installs and collects under its store lock.
 func RemoveTemps(dir string) ([]string, error) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
 	var removed []string
 	var errs []error
-	for _, e := range ents {
-		if !strings.HasPrefix(e.Name(), ".tmp-"+prefix) {
-			continue
-		}
-		p := filepath.Join(dir, e.Name())
+	for _, p := range atomicfile.Leftovers(filepath.Join(dir, prefix+"*")) {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 			continue
