@@ -422,20 +422,14 @@ func copyOnWrite(root int, m Mount) error {
 // user namespace's root. Its groups are those gid_map maps. Best effort:
 // a kernel without the sysctl leaves ping as it was.
 func allowPingSockets() {
-	b, err := os.ReadFile("/proc/self/gid_map")
-	if err != nil {
+	ranges := readIDMap("/proc/self/gid_map")
+	if ranges == nil {
 		return
 	}
 	var top uint64
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		f := strings.Fields(line)
-		if len(f) != 3 {
-			continue
-		}
-		in, err1 := strconv.ParseUint(f[0], 10, 32)
-		n, err2 := strconv.ParseUint(f[2], 10, 32)
-		if err1 == nil && err2 == nil && n > 0 {
-			top = max(top, in+n-1)
+	for _, r := range ranges {
+		if r[1] > 0 {
+			top = max(top, r[0]+r[1]-1)
 		}
 	}
 	_ = os.WriteFile("/proc/sys/net/ipv4/ping_group_range", []byte("0 "+strconv.FormatUint(min(top, 2147483647), 10)), 0) // best effort, above
