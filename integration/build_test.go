@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/beamhop/lightbox"
+	"github.com/beamhop/lightbox/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -655,9 +656,9 @@ func TestBuildCacheSharingLocked(t *testing.T) {
 `, map[string]string{})
 	second := buildContextDir(t, "FROM busybox\nRUN "+mount+` touch /c/in-b && ls /c | grep -c '^in-' > /c/seen-b; rm /c/in-b
 `, map[string]string{})
-	start := func(name, dir string) (*exec.Cmd, *lockedBuffer) {
+	start := func(name, dir string) (*exec.Cmd, *testutil.Buffer) {
 		cmd := exec.Command(binPath, "--root", root, "snapshot", "build", "-t", name, "--network", "none", dir)
-		var out lockedBuffer
+		var out testutil.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -696,24 +697,6 @@ func TestBuildCacheSharingLocked(t *testing.T) {
 			t.Errorf("%s = %q, %v; want 1 (the step alone in the cache)", f, got, err)
 		}
 	}
-}
-
-// lockedBuffer is a bytes.Buffer a command writes while a test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // TestBuildArgMistakes: --build-arg with no name is refused before

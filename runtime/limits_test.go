@@ -69,24 +69,6 @@ func (cs *cgroupState) dirs() []string {
 	return out
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // countInPidNS counts the host's processes in the pid namespace of pid.
 func countInPidNS(t *testing.T, pid int) int {
 	t.Helper()
@@ -158,7 +140,7 @@ func TestForkBombContained(t *testing.T) {
 		t.Errorf("Limits[pids] = %q, want %q", info.Limits["pids"], want)
 	}
 	t.Cleanup(func() { sb.DestroyGrace(context.WithoutCancel(t.Context()), 0) })
-	var bombErr syncBuffer
+	var bombErr testutil.Buffer
 	bomb := sb.Command("sh", "-c", "b() { b | b & }; b; sleep 100")
 	bomb.Stderr = &bombErr
 	if err := bomb.Start(); err != nil {

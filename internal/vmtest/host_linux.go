@@ -15,8 +15,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/beamhop/lightbox/internal/testutil"
 )
 
 // Tools maps the host programs the harness runs to the Debian packages
@@ -285,7 +286,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
 	cmd.Stdin = nil
 	cmd.WaitDelay = 5 * time.Second
-	var console lockedBuffer
+	var console testutil.Buffer
 	var out io.Writer = &console
 	if cfg.Console != nil {
 		out = io.MultiWriter(&console, cfg.Console)
@@ -350,21 +351,4 @@ func checkStatic(path string) error {
 		}
 	}
 	return nil
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
