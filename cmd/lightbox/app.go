@@ -318,16 +318,16 @@ func quietFlag() cli.Flag {
 	return &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "do not print what was removed"}
 }
 
-// removeEach runs rm on every NAME argument and prints each name removed
-// (as docker does), unless -q; with --force a name that does not exist is
-// not an error (and is not printed).
-func removeEach(c *cli.Context, rm func(name string) error) error {
+// eachName runs do on every NAME argument and prints each name it
+// succeeded on (as docker's rm, stop and kill do), unless -q; with --force
+// a name that does not exist is not an error (and is not printed).
+func eachName(c *cli.Context, do func(name string) error) error {
 	if err := needArgs(c, 1, "NAME..."); err != nil {
 		return err
 	}
 	var errs []error
 	for _, n := range c.Args().Slice() {
-		err := rm(n)
+		err := do(n)
 		switch {
 		case err == nil:
 			if !c.Bool("quiet") {

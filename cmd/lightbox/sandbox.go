@@ -580,7 +580,7 @@ func killCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return removeEach(c, func(name string) error {
+			return eachName(c, func(name string) error {
 				return r.SignalSandbox(c.Context, name, sig)
 			})
 		}),
@@ -596,7 +596,7 @@ func stopCommand() *cli.Command {
 			&cli.DurationFlag{Name: "time", Aliases: []string{"t"}, Usage: "grace period before SIGKILL (0: SIGKILL at once)", Value: 10 * time.Second},
 		},
 		Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
-			return removeEach(c, func(name string) error {
+			return eachName(c, func(name string) error {
 				return r.StopSandbox(c.Context, name, c.Duration("time"))
 			})
 		}),
@@ -620,7 +620,7 @@ func rmCommand() *cli.Command {
 				// shortest grace there is asks for SIGKILL at once.
 				grace = time.Nanosecond
 			}
-			return removeEach(c, func(name string) error {
+			return eachName(c, func(name string) error {
 				return r.RemoveSandbox(c.Context, name, lightbox.RemoveSandboxOptions{Force: c.Bool("force"), Grace: grace})
 			})
 		}),

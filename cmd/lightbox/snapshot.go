@@ -112,7 +112,7 @@ func snapshotCommand() *cli.Command {
 				ArgsUsage: "NAME...",
 				Flags:     []cli.Flag{&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "ignore snapshots that do not exist"}, quietFlag()},
 				Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
-					return removeEach(c, func(name string) error { return r.RemoveSnapshot(c.Context, name) })
+					return eachName(c, func(name string) error { return r.RemoveSnapshot(c.Context, name) })
 				}),
 			},
 		},

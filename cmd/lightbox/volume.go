@@ -145,9 +145,9 @@ func volumeCommand() *cli.Command {
 				},
 				Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
 					if owner := c.String("owner"); owner != "" {
-						return removeEach(c, func(name string) error { return r.RemoveVolumeOf(c.Context, owner, name) })
+						return eachName(c, func(name string) error { return r.RemoveVolumeOf(c.Context, owner, name) })
 					}
-					return removeEach(c, func(name string) error { return r.RemoveVolume(c.Context, name) })
+					return eachName(c, func(name string) error { return r.RemoveVolume(c.Context, name) })
 				}),
 			},
 			{
