@@ -5,10 +5,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"io/fs"
 	"path"
 	"strings"
 	"time"
+
+	"github.com/beamhop/lightbox/internal/sys"
 )
 
 // withParents passes the layer tar r (a build step's COPY, ADD or WORKDIR
@@ -90,15 +91,5 @@ func (s *Store) parentHeader(ctx context.Context, layers []string, d string, now
 	if !ok1 || !ok2 {
 		return nil, nil // shown as nobody: the unpack's default is as good
 	}
-	mode := int64(o.Mode.Perm())
-	if o.Mode&fs.ModeSetuid != 0 {
-		mode |= 0o4000
-	}
-	if o.Mode&fs.ModeSetgid != 0 {
-		mode |= 0o2000
-	}
-	if o.Mode&fs.ModeSticky != 0 {
-		mode |= 0o1000
-	}
-	return &tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: mode, Uid: int(uid), Gid: int(gid), ModTime: now}, nil
+	return &tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: int64(sys.UnixMode(o.Mode)), Uid: int(uid), Gid: int(gid), ModTime: now}, nil
 }

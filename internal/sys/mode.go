@@ -18,3 +18,19 @@ func FileMode(mode uint32) fs.FileMode {
 	}
 	return m
 }
+
+// UnixMode is FileMode's inverse: the permission bits of m, setuid,
+// setgid and sticky included, as a unix mode (a tar header's, chmod's).
+func UnixMode(m fs.FileMode) uint32 {
+	mode := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		mode |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		mode |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		mode |= 0o1000
+	}
+	return mode
+}

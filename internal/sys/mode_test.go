@@ -20,5 +20,8 @@ func TestFileMode(t *testing.T) {
 		if got := FileMode(tc.in); got != tc.want {
 			t.Errorf("FileMode(%#o) = %v, want %v", tc.in, got, tc.want)
 		}
+		if back := UnixMode(tc.want); back != tc.in&0o7777 {
+			t.Errorf("UnixMode(%v) = %#o, want %#o", tc.want, back, tc.in&0o7777)
+		}
 	}
 }
