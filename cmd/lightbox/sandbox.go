@@ -39,6 +39,7 @@ func runCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "publish", Aliases: []string{"p"}, Usage: "[HOSTIP:]HOSTPORT:PORT[/tcp|udp] (private network only; repeatable)"},
 			&cli.Int64Flag{Name: "disk-mib", Usage: "cap the sandbox's writable layer in MiB"},
 			&cli.DurationFlag{Name: "timeout", Usage: "destroy the sandbox after this long"},
+			&cli.StringFlag{Name: "entrypoint", Usage: "run this program with CMD as its arguments instead of the snapshot's Entrypoint; \"\" clears it (the snapshot's Cmd, or CMD, runs alone)"},
 			&cli.StringFlag{Name: "stop-signal", Usage: "what stop and rm -f send the command first (default: the snapshot's STOPSIGNAL, else SIGTERM)"},
 			&cli.BoolFlag{Name: "allow-userns", Usage: "let processes inside create user namespaces (e.g. a rootless container engine); refused by default"},
 		}, limitFlags()...),
@@ -116,10 +117,26 @@ func runCommand() *cli.Command {
 			}
 			defer warn()
 			argv := c.Args().Tail()
+			// --entrypoint, as docker's: the program replaces the
+			// snapshot's Entrypoint and its Cmd; CMD are its arguments.
+			// "" clears the Entrypoint: CMD, else the snapshot's Cmd.
+			useImage := true
+			if c.IsSet("entrypoint") {
+				useImage = false
+				if ep := c.String("entrypoint"); ep != "" {
+					argv = append([]string{ep}, argv...)
+				} else if len(argv) == 0 {
+					snap, err := r.InspectSnapshot(c.Context, opts.Snapshot)
+					if err != nil {
+						return err
+					}
+					argv = snap.Config.Cmd
+				}
+			}
 			if c.Bool("detach") {
 				// DESIGN.md: CMD defaults to the snapshot's Entrypoint/Cmd;
 				// with neither the sandbox idles, serving exec.
-				opts.Command, opts.UseImageCommand = argv, true
+				opts.Command, opts.UseImageCommand = argv, useImage
 				// -t: the main command runs on a terminal inside the
 				// sandbox and its output goes to the logs, as with
 				// docker run -dt; sized as this terminal, if any.
@@ -147,6 +164,9 @@ func runCommand() *cli.Command {
 				}
 				fmt.Println(sb.Name())
 				return nil
+			}
+			if len(argv) == 0 && !useImage {
+				return fmt.Errorf("--entrypoint \"\" and snapshot %s has no Cmd: give a command", opts.Snapshot)
 			}
 			if len(argv) == 0 {
 				snap, err := r.InspectSnapshot(c.Context, opts.Snapshot)
