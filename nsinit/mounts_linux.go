@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/beamhop/lightbox/internal/procidmap"
 	"github.com/beamhop/lightbox/internal/sys"
 	"golang.org/x/sys/unix"
 )
@@ -422,14 +423,14 @@ func copyOnWrite(root int, m Mount) error {
 // user namespace's root. Its groups are those gid_map maps. Best effort:
 // a kernel without the sysctl leaves ping as it was.
 func allowPingSockets() {
-	ranges := readIDMap("/proc/self/gid_map")
-	if ranges == nil {
+	m, err := procidmap.Read("/proc/self/gid_map")
+	if err != nil {
 		return
 	}
 	var top uint64
-	for _, r := range ranges {
-		if r[1] > 0 {
-			top = max(top, r[0]+r[1]-1)
+	for _, r := range m {
+		if r.Count > 0 {
+			top = max(top, r.Inside+r.Count-1)
 		}
 	}
 	_ = os.WriteFile("/proc/sys/net/ipv4/ping_group_range", []byte("0 "+strconv.FormatUint(min(top, 2147483647), 10)), 0) // best effort, above

@@ -2,22 +2,21 @@ package nsinit
 
 import (
 	"bufio"
-	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/beamhop/lightbox/internal/environ"
 	"io"
 	"os"
 	"os/signal"
 	"path"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 
+	"github.com/beamhop/lightbox/internal/environ"
+	"github.com/beamhop/lightbox/internal/procidmap"
 	"github.com/beamhop/lightbox/internal/sys"
 	"github.com/beamhop/lightbox/internal/sys/seccomp"
 	"golang.org/x/sys/unix"
@@ -330,70 +329,17 @@ func checkMapped(spec string, u user) error {
 		kind, file string
 		ids        []uint32
 	}{{"uid", "/proc/self/uid_map", []uint32{u.uid}}, {"gid", "/proc/self/gid_map", append([]uint32{u.gid}, u.groups...)}} {
-		ranges := readIDMap(c.file)
-		if ranges == nil {
+		m, err := procidmap.Read(c.file)
+		if err != nil {
 			continue // unreadable: the exec's own error says what went wrong
 		}
 		for _, id := range c.ids {
-			if !inIDMap(ranges, id) {
-				return fmt.Errorf("user %q: %s %d is not mapped in the sandbox (its %ss are %s)", spec, c.kind, id, c.kind, idMapString(ranges))
+			if !m.Maps(id) {
+				return fmt.Errorf("user %q: %s %d is not mapped in the sandbox (its %ss are %s)", spec, c.kind, id, c.kind, m)
 			}
 		}
 	}
 	return nil
-}
-
-// readIDMap reads a uid_map or gid_map's ranges as [first, count] pairs
-// of inside ids; nil when it cannot be read.
-func readIDMap(p string) [][2]uint64 {
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return nil
-	}
-	var out [][2]uint64
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) != 3 {
-			continue
-		}
-		first, err1 := strconv.ParseUint(f[0], 10, 32)
-		count, err2 := strconv.ParseUint(f[2], 10, 32)
-		if err1 == nil && err2 == nil {
-			out = append(out, [2]uint64{first, count})
-		}
-	}
-	return out
-}
-
-func inIDMap(ranges [][2]uint64, id uint32) bool {
-	for _, r := range ranges {
-		if uint64(id) >= r[0] && uint64(id) < r[0]+r[1] {
-			return true
-		}
-	}
-	return false
-}
-
-func idMapString(ranges [][2]uint64) string {
-	ranges = slices.Clone(ranges)
-	slices.SortFunc(ranges, func(a, b [2]uint64) int { return cmp.Compare(a[0], b[0]) })
-	var merged [][2]uint64
-	for _, r := range ranges {
-		if n := len(merged); n > 0 && merged[n-1][0]+merged[n-1][1] == r[0] {
-			merged[n-1][1] += r[1]
-			continue
-		}
-		merged = append(merged, r)
-	}
-	var parts []string
-	for _, r := range merged {
-		if r[1] == 1 {
-			parts = append(parts, strconv.FormatUint(r[0], 10))
-		} else {
-			parts = append(parts, fmt.Sprintf("%d-%d", r[0], r[0]+r[1]-1))
-		}
-	}
-	return strings.Join(parts, ", ")
 }
 
 func parseID(s string) uint32 {

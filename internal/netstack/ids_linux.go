@@ -2,9 +2,9 @@ package netstack
 
 import (
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
+	"math"
+
+	"github.com/beamhop/lightbox/internal/procidmap"
 )
 
 // nobody is the id the helper runs as when the sandbox's root is the
@@ -50,30 +50,17 @@ func helperIDs(pid, uid, gid int) (runAs, error) {
 // namespace's side to its parent's (up) or back. ok is false when id is
 // not mapped.
 func mapID(path string, id int, up bool) (mapped int, ok bool, err error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
+	m, err := procidmap.Read(path)
+	if err != nil || id < 0 || id > math.MaxUint32 {
 		return 0, false, err
 	}
-	for line := range strings.Lines(string(b)) {
-		f := strings.Fields(line)
-		if len(f) != 3 {
-			continue
-		}
-		in, err1 := strconv.ParseUint(f[0], 10, 32)
-		out, err2 := strconv.ParseUint(f[1], 10, 32)
-		n, err3 := strconv.ParseUint(f[2], 10, 32)
-		if err1 != nil || err2 != nil || err3 != nil {
-			continue
-		}
-		from, to := in, out
-		if !up {
-			from, to = out, in
-		}
-		if uint64(id) >= from && uint64(id)-from < n {
-			return int(to + uint64(id) - from), true, nil
-		}
+	var to uint32
+	if up {
+		to, ok = m.Outside(uint32(id))
+	} else {
+		to, ok = m.Inside(uint32(id))
 	}
-	return 0, false, nil
+	return int(to), ok, nil
 }
 
 // parentID returns the id in the parent user namespace of id of ours,
