@@ -959,3 +959,133 @@ func TestAttackUserDatabase(t *testing.T) {
 		})
 	}
 }
+
+// TestAttackStdioReopen: a workload reopens what it was handed as stdio
+// through /proc/self/fd, with whatever access its credentials allow.
+// Handed the caller's file as `< data.csv` (rootless: a file the
+// sandbox's root owns, as the caller does), it rewrote, chmodded and
+// re-dated that host file; handed `> out.txt`, it truncated and chmodded
+// it. In an identity store the nil streams, the host's /dev/null, could
+// be chmodded or re-dated the same way. Every such stream is now copied
+// through a pipe; the data read and written are the same.
+func TestAttackStdioReopen(t *testing.T) {
+	const planted = 946684800 // Y2K: a time nothing else gives a file
+	stores := map[string]string{}
+	stores["default"], _ = newStore(t)
+	if os.Geteuid() == 0 {
+		id := filepath.Join(t.TempDir(), "store")
+		t.Cleanup(func() { removeStore(t, id) })
+		lbOK(t, id, "--identity-mapping", "snapshot", "import", "busybox", testBusybox(t))
+		stores["identity"] = id
+	}
+	for kind, root := range stores {
+		t.Run(kind, func(t *testing.T) {
+			dir := t.TempDir()
+			data, out := filepath.Join(dir, "data.txt"), filepath.Join(dir, "out.txt")
+			if err := os.WriteFile(data, []byte("original\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			in, err := os.Open(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer in.Close()
+			o, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer o.Close()
+			script := fmt.Sprintf(`cat
+echo pwned > /proc/self/fd/0; chmod 777 /proc/self/fd/0; touch -d @%d /proc/self/fd/0
+echo out; chmod 700 /proc/self/fd/1; touch -d @%d /proc/self/fd/1; echo more > /proc/self/fd/1
+true`, planted, planted)
+			var errb bytes.Buffer
+			cmd := exec.Command(binPath, "--root", root, "run", "--network", "none", "busybox", "sh", "-c", script)
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = in, o, &errb
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("run: %v\n%s", err, errb.String())
+			}
+			if b, _ := os.ReadFile(out); string(b) != "original\nout\nmore\n" {
+				t.Errorf("stdout file holds %q, want the workload's three lines", b)
+			}
+			for p, want := range map[string]struct {
+				mode    os.FileMode
+				content string
+			}{data: {0o600, "original\n"}, out: {0o644, ""}} {
+				fi, err := os.Stat(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fi.Mode().Perm() != want.mode {
+					t.Errorf("%s: mode %v after the run, want %v: the sandbox chmodded the host's file", filepath.Base(p), fi.Mode().Perm(), want.mode)
+				}
+				if fi.ModTime().Unix() == planted {
+					t.Errorf("%s has the time the sandbox planted", filepath.Base(p))
+				}
+				if want.content != "" {
+					if b, _ := os.ReadFile(p); string(b) != want.content {
+						t.Errorf("%s holds %q after the run, want %q: the sandbox wrote the host's file", filepath.Base(p), b, want.content)
+					}
+				}
+			}
+
+			// Streams left unset: the CLI's (the host's /dev/null, from
+			// os/exec) and the API's (the runtime's /dev/null).
+			touch := fmt.Sprintf("touch -d @%d /proc/self/fd/0 /proc/self/fd/1 /proc/self/fd/2; true", planted)
+			cmd = exec.Command(binPath, "--root", root, "run", "--network", "none", "busybox", "sh", "-c", touch)
+			if b, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("run with /dev/null as stdio: %v\n%s", err, b)
+			}
+			r, err := lightbox.Open(lightbox.Options{Root: root})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			err = r.RunInSandbox(t.Context(), lightbox.SandboxOptions{Snapshot: "busybox", Network: lightbox.NetworkNone}, func(sb *lightbox.Sandbox) error {
+				_, err := sb.Shell(t.Context(), touch)
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var st unix.Stat_t
+			if err := unix.Stat(os.DevNull, &st); err != nil {
+				t.Fatal(err)
+			}
+			if st.Mtim.Sec == planted {
+				t.Errorf("the host's /dev/null has the time the sandbox planted")
+				if os.Geteuid() == 0 {
+					now := time.Now()
+					_ = os.Chtimes(os.DevNull, now, now) // put back what the failed wall let through
+				}
+			}
+		})
+	}
+}
+
+// TestDevStdout: a workload may reopen its own streams, as `echo >
+// /dev/stdout` and images whose log files link to /dev/stdout (nginx's)
+// do. As root with a private range the caller's pipes (and the runtime's
+// own, for the API) belonged to host root, so the sandbox's root got
+// "permission denied"; the workload's pipes are now its root's.
+func TestDevStdout(t *testing.T) {
+	root, r := newStore(t)
+	const script = "echo out > /dev/stdout && echo err > /dev/stderr && echo in: $(cat /dev/stdin)"
+	res := lb(t, root, "given", "run", "--network", "none", "busybox", "sh", "-c", script)
+	if res.code != 0 || res.stdout != "out\nin: given\n" || res.stderr != "err\n" {
+		t.Errorf("run through the caller's pipes: exit %d, stdout %q, stderr %q; want 0, %q, %q", res.code, res.stdout, res.stderr, "out\nin: given\n", "err\n")
+	}
+	err := r.RunInSandbox(t.Context(), lightbox.SandboxOptions{Snapshot: "busybox", Network: lightbox.NetworkNone}, func(sb *lightbox.Sandbox) error {
+		res, err := sb.Shell(t.Context(), script)
+		if err != nil {
+			return err
+		}
+		if string(res.Stdout) != "out\nin:\n" || string(res.Stderr) != "err\n" {
+			t.Errorf("Shell: stdout %q, stderr %q; want %q, %q", res.Stdout, res.Stderr, "out\nin:\n", "err\n")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -28,6 +28,9 @@ type Cmd struct {
 	ctx    context.Context
 	main   bool
 	logMax int64 // Stdout and Stderr are log files the init relays, capped
+	// logs: Stdout and Stderr are the sandbox's own log files, which
+	// the runtime made for it: passed as they are, never copied.
+	logs bool
 	// ttyLog, with Tty, is the log file the init copies the terminal's
 	// output into (capped at logMax), for a main command that outlives
 	// this process; there is then no pty here.
@@ -229,6 +232,21 @@ func devNull() (*os.File, error) {
 	return devNullF, nil
 }
 
+// null is /dev/null for a stream the caller gave none, or nil when the
+// sandbox maps its owner (the identity mapping: the sandbox's root could
+// chmod the host's /dev/null through /proc/self/fd), so that the caller
+// makes a pipe instead.
+func (c *Cmd) null() (*os.File, error) {
+	f, err := devNull()
+	if err != nil {
+		return nil, err
+	}
+	if c.sb.m.nullMapped() {
+		return nil, nil
+	}
+	return f, nil
+}
+
 var (
 	devNullMu sync.Mutex
 	devNullF  *os.File // never closed: one descriptor for the process's life
@@ -246,12 +264,21 @@ func fileFD(f *os.File) stdio { return stdio{pass: int(f.Fd())} }
 
 // passable tells how the caller's file f may become a workload's stream
 // (name: "stdin", "stdout", "stderr"): passed as it is, or copied through
-// a pipe when it is a terminal (a workload must never get the caller's
+// a pipe. What the workload holds it can reopen through /proc/self/fd
+// with any access its credentials allow, and fchmod, fchown or truncate
+// when the sandbox maps the file's owner (rootless: the caller's own
+// files): handed `< data.csv`, it could rewrite and chmod the caller's
+// file. So only streams without a host file behind them pass: sockets,
+// anonymous pipes the sandbox's root owns (see pipe), and the null-like
+// devices (/dev/null, zero, full, random, urandom) whose owner the
+// sandbox does not map. A regular file,
+// a block device, a FIFO or socket in a file system, any other device
+// is copied through a pipe, as docker and podman copy every stream. A
+// terminal is always copied (a workload must never get the caller's
 // terminal: TIOCSTI and friends). A directory is refused: a command
 // handed one walks the host's tree from it (/proc/self/fd/0/..), the
-// escape of runc's CVE-2024-21626. Only a character device can be a
-// terminal, so the ioctl is asked of those alone.
-func passable(f *os.File, name string) (pass bool, err error) {
+// escape of runc's CVE-2024-21626.
+func (c *Cmd) passable(f *os.File, name string) (pass bool, err error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return false, fmt.Errorf("%s: fstat %s: %w", name, f.Name(), err)
@@ -259,11 +286,56 @@ func passable(f *os.File, name string) (pass bool, err error) {
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
 		return false, fmt.Errorf("%s is a directory (%s), not a stream: refused, a command handed it could reach the host's files through it", name, f.Name())
+	case unix.S_IFSOCK:
+		return true, nil // sockfs: no file behind it
+	case unix.S_IFIFO:
+		var fs unix.Statfs_t
+		if err := unix.Fstatfs(int(f.Fd()), &fs); err != nil {
+			return false, fmt.Errorf("%s: fstatfs %s: %w", name, f.Name(), err)
+		}
+		// A named FIFO has a file. An anonymous pipe the sandbox's root
+		// does not own (host root's, in a store with a private range)
+		// could not be reopened inside: copied into one it owns.
+		return fs.Type == unix.PIPEFS_MAGIC && c.sb.m.mapsOwner(&st), nil
 	case unix.S_IFCHR:
-		_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-		return err != nil, nil
+		return nullLike(st.Rdev) && !c.sb.m.mapsOwner(&st), nil // a terminal is no null-like device: copied
 	}
-	return true, nil
+	return false, nil
+}
+
+// nullLike reports whether rdev is one of the memory devices that hold no
+// data of anyone's: /dev/null, zero, full, random and urandom (1:3, 5, 7,
+// 8, 9).
+func nullLike(rdev uint64) bool {
+	if unix.Major(rdev) != 1 {
+		return false
+	}
+	switch unix.Minor(rdev) {
+	case 3, 5, 7, 8, 9:
+		return true
+	}
+	return false
+}
+
+// pipe is pipe's pipe owned by the sandbox's root: a workload reopens its
+// streams through /proc/self/fd (`echo > /dev/stdout`, a log file that is
+// a link to /dev/stdout, as nginx's images have), which a pipe made by
+// host root refuses to a sandbox's root that is not host root (runc
+// chowns the container's stdio for the same reason). Only our own pipes
+// are given away so; rootless, the caller is the sandbox's root already.
+func (c *Cmd) pipe(ourRead bool) (ours *os.File, theirs int, err error) {
+	ours, theirs, err = pipe(ourRead)
+	if err != nil {
+		return nil, -1, err
+	}
+	if uid, gid, ok := c.sb.m.rootOwner(); ok {
+		if err := unix.Fchown(theirs, uid, gid); err != nil {
+			_ = ours.Close() // a pipe's end, unused
+			unix.Close(theirs)
+			return nil, -1, os.NewSyscallError("fchown", err)
+		}
+	}
+	return ours, theirs, nil
 }
 
 // pipe returns a pipe for one of the workload's streams: our end (the
@@ -292,20 +364,30 @@ func pipe(ourRead bool) (ours *os.File, theirs int, err error) {
 
 func (c *Cmd) reader(r io.Reader) (stdio, error) {
 	if f, ok := r.(*os.File); ok && f != nil {
-		if pass, err := passable(f, "stdin"); err != nil {
+		if pass, err := c.passable(f, "stdin"); err != nil {
 			return stdio{}, err
 		} else if pass {
 			return fileFD(f), nil
 		}
 	}
 	if r == nil {
-		f, err := devNull()
+		f, err := c.null()
 		if err != nil {
 			return stdio{}, err
 		}
-		return fileFD(f), nil
+		if f != nil {
+			return fileFD(f), nil
+		}
+		// A sandbox that maps /dev/null's owner (the identity mapping)
+		// could chmod the host's: an empty pipe instead.
+		pw, pr, err := c.pipe(false)
+		if err != nil {
+			return stdio{}, err
+		}
+		_ = pw.Close() // a pipe's end: the reader sees EOF at once
+		return stdio{pass: pr, own: true}, nil
 	}
-	pw, pr, err := pipe(false)
+	pw, pr, err := c.pipe(false)
 	if err != nil {
 		return stdio{}, err
 	}
@@ -328,20 +410,26 @@ func (c *Cmd) reader(r io.Reader) (stdio, error) {
 
 func (c *Cmd) writer(w io.Writer, name string) (stdio, error) {
 	if f, ok := w.(*os.File); ok && f != nil {
-		if pass, err := passable(f, name); err != nil {
+		if c.logs {
+			return fileFD(f), nil // the sandbox's own log file
+		}
+		if pass, err := c.passable(f, name); err != nil {
 			return stdio{}, err
 		} else if pass {
 			return fileFD(f), nil
 		}
 	}
 	if w == nil {
-		f, err := devNull()
+		f, err := c.null()
 		if err != nil {
 			return stdio{}, err
 		}
-		return fileFD(f), nil
+		if f != nil {
+			return fileFD(f), nil
+		}
+		w = io.Discard // as for stdin: copied into nothing here
 	}
-	pr, pw, err := pipe(true)
+	pr, pw, err := c.pipe(true)
 	if err != nil {
 		return stdio{}, err
 	}

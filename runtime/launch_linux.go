@@ -407,7 +407,7 @@ func (s *Sandbox) startMain(ctx context.Context, spec Spec) error {
 			}
 			files = append(files, f)
 		}
-		c.Stdout, c.Stderr = files[0], files[1]
+		c.Stdout, c.Stderr, c.logs = files[0], files[1], true
 		if spec.Tty {
 			// The init copies the pty's output into stdout.log
 			// (capped): a detached command's terminal outlives us.

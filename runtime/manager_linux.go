@@ -61,6 +61,9 @@ type Manager struct {
 	// reused) descriptor.
 	launchMu sync.RWMutex
 	shut     bool
+
+	nullOnce  sync.Once
+	nullOwned bool // nullMapped's answer
 }
 
 // Open returns the Manager of opts.Root, creating the directory.
@@ -555,17 +558,50 @@ func fileModeOf(m uint32) os.FileMode {
 // chownToRoot gives paths to the host id of the sandbox's root, as real
 // root (with the identity mapping that is root itself). Rootless, the
 // caller already is the sandbox's root.
-func (m *Manager) chownToRoot(paths ...string) error {
+// mapsOwner reports whether a sandbox of the store maps the owner of the
+// file st describes: its root may then chmod or chown it, and reopen it
+// for writing, through a descriptor it holds.
+func (m *Manager) mapsOwner(st *unix.Stat_t) bool {
+	return m.mapping.MapsHostUID(st.Uid)
+}
+
+// rootOwner returns the host ids of the sandboxes' root when it is not
+// this process's own (real root with a private range): what the
+// workload's end of a stdio pipe is chowned to.
+func (m *Manager) rootOwner() (uid, gid int, ok bool) {
 	if os.Geteuid() != 0 {
-		return nil
+		return 0, 0, false
 	}
-	uid, ok1 := m.mapping.HostUID(0)
-	gid, ok2 := m.mapping.HostGID(0)
-	if !ok1 || !ok2 || (uid == 0 && gid == 0) {
+	u, ok1 := m.mapping.HostUID(0)
+	g, ok2 := m.mapping.HostGID(0)
+	if !ok1 || !ok2 || (u == 0 && g == 0) {
+		return 0, 0, false
+	}
+	return int(u), int(g), true
+}
+
+// nullMapped reports whether a sandbox of the store maps the owner of the
+// host's /dev/null (root: the identity mapping).
+func (m *Manager) nullMapped() bool {
+	m.nullOnce.Do(func() {
+		f, err := devNull()
+		var st unix.Stat_t
+		if err == nil && unix.Fstat(int(f.Fd()), &st) == nil {
+			m.nullOwned = m.mapsOwner(&st)
+		} else {
+			m.nullOwned = true // cannot tell: the careful answer
+		}
+	})
+	return m.nullOwned
+}
+
+func (m *Manager) chownToRoot(paths ...string) error {
+	uid, gid, ok := m.rootOwner()
+	if !ok {
 		return nil
 	}
 	for _, p := range paths {
-		if err := os.Lchown(p, int(uid), int(gid)); err != nil {
+		if err := os.Lchown(p, uid, gid); err != nil {
 			return err
 		}
 	}

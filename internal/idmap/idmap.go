@@ -169,6 +169,23 @@ func (m Mapping) HostUID(id uint32) (uint32, bool) { return toHost(m.UIDs, id) }
 // HostGID returns the host gid that container gid maps to.
 func (m Mapping) HostGID(id uint32) (uint32, bool) { return toHost(m.GIDs, id) }
 
+// MapsHostUID reports whether host uid has an id in the container: a
+// file it owns is one the container's root may chmod, and with
+// DAC_OVERRIDE reopen for writing.
+func (m Mapping) MapsHostUID(host uint32) bool { return mapsHost(m.UIDs, host) }
+
+// MapsHostGID reports whether host gid has an id in the container.
+func (m Mapping) MapsHostGID(host uint32) bool { return mapsHost(m.GIDs, host) }
+
+func mapsHost(rs []Range, host uint32) bool {
+	for _, r := range rs {
+		if host >= r.HostID && uint64(host) < uint64(r.HostID)+uint64(r.Size) {
+			return true
+		}
+	}
+	return false
+}
+
 func toHost(rs []Range, id uint32) (uint32, bool) {
 	for _, r := range rs {
 		if id >= r.ContainerID && uint64(id) < uint64(r.ContainerID)+uint64(r.Size) {

@@ -174,3 +174,21 @@ func TestUnmarshalEntry(t *testing.T) {
 		}
 	}
 }
+
+func TestMapsHost(t *testing.T) {
+	rootless := Mapping{
+		UIDs: []Range{{0, 1000, 1}, {1, 100000, 65536}},
+		GIDs: []Range{{0, 1000, 1}},
+	}
+	for host, want := range map[uint32]bool{0: false, 999: false, 1000: true, 1001: false, 100000: true, 165535: true, 165536: false} {
+		if got := rootless.MapsHostUID(host); got != want {
+			t.Errorf("rootless MapsHostUID(%d) = %v, want %v", host, got, want)
+		}
+	}
+	if rootless.MapsHostGID(100000) {
+		t.Error("MapsHostGID(100000) with only gid 1000 mapped")
+	}
+	if !Identity().MapsHostUID(0) || !Identity().MapsHostGID(4294967294) {
+		t.Error("the identity mapping does not map host root or the top id")
+	}
+}
