@@ -559,14 +559,21 @@ func guestCgroupLimits(t *testing.T, r *Runtime, snap, parent string) {
 	// A burst of forks past the limit: a bounded one, not a recursive
 	// bomb, whose run time under TCG ranged from seconds to minutes (the
 	// host's runtime tests run a real bomb). busybox sh gives up at
-	// its first refused fork; the sleepers it made end on their own, and
-	// with them the output the Shell waits for.
-	_, err = sb.Shell(ctx, `i=0; while [ $i -lt 200 ]; do sleep 3 & i=$((i+1)); done`)
+	// its first refused fork. Its sleepers outlive it whatever the
+	// guest's speed (with `sleep 3` a loaded host's guest forked too
+	// slowly to ever hold 64 at once), without its output, which the
+	// Shell waits for; then one process more (the limit leaves room for
+	// it) ends them.
+	_, err = sb.Shell(ctx, `i=0; while [ $i -lt 200 ]; do sleep 1000 </dev/null >/dev/null 2>&1 & i=$((i+1)); done`)
 	events := readCg("workload/pids.events")
 	t.Logf("after a burst of forks: %v; workload/pids.events %q", err, events)
 	if !strings.Contains(events, "max ") || strings.Contains(events, "max 0") {
 		t.Errorf("burst of forks: workload/pids.events %q, want the limit hit", events)
 	}
+	if _, err := sb.Shell(ctx, "exec killall -9 sleep"); err != nil {
+		t.Fatalf("ending the burst's sleepers: %v", err)
+	}
+	waitGuest(t, "the burst's sleepers to end", func() bool { return readCg("workload/pids.current") == "0" })
 
 	// Workloads held at their limit: Exec is refused, naming it; the
 	// init, with its threads beside the workloads' cgroup, serves on.
@@ -712,4 +719,17 @@ func guestLauncher(root, name, snap string) int {
 	fmt.Println("launched")
 	time.Sleep(2 * time.Minute) // killed long before
 	return 1
+}
+
+// waitGuest polls ok until it holds, failing the test after two minutes
+// (a loaded host's TCG guest is slow, never stuck that long).
+func waitGuest(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -24,7 +24,7 @@ func TestStartInitGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	sb := &Sandbox{name: "fake", dir: dir}
+	sb := &Sandbox{m: &Manager{}, name: "fake", dir: dir} // a Manager of no store: no id mapping
 	for _, read := range []bool{true, false} {
 		done := make(chan struct{})
 		go func() {

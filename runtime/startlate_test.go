@@ -25,7 +25,7 @@ func TestRunWithoutStarted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	sb := &Sandbox{name: "fake", dir: dir}
+	sb := &Sandbox{m: &Manager{}, name: "fake", dir: dir} // a Manager of no store: no id mapping
 	// serve answers one connection's request with replies, and returns
 	// the request it read.
 	serve := func(replies ...nsinit.Reply) <-chan nsinit.Request {
