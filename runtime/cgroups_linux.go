@@ -87,6 +87,15 @@ const workloadCgroup = "workload"
 // more while some block in system calls).
 const initPidsReserve = 64
 
+// pidsMaxLimit is the largest value pids.max takes (PID_MAX_LIMIT on a
+// 64-bit kernel): a sandbox's cgroup allows its workloads' limit plus
+// initPidsReserve, at most this.
+const pidsMaxLimit = 1 << 22
+
+// cgroupPidsMax is the pids limit of the sandbox's cgroup, for a workloads'
+// limit of n (> 0).
+func cgroupPidsMax(n int64) int64 { return min(n+initPidsReserve, pidsMaxLimit) }
+
 // v1Controllers are the hierarchies a v1 sandbox gets a cgroup in.
 var v1Controllers = []cgroup1.Name{cgroup1.Pids, cgroup1.Memory, cgroup1.Cpu, cgroup1.Cpuacct}
 
@@ -297,6 +306,15 @@ func planNoCgroup(p *limitPlan, l Limits, why string) (*limitPlan, error) {
 	}
 	if l.CPUs > 0 {
 		return nil, &LimitError{Resource: "cpu", Err: fmt.Errorf("%w: %s", ErrLimitUnsupported, why)}
+	}
+	if l.Pids > 0 {
+		// The init sets RLIMIT_NPROC to l.Pids; an unprivileged caller
+		// cannot raise it past its own hard limit, which the init
+		// inherits: refused here, before anything is made.
+		var cur unix.Rlimit
+		if err := unix.Getrlimit(unix.RLIMIT_NPROC, &cur); err == nil && uint64(l.Pids) > cur.Max {
+			return nil, &LimitError{Resource: "pids", Err: fmt.Errorf("%w: %d is above this process's hard RLIMIT_NPROC %d, which holds it without a cgroup (%s): ask for at most %d", ErrLimitUnsupported, l.Pids, cur.Max, why, cur.Max)}
+		}
 	}
 	short := "no cgroup delegation"
 	if cgroups.Mode() == cgroups.Unavailable {
@@ -537,7 +555,7 @@ func (cs *cgroupState) create(l Limits) error {
 	if cs.Version == 2 {
 		res := &cgroup2.Resources{}
 		if l.Pids > 0 {
-			res.Pids = &cgroup2.Pids{Max: l.Pids + initPidsReserve}
+			res.Pids = &cgroup2.Pids{Max: cgroupPidsMax(l.Pids)}
 		} else {
 			res.Pids = &cgroup2.Pids{} // enabled, for the count
 		}
@@ -592,7 +610,7 @@ func (cs *cgroupState) create(l Limits) error {
 	}
 	res := &specs.LinuxResources{}
 	if l.Pids > 0 {
-		total := l.Pids + initPidsReserve
+		total := cgroupPidsMax(l.Pids)
 		res.Pids = &specs.LinuxPids{Limit: &total}
 	}
 	if l.MemoryBytes > 0 {
