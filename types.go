@@ -63,8 +63,11 @@ const (
 // of the field.
 type Resources struct {
 	// MemoryMiB caps the sandbox's memory, /dev/shm included (--memory);
-	// 0 = no limit. At least MinMemoryMiB. A sandbox that runs out is
-	// OOM-killed: its ExitError says OOMKilled.
+	// 0 = no limit. At least MinMemoryMiB. A command that runs out is
+	// OOM-killed: its ExitError says OOMKilled. On cgroup v1 the limit is
+	// the workloads' (every command and what it starts): the init's own
+	// few MiB are counted beside it, up to 64 MiB, so that the OOM killer
+	// never picks the init, which would end the sandbox.
 	MemoryMiB int64
 	// MemorySwapMiB caps memory plus swap (--memory-swap), at least
 	// MemoryMiB; 0 = MemoryMiB (no swap), -1 = unlimited swap. Needs
