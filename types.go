@@ -74,7 +74,10 @@ type Resources struct {
 	// MemoryMiB.
 	MemorySwapMiB int64
 	// CPUs caps CPU time in cores (--cpus): 1.5 = one and a half; 0 = no
-	// limit. At most the host's CPU count.
+	// limit. At most the host's CPU count. On cgroup v1 it caps the
+	// workloads', and the init gets a tenth of a CPU beside it, so that
+	// workloads that keep the limit busy cannot delay Destroy or the
+	// timeout.
 	CPUs float64
 	// PidsLimit caps the processes (threads count) in the sandbox
 	// (--pids-limit); 0 = DefaultPidsLimit, -1 = no limit. At least

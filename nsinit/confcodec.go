@@ -63,10 +63,11 @@ func appendConfig(b []byte, cfg *Config) []byte {
 	e.strs(cfg.Cgroup)
 	e.int(int64(cfg.WorkloadOOMScore))
 	f := &cfg.FDs
-	for _, v := range []int{f.Report, f.Liveness, f.Listener, f.Lock, f.Exe, f.Passer, f.Workload, f.WorkloadMemory, f.Gone} {
+	for _, v := range []int{f.Report, f.Liveness, f.Listener, f.Lock, f.Exe, f.Passer, f.Workload, f.Gone} {
 		e.int(int64(v))
 	}
 	e.ints(f.Leases)
+	e.ints(f.WorkloadV1)
 	e.int(int64(cfg.Passed))
 	e.int(int64(cfg.RootParentFD))
 	return e
@@ -102,10 +103,11 @@ func parseConfig(b []byte) (*Config, error) {
 	cfg.Cgroup = d.strs()
 	cfg.WorkloadOOMScore = d.num()
 	f := &cfg.FDs
-	for _, p := range []*int{&f.Report, &f.Liveness, &f.Listener, &f.Lock, &f.Exe, &f.Passer, &f.Workload, &f.WorkloadMemory, &f.Gone} {
+	for _, p := range []*int{&f.Report, &f.Liveness, &f.Listener, &f.Lock, &f.Exe, &f.Passer, &f.Workload, &f.Gone} {
 		*p = d.num()
 	}
 	f.Leases = d.ints()
+	f.WorkloadV1 = d.ints()
 	cfg.Passed = d.num()
 	cfg.RootParentFD = PassedFD(d.num())
 	if d.bad || len(d.b) != 0 {

@@ -73,11 +73,11 @@ type handoverState struct {
 	Setgroups           bool
 	// The descriptors kept across the exec: the program (O_PATH), the
 	// listener, the lock file, the liveness pipe (-1 once at its end),
-	// the workloads' cgroup (0 for none) and its v1 memory one (0 for
-	// none), the gone pipe (FDs.Gone, 0 for none), every lease held.
-	Exe, Listener, Lock, Liveness, Workload, WorkloadMemory, Gone int
-	Leases                                                        []int
-	Detached, Taken                                               bool
+	// the workloads' cgroup (0 for none) and its other v1 hierarchies',
+	// the gone pipe (FDs.Gone, 0 for none), every lease held.
+	Exe, Listener, Lock, Liveness, Workload, Gone int
+	WorkloadV1, Leases                            []int
+	Detached, Taken                               bool
 	// Main is the main command's pid, 0 for none.
 	Main int
 	// Deadline is when the sandbox's timeout ends it, on CLOCK_MONOTONIC
@@ -115,9 +115,10 @@ func appendState(b []byte, st *handoverState) []byte {
 	for _, v := range []bool{st.AllowUserNS, st.Setgroups, st.Detached, st.Taken} {
 		e.bool(v)
 	}
-	for _, v := range []int64{int64(st.WorkloadOOMScore), st.Nproc, int64(st.Exe), int64(st.Listener), int64(st.Lock), int64(st.Liveness), int64(st.Workload), int64(st.WorkloadMemory), int64(st.Gone)} {
+	for _, v := range []int64{int64(st.WorkloadOOMScore), st.Nproc, int64(st.Exe), int64(st.Listener), int64(st.Lock), int64(st.Liveness), int64(st.Workload), int64(st.Gone)} {
 		e.int(v)
 	}
+	e.ints(st.WorkloadV1)
 	e.ints(st.Leases)
 	e.int(int64(st.Main))
 	e.int(st.Deadline)
@@ -148,7 +149,8 @@ func parseState(b []byte) (*handoverState, error) {
 	st.Env, st.Cgroup = d.strs(), d.strs()
 	st.AllowUserNS, st.Setgroups, st.Detached, st.Taken = d.bool(), d.bool(), d.bool(), d.bool()
 	st.WorkloadOOMScore, st.Nproc = d.num(), d.int()
-	st.Exe, st.Listener, st.Lock, st.Liveness, st.Workload, st.WorkloadMemory, st.Gone = d.num(), d.num(), d.num(), d.num(), d.num(), d.num(), d.num()
+	st.Exe, st.Listener, st.Lock, st.Liveness, st.Workload, st.Gone = d.num(), d.num(), d.num(), d.num(), d.num(), d.num()
+	st.WorkloadV1 = d.ints()
 	st.Leases = d.ints()
 	st.Main, st.Deadline = d.num(), d.int()
 	st.Relays = list(d, func() relayHandover {
@@ -226,7 +228,7 @@ func (s *server) handover() {
 		Gen: s.gen + 1, Detached: s.detached, Taken: s.taken, Setgroups: s.setgr, Deadline: s.deadline,
 		Name: s.cfg.Name, Env: s.cfg.Env, Workdir: s.cfg.Workdir, User: s.cfg.User,
 		AllowUserNS: s.cfg.AllowUserNamespaces, Cgroup: s.cfg.Cgroup, WorkloadOOMScore: s.cfg.WorkloadOOMScore, Nproc: s.cfg.Nproc,
-		Exe: s.exe, Listener: fileFD(s.ln), Lock: s.cfg.FDs.Lock, Liveness: -1, Workload: s.cfg.FDs.Workload, WorkloadMemory: s.cfg.FDs.WorkloadMemory, Gone: s.cfg.FDs.Gone,
+		Exe: s.exe, Listener: fileFD(s.ln), Lock: s.cfg.FDs.Lock, Liveness: -1, Workload: s.cfg.FDs.Workload, WorkloadV1: s.cfg.FDs.WorkloadV1, Gone: s.cfg.FDs.Gone,
 		Leases: append(slices.Clone(s.cfg.FDs.Leases), s.leases...),
 	}
 	if s.liveness != nil {
@@ -329,9 +331,7 @@ func (st *handoverState) fds() []int {
 	if st.Workload > 0 {
 		fds = append(fds, st.Workload)
 	}
-	if st.WorkloadMemory > 0 {
-		fds = append(fds, st.WorkloadMemory)
-	}
+	fds = append(fds, st.WorkloadV1...)
 	if st.Gone > 0 {
 		fds = append(fds, st.Gone)
 	}
@@ -399,7 +399,7 @@ func resume() {
 	cfg := &Config{
 		Version: Version, Name: st.Name, Env: st.Env, Workdir: st.Workdir, User: st.User,
 		AllowUserNamespaces: st.AllowUserNS, Cgroup: st.Cgroup, WorkloadOOMScore: st.WorkloadOOMScore, Nproc: st.Nproc,
-		FDs: FDs{Report: -1, Passer: -1, Exe: -1, Listener: st.Listener, Lock: st.Lock, Liveness: st.Liveness, Workload: st.Workload, WorkloadMemory: st.WorkloadMemory, Gone: st.Gone, Leases: st.Leases},
+		FDs: FDs{Report: -1, Passer: -1, Exe: -1, Listener: st.Listener, Lock: st.Lock, Liveness: st.Liveness, Workload: st.Workload, WorkloadV1: st.WorkloadV1, Gone: st.Gone, Leases: st.Leases},
 	}
 	for i, t := range st.EtcTargets {
 		cfg.Etc = append(cfg.Etc, File{Target: t})

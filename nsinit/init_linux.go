@@ -143,7 +143,7 @@ func setUp() (report *os.File, s *server, err error) {
 	// beside the mounts is the spawner, which must drop its privileges
 	// on a thread of its own, and the reaper's Notify of SIGCHLD.
 	r := newReaper()
-	sp, spReady := startSpawner(r, seccomp.Options{AllowUserNamespaces: cfg.AllowUserNamespaces}, len(cfg.Cgroup) > 0, cfg.FDs.Workload, cfg.FDs.WorkloadMemory)
+	sp, spReady := startSpawner(r, seccomp.Options{AllowUserNamespaces: cfg.AllowUserNamespaces}, len(cfg.Cgroup) > 0, append([]int{cfg.FDs.Workload}, cfg.FDs.WorkloadV1...)...)
 	if cfg.Network != "host" {
 		if err := loopbackUp(); err != nil {
 			return report, nil, fmt.Errorf("bring up loopback: %w", err)
@@ -285,8 +285,8 @@ func closeExtraFDs(cfg *Config) error {
 	if fds.Workload > 0 {
 		keep[fds.Workload] = true
 	}
-	if fds.WorkloadMemory > 0 {
-		keep[fds.WorkloadMemory] = true
+	for _, fd := range fds.WorkloadV1 {
+		keep[fd] = true
 	}
 	if fds.Gone > 0 {
 		keep[fds.Gone] = true

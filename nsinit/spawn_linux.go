@@ -124,7 +124,7 @@ type spawner struct {
 	reqs     chan spawnReq
 	r        *reaper
 	cgroupNS bool
-	workload []int // FDs.Workload and FDs.WorkloadMemory, those not 0
+	workload []int // FDs.Workload and FDs.WorkloadV1, those not 0
 }
 
 // startSpawner starts the spawner thread; it is ready to fork when the

@@ -50,16 +50,20 @@ import (
 // EAGAIN). On v2 the sandbox's cgroup is a threaded domain and workload/
 // a threaded child with only the pids controller (the no-internal-process
 // rule holds: domain controllers stay on the sandbox's cgroup, where the
-// init is); on v1 workload/ is a child in the pids and memory
+// init is); on v1 workload/ is a child in the pids, memory and cpu
 // hierarchies. The init's spawner thread, which forks every workload,
 // moves itself there through a cgroup.threads (v1: tasks, one per
 // hierarchy) file the runtime opened (so the kernel checks the runtime's
 // credentials, not those of the sandbox's root), and its children are
 // born in it.
 //
-// On v1 the memory limit is the workloads' (workload/), and the
-// sandbox's cgroup allows initMemoryReserve more for the init: at the
-// limit the OOM killer chooses among the workloads only. A workload can
+// On v1 the memory and CPU limits are the workloads' (workload/), and
+// the sandbox's cgroup allows initMemoryReserve and initCPUReserve more
+// for the init: at the limit the OOM killer chooses among the workloads
+// only, and CFS throttles them, not the init. Workloads that kept the
+// quota busy starved the init, which serves Destroy and enforces the
+// timeout: at --cpus 0.01 a sandbox with 50 busy loops ended 131 s after
+// its 2 s timeout, and rm -f took 73 s. A workload can
 // lower its own oom_score_adj to the init's (workloadOOMScore is only a
 // default), and memory no process's RSS shows (tmpfs, pipe buffers) then
 // made the init, the largest process left, the one killed: the sandbox
@@ -110,6 +114,11 @@ func cgroupPidsMax(n int64) int64 { return min(n+initPidsReserve, pidsMaxLimit) 
 // initMemoryReserve is how much memory the sandbox's (v1) cgroup allows
 // beyond its workloads' limit: the init's own (a few MiB resident).
 const initMemoryReserve = 64 << 20
+
+// initCPUReserve is how much CPU time per cpuPeriod the sandbox's (v1)
+// cgroup allows beyond its workloads' quota: a tenth of a CPU for the
+// init.
+const initCPUReserve = cpuPeriod / 10
 
 // v1Controllers are the hierarchies a v1 sandbox gets a cgroup in.
 var v1Controllers = []cgroup1.Name{cgroup1.Pids, cgroup1.Memory, cgroup1.Cpu, cgroup1.Cpuacct}
@@ -632,7 +641,7 @@ func (cs *cgroupState) create(l Limits) error {
 		res.Memory = v1Memory(cs.Paths, l, initMemoryReserve)
 	}
 	if l.CPUs > 0 {
-		quota := int64(math.Round(l.CPUs * cpuPeriod))
+		quota := int64(math.Round(l.CPUs*cpuPeriod)) + initCPUReserve
 		period := uint64(cpuPeriod)
 		res.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
 	}
@@ -650,6 +659,11 @@ func (cs *cgroupState) create(l Limits) error {
 		}
 		if l.MemoryBytes > 0 {
 			wres.Memory = v1Memory(cs.Paths, l, 0)
+		}
+		if l.CPUs > 0 {
+			quota := int64(math.Round(l.CPUs * cpuPeriod))
+			period := uint64(cpuPeriod)
+			wres.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
 		}
 		if err := retryParentGone(func() error {
 			_, err := cgroup1.New(v1Path(w), wres, cgroup1.WithHierarchy(v1Hierarchy(w)))
@@ -682,10 +696,10 @@ func v1Memory(paths map[string]string, l Limits, extra int64) *specs.LinuxMemory
 
 // v1WorkloadControllers are the v1 hierarchies the workloads have a
 // child cgroup in.
-var v1WorkloadControllers = []cgroup1.Name{cgroup1.Pids, cgroup1.Memory}
+var v1WorkloadControllers = []cgroup1.Name{cgroup1.Pids, cgroup1.Memory, cgroup1.Cpu}
 
-// v1Workload is the workloads' cgroup on v1: a child in the pids and
-// memory hierarchies, those the sandbox has (nil without either).
+// v1Workload is the workloads' cgroup on v1: a child in the pids,
+// memory and cpu hierarchies, those the sandbox has (nil without any).
 func (cs *cgroupState) v1Workload() map[string]string {
 	var w map[string]string
 	for _, c := range v1WorkloadControllers {
@@ -701,10 +715,10 @@ func (cs *cgroupState) v1Workload() map[string]string {
 
 // openWorkload opens the files through which the init's spawner thread
 // moves itself into the workloads' cgroup: cgroup.threads on v2; on v1
-// the pids hierarchy's tasks and the memory hierarchy's (each nil when
-// the sandbox has no cgroup there). Opened here, so that the kernel
-// checks the runtime's credentials when the init writes to them.
-func (cs *cgroupState) openWorkload() (pids, memory *os.File, _ error) {
+// the tasks file of each of v1WorkloadControllers' hierarchies the
+// sandbox has, the first of them (pids) apart. Opened here, so that the
+// kernel checks the runtime's credentials when the init writes to them.
+func (cs *cgroupState) openWorkload() (first *os.File, more []*os.File, _ error) {
 	open := func(p string) (*os.File, error) {
 		fd, err := unix.Open(p, unix.O_WRONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
@@ -720,20 +734,23 @@ func (cs *cgroupState) openWorkload() (pids, memory *os.File, _ error) {
 		return f, nil, err
 	}
 	w := cs.v1Workload()
-	var files [2]*os.File
-	for i, c := range v1WorkloadControllers {
+	var files []*os.File
+	for _, c := range v1WorkloadControllers {
 		p, ok := w[string(c)]
 		if !ok {
 			continue
 		}
 		f, err := open(filepath.Join(unifiedMount, string(c), p, "tasks"))
 		if err != nil {
-			closeFiles(files[:i])
+			closeFiles(files)
 			return nil, nil, err
 		}
-		files[i] = f
+		files = append(files, f)
 	}
-	return files[0], files[1], nil
+	if len(files) == 0 {
+		return nil, nil, nil
+	}
+	return files[0], files[1:], nil
 }
 
 // openDir opens the v2 cgroup's directory, for CLONE_INTO_CGROUP.

@@ -17,7 +17,9 @@ type Limits struct {
 	// MemorySwapBytes caps memory plus swap (>= MemoryBytes); 0 = equal
 	// to MemoryBytes (no swap), -1 = unlimited swap. Needs MemoryBytes.
 	MemorySwapBytes int64
-	// CPUs caps CPU time in cores (0.5 = half a core); 0 = none.
+	// CPUs caps CPU time in cores (0.5 = half a core); 0 = none. On
+	// cgroup v1 it caps the workloads', and the init gets initCPUReserve
+	// beside it.
 	CPUs float64
 	// Pids caps the number of processes (threads count); 0 = none.
 	Pids int64

@@ -262,6 +262,43 @@ func TestMemoryOOMSparesInit(t *testing.T) {
 	}
 }
 
+// Workloads that keep the CPU limit busy do not starve the init, which
+// serves Destroy (and enforces the timeout): with 50 busy loops at
+// --cpus 0.01, Destroy takes as long as it does for an idle sandbox, not
+// the minute and more it took while the init shared the workloads' quota.
+func TestCPULimitSparesInit(t *testing.T) {
+	e := newEnv(t)
+	needCgroup(t)
+	spec := e.spec("cpuhog")
+	spec.Limits = Limits{CPUs: 0.01}
+	spec.Command = []string{"sh", "-c", "i=0; while [ $i -lt 50 ]; do (while :; do :; done) & i=$((i+1)); done; wait"}
+	sb := e.launch(t, spec)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	for {
+		// The shell forks the loops at a hundredth of a CPU: wait until
+		// all 50 spin (and the shell), as the cgroup counts them.
+		info, err := sb.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Usage != nil && info.Usage.Pids >= 51 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the 50 loops did not start: %+v", info.Usage)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	start := time.Now()
+	if err := sb.Destroy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("Destroy of a sandbox whose workloads keep --cpus 0.01 busy took %v, want under 10 s", d.Round(100*time.Millisecond))
+	}
+}
+
 // --cpus 0.5 holds a busy loop near half a CPU, measured from the
 // cgroup's own usage counter over a second.
 func TestCPULimit(t *testing.T) {
@@ -387,9 +424,9 @@ func TestGCRemovesCgroup(t *testing.T) {
 func TestCgroupNamespace(t *testing.T) {
 	e := newEnv(t)
 	sb := e.launch(t, e.spec("cgns"))
-	// Workloads are in the pids and memory controllers' workload/ child
-	// (v2: the one hierarchy's); the rest at the root.
-	if out := sh(t, sb, "grep -v -e ':/$' -e ':pids:/workload$' -e ':memory:/workload$' -e '^0::/workload$' /proc/self/cgroup || true"); out != "" {
+	// Workloads are in the pids, memory and cpu controllers' workload/
+	// child (v2: the one hierarchy's); the rest at the root.
+	if out := sh(t, sb, "grep -v -e ':/$' -e ':pids:/workload$' -e ':memory:/workload$' -e ':cpu:/workload$' -e '^0::/workload$' /proc/self/cgroup || true"); out != "" {
 		t.Errorf("/proc/self/cgroup inside shows paths outside the sandbox's cgroup:\n%s", out)
 	}
 	_, _, code := run(t, sb, "sh", "-c", "mkdir /sys/fs/cgroup/x || echo > /sys/fs/cgroup/pids/pids.max 1")
