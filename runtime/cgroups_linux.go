@@ -815,6 +815,11 @@ func (cs *cgroupState) usage() (Usage, error) {
 		u.OOMKills = st.MemoryOomControl.OomKill
 	}
 	if w := cs.v1Workload(); w != nil {
+		for c, p := range w {
+			if _, err := os.Stat(filepath.Join(unifiedMount, c, p)); err != nil {
+				delete(w, c) // a sandbox made before its workloads had a cgroup there
+			}
+		}
 		if wcg, err := cgroup1.Load(v1Path(w), cgroup1.WithHierarchy(v1Hierarchy(w))); err == nil {
 			if wst, err := wcg.Stat(cgroup1.IgnoreNotExist); err == nil {
 				if wst.Pids != nil {
