@@ -63,15 +63,21 @@ const (
 // of the field.
 type Resources struct {
 	// MemoryMiB caps the sandbox's memory, /dev/shm included (--memory);
-	// 0 = no limit. At least MinMemoryMiB. A sandbox that runs out is
-	// OOM-killed: its ExitError says OOMKilled.
+	// 0 = no limit. At least MinMemoryMiB. A command that runs out is
+	// OOM-killed: its ExitError says OOMKilled. On cgroup v1 the limit is
+	// the workloads' (every command and what it starts): the init's own
+	// few MiB are counted beside it, up to 64 MiB, so that the OOM killer
+	// never picks the init, which would end the sandbox.
 	MemoryMiB int64
 	// MemorySwapMiB caps memory plus swap (--memory-swap), at least
 	// MemoryMiB; 0 = MemoryMiB (no swap), -1 = unlimited swap. Needs
 	// MemoryMiB.
 	MemorySwapMiB int64
 	// CPUs caps CPU time in cores (--cpus): 1.5 = one and a half; 0 = no
-	// limit. At most the host's CPU count.
+	// limit. At most the host's CPU count. On cgroup v1 it caps the
+	// workloads', and the init gets a tenth of a CPU beside it, so that
+	// workloads that keep the limit busy cannot delay Destroy or the
+	// timeout.
 	CPUs float64
 	// PidsLimit caps the processes (threads count) in the sandbox
 	// (--pids-limit); 0 = DefaultPidsLimit, -1 = no limit. At least

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/containerd/cgroups/v3"
+	"golang.org/x/sys/unix"
 )
 
 // Bad resource flags are refused before anything is created, naming the
@@ -27,6 +28,10 @@ func TestCLILimitsBadInput(t *testing.T) {
 		{[]string{"--pids-limit", "1"}, "--pids-limit"},
 		{[]string{"--shm-size", "-5m"}, "--shm-size"},
 		{[]string{"--memory-swap", "64m"}, "--memory-swap"},
+		{[]string{"--memory", "99999999999g"}, "too large"},
+		// Past what the host's filesystem takes in one file (the loop
+		// backend's image); rootless, refused for want of a backend.
+		{[]string{"--disk-mib", "99999999999"}, "writable layer"},
 	} {
 		args := append(append([]string{"run", "--network", "none", "--name", "bad"}, tc.args...), "busybox", "true")
 		r := lb(t, root, "", args...)
@@ -40,6 +45,62 @@ func TestCLILimitsBadInput(t *testing.T) {
 			names = append(names, e.Name())
 		}
 		t.Errorf("refused runs left %v in the sandboxes dir", names)
+	}
+	if ents, _ := os.ReadDir(root + "/disks"); len(ents) > 0 {
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Errorf("refused runs left %v in the disks dir", names)
+	}
+}
+
+// The largest --pids-limit the library accepts (the kernel's maximum)
+// runs where a cgroup holds it: the sandbox's cgroup, which allows the
+// init's threads beyond it, stays within what pids.max takes. Where
+// RLIMIT_NPROC holds it (no cgroup), a limit above the caller's own hard
+// limit is refused before anything is made, saying so.
+func TestCLIPidsLimitAtKernelMaximum(t *testing.T) {
+	root, _ := newStore(t)
+	r := lb(t, root, "", "run", "--network", "none", "--name", "maxpids", "--pids-limit", "4194304", "busybox", "echo", "ran")
+	var nproc unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NPROC, &nproc); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() != 0 && cgroups.Mode() != cgroups.Unified && nproc.Max < 4194304 {
+		if r.code != 125 || !strings.Contains(r.stderr, "--pids-limit") || !strings.Contains(r.stderr, "hard RLIMIT_NPROC") || !strings.Contains(r.stderr, "at most") {
+			t.Errorf("rootless run --pids-limit 4194304: exit %d, stderr %q; want 125 and the caller's hard RLIMIT_NPROC as the reason", r.code, r.stderr)
+		}
+		if strings.Contains(r.stderr, "launch sandbox") {
+			t.Errorf("rootless run --pids-limit 4194304 was refused only at launch: %q", r.stderr)
+		}
+		return
+	}
+	if r.code != 0 || r.stdout != "ran\n" {
+		t.Errorf("run --pids-limit 4194304: exit %d, stdout %q, stderr %q; want it to run", r.code, r.stdout, r.stderr)
+	}
+}
+
+// gc removes a capped layer's loop image that a crash left without its
+// directory (Create makes the image, then the directory).
+func TestCLIGCRemovesOrphanDiskImage(t *testing.T) {
+	root, _ := newStore(t)
+	if err := os.MkdirAll(root+"/disks", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(root+"/disks/crashed-0123abcd.img", make([]byte, 4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := lbOK(t, root, "gc")
+	if !strings.Contains(out, "disk crashed-0123abcd") {
+		t.Errorf("gc printed %q; want it to name disk crashed-0123abcd", out)
+	}
+	if ents, _ := os.ReadDir(root + "/disks"); len(ents) > 0 {
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Errorf("gc left %v in the disks dir", names)
 	}
 }
 

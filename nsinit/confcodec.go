@@ -67,6 +67,7 @@ func appendConfig(b []byte, cfg *Config) []byte {
 		e.int(int64(v))
 	}
 	e.ints(f.Leases)
+	e.ints(f.WorkloadV1)
 	e.int(int64(cfg.Passed))
 	e.int(int64(cfg.RootParentFD))
 	return e
@@ -106,6 +107,7 @@ func parseConfig(b []byte) (*Config, error) {
 		*p = d.num()
 	}
 	f.Leases = d.ints()
+	f.WorkloadV1 = d.ints()
 	cfg.Passed = d.num()
 	cfg.RootParentFD = PassedFD(d.num())
 	if d.bad || len(d.b) != 0 {

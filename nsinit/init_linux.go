@@ -143,7 +143,7 @@ func setUp() (report *os.File, s *server, err error) {
 	// beside the mounts is the spawner, which must drop its privileges
 	// on a thread of its own, and the reaper's Notify of SIGCHLD.
 	r := newReaper()
-	sp, spReady := startSpawner(r, seccomp.Options{AllowUserNamespaces: cfg.AllowUserNamespaces}, len(cfg.Cgroup) > 0, cfg.FDs.Workload)
+	sp, spReady := startSpawner(r, seccomp.Options{AllowUserNamespaces: cfg.AllowUserNamespaces}, len(cfg.Cgroup) > 0, append([]int{cfg.FDs.Workload}, cfg.FDs.WorkloadV1...)...)
 	if cfg.Network != "host" {
 		if err := loopbackUp(); err != nil {
 			return report, nil, fmt.Errorf("bring up loopback: %w", err)
@@ -284,6 +284,9 @@ func closeExtraFDs(cfg *Config) error {
 	keep := map[int]bool{fds.Report: true, fds.Liveness: true, fds.Listener: true, fds.Lock: true, fds.Passer: true}
 	if fds.Workload > 0 {
 		keep[fds.Workload] = true
+	}
+	for _, fd := range fds.WorkloadV1 {
+		keep[fd] = true
 	}
 	if fds.Gone > 0 {
 		keep[fds.Gone] = true

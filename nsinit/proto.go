@@ -145,6 +145,12 @@ type FDs struct {
 	// (v1: tasks), opened by the runtime: the spawner thread writes "0"
 	// to it to move itself there, so that every workload is born in it.
 	Workload int `json:"workload,omitempty"`
+	// WorkloadV1 are the tasks files of the workloads' cgroup in the
+	// other v1 hierarchies that have one (memory, cpu), opened by the
+	// runtime and written as Workload is: the workloads' memory and CPU
+	// limits (and the OOM killer, and CFS throttling) then hold them
+	// without the init.
+	WorkloadV1 []int `json:"workloadV1,omitempty"`
 	// Gone, when not 0, is the write end of a pipe the init writes one
 	// byte to ("G") just before it exits, once no other process of the
 	// sandbox is left and the leases are closed: the launcher may then

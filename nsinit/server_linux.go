@@ -859,7 +859,7 @@ func (s *server) ensureSpawner() error {
 	if s.sp != nil {
 		return nil
 	}
-	sp, ready := startSpawner(s.r, seccomp.Options{AllowUserNamespaces: s.cfg.AllowUserNamespaces}, len(s.cfg.Cgroup) > 0, s.cfg.FDs.Workload)
+	sp, ready := startSpawner(s.r, seccomp.Options{AllowUserNamespaces: s.cfg.AllowUserNamespaces}, len(s.cfg.Cgroup) > 0, append([]int{s.cfg.FDs.Workload}, s.cfg.FDs.WorkloadV1...)...)
 	if err := <-ready; err != nil {
 		return err
 	}

@@ -123,16 +123,21 @@ type spawner struct {
 	reqs     chan spawnReq
 	r        *reaper
 	cgroupNS bool
-	workload int // FDs.Workload: 0 = none
+	workload []int // FDs.Workload and FDs.WorkloadV1, those not 0
 }
 
 // startSpawner starts the spawner thread; it is ready to fork when the
 // returned channel yields nil.
 // With cgroupNS it first makes its cgroup the root of a new cgroup
-// namespace (see unshareCgroupNS); with a workload fd it then moves into
-// the workloads' cgroup (see joinWorkload).
-func startSpawner(r *reaper, prof seccomp.Options, cgroupNS bool, workload int) (*spawner, <-chan error) {
-	s := &spawner{reqs: make(chan spawnReq), r: r, cgroupNS: cgroupNS, workload: workload}
+// namespace (see unshareCgroupNS); with workload fds (0: none) it then
+// moves into the workloads' cgroups (see joinWorkload).
+func startSpawner(r *reaper, prof seccomp.Options, cgroupNS bool, workload ...int) (*spawner, <-chan error) {
+	s := &spawner{reqs: make(chan spawnReq), r: r, cgroupNS: cgroupNS}
+	for _, fd := range workload {
+		if fd > 0 {
+			s.workload = append(s.workload, fd)
+		}
+	}
 	ready := make(chan error, 1)
 	go s.loop(ready, prof)
 	return s, ready
@@ -155,8 +160,8 @@ func (s *spawner) loop(ready chan<- error, prof seccomp.Options) {
 			return
 		}
 	}
-	if s.workload > 0 {
-		if err := joinWorkload(s.workload); err != nil {
+	for _, fd := range s.workload {
+		if err := joinWorkload(fd); err != nil {
 			ready <- err
 			return
 		}

@@ -50,11 +50,26 @@ import (
 // EAGAIN). On v2 the sandbox's cgroup is a threaded domain and workload/
 // a threaded child with only the pids controller (the no-internal-process
 // rule holds: domain controllers stay on the sandbox's cgroup, where the
-// init is); on v1 workload/ is a child in the pids hierarchy only. The
-// init's spawner thread, which forks every workload, moves itself there
-// through a cgroup.threads (v1: tasks) file the runtime opened (so the
-// kernel checks the runtime's credentials, not those of the sandbox's
-// root), and its children are born in it.
+// init is); on v1 workload/ is a child in the pids, memory and cpu
+// hierarchies. The init's spawner thread, which forks every workload,
+// moves itself there through a cgroup.threads (v1: tasks, one per
+// hierarchy) file the runtime opened (so the kernel checks the runtime's
+// credentials, not those of the sandbox's root), and its children are
+// born in it.
+//
+// On v1 the memory and CPU limits are the workloads' (workload/), and
+// the sandbox's cgroup allows initMemoryReserve and initCPUReserve more
+// for the init: at the limit the OOM killer chooses among the workloads
+// only, and CFS throttles them, not the init. Workloads that kept the
+// quota busy starved the init, which serves Destroy and enforces the
+// timeout: at --cpus 0.01 a sandbox with 50 busy loops ended 131 s after
+// its 2 s timeout, and rm -f took 73 s. A workload can
+// lower its own oom_score_adj to the init's (workloadOOMScore is only a
+// default), and memory no process's RSS shows (tmpfs, pipe buffers) then
+// made the init, the largest process left, the one killed: the sandbox
+// died with it, reported as lightbox's failure. On v2 the memory
+// controller cannot be enabled in a threaded workload/, and
+// workloadOOMScore is all there is.
 //
 // The state file records the cgroup before it is made, so that removing
 // the sandbox's directory (destroy, gc after a crash) removes it too.
@@ -86,6 +101,24 @@ const workloadCgroup = "workload"
 // its workloads' pids limit: the init's own threads (about ten; Go makes
 // more while some block in system calls).
 const initPidsReserve = 64
+
+// pidsMaxLimit is the largest value pids.max takes (PID_MAX_LIMIT on a
+// 64-bit kernel): a sandbox's cgroup allows its workloads' limit plus
+// initPidsReserve, at most this.
+const pidsMaxLimit = 1 << 22
+
+// cgroupPidsMax is the pids limit of the sandbox's cgroup, for a workloads'
+// limit of n (> 0).
+func cgroupPidsMax(n int64) int64 { return min(n+initPidsReserve, pidsMaxLimit) }
+
+// initMemoryReserve is how much memory the sandbox's (v1) cgroup allows
+// beyond its workloads' limit: the init's own (a few MiB resident).
+const initMemoryReserve = 64 << 20
+
+// initCPUReserve is how much CPU time per cpuPeriod the sandbox's (v1)
+// cgroup allows beyond its workloads' quota: a tenth of a CPU for the
+// init.
+const initCPUReserve = cpuPeriod / 10
 
 // v1Controllers are the hierarchies a v1 sandbox gets a cgroup in.
 var v1Controllers = []cgroup1.Name{cgroup1.Pids, cgroup1.Memory, cgroup1.Cpu, cgroup1.Cpuacct}
@@ -297,6 +330,15 @@ func planNoCgroup(p *limitPlan, l Limits, why string) (*limitPlan, error) {
 	}
 	if l.CPUs > 0 {
 		return nil, &LimitError{Resource: "cpu", Err: fmt.Errorf("%w: %s", ErrLimitUnsupported, why)}
+	}
+	if l.Pids > 0 {
+		// The init sets RLIMIT_NPROC to l.Pids; an unprivileged caller
+		// cannot raise it past its own hard limit, which the init
+		// inherits: refused here, before anything is made.
+		var cur unix.Rlimit
+		if err := unix.Getrlimit(unix.RLIMIT_NPROC, &cur); err == nil && uint64(l.Pids) > cur.Max {
+			return nil, &LimitError{Resource: "pids", Err: fmt.Errorf("%w: %d is above this process's hard RLIMIT_NPROC %d, which holds it without a cgroup (%s): ask for at most %d", ErrLimitUnsupported, l.Pids, cur.Max, why, cur.Max)}
+		}
 	}
 	short := "no cgroup delegation"
 	if cgroups.Mode() == cgroups.Unavailable {
@@ -537,7 +579,7 @@ func (cs *cgroupState) create(l Limits) error {
 	if cs.Version == 2 {
 		res := &cgroup2.Resources{}
 		if l.Pids > 0 {
-			res.Pids = &cgroup2.Pids{Max: l.Pids + initPidsReserve}
+			res.Pids = &cgroup2.Pids{Max: cgroupPidsMax(l.Pids)}
 		} else {
 			res.Pids = &cgroup2.Pids{} // enabled, for the count
 		}
@@ -592,22 +634,14 @@ func (cs *cgroupState) create(l Limits) error {
 	}
 	res := &specs.LinuxResources{}
 	if l.Pids > 0 {
-		total := l.Pids + initPidsReserve
+		total := cgroupPidsMax(l.Pids)
 		res.Pids = &specs.LinuxPids{Limit: &total}
 	}
 	if l.MemoryBytes > 0 {
-		mem := l.MemoryBytes
-		res.Memory = &specs.LinuxMemory{Limit: &mem}
-		if memswAccounted(cs.Paths) {
-			swap := mem
-			if l.MemorySwapBytes != 0 {
-				swap = l.MemorySwapBytes
-			}
-			res.Memory.Swap = &swap
-		}
+		res.Memory = v1Memory(cs.Paths, l, initMemoryReserve)
 	}
 	if l.CPUs > 0 {
-		quota := int64(math.Round(l.CPUs * cpuPeriod))
+		quota := int64(math.Round(l.CPUs*cpuPeriod)) + initCPUReserve
 		period := uint64(cpuPeriod)
 		res.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
 	}
@@ -623,6 +657,14 @@ func (cs *cgroupState) create(l Limits) error {
 		if l.Pids > 0 {
 			wres.Pids = &specs.LinuxPids{Limit: &l.Pids}
 		}
+		if l.MemoryBytes > 0 {
+			wres.Memory = v1Memory(cs.Paths, l, 0)
+		}
+		if l.CPUs > 0 {
+			quota := int64(math.Round(l.CPUs * cpuPeriod))
+			period := uint64(cpuPeriod)
+			wres.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
+		}
 		if err := retryParentGone(func() error {
 			_, err := cgroup1.New(v1Path(w), wres, cgroup1.WithHierarchy(v1Hierarchy(w)))
 			return err
@@ -634,40 +676,81 @@ func (cs *cgroupState) create(l Limits) error {
 	return nil
 }
 
-// v1Workload is the workloads' cgroup on v1: a child in the pids
-// hierarchy only (nil without one).
-func (cs *cgroupState) v1Workload() map[string]string {
-	p, ok := cs.Paths[string(cgroup1.Pids)]
-	if !ok {
-		return nil
+// v1Memory is the v1 memory settings of limits l plus extra bytes (the
+// init's reserve on the sandbox's cgroup, 0 on the workloads').
+func v1Memory(paths map[string]string, l Limits, extra int64) *specs.LinuxMemory {
+	mem := l.MemoryBytes + extra
+	m := &specs.LinuxMemory{Limit: &mem}
+	if memswAccounted(paths) {
+		swap := mem
+		switch {
+		case l.MemorySwapBytes < 0:
+			swap = -1
+		case l.MemorySwapBytes > 0:
+			swap = l.MemorySwapBytes + extra
+		}
+		m.Swap = &swap
 	}
-	return map[string]string{string(cgroup1.Pids): filepath.Join(p, workloadCgroup)}
+	return m
 }
 
-// openWorkload opens the file through which the init's spawner thread
-// moves itself into the workloads' cgroup (cgroup.threads on v2, the
-// pids hierarchy's tasks on v1): opened here, so that the kernel checks
-// the runtime's credentials when the init writes to it. Nil when there is
-// no such cgroup.
-func (cs *cgroupState) openWorkload() (*os.File, error) {
-	var p string
+// v1WorkloadControllers are the v1 hierarchies the workloads have a
+// child cgroup in.
+var v1WorkloadControllers = []cgroup1.Name{cgroup1.Pids, cgroup1.Memory, cgroup1.Cpu}
+
+// v1Workload is the workloads' cgroup on v1: a child in the pids,
+// memory and cpu hierarchies, those the sandbox has (nil without any).
+func (cs *cgroupState) v1Workload() map[string]string {
+	var w map[string]string
+	for _, c := range v1WorkloadControllers {
+		if p, ok := cs.Paths[string(c)]; ok {
+			if w == nil {
+				w = map[string]string{}
+			}
+			w[string(c)] = filepath.Join(p, workloadCgroup)
+		}
+	}
+	return w
+}
+
+// openWorkload opens the files through which the init's spawner thread
+// moves itself into the workloads' cgroup: cgroup.threads on v2; on v1
+// the tasks file of each of v1WorkloadControllers' hierarchies the
+// sandbox has, the first of them (pids) apart. Opened here, so that the
+// kernel checks the runtime's credentials when the init writes to them.
+func (cs *cgroupState) openWorkload() (first *os.File, more []*os.File, _ error) {
+	open := func(p string) (*os.File, error) {
+		fd, err := unix.Open(p, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, &os.PathError{Op: "open", Path: p, Err: err}
+		}
+		return os.NewFile(uintptr(fd), p), nil
+	}
 	switch {
 	case cs == nil:
-		return nil, nil
+		return nil, nil, nil
 	case cs.Version == 2:
-		p = filepath.Join(unifiedMount, cs.Path, workloadCgroup, "cgroup.threads")
-	default:
-		w := cs.v1Workload()
-		if w == nil {
-			return nil, nil
+		f, err := open(filepath.Join(unifiedMount, cs.Path, workloadCgroup, "cgroup.threads"))
+		return f, nil, err
+	}
+	w := cs.v1Workload()
+	var files []*os.File
+	for _, c := range v1WorkloadControllers {
+		p, ok := w[string(c)]
+		if !ok {
+			continue
 		}
-		p = filepath.Join(unifiedMount, string(cgroup1.Pids), w[string(cgroup1.Pids)], "tasks")
+		f, err := open(filepath.Join(unifiedMount, string(c), p, "tasks"))
+		if err != nil {
+			closeFiles(files)
+			return nil, nil, err
+		}
+		files = append(files, f)
 	}
-	fd, err := unix.Open(p, unix.O_WRONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: p, Err: err}
+	if len(files) == 0 {
+		return nil, nil, nil
 	}
-	return os.NewFile(uintptr(fd), p), nil
+	return files[0], files[1:], nil
 }
 
 // openDir opens the v2 cgroup's directory, for CLONE_INTO_CGROUP.
@@ -732,9 +815,23 @@ func (cs *cgroupState) usage() (Usage, error) {
 		u.OOMKills = st.MemoryOomControl.OomKill
 	}
 	if w := cs.v1Workload(); w != nil {
+		for c, p := range w {
+			if _, err := os.Stat(filepath.Join(unifiedMount, c, p)); err != nil {
+				delete(w, c) // a sandbox made before its workloads had a cgroup there
+			}
+		}
 		if wcg, err := cgroup1.Load(v1Path(w), cgroup1.WithHierarchy(v1Hierarchy(w))); err == nil {
-			if wst, err := wcg.Stat(cgroup1.IgnoreNotExist); err == nil && wst.Pids != nil {
-				st.Pids = wst.Pids // the limit is the workloads'
+			if wst, err := wcg.Stat(cgroup1.IgnoreNotExist); err == nil {
+				if wst.Pids != nil {
+					st.Pids = wst.Pids // the limit is the workloads'
+				}
+				if wst.Memory != nil && wst.Memory.Usage != nil && wst.Memory.Usage.Limit < 1<<62 {
+					// So is this one: usage against it is the workloads'.
+					u.MemoryBytes, u.MemoryLimitBytes = wst.Memory.Usage.Usage, wst.Memory.Usage.Limit
+				}
+				if wst.MemoryOomControl != nil {
+					u.OOMKills += wst.MemoryOomControl.OomKill // v1 counts a kill only where the limit was hit
+				}
 			}
 		}
 	}
@@ -759,7 +856,13 @@ func (cs *cgroupState) openOOM() (*os.File, error) {
 		if !ok {
 			return nil, nil
 		}
-		p = filepath.Join(unifiedMount, "memory", mp, "memory.oom_control")
+		// The workloads' cgroup, where their limit is (v1 counts a kill
+		// only in the cgroup whose limit was hit); a sandbox made before
+		// it had one, its own.
+		p = filepath.Join(unifiedMount, "memory", mp, workloadCgroup, "memory.oom_control")
+		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+			p = filepath.Join(unifiedMount, "memory", mp, "memory.oom_control")
+		}
 	}
 	return os.Open(p)
 }
@@ -836,12 +939,12 @@ func (cs *cgroupState) remove(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("remove cgroup %s: %w", cs.Paths["pids"], err)
 	}
-	var wdir string
-	if w := cs.v1Workload(); w != nil {
-		wdir = filepath.Join(unifiedMount, string(cgroup1.Pids), w[string(cgroup1.Pids)])
+	var wdirs []string
+	for c, p := range cs.v1Workload() {
+		wdirs = append(wdirs, filepath.Join(unifiedMount, c, p))
 	}
 	for {
-		err := rmdirAll(wdir)
+		err := rmdirAll(wdirs...)
 		if err == nil {
 			err = cg.Delete()
 		}

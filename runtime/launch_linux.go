@@ -128,11 +128,17 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	cfgFD := child(cfgR)
 	cfg.FDs = nsinit.FDs{Report: child(repW), Liveness: child(liveR), Listener: child(lnf), Lock: child(lk.File()), Exe: -1, Passer: -1}
 	cfg.FDs.Gone = child(goneW)
-	if wf, err := cg.openWorkload(); err != nil {
+	wf, wmore, err := cg.openWorkload()
+	if err != nil {
 		return nil, err
-	} else if wf != nil {
+	}
+	if wf != nil {
 		defer func() { _ = wf.Close() }() // our copy of the workload cgroup's threads file, never written: the init has its own
 		cfg.FDs.Workload = child(wf)
+	}
+	defer closeFiles(wmore) // the same, in the other v1 hierarchies
+	for _, f := range wmore {
+		cfg.FDs.WorkloadV1 = append(cfg.FDs.WorkloadV1, child(f))
 	}
 	for _, l := range spec.Leases {
 		cfg.FDs.Leases = append(cfg.FDs.Leases, child(l))

@@ -11,11 +11,15 @@ import (
 // cannot make hold: nothing is silently ignored.
 type Limits struct {
 	// MemoryBytes caps the sandbox's memory, /dev/shm included; 0 = none.
+	// On cgroup v1 it caps the workloads', and the init gets
+	// initMemoryReserve beside it (see cgroups_linux.go).
 	MemoryBytes int64
 	// MemorySwapBytes caps memory plus swap (>= MemoryBytes); 0 = equal
 	// to MemoryBytes (no swap), -1 = unlimited swap. Needs MemoryBytes.
 	MemorySwapBytes int64
-	// CPUs caps CPU time in cores (0.5 = half a core); 0 = none.
+	// CPUs caps CPU time in cores (0.5 = half a core); 0 = none. On
+	// cgroup v1 it caps the workloads', and the init gets initCPUReserve
+	// beside it.
 	CPUs float64
 	// Pids caps the number of processes (threads count); 0 = none.
 	Pids int64
@@ -40,7 +44,8 @@ func (unsupported) Is(target error) bool { return target == errors.ErrUnsupporte
 
 // Usage is what a sandbox's cgroup has counted.
 type Usage struct {
-	// MemoryBytes is the memory in use now (page cache included).
+	// MemoryBytes is the memory in use now (page cache included): on
+	// cgroup v1 the workloads', which the limit is on.
 	MemoryBytes uint64 `json:"memoryBytes"`
 	// MemoryLimitBytes is the memory limit, 0 when there is none.
 	MemoryLimitBytes uint64 `json:"memoryLimitBytes,omitempty"`

@@ -238,6 +238,67 @@ func TestMemoryOOM(t *testing.T) {
 	}
 }
 
+// A workload that lowers its oom_score_adj to the init's and fills the
+// memory limit with what no process's RSS shows (/dev/shm) is the one the
+// OOM killer ends, not the init: the command is reported as OOM-killed
+// and the sandbox goes on serving.
+func TestMemoryOOMSparesInit(t *testing.T) {
+	e := newEnv(t)
+	needCgroup(t)
+	spec := e.spec("shmhog")
+	spec.Limits = Limits{MemoryBytes: 32 << 20}
+	sb := e.launch(t, spec)
+	err := sb.Command("sh", "-c", "echo 0 > /proc/self/oom_score_adj && dd if=/dev/zero of=/dev/shm/fill bs=64k count=1000").Run()
+	var ee *ExitError
+	if !errors.As(err, &ee) || !ee.OOMKilled || ee.Code != 137 {
+		t.Fatalf("shm hog at oom_score_adj 0: err = %v, want an ExitError with OOMKilled and code 137", err)
+	}
+	if out := sh(t, sb, "echo alive; rm /dev/shm/fill"); out != "alive\n" {
+		t.Errorf("after the OOM kill: %q, want the sandbox still serving", out)
+	}
+	info, err := sb.Info(t.Context())
+	if err != nil || info.Status != StatusRunning || !info.OOMKilled || info.Usage == nil || info.Usage.MemoryLimitBytes != 32<<20 {
+		t.Errorf("Info = %+v, %v; want running, OOMKilled, a 32 MiB memory limit", info, err)
+	}
+}
+
+// Workloads that keep the CPU limit busy do not starve the init, which
+// serves Destroy (and enforces the timeout): with 50 busy loops at
+// --cpus 0.01, Destroy takes as long as it does for an idle sandbox, not
+// the minute and more it took while the init shared the workloads' quota.
+func TestCPULimitSparesInit(t *testing.T) {
+	e := newEnv(t)
+	needCgroup(t)
+	spec := e.spec("cpuhog")
+	spec.Limits = Limits{CPUs: 0.01}
+	spec.Command = []string{"sh", "-c", "i=0; while [ $i -lt 50 ]; do (while :; do :; done) & i=$((i+1)); done; wait"}
+	sb := e.launch(t, spec)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	for {
+		// The shell forks the loops at a hundredth of a CPU: wait until
+		// all 50 spin (and the shell), as the cgroup counts them.
+		info, err := sb.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Usage != nil && info.Usage.Pids >= 51 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the 50 loops did not start: %+v", info.Usage)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	start := time.Now()
+	if err := sb.Destroy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("Destroy of a sandbox whose workloads keep --cpus 0.01 busy took %v, want under 10 s", d.Round(100*time.Millisecond))
+	}
+}
+
 // --cpus 0.5 holds a busy loop near half a CPU, measured from the
 // cgroup's own usage counter over a second.
 func TestCPULimit(t *testing.T) {
@@ -363,9 +424,9 @@ func TestGCRemovesCgroup(t *testing.T) {
 func TestCgroupNamespace(t *testing.T) {
 	e := newEnv(t)
 	sb := e.launch(t, e.spec("cgns"))
-	// Workloads are in the pids controller's workload/ child (v2: the
-	// one hierarchy's); the rest at the root.
-	if out := sh(t, sb, "grep -v -e ':/$' -e ':pids:/workload$' -e '^0::/workload$' /proc/self/cgroup || true"); out != "" {
+	// Workloads are in the pids, memory and cpu controllers' workload/
+	// child (v2: the one hierarchy's); the rest at the root.
+	if out := sh(t, sb, "grep -v -e ':/$' -e ':pids:/workload$' -e ':memory:/workload$' -e ':cpu:/workload$' -e '^0::/workload$' /proc/self/cgroup || true"); out != "" {
 		t.Errorf("/proc/self/cgroup inside shows paths outside the sandbox's cgroup:\n%s", out)
 	}
 	_, _, code := run(t, sb, "sh", "-c", "mkdir /sys/fs/cgroup/x || echo > /sys/fs/cgroup/pids/pids.max 1")

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 
@@ -17,7 +18,6 @@ import (
 	"github.com/beamhop/lightbox/internal/reap"
 	"github.com/beamhop/lightbox/internal/reexec"
 	"github.com/beamhop/lightbox/internal/rmtree"
-	"github.com/containerd/cgroups/v3/cgroup1"
 )
 
 // smallTree is the most entries a sandbox's directory may hold for
@@ -187,7 +187,7 @@ func (cs *cgroupState) reapDirs() (dirs, parents []string) {
 			continue
 		}
 		full := filepath.Join(unifiedMount, string(c), p)
-		if c == cgroup1.Pids {
+		if slices.Contains(v1WorkloadControllers, c) {
 			dirs = append(dirs, filepath.Join(full, workloadCgroup))
 		}
 		dirs = append(dirs, full)

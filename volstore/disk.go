@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/beamhop/lightbox/internal/lockfile"
 )
@@ -51,6 +52,12 @@ func (d *Disks) Create(ctx context.Context, name string, mib int64) (*Disk, erro
 		return nil, fmt.Errorf("disk for sandbox %s: %w", name, err)
 	}
 	if err := d.s.CreateDisk(ctx, dir, mib); err != nil {
+		// What the backend made before it failed (a loop image the size
+		// of the cap that the host's filesystem refused, or mkfs failed
+		// on) goes with the lock: nothing is left of a refused launch.
+		if rerr := d.s.RemoveDisk(context.WithoutCancel(ctx), dir); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
 		d.removeLock(dir, lk)
 		return nil, fmt.Errorf("sandbox %s: %w", name, err)
 	}
@@ -90,11 +97,22 @@ func (d *Disks) GC(ctx context.Context, inUse func(dir string) bool) ([]string, 
 	}
 	var errs []error
 	var removed []string
+	names := map[string]bool{}
 	for _, e := range ents {
+		names[e.Name()] = true
+	}
+	for _, e := range ents {
+		name := e.Name()
 		if !e.IsDir() {
-			continue
+			// A loop backend's image whose directory a crash (or a
+			// failed Create) never made: a disk too, with nothing in it.
+			img, ok := strings.CutSuffix(name, ".img")
+			if !ok || !e.Type().IsRegular() || names[img] {
+				continue
+			}
+			name = img
 		}
-		dir := filepath.Join(d.dir, e.Name())
+		dir := filepath.Join(d.dir, name)
 		lk, err := lockfile.TryExclusive(dir + ".lock")
 		if err != nil {
 			continue // a launch is making it
@@ -104,7 +122,7 @@ func (d *Disks) GC(ctx context.Context, inUse func(dir string) bool) ([]string, 
 				errs = append(errs, err)
 			} else {
 				d.removeLock(dir, nil)
-				removed = append(removed, e.Name())
+				removed = append(removed, name)
 			}
 		}
 		_ = lk.Close() // nothing was written through it; close frees the descriptor, and the flock with it, even when it reports an error
@@ -159,9 +177,13 @@ func (s *Store) CreateDisk(ctx context.Context, dir string, limitMiB int64) erro
 // and frees what its backend allocated. A missing dir is not an error.
 func (s *Store) RemoveDisk(ctx context.Context, dir string) error {
 	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
-		if _, err := os.Lstat(dir + ".img"); errors.Is(err, os.ErrNotExist) {
-			return nil
+		// Nothing, or a loop image whose directory was never made (a
+		// crash or a failure in Create, before its mkdir): never mounted
+		// nor attached, a file to remove, with or without a backend.
+		if err := os.Remove(dir + ".img"); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove capped layer: %w", err)
 		}
+		return nil
 	}
 	q, why := s.quotaBackend()
 	if q == nil {

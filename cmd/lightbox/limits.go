@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/beamhop/lightbox"
@@ -67,7 +68,12 @@ func parseMiB(flag, s string, minusOne bool) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%s %q: want a size such as 512m or 1g (units b, k, m, g, t): %w", flag, s, err)
 	}
-	if b <= 0 {
+	// RAMInBytes refuses a sign, so a negative result (or one that would
+	// overflow as it is rounded up to MiB) is a size past int64's range.
+	if b < 0 || b > math.MaxInt64-(1<<20-1) {
+		return 0, fmt.Errorf("%s %q: too large", flag, s)
+	}
+	if b == 0 {
 		return 0, fmt.Errorf("%s %q: want a positive size (leave the flag out for the default)", flag, s)
 	}
 	return (b + 1<<20 - 1) >> 20, nil
