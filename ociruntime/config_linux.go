@@ -170,6 +170,11 @@ func translate(spec *specs.Spec, bundle string) (*plan, error) {
 	if p.join[specs.UTSNamespace] == "" {
 		p.oci.Hostname, p.oci.Domainname = spec.Hostname, spec.Domainname
 	}
+	for k := range l.Sysctl {
+		if err := p.checkSysctl(k); err != nil {
+			return nil, fmt.Errorf("config: linux.sysctl %q: %w", k, err)
+		}
+	}
 	p.oci.Sysctl = l.Sysctl
 	p.oci.MaskedPaths = l.MaskedPaths
 	p.oci.ReadonlyPaths = l.ReadonlyPaths
@@ -236,6 +241,51 @@ func translate(spec *specs.Spec, bundle string) (*plan, error) {
 		p.res = &res
 	}
 	return p, nil
+}
+
+// ipcSysctls are the sysctls of an ipc namespace outside fs.mqueue.
+var ipcSysctls = map[string]bool{
+	"kernel.msgmax": true, "kernel.msgmnb": true, "kernel.msgmni": true, "kernel.sem": true,
+	"kernel.shmall": true, "kernel.shmmax": true, "kernel.shmmni": true, "kernel.shm_rmid_forced": true,
+}
+
+// checkSysctl refuses a sysctl that the container does not own: the
+// init writes it before it drops anything, as the host's root when there
+// is no user namespace, so one that is not per namespace (kernel.*
+// beyond ipc and uts, vm.*, fs.* beyond mqueue), or whose namespace is
+// the host's, would change the host.
+func (p *plan) checkSysctl(key string) error {
+	k := strings.ReplaceAll(key, "/", ".") // sysctl(8) takes both separators; the init writes /proc/sys/<key with / for .>
+	var t specs.LinuxNamespaceType
+	switch {
+	case ipcSysctls[k] || strings.HasPrefix(k, "fs.mqueue."):
+		t = specs.IPCNamespace
+	case strings.HasPrefix(k, "net."):
+		t = specs.NetworkNamespace
+	case k == "kernel.hostname" || k == "kernel.domainname":
+		t = specs.UTSNamespace
+	default:
+		return errors.New("not in a namespace of the container's own: writing it would change the host's (runc refuses it too)")
+	}
+	if p.clone&nsFlags[t] != 0 {
+		return nil
+	}
+	path, ok := p.join[t]
+	if !ok {
+		return fmt.Errorf("the container has no %s namespace of its own: writing it would change the host's", t)
+	}
+	var joined, host unix.Stat_t
+	if err := unix.Stat(path, &joined); err != nil {
+		return fmt.Errorf("%s namespace: %w", t, &os.PathError{Op: "stat", Path: path, Err: err})
+	}
+	own := "/proc/self/ns/" + map[specs.LinuxNamespaceType]string{specs.IPCNamespace: "ipc", specs.NetworkNamespace: "net", specs.UTSNamespace: "uts"}[t]
+	if err := unix.Stat(own, &host); err != nil {
+		return fmt.Errorf("%s namespace: %w", t, &os.PathError{Op: "stat", Path: own, Err: err})
+	}
+	if joined.Dev == host.Dev && joined.Ino == host.Ino {
+		return fmt.Errorf("the %s namespace joined at %s is the runtime's own (the host's): writing it would change the host's", t, path)
+	}
+	return nil
 }
 
 // mapsZero reports whether m maps container id 0.
