@@ -408,6 +408,21 @@ var mountAttrs = map[string]struct {
 	"relatime":    {set: unix.MOUNT_ATTR_RELATIME, clear: unix.MOUNT_ATTR__ATIME},
 	"nodiratime":  {set: unix.MOUNT_ATTR_NODIRATIME},
 	"norelatime":  {}, "atime": {}, "diratime": {}, "defaults": {}, "async": {}, "nomand": {}, "loud": {},
+	"nosymfollow": {set: unix.MOUNT_ATTR_NOSYMFOLLOW}, "symfollow": {clear: unix.MOUNT_ATTR_NOSYMFOLLOW},
+}
+
+// The recursive forms (runc's "rro", "rnosuid", …) mean what the plain
+// ones do here: an attribute is set on every mount an rbind clones (a
+// plain bind and a new filesystem have no submounts), so a plain "ro" on
+// an rbind is recursive already, where runc's makes only the top mount
+// read-only. A recursive clear ("rrw") clears the option's own attribute
+// only, and no submount is made writable that the host has read-only.
+func init() {
+	for _, o := range []string{"ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec", "noatime", "strictatime",
+		"relatime", "nodiratime", "diratime", "atime", "norelatime", "nosymfollow", "symfollow"} {
+		mountAttrs["r"+o] = mountAttrs[o]
+	}
+	mountAttrs["nostrictatime"], mountAttrs["rnostrictatime"] = mountAttrs["norelatime"], mountAttrs["norelatime"]
 }
 
 var propagations = map[string]uintptr{
@@ -454,7 +469,12 @@ func translateMount(m specs.Mount, bundle string) (nsinit.OCIMount, error) {
 		om.Data = append(om.Data, o)
 	}
 	if om.Bind {
-		om.Data = nil // filesystem options mean nothing to a bind
+		// A bind takes no filesystem options: one unknown here (a
+		// recursive or security attribute this runtime does not know)
+		// would be dropped unapplied, so it is refused.
+		if len(om.Data) > 0 {
+			return om, fmt.Errorf("option %q: %w on a bind mount (`lightbox-runc features` lists the mount options)", om.Data[0], ErrUnsupported)
+		}
 		if om.Source == "" {
 			return om, errors.New("a bind mount needs a source")
 		}
