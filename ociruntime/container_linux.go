@@ -604,7 +604,7 @@ func (r *Runtime) pids(rec *record) ([]int, error) {
 }
 
 // Delete removes a stopped (or created) container; with force, a running
-// one is killed first.
+// one is killed first, and an id with no container is not an error.
 func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 	dir, err := r.dir(id)
 	if err != nil {
@@ -613,9 +613,10 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 	rec, err := readRecord(dir)
 	if err != nil {
 		if force && errors.Is(err, ErrNotExist) {
-			if _, serr := os.Stat(dir); serr == nil {
-				return os.RemoveAll(dir) // a create killed before its state was written
-			}
+			// Nothing is left to delete, which is what --force asks:
+			// runc and crun succeed too, and engines clean up a failed
+			// create with it (podman logs its failure as an error).
+			return os.RemoveAll(dir) // a create killed before its state was written; none: nil
 		}
 		return err
 	}
