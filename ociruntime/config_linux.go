@@ -451,7 +451,14 @@ func translateMount(m specs.Mount, bundle string) (nsinit.OCIMount, error) {
 		case "idmap", "ridmap":
 			return om, unsupported("option "+o, "")
 		case "tmpcopyup":
-			return om, unsupported("option tmpcopyup", "")
+			if m.Type != "tmpfs" {
+				return om, errors.New("option tmpcopyup: only a tmpfs takes it")
+			}
+			om.CopyUp = true
+			continue
+		case "notmpcopyup":
+			om.CopyUp = false
+			continue
 		case "sync", "dirsync", "mand", "remount":
 			return om, unsupported("option "+o, "")
 		}
