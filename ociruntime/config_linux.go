@@ -346,8 +346,10 @@ func translateProcess(sp *specs.Process) (*nsinit.OCIProcess, error) {
 	if sp.ConsoleSize != nil {
 		p.Rows, p.Cols = uint16(sp.ConsoleSize.Height), uint16(sp.ConsoleSize.Width)
 	}
+	// No capabilities given is none, as runc has it (the init's nil
+	// would keep every one: the host's root's, without a user namespace).
+	p.Caps = &nsinit.OCICaps{}
 	if c := sp.Capabilities; c != nil {
-		p.Caps = &nsinit.OCICaps{}
 		for _, s := range []struct {
 			name string
 			in   []string

@@ -86,6 +86,9 @@ type record struct {
 	Hooks       *specs.Hooks      `json:"hooks,omitempty"`
 	// Seccomp is the compiled filter exec'd processes get too.
 	Seccomp []unix.SockFilter `json:"seccomp,omitempty"`
+	// Capabilities are the process's, which an exec'd process whose
+	// process.json gives none gets (as runc does).
+	Capabilities *specs.LinuxCapabilities `json:"capabilities,omitempty"`
 }
 
 func readRecord(dir string) (*record, error) {
@@ -236,7 +239,7 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 		}
 		return nil, err
 	}
-	rec := &record{ID: id, Bundle: bundle, Rootfs: p.oci.Rootfs, Created: time.Now().UTC(), Annotations: spec.Annotations, Hooks: spec.Hooks, Seccomp: p.oci.Seccomp}
+	rec := &record{ID: id, Bundle: bundle, Rootfs: p.oci.Rootfs, Created: time.Now().UTC(), Annotations: spec.Annotations, Hooks: spec.Hooks, Seccomp: p.oci.Seccomp, Capabilities: spec.Process.Capabilities}
 	proc, err := r.create(ctx, dir, rec, p, o)
 	if err != nil {
 		// Nothing half-done: the init (if any) and the cgroup go.
