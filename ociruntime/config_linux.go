@@ -478,11 +478,16 @@ func translateMount(m specs.Mount, bundle string) (nsinit.OCIMount, error) {
 		om.Data = append(om.Data, o)
 	}
 	if om.Bind {
-		// A bind takes no filesystem options: one unknown here (a
-		// recursive or security attribute this runtime does not know)
-		// would be dropped unapplied, so it is refused.
-		if len(om.Data) > 0 {
-			return om, fmt.Errorf("option %q: %w on a bind mount (`lightbox-runc features` lists the mount options)", om.Data[0], ErrUnsupported)
+		// A bind takes no filesystem parameters: a key=value one
+		// ("mode=755", "size=1k": configs give them to every mount) is
+		// dropped, as runc drops it. A bare word unknown here is a mount
+		// attribute this runtime does not know (a recursive or security
+		// one): dropped unapplied it would weaken the mount, so it is
+		// refused.
+		for _, o := range om.Data {
+			if !strings.Contains(o, "=") {
+				return om, fmt.Errorf("option %q: %w on a bind mount (`lightbox-runc features` lists the mount options)", o, ErrUnsupported)
+			}
 		}
 		if om.Source == "" {
 			return om, errors.New("a bind mount needs a source")
