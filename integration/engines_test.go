@@ -336,6 +336,14 @@ func TestPodmanRunsLightboxRunc(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(host, "out")); err != nil || string(b) != "from the container\n" {
 		t.Fatalf("bind mount: the container's write reads %q, %v on the host", b, err)
 	}
+	// --read-only and --tmpfs: podman's tmpfs mounts (/tmp, /run,
+	// /var/tmp and the one asked for) carry tmpcopyup, which
+	// lightbox-runc refused; they start with the image's files.
+	r = podman("run", "--rm", "--network", "none", "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096",
+		"--read-only", "--tmpfs", "/bin", ref, "/bin/sh", "-c", "echo x > /tmp/t && cat /tmp/t; echo y > /etc/z 2>/dev/null || echo read-only; touch /bin/new && ls /bin/sh")
+	if r.code != 0 || r.stdout != "x\nread-only\n/bin/sh\n" {
+		t.Fatalf("podman run --read-only --tmpfs /bin: exit %d, stdout %q, stderr %q: want a writable /tmp, a read-only root and /bin's files in its tmpfs", r.code, r.stdout, r.stderr)
+	}
 	if out := podman("ps", "-a", "-q"); strings.TrimSpace(out.stdout) != "" {
 		t.Fatalf("podman ps -a after run --rm: %q", out.stdout)
 	}

@@ -66,6 +66,9 @@ type OCIMount struct {
 	Attrs       uint64   `json:"attrs,omitempty"`
 	Propagation uintptr  `json:"propagation,omitempty"`
 	Data        []string `json:"data,omitempty"`
+	// CopyUp fills a new tmpfs with what the root has at Destination
+	// before the tmpfs covers it (the option tmpcopyup).
+	CopyUp bool `json:"copyUp,omitempty"`
 }
 
 // OCIDevice is a device node to make in /dev.

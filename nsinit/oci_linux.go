@@ -317,7 +317,16 @@ func ociMount(root int, m OCIMount) error {
 			k, v, _ := strings.Cut(d, "=")
 			params = append(params, sys.Param{Key: k, Value: v})
 		}
-		mfd, err = sys.FSMount(m.Type, params, int(m.Attrs), dst)
+		attrs := m.Attrs
+		if m.CopyUp {
+			attrs &^= unix.MOUNT_ATTR_RDONLY // set once it is filled
+		}
+		mfd, err = sys.FSMount(m.Type, params, int(attrs), dst)
+		if err == nil && m.CopyUp {
+			if err = tmpCopyUp(root, dst, mfd, m.Attrs); err != nil {
+				unix.Close(mfd)
+			}
+		}
 		if err != nil && m.Type == "sysfs" {
 			// A fresh sysfs needs a network namespace owned by our user
 			// namespace: bind the host's, read-only.

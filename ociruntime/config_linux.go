@@ -170,6 +170,11 @@ func translate(spec *specs.Spec, bundle string) (*plan, error) {
 	if p.join[specs.UTSNamespace] == "" {
 		p.oci.Hostname, p.oci.Domainname = spec.Hostname, spec.Domainname
 	}
+	for k := range l.Sysctl {
+		if err := p.checkSysctl(k); err != nil {
+			return nil, fmt.Errorf("config: linux.sysctl %q: %w", k, err)
+		}
+	}
 	p.oci.Sysctl = l.Sysctl
 	p.oci.MaskedPaths = l.MaskedPaths
 	p.oci.ReadonlyPaths = l.ReadonlyPaths
@@ -238,6 +243,51 @@ func translate(spec *specs.Spec, bundle string) (*plan, error) {
 	return p, nil
 }
 
+// ipcSysctls are the sysctls of an ipc namespace outside fs.mqueue.
+var ipcSysctls = map[string]bool{
+	"kernel.msgmax": true, "kernel.msgmnb": true, "kernel.msgmni": true, "kernel.sem": true,
+	"kernel.shmall": true, "kernel.shmmax": true, "kernel.shmmni": true, "kernel.shm_rmid_forced": true,
+}
+
+// checkSysctl refuses a sysctl that the container does not own: the
+// init writes it before it drops anything, as the host's root when there
+// is no user namespace, so one that is not per namespace (kernel.*
+// beyond ipc and uts, vm.*, fs.* beyond mqueue), or whose namespace is
+// the host's, would change the host.
+func (p *plan) checkSysctl(key string) error {
+	k := strings.ReplaceAll(key, "/", ".") // sysctl(8) takes both separators; the init writes /proc/sys/<key with / for .>
+	var t specs.LinuxNamespaceType
+	switch {
+	case ipcSysctls[k] || strings.HasPrefix(k, "fs.mqueue."):
+		t = specs.IPCNamespace
+	case strings.HasPrefix(k, "net."):
+		t = specs.NetworkNamespace
+	case k == "kernel.hostname" || k == "kernel.domainname":
+		t = specs.UTSNamespace
+	default:
+		return errors.New("not in a namespace of the container's own: writing it would change the host's (runc refuses it too)")
+	}
+	if p.clone&nsFlags[t] != 0 {
+		return nil
+	}
+	path, ok := p.join[t]
+	if !ok {
+		return fmt.Errorf("the container has no %s namespace of its own: writing it would change the host's", t)
+	}
+	var joined, host unix.Stat_t
+	if err := unix.Stat(path, &joined); err != nil {
+		return fmt.Errorf("%s namespace: %w", t, &os.PathError{Op: "stat", Path: path, Err: err})
+	}
+	own := "/proc/self/ns/" + map[specs.LinuxNamespaceType]string{specs.IPCNamespace: "ipc", specs.NetworkNamespace: "net", specs.UTSNamespace: "uts"}[t]
+	if err := unix.Stat(own, &host); err != nil {
+		return fmt.Errorf("%s namespace: %w", t, &os.PathError{Op: "stat", Path: own, Err: err})
+	}
+	if joined.Dev == host.Dev && joined.Ino == host.Ino {
+		return fmt.Errorf("the %s namespace joined at %s is the runtime's own (the host's): writing it would change the host's", t, path)
+	}
+	return nil
+}
+
 // mapsZero reports whether m maps container id 0.
 func mapsZero(m []specs.LinuxIDMapping) bool {
 	for _, e := range m {
@@ -296,8 +346,10 @@ func translateProcess(sp *specs.Process) (*nsinit.OCIProcess, error) {
 	if sp.ConsoleSize != nil {
 		p.Rows, p.Cols = uint16(sp.ConsoleSize.Height), uint16(sp.ConsoleSize.Width)
 	}
+	// No capabilities given is none, as runc has it (the init's nil
+	// would keep every one: the host's root's, without a user namespace).
+	p.Caps = &nsinit.OCICaps{}
 	if c := sp.Capabilities; c != nil {
-		p.Caps = &nsinit.OCICaps{}
 		for _, s := range []struct {
 			name string
 			in   []string
@@ -358,6 +410,21 @@ var mountAttrs = map[string]struct {
 	"relatime":    {set: unix.MOUNT_ATTR_RELATIME, clear: unix.MOUNT_ATTR__ATIME},
 	"nodiratime":  {set: unix.MOUNT_ATTR_NODIRATIME},
 	"norelatime":  {}, "atime": {}, "diratime": {}, "defaults": {}, "async": {}, "nomand": {}, "loud": {},
+	"nosymfollow": {set: unix.MOUNT_ATTR_NOSYMFOLLOW}, "symfollow": {clear: unix.MOUNT_ATTR_NOSYMFOLLOW},
+}
+
+// The recursive forms (runc's "rro", "rnosuid", …) mean what the plain
+// ones do here: an attribute is set on every mount an rbind clones (a
+// plain bind and a new filesystem have no submounts), so a plain "ro" on
+// an rbind is recursive already, where runc's makes only the top mount
+// read-only. A recursive clear ("rrw") clears the option's own attribute
+// only, and no submount is made writable that the host has read-only.
+func init() {
+	for _, o := range []string{"ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec", "noatime", "strictatime",
+		"relatime", "nodiratime", "diratime", "atime", "norelatime", "nosymfollow", "symfollow"} {
+		mountAttrs["r"+o] = mountAttrs[o]
+	}
+	mountAttrs["nostrictatime"], mountAttrs["rnostrictatime"] = mountAttrs["norelatime"], mountAttrs["norelatime"]
 }
 
 var propagations = map[string]uintptr{
@@ -386,7 +453,14 @@ func translateMount(m specs.Mount, bundle string) (nsinit.OCIMount, error) {
 		case "idmap", "ridmap":
 			return om, unsupported("option "+o, "")
 		case "tmpcopyup":
-			return om, unsupported("option tmpcopyup", "")
+			if m.Type != "tmpfs" {
+				return om, errors.New("option tmpcopyup: only a tmpfs takes it")
+			}
+			om.CopyUp = true
+			continue
+		case "notmpcopyup":
+			om.CopyUp = false
+			continue
 		case "sync", "dirsync", "mand", "remount":
 			return om, unsupported("option "+o, "")
 		}
@@ -404,7 +478,17 @@ func translateMount(m specs.Mount, bundle string) (nsinit.OCIMount, error) {
 		om.Data = append(om.Data, o)
 	}
 	if om.Bind {
-		om.Data = nil // filesystem options mean nothing to a bind
+		// A bind takes no filesystem parameters: a key=value one
+		// ("mode=755", "size=1k": configs give them to every mount) is
+		// dropped, as runc drops it. A bare word unknown here is a mount
+		// attribute this runtime does not know (a recursive or security
+		// one): dropped unapplied it would weaken the mount, so it is
+		// refused.
+		for _, o := range om.Data {
+			if !strings.Contains(o, "=") {
+				return om, fmt.Errorf("option %q: %w on a bind mount (`lightbox-runc features` lists the mount options)", o, ErrUnsupported)
+			}
+		}
 		if om.Source == "" {
 			return om, errors.New("a bind mount needs a source")
 		}

@@ -86,6 +86,9 @@ type record struct {
 	Hooks       *specs.Hooks      `json:"hooks,omitempty"`
 	// Seccomp is the compiled filter exec'd processes get too.
 	Seccomp []unix.SockFilter `json:"seccomp,omitempty"`
+	// Capabilities are the process's, which an exec'd process whose
+	// process.json gives none gets (as runc does).
+	Capabilities *specs.LinuxCapabilities `json:"capabilities,omitempty"`
 }
 
 func readRecord(dir string) (*record, error) {
@@ -236,7 +239,7 @@ func (r *Runtime) Create(ctx context.Context, id, bundle string, o CreateOptions
 		}
 		return nil, err
 	}
-	rec := &record{ID: id, Bundle: bundle, Rootfs: p.oci.Rootfs, Created: time.Now().UTC(), Annotations: spec.Annotations, Hooks: spec.Hooks, Seccomp: p.oci.Seccomp}
+	rec := &record{ID: id, Bundle: bundle, Rootfs: p.oci.Rootfs, Created: time.Now().UTC(), Annotations: spec.Annotations, Hooks: spec.Hooks, Seccomp: p.oci.Seccomp, Capabilities: spec.Process.Capabilities}
 	proc, err := r.create(ctx, dir, rec, p, o)
 	if err != nil {
 		// Nothing half-done: the init (if any) and the cgroup go.
@@ -604,7 +607,7 @@ func (r *Runtime) pids(rec *record) ([]int, error) {
 }
 
 // Delete removes a stopped (or created) container; with force, a running
-// one is killed first.
+// one is killed first, and an id with no container is not an error.
 func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 	dir, err := r.dir(id)
 	if err != nil {
@@ -613,9 +616,10 @@ func (r *Runtime) Delete(ctx context.Context, id string, force bool) error {
 	rec, err := readRecord(dir)
 	if err != nil {
 		if force && errors.Is(err, ErrNotExist) {
-			if _, serr := os.Stat(dir); serr == nil {
-				return os.RemoveAll(dir) // a create killed before its state was written
-			}
+			// Nothing is left to delete, which is what --force asks:
+			// runc and crun succeed too, and engines clean up a failed
+			// create with it (podman logs its failure as an error).
+			return os.RemoveAll(dir) // a create killed before its state was written; none: nil
 		}
 		return err
 	}

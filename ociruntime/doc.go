@@ -45,7 +45,8 @@
 // joining a user or mount namespace by path, a new time namespace,
 // createContainer and startContainer hooks, seccomp listeners, Intel RDT,
 // personality, I/O priority, scheduler and CPU affinity of the process,
-// systemd cgroup paths.
+// systemd cgroup paths, and (as runc does) a sysctl the container does not
+// own: one not per namespace, or of a namespace that is the host's.
 //
 // Linux only: off Linux the package is empty (an OCI runtime runs its
 // containers on the host kernel; cmd/lightbox's lightbox-runc says so).

@@ -48,6 +48,13 @@ func (r *Runtime) Exec(ctx context.Context, id string, sp *specs.Process, o Exec
 	if s := r.status(dir, rec); s != Running && s != Created {
 		return -1, fmt.Errorf("container %s is %s: cannot exec", id, s)
 	}
+	if sp.Capabilities == nil {
+		// The container's, as runc's exec: not the init's, which are
+		// every one.
+		c := *sp
+		c.Capabilities = rec.Capabilities
+		sp = &c
+	}
 	p, err := translateProcess(sp)
 	if err != nil {
 		return -1, fmt.Errorf("process: %w", err)

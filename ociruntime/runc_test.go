@@ -592,3 +592,17 @@ func TestDeviceBindsReadOnly(t *testing.T) {
 		t.Errorf("run: exit %d, stdout %q, stderr %q; want only the devices read and written (3)", r.code, r.out, r.err)
 	}
 }
+
+// delete --force of an id with no container succeeds, as runc's and
+// crun's do: engines clean up after a failed create with it (podman
+// logged "Removing container … from runtime after creation failed" over
+// the real cause). A plain delete still fails.
+func TestDeleteForceOfNoContainer(t *testing.T) {
+	root := stateRoot(t)
+	if r := runc(t, root, "delete", "--force", "nosuch"); r.code != 0 {
+		t.Errorf("delete --force nosuch: exit %d, %q; want 0 (nothing left to delete)", r.code, r.err)
+	}
+	if r := runc(t, root, "delete", "nosuch"); r.code == 0 || !strings.Contains(r.err, "does not exist") {
+		t.Errorf("delete nosuch: exit %d, %q; want a failure saying it does not exist", r.code, r.err)
+	}
+}

@@ -79,7 +79,7 @@ func Features() *features.Features {
 	for o := range propagations {
 		opts = append(opts, o)
 	}
-	opts = append(opts, "bind", "rbind")
+	opts = append(opts, "bind", "rbind", "tmpcopyup")
 	sort.Strings(opts)
 	return &features.Features{
 		OCIVersionMin: "1.0.0",
