@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/beamhop/lightbox/internal/testutil"
 )
 
 // freePort returns a TCP port on 127.0.0.1 that nothing listens on now.
@@ -116,4 +118,57 @@ func TestNetworkLost(t *testing.T) {
 		t.Errorf("inspect = %s, want networkLost", out)
 	}
 	lbOK(t, root, "rm", "-f", "-t", "0", "nl")
+}
+
+// freePort6 returns a TCP port on ::1 that nothing listens on now.
+func freePort6(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Fatalf("the host's IPv6 loopback: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestPublishIPv6: a port published on an IPv6 host address works with
+// pasta; slirp4netns (the default) cannot publish one, and the launch
+// says so and what to use, leaving no sandbox and no listener behind.
+func TestPublishIPv6(t *testing.T) {
+	testutil.NeedTool(t, "slirp4netns")
+	testutil.NeedTool(t, "pasta")
+	root, _ := newStore(t)
+	port := freePort6(t)
+	spec := fmt.Sprintf("[::1]:%d:8080", port)
+	serve := []string{"busybox", "sh", "-c", "echo hello over IPv6 > /index.html && exec httpd -f -p 8080 -h /"}
+
+	r := lb(t, root, "", append([]string{"run", "-d", "--name", "v6", "-p", spec}, serve...)...)
+	if r.code != 125 || !strings.Contains(r.stderr, "slirp4netns cannot publish a port on an IPv6 host address") ||
+		!strings.Contains(r.stderr, "--network private:pasta") {
+		t.Errorf("run -p %s with the default network: exit %d, stderr %q; want 125 and an error saying slirp4netns cannot publish on IPv6 and to use --network private:pasta", spec, r.code, r.stderr)
+	}
+	if out := lbOK(t, root, "ps", "-a", "-q"); out != "" {
+		t.Errorf("the refused run left sandboxes: %q", out)
+	}
+	if c, err := net.DialTimeout("tcp", fmt.Sprintf("[::1]:%d", port), time.Second); err == nil {
+		c.Close()
+		t.Errorf("the refused run left a listener on [::1]:%d", port)
+	}
+
+	lbOK(t, root, append([]string{"run", "-d", "--name", "v6", "--network", "private:pasta", "-p", spec}, serve...)...)
+	defer lb(t, root, "", "rm", "-f", "v6")
+	url := fmt.Sprintf("http://[::1]:%d/index.html", port)
+	var body []byte
+	waitFor(t, "GET "+url+" answers", func() bool {
+		resp, err := http.Get(url)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, _ = io.ReadAll(resp.Body)
+		return true
+	})
+	if string(body) != "hello over IPv6\n" {
+		t.Errorf("GET %s = %q, want the sandbox's page", url, body)
+	}
 }

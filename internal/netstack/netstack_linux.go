@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"slices"
@@ -142,6 +143,9 @@ func Attach(ctx context.Context, pid int, opts Options) (*Stack, error) {
 	}
 	helper, path, nsenter, err := lookTools(opts.Helper)
 	if err != nil {
+		return nil, err
+	}
+	if err := portsFor(helper, opts.Ports); err != nil {
 		return nil, err
 	}
 	if err := ownUserns(pid); err != nil {
@@ -348,6 +352,21 @@ func ownUserns(pid int) error {
 	}
 	if os.SameFile(theirs, ours) {
 		return errors.New("it shares this process's user namespace: a sandbox needs its own")
+	}
+	return nil
+}
+
+// portsFor refuses the ports helper cannot publish, before it starts:
+// slirp4netns (1.2.0, Debian 12's) knows no IPv6 host address, and would
+// only answer "bad arguments.host_addr" once attached.
+func portsFor(helper string, ports []Port) error {
+	if helper != Slirp4netns {
+		return nil
+	}
+	for _, p := range ports {
+		if a, err := netip.ParseAddr(p.hostIP()); err == nil && a.Is6() {
+			return fmt.Errorf("publish port %s: %w: slirp4netns cannot publish a port on an IPv6 host address: use --network private:pasta (NetworkPrivatePasta), or an IPv4 host address", p, ErrInvalidPort)
+		}
 	}
 	return nil
 }
