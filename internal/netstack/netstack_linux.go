@@ -220,11 +220,25 @@ func Attach(ctx context.Context, pid int, opts Options) (*Stack, error) {
 		nsArgs = append(nsArgs, "--setuid", "0", "--setgid", "0")
 	}
 	h := helperStart{log: log, pid: pid, nsenter: nsenter, nsArgs: nsArgs, run: run, netns: netns, init: initf, logFile: logFile}
+	// The host's search domains and resolver options, for the sandbox's
+	// resolv.conf; the forwarder reads the same file for the nameserver.
+	// None when it cannot be read (neither can the forwarder).
+	conf, _ := os.ReadFile(resolvConfPath)
+	attach := attachPasta
 	if helper == Slirp4netns {
-		return attachSlirp(ctx, h, path, opts.Ports)
+		attach = attachSlirp
 	}
-	return attachPasta(ctx, h, path, opts.Ports)
+	st, err := attach(ctx, h, path, opts.Ports)
+	if err != nil {
+		return nil, err
+	}
+	st.search = resolvSearch(conf)
+	return st, nil
 }
+
+// resolvConfPath is the host's resolver configuration, which both
+// helpers' forwarders read.
+const resolvConfPath = "/etc/resolv.conf"
 
 // helperStart is what Attach found out for starting the helper.
 type helperStart struct {

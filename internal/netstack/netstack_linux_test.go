@@ -1113,3 +1113,71 @@ func TestAttachSubordinateRoot(t *testing.T) {
 		})
 	}
 }
+
+// bindResolvConf puts content in place of the world's /etc/resolv.conf
+// (the host's, for the helpers), for the rest of the world's one test.
+func bindResolvConf(t *testing.T, content string) {
+	t.Helper()
+	// The world's own is a bind of a file removed since: nothing can be
+	// mounted on it.
+	if err := unix.Unmount("/etc/resolv.conf", 0); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.CreateTemp("", "netstack-resolv-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Kept until the test ends: a sandbox binds its own over it.
+	t.Cleanup(func() { os.Remove(f.Name()) })
+	if _, err := f.WriteString(content); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := os.Chmod(f.Name(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(f.Name(), "/etc/resolv.conf", "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDNSSearchDomains: a short name the host resolves through its
+// resolv.conf's search domain resolves in the sandbox too (glibc's
+// getent, with the sandbox's resolv.conf), and the host's options
+// (ndots, timeout) come along; the nameserver is still the stack's.
+func TestDNSSearchDomains(t *testing.T) {
+	if !inWorld() {
+		runInWorld(t)
+		return
+	}
+	testutil.NeedTool(t, "getent")
+	testutil.NeedTool(t, "unshare")
+	dnsServer(t, net.JoinHostPort(serverIP, "53"))
+	bindResolvConf(t, "# the host's\nnameserver "+serverIP+"\ndomain example.invalid\nsearch other.invalid lightbox.test\noptions ndots:1 timeout:2\n")
+	short := strings.TrimSuffix(strings.TrimSuffix(dnsName, "."), ".lightbox.test")
+	for _, h := range []string{Pasta, Slirp4netns} {
+		t.Run(h, func(t *testing.T) {
+			testutil.NeedTool(t, h)
+			s := startSandbox(t)
+			st := attach(t, s, Options{Helper: h})
+			rc := string(st.ResolvConf())
+			for _, want := range []string{"\nsearch other.invalid lightbox.test\n", "\noptions ndots:1 timeout:2\n"} {
+				if !strings.Contains(rc, want) {
+					t.Errorf("ResolvConf() = %q, want it to carry the host's %q", rc, strings.TrimSpace(want))
+				}
+			}
+			if strings.Contains(rc, serverIP) || strings.Contains(rc, "example.invalid") {
+				t.Errorf("ResolvConf() = %q names the host's nameserver or its overridden domain", rc)
+			}
+			f := filepath.Join(t.TempDir(), "resolv.conf")
+			if err := os.WriteFile(f, st.ResolvConf(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, errText := s.do(t, request{Op: "run", Args: []string{"unshare", "--mount", "sh", "-c",
+				"mount --bind " + f + " /etc/resolv.conf && exec getent ahostsv4 " + short}})
+			if errText != "" || !strings.HasPrefix(out, dnsAnswer+" ") {
+				t.Errorf("getent ahostsv4 %s in the sandbox = %q (%s), want %s through the host's search domain", short, out, errText, dnsAnswer)
+			}
+		})
+	}
+}

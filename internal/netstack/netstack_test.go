@@ -98,3 +98,20 @@ func TestResolvConf(t *testing.T) {
 		t.Errorf("ResolvConf() = %q names a loopback resolver", got)
 	}
 }
+
+// TestResolvSearch: what the sandbox's resolv.conf keeps of the host's,
+// as the resolver reads it.
+func TestResolvSearch(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{in: "nameserver 127.0.0.53\n", want: ""},
+		{in: "nameserver 10.0.0.1\nsearch a.example b.example\noptions ndots:2\noptions\ttimeout:1 edns0\n",
+			want: "search a.example b.example\noptions ndots:2 timeout:1 edns0\n"},
+		{in: "search a.example\ndomain b.example\n", want: "search b.example\n"}, // the last one wins
+		{in: "domain b.example\nsearch a.example c.example\n", want: "search a.example c.example\n"},
+		{in: "# search commented.example\n; options rotate\nsearch\noptions\n", want: ""},
+	} {
+		if got := resolvSearch([]byte(tc.in)); got != tc.want {
+			t.Errorf("resolvSearch(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
