@@ -28,6 +28,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -1180,4 +1181,143 @@ func TestDNSSearchDomains(t *testing.T) {
 			}
 		})
 	}
+}
+
+// countingListeners listens on each TCP and UDP address and counts what
+// reaches them: a connection accepted, a datagram received.
+func countingListeners(t *testing.T, tcp, udp []string) *atomic.Int32 {
+	t.Helper()
+	var n atomic.Int32
+	for _, addr := range tcp {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				n.Add(1)
+				c.Close()
+			}
+		}()
+	}
+	for _, addr := range udp {
+		c, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		go func() {
+			b := make([]byte, 512)
+			for {
+				m, from, err := c.ReadFrom(b)
+				if err != nil {
+					return
+				}
+				n.Add(1)
+				c.WriteTo(b[:m], from)
+			}
+		}()
+	}
+	return &n
+}
+
+// TestAttackHostLoopback: from a sandbox, every way to the host's
+// loopback services through the stack fails and none of them hears a
+// thing: the gateway (IPv4 and IPv6), the DNS forwarder used as a proxy
+// to another port (with the host's resolver on 127.0.0.1, the worst
+// case: the forwarder relays to loopback), and another sandbox's port
+// published on the host's 127.0.0.1. Outbound traffic and DNS through
+// the forwarder work meanwhile (the walls are not just a dead network).
+func TestAttackHostLoopback(t *testing.T) {
+	if !inWorld() {
+		runInWorld(t)
+		return
+	}
+	// An IPv6 address and default route for pasta to copy (the gateway
+	// is not local: IPv6 refuses that).
+	const gw6, ip6 = "fd99::1", "fd99::2"
+	for _, args := range [][]string{
+		{"-6", "addr", "add", ip6 + "/64", "dev", "lb0", "nodad"},
+		{"-6", "route", "add", "default", "via", gw6, "dev", "lb0"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	bindResolvConf(t, "nameserver 127.0.0.1\n")
+	dnsServer(t, "127.0.0.1:53")
+	greeter(t, net.JoinHostPort(serverIP, strconv.Itoa(tcpPort)))
+	const port = 7010 // the host's loopback services, TCP and UDP
+	heard := countingListeners(t,
+		[]string{"127.0.0.1:7010", "[::1]:7010"},
+		[]string{"127.0.0.1:7010", "[::1]:7010"})
+	for i, h := range []string{Pasta, Slirp4netns} {
+		t.Run(h, func(t *testing.T) {
+			testutil.NeedTool(t, h)
+			// Another sandbox, its port published on the host's loopback.
+			other := startSandbox(t)
+			published := 18500 + i
+			attach(t, other, Options{Helper: h, Ports: []Port{{HostPort: published, Port: 80}}})
+			if _, errText := other.do(t, request{Op: "listen", Addr: ":80"}); errText != "" {
+				t.Fatalf("listen in the other sandbox: %s", errText)
+			}
+			lo := net.JoinHostPort("127.0.0.1", strconv.Itoa(published))
+			if got, err := dialGreeting(lo); err != nil || got != "sandbox got hello" {
+				t.Fatalf("the other sandbox's published port from the host: %q %v: the walls below prove nothing", got, err)
+			}
+
+			s := startSandbox(t)
+			st := attach(t, s, Options{Helper: h})
+			gw, fwd := stackFacts[h].gateway, strings.Fields(string(st.ResolvConf())[strings.Index(string(st.ResolvConf()), "nameserver"):])[1]
+			// Not a dead network: outbound TCP and DNS through the forwarder work.
+			addr := net.JoinHostPort(serverIP, strconv.Itoa(tcpPort))
+			if got, errText := s.do(t, request{Op: "dial", Addr: addr}); got != "greeter@"+addr+" got hello" {
+				t.Fatalf("dial %s from the sandbox = %q (%s): the walls below prove nothing", addr, got, errText)
+			}
+			if got, errText := s.do(t, request{Op: "resolve", Addr: net.JoinHostPort(fwd, "53"), Name: dnsName}); got != dnsAnswer {
+				t.Fatalf("resolve through %s = %q (%s): the walls below prove nothing", fwd, got, errText)
+			}
+			before := heard.Load()
+			for _, a := range []request{
+				{Op: "dial", Addr: net.JoinHostPort(gw, strconv.Itoa(port))},
+				{Op: "dial", Addr: net.JoinHostPort(fwd, strconv.Itoa(port))},
+				{Op: "dial", Addr: net.JoinHostPort(gw6, strconv.Itoa(port))},
+				{Op: "dial", Addr: net.JoinHostPort(gw, strconv.Itoa(published))},
+				{Op: "dial", Addr: net.JoinHostPort(fwd, strconv.Itoa(published))},
+				{Op: "dial", Addr: net.JoinHostPort(gw6, strconv.Itoa(published))},
+				{Op: "dial", Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(published))},
+				{Op: "udp", Addr: net.JoinHostPort(gw, strconv.Itoa(port))},
+				{Op: "udp", Addr: net.JoinHostPort(fwd, strconv.Itoa(port))},
+				{Op: "udp", Addr: net.JoinHostPort(gw6, strconv.Itoa(port))},
+			} {
+				got, errText := s.do(t, a)
+				if errText == "" {
+					t.Errorf("%s %s from the sandbox reached %q: the host's loopback must be out of reach", a.Op, a.Addr, got)
+				}
+				t.Logf("%s %s: %s", a.Op, a.Addr, errText)
+			}
+			if n := heard.Load() - before; n != 0 {
+				t.Errorf("the host's loopback services heard %d connections or datagrams from the sandbox", n)
+			}
+		})
+	}
+}
+
+// dialGreeting sends "hello" to a TCP greeter at addr and returns its
+// answer.
+func dialGreeting(addr string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, 3*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "hello\n")
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimSpace(line), err
 }
