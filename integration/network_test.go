@@ -172,3 +172,51 @@ func TestPublishIPv6(t *testing.T) {
 		t.Errorf("GET %s = %q, want the sandbox's page", url, body)
 	}
 }
+
+// TestPublishSameHostPortTwice: two -p of one run that need the same
+// host port (same protocol, overlapping addresses) are refused before
+// anything starts, naming both; one sandbox port published on two host
+// ports, and one host port for TCP and for UDP, are fine.
+func TestPublishSameHostPortTwice(t *testing.T) {
+	root, _ := newStore(t)
+	port, other := freePort(t), freePort(t)
+	for _, helper := range []string{"slirp4netns", "pasta"} {
+		t.Run(helper, func(t *testing.T) {
+			testutil.NeedTool(t, helper)
+			network := "private:" + helper
+			for _, ports := range [][2]string{
+				{fmt.Sprintf("%d:80", port), fmt.Sprintf("%d:81", port)},
+				{fmt.Sprintf("0.0.0.0:%d:80", port), fmt.Sprintf("127.0.0.1:%d:81", port)},
+				{fmt.Sprintf("%d:80/udp", port), fmt.Sprintf("127.0.0.1:%d:81/udp", port)},
+			} {
+				r := lb(t, root, "", "run", "--network", network, "-p", ports[0], "-p", ports[1], "busybox", "true")
+				if r.code != 125 || !strings.Contains(r.stderr, "both need host port") {
+					t.Errorf("run -p %s -p %s: exit %d, stderr %q; want 125 and an error saying both need the same host port", ports[0], ports[1], r.code, r.stderr)
+				}
+			}
+			if out := lbOK(t, root, "ps", "-a", "-q"); out != "" {
+				t.Errorf("the refused runs left sandboxes: %q", out)
+			}
+			lbOK(t, root, "run", "-d", "--name", "two", "--network", network,
+				"-p", fmt.Sprintf("%d:8080", port), "-p", fmt.Sprintf("%d:8080", other), "-p", fmt.Sprintf("%d:8080/udp", port),
+				"busybox", "sh", "-c", "echo twice > /index.html && exec httpd -f -p 8080 -h /")
+			defer lb(t, root, "", "rm", "-f", "two")
+			for _, p := range []int{port, other} {
+				url := fmt.Sprintf("http://127.0.0.1:%d/index.html", p)
+				var body []byte
+				waitFor(t, "GET "+url+" answers", func() bool {
+					resp, err := http.Get(url)
+					if err != nil {
+						return false
+					}
+					defer resp.Body.Close()
+					body, _ = io.ReadAll(resp.Body)
+					return true
+				})
+				if string(body) != "twice\n" {
+					t.Errorf("GET %s = %q, want the sandbox's page", url, body)
+				}
+			}
+		})
+	}
+}

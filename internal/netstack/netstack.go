@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -115,6 +116,30 @@ func (p Port) Validate() error {
 		a, err := netip.ParseAddr(p.HostIP)
 		if err != nil || a.Zone() != "" {
 			return bad("host address %q is not an IP address", p.HostIP)
+		}
+	}
+	return nil
+}
+
+// ValidatePorts checks each port and that no two need the same host
+// port: the same protocol and port on the same host address, or on any
+// address when either is the unspecified one (0.0.0.0 or ::), which
+// binds them all. The error wraps ErrInvalidPort and names both.
+func ValidatePorts(ports []Port) error {
+	for i, p := range ports {
+		if err := p.Validate(); err != nil {
+			return err
+		}
+		a := netip.MustParseAddr(p.hostIP()) // Validate parsed it
+		for _, q := range ports[:i] {
+			if q.HostPort != p.HostPort || q.proto() != p.proto() {
+				continue
+			}
+			b := netip.MustParseAddr(q.hostIP())
+			if a == b || a.IsUnspecified() || b.IsUnspecified() {
+				return fmt.Errorf("publish ports %s and %s: %w: both need host port %s/%s: give each its own host port",
+					q, p, ErrInvalidPort, net.JoinHostPort(p.hostIP(), strconv.Itoa(p.HostPort)), p.proto())
+			}
 		}
 	}
 	return nil

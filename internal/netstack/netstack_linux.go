@@ -136,10 +136,8 @@ func Attach(ctx context.Context, pid int, opts Options) (*Stack, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	for _, p := range opts.Ports {
-		if err := p.Validate(); err != nil {
-			return nil, err
-		}
+	if err := ValidatePorts(opts.Ports); err != nil {
+		return nil, err
 	}
 	helper, path, nsenter, err := lookTools(opts.Helper)
 	if err != nil {

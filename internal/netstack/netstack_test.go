@@ -115,3 +115,32 @@ func TestResolvSearch(t *testing.T) {
 		}
 	}
 }
+
+// TestValidatePorts: two ports that need the same host port are refused.
+func TestValidatePorts(t *testing.T) {
+	for _, tc := range []struct {
+		in  []string
+		bad bool
+	}{
+		{in: []string{"8080:80", "8081:80", "8080:80/udp"}},
+		{in: []string{"127.0.0.1:8080:80", "[::1]:8080:80", "192.0.2.7:8080:80"}},
+		{in: []string{"8080:80", "8080:81"}, bad: true},
+		{in: []string{"8080:80", "127.0.0.1:8080:81"}, bad: true},
+		{in: []string{"0.0.0.0:8080:80", "192.0.2.7:8080:81"}, bad: true},
+		{in: []string{"[::1]:8080:80", "[::]:8080:81"}, bad: true},
+		{in: []string{"5353:53/udp", "0.0.0.0:5353:54/udp"}, bad: true},
+	} {
+		var ports []Port
+		for _, s := range tc.in {
+			p, err := ParsePort(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ports = append(ports, p)
+		}
+		err := ValidatePorts(ports)
+		if tc.bad != (err != nil) || (err != nil && (!errors.Is(err, ErrInvalidPort) || !strings.Contains(err.Error(), "both need host port"))) {
+			t.Errorf("ValidatePorts(%v) = %v, want refused: %v", tc.in, err, tc.bad)
+		}
+	}
+}
