@@ -210,9 +210,9 @@ func serve(req request) (string, error) {
 		n, err := c.Read(b)
 		return string(b[:n]), err
 	case "resolve":
-		r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, "udp", req.Addr)
+			return d.DialContext(ctx, network, req.Addr) // udp, or tcp for a truncated answer
 		}}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
@@ -1320,4 +1320,83 @@ func dialGreeting(addr string) (string, error) {
 	fmt.Fprintf(c, "hello\n")
 	line, err := bufio.NewReader(c).ReadString('\n')
 	return strings.TrimSpace(line), err
+}
+
+// TestDNSOverTCP: an answer too big for UDP (the resolver's UDP answer
+// is truncated) is asked for again over TCP, through slirp4netns's
+// forwarder, and arrives. Debian 12's pasta forwards UDP only (its man
+// page: "Mapping is limited to UDP traffic directed to port 53"), as the
+// README says; its result is logged.
+func TestDNSOverTCP(t *testing.T) {
+	if !inWorld() {
+		runInWorld(t)
+		return
+	}
+	// UDP: truncated, no answer.
+	c, err := net.ListenPacket("udp", net.JoinHostPort(serverIP, "53"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	go func() {
+		b := make([]byte, 1500)
+		for {
+			n, from, err := c.ReadFrom(b)
+			if err != nil {
+				return
+			}
+			if resp := dnsAnswerFor(b[:n]); resp != nil {
+				resp = resp[:12+len(b[12:n])]
+				resp[2] |= 0x02 // TC
+				binary.BigEndian.PutUint16(resp[6:], 0)
+				c.WriteTo(resp, from)
+			}
+		}
+	}()
+	// TCP: the answer, after its two-byte length.
+	l, err := net.Listen("tcp", net.JoinHostPort(serverIP, "53"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				conn.SetDeadline(time.Now().Add(5 * time.Second))
+				var n uint16
+				if binary.Read(conn, binary.BigEndian, &n) != nil {
+					return
+				}
+				q := make([]byte, n)
+				if _, err := io.ReadFull(conn, q); err != nil {
+					return
+				}
+				if resp := dnsAnswerFor(q); resp != nil {
+					conn.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(resp))), resp...))
+				}
+			}()
+		}
+	}()
+	for _, h := range []string{Slirp4netns, Pasta} {
+		t.Run(h, func(t *testing.T) {
+			testutil.NeedTool(t, h)
+			s := startSandbox(t)
+			st := attach(t, s, Options{Helper: h})
+			rc := string(st.ResolvConf())
+			ns := strings.Fields(rc[strings.Index(rc, "nameserver"):])[1]
+			got, errText := s.do(t, request{Op: "resolve", Addr: net.JoinHostPort(ns, "53"), Name: dnsName})
+			if h == Pasta {
+				t.Logf("resolve %s through %s, the answer over TCP only: %q (%s)", dnsName, ns, got, errText)
+				return
+			}
+			if got != dnsAnswer {
+				t.Errorf("resolve %s through %s, the answer over TCP only: %q (%s), want %s", dnsName, ns, got, errText, dnsAnswer)
+			}
+		})
+	}
 }
