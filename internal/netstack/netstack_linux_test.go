@@ -238,6 +238,24 @@ func serve(req request) (string, error) {
 			}
 		}()
 		return l.Addr().String(), nil
+	case "conns":
+		// Open Args[0] TCP connections to Addr, all at once open, until
+		// one fails; say how many were open.
+		n, _ := strconv.Atoi(req.Args[0])
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for range n {
+			c, err := net.DialTimeout("tcp", req.Addr, timeout)
+			if err != nil {
+				return strconv.Itoa(len(conns)), err
+			}
+			conns = append(conns, c)
+		}
+		return strconv.Itoa(len(conns)), nil
 	case "silence":
 		// No IPv6 on interfaces made from now on: the sandbox sends no
 		// frame of its own (router solicitation, MLD report) after its
@@ -1396,6 +1414,73 @@ func TestDNSOverTCP(t *testing.T) {
 			}
 			if got != dnsAnswer {
 				t.Errorf("resolve %s through %s, the answer over TCP only: %q (%s), want %s", dnsName, ns, got, errText, dnsAnswer)
+			}
+		})
+	}
+}
+
+// TestHelperManyConnections: a sandbox holds many TCP connections open at
+// once through its stack, more than the soft RLIMIT_NOFILE of the process
+// that attached it (1024 for a user's session: each connection is a
+// socket of the helper's): the helper gets its hard limit.
+func TestHelperManyConnections(t *testing.T) {
+	if !inWorld() {
+		runInWorld(t)
+		return
+	}
+	const soft, conns = 128, 400
+	// hold listens on addr and holds each connection open until the test
+	// ends.
+	hold := func(t *testing.T, addr string) {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		t.Cleanup(func() { l.Close(); <-done })
+		go func() {
+			defer close(done)
+			var held []net.Conn
+			defer func() {
+				for _, c := range held {
+					c.Close()
+				}
+			}()
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				held = append(held, c)
+			}
+		}()
+	}
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if lim.Max < 4*conns {
+		t.Fatalf("hard RLIMIT_NOFILE %d: too low for the test", lim.Max)
+	}
+	for _, h := range []string{Slirp4netns, Pasta} {
+		t.Run(h, func(t *testing.T) {
+			testutil.NeedTool(t, h)
+			addr := net.JoinHostPort(serverIP, "7020")
+			hold(t, addr)
+			s := startSandbox(t)
+			// The helper starts with the soft limit of a user's session
+			// (scaled down), as the CLI's children do.
+			low := syscall.Rlimit{Cur: soft, Max: lim.Max}
+			if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+				t.Fatal(err)
+			}
+			attach(t, s, Options{Helper: h})
+			if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+				t.Fatal(err)
+			}
+			got, errText := s.do(t, request{Op: "conns", Addr: addr, Args: []string{strconv.Itoa(conns)}})
+			if got != strconv.Itoa(conns) {
+				t.Errorf("the sandbox held %s TCP connections open through %s (%s), want %d: more than the launcher's soft RLIMIT_NOFILE of %d", got, h, errText, conns, soft)
 			}
 		})
 	}

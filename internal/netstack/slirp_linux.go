@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // slirpDNS is slirp4netns's built-in DNS forwarder.
@@ -99,6 +101,15 @@ func attachSlirp(ctx context.Context, h helperStart, slirp string, ports []Port)
 	cmd, err := h.start(Slirp4netns, args, []string{}, []*os.File{h.netns, readyW, h.init}, readyW)
 	if err != nil {
 		return nil, err
+	}
+	// Each connection of the sandbox's is a socket of slirp4netns's,
+	// which would otherwise have the soft RLIMIT_NOFILE this process's
+	// children get (1024 in a user's session; Go raised only its own):
+	// past it, the sandbox's connections fail as "network is
+	// unreachable". It gets the hard limit, before it is ready, so
+	// before any traffic (pasta raises its own).
+	if err := raiseNofile(cmd.Process.Pid); err != nil {
+		log.Warn("network: cannot raise slirp4netns's open-file limit: the sandbox's connections are limited by this process's", "pid", cmd.Process.Pid, "err", err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -203,4 +214,15 @@ func findChild(parent int) (int, uint64, error) {
 		return p, start, nil
 	}
 	return 0, 0, fmt.Errorf("no child of pid %d", parent)
+}
+
+// raiseNofile sets the soft RLIMIT_NOFILE of process pid to the hard
+// limit of this process (which it inherited).
+func raiseNofile(pid int) error {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return err
+	}
+	lim.Cur = lim.Max
+	return unix.Prlimit(pid, unix.RLIMIT_NOFILE, &lim, nil)
 }
