@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -218,5 +219,77 @@ func TestPublishSameHostPortTwice(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestKilledLaunchLeavesNoAPISocket: a launch killed (SIGKILL) while it
+// publishes ports through slirp4netns leaves the directory of
+// slirp4netns's API socket behind; the next gc removes it, and not one a
+// launch still holds. (The stand-in slirp4netns never gets ready, so the
+// kill lands in that window.)
+func TestKilledLaunchLeavesNoAPISocket(t *testing.T) {
+	testutil.NeedTool(t, "slirp4netns")
+	root, _ := newStore(t)
+	tmp := t.TempDir() // the CLI's TMPDIR: only this test's directories in it
+	bin := t.TempDir()
+	pidFile := filepath.Join(bin, "pid")
+	// A slirp4netns that says nothing until it is killed (by the test).
+	if err := os.WriteFile(filepath.Join(bin, "slirp4netns"), []byte("#!/bin/sh\necho $$ > "+pidFile+"\nexec sleep 600\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The helper's id (with root's store, a subordinate one) goes
+	// through both, and the stand-in writes its pid.
+	for d, mode := range map[string]os.FileMode{filepath.Dir(tmp): 0o755, tmp: 0o755, bin: 0o777} {
+		if err := os.Chmod(d, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := append(os.Environ(), "TMPDIR="+tmp, "PATH="+bin+":"+os.Getenv("PATH"))
+	cmd := exec.Command(binPath, "--root", root, "run", "-d", "--name", "killed", "--network", "private:slirp4netns",
+		"-p", fmt.Sprintf("%d:80", freePort(t)), "busybox", "sleep", "600")
+	cmd.Env = env
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if b, err := os.ReadFile(pidFile); err == nil {
+			var pid int
+			if _, err := fmt.Sscan(string(b), &pid); err == nil && pid > 0 {
+				syscall.Kill(pid, syscall.SIGKILL) // the stand-in this test started
+			}
+		}
+	}()
+	apiDirs := func() []string {
+		m, _ := filepath.Glob(filepath.Join(tmp, "lightbox-net-*"))
+		return m
+	}
+	waitFor(t, "the launch made slirp4netns's API directory and started it", func() bool {
+		_, err := os.Stat(pidFile)
+		return len(apiDirs()) == 1 && err == nil
+	})
+	// gc leaves a directory younger than a minute: one may not be
+	// locked yet by the launch that made it. This one is made older.
+	dirs := apiDirs()
+	old := time.Now().Add(-2 * time.Minute)
+	if err := os.Chtimes(dirs[0], old, old); err != nil {
+		t.Fatal(err)
+	}
+	gc := func() {
+		t.Helper()
+		gc := exec.Command(binPath, "--root", root, "gc")
+		gc.Env = env
+		if out, err := gc.CombinedOutput(); err != nil {
+			t.Fatalf("gc: %v: %s", err, out)
+		}
+	}
+	gc()
+	if left := apiDirs(); len(left) != 1 {
+		t.Fatalf("gc during the launch removed its API directory (%v left)", left)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	gc()
+	if left := apiDirs(); len(left) != 0 {
+		t.Errorf("after the killed launch and gc, %v is left", left)
 	}
 }
