@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -990,8 +991,9 @@ func TestAttackUserDatabase(t *testing.T) {
 // TestAttackHostAbstractSocket: abstract unix sockets belong to a network
 // namespace, so a sandbox with a network of its own (none, or private with
 // either stack) cannot reach the host's, such as a desktop session's bus
-// or a container engine's: connecting and sending are refused and the
-// host's sockets receive nothing. --network host shares them (the control
+// or a container engine's: connecting and sending are refused, the
+// host's sockets receive nothing, and the sandbox's /proc/net lists
+// neither them nor a TCP listener on the host's loopback. --network host shares them (the control
 // that proves the probe reaches a socket it can name).
 func TestAttackHostAbstractSocket(t *testing.T) {
 	_, r := newStore(t)
@@ -1036,6 +1038,14 @@ func TestAttackHostAbstractSocket(t *testing.T) {
 		}
 		return n
 	}
+	// A TCP listener on the host's loopback: its port must not show in
+	// the sandbox's /proc/net either.
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tl.Close()
+	portHex := fmt.Sprintf("0100007F:%04X", tl.Addr().(*net.TCPAddr).Port)
 	target, m := helperMount(t)
 	ops := []string{"abstract-stream:" + name, "abstract-dgram:" + name + "-dgram"}
 	for _, network := range []lightbox.Network{lightbox.NetworkNone, lightbox.NetworkPrivateSlirp4netns, lightbox.NetworkPrivatePasta, lightbox.NetworkHost} {
@@ -1046,11 +1056,16 @@ func TestAttackHostAbstractSocket(t *testing.T) {
 			sb := launch(t, r, lightbox.SandboxOptions{Network: network, Mounts: map[string]lightbox.Mount{target: m}})
 			got := helperRun(t, sb, ops...)
 			n := heard()
+			procNet, _ := shell(t, sb, "cat /proc/net/unix /proc/net/tcp")
+			seen := strings.Contains(procNet, "@"+name) || strings.Contains(procNet, portHex)
 			if network == lightbox.NetworkHost {
-				if got[ops[0]] != "ok" || got[ops[1]] != "ok" || n != 2 {
-					t.Fatalf("with --network host the probe got %v and the host's sockets heard %d, want ok and 2: it proves nothing", got, n)
+				if got[ops[0]] != "ok" || got[ops[1]] != "ok" || n != 2 || !seen {
+					t.Fatalf("with --network host the probe got %v, the host's sockets heard %d and /proc/net shows them: %v; want ok, 2 and true: it proves nothing", got, n, seen)
 				}
 				return
+			}
+			if seen {
+				t.Errorf("the sandbox's /proc/net (--network %s) lists the host's sockets (@%s or 127.0.0.1 port %s)", network, name, portHex)
 			}
 			for _, op := range ops {
 				if got[op] != "ECONNREFUSED" {
