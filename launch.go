@@ -107,6 +107,9 @@ func (opts *SandboxOptions) spec() (runtime.Spec, error) {
 		}
 		spec.Ports = append(spec.Ports, port)
 	}
+	if err := netstack.ValidatePorts(spec.Ports); err != nil {
+		return runtime.Spec{}, fmt.Errorf("sandbox options: %w", err)
+	}
 	if len(opts.Command) == 0 && !opts.UseImageCommand && opts.connectsMain() {
 		return runtime.Spec{}, errors.New("sandbox options: Stdin, Stdout, Stderr and Tty connect the main Command, and there is none")
 	}

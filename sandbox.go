@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/beamhop/lightbox/internal/names"
+	"github.com/beamhop/lightbox/internal/netstack"
 	"github.com/beamhop/lightbox/internal/sys"
 	"github.com/beamhop/lightbox/runtime"
 	"github.com/beamhop/lightbox/snapshot"
@@ -545,6 +546,11 @@ func (r *Runtime) Collect(ctx context.Context) (*Collected, error) {
 	c.Sandboxes, err1 = r.mgr.Collect(ctx)
 	c.Disks, err2 = r.disks.GC(ctx, r.diskInUse(ctx))
 	c.Layers, err3 = r.snaps.Collect(ctx)
+	// Outside the store: what a launch killed while it published ports
+	// left in the temporary directory (logged: Collected is per store).
+	for _, dir := range netstack.SweepAPIDirs(r.log) {
+		r.log.Info("gc: removed a killed launch's network API directory", "path", dir)
+	}
 	return &c, errors.Join(err1, err2, err3)
 }
 

@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -85,11 +86,38 @@ func attackHelper() int {
 			remote := []unix.RemoteIovec{{Base: uintptr(unsafe.Pointer(&buf[0])), Len: len(buf)}}
 			_, err = unix.ProcessVMReadv(1, local, remote, 0)
 		default:
+			if kind, name, ok := strings.Cut(op, ":"); ok && (kind == "abstract-stream" || kind == "abstract-dgram") {
+				err = abstractConnect(kind, name)
+				break
+			}
 			err = fmt.Errorf("unknown op %q", op)
 		}
 		fmt.Printf("%s=%s\n", op, errName(err))
 	}
 	return 0
+}
+
+// abstractConnect connects to (kind "abstract-stream") or sends a
+// datagram to ("abstract-dgram") the abstract unix socket @name.
+func abstractConnect(kind, name string) error {
+	typ := unix.SOCK_STREAM
+	if kind == "abstract-dgram" {
+		typ = unix.SOCK_DGRAM
+	}
+	fd, err := unix.Socket(unix.AF_UNIX, typ|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	sa := &unix.SockaddrUnix{Name: "@" + name}
+	if typ == unix.SOCK_DGRAM {
+		return unix.Sendto(fd, []byte("from the sandbox"), 0, sa)
+	}
+	if err := unix.Connect(fd, sa); err != nil {
+		return err
+	}
+	_, err = unix.Write(fd, []byte("from the sandbox"))
+	return err
 }
 
 func errnoErr(e unix.Errno) error {
@@ -1058,6 +1086,97 @@ true`, planted, planted)
 					now := time.Now()
 					_ = os.Chtimes(os.DevNull, now, now) // put back what the failed wall let through
 				}
+			}
+		})
+	}
+}
+
+// TestAttackHostAbstractSocket: abstract unix sockets belong to a network
+// namespace, so a sandbox with a network of its own (none, or private with
+// either stack) cannot reach the host's, such as a desktop session's bus
+// or a container engine's: connecting and sending are refused, the
+// host's sockets receive nothing, and the sandbox's /proc/net lists
+// neither them nor a TCP listener on the host's loopback. --network host shares them (the control
+// that proves the probe reaches a socket it can name).
+func TestAttackHostAbstractSocket(t *testing.T) {
+	_, r := newStore(t)
+	name := "lightbox-attack-" + rand.Text()
+	lfd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(lfd)
+	if err := unix.Bind(lfd, &unix.SockaddrUnix{Name: "@" + name}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(lfd, 8); err != nil {
+		t.Fatal(err)
+	}
+	dfd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(dfd)
+	if err := unix.Bind(dfd, &unix.SockaddrUnix{Name: "@" + name + "-dgram"}); err != nil {
+		t.Fatal(err)
+	}
+	// heard drains what reached the host's sockets: connections accepted
+	// and datagrams received.
+	heard := func() int {
+		n := 0
+		for {
+			fd, _, err := unix.Accept4(lfd, unix.SOCK_CLOEXEC)
+			if err != nil {
+				break
+			}
+			unix.Close(fd)
+			n++
+		}
+		var b [64]byte
+		for {
+			if _, _, err := unix.Recvfrom(dfd, b[:], 0); err != nil {
+				break
+			}
+			n++
+		}
+		return n
+	}
+	// A TCP listener on the host's loopback: its port must not show in
+	// the sandbox's /proc/net either.
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tl.Close()
+	portHex := fmt.Sprintf("0100007F:%04X", tl.Addr().(*net.TCPAddr).Port)
+	target, m := helperMount(t)
+	ops := []string{"abstract-stream:" + name, "abstract-dgram:" + name + "-dgram"}
+	for _, network := range []lightbox.Network{lightbox.NetworkNone, lightbox.NetworkPrivateSlirp4netns, lightbox.NetworkPrivatePasta, lightbox.NetworkHost} {
+		t.Run(string(network), func(t *testing.T) {
+			if helper, ok := strings.CutPrefix(string(network), "private:"); ok {
+				testutil.NeedTool(t, helper)
+			}
+			sb := launch(t, r, lightbox.SandboxOptions{Network: network, Mounts: map[string]lightbox.Mount{target: m}})
+			got := helperRun(t, sb, ops...)
+			n := heard()
+			procNet, _ := shell(t, sb, "cat /proc/net/unix /proc/net/tcp")
+			seen := strings.Contains(procNet, "@"+name) || strings.Contains(procNet, portHex)
+			if network == lightbox.NetworkHost {
+				if got[ops[0]] != "ok" || got[ops[1]] != "ok" || n != 2 || !seen {
+					t.Fatalf("with --network host the probe got %v, the host's sockets heard %d and /proc/net shows them: %v; want ok, 2 and true: it proves nothing", got, n, seen)
+				}
+				return
+			}
+			if seen {
+				t.Errorf("the sandbox's /proc/net (--network %s) lists the host's sockets (@%s or 127.0.0.1 port %s)", network, name, portHex)
+			}
+			for _, op := range ops {
+				if got[op] != "ECONNREFUSED" {
+					t.Errorf("%s from a sandbox with --network %s: %s, want ECONNREFUSED (the host's abstract sockets are out of reach)", op, network, got[op])
+				}
+			}
+			if n != 0 {
+				t.Errorf("the host's abstract sockets heard %d connections or datagrams from a sandbox with --network %s", n, network)
 			}
 		})
 	}

@@ -9,11 +9,14 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/beamhop/lightbox/internal/testutil"
 )
 
 // freePort returns a TCP port on 127.0.0.1 that nothing listens on now.
@@ -116,4 +119,177 @@ func TestNetworkLost(t *testing.T) {
 		t.Errorf("inspect = %s, want networkLost", out)
 	}
 	lbOK(t, root, "rm", "-f", "-t", "0", "nl")
+}
+
+// freePort6 returns a TCP port on ::1 that nothing listens on now.
+func freePort6(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Fatalf("the host's IPv6 loopback: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestPublishIPv6: a port published on an IPv6 host address works with
+// pasta; slirp4netns (the default) cannot publish one, and the launch
+// says so and what to use, leaving no sandbox and no listener behind.
+func TestPublishIPv6(t *testing.T) {
+	testutil.NeedTool(t, "slirp4netns")
+	testutil.NeedTool(t, "pasta")
+	root, _ := newStore(t)
+	port := freePort6(t)
+	spec := fmt.Sprintf("[::1]:%d:8080", port)
+	serve := []string{"busybox", "sh", "-c", "echo hello over IPv6 > /index.html && exec httpd -f -p 8080 -h /"}
+
+	r := lb(t, root, "", append([]string{"run", "-d", "--name", "v6", "-p", spec}, serve...)...)
+	if r.code != 125 || !strings.Contains(r.stderr, "slirp4netns cannot publish a port on an IPv6 host address") ||
+		!strings.Contains(r.stderr, "--network private:pasta") {
+		t.Errorf("run -p %s with the default network: exit %d, stderr %q; want 125 and an error saying slirp4netns cannot publish on IPv6 and to use --network private:pasta", spec, r.code, r.stderr)
+	}
+	if out := lbOK(t, root, "ps", "-a", "-q"); out != "" {
+		t.Errorf("the refused run left sandboxes: %q", out)
+	}
+	if c, err := net.DialTimeout("tcp", fmt.Sprintf("[::1]:%d", port), time.Second); err == nil {
+		c.Close()
+		t.Errorf("the refused run left a listener on [::1]:%d", port)
+	}
+
+	lbOK(t, root, append([]string{"run", "-d", "--name", "v6", "--network", "private:pasta", "-p", spec}, serve...)...)
+	defer lb(t, root, "", "rm", "-f", "v6")
+	url := fmt.Sprintf("http://[::1]:%d/index.html", port)
+	var body []byte
+	waitFor(t, "GET "+url+" answers", func() bool {
+		resp, err := http.Get(url)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, _ = io.ReadAll(resp.Body)
+		return true
+	})
+	if string(body) != "hello over IPv6\n" {
+		t.Errorf("GET %s = %q, want the sandbox's page", url, body)
+	}
+}
+
+// TestPublishSameHostPortTwice: two -p of one run that need the same
+// host port (same protocol, overlapping addresses) are refused before
+// anything starts, naming both; one sandbox port published on two host
+// ports, and one host port for TCP and for UDP, are fine.
+func TestPublishSameHostPortTwice(t *testing.T) {
+	root, _ := newStore(t)
+	port, other := freePort(t), freePort(t)
+	for _, helper := range []string{"slirp4netns", "pasta"} {
+		t.Run(helper, func(t *testing.T) {
+			testutil.NeedTool(t, helper)
+			network := "private:" + helper
+			for _, ports := range [][2]string{
+				{fmt.Sprintf("%d:80", port), fmt.Sprintf("%d:81", port)},
+				{fmt.Sprintf("0.0.0.0:%d:80", port), fmt.Sprintf("127.0.0.1:%d:81", port)},
+				{fmt.Sprintf("%d:80/udp", port), fmt.Sprintf("127.0.0.1:%d:81/udp", port)},
+			} {
+				r := lb(t, root, "", "run", "--network", network, "-p", ports[0], "-p", ports[1], "busybox", "true")
+				if r.code != 125 || !strings.Contains(r.stderr, "both need host port") {
+					t.Errorf("run -p %s -p %s: exit %d, stderr %q; want 125 and an error saying both need the same host port", ports[0], ports[1], r.code, r.stderr)
+				}
+			}
+			if out := lbOK(t, root, "ps", "-a", "-q"); out != "" {
+				t.Errorf("the refused runs left sandboxes: %q", out)
+			}
+			lbOK(t, root, "run", "-d", "--name", "two", "--network", network,
+				"-p", fmt.Sprintf("%d:8080", port), "-p", fmt.Sprintf("%d:8080", other), "-p", fmt.Sprintf("%d:8080/udp", port),
+				"busybox", "sh", "-c", "echo twice > /index.html && exec httpd -f -p 8080 -h /")
+			defer lb(t, root, "", "rm", "-f", "two")
+			for _, p := range []int{port, other} {
+				url := fmt.Sprintf("http://127.0.0.1:%d/index.html", p)
+				var body []byte
+				waitFor(t, "GET "+url+" answers", func() bool {
+					resp, err := http.Get(url)
+					if err != nil {
+						return false
+					}
+					defer resp.Body.Close()
+					body, _ = io.ReadAll(resp.Body)
+					return true
+				})
+				if string(body) != "twice\n" {
+					t.Errorf("GET %s = %q, want the sandbox's page", url, body)
+				}
+			}
+		})
+	}
+}
+
+// TestKilledLaunchLeavesNoAPISocket: a launch killed (SIGKILL) while it
+// publishes ports through slirp4netns leaves the directory of
+// slirp4netns's API socket behind; the next gc removes it, and not one a
+// launch still holds. (The stand-in slirp4netns never gets ready, so the
+// kill lands in that window.)
+func TestKilledLaunchLeavesNoAPISocket(t *testing.T) {
+	testutil.NeedTool(t, "slirp4netns")
+	root, _ := newStore(t)
+	tmp := t.TempDir() // the CLI's TMPDIR: only this test's directories in it
+	bin := t.TempDir()
+	pidFile := filepath.Join(bin, "pid")
+	// A slirp4netns that says nothing until it is killed (by the test).
+	if err := os.WriteFile(filepath.Join(bin, "slirp4netns"), []byte("#!/bin/sh\necho $$ > "+pidFile+"\nexec sleep 600\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The helper's id (with root's store, a subordinate one) goes
+	// through both, and the stand-in writes its pid.
+	for d, mode := range map[string]os.FileMode{filepath.Dir(tmp): 0o755, tmp: 0o755, bin: 0o777} {
+		if err := os.Chmod(d, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := append(os.Environ(), "TMPDIR="+tmp, "PATH="+bin+":"+os.Getenv("PATH"))
+	cmd := exec.Command(binPath, "--root", root, "run", "-d", "--name", "killed", "--network", "private:slirp4netns",
+		"-p", fmt.Sprintf("%d:80", freePort(t)), "busybox", "sleep", "600")
+	cmd.Env = env
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if b, err := os.ReadFile(pidFile); err == nil {
+			var pid int
+			if _, err := fmt.Sscan(string(b), &pid); err == nil && pid > 0 {
+				syscall.Kill(pid, syscall.SIGKILL) // the stand-in this test started
+			}
+		}
+	}()
+	apiDirs := func() []string {
+		m, _ := filepath.Glob(filepath.Join(tmp, "lightbox-net-*"))
+		return m
+	}
+	waitFor(t, "the launch made slirp4netns's API directory and started it", func() bool {
+		_, err := os.Stat(pidFile)
+		return len(apiDirs()) == 1 && err == nil
+	})
+	// gc leaves a directory younger than a minute: one may not be
+	// locked yet by the launch that made it. This one is made older.
+	dirs := apiDirs()
+	old := time.Now().Add(-2 * time.Minute)
+	if err := os.Chtimes(dirs[0], old, old); err != nil {
+		t.Fatal(err)
+	}
+	gc := func() {
+		t.Helper()
+		gc := exec.Command(binPath, "--root", root, "gc")
+		gc.Env = env
+		if out, err := gc.CombinedOutput(); err != nil {
+			t.Fatalf("gc: %v: %s", err, out)
+		}
+	}
+	gc()
+	if left := apiDirs(); len(left) != 1 {
+		t.Fatalf("gc during the launch removed its API directory (%v left)", left)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	gc()
+	if left := apiDirs(); len(left) != 0 {
+		t.Errorf("after the killed launch and gc, %v is left", left)
+	}
 }

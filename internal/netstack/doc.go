@@ -29,7 +29,9 @@
 //     (DNSForwarder for pasta, 10.0.2.3 for slirp4netns), which relays
 //     queries to the first nameserver of the host's /etc/resolv.conf, even
 //     one on the host's loopback such as systemd-resolved's 127.0.0.53 —
-//     which the sandbox itself could never reach.
+//     which the sandbox itself could never reach. The search domains and
+//     options of the host's resolv.conf are kept (as docker and podman
+//     keep them): a short name the host resolves resolves inside too.
 //
 // # Lifetime, and who the helper runs as
 //

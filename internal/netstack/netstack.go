@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -120,6 +121,30 @@ func (p Port) Validate() error {
 	return nil
 }
 
+// ValidatePorts checks each port and that no two need the same host
+// port: the same protocol and port on the same host address, or on any
+// address when either is the unspecified one (0.0.0.0 or ::), which
+// binds them all. The error wraps ErrInvalidPort and names both.
+func ValidatePorts(ports []Port) error {
+	for i, p := range ports {
+		if err := p.Validate(); err != nil {
+			return err
+		}
+		a := netip.MustParseAddr(p.hostIP()) // Validate parsed it
+		for _, q := range ports[:i] {
+			if q.HostPort != p.HostPort || q.proto() != p.proto() {
+				continue
+			}
+			b := netip.MustParseAddr(q.hostIP())
+			if a == b || a.IsUnspecified() || b.IsUnspecified() {
+				return fmt.Errorf("publish ports %s and %s: %w: both need host port %s/%s: give each its own host port",
+					q, p, ErrInvalidPort, net.JoinHostPort(p.hostIP(), strconv.Itoa(p.HostPort)), p.proto())
+			}
+		}
+	}
+	return nil
+}
+
 // ParsePort reads "[HOSTIP:]HOSTPORT:PORT[/tcp|udp]" (an IPv6 HOSTIP in
 // brackets: "[::1]:8080:80"). The error wraps ErrInvalidPort.
 func ParsePort(s string) (Port, error) {
@@ -217,6 +242,7 @@ type Options struct {
 type Stack struct {
 	helper string // Pasta or Slirp4netns
 	dns    string // the DNS forwarder's address inside the sandbox
+	search string // the host's resolv.conf's search and options lines, for the sandbox's
 	pids   []int
 
 	mu     sync.Mutex
@@ -225,13 +251,45 @@ type Stack struct {
 }
 
 // ResolvConf returns the content of the sandbox's /etc/resolv.conf: the
-// stack's DNS forwarder, never a host loopback resolver.
+// stack's DNS forwarder, never a host loopback resolver, and the search
+// domains and options of the host's resolv.conf (as docker and podman
+// keep them), so that a short name the host resolves resolves inside too.
 func (s *Stack) ResolvConf() []byte {
 	dns := s.dns
 	if dns == "" {
 		dns = DNSForwarder
 	}
-	return []byte("# written by lightbox: DNS goes through the sandbox's network stack\nnameserver " + dns + "\n")
+	return []byte("# written by lightbox: DNS goes through the sandbox's network stack\nnameserver " + dns + "\n" + s.search)
+}
+
+// resolvSearch returns the search and options lines of a resolv.conf for
+// the sandbox's, as the resolver reads them: the last "search" or
+// "domain" line wins (a domain is a search list of one), and the options
+// of every "options" line add up. Nameservers are the stack's business.
+func resolvSearch(conf []byte) string {
+	var search, options []string
+	for line := range strings.Lines(string(conf)) {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		switch f[0] {
+		case "search":
+			search = f[1:]
+		case "domain":
+			search = f[1:2]
+		case "options":
+			options = append(options, f[1:]...)
+		}
+	}
+	var b strings.Builder
+	if len(search) > 0 {
+		b.WriteString("search " + strings.Join(search, " ") + "\n")
+	}
+	if len(options) > 0 {
+		b.WriteString("options " + strings.Join(options, " ") + "\n")
+	}
+	return b.String()
 }
 
 // Helper returns which stack is attached: Pasta or Slirp4netns.

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"slices"
@@ -135,13 +136,14 @@ func Attach(ctx context.Context, pid int, opts Options) (*Stack, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	for _, p := range opts.Ports {
-		if err := p.Validate(); err != nil {
-			return nil, err
-		}
+	if err := ValidatePorts(opts.Ports); err != nil {
+		return nil, err
 	}
 	helper, path, nsenter, err := lookTools(opts.Helper)
 	if err != nil {
+		return nil, err
+	}
+	if err := portsFor(helper, opts.Ports); err != nil {
 		return nil, err
 	}
 	if err := ownUserns(pid); err != nil {
@@ -216,11 +218,25 @@ func Attach(ctx context.Context, pid int, opts Options) (*Stack, error) {
 		nsArgs = append(nsArgs, "--setuid", "0", "--setgid", "0")
 	}
 	h := helperStart{log: log, pid: pid, nsenter: nsenter, nsArgs: nsArgs, run: run, netns: netns, init: initf, logFile: logFile}
+	// The host's search domains and resolver options, for the sandbox's
+	// resolv.conf; the forwarder reads the same file for the nameserver.
+	// None when it cannot be read (neither can the forwarder).
+	conf, _ := os.ReadFile(resolvConfPath)
+	attach := attachPasta
 	if helper == Slirp4netns {
-		return attachSlirp(ctx, h, path, opts.Ports)
+		attach = attachSlirp
 	}
-	return attachPasta(ctx, h, path, opts.Ports)
+	st, err := attach(ctx, h, path, opts.Ports)
+	if err != nil {
+		return nil, err
+	}
+	st.search = resolvSearch(conf)
+	return st, nil
 }
+
+// resolvConfPath is the host's resolver configuration, which both
+// helpers' forwarders read.
+const resolvConfPath = "/etc/resolv.conf"
 
 // helperStart is what Attach found out for starting the helper.
 type helperStart struct {
@@ -348,6 +364,21 @@ func ownUserns(pid int) error {
 	}
 	if os.SameFile(theirs, ours) {
 		return errors.New("it shares this process's user namespace: a sandbox needs its own")
+	}
+	return nil
+}
+
+// portsFor refuses the ports helper cannot publish, before it starts:
+// slirp4netns (1.2.0, Debian 12's) knows no IPv6 host address, and would
+// only answer "bad arguments.host_addr" once attached.
+func portsFor(helper string, ports []Port) error {
+	if helper != Slirp4netns {
+		return nil
+	}
+	for _, p := range ports {
+		if a, err := netip.ParseAddr(p.hostIP()); err == nil && a.Is6() {
+			return fmt.Errorf("publish port %s: %w: slirp4netns cannot publish a port on an IPv6 host address: use --network private:pasta (NetworkPrivatePasta), or an IPv4 host address", p, ErrInvalidPort)
+		}
 	}
 	return nil
 }

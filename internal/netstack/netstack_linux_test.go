@@ -28,6 +28,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -209,9 +210,9 @@ func serve(req request) (string, error) {
 		n, err := c.Read(b)
 		return string(b[:n]), err
 	case "resolve":
-		r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, "udp", req.Addr)
+			return d.DialContext(ctx, network, req.Addr) // udp, or tcp for a truncated answer
 		}}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
@@ -237,6 +238,24 @@ func serve(req request) (string, error) {
 			}
 		}()
 		return l.Addr().String(), nil
+	case "conns":
+		// Open Args[0] TCP connections to Addr, all at once open, until
+		// one fails; say how many were open.
+		n, _ := strconv.Atoi(req.Args[0])
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for range n {
+			c, err := net.DialTimeout("tcp", req.Addr, timeout)
+			if err != nil {
+				return strconv.Itoa(len(conns)), err
+			}
+			conns = append(conns, c)
+		}
+		return strconv.Itoa(len(conns)), nil
 	case "silence":
 		// No IPv6 on interfaces made from now on: the sandbox sends no
 		// frame of its own (router solicitation, MLD report) after its
@@ -1109,6 +1128,359 @@ func TestAttachSubordinateRoot(t *testing.T) {
 			var stat syscall.Stat_t
 			if err := syscall.Stat(fmt.Sprintf("/proc/%d", st.Pids()[0]), &stat); err != nil || stat.Uid != sub {
 				t.Errorf("helper %d runs as uid %d (%v), want %d (the sandbox's root)", st.Pids()[0], stat.Uid, err, sub)
+			}
+		})
+	}
+}
+
+// bindResolvConf puts content in place of the world's /etc/resolv.conf
+// (the host's, for the helpers), for the rest of the world's one test.
+func bindResolvConf(t *testing.T, content string) {
+	t.Helper()
+	// The world's own is a bind of a file removed since: nothing can be
+	// mounted on it.
+	if err := unix.Unmount("/etc/resolv.conf", 0); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.CreateTemp("", "netstack-resolv-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Kept until the test ends: a sandbox binds its own over it.
+	t.Cleanup(func() { os.Remove(f.Name()) })
+	if _, err := f.WriteString(content); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := os.Chmod(f.Name(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(f.Name(), "/etc/resolv.conf", "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDNSSearchDomains: a short name the host resolves through its
+// resolv.conf's search domain resolves in the sandbox too (glibc's
+// getent, with the sandbox's resolv.conf), and the host's options
+// (ndots, timeout) come along; the nameserver is still the stack's.
+func TestDNSSearchDomains(t *testing.T) {
+	if !inWorld() {
+		runInWorld(t)
+		return
+	}
+	testutil.NeedTool(t, "getent")
+	testutil.NeedTool(t, "unshare")
+	dnsServer(t, net.JoinHostPort(serverIP, "53"))
+	bindResolvConf(t, "# the host's\nnameserver "+serverIP+"\ndomain example.invalid\nsearch other.invalid lightbox.test\noptions ndots:1 timeout:2\n")
+	short := strings.TrimSuffix(strings.TrimSuffix(dnsName, "."), ".lightbox.test")
+	for _, h := range []string{Pasta, Slirp4netns} {
+		t.Run(h, func(t *testing.T) {
+			testutil.NeedTool(t, h)
+			s := startSandbox(t)
+			st := attach(t, s, Options{Helper: h})
+			rc := string(st.ResolvConf())
+			for _, want := range []string{"\nsearch other.invalid lightbox.test\n", "\noptions ndots:1 timeout:2\n"} {
+				if !strings.Contains(rc, want) {
+					t.Errorf("ResolvConf() = %q, want it to carry the host's %q", rc, strings.TrimSpace(want))
+				}
+			}
+			if strings.Contains(rc, serverIP) || strings.Contains(rc, "example.invalid") {
+				t.Errorf("ResolvConf() = %q names the host's nameserver or its overridden domain", rc)
+			}
+			f := filepath.Join(t.TempDir(), "resolv.conf")
+			if err := os.WriteFile(f, st.ResolvConf(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, errText := s.do(t, request{Op: "run", Args: []string{"unshare", "--mount", "sh", "-c",
+				"mount --bind " + f + " /etc/resolv.conf && exec getent ahostsv4 " + short}})
+			if errText != "" || !strings.HasPrefix(out, dnsAnswer+" ") {
+				t.Errorf("getent ahostsv4 %s in the sandbox = %q (%s), want %s through the host's search domain", short, out, errText, dnsAnswer)
+			}
+		})
+	}
+}
+
+// countingListeners listens on each TCP and UDP address and counts what
+// reaches them: a connection accepted, a datagram received.
+func countingListeners(t *testing.T, tcp, udp []string) *atomic.Int32 {
+	t.Helper()
+	var n atomic.Int32
+	for _, addr := range tcp {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				n.Add(1)
+				c.Close()
+			}
+		}()
+	}
+	for _, addr := range udp {
+		c, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		go func() {
+			b := make([]byte, 512)
+			for {
+				m, from, err := c.ReadFrom(b)
+				if err != nil {
+					return
+				}
+				n.Add(1)
+				c.WriteTo(b[:m], from)
+			}
+		}()
+	}
+	return &n
+}
+
+// TestAttackHostLoopback: from a sandbox, every way to the host's
+// loopback services through the stack fails and none of them hears a
+// thing: the gateway (IPv4 and IPv6), the DNS forwarder used as a proxy
+// to another port (with the host's resolver on 127.0.0.1, the worst
+// case: the forwarder relays to loopback), and another sandbox's port
+// published on the host's 127.0.0.1. Outbound traffic and DNS through
+// the forwarder work meanwhile (the walls are not just a dead network).
+func TestAttackHostLoopback(t *testing.T) {
+	if !inWorld() {
+		runInWorld(t)
+		return
+	}
+	// An IPv6 address and default route for pasta to copy (the gateway
+	// is not local: IPv6 refuses that).
+	const gw6, ip6 = "fd99::1", "fd99::2"
+	for _, args := range [][]string{
+		{"-6", "addr", "add", ip6 + "/64", "dev", "lb0", "nodad"},
+		{"-6", "route", "add", "default", "via", gw6, "dev", "lb0"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	bindResolvConf(t, "nameserver 127.0.0.1\n")
+	dnsServer(t, "127.0.0.1:53")
+	greeter(t, net.JoinHostPort(serverIP, strconv.Itoa(tcpPort)))
+	const port = 7010 // the host's loopback services, TCP and UDP
+	heard := countingListeners(t,
+		[]string{"127.0.0.1:7010", "[::1]:7010"},
+		[]string{"127.0.0.1:7010", "[::1]:7010"})
+	for i, h := range []string{Pasta, Slirp4netns} {
+		t.Run(h, func(t *testing.T) {
+			testutil.NeedTool(t, h)
+			// Another sandbox, its port published on the host's loopback.
+			other := startSandbox(t)
+			published := 18500 + i
+			attach(t, other, Options{Helper: h, Ports: []Port{{HostPort: published, Port: 80}}})
+			if _, errText := other.do(t, request{Op: "listen", Addr: ":80"}); errText != "" {
+				t.Fatalf("listen in the other sandbox: %s", errText)
+			}
+			lo := net.JoinHostPort("127.0.0.1", strconv.Itoa(published))
+			if got, err := dialGreeting(lo); err != nil || got != "sandbox got hello" {
+				t.Fatalf("the other sandbox's published port from the host: %q %v: the walls below prove nothing", got, err)
+			}
+
+			s := startSandbox(t)
+			st := attach(t, s, Options{Helper: h})
+			gw, fwd := stackFacts[h].gateway, strings.Fields(string(st.ResolvConf())[strings.Index(string(st.ResolvConf()), "nameserver"):])[1]
+			// Not a dead network: outbound TCP and DNS through the forwarder work.
+			addr := net.JoinHostPort(serverIP, strconv.Itoa(tcpPort))
+			if got, errText := s.do(t, request{Op: "dial", Addr: addr}); got != "greeter@"+addr+" got hello" {
+				t.Fatalf("dial %s from the sandbox = %q (%s): the walls below prove nothing", addr, got, errText)
+			}
+			if got, errText := s.do(t, request{Op: "resolve", Addr: net.JoinHostPort(fwd, "53"), Name: dnsName}); got != dnsAnswer {
+				t.Fatalf("resolve through %s = %q (%s): the walls below prove nothing", fwd, got, errText)
+			}
+			before := heard.Load()
+			for _, a := range []request{
+				{Op: "dial", Addr: net.JoinHostPort(gw, strconv.Itoa(port))},
+				{Op: "dial", Addr: net.JoinHostPort(fwd, strconv.Itoa(port))},
+				{Op: "dial", Addr: net.JoinHostPort(gw6, strconv.Itoa(port))},
+				{Op: "dial", Addr: net.JoinHostPort(gw, strconv.Itoa(published))},
+				{Op: "dial", Addr: net.JoinHostPort(fwd, strconv.Itoa(published))},
+				{Op: "dial", Addr: net.JoinHostPort(gw6, strconv.Itoa(published))},
+				{Op: "dial", Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(published))},
+				{Op: "udp", Addr: net.JoinHostPort(gw, strconv.Itoa(port))},
+				{Op: "udp", Addr: net.JoinHostPort(fwd, strconv.Itoa(port))},
+				{Op: "udp", Addr: net.JoinHostPort(gw6, strconv.Itoa(port))},
+			} {
+				got, errText := s.do(t, a)
+				if errText == "" {
+					t.Errorf("%s %s from the sandbox reached %q: the host's loopback must be out of reach", a.Op, a.Addr, got)
+				}
+				t.Logf("%s %s: %s", a.Op, a.Addr, errText)
+			}
+			if n := heard.Load() - before; n != 0 {
+				t.Errorf("the host's loopback services heard %d connections or datagrams from the sandbox", n)
+			}
+		})
+	}
+}
+
+// dialGreeting sends "hello" to a TCP greeter at addr and returns its
+// answer.
+func dialGreeting(addr string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, 3*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "hello\n")
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimSpace(line), err
+}
+
+// TestDNSOverTCP: an answer too big for UDP (the resolver's UDP answer
+// is truncated) is asked for again over TCP, through slirp4netns's
+// forwarder, and arrives. Debian 12's pasta forwards UDP only (its man
+// page: "Mapping is limited to UDP traffic directed to port 53"), as the
+// README says; its result is logged.
+func TestDNSOverTCP(t *testing.T) {
+	if !inWorld() {
+		runInWorld(t)
+		return
+	}
+	// UDP: truncated, no answer.
+	c, err := net.ListenPacket("udp", net.JoinHostPort(serverIP, "53"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	go func() {
+		b := make([]byte, 1500)
+		for {
+			n, from, err := c.ReadFrom(b)
+			if err != nil {
+				return
+			}
+			if resp := dnsAnswerFor(b[:n]); resp != nil {
+				resp = resp[:12+len(b[12:n])]
+				resp[2] |= 0x02 // TC
+				binary.BigEndian.PutUint16(resp[6:], 0)
+				c.WriteTo(resp, from)
+			}
+		}
+	}()
+	// TCP: the answer, after its two-byte length.
+	l, err := net.Listen("tcp", net.JoinHostPort(serverIP, "53"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				conn.SetDeadline(time.Now().Add(5 * time.Second))
+				var n uint16
+				if binary.Read(conn, binary.BigEndian, &n) != nil {
+					return
+				}
+				q := make([]byte, n)
+				if _, err := io.ReadFull(conn, q); err != nil {
+					return
+				}
+				if resp := dnsAnswerFor(q); resp != nil {
+					conn.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(resp))), resp...))
+				}
+			}()
+		}
+	}()
+	for _, h := range []string{Slirp4netns, Pasta} {
+		t.Run(h, func(t *testing.T) {
+			testutil.NeedTool(t, h)
+			s := startSandbox(t)
+			st := attach(t, s, Options{Helper: h})
+			rc := string(st.ResolvConf())
+			ns := strings.Fields(rc[strings.Index(rc, "nameserver"):])[1]
+			got, errText := s.do(t, request{Op: "resolve", Addr: net.JoinHostPort(ns, "53"), Name: dnsName})
+			if h == Pasta {
+				t.Logf("resolve %s through %s, the answer over TCP only: %q (%s)", dnsName, ns, got, errText)
+				return
+			}
+			if got != dnsAnswer {
+				t.Errorf("resolve %s through %s, the answer over TCP only: %q (%s), want %s", dnsName, ns, got, errText, dnsAnswer)
+			}
+		})
+	}
+}
+
+// TestHelperManyConnections: a sandbox holds many TCP connections open at
+// once through its stack, more than the soft RLIMIT_NOFILE of the process
+// that attached it (1024 for a user's session: each connection is a
+// socket of the helper's): the helper gets its hard limit.
+func TestHelperManyConnections(t *testing.T) {
+	if !inWorld() {
+		runInWorld(t)
+		return
+	}
+	const soft, conns = 128, 400
+	// hold listens on addr and holds each connection open until the test
+	// ends.
+	hold := func(t *testing.T, addr string) {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		t.Cleanup(func() { l.Close(); <-done })
+		go func() {
+			defer close(done)
+			var held []net.Conn
+			defer func() {
+				for _, c := range held {
+					c.Close()
+				}
+			}()
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				held = append(held, c)
+			}
+		}()
+	}
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if lim.Max < 4*conns {
+		t.Fatalf("hard RLIMIT_NOFILE %d: too low for the test", lim.Max)
+	}
+	for _, h := range []string{Slirp4netns, Pasta} {
+		t.Run(h, func(t *testing.T) {
+			testutil.NeedTool(t, h)
+			addr := net.JoinHostPort(serverIP, "7020")
+			hold(t, addr)
+			s := startSandbox(t)
+			// The helper starts with the soft limit of a user's session
+			// (scaled down), as the CLI's children do.
+			low := syscall.Rlimit{Cur: soft, Max: lim.Max}
+			if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+				t.Fatal(err)
+			}
+			attach(t, s, Options{Helper: h})
+			if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+				t.Fatal(err)
+			}
+			got, errText := s.do(t, request{Op: "conns", Addr: addr, Args: []string{strconv.Itoa(conns)}})
+			if got != strconv.Itoa(conns) {
+				t.Errorf("the sandbox held %s TCP connections open through %s (%s), want %d: more than the launcher's soft RLIMIT_NOFILE of %d", got, h, errText, conns, soft)
 			}
 		})
 	}

@@ -4,6 +4,7 @@ package netstack
 
 import (
 	"context"
+	"log/slog"
 	"os"
 )
 
@@ -22,3 +23,6 @@ const KeeperRole = "netkeeper"
 
 // KeeperMain exits: there is no keeper outside Linux.
 func KeeperMain() { os.Exit(125) }
+
+// SweepAPIDirs has nothing to remove outside Linux.
+func SweepAPIDirs(log *slog.Logger) []string { return nil }

@@ -98,3 +98,49 @@ func TestResolvConf(t *testing.T) {
 		t.Errorf("ResolvConf() = %q names a loopback resolver", got)
 	}
 }
+
+// TestResolvSearch: what the sandbox's resolv.conf keeps of the host's,
+// as the resolver reads it.
+func TestResolvSearch(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{in: "nameserver 127.0.0.53\n", want: ""},
+		{in: "nameserver 10.0.0.1\nsearch a.example b.example\noptions ndots:2\noptions\ttimeout:1 edns0\n",
+			want: "search a.example b.example\noptions ndots:2 timeout:1 edns0\n"},
+		{in: "search a.example\ndomain b.example\n", want: "search b.example\n"}, // the last one wins
+		{in: "domain b.example\nsearch a.example c.example\n", want: "search a.example c.example\n"},
+		{in: "# search commented.example\n; options rotate\nsearch\noptions\n", want: ""},
+	} {
+		if got := resolvSearch([]byte(tc.in)); got != tc.want {
+			t.Errorf("resolvSearch(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestValidatePorts: two ports that need the same host port are refused.
+func TestValidatePorts(t *testing.T) {
+	for _, tc := range []struct {
+		in  []string
+		bad bool
+	}{
+		{in: []string{"8080:80", "8081:80", "8080:80/udp"}},
+		{in: []string{"127.0.0.1:8080:80", "[::1]:8080:80", "192.0.2.7:8080:80"}},
+		{in: []string{"8080:80", "8080:81"}, bad: true},
+		{in: []string{"8080:80", "127.0.0.1:8080:81"}, bad: true},
+		{in: []string{"0.0.0.0:8080:80", "192.0.2.7:8080:81"}, bad: true},
+		{in: []string{"[::1]:8080:80", "[::]:8080:81"}, bad: true},
+		{in: []string{"5353:53/udp", "0.0.0.0:5353:54/udp"}, bad: true},
+	} {
+		var ports []Port
+		for _, s := range tc.in {
+			p, err := ParsePort(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ports = append(ports, p)
+		}
+		err := ValidatePorts(ports)
+		if tc.bad != (err != nil) || (err != nil && (!errors.Is(err, ErrInvalidPort) || !strings.Contains(err.Error(), "both need host port"))) {
+			t.Errorf("ValidatePorts(%v) = %v, want refused: %v", tc.in, err, tc.bad)
+		}
+	}
+}

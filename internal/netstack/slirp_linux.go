@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // slirpDNS is slirp4netns's built-in DNS forwarder.
@@ -72,12 +75,14 @@ func attachSlirp(ctx context.Context, h helperStart, slirp string, ports []Port)
 		// the id slirp4netns binds it as, and goes once the ports are
 		// published (slirp4netns keeps the listening socket, which
 		// nothing can reach by name then).
-		apiDir, err := os.MkdirTemp("", "lightbox-net-")
+		apiDir, held, err := makeAPIDir()
 		if err != nil {
 			return fail(err)
 		}
+		defer func() { _ = held.Close() }() // releases the flock, after the removal below
 		defer func() {
-			// Nothing else removes it: one left is logged.
+			// One left by a killed launch goes with SweepAPIDirs; one
+			// that cannot be removed now is logged.
 			if err := os.RemoveAll(apiDir); err != nil {
 				h.log.Warn("network: cannot remove slirp4netns's API directory", "path", apiDir, "err", err)
 			}
@@ -99,6 +104,15 @@ func attachSlirp(ctx context.Context, h helperStart, slirp string, ports []Port)
 	cmd, err := h.start(Slirp4netns, args, []string{}, []*os.File{h.netns, readyW, h.init}, readyW)
 	if err != nil {
 		return nil, err
+	}
+	// Each connection of the sandbox's is a socket of slirp4netns's,
+	// which would otherwise have the soft RLIMIT_NOFILE this process's
+	// children get (1024 in a user's session; Go raised only its own):
+	// past it, the sandbox's connections fail as "network is
+	// unreachable". It gets the hard limit, before it is ready, so
+	// before any traffic (pasta raises its own).
+	if err := raiseNofile(cmd.Process.Pid); err != nil {
+		log.Warn("network: cannot raise slirp4netns's open-file limit: the sandbox's connections are limited by this process's", "pid", cmd.Process.Pid, "err", err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -203,4 +217,83 @@ func findChild(parent int) (int, uint64, error) {
 		return p, start, nil
 	}
 	return 0, 0, fmt.Errorf("no child of pid %d", parent)
+}
+
+// raiseNofile sets the soft RLIMIT_NOFILE of process pid to the hard
+// limit of this process (which it inherited).
+func raiseNofile(pid int) error {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return err
+	}
+	lim.Cur = lim.Max
+	return unix.Prlimit(pid, unix.RLIMIT_NOFILE, &lim, nil)
+}
+
+// apiDirPrefix starts the names of the directories of slirp4netns's API
+// sockets in the temporary directory.
+const apiDirPrefix = "lightbox-net-"
+
+// apiDirMinAge is how old a directory must be before SweepAPIDirs takes
+// it for one a killed launch left: a younger one may not be locked yet.
+const apiDirMinAge = time.Minute
+
+// makeAPIDir makes a directory for slirp4netns's API socket and returns it
+// with a flock held on it (by the returned file) while the launch uses it.
+func makeAPIDir() (string, *os.File, error) {
+	dir, err := os.MkdirTemp("", apiDirPrefix)
+	if err != nil {
+		return "", nil, err
+	}
+	f, err := os.Open(dir)
+	if err == nil {
+		err = flockRetry(int(f.Fd()), unix.LOCK_EX)
+		if err != nil {
+			_ = f.Close() // a directory opened read-only, for its lock
+		}
+	}
+	if err != nil {
+		_ = os.Remove(dir) // empty, just made: the error returned says why
+		return "", nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return dir, f, nil
+}
+
+func flockRetry(fd, how int) error {
+	for {
+		if err := unix.Flock(fd, how); !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
+}
+
+// SweepAPIDirs removes the directories of slirp4netns's API sockets that
+// launches killed while they published ports left in the temporary
+// directory: older than a minute, held by no launch (its flock went with
+// it). It returns the paths it removed; one it cannot remove is logged.
+func SweepAPIDirs(log *slog.Logger) []string {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), apiDirPrefix+"*")) // the pattern is valid
+	var removed []string
+	for _, dir := range dirs {
+		fi, err := os.Lstat(dir)
+		if err != nil || !fi.IsDir() || time.Since(fi.ModTime()) < apiDirMinAge {
+			continue
+		}
+		fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			continue // another user's, or gone
+		}
+		if unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) == nil {
+			if err := os.RemoveAll(dir); err != nil {
+				log.Warn("network: cannot remove a stale API directory of slirp4netns", "path", dir, "err", err)
+			} else {
+				removed = append(removed, dir)
+			}
+		}
+		_ = unix.Close(fd) // a directory opened read-only, for its lock
+	}
+	return removed
 }
