@@ -85,6 +85,12 @@ type cgroupState struct {
 	// Controllers (v2), when set, are the controllers the cgroup may
 	// enable (a delegated subtree's); unset, all of pids, memory, cpu.
 	Controllers []string `json:"controllers,omitempty"`
+	// WorkloadV1 (v1) lists the hierarchies the workloads have a child
+	// cgroup in: pids, and memory or cpu only where that limit is set
+	// (each child is two cgroup directories made and removed per launch,
+	// ~0.1 ms). Unset in a sandbox launched before it was recorded: each
+	// of v1WorkloadControllers the sandbox has, those missing tolerated.
+	WorkloadV1 []string `json:"workloadV1,omitempty"`
 }
 
 // has says whether the (v2) cgroup may enable controller c.
@@ -173,7 +179,7 @@ func planLimits(l Limits) (*limitPlan, error) {
 		}
 		paths[string(c)] = pth
 	}
-	p.cgroup = &cgroupState{Version: 1, Paths: paths}
+	p.cgroup = &cgroupState{Version: 1, Paths: paths, WorkloadV1: v1WorkloadFor(l, paths)}
 	describe(p.applied, l, "cgroup v1")
 	if l.MemoryBytes > 0 && l.MemorySwapBytes != 0 && !memswAccounted(paths) {
 		return nil, &LimitError{Resource: "memory+swap", Err: fmt.Errorf("%w: swap is not accounted on this host (boot with swapaccount=1)", ErrLimitUnsupported)}
@@ -500,7 +506,7 @@ func (cs *cgroupState) mounts() []string {
 
 // join returns the cgroup named id below cs.
 func (cs *cgroupState) join(id string) *cgroupState {
-	out := &cgroupState{Version: cs.Version, Controllers: cs.Controllers}
+	out := &cgroupState{Version: cs.Version, Controllers: cs.Controllers, WorkloadV1: cs.WorkloadV1}
 	if cs.Version == 2 {
 		out.Path = filepath.Join(cs.Path, id)
 		return out
@@ -698,11 +704,32 @@ func v1Memory(paths map[string]string, l Limits, extra int64) *specs.LinuxMemory
 // child cgroup in.
 var v1WorkloadControllers = []cgroup1.Name{cgroup1.Pids, cgroup1.Memory, cgroup1.Cpu}
 
-// v1Workload is the workloads' cgroup on v1: a child in the pids,
-// memory and cpu hierarchies, those the sandbox has (nil without any).
+// v1WorkloadFor is the hierarchies of paths the workloads of a sandbox
+// with limits l get a child cgroup in: pids (which holds the pids limit
+// and counts them); memory and cpu when that limit is set, so that the
+// limit is the workloads' and the init's reserve stays the init's.
+func v1WorkloadFor(l Limits, paths map[string]string) []string {
+	out := []string{} // not nil: nil is a sandbox that predates the field
+	for _, c := range v1WorkloadControllers {
+		if _, ok := paths[string(c)]; !ok {
+			continue
+		}
+		if (c == cgroup1.Memory && l.MemoryBytes <= 0) || (c == cgroup1.Cpu && l.CPUs <= 0) {
+			continue
+		}
+		out = append(out, string(c))
+	}
+	return out
+}
+
+// v1Workload is the workloads' cgroup on v1: a child in each hierarchy
+// of WorkloadV1 (nil without any).
 func (cs *cgroupState) v1Workload() map[string]string {
 	var w map[string]string
 	for _, c := range v1WorkloadControllers {
+		if cs.WorkloadV1 != nil && !contains(cs.WorkloadV1, string(c)) {
+			continue
+		}
 		if p, ok := cs.Paths[string(c)]; ok {
 			if w == nil {
 				w = map[string]string{}

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"sync"
 	"syscall"
 
@@ -181,14 +180,15 @@ func (cs *cgroupState) reapDirs() (dirs, parents []string) {
 		full := filepath.Join(unifiedMount, cs.Path)
 		return []string{filepath.Join(full, workloadCgroup), full}, []string{filepath.Dir(full)}
 	}
+	w := cs.v1Workload()
 	for _, c := range v1Controllers {
 		p, ok := cs.Paths[string(c)]
 		if !ok {
 			continue
 		}
 		full := filepath.Join(unifiedMount, string(c), p)
-		if slices.Contains(v1WorkloadControllers, c) {
-			dirs = append(dirs, filepath.Join(full, workloadCgroup))
+		if wp, ok := w[string(c)]; ok {
+			dirs = append(dirs, filepath.Join(unifiedMount, string(c), wp))
 		}
 		dirs = append(dirs, full)
 		parents = append(parents, filepath.Dir(full))

@@ -94,6 +94,8 @@ func (cs *cgroupState) field(key string, v jsonlite.Value) (ok bool) {
 		cs.Path, ok = v.String()
 	case "controllers":
 		cs.Controllers, ok = v.Strings()
+	case "workloadV1":
+		cs.WorkloadV1, ok = v.Strings()
 	}
 	return ok
 }

@@ -19,7 +19,7 @@ func TestUnmarshalState(t *testing.T) {
 	states := []state{
 		{},
 		{Version: 1, Name: "x", Snapshot: "bb", CreatedAt: created, Command: []string{"sleep", "100000"}, Network: "none",
-			Cgroup: &cgroupState{Version: 1, Paths: map[string]string{"cpu": "/lightbox/x-34d0c99100", "memory": "/a/b"}},
+			Cgroup: &cgroupState{Version: 1, Paths: map[string]string{"cpu": "/lightbox/x-34d0c99100", "memory": "/a/b"}, WorkloadV1: []string{"pids", "cpu"}},
 			Limits: LimitsApplied{"cpu": "cgroup v1 (no limit)", "logs": "16 MiB per stream, newest kept"},
 			Pid:    29301, PidStart: 3008544},
 		{Version: 1, Name: "y", CreatedAt: created.In(time.FixedZone("x", 3600)), Volumes: []string{"cache", "w"}, Command: []string{},
