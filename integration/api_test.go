@@ -480,3 +480,35 @@ func TestAPIServerSignalStop(t *testing.T) {
 		t.Errorf("sandboxes left after the server ended: %v", got)
 	}
 }
+
+// TestAPIServerCancelKillsGroup: a request's end — its timeoutMs, or the
+// server's stdin closing — kills what its command started too, in a
+// sandbox the server only attached to (which it leaves running), and
+// the answer (the server's exit) does not wait for those processes.
+func TestAPIServerCancelKillsGroup(t *testing.T) {
+	root, _ := newStore(t)
+	lbOK(t, root, "run", "-d", "--network", "none", "--name", "api-det", "busybox", "sleep", "100000")
+	defer lb(t, root, "", "rm", "-f", "api-det")
+	sleeps := func() string {
+		return strings.TrimSpace(lbOK(t, root, "exec", "api-det", "sh", "-c", "ps -o args | grep -c '^sleep 100[12]' || true"))
+	}
+	p := startAPI(t, root)
+	e := p.fails("canceled", "sandbox.shell", map[string]any{"name": "api-det", "script": "sleep 1001; echo never", "timeoutMs": 300})
+	if !strings.Contains(e.Message, "timeoutMs") {
+		t.Errorf("timed-out shell's message %q does not say timeoutMs passed", e.Message)
+	}
+	waitFor(t, "the timed-out shell's sleep to be killed", func() bool { return sleeps() == "0" })
+
+	req := `{"jsonrpc":"2.0","id":1000,"method":"sandbox.shell","params":{"name":"api-det","script":"sleep 1001 & sleep 1002; echo never"}}` + "\n"
+	if _, err := p.stdin.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both sleeps to start", func() bool { return sleeps() == "2" })
+	if err := p.close(); err != nil {
+		t.Fatalf("lightbox api exit: %v; stderr: %s", err, p.stderr())
+	}
+	waitFor(t, "the shell's sleeps to be killed as the server ended", func() bool { return sleeps() == "0" })
+	if got := sandboxNames(t, root); len(got) != 1 || got[0] != "api-det:running" {
+		t.Errorf("sandboxes after the server ended: %v, want the attached api-det, running", got)
+	}
+}

@@ -344,6 +344,8 @@ func (s *Server) exec(ctx context.Context, shell bool, params []byte) (any, erro
 	}
 	var ee *lightbox.ExitError
 	switch {
+	case p.TimeoutMs > 0 && errors.Is(err, context.DeadlineExceeded):
+		return nil, fmt.Errorf("sandbox %s: %s: killed as timeoutMs (%d) passed: %w", h.sb.Name(), path, p.TimeoutMs, err)
 	case errors.As(err, &ee):
 		res.ExitCode, res.Signal = ee.ExitCode, ee.Signal
 		ee.OutputTruncated = stdout.dropped > 0 || stderr.dropped > 0 // the message says so
