@@ -5,10 +5,12 @@ package integration
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -511,4 +513,69 @@ func TestAPIServerCancelKillsGroup(t *testing.T) {
 	if got := sandboxNames(t, root); len(got) != 1 || got[0] != "api-det:running" {
 		t.Errorf("sandboxes after the server ended: %v, want the attached api-det, running", got)
 	}
+}
+
+// TestAPIServerOutputMemory: answers with large outputs cost the server
+// about their output, not many times it. Four results of 16 MiB of NULs
+// (each 96 MiB of JSON escapes) were half a gigabyte each when
+// marshalled whole, all held at once while they waited their turn to be
+// written. (The lines are checked, not decoded: decoding 400 MB of
+// escapes takes this test's client minutes on a busy machine.)
+func TestAPIServerOutputMemory(t *testing.T) {
+	root, _ := newStore(t)
+	cmd := exec.Command(binPath, "--root", root, "api")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		stdin.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("lightbox api exit: %v", err)
+		}
+	}()
+	out := bufio.NewReader(stdout)
+	const n = 4
+	reqs := `{"jsonrpc":"2.0","id":0,"method":"sandbox.launch","params":{"snapshot":"busybox","name":"api-mem","network":"none"}}` + "\n"
+	if _, err := io.WriteString(stdin, reqs); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := out.ReadString('\n'); err != nil || !strings.Contains(line, `"result":{"name":"api-mem"}`) {
+		t.Fatalf("launch: %q, %v", line, err)
+	}
+	reqs = strings.Repeat(`{"jsonrpc":"2.0","id":1,"method":"sandbox.shell","params":{"name":"api-mem","script":"head -c 17000000 /dev/zero"}}`+"\n", n)
+	if _, err := io.WriteString(stdin, reqs); err != nil {
+		t.Fatal(err)
+	}
+	want := `"stdout":"` + strings.Repeat(`\u0000`, 16<<20) + `"}}}` + "\n"
+	for i := range n {
+		line, err := out.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(line, `"data":{"code":"output_truncated"`) || !strings.HasSuffix(line, want) {
+			t.Fatalf("answer %d (%d bytes): %.300s…, want output_truncated with 16 MiB of NULs", i, len(line), line)
+		}
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(status), "\n") {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == "VmHWM:" {
+			kib, _ := strconv.Atoi(f[1])
+			if kib > 1<<20 {
+				t.Errorf("lightbox api's peak RSS %d MiB for %d answers of 16 MiB, want under 1 GiB", kib>>10, n)
+			}
+			return
+		}
+	}
+	t.Fatalf("no VmHWM in %s", status)
 }
