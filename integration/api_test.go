@@ -398,6 +398,8 @@ func TestAPIServerProtocolErrors(t *testing.T) {
 		`{"jsonrpc":"2.0","id":true,"method":"server.version"}`,
 		`{"jsonrpc":"2.0","id":"s","method":"volume.list"}`,
 		`{"jsonrpc":"2.0","id":-4.5,"method":"volume.list"}`,
+		`{"jsonrpc":"2.0","id":5,"method":7}`,
+		`42`,
 		"",
 	}, "\n"))
 	out, err := cmd.Output()
@@ -410,6 +412,9 @@ func TestAPIServerProtocolErrors(t *testing.T) {
 		`{"jsonrpc":"2.0","id":2,"error":{"code":-32600,`:    false,
 		`{"jsonrpc":"2.0","id":"s","result":[]}`:             false,
 		`{"jsonrpc":"2.0","id":-4.5,"result":[]}`:            false,
+		// JSON, but not a request: invalid, not a parse error, and
+		// answered to its id, which a client waits on.
+		`{"jsonrpc":"2.0","id":5,"error":{"code":-32600,`: false,
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	for _, l := range lines {
@@ -433,11 +438,11 @@ func TestAPIServerProtocolErrors(t *testing.T) {
 			nullInvalid++
 		}
 	}
-	if nullInvalid != 4 {
-		t.Errorf("%d invalid_request answers with id null, want 4 (a batch and three bad ids):\n%s", nullInvalid, out)
+	if nullInvalid != 5 {
+		t.Errorf("%d invalid_request answers with id null, want 5 (a batch, three bad ids and a number):\n%s", nullInvalid, out)
 	}
-	if len(lines) != 8 {
-		t.Errorf("%d lines, want 8 (a notification gets no answer):\n%s", len(lines), out)
+	if len(lines) != 10 {
+		t.Errorf("%d lines, want 10 (a notification gets no answer):\n%s", len(lines), out)
 	}
 }
 

@@ -158,7 +158,19 @@ func (s *Server) handleLine(ctx context.Context, line []byte) error {
 	}
 	var req request
 	if err := json.Unmarshal(line, &req); err != nil {
-		return s.reply(nil, nil, &requestError{KindParseError, "parse request: " + err.Error()})
+		if !json.Valid(line) {
+			return s.reply(nil, nil, &requestError{KindParseError, "parse request: " + err.Error()})
+		}
+		// JSON, but no request (a number; a method that is no string):
+		// invalid, answered to its id when it has one, which the client
+		// waits on.
+		var idOnly struct {
+			ID json.RawMessage `json:"id"`
+		}
+		if json.Unmarshal(line, &idOnly) != nil || !validID(idOnly.ID) {
+			idOnly.ID = nil
+		}
+		return s.reply(idOnly.ID, nil, &requestError{KindInvalidRequest, "invalid request: " + err.Error()})
 	}
 	notification := req.ID == nil
 	if !validID(req.ID) {
