@@ -155,8 +155,11 @@ func (c *Cmd) Wait() error {
 		return errors.New("lightbox: Cmd not started")
 	}
 	err := c.rc.Wait()
-	if err != nil && c.late && !c.rc.Started() {
-		err = c.startErr(err) // what Start would have returned
+	if err != nil && c.late && !c.rc.Started() && (c.ctx == nil || c.ctx.Err() == nil) {
+		// What Start would have returned. (A command killed as its
+		// context ended may never have said it started: its error is
+		// the context's, as os/exec's.)
+		err = c.startErr(err)
 	} else {
 		err = toExitError(err)
 	}

@@ -5,10 +5,12 @@ package integration
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -396,6 +398,8 @@ func TestAPIServerProtocolErrors(t *testing.T) {
 		`{"jsonrpc":"2.0","id":true,"method":"server.version"}`,
 		`{"jsonrpc":"2.0","id":"s","method":"volume.list"}`,
 		`{"jsonrpc":"2.0","id":-4.5,"method":"volume.list"}`,
+		`{"jsonrpc":"2.0","id":5,"method":7}`,
+		`42`,
 		"",
 	}, "\n"))
 	out, err := cmd.Output()
@@ -408,6 +412,9 @@ func TestAPIServerProtocolErrors(t *testing.T) {
 		`{"jsonrpc":"2.0","id":2,"error":{"code":-32600,`:    false,
 		`{"jsonrpc":"2.0","id":"s","result":[]}`:             false,
 		`{"jsonrpc":"2.0","id":-4.5,"result":[]}`:            false,
+		// JSON, but not a request: invalid, not a parse error, and
+		// answered to its id, which a client waits on.
+		`{"jsonrpc":"2.0","id":5,"error":{"code":-32600,`: false,
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	for _, l := range lines {
@@ -431,11 +438,11 @@ func TestAPIServerProtocolErrors(t *testing.T) {
 			nullInvalid++
 		}
 	}
-	if nullInvalid != 4 {
-		t.Errorf("%d invalid_request answers with id null, want 4 (a batch and three bad ids):\n%s", nullInvalid, out)
+	if nullInvalid != 5 {
+		t.Errorf("%d invalid_request answers with id null, want 5 (a batch, three bad ids and a number):\n%s", nullInvalid, out)
 	}
-	if len(lines) != 8 {
-		t.Errorf("%d lines, want 8 (a notification gets no answer):\n%s", len(lines), out)
+	if len(lines) != 10 {
+		t.Errorf("%d lines, want 10 (a notification gets no answer):\n%s", len(lines), out)
 	}
 }
 
@@ -479,4 +486,101 @@ func TestAPIServerSignalStop(t *testing.T) {
 	if got := sandboxNames(t, root); len(got) != 0 {
 		t.Errorf("sandboxes left after the server ended: %v", got)
 	}
+}
+
+// TestAPIServerCancelKillsGroup: a request's end — its timeoutMs, or the
+// server's stdin closing — kills what its command started too, in a
+// sandbox the server only attached to (which it leaves running), and
+// the answer (the server's exit) does not wait for those processes.
+func TestAPIServerCancelKillsGroup(t *testing.T) {
+	root, _ := newStore(t)
+	lbOK(t, root, "run", "-d", "--network", "none", "--name", "api-det", "busybox", "sleep", "100000")
+	defer lb(t, root, "", "rm", "-f", "api-det")
+	sleeps := func() string {
+		return strings.TrimSpace(lbOK(t, root, "exec", "api-det", "sh", "-c", "ps -o args | grep -c '^sleep 100[12]' || true"))
+	}
+	p := startAPI(t, root)
+	e := p.fails("canceled", "sandbox.shell", map[string]any{"name": "api-det", "script": "sleep 1001; echo never", "timeoutMs": 300})
+	if !strings.Contains(e.Message, "timeoutMs") {
+		t.Errorf("timed-out shell's message %q does not say timeoutMs passed", e.Message)
+	}
+	waitFor(t, "the timed-out shell's sleep to be killed", func() bool { return sleeps() == "0" })
+
+	req := `{"jsonrpc":"2.0","id":1000,"method":"sandbox.shell","params":{"name":"api-det","script":"sleep 1001 & sleep 1002; echo never"}}` + "\n"
+	if _, err := p.stdin.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both sleeps to start", func() bool { return sleeps() == "2" })
+	if err := p.close(); err != nil {
+		t.Fatalf("lightbox api exit: %v; stderr: %s", err, p.stderr())
+	}
+	waitFor(t, "the shell's sleeps to be killed as the server ended", func() bool { return sleeps() == "0" })
+	if got := sandboxNames(t, root); len(got) != 1 || got[0] != "api-det:running" {
+		t.Errorf("sandboxes after the server ended: %v, want the attached api-det, running", got)
+	}
+}
+
+// TestAPIServerOutputMemory: answers with large outputs cost the server
+// about their output, not many times it. Four results of 16 MiB of NULs
+// (each 96 MiB of JSON escapes) were half a gigabyte each when
+// marshalled whole, all held at once while they waited their turn to be
+// written. (The lines are checked, not decoded: decoding 400 MB of
+// escapes takes this test's client minutes on a busy machine.)
+func TestAPIServerOutputMemory(t *testing.T) {
+	root, _ := newStore(t)
+	cmd := exec.Command(binPath, "--root", root, "api")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		stdin.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("lightbox api exit: %v", err)
+		}
+	}()
+	out := bufio.NewReader(stdout)
+	const n = 4
+	reqs := `{"jsonrpc":"2.0","id":0,"method":"sandbox.launch","params":{"snapshot":"busybox","name":"api-mem","network":"none"}}` + "\n"
+	if _, err := io.WriteString(stdin, reqs); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := out.ReadString('\n'); err != nil || !strings.Contains(line, `"result":{"name":"api-mem"}`) {
+		t.Fatalf("launch: %q, %v", line, err)
+	}
+	reqs = strings.Repeat(`{"jsonrpc":"2.0","id":1,"method":"sandbox.shell","params":{"name":"api-mem","script":"head -c 17000000 /dev/zero"}}`+"\n", n)
+	if _, err := io.WriteString(stdin, reqs); err != nil {
+		t.Fatal(err)
+	}
+	want := `"stdout":"` + strings.Repeat(`\u0000`, 16<<20) + `"}}}` + "\n"
+	for i := range n {
+		line, err := out.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(line, `"data":{"code":"output_truncated"`) || !strings.HasSuffix(line, want) {
+			t.Fatalf("answer %d (%d bytes): %.300s…, want output_truncated with 16 MiB of NULs", i, len(line), line)
+		}
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(status), "\n") {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == "VmHWM:" {
+			kib, _ := strconv.Atoi(f[1])
+			if kib > 1<<20 {
+				t.Errorf("lightbox api's peak RSS %d MiB for %d answers of 16 MiB, want under 1 GiB", kib>>10, n)
+			}
+			return
+		}
+	}
+	t.Fatalf("no VmHWM in %s", status)
 }

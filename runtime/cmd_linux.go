@@ -26,6 +26,7 @@ type Cmd struct {
 
 	sb     *Sandbox
 	ctx    context.Context
+	life   context.Context // ends the command (start's life)
 	main   bool
 	logMax int64 // Stdout and Stderr are log files the init relays, capped
 	// logs: Stdout and Stderr are the sandbox's own log files, which
@@ -199,6 +200,7 @@ func (c *Cmd) start(ctx, life context.Context, late bool) (err error) {
 		c.relayPty()
 	}
 	c.done = make(chan struct{})
+	c.life = life
 	go c.waitExit(life)
 	return nil
 }
@@ -524,7 +526,7 @@ func (w *writeErr) Write(p []byte) (int, error) {
 // waitExit reads the exit status, and kills the command when ctx ends.
 func (c *Cmd) waitExit(ctx context.Context) {
 	defer close(c.done)
-	stop := context.AfterFunc(ctx, func() { _ = c.Signal(unix.SIGKILL) }) // fails when the command or its init is gone: the read below ends then
+	stop := context.AfterFunc(ctx, c.kill)
 	defer stop()
 	for {
 		r, _, err := readReply(c.conn)
@@ -561,6 +563,21 @@ func (c *Cmd) waitExit(ctx context.Context) {
 	}
 }
 
+// kill ends the command as its context ended. A workload's process
+// group goes with it (a job in the background, the command a shell
+// runs), or it would run on unseen and hold the command's stdout, so
+// that Wait never returned: half-closing the connection tells the init
+// that its client went away, and the init then kills the group
+// (nsinit's client-gone path, which inits of every version have) and
+// answers no more; the read in waitExit ends then. The main command's
+// connection does not carry its life: it gets SIGKILL.
+func (c *Cmd) kill() {
+	if !c.main && c.conn.CloseWrite() == nil {
+		return
+	}
+	_ = c.Signal(unix.SIGKILL) // fails when the command or its init is gone: the read in waitExit ends then
+}
+
 // Wait waits for the command to exit and for its output to be copied. A
 // non-zero exit is an *ExitError; a command killed because its context
 // ended returns the context's error; after StartLate, a command that
@@ -575,6 +592,15 @@ func (c *Cmd) Wait() error {
 			// The output is copied until the pty hangs up; a background
 			// process may keep it open: do not wait for it forever.
 			waitOrTimeout(&c.copies, 2*time.Second)
+		} else if c.life.Err() != nil {
+			// Killed as its context ended (or ended as it did): a
+			// process that left its group (a session of its own)
+			// survives the kill and may hold its stdout. Do not wait for
+			// that one's end, as os/exec's WaitDelay: what it writes past
+			// the delay is lost.
+			waitOrTimeout(&c.copies, waitDelay)
+			c.closeOurs() // our read ends: the copies end
+			c.copies.Wait()
 		} else {
 			c.copies.Wait()
 		}
@@ -598,6 +624,10 @@ func (c *Cmd) Wait() error {
 }
 
 func (c *Cmd) waitErrNoExit() error { return c.err }
+
+// waitDelay is how long Wait waits for a killed command's output to
+// end before it closes its read ends.
+const waitDelay = 2 * time.Second
 
 func waitOrTimeout(wg *sync.WaitGroup, d time.Duration) {
 	ch := make(chan struct{})

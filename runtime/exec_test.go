@@ -341,6 +341,58 @@ func TestStreamsAndCancel(t *testing.T) {
 	}
 }
 
+// TestCancelKillsGroup: the end of a command's context kills what the
+// command started too (a job in the background, the command a shell
+// runs), not only its own process: they would run on unseen, and hold
+// its stdout so that Wait, and an API request's answer, never came.
+func TestCancelKillsGroup(t *testing.T) {
+	e := newEnv(t)
+	sb := e.launch(t, e.spec("cancelgroup"))
+	count := func() string {
+		return strings.TrimSpace(sh(t, sb, "ps -o args | grep -c '^sleep 100[12]' || true"))
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	c := sb.CommandContext(ctx, "sh", "-c", "sleep 1001 & sleep 1002; echo never")
+	var out bytes.Buffer
+	c.Stdout = &out
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both sleeps to start", func() bool { return count() == "2" })
+	cancel()
+	waited := make(chan error, 1)
+	go func() { waited <- c.Wait() }()
+	select {
+	case err := <-waited:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Wait after cancel: %v, want context.Canceled", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatalf("Wait still waiting a minute after cancel; sleeps running: %s", count())
+	}
+	waitFor(t, "the cancelled shell's sleeps to be killed", func() bool { return count() == "0" })
+
+	// A process that left the group (its own session) is out of reach,
+	// but must not keep Wait waiting for its end.
+	ctx, cancel = context.WithCancel(t.Context())
+	c = sb.CommandContext(ctx, "sh", "-c", "setsid sleep 1001 & sleep 1002")
+	c.Stdout = &out
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both sleeps to start", func() bool { return count() == "2" })
+	cancel()
+	go func() { waited <- c.Wait() }()
+	select {
+	case err := <-waited:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Wait after cancel: %v, want context.Canceled", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Wait still waiting a minute after cancel: a process in a session of its own holds its stdout")
+	}
+}
+
 // TestStdioBlocking: a command's streams are blocking, as a program
 // expects of its stdio (a non-blocking stdout fails a write with EAGAIN
 // once the pipe is full), whether they are pipes the client copies or

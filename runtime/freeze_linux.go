@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/beamhop/lightbox/internal/atomicfile"
+	"github.com/beamhop/lightbox/internal/errdefs"
 	"github.com/beamhop/lightbox/internal/lockfile"
 	"golang.org/x/sys/unix"
 )
@@ -55,6 +56,11 @@ type frozenProc struct {
 // for ctx.
 func (s *Sandbox) Freeze(ctx context.Context) (thaw func() error, err error) {
 	lk, err := lockfile.Exclusive(ctx, filepath.Join(s.dir, freezeLockName))
+	if errors.Is(err, os.ErrNotExist) {
+		// Its directory is gone: a destroy (through another handle, or
+		// racing this one's commit) removed it.
+		return nil, fmt.Errorf("freeze sandbox %s: %w (destroyed)", s.name, errdefs.ErrNotFound)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("freeze sandbox %s: %w", s.name, err)
 	}

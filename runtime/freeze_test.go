@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/beamhop/lightbox/internal/errdefs"
 	"golang.org/x/sys/unix"
 )
 
@@ -288,4 +289,22 @@ func TestFreezeKilledWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	gone("after a freeze and thaw", p)
+}
+
+// TestFreezeDestroyed: freezing a sandbox whose directory a destroy has
+// removed (a commit racing a destroy through another handle) says the
+// sandbox is not found, not that a freeze.lock is missing.
+func TestFreezeDestroyed(t *testing.T) {
+	e := newEnv(t)
+	sb := e.launch(t, e.spec("freezegone"))
+	if err := sb.Destroy(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the destroyed sandbox's directory to be removed", func() bool {
+		_, err := os.Stat(sb.dir)
+		return errors.Is(err, os.ErrNotExist)
+	})
+	if _, err := sb.Freeze(t.Context()); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("Freeze of a destroyed sandbox: %v, want ErrNotFound", err)
+	}
 }

@@ -2,7 +2,6 @@ package apiserver
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strings"
 	"unicode/utf8"
@@ -72,27 +71,10 @@ type rpcError struct {
 }
 
 // errorData is an error's data member: the stable kind and, for exit and
-// output_truncated, the command's result.
+// output_truncated, the command's result (writeJSON writes it).
 type errorData struct {
 	Code Kind `json:"code"`
 	*ExecResult
-}
-
-// MarshalJSON flattens the result's fields into data.
-func (d errorData) MarshalJSON() ([]byte, error) {
-	m := map[string]any{"code": d.Code}
-	if d.ExecResult != nil {
-		m["exitCode"] = d.ExitCode
-		m["stdout"] = d.Stdout
-		m["stderr"] = d.Stderr
-		if d.Signal != 0 {
-			m["signal"] = d.Signal
-		}
-		if d.Encoding != "" {
-			m["encoding"] = d.Encoding
-		}
-	}
-	return json.Marshal(m)
 }
 
 // requestError is an error the server made itself (bad params, unknown

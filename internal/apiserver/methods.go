@@ -8,7 +8,6 @@ import (
 	"io"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/beamhop/lightbox"
 )
@@ -273,13 +272,15 @@ type execParams struct {
 }
 
 // ExecResult is what sandbox.exec and sandbox.shell return, and what the
-// data of an exit or output_truncated error carries.
+// data of an exit or output_truncated error carries: {exitCode, signal?,
+// stdout, stderr, encoding?}. Its streams are written into the response
+// line from the output buffers (writeJSON), never copied whole.
 type ExecResult struct {
-	ExitCode int    `json:"exitCode"`
-	Signal   int    `json:"signal,omitempty"`
-	Stdout   string `json:"stdout"`
-	Stderr   string `json:"stderr"`
-	Encoding string `json:"encoding,omitempty"` // "base64" when asked for
+	ExitCode int
+	Signal   int
+	stdout   []byte
+	stderr   []byte
+	b64      bool // the streams are base64 ("encoding":"base64"), else UTF-8
 }
 
 func (s *Server) exec(ctx context.Context, shell bool, params []byte) (any, error) {
@@ -335,15 +336,11 @@ func (s *Server) exec(ctx context.Context, shell bool, params []byte) (any, erro
 	c.Env, c.Dir, c.User, c.Stdin = p.Env, p.Workdir, p.User, stdin
 	c.Stdout, c.Stderr = &stdout, &stderr
 	err = c.Run()
-	res := &ExecResult{
-		Stdout: encodeOutput(stdout.buf, b64),
-		Stderr: encodeOutput(stderr.buf, b64),
-	}
-	if b64 {
-		res.Encoding = "base64"
-	}
+	res := &ExecResult{stdout: stdout.buf, stderr: stderr.buf, b64: b64}
 	var ee *lightbox.ExitError
 	switch {
+	case p.TimeoutMs > 0 && errors.Is(err, context.DeadlineExceeded):
+		return nil, fmt.Errorf("sandbox %s: %s: killed as timeoutMs (%d) passed: %w", h.sb.Name(), path, p.TimeoutMs, err)
 	case errors.As(err, &ee):
 		res.ExitCode, res.Signal = ee.ExitCode, ee.Signal
 		ee.OutputTruncated = stdout.dropped > 0 || stderr.dropped > 0 // the message says so
@@ -355,18 +352,6 @@ func (s *Server) exec(ctx context.Context, shell bool, params []byte) (any, erro
 			h.sb.Name(), path, errTruncated, lightbox.OutputLimit, stdout.dropped, stderr.dropped)}
 	}
 	return res, nil
-}
-
-// encodeOutput is a stream as the protocol carries it: base64, or UTF-8
-// with each run of invalid bytes replaced by U+FFFD.
-func encodeOutput(b []byte, b64 bool) string {
-	if b64 {
-		return base64.StdEncoding.EncodeToString(b)
-	}
-	if utf8.Valid(b) {
-		return string(b)
-	}
-	return strings.ToValidUTF8(string(b), "\uFFFD")
 }
 
 // capBuffer keeps the first lightbox.OutputLimit bytes written to it and

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"sync"
 
 	"github.com/beamhop/lightbox"
@@ -157,7 +158,19 @@ func (s *Server) handleLine(ctx context.Context, line []byte) error {
 	}
 	var req request
 	if err := json.Unmarshal(line, &req); err != nil {
-		return s.reply(nil, nil, &requestError{KindParseError, "parse request: " + err.Error()})
+		if !json.Valid(line) {
+			return s.reply(nil, nil, &requestError{KindParseError, "parse request: " + err.Error()})
+		}
+		// JSON, but no request (a number; a method that is no string):
+		// invalid, answered to its id when it has one, which the client
+		// waits on.
+		var idOnly struct {
+			ID json.RawMessage `json:"id"`
+		}
+		if json.Unmarshal(line, &idOnly) != nil || !validID(idOnly.ID) {
+			idOnly.ID = nil
+		}
+		return s.reply(idOnly.ID, nil, &requestError{KindInvalidRequest, "invalid request: " + err.Error()})
 	}
 	notification := req.ID == nil
 	if !validID(req.ID) {
@@ -192,38 +205,52 @@ func validID(id json.RawMessage) bool {
 	}
 }
 
-// reply writes one response line.
+// reply writes one response line. A command's result, the large one,
+// is written from its buffers as it is encoded (encode.go); the rest is
+// marshalled first.
 func (s *Server) reply(id json.RawMessage, result any, err error) error {
 	if id == nil {
 		id = json.RawMessage("null")
 	}
-	var msg any
-	if err != nil {
-		msg = struct {
-			JSONRPC string          `json:"jsonrpc"`
-			ID      json.RawMessage `json:"id"`
-			Error   *rpcError       `json:"error"`
-		}{"2.0", id, toRPCError(err)}
-	} else {
-		msg = struct {
-			JSONRPC string          `json:"jsonrpc"`
-			ID      json.RawMessage `json:"id"`
-			Result  any             `json:"result"`
-		}{"2.0", id, result}
-	}
-	data, merr := json.Marshal(msg)
+	idJSON, merr := json.Marshal(id) // validated as JSON, compacted
 	if merr != nil {
-		data, _ = json.Marshal(struct { // a struct of strings and ints always marshals
-			JSONRPC string          `json:"jsonrpc"`
-			ID      json.RawMessage `json:"id"`
-			Error   *rpcError       `json:"error"`
-		}{"2.0", id, toRPCError(fmt.Errorf("encode response: %w", merr))})
+		idJSON = []byte("null")
 	}
-	data = append(data, '\n')
+	var body []byte // the result or error member, when marshalled here
+	res, isExec := result.(*ExecResult)
+	var rpcErr *rpcError
+	switch {
+	case err != nil:
+		rpcErr = toRPCError(err)
+	case !isExec:
+		data, merr := json.Marshal(result)
+		if merr != nil {
+			rpcErr = toRPCError(fmt.Errorf("encode response: %w", merr))
+		} else {
+			body = append(append([]byte(`,"result":`), data...), '}', '\n')
+		}
+	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	_, werr := s.out.Write(data)
-	return werr
+	w := bufio.NewWriterSize(s.out, 64<<10)
+	_, _ = w.WriteString(`{"jsonrpc":"2.0","id":`) // a bufio.Writer's error sticks: Flush returns it
+	_, _ = w.Write(idJSON)
+	switch {
+	case rpcErr != nil:
+		msg, _ := json.Marshal(rpcErr.Message) // a string always marshals
+		_, _ = w.WriteString(`,"error":{"code":` + strconv.Itoa(rpcErr.Code) + `,"message":`)
+		_, _ = w.Write(msg)
+		_, _ = w.WriteString(`,"data":`)
+		rpcErr.Data.writeJSON(w)
+		_, _ = w.WriteString("}}\n")
+	case isExec:
+		_, _ = w.WriteString(`,"result":`)
+		res.writeJSON(w)
+		_, _ = w.WriteString("}\n")
+	default:
+		_, _ = w.Write(body)
+	}
+	return w.Flush()
 }
 
 // decode reads params into v, refusing unknown fields (a misspelt option
