@@ -573,7 +573,8 @@ func guestCgroupLimits(t *testing.T, r *Runtime, snap, parent string) {
 	if _, err := sb.Shell(ctx, "exec killall -9 sleep"); err != nil {
 		t.Fatalf("ending the burst's sleepers: %v", err)
 	}
-	waitGuest(t, "the burst's sleepers to end", func() bool { return readCg("workload/pids.current") == "0" })
+	// A loaded host's TCG guest is slow, never stuck this long.
+	testutil.WaitFor(t, 2*time.Minute, "the burst's sleepers to end", func() bool { return readCg("workload/pids.current") == "0" })
 
 	// Workloads held at their limit: Exec is refused, naming it; the
 	// init, with its threads beside the workloads' cgroup, serves on.
@@ -719,17 +720,4 @@ func guestLauncher(root, name, snap string) int {
 	fmt.Println("launched")
 	time.Sleep(2 * time.Minute) // killed long before
 	return 1
-}
-
-// waitGuest polls ok until it holds, failing the test after two minutes
-// (a loaded host's TCG guest is slow, never stuck that long).
-func waitGuest(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

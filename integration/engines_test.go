@@ -242,13 +242,7 @@ func TestContainerdRunsLightboxRunc(t *testing.T) {
 
 func waitFor(t *testing.T, what string, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 20*time.Second, what, ok)
 }
 
 // removeCgroups removes the cgroup /name (and anything left below it) in

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/beamhop/lightbox/internal/errdefs"
+	"github.com/beamhop/lightbox/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -66,15 +67,9 @@ func readCounter(t *testing.T, p string) int {
 	return n
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t *testing.T, what string, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 20*time.Second, what, ok)
 }
 
 // counterSpec is a sandbox whose main command counts in /c, with a
