@@ -95,19 +95,32 @@ func ociMain(cfg *Config, report *os.File) {
 		}
 	}()
 
-	// Hold until start opens the FIFO for reading.
-	w, err := unix.Open("/proc/self/fd/"+strconv.Itoa(fifo), unix.O_WRONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "lightbox init: open exec fifo: %v\n", err)
+	// Hold until start unlinks the fifo: that one step both starts the
+	// container and makes it no longer "created" (its state is the
+	// fifo's name), so that a start killed at any moment leaves a state
+	// that says what happened. (Held on the open for writing, the init
+	// went on as soon as a start had opened the fifo, and a start killed
+	// before it removed the name left a running container that said
+	// "created".)
+	if err := waitUnlinked(fifo); err != nil {
+		fmt.Fprintf(os.Stderr, "lightbox init: exec fifo: %v\n", err)
 		os.Exit(125)
 	}
-	_, _ = unix.Write(w, []byte{0}) // best effort: the runtime waiting on the fifo sees it closed either way
+	// The start that unlinked it holds it open for reading, and reads
+	// until this end closes once the process is exec'd; a start killed
+	// since has no reader left (ENXIO): the container starts anyway.
+	w, err := unix.Open("/proc/self/fd/"+strconv.Itoa(fifo), unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err == nil {
+		_, _ = unix.Write(w, []byte{0}) // best effort: the runtime waiting on the fifo sees it closed either way
+	}
 	unix.Close(fifo)
 
 	pid, done, err := spawnOCI(r, p, oc.Seccomp, argv0, env, files)
 	// Start reads until this end closes: the process has been exec'd
 	// (or could not be) before start returns and poststart hooks run.
-	unix.Close(w)
+	if w >= 0 {
+		unix.Close(w)
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "lightbox init: start %s: %v\n", p.Args[0], err)
 		if c := execErrorCode(err); c != 0 {
@@ -119,6 +132,33 @@ func ociMain(cfg *Config, report *os.File) {
 	ws := <-done
 	code, _ := exitCode(ws)
 	os.Exit(code)
+}
+
+// waitUnlinked waits until the fifo (an O_PATH descriptor) has no name
+// left: unlinking it changes its link count, an IN_ATTRIB event on the
+// file itself.
+func waitUnlinked(fifo int) error {
+	in, err := unix.InotifyInit1(unix.IN_CLOEXEC)
+	if err != nil {
+		return os.NewSyscallError("inotify_init1", err)
+	}
+	defer unix.Close(in)
+	if _, err := unix.InotifyAddWatch(in, "/proc/self/fd/"+strconv.Itoa(fifo), unix.IN_ATTRIB); err != nil {
+		return os.NewSyscallError("inotify_add_watch", err)
+	}
+	buf := make([]byte, 4096)
+	for {
+		var st unix.Stat_t
+		if err := unix.Fstat(fifo, &st); err != nil {
+			return os.NewSyscallError("fstat", err)
+		}
+		if st.Nlink == 0 {
+			return nil
+		}
+		if _, err := unix.Read(in, buf); err != nil && !errors.Is(err, unix.EINTR) {
+			return os.NewSyscallError("read inotify", err)
+		}
+	}
 }
 
 // ociEnv is the process's environment, with HOME from the container's

@@ -839,6 +839,17 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 			// The client went away: the workload goes with it.
 			_ = unix.Kill(-pid, unix.SIGKILL) // its process group: ESRCH when the command made its own, or all are gone
 			_ = unix.Kill(pid, unix.SIGKILL)  // our child: fails only once it has exited
+			// A client that only shut its side down (its context
+			// ended) still reads: it learns the exit once the
+			// command is reaped, so that its Wait returns with the
+			// command gone, not merely signalled. Bounded: a process
+			// stuck in the kernel is not waited for.
+			select {
+			case <-p.done:
+				code, sig := exitCode(p.ws)
+				_ = send(c, Reply{Type: ReplyExit, Pid: pid, Code: code, Signal: sig}, nil) // the client may be gone: nobody to tell then
+			case <-time.After(5 * time.Second):
+			}
 		}
 	}
 }

@@ -490,6 +490,18 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 		return &os.PathError{Op: "open", Path: fifo, Err: err}
 	}
 	defer unix.Close(fd)
+	// Unlinking the fifo starts the container: the init waits for its
+	// name to go (the init of an older lightbox went on at our open
+	// instead), and the name is what makes the container "created". One
+	// step, so that a start killed at any moment leaves a state that
+	// says what happened: before it, created and not started; after it,
+	// started. Then the init tells us through the fifo, held open here,
+	// once the process is exec'd.
+	if err := os.Remove(fifo); errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("container %s is being started by another start", id)
+	} else if err != nil {
+		return err
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
@@ -524,9 +536,6 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return fmt.Errorf("start: container %s: the process did not start", id)
 		}
-	}
-	if err := os.Remove(fifo); err != nil {
-		return err
 	}
 	if rec.Hooks != nil {
 		st, _ := r.State(id)

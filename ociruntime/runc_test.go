@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -604,5 +605,54 @@ func TestDeleteForceOfNoContainer(t *testing.T) {
 	}
 	if r := runc(t, root, "delete", "nosuch"); r.code == 0 || !strings.Contains(r.err, "does not exist") {
 		t.Errorf("delete nosuch: exit %d, %q; want a failure saying it does not exist", r.code, r.err)
+	}
+}
+
+// TestStartKilled: a start killed at any moment leaves a container whose
+// state says what it is. The init goes on once a start has the exec fifo
+// open, so a start killed after that open but before it removed the fifo
+// (it waited for the process's exec first) left a running container that
+// said "created", and a second start waited 10 s for a byte no one would
+// write, then failed. Killed at delays across that window: a container
+// that says created starts at once; one that says running has started.
+func TestStartKilled(t *testing.T) {
+	root := stateRoot(t)
+	b := bundle(t, nil, "sh", "-c", `echo started; while :; do sleep 0.05; done`)
+	for i := range 24 {
+		id := fmt.Sprintf("k%d", i)
+		delay := time.Duration(i) * 625 * time.Microsecond // where the kill lands: 0 to 14.4 ms in
+		out, err := os.CreateTemp(t.TempDir(), "out")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := runcIn(t, root, out, "create", "--bundle", b, id); r.code != 0 {
+			t.Fatalf("create: exit %d: %s", r.code, readAll(out))
+		}
+		args := []string{"start", id}
+		if root != "" {
+			args = append([]string{"--root", root}, args...)
+		}
+		cmd := exec.Command(runcBin, args...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(delay)
+		_ = cmd.Process.Kill() // may have exited already: then it started the container
+		_ = cmd.Wait()         // killed, or its own status: the state below is what counts
+		switch st := state(t, root, id); st.Status {
+		case "created":
+			start := time.Now()
+			if r := runc(t, root, "start", id); r.code != 0 {
+				t.Errorf("%s (start killed after %v): says created, and start failed after %v: %s", id, delay, time.Since(start).Round(time.Millisecond), r.err)
+				mustRunc(t, root, "delete", "--force", id)
+				continue
+			}
+			fallthrough
+		case "running":
+			waitOutput(t, out, "started")
+		default:
+			t.Errorf("%s after a killed start: %s", id, st.Status)
+		}
+		mustRunc(t, root, "delete", "--force", id)
 	}
 }
