@@ -863,14 +863,7 @@ func TestAttackHostDevices(t *testing.T) {
 		fmt.Fprintf(&script, "chmod 666 %s && echo CHMOD %s; chown 0:0 %s && echo CHOWN %s; touch -d @%d %s && echo TOUCHED %s; touch %s && echo TOUCHED-NOW %s\n", p, p, p, p, planted, p, p, p, p)
 	}
 	script.WriteString("echo x > /dev/null && head -c 4 /dev/zero | wc -c && head -c 4 /dev/urandom | wc -c\n")
-	stores := map[string]string{}
-	stores["default"], _ = newStore(t)
-	if os.Geteuid() == 0 {
-		id := filepath.Join(t.TempDir(), "store")
-		t.Cleanup(func() { removeStore(t, id) })
-		lbOK(t, id, "--identity-mapping", "snapshot", "import", "busybox", testBusybox(t))
-		stores["identity"] = id
-	}
+	stores := attackStores(t)
 	for kind, root := range stores {
 		t.Run(kind, func(t *testing.T) {
 			res := lb(t, root, "", "run", "--network", "none", "busybox", "sh", "-c", script.String())
@@ -998,14 +991,7 @@ func TestAttackUserDatabase(t *testing.T) {
 // through a pipe; the data read and written are the same.
 func TestAttackStdioReopen(t *testing.T) {
 	const planted = 946684800 // Y2K: a time nothing else gives a file
-	stores := map[string]string{}
-	stores["default"], _ = newStore(t)
-	if os.Geteuid() == 0 {
-		id := filepath.Join(t.TempDir(), "store")
-		t.Cleanup(func() { removeStore(t, id) })
-		lbOK(t, id, "--identity-mapping", "snapshot", "import", "busybox", testBusybox(t))
-		stores["identity"] = id
-	}
+	stores := attackStores(t)
 	for kind, root := range stores {
 		t.Run(kind, func(t *testing.T) {
 			dir := t.TempDir()
@@ -1207,4 +1193,21 @@ func TestDevStdout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// attackStores returns stores with busybox imported, by kind: the
+// default one (a private range as root, the caller rootless) and, as
+// root, one with the identity mapping, whose sandbox's root is the
+// host's: a wall must hold in both.
+func attackStores(t *testing.T) map[string]string {
+	t.Helper()
+	stores := map[string]string{}
+	stores["default"], _ = newStore(t)
+	if os.Geteuid() == 0 {
+		id := filepath.Join(t.TempDir(), "store")
+		t.Cleanup(func() { removeStore(t, id) })
+		lbOK(t, id, "--identity-mapping", "snapshot", "import", "busybox", testBusybox(t))
+		stores["identity"] = id
+	}
+	return stores
 }

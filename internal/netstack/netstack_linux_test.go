@@ -391,8 +391,9 @@ func (s *sandbox) do(t *testing.T, req request) (string, string) {
 
 // ---------------------------------------------------------------- servers
 
-// greeter answers each TCP connection on addr with "greeter@addr got LINE".
-func greeter(t *testing.T, addr string) {
+// serveTCP listens on addr until the test ends and hands each connection
+// to handle, on a goroutine of its own; handle closes it.
+func serveTCP(t *testing.T, addr string, handle func(net.Conn)) {
 	t.Helper()
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -405,14 +406,20 @@ func greeter(t *testing.T, addr string) {
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(5 * time.Second))
-				line, _ := bufio.NewReader(c).ReadString('\n')
-				fmt.Fprintf(c, "greeter@%s got %s\n", addr, strings.TrimSpace(line))
-			}()
+			go handle(c)
 		}
 	}()
+}
+
+// greeter answers each TCP connection on addr with "greeter@addr got LINE".
+func greeter(t *testing.T, addr string) {
+	t.Helper()
+	serveTCP(t, addr, func(c net.Conn) {
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		fmt.Fprintf(c, "greeter@%s got %s\n", addr, strings.TrimSpace(line))
+	})
 }
 
 // udpEcho answers each datagram on addr with "echo:" and its content.
@@ -1207,21 +1214,10 @@ func countingListeners(t *testing.T, tcp, udp []string) *atomic.Int32 {
 	t.Helper()
 	var n atomic.Int32
 	for _, addr := range tcp {
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { l.Close() })
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				n.Add(1)
-				c.Close()
-			}
-		}()
+		serveTCP(t, addr, func(c net.Conn) {
+			n.Add(1)
+			c.Close()
+		})
 	}
 	for _, addr := range udp {
 		c, err := net.ListenPacket("udp", addr)
@@ -1372,34 +1368,21 @@ func TestDNSOverTCP(t *testing.T) {
 		}
 	}()
 	// TCP: the answer, after its two-byte length.
-	l, err := net.Listen("tcp", net.JoinHostPort(serverIP, "53"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				conn.SetDeadline(time.Now().Add(5 * time.Second))
-				var n uint16
-				if binary.Read(conn, binary.BigEndian, &n) != nil {
-					return
-				}
-				q := make([]byte, n)
-				if _, err := io.ReadFull(conn, q); err != nil {
-					return
-				}
-				if resp := dnsAnswerFor(q); resp != nil {
-					conn.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(resp))), resp...))
-				}
-			}()
+	serveTCP(t, net.JoinHostPort(serverIP, "53"), func(conn net.Conn) {
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		var n uint16
+		if binary.Read(conn, binary.BigEndian, &n) != nil {
+			return
 		}
-	}()
+		q := make([]byte, n)
+		if _, err := io.ReadFull(conn, q); err != nil {
+			return
+		}
+		if resp := dnsAnswerFor(q); resp != nil {
+			conn.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(resp))), resp...))
+		}
+	})
 	for _, h := range []string{Slirp4netns, Pasta} {
 		t.Run(h, func(t *testing.T) {
 			testutil.NeedTool(t, h)
