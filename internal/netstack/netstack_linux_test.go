@@ -425,26 +425,12 @@ func greeter(t *testing.T, addr string) {
 // udpEcho answers each datagram on addr with "echo:" and its content.
 func udpEcho(t *testing.T, addr string) {
 	t.Helper()
-	c, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	go func() {
-		b := make([]byte, 512)
-		for {
-			n, from, err := c.ReadFrom(b)
-			if err != nil {
-				return
-			}
-			c.WriteTo(append([]byte("echo:"), b[:n]...), from)
-		}
-	}()
+	serveUDP(t, addr, func(q []byte) []byte { return append([]byte("echo:"), q...) })
 }
 
-// dnsServer answers A queries for dnsName with dnsAnswer, empty answers
-// for its other types, NXDOMAIN for anything else.
-func dnsServer(t *testing.T, addr string) {
+// serveUDP answers each datagram on addr (up to 1500 bytes) with what
+// answer returns for it, nothing for nil, until the test ends.
+func serveUDP(t *testing.T, addr string, answer func([]byte) []byte) {
 	t.Helper()
 	c, err := net.ListenPacket("udp", addr)
 	if err != nil {
@@ -458,11 +444,18 @@ func dnsServer(t *testing.T, addr string) {
 			if err != nil {
 				return
 			}
-			if resp := dnsAnswerFor(b[:n]); resp != nil {
+			if resp := answer(b[:n]); resp != nil {
 				c.WriteTo(resp, from)
 			}
 		}
 	}()
+}
+
+// dnsServer answers A queries for dnsName with dnsAnswer, empty answers
+// for its other types, NXDOMAIN for anything else.
+func dnsServer(t *testing.T, addr string) {
+	t.Helper()
+	serveUDP(t, addr, dnsAnswerFor)
 }
 
 func dnsAnswerFor(q []byte) []byte {
@@ -1220,22 +1213,10 @@ func countingListeners(t *testing.T, tcp, udp []string) *atomic.Int32 {
 		})
 	}
 	for _, addr := range udp {
-		c, err := net.ListenPacket("udp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		go func() {
-			b := make([]byte, 512)
-			for {
-				m, from, err := c.ReadFrom(b)
-				if err != nil {
-					return
-				}
-				n.Add(1)
-				c.WriteTo(b[:m], from)
-			}
-		}()
+		serveUDP(t, addr, func(q []byte) []byte {
+			n.Add(1)
+			return q
+		})
 	}
 	return &n
 }
@@ -1347,26 +1328,16 @@ func TestDNSOverTCP(t *testing.T) {
 		return
 	}
 	// UDP: truncated, no answer.
-	c, err := net.ListenPacket("udp", net.JoinHostPort(serverIP, "53"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	go func() {
-		b := make([]byte, 1500)
-		for {
-			n, from, err := c.ReadFrom(b)
-			if err != nil {
-				return
-			}
-			if resp := dnsAnswerFor(b[:n]); resp != nil {
-				resp = resp[:12+len(b[12:n])]
-				resp[2] |= 0x02 // TC
-				binary.BigEndian.PutUint16(resp[6:], 0)
-				c.WriteTo(resp, from)
-			}
+	serveUDP(t, net.JoinHostPort(serverIP, "53"), func(q []byte) []byte {
+		resp := dnsAnswerFor(q)
+		if resp == nil {
+			return nil
 		}
-	}()
+		resp = resp[:12+len(q[12:])]
+		resp[2] |= 0x02 // TC
+		binary.BigEndian.PutUint16(resp[6:], 0)
+		return resp
+	})
 	// TCP: the answer, after its two-byte length.
 	serveTCP(t, net.JoinHostPort(serverIP, "53"), func(conn net.Conn) {
 		defer conn.Close()
