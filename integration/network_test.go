@@ -39,21 +39,8 @@ func TestPublishedPort(t *testing.T) {
 		"sh", "-c", "mkdir -p /www && echo hello from the sandbox > /www/index.html && exec httpd -f -p 8080 -h /www")
 	defer lb(t, root, "", "rm", "-f", "web")
 	url := fmt.Sprintf("http://127.0.0.1:%d/index.html", port)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if string(body) != "hello from the sandbox\n" {
-				t.Fatalf("GET %s = %q", url, body)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GET %s: %v", url, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if body := getOnce(t, url, 30*time.Second); body != "hello from the sandbox\n" {
+		t.Fatalf("GET %s = %q", url, body)
 	}
 	// The sandbox has its own interface and a resolver it can reach.
 	out := lbOK(t, root, "exec", "web", "sh", "-c", "cat /etc/resolv.conf; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort")
@@ -159,17 +146,7 @@ func TestPublishIPv6(t *testing.T) {
 	lbOK(t, root, append([]string{"run", "-d", "--name", "v6", "--network", "private:pasta", "-p", spec}, serve...)...)
 	defer lb(t, root, "", "rm", "-f", "v6")
 	url := fmt.Sprintf("http://[::1]:%d/index.html", port)
-	var body []byte
-	waitFor(t, "GET "+url+" answers", func() bool {
-		resp, err := http.Get(url)
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		body, _ = io.ReadAll(resp.Body)
-		return true
-	})
-	if string(body) != "hello over IPv6\n" {
+	if body := getOnce(t, url, 20*time.Second); body != "hello over IPv6\n" {
 		t.Errorf("GET %s = %q, want the sandbox's page", url, body)
 	}
 }
@@ -204,17 +181,7 @@ func TestPublishSameHostPortTwice(t *testing.T) {
 			defer lb(t, root, "", "rm", "-f", "two")
 			for _, p := range []int{port, other} {
 				url := fmt.Sprintf("http://127.0.0.1:%d/index.html", p)
-				var body []byte
-				waitFor(t, "GET "+url+" answers", func() bool {
-					resp, err := http.Get(url)
-					if err != nil {
-						return false
-					}
-					defer resp.Body.Close()
-					body, _ = io.ReadAll(resp.Body)
-					return true
-				})
-				if string(body) != "twice\n" {
+				if body := getOnce(t, url, 20*time.Second); body != "twice\n" {
 					t.Errorf("GET %s = %q, want the sandbox's page", url, body)
 				}
 			}
@@ -292,4 +259,22 @@ func TestKilledLaunchLeavesNoAPISocket(t *testing.T) {
 	if left := apiDirs(); len(left) != 0 {
 		t.Errorf("after the killed launch and gc, %v is left", left)
 	}
+}
+
+// getOnce returns the body of the first GET of url that gets an answer,
+// trying until within has passed (a published port answers once the
+// sandbox's server listens).
+func getOnce(t *testing.T, url string, within time.Duration) string {
+	t.Helper()
+	var body []byte
+	testutil.WaitFor(t, within, "GET "+url+" to answer", func() bool {
+		resp, err := http.Get(url)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, _ = io.ReadAll(resp.Body)
+		return true
+	})
+	return string(body)
 }
