@@ -1211,3 +1211,98 @@ func attackStores(t *testing.T) map[string]string {
 	}
 	return stores
 }
+
+// kernelCountsHogSource spends what the kernel counts per user: inotify
+// instances, then POSIX message queues, each until the kernel refuses
+// one, says how many it got and why it stopped, and holds them.
+const kernelCountsHogSource = `package main
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+	"unsafe"
+)
+
+func main() {
+	n := 0
+	var err error
+	for {
+		if _, err = syscall.InotifyInit1(0); err != nil {
+			break
+		}
+		n++
+	}
+	fmt.Printf("inotify %d %v\n", n, err)
+	for n = 0; ; n++ {
+		name, _ := syscall.BytePtrFromString(fmt.Sprintf("hog%d", n))
+		_, _, e := syscall.Syscall6(syscall.SYS_MQ_OPEN, uintptr(unsafe.Pointer(name)), uintptr(syscall.O_RDWR|syscall.O_CREAT|syscall.O_EXCL), 0o600, 0, 0, 0)
+		if e != 0 {
+			fmt.Printf("mqueue %d %v\n", n, e)
+			break
+		}
+	}
+	os.Stdout.Sync()
+	for {
+		syscall.Pause()
+	}
+}
+`
+
+// A root-run sandbox cannot spend host root's share of what the kernel
+// counts per user. The kernel charges inotify instances, message queue
+// bytes, user namespaces and pending signals made in a user namespace to
+// that namespace's owner too; when real root made the sandbox's
+// namespace, a workload holding 128 inotify instances made every
+// inotify_init of host root fail (systemd, udev, a root-run editor, every
+// other root sandbox), and nine message queues used up host root's
+// RLIMIT_MSGQUEUE. The sandbox's namespace is owned by its store's range
+// root now: the workload gets the same counts, and host root keeps its
+// own. (The identity mapping gives that up by design; rootless, the
+// caller's own share is what a sandbox spends, as any process of theirs.)
+func TestAttackHostRootKernelCounts(t *testing.T) {
+	testutil.RootOnly(t)
+	root, _ := newStore(t)
+	dir := buildProgram(t, "hog", kernelCountsHogSource)
+	lbOK(t, root, "run", "-d", "--name", "hog", "--network", "none", "-v", dir+":/prog:ro", "busybox", "/prog/hog")
+	defer lb(t, root, "", "rm", "-f", "hog")
+	var logs string
+	waitFor(t, "the hog to hold its inotify instances and message queues", func() bool {
+		logs = lb(t, root, "", "logs", "hog").stdout
+		return strings.Contains(logs, "mqueue ")
+	})
+	// The hog did reach the kernel's limits: the attack was made.
+	var ni, nq int
+	lines := strings.Split(strings.TrimSpace(logs), "\n")
+	if len(lines) != 2 || !strings.HasSuffix(lines[0], "too many open files") || !strings.HasSuffix(lines[1], "too many open files") {
+		t.Fatalf("the hog's report %q: want its inotify instances and message queues each stopped by the kernel's limit", logs)
+	}
+	if _, err := fmt.Sscanf(lines[0], "inotify %d", &ni); err != nil || ni == 0 {
+		t.Fatalf("the hog's report %q (%v): no inotify instance made", logs, err)
+	}
+	if _, err := fmt.Sscanf(lines[1], "mqueue %d", &nq); err != nil || nq == 0 {
+		t.Fatalf("the hog's report %q (%v): no message queue made", logs, err)
+	}
+	t.Logf("the sandbox holds %d inotify instances and %d message queues", ni, nq)
+
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC)
+	if err != nil {
+		t.Errorf("host root's inotify_init1 while the sandbox holds %d instances: %v", ni, err)
+	} else {
+		unix.Close(fd)
+	}
+	name := "lightbox-attack-" + rand.Text()
+	p, err := unix.BytePtrFromString(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, _, e := unix.Syscall6(unix.SYS_MQ_OPEN, uintptr(unsafe.Pointer(p)), uintptr(unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC), 0o600, 0, 0, 0)
+	if e != 0 {
+		t.Errorf("host root's mq_open while the sandbox holds %d queues: %v", nq, e)
+	} else {
+		unix.Close(int(q))
+		if _, _, e := unix.Syscall(unix.SYS_MQ_UNLINK, uintptr(unsafe.Pointer(p)), 0, 0); e != 0 {
+			t.Errorf("mq_unlink %s: %v", name, e)
+		}
+	}
+}

@@ -77,10 +77,16 @@ func buildExchanger(t *testing.T) string { return buildSwapper(t, exchangerSourc
 // buildSwapper builds source, a main package that may use sysRenameat2,
 // as a static binary named exchanger into a directory the sandbox can
 // read, and returns that directory.
-func buildSwapper(t *testing.T, source string) string {
+func buildSwapper(t *testing.T, source string) string { return buildProgram(t, "exchanger", source) }
+
+// buildProgram builds source, a main package (which may use
+// sysRenameat2, the one system call number the frozen syscall package
+// lacks), as a static binary called name into a directory the sandbox
+// can read, and returns that directory.
+func buildProgram(t *testing.T, name, source string) string {
 	t.Helper()
 	src := t.TempDir()
-	if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte("module exchanger\n\ngo 1.21\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte("module "+name+"\n\ngo 1.21\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	files := map[string]string{
@@ -96,11 +102,11 @@ func buildSwapper(t *testing.T, source string) string {
 	}
 	out := t.TempDir()
 	os.Chmod(out, 0o755)
-	cmd := exec.CommandContext(t.Context(), "go", "build", "-o", filepath.Join(out, "exchanger"), ".")
+	cmd := exec.CommandContext(t.Context(), "go", "build", "-o", filepath.Join(out, name), ".")
 	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOTOOLCHAIN=local", "GOFLAGS=")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build the exchanger: %v\n%s", err, b)
+		t.Fatalf("build the %s: %v\n%s", name, err, b)
 	}
 	return out
 }

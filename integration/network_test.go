@@ -35,9 +35,13 @@ func freePort(t *testing.T) int {
 func TestPublishedPort(t *testing.T) {
 	root, _ := newStore(t)
 	port := freePort(t)
-	lbOK(t, root, "run", "-d", "--name", "web", "-p", fmt.Sprintf("%d:8080", port), "busybox",
+	r := lb(t, root, "", "run", "-d", "--name", "web", "-p", fmt.Sprintf("%d:8080", port), "busybox",
 		"sh", "-c", "mkdir -p /www && echo hello from the sandbox > /www/index.html && exec httpd -f -p 8080 -h /www")
 	defer lb(t, root, "", "rm", "-f", "web")
+	if r.code != 0 || r.stderr != "" {
+		t.Fatalf("run -d -p: exit %d, stderr %q; want 0 and nothing said", r.code, r.stderr)
+	}
+	checkHelperNofile(t, root, "web")
 	url := fmt.Sprintf("http://127.0.0.1:%d/index.html", port)
 	if body := getOnce(t, url, 30*time.Second); body != "hello from the sandbox\n" {
 		t.Fatalf("GET %s = %q", url, body)
@@ -277,4 +281,50 @@ func getOnce(t *testing.T, url string, within time.Duration) string {
 		return true
 	})
 	return string(body)
+}
+
+// checkHelperNofile: the user-mode network stack of sandbox name (a
+// process in the sandbox's user namespace but not its pid namespace)
+// runs with its soft RLIMIT_NOFILE raised to its hard one: each of the
+// sandbox's connections is one of its sockets.
+func checkHelperNofile(t *testing.T, root, name string) {
+	t.Helper()
+	var info []struct {
+		Pid int `json:"pid"`
+	}
+	if err := json.Unmarshal([]byte(lbOK(t, root, "inspect", name)), &info); err != nil || len(info) != 1 || info[0].Pid <= 0 {
+		t.Fatalf("inspect %s: %v %v", name, info, err)
+	}
+	userns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/user", info[0].Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	procs, err := filepath.Glob("/proc/[0-9]*/comm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, c := range procs {
+		comm, err := os.ReadFile(c)
+		dir := filepath.Dir(c)
+		if err != nil || strings.TrimSpace(string(comm)) != "slirp4netns" {
+			continue
+		}
+		if ns, err := os.Readlink(dir + "/ns/user"); err != nil || ns != userns {
+			continue
+		}
+		found++
+		limits, err := os.ReadFile(dir + "/limits")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for line := range strings.Lines(string(limits)) {
+			if f := strings.Fields(strings.TrimPrefix(line, "Max open files")); strings.HasPrefix(line, "Max open files") && (len(f) < 2 || f[0] != f[1]) {
+				t.Errorf("%s's slirp4netns (%s): %s want its soft limit raised to its hard one", name, dir, strings.TrimSpace(line))
+			}
+		}
+	}
+	if found != 1 {
+		t.Errorf("%d slirp4netns processes in %s's user namespace, want 1", found, name)
+	}
 }

@@ -17,6 +17,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/beamhop/lightbox/internal/procidmap"
+	"github.com/beamhop/lightbox/internal/reexec/child"
 )
 
 // slirpDNS is slirp4netns's built-in DNS forwarder.
@@ -111,7 +114,7 @@ func attachSlirp(ctx context.Context, h helperStart, slirp string, ports []Port)
 	// past it, the sandbox's connections fail as "network is
 	// unreachable". It gets the hard limit, before it is ready, so
 	// before any traffic (pasta raises its own).
-	if err := raiseNofile(cmd.Process.Pid); err != nil {
+	if err := raiseNofile(cmd.Process.Pid, pid); err != nil {
 		log.Warn("network: cannot raise slirp4netns's open-file limit: the sandbox's connections are limited by this process's", "pid", cmd.Process.Pid, "err", err)
 	}
 	done := make(chan error, 1)
@@ -220,14 +223,25 @@ func findChild(parent int) (int, uint64, error) {
 }
 
 // raiseNofile sets the soft RLIMIT_NOFILE of process pid to the hard
-// limit of this process (which it inherited).
-func raiseNofile(pid int) error {
+// limit of this process (which it inherited). Changing another process's
+// limits takes the same real ids as its, or CAP_SYS_RESOURCE in its user
+// namespace, which a root that a container manager started may lack (its
+// bounding set without it). The owner of a namespace has every
+// capability in it, so the call is made as the owner of the sandbox's
+// (sandbox is its init's pid; child.AsOwner keeps the real uid): allowed
+// whether pid has entered that namespace yet (as the namespace's root)
+// or not (as this process's ids).
+func raiseNofile(pid, sandbox int) error {
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
 		return err
 	}
 	lim.Cur = lim.Max
-	return unix.Prlimit(pid, unix.RLIMIT_NOFILE, &lim, nil)
+	owner, err := procidmap.Owner(sandbox)
+	if err != nil {
+		return err
+	}
+	return child.AsOwner(owner, func() error { return unix.Prlimit(pid, unix.RLIMIT_NOFILE, &lim, nil) })
 }
 
 // apiDirPrefix starts the names of the directories of slirp4netns's API

@@ -62,7 +62,7 @@ func (c *Cmd) StartFork() error {
 	if r != nil {
 		defer func() { _ = r.Close() }() // the child's end, read by the child: ours is only closed
 	}
-	err = c.Cmd.Start()
+	err = child.AsOwner(c.owner(), c.Cmd.Start)
 	closeFiles(&c.closeAfterStart)
 	if err != nil {
 		if c.syncW != nil {
@@ -113,6 +113,22 @@ func (c *Cmd) prepare() (syncR *os.File, err error) {
 }
 
 func (c *Cmd) role() string { return c.Args[0][len("lightbox-"):] }
+
+// owner is the uid that owns the child's user namespace (child.AsOwner):
+// as real root with a private range, the host uid the namespace's root
+// maps to, so that what the sandbox spends of the kernel's per-user
+// counts is that uid's and not host root's; else 0, this process's own.
+func (c *Cmd) owner() int {
+	if c.mapping.Subordinate || os.Getuid() != 0 {
+		return 0
+	}
+	for _, r := range c.mapping.UIDs {
+		if r.ContainerID == 0 {
+			return int(r.HostID)
+		}
+	}
+	return 0
+}
 
 // Large says whether this process holds more than LargeAnon of anonymous
 // memory (/proc/self/statm: resident less file-backed and shared pages).
@@ -179,7 +195,7 @@ func (c *Cmd) StartVia(tasks []*os.File, cgroupDir *os.File) error {
 	spec := child.CloneSpec{
 		Role: c.role(), Flags: spa.Cloneflags, Files: 3 + len(c.ExtraFiles),
 		UIDs: spa.UidMappings, GIDs: spa.GidMappings, Setgroups: spa.GidMappingsEnableSetgroups,
-		Ambient: len(spa.AmbientCaps) > 0, CgroupDir: -1,
+		Ambient: len(spa.AmbientCaps) > 0, CgroupDir: -1, Owner: c.owner(),
 	}
 	if spa.Credential != nil {
 		spec.Cred = &syscall.Credential{Uid: spa.Credential.Uid, Gid: spa.Credential.Gid, NoSetGroups: spa.Credential.NoSetGroups}

@@ -27,6 +27,7 @@ type CloneSpec struct {
 	Report    int                 // where the child's pid, or "E" and an error, is written
 	Tasks     []int               // cgroup v1 tasks files the cloning thread joins (the child is born in them)
 	CgroupDir int                 // cgroup v2 directory for CLONE_INTO_CGROUP (-1: none)
+	Owner     int                 // the new user namespace's owner (AsOwner; 0: this process's)
 }
 
 // Encode is the spec in EnvClone's form: space-separated key=value words.
@@ -74,6 +75,9 @@ func (s CloneSpec) Encode() string {
 	}
 	if s.Ambient {
 		word("ambient", "1")
+	}
+	if s.Owner > 0 {
+		word("owner", strconv.Itoa(s.Owner))
 	}
 	if len(s.Tasks) > 0 {
 		word("tasks", ints(s.Tasks))
@@ -160,6 +164,12 @@ func ParseCloneSpec(str string) (CloneSpec, error) {
 			s.Cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 		case "nosetgroups":
 			noSetGroups = v == "1"
+		case "owner":
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil || n == 0 {
+				return bad(w)
+			}
+			s.Owner = int(n)
 		case "tasks":
 			for _, p := range strings.Split(v, ",") {
 				n, ok := num(p)
@@ -280,7 +290,11 @@ func cloneChild(report *int) (int, error) {
 			}
 		}
 	}
-	pid, err := syscall.ForkExec("/proc/self/exe", os.Args, &syscall.ProcAttr{Env: env, Files: files, Sys: sys})
+	var pid int
+	err = AsOwner(spec.Owner, func() (err error) {
+		pid, err = syscall.ForkExec("/proc/self/exe", os.Args, &syscall.ProcAttr{Env: env, Files: files, Sys: sys})
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("start %s: %w", spec.Role, err)
 	}
