@@ -584,3 +584,36 @@ func TestAPIServerOutputMemory(t *testing.T) {
 	}
 	t.Fatalf("no VmHWM in %s", status)
 }
+
+// TestAPIServerExactNames: a parameter's name in another case than the
+// protocol's ("Timeoutms", "COMMAND", a mount's "Source") is an
+// invalid_params error that names it, as an unknown one is, not a silent
+// match (encoding/json matches names case-insensitively).
+func TestAPIServerExactNames(t *testing.T) {
+	root, _ := newStore(t)
+	p := startAPI(t, root)
+	for _, c := range []struct {
+		method string
+		params map[string]any
+		want   string
+	}{
+		{"sandbox.launch", map[string]any{"snapshot": "busybox", "network": "none", "COMMAND": []string{"sleep", "1"}}, `unknown field "COMMAND" (did you mean "command"?)`},
+		{"sandbox.launch", map[string]any{"snapshot": "busybox", "network": "none", "mounts": map[string]any{"/v": map[string]any{"Volume": "api-v"}}}, `unknown field "Volume" in mounts["/v"] (did you mean "volume"?)`},
+		{"sandbox.shell", map[string]any{"name": "api-x", "script": "true", "Timeoutms": 5}, `unknown field "Timeoutms" (did you mean "timeoutMs"?)`},
+		{"volume.ensure", map[string]any{"name": "api-v", "quotaMib": 8}, `unknown field "quotaMib" (did you mean "quotaMiB"?)`},
+		{"sandbox.stop", map[string]any{"Name": "api-x"}, `unknown field "Name" (did you mean "name"?)`},
+	} {
+		e := p.fails("invalid_params", c.method, c.params)
+		if !strings.Contains(e.Message, c.want) {
+			t.Errorf("%s(%v): message %q, want it to say %s", c.method, c.params, e.Message, c.want)
+		}
+	}
+	if got := sandboxNames(t, root); len(got) != 0 {
+		t.Errorf("sandboxes after refused launches: %v", got)
+	}
+	var vols []struct{ Name string }
+	p.ok("volume.list", nil, &vols)
+	if len(vols) != 0 {
+		t.Errorf("volumes after refused requests: %+v", vols)
+	}
+}

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"reflect"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/beamhop/lightbox"
@@ -254,7 +256,10 @@ func (s *Server) reply(id json.RawMessage, result any, err error) error {
 }
 
 // decode reads params into v, refusing unknown fields (a misspelt option
-// is an error, not a silent default).
+// is an error, not a silent default) and names that are not spelt as
+// documented: encoding/json matches names case-insensitively, so
+// "Timeoutms" would set timeoutMs, and a client's typo in the case of a
+// name would pass unseen, or (with both spellings) override the other.
 func decode(params json.RawMessage, v any) error {
 	if len(params) == 0 || string(params) == "null" {
 		params = json.RawMessage("{}")
@@ -264,5 +269,221 @@ func decode(params json.RawMessage, v any) error {
 	if err := d.Decode(v); err != nil {
 		return invalidParams("params: " + err.Error())
 	}
+	if err := exactNames(params, reflect.TypeOf(v)); err != nil {
+		return invalidParams("params: " + err.Error())
+	}
 	return nil
+}
+
+// exactNames checks that each member name in data, JSON that decoded
+// into a t, is one of the json names of t's structs as spelt there,
+// through the maps, slices and pointers that lead to a struct. It walks
+// data itself (valid, as it decoded): a second json.Unmarshal of an
+// exec's params would scan its stdin twice more, and did take the time
+// of the first decode again.
+func exactNames(data []byte, t reflect.Type) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if !hasStruct(t) {
+		return nil
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		fields := jsonFields(t)
+		return eachValue(data, func(name []byte, value []byte) error {
+			for _, f := range fields {
+				if f.name == string(name) {
+					err := exactNames(value, f.typ)
+					if e, ok := err.(*nameError); ok {
+						e.at = f.name + e.at
+					}
+					return err
+				}
+			}
+			e := &nameError{name: string(name)}
+			for _, f := range fields {
+				if strings.EqualFold(f.name, e.name) {
+					e.want = f.name
+				}
+			}
+			return e
+		})
+	case reflect.Map, reflect.Slice, reflect.Array:
+		return eachValue(data, func(key []byte, value []byte) error {
+			err := exactNames(value, t.Elem())
+			if e, ok := err.(*nameError); ok {
+				k := string(key)
+				if t.Kind() == reflect.Map {
+					k = strconv.Quote(k)
+				}
+				e.at = "[" + k + "]" + e.at
+			}
+			return err
+		})
+	}
+	return nil
+}
+
+// jsonField is a struct field as encoding/json names it.
+type jsonField struct {
+	name string
+	typ  reflect.Type
+}
+
+// fieldCache holds each params struct's jsonFields.
+var fieldCache sync.Map // reflect.Type → []jsonField
+
+// jsonFields returns the exported fields of t, a struct, with their
+// json names (params structs have no embedded fields).
+func jsonFields(t reflect.Type) []jsonField {
+	if f, ok := fieldCache.Load(t); ok {
+		return f.([]jsonField)
+	}
+	var fields []jsonField
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "" {
+			name = f.Name
+		}
+		fields = append(fields, jsonField{name, f.Type})
+	}
+	fieldCache.Store(t, fields)
+	return fields
+}
+
+// nameError is a member name that is none of its struct's json names: at
+// is where (mounts["/a"]); want, a name it matches but for case.
+type nameError struct{ name, at, want string }
+
+func (e *nameError) Error() string {
+	msg := fmt.Sprintf("unknown field %q", e.name)
+	if e.at != "" {
+		msg += " in " + e.at
+	}
+	if e.want != "" {
+		msg += fmt.Sprintf(" (did you mean %q?)", e.want)
+	}
+	return msg
+}
+
+// eachValue calls f with each member of the JSON object data (its name
+// and value) or each element of the array data (its index and value),
+// which f must not keep;
+// null has none. data is valid JSON (it decoded); what is not is an
+// error, never a panic.
+func eachValue(data []byte, f func(key, value []byte) error) error {
+	i := skipSpace(data, 0)
+	if i == len(data) || (data[i] != '{' && data[i] != '[') {
+		return nil // null, or a value of another type (that decoded)
+	}
+	object := data[i] == '{'
+	errBad := errors.New("malformed params")
+	i = skipSpace(data, i+1)
+	for n := 0; ; n++ {
+		if i < len(data) && (data[i] == '}' || data[i] == ']') {
+			return nil
+		}
+		var key []byte
+		if !object {
+			key = strconv.AppendInt(nil, int64(n), 10)
+		} else {
+			end := skipValue(data, i)
+			if end < 0 || data[i] != '"' {
+				return errBad
+			}
+			key = data[i+1 : end-1]
+			if bytes.IndexByte(key, '\\') >= 0 {
+				var k string
+				if err := json.Unmarshal(data[i:end], &k); err != nil {
+					return errBad
+				}
+				key = []byte(k)
+			}
+			i = skipSpace(data, end)
+			if i == len(data) || data[i] != ':' {
+				return errBad
+			}
+			i = skipSpace(data, i+1)
+		}
+		end := skipValue(data, i)
+		if end < 0 {
+			return errBad
+		}
+		if err := f(key, data[i:end]); err != nil {
+			return err
+		}
+		i = skipSpace(data, end)
+		if i < len(data) && data[i] == ',' {
+			i = skipSpace(data, i+1)
+		} else if i == len(data) || (data[i] != '}' && data[i] != ']') {
+			return errBad
+		}
+	}
+}
+
+// skipValue returns where the JSON value that starts at data[i] ends, or
+// -1 when data ends first.
+func skipValue(data []byte, i int) int {
+	depth := 0
+	for i < len(data) {
+		switch data[i] {
+		case '"':
+			for i++; ; {
+				if i >= len(data) {
+					return -1
+				}
+				j := bytes.IndexAny(data[i:], `"\`)
+				if j < 0 {
+					return -1
+				}
+				i += j
+				if data[i] == '"' {
+					break
+				}
+				i += 2 // an escape and what it escapes
+			}
+			i++
+		case '{', '[':
+			depth++
+			i++
+		case '}', ']':
+			depth--
+			i++
+		default: // a number, true, false, null, space or a separator
+			for i < len(data) && !strings.ContainsRune(`"{}[]`, rune(data[i])) && (depth > 0 || !strings.ContainsRune(", \t\r\n", rune(data[i]))) {
+				i++
+			}
+		}
+		if depth <= 0 {
+			return i
+		}
+	}
+	return -1
+}
+
+func skipSpace(data []byte, i int) int {
+	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\r' || data[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// hasStruct reports whether t is, or leads through pointers, maps,
+// slices and arrays to, a struct with json names to check.
+func hasStruct(t reflect.Type) bool {
+	for {
+		switch t.Kind() {
+		case reflect.Struct:
+			return t.NumField() > 0
+		case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Array:
+			t = t.Elem()
+		default:
+			return false
+		}
+	}
 }
