@@ -585,6 +585,73 @@ func TestAPIServerOutputMemory(t *testing.T) {
 	t.Fatalf("no VmHWM in %s", status)
 }
 
+// receive waits for the response on ch.
+func (p *apiProc) receive(what string, ch <-chan apiResponse) apiResponse {
+	p.t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-p.done:
+		p.t.Fatalf("%s: lightbox api ended without answering; stderr: %s", what, p.stderr())
+	case <-time.After(2 * time.Minute):
+		p.t.Fatalf("%s: no answer in 2 minutes", what)
+	}
+	return apiResponse{}
+}
+
+// TestAPIServerLongLine: a request line past the protocol's limit (here
+// 300 MiB, which once grew the server to 640 MB) is answered, to its id,
+// with an invalid_request error, read to its end without being held, and
+// the server goes on answering; a request just under the limit (a 15 MiB
+// stdin) is read as one.
+func TestAPIServerLongLine(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "store")
+	p := startAPI(t, root)
+	p.ok("server.version", nil, nil)
+	go func() {
+		// Written as it is made, so that this test does not hold 300 MiB.
+		w := bufio.NewWriterSize(p.stdin, 1<<20)
+		w.WriteString(`{"jsonrpc":"2.0","id":1000,"method":"sandbox.shell","params":{"name":"api-none","script":"cat","stdin":"`)
+		chunk := strings.Repeat("a", 1<<20)
+		for range 300 {
+			w.WriteString(chunk)
+		}
+		w.WriteString("\"}}\n")
+		w.Flush()
+	}()
+	p.mu.Lock()
+	ch := make(chan apiResponse, 1)
+	p.waiting[1000] = ch
+	p.mu.Unlock()
+	r := p.receive("the 300 MiB line", ch)
+	if r.Error == nil || r.Error.Code != -32600 || r.Error.kind() != "invalid_request" || !strings.Contains(r.Error.Message, "longer than 16777216 bytes") {
+		t.Errorf("300 MiB line = %s %+v, want an invalid_request error (-32600) that names the limit", r.Result, r.Error)
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(status), "\n") {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == "VmHWM:" {
+			kib, _ := strconv.Atoi(f[1])
+			t.Logf("lightbox api's peak RSS after a 300 MiB line: %d MiB", kib>>10)
+			if kib > 128<<10 {
+				t.Errorf("lightbox api's peak RSS %d MiB after a 300 MiB line, want under 128 MiB", kib>>10)
+			}
+		}
+	}
+	// The server goes on, and reads a line just under the limit whole: its
+	// sandbox is not found.
+	p.ok("server.version", nil, nil)
+	p.fails("not_found", "sandbox.shell", map[string]any{"name": "api-none", "script": "cat", "stdin": strings.Repeat("b", 15<<20)})
+	if err := p.close(); err != nil {
+		t.Fatalf("lightbox api exit: %v; stderr: %s", err, p.stderr())
+	}
+	if p.stray != nil {
+		t.Errorf("lines that answered no request: %.300q", p.stray)
+	}
+}
+
 // TestAPIServerExactNames: a parameter's name in another case than the
 // protocol's ("Timeoutms", "COMMAND", a mount's "Source") is an
 // invalid_params error that names it, as an unknown one is, not a silent

@@ -60,17 +60,17 @@ func Serve(ctx context.Context, r *lightbox.Runtime, in io.Reader, out io.Writer
 	}
 	reqCtx, cancel := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
-	lines := make(chan []byte)
+	lines := make(chan line)
 	readErr := make(chan error, 1)
 	go func() {
 		// The reader may stay blocked after ctx ends (a pipe cannot be
 		// interrupted); Serve does not wait for it.
-		br := bufio.NewReader(in)
+		lr := lineReader{br: bufio.NewReaderSize(in, 64<<10), max: MaxRequestLine}
 		for {
-			line, err := br.ReadBytes('\n')
-			if len(bytes.TrimSpace(line)) > 0 {
+			l, err := lr.next()
+			if l.tooLong || len(bytes.TrimSpace(l.b)) > 0 {
 				select {
-				case lines <- line:
+				case lines <- l:
 				case <-reqCtx.Done():
 					return
 				}
@@ -88,11 +88,11 @@ func Serve(ctx context.Context, r *lightbox.Runtime, in io.Reader, out io.Writer
 loop:
 	for {
 		select {
-		case line := <-lines:
+		case l := <-lines:
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if werr := s.handleLine(reqCtx, line); werr != nil {
+				if werr := s.handleLine(reqCtx, l); werr != nil {
 					cancel(fmt.Errorf("write response: %w", werr))
 				}
 			}()
@@ -115,6 +115,64 @@ loop:
 
 // errShutdown is the cause Serve cancels requests with at its end.
 var errShutdown = errors.New("api server: shutting down")
+
+// MaxRequestLine is the longest request line the server reads, its
+// newline aside: 16 MiB, the size of the output a command's result keeps
+// (lightbox.OutputLimit), so that a command's stdin can be as large as
+// what is kept of another's stdout. Stdin travels inside the request (a
+// JSON string), so a line must be able to hold it; larger inputs go
+// through a mount or a volume. A longer line is read to its end and
+// dropped as it comes, never held (a 300 MiB line once grew the server
+// to 640 MB), and answered with an invalid_request error.
+const MaxRequestLine = lightbox.OutputLimit
+
+// idPrefix is how much of a line too long to read is kept: enough to find
+// its id, which a client writes before its params (the TypeScript client
+// does), so that the error goes to the request that waits for it.
+const idPrefix = 4 << 10
+
+// line is one line read: b, or when tooLong the first idPrefix bytes of
+// a line longer than MaxRequestLine.
+type line struct {
+	b       []byte
+	tooLong bool
+}
+
+// lineReader reads lines of at most max bytes, dropping the rest of a
+// longer one. Not safe for concurrent use.
+type lineReader struct {
+	br  *bufio.Reader
+	max int
+}
+
+// next returns the next line without its newline; at the end of the
+// input, a last line without one and io.EOF.
+func (r *lineReader) next() (line, error) {
+	var l line
+	for {
+		chunk, err := r.br.ReadSlice('\n')
+		n := len(chunk)
+		if err == nil {
+			n-- // the newline
+		}
+		switch {
+		case l.tooLong:
+			// dropped
+		case len(l.b)+n > r.max:
+			l.tooLong = true
+			if len(l.b) > idPrefix {
+				l.b = append([]byte(nil), l.b[:idPrefix]...) // let go of the rest
+			} else {
+				l.b = append(l.b, chunk[:min(n, idPrefix-len(l.b))]...)
+			}
+		default:
+			l.b = append(l.b, chunk[:n]...)
+		}
+		if err != bufio.ErrBufferFull {
+			return l, err
+		}
+	}
+}
 
 // destroyOwned destroys, in parallel, what the server launched and did
 // not detach.
@@ -153,8 +211,12 @@ type request struct {
 }
 
 // handleLine answers one line; it returns only errors writing the answer.
-func (s *Server) handleLine(ctx context.Context, line []byte) error {
-	line = bytes.TrimSpace(line)
+func (s *Server) handleLine(ctx context.Context, l line) error {
+	if l.tooLong {
+		return s.reply(idIn(l.b), nil, &requestError{KindInvalidRequest, fmt.Sprintf(
+			"request line longer than %d bytes, the protocol's limit: pass a larger stdin through a mount or a volume", MaxRequestLine)})
+	}
+	line := bytes.TrimSpace(l.b)
 	if line[0] == '[' {
 		return s.reply(nil, nil, &requestError{KindInvalidRequest, "batch requests are not supported: send one request per line"})
 	}
@@ -189,6 +251,33 @@ func (s *Server) handleLine(ctx context.Context, line []byte) error {
 		return nil
 	}
 	return s.reply(req.ID, res, err)
+}
+
+// idIn returns the id of the request that starts with prefix, a line
+// cut short, when the prefix holds it (before params, or after short
+// ones) and it is valid; else nil.
+func idIn(prefix []byte) json.RawMessage {
+	d := json.NewDecoder(bytes.NewReader(prefix))
+	if tok, err := d.Token(); err != nil || tok != json.Delim('{') {
+		return nil
+	}
+	for d.More() {
+		key, err := d.Token()
+		if err != nil {
+			return nil
+		}
+		var v json.RawMessage
+		if err := d.Decode(&v); err != nil {
+			return nil
+		}
+		if key == "id" {
+			if rest := bytes.TrimLeft(prefix[d.InputOffset():], " \t\r\n"); len(rest) == 0 || !validID(v) {
+				return nil // a number the cut may have shortened, or no id
+			}
+			return v
+		}
+	}
+	return nil
 }
 
 // validID reports whether id, as sent, is what JSON-RPC 2.0 allows: left
