@@ -4,7 +4,9 @@ package integration
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,9 +15,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/beamhop/lightbox"
 	"github.com/beamhop/lightbox/internal/testutil"
 )
 
@@ -585,6 +589,25 @@ func TestAPIServerOutputMemory(t *testing.T) {
 	t.Fatalf("no VmHWM in %s", status)
 }
 
+// send writes one request and returns where its response will come.
+func (p *apiProc) send(method string, params any) <-chan apiResponse {
+	p.t.Helper()
+	p.mu.Lock()
+	p.nextID++
+	id := p.nextID
+	ch := make(chan apiResponse, 1)
+	p.waiting[id] = ch
+	p.mu.Unlock()
+	line, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if _, err := p.stdin.Write(append(line, '\n')); err != nil {
+		p.t.Fatalf("%s: write request: %v", method, err)
+	}
+	return ch
+}
+
 // receive waits for the response on ch.
 func (p *apiProc) receive(what string, ch <-chan apiResponse) apiResponse {
 	p.t.Helper()
@@ -597,6 +620,103 @@ func (p *apiProc) receive(what string, ch <-chan apiResponse) apiResponse {
 		p.t.Fatalf("%s: no answer in 2 minutes", what)
 	}
 	return apiResponse{}
+}
+
+// execData is an exit or canceled error's data.
+type execData struct {
+	Code           string
+	ExitCode       int
+	Stdout, Stderr string
+}
+
+func (e *apiError) exec(t *testing.T) execData {
+	t.Helper()
+	var d execData
+	if err := json.Unmarshal(e.Data, &d); err != nil {
+		t.Fatalf("error data %s: %v", e.Data, err)
+	}
+	return d
+}
+
+// TestExecTimeoutKeepsOutput: a command killed as its time is up returns
+// what it printed until then — from the Go API (a context deadline: the
+// Result and the context's error) as from the JSON API (timeoutMs: a
+// canceled error whose data has the result) — so that an agent sees how
+// far it got.
+func TestExecTimeoutKeepsOutput(t *testing.T) {
+	root, r := newStore(t)
+	sb, err := r.LaunchSandbox(t.Context(), lightbox.SandboxOptions{Snapshot: "busybox", Name: "api-slow", Network: lightbox.NetworkNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	defer lb(t, root, "", "rm", "-f", "api-slow")
+	const script = "echo got this far; echo warning >&2; sleep 1001; echo never"
+
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	res, err := sb.Shell(ctx, script)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shell past its context's deadline: error %v, want context.DeadlineExceeded", err)
+	}
+	if res == nil {
+		t.Errorf("Shell past its context's deadline returned no Result")
+	} else if string(res.Stdout) != "got this far\n" || string(res.Stderr) != "warning\n" || res.ExitCode != -1 {
+		t.Errorf("Shell past its context's deadline = {ExitCode %d, Stdout %q, Stderr %q}, want {-1, %q, %q}",
+			res.ExitCode, res.Stdout, res.Stderr, "got this far\n", "warning\n")
+	}
+
+	p := startAPI(t, root)
+	e := p.fails("canceled", "sandbox.shell", map[string]any{"name": "api-slow", "script": script, "timeoutMs": 2000})
+	if d := e.exec(t); d.Stdout != "got this far\n" || d.Stderr != "warning\n" || d.ExitCode != -1 {
+		t.Errorf("sandbox.shell past its timeoutMs: data %s, want exitCode -1 and the output so far", e.Data)
+	}
+	if !strings.Contains(e.Message, "killed as timeoutMs (2000) passed") {
+		t.Errorf("sandbox.shell past its timeoutMs: message %q, want it to say it was killed as timeoutMs passed", e.Message)
+	}
+}
+
+// TestAPIServerShutdownSaysWhy: a command that the server's end cuts
+// short — its stdin closing, or SIGTERM — is answered (to a client still
+// reading) with a canceled error that says the server is shutting down,
+// why, and that the command was killed, with what it printed; not a bare
+// "context canceled".
+func TestAPIServerShutdownSaysWhy(t *testing.T) {
+	root, _ := newStore(t)
+	lbOK(t, root, "run", "-d", "--network", "none", "--name", "api-det", "busybox", "sleep", "100000")
+	defer lb(t, root, "", "rm", "-f", "api-det")
+	sleeping := func() bool {
+		return strings.TrimSpace(lbOK(t, root, "exec", "api-det", "sh", "-c", "ps -o args | grep -c '^sleep 1001' || true")) == "1"
+	}
+	for _, end := range []struct {
+		name string
+		do   func(p *apiProc)
+		want string
+	}{
+		{"stdin closed", func(p *apiProc) { p.stdin.Close() }, "killed as the api server is shutting down: its input ended"},
+		{"SIGTERM", func(p *apiProc) { p.cmd.Process.Signal(syscall.SIGTERM) }, "killed as the api server is shutting down: SIGTERM received"},
+	} {
+		p := startAPI(t, root)
+		ch := p.send("sandbox.shell", map[string]any{"name": "api-det", "script": "echo started; sleep 1001"})
+		waitFor(t, "the shell's sleep to start", sleeping)
+		end.do(p)
+		r := p.receive("the shell the server's end cut", ch)
+		if r.Error == nil || r.Error.kind() != "canceled" {
+			t.Fatalf("%s: shell = %s %+v, want a canceled error", end.name, r.Result, r.Error)
+		}
+		if !strings.Contains(r.Error.Message, end.want) {
+			t.Errorf("%s: message %q, want it to say %q", end.name, r.Error.Message, end.want)
+		}
+		if d := r.Error.exec(t); d.Stdout != "started\n" || d.ExitCode != -1 {
+			t.Errorf("%s: data %s, want exitCode -1 and stdout %q", end.name, r.Error.Data, "started\n")
+		}
+		if err := p.close(); err != nil {
+			t.Fatalf("%s: lightbox api exit: %v; stderr: %s", end.name, err, p.stderr())
+		}
+		waitFor(t, "the shell's sleep to be killed", func() bool { return !sleeping() })
+	}
 }
 
 // TestAPIServerLongLine: a request line past the protocol's limit (here

@@ -85,6 +85,7 @@ func Serve(ctx context.Context, r *lightbox.Runtime, in io.Reader, out io.Writer
 		}
 	}()
 	var err error
+	why := errInputEnded
 loop:
 	for {
 		select {
@@ -99,22 +100,50 @@ loop:
 		case err = <-readErr:
 			if err != nil {
 				err = fmt.Errorf("read request: %w", err)
+				why = err
 			}
 			break loop
 		case <-reqCtx.Done():
 			break loop
 		}
 	}
-	cancel(errShutdown)
+	cancel(&shutdownError{why})
 	wg.Wait()
-	if c := context.Cause(reqCtx); err == nil && c != nil && ctx.Err() == nil && !errors.Is(c, errShutdown) {
+	var se *shutdownError
+	if c := context.Cause(reqCtx); err == nil && c != nil && ctx.Err() == nil && !errors.As(c, &se) {
 		err = c
 	}
 	return errors.Join(err, s.destroyOwned(context.WithoutCancel(ctx)))
 }
 
-// errShutdown is the cause Serve cancels requests with at its end.
-var errShutdown = errors.New("api server: shutting down")
+// errInputEnded: the client closed the server's input (or exited).
+var errInputEnded = errors.New("its input ended")
+
+// shutdownError is the cause Serve cancels requests with at its end;
+// when its own context ended first (SIGTERM), that context's cause is
+// theirs instead.
+type shutdownError struct{ why error }
+
+func (e *shutdownError) Error() string { return "the api server is shutting down: " + e.why.Error() }
+
+// shutdownCause says why ctx, a request's, was cancelled, for its error
+// message: the server is shutting down, because its input ended, a
+// signal came (the cause of Serve's context) or an answer could not be
+// written. Nil when ctx was not cancelled.
+func shutdownCause(ctx context.Context) error {
+	c := context.Cause(ctx)
+	if c == nil || !errors.Is(ctx.Err(), context.Canceled) {
+		return nil
+	}
+	var se *shutdownError
+	if errors.As(c, &se) {
+		return se
+	}
+	if c == context.Canceled {
+		return &shutdownError{errors.New("its context was cancelled")}
+	}
+	return &shutdownError{c}
+}
 
 // MaxRequestLine is the longest request line the server reads, its
 // newline aside: 16 MiB, the size of the output a command's result keeps
@@ -244,6 +273,10 @@ func (s *Server) handleLine(ctx context.Context, l line) error {
 		return s.reply(req.ID, nil, &requestError{KindInvalidRequest, `invalid request: want "jsonrpc": "2.0" and a method`})
 	}
 	res, err := s.call(ctx, req.Method, req.Params)
+	var se *shutdownError
+	if why := shutdownCause(ctx); why != nil && errors.Is(err, context.Canceled) && !errors.As(err, &se) {
+		err = fmt.Errorf("%w: %w", why, err) // not a bare "context canceled"
+	}
 	if notification {
 		if err != nil {
 			s.log.Debug("api: notification failed", "method", req.Method, "err", err)
