@@ -755,8 +755,8 @@ func TestAPIServerLongLine(t *testing.T) {
 		if f := strings.Fields(l); len(f) == 3 && f[0] == "VmHWM:" {
 			kib, _ := strconv.Atoi(f[1])
 			t.Logf("lightbox api's peak RSS after a 300 MiB line: %d MiB", kib>>10)
-			if kib > 128<<10 {
-				t.Errorf("lightbox api's peak RSS %d MiB after a 300 MiB line, want under 128 MiB", kib>>10)
+			if kib > 256<<10 { // less than the line: it was not held (1.7 GB when it was; 70-90 MiB now)
+				t.Errorf("lightbox api's peak RSS %d MiB after a 300 MiB line, want under 256 MiB", kib>>10)
 			}
 		}
 	}
