@@ -219,7 +219,9 @@ func (s *Sandbox) Shell(ctx context.Context, script string) (*Result, error) {
 // output (at most OutputLimit bytes per stream). A non-zero exit returns
 // the Result and an *ExitError; output past the limit returns the Result
 // and an error saying it was truncated (with a non-zero exit, the
-// ExitError says so: OutputTruncated).
+// ExitError says so: OutputTruncated). A command killed as ctx ended (a
+// deadline) returns the Result with what it wrote until then, ExitCode
+// -1 (it did not exit), and ctx's error, as os/exec's Output does.
 func (s *Sandbox) Exec(ctx context.Context, path string, args ...string) (*Result, error) {
 	var stdout, stderr capBuffer
 	c := s.Command(ctx, path, args...)
@@ -228,6 +230,9 @@ func (s *Sandbox) Exec(ctx context.Context, path string, args ...string) (*Resul
 	res := &Result{Stdout: stdout.buf, Stderr: stderr.buf}
 	var ee *ExitError
 	switch {
+	case err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		res.ExitCode = -1
+		return res, err
 	case errors.As(err, &ee):
 		res.ExitCode = ee.ExitCode
 		ee.Stderr = tail(stderr.buf, 4096)

@@ -213,7 +213,9 @@ type Mount struct {
 
 // Result is what a finished command left.
 type Result struct {
-	// ExitCode is the command's exit status; 128+N when killed by signal N.
+	// ExitCode is the command's exit status; 128+N when killed by signal N;
+	// -1 when it was killed as its context ended (Exec's error is the
+	// context's then, and the streams hold what it wrote until then).
 	ExitCode int
 	// Stdout and Stderr hold at most OutputLimit bytes each; past it the
 	// returned error says the output was truncated.

@@ -4,7 +4,9 @@ package integration
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,9 +15,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/beamhop/lightbox"
 	"github.com/beamhop/lightbox/internal/testutil"
 )
 
@@ -583,4 +587,220 @@ func TestAPIServerOutputMemory(t *testing.T) {
 		}
 	}
 	t.Fatalf("no VmHWM in %s", status)
+}
+
+// send writes one request and returns where its response will come.
+func (p *apiProc) send(method string, params any) <-chan apiResponse {
+	p.t.Helper()
+	p.mu.Lock()
+	p.nextID++
+	id := p.nextID
+	ch := make(chan apiResponse, 1)
+	p.waiting[id] = ch
+	p.mu.Unlock()
+	line, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if _, err := p.stdin.Write(append(line, '\n')); err != nil {
+		p.t.Fatalf("%s: write request: %v", method, err)
+	}
+	return ch
+}
+
+// receive waits for the response on ch.
+func (p *apiProc) receive(what string, ch <-chan apiResponse) apiResponse {
+	p.t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-p.done:
+		p.t.Fatalf("%s: lightbox api ended without answering; stderr: %s", what, p.stderr())
+	case <-time.After(2 * time.Minute):
+		p.t.Fatalf("%s: no answer in 2 minutes", what)
+	}
+	return apiResponse{}
+}
+
+// execData is an exit or canceled error's data.
+type execData struct {
+	Code           string
+	ExitCode       int
+	Stdout, Stderr string
+}
+
+func (e *apiError) exec(t *testing.T) execData {
+	t.Helper()
+	var d execData
+	if err := json.Unmarshal(e.Data, &d); err != nil {
+		t.Fatalf("error data %s: %v", e.Data, err)
+	}
+	return d
+}
+
+// TestExecTimeoutKeepsOutput: a command killed as its time is up returns
+// what it printed until then — from the Go API (a context deadline: the
+// Result and the context's error) as from the JSON API (timeoutMs: a
+// canceled error whose data has the result) — so that an agent sees how
+// far it got.
+func TestExecTimeoutKeepsOutput(t *testing.T) {
+	root, r := newStore(t)
+	sb, err := r.LaunchSandbox(t.Context(), lightbox.SandboxOptions{Snapshot: "busybox", Name: "api-slow", Network: lightbox.NetworkNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	defer lb(t, root, "", "rm", "-f", "api-slow")
+	const script = "echo got this far; echo warning >&2; sleep 1001; echo never"
+
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	res, err := sb.Shell(ctx, script)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shell past its context's deadline: error %v, want context.DeadlineExceeded", err)
+	}
+	if res == nil {
+		t.Errorf("Shell past its context's deadline returned no Result")
+	} else if string(res.Stdout) != "got this far\n" || string(res.Stderr) != "warning\n" || res.ExitCode != -1 {
+		t.Errorf("Shell past its context's deadline = {ExitCode %d, Stdout %q, Stderr %q}, want {-1, %q, %q}",
+			res.ExitCode, res.Stdout, res.Stderr, "got this far\n", "warning\n")
+	}
+
+	p := startAPI(t, root)
+	e := p.fails("canceled", "sandbox.shell", map[string]any{"name": "api-slow", "script": script, "timeoutMs": 2000})
+	if d := e.exec(t); d.Stdout != "got this far\n" || d.Stderr != "warning\n" || d.ExitCode != -1 {
+		t.Errorf("sandbox.shell past its timeoutMs: data %s, want exitCode -1 and the output so far", e.Data)
+	}
+	if !strings.Contains(e.Message, "killed as timeoutMs (2000) passed") {
+		t.Errorf("sandbox.shell past its timeoutMs: message %q, want it to say it was killed as timeoutMs passed", e.Message)
+	}
+}
+
+// TestAPIServerShutdownSaysWhy: a command that the server's end cuts
+// short — its stdin closing, or SIGTERM — is answered (to a client still
+// reading) with a canceled error that says the server is shutting down,
+// why, and that the command was killed, with what it printed; not a bare
+// "context canceled".
+func TestAPIServerShutdownSaysWhy(t *testing.T) {
+	root, _ := newStore(t)
+	lbOK(t, root, "run", "-d", "--network", "none", "--name", "api-det", "busybox", "sleep", "100000")
+	defer lb(t, root, "", "rm", "-f", "api-det")
+	sleeping := func() bool {
+		return strings.TrimSpace(lbOK(t, root, "exec", "api-det", "sh", "-c", "ps -o args | grep -c '^sleep 1001' || true")) == "1"
+	}
+	for _, end := range []struct {
+		name string
+		do   func(p *apiProc)
+		want string
+	}{
+		{"stdin closed", func(p *apiProc) { p.stdin.Close() }, "killed as the api server is shutting down: its input ended"},
+		{"SIGTERM", func(p *apiProc) { p.cmd.Process.Signal(syscall.SIGTERM) }, "killed as the api server is shutting down: SIGTERM received"},
+	} {
+		p := startAPI(t, root)
+		ch := p.send("sandbox.shell", map[string]any{"name": "api-det", "script": "echo started; sleep 1001"})
+		waitFor(t, "the shell's sleep to start", sleeping)
+		end.do(p)
+		r := p.receive("the shell the server's end cut", ch)
+		if r.Error == nil || r.Error.kind() != "canceled" {
+			t.Fatalf("%s: shell = %s %+v, want a canceled error", end.name, r.Result, r.Error)
+		}
+		if !strings.Contains(r.Error.Message, end.want) {
+			t.Errorf("%s: message %q, want it to say %q", end.name, r.Error.Message, end.want)
+		}
+		if d := r.Error.exec(t); d.Stdout != "started\n" || d.ExitCode != -1 {
+			t.Errorf("%s: data %s, want exitCode -1 and stdout %q", end.name, r.Error.Data, "started\n")
+		}
+		if err := p.close(); err != nil {
+			t.Fatalf("%s: lightbox api exit: %v; stderr: %s", end.name, err, p.stderr())
+		}
+		waitFor(t, "the shell's sleep to be killed", func() bool { return !sleeping() })
+	}
+}
+
+// TestAPIServerLongLine: a request line past the protocol's limit (here
+// 300 MiB, which once grew the server to 640 MB) is answered, to its id,
+// with an invalid_request error, read to its end without being held, and
+// the server goes on answering; a request just under the limit (a 15 MiB
+// stdin) is read as one.
+func TestAPIServerLongLine(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "store")
+	p := startAPI(t, root)
+	p.ok("server.version", nil, nil)
+	go func() {
+		// Written as it is made, so that this test does not hold 300 MiB.
+		w := bufio.NewWriterSize(p.stdin, 1<<20)
+		w.WriteString(`{"jsonrpc":"2.0","id":1000,"method":"sandbox.shell","params":{"name":"api-none","script":"cat","stdin":"`)
+		chunk := strings.Repeat("a", 1<<20)
+		for range 300 {
+			w.WriteString(chunk)
+		}
+		w.WriteString("\"}}\n")
+		w.Flush()
+	}()
+	p.mu.Lock()
+	ch := make(chan apiResponse, 1)
+	p.waiting[1000] = ch
+	p.mu.Unlock()
+	r := p.receive("the 300 MiB line", ch)
+	if r.Error == nil || r.Error.Code != -32600 || r.Error.kind() != "invalid_request" || !strings.Contains(r.Error.Message, "longer than 16777216 bytes") {
+		t.Errorf("300 MiB line = %s %+v, want an invalid_request error (-32600) that names the limit", r.Result, r.Error)
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(status), "\n") {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == "VmHWM:" {
+			kib, _ := strconv.Atoi(f[1])
+			t.Logf("lightbox api's peak RSS after a 300 MiB line: %d MiB", kib>>10)
+			if kib > 256<<10 { // less than the line: it was not held (1.7 GB when it was; 70-90 MiB now)
+				t.Errorf("lightbox api's peak RSS %d MiB after a 300 MiB line, want under 256 MiB", kib>>10)
+			}
+		}
+	}
+	// The server goes on, and reads a line just under the limit whole: its
+	// sandbox is not found.
+	p.ok("server.version", nil, nil)
+	p.fails("not_found", "sandbox.shell", map[string]any{"name": "api-none", "script": "cat", "stdin": strings.Repeat("b", 15<<20)})
+	if err := p.close(); err != nil {
+		t.Fatalf("lightbox api exit: %v; stderr: %s", err, p.stderr())
+	}
+	if p.stray != nil {
+		t.Errorf("lines that answered no request: %.300q", p.stray)
+	}
+}
+
+// TestAPIServerExactNames: a parameter's name in another case than the
+// protocol's ("Timeoutms", "COMMAND", a mount's "Source") is an
+// invalid_params error that names it, as an unknown one is, not a silent
+// match (encoding/json matches names case-insensitively).
+func TestAPIServerExactNames(t *testing.T) {
+	root, _ := newStore(t)
+	p := startAPI(t, root)
+	for _, c := range []struct {
+		method string
+		params map[string]any
+		want   string
+	}{
+		{"sandbox.launch", map[string]any{"snapshot": "busybox", "network": "none", "COMMAND": []string{"sleep", "1"}}, `unknown field "COMMAND" (did you mean "command"?)`},
+		{"sandbox.launch", map[string]any{"snapshot": "busybox", "network": "none", "mounts": map[string]any{"/v": map[string]any{"Volume": "api-v"}}}, `unknown field "Volume" in mounts["/v"] (did you mean "volume"?)`},
+		{"sandbox.shell", map[string]any{"name": "api-x", "script": "true", "Timeoutms": 5}, `unknown field "Timeoutms" (did you mean "timeoutMs"?)`},
+		{"volume.ensure", map[string]any{"name": "api-v", "quotaMib": 8}, `unknown field "quotaMib" (did you mean "quotaMiB"?)`},
+		{"sandbox.stop", map[string]any{"Name": "api-x"}, `unknown field "Name" (did you mean "name"?)`},
+	} {
+		e := p.fails("invalid_params", c.method, c.params)
+		if !strings.Contains(e.Message, c.want) {
+			t.Errorf("%s(%v): message %q, want it to say %s", c.method, c.params, e.Message, c.want)
+		}
+	}
+	if got := sandboxNames(t, root); len(got) != 0 {
+		t.Errorf("sandboxes after refused launches: %v", got)
+	}
+	var vols []struct{ Name string }
+	p.ok("volume.list", nil, &vols)
+	if len(vols) != 0 {
+		t.Errorf("volumes after refused requests: %+v", vols)
+	}
 }

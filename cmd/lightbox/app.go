@@ -129,7 +129,15 @@ func cancelOnSignals(c *cli.Context) (stop func()) {
 // interrupted is the cause of a command's context that a signal ended.
 type interrupted struct{ sig syscall.Signal }
 
-func (i interrupted) Error() string { return i.sig.String() + " received" }
+func (i interrupted) Error() string {
+	switch i.sig { // the two cancelOnSignals catches, by the names people send them
+	case syscall.SIGTERM:
+		return "SIGTERM received"
+	case syscall.SIGINT:
+		return "SIGINT received"
+	}
+	return i.sig.String() + " received"
+}
 
 // ownSignals are the commands whose context SIGINT and SIGTERM do not
 // cancel here: exec and an attached run forward them to their command

@@ -34,7 +34,7 @@ const (
 	KindNotRunning       Kind = "not_running"       // lightbox.ErrNotRunning
 	KindNoCommand        Kind = "no_command"        // lightbox.ErrNoCommand
 	KindTruncated        Kind = "output_truncated"  // output past lightbox.OutputLimit: data has the result
-	KindCanceled         Kind = "canceled"          // the server is shutting down or a timeout passed
+	KindCanceled         Kind = "canceled"          // the server is shutting down or a timeout passed: data has a command's result
 	KindInvalidParams    Kind = "invalid_params"
 	KindMethodNotFound   Kind = "method_not_found"
 	KindInvalidRequest   Kind = "invalid_request"
@@ -70,8 +70,9 @@ type rpcError struct {
 	Data    errorData `json:"data"`
 }
 
-// errorData is an error's data member: the stable kind and, for exit and
-// output_truncated, the command's result (writeJSON writes it).
+// errorData is an error's data member: the stable kind and, for exit,
+// output_truncated and a command's canceled, the command's result
+// (writeJSON writes it).
 type errorData struct {
 	Code Kind `json:"code"`
 	*ExecResult
@@ -142,7 +143,7 @@ func toRPCError(err error) *rpcError {
 	k := KindOf(err)
 	e := &rpcError{Code: rpcCode[k], Message: err.Error(), Data: errorData{Code: k}}
 	var re *resultError
-	if errors.As(err, &re) && (k == KindExit || k == KindTruncated) {
+	if errors.As(err, &re) && (k == KindExit || k == KindTruncated || k == KindCanceled) {
 		e.Data.ExecResult = re.res
 	}
 	if !utf8.ValidString(e.Message) {

@@ -339,8 +339,21 @@ func (s *Server) exec(ctx context.Context, shell bool, params []byte) (any, erro
 	res := &ExecResult{stdout: stdout.buf, stderr: stderr.buf, b64: b64}
 	var ee *lightbox.ExitError
 	switch {
-	case p.TimeoutMs > 0 && errors.Is(err, context.DeadlineExceeded):
-		return nil, fmt.Errorf("sandbox %s: %s: killed as timeoutMs (%d) passed: %w", h.sb.Name(), path, p.TimeoutMs, err)
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		// Killed as its request ended: the error says why, and carries
+		// what it wrote until then (as Sandbox.Exec's Result does).
+		res.ExitCode = -1
+		why := shutdownCause(ctx)
+		if p.TimeoutMs > 0 && errors.Is(err, context.DeadlineExceeded) {
+			why = fmt.Errorf("timeoutMs (%d) passed", p.TimeoutMs)
+		}
+		if why == nil {
+			why = errors.New("its request ended")
+		}
+		if stdout.dropped > 0 || stderr.dropped > 0 {
+			err = fmt.Errorf("%w (output truncated: kept the first %d bytes per stream)", err, lightbox.OutputLimit)
+		}
+		return nil, &resultError{res: res, err: fmt.Errorf("sandbox %s: %s: killed as %w: %w", h.sb.Name(), path, why, err)}
 	case errors.As(err, &ee):
 		res.ExitCode, res.Signal = ee.ExitCode, ee.Signal
 		ee.OutputTruncated = stdout.dropped > 0 || stderr.dropped > 0 // the message says so

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"reflect"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/beamhop/lightbox"
@@ -58,17 +60,17 @@ func Serve(ctx context.Context, r *lightbox.Runtime, in io.Reader, out io.Writer
 	}
 	reqCtx, cancel := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
-	lines := make(chan []byte)
+	lines := make(chan line)
 	readErr := make(chan error, 1)
 	go func() {
 		// The reader may stay blocked after ctx ends (a pipe cannot be
 		// interrupted); Serve does not wait for it.
-		br := bufio.NewReader(in)
+		lr := lineReader{br: bufio.NewReaderSize(in, 64<<10), max: MaxRequestLine}
 		for {
-			line, err := br.ReadBytes('\n')
-			if len(bytes.TrimSpace(line)) > 0 {
+			l, err := lr.next()
+			if l.tooLong || len(bytes.TrimSpace(l.b)) > 0 {
 				select {
-				case lines <- line:
+				case lines <- l:
 				case <-reqCtx.Done():
 					return
 				}
@@ -83,36 +85,123 @@ func Serve(ctx context.Context, r *lightbox.Runtime, in io.Reader, out io.Writer
 		}
 	}()
 	var err error
+	why := errInputEnded
 loop:
 	for {
 		select {
-		case line := <-lines:
+		case l := <-lines:
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if werr := s.handleLine(reqCtx, line); werr != nil {
+				if werr := s.handleLine(reqCtx, l); werr != nil {
 					cancel(fmt.Errorf("write response: %w", werr))
 				}
 			}()
 		case err = <-readErr:
 			if err != nil {
 				err = fmt.Errorf("read request: %w", err)
+				why = err
 			}
 			break loop
 		case <-reqCtx.Done():
 			break loop
 		}
 	}
-	cancel(errShutdown)
+	cancel(&shutdownError{why})
 	wg.Wait()
-	if c := context.Cause(reqCtx); err == nil && c != nil && ctx.Err() == nil && !errors.Is(c, errShutdown) {
+	var se *shutdownError
+	if c := context.Cause(reqCtx); err == nil && c != nil && ctx.Err() == nil && !errors.As(c, &se) {
 		err = c
 	}
 	return errors.Join(err, s.destroyOwned(context.WithoutCancel(ctx)))
 }
 
-// errShutdown is the cause Serve cancels requests with at its end.
-var errShutdown = errors.New("api server: shutting down")
+// errInputEnded: the client closed the server's input (or exited).
+var errInputEnded = errors.New("its input ended")
+
+// shutdownError is the cause Serve cancels requests with at its end;
+// when its own context ended first (SIGTERM), that context's cause is
+// theirs instead.
+type shutdownError struct{ why error }
+
+func (e *shutdownError) Error() string { return "the api server is shutting down: " + e.why.Error() }
+
+// shutdownCause says why ctx, a request's, was cancelled, for its error
+// message: the server is shutting down, because its input ended, a
+// signal came (the cause of Serve's context) or an answer could not be
+// written. Nil when ctx was not cancelled.
+func shutdownCause(ctx context.Context) error {
+	c := context.Cause(ctx)
+	if c == nil || !errors.Is(ctx.Err(), context.Canceled) {
+		return nil
+	}
+	var se *shutdownError
+	if errors.As(c, &se) {
+		return se
+	}
+	if c == context.Canceled {
+		return &shutdownError{errors.New("its context was cancelled")}
+	}
+	return &shutdownError{c}
+}
+
+// MaxRequestLine is the longest request line the server reads, its
+// newline aside: 16 MiB, the size of the output a command's result keeps
+// (lightbox.OutputLimit), so that a command's stdin can be as large as
+// what is kept of another's stdout. Stdin travels inside the request (a
+// JSON string), so a line must be able to hold it; larger inputs go
+// through a mount or a volume. A longer line is read to its end and
+// dropped as it comes, never held (a 300 MiB line once grew the server
+// to 640 MB), and answered with an invalid_request error.
+const MaxRequestLine = lightbox.OutputLimit
+
+// idPrefix is how much of a line too long to read is kept: enough to find
+// its id, which a client writes before its params (the TypeScript client
+// does), so that the error goes to the request that waits for it.
+const idPrefix = 4 << 10
+
+// line is one line read: b, or when tooLong the first idPrefix bytes of
+// a line longer than MaxRequestLine.
+type line struct {
+	b       []byte
+	tooLong bool
+}
+
+// lineReader reads lines of at most max bytes, dropping the rest of a
+// longer one. Not safe for concurrent use.
+type lineReader struct {
+	br  *bufio.Reader
+	max int
+}
+
+// next returns the next line without its newline; at the end of the
+// input, a last line without one and io.EOF.
+func (r *lineReader) next() (line, error) {
+	var l line
+	for {
+		chunk, err := r.br.ReadSlice('\n')
+		n := len(chunk)
+		if err == nil {
+			n-- // the newline
+		}
+		switch {
+		case l.tooLong:
+			// dropped
+		case len(l.b)+n > r.max:
+			l.tooLong = true
+			if len(l.b) > idPrefix {
+				l.b = append([]byte(nil), l.b[:idPrefix]...) // let go of the rest
+			} else {
+				l.b = append(l.b, chunk[:min(n, idPrefix-len(l.b))]...)
+			}
+		default:
+			l.b = append(l.b, chunk[:n]...)
+		}
+		if err != bufio.ErrBufferFull {
+			return l, err
+		}
+	}
+}
 
 // destroyOwned destroys, in parallel, what the server launched and did
 // not detach.
@@ -151,8 +240,12 @@ type request struct {
 }
 
 // handleLine answers one line; it returns only errors writing the answer.
-func (s *Server) handleLine(ctx context.Context, line []byte) error {
-	line = bytes.TrimSpace(line)
+func (s *Server) handleLine(ctx context.Context, l line) error {
+	if l.tooLong {
+		return s.reply(idIn(l.b), nil, &requestError{KindInvalidRequest, fmt.Sprintf(
+			"request line longer than %d bytes, the protocol's limit: pass a larger stdin through a mount or a volume", MaxRequestLine)})
+	}
+	line := bytes.TrimSpace(l.b)
 	if line[0] == '[' {
 		return s.reply(nil, nil, &requestError{KindInvalidRequest, "batch requests are not supported: send one request per line"})
 	}
@@ -180,6 +273,10 @@ func (s *Server) handleLine(ctx context.Context, line []byte) error {
 		return s.reply(req.ID, nil, &requestError{KindInvalidRequest, `invalid request: want "jsonrpc": "2.0" and a method`})
 	}
 	res, err := s.call(ctx, req.Method, req.Params)
+	var se *shutdownError
+	if why := shutdownCause(ctx); why != nil && errors.Is(err, context.Canceled) && !errors.As(err, &se) {
+		err = fmt.Errorf("%w: %w", why, err) // not a bare "context canceled"
+	}
 	if notification {
 		if err != nil {
 			s.log.Debug("api: notification failed", "method", req.Method, "err", err)
@@ -187,6 +284,33 @@ func (s *Server) handleLine(ctx context.Context, line []byte) error {
 		return nil
 	}
 	return s.reply(req.ID, res, err)
+}
+
+// idIn returns the id of the request that starts with prefix, a line
+// cut short, when the prefix holds it (before params, or after short
+// ones) and it is valid; else nil.
+func idIn(prefix []byte) json.RawMessage {
+	d := json.NewDecoder(bytes.NewReader(prefix))
+	if tok, err := d.Token(); err != nil || tok != json.Delim('{') {
+		return nil
+	}
+	for d.More() {
+		key, err := d.Token()
+		if err != nil {
+			return nil
+		}
+		var v json.RawMessage
+		if err := d.Decode(&v); err != nil {
+			return nil
+		}
+		if key == "id" {
+			if rest := bytes.TrimLeft(prefix[d.InputOffset():], " \t\r\n"); len(rest) == 0 || !validID(v) {
+				return nil // a number the cut may have shortened, or no id
+			}
+			return v
+		}
+	}
+	return nil
 }
 
 // validID reports whether id, as sent, is what JSON-RPC 2.0 allows: left
@@ -254,7 +378,10 @@ func (s *Server) reply(id json.RawMessage, result any, err error) error {
 }
 
 // decode reads params into v, refusing unknown fields (a misspelt option
-// is an error, not a silent default).
+// is an error, not a silent default) and names that are not spelt as
+// documented: encoding/json matches names case-insensitively, so
+// "Timeoutms" would set timeoutMs, and a client's typo in the case of a
+// name would pass unseen, or (with both spellings) override the other.
 func decode(params json.RawMessage, v any) error {
 	if len(params) == 0 || string(params) == "null" {
 		params = json.RawMessage("{}")
@@ -264,5 +391,221 @@ func decode(params json.RawMessage, v any) error {
 	if err := d.Decode(v); err != nil {
 		return invalidParams("params: " + err.Error())
 	}
+	if err := exactNames(params, reflect.TypeOf(v)); err != nil {
+		return invalidParams("params: " + err.Error())
+	}
 	return nil
+}
+
+// exactNames checks that each member name in data, JSON that decoded
+// into a t, is one of the json names of t's structs as spelt there,
+// through the maps, slices and pointers that lead to a struct. It walks
+// data itself (valid, as it decoded): a second json.Unmarshal of an
+// exec's params would scan its stdin twice more, and did take the time
+// of the first decode again.
+func exactNames(data []byte, t reflect.Type) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if !hasStruct(t) {
+		return nil
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		fields := jsonFields(t)
+		return eachValue(data, func(name []byte, value []byte) error {
+			for _, f := range fields {
+				if f.name == string(name) {
+					err := exactNames(value, f.typ)
+					if e, ok := err.(*nameError); ok {
+						e.at = f.name + e.at
+					}
+					return err
+				}
+			}
+			e := &nameError{name: string(name)}
+			for _, f := range fields {
+				if strings.EqualFold(f.name, e.name) {
+					e.want = f.name
+				}
+			}
+			return e
+		})
+	case reflect.Map, reflect.Slice, reflect.Array:
+		return eachValue(data, func(key []byte, value []byte) error {
+			err := exactNames(value, t.Elem())
+			if e, ok := err.(*nameError); ok {
+				k := string(key)
+				if t.Kind() == reflect.Map {
+					k = strconv.Quote(k)
+				}
+				e.at = "[" + k + "]" + e.at
+			}
+			return err
+		})
+	}
+	return nil
+}
+
+// jsonField is a struct field as encoding/json names it.
+type jsonField struct {
+	name string
+	typ  reflect.Type
+}
+
+// fieldCache holds each params struct's jsonFields.
+var fieldCache sync.Map // reflect.Type → []jsonField
+
+// jsonFields returns the exported fields of t, a struct, with their
+// json names (params structs have no embedded fields).
+func jsonFields(t reflect.Type) []jsonField {
+	if f, ok := fieldCache.Load(t); ok {
+		return f.([]jsonField)
+	}
+	var fields []jsonField
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "" {
+			name = f.Name
+		}
+		fields = append(fields, jsonField{name, f.Type})
+	}
+	fieldCache.Store(t, fields)
+	return fields
+}
+
+// nameError is a member name that is none of its struct's json names: at
+// is where (mounts["/a"]); want, a name it matches but for case.
+type nameError struct{ name, at, want string }
+
+func (e *nameError) Error() string {
+	msg := fmt.Sprintf("unknown field %q", e.name)
+	if e.at != "" {
+		msg += " in " + e.at
+	}
+	if e.want != "" {
+		msg += fmt.Sprintf(" (did you mean %q?)", e.want)
+	}
+	return msg
+}
+
+// eachValue calls f with each member of the JSON object data (its name
+// and value) or each element of the array data (its index and value),
+// which f must not keep;
+// null has none. data is valid JSON (it decoded); what is not is an
+// error, never a panic.
+func eachValue(data []byte, f func(key, value []byte) error) error {
+	i := skipSpace(data, 0)
+	if i == len(data) || (data[i] != '{' && data[i] != '[') {
+		return nil // null, or a value of another type (that decoded)
+	}
+	object := data[i] == '{'
+	errBad := errors.New("malformed params")
+	i = skipSpace(data, i+1)
+	for n := 0; ; n++ {
+		if i < len(data) && (data[i] == '}' || data[i] == ']') {
+			return nil
+		}
+		var key []byte
+		if !object {
+			key = strconv.AppendInt(nil, int64(n), 10)
+		} else {
+			end := skipValue(data, i)
+			if end < 0 || data[i] != '"' {
+				return errBad
+			}
+			key = data[i+1 : end-1]
+			if bytes.IndexByte(key, '\\') >= 0 {
+				var k string
+				if err := json.Unmarshal(data[i:end], &k); err != nil {
+					return errBad
+				}
+				key = []byte(k)
+			}
+			i = skipSpace(data, end)
+			if i == len(data) || data[i] != ':' {
+				return errBad
+			}
+			i = skipSpace(data, i+1)
+		}
+		end := skipValue(data, i)
+		if end < 0 {
+			return errBad
+		}
+		if err := f(key, data[i:end]); err != nil {
+			return err
+		}
+		i = skipSpace(data, end)
+		if i < len(data) && data[i] == ',' {
+			i = skipSpace(data, i+1)
+		} else if i == len(data) || (data[i] != '}' && data[i] != ']') {
+			return errBad
+		}
+	}
+}
+
+// skipValue returns where the JSON value that starts at data[i] ends, or
+// -1 when data ends first.
+func skipValue(data []byte, i int) int {
+	depth := 0
+	for i < len(data) {
+		switch data[i] {
+		case '"':
+			for i++; ; {
+				if i >= len(data) {
+					return -1
+				}
+				j := bytes.IndexAny(data[i:], `"\`)
+				if j < 0 {
+					return -1
+				}
+				i += j
+				if data[i] == '"' {
+					break
+				}
+				i += 2 // an escape and what it escapes
+			}
+			i++
+		case '{', '[':
+			depth++
+			i++
+		case '}', ']':
+			depth--
+			i++
+		default: // a number, true, false, null, space or a separator
+			for i < len(data) && !strings.ContainsRune(`"{}[]`, rune(data[i])) && (depth > 0 || !strings.ContainsRune(", \t\r\n", rune(data[i]))) {
+				i++
+			}
+		}
+		if depth <= 0 {
+			return i
+		}
+	}
+	return -1
+}
+
+func skipSpace(data []byte, i int) int {
+	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\r' || data[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// hasStruct reports whether t is, or leads through pointers, maps,
+// slices and arrays to, a struct with json names to check.
+func hasStruct(t reflect.Type) bool {
+	for {
+		switch t.Kind() {
+		case reflect.Struct:
+			return t.NumField() > 0
+		case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Array:
+			t = t.Elem()
+		default:
+			return false
+		}
+	}
 }

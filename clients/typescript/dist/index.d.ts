@@ -50,7 +50,8 @@ export interface ExecOptions {
     user?: string;
     /** Standard input; /dev/null when omitted. */
     stdin?: string | Uint8Array;
-    /** The command is killed after this many milliseconds. */
+    /** The command is killed after this many milliseconds: an ExitError with
+     * code "canceled" and what it wrote until then. */
     timeoutMs?: number;
 }
 /** What a finished command left. stdout and stderr are decoded as UTF-8
@@ -112,8 +113,10 @@ export declare class LightboxError extends Error {
     readonly code: ErrorCode;
     constructor(code: ErrorCode, message: string);
 }
-/** A command that ran and exited non-zero (or wrote more output than is
- * kept: code "output_truncated"); `result` is what it left. */
+/** A command that ran and exited non-zero, wrote more output than is kept
+ * (code "output_truncated"), or was killed as its `timeoutMs` passed or the
+ * server shut down (code "canceled", `exitCode` -1); `result` is what it
+ * left: all it wrote until then. */
 export declare class ExitError extends LightboxError {
     readonly result: Result;
     readonly exitCode: number;
@@ -121,7 +124,7 @@ export declare class ExitError extends LightboxError {
     readonly stderr: string;
     /** The signal that killed it, 0 when it exited. */
     readonly signal: number;
-    constructor(code: "exit" | "output_truncated", message: string, result: Result, signal?: number);
+    constructor(code: "exit" | "output_truncated" | "canceled", message: string, result: Result, signal?: number);
 }
 /** Where a Client finds lightbox. */
 export interface ClientOptions {

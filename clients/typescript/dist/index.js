@@ -24,8 +24,10 @@ export class LightboxError extends Error {
         this.code = code;
     }
 }
-/** A command that ran and exited non-zero (or wrote more output than is
- * kept: code "output_truncated"); `result` is what it left. */
+/** A command that ran and exited non-zero, wrote more output than is kept
+ * (code "output_truncated"), or was killed as its `timeoutMs` passed or the
+ * server shut down (code "canceled", `exitCode` -1); `result` is what it
+ * left: all it wrote until then. */
 export class ExitError extends LightboxError {
     result;
     exitCode;
@@ -146,7 +148,7 @@ class Connection {
 function toError(e) {
     const data = e.data ?? {};
     const code = typeof data.code === "string" ? data.code : "error";
-    if ((code === "exit" || code === "output_truncated") && typeof data.exitCode === "number") {
+    if ((code === "exit" || code === "output_truncated" || code === "canceled") && typeof data.exitCode === "number") {
         const result = { exitCode: data.exitCode, stdout: decode(data.stdout, data.encoding), stderr: decode(data.stderr, data.encoding) };
         return new ExitError(code, e.message, result, data.signal ?? 0);
     }

@@ -67,7 +67,8 @@ export interface ExecOptions {
   user?: string;
   /** Standard input; /dev/null when omitted. */
   stdin?: string | Uint8Array;
-  /** The command is killed after this many milliseconds. */
+  /** The command is killed after this many milliseconds: an ExitError with
+   * code "canceled" and what it wrote until then. */
   timeoutMs?: number;
 }
 
@@ -159,8 +160,10 @@ export class LightboxError extends Error {
   }
 }
 
-/** A command that ran and exited non-zero (or wrote more output than is
- * kept: code "output_truncated"); `result` is what it left. */
+/** A command that ran and exited non-zero, wrote more output than is kept
+ * (code "output_truncated"), or was killed as its `timeoutMs` passed or the
+ * server shut down (code "canceled", `exitCode` -1); `result` is what it
+ * left: all it wrote until then. */
 export class ExitError extends LightboxError {
   readonly result: Result;
   readonly exitCode: number;
@@ -168,7 +171,7 @@ export class ExitError extends LightboxError {
   readonly stderr: string;
   /** The signal that killed it, 0 when it exited. */
   readonly signal: number;
-  constructor(code: "exit" | "output_truncated", message: string, result: Result, signal = 0) {
+  constructor(code: "exit" | "output_truncated" | "canceled", message: string, result: Result, signal = 0) {
     super(code, message);
     this.name = "ExitError";
     this.result = result;
@@ -293,7 +296,7 @@ class Connection {
 function toError(e: { code: number; message: string; data?: any }): LightboxError {
   const data = e.data ?? {};
   const code: ErrorCode = typeof data.code === "string" ? data.code : "error";
-  if ((code === "exit" || code === "output_truncated") && typeof data.exitCode === "number") {
+  if ((code === "exit" || code === "output_truncated" || code === "canceled") && typeof data.exitCode === "number") {
     const result = { exitCode: data.exitCode, stdout: decode(data.stdout, data.encoding), stderr: decode(data.stderr, data.encoding) };
     return new ExitError(code, e.message, result, data.signal ?? 0);
   }

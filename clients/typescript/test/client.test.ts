@@ -82,6 +82,29 @@ test("a non-zero exit rejects with an ExitError carrying the result", async () =
   });
 });
 
+test("a command past its timeoutMs rejects with what it wrote until then", async () => {
+  await lb.runInSandbox({ ...none, name: "slow" }, async (sb) => {
+    const err = await sb.shell("echo so far; echo warn >&2; sleep 1000", { timeoutMs: 2000 }).then(
+      () => assert.fail("a shell past its timeoutMs resolved"),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof ExitError, `${err}`);
+    assert.equal(err.code, "canceled");
+    assert.match(err.message, /killed as timeoutMs \(2000\) passed/);
+    assert.deepEqual(err.result, { exitCode: -1, stdout: "so far\n", stderr: "warn\n" });
+  });
+});
+
+test("a request past the protocol's 16 MiB rejects with invalid_request, and the connection goes on", async () => {
+  await lb.runInSandbox({ ...none, name: "big" }, async (sb) => {
+    await assert.rejects(
+      sb.exec("wc", ["-c"], { stdin: "x".repeat(17 << 20) }),
+      (e: unknown) => e instanceof LightboxError && e.code === "invalid_request" && /longer than 16777216 bytes/.test(e.message),
+    );
+    assert.equal((await sb.exec("wc", ["-c"], { stdin: "x".repeat(15 << 20) })).stdout.trim(), String(15 << 20));
+  });
+});
+
 test("errors carry the stable codes of lightbox's sentinels", async () => {
   const code = (p: Promise<unknown>) => p.then(() => "resolved", (e: unknown) => (e instanceof LightboxError ? e.code : `${e}`));
   assert.equal(await code(lb.launchSandbox({ ...none, snapshot: "nosuch" })), "not_found");
