@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -494,105 +496,33 @@ func (e *nameError) Error() string {
 }
 
 // eachValue calls f with each member of the JSON object data (its name
-// and value) or each element of the array data (its index and value),
-// which f must not keep;
-// null has none. data is valid JSON (it decoded); what is not is an
-// error, never a panic.
+// and value) or each element of the array data (its index and value);
+// null, or a value of another kind, has none. encoding/json splits it
+// (data decoded already, so it is valid JSON).
 func eachValue(data []byte, f func(key, value []byte) error) error {
-	i := skipSpace(data, 0)
-	if i == len(data) || (data[i] != '{' && data[i] != '[') {
-		return nil // null, or a value of another type (that decoded)
-	}
-	object := data[i] == '{'
-	errBad := errors.New("malformed params")
-	i = skipSpace(data, i+1)
-	for n := 0; ; n++ {
-		if i < len(data) && (data[i] == '}' || data[i] == ']') {
-			return nil
+	switch v := bytes.TrimLeft(data, " \t\r\n"); {
+	case len(v) > 0 && v[0] == '{':
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(v, &m); err != nil {
+			return fmt.Errorf("malformed params: %w", err)
 		}
-		var key []byte
-		if !object {
-			key = strconv.AppendInt(nil, int64(n), 10)
-		} else {
-			end := skipValue(data, i)
-			if end < 0 || data[i] != '"' {
-				return errBad
+		for _, k := range slices.Sorted(maps.Keys(m)) { // the first wrong name in order, whatever the map's
+			if err := f([]byte(k), m[k]); err != nil {
+				return err
 			}
-			key = data[i+1 : end-1]
-			if bytes.IndexByte(key, '\\') >= 0 {
-				var k string
-				if err := json.Unmarshal(data[i:end], &k); err != nil {
-					return errBad
-				}
-				key = []byte(k)
+		}
+	case len(v) > 0 && v[0] == '[':
+		var a []json.RawMessage
+		if err := json.Unmarshal(v, &a); err != nil {
+			return fmt.Errorf("malformed params: %w", err)
+		}
+		for i, v := range a {
+			if err := f(strconv.AppendInt(nil, int64(i), 10), v); err != nil {
+				return err
 			}
-			i = skipSpace(data, end)
-			if i == len(data) || data[i] != ':' {
-				return errBad
-			}
-			i = skipSpace(data, i+1)
-		}
-		end := skipValue(data, i)
-		if end < 0 {
-			return errBad
-		}
-		if err := f(key, data[i:end]); err != nil {
-			return err
-		}
-		i = skipSpace(data, end)
-		if i < len(data) && data[i] == ',' {
-			i = skipSpace(data, i+1)
-		} else if i == len(data) || (data[i] != '}' && data[i] != ']') {
-			return errBad
 		}
 	}
-}
-
-// skipValue returns where the JSON value that starts at data[i] ends, or
-// -1 when data ends first.
-func skipValue(data []byte, i int) int {
-	depth := 0
-	for i < len(data) {
-		switch data[i] {
-		case '"':
-			for i++; ; {
-				if i >= len(data) {
-					return -1
-				}
-				j := bytes.IndexAny(data[i:], `"\`)
-				if j < 0 {
-					return -1
-				}
-				i += j
-				if data[i] == '"' {
-					break
-				}
-				i += 2 // an escape and what it escapes
-			}
-			i++
-		case '{', '[':
-			depth++
-			i++
-		case '}', ']':
-			depth--
-			i++
-		default: // a number, true, false, null, space or a separator
-			for i < len(data) && !strings.ContainsRune(`"{}[]`, rune(data[i])) && (depth > 0 || !strings.ContainsRune(", \t\r\n", rune(data[i]))) {
-				i++
-			}
-		}
-		if depth <= 0 {
-			return i
-		}
-	}
-	return -1
-}
-
-func skipSpace(data []byte, i int) int {
-	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\r' || data[i] == '\n') {
-		i++
-	}
-	return i
+	return nil
 }
 
 // hasStruct reports whether t is, or leads through pointers, maps,

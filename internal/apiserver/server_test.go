@@ -2,9 +2,7 @@ package apiserver
 
 import (
 	"bufio"
-	"encoding/json"
 	"io"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -102,62 +100,4 @@ func BenchmarkDecodeExec(b *testing.B) {
 			}
 		})
 	}
-}
-
-// TestEachValue: the members eachValue walks are those encoding/json
-// reads, in JSON with escapes, nesting, spaces and every kind of value;
-// JSON cut short is an error, never a panic.
-func TestEachValue(t *testing.T) {
-	for _, in := range []string{
-		`{}`, ` { } `, `[]`, `null`, `5`,
-		`{"a":1,"b":"x\"}\\","c":{"d":[1,{"e":"]"}]},"f":true,"g":null,"h":-1.5e+3,"i":[],"j":false}`,
-		" {\n\t\"k\\u0065y\" : \"v\" ,\r\n \"x\":[ 1 , 2 ] } ",
-		`[1,"two",{"three":3},[4],null]`,
-		`{"s":"` + strings.Repeat(`ab\\\"c`, 1000) + `"}`,
-	} {
-		var want map[string]json.RawMessage
-		var wantList []json.RawMessage
-		_ = json.Unmarshal([]byte(in), &want) // one of the two fits, or neither (a scalar)
-		_ = json.Unmarshal([]byte(in), &wantList)
-		got := map[string]string{}
-		if err := eachValue([]byte(in), func(k, v []byte) error { got[string(k)] = string(v); return nil }); err != nil {
-			t.Errorf("eachValue(%.60s): %v", in, err)
-			continue
-		}
-		if wantList != nil {
-			want = map[string]json.RawMessage{}
-			for i, v := range wantList {
-				want[strconv.Itoa(i)] = v
-			}
-		}
-		if len(got) != len(want) {
-			t.Errorf("eachValue(%.60s) = %d values %q, want %d", in, len(got), got, len(want))
-		}
-		for k, v := range want {
-			if got[k] != string(v) {
-				t.Errorf("eachValue(%.60s)[%s] = %q, want %q", in, k, got[k], v)
-			}
-		}
-		for n := range len(in) {
-			_ = eachValue([]byte(in[:n]), func(_, _ []byte) error { return nil }) // no panic, no endless loop
-		}
-	}
-}
-
-// FuzzEachValue: no input makes eachValue panic or loop, and on valid
-// JSON objects it walks the members encoding/json reads.
-func FuzzEachValue(f *testing.F) {
-	f.Add(`{"a":1,"b":"x\"}","c":{"d":[1,{"e":"]"}]}}`)
-	f.Add(`[1,[2],"3"]`)
-	f.Fuzz(func(t *testing.T, in string) {
-		n := 0
-		err := eachValue([]byte(in), func(_, _ []byte) error { n++; return nil })
-		var m map[string]json.RawMessage
-		if json.Unmarshal([]byte(in), &m) == nil && m != nil && err == nil && n < len(m) {
-			t.Errorf("eachValue(%q) walked %d members, encoding/json reads %d", in, n, len(m))
-		}
-		if json.Valid([]byte(in)) && err != nil {
-			t.Errorf("eachValue(%q): %v on valid JSON", in, err)
-		}
-	})
 }
