@@ -1,6 +1,9 @@
 package netstack
 
 import (
+	"errors"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
@@ -73,5 +76,28 @@ func TestRaiseNofileWithoutSysResource(t *testing.T) {
 				t.Errorf("the process's %s want its soft limit %d", strings.TrimSpace(line), lim.Max)
 			}
 		}
+	}
+}
+
+// A port slirp4netns could not publish (its API says only
+// "slirp_add_hostfwd failed") because another process took the host port
+// after the launch checked it (two launches racing for one port) is
+// reported as a port in use; another failure keeps the helper's words.
+func TestForwardFailedNamesPortInUse(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	taken := l.Addr().(*net.TCPAddr).Port
+	helper := errors.New("bad request: add_hostfwd: slirp_add_hostfwd failed")
+	err = forwardFailed(Port{HostPort: taken, Port: 80}, helper)
+	if want := fmt.Sprintf("127.0.0.1:%d is already in use", taken); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("forwardFailed of a port in use = %v, want it to say %q", err, want)
+	}
+	l.Close()
+	err = forwardFailed(Port{HostPort: taken, Port: 80}, helper)
+	if err == nil || !errors.Is(err, helper) || !strings.Contains(err.Error(), fmt.Sprintf("publish port %d:80", taken)) {
+		t.Errorf("forwardFailed of a free port = %v, want the port and the helper's error", err)
 	}
 }

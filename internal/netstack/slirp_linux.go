@@ -149,7 +149,7 @@ func attachSlirp(ctx context.Context, h helperStart, slirp string, ports []Port)
 	for _, p := range ports {
 		if err := slirpForward(ctx, api, p); err != nil {
 			stop()
-			return fail(fmt.Errorf("publish port %s: %w", p, err))
+			return fail(forwardFailed(p, err))
 		}
 	}
 	log.Debug("network helper ready", "helper", Slirp4netns, "target_pid", pid, "pid", cmd.Process.Pid)
@@ -197,6 +197,17 @@ func slirpForward(ctx context.Context, api string, p Port) error {
 		return errors.New(resp.Error.Desc)
 	}
 	return nil
+}
+
+// forwardFailed is the error of a port slirp4netns could not publish.
+// Its API says only "slirp_add_hostfwd failed"; the usual cause is a
+// host port taken since checkPorts found it free (two launches racing
+// for it), which probing it again names.
+func forwardFailed(p Port, err error) error {
+	if perr := checkPorts([]Port{p}); perr != nil {
+		return perr
+	}
+	return fmt.Errorf("publish port %s: %w", p, err)
 }
 
 // findChild finds the one child of parent and its start time.
