@@ -316,7 +316,7 @@ func (r *Runtime) acquireVolumes(ctx context.Context, layers []string, mounts ma
 		}
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(spec.Mounts[a].Volume, spec.Mounts[b].Volume) })
-	filling := map[string]bool{} // volumes this launch may fill already
+	var filling map[string]bool // volumes this launch may fill already
 	for _, i := range order {
 		ms := &spec.Mounts[i]
 		co := volstore.CreateOptions{UID: -1, GID: -1}
@@ -334,6 +334,9 @@ func (r *Runtime) acquireVolumes(ctx context.Context, layers []string, mounts ma
 		)
 		if o != nil && mayFill(ms.Target, mounts) && !filling[ms.Volume] {
 			// Once per launch: its own Fill lock would stop a second.
+			if filling == nil {
+				filling = map[string]bool{}
+			}
 			filling[ms.Volume] = true
 			vl, v, fill, err = r.vols.AcquireToFill(ctx, ms.Volume, co)
 		} else {

@@ -648,7 +648,8 @@ func (s *Store) Acquire(ctx context.Context, name string, o CreateOptions) (*Lea
 		return nil, nil, fmt.Errorf("volume %s: %w", name, err)
 	}
 	defer s.unlockName(name, lk)
-	return s.acquireLocked(ctx, name, o)
+	l, v, _, err := s.acquireLocked(ctx, name, o)
+	return l, v, err
 }
 
 // Fill is the right, and the duty, to fill a volume that was never filled
@@ -711,18 +712,13 @@ func (s *Store) AcquireToFill(ctx context.Context, name string, o CreateOptions)
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("volume %s: %w", name, err)
 		}
-		l, v, err := s.acquireLocked(ctx, name, o)
+		l, v, unfilled, err := s.acquireLocked(ctx, name, o)
 		if err != nil {
 			s.unlockName(name, lk)
 			return nil, nil, nil, err
 		}
-		md, err := s.readMeta(name)
-		if err != nil || !md.Unfilled {
+		if !unfilled {
 			s.unlockName(name, lk)
-			if err != nil {
-				_ = l.Close() // a shared flock's descriptor, nothing written
-				return nil, nil, nil, err
-			}
 			return l, v, nil, nil
 		}
 		// The fill lock is taken under the name lock but never waited
@@ -764,17 +760,18 @@ func (s *Store) Unfilled(name string) (bool, error) {
 	return md.Unfilled, nil
 }
 
-// acquireLocked is Acquire under the name lock.
-func (s *Store) acquireLocked(ctx context.Context, name string, o CreateOptions) (*Lease, *Volume, error) {
+// acquireLocked is Acquire under the name lock; unfilled is the volume's
+// meta's (see AcquireToFill).
+func (s *Store) acquireLocked(ctx context.Context, name string, o CreateOptions) (_ *Lease, _ *Volume, unfilled bool, _ error) {
 	v, _, err := s.ensureLocked(ctx, name, o)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	// Only an InUse probe (under the name lock too) or Remove can hold it
 	// exclusively, and both hold the name lock: this does not wait.
 	l, err := lockfile.Shared(ctx, filepath.Join(s.volDir(name), leaseFile))
 	if err != nil {
-		return nil, nil, fmt.Errorf("volume %s: lease: %w", name, err)
+		return nil, nil, false, fmt.Errorf("volume %s: lease: %w", name, err)
 	}
 	md, err := s.readMeta(name)
 	if err == nil {
@@ -783,10 +780,10 @@ func (s *Store) acquireLocked(ctx context.Context, name string, o CreateOptions)
 	}
 	if err != nil {
 		l.Close()
-		return nil, nil, fmt.Errorf("volume %s: record use: %w", name, err)
+		return nil, nil, false, fmt.Errorf("volume %s: record use: %w", name, err)
 	}
 	v.LastUsedAt = md.LastUsedAt
-	return &Lease{lk: l}, v, nil
+	return &Lease{lk: l}, v, md.Unfilled, nil
 }
 
 // InUse reports whether any lease on the volume is held.
