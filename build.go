@@ -296,7 +296,9 @@ func (b *buildBackend) Run(ctx context.Context, st build.RunStep) (build.StepOut
 					return build.StepOutput{}, err
 				}
 			}
-			mounts[m.Target] = Mount{Volume: v, ReadOnly: m.ReadOnly}
+			// A cache mount starts empty, as BuildKit's: never filled
+			// from the step's image.
+			mounts[m.Target] = Mount{Volume: v, ReadOnly: m.ReadOnly, NoCopy: true}
 			if m.Locked {
 				locked = append(locked, v)
 			}

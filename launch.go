@@ -122,6 +122,9 @@ func (opts *SandboxOptions) spec() (runtime.Spec, error) {
 	for _, target := range targets {
 		m := opts.Mounts[target]
 		ms := runtime.MountSpec{Target: target, ReadOnly: m.ReadOnly, Volume: m.Volume, Overlay: m.Overlay}
+		if m.NoCopy && m.Volume == "" {
+			return runtime.Spec{}, fmt.Errorf("mount %s: nocopy is for a volume, and %s is a host path", target, m.Source)
+		}
 		switch {
 		case m.Source != "" && m.Volume != "":
 			return runtime.Spec{}, fmt.Errorf("mount %s: both a source (%s) and a volume (%s); give one", target, m.Source, m.Volume)
@@ -246,8 +249,24 @@ func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, takeable 
 			return strings.Compare(path.Clean(a.Target), path.Clean(b.Target))
 		})
 	}
-	if err := r.acquireVolumes(ctx, snap.Layers, &spec, &held); err != nil {
+	fills, err := r.acquireVolumes(ctx, snap.Layers, opts.Mounts, &spec, &held)
+	if err != nil {
 		return nil, err
+	}
+	if len(fills) > 0 {
+		// Each Fill is Done when the init says it filled the mount, else
+		// given back unused (held): the volume stays unfilled.
+		spec.Filled = func(targets []string) {
+			for _, t := range targets {
+				if f := fills[t]; f != nil {
+					if err := f.Done(context.WithoutCancel(ctx)); err != nil {
+						// The copy stands; a later launch sees the volume
+						// not empty and leaves it as it is.
+						r.log.Warn("launch: record that a volume was filled", "target", t, "err", err)
+					}
+				}
+			}
+		}
 	}
 	if opts.DiskMiB > 0 {
 		disk, err := r.disks.Create(ctx, cmp.Or(opts.Name, "sandbox"), opts.DiskMiB)
@@ -279,30 +298,74 @@ func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, takeable 
 // mounts, sets their sources to the volumes' data directories and adds
 // the leases to spec (and their closing to held). A volume made here is
 // owned as the target's directory in the snapshot's layers is.
-func (r *Runtime) acquireVolumes(ctx context.Context, layers []string, spec *runtime.Spec, held *closer) error {
+//
+// A volume never filled, mounted writable (and without mounts' NoCopy)
+// over a directory of the snapshot, gets its mount's Fill set: fills
+// holds, by target, the volstore.Fill that makes this launch the one
+// that fills it (given back by held when the launch ends without
+// calling its Done).
+//
+// Volumes are acquired in the order of their names: a launch may wait
+// for another's Fill while it holds Fills, and one order for all
+// launches means no two wait for each other.
+func (r *Runtime) acquireVolumes(ctx context.Context, layers []string, mounts map[string]Mount, spec *runtime.Spec, held *closer) (fills map[string]*volstore.Fill, _ error) {
+	var order []int
 	for i := range spec.Mounts {
-		ms := &spec.Mounts[i]
-		if ms.Volume == "" {
-			continue
+		if spec.Mounts[i].Volume != "" {
+			order = append(order, i)
 		}
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(spec.Mounts[a].Volume, spec.Mounts[b].Volume) })
+	var filling map[string]bool // volumes this launch may fill already
+	for _, i := range order {
+		ms := &spec.Mounts[i]
 		co := volstore.CreateOptions{UID: -1, GID: -1}
 		o, err := r.snaps.Owner(ctx, layers, path.Clean(ms.Target))
 		if err != nil {
-			return fmt.Errorf("mount %s: %w", ms.Target, err)
+			return nil, fmt.Errorf("mount %s: %w", ms.Target, err)
 		}
 		if o != nil {
 			co.UID, co.GID, co.Mode = o.UID, o.GID, o.Mode|os.ModeDir
 		}
-		vl, v, err := r.vols.Acquire(ctx, ms.Volume, co)
+		var (
+			vl   *volstore.Lease
+			v    *volstore.Volume
+			fill *volstore.Fill
+		)
+		if o != nil && mayFill(ms.Target, mounts) && !filling[ms.Volume] {
+			// Once per launch: its own Fill lock would stop a second.
+			if filling == nil {
+				filling = map[string]bool{}
+			}
+			filling[ms.Volume] = true
+			vl, v, fill, err = r.vols.AcquireToFill(ctx, ms.Volume, co)
+		} else {
+			vl, v, err = r.vols.Acquire(ctx, ms.Volume, co)
+		}
 		if err != nil {
-			return fmt.Errorf("mount %s: %w", ms.Target, err)
+			return nil, fmt.Errorf("mount %s: %w", ms.Target, err)
 		}
 		held.add(vl.Close)
+		if fill != nil {
+			held.add(fill.Close)
+			if fills == nil {
+				fills = map[string]*volstore.Fill{}
+			}
+			fills[path.Clean(ms.Target)] = fill
+			ms.Fill = true
+		}
 		spec.Leases = append(spec.Leases, vl.File())
 		spec.Volumes = append(spec.Volumes, ms.Volume)
 		ms.Source = v.DataDir
 	}
-	return nil
+	return fills, nil
+}
+
+// mayFill says whether the volume mount at target (of spec's mounts,
+// from mounts) may fill its volume: writable and without NoCopy.
+func mayFill(target string, mounts map[string]Mount) bool {
+	m, ok := mounts[target]
+	return ok && !m.ReadOnly && !m.NoCopy
 }
 
 // defaultNetwork is what an empty SandboxOptions.Network means.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"slices"
 	"sync"
 	"time"
@@ -186,7 +187,7 @@ func (p *pool) take(ctx context.Context, r *Runtime, opts SandboxOptions) *Sandb
 		return nil
 	}
 	for _, m := range opts.Mounts {
-		if m != (Mount{Source: m.Source, Volume: m.Volume, ReadOnly: m.ReadOnly}) {
+		if m != (Mount{Source: m.Source, Volume: m.Volume, ReadOnly: m.ReadOnly, NoCopy: m.NoCopy}) {
 			return nil // a kind of mount a take does not know how to make
 		}
 	}
@@ -210,6 +211,17 @@ func (p *pool) take(ctx context.Context, r *Runtime, opts SandboxOptions) *Sandb
 	p.mu.Lock()
 	set := p.sets[key]
 	if set == nil || len(set.ready) == 0 {
+		p.mu.Unlock()
+		return nil
+	}
+	layers := set.ready[0].layers
+	p.mu.Unlock()
+	if r.fillsVolume(ctx, layers, opts) {
+		// The init fills a volume at setup; a warm one is past it.
+		return nil
+	}
+	p.mu.Lock()
+	if len(set.ready) == 0 {
 		p.mu.Unlock()
 		return nil
 	}
@@ -243,6 +255,29 @@ func (p *pool) take(ctx context.Context, r *Runtime, opts SandboxOptions) *Sandb
 	return sb
 }
 
+// fillsVolume says whether a launch of opts from layers may fill a
+// volume (see Mount.NoCopy): a writable volume mount, over a directory
+// of the snapshot, of a volume never filled. In doubt, yes.
+func (r *Runtime) fillsVolume(ctx context.Context, layers []string, opts SandboxOptions) bool {
+	for t, m := range opts.Mounts {
+		if m.Volume == "" || !mayFill(t, opts.Mounts) {
+			continue
+		}
+		unfilled, err := r.vols.Unfilled(m.Volume)
+		if err != nil {
+			return true
+		}
+		if !unfilled {
+			continue
+		}
+		o, err := r.snaps.Owner(ctx, layers, path.Clean(t))
+		if err != nil || o != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // refillDelay bounds how long a refill waits for the taken sandbox's
 // first command.
 const refillDelay = 100 * time.Millisecond
@@ -257,9 +292,14 @@ func (r *Runtime) applyTake(ctx context.Context, sb *Sandbox, opts SandboxOption
 		return err
 	}
 	var held closer
-	defer func() { _ = held.close() }() // only lease descriptors: the init holds its own copies, and close frees ours even when it reports an error
-	if err := r.acquireVolumes(ctx, sb.layers, &spec, &held); err != nil {
+	defer func() { _ = held.close() }() // only lease descriptors (and Fills given back unused): the init holds its own copies, and close frees ours even when it reports an error
+	fills, err := r.acquireVolumes(ctx, sb.layers, opts.Mounts, &spec, &held)
+	if err != nil {
 		return err
+	}
+	if len(fills) > 0 {
+		// A volume became one to fill since take looked.
+		return errors.New("a volume is to be filled from the image: launch cold")
 	}
 	ts := runtime.TakeSpec{Name: opts.Name, Mounts: spec.Mounts, Env: opts.Env, Workdir: spec.Workdir, User: opts.User, Leases: spec.Leases, Volumes: spec.Volumes}
 	if err := sb.rs.Take(ctx, ts); err != nil {

@@ -367,3 +367,53 @@ func TestPrewarmInvalidRequest(t *testing.T) {
 		t.Errorf("running after invalid requests: %v, want the warm sandbox as it was: %v", got, warm)
 	}
 }
+
+// TestPrewarmVolumeFill: a request whose new volume is to be filled from
+// the image (a warm sandbox is past the setup that fills it) launches
+// cold and sees the image's files in the volume, leaving the pool as it
+// was; as root, one whose volume's mount point the image lacks (nothing
+// to fill) still takes from the pool.
+func TestPrewarmVolumeFill(t *testing.T) {
+	r, err := Open(Options{Root: filepath.Join(t.TempDir(), "store")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	importBusybox(t, r)
+	pooled := SandboxOptions{Snapshot: "busybox", Network: NetworkNone}
+	if err := r.PrewarmSandboxes(t.Context(), pooled, 1); err != nil {
+		t.Fatal(err)
+	}
+	before := waitRunning(t, r, 1)
+	req := pooled
+	req.Mounts = map[string]Mount{"/bin": {Volume: "bin"}}
+	err = r.RunInSandbox(t.Context(), req, func(sb *Sandbox) error {
+		if pid := running(t, r)[sb.Name()]; slices.Contains(mapsValues(before), pid) {
+			t.Errorf("a request filling a new volume took pooled sandbox %s", sb.Name())
+		}
+		res, err := sb.Exec(t.Context(), "/bin/busybox", "echo", "filled")
+		if err != nil || string(res.Stdout) != "filled\n" {
+			t.Errorf("/bin/busybox in a new volume over /bin: %v, %v; want the image's busybox", res, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() != 0 {
+		return // rootless, a request with a mount never takes
+	}
+	if after := waitRunning(t, r, 1); !maps.Equal(after, before) {
+		t.Errorf("the pool changed from %v to %v for a request it did not serve", before, after)
+	}
+	req.Mounts = map[string]Mount{"/cache": {Volume: "cache"}}
+	err = r.RunInSandbox(t.Context(), req, func(sb *Sandbox) error {
+		if pid := running(t, r)[sb.Name()]; !slices.Contains(mapsValues(before), pid) {
+			t.Errorf("a request with a volume where the image has nothing launched cold (init %d, the pool's %v)", pid, before)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -224,8 +224,10 @@ func TestAPIServer(t *testing.T) {
 	var ref struct{ Name string }
 	p.ok("sandbox.launch", map[string]any{
 		"snapshot": "busybox", "name": "api-a", "network": "none", "workdir": "/work",
-		"env":    []string{"GREETING=hi"},
-		"mounts": map[string]any{"/work": map[string]any{"source": work}, "/cache": map[string]any{"volume": "api-cache"}},
+		"env": []string{"GREETING=hi"},
+		"mounts": map[string]any{"/work": map[string]any{"source": work}, "/cache": map[string]any{"volume": "api-cache"},
+			// New volumes over directories of the image: filled, unless noCopy.
+			"/usr": map[string]any{"volume": "api-usr"}, "/home": map[string]any{"volume": "api-home", "noCopy": true}},
 	}, &ref)
 	if ref.Name != "api-a" {
 		t.Fatalf("launch returned name %q, want api-a", ref.Name)
@@ -236,6 +238,10 @@ func TestAPIServer(t *testing.T) {
 		Stdout, Stderr string
 	}
 	var res execResult
+	p.ok("sandbox.shell", map[string]any{"name": "api-a", "script": "echo $(ls /usr) / $(ls /home)"}, &res)
+	if res.Stdout != "bin sbin /\n" {
+		t.Errorf("new volumes at /usr and at /home (noCopy) show %q; want the image's /usr and nothing", res.Stdout)
+	}
 	p.ok("sandbox.shell", map[string]any{"name": "api-a", "script": "cat hello.txt; echo $GREETING; echo err >&2; echo x > /cache/f"}, &res)
 	if res.ExitCode != 0 || res.Stdout != "from the host\nhi\n" || res.Stderr != "err\n" {
 		t.Errorf("shell = %+v, want the host file, the env and stderr", res)
@@ -312,8 +318,8 @@ func TestAPIServer(t *testing.T) {
 			t.Errorf("volume.list: api-cache uses 0 bytes after a write")
 		}
 	}
-	if got := strings.Join(names, ","); got != "api-cache,api-labelled" {
-		t.Errorf("volume.list names = %s, want api-cache,api-labelled", got)
+	if got := strings.Join(names, ","); got != "api-cache,api-home,api-labelled,api-usr" {
+		t.Errorf("volume.list names = %s, want api-cache,api-home,api-labelled,api-usr", got)
 	}
 	p.fails("not_found", "volume.remove", map[string]any{"name": "api-nosuch"})
 	var snaps []struct{ Name string }

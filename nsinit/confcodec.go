@@ -24,7 +24,7 @@ import (
 // magic changes with the layout; Version is still checked as for every
 // message. TestConfigCodec round-trips a Config with every field set, so
 // a field added to Config and not here fails it.
-const configMagic = "lbc1"
+const configMagic = "lbc2"
 
 // configMax bounds an encoded config: a pipe read by a process that has
 // not checked anything yet must not make it allocate without bound.
@@ -50,6 +50,7 @@ func appendConfig(b []byte, cfg *Config) []byte {
 		e.bool(m.ReadOnly)
 		e.int(int64(m.FD))
 		e.params(m.Overlay)
+		e.bool(m.Fill)
 	}
 	e.strs(cfg.Env)
 	e.str(cfg.Workdir)
@@ -93,6 +94,7 @@ func parseConfig(b []byte) (*Config, error) {
 			m.Source, m.Target, m.ReadOnly = d.str(), d.str(), d.bool()
 			m.FD = PassedFD(d.num())
 			m.Overlay = d.params()
+			m.Fill = d.bool()
 		}
 	}
 	cfg.Env = d.strs()

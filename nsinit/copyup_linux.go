@@ -36,7 +36,7 @@ func tmpCopyUp(root int, dst string, mfd int, attrs uint64) error {
 	if err := unix.Chmod("/proc/self/fd/"+strconv.Itoa(mfd), st.Mode&0o7777); err != nil {
 		return fmt.Errorf("tmpcopyup: %w", &os.PathError{Op: "chmod", Path: dst, Err: err})
 	}
-	if err := copyTree(src, mfd, dst); err != nil {
+	if err := newCopier().tree(src, mfd, dst); err != nil {
 		return fmt.Errorf("tmpcopyup: %w", err)
 	}
 	if attrs&unix.MOUNT_ATTR_RDONLY != 0 {
@@ -45,42 +45,77 @@ func tmpCopyUp(root int, dst string, mfd int, attrs uint64) error {
 	return nil
 }
 
-// copyTree copies the entries of directory src into directory dst (name
-// is src's path, for errors): directories, regular files, symlinks and
+// copier copies trees (see tree) with one buffer for all their files:
+// the init sets up with GOGC=off, where io.Copy's buffer per file is
+// garbage never collected (a volume filled with 3000 files: ~96 MiB).
+type copier struct {
+	buf []byte
+}
+
+func newCopier() *copier { return &copier{buf: make([]byte, 64<<10)} }
+
+// tree copies the entries of directory src into directory dst (name is
+// src's path, for errors): directories, regular files, symlinks and
 // FIFOs, with their owner, mode and times. Sockets and device nodes are
 // left out, as a tmpfs over them would not hold the ones in use.
-func copyTree(src, dst int, name string) error {
-	d, err := sys.Openat(src, ".", unix.O_RDONLY|unix.O_DIRECTORY, 0)
+func (c *copier) tree(src, dst int, name string) error {
+	names, err := readNames(src, name, -1)
 	if err != nil {
 		return err
 	}
-	dir := os.NewFile(uintptr(d), name)
-	names, err := dir.Readdirnames(-1)
-	_ = dir.Close() // read-only
+	_, err = c.names(src, dst, name, names)
+	return err
+}
+
+// readNames reads up to n (n <= 0: all) names of the directory dir, an
+// O_PATH descriptor (name is its path, for errors).
+func readNames(dir int, name string, n int) ([]string, error) {
+	d, err := sys.Openat(dir, ".", unix.O_RDONLY|unix.O_DIRECTORY, 0)
 	if err != nil {
-		return err
+		return nil, &os.PathError{Op: "open", Path: name, Err: err}
 	}
-	for _, n := range names {
-		p := name + "/" + n
+	f := os.NewFile(uintptr(d), name)
+	names, err := f.Readdirnames(n)
+	_ = f.Close() // read-only
+	if errors.Is(err, io.EOF) {
+		err = nil // empty, with n > 0
+	}
+	return names, err
+}
+
+// names is tree for the entries names of src; it returns how many of
+// them it went through (the last one, on an error, perhaps in part).
+func (c *copier) names(src, dst int, name string, names []string) (int, error) {
+	for i, n := range names {
+		if err := c.entry(src, dst, n, name+"/"+n); err != nil {
+			return i + 1, err
+		}
+	}
+	return len(names), nil
+}
+
+// entry copies the entry n of src, whose path is p, into dst.
+func (c *copier) entry(src, dst int, n, p string) error {
+	var err error
+	{
 		var st unix.Stat_t
 		if err := unix.Fstatat(src, n, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return &os.PathError{Op: "stat", Path: p, Err: err}
 		}
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFDIR:
-			err = copyDir(src, dst, n, p)
+			err = c.dir(src, dst, n, p)
 		case unix.S_IFREG:
-			err = copyFile(src, dst, n, p)
+			err = c.file(src, dst, n, p)
 		case unix.S_IFLNK:
-			buf := make([]byte, unix.PathMax)
 			var k int
-			if k, err = unix.Readlinkat(src, n, buf); err == nil {
-				err = unix.Symlinkat(string(buf[:k]), dst, n)
+			if k, err = unix.Readlinkat(src, n, c.buf[:unix.PathMax]); err == nil {
+				err = unix.Symlinkat(string(c.buf[:k]), dst, n)
 			}
 		case unix.S_IFIFO:
 			err = unix.Mknodat(dst, n, unix.S_IFIFO|0o600, 0)
 		default:
-			continue
+			return nil
 		}
 		if err != nil {
 			return &os.PathError{Op: "copy", Path: p, Err: err}
@@ -89,10 +124,8 @@ func copyTree(src, dst int, name string) error {
 			return &os.PathError{Op: "chown", Path: p, Err: err}
 		}
 		if st.Mode&unix.S_IFMT != unix.S_IFLNK {
-			// Not a symlink: dst is the new tmpfs, where nothing but
-			// this copy made n.
-			if err := unix.Fchmodat(dst, n, st.Mode&0o7777, 0); err != nil {
-				return &os.PathError{Op: "chmod", Path: p, Err: err}
+			if err := chmodNoFollow(dst, n, st.Mode&0o7777, p); err != nil {
+				return err
 			}
 		}
 		ts := []unix.Timespec{st.Atim, st.Mtim}
@@ -103,7 +136,7 @@ func copyTree(src, dst int, name string) error {
 	return nil
 }
 
-func copyDir(src, dst int, n, p string) error {
+func (c *copier) dir(src, dst int, n, p string) error {
 	if err := unix.Mkdirat(dst, n, 0o700); err != nil {
 		return err
 	}
@@ -117,24 +150,155 @@ func copyDir(src, dst int, n, p string) error {
 		return err
 	}
 	defer unix.Close(t)
-	return copyTree(s, t, p)
+	return c.tree(s, t, p)
 }
 
-func copyFile(src, dst int, n, p string) error {
+// file copies the regular file n of src into dst, through c's buffer
+// (copy_file_range first, where both are on one filesystem).
+func (c *copier) file(src, dst int, n, p string) error {
 	in, err := sys.Openat(src, n, unix.O_RDONLY|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return err
 	}
-	r := os.NewFile(uintptr(in), p)
-	defer func() { _ = r.Close() }() // read-only
+	defer unix.Close(in) // read-only
 	out, err := sys.Openat(dst, n, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return err
 	}
-	w := os.NewFile(uintptr(out), p)
-	if _, err := io.Copy(w, r); err != nil {
-		_ = w.Close() // the copy failed already: that is the error
+	if err := c.copyFD(in, out); err != nil {
+		unix.Close(out) // the copy failed already: that is the error
 		return err
 	}
-	return w.Close()
+	return unix.Close(out)
+}
+
+func (c *copier) copyFD(in, out int) error {
+	for {
+		k, err := unix.CopyFileRange(in, nil, out, nil, 1<<30, 0)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			break // another filesystem (EXDEV), or none to offer: read and write
+		}
+		if k == 0 {
+			return nil
+		}
+	}
+	for {
+		k, err := unix.Read(in, c.buf)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if k == 0 {
+			return nil
+		}
+		for b := c.buf[:k]; len(b) > 0; {
+			w, err := unix.Write(out, b)
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			b = b[w:]
+		}
+	}
+}
+
+// chmodNoFollow sets the mode of dst's entry n, which this copy made, and
+// never of what a symlink there points to: a volume being filled is
+// shared, and another sandbox could have put one in n's place (fchmodat
+// follows symlinks; the init's "/" is still the host's here).
+func chmodNoFollow(dst int, n string, mode uint32, p string) error {
+	fd, err := sys.Openat(dst, n, unix.O_PATH|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return &os.PathError{Op: "chmod", Path: p, Err: err}
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return &os.PathError{Op: "chmod", Path: p, Err: err}
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		return &os.PathError{Op: "chmod", Path: p, Err: unix.ELOOP}
+	}
+	if err := unix.Chmod("/proc/self/fd/"+strconv.Itoa(fd), mode); err != nil {
+		return &os.PathError{Op: "chmod", Path: p, Err: err}
+	}
+	return nil
+}
+
+// fillVolume fills the volume vol (a detached mount, or its root opened)
+// with what root has at dst, before the volume covers it (docker's and
+// podman's copy-up of a new volume; Mount.Fill): when dst is a directory
+// in root with entries and the volume is empty. It reports whether it
+// copied anything. The copy is copyTree's: by descriptor, no symlink
+// followed, owners, modes and times kept. A copy that fails (the
+// volume's quota) removes the entries it made, so that the volume is
+// left empty and unfilled, and says why.
+func fillVolume(root int, dst string, vol int) (bool, error) {
+	src, err := sys.OpenInRoot(root, dst, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+		return false, nil // nothing (or no directory) there to copy
+	}
+	if err != nil {
+		return false, fmt.Errorf("fill volume from the image: %w", err)
+	}
+	defer unix.Close(src)
+	if in, err := readNames(vol, "the volume", 1); err != nil || len(in) > 0 {
+		if err != nil {
+			return false, fmt.Errorf("fill volume from the image: %w", err)
+		}
+		return false, nil // not empty: the volume's content stays as it is
+	}
+	names, err := readNames(src, dst, -1)
+	if err != nil {
+		return false, fmt.Errorf("fill volume from the image: %w", err)
+	}
+	if len(names) == 0 {
+		return false, nil
+	}
+	tried, err := newCopier().names(src, vol, dst, names)
+	if err == nil {
+		return true, nil
+	}
+	why := ""
+	if errors.Is(err, unix.EDQUOT) || errors.Is(err, unix.ENOSPC) {
+		why = " (the volume's quota or filesystem is smaller than what the image has there; mount the volume with nocopy not to fill it)"
+	}
+	err = fmt.Errorf("fill volume from the image's %s: %w%s", dst, err, why)
+	for _, n := range names[:tried] {
+		if rerr := removeAt(vol, n); rerr != nil && !errors.Is(rerr, unix.ENOENT) {
+			return false, fmt.Errorf("%w; and removing what it copied: %s: %w", err, n, rerr)
+		}
+	}
+	return false, err
+}
+
+// removeAt removes dir's entry n and, for a directory, all below it, by
+// descriptor: no symlink is followed.
+func removeAt(dir int, n string) error {
+	err := unix.Unlinkat(dir, n, 0)
+	if !errors.Is(err, unix.EISDIR) && !errors.Is(err, unix.EPERM) {
+		return err
+	}
+	sub, err := sys.Openat(dir, n, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	names, err := readNames(sub, n, -1)
+	for _, c := range names {
+		if err == nil {
+			err = removeAt(sub, c)
+		}
+	}
+	unix.Close(sub)
+	if err != nil {
+		return err
+	}
+	return unix.Unlinkat(dir, n, unix.AT_REMOVEDIR)
 }

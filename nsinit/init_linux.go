@@ -43,7 +43,7 @@ func Main() {
 	// which nothing waits for.
 	go s.run()
 	goruntime.Gosched()
-	if err := WriteReport(report, Report{Type: ReportReady}); err != nil {
+	if err := WriteReport(report, Report{Type: ReportReady, Filled: s.cfg.filled}); err != nil {
 		// The launcher is gone or gave up: it kills us or the liveness
 		// pipe ends us; serve until then, as a detached sandbox would.
 		fmt.Fprintln(os.Stderr, "lightbox init: report ready:", err)

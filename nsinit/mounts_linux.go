@@ -67,8 +67,12 @@ func setup(cfg *Config, fds received) error {
 	// Parents before children: /a before /a/b.
 	slices.SortStableFunc(mounts, func(a, b Mount) int { return strings.Count(a.Target, "/") - strings.Count(b.Target, "/") })
 	for _, m := range mounts {
-		if err := bind(root, m, fds); err != nil {
+		filled, err := bind(root, m, fds)
+		if err != nil {
 			return fmt.Errorf("mount %s: %w", m.Target, err)
+		}
+		if filled {
+			cfg.filled = append(cfg.filled, m.Target)
 		}
 	}
 	if cfg.Workdir != "" {
@@ -252,29 +256,44 @@ const bindAttrs = unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV
 
 // bind mounts the host path m.Source on m.Target inside root: recursively,
 // nosuid and nodev, and read-only recursively when asked. A bind the
-// runtime made ready (m.FD, as real root) is only moved into place.
-func bind(root int, m Mount, fds received) error {
+// runtime made ready (m.FD, as real root) is only moved into place. With
+// m.Fill the volume is filled from root first (fillVolume), and filled
+// says whether it was.
+func bind(root int, m Mount, fds received) (filled bool, _ error) {
 	pfd, err := fds.fd(m.FD)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if pfd >= 0 {
 		var st unix.Stat_t
 		if err := unix.Fstat(pfd, &st); err != nil {
-			return &os.PathError{Op: "stat", Path: m.Source, Err: err}
+			return false, &os.PathError{Op: "stat", Path: m.Source, Err: err}
 		}
-		return moveOnto(root, pfd, m.Target, st.Mode&unix.S_IFMT == unix.S_IFDIR)
+		isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+		if m.Fill && isDir {
+			if filled, err = fillVolume(root, m.Target, pfd); err != nil {
+				return false, err
+			}
+		}
+		return filled, moveOnto(root, pfd, m.Target, isDir)
 	}
 	if m.Overlay != nil {
-		return copyOnWrite(root, m)
+		return false, copyOnWrite(root, m)
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(m.Source, &st); err != nil {
-		return fmt.Errorf("source: %w", &os.PathError{Op: "stat", Path: m.Source, Err: err})
+		return false, fmt.Errorf("source: %w", &os.PathError{Op: "stat", Path: m.Source, Err: err})
 	}
 	mfd, err := sys.OpenTree(unix.AT_FDCWD, m.Source, unix.OPEN_TREE_CLONE|unix.AT_RECURSIVE)
 	if err != nil {
-		return err
+		return false, err
+	}
+	isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+	if m.Fill && isDir {
+		if filled, err = fillVolume(root, m.Target, mfd); err != nil {
+			unix.Close(mfd)
+			return false, err
+		}
 	}
 	attrs := uint64(bindAttrs)
 	if m.ReadOnly {
@@ -282,9 +301,9 @@ func bind(root int, m Mount, fds received) error {
 	}
 	if err := sys.SetAttr(mfd, attrs, 0, true, m.Source); err != nil {
 		unix.Close(mfd)
-		return err
+		return false, err
 	}
-	return attach(root, mfd, m.Target, st.Mode&unix.S_IFMT == unix.S_IFDIR)
+	return filled, attach(root, mfd, m.Target, isDir)
 }
 
 // ensure opens p inside root (O_PATH), resolving every component inside

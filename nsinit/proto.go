@@ -107,6 +107,9 @@ type Config struct {
 	// etcFiles are the Etc files on the init's tmpfs, open, once setup
 	// made them: the server rewrites them through these.
 	etcFiles []*os.File
+	// filled are the targets of the Mounts with Fill that setup filled,
+	// for the ready Report.
+	filled []string
 }
 
 // Descriptors from the host side. As real root, a store's sandboxes map
@@ -183,6 +186,14 @@ type Mount struct {
 	// overlay of Source: these overlayfs parameters, whose "lowerdir" the
 	// init sets to Source, opened by itself and named by descriptor.
 	Overlay []sys.Param `json:"overlay,omitempty"`
+	// Fill fills the mount, a volume never filled before, with what the
+	// root has at Target before the mount covers it (docker's and
+	// podman's copy-up of a new volume): when that is a directory with
+	// entries and the volume is empty. The copy is made by descriptor
+	// and follows no symlink, as tmpcopyup's; the ready Report's Filled
+	// names the targets filled. A copy that fails (a quota) removes what
+	// it made and fails the setup.
+	Fill bool `json:"fill,omitempty"`
 }
 
 // File is one of Config.Etc: Target is an absolute path inside the
@@ -209,6 +220,9 @@ type Report struct {
 	Version int        `json:"version"`
 	Type    ReportKind `json:"type"`
 	Error   string     `json:"error,omitempty"`
+	// Filled (ReportReady) are the targets of the Mounts with Fill that
+	// the init filled.
+	Filled []string `json:"filled,omitempty"`
 }
 
 // DroppedXattr is the extended attribute on a capped log file (see

@@ -13,6 +13,12 @@ import (
 // error when ctx ends first (the read then goes on until the pipe
 // closes: the caller kills the init, which closes it).
 func WaitReport(ctx context.Context, r io.Reader) error {
+	_, err := WaitReady(ctx, r)
+	return err
+}
+
+// WaitReady is WaitReport returning the ready Report.
+func WaitReady(ctx context.Context, r io.Reader) (Report, error) {
 	type result struct {
 		rep Report
 		err error
@@ -24,16 +30,16 @@ func WaitReport(ctx context.Context, r io.Reader) error {
 	}()
 	select {
 	case <-ctx.Done():
-		return ctx.Err()
+		return Report{}, ctx.Err()
 	case res := <-done:
 		switch {
 		case errors.Is(res.err, ErrNoReport):
-			return ErrNoReport
+			return Report{}, ErrNoReport
 		case res.err != nil:
-			return fmt.Errorf("init's report: %w", res.err)
+			return Report{}, fmt.Errorf("init's report: %w", res.err)
 		case res.rep.Type == ReportError:
-			return errors.New(res.rep.Error)
+			return Report{}, errors.New(res.rep.Error)
 		}
-		return nil
+		return res.rep, nil
 	}
 }

@@ -284,12 +284,16 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		}
 		return sb, err
 	}
-	if err := nsinit.WaitReport(ctx, repR); err != nil {
+	rep, err := nsinit.WaitReady(ctx, repR)
+	if err != nil {
 		if errors.Is(err, nsinit.ErrNoReport) {
 			<-initDone
 			err = fmt.Errorf("init exited during setup (%v): %s", initErr, tail(filepath.Join(dir, "lock")))
 		}
 		return failSet(err)
+	}
+	if spec.Filled != nil && len(rep.Filled) > 0 {
+		spec.Filled(rep.Filled)
 	}
 	if err := <-stateDone; err != nil {
 		stateDone <- nil

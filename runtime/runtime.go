@@ -133,6 +133,11 @@ type Spec struct {
 	// killed). Not with a private network (its helper is waited for) or
 	// a WritableDir (the caller removes it).
 	DetachedTeardown bool
+	// Filled, when set, is called with the targets of the Mounts with
+	// Fill that the init filled, once it reports ready (before Launch
+	// returns, and also when Launch then fails: the volumes are filled
+	// all the same).
+	Filled func(targets []string)
 	// AllowUserNamespaces lets workloads create user namespaces of their
 	// own (the seccomp profile refuses them by default).
 	AllowUserNamespaces bool
@@ -175,6 +180,12 @@ type MountSpec struct {
 	// that what the sandbox writes there never reaches Source and no two
 	// sandboxes see each other's writes. Not with ReadOnly.
 	Overlay bool
+	// Fill fills a volume's mount (Volume set, not ReadOnly) with what
+	// the sandbox's root has at Target, when that is a directory with
+	// entries and the volume is empty (nsinit.Mount.Fill): the caller
+	// sets it for a volume that was never filled; Spec.Filled hears
+	// whether it was.
+	Fill bool
 }
 
 // CmdSpec is what a command runs in a sandbox: the fields of Cmd, and of
@@ -366,6 +377,9 @@ func (sp *Spec) Validate() error {
 		}
 		if m.Overlay && m.Volume != "" {
 			return fmt.Errorf("mount %s: copy-on-write (overlay) is for host paths, not volume %s", t, m.Volume)
+		}
+		if m.Fill && (m.Volume == "" || m.ReadOnly) {
+			return fmt.Errorf("mount %s: only a writable volume's mount is filled from the image", t)
 		}
 	}
 	if err := checkProcess(sp.Command, sp.Env, sp.Workdir, sp.User); err != nil {

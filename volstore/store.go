@@ -125,6 +125,10 @@ type meta struct {
 	// Delegated is set in a reference (Backend "delegated"): a volume
 	// root keeps for this store's user.
 	Delegated *delegRef `json:"delegated,omitempty"`
+	// Unfilled: the volume was never filled from a sandbox's image (see
+	// AcquireToFill; podman's NeedsCopyUp). Set at creation; a volume
+	// made before this field existed has it unset and is never filled.
+	Unfilled bool `json:"unfilled,omitempty"`
 }
 
 const (
@@ -345,7 +349,7 @@ func (s *Store) create(ctx context.Context, name string, o CreateOptions) (*meta
 		mode = 0o755
 	}
 	now := time.Now().UTC()
-	md := &meta{Version: 1, Labels: maps.Clone(o.Labels), CreatedAt: now, LastUsedAt: now, QuotaMiB: o.QuotaMiB, Backend: b.Name()}
+	md := &meta{Version: 1, Labels: maps.Clone(o.Labels), CreatedAt: now, LastUsedAt: now, QuotaMiB: o.QuotaMiB, Backend: b.Name(), Unfilled: true}
 	if md.Labels == nil {
 		md.Labels = map[string]string{}
 	}
@@ -644,15 +648,130 @@ func (s *Store) Acquire(ctx context.Context, name string, o CreateOptions) (*Lea
 		return nil, nil, fmt.Errorf("volume %s: %w", name, err)
 	}
 	defer s.unlockName(name, lk)
+	l, v, _, err := s.acquireLocked(ctx, name, o)
+	return l, v, err
+}
+
+// Fill is the right, and the duty, to fill a volume that was never filled
+// with what a sandbox's image has at the volume's mount point (docker's
+// and podman's copy-up of a new volume). AcquireToFill hands out one at a
+// time per volume, across processes: it is an exclusive flock on the
+// volume's fill lock, held until Done or Close.
+type Fill struct {
+	s    *Store
+	name string
+	lk   *lockfile.Lock
+}
+
+// Done records that the volume was filled (it is never filled again, even
+// once emptied) and releases the fill lock.
+func (f *Fill) Done(ctx context.Context) error {
+	defer func() { _ = f.Close() }() // a lock file's descriptor, nothing written through it
+	lk, err := f.s.lockName(ctx, f.name)
+	if err != nil {
+		return fmt.Errorf("volume %s: record the fill: %w", f.name, err)
+	}
+	defer f.s.unlockName(f.name, lk)
+	md, err := f.s.readMeta(f.name)
+	if err == nil && md.Unfilled {
+		md.Unfilled = false
+		err = atomicfile.WriteJSON(filepath.Join(f.s.volDir(f.name), metaFile), md, 0o644)
+	}
+	if err != nil {
+		return fmt.Errorf("volume %s: record the fill: %w", f.name, err)
+	}
+	return nil
+}
+
+// Close releases the fill lock, leaving the volume unfilled unless Done
+// ran: the next AcquireToFill of it gets the Fill. It may be called again.
+func (f *Fill) Close() error {
+	if f.lk == nil {
+		return nil
+	}
+	lk := f.lk
+	f.lk = nil
+	return lk.Close()
+}
+
+// AcquireToFill is Acquire for a mount that fills a new volume from the
+// sandbox's image: when the volume was never filled it returns a Fill
+// too, and the caller fills the volume (if the image has something
+// there and the volume is empty), then calls Done, or Close when it
+// did not fill it. While one caller holds the Fill, another's
+// AcquireToFill of the volume waits (for ctx), so that two sandboxes
+// launched at once never both fill it: the second gets no Fill once
+// the first's is Done, or the Fill the first gave back unused.
+func (s *Store) AcquireToFill(ctx context.Context, name string, o CreateOptions) (*Lease, *Volume, *Fill, error) {
+	if err := s.validate(name, &o); err != nil {
+		return nil, nil, nil, err
+	}
+	fillPath := filepath.Join(s.locks, name+"@fill.lock")
+	for {
+		lk, err := s.lockName(ctx, name)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("volume %s: %w", name, err)
+		}
+		l, v, unfilled, err := s.acquireLocked(ctx, name, o)
+		if err != nil {
+			s.unlockName(name, lk)
+			return nil, nil, nil, err
+		}
+		if !unfilled {
+			s.unlockName(name, lk)
+			return l, v, nil, nil
+		}
+		// The fill lock is taken under the name lock but never waited
+		// for under it: Done takes the name lock while holding the
+		// fill lock.
+		flk, err := lockfile.TryExclusive(fillPath)
+		if err == nil {
+			s.unlockName(name, lk)
+			return l, v, &Fill{s: s, name: name, lk: flk}, nil
+		}
+		s.unlockName(name, lk)
+		_ = l.Close() // a shared flock's descriptor, nothing written
+		if !errors.Is(err, lockfile.ErrLocked) {
+			return nil, nil, nil, fmt.Errorf("volume %s: fill lock: %w", name, err)
+		}
+		s.log.Debug("volume: waiting for another sandbox to fill it", "volume", name)
+		flk, err = lockfile.Exclusive(ctx, fillPath)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("volume %s: wait for another sandbox to fill it: %w", name, err)
+		}
+		_ = flk.Close() // the other's fill is over: look again
+	}
+}
+
+// Unfilled reports whether AcquireToFill would hand out a Fill for the
+// volume now: it was never filled, or does not exist yet (a volume is
+// made unfilled). Read without the name lock: a hint.
+func (s *Store) Unfilled(name string) (bool, error) {
+	if err := names.Check("volume", name); err != nil {
+		return false, err
+	}
+	md, err := s.readMeta(name)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return md.Unfilled, nil
+}
+
+// acquireLocked is Acquire under the name lock; unfilled is the volume's
+// meta's (see AcquireToFill).
+func (s *Store) acquireLocked(ctx context.Context, name string, o CreateOptions) (_ *Lease, _ *Volume, unfilled bool, _ error) {
 	v, _, err := s.ensureLocked(ctx, name, o)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	// Only an InUse probe (under the name lock too) or Remove can hold it
 	// exclusively, and both hold the name lock: this does not wait.
 	l, err := lockfile.Shared(ctx, filepath.Join(s.volDir(name), leaseFile))
 	if err != nil {
-		return nil, nil, fmt.Errorf("volume %s: lease: %w", name, err)
+		return nil, nil, false, fmt.Errorf("volume %s: lease: %w", name, err)
 	}
 	md, err := s.readMeta(name)
 	if err == nil {
@@ -661,10 +780,10 @@ func (s *Store) Acquire(ctx context.Context, name string, o CreateOptions) (*Lea
 	}
 	if err != nil {
 		l.Close()
-		return nil, nil, fmt.Errorf("volume %s: record use: %w", name, err)
+		return nil, nil, false, fmt.Errorf("volume %s: record use: %w", name, err)
 	}
 	v.LastUsedAt = md.LastUsedAt
-	return &Lease{lk: l}, v, nil
+	return &Lease{lk: l}, v, md.Unfilled, nil
 }
 
 // InUse reports whether any lease on the volume is held.

@@ -27,17 +27,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// countingHandler counts "volume created" records.
+// countingHandler counts "volume created" records, and those of an
+// AcquireToFill that waits for another's Fill.
 type countingHandler struct {
 	slog.Handler
-	created *atomic.Int64
+	created, waiting *atomic.Int64
 }
 
 func (h countingHandler) Enabled(context.Context, slog.Level) bool { return true }
 
 func (h countingHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == "volume created" {
+	switch r.Message {
+	case "volume created":
 		h.created.Add(1)
+	case "volume: waiting for another sandbox to fill it":
+		h.waiting.Add(1)
 	}
 	return nil
 }
@@ -46,6 +50,7 @@ type fixture struct {
 	root, tmp string
 	m         idmap.Mapping
 	created   atomic.Int64
+	waiting   atomic.Int64
 	s         *volstore.Store
 }
 
@@ -70,7 +75,7 @@ func newStore(t *testing.T) *fixture {
 
 func (f *fixture) open(t *testing.T) *volstore.Store {
 	t.Helper()
-	log := slog.New(countingHandler{Handler: slog.DiscardHandler, created: &f.created})
+	log := slog.New(countingHandler{Handler: slog.DiscardHandler, created: &f.created, waiting: &f.waiting})
 	s, err := volstore.Open(t.Context(), volstore.Options{Root: f.root, TmpDir: f.tmp, Mapping: f.m, Logger: log})
 	if err != nil {
 		t.Fatalf("Open = %v", err)

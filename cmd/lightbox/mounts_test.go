@@ -22,8 +22,12 @@ func TestParseMounts(t *testing.T) {
 		{v: ".:/w", want: lightbox.Mount{Source: "."}},
 		{v: "cache:/w", want: lightbox.Mount{Volume: "cache"}},
 		{v: "proj/sub:/w", wantErr: `a host path starts with /, ./, ../ or ~: ./proj/sub`},
-		{v: "p:/w:bogus", wantErr: "want SRC:DST[:ro|:O]"},
-		{v: ":/w", wantErr: "want SRC:DST[:ro|:O]"},
+		{v: "cache:/w:nocopy", want: lightbox.Mount{Volume: "cache", NoCopy: true}},
+		{v: "cache:/w:ro,nocopy", want: lightbox.Mount{Volume: "cache", ReadOnly: true, NoCopy: true}},
+		{v: "./p:/w:nocopy", wantErr: "nocopy is for a volume"},
+		{v: "p:/w:bogus", wantErr: `option "bogus": want SRC:DST[:OPT[,OPT]]`},
+		{v: ":/w", wantErr: "want SRC:DST[:OPT[,OPT]]"},
+		{v: "a:b:c:d", wantErr: "want SRC:DST[:OPT[,OPT]]"},
 	} {
 		m, err := parseMounts([]string{tc.v})
 		if tc.wantErr != "" {

@@ -33,7 +33,7 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "workdir", Aliases: []string{"w"}, Usage: "working directory inside the sandbox"},
 			&cli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "user[:group] inside the sandbox"},
 			&cli.StringSliceFlag{Name: "env", Aliases: []string{"e"}, Usage: "K=V environment variable, or K for this K's value here (repeatable)"},
-			&cli.StringSliceFlag{Name: "volume", Aliases: []string{"v"}, Usage: "SRC:DST[:ro|:O]; SRC is a host path when it is . or starts with /, ./, ../ or ~, else a volume name; :O copy-on-write (a host dir as a read-only lower layer, the sandbox's writes thrown away with it) (repeatable)"},
+			&cli.StringSliceFlag{Name: "volume", Aliases: []string{"v"}, Usage: "SRC:DST[:ro|:O|:nocopy]; SRC is a host path when it is . or starts with /, ./, ../ or ~, else a volume name; :O copy-on-write (a host dir as a read-only lower layer, the sandbox's writes thrown away with it); a new volume is filled with what the snapshot has at DST unless :nocopy (repeatable)"},
 			&cli.StringFlag{Name: "network", Usage: "private, none or host (private:pasta or private:slirp4netns picks the stack)", Value: string(lightbox.NetworkPrivate)},
 			caCertsFlag(),
 			&cli.StringSliceFlag{Name: "publish", Aliases: []string{"p"}, Usage: "[HOSTIP:]HOSTPORT:PORT[/tcp|udp] (private network only; repeatable)"},
@@ -373,7 +373,10 @@ func startStatus(err error) int {
 	return exitFailed
 }
 
-// parseMounts parses -v SRC:DST[:ro] values.
+// mountSyntax is -v's value, for errors.
+const mountSyntax = "SRC:DST[:OPT[,OPT]] with OPT ro, rw, O (a host path, copy-on-write) or nocopy (a volume, not filled from the image)"
+
+// parseMounts parses -v SRC:DST[:OPT[,OPT]] values.
 func parseMounts(vs []string) (map[string]lightbox.Mount, error) {
 	if len(vs) == 0 {
 		return nil, nil
@@ -382,19 +385,27 @@ func parseMounts(vs []string) (map[string]lightbox.Mount, error) {
 	for _, v := range vs {
 		parts := strings.Split(v, ":")
 		var mt lightbox.Mount
-		switch {
-		case len(parts) == 3 && parts[2] == "ro":
-			mt.ReadOnly = true
-		case len(parts) == 3 && parts[2] == "O":
-			mt.Overlay = true
-		case len(parts) == 3 && parts[2] == "rw":
-		case len(parts) == 2:
-		default:
-			return nil, fmt.Errorf("-v %q: want SRC:DST[:ro|:O]", v)
+		if len(parts) != 2 && len(parts) != 3 {
+			return nil, fmt.Errorf("-v %q: want %s", v, mountSyntax)
+		}
+		if len(parts) == 3 {
+			for _, o := range strings.Split(parts[2], ",") {
+				switch o {
+				case "ro":
+					mt.ReadOnly = true
+				case "O":
+					mt.Overlay = true
+				case "nocopy":
+					mt.NoCopy = true
+				case "rw":
+				default:
+					return nil, fmt.Errorf("-v %q: option %q: want %s", v, o, mountSyntax)
+				}
+			}
 		}
 		src, dst := parts[0], parts[1]
 		if src == "" || dst == "" {
-			return nil, fmt.Errorf("-v %q: want SRC:DST[:ro|:O]", v)
+			return nil, fmt.Errorf("-v %q: want %s", v, mountSyntax)
 		}
 		if isHostPath(src) {
 			if src == "~" || strings.HasPrefix(src, "~/") {
@@ -403,6 +414,9 @@ func parseMounts(vs []string) (map[string]lightbox.Mount, error) {
 					return nil, fmt.Errorf("-v %q: %w", v, err)
 				}
 				src = filepath.Join(home, strings.TrimPrefix(src, "~"))
+			}
+			if mt.NoCopy {
+				return nil, fmt.Errorf("-v %q: nocopy is for a volume, and %s is a host path", v, src)
 			}
 			mt.Source = src
 		} else {

@@ -133,11 +133,13 @@ type sandboxRef struct {
 
 // mountParams is one entry of launch's mounts: exactly one of source
 // (an absolute host path; a relative one is taken from the server's
-// working directory) and volume.
+// working directory) and volume; noCopy keeps a new volume empty
+// (lightbox.Mount.NoCopy).
 type mountParams struct {
 	Source   string `json:"source,omitempty"`
 	Volume   string `json:"volume,omitempty"`
 	ReadOnly bool   `json:"readOnly,omitempty"`
+	NoCopy   bool   `json:"noCopy,omitempty"`
 }
 
 type launchParams struct {
@@ -180,7 +182,7 @@ func (s *Server) launch(ctx context.Context, params []byte) (any, error) {
 	if len(p.Mounts) > 0 {
 		opts.Mounts = make(map[string]lightbox.Mount, len(p.Mounts))
 		for target, m := range p.Mounts {
-			opts.Mounts[target] = lightbox.Mount{Source: m.Source, Volume: m.Volume, ReadOnly: m.ReadOnly}
+			opts.Mounts[target] = lightbox.Mount{Source: m.Source, Volume: m.Volume, ReadOnly: m.ReadOnly, NoCopy: m.NoCopy}
 		}
 	}
 	sb, err := s.r.LaunchSandbox(ctx, opts)

@@ -1,0 +1,223 @@
+//go:build linux
+
+package integration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/beamhop/lightbox"
+	"github.com/beamhop/lightbox/internal/testutil"
+)
+
+// fillImage imports, as "img" into root, busybox with a populated /data:
+// a file, a directory with a mode of its own, an empty directory, and
+// symlinks that point out of the sandbox (a host file, a climb out of
+// any root); and many files more in /data/many/ (a copy that takes a
+// while). It returns what /etc/shadow and / look like on the host.
+func fillImage(t *testing.T, root string, many int) (shadow, slash string) {
+	t.Helper()
+	rootfs := testBusybox(t)
+	data := filepath.Join(rootfs, "data")
+	for _, d := range []string{data, filepath.Join(data, "sub"), filepath.Join(data, "empty")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(data, "a.txt"), []byte("from image\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(data, "sub", "b.txt"), []byte("b\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(data, "sub"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	for name, to := range map[string]string{"evil": "/etc/shadow", "up": "../../../../../../..", "dirlink": "/etc"} {
+		if err := os.Symlink(to, filepath.Join(data, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if many > 0 {
+		if err := os.Mkdir(filepath.Join(data, "many"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for i := range many {
+			if err := os.WriteFile(filepath.Join(data, "many", strconv.Itoa(i)), []byte(strings.Repeat("x", i)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	lbOK(t, root, "snapshot", "import", "img", rootfs)
+	return lstatOf(t, "/etc/shadow"), strings.Join(dirNames(t, "/"), " ")
+}
+
+// lstatOf renders a file's mode, size and mtime, which a reader of any
+// uid can see.
+func lstatOf(t *testing.T, p string) string {
+	t.Helper()
+	st, err := os.Lstat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%v %d %v", st.Mode(), st.Size(), st.ModTime())
+}
+
+// TestVolumeFilledFromImage: a new volume mounted over a directory of the
+// image starts with the image's content (docker's and podman's copy-up)
+// instead of hiding it; it is filled once — a second sandbox sees the
+// first's changes, and an emptied volume stays empty; an existing volume
+// with content is not touched; :nocopy keeps a new volume empty; the
+// image's symlinks are copied as symlinks and never followed.
+func TestVolumeFilledFromImage(t *testing.T) {
+	for kind, root := range attackStores(t) {
+		t.Run(kind, func(t *testing.T) {
+			shadow, slash := fillImage(t, root, 0)
+			run := func(args ...string) string {
+				t.Helper()
+				return lbOK(t, root, append([]string{"run", "--network", "none"}, args...)...)
+			}
+			out := run("-v", "newvol:/data", "img", "sh", "-c",
+				"cat /data/a.txt /data/sub/b.txt; stat -c '%a %U' /data/sub /data/sub/b.txt; for l in evil up dirlink; do readlink /data/$l; done; ls -A /data/empty | wc -l; echo changed > /data/a.txt; rm /data/sub/b.txt")
+			want := "from image\nb\n750 root\n600 root\n/etc/shadow\n../../../../../../..\n/etc\n0\n"
+			if out != want {
+				t.Errorf("a new volume over the image's /data shows:\n%s\nwant:\n%s", out, want)
+			}
+			// On the host: symlinks, as they were, in the volume.
+			vdata := filepath.Join(root, "volumes", "newvol", "data")
+			for name, to := range map[string]string{"evil": "/etc/shadow", "up": "../../../../../../..", "dirlink": "/etc"} {
+				if got, err := os.Readlink(filepath.Join(vdata, name)); err != nil || got != to {
+					t.Errorf("volume's %s = %q, %v; want a symlink to %s", name, got, err, to)
+				}
+			}
+			if out := run("-v", "newvol:/data", "img", "sh", "-c", "cat /data/a.txt; ls /data/sub; rm -rf /data/* /data/.[!.]*; true"); out != "changed\n" {
+				t.Errorf("the second sandbox sees %q; want the first one's change and no second copy (changed, an empty sub)", out)
+			}
+			if out := run("-v", "newvol:/data", "img", "ls", "-A", "/data"); out != "" {
+				t.Errorf("an emptied volume shows %q; want it left empty (filled once only)", out)
+			}
+
+			// A volume with content is left as it is, though never filled:
+			// first used where the image has nothing.
+			run("-v", "used:/nothing", "img", "sh", "-c", "echo mine > /nothing/mine")
+			if out := run("-v", "used:/data", "img", "ls", "-A", "/data"); out != "mine\n" {
+				t.Errorf("a volume with content over /data shows %q; want only its own file", out)
+			}
+			if out := run("-v", "nc:/data:nocopy", "img", "ls", "-A", "/data"); out != "" {
+				t.Errorf("-v nc:/data:nocopy shows %q; want an empty volume", out)
+			}
+			if out := run("-v", "rovol:/data:ro", "img", "ls", "-A", "/data"); out != "" {
+				t.Errorf("-v rovol:/data:ro shows %q; want an empty volume (a read-only mount is not filled)", out)
+			}
+			if got := lstatOf(t, "/etc/shadow"); got != shadow {
+				t.Errorf("the host's /etc/shadow changed: %s, was %s", got, shadow)
+			}
+			if got := strings.Join(dirNames(t, "/"), " "); got != slash {
+				t.Errorf("the host's / changed: %s, was %s", got, slash)
+			}
+		})
+	}
+}
+
+// TestVolumeFillAPI: the Go API fills a new volume too, and Mount.NoCopy
+// keeps one empty; four sandboxes launched at once with one new volume
+// fill it once (a second copy would fail on the first's files, or mix
+// with them).
+func TestVolumeFillAPI(t *testing.T) {
+	root, r := newStore(t)
+	fillImage(t, root, 3000)
+	ctx := t.Context()
+	err := r.RunInSandbox(ctx, lightbox.SandboxOptions{Snapshot: "img", Network: lightbox.NetworkNone,
+		Mounts: map[string]lightbox.Mount{"/data": {Volume: "apivol"}, "/keep": {Volume: "nc", NoCopy: true}, "/data/sub": {Volume: "ncsub", NoCopy: true}},
+	}, func(sb *lightbox.Sandbox) error {
+		res, err := sb.Shell(ctx, "cat /data/a.txt; ls -A /data/sub | wc -l")
+		if err != nil {
+			return err
+		}
+		if string(res.Stdout) != "from image\n0\n" {
+			t.Errorf("API: /data shows %q; want the image's a.txt and an empty nocopy volume at /data/sub", res.Stdout)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var wg sync.WaitGroup
+	outs := make([]string, 4)
+	errs := make([]error, 4)
+	for i := range outs {
+		wg.Go(func() {
+			errs[i] = r.RunInSandbox(ctx, lightbox.SandboxOptions{Snapshot: "img", Network: lightbox.NetworkNone,
+				Mounts: map[string]lightbox.Mount{"/data": {Volume: "shared"}},
+			}, func(sb *lightbox.Sandbox) error {
+				res, err := sb.Shell(ctx, "ls -A /data | tr '\\n' ' '; cat /data/sub/b.txt; ls /data/many | wc -l")
+				if res != nil {
+					outs[i] = string(res.Stdout)
+				}
+				return err
+			})
+		})
+	}
+	wg.Wait()
+	for i := range outs {
+		if errs[i] != nil || outs[i] != "a.txt dirlink empty evil many sub up b\n3000\n" {
+			t.Errorf("sandbox %d of 4 launched at once with a new volume: %q, %v; want the image's /data, filled once", i, outs[i], errs[i])
+		}
+	}
+}
+
+// TestVolumeFillQuota: as root (quotas), a new volume whose quota is
+// smaller than what the image has at its mount point fails the launch
+// with an error that says so, and is left empty and unfilled: mounted
+// with nocopy it is empty, and a volume large enough fills.
+func TestVolumeFillQuota(t *testing.T) {
+	testutil.RootOnly(t)
+	root, r := newStore(t)
+	rootfs := testBusybox(t)
+	if err := os.MkdirAll(filepath.Join(rootfs, "big"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"one", "two", "three"} {
+		if err := os.WriteFile(filepath.Join(rootfs, "big", n), []byte(strings.Repeat(n, 4<<20)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lbOK(t, root, "snapshot", "import", "big", rootfs)
+	ctx := t.Context()
+	if _, err := r.EnsureVolume(ctx, "small", lightbox.VolumeOptions{QuotaMiB: 16}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Its loop mount goes with it, before the store's files.
+		if err := r.RemoveVolume(context.Background(), "small"); err != nil {
+			t.Error(err)
+		}
+	})
+	res := lb(t, root, "", "run", "--network", "none", "-v", "small:/big", "big", "true")
+	if res.code != 125 || !strings.Contains(res.stderr, "fill volume from the image's /big") || !strings.Contains(res.stderr, "nocopy") {
+		t.Errorf("filling a 16 MiB volume with 48 MiB: exit %d, stderr %q; want a launch error naming the copy and nocopy", res.code, res.stderr)
+	}
+	if out := lbOK(t, root, "run", "--network", "none", "-v", "small:/big:nocopy", "big", "ls", "-A", "/big"); out != "" {
+		t.Errorf("after the failed fill the volume holds %q; want it empty", out)
+	}
+	var ue *lightbox.ExitError
+	err := r.RunInSandbox(ctx, lightbox.SandboxOptions{Snapshot: "big", Network: lightbox.NetworkNone,
+		Mounts: map[string]lightbox.Mount{"/big": {Volume: "large"}}}, func(sb *lightbox.Sandbox) error {
+		res, err := sb.Shell(context.WithoutCancel(ctx), "ls /big | tr '\\n' ' '")
+		if err == nil && string(res.Stdout) != "one three two " {
+			t.Errorf("a volume without a quota over /big shows %q", res.Stdout)
+		}
+		return err
+	})
+	if err != nil && !errors.As(err, &ue) {
+		t.Fatal(err)
+	}
+}
