@@ -111,32 +111,7 @@ func (w *lockedWriter) Write(p []byte) (int, error) {
 // call sends one request and waits for its response.
 func (p *apiProc) call(method string, params any) apiResponse {
 	p.t.Helper()
-	p.mu.Lock()
-	p.nextID++
-	id := p.nextID
-	ch := make(chan apiResponse, 1)
-	p.waiting[id] = ch
-	p.mu.Unlock()
-	req := map[string]any{"jsonrpc": "2.0", "id": id, "method": method}
-	if params != nil {
-		req["params"] = params
-	}
-	line, err := json.Marshal(req)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	if _, err := p.stdin.Write(append(line, '\n')); err != nil {
-		p.t.Fatalf("%s: write request: %v", method, err)
-	}
-	select {
-	case r := <-ch:
-		return r
-	case <-p.done:
-		p.t.Fatalf("%s: lightbox api ended without answering; stderr: %s", method, p.stderr())
-	case <-time.After(2 * time.Minute):
-		p.t.Fatalf("%s: no answer in 2 minutes", method)
-	}
-	return apiResponse{}
+	return p.receive(method, p.send(method, params))
 }
 
 // ok calls and fails the test on an error; it decodes the result into v.
@@ -604,7 +579,11 @@ func (p *apiProc) send(method string, params any) <-chan apiResponse {
 	ch := make(chan apiResponse, 1)
 	p.waiting[id] = ch
 	p.mu.Unlock()
-	line, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+	req := map[string]any{"jsonrpc": "2.0", "id": id, "method": method}
+	if params != nil {
+		req["params"] = params
+	}
+	line, err := json.Marshal(req)
 	if err != nil {
 		p.t.Fatal(err)
 	}

@@ -17,7 +17,6 @@ import (
 	"testing/iotest"
 	"time"
 
-	"github.com/beamhop/lightbox/internal/idmap"
 	"github.com/beamhop/lightbox/internal/testutil"
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
@@ -541,21 +540,7 @@ func TestVolatileOverlays(t *testing.T) {
 // sandbox binding the same owner's directory reuses it, and sees the same
 // ids; another owner gets its own.
 func TestIdmapUsernsKept(t *testing.T) {
-	testutil.RootOnly(t)
-	// A store with a private range (root's default in package lightbox):
-	// the last slot of the region, which the registry hands out last.
-	root := filepath.Join(t.TempDir(), "sandboxes")
-	m, err := Open(Options{Root: root, Mapping: idmap.RangeMapping(idmap.RegionFirst + (idmap.RegionSlots-1)*idmap.RangeSize), StopGrace: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := m.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	e := &env{m: m, root: root, rootfs: testutil.BusyboxRootfs(t)}
-	t.Cleanup(func() { checkNoMounts(t, root) })
+	e := newRangeEnv(t, 1)
 	dirs := make([]string, 3)
 	for i, owner := range []int{1234, 1234, 4321} {
 		dirs[i] = t.TempDir()

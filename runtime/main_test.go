@@ -48,6 +48,26 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
+// newRangeEnv is newEnv for a store with a private range (root's default
+// in package lightbox, so real root only): the slot fromEnd slots from
+// the end of the region, which the registry hands out last.
+func newRangeEnv(t *testing.T, fromEnd uint32) *env {
+	t.Helper()
+	testutil.RootOnly(t)
+	root := filepath.Join(t.TempDir(), "sandboxes")
+	m, err := Open(Options{Root: root, Mapping: idmap.RangeMapping(idmap.RegionFirst + (idmap.RegionSlots-fromEnd)*idmap.RangeSize), StopGrace: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	t.Cleanup(func() { checkNoMounts(t, root) })
+	return &env{m: m, root: root, rootfs: testutil.BusyboxRootfs(t)}
+}
+
 func newEnvB(t testing.TB) *env {
 	t.Helper()
 	mp, err := idmap.Detect()

@@ -8,11 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/beamhop/lightbox/internal/idmap"
 	"github.com/beamhop/lightbox/internal/procidmap"
-	"github.com/beamhop/lightbox/internal/testutil"
 )
 
 // usernsOwner is the owner of pid's user namespace, as a host uid.
@@ -50,20 +47,8 @@ func statusLine(t *testing.T, path, key string) string {
 // of a large launcher); the init's ids are all the range root's; and the
 // launcher's threads are root again afterwards, with their capabilities.
 func TestUsernsOwnedByRangeRoot(t *testing.T) {
-	testutil.RootOnly(t)
-	base := uint32(idmap.RegionFirst + (idmap.RegionSlots-2)*idmap.RangeSize)
-	root := filepath.Join(t.TempDir(), "sandboxes")
-	m, err := Open(Options{Root: root, Mapping: idmap.RangeMapping(base), StopGrace: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := m.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	e := &env{m: m, root: root, rootfs: testutil.BusyboxRootfs(t)}
-	t.Cleanup(func() { checkNoMounts(t, root) })
+	e := newRangeEnv(t, 2)
+	base, _ := e.m.mapping.PrivateRange()
 	capEff := statusLine(t, "/proc/self/status", "CapEff")
 
 	direct := e.launch(t, e.spec("direct"))
