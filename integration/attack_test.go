@@ -1262,26 +1262,34 @@ func main() {
 // caller's own share is what a sandbox spends, as any process of theirs.)
 func TestAttackHostRootKernelCounts(t *testing.T) {
 	testutil.RootOnly(t)
-	root, _ := newStore(t)
 	dir := buildProgram(t, "hog", kernelCountsHogSource)
-	lbOK(t, root, "run", "-d", "--name", "hog", "--network", "none", "-v", dir+":/prog:ro", "busybox", "/prog/hog")
-	defer lb(t, root, "", "rm", "-f", "hog")
-	var logs string
-	waitFor(t, "the hog to hold its inotify instances and message queues", func() bool {
-		logs = lb(t, root, "", "logs", "hog").stdout
-		return strings.Contains(logs, "mqueue ")
-	})
+	// hog runs the hog in a new store and returns how many inotify
+	// instances and message queues it got, each until the kernel's limit.
+	hog := func() (ni, nq int) {
+		root, _ := newStore(t)
+		lbOK(t, root, "run", "-d", "--name", "hog", "--network", "none", "-v", dir+":/prog:ro", "busybox", "/prog/hog")
+		t.Cleanup(func() { removeHog(t, root) })
+		var logs string
+		waitFor(t, "the hog to hold its inotify instances and message queues", func() bool {
+			logs = lb(t, root, "", "logs", "hog").stdout
+			return strings.Contains(logs, "mqueue ")
+		})
+		lines := strings.Split(strings.TrimSpace(logs), "\n")
+		if len(lines) != 2 || !strings.HasSuffix(lines[0], "too many open files") || !strings.HasSuffix(lines[1], "too many open files") {
+			t.Fatalf("the hog's report %q: want its inotify instances and message queues each stopped by the kernel's limit", logs)
+		}
+		if _, err := fmt.Sscanf(lines[0], "inotify %d", &ni); err != nil {
+			t.Fatalf("the hog's report %q: %v", logs, err)
+		}
+		if _, err := fmt.Sscanf(lines[1], "mqueue %d", &nq); err != nil {
+			t.Fatalf("the hog's report %q: %v", logs, err)
+		}
+		return ni, nq
+	}
 	// The hog did reach the kernel's limits: the attack was made.
-	var ni, nq int
-	lines := strings.Split(strings.TrimSpace(logs), "\n")
-	if len(lines) != 2 || !strings.HasSuffix(lines[0], "too many open files") || !strings.HasSuffix(lines[1], "too many open files") {
-		t.Fatalf("the hog's report %q: want its inotify instances and message queues each stopped by the kernel's limit", logs)
-	}
-	if _, err := fmt.Sscanf(lines[0], "inotify %d", &ni); err != nil || ni == 0 {
-		t.Fatalf("the hog's report %q (%v): no inotify instance made", logs, err)
-	}
-	if _, err := fmt.Sscanf(lines[1], "mqueue %d", &nq); err != nil || nq == 0 {
-		t.Fatalf("the hog's report %q (%v): no message queue made", logs, err)
+	ni, nq := hog()
+	if ni == 0 || nq == 0 {
+		t.Fatalf("the hog made %d inotify instances and %d message queues, want some of each", ni, nq)
 	}
 	t.Logf("the sandbox holds %d inotify instances and %d message queues", ni, nq)
 
@@ -1304,5 +1312,19 @@ func TestAttackHostRootKernelCounts(t *testing.T) {
 		if _, _, e := unix.Syscall(unix.SYS_MQ_UNLINK, uintptr(unsafe.Pointer(p)), 0, 0); e != 0 {
 			t.Errorf("mq_unlink %s: %v", name, e)
 		}
+	}
+	// Another store's sandboxes have a share of their own (their range
+	// root's): a CI job in one store cannot starve another's.
+	if ni2, nq2 := hog(); ni2 != ni || nq2 != nq {
+		t.Errorf("while one store's sandbox holds %d inotify instances and %d message queues, another store's got %d and %d, want as many", ni, nq, ni2, nq2)
+	}
+}
+
+// removeHog removes the hog sandbox of store root, which a test's end
+// would not wait for (t.Context is done by then).
+func removeHog(t *testing.T, root string) {
+	out, err := exec.Command(binPath, "--root", root, "rm", "-f", "hog").CombinedOutput()
+	if err != nil {
+		t.Errorf("lightbox rm -f hog: %v: %s", err, out)
 	}
 }
