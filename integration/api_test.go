@@ -554,20 +554,9 @@ func TestAPIServerOutputMemory(t *testing.T) {
 			t.Fatalf("answer %d (%d bytes): %.300s…, want output_truncated with 16 MiB of NULs", i, len(line), line)
 		}
 	}
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
-	if err != nil {
-		t.Fatal(err)
+	if kib := peakRSS(t, cmd.Process.Pid); kib > 1<<20 {
+		t.Errorf("lightbox api's peak RSS %d MiB for %d answers of 16 MiB, want under 1 GiB", kib>>10, n)
 	}
-	for _, l := range strings.Split(string(status), "\n") {
-		if f := strings.Fields(l); len(f) == 3 && f[0] == "VmHWM:" {
-			kib, _ := strconv.Atoi(f[1])
-			if kib > 1<<20 {
-				t.Errorf("lightbox api's peak RSS %d MiB for %d answers of 16 MiB, want under 1 GiB", kib>>10, n)
-			}
-			return
-		}
-	}
-	t.Fatalf("no VmHWM in %s", status)
 }
 
 // send writes one request and returns where its response will come.
@@ -732,18 +721,10 @@ func TestAPIServerLongLine(t *testing.T) {
 	if r.Error == nil || r.Error.Code != -32600 || r.Error.kind() != "invalid_request" || !strings.Contains(r.Error.Message, "longer than 16777216 bytes") {
 		t.Errorf("300 MiB line = %s %+v, want an invalid_request error (-32600) that names the limit", r.Result, r.Error)
 	}
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(status), "\n") {
-		if f := strings.Fields(l); len(f) == 3 && f[0] == "VmHWM:" {
-			kib, _ := strconv.Atoi(f[1])
-			t.Logf("lightbox api's peak RSS after a 300 MiB line: %d MiB", kib>>10)
-			if kib > 256<<10 { // less than the line: it was not held (1.7 GB when it was; 70-90 MiB now)
-				t.Errorf("lightbox api's peak RSS %d MiB after a 300 MiB line, want under 256 MiB", kib>>10)
-			}
-		}
+	kib := peakRSS(t, p.cmd.Process.Pid)
+	t.Logf("lightbox api's peak RSS after a 300 MiB line: %d MiB", kib>>10)
+	if kib > 256<<10 { // less than the line: it was not held (1.7 GB when it was; 70-90 MiB now)
+		t.Errorf("lightbox api's peak RSS %d MiB after a 300 MiB line, want under 256 MiB", kib>>10)
 	}
 	// The server goes on, and reads a line just under the limit whole: its
 	// sandbox is not found.
@@ -755,6 +736,63 @@ func TestAPIServerLongLine(t *testing.T) {
 	if p.stray != nil {
 		t.Errorf("lines that answered no request: %.300q", p.stray)
 	}
+}
+
+// TestAPIServerInFlight: many large requests to slow commands sent at
+// once are not all held at once: the server reads on only as answers
+// bring the request lines in flight under apiserver.MaxInFlight (64 MiB),
+// and answers every one. Twenty-four 12 MiB stdins to `wc -c; sleep 1` peaked
+// at 1.2 GB before, 470-500 MiB after.
+func TestAPIServerInFlight(t *testing.T) {
+	root, _ := newStore(t)
+	p := startAPI(t, root)
+	p.ok("sandbox.launch", map[string]any{"snapshot": "busybox", "name": "flight", "network": "none"}, nil)
+	const n, size = 24, 12 << 20
+	stdin := strings.Repeat("x", size)
+	chs := make(chan (<-chan apiResponse), n)
+	go func() {
+		// Written from another goroutine: the server's input may stay
+		// full for a while.
+		for range n {
+			chs <- p.send("sandbox.shell", map[string]any{"name": "flight", "script": "wc -c; sleep 1", "stdin": stdin})
+		}
+		close(chs)
+	}()
+	for ch := range chs {
+		var res struct{ Stdout string }
+		r := p.receive("a 12 MiB request", ch)
+		if r.Error != nil {
+			t.Fatalf("a 12 MiB request: %+v", r.Error)
+		}
+		if err := json.Unmarshal(r.Result, &res); err != nil || strings.TrimSpace(res.Stdout) != strconv.Itoa(size) {
+			t.Fatalf("a 12 MiB request's result %.200s (%v): want wc -c to count %d", r.Result, err, size)
+		}
+	}
+	kib := peakRSS(t, p.cmd.Process.Pid)
+	t.Logf("lightbox api's peak RSS for %d requests of 12 MiB to slow commands: %d MiB", n, kib>>10)
+	if kib > 700<<10 {
+		t.Errorf("lightbox api's peak RSS %d MiB for %d requests of 12 MiB, want under 700 MiB: the server held more than a few at once", kib>>10, n)
+	}
+}
+
+// peakRSS is process pid's peak resident size (VmHWM), in KiB.
+func peakRSS(t *testing.T, pid int) int {
+	t.Helper()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(status), "\n") {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == "VmHWM:" {
+			kib, err := strconv.Atoi(f[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kib
+		}
+	}
+	t.Fatalf("no VmHWM in %s", status)
+	return 0
 }
 
 // TestAPIServerExactNames: a parameter's name in another case than the

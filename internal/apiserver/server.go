@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/beamhop/lightbox"
 )
@@ -64,12 +65,25 @@ func Serve(ctx context.Context, r *lightbox.Runtime, in io.Reader, out io.Writer
 	var wg sync.WaitGroup
 	lines := make(chan line)
 	readErr := make(chan error, 1)
+	// inflight is the size of the request lines being answered; past
+	// MaxInFlight the reader waits for answers before it reads on (freed
+	// wakes it).
+	var inflight atomic.Int64
+	freed := make(chan struct{}, 1)
 	go func() {
 		// The reader may stay blocked after ctx ends (a pipe cannot be
 		// interrupted); Serve does not wait for it.
 		lr := lineReader{br: bufio.NewReaderSize(in, 64<<10), max: MaxRequestLine}
 		for {
+			for inflight.Load() > MaxInFlight {
+				select {
+				case <-freed:
+				case <-reqCtx.Done():
+					return
+				}
+			}
 			l, err := lr.next()
+			inflight.Add(int64(len(l.b)))
 			if l.tooLong || len(bytes.TrimSpace(l.b)) > 0 {
 				select {
 				case lines <- l:
@@ -95,6 +109,13 @@ loop:
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				defer func() {
+					inflight.Add(-int64(len(l.b)))
+					select {
+					case freed <- struct{}{}:
+					default: // the reader has a wake-up pending already
+					}
+				}()
 				if werr := s.handleLine(reqCtx, l); werr != nil {
 					cancel(fmt.Errorf("write response: %w", werr))
 				}
@@ -156,6 +177,15 @@ func shutdownCause(ctx context.Context) error {
 // dropped as it comes, never held (a 300 MiB line once grew the server
 // to 640 MB), and answered with an invalid_request error.
 const MaxRequestLine = lightbox.OutputLimit
+
+// MaxInFlight bounds the request lines being answered at once, in bytes:
+// past it the server reads no further request until answers bring it
+// back under (the client's writes wait, as on any full pipe). A request
+// holds its line and what decodes from it (a large stdin, twice) until
+// it is answered: sixteen 12 MiB requests to slow commands once held
+// them all. Four lines of the longest kind; many small requests never
+// come near it.
+const MaxInFlight = 4 * MaxRequestLine
 
 // idPrefix is how much of a line too long to read is kept: enough to find
 // its id, which a client writes before its params (the TypeScript client
