@@ -352,7 +352,7 @@ func (r *Runtime) acquireVolumes(ctx context.Context, layers []string, mounts ma
 				fills = map[string]*volstore.Fill{}
 			}
 			fills[path.Clean(ms.Target)] = fill
-			ms.Fill = true
+			ms.Fill, ms.FillLock = true, fill.File()
 		}
 		spec.Leases = append(spec.Leases, vl.File())
 		spec.Volumes = append(spec.Volumes, ms.Volume)

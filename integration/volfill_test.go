@@ -3,15 +3,19 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/beamhop/lightbox"
 	"github.com/beamhop/lightbox/internal/testutil"
@@ -220,4 +224,101 @@ func TestVolumeFillQuota(t *testing.T) {
 	if err != nil && !errors.As(err, &ue) {
 		t.Fatal(err)
 	}
+}
+
+// TestVolumeFillKilled: a launcher killed with kill -9 in the middle of
+// filling a new volume, alone or with its sandbox's init (the job's
+// whole process group, a machine that went down), leaves no half copy
+// that a later sandbox takes for the volume's content: the next run
+// sees every file of the image's directory, and gc is not needed.
+func TestVolumeFillKilled(t *testing.T) {
+	const many = 20000
+	root, r := newStore(t)
+	rootfs := testBusybox(t)
+	dir := filepath.Join(rootfs, "data", "many")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "data", "a.txt"), []byte("from image\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := range many {
+		if err := os.WriteFile(filepath.Join(dir, strconv.Itoa(i)), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lbOK(t, root, "snapshot", "import", "img", rootfs)
+	for _, withInit := range []bool{false, true} {
+		vol := "launcher"
+		if withInit {
+			vol = "launcher-and-init"
+		}
+		t.Run(vol, func(t *testing.T) {
+			cmd := exec.Command(binPath, "--root", root, "run", "--network", "none", "-v", vol+":/data", "img", "true")
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			// The copy has begun once the volume holds an entry.
+			data := filepath.Join(root, "volumes", vol, "data")
+			testutil.WaitFor(t, time.Minute, "the copy into the new volume to begin", func() bool {
+				ents, _ := os.ReadDir(data) // missing until the volume is made
+				return len(ents) > 0
+			})
+			var inits []int
+			if withInit {
+				inits = childrenOf(t, cmd.Process.Pid)
+			}
+			if err := cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			for _, pid := range inits {
+				if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+					t.Fatal(err)
+				}
+			}
+			_ = cmd.Wait() // killed: the status says so
+			out := lbOK(t, root, "run", "--network", "none", "-v", vol+":/data", "img", "sh", "-c", "cat /data/a.txt; ls /data/many | wc -l; ls -A /data | tr '\\n' ' '")
+			if want := fmt.Sprintf("from image\n%d\na.txt many ", many); out != want {
+				t.Errorf("after a launcher killed mid-fill (its init too: %v), the next run sees %q; want the image's whole /data, %q", withInit, out, want)
+			}
+		})
+	}
+	// What the killed launches left goes with gc; the volumes stay.
+	testutil.WaitFor(t, time.Minute, "gc to remove the killed sandboxes", func() bool {
+		lbOK(t, root, "gc")
+		list, err := r.ListSandboxes(t.Context())
+		return err == nil && len(list) == 0
+	})
+	if out := lbOK(t, root, "run", "--network", "none", "-v", "launcher:/data", "img", "sh", "-c", "ls /data/many | wc -l"); out != fmt.Sprint(many, "\n") {
+		t.Errorf("after gc the volume holds %q files; want %d", out, many)
+	}
+}
+
+// childrenOf returns the pids of pid's children (a launcher's: its
+// sandbox's init).
+func childrenOf(t *testing.T, pid int) []int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int
+	for _, e := range ents {
+		c, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// pid (comm) state ppid …: comm may hold spaces and parentheses.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out = append(out, c)
+		}
+	}
+	return out
 }

@@ -51,6 +51,7 @@ func appendConfig(b []byte, cfg *Config) []byte {
 		e.int(int64(m.FD))
 		e.params(m.Overlay)
 		e.bool(m.Fill)
+		e.int(int64(m.FillLock))
 	}
 	e.strs(cfg.Env)
 	e.str(cfg.Workdir)
@@ -95,6 +96,7 @@ func parseConfig(b []byte) (*Config, error) {
 			m.FD = PassedFD(d.num())
 			m.Overlay = d.params()
 			m.Fill = d.bool()
+			m.FillLock = d.num()
 		}
 	}
 	cfg.Env = d.strs()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 
 	"github.com/beamhop/lightbox/internal/sys"
@@ -232,14 +233,32 @@ func chmodNoFollow(dst int, n string, mode uint32, p string) error {
 	return nil
 }
 
+// fillStaging is the directory, in a volume's root, that a fill copies
+// into before it moves the copy into place (see fillVolume). No sandbox
+// ever sees it but one that mounts the volume while it is being filled,
+// or after a fill was killed, without filling it (nocopy, read-only).
+const fillStaging = ".lightbox-filling"
+
 // fillVolume fills the volume vol (a detached mount, or its root opened)
 // with what root has at dst, before the volume covers it (docker's and
 // podman's copy-up of a new volume; Mount.Fill): when dst is a directory
 // in root with entries and the volume is empty. It reports whether it
 // copied anything. The copy is copyTree's: by descriptor, no symlink
-// followed, owners, modes and times kept. A copy that fails (the
-// volume's quota) removes the entries it made, so that the volume is
-// left empty and unfilled, and says why.
+// followed, owners, modes and times kept.
+//
+// The copy is made in a directory of the volume's own, fillStaging,
+// then its entries are renamed into the volume's root, and the staging
+// directory removed: a copy cut short is never mistaken for the
+// volume's content. The caller holds the volume's fill lock throughout
+// (Mount.FillLock), so the staging directory in a volume whose fill
+// this is means that an earlier fill was killed (its launcher and init
+// with it, a machine gone down) while it copied or moved its entries
+// in: everything in the volume is then the dead fill's (the volume is
+// still unfilled, and only a sandbox that mounted it without filling it
+// could have added to it since), and it is removed, by descriptor, and
+// the volume filled again. A copy that fails (the volume's quota)
+// removes the staging directory, so that the volume is left empty and
+// unfilled, and says why.
 func fillVolume(root int, dst string, vol int) (bool, error) {
 	src, err := sys.OpenInRoot(root, dst, unix.O_PATH|unix.O_DIRECTORY, 0)
 	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
@@ -249,10 +268,17 @@ func fillVolume(root int, dst string, vol int) (bool, error) {
 		return false, fmt.Errorf("fill volume from the image: %w", err)
 	}
 	defer unix.Close(src)
-	if in, err := readNames(vol, "the volume", 1); err != nil || len(in) > 0 {
-		if err != nil {
-			return false, fmt.Errorf("fill volume from the image: %w", err)
+	in, err := readNames(vol, "the volume", -1)
+	if err != nil {
+		return false, fmt.Errorf("fill volume from the image: %w", err)
+	}
+	if slices.Contains(in, fillStaging) {
+		for _, n := range in {
+			if err := removeAt(vol, n); err != nil && !errors.Is(err, unix.ENOENT) {
+				return false, fmt.Errorf("fill volume from the image: remove what a fill that was killed left: %s: %w", n, err)
+			}
 		}
+	} else if len(in) > 0 {
 		return false, nil // not empty: the volume's content stays as it is
 	}
 	names, err := readNames(src, dst, -1)
@@ -262,21 +288,38 @@ func fillVolume(root int, dst string, vol int) (bool, error) {
 	if len(names) == 0 {
 		return false, nil
 	}
-	tried, err := newCopier().names(src, vol, dst, names)
-	if err == nil {
-		return true, nil
+	if slices.Contains(names, fillStaging) {
+		return false, fmt.Errorf("fill volume from the image's %s: it holds %s, the name lightbox fills a volume through (mount the volume with nocopy not to fill it)", dst, fillStaging)
 	}
-	why := ""
-	if errors.Is(err, unix.EDQUOT) || errors.Is(err, unix.ENOSPC) {
-		why = " (the volume's quota or filesystem is smaller than what the image has there; mount the volume with nocopy not to fill it)"
+	if err := unix.Mkdirat(vol, fillStaging, 0o700); err != nil {
+		return false, fmt.Errorf("fill volume from the image: %w", &os.PathError{Op: "mkdir", Path: fillStaging, Err: err})
 	}
-	err = fmt.Errorf("fill volume from the image's %s: %w%s", dst, err, why)
-	for _, n := range names[:tried] {
-		if rerr := removeAt(vol, n); rerr != nil && !errors.Is(rerr, unix.ENOENT) {
-			return false, fmt.Errorf("%w; and removing what it copied: %s: %w", err, n, rerr)
+	stage, err := sys.Openat(vol, fillStaging, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return false, fmt.Errorf("fill volume from the image: %w", &os.PathError{Op: "open", Path: fillStaging, Err: err})
+	}
+	defer unix.Close(stage)
+	if _, err := newCopier().names(src, stage, dst, names); err != nil {
+		why := ""
+		if errors.Is(err, unix.EDQUOT) || errors.Is(err, unix.ENOSPC) {
+			why = " (the volume's quota or filesystem is smaller than what the image has there; mount the volume with nocopy not to fill it)"
+		}
+		err = fmt.Errorf("fill volume from the image's %s: %w%s", dst, err, why)
+		if rerr := removeAt(vol, fillStaging); rerr != nil {
+			return false, fmt.Errorf("%w; and removing what it copied: %w", err, rerr)
+		}
+		return false, err
+	}
+	for _, n := range names {
+		if err := unix.Renameat2(stage, n, vol, n, unix.RENAME_NOREPLACE); err != nil {
+			// The staging directory stays: the next fill redoes this one.
+			return false, fmt.Errorf("fill volume from the image's %s: %w", dst, &os.LinkError{Op: "rename", Old: fillStaging + "/" + n, New: n, Err: err})
 		}
 	}
-	return false, err
+	if err := unix.Unlinkat(vol, fillStaging, unix.AT_REMOVEDIR); err != nil {
+		return false, fmt.Errorf("fill volume from the image's %s: %w", dst, &os.PathError{Op: "remove", Path: fillStaging, Err: err})
+	}
+	return true, nil
 }
 
 // removeAt removes dir's entry n and, for a directory, all below it, by

@@ -294,6 +294,11 @@ func closeExtraFDs(cfg *Config) error {
 	for _, fd := range fds.Leases {
 		keep[fd] = true
 	}
+	for _, m := range cfg.Mounts {
+		if m.FillLock > 0 {
+			keep[m.FillLock] = true // closed once its mount is made
+		}
+	}
 	if oc := cfg.OCI; oc != nil {
 		for i := range oc.PreserveFDs {
 			keep[3+i] = true

@@ -68,6 +68,9 @@ func setup(cfg *Config, fds received) error {
 	slices.SortStableFunc(mounts, func(a, b Mount) int { return strings.Count(a.Target, "/") - strings.Count(b.Target, "/") })
 	for _, m := range mounts {
 		filled, err := bind(root, m, fds)
+		if m.FillLock > 0 {
+			unix.Close(m.FillLock) // a lock file's: the fill is over, whatever its end
+		}
 		if err != nil {
 			return fmt.Errorf("mount %s: %w", m.Target, err)
 		}

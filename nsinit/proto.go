@@ -192,8 +192,15 @@ type Mount struct {
 	// entries and the volume is empty. The copy is made by descriptor
 	// and follows no symlink, as tmpcopyup's; the ready Report's Filled
 	// names the targets filled. A copy that fails (a quota) removes what
-	// it made and fails the setup.
+	// it made and fails the setup. A fill interrupted (its launcher and
+	// init killed) is redone: see fillVolume.
 	Fill bool `json:"fill,omitempty"`
+	// FillLock, with Fill, is the volume's fill lock (an inherited fd,
+	// 0 = none): the init holds it while it fills the volume and closes
+	// it once the mount is made, so that no other sandbox fills, or
+	// redoes the fill of, the volume while this init copies, even once
+	// the launcher that took the lock is gone.
+	FillLock int `json:"fillLock,omitempty"`
 }
 
 // File is one of Config.Etc: Target is an absolute path inside the

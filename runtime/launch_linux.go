@@ -143,6 +143,14 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	for _, l := range spec.Leases {
 		cfg.FDs.Leases = append(cfg.FDs.Leases, child(l))
 	}
+	if slices.ContainsFunc(spec.Mounts, func(mt MountSpec) bool { return mt.FillLock != nil }) {
+		cfg.Mounts = slices.Clone(cfg.Mounts) // the caller's, else
+		for i, mt := range spec.Mounts {      // cfg.Mounts are spec.Mounts, in order
+			if mt.FillLock != nil {
+				cfg.Mounts[i].FillLock = child(mt.FillLock)
+			}
+		}
+	}
 	exe, exePath := m.exe()
 	if exe != nil {
 		cfg.FDs.Exe = child(exe)

@@ -186,6 +186,12 @@ type MountSpec struct {
 	// sets it for a volume that was never filled; Spec.Filled hears
 	// whether it was.
 	Fill bool
+	// FillLock, with Fill, is the volume's fill lock (volstore.Fill's
+	// File): the init holds a copy of it until the mount is made, so
+	// that the volume's fill stays locked while the init copies even
+	// when the launcher is killed (nsinit.Mount.FillLock). Launch does
+	// not close it.
+	FillLock *os.File
 }
 
 // CmdSpec is what a command runs in a sandbox: the fields of Cmd, and of
@@ -377,6 +383,9 @@ func (sp *Spec) Validate() error {
 		}
 		if m.Overlay && m.Volume != "" {
 			return fmt.Errorf("mount %s: copy-on-write (overlay) is for host paths, not volume %s", t, m.Volume)
+		}
+		if m.FillLock != nil && !m.Fill {
+			return fmt.Errorf("mount %s: a fill lock without Fill", t)
 		}
 		if m.Fill && (m.Volume == "" || m.ReadOnly) {
 			return fmt.Errorf("mount %s: only a writable volume's mount is filled from the image", t)

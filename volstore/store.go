@@ -683,6 +683,11 @@ func (f *Fill) Done(ctx context.Context) error {
 	return nil
 }
 
+// File returns the fill lock's descriptor, for the process that fills
+// the volume to hold while it copies (a sandbox's init), so that the
+// lock outlives a caller killed meanwhile.
+func (f *Fill) File() *os.File { return f.lk.File() }
+
 // Close releases the fill lock, leaving the volume unfilled unless Done
 // ran: the next AcquireToFill of it gets the Fill. It may be called again.
 func (f *Fill) Close() error {

@@ -1,12 +1,15 @@
 /** What a mount puts at a path inside the sandbox: a host path (a string, or
  * `{ source }`; relative paths are taken from this process's working
- * directory) or a named volume, created on first use. */
+ * directory) or a named volume, created on first use. A new volume starts
+ * with what the snapshot has at the mount's path (copied once, by the
+ * first sandbox that mounts it writable), unless `noCopy` keeps it empty. */
 export type MountSpec = string | {
     source: string;
     readOnly?: boolean;
 } | {
     volume: string;
     readOnly?: boolean;
+    noCopy?: boolean;
 };
 /** Options of launchSandbox and runInSandbox. Omitted fields take
  * lightbox's defaults. */

@@ -288,7 +288,7 @@ export class Client {
             if (typeof m === "string")
                 mounts[target] = { source: resolvePath(m) };
             else if ("volume" in m)
-                mounts[target] = { volume: m.volume, readOnly: m.readOnly };
+                mounts[target] = { volume: m.volume, readOnly: m.readOnly, noCopy: m.noCopy };
             else
                 mounts[target] = { source: resolvePath(m.source), readOnly: m.readOnly };
         }

@@ -18,11 +18,13 @@ import { createInterface } from "node:readline";
 
 /** What a mount puts at a path inside the sandbox: a host path (a string, or
  * `{ source }`; relative paths are taken from this process's working
- * directory) or a named volume, created on first use. */
+ * directory) or a named volume, created on first use. A new volume starts
+ * with what the snapshot has at the mount's path (copied once, by the
+ * first sandbox that mounts it writable), unless `noCopy` keeps it empty. */
 export type MountSpec =
   | string
   | { source: string; readOnly?: boolean }
-  | { volume: string; readOnly?: boolean };
+  | { volume: string; readOnly?: boolean; noCopy?: boolean };
 
 /** Options of launchSandbox and runInSandbox. Omitted fields take
  * lightbox's defaults. */
@@ -437,10 +439,10 @@ export class Client {
   /** Launches a sandbox and returns its handle. It is destroyed when this
    * process exits unless detached. */
   async launchSandbox(opts: SandboxOptions): Promise<Sandbox> {
-    const mounts: Record<string, { source?: string; volume?: string; readOnly?: boolean }> = {};
+    const mounts: Record<string, { source?: string; volume?: string; readOnly?: boolean; noCopy?: boolean }> = {};
     for (const [target, m] of Object.entries(opts.mounts ?? {})) {
       if (typeof m === "string") mounts[target] = { source: resolvePath(m) };
-      else if ("volume" in m) mounts[target] = { volume: m.volume, readOnly: m.readOnly };
+      else if ("volume" in m) mounts[target] = { volume: m.volume, readOnly: m.readOnly, noCopy: m.noCopy };
       else mounts[target] = { source: resolvePath(m.source), readOnly: m.readOnly };
     }
     const r = await this._call("sandbox.launch", {

@@ -180,6 +180,20 @@ test("ensureVolume is idempotent; listVolumes returns dates and numbers", async 
   assert.deepEqual(await lb.listVolumes(), []);
 });
 
+test("a new volume starts with the snapshot's files at its path; noCopy keeps one empty", async () => {
+  const st = newStore("fill"); // its own snapshot, not in this store's list
+  st.importSnapshot("withdata", { "data/a.txt": { body: "from image\n" }, "other/b.txt": { body: "b\n" } });
+  const c = new Client({ root: st.root });
+  try {
+    const mounts = { "/data": { volume: "data" }, "/other": { volume: "other", noCopy: true } };
+    const r = await c.runInSandbox({ snapshot: "withdata", network: "none", mounts }, (sb) => sb.shell("cat /data/a.txt; ls -A /other | wc -l"));
+    assert.equal(r.stdout, "from image\n0\n", "a new volume over /data holds the image's a.txt; a noCopy one over /other (b.txt) is empty");
+  } finally {
+    await c.close();
+    st.cleanup();
+  }
+});
+
 test("listSnapshots; a detached sandbox outlives its client and another client attaches", async () => {
   const snaps = await lb.listSnapshots();
   assert.deepEqual(snaps.map((s) => s.name), ["busybox"]);
