@@ -304,6 +304,9 @@ func closeExtraFDs(cfg *Config) error {
 			keep[3+i] = true
 		}
 		keep[oc.ExecFifoFD], keep[oc.Console] = true, true
+		if oc.PidsMaxFD > 0 {
+			keep[oc.PidsMaxFD] = true
+		}
 	}
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {

@@ -45,6 +45,14 @@ type OCIConfig struct {
 	// Console is the fd of a connected unix socket the pty master is sent
 	// over when Process.Terminal; -1 without.
 	Console int `json:"console"`
+	// PidsMaxFD, when not 0, is the container's cgroup's pids.max (v1),
+	// opened by the runtime for reading and writing, with FDs.Workload
+	// its tasks file: the init's threads are in a pids cgroup of its
+	// own but its main thread (which /proc/PID/cgroup shows, and which
+	// never makes a thread: see EnvOCIInit), and the thread that forks a
+	// process joins the container's for the fork, allowing itself and
+	// the main thread meanwhile (see pidsCgroup).
+	PidsMaxFD int `json:"pidsMaxFD,omitempty"`
 	// PreserveFDs is how many fds from 3 on the process inherits.
 	PreserveFDs int `json:"preserveFDs,omitempty"`
 	// Seccomp is the compiled filter, nil for none.
@@ -81,6 +89,11 @@ type OCIDevice struct {
 	UID   uint32 `json:"uid"`
 	GID   uint32 `json:"gid"`
 }
+
+// EnvOCIInit, set to "1" in the environment of an OCI container's init,
+// has it keep its main thread locked to its main goroutine from the
+// start (package initialization runs there): see OCIConfig.PidsMaxFD.
+const EnvOCIInit = "LIGHTBOX_OCI_INIT"
 
 // OCIProcess is a process to start: the container's or an exec'd one.
 type OCIProcess struct {

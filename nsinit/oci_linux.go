@@ -12,12 +12,25 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/beamhop/lightbox/internal/sys"
 	"github.com/beamhop/lightbox/internal/sys/seccomp"
 	"golang.org/x/sys/unix"
 )
+
+func init() {
+	if os.Getenv(EnvOCIInit) == "1" {
+		// Still the main thread: package initialization runs locked to
+		// it. Locked, it never runs another goroutine, and the threads
+		// the Go runtime makes while it runs are made by its template
+		// thread, not cloned from it: none is born in the container's
+		// pids cgroup, where the runtime leaves it (see pidsCgroup).
+		runtime.LockOSThread()
+	}
+}
 
 // ociMain is the init of an OCI container (see OCIConfig). It never
 // returns.
@@ -56,6 +69,16 @@ func ociMain(cfg *Config, report *os.File) {
 	if err := applyProcessLimits(p); err != nil {
 		fatal(report, fmt.Errorf("init: %w", err))
 	}
+	if err := ociFork.setup(p.OOMScoreAdj, nprocOf(p.Rlimits)); err != nil {
+		fatal(report, fmt.Errorf("init: %w", err))
+	}
+	var pids *pidsCgroup
+	if oc.PidsMaxFD > 0 && cfg.FDs.Workload > 0 {
+		if unix.Gettid() != unix.Getpid() {
+			fatal(report, fmt.Errorf("init: started without %s=1: its main thread is not its main goroutine's", EnvOCIInit))
+		}
+		pids = &pidsCgroup{tasks: cfg.FDs.Workload, max: oc.PidsMaxFD}
+	}
 	if cfg.FDs.Listener >= 0 {
 		lf := os.NewFile(uintptr(cfg.FDs.Listener), "init.sock")
 		l, err := net.FileListener(lf)
@@ -63,7 +86,7 @@ func ociMain(cfg *Config, report *os.File) {
 		if err != nil {
 			fatal(report, fmt.Errorf("init: exec socket: %w", err))
 		}
-		go ociServe(l.(*net.UnixListener), r, oc)
+		go ociServe(l.(*net.UnixListener), r, oc, pids)
 	}
 	if err := WriteReport(report, Report{Type: ReportReady}); err != nil {
 		// The runtime is gone or gave up: it kills us, as for any init.
@@ -115,7 +138,7 @@ func ociMain(cfg *Config, report *os.File) {
 	}
 	unix.Close(fifo)
 
-	pid, done, err := spawnOCI(r, p, oc.Seccomp, argv0, env, files)
+	pid, done, err := spawnOCI(r, p, oc.Seccomp, pids, ociFork.main, nprocOf(p.Rlimits), argv0, env, files)
 	// Start reads until this end closes: the process has been exec'd
 	// (or could not be) before start returns and poststart hooks run.
 	if w >= 0 {
@@ -180,21 +203,177 @@ func ociEnv(p *OCIProcess) []string {
 	return env
 }
 
-// applyProcessLimits sets the process's rlimits, oom_score_adj and umask
-// on the init itself (each is per process and inherited).
+// applyProcessLimits sets the process's rlimits and umask on the init
+// itself (each is per process and inherited), but RLIMIT_NPROC: the
+// init's threads would count against it with the container's root's
+// processes (in a user namespace, where the init is not exempt), and
+// the Go runtime dies when it cannot make a thread. The process gets
+// that one for its fork only (ociFork); its oom_score_adj too.
 func applyProcessLimits(p *OCIProcess) error {
 	for _, rl := range p.Rlimits {
+		if rl.Type == unix.RLIMIT_NPROC {
+			continue
+		}
 		if err := syscall.Setrlimit(rl.Type, &syscall.Rlimit{Cur: rl.Soft, Max: rl.Hard}); err != nil {
 			return fmt.Errorf("setrlimit(%d, %d, %d): %w", rl.Type, rl.Soft, rl.Hard, err)
 		}
 	}
-	if p.OOMScoreAdj != nil {
-		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(*p.OOMScoreAdj)), 0); err != nil {
-			return fmt.Errorf("oom_score_adj: %w", err)
-		}
-	}
 	if p.Umask != nil {
 		syscall.Umask(int(*p.Umask))
+	}
+	return nil
+}
+
+// nprocOf is the RLIMIT_NPROC of rls, nil if none.
+func nprocOf(rls []OCIRlimit) *OCIRlimit {
+	for i := range rls {
+		if rls[i].Type == unix.RLIMIT_NPROC {
+			return &rls[i]
+		}
+	}
+	return nil
+}
+
+// ociFork is how the init gives a process what it must not keep itself.
+//
+// RLIMIT_NPROC: the init's threads count with the processes of the
+// container's root (in a user namespace, where the init is not
+// exempt), and the Go runtime dies when it cannot make a thread: a fork
+// burst at the limit (rootless, where v1 gives no pids cgroup) killed
+// the init and the container with it. The init does not take it: it is
+// set on the process right after its fork (prlimit), before the start
+// or the exec returns. Go's ForkExec gives no moment between the fork
+// and the exec to set it in the child, so a program that forks in its
+// first microseconds can start children without it, and one that reads
+// its own limits at once may see the init's. Taken for the fork only,
+// the init died of it instead: a thread the Go runtime made then, with
+// the container at its limit (8 execs at once, rootless). Its threads
+// count for the container's root still: the processes get the limit
+// less the init's threads (about ten).
+//
+// oom_score_adj: the processes' is the spec's (process.oomScoreAdj, an
+// exec's own), else the one the init started with, as runc's get. The
+// init's own is as low as it may go: -1000, where the OOM killer never
+// takes it, when it is privileged (CAP_SYS_RESOURCE: as root with no
+// user namespace, on a host whose root has it; this machine's has not)
+// or its oom_score_adj_min allows it; else the one it started with. It
+// used to take the process's (podman --oom-score-adj 300 made it a
+// candidate as good as the processes), and at the same score the OOM
+// killer took the largest, the init, when the processes held their
+// memory where no process's RSS shows it (tmpfs): the container died of
+// it, with the init's status, not theirs. A child takes its parent's
+// score at the fork: the init is at the process's for the fork (its
+// microseconds are the window in which an OOM sees the init there), and
+// back. Written with privilege, the process's score is also its floor
+// (oom_score_adj_min), as runc's is. Without the privilege a process may
+// lower its score to the init's: that is left.
+var ociFork forkState
+
+type forkState struct {
+	mu   sync.Mutex // held across a fork
+	fd   int        // /proc/self/oom_score_adj, opened before any seccomp filter
+	own  int        // the init's score between forks
+	main int        // the container's process's
+}
+
+// setup sets the init's own score as low as it may be, and checks that
+// the process's (spec; nil: the init's at its start) and its nproc
+// limit (nil: none) can be set.
+func (o *forkState) setup(spec *int, nproc *OCIRlimit) error {
+	if nproc != nil {
+		var cur unix.Rlimit
+		if err := unix.Getrlimit(unix.RLIMIT_NPROC, &cur); err != nil {
+			return fmt.Errorf("getrlimit(RLIMIT_NPROC): %w", err)
+		}
+		if nproc.Soft > nproc.Hard || nproc.Hard > cur.Max {
+			return fmt.Errorf("setrlimit(%d, %d, %d): %w", nproc.Type, nproc.Soft, nproc.Hard, unix.EPERM)
+		}
+	}
+	fd, err := unix.Open("/proc/self/oom_score_adj", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: "/proc/self/oom_score_adj", Err: err}
+	}
+	o.fd = fd
+	b := make([]byte, 16)
+	n, err := unix.Pread(fd, b, 0)
+	if err != nil {
+		return &os.PathError{Op: "read", Path: "/proc/self/oom_score_adj", Err: err}
+	}
+	if o.own, err = strconv.Atoi(strings.TrimSpace(string(b[:n]))); err != nil {
+		return fmt.Errorf("oom_score_adj %q: %w", b[:n], err)
+	}
+	o.main = o.own
+	if spec != nil {
+		o.main = *spec
+	}
+	// The process's score, once: the error the spec's deserves (a
+	// lower one than this process's needs privilege) comes now, not at
+	// start.
+	if err := o.set(o.main); err != nil {
+		return err
+	}
+	if o.set(-1000) == nil {
+		o.own = -1000
+		return nil
+	}
+	return o.set(o.own)
+}
+
+func (o *forkState) set(score int) error {
+	if _, err := unix.Pwrite(o.fd, strconv.AppendInt(nil, int64(score), 10), 0); err != nil {
+		return fmt.Errorf("oom_score_adj %d: %w", score, err)
+	}
+	return nil
+}
+
+// forkAs runs fork (a ForkExec) with the init at score, so that the
+// child is born with it, and puts the init's own back; then it sets
+// nproc (nil: none) on the child as uid:gid, the child's ids: prlimit
+// of another user's process needs CAP_SYS_RESOURCE, which root may
+// lack. Called on a locked thread that dies (or never forks again)
+// after: it ends as uid:gid.
+func (o *forkState) forkAs(score int, nproc *OCIRlimit, uid, gid uint32, fork func() (int, error)) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if score != o.own {
+		if err := o.set(score); err != nil {
+			return 0, err
+		}
+	}
+	pid, err := fork()
+	if score != o.own {
+		if rerr := o.set(o.own); rerr != nil {
+			// Not expected (it was the init's a moment ago): said, the
+			// init going on at the process's.
+			fmt.Fprintf(os.Stderr, "lightbox init: put back its own after a fork: %v\n", rerr)
+		}
+	}
+	if err != nil || nproc == nil {
+		return pid, err
+	}
+	err = setThreadIDs(uid, gid)
+	if err == nil {
+		err = unix.Prlimit(pid, unix.RLIMIT_NPROC, &unix.Rlimit{Cur: nproc.Soft, Max: nproc.Hard}, nil)
+		if errors.Is(err, unix.ESRCH) {
+			err = nil // it has exited already: its status follows
+		} else if err != nil {
+			err = fmt.Errorf("setrlimit(RLIMIT_NPROC, %d, %d): %w", nproc.Soft, nproc.Hard, err)
+		}
+	}
+	if err != nil {
+		_ = unix.Kill(pid, unix.SIGKILL) // our child, never to run without its limit: fails only once it has exited
+	}
+	return pid, err
+}
+
+// setThreadIDs sets this thread's (only: raw system calls, not Go's
+// for every thread) real, effective and saved ids to uid:gid.
+func setThreadIDs(uid, gid uint32) error {
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(gid), uintptr(gid), uintptr(gid)); e != 0 {
+		return fmt.Errorf("setresgid(%d) of the forking thread: %w", gid, e)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(uid), uintptr(uid), uintptr(uid)); e != 0 {
+		return fmt.Errorf("setresuid(%d) of the forking thread: %w", uid, e)
 	}
 	return nil
 }
@@ -602,16 +781,39 @@ func ociConsole(sock int, rows, cols uint16) (*os.File, error) {
 // capability bounding and inheritable sets, no_new_privs and seccomp
 // filter first (a child inherits them from the thread that forks it);
 // the uid, gids and ambient capabilities are set in the child by
-// ForkExec. The thread dies with its goroutine.
-func spawnOCI(r *reaper, p *OCIProcess, filter []unix.SockFilter, argv0 string, env []string, files []uintptr) (int, chan syscall.WaitStatus, error) {
+// ForkExec. The thread dies with its goroutine. With pids (the
+// container's cgroup, v1) the thread first joins it (see ociPids).
+func spawnOCI(r *reaper, p *OCIProcess, filter []unix.SockFilter, pids *pidsCgroup, oom int, nproc *OCIRlimit, argv0 string, env []string, files []uintptr) (int, chan syscall.WaitStatus, error) {
 	type result struct {
 		pid  int
 		done chan syscall.WaitStatus
 		err  error
 	}
 	res := make(chan result, 1)
-	go func() {
+	var spawn func()
+	spawn = func() {
 		runtime.LockOSThread() // never unlocked: the thread's credentials are the process's
+		if unix.Gettid() == unix.Getpid() {
+			// The main thread, which does not exit when its goroutine
+			// ends locked to it (it would stay parked, in the
+			// container's cgroup): kept while another does the spawn.
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				spawn()
+			}()
+			<-done
+			runtime.UnlockOSThread()
+			return
+		}
+		if pids != nil {
+			leave, err := pids.join()
+			if err != nil {
+				res <- result{err: err}
+				return
+			}
+			defer leave()
+		}
 		if err := processCreds(p, filter); err != nil {
 			res <- result{err: err}
 			return
@@ -629,18 +831,120 @@ func spawnOCI(r *reaper, p *OCIProcess, filter []unix.SockFilter, argv0 string, 
 			sp.Setsid, sp.Setctty, sp.Ctty = true, true, 0
 		}
 		attr := &syscall.ProcAttr{Dir: firstNonEmpty(p.Cwd, "/"), Env: env, Files: files, Sys: sp}
-		r.mu.Lock()
-		pid, err := syscall.ForkExec(argv0, p.Args, attr)
 		var done chan syscall.WaitStatus
-		if err == nil {
-			done = make(chan syscall.WaitStatus, 1)
-			r.waiters[pid] = done
-		}
-		r.mu.Unlock()
+		pid, err := ociFork.forkAs(oom, nproc, p.UID, p.GID, func() (int, error) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			pid, err := syscall.ForkExec(argv0, p.Args, attr)
+			if err == nil {
+				done = make(chan syscall.WaitStatus, 1)
+				r.waiters[pid] = done
+			}
+			return pid, err
+		})
 		res <- result{pid, done, err}
-	}()
+	}
+	go spawn()
 	out := <-res
+	if errors.Is(out.err, unix.EAGAIN) {
+		// fork's EAGAIN: the container's pids limit (its cgroup's, or
+		// RLIMIT_NPROC).
+		out.err = fmt.Errorf("%w: the container is at its pids limit", out.err)
+	}
 	return out.pid, out.done, out.err
+}
+
+// pidsCgroup is the container's pids cgroup (v1), which the init's
+// threads are not in but its main thread: counted there, they died with
+// the Go runtime's "failed to create new OS thread" whenever the
+// container's processes held pids.max (podman run --pids-limit 10 with
+// a fork burst killed the init, and the container, 9 runs in 50). The
+// main thread stays, passive (EnvOCIInit), so that /proc/PID/cgroup of
+// the init names the container's cgroup, where engines and
+// runtime-tools look for it; it takes one place of the limit. v1 has
+// no CLONE_INTO_CGROUP: the thread that forks a process must be in the
+// cgroup, where it counts too. So, one spawn at a time, it joins
+// (tasks), raises pids.max by two (itself and the main thread), forks,
+// puts pids.max back while still in, and exits. While the limit is
+// raised the thread is counted: the container's processes never get
+// more than the limit; an exec or the start gets them to it, their own
+// forks to one less (the main thread's place). A process forking in the
+// moment the limit is put back may be refused, as at the limit. An
+// update of the limit in that moment is kept: the limit is put back
+// only if it still reads what the thread set.
+type pidsCgroup struct {
+	mu    sync.Mutex // one spawn's thread at a time
+	tasks int        // the cgroup's tasks file (write)
+	max   int        // its pids.max (read, write)
+	last  int        // the thread id of the last spawn's thread, 0: none
+}
+
+// pidsGoneTimeout bounds the wait for the last spawn's thread to have
+// left the cgroup (microseconds, normally).
+const pidsGoneTimeout = 10 * time.Second
+
+// join moves this (locked) thread into the cgroup with room for it and
+// the main thread;
+// leave, called before the thread ends, puts the limit back. The lock is
+// held from join to leave.
+func (c *pidsCgroup) join() (leave func(), err error) {
+	c.mu.Lock()
+	defer func() {
+		if err != nil {
+			c.mu.Unlock()
+		}
+	}()
+	// The last spawn's thread exited once done: it is uncharged when it
+	// is gone (tgkill's ESRCH), and its place would be missed.
+	if c.last != 0 {
+		deadline := time.Now().Add(pidsGoneTimeout)
+		for unix.Tgkill(unix.Getpid(), c.last, 0) == nil {
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("the init's thread %d that forked the last process did not exit", c.last)
+			}
+			time.Sleep(20 * time.Microsecond)
+		}
+	}
+	c.last = unix.Gettid()
+	if err := joinWorkload(c.tasks); err != nil {
+		return nil, err
+	}
+	limit, err := c.read()
+	if err != nil || limit == "max" {
+		return func() { c.mu.Unlock() }, err
+	}
+	n, err := strconv.ParseInt(limit, 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("pids.max %q: %w", limit, err)
+	}
+	raised := strconv.FormatInt(n+2, 10)
+	if err := c.write(raised); err != nil {
+		return nil, err
+	}
+	return func() {
+		defer c.mu.Unlock()
+		if now, err := c.read(); err == nil && now == raised {
+			if err := c.write(limit); err != nil {
+				fmt.Fprintf(os.Stderr, "lightbox init: put back pids.max %s: %v\n", limit, err)
+			}
+		}
+	}, nil
+}
+
+func (c *pidsCgroup) read() (string, error) {
+	b := make([]byte, 32)
+	n, err := unix.Pread(c.max, b, 0)
+	if err != nil {
+		return "", fmt.Errorf("read the container's pids.max: %w", err)
+	}
+	return strings.TrimSpace(string(b[:n])), nil
+}
+
+func (c *pidsCgroup) write(v string) error {
+	if _, err := unix.Pwrite(c.max, []byte(v), 0); err != nil {
+		return fmt.Errorf("write the container's pids.max %s: %w", v, err)
+	}
+	return nil
 }
 
 func processCreds(p *OCIProcess, filter []unix.SockFilter) error {
@@ -684,7 +988,7 @@ func processCreds(p *OCIProcess, filter []unix.SockFilter) error {
 }
 
 // ociServe serves exec and signal requests of ociruntime's exec.
-func ociServe(l *net.UnixListener, r *reaper, oc *OCIConfig) {
+func ociServe(l *net.UnixListener, r *reaper, oc *OCIConfig, pids *pidsCgroup) {
 	for {
 		c, err := l.AcceptUnix()
 		if err != nil {
@@ -693,7 +997,7 @@ func ociServe(l *net.UnixListener, r *reaper, oc *OCIConfig) {
 			}
 			continue
 		}
-		go ociServeConn(c, r, oc)
+		go ociServeConn(c, r, oc, pids)
 	}
 }
 
@@ -708,7 +1012,7 @@ func readOCIRequest(c *net.UnixConn, buf []byte) (OCIRequest, []int, error) {
 // ociServeConn starts one exec'd process and relays its life: signals
 // in, its exit out. The process is killed when the connection closes
 // before it ends (its relay in ociruntime was killed).
-func ociServeConn(c *net.UnixConn, r *reaper, oc *OCIConfig) {
+func ociServeConn(c *net.UnixConn, r *reaper, oc *OCIConfig, pids *pidsCgroup) {
 	defer func() { _ = c.Close() }() // a request socket: every reply was sent (or its failure is the client's loss)
 	req, fds, err := readOCIRequest(c, make([]byte, MaxInline))
 	fail := func(code int, err error) {
@@ -769,9 +1073,22 @@ func ociServeConn(c *net.UnixConn, r *reaper, oc *OCIConfig) {
 			files = append(files, uintptr(fd))
 		}
 	}
-	pid, done, err := spawnOCI(r, p, oc.Seccomp, argv0, env, files)
+	oom := ociFork.main
+	if p.OOMScoreAdj != nil {
+		oom = *p.OOMScoreAdj
+	}
+	// Its own RLIMIT_NPROC, else the container's, which the init does
+	// not have for it to inherit (see applyProcessLimits).
+	nproc := nprocOf(p.Rlimits)
+	if nproc == nil {
+		nproc = nprocOf(oc.Process.Rlimits)
+	}
+	pid, done, err := spawnOCI(r, p, oc.Seccomp, pids, oom, nproc, argv0, env, files)
 	if err == nil {
 		for _, rl := range p.Rlimits {
+			if rl.Type == unix.RLIMIT_NPROC {
+				continue // set by spawnOCI
+			}
 			// Set on the child after the fork (the init's own stay the
 			// container's): a process that execs a setuid binary at
 			// once may run it with the init's limits.

@@ -311,6 +311,19 @@ func (r *Runtime) create(ctx context.Context, dir string, rec *record, p *plan, 
 	p.oci.ExecFifoFD = 3 + len(extra)
 	extra = append(extra, fifoFD)
 	cfg := nsinit.Config{Version: nsinit.Version, Name: rec.ID, FDs: nsinit.FDs{Report: cfgFD + 1, Liveness: -1, Listener: cfgFD + 2, Lock: -1, Exe: -1}}
+	if cg != nil {
+		tasks, max, err := cg.spawnFiles()
+		if err != nil {
+			return nil, fmt.Errorf("the container's pids cgroup: %w", err)
+		}
+		if tasks != nil {
+			defer func() { _ = tasks.Close() }() // written by the init only, through its own copy
+			defer func() { _ = max.Close() }()   // written by the init only, through its own copy
+			cfg.FDs.Workload = 3 + len(extra)
+			p.oci.PidsMaxFD = 4 + len(extra)
+			extra = append(extra, tasks, max)
+		}
+	}
 	if o.ConsoleSocket != "" {
 		c, err := net.Dial("unix", o.ConsoleSocket)
 		if err != nil {
@@ -329,7 +342,7 @@ func (r *Runtime) create(ctx context.Context, dir string, rec *record, p *plan, 
 
 	cmd := exec.Command("/proc/self/exe", strconv.Itoa(cfgFD))
 	cmd.Args[0] = "lightbox-init"
-	cmd.Env = []string{reexec.EnvRole + "=init", "GOMAXPROCS=1", "GOGC=off"}
+	cmd.Env = []string{reexec.EnvRole + "=init", nsinit.EnvOCIInit + "=1", "GOMAXPROCS=1", "GOGC=off"}
 	cmd.ExtraFiles = extra
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = orStd(o.Stdin, os.Stdin), orStd(o.Stdout, os.Stdout), orStd(o.Stderr, os.Stderr)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: p.clone}
@@ -380,6 +393,11 @@ func (r *Runtime) create(ctx context.Context, dir string, rec *record, p *plan, 
 			err = errors.New("init exited during setup (see its stderr)")
 		}
 		return fail(err)
+	}
+	if cg != nil {
+		if err := cg.placeInit(pid); err != nil {
+			return fail(err)
+		}
 	}
 	rec.Ready = true
 	if err := writeRecord(dir, rec); err != nil {
