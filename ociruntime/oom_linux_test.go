@@ -26,7 +26,7 @@ import (
 func TestOOMTakesTheProcessNotTheInit(t *testing.T) {
 	testutil.RootOnly(t) // cgroup v1 has no delegation: rootless containers get no memory limit here
 	root := stateRoot(t)
-	cg := fmt.Sprintf("/lightbox-runc-test/oom%d", os.Getpid())
+	cg := fmt.Sprintf("/%s/oom%d", testCgroupParent, os.Getpid())
 	limit := int64(48 << 20)
 	score := 1000
 	b := bundle(t, func(s *specs.Spec) {
@@ -37,9 +37,7 @@ func TestOOMTakesTheProcessNotTheInit(t *testing.T) {
 	mustRunc(t, root, "run", "--detach", "--bundle", b, "oom")
 	t.Cleanup(func() {
 		runc(t, root, "delete", "--force", "oom")
-		for _, c := range []string{"pids", "memory", "freezer", "cpu", "cpuacct", "blkio", "devices", "cpuset", "hugetlb", "net_cls", "perf_event", "rdma"} {
-			os.Remove(filepath.Join("/sys/fs/cgroup", c, filepath.Dir(cg)))
-		}
+		removeTestCgroupParent(t)
 	})
 	init := state(t, root, "oom").Pid
 	// The runtime's score (this process's), or -1000 where it may lower

@@ -29,7 +29,7 @@ func TestPidsLimitCannotKillInit(t *testing.T) {
 	testutil.RootOnly(t) // cgroup v1 has no delegation: rootless containers get no pids limit here
 	var limit int64 = 12
 	root := stateRoot(t)
-	cg := fmt.Sprintf("/lightbox-runc-test/pids%d", os.Getpid())
+	cg := fmt.Sprintf("/%s/pids%d", testCgroupParent, os.Getpid())
 	b := bundle(t, func(s *specs.Spec) {
 		s.Linux.CgroupsPath = cg
 		s.Linux.Resources = &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: &limit}}
@@ -37,7 +37,7 @@ func TestPidsLimitCannotKillInit(t *testing.T) {
 	mustRunc(t, root, "run", "--detach", "--bundle", b, "pl")
 	t.Cleanup(func() {
 		runc(t, root, "delete", "--force", "pl")
-		os.Remove(filepath.Join("/sys/fs/cgroup/pids", filepath.Dir(cg)))
+		removeTestCgroupParent(t)
 	})
 	init := state(t, root, "pl").Pid
 	// The burst: sleeps until fork fails (the shell then gives up; its

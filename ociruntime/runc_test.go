@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -456,7 +457,7 @@ func TestExec(t *testing.T) {
 func TestKill9DeleteForce(t *testing.T) {
 	testutil.RootOnly(t) // the cgroup part needs root on cgroup v1
 	root := stateRoot(t)
-	b := bundle(t, func(s *specs.Spec) { s.Linux.CgroupsPath = "/lightbox-runc-test/k9" }, "sleep", "60")
+	b := bundle(t, func(s *specs.Spec) { s.Linux.CgroupsPath = "/" + testCgroupParent + "/k9" }, "sleep", "60")
 	mustRunc(t, root, "create", "--bundle", b, "k9")
 	mustRunc(t, root, "start", "k9")
 	st := state(t, root, "k9")
@@ -466,10 +467,30 @@ func TestKill9DeleteForce(t *testing.T) {
 	waitStatus(t, root, "k9", "stopped")
 	mustRunc(t, root, "delete", "--force", "k9")
 	for _, c := range []string{"pids", "memory", "freezer"} {
-		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", c, "lightbox-runc-test/k9")); err == nil {
+		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", c, testCgroupParent, "k9")); err == nil {
 			t.Errorf("cgroup %s/lightbox-runc-test/k9 left", c)
 		}
-		os.Remove(filepath.Join("/sys/fs/cgroup", c, "lightbox-runc-test"))
+	}
+	removeTestCgroupParent(t)
+}
+
+// testCgroupParent is the cgroup under which tests put the cgroupsPath of
+// their containers; a runtime removes the container's cgroup, as runc
+// does, not the parents it made for it.
+const testCgroupParent = "lightbox-runc-test"
+
+// removeTestCgroupParent removes testCgroupParent from every hierarchy
+// once no test's container is left in it (EBUSY: another test's is).
+func removeTestCgroupParent(t *testing.T) {
+	dirs, err := filepath.Glob("/sys/fs/cgroup/*/" + testCgroupParent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs = append(dirs, "/sys/fs/cgroup/"+testCgroupParent)
+	for _, d := range dirs {
+		if err := os.Remove(d); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.EBUSY) {
+			t.Errorf("remove the tests' cgroup parent: %v", err)
+		}
 	}
 }
 
