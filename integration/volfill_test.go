@@ -232,7 +232,7 @@ func TestVolumeFillQuota(t *testing.T) {
 // that a later sandbox takes for the volume's content: the next run
 // sees every file of the image's directory, and gc is not needed.
 func TestVolumeFillKilled(t *testing.T) {
-	const many = 20000
+	const many = 5000
 	root, r := newStore(t)
 	rootfs := testBusybox(t)
 	dir := filepath.Join(rootfs, "data", "many")
