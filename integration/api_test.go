@@ -775,6 +775,24 @@ func TestAPIServerInFlight(t *testing.T) {
 	}
 }
 
+// TestAPIServerBlankLines: lines of nothing but spaces are ignored and
+// never count as requests in flight: 80 MiB of them (past
+// apiserver.MaxInFlight) once stopped the server reading for good.
+func TestAPIServerBlankLines(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "store")
+	p := startAPI(t, root)
+	blank := strings.Repeat(" ", 1<<20) + "\n"
+	for range 80 {
+		if _, err := io.WriteString(p.stdin, blank); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.ok("server.version", nil, nil)
+	if err := p.close(); err != nil {
+		t.Fatalf("lightbox api exit: %v; stderr: %s", err, p.stderr())
+	}
+}
+
 // peakRSS is process pid's peak resident size (VmHWM), in KiB.
 func peakRSS(t *testing.T, pid int) int {
 	t.Helper()

@@ -83,8 +83,10 @@ func Serve(ctx context.Context, r *lightbox.Runtime, in io.Reader, out io.Writer
 				}
 			}
 			l, err := lr.next()
-			inflight.Add(int64(len(l.b)))
 			if l.tooLong || len(bytes.TrimSpace(l.b)) > 0 {
+				// Counted only when it goes to a handler, which
+				// releases it: a blank line is never answered.
+				inflight.Add(int64(len(l.b)))
 				select {
 				case lines <- l:
 				case <-reqCtx.Done():
