@@ -384,6 +384,8 @@ func TestAPIServerProtocolErrors(t *testing.T) {
 		`{"jsonrpc":"2.0","id":"s","method":"volume.list"}`,
 		`{"jsonrpc":"2.0","id":-4.5,"method":"volume.list"}`,
 		`{"jsonrpc":"2.0","id":5,"method":7}`,
+		`{"jsonrpc":"2.0","id":6,"METHOD":"volume.list"}`,
+		`{"JSONRPC":"2.0","ID":7,"method":"volume.list"}`,
 		`42`,
 		"",
 	}, "\n"))
@@ -400,6 +402,10 @@ func TestAPIServerProtocolErrors(t *testing.T) {
 		// JSON, but not a request: invalid, not a parse error, and
 		// answered to its id, which a client waits on.
 		`{"jsonrpc":"2.0","id":5,"error":{"code":-32600,`: false,
+		// Member names are case-sensitive in JSON-RPC 2.0: "METHOD"
+		// is no method, and the answer says which name was meant.
+		`{"jsonrpc":"2.0","id":6,"error":{"code":-32600,"message":"invalid request: unknown member \"METHOD\" (did you mean \"method\"?)"`: false,
+		`{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: unknown member \"ID\" (did you mean \"id\"?)"`:      false,
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	for _, l := range lines {
@@ -423,11 +429,11 @@ func TestAPIServerProtocolErrors(t *testing.T) {
 			nullInvalid++
 		}
 	}
-	if nullInvalid != 5 {
-		t.Errorf("%d invalid_request answers with id null, want 5 (a batch, three bad ids and a number):\n%s", nullInvalid, out)
+	if nullInvalid != 6 {
+		t.Errorf("%d invalid_request answers with id null, want 6 (a batch, three bad ids, \"ID\" and a number):\n%s", nullInvalid, out)
 	}
-	if len(lines) != 10 {
-		t.Errorf("%d lines, want 10 (a notification gets no answer):\n%s", len(lines), out)
+	if len(lines) != 12 {
+		t.Errorf("%d lines, want 12 (a notification gets no answer):\n%s", len(lines), out)
 	}
 }
 

@@ -267,10 +267,47 @@ func (s *Server) destroyOwned(ctx context.Context) error {
 
 // request is a JSON-RPC 2.0 request or notification.
 type request struct {
-	JSONRPC string          `json:"jsonrpc"`
-	ID      json.RawMessage `json:"id"`
-	Method  string          `json:"method"`
-	Params  json.RawMessage `json:"params"`
+	JSONRPC string
+	ID      json.RawMessage
+	Method  string
+	Params  json.RawMessage
+}
+
+// envelope is the member names of a request, spelt as JSON-RPC 2.0 does:
+// member names are case-sensitive there, and encoding/json's own
+// matching of a struct's fields is not ("METHOD" would be the method).
+var envelope = [...]string{"jsonrpc", "id", "method", "params"}
+
+// decodeRequest splits a request line into its members, in one pass over
+// the line (params, which may carry megabytes of stdin, is kept as it
+// is). Members of other names are ignored, as JSON-RPC servers do; a
+// member that is one of the envelope's names but for case is an error.
+// The id is returned with any error when it was read, so that the
+// answer reaches the client waiting on it.
+func decodeRequest(line []byte) (request, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(line, &m); err != nil {
+		return request{}, err
+	}
+	req := request{ID: m["id"], Params: m["params"]}
+	for _, k := range slices.Sorted(maps.Keys(m)) { // the first wrong name in order, whatever the map's
+		for _, name := range envelope {
+			if k != name && strings.EqualFold(k, name) {
+				return req, fmt.Errorf("unknown member %q (did you mean %q?)", k, name)
+			}
+		}
+	}
+	if v, ok := m["jsonrpc"]; ok {
+		if err := json.Unmarshal(v, &req.JSONRPC); err != nil {
+			return req, fmt.Errorf("jsonrpc: %w", err)
+		}
+	}
+	if v, ok := m["method"]; ok {
+		if err := json.Unmarshal(v, &req.Method); err != nil {
+			return req, fmt.Errorf("method: %w", err)
+		}
+	}
+	return req, nil
 }
 
 // handleLine answers one line; it returns only errors writing the answer.
@@ -283,21 +320,19 @@ func (s *Server) handleLine(ctx context.Context, l line) error {
 	if line[0] == '[' {
 		return s.reply(nil, nil, &requestError{KindInvalidRequest, "batch requests are not supported: send one request per line"})
 	}
-	var req request
-	if err := json.Unmarshal(line, &req); err != nil {
+	req, err := decodeRequest(line)
+	if err != nil {
 		if !json.Valid(line) {
 			return s.reply(nil, nil, &requestError{KindParseError, "parse request: " + err.Error()})
 		}
-		// JSON, but no request (a number; a method that is no string):
-		// invalid, answered to its id when it has one, which the client
-		// waits on.
-		var idOnly struct {
-			ID json.RawMessage `json:"id"`
+		// JSON, but no request (a number; a method that is no string;
+		// "METHOD"): invalid, answered to its id when it has one, which
+		// the client waits on.
+		id := req.ID
+		if !validID(id) {
+			id = nil
 		}
-		if json.Unmarshal(line, &idOnly) != nil || !validID(idOnly.ID) {
-			idOnly.ID = nil
-		}
-		return s.reply(idOnly.ID, nil, &requestError{KindInvalidRequest, "invalid request: " + err.Error()})
+		return s.reply(id, nil, &requestError{KindInvalidRequest, "invalid request: " + err.Error()})
 	}
 	notification := req.ID == nil
 	if !validID(req.ID) {
