@@ -28,6 +28,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -144,10 +145,11 @@ func setupWorld() error {
 
 // request is one thing a test sandbox does on behalf of the test.
 type request struct {
-	Op   string   `json:"op"`             // "dial", "udp", "resolve", "listen", "addrs", "run"
-	Addr string   `json:"addr,omitempty"` // where to dial or listen or which resolver
-	Name string   `json:"name,omitempty"` // what to resolve
-	Args []string `json:"args,omitempty"` // what to run
+	Op   string    `json:"op"`             // "dial", "udp", "resolve", "listen", "addrs", "run", "all"
+	Addr string    `json:"addr,omitempty"` // where to dial or listen or which resolver
+	Name string    `json:"name,omitempty"` // what to resolve
+	Args []string  `json:"args,omitempty"` // what to run
+	All  []request `json:"all,omitempty"`  // "all": these at once; Data is their []response
 }
 
 type response struct {
@@ -186,6 +188,23 @@ func sandboxMain() int {
 func serve(req request) (string, error) {
 	const timeout = 3 * time.Second
 	switch req.Op {
+	case "all":
+		// Probes that must fail wait out their timeout: at once, they
+		// wait it once.
+		rs := make([]response, len(req.All))
+		var wg sync.WaitGroup
+		for i, r := range req.All {
+			wg.Go(func() {
+				data, err := serve(r)
+				rs[i].Data = data
+				if err != nil {
+					rs[i].Err = err.Error()
+				}
+			})
+		}
+		wg.Wait()
+		b, err := json.Marshal(rs)
+		return string(b), err
 	case "dial":
 		c, err := net.DialTimeout("tcp", req.Addr, timeout)
 		if err != nil {
@@ -387,6 +406,18 @@ func (s *sandbox) do(t *testing.T, req request) (string, string) {
 	}
 	r := s.recv(t)
 	return r.Data, r.Err
+}
+
+// doAll sends reqs to the sandbox as one "all" request, carried out at
+// once, and returns their (data, error text) pairs in order.
+func (s *sandbox) doAll(t *testing.T, reqs []request) []response {
+	t.Helper()
+	data, errText := s.do(t, request{Op: "all", All: reqs})
+	var rs []response
+	if err := json.Unmarshal([]byte(data), &rs); err != nil || len(rs) != len(reqs) {
+		t.Fatalf("sandbox answered %d requests at once with %q (%s): %v", len(reqs), data, errText, err)
+	}
+	return rs
 }
 
 // ---------------------------------------------------------------- servers
@@ -1278,7 +1309,7 @@ func TestAttackHostLoopback(t *testing.T) {
 				t.Fatalf("resolve through %s = %q (%s): the walls below prove nothing", fwd, got, errText)
 			}
 			before := heard.Load()
-			for _, a := range []request{
+			probes := []request{
 				{Op: "dial", Addr: net.JoinHostPort(gw, strconv.Itoa(port))},
 				{Op: "dial", Addr: net.JoinHostPort(fwd, strconv.Itoa(port))},
 				{Op: "dial", Addr: net.JoinHostPort(gw6, strconv.Itoa(port))},
@@ -1289,12 +1320,13 @@ func TestAttackHostLoopback(t *testing.T) {
 				{Op: "udp", Addr: net.JoinHostPort(gw, strconv.Itoa(port))},
 				{Op: "udp", Addr: net.JoinHostPort(fwd, strconv.Itoa(port))},
 				{Op: "udp", Addr: net.JoinHostPort(gw6, strconv.Itoa(port))},
-			} {
-				got, errText := s.do(t, a)
-				if errText == "" {
-					t.Errorf("%s %s from the sandbox reached %q: the host's loopback must be out of reach", a.Op, a.Addr, got)
+			}
+			for i, r := range s.doAll(t, probes) {
+				a := probes[i]
+				if r.Err == "" {
+					t.Errorf("%s %s from the sandbox reached %q: the host's loopback must be out of reach", a.Op, a.Addr, r.Data)
 				}
-				t.Logf("%s %s: %s", a.Op, a.Addr, errText)
+				t.Logf("%s %s: %s", a.Op, a.Addr, r.Err)
 			}
 			if n := heard.Load() - before; n != 0 {
 				t.Errorf("the host's loopback services heard %d connections or datagrams from the sandbox", n)
