@@ -299,8 +299,8 @@ func (r *Runtime) launchFrom(ctx context.Context, opts SandboxOptions, takeable 
 // the leases to spec (and their closing to held). A volume made here is
 // owned as the target's directory in the snapshot's layers is.
 //
-// A volume never filled, mounted writable (and without mounts' NoCopy)
-// over a directory of the snapshot, gets its mount's Fill set: fills
+// A volume never filled, mounted (without mounts' NoCopy) over a
+// directory of the snapshot, gets its mount's Fill set: fills
 // holds, by target, the volstore.Fill that makes this launch the one
 // that fills it (given back by held when the launch ends without
 // calling its Done).
@@ -352,7 +352,7 @@ func (r *Runtime) acquireVolumes(ctx context.Context, layers []string, mounts ma
 				fills = map[string]*volstore.Fill{}
 			}
 			fills[path.Clean(ms.Target)] = fill
-			ms.Fill, ms.FillLock = true, fill.File()
+			ms.Fill, ms.FillLock, ms.FillRecord = true, fill.File(), fill.Record()
 		}
 		spec.Leases = append(spec.Leases, vl.File())
 		spec.Volumes = append(spec.Volumes, ms.Volume)
@@ -362,10 +362,12 @@ func (r *Runtime) acquireVolumes(ctx context.Context, layers []string, mounts ma
 }
 
 // mayFill says whether the volume mount at target (of spec's mounts,
-// from mounts) may fill its volume: writable and without NoCopy.
+// from mounts) may fill its volume: without NoCopy. A read-only mount
+// fills it too, as docker's and podman's do (the copy is the init's,
+// before it makes the mount read-only).
 func mayFill(target string, mounts map[string]Mount) bool {
 	m, ok := mounts[target]
-	return ok && !m.ReadOnly && !m.NoCopy
+	return ok && !m.NoCopy
 }
 
 // defaultNetwork is what an empty SandboxOptions.Network means.

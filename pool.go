@@ -256,7 +256,7 @@ func (p *pool) take(ctx context.Context, r *Runtime, opts SandboxOptions) *Sandb
 }
 
 // fillsVolume says whether a launch of opts from layers may fill a
-// volume (see Mount.NoCopy): a writable volume mount, over a directory
+// volume (see Mount.NoCopy): a volume mount without NoCopy, over a directory
 // of the snapshot, of a volume never filled. In doubt, yes.
 func (r *Runtime) fillsVolume(ctx context.Context, layers []string, opts SandboxOptions) bool {
 	for t, m := range opts.Mounts {

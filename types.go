@@ -211,17 +211,20 @@ type Mount struct {
 	Overlay bool
 	// NoCopy keeps a new volume empty (docker's and podman's -v
 	// NAME:DST:nocopy). Without it, a volume that was never filled is
-	// filled, once, by the first sandbox that mounts it writable over a
+	// filled, once, by the first sandbox that mounts it over a
 	// directory of its snapshot that has entries, while the volume is
 	// empty: it copies that directory's content into the volume (owners,
 	// modes, times and symlinks as they are, never following one), so
 	// that a volume at /usr/lib/node_modules starts with the image's
 	// modules instead of hiding them. Once filled a volume is never
-	// filled again, even when emptied; a volume made before lightbox
-	// filled volumes, one mounted ReadOnly, and one root keeps for its
-	// user (VolumeOptions.Owner) are never filled. Two sandboxes launched
-	// at once with a new volume fill it once: the second waits for the
-	// first's copy. A copy that fails (the volume's quota) fails the
+	// filled again, even when emptied (also when the launch that filled
+	// it was killed before it recorded the fill); a volume made before
+	// lightbox filled volumes is never filled. A ReadOnly mount fills
+	// the volume before it is made read-only, as docker's and podman's
+	// do; a volume root keeps for its user (VolumeOptions.Owner) is
+	// filled by the user's first sandbox, as one they made. Two
+	// sandboxes launched at once with a new volume fill it once: the
+	// second waits for the first's copy. A copy that fails (the volume's quota) fails the
 	// launch and leaves the volume empty and unfilled. Only for a volume.
 	NoCopy bool
 }

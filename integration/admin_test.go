@@ -224,6 +224,30 @@ func TestQuotaVolumeForRootlessUser(t *testing.T) {
 	}
 }
 
+// TestQuotaVolumeForRootlessUserFilled: a volume root keeps for a user
+// is new to the user as one they make themselves: mounted over a
+// directory of their image it starts with the image's files, once (an
+// emptied volume stays empty), and nocopy keeps another one empty.
+// Root-only by design: only root keeps volumes for a user.
+func TestQuotaVolumeForRootlessUserFilled(t *testing.T) {
+	f := newAdminFixture(t)
+	f.importBusybox(t)
+	for _, n := range []string{"q", "nc"} {
+		lbOK(t, f.rootStore, "volume", "create", "--quota-mib", "16", "--owner", f.user, "--owner-root", f.store, n)
+	}
+	r := f.asUser(t, "run", "--network", "none", "-v", "q:/home", "busybox", "sh", "-c", "ls -A /home; rm -rf /home/*")
+	if r.code != 0 || r.stdout != "user\n" {
+		t.Errorf("the user's first run with the volume root keeps for them over /home: %+v; want the image's /home", r)
+	}
+	if r := f.asUser(t, "run", "--network", "none", "-v", "q:/home", "busybox", "ls", "-A", "/home"); r.code != 0 || r.stdout != "" {
+		t.Errorf("the emptied volume: %+v; want it left empty (filled once only)", r)
+	}
+	if r := f.asUser(t, "run", "--network", "none", "-v", "nc:/home:nocopy", "busybox", "ls", "-A", "/home"); r.code != 0 || r.stdout != "" {
+		t.Errorf("-v nc:/etc:nocopy: %+v; want an empty volume", r)
+	}
+	f.hostUnchanged(t)
+}
+
 // TestRootNeverFollowsUserStore: a user's store rigged to send root
 // elsewhere. A hand-made loop volume (meta.json saying "loop", an image
 // the user wrote, data a symlink to a host directory, and the same as a

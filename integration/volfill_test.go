@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/beamhop/lightbox"
+	"github.com/beamhop/lightbox/internal/lockfile"
 	"github.com/beamhop/lightbox/internal/testutil"
 )
 
@@ -79,7 +80,8 @@ func lstatOf(t *testing.T, p string) string {
 // instead of hiding it; it is filled once — a second sandbox sees the
 // first's changes, and an emptied volume stays empty; an existing volume
 // with content is not touched; :nocopy keeps a new volume empty; the
-// image's symlinks are copied as symlinks and never followed.
+// image's symlinks are copied as symlinks and never followed. (A
+// read-only mount: TestVolumeFillReadOnly.)
 func TestVolumeFilledFromImage(t *testing.T) {
 	for kind, root := range attackStores(t) {
 		t.Run(kind, func(t *testing.T) {
@@ -117,14 +119,50 @@ func TestVolumeFilledFromImage(t *testing.T) {
 			if out := run("-v", "nc:/data:nocopy", "img", "ls", "-A", "/data"); out != "" {
 				t.Errorf("-v nc:/data:nocopy shows %q; want an empty volume", out)
 			}
-			if out := run("-v", "rovol:/data:ro", "img", "ls", "-A", "/data"); out != "" {
-				t.Errorf("-v rovol:/data:ro shows %q; want an empty volume (a read-only mount is not filled)", out)
-			}
 			if got := lstatOf(t, "/etc/shadow"); got != shadow {
 				t.Errorf("the host's /etc/shadow changed: %s, was %s", got, shadow)
 			}
 			if got := strings.Join(dirNames(t, "/"), " "); got != slash {
 				t.Errorf("the host's / changed: %s, was %s", got, slash)
+			}
+		})
+	}
+}
+
+// TestVolumeFillReadOnly: a new volume mounted read-only over a
+// directory of the image is filled all the same (docker and podman copy
+// before they mount read-only), and the workload can neither write it
+// nor remount it writable: the volume on the host holds the image's
+// files, unchanged, and a later writable mount sees them.
+func TestVolumeFillReadOnly(t *testing.T) {
+	for kind, root := range attackStores(t) {
+		t.Run(kind, func(t *testing.T) {
+			fillImage(t, root, 0)
+			vdata := filepath.Join(root, "volumes", "rovol", "data")
+			// Each attack prints what it got; the file's content after them
+			// says whether any got through.
+			out := lbOK(t, root, "run", "--network", "none", "-v", "rovol:/data:ro", "img", "sh", "-c", `
+cat /data/a.txt; ls -A /data | tr '\n' ' '; echo
+echo x > /data/new 2>/dev/null && echo wrote new
+echo x >> /data/a.txt 2>/dev/null && echo appended
+rm /data/sub/b.txt 2>/dev/null && echo removed
+mount -o remount,rw /data 2>/dev/null && echo remounted
+mount -o remount,rw,bind /data 2>/dev/null && echo remounted bind
+mount --bind /data /data 2>/dev/null && mount -o remount,rw,bind /data 2>/dev/null && echo rebound
+echo x > /data/new 2>/dev/null && echo wrote new
+cat /data/a.txt`)
+			want := "from image\na.txt dirlink empty evil sub up \nfrom image\n"
+			if out != want {
+				t.Errorf("a new volume mounted read-only over the image's /data, attacked from inside, shows:\n%s\nwant:\n%s", out, want)
+			}
+			if got, want := strings.Join(dirNames(t, vdata), " "), "a.txt dirlink empty evil sub up"; got != want {
+				t.Errorf("the volume on the host holds %q; want the image's %q", got, want)
+			}
+			if b, err := os.ReadFile(filepath.Join(vdata, "a.txt")); err != nil || string(b) != "from image\n" {
+				t.Errorf("the volume's a.txt on the host = %q, %v; want the image's", b, err)
+			}
+			if out := lbOK(t, root, "run", "--network", "none", "-v", "rovol:/data", "img", "cat", "/data/sub/b.txt"); out != "b\n" {
+				t.Errorf("the filled volume mounted writable later shows %q; want the image's b.txt", out)
 			}
 		})
 	}
@@ -293,6 +331,81 @@ func TestVolumeFillKilled(t *testing.T) {
 	})
 	if out := lbOK(t, root, "run", "--network", "none", "-v", "launcher:/data", "img", "sh", "-c", "ls /data/many | wc -l"); out != fmt.Sprint(many, "\n") {
 		t.Errorf("after gc the volume holds %q files; want %d", out, many)
+	}
+}
+
+// TestVolumeFillDoneLost: a launcher killed after its sandbox's init
+// filled a new volume but before it recorded the fill (held off here by
+// the volume's lock, which recording takes) leaves a volume that is
+// filled: a later run sees the image's files, and once a run empties
+// the volume it stays empty, as for any filled volume (before: the
+// volume was still taken for never filled, and filled again).
+func TestVolumeFillDoneLost(t *testing.T) {
+	const many = 5000
+	root, r := newStore(t)
+	rootfs := testBusybox(t)
+	dir := filepath.Join(rootfs, "data", "many")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "data", "a.txt"), []byte("from image\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := range many {
+		if err := os.WriteFile(filepath.Join(dir, strconv.Itoa(i)), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lbOK(t, root, "snapshot", "import", "img", rootfs)
+	const vol = "lost"
+	data := filepath.Join(root, "volumes", vol, "data")
+	cmd := exec.Command(binPath, "--root", root, "run", "--network", "none", "-v", vol+":/data", "img", "true")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Once the copy has begun the launcher has its fill and let go of the
+	// volume's lock; held from here, it keeps the fill from being
+	// recorded.
+	testutil.WaitFor(t, time.Minute, "the copy into the new volume to begin", func() bool {
+		ents, _ := os.ReadDir(data) // missing until the volume is made
+		return len(ents) > 0
+	})
+	lk, err := lockfile.Exclusive(t.Context(), filepath.Join(root, "volumes", ".locks", vol+".lock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, time.Minute, "the fill to end", func() bool {
+		return strings.Join(dirNames(t, data), " ") == "a.txt many"
+	})
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait() // killed: the status says so
+	meta, err := os.ReadFile(filepath.Join(root, "volumes", vol, "meta.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(meta), `"unfilled": true`) {
+		t.Fatalf("the killed launcher recorded the fill before the test held the volume's lock (meta.json %s): the case is not reached", meta)
+	}
+	if err := lk.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out := lbOK(t, root, "run", "--network", "none", "-v", vol+":/data", "img", "sh", "-c", "cat /data/a.txt; ls /data/many | wc -l; rm -rf /data/*")
+	if want := fmt.Sprintf("from image\n%d\n", many); out != want {
+		t.Errorf("after a launcher killed before it recorded the fill, the next run sees %q; want the image's /data, %q", out, want)
+	}
+	if out := lbOK(t, root, "run", "--network", "none", "-v", vol+":/data", "img", "ls", "-A", "/data"); out != "" {
+		t.Errorf("the volume emptied by the last run shows %q; want it left empty (filled once only)", out)
+	}
+	// The killed launcher's sandbox may have run its command (then it
+	// stays, exited, as docker's does): rm -f takes it either way.
+	list, err := r.ListSandboxes(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sb := range list {
+		lbOK(t, root, "rm", "-f", sb.Name)
 	}
 }
 

@@ -52,6 +52,7 @@ func appendConfig(b []byte, cfg *Config) []byte {
 		e.params(m.Overlay)
 		e.bool(m.Fill)
 		e.int(int64(m.FillLock))
+		e.str(m.FillRecord)
 	}
 	e.strs(cfg.Env)
 	e.str(cfg.Workdir)
@@ -97,6 +98,7 @@ func parseConfig(b []byte) (*Config, error) {
 			m.Overlay = d.params()
 			m.Fill = d.bool()
 			m.FillLock = d.num()
+			m.FillRecord = d.str()
 		}
 	}
 	cfg.Env = d.strs()

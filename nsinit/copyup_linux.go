@@ -258,8 +258,10 @@ const fillStaging = ".lightbox-filling"
 // could have added to it since), and it is removed, by descriptor, and
 // the volume filled again. A copy that fails (the volume's quota)
 // removes the staging directory, so that the volume is left empty and
-// unfilled, and says why.
-func fillVolume(root int, dst string, vol int) (bool, error) {
+// unfilled, and says why. Once the volume is filled, and before
+// fillVolume returns, it calls filled (which records the fill where a
+// later launch finds it: Mount.FillRecord).
+func fillVolume(root int, dst string, vol int, filled func()) (bool, error) {
 	src, err := sys.OpenInRoot(root, dst, unix.O_PATH|unix.O_DIRECTORY, 0)
 	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
 		return false, nil // nothing (or no directory) there to copy
@@ -319,6 +321,7 @@ func fillVolume(root int, dst string, vol int) (bool, error) {
 	if err := unix.Unlinkat(vol, fillStaging, unix.AT_REMOVEDIR); err != nil {
 		return false, fmt.Errorf("fill volume from the image's %s: %w", dst, &os.PathError{Op: "remove", Path: fillStaging, Err: err})
 	}
+	filled()
 	return true, nil
 }
 

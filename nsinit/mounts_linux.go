@@ -259,9 +259,10 @@ const bindAttrs = unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV
 
 // bind mounts the host path m.Source on m.Target inside root: recursively,
 // nosuid and nodev, and read-only recursively when asked. A bind the
-// runtime made ready (m.FD, as real root) is only moved into place. With
-// m.Fill the volume is filled from root first (fillVolume), and filled
-// says whether it was.
+// runtime made ready (m.FD, as real root) is only moved into place, and
+// made read-only then when it came writable to be filled. With m.Fill
+// the volume is filled from root first (fillVolume), and filled says
+// whether it was.
 func bind(root int, m Mount, fds received) (filled bool, _ error) {
 	pfd, err := fds.fd(m.FD)
 	if err != nil {
@@ -274,11 +275,19 @@ func bind(root int, m Mount, fds received) (filled bool, _ error) {
 		}
 		isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
 		if m.Fill && isDir {
-			if filled, err = fillVolume(root, m.Target, pfd); err != nil {
+			if filled, err = fillVolume(root, m.Target, pfd, m.recordFill); err != nil {
 				return false, err
 			}
 		}
-		return filled, moveOnto(root, pfd, m.Target, isDir)
+		if err := moveOnto(root, pfd, m.Target, isDir); err != nil {
+			return false, err
+		}
+		if m.Fill && m.ReadOnly {
+			// In place, in this mount namespace: the runtime passed it
+			// writable for the fill (see Mount.Fill).
+			return filled, sys.SetAttr(pfd, unix.MOUNT_ATTR_RDONLY, 0, true, m.Target)
+		}
+		return filled, nil
 	}
 	if m.Overlay != nil {
 		return false, copyOnWrite(root, m)
@@ -293,7 +302,7 @@ func bind(root int, m Mount, fds received) (filled bool, _ error) {
 	}
 	isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
 	if m.Fill && isDir {
-		if filled, err = fillVolume(root, m.Target, mfd); err != nil {
+		if filled, err = fillVolume(root, m.Target, mfd, m.recordFill); err != nil {
 			unix.Close(mfd)
 			return false, err
 		}
@@ -307,6 +316,22 @@ func bind(root int, m Mount, fds received) (filled bool, _ error) {
 		return false, err
 	}
 	return filled, attach(root, mfd, m.Target, isDir)
+}
+
+// recordFill writes m.FillRecord at the start of the fill lock's file
+// (see Mount.FillRecord). It is called once the volume is filled; a
+// record that cannot be written is no reason to fail the sandbox: the
+// launcher records the fill too when it hears of it.
+func (m *Mount) recordFill() {
+	if m.FillLock <= 0 || m.FillRecord == "" {
+		return
+	}
+	for {
+		_, err := unix.Pwrite(m.FillLock, []byte(m.FillRecord), 0)
+		if !errors.Is(err, unix.EINTR) {
+			return // see above: the launcher's record is the other one
+		}
+	}
 }
 
 // ensure opens p inside root (O_PATH), resolving every component inside

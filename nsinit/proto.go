@@ -193,7 +193,9 @@ type Mount struct {
 	// and follows no symlink, as tmpcopyup's; the ready Report's Filled
 	// names the targets filled. A copy that fails (a quota) removes what
 	// it made and fails the setup. A fill interrupted (its launcher and
-	// init killed) is redone: see fillVolume.
+	// init killed) is redone: see fillVolume. With ReadOnly the volume
+	// comes writable (FD) and is made read-only, recursively, once
+	// filled and in place, before anything runs in the sandbox.
 	Fill bool `json:"fill,omitempty"`
 	// FillLock, with Fill, is the volume's fill lock (an inherited fd,
 	// 0 = none): the init holds it while it fills the volume and closes
@@ -201,6 +203,11 @@ type Mount struct {
 	// redoes the fill of, the volume while this init copies, even once
 	// the launcher that took the lock is gone.
 	FillLock int `json:"fillLock,omitempty"`
+	// FillRecord, with FillLock, is written at the start of the fill
+	// lock's file as soon as the volume is filled: the launcher may be
+	// killed before it hears of the fill, and the next launch finds the
+	// record there.
+	FillRecord string `json:"fillRecord,omitempty"`
 }
 
 // File is one of Config.Etc: Target is an absolute path inside the

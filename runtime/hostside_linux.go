@@ -124,11 +124,18 @@ func hostPrepares() bool { return os.Geteuid() == 0 }
 // moved into place by the init: recursive, private, nosuid and nodev,
 // read-only when asked, and — for host paths of a store with a private
 // range — idmapped so that the sandbox's root acts as the source's owner.
+// A read-only volume to fill is passed writable: the init fills it and
+// makes it read-only before anything runs in the sandbox
+// (nsinit.Mount.Fill).
 // mounts are the specs cfg.Mounts were made from, in the same order.
 func (m *Manager) prepareBinds(cfg *nsinit.Config, mounts []MountSpec, h *hostSide) error {
 	for i := range cfg.Mounts {
 		mt := &cfg.Mounts[i]
-		f, err := m.bindFD(*mt, false)
+		bm := *mt
+		if bm.Fill {
+			bm.ReadOnly = false
+		}
+		f, err := m.bindFD(bm, false)
 		if err != nil {
 			return fmt.Errorf("mount %s: %w", mt.Target, err)
 		}

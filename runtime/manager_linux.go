@@ -458,7 +458,7 @@ func (m *Manager) start(ctx context.Context, name string, spec Spec, plan *limit
 	}
 	cfg.Root = nsinit.FSMount{FSType: "overlay", Params: ov.Params()}
 	for i, mt := range spec.Mounts {
-		nm := nsinit.Mount{Source: mt.Source, Target: mt.Target, ReadOnly: mt.ReadOnly, Fill: mt.Fill}
+		nm := nsinit.Mount{Source: mt.Source, Target: mt.Target, ReadOnly: mt.ReadOnly, Fill: mt.Fill, FillRecord: string(mt.FillRecord)}
 		if mt.Overlay {
 			upper, work, err := m.copyOnWriteDirs(rw, i, mt.Source)
 			if err != nil {

@@ -180,11 +180,11 @@ type MountSpec struct {
 	// that what the sandbox writes there never reaches Source and no two
 	// sandboxes see each other's writes. Not with ReadOnly.
 	Overlay bool
-	// Fill fills a volume's mount (Volume set, not ReadOnly) with what
-	// the sandbox's root has at Target, when that is a directory with
-	// entries and the volume is empty (nsinit.Mount.Fill): the caller
-	// sets it for a volume that was never filled; Spec.Filled hears
-	// whether it was.
+	// Fill fills a volume's mount (Volume set) with what the sandbox's
+	// root has at Target, when that is a directory with entries and the
+	// volume is empty (nsinit.Mount.Fill), before the mount is made
+	// read-only when ReadOnly: the caller sets it for a volume that was
+	// never filled; Spec.Filled hears whether it was.
 	Fill bool
 	// FillLock, with Fill, is the volume's fill lock (volstore.Fill's
 	// File): the init holds a copy of it until the mount is made, so
@@ -192,6 +192,11 @@ type MountSpec struct {
 	// when the launcher is killed (nsinit.Mount.FillLock). Launch does
 	// not close it.
 	FillLock *os.File
+	// FillRecord, with FillLock, is what the init writes at the start of
+	// the fill lock once it filled the volume (volstore.Fill's Record),
+	// so that the fill is known when the launcher is killed before it
+	// hears of it (nsinit.Mount.FillRecord).
+	FillRecord []byte
 }
 
 // CmdSpec is what a command runs in a sandbox: the fields of Cmd, and of
@@ -387,8 +392,11 @@ func (sp *Spec) Validate() error {
 		if m.FillLock != nil && !m.Fill {
 			return fmt.Errorf("mount %s: a fill lock without Fill", t)
 		}
-		if m.Fill && (m.Volume == "" || m.ReadOnly) {
-			return fmt.Errorf("mount %s: only a writable volume's mount is filled from the image", t)
+		if len(m.FillRecord) > 0 && m.FillLock == nil {
+			return fmt.Errorf("mount %s: a fill record without a fill lock", t)
+		}
+		if m.Fill && m.Volume == "" {
+			return fmt.Errorf("mount %s: only a volume's mount is filled from the image", t)
 		}
 	}
 	if err := checkProcess(sp.Command, sp.Env, sp.Workdir, sp.User); err != nil {

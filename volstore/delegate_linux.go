@@ -100,7 +100,7 @@ func (s *Store) Delegate(ctx context.Context, name string, d Delegation, o Creat
 			return nil, false, errf(err)
 		}
 		if !has {
-			if err := u.writeRef(name, s.refMeta(rec)); err != nil {
+			if err := u.writeRef(name, s.refMeta(rec, false)); err != nil {
 				return nil, false, errf(err)
 			}
 			s.log.Info("volume reference written again", "volume", name, "owner", d.User)
@@ -133,7 +133,7 @@ func (s *Store) Delegate(ctx context.Context, name string, d Delegation, o Creat
 	if err := s.buildDeleg(ctx, b, rec, o); err != nil {
 		return nil, false, errf(err)
 	}
-	if err := u.writeRef(name, s.refMeta(rec)); err != nil {
+	if err := u.writeRef(name, s.refMeta(rec, true)); err != nil {
 		if rerr := s.removeDelegBacking(context.WithoutCancel(ctx), d.UID, name); rerr != nil {
 			err = errors.Join(err, rerr)
 		}
@@ -442,10 +442,15 @@ func (s *Store) cleanDelegStale(ctx context.Context, uid int, name string) {
 	}
 }
 
-func (s *Store) refMeta(rec *delegRecord) *meta {
+// refMeta is the meta.json of rec's reference in the user's store. A
+// new volume's is unfilled, as a volume the user makes is (the user's
+// first sandbox that mounts it over a directory of its image fills
+// it); one written again, for a store that lost it, is not: the volume
+// may have been filled and emptied since, and it is never filled again.
+func (s *Store) refMeta(rec *delegRecord, created bool) *meta {
 	return &meta{
 		Version: 1, Labels: maps.Clone(rec.Labels), CreatedAt: rec.CreatedAt, LastUsedAt: rec.CreatedAt,
-		QuotaMiB: rec.QuotaMiB, Backend: backendDelegated,
+		QuotaMiB: rec.QuotaMiB, Backend: backendDelegated, Unfilled: created,
 		Delegated: &delegRef{
 			Backend:   rec.Backend,
 			DataDir:   filepath.Join(s.delegVolDir(rec.UID, rec.Name), dataDir),

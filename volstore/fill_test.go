@@ -111,3 +111,40 @@ func TestFillNotForOldVolumes(t *testing.T) {
 	}
 	l.Close()
 }
+
+// TestFillRecorded: a Fill whose filler wrote its Record in the fill lock
+// and whose Done never ran (the launcher killed after the fill) is not
+// handed out again: the volume is recorded filled. The record of a
+// removed volume does not count for a new one of the same name.
+func TestFillRecorded(t *testing.T) {
+	f := newStore(t)
+	ctx := t.Context()
+	l, _, fill, err := f.s.AcquireToFill(ctx, "v", defaults())
+	if err != nil || fill == nil {
+		t.Fatalf("AcquireToFill(new volume) = %v, %v; want a Fill", fill, err)
+	}
+	// The filler (a sandbox's init) writes the record; its launcher dies.
+	if _, err := fill.File().WriteAt(fill.Record(), 0); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	fill.Close()
+	l, _, again, err := f.s.AcquireToFill(ctx, "v", defaults())
+	if err != nil || again != nil {
+		t.Fatalf("AcquireToFill after a recorded fill = %v, %v; want no Fill", again, err)
+	}
+	l.Close()
+	if u, err := f.s.Unfilled("v"); err != nil || u {
+		t.Errorf("Unfilled(volume whose fill was recorded by its filler) = %v, %v; want false", u, err)
+	}
+
+	if err := f.s.Remove(ctx, "v"); err != nil {
+		t.Fatal(err)
+	}
+	l, _, fresh, err := f.s.AcquireToFill(ctx, "v", defaults())
+	if err != nil || fresh == nil {
+		t.Fatalf("AcquireToFill(a new volume of a removed one's name) = %v, %v; want a Fill", fresh, err)
+	}
+	l.Close()
+	fresh.Close()
+}

@@ -1,12 +1,14 @@
 package volstore
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"maps"
@@ -658,9 +660,23 @@ func (s *Store) Acquire(ctx context.Context, name string, o CreateOptions) (*Lea
 // time per volume, across processes: it is an exclusive flock on the
 // volume's fill lock, held until Done or Close.
 type Fill struct {
-	s    *Store
-	name string
-	lk   *lockfile.Lock
+	s      *Store
+	name   string
+	lk     *lockfile.Lock
+	record []byte
+}
+
+// Record is what the process that fills the volume writes at the start
+// of File once the volume is filled, so that the fill stands even when
+// its caller is killed before Done: the next AcquireToFill finds it and
+// records the volume filled (see AcquireToFill). It names the volume's
+// creation, so that a record a removed volume of the same name left is
+// not taken for this one's.
+func (f *Fill) Record() []byte { return f.record }
+
+// fillRecord is Fill.Record for the volume created at created.
+func fillRecord(created time.Time) []byte {
+	return []byte("filled " + created.UTC().Format(time.RFC3339Nano) + "\n")
 }
 
 // Done records that the volume was filled (it is never filled again, even
@@ -685,7 +701,8 @@ func (f *Fill) Done(ctx context.Context) error {
 
 // File returns the fill lock's descriptor, for the process that fills
 // the volume to hold while it copies (a sandbox's init), so that the
-// lock outlives a caller killed meanwhile.
+// lock outlives a caller killed meanwhile, and to write Record through
+// once it has filled the volume.
 func (f *Fill) File() *os.File { return f.lk.File() }
 
 // Close releases the fill lock, leaving the volume unfilled unless Done
@@ -707,6 +724,11 @@ func (f *Fill) Close() error {
 // AcquireToFill of the volume waits (for ctx), so that two sandboxes
 // launched at once never both fill it: the second gets no Fill once
 // the first's is Done, or the Fill the first gave back unused.
+//
+// A Fill whose filler wrote its Record but whose Done never ran (the
+// caller was killed after the fill) is not handed out again: the
+// volume is recorded filled here, and is never filled again, even once
+// emptied.
 func (s *Store) AcquireToFill(ctx context.Context, name string, o CreateOptions) (*Lease, *Volume, *Fill, error) {
 	if err := s.validate(name, &o); err != nil {
 		return nil, nil, nil, err
@@ -731,8 +753,19 @@ func (s *Store) AcquireToFill(ctx context.Context, name string, o CreateOptions)
 		// fill lock.
 		flk, err := lockfile.TryExclusive(fillPath)
 		if err == nil {
+			fill := &Fill{s: s, name: name, lk: flk, record: fillRecord(v.CreatedAt)}
+			filled, err := s.takeRecord(name, fill)
 			s.unlockName(name, lk)
-			return l, v, &Fill{s: s, name: name, lk: flk}, nil
+			switch {
+			case err != nil:
+				_ = fill.Close() // a lock file's descriptor; the volume stays unfilled
+				_ = l.Close()    // a shared flock's descriptor, nothing written
+				return nil, nil, nil, err
+			case filled:
+				_ = fill.Close() // as above: Done's work is done
+				return l, v, nil, nil
+			}
+			return l, v, fill, nil
 		}
 		s.unlockName(name, lk)
 		_ = l.Close() // a shared flock's descriptor, nothing written
@@ -746,6 +779,37 @@ func (s *Store) AcquireToFill(ctx context.Context, name string, o CreateOptions)
 		}
 		_ = flk.Close() // the other's fill is over: look again
 	}
+}
+
+// takeRecord, under the volume's name lock and with its fill lock,
+// reads what an earlier Fill's filler wrote in the fill lock: when it is
+// this volume's Record, the fill is recorded, as Done would have, and
+// filled is true; else the lock file is emptied for fill's filler.
+func (s *Store) takeRecord(name string, fill *Fill) (filled bool, _ error) {
+	f := fill.lk.File()
+	got := make([]byte, len(fill.record)+1)
+	n, err := f.ReadAt(got, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false, fmt.Errorf("volume %s: read the fill lock: %w", name, err)
+	}
+	if bytes.Equal(got[:n], fill.record) {
+		md, err := s.readMeta(name)
+		if err == nil {
+			md.Unfilled = false
+			err = atomicfile.WriteJSON(filepath.Join(s.volDir(name), metaFile), md, 0o644)
+		}
+		if err != nil {
+			return false, fmt.Errorf("volume %s: record the fill: %w", name, err)
+		}
+		s.log.Debug("volume: a fill its launcher did not record, recorded", "volume", name)
+		return true, nil
+	}
+	if n > 0 {
+		if err := f.Truncate(0); err != nil {
+			return false, fmt.Errorf("volume %s: empty the fill lock: %w", name, err)
+		}
+	}
+	return false, nil
 }
 
 // Unfilled reports whether AcquireToFill would hand out a Fill for the
