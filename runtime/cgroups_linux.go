@@ -137,13 +137,17 @@ const spawnerTasks = 1
 func workloadPidsMax(n int64) int64 { return min(n+spawnerTasks, pidsMaxLimit) }
 
 // workloadPids is the workloads' own pids count and limit, from
-// workload/'s (current, limit; limit 0 = none): the spawner thread's
-// place taken off both. A limit at pidsMaxLimit is the kernel's maximum,
+// workload/'s (current, limit as containerd reads them: "max" is 0 on
+// v1, the largest uint64 on v2): the spawner thread's place taken off
+// both, and no limit 0. A limit at pidsMaxLimit is the kernel's maximum,
 // which workloadPidsMax gives any limit from pidsMaxLimit-spawnerTasks
 // up: it is reported as it is.
 func workloadPids(current, limit uint64) (uint64, uint64) {
 	current -= min(current, spawnerTasks) // 0 once the init is gone
-	if limit > spawnerTasks && limit < pidsMaxLimit {
+	switch {
+	case limit > pidsMaxLimit:
+		limit = 0
+	case limit > spawnerTasks && limit < pidsMaxLimit:
 		limit -= spawnerTasks
 	}
 	return current, limit

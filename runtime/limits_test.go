@@ -843,12 +843,12 @@ func TestWorkloadPids(t *testing.T) {
 	for _, tc := range []struct {
 		current, limit, wantCurrent, wantLimit uint64
 	}{
-		{17, 17, 16, 16},                       // the workloads at --pids-limit 16
-		{1, 4097, 0, 4096},                     // the spawner alone
-		{0, 17, 0, 16},                         // the init gone
-		{3, 0, 2, 0},                           // no limit (v1 reads "max" as 0)
-		{3, math.MaxUint64, 2, math.MaxUint64}, // no limit (v2 reads "max" as the largest uint64)
-		{5, pidsMaxLimit, 4, pidsMaxLimit},     // --pids-limit at the kernel's maximum
+		{17, 17, 16, 16},                   // the workloads at --pids-limit 16
+		{1, 4097, 0, 4096},                 // the spawner alone
+		{0, 17, 0, 16},                     // the init gone
+		{3, 0, 2, 0},                       // no limit (v1 reads "max" as 0)
+		{3, math.MaxUint64, 2, 0},          // no limit (v2 reads "max" as the largest uint64)
+		{5, pidsMaxLimit, 4, pidsMaxLimit}, // --pids-limit at the kernel's maximum
 	} {
 		if c, l := workloadPids(tc.current, tc.limit); c != tc.wantCurrent || l != tc.wantLimit {
 			t.Errorf("workloadPids(%d, %d) = %d, %d, want %d, %d", tc.current, tc.limit, c, l, tc.wantCurrent, tc.wantLimit)
