@@ -86,9 +86,10 @@ type Usage struct {
 	MemoryBytes uint64 `json:"memoryBytes"`
 	// MemoryLimitBytes is the memory limit, 0 = none.
 	MemoryLimitBytes uint64 `json:"memoryLimitBytes,omitempty"`
-	// Pids is the number of processes and threads.
+	// Pids is the number of the workloads' processes and threads (the
+	// init's own are not counted).
 	Pids uint64 `json:"pids"`
-	// PidsLimit is the pids limit, 0 = none.
+	// PidsLimit is the pids limit, Resources.PidsLimit; 0 = none.
 	PidsLimit uint64 `json:"pidsLimit,omitempty"`
 	// CPUNanos is the CPU time used since the sandbox started.
 	CPUNanos uint64 `json:"cpuNanos"`

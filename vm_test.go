@@ -500,7 +500,7 @@ func guestCgroupLimits(t *testing.T, r *Runtime, snap, parent string) {
 	}
 
 	res, err := sb.Shell(ctx, "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/workload/pids.max /sys/fs/cgroup/cpu.max /proc/self/cgroup; touch /sys/fs/cgroup/x 2>&1 || true")
-	if err != nil || !strings.HasPrefix(string(res.Stdout), "67108864\n64\n50000 100000\n0::/workload\n") || !strings.Contains(string(res.Stdout), "Read-only") {
+	if err != nil || !strings.HasPrefix(string(res.Stdout), "67108864\n65\n50000 100000\n0::/workload\n") || !strings.Contains(string(res.Stdout), "Read-only") {
 		t.Errorf("/sys/fs/cgroup inside: %q, %v; want the sandbox's own cgroup, read-only, the workloads in workload/", res.Stdout, err)
 	}
 
@@ -573,8 +573,10 @@ func guestCgroupLimits(t *testing.T, r *Runtime, snap, parent string) {
 	if _, err := sb.Shell(ctx, "exec killall -9 sleep"); err != nil {
 		t.Fatalf("ending the burst's sleepers: %v", err)
 	}
-	// A loaded host's TCG guest is slow, never stuck this long.
-	testutil.WaitFor(t, 2*time.Minute, "the burst's sleepers to end", func() bool { return readCg("workload/pids.current") == "0" })
+	// A loaded host's TCG guest is slow, never stuck this long. Left:
+	// the init's spawner thread (1), or for a moment while a handover's
+	// new init starts its own, nothing.
+	testutil.WaitFor(t, 2*time.Minute, "the burst's sleepers to end", func() bool { c := readCg("workload/pids.current"); return c == "1" || c == "0" })
 
 	// Workloads held at their limit: Exec is refused, naming it; the
 	// init, with its threads beside the workloads' cgroup, serves on.

@@ -3,11 +3,17 @@
 package integration
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/beamhop/lightbox/internal/testutil"
 	"github.com/containerd/cgroups/v3"
 	"golang.org/x/sys/unix"
 )
@@ -79,6 +85,98 @@ func TestCLIPidsLimitAtKernelMaximum(t *testing.T) {
 	if r.code != 0 || r.stdout != "ran\n" {
 		t.Errorf("run --pids-limit 4194304: exit %d, stdout %q, stderr %q; want it to run", r.code, r.stdout, r.stderr)
 	}
+}
+
+// --pids-limit N lets the workloads run N processes at once and refuses
+// the N+1st: the main command's own (sh and N-1 sleeps, then one more
+// fork), and the main command's and an Exec's together (then one more
+// fork, and then one more Exec). The init's spawner thread, which forks
+// every workload from inside the workloads' cgroup, took one of the N:
+// sh and 15 sleeps were refused at --pids-limit 16. Where RLIMIT_NPROC
+// holds the limit (no cgroup: rootless on cgroup v1) the kernel counts
+// per uid, and root's count holds the init's threads too (Resources.
+// PidsLimit says so): there the workloads run as uid 1000, whose count
+// is theirs alone.
+func TestCLIPidsLimitRunsN(t *testing.T) {
+	root, _ := newStore(t)
+	const n = 16
+	limit := []string{"--network", "none", "--pids-limit", fmt.Sprint(n)}
+	var user []string
+	cgroupHolds := os.Geteuid() == 0 || cgroups.Mode() == cgroups.Unified
+	if !cgroupHolds {
+		user = []string{"--user", "1000"}
+	}
+	// sleeps forks sleepers that hold no pipe of the command's.
+	sleeps := func(k int) string {
+		return fmt.Sprintf("for i in $(seq %d); do sleep 1000 </dev/null >/dev/null 2>&1 & done", k)
+	}
+	args := append(append(append([]string{"run", "--rm"}, limit...), user...), "busybox", "sh", "-c",
+		fmt.Sprintf("%s; echo %d; sleep 1000 </dev/null >/dev/null 2>&1 & echo %d", sleeps(n-1), n, n+1))
+	if r := lb(t, root, "", args...); r.stdout != fmt.Sprintf("%d\n", n) || r.code == 0 || !strings.Contains(r.stderr, "can't fork") {
+		t.Errorf("run --pids-limit %d: sh and %d sleeps, then one more: exit %d, stdout %q, stderr %q; want %d processes and then a refused fork", n, n-1, r.code, r.stdout, r.stderr, n)
+	}
+
+	lbOK(t, root, append(append(append([]string{"run", "-d", "--name", "full"}, limit...), user...), "busybox", "sleep", "1000")...)
+	// The main command, an Exec's sh and n-2 sleeps: n; one fork more.
+	args = append(append([]string{"exec"}, user...), "full", "sh", "-c",
+		fmt.Sprintf("%s; echo %d; sleep 1000 </dev/null >/dev/null 2>&1 & echo %d", sleeps(n-2), n, n+1))
+	if r := lb(t, root, "", args...); r.stdout != fmt.Sprintf("%d\n", n) || r.code == 0 || !strings.Contains(r.stderr, "can't fork") {
+		t.Errorf("exec at --pids-limit %d: the main command, sh and %d sleeps, then one more: exit %d, stdout %q, stderr %q; want %d processes and then a refused fork", n, n-2, r.code, r.stdout, r.stderr, n)
+	}
+	// n-1 are left (the Exec's sh is gone): an Exec that stays makes
+	// them n, and it says so once it is the n-th.
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	nth := exec.CommandContext(ctx, binPath, append(append([]string{"--root", root, "exec"}, user...), "full", "sh", "-c", "echo in; exec sleep 1000")...)
+	out, err := nth.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nthErr testutil.Buffer
+	nth.Stderr = &nthErr
+	if err := nth.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		// Its sandbox is gone by now, or goes in the cleanup: its exit
+		// status is not the test's.
+		_ = nth.Process.Kill()
+		_ = nth.Wait()
+	}()
+	if line, err := bufio.NewReader(out).ReadString('\n'); line != "in\n" {
+		_ = nth.Process.Kill()
+		_ = nth.Wait() // its stderr, complete
+		t.Fatalf("exec of the %d-th process: %q, %v, stderr %q; want it to run", n, line, err, nthErr.String())
+	}
+	// One more Exec is refused. (Not where RLIMIT_NPROC holds it: the
+	// init forks as root and the child becomes uid 1000 before its exec,
+	// and the kernel checks the new uid's count at setuid before the
+	// child is counted in it: an Exec as another user makes N+1, whose
+	// own forks are then refused.)
+	if r := lb(t, root, "", append(append([]string{"exec"}, user...), "full", "true")...); cgroupHolds && (r.code == 0 || !strings.Contains(r.stderr, "pids limit")) {
+		t.Errorf("exec with the workloads at --pids-limit %d: exit %d, stderr %q; want a refusal naming the limit", n, r.code, r.stderr)
+	}
+	var info []struct {
+		Limits map[string]string `json:"limits"`
+		Usage  *struct {
+			Pids      int64 `json:"pids"`
+			PidsLimit int64 `json:"pidsLimit"`
+		} `json:"usage"`
+	}
+	if err := json.Unmarshal([]byte(lbOK(t, root, "inspect", "full")), &info); err != nil || len(info) != 1 {
+		t.Fatalf("inspect full: %v %v", info, err)
+	}
+	if !strings.HasSuffix(info[0].Limits["pids"], fmt.Sprintf(" %d", n)) && !strings.Contains(info[0].Limits["pids"], fmt.Sprintf(" %d per uid", n)) {
+		t.Errorf("inspect: limits[pids] = %q, want it to say %d", info[0].Limits["pids"], n)
+	}
+	if cgroupHolds {
+		if u := info[0].Usage; u == nil || u.Pids != n || u.PidsLimit != n {
+			t.Errorf("inspect with the workloads at their limit: usage %+v, want pids %d of %d", u, n, n)
+		}
+	} else if !strings.HasPrefix(info[0].Limits["pids"], "rlimit ") {
+		t.Errorf("inspect: limits[pids] = %q, want RLIMIT_NPROC to hold it (the workloads run as uid 1000 for it)", info[0].Limits["pids"])
+	}
+	lbOK(t, root, "rm", "-f", "full")
 }
 
 // gc removes a capped layer's loop image that a crash left without its

@@ -55,7 +55,14 @@ import (
 // moves itself there through a cgroup.threads (v1: tasks, one per
 // hierarchy) file the runtime opened (so the kernel checks the runtime's
 // credentials, not those of the sandbox's root), and its children are
-// born in it.
+// born in it. The kernel counts that thread there, as one of workload/'s
+// tasks: workload/ allows the workloads' limit plus spawnerTasks, so that
+// the workloads themselves (the main command, every Exec, what they start
+// and their threads) get exactly their limit, the figure the caller gave
+// (--pids-limit 16 let them run 15: sh and 15 sleeps were refused). Usage
+// takes that thread off workload/'s count and limit, so it reports the
+// workloads' own; a workload that reads its cgroup's pids.max (and
+// pids.current, and tasks) sees the spawner's place in it.
 //
 // On v1 the memory and CPU limits are the workloads' (workload/), and
 // the sandbox's cgroup allows initMemoryReserve and initCPUReserve more
@@ -116,6 +123,35 @@ const pidsMaxLimit = 1 << 22
 // cgroupPidsMax is the pids limit of the sandbox's cgroup, for a workloads'
 // limit of n (> 0).
 func cgroupPidsMax(n int64) int64 { return min(n+initPidsReserve, pidsMaxLimit) }
+
+// spawnerTasks is how many of the init's threads live in workload/: the
+// spawner thread, which forks every workload and so must be where they
+// are born (v1 has no CLONE_INTO_CGROUP), one for the init's life. (A
+// handover's exec ends it and the new init's spawner joins in its place:
+// for that moment the workloads could take its place too.)
+const spawnerTasks = 1
+
+// workloadPidsMax is the pids limit of workload/, for a workloads' limit
+// of n (> 0): n and the spawner thread's place, at most what pids.max
+// takes (the kernel never has that many tasks).
+func workloadPidsMax(n int64) int64 { return min(n+spawnerTasks, pidsMaxLimit) }
+
+// workloadPids is the workloads' own pids count and limit, from
+// workload/'s (current, limit as containerd reads them: "max" is 0 on
+// v1, the largest uint64 on v2): the spawner thread's place taken off
+// both, and no limit 0. A limit at pidsMaxLimit is the kernel's maximum,
+// which workloadPidsMax gives any limit from pidsMaxLimit-spawnerTasks
+// up: it is reported as it is.
+func workloadPids(current, limit uint64) (uint64, uint64) {
+	current -= min(current, spawnerTasks) // 0 once the init is gone
+	switch {
+	case limit > pidsMaxLimit:
+		limit = 0
+	case limit > spawnerTasks && limit < pidsMaxLimit:
+		limit -= spawnerTasks
+	}
+	return current, limit
+}
 
 // initMemoryReserve is how much memory the sandbox's (v1) cgroup allows
 // beyond its workloads' limit: the init's own (a few MiB resident).
@@ -628,7 +664,11 @@ func (cs *cgroupState) create(l Limits) error {
 		// subtree_control (a threaded controller: the init may stay in
 		// the sandbox's cgroup), then made threaded, so that one thread
 		// of the init (the spawner) can live in it.
-		w, err := mgr.NewChild(workloadCgroup, &cgroup2.Resources{Pids: &cgroup2.Pids{Max: l.Pids}})
+		wpids := &cgroup2.Pids{} // no limit: the sandbox's, none either
+		if l.Pids > 0 {
+			wpids.Max = workloadPidsMax(l.Pids)
+		}
+		w, err := mgr.NewChild(workloadCgroup, &cgroup2.Resources{Pids: wpids})
 		if err == nil {
 			err = w.SetType(cgroup2.Threaded)
 		}
@@ -661,7 +701,8 @@ func (cs *cgroupState) create(l Limits) error {
 	if w := cs.v1Workload(); w != nil {
 		wres := &specs.LinuxResources{}
 		if l.Pids > 0 {
-			wres.Pids = &specs.LinuxPids{Limit: &l.Pids}
+			wmax := workloadPidsMax(l.Pids)
+			wres.Pids = &specs.LinuxPids{Limit: &wmax}
 		}
 		if l.MemoryBytes > 0 {
 			wres.Memory = v1Memory(cs.Paths, l, 0)
@@ -810,7 +851,9 @@ func (cs *cgroupState) usage() (Usage, error) {
 		}
 		if w, err := cgroup2.Load(filepath.Join(cs.Path, workloadCgroup), cgroup2.WithMountpoint(unifiedMount)); err == nil {
 			if wst, err := w.Stat(); err == nil && wst.Pids != nil {
-				st.Pids = wst.Pids // the limit is the workloads'
+				// The limit is the workloads'.
+				wst.Pids.Current, wst.Pids.Limit = workloadPids(wst.Pids.Current, wst.Pids.Limit)
+				st.Pids = wst.Pids
 			}
 		}
 		if st.Pids != nil {
@@ -849,8 +892,10 @@ func (cs *cgroupState) usage() (Usage, error) {
 		}
 		if wcg, err := cgroup1.Load(v1Path(w), cgroup1.WithHierarchy(v1Hierarchy(w))); err == nil {
 			if wst, err := wcg.Stat(cgroup1.IgnoreNotExist); err == nil {
-				if wst.Pids != nil {
-					st.Pids = wst.Pids // the limit is the workloads'
+				if wst.Pids != nil && w["pids"] != "" {
+					// The limit is the workloads'.
+					wst.Pids.Current, wst.Pids.Limit = workloadPids(wst.Pids.Current, wst.Pids.Limit)
+					st.Pids = wst.Pids
 				}
 				if wst.Memory != nil && wst.Memory.Usage != nil && wst.Memory.Usage.Limit < 1<<62 {
 					// So is this one: usage against it is the workloads'.

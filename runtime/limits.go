@@ -49,9 +49,11 @@ type Usage struct {
 	MemoryBytes uint64 `json:"memoryBytes"`
 	// MemoryLimitBytes is the memory limit, 0 when there is none.
 	MemoryLimitBytes uint64 `json:"memoryLimitBytes,omitempty"`
-	// Pids is the number of processes (tasks) now.
+	// Pids is the number of the workloads' processes (tasks) now, the
+	// init's own threads not counted (see workloadPids).
 	Pids uint64 `json:"pids"`
-	// PidsLimit is the pids limit, 0 when there is none.
+	// PidsLimit is the workloads' pids limit, Limits.Pids; 0 when there
+	// is none.
 	PidsLimit uint64 `json:"pidsLimit,omitempty"`
 	// CPUNanos is the CPU time used since the sandbox started.
 	CPUNanos uint64 `json:"cpuNanos"`

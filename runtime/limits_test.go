@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -196,8 +197,10 @@ func TestDefaultPidsBound(t *testing.T) {
 	sb := e.launch(t, spec)
 	if canCgroup(t) {
 		if cgroups.Mode() != cgroups.Unified {
-			if got := strings.TrimSpace(sh(t, sb, "cat /sys/fs/cgroup/pids/workload/pids.max")); got != "4096" {
-				t.Errorf("the workloads' pids.max inside = %q, want 4096", got)
+			// 4096 and the place of the init's spawner thread, which
+			// forks the workloads from among them.
+			if got := strings.TrimSpace(sh(t, sb, "cat /sys/fs/cgroup/pids/workload/pids.max")); got != "4097" {
+				t.Errorf("the workloads' pids.max inside = %q, want 4097", got)
 			}
 		}
 		return
@@ -477,14 +480,14 @@ func TestForkBombLeavesInitRoom(t *testing.T) {
 			sleepers = append(sleepers, c)
 		}
 	}
-	if refused == nil || !strings.Contains(refused.Error(), "pids limit") {
-		t.Fatalf("%d sleepers under a pids limit of 32, then %v; want a refusal naming the limit", len(sleepers), refused)
+	if refused == nil || !strings.Contains(refused.Error(), "pids limit") || len(sleepers) != 32 {
+		t.Fatalf("%d sleepers under a pids limit of 32, then %v; want 32 and then a refusal naming the limit", len(sleepers), refused)
 	}
 	info, err := sb.Info(t.Context())
 	if err != nil || info.Usage == nil || info.Usage.Pids != 32 || info.Usage.PidsLimit != 32 {
 		t.Fatalf("after %d sleepers: %+v, %v; want the workloads at 32 of 32", len(sleepers), info.Usage, err)
 	}
-	t.Logf("%d sleepers (and the init's spawner thread) fill the workloads' 32; then: %v", len(sleepers), refused)
+	t.Logf("%d sleepers fill the workloads' 32 (the init's spawner thread has a place of its own beside them); then: %v", len(sleepers), refused)
 	// The init's other threads are beyond the workloads' 32, within the
 	// sandbox's own limit.
 	st, err := readState(sb.dir)
@@ -817,5 +820,38 @@ func TestV1WorkloadFor(t *testing.T) {
 	cs.WorkloadV1 = nil
 	if w := cs.v1Workload(); len(w) != 3 {
 		t.Errorf("v1Workload of a state without WorkloadV1 = %q, want pids, memory and cpu", w)
+	}
+}
+
+// workload/ allows the workloads' limit and the spawner thread's place;
+// Usage takes that place off its count and its limit, so that it
+// reports the workloads' own figures: the caller's limit.
+func TestWorkloadPids(t *testing.T) {
+	for _, tc := range []struct {
+		n   int64
+		max int64
+	}{
+		{16, 17},
+		{4096, 4097},
+		{pidsMaxLimit - 1, pidsMaxLimit},
+		{pidsMaxLimit, pidsMaxLimit}, // what pids.max takes at most
+	} {
+		if got := workloadPidsMax(tc.n); got != tc.max {
+			t.Errorf("workloadPidsMax(%d) = %d, want %d", tc.n, got, tc.max)
+		}
+	}
+	for _, tc := range []struct {
+		current, limit, wantCurrent, wantLimit uint64
+	}{
+		{17, 17, 16, 16},                   // the workloads at --pids-limit 16
+		{1, 4097, 0, 4096},                 // the spawner alone
+		{0, 17, 0, 16},                     // the init gone
+		{3, 0, 2, 0},                       // no limit (v1 reads "max" as 0)
+		{3, math.MaxUint64, 2, 0},          // no limit (v2 reads "max" as the largest uint64)
+		{5, pidsMaxLimit, 4, pidsMaxLimit}, // --pids-limit at the kernel's maximum
+	} {
+		if c, l := workloadPids(tc.current, tc.limit); c != tc.wantCurrent || l != tc.wantLimit {
+			t.Errorf("workloadPids(%d, %d) = %d, %d, want %d, %d", tc.current, tc.limit, c, l, tc.wantCurrent, tc.wantLimit)
+		}
 	}
 }
