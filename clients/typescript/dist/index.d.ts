@@ -2,7 +2,7 @@
  * `{ source }`; relative paths are taken from this process's working
  * directory) or a named volume, created on first use. A new volume starts
  * with what the snapshot has at the mount's path (copied once, by the
- * first sandbox that mounts it writable), unless `noCopy` keeps it empty. */
+ * first sandbox that mounts it, read-only too), unless `noCopy` keeps it empty. */
 export type MountSpec = string | {
     source: string;
     readOnly?: boolean;
