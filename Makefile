@@ -46,7 +46,9 @@ build: generate
 ## PKGS=./overlay limits the packages. Knobs (hack/test.sh):
 ## LIGHTBOX_TEST_PASSES=root|rootless, LIGHTBOX_TEST_RUN=regexp,
 ## LIGHTBOX_TEST_COUNT=N (each test N times: proof a flaky test is fixed),
-## LIGHTBOX_TEST_TIMEOUT=seconds per test binary (times N).
+## LIGHTBOX_TEST_TIMEOUT=seconds per test binary (times N),
+## LIGHTBOX_TEST_SERIAL=1 (the root and rootless passes one after the
+## other, not at once).
 test: deps generate
 	@hack/test.sh $(PKGS)
 
