@@ -367,11 +367,14 @@ RUN --mount=type=cache,id=kcache,target=/c --mount=type=tmpfs,target=/t \
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	// The step runs once its command has written into the cache volume.
+	// The step runs once its command has written into the cache volume:
+	// the whole line, not only the file the shell's redirection makes
+	// before echo writes (a kill in between leaves it empty, and the
+	// build after it rightly sees "").
 	started := filepath.Join(root, "volumes", "kcache", "data", "started")
 	deadline := time.Now().Add(time.Minute)
 	for {
-		if _, err := os.Stat(started); err == nil {
+		if b, err := os.ReadFile(started); err == nil && string(b) == "started\n" {
 			break
 		}
 		if time.Now().After(deadline) {
