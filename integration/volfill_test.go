@@ -264,14 +264,11 @@ func TestVolumeFillQuota(t *testing.T) {
 	}
 }
 
-// TestVolumeFillKilled: a launcher killed with kill -9 in the middle of
-// filling a new volume, alone or with its sandbox's init (the job's
-// whole process group, a machine that went down), leaves no half copy
-// that a later sandbox takes for the volume's content: the next run
-// sees every file of the image's directory, and gc is not needed.
-func TestVolumeFillKilled(t *testing.T) {
-	const many = 5000
-	root, r := newStore(t)
+// importManyFiles imports into root's store the snapshot img: busybox
+// with /data/a.txt ("from image") and /data/many/0 … many-1, a fill
+// long enough to be caught in the middle.
+func importManyFiles(t *testing.T, root string, many int) {
+	t.Helper()
 	rootfs := testBusybox(t)
 	dir := filepath.Join(rootfs, "data", "many")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -286,6 +283,17 @@ func TestVolumeFillKilled(t *testing.T) {
 		}
 	}
 	lbOK(t, root, "snapshot", "import", "img", rootfs)
+}
+
+// TestVolumeFillKilled: a launcher killed with kill -9 in the middle of
+// filling a new volume, alone or with its sandbox's init (the job's
+// whole process group, a machine that went down), leaves no half copy
+// that a later sandbox takes for the volume's content: the next run
+// sees every file of the image's directory, and gc is not needed.
+func TestVolumeFillKilled(t *testing.T) {
+	const many = 5000
+	root, r := newStore(t)
+	importManyFiles(t, root, many)
 	for _, withInit := range []bool{false, true} {
 		vol := "launcher"
 		if withInit {
@@ -343,20 +351,7 @@ func TestVolumeFillKilled(t *testing.T) {
 func TestVolumeFillDoneLost(t *testing.T) {
 	const many = 5000
 	root, r := newStore(t)
-	rootfs := testBusybox(t)
-	dir := filepath.Join(rootfs, "data", "many")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(rootfs, "data", "a.txt"), []byte("from image\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for i := range many {
-		if err := os.WriteFile(filepath.Join(dir, strconv.Itoa(i)), []byte("x"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	lbOK(t, root, "snapshot", "import", "img", rootfs)
+	importManyFiles(t, root, many)
 	const vol = "lost"
 	data := filepath.Join(root, "volumes", vol, "data")
 	cmd := exec.Command(binPath, "--root", root, "run", "--network", "none", "-v", vol+":/data", "img", "true")
