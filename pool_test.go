@@ -211,7 +211,7 @@ func TestPrewarmTakeEtcVolume(t *testing.T) {
 	var pid int
 	err = r.RunInSandbox(t.Context(), req, func(sb *Sandbox) error {
 		pid = running(t, r)["taken"]
-		res, err := sb.Shell(t.Context(), "cat /etc/hostname; grep -c taken /etc/hosts")
+		res, err := sb.Shell(t.Context(), "cat /etc/hostname; grep -c taken /etc/hosts; true")
 		if err != nil {
 			return err
 		}
