@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/beamhop/lightbox/runtime"
 	"golang.org/x/sys/unix"
 )
 
@@ -183,6 +184,52 @@ func TestPrewarmTake(t *testing.T) {
 	defer r2.Close()
 	if m := running(t, r2); len(m) != 0 {
 		t.Errorf("running after Close: %v", m)
+	}
+}
+
+// TestPrewarmTakeEtcVolume: a take that mounts a volume at /etc keeps
+// the sandbox's own /etc/hostname and /etc/hosts, made for the take's
+// name, over it (as a cold launch does, and docker): the volume only
+// gets the empty mount points. As real root the take mounts it into a
+// pooled sandbox; rootless the request launches cold, and must show the
+// same.
+func TestPrewarmTakeEtcVolume(t *testing.T) {
+	r, err := Open(Options{Root: filepath.Join(t.TempDir(), "store")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	importBusybox(t, r)
+	pooled := SandboxOptions{Snapshot: "busybox", Network: NetworkNone}
+	if err := r.PrewarmSandboxes(t.Context(), pooled, 1); err != nil {
+		t.Fatal(err)
+	}
+	before := waitRunning(t, r, 1)
+	req := pooled
+	req.Name = "taken"
+	req.Mounts = map[string]Mount{"/etc": {Volume: "ev", NoCopy: true}}
+	var pid int
+	err = r.RunInSandbox(t.Context(), req, func(sb *Sandbox) error {
+		pid = running(t, r)["taken"]
+		res, err := sb.Shell(t.Context(), "cat /etc/hostname; grep -c taken /etc/hosts; true")
+		if err != nil {
+			return err
+		}
+		if got, want := string(res.Stdout), "taken\n1\n"; got != want {
+			t.Errorf("a volume at /etc, in the taken sandbox: /etc/hostname and the lines of /etc/hosts naming it:\n%s\nwant\n%s(stderr %s)", got, want, res.Stderr)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := slices.Contains(mapsValues(before), pid); took != runtime.CanTakeMounts() {
+		t.Errorf("the sandbox ran init %d, the pool's were %v: taken from the pool = %v, want %v", pid, before, took, runtime.CanTakeMounts())
+	}
+	for _, n := range []string{"hostname", "hosts"} {
+		if b, err := os.ReadFile(filepath.Join(r.root, "volumes", "ev", "data", n)); err != nil || len(b) != 0 {
+			t.Errorf("the volume's %s on the host = %q, %v; want the empty mount point", n, b, err)
+		}
 	}
 }
 

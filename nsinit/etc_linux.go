@@ -1,11 +1,13 @@
 package nsinit
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/beamhop/lightbox/internal/sys"
 	"golang.org/x/sys/unix"
@@ -98,19 +100,101 @@ func mountEtc(files []File, target string) (dir *os.File, open []*os.File, _ err
 }
 
 // bindEtc binds each file of the tmpfs dir over its target inside root,
-// creating a missing target as an empty file, and closes dir.
-func bindEtc(root int, dir *os.File, files []File) error {
+// creating a missing target as an empty file, and closes dir. mounts are
+// the user's mounts already made above the targets (splitAbove): a
+// target in one of them is found there by mountPointIn, which follows no
+// symlink; any other is found in the image's tree as every mount point
+// is (ensure).
+func bindEtc(root int, dir *os.File, files []File, mounts []Mount) error {
 	defer func() { _ = dir.Close() }() // the tmpfs's root, only read: its files stay mounted and open
 	for _, f := range files {
 		b, err := sys.OpenTree(int(dir.Fd()), path.Base(f.Target), unix.OPEN_TREE_CLONE)
 		if err != nil {
 			return fmt.Errorf("mount %s: %w", f.Target, err)
 		}
-		if err := attach(root, b, f.Target, false); err != nil {
+		if err := placeEtc(root, b, f.Target, mounts); err != nil {
 			return fmt.Errorf("mount %s: %w", f.Target, err)
 		}
 	}
 	return nil
+}
+
+// placeEtc moves the detached bind of an etc file, mfd, onto target
+// inside root and closes mfd: in the deepest of mounts (the user's,
+// made) above target when there is one (attachIn), else in the image's
+// tree.
+func placeEtc(root, mfd int, target string, mounts []Mount) error {
+	var in *Mount
+	for i := range mounts {
+		if isBelow(target, mounts[i].Target) && (in == nil || len(mounts[i].Target) > len(in.Target)) {
+			in = &mounts[i]
+		}
+	}
+	if in == nil {
+		return attach(root, mfd, target, false)
+	}
+	return attachIn(root, mfd, target, *in)
+}
+
+// attachIn moves the detached mount mfd onto target, a file in the
+// user's mount m, and closes mfd (see mountPointIn).
+func attachIn(root, mfd int, target string, m Mount) error {
+	defer unix.Close(mfd)
+	t, err := mountPointIn(root, target, m)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(t)
+	return sys.MoveMount(mfd, t, target)
+}
+
+// mountPointIn opens the mount point for an etc file at target inside
+// the user's mount m (a volume or a host directory, which another
+// sandbox or the host may fill as it likes): a regular file, or one it
+// creates empty when the mount is writable, as docker's runc does. It
+// follows no symlink there: a symlink (or anything else but a file) at
+// target is an error, never the way to another file the sandbox's
+// would be bound over, nor one made; and a read-only mount is not
+// written.
+func mountPointIn(root int, target string, m Mount) (int, error) {
+	top, err := sys.OpenInRoot(root, m.Target, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(top)
+	rel := strings.TrimPrefix(strings.TrimPrefix(target, m.Target), "/")
+	dir := top
+	if d := path.Dir(rel); d != "." {
+		if dir, err = sys.OpenBeneath(top, d, unix.O_PATH|unix.O_DIRECTORY); err != nil {
+			return -1, fmt.Errorf("in the mount at %s: %w", m.Target, err)
+		}
+		defer unix.Close(dir)
+	}
+	base := path.Base(rel)
+	fd, err := sys.Openat(dir, base, unix.O_PATH|unix.O_NOFOLLOW, 0)
+	if errors.Is(err, unix.ENOENT) {
+		fd, err = sys.Openat(dir, base, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW, 0o644)
+		if errors.Is(err, unix.EROFS) {
+			return -1, fmt.Errorf("the read-only mount at %s has no %s to mount the sandbox's over (put one there, or mount it writable): %w", m.Target, target, err)
+		}
+	}
+	if err != nil {
+		return -1, fmt.Errorf("in the mount at %s: %w", m.Target, err)
+	}
+	st, err := sys.Fstat(fd, target)
+	if err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		what := "not a regular file"
+		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			what = "a symlink, not followed"
+		}
+		return -1, fmt.Errorf("the mount at %s holds %s there: %s", m.Target, target, what)
+	}
+	return fd, nil
 }
 
 // rewriteEtc replaces the content of files, each one of the launch's

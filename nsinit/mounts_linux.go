@@ -58,24 +58,29 @@ func setup(cfg *Config, fds received) error {
 	if err := mountDev(root, cfg.DevptsGID5, cfg.ShmBytes); err != nil {
 		return fmt.Errorf("mount /dev: %w", err)
 	}
-	if etc != nil {
-		if err := bindEtc(root, etc, cfg.Etc); err != nil {
-			return err
-		}
-	}
 	mounts := slices.Clone(cfg.Mounts)
 	// Parents before children: /a before /a/b.
 	slices.SortStableFunc(mounts, func(a, b Mount) int { return strings.Count(a.Target, "/") - strings.Count(b.Target, "/") })
-	for _, m := range mounts {
-		filled, err := bind(root, m, fds)
-		if m.FillLock > 0 {
-			unix.Close(m.FillLock) // a lock file's: the fill is over, whatever its end
+	// The mounts over a directory an etc file is in (-v vol:/etc) go
+	// before the etc files' binds, which go on them, and the rest after
+	// (as docker's, sorted by depth): the sandbox keeps its own files, a
+	// new volume is filled with the image's, and a mount exactly at an
+	// etc file's target still covers the sandbox's. The first ones are
+	// the ancestors of a path: parents first still.
+	under, rest := splitAbove(mounts, cfg.Etc)
+	for _, m := range under {
+		if err := mountOne(cfg, root, m, fds); err != nil {
+			return err
 		}
-		if err != nil {
-			return fmt.Errorf("mount %s: %w", m.Target, err)
+	}
+	if etc != nil {
+		if err := bindEtc(root, etc, cfg.Etc, under); err != nil {
+			return err
 		}
-		if filled {
-			cfg.filled = append(cfg.filled, m.Target)
+	}
+	for _, m := range rest {
+		if err := mountOne(cfg, root, m, fds); err != nil {
+			return err
 		}
 	}
 	if cfg.Workdir != "" {
@@ -89,6 +94,43 @@ func setup(cfg *Config, fds received) error {
 		return fmt.Errorf("sethostname: %w", err)
 	}
 	return pivot(root)
+}
+
+// mountOne makes the user's mount m inside root (bind) and records a
+// fill in cfg.
+func mountOne(cfg *Config, root int, m Mount, fds received) error {
+	filled, err := bind(root, m, fds)
+	if m.FillLock > 0 {
+		unix.Close(m.FillLock) // a lock file's: the fill is over, whatever its end
+	}
+	if err != nil {
+		return fmt.Errorf("mount %s: %w", m.Target, err)
+	}
+	if filled {
+		cfg.filled = append(cfg.filled, m.Target)
+	}
+	return nil
+}
+
+// splitAbove splits mounts, in order, into those whose target is a
+// directory above one of files' targets and the others.
+func splitAbove(mounts []Mount, files []File) (above, others []Mount) {
+	for _, m := range mounts {
+		if slices.ContainsFunc(files, func(f File) bool { return isBelow(f.Target, m.Target) }) {
+			above = append(above, m)
+		} else {
+			others = append(others, m)
+		}
+	}
+	return above, others
+}
+
+// isBelow says whether the clean absolute path p is strictly below dir.
+func isBelow(p, dir string) bool {
+	if dir == "/" {
+		return p != "/"
+	}
+	return strings.HasPrefix(p, dir+"/")
 }
 
 // mountRoot mounts the root filesystem on cfg.RootDir and returns the

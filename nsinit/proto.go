@@ -52,7 +52,11 @@ type Config struct {
 	// /etc/resolv.conf): the init writes them on a tmpfs of its own and
 	// binds each over its target (created if missing), so they never touch
 	// the host's disk nor the upper dir; OpEtc and Take.Etc replace their
-	// content later.
+	// content later. The binds go on the Mounts (and a take's) above their
+	// targets (a volume at /etc), once those are made and filled, and
+	// under a mount exactly at a target; in such a mount a target is
+	// never a symlink followed, and a read-only one is never written to
+	// make a missing target (the launch fails).
 	Etc []File `json:"etc,omitempty"`
 	// Mounts are the caller's bind mounts.
 	Mounts []Mount `json:"mounts,omitempty"`

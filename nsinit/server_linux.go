@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/beamhop/lightbox/internal/environ"
+	"github.com/beamhop/lightbox/internal/sys"
 	"github.com/beamhop/lightbox/internal/sys/seccomp"
 	"io"
 	"net"
@@ -961,6 +962,23 @@ func (s *server) done() {
 	s.mu.Unlock()
 }
 
+// takeMount moves the take's mount m, made ready on the host side (one
+// of mfds), onto its target inside root.
+func takeMount(root int, m Mount, mfds []int) error {
+	i := int(m.FD)
+	if i < 1 || i > len(mfds) {
+		return fmt.Errorf("mount %s: no descriptor passed", m.Target)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(mfds[i-1], &st); err != nil {
+		return fmt.Errorf("mount %s: %w", m.Target, &os.PathError{Op: "stat", Path: m.Source, Err: err})
+	}
+	if err := moveOnto(root, mfds[i-1], m.Target, st.Mode&unix.S_IFMT == unix.S_IFDIR); err != nil {
+		return fmt.Errorf("mount %s: %w", m.Target, err)
+	}
+	return nil
+}
+
 func firstNonEmpty(ss ...string) string {
 	for _, s := range ss {
 		if s != "" {
@@ -1002,17 +1020,37 @@ func (s *server) take(t *Take, fds []int) (err error) {
 	mounts := slices.Clone(t.Mounts)
 	// Parents before children: /a before /a/b.
 	slices.SortStableFunc(mounts, func(a, b Mount) int { return strings.Count(a.Target, "/") - strings.Count(b.Target, "/") })
-	for _, m := range mounts {
-		i := int(m.FD)
-		if i < 1 || i > len(mfds) {
-			return fmt.Errorf("mount %s: no descriptor passed", m.Target)
+	// As at launch (setup), the etc files' binds go on the mounts above
+	// them (-v vol:/etc), and a mount exactly at one covers it: each bind
+	// is cloned from its target before those mounts hide it, then placed
+	// on them (nothing of the sandbox's ran yet to move it).
+	under, rest := splitAbove(mounts, s.cfg.Etc)
+	var binds []int
+	defer func() { closeAll(binds) }()
+	if len(under) > 0 {
+		for _, f := range s.cfg.Etc {
+			b, err := sys.OpenTree(root, f.Target, unix.OPEN_TREE_CLONE)
+			if err != nil {
+				return fmt.Errorf("take: mount %s: %w", f.Target, err)
+			}
+			binds = append(binds, b)
 		}
-		var st unix.Stat_t
-		if err := unix.Fstat(mfds[i-1], &st); err != nil {
-			return fmt.Errorf("mount %s: %w", m.Target, &os.PathError{Op: "stat", Path: m.Source, Err: err})
+	}
+	for _, m := range under {
+		if err := takeMount(root, m, mfds); err != nil {
+			return err
 		}
-		if err := moveOnto(root, mfds[i-1], m.Target, st.Mode&unix.S_IFMT == unix.S_IFDIR); err != nil {
-			return fmt.Errorf("mount %s: %w", m.Target, err)
+	}
+	for i := range binds {
+		b := binds[i]
+		binds[i] = -1 // placeEtc closes it
+		if err := placeEtc(root, b, s.cfg.Etc[i].Target, under); err != nil {
+			return fmt.Errorf("take: mount %s: %w", s.cfg.Etc[i].Target, err)
+		}
+	}
+	for _, m := range rest {
+		if err := takeMount(root, m, mfds); err != nil {
+			return err
 		}
 	}
 	if t.Workdir != "" {
