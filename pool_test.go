@@ -55,6 +55,25 @@ func running(t *testing.T, r *Runtime) map[string]int {
 }
 
 // waitRunning polls until want sandboxes other than except run.
+// prewarmedOne opens a store of its own with busybox and a pool of one
+// sandbox of it (the returned options), and waits until that one runs:
+// the running sandboxes' inits by name. The store is closed when the
+// test ends.
+func prewarmedOne(t *testing.T) (*Runtime, SandboxOptions, map[string]int) {
+	t.Helper()
+	r, err := Open(Options{Root: filepath.Join(t.TempDir(), "store")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() }) // the pool's sandboxes go; its error is the tests' concern elsewhere
+	importBusybox(t, r)
+	pooled := SandboxOptions{Snapshot: "busybox", Network: NetworkNone}
+	if err := r.PrewarmSandboxes(t.Context(), pooled, 1); err != nil {
+		t.Fatal(err)
+	}
+	return r, pooled, waitRunning(t, r, 1)
+}
+
 func waitRunning(t *testing.T, r *Runtime, want int, except ...string) map[string]int {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
@@ -194,17 +213,8 @@ func TestPrewarmTake(t *testing.T) {
 // pooled sandbox; rootless the request launches cold, and must show the
 // same.
 func TestPrewarmTakeEtcVolume(t *testing.T) {
-	r, err := Open(Options{Root: filepath.Join(t.TempDir(), "store")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	importBusybox(t, r)
-	pooled := SandboxOptions{Snapshot: "busybox", Network: NetworkNone}
-	if err := r.PrewarmSandboxes(t.Context(), pooled, 1); err != nil {
-		t.Fatal(err)
-	}
-	before := waitRunning(t, r, 1)
+	r, pooled, before := prewarmedOne(t)
+	var err error
 	req := pooled
 	req.Name = "taken"
 	req.Mounts = map[string]Mount{"/etc": {Volume: "ev", NoCopy: true}}
@@ -319,18 +329,10 @@ func poolChild(root string) {
 // handover carried, and its environment, workdir and — as real root — a
 // read-only bind mount, as TestPrewarmTake checks of a fresh one.
 func TestPrewarmTakeAfterHandover(t *testing.T) {
-	r, err := Open(Options{Root: filepath.Join(t.TempDir(), "store")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	importBusybox(t, r)
-	pooled := SandboxOptions{Snapshot: "busybox", Network: NetworkNone}
-	if err := r.PrewarmSandboxes(t.Context(), pooled, 1); err != nil {
-		t.Fatal(err)
-	}
+	r, pooled, warm := prewarmedOne(t)
+	var err error
 	var pid int
-	for _, p := range waitRunning(t, r, 1) {
+	for _, p := range warm {
 		pid = p
 	}
 	deadline := time.Now().Add(30 * time.Second)
@@ -421,17 +423,8 @@ func TestPrewarmInvalidRequest(t *testing.T) {
 // was; as root, one whose volume's mount point the image lacks (nothing
 // to fill) still takes from the pool.
 func TestPrewarmVolumeFill(t *testing.T) {
-	r, err := Open(Options{Root: filepath.Join(t.TempDir(), "store")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	importBusybox(t, r)
-	pooled := SandboxOptions{Snapshot: "busybox", Network: NetworkNone}
-	if err := r.PrewarmSandboxes(t.Context(), pooled, 1); err != nil {
-		t.Fatal(err)
-	}
-	before := waitRunning(t, r, 1)
+	r, pooled, before := prewarmedOne(t)
+	var err error
 	req := pooled
 	req.Mounts = map[string]Mount{"/bin": {Volume: "bin"}}
 	err = r.RunInSandbox(t.Context(), req, func(sb *Sandbox) error {
