@@ -688,13 +688,19 @@ func (f *Fill) Done(ctx context.Context) error {
 		return fmt.Errorf("volume %s: record the fill: %w", f.name, err)
 	}
 	defer f.s.unlockName(f.name, lk)
-	md, err := f.s.readMeta(f.name)
+	return f.s.recordFilled(f.name)
+}
+
+// recordFilled marks the volume filled in its meta.json (never filled
+// again), under its name lock, which the caller holds.
+func (s *Store) recordFilled(name string) error {
+	md, err := s.readMeta(name)
 	if err == nil && md.Unfilled {
 		md.Unfilled = false
-		err = atomicfile.WriteJSON(filepath.Join(f.s.volDir(f.name), metaFile), md, 0o644)
+		err = atomicfile.WriteJSON(filepath.Join(s.volDir(name), metaFile), md, 0o644)
 	}
 	if err != nil {
-		return fmt.Errorf("volume %s: record the fill: %w", f.name, err)
+		return fmt.Errorf("volume %s: record the fill: %w", name, err)
 	}
 	return nil
 }
@@ -793,13 +799,8 @@ func (s *Store) takeRecord(name string, fill *Fill) (filled bool, _ error) {
 		return false, fmt.Errorf("volume %s: read the fill lock: %w", name, err)
 	}
 	if bytes.Equal(got[:n], fill.record) {
-		md, err := s.readMeta(name)
-		if err == nil {
-			md.Unfilled = false
-			err = atomicfile.WriteJSON(filepath.Join(s.volDir(name), metaFile), md, 0o644)
-		}
-		if err != nil {
-			return false, fmt.Errorf("volume %s: record the fill: %w", name, err)
+		if err := s.recordFilled(name); err != nil {
+			return false, err
 		}
 		s.log.Debug("volume: a fill its launcher did not record, recorded", "volume", name)
 		return true, nil
