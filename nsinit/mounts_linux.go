@@ -58,9 +58,7 @@ func setup(cfg *Config, fds received) error {
 	if err := mountDev(root, cfg.DevptsGID5, cfg.ShmBytes); err != nil {
 		return fmt.Errorf("mount /dev: %w", err)
 	}
-	mounts := slices.Clone(cfg.Mounts)
-	// Parents before children: /a before /a/b.
-	slices.SortStableFunc(mounts, func(a, b Mount) int { return strings.Count(a.Target, "/") - strings.Count(b.Target, "/") })
+	mounts := parentsFirst(cfg.Mounts)
 	// The mounts over a directory an etc file is in (-v vol:/etc) go
 	// before the etc files' binds, which go on them, and the rest after
 	// (as docker's, sorted by depth): the sandbox keeps its own files, a
@@ -110,6 +108,15 @@ func mountOne(cfg *Config, root int, m Mount, fds received) error {
 		cfg.filled = append(cfg.filled, m.Target)
 	}
 	return nil
+}
+
+// parentsFirst returns a copy of mounts sorted parents before children
+// (/a before /a/b), the given order kept among equals: the order setup
+// and take mount them in.
+func parentsFirst(mounts []Mount) []Mount {
+	mounts = slices.Clone(mounts)
+	slices.SortStableFunc(mounts, func(a, b Mount) int { return strings.Count(a.Target, "/") - strings.Count(b.Target, "/") })
+	return mounts
 }
 
 // splitAbove splits mounts, in order, into those whose target is a

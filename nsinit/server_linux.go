@@ -11,8 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"slices"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -1017,9 +1015,7 @@ func (s *server) take(t *Take, fds []int) (err error) {
 		return fmt.Errorf("take: %w", &os.PathError{Op: "open", Path: "/", Err: err})
 	}
 	defer unix.Close(root)
-	mounts := slices.Clone(t.Mounts)
-	// Parents before children: /a before /a/b.
-	slices.SortStableFunc(mounts, func(a, b Mount) int { return strings.Count(a.Target, "/") - strings.Count(b.Target, "/") })
+	mounts := parentsFirst(t.Mounts)
 	// As at launch (setup), the etc files' binds go on the mounts above
 	// them (-v vol:/etc), and a mount exactly at one covers it: each bind
 	// is cloned from its target before those mounts hide it, then placed
