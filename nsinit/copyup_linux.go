@@ -247,7 +247,8 @@ const fillStaging = ".lightbox-filling"
 // followed, owners, modes and times kept.
 //
 // The copy is made in a directory of the volume's own, fillStaging,
-// then its entries are renamed into the volume's root, and the staging
+// written to the disk (syncfs), then its entries are renamed into the
+// volume's root, and the staging
 // directory removed: a copy cut short is never mistaken for the
 // volume's content. The caller holds the volume's fill lock throughout
 // (Mount.FillLock), so the staging directory in a volume whose fill
@@ -312,6 +313,13 @@ func fillVolume(root int, dst string, vol int, filled func()) (bool, error) {
 		}
 		return false, err
 	}
+	if err := syncStaged(stage); err != nil {
+		err = fmt.Errorf("fill volume from the image's %s: %w", dst, err)
+		if rerr := removeAt(vol, fillStaging); rerr != nil {
+			return false, fmt.Errorf("%w; and removing what it copied: %w", err, rerr)
+		}
+		return false, err
+	}
 	for _, n := range names {
 		if err := unix.Renameat2(stage, n, vol, n, unix.RENAME_NOREPLACE); err != nil {
 			// The staging directory stays: the next fill redoes this one.
@@ -323,6 +331,26 @@ func fillVolume(root int, dst string, vol int, filled func()) (bool, error) {
 	}
 	filled()
 	return true, nil
+}
+
+// syncStaged writes the copy in the staging directory stage (O_PATH) to
+// the disk before it is moved into place: a volume with entries is never
+// filled again, and its fill record goes to the disk with the launcher's
+// next fsync, so a power cut before the kernel's own writeback would
+// leave the image's files there empty for good. One syncfs of the
+// volume's filesystem, once per volume.
+func syncStaged(stage int) error {
+	fd, err := sys.Openat(stage, ".", unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	for {
+		err := unix.Syncfs(fd)
+		if !errors.Is(err, unix.EINTR) {
+			return os.NewSyscallError("syncfs", err)
+		}
+	}
 }
 
 // removeAt removes dir's entry n and, for a directory, all below it, by

@@ -46,8 +46,9 @@
 // Locks and crash safety. Every change to the OCI layout's index happens
 // under the store's index lock (umoci rewrites index.json with no lock of
 // its own). A layer is unpacked into a temporary directory under
-// Options.TmpDir, under a per-layer lock, and renamed into place, so
-// concurrent imports sharing layers unpack each layer once. A snapshot is
+// Options.TmpDir, under a per-layer lock, written to the disk (syncfs)
+// and renamed into place, so concurrent imports sharing layers unpack
+// each layer once, and a layer in place survives a power cut whole. A snapshot is
 // tagged only after all its blobs are stored and its layers unpacked.
 // Imports hold the GC lock shared; garbage collection (of blobs and layer
 // directories no tagged snapshot uses, and of temporary directories that

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/opencontainers/go-digest"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -19,6 +20,8 @@ import (
 var errPlatform = fmt.Errorf("snapshot store: %w: needs Linux", errors.ErrUnsupported)
 
 func checkPlatform() error { return errPlatform }
+
+func syncLayer(l ispec.Descriptor, f *os.File) error { return errPlatform }
 
 // Owner is unsupported off Linux.
 func (s *Store) Owner(ctx context.Context, layers []string, target string) (*DirOwner, error) {

@@ -124,6 +124,9 @@ func (s *Store) ensureLayer(ctx context.Context, e casext.Engine, l ispec.Descri
 	root := filepath.Join(t.dir, "layer")
 	err = s.unpackInto(ctx, e, l, root, t.f)
 	if err == nil {
+		err = syncLayer(l, t.f)
+	}
+	if err == nil {
 		if err = s.rename(ctx, root, dst); err != nil {
 			err = fmt.Errorf("unpack layer %s: %w", l.Digest, err)
 		}

@@ -59,6 +59,27 @@ func GuestMain() {
 	os.Exit(code)
 }
 
+// PowerCutMarker is the console line PowerCut prints before it cuts the
+// power: a host-side test looks for it in Result.Console to tell a cut
+// from a guest program that ended by itself.
+const PowerCutMarker = "LIGHTBOX-VMTEST-POWER-CUT"
+
+// PowerCut ends the guest as a power cut would, from its program (a
+// test): the machine restarts at once, without sync(2), so what the
+// guest's page cache held and nothing wrote out is lost and the disks
+// keep what reached them (qemu, run with -no-reboot, exits; its
+// cache=unsafe keeps every write the guest made in the image file). It
+// first prints PowerCutMarker and a result line saying 0, and waits until
+// the console has sent them, so that Run returns a result. It never
+// returns.
+func PowerCut() {
+	fmt.Fprintf(os.Stdout, "\n%s\n%s0\n", PowerCutMarker, resultMarker)
+	_ = unix.IoctlSetInt(1, unix.TCSBRK, 1) // tcdrain: the lines out of the serial port before the reset; a failure only risks them
+	err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
+	fmt.Fprintf(os.Stdout, "vmtest guest: power cut: reboot: %v\n", err)
+	os.Exit(1)
+}
+
 func guestSetup() error {
 	mounts := []struct{ src, dst, fstype, data string }{
 		{"devtmpfs", "/dev", "devtmpfs", "mode=0755"},
