@@ -150,20 +150,11 @@ func (g *Registry) Allocate(store string, holds func(store string, base uint32) 
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return Mapping{}, fmt.Errorf("allocate id range: %w", err)
 	}
-	lk, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	unlock, err := lock(dir)
 	if err != nil {
 		return Mapping{}, fmt.Errorf("allocate id range: %w", err)
 	}
-	defer func() { _ = lk.Close() }() // nothing written through the lock file; close frees the flock even when it reports an error
-	for {
-		err = unix.Flock(int(lk.Fd()), unix.LOCK_EX)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	if err != nil {
-		return Mapping{}, fmt.Errorf("allocate id range: %w", &os.PathError{Op: "flock", Path: lk.Name(), Err: err})
-	}
+	defer unlock()
 	used, err := g.inUse(dir, holds)
 	if err != nil {
 		return Mapping{}, fmt.Errorf("allocate id range: %w", err)
@@ -180,20 +171,11 @@ func (g *Registry) Allocate(store string, holds func(store string, base uint32) 
 			continue
 		}
 		p := filepath.Join(dir, fmt.Sprintf("%08x", base))
-		b, _ := json.Marshal(entry{Store: store, CreatedAt: time.Now().UTC()})
-		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o600)
-		if err != nil {
+		if err := writeEntry(dir, base, store, false); err != nil {
 			return Mapping{}, fmt.Errorf("allocate id range: %w", err)
 		}
-		_, werr := f.Write(b)
-		if cerr := f.Close(); werr == nil {
-			werr = cerr
-		}
 		m := RangeMapping(base)
-		if werr == nil {
-			werr = commit(m)
-		}
-		if werr != nil {
+		if werr := commit(m); werr != nil {
 			// The range was never used; a record left would hold it
 			// for a store that does not have it, so that is reported.
 			if rerr := os.Remove(p); rerr != nil {
@@ -209,37 +191,123 @@ func (g *Registry) Allocate(store string, holds func(store string, base uint32) 
 }
 
 // Register records that the store at path holds the range at base, when
-// no other store holds it (a registry that lost the entry). It reports
-// the store that holds it otherwise.
+// no other store holds it: a registry that lost the entry, or whose entry
+// does not parse (a machine that lost power before an older lightbox's
+// unsynced entry reached the disk left it empty; Allocate would hand the
+// range to another store). It reports the store that holds it otherwise.
 func (g *Registry) Register(store string, base uint32) (holder string, err error) {
 	dir := g.dir()
+	p := filepath.Join(dir, fmt.Sprintf("%08x", base))
+	if holder, ok := readEntry(p); ok {
+		return holder, nil // every Open as root: no lock, no write
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
-	p := filepath.Join(dir, fmt.Sprintf("%08x", base))
-	if b, err := os.ReadFile(p); err == nil {
-		var e entry
-		if unmarshalEntry(b, &e) == nil {
-			return e.Store, nil
-		}
-	}
-	b, _ := json.Marshal(entry{Store: store, CreatedAt: time.Now().UTC()})
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		return "", nil // raced with another Register of the same store
-	}
+	unlock, err := lock(dir)
 	if err != nil {
 		return "", err
 	}
-	_, werr := f.Write(b)
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
+	defer unlock()
+	if holder, ok := readEntry(p); ok {
+		return holder, nil // another Register or an Allocate wrote it meanwhile
 	}
-	return store, werr
+	_, err = os.Lstat(p)
+	if err := writeEntry(dir, base, store, err == nil); err != nil {
+		return "", err
+	}
+	return store, nil
+}
+
+// readEntry returns the store the registry file p names, and false when p
+// is missing or does not parse.
+func readEntry(p string) (string, bool) {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return "", false
+	}
+	var e entry
+	if unmarshalEntry(b, &e) != nil {
+		return "", false
+	}
+	return e.Store, true
+}
+
+// tmpEntryPrefix names an entry being written; inUse ignores such files
+// and, under the lock (which every writer holds), removes them.
+const tmpEntryPrefix = ".tmp-"
+
+// writeEntry records store as the holder of the range at base, whole or
+// not at all: written to a temporary file and synced, then linked to its
+// name (renamed over it when replace), and the directory synced. A
+// registry entry is trusted from then on (store.json is written next and
+// names the range), so an entry lost or empty after a power cut would
+// let the range go to a second store. The caller holds the lock.
+func writeEntry(dir string, base uint32, store string, replace bool) error {
+	b, _ := json.Marshal(entry{Store: store, CreatedAt: time.Now().UTC()})
+	f, err := os.CreateTemp(dir, tmpEntryPrefix+"*") // mode 0600
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() { _ = os.Remove(tmp) }() // the link's other name; gone after a rename; a leftover is inUse's
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	p := filepath.Join(dir, fmt.Sprintf("%08x", base))
+	if replace {
+		err = os.Rename(tmp, p)
+	} else {
+		err = os.Link(tmp, p) // fails on an existing entry, as O_EXCL would
+	}
+	if err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// lock takes the registry's lock (flock of dir/.lock), which Allocate,
+// and Register when it writes, hold.
+func lock(dir string) (unlock func(), _ error) {
+	lk, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err = unix.Flock(int(lk.Fd()), unix.LOCK_EX)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		_ = lk.Close()
+		return nil, &os.PathError{Op: "flock", Path: lk.Name(), Err: err}
+	}
+	return func() { _ = lk.Close() }, nil // nothing written through the lock file; close frees the flock even when it reports an error
 }
 
 // inUse reads the registry, removing the entries whose store no longer
-// holds its range, and returns the others by first id.
+// holds its range, and returns the others by first id. An entry that does
+// not parse (left empty by a power cut before an older lightbox's write
+// reached the disk: entries are written whole now) names no store to ask,
+// so its range stays taken, by "" (describeUsed says so), until the store
+// that holds it opens again and Register rewrites it: handing it out
+// could give a second store the ids of a first one's sandboxes.
 func (g *Registry) inUse(dir string, holds func(string, uint32) bool) (map[uint32]string, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -247,6 +315,10 @@ func (g *Registry) inUse(dir string, holds func(string, uint32) bool) (map[uint3
 	}
 	used := map[uint32]string{}
 	for _, de := range ents {
+		if strings.HasPrefix(de.Name(), tmpEntryPrefix) {
+			_ = os.Remove(filepath.Join(dir, de.Name())) // a writer killed before its link: never an entry
+			continue
+		}
 		base, err := strconv.ParseUint(de.Name(), 16, 32)
 		if err != nil || len(de.Name()) != 8 {
 			continue
@@ -257,7 +329,11 @@ func (g *Registry) inUse(dir string, holds func(string, uint32) bool) (map[uint3
 			return nil, err
 		}
 		var e entry
-		if unmarshalEntry(b, &e) != nil || !holds(e.Store, uint32(base)) {
+		if unmarshalEntry(b, &e) != nil {
+			used[uint32(base)] = ""
+			continue
+		}
+		if !holds(e.Store, uint32(base)) {
 			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return nil, err
 			}
@@ -284,7 +360,11 @@ func describeUsed(used map[uint32]string) string {
 			s = append(s, fmt.Sprintf("and %d more", len(bases)-i))
 			break
 		}
-		s = append(s, fmt.Sprintf("%d–%d by %s", b, uint64(b)+RangeSize-1, used[b]))
+		by := used[b]
+		if by == "" {
+			by = "an unreadable entry (" + fmt.Sprintf("%08x", b) + "; remove it if no store uses that range)"
+		}
+		s = append(s, fmt.Sprintf("%d–%d by %s", b, uint64(b)+RangeSize-1, by))
 	}
 	if len(s) == 0 {
 		return " or by ids in use on this host"

@@ -3,6 +3,7 @@ package idmap
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -190,5 +191,54 @@ func TestMapsHost(t *testing.T) {
 	}
 	if !Identity().MapsHostUID(0) || !Identity().MapsHostGID(4294967294) {
 		t.Error("the identity mapping does not map host root or the top id")
+	}
+}
+
+// TestEmptyEntryKeepsRange: an entry a power cut left empty (an older
+// lightbox wrote it without a sync, and store.json, synced, names the
+// range) keeps its range from a new store, and the store that holds it
+// writes it again at its next Open (Register). Before, Allocate removed
+// the entry and gave the range to the next store: two stores' sandboxes
+// on the same host ids; and Register answered "" (another store).
+func TestEmptyEntryKeepsRange(t *testing.T) {
+	g, _ := testRegistry(t, 2)
+	st := fakeStores{}
+	a, err := st.alloc(t, g, "/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ab, _ := a.PrivateRange()
+	p := filepath.Join(g.Dir, fmt.Sprintf("%08x", ab))
+	if err := os.Truncate(p, 0); err != nil {
+		t.Fatal(err)
+	}
+	b, err := st.alloc(t, g, "/b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bb, _ := b.PrivateRange(); bb == ab {
+		t.Fatalf("/b got %s, the range of /a, whose entry was empty", b)
+	}
+	_, err = st.alloc(t, g, "/c")
+	if !errors.Is(err, ErrNoRange) || !strings.Contains(err.Error(), "unreadable entry") {
+		t.Errorf("a third store in a region of two, one entry empty: %v, want ErrNoRange naming the unreadable entry", err)
+	}
+	holder, err := g.Register("/a", ab)
+	if err != nil || holder != "/a" {
+		t.Fatalf("Register(/a) over its empty entry = %q, %v; want /a", holder, err)
+	}
+	var e entry
+	if b, err := os.ReadFile(p); err != nil || unmarshalEntry(b, &e) != nil || e.Store != "/a" {
+		t.Errorf("the entry after Register: %q, %v; want /a", b, err)
+	}
+	if holder, err := g.Register("/a", ab); err != nil || holder != "/a" {
+		t.Errorf("Register(/a) again = %q, %v", holder, err)
+	}
+	if ents, _ := os.ReadDir(g.Dir); len(ents) != 3 { // .lock and two entries
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Errorf("registry holds %v, want .lock and the two entries (no temporary file left)", names)
 	}
 }
