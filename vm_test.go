@@ -47,15 +47,7 @@ const (
 // ENOSPC while a neighbouring volume keeps working, and a 120-layer
 // snapshot launches. One boot.
 func TestSandboxesInVM(t *testing.T) {
-	testutil.RootOnly(t)
-	if vmtest.InGuest() {
-		t.Skip("needs the host: already inside the VM")
-	}
-	k := vmtest.Setup(t, "mkfs.xfs")
-	img := filepath.Join(vmtest.ImageDir(t), "xfs.img")
-	if err := vmtest.MakeXFSImage(t.Context(), img, 320<<20); err != nil {
-		t.Fatal(err)
-	}
+	k, img := xfsGuestHost(t)
 	layout := testutil.NewOCILayout(t)
 	cfg := ispec.ImageConfig{Env: []string{"PATH=/bin:/sbin:/usr/bin:/usr/sbin"}}
 	base := testutil.TarDir(t, testutil.BusyboxRootfs(t))
@@ -79,6 +71,23 @@ func TestSandboxesInVM(t *testing.T) {
 		Files:   []vmtest.File{{Host: archive, Guest: vmImages, Mode: 0o644}},
 		Timeout: 8 * time.Minute, // TCG on a shared host: the cgroup tests alone take 1-3 minutes
 	})
+}
+
+// xfsGuestHost is the host side's set-up of a test that boots the VM with
+// a store on XFS (vmDisk): root only, the kernel and tools ready, and a
+// new 320 MiB XFS image, whose path it returns.
+func xfsGuestHost(t *testing.T) (*vmtest.Kernel, string) {
+	t.Helper()
+	testutil.RootOnly(t)
+	if vmtest.InGuest() {
+		t.Skip("needs the host: already inside the VM")
+	}
+	k := vmtest.Setup(t, "mkfs.xfs")
+	img := filepath.Join(vmtest.ImageDir(t), "xfs.img")
+	if err := vmtest.MakeXFSImage(t.Context(), img, 320<<20); err != nil {
+		t.Fatal(err)
+	}
+	return k, img
 }
 
 // guestTests is the -test.run pattern of the guest's tests:
@@ -744,15 +753,7 @@ var powerCutFiles = []string{"/bin/busybox", "/data/blob", "/vol/blob"}
 // again) kept empty files for good, as containerd's zero-length layers
 // (containerd#8895).
 func TestPowerCutInVM(t *testing.T) {
-	testutil.RootOnly(t)
-	if vmtest.InGuest() {
-		t.Skip("needs the host: already inside the VM")
-	}
-	k := vmtest.Setup(t, "mkfs.xfs")
-	img := filepath.Join(vmtest.ImageDir(t), "xfs.img")
-	if err := vmtest.MakeXFSImage(t.Context(), img, 320<<20); err != nil {
-		t.Fatal(err)
-	}
+	k, img := xfsGuestHost(t)
 	rootfs := testutil.BusyboxRootfs(t)
 	bb, err := os.ReadFile(filepath.Join(rootfs, "bin", "busybox"))
 	if err != nil {
