@@ -517,8 +517,15 @@ func TestKilledInit(t *testing.T) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	if err := sb.Command("true").Run(); !errors.Is(err, ErrNotRunning) {
-		t.Errorf("exec in a dead sandbox: %v, want ErrNotRunning", err)
+	// From another handle too, as `lightbox exec` has: the error says why.
+	other, err := e.m.Attach(t.Context(), "killed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []*Sandbox{sb, other} {
+		if err := h.Command("true").Run(); !errors.Is(err, ErrNotRunning) || !strings.Contains(err.Error(), "its init died") {
+			t.Errorf("exec in a dead sandbox: %v, want ErrNotRunning saying its init died", err)
+		}
 	}
 	if err := e.m.GC(t.Context()); err != nil {
 		t.Fatal(err)
@@ -529,6 +536,26 @@ func TestKilledInit(t *testing.T) {
 	// Destroy of what GC already removed is not an error.
 	if err := sb.Destroy(t.Context()); err != nil {
 		t.Errorf("Destroy after GC: %v", err)
+	}
+}
+
+// TestExecExitedSaysWhy: an exec in a sandbox whose main command has
+// exited fails with ErrNotRunning saying so, with its status.
+func TestExecExitedSaysWhy(t *testing.T) {
+	e := newEnv(t)
+	spec := e.spec("exited")
+	spec.Command = []string{"sh", "-c", "exit 3"}
+	sb := e.launch(t, spec)
+	if code, err := sb.Wait(t.Context()); code != 3 || err != nil {
+		t.Fatalf("Wait = %d, %v; want 3", code, err)
+	}
+	other, err := e.m.Attach(t.Context(), "exited")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = "its main command exited (status 3)"
+	if err := other.Command("true").Run(); !errors.Is(err, ErrNotRunning) || !strings.Contains(err.Error(), want) {
+		t.Errorf("exec in an exited sandbox: %v, want ErrNotRunning saying %q", err, want)
 	}
 }
 

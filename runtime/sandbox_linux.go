@@ -215,12 +215,31 @@ func (s *Sandbox) dial(ctx context.Context) (*net.UnixConn, error) {
 	}
 	if err != nil {
 		if errors.Is(err, unix.ECONNREFUSED) || errors.Is(err, unix.ENOENT) {
-			return nil, fmt.Errorf("sandbox %s: %w", s.name, ErrNotRunning)
+			return nil, s.notRunning()
 		}
 		return nil, fmt.Errorf("sandbox %s: connect to init: %w", s.name, err)
 	}
 	return c.(*net.UnixConn), nil
 }
+
+// notRunning is the error of a request to a sandbox whose init no longer
+// listens: ErrNotRunning and, read from its status (on this error path
+// only), why: its main command exited (and with what), or its init died.
+func (s *Sandbox) notRunning() error {
+	if info, err := s.m.status(s.name); err == nil {
+		switch info.Status {
+		case StatusExited:
+			return fmt.Errorf("sandbox %s: %w: its main command exited (status %d)", s.name, ErrNotRunning, info.ExitCode)
+		case StatusDead:
+			return fmt.Errorf("sandbox %s: %w: %s", s.name, ErrNotRunning, initDied)
+		}
+	}
+	return fmt.Errorf("sandbox %s: %w", s.name, ErrNotRunning)
+}
+
+// initDied says why a sandbox is dead (StatusDead): its init ended
+// without recording an exit.
+const initDied = "its init died (killed, or its launcher was killed before it detached the sandbox)"
 
 // call sends one request and reads one reply.
 func (s *Sandbox) call(ctx context.Context, req nsinit.Request) (nsinit.Reply, error) {
@@ -354,7 +373,7 @@ func (s *Sandbox) Wait(ctx context.Context) (int, error) {
 	case StatusExited:
 		return info.ExitCode, nil
 	case StatusDead:
-		return -1, fmt.Errorf("sandbox %s: %w: its init died", s.name, ErrNotRunning)
+		return -1, fmt.Errorf("sandbox %s: %w: %s", s.name, ErrNotRunning, initDied)
 	}
 	return -1, fmt.Errorf("sandbox %s: wait: %w", s.name, err)
 }

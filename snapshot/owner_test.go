@@ -246,3 +246,75 @@ func TestKilledImport(t *testing.T) {
 		t.Fatalf("%d blobs, want 4 (manifest, config, 2 layers)", n)
 	}
 }
+
+// TestKilledUnpackLeavesNoLock: an import killed while it unpacked a
+// layer, and never tried again, leaves nothing after a gc: not the
+// layer's lock file either, which no layer directory will ever free.
+func TestKilledUnpackLeavesNoLock(t *testing.T) {
+	ctx := t.Context()
+	root := t.TempDir()
+	s := openStoreAt(t, root, testMapping(t), nil)
+	var files []testutil.TarFile
+	body := strings.Repeat("lightbox snapshot data ", 700)
+	for i := range 3000 {
+		files = append(files, testutil.TarFile{Hdr: tar.Header{Name: "d" + string(rune('a'+i%26)) + "/f" + strconv.Itoa(i)}, Body: body})
+	}
+	layout := testutil.NewOCILayout(t)
+	testutil.AddOCIImage(t, layout, "v", busyCfg, testutil.TarDir(t, testutil.BusyboxRootfs(t)), testutil.Tar(t, files...))
+
+	// Kill the importer once its unpack's temporary directory shows (the
+	// layer's lock is taken by then), until one such kill leaves no
+	// snapshot (the import did not finish in between).
+	unpacking := func() bool {
+		ents, _ := os.ReadDir(s.tmp)
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), tmpPrefix+"unpack-") {
+				return true
+			}
+		}
+		return false
+	}
+	for attempt := 0; ; attempt++ {
+		if attempt == 5 {
+			t.Fatal("every import finished before it was killed")
+		}
+		cmd := exec.Command("/proc/self/exe", "-test.run=^$")
+		cmd.Env = append(os.Environ(), envChildImport+"="+root+" victim "+layout)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for !unpacking() && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		if _, err := s.Get(ctx, "victim"); err != nil {
+			break
+		}
+		if err := s.Remove(ctx, "victim"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An unpacker orphaned by the kill may hold its directory a moment.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if err := s.GC(ctx); err != nil {
+			t.Fatal(err)
+		}
+		tmps, _ := os.ReadDir(s.tmp)
+		if len(tmps) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, d := range []string{s.layersDir(), filepath.Join(root, "locks"), s.tmp} {
+		ents, err := os.ReadDir(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			t.Errorf("left after the killed import and gc: %s", filepath.Join(filepath.Base(d), e.Name()))
+		}
+	}
+}

@@ -637,14 +637,43 @@ func (s *Store) gcLocked(ctx context.Context) ([]string, error) {
 			errs = append(errs, err)
 			continue
 		}
-		// No import runs now, so nobody holds or waits for its lock.
-		_ = os.Remove(filepath.Join(s.root, "locks", ent.Name()+".lock")) // an empty file: one left is reused if the layer is imported again
 		freed = append(freed, digest.SHA256.String()+":"+ent.Name())
+	}
+	if err := s.gcLayerLocks(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return freed, fmt.Errorf("gc: %w", err)
 	}
 	return freed, nil
+}
+
+// gcLayerLocks removes the lock files of layers that have no directory:
+// those gcLocked just freed, and those of unpacks a killed process left
+// (ensureLayer takes the lock before it makes the directory; no layer
+// directory would ever free those). It runs with the GC lock held
+// exclusively: no import, commit or build runs, so nobody holds or waits
+// for these locks.
+func (s *Store) gcLayerLocks() error {
+	dir := filepath.Join(s.root, "locks")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("layer locks: %w", err)
+	}
+	var errs []error
+	for _, ent := range ents {
+		enc, ok := strings.CutSuffix(ent.Name(), ".lock")
+		if !ok {
+			continue
+		}
+		if _, err := os.Lstat(filepath.Join(s.layersDir(), enc)); !errors.Is(err, os.ErrNotExist) {
+			continue // the layer is there (or in doubt): its lock stays
+		}
+		if err := os.Remove(filepath.Join(dir, ent.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("layer lock: %w", err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // removeTree removes a directory tree of the store (a layer directory or a
