@@ -275,14 +275,15 @@ func fileExists(p string) bool {
 	return err == nil
 }
 
-// TestPodmanRunsLightboxRunc: podman --runtime lightbox-runc run --rm of
-// an image loaded from a docker-save tar, as root and rootless (podman's
-// user namespace: lightbox-runc runs as its root), with podman's storage
-// in temporary directories. Its stdout, exit status and a bind mount.
-// On this kind of machine podman needs the cgroupfs manager, the file
-// events logger and rlimits within the hard ones (its defaults need
+// podmanLightbox is podman with lightbox-runc as its runtime and its
+// storage in temporary directories (removed when the test ends), with
+// the busybox image ref loaded from a docker-save tar. Rootless,
+// podman's user namespace: lightbox-runc runs as its root. On this kind
+// of machine podman needs the cgroupfs manager, the file events logger
+// and rlimits within the hard ones (podmanRun's: its defaults need
 // CAP_SYS_RESOURCE); --network none leaves the host's network alone.
-func TestPodmanRunsLightboxRunc(t *testing.T) {
+func podmanLightbox(t *testing.T, ref string) func(args ...string) cmdResult {
+	t.Helper()
 	bin := testutil.NeedTool(t, "podman")
 	testutil.NeedTool(t, "conmon")
 	link := runcLink(t)
@@ -313,17 +314,28 @@ func TestPodmanRunsLightboxRunc(t *testing.T) {
 		t.Helper()
 		return runTool(t, env, bin, append(append([]string{}, global...), args...)...)
 	}
-	const ref = "lightbox.test/busybox:1"
 	if r := podman("load", "-i", busyboxArchive(t, ref)); r.code != 0 {
 		t.Fatalf("podman load: exit %d: %s", r.code, r.stderr)
 	}
+	return podman
+}
+
+// podmanRun is podman run's options every test here gives.
+var podmanRun = []string{"--network", "none", "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"}
+
+// TestPodmanRunsLightboxRunc: podman --runtime lightbox-runc run --rm of
+// an image loaded from a docker-save tar, as root and rootless. Its
+// stdout, exit status and a bind mount.
+func TestPodmanRunsLightboxRunc(t *testing.T) {
+	const ref = "lightbox.test/busybox:1"
+	podman := podmanLightbox(t, ref)
 	host := t.TempDir()
 	os.Chmod(host, 0o777)
 	if err := os.WriteFile(filepath.Join(host, "in"), []byte("from the host\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r := podman("run", "--rm", "--network", "none", "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096",
-		"-v", host+":/data", ref, "sh", "-c", "cat /data/in; echo from the container > /data/out; id -u; exit 7")
+	r := podman(append(append([]string{"run", "--rm"}, podmanRun...),
+		"-v", host+":/data", ref, "sh", "-c", "cat /data/in; echo from the container > /data/out; id -u; exit 7")...)
 	if r.code != 7 || r.stdout != "from the host\n0\n" {
 		t.Fatalf("podman run: exit %d, stdout %q, stderr %q: want 7, the host file and uid 0", r.code, r.stdout, r.stderr)
 	}
@@ -333,12 +345,49 @@ func TestPodmanRunsLightboxRunc(t *testing.T) {
 	// --read-only and --tmpfs: podman's tmpfs mounts (/tmp, /run,
 	// /var/tmp and the one asked for) carry tmpcopyup, which
 	// lightbox-runc refused; they start with the image's files.
-	r = podman("run", "--rm", "--network", "none", "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096",
-		"--read-only", "--tmpfs", "/bin", ref, "/bin/sh", "-c", "echo x > /tmp/t && cat /tmp/t; echo y > /etc/z 2>/dev/null || echo read-only; touch /bin/new && ls /bin/sh")
+	r = podman(append(append([]string{"run", "--rm"}, podmanRun...),
+		"--read-only", "--tmpfs", "/bin", ref, "/bin/sh", "-c", "echo x > /tmp/t && cat /tmp/t; echo y > /etc/z 2>/dev/null || echo read-only; touch /bin/new && ls /bin/sh")...)
 	if r.code != 0 || r.stdout != "x\nread-only\n/bin/sh\n" {
 		t.Fatalf("podman run --read-only --tmpfs /bin: exit %d, stdout %q, stderr %q: want a writable /tmp, a read-only root and /bin's files in its tmpfs", r.code, r.stdout, r.stderr)
 	}
 	if out := podman("ps", "-a", "-q"); strings.TrimSpace(out.stdout) != "" {
 		t.Fatalf("podman ps -a after run --rm: %q", out.stdout)
+	}
+}
+
+// TestPodmanExecAsUserKeepsLogClean: podman exec -u 1000:1000 into a
+// running container gives the process the container's rlimits (podman
+// puts them in the exec's process.json) without a word in the
+// container's log. The init set them on the exec'd process as itself,
+// after the fork: prlimit of another user's process needs
+// CAP_SYS_RESOURCE, which podman's containers lack, and every such exec
+// wrote "lightbox init: exec sh: rlimit 7: operation not permitted"
+// into podman logs (crun and runc: nothing).
+func TestPodmanExecAsUserKeepsLogClean(t *testing.T) {
+	const ref = "lightbox.test/busybox:1"
+	podman := podmanLightbox(t, ref)
+	const name = "lightbox-exec-user"
+	mustPodman := func(args ...string) string {
+		t.Helper()
+		r := podman(args...)
+		if r.code != 0 {
+			t.Fatalf("podman %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+		}
+		return r.stdout
+	}
+	mustPodman(append(append([]string{"run", "-d", "--name", name}, podmanRun...),
+		ref, "sh", "-c", "echo up; while [ ! -e /tmp/stop ]; do sleep 0.05; done; echo end")...)
+	t.Cleanup(func() { podman("rm", "-f", name) })
+	if out := mustPodman("exec", "-u", "1000:1000", name, "sh", "-c", "id -u; ulimit -Sn; ulimit -Hn"); out != "1000\n4096\n4096\n" {
+		t.Fatalf("podman exec -u 1000:1000: stdout %q, want uid 1000 and nofile 4096:4096", out)
+	}
+	mustPodman("exec", name, "touch", "/tmp/stop")
+	if out := mustPodman("wait", name); strings.TrimSpace(out) != "0" {
+		t.Fatalf("podman wait: %q, want 0", out)
+	}
+	// conmon has read both pipes to their end once the container exited.
+	r := podman("logs", name)
+	if r.code != 0 || r.stdout != "up\nend\n" || r.stderr != "" {
+		t.Fatalf("podman logs: exit %d, stdout %q, stderr %q: want up, end and nothing else", r.code, r.stdout, r.stderr)
 	}
 }

@@ -411,6 +411,16 @@ func TestExec(t *testing.T) {
 		if got := mustRunc(t, root, "exec", "--process", pj, "e1"); strings.Fields(got)[0] != "1000" {
 			t.Errorf("exec --process as 1000: %q", got)
 		}
+		// Its own rlimits, as another user than the init's: set on it
+		// with its ids (the init, without CAP_SYS_RESOURCE, may not
+		// prlimit another user's process; it ran with the container's).
+		proc.Args = []string{"sh", "-c", "ulimit -Sn; ulimit -Hn"}
+		proc.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 300, Hard: 500}}
+		pb, _ = json.Marshal(proc)
+		os.WriteFile(pj, pb, 0o644)
+		if got := mustRunc(t, root, "exec", "--process", pj, "e1"); strings.Join(strings.Fields(got), " ") != "300 500" {
+			t.Errorf("exec --process as 1000 with RLIMIT_NOFILE 300:500: ulimit -Sn, -Hn say %q", got)
+		}
 	}
 	// As many arguments as execve takes (~800 kB: more than a packet of
 	// the exec socket carries).
