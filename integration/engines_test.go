@@ -391,3 +391,35 @@ func TestPodmanExecAsUserKeepsLogClean(t *testing.T) {
 		t.Fatalf("podman logs: exit %d, stdout %q, stderr %q: want up, end and nothing else", r.code, r.stdout, r.stderr)
 	}
 }
+
+// TestPodmanCgroupViewIsTheContainers: inside a podman container with
+// --memory and --cpus, /sys/fs/cgroup shows the container's own cgroup
+// with its limits, as runc and crun show it, with the host's cgroup
+// namespace (podman's default on v1) and a private one. lightbox-runc
+// mounted each v1 hierarchy whole: with the host's namespace, its root
+// read no limit (memory.limit_in_bytes unlimited) and listed every
+// container's cgroup; with --cgroupns private the namespace was cloned
+// in conmon's cgroup, before the init was in its own: the container read
+// its cgroup as /../libpod-ID and its siblings under /sys/fs/cgroup.
+// Root only: rootless podman sets no limits on cgroup v1.
+func TestPodmanCgroupViewIsTheContainers(t *testing.T) {
+	testutil.RootOnly(t)
+	const ref = "lightbox.test/busybox:1"
+	podman := podmanLightbox(t, ref)
+	const show = `cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us
+ls /sys/fs/cgroup/memory | grep -c -e libpod -e lightbox || :
+grep :memory: /proc/self/cgroup`
+	for _, ns := range []string{"host", "private"} {
+		r := podman(append(append([]string{"run", "--rm", "--cgroupns", ns, "--memory", "64m", "--cpus", "0.5"}, podmanRun...),
+			ref, "sh", "-c", show)...)
+		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		if r.code != 0 || len(lines) != 4 || lines[0] != "67108864" || lines[1] != "50000" || lines[2] != "0" {
+			t.Errorf("podman run --cgroupns %s --memory 64m --cpus 0.5: exit %d, stdout %q, stderr %q: want the limits at /sys/fs/cgroup's hierarchies' roots and no other cgroup there", ns, r.code, r.stdout, r.stderr)
+			continue
+		}
+		path := lines[3][strings.LastIndex(lines[3], ":")+1:]
+		if ns == "host" && !strings.HasPrefix(path, "/libpod_parent/libpod-") || ns == "private" && path != "/" {
+			t.Errorf("podman run --cgroupns %s: /proc/self/cgroup reads %q, want the container's cgroup (with the host's namespace) or / (its own)", ns, lines[3])
+		}
+	}
+}

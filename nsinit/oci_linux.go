@@ -43,6 +43,17 @@ func ociMain(cfg *Config, report *os.File) {
 	r := newReaper()
 	fifo := oc.ExecFifoFD
 	unix.CloseOnExec(fifo)
+	if oc.CgroupNS {
+		// On the main thread (locked), which mounts /sys/fs/cgroup.
+		if err := unshareCgroupNS(); err != nil {
+			fatal(report, fmt.Errorf("init: %w", err))
+		}
+		fd, err := unix.Open("/proc/thread-self/ns/cgroup", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			fatal(report, fmt.Errorf("init: %w", &os.PathError{Op: "open", Path: "/proc/thread-self/ns/cgroup", Err: err}))
+		}
+		ociCgroupNS = fd
+	}
 	if err := ociSetup(oc); err != nil {
 		fatal(report, err)
 	}
@@ -617,7 +628,8 @@ func ociMount(root int, m OCIMount) error {
 }
 
 // ociCgroup mounts the cgroup hierarchies at dst: cgroup2 on a unified
-// host, else a tmpfs with each v1 hierarchy the init is in.
+// host, else a tmpfs with each v1 hierarchy the init is in, from its own
+// cgroup down.
 func ociCgroup(root int, dst string, m OCIMount) error {
 	attrs := int(m.Attrs)
 	var st unix.Statfs_t
@@ -661,10 +673,22 @@ func ociCgroup(root int, dst string, m OCIMount) error {
 		if strings.ContainsAny(name, "/") || name == "." || name == ".." {
 			continue
 		}
-		cfd, err := sys.FSMount("cgroup", params, attrs|nosuidNodevNoexec, dst+"/"+name)
-		if errors.Is(err, unix.EPERM) {
-			// A user namespace may not mount a v1 hierarchy: bind the
-			// init's own cgroup of it instead (as runc does rootless).
+		var cfd int
+		var err error
+		own := f[2] != "/"
+		if !own {
+			// At the root of its cgroup namespace (its own, or the
+			// host's with no cgroup of its own): a new mount of the
+			// hierarchy shows what the container may see.
+			cfd, err = sys.FSMount("cgroup", params, attrs|nosuidNodevNoexec, dst+"/"+name)
+		}
+		if own || errors.Is(err, unix.EPERM) {
+			// Below it (the host's cgroup namespace: podman on v1), a
+			// new mount would show the host's whole hierarchy, every
+			// container's cgroup, and at its root none of this one's
+			// limits (memory.limit_in_bytes unlimited under --memory);
+			// and a user namespace may not mount a v1 hierarchy. Bind
+			// the init's own cgroup of it instead, as runc does.
 			cfd, err = bindOwnCgroup(f[1], f[2], uint64(attrs)|nosuidNodevNoexec)
 		}
 		if err != nil {
@@ -817,6 +841,12 @@ func ociConsole(sock int, rows, cols uint16) (*os.File, error) {
 	return s, nil
 }
 
+// ociCgroupNS is the container's cgroup namespace (OCIConfig.CgroupNS),
+// which the thread that starts a process joins: a namespace is a
+// thread's, and the Go runtime makes threads from one cloned before the
+// init unshared it. -1: none of its own.
+var ociCgroupNS = -1
+
 // spawnOCI starts p from a new locked thread that takes the process's
 // capability bounding and inheritable sets, no_new_privs and seccomp
 // filter first (a child inherits them from the thread that forks it);
@@ -845,6 +875,12 @@ func spawnOCI(r *reaper, p *OCIProcess, filter []unix.SockFilter, pids *pidsCgro
 			<-done
 			runtime.UnlockOSThread()
 			return
+		}
+		if ociCgroupNS >= 0 {
+			if err := unix.Setns(ociCgroupNS, unix.CLONE_NEWCGROUP); err != nil {
+				res <- result{err: fmt.Errorf("join the container's cgroup namespace: %w", err)}
+				return
+			}
 		}
 		if pids != nil {
 			leave, err := pids.join()
