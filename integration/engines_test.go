@@ -240,6 +240,35 @@ func TestContainerdRunsLightboxRunc(t *testing.T) {
 	}
 }
 
+// TestContainerdRunTerminal: ctr run -t, the pty master handed to the
+// runc shim over its console socket. The init kept create's stdout and
+// stderr, pipes the shim reads to their end before it takes the master:
+// ctr run -t hung with nothing shown, the container created and never
+// started (runc's init makes the terminal its stdio).
+func TestContainerdRunTerminal(t *testing.T) {
+	testutil.RootOnly(t)
+	testutil.NeedTool(t, "script")
+	testutil.NeedTool(t, "timeout")
+	sock := privateContainerd(t)
+	link := runcLink(t)
+	ns := fmt.Sprintf("lightbox-test-tty-%d", os.Getpid())
+	t.Cleanup(func() { removeCgroups(t, ns) })
+	ctr := []string{"ctr", "--address", sock, "--namespace", ns}
+	const ref = "lightbox.test/busybox:1"
+	mustTool(t, nil, ctr[0], append(ctr[1:], "image", "import", busyboxArchive(t, ref))...)
+	t.Cleanup(func() {
+		runTool(t, nil, ctr[0], append(ctr[1:], "task", "kill", "-s", "SIGKILL", "tty1")...)
+		runTool(t, nil, ctr[0], append(ctr[1:], "task", "delete", "-f", "tty1")...)
+		runTool(t, nil, ctr[0], append(ctr[1:], "container", "delete", "tty1")...)
+	})
+	// ctr run -t needs a terminal of its own: script gives it one.
+	cmd := strings.Join(ctr, " ") + " run --rm -t --runc-binary " + link + " " + ref + " tty1 sh -c 'tty; echo in a terminal; exit 4'"
+	r := runTool(t, nil, "timeout", "30", "script", "-qec", cmd, "/dev/null")
+	if out := strings.ReplaceAll(r.stdout, "\r", ""); r.code != 4 || !strings.Contains(out, "/dev/pts/") || !strings.Contains(out, "in a terminal\n") {
+		t.Fatalf("ctr run -t: exit %d, stdout %q, stderr %q: want 4, a pty and the echo (124: it hung)", r.code, r.stdout, r.stderr)
+	}
+}
+
 func waitFor(t *testing.T, what string, ok func() bool) {
 	t.Helper()
 	testutil.WaitFor(t, 20*time.Second, what, ok)

@@ -68,6 +68,16 @@ func ociMain(cfg *Config, report *os.File) {
 			fatal(report, fmt.Errorf("init: console: %w", err))
 		}
 		files[0], files[1], files[2] = slave.Fd(), slave.Fd(), slave.Fd()
+		// The init's own stdio becomes the terminal too, as runc's init's
+		// does: it kept create's, and containerd's runc shim reads
+		// create's output to its end before it takes the pty master, so
+		// ctr run -t hung there (the init holding the pipe's write end),
+		// never to start the container.
+		for fd := 0; fd < 3; fd++ {
+			if err := unix.Dup3(int(slave.Fd()), fd, 0); err != nil {
+				fatal(report, fmt.Errorf("init: console: stdio %d: %w", fd, err))
+			}
+		}
 	}
 	if oc.Console >= 0 {
 		unix.Close(oc.Console)
