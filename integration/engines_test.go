@@ -452,3 +452,22 @@ grep :memory: /proc/self/cgroup`
 		}
 	}
 }
+
+// TestPodmanRunNotExecutable: podman run -d of a file that is not
+// executable, or a directory, fails with 126 and says why, at create,
+// as with runc and crun. lightbox-runc found the path at create and
+// failed the exec at start: run -d printed the container's id and the
+// container exited 126 at once, the reason in its log only.
+func TestPodmanRunNotExecutable(t *testing.T) {
+	const ref = "lightbox.test/busybox:1"
+	podman := podmanLightbox(t, ref)
+	for _, prog := range []string{"/etc/passwd", "/tmp"} {
+		r := podman(append(append([]string{"run", "-d", "--rm"}, podmanRun...), ref, prog)...)
+		if r.code != 126 || !strings.Contains(r.stderr, fmt.Sprintf("exec %q: permission denied", prog)) {
+			t.Errorf("podman run -d %s: exit %d, stdout %q, stderr %q: want 126 and permission denied", prog, r.code, r.stdout, r.stderr)
+		}
+	}
+	if out := podman("ps", "-a", "-q"); out.code != 0 || strings.TrimSpace(out.stdout) != "" {
+		t.Errorf("podman ps -a after the failed runs: %q", out.stdout)
+	}
+}
