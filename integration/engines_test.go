@@ -240,6 +240,35 @@ func TestContainerdRunsLightboxRunc(t *testing.T) {
 	}
 }
 
+// TestContainerdRunTerminal: ctr run -t, the pty master handed to the
+// runc shim over its console socket. The init kept create's stdout and
+// stderr, pipes the shim reads to their end before it takes the master:
+// ctr run -t hung with nothing shown, the container created and never
+// started (runc's init makes the terminal its stdio).
+func TestContainerdRunTerminal(t *testing.T) {
+	testutil.RootOnly(t)
+	testutil.NeedTool(t, "script")
+	testutil.NeedTool(t, "timeout")
+	sock := privateContainerd(t)
+	link := runcLink(t)
+	ns := fmt.Sprintf("lightbox-test-tty-%d", os.Getpid())
+	t.Cleanup(func() { removeCgroups(t, ns) })
+	ctr := []string{"ctr", "--address", sock, "--namespace", ns}
+	const ref = "lightbox.test/busybox:1"
+	mustTool(t, nil, ctr[0], append(ctr[1:], "image", "import", busyboxArchive(t, ref))...)
+	t.Cleanup(func() {
+		runTool(t, nil, ctr[0], append(ctr[1:], "task", "kill", "-s", "SIGKILL", "tty1")...)
+		runTool(t, nil, ctr[0], append(ctr[1:], "task", "delete", "-f", "tty1")...)
+		runTool(t, nil, ctr[0], append(ctr[1:], "container", "delete", "tty1")...)
+	})
+	// ctr run -t needs a terminal of its own: script gives it one.
+	cmd := strings.Join(ctr, " ") + " run --rm -t --runc-binary " + link + " " + ref + " tty1 sh -c 'tty; echo in a terminal; exit 4'"
+	r := runTool(t, nil, "timeout", "30", "script", "-qec", cmd, "/dev/null")
+	if out := strings.ReplaceAll(r.stdout, "\r", ""); r.code != 4 || !strings.Contains(out, "/dev/pts/") || !strings.Contains(out, "in a terminal\n") {
+		t.Fatalf("ctr run -t: exit %d, stdout %q, stderr %q: want 4, a pty and the echo (124: it hung)", r.code, r.stdout, r.stderr)
+	}
+}
+
 func waitFor(t *testing.T, what string, ok func() bool) {
 	t.Helper()
 	testutil.WaitFor(t, 20*time.Second, what, ok)
@@ -275,14 +304,15 @@ func fileExists(p string) bool {
 	return err == nil
 }
 
-// TestPodmanRunsLightboxRunc: podman --runtime lightbox-runc run --rm of
-// an image loaded from a docker-save tar, as root and rootless (podman's
-// user namespace: lightbox-runc runs as its root), with podman's storage
-// in temporary directories. Its stdout, exit status and a bind mount.
-// On this kind of machine podman needs the cgroupfs manager, the file
-// events logger and rlimits within the hard ones (its defaults need
+// podmanLightbox is podman with lightbox-runc as its runtime and its
+// storage in temporary directories (removed when the test ends), with
+// the busybox image ref loaded from a docker-save tar. Rootless,
+// podman's user namespace: lightbox-runc runs as its root. On this kind
+// of machine podman needs the cgroupfs manager, the file events logger
+// and rlimits within the hard ones (podmanRun's: its defaults need
 // CAP_SYS_RESOURCE); --network none leaves the host's network alone.
-func TestPodmanRunsLightboxRunc(t *testing.T) {
+func podmanLightbox(t *testing.T, ref string) func(args ...string) cmdResult {
+	t.Helper()
 	bin := testutil.NeedTool(t, "podman")
 	testutil.NeedTool(t, "conmon")
 	link := runcLink(t)
@@ -313,17 +343,28 @@ func TestPodmanRunsLightboxRunc(t *testing.T) {
 		t.Helper()
 		return runTool(t, env, bin, append(append([]string{}, global...), args...)...)
 	}
-	const ref = "lightbox.test/busybox:1"
 	if r := podman("load", "-i", busyboxArchive(t, ref)); r.code != 0 {
 		t.Fatalf("podman load: exit %d: %s", r.code, r.stderr)
 	}
+	return podman
+}
+
+// podmanRun is podman run's options every test here gives.
+var podmanRun = []string{"--network", "none", "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"}
+
+// TestPodmanRunsLightboxRunc: podman --runtime lightbox-runc run --rm of
+// an image loaded from a docker-save tar, as root and rootless. Its
+// stdout, exit status and a bind mount.
+func TestPodmanRunsLightboxRunc(t *testing.T) {
+	const ref = "lightbox.test/busybox:1"
+	podman := podmanLightbox(t, ref)
 	host := t.TempDir()
 	os.Chmod(host, 0o777)
 	if err := os.WriteFile(filepath.Join(host, "in"), []byte("from the host\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r := podman("run", "--rm", "--network", "none", "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096",
-		"-v", host+":/data", ref, "sh", "-c", "cat /data/in; echo from the container > /data/out; id -u; exit 7")
+	r := podman(append(append([]string{"run", "--rm"}, podmanRun...),
+		"-v", host+":/data", ref, "sh", "-c", "cat /data/in; echo from the container > /data/out; id -u; exit 7")...)
 	if r.code != 7 || r.stdout != "from the host\n0\n" {
 		t.Fatalf("podman run: exit %d, stdout %q, stderr %q: want 7, the host file and uid 0", r.code, r.stdout, r.stderr)
 	}
@@ -333,12 +374,102 @@ func TestPodmanRunsLightboxRunc(t *testing.T) {
 	// --read-only and --tmpfs: podman's tmpfs mounts (/tmp, /run,
 	// /var/tmp and the one asked for) carry tmpcopyup, which
 	// lightbox-runc refused; they start with the image's files.
-	r = podman("run", "--rm", "--network", "none", "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096",
-		"--read-only", "--tmpfs", "/bin", ref, "/bin/sh", "-c", "echo x > /tmp/t && cat /tmp/t; echo y > /etc/z 2>/dev/null || echo read-only; touch /bin/new && ls /bin/sh")
+	r = podman(append(append([]string{"run", "--rm"}, podmanRun...),
+		"--read-only", "--tmpfs", "/bin", ref, "/bin/sh", "-c", "echo x > /tmp/t && cat /tmp/t; echo y > /etc/z 2>/dev/null || echo read-only; touch /bin/new && ls /bin/sh")...)
 	if r.code != 0 || r.stdout != "x\nread-only\n/bin/sh\n" {
 		t.Fatalf("podman run --read-only --tmpfs /bin: exit %d, stdout %q, stderr %q: want a writable /tmp, a read-only root and /bin's files in its tmpfs", r.code, r.stdout, r.stderr)
 	}
 	if out := podman("ps", "-a", "-q"); strings.TrimSpace(out.stdout) != "" {
 		t.Fatalf("podman ps -a after run --rm: %q", out.stdout)
+	}
+}
+
+// TestPodmanExecAsUserKeepsLogClean: podman exec -u 1000:1000 into a
+// running container gives the process the container's rlimits (podman
+// puts them in the exec's process.json) without a word in the
+// container's log. The init set them on the exec'd process as itself,
+// after the fork: prlimit of another user's process needs
+// CAP_SYS_RESOURCE, which podman's containers lack, and every such exec
+// wrote "lightbox init: exec sh: rlimit 7: operation not permitted"
+// into podman logs (crun and runc: nothing).
+func TestPodmanExecAsUserKeepsLogClean(t *testing.T) {
+	const ref = "lightbox.test/busybox:1"
+	podman := podmanLightbox(t, ref)
+	const name = "lightbox-exec-user"
+	mustPodman := func(args ...string) string {
+		t.Helper()
+		r := podman(args...)
+		if r.code != 0 {
+			t.Fatalf("podman %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+		}
+		return r.stdout
+	}
+	mustPodman(append(append([]string{"run", "-d", "--name", name}, podmanRun...),
+		ref, "sh", "-c", "echo up; while :; do sleep 0.05; done")...)
+	t.Cleanup(func() { podman("rm", "-f", name) })
+	if out := mustPodman("exec", "-u", "1000:1000", name, "sh", "-c", "id -u; ulimit -Sn; ulimit -Hn"); out != "1000\n4096\n4096\n" {
+		t.Fatalf("podman exec -u 1000:1000: stdout %q, want uid 1000 and nofile 4096:4096", out)
+	}
+	// Killed, not stopped from inside by an exec (its own status would
+	// race the container's end): conmon has read both pipes to their
+	// end once the container exited.
+	mustPodman("kill", name)
+	if out := mustPodman("wait", name); strings.TrimSpace(out) != "137" {
+		t.Fatalf("podman wait: %q, want 137", out)
+	}
+	r := podman("logs", name)
+	if r.code != 0 || r.stdout != "up\n" || r.stderr != "" {
+		t.Fatalf("podman logs: exit %d, stdout %q, stderr %q: want up and nothing else", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestPodmanCgroupViewIsTheContainers: inside a podman container with
+// --memory and --cpus, /sys/fs/cgroup shows the container's own cgroup
+// with its limits, as runc and crun show it, with the host's cgroup
+// namespace (podman's default on v1) and a private one. lightbox-runc
+// mounted each v1 hierarchy whole: with the host's namespace, its root
+// read no limit (memory.limit_in_bytes unlimited) and listed every
+// container's cgroup; with --cgroupns private the namespace was cloned
+// in conmon's cgroup, before the init was in its own: the container read
+// its cgroup as /../libpod-ID and its siblings under /sys/fs/cgroup.
+// Root only: rootless podman sets no limits on cgroup v1.
+func TestPodmanCgroupViewIsTheContainers(t *testing.T) {
+	testutil.RootOnly(t)
+	const ref = "lightbox.test/busybox:1"
+	podman := podmanLightbox(t, ref)
+	const show = `cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us
+ls /sys/fs/cgroup/memory | grep -c -e libpod -e lightbox || :
+grep :memory: /proc/self/cgroup`
+	for _, ns := range []string{"host", "private"} {
+		r := podman(append(append([]string{"run", "--rm", "--cgroupns", ns, "--memory", "64m", "--cpus", "0.5"}, podmanRun...),
+			ref, "sh", "-c", show)...)
+		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		if r.code != 0 || len(lines) != 4 || lines[0] != "67108864" || lines[1] != "50000" || lines[2] != "0" {
+			t.Errorf("podman run --cgroupns %s --memory 64m --cpus 0.5: exit %d, stdout %q, stderr %q: want the limits at /sys/fs/cgroup's hierarchies' roots and no other cgroup there", ns, r.code, r.stdout, r.stderr)
+			continue
+		}
+		path := lines[3][strings.LastIndex(lines[3], ":")+1:]
+		if ns == "host" && !strings.HasPrefix(path, "/libpod_parent/libpod-") || ns == "private" && path != "/" {
+			t.Errorf("podman run --cgroupns %s: /proc/self/cgroup reads %q, want the container's cgroup (with the host's namespace) or / (its own)", ns, lines[3])
+		}
+	}
+}
+
+// TestPodmanRunNotExecutable: podman run -d of a file that is not
+// executable, or a directory, fails with 126 and says why, at create,
+// as with runc and crun. lightbox-runc found the path at create and
+// failed the exec at start: run -d printed the container's id and the
+// container exited 126 at once, the reason in its log only.
+func TestPodmanRunNotExecutable(t *testing.T) {
+	const ref = "lightbox.test/busybox:1"
+	podman := podmanLightbox(t, ref)
+	for _, prog := range []string{"/etc/passwd", "/tmp"} {
+		r := podman(append(append([]string{"run", "-d", "--rm"}, podmanRun...), ref, prog)...)
+		if r.code != 126 || !strings.Contains(r.stderr, fmt.Sprintf("exec %q: permission denied", prog)) {
+			t.Errorf("podman run -d %s: exit %d, stdout %q, stderr %q: want 126 and permission denied", prog, r.code, r.stdout, r.stderr)
+		}
+	}
+	if out := podman("ps", "-a", "-q"); out.code != 0 || strings.TrimSpace(out.stdout) != "" {
+		t.Errorf("podman ps -a after the failed runs: %q", out.stdout)
 	}
 }

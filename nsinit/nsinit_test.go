@@ -20,6 +20,13 @@ func TestExecErrorCode(t *testing.T) {
 	if p, err := lookPath("sh", "/", []string{"PATH=/nonexistent:/bin"}); err != nil || p != "/bin/sh" {
 		t.Errorf("lookPath(sh) = %q, %v", p, err)
 	}
+	for _, f := range []string{"/etc/passwd", "/tmp"} {
+		if _, err := lookPath(f, "/", nil); err == nil {
+			t.Errorf("lookPath(%s) succeeded", f)
+		} else if se, ok := err.(*startError); !ok || se.code != 126 {
+			t.Errorf("lookPath(%s): %v, want code 126", f, err)
+		}
+	}
 }
 
 // TestDeps keeps what runs inside every sandbox small: nsinit, and the

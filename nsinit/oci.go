@@ -53,6 +53,14 @@ type OCIConfig struct {
 	// process joins the container's for the fork, allowing itself and
 	// the main thread meanwhile (see pidsCgroup).
 	PidsMaxFD int `json:"pidsMaxFD,omitempty"`
+	// CgroupNS asks for a new cgroup namespace, which the init unshares
+	// as it starts, in its cgroup by then (the runtime puts it there
+	// before it sends the config), and every process it starts joins.
+	// Cloned with one, the init had the runtime's cgroup (the engine's:
+	// conmon's) as the root: the container read its own as
+	// /../libpod-ID and saw its siblings' under /sys/fs/cgroup, not its
+	// limits.
+	CgroupNS bool `json:"cgroupNS,omitempty"`
 	// PreserveFDs is how many fds from 3 on the process inherits.
 	PreserveFDs int `json:"preserveFDs,omitempty"`
 	// Seccomp is the compiled filter, nil for none.

@@ -43,6 +43,17 @@ func ociMain(cfg *Config, report *os.File) {
 	r := newReaper()
 	fifo := oc.ExecFifoFD
 	unix.CloseOnExec(fifo)
+	if oc.CgroupNS {
+		// On the main thread (locked), which mounts /sys/fs/cgroup.
+		if err := unshareCgroupNS(); err != nil {
+			fatal(report, fmt.Errorf("init: %w", err))
+		}
+		fd, err := unix.Open("/proc/thread-self/ns/cgroup", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			fatal(report, fmt.Errorf("init: %w", &os.PathError{Op: "open", Path: "/proc/thread-self/ns/cgroup", Err: err}))
+		}
+		ociCgroupNS = fd
+	}
 	if err := ociSetup(oc); err != nil {
 		fatal(report, err)
 	}
@@ -57,6 +68,16 @@ func ociMain(cfg *Config, report *os.File) {
 			fatal(report, fmt.Errorf("init: console: %w", err))
 		}
 		files[0], files[1], files[2] = slave.Fd(), slave.Fd(), slave.Fd()
+		// The init's own stdio becomes the terminal too, as runc's init's
+		// does: it kept create's, and containerd's runc shim reads
+		// create's output to its end before it takes the pty master, so
+		// ctr run -t hung there (the init holding the pipe's write end),
+		// never to start the container.
+		for fd := 0; fd < 3; fd++ {
+			if err := unix.Dup3(int(slave.Fd()), fd, 0); err != nil {
+				fatal(report, fmt.Errorf("init: console: stdio %d: %w", fd, err))
+			}
+		}
 	}
 	if oc.Console >= 0 {
 		unix.Close(oc.Console)
@@ -138,7 +159,7 @@ func ociMain(cfg *Config, report *os.File) {
 	}
 	unix.Close(fifo)
 
-	pid, done, err := spawnOCI(r, p, oc.Seccomp, pids, ociFork.main, nprocOf(p.Rlimits), argv0, env, files)
+	pid, done, err := spawnOCI(r, p, oc.Seccomp, pids, ociFork.main, limitsOf(nprocOf(p.Rlimits)), argv0, env, files)
 	// Start reads until this end closes: the process has been exec'd
 	// (or could not be) before start returns and poststart hooks run.
 	if w >= 0 {
@@ -232,6 +253,41 @@ func nprocOf(rls []OCIRlimit) *OCIRlimit {
 		}
 	}
 	return nil
+}
+
+// execLimits are the rlimits an exec's process p gets after its fork:
+// RLIMIT_NPROC, its own or else the container's (main: the container's
+// process), which the init does not have for it to inherit (see
+// applyProcessLimits), and each of its own that the init's (the
+// container's, inherited) is not already.
+func execLimits(p, main *OCIProcess) []OCIRlimit {
+	var out []OCIRlimit
+	nproc := nprocOf(p.Rlimits)
+	if nproc == nil {
+		nproc = nprocOf(main.Rlimits)
+	}
+	if nproc != nil {
+		out = append(out, *nproc)
+	}
+	for _, rl := range p.Rlimits {
+		if rl.Type == unix.RLIMIT_NPROC {
+			continue
+		}
+		var cur unix.Rlimit
+		if unix.Getrlimit(int(rl.Type), &cur) == nil && cur.Cur == rl.Soft && cur.Max == rl.Hard {
+			continue // inherited at the fork
+		}
+		out = append(out, rl)
+	}
+	return out
+}
+
+// limitsOf is nil, or the one rlimit *rl.
+func limitsOf(rl *OCIRlimit) []OCIRlimit {
+	if rl == nil {
+		return nil
+	}
+	return []OCIRlimit{*rl}
 }
 
 // ociFork is how the init gives a process what it must not keep itself.
@@ -328,11 +384,13 @@ func (o *forkState) set(score int) error {
 
 // forkAs runs fork (a ForkExec) with the init at score, so that the
 // child is born with it, and puts the init's own back; then it sets
-// nproc (nil: none) on the child as uid:gid, the child's ids: prlimit
-// of another user's process needs CAP_SYS_RESOURCE, which root may
-// lack. Called on a locked thread that dies (or never forks again)
-// after: it ends as uid:gid.
-func (o *forkState) forkAs(score int, nproc *OCIRlimit, uid, gid uint32, fork func() (int, error)) (int, error) {
+// limits (RLIMIT_NPROC, an exec's own rlimits) on the child as uid:gid,
+// the child's ids: prlimit of another user's process needs
+// CAP_SYS_RESOURCE, which root may lack (every podman exec -u 1000 wrote
+// "rlimit 7: operation not permitted" in the container's log when the
+// init set them as itself). Called on a locked thread that dies (or
+// never forks again) after: it ends as uid:gid.
+func (o *forkState) forkAs(score int, limits []OCIRlimit, uid, gid uint32, fork func() (int, error)) (int, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if score != o.own {
@@ -348,20 +406,23 @@ func (o *forkState) forkAs(score int, nproc *OCIRlimit, uid, gid uint32, fork fu
 			fmt.Fprintf(os.Stderr, "lightbox init: put back its own after a fork: %v\n", rerr)
 		}
 	}
-	if err != nil || nproc == nil {
+	if err != nil || len(limits) == 0 {
 		return pid, err
 	}
 	err = setThreadIDs(uid, gid)
-	if err == nil {
-		err = unix.Prlimit(pid, unix.RLIMIT_NPROC, &unix.Rlimit{Cur: nproc.Soft, Max: nproc.Hard}, nil)
+	for _, rl := range limits {
+		if err != nil {
+			break
+		}
+		err = unix.Prlimit(pid, rl.Type, &unix.Rlimit{Cur: rl.Soft, Max: rl.Hard}, nil)
 		if errors.Is(err, unix.ESRCH) {
-			err = nil // it has exited already: its status follows
+			return pid, nil // it has exited already: its status follows
 		} else if err != nil {
-			err = fmt.Errorf("setrlimit(RLIMIT_NPROC, %d, %d): %w", nproc.Soft, nproc.Hard, err)
+			err = fmt.Errorf("setrlimit(%d, %d, %d): %w", rl.Type, rl.Soft, rl.Hard, err)
 		}
 	}
 	if err != nil {
-		_ = unix.Kill(pid, unix.SIGKILL) // our child, never to run without its limit: fails only once it has exited
+		_ = unix.Kill(pid, unix.SIGKILL) // our child, never to run without its limits: fails only once it has exited
 	}
 	return pid, err
 }
@@ -577,7 +638,8 @@ func ociMount(root int, m OCIMount) error {
 }
 
 // ociCgroup mounts the cgroup hierarchies at dst: cgroup2 on a unified
-// host, else a tmpfs with each v1 hierarchy the init is in.
+// host, else a tmpfs with each v1 hierarchy the init is in, from its own
+// cgroup down.
 func ociCgroup(root int, dst string, m OCIMount) error {
 	attrs := int(m.Attrs)
 	var st unix.Statfs_t
@@ -621,10 +683,22 @@ func ociCgroup(root int, dst string, m OCIMount) error {
 		if strings.ContainsAny(name, "/") || name == "." || name == ".." {
 			continue
 		}
-		cfd, err := sys.FSMount("cgroup", params, attrs|nosuidNodevNoexec, dst+"/"+name)
-		if errors.Is(err, unix.EPERM) {
-			// A user namespace may not mount a v1 hierarchy: bind the
-			// init's own cgroup of it instead (as runc does rootless).
+		var cfd int
+		var err error
+		own := f[2] != "/"
+		if !own {
+			// At the root of its cgroup namespace (its own, or the
+			// host's with no cgroup of its own): a new mount of the
+			// hierarchy shows what the container may see.
+			cfd, err = sys.FSMount("cgroup", params, attrs|nosuidNodevNoexec, dst+"/"+name)
+		}
+		if own || errors.Is(err, unix.EPERM) {
+			// Below it (the host's cgroup namespace: podman on v1), a
+			// new mount would show the host's whole hierarchy, every
+			// container's cgroup, and at its root none of this one's
+			// limits (memory.limit_in_bytes unlimited under --memory);
+			// and a user namespace may not mount a v1 hierarchy. Bind
+			// the init's own cgroup of it instead, as runc does.
 			cfd, err = bindOwnCgroup(f[1], f[2], uint64(attrs)|nosuidNodevNoexec)
 		}
 		if err != nil {
@@ -777,13 +851,19 @@ func ociConsole(sock int, rows, cols uint16) (*os.File, error) {
 	return s, nil
 }
 
+// ociCgroupNS is the container's cgroup namespace (OCIConfig.CgroupNS),
+// which the thread that starts a process joins: a namespace is a
+// thread's, and the Go runtime makes threads from one cloned before the
+// init unshared it. -1: none of its own.
+var ociCgroupNS = -1
+
 // spawnOCI starts p from a new locked thread that takes the process's
 // capability bounding and inheritable sets, no_new_privs and seccomp
 // filter first (a child inherits them from the thread that forks it);
 // the uid, gids and ambient capabilities are set in the child by
 // ForkExec. The thread dies with its goroutine. With pids (the
 // container's cgroup, v1) the thread first joins it (see ociPids).
-func spawnOCI(r *reaper, p *OCIProcess, filter []unix.SockFilter, pids *pidsCgroup, oom int, nproc *OCIRlimit, argv0 string, env []string, files []uintptr) (int, chan syscall.WaitStatus, error) {
+func spawnOCI(r *reaper, p *OCIProcess, filter []unix.SockFilter, pids *pidsCgroup, oom int, limits []OCIRlimit, argv0 string, env []string, files []uintptr) (int, chan syscall.WaitStatus, error) {
 	type result struct {
 		pid  int
 		done chan syscall.WaitStatus
@@ -805,6 +885,12 @@ func spawnOCI(r *reaper, p *OCIProcess, filter []unix.SockFilter, pids *pidsCgro
 			<-done
 			runtime.UnlockOSThread()
 			return
+		}
+		if ociCgroupNS >= 0 {
+			if err := unix.Setns(ociCgroupNS, unix.CLONE_NEWCGROUP); err != nil {
+				res <- result{err: fmt.Errorf("join the container's cgroup namespace: %w", err)}
+				return
+			}
 		}
 		if pids != nil {
 			leave, err := pids.join()
@@ -832,7 +918,7 @@ func spawnOCI(r *reaper, p *OCIProcess, filter []unix.SockFilter, pids *pidsCgro
 		}
 		attr := &syscall.ProcAttr{Dir: firstNonEmpty(p.Cwd, "/"), Env: env, Files: files, Sys: sp}
 		var done chan syscall.WaitStatus
-		pid, err := ociFork.forkAs(oom, nproc, p.UID, p.GID, func() (int, error) {
+		pid, err := ociFork.forkAs(oom, limits, p.UID, p.GID, func() (int, error) {
 			r.mu.Lock()
 			defer r.mu.Unlock()
 			pid, err := syscall.ForkExec(argv0, p.Args, attr)
@@ -1077,28 +1163,10 @@ func ociServeConn(c *net.UnixConn, r *reaper, oc *OCIConfig, pids *pidsCgroup) {
 	if p.OOMScoreAdj != nil {
 		oom = *p.OOMScoreAdj
 	}
-	// Its own RLIMIT_NPROC, else the container's, which the init does
-	// not have for it to inherit (see applyProcessLimits).
-	nproc := nprocOf(p.Rlimits)
-	if nproc == nil {
-		nproc = nprocOf(oc.Process.Rlimits)
-	}
-	pid, done, err := spawnOCI(r, p, oc.Seccomp, pids, oom, nproc, argv0, env, files)
-	if err == nil {
-		for _, rl := range p.Rlimits {
-			if rl.Type == unix.RLIMIT_NPROC {
-				continue // set by spawnOCI
-			}
-			// Set on the child after the fork (the init's own stay the
-			// container's): a process that execs a setuid binary at
-			// once may run it with the init's limits.
-			if err := unix.Prlimit(pid, rl.Type, &unix.Rlimit{Cur: rl.Soft, Max: rl.Hard}, nil); err != nil && !errors.Is(err, unix.ESRCH) {
-				// The process runs on with the init's limit: said in
-				// the init's log (ESRCH: it has exited already).
-				fmt.Fprintf(os.Stderr, "lightbox init: exec %s: rlimit %d: %v\n", p.Args[0], rl.Type, err)
-			}
-		}
-	}
+	// Set on the child after the fork, before it runs (the init's own
+	// stay the container's): a process that execs a setuid binary at
+	// once may run it with the init's limits.
+	pid, done, err := spawnOCI(r, p, oc.Seccomp, pids, oom, execLimits(p, &oc.Process), argv0, env, files)
 	closeAll(fds)
 	fds = nil
 	if err != nil {

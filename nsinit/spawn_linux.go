@@ -430,8 +430,16 @@ func lookPath(file, dir string, env []string) (string, error) {
 		if !path.IsAbs(p) {
 			p = path.Join(dir, p)
 		}
-		if _, err := os.Stat(p); err != nil {
+		st, err := os.Stat(p)
+		if err != nil {
 			return "", &startError{127, fmt.Errorf("exec %q: %w", file, err)}
+		}
+		if st.IsDir() || st.Mode()&0o111 == 0 {
+			// Said now, as runc does at create (os/exec's LookPath: not
+			// a regular file with an execute bit), not by the exec at
+			// start: podman run -d /etc/passwd started a container that
+			// exited 126, and the message reached only its log.
+			return "", &startError{126, fmt.Errorf("exec %q: permission denied", file)}
 		}
 		return file, nil
 	}

@@ -153,6 +153,8 @@ func translate(spec *specs.Spec, bundle string) (*plan, error) {
 		return nil, unsupported("config: linux.namespaces: no pid namespace", "the init must be PID 1 of the container")
 	}
 	p.userNS = p.clone&unix.CLONE_NEWUSER != 0
+	// Unshared by the init once in its cgroup (see nsinit.OCIConfig).
+	p.oci.CgroupNS = p.clone&unix.CLONE_NEWCGROUP != 0
 	if p.userNS {
 		p.uidMap, p.gidMap = l.UIDMappings, l.GIDMappings
 		if len(p.uidMap) == 0 || len(p.gidMap) == 0 {

@@ -345,7 +345,9 @@ func (r *Runtime) create(ctx context.Context, dir string, rec *record, p *plan, 
 	cmd.Env = []string{reexec.EnvRole + "=init", nsinit.EnvOCIInit + "=1", "GOMAXPROCS=1", "GOGC=off"}
 	cmd.ExtraFiles = extra
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = orStd(o.Stdin, os.Stdin), orStd(o.Stdout, os.Stdout), orStd(o.Stderr, os.Stderr)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: p.clone}
+	// Not its cgroup namespace: the init unshares it once in its cgroup
+	// (nsinit.OCIConfig.CgroupNS).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: p.clone &^ unix.CLONE_NEWCGROUP}
 	if p.userNS {
 		for _, m := range p.uidMap {
 			cmd.SysProcAttr.UidMappings = append(cmd.SysProcAttr.UidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})

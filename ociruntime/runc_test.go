@@ -411,6 +411,42 @@ func TestExec(t *testing.T) {
 		if got := mustRunc(t, root, "exec", "--process", pj, "e1"); strings.Fields(got)[0] != "1000" {
 			t.Errorf("exec --process as 1000: %q", got)
 		}
+		// Its own rlimits, as another user than the init's: set on it
+		// with its ids (the init, without CAP_SYS_RESOURCE, may not
+		// prlimit another user's process; it ran with the container's).
+		// They are set after it starts, before exec --detach returns:
+		// read from here then.
+		proc.Args = []string{"sleep", "31"}
+		proc.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 300, Hard: 500}}
+		pb, _ = json.Marshal(proc)
+		os.WriteFile(pj, pb, 0o644)
+		mustRunc(t, root, "exec", "--detach", "--pid-file", filepath.Join(t.TempDir(), "pid"), "--process", pj, "e1")
+		var ps []int
+		if err := json.Unmarshal([]byte(mustRunc(t, root, "ps", "--format", "json", "e1")), &ps); err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, pid := range ps {
+			if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); string(b) != "sleep\x0031\x00" {
+				continue
+			}
+			found = true
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range strings.Split(string(b), "\n") {
+				if strings.HasPrefix(l, "Max open files") {
+					if f := strings.Fields(l); len(f) < 5 || f[3] != "300" || f[4] != "500" {
+						t.Errorf("exec --process as 1000 with RLIMIT_NOFILE 300:500: /proc/%d/limits says %q", pid, l)
+					}
+				}
+			}
+			_ = unix.Kill(pid, unix.SIGKILL) // a test's process: it may be gone already
+		}
+		if !found {
+			t.Errorf("exec --detach sleep 31: not among the container's processes %v", ps)
+		}
 	}
 	// As many arguments as execve takes (~800 kB: more than a packet of
 	// the exec socket carries).
