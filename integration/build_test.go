@@ -720,3 +720,39 @@ func TestBuildArgMistakes(t *testing.T) {
 		t.Errorf("--build-arg VERISON=2: exit %d, stderr %q; want the build, with v1 and a warning naming VERISON", res.code, res.stderr)
 	}
 }
+
+// TestBuildDockerfileForms: forms of a Dockerfile docker builds that
+// lightbox refused or built otherwise. A command with a heredoc (RUN cat
+// <<EOF > file) writes the file (it was refused); COPY <<EOF expands the
+// build's variables (it copied "$GREETING"); a SHELL holds in a stage FROM
+// the one that set it (RUN ran with /bin/sh -c); ENTRYPOINT after the
+// stage's own CMD keeps the CMD (the snapshot ran "/bin/echo hi", not
+// "/bin/echo hi world").
+func TestBuildDockerfileForms(t *testing.T) {
+	root, _ := newStore(t)
+	ctx := buildContextDir(t, `FROM busybox AS base
+SHELL ["/bin/sh", "-e", "-c"]
+FROM base
+ARG GREETING=hello
+RUN cat <<EOF > /etc/app.conf
+greeting=$GREETING
+EOF
+COPY <<EOF /etc/app.env
+GREETING=${GREETING}
+EOF
+RUN echo "$-" > /shell-flags
+CMD ["world"]
+ENTRYPOINT ["/bin/echo", "hi"]
+`, map[string]string{})
+	res := lb(t, root, "", "snapshot", "build", "-t", "forms", "--network", "none", ctx)
+	if res.code != 0 {
+		t.Fatalf("build: exit %d\nstdout: %s\nstderr: %s", res.code, res.stdout, res.stderr)
+	}
+	if got, want := lbOK(t, root, "run", "--network", "none", "forms"), "hi world\n"; got != want {
+		t.Errorf("run forms = %q, want ENTRYPOINT and CMD: %q", got, want)
+	}
+	got := lbOK(t, root, "run", "--network", "none", "--entrypoint", "", "forms", "cat", "/etc/app.conf", "/etc/app.env", "/shell-flags")
+	if want := "greeting=hello\nGREETING=hello\nce\n"; got != want {
+		t.Errorf("the built files:\n%swant:\n%s", got, want)
+	}
+}
