@@ -679,15 +679,53 @@ func (bd *builder) runBackend(ctx context.Context, st RunStep) (StepOutput, bool
 func heredocScript(cmdLine []string, files []instructions.ShellInlineFile) string {
 	line := strings.Join(cmdLine, " ")
 	if parser.MustParseHeredoc(line) != nil {
+		data := files[0].Data
 		if files[0].Chomp {
-			return parser.ChompHeredocContent(files[0].Data)
+			data = parser.ChompHeredocContent(data)
 		}
-		return files[0].Data
+		if strings.HasPrefix(data, "#!") {
+			return shebangScript(data)
+		}
+		return data
 	}
 	for _, f := range files {
 		line += "\n" + f.Data + f.Name
 	}
 	return line
+}
+
+// shebangScript runs a RUN <<EOF whose heredoc starts with "#!" with
+// the interpreter that line names, as docker does (it writes the heredoc
+// to a file and executes it): a python or bash script is not run by
+// /bin/sh. The interpreter (and its one argument, as the kernel reads the
+// line) reads the script from a heredoc on the shell's descriptor 3, which
+// leaves no file in the image and needs no writable directory. The
+// heredoc's delimiter is the script's digest: the script cannot hold it.
+func shebangScript(data string) string {
+	first, _, _ := strings.Cut(data, "\n")
+	first = strings.Trim(strings.TrimPrefix(first, "#!"), " \t\r")
+	interp, arg := first, ""
+	if i := strings.IndexAny(first, " \t"); i >= 0 {
+		interp, arg = first[:i], strings.Trim(first[i:], " \t")
+	}
+	if interp == "" {
+		return data
+	}
+	sum := sha256.Sum256([]byte(data))
+	mark := "LIGHTBOX_SCRIPT_" + hex.EncodeToString(sum[:8])
+	if !strings.HasSuffix(data, "\n") {
+		data += "\n"
+	}
+	cmd := "exec " + shellQuote(interp)
+	if arg != "" {
+		cmd += " " + shellQuote(arg)
+	}
+	return cmd + " /dev/fd/3 3<<'" + mark + "'\n" + data + mark + "\n"
+}
+
+// shellQuote is s as one word of a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // mount checks and resolves a RUN --mount.

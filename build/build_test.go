@@ -1001,3 +1001,19 @@ func TestCopyHeredocExpands(t *testing.T) {
 		}
 	}
 }
+
+// TestRunHeredocShebang: RUN <<EOF whose heredoc starts with "#!" runs
+// it with that interpreter (docker writes it to a file and executes it);
+// it was run by /bin/sh, a python script as shell commands.
+func TestRunHeredocShebang(t *testing.T) {
+	f := newFake()
+	_, _, err := build(t, f, t.TempDir(), "FROM base\nRUN <<EOF\n#!/usr/bin/env  python3 -u \nprint('hi')\nEOF\n", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := "#!/usr/bin/env  python3 -u \nprint('hi')\n"
+	want := "exec '/usr/bin/env' 'python3 -u' /dev/fd/3 3<<'"
+	if got := f.runs[0].Argv; len(got) != 3 || !strings.HasPrefix(got[2], want) || !strings.Contains(got[2], "'\n"+script+"LIGHTBOX_SCRIPT_") {
+		t.Errorf("argv %q, want the script run as %q… with the heredoc %q", got, want, script)
+	}
+}

@@ -725,7 +725,9 @@ func TestBuildArgMistakes(t *testing.T) {
 // lightbox refused or built otherwise. A command with a heredoc (RUN cat
 // <<EOF > file) writes the file (it was refused); COPY <<EOF expands the
 // build's variables (it copied "$GREETING"); a SHELL holds in a stage FROM
-// the one that set it (RUN ran with /bin/sh -c); ENTRYPOINT after the
+// the one that set it (RUN ran with /bin/sh -c); RUN <<EOF with a "#!"
+// line runs it with that interpreter (it ran it as shell commands, exit
+// 127); ENTRYPOINT after the
 // stage's own CMD keeps the CMD (the snapshot ran "/bin/echo hi", not
 // "/bin/echo hi world").
 func TestBuildDockerfileForms(t *testing.T) {
@@ -741,6 +743,10 @@ COPY <<EOF /etc/app.env
 GREETING=${GREETING}
 EOF
 RUN echo "$-" > /shell-flags
+RUN <<EOF
+#!/bin/awk -f
+BEGIN { print "by awk" > "/by-awk" }
+EOF
 CMD ["world"]
 ENTRYPOINT ["/bin/echo", "hi"]
 `, map[string]string{})
@@ -751,8 +757,8 @@ ENTRYPOINT ["/bin/echo", "hi"]
 	if got, want := lbOK(t, root, "run", "--network", "none", "forms"), "hi world\n"; got != want {
 		t.Errorf("run forms = %q, want ENTRYPOINT and CMD: %q", got, want)
 	}
-	got := lbOK(t, root, "run", "--network", "none", "--entrypoint", "", "forms", "cat", "/etc/app.conf", "/etc/app.env", "/shell-flags")
-	if want := "greeting=hello\nGREETING=hello\nce\n"; got != want {
+	got := lbOK(t, root, "run", "--network", "none", "--entrypoint", "", "forms", "cat", "/etc/app.conf", "/etc/app.env", "/shell-flags", "/by-awk")
+	if want := "greeting=hello\nGREETING=hello\nce\nby awk\n"; got != want {
 		t.Errorf("the built files:\n%swant:\n%s", got, want)
 	}
 }
