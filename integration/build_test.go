@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/beamhop/lightbox"
 	"github.com/beamhop/lightbox/internal/testutil"
+	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
 )
 
@@ -760,5 +762,74 @@ ENTRYPOINT ["/bin/echo", "hi"]
 	got := lbOK(t, root, "run", "--network", "none", "--entrypoint", "", "forms", "cat", "/etc/app.conf", "/etc/app.env", "/shell-flags", "/by-awk")
 	if want := "greeting=hello\nGREETING=hello\nce\nby awk\n"; got != want {
 		t.Errorf("the built files:\n%swant:\n%s", got, want)
+	}
+}
+
+// exportedConfig exports snapshot sn as an oci-archive and returns its
+// image configuration.
+func exportedConfig(t *testing.T, root, sn string) ispec.Image {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "image.tar")
+	lbOK(t, root, "snapshot", "export", sn, dst)
+	f, err := os.Open(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	blobs := map[string][]byte{}
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		if b, err := io.ReadAll(tr); err == nil && h.Size < 1<<20 {
+			blobs[strings.TrimPrefix(h.Name, "./")] = b
+		}
+	}
+	var idx ispec.Index
+	var m ispec.Manifest
+	var img ispec.Image
+	if err := json.Unmarshal(blobs["index.json"], &idx); err != nil || len(idx.Manifests) != 1 {
+		t.Fatalf("%s: index.json: %v (%d manifests)", dst, err, len(idx.Manifests))
+	}
+	if err := json.Unmarshal(blobs["blobs/sha256/"+idx.Manifests[0].Digest.Encoded()], &m); err != nil {
+		t.Fatalf("%s: manifest: %v", dst, err)
+	}
+	if err := json.Unmarshal(blobs["blobs/sha256/"+m.Config.Digest.Encoded()], &img); err != nil {
+		t.Fatalf("%s: config: %v", dst, err)
+	}
+	return img
+}
+
+// TestBuildHistoryCountsLayers: an exported snapshot's history has an
+// entry for each layer, as docker's images do and as buildah checks
+// before it builds on one (podman build FROM an export of a lightbox
+// build failed: "history lists 1 non-empty layers, but we have 2 layers
+// on disk"). An imported root filesystem had no history entry, and a
+// build (or commit) FROM it one too few; one FROM an image without
+// history (this archive's) gets entries for the layers it lacks them for.
+func TestBuildHistoryCountsLayers(t *testing.T) {
+	root, _ := newStore(t)
+	lbOK(t, root, "snapshot", "import", "nohistory", busyboxArchive(t, "nohistory:1"))
+	for _, sn := range []string{"busybox", "nohistory"} {
+		ctx := buildContextDir(t, "FROM "+sn+"\nRUN echo x > /x\nENV A=1\nCOPY f /f\n", map[string]string{"f": "f"})
+		lbOK(t, root, "snapshot", "build", "-q", "-t", "built-"+sn, "--network", "none", ctx)
+		check := []string{"built-" + sn}
+		if sn == "busybox" {
+			check = append(check, sn)
+		}
+		for _, name := range check {
+			img := exportedConfig(t, root, name)
+			n := 0
+			for _, h := range img.History {
+				if !h.EmptyLayer {
+					n++
+				}
+			}
+			if n != len(img.RootFS.DiffIDs) {
+				t.Errorf("%s: history names %d layers (%d entries), the image has %d", name, n, len(img.History), len(img.RootFS.DiffIDs))
+			}
+		}
 	}
 }
