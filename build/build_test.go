@@ -255,6 +255,8 @@ func TestParseRefuses(t *testing.T) {
 		{"FROM base\n\nRUN --mount=type=secret,id=x cat /run/secrets/x\n", "line 3: RUN --mount=type=secret (secrets and ssh agents are not passed into builds) is not supported"},
 		{"FROM base\nRUN --mount=type=ssh true\n", "RUN --mount=type=ssh"},
 		{"FROM --platform=linux/arm64 base\n", "line 1: FROM --platform is not supported"},
+		{"FROM base\nENV ONLYKEY\n", "Dockerfile: line 2: ENV must have two arguments"},
+		{"FROM base\n\nCOPY --bogus=1 a b\n", "line 3: unknown flag: --bogus"},
 		{"RUN true\n", "no build stage"},
 		{"# nothing\n", "no instructions"},
 	} {
