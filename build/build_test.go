@@ -1019,3 +1019,33 @@ func TestRunHeredocShebang(t *testing.T) {
 		t.Errorf("argv %q, want the script run as %q… with the heredoc %q", got, want, script)
 	}
 }
+
+// TestCopyOntoAFile: a COPY that would make a directory where the image
+// has a file, or put files into it, is an error naming it, as docker's
+// "cannot copy to non-directory"; it replaced the file with the
+// directory. A file over a file is copied.
+func TestCopyOntoAFile(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"d/x": "x", "f": "f", "g": "g"})
+	for _, c := range []string{"COPY d /etc/passwd", "COPY f /etc/passwd/", "COPY f g /etc/passwd", "COPY d/ /etc/passwd/sub/", "COPY f /etc/passwd/x"} {
+		f := newFake()
+		_, _, err := build(t, f, dir, "FROM base\n"+c+"\n", Options{})
+		if err == nil || !strings.Contains(err.Error(), "line 2: "+c+": /etc/passwd: the image has a file there") {
+			t.Errorf("%s: %v, want an error naming /etc/passwd", c, err)
+		}
+	}
+	for _, c := range []string{"COPY --from=a /etc /etc/passwd/", "COPY --from=a /etc/group /etc/passwd/x"} {
+		_, _, err := build(t, newFake(), dir, "FROM base AS a\nFROM base\n"+c+"\n", Options{})
+		if err == nil || !strings.Contains(err.Error(), "line 3: "+c+": /etc/passwd: the image has a file there") {
+			t.Errorf("%s: %v, want an error naming /etc/passwd", c, err)
+		}
+	}
+	f := newFake()
+	id, _, err := build(t, f, dir, "FROM base\nCOPY f /etc/passwd\n", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, d := f.find(id, "/etc/passwd"); h == nil || d != "f" {
+		t.Errorf("COPY f /etc/passwd: %v %q, want f's content", h, d)
+	}
+}
