@@ -689,17 +689,21 @@ func (bd *builder) notOverFile(ctx context.Context, s *stage, dest string, destD
 		p = path.Dir(dest) // a file to dest: only its parents
 	}
 	for ; p != "/"; p = path.Dir(p) {
-		exists, isDir, err := bd.b.Stat(ctx, s.img.ID, p)
+		_, isDir, err := bd.b.Stat(ctx, s.img.ID, p)
 		if err != nil {
 			return err
 		}
-		if !exists {
-			continue
+		if isDir {
+			break
 		}
-		if !isDir {
+		// Stat's exists is the store's directories only: a regular
+		// file is what ReadFile reads (only this error case reads it
+		// whole).
+		if _, err := bd.b.ReadFile(ctx, s.img.ID, p); err == nil {
 			return fmt.Errorf("%s: the image has a file there: cannot copy a directory onto it or files into it", p)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return err
 		}
-		break
 	}
 	return nil
 }

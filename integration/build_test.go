@@ -833,3 +833,15 @@ func TestBuildHistoryCountsLayers(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildCopyOntoAFile: COPY of a directory where the image has a file
+// fails naming it, as docker's and podman's builds do; it replaced the
+// file with the directory.
+func TestBuildCopyOntoAFile(t *testing.T) {
+	root, _ := newStore(t)
+	ctx := buildContextDir(t, "FROM busybox\nRUN echo file > /t\nCOPY d /t\n", map[string]string{"d/x": "x"})
+	res := lb(t, root, "", "snapshot", "build", "-t", "onto", "--network", "none", ctx)
+	if want := "line 3: COPY d /t: /t: the image has a file there"; res.code != 125 || !strings.Contains(res.stderr, want) {
+		t.Errorf("build: exit %d, stderr:\n%s\nwant 125 and %q", res.code, res.stderr, want)
+	}
+}
