@@ -177,17 +177,23 @@ func (e *StepError) Error() string {
 }
 func (e *StepError) Unwrap() error { return e.Err }
 
+// defaultShell runs shell-form RUN, CMD and ENTRYPOINT until a SHELL.
+var defaultShell = []string{"/bin/sh", "-c"}
+
 // stage is a build state.
 type stage struct {
 	img   Image
 	shell []string
 	args  map[string]string // declared and valued, in scope
+	// cmdSet: a CMD of this stage ran; a later ENTRYPOINT keeps it (as
+	// docker: only a CMD the stage inherited is reset).
+	cmdSet bool
 }
 
 // Build runs recipe r with backend b and returns the ID of the last
 // stage's image. Every step's image stays cached in the backend.
 func Build(ctx context.Context, r *Recipe, b Backend, opts Options) (string, error) {
-	bd := &builder{r: r, b: b, opts: opts, lex: shell.NewLex(r.escape), stages: map[string]Image{}}
+	bd := &builder{r: r, b: b, opts: opts, lex: shell.NewLex(r.escape), stages: map[string]Image{}, shells: map[string][]string{}}
 	if opts.Context != "" {
 		c, err := openContext(opts.Context)
 		if err != nil {
@@ -206,6 +212,9 @@ type builder struct {
 	lex    *shell.Lex
 	ctxDir *buildContext
 	stages map[string]Image // the stages built, by name
+	// shells are the SHELLs the named stages ended with: a stage FROM
+	// one starts with it, as docker keeps SHELL in the image.
+	shells map[string][]string
 	// byIndex are the stages built, in order.
 	byIndex []Image
 	step    int
@@ -246,12 +255,12 @@ func (bd *builder) run(ctx context.Context) (string, error) {
 	var last Image
 	for i := range stages {
 		st := &stages[i]
-		img, err := bd.runStage(ctx, st, meta)
+		img, shell, err := bd.runStage(ctx, st, meta)
 		if err != nil {
 			return "", err
 		}
 		if st.Name != "" {
-			bd.stages[st.Name] = img
+			bd.stages[st.Name], bd.shells[st.Name] = img, shell
 		}
 		bd.byIndex = append(bd.byIndex, img)
 		last = img
@@ -278,36 +287,36 @@ func (bd *builder) declare(k string) {
 	bd.declared[k] = true
 }
 
-func (bd *builder) runStage(ctx context.Context, st *instructions.Stage, meta map[string]string) (Image, error) {
+func (bd *builder) runStage(ctx context.Context, st *instructions.Stage, meta map[string]string) (Image, []string, error) {
 	bd.step++
 	start := time.Now()
 	bd.progress(Event{Text: st.SourceCode})
 	base, _, err := bd.lex.ProcessWord(st.BaseName, envMap(meta))
 	if err != nil {
-		return Image{}, bd.fail(st.Location, st.SourceCode, err)
+		return Image{}, nil, bd.fail(st.Location, st.SourceCode, err)
 	}
-	var s stage
+	s := stage{shell: slices.Clone(defaultShell)}
 	switch img, ok := bd.stages[base]; {
 	case ok:
 		s.img = Image{ID: img.ID, Config: img.Config.clone()}
+		s.shell = slices.Clone(bd.shells[base])
 	case base == "scratch":
 		s.img = Image{}
 	default:
 		img, err := bd.b.From(ctx, base)
 		if err != nil {
-			return Image{}, bd.fail(st.Location, st.SourceCode, err)
+			return Image{}, nil, bd.fail(st.Location, st.SourceCode, err)
 		}
 		s.img = img
 	}
-	s.shell = []string{"/bin/sh", "-c"}
 	s.args = map[string]string{}
 	bd.progress(Event{Text: st.SourceCode, Done: true, Cached: true, Duration: time.Since(start)})
 	for _, c := range st.Commands {
 		if err := bd.runCommand(ctx, &s, c, meta); err != nil {
-			return Image{}, err
+			return Image{}, nil, err
 		}
 	}
-	return s.img, nil
+	return s.img, s.shell, nil
 }
 
 func (bd *builder) progress(ev Event) {
@@ -363,6 +372,19 @@ func (bd *builder) runCommand(ctx context.Context, s *stage, c instructions.Comm
 			if err := ex.Expand(bd.expander(envMap(s.env()))); err != nil {
 				return bd.fail(loc, text, err)
 			}
+		}
+	}
+	if ex, ok := c.(instructions.SupportsSingleWordExpansionRaw); ok {
+		// COPY <<EOF's contents (unless its word is quoted): variables
+		// only, quotes and backslashes kept, as buildkit expands them.
+		raw := shell.NewLex('\\')
+		raw.SkipProcessQuotes = true
+		env := envMap(s.env())
+		if err := ex.ExpandRaw(func(word string) (string, error) {
+			w, _, err := raw.ProcessWord(word, env)
+			return w, err
+		}); err != nil {
+			return bd.fail(loc, text, err)
 		}
 	}
 	cfg := s.img.Config.clone()
@@ -435,11 +457,20 @@ func (bd *builder) runCommand(ctx context.Context, s *stage, c instructions.Comm
 		out, cached, err = bd.commit(ctx, s, text, cfg, nil)
 	case *instructions.EntrypointCommand:
 		cfg.Entrypoint = s.cmdline(c.ShellDependantCmdLine)
-		cfg.Cmd = nil // as docker: a new ENTRYPOINT resets CMD
-		out, cached, err = bd.commit(ctx, s, text, cfg, nil)
+		// As docker: a new ENTRYPOINT resets the CMD the stage inherited,
+		// not one of its own. Which it was is in the key: a stage FROM
+		// another whose last step was CMD has the same parent.
+		extra := s.shellKey(c.ShellDependantCmdLine)
+		if s.cmdSet {
+			extra = append(extra, "cmd kept")
+		} else {
+			cfg.Cmd = nil
+		}
+		out, cached, err = bd.commit(ctx, s, text, cfg, nil, extra...)
 	case *instructions.CmdCommand:
 		cfg.Cmd = s.cmdline(c.ShellDependantCmdLine)
-		out, cached, err = bd.commit(ctx, s, text, cfg, nil)
+		s.cmdSet = true
+		out, cached, err = bd.commit(ctx, s, text, cfg, nil, s.shellKey(c.ShellDependantCmdLine)...)
 	case *instructions.WorkdirCommand:
 		cfg.WorkingDir = workdirPath(s.img.Config.WorkingDir, c.Path)
 		out, cached, err = bd.workdir(ctx, s, text, cfg)
@@ -463,6 +494,16 @@ func (bd *builder) runCommand(ctx context.Context, s *stage, c instructions.Comm
 	s.img = Image{ID: out.ID, Config: cfg}
 	bd.progress(Event{Text: text, Done: true, Cached: cached, Duration: time.Since(start), LayerSize: out.LayerSize})
 	return nil
+}
+
+// shellKey is what a shell-form CMD or ENTRYPOINT adds to its key: the
+// SHELL it is written with, which no image records (nothing for the
+// default: the keys of before SHELL counted).
+func (s *stage) shellKey(c instructions.ShellDependantCmdLine) []string {
+	if !c.PrependShell || slices.Equal(s.shell, defaultShell) {
+		return nil
+	}
+	return []string{"shell " + strings.Join(s.shell, "\x00")}
 }
 
 func (s *stage) cmdline(c instructions.ShellDependantCmdLine) []string {
@@ -568,13 +609,8 @@ func (bd *builder) runStep(ctx context.Context, s *stage, text string, cfg Confi
 	extra := []string{"shell " + strings.Join(s.shell, "\x00")}
 	if c.PrependShell {
 		script := strings.Join(c.CmdLine, " ")
-		if len(c.Files) > 0 && len(c.CmdLine) == 1 && isHeredocRef(c.CmdLine[0]) {
-			script = c.Files[0].Data // RUN <<EOF … EOF: the heredoc is the script
-			if c.Files[0].Chomp {
-				script = strings.TrimLeft(script, "\t")
-			}
-		} else if len(c.Files) > 0 {
-			return StepOutput{}, false, fmt.Errorf("heredocs as files of a command are %w", ErrUnsupported)
+		if len(c.Files) > 0 {
+			script = heredocScript(c.CmdLine, c.Files)
 		}
 		argv = append(slices.Clone(s.shell), script)
 	} else {
@@ -635,7 +671,62 @@ func (bd *builder) runBackend(ctx context.Context, st RunStep) (StepOutput, bool
 	return out, false, err
 }
 
-func isHeredocRef(s string) bool { return strings.HasPrefix(s, "<<") }
+// heredocScript is the shell script of a shell-form RUN with heredocs,
+// as docker's buildkit makes it: RUN <<EOF alone runs the heredoc (its
+// leading tabs gone for <<-EOF); a command with heredocs (RUN cat <<EOF
+// > file, RUN <<A cat > f, RUN python3 <<EOF) is given to the shell with
+// its heredocs after it, for the shell to feed them in.
+func heredocScript(cmdLine []string, files []instructions.ShellInlineFile) string {
+	line := strings.Join(cmdLine, " ")
+	if parser.MustParseHeredoc(line) != nil {
+		data := files[0].Data
+		if files[0].Chomp {
+			data = parser.ChompHeredocContent(data)
+		}
+		if strings.HasPrefix(data, "#!") {
+			return shebangScript(data)
+		}
+		return data
+	}
+	for _, f := range files {
+		line += "\n" + f.Data + f.Name
+	}
+	return line
+}
+
+// shebangScript runs a RUN <<EOF whose heredoc starts with "#!" with
+// the interpreter that line names, as docker does (it writes the heredoc
+// to a file and executes it): a python or bash script is not run by
+// /bin/sh. The interpreter (and its one argument, as the kernel reads the
+// line) reads the script from a heredoc on the shell's descriptor 3, which
+// leaves no file in the image and needs no writable directory. The
+// heredoc's delimiter is the script's digest: the script cannot hold it.
+func shebangScript(data string) string {
+	first, _, _ := strings.Cut(data, "\n")
+	first = strings.Trim(strings.TrimPrefix(first, "#!"), " \t\r")
+	interp, arg := first, ""
+	if i := strings.IndexAny(first, " \t"); i >= 0 {
+		interp, arg = first[:i], strings.Trim(first[i:], " \t")
+	}
+	if interp == "" {
+		return data
+	}
+	sum := sha256.Sum256([]byte(data))
+	mark := "LIGHTBOX_SCRIPT_" + hex.EncodeToString(sum[:8])
+	if !strings.HasSuffix(data, "\n") {
+		data += "\n"
+	}
+	cmd := "exec " + shellQuote(interp)
+	if arg != "" {
+		cmd += " " + shellQuote(arg)
+	}
+	return cmd + " /dev/fd/3 3<<'" + mark + "'\n" + data + mark + "\n"
+}
+
+// shellQuote is s as one word of a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
 
 // mount checks and resolves a RUN --mount.
 func (bd *builder) mount(m *instructions.Mount, s *stage) (Mount, error) {

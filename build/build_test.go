@@ -255,6 +255,8 @@ func TestParseRefuses(t *testing.T) {
 		{"FROM base\n\nRUN --mount=type=secret,id=x cat /run/secrets/x\n", "line 3: RUN --mount=type=secret (secrets and ssh agents are not passed into builds) is not supported"},
 		{"FROM base\nRUN --mount=type=ssh true\n", "RUN --mount=type=ssh"},
 		{"FROM --platform=linux/arm64 base\n", "line 1: FROM --platform is not supported"},
+		{"FROM base\nENV ONLYKEY\n", "Dockerfile: line 2: ENV must have two arguments"},
+		{"FROM base\n\nCOPY --bogus=1 a b\n", "line 3: unknown flag: --bogus"},
 		{"RUN true\n", "no build stage"},
 		{"# nothing\n", "no instructions"},
 	} {
@@ -892,5 +894,158 @@ func TestUnusedBuildArgs(t *testing.T) {
 		if stderr.String() != tc.want {
 			t.Errorf("build with %v: stderr %q, want %q", tc.args, stderr.String(), tc.want)
 		}
+	}
+}
+
+// TestEntrypointKeepsTheStagesCmd: ENTRYPOINT resets the CMD a stage
+// inherited (from its base or an earlier stage), not one the stage set
+// before it, as docker does: CMD ["x"] then ENTRYPOINT ["/e"] is /e x. It
+// dropped the stage's own CMD; and the two cases, whose ENTRYPOINT steps
+// have the same parent and text, must not share a cache entry.
+func TestEntrypointKeepsTheStagesCmd(t *testing.T) {
+	f := newFake()
+	base := f.images["base"]
+	base.cfg.Cmd = []string{"/bin/sh"}
+	for _, tc := range []struct {
+		recipe string
+		want   []string
+	}{
+		{"FROM base\nENTRYPOINT [\"/e\"]\n", nil},
+		{"FROM base AS a\nCMD [\"x\"]\nFROM a\nENTRYPOINT [\"/e\"]\n", nil},
+		{"FROM base\nCMD [\"x\"]\nENTRYPOINT [\"/e\"]\n", []string{"x"}},
+		{"FROM base\nCMD y\nLABEL l=1\nENTRYPOINT /e\n", []string{"/bin/sh", "-c", "y"}},
+	} {
+		id, _, err := build(t, f, t.TempDir(), tc.recipe, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := f.images[id].cfg.Cmd; !slices.Equal(got, tc.want) {
+			t.Errorf("%q: Cmd = %q, want %q", tc.recipe, got, tc.want)
+		}
+	}
+}
+
+// TestShellCarriesOver: SHELL holds in a stage FROM the stage that set it
+// (docker keeps it in the image), for RUN and shell-form CMD; and a
+// shell-form CMD's cache entry is the SHELL's: the same CMD after another
+// SHELL is not the first one's image.
+func TestShellCarriesOver(t *testing.T) {
+	f := newFake()
+	id, _, err := build(t, f, t.TempDir(), "FROM base AS a\nSHELL [\"/bin/bash\", \"-c\"]\nFROM a\nRUN make\nCMD serve\n", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := f.runs[0].Argv, []string{"/bin/bash", "-c", "make"}; !slices.Equal(got, want) {
+		t.Errorf("RUN in a stage FROM a SHELL's stage: argv %q, want %q", got, want)
+	}
+	if got, want := f.images[id].cfg.Cmd, []string{"/bin/bash", "-c", "serve"}; !slices.Equal(got, want) {
+		t.Errorf("CMD in a stage FROM a SHELL's stage = %q, want %q", got, want)
+	}
+	f = newFake()
+	for _, tc := range []struct {
+		recipe string
+		want   []string
+	}{
+		{"FROM base\nCMD serve\n", []string{"/bin/sh", "-c", "serve"}},
+		{"FROM base\nSHELL [\"/bin/bash\", \"-c\"]\nCMD serve\n", []string{"/bin/bash", "-c", "serve"}},
+		{"FROM base\nSHELL [\"/bin/bash\", \"-c\"]\nENTRYPOINT serve\n", []string{"/bin/bash", "-c", "serve"}},
+		{"FROM base\nENTRYPOINT serve\n", []string{"/bin/sh", "-c", "serve"}},
+	} {
+		id, _, err := build(t, f, t.TempDir(), tc.recipe, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := f.images[id].cfg
+		if got := append(cfg.Entrypoint, cfg.Cmd...); !slices.Equal(got, tc.want) {
+			t.Errorf("%q: ENTRYPOINT+CMD = %q, want %q", tc.recipe, got, tc.want)
+		}
+	}
+}
+
+// TestRunHeredocs: a command with a heredoc (RUN cat <<EOF > file, the
+// common way to write a file) is given to the shell whole, as docker
+// does; it was refused. RUN <<-EOF drops every line's leading tabs.
+func TestRunHeredocs(t *testing.T) {
+	f := newFake()
+	_, _, err := build(t, f, t.TempDir(), "FROM base\nARG V=1\n"+
+		"RUN <<-EOF\n\techo a\n\techo b\nEOF\n"+
+		"RUN <<EOF\necho plain\nEOF\n"+
+		"RUN cat <<EOF > /conf\na=$V\nEOF\n"+
+		"RUN <<A cat > /h\nx\nA\n", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"echo a\necho b\n", "echo plain\n", "cat <<EOF > /conf\na=$V\nEOF", "<<A cat > /h\nx\nA"}
+	if len(f.runs) != len(want) {
+		t.Fatalf("%d RUN steps ran, want %d", len(f.runs), len(want))
+	}
+	for i, r := range f.runs {
+		if got := r.Argv; !slices.Equal(got, []string{"/bin/sh", "-c", want[i]}) {
+			t.Errorf("RUN %d: argv %q, want the script %q", i+1, got, want[i])
+		}
+	}
+}
+
+// TestCopyHeredocExpands: an unquoted COPY <<EOF has the build's
+// variables expanded in it (quotes kept, \$ a literal $, as in a shell's
+// heredoc), as docker does; a quoted one not. It was copied as written.
+func TestCopyHeredocExpands(t *testing.T) {
+	f := newFake()
+	id, _, err := build(t, f, t.TempDir(), "FROM base\nARG V=1\nENV E=e\n"+
+		"COPY <<EOF /expanded\nv=$V \"q\" ${E} \\$V\nEOF\n"+
+		"COPY <<'EOF' /literal\nv=$V\nEOF\n", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]string{"/expanded": "v=1 \"q\" e $V\n", "/literal": "v=$V\n"} {
+		if _, d := f.find(id, p); d != want {
+			t.Errorf("%s = %q, want %q", p, d, want)
+		}
+	}
+}
+
+// TestRunHeredocShebang: RUN <<EOF whose heredoc starts with "#!" runs
+// it with that interpreter (docker writes it to a file and executes it);
+// it was run by /bin/sh, a python script as shell commands.
+func TestRunHeredocShebang(t *testing.T) {
+	f := newFake()
+	_, _, err := build(t, f, t.TempDir(), "FROM base\nRUN <<EOF\n#!/usr/bin/env  python3 -u \nprint('hi')\nEOF\n", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := "#!/usr/bin/env  python3 -u \nprint('hi')\n"
+	want := "exec '/usr/bin/env' 'python3 -u' /dev/fd/3 3<<'"
+	if got := f.runs[0].Argv; len(got) != 3 || !strings.HasPrefix(got[2], want) || !strings.Contains(got[2], "'\n"+script+"LIGHTBOX_SCRIPT_") {
+		t.Errorf("argv %q, want the script run as %q… with the heredoc %q", got, want, script)
+	}
+}
+
+// TestCopyOntoAFile: a COPY that would make a directory where the image
+// has a file, or put files into it, is an error naming it, as docker's
+// "cannot copy to non-directory"; it replaced the file with the
+// directory. A file over a file is copied.
+func TestCopyOntoAFile(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"d/x": "x", "f": "f", "g": "g"})
+	for _, c := range []string{"COPY d /etc/passwd", "COPY f /etc/passwd/", "COPY f g /etc/passwd", "COPY d/ /etc/passwd/sub/", "COPY f /etc/passwd/x"} {
+		f := newFake()
+		_, _, err := build(t, f, dir, "FROM base\n"+c+"\n", Options{})
+		if err == nil || !strings.Contains(err.Error(), "line 2: "+c+": /etc/passwd: the image has a file there") {
+			t.Errorf("%s: %v, want an error naming /etc/passwd", c, err)
+		}
+	}
+	for _, c := range []string{"COPY --from=a /etc /etc/passwd/", "COPY --from=a /etc/group /etc/passwd/x"} {
+		_, _, err := build(t, newFake(), dir, "FROM base AS a\nFROM base\n"+c+"\n", Options{})
+		if err == nil || !strings.Contains(err.Error(), "line 3: "+c+": /etc/passwd: the image has a file there") {
+			t.Errorf("%s: %v, want an error naming /etc/passwd", c, err)
+		}
+	}
+	f := newFake()
+	id, _, err := build(t, f, dir, "FROM base\nCOPY f /etc/passwd\n", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, d := f.find(id, "/etc/passwd"); h == nil || d != "f" {
+		t.Errorf("COPY f /etc/passwd: %v %q, want f's content", h, d)
 	}
 }

@@ -629,6 +629,9 @@ func (bd *builder) copy(ctx context.Context, s *stage, text string, cfg Config, 
 			return StepOutput{}, false, err
 		}
 	}
+	if err := bd.notOverFile(ctx, s, dest, destDir, es); err != nil {
+		return StepOutput{}, false, err
+	}
 	if strings.HasSuffix(a.sd.DestPath, "/") {
 		es = append([]entry{{dst: dest, top: true, plain: true}}, es...)
 	}
@@ -669,6 +672,40 @@ func (bd *builder) copy(ctx context.Context, s *stage, text string, cfg Config, 
 		}()
 		return pr, func() { _ = pr.Close() }, nil // closing a pipe's reader always returns nil
 	}, extra...)
+}
+
+// notOverFile refuses a copy that makes a directory of dest, or puts
+// files in it or under it, where the image has a file (or a link to one)
+// at dest or on the way to it: docker's "cannot copy to non-directory".
+// It replaced the file with the directory.
+func (bd *builder) notOverFile(ctx context.Context, s *stage, dest string, destDir bool, es []entry) error {
+	if s.img.ID == "" {
+		return nil
+	}
+	p := dest // the first existing one of p and its parents must be a directory
+	if !destDir && !slices.ContainsFunc(es, func(e entry) bool {
+		return e.top || e.tar || strings.HasPrefix(e.dst, dest+"/")
+	}) {
+		p = path.Dir(dest) // a file to dest: only its parents
+	}
+	for ; p != "/"; p = path.Dir(p) {
+		_, isDir, err := bd.b.Stat(ctx, s.img.ID, p)
+		if err != nil {
+			return err
+		}
+		if isDir {
+			break
+		}
+		// Stat's exists is the store's directories only: a regular
+		// file is what ReadFile reads (only this error case reads it
+		// whole). Its errors are no answer: missing, or (rootless) in
+		// a layer directory of another id of the range, which Stat's
+		// helper searches and ReadFile does not.
+		if _, err := bd.b.ReadFile(ctx, s.img.ID, p); err == nil {
+			return fmt.Errorf("%s: the image has a file there: cannot copy a directory onto it or files into it", p)
+		}
+	}
+	return nil
 }
 
 // newDirs keeps the top entries of es (a destination directory's own)

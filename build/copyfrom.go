@@ -44,6 +44,9 @@ func (bd *builder) copyFrom(ctx context.Context, s *stage, text string, cfg Conf
 	if err != nil {
 		return StepOutput{}, false, err
 	}
+	if err := bd.notOverFile(ctx, s, dest, destDir, nil); err != nil {
+		return StepOutput{}, false, err
+	}
 	// A destination the image lacks is made, an empty one too: plain
 	// when written with a trailing "/", else as the (first) source
 	// directory is (newDirs).

@@ -71,8 +71,19 @@ func Parse(name string, text []byte) (*Recipe, error) {
 }
 
 // plainError drops the stack that buildkit's errors carry in %+v and
-// keeps the message (which names the line).
-func plainError(err error) error { return errors.New(err.Error()) }
+// keeps the message, with the line the error is located at when the
+// message does not name it (instructions.Parse's: "ENV must have two
+// arguments"), as docker says it.
+func plainError(err error) error {
+	msg := err.Error()
+	var le *parser.LocationError
+	if errors.As(err, &le) && len(le.Locations) > 0 && !strings.Contains(msg, "line ") {
+		if n := line(le.Locations[0]); n > 0 {
+			msg = fmt.Sprintf("line %d: %s", n, msg)
+		}
+	}
+	return errors.New(msg)
+}
 
 func line(loc []parser.Range) int {
 	if len(loc) == 0 {

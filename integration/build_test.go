@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/beamhop/lightbox"
 	"github.com/beamhop/lightbox/internal/testutil"
+	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
 )
 
@@ -718,5 +720,128 @@ func TestBuildArgMistakes(t *testing.T) {
 	res = lb(t, root, "", "snapshot", "build", "-t", "typo", "--network", "none", "--build-arg", "VERISON=2", ctx)
 	if res.code != 0 || !strings.Contains(res.stderr, "warning: build arguments no ARG declares, unused: VERISON") || !strings.Contains(res.stderr, "v1") {
 		t.Errorf("--build-arg VERISON=2: exit %d, stderr %q; want the build, with v1 and a warning naming VERISON", res.code, res.stderr)
+	}
+}
+
+// TestBuildDockerfileForms: forms of a Dockerfile docker builds that
+// lightbox refused or built otherwise. A command with a heredoc (RUN cat
+// <<EOF > file) writes the file (it was refused); COPY <<EOF expands the
+// build's variables (it copied "$GREETING"); a SHELL holds in a stage FROM
+// the one that set it (RUN ran with /bin/sh -c); RUN <<EOF with a "#!"
+// line runs it with that interpreter (it ran it as shell commands, exit
+// 127); ENTRYPOINT after the
+// stage's own CMD keeps the CMD (the snapshot ran "/bin/echo hi", not
+// "/bin/echo hi world").
+func TestBuildDockerfileForms(t *testing.T) {
+	root, _ := newStore(t)
+	ctx := buildContextDir(t, `FROM busybox AS base
+SHELL ["/bin/sh", "-e", "-c"]
+FROM base
+ARG GREETING=hello
+RUN cat <<EOF > /etc/app.conf
+greeting=$GREETING
+EOF
+COPY <<EOF /etc/app.env
+GREETING=${GREETING}
+EOF
+RUN echo "$-" > /shell-flags
+RUN <<EOF
+#!/bin/awk -f
+BEGIN { print "by awk" > "/by-awk" }
+EOF
+CMD ["world"]
+ENTRYPOINT ["/bin/echo", "hi"]
+`, map[string]string{})
+	res := lb(t, root, "", "snapshot", "build", "-t", "forms", "--network", "none", ctx)
+	if res.code != 0 {
+		t.Fatalf("build: exit %d\nstdout: %s\nstderr: %s", res.code, res.stdout, res.stderr)
+	}
+	if got, want := lbOK(t, root, "run", "--network", "none", "forms"), "hi world\n"; got != want {
+		t.Errorf("run forms = %q, want ENTRYPOINT and CMD: %q", got, want)
+	}
+	got := lbOK(t, root, "run", "--network", "none", "--entrypoint", "", "forms", "cat", "/etc/app.conf", "/etc/app.env", "/shell-flags", "/by-awk")
+	if want := "greeting=hello\nGREETING=hello\nce\nby awk\n"; got != want {
+		t.Errorf("the built files:\n%swant:\n%s", got, want)
+	}
+}
+
+// exportedConfig exports snapshot sn as an oci-archive and returns its
+// image configuration.
+func exportedConfig(t *testing.T, root, sn string) ispec.Image {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "image.tar")
+	lbOK(t, root, "snapshot", "export", sn, dst)
+	f, err := os.Open(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	blobs := map[string][]byte{}
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		if b, err := io.ReadAll(tr); err == nil && h.Size < 1<<20 {
+			blobs[strings.TrimPrefix(h.Name, "./")] = b
+		}
+	}
+	var idx ispec.Index
+	var m ispec.Manifest
+	var img ispec.Image
+	if err := json.Unmarshal(blobs["index.json"], &idx); err != nil || len(idx.Manifests) != 1 {
+		t.Fatalf("%s: index.json: %v (%d manifests)", dst, err, len(idx.Manifests))
+	}
+	if err := json.Unmarshal(blobs["blobs/sha256/"+idx.Manifests[0].Digest.Encoded()], &m); err != nil {
+		t.Fatalf("%s: manifest: %v", dst, err)
+	}
+	if err := json.Unmarshal(blobs["blobs/sha256/"+m.Config.Digest.Encoded()], &img); err != nil {
+		t.Fatalf("%s: config: %v", dst, err)
+	}
+	return img
+}
+
+// TestBuildHistoryCountsLayers: an exported snapshot's history has an
+// entry for each layer, as docker's images do and as buildah checks
+// before it builds on one (podman build FROM an export of a lightbox
+// build failed: "history lists 1 non-empty layers, but we have 2 layers
+// on disk"). An imported root filesystem had no history entry, and a
+// build (or commit) FROM it one too few; one FROM an image without
+// history (this archive's) gets entries for the layers it lacks them for.
+func TestBuildHistoryCountsLayers(t *testing.T) {
+	root, _ := newStore(t)
+	lbOK(t, root, "snapshot", "import", "nohistory", busyboxArchive(t, "nohistory:1"))
+	for _, sn := range []string{"busybox", "nohistory"} {
+		ctx := buildContextDir(t, "FROM "+sn+"\nRUN echo x > /x\nENV A=1\nCOPY f /f\n", map[string]string{"f": "f"})
+		lbOK(t, root, "snapshot", "build", "-q", "-t", "built-"+sn, "--network", "none", ctx)
+		check := []string{"built-" + sn}
+		if sn == "busybox" {
+			check = append(check, sn)
+		}
+		for _, name := range check {
+			img := exportedConfig(t, root, name)
+			n := 0
+			for _, h := range img.History {
+				if !h.EmptyLayer {
+					n++
+				}
+			}
+			if n != len(img.RootFS.DiffIDs) {
+				t.Errorf("%s: history names %d layers (%d entries), the image has %d", name, n, len(img.History), len(img.RootFS.DiffIDs))
+			}
+		}
+	}
+}
+
+// TestBuildCopyOntoAFile: COPY of a directory where the image has a file
+// fails naming it, as docker's and podman's builds do; it replaced the
+// file with the directory.
+func TestBuildCopyOntoAFile(t *testing.T) {
+	root, _ := newStore(t)
+	ctx := buildContextDir(t, "FROM busybox\nRUN echo file > /t\nCOPY d /t\n", map[string]string{"d/x": "x"})
+	res := lb(t, root, "", "snapshot", "build", "-t", "onto", "--network", "none", ctx)
+	if want := "line 3: COPY d /t: /t: the image has a file there"; res.code != 125 || !strings.Contains(res.stderr, want) {
+		t.Errorf("build: exit %d, stderr:\n%s\nwant 125 and %q", res.code, res.stderr, want)
 	}
 }

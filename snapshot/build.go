@@ -211,6 +211,7 @@ func (s *Store) CommitBuildStep(ctx context.Context, st BuildStep) (string, int6
 			return "", 0, fmt.Errorf("image %s: config: %w", short(st.Parent), err)
 		}
 	}
+	padHistory(&img)
 	now := time.Now().UTC()
 	layers := append([]ispec.Descriptor{}, m.Layers...)
 	var size int64

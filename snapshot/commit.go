@@ -118,6 +118,7 @@ func (s *Store) commitLocked(ctx context.Context, name, parent, upper string, op
 	if comment == "" {
 		comment = "lightbox commit"
 	}
+	padHistory(&img)
 	img.Created = &now
 	img.RootFS.DiffIDs = append(img.RootFS.DiffIDs, diffID)
 	img.History = append(img.History, ispec.History{Created: &now, CreatedBy: "lightbox commit", Comment: comment})

@@ -24,6 +24,31 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// importedBy is the history entry of an imported root filesystem's layer.
+const importedBy = "lightbox snapshot import"
+
+// padHistory gives img a history entry for each of its layers that has
+// none, ahead of those it has, before a step adds one: an image of this
+// store made before imports wrote one (or an archive's without history)
+// would give an image whose history counts fewer layers than it has,
+// which buildah refuses to build on ("history lists 0 non-empty layers,
+// but we have 1 layers on disk": podman build FROM an export of it).
+func padHistory(img *ispec.Image) {
+	n := 0
+	for _, h := range img.History {
+		if !h.EmptyLayer {
+			n++
+		}
+	}
+	if missing := len(img.RootFS.DiffIDs) - n; missing > 0 {
+		pad := make([]ispec.History, missing)
+		for i := range pad {
+			pad[i] = ispec.History{Created: img.Created, CreatedBy: importedBy}
+		}
+		img.History = append(pad, img.History...)
+	}
+}
+
 // putRootfsImage stores the config and manifest of a one-layer image made
 // from a root filesystem.
 func (s *Store) putRootfsImage(ctx context.Context, e casext.Engine, l ispec.Descriptor, diffID digest.Digest) (ispec.Descriptor, ispec.Manifest, error) {
@@ -33,6 +58,7 @@ func (s *Store) putRootfsImage(ctx context.Context, e casext.Engine, l ispec.Des
 		Platform: ispec.Platform{OS: "linux", Architecture: goruntime.GOARCH},
 		Config:   ispec.ImageConfig{Env: []string{"PATH=" + environ.DefaultPath}},
 		RootFS:   ispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{diffID}},
+		History:  []ispec.History{{Created: &now, CreatedBy: importedBy}},
 	}
 	d, n, err := e.PutBlobJSON(ctx, cfg)
 	if err != nil {
