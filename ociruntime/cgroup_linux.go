@@ -147,8 +147,19 @@ func newCgroup(path string, res *specs.LinuxResources) (*cgroupRecord, cgroupCon
 			c = c1
 		}
 	}
+	rootless := os.Geteuid() != 0 || !initialUserNS()
+	if err == nil && rootless {
+		// cgroup1.New and cgroup2.NewManager take a directory that is
+		// there already for made: rootless, one that root made (a root
+		// container with the same id and path) is not ours, and the
+		// container's start would fail on its first write there. Not
+		// removed: nothing of it is ours.
+		if err = writable(rec); err != nil {
+			c = nil
+		}
+	}
 	if err != nil {
-		if os.Geteuid() != 0 || !initialUserNS() {
+		if rootless {
 			if resourcesAsked(res) {
 				return nil, nil, fmt.Errorf("linux.resources: no cgroup can be made here (%w): run as root, or drop the limits", err)
 			}
@@ -157,6 +168,35 @@ func newCgroup(path string, res *specs.LinuxResources) (*cgroupRecord, cgroupCon
 		return nil, nil, fmt.Errorf("create cgroup %s: %w", path, err)
 	}
 	return rec, c, nil
+}
+
+// writable reports an error unless this process may write every
+// directory of the cgroup rec: each v1 hierarchy's, the init's pids
+// cgroup's (rec.InitPids), or the v2 one.
+func writable(rec *cgroupRecord) error {
+	var dirs []string
+	if rec.Version == 2 {
+		dirs = append(dirs, filepath.Join("/sys/fs/cgroup", rec.Path))
+	} else {
+		ss, err := v1Hierarchy()
+		if err != nil {
+			return err
+		}
+		for _, s := range ss {
+			if p, ok := s.(interface{ Path(string) string }); ok {
+				dirs = append(dirs, p.Path(rec.Path))
+			}
+		}
+		if root, ok := v1PidsRoot(); ok && rec.InitPids {
+			dirs = append(dirs, filepath.Join(root, initPidsPath(rec.Path)))
+		}
+	}
+	for _, d := range dirs {
+		if err := unix.Access(d, unix.W_OK); err != nil {
+			return &os.PathError{Op: "access", Path: d, Err: err}
+		}
+	}
+	return nil
 }
 
 // v1Hierarchy is every v1 hierarchy but the named ones and those that
