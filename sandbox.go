@@ -146,7 +146,7 @@ func (c *Cmd) start(late bool) error {
 }
 
 func (c *Cmd) startErr(err error) error {
-	return fmt.Errorf("sandbox %s: start %s: %w", c.sb.name, c.Path, err)
+	return fmt.Errorf("sandbox %s: start %s: %w", c.sb.name, c.Path, runtime.Unnamed(err, c.sb.name))
 }
 
 // Wait waits for the command to exit. A command that ran and exited

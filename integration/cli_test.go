@@ -46,8 +46,11 @@ func TestCLIRun(t *testing.T) {
 	if r := run("", "--name", "probe-host", "busybox", "hostname"); r.stdout != "probe-host\n" {
 		t.Errorf("run --name probe-host hostname = %q (stderr %q)", r.stdout, r.stderr)
 	}
-	if r := run("", "busybox", "no-such-command"); r.code != 127 {
-		t.Errorf("run of a missing command: exit %d (stderr %q), want 127", r.code, r.stderr)
+	// The error names the sandbox once (it said "launch sandbox N: start
+	// main command: exec in sandbox N: …").
+	if r := run("", "--name", "named-once", "busybox", "no-such-command"); r.code != 127 || strings.Count(r.stderr, "named-once") != 1 ||
+		!strings.Contains(r.stderr, "command not found") {
+		t.Errorf("run of a missing command: exit %d (stderr %q), want 127, the sandbox named once and the cause", r.code, r.stderr)
 	}
 	if r := run("", "busybox", "/etc/passwd"); r.code != 126 {
 		t.Errorf("run of a non-executable file: exit %d (stderr %q), want 126", r.code, r.stderr)

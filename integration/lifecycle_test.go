@@ -62,6 +62,10 @@ func TestCLIDetached(t *testing.T) {
 	if r := lb(t, root, "", "exec", "w1", "sh", "-c", "exit 5"); r.code != 5 {
 		t.Errorf("exec exit 5: code %d", r.code)
 	}
+	// A command that cannot start: its cause, and the sandbox named once.
+	if r := lb(t, root, "", "exec", "w1", "no-such-command"); r.code != 127 || strings.Count(r.stderr, "w1") != 1 || !strings.Contains(r.stderr, "command not found") {
+		t.Errorf("exec of a missing command: code %d stderr %q, want 127, the cause and w1 named once", r.code, r.stderr)
+	}
 	e := ps(t, root)["w1"]
 	if e.Status != "running" || e.Snapshot != "busybox" || len(e.Volumes) != 1 || e.Volumes[0] != "cache" {
 		t.Errorf("ps shows w1 as %+v, want running busybox with volume cache", e)

@@ -108,7 +108,7 @@ func (c *Cmd) start(ctx, life context.Context, late bool) (err error) {
 	}
 	args := append([]string{c.Path}, c.Args...)
 	if err := checkProcess(args, c.Env, c.Dir, c.User); err != nil {
-		return fmt.Errorf("exec in sandbox %s: %w", c.sb.name, err)
+		return &ExecError{Sandbox: c.sb.name, Err: err}
 	}
 	var childEnds []int
 	defer func() {
@@ -189,7 +189,7 @@ func (c *Cmd) start(ctx, life context.Context, late bool) (err error) {
 	if err != nil {
 		// An init that closed the socket unanswered (a destroy racing
 		// the exec) is a sandbox no longer running, not a socket error.
-		return fmt.Errorf("exec in sandbox %s: %w", c.sb.name, ctxErr(ctx, c.sb.gone(err)))
+		return &ExecError{Sandbox: c.sb.name, Err: ctxErr(ctx, c.sb.gone(err))}
 	}
 	_ = conn.SetDeadline(time.Time{}) // fails only on a closed conn: its I/O then fails
 	for _, fd := range childEnds {
@@ -535,7 +535,7 @@ func (c *Cmd) waitExit(ctx context.Context) {
 			// The init drops a command's connection unanswered only as it
 			// exits (the sandbox ended: its main command, a destroy, its
 			// timeout), killing what still runs.
-			c.err = fmt.Errorf("exec in sandbox %s: the sandbox ended before the command did: %w", c.sb.name, c.sb.gone(err))
+			c.err = &ExecError{Sandbox: c.sb.name, Err: fmt.Errorf("the sandbox ended before the command did: %w", c.sb.gone(err))}
 			if ctx.Err() != nil {
 				c.err = ctx.Err()
 			}
@@ -548,7 +548,7 @@ func (c *Cmd) waitExit(ctx context.Context) {
 		case nsinit.ReplyError:
 			// StartLate's command could not start: Start's error.
 			c.exitCode = -1
-			c.err = fmt.Errorf("exec in sandbox %s: %w", c.sb.name, ctxErr(ctx, startError(r)))
+			c.err = &ExecError{Sandbox: c.sb.name, Err: ctxErr(ctx, startError(r))}
 			return
 		case nsinit.ReplyExit:
 			if r.Pid != 0 {

@@ -346,7 +346,7 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 		}
 		if err != nil {
 			lk.Close() // Destroy takes the name lock once the init is gone
-			err = fmt.Errorf("start main command: %w", err)
+			err = fmt.Errorf("start main command: %w", Unnamed(err, name))
 			// A sandbox that will not go is left for gc: it is reported.
 			if derr := sb.destroy(context.WithoutCancel(ctx), 0); derr != nil {
 				err = errors.Join(err, derr)

@@ -537,3 +537,24 @@ var procTargets = map[string]bool{
 	"/proc/swaps": true, "/proc/uptime": true, "/proc/loadavg": true, "/proc/slabinfo": true,
 	"/proc/net/dev": true, "/proc/sys/kernel/ns_last_pid": true,
 }
+
+// ExecError is a command's failure to start or to be waited for in a
+// sandbox: "exec in sandbox NAME: Err". A caller whose own message names
+// the sandbox already says Err alone (Unwrap).
+type ExecError struct {
+	Sandbox string
+	Err     error
+}
+
+func (e *ExecError) Error() string { return "exec in sandbox " + e.Sandbox + ": " + e.Err.Error() }
+
+func (e *ExecError) Unwrap() error { return e.Err }
+
+// Unnamed returns err without the ExecError of sandbox name at its top,
+// for a message that names the sandbox already.
+func Unnamed(err error, name string) error {
+	if e, ok := err.(*ExecError); ok && e.Sandbox == name {
+		return e.Err
+	}
+	return err
+}
