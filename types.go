@@ -188,7 +188,11 @@ type SandboxOptions struct {
 	// detached process (for a program about to exit, as `lightbox run`
 	// is; gc removes what a kill -9 of that process leaves). It does not
 	// apply with a private network or DiskMiB, whose teardown Destroy
-	// waits for.
+	// waits for. It also says the sandbox goes once ended: without it, a
+	// sandbox that ends by itself is kept (exited, for Commit) and its
+	// writable layer is synced to disk before its exit status is
+	// recorded, so that after a power cut an exited sandbox commits whole
+	// files (one syncfs of the store's filesystem as it ends).
 	DetachedTeardown bool
 }
 

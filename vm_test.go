@@ -751,7 +751,11 @@ var powerCutFiles = []string{"/bin/busybox", "/data/blob", "/vol/blob"}
 // layers and a volume's fill were synced before they were put in place,
 // a layer dir (never unpacked again) and a filled volume (never filled
 // again) kept empty files for good, as containerd's zero-length layers
-// (containerd#8895).
+// (containerd#8895). Boot 1 also keeps a sandbox exited (as `lightbox run
+// --keep`) whose main command wrote a file in its volatile upper, and
+// boot 2 commits it and reads the file back whole: before a kept
+// sandbox's init synced its upper before recording its exit status
+// (nsinit.Config.SyncOnEnd), it read exited and committed an empty file.
 func TestPowerCutInVM(t *testing.T) {
 	k, img := xfsGuestHost(t)
 	rootfs := testutil.BusyboxRootfs(t)
@@ -816,8 +820,128 @@ func TestGuestPowerCutWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Log("snapshot imported, volume filled: cutting the power")
+	powerCutKeepWrite(t, r)
+	t.Log("snapshot imported, volume filled, sandbox kept: cutting the power")
 	vmtest.PowerCut()
+}
+
+// powerCutKept is the sandbox TestPowerCutInVM's first boot keeps
+// exited, and powerCutKeptFile what its main command wrote: a copy of
+// the image's /data/blob (sha256 the second of envPowerCutSums).
+const (
+	powerCutKept     = "kept"
+	powerCutKeptFile = "/kept/blob"
+)
+
+// powerCutKeepWrite is the kept sandbox's part of TestPowerCutInVM's
+// first boot: a sandbox launched as `lightbox run --keep` launches it (a
+// main command, no DetachedTeardown) writes powerCutKeptFile in its
+// upper and ends by itself, kept exited for a commit. As for a sandbox
+// that ran a while before it wrote its work, what its launch wrote (its
+// state) is on disk before: the store's filesystem is synced, then the
+// main command, waiting on its stdin, is let go. Once it has ended, the
+// sandbox's lock file, where the init recorded the exit status, is
+// synced alone: the kernel's writeback may well write that small file
+// before the upper's (and the fsync forces XFS's log, so the upper's new
+// file is on disk, with no data). What the sandbox wrote must be on disk
+// by then, or boot 2 finds the sandbox exited with a torn upper.
+func powerCutKeepWrite(t *testing.T, r *Runtime) {
+	ctx := t.Context()
+	stdin, start, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	defer start.Close()
+	sb, err := r.LaunchSandbox(ctx, SandboxOptions{
+		Snapshot: "data",
+		Name:     powerCutKept,
+		Network:  NetworkNone,
+		Command:  []string{"sh", "-c", "read go && mkdir /kept && cat /data/blob > " + powerCutKeptFile},
+		Stdin:    stdin,
+		Stdout:   os.Stdout,
+		Stderr:   os.Stderr,
+	})
+	if err != nil {
+		t.Fatalf("LaunchSandbox: %v", err)
+	}
+	if err := syncStore(r); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := start.WriteString("go\n"); err != nil {
+		t.Fatalf("start the kept sandbox's work: %v", err)
+	}
+	if code, err := sb.Wait(ctx); err != nil || code != 0 {
+		t.Fatalf("the kept sandbox's main command: status %d, %v", code, err)
+	}
+	info, err := r.InspectSandbox(ctx, powerCutKept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Status != "exited" {
+		t.Fatalf("sandbox %s is %s once its main command ended, want exited", powerCutKept, info.Status)
+	}
+	lock, err := os.Open(filepath.Join(r.Root(), "sandboxes", powerCutKept, "lock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := lock.Sync(); err != nil {
+		t.Fatalf("sync the kept sandbox's lock file: %v", err)
+	}
+}
+
+// syncStore syncs the filesystem of r's store (syncfs).
+func syncStore(r *Runtime) error {
+	d, err := os.Open(r.Root())
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := unix.Syncfs(int(d.Fd())); err != nil {
+		return fmt.Errorf("sync the store's filesystem: %w", err)
+	}
+	return nil
+}
+
+// powerCutKeepCheck is the kept sandbox's part of TestPowerCutInVM's
+// second boot: the sandbox still reads exited, and a commit of it (its
+// upper, read as it is on disk) holds the file whole.
+func powerCutKeepCheck(t *testing.T, r *Runtime, want string) {
+	ctx := t.Context()
+	info, err := r.InspectSandbox(ctx, powerCutKept)
+	if err != nil {
+		t.Fatalf("the kept sandbox after the power cut: %v", err)
+	}
+	if info.Status != "exited" {
+		t.Fatalf("sandbox %s is %s after the power cut, want exited (its lock file was synced)", powerCutKept, info.Status)
+	}
+	sb, err := r.AttachSandbox(ctx, powerCutKept)
+	if err != nil {
+		t.Fatalf("AttachSandbox: %v", err)
+	}
+	if _, err := sb.Commit(ctx, "keptsnap"); err != nil {
+		t.Fatalf("commit the kept sandbox after the power cut: %v", err)
+	}
+	err = r.RunInSandbox(ctx, SandboxOptions{Snapshot: "keptsnap", Network: NetworkNone}, func(sb *Sandbox) error {
+		f := powerCutKeptFile
+		res, err := sb.Shell(ctx, "wc -c < "+f+" && sha256sum < "+f)
+		if err != nil {
+			if res != nil {
+				err = fmt.Errorf("%w (%s)", err, res.Stderr)
+			}
+			return fmt.Errorf("read %s of the commit of the kept sandbox: %w", f, err)
+		}
+		out := strings.Fields(string(res.Stdout))
+		if len(out) < 2 || out[1] != want {
+			return fmt.Errorf("%s in the commit of the sandbox kept exited before the power cut: %q (size, sha256), want sha256 %s: its upper was not on disk when its status was", f, out, want)
+		}
+		t.Logf("%s of the kept sandbox's commit: %s bytes, whole", f, out[0])
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestGuestPowerCutCheck is TestPowerCutInVM's second boot: every file
@@ -853,4 +977,5 @@ func TestGuestPowerCutCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	powerCutKeepCheck(t, r, want[1])
 }

@@ -24,7 +24,7 @@ import (
 // magic changes with the layout; Version is still checked as for every
 // message. TestConfigCodec round-trips a Config with every field set, so
 // a field added to Config and not here fails it.
-const configMagic = "lbc2"
+const configMagic = "lbc3"
 
 // configMax bounds an encoded config: a pipe read by a process that has
 // not checked anything yet must not make it allocate without bound.
@@ -59,6 +59,7 @@ func appendConfig(b []byte, cfg *Config) []byte {
 	e.str(cfg.User)
 	e.str(cfg.Network)
 	e.int(int64(cfg.Timeout))
+	e.bool(cfg.SyncOnEnd)
 	e.bool(cfg.DevptsGID5)
 	e.bool(cfg.AllowUserNamespaces)
 	e.int(cfg.Nproc)
@@ -104,6 +105,7 @@ func parseConfig(b []byte) (*Config, error) {
 	cfg.Env = d.strs()
 	cfg.Workdir, cfg.User, cfg.Network = d.str(), d.str(), d.str()
 	cfg.Timeout = time.Duration(d.int())
+	cfg.SyncOnEnd = d.bool()
 	cfg.DevptsGID5, cfg.AllowUserNamespaces = d.bool(), d.bool()
 	cfg.Nproc, cfg.ShmBytes = d.int(), d.int()
 	cfg.Cgroup = d.strs()

@@ -78,6 +78,8 @@ type handoverState struct {
 	Exe, Listener, Lock, Liveness, Workload, Gone int
 	WorkloadV1, Leases                            []int
 	Detached, Taken                               bool
+	// SyncOnEnd is Config.SyncOnEnd.
+	SyncOnEnd bool
 	// Main is the main command's pid, 0 for none.
 	Main int
 	// Deadline is when the sandbox's timeout ends it, on CLOCK_MONOTONIC
@@ -100,7 +102,7 @@ type relayHandover struct {
 }
 
 // handoverMagic starts the encoding; it changes with the layout.
-const handoverMagic = "lbh6"
+const handoverMagic = "lbh7"
 
 // appendState encodes st with the config's varint codec (wbuf, rbuf in
 // confcodec.go) behind handoverMagic.
@@ -112,7 +114,7 @@ func appendState(b []byte, st *handoverState) []byte {
 	e.str(st.User)
 	e.strs(st.Env)
 	e.strs(st.Cgroup)
-	for _, v := range []bool{st.AllowUserNS, st.Setgroups, st.Detached, st.Taken} {
+	for _, v := range []bool{st.AllowUserNS, st.Setgroups, st.Detached, st.Taken, st.SyncOnEnd} {
 		e.bool(v)
 	}
 	for _, v := range []int64{int64(st.WorkloadOOMScore), st.Nproc, int64(st.Exe), int64(st.Listener), int64(st.Lock), int64(st.Liveness), int64(st.Workload), int64(st.Gone)} {
@@ -147,7 +149,7 @@ func parseState(b []byte) (*handoverState, error) {
 	st := &handoverState{Gen: d.num()}
 	st.Name, st.Workdir, st.User = d.str(), d.str(), d.str()
 	st.Env, st.Cgroup = d.strs(), d.strs()
-	st.AllowUserNS, st.Setgroups, st.Detached, st.Taken = d.bool(), d.bool(), d.bool(), d.bool()
+	st.AllowUserNS, st.Setgroups, st.Detached, st.Taken, st.SyncOnEnd = d.bool(), d.bool(), d.bool(), d.bool(), d.bool()
 	st.WorkloadOOMScore, st.Nproc = d.num(), d.int()
 	st.Exe, st.Listener, st.Lock, st.Liveness, st.Workload, st.Gone = d.num(), d.num(), d.num(), d.num(), d.num(), d.num()
 	st.WorkloadV1 = d.ints()
@@ -225,7 +227,7 @@ func (s *server) handover() {
 	s.r.mu.Lock()
 	defer s.r.mu.Unlock()
 	st := handoverState{
-		Gen: s.gen + 1, Detached: s.detached, Taken: s.taken, Setgroups: s.setgr, Deadline: s.deadline,
+		Gen: s.gen + 1, Detached: s.detached, Taken: s.taken, Setgroups: s.setgr, Deadline: s.deadline, SyncOnEnd: s.cfg.SyncOnEnd,
 		Name: s.cfg.Name, Env: s.cfg.Env, Workdir: s.cfg.Workdir, User: s.cfg.User,
 		AllowUserNS: s.cfg.AllowUserNamespaces, Cgroup: s.cfg.Cgroup, WorkloadOOMScore: s.cfg.WorkloadOOMScore, Nproc: s.cfg.Nproc,
 		Exe: s.exe, Listener: fileFD(s.ln), Lock: s.cfg.FDs.Lock, Liveness: -1, Workload: s.cfg.FDs.Workload, WorkloadV1: s.cfg.FDs.WorkloadV1, Gone: s.cfg.FDs.Gone,
@@ -398,7 +400,7 @@ func resume() {
 	}
 	cfg := &Config{
 		Version: Version, Name: st.Name, Env: st.Env, Workdir: st.Workdir, User: st.User,
-		AllowUserNamespaces: st.AllowUserNS, Cgroup: st.Cgroup, WorkloadOOMScore: st.WorkloadOOMScore, Nproc: st.Nproc,
+		AllowUserNamespaces: st.AllowUserNS, Cgroup: st.Cgroup, WorkloadOOMScore: st.WorkloadOOMScore, Nproc: st.Nproc, SyncOnEnd: st.SyncOnEnd,
 		FDs: FDs{Report: -1, Passer: -1, Exe: -1, Listener: st.Listener, Lock: st.Lock, Liveness: st.Liveness, Workload: st.Workload, WorkloadV1: st.WorkloadV1, Gone: st.Gone, Leases: st.Leases},
 	}
 	for i, t := range st.EtcTargets {

@@ -70,6 +70,16 @@ type Config struct {
 	Network string `json:"network"`
 	// Timeout ends the sandbox after this long; 0 = never.
 	Timeout time.Duration `json:"timeout,omitempty"`
+	// SyncOnEnd makes the init sync the filesystem of FDs.Lock (syncfs),
+	// the store's, which holds the sandbox's upper dir, before it records
+	// a Status there: for a sandbox that stays once it has ended (`run
+	// --keep`, `run -d`), whose upper a later commit reads. The overlay
+	// is volatile (overlay.Spec.Volatile), so nothing else syncs what the
+	// sandbox wrote, and without this a power cut could keep a recorded
+	// status beside an upper of empty or cut files. A status on disk
+	// then means an upper on disk. Unset for a sandbox removed as it
+	// ends (`run` without --keep): its end costs no sync.
+	SyncOnEnd bool `json:"syncOnEnd,omitempty"`
 	// DevptsGID5 adds gid=5 to devpts (only when gid 5 is mapped).
 	DevptsGID5 bool `json:"devptsGID5,omitempty"`
 	// AllowUserNamespaces lets workloads create user namespaces of their

@@ -449,6 +449,13 @@ func (m *Manager) start(ctx context.Context, name string, spec Spec, plan *limit
 		WorkloadOOMScore: workloadOOMScore(st.Cgroup),
 
 		AllowUserNamespaces: spec.AllowUserNamespaces,
+		// A sandbox that may stay once ended (not one its launcher
+		// removes at once: DetachedTeardown, as the caller asked it,
+		// whether or not it applies) has its upper synced before its
+		// status is recorded, for a commit after a power cut. The
+		// store, its upper dirs and its disks (WritableDir) are one
+		// filesystem: the lock file's.
+		SyncOnEnd: !spec.DetachedTeardown,
 	}
 	// The store's targets layer at the bottom (made by create).
 	layers := append([]string{filepath.Join(m.root, targetsName)}, spec.Layers...)

@@ -131,7 +131,10 @@ type Spec struct {
 	// keeps its own hold of the name lock until Destroy (handed to the
 	// reaper, so gc sees the directory busy until the reaper is done or
 	// killed). Not with a private network (its helper is waited for) or
-	// a WritableDir (the caller removes it).
+	// a WritableDir (the caller removes it). Without it, a sandbox that
+	// ends by itself (its main command exits, or Timeout passes) may stay
+	// exited for a commit: the init syncs the store's filesystem before
+	// it records the status (nsinit.Config.SyncOnEnd).
 	DetachedTeardown bool
 	// Filled, when set, is called with the targets of the Mounts with
 	// Fill that the init filled, once it reports ready (before Launch
