@@ -25,6 +25,12 @@
 //   - Only the ports in Options.Ports are published, on 127.0.0.1 unless a
 //     Port names another host address; nothing bound inside the sandbox is
 //     forwarded automatically (pasta -t none -u none otherwise).
+//   - UDP through a published port: datagrams reach the sandbox, but its
+//     replies to a sender on the host's loopback are lost with both
+//     stacks as Debian 12 ships them (libslirp does not map a reply to
+//     the gateway back to 127.0.0.1 under --disable-host-loopback; this
+//     pasta loses the spliced reply). slirp4netns replies to senders on
+//     other addresses; pasta under --no-map-gw not even to the host's own.
 //   - DNS: the sandbox's resolv.conf names the stack's forwarder
 //     (DNSForwarder for pasta, 10.0.2.3 for slirp4netns), which relays
 //     queries to the first nameserver of the host's /etc/resolv.conf, even
