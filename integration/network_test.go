@@ -443,3 +443,82 @@ func TestPublishUDP(t *testing.T) {
 		})
 	}
 }
+
+// noReaperSource runs the command of its arguments as a child
+// subreaper that reaps nothing else: a detached sandbox's init, orphaned
+// when its launcher returns, is its child from then on and stays
+// unreaped once it exits, as under a pid 1 that does not reap (a
+// container's shell, say). It prints the command's exit status, then
+// waits for its stdin to close.
+const noReaperSource = `package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"syscall"
+)
+
+func main() {
+	if _, _, e := syscall.RawSyscall(syscall.SYS_PRCTL, 36 /* PR_SET_CHILD_SUBREAPER */, 1, 0); e != 0 {
+		fmt.Println("prctl:", e)
+		os.Exit(1)
+	}
+	cmd := exec.Command(os.Args[1], os.Args[2:]...)
+	cmd.Stderr = os.Stderr
+	err := cmd.Run()
+	fmt.Println("ran:", err)
+	io.Copy(io.Discard, os.Stdin)
+}
+`
+
+// TestStopFreesPublishedPort: once `stop` returns, the sandbox's
+// published port is free again (docker's `stop` then `run -p` of the
+// same port), even when nothing reaps the sandbox's exited init. The
+// slirp4netns of the sandbox waited for that reap (its --exit-fd was a
+// pidfd, which hangs up only then) and held the port meanwhile: ~2 s
+// under a slow pid 1, for ever under one that does not reap.
+func TestStopFreesPublishedPort(t *testing.T) {
+	testutil.NeedTool(t, "slirp4netns")
+	root, _ := newStore(t)
+	noReaper := filepath.Join(buildProgram(t, "noreaper", noReaperSource), "noreaper")
+	port := freePort(t)
+	cmd := exec.Command(noReaper, binPath, "--root", root, "run", "-d", "--name", "web", "--network", "private:slirp4netns",
+		"-p", fmt.Sprintf("%d:8080", port), "busybox", "sh", "-c", "echo up > /index.html && exec httpd -f -p 8080 -h /")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		stdin.Close() // the no-reaper exits; its orphans go to the next reaper
+		cmd.Wait()
+	}()
+	line := make([]byte, 100)
+	if n, _ := out.Read(line); string(line[:n]) != "ran: <nil>\n" {
+		t.Fatalf("run -d under the no-reaper: %q", line[:n])
+	}
+	defer lb(t, root, "", "rm", "-f", "web")
+	url := fmt.Sprintf("http://127.0.0.1:%d/index.html", port)
+	if body := getOnce(t, url, 20*time.Second); body != "up\n" {
+		t.Fatalf("GET %s = %q", url, body)
+	}
+	lbOK(t, root, "stop", "web")
+	if out := lbOK(t, root, "ps", "-a"); !strings.Contains(out, "exited") {
+		t.Fatalf("ps -a after stop: %q, want the sandbox exited", out)
+	}
+	var l net.Listener
+	testutil.WaitFor(t, 3*time.Second, fmt.Sprintf("127.0.0.1:%d to be free after stop", port), func() bool {
+		l, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		return err == nil
+	})
+	l.Close()
+}

@@ -104,7 +104,14 @@ func attachSlirp(ctx context.Context, h helperStart, slirp string, ports []Port)
 		return fail(err)
 	}
 	defer func() { _ = readyR.Close() }() // the read end: what is unread once we stop waiting is of no use
-	cmd, err := h.start(Slirp4netns, args, []string{}, []*os.File{h.netns, readyW, h.init}, readyW)
+	// --exit-fd: slirp4netns exits when it hangs up. The gone pipe
+	// (Options.Exit) hangs up at the init's exit; a pidfd only once the
+	// init is reaped.
+	exitf := h.init
+	if h.exit != nil {
+		exitf = h.exit
+	}
+	cmd, err := h.start(Slirp4netns, args, []string{}, []*os.File{h.netns, readyW, exitf}, readyW)
 	if err != nil {
 		return nil, err
 	}
