@@ -53,10 +53,13 @@
 //
 // slirp4netns (the default: bench/NOTES.md, "The network stacks") needs
 // no keeper: nsenter execs it, a child of the caller that does not
-// daemonize, and its --exit-fd is a pidfd of the sandbox's init, which
-// turns readable when the init is gone (reaped by its parent: the
-// runtime, or the host's init once the launcher is gone), so it exits
-// then. Its published ports are added through its API socket, in a 0700
+// daemonize, and it exits when its --exit-fd hangs up (POLLHUP, the only
+// event it waits for): Options.Exit, a pipe whose only write end the
+// sandbox's init holds, hangs up at the init's exit. A pidfd of the init,
+// the fallback without one, hangs up only once the init is reaped, which
+// an orphaned init (a detached sandbox's) waits for from the host's pid 1
+// or a subreaper: it held the published ports meanwhile, for ever under
+// one that does not reap. Its published ports are added through its API socket, in a 0700
 // directory of its own that is removed once they are.
 //
 // Pasta as packaged in Debian 12 does not quit when the process it was

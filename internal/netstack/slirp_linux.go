@@ -38,8 +38,8 @@ const slirpCaps = "+sys_admin,+net_admin"
 //
 // nsenter execs it (through setpriv when it is to run as nobody), so it is
 // a child of this process, which reaps it while it lives; it does not
-// daemonize. It dies with the sandbox on its own: --exit-fd is a pidfd of
-// the sandbox's init, which turns readable when the init is gone.
+// daemonize. It dies with the sandbox on its own: --exit-fd hangs up when
+// the sandbox's init exits (Options.Exit; else a pidfd, once it is reaped).
 // --enable-sandbox and --enable-seccomp confine it (an empty root, no
 // capability, a syscall filter) before it reads a packet: the workload
 // cannot name it (another pid namespace), and it owns sockets in the
