@@ -375,8 +375,8 @@ const defaultNetwork = NetworkPrivate
 
 // attachNetwork is the runtime's hook for NetworkPrivate: a user-mode
 // stack (pasta) attached to the sandbox's namespaces from outside.
-func (r *Runtime) attachNetwork(ctx context.Context, pid int, ports []runtime.Port, helper string) (runtime.NetworkAttachment, error) {
-	st, err := netstack.Attach(ctx, pid, netstack.Options{Ports: ports, Logger: r.log, Helper: helper})
+func (r *Runtime) attachNetwork(ctx context.Context, pid int, ports []runtime.Port, helper string, exit *os.File) (runtime.NetworkAttachment, error) {
+	st, err := netstack.Attach(ctx, pid, netstack.Options{Ports: ports, Logger: r.log, Helper: helper, Exit: exit})
 	if err != nil {
 		return nil, err
 	}

@@ -80,7 +80,7 @@ func TestEtcResolvConfAttached(t *testing.T) {
 	e := newEnv(t)
 	resolv := "nameserver 10.9.8.7\n"
 	m, err := Open(Options{Root: filepath.Join(t.TempDir(), "sandboxes"), Mapping: mp, StopGrace: 2 * time.Second,
-		AttachNetwork: func(ctx context.Context, pid int, ports []Port, helper string) (NetworkAttachment, error) {
+		AttachNetwork: func(ctx context.Context, pid int, ports []Port, helper string, exit *os.File) (NetworkAttachment, error) {
 			return fakeNet{[]byte(resolv)}, nil
 		}})
 	if err != nil {

@@ -109,6 +109,19 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 			_ = goneR.Close() // no init to hear from
 		}
 	}()
+	// The network stack's cue to exit (slirp4netns's --exit-fd): a copy
+	// of the gone pipe's read end hangs up as soon as the init exits (it
+	// holds the only write end), where a pidfd of the init hangs up only
+	// once the init is reaped, which an orphaned init waits for from the
+	// host's pid 1 (or a subreaper): never, from one that does not reap,
+	// and the helper held the published ports until then.
+	var netExit *os.File
+	if spec.Network == NetworkPrivate {
+		if netExit, err = dupFile(goneR, "gone"); err != nil {
+			return nil, err
+		}
+		defer func() { _ = netExit.Close() }() // read-only, never read: the helper has its own copy
+	}
 	// The init's stdout and stderr go to the name lock's file, not to a
 	// file of their own (one inode fewer a launch: bench/NOTES.md); the
 	// init's final Status replaces them (nsinit.UnmarshalStatus).
@@ -310,7 +323,7 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	if spec.Network == NetworkPrivate {
 		// Hook for the user-mode network stack (Options.AttachNetwork):
 		// the main command starts only once it is attached.
-		na, err := m.opts.AttachNetwork(ctx, pid, spec.Ports, spec.NetworkHelper)
+		na, err := m.opts.AttachNetwork(ctx, pid, spec.Ports, spec.NetworkHelper, netExit)
 		if err != nil {
 			return fail(fmt.Errorf("attach network: %w", err))
 		}
@@ -647,4 +660,22 @@ func closeFiles(fs []*os.File) {
 	for _, f := range fs {
 		_ = f.Close() // cgroup tasks files: the join's writes were checked where made
 	}
+}
+
+// dupFile returns a close-on-exec copy of f's descriptor, made without
+// taking f out of the poller (as f.Fd would).
+func dupFile(f *os.File, name string) (*os.File, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	nfd := -1
+	var derr error
+	if err := rc.Control(func(fd uintptr) { nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return nil, err
+	}
+	if derr != nil {
+		return nil, fmt.Errorf("dup %s: %w", name, derr)
+	}
+	return os.NewFile(uintptr(nfd), name), nil
 }

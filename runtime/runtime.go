@@ -39,8 +39,11 @@ type Options struct {
 	// the sandbox's /etc/resolv.conf, and Close is called when the
 	// launching process destroys the sandbox; ports are Spec.Ports, to
 	// publish. nil refuses "private".
-	// helper is Spec.NetworkHelper.
-	AttachNetwork func(ctx context.Context, pid int, ports []Port, helper string) (NetworkAttachment, error)
+	// helper is Spec.NetworkHelper. exit, when not nil, is a pipe's read
+	// end that hangs up once the init has exited (it holds the only
+	// write end): the stack's cue to go, even before anything reaps the
+	// init; the hook hands copies on and the caller closes it.
+	AttachNetwork func(ctx context.Context, pid int, ports []Port, helper string, exit *os.File) (NetworkAttachment, error)
 	// StopGrace is how long Destroy waits after SIGTERM before SIGKILL;
 	// 0 = 10s.
 	StopGrace time.Duration

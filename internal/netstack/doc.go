@@ -25,6 +25,12 @@
 //   - Only the ports in Options.Ports are published, on 127.0.0.1 unless a
 //     Port names another host address; nothing bound inside the sandbox is
 //     forwarded automatically (pasta -t none -u none otherwise).
+//   - UDP through a published port: datagrams reach the sandbox, but its
+//     replies to a sender on the host's loopback are lost with both
+//     stacks as Debian 12 ships them (libslirp does not map a reply to
+//     the gateway back to 127.0.0.1 under --disable-host-loopback; this
+//     pasta loses the spliced reply). slirp4netns replies to senders on
+//     other addresses; pasta under --no-map-gw not even to the host's own.
 //   - DNS: the sandbox's resolv.conf names the stack's forwarder
 //     (DNSForwarder for pasta, 10.0.2.3 for slirp4netns), which relays
 //     queries to the first nameserver of the host's /etc/resolv.conf, even
@@ -47,10 +53,13 @@
 //
 // slirp4netns (the default: bench/NOTES.md, "The network stacks") needs
 // no keeper: nsenter execs it, a child of the caller that does not
-// daemonize, and its --exit-fd is a pidfd of the sandbox's init, which
-// turns readable when the init is gone (reaped by its parent: the
-// runtime, or the host's init once the launcher is gone), so it exits
-// then. Its published ports are added through its API socket, in a 0700
+// daemonize, and it exits when its --exit-fd hangs up (POLLHUP, the only
+// event it waits for): Options.Exit, a pipe whose only write end the
+// sandbox's init holds, hangs up at the init's exit. A pidfd of the init,
+// the fallback without one, hangs up only once the init is reaped, which
+// an orphaned init (a detached sandbox's) waits for from the host's pid 1
+// or a subreaper: it held the published ports meanwhile, for ever under
+// one that does not reap. Its published ports are added through its API socket, in a 0700
 // directory of its own that is removed once they are.
 //
 // Pasta as packaged in Debian 12 does not quit when the process it was

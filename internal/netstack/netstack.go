@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -235,6 +236,13 @@ type Options struct {
 	Ports []Port
 	// Logger receives debug records of what is started; nil discards.
 	Logger *slog.Logger
+	// Exit, when not nil, is a pipe's read end that hangs up once the
+	// sandbox's init has exited (the init holds the only write end):
+	// slirp4netns's --exit-fd then, which exits at once. Without it,
+	// --exit-fd is a pidfd of the init, which hangs up only once the
+	// init is reaped (an orphaned init waits for the host's pid 1 for
+	// that). Attach passes on a copy; the caller keeps and closes its own.
+	Exit *os.File
 }
 
 // Stack is a user-mode network stack attached to one sandbox. It is safe

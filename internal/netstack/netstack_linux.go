@@ -217,7 +217,7 @@ func Attach(ctx context.Context, pid int, opts Options) (*Stack, error) {
 		// its root, or exec would drop the capabilities in there.
 		nsArgs = append(nsArgs, "--setuid", "0", "--setgid", "0")
 	}
-	h := helperStart{log: log, pid: pid, nsenter: nsenter, nsArgs: nsArgs, run: run, netns: netns, init: initf, logFile: logFile}
+	h := helperStart{log: log, pid: pid, nsenter: nsenter, nsArgs: nsArgs, run: run, netns: netns, init: initf, exit: opts.Exit, logFile: logFile}
 	// The host's search domains and resolver options, for the sandbox's
 	// resolv.conf; the forwarder reads the same file for the nameserver.
 	// None when it cannot be read (neither can the forwarder).
@@ -247,6 +247,7 @@ type helperStart struct {
 	run     runAs    // who the helper runs as
 	netns   *os.File // the sandbox's network namespace
 	init    *os.File // pidfd of the sandbox's init
+	exit    *os.File // Options.Exit: hangs up at the init's exit; nil for none
 	logFile *os.File // the helper's output
 }
 

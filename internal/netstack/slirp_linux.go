@@ -38,8 +38,8 @@ const slirpCaps = "+sys_admin,+net_admin"
 //
 // nsenter execs it (through setpriv when it is to run as nobody), so it is
 // a child of this process, which reaps it while it lives; it does not
-// daemonize. It dies with the sandbox on its own: --exit-fd is a pidfd of
-// the sandbox's init, which turns readable when the init is gone.
+// daemonize. It dies with the sandbox on its own: --exit-fd hangs up when
+// the sandbox's init exits (Options.Exit; else a pidfd, once it is reaped).
 // --enable-sandbox and --enable-seccomp confine it (an empty root, no
 // capability, a syscall filter) before it reads a packet: the workload
 // cannot name it (another pid namespace), and it owns sockets in the
@@ -104,7 +104,14 @@ func attachSlirp(ctx context.Context, h helperStart, slirp string, ports []Port)
 		return fail(err)
 	}
 	defer func() { _ = readyR.Close() }() // the read end: what is unread once we stop waiting is of no use
-	cmd, err := h.start(Slirp4netns, args, []string{}, []*os.File{h.netns, readyW, h.init}, readyW)
+	// --exit-fd: slirp4netns exits when it hangs up. The gone pipe
+	// (Options.Exit) hangs up at the init's exit; a pidfd only once the
+	// init is reaped.
+	exitf := h.init
+	if h.exit != nil {
+		exitf = h.exit
+	}
+	cmd, err := h.start(Slirp4netns, args, []string{}, []*os.File{h.netns, readyW, exitf}, readyW)
 	if err != nil {
 		return nil, err
 	}
