@@ -78,9 +78,9 @@ func TestCLIStopAndKill(t *testing.T) {
 		t.Errorf("after kill -s USR1: %s, want running", st)
 	}
 	start := time.Now()
-	lbOK(t, root, "stop", "-t", "1s", "s2")
+	lbOK(t, root, "stop", "-t", "1", "s2") // seconds, as docker stop -t 1 (it was refused: no duration)
 	if took := time.Since(start); took < time.Second {
-		t.Errorf("stop -t 1s of a command ignoring SIGTERM returned after %v, before the grace period", took)
+		t.Errorf("stop -t 1 of a command ignoring SIGTERM returned after %v, before the grace period", took)
 	}
 	if st, code := exitOf(t, root, "s2"); st != "exited" || code != 137 {
 		t.Errorf("after stop of a command ignoring SIGTERM: %s (%d), want exited (137)", st, code)
@@ -92,6 +92,7 @@ func TestCLIStopAndKill(t *testing.T) {
 		{[]string{"kill", "-s", "SIGFOO", "s2"}, `"SIGFOO": unknown`},
 		{[]string{"kill", "nope"}, "nope: not found"},
 		{[]string{"stop", "nope"}, "nope: not found"},
+		{[]string{"stop", "-t", "soon", "s2"}, `want seconds (10) or a duration (1.5s, 500ms), not "soon"`},
 	} {
 		if res := lb(t, root, "", tc.args...); res.code == 0 || !strings.Contains(res.stderr, tc.want) {
 			t.Errorf("%s: exit %d, stderr %q; want a failure saying %q", strings.Join(tc.args, " "), res.code, res.stderr, tc.want)

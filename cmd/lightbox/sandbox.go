@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -627,15 +628,43 @@ func stopCommand() *cli.Command {
 		Usage:     "stop sandboxes' main commands: the stop signal (run --stop-signal, else the snapshot's STOPSIGNAL, else SIGTERM), then SIGKILL after --time; each sandbox stays, exited, with its status and logs, until rm",
 		ArgsUsage: "NAME...",
 		Flags: []cli.Flag{
-			&cli.DurationFlag{Name: "time", Aliases: []string{"t"}, Usage: "grace period before SIGKILL (0: SIGKILL at once)", Value: 10 * time.Second},
+			graceFlag("grace period before SIGKILL: seconds, as docker's and podman's, or a duration such as 1.5s (0: SIGKILL at once)"),
 		},
 		Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
 			return eachName(c, func(name string) error {
-				return r.StopSandbox(c.Context, name, c.Duration("time"))
+				return r.StopSandbox(c.Context, name, graceOf(c))
 			})
 		}),
 	}
 }
+
+// grace is --time's value: whole seconds, as docker stop -t and podman
+// stop -t take it (a bare "1" was refused as no duration), or a Go
+// duration ("1.5s", "500ms").
+type grace time.Duration
+
+func (g *grace) Set(v string) error {
+	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+		*g = grace(time.Duration(n) * time.Second)
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return fmt.Errorf("want seconds (10) or a duration (1.5s, 500ms), not %q", v)
+	}
+	*g = grace(d)
+	return nil
+}
+
+func (g *grace) String() string { return time.Duration(*g).String() }
+
+// graceFlag is stop's and rm's --time (-t), 10 s unless given.
+func graceFlag(usage string) cli.Flag {
+	g := grace(10 * time.Second)
+	return &cli.GenericFlag{Name: "time", Aliases: []string{"t"}, Usage: usage, Value: &g}
+}
+
+func graceOf(c *cli.Context) time.Duration { return time.Duration(*c.Generic("time").(*grace)) }
 
 func rmCommand() *cli.Command {
 	return &cli.Command{
@@ -644,11 +673,11 @@ func rmCommand() *cli.Command {
 		ArgsUsage: "NAME...",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "stop running sandboxes; ignore missing ones"},
-			&cli.DurationFlag{Name: "time", Aliases: []string{"t"}, Usage: "grace period before SIGKILL (0: SIGKILL at once, as docker stop -t 0)", Value: 10 * time.Second},
+			graceFlag("grace period before SIGKILL: seconds, as docker's and podman's, or a duration such as 1.5s (0: SIGKILL at once, as docker stop -t 0)"),
 			quietFlag(),
 		},
 		Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
-			grace := c.Duration("time")
+			grace := graceOf(c)
 			if grace <= 0 {
 				// RemoveSandboxOptions reads 0 as its default, 10 s: the
 				// shortest grace there is asks for SIGKILL at once.
