@@ -624,6 +624,11 @@ func (s *Sandbox) CommitWith(ctx context.Context, name string, opts CommitOption
 	if err != nil {
 		return nil, err
 	}
+	if info.Snapshot == "" {
+		// Its state.json is gone or torn (a crash of the machine): what
+		// it was launched from is unknown.
+		return nil, fmt.Errorf("commit sandbox %s: its state was lost (state.json missing or torn by a crash): the snapshot it ran is unknown, so there is nothing to commit onto; lightbox gc removes it", s.name)
+	}
 	upper, err := s.rs.UpperDir(ctx)
 	if err != nil {
 		return nil, err

@@ -3,6 +3,8 @@
 package integration
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -58,5 +60,29 @@ func TestRunKeepCommit(t *testing.T) {
 	// A command that cannot start: 127, and nothing kept.
 	if r := lb(t, root, "", "run", "--keep", "--network", "none", "--name", "z", "busybox", "no-such-command"); r.code != 127 {
 		t.Errorf("run --keep of a missing command: exit %d stderr %q, want 127", r.code, r.stderr)
+	}
+}
+
+// TestKeptSandboxStateLost: a kept sandbox whose state.json a crash of
+// the machine lost or tore (its exit status, in its lock, survived) is
+// dead, not exited: what it ran is unknown. commit says so instead of
+// `snapshot name "": invalid name`, and gc removes it.
+func TestKeptSandboxStateLost(t *testing.T) {
+	root, _ := newStore(t)
+	lbOK(t, root, "run", "--keep", "--network", "none", "--name", "torn", "busybox", "sh", "-c", "echo hi > /f")
+	if err := os.Truncate(filepath.Join(root, "sandboxes", "torn", "state.json"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if e := ps(t, root)["torn"]; e.Status != "dead" {
+		t.Errorf("ps -a shows the sandbox without its state as %+v, want dead", e)
+	}
+	if r := lb(t, root, "", "commit", "torn", "img"); r.code != 125 || !strings.Contains(r.stderr, "its state was lost") {
+		t.Errorf("commit of the sandbox without its state: exit %d stderr %q, want 125 and its state named as lost", r.code, r.stderr)
+	}
+	if out := lbOK(t, root, "gc"); !strings.Contains(out, "sandbox torn") {
+		t.Errorf("gc printed %q, want the sandbox removed", out)
+	}
+	if got := ps(t, root); len(got) != 0 {
+		t.Errorf("ps -a after gc: %v", got)
 	}
 }

@@ -730,7 +730,11 @@ func (m *Manager) statusState(name string, usage bool) (info Info, st state, _ e
 	}
 	info.Status = StatusDead
 	b, err := os.ReadFile(filepath.Join(dir, "lock"))
-	if err == nil && len(b) > 0 {
+	// A status beside a state.json that is not there whole (a crash
+	// of the machine lost or tore it) is no exited sandbox: what it ran,
+	// its snapshot and its cgroups are unknown, so it could be neither
+	// committed nor inspected; it is dead, and gc's.
+	if err == nil && len(b) > 0 && serr == nil {
 		if fs, err := nsinit.UnmarshalStatus(b); err == nil {
 			info.Status, info.ExitCode, info.TimedOut = StatusExited, fs.ExitCode, fs.TimedOut
 		}
