@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -267,14 +266,7 @@ func statOwner(t *testing.T, p string) (uint32, uint32, uint32) {
 // lbtest by default).
 func testUser(t *testing.T) (uint32, uint32) {
 	t.Helper()
-	name := os.Getenv("LIGHTBOX_TEST_USER")
-	if name == "" {
-		name = "lbtest"
-	}
-	u, err := user.Lookup(name)
-	testutil.Need(t, err == nil, "needs the test user "+name+" (make test creates it)")
-	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
-	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+	_, uid, gid := testutil.TestUser(t)
 	return uint32(uid), uint32(gid)
 }
 

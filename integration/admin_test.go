@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -32,12 +31,8 @@ type adminFixture struct {
 func newAdminFixture(t *testing.T) *adminFixture {
 	t.Helper()
 	testutil.RootOnly(t)
-	name := os.Getenv("LIGHTBOX_TEST_USER")
-	if name == "" {
-		name = "lbtest"
-	}
-	u, err := user.Lookup(name)
-	testutil.Need(t, err == nil, "needs the unprivileged test user "+name+" (make test creates it)")
+	u, _, _ := testutil.TestUser(t)
+	name := u.Username
 	testutil.NeedTool(t, "runuser")
 	base, err := os.MkdirTemp("", "lightbox-admin-")
 	if err != nil {

@@ -4,9 +4,7 @@ package integration
 
 import (
 	"os"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,14 +18,8 @@ import (
 // root's on the host.
 func TestCLIBindOwnedByUser(t *testing.T) {
 	testutil.RootOnly(t)
-	name := os.Getenv("LIGHTBOX_TEST_USER")
-	if name == "" {
-		name = "lbtest"
-	}
-	u, err := user.Lookup(name)
-	testutil.Need(t, err == nil, "needs the test user "+name)
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
+	u, uid, gid := testutil.TestUser(t)
+	name := u.Username
 	root, _ := newStore(t)
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)

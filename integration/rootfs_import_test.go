@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -28,12 +27,8 @@ import (
 // that user owns.
 func TestRootlessImportOfRootOwnedDir(t *testing.T) {
 	testutil.RootOnly(t)
-	name := os.Getenv("LIGHTBOX_TEST_USER")
-	if name == "" {
-		name = "lbtest"
-	}
-	u, err := user.Lookup(name)
-	testutil.Need(t, err == nil, "needs the unprivileged test user "+name+" (make test creates it)")
+	u, _, _ := testutil.TestUser(t)
+	name := u.Username
 	runuser := testutil.NeedTool(t, "runuser")
 	base, err := os.MkdirTemp("", "lightbox-rootimport-")
 	if err != nil {

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -57,14 +55,8 @@ func newCgroupHelper(arg string) {
 // passes, run at once with the same container ids, met that.
 func TestRootlessLeavesRootsCgroup(t *testing.T) {
 	testutil.RootOnly(t)
-	name := os.Getenv("LIGHTBOX_TEST_USER")
-	if name == "" {
-		name = "lbtest"
-	}
-	u, err := user.Lookup(name)
-	testutil.Need(t, err == nil, "needs the test user "+name)
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
+	u, uid, gid := testutil.TestUser(t)
+	name := u.Username
 	path := fmt.Sprintf("/lightbox-runc-test-%d", os.Getpid())
 	rec, c, err := newCgroup(path, nil)
 	if err != nil || c == nil {

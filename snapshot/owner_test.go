@@ -165,14 +165,7 @@ func TestKilledImport(t *testing.T) {
 	m := testMapping(t)
 	root := t.TempDir()
 	s := openStoreAt(t, root, m, nil)
-	// A layer large enough for the unpack to take a while.
-	var files []testutil.TarFile
-	body := strings.Repeat("lightbox snapshot data ", 700)
-	for i := range 3000 {
-		files = append(files, testutil.TarFile{Hdr: tar.Header{Name: "d" + string(rune('a'+i%26)) + "/f" + strconv.Itoa(i)}, Body: body})
-	}
-	layout := testutil.NewOCILayout(t)
-	testutil.AddOCIImage(t, layout, "v", busyCfg, testutil.TarDir(t, testutil.BusyboxRootfs(t)), testutil.Tar(t, files...))
+	layout := slowUnpackLayout(t)
 
 	kill := func(wait func(*exec.Cmd) bool) {
 		t.Helper()
@@ -254,13 +247,7 @@ func TestKilledUnpackLeavesNoLock(t *testing.T) {
 	ctx := t.Context()
 	root := t.TempDir()
 	s := openStoreAt(t, root, testMapping(t), nil)
-	var files []testutil.TarFile
-	body := strings.Repeat("lightbox snapshot data ", 700)
-	for i := range 3000 {
-		files = append(files, testutil.TarFile{Hdr: tar.Header{Name: "d" + string(rune('a'+i%26)) + "/f" + strconv.Itoa(i)}, Body: body})
-	}
-	layout := testutil.NewOCILayout(t)
-	testutil.AddOCIImage(t, layout, "v", busyCfg, testutil.TarDir(t, testutil.BusyboxRootfs(t)), testutil.Tar(t, files...))
+	layout := slowUnpackLayout(t)
 
 	// Kill the importer once its unpack's temporary directory shows (the
 	// layer's lock is taken by then), until one such kill leaves no
@@ -317,4 +304,19 @@ func TestKilledUnpackLeavesNoLock(t *testing.T) {
 			t.Errorf("left after the killed import and gc: %s", filepath.Join(filepath.Base(d), e.Name()))
 		}
 	}
+}
+
+// slowUnpackLayout is an OCI layout whose image "v" is busybox plus a
+// layer of 3000 files (~48 MB), large enough for its unpack to take a
+// while: long enough to kill an import in the middle of it.
+func slowUnpackLayout(t *testing.T) string {
+	t.Helper()
+	var files []testutil.TarFile
+	body := strings.Repeat("lightbox snapshot data ", 700)
+	for i := range 3000 {
+		files = append(files, testutil.TarFile{Hdr: tar.Header{Name: "d" + string(rune('a'+i%26)) + "/f" + strconv.Itoa(i)}, Body: body})
+	}
+	layout := testutil.NewOCILayout(t)
+	testutil.AddOCIImage(t, layout, "v", busyCfg, testutil.TarDir(t, testutil.BusyboxRootfs(t)), testutil.Tar(t, files...))
+	return layout
 }

@@ -5,6 +5,8 @@ package testutil
 import (
 	"os"
 	"os/exec"
+	"os/user"
+	"strconv"
 	"testing"
 )
 
@@ -65,4 +67,20 @@ func RootlessOnly(t testing.TB) {
 		t.Skip("rootless-only test: needs a non-root user, run by the rootless pass of make test")
 	}
 	Need(t, false, "needs to run as a non-root user")
+}
+
+// TestUser is the harness's ordinary user (LIGHTBOX_TEST_USER, lbtest by
+// default; make test creates it), with its uid and gid; without it t is
+// skipped (a failure in strict mode).
+func TestUser(t testing.TB) (u *user.User, uid, gid int) {
+	t.Helper()
+	name := os.Getenv("LIGHTBOX_TEST_USER")
+	if name == "" {
+		name = "lbtest"
+	}
+	u, err := user.Lookup(name)
+	Need(t, err == nil, "needs the unprivileged test user "+name+" (make test creates it)")
+	uid, _ = strconv.Atoi(u.Uid)
+	gid, _ = strconv.Atoi(u.Gid)
+	return u, uid, gid
 }
