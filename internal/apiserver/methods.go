@@ -3,6 +3,7 @@ package apiserver
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +21,17 @@ func (s *Server) call(ctx context.Context, method string, params []byte) (any, e
 			return nil, err
 		}
 		return map[string]any{"version": lightbox.Version, "protocol": ProtocolVersion, "root": s.r.Root()}, nil
+	case "request.cancel":
+		var p struct {
+			ID json.RawMessage `json:"id"`
+		}
+		if err := decode(params, &p); err != nil {
+			return nil, err
+		}
+		if !validID(p.ID) || len(p.ID) == 0 || string(p.ID) == "null" {
+			return nil, invalidParams("request.cancel: want the id of a request, a string or a number")
+		}
+		return map[string]bool{"canceled": s.cancelRequest(p.ID)}, nil
 	case "sandbox.launch":
 		return s.launch(ctx, params)
 	case "sandbox.attach":
@@ -348,6 +360,9 @@ func (s *Server) exec(ctx context.Context, shell bool, params []byte) (any, erro
 		why := shutdownCause(ctx)
 		if p.TimeoutMs > 0 && errors.Is(err, context.DeadlineExceeded) {
 			why = fmt.Errorf("timeoutMs (%d) passed", p.TimeoutMs)
+		}
+		if errors.Is(context.Cause(ctx), errCanceledByClient) {
+			why = errCanceledByClient
 		}
 		if why == nil {
 			why = errors.New("its request ended")

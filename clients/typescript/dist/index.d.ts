@@ -56,6 +56,11 @@ export interface ExecOptions {
     /** The command is killed after this many milliseconds: an ExitError with
      * code "canceled" and what it wrote until then. */
     timeoutMs?: number;
+    /** Aborting it kills the command (the server's `request.cancel`): an
+     * ExitError with code "canceled", what it wrote until then, and the
+     * signal's reason as its `cause`. Already aborted: a LightboxError
+     * "canceled" and nothing runs. */
+    signal?: AbortSignal;
 }
 /** What a finished command left. stdout and stderr are decoded as UTF-8
  * and hold at most 16 MiB each. */
@@ -75,6 +80,11 @@ export interface Volume {
     usedBytes: number;
     /** Live sandboxes that have it mounted. */
     usedBy: string[];
+    /** usedBytes was computed (listVolumes computes it). */
+    usageKnown: boolean;
+    /** How its quota is enforced: "dir" (none), "loop", "xfs", or
+     * "delegated" (rootless store, a volume root keeps for its user). */
+    backend: string;
 }
 /** Options of ensureVolume; they apply only when the volume is created. */
 export interface VolumeOptions {
@@ -97,6 +107,25 @@ export interface SandboxInfo {
     /** It runs, but its private network's user-mode stack has exited: it
      * has no network any more. */
     networkLost: boolean;
+    /** The kernel's OOM killer killed a process of it (its memory limit). */
+    oomKilled: boolean;
+    /** The init's process id on the host, while it runs. */
+    pid?: number;
+    /** How each limit holds, by resource ("pids", "memory", "cpu", "shm",
+     * "logs"): e.g. "cgroup v1 4096", "rlimit 4096". */
+    limits?: Record<string, string>;
+    /** What it uses now, while it runs. */
+    usage?: SandboxUsage;
+}
+/** A running sandbox's use of resources (lightbox.Usage). */
+export interface SandboxUsage {
+    memoryBytes: number;
+    /** 0 = no limit. */
+    memoryLimitBytes: number;
+    pids: number;
+    /** 0 = no limit. */
+    pidsLimit: number;
+    cpuNanos: number;
 }
 /** A snapshot in the store. */
 export interface SnapshotInfo {
@@ -104,6 +133,8 @@ export interface SnapshotInfo {
     digest: string;
     layers: number;
     size: number;
+    /** What its blobs take in the store, as stored (compressed or not). */
+    storedSize: number;
     createdAt: Date;
 }
 /** The stable error codes of the protocol; the first five are lightbox's
@@ -114,7 +145,9 @@ export type ErrorCode = "not_found" | "exists" | "in_use" | "invalid_name" | "qu
  * people. */
 export declare class LightboxError extends Error {
     readonly code: ErrorCode;
-    constructor(code: ErrorCode, message: string);
+    constructor(code: ErrorCode, message: string, options?: {
+        cause?: unknown;
+    });
 }
 /** A command that ran and exited non-zero, wrote more output than is kept
  * (code "output_truncated"), or was killed as its `timeoutMs` passed or the
@@ -127,7 +160,9 @@ export declare class ExitError extends LightboxError {
     readonly stderr: string;
     /** The signal that killed it, 0 when it exited. */
     readonly signal: number;
-    constructor(code: "exit" | "output_truncated" | "canceled", message: string, result: Result, signal?: number);
+    constructor(code: "exit" | "output_truncated" | "canceled", message: string, result: Result, signal?: number, options?: {
+        cause?: unknown;
+    });
 }
 /** Where a Client finds lightbox. */
 export interface ClientOptions {
@@ -170,7 +205,7 @@ export declare class Client {
     #private;
     constructor(opts?: ClientOptions);
     /** @internal */
-    _call(method: string, params?: unknown): Promise<any>;
+    _call(method: string, params?: unknown, signal?: AbortSignal): Promise<any>;
     /** Launches a sandbox, runs fn with it and destroys it when fn's promise
      * settles — also when fn throws or rejects; resolves to fn's value. */
     runInSandbox<T>(opts: SandboxOptions, fn: (sb: Sandbox) => T | Promise<T>): Promise<T>;

@@ -18,8 +18,8 @@ import { createInterface } from "node:readline";
  * people. */
 export class LightboxError extends Error {
     code;
-    constructor(code, message) {
-        super(message);
+    constructor(code, message, options) {
+        super(message, options);
         this.name = "LightboxError";
         this.code = code;
     }
@@ -35,8 +35,8 @@ export class ExitError extends LightboxError {
     stderr;
     /** The signal that killed it, 0 when it exited. */
     signal;
-    constructor(code, message, result, signal = 0) {
-        super(code, message);
+    constructor(code, message, result, signal = 0, options) {
+        super(code, message, options);
         this.name = "ExitError";
         this.result = result;
         this.exitCode = result.exitCode;
@@ -87,15 +87,40 @@ class Connection {
     get dead() {
         return this.#dead !== undefined;
     }
-    call(method, params) {
+    call(method, params, signal) {
         if (this.#dead)
             return Promise.reject(this.#dead);
+        if (signal?.aborted) {
+            return Promise.reject(new LightboxError("canceled", `${method}: aborted before it was sent`, { cause: signal.reason }));
+        }
         const id = this.#nextId++;
         const msg = JSON.stringify({ jsonrpc: "2.0", id, method, params: params ?? {} }) + "\n";
-        return new Promise((resolve, reject) => {
+        const answered = new Promise((resolve, reject) => {
             this.#pending.set(id, { resolve, reject });
             this.#hold(true);
             this.#child.stdin.write(msg);
+        });
+        if (!signal)
+            return answered;
+        // On abort the server kills what the request runs and answers it
+        // (a "canceled" error with the output so far): the answer settles it.
+        const onAbort = () => {
+            if (this.#pending.has(id) && !this.#dead) {
+                this.#child.stdin.write(JSON.stringify({ jsonrpc: "2.0", method: "request.cancel", params: { id } }) + "\n");
+            }
+        };
+        signal.addEventListener("abort", onAbort, { once: true });
+        return answered.then((r) => {
+            signal.removeEventListener("abort", onAbort);
+            return r;
+        }, (e) => {
+            signal.removeEventListener("abort", onAbort);
+            if (signal.aborted && e instanceof LightboxError && e.code === "canceled" && e.cause === undefined) {
+                throw e instanceof ExitError
+                    ? new ExitError("canceled", e.message, e.result, e.signal, { cause: signal.reason })
+                    : new LightboxError("canceled", e.message, { cause: signal.reason });
+            }
+            throw e;
         });
     }
     close() {
@@ -175,6 +200,8 @@ function toVolume(v) {
         quotaMib: v.quotaMiB ?? 0,
         usedBytes: v.usedBytes ?? 0,
         usedBy: v.usedBy ?? [],
+        usageKnown: v.usageKnown ?? false,
+        backend: v.backend ?? "",
     };
 }
 /** A handle on a sandbox. A launched sandbox dies with this process unless
@@ -238,7 +265,7 @@ export class Sandbox {
             params.encoding = "base64";
             params.stdin = Buffer.from(opts.stdin.buffer, opts.stdin.byteOffset, opts.stdin.byteLength).toString("base64");
         }
-        const r = await this.#client._call(method, params);
+        const r = await this.#client._call(method, params, opts.signal);
         const enc = b64 ? "base64" : undefined;
         return { exitCode: r.exitCode, stdout: decode(r.stdout, enc), stderr: decode(r.stderr, enc) };
     }
@@ -254,10 +281,10 @@ export class Client {
         this.#root = opts.root ?? process.env.LIGHTBOX_ROOT;
     }
     /** @internal */
-    _call(method, params) {
+    _call(method, params, signal) {
         if (!this.#conn || this.#conn.dead)
             this.#conn = new Connection(this.#bin, this.#root);
-        return this.#conn.call(method, params);
+        return this.#conn.call(method, params, signal);
     }
     /** Launches a sandbox, runs fn with it and destroys it when fn's promise
      * settles — also when fn throws or rejects; resolves to fn's value. */
@@ -328,12 +355,29 @@ export class Client {
             volumes: s.volumes ?? [],
             detached: s.detached ?? false,
             networkLost: s.networkLost ?? false,
+            oomKilled: s.oomKilled ?? false,
+            pid: s.pid,
+            limits: s.limits,
+            usage: s.usage && {
+                memoryBytes: s.usage.memoryBytes ?? 0,
+                memoryLimitBytes: s.usage.memoryLimitBytes ?? 0,
+                pids: s.usage.pids ?? 0,
+                pidsLimit: s.usage.pidsLimit ?? 0,
+                cpuNanos: s.usage.cpuNanos ?? 0,
+            },
         }));
     }
     /** Lists the store's snapshots. */
     async listSnapshots() {
         const list = await this._call("snapshot.list");
-        return list.map((s) => ({ name: s.name, digest: s.digest, layers: s.layers, size: s.size, createdAt: new Date(s.createdAt) }));
+        return list.map((s) => ({
+            name: s.name,
+            digest: s.digest,
+            layers: s.layers,
+            size: s.size,
+            storedSize: s.storedSize ?? 0,
+            createdAt: new Date(s.createdAt),
+        }));
     }
     /** Creates the volume, or returns it as it is if it exists (quota and
      * labels apply only at creation). */

@@ -72,6 +72,11 @@ export interface ExecOptions {
   /** The command is killed after this many milliseconds: an ExitError with
    * code "canceled" and what it wrote until then. */
   timeoutMs?: number;
+  /** Aborting it kills the command (the server's `request.cancel`): an
+   * ExitError with code "canceled", what it wrote until then, and the
+   * signal's reason as its `cause`. Already aborted: a LightboxError
+   * "canceled" and nothing runs. */
+  signal?: AbortSignal;
 }
 
 /** What a finished command left. stdout and stderr are decoded as UTF-8
@@ -93,6 +98,11 @@ export interface Volume {
   usedBytes: number;
   /** Live sandboxes that have it mounted. */
   usedBy: string[];
+  /** usedBytes was computed (listVolumes computes it). */
+  usageKnown: boolean;
+  /** How its quota is enforced: "dir" (none), "loop", "xfs", or
+   * "delegated" (rootless store, a volume root keeps for its user). */
+  backend: string;
 }
 
 /** Options of ensureVolume; they apply only when the volume is created. */
@@ -117,6 +127,26 @@ export interface SandboxInfo {
   /** It runs, but its private network's user-mode stack has exited: it
    * has no network any more. */
   networkLost: boolean;
+  /** The kernel's OOM killer killed a process of it (its memory limit). */
+  oomKilled: boolean;
+  /** The init's process id on the host, while it runs. */
+  pid?: number;
+  /** How each limit holds, by resource ("pids", "memory", "cpu", "shm",
+   * "logs"): e.g. "cgroup v1 4096", "rlimit 4096". */
+  limits?: Record<string, string>;
+  /** What it uses now, while it runs. */
+  usage?: SandboxUsage;
+}
+
+/** A running sandbox's use of resources (lightbox.Usage). */
+export interface SandboxUsage {
+  memoryBytes: number;
+  /** 0 = no limit. */
+  memoryLimitBytes: number;
+  pids: number;
+  /** 0 = no limit. */
+  pidsLimit: number;
+  cpuNanos: number;
 }
 
 /** A snapshot in the store. */
@@ -125,6 +155,8 @@ export interface SnapshotInfo {
   digest: string;
   layers: number;
   size: number;
+  /** What its blobs take in the store, as stored (compressed or not). */
+  storedSize: number;
   createdAt: Date;
 }
 
@@ -155,8 +187,8 @@ export type ErrorCode =
  * people. */
 export class LightboxError extends Error {
   readonly code: ErrorCode;
-  constructor(code: ErrorCode, message: string) {
-    super(message);
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
     this.name = "LightboxError";
     this.code = code;
   }
@@ -173,8 +205,8 @@ export class ExitError extends LightboxError {
   readonly stderr: string;
   /** The signal that killed it, 0 when it exited. */
   readonly signal: number;
-  constructor(code: "exit" | "output_truncated" | "canceled", message: string, result: Result, signal = 0) {
-    super(code, message);
+  constructor(code: "exit" | "output_truncated" | "canceled", message: string, result: Result, signal = 0, options?: { cause?: unknown }) {
+    super(code, message, options);
     this.name = "ExitError";
     this.result = result;
     this.exitCode = result.exitCode;
@@ -241,15 +273,42 @@ class Connection {
     return this.#dead !== undefined;
   }
 
-  call(method: string, params?: unknown): Promise<any> {
+  call(method: string, params?: unknown, signal?: AbortSignal): Promise<any> {
     if (this.#dead) return Promise.reject(this.#dead);
+    if (signal?.aborted) {
+      return Promise.reject(new LightboxError("canceled", `${method}: aborted before it was sent`, { cause: signal.reason }));
+    }
     const id = this.#nextId++;
     const msg = JSON.stringify({ jsonrpc: "2.0", id, method, params: params ?? {} }) + "\n";
-    return new Promise((resolve, reject) => {
+    const answered = new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
       this.#hold(true);
       this.#child.stdin!.write(msg);
     });
+    if (!signal) return answered;
+    // On abort the server kills what the request runs and answers it
+    // (a "canceled" error with the output so far): the answer settles it.
+    const onAbort = () => {
+      if (this.#pending.has(id) && !this.#dead) {
+        this.#child.stdin!.write(JSON.stringify({ jsonrpc: "2.0", method: "request.cancel", params: { id } }) + "\n");
+      }
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    return answered.then(
+      (r) => {
+        signal.removeEventListener("abort", onAbort);
+        return r;
+      },
+      (e: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        if (signal.aborted && e instanceof LightboxError && e.code === "canceled" && e.cause === undefined) {
+          throw e instanceof ExitError
+            ? new ExitError("canceled", e.message, e.result, e.signal, { cause: signal.reason })
+            : new LightboxError("canceled", e.message, { cause: signal.reason });
+        }
+        throw e;
+      },
+    );
   }
 
   close(): Promise<void> {
@@ -325,6 +384,8 @@ function toVolume(v: any): Volume {
     quotaMib: v.quotaMiB ?? 0,
     usedBytes: v.usedBytes ?? 0,
     usedBy: v.usedBy ?? [],
+    usageKnown: v.usageKnown ?? false,
+    backend: v.backend ?? "",
   };
 }
 
@@ -392,7 +453,7 @@ export class Sandbox {
       params.encoding = "base64";
       params.stdin = Buffer.from(opts.stdin.buffer, opts.stdin.byteOffset, opts.stdin.byteLength).toString("base64");
     }
-    const r = await this.#client._call(method, params);
+    const r = await this.#client._call(method, params, opts.signal);
     const enc = b64 ? "base64" : undefined;
     return { exitCode: r.exitCode, stdout: decode(r.stdout, enc), stderr: decode(r.stderr, enc) };
   }
@@ -411,9 +472,9 @@ export class Client {
   }
 
   /** @internal */
-  _call(method: string, params?: unknown): Promise<any> {
+  _call(method: string, params?: unknown, signal?: AbortSignal): Promise<any> {
     if (!this.#conn || this.#conn.dead) this.#conn = new Connection(this.#bin, this.#root);
-    return this.#conn.call(method, params);
+    return this.#conn.call(method, params, signal);
   }
 
   /** Launches a sandbox, runs fn with it and destroys it when fn's promise
@@ -483,13 +544,30 @@ export class Client {
       volumes: s.volumes ?? [],
       detached: s.detached ?? false,
       networkLost: s.networkLost ?? false,
+      oomKilled: s.oomKilled ?? false,
+      pid: s.pid,
+      limits: s.limits,
+      usage: s.usage && {
+        memoryBytes: s.usage.memoryBytes ?? 0,
+        memoryLimitBytes: s.usage.memoryLimitBytes ?? 0,
+        pids: s.usage.pids ?? 0,
+        pidsLimit: s.usage.pidsLimit ?? 0,
+        cpuNanos: s.usage.cpuNanos ?? 0,
+      },
     }));
   }
 
   /** Lists the store's snapshots. */
   async listSnapshots(): Promise<SnapshotInfo[]> {
     const list: any[] = await this._call("snapshot.list");
-    return list.map((s) => ({ name: s.name, digest: s.digest, layers: s.layers, size: s.size, createdAt: new Date(s.createdAt) }));
+    return list.map((s) => ({
+      name: s.name,
+      digest: s.digest,
+      layers: s.layers,
+      size: s.size,
+      storedSize: s.storedSize ?? 0,
+      createdAt: new Date(s.createdAt),
+    }));
   }
 
   /** Creates the volume, or returns it as it is if it exists (quota and

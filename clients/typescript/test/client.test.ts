@@ -95,6 +95,45 @@ test("a command past its timeoutMs rejects with what it wrote until then", async
   });
 });
 
+test("aborting a command's signal kills it and rejects with what it wrote; an aborted signal runs nothing", async () => {
+  await lb.runInSandbox({ ...none, name: "aborted" }, async (sb) => {
+    const ac = new AbortController();
+    const reason = new Error("the user pressed stop");
+    // timeoutMs only bounds the test should the abort not reach the command.
+    const running = sb.shell("echo $$ > /tmp/pid; echo so far; echo warn >&2; exec sleep 1000", { signal: ac.signal, timeoutMs: 60000 });
+    for (const deadline = Date.now() + 30000; !(await sb.exec("test", ["-s", "/tmp/pid"]).then(() => true, () => false)); ) {
+      if (Date.now() > deadline) throw new Error("timed out waiting for the command to start");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const started = Date.now();
+    ac.abort(reason);
+    const err = await running.then(
+      () => assert.fail("an aborted shell resolved"),
+      (e: unknown) => e,
+    );
+    assert.ok(Date.now() - started < 20000, `the abort took ${Date.now() - started} ms`);
+    assert.ok(err instanceof ExitError, `${err}`);
+    assert.equal(err.code, "canceled");
+    assert.match(err.message, /killed as the client cancelled the request/);
+    assert.equal(err.cause, reason);
+    assert.deepEqual(err.result, { exitCode: -1, stdout: "so far\n", stderr: "warn\n" });
+    const pid = (await sb.exec("cat", ["/tmp/pid"])).stdout.trim();
+    await assert.rejects(sb.exec("kill", ["-0", pid]), ExitError, `the aborted command (pid ${pid}) is gone`);
+
+    const pre = await sb.shell("touch /tmp/ran", { signal: AbortSignal.abort(reason) }).then(
+      () => assert.fail("a shell with an aborted signal resolved"),
+      (e: unknown) => e,
+    );
+    assert.ok(pre instanceof LightboxError && pre.code === "canceled" && pre.cause === reason, `${pre}`);
+    await assert.rejects(sb.exec("test", ["-e", "/tmp/ran"]), ExitError, "a shell with an aborted signal ran");
+
+    const ok = new AbortController();
+    assert.equal((await sb.shell("echo fine", { signal: ok.signal })).stdout, "fine\n");
+    ok.abort(); // after the answer: nothing to cancel, and the connection goes on
+    assert.equal((await sb.shell("echo still")).stdout, "still\n");
+  });
+});
+
 test("a request past the protocol's 16 MiB rejects with invalid_request, and the connection goes on", async () => {
   await lb.runInSandbox({ ...none, name: "big" }, async (sb) => {
     await assert.rejects(
@@ -192,6 +231,19 @@ test("a new volume starts with the snapshot's files at its path; noCopy keeps on
     await c.close();
     st.cleanup();
   }
+});
+
+test("listings carry every field the server sends: oomKilled, usage, usageKnown, backend, storedSize", async () => {
+  await lb.runInSandbox({ ...none, name: "listed", mounts: { "/v": { volume: "listed-vol" } } }, async () => {
+    const [info] = (await lb.listSandboxes()).filter((i) => i.name === "listed");
+    assert.equal(info?.oomKilled, false);
+    assert.ok(typeof info?.pid === "number" && info.pid > 0, `pid ${info?.pid}`);
+    const vols = await lb.listVolumes();
+    assert.deepEqual(vols.map((v) => [v.name, v.usageKnown, v.backend]), [["listed-vol", true, "dir"]]);
+  });
+  await lb.removeVolume("listed-vol");
+  const [snap] = await lb.listSnapshots();
+  assert.ok(snap!.storedSize > 0, `storedSize ${snap!.storedSize}`);
 });
 
 test("listSnapshots; a detached sandbox outlives its client and another client attaches", async () => {
