@@ -317,7 +317,7 @@ export class Client {
             else if ("volume" in m)
                 mounts[target] = { volume: m.volume, readOnly: m.readOnly, noCopy: m.noCopy };
             else
-                mounts[target] = { source: resolvePath(m.source), readOnly: m.readOnly };
+                mounts[target] = { source: resolvePath(m.source), readOnly: m.readOnly, overlay: m.overlay };
         }
         const r = await this._call("sandbox.launch", {
             snapshot: opts.snapshot,
@@ -333,6 +333,14 @@ export class Client {
             diskMiB: opts.diskMib,
             allowUserNamespaces: opts.allowUserNamespaces,
             stopSignal: opts.stopSignal,
+            resources: opts.resources && {
+                memoryMiB: opts.resources.memoryMib,
+                memorySwapMiB: opts.resources.memorySwapMib,
+                cpus: opts.resources.cpus,
+                pidsLimit: opts.resources.pidsLimit,
+                shmMiB: opts.resources.shmMib,
+                logMiB: opts.resources.logMib,
+            },
         });
         return new Sandbox(this, r.name);
     }

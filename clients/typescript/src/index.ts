@@ -20,10 +20,13 @@ import { createInterface } from "node:readline";
  * `{ source }`; relative paths are taken from this process's working
  * directory) or a named volume, created on first use. A new volume starts
  * with what the snapshot has at the mount's path (copied once, by the
- * first sandbox that mounts it, read-only too), unless `noCopy` keeps it empty. */
+ * first sandbox that mounts it, read-only too), unless `noCopy` keeps it empty.
+ * `overlay` makes a host directory copy-on-write (podman's `:O`): the
+ * sandbox sees and changes it, its changes stay in the sandbox and go with
+ * it, and the host's directory stays as it was (not with `readOnly`). */
 export type MountSpec =
   | string
-  | { source: string; readOnly?: boolean }
+  | { source: string; readOnly?: boolean; overlay?: boolean }
   | { volume: string; readOnly?: boolean; noCopy?: boolean };
 
 /** Options of launchSandbox and runInSandbox. Omitted fields take
@@ -57,6 +60,28 @@ export interface SandboxOptions {
   /** What stop and destroy send the main command first ("SIGINT", "15");
    * the snapshot's STOPSIGNAL, else SIGTERM, when omitted. */
   stopSignal?: string;
+  /** Limits on what the sandbox uses; lightbox's defaults when omitted. A
+   * limit the host cannot enforce fails the launch, never is ignored;
+   * listSandboxes' `limits` says how each holds. */
+  resources?: Resources;
+}
+
+/** A sandbox's limits (lightbox.Resources); each omitted or 0 takes
+ * lightbox's default: no memory or CPU limit, 4096 processes, a 64 MiB
+ * /dev/shm, 16 MiB of logs per stream. */
+export interface Resources {
+  /** Memory, /dev/shm included; a command that runs out is OOM-killed. */
+  memoryMib?: number;
+  /** Memory plus swap, at least memoryMib; -1: unlimited swap. Needs memoryMib. */
+  memorySwapMib?: number;
+  /** CPU time in cores (1.5: one and a half). */
+  cpus?: number;
+  /** Processes and threads; -1: no limit. */
+  pidsLimit?: number;
+  /** The size of /dev/shm. */
+  shmMib?: number;
+  /** What a main command's logs keep on disk per stream; -1: no cap. */
+  logMib?: number;
 }
 
 /** Per-command options of shell and exec. */
@@ -500,11 +525,11 @@ export class Client {
   /** Launches a sandbox and returns its handle. It is destroyed when this
    * process exits unless detached. */
   async launchSandbox(opts: SandboxOptions): Promise<Sandbox> {
-    const mounts: Record<string, { source?: string; volume?: string; readOnly?: boolean; noCopy?: boolean }> = {};
+    const mounts: Record<string, { source?: string; volume?: string; readOnly?: boolean; overlay?: boolean; noCopy?: boolean }> = {};
     for (const [target, m] of Object.entries(opts.mounts ?? {})) {
       if (typeof m === "string") mounts[target] = { source: resolvePath(m) };
       else if ("volume" in m) mounts[target] = { volume: m.volume, readOnly: m.readOnly, noCopy: m.noCopy };
-      else mounts[target] = { source: resolvePath(m.source), readOnly: m.readOnly };
+      else mounts[target] = { source: resolvePath(m.source), readOnly: m.readOnly, overlay: m.overlay };
     }
     const r = await this._call("sandbox.launch", {
       snapshot: opts.snapshot,
@@ -520,6 +545,14 @@ export class Client {
       diskMiB: opts.diskMib,
       allowUserNamespaces: opts.allowUserNamespaces,
       stopSignal: opts.stopSignal,
+      resources: opts.resources && {
+        memoryMiB: opts.resources.memoryMib,
+        memorySwapMiB: opts.resources.memorySwapMib,
+        cpus: opts.resources.cpus,
+        pidsLimit: opts.resources.pidsLimit,
+        shmMiB: opts.resources.shmMib,
+        logMiB: opts.resources.logMib,
+      },
     });
     return new Sandbox(this, r.name);
   }

@@ -144,6 +144,30 @@ test("a request past the protocol's 16 MiB rejects with invalid_request, and the
   });
 });
 
+test("an overlay mount is copy-on-write: the sandbox changes it, the host's directory stays as it was", async () => {
+  const hostDir = path.join(store.dir, "checkout");
+  fs.mkdirSync(hostDir);
+  fs.writeFileSync(path.join(hostDir, "f"), "host\n");
+  const r = await lb.runInSandbox({ ...none, mounts: { "/w": { source: hostDir, overlay: true } } }, (sb) =>
+    sb.shell("cat /w/f; echo sandbox > /w/f; mkdir /w/node_modules; rm /w/f; echo again > /w/f; cat /w/f; ls /w"),
+  );
+  assert.equal(r.stdout, "host\nagain\nf\nnode_modules\n");
+  assert.deepEqual(fs.readdirSync(hostDir), ["f"], "the sandbox's writes reached the host");
+  assert.equal(fs.readFileSync(path.join(hostDir, "f"), "utf8"), "host\n");
+});
+
+test("resources limit the sandbox: processes and /dev/shm, as listSandboxes' limits say", async () => {
+  await lb.runInSandbox({ ...none, name: "limited", resources: { pidsLimit: 100, shmMib: 8 } }, async (sb) => {
+    const [info] = (await lb.listSandboxes()).filter((i) => i.name === "limited");
+    assert.match(info?.limits?.pids ?? "", /\b100\b/, `limits ${JSON.stringify(info?.limits)}`);
+    assert.match(info?.limits?.shm ?? "", /\b8 MiB\b/, `limits ${JSON.stringify(info?.limits)}`);
+    const shm = await sb.shell("head -c 16777216 /dev/zero > /dev/shm/big; wc -c < /dev/shm/big");
+    assert.ok(Number(shm.stdout) <= 8 << 20 && shm.stderr !== "", `16 MiB into an 8 MiB /dev/shm kept ${shm.stdout.trim()} bytes: ${shm.stderr}`);
+    const forks = await sb.shell("for i in $(seq 150); do sleep 1000 >/dev/null 2>&1 & done; echo done").catch((e: unknown) => e as ExitError);
+    assert.match(forks.stderr, /can't fork/, "150 processes under a limit of 100");
+  });
+});
+
 test("errors carry the stable codes of lightbox's sentinels", async () => {
   const code = (p: Promise<unknown>) => p.then(() => "resolved", (e: unknown) => (e instanceof LightboxError ? e.code : `${e}`));
   assert.equal(await code(lb.launchSandbox({ ...none, snapshot: "nosuch" })), "not_found");
