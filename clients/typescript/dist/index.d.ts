@@ -78,6 +78,10 @@ export interface ExecOptions {
     user?: string;
     /** Standard input; /dev/null when omitted. */
     stdin?: string | Uint8Array;
+    /** "buffer": the result's stdout and stderr are Buffers holding the
+     * bytes as written; "utf8" (the default): strings, each run of bytes
+     * that is not UTF-8 replaced by U+FFFD. */
+    encoding?: "utf8" | "buffer";
     /** The command is killed after this many milliseconds: an ExitError with
      * code "canceled" and what it wrote until then. */
     timeoutMs?: number;
@@ -87,12 +91,12 @@ export interface ExecOptions {
      * "canceled" and nothing runs. */
     signal?: AbortSignal;
 }
-/** What a finished command left. stdout and stderr are decoded as UTF-8
- * and hold at most 16 MiB each. */
-export interface Result {
+/** What a finished command left. stdout and stderr hold at most 16 MiB
+ * each: strings decoded as UTF-8, or Buffers with `encoding: "buffer"`. */
+export interface Result<T extends string | Buffer = string> {
     exitCode: number;
-    stdout: string;
-    stderr: string;
+    stdout: T;
+    stderr: T;
 }
 /** A named volume. */
 export interface Volume {
@@ -178,14 +182,14 @@ export declare class LightboxError extends Error {
  * (code "output_truncated"), or was killed as its `timeoutMs` passed or the
  * server shut down (code "canceled", `exitCode` -1); `result` is what it
  * left: all it wrote until then. */
-export declare class ExitError extends LightboxError {
-    readonly result: Result;
+export declare class ExitError<T extends string | Buffer = string> extends LightboxError {
+    readonly result: Result<T>;
     readonly exitCode: number;
-    readonly stdout: string;
-    readonly stderr: string;
+    readonly stdout: T;
+    readonly stderr: T;
     /** The signal that killed it, 0 when it exited. */
     readonly signal: number;
-    constructor(code: "exit" | "output_truncated" | "canceled", message: string, result: Result, signal?: number, options?: {
+    constructor(code: "exit" | "output_truncated" | "canceled", message: string, result: Result<T>, signal?: number, options?: {
         cause?: unknown;
     });
 }
@@ -206,10 +210,22 @@ export declare class Sandbox {
     constructor(client: Client, name: string);
     /** Runs script with /bin/sh -c. Resolves to the result of an exit 0;
      * rejects with an ExitError carrying the result otherwise. */
-    shell(script: string, opts?: ExecOptions): Promise<Result>;
+    shell(script: string, opts: ExecOptions & {
+        encoding: "buffer";
+    }): Promise<Result<Buffer>>;
+    shell(script: string, opts?: ExecOptions & {
+        encoding?: "utf8";
+    }): Promise<Result>;
+    shell(script: string, opts?: ExecOptions): Promise<Result<string | Buffer>>;
     /** Runs path with args (path without a slash is looked up in the
      * sandbox's PATH); as shell for the result. */
-    exec(path: string, args?: string[], opts?: ExecOptions): Promise<Result>;
+    exec(path: string, args: string[], opts: ExecOptions & {
+        encoding: "buffer";
+    }): Promise<Result<Buffer>>;
+    exec(path: string, args?: string[], opts?: ExecOptions & {
+        encoding?: "utf8";
+    }): Promise<Result>;
+    exec(path: string, args?: string[], opts?: ExecOptions): Promise<Result<string | Buffer>>;
     /** Leaves the sandbox running after this process exits; attachSandbox
      * finds it again. */
     detach(): Promise<void>;

@@ -179,10 +179,11 @@ function toError(e) {
     }
     return new LightboxError(code, e.message);
 }
+// decode returns a stream of a result as sent: a Buffer when base64.
 function decode(s, encoding) {
     if (typeof s !== "string")
-        return "";
-    return encoding === "base64" ? Buffer.from(s, "base64").toString("utf8") : s;
+        return encoding === "base64" ? Buffer.alloc(0) : "";
+    return encoding === "base64" ? Buffer.from(s, "base64") : s;
 }
 function envList(env) {
     if (env === undefined)
@@ -215,13 +216,9 @@ export class Sandbox {
         this.#client = client;
         this.name = name;
     }
-    /** Runs script with /bin/sh -c. Resolves to the result of an exit 0;
-     * rejects with an ExitError carrying the result otherwise. */
     shell(script, opts = {}) {
         return this.#run("sandbox.shell", { script }, opts);
     }
-    /** Runs path with args (path without a slash is looked up in the
-     * sandbox's PATH); as shell for the result. */
     exec(path, args = [], opts = {}) {
         return this.#run("sandbox.exec", { path, args }, opts);
     }
@@ -257,17 +254,32 @@ export class Sandbox {
             params.user = opts.user;
         if (opts.timeoutMs !== undefined)
             params.timeoutMs = opts.timeoutMs;
-        let b64 = false;
-        if (typeof opts.stdin === "string")
-            params.stdin = opts.stdin;
-        else if (opts.stdin !== undefined) {
-            b64 = true;
+        const bytes = opts.encoding === "buffer";
+        if (opts.encoding !== undefined && opts.encoding !== "utf8" && !bytes) {
+            throw new LightboxError("invalid_params", `encoding ${JSON.stringify(opts.encoding)}: want "utf8" or "buffer"`);
+        }
+        const b64 = bytes || (opts.stdin !== undefined && typeof opts.stdin !== "string");
+        if (b64)
             params.encoding = "base64";
+        if (typeof opts.stdin === "string")
+            params.stdin = b64 ? Buffer.from(opts.stdin, "utf8").toString("base64") : opts.stdin;
+        else if (opts.stdin !== undefined) {
             params.stdin = Buffer.from(opts.stdin.buffer, opts.stdin.byteOffset, opts.stdin.byteLength).toString("base64");
         }
-        const r = await this.#client._call(method, params, opts.signal);
-        const enc = b64 ? "base64" : undefined;
-        return { exitCode: r.exitCode, stdout: decode(r.stdout, enc), stderr: decode(r.stderr, enc) };
+        // The streams come as the server sent them (Buffers when base64):
+        // bytes for "buffer", UTF-8 text otherwise.
+        const as = (v) => (bytes ? Buffer.from(v) : typeof v === "string" ? v : v.toString("utf8"));
+        let r;
+        try {
+            r = await this.#client._call(method, params, opts.signal);
+        }
+        catch (e) {
+            if (!(e instanceof ExitError))
+                throw e;
+            const result = { exitCode: e.exitCode, stdout: as(e.stdout), stderr: as(e.stderr) };
+            throw new ExitError(e.code, e.message, result, e.signal, { cause: e.cause });
+        }
+        return { exitCode: r.exitCode, stdout: as(decode(r.stdout, r.encoding)), stderr: as(decode(r.stderr, r.encoding)) };
     }
 }
 /** A connection to one store through one `lightbox api` process, started on

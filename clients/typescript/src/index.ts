@@ -94,6 +94,10 @@ export interface ExecOptions {
   user?: string;
   /** Standard input; /dev/null when omitted. */
   stdin?: string | Uint8Array;
+  /** "buffer": the result's stdout and stderr are Buffers holding the
+   * bytes as written; "utf8" (the default): strings, each run of bytes
+   * that is not UTF-8 replaced by U+FFFD. */
+  encoding?: "utf8" | "buffer";
   /** The command is killed after this many milliseconds: an ExitError with
    * code "canceled" and what it wrote until then. */
   timeoutMs?: number;
@@ -104,12 +108,12 @@ export interface ExecOptions {
   signal?: AbortSignal;
 }
 
-/** What a finished command left. stdout and stderr are decoded as UTF-8
- * and hold at most 16 MiB each. */
-export interface Result {
+/** What a finished command left. stdout and stderr hold at most 16 MiB
+ * each: strings decoded as UTF-8, or Buffers with `encoding: "buffer"`. */
+export interface Result<T extends string | Buffer = string> {
   exitCode: number;
-  stdout: string;
-  stderr: string;
+  stdout: T;
+  stderr: T;
 }
 
 /** A named volume. */
@@ -223,14 +227,14 @@ export class LightboxError extends Error {
  * (code "output_truncated"), or was killed as its `timeoutMs` passed or the
  * server shut down (code "canceled", `exitCode` -1); `result` is what it
  * left: all it wrote until then. */
-export class ExitError extends LightboxError {
-  readonly result: Result;
+export class ExitError<T extends string | Buffer = string> extends LightboxError {
+  readonly result: Result<T>;
   readonly exitCode: number;
-  readonly stdout: string;
-  readonly stderr: string;
+  readonly stdout: T;
+  readonly stderr: T;
   /** The signal that killed it, 0 when it exited. */
   readonly signal: number;
-  constructor(code: "exit" | "output_truncated" | "canceled", message: string, result: Result, signal = 0, options?: { cause?: unknown }) {
+  constructor(code: "exit" | "output_truncated" | "canceled", message: string, result: Result<T>, signal = 0, options?: { cause?: unknown }) {
     super(code, message, options);
     this.name = "ExitError";
     this.result = result;
@@ -389,9 +393,10 @@ function toError(e: { code: number; message: string; data?: any }): LightboxErro
   return new LightboxError(code, e.message);
 }
 
-function decode(s: unknown, encoding: unknown): string {
-  if (typeof s !== "string") return "";
-  return encoding === "base64" ? Buffer.from(s, "base64").toString("utf8") : s;
+// decode returns a stream of a result as sent: a Buffer when base64.
+function decode(s: unknown, encoding: unknown): string | Buffer {
+  if (typeof s !== "string") return encoding === "base64" ? Buffer.alloc(0) : "";
+  return encoding === "base64" ? Buffer.from(s, "base64") : s;
 }
 
 function envList(env: Record<string, string> | string[] | undefined): string[] | undefined {
@@ -429,13 +434,19 @@ export class Sandbox {
 
   /** Runs script with /bin/sh -c. Resolves to the result of an exit 0;
    * rejects with an ExitError carrying the result otherwise. */
-  shell(script: string, opts: ExecOptions = {}): Promise<Result> {
+  shell(script: string, opts: ExecOptions & { encoding: "buffer" }): Promise<Result<Buffer>>;
+  shell(script: string, opts?: ExecOptions & { encoding?: "utf8" }): Promise<Result>;
+  shell(script: string, opts?: ExecOptions): Promise<Result<string | Buffer>>;
+  shell(script: string, opts: ExecOptions = {}): Promise<Result<string | Buffer>> {
     return this.#run("sandbox.shell", { script }, opts);
   }
 
   /** Runs path with args (path without a slash is looked up in the
    * sandbox's PATH); as shell for the result. */
-  exec(path: string, args: string[] = [], opts: ExecOptions = {}): Promise<Result> {
+  exec(path: string, args: string[], opts: ExecOptions & { encoding: "buffer" }): Promise<Result<Buffer>>;
+  exec(path: string, args?: string[], opts?: ExecOptions & { encoding?: "utf8" }): Promise<Result>;
+  exec(path: string, args?: string[], opts?: ExecOptions): Promise<Result<string | Buffer>>;
+  exec(path: string, args: string[] = [], opts: ExecOptions = {}): Promise<Result<string | Buffer>> {
     return this.#run("sandbox.exec", { path, args }, opts);
   }
 
@@ -464,23 +475,35 @@ export class Sandbox {
     await this.#client._call("sandbox.destroy", { name: this.name });
   }
 
-  async #run(method: string, what: object, opts: ExecOptions): Promise<Result> {
+  async #run(method: string, what: object, opts: ExecOptions): Promise<Result<string | Buffer>> {
     const params: Record<string, unknown> = { name: this.name, ...what };
     const env = envList(opts.env);
     if (env) params.env = env;
     if (opts.workdir !== undefined) params.workdir = opts.workdir;
     if (opts.user !== undefined) params.user = opts.user;
     if (opts.timeoutMs !== undefined) params.timeoutMs = opts.timeoutMs;
-    let b64 = false;
-    if (typeof opts.stdin === "string") params.stdin = opts.stdin;
+    const bytes = opts.encoding === "buffer";
+    if (opts.encoding !== undefined && opts.encoding !== "utf8" && !bytes) {
+      throw new LightboxError("invalid_params", `encoding ${JSON.stringify(opts.encoding)}: want "utf8" or "buffer"`);
+    }
+    const b64 = bytes || (opts.stdin !== undefined && typeof opts.stdin !== "string");
+    if (b64) params.encoding = "base64";
+    if (typeof opts.stdin === "string") params.stdin = b64 ? Buffer.from(opts.stdin, "utf8").toString("base64") : opts.stdin;
     else if (opts.stdin !== undefined) {
-      b64 = true;
-      params.encoding = "base64";
       params.stdin = Buffer.from(opts.stdin.buffer, opts.stdin.byteOffset, opts.stdin.byteLength).toString("base64");
     }
-    const r = await this.#client._call(method, params, opts.signal);
-    const enc = b64 ? "base64" : undefined;
-    return { exitCode: r.exitCode, stdout: decode(r.stdout, enc), stderr: decode(r.stderr, enc) };
+    // The streams come as the server sent them (Buffers when base64):
+    // bytes for "buffer", UTF-8 text otherwise.
+    const as = (v: string | Buffer): string | Buffer => (bytes ? Buffer.from(v) : typeof v === "string" ? v : v.toString("utf8"));
+    let r: any;
+    try {
+      r = await this.#client._call(method, params, opts.signal);
+    } catch (e) {
+      if (!(e instanceof ExitError)) throw e;
+      const result = { exitCode: e.exitCode, stdout: as(e.stdout), stderr: as(e.stderr) };
+      throw new ExitError(e.code as "exit" | "output_truncated" | "canceled", e.message, result, e.signal, { cause: e.cause });
+    }
+    return { exitCode: r.exitCode, stdout: as(decode(r.stdout, r.encoding)), stderr: as(decode(r.stderr, r.encoding)) };
   }
 }
 

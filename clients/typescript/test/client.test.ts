@@ -67,6 +67,24 @@ test("signal and stop reach the main command; a sandbox without one refuses them
   });
 });
 
+test("encoding \"buffer\" returns the bytes as written, in results and errors; text replaces what is not UTF-8", async () => {
+  await lb.runInSandbox({ ...none, name: "bytes" }, async (sb) => {
+    const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+    const r = await sb.exec("cat", [], { stdin: all, encoding: "buffer" });
+    assert.ok(Buffer.isBuffer(r.stdout) && r.stdout.equals(all), `stdout ${r.stdout.toString("hex")}`);
+    assert.ok(Buffer.isBuffer(r.stderr) && r.stderr.length === 0);
+    const fromText = await sb.shell("cat; printf '\\377' >&2", { stdin: "é", encoding: "buffer" });
+    assert.deepEqual([...fromText.stdout, ...fromText.stderr], [0xc3, 0xa9, 0xff]);
+    const err = await sb.shell("printf '\\377\\000x'; exit 3", { encoding: "buffer" }).then(
+      () => assert.fail("exit 3 resolved"),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof ExitError && err.exitCode === 3, `${err}`);
+    assert.ok(Buffer.isBuffer(err.stdout) && err.stdout.equals(Buffer.from([0xff, 0, 0x78])), `error stdout ${err.stdout}`);
+    assert.equal((await sb.exec("cat", [], { stdin: new Uint8Array([0xff, 0x61]) })).stdout, "\ufffda", "text by default, bytes in or not");
+  });
+});
+
 test("a non-zero exit rejects with an ExitError carrying the result", async () => {
   await lb.runInSandbox({ ...none, name: "exits" }, async (sb) => {
     const err = await sb.shell("echo out; echo bad >&2; exit 7").then(
