@@ -658,6 +658,73 @@ func TestExecTimeoutKeepsOutput(t *testing.T) {
 	}
 }
 
+// TestAPIServerRequestCancel: request.cancel kills the command of the
+// request it names and that request is answered canceled, with what the
+// command wrote and a message that says the client cancelled it; a cancel
+// written right after its request finds it (tracked as its line is read);
+// an id not being answered is canceled: false, and the server goes on.
+func TestAPIServerRequestCancel(t *testing.T) {
+	root, _ := newStore(t)
+	lbOK(t, root, "run", "-d", "--network", "none", "--name", "api-det", "busybox", "sleep", "100000")
+	defer lb(t, root, "", "rm", "-f", "api-det")
+	sleeping := func() bool {
+		return strings.TrimSpace(lbOK(t, root, "exec", "api-det", "sh", "-c", "ps -o args | grep -c '^sleep 1001' || true")) != "0"
+	}
+	p := startAPI(t, root)
+	lastID := func() int {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.nextID
+	}
+	var canceled struct{ Canceled bool }
+
+	ch := p.send("sandbox.shell", map[string]any{"name": "api-det", "script": "echo started; echo warn >&2; sleep 1001; echo never"})
+	id := lastID()
+	waitFor(t, "the shell's sleep to start", sleeping)
+	p.ok("request.cancel", map[string]any{"id": id}, &canceled)
+	if !canceled.Canceled {
+		t.Errorf("request.cancel of the running shell (id %d): canceled false", id)
+	}
+	r := p.receive("the cancelled shell", ch)
+	if r.Error == nil || r.Error.kind() != "canceled" {
+		t.Fatalf("cancelled shell = %s %+v, want a canceled error", r.Result, r.Error)
+	}
+	if !strings.Contains(r.Error.Message, "killed as the client cancelled the request (request.cancel)") {
+		t.Errorf("cancelled shell: message %q, want it to say the client cancelled it", r.Error.Message)
+	}
+	if d := r.Error.exec(t); d.Stdout != "started\n" || d.Stderr != "warn\n" || d.ExitCode != -1 {
+		t.Errorf("cancelled shell: data %s, want exitCode -1 and the output so far", r.Error.Data)
+	}
+	waitFor(t, "the cancelled shell's sleep to be killed", func() bool { return !sleeping() })
+
+	ch = p.send("sandbox.shell", map[string]any{"name": "api-det", "script": "sleep 1001; echo never"})
+	p.ok("request.cancel", map[string]any{"id": lastID()}, &canceled)
+	if !canceled.Canceled {
+		t.Errorf("request.cancel written right after its request: canceled false")
+	}
+	if r := p.receive("the shell cancelled at once", ch); r.Error == nil || r.Error.kind() != "canceled" {
+		t.Errorf("shell cancelled at once = %s %+v, want a canceled error", r.Result, r.Error)
+	}
+	waitFor(t, "the shell cancelled at once to be gone", func() bool { return !sleeping() })
+
+	p.ok("request.cancel", map[string]any{"id": 99999}, &canceled)
+	if canceled.Canceled {
+		t.Errorf("request.cancel of an id not being answered: canceled true")
+	}
+	p.fails("invalid_params", "request.cancel", map[string]any{})
+	var res struct{ Stdout string }
+	p.ok("sandbox.shell", map[string]any{"name": "api-det", "script": "echo on"}, &res)
+	if res.Stdout != "on\n" {
+		t.Errorf("a shell after the cancels: stdout %q", res.Stdout)
+	}
+	if err := p.close(); err != nil {
+		t.Fatalf("lightbox api exit: %v; stderr: %s", err, p.stderr())
+	}
+	if got := sandboxNames(t, root); len(got) != 1 || got[0] != "api-det:running" {
+		t.Errorf("sandboxes after the server ended: %v, want the attached api-det, running", got)
+	}
+}
+
 // TestAPIServerShutdownSaysWhy: a command that the server's end cuts
 // short — its stdin closing, or SIGTERM — is answered (to a client still
 // reading) with a canceled error that says the server is shutting down,

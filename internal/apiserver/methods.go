@@ -3,6 +3,7 @@ package apiserver
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +21,17 @@ func (s *Server) call(ctx context.Context, method string, params []byte) (any, e
 			return nil, err
 		}
 		return map[string]any{"version": lightbox.Version, "protocol": ProtocolVersion, "root": s.r.Root()}, nil
+	case "request.cancel":
+		var p struct {
+			ID json.RawMessage `json:"id"`
+		}
+		if err := decode(params, &p); err != nil {
+			return nil, err
+		}
+		if !validID(p.ID) || len(p.ID) == 0 || string(p.ID) == "null" {
+			return nil, invalidParams("request.cancel: want the id of a request, a string or a number")
+		}
+		return map[string]bool{"canceled": s.cancelRequest(p.ID)}, nil
 	case "sandbox.launch":
 		return s.launch(ctx, params)
 	case "sandbox.attach":
@@ -139,7 +151,18 @@ type mountParams struct {
 	Source   string `json:"source,omitempty"`
 	Volume   string `json:"volume,omitempty"`
 	ReadOnly bool   `json:"readOnly,omitempty"`
+	Overlay  bool   `json:"overlay,omitempty"`
 	NoCopy   bool   `json:"noCopy,omitempty"`
+}
+
+// resourcesParams are lightbox.Resources, its fields' JSON names.
+type resourcesParams struct {
+	MemoryMiB     int64   `json:"memoryMiB"`
+	MemorySwapMiB int64   `json:"memorySwapMiB"`
+	CPUs          float64 `json:"cpus"`
+	PidsLimit     int64   `json:"pidsLimit"`
+	ShmMiB        int64   `json:"shmMiB"`
+	LogMiB        int64   `json:"logMiB"`
 }
 
 type launchParams struct {
@@ -156,6 +179,7 @@ type launchParams struct {
 	DiskMiB             int64                  `json:"diskMiB"`
 	AllowUserNamespaces bool                   `json:"allowUserNamespaces"`
 	StopSignal          string                 `json:"stopSignal"`
+	Resources           resourcesParams        `json:"resources"`
 }
 
 func (s *Server) launch(ctx context.Context, params []byte) (any, error) {
@@ -171,6 +195,10 @@ func (s *Server) launch(ctx context.Context, params []byte) (any, error) {
 		Command: p.Command, Network: lightbox.Network(p.Network), Ports: p.Ports,
 		Timeout: time.Duration(p.TimeoutMs) * time.Millisecond, DiskMiB: p.DiskMiB,
 		AllowUserNamespaces: p.AllowUserNamespaces,
+		Resources: lightbox.Resources{
+			MemoryMiB: p.Resources.MemoryMiB, MemorySwapMiB: p.Resources.MemorySwapMiB, CPUs: p.Resources.CPUs,
+			PidsLimit: p.Resources.PidsLimit, ShmMiB: p.Resources.ShmMiB, LogMiB: p.Resources.LogMiB,
+		},
 	}
 	if p.StopSignal != "" {
 		sig, err := lightbox.ParseSignal(p.StopSignal)
@@ -182,7 +210,7 @@ func (s *Server) launch(ctx context.Context, params []byte) (any, error) {
 	if len(p.Mounts) > 0 {
 		opts.Mounts = make(map[string]lightbox.Mount, len(p.Mounts))
 		for target, m := range p.Mounts {
-			opts.Mounts[target] = lightbox.Mount{Source: m.Source, Volume: m.Volume, ReadOnly: m.ReadOnly, NoCopy: m.NoCopy}
+			opts.Mounts[target] = lightbox.Mount{Source: m.Source, Volume: m.Volume, ReadOnly: m.ReadOnly, Overlay: m.Overlay, NoCopy: m.NoCopy}
 		}
 	}
 	sb, err := s.r.LaunchSandbox(ctx, opts)
@@ -348,6 +376,9 @@ func (s *Server) exec(ctx context.Context, shell bool, params []byte) (any, erro
 		why := shutdownCause(ctx)
 		if p.TimeoutMs > 0 && errors.Is(err, context.DeadlineExceeded) {
 			why = fmt.Errorf("timeoutMs (%d) passed", p.TimeoutMs)
+		}
+		if errors.Is(context.Cause(ctx), errCanceledByClient) {
+			why = errCanceledByClient
 		}
 		if why == nil {
 			why = errors.New("its request ended")

@@ -39,6 +39,9 @@ type Server struct {
 
 	mu    sync.Mutex
 	boxes map[string]*handle
+	// running cancels the requests being answered, by id as sent:
+	// request.cancel's way to them.
+	running map[string]*running
 
 	wmu sync.Mutex // one response line at a time
 	out io.Writer
@@ -57,7 +60,7 @@ type handle struct {
 // and did not detach, and returns the first read or write error (nil at
 // a clean end of in).
 func Serve(ctx context.Context, r *lightbox.Runtime, in io.Reader, out io.Writer, opts Options) error {
-	s := &Server{r: r, log: opts.Logger, boxes: map[string]*handle{}, out: out}
+	s := &Server{r: r, log: opts.Logger, boxes: map[string]*handle{}, running: map[string]*running{}, out: out}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -108,9 +111,19 @@ loop:
 	for {
 		select {
 		case l := <-lines:
+			// Tracked before the next line is read, so that a
+			// request.cancel sent after it finds it; its id is
+			// looked for where a client writes it, before params
+			// (else handleLine tracks it once decoded).
+			ctx, release, key := reqCtx, func() {}, ""
+			if id := idIn(l.b[:min(len(l.b), idPrefix)]); id != nil && !l.tooLong {
+				key = string(id)
+				ctx, release = s.track(reqCtx, key)
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				defer release()
 				defer func() {
 					inflight.Add(-int64(len(l.b)))
 					select {
@@ -118,7 +131,7 @@ loop:
 					default: // the reader has a wake-up pending already
 					}
 				}()
-				if werr := s.handleLine(reqCtx, l); werr != nil {
+				if werr := s.handleLine(ctx, l, key); werr != nil {
 					cancel(fmt.Errorf("write response: %w", werr))
 				}
 			}()
@@ -144,6 +157,43 @@ loop:
 // errInputEnded: the client closed the server's input (or exited).
 var errInputEnded = errors.New("its input ended")
 
+// errCanceledByClient is the cause of a request's context that
+// request.cancel cancelled.
+var errCanceledByClient = errors.New("the client cancelled the request (request.cancel)")
+
+// running is a request being answered, for request.cancel.
+type running struct{ cancel context.CancelCauseFunc }
+
+// track returns a context for the request of id (as sent) that
+// request.cancel cancels until release is called, once it is answered.
+func (s *Server) track(ctx context.Context, id string) (_ context.Context, release func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	r := &running{cancel}
+	s.mu.Lock()
+	s.running[id] = r
+	s.mu.Unlock()
+	context.AfterFunc(ctx, func() {
+		s.mu.Lock()
+		if s.running[id] == r {
+			delete(s.running, id)
+		}
+		s.mu.Unlock()
+	})
+	return ctx, func() { cancel(nil) }
+}
+
+// cancelRequest cancels the request being answered whose id is id, as
+// sent; false when none is (it was answered already, or never sent).
+func (s *Server) cancelRequest(id json.RawMessage) bool {
+	s.mu.Lock()
+	r := s.running[string(id)]
+	s.mu.Unlock()
+	if r != nil {
+		r.cancel(errCanceledByClient)
+	}
+	return r != nil
+}
+
 // shutdownError is the cause Serve cancels requests with at its end;
 // when its own context ended first (SIGTERM), that context's cause is
 // theirs instead.
@@ -163,6 +213,9 @@ func shutdownCause(ctx context.Context) error {
 	var se *shutdownError
 	if errors.As(c, &se) {
 		return se
+	}
+	if errors.Is(c, errCanceledByClient) {
+		return nil // not a shutdown: the client asked
 	}
 	if c == context.Canceled {
 		return &shutdownError{errors.New("its context was cancelled")}
@@ -311,7 +364,7 @@ func decodeRequest(line []byte) (request, error) {
 }
 
 // handleLine answers one line; it returns only errors writing the answer.
-func (s *Server) handleLine(ctx context.Context, l line) error {
+func (s *Server) handleLine(ctx context.Context, l line, key string) error {
 	if l.tooLong {
 		return s.reply(idIn(l.b), nil, &requestError{KindInvalidRequest, fmt.Sprintf(
 			"request line longer than %d bytes, the protocol's limit: pass a larger stdin through a mount or a volume", MaxRequestLine)})
@@ -341,7 +394,16 @@ func (s *Server) handleLine(ctx context.Context, l line) error {
 	if req.JSONRPC != "2.0" || req.Method == "" {
 		return s.reply(req.ID, nil, &requestError{KindInvalidRequest, `invalid request: want "jsonrpc": "2.0" and a method`})
 	}
+	if !notification && key == "" {
+		// Its id came after its params: tracked from here on.
+		var release func()
+		ctx, release = s.track(ctx, string(req.ID))
+		defer release()
+	}
 	res, err := s.call(ctx, req.Method, req.Params)
+	if errors.Is(context.Cause(ctx), errCanceledByClient) && errors.Is(err, context.Canceled) && !errors.Is(err, errCanceledByClient) {
+		err = fmt.Errorf("%w: %w", errCanceledByClient, err)
+	}
 	var se *shutdownError
 	if why := shutdownCause(ctx); why != nil && errors.Is(err, context.Canceled) && !errors.As(err, &se) {
 		err = fmt.Errorf("%w: %w", why, err) // not a bare "context canceled"

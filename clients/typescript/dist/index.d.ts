@@ -2,10 +2,14 @@
  * `{ source }`; relative paths are taken from this process's working
  * directory) or a named volume, created on first use. A new volume starts
  * with what the snapshot has at the mount's path (copied once, by the
- * first sandbox that mounts it, read-only too), unless `noCopy` keeps it empty. */
+ * first sandbox that mounts it, read-only too), unless `noCopy` keeps it empty.
+ * `overlay` makes a host directory copy-on-write (podman's `:O`): the
+ * sandbox sees and changes it, its changes stay in the sandbox and go with
+ * it, and the host's directory stays as it was (not with `readOnly`). */
 export type MountSpec = string | {
     source: string;
     readOnly?: boolean;
+    overlay?: boolean;
 } | {
     volume: string;
     readOnly?: boolean;
@@ -42,6 +46,27 @@ export interface SandboxOptions {
     /** What stop and destroy send the main command first ("SIGINT", "15");
      * the snapshot's STOPSIGNAL, else SIGTERM, when omitted. */
     stopSignal?: string;
+    /** Limits on what the sandbox uses; lightbox's defaults when omitted. A
+     * limit the host cannot enforce fails the launch, never is ignored;
+     * listSandboxes' `limits` says how each holds. */
+    resources?: Resources;
+}
+/** A sandbox's limits (lightbox.Resources); each omitted or 0 takes
+ * lightbox's default: no memory or CPU limit, 4096 processes, a 64 MiB
+ * /dev/shm, 16 MiB of logs per stream. */
+export interface Resources {
+    /** Memory, /dev/shm included; a command that runs out is OOM-killed. */
+    memoryMib?: number;
+    /** Memory plus swap, at least memoryMib; -1: unlimited swap. Needs memoryMib. */
+    memorySwapMib?: number;
+    /** CPU time in cores (1.5: one and a half). */
+    cpus?: number;
+    /** Processes and threads; -1: no limit. */
+    pidsLimit?: number;
+    /** The size of /dev/shm. */
+    shmMib?: number;
+    /** What a main command's logs keep on disk per stream; -1: no cap. */
+    logMib?: number;
 }
 /** Per-command options of shell and exec. */
 export interface ExecOptions {
@@ -53,16 +78,25 @@ export interface ExecOptions {
     user?: string;
     /** Standard input; /dev/null when omitted. */
     stdin?: string | Uint8Array;
+    /** "buffer": the result's stdout and stderr are Buffers holding the
+     * bytes as written; "utf8" (the default): strings, each run of bytes
+     * that is not UTF-8 replaced by U+FFFD. */
+    encoding?: "utf8" | "buffer";
     /** The command is killed after this many milliseconds: an ExitError with
      * code "canceled" and what it wrote until then. */
     timeoutMs?: number;
+    /** Aborting it kills the command (the server's `request.cancel`): an
+     * ExitError with code "canceled", what it wrote until then, and the
+     * signal's reason as its `cause`. Already aborted: a LightboxError
+     * "canceled" and nothing runs. */
+    signal?: AbortSignal;
 }
-/** What a finished command left. stdout and stderr are decoded as UTF-8
- * and hold at most 16 MiB each. */
-export interface Result {
+/** What a finished command left. stdout and stderr hold at most 16 MiB
+ * each: strings decoded as UTF-8, or Buffers with `encoding: "buffer"`. */
+export interface Result<T extends string | Buffer = string> {
     exitCode: number;
-    stdout: string;
-    stderr: string;
+    stdout: T;
+    stderr: T;
 }
 /** A named volume. */
 export interface Volume {
@@ -75,6 +109,11 @@ export interface Volume {
     usedBytes: number;
     /** Live sandboxes that have it mounted. */
     usedBy: string[];
+    /** usedBytes was computed (listVolumes computes it). */
+    usageKnown: boolean;
+    /** How its quota is enforced: "dir" (none), "loop", "xfs", or
+     * "delegated" (rootless store, a volume root keeps for its user). */
+    backend: string;
 }
 /** Options of ensureVolume; they apply only when the volume is created. */
 export interface VolumeOptions {
@@ -97,6 +136,25 @@ export interface SandboxInfo {
     /** It runs, but its private network's user-mode stack has exited: it
      * has no network any more. */
     networkLost: boolean;
+    /** The kernel's OOM killer killed a process of it (its memory limit). */
+    oomKilled: boolean;
+    /** The init's process id on the host, while it runs. */
+    pid?: number;
+    /** How each limit holds, by resource ("pids", "memory", "cpu", "shm",
+     * "logs"): e.g. "cgroup v1 4096", "rlimit 4096". */
+    limits?: Record<string, string>;
+    /** What it uses now, while it runs. */
+    usage?: SandboxUsage;
+}
+/** A running sandbox's use of resources (lightbox.Usage). */
+export interface SandboxUsage {
+    memoryBytes: number;
+    /** 0 = no limit. */
+    memoryLimitBytes: number;
+    pids: number;
+    /** 0 = no limit. */
+    pidsLimit: number;
+    cpuNanos: number;
 }
 /** A snapshot in the store. */
 export interface SnapshotInfo {
@@ -104,6 +162,8 @@ export interface SnapshotInfo {
     digest: string;
     layers: number;
     size: number;
+    /** What its blobs take in the store, as stored (compressed or not). */
+    storedSize: number;
     createdAt: Date;
 }
 /** The stable error codes of the protocol; the first five are lightbox's
@@ -114,20 +174,24 @@ export type ErrorCode = "not_found" | "exists" | "in_use" | "invalid_name" | "qu
  * people. */
 export declare class LightboxError extends Error {
     readonly code: ErrorCode;
-    constructor(code: ErrorCode, message: string);
+    constructor(code: ErrorCode, message: string, options?: {
+        cause?: unknown;
+    });
 }
 /** A command that ran and exited non-zero, wrote more output than is kept
  * (code "output_truncated"), or was killed as its `timeoutMs` passed or the
  * server shut down (code "canceled", `exitCode` -1); `result` is what it
  * left: all it wrote until then. */
-export declare class ExitError extends LightboxError {
-    readonly result: Result;
+export declare class ExitError<T extends string | Buffer = string> extends LightboxError {
+    readonly result: Result<T>;
     readonly exitCode: number;
-    readonly stdout: string;
-    readonly stderr: string;
+    readonly stdout: T;
+    readonly stderr: T;
     /** The signal that killed it, 0 when it exited. */
     readonly signal: number;
-    constructor(code: "exit" | "output_truncated" | "canceled", message: string, result: Result, signal?: number);
+    constructor(code: "exit" | "output_truncated" | "canceled", message: string, result: Result<T>, signal?: number, options?: {
+        cause?: unknown;
+    });
 }
 /** Where a Client finds lightbox. */
 export interface ClientOptions {
@@ -146,10 +210,22 @@ export declare class Sandbox {
     constructor(client: Client, name: string);
     /** Runs script with /bin/sh -c. Resolves to the result of an exit 0;
      * rejects with an ExitError carrying the result otherwise. */
-    shell(script: string, opts?: ExecOptions): Promise<Result>;
+    shell(script: string, opts: ExecOptions & {
+        encoding: "buffer";
+    }): Promise<Result<Buffer>>;
+    shell(script: string, opts?: ExecOptions & {
+        encoding?: "utf8";
+    }): Promise<Result>;
+    shell(script: string, opts?: ExecOptions): Promise<Result<string | Buffer>>;
     /** Runs path with args (path without a slash is looked up in the
      * sandbox's PATH); as shell for the result. */
-    exec(path: string, args?: string[], opts?: ExecOptions): Promise<Result>;
+    exec(path: string, args: string[], opts: ExecOptions & {
+        encoding: "buffer";
+    }): Promise<Result<Buffer>>;
+    exec(path: string, args?: string[], opts?: ExecOptions & {
+        encoding?: "utf8";
+    }): Promise<Result>;
+    exec(path: string, args?: string[], opts?: ExecOptions): Promise<Result<string | Buffer>>;
     /** Leaves the sandbox running after this process exits; attachSandbox
      * finds it again. */
     detach(): Promise<void>;
@@ -170,7 +246,7 @@ export declare class Client {
     #private;
     constructor(opts?: ClientOptions);
     /** @internal */
-    _call(method: string, params?: unknown): Promise<any>;
+    _call(method: string, params?: unknown, signal?: AbortSignal): Promise<any>;
     /** Launches a sandbox, runs fn with it and destroys it when fn's promise
      * settles — also when fn throws or rejects; resolves to fn's value. */
     runInSandbox<T>(opts: SandboxOptions, fn: (sb: Sandbox) => T | Promise<T>): Promise<T>;

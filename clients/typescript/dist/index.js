@@ -18,8 +18,8 @@ import { createInterface } from "node:readline";
  * people. */
 export class LightboxError extends Error {
     code;
-    constructor(code, message) {
-        super(message);
+    constructor(code, message, options) {
+        super(message, options);
         this.name = "LightboxError";
         this.code = code;
     }
@@ -35,8 +35,8 @@ export class ExitError extends LightboxError {
     stderr;
     /** The signal that killed it, 0 when it exited. */
     signal;
-    constructor(code, message, result, signal = 0) {
-        super(code, message);
+    constructor(code, message, result, signal = 0, options) {
+        super(code, message, options);
         this.name = "ExitError";
         this.result = result;
         this.exitCode = result.exitCode;
@@ -87,15 +87,40 @@ class Connection {
     get dead() {
         return this.#dead !== undefined;
     }
-    call(method, params) {
+    call(method, params, signal) {
         if (this.#dead)
             return Promise.reject(this.#dead);
+        if (signal?.aborted) {
+            return Promise.reject(new LightboxError("canceled", `${method}: aborted before it was sent`, { cause: signal.reason }));
+        }
         const id = this.#nextId++;
         const msg = JSON.stringify({ jsonrpc: "2.0", id, method, params: params ?? {} }) + "\n";
-        return new Promise((resolve, reject) => {
+        const answered = new Promise((resolve, reject) => {
             this.#pending.set(id, { resolve, reject });
             this.#hold(true);
             this.#child.stdin.write(msg);
+        });
+        if (!signal)
+            return answered;
+        // On abort the server kills what the request runs and answers it
+        // (a "canceled" error with the output so far): the answer settles it.
+        const onAbort = () => {
+            if (this.#pending.has(id) && !this.#dead) {
+                this.#child.stdin.write(JSON.stringify({ jsonrpc: "2.0", method: "request.cancel", params: { id } }) + "\n");
+            }
+        };
+        signal.addEventListener("abort", onAbort, { once: true });
+        return answered.then((r) => {
+            signal.removeEventListener("abort", onAbort);
+            return r;
+        }, (e) => {
+            signal.removeEventListener("abort", onAbort);
+            if (signal.aborted && e instanceof LightboxError && e.code === "canceled" && e.cause === undefined) {
+                throw e instanceof ExitError
+                    ? new ExitError("canceled", e.message, e.result, e.signal, { cause: signal.reason })
+                    : new LightboxError("canceled", e.message, { cause: signal.reason });
+            }
+            throw e;
         });
     }
     close() {
@@ -154,10 +179,11 @@ function toError(e) {
     }
     return new LightboxError(code, e.message);
 }
+// decode returns a stream of a result as sent: a Buffer when base64.
 function decode(s, encoding) {
     if (typeof s !== "string")
-        return "";
-    return encoding === "base64" ? Buffer.from(s, "base64").toString("utf8") : s;
+        return encoding === "base64" ? Buffer.alloc(0) : "";
+    return encoding === "base64" ? Buffer.from(s, "base64") : s;
 }
 function envList(env) {
     if (env === undefined)
@@ -175,6 +201,8 @@ function toVolume(v) {
         quotaMib: v.quotaMiB ?? 0,
         usedBytes: v.usedBytes ?? 0,
         usedBy: v.usedBy ?? [],
+        usageKnown: v.usageKnown ?? false,
+        backend: v.backend ?? "",
     };
 }
 /** A handle on a sandbox. A launched sandbox dies with this process unless
@@ -188,13 +216,9 @@ export class Sandbox {
         this.#client = client;
         this.name = name;
     }
-    /** Runs script with /bin/sh -c. Resolves to the result of an exit 0;
-     * rejects with an ExitError carrying the result otherwise. */
     shell(script, opts = {}) {
         return this.#run("sandbox.shell", { script }, opts);
     }
-    /** Runs path with args (path without a slash is looked up in the
-     * sandbox's PATH); as shell for the result. */
     exec(path, args = [], opts = {}) {
         return this.#run("sandbox.exec", { path, args }, opts);
     }
@@ -230,17 +254,32 @@ export class Sandbox {
             params.user = opts.user;
         if (opts.timeoutMs !== undefined)
             params.timeoutMs = opts.timeoutMs;
-        let b64 = false;
-        if (typeof opts.stdin === "string")
-            params.stdin = opts.stdin;
-        else if (opts.stdin !== undefined) {
-            b64 = true;
+        const bytes = opts.encoding === "buffer";
+        if (opts.encoding !== undefined && opts.encoding !== "utf8" && !bytes) {
+            throw new LightboxError("invalid_params", `encoding ${JSON.stringify(opts.encoding)}: want "utf8" or "buffer"`);
+        }
+        const b64 = bytes || (opts.stdin !== undefined && typeof opts.stdin !== "string");
+        if (b64)
             params.encoding = "base64";
+        if (typeof opts.stdin === "string")
+            params.stdin = b64 ? Buffer.from(opts.stdin, "utf8").toString("base64") : opts.stdin;
+        else if (opts.stdin !== undefined) {
             params.stdin = Buffer.from(opts.stdin.buffer, opts.stdin.byteOffset, opts.stdin.byteLength).toString("base64");
         }
-        const r = await this.#client._call(method, params);
-        const enc = b64 ? "base64" : undefined;
-        return { exitCode: r.exitCode, stdout: decode(r.stdout, enc), stderr: decode(r.stderr, enc) };
+        // The streams come as the server sent them (Buffers when base64):
+        // bytes for "buffer", UTF-8 text otherwise.
+        const as = (v) => (bytes ? Buffer.from(v) : typeof v === "string" ? v : v.toString("utf8"));
+        let r;
+        try {
+            r = await this.#client._call(method, params, opts.signal);
+        }
+        catch (e) {
+            if (!(e instanceof ExitError))
+                throw e;
+            const result = { exitCode: e.exitCode, stdout: as(e.stdout), stderr: as(e.stderr) };
+            throw new ExitError(e.code, e.message, result, e.signal, { cause: e.cause });
+        }
+        return { exitCode: r.exitCode, stdout: as(decode(r.stdout, r.encoding)), stderr: as(decode(r.stderr, r.encoding)) };
     }
 }
 /** A connection to one store through one `lightbox api` process, started on
@@ -254,10 +293,10 @@ export class Client {
         this.#root = opts.root ?? process.env.LIGHTBOX_ROOT;
     }
     /** @internal */
-    _call(method, params) {
+    _call(method, params, signal) {
         if (!this.#conn || this.#conn.dead)
             this.#conn = new Connection(this.#bin, this.#root);
-        return this.#conn.call(method, params);
+        return this.#conn.call(method, params, signal);
     }
     /** Launches a sandbox, runs fn with it and destroys it when fn's promise
      * settles — also when fn throws or rejects; resolves to fn's value. */
@@ -290,7 +329,7 @@ export class Client {
             else if ("volume" in m)
                 mounts[target] = { volume: m.volume, readOnly: m.readOnly, noCopy: m.noCopy };
             else
-                mounts[target] = { source: resolvePath(m.source), readOnly: m.readOnly };
+                mounts[target] = { source: resolvePath(m.source), readOnly: m.readOnly, overlay: m.overlay };
         }
         const r = await this._call("sandbox.launch", {
             snapshot: opts.snapshot,
@@ -306,6 +345,14 @@ export class Client {
             diskMiB: opts.diskMib,
             allowUserNamespaces: opts.allowUserNamespaces,
             stopSignal: opts.stopSignal,
+            resources: opts.resources && {
+                memoryMiB: opts.resources.memoryMib,
+                memorySwapMiB: opts.resources.memorySwapMib,
+                cpus: opts.resources.cpus,
+                pidsLimit: opts.resources.pidsLimit,
+                shmMiB: opts.resources.shmMib,
+                logMiB: opts.resources.logMib,
+            },
         });
         return new Sandbox(this, r.name);
     }
@@ -328,12 +375,29 @@ export class Client {
             volumes: s.volumes ?? [],
             detached: s.detached ?? false,
             networkLost: s.networkLost ?? false,
+            oomKilled: s.oomKilled ?? false,
+            pid: s.pid,
+            limits: s.limits,
+            usage: s.usage && {
+                memoryBytes: s.usage.memoryBytes ?? 0,
+                memoryLimitBytes: s.usage.memoryLimitBytes ?? 0,
+                pids: s.usage.pids ?? 0,
+                pidsLimit: s.usage.pidsLimit ?? 0,
+                cpuNanos: s.usage.cpuNanos ?? 0,
+            },
         }));
     }
     /** Lists the store's snapshots. */
     async listSnapshots() {
         const list = await this._call("snapshot.list");
-        return list.map((s) => ({ name: s.name, digest: s.digest, layers: s.layers, size: s.size, createdAt: new Date(s.createdAt) }));
+        return list.map((s) => ({
+            name: s.name,
+            digest: s.digest,
+            layers: s.layers,
+            size: s.size,
+            storedSize: s.storedSize ?? 0,
+            createdAt: new Date(s.createdAt),
+        }));
     }
     /** Creates the volume, or returns it as it is if it exists (quota and
      * labels apply only at creation). */

@@ -20,10 +20,13 @@ import { createInterface } from "node:readline";
  * `{ source }`; relative paths are taken from this process's working
  * directory) or a named volume, created on first use. A new volume starts
  * with what the snapshot has at the mount's path (copied once, by the
- * first sandbox that mounts it, read-only too), unless `noCopy` keeps it empty. */
+ * first sandbox that mounts it, read-only too), unless `noCopy` keeps it empty.
+ * `overlay` makes a host directory copy-on-write (podman's `:O`): the
+ * sandbox sees and changes it, its changes stay in the sandbox and go with
+ * it, and the host's directory stays as it was (not with `readOnly`). */
 export type MountSpec =
   | string
-  | { source: string; readOnly?: boolean }
+  | { source: string; readOnly?: boolean; overlay?: boolean }
   | { volume: string; readOnly?: boolean; noCopy?: boolean };
 
 /** Options of launchSandbox and runInSandbox. Omitted fields take
@@ -57,6 +60,28 @@ export interface SandboxOptions {
   /** What stop and destroy send the main command first ("SIGINT", "15");
    * the snapshot's STOPSIGNAL, else SIGTERM, when omitted. */
   stopSignal?: string;
+  /** Limits on what the sandbox uses; lightbox's defaults when omitted. A
+   * limit the host cannot enforce fails the launch, never is ignored;
+   * listSandboxes' `limits` says how each holds. */
+  resources?: Resources;
+}
+
+/** A sandbox's limits (lightbox.Resources); each omitted or 0 takes
+ * lightbox's default: no memory or CPU limit, 4096 processes, a 64 MiB
+ * /dev/shm, 16 MiB of logs per stream. */
+export interface Resources {
+  /** Memory, /dev/shm included; a command that runs out is OOM-killed. */
+  memoryMib?: number;
+  /** Memory plus swap, at least memoryMib; -1: unlimited swap. Needs memoryMib. */
+  memorySwapMib?: number;
+  /** CPU time in cores (1.5: one and a half). */
+  cpus?: number;
+  /** Processes and threads; -1: no limit. */
+  pidsLimit?: number;
+  /** The size of /dev/shm. */
+  shmMib?: number;
+  /** What a main command's logs keep on disk per stream; -1: no cap. */
+  logMib?: number;
 }
 
 /** Per-command options of shell and exec. */
@@ -69,17 +94,26 @@ export interface ExecOptions {
   user?: string;
   /** Standard input; /dev/null when omitted. */
   stdin?: string | Uint8Array;
+  /** "buffer": the result's stdout and stderr are Buffers holding the
+   * bytes as written; "utf8" (the default): strings, each run of bytes
+   * that is not UTF-8 replaced by U+FFFD. */
+  encoding?: "utf8" | "buffer";
   /** The command is killed after this many milliseconds: an ExitError with
    * code "canceled" and what it wrote until then. */
   timeoutMs?: number;
+  /** Aborting it kills the command (the server's `request.cancel`): an
+   * ExitError with code "canceled", what it wrote until then, and the
+   * signal's reason as its `cause`. Already aborted: a LightboxError
+   * "canceled" and nothing runs. */
+  signal?: AbortSignal;
 }
 
-/** What a finished command left. stdout and stderr are decoded as UTF-8
- * and hold at most 16 MiB each. */
-export interface Result {
+/** What a finished command left. stdout and stderr hold at most 16 MiB
+ * each: strings decoded as UTF-8, or Buffers with `encoding: "buffer"`. */
+export interface Result<T extends string | Buffer = string> {
   exitCode: number;
-  stdout: string;
-  stderr: string;
+  stdout: T;
+  stderr: T;
 }
 
 /** A named volume. */
@@ -93,6 +127,11 @@ export interface Volume {
   usedBytes: number;
   /** Live sandboxes that have it mounted. */
   usedBy: string[];
+  /** usedBytes was computed (listVolumes computes it). */
+  usageKnown: boolean;
+  /** How its quota is enforced: "dir" (none), "loop", "xfs", or
+   * "delegated" (rootless store, a volume root keeps for its user). */
+  backend: string;
 }
 
 /** Options of ensureVolume; they apply only when the volume is created. */
@@ -117,6 +156,26 @@ export interface SandboxInfo {
   /** It runs, but its private network's user-mode stack has exited: it
    * has no network any more. */
   networkLost: boolean;
+  /** The kernel's OOM killer killed a process of it (its memory limit). */
+  oomKilled: boolean;
+  /** The init's process id on the host, while it runs. */
+  pid?: number;
+  /** How each limit holds, by resource ("pids", "memory", "cpu", "shm",
+   * "logs"): e.g. "cgroup v1 4096", "rlimit 4096". */
+  limits?: Record<string, string>;
+  /** What it uses now, while it runs. */
+  usage?: SandboxUsage;
+}
+
+/** A running sandbox's use of resources (lightbox.Usage). */
+export interface SandboxUsage {
+  memoryBytes: number;
+  /** 0 = no limit. */
+  memoryLimitBytes: number;
+  pids: number;
+  /** 0 = no limit. */
+  pidsLimit: number;
+  cpuNanos: number;
 }
 
 /** A snapshot in the store. */
@@ -125,6 +184,8 @@ export interface SnapshotInfo {
   digest: string;
   layers: number;
   size: number;
+  /** What its blobs take in the store, as stored (compressed or not). */
+  storedSize: number;
   createdAt: Date;
 }
 
@@ -155,8 +216,8 @@ export type ErrorCode =
  * people. */
 export class LightboxError extends Error {
   readonly code: ErrorCode;
-  constructor(code: ErrorCode, message: string) {
-    super(message);
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
     this.name = "LightboxError";
     this.code = code;
   }
@@ -166,15 +227,15 @@ export class LightboxError extends Error {
  * (code "output_truncated"), or was killed as its `timeoutMs` passed or the
  * server shut down (code "canceled", `exitCode` -1); `result` is what it
  * left: all it wrote until then. */
-export class ExitError extends LightboxError {
-  readonly result: Result;
+export class ExitError<T extends string | Buffer = string> extends LightboxError {
+  readonly result: Result<T>;
   readonly exitCode: number;
-  readonly stdout: string;
-  readonly stderr: string;
+  readonly stdout: T;
+  readonly stderr: T;
   /** The signal that killed it, 0 when it exited. */
   readonly signal: number;
-  constructor(code: "exit" | "output_truncated" | "canceled", message: string, result: Result, signal = 0) {
-    super(code, message);
+  constructor(code: "exit" | "output_truncated" | "canceled", message: string, result: Result<T>, signal = 0, options?: { cause?: unknown }) {
+    super(code, message, options);
     this.name = "ExitError";
     this.result = result;
     this.exitCode = result.exitCode;
@@ -241,15 +302,42 @@ class Connection {
     return this.#dead !== undefined;
   }
 
-  call(method: string, params?: unknown): Promise<any> {
+  call(method: string, params?: unknown, signal?: AbortSignal): Promise<any> {
     if (this.#dead) return Promise.reject(this.#dead);
+    if (signal?.aborted) {
+      return Promise.reject(new LightboxError("canceled", `${method}: aborted before it was sent`, { cause: signal.reason }));
+    }
     const id = this.#nextId++;
     const msg = JSON.stringify({ jsonrpc: "2.0", id, method, params: params ?? {} }) + "\n";
-    return new Promise((resolve, reject) => {
+    const answered = new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
       this.#hold(true);
       this.#child.stdin!.write(msg);
     });
+    if (!signal) return answered;
+    // On abort the server kills what the request runs and answers it
+    // (a "canceled" error with the output so far): the answer settles it.
+    const onAbort = () => {
+      if (this.#pending.has(id) && !this.#dead) {
+        this.#child.stdin!.write(JSON.stringify({ jsonrpc: "2.0", method: "request.cancel", params: { id } }) + "\n");
+      }
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    return answered.then(
+      (r) => {
+        signal.removeEventListener("abort", onAbort);
+        return r;
+      },
+      (e: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        if (signal.aborted && e instanceof LightboxError && e.code === "canceled" && e.cause === undefined) {
+          throw e instanceof ExitError
+            ? new ExitError("canceled", e.message, e.result, e.signal, { cause: signal.reason })
+            : new LightboxError("canceled", e.message, { cause: signal.reason });
+        }
+        throw e;
+      },
+    );
   }
 
   close(): Promise<void> {
@@ -305,9 +393,10 @@ function toError(e: { code: number; message: string; data?: any }): LightboxErro
   return new LightboxError(code, e.message);
 }
 
-function decode(s: unknown, encoding: unknown): string {
-  if (typeof s !== "string") return "";
-  return encoding === "base64" ? Buffer.from(s, "base64").toString("utf8") : s;
+// decode returns a stream of a result as sent: a Buffer when base64.
+function decode(s: unknown, encoding: unknown): string | Buffer {
+  if (typeof s !== "string") return encoding === "base64" ? Buffer.alloc(0) : "";
+  return encoding === "base64" ? Buffer.from(s, "base64") : s;
 }
 
 function envList(env: Record<string, string> | string[] | undefined): string[] | undefined {
@@ -325,6 +414,8 @@ function toVolume(v: any): Volume {
     quotaMib: v.quotaMiB ?? 0,
     usedBytes: v.usedBytes ?? 0,
     usedBy: v.usedBy ?? [],
+    usageKnown: v.usageKnown ?? false,
+    backend: v.backend ?? "",
   };
 }
 
@@ -343,13 +434,19 @@ export class Sandbox {
 
   /** Runs script with /bin/sh -c. Resolves to the result of an exit 0;
    * rejects with an ExitError carrying the result otherwise. */
-  shell(script: string, opts: ExecOptions = {}): Promise<Result> {
+  shell(script: string, opts: ExecOptions & { encoding: "buffer" }): Promise<Result<Buffer>>;
+  shell(script: string, opts?: ExecOptions & { encoding?: "utf8" }): Promise<Result>;
+  shell(script: string, opts?: ExecOptions): Promise<Result<string | Buffer>>;
+  shell(script: string, opts: ExecOptions = {}): Promise<Result<string | Buffer>> {
     return this.#run("sandbox.shell", { script }, opts);
   }
 
   /** Runs path with args (path without a slash is looked up in the
    * sandbox's PATH); as shell for the result. */
-  exec(path: string, args: string[] = [], opts: ExecOptions = {}): Promise<Result> {
+  exec(path: string, args: string[], opts: ExecOptions & { encoding: "buffer" }): Promise<Result<Buffer>>;
+  exec(path: string, args?: string[], opts?: ExecOptions & { encoding?: "utf8" }): Promise<Result>;
+  exec(path: string, args?: string[], opts?: ExecOptions): Promise<Result<string | Buffer>>;
+  exec(path: string, args: string[] = [], opts: ExecOptions = {}): Promise<Result<string | Buffer>> {
     return this.#run("sandbox.exec", { path, args }, opts);
   }
 
@@ -378,23 +475,35 @@ export class Sandbox {
     await this.#client._call("sandbox.destroy", { name: this.name });
   }
 
-  async #run(method: string, what: object, opts: ExecOptions): Promise<Result> {
+  async #run(method: string, what: object, opts: ExecOptions): Promise<Result<string | Buffer>> {
     const params: Record<string, unknown> = { name: this.name, ...what };
     const env = envList(opts.env);
     if (env) params.env = env;
     if (opts.workdir !== undefined) params.workdir = opts.workdir;
     if (opts.user !== undefined) params.user = opts.user;
     if (opts.timeoutMs !== undefined) params.timeoutMs = opts.timeoutMs;
-    let b64 = false;
-    if (typeof opts.stdin === "string") params.stdin = opts.stdin;
+    const bytes = opts.encoding === "buffer";
+    if (opts.encoding !== undefined && opts.encoding !== "utf8" && !bytes) {
+      throw new LightboxError("invalid_params", `encoding ${JSON.stringify(opts.encoding)}: want "utf8" or "buffer"`);
+    }
+    const b64 = bytes || (opts.stdin !== undefined && typeof opts.stdin !== "string");
+    if (b64) params.encoding = "base64";
+    if (typeof opts.stdin === "string") params.stdin = b64 ? Buffer.from(opts.stdin, "utf8").toString("base64") : opts.stdin;
     else if (opts.stdin !== undefined) {
-      b64 = true;
-      params.encoding = "base64";
       params.stdin = Buffer.from(opts.stdin.buffer, opts.stdin.byteOffset, opts.stdin.byteLength).toString("base64");
     }
-    const r = await this.#client._call(method, params);
-    const enc = b64 ? "base64" : undefined;
-    return { exitCode: r.exitCode, stdout: decode(r.stdout, enc), stderr: decode(r.stderr, enc) };
+    // The streams come as the server sent them (Buffers when base64):
+    // bytes for "buffer", UTF-8 text otherwise.
+    const as = (v: string | Buffer): string | Buffer => (bytes ? Buffer.from(v) : typeof v === "string" ? v : v.toString("utf8"));
+    let r: any;
+    try {
+      r = await this.#client._call(method, params, opts.signal);
+    } catch (e) {
+      if (!(e instanceof ExitError)) throw e;
+      const result = { exitCode: e.exitCode, stdout: as(e.stdout), stderr: as(e.stderr) };
+      throw new ExitError(e.code as "exit" | "output_truncated" | "canceled", e.message, result, e.signal, { cause: e.cause });
+    }
+    return { exitCode: r.exitCode, stdout: as(decode(r.stdout, r.encoding)), stderr: as(decode(r.stderr, r.encoding)) };
   }
 }
 
@@ -411,9 +520,9 @@ export class Client {
   }
 
   /** @internal */
-  _call(method: string, params?: unknown): Promise<any> {
+  _call(method: string, params?: unknown, signal?: AbortSignal): Promise<any> {
     if (!this.#conn || this.#conn.dead) this.#conn = new Connection(this.#bin, this.#root);
-    return this.#conn.call(method, params);
+    return this.#conn.call(method, params, signal);
   }
 
   /** Launches a sandbox, runs fn with it and destroys it when fn's promise
@@ -439,11 +548,11 @@ export class Client {
   /** Launches a sandbox and returns its handle. It is destroyed when this
    * process exits unless detached. */
   async launchSandbox(opts: SandboxOptions): Promise<Sandbox> {
-    const mounts: Record<string, { source?: string; volume?: string; readOnly?: boolean; noCopy?: boolean }> = {};
+    const mounts: Record<string, { source?: string; volume?: string; readOnly?: boolean; overlay?: boolean; noCopy?: boolean }> = {};
     for (const [target, m] of Object.entries(opts.mounts ?? {})) {
       if (typeof m === "string") mounts[target] = { source: resolvePath(m) };
       else if ("volume" in m) mounts[target] = { volume: m.volume, readOnly: m.readOnly, noCopy: m.noCopy };
-      else mounts[target] = { source: resolvePath(m.source), readOnly: m.readOnly };
+      else mounts[target] = { source: resolvePath(m.source), readOnly: m.readOnly, overlay: m.overlay };
     }
     const r = await this._call("sandbox.launch", {
       snapshot: opts.snapshot,
@@ -459,6 +568,14 @@ export class Client {
       diskMiB: opts.diskMib,
       allowUserNamespaces: opts.allowUserNamespaces,
       stopSignal: opts.stopSignal,
+      resources: opts.resources && {
+        memoryMiB: opts.resources.memoryMib,
+        memorySwapMiB: opts.resources.memorySwapMib,
+        cpus: opts.resources.cpus,
+        pidsLimit: opts.resources.pidsLimit,
+        shmMiB: opts.resources.shmMib,
+        logMiB: opts.resources.logMib,
+      },
     });
     return new Sandbox(this, r.name);
   }
@@ -483,13 +600,30 @@ export class Client {
       volumes: s.volumes ?? [],
       detached: s.detached ?? false,
       networkLost: s.networkLost ?? false,
+      oomKilled: s.oomKilled ?? false,
+      pid: s.pid,
+      limits: s.limits,
+      usage: s.usage && {
+        memoryBytes: s.usage.memoryBytes ?? 0,
+        memoryLimitBytes: s.usage.memoryLimitBytes ?? 0,
+        pids: s.usage.pids ?? 0,
+        pidsLimit: s.usage.pidsLimit ?? 0,
+        cpuNanos: s.usage.cpuNanos ?? 0,
+      },
     }));
   }
 
   /** Lists the store's snapshots. */
   async listSnapshots(): Promise<SnapshotInfo[]> {
     const list: any[] = await this._call("snapshot.list");
-    return list.map((s) => ({ name: s.name, digest: s.digest, layers: s.layers, size: s.size, createdAt: new Date(s.createdAt) }));
+    return list.map((s) => ({
+      name: s.name,
+      digest: s.digest,
+      layers: s.layers,
+      size: s.size,
+      storedSize: s.storedSize ?? 0,
+      createdAt: new Date(s.createdAt),
+    }));
   }
 
   /** Creates the volume, or returns it as it is if it exists (quota and

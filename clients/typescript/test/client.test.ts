@@ -67,6 +67,24 @@ test("signal and stop reach the main command; a sandbox without one refuses them
   });
 });
 
+test("encoding \"buffer\" returns the bytes as written, in results and errors; text replaces what is not UTF-8", async () => {
+  await lb.runInSandbox({ ...none, name: "bytes" }, async (sb) => {
+    const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+    const r = await sb.exec("cat", [], { stdin: all, encoding: "buffer" });
+    assert.ok(Buffer.isBuffer(r.stdout) && r.stdout.equals(all), `stdout ${r.stdout.toString("hex")}`);
+    assert.ok(Buffer.isBuffer(r.stderr) && r.stderr.length === 0);
+    const fromText = await sb.shell("cat; printf '\\377' >&2", { stdin: "é", encoding: "buffer" });
+    assert.deepEqual([...fromText.stdout, ...fromText.stderr], [0xc3, 0xa9, 0xff]);
+    const err = await sb.shell("printf '\\377\\000x'; exit 3", { encoding: "buffer" }).then(
+      () => assert.fail("exit 3 resolved"),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof ExitError && err.exitCode === 3, `${err}`);
+    assert.ok(Buffer.isBuffer(err.stdout) && err.stdout.equals(Buffer.from([0xff, 0, 0x78])), `error stdout ${err.stdout}`);
+    assert.equal((await sb.exec("cat", [], { stdin: new Uint8Array([0xff, 0x61]) })).stdout, "\ufffda", "text by default, bytes in or not");
+  });
+});
+
 test("a non-zero exit rejects with an ExitError carrying the result", async () => {
   await lb.runInSandbox({ ...none, name: "exits" }, async (sb) => {
     const err = await sb.shell("echo out; echo bad >&2; exit 7").then(
@@ -95,6 +113,45 @@ test("a command past its timeoutMs rejects with what it wrote until then", async
   });
 });
 
+test("aborting a command's signal kills it and rejects with what it wrote; an aborted signal runs nothing", async () => {
+  await lb.runInSandbox({ ...none, name: "aborted" }, async (sb) => {
+    const ac = new AbortController();
+    const reason = new Error("the user pressed stop");
+    // timeoutMs only bounds the test should the abort not reach the command.
+    const running = sb.shell("echo $$ > /tmp/pid; echo so far; echo warn >&2; exec sleep 1000", { signal: ac.signal, timeoutMs: 60000 });
+    for (const deadline = Date.now() + 30000; !(await sb.exec("test", ["-s", "/tmp/pid"]).then(() => true, () => false)); ) {
+      if (Date.now() > deadline) throw new Error("timed out waiting for the command to start");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const started = Date.now();
+    ac.abort(reason);
+    const err = await running.then(
+      () => assert.fail("an aborted shell resolved"),
+      (e: unknown) => e,
+    );
+    assert.ok(Date.now() - started < 20000, `the abort took ${Date.now() - started} ms`);
+    assert.ok(err instanceof ExitError, `${err}`);
+    assert.equal(err.code, "canceled");
+    assert.match(err.message, /killed as the client cancelled the request/);
+    assert.equal(err.cause, reason);
+    assert.deepEqual(err.result, { exitCode: -1, stdout: "so far\n", stderr: "warn\n" });
+    const pid = (await sb.exec("cat", ["/tmp/pid"])).stdout.trim();
+    await assert.rejects(sb.exec("kill", ["-0", pid]), ExitError, `the aborted command (pid ${pid}) is gone`);
+
+    const pre = await sb.shell("touch /tmp/ran", { signal: AbortSignal.abort(reason) }).then(
+      () => assert.fail("a shell with an aborted signal resolved"),
+      (e: unknown) => e,
+    );
+    assert.ok(pre instanceof LightboxError && pre.code === "canceled" && pre.cause === reason, `${pre}`);
+    await assert.rejects(sb.exec("test", ["-e", "/tmp/ran"]), ExitError, "a shell with an aborted signal ran");
+
+    const ok = new AbortController();
+    assert.equal((await sb.shell("echo fine", { signal: ok.signal })).stdout, "fine\n");
+    ok.abort(); // after the answer: nothing to cancel, and the connection goes on
+    assert.equal((await sb.shell("echo still")).stdout, "still\n");
+  });
+});
+
 test("a request past the protocol's 16 MiB rejects with invalid_request, and the connection goes on", async () => {
   await lb.runInSandbox({ ...none, name: "big" }, async (sb) => {
     await assert.rejects(
@@ -102,6 +159,30 @@ test("a request past the protocol's 16 MiB rejects with invalid_request, and the
       (e: unknown) => e instanceof LightboxError && e.code === "invalid_request" && /longer than 16777216 bytes/.test(e.message),
     );
     assert.equal((await sb.exec("wc", ["-c"], { stdin: "x".repeat(15 << 20) })).stdout.trim(), String(15 << 20));
+  });
+});
+
+test("an overlay mount is copy-on-write: the sandbox changes it, the host's directory stays as it was", async () => {
+  const hostDir = path.join(store.dir, "checkout");
+  fs.mkdirSync(hostDir);
+  fs.writeFileSync(path.join(hostDir, "f"), "host\n");
+  const r = await lb.runInSandbox({ ...none, mounts: { "/w": { source: hostDir, overlay: true } } }, (sb) =>
+    sb.shell("cat /w/f; echo sandbox > /w/f; mkdir /w/node_modules; rm /w/f; echo again > /w/f; cat /w/f; ls /w"),
+  );
+  assert.equal(r.stdout, "host\nagain\nf\nnode_modules\n");
+  assert.deepEqual(fs.readdirSync(hostDir), ["f"], "the sandbox's writes reached the host");
+  assert.equal(fs.readFileSync(path.join(hostDir, "f"), "utf8"), "host\n");
+});
+
+test("resources limit the sandbox: processes and /dev/shm, as listSandboxes' limits say", async () => {
+  await lb.runInSandbox({ ...none, name: "limited", resources: { pidsLimit: 100, shmMib: 8 } }, async (sb) => {
+    const [info] = (await lb.listSandboxes()).filter((i) => i.name === "limited");
+    assert.match(info?.limits?.pids ?? "", /\b100\b/, `limits ${JSON.stringify(info?.limits)}`);
+    assert.match(info?.limits?.shm ?? "", /\b8 MiB\b/, `limits ${JSON.stringify(info?.limits)}`);
+    const shm = await sb.shell("head -c 16777216 /dev/zero > /dev/shm/big; wc -c < /dev/shm/big");
+    assert.ok(Number(shm.stdout) <= 8 << 20 && shm.stderr !== "", `16 MiB into an 8 MiB /dev/shm kept ${shm.stdout.trim()} bytes: ${shm.stderr}`);
+    const forks = await sb.shell("for i in $(seq 150); do sleep 1000 >/dev/null 2>&1 & done; echo done").catch((e: unknown) => e as ExitError);
+    assert.match(forks.stderr, /can't fork/, "150 processes under a limit of 100");
   });
 });
 
@@ -192,6 +273,19 @@ test("a new volume starts with the snapshot's files at its path; noCopy keeps on
     await c.close();
     st.cleanup();
   }
+});
+
+test("listings carry every field the server sends: oomKilled, usage, usageKnown, backend, storedSize", async () => {
+  await lb.runInSandbox({ ...none, name: "listed", mounts: { "/v": { volume: "listed-vol" } } }, async () => {
+    const [info] = (await lb.listSandboxes()).filter((i) => i.name === "listed");
+    assert.equal(info?.oomKilled, false);
+    assert.ok(typeof info?.pid === "number" && info.pid > 0, `pid ${info?.pid}`);
+    const vols = await lb.listVolumes();
+    assert.deepEqual(vols.map((v) => [v.name, v.usageKnown, v.backend]), [["listed-vol", true, "dir"]]);
+  });
+  await lb.removeVolume("listed-vol");
+  const [snap] = await lb.listSnapshots();
+  assert.ok(snap!.storedSize > 0, `storedSize ${snap!.storedSize}`);
 });
 
 test("listSnapshots; a detached sandbox outlives its client and another client attaches", async () => {
