@@ -3,6 +3,8 @@
 package integration
 
 import (
+	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,7 +72,33 @@ func TestRunKeepCommit(t *testing.T) {
 func TestKeptSandboxStateLost(t *testing.T) {
 	root, _ := newStore(t)
 	lbOK(t, root, "run", "--keep", "--network", "none", "--name", "torn", "busybox", "sh", "-c", "echo hi > /f")
-	if err := os.Truncate(filepath.Join(root, "sandboxes", "torn", "state.json"), 0); err != nil {
+	// The crash takes the sandbox's cgroups with it (the machine
+	// restarts): they go as a reboot would take them, then its state is
+	// torn. (Left, nothing would name them: gc learns them from the
+	// state.)
+	stateFile := filepath.Join(root, "sandboxes", "torn", "state.json")
+	b, err := os.ReadFile(stateFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Cgroup *struct {
+			Paths map[string]string `json:"paths"`
+		} `json:"cgroup"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Cgroup != nil {
+		for ctrl, p := range st.Cgroup.Paths {
+			dir := filepath.Join("/sys/fs/cgroup", ctrl, p)
+			_ = os.Remove(filepath.Join(dir, "workload")) // where the sandbox has one
+			if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("remove the exited sandbox's cgroup, as a reboot would: %v", err)
+			}
+		}
+	}
+	if err := os.Truncate(stateFile, 0); err != nil {
 		t.Fatal(err)
 	}
 	if e := ps(t, root)["torn"]; e.Status != "dead" {
