@@ -74,6 +74,29 @@ show_log() {
 	grep -v -E '^(=== (RUN|PAUSE|CONT|NAME)|[[:space:]]*--- PASS)' "$1" | tail -n 400 | sed 's/^/    /'
 }
 
+# What each failed test said, for the summary's FAILED section (CI keeps
+# only a log's head and tail, so the failure must be there): a verbose log
+# interleaves tests under "=== RUN/CONT/NAME" headers; this keeps each
+# test's own lines and prints, for each test marked "--- FAIL", its first
+# 12 (a parent whose subtest failed prints nothing of its own if it said
+# nothing).
+failed_digest() {
+	awk '
+		/^=== (RUN|CONT|NAME|PAUSE) / { cur = $3; next }
+		/^[[:space:]]*--- FAIL: / { failed[++nf] = $3; next }
+		/^[[:space:]]*--- (PASS|SKIP): / { next }
+		/^(PASS|FAIL|ok|FAIL\t)/ { next }
+		cur != "" && n[cur] < 12 { out[cur] = out[cur] "\n        " $0; n[cur]++ }
+		END {
+			for (i = 1; i <= nf; i++) {
+				t = failed[i]
+				if (t in out || i == nf || index(failed[i+1], t "/") != 1)
+					printf "  %s:%s\n", t, out[t]
+			}
+		}
+	' "$1"
+}
+
 count() { # count PATTERN FILE
 	local n
 	n=$(grep -c -E "$1" "$2" 2>/dev/null) || true
@@ -181,6 +204,10 @@ run_one() {
 		esac
 		[ "$nf" -gt 0 ] && why="$nf failed"
 		failures+=("$rel ($pass pass): $why")
+		local d
+		while IFS= read -r d; do
+			failures+=("$d")
+		done < <(failed_digest "$log")
 	fi
 	# A skip's reason is the last log line of the test before its
 	# "--- SKIP" line.
