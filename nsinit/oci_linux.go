@@ -174,8 +174,49 @@ func ociMain(cfg *Config, report *os.File) {
 	}
 	started <- pid
 	ws := <-done
+	ociExits.pending.Done() // the main process's: its status is ours to exit with
 	code, _ := exitCode(ws)
+	ociEnd(r)
 	os.Exit(code)
+}
+
+// ociExits holds the init's exit until every exec'd process that ended
+// has had its status sent to its client (see ociEnd).
+var ociExits struct {
+	// stopping, under the reaper's mu, refuses every later start.
+	stopping bool
+	// pending counts the started processes (the main one too) whose
+	// status is not yet handed on.
+	pending sync.WaitGroup
+}
+
+// errOCIStopping refuses an exec once the container's process has ended.
+var errOCIStopping = errors.New("the container's process has ended")
+
+// ociEnd ends the container's other processes once its main process has
+// ended, and returns once each exec'd one's status is sent to its client.
+// The kernel would SIGKILL them as the init, PID 1, exits; but an exec'd
+// process that ended in the same moment as the main one, its status read
+// by the reaper and not yet sent, lost it: the init exited first, and its
+// client, seeing the connection close, said 137 (runc's exec waits for
+// the process itself and reports its status). So the init does what the
+// kernel would first, and exits after: every other process killed and
+// reaped, the statuses sent. One that had exited keeps its own status; one
+// that was killed says 137, as under runc.
+//
+// In a pid namespace the container joined the init is not PID 1: the
+// namespace's other processes are not the container's to kill, and its
+// exec'd processes outlive it, as under runc (their clients say 137).
+func ociEnd(r *reaper) {
+	r.mu.Lock()
+	ociExits.stopping = true
+	r.mu.Unlock()
+	if unix.Getpid() != 1 {
+		return
+	}
+	_ = unix.Kill(-1, unix.SIGKILL) // PID 1: every other process of its namespace; ESRCH when none is left, which noChildren tells
+	<-r.noChildren()
+	ociExits.pending.Wait()
 }
 
 // waitUnlinked waits until the fifo (an O_PATH descriptor) has no name
@@ -921,10 +962,14 @@ func spawnOCI(r *reaper, p *OCIProcess, filter []unix.SockFilter, pids *pidsCgro
 		pid, err := ociFork.forkAs(oom, limits, p.UID, p.GID, func() (int, error) {
 			r.mu.Lock()
 			defer r.mu.Unlock()
+			if ociExits.stopping {
+				return 0, errOCIStopping
+			}
 			pid, err := syscall.ForkExec(argv0, p.Args, attr)
 			if err == nil {
 				done = make(chan syscall.WaitStatus, 1)
 				r.waiters[pid] = done
+				ociExits.pending.Add(1)
 			}
 			return pid, err
 		})
@@ -932,6 +977,11 @@ func spawnOCI(r *reaper, p *OCIProcess, filter []unix.SockFilter, pids *pidsCgro
 	}
 	go spawn()
 	out := <-res
+	if out.err != nil && out.done != nil {
+		// Forked, then killed (its limits could not be set): its status
+		// is no one's to send.
+		ociExits.pending.Done()
+	}
 	if errors.Is(out.err, unix.EAGAIN) {
 		// fork's EAGAIN: the container's pids limit (its cgroup's, or
 		// RLIMIT_NPROC).
@@ -1207,4 +1257,5 @@ func ociServeConn(c *net.UnixConn, r *reaper, oc *OCIConfig, pids *pidsCgroup) {
 		_ = unix.Kill(pid, unix.SIGKILL) // our child: fails only once it has exited
 		<-done
 	}
+	ociExits.pending.Done()
 }
