@@ -33,10 +33,17 @@
 // start opens the FIFO, the init starts the process with its credentials
 // ("running") and exits with its status when it ends ("stopped"). The pid
 // of the container (state, --pid-file) is the init's: it is the process
-// the engine's reaper sees exit, with the program's status. exec asks the
-// init, over its socket, to start another process in the container; a
-// detached exec leaves a small relay process whose pid and exit status
-// stand for the exec'd process's. delete removes the directory and the
+// the engine's reaper sees exit, with the program's status. The init is
+// PID 1 of the container's pid namespace and the program its child, PID
+// 2, to which it forwards every signal it gets: unlike under runc, where
+// the program is PID 1, a signal it has no handler for is not dropped
+// (README, "Where it differs from runc"). exec asks the init, over its
+// socket, to start another process in the container; a detached exec
+// leaves a small relay process whose pid and exit status stand for the
+// exec'd process's. When the program ends, the init kills the
+// container's other processes, as the kernel would at its exit, and
+// exits once each exec has its process's status: its own, or 137 for one
+// still running then. delete removes the directory and the
 // cgroup; after a kill -9 at any step, delete --force cleans what is left
 // (the init dies with its pid namespace, its mounts with its mount
 // namespace).
