@@ -629,6 +629,13 @@ func (s *Sandbox) CommitWith(ctx context.Context, name string, opts CommitOption
 		// it was launched from is unknown.
 		return nil, fmt.Errorf("commit sandbox %s: its state was lost (state.json missing or torn by a crash): the snapshot it ran is unknown, so there is nothing to commit onto; lightbox gc removes it", s.name)
 	}
+	if info.WritableDir != "" {
+		// A kept sandbox's capped layer after a restart of the machine:
+		// its loop-mounted image is mounted no more.
+		if err := s.r.disks.Activate(ctx, info.WritableDir); err != nil {
+			return nil, fmt.Errorf("commit sandbox %s: %w", s.name, err)
+		}
+	}
 	upper, err := s.rs.UpperDir(ctx)
 	if err != nil {
 		return nil, err

@@ -756,8 +756,19 @@ var powerCutFiles = []string{"/bin/busybox", "/data/blob", "/vol/blob"}
 // boot 2 commits it and reads the file back whole: before a kept
 // sandbox's init synced its upper before recording its exit status
 // (nsinit.Config.SyncOnEnd), it read exited and committed an empty file.
+// And the same with a capped writable layer (DiskMiB) in a second store,
+// on an XFS disk without quotas (vmDiskPlain), whose cap is an ext4 image
+// loop-mounted (the loop backend: mkfs.ext4 is shipped into the guest):
+// before the init synced the upper's own filesystem, not only the
+// store's, the ext4's dirty pages never reached the image, and boot 2
+// committed a layer without the file.
 func TestPowerCutInVM(t *testing.T) {
 	k, img := xfsGuestHost(t)
+	plain := filepath.Join(vmtest.ImageDir(t), "plain.img")
+	if err := vmtest.MakeXFSImage(t.Context(), plain, 320<<20); err != nil {
+		t.Fatal(err)
+	}
+	mkfs := guestProgram(t, "mkfs.ext4")
 	rootfs := testutil.BusyboxRootfs(t)
 	bb, err := os.ReadFile(filepath.Join(rootfs, "bin", "busybox"))
 	if err != nil {
@@ -783,9 +794,12 @@ func TestPowerCutInVM(t *testing.T) {
 			Kernel:  k,
 			Args:    []string{"-test.run=^" + test + "$", "-test.v", "-test.count=1"},
 			Env:     []string{envPowerCutSums + "=" + sums},
-			Modules: []string{"xfs", "overlay"},
-			Disks:   []vmtest.Disk{{Name: vmDisk, Image: img, FSType: "xfs", Options: "prjquota"}},
-			Files:   []vmtest.File{{Host: archive, Guest: vmImages, Mode: 0o644}},
+			Modules: []string{"xfs", "overlay", "loop"},
+			Disks: []vmtest.Disk{
+				{Name: vmDisk, Image: img, FSType: "xfs", Options: "prjquota"},
+				{Name: vmDiskPlain, Image: plain, FSType: "xfs"},
+			},
+			Files:   append([]vmtest.File{{Host: archive, Guest: vmImages, Mode: 0o644}}, mkfs...),
 			Timeout: 4 * time.Minute,
 		})
 	}
@@ -820,21 +834,86 @@ func TestGuestPowerCutWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	powerCutKeepWrite(t, r)
-	t.Log("snapshot imported, volume filled, sandbox kept: cutting the power")
+	powerCutKeepWrite(t, r, powerCutKept, 0)
+	rp := openPlainStore(t)
+	if _, err := rp.ImportSnapshot(ctx, "data", vmImages+":data", ImportOptions{}); err != nil {
+		t.Fatalf("ImportSnapshot in the store without quotas: %v", err)
+	}
+	if b, err := rp.vols.QuotaBackend(); b != "loop" {
+		t.Fatalf("the store on %s caps a writable layer with backend %q (%v), want loop", vmDiskPlain, b, err)
+	}
+	powerCutKeepWrite(t, rp, powerCutKeptDisk, vmQuotaMi)
+	t.Log("snapshot imported, volume filled, sandboxes kept: cutting the power")
 	vmtest.PowerCut()
 }
 
 // powerCutKept is the sandbox TestPowerCutInVM's first boot keeps
-// exited, and powerCutKeptFile what its main command wrote: a copy of
-// the image's /data/blob (sha256 the second of envPowerCutSums).
+// exited, powerCutKeptDisk the one with a capped writable layer it keeps
+// in the store on vmDiskPlain, and powerCutKeptFile what their main
+// commands wrote: a copy of the image's /data/blob (sha256 the second of
+// envPowerCutSums).
 const (
 	powerCutKept     = "kept"
+	powerCutKeptDisk = "keptdisk"
 	powerCutKeptFile = "/kept/blob"
 )
 
-// powerCutKeepWrite is the kept sandbox's part of TestPowerCutInVM's
-// first boot: a sandbox launched as `lightbox run --keep` launches it (a
+// vmDiskPlain is TestPowerCutInVM's second disk: XFS without prjquota, so
+// that a store there caps writable layers with the loop backend.
+const vmDiskPlain = "plain"
+
+// openPlainStore opens the guest's store on vmDiskPlain.
+func openPlainStore(t *testing.T) *Runtime {
+	t.Helper()
+	r, err := Open(Options{Root: filepath.Join(vmtest.MountPoint(vmDiskPlain), "lightbox")})
+	if err != nil {
+		t.Fatalf("Open the store without quotas: %v", err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// guestProgram returns the host's program name (found in PATH or an sbin
+// dir) and the shared libraries ldd says it loads, as files for the
+// guest at the same paths: the guest's initramfs has no libc.
+func guestProgram(t *testing.T, name string) []vmtest.File {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		for _, d := range []string{"/usr/sbin", "/sbin"} {
+			if _, serr := os.Stat(filepath.Join(d, name)); serr == nil {
+				p, err = filepath.Join(d, name), nil
+				break
+			}
+		}
+	}
+	if err != nil {
+		t.Fatalf("%s for the guest: %v", name, err)
+	}
+	files := []vmtest.File{{Host: p, Guest: "/usr/sbin/" + name, Mode: 0o755}}
+	out, err := exec.CommandContext(t.Context(), "ldd", p).Output()
+	if err != nil {
+		t.Fatalf("ldd %s: %v", p, err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		var lib string
+		switch {
+		case len(f) >= 3 && f[1] == "=>" && strings.HasPrefix(f[2], "/"):
+			lib = f[2]
+		case len(f) >= 1 && strings.HasPrefix(f[0], "/"):
+			lib = f[0] // the ELF interpreter
+		default:
+			continue
+		}
+		files = append(files, vmtest.File{Host: lib, Guest: lib, Mode: 0o755})
+	}
+	return files
+}
+
+// powerCutKeepWrite is a kept sandbox's part of TestPowerCutInVM's
+// first boot, sandbox name in r, its writable layer capped at diskMiB (0:
+// none): a sandbox launched as `lightbox run --keep` launches it (a
 // main command, no DetachedTeardown) writes powerCutKeptFile in its
 // upper and ends by itself, kept exited for a commit. As for a sandbox
 // that ran a while before it wrote its work, what its launch wrote (its
@@ -845,7 +924,7 @@ const (
 // before the upper's (and the fsync forces XFS's log, so the upper's new
 // file is on disk, with no data). What the sandbox wrote must be on disk
 // by then, or boot 2 finds the sandbox exited with a torn upper.
-func powerCutKeepWrite(t *testing.T, r *Runtime) {
+func powerCutKeepWrite(t *testing.T, r *Runtime, name string, diskMiB int64) {
 	ctx := t.Context()
 	stdin, start, err := os.Pipe()
 	if err != nil {
@@ -855,8 +934,9 @@ func powerCutKeepWrite(t *testing.T, r *Runtime) {
 	defer start.Close()
 	sb, err := r.LaunchSandbox(ctx, SandboxOptions{
 		Snapshot: "data",
-		Name:     powerCutKept,
+		Name:     name,
 		Network:  NetworkNone,
+		DiskMiB:  diskMiB,
 		Command:  []string{"sh", "-c", "read go && mkdir /kept && cat /data/blob > " + powerCutKeptFile},
 		Stdin:    stdin,
 		Stdout:   os.Stdout,
@@ -874,14 +954,14 @@ func powerCutKeepWrite(t *testing.T, r *Runtime) {
 	if code, err := sb.Wait(ctx); err != nil || code != 0 {
 		t.Fatalf("the kept sandbox's main command: status %d, %v", code, err)
 	}
-	info, err := r.InspectSandbox(ctx, powerCutKept)
+	info, err := r.InspectSandbox(ctx, name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if info.Status != "exited" {
-		t.Fatalf("sandbox %s is %s once its main command ended, want exited", powerCutKept, info.Status)
+		t.Fatalf("sandbox %s is %s once its main command ended, want exited", name, info.Status)
 	}
-	lock, err := os.Open(filepath.Join(r.Root(), "sandboxes", powerCutKept, "lock"))
+	lock, err := os.Open(filepath.Join(r.Root(), "sandboxes", name, "lock"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -904,26 +984,37 @@ func syncStore(r *Runtime) error {
 	return nil
 }
 
-// powerCutKeepCheck is the kept sandbox's part of TestPowerCutInVM's
-// second boot: the sandbox still reads exited, and a commit of it (its
+// powerCutKeepCheck is a kept sandbox's part of TestPowerCutInVM's
+// second boot, sandbox name in r: the sandbox still reads exited, and a commit of it (its
 // upper, read as it is on disk) holds the file whole.
-func powerCutKeepCheck(t *testing.T, r *Runtime, want string) {
+func powerCutKeepCheck(t *testing.T, r *Runtime, name, want string) {
 	ctx := t.Context()
-	info, err := r.InspectSandbox(ctx, powerCutKept)
+	info, err := r.InspectSandbox(ctx, name)
 	if err != nil {
 		t.Fatalf("the kept sandbox after the power cut: %v", err)
 	}
 	if info.Status != "exited" {
-		t.Fatalf("sandbox %s is %s after the power cut, want exited (its lock file was synced)", powerCutKept, info.Status)
+		t.Fatalf("sandbox %s is %s after the power cut, want exited (its lock file was synced)", name, info.Status)
 	}
-	sb, err := r.AttachSandbox(ctx, powerCutKept)
+	sb, err := r.AttachSandbox(ctx, name)
 	if err != nil {
 		t.Fatalf("AttachSandbox: %v", err)
 	}
-	if _, err := sb.Commit(ctx, "keptsnap"); err != nil {
+	_, err = sb.Commit(ctx, name+"snap")
+	// What the commit found of a capped layer (mounted again).
+	disks, _ := filepath.Glob(filepath.Join(r.Root(), "disks", name+"-*[0-9a-f]")) // a constant pattern: no error
+	for _, w := range disks {
+		var ls []string
+		for _, d := range []string{w, filepath.Join(w, "upper"), filepath.Join(w, "upper", "kept")} {
+			ents, rerr := os.ReadDir(d)
+			ls = append(ls, fmt.Sprintf("%s: %d entries (%v)", d, len(ents), rerr))
+		}
+		t.Logf("the capped layer of %s after the power cut: %s", name, strings.Join(ls, "; "))
+	}
+	if err != nil {
 		t.Fatalf("commit the kept sandbox after the power cut: %v", err)
 	}
-	err = r.RunInSandbox(ctx, SandboxOptions{Snapshot: "keptsnap", Network: NetworkNone}, func(sb *Sandbox) error {
+	err = r.RunInSandbox(ctx, SandboxOptions{Snapshot: name + "snap", Network: NetworkNone}, func(sb *Sandbox) error {
 		f := powerCutKeptFile
 		res, err := sb.Shell(ctx, "wc -c < "+f+" && sha256sum < "+f)
 		if err != nil {
@@ -977,5 +1068,6 @@ func TestGuestPowerCutCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	powerCutKeepCheck(t, r, want[1])
+	powerCutKeepCheck(t, r, powerCutKept, want[1])
+	powerCutKeepCheck(t, openPlainStore(t), powerCutKeptDisk, want[1])
 }

@@ -67,7 +67,7 @@ func appendConfig(b []byte, cfg *Config) []byte {
 	e.strs(cfg.Cgroup)
 	e.int(int64(cfg.WorkloadOOMScore))
 	f := &cfg.FDs
-	for _, v := range []int{f.Report, f.Liveness, f.Listener, f.Lock, f.Exe, f.Passer, f.Workload, f.Gone} {
+	for _, v := range []int{f.Report, f.Liveness, f.Listener, f.Lock, f.Exe, f.Passer, f.Workload, f.Gone, f.UpperFS} {
 		e.int(int64(v))
 	}
 	e.ints(f.Leases)
@@ -111,7 +111,7 @@ func parseConfig(b []byte) (*Config, error) {
 	cfg.Cgroup = d.strs()
 	cfg.WorkloadOOMScore = d.num()
 	f := &cfg.FDs
-	for _, p := range []*int{&f.Report, &f.Liveness, &f.Listener, &f.Lock, &f.Exe, &f.Passer, &f.Workload, &f.Gone} {
+	for _, p := range []*int{&f.Report, &f.Liveness, &f.Listener, &f.Lock, &f.Exe, &f.Passer, &f.Workload, &f.Gone, &f.UpperFS} {
 		*p = d.num()
 	}
 	f.Leases = d.ints()

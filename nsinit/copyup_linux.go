@@ -345,12 +345,7 @@ func syncStaged(stage int) error {
 		return err
 	}
 	defer unix.Close(fd)
-	for {
-		err := unix.Syncfs(fd)
-		if !errors.Is(err, unix.EINTR) {
-			return os.NewSyscallError("syncfs", err)
-		}
-	}
+	return sys.Syncfs(fd)
 }
 
 // removeAt removes dir's entry n and, for a directory, all below it, by

@@ -74,10 +74,11 @@ type handoverState struct {
 	// The descriptors kept across the exec: the program (O_PATH), the
 	// listener, the lock file, the liveness pipe (-1 once at its end),
 	// the workloads' cgroup (0 for none) and its other v1 hierarchies',
-	// the gone pipe (FDs.Gone, 0 for none), every lease held.
-	Exe, Listener, Lock, Liveness, Workload, Gone int
-	WorkloadV1, Leases                            []int
-	Detached, Taken                               bool
+	// the gone pipe (FDs.Gone, 0 for none), the upper dir's filesystem
+	// (FDs.UpperFS, 0 for none), every lease held.
+	Exe, Listener, Lock, Liveness, Workload, Gone, UpperFS int
+	WorkloadV1, Leases                                     []int
+	Detached, Taken                                        bool
 	// SyncOnEnd is Config.SyncOnEnd.
 	SyncOnEnd bool
 	// Main is the main command's pid, 0 for none.
@@ -102,7 +103,7 @@ type relayHandover struct {
 }
 
 // handoverMagic starts the encoding; it changes with the layout.
-const handoverMagic = "lbh7"
+const handoverMagic = "lbh8"
 
 // appendState encodes st with the config's varint codec (wbuf, rbuf in
 // confcodec.go) behind handoverMagic.
@@ -117,7 +118,7 @@ func appendState(b []byte, st *handoverState) []byte {
 	for _, v := range []bool{st.AllowUserNS, st.Setgroups, st.Detached, st.Taken, st.SyncOnEnd} {
 		e.bool(v)
 	}
-	for _, v := range []int64{int64(st.WorkloadOOMScore), st.Nproc, int64(st.Exe), int64(st.Listener), int64(st.Lock), int64(st.Liveness), int64(st.Workload), int64(st.Gone)} {
+	for _, v := range []int64{int64(st.WorkloadOOMScore), st.Nproc, int64(st.Exe), int64(st.Listener), int64(st.Lock), int64(st.Liveness), int64(st.Workload), int64(st.Gone), int64(st.UpperFS)} {
 		e.int(v)
 	}
 	e.ints(st.WorkloadV1)
@@ -151,7 +152,7 @@ func parseState(b []byte) (*handoverState, error) {
 	st.Env, st.Cgroup = d.strs(), d.strs()
 	st.AllowUserNS, st.Setgroups, st.Detached, st.Taken, st.SyncOnEnd = d.bool(), d.bool(), d.bool(), d.bool(), d.bool()
 	st.WorkloadOOMScore, st.Nproc = d.num(), d.int()
-	st.Exe, st.Listener, st.Lock, st.Liveness, st.Workload, st.Gone = d.num(), d.num(), d.num(), d.num(), d.num(), d.num()
+	st.Exe, st.Listener, st.Lock, st.Liveness, st.Workload, st.Gone, st.UpperFS = d.num(), d.num(), d.num(), d.num(), d.num(), d.num(), d.num()
 	st.WorkloadV1 = d.ints()
 	st.Leases = d.ints()
 	st.Main, st.Deadline = d.num(), d.int()
@@ -230,7 +231,7 @@ func (s *server) handover() {
 		Gen: s.gen + 1, Detached: s.detached, Taken: s.taken, Setgroups: s.setgr, Deadline: s.deadline, SyncOnEnd: s.cfg.SyncOnEnd,
 		Name: s.cfg.Name, Env: s.cfg.Env, Workdir: s.cfg.Workdir, User: s.cfg.User,
 		AllowUserNS: s.cfg.AllowUserNamespaces, Cgroup: s.cfg.Cgroup, WorkloadOOMScore: s.cfg.WorkloadOOMScore, Nproc: s.cfg.Nproc,
-		Exe: s.exe, Listener: fileFD(s.ln), Lock: s.cfg.FDs.Lock, Liveness: -1, Workload: s.cfg.FDs.Workload, WorkloadV1: s.cfg.FDs.WorkloadV1, Gone: s.cfg.FDs.Gone,
+		Exe: s.exe, Listener: fileFD(s.ln), Lock: s.cfg.FDs.Lock, Liveness: -1, Workload: s.cfg.FDs.Workload, WorkloadV1: s.cfg.FDs.WorkloadV1, Gone: s.cfg.FDs.Gone, UpperFS: s.cfg.FDs.UpperFS,
 		Leases: append(slices.Clone(s.cfg.FDs.Leases), s.leases...),
 	}
 	if s.liveness != nil {
@@ -337,6 +338,9 @@ func (st *handoverState) fds() []int {
 	if st.Gone > 0 {
 		fds = append(fds, st.Gone)
 	}
+	if st.UpperFS > 0 {
+		fds = append(fds, st.UpperFS)
+	}
 	fds = append(fds, st.Leases...)
 	for _, r := range st.Relays {
 		fds = append(fds, r.Pipe, r.Log)
@@ -401,7 +405,7 @@ func resume() {
 	cfg := &Config{
 		Version: Version, Name: st.Name, Env: st.Env, Workdir: st.Workdir, User: st.User,
 		AllowUserNamespaces: st.AllowUserNS, Cgroup: st.Cgroup, WorkloadOOMScore: st.WorkloadOOMScore, Nproc: st.Nproc, SyncOnEnd: st.SyncOnEnd,
-		FDs: FDs{Report: -1, Passer: -1, Exe: -1, Listener: st.Listener, Lock: st.Lock, Liveness: st.Liveness, Workload: st.Workload, WorkloadV1: st.WorkloadV1, Gone: st.Gone, Leases: st.Leases},
+		FDs: FDs{Report: -1, Passer: -1, Exe: -1, Listener: st.Listener, Lock: st.Lock, Liveness: st.Liveness, Workload: st.Workload, WorkloadV1: st.WorkloadV1, Gone: st.Gone, UpperFS: st.UpperFS, Leases: st.Leases},
 	}
 	for i, t := range st.EtcTargets {
 		cfg.Etc = append(cfg.Etc, File{Target: t})

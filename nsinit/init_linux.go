@@ -291,6 +291,9 @@ func closeExtraFDs(cfg *Config) error {
 	if fds.Gone > 0 {
 		keep[fds.Gone] = true
 	}
+	if fds.UpperFS > 0 {
+		keep[fds.UpperFS] = true
+	}
 	for _, fd := range fds.Leases {
 		keep[fd] = true
 	}

@@ -70,15 +70,19 @@ type Config struct {
 	Network string `json:"network"`
 	// Timeout ends the sandbox after this long; 0 = never.
 	Timeout time.Duration `json:"timeout,omitempty"`
-	// SyncOnEnd makes the init sync the filesystem of FDs.Lock (syncfs),
-	// the store's, which holds the sandbox's upper dir, before it records
+	// SyncOnEnd makes the init sync the filesystem of the sandbox's upper
+	// dir (syncfs), then that of FDs.Lock, the store's, before it records
 	// a Status there: for a sandbox that stays once it has ended (`run
 	// --keep`, `run -d`), whose upper a later commit reads. The overlay
 	// is volatile (overlay.Spec.Volatile), so nothing else syncs what the
 	// sandbox wrote, and without this a power cut could keep a recorded
 	// status beside an upper of empty or cut files. A status on disk
-	// then means an upper on disk. Unset for a sandbox removed as it
-	// ends (`run` without --keep): its end costs no sync.
+	// then means an upper on disk. The upper is on the lock's filesystem
+	// unless FDs.UpperFS names another (a capped writable layer on a
+	// loop-mounted image, whose file is on the store's filesystem: that
+	// one is synced first, then the store's, which holds the image).
+	// Unset for a sandbox removed as it ends (`run` without --keep): its
+	// end costs no sync.
 	SyncOnEnd bool `json:"syncOnEnd,omitempty"`
 	// DevptsGID5 adds gid=5 to devpts (only when gid 5 is mapped).
 	DevptsGID5 bool `json:"devptsGID5,omitempty"`
@@ -175,6 +179,13 @@ type FDs struct {
 	// EOF without it (a crash, processes the SIGKILL did not end in
 	// time) means: wait for the init's exit. Handed over with the init.
 	Gone int `json:"gone,omitempty"`
+	// UpperFS, when not 0 (with SyncOnEnd), is a regular file, read-only
+	// and empty, on the filesystem of the sandbox's upper dir when that
+	// is not FDs.Lock's (the runtime compares their devices): the init
+	// syncs it before the lock's. A file, not the upper dir: syncfs
+	// refuses an O_PATH descriptor, and the init holds no directory of
+	// the host. Handed over with the init.
+	UpperFS int `json:"upperFS,omitempty"`
 }
 
 // FSMount is a filesystem made with fsopen/fsconfig.

@@ -451,25 +451,32 @@ func (s *server) killMain(m *proc) chan struct{} {
 // for the P the fsync's thread held: bench/NOTES.md, initexec).
 //
 // With Config.SyncOnEnd (a sandbox that stays once ended, for a later
-// commit) the store's filesystem is synced first, so that the status
+// commit) the upper dir's filesystem is synced first, so that the status
 // never reaches the disk ahead of what the sandbox wrote in its volatile
 // upper: after a power cut the sandbox reads exited with its upper whole,
 // or dead (gc removes it), never exited with torn files. A syncfs, not a
 // walk of the upper fsyncing each file: one call, whatever the upper
 // holds (it also writes out other sandboxes' dirty pages, which only a
-// kept sandbox's end pays for). Processes the main command left behind
+// kept sandbox's end pays for); two when the upper is on a filesystem of
+// its own (FDs.UpperFS: a loop-mounted capped layer, whose dirty pages
+// the store's syncfs does not reach), that one first, then the store's,
+// which holds its image file. Processes the main command left behind
 // are killed after this (exit); what they wrote since is as unsure as
 // what a kill leaves.
 func (s *server) record(st Status) {
 	if s.cfg.SyncOnEnd {
-		// Not interrupted by signals (no EINTR). An error is a writeback
-		// that failed (EIO, ENOSPC): what the sandbox wrote may be lost
-		// already, so no status says its upper is whole. The sandbox
-		// reads as dead, and this line stays in the lock file, which
-		// the status would have replaced.
-		if err := unix.Syncfs(int(s.lock.Fd())); err != nil {
-			fmt.Fprintln(os.Stderr, "lightbox init: sync the upper dir's filesystem before recording the status:", err)
-			return
+		// An error is a writeback that failed (EIO, ENOSPC): what the
+		// sandbox wrote may be lost already, so no status says its upper
+		// is whole. The sandbox reads as dead, and this line stays in
+		// the lock file, which the status would have replaced.
+		for _, fd := range []int{s.cfg.FDs.UpperFS, int(s.lock.Fd())} {
+			if fd <= 0 {
+				continue
+			}
+			if err := sys.Syncfs(fd); err != nil {
+				fmt.Fprintln(os.Stderr, "lightbox init: sync the upper dir's filesystem before recording the status:", err)
+				return
+			}
 		}
 	}
 	b, err := MarshalStatus(st)

@@ -141,6 +141,16 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	cfgFD := child(cfgR)
 	cfg.FDs = nsinit.FDs{Report: child(repW), Liveness: child(liveR), Listener: child(lnf), Lock: child(lk.File()), Exe: -1, Passer: -1}
 	cfg.FDs.Gone = child(goneW)
+	if cfg.SyncOnEnd && spec.WritableDir != "" {
+		uf, err := openUpperFS(spec.WritableDir, dir)
+		if err != nil {
+			return nil, err
+		}
+		if uf != nil {
+			defer func() { _ = uf.Close() }() // our copy, read-only: the init has its own
+			cfg.FDs.UpperFS = child(uf)
+		}
+	}
 	wf, wmore, err := cg.openWorkload()
 	if err != nil {
 		return nil, err
@@ -678,4 +688,32 @@ func dupFile(f *os.File, name string) (*os.File, error) {
 		return nil, fmt.Errorf("dup %s: %w", name, derr)
 	}
 	return os.NewFile(uintptr(nfd), name), nil
+}
+
+// upperFSFile is the empty file in a sandbox's writable dir (Spec.
+// WritableDir) that its init syncs the dir's filesystem through
+// (nsinit.FDs.UpperFS).
+const upperFSFile = "syncfs"
+
+// openUpperFS opens, read-only, a file on the filesystem of the writable
+// dir rw when that is not the filesystem of the sandbox's directory dir,
+// which holds its lock file (a capped layer on a loop-mounted image: the
+// store's syncfs does not write what the sandbox wrote there to the
+// image); nil when they are one (an XFS project dir, no cap). A regular
+// file, for nsinit.FDs.UpperFS: syncfs refuses an O_PATH descriptor, and
+// the init holds no directory of the host.
+func openUpperFS(rw, dir string) (*os.File, error) {
+	var a, b unix.Stat_t
+	if err := unix.Stat(rw, &a); err != nil {
+		return nil, &os.PathError{Op: "stat", Path: rw, Err: err}
+	}
+	if err := unix.Stat(dir, &b); err != nil {
+		return nil, &os.PathError{Op: "stat", Path: dir, Err: err}
+	}
+	if a.Dev == b.Dev {
+		return nil, nil
+	}
+	// rw is the caller's, never the sandbox's (which reaches its upper
+	// dir only): no symlink is expected here, and none is followed.
+	return os.OpenFile(filepath.Join(rw, upperFSFile), os.O_RDONLY|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o400)
 }

@@ -452,9 +452,10 @@ func (m *Manager) start(ctx context.Context, name string, spec Spec, plan *limit
 		// A sandbox that may stay once ended (not one its launcher
 		// removes at once: DetachedTeardown, as the caller asked it,
 		// whether or not it applies) has its upper synced before its
-		// status is recorded, for a commit after a power cut. The
-		// store, its upper dirs and its disks (WritableDir) are one
-		// filesystem: the lock file's.
+		// status is recorded, for a commit after a power cut: the
+		// filesystem of the lock file, the store's, and first that of
+		// the upper when it is another (a WritableDir on a loop-mounted
+		// image: spawnInit's openUpperFS).
 		SyncOnEnd: !spec.DetachedTeardown,
 	}
 	// The store's targets layer at the bottom (made by create).

@@ -156,7 +156,10 @@ type Spec struct {
 	// WritableDir, when set, is an existing empty directory that holds
 	// the overlay's upper and work dirs instead of the sandbox's own
 	// directory: the caller caps its size (SandboxOptions.DiskMiB) and
-	// removes it after the sandbox is removed (Info.WritableDir).
+	// removes it after the sandbox is removed (Info.WritableDir). When it
+	// is another filesystem than the store's (a loop-mounted image), a
+	// sandbox that may stay once ended also gets an empty file there
+	// that its init syncs that filesystem through (nsinit.FDs.UpperFS).
 	WritableDir string
 	// Volumes are the names of the volumes mounted, for List.
 	Volumes []string

@@ -2,7 +2,6 @@ package snapshot
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"github.com/beamhop/lightbox/internal/errdefs"
 	"github.com/beamhop/lightbox/internal/jsonlite"
 	"github.com/beamhop/lightbox/internal/names"
+	"github.com/beamhop/lightbox/internal/sys"
 	"github.com/opencontainers/go-digest"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
@@ -291,9 +291,9 @@ func (s *Store) cleanRefsTmp() {
 // with a regular file (five more calls each time).
 func readCapped(path string) ([]byte, error) {
 	const max = maxJSON
-	fd, err := retryEINTR(func() (int, error) { return unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0) })
+	fd, err := sys.Openat(unix.AT_FDCWD, path, unix.O_RDONLY, 0)
 	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+		return nil, err
 	}
 	defer func() { _ = unix.Close(fd) }() // read-only
 	var st unix.Stat_t
@@ -312,7 +312,7 @@ func readCapped(path string) ([]byte, error) {
 			}
 			buf = append(buf, 0)[:len(buf)]
 		}
-		n, err := retryEINTR(func() (int, error) { return unix.Read(fd, buf[len(buf):cap(buf)]) })
+		n, err := sys.Read(fd, buf[len(buf):cap(buf)])
 		if err != nil {
 			return nil, &os.PathError{Op: "read", Path: path, Err: err}
 		}
@@ -320,15 +320,5 @@ func readCapped(path string) ([]byte, error) {
 			return buf, nil
 		}
 		buf = buf[:len(buf)+n]
-	}
-}
-
-// retryEINTR calls f until it fails with something other than EINTR.
-func retryEINTR(f func() (int, error)) (int, error) {
-	for {
-		n, err := f()
-		if !errors.Is(err, unix.EINTR) {
-			return n, err
-		}
 	}
 }

@@ -1,12 +1,11 @@
 package snapshot
 
 import (
-	"errors"
 	"fmt"
 	"os"
 
+	"github.com/beamhop/lightbox/internal/sys"
 	ispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"golang.org/x/sys/unix"
 )
 
 // checkPlatform is Open's first check: nil on Linux (see snapshot_other.go).
@@ -22,13 +21,8 @@ func checkPlatform() error { return nil }
 // syncfs). One syncfs a layer: the data has to reach the disk anyway,
 // and an fsync of each file would commit the journal per file.
 func syncLayer(l ispec.Descriptor, f *os.File) error {
-	for {
-		err := unix.Syncfs(int(f.Fd()))
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, unix.EINTR) {
-			return fmt.Errorf("unpack layer %s: write it to the disk: %w", l.Digest, os.NewSyscallError("syncfs", err))
-		}
+	if err := sys.Syncfs(int(f.Fd())); err != nil {
+		return fmt.Errorf("unpack layer %s: write it to the disk: %w", l.Digest, err)
 	}
+	return nil
 }

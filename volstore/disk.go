@@ -64,6 +64,32 @@ func (d *Disks) Create(ctx context.Context, name string, mib int64) (*Disk, erro
 	return &Disk{Dir: dir, lk: lk}, nil
 }
 
+// Activate makes a disk Create made usable again after the machine
+// restarted: a loop backend's image (DIR.img) is mounted on dir again,
+// under the disk's lock (two commits of a kept sandbox must not mount it
+// twice); nothing while it is mounted, nor for a disk of another backend
+// (an XFS project dir is always there).
+func (d *Disks) Activate(ctx context.Context, dir string) error {
+	if _, err := os.Lstat(dir + ".img"); errors.Is(err, os.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("capped layer: %w", err)
+	}
+	lk, err := lockfile.Exclusive(ctx, dir+".lock")
+	if err != nil {
+		return fmt.Errorf("capped layer %s: %w", dir, err)
+	}
+	defer func() { _ = lk.Close() }() // nothing was written through it; close frees the descriptor, and the flock with it, even when it reports an error
+	b, err := d.s.backend("loop")
+	if err == nil {
+		err = b.Activate(ctx, dir)
+	}
+	if err != nil {
+		return fmt.Errorf("capped layer %s: %w", dir, err)
+	}
+	return nil
+}
+
 // Remove removes a disk Create made, with its lock file. A missing disk is
 // not an error.
 func (d *Disks) Remove(ctx context.Context, dir string) error {

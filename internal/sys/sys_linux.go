@@ -3,19 +3,11 @@ package sys
 import (
 	"errors"
 	"io/fs"
+	"os"
 	"strings"
 
 	"golang.org/x/sys/unix"
 )
-
-func retry(f func() error) error {
-	for {
-		err := f()
-		if !errors.Is(err, unix.EINTR) {
-			return err
-		}
-	}
-}
 
 // scopedRetries bounds how often openat2 is tried again after EAGAIN.
 const scopedRetries = 128
@@ -37,13 +29,6 @@ func openat2(dir int, path string, how *unix.OpenHow) (int, error) {
 		}
 	}
 	return fd, err
-}
-
-func pathErr(op, path string, err error) error {
-	if err == nil {
-		return nil
-	}
-	return &fs.PathError{Op: op, Path: path, Err: err}
 }
 
 // Mount is mount(2).
@@ -166,11 +151,12 @@ func OpenInRoot(root int, path string, flags int, mode uint32) (int, error) {
 	return fd, pathErr("open", path, err)
 }
 
-// Openat is openat(2) with O_CLOEXEC.
-func Openat(dir int, path string, flags int, mode uint32) (int, error) {
-	var fd int
-	err := retry(func() (err error) { fd, err = unix.Openat(dir, path, flags|unix.O_CLOEXEC, mode); return })
-	return fd, pathErr("open", path, err)
+// Syncfs is syncfs(2): it writes every dirty page and inode of the
+// filesystem that holds fd (any descriptor but an O_PATH one, which it
+// refuses with EBADF) to the disk, and reports a writeback that failed
+// there since fd was opened (EIO, ENOSPC).
+func Syncfs(fd int) error {
+	return os.NewSyscallError("syncfs", retry(func() error { return unix.Syncfs(fd) }))
 }
 
 // Mkdirat is mkdirat(2).
