@@ -1034,7 +1034,10 @@ func TestCopyOntoAFile(t *testing.T) {
 			t.Errorf("%s: %v, want an error naming /etc/passwd", c, err)
 		}
 	}
-	for _, c := range []string{"COPY --from=a /etc /etc/passwd/", "COPY --from=a /etc/group /etc/passwd/x"} {
+	// A directory onto a file, with or without a trailing "/": buildkit's
+	// "cannot copy to non-directory", podman's "already exists but is
+	// not a directory".
+	for _, c := range []string{"COPY --from=a /etc /etc/passwd/", "COPY --from=a /etc /etc/passwd", "COPY --from=a /etc/group /etc/passwd/x"} {
 		_, _, err := build(t, newFake(), dir, "FROM base AS a\nFROM base\n"+c+"\n", Options{})
 		if err == nil || !strings.Contains(err.Error(), "line 3: "+c+": /etc/passwd: the image has a file there") {
 			t.Errorf("%s: %v, want an error naming /etc/passwd", c, err)
@@ -1047,5 +1050,14 @@ func TestCopyOntoAFile(t *testing.T) {
 	}
 	if h, d := f.find(id, "/etc/passwd"); h == nil || d != "f" {
 		t.Errorf("COPY f /etc/passwd: %v %q, want f's content", h, d)
+	}
+	// A file over a file, from a stage: copied.
+	f = newFake()
+	id, _, err = build(t, f, dir, "FROM base AS a\nFROM base\nCOPY --from=a /etc/group /etc/passwd\n", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, d := f.find(id, "/etc/passwd"); h == nil || !strings.HasPrefix(d, "root:x:0:\n") {
+		t.Errorf("COPY --from=a /etc/group /etc/passwd: %v %q, want /etc/group's content", h, d)
 	}
 }
