@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/beamhop/lightbox/internal/environ"
 	"github.com/beamhop/lightbox/internal/sys"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
@@ -188,6 +189,9 @@ type stage struct {
 	// cmdSet: a CMD of this stage ran; a later ENTRYPOINT keeps it (as
 	// docker: only a CMD the stage inherited is reset).
 	cmdSet bool
+	// defaultPath: the stage's base set no PATH; the stage's
+	// configuration has the default one.
+	defaultPath bool
 }
 
 // Build runs recipe r with backend b and returns the ID of the last
@@ -309,6 +313,14 @@ func (bd *builder) runStage(ctx context.Context, st *instructions.Stage, meta ma
 		}
 		s.img = img
 	}
+	// As buildkit (and podman) make sure of: a stage's configuration
+	// has a PATH, the default one where its base sets none (scratch, or
+	// an image without): what ENV $PATH expands to, and what the image
+	// records. Keyed: the cache entries of before it lack it.
+	if _, ok := environ.Lookup(s.img.Config.Env, "PATH"); !ok {
+		s.img.Config.Env = append(slices.Clone(s.img.Config.Env), "PATH="+environ.DefaultPath)
+		s.defaultPath = true
+	}
 	s.args = map[string]string{}
 	bd.progress(Event{Text: st.SourceCode, Done: true, Cached: true, Duration: time.Since(start)})
 	for _, c := range st.Commands {
@@ -352,6 +364,9 @@ func (bd *builder) expander(env shell.EnvGetter) instructions.SingleWordExpander
 func (s *stage) key(text string, extra ...string) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "lightbox build v1\nparent %s\ntext %q\n", s.img.ID, text)
+	if s.defaultPath || s.img.ID == "" { // (a stage of a stage of scratch with no steps: its image is "")
+		fmt.Fprintf(h, "default PATH %q\n", environ.DefaultPath)
+	}
 	for _, k := range slices.Sorted(maps.Keys(s.args)) {
 		fmt.Fprintf(h, "arg %q=%q\n", k, s.args[k])
 	}

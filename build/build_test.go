@@ -51,10 +51,16 @@ func newFake() *fake {
 }
 
 func (f *fake) From(_ context.Context, ref string) (Image, error) {
-	if ref != "base" {
+	switch ref {
+	case "base":
+	case "bare": // an image whose configuration sets no PATH
+		if f.images["bare"] == nil {
+			f.images["bare"] = &fakeImage{files: map[string]*tar.Header{"bin": {Typeflag: tar.TypeDir}}}
+		}
+	default:
 		return Image{}, fmt.Errorf("snapshot %s: not found", ref)
 	}
-	return Image{ID: "base", Config: f.images["base"].cfg}, nil
+	return Image{ID: ref, Config: f.images[ref].cfg}, nil
 }
 
 func (f *fake) Lookup(_ context.Context, key string) (string, bool, error) {
@@ -768,6 +774,31 @@ EOF
 	}
 	if _, _, err := build(t, newFake(), t.TempDir(), "FROM nosuch\n", Options{}); err == nil || !strings.Contains(err.Error(), "line 1: FROM nosuch: snapshot nosuch: not found") {
 		t.Errorf("unknown FROM = %v", err)
+	}
+}
+
+// A stage whose base sets no PATH (scratch, or an image without one) has
+// buildkit's default PATH in its configuration: what ENV $PATH expands to
+// and what the image records, as docker build and podman build do.
+func TestDefaultPath(t *testing.T) {
+	const def = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	for _, c := range []struct{ recipe, want string }{
+		{"FROM scratch\nENV X=$PATH:/opt/bin\n", def + " X=" + strings.TrimPrefix(def, "PATH=") + ":/opt/bin"},
+		{"FROM scratch\nCOPY <<EOF /hello\nhi\nEOF\n", def},
+		{"FROM bare\nENV PATH=/opt/bin:$PATH\n", "PATH=/opt/bin:" + strings.TrimPrefix(def, "PATH=")},
+		{"FROM bare\nRUN true\n", def},
+		{"FROM scratch AS a\nENV X=1\nFROM a\nENV Y=2\n", def + " X=1 Y=2"},
+		{"FROM base\nENV X=$PATH\n", "PATH=/bin X=/bin"}, // the image's own
+	} {
+		f := newFake()
+		id, _, err := build(t, f, t.TempDir(), c.recipe, Options{})
+		if err != nil {
+			t.Errorf("%q: %v", c.recipe, err)
+			continue
+		}
+		if got := strings.Join(f.images[id].cfg.Env, " "); got != c.want {
+			t.Errorf("%q: Env = %s, want %s", c.recipe, got, c.want)
+		}
 	}
 }
 
