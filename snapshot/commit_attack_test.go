@@ -244,7 +244,7 @@ func TestCommitExchangeRace(t *testing.T) {
 		}
 	}
 	for i := range 500 {
-		r := upperLayer(upper, s.mapOptions(), func(string, string) {})
+		r := upperLayer(upper, s.mapOptions(), func(string, string) {}, nil)
 		b, err := io.ReadAll(r)
 		r.Close()
 		if err != nil {
@@ -330,7 +330,7 @@ func TestUpperLayerFormat(t *testing.T) {
 	must(unix.Mkfifo(filepath.Join(upper, "fifo"), 0o600))
 	must(os.Symlink("../nowhere", filepath.Join(upper, "sym")))
 
-	r := upperLayer(upper, s.mapOptions(), func(msg, name string) { t.Errorf("warning %s: %s", name, msg) })
+	r := upperLayer(upper, s.mapOptions(), func(msg, name string) { t.Errorf("warning %s: %s", name, msg) }, nil)
 	b, err := io.ReadAll(r)
 	must(err)
 	ents := tarEntries(t, b)
