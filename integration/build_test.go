@@ -927,4 +927,46 @@ func TestBuildCopyOntoAFile(t *testing.T) {
 	if want := "line 3: COPY d /t: /t: the image has a file there"; res.code != 125 || !strings.Contains(res.stderr, want) {
 		t.Errorf("build: exit %d, stderr:\n%s\nwant 125 and %q", res.code, res.stderr, want)
 	}
+	// From a stage, without a trailing "/" too (it replaced the file);
+	// a file over the file is copied.
+	const src = "FROM busybox AS src\nRUN mkdir /d && echo x > /d/x\nFROM busybox\nRUN echo file > /t\n"
+	ctx = buildContextDir(t, src+"COPY --from=src /d /t\n", map[string]string{})
+	res = lb(t, root, "", "snapshot", "build", "-t", "onto", "--network", "none", ctx)
+	if want := "line 5: COPY --from=src /d /t: /t: the image has a file there"; res.code != 125 || !strings.Contains(res.stderr, want) {
+		t.Errorf("build: exit %d, stderr:\n%s\nwant 125 and %q", res.code, res.stderr, want)
+	}
+	ctx = buildContextDir(t, src+"COPY --from=src /d/x /t\n", map[string]string{})
+	lbOK(t, root, "snapshot", "build", "-q", "-t", "onto", "--network", "none", ctx)
+	if got := shellIn(t, root, "onto", nil, "cat /t"); got != "x\n" {
+		t.Errorf("COPY --from=src /d/x /t: /t holds %q, want x", got)
+	}
+}
+
+// TestBuildScratchPath: a FROM scratch image has the default PATH in its
+// configuration, as docker build and podman build give it: ENV
+// PATH=/opt/bin:$PATH keeps /bin for the RUN after it and in the image.
+// It had none, and that PATH was "/opt/bin:".
+func TestBuildScratchPath(t *testing.T) {
+	root, r := newStore(t)
+	bb, err := os.ReadFile(testutil.NeedBusybox(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := buildContextDir(t, `FROM scratch
+COPY --chmod=0755 busybox /bin/busybox
+ENV PATH=/opt/bin:$PATH
+RUN ["/bin/busybox", "sh", "-c", "busybox mkdir -p /opt/bin && echo $PATH > /seen"]
+`, map[string]string{"busybox": string(bb)})
+	lbOK(t, root, "snapshot", "build", "-q", "-t", "fromscratch", "--network", "none", ctx)
+	const want = "/opt/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	if got := lbOK(t, root, "run", "--network", "none", "fromscratch", "/bin/busybox", "cat", "/seen"); got != want+"\n" {
+		t.Errorf("the RUN saw PATH %q, want %s", got, want)
+	}
+	sn, err := r.InspectSnapshot(t.Context(), "fromscratch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(sn.Config.Env, "PATH="+want) {
+		t.Errorf("the image's Env = %q, want PATH=%s", sn.Config.Env, want)
+	}
 }
