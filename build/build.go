@@ -100,7 +100,10 @@ type Backend interface {
 	From(ctx context.Context, ref string) (Image, error)
 	// Lookup returns the ID of the image cached under key.
 	Lookup(ctx context.Context, key string) (id string, ok bool, err error)
-	// Run runs a RUN step and commits what it changed as one layer.
+	// Run runs a RUN step and commits what it changed as one layer. The
+	// mount points made for the step's mounts where the image lacks
+	// them (a target and its missing parents) are no change: in no
+	// layer where still empty, as buildkit removes its mount stubs.
 	Run(ctx context.Context, st RunStep) (StepOutput, error)
 	// Commit makes an image from a layer tar (or none).
 	Commit(ctx context.Context, st CommitStep) (StepOutput, error)
