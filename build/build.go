@@ -653,6 +653,11 @@ func (bd *builder) runStep(ctx context.Context, s *stage, text string, cfg Confi
 			extra = append(extra, "bind "+rm.Target+" "+d)
 		}
 	}
+	if len(mounts) > 0 {
+		// The step's layer leaves its mount stubs out (Backend.Run):
+		// the cache entries of before hold them.
+		extra = append(extra, "mount stubs left out")
+	}
 	key := s.key(text, extra...)
 	if id, ok, err := bd.cached(ctx, key); err != nil || ok {
 		return StepOutput{ID: id}, ok, err
