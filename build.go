@@ -338,16 +338,26 @@ func (b *buildBackend) Run(ctx context.Context, st build.RunStep) (build.StepOut
 		}
 		defer func() { _ = lk.Close() }() // an flock: released when the step is done
 	}
+	layers, err := b.layers(ctx, st.Parent)
+	if err != nil {
+		return build.StepOutput{}, err
+	}
 	if b.opts.CACerts == CACertsHost {
-		layers, err := b.layers(ctx, st.Parent)
-		if err != nil {
-			return build.StepOutput{}, err
-		}
 		ca, err := caCertMounts(b.r.snaps, layers, mounts)
 		if err != nil {
 			return build.StepOutput{}, err
 		}
 		maps.Copy(mounts, ca)
+	}
+	// What the sandbox makes only to mount on (the targets of the
+	// step's mounts and their parents, where the image lacks them) is no
+	// change of the step's: left out of its layer where still empty, as
+	// buildkit removes its mount stubs after a RUN (podman 4.3 only the
+	// target itself). (The /etc files every sandbox gets are in no
+	// layer already: TestBuildMountStubs's image lacks /etc/resolv.conf.)
+	stubs, err := b.r.snaps.MountStubs(layers, slices.Sorted(maps.Keys(mounts)))
+	if err != nil {
+		return build.StepOutput{}, err
 	}
 	opts := SandboxOptions{
 		Snapshot: b.opts.Name, Network: b.opts.Network, Mounts: mounts,
@@ -393,7 +403,7 @@ func (b *buildBackend) Run(ctx context.Context, st build.RunStep) (build.StepOut
 	}()
 	id, size, err := b.r.snaps.CommitBuildStep(ctx, snapshot.BuildStep{
 		Parent: st.Parent, Key: st.Key, Config: toImageConfig(st.Config), CreatedBy: st.CreatedBy,
-		Layer: snapshot.BuildLayer{UpperDir: upper},
+		Layer: snapshot.BuildLayer{UpperDir: upper, Stubs: stubs},
 	})
 	return build.StepOutput{ID: id, LayerSize: size}, err
 }

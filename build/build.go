@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/beamhop/lightbox/internal/environ"
 	"github.com/beamhop/lightbox/internal/sys"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
@@ -99,7 +100,10 @@ type Backend interface {
 	From(ctx context.Context, ref string) (Image, error)
 	// Lookup returns the ID of the image cached under key.
 	Lookup(ctx context.Context, key string) (id string, ok bool, err error)
-	// Run runs a RUN step and commits what it changed as one layer.
+	// Run runs a RUN step and commits what it changed as one layer. The
+	// mount points made for the step's mounts where the image lacks
+	// them (a target and its missing parents) are no change: in no
+	// layer where still empty, as buildkit removes its mount stubs.
 	Run(ctx context.Context, st RunStep) (StepOutput, error)
 	// Commit makes an image from a layer tar (or none).
 	Commit(ctx context.Context, st CommitStep) (StepOutput, error)
@@ -188,6 +192,9 @@ type stage struct {
 	// cmdSet: a CMD of this stage ran; a later ENTRYPOINT keeps it (as
 	// docker: only a CMD the stage inherited is reset).
 	cmdSet bool
+	// defaultPath: the stage's base set no PATH; the stage's
+	// configuration has the default one.
+	defaultPath bool
 }
 
 // Build runs recipe r with backend b and returns the ID of the last
@@ -309,6 +316,14 @@ func (bd *builder) runStage(ctx context.Context, st *instructions.Stage, meta ma
 		}
 		s.img = img
 	}
+	// As buildkit (and podman) make sure of: a stage's configuration
+	// has a PATH, the default one where its base sets none (scratch, or
+	// an image without): what ENV $PATH expands to, and what the image
+	// records. Keyed: the cache entries of before it lack it.
+	if _, ok := environ.Lookup(s.img.Config.Env, "PATH"); !ok {
+		s.img.Config.Env = append(slices.Clone(s.img.Config.Env), "PATH="+environ.DefaultPath)
+		s.defaultPath = true
+	}
 	s.args = map[string]string{}
 	bd.progress(Event{Text: st.SourceCode, Done: true, Cached: true, Duration: time.Since(start)})
 	for _, c := range st.Commands {
@@ -352,6 +367,9 @@ func (bd *builder) expander(env shell.EnvGetter) instructions.SingleWordExpander
 func (s *stage) key(text string, extra ...string) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "lightbox build v1\nparent %s\ntext %q\n", s.img.ID, text)
+	if s.defaultPath || s.img.ID == "" { // (a stage of a stage of scratch with no steps: its image is "")
+		fmt.Fprintf(h, "default PATH %q\n", environ.DefaultPath)
+	}
 	for _, k := range slices.Sorted(maps.Keys(s.args)) {
 		fmt.Fprintf(h, "arg %q=%q\n", k, s.args[k])
 	}
@@ -634,6 +652,11 @@ func (bd *builder) runStep(ctx context.Context, s *stage, text string, cfg Confi
 			}
 			extra = append(extra, "bind "+rm.Target+" "+d)
 		}
+	}
+	if len(mounts) > 0 {
+		// The step's layer leaves its mount stubs out (Backend.Run):
+		// the cache entries of before hold them.
+		extra = append(extra, "mount stubs left out")
 	}
 	key := s.key(text, extra...)
 	if id, ok, err := bd.cached(ctx, key); err != nil || ok {

@@ -51,10 +51,16 @@ func newFake() *fake {
 }
 
 func (f *fake) From(_ context.Context, ref string) (Image, error) {
-	if ref != "base" {
+	switch ref {
+	case "base":
+	case "bare": // an image whose configuration sets no PATH
+		if f.images["bare"] == nil {
+			f.images["bare"] = &fakeImage{files: map[string]*tar.Header{"bin": {Typeflag: tar.TypeDir}}}
+		}
+	default:
 		return Image{}, fmt.Errorf("snapshot %s: not found", ref)
 	}
-	return Image{ID: "base", Config: f.images["base"].cfg}, nil
+	return Image{ID: ref, Config: f.images[ref].cfg}, nil
 }
 
 func (f *fake) Lookup(_ context.Context, key string) (string, bool, error) {
@@ -771,6 +777,31 @@ EOF
 	}
 }
 
+// A stage whose base sets no PATH (scratch, or an image without one) has
+// buildkit's default PATH in its configuration: what ENV $PATH expands to
+// and what the image records, as docker build and podman build do.
+func TestDefaultPath(t *testing.T) {
+	const def = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	for _, c := range []struct{ recipe, want string }{
+		{"FROM scratch\nENV X=$PATH:/opt/bin\n", def + " X=" + strings.TrimPrefix(def, "PATH=") + ":/opt/bin"},
+		{"FROM scratch\nCOPY <<EOF /hello\nhi\nEOF\n", def},
+		{"FROM bare\nENV PATH=/opt/bin:$PATH\n", "PATH=/opt/bin:" + strings.TrimPrefix(def, "PATH=")},
+		{"FROM bare\nRUN true\n", def},
+		{"FROM scratch AS a\nENV X=1\nFROM a\nENV Y=2\n", def + " X=1 Y=2"},
+		{"FROM base\nENV X=$PATH\n", "PATH=/bin X=/bin"}, // the image's own
+	} {
+		f := newFake()
+		id, _, err := build(t, f, t.TempDir(), c.recipe, Options{})
+		if err != nil {
+			t.Errorf("%q: %v", c.recipe, err)
+			continue
+		}
+		if got := strings.Join(f.images[id].cfg.Env, " "); got != c.want {
+			t.Errorf("%q: Env = %s, want %s", c.recipe, got, c.want)
+		}
+	}
+}
+
 func TestCopyFrom(t *testing.T) {
 	dir := t.TempDir()
 	writeTree(t, dir, map[string]string{"src/main.c": "int main(){}", "src/util.c": "x"})
@@ -1034,7 +1065,10 @@ func TestCopyOntoAFile(t *testing.T) {
 			t.Errorf("%s: %v, want an error naming /etc/passwd", c, err)
 		}
 	}
-	for _, c := range []string{"COPY --from=a /etc /etc/passwd/", "COPY --from=a /etc/group /etc/passwd/x"} {
+	// A directory onto a file, with or without a trailing "/": buildkit's
+	// "cannot copy to non-directory", podman's "already exists but is
+	// not a directory".
+	for _, c := range []string{"COPY --from=a /etc /etc/passwd/", "COPY --from=a /etc /etc/passwd", "COPY --from=a /etc/group /etc/passwd/x"} {
 		_, _, err := build(t, newFake(), dir, "FROM base AS a\nFROM base\n"+c+"\n", Options{})
 		if err == nil || !strings.Contains(err.Error(), "line 3: "+c+": /etc/passwd: the image has a file there") {
 			t.Errorf("%s: %v, want an error naming /etc/passwd", c, err)
@@ -1047,5 +1081,14 @@ func TestCopyOntoAFile(t *testing.T) {
 	}
 	if h, d := f.find(id, "/etc/passwd"); h == nil || d != "f" {
 		t.Errorf("COPY f /etc/passwd: %v %q, want f's content", h, d)
+	}
+	// A file over a file, from a stage: copied.
+	f = newFake()
+	id, _, err = build(t, f, dir, "FROM base AS a\nFROM base\nCOPY --from=a /etc/group /etc/passwd\n", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, d := f.find(id, "/etc/passwd"); h == nil || !strings.HasPrefix(d, "root:x:0:\n") {
+		t.Errorf("COPY --from=a /etc/group /etc/passwd: %v %q, want /etc/group's content", h, d)
 	}
 }

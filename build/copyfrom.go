@@ -93,12 +93,20 @@ func (bd *builder) copyFrom(ctx context.Context, s *stage, text string, cfg Conf
 		return StepOutput{}, false, err
 	}
 	h := sha256.New()
-	_, err = io.Copy(h, r)
+	into, err := copiesInto(io.TeeReader(r, h), dest)
 	if cerr := r.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return StepOutput{}, false, fmt.Errorf("--from=%s: %w", from, err)
+	}
+	// A directory source makes a directory of dest (or fills it),
+	// whatever the destination's spelling: where the image has a file,
+	// buildkit refuses ("cannot copy to non-directory"), podman too.
+	if into && !destDir {
+		if err := bd.notOverFile(ctx, s, dest, true, nil); err != nil {
+			return StepOutput{}, false, err
+		}
 	}
 	extra := []string{"from " + chain, "content " + hex.EncodeToString(h.Sum(nil))}
 	if own != nil {
@@ -114,6 +122,31 @@ func (bd *builder) copyFrom(ctx context.Context, s *stage, text string, cfg Conf
 		}
 		return io.MultiReader(bytes.NewReader(plain), r), func() { _ = r.Close() }, nil // its error reached the commit through the stream
 	}, extra...)
+}
+
+// copiesInto reads the layer tar r to its end and reports whether it
+// makes dest (absolute) a directory or writes under it.
+func copiesInto(r io.Reader, dest string) (bool, error) {
+	into := false
+	d := strings.TrimPrefix(dest, "/")
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return false, err
+		}
+		name := strings.TrimSuffix(strings.TrimPrefix(hdr.Name, "./"), "/")
+		if name == d && hdr.Typeflag == tar.TypeDir || strings.HasPrefix(name, d+"/") {
+			into = true
+		}
+	}
+	// What follows the end of the archive, read too: the key is the
+	// digest of the whole stream.
+	_, err := io.Copy(io.Discard, r)
+	return into, err
 }
 
 // fromImage resolves --from: a stage built before this one (by name or

@@ -33,6 +33,10 @@
 // RUN --network, --security, FROM --platform), a URL or a secret or ssh
 // mount — is an error naming it and its line, before anything runs.
 //
+// A stage whose base sets no PATH (scratch, or an image without one) has
+// the default PATH (/usr/local/sbin:…:/bin) in its configuration, as
+// docker's buildkit and podman give it: ENV PATH=/x:$PATH keeps /bin.
+//
 // A COPY --from step's cache key holds, besides its parent and text, the
 // source image's layer chain and the digest of the layer tar it copies.
 // A stage's image is a build-cache entry like any step's: no stage but

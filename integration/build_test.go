@@ -5,6 +5,7 @@ package integration
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -114,8 +115,10 @@ func TestBuildSnapshot(t *testing.T) {
 	if out := lbOK(t, root, "run", "--network", "none", "app"); out != "hello from /opt/app\n" {
 		t.Errorf("run app = %q, want the ENTRYPOINT's output", out)
 	}
-	got := shellIn(t, root, "app", nil, `cd /opt/app; ls -A | sort | tr '\n' ' '; echo; cat who exec runs-seen /data/file; stat -c '%u:%g %a' main.sh /usr/local/bin/hello; cat /opt/pkg/bin/tool; id -un; pwd; echo $MODE; ls /var/cache/demo 2>&1 | wc -l`)
-	want := "exec main.sh runs-seen who \nworld\nexec-form\n1\ndata\n1000:1000 644\n0:0 755\ntool\nuser\n/opt/app\ntest\n0\n"
+	got := shellIn(t, root, "app", nil, `cd /opt/app; ls -A | sort | tr '\n' ' '; echo; cat who exec runs-seen /data/file; stat -c '%u:%g %a' main.sh /usr/local/bin/hello; cat /opt/pkg/bin/tool; id -un; pwd; echo $MODE; test -e /var/cache && echo /var/cache kept || echo gone`)
+	// The cache mount's target (and /var/cache, both made only to
+	// mount on) is in no layer, as with docker's buildkit.
+	want := "exec main.sh runs-seen who \nworld\nexec-form\n1\ndata\n1000:1000 644\n0:0 755\ntool\nuser\n/opt/app\ntest\ngone\n"
 	if got != want {
 		t.Errorf("the built snapshot shows:\n%s\nwant:\n%s", got, want)
 	}
@@ -802,6 +805,86 @@ func exportedConfig(t *testing.T, root, sn string) ispec.Image {
 	return img
 }
 
+// lastLayerNames returns the names in snapshot sn's top layer, as it
+// exports it.
+func lastLayerNames(t *testing.T, root, sn string) []string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "image.tar")
+	lbOK(t, root, "snapshot", "export", sn, dst)
+	f, err := os.Open(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	blobs := map[string][]byte{}
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		if b, err := io.ReadAll(tr); err == nil && h.Size < 8<<20 {
+			blobs[strings.TrimPrefix(h.Name, "./")] = b
+		}
+	}
+	var idx ispec.Index
+	var m ispec.Manifest
+	if err := json.Unmarshal(blobs["index.json"], &idx); err != nil || len(idx.Manifests) != 1 {
+		t.Fatalf("%s: index.json: %v", dst, err)
+	}
+	if err := json.Unmarshal(blobs["blobs/sha256/"+idx.Manifests[0].Digest.Encoded()], &m); err != nil || len(m.Layers) == 0 {
+		t.Fatalf("%s: manifest: %v (%d layers)", dst, err, len(m.Layers))
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(blobs["blobs/sha256/"+m.Layers[len(m.Layers)-1].Digest.Encoded()]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	lr := tar.NewReader(zr)
+	for {
+		h, err := lr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, strings.TrimSuffix(strings.TrimPrefix(h.Name, "./"), "/"))
+	}
+	return names
+}
+
+// TestBuildMountStubs: what a RUN's sandbox makes only to mount on (the
+// targets of its cache, tmpfs and bind mounts and their missing parents)
+// is in no layer, as with docker's
+// buildkit; a target the image has stays, and so does a made parent the
+// step wrote into. They were all committed, empty.
+func TestBuildMountStubs(t *testing.T) {
+	root, _ := newStore(t)
+	ctx := buildContextDir(t, `FROM busybox
+RUN mkdir -p /keep/empty /w
+RUN --mount=type=cache,id=stubs,target=/c1/deep/cache --mount=type=tmpfs,target=/t1 --mount=type=bind,source=f,target=/b1/f \
+    --mount=type=tmpfs,target=/keep/empty --mount=type=tmpfs,target=/w/sub/t \
+    echo ran > /ran && echo note > /w/note && mkdir /w/sub/mine && cat /b1/f > /w/sub/mine/f
+`, map[string]string{"f": "from the context\n"})
+	lbOK(t, root, "snapshot", "build", "-q", "-t", "stubs", "--network", "none", ctx)
+	got := shellIn(t, root, "stubs", nil, `for p in /c1 /t1 /b1 /keep/empty /w/sub/t /w/sub/mine; do test -e $p && echo $p; done; cat /ran /w/note /w/sub/mine/f`)
+	if want := "/keep/empty\n/w/sub/mine\nran\nnote\nfrom the context\n"; got != want {
+		t.Errorf("the built snapshot shows:\n%swant:\n%s", got, want)
+	}
+	names := lastLayerNames(t, root, "stubs")
+	for _, n := range []string{"c1", "c1/deep", "c1/deep/cache", "t1", "b1", "b1/f", "keep/empty", "w/sub/t", "etc/resolv.conf"} {
+		if slices.Contains(names, n) {
+			t.Errorf("the RUN's layer holds %s, a mount stub: %v", n, names)
+		}
+	}
+	for _, n := range []string{"ran", "w/note", "w/sub", "w/sub/mine/f"} {
+		if !slices.Contains(names, n) {
+			t.Errorf("the RUN's layer lacks %s: %v", n, names)
+		}
+	}
+}
+
 // TestBuildHistoryCountsLayers: an exported snapshot's history has an
 // entry for each layer, as docker's images do and as buildah checks
 // before it builds on one (podman build FROM an export of a lightbox
@@ -843,5 +926,47 @@ func TestBuildCopyOntoAFile(t *testing.T) {
 	res := lb(t, root, "", "snapshot", "build", "-t", "onto", "--network", "none", ctx)
 	if want := "line 3: COPY d /t: /t: the image has a file there"; res.code != 125 || !strings.Contains(res.stderr, want) {
 		t.Errorf("build: exit %d, stderr:\n%s\nwant 125 and %q", res.code, res.stderr, want)
+	}
+	// From a stage, without a trailing "/" too (it replaced the file);
+	// a file over the file is copied.
+	const src = "FROM busybox AS src\nRUN mkdir /d && echo x > /d/x\nFROM busybox\nRUN echo file > /t\n"
+	ctx = buildContextDir(t, src+"COPY --from=src /d /t\n", map[string]string{})
+	res = lb(t, root, "", "snapshot", "build", "-t", "onto", "--network", "none", ctx)
+	if want := "line 5: COPY --from=src /d /t: /t: the image has a file there"; res.code != 125 || !strings.Contains(res.stderr, want) {
+		t.Errorf("build: exit %d, stderr:\n%s\nwant 125 and %q", res.code, res.stderr, want)
+	}
+	ctx = buildContextDir(t, src+"COPY --from=src /d/x /t\n", map[string]string{})
+	lbOK(t, root, "snapshot", "build", "-q", "-t", "onto", "--network", "none", ctx)
+	if got := shellIn(t, root, "onto", nil, "cat /t"); got != "x\n" {
+		t.Errorf("COPY --from=src /d/x /t: /t holds %q, want x", got)
+	}
+}
+
+// TestBuildScratchPath: a FROM scratch image has the default PATH in its
+// configuration, as docker build and podman build give it: ENV
+// PATH=/opt/bin:$PATH keeps /bin for the RUN after it and in the image.
+// It had none, and that PATH was "/opt/bin:".
+func TestBuildScratchPath(t *testing.T) {
+	root, r := newStore(t)
+	bb, err := os.ReadFile(testutil.NeedBusybox(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := buildContextDir(t, `FROM scratch
+COPY --chmod=0755 busybox /bin/busybox
+ENV PATH=/opt/bin:$PATH
+RUN ["/bin/busybox", "sh", "-c", "busybox mkdir -p /opt/bin && echo $PATH > /seen"]
+`, map[string]string{"busybox": string(bb)})
+	lbOK(t, root, "snapshot", "build", "-q", "-t", "fromscratch", "--network", "none", ctx)
+	const want = "/opt/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	if got := lbOK(t, root, "run", "--network", "none", "fromscratch", "/bin/busybox", "cat", "/seen"); got != want+"\n" {
+		t.Errorf("the RUN saw PATH %q, want %s", got, want)
+	}
+	sn, err := r.InspectSnapshot(t.Context(), "fromscratch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(sn.Config.Env, "PATH="+want) {
+		t.Errorf("the image's Env = %q, want PATH=%s", sn.Config.Env, want)
 	}
 }

@@ -40,7 +40,13 @@ type ImageConfig = ispec.ImageConfig
 // configuration only.
 type BuildLayer struct {
 	UpperDir string
-	Tar      io.Reader
+	// Stubs are, for UpperDir, what the step's sandbox made only to
+	// mount on (MountStubs): absolute paths in the image, each left out
+	// of the layer where it is still an empty directory (its own stubs
+	// aside) or an empty file, as docker's buildkit removes its mount
+	// stubs after a RUN.
+	Stubs []string
+	Tar   io.Reader
 }
 
 // BuildStep describes one step's image: its parent ("" = scratch), its
@@ -220,7 +226,7 @@ func (s *Store) CommitBuildStep(ctx context.Context, st BuildStep) (string, int6
 		var l ispec.Descriptor
 		var diffID digest.Digest
 		if st.Layer.UpperDir != "" {
-			l, diffID, err = s.layerFromUpper(ctx, e, st.Layer.UpperDir)
+			l, diffID, err = s.layerFromUpper(ctx, e, st.Layer.UpperDir, st.Layer.Stubs)
 		} else {
 			below := make([]string, len(m.Layers))
 			for i, pl := range m.Layers {

@@ -106,7 +106,7 @@ func (s *Store) commitLocked(ctx context.Context, name, parent, upper string, op
 	if err := readJSON(ctx, e, m.Config, &img); err != nil {
 		return nil, fmt.Errorf("snapshot %s: config: %w", parent, err)
 	}
-	l, diffID, err := s.layerFromUpper(ctx, e, upper)
+	l, diffID, err := s.layerFromUpper(ctx, e, upper, nil)
 	if opts.UpperRead != nil {
 		opts.UpperRead()
 	}

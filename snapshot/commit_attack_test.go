@@ -244,7 +244,7 @@ func TestCommitExchangeRace(t *testing.T) {
 		}
 	}
 	for i := range 500 {
-		r := upperLayer(upper, s.mapOptions(), func(string, string) {})
+		r := upperLayer(upper, s.mapOptions(), func(string, string) {}, nil)
 		b, err := io.ReadAll(r)
 		r.Close()
 		if err != nil {
@@ -330,7 +330,7 @@ func TestUpperLayerFormat(t *testing.T) {
 	must(unix.Mkfifo(filepath.Join(upper, "fifo"), 0o600))
 	must(os.Symlink("../nowhere", filepath.Join(upper, "sym")))
 
-	r := upperLayer(upper, s.mapOptions(), func(msg, name string) { t.Errorf("warning %s: %s", name, msg) })
+	r := upperLayer(upper, s.mapOptions(), func(msg, name string) { t.Errorf("warning %s: %s", name, msg) }, nil)
 	b, err := io.ReadAll(r)
 	must(err)
 	ents := tarEntries(t, b)
@@ -393,4 +393,49 @@ func keys[V any](m map[string]V) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// TestUpperLayerStubs: the mount stubs a build step's sandbox made are
+// left out of its layer where still empty (a file, or a directory of such
+// stubs); a stub the step wrote into, or one that is no longer what the
+// launch made (a symlink to a host directory, made as a stub's name), is
+// written as it is, and the symlink is not followed: the host directory's
+// file is in no entry.
+func TestUpperLayerStubs(t *testing.T) {
+	s := openStore(t)
+	upper, host := t.TempDir(), t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(filepath.Join(host, "secret"), []byte("host"), 0o600))
+	for _, d := range []string{"c1/deep/cache", "w/sub/t", "w/sub/mine", "p"} {
+		must(os.MkdirAll(filepath.Join(upper, d), 0o755))
+	}
+	must(os.WriteFile(filepath.Join(upper, "f"), nil, 0o644))
+	must(os.WriteFile(filepath.Join(upper, "g"), []byte("x"), 0o644))
+	must(os.Symlink(host, filepath.Join(upper, "s")))
+	must(os.Symlink(host, filepath.Join(upper, "p/q")))
+	stubs := []string{"/c1/deep/cache", "/c1/deep", "/c1", "/w/sub/t", "/w/sub", "/f", "/g", "/s", "/p/q", "/p", "/absent"}
+	r := upperLayer(upper, s.mapOptions(), func(msg, name string) { t.Errorf("warning %s: %s", name, msg) }, stubs)
+	b, err := io.ReadAll(r)
+	must(err)
+	ents := tarEntries(t, b)
+	want := map[string]byte{
+		"./": tar.TypeDir, "w/": tar.TypeDir, "w/sub/": tar.TypeDir, "w/sub/mine/": tar.TypeDir,
+		"g": tar.TypeReg, "s": tar.TypeSymlink, "p/": tar.TypeDir, "p/q": tar.TypeSymlink,
+	}
+	for name, typ := range want {
+		if h := ents[name]; h == nil || h.Typeflag != typ {
+			t.Errorf("entry %s = %v, want type %q; have %v", name, h, typ, keys(ents))
+		}
+	}
+	if len(ents) != len(want) {
+		t.Errorf("entries = %v, want %v", keys(ents), keys(want))
+	}
+	if bytes.Contains(b, []byte("host")) {
+		t.Errorf("the layer holds the host file's content")
+	}
 }

@@ -149,3 +149,41 @@ func parentOf(rel string) string {
 	}
 	return "."
 }
+
+// MountStubs returns what a sandbox of the image that layers make adds to
+// its tree to mount on targets (absolute paths inside it) where the image
+// lacks them: for each target, with the symlinks on its way resolved as
+// Resolve (and the launch, which makes mount points through them) does,
+// the path's components from the first one the image lacks down to the
+// target, deepest first. A build leaves these out of a RUN's layer
+// (BuildLayer.Stubs) as docker's buildkit removes its mount stubs: the
+// directory or file made only to mount on is no change of the step's.
+func (s *Store) MountStubs(layers []string, targets []string) ([]string, error) {
+	seen := map[string]bool{}
+	var out []string
+	for _, t := range targets {
+		r, err := s.Resolve(layers, t)
+		if err != nil {
+			return nil, err
+		}
+		parts := splitPath(r)
+		for i := range parts {
+			// Resolve left no symlink before the first missing one.
+			kind, _, err := entryInLayers(layers, path.Join(parts[:i+1]...))
+			if err != nil {
+				return nil, fmt.Errorf("mount stubs of %s: %w", t, err)
+			}
+			if kind != entryMissing {
+				continue
+			}
+			for j := len(parts); j > i; j-- {
+				if p := "/" + path.Join(parts[:j]...); !seen[p] {
+					seen[p] = true
+					out = append(out, p)
+				}
+			}
+			break
+		}
+	}
+	return out, nil
+}

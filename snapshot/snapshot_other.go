@@ -28,11 +28,16 @@ func (s *Store) Owner(ctx context.Context, layers []string, target string) (*Dir
 	return nil, errPlatform
 }
 
-func (s *Store) layerFromUpper(ctx context.Context, e casext.Engine, upper string) (ispec.Descriptor, digest.Digest, error) {
+func (s *Store) layerFromUpper(ctx context.Context, e casext.Engine, upper string, stubs []string) (ispec.Descriptor, digest.Digest, error) {
 	return ispec.Descriptor{}, "", errPlatform
 }
 
-func upperLayer(dir string, mo layer.MapOptions, warn warnFunc) io.ReadCloser {
+// MountStubs is unsupported off Linux.
+func (s *Store) MountStubs(layers []string, targets []string) ([]string, error) {
+	return nil, errPlatform
+}
+
+func upperLayer(dir string, mo layer.MapOptions, warn warnFunc, stubs []string) io.ReadCloser {
 	pr, pw := io.Pipe()
 	_ = pw.CloseWithError(errPlatform) // always nil
 	return pr

@@ -404,11 +404,11 @@ func unpackMain(args []string) error {
 		}
 		return err
 	case "upper":
-		if len(args) != 2 {
-			return errors.New("usage: upper DIR")
+		if len(args) < 2 {
+			return errors.New("usage: upper DIR [STUB...]")
 		}
 		// Inside the namespace: owners as the sandbox sees them.
-		r := upperLayer(args[1], layer.MapOptions{}, childWarn)
+		r := upperLayer(args[1], layer.MapOptions{}, childWarn, args[2:])
 		_, err := io.Copy(os.Stdout, r)
 		if cerr := r.Close(); err == nil {
 			err = cerr

@@ -55,11 +55,18 @@ const (
 // mapped back through mo as umoci does (rootless: root's, or what
 // user.rootlesscontainers says). A file the sandbox named ".wh.*" cannot
 // be stored in an OCI layer: it is left out with a warning, so that it
-// cannot make every commit fail.
-func upperLayer(dir string, mo layer.MapOptions, warn warnFunc) io.ReadCloser {
+// cannot make every commit fail. stubs (BuildLayer.Stubs) are left out
+// where they are still empty.
+func upperLayer(dir string, mo layer.MapOptions, warn warnFunc, stubs []string) io.ReadCloser {
 	pr, pw := io.Pipe()
 	go func() {
 		w := &upperWriter{tw: tar.NewWriter(pw), mo: mo, warn: warn, links: map[fileID]string{}, buf: make([]byte, 128<<10)}
+		for _, p := range stubs {
+			if w.stubs == nil {
+				w.stubs = map[string]bool{}
+			}
+			w.stubs[strings.TrimPrefix(path.Clean("/"+p), "/")] = true
+		}
 		err := w.write(dir)
 		if err == nil {
 			err = w.tw.Close()
@@ -77,6 +84,7 @@ type upperWriter struct {
 	warn  warnFunc
 	links map[fileID]string // first name of each inode with several links
 	buf   []byte
+	stubs map[string]bool // mount stubs, by name in the layer
 }
 
 func (w *upperWriter) write(dir string) error {
@@ -138,6 +146,11 @@ func (w *upperWriter) entry(dfd int, rel, n string) error {
 	pst, err := sys.Fstat(pfd, name)
 	if err != nil {
 		return err
+	}
+	if w.stubs[name] {
+		if empty, err := w.emptyStub(dfd, n, name, &pst); err != nil || empty {
+			return err
+		}
 	}
 	switch pst.Mode & unix.S_IFMT {
 	case unix.S_IFCHR:
@@ -250,6 +263,48 @@ func (w *upperWriter) directory(dfd int, n, name string, pst *unix.Stat_t) error
 		}
 	}
 	return w.walk(fd, name)
+}
+
+// emptyStub reports whether entry n of dfd (name in the layer, pst its
+// fstat), a mount stub, is still what the launch made: an empty regular
+// file, or a directory holding nothing but such stubs. The step left
+// nothing there, and the stub stays out of the layer.
+func (w *upperWriter) emptyStub(dfd int, n, name string, pst *unix.Stat_t) (bool, error) {
+	switch pst.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		return pst.Size == 0, nil
+	case unix.S_IFDIR:
+	default:
+		return false, nil
+	}
+	fd, _, ok, err := w.reopen(dfd, n, name, pst, unix.O_DIRECTORY)
+	if !ok {
+		return false, err
+	}
+	defer unix.Close(fd)
+	names, err := readNames(fd, "/"+name)
+	if err != nil {
+		return false, err
+	}
+	for _, c := range names {
+		cname := path.Join(name, c)
+		if !w.stubs[cname] {
+			return false, nil
+		}
+		cfd, err := sys.OpenBeneath(fd, c, unix.O_PATH|unix.O_NOFOLLOW)
+		if err != nil {
+			return false, nil // gone, or a mount point: written (or warned about) as it is
+		}
+		cst, err := sys.Fstat(cfd, cname)
+		unix.Close(cfd)
+		if err != nil {
+			return false, err
+		}
+		if empty, err := w.emptyStub(fd, c, cname, &cst); err != nil || !empty {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 func (w *upperWriter) putWhiteout(name string) error {
@@ -521,12 +576,12 @@ func (zeros) Read(p []byte) (int, error) {
 // layerFromDir maps them: rootless with a subordinate range the tree is
 // read inside the store's user namespace, by a child that reports what it
 // left out on its stderr (warningPrefix lines), re-emitted here.
-func (s *Store) layerFromUpper(ctx context.Context, e casext.Engine, upper string) (ispec.Descriptor, digest.Digest, error) {
+func (s *Store) layerFromUpper(ctx context.Context, e casext.Engine, upper string, stubs []string) (ispec.Descriptor, digest.Digest, error) {
 	warn := func(msg, name string) { s.log.Warn(msg, "path", name, "upper", upper) }
 	var tr io.ReadCloser
 	wait := func() error { return nil }
 	if os.Geteuid() != 0 && s.mapping.Subordinate {
-		cmd := reexec.Command("", HelperRole, s.mapping, 0, "upper", upper)
+		cmd := reexec.Command("", HelperRole, s.mapping, 0, append([]string{"upper", upper}, stubs...)...)
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			return ispec.Descriptor{}, "", err
@@ -537,7 +592,7 @@ func (s *Store) layerFromUpper(ctx context.Context, e casext.Engine, upper strin
 		}
 		tr = out
 	} else {
-		tr = upperLayer(upper, s.mapOptions(), warn)
+		tr = upperLayer(upper, s.mapOptions(), warn, stubs)
 	}
 	defer func() { _ = tr.Close() }() // closing the reader side again after the explicit Close below, or on error: nothing to report
 	l, diffID, err := s.putLayer(ctx, e, tr, "layer of "+upper)
