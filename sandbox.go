@@ -95,6 +95,15 @@ type Usage struct {
 	CPUNanos uint64 `json:"cpuNanos"`
 }
 
+// WaitDelay is how long a Cmd's Wait (Run, Exec, Shell) waits, once the
+// command has exited, for its output streams to end when a process it
+// left behind (a background job) holds them open: the command is
+// answered when it exits, with all it wrote, not when that process ends.
+// Past WaitDelay what is already written is taken and the streams are
+// closed; the process keeps running, and its later writes fail (EPIPE).
+// docker exec waits as long.
+const WaitDelay = runtime.WaitDelay
+
 // Cmd is a command to run in a sandbox, in the spirit of os/exec.Cmd.
 // Make it with Sandbox.Command, set its fields, then Run, or Start and
 // Wait. A Cmd cannot be reused.
@@ -149,8 +158,11 @@ func (c *Cmd) startErr(err error) error {
 	return fmt.Errorf("sandbox %s: start %s: %w", c.sb.name, c.Path, runtime.Unnamed(err, c.sb.name))
 }
 
-// Wait waits for the command to exit. A command that ran and exited
-// non-zero (or was killed) returns an *ExitError.
+// Wait waits for the command to exit and for its output to be copied:
+// until its streams end, or at most WaitDelay after it exited when a
+// process it left running holds them (all the command wrote is kept). A
+// command that ran and exited non-zero (or was killed) returns an
+// *ExitError.
 func (c *Cmd) Wait() error {
 	if c.rc == nil {
 		return errors.New("lightbox: Cmd not started")
@@ -222,7 +234,9 @@ func (s *Sandbox) Shell(ctx context.Context, script string) (*Result, error) {
 // and an error saying it was truncated (with a non-zero exit, the
 // ExitError says so: OutputTruncated). A command killed as ctx ended (a
 // deadline) returns the Result with what it wrote until then, ExitCode
-// -1 (it did not exit), and ctx's error, as os/exec's Output does.
+// -1 (it did not exit), and ctx's error, as os/exec's Output does. It
+// returns when the command exits, even when a process it left running (a
+// background job) holds its output: see WaitDelay.
 func (s *Sandbox) Exec(ctx context.Context, path string, args ...string) (*Result, error) {
 	var stdout, stderr capBuffer
 	c := s.Command(ctx, path, args...)

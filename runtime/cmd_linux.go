@@ -26,7 +26,6 @@ type Cmd struct {
 
 	sb     *Sandbox
 	ctx    context.Context
-	life   context.Context // ends the command (start's life)
 	main   bool
 	logMax int64 // Stdout and Stderr are log files the init relays, capped
 	// logs: Stdout and Stderr are the sandbox's own log files, which
@@ -42,6 +41,7 @@ type Cmd struct {
 	pty       *os.File
 	pid       atomic.Int64 // set from the Started reply, or with late from the Exit one
 	closers   []io.Closer  // our ends, closed after Wait
+	outs      []*os.File   // the read ends of the output pipes copied here
 	copies    sync.WaitGroup
 	copyErr   error
 	copyMu    sync.Mutex
@@ -200,7 +200,6 @@ func (c *Cmd) start(ctx, life context.Context, late bool) (err error) {
 		c.relayPty()
 	}
 	c.done = make(chan struct{})
-	c.life = life
 	go c.waitExit(life)
 	return nil
 }
@@ -436,6 +435,7 @@ func (c *Cmd) writer(w io.Writer, name string) (stdio, error) {
 		return stdio{}, err
 	}
 	c.closers = append(c.closers, pr)
+	c.outs = append(c.outs, pr)
 	c.copies.Add(1)
 	go func() {
 		defer c.copies.Done()
@@ -452,12 +452,63 @@ func (c *Cmd) writer(w io.Writer, name string) (stdio, error) {
 
 // copyOut copies a stream of the workload into w with a pooled buffer:
 // io.Copy from an *os.File into a writer that is no io.ReaderFrom (Exec's
-// capped buffer) allocates 32 KiB, twice per command.
+// capped buffer) allocates 32 KiB, twice per command. It ends at the
+// stream's end, or when Wait sets a read deadline (WaitDelay passed after
+// the command exited): then once it copied what the pipe holds.
 func copyOut(w io.Writer, r *os.File) error {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	_, err := io.CopyBuffer(w, readerOnly{r}, *bp) // readerOnly: *os.File's WriteTo would take the allocating path
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return drain(w, r, *bp)
+	}
 	return err
+}
+
+// drain copies into w what the pipe r holds now, without waiting for
+// more: what the command wrote before it exited, which a writer slow to
+// take it (a terminal, a busy reader of our stdout) left there. At most
+// the pipe's capacity, so that a process writing on (a background job)
+// cannot keep it copying.
+func drain(w io.Writer, r *os.File, buf []byte) error {
+	rc, err := r.SyscallConn()
+	if err != nil {
+		return err
+	}
+	left := -1
+	for {
+		var n int
+		var rerr error
+		// Control, not Read: r's read deadline has passed. The pipe
+		// is non-blocking (pipe): a read of an empty one says EAGAIN.
+		if err := rc.Control(func(fd uintptr) {
+			if left < 0 {
+				if left, rerr = unix.FcntlInt(fd, unix.F_GETPIPE_SZ, 0); rerr != nil {
+					return
+				}
+			}
+			for {
+				n, rerr = unix.Read(int(fd), buf[:min(len(buf), left)])
+				if rerr != unix.EINTR {
+					return
+				}
+			}
+		}); err != nil {
+			return err
+		}
+		switch {
+		case rerr == unix.EAGAIN || (rerr == nil && n == 0):
+			return nil // empty, or every writer gone
+		case rerr != nil:
+			return &os.PathError{Op: "read", Path: r.Name(), Err: rerr}
+		}
+		if _, err := w.Write(buf[:n]); err != nil {
+			return err
+		}
+		if left -= n; left <= 0 {
+			return nil
+		}
+	}
 }
 
 // readerOnly hides every method of its Reader but Read.
@@ -578,7 +629,9 @@ func (c *Cmd) kill() {
 	_ = c.Signal(unix.SIGKILL) // fails when the command or its init is gone: the read in waitExit ends then
 }
 
-// Wait waits for the command to exit and for its output to be copied. A
+// Wait waits for the command to exit and for its output to be copied:
+// until its streams end, or WaitDelay after it exited when a process it
+// left behind holds them (what the command wrote is kept). A
 // non-zero exit is an *ExitError; a command killed because its context
 // ended returns the context's error; after StartLate, a command that
 // could not start returns the error Start would have (Started is false).
@@ -588,20 +641,22 @@ func (c *Cmd) Wait() error {
 	}
 	c.waitOnce.Do(func() {
 		<-c.done
+		// The command has exited (or was killed). A process it left
+		// behind may hold its stdout and stderr open for as long as it
+		// runs: a background job (`sleep 100 & echo hi`), or one that
+		// left its group and survived the kill. The command is answered
+		// now, not when that process ends (as docker exec): its output
+		// is waited for WaitDelay at most, then what the pipes hold is
+		// copied (all the command wrote before it exited) and they are
+		// closed, so that the process's later writes fail (EPIPE).
 		if c.Tty && c.pty != nil {
-			// The output is copied until the pty hangs up; a background
-			// process may keep it open: do not wait for it forever.
-			waitOrTimeout(&c.copies, 2*time.Second)
-		} else if c.life.Err() != nil {
-			// Killed as its context ended (or ended as it did): a
-			// process that left its group (a session of its own)
-			// survives the kill and may hold its stdout. Do not wait for
-			// that one's end, as os/exec's WaitDelay: what it writes past
-			// the delay is lost.
-			waitOrTimeout(&c.copies, waitDelay)
-			c.closeOurs() // our read ends: the copies end
-			c.copies.Wait()
-		} else {
+			// The output is copied until the pty hangs up; closing the
+			// master (closeOurs) ends the copy.
+			waitOrTimeout(&c.copies, WaitDelay)
+		} else if !waitOrTimeout(&c.copies, WaitDelay) {
+			for _, f := range c.outs {
+				_ = f.SetReadDeadline(time.Now()) // fails once the copy closed it, on a failed write: nothing to end then
+			}
 			c.copies.Wait()
 		}
 		c.closeOurs()
@@ -625,16 +680,17 @@ func (c *Cmd) Wait() error {
 
 func (c *Cmd) waitErrNoExit() error { return c.err }
 
-// waitDelay is how long Wait waits for a killed command's output to
-// end before it closes its read ends.
-const waitDelay = 2 * time.Second
-
-func waitOrTimeout(wg *sync.WaitGroup, d time.Duration) {
+// waitOrTimeout waits for wg at most d, and reports whether wg was done.
+func waitOrTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 	ch := make(chan struct{})
 	go func() { wg.Wait(); close(ch) }()
+	t := time.NewTimer(d)
+	defer t.Stop()
 	select {
 	case <-ch:
-	case <-time.After(d):
+		return true
+	case <-t.C:
+		return false
 	}
 }
 

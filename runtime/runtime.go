@@ -208,6 +208,15 @@ type MountSpec struct {
 	FillRecord []byte
 }
 
+// WaitDelay is how long Cmd.Wait waits, once the command has exited (or
+// was killed), for its output streams to end: a process it left behind
+// (a background job, `sleep 100 &`) may hold them open for as long as it
+// runs. Past it Wait takes what is already in the pipes, stops copying
+// and returns; that process's later writes fail (EPIPE). As containerd's
+// exec (and so docker exec) waits 2 s for an exec's output, and as
+// os/exec's Cmd.WaitDelay.
+const WaitDelay = 2 * time.Second
+
 // CmdSpec is what a command runs in a sandbox: the fields of Cmd, and of
 // lightbox.Cmd, which embeds it too (one convention for both: Args
 // without the program name, TtySize as rows and columns).

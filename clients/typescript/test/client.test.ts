@@ -113,6 +113,14 @@ test("a command past its timeoutMs rejects with what it wrote until then", async
   });
 });
 
+test("a background job holding a command's output does not hold its result: it resolves when the command exits", async () => {
+  await lb.runInSandbox({ ...none, name: "bgjob" }, async (sb) => {
+    // The job sleeps 1001 s; timeoutMs (30 s) would reject long before.
+    assert.deepEqual(await sb.shell("sleep 1001 & echo started; echo warn >&2", { timeoutMs: 30000 }), { exitCode: 0, stdout: "started\n", stderr: "warn\n" });
+    assert.equal((await sb.shell("ps -o args | grep -c '^sleep 1001'")).stdout, "1\n", "the background job runs on");
+  });
+});
+
 test("aborting a command's signal kills it and rejects with what it wrote; an aborted signal runs nothing", async () => {
   await lb.runInSandbox({ ...none, name: "aborted" }, async (sb) => {
     const ac = new AbortController();
