@@ -460,7 +460,9 @@ func (s *server) killMain(m *proc) chan struct{} {
 // kept sandbox's end pays for); two when the upper is on a filesystem of
 // its own (FDs.UpperFS: a loop-mounted capped layer, whose dirty pages
 // the store's syncfs does not reach), that one first, then the store's,
-// which holds its image file. Processes the main command left behind
+// which holds its image file; then the status is written and fsynced
+// (a kept sandbox whose status is lost reads dead, and the next launch
+// sets dead sandboxes aside for removal). Processes the main command left behind
 // are killed after this (exit); what they wrote since is as unsure as
 // what a kill leaves.
 func (s *server) record(st Status) {
@@ -485,6 +487,12 @@ func (s *server) record(st Status) {
 	}
 	if err == nil {
 		_, err = s.lock.WriteAt(b, 0)
+	}
+	if err == nil && s.cfg.SyncOnEnd {
+		// The status itself on the disk too: a kept sandbox whose status
+		// a power cut lost reads dead, and gc would remove it with what
+		// it wrote (one fsync of one block, after the syncfs above).
+		err = s.lock.Sync()
 	}
 	if err != nil {
 		// Nobody to tell but the log: the sandbox then reads as dead, not
