@@ -77,21 +77,24 @@ show_log() {
 # What each failed test said, for the summary's FAILED section (CI keeps
 # only a log's head and tail, so the failure must be there): a verbose log
 # interleaves tests under "=== RUN/CONT/NAME" headers; this keeps each
-# test's own lines and prints, for each test marked "--- FAIL", its first
-# 12 (a parent whose subtest failed prints nothing of its own if it said
-# nothing).
+# test's own lines and prints, for each test marked "--- FAIL", its last
+# 15 (where a failure's message is; a parent whose subtest failed prints
+# nothing of its own if it said nothing).
 failed_digest() {
 	awk '
 		/^=== (RUN|CONT|NAME|PAUSE) / { cur = $3; next }
 		/^[[:space:]]*--- FAIL: / { failed[++nf] = $3; next }
 		/^[[:space:]]*--- (PASS|SKIP): / { next }
-		/^(PASS|FAIL|ok|FAIL\t)/ { next }
-		cur != "" && n[cur] < 12 { out[cur] = out[cur] "\n        " $0; n[cur]++ }
+		/^(PASS|FAIL|ok)/ { next }
+		cur != "" { n[cur]++; line[cur, n[cur] % 15] = $0 }
 		END {
 			for (i = 1; i <= nf; i++) {
 				t = failed[i]
-				if (t in out || i == nf || index(failed[i+1], t "/") != 1)
-					printf "  %s:%s\n", t, out[t]
+				if (!(t in n) && i < nf && index(failed[i+1], t "/") == 1)
+					continue
+				printf "  %s:\n", t
+				for (j = (n[t] > 15 ? n[t] - 14 : 1); j <= n[t]; j++)
+					printf "        %s\n", line[t, j % 15]
 			}
 		}
 	' "$1"
