@@ -768,46 +768,9 @@ ENTRYPOINT ["/bin/echo", "hi"]
 	}
 }
 
-// exportedConfig exports snapshot sn as an oci-archive and returns its
-// image configuration.
-func exportedConfig(t *testing.T, root, sn string) ispec.Image {
-	t.Helper()
-	dst := filepath.Join(t.TempDir(), "image.tar")
-	lbOK(t, root, "snapshot", "export", sn, dst)
-	f, err := os.Open(dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	blobs := map[string][]byte{}
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if err != nil {
-			break
-		}
-		if b, err := io.ReadAll(tr); err == nil && h.Size < 1<<20 {
-			blobs[strings.TrimPrefix(h.Name, "./")] = b
-		}
-	}
-	var idx ispec.Index
-	var m ispec.Manifest
-	var img ispec.Image
-	if err := json.Unmarshal(blobs["index.json"], &idx); err != nil || len(idx.Manifests) != 1 {
-		t.Fatalf("%s: index.json: %v (%d manifests)", dst, err, len(idx.Manifests))
-	}
-	if err := json.Unmarshal(blobs["blobs/sha256/"+idx.Manifests[0].Digest.Encoded()], &m); err != nil {
-		t.Fatalf("%s: manifest: %v", dst, err)
-	}
-	if err := json.Unmarshal(blobs["blobs/sha256/"+m.Config.Digest.Encoded()], &img); err != nil {
-		t.Fatalf("%s: config: %v", dst, err)
-	}
-	return img
-}
-
-// lastLayerNames returns the names in snapshot sn's top layer, as it
-// exports it.
-func lastLayerNames(t *testing.T, root, sn string) []string {
+// exportedImage exports snapshot sn as an oci-archive and returns its
+// blobs (those under 8 MiB), by path in the archive, and its manifest.
+func exportedImage(t *testing.T, root, sn string) (map[string][]byte, ispec.Manifest) {
 	t.Helper()
 	dst := filepath.Join(t.TempDir(), "image.tar")
 	lbOK(t, root, "snapshot", "export", sn, dst)
@@ -830,10 +793,33 @@ func lastLayerNames(t *testing.T, root, sn string) []string {
 	var idx ispec.Index
 	var m ispec.Manifest
 	if err := json.Unmarshal(blobs["index.json"], &idx); err != nil || len(idx.Manifests) != 1 {
-		t.Fatalf("%s: index.json: %v", dst, err)
+		t.Fatalf("%s: index.json: %v (%d manifests)", dst, err, len(idx.Manifests))
 	}
-	if err := json.Unmarshal(blobs["blobs/sha256/"+idx.Manifests[0].Digest.Encoded()], &m); err != nil || len(m.Layers) == 0 {
-		t.Fatalf("%s: manifest: %v (%d layers)", dst, err, len(m.Layers))
+	if err := json.Unmarshal(blobs["blobs/sha256/"+idx.Manifests[0].Digest.Encoded()], &m); err != nil {
+		t.Fatalf("%s: manifest: %v", dst, err)
+	}
+	return blobs, m
+}
+
+// exportedConfig exports snapshot sn as an oci-archive and returns its
+// image configuration.
+func exportedConfig(t *testing.T, root, sn string) ispec.Image {
+	t.Helper()
+	blobs, m := exportedImage(t, root, sn)
+	var img ispec.Image
+	if err := json.Unmarshal(blobs["blobs/sha256/"+m.Config.Digest.Encoded()], &img); err != nil {
+		t.Fatalf("snapshot %s: config: %v", sn, err)
+	}
+	return img
+}
+
+// lastLayerNames returns the names in snapshot sn's top layer, as it
+// exports it.
+func lastLayerNames(t *testing.T, root, sn string) []string {
+	t.Helper()
+	blobs, m := exportedImage(t, root, sn)
+	if len(m.Layers) == 0 {
+		t.Fatalf("snapshot %s: no layers", sn)
 	}
 	zr, err := gzip.NewReader(bytes.NewReader(blobs["blobs/sha256/"+m.Layers[len(m.Layers)-1].Digest.Encoded()]))
 	if err != nil {
