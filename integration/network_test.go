@@ -155,6 +155,75 @@ func TestPublishIPv6(t *testing.T) {
 	}
 }
 
+// TestPublishHostAddress: with pasta, a port published on one of the
+// host's own global addresses (IPv6, then IPv4) answers a client on the
+// host that connects to it right after the sandbox's server listens.
+// pasta gives the sandbox copies of the host's addresses, so it sends
+// such a connection from and to link-local addresses; pasta 2023-03-09
+// learns the sandbox's link-local address only from the sandbox's first
+// frame from it, a second or more after the launch (after duplicate
+// address detection): until then the connection's SYN went to the wrong
+// address, and the client waited 10 s for a reset.
+func TestPublishHostAddress(t *testing.T) {
+	testutil.NeedTool(t, "pasta")
+	v6, v4 := hostIPv6(), hostIPv4()
+	testutil.Need(t, v6 != "", "needs a global IPv6 address on this host (and an IPv6 default route, which pasta copies)")
+	testutil.Need(t, v4 != "", "needs a non-loopback IPv4 address on this host")
+	root, _ := newStore(t)
+	port6, port4 := freePortOn(t, v6), freePortOn(t, v4)
+	// httpd without -f binds, then daemonizes: "listening" is said once
+	// the sandbox's port takes connections.
+	lbOK(t, root, "run", "-d", "--name", "host-addr", "--network", "private:pasta",
+		"-p", fmt.Sprintf("[%s]:%d:8080", v6, port6), "-p", fmt.Sprintf("%s:%d:8080", v4, port4),
+		"busybox", "sh", "-c", "echo hello on the host address > /index.html && httpd -p 8080 -h / && echo listening && exec sleep 600")
+	defer lb(t, root, "", "rm", "-f", "host-addr")
+	waitFor(t, "the sandbox's server to listen", func() bool {
+		return strings.Contains(lbOK(t, root, "logs", "host-addr"), "listening")
+	})
+	// One GET each, no retry: the server listens, so the first
+	// connection must reach it. The timeout only bounds a failure.
+	client := &http.Client{Timeout: 30 * time.Second}
+	for _, url := range []string{
+		fmt.Sprintf("http://[%s]:%d/index.html", v6, port6),
+		fmt.Sprintf("http://%s:%d/index.html", v4, port4),
+	} {
+		start := time.Now()
+		resp, err := client.Get(url)
+		if err != nil {
+			t.Errorf("GET %s, the first connection once the sandbox listens: %v (after %v); want the sandbox's page", url, err, time.Since(start).Round(time.Millisecond))
+			continue
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || string(body) != "hello on the host address\n" {
+			t.Errorf("GET %s = %q, %v; want the sandbox's page", url, body, err)
+		}
+	}
+}
+
+// hostIPv6 is a global unicast IPv6 address of this host, or "".
+func hostIPv6() string {
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() == nil && n.IP.IsGlobalUnicast() {
+			return n.IP.String()
+		}
+	}
+	return ""
+}
+
+// freePortOn returns a TCP port on the host address ip that nothing
+// listens on now.
+func freePortOn(t *testing.T, ip string) int {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
 // TestPublishSameHostPortTwice: two -p of one run that need the same
 // host port (same protocol, overlapping addresses) are refused before
 // anything starts, naming both; one sandbox port published on two host

@@ -66,7 +66,10 @@
 // attached to exits, and it daemonizes, so it is started under a keeper:
 // nsenter runs this binary in KeeperRole, which starts itself again as
 // pid 1 of a new pid namespace (a child of the caller's): the keeper. The
-// keeper starts pasta, waits until pasta's parent exits (pasta has then
+// keeper turns off IPv6 duplicate address detection in the sandbox's
+// network namespace (so that pasta learns the sandbox's link-local address
+// from its first frame: see noDAD), starts pasta, waits until pasta's
+// parent exits (pasta has then
 // bound the published ports and configured the interface, the readiness
 // Attach waits for), drops its own ids and capabilities, and stays until
 // the sandbox's init exits (it polls a pidfd of it) or pasta does. When

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -217,6 +218,10 @@ func keeperMain(args []string) int {
 			AmbientCaps: []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_NET_ADMIN, unix.CAP_NET_BIND_SERVICE},
 		}
 	}
+	if err := noDAD(keeperNetns); err != nil {
+		report("error: keeper: %v", err)
+		return 1
+	}
 	// pasta's parent exits once the ports are bound and the interface is
 	// configured, after the daemon is forked: that is the readiness.
 	if err := cmd.Run(); err != nil {
@@ -252,6 +257,42 @@ func keeperMain(args []string) int {
 			return 0
 		}
 	}
+}
+
+// noDAD turns off IPv6 duplicate address detection for the interfaces
+// made from now on in the network namespace netns (a descriptor), that
+// is the one pasta makes there. A connection from one of the host's own
+// addresses to a port pasta publishes reaches the sandbox from and to
+// link-local addresses (the sandbox has copies of the host's addresses),
+// and pasta 2023-03-09 learns the sandbox's link-local address only from
+// a frame the sandbox sends from it: until then it sends such a
+// connection's SYN to its own link-local address, the sandbox drops it,
+// and the client waits 10 s for a reset. Detection would keep that
+// address tentative for a second or more after the link is up; without
+// it the address is usable at once, and the kernel sends its router
+// solicitation from it right as pasta brings the link up (from a work
+// item the kernel queues then), well before the launch returns; the
+// frame waits on pasta's tap descriptor until pasta reads it (measured:
+// TestPublishHostAddress). The only
+// other node on the sandbox's link is pasta, which duplicates no address
+// (it adds the copied global addresses with detection off itself). A
+// host without IPv6 has nothing to turn off.
+func noDAD(netns int) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine, in the sandbox's network namespace
+		if err := unix.Setns(netns, unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("join the sandbox's network namespace: %w", err)
+			return
+		}
+		// /proc/sys/net is the calling thread's network namespace's.
+		err := os.WriteFile("/proc/sys/net/ipv6/conf/default/accept_dad", []byte("0\n"), 0)
+		if errors.Is(err, os.ErrNotExist) {
+			err = nil // IPv6 is off (ipv6.disable=1): no address to detect
+		}
+		errc <- err
+	}()
+	return <-errc
 }
 
 // setgroupsAllowed reports whether this process's user namespace allows
