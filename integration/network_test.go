@@ -167,15 +167,22 @@ func TestPublishIPv6(t *testing.T) {
 func TestPublishHostAddress(t *testing.T) {
 	testutil.NeedTool(t, "pasta")
 	v6, v4 := hostIPv6(), hostIPv4()
-	testutil.Need(t, v6 != "", "needs a global IPv6 address on this host (and an IPv6 default route, which pasta copies)")
 	testutil.Need(t, v4 != "", "needs a non-loopback IPv4 address on this host")
 	root, _ := newStore(t)
-	port6, port4 := freePortOn(t, v6), freePortOn(t, v4)
+	port4 := freePortOn(t, v4)
+	args := []string{"run", "-d", "--name", "host-addr", "--network", "private:pasta", "-p", fmt.Sprintf("%s:%d:8080", v4, port4)}
+	urls := []string{fmt.Sprintf("http://%s:%d/index.html", v4, port4)}
+	if v6 != "" {
+		port6 := freePortOn(t, v6)
+		args = append(args, "-p", fmt.Sprintf("[%s]:%d:8080", v6, port6))
+		urls = append([]string{fmt.Sprintf("http://[%s]:%d/index.html", v6, port6)}, urls...)
+	} else {
+		// The hang was IPv6's (link-local addresses); IPv4 is checked.
+		t.Logf("no global IPv6 address on this host: only %s checked", v4)
+	}
 	// httpd without -f binds, then daemonizes: "listening" is said once
 	// the sandbox's port takes connections.
-	lbOK(t, root, "run", "-d", "--name", "host-addr", "--network", "private:pasta",
-		"-p", fmt.Sprintf("[%s]:%d:8080", v6, port6), "-p", fmt.Sprintf("%s:%d:8080", v4, port4),
-		"busybox", "sh", "-c", "echo hello on the host address > /index.html && httpd -p 8080 -h / && echo listening && exec sleep 600")
+	lbOK(t, root, append(args, "busybox", "sh", "-c", "echo hello on the host address > /index.html && httpd -p 8080 -h / && echo listening && exec sleep 600")...)
 	defer lb(t, root, "", "rm", "-f", "host-addr")
 	waitFor(t, "the sandbox's server to listen", func() bool {
 		return strings.Contains(lbOK(t, root, "logs", "host-addr"), "listening")
@@ -183,10 +190,7 @@ func TestPublishHostAddress(t *testing.T) {
 	// One GET each, no retry: the server listens, so the first
 	// connection must reach it. The timeout only bounds a failure.
 	client := &http.Client{Timeout: 30 * time.Second}
-	for _, url := range []string{
-		fmt.Sprintf("http://[%s]:%d/index.html", v6, port6),
-		fmt.Sprintf("http://%s:%d/index.html", v4, port4),
-	} {
+	for _, url := range urls {
 		start := time.Now()
 		resp, err := client.Get(url)
 		if err != nil {
