@@ -368,6 +368,121 @@ func TestAPIServer(t *testing.T) {
 	lbOK(t, root, "volume", "rm", "api-cache", "api-labelled")
 }
 
+// TestAPIServerSnapshots: sandbox.commit saves what a sandbox wrote as a
+// snapshot that launches with it, snapshot.import brings a snapshot in
+// from a path on the server's host (here, the committed one exported as
+// an OCI layout: the build-to-runtime handoff), and snapshot.remove
+// refuses a snapshot a live sandbox uses and removes it once none does.
+func TestAPIServerSnapshots(t *testing.T) {
+	root, _ := newStore(t)
+	p := startAPI(t, root)
+
+	type snap struct {
+		Name      string    `json:"name"`
+		Digest    string    `json:"digest"`
+		Layers    int       `json:"layers"`
+		Size      int64     `json:"size"`
+		CreatedAt time.Time `json:"createdAt"`
+	}
+	listed := func(name string) *snap {
+		t.Helper()
+		var list []snap
+		p.ok("snapshot.list", nil, &list)
+		for i := range list {
+			if list[i].Name == name {
+				return &list[i]
+			}
+		}
+		return nil
+	}
+	busybox := listed("busybox")
+	if busybox == nil {
+		t.Fatal("snapshot.list has no busybox")
+	}
+
+	p.ok("sandbox.launch", map[string]any{"snapshot": "busybox", "name": "api-src", "network": "none"}, nil)
+	p.ok("sandbox.shell", map[string]any{"name": "api-src", "script": "echo committed > /etc/marker"}, nil)
+	var got snap
+	p.ok("sandbox.commit", map[string]any{"name": "api-src", "snapshot": "api-snap"}, &got)
+	if got.Name != "api-snap" || got.Layers != busybox.Layers+1 || got.Digest == "" || got.Size <= busybox.Size {
+		t.Errorf("sandbox.commit = %+v, want api-snap with one layer more than busybox (%+v)", got, *busybox)
+	}
+	if l := listed("api-snap"); l == nil || *l != got {
+		t.Errorf("snapshot.list has api-snap as %+v, want what sandbox.commit returned, %+v", l, got)
+	}
+	p.fails("exists", "sandbox.commit", map[string]any{"name": "api-src", "snapshot": "api-snap"})
+	p.ok("sandbox.shell", map[string]any{"name": "api-src", "script": "echo replaced > /etc/marker"}, nil)
+	p.ok("sandbox.commit", map[string]any{"name": "api-src", "snapshot": "api-snap", "replace": true}, &got)
+	if got.Name != "api-snap" || got.Layers != busybox.Layers+1 {
+		t.Errorf("sandbox.commit with replace = %+v, want api-snap with one layer more than busybox", got)
+	}
+	p.fails("invalid_params", "sandbox.commit", map[string]any{"name": "api-src"})
+	p.fails("invalid_params", "sandbox.commit", map[string]any{"name": "api-src", "snapshot": "x", "Replace": true})
+	p.fails("invalid_name", "sandbox.commit", map[string]any{"name": "api-src", "snapshot": "../x"})
+	p.fails("not_found", "sandbox.commit", map[string]any{"name": "api-nosuch", "snapshot": "x"})
+
+	// The committed snapshot launches with what the sandbox wrote, and
+	// is in use while that sandbox lives.
+	p.ok("sandbox.launch", map[string]any{"snapshot": "api-snap", "name": "api-from", "network": "none"}, nil)
+	var res struct{ Stdout string }
+	p.ok("sandbox.shell", map[string]any{"name": "api-from", "script": "cat /etc/marker"}, &res)
+	if res.Stdout != "replaced\n" {
+		t.Errorf("a sandbox of the committed snapshot has /etc/marker %q, want %q", res.Stdout, "replaced\n")
+	}
+	p.fails("in_use", "snapshot.remove", map[string]any{"name": "api-snap"})
+
+	// Import: the snapshot exported as an OCI layout comes back, under
+	// another name, from a path on the server's host.
+	layout := filepath.Join(t.TempDir(), "layout")
+	lbOK(t, root, "snapshot", "export", "api-snap", layout)
+	p.ok("snapshot.import", map[string]any{"name": "api-imp", "source": layout + ":api-snap", "format": "oci"}, &got)
+	if got.Name != "api-imp" || got.Layers != busybox.Layers+1 {
+		t.Errorf("snapshot.import = %+v, want api-imp with one layer more than busybox", got)
+	}
+	if l := listed("api-imp"); l == nil || *l != got {
+		t.Errorf("snapshot.list has api-imp as %+v, want what snapshot.import returned, %+v", l, got)
+	}
+	p.ok("sandbox.launch", map[string]any{"snapshot": "api-imp", "name": "api-imported", "network": "none"}, nil)
+	p.ok("sandbox.shell", map[string]any{"name": "api-imported", "script": "cat /etc/marker"}, &res)
+	if res.Stdout != "replaced\n" {
+		t.Errorf("a sandbox of the imported snapshot has /etc/marker %q, want %q", res.Stdout, "replaced\n")
+	}
+	p.fails("exists", "snapshot.import", map[string]any{"name": "api-imp", "source": layout})
+	rootfs := testutil.BusyboxRootfs(t)
+	p.fails("in_use", "snapshot.import", map[string]any{"name": "api-imp", "source": rootfs, "replace": true})
+	p.ok("snapshot.import", map[string]any{"name": "api-rootfs", "source": rootfs}, &got)
+	if got.Name != "api-rootfs" || got.Layers != 1 {
+		t.Errorf("snapshot.import of a rootfs directory = %+v, want api-rootfs with one layer", got)
+	}
+	p.fails("invalid_params", "snapshot.import", map[string]any{"name": "api-x", "source": layout, "format": "zip"})
+	p.fails("invalid_params", "snapshot.import", map[string]any{"name": "api-x"})
+	p.fails("invalid_name", "snapshot.import", map[string]any{"name": "../x", "source": layout})
+	// A source that is not there is no lightbox object not found: an
+	// "error" whose message names the path.
+	nosuch := filepath.Join(t.TempDir(), "nosuch")
+	if e := p.fails("error", "snapshot.import", map[string]any{"name": "api-x", "source": nosuch}); !strings.Contains(e.Message, nosuch) {
+		t.Errorf("snapshot.import of a missing source: message %q does not name %s", e.Message, nosuch)
+	}
+
+	// Remove: once no sandbox uses it, and then it is gone.
+	p.ok("sandbox.destroy", map[string]any{"name": "api-from"}, nil)
+	p.ok("sandbox.destroy", map[string]any{"name": "api-imported"}, nil)
+	for _, n := range []string{"api-snap", "api-imp", "api-rootfs"} {
+		p.ok("snapshot.remove", map[string]any{"name": n}, nil)
+		if l := listed(n); l != nil {
+			t.Errorf("after snapshot.remove, snapshot.list still has %+v", *l)
+		}
+		p.fails("not_found", "snapshot.remove", map[string]any{"name": n})
+	}
+	p.fails("invalid_name", "snapshot.remove", map[string]any{"name": "../x"})
+	if err := p.close(); err != nil {
+		t.Fatalf("lightbox api exit: %v; stderr: %s", err, p.stderr())
+	}
+	if p.stray != nil {
+		t.Errorf("lines that answered no request: %q", p.stray)
+	}
+}
+
 // TestAPIServerProtocolErrors: lines that are not requests get JSON-RPC's
 // own errors with a null id, and notifications get no answer.
 func TestAPIServerProtocolErrors(t *testing.T) {

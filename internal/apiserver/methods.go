@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/beamhop/lightbox"
+	"github.com/beamhop/lightbox/snapshot"
 )
 
 // call runs one method.
@@ -67,6 +69,23 @@ func (s *Server) call(ctx context.Context, method string, params []byte) (any, e
 			return nil, err
 		}
 		return struct{}{}, h.sb.Signal(ctx, sig)
+	case "sandbox.commit":
+		var p struct {
+			Name     string `json:"name"`
+			Snapshot string `json:"snapshot"`
+			Replace  bool   `json:"replace"`
+		}
+		if err := decode(params, &p); err != nil {
+			return nil, err
+		}
+		if p.Snapshot == "" {
+			return nil, invalidParams("sandbox.commit: no snapshot name")
+		}
+		h, err := s.handle(ctx, p.Name)
+		if err != nil {
+			return nil, err
+		}
+		return h.sb.CommitWith(ctx, p.Snapshot, lightbox.CommitOptions{Replace: p.Replace})
 	case "sandbox.stop":
 		var p struct {
 			Name      string `json:"name"`
@@ -130,6 +149,29 @@ func (s *Server) call(ctx context.Context, method string, params []byte) (any, e
 			list = []lightbox.Snapshot{}
 		}
 		return list, err
+	case "snapshot.import":
+		var p struct {
+			Name    string `json:"name"`
+			Source  string `json:"source"`
+			Format  string `json:"format"`
+			Replace bool   `json:"replace"`
+		}
+		if err := decode(params, &p); err != nil {
+			return nil, err
+		}
+		if p.Source == "" {
+			return nil, invalidParams("snapshot.import: no source")
+		}
+		if p.Format != "" && !slices.Contains(snapshot.Formats, p.Format) {
+			return nil, invalidParams(fmt.Sprintf("format %q: want one of %s", p.Format, strings.Join(snapshot.Formats, ", ")))
+		}
+		return s.r.ImportSnapshot(ctx, p.Name, p.Source, lightbox.ImportOptions{Format: p.Format, Replace: p.Replace})
+	case "snapshot.remove":
+		var p nameParams
+		if err := decode(params, &p); err != nil {
+			return nil, err
+		}
+		return struct{}{}, s.r.RemoveSnapshot(ctx, p.Name)
 	}
 	return nil, &requestError{KindMethodNotFound, fmt.Sprintf("method %q not found", method)}
 }

@@ -159,12 +159,45 @@ export interface SandboxUsage {
 /** A snapshot in the store. */
 export interface SnapshotInfo {
     name: string;
+    /** The digest of its OCI manifest. */
     digest: string;
     layers: number;
+    /** Its unpacked size in bytes. */
     size: number;
     /** What its blobs take in the store, as stored (compressed or not). */
     storedSize: number;
     createdAt: Date;
+    /** The image config a launch applies. */
+    config: SnapshotConfig;
+}
+/** The part of a snapshot's OCI image config a launch applies; what it
+ * leaves unset is absent. */
+export interface SnapshotConfig {
+    env?: string[];
+    workingDir?: string;
+    user?: string;
+    entrypoint?: string[];
+    cmd?: string[];
+    labels?: Record<string, string>;
+    /** The image's STOPSIGNAL as written (absent: SIGTERM). */
+    stopSignal?: string;
+}
+/** Options of Sandbox.commit. */
+export interface CommitOptions {
+    /** Replace an existing snapshot of that name (refused with "in_use"
+     * while a sandbox uses it); otherwise a taken name is "exists". */
+    replace?: boolean;
+}
+/** The formats importSnapshot reads: an OCI image layout directory, a tar
+ * of one, a `docker save` tar, a root filesystem directory or tarball. */
+export type ImportFormat = "oci" | "oci-archive" | "docker-archive" | "rootfs-dir" | "rootfs-tar";
+/** Options of importSnapshot. */
+export interface ImportOptions {
+    /** The source's format; detected when omitted. */
+    format?: ImportFormat;
+    /** Replace an existing snapshot of that name (refused with "in_use"
+     * while a sandbox uses it); otherwise a taken name is "exists". */
+    replace?: boolean;
 }
 /** The stable error codes of the protocol; the first five are lightbox's
  * sentinel errors (ErrNotFound, ErrExists, ErrInUse, ErrInvalidName,
@@ -237,6 +270,13 @@ export declare class Sandbox {
      * SIGKILL after timeoutMs (10000 when omitted; 0: at once); resolves once
      * it has exited. The sandbox stays, exited, until destroyed. */
     stop(timeoutMs?: number): Promise<void>;
+    /** Saves the sandbox as a new snapshot, `snapshot`: its snapshot plus
+     * what the sandbox wrote over it (mounts and volumes are not part of
+     * it), with its snapshot's config; resolves to the new snapshot as
+     * listSnapshots shows it. The sandbox's processes are paused while its
+     * layer is read and run on after. A taken name is a LightboxError
+     * "exists" unless opts.replace. */
+    commit(snapshot: string, opts?: CommitOptions): Promise<SnapshotInfo>;
     /** Stops every process in the sandbox and removes it. */
     destroy(): Promise<void>;
 }
@@ -260,6 +300,17 @@ export declare class Client {
     listSandboxes(): Promise<SandboxInfo[]>;
     /** Lists the store's snapshots. */
     listSnapshots(): Promise<SnapshotInfo[]>;
+    /** Imports source, a path on this host (relative paths are taken from
+     * this process's working directory), as snapshot name: an OCI image
+     * layout directory ("dir" or "dir:tag"), an oci-archive tar ("file" or
+     * "file:tag"), a `docker save` tar, a root filesystem directory or a
+     * root filesystem tarball (gzip, zstd or plain). Resolves to the
+     * snapshot as listSnapshots shows it. A taken name is a LightboxError
+     * "exists" unless opts.replace. */
+    importSnapshot(name: string, source: string, opts?: ImportOptions): Promise<SnapshotInfo>;
+    /** Removes a snapshot and frees the layers no other snapshot uses;
+     * refused ("in_use") while a sandbox, running or kept, uses it. */
+    removeSnapshot(name: string): Promise<void>;
     /** Creates the volume, or returns it as it is if it exists (quota and
      * labels apply only at creation). */
     ensureVolume(name: string, opts?: VolumeOptions): Promise<Volume>;
@@ -285,6 +336,10 @@ export declare function attachSandbox(name: string): Promise<Sandbox>;
 export declare function listSandboxes(): Promise<SandboxInfo[]>;
 /** Client.listSnapshots on the default client. */
 export declare function listSnapshots(): Promise<SnapshotInfo[]>;
+/** Client.importSnapshot on the default client. */
+export declare function importSnapshot(name: string, source: string, opts?: ImportOptions): Promise<SnapshotInfo>;
+/** Client.removeSnapshot on the default client. */
+export declare function removeSnapshot(name: string): Promise<void>;
 /** Client.ensureVolume on the default client. */
 export declare function ensureVolume(name: string, opts?: VolumeOptions): Promise<Volume>;
 /** Client.listVolumes on the default client. */

@@ -205,6 +205,17 @@ function toVolume(v) {
         backend: v.backend ?? "",
     };
 }
+function toSnapshot(s) {
+    return {
+        name: s.name,
+        digest: s.digest,
+        layers: s.layers,
+        size: s.size,
+        storedSize: s.storedSize ?? 0,
+        createdAt: new Date(s.createdAt),
+        config: s.config ?? {},
+    };
+}
 /** A handle on a sandbox. A launched sandbox dies with this process unless
  * detached. */
 export class Sandbox {
@@ -238,6 +249,15 @@ export class Sandbox {
      * it has exited. The sandbox stays, exited, until destroyed. */
     async stop(timeoutMs) {
         await this.#client._call("sandbox.stop", { name: this.name, timeoutMs });
+    }
+    /** Saves the sandbox as a new snapshot, `snapshot`: its snapshot plus
+     * what the sandbox wrote over it (mounts and volumes are not part of
+     * it), with its snapshot's config; resolves to the new snapshot as
+     * listSnapshots shows it. The sandbox's processes are paused while its
+     * layer is read and run on after. A taken name is a LightboxError
+     * "exists" unless opts.replace. */
+    async commit(snapshot, opts = {}) {
+        return toSnapshot(await this.#client._call("sandbox.commit", { name: this.name, snapshot, replace: opts.replace }));
     }
     /** Stops every process in the sandbox and removes it. */
     async destroy() {
@@ -390,14 +410,22 @@ export class Client {
     /** Lists the store's snapshots. */
     async listSnapshots() {
         const list = await this._call("snapshot.list");
-        return list.map((s) => ({
-            name: s.name,
-            digest: s.digest,
-            layers: s.layers,
-            size: s.size,
-            storedSize: s.storedSize ?? 0,
-            createdAt: new Date(s.createdAt),
-        }));
+        return list.map(toSnapshot);
+    }
+    /** Imports source, a path on this host (relative paths are taken from
+     * this process's working directory), as snapshot name: an OCI image
+     * layout directory ("dir" or "dir:tag"), an oci-archive tar ("file" or
+     * "file:tag"), a `docker save` tar, a root filesystem directory or a
+     * root filesystem tarball (gzip, zstd or plain). Resolves to the
+     * snapshot as listSnapshots shows it. A taken name is a LightboxError
+     * "exists" unless opts.replace. */
+    async importSnapshot(name, source, opts = {}) {
+        return toSnapshot(await this._call("snapshot.import", { name, source: resolvePath(source), format: opts.format, replace: opts.replace }));
+    }
+    /** Removes a snapshot and frees the layers no other snapshot uses;
+     * refused ("in_use") while a sandbox, running or kept, uses it. */
+    async removeSnapshot(name) {
+        await this._call("snapshot.remove", { name });
     }
     /** Creates the volume, or returns it as it is if it exists (quota and
      * labels apply only at creation). */
@@ -448,6 +476,14 @@ export function listSandboxes() {
 /** Client.listSnapshots on the default client. */
 export function listSnapshots() {
     return defaultLightbox().listSnapshots();
+}
+/** Client.importSnapshot on the default client. */
+export function importSnapshot(name, source, opts = {}) {
+    return defaultLightbox().importSnapshot(name, source, opts);
+}
+/** Client.removeSnapshot on the default client. */
+export function removeSnapshot(name) {
+    return defaultLightbox().removeSnapshot(name);
 }
 /** Client.ensureVolume on the default client. */
 export function ensureVolume(name, opts = {}) {

@@ -181,12 +181,49 @@ export interface SandboxUsage {
 /** A snapshot in the store. */
 export interface SnapshotInfo {
   name: string;
+  /** The digest of its OCI manifest. */
   digest: string;
   layers: number;
+  /** Its unpacked size in bytes. */
   size: number;
   /** What its blobs take in the store, as stored (compressed or not). */
   storedSize: number;
   createdAt: Date;
+  /** The image config a launch applies. */
+  config: SnapshotConfig;
+}
+
+/** The part of a snapshot's OCI image config a launch applies; what it
+ * leaves unset is absent. */
+export interface SnapshotConfig {
+  env?: string[];
+  workingDir?: string;
+  user?: string;
+  entrypoint?: string[];
+  cmd?: string[];
+  labels?: Record<string, string>;
+  /** The image's STOPSIGNAL as written (absent: SIGTERM). */
+  stopSignal?: string;
+}
+
+/** Options of Sandbox.commit. */
+export interface CommitOptions {
+  /** Replace an existing snapshot of that name (refused with "in_use"
+   * while a sandbox uses it); otherwise a taken name is "exists". */
+  replace?: boolean;
+}
+
+/** The formats importSnapshot reads: an OCI image layout directory, a tar
+ * of one, a `docker save` tar, a root filesystem directory or tarball. */
+export type ImportFormat = "oci" | "oci-archive" | "docker-archive" | "rootfs-dir" | "rootfs-tar";
+
+/** Options of importSnapshot. */
+export interface ImportOptions {
+  /** The source's format; detected when omitted. */
+  format?: ImportFormat;
+  /** Replace an existing snapshot of that name (refused with "in_use"
+   * while a sandbox uses it); otherwise a taken name is "exists". */
+  replace?: boolean;
 }
 
 /** The stable error codes of the protocol; the first five are lightbox's
@@ -419,6 +456,18 @@ function toVolume(v: any): Volume {
   };
 }
 
+function toSnapshot(s: any): SnapshotInfo {
+  return {
+    name: s.name,
+    digest: s.digest,
+    layers: s.layers,
+    size: s.size,
+    storedSize: s.storedSize ?? 0,
+    createdAt: new Date(s.createdAt),
+    config: s.config ?? {},
+  };
+}
+
 /** A handle on a sandbox. A launched sandbox dies with this process unless
  * detached. */
 export class Sandbox {
@@ -468,6 +517,16 @@ export class Sandbox {
    * it has exited. The sandbox stays, exited, until destroyed. */
   async stop(timeoutMs?: number): Promise<void> {
     await this.#client._call("sandbox.stop", { name: this.name, timeoutMs });
+  }
+
+  /** Saves the sandbox as a new snapshot, `snapshot`: its snapshot plus
+   * what the sandbox wrote over it (mounts and volumes are not part of
+   * it), with its snapshot's config; resolves to the new snapshot as
+   * listSnapshots shows it. The sandbox's processes are paused while its
+   * layer is read and run on after. A taken name is a LightboxError
+   * "exists" unless opts.replace. */
+  async commit(snapshot: string, opts: CommitOptions = {}): Promise<SnapshotInfo> {
+    return toSnapshot(await this.#client._call("sandbox.commit", { name: this.name, snapshot, replace: opts.replace }));
   }
 
   /** Stops every process in the sandbox and removes it. */
@@ -616,14 +675,24 @@ export class Client {
   /** Lists the store's snapshots. */
   async listSnapshots(): Promise<SnapshotInfo[]> {
     const list: any[] = await this._call("snapshot.list");
-    return list.map((s) => ({
-      name: s.name,
-      digest: s.digest,
-      layers: s.layers,
-      size: s.size,
-      storedSize: s.storedSize ?? 0,
-      createdAt: new Date(s.createdAt),
-    }));
+    return list.map(toSnapshot);
+  }
+
+  /** Imports source, a path on this host (relative paths are taken from
+   * this process's working directory), as snapshot name: an OCI image
+   * layout directory ("dir" or "dir:tag"), an oci-archive tar ("file" or
+   * "file:tag"), a `docker save` tar, a root filesystem directory or a
+   * root filesystem tarball (gzip, zstd or plain). Resolves to the
+   * snapshot as listSnapshots shows it. A taken name is a LightboxError
+   * "exists" unless opts.replace. */
+  async importSnapshot(name: string, source: string, opts: ImportOptions = {}): Promise<SnapshotInfo> {
+    return toSnapshot(await this._call("snapshot.import", { name, source: resolvePath(source), format: opts.format, replace: opts.replace }));
+  }
+
+  /** Removes a snapshot and frees the layers no other snapshot uses;
+   * refused ("in_use") while a sandbox, running or kept, uses it. */
+  async removeSnapshot(name: string): Promise<void> {
+    await this._call("snapshot.remove", { name });
   }
 
   /** Creates the volume, or returns it as it is if it exists (quota and
@@ -685,6 +754,16 @@ export function listSandboxes(): Promise<SandboxInfo[]> {
 /** Client.listSnapshots on the default client. */
 export function listSnapshots(): Promise<SnapshotInfo[]> {
   return defaultLightbox().listSnapshots();
+}
+
+/** Client.importSnapshot on the default client. */
+export function importSnapshot(name: string, source: string, opts: ImportOptions = {}): Promise<SnapshotInfo> {
+  return defaultLightbox().importSnapshot(name, source, opts);
+}
+
+/** Client.removeSnapshot on the default client. */
+export function removeSnapshot(name: string): Promise<void> {
+  return defaultLightbox().removeSnapshot(name);
 }
 
 /** Client.ensureVolume on the default client. */

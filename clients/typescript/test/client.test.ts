@@ -12,7 +12,7 @@ import {
   LightboxError,
   type Sandbox,
 } from "@beamhop/lightbox";
-import { newStore, until } from "../test-helpers/fixtures.js";
+import { busyboxRootfs, lb as lbCLI, newStore, until } from "../test-helpers/fixtures.js";
 
 const store = newStore("client");
 store.importSnapshot("busybox");
@@ -314,6 +314,52 @@ test("listSnapshots; a detached sandbox outlives its client and another client a
   assert.equal((await sb.shell("hostname")).stdout, "kept\n");
   await sb.destroy();
   assert.deepEqual(store.sandboxes(), []);
+});
+
+test("commit saves a sandbox as a snapshot that launches with its files; removeSnapshot refuses it while in use", async () => {
+  const [busybox] = await lb.listSnapshots();
+  const snap = await lb.runInSandbox({ ...none, name: "committed" }, async (sb) => {
+    await sb.shell("echo saved > /etc/marker");
+    const s = await sb.commit("ts-commit");
+    await assert.rejects(sb.commit("ts-commit"), (e: unknown) => e instanceof LightboxError && e.code === "exists");
+    await sb.shell("echo replaced > /etc/marker");
+    const r = await sb.commit("ts-commit", { replace: true });
+    assert.notEqual(r.digest, s.digest, "a replacing commit of other files is another image");
+    return r;
+  });
+  assert.equal(snap.name, "ts-commit");
+  assert.equal(snap.layers, busybox!.layers + 1);
+  assert.ok(snap.createdAt instanceof Date && snap.storedSize > 0);
+  assert.deepEqual((await lb.listSnapshots()).find((s) => s.name === "ts-commit"), snap, "commit resolves to what listSnapshots shows");
+
+  const sb = await lb.launchSandbox({ ...none, name: "from-commit", snapshot: "ts-commit" });
+  assert.equal((await sb.shell("cat /etc/marker")).stdout, "replaced\n");
+  await assert.rejects(lb.removeSnapshot("ts-commit"), (e: unknown) => e instanceof LightboxError && e.code === "in_use");
+  await sb.destroy();
+  await lb.removeSnapshot("ts-commit");
+  assert.deepEqual((await lb.listSnapshots()).map((s) => s.name), ["busybox"]);
+  await assert.rejects(lb.removeSnapshot("ts-commit"), (e: unknown) => e instanceof LightboxError && e.code === "not_found");
+});
+
+test("importSnapshot brings in a rootfs directory and an exported OCI layout (relative paths from this process's directory)", async () => {
+  const rootfs = busyboxRootfs(path.join(store.dir, "rootfs-import"), { "etc/marker": { body: "imported\n" } });
+  const imp = await lb.importSnapshot("ts-rootfs", path.relative(process.cwd(), rootfs));
+  assert.equal(imp.name, "ts-rootfs");
+  assert.equal(imp.layers, 1);
+  await assert.rejects(lb.importSnapshot("ts-rootfs", rootfs), (e: unknown) => e instanceof LightboxError && e.code === "exists");
+  await assert.rejects(
+    lb.importSnapshot("ts-bad", rootfs, { format: "zip" as "oci" }),
+    (e: unknown) => e instanceof LightboxError && e.code === "invalid_params",
+  );
+
+  const layout = path.join(store.dir, "layout");
+  lbCLI(store.root, "snapshot", "export", "ts-rootfs", layout);
+  const oci = await lb.importSnapshot("ts-oci", `${layout}:ts-rootfs`, { format: "oci" });
+  assert.equal(oci.digest, imp.digest, "the exported image comes back as it was");
+  await lb.runInSandbox({ ...none, snapshot: "ts-oci" }, async (sb) => {
+    assert.equal((await sb.shell("cat /etc/marker")).stdout, "imported\n");
+  });
+  for (const n of ["ts-rootfs", "ts-oci"]) await lb.removeSnapshot(n);
 });
 
 // apiProcessesOf lists the pids of `lightbox api` children of pid.
