@@ -179,6 +179,42 @@ func TestCLIPidsLimitRunsN(t *testing.T) {
 	lbOK(t, root, "rm", "-f", "full")
 }
 
+// What --pids-limit N counts, as a user sees it: a main command that
+// forks until refused. Where a cgroup holds the limit (root; a delegated
+// v2 subtree) it bounds the workloads alone: sh and N-1 sleeps run, the
+// init's threads are beside them. Where RLIMIT_NPROC holds it (rootless
+// on cgroup v1) the kernel counts every task of the uid in the sandbox's
+// user namespace, and the init runs as the sandbox's root: its threads
+// and the workloads' processes make N together, so a root workload gets
+// N less the init's threads (Resources.PidsLimit, README's Limits). Each
+// step prints the workloads' count and every task in the sandbox's pid
+// namespace (the init's threads included), read with shell builtins only.
+func TestCLIPidsLimitCounts(t *testing.T) {
+	root, _ := newStore(t)
+	cgroupHolds := os.Geteuid() == 0 || cgroups.Mode() == cgroups.Unified
+	const script = `i=1; while :; do set -- /proc/[0-9]*/task/*; echo "$i $#"; sleep 1000 </dev/null >/dev/null 2>&1 & i=$((i+1)); done`
+	for _, n := range []int{16, 32} {
+		r := lb(t, root, "", "run", "--rm", "--network", "none", "--pids-limit", fmt.Sprint(n), "busybox", "sh", "-c", script)
+		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		var workloads, tasks int
+		if _, err := fmt.Sscanf(lines[len(lines)-1], "%d %d", &workloads, &tasks); err != nil || r.code == 0 || !strings.Contains(r.stderr, "can't fork") {
+			t.Errorf("run --pids-limit %d, forking until refused: exit %d, last line %q (%v), stderr %q; want counts and a refused fork", n, r.code, lines[len(lines)-1], err, r.stderr)
+			continue
+		}
+		initThreads := tasks - workloads
+		t.Logf("--pids-limit %d: %d workload processes, %d tasks in all (the init's %d threads)", n, workloads, tasks, initThreads)
+		if initThreads < 1 {
+			t.Errorf("--pids-limit %d: %d tasks for %d workload processes; want the init's threads among them", n, tasks, workloads)
+		}
+		if cgroupHolds && workloads != n {
+			t.Errorf("--pids-limit %d in a cgroup: %d workload processes before a fork was refused, want %d (the init's %d threads are not counted)", n, workloads, n, initThreads)
+		}
+		if !cgroupHolds && tasks != n {
+			t.Errorf("--pids-limit %d as RLIMIT_NPROC: %d workload processes and the init's %d threads before a fork was refused, want %d together", n, workloads, initThreads, n)
+		}
+	}
+}
+
 // gc removes a capped layer's loop image that a crash left without its
 // directory (Create makes the image, then the directory).
 func TestCLIGCRemovesOrphanDiskImage(t *testing.T) {

@@ -21,7 +21,10 @@ type Limits struct {
 	// cgroup v1 it caps the workloads', and the init gets initCPUReserve
 	// beside it.
 	CPUs float64
-	// Pids caps the number of processes (threads count); 0 = none.
+	// Pids caps the number of processes (threads count); 0 = none. In a
+	// cgroup it bounds the workloads, the init's threads beside them;
+	// as RLIMIT_NPROC (no cgroup) each uid's, and root's count holds the
+	// init's own threads too.
 	Pids int64
 	// ShmBytes is the size of /dev/shm; 0 = the kernel's tmpfs default
 	// (half of RAM).
