@@ -46,6 +46,13 @@ type server struct {
 	// channel closed once its exit reply is sent (or its client is
 	// gone): exit lets those whose workload ended send it first.
 	replying map[int]chan struct{}
+	// endKilled holds, by pid, the workloads still running (not reaped)
+	// when exit, the commands that had ended answered, sends SIGKILL to
+	// the rest: such a command was running when the sandbox ended, and
+	// its client hears the connection close (ErrNotRunning, "the
+	// sandbox ended before the command did"), not a status that depends
+	// on whether the reaper ran before the init's own exit.
+	endKilled map[int]bool
 
 	taken    bool        // a take was applied (at most one)
 	leases   []int       // lease files a take passed: held for the sandbox's life
@@ -294,6 +301,14 @@ func (s *server) forward(sigs chan os.Signal) {
 func (s *server) exit() {
 	<-s.reported // a write to a pipe: it does not wait for the launcher
 	s.replyEnded(time.After(2 * time.Second))
+	s.mu.Lock()
+	s.r.mu.Lock()
+	s.endKilled = make(map[int]bool, len(s.r.waiters))
+	for pid := range s.r.waiters {
+		s.endKilled[pid] = true
+	}
+	s.r.mu.Unlock()
+	s.mu.Unlock()
 	_ = unix.Kill(-1, unix.SIGKILL) // ESRCH when nothing else is left; our exit kills the rest anyway
 	waitLogCopiers(2 * time.Second) // the writers are gone: what is left to copy is in the pipes
 	s.sayGone()
@@ -867,8 +882,11 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 		code, sig := exitCode(p.ws)
 		s.mu.Lock()
 		// It exited as the timeout, or a destroy, ended the sandbox.
-		timedOut, destroyed := s.timedOut, s.destroying && !s.timedOut
+		timedOut, destroyed, endKilled := s.timedOut, s.destroying && !s.timedOut, s.endKilled[pid]
 		s.mu.Unlock()
+		if endKilled {
+			return // ended by the sandbox's end: no status (endKilled)
+		}
 		_ = send(c, Reply{Type: ReplyExit, Pid: pid, Code: code, Signal: sig, TimedOut: timedOut, Destroyed: destroyed}, nil) // the client may be gone: nobody to tell then
 	case <-gone:
 		if !e.Main {
