@@ -18,6 +18,9 @@
 // from its own goroutine (so one slow exec never holds up another
 // sandbox's), then destroys every sandbox it launched that was not
 // detached, and returns. Sandboxes it only attached to are left alone.
+// A warm pool (sandbox.prewarm) is the Runtime's, not the server's: the
+// caller's Runtime.Close destroys it (cmd/lightbox closes it once Serve
+// returns), and its sandboxes die with the process like any it launched.
 //
 // Vocabulary: an *owned* sandbox is one this server launched and has not
 // detached; a *handle* is any sandbox the server holds by name (owned or

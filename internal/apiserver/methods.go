@@ -36,6 +36,8 @@ func (s *Server) call(ctx context.Context, method string, params []byte) (any, e
 		return map[string]bool{"canceled": s.cancelRequest(p.ID)}, nil
 	case "sandbox.launch":
 		return s.launch(ctx, params)
+	case "sandbox.prewarm":
+		return s.prewarm(ctx, params)
 	case "sandbox.attach":
 		var p nameParams
 		if err := decode(params, &p); err != nil {
@@ -236,11 +238,7 @@ func (s *Server) launch(ctx context.Context, params []byte) (any, error) {
 		Snapshot: p.Snapshot, Name: p.Name, Workdir: p.Workdir, Env: p.Env, User: p.User,
 		Command: p.Command, Network: lightbox.Network(p.Network), Ports: p.Ports,
 		Timeout: time.Duration(p.TimeoutMs) * time.Millisecond, DiskMiB: p.DiskMiB,
-		AllowUserNamespaces: p.AllowUserNamespaces,
-		Resources: lightbox.Resources{
-			MemoryMiB: p.Resources.MemoryMiB, MemorySwapMiB: p.Resources.MemorySwapMiB, CPUs: p.Resources.CPUs,
-			PidsLimit: p.Resources.PidsLimit, ShmMiB: p.Resources.ShmMiB, LogMiB: p.Resources.LogMiB,
-		},
+		AllowUserNamespaces: p.AllowUserNamespaces, Resources: p.Resources.resources(),
 	}
 	if p.StopSignal != "" {
 		sig, err := lightbox.ParseSignal(p.StopSignal)
@@ -263,6 +261,72 @@ func (s *Server) launch(ctx context.Context, params []byte) (any, error) {
 	s.boxes[sb.Name()] = &handle{sb: sb, owned: true}
 	s.mu.Unlock()
 	return sandboxRef{Name: sb.Name()}, nil
+}
+
+// prewarmParams are the options lightbox.PrewarmSandboxes takes, as
+// sandbox.launch spells them; n is required.
+type prewarmParams struct {
+	Snapshot            string          `json:"snapshot"`
+	N                   *int            `json:"n"`
+	Network             string          `json:"network"`
+	DiskMiB             int64           `json:"diskMiB"`
+	AllowUserNamespaces bool            `json:"allowUserNamespaces"`
+	StopSignal          string          `json:"stopSignal"`
+	Resources           resourcesParams `json:"resources"`
+}
+
+// takeOnly are sandbox.launch's params that a take applies (or that make
+// a launch cold): a pool is not made with them, so sandbox.prewarm
+// refuses them by name rather than as unknown.
+var takeOnly = []string{"command", "env", "mounts", "name", "ports", "timeoutMs", "user", "workdir"}
+
+// prewarm keeps n sandboxes ready for the sandbox.launch requests whose
+// snapshot, network, resources, diskMiB, allowUserNamespaces and
+// stopSignal are these (Runtime.PrewarmSandboxes): n is the pool's size,
+// not a number to add, so a second call with a smaller n destroys the
+// surplus and n = 0 empties it. It answers once n are ready. The pool is
+// the Runtime's: it ends when the Runtime is closed (cmd/lightbox closes
+// it after Serve returns), and its sandboxes die with the process.
+func (s *Server) prewarm(ctx context.Context, params []byte) (any, error) {
+	var raw map[string]json.RawMessage
+	if json.Unmarshal(params, &raw) == nil {
+		for _, k := range takeOnly {
+			if _, ok := raw[k]; ok {
+				return nil, invalidParams(fmt.Sprintf("sandbox.prewarm: %s belongs to the sandbox.launch that takes a pooled sandbox, not to the pool", k))
+			}
+		}
+	}
+	var p prewarmParams
+	if err := decode(params, &p); err != nil {
+		return nil, err
+	}
+	switch {
+	case p.N == nil:
+		return nil, invalidParams("sandbox.prewarm: no n (how many sandboxes to keep ready; 0 empties the pool)")
+	case *p.N < 0:
+		return nil, invalidParams(fmt.Sprintf("sandbox.prewarm: n is %d, want 0 or more", *p.N))
+	case p.Snapshot == "":
+		return nil, invalidParams("sandbox.prewarm: no snapshot")
+	}
+	opts := lightbox.SandboxOptions{
+		Snapshot: p.Snapshot, Network: lightbox.Network(p.Network), DiskMiB: p.DiskMiB,
+		AllowUserNamespaces: p.AllowUserNamespaces, Resources: p.Resources.resources(),
+	}
+	if p.StopSignal != "" {
+		sig, err := lightbox.ParseSignal(p.StopSignal)
+		if err != nil {
+			return nil, invalidParams("stopSignal: " + err.Error())
+		}
+		opts.StopSignal = sig
+	}
+	return struct{}{}, s.r.PrewarmSandboxes(ctx, opts, *p.N)
+}
+
+func (p resourcesParams) resources() lightbox.Resources {
+	return lightbox.Resources{
+		MemoryMiB: p.MemoryMiB, MemorySwapMiB: p.MemorySwapMiB, CPUs: p.CPUs,
+		PidsLimit: p.PidsLimit, ShmMiB: p.ShmMiB, LogMiB: p.LogMiB,
+	}
 }
 
 // handle returns the server's handle on name, attaching when it has none.
