@@ -51,6 +51,12 @@ export interface SandboxOptions {
      * listSandboxes' `limits` says how each holds. */
     resources?: Resources;
 }
+/** Options of prewarm: the options of SandboxOptions that pooled sandboxes
+ * are launched with. A launchSandbox (or runInSandbox) whose snapshot,
+ * network, resources, diskMib, allowUserNamespaces and stopSignal are the
+ * same takes a pooled sandbox; its name, mounts, env, workdir and user
+ * are applied as it is taken. */
+export type PrewarmOptions = Pick<SandboxOptions, "snapshot" | "network" | "diskMib" | "allowUserNamespaces" | "stopSignal" | "resources">;
 /** A sandbox's limits (lightbox.Resources); each omitted or 0 takes
  * lightbox's default: no memory or CPU limit, 4096 processes, a 64 MiB
  * /dev/shm, 16 MiB of logs per stream. */
@@ -293,6 +299,16 @@ export declare class Client {
     /** Launches a sandbox and returns its handle. It is destroyed when this
      * process exits unless detached. */
     launchSandbox(opts: SandboxOptions): Promise<Sandbox>;
+    /** Keeps n sandboxes launched with opts ready in the api server, so that
+     * a matching launchSandbox or runInSandbox takes one instead of
+     * launching (a launch with a command, ports or timeoutMs launches cold,
+     * as does one with a host mount when the server is not root). n is the
+     * pool's size, not a number to add: a second call with the same options
+     * sets it, 0 empties the pool. Resolves once n are ready; rejects with
+     * the error of a launch that failed. Pooled sandboxes show in
+     * listSandboxes under generated names until taken, and go when the
+     * server does (this process exits, or close()). */
+    prewarm(opts: PrewarmOptions, n: number): Promise<void>;
     /** Finds a sandbox by name (a LightboxError "not_found" when there is
      * none); attaching does not tie its life to this process. */
     attachSandbox(name: string): Promise<Sandbox>;
@@ -330,6 +346,8 @@ export declare function defaultLightbox(): Client;
 export declare function runInSandbox<T>(opts: SandboxOptions, fn: (sb: Sandbox) => T | Promise<T>): Promise<T>;
 /** Client.launchSandbox on the default client. */
 export declare function launchSandbox(opts: SandboxOptions): Promise<Sandbox>;
+/** Client.prewarm on the default client. */
+export declare function prewarm(opts: PrewarmOptions, n: number): Promise<void>;
 /** Client.attachSandbox on the default client. */
 export declare function attachSandbox(name: string): Promise<Sandbox>;
 /** Client.listSandboxes on the default client. */

@@ -192,6 +192,17 @@ function envList(env) {
         return env;
     return Object.entries(env).map(([k, v]) => `${k}=${v}`);
 }
+// resourcesParams spells Resources as the protocol does.
+function resourcesParams(r) {
+    return r && {
+        memoryMiB: r.memoryMib,
+        memorySwapMiB: r.memorySwapMib,
+        cpus: r.cpus,
+        pidsLimit: r.pidsLimit,
+        shmMiB: r.shmMib,
+        logMiB: r.logMib,
+    };
+}
 function toVolume(v) {
     return {
         name: v.name,
@@ -365,16 +376,29 @@ export class Client {
             diskMiB: opts.diskMib,
             allowUserNamespaces: opts.allowUserNamespaces,
             stopSignal: opts.stopSignal,
-            resources: opts.resources && {
-                memoryMiB: opts.resources.memoryMib,
-                memorySwapMiB: opts.resources.memorySwapMib,
-                cpus: opts.resources.cpus,
-                pidsLimit: opts.resources.pidsLimit,
-                shmMiB: opts.resources.shmMib,
-                logMiB: opts.resources.logMib,
-            },
+            resources: resourcesParams(opts.resources),
         });
         return new Sandbox(this, r.name);
+    }
+    /** Keeps n sandboxes launched with opts ready in the api server, so that
+     * a matching launchSandbox or runInSandbox takes one instead of
+     * launching (a launch with a command, ports or timeoutMs launches cold,
+     * as does one with a host mount when the server is not root). n is the
+     * pool's size, not a number to add: a second call with the same options
+     * sets it, 0 empties the pool. Resolves once n are ready; rejects with
+     * the error of a launch that failed. Pooled sandboxes show in
+     * listSandboxes under generated names until taken, and go when the
+     * server does (this process exits, or close()). */
+    async prewarm(opts, n) {
+        await this._call("sandbox.prewarm", {
+            snapshot: opts.snapshot,
+            n,
+            network: opts.network,
+            diskMiB: opts.diskMib,
+            allowUserNamespaces: opts.allowUserNamespaces,
+            stopSignal: opts.stopSignal,
+            resources: resourcesParams(opts.resources),
+        });
     }
     /** Finds a sandbox by name (a LightboxError "not_found" when there is
      * none); attaching does not tie its life to this process. */
@@ -464,6 +488,10 @@ export function runInSandbox(opts, fn) {
 /** Client.launchSandbox on the default client. */
 export function launchSandbox(opts) {
     return defaultLightbox().launchSandbox(opts);
+}
+/** Client.prewarm on the default client. */
+export function prewarm(opts, n) {
+    return defaultLightbox().prewarm(opts, n);
 }
 /** Client.attachSandbox on the default client. */
 export function attachSandbox(name) {

@@ -66,6 +66,13 @@ export interface SandboxOptions {
   resources?: Resources;
 }
 
+/** Options of prewarm: the options of SandboxOptions that pooled sandboxes
+ * are launched with. A launchSandbox (or runInSandbox) whose snapshot,
+ * network, resources, diskMib, allowUserNamespaces and stopSignal are the
+ * same takes a pooled sandbox; its name, mounts, env, workdir and user
+ * are applied as it is taken. */
+export type PrewarmOptions = Pick<SandboxOptions, "snapshot" | "network" | "diskMib" | "allowUserNamespaces" | "stopSignal" | "resources">;
+
 /** A sandbox's limits (lightbox.Resources); each omitted or 0 takes
  * lightbox's default: no memory or CPU limit, 4096 processes, a 64 MiB
  * /dev/shm, 16 MiB of logs per stream. */
@@ -442,6 +449,18 @@ function envList(env: Record<string, string> | string[] | undefined): string[] |
   return Object.entries(env).map(([k, v]) => `${k}=${v}`);
 }
 
+// resourcesParams spells Resources as the protocol does.
+function resourcesParams(r: Resources | undefined): object | undefined {
+  return r && {
+    memoryMiB: r.memoryMib,
+    memorySwapMiB: r.memorySwapMib,
+    cpus: r.cpus,
+    pidsLimit: r.pidsLimit,
+    shmMiB: r.shmMib,
+    logMiB: r.logMib,
+  };
+}
+
 function toVolume(v: any): Volume {
   return {
     name: v.name,
@@ -627,16 +646,30 @@ export class Client {
       diskMiB: opts.diskMib,
       allowUserNamespaces: opts.allowUserNamespaces,
       stopSignal: opts.stopSignal,
-      resources: opts.resources && {
-        memoryMiB: opts.resources.memoryMib,
-        memorySwapMiB: opts.resources.memorySwapMib,
-        cpus: opts.resources.cpus,
-        pidsLimit: opts.resources.pidsLimit,
-        shmMiB: opts.resources.shmMib,
-        logMiB: opts.resources.logMib,
-      },
+      resources: resourcesParams(opts.resources),
     });
     return new Sandbox(this, r.name);
+  }
+
+  /** Keeps n sandboxes launched with opts ready in the api server, so that
+   * a matching launchSandbox or runInSandbox takes one instead of
+   * launching (a launch with a command, ports or timeoutMs launches cold,
+   * as does one with a host mount when the server is not root). n is the
+   * pool's size, not a number to add: a second call with the same options
+   * sets it, 0 empties the pool. Resolves once n are ready; rejects with
+   * the error of a launch that failed. Pooled sandboxes show in
+   * listSandboxes under generated names until taken, and go when the
+   * server does (this process exits, or close()). */
+  async prewarm(opts: PrewarmOptions, n: number): Promise<void> {
+    await this._call("sandbox.prewarm", {
+      snapshot: opts.snapshot,
+      n,
+      network: opts.network,
+      diskMiB: opts.diskMib,
+      allowUserNamespaces: opts.allowUserNamespaces,
+      stopSignal: opts.stopSignal,
+      resources: resourcesParams(opts.resources),
+    });
   }
 
   /** Finds a sandbox by name (a LightboxError "not_found" when there is
@@ -739,6 +772,11 @@ export function runInSandbox<T>(opts: SandboxOptions, fn: (sb: Sandbox) => T | P
 /** Client.launchSandbox on the default client. */
 export function launchSandbox(opts: SandboxOptions): Promise<Sandbox> {
   return defaultLightbox().launchSandbox(opts);
+}
+
+/** Client.prewarm on the default client. */
+export function prewarm(opts: PrewarmOptions, n: number): Promise<void> {
+  return defaultLightbox().prewarm(opts, n);
 }
 
 /** Client.attachSandbox on the default client. */

@@ -362,6 +362,28 @@ test("importSnapshot brings in a rootfs directory and an exported OCI layout (re
   for (const n of ["ts-rootfs", "ts-oci"]) await lb.removeSnapshot(n);
 });
 
+test("prewarm keeps sandboxes ready: a matching launchSandbox takes one (the init that ran in the pool); n sets the pool's size, 0 empties it", async () => {
+  const pool = { ...none, resources: { pidsLimit: 64 } };
+  await assert.rejects(lb.prewarm(pool, -1), (e: unknown) => e instanceof LightboxError && e.code === "invalid_params" && /n is -1/.test(e.message));
+  await lb.prewarm(pool, 1);
+  const running = async () => (await lb.listSandboxes()).filter((i) => i.status === "running");
+  const warm = await running();
+  assert.equal(warm.length, 1, `the pool: ${JSON.stringify(warm)}`);
+  const sb = await lb.launchSandbox({ ...pool, name: "warm", env: { TAKEN: "yes" } });
+  assert.equal((await sb.shell("hostname; echo $TAKEN")).stdout, "warm\nyes\n");
+  const [info] = (await running()).filter((i) => i.name === "warm");
+  assert.ok(warm[0]!.pid! > 0 && info?.pid === warm[0]!.pid, `sandbox warm runs init ${info?.pid}, the pool's was ${warm[0]!.pid}`);
+  // The pool refills in the background; 0 empties it.
+  for (const deadline = Date.now() + 30000; (await running()).filter((i) => i.pid).length < 2; ) {
+    if (Date.now() > deadline) throw new Error(`the pool did not refill: ${JSON.stringify(await running())}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await lb.prewarm(pool, 0);
+  assert.deepEqual((await lb.listSandboxes()).map((i) => i.name), ["warm"]);
+  await sb.destroy();
+  assert.deepEqual(await lb.listSandboxes(), []);
+});
+
 // apiProcessesOf lists the pids of `lightbox api` children of pid.
 function apiProcessesOf(pid: number): number[] {
   const out: number[] = [];
