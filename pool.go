@@ -227,6 +227,18 @@ func (p *pool) take(ctx context.Context, r *Runtime, opts SandboxOptions) *Sandb
 	}
 	sb := set.ready[0]
 	set.ready = slices.Delete(set.ready, 0, 1)
+	if sb.rs.InitExited() {
+		// It ended while pooled (`lightbox rm -f` of its generated name,
+		// which ListSandboxes shows; a crash): a request with nothing to
+		// apply would get it as it is, dead. Launch cold; a new one
+		// takes its place.
+		p.refillLocked(r, set)
+		p.mu.Unlock()
+		if err := sb.Destroy(context.WithoutCancel(ctx)); err != nil && !errors.Is(err, ErrNotFound) {
+			r.log.Warn("warm pool: cannot remove a sandbox that ended while pooled", "sandbox", sb.name, "err", err)
+		}
+		return nil
+	}
 	p.mu.Unlock()
 	// The refill waits until the taken sandbox's first command has
 	// finished (or refillDelay passed, or it was destroyed): on a small

@@ -457,3 +457,52 @@ func TestPrewarmVolumeFill(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPrewarmTakeEnded: a pooled sandbox that ended while pooled (`lightbox
+// rm -f` of its generated name, as ListSandboxes shows it; an api client's
+// sandbox.destroy) is never handed out: a request with nothing to apply
+// to it (no name, mounts, env, workdir, user) got the dead sandbox, whose
+// first Exec failed with ErrNotRunning. The request launches cold.
+func TestPrewarmTakeEnded(t *testing.T) {
+	r, pooled, warm := prewarmedOne(t)
+	var name string
+	for n := range warm {
+		name = n
+	}
+	if err := r.RemoveSandbox(t.Context(), name, RemoveSandboxOptions{Force: true, Grace: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	// The pool's handle learns of the end when its launcher reaps the
+	// init, just after the removal saw the init gone.
+	r.pool.mu.Lock()
+	var pooledSb *Sandbox
+	for _, set := range r.pool.sets {
+		if len(set.ready) > 0 {
+			pooledSb = set.ready[0]
+		}
+	}
+	r.pool.mu.Unlock()
+	if pooledSb == nil || pooledSb.name != name {
+		t.Fatalf("the pool does not hold %s: %v", name, pooledSb)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !pooledSb.rs.InitExited() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the pool's handle on %s never saw its init exit", name)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	err := r.RunInSandbox(t.Context(), pooled, func(sb *Sandbox) error {
+		if sb.Name() == name {
+			t.Errorf("the request got %s, the sandbox removed while pooled", name)
+		}
+		res, err := sb.Exec(t.Context(), "/bin/echo", "alive")
+		if err != nil || string(res.Stdout) != "alive\n" {
+			t.Errorf("Exec in the sandbox the request got: %v, %v; want alive", res, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

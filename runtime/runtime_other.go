@@ -36,8 +36,9 @@ func (m *Manager) Collect(ctx context.Context) ([]string, error) { return nil, e
 // Sandbox is unsupported off Linux.
 type Sandbox struct{}
 
-func (s *Sandbox) Name() string { return "" }
-func (s *Sandbox) Pid() int     { return 0 }
+func (s *Sandbox) Name() string     { return "" }
+func (s *Sandbox) Pid() int         { return 0 }
+func (s *Sandbox) InitExited() bool { return false }
 func (s *Sandbox) Command(name string, arg ...string) *Cmd {
 	return &Cmd{CmdSpec: CmdSpec{Path: name, Args: arg}}
 }

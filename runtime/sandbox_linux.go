@@ -103,6 +103,23 @@ func (s *Sandbox) Name() string { return s.name }
 // Pid returns the host pid of the sandbox's init (0 if unknown).
 func (s *Sandbox) Pid() int { return s.pid }
 
+// InitExited reports whether this handle, the launcher's, has reaped the
+// sandbox's init: the sandbox ended (destroyed through another handle or
+// process, or crashed). Free of syscalls, for a warm pool's check before
+// it hands a sandbox out. False for a handle that attached, which cannot
+// know without reading the state.
+func (s *Sandbox) InitExited() bool {
+	if s.initDone == nil {
+		return false
+	}
+	select {
+	case <-s.initDone:
+		return true
+	default:
+		return false
+	}
+}
+
 // Attach finds a sandbox by name, running or not (ErrNotFound when there
 // is none): a handle that can run commands in a running sandbox, wait for
 // its main command, read its logs, and destroy it. Attaching does not tie
