@@ -128,12 +128,15 @@ func (p *pool) prewarm(ctx context.Context, r *Runtime, opts SandboxOptions, n i
 	}
 	for {
 		p.mu.Lock()
-		ready, err, changed := len(set.ready), set.err, set.changed
+		ready, filling, want, err, changed := len(set.ready), set.filling, set.want, set.err, set.changed
 		p.mu.Unlock()
 		switch {
 		case err != nil:
 			return errors.Join(append([]error{fmt.Errorf("prewarm: %w", err)}, derrs...)...)
-		case ready >= n:
+		case ready >= n && ready+filling <= want:
+			// Launches under way beyond the pool's size (it shrank)
+			// are gone too: fill destroys them before it counts them
+			// out.
 			return errors.Join(derrs...)
 		}
 		select {
@@ -160,24 +163,32 @@ func (p *pool) fill(r *Runtime, set *poolSet) {
 	defer p.fills.Done()
 	sb, err := r.launchCold(p.ctx, set.opts, true)
 	p.mu.Lock()
-	set.filling--
 	keep := err == nil && !p.closed && len(set.ready) < set.want
+	if err == nil && !keep {
+		// The pool ended or shrank meanwhile: nobody else has it. It
+		// still counts as filling until it is gone, so that a Prewarm
+		// that shrank the pool returns only then (its snapshot lease
+		// and its name with it).
+		p.mu.Unlock()
+		if err := sb.Destroy(context.WithoutCancel(p.ctx)); err != nil {
+			r.log.Warn("warm pool: cannot destroy a sandbox it no longer wants", "sandbox", sb.name, "err", err)
+		}
+		p.mu.Lock()
+	}
+	set.filling--
 	if keep {
 		set.ready = append(set.ready, sb)
 	} else if err != nil && !p.closed {
 		set.err = err
 		r.log.Warn("warm pool: launch failed", "snapshot", set.opts.Snapshot, "err", err)
 	}
+	if !keep {
+		// A take meanwhile may want what this launch was counted for.
+		p.refillLocked(r, set)
+	}
 	close(set.changed)
 	set.changed = make(chan struct{})
 	p.mu.Unlock()
-	if err == nil && !keep {
-		// The pool ended or shrank meanwhile: nobody else has it, and
-		// nobody waits for this launch to report to.
-		if err := sb.Destroy(context.WithoutCancel(p.ctx)); err != nil {
-			r.log.Warn("warm pool: cannot destroy a sandbox it no longer wants", "sandbox", sb.name, "err", err)
-		}
-	}
 }
 
 // take returns a pooled sandbox made to opts, or nil when none matches

@@ -506,3 +506,51 @@ func TestPrewarmTakeEnded(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPrewarmShrinkWaitsForRefill: Prewarm(0) right after a take, while
+// the refill that take started is still launching, returns only once
+// that launch is gone too: a caller that empties the pool and then
+// removes the snapshot (or lists its sandboxes) found a pooled sandbox
+// still there, holding a lease on it (the TypeScript client's test of
+// prewarm saw it listed).
+func TestPrewarmShrinkWaitsForRefill(t *testing.T) {
+	r, pooled, _ := prewarmedOne(t)
+	taken := pooled
+	taken.Name = "taken"
+	sb, err := r.LaunchSandbox(t.Context(), taken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Destroy(context.WithoutCancel(t.Context()))
+	// Its first command's end starts the refill; Prewarm(0) comes as
+	// soon as the refill's sandbox shows, early in its launch.
+	if _, err := sb.Exec(t.Context(), "/bin/true"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(time.Millisecond) {
+		infos, err := r.ListSandboxes(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(infos) > 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the pool did not start its refill")
+		}
+	}
+	if err := r.PrewarmSandboxes(t.Context(), pooled, 0); err != nil {
+		t.Fatal(err)
+	}
+	infos, err := r.ListSandboxes(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, in := range infos {
+		names = append(names, in.Name+":"+in.Status)
+	}
+	if len(infos) != 1 || infos[0].Name != "taken" {
+		t.Errorf("after Prewarm(0): sandboxes %v, want only taken", names)
+	}
+}
