@@ -117,6 +117,7 @@ func release(t *testing.T, f string) {
 //     half written only after the first half was read) arrives whole,
 //     and a run of bytes that is not UTF-8 across them is one U+FFFD, as
 //     in the result; base64 sends the bytes as they come.
+//   - A background job holding the output does not hold the answer.
 //   - The notifications carry the request's id as sent (a string).
 func TestAPIServerStream(t *testing.T) {
 	root, _ := newStore(t)
@@ -165,6 +166,16 @@ func TestAPIServerStream(t *testing.T) {
 	}
 	if got := joinText(s.stderr); got != res.Stderr {
 		t.Errorf("stderr notifications carry %q, the result %q", got, res.Stderr)
+	}
+
+	// A background job holding the output: answered once the command
+	// exited (the 2 s WaitDelay at most), as without streaming.
+	ch, notes, _ = p.sendStream("sandbox.shell", map[string]any{"name": "api-stream", "script": "sleep 1001 & echo started"})
+	res = decodeResult("streamed shell leaving a job", p.receive("streamed shell leaving a job", ch))
+	s = streamed{}
+	s.drain(t, notes)
+	if res.Stdout != "started\n" || joinText(s.stdout) != "started\n" || s.stderr != nil {
+		t.Errorf("streamed shell leaving a job: result %+v, notifications %q %q; want started in both", res, s.stdout, s.stderr)
 	}
 
 	// Order and completeness, at once on both streams.

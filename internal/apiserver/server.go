@@ -43,7 +43,7 @@ type Server struct {
 	// request.cancel's way to them.
 	running map[string]*running
 
-	wmu sync.Mutex // one response line at a time
+	wmu sync.Mutex // one line at a time: a response, or an exec.output notification (stream.go)
 	out io.Writer
 }
 

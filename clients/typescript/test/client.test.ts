@@ -164,7 +164,7 @@ test("aborting a command's signal kills it and rejects with what it wrote; an ab
 test("onStdout and onStderr get the output as the command writes it; the promise settles as without them", async () => {
   const dir = path.join(store.dir, "fifos");
   fs.mkdirSync(dir);
-  for (const f of ["go", "split"]) execFileSync("mkfifo", [path.join(dir, f)]);
+  for (const f of ["go", "split", "bin"]) execFileSync("mkfifo", [path.join(dir, f)]);
   await lb.runInSandbox({ ...none, name: "streaming", mounts: { "/h": dir } }, async (sb) => {
     // Causality, no timing: the command waits on a fifo that this test
     // writes only once onStdout had the first line; "\342\202\254" (€) is
@@ -174,6 +174,7 @@ test("onStdout and onStderr get the output as the command writes it; the promise
     let first!: () => void;
     const sawFirst = new Promise<void>((resolve) => (first = resolve));
     const running = sb.shell("echo first; printf 'a\\342'; read x < /h/go; printf '\\202\\254'; echo second >&2", {
+      timeoutMs: 60000, // bounds the test should a chunk never come
       onStdout: (chunk) => {
         out.push(chunk);
         if (out.join("") === "first\na") first();
@@ -188,11 +189,27 @@ test("onStdout and onStderr get the output as the command writes it; the promise
     assert.ok(out.every((c) => !c.includes("\uFFFD")), `a chunk split the character: ${JSON.stringify(out)}`);
     assert.deepEqual(err, ["second\n"]);
 
+    // Text of a command given binary stdin comes as base64: decoded per
+    // stream, so a split character still comes whole.
+    const text: string[] = [];
+    const bin = await sb.shell("cat; printf 'a\\342'; read x < /h/bin; printf '\\202\\254'", {
+      timeoutMs: 60000,
+      stdin: new Uint8Array([0x78]),
+      onStdout: (chunk) => {
+        text.push(chunk);
+        if (text.join("") === "xa") void fs.promises.writeFile(path.join(dir, "bin"), "go\n");
+      },
+    });
+    assert.equal(bin.stdout, "xa€");
+    assert.deepEqual(text.join(""), "xa€");
+    assert.ok(text.every((c) => !c.includes("\uFFFD")), `a chunk split the character: ${JSON.stringify(text)}`);
+
     // Buffers with encoding "buffer", the bytes as they come; an ExitError
     // still carries the result, after the callbacks had all of it.
     const bufs: Buffer[] = [];
     const e = await sb.exec("sh", ["-c", "printf 'a\\342'; read x < /h/split; printf '\\202\\254'; exit 3"], {
       encoding: "buffer",
+      timeoutMs: 60000,
       onStdout: (chunk) => {
         bufs.push(chunk);
         if (Buffer.concat(bufs).equals(Buffer.from([0x61, 0xe2]))) void fs.promises.writeFile(path.join(dir, "split"), "go\n");
