@@ -35,6 +35,18 @@ type apiProc struct {
 	nextID  int
 	waiting map[int]chan apiResponse
 	stray   []string // lines that answered no request
+	// notes holds the exec.output notifications of the streaming
+	// requests being answered (sendStream), by request id; a request's
+	// entry goes when its response is read, so that a notification after
+	// it is a stray line.
+	notes map[int]chan execOutput
+}
+
+// execOutput is the params of an exec.output notification.
+type execOutput struct {
+	ID     int    `json:"id"`
+	Stream string `json:"stream"`
+	Data   string `json:"data"`
 }
 
 type apiError struct {
@@ -59,7 +71,7 @@ func (e *apiError) kind() string {
 func startAPI(t *testing.T, root string) *apiProc {
 	t.Helper()
 	cmd := exec.Command(binPath, "--root", root, "api")
-	p := &apiProc{t: t, cmd: cmd, done: make(chan struct{}), waiting: map[int]chan apiResponse{}}
+	p := &apiProc{t: t, cmd: cmd, done: make(chan struct{}), waiting: map[int]chan apiResponse{}, notes: map[int]chan execOutput{}}
 	var err error
 	if p.stdin, err = cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
@@ -79,14 +91,27 @@ func startAPI(t *testing.T, root string) *apiProc {
 		for sc.Scan() {
 			var r apiResponse
 			if err := json.Unmarshal(sc.Bytes(), &r); err != nil || r.ID == nil {
+				var n struct {
+					Method string
+					Params execOutput
+				}
 				p.mu.Lock()
-				p.stray = append(p.stray, sc.Text())
+				if json.Unmarshal(sc.Bytes(), &n) == nil && n.Method == "exec.output" && p.notes[n.Params.ID] != nil {
+					select {
+					case p.notes[n.Params.ID] <- n.Params:
+					default:
+						p.stray = append(p.stray, "(more notifications than the test holds) "+sc.Text())
+					}
+				} else {
+					p.stray = append(p.stray, sc.Text())
+				}
 				p.mu.Unlock()
 				continue
 			}
 			p.mu.Lock()
 			ch := p.waiting[*r.ID]
 			delete(p.waiting, *r.ID)
+			delete(p.notes, *r.ID)
 			p.mu.Unlock()
 			if ch != nil {
 				ch <- r
@@ -683,11 +708,32 @@ func TestAPIServerOutputMemory(t *testing.T) {
 // send writes one request and returns where its response will come.
 func (p *apiProc) send(method string, params any) <-chan apiResponse {
 	p.t.Helper()
+	ch, _ := p.sendWith(method, params, nil)
+	return ch
+}
+
+// sendStream writes one request with "stream": true added to its params
+// and returns where its response and its exec.output notifications will
+// come, and its id. Every notification sent before the response is in
+// notes when the response is read.
+func (p *apiProc) sendStream(method string, params map[string]any) (_ <-chan apiResponse, notes <-chan execOutput, id int) {
+	p.t.Helper()
+	params["stream"] = true
+	n := make(chan execOutput, 1<<16)
+	ch, id := p.sendWith(method, params, n)
+	return ch, n, id
+}
+
+func (p *apiProc) sendWith(method string, params any, notes chan execOutput) (_ <-chan apiResponse, id int) {
+	p.t.Helper()
 	p.mu.Lock()
 	p.nextID++
-	id := p.nextID
+	id = p.nextID
 	ch := make(chan apiResponse, 1)
 	p.waiting[id] = ch
+	if notes != nil {
+		p.notes[id] = notes
+	}
 	p.mu.Unlock()
 	req := map[string]any{"jsonrpc": "2.0", "id": id, "method": method}
 	if params != nil {
@@ -700,7 +746,7 @@ func (p *apiProc) send(method string, params any) <-chan apiResponse {
 	if _, err := p.stdin.Write(append(line, '\n')); err != nil {
 		p.t.Fatalf("%s: write request: %v", method, err)
 	}
-	return ch
+	return ch, id
 }
 
 // receive waits for the response on ch.

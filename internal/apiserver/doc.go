@@ -18,6 +18,10 @@
 // from its own goroutine (so one slow exec never holds up another
 // sandbox's), then destroys every sandbox it launched that was not
 // detached, and returns. Sandboxes it only attached to are left alone.
+// A streaming exec ("stream": true) also writes exec.output notifications
+// of its command's output as it comes, all before its response
+// (stream.go); every line, response or notification, is written whole
+// under one lock.
 // A warm pool (sandbox.prewarm) is the Runtime's, not the server's: the
 // caller's Runtime.Close destroys it (cmd/lightbox closes it once Serve
 // returns), and its sandboxes die with the process like any it launched.

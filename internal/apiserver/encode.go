@@ -3,6 +3,7 @@ package apiserver
 import (
 	"bufio"
 	"encoding/base64"
+	"io"
 	"strconv"
 	"unicode/utf8"
 )
@@ -60,16 +61,26 @@ func writeStream(w *bufio.Writer, b []byte, b64 bool) {
 		_, _ = enc.Write(b)
 		_ = enc.Close()
 	} else {
-		writeEscaped(w, b)
+		writeEscaped(w, b, false)
 	}
 	_ = w.WriteByte('"')
 }
 
-// writeEscaped writes b as the inside of a JSON string.
-func writeEscaped(w *bufio.Writer, b []byte) {
+// textWriter is where writeEscaped writes: a *bufio.Writer (a response)
+// or a *bytes.Buffer (a notification).
+type textWriter interface {
+	io.Writer
+	io.StringWriter
+	io.ByteWriter
+}
+
+// writeEscaped writes b as the inside of a JSON string. invalid says
+// that the byte before b was part of a run that is not UTF-8 (its U+FFFD
+// written already): b continues a stream sent in pieces (exec.output).
+// It returns the same of b's last byte.
+func writeEscaped(w textWriter, b []byte, invalid bool) bool {
 	const hex = "0123456789abcdef"
-	start := 0       // b[start:i] is to be written as it is
-	invalid := false // the byte before i was part of a run not UTF-8
+	start := 0 // b[start:i] is to be written as it is
 	for i := 0; i < len(b); {
 		c := b[i]
 		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
@@ -112,4 +123,5 @@ func writeEscaped(w *bufio.Writer, b []byte) {
 		start = i
 	}
 	_, _ = w.Write(b[start:])
+	return invalid
 }

@@ -15,8 +15,9 @@ import (
 	"github.com/beamhop/lightbox/snapshot"
 )
 
-// call runs one method.
-func (s *Server) call(ctx context.Context, method string, params []byte) (any, error) {
+// call runs one method for the request of id (as sent; nil for a
+// notification).
+func (s *Server) call(ctx context.Context, id json.RawMessage, method string, params []byte) (any, error) {
 	switch method {
 	case "server.version":
 		if err := decode(params, &struct{}{}); err != nil {
@@ -49,7 +50,7 @@ func (s *Server) call(ctx context.Context, method string, params []byte) (any, e
 		}
 		return sandboxRef{Name: h.sb.Name()}, nil
 	case "sandbox.exec", "sandbox.shell":
-		return s.exec(ctx, method == "sandbox.shell", params)
+		return s.exec(ctx, id, method == "sandbox.shell", params)
 	case "sandbox.detach":
 		return s.detach(ctx, params)
 	case "sandbox.destroy":
@@ -405,6 +406,7 @@ type execParams struct {
 	Stdin     *string  `json:"stdin"`
 	Encoding  string   `json:"encoding"` // "utf8" (default) or "base64": of stdin, stdout and stderr
 	TimeoutMs int64    `json:"timeoutMs"`
+	Stream    bool     `json:"stream"` // exec.output notifications as the command writes (stream.go)
 }
 
 // ExecResult is what sandbox.exec and sandbox.shell return, and what the
@@ -419,7 +421,7 @@ type ExecResult struct {
 	b64      bool // the streams are base64 ("encoding":"base64"), else UTF-8
 }
 
-func (s *Server) exec(ctx context.Context, shell bool, params []byte) (any, error) {
+func (s *Server) exec(ctx context.Context, id json.RawMessage, shell bool, params []byte) (ret any, err error) {
 	var p execParams
 	if err := decode(params, &p); err != nil {
 		return nil, err
@@ -458,6 +460,9 @@ func (s *Server) exec(ctx context.Context, shell bool, params []byte) (any, erro
 	if p.TimeoutMs < 0 {
 		return nil, invalidParams("timeoutMs is negative")
 	}
+	if p.Stream && id == nil {
+		return nil, invalidParams("stream: a notification (a request without id) has no id to send the output under")
+	}
 	h, err := s.handle(ctx, p.Name)
 	if err != nil {
 		return nil, err
@@ -471,6 +476,17 @@ func (s *Server) exec(ctx context.Context, shell bool, params []byte) (any, erro
 	c := h.sb.Command(ctx, path, args...)
 	c.Env, c.Dir, c.User, c.Stdin = p.Env, p.Workdir, p.User, stdin
 	c.Stdout, c.Stderr = &stdout, &stderr
+	if p.Stream {
+		so, se := newOutputStream(s, id, "stdout", b64, &stdout), newOutputStream(s, id, "stderr", b64, &stderr)
+		c.Stdout, c.Stderr = so, se
+		defer func() {
+			// Run has returned: every copy is done, and what the
+			// streams held back goes before the response.
+			if ferr := errors.Join(so.finish(), se.finish()); ferr != nil && err == nil {
+				ret, err = nil, fmt.Errorf("write exec.output: %w", ferr)
+			}
+		}()
+	}
 	err = c.Run()
 	res := &ExecResult{stdout: stdout.buf, stderr: stderr.buf, b64: b64}
 	var ee *lightbox.ExitError

@@ -43,7 +43,7 @@ type Server struct {
 	// request.cancel's way to them.
 	running map[string]*running
 
-	wmu sync.Mutex // one response line at a time
+	wmu sync.Mutex // one line at a time: a response, or an exec.output notification (stream.go)
 	out io.Writer
 }
 
@@ -400,7 +400,7 @@ func (s *Server) handleLine(ctx context.Context, l line, key string) error {
 		ctx, release = s.track(ctx, string(req.ID))
 		defer release()
 	}
-	res, err := s.call(ctx, req.Method, req.Params)
+	res, err := s.call(ctx, req.ID, req.Method, req.Params)
 	if errors.Is(context.Cause(ctx), errCanceledByClient) && errors.Is(err, context.Canceled) && !errors.Is(err, errCanceledByClient) {
 		err = fmt.Errorf("%w: %w", errCanceledByClient, err)
 	}

@@ -74,8 +74,9 @@ export interface Resources {
     /** What a main command's logs keep on disk per stream; -1: no cap. */
     logMib?: number;
 }
-/** Per-command options of shell and exec. */
-export interface ExecOptions {
+/** Per-command options of shell and exec. T is what the output callbacks
+ * get: strings, or Buffers with `encoding: "buffer"`. */
+export interface ExecOptions<T extends string | Buffer = string | Buffer> {
     /** Added to the sandbox's environment: `{ K: "v" }` or `["K=v"]`. */
     env?: Record<string, string> | string[];
     /** Working directory; the sandbox's when omitted. */
@@ -96,6 +97,15 @@ export interface ExecOptions {
      * signal's reason as its `cause`. Already aborted: a LightboxError
      * "canceled" and nothing runs. */
     signal?: AbortSignal;
+    /** Called with each chunk of the command's standard output as the
+     * command writes it (the server streams it: `stream`), in order and
+     * before the promise settles; the result still holds all of it. A string
+     * (a character split across writes comes whole), or a Buffer with
+     * `encoding: "buffer"`. If it throws, later chunks are not delivered and
+     * the promise rejects with what it threw once the command has ended. */
+    onStdout?: (chunk: T) => void;
+    /** As onStdout, for standard error. */
+    onStderr?: (chunk: T) => void;
 }
 /** What a finished command left. stdout and stderr hold at most 16 MiB
  * each: strings decoded as UTF-8, or Buffers with `encoding: "buffer"`. */
@@ -249,19 +259,19 @@ export declare class Sandbox {
     constructor(client: Client, name: string);
     /** Runs script with /bin/sh -c. Resolves to the result of an exit 0;
      * rejects with an ExitError carrying the result otherwise. */
-    shell(script: string, opts: ExecOptions & {
+    shell(script: string, opts: ExecOptions<Buffer> & {
         encoding: "buffer";
     }): Promise<Result<Buffer>>;
-    shell(script: string, opts?: ExecOptions & {
+    shell(script: string, opts?: ExecOptions<string> & {
         encoding?: "utf8";
     }): Promise<Result>;
     shell(script: string, opts?: ExecOptions): Promise<Result<string | Buffer>>;
     /** Runs path with args (path without a slash is looked up in the
      * sandbox's PATH); as shell for the result. */
-    exec(path: string, args: string[], opts: ExecOptions & {
+    exec(path: string, args: string[], opts: ExecOptions<Buffer> & {
         encoding: "buffer";
     }): Promise<Result<Buffer>>;
-    exec(path: string, args?: string[], opts?: ExecOptions & {
+    exec(path: string, args?: string[], opts?: ExecOptions<string> & {
         encoding?: "utf8";
     }): Promise<Result>;
     exec(path: string, args?: string[], opts?: ExecOptions): Promise<Result<string | Buffer>>;
@@ -292,7 +302,7 @@ export declare class Client {
     #private;
     constructor(opts?: ClientOptions);
     /** @internal */
-    _call(method: string, params?: unknown, signal?: AbortSignal): Promise<any>;
+    _call(method: string, params?: unknown, signal?: AbortSignal, onOutput?: (params: any) => void): Promise<any>;
     /** Launches a sandbox, runs fn with it and destroys it when fn's promise
      * settles — also when fn throws or rejects; resolves to fn's value. */
     runInSandbox<T>(opts: SandboxOptions, fn: (sb: Sandbox) => T | Promise<T>): Promise<T>;

@@ -14,6 +14,7 @@
 import { spawn } from "node:child_process";
 import { resolve as resolvePath } from "node:path";
 import { createInterface } from "node:readline";
+import { StringDecoder } from "node:string_decoder";
 /** An error lightbox answered with; `code` is stable, the message is for
  * people. */
 export class LightboxError extends Error {
@@ -87,7 +88,7 @@ class Connection {
     get dead() {
         return this.#dead !== undefined;
     }
-    call(method, params, signal) {
+    call(method, params, signal, onOutput) {
         if (this.#dead)
             return Promise.reject(this.#dead);
         if (signal?.aborted) {
@@ -96,7 +97,7 @@ class Connection {
         const id = this.#nextId++;
         const msg = JSON.stringify({ jsonrpc: "2.0", id, method, params: params ?? {} }) + "\n";
         const answered = new Promise((resolve, reject) => {
-            this.#pending.set(id, { resolve, reject });
+            this.#pending.set(id, { resolve, reject, onOutput });
             this.#hold(true);
             this.#child.stdin.write(msg);
         });
@@ -149,9 +150,17 @@ class Connection {
         catch {
             return; // not ours to answer: the protocol has only JSON lines
         }
+        if (msg?.method === "exec.output" && msg.id === undefined) {
+            // A streaming request's output, before its answer; not ours when
+            // its id is not one of ours.
+            const id = msg.params?.id;
+            const p = typeof id === "number" ? this.#pending.get(id) : undefined;
+            p?.onOutput?.(msg.params);
+            return;
+        }
         const p = typeof msg?.id === "number" ? this.#pending.get(msg.id) : undefined;
         if (!p)
-            return;
+            return; // another notification, or an answer nobody waits for
         this.#pending.delete(msg.id);
         if (this.#pending.size === 0)
             this.#hold(false);
@@ -300,16 +309,57 @@ export class Sandbox {
         // The streams come as the server sent them (Buffers when base64):
         // bytes for "buffer", UTF-8 text otherwise.
         const as = (v) => (bytes ? Buffer.from(v) : typeof v === "string" ? v : v.toString("utf8"));
+        // Streamed output goes to the callbacks as it comes: Buffers for
+        // "buffer"; text otherwise, through a decoder per stream when it comes
+        // as base64 (binary stdin), whose chunks may split a character (the
+        // server's UTF-8 chunks never do).
+        const callbacks = { stdout: opts.onStdout, stderr: opts.onStderr };
+        const decoders = { stdout: new StringDecoder("utf8"), stderr: new StringDecoder("utf8") };
+        let thrown;
+        const deliver = (stream, chunk) => {
+            const fn = callbacks[stream];
+            if (!fn || thrown || chunk.length === 0)
+                return;
+            try {
+                fn(chunk);
+            }
+            catch (error) {
+                thrown = { error };
+            }
+        };
+        let onOutput;
+        if (opts.onStdout || opts.onStderr) {
+            params.stream = true;
+            onOutput = (p) => {
+                if (typeof p?.data !== "string" || !(p.stream in decoders))
+                    return;
+                if (!b64)
+                    deliver(p.stream, p.data);
+                else if (bytes)
+                    deliver(p.stream, Buffer.from(p.data, "base64"));
+                else
+                    deliver(p.stream, decoders[p.stream].write(Buffer.from(p.data, "base64")));
+            };
+        }
+        const ended = () => {
+            if (b64 && !bytes)
+                for (const s of ["stdout", "stderr"])
+                    deliver(s, decoders[s].end());
+            if (thrown)
+                throw thrown.error;
+        };
         let r;
         try {
-            r = await this.#client._call(method, params, opts.signal);
+            r = await this.#client._call(method, params, opts.signal, onOutput);
         }
         catch (e) {
             if (!(e instanceof ExitError))
                 throw e;
+            ended();
             const result = { exitCode: e.exitCode, stdout: as(e.stdout), stderr: as(e.stderr) };
             throw new ExitError(e.code, e.message, result, e.signal, { cause: e.cause });
         }
+        ended();
         return { exitCode: r.exitCode, stdout: as(decode(r.stdout, r.encoding)), stderr: as(decode(r.stderr, r.encoding)) };
     }
 }
@@ -324,10 +374,10 @@ export class Client {
         this.#root = opts.root ?? process.env.LIGHTBOX_ROOT;
     }
     /** @internal */
-    _call(method, params, signal) {
+    _call(method, params, signal, onOutput) {
         if (!this.#conn || this.#conn.dead)
             this.#conn = new Connection(this.#bin, this.#root);
-        return this.#conn.call(method, params, signal);
+        return this.#conn.call(method, params, signal, onOutput);
     }
     /** Launches a sandbox, runs fn with it and destroys it when fn's promise
      * settles — also when fn throws or rejects; resolves to fn's value. */

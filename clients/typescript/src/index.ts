@@ -15,6 +15,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { resolve as resolvePath } from "node:path";
 import { createInterface } from "node:readline";
+import { StringDecoder } from "node:string_decoder";
 
 /** What a mount puts at a path inside the sandbox: a host path (a string, or
  * `{ source }`; relative paths are taken from this process's working
@@ -91,8 +92,9 @@ export interface Resources {
   logMib?: number;
 }
 
-/** Per-command options of shell and exec. */
-export interface ExecOptions {
+/** Per-command options of shell and exec. T is what the output callbacks
+ * get: strings, or Buffers with `encoding: "buffer"`. */
+export interface ExecOptions<T extends string | Buffer = string | Buffer> {
   /** Added to the sandbox's environment: `{ K: "v" }` or `["K=v"]`. */
   env?: Record<string, string> | string[];
   /** Working directory; the sandbox's when omitted. */
@@ -113,6 +115,15 @@ export interface ExecOptions {
    * signal's reason as its `cause`. Already aborted: a LightboxError
    * "canceled" and nothing runs. */
   signal?: AbortSignal;
+  /** Called with each chunk of the command's standard output as the
+   * command writes it (the server streams it: `stream`), in order and
+   * before the promise settles; the result still holds all of it. A string
+   * (a character split across writes comes whole), or a Buffer with
+   * `encoding: "buffer"`. If it throws, later chunks are not delivered and
+   * the promise rejects with what it threw once the command has ended. */
+  onStdout?: (chunk: T) => void;
+  /** As onStdout, for standard error. */
+  onStderr?: (chunk: T) => void;
 }
 
 /** What a finished command left. stdout and stderr hold at most 16 MiB
@@ -300,6 +311,8 @@ export interface ClientOptions {
 interface Pending {
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
+  /** Gets the params of the request's exec.output notifications. */
+  onOutput?: (params: any) => void;
 }
 
 // Connection is one `lightbox api` process. It keeps this process alive
@@ -346,7 +359,7 @@ class Connection {
     return this.#dead !== undefined;
   }
 
-  call(method: string, params?: unknown, signal?: AbortSignal): Promise<any> {
+  call(method: string, params?: unknown, signal?: AbortSignal, onOutput?: (params: any) => void): Promise<any> {
     if (this.#dead) return Promise.reject(this.#dead);
     if (signal?.aborted) {
       return Promise.reject(new LightboxError("canceled", `${method}: aborted before it was sent`, { cause: signal.reason }));
@@ -354,7 +367,7 @@ class Connection {
     const id = this.#nextId++;
     const msg = JSON.stringify({ jsonrpc: "2.0", id, method, params: params ?? {} }) + "\n";
     const answered = new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
+      this.#pending.set(id, { resolve, reject, onOutput });
       this.#hold(true);
       this.#child.stdin!.write(msg);
     });
@@ -410,8 +423,16 @@ class Connection {
     } catch {
       return; // not ours to answer: the protocol has only JSON lines
     }
+    if (msg?.method === "exec.output" && msg.id === undefined) {
+      // A streaming request's output, before its answer; not ours when
+      // its id is not one of ours.
+      const id = msg.params?.id;
+      const p = typeof id === "number" ? this.#pending.get(id) : undefined;
+      p?.onOutput?.(msg.params);
+      return;
+    }
     const p = typeof msg?.id === "number" ? this.#pending.get(msg.id) : undefined;
-    if (!p) return;
+    if (!p) return; // another notification, or an answer nobody waits for
     this.#pending.delete(msg.id);
     if (this.#pending.size === 0) this.#hold(false);
     if (msg.error) p.reject(toError(msg.error));
@@ -502,19 +523,19 @@ export class Sandbox {
 
   /** Runs script with /bin/sh -c. Resolves to the result of an exit 0;
    * rejects with an ExitError carrying the result otherwise. */
-  shell(script: string, opts: ExecOptions & { encoding: "buffer" }): Promise<Result<Buffer>>;
-  shell(script: string, opts?: ExecOptions & { encoding?: "utf8" }): Promise<Result>;
+  shell(script: string, opts: ExecOptions<Buffer> & { encoding: "buffer" }): Promise<Result<Buffer>>;
+  shell(script: string, opts?: ExecOptions<string> & { encoding?: "utf8" }): Promise<Result>;
   shell(script: string, opts?: ExecOptions): Promise<Result<string | Buffer>>;
-  shell(script: string, opts: ExecOptions = {}): Promise<Result<string | Buffer>> {
+  shell(script: string, opts: ExecOptions<any> = {}): Promise<Result<string | Buffer>> {
     return this.#run("sandbox.shell", { script }, opts);
   }
 
   /** Runs path with args (path without a slash is looked up in the
    * sandbox's PATH); as shell for the result. */
-  exec(path: string, args: string[], opts: ExecOptions & { encoding: "buffer" }): Promise<Result<Buffer>>;
-  exec(path: string, args?: string[], opts?: ExecOptions & { encoding?: "utf8" }): Promise<Result>;
+  exec(path: string, args: string[], opts: ExecOptions<Buffer> & { encoding: "buffer" }): Promise<Result<Buffer>>;
+  exec(path: string, args?: string[], opts?: ExecOptions<string> & { encoding?: "utf8" }): Promise<Result>;
   exec(path: string, args?: string[], opts?: ExecOptions): Promise<Result<string | Buffer>>;
-  exec(path: string, args: string[] = [], opts: ExecOptions = {}): Promise<Result<string | Buffer>> {
+  exec(path: string, args: string[] = [], opts: ExecOptions<any> = {}): Promise<Result<string | Buffer>> {
     return this.#run("sandbox.exec", { path, args }, opts);
   }
 
@@ -553,7 +574,7 @@ export class Sandbox {
     await this.#client._call("sandbox.destroy", { name: this.name });
   }
 
-  async #run(method: string, what: object, opts: ExecOptions): Promise<Result<string | Buffer>> {
+  async #run(method: string, what: object, opts: ExecOptions<any>): Promise<Result<string | Buffer>> {
     const params: Record<string, unknown> = { name: this.name, ...what };
     const env = envList(opts.env);
     if (env) params.env = env;
@@ -573,14 +594,46 @@ export class Sandbox {
     // The streams come as the server sent them (Buffers when base64):
     // bytes for "buffer", UTF-8 text otherwise.
     const as = (v: string | Buffer): string | Buffer => (bytes ? Buffer.from(v) : typeof v === "string" ? v : v.toString("utf8"));
+    // Streamed output goes to the callbacks as it comes: Buffers for
+    // "buffer"; text otherwise, through a decoder per stream when it comes
+    // as base64 (binary stdin), whose chunks may split a character (the
+    // server's UTF-8 chunks never do).
+    const callbacks = { stdout: opts.onStdout, stderr: opts.onStderr } as Record<string, ((chunk: string | Buffer) => void) | undefined>;
+    const decoders: Record<string, StringDecoder> = { stdout: new StringDecoder("utf8"), stderr: new StringDecoder("utf8") };
+    let thrown: { error: unknown } | undefined;
+    const deliver = (stream: string, chunk: string | Buffer) => {
+      const fn = callbacks[stream];
+      if (!fn || thrown || chunk.length === 0) return;
+      try {
+        fn(chunk);
+      } catch (error) {
+        thrown = { error };
+      }
+    };
+    let onOutput: ((p: any) => void) | undefined;
+    if (opts.onStdout || opts.onStderr) {
+      params.stream = true;
+      onOutput = (p: any) => {
+        if (typeof p?.data !== "string" || !(p.stream in decoders)) return;
+        if (!b64) deliver(p.stream, p.data);
+        else if (bytes) deliver(p.stream, Buffer.from(p.data, "base64"));
+        else deliver(p.stream, decoders[p.stream]!.write(Buffer.from(p.data, "base64")));
+      };
+    }
+    const ended = () => {
+      if (b64 && !bytes) for (const s of ["stdout", "stderr"]) deliver(s, decoders[s]!.end());
+      if (thrown) throw thrown.error;
+    };
     let r: any;
     try {
-      r = await this.#client._call(method, params, opts.signal);
+      r = await this.#client._call(method, params, opts.signal, onOutput);
     } catch (e) {
       if (!(e instanceof ExitError)) throw e;
+      ended();
       const result = { exitCode: e.exitCode, stdout: as(e.stdout), stderr: as(e.stderr) };
       throw new ExitError(e.code as "exit" | "output_truncated" | "canceled", e.message, result, e.signal, { cause: e.cause });
     }
+    ended();
     return { exitCode: r.exitCode, stdout: as(decode(r.stdout, r.encoding)), stderr: as(decode(r.stderr, r.encoding)) };
   }
 }
@@ -598,9 +651,9 @@ export class Client {
   }
 
   /** @internal */
-  _call(method: string, params?: unknown, signal?: AbortSignal): Promise<any> {
+  _call(method: string, params?: unknown, signal?: AbortSignal, onOutput?: (params: any) => void): Promise<any> {
     if (!this.#conn || this.#conn.dead) this.#conn = new Connection(this.#bin, this.#root);
-    return this.#conn.call(method, params, signal);
+    return this.#conn.call(method, params, signal, onOutput);
   }
 
   /** Launches a sandbox, runs fn with it and destroys it when fn's promise

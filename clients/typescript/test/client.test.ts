@@ -6,6 +6,7 @@ import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { execFileSync } from "node:child_process";
 import {
   Client,
   ExitError,
@@ -157,6 +158,73 @@ test("aborting a command's signal kills it and rejects with what it wrote; an ab
     assert.equal((await sb.shell("echo fine", { signal: ok.signal })).stdout, "fine\n");
     ok.abort(); // after the answer: nothing to cancel, and the connection goes on
     assert.equal((await sb.shell("echo still")).stdout, "still\n");
+  });
+});
+
+test("onStdout and onStderr get the output as the command writes it; the promise settles as without them", async () => {
+  const dir = path.join(store.dir, "fifos");
+  fs.mkdirSync(dir);
+  for (const f of ["go", "split", "bin"]) execFileSync("mkfifo", [path.join(dir, f)]);
+  await lb.runInSandbox({ ...none, name: "streaming", mounts: { "/h": dir } }, async (sb) => {
+    // Causality, no timing: the command waits on a fifo that this test
+    // writes only once onStdout had the first line; "\342\202\254" (€) is
+    // split across the writes on either side of it.
+    const out: string[] = [];
+    const err: string[] = [];
+    let first!: () => void;
+    const sawFirst = new Promise<void>((resolve) => (first = resolve));
+    const running = sb.shell("echo first; printf 'a\\342'; read x < /h/go; printf '\\202\\254'; echo second >&2", {
+      timeoutMs: 60000, // bounds the test should a chunk never come
+      onStdout: (chunk) => {
+        out.push(chunk);
+        if (out.join("") === "first\na") first();
+      },
+      onStderr: (chunk) => err.push(chunk),
+    });
+    await Promise.race([sawFirst, running.then((r) => assert.fail(`resolved before its first line was streamed: ${JSON.stringify(r)}`))]);
+    await fs.promises.writeFile(path.join(dir, "go"), "go\n");
+    const r = await running;
+    assert.deepEqual(r, { exitCode: 0, stdout: "first\na€", stderr: "second\n" });
+    assert.equal(out.join(""), r.stdout);
+    assert.ok(out.every((c) => !c.includes("\uFFFD")), `a chunk split the character: ${JSON.stringify(out)}`);
+    assert.deepEqual(err, ["second\n"]);
+
+    // Text of a command given binary stdin comes as base64: decoded per
+    // stream, so a split character still comes whole.
+    const text: string[] = [];
+    const bin = await sb.shell("cat; printf 'a\\342'; read x < /h/bin; printf '\\202\\254'", {
+      timeoutMs: 60000,
+      stdin: new Uint8Array([0x78]),
+      onStdout: (chunk) => {
+        text.push(chunk);
+        if (text.join("") === "xa") void fs.promises.writeFile(path.join(dir, "bin"), "go\n");
+      },
+    });
+    assert.equal(bin.stdout, "xa€");
+    assert.deepEqual(text.join(""), "xa€");
+    assert.ok(text.every((c) => !c.includes("\uFFFD")), `a chunk split the character: ${JSON.stringify(text)}`);
+
+    // Buffers with encoding "buffer", the bytes as they come; an ExitError
+    // still carries the result, after the callbacks had all of it.
+    const bufs: Buffer[] = [];
+    const e = await sb.exec("sh", ["-c", "printf 'a\\342'; read x < /h/split; printf '\\202\\254'; exit 3"], {
+      encoding: "buffer",
+      timeoutMs: 60000,
+      onStdout: (chunk) => {
+        bufs.push(chunk);
+        if (Buffer.concat(bufs).equals(Buffer.from([0x61, 0xe2]))) void fs.promises.writeFile(path.join(dir, "split"), "go\n");
+      },
+    }).then(() => assert.fail("exit 3 resolved"), (x: unknown) => x);
+    assert.ok(e instanceof ExitError && e.code === "exit" && Buffer.isBuffer(e.stdout), `${e}`);
+    assert.ok(bufs.every((b) => Buffer.isBuffer(b)));
+    assert.ok(Buffer.concat(bufs).equals(e.stdout as Buffer), `streamed ${Buffer.concat(bufs).toString("hex")}, result ${(e.stdout as Buffer).toString("hex")}`);
+    assert.equal((e.stdout as Buffer).toString("hex"), "61e282ac");
+
+    // A callback that throws: the command runs to its end, and the
+    // promise rejects with what it threw.
+    const boom = new Error("the UI went away");
+    await assert.rejects(sb.shell("echo one; echo two > /tmp/ran", { onStdout: () => { throw boom; } }), (x: unknown) => x === boom);
+    assert.equal((await sb.exec("cat", ["/tmp/ran"])).stdout, "two\n");
   });
 });
 
