@@ -241,12 +241,8 @@ func (s *Server) launch(ctx context.Context, params []byte) (any, error) {
 		Timeout: time.Duration(p.TimeoutMs) * time.Millisecond, DiskMiB: p.DiskMiB,
 		AllowUserNamespaces: p.AllowUserNamespaces, Resources: p.Resources.resources(),
 	}
-	if p.StopSignal != "" {
-		sig, err := lightbox.ParseSignal(p.StopSignal)
-		if err != nil {
-			return nil, invalidParams("stopSignal: " + err.Error())
-		}
-		opts.StopSignal = sig
+	if err := setStopSignal(&opts, p.StopSignal); err != nil {
+		return nil, err
 	}
 	if len(p.Mounts) > 0 {
 		opts.Mounts = make(map[string]lightbox.Mount, len(p.Mounts))
@@ -313,14 +309,24 @@ func (s *Server) prewarm(ctx context.Context, params []byte) (any, error) {
 		Snapshot: p.Snapshot, Network: lightbox.Network(p.Network), DiskMiB: p.DiskMiB,
 		AllowUserNamespaces: p.AllowUserNamespaces, Resources: p.Resources.resources(),
 	}
-	if p.StopSignal != "" {
-		sig, err := lightbox.ParseSignal(p.StopSignal)
-		if err != nil {
-			return nil, invalidParams("stopSignal: " + err.Error())
-		}
-		opts.StopSignal = sig
+	if err := setStopSignal(&opts, p.StopSignal); err != nil {
+		return nil, err
 	}
 	return struct{}{}, s.r.PrewarmSandboxes(ctx, opts, *p.N)
+}
+
+// setStopSignal sets opts.StopSignal from its protocol spelling ("SIGINT",
+// "15"; "" leaves the default).
+func setStopSignal(opts *lightbox.SandboxOptions, name string) error {
+	if name == "" {
+		return nil
+	}
+	sig, err := lightbox.ParseSignal(name)
+	if err != nil {
+		return invalidParams("stopSignal: " + err.Error())
+	}
+	opts.StopSignal = sig
+	return nil
 }
 
 func (p resourcesParams) resources() lightbox.Resources {
