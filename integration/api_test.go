@@ -118,7 +118,14 @@ func startAPI(t *testing.T, root string) *apiProc {
 			}
 		}
 	}()
-	t.Cleanup(func() { p.close() })
+	t.Cleanup(func() {
+		p.close()
+		if t.Failed() {
+			p.mu.Lock()
+			t.Logf("lightbox api's stderr:\n%s", p.errb.String())
+			p.mu.Unlock()
+		}
+	})
 	return p
 }
 
