@@ -21,7 +21,9 @@ import (
 // and give it the request's name (and hostname), mounts, environment,
 // workdir and user at take time, before anything runs in it; the pool
 // refills in the background. It returns once n are ready (or one failed
-// to start). n = 0 empties the pool of that snapshot.
+// to start: its error; the pool tries again after a back-off of 1 s,
+// doubling to a minute, and logs each failure). n = 0 empties the pool
+// of that snapshot.
 //
 // A request with a Command, Ports or a Timeout launches cold (those
 // start at launch), as does one with bind mounts when this process is not
@@ -70,7 +72,9 @@ type poolSet struct {
 	want    int
 	ready   []*Sandbox
 	filling int
-	err     error         // the last fill's failure, until the next prewarm
+	err     error         // the last fill's failure, until the next prewarm or the retry
+	failed  int           // fills failed in a row: the retry waits refillBackoff(failed)
+	failGen int           // counts failures: a retry acts only on the one it was armed for
 	changed chan struct{} // closed and replaced when ready or err change
 }
 
@@ -161,7 +165,7 @@ func (p *pool) refillLocked(r *Runtime, set *poolSet) {
 
 func (p *pool) fill(r *Runtime, set *poolSet) {
 	defer p.fills.Done()
-	sb, err := r.launchCold(p.ctx, set.opts, true)
+	sb, err := fillLaunch(p.ctx, r, set.opts)
 	p.mu.Lock()
 	keep := err == nil && !p.closed && len(set.ready) < set.want
 	if err == nil && !keep {
@@ -178,9 +182,26 @@ func (p *pool) fill(r *Runtime, set *poolSet) {
 	set.filling--
 	if keep {
 		set.ready = append(set.ready, sb)
-	} else if err != nil && !p.closed {
+	}
+	if err == nil {
+		set.failed = 0
+	} else if !p.closed {
+		// Prewarm answers with it; the refills stop until a retry
+		// (a transient failure, e.g. under load, must not end the
+		// pool for good) or the next Prewarm, whichever comes first.
 		set.err = err
-		r.log.Warn("warm pool: launch failed", "snapshot", set.opts.Snapshot, "err", err)
+		set.failed++
+		set.failGen++
+		gen, wait := set.failGen, refillBackoff(set.failed)
+		r.log.Warn("warm pool: launch failed", "snapshot", set.opts.Snapshot, "err", err, "retry in", wait)
+		time.AfterFunc(wait, func() {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			if set.failGen == gen && set.err != nil {
+				set.err = nil
+				p.refillLocked(r, set)
+			}
+		})
 	}
 	if !keep {
 		// A take meanwhile may want what this launch was counted for.
@@ -299,6 +320,22 @@ func (r *Runtime) fillsVolume(ctx context.Context, layers []string, opts Sandbox
 		}
 	}
 	return false
+}
+
+// fillLaunch launches one of a pool's sandboxes (a variable for the
+// tests, which make it fail).
+var fillLaunch = func(ctx context.Context, r *Runtime, opts SandboxOptions) (*Sandbox, error) {
+	return r.launchCold(ctx, opts, true)
+}
+
+// refillBackoff is how long a pool waits, after its nth failed launch in
+// a row, before it launches again: 1 s, doubling, at most a minute.
+func refillBackoff(n int) time.Duration {
+	d := time.Second
+	for i := 1; i < n && d < time.Minute; i++ {
+		d *= 2
+	}
+	return min(d, time.Minute)
 }
 
 // refillDelay bounds how long a refill waits for the taken sandbox's

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -552,5 +553,62 @@ func TestPrewarmShrinkWaitsForRefill(t *testing.T) {
 	}
 	if len(infos) != 1 || infos[0].Name != "taken" {
 		t.Errorf("after Prewarm(0): sandboxes %v, want only taken", names)
+	}
+}
+
+// TestPrewarmRetriesAfterFailure: a refill whose launch fails (here made
+// to, once) is tried again after a back-off: before, one failed launch
+// (a transient one under load included) stopped the pool's refills until
+// the next Prewarm, and every later request launched cold.
+func TestPrewarmRetriesAfterFailure(t *testing.T) {
+	r, pooled, warm := prewarmedOne(t)
+	var failed sync.Once
+	launch := fillLaunch
+	fillLaunch = func(ctx context.Context, r *Runtime, opts SandboxOptions) (sb *Sandbox, err error) {
+		failed.Do(func() { err = errors.New("a launch made to fail") })
+		if err != nil {
+			return nil, err
+		}
+		return launch(ctx, r, opts)
+	}
+	t.Cleanup(func() { fillLaunch = launch })
+	taken := pooled
+	taken.Name = "taken"
+	sb, err := r.LaunchSandbox(t.Context(), taken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Destroy(context.WithoutCancel(t.Context()))
+	if pid := running(t, r)["taken"]; len(warm) != 1 || !slices.Contains(slices.Collect(maps.Values(warm)), pid) {
+		t.Fatalf("taken runs init %d, not the pool's %v", pid, warm)
+	}
+	// Its first command's end starts the refill, which fails; the retry
+	// a second later fills the pool again.
+	if _, err := sb.Exec(t.Context(), "/bin/true"); err != nil {
+		t.Fatal(err)
+	}
+	var refilled string
+	for deadline := time.Now().Add(20 * time.Second); refilled == ""; time.Sleep(10 * time.Millisecond) {
+		r.pool.mu.Lock()
+		for _, set := range r.pool.sets {
+			if len(set.ready) > 0 {
+				refilled = set.ready[0].name
+			}
+		}
+		r.pool.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatal("the pool was not refilled after its failed launch")
+		}
+	}
+	refill := running(t, r)
+	second := taken
+	second.Name = "second"
+	sb2, err := r.LaunchSandbox(t.Context(), second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb2.Destroy(context.WithoutCancel(t.Context()))
+	if pid := running(t, r)["second"]; pid != refill[refilled] {
+		t.Errorf("second runs init %d, not the retried refill's (%s, %d)", pid, refilled, refill[refilled])
 	}
 }
