@@ -75,6 +75,18 @@ func prewarmedOne(t *testing.T) (*Runtime, SandboxOptions, map[string]int) {
 	return r, pooled, waitRunning(t, r, 1)
 }
 
+// poolReady returns a sandbox r's pool holds ready (of any set), or nil.
+func poolReady(r *Runtime) *Sandbox {
+	r.pool.mu.Lock()
+	defer r.pool.mu.Unlock()
+	for _, set := range r.pool.sets {
+		if len(set.ready) > 0 {
+			return set.ready[0]
+		}
+	}
+	return nil
+}
+
 func waitRunning(t *testing.T, r *Runtime, want int, except ...string) map[string]int {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
@@ -475,14 +487,7 @@ func TestPrewarmTakeEnded(t *testing.T) {
 	}
 	// The pool's handle learns of the end when its launcher reaps the
 	// init, just after the removal saw the init gone.
-	r.pool.mu.Lock()
-	var pooledSb *Sandbox
-	for _, set := range r.pool.sets {
-		if len(set.ready) > 0 {
-			pooledSb = set.ready[0]
-		}
-	}
-	r.pool.mu.Unlock()
+	pooledSb := poolReady(r)
 	if pooledSb == nil || pooledSb.name != name {
 		t.Fatalf("the pool does not hold %s: %v", name, pooledSb)
 	}
@@ -589,13 +594,9 @@ func TestPrewarmRetriesAfterFailure(t *testing.T) {
 	}
 	var refilled string
 	for deadline := time.Now().Add(20 * time.Second); refilled == ""; time.Sleep(10 * time.Millisecond) {
-		r.pool.mu.Lock()
-		for _, set := range r.pool.sets {
-			if len(set.ready) > 0 {
-				refilled = set.ready[0].name
-			}
+		if sb := poolReady(r); sb != nil {
+			refilled = sb.name
 		}
-		r.pool.mu.Unlock()
 		if time.Now().After(deadline) {
 			t.Fatal("the pool was not refilled after its failed launch")
 		}
