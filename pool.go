@@ -331,11 +331,7 @@ var fillLaunch = func(ctx context.Context, r *Runtime, opts SandboxOptions) (*Sa
 // refillBackoff is how long a pool waits, after its nth failed launch in
 // a row, before it launches again: 1 s, doubling, at most a minute.
 func refillBackoff(n int) time.Duration {
-	d := time.Second
-	for i := 1; i < n && d < time.Minute; i++ {
-		d *= 2
-	}
-	return min(d, time.Minute)
+	return min(time.Second<<min(n-1, 6), time.Minute)
 }
 
 // refillDelay bounds how long a refill waits for the taken sandbox's
