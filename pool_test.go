@@ -75,6 +75,25 @@ func prewarmedOne(t *testing.T) (*Runtime, SandboxOptions, map[string]int) {
 	return r, pooled, waitRunning(t, r, 1)
 }
 
+// takeFirst launches pooled as name, which must take the one sandbox of
+// the pool warm (destroyed when the test ends), and runs its first
+// command, whose end starts the pool's refill.
+func takeFirst(t *testing.T, r *Runtime, pooled SandboxOptions, name string, warm map[string]int) {
+	t.Helper()
+	pooled.Name = name
+	sb, err := r.LaunchSandbox(t.Context(), pooled)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sb.Destroy(context.WithoutCancel(t.Context())) })
+	if pid := running(t, r)[name]; len(warm) != 1 || !slices.Contains(mapsValues(warm), pid) {
+		t.Fatalf("%s runs init %d, not the pool's %v", name, pid, warm)
+	}
+	if _, err := sb.Exec(t.Context(), "/bin/true"); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // poolReady returns a sandbox r's pool holds ready (of any set), or nil.
 func poolReady(r *Runtime) *Sandbox {
 	r.pool.mu.Lock()
@@ -520,19 +539,10 @@ func TestPrewarmTakeEnded(t *testing.T) {
 // still there, holding a lease on it (the TypeScript client's test of
 // prewarm saw it listed).
 func TestPrewarmShrinkWaitsForRefill(t *testing.T) {
-	r, pooled, _ := prewarmedOne(t)
-	taken := pooled
-	taken.Name = "taken"
-	sb, err := r.LaunchSandbox(t.Context(), taken)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Destroy(context.WithoutCancel(t.Context()))
-	// Its first command's end starts the refill; Prewarm(0) comes as
-	// soon as the refill's sandbox shows, early in its launch.
-	if _, err := sb.Exec(t.Context(), "/bin/true"); err != nil {
-		t.Fatal(err)
-	}
+	r, pooled, warm := prewarmedOne(t)
+	// Prewarm(0) comes as soon as the refill's sandbox shows, early in
+	// its launch.
+	takeFirst(t, r, pooled, "taken", warm)
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(time.Millisecond) {
 		infos, err := r.ListSandboxes(t.Context())
 		if err != nil {
@@ -577,21 +587,8 @@ func TestPrewarmRetriesAfterFailure(t *testing.T) {
 		return launch(ctx, r, opts)
 	}
 	t.Cleanup(func() { fillLaunch = launch })
-	taken := pooled
-	taken.Name = "taken"
-	sb, err := r.LaunchSandbox(t.Context(), taken)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Destroy(context.WithoutCancel(t.Context()))
-	if pid := running(t, r)["taken"]; len(warm) != 1 || !slices.Contains(slices.Collect(maps.Values(warm)), pid) {
-		t.Fatalf("taken runs init %d, not the pool's %v", pid, warm)
-	}
-	// Its first command's end starts the refill, which fails; the retry
-	// a second later fills the pool again.
-	if _, err := sb.Exec(t.Context(), "/bin/true"); err != nil {
-		t.Fatal(err)
-	}
+	// The refill fails; the retry a second later fills the pool again.
+	takeFirst(t, r, pooled, "taken", warm)
 	var refilled string
 	for deadline := time.Now().Add(20 * time.Second); refilled == ""; time.Sleep(10 * time.Millisecond) {
 		if sb := poolReady(r); sb != nil {
@@ -602,13 +599,13 @@ func TestPrewarmRetriesAfterFailure(t *testing.T) {
 		}
 	}
 	refill := running(t, r)
-	second := taken
+	second := pooled
 	second.Name = "second"
-	sb2, err := r.LaunchSandbox(t.Context(), second)
+	sb, err := r.LaunchSandbox(t.Context(), second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sb2.Destroy(context.WithoutCancel(t.Context()))
+	defer sb.Destroy(context.WithoutCancel(t.Context()))
 	if pid := running(t, r)["second"]; pid != refill[refilled] {
 		t.Errorf("second runs init %d, not the retried refill's (%s, %d)", pid, refilled, refill[refilled])
 	}
