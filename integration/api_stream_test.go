@@ -298,15 +298,7 @@ func TestAPIServerStreamCancel(t *testing.T) {
 	}
 	r := p.receive("the cancelled streaming shell", ch)
 	s.drain(t, notes)
-	if r.Error == nil || r.Error.kind() != "canceled" {
-		t.Fatalf("cancelled streaming shell = %s %+v, want a canceled error", r.Result, r.Error)
-	}
-	if !strings.Contains(r.Error.Message, "killed as the client cancelled the request (request.cancel)") {
-		t.Errorf("cancelled streaming shell: message %q, want it to say the client cancelled it", r.Error.Message)
-	}
-	if d := r.Error.exec(t); d.Stdout != "started\n" || d.Stderr != "warn\n" || d.ExitCode != -1 {
-		t.Errorf("cancelled streaming shell: data %s, want exitCode -1 and the output so far", r.Error.Data)
-	}
+	wantCanceledByClient(t, "cancelled streaming shell", r)
 	if joinText(s.stdout) != "started\n" || joinText(s.stderr) != "warn\n" {
 		t.Errorf("cancelled streaming shell's notifications: stdout %q, stderr %q", s.stdout, s.stderr)
 	}

@@ -757,6 +757,22 @@ func (p *apiProc) sendWith(method string, params any, notes chan execOutput) (_ 
 }
 
 // receive waits for the response on ch.
+// wantCanceledByClient checks r, the answer to a shell that wrote
+// "started" and "warn" (stderr) before a request.cancel named it: a
+// canceled error saying the client cancelled it, with that output.
+func wantCanceledByClient(t *testing.T, what string, r apiResponse) {
+	t.Helper()
+	if r.Error == nil || r.Error.kind() != "canceled" {
+		t.Fatalf("%s = %s %+v, want a canceled error", what, r.Result, r.Error)
+	}
+	if !strings.Contains(r.Error.Message, "killed as the client cancelled the request (request.cancel)") {
+		t.Errorf("%s: message %q, want it to say the client cancelled it", what, r.Error.Message)
+	}
+	if d := r.Error.exec(t); d.Stdout != "started\n" || d.Stderr != "warn\n" || d.ExitCode != -1 {
+		t.Errorf("%s: data %s, want exitCode -1 and the output so far", what, r.Error.Data)
+	}
+}
+
 func (p *apiProc) receive(what string, ch <-chan apiResponse) apiResponse {
 	p.t.Helper()
 	select {
@@ -853,16 +869,7 @@ func TestAPIServerRequestCancel(t *testing.T) {
 	if !canceled.Canceled {
 		t.Errorf("request.cancel of the running shell (id %d): canceled false", id)
 	}
-	r := p.receive("the cancelled shell", ch)
-	if r.Error == nil || r.Error.kind() != "canceled" {
-		t.Fatalf("cancelled shell = %s %+v, want a canceled error", r.Result, r.Error)
-	}
-	if !strings.Contains(r.Error.Message, "killed as the client cancelled the request (request.cancel)") {
-		t.Errorf("cancelled shell: message %q, want it to say the client cancelled it", r.Error.Message)
-	}
-	if d := r.Error.exec(t); d.Stdout != "started\n" || d.Stderr != "warn\n" || d.ExitCode != -1 {
-		t.Errorf("cancelled shell: data %s, want exitCode -1 and the output so far", r.Error.Data)
-	}
+	wantCanceledByClient(t, "cancelled shell", p.receive("the cancelled shell", ch))
 	waitFor(t, "the cancelled shell's sleep to be killed", func() bool { return !sleeping() })
 
 	ch = p.send("sandbox.shell", map[string]any{"name": "api-det", "script": "sleep 1001; echo never"})
