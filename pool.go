@@ -284,6 +284,11 @@ func (p *pool) take(ctx context.Context, r *Runtime, opts SandboxOptions) *Sandb
 			p.mu.Unlock()
 		})
 	}
+	// Before a take renames it: never listed pooled under the
+	// request's name.
+	if err := sb.rs.Unpool(); err != nil {
+		r.log.Warn("warm pool: cannot record that a sandbox was handed out", "sandbox", sb.name, "err", err)
+	}
 	if err := r.applyTake(ctx, sb, opts); err != nil {
 		refill()
 		r.log.Debug("warm pool: take failed; launching cold", "sandbox", sb.name, "err", err)

@@ -55,7 +55,6 @@ func running(t *testing.T, r *Runtime) map[string]int {
 	return out
 }
 
-// waitRunning polls until want sandboxes other than except run.
 // prewarmedOne opens a store of its own with busybox and a pool of one
 // sandbox of it (the returned options), and waits until that one runs:
 // the running sandboxes' inits by name. The store is closed when the
@@ -106,6 +105,7 @@ func poolReady(r *Runtime) *Sandbox {
 	return nil
 }
 
+// waitRunning polls until want sandboxes other than except run.
 func waitRunning(t *testing.T, r *Runtime, want int, except ...string) map[string]int {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
@@ -529,6 +529,64 @@ func TestPrewarmTakeEnded(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPrewarmListsPooled: ListSandboxes says which sandboxes a warm pool
+// holds (they run under generated names, and `lightbox ps` lists them);
+// one a launch took is no longer pooled, whether the request named it or
+// took it as it is.
+func TestPrewarmListsPooled(t *testing.T) {
+	r, pooled, warm := prewarmedOne(t)
+	listed := func() map[string]bool {
+		t.Helper()
+		list, err := r.ListSandboxes(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for _, in := range list {
+			out[in.Name] = in.Pooled
+		}
+		return out
+	}
+	first := slices.Collect(maps.Keys(warm))[0]
+	if got := listed(); !maps.Equal(got, map[string]bool{first: true}) {
+		t.Fatalf("listed (name: pooled) %v, want %s pooled", got, first)
+	}
+	// Nothing to apply: the request takes the sandbox as it is.
+	sb, err := r.LaunchSandbox(t.Context(), pooled)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sb.Destroy(context.WithoutCancel(t.Context())) })
+	if sb.Name() != first {
+		t.Fatalf("the launch got %s, not the pool's %s", sb.Name(), first)
+	}
+	if listed()[first] {
+		t.Errorf("%s, taken, is still listed as pooled", first)
+	}
+	second := slices.Collect(maps.Keys(waitRunning(t, r, 1, first)))[0]
+	if got := listed(); !got[second] {
+		t.Errorf("listed (name: pooled) %v, want the refill %s pooled", got, second)
+	}
+	// Listed from its launch's start; a take needs it ready.
+	for deadline := time.Now().Add(20 * time.Second); poolReady(r) == nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the pool's refill %s never became ready", second)
+		}
+	}
+	named := pooled
+	named.Name = "named"
+	nsb, err := r.LaunchSandbox(t.Context(), named)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = nsb.Destroy(context.WithoutCancel(t.Context())) })
+	if got := listed(); got["named"] || got[first] {
+		t.Errorf("listed (name: pooled) %v, want named and %s not pooled", got, first)
+	} else if _, ok := got[second]; ok {
+		t.Errorf("listed %v: the pool's %s is still there under its name, not taken as named", got, second)
 	}
 }
 

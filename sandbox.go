@@ -62,7 +62,11 @@ type SandboxInfo struct {
 	// Detached: its launcher detached it (Sandbox.Detach, `lightbox run
 	// -d`): it outlives the process that launched it.
 	Detached bool `json:"detached"`
-	Pid      int  `json:"pid,omitempty"`
+	// Pooled: a warm pool (Runtime.Prewarm) launched it and holds it
+	// until a launch takes it; it has a generated name and goes with the
+	// process that pooled it.
+	Pooled bool `json:"pooled,omitempty"`
+	Pid    int  `json:"pid,omitempty"`
 	// Limits says how each limit holds, by resource ("pids", "memory",
 	// "cpu", "shm", "logs"): e.g. "cgroup v1 4096", "rlimit 4096",
 	// "none — no cgroup delegation".
@@ -435,7 +439,7 @@ func (r *Runtime) ListSandboxes(ctx context.Context) ([]SandboxInfo, error) {
 		si := SandboxInfo{
 			Name: in.Name, Snapshot: in.Snapshot, Status: in.Status, CreatedAt: in.CreatedAt,
 			Volumes: in.Volumes, Pid: in.Pid, Limits: in.Limits, OOMKilled: in.OOMKilled, TimedOut: in.TimedOut,
-			Detached: in.Detached, NetworkLost: in.NetworkLost,
+			Detached: in.Detached, Pooled: in.Pooled, NetworkLost: in.NetworkLost,
 		}
 		if u := in.Usage; u != nil {
 			si.Usage = &Usage{MemoryBytes: u.MemoryBytes, MemoryLimitBytes: u.MemoryLimitBytes, Pids: u.Pids, PidsLimit: u.PidsLimit, CPUNanos: u.CPUNanos}

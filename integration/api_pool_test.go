@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -156,6 +157,12 @@ func TestAPIServerPrewarm(t *testing.T) {
 	if len(pooled) != 2 {
 		t.Fatalf("after sandbox.prewarm n=2, running: %v, want 2", pooled)
 	}
+	// lightbox ps, another process, marks them.
+	for n := range pooled {
+		if out := lbOK(t, root, "ps"); !regexp.MustCompile(`(?m)^` + n + `\s+busybox\s+running, pooled\s`).MatchString(out) {
+			t.Errorf("lightbox ps does not show %s as running, pooled:\n%s", n, out)
+		}
+	}
 	pids := slices.Collect(maps.Values(pooled))
 	cgs := poolCgroups(t, root, pooled, nil)
 	if os.Geteuid() == 0 && len(cgs) == 0 {
@@ -187,6 +194,9 @@ func TestAPIServerPrewarm(t *testing.T) {
 	}
 	if pid := p.running()["taken"]; pid != warm {
 		t.Errorf("sandbox taken runs init %d, not the pool's %d: the launch did not take from the pool", pid, warm)
+	}
+	if out := lbOK(t, root, "ps"); !regexp.MustCompile(`(?m)^taken\s+busybox\s+running\s`).MatchString(out) {
+		t.Errorf("lightbox ps does not show taken as running (and not pooled):\n%s", out)
 	}
 	// The pool refills in the background; the refill shows as a running
 	// sandbox beside the taken one.

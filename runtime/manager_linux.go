@@ -261,7 +261,7 @@ func (m *Manager) Launch(ctx context.Context, spec Spec) (*Sandbox, error) {
 			name = generateName()
 		}
 		var g []string
-		lk, g, err = m.create(ctx, name)
+		lk, g, err = m.create(ctx, name, spec.Takeable)
 		garbage = append(garbage, g...)
 		if errors.Is(err, errdefs.ErrExists) && generated && try < 5 {
 			continue
@@ -284,12 +284,13 @@ func (m *Manager) Launch(ctx context.Context, spec Spec) (*Sandbox, error) {
 
 // create makes the sandbox's directory and takes its name lock; ErrExists
 // when a sandbox of that name is running or exited. A dead one's leftovers
-// are removed first.
+// are removed first. A pooled sandbox (Spec.Takeable) is marked so before
+// it shows as running, until the pool hands it out (Sandbox.Unpool).
 //
 // Cheaply, it also sets aside what crashed processes left (dead
 // sandboxes, half-removed directories): the caller removes the returned
 // paths once its own launch is done.
-func (m *Manager) create(ctx context.Context, name string) (*lockfile.Lock, []string, error) {
+func (m *Manager) create(ctx context.Context, name string, pooled bool) (*lockfile.Lock, []string, error) {
 	g, err := m.globalLock(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -303,7 +304,7 @@ func (m *Manager) create(ctx context.Context, name string) (*lockfile.Lock, []st
 	if _, err := m.targetsLayer(); err != nil {
 		return nil, garbage, err
 	}
-	lk, err := m.createLocked(ctx, name)
+	lk, err := m.createLocked(ctx, name, pooled)
 	return lk, garbage, err
 }
 
@@ -358,7 +359,7 @@ func (m *Manager) removeGarbage(ctx context.Context, paths []string) {
 	}
 }
 
-func (m *Manager) createLocked(ctx context.Context, name string) (*lockfile.Lock, error) {
+func (m *Manager) createLocked(ctx context.Context, name string, pooled bool) (*lockfile.Lock, error) {
 	dir := m.dir(name)
 	if _, err := os.Lstat(dir); err == nil {
 		st, _ := m.statusOf(name, false)
@@ -375,7 +376,14 @@ func (m *Manager) createLocked(ctx context.Context, name string) (*lockfile.Lock
 		}
 		return nil, err
 	}
-	lk, err := lockfile.TryExclusive(filepath.Join(dir, "lock"))
+	var err error
+	if pooled {
+		err = os.WriteFile(filepath.Join(dir, pooledFile), nil, 0o600)
+	}
+	var lk *lockfile.Lock
+	if err == nil {
+		lk, err = lockfile.TryExclusive(filepath.Join(dir, "lock"))
+	}
 	if err != nil {
 		// Nobody else holds the lock yet: the directory is ours to
 		// remove. One left is a dead sandbox, which gc removes; say so.
@@ -777,6 +785,9 @@ func (m *Manager) List(ctx context.Context) ([]Info, error) {
 		}
 		if _, err := os.Lstat(filepath.Join(m.dir(e.Name()), detachedFile)); err == nil {
 			info.Detached = true
+		}
+		if _, err := os.Lstat(filepath.Join(m.dir(e.Name()), pooledFile)); err == nil {
+			info.Pooled = true
 		}
 		out = append(out, info)
 	}

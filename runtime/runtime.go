@@ -151,7 +151,8 @@ type Spec struct {
 	// table is made at launch big enough for the most a Take passes
 	// (nsinit.MaxFDsPerMessage mounts and leases), since a table that
 	// grows once the init runs waits for an RCU grace period (a take of
-	// 60 mounts waited 6-9 ms for it; initTableFor).
+	// 60 mounts waited 6-9 ms for it; initTableFor). Until
+	// Sandbox.Unpool, List says it is pooled (Info.Pooled).
 	Takeable bool
 	// WritableDir, when set, is an existing empty directory that holds
 	// the overlay's upper and work dirs instead of the sandbox's own
@@ -266,6 +267,9 @@ type Info struct {
 	// Detached: the launcher detached it (Sandbox.Detach); it runs on
 	// after its launcher's exit. Set by List only.
 	Detached bool `json:"detached,omitempty"`
+	// Pooled: launched for a warm pool (Spec.Takeable) and not yet
+	// handed out (Sandbox.Unpool). Set by List only.
+	Pooled bool `json:"pooled,omitempty"`
 	// WritableDir is Spec.WritableDir: the caller removes it once the
 	// sandbox is gone.
 	WritableDir string `json:"writableDir,omitempty"`

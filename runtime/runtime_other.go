@@ -95,3 +95,6 @@ func CanTakeMounts() bool { return false }
 
 // Take fails off Linux.
 func (s *Sandbox) Take(ctx context.Context, t TakeSpec) error { return errPlatform }
+
+// Unpool fails off Linux.
+func (s *Sandbox) Unpool() error { return errPlatform }

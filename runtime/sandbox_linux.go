@@ -338,6 +338,19 @@ func (s *Sandbox) Detach() error {
 // it.
 const detachedFile = "detached"
 
+// pooledFile, in a sandbox's directory, says that a warm pool holds it
+// (Spec.Takeable) and has not handed it out yet.
+const pooledFile = "pooled"
+
+// Unpool says that the warm pool that launched the sandbox (Spec.Takeable)
+// has handed it out: List no longer calls it pooled.
+func (s *Sandbox) Unpool() error {
+	if err := os.Remove(filepath.Join(s.dir, pooledFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("sandbox %s: %w", s.name, err)
+	}
+	return nil
+}
+
 // Wait waits for the sandbox's main command and returns its exit code
 // (128+N when a signal N killed it). A sandbox that exited earlier
 // returns its recorded code; one with no main command returns

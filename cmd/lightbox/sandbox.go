@@ -557,6 +557,9 @@ func psCommand() *cli.Command {
 				if s.NetworkLost {
 					status += ", no network"
 				}
+				if s.Pooled {
+					status += ", pooled"
+				}
 				vols := safeJoin(s.Volumes, ",")
 				if vols == "" {
 					vols = "-"

@@ -149,6 +149,9 @@ export interface SandboxInfo {
     volumes: string[];
     /** Its launcher detached it: it outlives the process that launched it. */
     detached: boolean;
+    /** A warm pool (`prewarm`) launched it and holds it until a launch
+     * takes it; it goes with the `lightbox api` process that pooled it. */
+    pooled: boolean;
     /** It runs, but its private network's user-mode stack has exited: it
      * has no network any more. */
     networkLost: boolean;

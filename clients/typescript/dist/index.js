@@ -468,6 +468,7 @@ export class Client {
             createdAt: new Date(s.createdAt),
             volumes: s.volumes ?? [],
             detached: s.detached ?? false,
+            pooled: s.pooled ?? false,
             networkLost: s.networkLost ?? false,
             oomKilled: s.oomKilled ?? false,
             pid: s.pid,

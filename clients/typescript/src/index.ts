@@ -171,6 +171,9 @@ export interface SandboxInfo {
   volumes: string[];
   /** Its launcher detached it: it outlives the process that launched it. */
   detached: boolean;
+  /** A warm pool (`prewarm`) launched it and holds it until a launch
+   * takes it; it goes with the `lightbox api` process that pooled it. */
+  pooled: boolean;
   /** It runs, but its private network's user-mode stack has exited: it
    * has no network any more. */
   networkLost: boolean;
@@ -744,6 +747,7 @@ export class Client {
       createdAt: new Date(s.createdAt),
       volumes: s.volumes ?? [],
       detached: s.detached ?? false,
+      pooled: s.pooled ?? false,
       networkLost: s.networkLost ?? false,
       oomKilled: s.oomKilled ?? false,
       pid: s.pid,

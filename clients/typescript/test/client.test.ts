@@ -437,10 +437,12 @@ test("prewarm keeps sandboxes ready: a matching launchSandbox takes one (the ini
   const running = async () => (await lb.listSandboxes()).filter((i) => i.status === "running");
   const warm = await running();
   assert.equal(warm.length, 1, `the pool: ${JSON.stringify(warm)}`);
+  assert.equal(warm[0]!.pooled, true, "the pool's sandbox is listed as pooled");
   const sb = await lb.launchSandbox({ ...pool, name: "warm", env: { TAKEN: "yes" } });
   assert.equal((await sb.shell("hostname; echo $TAKEN")).stdout, "warm\nyes\n");
   const [info] = (await running()).filter((i) => i.name === "warm");
   assert.ok(warm[0]!.pid! > 0 && info?.pid === warm[0]!.pid, `sandbox warm runs init ${info?.pid}, the pool's was ${warm[0]!.pid}`);
+  assert.equal(info?.pooled, false, "a taken sandbox is no longer pooled");
   // The pool refills in the background; 0 empties it.
   for (const deadline = Date.now() + 30000; (await running()).filter((i) => i.pid).length < 2; ) {
     if (Date.now() > deadline) throw new Error(`the pool did not refill: ${JSON.stringify(await running())}`);
