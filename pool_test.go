@@ -354,33 +354,40 @@ func poolChild(root string) {
 	select {}
 }
 
-// TestPrewarmTakeAfterHandover: a pooled sandbox idles, so its init hands
-// over to a fresh copy of itself (nsinit's handover) before it is taken;
-// the take still gives it its name in the hostname and in /etc/hostname
-// and /etc/hosts, which the init rewrites through the descriptors the
-// handover carried, and its environment, workdir and — as real root — a
-// read-only bind mount, as TestPrewarmTake checks of a fresh one.
-func TestPrewarmTakeAfterHandover(t *testing.T) {
+// TestPrewarmHandoverAfterTake: a pooled sandbox's init does not hand
+// over to a fresh copy of itself while it waits in the pool (a take after
+// a handover paid the fresh copy's first-use costs: bench/NOTES.md) — a
+// sandbox launched after it, idle as long, has handed over by then — and
+// hands over once taken, used and idle; the sandbox keeps what the take
+// gave it (its name in the hostname, /etc/hostname and /etc/hosts, which
+// the new init rewrites through the descriptors the handover carried, and
+// its environment, workdir and — as real root — a read-only bind mount)
+// on both sides of that handover.
+func TestPrewarmHandoverAfterTake(t *testing.T) {
 	r, pooled, warm := prewarmedOne(t)
-	var err error
-	var pid int
-	for _, p := range warm {
-		pid = p
+	pid := mapsValues(warm)[0]
+	// The witness: launched after the pool's sandbox was ready (cold:
+	// a take does not apply a timeout), it idles as long and hands over
+	// at its launch's first trim.
+	cold := pooled
+	cold.Timeout = time.Hour
+	witness, err := r.LaunchSandbox(t.Context(), cold)
+	if err != nil {
+		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-		if err != nil {
-			t.Fatalf("pooled init %d: %v", pid, err)
-		}
-		if strings.Contains(string(b), "\x00handover\x00") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the pooled init never handed over: cmdline %q", b)
-		}
-		time.Sleep(50 * time.Millisecond)
+	t.Cleanup(func() { _ = witness.Destroy(context.WithoutCancel(t.Context())) })
+	if wpid := running(t, r)[witness.Name()]; wpid == pid {
+		t.Fatalf("the witness took the pool's sandbox")
+	} else {
+		waitHandedOver(t, "the witness's init", wpid)
 	}
+	if err := witness.Destroy(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if handedOver(t, pid) {
+		t.Fatalf("the pooled init %d handed over while it waited in the pool", pid)
+	}
+
 	host := t.TempDir()
 	if err := os.WriteFile(filepath.Join(host, "f"), []byte("from the host\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -396,15 +403,20 @@ func TestPrewarmTakeAfterHandover(t *testing.T) {
 		want += "from the host\nread-only\n"
 	}
 	err = r.RunInSandbox(t.Context(), req, func(sb *Sandbox) error {
-		res, err := sb.Shell(t.Context(), script)
-		if err != nil {
-			return err
-		}
-		if got := string(res.Stdout); got != want {
-			t.Errorf("in the sandbox taken after a handover:\n%s\nwant (its name in the hostname, /etc/hostname and /etc/hosts, env, workdir, mount)\n%s(stderr %q)", got, want, res.Stderr)
-		}
 		if p := running(t, r)["late"]; p != pid {
 			t.Errorf("the sandbox named late ran init %d, not the pool's %d", p, pid)
+		}
+		for _, when := range []string{"taken", "after its init handed over"} {
+			if when != "taken" {
+				waitHandedOver(t, "the taken sandbox's init", pid)
+			}
+			res, err := sb.Shell(t.Context(), script)
+			if err != nil {
+				return err
+			}
+			if got := string(res.Stdout); got != want {
+				t.Errorf("in the sandbox %s:\n%s\nwant (its name in the hostname, /etc/hostname and /etc/hosts, env, workdir, mount)\n%s(stderr %q)", when, got, want, res.Stderr)
+			}
 		}
 		return nil
 	})
@@ -413,6 +425,26 @@ func TestPrewarmTakeAfterHandover(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(host, "g")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the read-only mount was written through: %v", err)
+	}
+}
+
+// handedOver says whether the init pid runs as a handover's new init.
+func handedOver(t *testing.T, pid int) bool {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil {
+		t.Fatalf("init %d: %v", pid, err)
+	}
+	return strings.Contains(string(b), "\x00handover\x00")
+}
+
+// waitHandedOver polls until the init pid has handed over.
+func waitHandedOver(t *testing.T, what string, pid int) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !handedOver(t, pid); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s (%d) never handed over", what, pid)
+		}
 	}
 }
 

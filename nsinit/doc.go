@@ -33,8 +33,9 @@
 // read-only mount) and the workloads' cgroup's tasks file.
 //
 // Handover: once the sandbox is idle after its launch (one second after
-// its last connection, or two after the launch), and again after serving
-// once idle for ten seconds, PID 1 executes its own program again
+// its last connection, or two after the launch; a sandbox waiting in a
+// warm pool, Config.Pooled, only once it served one), and again after
+// serving once idle for ten seconds, PID 1 executes its own program again
 // (execveat of that descriptor) and the new process takes the sandbox
 // over from a small state passed in a memfd, with the listener, lock,
 // liveness pipe, leases and log relays kept open across the exec; a fresh

@@ -190,8 +190,9 @@ func openExe() int {
 }
 
 // wantHandover says whether an idle init should hand over: the launch's
-// init at its first trim, a later one once idle for handoverIdle (late)
-// when it served a connection since it started.
+// init at its first trim (a pooled one only once it served a connection:
+// Config.Pooled), a later one once idle for handoverIdle (late) when it
+// served a connection since it started.
 func (s *server) wantHandover(late bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -201,7 +202,7 @@ func (s *server) wantHandover(late bool) bool {
 	if late {
 		return s.gen > 0 && s.served > 0
 	}
-	return s.gen == 0
+	return s.gen == 0 && (!s.cfg.Pooled || s.served > 0)
 }
 
 // requestHandover makes the accept loop's Accept return, so that it hands

@@ -457,6 +457,7 @@ func (m *Manager) start(ctx context.Context, name string, spec Spec, plan *limit
 		WorkloadOOMScore: workloadOOMScore(st.Cgroup),
 
 		AllowUserNamespaces: spec.AllowUserNamespaces,
+		Pooled:              spec.Takeable,
 		// A sandbox that may stay once ended (not one its launcher
 		// removes at once: DetachedTeardown, as the caller asked it,
 		// whether or not it applies) has its upper synced before its
