@@ -51,8 +51,9 @@ func (p *apiProc) inspect(name string) inspected {
 // command gets its exit status (sandbox.wait) and its output
 // (sandbox.logs), also once it has exited; follow streams the output as
 // the command writes it, as logs.output notifications of the request's
-// id, and answers once the command has ended; sandbox.inspect describes
-// a sandbox by name.
+// id, and answers once the command has ended; past 16 MiB the answer has
+// the newest 16 MiB and says how much was left out; sandbox.inspect
+// describes a sandbox by name.
 //   - Causality, no timing: the command prints a line, then blocks on a
 //     fifo the test writes only once the line's notification came.
 func TestAPIServerWaitLogs(t *testing.T) {
@@ -150,6 +151,26 @@ func TestAPIServerWaitLogs(t *testing.T) {
 	}
 	if code := p.waitCode("api-follow"); code != 0 {
 		t.Errorf("sandbox.wait of the followed command = %d, want 0", code)
+	}
+
+	// Past 16 MiB (logs not capped on disk): the newest 16 MiB, and how
+	// much older output was left out.
+	p.ok("sandbox.launch", map[string]any{"snapshot": "busybox", "name": "api-big", "network": "none",
+		"resources": map[string]any{"logMiB": -1},
+		"command":   []string{"sh", "-c", "head -c 17000000 /dev/zero | tr '\\0' a; echo end"}}, nil)
+	if code := p.waitCode("api-big"); code != 0 {
+		t.Fatalf("sandbox.wait of 17 MB of output = %d, want 0", code)
+	}
+	var big struct {
+		Stdout        string
+		StdoutDropped int64
+		StderrDropped int64
+	}
+	p.ok("sandbox.logs", map[string]any{"name": "api-big"}, &big)
+	const limit = 16 << 20
+	if len(big.Stdout) != limit || !strings.HasSuffix(big.Stdout, "aaaend\n") || big.StdoutDropped != 17000000+4-limit || big.StderrDropped != 0 {
+		t.Errorf("sandbox.logs of 17 MB: %d bytes ending %q, stdoutDropped %d, stderrDropped %d; want the newest %d, ending in end, %d dropped",
+			len(big.Stdout), big.Stdout[max(0, len(big.Stdout)-8):], big.StdoutDropped, big.StderrDropped, limit, 17000000+4-limit)
 	}
 
 	if err := p.close(); err != nil {
