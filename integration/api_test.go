@@ -35,8 +35,8 @@ type apiProc struct {
 	nextID  int
 	waiting map[int]chan apiResponse
 	stray   []string // lines that answered no request
-	// notes holds the exec.output notifications of the streaming
-	// requests being answered (sendStream), by request id; a request's
+	// notes holds the exec.output (and logs.output) notifications of the
+	// streaming requests being answered (sendStream), by request id; a request's
 	// entry goes when its response is read, so that a notification after
 	// it is a stray line.
 	notes map[int]chan execOutput
@@ -96,7 +96,7 @@ func startAPI(t *testing.T, root string) *apiProc {
 					Params execOutput
 				}
 				p.mu.Lock()
-				if json.Unmarshal(sc.Bytes(), &n) == nil && n.Method == "exec.output" && p.notes[n.Params.ID] != nil {
+				if json.Unmarshal(sc.Bytes(), &n) == nil && (n.Method == "exec.output" || n.Method == "logs.output") && p.notes[n.Params.ID] != nil {
 					select {
 					case p.notes[n.Params.ID] <- n.Params:
 					default:

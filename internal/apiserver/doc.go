@@ -22,6 +22,12 @@
 // of its command's output as it comes, all before its response
 // (stream.go); every line, response or notification, is written whole
 // under one lock.
+// A sandbox's main command after launch, by name (lifecycle.go):
+// sandbox.wait, sandbox.logs (with follow, logs.output notifications of
+// the same shape, until the sandbox stops running), sandbox.inspect,
+// sandbox.remove (any sandbox of the store, as `lightbox rm`) and
+// server.gc. A wait or a follow that is cancelled leaves the sandbox as
+// it is.
 // A warm pool (sandbox.prewarm) is the Runtime's, not the server's: the
 // caller's Runtime.Close destroys it (cmd/lightbox closes it once Serve
 // returns), and its sandboxes die with the process like any it launched.

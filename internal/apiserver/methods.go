@@ -109,6 +109,16 @@ func (s *Server) call(ctx context.Context, id json.RawMessage, method string, pa
 			return nil, err
 		}
 		return struct{}{}, h.sb.Stop(ctx, grace)
+	case "sandbox.wait":
+		return s.wait(ctx, params)
+	case "sandbox.logs":
+		return s.logs(ctx, id, params)
+	case "sandbox.inspect":
+		return s.inspect(ctx, params)
+	case "sandbox.remove":
+		return s.remove(ctx, params)
+	case "server.gc":
+		return s.gc(ctx, params)
 	case "sandbox.list":
 		if err := decode(params, &struct{}{}); err != nil {
 			return nil, err

@@ -460,6 +460,10 @@ func validID(id json.RawMessage) bool {
 	}
 }
 
+// resultWriter is a result written into its response line from its
+// buffers (a command's, or a sandbox's logs), never marshalled whole.
+type resultWriter interface{ writeJSON(w *bufio.Writer) }
+
 // reply writes one response line. A command's result, the large one,
 // is written from its buffers as it is encoded (encode.go); the rest is
 // marshalled first.
@@ -472,12 +476,12 @@ func (s *Server) reply(id json.RawMessage, result any, err error) error {
 		idJSON = []byte("null")
 	}
 	var body []byte // the result or error member, when marshalled here
-	res, isExec := result.(*ExecResult)
+	res, streamed := result.(resultWriter)
 	var rpcErr *rpcError
 	switch {
 	case err != nil:
 		rpcErr = toRPCError(err)
-	case !isExec:
+	case !streamed:
 		data, merr := json.Marshal(result)
 		if merr != nil {
 			rpcErr = toRPCError(fmt.Errorf("encode response: %w", merr))
@@ -498,7 +502,7 @@ func (s *Server) reply(id json.RawMessage, result any, err error) error {
 		_, _ = w.WriteString(`,"data":`)
 		rpcErr.Data.writeJSON(w)
 		_, _ = w.WriteString("}}\n")
-	case isExec:
+	case streamed:
 		_, _ = w.WriteString(`,"result":`)
 		res.writeJSON(w)
 		_, _ = w.WriteString("}\n")

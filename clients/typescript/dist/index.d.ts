@@ -114,6 +114,74 @@ export interface Result<T extends string | Buffer = string> {
     stdout: T;
     stderr: T;
 }
+/** Options of Sandbox.wait. */
+export interface WaitOptions {
+    /** Stop waiting after this many milliseconds: a LightboxError "canceled"
+     * (the sandbox runs on). */
+    timeoutMs?: number;
+    /** Aborting it stops the wait (the server's `request.cancel`): a
+     * LightboxError "canceled" with the signal's reason as its `cause`; the
+     * sandbox runs on. */
+    signal?: AbortSignal;
+}
+/** Options of Sandbox.logs. T is what the output callbacks get: strings,
+ * or Buffers with `encoding: "buffer"`. */
+export interface LogsOptions<T extends string | Buffer = string | Buffer> {
+    /** Keep reading as the main command writes, until the sandbox stops
+     * running (its main command ended, or it was removed or destroyed);
+     * the output comes to onStdout and onStderr as it is written, and the
+     * promise resolves once the follow ended. A sandbox without a main
+     * command is followed until it is destroyed: pass a `signal`. */
+    follow?: boolean;
+    /** "buffer": stdout and stderr are Buffers of the bytes as written;
+     * "utf8" (the default): strings, each run of bytes that is not UTF-8
+     * replaced by U+FFFD. */
+    encoding?: "utf8" | "buffer";
+    /** Aborting it ends a follow (the server's `request.cancel`): a
+     * LightboxError "canceled" with the signal's reason as its `cause`; the
+     * sandbox runs on, and the callbacks have had the output until then. */
+    signal?: AbortSignal;
+    /** With follow: called with each chunk of the main command's standard
+     * output, what was written before first, in order and before the promise
+     * settles. If it throws, later chunks are not delivered and the promise
+     * rejects with what it threw once the follow has ended. */
+    onStdout?: (chunk: T) => void;
+    /** As onStdout, for standard error. */
+    onStderr?: (chunk: T) => void;
+}
+/** A sandbox's logs: what its main command wrote, as kept on disk. */
+export interface Logs<T extends string | Buffer = string> {
+    /** The newest 16 MiB of each stream. */
+    stdout: T;
+    stderr: T;
+    /** How many older bytes of the stream were left out (0: none). */
+    stdoutDropped: number;
+    stderrDropped: number;
+}
+/** Options of removeSandbox. */
+export interface RemoveSandboxOptions {
+    /** Stop a running sandbox and remove it; without it a running sandbox is
+     * refused with "in_use" (and left running). */
+    force?: boolean;
+    /** How long its processes have after the stop signal before SIGKILL
+     * (10000 when omitted; 0: SIGKILL at once). */
+    timeoutMs?: number;
+}
+/** Options of gc. */
+export interface GCOptions {
+    /** Aborting it stops the collection between two removals: a
+     * LightboxError "canceled". */
+    signal?: AbortSignal;
+}
+/** What gc removed. */
+export interface Collected {
+    /** Dead sandboxes (their init gone without cleaning up). */
+    sandboxes: string[];
+    /** Size-capped writable layers no sandbox named any more. */
+    disks: string[];
+    /** Digests of unpacked layers no snapshot uses. */
+    layers: string[];
+}
 /** A named volume. */
 export interface Volume {
     name: string;
@@ -289,6 +357,23 @@ export declare class Sandbox {
      * SIGKILL after timeoutMs (10000 when omitted; 0: at once); resolves once
      * it has exited. The sandbox stays, exited, until destroyed. */
     stop(timeoutMs?: number): Promise<void>;
+    /** Waits for the main command to end and resolves to its exit status
+     * (128+N when signal N killed it); at once when it has ended already. A
+     * LightboxError "no_command" when the sandbox was launched without one.
+     * opts.timeoutMs passing or opts.signal aborting stops the wait (a
+     * LightboxError "canceled"), not the command. */
+    wait(opts?: WaitOptions): Promise<number>;
+    /** Resolves to what the main command wrote, as the sandbox keeps it on
+     * disk (also after it exited, until the sandbox is removed); with
+     * `follow`, once the sandbox has stopped running, the output having
+     * come to onStdout and onStderr as it was written. */
+    logs(opts: LogsOptions<Buffer> & {
+        encoding: "buffer";
+    }): Promise<Logs<Buffer>>;
+    logs(opts?: LogsOptions<string> & {
+        encoding?: "utf8";
+    }): Promise<Logs>;
+    logs(opts?: LogsOptions): Promise<Logs<string | Buffer>>;
     /** Saves the sandbox as a new snapshot, `snapshot`: its snapshot plus
      * what the sandbox wrote over it (mounts and volumes are not part of
      * it), with its snapshot's config; resolves to the new snapshot as
@@ -327,6 +412,20 @@ export declare class Client {
     attachSandbox(name: string): Promise<Sandbox>;
     /** Lists the store's sandboxes. */
     listSandboxes(): Promise<SandboxInfo[]>;
+    /** Describes the sandbox of that name as listSandboxes does (a
+     * LightboxError "not_found" when there is none), without attaching. */
+    inspectSandbox(name: string): Promise<SandboxInfo>;
+    /** Removes the sandbox of that name, any of the store's (one launched
+     * here, or by another process and detached), as `lightbox rm`: a running
+     * one is refused with "in_use" and left running unless opts.force, which
+     * stops it first (its stop signal, SIGKILL after opts.timeoutMs). Once
+     * sent it is carried out to the end. */
+    removeSandbox(name: string, opts?: RemoveSandboxOptions): Promise<void>;
+    /** Runs lightbox's garbage collector on the store (`lightbox gc`): removes
+     * what crashed processes left (dead sandboxes, unused capped writable
+     * layers and unpacked layers) and resolves to what it removed. Running
+     * and exited sandboxes are left alone. */
+    gc(opts?: GCOptions): Promise<Collected>;
     /** Lists the store's snapshots. */
     listSnapshots(): Promise<SnapshotInfo[]>;
     /** Imports source, a path on this host (relative paths are taken from
@@ -365,6 +464,12 @@ export declare function prewarm(opts: PrewarmOptions, n: number): Promise<void>;
 export declare function attachSandbox(name: string): Promise<Sandbox>;
 /** Client.listSandboxes on the default client. */
 export declare function listSandboxes(): Promise<SandboxInfo[]>;
+/** Client.inspectSandbox on the default client. */
+export declare function inspectSandbox(name: string): Promise<SandboxInfo>;
+/** Client.removeSandbox on the default client. */
+export declare function removeSandbox(name: string, opts?: RemoveSandboxOptions): Promise<void>;
+/** Client.gc on the default client. */
+export declare function gc(opts?: GCOptions): Promise<Collected>;
 /** Client.listSnapshots on the default client. */
 export declare function listSnapshots(): Promise<SnapshotInfo[]>;
 /** Client.importSnapshot on the default client. */

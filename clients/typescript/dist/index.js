@@ -150,9 +150,9 @@ class Connection {
         catch {
             return; // not ours to answer: the protocol has only JSON lines
         }
-        if (msg?.method === "exec.output" && msg.id === undefined) {
-            // A streaming request's output, before its answer; not ours when
-            // its id is not one of ours.
+        if ((msg?.method === "exec.output" || msg?.method === "logs.output") && msg.id === undefined) {
+            // A streaming request's output (an exec's, or a followed sandbox's
+            // logs), before its answer; not ours when its id is not one of ours.
             const id = msg.params?.id;
             const p = typeof id === "number" ? this.#pending.get(id) : undefined;
             p?.onOutput?.(msg.params);
@@ -225,6 +225,30 @@ function toVolume(v) {
         backend: v.backend ?? "",
     };
 }
+function toSandboxInfo(s) {
+    return {
+        name: s.name,
+        snapshot: s.snapshot,
+        status: s.status,
+        exitCode: s.exitCode,
+        timedOut: s.timedOut ?? false,
+        createdAt: new Date(s.createdAt),
+        volumes: s.volumes ?? [],
+        detached: s.detached ?? false,
+        pooled: s.pooled ?? false,
+        networkLost: s.networkLost ?? false,
+        oomKilled: s.oomKilled ?? false,
+        pid: s.pid,
+        limits: s.limits,
+        usage: s.usage && {
+            memoryBytes: s.usage.memoryBytes ?? 0,
+            memoryLimitBytes: s.usage.memoryLimitBytes ?? 0,
+            pids: s.usage.pids ?? 0,
+            pidsLimit: s.usage.pidsLimit ?? 0,
+            cpuNanos: s.usage.cpuNanos ?? 0,
+        },
+    };
+}
 function toSnapshot(s) {
     return {
         name: s.name,
@@ -269,6 +293,47 @@ export class Sandbox {
      * it has exited. The sandbox stays, exited, until destroyed. */
     async stop(timeoutMs) {
         await this.#client._call("sandbox.stop", { name: this.name, timeoutMs });
+    }
+    /** Waits for the main command to end and resolves to its exit status
+     * (128+N when signal N killed it); at once when it has ended already. A
+     * LightboxError "no_command" when the sandbox was launched without one.
+     * opts.timeoutMs passing or opts.signal aborting stops the wait (a
+     * LightboxError "canceled"), not the command. */
+    async wait(opts = {}) {
+        const r = await this.#client._call("sandbox.wait", { name: this.name, timeoutMs: opts.timeoutMs }, opts.signal);
+        return r.exitCode;
+    }
+    async logs(opts = {}) {
+        const bytes = opts.encoding === "buffer";
+        if (opts.encoding !== undefined && opts.encoding !== "utf8" && !bytes) {
+            throw new LightboxError("invalid_params", `encoding ${JSON.stringify(opts.encoding)}: want "utf8" or "buffer"`);
+        }
+        const params = { name: this.name };
+        if (opts.follow)
+            params.follow = true;
+        if (bytes)
+            params.encoding = "base64";
+        const callbacks = { stdout: opts.onStdout, stderr: opts.onStderr };
+        let thrown;
+        const onOutput = (p) => {
+            const fn = typeof p?.data === "string" ? callbacks[p.stream] : undefined;
+            if (!fn || thrown || p.data.length === 0)
+                return;
+            try {
+                fn(bytes ? Buffer.from(p.data, "base64") : p.data);
+            }
+            catch (error) {
+                thrown = { error };
+            }
+        };
+        const r = await this.#client._call("sandbox.logs", params, opts.signal, opts.follow ? onOutput : undefined);
+        if (thrown)
+            throw thrown.error;
+        const as = (v) => {
+            const d = decode(v, r.encoding);
+            return bytes ? Buffer.from(d) : d;
+        };
+        return { stdout: as(r.stdout), stderr: as(r.stderr), stdoutDropped: r.stdoutDropped ?? 0, stderrDropped: r.stderrDropped ?? 0 };
     }
     /** Saves the sandbox as a new snapshot, `snapshot`: its snapshot plus
      * what the sandbox wrote over it (mounts and volumes are not part of
@@ -459,28 +524,28 @@ export class Client {
     /** Lists the store's sandboxes. */
     async listSandboxes() {
         const list = await this._call("sandbox.list");
-        return list.map((s) => ({
-            name: s.name,
-            snapshot: s.snapshot,
-            status: s.status,
-            exitCode: s.exitCode,
-            timedOut: s.timedOut ?? false,
-            createdAt: new Date(s.createdAt),
-            volumes: s.volumes ?? [],
-            detached: s.detached ?? false,
-            pooled: s.pooled ?? false,
-            networkLost: s.networkLost ?? false,
-            oomKilled: s.oomKilled ?? false,
-            pid: s.pid,
-            limits: s.limits,
-            usage: s.usage && {
-                memoryBytes: s.usage.memoryBytes ?? 0,
-                memoryLimitBytes: s.usage.memoryLimitBytes ?? 0,
-                pids: s.usage.pids ?? 0,
-                pidsLimit: s.usage.pidsLimit ?? 0,
-                cpuNanos: s.usage.cpuNanos ?? 0,
-            },
-        }));
+        return list.map(toSandboxInfo);
+    }
+    /** Describes the sandbox of that name as listSandboxes does (a
+     * LightboxError "not_found" when there is none), without attaching. */
+    async inspectSandbox(name) {
+        return toSandboxInfo(await this._call("sandbox.inspect", { name }));
+    }
+    /** Removes the sandbox of that name, any of the store's (one launched
+     * here, or by another process and detached), as `lightbox rm`: a running
+     * one is refused with "in_use" and left running unless opts.force, which
+     * stops it first (its stop signal, SIGKILL after opts.timeoutMs). Once
+     * sent it is carried out to the end. */
+    async removeSandbox(name, opts = {}) {
+        await this._call("sandbox.remove", { name, force: opts.force, timeoutMs: opts.timeoutMs });
+    }
+    /** Runs lightbox's garbage collector on the store (`lightbox gc`): removes
+     * what crashed processes left (dead sandboxes, unused capped writable
+     * layers and unpacked layers) and resolves to what it removed. Running
+     * and exited sandboxes are left alone. */
+    async gc(opts = {}) {
+        const r = await this._call("server.gc", {}, opts.signal);
+        return { sandboxes: r.sandboxes ?? [], disks: r.disks ?? [], layers: r.layers ?? [] };
     }
     /** Lists the store's snapshots. */
     async listSnapshots() {
@@ -551,6 +616,18 @@ export function attachSandbox(name) {
 /** Client.listSandboxes on the default client. */
 export function listSandboxes() {
     return defaultLightbox().listSandboxes();
+}
+/** Client.inspectSandbox on the default client. */
+export function inspectSandbox(name) {
+    return defaultLightbox().inspectSandbox(name);
+}
+/** Client.removeSandbox on the default client. */
+export function removeSandbox(name, opts = {}) {
+    return defaultLightbox().removeSandbox(name, opts);
+}
+/** Client.gc on the default client. */
+export function gc(opts = {}) {
+    return defaultLightbox().gc(opts);
 }
 /** Client.listSnapshots on the default client. */
 export function listSnapshots() {

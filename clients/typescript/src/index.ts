@@ -134,6 +134,80 @@ export interface Result<T extends string | Buffer = string> {
   stderr: T;
 }
 
+/** Options of Sandbox.wait. */
+export interface WaitOptions {
+  /** Stop waiting after this many milliseconds: a LightboxError "canceled"
+   * (the sandbox runs on). */
+  timeoutMs?: number;
+  /** Aborting it stops the wait (the server's `request.cancel`): a
+   * LightboxError "canceled" with the signal's reason as its `cause`; the
+   * sandbox runs on. */
+  signal?: AbortSignal;
+}
+
+/** Options of Sandbox.logs. T is what the output callbacks get: strings,
+ * or Buffers with `encoding: "buffer"`. */
+export interface LogsOptions<T extends string | Buffer = string | Buffer> {
+  /** Keep reading as the main command writes, until the sandbox stops
+   * running (its main command ended, or it was removed or destroyed);
+   * the output comes to onStdout and onStderr as it is written, and the
+   * promise resolves once the follow ended. A sandbox without a main
+   * command is followed until it is destroyed: pass a `signal`. */
+  follow?: boolean;
+  /** "buffer": stdout and stderr are Buffers of the bytes as written;
+   * "utf8" (the default): strings, each run of bytes that is not UTF-8
+   * replaced by U+FFFD. */
+  encoding?: "utf8" | "buffer";
+  /** Aborting it ends a follow (the server's `request.cancel`): a
+   * LightboxError "canceled" with the signal's reason as its `cause`; the
+   * sandbox runs on, and the callbacks have had the output until then. */
+  signal?: AbortSignal;
+  /** With follow: called with each chunk of the main command's standard
+   * output, what was written before first, in order and before the promise
+   * settles. If it throws, later chunks are not delivered and the promise
+   * rejects with what it threw once the follow has ended. */
+  onStdout?: (chunk: T) => void;
+  /** As onStdout, for standard error. */
+  onStderr?: (chunk: T) => void;
+}
+
+/** A sandbox's logs: what its main command wrote, as kept on disk. */
+export interface Logs<T extends string | Buffer = string> {
+  /** The newest 16 MiB of each stream. */
+  stdout: T;
+  stderr: T;
+  /** How many older bytes of the stream were left out (0: none). */
+  stdoutDropped: number;
+  stderrDropped: number;
+}
+
+/** Options of removeSandbox. */
+export interface RemoveSandboxOptions {
+  /** Stop a running sandbox and remove it; without it a running sandbox is
+   * refused with "in_use" (and left running). */
+  force?: boolean;
+  /** How long its processes have after the stop signal before SIGKILL
+   * (10000 when omitted; 0: SIGKILL at once). */
+  timeoutMs?: number;
+}
+
+/** Options of gc. */
+export interface GCOptions {
+  /** Aborting it stops the collection between two removals: a
+   * LightboxError "canceled". */
+  signal?: AbortSignal;
+}
+
+/** What gc removed. */
+export interface Collected {
+  /** Dead sandboxes (their init gone without cleaning up). */
+  sandboxes: string[];
+  /** Size-capped writable layers no sandbox named any more. */
+  disks: string[];
+  /** Digests of unpacked layers no snapshot uses. */
+  layers: string[];
+}
+
 /** A named volume. */
 export interface Volume {
   name: string;
@@ -426,9 +500,9 @@ class Connection {
     } catch {
       return; // not ours to answer: the protocol has only JSON lines
     }
-    if (msg?.method === "exec.output" && msg.id === undefined) {
-      // A streaming request's output, before its answer; not ours when
-      // its id is not one of ours.
+    if ((msg?.method === "exec.output" || msg?.method === "logs.output") && msg.id === undefined) {
+      // A streaming request's output (an exec's, or a followed sandbox's
+      // logs), before its answer; not ours when its id is not one of ours.
       const id = msg.params?.id;
       const p = typeof id === "number" ? this.#pending.get(id) : undefined;
       p?.onOutput?.(msg.params);
@@ -499,6 +573,31 @@ function toVolume(v: any): Volume {
   };
 }
 
+function toSandboxInfo(s: any): SandboxInfo {
+  return {
+    name: s.name,
+    snapshot: s.snapshot,
+    status: s.status,
+    exitCode: s.exitCode,
+    timedOut: s.timedOut ?? false,
+    createdAt: new Date(s.createdAt),
+    volumes: s.volumes ?? [],
+    detached: s.detached ?? false,
+    pooled: s.pooled ?? false,
+    networkLost: s.networkLost ?? false,
+    oomKilled: s.oomKilled ?? false,
+    pid: s.pid,
+    limits: s.limits,
+    usage: s.usage && {
+      memoryBytes: s.usage.memoryBytes ?? 0,
+      memoryLimitBytes: s.usage.memoryLimitBytes ?? 0,
+      pids: s.usage.pids ?? 0,
+      pidsLimit: s.usage.pidsLimit ?? 0,
+      cpuNanos: s.usage.cpuNanos ?? 0,
+    },
+  };
+}
+
 function toSnapshot(s: any): SnapshotInfo {
   return {
     name: s.name,
@@ -560,6 +659,51 @@ export class Sandbox {
    * it has exited. The sandbox stays, exited, until destroyed. */
   async stop(timeoutMs?: number): Promise<void> {
     await this.#client._call("sandbox.stop", { name: this.name, timeoutMs });
+  }
+
+  /** Waits for the main command to end and resolves to its exit status
+   * (128+N when signal N killed it); at once when it has ended already. A
+   * LightboxError "no_command" when the sandbox was launched without one.
+   * opts.timeoutMs passing or opts.signal aborting stops the wait (a
+   * LightboxError "canceled"), not the command. */
+  async wait(opts: WaitOptions = {}): Promise<number> {
+    const r = await this.#client._call("sandbox.wait", { name: this.name, timeoutMs: opts.timeoutMs }, opts.signal);
+    return r.exitCode;
+  }
+
+  /** Resolves to what the main command wrote, as the sandbox keeps it on
+   * disk (also after it exited, until the sandbox is removed); with
+   * `follow`, once the sandbox has stopped running, the output having
+   * come to onStdout and onStderr as it was written. */
+  logs(opts: LogsOptions<Buffer> & { encoding: "buffer" }): Promise<Logs<Buffer>>;
+  logs(opts?: LogsOptions<string> & { encoding?: "utf8" }): Promise<Logs>;
+  logs(opts?: LogsOptions): Promise<Logs<string | Buffer>>;
+  async logs(opts: LogsOptions<any> = {}): Promise<Logs<string | Buffer>> {
+    const bytes = opts.encoding === "buffer";
+    if (opts.encoding !== undefined && opts.encoding !== "utf8" && !bytes) {
+      throw new LightboxError("invalid_params", `encoding ${JSON.stringify(opts.encoding)}: want "utf8" or "buffer"`);
+    }
+    const params: Record<string, unknown> = { name: this.name };
+    if (opts.follow) params.follow = true;
+    if (bytes) params.encoding = "base64";
+    const callbacks = { stdout: opts.onStdout, stderr: opts.onStderr } as Record<string, ((chunk: string | Buffer) => void) | undefined>;
+    let thrown: { error: unknown } | undefined;
+    const onOutput = (p: any) => {
+      const fn = typeof p?.data === "string" ? callbacks[p.stream] : undefined;
+      if (!fn || thrown || p.data.length === 0) return;
+      try {
+        fn(bytes ? Buffer.from(p.data, "base64") : p.data);
+      } catch (error) {
+        thrown = { error };
+      }
+    };
+    const r = await this.#client._call("sandbox.logs", params, opts.signal, opts.follow ? onOutput : undefined);
+    if (thrown) throw thrown.error;
+    const as = (v: unknown) => {
+      const d = decode(v, r.encoding);
+      return bytes ? Buffer.from(d) : d;
+    };
+    return { stdout: as(r.stdout), stderr: as(r.stderr), stdoutDropped: r.stdoutDropped ?? 0, stderrDropped: r.stderrDropped ?? 0 };
   }
 
   /** Saves the sandbox as a new snapshot, `snapshot`: its snapshot plus
@@ -738,28 +882,31 @@ export class Client {
   /** Lists the store's sandboxes. */
   async listSandboxes(): Promise<SandboxInfo[]> {
     const list: any[] = await this._call("sandbox.list");
-    return list.map((s) => ({
-      name: s.name,
-      snapshot: s.snapshot,
-      status: s.status,
-      exitCode: s.exitCode,
-      timedOut: s.timedOut ?? false,
-      createdAt: new Date(s.createdAt),
-      volumes: s.volumes ?? [],
-      detached: s.detached ?? false,
-      pooled: s.pooled ?? false,
-      networkLost: s.networkLost ?? false,
-      oomKilled: s.oomKilled ?? false,
-      pid: s.pid,
-      limits: s.limits,
-      usage: s.usage && {
-        memoryBytes: s.usage.memoryBytes ?? 0,
-        memoryLimitBytes: s.usage.memoryLimitBytes ?? 0,
-        pids: s.usage.pids ?? 0,
-        pidsLimit: s.usage.pidsLimit ?? 0,
-        cpuNanos: s.usage.cpuNanos ?? 0,
-      },
-    }));
+    return list.map(toSandboxInfo);
+  }
+
+  /** Describes the sandbox of that name as listSandboxes does (a
+   * LightboxError "not_found" when there is none), without attaching. */
+  async inspectSandbox(name: string): Promise<SandboxInfo> {
+    return toSandboxInfo(await this._call("sandbox.inspect", { name }));
+  }
+
+  /** Removes the sandbox of that name, any of the store's (one launched
+   * here, or by another process and detached), as `lightbox rm`: a running
+   * one is refused with "in_use" and left running unless opts.force, which
+   * stops it first (its stop signal, SIGKILL after opts.timeoutMs). Once
+   * sent it is carried out to the end. */
+  async removeSandbox(name: string, opts: RemoveSandboxOptions = {}): Promise<void> {
+    await this._call("sandbox.remove", { name, force: opts.force, timeoutMs: opts.timeoutMs });
+  }
+
+  /** Runs lightbox's garbage collector on the store (`lightbox gc`): removes
+   * what crashed processes left (dead sandboxes, unused capped writable
+   * layers and unpacked layers) and resolves to what it removed. Running
+   * and exited sandboxes are left alone. */
+  async gc(opts: GCOptions = {}): Promise<Collected> {
+    const r = await this._call("server.gc", {}, opts.signal);
+    return { sandboxes: r.sandboxes ?? [], disks: r.disks ?? [], layers: r.layers ?? [] };
   }
 
   /** Lists the store's snapshots. */
@@ -844,6 +991,21 @@ export function attachSandbox(name: string): Promise<Sandbox> {
 /** Client.listSandboxes on the default client. */
 export function listSandboxes(): Promise<SandboxInfo[]> {
   return defaultLightbox().listSandboxes();
+}
+
+/** Client.inspectSandbox on the default client. */
+export function inspectSandbox(name: string): Promise<SandboxInfo> {
+  return defaultLightbox().inspectSandbox(name);
+}
+
+/** Client.removeSandbox on the default client. */
+export function removeSandbox(name: string, opts: RemoveSandboxOptions = {}): Promise<void> {
+  return defaultLightbox().removeSandbox(name, opts);
+}
+
+/** Client.gc on the default client. */
+export function gc(opts: GCOptions = {}): Promise<Collected> {
+  return defaultLightbox().gc(opts);
 }
 
 /** Client.listSnapshots on the default client. */

@@ -470,3 +470,81 @@ function apiProcessesOf(pid: number): number[] {
   }
   return out;
 }
+
+test("wait resolves to the main command's exit status and logs to its output, also followed as the command writes it", async () => {
+  const sb = await lb.launchSandbox({ ...none, name: "waited", command: ["sh", "-c", "echo out; echo err >&2; exit 3"] });
+  assert.equal(await sb.wait(), 3);
+  assert.deepEqual(await sb.logs(), { stdout: "out\n", stderr: "err\n", stdoutDropped: 0, stderrDropped: 0 });
+  const bytes = await sb.logs({ encoding: "buffer" });
+  assert.ok(Buffer.isBuffer(bytes.stdout) && bytes.stdout.equals(Buffer.from("out\n")), `logs as bytes: ${JSON.stringify(bytes)}`);
+  const info = await lb.inspectSandbox("waited");
+  assert.equal(info.status, "exited");
+  assert.equal(info.exitCode, 3);
+  assert.ok(info.createdAt instanceof Date);
+  await assert.rejects(lb.inspectSandbox("nosuch"), (e: unknown) => e instanceof LightboxError && e.code === "not_found");
+  await sb.destroy();
+  await lb.runInSandbox({ ...none, name: "no-main" }, async (idle) => {
+    await assert.rejects(idle.wait(), (e: unknown) => e instanceof LightboxError && e.code === "no_command");
+  });
+
+  // Causality, no timing: the command waits on a fifo that this test
+  // writes only once onStdout had its first line.
+  const dir = path.join(store.dir, "follow");
+  fs.mkdirSync(dir);
+  execFileSync("mkfifo", ["-m", "666", path.join(dir, "go")]);
+  const followed = await lb.launchSandbox({
+    ...none, name: "followed", mounts: { "/h": dir },
+    command: ["sh", "-c", "echo first; read x < /h/go; echo second; echo late >&2"],
+  });
+  let out = "";
+  let err = "";
+  let first!: () => void;
+  const sawFirst = new Promise<void>((resolve) => (first = resolve));
+  const following = followed.logs({
+    follow: true,
+    onStdout: (chunk) => {
+      out += chunk;
+      if (out === "first\n") first();
+    },
+    onStderr: (chunk) => (err += chunk),
+  });
+  await Promise.race([sawFirst, following.then((r) => assert.fail(`resolved before its first line was streamed: ${JSON.stringify(r)}`))]);
+  await fs.promises.writeFile(path.join(dir, "go"), "go\n");
+  assert.deepEqual(await following, { stdout: "first\nsecond\n", stderr: "late\n", stdoutDropped: 0, stderrDropped: 0 });
+  assert.equal(out, "first\nsecond\n");
+  assert.equal(err, "late\n");
+  assert.equal(await followed.wait(), 0);
+  await followed.destroy();
+});
+
+test("an aborted wait or follow leaves the sandbox running; removeSandbox removes a detached one by name, as rm [-f]; gc", async () => {
+  lbCLI(store.root, "run", "-d", "--network", "none", "--name", "detached-rm", "busybox", "sh", "-c", "echo up; exec sleep 100000");
+  const sb = await lb.attachSandbox("detached-rm");
+  const ac = new AbortController();
+  const waiting = sb.wait({ signal: ac.signal });
+  ac.abort(new Error("enough"));
+  await assert.rejects(waiting, (e: unknown) => e instanceof LightboxError && e.code === "canceled" && (e.cause as Error)?.message === "enough");
+  await assert.rejects(sb.wait({ timeoutMs: 200 }), (e: unknown) => e instanceof LightboxError && e.code === "canceled" && /timeoutMs \(200\) passed/.test(e.message));
+
+  const follow = new AbortController();
+  let out = "";
+  const following = sb.logs({
+    follow: true,
+    signal: follow.signal,
+    onStdout: (chunk) => {
+      out += chunk;
+      if (out === "up\n") follow.abort(new Error("seen it"));
+    },
+  });
+  await assert.rejects(following, (e: unknown) => e instanceof LightboxError && e.code === "canceled" && (e.cause as Error)?.message === "seen it");
+  assert.equal((await lb.inspectSandbox("detached-rm")).status, "running");
+
+  await assert.rejects(lb.removeSandbox("detached-rm"), (e: unknown) => e instanceof LightboxError && e.code === "in_use");
+  assert.ok(store.sandboxes().includes("detached-rm:running"), "a refused removeSandbox leaves it running");
+  await lb.removeSandbox("detached-rm", { force: true, timeoutMs: 0 });
+  assert.ok(!store.sandboxes().some((s) => s.startsWith("detached-rm:")), `removed: ${store.sandboxes()}`);
+  await assert.rejects(lb.removeSandbox("detached-rm"), (e: unknown) => e instanceof LightboxError && e.code === "not_found");
+
+  const collected = await lb.gc();
+  assert.ok(Array.isArray(collected.sandboxes) && Array.isArray(collected.disks) && Array.isArray(collected.layers), JSON.stringify(collected));
+});
