@@ -260,12 +260,21 @@ func (s *Server) remove(ctx context.Context, params []byte) (any, error) {
 		// grace there is asks for SIGKILL at once (as `lightbox rm -t 0`).
 		grace = max(time.Duration(*p.TimeoutMs)*time.Millisecond, time.Nanosecond)
 	}
-	if err := s.r.RemoveSandbox(context.WithoutCancel(ctx), p.Name, lightbox.RemoveSandboxOptions{Force: p.Force, Grace: grace}); err != nil {
+	ctx = context.WithoutCancel(ctx)
+	if err := s.r.RemoveSandbox(ctx, p.Name, lightbox.RemoveSandboxOptions{Force: p.Force, Grace: grace}); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
+	h := s.boxes[p.Name]
 	delete(s.boxes, p.Name) // its handle, if held, names a sandbox that is gone
 	s.mu.Unlock()
+	if h != nil && h.owned {
+		// What the launching handle holds (the liveness pipe) goes with
+		// its Destroy, which finds the sandbox gone: at once, not when
+		// the collector finalizes the dropped handle. Best effort: the
+		// sandbox is removed either way.
+		_ = h.sb.Destroy(ctx)
+	}
 	return struct{}{}, nil
 }
 
