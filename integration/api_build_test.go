@@ -239,7 +239,7 @@ CMD ["cat", "/built"]
 }
 
 // TestAPIServerBuildCancel: a build stopped mid-RUN — by request.cancel,
-// or by its timeoutMs — is answered with a canceled error that says
+// by its timeoutMs, or by the server's end — is answered with a canceled error that says
 // why, and leaves nothing: no snapshot, no sandbox (`ps -a`), no mount,
 // and the next build of the same recipe runs.
 func TestAPIServerBuildCancel(t *testing.T) {
@@ -260,18 +260,25 @@ func TestAPIServerBuildCancel(t *testing.T) {
 		assertNoMounts(t, root)
 	}
 
-	// request.cancel once the RUN has printed (its build.output came).
-	ch, notes, id := p.sendStream("snapshot.build", map[string]any{"name": "api-stopped", "context": ctx, "network": "none"})
-	for started := false; !started; {
-		select {
-		case n := <-notes:
-			started = n.Method == "build.output" && n.Data == "started\n"
-		case r := <-ch:
-			t.Fatalf("the build was answered before its RUN started: %s %+v", r.Result, r.Error)
-		case <-time.After(2 * time.Minute):
-			t.Fatal("no build.output of the RUN in 2 minutes")
+	waitStarted := func(ch <-chan apiResponse, notes <-chan execOutput) {
+		t.Helper()
+		for {
+			select {
+			case n := <-notes:
+				if n.Method == "build.output" && n.Data == "started\n" {
+					return
+				}
+			case r := <-ch:
+				t.Fatalf("the build was answered before its RUN started: %s %+v", r.Result, r.Error)
+			case <-time.After(2 * time.Minute):
+				t.Fatal("no build.output of the RUN in 2 minutes")
+			}
 		}
 	}
+
+	// request.cancel once the RUN has printed (its build.output came).
+	ch, notes, id := p.sendStream("snapshot.build", map[string]any{"name": "api-stopped", "context": ctx, "network": "none"})
+	waitStarted(ch, notes)
 	var canceled struct{ Canceled bool }
 	p.ok("request.cancel", map[string]any{"id": id}, &canceled)
 	if !canceled.Canceled {
@@ -296,6 +303,24 @@ func TestAPIServerBuildCancel(t *testing.T) {
 		t.Errorf("timed-out build answered after %v, before its timeoutMs", d)
 	}
 	nothingLeft("after timeoutMs")
+
+	// The server's end (its input closes) mid-RUN: answered, to a client
+	// still reading, with a canceled error saying so; nothing left.
+	p2 := startAPI(t, root)
+	ch, notes, _ = p2.sendStream("snapshot.build", map[string]any{"name": "api-stopped", "context": ctx, "network": "none"})
+	waitStarted(ch, notes)
+	p2.stdin.Close()
+	r = p2.receive("build cut short by the server's end", ch)
+	if r.Error == nil || r.Error.kind() != "canceled" {
+		t.Fatalf("build cut short by the server's end = %s %+v, want a canceled error", r.Result, r.Error)
+	}
+	if want := "build api-stopped: stopped as the api server is shutting down: its input ended"; !strings.Contains(r.Error.Message, want) {
+		t.Errorf("build cut short by the server's end: message %q, want it to say %q", r.Error.Message, want)
+	}
+	if err := p2.close(); err != nil {
+		t.Fatalf("lightbox api exit: %v; stderr: %s", err, p2.stderr())
+	}
+	nothingLeft("after the server's end")
 
 	// The same recipe, its loop ended, builds (the cancelled RUN's step
 	// left no cache entry that would stand for it).
