@@ -139,9 +139,18 @@ CMD ["cat", "/built"]
 	p.ok("sandbox.destroy", map[string]any{"name": "api-b1"}, nil)
 
 	// Without stream: no notifications (p.stray below); the recipe as
-	// text; a taken name is exists unless replace.
+	// text; a context relative to the server's working directory (this
+	// test's: startAPI leaves it); a taken name is exists unless replace.
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	relCtx, err := filepath.Rel(wd, ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var again apiSnap
-	p.ok("snapshot.build", map[string]any{"name": "api-text", "context": ctx, "network": "none",
+	p.ok("snapshot.build", map[string]any{"name": "api-text", "context": relCtx, "network": "none",
 		"recipe": "FROM busybox\nRUN echo text > /t\n"}, &again)
 	if again.Name != "api-text" || again.Layers != busybox.Layers+1 {
 		t.Errorf("snapshot.build of a recipe = %+v", again)
