@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,11 +43,14 @@ type apiProc struct {
 	notes map[int]chan execOutput
 }
 
-// execOutput is the params of an exec.output notification.
+// execOutput is the params of an exec.output notification, or of a
+// build.output or build.step (Method says which; Raw has its params).
 type execOutput struct {
-	ID     int    `json:"id"`
-	Stream string `json:"stream"`
-	Data   string `json:"data"`
+	ID     int             `json:"id"`
+	Stream string          `json:"stream"`
+	Data   string          `json:"data"`
+	Method string          `json:"-"`
+	Raw    json.RawMessage `json:"-"`
 }
 
 type apiError struct {
@@ -96,7 +100,10 @@ func startAPI(t *testing.T, root string) *apiProc {
 					Params execOutput
 				}
 				p.mu.Lock()
-				if json.Unmarshal(sc.Bytes(), &n) == nil && (n.Method == "exec.output" || n.Method == "logs.output") && p.notes[n.Params.ID] != nil {
+				if json.Unmarshal(sc.Bytes(), &n) == nil && slices.Contains([]string{"exec.output", "logs.output", "build.output", "build.step"}, n.Method) && p.notes[n.Params.ID] != nil {
+					var raw struct{ Params json.RawMessage }
+					json.Unmarshal(sc.Bytes(), &raw)
+					n.Params.Method, n.Params.Raw = n.Method, raw.Params
 					select {
 					case p.notes[n.Params.ID] <- n.Params:
 					default:

@@ -20,8 +20,9 @@
 // detached, and returns. Sandboxes it only attached to are left alone.
 // A streaming exec ("stream": true) also writes exec.output notifications
 // of its command's output as it comes, all before its response
-// (stream.go); every line, response or notification, is written whole
-// under one lock.
+// (stream.go), and a streaming build (snapshot.build) build.step and
+// build.output notifications of its steps and RUN output (build.go);
+// every line, response or notification, is written whole under one lock.
 // A sandbox's main command after launch, by name (lifecycle.go):
 // sandbox.wait, sandbox.logs (with follow, logs.output notifications of
 // the same shape, until the sandbox stops running), sandbox.inspect,

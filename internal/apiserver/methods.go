@@ -179,6 +179,31 @@ func (s *Server) call(ctx context.Context, id json.RawMessage, method string, pa
 			return nil, invalidParams(fmt.Sprintf("format %q: want one of %s", p.Format, strings.Join(snapshot.Formats, ", ")))
 		}
 		return s.r.ImportSnapshot(ctx, p.Name, p.Source, lightbox.ImportOptions{Format: p.Format, Replace: p.Replace})
+	case "snapshot.build":
+		return s.build(ctx, id, params)
+	case "snapshot.inspect":
+		var p nameParams
+		if err := decode(params, &p); err != nil {
+			return nil, err
+		}
+		return s.r.InspectSnapshot(ctx, p.Name)
+	case "snapshot.export":
+		var p struct {
+			Name        string `json:"name"`
+			Destination string `json:"destination"`
+			Format      string `json:"format"`
+			Tag         string `json:"tag"`
+		}
+		if err := decode(params, &p); err != nil {
+			return nil, err
+		}
+		if p.Destination == "" {
+			return nil, invalidParams("snapshot.export: no destination")
+		}
+		if p.Format != "" && !slices.Contains(exportFormats, p.Format) {
+			return nil, invalidParams(fmt.Sprintf("format %q: want one of %s", p.Format, strings.Join(exportFormats, ", ")))
+		}
+		return struct{}{}, s.r.ExportSnapshot(ctx, p.Name, p.Destination, lightbox.ExportOptions{Format: p.Format, Tag: p.Tag})
 	case "snapshot.remove":
 		var p nameParams
 		if err := decode(params, &p); err != nil {
@@ -493,7 +518,7 @@ func (s *Server) exec(ctx context.Context, id json.RawMessage, shell bool, param
 	c.Env, c.Dir, c.User, c.Stdin = p.Env, p.Workdir, p.User, stdin
 	c.Stdout, c.Stderr = &stdout, &stderr
 	if p.Stream {
-		so, se := newOutputStream(s, id, "stdout", b64, &stdout), newOutputStream(s, id, "stderr", b64, &stderr)
+		so, se := newOutputStream(s, "exec.output", id, "stdout", b64, &stdout), newOutputStream(s, "exec.output", id, "stderr", b64, &stderr)
 		c.Stdout, c.Stderr = so, se
 		defer func() {
 			// Run has returned: every copy is done, and what the

@@ -43,7 +43,7 @@ type Server struct {
 	// request.cancel's way to them.
 	running map[string]*running
 
-	wmu sync.Mutex // one line at a time: a response, or an exec.output notification (stream.go)
+	wmu sync.Mutex // one line at a time: a response, or a notification (stream.go, build.go)
 	out io.Writer
 }
 

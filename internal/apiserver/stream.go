@@ -35,12 +35,10 @@ type outputStream struct {
 	done    bool // finished: what comes later (a Start that failed) is not sent
 }
 
-func newOutputStream(s *Server, id json.RawMessage, stream string, b64 bool, keep io.Writer) *outputStream {
-	idJSON, err := json.Marshal(id) // compacted, as the response spells it
-	if err != nil {
-		idJSON = []byte("null")
-	}
-	prefix := append([]byte(`{"jsonrpc":"2.0","method":"exec.output","params":{"id":`), idJSON...)
+// newOutputStream returns the stream of the request of id, sent as
+// method's notifications (exec.output, build.output).
+func newOutputStream(s *Server, method string, id json.RawMessage, stream string, b64 bool, keep io.Writer) *outputStream {
+	prefix := append([]byte(`{"jsonrpc":"2.0","method":"`+method+`","params":{"id":`), compactID(id)...)
 	prefix = append(prefix, `,"stream":"`+stream+`","data":"`...)
 	return &outputStream{s: s, prefix: prefix, b64: b64, keep: keep}
 }
@@ -74,6 +72,29 @@ func (o *outputStream) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	return len(p), o.send(data[:cut])
+}
+
+// compactID is id as a response spells it (compacted JSON).
+func compactID(id json.RawMessage) []byte {
+	b, err := json.Marshal(id)
+	if err != nil {
+		return []byte("null")
+	}
+	return b
+}
+
+// flush sends what Write held back (the start of a character that did
+// not end: U+FFFD) and goes on: build.output's streams at the end of a
+// step, whose command has ended.
+func (o *outputStream) flush() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.done || len(o.held) == 0 {
+		return nil
+	}
+	b := o.held
+	o.held = nil
+	return o.send(b)
 }
 
 // finish sends what Write held back (the start of a character that never

@@ -39,7 +39,7 @@ func TestOutputStream(t *testing.T) {
 			for _, cut := range cuts {
 				var out bytes.Buffer
 				var kept capBuffer
-				o := newOutputStream(&Server{out: &out}, json.RawMessage(`"r 1"`), "stdout", b64, &kept)
+				o := newOutputStream(&Server{out: &out}, "exec.output", json.RawMessage(`"r 1"`), "stdout", b64, &kept)
 				for _, part := range []string{in[:cut[0]], in[cut[0]:cut[1]], in[cut[1]:]} {
 					if n, err := o.Write([]byte(part)); n != len(part) || err != nil {
 						t.Fatalf("Write(%q) = %d, %v", part, n, err)

@@ -286,6 +286,77 @@ export interface ImportOptions {
      * while a sandbox uses it); otherwise a taken name is "exists". */
     replace?: boolean;
 }
+/** Options of exportSnapshot. */
+export interface ExportOptions {
+    /** "oci" (the default): an OCI image layout directory, made if missing,
+     * the other images in it kept; "oci-archive": a tar file, which must not
+     * exist yet. A destination ending in ".tar" does not choose it: say so. */
+    format?: "oci" | "oci-archive";
+    /** The image's tag in the destination; the snapshot's name when omitted. */
+    tag?: string;
+}
+/** Options of buildSnapshot: lightbox's BuildOptions. Paths are this
+ * host's; relative ones are taken from this process's working directory. */
+export interface BuildOptions {
+    /** The snapshot to make. */
+    name: string;
+    /** The build context directory that COPY, ADD and RUN --mount=type=bind
+     * read from. */
+    context: string;
+    /** The Dockerfile; `Dockerfile` in context when omitted (and no recipe). */
+    dockerfile?: string;
+    /** The Dockerfile's text, in place of a file (not with dockerfile). */
+    recipe?: string;
+    /** Build arguments (`--build-arg K=V`). HTTP_PROXY & co. are predefined
+     * as in docker, but only the values given here reach a RUN. */
+    buildArgs?: Record<string, string>;
+    /** The stage (`FROM … AS target`) to make the snapshot of; later stages
+     * are not built. The last stage when omitted. */
+    target?: string;
+    /** Runs every step again instead of reusing cached ones. */
+    noCache?: boolean;
+    /** Replaces an existing snapshot of that name (refused with "in_use"
+     * while a sandbox uses it); otherwise a taken name is "exists", before
+     * anything runs. */
+    replace?: boolean;
+    /** Each RUN's network: "private" (the default), "none" or "host". */
+    network?: "private" | "none" | "host";
+    /** Mounted into each RUN, as launchSandbox's mounts; in no layer. */
+    mounts?: Record<string, MountSpec>;
+    /** "host": the host's CA bundle over the image's in each RUN, in no layer. */
+    caCerts?: "host";
+    /** The build is stopped after this many milliseconds: a LightboxError
+     * "canceled", and no snapshot. */
+    timeoutMs?: number;
+    /** Aborting it stops the build (the RUN running is killed, its sandbox
+     * destroyed, no snapshot made): a LightboxError "canceled" with the
+     * signal's reason as its `cause`. */
+    signal?: AbortSignal;
+    /** Called with what each RUN writes, as it writes it (the server
+     * streams it), in order and before the promise settles: text (a
+     * character split across writes comes whole) and the stream it went to.
+     * If it (or onStep) throws, nothing more is delivered and the promise
+     * rejects with what it threw once the build has ended. */
+    onOutput?: (chunk: string, stream: "stdout" | "stderr") => void;
+    /** Called as each step starts (done false) and as it ends (done true;
+     * a step that fails has no end). */
+    onStep?: (step: BuildStep) => void;
+}
+/** A build step starting or finished (lightbox.BuildProgress). */
+export interface BuildStep {
+    /** 1-based, of total. */
+    step: number;
+    total: number;
+    /** The instruction as the Dockerfile has it. */
+    instruction: string;
+    done: boolean;
+    /** Done: the step's result came from the build cache. */
+    cached?: boolean;
+    /** Done: how long it took. */
+    durationMs?: number;
+    /** Done: the compressed size of the layer it added (0 for none). */
+    layerSize?: number;
+}
 /** The stable error codes of the protocol; the first five are lightbox's
  * sentinel errors (ErrNotFound, ErrExists, ErrInUse, ErrInvalidName,
  * ErrQuotaUnsupported). */
@@ -390,7 +461,7 @@ export declare class Client {
     #private;
     constructor(opts?: ClientOptions);
     /** @internal */
-    _call(method: string, params?: unknown, signal?: AbortSignal, onOutput?: (params: any) => void): Promise<any>;
+    _call(method: string, params?: unknown, signal?: AbortSignal, onOutput?: (params: any, method: string) => void): Promise<any>;
     /** Launches a sandbox, runs fn with it and destroys it when fn's promise
      * settles — also when fn throws or rejects; resolves to fn's value. */
     runInSandbox<T>(opts: SandboxOptions, fn: (sb: Sandbox) => T | Promise<T>): Promise<T>;
@@ -439,6 +510,24 @@ export declare class Client {
     /** Removes a snapshot and frees the layers no other snapshot uses;
      * refused ("in_use") while a sandbox, running or kept, uses it. */
     removeSnapshot(name: string): Promise<void>;
+    /** Returns the snapshot of that name as listSnapshots shows it; a
+     * LightboxError "not_found" when there is none. */
+    inspectSnapshot(name: string): Promise<SnapshotInfo>;
+    /** Builds snapshot opts.name from a Dockerfile whose FROM names a
+     * snapshot of the store (or scratch), as `lightbox snapshot build` does;
+     * resolves to the snapshot as listSnapshots shows it. Every step's
+     * result is cached: a later build reuses the steps that finished, also
+     * those of one that failed. A RUN that fails rejects with an ExitError
+     * (code "exit") whose message names the Dockerfile's line, the
+     * instruction and the status, and whose result is that RUN's exit code
+     * and output; a failed or stopped build leaves no snapshot and no
+     * sandbox. onOutput and onStep get the build's progress as it goes. */
+    buildSnapshot(opts: BuildOptions): Promise<SnapshotInfo>;
+    /** Writes the snapshot to destination, a path on this host (relative:
+     * from this process's working directory), as an OCI image that
+     * importSnapshot (or skopeo, podman, umoci) reads back as
+     * "destination:tag". */
+    exportSnapshot(name: string, destination: string, opts?: ExportOptions): Promise<void>;
     /** Creates the volume, or returns it as it is if it exists (quota and
      * labels apply only at creation). */
     ensureVolume(name: string, opts?: VolumeOptions): Promise<Volume>;
@@ -476,6 +565,12 @@ export declare function listSnapshots(): Promise<SnapshotInfo[]>;
 export declare function importSnapshot(name: string, source: string, opts?: ImportOptions): Promise<SnapshotInfo>;
 /** Client.removeSnapshot on the default client. */
 export declare function removeSnapshot(name: string): Promise<void>;
+/** Client.inspectSnapshot on the default client. */
+export declare function inspectSnapshot(name: string): Promise<SnapshotInfo>;
+/** Client.buildSnapshot on the default client. */
+export declare function buildSnapshot(opts: BuildOptions): Promise<SnapshotInfo>;
+/** Client.exportSnapshot on the default client. */
+export declare function exportSnapshot(name: string, destination: string, opts?: ExportOptions): Promise<void>;
 /** Client.ensureVolume on the default client. */
 export declare function ensureVolume(name: string, opts?: VolumeOptions): Promise<Volume>;
 /** Client.listVolumes on the default client. */

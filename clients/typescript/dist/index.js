@@ -150,12 +150,13 @@ class Connection {
         catch {
             return; // not ours to answer: the protocol has only JSON lines
         }
-        if ((msg?.method === "exec.output" || msg?.method === "logs.output") && msg.id === undefined) {
-            // A streaming request's output (an exec's, or a followed sandbox's
-            // logs), before its answer; not ours when its id is not one of ours.
+        if (notifications.includes(msg?.method) && msg.id === undefined) {
+            // A streaming request's output (an exec's, a followed sandbox's
+            // logs, a build's steps and output), before its answer; not ours
+            // when its id is not one of ours.
             const id = msg.params?.id;
             const p = typeof id === "number" ? this.#pending.get(id) : undefined;
-            p?.onOutput?.(msg.params);
+            p?.onOutput?.(msg.params, msg.method);
             return;
         }
         const p = typeof msg?.id === "number" ? this.#pending.get(msg.id) : undefined;
@@ -179,6 +180,9 @@ class Connection {
         this.#hold(false);
     }
 }
+// notifications are the methods of the notifications a request gets
+// before its answer.
+const notifications = ["exec.output", "logs.output", "build.output", "build.step"];
 function toError(e) {
     const data = e.data ?? {};
     const code = typeof data.code === "string" ? data.code : "error";
@@ -211,6 +215,19 @@ function resourcesParams(r) {
         shmMiB: r.shmMib,
         logMiB: r.logMib,
     };
+}
+// mountsParams spells mounts as the protocol does, host paths absolute.
+function mountsParams(specs) {
+    const mounts = {};
+    for (const [target, m] of Object.entries(specs ?? {})) {
+        if (typeof m === "string")
+            mounts[target] = { source: resolvePath(m) };
+        else if ("volume" in m)
+            mounts[target] = { volume: m.volume, readOnly: m.readOnly, noCopy: m.noCopy };
+        else
+            mounts[target] = { source: resolvePath(m.source), readOnly: m.readOnly, overlay: m.overlay };
+    }
+    return mounts;
 }
 function toVolume(v) {
     return {
@@ -395,8 +412,8 @@ export class Sandbox {
         let onOutput;
         if (opts.onStdout || opts.onStderr) {
             params.stream = true;
-            onOutput = (p) => {
-                if (typeof p?.data !== "string" || !(p.stream in decoders))
+            onOutput = (p, method) => {
+                if (method !== "exec.output" || typeof p?.data !== "string" || !(p.stream in decoders))
                     return;
                 if (!b64)
                     deliver(p.stream, p.data);
@@ -468,19 +485,10 @@ export class Client {
     /** Launches a sandbox and returns its handle. It is destroyed when this
      * process exits unless detached. */
     async launchSandbox(opts) {
-        const mounts = {};
-        for (const [target, m] of Object.entries(opts.mounts ?? {})) {
-            if (typeof m === "string")
-                mounts[target] = { source: resolvePath(m) };
-            else if ("volume" in m)
-                mounts[target] = { volume: m.volume, readOnly: m.readOnly, noCopy: m.noCopy };
-            else
-                mounts[target] = { source: resolvePath(m.source), readOnly: m.readOnly, overlay: m.overlay };
-        }
         const r = await this._call("sandbox.launch", {
             snapshot: opts.snapshot,
             name: opts.name,
-            mounts,
+            mounts: mountsParams(opts.mounts),
             workdir: opts.workdir,
             env: envList(opts.env),
             user: opts.user,
@@ -567,6 +575,78 @@ export class Client {
     async removeSnapshot(name) {
         await this._call("snapshot.remove", { name });
     }
+    /** Returns the snapshot of that name as listSnapshots shows it; a
+     * LightboxError "not_found" when there is none. */
+    async inspectSnapshot(name) {
+        return toSnapshot(await this._call("snapshot.inspect", { name }));
+    }
+    /** Builds snapshot opts.name from a Dockerfile whose FROM names a
+     * snapshot of the store (or scratch), as `lightbox snapshot build` does;
+     * resolves to the snapshot as listSnapshots shows it. Every step's
+     * result is cached: a later build reuses the steps that finished, also
+     * those of one that failed. A RUN that fails rejects with an ExitError
+     * (code "exit") whose message names the Dockerfile's line, the
+     * instruction and the status, and whose result is that RUN's exit code
+     * and output; a failed or stopped build leaves no snapshot and no
+     * sandbox. onOutput and onStep get the build's progress as it goes. */
+    async buildSnapshot(opts) {
+        const params = {
+            name: opts.name,
+            context: opts.context === undefined ? undefined : resolvePath(opts.context),
+            dockerfile: opts.dockerfile === undefined ? undefined : resolvePath(opts.dockerfile),
+            recipe: opts.recipe,
+            buildArgs: opts.buildArgs,
+            target: opts.target,
+            noCache: opts.noCache,
+            replace: opts.replace,
+            network: opts.network,
+            mounts: mountsParams(opts.mounts),
+            caCerts: opts.caCerts,
+            timeoutMs: opts.timeoutMs,
+        };
+        let thrown;
+        let onNote;
+        if (opts.onOutput || opts.onStep) {
+            params.stream = true;
+            onNote = (p, method) => {
+                if (thrown)
+                    return;
+                try {
+                    if (method === "build.output" && opts.onOutput && typeof p?.data === "string" && p.data.length > 0 && (p.stream === "stdout" || p.stream === "stderr")) {
+                        opts.onOutput(p.data, p.stream);
+                    }
+                    else if (method === "build.step" && opts.onStep) {
+                        const step = { step: p.step, total: p.total, instruction: p.instruction, done: p.done === true };
+                        if (step.done)
+                            Object.assign(step, { cached: p.cached ?? false, durationMs: p.durationMs ?? 0, layerSize: p.layerSize ?? 0 });
+                        opts.onStep(step);
+                    }
+                }
+                catch (error) {
+                    thrown = { error };
+                }
+            };
+        }
+        let r;
+        try {
+            r = await this._call("snapshot.build", params, opts.signal, onNote);
+        }
+        catch (e) {
+            if (thrown)
+                throw thrown.error;
+            throw e;
+        }
+        if (thrown)
+            throw thrown.error;
+        return toSnapshot(r);
+    }
+    /** Writes the snapshot to destination, a path on this host (relative:
+     * from this process's working directory), as an OCI image that
+     * importSnapshot (or skopeo, podman, umoci) reads back as
+     * "destination:tag". */
+    async exportSnapshot(name, destination, opts = {}) {
+        await this._call("snapshot.export", { name, destination: resolvePath(destination), format: opts.format, tag: opts.tag });
+    }
     /** Creates the volume, or returns it as it is if it exists (quota and
      * labels apply only at creation). */
     async ensureVolume(name, opts = {}) {
@@ -640,6 +720,18 @@ export function importSnapshot(name, source, opts = {}) {
 /** Client.removeSnapshot on the default client. */
 export function removeSnapshot(name) {
     return defaultLightbox().removeSnapshot(name);
+}
+/** Client.inspectSnapshot on the default client. */
+export function inspectSnapshot(name) {
+    return defaultLightbox().inspectSnapshot(name);
+}
+/** Client.buildSnapshot on the default client. */
+export function buildSnapshot(opts) {
+    return defaultLightbox().buildSnapshot(opts);
+}
+/** Client.exportSnapshot on the default client. */
+export function exportSnapshot(name, destination, opts = {}) {
+    return defaultLightbox().exportSnapshot(name, destination, opts);
 }
 /** Client.ensureVolume on the default client. */
 export function ensureVolume(name, opts = {}) {

@@ -321,6 +321,80 @@ export interface ImportOptions {
   replace?: boolean;
 }
 
+/** Options of exportSnapshot. */
+export interface ExportOptions {
+  /** "oci" (the default): an OCI image layout directory, made if missing,
+   * the other images in it kept; "oci-archive": a tar file, which must not
+   * exist yet. A destination ending in ".tar" does not choose it: say so. */
+  format?: "oci" | "oci-archive";
+  /** The image's tag in the destination; the snapshot's name when omitted. */
+  tag?: string;
+}
+
+/** Options of buildSnapshot: lightbox's BuildOptions. Paths are this
+ * host's; relative ones are taken from this process's working directory. */
+export interface BuildOptions {
+  /** The snapshot to make. */
+  name: string;
+  /** The build context directory that COPY, ADD and RUN --mount=type=bind
+   * read from. */
+  context: string;
+  /** The Dockerfile; `Dockerfile` in context when omitted (and no recipe). */
+  dockerfile?: string;
+  /** The Dockerfile's text, in place of a file (not with dockerfile). */
+  recipe?: string;
+  /** Build arguments (`--build-arg K=V`). HTTP_PROXY & co. are predefined
+   * as in docker, but only the values given here reach a RUN. */
+  buildArgs?: Record<string, string>;
+  /** The stage (`FROM … AS target`) to make the snapshot of; later stages
+   * are not built. The last stage when omitted. */
+  target?: string;
+  /** Runs every step again instead of reusing cached ones. */
+  noCache?: boolean;
+  /** Replaces an existing snapshot of that name (refused with "in_use"
+   * while a sandbox uses it); otherwise a taken name is "exists", before
+   * anything runs. */
+  replace?: boolean;
+  /** Each RUN's network: "private" (the default), "none" or "host". */
+  network?: "private" | "none" | "host";
+  /** Mounted into each RUN, as launchSandbox's mounts; in no layer. */
+  mounts?: Record<string, MountSpec>;
+  /** "host": the host's CA bundle over the image's in each RUN, in no layer. */
+  caCerts?: "host";
+  /** The build is stopped after this many milliseconds: a LightboxError
+   * "canceled", and no snapshot. */
+  timeoutMs?: number;
+  /** Aborting it stops the build (the RUN running is killed, its sandbox
+   * destroyed, no snapshot made): a LightboxError "canceled" with the
+   * signal's reason as its `cause`. */
+  signal?: AbortSignal;
+  /** Called with what each RUN writes, as it writes it (the server
+   * streams it), in order and before the promise settles: text (a
+   * character split across writes comes whole) and the stream it went to.
+   * If it (or onStep) throws, nothing more is delivered and the promise
+   * rejects with what it threw once the build has ended. */
+  onOutput?: (chunk: string, stream: "stdout" | "stderr") => void;
+  /** Called as each step starts (done false) and as it ends (done true;
+   * a step that fails has no end). */
+  onStep?: (step: BuildStep) => void;
+}
+
+/** A build step starting or finished (lightbox.BuildProgress). */
+export interface BuildStep {
+  /** 1-based, of total. */
+  step: number;
+  total: number;
+  /** The instruction as the Dockerfile has it. */
+  instruction: string;
+  done: boolean;
+  /** Done: the step's result came from the build cache. */
+  cached?: boolean;
+  /** Done: how long it took. */
+  durationMs?: number;
+  /** Done: the compressed size of the layer it added (0 for none). */
+  layerSize?: number;
+}
+
 /** The stable error codes of the protocol; the first five are lightbox's
  * sentinel errors (ErrNotFound, ErrExists, ErrInUse, ErrInvalidName,
  * ErrQuotaUnsupported). */
@@ -388,8 +462,9 @@ export interface ClientOptions {
 interface Pending {
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
-  /** Gets the params of the request's exec.output notifications. */
-  onOutput?: (params: any) => void;
+  /** Gets the params of the request's notifications (exec.output,
+   * build.output, build.step) and their method. */
+  onOutput?: (params: any, method: string) => void;
 }
 
 // Connection is one `lightbox api` process. It keeps this process alive
@@ -436,7 +511,7 @@ class Connection {
     return this.#dead !== undefined;
   }
 
-  call(method: string, params?: unknown, signal?: AbortSignal, onOutput?: (params: any) => void): Promise<any> {
+  call(method: string, params?: unknown, signal?: AbortSignal, onOutput?: (params: any, method: string) => void): Promise<any> {
     if (this.#dead) return Promise.reject(this.#dead);
     if (signal?.aborted) {
       return Promise.reject(new LightboxError("canceled", `${method}: aborted before it was sent`, { cause: signal.reason }));
@@ -500,12 +575,13 @@ class Connection {
     } catch {
       return; // not ours to answer: the protocol has only JSON lines
     }
-    if ((msg?.method === "exec.output" || msg?.method === "logs.output") && msg.id === undefined) {
-      // A streaming request's output (an exec's, or a followed sandbox's
-      // logs), before its answer; not ours when its id is not one of ours.
+    if (notifications.includes(msg?.method) && msg.id === undefined) {
+      // A streaming request's output (an exec's, a followed sandbox's
+      // logs, a build's steps and output), before its answer; not ours
+      // when its id is not one of ours.
       const id = msg.params?.id;
       const p = typeof id === "number" ? this.#pending.get(id) : undefined;
-      p?.onOutput?.(msg.params);
+      p?.onOutput?.(msg.params, msg.method);
       return;
     }
     const p = typeof msg?.id === "number" ? this.#pending.get(msg.id) : undefined;
@@ -524,6 +600,10 @@ class Connection {
     this.#hold(false);
   }
 }
+
+// notifications are the methods of the notifications a request gets
+// before its answer.
+const notifications = ["exec.output", "logs.output", "build.output", "build.step"];
 
 function toError(e: { code: number; message: string; data?: any }): LightboxError {
   const data = e.data ?? {};
@@ -557,6 +637,17 @@ function resourcesParams(r: Resources | undefined): object | undefined {
     shmMiB: r.shmMib,
     logMiB: r.logMib,
   };
+}
+
+// mountsParams spells mounts as the protocol does, host paths absolute.
+function mountsParams(specs: Record<string, MountSpec> | undefined): object {
+  const mounts: Record<string, { source?: string; volume?: string; readOnly?: boolean; overlay?: boolean; noCopy?: boolean }> = {};
+  for (const [target, m] of Object.entries(specs ?? {})) {
+    if (typeof m === "string") mounts[target] = { source: resolvePath(m) };
+    else if ("volume" in m) mounts[target] = { volume: m.volume, readOnly: m.readOnly, noCopy: m.noCopy };
+    else mounts[target] = { source: resolvePath(m.source), readOnly: m.readOnly, overlay: m.overlay };
+  }
+  return mounts;
 }
 
 function toVolume(v: any): Volume {
@@ -757,11 +848,11 @@ export class Sandbox {
         thrown = { error };
       }
     };
-    let onOutput: ((p: any) => void) | undefined;
+    let onOutput: ((p: any, method: string) => void) | undefined;
     if (opts.onStdout || opts.onStderr) {
       params.stream = true;
-      onOutput = (p: any) => {
-        if (typeof p?.data !== "string" || !(p.stream in decoders)) return;
+      onOutput = (p: any, method: string) => {
+        if (method !== "exec.output" || typeof p?.data !== "string" || !(p.stream in decoders)) return;
         if (!b64) deliver(p.stream, p.data);
         else if (bytes) deliver(p.stream, Buffer.from(p.data, "base64"));
         else deliver(p.stream, decoders[p.stream]!.write(Buffer.from(p.data, "base64")));
@@ -798,7 +889,7 @@ export class Client {
   }
 
   /** @internal */
-  _call(method: string, params?: unknown, signal?: AbortSignal, onOutput?: (params: any) => void): Promise<any> {
+  _call(method: string, params?: unknown, signal?: AbortSignal, onOutput?: (params: any, method: string) => void): Promise<any> {
     if (!this.#conn || this.#conn.dead) this.#conn = new Connection(this.#bin, this.#root);
     return this.#conn.call(method, params, signal, onOutput);
   }
@@ -826,16 +917,10 @@ export class Client {
   /** Launches a sandbox and returns its handle. It is destroyed when this
    * process exits unless detached. */
   async launchSandbox(opts: SandboxOptions): Promise<Sandbox> {
-    const mounts: Record<string, { source?: string; volume?: string; readOnly?: boolean; overlay?: boolean; noCopy?: boolean }> = {};
-    for (const [target, m] of Object.entries(opts.mounts ?? {})) {
-      if (typeof m === "string") mounts[target] = { source: resolvePath(m) };
-      else if ("volume" in m) mounts[target] = { volume: m.volume, readOnly: m.readOnly, noCopy: m.noCopy };
-      else mounts[target] = { source: resolvePath(m.source), readOnly: m.readOnly, overlay: m.overlay };
-    }
     const r = await this._call("sandbox.launch", {
       snapshot: opts.snapshot,
       name: opts.name,
-      mounts,
+      mounts: mountsParams(opts.mounts),
       workdir: opts.workdir,
       env: envList(opts.env),
       user: opts.user,
@@ -932,6 +1017,74 @@ export class Client {
     await this._call("snapshot.remove", { name });
   }
 
+  /** Returns the snapshot of that name as listSnapshots shows it; a
+   * LightboxError "not_found" when there is none. */
+  async inspectSnapshot(name: string): Promise<SnapshotInfo> {
+    return toSnapshot(await this._call("snapshot.inspect", { name }));
+  }
+
+  /** Builds snapshot opts.name from a Dockerfile whose FROM names a
+   * snapshot of the store (or scratch), as `lightbox snapshot build` does;
+   * resolves to the snapshot as listSnapshots shows it. Every step's
+   * result is cached: a later build reuses the steps that finished, also
+   * those of one that failed. A RUN that fails rejects with an ExitError
+   * (code "exit") whose message names the Dockerfile's line, the
+   * instruction and the status, and whose result is that RUN's exit code
+   * and output; a failed or stopped build leaves no snapshot and no
+   * sandbox. onOutput and onStep get the build's progress as it goes. */
+  async buildSnapshot(opts: BuildOptions): Promise<SnapshotInfo> {
+    const params: Record<string, unknown> = {
+      name: opts.name,
+      context: opts.context === undefined ? undefined : resolvePath(opts.context),
+      dockerfile: opts.dockerfile === undefined ? undefined : resolvePath(opts.dockerfile),
+      recipe: opts.recipe,
+      buildArgs: opts.buildArgs,
+      target: opts.target,
+      noCache: opts.noCache,
+      replace: opts.replace,
+      network: opts.network,
+      mounts: mountsParams(opts.mounts),
+      caCerts: opts.caCerts,
+      timeoutMs: opts.timeoutMs,
+    };
+    let thrown: { error: unknown } | undefined;
+    let onNote: ((p: any, method: string) => void) | undefined;
+    if (opts.onOutput || opts.onStep) {
+      params.stream = true;
+      onNote = (p: any, method: string) => {
+        if (thrown) return;
+        try {
+          if (method === "build.output" && opts.onOutput && typeof p?.data === "string" && p.data.length > 0 && (p.stream === "stdout" || p.stream === "stderr")) {
+            opts.onOutput(p.data, p.stream);
+          } else if (method === "build.step" && opts.onStep) {
+            const step: BuildStep = { step: p.step, total: p.total, instruction: p.instruction, done: p.done === true };
+            if (step.done) Object.assign(step, { cached: p.cached ?? false, durationMs: p.durationMs ?? 0, layerSize: p.layerSize ?? 0 });
+            opts.onStep(step);
+          }
+        } catch (error) {
+          thrown = { error };
+        }
+      };
+    }
+    let r: any;
+    try {
+      r = await this._call("snapshot.build", params, opts.signal, onNote);
+    } catch (e) {
+      if (thrown) throw thrown.error;
+      throw e;
+    }
+    if (thrown) throw thrown.error;
+    return toSnapshot(r);
+  }
+
+  /** Writes the snapshot to destination, a path on this host (relative:
+   * from this process's working directory), as an OCI image that
+   * importSnapshot (or skopeo, podman, umoci) reads back as
+   * "destination:tag". */
+  async exportSnapshot(name: string, destination: string, opts: ExportOptions = {}): Promise<void> {
+    await this._call("snapshot.export", { name, destination: resolvePath(destination), format: opts.format, tag: opts.tag });
+  }
+
   /** Creates the volume, or returns it as it is if it exists (quota and
    * labels apply only at creation). */
   async ensureVolume(name: string, opts: VolumeOptions = {}): Promise<Volume> {
@@ -1021,6 +1174,21 @@ export function importSnapshot(name: string, source: string, opts: ImportOptions
 /** Client.removeSnapshot on the default client. */
 export function removeSnapshot(name: string): Promise<void> {
   return defaultLightbox().removeSnapshot(name);
+}
+
+/** Client.inspectSnapshot on the default client. */
+export function inspectSnapshot(name: string): Promise<SnapshotInfo> {
+  return defaultLightbox().inspectSnapshot(name);
+}
+
+/** Client.buildSnapshot on the default client. */
+export function buildSnapshot(opts: BuildOptions): Promise<SnapshotInfo> {
+  return defaultLightbox().buildSnapshot(opts);
+}
+
+/** Client.exportSnapshot on the default client. */
+export function exportSnapshot(name: string, destination: string, opts: ExportOptions = {}): Promise<void> {
+  return defaultLightbox().exportSnapshot(name, destination, opts);
 }
 
 /** Client.ensureVolume on the default client. */

@@ -548,3 +548,72 @@ test("an aborted wait or follow leaves the sandbox running; removeSandbox remove
   const collected = await lb.gc();
   assert.ok(Array.isArray(collected.sandboxes) && Array.isArray(collected.disks) && Array.isArray(collected.layers), JSON.stringify(collected));
 });
+
+test("buildSnapshot builds from a Dockerfile (relative context), reporting steps and RUN output; inspectSnapshot and exportSnapshot round-trip through importSnapshot", async () => {
+  const ctx = path.join(store.dir, "build-ctx");
+  fs.mkdirSync(ctx);
+  fs.writeFileSync(path.join(ctx, "hello"), "hello\n");
+  fs.writeFileSync(path.join(ctx, "Dockerfile"), 'FROM busybox\nARG WHO\nCOPY hello /hello\nRUN echo out; echo err >&2; echo "$WHO" >> /hello\nCMD ["cat", "/hello"]\n');
+  const steps: string[] = [];
+  const output: string[] = [];
+  const built = await lb.buildSnapshot({
+    name: "ts-built", context: path.relative(process.cwd(), ctx), network: "none", buildArgs: { WHO: "node" },
+    onStep: (s) => steps.push(`${s.done ? "done" : "start"} ${s.step}/${s.total} ${s.instruction}`),
+    onOutput: (chunk, stream) => output.push(`${stream}:${chunk}`),
+  });
+  assert.equal(built.name, "ts-built");
+  assert.deepEqual(built.config.cmd, ["cat", "/hello"]);
+  const run = 'RUN echo out; echo err >&2; echo "$WHO" >> /hello';
+  assert.deepEqual(steps.filter((s) => s.includes("RUN")), [`start 4/5 ${run}`, `done 4/5 ${run}`]);
+  assert.equal(steps.length, 10, `steps: ${steps}`);
+  assert.deepEqual(output.filter((o) => o.startsWith("stdout:")).join(""), "stdout:out\n");
+  assert.deepEqual(output.filter((o) => o.startsWith("stderr:")).join(""), "stderr:err\n");
+  const inspected = await lb.inspectSnapshot("ts-built");
+  assert.equal(inspected.digest, built.digest);
+  await assert.rejects(lb.inspectSnapshot("ts-nosuch"), (e: unknown) => e instanceof LightboxError && e.code === "not_found");
+
+  const archive = path.join(store.dir, "built.tar");
+  await lb.exportSnapshot("ts-built", path.relative(process.cwd(), archive), { format: "oci-archive", tag: "v1" });
+  const back = await lb.importSnapshot("ts-back", `${archive}:v1`);
+  assert.equal(back.digest, built.digest, "the exported image comes back as it was");
+  await lb.runInSandbox({ ...none, snapshot: "ts-back" }, async (sb) => {
+    assert.equal((await sb.shell("cat /hello")).stdout, "hello\nnode\n");
+  });
+
+  const failed = await lb.buildSnapshot({ name: "ts-failed", context: ctx, network: "none", recipe: "FROM busybox\nRUN echo why; exit 5\n" }).then(
+    () => assert.fail("a failing RUN resolved"),
+    (e: unknown) => e,
+  );
+  assert.ok(failed instanceof ExitError, `${failed}`);
+  assert.equal(failed.code, "exit");
+  assert.equal(failed.exitCode, 5);
+  assert.equal(failed.stdout, "why\n");
+  assert.match(failed.message, /line 2: RUN echo why; exit 5: command exited with status 5/);
+  await assert.rejects(lb.inspectSnapshot("ts-failed"), (e: unknown) => e instanceof LightboxError && e.code === "not_found");
+  for (const n of ["ts-built", "ts-back"]) await lb.removeSnapshot(n);
+});
+
+test("aborting buildSnapshot's signal stops the build mid-RUN: canceled, no snapshot, no sandbox", async () => {
+  const ctx = path.join(store.dir, "build-abort");
+  fs.mkdirSync(ctx);
+  fs.writeFileSync(path.join(ctx, "Dockerfile"), "FROM busybox\nRUN echo started; while :; do sleep 1; done\n");
+  const ac = new AbortController();
+  const reason = new Error("the pipeline was stopped");
+  // timeoutMs only bounds the test should the abort not reach the build.
+  const err = await lb.buildSnapshot({
+    name: "ts-aborted", context: ctx, network: "none", signal: ac.signal, timeoutMs: 60000,
+    onOutput: (chunk) => {
+      if (chunk.includes("started")) ac.abort(reason);
+    },
+  }).then(
+    () => assert.fail("an aborted build resolved"),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof LightboxError && !(err instanceof ExitError), `${err}`);
+  assert.equal(err.code, "canceled");
+  assert.match(err.message, /build ts-aborted: stopped as the client cancelled the request/);
+  assert.equal(err.cause, reason);
+  await assert.rejects(lb.inspectSnapshot("ts-aborted"), (e: unknown) => e instanceof LightboxError && e.code === "not_found");
+  assert.equal(lbCLI(store.root, "ps", "-aq").trim(), "", "no sandbox left, running or exited");
+  assert.deepEqual((await lb.listSnapshots()).map((s) => s.name), ["busybox"]);
+});
