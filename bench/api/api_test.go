@@ -144,9 +144,9 @@ func BenchmarkPoolTake(b *testing.B) {
 // as a platform's pool does between requests: b.N sandboxes are
 // prewarmed at once, and the timing starts once each init has given back
 // what its launch used (nsinit's launchOver, 2 s after it reported ready,
-// which shows nowhere: the one wait of a known length; a pooled init does
-// not hand over to a fresh copy of itself until it has been used,
-// nsinit.Config.Pooled). Each iteration takes the oldest, runs /bin/true,
+// and 1 s later the idle trim of a fresh copy, had it handed over: a
+// pooled init does not until it has been used, nsinit.Config.Pooled),
+// which shows nowhere: the one wait of a known length. Each iteration takes the oldest, runs /bin/true,
 // and (untimed) destroys it and waits for the pool's refill, which goes
 // behind the idle ones.
 func BenchmarkPoolTakeIdle(b *testing.B) {
@@ -157,8 +157,8 @@ func BenchmarkPoolTakeIdle(b *testing.B) {
 		b.Fatalf("PrewarmSandboxes: %v", err)
 	}
 	b.Cleanup(func() { _ = r.PrewarmSandboxes(context.Background(), opts, 0) }) // Close destroys them anyway
-	// The inits' launchOver: see above.
-	time.Sleep(2500 * time.Millisecond)
+	// The inits' launchOver and trim: see above.
+	time.Sleep(4 * time.Second)
 	var s samples
 	b.ResetTimer()
 	for range b.N {

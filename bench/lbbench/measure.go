@@ -136,7 +136,7 @@ func (b *bench) measure(ctx context.Context, m *mode, group string, items []*ite
 
 // groupBudget is each group's time budget per mode (scaled by -budget).
 var groupBudget = map[string]time.Duration{
-	"cold":   115 * time.Second, // 75 s, and ~7 s a round for the idle pool's wait (BenchmarkPoolTakeIdle: 2.5 s of idle after its prewarm, for the probe run and the timed one)
+	"cold":   115 * time.Second, // 75 s, and ~7 s a round for the idle pool's wait (BenchmarkPoolTakeIdle: 4 s of idle after its prewarm, for the probe run and the timed one)
 	"exec":   60 * time.Second,
 	"batch":  45 * time.Second,
 	"layers": 40 * time.Second,
