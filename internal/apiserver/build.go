@@ -82,7 +82,6 @@ func (s *Server) build(ctx context.Context, id json.RawMessage, params []byte) (
 			opts.Mounts[target] = lightbox.Mount{Source: m.Source, Volume: m.Volume, ReadOnly: m.ReadOnly, Overlay: m.Overlay, NoCopy: m.NoCopy}
 		}
 	}
-	reqCtx := ctx
 	if p.TimeoutMs > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(p.TimeoutMs)*time.Millisecond)
@@ -132,16 +131,7 @@ func (s *Server) build(ctx context.Context, id json.RawMessage, params []byte) (
 	case err != nil && ctx.Err() != nil:
 		// Stopped as its request ended (the RUN's command is killed:
 		// that is no exit error of the build's).
-		why := shutdownCause(reqCtx)
-		if p.TimeoutMs > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			why = fmt.Errorf("timeoutMs (%d) passed", p.TimeoutMs)
-		}
-		if errors.Is(context.Cause(reqCtx), errCanceledByClient) {
-			why = errCanceledByClient
-		}
-		if why == nil {
-			why = errors.New("its request ended")
-		}
+		why := whyEnded(ctx, p.TimeoutMs)
 		return nil, fmt.Errorf("build %s: stopped as %w: %w (%v)", p.Name, why, ctx.Err(), err)
 	case errors.As(err, &ee):
 		res := &ExecResult{ExitCode: ee.ExitCode, Signal: ee.Signal, stdout: stdout.buf, stderr: stderr.buf}
