@@ -76,12 +76,7 @@ func (s *Server) build(ctx context.Context, id json.RawMessage, params []byte) (
 		Name: p.Name, Context: p.Context, RecipeFile: p.Dockerfile, Recipe: p.Recipe, Args: p.BuildArgs,
 		Target: p.Target, NoCache: p.NoCache, Replace: p.Replace, Network: lightbox.Network(p.Network), CACerts: p.CACerts,
 	}
-	if len(p.Mounts) > 0 {
-		opts.Mounts = make(map[string]lightbox.Mount, len(p.Mounts))
-		for target, m := range p.Mounts {
-			opts.Mounts[target] = lightbox.Mount{Source: m.Source, Volume: m.Volume, ReadOnly: m.ReadOnly, Overlay: m.Overlay, NoCopy: m.NoCopy}
-		}
-	}
+	opts.Mounts = toMounts(p.Mounts)
 	if p.TimeoutMs > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(p.TimeoutMs)*time.Millisecond)

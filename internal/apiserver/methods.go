@@ -235,6 +235,19 @@ type mountParams struct {
 	NoCopy   bool   `json:"noCopy,omitempty"`
 }
 
+// toMounts is mounts as SandboxOptions and BuildOptions have them (nil
+// for none).
+func toMounts(mounts map[string]mountParams) map[string]lightbox.Mount {
+	if len(mounts) == 0 {
+		return nil
+	}
+	out := make(map[string]lightbox.Mount, len(mounts))
+	for target, m := range mounts {
+		out[target] = lightbox.Mount{Source: m.Source, Volume: m.Volume, ReadOnly: m.ReadOnly, Overlay: m.Overlay, NoCopy: m.NoCopy}
+	}
+	return out
+}
+
 // resourcesParams are lightbox.Resources, its fields' JSON names.
 type resourcesParams struct {
 	MemoryMiB     int64   `json:"memoryMiB"`
@@ -279,12 +292,7 @@ func (s *Server) launch(ctx context.Context, params []byte) (any, error) {
 	if err := setStopSignal(&opts, p.StopSignal); err != nil {
 		return nil, err
 	}
-	if len(p.Mounts) > 0 {
-		opts.Mounts = make(map[string]lightbox.Mount, len(p.Mounts))
-		for target, m := range p.Mounts {
-			opts.Mounts[target] = lightbox.Mount{Source: m.Source, Volume: m.Volume, ReadOnly: m.ReadOnly, Overlay: m.Overlay, NoCopy: m.NoCopy}
-		}
-	}
+	opts.Mounts = toMounts(p.Mounts)
 	sb, err := s.r.LaunchSandbox(ctx, opts)
 	if err != nil {
 		return nil, err
