@@ -23,6 +23,11 @@
 // (stream.go), and a streaming build (snapshot.build) build.step and
 // build.output notifications of its steps and RUN output (build.go);
 // every line, response or notification, is written whole under one lock.
+// An interactive exec ("stdinStream": true, and "tty") takes its stdin
+// from exec.input requests naming its id, and exec.resize and
+// exec.signal act on it (input.go): these are carried out in the order
+// their lines were read, and never wait on the command (its input is
+// queued).
 // A sandbox's main command after launch, by name (lifecycle.go):
 // sandbox.wait, sandbox.logs (with follow, logs.output notifications of
 // the same shape, until the sandbox stops running), sandbox.inspect,

@@ -16,9 +16,11 @@ import (
 )
 
 // call runs one method for the request of id (as sent; nil for a
-// notification).
-func (s *Server) call(ctx context.Context, id json.RawMessage, method string, params []byte) (any, error) {
+// notification). The methods that are ordered() pass t, the line's turn.
+func (s *Server) call(ctx context.Context, t *turn, id json.RawMessage, method string, params []byte) (any, error) {
 	switch method {
+	case "exec.input", "exec.resize", "exec.signal":
+		return s.execControl(ctx, t, method, params)
 	case "server.version":
 		if err := decode(params, &struct{}{}); err != nil {
 			return nil, err
@@ -50,7 +52,7 @@ func (s *Server) call(ctx context.Context, id json.RawMessage, method string, pa
 		}
 		return sandboxRef{Name: h.sb.Name()}, nil
 	case "sandbox.exec", "sandbox.shell":
-		return s.exec(ctx, id, method == "sandbox.shell", params)
+		return s.exec(ctx, t, id, method == "sandbox.shell", params)
 	case "sandbox.detach":
 		return s.detach(ctx, params)
 	case "sandbox.destroy":
@@ -456,6 +458,11 @@ type execParams struct {
 	Encoding  string   `json:"encoding"` // "utf8" (default) or "base64": of stdin, stdout and stderr
 	TimeoutMs int64    `json:"timeoutMs"`
 	Stream    bool     `json:"stream"` // exec.output notifications as the command writes (stream.go)
+	// StdinStream: stdin is fed by exec.input requests naming this
+	// request's id while the command runs (input.go).
+	StdinStream bool      `json:"stdinStream"`
+	Tty         bool      `json:"tty"`     // a terminal inside the sandbox; output comes as stdout only
+	TtySize     *[2]int64 `json:"ttySize"` // [rows, cols], with tty
 }
 
 // ExecResult is what sandbox.exec and sandbox.shell return, and what the
@@ -470,7 +477,8 @@ type ExecResult struct {
 	b64      bool // the streams are base64 ("encoding":"base64"), else UTF-8
 }
 
-func (s *Server) exec(ctx context.Context, id json.RawMessage, shell bool, params []byte) (ret any, err error) {
+func (s *Server) exec(ctx context.Context, t *turn, id json.RawMessage, shell bool, params []byte) (ret any, err error) {
+	defer t.pass() // registered (stdinStream) or failed
 	var p execParams
 	if err := decode(params, &p); err != nil {
 		return nil, err
@@ -495,6 +503,7 @@ func (s *Server) exec(ctx context.Context, id json.RawMessage, shell bool, param
 		return nil, invalidParams(fmt.Sprintf("encoding %q: want utf8 or base64", p.Encoding))
 	}
 	var stdin io.Reader
+	var startHook func(*lightbox.Cmd) // stdinStream: the command has started
 	if p.Stdin != nil {
 		if b64 {
 			data, err := base64.StdEncoding.DecodeString(*p.Stdin)
@@ -512,6 +521,43 @@ func (s *Server) exec(ctx context.Context, id json.RawMessage, shell bool, param
 	if p.Stream && id == nil {
 		return nil, invalidParams("stream: a notification (a request without id) has no id to send the output under")
 	}
+	var ttySize [2]uint16
+	switch {
+	case p.TtySize != nil && !p.Tty:
+		return nil, invalidParams("ttySize: only with tty")
+	case p.TtySize != nil:
+		for i, v := range p.TtySize {
+			if v < 1 || v > 65535 {
+				return nil, invalidParams(fmt.Sprintf("ttySize: want [rows, cols], each 1 to 65535, not %v", *p.TtySize))
+			}
+			ttySize[i] = uint16(v)
+		}
+	}
+	if p.StdinStream {
+		switch {
+		case id == nil:
+			return nil, invalidParams("stdinStream: a notification (a request without id) has no id for exec.input to name")
+		case p.Stdin != nil:
+			return nil, invalidParams("stdinStream: stdin is fed by exec.input; leave stdin out")
+		}
+		ix := &interactive{tty: p.Tty, b64: b64, in: newStdinQueue(), started: make(chan struct{})}
+		if err := s.register(id, ix); err != nil {
+			return nil, err
+		}
+		defer s.unregister(id, ix) // before the response: exec.input is not_found once it is read
+		defer ix.in.close()
+		started := false
+		defer func() {
+			if !started {
+				close(ix.started) // the start failed: ix.cmd is nil
+			}
+		}()
+		t.pass()
+		stdin = ix.in
+		startHook = func(c *lightbox.Cmd) { ix.cmd, started = c, true; close(ix.started) }
+	} else {
+		t.pass() // nothing for a later line to find here
+	}
 	h, err := s.handle(ctx, p.Name)
 	if err != nil {
 		return nil, err
@@ -524,6 +570,7 @@ func (s *Server) exec(ctx context.Context, id json.RawMessage, shell bool, param
 	var stdout, stderr capBuffer
 	c := h.sb.Command(ctx, path, args...)
 	c.Env, c.Dir, c.User, c.Stdin = p.Env, p.Workdir, p.User, stdin
+	c.Tty, c.TtySize = p.Tty, ttySize
 	c.Stdout, c.Stderr = &stdout, &stderr
 	if p.Stream {
 		so, se := newOutputStream(s, "exec.output", id, "stdout", b64, &stdout), newOutputStream(s, "exec.output", id, "stderr", b64, &stderr)
@@ -536,7 +583,16 @@ func (s *Server) exec(ctx context.Context, id json.RawMessage, shell bool, param
 			}
 		}()
 	}
-	err = c.Run()
+	if startHook != nil {
+		// Started first, so that exec.resize and exec.signal have
+		// the command to act on.
+		if err = c.Start(); err == nil {
+			startHook(c)
+			err = c.Wait()
+		}
+	} else {
+		err = c.Run()
+	}
 	res := &ExecResult{stdout: stdout.buf, stderr: stderr.buf, b64: b64}
 	var ee *lightbox.ExitError
 	switch {

@@ -42,6 +42,9 @@ type Server struct {
 	// running cancels the requests being answered, by id as sent:
 	// request.cancel's way to them.
 	running map[string]*running
+	// interactive holds the running execs sent with stdinStream, by id
+	// as a response spells it: exec.input's way to them (input.go).
+	interactive map[string]*interactive
 
 	wmu sync.Mutex // one line at a time: a response, or a notification (stream.go, build.go)
 	out io.Writer
@@ -60,7 +63,7 @@ type handle struct {
 // and did not detach, and returns the first read or write error (nil at
 // a clean end of in).
 func Serve(ctx context.Context, r *lightbox.Runtime, in io.Reader, out io.Writer, opts Options) error {
-	s := &Server{r: r, log: opts.Logger, boxes: map[string]*handle{}, running: map[string]*running{}, out: out}
+	s := &Server{r: r, log: opts.Logger, boxes: map[string]*handle{}, running: map[string]*running{}, interactive: map[string]*interactive{}, out: out}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -107,6 +110,9 @@ func Serve(ctx context.Context, r *lightbox.Runtime, in io.Reader, out io.Writer
 	}()
 	var err error
 	why := errInputEnded
+	// last is closed once the last line read passed its turn (input.go).
+	last := make(chan struct{})
+	close(last)
 loop:
 	for {
 		select {
@@ -120,9 +126,12 @@ loop:
 				key = string(id)
 				ctx, release = s.track(reqCtx, key)
 			}
+			t := &turn{prev: last, mine: make(chan struct{})}
+			last = t.mine
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				defer t.pass()
 				defer release()
 				defer func() {
 					inflight.Add(-int64(len(l.b)))
@@ -131,7 +140,7 @@ loop:
 					default: // the reader has a wake-up pending already
 					}
 				}()
-				if werr := s.handleLine(ctx, l, key); werr != nil {
+				if werr := s.handleLine(ctx, l, key, t); werr != nil {
 					cancel(fmt.Errorf("write response: %w", werr))
 				}
 			}()
@@ -364,7 +373,9 @@ func decodeRequest(line []byte) (request, error) {
 }
 
 // handleLine answers one line; it returns only errors writing the answer.
-func (s *Server) handleLine(ctx context.Context, l line, key string) error {
+// t is the line's turn (input.go): passed as soon as the request is
+// decoded, but by the methods that are ordered().
+func (s *Server) handleLine(ctx context.Context, l line, key string, t *turn) error {
 	if l.tooLong {
 		return s.reply(idIn(l.b), nil, &requestError{KindInvalidRequest, fmt.Sprintf(
 			"request line longer than %d bytes, the protocol's limit: pass a larger stdin through a mount or a volume", MaxRequestLine)})
@@ -387,6 +398,9 @@ func (s *Server) handleLine(ctx context.Context, l line, key string) error {
 		}
 		return s.reply(id, nil, &requestError{KindInvalidRequest, "invalid request: " + err.Error()})
 	}
+	if !ordered(req.Method) {
+		t.pass()
+	}
 	notification := req.ID == nil
 	if !validID(req.ID) {
 		return s.reply(nil, nil, &requestError{KindInvalidRequest, "invalid request: id " + string(req.ID) + ": want a string, a number or null"})
@@ -400,7 +414,7 @@ func (s *Server) handleLine(ctx context.Context, l line, key string) error {
 		ctx, release = s.track(ctx, string(req.ID))
 		defer release()
 	}
-	res, err := s.call(ctx, req.ID, req.Method, req.Params)
+	res, err := s.call(ctx, t, req.ID, req.Method, req.Params)
 	if errors.Is(context.Cause(ctx), errCanceledByClient) && errors.Is(err, context.Canceled) && !errors.Is(err, errCanceledByClient) {
 		err = fmt.Errorf("%w: %w", errCanceledByClient, err)
 	}

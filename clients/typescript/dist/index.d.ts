@@ -107,6 +107,44 @@ export interface ExecOptions<T extends string | Buffer = string | Buffer> {
     /** As onStdout, for standard error. */
     onStderr?: (chunk: T) => void;
 }
+/** Options of Sandbox.spawn: those of exec but stdin (written through the
+ * handle instead), and a terminal. */
+export interface SpawnOptions<T extends string | Buffer = string | Buffer> extends Omit<ExecOptions<T>, "stdin"> {
+    /** Runs the command on a terminal (a pty) inside the sandbox, as
+     * `lightbox exec -t`: everything it writes, stderr too, comes to
+     * onStdout (and the result's stdout); the terminal echoes input and ends
+     * lines in "\r\n". */
+    tty?: boolean;
+    /** The terminal's initial size, [rows, cols]; with tty. */
+    ttySize?: [number, number];
+}
+/** A command started by Sandbox.spawn: its stdin is written through the
+ * handle while it runs. Each method resolves once the server has taken
+ * the message (input is queued for the command, not necessarily read
+ * yet) and rejects with a LightboxError "not_found" once the command has
+ * been answered (ended). Messages are carried out in the order they are
+ * called, so there is no need to await one before the next. */
+export declare class Spawned<T extends string | Buffer = string> {
+    #private;
+    /** Settles when the command ends, as exec's promise does: its result
+     * on exit 0, else an ExitError carrying it. Await it (or catch it). */
+    readonly result: Promise<Result<T>>;
+    /** @internal Spawned comes from Sandbox.spawn. */
+    constructor(call: (method: string, params: object) => Promise<any>, result: Promise<Result<T>>);
+    /** Appends data to the command's standard input: a string (UTF-8) or
+     * bytes. */
+    write(data: string | Uint8Array): Promise<void>;
+    /** Ends the command's standard input, after data when given (the
+     * command reads end of file; on a terminal, send "\u0004" or "exit\n"
+     * instead: a terminal has no end of file). Writing after it is a
+     * LightboxError. */
+    end(data?: string | Uint8Array): Promise<void>;
+    /** Changes the size of the command's terminal (spawned with tty). */
+    resize(rows: number, cols: number): Promise<void>;
+    /** Sends signal ("SIGINT", "int", a number as a string; default
+     * SIGTERM) to the command. */
+    kill(signal?: string): Promise<void>;
+}
 /** What a finished command left. stdout and stderr hold at most 16 MiB
  * each: strings decoded as UTF-8, or Buffers with `encoding: "buffer"`. */
 export interface Result<T extends string | Buffer = string> {
@@ -391,6 +429,13 @@ export interface ClientOptions {
     /** The store; default LIGHTBOX_ROOT, else lightbox's default. */
     root?: string;
 }
+declare class Connection {
+    #private;
+    constructor(bin: string, root: string | undefined);
+    get dead(): boolean;
+    call(method: string, params?: unknown, signal?: AbortSignal, onOutput?: (params: any, method: string) => void, onSent?: (id: number, conn: Connection) => void): Promise<any>;
+    close(): Promise<void>;
+}
 /** A handle on a sandbox. A launched sandbox dies with this process unless
  * detached. */
 export declare class Sandbox {
@@ -417,6 +462,19 @@ export declare class Sandbox {
         encoding?: "utf8";
     }): Promise<Result>;
     exec(path: string, args?: string[], opts?: ExecOptions): Promise<Result<string | Buffer>>;
+    /** Starts path with args and returns at once a handle that writes its
+     * standard input as it runs (write, end), resizes its terminal (with
+     * opts.tty), signals it (kill), and whose `result` settles when it
+     * ends, as exec's promise does. Pass onStdout (and onStderr) to see its
+     * output as it comes: an interactive shell or REPL. For a script, spawn
+     * "/bin/sh" with ["-c", script]. */
+    spawn(path: string, args: string[], opts: SpawnOptions<Buffer> & {
+        encoding: "buffer";
+    }): Spawned<Buffer>;
+    spawn(path: string, args?: string[], opts?: SpawnOptions<string> & {
+        encoding?: "utf8";
+    }): Spawned<string>;
+    spawn(path: string, args?: string[], opts?: SpawnOptions): Spawned<string | Buffer>;
     /** Leaves the sandbox running after this process exits; attachSandbox
      * finds it again. */
     detach(): Promise<void>;
@@ -461,7 +519,7 @@ export declare class Client {
     #private;
     constructor(opts?: ClientOptions);
     /** @internal */
-    _call(method: string, params?: unknown, signal?: AbortSignal, onOutput?: (params: any, method: string) => void): Promise<any>;
+    _call(method: string, params?: unknown, signal?: AbortSignal, onOutput?: (params: any, method: string) => void, onSent?: (id: number, conn: Connection) => void): Promise<any>;
     /** Launches a sandbox, runs fn with it and destroys it when fn's promise
      * settles — also when fn throws or rejects; resolves to fn's value. */
     runInSandbox<T>(opts: SandboxOptions, fn: (sb: Sandbox) => T | Promise<T>): Promise<T>;
@@ -577,3 +635,4 @@ export declare function ensureVolume(name: string, opts?: VolumeOptions): Promis
 export declare function listVolumes(): Promise<Volume[]>;
 /** Client.removeVolume on the default client. */
 export declare function removeVolume(name: string): Promise<void>;
+export {};

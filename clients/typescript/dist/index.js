@@ -15,6 +15,49 @@ import { spawn } from "node:child_process";
 import { resolve as resolvePath } from "node:path";
 import { createInterface } from "node:readline";
 import { StringDecoder } from "node:string_decoder";
+/** A command started by Sandbox.spawn: its stdin is written through the
+ * handle while it runs. Each method resolves once the server has taken
+ * the message (input is queued for the command, not necessarily read
+ * yet) and rejects with a LightboxError "not_found" once the command has
+ * been answered (ended). Messages are carried out in the order they are
+ * called, so there is no need to await one before the next. */
+export class Spawned {
+    #call;
+    /** Settles when the command ends, as exec's promise does: its result
+     * on exit 0, else an ExitError carrying it. Await it (or catch it). */
+    result;
+    /** @internal Spawned comes from Sandbox.spawn. */
+    constructor(call, result) {
+        this.#call = call;
+        this.result = result;
+    }
+    /** Appends data to the command's standard input: a string (UTF-8) or
+     * bytes. */
+    async write(data) {
+        await this.#call("exec.input", inputParams(data));
+    }
+    /** Ends the command's standard input, after data when given (the
+     * command reads end of file; on a terminal, send "\u0004" or "exit\n"
+     * instead: a terminal has no end of file). Writing after it is a
+     * LightboxError. */
+    async end(data) {
+        await this.#call("exec.input", { ...inputParams(data ?? ""), eof: true });
+    }
+    /** Changes the size of the command's terminal (spawned with tty). */
+    async resize(rows, cols) {
+        await this.#call("exec.resize", { rows, cols });
+    }
+    /** Sends signal ("SIGINT", "int", a number as a string; default
+     * SIGTERM) to the command. */
+    async kill(signal = "SIGTERM") {
+        await this.#call("exec.signal", { signal });
+    }
+}
+function inputParams(data) {
+    if (typeof data === "string")
+        return { data, encoding: "utf8" };
+    return { data: Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("base64"), encoding: "base64" };
+}
 /** An error lightbox answered with; `code` is stable, the message is for
  * people. */
 export class LightboxError extends Error {
@@ -88,7 +131,7 @@ class Connection {
     get dead() {
         return this.#dead !== undefined;
     }
-    call(method, params, signal, onOutput) {
+    call(method, params, signal, onOutput, onSent) {
         if (this.#dead)
             return Promise.reject(this.#dead);
         if (signal?.aborted) {
@@ -101,6 +144,7 @@ class Connection {
             this.#hold(true);
             this.#child.stdin.write(msg);
         });
+        onSent?.(id, this);
         if (!signal)
             return answered;
         // On abort the server kills what the request runs and answers it
@@ -294,6 +338,26 @@ export class Sandbox {
     exec(path, args = [], opts = {}) {
         return this.#run("sandbox.exec", { path, args }, opts);
     }
+    spawn(path, args = [], opts = {}) {
+        if (opts.stdin !== undefined) {
+            throw new LightboxError("invalid_params", "spawn: write stdin through the handle (write, end), not opts.stdin");
+        }
+        const what = { path, args, stdinStream: true };
+        if (opts.tty)
+            what.tty = true;
+        if (opts.ttySize !== undefined)
+            what.ttySize = opts.ttySize;
+        let sent;
+        const result = this.#run("sandbox.exec", what, opts, (id, conn) => (sent = { id, conn }));
+        const call = async (method, params) => {
+            if (!sent) {
+                await result; // rejects with why the command was not sent
+                throw new LightboxError("error", `${method}: the command was not started`);
+            }
+            return sent.conn.call(method, { id: sent.id, ...params });
+        };
+        return new Spawned(call, result);
+    }
     /** Leaves the sandbox running after this process exits; attachSandbox
      * finds it again. */
     async detach() {
@@ -365,7 +429,7 @@ export class Sandbox {
     async destroy() {
         await this.#client._call("sandbox.destroy", { name: this.name });
     }
-    async #run(method, what, opts) {
+    async #run(method, what, opts, onSent) {
         const params = { name: this.name, ...what };
         const env = envList(opts.env);
         if (env)
@@ -432,7 +496,7 @@ export class Sandbox {
         };
         let r;
         try {
-            r = await this.#client._call(method, params, opts.signal, onOutput);
+            r = await this.#client._call(method, params, opts.signal, onOutput, onSent);
         }
         catch (e) {
             if (!(e instanceof ExitError))
@@ -456,10 +520,10 @@ export class Client {
         this.#root = opts.root ?? process.env.LIGHTBOX_ROOT;
     }
     /** @internal */
-    _call(method, params, signal, onOutput) {
+    _call(method, params, signal, onOutput, onSent) {
         if (!this.#conn || this.#conn.dead)
             this.#conn = new Connection(this.#bin, this.#root);
-        return this.#conn.call(method, params, signal, onOutput);
+        return this.#conn.call(method, params, signal, onOutput, onSent);
     }
     /** Launches a sandbox, runs fn with it and destroys it when fn's promise
      * settles — also when fn throws or rejects; resolves to fn's value. */

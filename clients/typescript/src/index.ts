@@ -126,6 +126,67 @@ export interface ExecOptions<T extends string | Buffer = string | Buffer> {
   onStderr?: (chunk: T) => void;
 }
 
+/** Options of Sandbox.spawn: those of exec but stdin (written through the
+ * handle instead), and a terminal. */
+export interface SpawnOptions<T extends string | Buffer = string | Buffer> extends Omit<ExecOptions<T>, "stdin"> {
+  /** Runs the command on a terminal (a pty) inside the sandbox, as
+   * `lightbox exec -t`: everything it writes, stderr too, comes to
+   * onStdout (and the result's stdout); the terminal echoes input and ends
+   * lines in "\r\n". */
+  tty?: boolean;
+  /** The terminal's initial size, [rows, cols]; with tty. */
+  ttySize?: [number, number];
+}
+
+/** A command started by Sandbox.spawn: its stdin is written through the
+ * handle while it runs. Each method resolves once the server has taken
+ * the message (input is queued for the command, not necessarily read
+ * yet) and rejects with a LightboxError "not_found" once the command has
+ * been answered (ended). Messages are carried out in the order they are
+ * called, so there is no need to await one before the next. */
+export class Spawned<T extends string | Buffer = string> {
+  readonly #call: (method: string, params: object) => Promise<any>;
+  /** Settles when the command ends, as exec's promise does: its result
+   * on exit 0, else an ExitError carrying it. Await it (or catch it). */
+  readonly result: Promise<Result<T>>;
+
+  /** @internal Spawned comes from Sandbox.spawn. */
+  constructor(call: (method: string, params: object) => Promise<any>, result: Promise<Result<T>>) {
+    this.#call = call;
+    this.result = result;
+  }
+
+  /** Appends data to the command's standard input: a string (UTF-8) or
+   * bytes. */
+  async write(data: string | Uint8Array): Promise<void> {
+    await this.#call("exec.input", inputParams(data));
+  }
+
+  /** Ends the command's standard input, after data when given (the
+   * command reads end of file; on a terminal, send "\u0004" or "exit\n"
+   * instead: a terminal has no end of file). Writing after it is a
+   * LightboxError. */
+  async end(data?: string | Uint8Array): Promise<void> {
+    await this.#call("exec.input", { ...inputParams(data ?? ""), eof: true });
+  }
+
+  /** Changes the size of the command's terminal (spawned with tty). */
+  async resize(rows: number, cols: number): Promise<void> {
+    await this.#call("exec.resize", { rows, cols });
+  }
+
+  /** Sends signal ("SIGINT", "int", a number as a string; default
+   * SIGTERM) to the command. */
+  async kill(signal = "SIGTERM"): Promise<void> {
+    await this.#call("exec.signal", { signal });
+  }
+}
+
+function inputParams(data: string | Uint8Array): Record<string, unknown> {
+  if (typeof data === "string") return { data, encoding: "utf8" };
+  return { data: Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("base64"), encoding: "base64" };
+}
+
 /** What a finished command left. stdout and stderr hold at most 16 MiB
  * each: strings decoded as UTF-8, or Buffers with `encoding: "buffer"`. */
 export interface Result<T extends string | Buffer = string> {
@@ -511,7 +572,13 @@ class Connection {
     return this.#dead !== undefined;
   }
 
-  call(method: string, params?: unknown, signal?: AbortSignal, onOutput?: (params: any, method: string) => void): Promise<any> {
+  call(
+    method: string,
+    params?: unknown,
+    signal?: AbortSignal,
+    onOutput?: (params: any, method: string) => void,
+    onSent?: (id: number, conn: Connection) => void,
+  ): Promise<any> {
     if (this.#dead) return Promise.reject(this.#dead);
     if (signal?.aborted) {
       return Promise.reject(new LightboxError("canceled", `${method}: aborted before it was sent`, { cause: signal.reason }));
@@ -523,6 +590,7 @@ class Connection {
       this.#hold(true);
       this.#child.stdin!.write(msg);
     });
+    onSent?.(id, this);
     if (!signal) return answered;
     // On abort the server kills what the request runs and answers it
     // (a "canceled" error with the output so far): the answer settles it.
@@ -732,6 +800,34 @@ export class Sandbox {
     return this.#run("sandbox.exec", { path, args }, opts);
   }
 
+  /** Starts path with args and returns at once a handle that writes its
+   * standard input as it runs (write, end), resizes its terminal (with
+   * opts.tty), signals it (kill), and whose `result` settles when it
+   * ends, as exec's promise does. Pass onStdout (and onStderr) to see its
+   * output as it comes: an interactive shell or REPL. For a script, spawn
+   * "/bin/sh" with ["-c", script]. */
+  spawn(path: string, args: string[], opts: SpawnOptions<Buffer> & { encoding: "buffer" }): Spawned<Buffer>;
+  spawn(path: string, args?: string[], opts?: SpawnOptions<string> & { encoding?: "utf8" }): Spawned<string>;
+  spawn(path: string, args?: string[], opts?: SpawnOptions): Spawned<string | Buffer>;
+  spawn(path: string, args: string[] = [], opts: SpawnOptions<any> = {}): Spawned<any> {
+    if ((opts as ExecOptions).stdin !== undefined) {
+      throw new LightboxError("invalid_params", "spawn: write stdin through the handle (write, end), not opts.stdin");
+    }
+    const what: Record<string, unknown> = { path, args, stdinStream: true };
+    if (opts.tty) what.tty = true;
+    if (opts.ttySize !== undefined) what.ttySize = opts.ttySize;
+    let sent: { id: number; conn: Connection } | undefined;
+    const result = this.#run("sandbox.exec", what, opts, (id, conn) => (sent = { id, conn }));
+    const call = async (method: string, params: object): Promise<any> => {
+      if (!sent) {
+        await result; // rejects with why the command was not sent
+        throw new LightboxError("error", `${method}: the command was not started`);
+      }
+      return sent.conn.call(method, { id: sent.id, ...params });
+    };
+    return new Spawned(call, result);
+  }
+
   /** Leaves the sandbox running after this process exits; attachSandbox
    * finds it again. */
   async detach(): Promise<void> {
@@ -812,7 +908,12 @@ export class Sandbox {
     await this.#client._call("sandbox.destroy", { name: this.name });
   }
 
-  async #run(method: string, what: object, opts: ExecOptions<any>): Promise<Result<string | Buffer>> {
+  async #run(
+    method: string,
+    what: object,
+    opts: ExecOptions<any>,
+    onSent?: (id: number, conn: Connection) => void,
+  ): Promise<Result<string | Buffer>> {
     const params: Record<string, unknown> = { name: this.name, ...what };
     const env = envList(opts.env);
     if (env) params.env = env;
@@ -864,7 +965,7 @@ export class Sandbox {
     };
     let r: any;
     try {
-      r = await this.#client._call(method, params, opts.signal, onOutput);
+      r = await this.#client._call(method, params, opts.signal, onOutput, onSent);
     } catch (e) {
       if (!(e instanceof ExitError)) throw e;
       ended();
@@ -889,9 +990,15 @@ export class Client {
   }
 
   /** @internal */
-  _call(method: string, params?: unknown, signal?: AbortSignal, onOutput?: (params: any, method: string) => void): Promise<any> {
+  _call(
+    method: string,
+    params?: unknown,
+    signal?: AbortSignal,
+    onOutput?: (params: any, method: string) => void,
+    onSent?: (id: number, conn: Connection) => void,
+  ): Promise<any> {
     if (!this.#conn || this.#conn.dead) this.#conn = new Connection(this.#bin, this.#root);
-    return this.#conn.call(method, params, signal, onOutput);
+    return this.#conn.call(method, params, signal, onOutput, onSent);
   }
 
   /** Launches a sandbox, runs fn with it and destroys it when fn's promise

@@ -617,3 +617,55 @@ test("aborting buildSnapshot's signal stops the build mid-RUN: canceled, no snap
   assert.equal(lbCLI(store.root, "ps", "-aq").trim(), "", "no sandbox left, running or exited");
   assert.deepEqual((await lb.listSnapshots()).map((s) => s.name), ["busybox"]);
 });
+
+test("spawn runs an interactive shell: each line written once the previous one's output came, end() ends it with its status", async () => {
+  await lb.runInSandbox({ ...none, name: "spawned" }, async (sb) => {
+    let out = "";
+    let wake: () => void = () => {};
+    const outputHas = (s: string) =>
+      new Promise<void>((resolve) => {
+        wake = () => { if (out.includes(s)) resolve(); };
+        wake();
+      });
+    const sh = sb.spawn("sh", [], { onStdout: (chunk) => { out += chunk; wake(); } });
+    for (const word of ["one", "two"]) {
+      await sh.write(`echo ${word}\n`);
+      await outputHas(`${word}\n`);
+    }
+    await sh.write(new Uint8Array([101, 99, 104, 111, 32, 51, 10])); // "echo 3\n" as bytes
+    await outputHas("3\n");
+    await sh.end("exit 6\n");
+    const e = await sh.result.catch((x: unknown) => x);
+    assert.ok(e instanceof ExitError && e.exitCode === 6, `exit 6: ${e}`);
+    assert.equal(e.stdout, "one\ntwo\n3\n");
+    await assert.rejects(sh.write("late\n"), (x: unknown) => x instanceof LightboxError && x.code === "not_found");
+    // kill signals it.
+    const cat = sb.spawn("cat");
+    await cat.kill("SIGTERM");
+    const k = await cat.result.catch((x: unknown) => x);
+    assert.ok(k instanceof ExitError && k.signal === 15, `cat killed by SIGTERM: ${k}`);
+  });
+});
+
+test("spawn with tty runs on a terminal of ttySize; resize changes it", async () => {
+  await lb.runInSandbox({ ...none, name: "spawned-tty" }, async (sb) => {
+    let out = "";
+    let wake: () => void = () => {};
+    const outputHas = (s: string) =>
+      new Promise<void>((resolve) => {
+        wake = () => { if (out.includes(s)) resolve(); };
+        wake();
+      });
+    const p = sb.spawn("sh", ["-c", "tty; stty size; echo ready; read x; stty size; echo err >&2; exit 2"], {
+      tty: true, ttySize: [20, 70], onStdout: (chunk) => { out += chunk; wake(); },
+    });
+    await outputHas("ready\r\n");
+    assert.match(out, /^\/dev\/pts\/\d+\r\n20 70\r\n/);
+    await p.resize(40, 120);
+    await p.write("go\n");
+    const e = await p.result.catch((x: unknown) => x);
+    assert.ok(e instanceof ExitError && e.exitCode === 2, `exit 2: ${e}`);
+    assert.ok(e.stdout.endsWith("go\r\n40 120\r\nerr\r\n"), `stdout ${JSON.stringify(e.stdout)}`);
+    assert.equal(e.stderr, "");
+  });
+});
