@@ -170,6 +170,17 @@ func (c *Cmd) start(ctx, life context.Context, late bool) (err error) {
 					if len(rfds) != 1 {
 						err = errors.New("init sent no pty")
 					} else {
+						// Non-blocking, so that os.File reads it through
+						// the poller and closeOurs can end the relay's
+						// read: a blocking read held the master (and the
+						// relay, writing to Stdout after Wait) while a
+						// job the command left held the terminal. The
+						// init keeps its copy of the description unread.
+						if err = unix.SetNonblock(rfds[0], true); err != nil {
+							unix.Close(rfds[0])
+							err = fmt.Errorf("pty: %w", err)
+							break
+						}
 						c.pty = os.NewFile(uintptr(rfds[0]), "pty")
 						c.closers = append(c.closers, c.pty)
 					}
@@ -538,8 +549,10 @@ func (c *Cmd) relayPty() {
 		defer c.copies.Done()
 		w := &writeErr{w: out}
 		_, err := io.Copy(w, c.pty)
-		// EIO is how a pty master says every slave end closed.
-		if err == nil || errors.Is(err, unix.EIO) {
+		// EIO is how a pty master says every slave end closed; a
+		// closed master, that Wait gave up waiting for a job the
+		// command left holding the terminal (WaitDelay) and closed it.
+		if err == nil || errors.Is(err, unix.EIO) || errors.Is(err, os.ErrClosed) {
 			return
 		}
 		c.setCopyErr(err)
@@ -782,7 +795,18 @@ func (c *Cmd) Resize(rows, cols uint16) error {
 	if c.pty == nil {
 		return errors.New("lightbox: Cmd has no pty")
 	}
-	return unix.IoctlSetWinsize(int(c.pty.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
+	// Through the file's raw conn, as os advises over Fd (which a
+	// descriptor os made non-blocking itself turns blocking).
+	rc, err := c.pty.SyscallConn()
+	if err != nil {
+		return err
+	}
+	if cerr := rc.Control(func(fd uintptr) {
+		err = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
+	}); cerr != nil {
+		return cerr
+	}
+	return err
 }
 
 func sendRequest(c *net.UnixConn, r nsinit.Request, fds []int) error {

@@ -439,6 +439,54 @@ func TestStdioBlocking(t *testing.T) {
 	}
 }
 
+// TestTtyJobLeftBehind: a terminal command that leaves a job holding
+// its terminal is answered (after WaitDelay) with its pty master closed.
+// The master came from the init in blocking mode, so the relay's read
+// held it open (and the relay's goroutine, writing to Stdout after Wait
+// returned) until the job ended.
+func TestTtyJobLeftBehind(t *testing.T) {
+	e := newEnv(t)
+	sb := e.launch(t, e.spec("ttyjob"))
+	before := ptyMasters(t)
+	c := sb.Command("sh", "-c", `trap "" HUP; sleep 60 & read x; echo done`)
+	c.Tty = true
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	c.Stdin = pr
+	c.Stdout = &bytesBuffer{}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Resize(40, 120); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pw.Write([]byte("\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if after := ptyMasters(t); after != before {
+		t.Errorf("%d pty masters open after Wait, %d before: the terminal's master stayed open while a job held it", after, before)
+	}
+}
+
+// ptyMasters counts this process's descriptors of pty masters.
+func ptyMasters(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasSuffix(l, "ptmx") {
+			n++
+		}
+	}
+	return n
+}
+
 func TestTty(t *testing.T) {
 	e := newEnv(t)
 	sb := e.launch(t, e.spec("tty"))
