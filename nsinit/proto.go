@@ -276,6 +276,13 @@ type Report struct {
 // decimal.
 const DroppedXattr = "user.lightbox.dropped"
 
+// CutsXattr is the extended attribute on a capped log file that counts,
+// in decimal, the cuts (CappedLog's compactions) begun and ended: odd
+// while one moves the file's bytes. A reader that finds the same even
+// count before and after a read knows no cut moved what it read (a
+// follower of the log, runtime.Sandbox.Logs).
+const CutsXattr = "user.lightbox.cuts"
+
 // Op is the operation of a Request.
 type Op string
 

@@ -701,9 +701,13 @@ func (s *Sandbox) kill() error {
 
 // droppedBytes reads how much older output the init dropped from a
 // capped log file (nsinit.DroppedXattr), 0 when none.
-func droppedBytes(f *os.File) int64 {
+func droppedBytes(f *os.File) int64 { return xattrCount(f, nsinit.DroppedXattr) }
+
+// xattrCount reads a count kept in the extended attribute name of f, 0
+// when it has none.
+func xattrCount(f *os.File, name string) int64 {
 	b := make([]byte, 32)
-	n, err := unix.Fgetxattr(int(f.Fd()), nsinit.DroppedXattr, b)
+	n, err := unix.Fgetxattr(int(f.Fd()), name, b)
 	if err != nil {
 		return 0
 	}
@@ -714,11 +718,7 @@ func droppedBytes(f *os.File) int64 {
 // Logs copies the main command's output kept on disk to stdout and
 // stderr; with follow it keeps copying until the sandbox ends or ctx does.
 func (s *Sandbox) Logs(ctx context.Context, follow bool, stdout, stderr io.Writer) error {
-	type stream struct {
-		f *os.File
-		w io.Writer
-	}
-	var streams []stream
+	var streams []*logStream
 	for _, x := range []struct {
 		n string
 		w io.Writer
@@ -731,17 +731,18 @@ func (s *Sandbox) Logs(ctx context.Context, follow bool, stdout, stderr io.Write
 			return fmt.Errorf("logs of %s: %w", s.name, err)
 		}
 		defer func() { _ = f.Close() }() // opened read-only
-		if n := droppedBytes(f); n > 0 && stderr != nil {
-			fmt.Fprintf(stderr, "[lightbox: %d bytes of older %s were dropped: the sandbox's logs keep the newest output]\n", n, strings.TrimSuffix(x.n, ".log"))
+		st := &logStream{f: f, w: x.w, name: strings.TrimSuffix(x.n, ".log"), note: stderr, dropped: droppedBytes(f)}
+		if st.dropped > 0 && stderr != nil {
+			fmt.Fprintf(stderr, "[lightbox: %d bytes of older %s were dropped: the sandbox's logs keep the newest output]\n", st.dropped, st.name)
 		}
-		if x.w == nil {
-			x.w = io.Discard
+		if st.w == nil {
+			st.w = io.Discard
 		}
-		streams = append(streams, stream{f, x.w})
+		streams = append(streams, st)
 	}
 	for {
 		for _, st := range streams {
-			if _, err := io.Copy(st.w, st.f); err != nil {
+			if err := st.copy(); err != nil {
 				return fmt.Errorf("logs of %s: %w", s.name, err)
 			}
 		}
@@ -751,7 +752,7 @@ func (s *Sandbox) Logs(ctx context.Context, follow bool, stdout, stderr io.Write
 		info, err := s.m.status(s.name)
 		if err != nil || info.Status != StatusRunning {
 			for _, st := range streams {
-				_, _ = io.Copy(st.w, st.f) // the sandbox is gone: a failed last read (a removed log) has nothing more to give
+				_ = st.copy() // the sandbox is gone: a failed last read (a removed log) has nothing more to give
 			}
 			return nil
 		}
@@ -760,5 +761,76 @@ func (s *Sandbox) Logs(ctx context.Context, follow bool, stdout, stderr io.Write
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
+	}
+}
+
+// logStream is one log file that Logs reads, from where it read last.
+//
+// A capped log (nsinit.CappedLog) is cut as it fills: its newest half
+// moves to the file's front, the rest is dropped and counted in its
+// DroppedXattr. A follower's offset then lies past the new end: read on
+// from it, it would see nothing until the file grew past it (never, at
+// the cap) and miss what came meanwhile. The count's growth is how far
+// the kept bytes moved, so the offset moves back by as much; what it
+// would move back past (output dropped before it was read) is said on
+// the note writer, as for a log read whole. What is read while a cut
+// moves bytes (nsinit.CutsXattr odd, or changed during the read) is read
+// again from where it moved.
+type logStream struct {
+	f       *os.File
+	w       io.Writer
+	name    string    // "stdout" or "stderr"
+	note    io.Writer // where drops are said (the stderr writer); nil: not said
+	pos     int64     // the offset read up to
+	dropped int64     // DroppedXattr as of pos
+	cut     int       // turns that found the file shorter than pos with no new count
+	buf     []byte
+}
+
+// copy writes what the log gained since the last read.
+func (st *logStream) copy() error {
+	for {
+		cuts := xattrCount(st.f, nsinit.CutsXattr)
+		if cuts%2 == 1 {
+			return nil // a cut under way: read at the next turn
+		}
+		if d := droppedBytes(st.f); d > st.dropped {
+			pos := st.pos - (d - st.dropped)
+			if pos < 0 {
+				if st.note != nil {
+					fmt.Fprintf(st.note, "[lightbox: %d bytes of %s were dropped before they were read: the sandbox's logs keep the newest output]\n", -pos, st.name)
+				}
+				pos = 0
+			}
+			st.pos, st.dropped, st.cut = pos, d, 0
+		} else if fi, err := st.f.Stat(); err == nil && fi.Size() < st.pos {
+			// Cut, with no count to say how far (a count that could
+			// not be set, or an init that keeps none): the place is
+			// unknown once that lasts: go on from the end, and say so.
+			if st.cut++; st.cut < 3 {
+				return nil
+			}
+			if st.note != nil {
+				fmt.Fprintf(st.note, "[lightbox: older %s was dropped (how much is unknown): the sandbox's logs keep the newest output]\n", st.name)
+			}
+			st.pos, st.cut = fi.Size(), 0
+		}
+		if st.buf == nil {
+			st.buf = make([]byte, 256<<10)
+		}
+		n, err := st.f.ReadAt(st.buf, st.pos)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		if xattrCount(st.f, nsinit.CutsXattr) != cuts {
+			continue // a cut moved bytes meanwhile: read them where they are now
+		}
+		if n == 0 {
+			return nil
+		}
+		if _, err := st.w.Write(st.buf[:n]); err != nil {
+			return err
+		}
+		st.pos += int64(n)
 	}
 }
