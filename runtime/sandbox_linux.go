@@ -338,6 +338,29 @@ func (s *Sandbox) Detach() error {
 // it.
 const detachedFile = "detached"
 
+// destroyedFile, in a sandbox's directory, says that a Destroy of it
+// (rm, RemoveSandbox, a launcher's Destroy) has begun: a Wait that the
+// init's end cuts short says the sandbox was destroyed, not that its init
+// died.
+const destroyedFile = "destroyed"
+
+// destroyedErr is the error of a Wait, or of a command, that the init's
+// end cut short when the sandbox was destroyed under it (destroyedFile),
+// nil otherwise; what names what did not end ("its main command"). With
+// gone, a directory already removed counts too: only for what was under
+// way when the init ended (a command), never for a Wait, which may come
+// long after (ErrNotFound then).
+func (s *Sandbox) destroyedErr(what string, gone bool) error {
+	_, err := os.Lstat(filepath.Join(s.dir, destroyedFile))
+	if err == nil {
+		return fmt.Errorf("sandbox %s: %w: it was destroyed (removed) before %s ended", s.name, ErrNotRunning, what)
+	}
+	if _, err := os.Lstat(s.dir); gone && errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("sandbox %s: %w: it was removed before %s ended", s.name, ErrNotRunning, what)
+	}
+	return nil
+}
+
 // pooledFile, in a sandbox's directory, says that a warm pool holds it
 // (Spec.Takeable) and has not handed it out yet.
 const pooledFile = "pooled"
@@ -367,6 +390,9 @@ func (s *Sandbox) Wait(ctx context.Context) (int, error) {
 		case err := <-waited:
 			var ee *ExitError
 			if err != nil && !errors.As(err, &ee) {
+				if derr := s.destroyedErr("its main command", false); derr != nil {
+					return -1, derr
+				}
 				return -1, err
 			}
 			return main.exitCode, s.waitGone(ctx)
@@ -397,12 +423,18 @@ func (s *Sandbox) Wait(ctx context.Context) (int, error) {
 	// The init is gone (or went while we waited): read what it recorded.
 	info, ierr := s.m.status(s.name)
 	if ierr != nil {
+		if derr := s.destroyedErr("its main command", false); derr != nil {
+			return -1, derr
+		}
 		return -1, s.statusErr(ierr)
 	}
 	switch info.Status {
 	case StatusExited:
 		return info.ExitCode, nil
 	case StatusDead:
+		if derr := s.destroyedErr("its main command", false); derr != nil {
+			return -1, derr
+		}
 		return -1, fmt.Errorf("sandbox %s: %w: %s", s.name, ErrNotRunning, initDied)
 	}
 	return -1, fmt.Errorf("sandbox %s: wait: %w", s.name, err)
@@ -466,8 +498,13 @@ func (s *Sandbox) destroy(ctx context.Context, grace time.Duration) error {
 	// from the init when nothing of the sandbox runs any more: Destroy
 	// returns then, and the init's reap goes to the background with the
 	// removal.
+	// Said before the stop, for a Wait it ends (best effort: only that
+	// message depends on it; the directory goes with the sandbox).
+	mark := filepath.Join(s.dir, destroyedFile)
+	_ = os.WriteFile(mark, nil, 0o600)
 	early, err := s.stop(ctx, grace, net == nil && s.initDone != nil)
 	if err != nil {
+		_ = os.Remove(mark) // not destroyed after all
 		return fmt.Errorf("destroy sandbox %s: %w", s.name, err)
 	}
 	if net != nil || s.initDone == nil {
