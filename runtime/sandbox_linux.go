@@ -779,7 +779,7 @@ func (s *Sandbox) Logs(ctx context.Context, follow bool, stdout, stderr io.Write
 	}
 	for {
 		for _, st := range streams {
-			if err := st.copy(); err != nil {
+			if err := st.copy(follow); err != nil {
 				return fmt.Errorf("logs of %s: %w", s.name, err)
 			}
 		}
@@ -789,7 +789,7 @@ func (s *Sandbox) Logs(ctx context.Context, follow bool, stdout, stderr io.Write
 		info, err := s.m.status(s.name)
 		if err != nil || info.Status != StatusRunning {
 			for _, st := range streams {
-				_ = st.copy() // the sandbox is gone: a failed last read (a removed log) has nothing more to give
+				_ = st.copy(false) // the sandbox is gone: a failed last read (a removed log) has nothing more to give
 			}
 			return nil
 		}
@@ -821,16 +821,22 @@ type logStream struct {
 	pos     int64     // the offset read up to
 	dropped int64     // DroppedXattr as of pos
 	cut     int       // turns that found the file shorter than pos with no new count
+	busy    int       // turns that found a cut under way
 	buf     []byte
 }
 
-// copy writes what the log gained since the last read.
-func (st *logStream) copy() error {
-	for {
+// copy writes what the log gained since the last read. With next, a
+// later turn comes (a follow of a running sandbox): a cut under way is
+// left to it, for a few turns. Without, or past those (a relay killed
+// mid-cut leaves its count odd), the log is read as it is.
+func (st *logStream) copy(next bool) error {
+	for retry := 0; ; retry++ {
 		cuts := xattrCount(st.f, nsinit.CutsXattr)
-		if cuts%2 == 1 {
+		if cuts%2 == 1 && next && st.busy < 3 {
+			st.busy++
 			return nil // a cut under way: read at the next turn
 		}
+		st.busy = 0
 		if d := droppedBytes(st.f); d > st.dropped {
 			pos := st.pos - (d - st.dropped)
 			if pos < 0 {
@@ -844,7 +850,7 @@ func (st *logStream) copy() error {
 			// Cut, with no count to say how far (a count that could
 			// not be set, or an init that keeps none): the place is
 			// unknown once that lasts: go on from the end, and say so.
-			if st.cut++; st.cut < 3 {
+			if st.cut++; next && st.cut < 3 {
 				return nil
 			}
 			if st.note != nil {
@@ -859,7 +865,7 @@ func (st *logStream) copy() error {
 		if err != nil && !errors.Is(err, io.EOF) {
 			return err
 		}
-		if xattrCount(st.f, nsinit.CutsXattr) != cuts {
+		if xattrCount(st.f, nsinit.CutsXattr) != cuts && retry < 10 {
 			continue // a cut moved bytes meanwhile: read them where they are now
 		}
 		if n == 0 {
