@@ -60,6 +60,21 @@ func TestAPIServerWaitRemoved(t *testing.T) {
 			t.Errorf("sandbox.logs follow of %s removed under it = %+v, want what it wrote (up) or, removed first, nothing", name, logs)
 		}
 	}
+	// A command running in a sandbox removed under it: not_running
+	// saying so (not "the sandbox ended"). It runs before the remove is
+	// sent: its first line came.
+	p.ok("sandbox.launch", map[string]any{"snapshot": "busybox", "name": "api-rmexec", "network": "none"}, nil)
+	exec, notes, _ := p.sendStream("sandbox.shell", map[string]any{"name": "api-rmexec", "script": "echo started; exec sleep 100"})
+	var s streamed
+	s.until(t, p, notes, exec, "stdout", "started\n", joinText)
+	p.ok("sandbox.remove", map[string]any{"name": "api-rmexec", "force": true, "timeoutMs": 0}, nil)
+	// (When the init reports the command's death first, it is an exit
+	// error saying the sandbox was destroyed, as before.)
+	r := p.receive("the shell in api-rmexec", exec)
+	if r.Error == nil || !(r.Error.kind() == "not_running" && strings.Contains(r.Error.Message, "removed") ||
+		r.Error.kind() == "exit" && strings.Contains(r.Error.Message, "the sandbox was destroyed")) {
+		t.Errorf("sandbox.shell in a sandbox removed under it = %s %+v; want not_running saying it was removed", r.Result, r.Error)
+	}
 	if err := p.close(); err != nil {
 		t.Fatalf("lightbox api exit: %v; stderr: %s", err, p.stderr())
 	}

@@ -590,7 +590,11 @@ func (c *Cmd) waitExit(ctx context.Context) {
 			// The init drops a command's connection unanswered only as it
 			// exits (the sandbox ended: its main command, a destroy, its
 			// timeout), killing what still runs.
-			c.err = &ExecError{Sandbox: c.sb.name, Err: fmt.Errorf("the sandbox ended before the command did: %w", c.sb.gone(err))}
+			why := fmt.Errorf("the sandbox ended before the command did: %w", c.sb.gone(err))
+			if derr := c.sb.destroyedErr("the command", true); derr != nil {
+				why = fmt.Errorf("%w (%v)", derr, err)
+			}
+			c.err = &ExecError{Sandbox: c.sb.name, Err: why}
 			if ctx.Err() != nil {
 				c.err = ctx.Err()
 			}
