@@ -219,6 +219,18 @@ func (l *CappedLog) Write(p []byte) (int, error) {
 // its front and truncates the rest, returning the new end and the total
 // dropped.
 func compact(f *os.File, off, max, dropped int64) (int64, int64) {
+	// The count of cuts is odd while this one moves bytes (CutsXattr),
+	// and even again once the drop count says how far they moved.
+	var cuts int64
+	b := make([]byte, 32)
+	if n, err := unix.Fgetxattr(int(f.Fd()), CutsXattr, b); err == nil {
+		cuts, _ = strconv.ParseInt(string(b[:n]), 10, 64)
+	}
+	cuts += 1 + cuts%2 // odd: a count left odd by a killed relay stays odd only until this cut ends
+	_ = unix.Fsetxattr(int(f.Fd()), CutsXattr, []byte(strconv.FormatInt(cuts, 10)), 0)
+	defer func() {
+		_ = unix.Fsetxattr(int(f.Fd()), CutsXattr, []byte(strconv.FormatInt(cuts+1, 10)), 0)
+	}()
 	keep := min(off, max/2)
 	from := off - keep
 	buf := make([]byte, 1<<20)

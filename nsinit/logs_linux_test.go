@@ -80,3 +80,35 @@ func running(rl *relay) bool {
 	_, ok := relays.set[rl]
 	return ok
 }
+
+// TestCappedLogCuts: each cut of a capped log counts itself in
+// CutsXattr, odd while it moves bytes and even once DroppedXattr says
+// how far they moved (the reader's seqlock, runtime's logStream).
+func TestCappedLogCuts(t *testing.T) {
+	f, err := os.OpenFile(filepath.Join(t.TempDir(), "stdout.log"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := unix.Fsetxattr(int(f.Fd()), CutsXattr, []byte("0"), 0); err != nil {
+		t.Skipf("user xattrs on %s: %v", f.Name(), err)
+	}
+	l := NewCappedLog(f, 100)
+	count := func(name string) string {
+		b := make([]byte, 32)
+		n, err := unix.Fgetxattr(int(f.Fd()), name, b)
+		if err != nil {
+			return err.Error()
+		}
+		return string(b[:n])
+	}
+	for i := range 3 {
+		_, _ = l.Write([]byte("0123456789012345678901234567890123456789012345678901234567890123456789")) // 70 bytes
+		if got, want := count(CutsXattr), []string{"0", "2", "4"}[i]; got != want {
+			t.Errorf("after write %d: %s = %s, want %s", i+1, CutsXattr, got, want)
+		}
+	}
+	if got := count(DroppedXattr); got != "90" {
+		t.Errorf("%s = %s, want 90 (20 then 70 dropped as 140 and 120 bytes were cut to 50)", DroppedXattr, got)
+	}
+}

@@ -276,6 +276,13 @@ type Report struct {
 // decimal.
 const DroppedXattr = "user.lightbox.dropped"
 
+// CutsXattr is the extended attribute on a capped log file that counts,
+// in decimal, the cuts (CappedLog's compactions) begun and ended: odd
+// while one moves the file's bytes. A reader that finds the same even
+// count before and after a read knows no cut moved what it read (a
+// follower of the log, runtime.Sandbox.Logs).
+const CutsXattr = "user.lightbox.cuts"
+
 // Op is the operation of a Request.
 type Op string
 
@@ -297,6 +304,13 @@ const (
 	MsgNoMain     = "the sandbox has no main command"
 	MsgMainExited = "the main command has exited"
 )
+
+// MsgPooled is the error of an exec request to a sandbox that waits in a
+// warm pool (Config.Pooled) and was not taken yet: it runs nothing, so
+// that the launch that takes it gets it as fresh as a cold one (no file
+// written, no process left by a command run in it under its generated
+// name).
+const MsgPooled = "the sandbox waits in a warm pool: it runs nothing until a launch takes it"
 
 // Request is a client's message on the exec socket.
 type Request struct {

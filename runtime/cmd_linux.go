@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/beamhop/lightbox/internal/errdefs"
 	"github.com/beamhop/lightbox/nsinit"
 	"golang.org/x/sys/unix"
 )
@@ -222,6 +223,9 @@ func startError(r nsinit.Reply) error {
 		return fmt.Errorf("%w: %s", ErrCommandNotFound, r.Error)
 	case 126:
 		return fmt.Errorf("%w: %s", ErrNotExecutable, r.Error)
+	}
+	if r.Error == nsinit.MsgPooled {
+		return fmt.Errorf("%s: %w", r.Error, errdefs.ErrInUse)
 	}
 	return errors.New(r.Error)
 }
@@ -599,7 +603,11 @@ func (c *Cmd) waitExit(ctx context.Context) {
 			// The init drops a command's connection unanswered only as it
 			// exits (the sandbox ended: its main command, a destroy, its
 			// timeout), killing what still runs.
-			c.err = &ExecError{Sandbox: c.sb.name, Err: fmt.Errorf("the sandbox ended before the command did: %w", c.sb.gone(err))}
+			why := fmt.Errorf("the sandbox ended before the command did: %w", c.sb.gone(err))
+			if derr := c.sb.destroyedErr("the command", true); derr != nil {
+				why = fmt.Errorf("%w (%v)", derr, err)
+			}
+			c.err = &ExecError{Sandbox: c.sb.name, Err: why}
 			if ctx.Err() != nil {
 				c.err = ctx.Err()
 			}

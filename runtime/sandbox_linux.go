@@ -338,6 +338,29 @@ func (s *Sandbox) Detach() error {
 // it.
 const detachedFile = "detached"
 
+// destroyedFile, in a sandbox's directory, says that a Destroy of it
+// (rm, RemoveSandbox, a launcher's Destroy) has begun: a Wait that the
+// init's end cuts short says the sandbox was destroyed, not that its init
+// died.
+const destroyedFile = "destroyed"
+
+// destroyedErr is the error of a Wait, or of a command, that the init's
+// end cut short when the sandbox was destroyed under it (destroyedFile),
+// nil otherwise; what names what did not end ("its main command"). With
+// gone, a directory already removed counts too: only for what was under
+// way when the init ended (a command), never for a Wait, which may come
+// long after (ErrNotFound then).
+func (s *Sandbox) destroyedErr(what string, gone bool) error {
+	_, err := os.Lstat(filepath.Join(s.dir, destroyedFile))
+	if err == nil {
+		return fmt.Errorf("sandbox %s: %w: it was destroyed (removed) before %s ended", s.name, ErrNotRunning, what)
+	}
+	if _, err := os.Lstat(s.dir); gone && errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("sandbox %s: %w: it was removed before %s ended", s.name, ErrNotRunning, what)
+	}
+	return nil
+}
+
 // pooledFile, in a sandbox's directory, says that a warm pool holds it
 // (Spec.Takeable) and has not handed it out yet.
 const pooledFile = "pooled"
@@ -367,6 +390,9 @@ func (s *Sandbox) Wait(ctx context.Context) (int, error) {
 		case err := <-waited:
 			var ee *ExitError
 			if err != nil && !errors.As(err, &ee) {
+				if derr := s.destroyedErr("its main command", false); derr != nil {
+					return -1, derr
+				}
 				return -1, err
 			}
 			return main.exitCode, s.waitGone(ctx)
@@ -397,12 +423,18 @@ func (s *Sandbox) Wait(ctx context.Context) (int, error) {
 	// The init is gone (or went while we waited): read what it recorded.
 	info, ierr := s.m.status(s.name)
 	if ierr != nil {
+		if derr := s.destroyedErr("its main command", false); derr != nil {
+			return -1, derr
+		}
 		return -1, s.statusErr(ierr)
 	}
 	switch info.Status {
 	case StatusExited:
 		return info.ExitCode, nil
 	case StatusDead:
+		if derr := s.destroyedErr("its main command", false); derr != nil {
+			return -1, derr
+		}
 		return -1, fmt.Errorf("sandbox %s: %w: %s", s.name, ErrNotRunning, initDied)
 	}
 	return -1, fmt.Errorf("sandbox %s: wait: %w", s.name, err)
@@ -466,8 +498,13 @@ func (s *Sandbox) destroy(ctx context.Context, grace time.Duration) error {
 	// from the init when nothing of the sandbox runs any more: Destroy
 	// returns then, and the init's reap goes to the background with the
 	// removal.
+	// Said before the stop, for a Wait it ends (best effort: only that
+	// message depends on it; the directory goes with the sandbox).
+	mark := filepath.Join(s.dir, destroyedFile)
+	_ = os.WriteFile(mark, nil, 0o600)
 	early, err := s.stop(ctx, grace, net == nil && s.initDone != nil)
 	if err != nil {
+		_ = os.Remove(mark) // not destroyed after all
 		return fmt.Errorf("destroy sandbox %s: %w", s.name, err)
 	}
 	if net != nil || s.initDone == nil {
@@ -701,9 +738,13 @@ func (s *Sandbox) kill() error {
 
 // droppedBytes reads how much older output the init dropped from a
 // capped log file (nsinit.DroppedXattr), 0 when none.
-func droppedBytes(f *os.File) int64 {
+func droppedBytes(f *os.File) int64 { return xattrCount(f, nsinit.DroppedXattr) }
+
+// xattrCount reads a count kept in the extended attribute name of f, 0
+// when it has none.
+func xattrCount(f *os.File, name string) int64 {
 	b := make([]byte, 32)
-	n, err := unix.Fgetxattr(int(f.Fd()), nsinit.DroppedXattr, b)
+	n, err := unix.Fgetxattr(int(f.Fd()), name, b)
 	if err != nil {
 		return 0
 	}
@@ -714,11 +755,7 @@ func droppedBytes(f *os.File) int64 {
 // Logs copies the main command's output kept on disk to stdout and
 // stderr; with follow it keeps copying until the sandbox ends or ctx does.
 func (s *Sandbox) Logs(ctx context.Context, follow bool, stdout, stderr io.Writer) error {
-	type stream struct {
-		f *os.File
-		w io.Writer
-	}
-	var streams []stream
+	var streams []*logStream
 	for _, x := range []struct {
 		n string
 		w io.Writer
@@ -731,17 +768,18 @@ func (s *Sandbox) Logs(ctx context.Context, follow bool, stdout, stderr io.Write
 			return fmt.Errorf("logs of %s: %w", s.name, err)
 		}
 		defer func() { _ = f.Close() }() // opened read-only
-		if n := droppedBytes(f); n > 0 && stderr != nil {
-			fmt.Fprintf(stderr, "[lightbox: %d bytes of older %s were dropped: the sandbox's logs keep the newest output]\n", n, strings.TrimSuffix(x.n, ".log"))
+		st := &logStream{f: f, w: x.w, name: strings.TrimSuffix(x.n, ".log"), note: stderr, dropped: droppedBytes(f)}
+		if st.dropped > 0 && stderr != nil {
+			fmt.Fprintf(stderr, "[lightbox: %d bytes of older %s were dropped: the sandbox's logs keep the newest output]\n", st.dropped, st.name)
 		}
-		if x.w == nil {
-			x.w = io.Discard
+		if st.w == nil {
+			st.w = io.Discard
 		}
-		streams = append(streams, stream{f, x.w})
+		streams = append(streams, st)
 	}
 	for {
 		for _, st := range streams {
-			if _, err := io.Copy(st.w, st.f); err != nil {
+			if err := st.copy(follow); err != nil {
 				return fmt.Errorf("logs of %s: %w", s.name, err)
 			}
 		}
@@ -751,7 +789,7 @@ func (s *Sandbox) Logs(ctx context.Context, follow bool, stdout, stderr io.Write
 		info, err := s.m.status(s.name)
 		if err != nil || info.Status != StatusRunning {
 			for _, st := range streams {
-				_, _ = io.Copy(st.w, st.f) // the sandbox is gone: a failed last read (a removed log) has nothing more to give
+				_ = st.copy(false) // the sandbox is gone: a failed last read (a removed log) has nothing more to give
 			}
 			return nil
 		}
@@ -760,5 +798,82 @@ func (s *Sandbox) Logs(ctx context.Context, follow bool, stdout, stderr io.Write
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
+	}
+}
+
+// logStream is one log file that Logs reads, from where it read last.
+//
+// A capped log (nsinit.CappedLog) is cut as it fills: its newest half
+// moves to the file's front, the rest is dropped and counted in its
+// DroppedXattr. A follower's offset then lies past the new end: read on
+// from it, it would see nothing until the file grew past it (never, at
+// the cap) and miss what came meanwhile. The count's growth is how far
+// the kept bytes moved, so the offset moves back by as much; what it
+// would move back past (output dropped before it was read) is said on
+// the note writer, as for a log read whole. What is read while a cut
+// moves bytes (nsinit.CutsXattr odd, or changed during the read) is read
+// again from where it moved.
+type logStream struct {
+	f       *os.File
+	w       io.Writer
+	name    string    // "stdout" or "stderr"
+	note    io.Writer // where drops are said (the stderr writer); nil: not said
+	pos     int64     // the offset read up to
+	dropped int64     // DroppedXattr as of pos
+	cut     int       // turns that found the file shorter than pos with no new count
+	busy    int       // turns that found a cut under way
+	buf     []byte
+}
+
+// copy writes what the log gained since the last read. With next, a
+// later turn comes (a follow of a running sandbox): a cut under way is
+// left to it, for a few turns. Without, or past those (a relay killed
+// mid-cut leaves its count odd), the log is read as it is.
+func (st *logStream) copy(next bool) error {
+	for retry := 0; ; retry++ {
+		cuts := xattrCount(st.f, nsinit.CutsXattr)
+		if cuts%2 == 1 && next && st.busy < 3 {
+			st.busy++
+			return nil // a cut under way: read at the next turn
+		}
+		st.busy = 0
+		if d := droppedBytes(st.f); d > st.dropped {
+			pos := st.pos - (d - st.dropped)
+			if pos < 0 {
+				if st.note != nil {
+					fmt.Fprintf(st.note, "[lightbox: %d bytes of %s were dropped before they were read: the sandbox's logs keep the newest output]\n", -pos, st.name)
+				}
+				pos = 0
+			}
+			st.pos, st.dropped, st.cut = pos, d, 0
+		} else if fi, err := st.f.Stat(); err == nil && fi.Size() < st.pos {
+			// Cut, with no count to say how far (a count that could
+			// not be set, or an init that keeps none): the place is
+			// unknown once that lasts: go on from the end, and say so.
+			if st.cut++; next && st.cut < 3 {
+				return nil
+			}
+			if st.note != nil {
+				fmt.Fprintf(st.note, "[lightbox: older %s was dropped (how much is unknown): the sandbox's logs keep the newest output]\n", st.name)
+			}
+			st.pos, st.cut = fi.Size(), 0
+		}
+		if st.buf == nil {
+			st.buf = make([]byte, 256<<10)
+		}
+		n, err := st.f.ReadAt(st.buf, st.pos)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		if xattrCount(st.f, nsinit.CutsXattr) != cuts && retry < 10 {
+			continue // a cut moved bytes meanwhile: read them where they are now
+		}
+		if n == 0 {
+			return nil
+		}
+		if _, err := st.w.Write(st.buf[:n]); err != nil {
+			return err
+		}
+		st.pos += int64(n)
 	}
 }

@@ -131,6 +131,18 @@ func (s *Store) exportDir(ctx context.Context, name, dst, tag string) (err error
 	if err := readJSON(ctx, e, *mdesc, &m); err != nil {
 		return fmt.Errorf("export %s: %w", name, err)
 	}
+	// What is at dst, said in its own words: a file (or a link to one)
+	// is no place for a layout, and a link to nothing would be made a
+	// directory through it.
+	if fi, err := os.Stat(dst); err == nil && !fi.IsDir() {
+		return fmt.Errorf("export %s: %s is a file, not a directory (an OCI image layout is a directory; the oci-archive format writes a tar file): %w", name, dst, errdefs.ErrExists)
+	} else if errors.Is(err, os.ErrNotExist) {
+		if li, lerr := os.Lstat(dst); lerr == nil && li.Mode()&os.ModeSymlink != 0 {
+			return fmt.Errorf("export %s: %s is a symbolic link to nothing: %w", name, dst, errdefs.ErrExists)
+		}
+	} else if err != nil {
+		return fmt.Errorf("export %s: %w", name, err)
+	}
 	if _, err := os.Stat(filepath.Join(dst, ispec.ImageLayoutFile)); errors.Is(err, os.ErrNotExist) {
 		if err := createLayout(dst); err != nil {
 			return fmt.Errorf("export %s: create %s: %w", name, dst, err)
