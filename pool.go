@@ -346,11 +346,7 @@ const refillDelay = 100 * time.Millisecond
 // applyTake gives a pooled sandbox what a launch would have from opts.
 func (r *Runtime) applyTake(ctx context.Context, sb *Sandbox, opts SandboxOptions) error {
 	if opts.Name == "" && len(opts.Mounts) == 0 && len(opts.Env) == 0 && opts.Workdir == "" && opts.User == "" {
-		// The sandbox is what the request asks for already; its init
-		// still hears that it was taken: until then it runs nothing
-		// (nsinit.MsgPooled), and a take that finds it taken already
-		// fails (the request launches cold).
-		return sb.rs.Take(ctx, runtime.TakeSpec{})
+		return nil // the sandbox is what the request asks for already
 	}
 	spec, err := opts.spec()
 	if err != nil {
