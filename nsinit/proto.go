@@ -305,13 +305,6 @@ const (
 	MsgMainExited = "the main command has exited"
 )
 
-// MsgPooled is the error of an exec request to a sandbox that waits in a
-// warm pool (Config.Pooled) and was not taken yet: it runs nothing, so
-// that the launch that takes it gets it as fresh as a cold one (no file
-// written, no process left by a command run in it under its generated
-// name).
-const MsgPooled = "the sandbox waits in a warm pool: it runs nothing until a launch takes it"
-
 // Request is a client's message on the exec socket.
 type Request struct {
 	Version int           `json:"version"`

@@ -644,12 +644,7 @@ func (s *server) exec(c *net.UnixConn, req Request, fds []int) {
 	}
 	s.mu.Lock()
 	defUser, defEnv, defDir, name := s.cfg.User, s.cfg.Env, s.cfg.Workdir, s.cfg.Name // a take may change them
-	pooled := s.cfg.Pooled && !s.taken
 	s.mu.Unlock()
-	if pooled {
-		fail(0, errors.New(MsgPooled))
-		return
-	}
 	u, err := lookupUser(firstNonEmpty(e.User, defUser))
 	if err != nil {
 		fail(0, err)

@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/beamhop/lightbox/internal/errdefs"
 	"github.com/beamhop/lightbox/nsinit"
 	"golang.org/x/sys/unix"
 )
@@ -223,9 +222,6 @@ func startError(r nsinit.Reply) error {
 		return fmt.Errorf("%w: %s", ErrCommandNotFound, r.Error)
 	case 126:
 		return fmt.Errorf("%w: %s", ErrNotExecutable, r.Error)
-	}
-	if r.Error == nsinit.MsgPooled {
-		return fmt.Errorf("%s: %w", r.Error, errdefs.ErrInUse)
 	}
 	return errors.New(r.Error)
 }
