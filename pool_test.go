@@ -595,6 +595,9 @@ func TestPrewarmListsPooled(t *testing.T) {
 	if sb.Name() != first {
 		t.Fatalf("the launch got %s, not the pool's %s", sb.Name(), first)
 	}
+	if _, err := sb.Exec(t.Context(), "/bin/true"); err != nil {
+		t.Fatalf("Exec in the sandbox taken as it is: %v", err)
+	}
 	if listed()[first] {
 		t.Errorf("%s, taken, is still listed as pooled", first)
 	}
