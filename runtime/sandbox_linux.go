@@ -499,12 +499,19 @@ func (s *Sandbox) destroy(ctx context.Context, grace time.Duration) error {
 	// returns then, and the init's reap goes to the background with the
 	// removal.
 	// Said before the stop, for a Wait it ends (best effort: only that
-	// message depends on it; the directory goes with the sandbox).
-	mark := filepath.Join(s.dir, destroyedFile)
-	_ = os.WriteFile(mark, nil, 0o600)
+	// message depends on it; the directory goes with the sandbox). Not
+	// by the handle that launched the sandbox without a main command
+	// (RunInSandbox's Destroy): nothing waits for one.
+	mark := ""
+	if main != nil || s.initDone == nil {
+		mark = filepath.Join(s.dir, destroyedFile)
+		_ = os.WriteFile(mark, nil, 0o600)
+	}
 	early, err := s.stop(ctx, grace, net == nil && s.initDone != nil)
 	if err != nil {
-		_ = os.Remove(mark) // not destroyed after all
+		if mark != "" {
+			_ = os.Remove(mark) // not destroyed after all
+		}
 		return fmt.Errorf("destroy sandbox %s: %w", s.name, err)
 	}
 	if net != nil || s.initDone == nil {
