@@ -239,12 +239,7 @@ CMD ["cat", "/built"]
 	if e := p.fails("error", "snapshot.build", map[string]any{"name": "api-x", "context": filepath.Join(out, "nope")}); !strings.Contains(e.Message, "build context") {
 		t.Errorf("a missing context: %q", e.Message)
 	}
-	if err := p.close(); err != nil {
-		t.Fatalf("lightbox api exit: %v; stderr: %s", err, p.stderr())
-	}
-	if p.stray != nil {
-		t.Errorf("lines that answered no request: %q", p.stray)
-	}
+	p.closeClean()
 }
 
 // TestAPIServerBuildCancel: a build stopped mid-RUN — by request.cancel,
@@ -337,10 +332,5 @@ func TestAPIServerBuildCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.ok("snapshot.build", map[string]any{"name": "api-stopped", "context": ctx, "network": "none"}, nil)
-	if err := p.close(); err != nil {
-		t.Fatalf("lightbox api exit: %v; stderr: %s", err, p.stderr())
-	}
-	if p.stray != nil {
-		t.Errorf("lines that answered no request: %q", p.stray)
-	}
+	p.closeClean()
 }

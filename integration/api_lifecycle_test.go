@@ -244,14 +244,7 @@ func TestAPIServerWaitCancel(t *testing.T) {
 			t.Errorf("%s: sandbox.wait after the cancels = %d, want %d", c.name, code, c.code)
 		}
 	}
-	if err := p.close(); err != nil {
-		t.Fatalf("lightbox api exit: %v; stderr: %s", err, p.stderr())
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.stray != nil {
-		t.Errorf("lines that answered no request (a notification after its response?): %.300q", p.stray)
-	}
+	p.closeClean()
 }
 
 // TestAPIServerRemoveGC: sandbox.remove removes a sandbox by name that

@@ -314,12 +314,5 @@ func TestAPIServerStreamCancel(t *testing.T) {
 	if d := r.Error.exec(t); d.Stdout != "a\n" || joinText(s.stdout) != "a\n" || s.stderr != nil {
 		t.Errorf("streaming shell past its timeoutMs: data %s, notifications %q %q; want a\\n in both", r.Error.Data, s.stdout, s.stderr)
 	}
-	if err := p.close(); err != nil {
-		t.Fatalf("lightbox api exit: %v; stderr: %s", err, p.stderr())
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.stray != nil {
-		t.Errorf("lines that answered no request (a notification after its response?): %.300q", p.stray)
-	}
+	p.closeClean()
 }

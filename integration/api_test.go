@@ -202,6 +202,20 @@ func (p *apiProc) close() error {
 	}
 }
 
+// closeClean ends the server's input and checks it exited cleanly, with
+// every line it wrote the answer to a request or a notification of one.
+func (p *apiProc) closeClean() {
+	p.t.Helper()
+	if err := p.close(); err != nil {
+		p.t.Fatalf("lightbox api exit: %v; stderr: %s", err, p.stderr())
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stray != nil {
+		p.t.Errorf("lines that answered no request (a notification after its response?): %.300q", p.stray)
+	}
+}
+
 // sandboxNames lists the store's sandboxes through the CLI.
 func sandboxNames(t *testing.T, root string) []string {
 	t.Helper()
@@ -374,12 +388,7 @@ func TestAPIServer(t *testing.T) {
 
 	// End of stdin: the server exits 0, destroying a (owned) and leaving
 	// b (detached).
-	if err := p.close(); err != nil {
-		t.Fatalf("lightbox api exit: %v; stderr: %s", err, p.stderr())
-	}
-	if p.stray != nil {
-		t.Errorf("lines that answered no request: %q", p.stray)
-	}
+	p.closeClean()
 	if got := strings.Join(sandboxNames(t, root), ","); got != "api-b:running" {
 		t.Fatalf("after the server's stdin closed, sandboxes = %s, want only api-b:running", got)
 	}
@@ -514,12 +523,7 @@ func TestAPIServerSnapshots(t *testing.T) {
 		p.fails("not_found", "snapshot.remove", map[string]any{"name": n})
 	}
 	p.fails("invalid_name", "snapshot.remove", map[string]any{"name": "../x"})
-	if err := p.close(); err != nil {
-		t.Fatalf("lightbox api exit: %v; stderr: %s", err, p.stderr())
-	}
-	if p.stray != nil {
-		t.Errorf("lines that answered no request: %q", p.stray)
-	}
+	p.closeClean()
 }
 
 // TestAPIServerProtocolErrors: lines that are not requests get JSON-RPC's
@@ -985,12 +989,7 @@ func TestAPIServerLongLine(t *testing.T) {
 	// sandbox is not found.
 	p.ok("server.version", nil, nil)
 	p.fails("not_found", "sandbox.shell", map[string]any{"name": "api-none", "script": "cat", "stdin": strings.Repeat("b", 15<<20)})
-	if err := p.close(); err != nil {
-		t.Fatalf("lightbox api exit: %v; stderr: %s", err, p.stderr())
-	}
-	if p.stray != nil {
-		t.Errorf("lines that answered no request: %.300q", p.stray)
-	}
+	p.closeClean()
 }
 
 // TestAPIServerInFlight: many large requests to slow commands sent at
