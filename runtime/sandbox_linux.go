@@ -355,7 +355,10 @@ func (s *Sandbox) destroyedErr(what string, gone bool) error {
 	if err == nil {
 		return fmt.Errorf("sandbox %s: %w: it was destroyed (removed) before %s ended", s.name, ErrNotRunning, what)
 	}
-	if _, err := os.Lstat(s.dir); gone && errors.Is(err, os.ErrNotExist) {
+	if !gone {
+		return nil
+	}
+	if _, err := os.Lstat(s.dir); errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("sandbox %s: %w: it was removed before %s ended", s.name, ErrNotRunning, what)
 	}
 	return nil
