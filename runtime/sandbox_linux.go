@@ -353,16 +353,24 @@ const destroyedFile = "destroyed"
 func (s *Sandbox) destroyedErr(what string, gone bool) error {
 	_, err := os.Lstat(filepath.Join(s.dir, destroyedFile))
 	if err == nil {
-		return fmt.Errorf("sandbox %s: %w: it was destroyed (removed) before %s ended", s.name, ErrNotRunning, what)
+		return &destroyedError{fmt.Errorf("sandbox %s: %w: it was destroyed (removed) before %s ended", s.name, ErrNotRunning, what)}
 	}
 	if !gone {
 		return nil
 	}
 	if _, err := os.Lstat(s.dir); errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("sandbox %s: %w: it was removed before %s ended", s.name, ErrNotRunning, what)
+		return &destroyedError{fmt.Errorf("sandbox %s: %w: it was removed before %s ended", s.name, ErrNotRunning, what)}
 	}
 	return nil
 }
+
+// destroyedError is destroyedErr's verdict, which a Wait finds in its
+// main command's error: the command saw the mark that the removal may
+// have taken away (with the directory) by the time the Wait looks.
+type destroyedError struct{ err error }
+
+func (e *destroyedError) Error() string { return e.err.Error() }
+func (e *destroyedError) Unwrap() error { return e.err }
 
 // pooledFile, in a sandbox's directory, says that a warm pool holds it
 // (Spec.Takeable) and has not handed it out yet.
@@ -393,6 +401,10 @@ func (s *Sandbox) Wait(ctx context.Context) (int, error) {
 		case err := <-waited:
 			var ee *ExitError
 			if err != nil && !errors.As(err, &ee) {
+				var de *destroyedError
+				if errors.As(err, &de) {
+					return -1, fmt.Errorf("sandbox %s: %w: it was destroyed (removed) before its main command ended", s.name, ErrNotRunning)
+				}
 				if derr := s.destroyedErr("its main command", false); derr != nil {
 					return -1, derr
 				}
