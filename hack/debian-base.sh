@@ -27,6 +27,20 @@ case $dir in
 *) echo "debian-base: DIR must be an absolute path, not $dir" >&2; exit 2 ;;
 esac
 
+# A parent made here is readable by everyone (the rootless tests import
+# the tarball as another user); an existing one (/tmp, say) is left as it
+# is.
+if [ ! -d "$(dirname "$dir")" ]; then
+	mkdir -p "$(dirname "$dir")"
+	chmod 0755 "$(dirname "$dir")"
+fi
+# One of these at a time per DIR: two checkouts' `make test` on one
+# machine share the tree, and a second debootstrap into $dir.tmp while the
+# first runs fails both ("file already exists"). The lock is held until
+# the script exits; the second waits and then reuses the first's tree.
+exec 9>>"$dir.lock"
+flock 9
+
 checks_out() {
 	[ -f "$dir.ok" ] &&
 		grep -q '^12\.' "$dir/etc/debian_version" 2>/dev/null &&
@@ -40,13 +54,6 @@ if checks_out; then
 else
 	echo "debian-base: debootstrap --variant=minbase bookworm $dir (a minute or more)" >&2
 	rm -rf "$dir" "$dir.tmp" "$dir.ok" "$dir.tar"
-	# A parent made here is readable by everyone (the rootless tests
-	# import the tarball as another user); an existing one (/tmp, say)
-	# is left as it is.
-	if [ ! -d "$(dirname "$dir")" ]; then
-		mkdir -p "$(dirname "$dir")"
-		chmod 0755 "$(dirname "$dir")"
-	fi
 	start=$(date +%s)
 	if ! debootstrap --variant=minbase bookworm "$dir.tmp" "$mirror" >"$dir.log" 2>&1; then
 		tail -20 "$dir.log" >&2
