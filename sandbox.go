@@ -563,14 +563,23 @@ type Collected struct {
 	Disks []string `json:"disks"`
 	// Layers are the digests of the unpacked layers no snapshot uses.
 	Layers []string `json:"layers"`
+	// Inits are the sandbox init programs of other lightbox builds
+	// (upgrades, embedding programs) that no running lightbox process
+	// can still launch from and that nothing used for a week (file names
+	// under $ROOT/sandboxes: ".init-" and 32 hex digits of the program's
+	// sha256). Running sandboxes never need them; this build's is kept.
+	Inits []string `json:"inits"`
 }
 
 // Collect is GC that also says what it removed (`lightbox gc` prints it).
 // On error, what was removed before the error is still returned.
 func (r *Runtime) Collect(ctx context.Context) (*Collected, error) {
 	var c Collected
-	var err1, err2, err3 error
-	c.Sandboxes, err1 = r.mgr.Collect(ctx)
+	var err2, err3 error
+	mc, err1 := r.mgr.Collect(ctx)
+	if mc != nil {
+		c.Sandboxes, c.Inits = mc.Sandboxes, mc.Inits
+	}
 	c.Disks, err2 = r.disks.GC(ctx, r.diskInUse(ctx))
 	c.Layers, err3 = r.snaps.Collect(ctx)
 	// Outside the store: what a launch killed while it published ports

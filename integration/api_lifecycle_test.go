@@ -295,15 +295,16 @@ func TestAPIServerRemoveGC(t *testing.T) {
 	p.waitCode("api-kept")
 	lbOK(t, root, "run", "-d", "--network", "none", "--name", "api-dead", "busybox")
 	killInit(t, root, "api-dead")
+	old := staleInit(t, root, "e7") // an older lightbox's sandbox init
 	var got struct {
-		Sandboxes, Disks, Layers []string
+		Sandboxes, Disks, Layers, Inits []string
 	}
 	p.ok("server.gc", nil, &got)
-	if !slices.Equal(got.Sandboxes, []string{"api-dead"}) || got.Disks == nil || got.Layers == nil {
-		t.Errorf("server.gc = %+v, want sandboxes [api-dead] and the other lists (empty or not)", got)
+	if !slices.Equal(got.Sandboxes, []string{"api-dead"}) || got.Disks == nil || got.Layers == nil || !slices.Equal(got.Inits, []string{old}) {
+		t.Errorf("server.gc = %+v, want sandboxes [api-dead], inits [%s] and the other lists (empty or not)", got, old)
 	}
 	p.ok("server.gc", nil, &got)
-	if got.Sandboxes == nil || len(got.Sandboxes) != 0 {
+	if got.Sandboxes == nil || len(got.Sandboxes) != 0 || len(got.Inits) != 0 {
 		t.Errorf("a second server.gc = %+v, want no sandbox (an empty list)", got)
 	}
 	p.fails("invalid_params", "server.gc", map[string]any{"all": true})

@@ -43,6 +43,7 @@ type Manager struct {
 	exeOnce sync.Once
 	exeFD   *os.File // read-only detached bind of the init's binary (root only)
 	exePath string   // the lean init's file ("" = this binary)
+	exeHold *os.File // shared lock on exePath until Close: gc leaves it (initbin.Hold)
 	exeErr  error
 
 	bg bgWork // removals of destroyed sandboxes' directories
@@ -143,10 +144,17 @@ func (m *Manager) globalLock(ctx context.Context) (*lockfile.Lock, error) {
 // it is a read-only detached bind of that file (file != nil; path ""), so
 // that /proc/1/exe cannot be written from inside; rootless it is the
 // file's path (nsinit protects itself; path "" = /proc/self/exe).
+// The installed file is held (initbin.Hold) until Close, so that no gc,
+// of this build or another, removes it while this Manager may launch.
 func (m *Manager) exe() (file *os.File, path string) {
 	m.exeOnce.Do(func() {
 		src := "/proc/self/exe"
 		p, err := initbin.Install(m.root)
+		if err == nil {
+			// Held until Close: a gc of another build, in any process,
+			// leaves the file while this Manager may launch from it.
+			m.exeHold, err = initbin.Hold(p)
+		}
 		switch {
 		case err == nil:
 			src, m.exePath = p, p
@@ -199,6 +207,9 @@ func (m *Manager) Close() error {
 	m.bgMu.Unlock()
 	if m.exeFD != nil {
 		err = errors.Join(err, m.exeFD.Close())
+	}
+	if m.exeHold != nil {
+		_ = m.exeHold.Close() // read-only; closing releases the hold: no launch of ours is under way
 	}
 	m.usernsMu.Lock()
 	for _, ns := range m.userns {
@@ -803,21 +814,23 @@ func (m *Manager) GC(ctx context.Context) error {
 	return err
 }
 
-// Collect is GC that also returns the names of the dead sandboxes it
-// removed.
-func (m *Manager) Collect(ctx context.Context) ([]string, error) {
+// Collect is GC that also says what it removed: the dead sandboxes, and
+// the lean init programs of other lightbox builds that no process may
+// still launch from (initbin.RemoveStale has the rule). On error, what
+// was removed before it is still returned.
+func (m *Manager) Collect(ctx context.Context) (*Collected, error) {
 	m.bg.Wait() // this process's own removals first: GC leaves no .rm- entry it could finish
+	c := &Collected{}
 	g, err := m.globalLock(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("gc sandboxes: %w", err)
+		return c, fmt.Errorf("gc sandboxes: %w", err)
 	}
 	defer g.Close()
 	ents, err := os.ReadDir(m.root)
 	if err != nil {
-		return nil, fmt.Errorf("gc sandboxes: %w", err)
+		return c, fmt.Errorf("gc sandboxes: %w", err)
 	}
 	var errs []error
-	var removed []string
 	// A launch killed while it installed the lean init left its
 	// temporary file; under the global lock no install is under way.
 	if tmps, err := initbin.RemoveTemps(m.root); err != nil {
@@ -827,9 +840,18 @@ func (m *Manager) Collect(ctx context.Context) ([]string, error) {
 			m.log.Info("removed what a killed install of the init left", "path", p)
 		}
 	}
+	// Under the global lock too: every process installs and holds its
+	// program under it, so none is removed between the two.
+	c.Inits, err = initbin.RemoveStale(m.root)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, n := range c.Inits {
+		m.log.Info("removed the sandbox init of another lightbox build", "path", filepath.Join(m.root, n))
+	}
 	for _, e := range ents {
 		if err := ctx.Err(); err != nil {
-			return removed, err
+			return c, err
 		}
 		if strings.HasPrefix(e.Name(), ".rm-") {
 			aside := filepath.Join(m.root, e.Name())
@@ -861,13 +883,13 @@ func (m *Manager) Collect(ctx context.Context) ([]string, error) {
 		if err := m.removeLocked(ctx, e.Name(), false); err != nil {
 			errs = append(errs, err)
 		} else {
-			removed = append(removed, e.Name())
+			c.Sandboxes = append(c.Sandboxes, e.Name())
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return removed, fmt.Errorf("gc sandboxes: %w", err)
+		return c, fmt.Errorf("gc sandboxes: %w", err)
 	}
-	return removed, nil
+	return c, nil
 }
 
 // remove removes a sandbox that is not running.

@@ -249,6 +249,16 @@ type CmdSpec struct {
 	TtySize [2]uint16
 }
 
+// Collected is what Manager.Collect removed.
+type Collected struct {
+	// Sandboxes are the dead sandboxes removed.
+	Sandboxes []string
+	// Inits are the lean init programs of other lightbox builds removed
+	// (file names in the root, ".init-" and 32 hex digits of the
+	// program's sha256): the rule is initbin.RemoveStale's.
+	Inits []string
+}
+
 // Info describes a sandbox on disk.
 type Info struct {
 	Name     string `json:"name"`

@@ -29,9 +29,9 @@ func (m *Manager) Launch(ctx context.Context, spec Spec) (*Sandbox, error) { ret
 func (m *Manager) Attach(ctx context.Context, name string) (*Sandbox, error) {
 	return nil, errPlatform
 }
-func (m *Manager) List(ctx context.Context) ([]Info, error)      { return nil, errPlatform }
-func (m *Manager) GC(ctx context.Context) error                  { return errPlatform }
-func (m *Manager) Collect(ctx context.Context) ([]string, error) { return nil, errPlatform }
+func (m *Manager) List(ctx context.Context) ([]Info, error)        { return nil, errPlatform }
+func (m *Manager) GC(ctx context.Context) error                    { return errPlatform }
+func (m *Manager) Collect(ctx context.Context) (*Collected, error) { return nil, errPlatform }
 
 // Sandbox is unsupported off Linux.
 type Sandbox struct{}

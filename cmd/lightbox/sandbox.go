@@ -737,8 +737,9 @@ func gcCommand() *cli.Command {
 		Name:  "gc",
 		Usage: "remove what crashed lightbox processes left: mounts, state dirs, stale names, temporary files",
 		Description: "Prints one line per thing removed: \"sandbox NAME\" (a dead sandbox), \"disk NAME\"\n" +
-			"(a capped writable layer no sandbox names) or \"layer DIGEST\" (an unpacked layer no\n" +
-			"snapshot uses); -q prints nothing.",
+			"(a capped writable layer no sandbox names), \"layer DIGEST\" (an unpacked layer no\n" +
+			"snapshot uses) or \"init FILE\" (the sandbox init of another lightbox build that no\n" +
+			"running lightbox process holds and nothing used for a week); -q prints nothing.",
 		Flags: []cli.Flag{quietFlag()},
 		Action: withRuntime(func(c *cli.Context, r *lightbox.Runtime) error {
 			got, err := r.Collect(c.Context)
@@ -746,7 +747,7 @@ func gcCommand() *cli.Command {
 				for _, x := range []struct {
 					kind  string
 					names []string
-				}{{"sandbox", got.Sandboxes}, {"disk", got.Disks}, {"layer", got.Layers}} {
+				}{{"sandbox", got.Sandboxes}, {"disk", got.Disks}, {"layer", got.Layers}, {"init", got.Inits}} {
 					for _, n := range x.names {
 						fmt.Printf("%s %s\n", x.kind, safe(n))
 					}

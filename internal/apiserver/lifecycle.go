@@ -280,7 +280,7 @@ func (s *Server) remove(ctx context.Context, params []byte) (any, error) {
 
 // gc runs the garbage collector on the server's store (Runtime.Collect,
 // `lightbox gc`) and answers with what it removed: {sandboxes, disks,
-// layers}, each a list, empty when nothing.
+// layers, inits}, each a list, empty when nothing.
 func (s *Server) gc(ctx context.Context, params []byte) (any, error) {
 	if err := decode(params, &struct{}{}); err != nil {
 		return nil, err
@@ -289,7 +289,7 @@ func (s *Server) gc(ctx context.Context, params []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, l := range []*[]string{&c.Sandboxes, &c.Disks, &c.Layers} {
+	for _, l := range []*[]string{&c.Sandboxes, &c.Disks, &c.Layers, &c.Inits} {
 		if *l == nil {
 			*l = []string{}
 		}

@@ -35,8 +35,10 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/beamhop/lightbox/internal/atomicfile"
+	"github.com/beamhop/lightbox/internal/lockfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -106,6 +108,141 @@ func RemoveTemps(dir string) ([]string, error) {
 		removed = append(removed, p)
 	}
 	return removed, errors.Join(errs...)
+}
+
+// Which installed programs a collection may remove.
+//
+// Every lightbox build writes its own program into a store (named by its
+// content), so each upgrade, and each embedding program built with another
+// nsinit, adds one of a few MB. Several programs of different builds may
+// use one store at the same time, so "not this build's" alone is no rule:
+// the other build may be about to execute its own (rootless, a launch
+// executes the program by path, and a process installs it once and
+// launches from it for as long as it runs).
+//
+// The rule: a process that installed a program holds a shared flock on it
+// (Hold) for as long as it may launch from it; RemoveStale removes a
+// program only while it can take an exclusive flock on it, so never one a
+// live process holds (a process that dies releases its lock with it).
+// Install and Hold on one side, RemoveStale on the other, run under the
+// caller's lock on dir (package runtime's store lock), so no program is
+// removed between its Install and its Hold. This build's program is always
+// kept (the next launch would write it again).
+//
+// Builds from before that rule hold no lock. For them, a program is also
+// kept while it was executed or written in the last staleAfter (its atime
+// or mtime: an exec updates atime, at least once a day under the default
+// relatime), so that an older long-running process that launches now and
+// then keeps its program; as real root it never needs the file again
+// (it launches from a read-only bind it opened once).
+//
+// A sandbox that runs never needs its program's file again either: its
+// init runs from the executed inode, and hands over (re-executes itself)
+// through a descriptor of /proc/self/exe it opened at its start, which
+// keeps working after the file is unlinked.
+
+// staleAfter is how long a program nobody holds must have gone unused
+// before RemoveStale removes it (see above).
+const staleAfter = 7 * 24 * time.Hour
+
+// Hold takes a shared lock on the program Install returned, which keeps
+// RemoveStale (of any process) from removing it until the returned file is
+// closed. Call it under the same lock as Install.
+func Hold(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("hold the sandbox init: %w", err)
+	}
+	if err := lockfile.TrySharedFD(int(f.Fd()), path); err != nil {
+		_ = f.Close() // read-only, not locked
+		return nil, fmt.Errorf("hold the sandbox init: %w", err)
+	}
+	return f, nil
+}
+
+// installed reports whether name is an installed program's name.
+func installed(name string) bool {
+	h, ok := strings.CutPrefix(name, prefix)
+	if !ok || len(h) != 32 {
+		return false
+	}
+	for _, c := range h {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// RemoveStale removes from dir the programs of other builds that no
+// process holds and nothing used for staleAfter (the rule above), and
+// returns their names. The caller holds the lock it Installs under.
+func RemoveStale(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("remove unused sandbox inits: %w", err)
+	}
+	var own string
+	if Available() {
+		own = prefix + Sum()[:32]
+	}
+	var removed []string
+	var errs []error
+	for _, e := range ents {
+		if !installed(e.Name()) || e.Name() == own || !e.Type().IsRegular() {
+			continue
+		}
+		ok, err := removeIfStale(filepath.Join(dir, e.Name()))
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if ok {
+			removed = append(removed, e.Name())
+		}
+	}
+	return removed, errors.Join(errs...)
+}
+
+// removeIfStale removes the program at p if nobody holds it and nothing
+// used it for staleAfter, holding the exclusive lock across the unlink.
+func removeIfStale(p string) (bool, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer func() { _ = f.Close() }() // read-only; closing releases the probe's lock
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return false, &os.PathError{Op: "fstat", Path: p, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return false, nil
+	}
+	used := time.Unix(st.Atim.Unix())
+	if m := time.Unix(st.Mtim.Unix()); m.After(used) {
+		used = m
+	}
+	if time.Since(used) < staleAfter {
+		return false, nil
+	}
+	if err := lockfile.TryFD(int(f.Fd()), p); err != nil {
+		if errors.Is(err, lockfile.ErrLocked) {
+			return false, nil // a live process may still launch from it
+		}
+		return false, err
+	}
+	// Still the file probed (dir is the caller's, but a name is cheap to check).
+	var now unix.Stat_t
+	if err := unix.Lstat(p, &now); err != nil || now.Dev != st.Dev || now.Ino != st.Ino {
+		return false, nil
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return false, err
+	}
+	return true, nil
 }
 
 // program decompresses the lean init and checks its sum.

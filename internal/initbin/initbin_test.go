@@ -5,11 +5,15 @@ package initbin
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 )
 
 // TestFresh rebuilds the lean init from the current sources the way
@@ -119,5 +123,76 @@ func TestInstallWhileForking(t *testing.T) {
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 125 {
 			t.Fatalf("run %d: exec of the just-installed init: %v; want exit 125", i, err)
 		}
+	}
+}
+
+// TestRemoveStale: a collection removes the programs of other builds that
+// nobody holds and nothing used for staleAfter, and nothing else: not
+// this build's, not a held one, not a recent one, not what only looks
+// like a program.
+func TestRemoveStale(t *testing.T) {
+	dir := t.TempDir()
+	old := time.Now().Add(-staleAfter - time.Hour)
+	mk := func(name string, when time.Time) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("\x7fELF another build's init"), 0o555); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, when, when); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	own, err := Install(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(own, old, old); err != nil {
+		t.Fatal(err)
+	}
+	stale := mk(".init-"+strings.Repeat("a", 32), old)
+	recent := mk(".init-"+strings.Repeat("b", 32), time.Now())
+	held := mk(".init-"+strings.Repeat("c", 32), old)
+	short := mk(".init-abc", old)
+	upper := mk(".init-"+strings.Repeat("A", 32), old)
+	outside := mk("elsewhere", old)
+	link := filepath.Join(dir, ".init-"+strings.Repeat("e", 32))
+	if err := os.Symlink(outside, link); err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(dir, ".init-"+strings.Repeat("d", 32))
+	if err := os.Mkdir(sub, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	h, err := Hold(held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := RemoveStale(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{filepath.Base(stale)}; !slices.Equal(got, want) {
+		t.Errorf("RemoveStale = %q, want %q", got, want)
+	}
+	for _, p := range []string{own, recent, held, short, upper, outside, link, sub} {
+		if _, err := os.Lstat(p); err != nil {
+			t.Errorf("%s: %v; want it kept", filepath.Base(p), err)
+		}
+	}
+	if _, err := os.Lstat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s: %v; want it removed", filepath.Base(stale), err)
+	}
+	// Once its holder lets go (a process that ends does), it goes too.
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, err = RemoveStale(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{filepath.Base(held)}; !slices.Equal(got, want) {
+		t.Errorf("RemoveStale after the hold = %q, want %q", got, want)
 	}
 }

@@ -114,6 +114,20 @@ func TryFD(fd int, path string) error {
 	return &os.PathError{Op: "flock", Path: path, Err: err}
 }
 
+// TrySharedFD takes a shared lock on the open file fd without waiting
+// (path names it in errors); an error wrapping ErrLocked if someone holds
+// it exclusively.
+func TrySharedFD(fd int, path string) error {
+	err := flock(fd, unix.LOCK_SH|unix.LOCK_NB)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, unix.EWOULDBLOCK):
+		return fmt.Errorf("lock %s: %w", path, ErrLocked)
+	}
+	return &os.PathError{Op: "flock", Path: path, Err: err}
+}
+
 // TryExclusive takes an exclusive lock without waiting; ErrLocked if held.
 func TryExclusive(path string) (*Lock, error) {
 	f, err := open(path)
