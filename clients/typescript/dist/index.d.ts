@@ -219,6 +219,11 @@ export interface Collected {
     disks: string[];
     /** Digests of unpacked layers no snapshot uses. */
     layers: string[];
+    /** Sandbox init programs of other lightbox builds (upgrades, other
+     * embedding programs) that no running lightbox process can still launch
+     * from and that nothing used for a week: file names under the store's
+     * `sandboxes/`. */
+    inits: string[];
 }
 /** A named volume. */
 export interface Volume {
@@ -552,7 +557,8 @@ export declare class Client {
     removeSandbox(name: string, opts?: RemoveSandboxOptions): Promise<void>;
     /** Runs lightbox's garbage collector on the store (`lightbox gc`): removes
      * what crashed processes left (dead sandboxes, unused capped writable
-     * layers and unpacked layers) and resolves to what it removed. Running
+     * layers and unpacked layers) and other builds' unused sandbox inits, and
+     * resolves to what it removed. Running
      * and exited sandboxes are left alone. */
     gc(opts?: GCOptions): Promise<Collected>;
     /** Lists the store's snapshots. */

@@ -613,11 +613,12 @@ export class Client {
     }
     /** Runs lightbox's garbage collector on the store (`lightbox gc`): removes
      * what crashed processes left (dead sandboxes, unused capped writable
-     * layers and unpacked layers) and resolves to what it removed. Running
+     * layers and unpacked layers) and other builds' unused sandbox inits, and
+     * resolves to what it removed. Running
      * and exited sandboxes are left alone. */
     async gc(opts = {}) {
         const r = await this._call("server.gc", {}, opts.signal);
-        return { sandboxes: r.sandboxes ?? [], disks: r.disks ?? [], layers: r.layers ?? [] };
+        return { sandboxes: r.sandboxes ?? [], disks: r.disks ?? [], layers: r.layers ?? [], inits: r.inits ?? [] };
     }
     /** Lists the store's snapshots. */
     async listSnapshots() {

@@ -267,6 +267,11 @@ export interface Collected {
   disks: string[];
   /** Digests of unpacked layers no snapshot uses. */
   layers: string[];
+  /** Sandbox init programs of other lightbox builds (upgrades, other
+   * embedding programs) that no running lightbox process can still launch
+   * from and that nothing used for a week: file names under the store's
+   * `sandboxes/`. */
+  inits: string[];
 }
 
 /** A named volume. */
@@ -1094,11 +1099,12 @@ export class Client {
 
   /** Runs lightbox's garbage collector on the store (`lightbox gc`): removes
    * what crashed processes left (dead sandboxes, unused capped writable
-   * layers and unpacked layers) and resolves to what it removed. Running
+   * layers and unpacked layers) and other builds' unused sandbox inits, and
+   * resolves to what it removed. Running
    * and exited sandboxes are left alone. */
   async gc(opts: GCOptions = {}): Promise<Collected> {
     const r = await this._call("server.gc", {}, opts.signal);
-    return { sandboxes: r.sandboxes ?? [], disks: r.disks ?? [], layers: r.layers ?? [] };
+    return { sandboxes: r.sandboxes ?? [], disks: r.disks ?? [], layers: r.layers ?? [], inits: r.inits ?? [] };
   }
 
   /** Lists the store's snapshots. */

@@ -545,8 +545,16 @@ test("an aborted wait or follow leaves the sandbox running; removeSandbox remove
   assert.ok(!store.sandboxes().some((s) => s.startsWith("detached-rm:")), `removed: ${store.sandboxes()}`);
   await assert.rejects(lb.removeSandbox("detached-rm"), (e: unknown) => e instanceof LightboxError && e.code === "not_found");
 
+  // Another lightbox build's init, unused for a month: gc removes it and says so.
+  const staleInit = ".init-" + "d4".repeat(16);
+  const stalePath = path.join(store.root, "sandboxes", staleInit);
+  fs.writeFileSync(stalePath, "\x7fELF another build's init", { mode: 0o555 });
+  const monthAgo = new Date(Date.now() - 30 * 24 * 3600 * 1000);
+  fs.utimesSync(stalePath, monthAgo, monthAgo);
   const collected = await lb.gc();
   assert.ok(Array.isArray(collected.sandboxes) && Array.isArray(collected.disks) && Array.isArray(collected.layers), JSON.stringify(collected));
+  assert.deepEqual(collected.inits, [staleInit], JSON.stringify(collected));
+  assert.ok(!fs.existsSync(stalePath), "gc removed the other build's init");
 });
 
 test("buildSnapshot builds from a Dockerfile (relative context), reporting steps and RUN output; inspectSnapshot and exportSnapshot round-trip through importSnapshot", async () => {
