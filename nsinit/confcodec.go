@@ -73,6 +73,7 @@ func appendConfig(b []byte, cfg *Config) []byte {
 	}
 	e.ints(f.Leases)
 	e.ints(f.WorkloadV1)
+	e.ints(f.CPUMax)
 	e.int(int64(cfg.Passed))
 	e.int(int64(cfg.RootParentFD))
 	return e
@@ -117,6 +118,7 @@ func parseConfig(b []byte) (*Config, error) {
 	}
 	f.Leases = d.ints()
 	f.WorkloadV1 = d.ints()
+	f.CPUMax = d.ints()
 	cfg.Passed = d.num()
 	cfg.RootParentFD = PassedFD(d.num())
 	if d.bad || len(d.b) != 0 {

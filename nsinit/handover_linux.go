@@ -75,9 +75,10 @@ type handoverState struct {
 	// listener, the lock file, the liveness pipe (-1 once at its end),
 	// the workloads' cgroup (0 for none) and its other v1 hierarchies',
 	// the gone pipe (FDs.Gone, 0 for none), the upper dir's filesystem
-	// (FDs.UpperFS, 0 for none), every lease held.
+	// (FDs.UpperFS, 0 for none), every lease held, the CPU limit's files
+	// (FDs.CPUMax).
 	Exe, Listener, Lock, Liveness, Workload, Gone, UpperFS int
-	WorkloadV1, Leases                                     []int
+	WorkloadV1, Leases, CPUMax                             []int
 	Detached, Taken                                        bool
 	// SyncOnEnd is Config.SyncOnEnd.
 	SyncOnEnd bool
@@ -123,6 +124,7 @@ func appendState(b []byte, st *handoverState) []byte {
 	}
 	e.ints(st.WorkloadV1)
 	e.ints(st.Leases)
+	e.ints(st.CPUMax)
 	e.int(int64(st.Main))
 	e.int(st.Deadline)
 	e.int(int64(len(st.Relays)))
@@ -155,6 +157,7 @@ func parseState(b []byte) (*handoverState, error) {
 	st.Exe, st.Listener, st.Lock, st.Liveness, st.Workload, st.Gone, st.UpperFS = d.num(), d.num(), d.num(), d.num(), d.num(), d.num(), d.num()
 	st.WorkloadV1 = d.ints()
 	st.Leases = d.ints()
+	st.CPUMax = d.ints()
 	st.Main, st.Deadline = d.num(), d.int()
 	st.Relays = list(d, func() relayHandover {
 		return relayHandover{Pipe: d.num(), Log: d.num(), Max: d.int(), Off: d.int(), Dropped: d.int(), Tty: d.bool(), MainTty: d.bool()}
@@ -232,7 +235,7 @@ func (s *server) handover() {
 		Gen: s.gen + 1, Detached: s.detached, Taken: s.taken, Setgroups: s.setgr, Deadline: s.deadline, SyncOnEnd: s.cfg.SyncOnEnd,
 		Name: s.cfg.Name, Env: s.cfg.Env, Workdir: s.cfg.Workdir, User: s.cfg.User,
 		AllowUserNS: s.cfg.AllowUserNamespaces, Cgroup: s.cfg.Cgroup, WorkloadOOMScore: s.cfg.WorkloadOOMScore, Nproc: s.cfg.Nproc,
-		Exe: s.exe, Listener: fileFD(s.ln), Lock: s.cfg.FDs.Lock, Liveness: -1, Workload: s.cfg.FDs.Workload, WorkloadV1: s.cfg.FDs.WorkloadV1, Gone: s.cfg.FDs.Gone, UpperFS: s.cfg.FDs.UpperFS,
+		Exe: s.exe, Listener: fileFD(s.ln), Lock: s.cfg.FDs.Lock, Liveness: -1, Workload: s.cfg.FDs.Workload, WorkloadV1: s.cfg.FDs.WorkloadV1, CPUMax: s.cfg.FDs.CPUMax, Gone: s.cfg.FDs.Gone, UpperFS: s.cfg.FDs.UpperFS,
 		Leases: append(slices.Clone(s.cfg.FDs.Leases), s.leases...),
 	}
 	if s.liveness != nil {
@@ -336,6 +339,7 @@ func (st *handoverState) fds() []int {
 		fds = append(fds, st.Workload)
 	}
 	fds = append(fds, st.WorkloadV1...)
+	fds = append(fds, st.CPUMax...)
 	if st.Gone > 0 {
 		fds = append(fds, st.Gone)
 	}
@@ -406,7 +410,7 @@ func resume() {
 	cfg := &Config{
 		Version: Version, Name: st.Name, Env: st.Env, Workdir: st.Workdir, User: st.User,
 		AllowUserNamespaces: st.AllowUserNS, Cgroup: st.Cgroup, WorkloadOOMScore: st.WorkloadOOMScore, Nproc: st.Nproc, SyncOnEnd: st.SyncOnEnd,
-		FDs: FDs{Report: -1, Passer: -1, Exe: -1, Listener: st.Listener, Lock: st.Lock, Liveness: st.Liveness, Workload: st.Workload, WorkloadV1: st.WorkloadV1, Gone: st.Gone, UpperFS: st.UpperFS, Leases: st.Leases},
+		FDs: FDs{Report: -1, Passer: -1, Exe: -1, Listener: st.Listener, Lock: st.Lock, Liveness: st.Liveness, Workload: st.Workload, WorkloadV1: st.WorkloadV1, CPUMax: st.CPUMax, Gone: st.Gone, UpperFS: st.UpperFS, Leases: st.Leases},
 	}
 	for i, t := range st.EtcTargets {
 		cfg.Etc = append(cfg.Etc, File{Target: t})

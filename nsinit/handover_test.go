@@ -12,7 +12,7 @@ func TestHandoverStateCodec(t *testing.T) {
 		Gen: 3, Name: "box", Workdir: "/work", User: "1000:1000",
 		Env: []string{"A=1", "B=two\nlines", ""}, Cgroup: []string{"cpu", "memory"},
 		AllowUserNS: true, WorkloadOOMScore: 500, Nproc: 4096, Setgroups: true, Detached: true, SyncOnEnd: true,
-		Exe: 9, Listener: 10, Lock: 4, Liveness: -1, Workload: 7, Gone: 19, UpperFS: 20, WorkloadV1: []int{13, 14}, Leases: []int{11, 12},
+		Exe: 9, Listener: 10, Lock: 4, Liveness: -1, Workload: 7, Gone: 19, UpperFS: 20, WorkloadV1: []int{13, 14}, Leases: []int{11, 12}, CPUMax: []int{21, 22},
 		Main: 42, Deadline: 1 << 40,
 		Relays:     []relayHandover{{Pipe: 13, Log: 14, Max: 16 << 20, Off: 123, Dropped: 7}, {Pipe: 17, Log: 18, Tty: true, MainTty: true}},
 		EtcTargets: []string{"/etc/hostname", "/etc/hosts"}, EtcFDs: []int{15, 16},

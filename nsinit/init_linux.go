@@ -288,6 +288,9 @@ func closeExtraFDs(cfg *Config) error {
 	for _, fd := range fds.WorkloadV1 {
 		keep[fd] = true
 	}
+	for _, fd := range fds.CPUMax {
+		keep[fd] = true
+	}
 	if fds.Gone > 0 {
 		keep[fds.Gone] = true
 	}

@@ -184,3 +184,16 @@ func setOOMScore(pid, score int) {
 	_, _ = unix.Write(fd, strconv.AppendInt(nil, int64(score), 10)) // error: it exited (the runtime only raises the score, which needs no privilege)
 	unix.Close(fd)
 }
+
+// liftCPULimit lifts the sandbox's CPU limit through FDs.CPUMax, just
+// before the init kills every process of the sandbox (see FDs.CPUMax):
+// "max" (v2's cpu.max), or "-1" where the kernel refuses that (v1's
+// cpu.cfs_quota_us). Best effort: a limit left in place only makes the
+// end slower.
+func liftCPULimit(fds []int) {
+	for _, fd := range fds {
+		if _, err := unix.Write(fd, []byte("max")); err != nil {
+			_, _ = unix.Write(fd, []byte("-1")) // best effort, as above
+		}
+	}
+}

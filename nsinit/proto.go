@@ -179,6 +179,15 @@ type FDs struct {
 	// limits (and the OOM killer, and CFS throttling) then hold them
 	// without the init.
 	WorkloadV1 []int `json:"workloadV1,omitempty"`
+	// CPUMax, when the sandbox has a CPU limit, are the files that hold
+	// it (v1: cpu.cfs_quota_us of the sandbox's cgroup, then of
+	// workload/; v2: the sandbox's cpu.max), opened for writing by the
+	// runtime. Just before the init kills every process of the sandbox it
+	// lifts the limit ("max", or "-1" where the kernel refuses that): a
+	// throttled task runs its own exit only when its group has quota
+	// left, so 50 busy loops at --cpus 0.01 took ~8 s to die after their
+	// SIGKILL, and the tasks it kills never run user code again.
+	CPUMax []int `json:"cpuMax,omitempty"`
 	// Gone, when not 0, is the write end of a pipe the init writes one
 	// byte to ("G") just before it exits, once no other process of the
 	// sandbox is left and the leases are closed: the launcher may then

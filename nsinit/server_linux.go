@@ -309,6 +309,7 @@ func (s *server) exit() {
 	}
 	s.r.mu.Unlock()
 	s.mu.Unlock()
+	liftCPULimit(s.cfg.FDs.CPUMax)
 	_ = unix.Kill(-1, unix.SIGKILL) // ESRCH when nothing else is left; our exit kills the rest anyway
 	waitLogCopiers(2 * time.Second) // the writers are gone: what is left to copy is in the pipes
 	s.sayGone()
@@ -452,6 +453,7 @@ func (s *server) destroy(grace time.Duration, sig syscall.Signal, timedOut bool)
 }
 
 func (s *server) killMain(m *proc) chan struct{} {
+	liftCPULimit(s.cfg.FDs.CPUMax)     // the sandbox ends: exit kills the rest
 	_ = unix.Kill(m.pid, unix.SIGKILL) // our child: fails only once it has exited, which m.done tells
 	return m.done
 }

@@ -101,6 +101,17 @@ func (r *reaper) noChildren() <-chan struct{} {
 // kernel's default for a thread that is not real-time.
 const workloadTimerSlack = 50_000
 
+// processSignals are the signals the spawner thread blocks while it waits
+// (see spawner.loop): every signal sent to a process rather than raised
+// by a thread's own fault, but SIGURG (the Go runtime's preemption, sent
+// to a thread) and SIGKILL and SIGSTOP (which cannot be blocked).
+var processSignals = []unix.Signal{
+	unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGABRT, unix.SIGUSR1, unix.SIGUSR2,
+	unix.SIGPIPE, unix.SIGALRM, unix.SIGTERM, unix.SIGSTKFLT, unix.SIGCHLD, unix.SIGCONT,
+	unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU, unix.SIGXCPU, unix.SIGXFSZ, unix.SIGVTALRM,
+	unix.SIGPROF, unix.SIGWINCH, unix.SIGIO, unix.SIGPWR,
+}
+
 // spawnReq is a fork+exec for the spawner thread.
 type spawnReq struct {
 	argv0 string
@@ -170,10 +181,29 @@ func (s *spawner) loop(ready chan<- error, prof seccomp.Options) {
 		ready <- err
 		return
 	}
+	// While it waits for requests, this thread blocks the signals sent
+	// to the whole process (SIGCHLD, those PID 1 forwards), so that the
+	// kernel never picks it to take one: it lives in the workloads'
+	// cgroup, and when they keep their CPU limit busy it may not run for
+	// many seconds, while a signal the kernel gave it waits there unseen
+	// by the init's other threads (a main command's SIGCHLD waited a
+	// minute, until another thread woke, under 50 busy loops at --cpus
+	// 0.01). The mask it forks with, which each workload starts with, is
+	// the one it had before.
+	var idle, forkMask unix.Sigset_t
+	for _, sig := range processSignals {
+		idle.Val[(sig-1)/64] |= 1 << ((uint(sig) - 1) % 64)
+	}
+	if err := unix.PthreadSigmask(unix.SIG_BLOCK, &idle, &forkMask); err != nil {
+		ready <- fmt.Errorf("spawner: block signals: %w", err)
+		return
+	}
 	ready <- nil
 	for req := range s.reqs {
 		s.r.mu.Lock()
+		_ = unix.PthreadSigmask(unix.SIG_SETMASK, &forkMask, nil) // EINVAL only for a bad how
 		pid, err := syscall.ForkExec(req.argv0, req.argv, req.attr)
+		_ = unix.PthreadSigmask(unix.SIG_BLOCK, &idle, nil) // as above
 		var done chan syscall.WaitStatus
 		if err == nil {
 			done = make(chan syscall.WaitStatus, 1)

@@ -821,6 +821,40 @@ func (cs *cgroupState) openWorkload() (first *os.File, more []*os.File, _ error)
 	return files[0], files[1:], nil
 }
 
+// openCPUMax opens for writing the files that hold the sandbox's CPU
+// limit, for the init to lift it as it kills the sandbox (nsinit's
+// FDs.CPUMax): v1's cpu.cfs_quota_us of the sandbox's cgroup and of
+// workload/ (the parent's first: a child's quota never exceeds its
+// parent's), v2's cpu.max.
+func (cs *cgroupState) openCPUMax() ([]*os.File, error) {
+	var paths []string
+	switch {
+	case cs == nil:
+		return nil, nil
+	case cs.Version == 2:
+		paths = []string{filepath.Join(unifiedMount, cs.Path, "cpu.max")}
+	default:
+		p, ok := cs.Paths[string(cgroup1.Cpu)]
+		if !ok {
+			return nil, nil
+		}
+		paths = []string{filepath.Join(unifiedMount, string(cgroup1.Cpu), p, "cpu.cfs_quota_us")}
+		if w, ok := cs.v1Workload()[string(cgroup1.Cpu)]; ok {
+			paths = append(paths, filepath.Join(unifiedMount, string(cgroup1.Cpu), w, "cpu.cfs_quota_us"))
+		}
+	}
+	var files []*os.File
+	for _, p := range paths {
+		fd, err := unix.Open(p, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			closeFiles(files)
+			return nil, &os.PathError{Op: "open", Path: p, Err: err}
+		}
+		files = append(files, os.NewFile(uintptr(fd), p))
+	}
+	return files, nil
+}
+
 // openDir opens the v2 cgroup's directory, for CLONE_INTO_CGROUP.
 func (cs *cgroupState) openDir() (*os.File, error) {
 	p := filepath.Join(unifiedMount, cs.Path)

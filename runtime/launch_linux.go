@@ -163,6 +163,16 @@ func (m *Manager) spawnInit(ctx context.Context, name string, spec Spec, cfg nsi
 	for _, f := range wmore {
 		cfg.FDs.WorkloadV1 = append(cfg.FDs.WorkloadV1, child(f))
 	}
+	if spec.Limits.CPUs > 0 {
+		cpu, err := cg.openCPUMax()
+		if err != nil {
+			return nil, err
+		}
+		defer closeFiles(cpu) // our copies, never written: the init has its own
+		for _, f := range cpu {
+			cfg.FDs.CPUMax = append(cfg.FDs.CPUMax, child(f))
+		}
+	}
 	for _, l := range spec.Leases {
 		cfg.FDs.Leases = append(cfg.FDs.Leases, child(l))
 	}

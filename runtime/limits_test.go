@@ -280,13 +280,80 @@ func TestCPULimitSparesInit(t *testing.T) {
 	needCgroup(t)
 	spec := e.spec("cpuhog")
 	spec.Limits = Limits{CPUs: 0.01}
-	spec.Command = []string{"sh", "-c", "i=0; while [ $i -lt 50 ]; do (while :; do :; done) & i=$((i+1)); done; wait"}
+	// The 50 loops are forked before any of them spins: each waits for
+	// a line on a fifo that the shell keeps open and writes 50 lines to
+	// once all are forked. (Forked as they spin, at a hundredth of a CPU
+	// shared with them, the last forks took minutes on a loaded machine.)
+	spec.Command = []string{"sh", "-c", `mkfifo /tmp/go && exec 3<>/tmp/go && i=0 && while [ $i -lt 50 ]; do (exec 3>&-; read x </tmp/go; while :; do :; done) & i=$((i+1)); done; i=0; while [ $i -lt 50 ]; do echo >&3; i=$((i+1)); done; wait`}
+	sb := e.launch(t, spec)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	usage := func() *Usage {
+		info, err := sb.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Usage == nil {
+			t.Fatal("Info: no usage of a sandbox with a CPU limit")
+		}
+		return info.Usage
+	}
+	var base uint64
+	for {
+		// All 50 forked (and the shell), as the cgroup counts them.
+		u := usage()
+		if u.Pids >= 51 {
+			base = u.CPUNanos
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the 50 loops were not forked: %+v", u)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for {
+		// And they spin: half a CFS period's worth of the quota used
+		// since (5 ms of CPU, 0.5 s at 0.01).
+		u := usage()
+		if u.CPUNanos >= base+uint64(5*time.Millisecond) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the 50 loops do not spin: %+v, %d ns when all were forked", u, base)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	start := time.Now()
+	if err := sb.Destroy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The grace (2 s) for the main command's SIGTERM, then the SIGKILL
+	// of all: the CPU limit is lifted for the dying (nsinit's
+	// FDs.CPUMax), which otherwise took ~4 s more for these 51 tasks.
+	if d := time.Since(start); d > 4*time.Second {
+		t.Errorf("Destroy of a sandbox whose workloads keep --cpus 0.01 busy took %v, want under 4 s (a grace of 2 s)", d.Round(100*time.Millisecond))
+	}
+}
+
+// When the main command ends while the workloads it leaves keep their CPU
+// limit busy, the sandbox ends at once: the init hears of the exit
+// (SIGCHLD never waits on its spawner thread, which shares the
+// workloads' quota) and the killed loops die without waiting for quota.
+// Before, Wait took 15 to 60 s here.
+func TestCPULimitMainExitEnds(t *testing.T) {
+	e := newEnv(t)
+	needCgroup(t)
+	spec := e.spec("cpuhog-exit")
+	spec.Limits = Limits{CPUs: 0.01}
+	// 50 loops wait for the shell's end (EOF on the fifo: its write end
+	// closes with it) to spin; the shell ends once the test writes a line
+	// to /tmp/exit.
+	t0 := time.Now()
+	spec.Command = []string{"sh", "-c", `mkfifo /tmp/go /tmp/exit && exec 3<>/tmp/go && i=0 && while [ $i -lt 50 ]; do (exec 3>&-; read x </tmp/go; while :; do :; done) & i=$((i+1)); done; read x </tmp/exit; exit 5`}
 	sb := e.launch(t, spec)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	for {
-		// The shell forks the loops at a hundredth of a CPU: wait until
-		// all 50 spin (and the shell), as the cgroup counts them.
 		info, err := sb.Info(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -295,16 +362,25 @@ func TestCPULimitSparesInit(t *testing.T) {
 			break
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("the 50 loops did not start: %+v", info.Usage)
+			t.Fatalf("the 50 loops were not forked: %+v", info.Usage)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	start := time.Now()
-	if err := sb.Destroy(ctx); err != nil {
+	// The writer may be killed with the sandbox before its own exit is
+	// told: its result is not looked at.
+	tell := sb.Command("sh", "-c", "echo > /tmp/exit")
+	if err := tell.Start(); err != nil {
 		t.Fatal(err)
 	}
+	defer func() { _ = tell.Wait() }()
+	start := time.Now()
+	code, err := sb.Wait(ctx)
+	if err != nil || code != 5 {
+		t.Fatalf("Wait = %d, %v; want 5", code, err)
+	}
+	t.Logf("ended %v after told; %v after launch", time.Since(start), time.Since(t0))
 	if d := time.Since(start); d > 10*time.Second {
-		t.Errorf("Destroy of a sandbox whose workloads keep --cpus 0.01 busy took %v, want under 10 s", d.Round(100*time.Millisecond))
+		t.Errorf("the sandbox ended %v after its main command was told to exit (50 loops left busy at --cpus 0.01), want under 10 s", d.Round(100*time.Millisecond))
 	}
 }
 
