@@ -91,10 +91,11 @@ type Config struct {
 	AllowUserNamespaces bool `json:"allowUserNamespaces,omitempty"`
 	// Pooled: the sandbox waits in a warm pool to be taken. Its init does
 	// not hand over when idle (handover_linux.go) until it has served a
-	// connection: a pooled init that only launched idles at ~0.93 MB
-	// anonymous against ~0.85 handed over, and the first command after a
-	// handover costs the fresh copy's first-use faults, paid by the take
-	// (bench/NOTES.md, 2026-12-02 twentieth session).
+	// connection, nor frees memory (server_linux.go's launchOver): a
+	// pooled init that only launched idles at ~0.81 MB anonymous against
+	// ~0.85 handed over, and the first command after a handover costs the
+	// fresh copy's first-use faults, paid by the take (bench/NOTES.md,
+	// 2026-12-02 twentieth and twenty-first sessions).
 	Pooled bool `json:"pooled,omitempty"`
 	// Nproc, when set, is the RLIMIT_NPROC of every process inside (the
 	// pids bound where no cgroup could be made; counted per user
