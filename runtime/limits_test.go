@@ -298,19 +298,7 @@ func TestCPULimitSparesInit(t *testing.T) {
 		}
 		return info.Usage
 	}
-	var base uint64
-	for {
-		// All 50 forked (and the shell), as the cgroup counts them.
-		u := usage()
-		if u.Pids >= 51 {
-			base = u.CPUNanos
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("the 50 loops were not forked: %+v", u)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	base := waitForked(t, ctx, sb).CPUNanos
 	for {
 		// And they spin: half a CFS period's worth of the quota used
 		// since (5 ms of CPU, 0.5 s at 0.01).
@@ -335,6 +323,28 @@ func TestCPULimitSparesInit(t *testing.T) {
 	}
 }
 
+// waitForked waits until the 50 loops of the CPU tests and their shell
+// are forked, as the cgroup counts them, and returns the usage then.
+func waitForked(t *testing.T, ctx context.Context, sb *Sandbox) *Usage {
+	t.Helper()
+	for {
+		info, err := sb.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Usage == nil {
+			t.Fatal("Info: no usage of a sandbox with a CPU limit")
+		}
+		if info.Usage.Pids >= 51 {
+			return info.Usage
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the 50 loops were not forked: %+v", info.Usage)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // When the main command ends while the workloads it leaves keep their CPU
 // limit busy, the sandbox ends at once: the init hears of the exit
 // (SIGCHLD never waits on its spawner thread, which shares the
@@ -353,19 +363,7 @@ func TestCPULimitMainExitEnds(t *testing.T) {
 	sb := e.launch(t, spec)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	for {
-		info, err := sb.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.Usage != nil && info.Usage.Pids >= 51 {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("the 50 loops were not forked: %+v", info.Usage)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitForked(t, ctx, sb)
 	// The writer may be killed with the sandbox before its own exit is
 	// told: its result is not looked at.
 	tell := sb.Command("sh", "-c", "echo > /tmp/exit")

@@ -103,22 +103,15 @@ func WaitFD(ctx context.Context, fd int, path string) error {
 
 // TryFD takes an exclusive lock on the open file fd without waiting
 // (path names it in errors); an error wrapping ErrLocked if it is held.
-func TryFD(fd int, path string) error {
-	err := flock(fd, unix.LOCK_EX|unix.LOCK_NB)
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, unix.EWOULDBLOCK):
-		return fmt.Errorf("lock %s: %w", path, ErrLocked)
-	}
-	return &os.PathError{Op: "flock", Path: path, Err: err}
-}
+func TryFD(fd int, path string) error { return tryFD(fd, unix.LOCK_EX, path) }
 
 // TrySharedFD takes a shared lock on the open file fd without waiting
 // (path names it in errors); an error wrapping ErrLocked if someone holds
 // it exclusively.
-func TrySharedFD(fd int, path string) error {
-	err := flock(fd, unix.LOCK_SH|unix.LOCK_NB)
+func TrySharedFD(fd int, path string) error { return tryFD(fd, unix.LOCK_SH, path) }
+
+func tryFD(fd, how int, path string) error {
+	err := flock(fd, how|unix.LOCK_NB)
 	switch {
 	case err == nil:
 		return nil
